@@ -1,0 +1,12 @@
+//! Kubernetes API machinery with no I/O, shared by the API server and every actor that
+//! speaks the API: the resource registry, `Status` errors, label and field selectors, the
+//! three patch types, validation, defaulting and the server-side table printers.
+#![forbid(unsafe_code)]
+
+pub mod patch;
+pub mod selector;
+pub mod status;
+pub mod table;
+pub mod validation;
+
+pub use status::{Cause, CauseType, StatusError};

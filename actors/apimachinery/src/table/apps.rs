@@ -1,0 +1,63 @@
+//! Rows for the `apps` workload controllers.
+
+use std::time::SystemTime;
+
+use serde_json::{json, Value};
+
+use super::selector::{format_label_selector, selector_string};
+use super::{age, int, list, name, text};
+
+/// spec.replicas, which is defaulted to 1 when the object is stored.
+fn desired_replicas(obj: &Value) -> i64 {
+    obj["spec"]["replicas"].as_i64().unwrap_or(1)
+}
+
+/// Container names and images of the pod template, each comma separated.
+fn containers(obj: &Value) -> (String, String) {
+    let containers = list(obj, &["spec", "template", "spec", "containers"]);
+    let join = |key: &str| {
+        containers
+            .iter()
+            .map(|c| text(c, &[key]))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    (join("name"), join("image"))
+}
+
+pub(super) fn deployment(d: &Value, now: SystemTime) -> Vec<Value> {
+    let status = &d["status"];
+    let (names, images) = containers(d);
+    // Upstream prints the raw selector here: empty, not `<none>`, when it
+    // selects everything.
+    let selector = selector_string(&d["spec"]["selector"]).unwrap_or_else(|()| "<invalid>".into());
+    vec![
+        name(d),
+        json!(format!(
+            "{}/{}",
+            int(status, &["readyReplicas"]),
+            desired_replicas(d)
+        )),
+        json!(int(status, &["updatedReplicas"])),
+        json!(int(status, &["availableReplicas"])),
+        age(d, now),
+        json!(names),
+        json!(images),
+        json!(selector),
+    ]
+}
+
+pub(super) fn replica_set(rs: &Value, now: SystemTime) -> Vec<Value> {
+    let status = &rs["status"];
+    let (names, images) = containers(rs);
+    vec![
+        name(rs),
+        json!(desired_replicas(rs)),
+        json!(int(status, &["replicas"])),
+        json!(int(status, &["readyReplicas"])),
+        age(rs, now),
+        json!(names),
+        json!(images),
+        json!(format_label_selector(&rs["spec"]["selector"])),
+    ]
+}

@@ -1,0 +1,136 @@
+//! The API server's protocol on the bus. The API server is a NATS service (a queue group, so
+//! any number of API servers share the load); internal actors send it the same requests kubectl
+//! sends over HTTP, so every write passes the one validation path. Envelopes are bincode;
+//! bodies stay Kubernetes JSON.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// The queue group every API server joins.
+pub const QUEUE_GROUP: &str = "kubus-apiserver";
+
+/// Subject of the API service of a cluster.
+pub fn api_subject(cluster: &str) -> String {
+    format!("kubus.{cluster}.api")
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ApiRequest {
+    pub method: String,
+    /// Path as on HTTP, e.g. `/api/v1/namespaces/default/pods/web`.
+    pub path: String,
+    /// Raw query string without `?`.
+    pub query: String,
+    pub content_type: Option<String>,
+    pub accept: Option<String>,
+    pub body: Vec<u8>,
+    /// Who is asking (the field manager default and the user agent in logs).
+    pub user_agent: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ApiResponse {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("cannot encode envelope: {0}")]
+    Encode(#[from] bincode::error::EncodeError),
+    #[error("cannot decode envelope: {0}")]
+    Decode(#[from] bincode::error::DecodeError),
+}
+
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, EnvelopeError> {
+    Ok(bincode::serde::encode_to_vec(value, bincode::config::standard())?)
+}
+
+pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, EnvelopeError> {
+    Ok(bincode::serde::decode_from_slice(bytes, bincode::config::standard())?.0)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiClientError {
+    #[error("API server unreachable on the bus: {0}")]
+    Unreachable(String),
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+}
+
+/// The client internal actors use to call the API server over NATS.
+#[derive(Clone)]
+pub struct ApiClient {
+    client: async_nats::Client,
+    subject: String,
+    user_agent: String,
+    timeout: Duration,
+}
+
+impl ApiClient {
+    pub fn new(client: async_nats::Client, cluster: &str, user_agent: &str) -> Self {
+        ApiClient {
+            client,
+            subject: api_subject(cluster),
+            user_agent: user_agent.to_string(),
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    pub async fn send(&self, mut req: ApiRequest) -> Result<ApiResponse, ApiClientError> {
+        if req.user_agent.is_empty() {
+            req.user_agent = self.user_agent.clone();
+        }
+        let payload = Bytes::from(encode(&req)?);
+        let reply = tokio::time::timeout(self.timeout, self.client.request(self.subject.clone(), payload))
+            .await
+            .map_err(|_| ApiClientError::Unreachable(format!("no reply within {:?}", self.timeout)))?
+            .map_err(|e| ApiClientError::Unreachable(e.to_string()))?;
+        Ok(decode(&reply.payload)?)
+    }
+
+    /// A JSON request: `method` on `path?query` with an optional JSON body and content type.
+    pub async fn json(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+        content_type: Option<&str>,
+        body: Option<&serde_json::Value>,
+    ) -> Result<(u16, serde_json::Value), ApiClientError> {
+        let req = ApiRequest {
+            method: method.to_string(),
+            path: path.to_string(),
+            query: query.to_string(),
+            content_type: content_type.map(str::to_string).or(body.map(|_| "application/json".to_string())),
+            accept: Some("application/json".into()),
+            body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
+            user_agent: String::new(),
+        };
+        let resp = self.send(req).await?;
+        let value = serde_json::from_slice(&resp.body).unwrap_or(serde_json::Value::Null);
+        Ok((resp.status, value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_round_trip() {
+        let req = ApiRequest {
+            method: "GET".into(),
+            path: "/api/v1/pods".into(),
+            query: "limit=1".into(),
+            content_type: None,
+            accept: Some("application/json".into()),
+            body: vec![],
+            user_agent: "test".into(),
+        };
+        let bytes = encode(&req).unwrap();
+        assert_eq!(decode::<ApiRequest>(&bytes).unwrap(), req);
+    }
+}

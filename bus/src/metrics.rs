@@ -1,0 +1,42 @@
+//! Prometheus metrics of the bus, registered in the process-wide default registry that
+//! `/metrics` exports.
+
+use prometheus::{register_histogram_vec, register_int_counter_vec, HistogramVec, IntCounterVec};
+use std::sync::LazyLock;
+
+/// Store operations by `op` (create, update, delete, get, list, watch) and `result`.
+pub static STORE_OPS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "kubus_store_operations_total",
+        "Object store operations on JetStream by operation and result",
+        &["op", "result"]
+    )
+    .expect("metric registers once")
+});
+
+/// Latency of store operations as seen by the caller.
+pub static STORE_LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "kubus_store_operation_duration_seconds",
+        "Latency of object store operations on JetStream",
+        &["op"],
+        vec![0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]
+    )
+    .expect("metric registers once")
+});
+
+/// Events delivered by store watches.
+pub static WATCH_EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "kubus_store_watch_events_total",
+        "Events delivered by JetStream-backed store watches",
+        &["type"]
+    )
+    .expect("metric registers once")
+});
+
+/// Records one store operation; `ok` selects the result label.
+pub fn observe(op: &str, started: std::time::Instant, ok: bool) {
+    STORE_LATENCY.with_label_values(&[op]).observe(started.elapsed().as_secs_f64());
+    STORE_OPS.with_label_values(&[op, if ok { "ok" } else { "error" }]).inc();
+}

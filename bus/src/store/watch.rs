@@ -1,0 +1,75 @@
+//! A store watch: the ordered JetStream consumer behind it re-creates itself on gaps, so the
+//! caller sees every change once, in revision order.
+
+use super::{is_delete, Key, StoreError, OP_HEADER};
+use crate::metrics::WATCH_EVENTS;
+use async_nats::jetstream::consumer::pull::Ordered;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change: for `Deleted`, `value` is the object as it was when deleted and `revision` the
+/// revision of the deletion.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub kind: EventType,
+    pub key: Key,
+    pub revision: u64,
+    pub value: Bytes,
+}
+
+pub struct Watch {
+    messages: Ordered,
+    root: String,
+}
+
+impl Watch {
+    pub(super) fn new(messages: Ordered, root: String) -> Self {
+        Watch { messages, root }
+    }
+}
+
+impl Stream for Watch {
+    type Item = Result<Event, StoreError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            let msg = match self.messages.poll_next_unpin(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(StoreError::Unavailable(e.to_string())))),
+                Poll::Ready(Some(Ok(m))) => m,
+            };
+            let Ok(info) = msg.info() else { continue };
+            let revision = info.stream_sequence;
+            // Subjects outside the key layout are not objects (nothing else should publish
+            // here, but a stray message must not end a watch).
+            let Some(key) = Key::from_subject(&self.root, msg.subject.as_str()) else { continue };
+            let kind = match &msg.headers {
+                Some(h) if is_delete(h) => EventType::Deleted,
+                Some(h) if h.get(OP_HEADER).is_some_and(|v| v.as_str() == "create") => EventType::Added,
+                _ => EventType::Modified,
+            };
+            WATCH_EVENTS.with_label_values(&[kind.as_str()]).inc();
+            return Poll::Ready(Some(Ok(Event { kind, key, revision, value: msg.payload.clone() })));
+        }
+    }
+}
