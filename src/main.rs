@@ -1,1 +1,41 @@
-fn main(){}
+//! `kubus`: the Kubus command line.
+#![forbid(unsafe_code)]
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "kubus",
+    version,
+    about = "A container orchestrator that speaks the Kubernetes API, built as actors on NATS JetStream"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a cluster in the foreground: NATS (embedded unless --nats), the control plane and a node.
+    Up(cmd::up::UpArgs),
+    /// Measure the API server (figures for docs/benchmarks.md).
+    Bench(cmd::bench::BenchArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KUBUS_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,actix_server=warn,async_nats=warn")
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Up(args) => actix::System::new().block_on(cmd::up::run(args)),
+        Command::Bench(args) => actix::System::new().block_on(cmd::bench::run(args)),
+    }
+}

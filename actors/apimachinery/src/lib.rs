@@ -4,9 +4,11 @@
 #![forbid(unsafe_code)]
 
 pub mod patch;
+pub mod resource;
 pub mod selector;
 pub mod status;
 pub mod table;
 pub mod validation;
 
+pub use resource::{ResourceInfo, Subresource};
 pub use status::{Cause, CauseType, StatusError};

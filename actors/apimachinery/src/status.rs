@@ -60,7 +60,11 @@ pub struct Cause {
 
 impl Cause {
     pub fn new(kind: CauseType, field: impl Into<String>, message: impl Into<String>) -> Self {
-        Cause { kind, field: field.into(), message: message.into() }
+        Cause {
+            kind,
+            field: field.into(),
+            message: message.into(),
+        }
     }
     pub fn required(field: impl Into<String>) -> Self {
         Cause::new(CauseType::FieldValueRequired, field, "Required value")
@@ -78,7 +82,11 @@ impl Cause {
         )
     }
     pub fn forbidden(field: impl Into<String>, detail: impl AsRef<str>) -> Self {
-        Cause::new(CauseType::FieldValueForbidden, field, format!("Forbidden: {}", detail.as_ref()))
+        Cause::new(
+            CauseType::FieldValueForbidden,
+            field,
+            format!("Forbidden: {}", detail.as_ref()),
+        )
     }
     pub fn not_supported(field: impl Into<String>, value: &Value, allowed: &[&str]) -> Self {
         let quoted: Vec<String> = allowed.iter().map(|a| format!("\"{a}\"")).collect();
@@ -89,11 +97,18 @@ impl Cause {
         Cause::new(
             CauseType::FieldValueNotSupported,
             field,
-            format!("Unsupported value: {v}: supported values: {}", quoted.join(", ")),
+            format!(
+                "Unsupported value: {v}: supported values: {}",
+                quoted.join(", ")
+            ),
         )
     }
     pub fn duplicate(field: impl Into<String>, value: &Value) -> Self {
-        Cause::new(CauseType::FieldValueDuplicate, field, format!("Duplicate value: {value}"))
+        Cause::new(
+            CauseType::FieldValueDuplicate,
+            field,
+            format!("Duplicate value: {value}"),
+        )
     }
     fn render(&self) -> String {
         if self.message.starts_with(self.kind.phrase()) {
@@ -141,27 +156,46 @@ impl StatusError {
     }
     /// `kind` is the plural resource name upstream uses here (e.g. `pods`, `deployments.apps`).
     pub fn not_found(group: &str, resource: &str, name: &str) -> Self {
-        StatusError::new(404, "NotFound", format!("{} \"{name}\" not found", qualified(group, resource)))
-            .with_details(group, resource, name)
+        StatusError::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", qualified(group, resource)),
+        )
+        .with_details(group, resource, name)
     }
     pub fn already_exists(group: &str, resource: &str, name: &str) -> Self {
-        StatusError::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", qualified(group, resource)))
-            .with_details(group, resource, name)
+        StatusError::new(
+            409,
+            "AlreadyExists",
+            format!("{} \"{name}\" already exists", qualified(group, resource)),
+        )
+        .with_details(group, resource, name)
     }
     pub fn conflict(group: &str, resource: &str, name: &str, detail: &str) -> Self {
         StatusError::new(
             409,
             "Conflict",
-            format!("Operation cannot be fulfilled on {} \"{name}\": {detail}", qualified(group, resource)),
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": {detail}",
+                qualified(group, resource)
+            ),
         )
         .with_details(group, resource, name)
     }
     /// 422 with field causes; `kind` is the object's Kind (e.g. `Pod`).
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
         let rendered: Vec<String> = causes.iter().map(Cause::render).collect();
-        let detail = if rendered.len() == 1 { rendered[0].clone() } else { format!("[{}]", rendered.join(", ")) };
-        let mut e = StatusError::new(422, "Invalid", format!("{kind}.{group} \"{name}\" is invalid: {detail}"))
-            .with_details(group, kind, name);
+        let detail = if rendered.len() == 1 {
+            rendered[0].clone()
+        } else {
+            format!("[{}]", rendered.join(", "))
+        };
+        let mut e = StatusError::new(
+            422,
+            "Invalid",
+            format!("{kind}.{group} \"{name}\" is invalid: {detail}"),
+        )
+        .with_details(group, kind, name);
         if group.is_empty() {
             e.message = format!("{kind} \"{name}\" is invalid: {detail}");
         }
@@ -187,7 +221,11 @@ impl StatusError {
         StatusError::new(410, "Expired", message)
     }
     pub fn internal(message: impl Into<String>) -> Self {
-        StatusError::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
+        StatusError::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {}", message.into()),
+        )
     }
     pub fn unavailable(message: impl Into<String>) -> Self {
         let mut e = StatusError::new(503, "ServiceUnavailable", message);
@@ -263,7 +301,10 @@ mod tests {
             vec![Cause::required("spec.containers[0].image")],
         );
         assert_eq!(e.code, 422);
-        assert_eq!(e.message, "Pod \"web\" is invalid: spec.containers[0].image: Required value");
+        assert_eq!(
+            e.message,
+            "Pod \"web\" is invalid: spec.containers[0].image: Required value"
+        );
         let s = e.to_status();
         assert_eq!(s["details"]["causes"][0]["reason"], "FieldValueRequired");
     }

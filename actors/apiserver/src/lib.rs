@@ -1,1 +1,135 @@
+//! The Kubus API server actor: the Kubernetes REST API that kubectl drives, over HTTP and over
+//! NATS, validating every request and the only writer of state.
+//!
+//! Layout: [`request`] (the transport-neutral request, routing, negotiation), [`handler`]
+//! (verbs), [`storage`] (the write path over the store), [`cache`] (the watch cache and its
+//! feeder actor), [`watch`], [`render`] (JSON, Tables, metadata), [`discovery`], [`openapi`],
+//! [`convert`] (versions sharing storage), [`http`] and [`nats`] (the two transports).
+#![forbid(unsafe_code)]
 
+pub mod cache;
+pub mod convert;
+pub mod discovery;
+pub mod handler;
+pub mod http;
+pub mod metrics;
+pub mod nats;
+pub mod openapi;
+pub mod render;
+pub mod request;
+pub mod storage;
+pub mod watch;
+
+use actix::Supervisor;
+use kubus_bus::Store;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use handler::ApiState;
+
+#[derive(Debug, Clone)]
+pub struct ApiServerConfig {
+    pub bind: SocketAddr,
+    pub cluster: String,
+    /// Events the watch cache keeps for watches that resume from a resourceVersion.
+    pub watch_cache_events: usize,
+    pub http_workers: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiServerError {
+    #[error("cannot bind the API port {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    #[error("the watch cache did not sync within {0:?}")]
+    CacheSync(Duration),
+    #[error("cannot create the initial namespaces: {0}")]
+    Bootstrap(kubus_apimachinery::StatusError),
+}
+
+/// A running API server.
+pub struct ApiServer {
+    pub addr: SocketAddr,
+    pub state: ApiState,
+    http: actix_web::dev::ServerHandle,
+}
+
+impl ApiServer {
+    /// Starts the watch cache, the NATS service and the HTTP server as supervised actors and
+    /// creates the namespaces every cluster has. Must run inside an actix system.
+    pub async fn start(
+        store: Store,
+        client: async_nats::Client,
+        config: ApiServerConfig,
+    ) -> Result<ApiServer, ApiServerError> {
+        metrics::register();
+        let cache = cache::WatchCache::new(config.watch_cache_events);
+        {
+            let (cache, store) = (cache.clone(), store.clone());
+            Supervisor::start(move |_| cache::CacheFeeder { cache, store });
+        }
+        let sync_timeout = Duration::from_secs(60);
+        let deadline = tokio::time::Instant::now() + sync_timeout;
+        while !cache.is_synced() {
+            if tokio::time::Instant::now() > deadline {
+                return Err(ApiServerError::CacheSync(sync_timeout));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let ready = Arc::new(AtomicBool::new(false));
+        let state = ApiState {
+            storage: storage::Storage { store, cache },
+            openapi: Arc::new(openapi::OpenApi::build()),
+            ready: ready.clone(),
+        };
+        bootstrap(&state).await.map_err(ApiServerError::Bootstrap)?;
+        {
+            let (client, cluster, state) = (client.clone(), config.cluster.clone(), state.clone());
+            Supervisor::start(move |_| nats::NatsService {
+                client,
+                cluster,
+                state,
+            });
+        }
+        let (server, addr) = http::serve(state.clone(), config.bind, config.http_workers)
+            .map_err(|e| ApiServerError::Bind(config.bind, e))?;
+        let handle = server.handle();
+        actix::spawn(async move {
+            if let Err(e) = server.await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        });
+        ready.store(true, Ordering::Relaxed);
+        tracing::info!(%addr, "API server ready");
+        Ok(ApiServer {
+            addr,
+            state,
+            http: handle,
+        })
+    }
+
+    pub async fn stop(&self) {
+        self.http.stop(true).await;
+    }
+}
+
+/// The namespaces every Kubernetes cluster starts with.
+async fn bootstrap(state: &ApiState) -> Result<(), kubus_apimachinery::StatusError> {
+    let info =
+        kubus_apimachinery::resource::find("", "v1", "namespaces").expect("namespaces are served");
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        let body =
+            serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+        match state
+            .storage
+            .create(info, None, body, &Default::default())
+            .await
+        {
+            Ok(_) => tracing::info!(namespace = ns, "created namespace"),
+            Err(e) if e.code == 409 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

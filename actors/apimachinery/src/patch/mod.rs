@@ -1,13 +1,14 @@
 //! Patch support for the `PATCH` verb.
 //!
-//! [`strategic`] implements Kubernetes strategic merge patch over `serde_json::Value`;
-//! [`patch_meta`] is the hand-written table of the `patchStrategy`/`patchMergeKey` tags
-//! that the Kubernetes Go types declare, which tells the merge how each list behaves.
+//! [`strategic`] applies Kubernetes strategic merge patches over `serde_json::Value` (and
+//! computes them the way kubectl does); [`patch_meta`] is the hand-written table of the
+//! `patchStrategy`/`patchMergeKey` tags that the Kubernetes Go types declare, which tells
+//! the merge how each list behaves.
 
 pub mod patch_meta;
 pub mod strategic;
 
-/// Why a strategic merge patch could not be applied (or computed).
+/// Why a strategic merge patch could not be applied or computed.
 ///
 /// The messages follow the wording of the upstream Go implementation where one exists, so
 /// that kubectl users see familiar text inside the `Status` the server returns.
@@ -56,11 +57,10 @@ pub enum PatchError {
     #[error("The order in patch list:\n{patch}\n doesn't match $setElementOrder list:\n{order}")]
     SetElementOrderMismatch { patch: String, order: String },
     /// Two patches being combined carry different `$retainKeys` lists for the same map.
-    #[error("{0} and {1} are not deep equal: this may happen when calculating the 3-way diff patch")]
+    #[error(
+        "{0} and {1} are not deep equal: this may happen when calculating the 3-way diff patch"
+    )]
     RetainKeysMismatch(String, String),
-    /// The patch computed by a three-way merge would undo changes made by someone else.
-    #[error("patch:\n{patch}\nconflicts with changes made from original to current:\n{changed}")]
-    Conflict { patch: String, changed: String },
 }
 
 /// Names the JSON type of a value the way Go's decoder does in its error messages.

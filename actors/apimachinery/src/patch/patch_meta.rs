@@ -96,7 +96,12 @@ const fn keyed(ty: &'static str, field: &'static str, key: &'static str) -> Row 
 }
 
 /// A list of objects merged by `key` whose items have rows of their own.
-const fn keyed_of(ty: &'static str, field: &'static str, key: &'static str, item: &'static str) -> Row {
+const fn keyed_of(
+    ty: &'static str,
+    field: &'static str,
+    key: &'static str,
+    item: &'static str,
+) -> Row {
     Row {
         ty,
         field,
@@ -108,7 +113,12 @@ const fn keyed_of(ty: &'static str, field: &'static str, key: &'static str, item
 }
 
 /// A list of objects merged by `key` whose items are unions cleared with `$retainKeys`.
-const fn keyed_retain(ty: &'static str, field: &'static str, key: &'static str, item: Option<&'static str>) -> Row {
+const fn keyed_retain(
+    ty: &'static str,
+    field: &'static str,
+    key: &'static str,
+    item: Option<&'static str>,
+) -> Row {
     Row {
         ty,
         field,
@@ -259,7 +269,11 @@ const TABLE: &[Row] = &[
     keyed(POD_STATUS, "podIPs", "ip"),
     atomic_list(POD_STATUS, "initContainerStatuses", Some(CONTAINER_STATUS)),
     atomic_list(POD_STATUS, "containerStatuses", Some(CONTAINER_STATUS)),
-    atomic_list(POD_STATUS, "ephemeralContainerStatuses", Some(CONTAINER_STATUS)),
+    atomic_list(
+        POD_STATUS,
+        "ephemeralContainerStatuses",
+        Some(CONTAINER_STATUS),
+    ),
     keyed_retain(POD_STATUS, "resourceClaimStatuses", "name", None),
     keyed(CONTAINER_STATUS, "volumeMounts", "mountPath"),
     keyed(CONTAINER_STATUS, "allocatedResourcesStatus", "name"),
@@ -357,7 +371,14 @@ pub fn field(type_name: &str, field: &str) -> Option<FieldMeta> {
 
 /// Every field with a patch strategy, as `(type, field, merge key, strategy)` with the
 /// strategy spelled as upstream's `x-kubernetes-patch-strategy` OpenAPI extension.
-pub fn extensions() -> impl Iterator<Item = (&'static str, &'static str, Option<&'static str>, &'static str)> {
+pub fn extensions() -> impl Iterator<
+    Item = (
+        &'static str,
+        &'static str,
+        Option<&'static str>,
+        &'static str,
+    ),
+> {
     TABLE
         .iter()
         .filter(|r| !r.strategy.is_empty())
@@ -379,9 +400,15 @@ mod tests {
 
     #[test]
     fn roots_resolve() {
-        assert_eq!(root_type("apps", "Deployment"), Some("io.k8s.api.apps.v1.Deployment"));
+        assert_eq!(
+            root_type("apps", "Deployment"),
+            Some("io.k8s.api.apps.v1.Deployment")
+        );
         assert_eq!(root_type("", "Pod"), Some("io.k8s.api.core.v1.Pod"));
-        assert_eq!(root_type("events.k8s.io", "Event"), Some("io.k8s.api.events.v1.Event"));
+        assert_eq!(
+            root_type("events.k8s.io", "Event"),
+            Some("io.k8s.api.events.v1.Event")
+        );
         assert_eq!(root_type("", "Event"), Some("io.k8s.api.core.v1.Event"));
         assert_eq!(root_type("coordination.k8s.io", "Lease"), Some(LEASE));
         assert_eq!(root_type("", "Deployment"), None);
@@ -390,7 +417,9 @@ mod tests {
 
     #[test]
     fn navigation_reaches_container_ports() {
-        let spec = field(DEPLOYMENT, "spec").and_then(|f| f.child_type).unwrap();
+        let spec = field(DEPLOYMENT, "spec")
+            .and_then(|f| f.child_type)
+            .unwrap();
         let template = field(spec, "template").and_then(|f| f.child_type).unwrap();
         let pod_spec = field(template, "spec").and_then(|f| f.child_type).unwrap();
         let containers = field(pod_spec, "containers").unwrap();
@@ -399,7 +428,10 @@ mod tests {
         assert_eq!(containers.strategy, Strategy::Merge);
         let ports = field(containers.child_type.unwrap(), "ports").unwrap();
         assert_eq!(ports.merge_key, Some("containerPort"));
-        assert_eq!(field(pod_spec, "volumes").unwrap().strategy, Strategy::RetainKeys);
+        assert_eq!(
+            field(pod_spec, "volumes").unwrap().strategy,
+            Strategy::RetainKeys
+        );
         assert_eq!(field(pod_spec, "tolerations"), None);
     }
 
@@ -407,10 +439,20 @@ mod tests {
     fn every_child_type_has_rows_and_every_root_exists() {
         for r in TABLE {
             if let Some(c) = r.child {
-                assert!(TABLE.iter().any(|o| o.ty == c), "{c} (from {}.{}) has no rows", r.ty, r.field);
+                assert!(
+                    TABLE.iter().any(|o| o.ty == c),
+                    "{c} (from {}.{}) has no rows",
+                    r.ty,
+                    r.field
+                );
             }
             if r.merge_key.is_some() {
-                assert!(r.list && r.strategy.starts_with("merge"), "{}.{}", r.ty, r.field);
+                assert!(
+                    r.list && r.strategy.starts_with("merge"),
+                    "{}.{}",
+                    r.ty,
+                    r.field
+                );
             }
         }
         for (_, _, ty) in ROOTS {
@@ -418,7 +460,14 @@ mod tests {
         }
         // A field appears once, or lookups would silently pick the first row.
         for (i, r) in TABLE.iter().enumerate() {
-            assert!(!TABLE[..i].iter().any(|o| o.ty == r.ty && o.field == r.field), "{}.{} twice", r.ty, r.field);
+            assert!(
+                !TABLE[..i]
+                    .iter()
+                    .any(|o| o.ty == r.ty && o.field == r.field),
+                "{}.{} twice",
+                r.ty,
+                r.field
+            );
         }
     }
 

@@ -38,7 +38,9 @@ fn is_name(s: &str) -> bool {
         (Some(first), Some(last)) => {
             first.is_ascii_alphanumeric()
                 && last.is_ascii_alphanumeric()
-                && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         }
         _ => false,
     }
@@ -93,7 +95,10 @@ pub(crate) fn label_key_errors(key: &str) -> Vec<String> {
         errs.push(format!("name part {}", max_len_error(NAME_MAX)));
     }
     if !is_name(name) {
-        errs.push(format!("name part {}", regex_error(NAME_MSG, NAME_FMT, NAME_EXAMPLES)));
+        errs.push(format!(
+            "name part {}",
+            regex_error(NAME_MSG, NAME_FMT, NAME_EXAMPLES)
+        ));
     }
     errs
 }
@@ -121,7 +126,9 @@ pub(crate) fn go_quote(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -138,10 +145,17 @@ mod tests {
         assert!(label_key_errors("app").is_empty());
         assert!(label_key_errors("app.kubernetes.io/name").is_empty());
         assert!(label_key_errors("A_b-9").is_empty());
-        assert_eq!(label_key_errors("/x"), vec!["prefix part must be non-empty"]);
-        assert!(label_key_errors("Upper.io/x")[0].starts_with("prefix part a lowercase RFC 1123 subdomain"));
+        assert_eq!(
+            label_key_errors("/x"),
+            vec!["prefix part must be non-empty"]
+        );
+        assert!(label_key_errors("Upper.io/x")[0]
+            .starts_with("prefix part a lowercase RFC 1123 subdomain"));
         assert!(label_key_errors("a/b/c")[0].starts_with("a qualified name must consist"));
-        assert_eq!(label_key_errors(&"k".repeat(64))[0], "name part must be no more than 63 characters");
+        assert_eq!(
+            label_key_errors(&"k".repeat(64))[0],
+            "name part must be no more than 63 characters"
+        );
         assert_eq!(
             label_key_errors("-x"),
             vec!["name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"]
@@ -149,7 +163,10 @@ mod tests {
         assert!(label_value_errors("").is_empty());
         assert!(label_value_errors("v1.2_x-y").is_empty());
         assert_eq!(label_value_errors("a$").len(), 1);
-        assert_eq!(label_value_errors(&"v".repeat(64)), vec!["must be no more than 63 characters"]);
+        assert_eq!(
+            label_value_errors(&"v".repeat(64)),
+            vec!["must be no more than 63 characters"]
+        );
     }
 
     #[test]

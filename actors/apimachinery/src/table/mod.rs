@@ -73,7 +73,10 @@ pub fn row_conditions(group: &str, resource: &str, obj: &Value) -> Vec<Value> {
         return Vec::new();
     }
     let (reason, message) = match text(obj, &["status", "phase"]) {
-        "Succeeded" => ("Succeeded", "All containers of the pod exited successfully."),
+        "Succeeded" => (
+            "Succeeded",
+            "All containers of the pod exited successfully.",
+        ),
         "Failed" => ("Failed", "The pod has terminated with a failure."),
         _ => return Vec::new(),
     };
@@ -187,8 +190,16 @@ const DEFAULT_COLUMNS: &[Column] = &[
 
 const POD_COLUMNS: &[Column] = &[
     NAME,
-    col("Ready", "string", "Ready containers out of all containers that count towards readiness."),
-    col("Status", "string", "Summary of the pod phase and the state of its containers."),
+    col(
+        "Ready",
+        "string",
+        "Ready containers out of all containers that count towards readiness.",
+    ),
+    col(
+        "Status",
+        "string",
+        "Summary of the pod phase and the state of its containers.",
+    ),
     col(
         "Restarts",
         "string",
@@ -197,23 +208,55 @@ const POD_COLUMNS: &[Column] = &[
     AGE,
     wide("IP", "string", "Primary IP address assigned to the pod."),
     wide("Node", "string", "Node the pod is bound to."),
-    wide("Nominated Node", "string", "Node the scheduler nominated after preempting other pods."),
-    wide("Readiness Gates", "string", "Readiness gate conditions that are True, out of all gates."),
+    wide(
+        "Nominated Node",
+        "string",
+        "Node the scheduler nominated after preempting other pods.",
+    ),
+    wide(
+        "Readiness Gates",
+        "string",
+        "Readiness gate conditions that are True, out of all gates.",
+    ),
 ];
 
 const SERVICE_COLUMNS: &[Column] = &[
     NAME,
-    col("Type", "string", "How the service is exposed: ClusterIP, NodePort, LoadBalancer or ExternalName."),
-    col("Cluster-IP", "string", "Virtual IP allocated to the service inside the cluster."),
-    col("External-IP", "string", "Addresses the service is reachable on from outside the cluster."),
-    col("Port(s)", "string", "Service ports as port[:nodePort]/protocol."),
+    col(
+        "Type",
+        "string",
+        "How the service is exposed: ClusterIP, NodePort, LoadBalancer or ExternalName.",
+    ),
+    col(
+        "Cluster-IP",
+        "string",
+        "Virtual IP allocated to the service inside the cluster.",
+    ),
+    col(
+        "External-IP",
+        "string",
+        "Addresses the service is reachable on from outside the cluster.",
+    ),
+    col(
+        "Port(s)",
+        "string",
+        "Service ports as port[:nodePort]/protocol.",
+    ),
     AGE,
-    wide("Selector", "string", "Labels of the pods that back the service."),
+    wide(
+        "Selector",
+        "string",
+        "Labels of the pods that back the service.",
+    ),
 ];
 
 const ENDPOINTS_COLUMNS: &[Column] = &[
     NAME,
-    col("Endpoints", "string", "First few ready address:port pairs of the endpoints."),
+    col(
+        "Endpoints",
+        "string",
+        "First few ready address:port pairs of the endpoints.",
+    ),
     AGE,
 ];
 
@@ -225,15 +268,43 @@ const NAMESPACE_COLUMNS: &[Column] = &[
 
 const NODE_COLUMNS: &[Column] = &[
     NAME,
-    col("Status", "string", "Readiness of the node and whether it accepts new pods."),
-    col("Roles", "string", "Roles taken from the node-role.kubernetes.io/* labels."),
+    col(
+        "Status",
+        "string",
+        "Readiness of the node and whether it accepts new pods.",
+    ),
+    col(
+        "Roles",
+        "string",
+        "Roles taken from the node-role.kubernetes.io/* labels.",
+    ),
     AGE,
     col("Version", "string", "Kubelet version reported by the node."),
-    wide("Internal-IP", "string", "First InternalIP address of the node."),
-    wide("External-IP", "string", "First ExternalIP address of the node."),
-    wide("OS-Image", "string", "Operating system image reported by the node."),
-    wide("Kernel-Version", "string", "Kernel version reported by the node."),
-    wide("Container-Runtime", "string", "Container runtime name and version reported by the node."),
+    wide(
+        "Internal-IP",
+        "string",
+        "First InternalIP address of the node.",
+    ),
+    wide(
+        "External-IP",
+        "string",
+        "First ExternalIP address of the node.",
+    ),
+    wide(
+        "OS-Image",
+        "string",
+        "Operating system image reported by the node.",
+    ),
+    wide(
+        "Kernel-Version",
+        "string",
+        "Kernel version reported by the node.",
+    ),
+    wide(
+        "Container-Runtime",
+        "string",
+        "Container runtime name and version reported by the node.",
+    ),
 ];
 
 const CONFIG_MAP_COLUMNS: &[Column] = &[
@@ -244,26 +315,62 @@ const CONFIG_MAP_COLUMNS: &[Column] = &[
 
 const SECRET_COLUMNS: &[Column] = &[
     NAME,
-    col("Type", "string", "Type of the secret, which constrains its keys."),
+    col(
+        "Type",
+        "string",
+        "Type of the secret, which constrains its keys.",
+    ),
     col("Data", "string", "Number of keys in data."),
     AGE,
 ];
 
 const SERVICE_ACCOUNT_COLUMNS: &[Column] = &[
     NAME,
-    col("Secrets", "string", "Number of secrets listed on the service account."),
+    col(
+        "Secrets",
+        "string",
+        "Number of secrets listed on the service account.",
+    ),
     AGE,
 ];
 
 const EVENT_COLUMNS: &[Column] = &[
-    col("Last Seen", "string", "Time since the event was last observed."),
+    col(
+        "Last Seen",
+        "string",
+        "Time since the event was last observed.",
+    ),
     col("Type", "string", "Event type, Normal or Warning."),
-    col("Reason", "string", "Short machine-readable reason for the event."),
-    col("Object", "string", "Object the event is about, as kind/name."),
-    wide("Subobject", "string", "Field path of the part of the object the event is about."),
-    wide("Source", "string", "Component, and host or instance, that reported the event."),
-    col("Message", "string", "Human-readable description of the event."),
-    wide("First Seen", "string", "Time since the event was first observed."),
+    col(
+        "Reason",
+        "string",
+        "Short machine-readable reason for the event.",
+    ),
+    col(
+        "Object",
+        "string",
+        "Object the event is about, as kind/name.",
+    ),
+    wide(
+        "Subobject",
+        "string",
+        "Field path of the part of the object the event is about.",
+    ),
+    wide(
+        "Source",
+        "string",
+        "Component, and host or instance, that reported the event.",
+    ),
+    col(
+        "Message",
+        "string",
+        "Human-readable description of the event.",
+    ),
+    wide(
+        "First Seen",
+        "string",
+        "Time since the event was first observed.",
+    ),
     wide("Count", "string", "How many times the event has occurred."),
     Column {
         priority: 1,
@@ -273,30 +380,62 @@ const EVENT_COLUMNS: &[Column] = &[
 
 const LEASE_COLUMNS: &[Column] = &[
     NAME,
-    col("Holder", "string", "Identity of the current holder of the lease."),
+    col(
+        "Holder",
+        "string",
+        "Identity of the current holder of the lease.",
+    ),
     AGE,
 ];
 
 const DEPLOYMENT_COLUMNS: &[Column] = &[
     NAME,
-    col("Ready", "string", "Ready pods out of the desired number of pods."),
-    col("Up-to-date", "string", "Pods that run the latest pod template."),
-    col("Available", "string", "Pods that have been ready for at least minReadySeconds."),
+    col(
+        "Ready",
+        "string",
+        "Ready pods out of the desired number of pods.",
+    ),
+    col(
+        "Up-to-date",
+        "string",
+        "Pods that run the latest pod template.",
+    ),
+    col(
+        "Available",
+        "string",
+        "Pods that have been ready for at least minReadySeconds.",
+    ),
     AGE,
     CONTAINERS,
     IMAGES,
-    wide("Selector", "string", "Label selector for the pods the deployment manages."),
+    wide(
+        "Selector",
+        "string",
+        "Label selector for the pods the deployment manages.",
+    ),
 ];
 
 const REPLICA_SET_COLUMNS: &[Column] = &[
     NAME,
-    col("Desired", "integer", "Number of pods the replica set should run."),
-    col("Current", "integer", "Number of pods the replica set currently has."),
+    col(
+        "Desired",
+        "integer",
+        "Number of pods the replica set should run.",
+    ),
+    col(
+        "Current",
+        "integer",
+        "Number of pods the replica set currently has.",
+    ),
     col("Ready", "integer", "Number of those pods that are ready."),
     AGE,
     CONTAINERS,
     IMAGES,
-    wide("Selector", "string", "Label selector for the pods the replica set manages."),
+    wide(
+        "Selector",
+        "string",
+        "Label selector for the pods the replica set manages.",
+    ),
 ];
 
 impl Printer {
@@ -360,7 +499,10 @@ fn name(obj: &Value) -> Value {
 
 /// The AGE cell: time since creation, `<unknown>` when unset.
 fn age(obj: &Value, now: SystemTime) -> Value {
-    json!(clock::since(now, clock::time_at(&obj["metadata"], "creationTimestamp")))
+    json!(clock::since(
+        now,
+        clock::time_at(&obj["metadata"], "creationTimestamp")
+    ))
 }
 
 /// The default table's `Created At` cell; an unset timestamp prints as Go's

@@ -214,7 +214,7 @@ fn last_finished(container_status: &Value) -> Option<SystemTime> {
 
 fn keep_latest(latest: &mut Option<SystemTime>, candidate: Option<SystemTime>) {
     if let Some(t) = candidate {
-        if latest.map_or(true, |l| l < t) {
+        if latest.is_none_or(|l| l < t) {
             *latest = Some(t);
         }
     }

@@ -1,0 +1,363 @@
+//! The resource registry: every kind the API serves, with what discovery, routing, storage
+//! and validation need to know about it.
+
+use serde_json::Value;
+
+/// How an object of a kind is decoded and re-encoded through its typed form (k8s-openapi), so
+/// that malformed fields are refused and unknown fields found.
+pub type RoundTrip = fn(Value) -> Result<Value, serde_json::Error>;
+
+/// The kind's JSON schema (with the definitions it references added to the generator).
+pub type SchemaFn = fn(&mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subresource {
+    Status,
+    Scale,
+    Binding,
+    Finalize,
+}
+
+impl Subresource {
+    pub fn name(self) -> &'static str {
+        match self {
+            Subresource::Status => "status",
+            Subresource::Scale => "scale",
+            Subresource::Binding => "binding",
+            Subresource::Finalize => "finalize",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ResourceInfo {
+    pub group: &'static str,
+    pub version: &'static str,
+    /// Plural lowercase name used in paths.
+    pub resource: &'static str,
+    pub singular: &'static str,
+    pub kind: &'static str,
+    pub namespaced: bool,
+    pub short_names: &'static [&'static str],
+    pub categories: &'static [&'static str],
+    pub subresources: &'static [Subresource],
+    /// Where objects are stored: several API versions of one resource share storage
+    /// (events.k8s.io/v1 events are core/v1 events).
+    pub storage_group: &'static str,
+    pub storage_resource: &'static str,
+    /// OpenAPI definition name of the kind (e.g. `io.k8s.api.core.v1.Pod`).
+    pub definition: &'static str,
+    pub round_trip: RoundTrip,
+    pub schema: SchemaFn,
+    /// Whether metadata.generation tracks spec changes.
+    pub tracks_generation: bool,
+}
+
+impl ResourceInfo {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+    pub fn list_kind(&self) -> String {
+        format!("{}List", self.kind)
+    }
+    pub fn has(&self, sub: Subresource) -> bool {
+        self.subresources.contains(&sub)
+    }
+    /// `pods` or `deployments.apps`, as upstream names a resource in messages.
+    pub fn qualified(&self) -> String {
+        if self.group.is_empty() {
+            self.resource.to_string()
+        } else {
+            format!("{}.{}", self.resource, self.group)
+        }
+    }
+    pub const VERBS: &'static [&'static str] = &[
+        "create",
+        "delete",
+        "deletecollection",
+        "get",
+        "list",
+        "patch",
+        "update",
+        "watch",
+    ];
+}
+
+fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(
+    v: Value,
+) -> Result<Value, serde_json::Error> {
+    let typed: T = serde_json::from_value(v)?;
+    serde_json::to_value(typed)
+}
+
+use k8s_openapi::api::{
+    apps::v1 as apps, coordination::v1 as coordination, core::v1 as core, events::v1 as events,
+};
+use Subresource::*;
+
+macro_rules! resource {
+    ($group:expr, $version:expr, $resource:expr, $singular:expr, $kind:expr, $namespaced:expr,
+     $short:expr, $cat:expr, $subs:expr, $def:expr, $ty:ty, $gen:expr) => {
+        ResourceInfo {
+            group: $group,
+            version: $version,
+            resource: $resource,
+            singular: $singular,
+            kind: $kind,
+            namespaced: $namespaced,
+            short_names: $short,
+            categories: $cat,
+            subresources: $subs,
+            storage_group: $group,
+            storage_resource: $resource,
+            definition: $def,
+            round_trip: round_trip::<$ty>,
+            schema: |g| g.subschema_for::<$ty>(),
+            tracks_generation: $gen,
+        }
+    };
+}
+
+/// Every served resource, in discovery order.
+pub fn all() -> &'static [ResourceInfo] {
+    static ALL: std::sync::LazyLock<Vec<ResourceInfo>> = std::sync::LazyLock::new(|| {
+        let mut events_v1 = resource!(
+            "events.k8s.io",
+            "v1",
+            "events",
+            "event",
+            "Event",
+            true,
+            &["ev"],
+            &[],
+            &[],
+            "io.k8s.api.events.v1.Event",
+            events::Event,
+            false
+        );
+        events_v1.storage_group = "";
+        vec![
+            resource!(
+                "",
+                "v1",
+                "namespaces",
+                "namespace",
+                "Namespace",
+                false,
+                &["ns"],
+                &[],
+                &[Status, Finalize],
+                "io.k8s.api.core.v1.Namespace",
+                core::Namespace,
+                false
+            ),
+            resource!(
+                "",
+                "v1",
+                "pods",
+                "pod",
+                "Pod",
+                true,
+                &["po"],
+                &["all"],
+                &[Status, Binding],
+                "io.k8s.api.core.v1.Pod",
+                core::Pod,
+                false
+            ),
+            resource!(
+                "",
+                "v1",
+                "services",
+                "service",
+                "Service",
+                true,
+                &["svc"],
+                &["all"],
+                &[Status],
+                "io.k8s.api.core.v1.Service",
+                core::Service,
+                false
+            ),
+            resource!(
+                "",
+                "v1",
+                "endpoints",
+                "endpoints",
+                "Endpoints",
+                true,
+                &["ep"],
+                &[],
+                &[],
+                "io.k8s.api.core.v1.Endpoints",
+                core::Endpoints,
+                false
+            ),
+            resource!(
+                "",
+                "v1",
+                "configmaps",
+                "configmap",
+                "ConfigMap",
+                true,
+                &["cm"],
+                &[],
+                &[],
+                "io.k8s.api.core.v1.ConfigMap",
+                core::ConfigMap,
+                false
+            ),
+            resource!(
+                "",
+                "v1",
+                "secrets",
+                "secret",
+                "Secret",
+                true,
+                &[],
+                &[],
+                &[],
+                "io.k8s.api.core.v1.Secret",
+                core::Secret,
+                false
+            ),
+            resource!(
+                "",
+                "v1",
+                "serviceaccounts",
+                "serviceaccount",
+                "ServiceAccount",
+                true,
+                &["sa"],
+                &[],
+                &[],
+                "io.k8s.api.core.v1.ServiceAccount",
+                core::ServiceAccount,
+                false
+            ),
+            resource!(
+                "",
+                "v1",
+                "nodes",
+                "node",
+                "Node",
+                false,
+                &["no"],
+                &[],
+                &[Status],
+                "io.k8s.api.core.v1.Node",
+                core::Node,
+                false
+            ),
+            resource!(
+                "",
+                "v1",
+                "events",
+                "event",
+                "Event",
+                true,
+                &["ev"],
+                &[],
+                &[],
+                "io.k8s.api.core.v1.Event",
+                core::Event,
+                false
+            ),
+            resource!(
+                "apps",
+                "v1",
+                "deployments",
+                "deployment",
+                "Deployment",
+                true,
+                &["deploy"],
+                &["all"],
+                &[Status, Scale],
+                "io.k8s.api.apps.v1.Deployment",
+                apps::Deployment,
+                true
+            ),
+            resource!(
+                "apps",
+                "v1",
+                "replicasets",
+                "replicaset",
+                "ReplicaSet",
+                true,
+                &["rs"],
+                &["all"],
+                &[Status, Scale],
+                "io.k8s.api.apps.v1.ReplicaSet",
+                apps::ReplicaSet,
+                true
+            ),
+            resource!(
+                "coordination.k8s.io",
+                "v1",
+                "leases",
+                "lease",
+                "Lease",
+                true,
+                &[],
+                &[],
+                &[],
+                "io.k8s.api.coordination.v1.Lease",
+                coordination::Lease,
+                false
+            ),
+            events_v1,
+        ]
+    });
+    &ALL
+}
+
+/// The resource at `group/version/resource`.
+pub fn find(group: &str, version: &str, resource: &str) -> Option<&'static ResourceInfo> {
+    all()
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.resource == resource)
+}
+
+/// The resource serving `kind` in `group`.
+pub fn by_kind(group: &str, kind: &str) -> Option<&'static ResourceInfo> {
+    all().iter().find(|r| r.group == group && r.kind == kind)
+}
+
+/// API groups in discovery order with their versions.
+pub fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
+    for r in all() {
+        match out.iter_mut().find(|(g, _)| *g == r.group) {
+            Some((_, versions)) if !versions.contains(&r.version) => versions.push(r.version),
+            Some(_) => {}
+            None => out.push((r.group, vec![r.version])),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_drops_unknown_and_refuses_bad_types() {
+        let pods = find("", "v1", "pods").unwrap();
+        let ok = serde_json::json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"a"},"spec":{"containers":[{"name":"c","image":"i"}]},"bogus":1});
+        let out = (pods.round_trip)(ok).unwrap();
+        assert!(out.get("bogus").is_none());
+        let bad = serde_json::json!({"metadata":{"name":"a"},"spec":{"containers":"x"}});
+        assert!((pods.round_trip)(bad).is_err());
+    }
+
+    #[test]
+    fn events_share_storage() {
+        let e = find("events.k8s.io", "v1", "events").unwrap();
+        assert_eq!((e.storage_group, e.storage_resource), ("", "events"));
+        assert_eq!(groups()[0], ("", vec!["v1"]));
+    }
+}

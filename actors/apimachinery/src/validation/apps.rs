@@ -1,0 +1,265 @@
+//! Deployments and ReplicaSets (upstream `ValidateDeploymentSpec`, `ValidateReplicaSetSpec`
+//! and their status checks).
+
+use serde_json::Value;
+
+use super::meta::{self, NameRule, Scope};
+use super::names;
+use super::pod;
+use super::util::*;
+use crate::status::Cause;
+
+/// Selector and template rules shared by both workload kinds.
+fn validate_selector_and_template(spec: &Value, errs: &mut Vec<Cause>, kind_word: &str) {
+    nonnegative_field(errs, spec, "replicas", "spec.replicas");
+    nonnegative_field(errs, spec, "minReadySeconds", "spec.minReadySeconds");
+    let template = sub(spec, "template");
+    let tmpl_labels = get_obj(sub(template, "metadata"), "labels");
+    match get(spec, "selector") {
+        None => errs.push(Cause::required("spec.selector")),
+        Some(sel) => {
+            let sel_errs = meta::validate_label_selector(sel, "spec.selector");
+            let parsable = sel_errs.is_empty();
+            errs.extend(sel_errs);
+            if meta::selector_is_empty(sel) {
+                // Upstream says "deployment" for ReplicaSets as well.
+                errs.push(Cause::invalid(
+                    "spec.selector",
+                    sel,
+                    format!("empty selector is invalid for {kind_word}"),
+                ));
+            }
+            if !parsable {
+                errs.push(Cause::invalid(
+                    "spec.selector",
+                    sel,
+                    "invalid label selector",
+                ));
+            } else if !meta::selector_is_empty(sel) && !meta::selector_matches(sel, tmpl_labels) {
+                errs.push(Cause::invalid(
+                    "spec.template.metadata.labels",
+                    sub(sub(template, "metadata"), "labels"),
+                    "`selector` does not match template `labels`",
+                ));
+            }
+        }
+    }
+    errs.extend(pod::validate_pod_template(template, "spec.template"));
+    let tspec = sub(template, "spec");
+    // Controllers replace failed pods themselves; pods must restart in place otherwise.
+    let rp = get_str(tspec, "restartPolicy");
+    if rp != "Always" {
+        errs.push(Cause::not_supported(
+            "spec.template.spec.restartPolicy",
+            &str_value(rp),
+            &["Always"],
+        ));
+    }
+    if get(tspec, "activeDeadlineSeconds").is_some() {
+        errs.push(Cause::forbidden(
+            "spec.template.spec.activeDeadlineSeconds",
+            "activeDeadlineSeconds in ReplicaSet is not Supported",
+        ));
+    }
+}
+
+pub(crate) fn validate_deployment(d: &Value) -> Vec<Cause> {
+    let mut errs = meta::validate_object_meta(d, Scope::Namespaced, NameRule::Subdomain);
+    let spec = sub(d, "spec");
+    validate_selector_and_template(spec, &mut errs, "deployment");
+    validate_strategy(spec, &mut errs);
+    let rhl = "spec.revisionHistoryLimit";
+    nonnegative_field(&mut errs, spec, "revisionHistoryLimit", rhl);
+    let pdp = "spec.progressDeadlineSeconds";
+    if let Some(pd) = int_field(&mut errs, spec, "progressDeadlineSeconds", pdp) {
+        nonnegative(&mut errs, pd, pdp);
+        if pd <= get_int(spec, "minReadySeconds").unwrap_or(0) {
+            errs.push(Cause::invalid(
+                pdp,
+                &Value::from(pd),
+                "must be greater than minReadySeconds",
+            ));
+        }
+    }
+    errs
+}
+
+/// An int (>= 0) or a percentage string.
+fn int_or_percent(errs: &mut Vec<Cause>, v: Option<&Value>, p: &str) {
+    match v {
+        None => {}
+        Some(Value::String(s)) => invalid_each(errs, p, s, names::percent_errors(s)),
+        Some(n) => match as_int(n) {
+            Some(i) => nonnegative(errs, i, p),
+            None => errs.push(Cause::invalid(
+                p,
+                n,
+                "must be an integer or percentage (e.g '5%')",
+            )),
+        },
+    }
+}
+
+/// The number an int-or-percent stands for, as upstream reads it for the both-zero check.
+fn int_or_percent_value(v: Option<&Value>) -> i64 {
+    match v {
+        Some(Value::String(s)) => s.strip_suffix('%').unwrap_or(s).parse().unwrap_or(0),
+        Some(n) => as_int(n).unwrap_or(0),
+        None => 0,
+    }
+}
+
+fn validate_strategy(spec: &Value, errs: &mut Vec<Cause>) {
+    let strategy = sub(spec, "strategy");
+    let p = "spec.strategy";
+    let ru = get(strategy, "rollingUpdate");
+    match get_str(strategy, "type") {
+        "Recreate" => {
+            if ru.is_some() {
+                errs.push(Cause::forbidden(
+                    "spec.strategy.rollingUpdate",
+                    "may not be specified when strategy `type` is 'Recreate'",
+                ));
+            }
+        }
+        "RollingUpdate" => match ru {
+            None => errs.push(required_detail(
+                "spec.strategy.rollingUpdate",
+                "this should be defaulted and never be nil",
+            )),
+            Some(ru) => {
+                let mu = get(ru, "maxUnavailable");
+                let ms = get(ru, "maxSurge");
+                let mup = "spec.strategy.rollingUpdate.maxUnavailable";
+                int_or_percent(errs, mu, mup);
+                int_or_percent(errs, ms, "spec.strategy.rollingUpdate.maxSurge");
+                // With neither surge nor unavailability a rollout could never progress.
+                if int_or_percent_value(mu) == 0 && int_or_percent_value(ms) == 0 {
+                    errs.push(Cause::invalid(
+                        mup,
+                        mu.unwrap_or(&Value::from(0)),
+                        "may not be 0 when `maxSurge` is 0",
+                    ));
+                }
+                if let Some(Value::String(s)) = mu {
+                    if names::percent_errors(s).is_empty() && int_or_percent_value(mu) > 100 {
+                        errs.push(Cause::invalid(
+                            mup,
+                            &str_value(s),
+                            "must not be greater than 100%",
+                        ));
+                    }
+                }
+            }
+        },
+        other => errs.push(Cause::not_supported(
+            p,
+            &str_value(other),
+            &["Recreate", "RollingUpdate"],
+        )),
+    }
+}
+
+pub(crate) fn validate_replica_set(rs: &Value) -> Vec<Cause> {
+    let mut errs = meta::validate_object_meta(rs, Scope::Namespaced, NameRule::Subdomain);
+    validate_selector_and_template(sub(rs, "spec"), &mut errs, "deployment");
+    errs
+}
+
+/// apps/v1 fixes the selector at creation: changing it would orphan the existing pods.
+pub(crate) fn selector_immutable(new: &Value, old: &Value) -> Vec<Cause> {
+    let ns = get(sub(new, "spec"), "selector");
+    if semantic_eq(ns, get(sub(old, "spec"), "selector")) {
+        Vec::new()
+    } else {
+        vec![Cause::invalid(
+            "spec.selector",
+            ns.unwrap_or(&NULL),
+            IMMUTABLE,
+        )]
+    }
+}
+
+fn replica_counts(status: &Value, fields: &[&str], errs: &mut Vec<Cause>) {
+    for f in fields {
+        nonnegative_field(errs, status, f, &format!("status.{f}"));
+    }
+    let n = |k: &str| get_int(status, k).unwrap_or(0);
+    let msg = "cannot be greater than status.replicas";
+    for f in [
+        "updatedReplicas",
+        "fullyLabeledReplicas",
+        "readyReplicas",
+        "availableReplicas",
+    ] {
+        if fields.contains(&f) && n(f) > n("replicas") {
+            errs.push(Cause::invalid(
+                format!("status.{f}"),
+                &Value::from(n(f)),
+                msg,
+            ));
+        }
+    }
+    if n("availableReplicas") > n("readyReplicas") {
+        errs.push(Cause::invalid(
+            "status.availableReplicas",
+            &Value::from(n("availableReplicas")),
+            "cannot be greater than readyReplicas",
+        ));
+    }
+}
+
+pub(crate) fn validate_deployment_status(new: &Value, old: &Value) -> Vec<Cause> {
+    let mut errs = Vec::new();
+    let status = sub(new, "status");
+    replica_counts(
+        status,
+        &[
+            "observedGeneration",
+            "replicas",
+            "updatedReplicas",
+            "readyReplicas",
+            "availableReplicas",
+            "unavailableReplicas",
+            "collisionCount",
+        ],
+        &mut errs,
+    );
+    let old_cc = get_int(sub(old, "status"), "collisionCount");
+    let new_cc = get_int(status, "collisionCount");
+    if old_cc.is_some_and(|o| new_cc.unwrap_or(0) < o) {
+        errs.push(Cause::invalid(
+            "status.collisionCount",
+            &Value::from(new_cc.unwrap_or(0)),
+            "cannot be decremented",
+        ));
+    }
+    errs.extend(pod::validate_conditions(
+        get_arr(status, "conditions"),
+        "status.conditions",
+        &["Available", "Progressing", "ReplicaFailure"],
+    ));
+    errs
+}
+
+pub(crate) fn validate_replica_set_status(new: &Value) -> Vec<Cause> {
+    let mut errs = Vec::new();
+    let status = sub(new, "status");
+    replica_counts(
+        status,
+        &[
+            "replicas",
+            "fullyLabeledReplicas",
+            "readyReplicas",
+            "availableReplicas",
+            "observedGeneration",
+        ],
+        &mut errs,
+    );
+    errs.extend(pod::validate_conditions(
+        get_arr(status, "conditions"),
+        "status.conditions",
+        &["ReplicaFailure"],
+    ));
+    errs
+}

@@ -1,0 +1,388 @@
+//! The watch cache: every object in memory, fed by one JetStream watch, with a ring of recent
+//! events. HTTP watches and lists are served from here (like kube-apiserver's cacher) instead
+//! of one JetStream consumer per client; consistent reads first wait until the cache has caught
+//! up with the store's current revision.
+
+use crate::metrics;
+use actix::prelude::*;
+use futures::StreamExt;
+use kubus_apimachinery::StatusError;
+use kubus_bus::{EventType, Key, Store, StoreError};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::{broadcast, watch};
+
+/// (storage group, storage resource)
+pub type Gr = (String, String);
+/// (namespace or "", name): the sort order of lists.
+pub type ObjKey = (String, String);
+
+#[derive(Debug)]
+pub struct CacheEvent {
+    pub kind: EventType,
+    pub gr: Gr,
+    pub key: ObjKey,
+    pub revision: u64,
+    /// The object after the change (for deletes: as it was deleted), resourceVersion set.
+    pub object: Arc<Value>,
+    /// The object before the change, when there was one.
+    pub prev: Option<Arc<Value>>,
+}
+
+#[derive(Default)]
+struct State {
+    objects: HashMap<Gr, BTreeMap<ObjKey, Arc<Value>>>,
+    revision: u64,
+    ring: VecDeque<Arc<CacheEvent>>,
+    /// Every event after this revision is in `ring`.
+    ring_start: u64,
+    synced: bool,
+}
+
+#[derive(Clone)]
+pub struct WatchCache {
+    state: Arc<RwLock<State>>,
+    events: broadcast::Sender<Arc<CacheEvent>>,
+    revision: watch::Sender<u64>,
+    capacity: usize,
+}
+
+pub fn with_revision(bytes: &[u8], revision: u64) -> Result<Value, StatusError> {
+    let mut v: Value = serde_json::from_slice(bytes)
+        .map_err(|e| StatusError::internal(format!("stored object is not JSON: {e}")))?;
+    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert(
+            "resourceVersion".into(),
+            Value::String(revision.to_string()),
+        );
+    }
+    Ok(v)
+}
+
+fn obj_key(key: &Key) -> ObjKey {
+    (key.namespace.clone().unwrap_or_default(), key.name.clone())
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Start {
+    /// Synthetic ADDED events for the current state, then changes.
+    Now,
+    /// Changes after this revision.
+    After(u64),
+}
+
+impl WatchCache {
+    pub fn new(capacity: usize) -> Self {
+        let (events, _) = broadcast::channel(16384);
+        let (revision, _) = watch::channel(0);
+        WatchCache {
+            state: Default::default(),
+            events,
+            revision,
+            capacity,
+        }
+    }
+
+    pub fn revision(&self) -> u64 {
+        self.state.read().expect("cache lock").revision
+    }
+
+    pub fn is_synced(&self) -> bool {
+        self.state.read().expect("cache lock").synced
+    }
+
+    /// Waits until the cache holds every change up to `revision`.
+    pub async fn wait_for(&self, revision: u64, timeout: Duration) -> Result<(), StatusError> {
+        let mut rx = self.revision.subscribe();
+        let caught_up = matches!(
+            tokio::time::timeout(timeout, rx.wait_for(|r| *r >= revision)).await,
+            Ok(Ok(_))
+        );
+        match caught_up {
+            true => Ok(()),
+            false => Err(StatusError::timeout(format!(
+                "Too large resource version: {revision}, current: {}",
+                self.revision()
+            ))),
+        }
+    }
+
+    /// Waits until the cache is as fresh as the store (a consistent read).
+    pub async fn wait_fresh(&self, store: &Store) -> Result<u64, StatusError> {
+        let rev = store
+            .current_revision()
+            .await
+            .map_err(crate::storage::store_error_plain)?;
+        self.wait_for(rev, Duration::from_secs(10)).await?;
+        Ok(rev)
+    }
+
+    pub fn get(&self, gr: &Gr, key: &ObjKey) -> Option<Arc<Value>> {
+        self.state
+            .read()
+            .expect("cache lock")
+            .objects
+            .get(gr)
+            .and_then(|m| m.get(key).cloned())
+    }
+
+    /// Objects of a resource (optionally one namespace) at the cache's revision, in key order.
+    pub fn list(&self, gr: &Gr, namespace: Option<&str>) -> (Vec<Arc<Value>>, u64) {
+        let state = self.state.read().expect("cache lock");
+        let items = match state.objects.get(gr) {
+            None => Vec::new(),
+            Some(m) => match namespace {
+                Some(ns) => m
+                    .range((ns.to_string(), String::new())..)
+                    .take_while(|((n, _), _)| n == ns)
+                    .map(|(_, v)| v.clone())
+                    .collect(),
+                None => m.values().cloned().collect(),
+            },
+        };
+        (items, state.revision)
+    }
+
+    /// Objects of a resource as they were at `revision`, rebuilt by undoing newer events.
+    pub fn list_at(
+        &self,
+        gr: &Gr,
+        namespace: Option<&str>,
+        revision: u64,
+    ) -> Result<Vec<Arc<Value>>, StatusError> {
+        let state = self.state.read().expect("cache lock");
+        if revision < state.ring_start {
+            return Err(StatusError::gone(format!(
+                "The resourceVersion for the provided list is too old: {revision} < {}",
+                state.ring_start
+            )));
+        }
+        let mut objects: BTreeMap<ObjKey, Arc<Value>> =
+            state.objects.get(gr).cloned().unwrap_or_default();
+        for ev in state
+            .ring
+            .iter()
+            .rev()
+            .take_while(|e| e.revision > revision)
+        {
+            if &ev.gr != gr {
+                continue;
+            }
+            match (&ev.kind, &ev.prev) {
+                (EventType::Added, _) => {
+                    objects.remove(&ev.key);
+                }
+                (_, Some(prev)) => {
+                    objects.insert(ev.key.clone(), prev.clone());
+                }
+                (_, None) => {
+                    objects.remove(&ev.key);
+                }
+            }
+        }
+        Ok(objects
+            .into_iter()
+            .filter(|((ns, _), _)| namespace.is_none_or(|n| n == ns))
+            .map(|(_, v)| v)
+            .collect())
+    }
+
+    /// Namespaces hold objects: used to refuse creates in a missing namespace.
+    pub fn namespace_phase(&self, name: &str) -> Option<String> {
+        self.get(
+            &(String::new(), "namespaces".into()),
+            &(String::new(), name.to_string()),
+        )
+        .map(|ns| {
+            if ns["metadata"]["deletionTimestamp"].is_string() {
+                "Terminating".to_string()
+            } else {
+                ns["status"]["phase"]
+                    .as_str()
+                    .unwrap_or("Active")
+                    .to_string()
+            }
+        })
+    }
+
+    /// Starts a watch of one resource: the events to send first, and the live feed after them.
+    /// Both come from under one lock, so nothing is missed or sent twice.
+    pub fn subscribe(
+        &self,
+        gr: &Gr,
+        start: Start,
+    ) -> Result<
+        (
+            Vec<Arc<CacheEvent>>,
+            broadcast::Receiver<Arc<CacheEvent>>,
+            u64,
+        ),
+        StatusError,
+    > {
+        let state = self.state.read().expect("cache lock");
+        let rx = self.events.subscribe();
+        let initial = match start {
+            Start::Now => state
+                .objects
+                .get(gr)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| {
+                            Arc::new(CacheEvent {
+                                kind: EventType::Added,
+                                gr: gr.clone(),
+                                key: k.clone(),
+                                revision: state.revision,
+                                object: v.clone(),
+                                prev: None,
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            Start::After(rev) => {
+                if rev < state.ring_start {
+                    return Err(StatusError::gone(format!(
+                        "too old resource version: {rev} ({})",
+                        state.ring_start
+                    )));
+                }
+                state
+                    .ring
+                    .iter()
+                    .filter(|e| e.revision > rev && &e.gr == gr)
+                    .cloned()
+                    .collect()
+            }
+        };
+        Ok((initial, rx, state.revision))
+    }
+
+    fn replace(&self, objects: Vec<kubus_bus::Object>, revision: u64) {
+        let mut map: HashMap<Gr, BTreeMap<ObjKey, Arc<Value>>> = HashMap::new();
+        for o in objects {
+            match with_revision(&o.value, o.revision) {
+                Ok(v) => {
+                    map.entry((o.key.group.clone(), o.key.resource.clone()))
+                        .or_default()
+                        .insert(obj_key(&o.key), Arc::new(v));
+                }
+                Err(e) => tracing::warn!(key = %o.key, error = %e, "skipping unreadable object"),
+            }
+        }
+        let mut state = self.state.write().expect("cache lock");
+        state.objects = map;
+        state.revision = revision;
+        state.ring.clear();
+        state.ring_start = revision;
+        state.synced = true;
+        metrics::CACHE_OBJECTS.set(state.objects.values().map(|m| m.len() as i64).sum());
+        drop(state);
+        self.revision.send_replace(revision);
+    }
+
+    fn apply(&self, ev: kubus_bus::Event) {
+        let gr = (ev.key.group.clone(), ev.key.resource.clone());
+        let key = obj_key(&ev.key);
+        let object = match with_revision(&ev.value, ev.revision) {
+            Ok(v) => Arc::new(v),
+            Err(e) => {
+                tracing::warn!(key = %ev.key, error = %e, "skipping unreadable change");
+                return self.advance(ev.revision);
+            }
+        };
+        let mut state = self.state.write().expect("cache lock");
+        let objects = state.objects.entry(gr.clone()).or_default();
+        let prev = match ev.kind {
+            EventType::Deleted => objects.remove(&key),
+            _ => objects.insert(key.clone(), object.clone()),
+        };
+        // A create over a name we still hold (missed delete) is reported as a modification.
+        let kind = match (ev.kind, &prev) {
+            (EventType::Added, Some(_)) => EventType::Modified,
+            (EventType::Modified, None) => EventType::Added,
+            (k, _) => k,
+        };
+        let event = Arc::new(CacheEvent {
+            kind,
+            gr,
+            key,
+            revision: ev.revision,
+            object,
+            prev,
+        });
+        state.revision = ev.revision;
+        state.ring.push_back(event.clone());
+        while state.ring.len() > self.capacity {
+            if let Some(old) = state.ring.pop_front() {
+                state.ring_start = old.revision;
+            }
+        }
+        metrics::CACHE_OBJECTS.set(state.objects.values().map(|m| m.len() as i64).sum());
+        let _ = self.events.send(event);
+        drop(state);
+        self.revision.send_replace(ev.revision);
+    }
+
+    fn advance(&self, revision: u64) {
+        self.state.write().expect("cache lock").revision = revision;
+        self.revision.send_replace(revision);
+    }
+}
+
+/// The actor that keeps the cache fed. Any failure of its watch stops it; its supervisor
+/// restarts it, and it resumes from the cache's revision (relisting only if that is gone).
+pub struct CacheFeeder {
+    pub cache: WatchCache,
+    pub store: Store,
+}
+
+impl Actor for CacheFeeder {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let cache = self.cache.clone();
+        let store = self.store.clone();
+        let feed = async move {
+            let mut watch = match (cache.is_synced(), cache.revision()) {
+                (true, rev) => match store.watch(None, rev).await {
+                    Ok(w) => w,
+                    Err(StoreError::Gone { .. }) => relist(&cache, &store).await?,
+                    Err(e) => return Err(e),
+                },
+                (false, _) => relist(&cache, &store).await?,
+            };
+            tracing::info!(revision = cache.revision(), "watch cache synced");
+            while let Some(ev) = watch.next().await {
+                cache.apply(ev?);
+            }
+            Err(StoreError::Unavailable("store watch ended".into()))
+        };
+        ctx.spawn(
+            feed.into_actor(self)
+                .map(|res: Result<(), StoreError>, _, ctx| {
+                    if let Err(e) = res {
+                        tracing::warn!(error = %e, "watch cache feed failed; restarting");
+                        metrics::ACTOR_RESTARTS
+                            .with_label_values(&["watch-cache"])
+                            .inc();
+                    }
+                    ctx.stop();
+                }),
+        );
+    }
+}
+
+async fn relist(cache: &WatchCache, store: &Store) -> Result<kubus_bus::store::Watch, StoreError> {
+    let (objects, rev) = store.list_all().await?;
+    cache.replace(objects, rev);
+    store.watch(None, rev).await
+}
+
+impl Supervised for CacheFeeder {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        tracing::info!("restarting the watch cache feed");
+    }
+}

@@ -1,0 +1,181 @@
+//! Discovery: `/version`, legacy discovery (`/api`, `/apis`, resource lists) and aggregated
+//! discovery (apidiscovery.k8s.io/v2), which kubectl asks for first and which spares it one
+//! request per group-version.
+
+use crate::request::ApiResponse;
+use kubus_apimachinery::{resource, ResourceInfo, StatusError, Subresource};
+use serde_json::{json, Value};
+
+/// The Kubernetes version whose API is served. kubectl's dispatcher picks the client matching
+/// the server's minor version, so this must name the kubectl the project is tested with.
+pub const KUBERNETES_VERSION: &str = "v1.32.0";
+
+pub fn version() -> Value {
+    json!({
+        "major": "1",
+        "minor": "32",
+        "gitVersion": format!("{KUBERNETES_VERSION}+kubus-{}", env!("CARGO_PKG_VERSION")),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "1970-01-01T00:00:00Z",
+        "goVersion": "rust",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, if cfg!(target_arch = "x86_64") { "amd64" } else { std::env::consts::ARCH }),
+    })
+}
+
+const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+fn wants_aggregated(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| {
+        a.split(',').next().is_some_and(|first| {
+            first.contains("as=APIGroupDiscoveryList")
+                && first.contains("v=v2")
+                && !first.contains("v2beta1")
+        })
+    })
+}
+
+fn sub_response_kind(r: &ResourceInfo, s: Subresource) -> Value {
+    match s {
+        Subresource::Scale => json!({"group": "autoscaling", "version": "v1", "kind": "Scale"}),
+        Subresource::Binding => json!({"group": "", "version": "v1", "kind": "Binding"}),
+        _ => json!({"group": r.group, "version": r.version, "kind": r.kind}),
+    }
+}
+
+fn sub_verbs(s: Subresource) -> Vec<&'static str> {
+    match s {
+        Subresource::Binding => vec!["create"],
+        Subresource::Finalize => vec!["update"],
+        _ => vec!["get", "patch", "update"],
+    }
+}
+
+fn aggregated_group(group: &str, versions: &[&str]) -> Value {
+    let versions: Vec<Value> = versions
+        .iter()
+        .map(|v| {
+            let resources: Vec<Value> = resource::all()
+                .iter()
+                .filter(|r| r.group == group && r.version == *v)
+                .map(|r| {
+                    let subs: Vec<Value> = r
+                        .subresources
+                        .iter()
+                        .map(|s| json!({"subresource": s.name(), "responseKind": sub_response_kind(r, *s), "verbs": sub_verbs(*s)}))
+                        .collect();
+                    json!({
+                        "resource": r.resource,
+                        "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
+                        "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+                        "singularResource": r.singular,
+                        "verbs": ResourceInfo::VERBS,
+                        "shortNames": r.short_names,
+                        "categories": r.categories,
+                        "subresources": subs,
+                    })
+                })
+                .collect();
+            json!({"version": v, "resources": resources, "freshness": "Current"})
+        })
+        .collect();
+    json!({"metadata": {"name": group, "creationTimestamp": null}, "versions": versions})
+}
+
+/// `/api` (legacy = true) or `/apis`.
+pub fn root(legacy: bool, accept: Option<&str>) -> ApiResponse {
+    let groups = resource::groups();
+    if wants_aggregated(accept) {
+        let items: Vec<Value> = groups
+            .iter()
+            .filter(|(g, _)| g.is_empty() == legacy)
+            .map(|(g, vs)| aggregated_group(g, vs))
+            .collect();
+        let body = json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items});
+        return ApiResponse::json(200, &body).with_content_type(AGGREGATED);
+    }
+    if legacy {
+        return ApiResponse::json(
+            200,
+            &json!({
+                "kind": "APIVersions", "versions": ["v1"],
+                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": ""}],
+            }),
+        );
+    }
+    let list: Vec<Value> = groups
+        .iter()
+        .filter(|(g, _)| !g.is_empty())
+        .map(|(g, vs)| api_group(g, vs))
+        .collect();
+    ApiResponse::json(
+        200,
+        &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": list}),
+    )
+}
+
+fn api_group(group: &str, versions: &[&str]) -> Value {
+    let vs: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
+        .collect();
+    json!({"name": group, "versions": vs, "preferredVersion": vs[0]})
+}
+
+pub fn group(group: &str) -> Result<ApiResponse, StatusError> {
+    let groups = resource::groups();
+    let (g, vs) = groups
+        .iter()
+        .find(|(g, _)| *g == group && !g.is_empty())
+        .ok_or_else(not_found)?;
+    let mut body = api_group(g, vs);
+    body["kind"] = json!("APIGroup");
+    body["apiVersion"] = json!("v1");
+    Ok(ApiResponse::json(200, &body))
+}
+
+fn not_found() -> StatusError {
+    StatusError::new(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+    )
+}
+
+pub fn group_version(group: &str, version: &str) -> Result<ApiResponse, StatusError> {
+    let mut resources = Vec::new();
+    for r in resource::all()
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
+        resources.push(json!({
+            "name": r.resource, "singularName": r.singular, "namespaced": r.namespaced, "kind": r.kind,
+            "verbs": ResourceInfo::VERBS, "shortNames": r.short_names, "categories": r.categories,
+        }));
+        for s in r.subresources {
+            let rk = sub_response_kind(r, *s);
+            let mut entry = json!({
+                "name": format!("{}/{}", r.resource, s.name()), "singularName": "", "namespaced": r.namespaced,
+                "kind": rk["kind"], "verbs": sub_verbs(*s),
+            });
+            if *s == Subresource::Scale {
+                entry["group"] = json!("autoscaling");
+                entry["version"] = json!("v1");
+            }
+            resources.push(entry);
+        }
+    }
+    if resources.is_empty() {
+        return Err(not_found());
+    }
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Ok(ApiResponse::json(
+        200,
+        &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    ))
+}

@@ -1,0 +1,671 @@
+//! The one request handler behind HTTP and NATS: routing, verbs and content negotiation.
+
+use crate::cache::{Gr, Start};
+use crate::metrics::{REQUESTS, REQUEST_LATENCY};
+use crate::openapi::OpenApi;
+use crate::render::{IncludeObject, Renderer};
+use crate::request::{
+    negotiate, route, ApiRequest, ApiResponse, Body, Query, Rendering, ResourcePath, Route,
+};
+use crate::storage::{DeleteOptions, FieldValidation, Outcome, PatchKind, Storage, WriteOptions};
+use crate::{discovery, watch};
+use kubus_apimachinery::selector::{FieldSelector, LabelSelector};
+use kubus_apimachinery::{resource, ResourceInfo, StatusError, Subresource};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::Instrument;
+
+/// Largest request body accepted (upstream's limit is 3 MiB).
+pub const MAX_BODY: usize = 3 << 20;
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub storage: Storage,
+    pub openapi: Arc<OpenApi>,
+    pub ready: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ApiState {
+    /// Handles one request from either transport.
+    pub async fn handle(&self, req: ApiRequest, transport: &'static str) -> ApiResponse {
+        let started = Instant::now();
+        let span =
+            tracing::info_span!("api_request", method = %req.method, path = %req.path, transport);
+        let (verb, resource, resp) = async {
+            let (verb, resource) = describe(&req);
+            let resp = match self.dispatch(&req).await {
+                Ok(r) => r,
+                Err(e) => ApiResponse::error(&e),
+            };
+            (verb, resource, resp)
+        }
+        .instrument(span)
+        .await;
+        REQUESTS
+            .with_label_values(&[&verb, &resource, &resp.status.to_string(), transport])
+            .inc();
+        REQUEST_LATENCY
+            .with_label_values(&[&verb, &resource])
+            .observe(started.elapsed().as_secs_f64());
+        if resp.status >= 500 {
+            tracing::warn!(method = %req.method, path = %req.path, status = resp.status, "request failed");
+        }
+        resp
+    }
+
+    async fn dispatch(&self, req: &ApiRequest) -> Result<ApiResponse, StatusError> {
+        if req.body.len() > MAX_BODY {
+            return Err(StatusError::too_large(format!(
+                "request body is {} bytes, over the limit of {MAX_BODY}",
+                req.body.len()
+            )));
+        }
+        let q = Query::parse(&req.query);
+        let get_only = |r: ApiResponse| {
+            if req.method == "GET" || req.method == "HEAD" {
+                Ok(r)
+            } else {
+                Err(StatusError::method_not_allowed(format!(
+                    "the server does not allow this method on the requested resource ({})",
+                    req.method
+                )))
+            }
+        };
+        match route(&req.path) {
+            Route::Version => get_only(ApiResponse::json(200, &discovery::version())),
+            Route::Health(which) => {
+                let ok = which == "livez" || self.ready.load(std::sync::atomic::Ordering::Relaxed);
+                if q.flag("verbose") {
+                    let body = format!(
+                        "[{}]ping ok\n[{}]watch-cache-synced {}\n{} {}\n",
+                        "+",
+                        if ok { "+" } else { "-" },
+                        if ok { "ok" } else { "failed" },
+                        which,
+                        if ok { "check passed" } else { "check failed" }
+                    );
+                    return get_only(ApiResponse::text(if ok { 200 } else { 500 }, &body));
+                }
+                get_only(ApiResponse::text(
+                    if ok { 200 } else { 500 },
+                    if ok { "ok" } else { "watch cache not synced" },
+                ))
+            }
+            Route::Metrics => get_only(
+                ApiResponse::text(200, &crate::metrics::render())
+                    .with_content_type("text/plain; version=0.0.4; charset=utf-8"),
+            ),
+            Route::Root(legacy) => get_only(discovery::root(legacy, req.accept.as_deref())),
+            Route::Group(g) => get_only(discovery::group(&g)?),
+            Route::GroupVersion(g, v) => get_only(discovery::group_version(&g, &v)?),
+            Route::OpenApiV3Root => get_only(ApiResponse::json(200, &self.openapi.root())),
+            Route::OpenApiV3(gv) => {
+                get_only(ApiResponse::json(200, self.openapi.group_version(&gv)?))
+            }
+            Route::OpenApiV2 => Err(StatusError::new(
+                404,
+                "NotFound",
+                "OpenAPI v2 is not served; use /openapi/v3",
+            )),
+            Route::Resource(p) => self.resource(req, &q, p).await,
+            Route::NotFound => Err(StatusError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )),
+        }
+    }
+
+    async fn resource(
+        &self,
+        req: &ApiRequest,
+        q: &Query,
+        p: ResourcePath,
+    ) -> Result<ApiResponse, StatusError> {
+        let info = resource::find(&p.group, &p.version, &p.resource).ok_or_else(|| {
+            StatusError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )
+        })?;
+        // `/api/v1/namespaces/x/pods` with a cluster-scoped resource is not a path upstream serves.
+        if p.namespace.is_some() && !info.namespaced {
+            return Err(StatusError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            ));
+        }
+        let ns = p.namespace.as_deref();
+        let sub = match p.subresource.as_deref() {
+            None => None,
+            Some(s) => Some(
+                info.subresources
+                    .iter()
+                    .copied()
+                    .find(|x| x.name() == s)
+                    .ok_or_else(|| {
+                        StatusError::new(
+                            404,
+                            "NotFound",
+                            "the server could not find the requested resource",
+                        )
+                    })?,
+            ),
+        };
+        let rendering = negotiate(req.accept.as_deref())?;
+        let renderer = Renderer::new(
+            rendering,
+            info,
+            IncludeObject::parse(q.get("includeObject")),
+        );
+        let write = write_options(q)?;
+        let method = req.method.as_str();
+        match (&p.name, method) {
+            (None, "GET") if q.flag("watch") => self.watch(info, ns, q, renderer),
+            (None, "GET") => self.list(info, ns, q, renderer).await,
+            (None, "POST") => {
+                let body = parse_body(req)?;
+                let out = self.storage.create(info, ns, body, &write).await?;
+                Ok(respond(201, out, &renderer))
+            }
+            (None, "DELETE") => self.delete_collection(info, ns, q, req, renderer).await,
+            (Some(name), _) => {
+                self.object(info, ns, name, sub, q, req, renderer, write)
+                    .await
+            }
+            _ => Err(StatusError::method_not_allowed(format!(
+                "the server does not allow this method on the requested resource ({method})"
+            ))),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn object(
+        &self,
+        info: &'static ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        sub: Option<Subresource>,
+        q: &Query,
+        req: &ApiRequest,
+        renderer: Renderer,
+        write: WriteOptions,
+    ) -> Result<ApiResponse, StatusError> {
+        let s = &self.storage;
+        let method = req.method.as_str();
+        match (sub, method) {
+            (None | Some(Subresource::Status), "GET") => {
+                let obj = s.get(info, ns, name).await?;
+                Ok(ApiResponse::json(200, &renderer.object(obj))
+                    .with_content_type(renderer.content_type()))
+            }
+            (None | Some(Subresource::Status), "PUT") => {
+                let out = s
+                    .update(info, ns, name, sub, parse_body(req)?, &write)
+                    .await?;
+                Ok(respond(200, out, &renderer))
+            }
+            (None | Some(Subresource::Status), "PATCH") => {
+                let ct = req.content_type.as_deref().unwrap_or("");
+                let out = s.patch(info, ns, name, sub, ct, &req.body, &write).await?;
+                let code = if out.created { 201 } else { 200 };
+                Ok(respond(code, out, &renderer))
+            }
+            (None, "DELETE") => {
+                let opts = delete_options(q, &req.body)?;
+                let obj = s.delete(info, ns, name, &opts).await?;
+                Ok(ApiResponse::json(200, &renderer.object(obj))
+                    .with_content_type(renderer.content_type()))
+            }
+            (Some(Subresource::Scale), "GET") => {
+                let obj = s.get(info, ns, name).await?;
+                Ok(ApiResponse::json(200, &scale_of(&obj)))
+            }
+            (Some(Subresource::Scale), "PUT" | "PATCH") => {
+                let body = req.body.clone();
+                let ct = req.content_type.clone().unwrap_or_default();
+                let is_patch = method == "PATCH";
+                let kind = if is_patch {
+                    Some(PatchKind::from_content_type(&ct)?)
+                } else {
+                    None
+                };
+                let requested: Value = serde_json::from_slice(&body)
+                    .map_err(|e| StatusError::bad_request(format!("error decoding body: {e}")))?;
+                let out = s
+                    .update_with(info, ns, name, None, &write, |old| {
+                        let current = scale_of(old);
+                        let desired = match kind {
+                            Some(k) => crate::storage::apply_patch(k, &current, &requested, None)?,
+                            None => requested.clone(),
+                        };
+                        let replicas = desired["spec"]["replicas"].as_i64().ok_or_else(|| {
+                            StatusError::invalid(
+                                "autoscaling",
+                                "Scale",
+                                name,
+                                vec![kubus_apimachinery::Cause::required("spec.replicas")],
+                            )
+                        })?;
+                        if replicas < 0 {
+                            return Err(StatusError::invalid(
+                                "autoscaling",
+                                "Scale",
+                                name,
+                                vec![kubus_apimachinery::Cause::invalid(
+                                    "spec.replicas",
+                                    &json!(replicas),
+                                    "must be greater than or equal to 0",
+                                )],
+                            ));
+                        }
+                        let mut new = old.clone();
+                        new["spec"]["replicas"] = json!(replicas);
+                        match desired["metadata"]["resourceVersion"].as_str() {
+                            Some(rv)
+                                if !rv.is_empty()
+                                    && (!is_patch
+                                        || requested["metadata"]["resourceVersion"]
+                                            .is_string()) =>
+                            {
+                                new["metadata"]["resourceVersion"] = json!(rv);
+                            }
+                            _ => {
+                                new["metadata"]
+                                    .as_object_mut()
+                                    .map(|m| m.remove("resourceVersion"));
+                            }
+                        }
+                        Ok((new, vec![]))
+                    })
+                    .await?;
+                Ok(ApiResponse::json(200, &scale_of(&out.object)))
+            }
+            (Some(Subresource::Binding), "POST") => {
+                let binding = parse_body(req)?;
+                let node = binding["target"]["name"].as_str().unwrap_or("").to_string();
+                if node.is_empty() {
+                    return Err(StatusError::invalid(
+                        "",
+                        "Binding",
+                        name,
+                        vec![kubus_apimachinery::Cause::required("target.name")],
+                    ));
+                }
+                s.update_with(info, ns, name, Some(Subresource::Binding), &write, |old| {
+                    if old["metadata"]["deletionTimestamp"].is_string() {
+                        return Err(StatusError::conflict("", "pods", name, "pod is being deleted, cannot be assigned to a host"));
+                    }
+                    if let Some(cur) = old["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+                        return Err(StatusError::conflict("", "pods", name, &format!("pod {name} is already assigned to node \"{cur}\"")));
+                    }
+                    let mut new = old.clone();
+                    new["spec"]["nodeName"] = json!(node);
+                    let mut conds: Vec<Value> = new["status"]["conditions"].as_array().cloned().unwrap_or_default();
+                    conds.retain(|c| c["type"] != "PodScheduled");
+                    conds.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": crate::storage::now()}));
+                    new["status"]["conditions"] = Value::Array(conds);
+                    new["metadata"].as_object_mut().map(|m| m.remove("resourceVersion"));
+                    Ok((new, vec![]))
+                })
+                .await?;
+                Ok(ApiResponse::json(
+                    201,
+                    &json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Success","code":201}),
+                ))
+            }
+            (Some(Subresource::Finalize), "PUT") => {
+                let body = parse_body(req)?;
+                let finalizers = body["spec"]["finalizers"].clone();
+                let out = s
+                    .update_with(info, ns, name, None, &write, |old| {
+                        let mut new = old.clone();
+                        new["spec"]["finalizers"] = if finalizers.is_null() {
+                            json!([])
+                        } else {
+                            finalizers.clone()
+                        };
+                        new["metadata"]
+                            .as_object_mut()
+                            .map(|m| m.remove("resourceVersion"));
+                        Ok((new, vec![]))
+                    })
+                    .await?;
+                Ok(respond(200, out, &renderer))
+            }
+            _ => Err(StatusError::method_not_allowed(format!(
+                "the server does not allow this method on the requested resource ({method})"
+            ))),
+        }
+    }
+
+    async fn list(
+        &self,
+        info: &'static ResourceInfo,
+        ns: Option<&str>,
+        q: &Query,
+        renderer: Renderer,
+    ) -> Result<ApiResponse, StatusError> {
+        let labels = match q.get("labelSelector") {
+            Some(s) => LabelSelector::parse(s)?,
+            None => LabelSelector::everything(),
+        };
+        let fields = match q.get("fieldSelector") {
+            Some(s) => FieldSelector::parse(s)?,
+            None => FieldSelector::everything(),
+        };
+        fields.validate_for(info.group, info.resource)?;
+        let limit = q.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
+        let gr: Gr = (
+            info.storage_group.to_string(),
+            info.storage_resource.to_string(),
+        );
+        let cache = &self.storage.cache;
+        let (items, revision, start_after) = if let Some(token) = q.get("continue") {
+            let (rev, after) = decode_continue(token)?;
+            (cache.list_at(&gr, ns, rev)?, rev, Some(after))
+        } else {
+            match (q.get("resourceVersion"), q.get("resourceVersionMatch")) {
+                (Some(rv), Some("Exact")) => {
+                    let rev = parse_rv(rv)?;
+                    cache.wait_for(rev, Duration::from_secs(5)).await?;
+                    (cache.list_at(&gr, ns, rev)?, rev, None)
+                }
+                (Some("0"), _) => {
+                    let (items, rev) = cache.list(&gr, ns);
+                    (items, rev, None)
+                }
+                (Some(rv), _) => {
+                    cache
+                        .wait_for(parse_rv(rv)?, Duration::from_secs(5))
+                        .await?;
+                    let (items, rev) = cache.list(&gr, ns);
+                    (items, rev, None)
+                }
+                (None, _) => {
+                    cache.wait_fresh(&self.storage.store).await?;
+                    let (items, rev) = cache.list(&gr, ns);
+                    (items, rev, None)
+                }
+            }
+        };
+        let mut matched = items
+            .into_iter()
+            .filter(|o| labels.matches_object(o) && fields.matches(o))
+            .filter(|o| match &start_after {
+                Some(after) => list_key(o).as_str() > after.as_str(),
+                None => true,
+            });
+        let mut page: Vec<Value> = Vec::new();
+        let mut more = 0usize;
+        let mut last_key = String::new();
+        for o in matched.by_ref() {
+            if limit.is_some_and(|l| page.len() >= l) {
+                more += 1;
+                continue;
+            }
+            last_key = list_key(&o);
+            page.push((*o).clone());
+        }
+        let cont = (more > 0).then(|| encode_continue(revision, &last_key));
+        let remaining = (more > 0 && labels.is_empty() && fields.is_empty()).then_some(more);
+        Ok(
+            ApiResponse::json(200, &renderer.list(page, revision, cont, remaining))
+                .with_content_type(renderer.content_type()),
+        )
+    }
+
+    fn watch(
+        &self,
+        info: &'static ResourceInfo,
+        ns: Option<&str>,
+        q: &Query,
+        renderer: Renderer,
+    ) -> Result<ApiResponse, StatusError> {
+        let labels = match q.get("labelSelector") {
+            Some(s) => LabelSelector::parse(s)?,
+            None => LabelSelector::everything(),
+        };
+        let fields = match q.get("fieldSelector") {
+            Some(s) => FieldSelector::parse(s)?,
+            None => FieldSelector::everything(),
+        };
+        fields.validate_for(info.group, info.resource)?;
+        let send_initial = q.flag("sendInitialEvents");
+        let start = match q.get("resourceVersion") {
+            _ if send_initial => Start::Now,
+            None | Some("0") => Start::Now,
+            Some(rv) => Start::After(parse_rv(rv)?),
+        };
+        let timeout = q
+            .int("timeoutSeconds")?
+            .filter(|t| *t > 0)
+            .map(|t| Duration::from_secs(t as u64));
+        let content_type = match renderer.rendering {
+            Rendering::Table => crate::request::TABLE_CONTENT_TYPE,
+            _ => crate::request::JSON,
+        };
+        let spec = watch::WatchSpec {
+            gr: (
+                info.storage_group.to_string(),
+                info.storage_resource.to_string(),
+            ),
+            namespace: ns.map(str::to_string),
+            labels,
+            fields,
+            start,
+            bookmarks: q.flag("allowWatchBookmarks"),
+            send_initial_end_bookmark: send_initial,
+            timeout,
+            renderer,
+            resource_label: info.resource,
+        };
+        let stream = watch::serve(&self.storage.cache, spec);
+        Ok(ApiResponse {
+            status: 200,
+            content_type: content_type.to_string(),
+            body: Body::Stream(stream),
+            warnings: vec![],
+        })
+    }
+
+    async fn delete_collection(
+        &self,
+        info: &'static ResourceInfo,
+        ns: Option<&str>,
+        q: &Query,
+        req: &ApiRequest,
+        renderer: Renderer,
+    ) -> Result<ApiResponse, StatusError> {
+        let labels = match q.get("labelSelector") {
+            Some(s) => LabelSelector::parse(s)?,
+            None => LabelSelector::everything(),
+        };
+        let fields = match q.get("fieldSelector") {
+            Some(s) => FieldSelector::parse(s)?,
+            None => FieldSelector::everything(),
+        };
+        fields.validate_for(info.group, info.resource)?;
+        let opts = delete_options(q, &req.body)?;
+        let gr: Gr = (
+            info.storage_group.to_string(),
+            info.storage_resource.to_string(),
+        );
+        self.storage.cache.wait_fresh(&self.storage.store).await?;
+        let (items, _) = self.storage.cache.list(&gr, ns);
+        let mut deleted = Vec::new();
+        for o in items
+            .iter()
+            .filter(|o| labels.matches_object(o) && fields.matches(o))
+        {
+            let name = o["metadata"]["name"].as_str().unwrap_or_default();
+            let obj_ns = o["metadata"]["namespace"].as_str();
+            match self.storage.delete(info, obj_ns, name, &opts).await {
+                Ok(v) => deleted.push(v),
+                Err(e) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let rev = self.storage.cache.revision();
+        Ok(
+            ApiResponse::json(200, &renderer.list(deleted, rev, None, None))
+                .with_content_type(renderer.content_type()),
+        )
+    }
+}
+
+fn respond(code: u16, out: Outcome, renderer: &Renderer) -> ApiResponse {
+    let mut r = ApiResponse::json(code, &renderer.object(out.object))
+        .with_content_type(renderer.content_type());
+    r.warnings = out
+        .warnings
+        .iter()
+        .map(|w| format!("299 - {}", serde_json::to_string(w).unwrap_or_default()))
+        .collect();
+    r
+}
+
+fn parse_rv(rv: &str) -> Result<u64, StatusError> {
+    rv.parse()
+        .map_err(|_| StatusError::bad_request(format!("invalid resource version: {rv:?}")))
+}
+
+fn list_key(o: &Value) -> String {
+    format!(
+        "{}/{}",
+        o["metadata"]["namespace"].as_str().unwrap_or(""),
+        o["metadata"]["name"].as_str().unwrap_or("")
+    )
+}
+
+/// Continue tokens are opaque to clients: hex of `<revision>/<last key>`.
+fn encode_continue(rev: u64, last: &str) -> String {
+    format!("{rev}/{last}")
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn decode_continue(token: &str) -> Result<(u64, String), StatusError> {
+    let bad = || {
+        StatusError::bad_request(
+            "continue key is not valid: the token was not issued by this server",
+        )
+    };
+    if token.len() % 2 != 0 {
+        return Err(bad());
+    }
+    let bytes: Option<Vec<u8>> = (0..token.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&token[i..i + 2], 16).ok())
+        .collect();
+    let s = String::from_utf8(bytes.ok_or_else(bad)?).map_err(|_| bad())?;
+    let (rev, last) = s.split_once('/').ok_or_else(bad)?;
+    Ok((rev.parse().map_err(|_| bad())?, last.to_string()))
+}
+
+fn parse_body(req: &ApiRequest) -> Result<Value, StatusError> {
+    if req.body.is_empty() {
+        return Err(StatusError::bad_request("the request body is empty"));
+    }
+    let ct = req.content_type.as_deref().unwrap_or("application/json");
+    let media = ct.split(';').next().unwrap_or("").trim();
+    match media {
+        "application/json" | "" | "*/*" => serde_json::from_slice(&req.body)
+            .map_err(|e| StatusError::bad_request(format!("error decoding JSON body: {e}"))),
+        "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml::from_slice(&req.body)
+            .map_err(|e| StatusError::bad_request(format!("error decoding YAML body: {e}"))),
+        _ => Err(StatusError::new(415, "UnsupportedMediaType", format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml; got {ct:?}"
+        ))),
+    }
+}
+
+fn write_options(q: &Query) -> Result<WriteOptions, StatusError> {
+    let dry_run = match q.get("dryRun") {
+        None => false,
+        Some("All") => true,
+        Some(o) => {
+            return Err(StatusError::bad_request(format!(
+                "Invalid dryRun value: {o:?}; supported values: \"All\""
+            )))
+        }
+    };
+    Ok(WriteOptions {
+        dry_run,
+        field_validation: FieldValidation::parse(q.get("fieldValidation"))?,
+        field_manager: q.get("fieldManager").map(str::to_string),
+        force: q.flag("force"),
+    })
+}
+
+fn delete_options(q: &Query, body: &[u8]) -> Result<DeleteOptions, StatusError> {
+    let b: Value = if body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| StatusError::bad_request(format!("error decoding DeleteOptions: {e}")))?
+    };
+    let dry = q
+        .get("dryRun")
+        .map(str::to_string)
+        .or_else(|| b["dryRun"][0].as_str().map(str::to_string));
+    let grace = match q.int("gracePeriodSeconds")? {
+        Some(g) => Some(g),
+        None => b["gracePeriodSeconds"].as_i64(),
+    };
+    Ok(DeleteOptions {
+        dry_run: dry.as_deref() == Some("All"),
+        grace_period: grace,
+        propagation: q
+            .get("propagationPolicy")
+            .map(str::to_string)
+            .or_else(|| b["propagationPolicy"].as_str().map(str::to_string)),
+        precondition_uid: b["preconditions"]["uid"].as_str().map(str::to_string),
+        precondition_rv: b["preconditions"]["resourceVersion"]
+            .as_str()
+            .map(str::to_string),
+    })
+}
+
+/// The autoscaling/v1 Scale view of a deployment or replicaset.
+fn scale_of(obj: &Value) -> Value {
+    let selector = kubus_apimachinery::selector::LabelSelector::from_json(&obj["spec"]["selector"])
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    let m = &obj["metadata"];
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {"name": m["name"], "namespace": m["namespace"], "uid": m["uid"],
+                     "resourceVersion": m["resourceVersion"], "creationTimestamp": m["creationTimestamp"]},
+        "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(1)},
+        "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector},
+    })
+}
+
+/// (verb, resource) labels of a request for metrics.
+fn describe(req: &ApiRequest) -> (String, String) {
+    match route(&req.path) {
+        Route::Resource(p) => {
+            let q = Query::parse(&req.query);
+            let verb = match (req.method.as_str(), p.name.is_some()) {
+                ("GET", false) if q.flag("watch") => "WATCH",
+                ("GET", false) => "LIST",
+                ("DELETE", false) => "DELETECOLLECTION",
+                ("POST", _) => "CREATE",
+                ("PUT", _) => "UPDATE",
+                (m, _) => m,
+            };
+            let res = match p.subresource {
+                Some(s) => format!("{}/{s}", p.resource),
+                None => p.resource.clone(),
+            };
+            (verb.to_string(), res)
+        }
+        _ => (req.method.clone(), "nonresource".to_string()),
+    }
+}

@@ -1,0 +1,92 @@
+//! Prometheus metrics of the API server (process-wide default registry).
+
+use prometheus::{
+    register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
+    HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+};
+use std::sync::LazyLock;
+
+pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "kubus_apiserver_requests_total",
+        "API requests by verb, resource, response code and transport (http or nats)",
+        &["verb", "resource", "code", "transport"]
+    )
+    .expect("metric registers once")
+});
+
+pub static REQUEST_LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "kubus_apiserver_request_duration_seconds",
+        "API request latency by verb and resource (watches: time to first byte)",
+        &["verb", "resource"],
+        vec![
+            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            2.5, 5.0
+        ]
+    )
+    .expect("metric registers once")
+});
+
+pub static WATCHERS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "kubus_apiserver_watchers",
+        "Open watches by resource",
+        &["resource"]
+    )
+    .expect("metric registers once")
+});
+
+pub static WATCH_EVENTS_SENT: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "kubus_apiserver_watch_events_sent_total",
+        "Watch events sent to clients by resource and type",
+        &["resource", "type"]
+    )
+    .expect("metric registers once")
+});
+
+pub static CACHE_OBJECTS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "kubus_apiserver_watch_cache_objects",
+        "Objects held in the watch cache"
+    )
+    .expect("metric registers once")
+});
+
+pub static ACTOR_RESTARTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "kubus_actor_restarts_total",
+        "Actors restarted by their supervisor after a failure",
+        &["actor"]
+    )
+    .expect("metric registers once")
+});
+
+pub static OBJECTS_STORED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "kubus_apiserver_writes_total",
+        "Writes that reached the store, by resource and operation",
+        &["resource", "operation"]
+    )
+    .expect("metric registers once")
+});
+
+/// Forces registration so every series exists before the first scrape.
+pub fn register() {
+    LazyLock::force(&REQUESTS);
+    LazyLock::force(&REQUEST_LATENCY);
+    LazyLock::force(&WATCHERS);
+    LazyLock::force(&WATCH_EVENTS_SENT);
+    LazyLock::force(&CACHE_OBJECTS);
+    LazyLock::force(&ACTOR_RESTARTS);
+    LazyLock::force(&OBJECTS_STORED);
+}
+
+/// The text exposition of every metric in the process.
+pub fn render() -> String {
+    use prometheus::Encoder;
+    let mut buf = Vec::new();
+    let _ = prometheus::TextEncoder::new().encode(&prometheus::gather(), &mut buf);
+    String::from_utf8(buf).unwrap_or_default()
+}

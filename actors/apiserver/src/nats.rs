@@ -1,0 +1,107 @@
+//! The API server as a NATS service: a queue-group subscriber on `kubus.<cluster>.api`, so any
+//! number of API servers share requests. Internal actors send the same requests kubectl sends.
+
+use crate::handler::ApiState;
+use crate::metrics::ACTOR_RESTARTS;
+use crate::request::Body;
+use actix::prelude::*;
+use bytes::Bytes;
+use futures::StreamExt;
+use kubus_bus::api::{self, ApiRequest, ApiResponse};
+
+pub struct NatsService {
+    pub client: async_nats::Client,
+    pub cluster: String,
+    pub state: ApiState,
+}
+
+impl Actor for NatsService {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let client = self.client.clone();
+        let state = self.state.clone();
+        let subject = api::api_subject(&self.cluster);
+        let serve = async move {
+            let sub = client
+                .queue_subscribe(subject.clone(), api::QUEUE_GROUP.to_string())
+                .await?;
+            tracing::info!(%subject, "API server serving on NATS");
+            sub.for_each_concurrent(256, |msg| {
+                let client = client.clone();
+                let state = state.clone();
+                async move {
+                    let Some(reply) = msg.reply.clone() else {
+                        return;
+                    };
+                    let resp = match api::decode::<ApiRequest>(&msg.payload) {
+                        Ok(req) => respond(&client, &state, req).await,
+                        Err(e) => status_response(400, "BadRequest", &e.to_string()),
+                    };
+                    if let Ok(bytes) = api::encode(&resp) {
+                        let _ = client.publish(reply, Bytes::from(bytes)).await;
+                    }
+                }
+            })
+            .await;
+            Ok::<(), async_nats::SubscribeError>(())
+        };
+        ctx.spawn(serve.into_actor(self).map(|res, _, ctx| {
+            if let Err(e) = res {
+                tracing::warn!(error = %e, "NATS API service failed; restarting");
+            }
+            ACTOR_RESTARTS.with_label_values(&["apiserver-nats"]).inc();
+            ctx.stop();
+        }));
+    }
+}
+
+impl Supervised for NatsService {}
+
+fn status_response(code: u16, reason: &'static str, msg: &str) -> ApiResponse {
+    let e = kubus_apimachinery::StatusError::new(code, reason, msg);
+    ApiResponse {
+        status: code,
+        content_type: "application/json".into(),
+        body: e.to_status().to_string().into_bytes(),
+    }
+}
+
+/// Watches over NATS stream their events to the subject named in `stream_to` (query
+/// parameter), one JSON line per message, then an empty message at the end.
+async fn respond(client: &async_nats::Client, state: &ApiState, req: ApiRequest) -> ApiResponse {
+    let stream_to = crate::request::Query::parse(&req.query)
+        .get("streamTo")
+        .map(str::to_string);
+    let resp = state.handle(req, "nats").await;
+    match resp.body {
+        Body::Full(b) => ApiResponse {
+            status: resp.status,
+            content_type: resp.content_type,
+            body: b.to_vec(),
+        },
+        Body::Stream(mut s) => {
+            let Some(subject) = stream_to else {
+                return status_response(
+                    400,
+                    "BadRequest",
+                    "a watch over NATS needs the streamTo query parameter",
+                );
+            };
+            let client = client.clone();
+            tokio::spawn(async move {
+                while let Some(chunk) = s.next().await {
+                    if client.publish(subject.clone(), chunk).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = client.publish(subject, Bytes::new()).await;
+            });
+            ApiResponse {
+                status: resp.status,
+                content_type: resp.content_type,
+                body: Vec::new(),
+            }
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! The API server's request model: HTTP and NATS requests are both turned into an
+//! [`ApiRequest`] and answered by the same handler.
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use kubus_apimachinery::StatusError;
+use std::collections::HashMap;
+
+pub use kubus_bus::api::ApiRequest;
+
+/// Parsed query parameters (last value wins, as upstream's decoder does for scalars).
+#[derive(Debug, Default, Clone)]
+pub struct Query(HashMap<String, String>);
+
+impl Query {
+    pub fn parse(raw: &str) -> Query {
+        let mut map = HashMap::new();
+        for pair in raw.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            map.insert(percent_decode(k), percent_decode(v));
+        }
+        Query(map)
+    }
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+    pub fn flag(&self, key: &str) -> bool {
+        matches!(self.0.get(key).map(String::as_str), Some("true" | "1" | ""))
+            && self.0.contains_key(key)
+            && self.0.get(key).map(String::as_str) != Some("false")
+    }
+    pub fn int(&self, key: &str) -> Result<Option<i64>, StatusError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v.parse().map(Some).map_err(|_| {
+                StatusError::bad_request(format!("invalid value {v:?} for query parameter {key}"))
+            }),
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b'%' if i + 2 < bytes.len() + 0 && i + 2 <= bytes.len() - 1
+                || (bytes[i] == b'%' && i + 3 <= bytes.len()) =>
+            {
+                match std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    Some(b) => {
+                        out.push(b);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// What a request answers with: a whole body, or a stream of watch events.
+pub enum Body {
+    Full(Bytes),
+    Stream(BoxStream<'static, Bytes>),
+}
+
+pub struct ApiResponse {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Body,
+    /// `Warning` headers (already formatted as `299 - "text"`).
+    pub warnings: Vec<String>,
+}
+
+pub const JSON: &str = "application/json";
+pub const TABLE_CONTENT_TYPE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
+
+impl ApiResponse {
+    pub fn json(status: u16, value: &serde_json::Value) -> Self {
+        ApiResponse {
+            status,
+            content_type: JSON.into(),
+            body: Body::Full(Bytes::from(value.to_string())),
+            warnings: Vec::new(),
+        }
+    }
+    pub fn with_content_type(mut self, ct: &str) -> Self {
+        self.content_type = ct.to_string();
+        self
+    }
+    pub fn text(status: u16, text: &str) -> Self {
+        ApiResponse {
+            status,
+            content_type: "text/plain; charset=utf-8".into(),
+            body: Body::Full(Bytes::from(text.to_string())),
+            warnings: Vec::new(),
+        }
+    }
+    pub fn error(e: &StatusError) -> Self {
+        ApiResponse::json(e.code, &e.to_status())
+    }
+}
+
+/// How the client wants objects rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rendering {
+    Json,
+    /// `meta.k8s.io/v1` Table (kubectl get).
+    Table,
+    /// `meta.k8s.io/v1` PartialObjectMetadata(List).
+    Metadata,
+}
+
+/// Reads the Accept header the way upstream's negotiation does for what we can serve.
+pub fn negotiate(accept: Option<&str>) -> Result<Rendering, StatusError> {
+    let Some(accept) = accept else {
+        return Ok(Rendering::Json);
+    };
+    let mut json_ok = false;
+    for part in accept.split(',') {
+        let mut params = part.split(';').map(str::trim);
+        let media = params.next().unwrap_or("");
+        let params: Vec<&str> = params.collect();
+        let is_json = matches!(media, "application/json" | "*/*" | "application/*" | "");
+        if !is_json {
+            continue;
+        }
+        let as_ = params.iter().find_map(|p| p.strip_prefix("as="));
+        let g = params.iter().find_map(|p| p.strip_prefix("g="));
+        match (as_, g) {
+            (Some("Table"), Some("meta.k8s.io")) => return Ok(Rendering::Table),
+            (Some("PartialObjectMetadata" | "PartialObjectMetadataList"), Some("meta.k8s.io")) => {
+                return Ok(Rendering::Metadata)
+            }
+            (Some(_), _) => continue,
+            (None, _) => json_ok = true,
+        }
+        if json_ok {
+            return Ok(Rendering::Json);
+        }
+    }
+    if json_ok || accept.trim().is_empty() || accept.contains("yaml") {
+        Ok(Rendering::Json)
+    } else {
+        Err(StatusError::not_acceptable(format!(
+            "only the following media types are accepted: application/json, application/json;as=Table;v=v1;g=meta.k8s.io; got {accept:?}"
+        )))
+    }
+}
+
+/// The object a path names, as in `/apis/apps/v1/namespaces/default/deployments/web/scale`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourcePath {
+    pub group: String,
+    pub version: String,
+    pub namespace: Option<String>,
+    pub resource: String,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+}
+
+/// What a path addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Version,
+    Health(String),
+    Metrics,
+    /// `/api` or `/apis`.
+    Root(bool),
+    /// `/apis/<group>`.
+    Group(String),
+    /// `/api/v1` or `/apis/<group>/<version>`.
+    GroupVersion(String, String),
+    OpenApiV3Root,
+    OpenApiV3(String),
+    OpenApiV2,
+    Resource(ResourcePath),
+    NotFound,
+}
+
+pub fn route(path: &str) -> Route {
+    let path = path.trim_end_matches('/');
+    let segs: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(percent_decode)
+        .collect();
+    let s: Vec<&str> = segs.iter().map(String::as_str).collect();
+    match s.as_slice() {
+        ["version"] => Route::Version,
+        [h @ ("healthz" | "readyz" | "livez"), rest @ ..] => Route::Health(
+            std::iter::once(*h)
+                .chain(rest.iter().copied())
+                .collect::<Vec<_>>()
+                .join("/"),
+        ),
+        ["metrics"] => Route::Metrics,
+        ["api"] => Route::Root(true),
+        ["apis"] => Route::Root(false),
+        ["openapi", "v3"] => Route::OpenApiV3Root,
+        ["openapi", "v3", rest @ ..] => Route::OpenApiV3(rest.join("/")),
+        ["openapi", "v2"] => Route::OpenApiV2,
+        ["api", v] => Route::GroupVersion(String::new(), v.to_string()),
+        ["apis", g] => Route::Group(g.to_string()),
+        ["apis", g, v] => Route::GroupVersion(g.to_string(), v.to_string()),
+        ["api", v, rest @ ..] => resource_route("", v, rest),
+        ["apis", g, v, rest @ ..] => resource_route(g, v, rest),
+        _ => Route::NotFound,
+    }
+}
+
+fn resource_route(group: &str, version: &str, rest: &[&str]) -> Route {
+    let mk = |ns: Option<&str>, res: &str, name: Option<&str>, sub: Option<&str>| {
+        Route::Resource(ResourcePath {
+            group: group.to_string(),
+            version: version.to_string(),
+            namespace: ns.map(str::to_string),
+            resource: res.to_string(),
+            name: name.map(str::to_string),
+            subresource: sub.map(str::to_string),
+        })
+    };
+    match rest {
+        // `/api/v1/namespaces/x` is the namespace itself; deeper paths are namespaced objects.
+        ["namespaces", ns, res] => mk(Some(ns), res, None, None),
+        ["namespaces", ns, res, name] => mk(Some(ns), res, Some(name), None),
+        ["namespaces", ns, res, name, sub] => mk(Some(ns), res, Some(name), Some(sub)),
+        [res] => mk(None, res, None, None),
+        [res, name] => mk(None, res, Some(name), None),
+        [res, name, sub] => mk(None, res, Some(name), Some(sub)),
+        _ => Route::NotFound,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(
+            route("/api/v1/namespaces/default"),
+            Route::Resource(ResourcePath {
+                group: "".into(),
+                version: "v1".into(),
+                namespace: None,
+                resource: "namespaces".into(),
+                name: Some("default".into()),
+                subresource: None
+            })
+        );
+        assert_eq!(
+            route("/api/v1/namespaces/default/pods/p/status"),
+            Route::Resource(ResourcePath {
+                group: "".into(),
+                version: "v1".into(),
+                namespace: Some("default".into()),
+                resource: "pods".into(),
+                name: Some("p".into()),
+                subresource: Some("status".into())
+            })
+        );
+        assert_eq!(
+            route("/apis/apps/v1/deployments"),
+            Route::Resource(ResourcePath {
+                group: "apps".into(),
+                version: "v1".into(),
+                namespace: None,
+                resource: "deployments".into(),
+                name: None,
+                subresource: None
+            })
+        );
+        assert_eq!(
+            route("/apis/apps/v1"),
+            Route::GroupVersion("apps".into(), "v1".into())
+        );
+        assert_eq!(
+            route("/openapi/v3/apis/apps/v1"),
+            Route::OpenApiV3("apis/apps/v1".into())
+        );
+    }
+
+    #[test]
+    fn accept_negotiation() {
+        let kubectl = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
+        assert_eq!(negotiate(Some(kubectl)).unwrap(), Rendering::Table);
+        assert_eq!(
+            negotiate(Some("application/json, */*")).unwrap(),
+            Rendering::Json
+        );
+        assert!(negotiate(Some("application/vnd.kubernetes.protobuf")).is_err());
+    }
+
+    #[test]
+    fn query_decoding() {
+        let q = Query::parse("labelSelector=app%3Dweb%2Ctier+in+(a)&watch=true&limit=5");
+        assert_eq!(q.get("labelSelector"), Some("app=web,tier in (a)"));
+        assert!(q.flag("watch"));
+        assert_eq!(q.int("limit").unwrap(), Some(5));
+    }
+}

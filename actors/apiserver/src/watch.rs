@@ -1,0 +1,166 @@
+//! Watches served from the watch cache as chunked JSON lines (`{"type":..,"object":..}`).
+
+use crate::cache::{CacheEvent, Gr, Start, WatchCache};
+use crate::metrics::{WATCHERS, WATCH_EVENTS_SENT};
+use crate::render::Renderer;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use kubus_apimachinery::selector::{FieldSelector, LabelSelector};
+use kubus_apimachinery::StatusError;
+use kubus_bus::EventType;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+
+pub struct WatchSpec {
+    pub gr: Gr,
+    pub namespace: Option<String>,
+    pub labels: LabelSelector,
+    pub fields: FieldSelector,
+    pub start: Start,
+    pub bookmarks: bool,
+    pub send_initial_end_bookmark: bool,
+    pub timeout: Option<Duration>,
+    pub renderer: Renderer,
+    pub resource_label: &'static str,
+}
+
+impl WatchSpec {
+    fn matches(&self, obj: &Value) -> bool {
+        if let Some(ns) = &self.namespace {
+            if obj["metadata"]["namespace"].as_str() != Some(ns) {
+                return false;
+            }
+        }
+        self.labels.matches_object(obj) && self.fields.matches(obj)
+    }
+
+    /// The event a client sees, honouring selector transitions: an object that stops matching
+    /// is DELETED for this watcher, one that starts matching is ADDED.
+    fn visible(&self, ev: &CacheEvent) -> Option<(EventType, Arc<Value>)> {
+        let now = self.matches(&ev.object);
+        let before = ev.prev.as_ref().map(|p| self.matches(p));
+        match ev.kind {
+            EventType::Added => now.then(|| (EventType::Added, ev.object.clone())),
+            EventType::Deleted => {
+                (before.unwrap_or(now)).then(|| (EventType::Deleted, ev.object.clone()))
+            }
+            EventType::Modified => match (before.unwrap_or(false), now) {
+                (true, true) => Some((EventType::Modified, ev.object.clone())),
+                (false, true) => Some((EventType::Added, ev.object.clone())),
+                (true, false) => Some((EventType::Deleted, ev.object.clone())),
+                (false, false) => None,
+            },
+        }
+    }
+}
+
+fn line(kind: &str, object: Value) -> Bytes {
+    let mut s = json!({"type": kind, "object": object}).to_string();
+    s.push('\n');
+    Bytes::from(s)
+}
+
+pub fn error_line(e: &StatusError) -> Bytes {
+    line("ERROR", e.to_status())
+}
+
+/// Starts a watch; the returned stream ends when the client goes away, the timeout passes,
+/// or the watcher falls too far behind (then it gets a 410 ERROR event and re-lists).
+pub fn serve(cache: &WatchCache, spec: WatchSpec) -> BoxStream<'static, Bytes> {
+    let (tx, rx) = mpsc::channel::<Bytes>(256);
+    let subscription = cache.subscribe(&spec.gr, spec.start);
+    let cache = cache.clone();
+    tokio::spawn(async move {
+        let label = spec.resource_label;
+        WATCHERS.with_label_values(&[label]).inc();
+        let _ = run(&cache, spec, subscription, &tx).await;
+        WATCHERS.with_label_values(&[label]).dec();
+    });
+    Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (b, rx))
+    }))
+}
+
+type Subscription = Result<
+    (
+        Vec<Arc<CacheEvent>>,
+        broadcast::Receiver<Arc<CacheEvent>>,
+        u64,
+    ),
+    StatusError,
+>;
+
+async fn run(
+    cache: &WatchCache,
+    mut spec: WatchSpec,
+    sub: Subscription,
+    tx: &mpsc::Sender<Bytes>,
+) -> Result<(), ()> {
+    let (initial, mut rx, start_rev) = match sub {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = tx.send(error_line(&e)).await;
+            return Ok(());
+        }
+    };
+    let send = |spec: &mut WatchSpec, kind: EventType, obj: &Value| {
+        WATCH_EVENTS_SENT
+            .with_label_values(&[spec.resource_label, kind.as_str()])
+            .inc();
+        line(kind.as_str(), spec.renderer.watch_object(obj))
+    };
+    for ev in &initial {
+        if let Some((kind, obj)) = spec.visible(ev) {
+            let l = send(&mut spec, kind, &obj);
+            tx.send(l).await.map_err(|_| ())?;
+        }
+    }
+    if spec.send_initial_end_bookmark {
+        let b = bookmark(&spec, start_rev, true);
+        tx.send(b).await.map_err(|_| ())?;
+    }
+    let deadline = spec.timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut tick = tokio::time::interval(Duration::from_secs(if spec.bookmarks { 30 } else { 15 }));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Ok(ev) => {
+                    if ev.gr != spec.gr { continue; }
+                    if let Some((kind, obj)) = spec.visible(&ev) {
+                        let l = send(&mut spec, kind, &obj);
+                        tx.send(l).await.map_err(|_| ())?;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let e = StatusError::gone("the watcher fell behind; too old resource version");
+                    let _ = tx.send(error_line(&e)).await;
+                    return Ok(());
+                }
+                Err(broadcast::error::RecvError::Closed) => return Ok(()),
+            },
+            _ = tick.tick() => {
+                if tx.is_closed() { return Ok(()); }
+                if spec.bookmarks {
+                    let b = bookmark(&spec, cache.revision(), false);
+                    tx.send(b).await.map_err(|_| ())?;
+                }
+            }
+            _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => return Ok(()),
+            _ = tx.closed() => return Ok(()),
+        }
+    }
+}
+
+fn bookmark(spec: &WatchSpec, revision: u64, initial_end: bool) -> Bytes {
+    let mut meta = json!({"resourceVersion": revision.to_string()});
+    if initial_end {
+        meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+    }
+    line(
+        "BOOKMARK",
+        json!({"kind": spec.renderer.kind, "apiVersion": spec.renderer.api_version, "metadata": meta}),
+    )
+}

@@ -1,0 +1,136 @@
+//! `kubus up`: one process with NATS (embedded by default), the control plane and, once node
+//! agents exist, a node.
+
+use anyhow::Context as _;
+use kubus_apiserver::{ApiServer, ApiServerConfig};
+use kubus_bus::{EmbeddedNats, Store, StoreConfig};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args, Debug)]
+pub struct UpArgs {
+    /// Where the cluster keeps its state (the embedded NATS store) and its kubeconfig.
+    #[arg(long, default_value_os_t = default_data_dir())]
+    pub data_dir: PathBuf,
+    /// Port of the Kubernetes API (HTTP).
+    #[arg(long, default_value_t = 6443)]
+    pub api_port: u16,
+    /// Address the API listens on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub api_address: String,
+    /// NATS URL(s) of an existing NATS deployment, comma-separated; without it Kubus starts
+    /// its own nats-server with its store under the data dir.
+    #[arg(long)]
+    pub nats: Option<String>,
+    /// Where the embedded nats-server listens (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:4222")]
+    pub nats_listen: String,
+    /// Name of this cluster on the bus (prefixes streams and subjects).
+    #[arg(long, default_value = "kubus")]
+    pub cluster: String,
+    /// JetStream replicas of the cluster's streams (3 in a 3-server NATS cluster).
+    #[arg(long, default_value_t = 1)]
+    pub replicas: usize,
+    /// Days of change history the archive keeps for replay.
+    #[arg(long, default_value_t = 30)]
+    pub archive_days: u64,
+    /// Do not run a node agent in this process.
+    #[arg(long)]
+    pub no_node: bool,
+    /// Simulated nodes to run in this process.
+    #[arg(long, default_value_t = 0)]
+    pub sim_nodes: usize,
+}
+
+fn default_data_dir() -> PathBuf {
+    let root = std::env::var("USER").map(|u| u == "root").unwrap_or(false)
+        || std::env::var_os("HOME").is_none();
+    if root {
+        PathBuf::from("/var/lib/kubus")
+    } else {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".kubus")
+    }
+}
+
+fn write_kubeconfig(dir: &Path, server: &str, cluster: &str) -> anyhow::Result<PathBuf> {
+    let path = dir.join("kubeconfig");
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: {cluster}\n  cluster:\n    server: {server}\n\
+         contexts:\n- name: {cluster}\n  context:\n    cluster: {cluster}\n    user: {cluster}-admin\n    namespace: default\n\
+         current-context: {cluster}\nusers:\n- name: {cluster}-admin\n  user: {{}}\n"
+    );
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let data_dir = args.data_dir.canonicalize()?;
+    let embedded = match &args.nats {
+        Some(_) => None,
+        None => Some(EmbeddedNats::start(&data_dir, &args.nats_listen).await?),
+    };
+    let nats_url = args.nats.clone().unwrap_or_else(|| {
+        embedded
+            .as_ref()
+            .map(|e| e.url().to_string())
+            .unwrap_or_default()
+    });
+    let client = kubus_bus::connect(&nats_url, "kubus-control-plane")
+        .await
+        .with_context(|| format!("connecting to NATS at {nats_url}"))?;
+    let store_config = StoreConfig {
+        cluster: args.cluster.clone(),
+        replicas: args.replicas,
+        archive: kubus_bus::store::archive::ArchiveConfig {
+            max_age: std::time::Duration::from_secs(args.archive_days * 86400),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let store = Store::open(client.clone(), store_config)
+        .await
+        .context("opening the object store on JetStream")?;
+    let bind: SocketAddr = format!("{}:{}", args.api_address, args.api_port)
+        .parse()
+        .context("--api-address/--api-port")?;
+    let api = ApiServer::start(
+        store,
+        client.clone(),
+        ApiServerConfig {
+            bind,
+            cluster: args.cluster.clone(),
+            watch_cache_events: 100_000,
+            http_workers: 2,
+        },
+    )
+    .await?;
+    let host = if args.api_address == "0.0.0.0" {
+        "127.0.0.1".to_string()
+    } else {
+        args.api_address.clone()
+    };
+    let server = format!("http://{host}:{}", api.addr.port());
+    let kubeconfig = write_kubeconfig(&data_dir, &server, &args.cluster)?;
+    std::fs::write(data_dir.join("nats.url"), &nats_url)?;
+    if args.sim_nodes > 0 || !args.no_node {
+        tracing::warn!("this build has no node agent yet: pods are stored and served but not run");
+    }
+    println!("Kubus is up.\n  API:        {server}\n  NATS:       {nats_url}\n  data dir:   {}\n\nPoint kubectl at it:\n  export KUBECONFIG={}\n  kubectl get namespaces", data_dir.display(), kubeconfig.display());
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutting down");
+    api.stop().await;
+    client.flush().await.ok();
+    drop(client);
+    if let Some(nats) = embedded {
+        nats.stop().await;
+    }
+    actix::System::current().stop();
+    Ok(())
+}

@@ -1,0 +1,305 @@
+//! The end-to-end harness: a real `kubus up` (with its embedded Debian nats-server) in a
+//! private data dir on free ports, driven by the real kubectl and raw HTTP.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub port: u16,
+    child: Option<Child>,
+    keep_dir: bool,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn unique_dir(tag: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    std::env::temp_dir().join(format!("kubus-e2e-{tag}-{}-{nanos}", std::process::id()))
+}
+
+pub struct Run {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            ok: o.status.success(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    #[track_caller]
+    pub fn expect_ok(self) -> String {
+        assert!(
+            self.ok,
+            "command failed\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self.stdout
+    }
+    #[track_caller]
+    pub fn expect_err(self, needle: &str) -> String {
+        assert!(
+            !self.ok,
+            "command succeeded but should have failed\nstdout: {}",
+            self.stdout
+        );
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}:\n{}",
+            self.stderr
+        );
+        self.stderr
+    }
+}
+
+impl Cluster {
+    pub fn start(tag: &str) -> Cluster {
+        let dir = unique_dir(tag);
+        std::fs::create_dir_all(&dir).unwrap();
+        Cluster::start_in(dir, free_port())
+    }
+
+    pub fn start_in(dir: PathBuf, port: u16) -> Cluster {
+        let log = std::fs::File::create(dir.join("kubus.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_kubus"))
+            .args([
+                "up",
+                "--no-node",
+                "--nats-listen",
+                "127.0.0.1:0",
+                "--cluster",
+                "e2e",
+            ])
+            .arg("--data-dir")
+            .arg(&dir)
+            .arg("--api-port")
+            .arg(port.to_string())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("kubus binary runs");
+        let mut c = Cluster {
+            dir,
+            port,
+            child: Some(child),
+            keep_dir: false,
+        };
+        c.wait_ready();
+        c
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok((200, _)) = self.try_http("GET", "/readyz", None, None) {
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("kubus exited ({status}) during start:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kubus not ready in 60s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("kubus.log")).unwrap_or_default()
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+
+    fn kubectl_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("kubectl");
+        cmd.env("KUBECONFIG", self.kubeconfig())
+            .arg(format!(
+                "--cache-dir={}",
+                self.dir.join("kubectl-cache").display()
+            ))
+            .args(args);
+        cmd
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Run {
+        self.kubectl_cmd(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("kubectl runs")
+            .into()
+    }
+
+    pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> Run {
+        let mut child = self
+            .kubectl_cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap().into()
+    }
+
+    /// Starts a long-running kubectl (e.g. `get -w`) whose stdout goes to a file.
+    pub fn kubectl_background(&self, args: &[&str], out: &Path) -> Child {
+        let f = std::fs::File::create(out).unwrap();
+        self.kubectl_cmd(args)
+            .stdin(Stdio::null())
+            .stdout(f)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    pub fn try_http(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> std::io::Result<(u16, String)> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let body = body.unwrap_or_default();
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAccept: application/json\r\nContent-Length: {}\r\n", body.len());
+        if let Some(ct) = content_type {
+            req.push_str(&format!("Content-Type: {ct}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes())?;
+        s.write_all(body)?;
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp)?;
+        let text = String::from_utf8_lossy(&resp).into_owned();
+        let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let code = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            dechunk(rest)
+        } else {
+            rest.to_string()
+        };
+        Ok((code, body))
+    }
+
+    /// A raw request; returns the status code and the JSON body.
+    #[track_caller]
+    pub fn http(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> (u16, serde_json::Value) {
+        let (code, text) = self
+            .try_http(method, path, content_type, body)
+            .expect("HTTP request");
+        (
+            code,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
+    }
+
+    /// Stops kubus with SIGTERM (a clean shutdown) and keeps the data dir for a restart.
+    pub fn stop(&mut self) -> (PathBuf, u16) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while child.try_wait().ok().flatten().is_none() {
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.wait();
+        }
+        (self.dir.clone(), self.port)
+    }
+
+    pub fn keep(&mut self) {
+        self.keep_dir = true;
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop();
+        if !self.keep_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn dechunk(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Polls `f` until it returns Some, for up to `secs` seconds.
+#[track_caller]
+pub fn eventually<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {secs}s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
