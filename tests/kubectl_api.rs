@@ -453,7 +453,12 @@ fn patches_of_every_type_scale_and_conflicts() {
         .kubectl_stdin(&["apply", "--server-side", "-f", "-"], ssa)
         .expect_ok();
     assert!(out.contains("serverside-applied"), "{out}");
-    let cm = get("cm/applied");
+    let (_, cm) = c.http(
+        "GET",
+        "/api/v1/namespaces/shop/configmaps/applied",
+        None,
+        None,
+    );
     assert_eq!(cm["data"]["k"], "v");
     assert_eq!(cm["metadata"]["managedFields"][0]["manager"], "kubectl");
 

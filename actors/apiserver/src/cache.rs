@@ -386,3 +386,10 @@ impl Supervised for CacheFeeder {
         tracing::info!("restarting the watch cache feed");
     }
 }
+
+impl Handler<crate::Shutdown> for CacheFeeder {
+    type Result = ();
+    fn handle(&mut self, _: crate::Shutdown, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}

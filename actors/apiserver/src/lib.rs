@@ -29,6 +29,12 @@ use std::time::Duration;
 
 pub use handler::ApiState;
 
+/// Asks a supervised actor to stop for good: it stops, and since its owner drops the last
+/// address at the same time, its supervisor does not restart it.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
 #[derive(Debug, Clone)]
 pub struct ApiServerConfig {
     pub bind: SocketAddr,
@@ -53,6 +59,9 @@ pub struct ApiServer {
     pub addr: SocketAddr,
     pub state: ApiState,
     http: actix_web::dev::ServerHandle,
+    // Supervisors restart an actor only while someone holds its address.
+    feeder: actix::Addr<cache::CacheFeeder>,
+    nats: actix::Addr<nats::NatsService>,
 }
 
 impl ApiServer {
@@ -65,10 +74,10 @@ impl ApiServer {
     ) -> Result<ApiServer, ApiServerError> {
         metrics::register();
         let cache = cache::WatchCache::new(config.watch_cache_events);
-        {
+        let feeder = {
             let (cache, store) = (cache.clone(), store.clone());
-            Supervisor::start(move |_| cache::CacheFeeder { cache, store });
-        }
+            Supervisor::start(move |_| cache::CacheFeeder { cache, store })
+        };
         let sync_timeout = Duration::from_secs(60);
         let deadline = tokio::time::Instant::now() + sync_timeout;
         while !cache.is_synced() {
@@ -84,14 +93,14 @@ impl ApiServer {
             ready: ready.clone(),
         };
         bootstrap(&state).await.map_err(ApiServerError::Bootstrap)?;
-        {
+        let nats = {
             let (client, cluster, state) = (client.clone(), config.cluster.clone(), state.clone());
             Supervisor::start(move |_| nats::NatsService {
                 client,
                 cluster,
                 state,
-            });
-        }
+            })
+        };
         let (server, addr) = http::serve(state.clone(), config.bind, config.http_workers)
             .map_err(|e| ApiServerError::Bind(config.bind, e))?;
         let handle = server.handle();
@@ -106,10 +115,15 @@ impl ApiServer {
             addr,
             state,
             http: handle,
+            feeder,
+            nats,
         })
     }
 
-    pub async fn stop(&self) {
+    /// Stops serving on both transports and stops the watch cache feed.
+    pub async fn stop(self) {
+        self.nats.do_send(Shutdown);
+        self.feeder.do_send(Shutdown);
         self.http.stop(true).await;
     }
 }

@@ -105,3 +105,10 @@ async fn respond(client: &async_nats::Client, state: &ApiState, req: ApiRequest)
         }
     }
 }
+
+impl Handler<crate::Shutdown> for NatsService {
+    type Result = ();
+    fn handle(&mut self, _: crate::Shutdown, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
