@@ -244,6 +244,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                     cluster: "bench".into(),
                     watch_cache_events: 100_000,
                     http_workers: 2,
+                    tombstone_retention: std::time::Duration::from_secs(3600),
                 },
             )
             .await?;

@@ -103,6 +103,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             cluster: args.cluster.clone(),
             watch_cache_events: 100_000,
             http_workers: 2,
+            tombstone_retention: std::time::Duration::from_secs(3600),
         },
     )
     .await?;

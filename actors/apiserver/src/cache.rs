@@ -11,7 +11,7 @@ use kubus_bus::{EventType, Key, Store, StoreError};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, watch};
 
 /// (storage group, storage resource)
@@ -39,6 +39,8 @@ struct State {
     /// Every event after this revision is in `ring`.
     ring_start: u64,
     synced: bool,
+    /// Deleted objects whose tombstones the compactor will purge, oldest first.
+    tombstones: VecDeque<(Instant, Key, u64)>,
 }
 
 #[derive(Clone)]
@@ -326,6 +328,22 @@ impl WatchCache {
         self.revision.send_replace(ev.revision);
     }
 
+    /// Tombstones older than `age`, removed from the queue.
+    fn take_tombstones(&self, age: Duration) -> Vec<(Key, u64)> {
+        let mut state = self.state.write().expect("cache lock");
+        let mut out = Vec::new();
+        while state
+            .tombstones
+            .front()
+            .is_some_and(|(at, _, _)| at.elapsed() >= age)
+        {
+            if let Some((_, key, rev)) = state.tombstones.pop_front() {
+                out.push((key, rev));
+            }
+        }
+        out
+    }
+
     fn advance(&self, revision: u64) {
         self.state.write().expect("cache lock").revision = revision;
         self.revision.send_replace(revision);
@@ -388,6 +406,51 @@ impl Supervised for CacheFeeder {
 }
 
 impl Handler<crate::Shutdown> for CacheFeeder {
+    type Result = ();
+    fn handle(&mut self, _: crate::Shutdown, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+/// Purges the tombstones of deleted objects from the objects stream once they are older than
+/// `retention` (the archive, a mirror, keeps them). Purges are per subject and bounded by the
+/// tombstone's sequence, so an object re-created under the same name is never touched.
+pub struct Compactor {
+    pub cache: WatchCache,
+    pub store: Store,
+    pub retention: Duration,
+}
+
+impl Actor for Compactor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(Duration::from_secs(30), |act, ctx| {
+            let due = act.cache.take_tombstones(act.retention);
+            if due.is_empty() {
+                return;
+            }
+            let store = act.store.clone();
+            ctx.spawn(
+                async move {
+                    for (key, rev) in due {
+                        match store.compact_deleted(&key, rev).await {
+                            Ok(n) => metrics::COMPACTED.inc_by(n),
+                            Err(e) => {
+                                tracing::warn!(%key, error = %e, "tombstone compaction failed")
+                            }
+                        }
+                    }
+                }
+                .into_actor(act),
+            );
+        });
+    }
+}
+
+impl Supervised for Compactor {}
+
+impl Handler<crate::Shutdown> for Compactor {
     type Result = ();
     fn handle(&mut self, _: crate::Shutdown, ctx: &mut Self::Context) {
         ctx.stop();

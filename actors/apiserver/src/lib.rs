@@ -42,6 +42,8 @@ pub struct ApiServerConfig {
     /// Events the watch cache keeps for watches that resume from a resourceVersion.
     pub watch_cache_events: usize,
     pub http_workers: usize,
+    /// How long the objects stream keeps a deleted object's tombstone (the archive keeps all).
+    pub tombstone_retention: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +64,7 @@ pub struct ApiServer {
     // Supervisors restart an actor only while someone holds its address.
     feeder: actix::Addr<cache::CacheFeeder>,
     nats: actix::Addr<nats::NatsService>,
+    compactor: actix::Addr<cache::Compactor>,
 }
 
 impl ApiServer {
@@ -86,6 +89,15 @@ impl ApiServer {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        let compactor = {
+            let (cache, store, retention) =
+                (cache.clone(), store.clone(), config.tombstone_retention);
+            Supervisor::start(move |_| cache::Compactor {
+                cache,
+                store,
+                retention,
+            })
+        };
         let ready = Arc::new(AtomicBool::new(false));
         let state = ApiState {
             storage: storage::Storage { store, cache },
@@ -117,6 +129,7 @@ impl ApiServer {
             http: handle,
             feeder,
             nats,
+            compactor,
         })
     }
 
@@ -124,6 +137,7 @@ impl ApiServer {
     pub async fn stop(self) {
         self.nats.do_send(Shutdown);
         self.feeder.do_send(Shutdown);
+        self.compactor.do_send(Shutdown);
         self.http.stop(true).await;
     }
 }

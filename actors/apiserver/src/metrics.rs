@@ -72,6 +72,14 @@ pub static OBJECTS_STORED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+pub static COMPACTED: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
+    prometheus::register_int_counter!(
+        "kubus_store_compacted_messages_total",
+        "Messages of deleted objects purged from the objects stream by the compactor"
+    )
+    .expect("metric registers once")
+});
+
 /// Forces registration so every series exists before the first scrape.
 pub fn register() {
     LazyLock::force(&REQUESTS);
@@ -81,6 +89,7 @@ pub fn register() {
     LazyLock::force(&CACHE_OBJECTS);
     LazyLock::force(&ACTOR_RESTARTS);
     LazyLock::force(&OBJECTS_STORED);
+    LazyLock::force(&COMPACTED);
 }
 
 /// The text exposition of every metric in the process.

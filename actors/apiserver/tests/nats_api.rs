@@ -35,6 +35,7 @@ async fn api_server(client: async_nats::Client) -> ApiServer {
             cluster: "t".into(),
             watch_cache_events: 1000,
             http_workers: 1,
+            tombstone_retention: std::time::Duration::from_secs(3600),
         },
     )
     .await
