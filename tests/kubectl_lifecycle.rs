@@ -219,6 +219,9 @@ fn events_in_both_apis_leases_and_nodes() {
         .kubectl(&["get", "nodes"])
         .expect_ok()
         .contains("SchedulingDisabled"));
+    // The namespaces every cluster needs cannot be deleted.
+    c.kubectl(&["delete", "ns", "kube-system"])
+        .expect_err("this namespace may not be deleted");
     // Cluster-scoped objects have no namespace path.
     assert_eq!(
         c.http("GET", "/api/v1/namespaces/default/nodes/n1", None, None)

@@ -87,7 +87,10 @@ pub fn register() {
     LazyLock::force(&WATCHERS);
     LazyLock::force(&WATCH_EVENTS_SENT);
     LazyLock::force(&CACHE_OBJECTS);
-    LazyLock::force(&ACTOR_RESTARTS);
+    // Every actor's restart series exists from the start, at zero.
+    for actor in ["watch-cache", "apiserver-nats", "compactor"] {
+        ACTOR_RESTARTS.with_label_values(&[actor]);
+    }
     LazyLock::force(&OBJECTS_STORED);
     LazyLock::force(&COMPACTED);
 }

@@ -569,6 +569,14 @@ impl Storage {
         name: &str,
         opts: &DeleteOptions,
     ) -> Result<Value, StatusError> {
+        if info.resource == "namespaces"
+            && matches!(name, "default" | "kube-system" | "kube-public")
+        {
+            return Err(StatusError::forbidden(format!(
+                "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+            ))
+            .with_details("", "namespaces", name));
+        }
         for _ in 0..16 {
             let (cur, rev) = self.current(info, ns, name).await?;
             if let Some(uid) = &opts.precondition_uid {

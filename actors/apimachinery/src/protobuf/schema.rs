@@ -1,0 +1,336 @@
+//! Table-driven description of the Kubernetes protobuf messages we decode.
+//!
+//! The tables live in `table_*.rs` as text in a small line-based syntax:
+//!
+//! ```text
+//! package <alias> <full.package.name>     starts a package section
+//! message <Name>                           starts a message in that package
+//!   <number> <jsonName> <type> [flags]     one field
+//! ```
+//!
+//! `<type>` is one of `string int32 int64 bool bytes double time microtime
+//! quantity intstr rawjson`, a message name (`Name` in the current package or
+//! `alias.Name`), `[]<type>` for repeated fields or `map[<key>]<value>`.
+//!
+//! Flags (taken from the Go struct definitions):
+//! * `*` – the Go field is a pointer: presence on the wire means non-nil, so
+//!   zero values (`0`, `false`, `""`, `{}`) are kept.
+//! * `!` – the Go JSON tag has no `omitempty`: a zero scalar is still emitted,
+//!   as Go's `encoding/json` would.
+//! * `inline` – an embedded Go struct (`json:",inline"`): protobuf nests it as a
+//!   message, JSON flattens its fields into the parent. Its json name is `-`.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use super::{table_apps, table_batch, table_core, table_meta, table_misc};
+
+/// Element type of a field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Type {
+    String,
+    Int32,
+    Int64,
+    Bool,
+    Bytes,
+    Double,
+    /// meta/v1 Time: `{1 seconds, 2 nanos}` → RFC 3339 with seconds precision.
+    Time,
+    /// meta/v1 MicroTime: like Time but with microsecond precision.
+    MicroTime,
+    /// resource.Quantity: `{1 string}` → string.
+    Quantity,
+    /// intstr.IntOrString: `{1 type, 2 intVal, 3 strVal}` → number or string.
+    IntOrString,
+    /// runtime.RawExtension / meta/v1 FieldsV1: `{1 raw}` → embedded JSON.
+    RawJson,
+    /// Nested message, by full name (e.g. `io.k8s.api.core.v1.PodSpec`).
+    Message(String),
+}
+
+/// Cardinality of a field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Shape {
+    Single,
+    Repeated,
+    /// Map with the given key type (entries are `{1 key, 2 value}`).
+    Map(Type),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Field {
+    pub(crate) number: u32,
+    pub(crate) json: String,
+    pub(crate) ty: Type,
+    pub(crate) shape: Shape,
+    pub(crate) pointer: bool,
+    pub(crate) omitempty: bool,
+    pub(crate) inline: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct Message {
+    pub(crate) name: String,
+    /// Sorted by field number.
+    pub(crate) fields: Vec<Field>,
+}
+
+impl Message {
+    pub(crate) fn field(&self, number: u32) -> Option<&Field> {
+        self.fields
+            .binary_search_by_key(&number, |f| f.number)
+            .ok()
+            .map(|i| &self.fields[i])
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Schema {
+    messages: HashMap<String, Message>,
+}
+
+impl Schema {
+    pub(crate) fn message(&self, name: &str) -> Option<&Message> {
+        self.messages.get(name)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.messages.len()
+    }
+}
+
+const META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1";
+
+/// `(apiVersion, kind, message)` of every top-level object we decode.
+/// `DeleteOptions` is accepted under any apiVersion (see [`top_level_message`]).
+pub(crate) const KINDS: &[(&str, &str, &str)] = &[
+    ("v1", "ConfigMap", "io.k8s.api.core.v1.ConfigMap"),
+    ("v1", "Secret", "io.k8s.api.core.v1.Secret"),
+    ("v1", "Namespace", "io.k8s.api.core.v1.Namespace"),
+    ("v1", "ServiceAccount", "io.k8s.api.core.v1.ServiceAccount"),
+    ("v1", "Service", "io.k8s.api.core.v1.Service"),
+    ("v1", "Pod", "io.k8s.api.core.v1.Pod"),
+    ("v1", "PodTemplate", "io.k8s.api.core.v1.PodTemplate"),
+    ("v1", "Event", "io.k8s.api.core.v1.Event"),
+    ("v1", "Node", "io.k8s.api.core.v1.Node"),
+    ("v1", "Endpoints", "io.k8s.api.core.v1.Endpoints"),
+    ("apps/v1", "Deployment", "io.k8s.api.apps.v1.Deployment"),
+    ("apps/v1", "ReplicaSet", "io.k8s.api.apps.v1.ReplicaSet"),
+    ("batch/v1", "Job", "io.k8s.api.batch.v1.Job"),
+    (
+        "coordination.k8s.io/v1",
+        "Lease",
+        "io.k8s.api.coordination.v1.Lease",
+    ),
+    ("events.k8s.io/v1", "Event", "io.k8s.api.events.v1.Event"),
+    (
+        "authorization.k8s.io/v1",
+        "SelfSubjectAccessReview",
+        "io.k8s.api.authorization.v1.SelfSubjectAccessReview",
+    ),
+];
+
+/// Full message name for a top-level `(apiVersion, kind)`, if supported.
+pub(crate) fn top_level_message(api_version: &str, kind: &str) -> Option<String> {
+    if kind == "DeleteOptions" && !api_version.is_empty() {
+        return Some(format!("{META}.DeleteOptions"));
+    }
+    KINDS
+        .iter()
+        .find(|(v, k, _)| *v == api_version && *k == kind)
+        .map(|(_, _, m)| (*m).to_string())
+}
+
+/// The parsed built-in schema (parsed once; the tables are static and covered
+/// by tests, so a parse failure is a programming error).
+pub(crate) fn schema() -> &'static Schema {
+    static SCHEMA: OnceLock<Schema> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        parse(&[
+            table_meta::TEXT,
+            table_core::TEXT,
+            table_apps::TEXT,
+            table_batch::TEXT,
+            table_misc::TEXT,
+        ])
+        .unwrap_or_else(|e| panic!("built-in protobuf schema is invalid: {e}"))
+    })
+}
+
+/// Parses table texts into a schema and checks that every referenced
+/// message exists.
+pub(crate) fn parse(texts: &[&str]) -> Result<Schema, String> {
+    // First pass: package aliases, so tables may reference each other.
+    let mut aliases: HashMap<&str, &str> = HashMap::new();
+    for text in texts {
+        for line in text.lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if words.first() == Some(&"package") {
+                let [_, alias, full] = words[..] else {
+                    return Err(format!("bad package line {line:?}"));
+                };
+                aliases.insert(alias, full);
+            }
+        }
+    }
+
+    let mut messages: HashMap<String, Message> = HashMap::new();
+    for text in texts {
+        let mut package: Option<&str> = None;
+        let mut current: Option<Message> = None;
+        for (lineno, line) in text.lines().enumerate() {
+            let ctx = |e: String| format!("line {}: {e} in {line:?}", lineno + 1);
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.first() {
+                None => continue,
+                Some(&"package") => {
+                    finish(&mut messages, current.take())?;
+                    package = Some(words[2]);
+                }
+                Some(&"message") => {
+                    finish(&mut messages, current.take())?;
+                    let pkg = package.ok_or_else(|| ctx("message before package".into()))?;
+                    let [_, name] = words[..] else {
+                        return Err(ctx("bad message line".into()));
+                    };
+                    current = Some(Message {
+                        name: format!("{pkg}.{name}"),
+                        fields: Vec::new(),
+                    });
+                }
+                Some(_) => {
+                    let pkg = package.ok_or_else(|| ctx("field before package".into()))?;
+                    let msg = current
+                        .as_mut()
+                        .ok_or_else(|| ctx("field before message".into()))?;
+                    let field = parse_field(&words, pkg, &aliases).map_err(ctx)?;
+                    msg.fields.push(field);
+                }
+            }
+        }
+        finish(&mut messages, current.take())?;
+    }
+
+    // Referential integrity.
+    for msg in messages.values() {
+        for f in &msg.fields {
+            if let Type::Message(name) = &f.ty {
+                if !messages.contains_key(name) {
+                    return Err(format!(
+                        "{}.{} references unknown message {name}",
+                        msg.name, f.json
+                    ));
+                }
+            }
+        }
+    }
+    for (_, _, name) in KINDS {
+        if !messages.contains_key(*name) {
+            return Err(format!("top-level message {name} missing"));
+        }
+    }
+    if !messages.contains_key(&format!("{META}.DeleteOptions")) {
+        return Err("DeleteOptions missing".into());
+    }
+    Ok(Schema { messages })
+}
+
+fn finish(messages: &mut HashMap<String, Message>, msg: Option<Message>) -> Result<(), String> {
+    let Some(mut msg) = msg else { return Ok(()) };
+    msg.fields.sort_by_key(|f| f.number);
+    if msg.fields.windows(2).any(|w| w[0].number == w[1].number) {
+        return Err(format!("{} has duplicate field numbers", msg.name));
+    }
+    let name = msg.name.clone();
+    if messages.insert(name.clone(), msg).is_some() {
+        return Err(format!("message {name} defined twice"));
+    }
+    Ok(())
+}
+
+fn parse_field(words: &[&str], pkg: &str, aliases: &HashMap<&str, &str>) -> Result<Field, String> {
+    let [num, json, ty, flags @ ..] = words else {
+        return Err("field needs number, json name and type".into());
+    };
+    let number: u32 = num
+        .parse()
+        .map_err(|_| format!("bad field number {num:?}"))?;
+    if number == 0 || number >= (1 << 29) {
+        return Err(format!("field number {number} out of range"));
+    }
+    let (shape, elem) = if let Some(rest) = ty.strip_prefix("map[") {
+        let (key, value) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("bad map type {ty:?}"))?;
+        let key = parse_type(key, pkg, aliases)?;
+        if key != Type::String {
+            return Err(format!("map key must be string in {ty:?}"));
+        }
+        (Shape::Map(key), parse_type(value, pkg, aliases)?)
+    } else if let Some(rest) = ty.strip_prefix("[]") {
+        (Shape::Repeated, parse_type(rest, pkg, aliases)?)
+    } else {
+        (Shape::Single, parse_type(ty, pkg, aliases)?)
+    };
+    let mut field = Field {
+        number,
+        json: (*json).to_string(),
+        ty: elem,
+        shape,
+        pointer: false,
+        omitempty: true,
+        inline: false,
+    };
+    for flag in flags {
+        match *flag {
+            "*" => field.pointer = true,
+            "!" => field.omitempty = false,
+            "inline" => field.inline = true,
+            other => return Err(format!("unknown flag {other:?}")),
+        }
+    }
+    let is_message = matches!(field.ty, Type::Message(_));
+    if field.inline != (field.json == "-") {
+        return Err("inline fields must be named '-' and vice versa".into());
+    }
+    if field.inline && (!is_message || field.shape != Shape::Single) {
+        return Err("inline fields must be single messages".into());
+    }
+    Ok(field)
+}
+
+fn parse_type(word: &str, pkg: &str, aliases: &HashMap<&str, &str>) -> Result<Type, String> {
+    Ok(match word {
+        "string" => Type::String,
+        "int32" => Type::Int32,
+        "int64" => Type::Int64,
+        "bool" => Type::Bool,
+        "bytes" => Type::Bytes,
+        "double" => Type::Double,
+        "time" => Type::Time,
+        "microtime" => Type::MicroTime,
+        "quantity" => Type::Quantity,
+        "intstr" => Type::IntOrString,
+        "rawjson" => Type::RawJson,
+        name => {
+            let full = match name.split_once('.') {
+                Some((alias, rest)) => {
+                    let p = aliases
+                        .get(alias)
+                        .ok_or_else(|| format!("unknown package alias {alias:?}"))?;
+                    format!("{p}.{rest}")
+                }
+                None => format!("{pkg}.{name}"),
+            };
+            if !name
+                .rsplit('.')
+                .next()
+                .is_some_and(|n| n.starts_with(|c: char| c.is_ascii_uppercase()))
+            {
+                return Err(format!("unknown type {word:?}"));
+            }
+            Type::Message(full)
+        }
+    })
+}

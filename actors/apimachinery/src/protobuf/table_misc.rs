@@ -1,0 +1,71 @@
+//! Protobuf field table for io.k8s.api.authorization.v1, io.k8s.api.events.v1, io.k8s.api.coordination.v1.
+//! Syntax: see `schema.rs`.
+
+pub(super) const TEXT: &str = r#"
+package authz io.k8s.api.authorization.v1
+message FieldSelectorAttributes
+  1 rawSelector string
+  2 requirements []meta.FieldSelectorRequirement
+message LabelSelectorAttributes
+  1 rawSelector string
+  2 requirements []meta.LabelSelectorRequirement
+message NonResourceAttributes
+  1 path string
+  2 verb string
+message ResourceAttributes
+  1 namespace string
+  2 verb string
+  3 group string
+  4 version string
+  5 resource string
+  6 subresource string
+  7 name string
+  8 fieldSelector FieldSelectorAttributes *
+  9 labelSelector LabelSelectorAttributes *
+message SelfSubjectAccessReview
+  1 metadata meta.ObjectMeta
+  2 spec SelfSubjectAccessReviewSpec !
+  3 status SubjectAccessReviewStatus
+message SelfSubjectAccessReviewSpec
+  1 resourceAttributes ResourceAttributes *
+  2 nonResourceAttributes NonResourceAttributes *
+message SubjectAccessReviewStatus
+  1 allowed bool !
+  2 reason string
+  3 evaluationError string
+  4 denied bool
+
+package events io.k8s.api.events.v1
+message Event
+  1 metadata meta.ObjectMeta !
+  2 eventTime microtime !
+  3 series EventSeries *
+  4 reportingController string
+  5 reportingInstance string
+  6 action string
+  7 reason string
+  8 regarding core.ObjectReference
+  9 related core.ObjectReference *
+  10 note string
+  11 type string
+  12 deprecatedSource core.EventSource
+  13 deprecatedFirstTimestamp time
+  14 deprecatedLastTimestamp time
+  15 deprecatedCount int32
+message EventSeries
+  1 count int32 !
+  2 lastObservedTime microtime !
+
+package coord io.k8s.api.coordination.v1
+message Lease
+  1 metadata meta.ObjectMeta
+  2 spec LeaseSpec
+message LeaseSpec
+  1 holderIdentity string *
+  2 leaseDurationSeconds int32 *
+  3 acquireTime microtime *
+  4 renewTime microtime *
+  5 leaseTransitions int32 *
+  6 strategy string *
+  7 preferredHolder string *
+"#;
