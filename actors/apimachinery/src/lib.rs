@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod patch;
+pub mod protobuf;
 pub mod resource;
 pub mod selector;
 pub mod status;

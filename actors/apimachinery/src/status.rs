@@ -119,6 +119,14 @@ impl Cause {
     }
 }
 
+/// The object an error is about.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectRef {
+    pub group: String,
+    pub kind: String,
+    pub name: String,
+}
+
 /// An API error; `to_status()` gives the `Status` body and `code` the HTTP status.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{message}")]
@@ -126,10 +134,9 @@ pub struct StatusError {
     pub code: u16,
     pub reason: &'static str,
     pub message: String,
-    /// `details.group`, `details.kind`, `details.name` when the error is about one object.
-    pub group: Option<String>,
-    pub kind: Option<String>,
-    pub name: Option<String>,
+    /// `details.group`, `details.kind`, `details.name` when the error is about one object
+    /// (boxed: errors travel in every `Result`, so they are kept small).
+    pub details: Option<Box<ObjectRef>>,
     pub causes: Vec<Cause>,
     /// `details.retryAfterSeconds`.
     pub retry_after: Option<u32>,
@@ -141,17 +148,17 @@ impl StatusError {
             code,
             reason,
             message: message.into(),
-            group: None,
-            kind: None,
-            name: None,
+            details: None,
             causes: Vec::new(),
             retry_after: None,
         }
     }
     pub fn with_details(mut self, group: &str, kind: &str, name: &str) -> Self {
-        self.group = Some(group.to_string());
-        self.kind = Some(kind.to_string());
-        self.name = Some(name.to_string());
+        self.details = Some(Box::new(ObjectRef {
+            group: group.to_string(),
+            kind: kind.to_string(),
+            name: name.to_string(),
+        }));
         self
     }
     /// `kind` is the plural resource name upstream uses here (e.g. `pods`, `deployments.apps`).
@@ -244,14 +251,10 @@ impl StatusError {
     /// The `metav1.Status` JSON body.
     pub fn to_status(&self) -> Value {
         let mut details = serde_json::Map::new();
-        if let Some(n) = &self.name {
-            details.insert("name".into(), json!(n));
-        }
-        if let Some(g) = &self.group {
-            details.insert("group".into(), json!(g));
-        }
-        if let Some(k) = &self.kind {
-            details.insert("kind".into(), json!(k));
+        if let Some(d) = &self.details {
+            details.insert("name".into(), json!(d.name));
+            details.insert("group".into(), json!(d.group));
+            details.insert("kind".into(), json!(d.kind));
         }
         if !self.causes.is_empty() {
             let causes: Vec<Value> = self

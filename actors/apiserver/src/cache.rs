@@ -67,6 +67,13 @@ fn obj_key(key: &Key) -> ObjKey {
     (key.namespace.clone().unwrap_or_default(), key.name.clone())
 }
 
+/// A watch's start: the events to send first, the live feed, and the revision they start at.
+pub type Subscription = (
+    Vec<Arc<CacheEvent>>,
+    broadcast::Receiver<Arc<CacheEvent>>,
+    u64,
+);
+
 #[derive(Debug, Clone, Copy)]
 pub enum Start {
     /// Synthetic ADDED events for the current state, then changes.
@@ -211,18 +218,7 @@ impl WatchCache {
 
     /// Starts a watch of one resource: the events to send first, and the live feed after them.
     /// Both come from under one lock, so nothing is missed or sent twice.
-    pub fn subscribe(
-        &self,
-        gr: &Gr,
-        start: Start,
-    ) -> Result<
-        (
-            Vec<Arc<CacheEvent>>,
-            broadcast::Receiver<Arc<CacheEvent>>,
-            u64,
-        ),
-        StatusError,
-    > {
+    pub fn subscribe(&self, gr: &Gr, start: Start) -> Result<Subscription, StatusError> {
         let state = self.state.read().expect("cache lock");
         let rx = self.events.subscribe();
         let initial = match start {

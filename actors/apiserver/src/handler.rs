@@ -215,7 +215,7 @@ impl ApiState {
                 Ok(respond(code, out, &renderer))
             }
             (None, "DELETE") => {
-                let opts = delete_options(q, &req.body)?;
+                let opts = delete_options(q, req)?;
                 let obj = s.delete(info, ns, name, &opts).await?;
                 Ok(ApiResponse::json(200, &renderer.object(obj))
                     .with_content_type(renderer.content_type()))
@@ -489,7 +489,7 @@ impl ApiState {
             None => FieldSelector::everything(),
         };
         fields.validate_for(info.group, info.resource)?;
-        let opts = delete_options(q, &req.body)?;
+        let opts = delete_options(q, req)?;
         let gr: Gr = (
             info.storage_group.to_string(),
             info.storage_resource.to_string(),
@@ -555,7 +555,7 @@ fn decode_continue(token: &str) -> Result<(u64, String), StatusError> {
             "continue key is not valid: the token was not issued by this server",
         )
     };
-    if token.len() % 2 != 0 {
+    if !token.len().is_multiple_of(2) {
         return Err(bad());
     }
     let bytes: Option<Vec<u8>> = (0..token.len())
@@ -578,8 +578,11 @@ fn parse_body(req: &ApiRequest) -> Result<Value, StatusError> {
             .map_err(|e| StatusError::bad_request(format!("error decoding JSON body: {e}"))),
         "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml::from_slice(&req.body)
             .map_err(|e| StatusError::bad_request(format!("error decoding YAML body: {e}"))),
+        // client-go's typed clients (kubectl create ...) send protobuf for built-in kinds.
+        kubus_apimachinery::protobuf::CONTENT_TYPE => kubus_apimachinery::protobuf::decode(&req.body)
+            .map_err(|e| StatusError::bad_request(e.to_string())),
         _ => Err(StatusError::new(415, "UnsupportedMediaType", format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml; got {ct:?}"
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf; got {ct:?}"
         ))),
     }
 }
@@ -602,12 +605,11 @@ fn write_options(q: &Query) -> Result<WriteOptions, StatusError> {
     })
 }
 
-fn delete_options(q: &Query, body: &[u8]) -> Result<DeleteOptions, StatusError> {
-    let b: Value = if body.is_empty() {
+fn delete_options(q: &Query, req: &ApiRequest) -> Result<DeleteOptions, StatusError> {
+    let b: Value = if req.body.is_empty() {
         json!({})
     } else {
-        serde_json::from_slice(body)
-            .map_err(|e| StatusError::bad_request(format!("error decoding DeleteOptions: {e}")))?
+        parse_body(req)?
     };
     let dry = q
         .get("dryRun")

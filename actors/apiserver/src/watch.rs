@@ -83,14 +83,7 @@ pub fn serve(cache: &WatchCache, spec: WatchSpec) -> BoxStream<'static, Bytes> {
     }))
 }
 
-type Subscription = Result<
-    (
-        Vec<Arc<CacheEvent>>,
-        broadcast::Receiver<Arc<CacheEvent>>,
-        u64,
-    ),
-    StatusError,
->;
+type Subscription = Result<crate::cache::Subscription, StatusError>;
 
 async fn run(
     cache: &WatchCache,

@@ -612,6 +612,173 @@ fn events_v1_event_with_microtime_and_series() {
     assert!(got.get("deprecatedCount").is_none());
 }
 
+#[test]
+fn service_full_spec_and_status() {
+    let spec = Enc::new()
+        .msg(
+            1,
+            Enc::new()
+                .str(1, "https")
+                .str(2, "TCP")
+                .varint(3, 443)
+                .msg(4, int_or_string_str("web"))
+                .varint(5, 30443)
+                .str(6, "kubernetes.io/h2c"),
+        )
+        .entry(2, "app", "web")
+        .str(3, "10.0.0.10")
+        .str(4, "LoadBalancer")
+        .str(5, "1.2.3.4")
+        .str(7, "ClientIP")
+        .str(9, "0.0.0.0/0")
+        .str(11, "Local")
+        .varint(12, 32000)
+        .varint(13, 1)
+        .msg(14, Enc::new().msg(1, Enc::new().varint(1, 0)))
+        .str(17, "SingleStack")
+        .str(18, "10.0.0.10")
+        .str(19, "IPv4")
+        .varint(20, 0)
+        .str(21, "example.com/lb")
+        .str(22, "Cluster")
+        .str(23, "PreferClose");
+    let status = Enc::new().msg(
+        1,
+        Enc::new().msg(1, Enc::new().str(1, "5.6.7.8").str(2, "").str(3, "VIP")),
+    );
+    let got = decode(&envelope(
+        "v1",
+        "Service",
+        Enc::new().msg(1, go_meta("s")).msg(2, spec).msg(3, status),
+    ))
+    .unwrap();
+    assert_eq!(
+        got["spec"],
+        json!({
+            "ports": [{"name": "https", "protocol": "TCP", "port": 443, "targetPort": "web", "nodePort": 30443, "appProtocol": "kubernetes.io/h2c"}],
+            "selector": {"app": "web"}, "clusterIP": "10.0.0.10", "type": "LoadBalancer",
+            "externalIPs": ["1.2.3.4"], "sessionAffinity": "ClientIP", "loadBalancerSourceRanges": ["0.0.0.0/0"],
+            "externalTrafficPolicy": "Local", "healthCheckNodePort": 32000, "publishNotReadyAddresses": true,
+            "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 0}},
+            "ipFamilyPolicy": "SingleStack", "clusterIPs": ["10.0.0.10"], "ipFamilies": ["IPv4"],
+            "allocateLoadBalancerNodePorts": false, "loadBalancerClass": "example.com/lb",
+            "internalTrafficPolicy": "Cluster", "trafficDistribution": "PreferClose"
+        })
+    );
+    assert_eq!(
+        got["status"],
+        json!({"loadBalancer": {"ingress": [{"ip": "5.6.7.8", "ipMode": "VIP"}]}})
+    );
+}
+
+#[test]
+fn scheduling_affinity_tolerations_and_spread() {
+    let selector = Enc::new().entry(1, "app", "db").msg(
+        2,
+        Enc::new()
+            .str(1, "tier")
+            .str(2, "In")
+            .str(3, "a")
+            .str(3, "b"),
+    );
+    let node_affinity = Enc::new().msg(
+        1,
+        Enc::new().msg(
+            1,
+            Enc::new().msg(1, Enc::new().str(1, "zone").str(2, "Exists")),
+        ),
+    );
+    let anti = Enc::new().msg(
+        2,
+        Enc::new().varint(1, 50).msg(
+            2,
+            Enc::new()
+                .msg(1, selector.clone())
+                .str(3, "kubernetes.io/hostname"),
+        ),
+    );
+    let spec = Enc::new()
+        .msg(18, Enc::new().msg(1, node_affinity).msg(3, anti))
+        .msg(
+            22,
+            Enc::new()
+                .str(1, "k")
+                .str(2, "Exists")
+                .str(3, "")
+                .str(4, "NoExecute")
+                .int(5, 0),
+        )
+        .msg(
+            33,
+            Enc::new()
+                .varint(1, 1)
+                .str(2, "zone")
+                .str(3, "DoNotSchedule")
+                .msg(4, selector),
+        )
+        .str(24, "high")
+        .int(25, -5);
+    let got = decode(&envelope("v1", "Pod", Enc::new().msg(2, spec))).unwrap();
+    let sel = json!({"matchLabels": {"app": "db"}, "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]}]});
+    assert_eq!(
+        got["spec"],
+        json!({
+            "affinity": {
+                "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "Exists"}]}]}},
+                "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 50, "podAffinityTerm": {"labelSelector": sel, "topologyKey": "kubernetes.io/hostname"}}]}
+            },
+            "tolerations": [{"key": "k", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 0}],
+            "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule", "labelSelector": sel}],
+            "priorityClassName": "high",
+            "priority": -5
+        })
+    );
+}
+
+#[test]
+fn namespace_status_conditions_and_endpoints() {
+    let ns = Enc::new()
+        .msg(1, go_meta("n"))
+        .msg(2, Enc::new().str(1, "kubernetes"))
+        .msg(
+            3,
+            Enc::new().str(1, "Terminating").msg(
+                2,
+                Enc::new()
+                    .str(1, "NamespaceDeletionDiscoveryFailure")
+                    .str(2, "False")
+                    .msg(4, time(86_400, 0)),
+            ),
+        );
+    assert_eq!(
+        decode(&envelope("v1", "Namespace", ns)).unwrap(),
+        json!({
+            "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n"},
+            "spec": {"finalizers": ["kubernetes"]},
+            "status": {"phase": "Terminating", "conditions": [{"type": "NamespaceDeletionDiscoveryFailure", "status": "False", "lastTransitionTime": "1970-01-02T00:00:00Z"}]}
+        })
+    );
+    let subset = Enc::new()
+        .msg(
+            1,
+            Enc::new()
+                .str(1, "10.1.0.4")
+                .msg(2, Enc::new().str(1, "Pod").str(3, "p"))
+                .str(4, "n1"),
+        )
+        .msg(3, Enc::new().str(1, "").varint(2, 80).str(3, "TCP"));
+    let got = decode(&envelope(
+        "v1",
+        "Endpoints",
+        Enc::new().msg(1, go_meta("svc")).msg(2, subset),
+    ))
+    .unwrap();
+    assert_eq!(
+        got["subsets"],
+        json!([{"addresses": [{"ip": "10.1.0.4", "targetRef": {"kind": "Pod", "name": "p"}, "nodeName": "n1"}], "ports": [{"port": 80, "protocol": "TCP"}]}])
+    );
+}
+
 // ---------------------------------------------------------------- errors
 
 #[test]
