@@ -101,7 +101,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         ApiServerConfig {
             bind,
             cluster: args.cluster.clone(),
-            watch_cache_events: 100_000,
+            watch_cache_events: 20_000,
             http_workers: 2,
             tombstone_retention: std::time::Duration::from_secs(3600),
         },

@@ -349,15 +349,7 @@ impl ApiState {
         q: &Query,
         renderer: Renderer,
     ) -> Result<ApiResponse, StatusError> {
-        let labels = match q.get("labelSelector") {
-            Some(s) => LabelSelector::parse(s)?,
-            None => LabelSelector::everything(),
-        };
-        let fields = match q.get("fieldSelector") {
-            Some(s) => FieldSelector::parse(s)?,
-            None => FieldSelector::everything(),
-        };
-        fields.validate_for(info.group, info.resource)?;
+        let (labels, fields) = selectors(info, q)?;
         let limit = q.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
         let gr: Gr = (
             info.storage_group.to_string(),
@@ -425,15 +417,7 @@ impl ApiState {
         q: &Query,
         renderer: Renderer,
     ) -> Result<ApiResponse, StatusError> {
-        let labels = match q.get("labelSelector") {
-            Some(s) => LabelSelector::parse(s)?,
-            None => LabelSelector::everything(),
-        };
-        let fields = match q.get("fieldSelector") {
-            Some(s) => FieldSelector::parse(s)?,
-            None => FieldSelector::everything(),
-        };
-        fields.validate_for(info.group, info.resource)?;
+        let (labels, fields) = selectors(info, q)?;
         let send_initial = q.flag("sendInitialEvents");
         let start = match q.get("resourceVersion") {
             _ if send_initial => Start::Now,
@@ -480,15 +464,7 @@ impl ApiState {
         req: &ApiRequest,
         renderer: Renderer,
     ) -> Result<ApiResponse, StatusError> {
-        let labels = match q.get("labelSelector") {
-            Some(s) => LabelSelector::parse(s)?,
-            None => LabelSelector::everything(),
-        };
-        let fields = match q.get("fieldSelector") {
-            Some(s) => FieldSelector::parse(s)?,
-            None => FieldSelector::everything(),
-        };
-        fields.validate_for(info.group, info.resource)?;
+        let (labels, fields) = selectors(info, q)?;
         let opts = delete_options(q, req)?;
         let gr: Gr = (
             info.storage_group.to_string(),
@@ -526,6 +502,23 @@ fn respond(code: u16, out: Outcome, renderer: &Renderer) -> ApiResponse {
         .map(|w| format!("299 - {}", serde_json::to_string(w).unwrap_or_default()))
         .collect();
     r
+}
+
+/// The request's label and field selectors (everything when absent), checked for the resource.
+fn selectors(
+    info: &ResourceInfo,
+    q: &Query,
+) -> Result<(LabelSelector, FieldSelector), StatusError> {
+    let labels = match q.get("labelSelector") {
+        Some(s) => LabelSelector::parse(s)?,
+        None => LabelSelector::everything(),
+    };
+    let fields = match q.get("fieldSelector") {
+        Some(s) => FieldSelector::parse(s)?,
+        None => FieldSelector::everything(),
+    };
+    fields.validate_for(info.group, info.resource)?;
+    Ok((labels, fields))
 }
 
 fn parse_rv(rv: &str) -> Result<u64, StatusError> {

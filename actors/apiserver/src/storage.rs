@@ -656,32 +656,26 @@ impl Storage {
             if opts.dry_run {
                 return Ok(convert::to_version(info, obj));
             }
-            if pending {
-                if obj == cur {
-                    return Ok(convert::to_version(info, cur));
-                }
-                meta(&mut obj).remove("resourceVersion");
-                let bytes =
-                    serde_json::to_vec(&obj).map_err(|e| StatusError::internal(e.to_string()))?;
-                match self.store.update(&key, Bytes::from(bytes), rev).await {
-                    Ok(r) => {
-                        OBJECTS_STORED
-                            .with_label_values(&[info.resource, "update"])
-                            .inc();
-                        meta(&mut obj).insert("resourceVersion".into(), json!(r.to_string()));
-                        return Ok(convert::to_version(info, obj));
-                    }
-                    Err(StoreError::Conflict { .. }) => continue,
-                    Err(e) => return Err(store_error(info, name, e)),
-                }
+            if pending && obj == cur {
+                return Ok(convert::to_version(info, cur));
             }
+            // Pending deletions (grace period, finalizers) are updates; the rest go now.
+            let (op, verb) = if pending {
+                (WriteOp::Update, "update")
+            } else {
+                (WriteOp::Delete, "delete")
+            };
             meta(&mut obj).remove("resourceVersion");
             let bytes =
                 serde_json::to_vec(&obj).map_err(|e| StatusError::internal(e.to_string()))?;
-            match self.store.delete(&key, Bytes::from(bytes), rev).await {
+            let result = match op {
+                WriteOp::Update => self.store.update(&key, Bytes::from(bytes), rev).await,
+                WriteOp::Delete => self.store.delete(&key, Bytes::from(bytes), rev).await,
+            };
+            match result {
                 Ok(r) => {
                     OBJECTS_STORED
-                        .with_label_values(&[info.resource, "delete"])
+                        .with_label_values(&[info.resource, verb])
                         .inc();
                     meta(&mut obj).insert("resourceVersion".into(), json!(r.to_string()));
                     return Ok(convert::to_version(info, obj));
@@ -697,6 +691,11 @@ impl Storage {
             "too many concurrent writers; try again",
         ))
     }
+}
+
+enum WriteOp {
+    Update,
+    Delete,
 }
 
 /// Seconds a pod gets to terminate: immediate for pods no node runs, else the request's or the
