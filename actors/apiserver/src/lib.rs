@@ -135,10 +135,19 @@ impl ApiServer {
 
     /// Stops serving on both transports and stops the watch cache feed.
     pub async fn stop(self) {
-        self.nats.do_send(Shutdown);
-        self.feeder.do_send(Shutdown);
-        self.compactor.do_send(Shutdown);
-        self.http.stop(true).await;
+        let ApiServer {
+            http,
+            feeder,
+            nats,
+            compactor,
+            ..
+        } = self;
+        nats.do_send(Shutdown);
+        feeder.do_send(Shutdown);
+        compactor.do_send(Shutdown);
+        // Addresses go before the actors stop, so their supervisors do not restart them.
+        drop((nats, feeder, compactor));
+        http.stop(true).await;
     }
 }
 

@@ -1,0 +1,14 @@
+//! What every Kubus controller shares, after kube-runtime's split: [`informer`] (a reflector:
+//! list, then watch, of one resource from the store, kept in memory and fanned out to
+//! handlers), [`workqueue`] (deduplicated keys with rate-limited requeue) and [`client`]
+//! (writes through the API server over NATS, so every write is validated in one place).
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod informer;
+pub mod metrics;
+pub mod workqueue;
+
+pub use client::Client;
+pub use informer::{Change, Informer};
+pub use workqueue::WorkQueue;

@@ -1,0 +1,226 @@
+//! The scheduling framework: filter and score plugins over Kubernetes JSON, modelled on
+//! kube-scheduler's framework (PreFilter, Filter, PreScore, Score, NormalizeScore) with the
+//! same plugin names, reason strings and scoring arithmetic, so that decisions and
+//! `FailedScheduling` messages read as a Kubernetes engineer expects.
+//!
+//! Pure library: no I/O, no clocks. The caller keeps a [`ClusterSnapshot`] up to date and asks
+//! a [`Profile`] where a pod should go.
+
+use std::any::Any;
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+// The one place the quantity parser is named, so integration only has to change this line.
+pub(crate) use crate::quantity::parse_quantity_value;
+
+pub mod plugins;
+pub mod profile;
+pub mod selector;
+pub mod types;
+
+#[cfg(test)]
+mod testutil;
+
+pub use profile::{FitError, Profile};
+pub use selector::{AffinityTerm, LabelSelector, NodeSelectorTerm, RequiredNodeAffinity};
+pub use types::{ClusterSnapshot, HostPort, NodeInfo, PodInfo, Resource, Taint, Toleration};
+
+/// Highest score a plugin may give a node, as upstream's `framework.MaxNodeScore`.
+pub const MAX_NODE_SCORE: i64 = 100;
+/// Cpu assumed for a container without a cpu request when scoring (upstream's 100m).
+pub const DEFAULT_MILLI_CPU_REQUEST: i64 = 100;
+/// Memory assumed for a container without a memory request when scoring (upstream's 200Mi).
+pub const DEFAULT_MEMORY_REQUEST: i64 = 200 * 1024 * 1024;
+
+/// Outcome of a PreFilter, Filter or PreScore call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    /// From PreFilter/PreScore: this plugin has nothing to do for this pod in this cycle.
+    Skip,
+    /// The node does not fit now, but evicting pods might change that.
+    Unschedulable(Vec<Cow<'static, str>>),
+    /// The node cannot fit the pod whatever is evicted (taints, node affinity, ...).
+    UnschedulableAndUnresolvable(Vec<Cow<'static, str>>),
+}
+
+impl Status {
+    pub fn unschedulable(reason: impl Into<Cow<'static, str>>) -> Self {
+        Status::Unschedulable(vec![reason.into()])
+    }
+
+    pub fn unresolvable(reason: impl Into<Cow<'static, str>>) -> Self {
+        Status::UnschedulableAndUnresolvable(vec![reason.into()])
+    }
+
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Status::Ok)
+    }
+
+    pub fn is_skip(&self) -> bool {
+        matches!(self, Status::Skip)
+    }
+
+    pub fn is_rejection(&self) -> bool {
+        matches!(
+            self,
+            Status::Unschedulable(_) | Status::UnschedulableAndUnresolvable(_)
+        )
+    }
+
+    pub fn reasons(&self) -> &[Cow<'static, str>] {
+        match self {
+            Status::Unschedulable(r) | Status::UnschedulableAndUnresolvable(r) => r,
+            _ => &[],
+        }
+    }
+
+    /// Reasons joined as upstream's `Status.Message()` does.
+    pub fn message(&self) -> String {
+        self.reasons().join(", ")
+    }
+}
+
+/// Per-cycle scratch space: the incoming pod parsed once, plus whatever plugins compute in
+/// PreFilter/PreScore for their Filter/Score calls on every node.
+pub struct CycleState {
+    pod: Arc<PodInfo>,
+    node_affinity: RequiredNodeAffinity,
+    data: Vec<(&'static str, Box<dyn Any + Send + Sync>)>,
+    skipped: Vec<&'static str>,
+}
+
+impl CycleState {
+    pub fn new(pod: &Value) -> Self {
+        Self::from_pod_info(Arc::new(PodInfo::new(Arc::new(pod.clone()))))
+    }
+
+    pub fn from_pod_info(pod: Arc<PodInfo>) -> Self {
+        let node_affinity = RequiredNodeAffinity::from_pod(pod.pod());
+        CycleState {
+            pod,
+            node_affinity,
+            data: Vec::new(),
+            skipped: Vec::new(),
+        }
+    }
+
+    /// The incoming pod, with requests, ports, tolerations and affinity terms parsed.
+    pub fn pod_info(&self) -> &PodInfo {
+        &self.pod
+    }
+
+    pub fn pod_info_arc(&self) -> &Arc<PodInfo> {
+        &self.pod
+    }
+
+    /// The pod's nodeSelector and required node affinity, shared by NodeAffinity and
+    /// PodTopologySpread (node inclusion policy).
+    pub fn required_node_affinity(&self) -> &RequiredNodeAffinity {
+        &self.node_affinity
+    }
+
+    pub fn write<T: Any + Send + Sync>(&mut self, key: &'static str, value: T) {
+        if let Some(slot) = self.data.iter_mut().find(|(k, _)| *k == key) {
+            slot.1 = Box::new(value);
+        } else {
+            self.data.push((key, Box::new(value)));
+        }
+    }
+
+    pub fn read<T: Any + Send + Sync>(&self, key: &'static str) -> Option<&T> {
+        self.data
+            .iter()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, v)| v.downcast_ref::<T>())
+    }
+
+    /// Marks a plugin's Filter or Score as skipped for this cycle (its PreFilter/PreScore
+    /// returned `Skip`).
+    pub fn skip(&mut self, key: &'static str) {
+        if !self.is_skipped(key) {
+            self.skipped.push(key);
+        }
+    }
+
+    pub fn is_skipped(&self, key: &'static str) -> bool {
+        self.skipped.contains(&key)
+    }
+}
+
+/// Every plugin has the upstream name, used in state keys and diagnostics.
+pub trait Plugin: Send + Sync {
+    fn name(&self) -> &'static str;
+}
+
+pub trait PreFilterPlugin: Plugin {
+    /// Computes per-cycle data over the whole snapshot. `Skip` disables this plugin's Filter
+    /// for the cycle; a rejection fails the pod on every node.
+    fn pre_filter(&self, state: &mut CycleState, pod: &Value, snapshot: &ClusterSnapshot)
+        -> Status;
+}
+
+pub trait FilterPlugin: Plugin {
+    fn filter(&self, state: &CycleState, pod: &Value, node: &NodeInfo) -> Status;
+}
+
+pub trait PreScorePlugin: Plugin {
+    /// Computes per-cycle scoring data; `nodes` are the feasible nodes. `Skip` disables this
+    /// plugin's Score for the cycle.
+    fn pre_score(
+        &self,
+        state: &mut CycleState,
+        pod: &Value,
+        nodes: &[&NodeInfo],
+        snapshot: &ClusterSnapshot,
+    ) -> Status;
+}
+
+pub trait ScorePlugin: Plugin {
+    /// A score in `0..=MAX_NODE_SCORE` once normalized; raw scores may be any value the
+    /// plugin's `normalize` understands.
+    fn score(&self, state: &CycleState, pod: &Value, node: &NodeInfo) -> i64;
+
+    /// Rescales the raw scores of all feasible nodes (same order as scored).
+    fn normalize(&self, _state: &CycleState, _scores: &mut [i64]) {}
+}
+
+/// Upstream's `DefaultNormalizeScore`: scale to the maximum, optionally reversed so that the
+/// lowest raw count scores highest.
+pub fn default_normalize_score(max_priority: i64, reverse: bool, scores: &mut [i64]) {
+    let max_count = scores.iter().copied().max().unwrap_or(0).max(0);
+    if max_count == 0 {
+        if reverse {
+            scores.iter_mut().for_each(|s| *s = max_priority);
+        }
+        return;
+    }
+    for s in scores.iter_mut() {
+        let scaled = max_priority * *s / max_count;
+        *s = if reverse {
+            max_priority - scaled
+        } else {
+            scaled
+        };
+    }
+}
+
+// ---- small JSON accessors shared by the plugins ----
+
+pub(crate) fn slice(v: Option<&Value>) -> &[Value] {
+    v.and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
+}
+
+pub(crate) fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+pub(crate) fn labels_of(obj: &Value) -> Option<&Map<String, Value>> {
+    obj.get("metadata")?.get("labels")?.as_object()
+}
+
+pub(crate) fn label<'a>(labels: Option<&'a Map<String, Value>>, key: &str) -> Option<&'a str> {
+    labels?.get(key).and_then(Value::as_str)
+}
