@@ -20,6 +20,8 @@ struct Cli {
 enum Command {
     /// Run a cluster in the foreground: NATS (embedded unless --nats), the control plane and a node.
     Up(cmd::up::UpArgs),
+    /// Run simulated nodes against a cluster (like kwok).
+    SimNodes(cmd::sim::SimArgs),
     /// Measure the API server (figures for docs/benchmarks.md).
     Bench(cmd::bench::BenchArgs),
 }
@@ -36,6 +38,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Up(args) => actix::System::new().block_on(cmd::up::run(args)),
+        Command::SimNodes(args) => actix::System::new().block_on(cmd::sim::run(args)),
         Command::Bench(args) => actix::System::new().block_on(cmd::bench::run(args)),
     }
 }

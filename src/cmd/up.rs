@@ -115,8 +115,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let server = format!("http://{host}:{}", api.addr.port());
     let kubeconfig = write_kubeconfig(&data_dir, &server, &args.cluster)?;
     std::fs::write(data_dir.join("nats.url"), &nats_url)?;
-    if args.sim_nodes > 0 || !args.no_node {
-        tracing::warn!("this build has no node agent yet: pods are stored and served but not run");
+    let _sim = (args.sim_nodes > 0).then(|| {
+        crate::cmd::sim::start(
+            client.clone(),
+            api.state.storage.store.clone(),
+            &args.cluster,
+            args.sim_nodes,
+            "sim-",
+        )
+    });
+    if !args.no_node && args.sim_nodes == 0 {
+        tracing::warn!("this build has no node agent yet: pods are stored and served but not run (try --sim-nodes N)");
     }
     println!("Kubus is up.\n  API:        {server}\n  NATS:       {nats_url}\n  data dir:   {}\n\nPoint kubectl at it:\n  export KUBECONFIG={}\n  kubectl get namespaces", data_dir.display(), kubeconfig.display());
 

@@ -175,6 +175,34 @@ impl Store {
         })
     }
 
+    /// Opens the store of a cluster some other process created (a control plane), changing
+    /// nothing about its streams.
+    pub async fn attach(client: async_nats::Client, cluster: &str) -> Result<Store, StoreError> {
+        let config = StoreConfig {
+            cluster: cluster.to_string(),
+            ..Default::default()
+        };
+        let js = jetstream::new(client.clone());
+        let stream = js.get_stream(config.objects_stream()).await.map_err(|e| {
+            StoreError::Unavailable(format!(
+                "cluster {cluster:?} not found on this NATS ({e}); is its control plane running?"
+            ))
+        })?;
+        let info = &stream.cached_info().config;
+        let config = StoreConfig {
+            history: info.max_messages_per_subject,
+            replicas: info.num_replicas,
+            ..config
+        };
+        Ok(Store {
+            root: config.root(),
+            js,
+            stream,
+            config,
+            client,
+        })
+    }
+
     pub fn config(&self) -> &StoreConfig {
         &self.config
     }

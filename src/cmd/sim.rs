@@ -1,0 +1,62 @@
+//! Simulated nodes: in `kubus up --sim-nodes N`, or standalone against any cluster with
+//! `kubus sim-nodes --count N --nats URL`.
+
+use actix::{Addr, Supervisor};
+use anyhow::Context as _;
+use kubus_bus::api::ApiClient;
+use kubus_bus::Store;
+use kubus_runtime::{Client, Informer};
+use kubus_sim_nodes::{SimConfig, SimNodes};
+
+#[derive(clap::Args, Debug)]
+pub struct SimArgs {
+    /// How many nodes to simulate.
+    #[arg(long, default_value_t = 3)]
+    pub count: usize,
+    /// Node names are <prefix><index>.
+    #[arg(long, default_value = "sim-")]
+    pub prefix: String,
+    /// NATS URL(s) of the cluster.
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    pub nats: String,
+    /// Name of the cluster on the bus.
+    #[arg(long, default_value = "kubus")]
+    pub cluster: String,
+}
+
+/// Starts simulated nodes in this actix system; they run while the address is held.
+pub fn start(
+    client: async_nats::Client,
+    store: Store,
+    cluster: &str,
+    count: usize,
+    prefix: &str,
+) -> Addr<SimNodes> {
+    let api = Client::new(ApiClient::new(client, cluster, "kubus-sim-nodes"));
+    let pods = Informer::start(store, "", "pods", None);
+    let config = SimConfig {
+        count,
+        prefix: prefix.to_string(),
+        ..Default::default()
+    };
+    Supervisor::start(move |_| SimNodes::new(config, api, pods))
+}
+
+pub async fn run(args: SimArgs) -> anyhow::Result<()> {
+    let client = kubus_bus::connect(&args.nats, "kubus-sim-nodes")
+        .await
+        .with_context(|| format!("connecting to {}", args.nats))?;
+    let store = Store::attach(client.clone(), &args.cluster).await?;
+    let _nodes = start(client, store, &args.cluster, args.count, &args.prefix);
+    println!(
+        "{} simulated nodes ({}0..) running; Ctrl-C stops them (their leases then expire)",
+        args.count, args.prefix
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+    actix::System::current().stop();
+    Ok(())
+}
