@@ -115,6 +115,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let server = format!("http://{host}:{}", api.addr.port());
     let kubeconfig = write_kubeconfig(&data_dir, &server, &args.cluster)?;
     std::fs::write(data_dir.join("nats.url"), &nats_url)?;
+    let controllers = {
+        let store = api.state.storage.store.clone();
+        let client = kubus_runtime::Client::new(kubus_bus::api::ApiClient::new(
+            client.clone(),
+            &args.cluster,
+            "kubus-controller-manager",
+        ));
+        actix::Supervisor::start(move |_| kubus_controllers::ControllerManager { store, client })
+    };
     let _sim = (args.sim_nodes > 0).then(|| {
         crate::cmd::sim::start(
             client.clone(),
@@ -135,6 +144,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         _ = term.recv() => {},
     }
     tracing::info!("shutting down");
+    controllers.do_send(kubus_controllers::Shutdown);
+    drop(controllers);
     api.stop().await;
     client.flush().await.ok();
     drop(client);

@@ -5,10 +5,12 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod controller;
 pub mod informer;
 pub mod metrics;
 pub mod workqueue;
 
 pub use client::Client;
+pub use controller::{Action, Reconciler};
 pub use informer::{Change, Informer};
 pub use workqueue::WorkQueue;

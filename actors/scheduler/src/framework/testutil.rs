@@ -42,7 +42,7 @@ pub fn set(mut v: Value, pointer: &str, value: Value) -> Value {
         cur = cur
             .as_object_mut()
             .unwrap()
-            .entry(part.to_string())
+            .entry(part.replace("~1", "/").replace("~0", "~"))
             .or_insert(Value::Null);
     }
     *cur = value;

@@ -1,0 +1,66 @@
+//! The controller manager: each controller is a reconciler on the shared runtime (informers
+//! over the store, a work queue, writes through the API server), started together by
+//! [`ControllerManager`].
+#![forbid(unsafe_code)]
+
+pub mod expectations;
+pub mod owner;
+pub mod replicaset;
+
+use actix::prelude::*;
+use kubus_bus::Store;
+use kubus_runtime::{Client, Informer};
+use std::sync::Arc;
+
+/// Informers shared by every controller (one per resource, however many controllers read it).
+#[derive(Clone)]
+pub struct Informers {
+    pub pods: Informer,
+    pub replicasets: Informer,
+}
+
+impl Informers {
+    pub fn start(store: &Store) -> Informers {
+        Informers {
+            pods: Informer::start(store.clone(), "", "pods", None),
+            replicasets: Informer::start(store.clone(), "apps", "replicasets", None),
+        }
+    }
+}
+
+/// The controller manager actor: runs every controller's loops in its context, so a
+/// supervisor restart restarts them all (with fresh informers).
+pub struct ControllerManager {
+    pub store: Store,
+    pub client: Client,
+}
+
+impl Actor for ControllerManager {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let informers = Informers::start(&self.store);
+        let rs = Arc::new(replicaset::ReplicaSetController::new(
+            self.client.clone(),
+            informers.clone(),
+        ));
+        for fut in replicaset::run(rs) {
+            ctx.spawn(fut.into_actor(self));
+        }
+        tracing::info!("controller manager started");
+    }
+}
+
+impl Supervised for ControllerManager {}
+
+/// Stops the controller manager for good (see `kubus_apiserver::Shutdown`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+impl Handler<Shutdown> for ControllerManager {
+    type Result = ();
+    fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}

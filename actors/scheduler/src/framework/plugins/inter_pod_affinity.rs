@@ -1,0 +1,468 @@
+//! InterPodAffinity: required pod affinity/anti-affinity by topology domain (including
+//! existing pods' anti-affinity toward the incoming pod), and preferred terms scored by
+//! weight.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use crate::framework::{
+    AffinityTerm, ClusterSnapshot, CycleState, FilterPlugin, NodeInfo, PodInfo, Plugin,
+    PreFilterPlugin, PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE,
+};
+
+pub const NAME: &str = "InterPodAffinity";
+pub const ERR_REASON_EXISTING_ANTI_AFFINITY_RULES_NOT_MATCH: &str =
+    "node(s) didn't satisfy existing pods anti-affinity rules";
+pub const ERR_REASON_AFFINITY_RULES_NOT_MATCH: &str = "node(s) didn't match pod affinity rules";
+pub const ERR_REASON_ANTI_AFFINITY_RULES_NOT_MATCH: &str =
+    "node(s) didn't match pod anti-affinity rules";
+const PRE_FILTER_KEY: &str = "PreFilterInterPodAffinity";
+const PRE_SCORE_KEY: &str = "PreScoreInterPodAffinity";
+
+#[derive(Debug, Clone)]
+pub struct InterPodAffinity {
+    /// Weight given to existing pods' required affinity toward the incoming pod when
+    /// scoring (upstream's hardPodAffinityWeight, default 1).
+    pub hard_pod_affinity_weight: i64,
+}
+
+impl Default for InterPodAffinity {
+    fn default() -> Self {
+        InterPodAffinity {
+            hard_pod_affinity_weight: 1,
+        }
+    }
+}
+
+impl Plugin for InterPodAffinity {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+}
+
+/// Counts per topology key and value; nested so lookups borrow instead of allocating.
+#[derive(Debug, Default)]
+struct TopologyCounts(HashMap<String, HashMap<String, i64>>);
+
+impl TopologyCounts {
+    fn add(&mut self, key: &str, value: &str, n: i64) {
+        *self
+            .0
+            .entry(key.to_string())
+            .or_default()
+            .entry(value.to_string())
+            .or_insert(0) += n;
+    }
+
+    fn get(&self, key: &str, value: &str) -> i64 {
+        self.0
+            .get(key)
+            .and_then(|m| m.get(value))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.values().all(HashMap::is_empty)
+    }
+
+    /// Adds `n` in the domain of `node` for the term's topology key, if the node has it.
+    fn add_for(&mut self, term: &AffinityTerm, node: &NodeInfo, n: i64) {
+        if let Some(v) = node.label(&term.topology_key) {
+            self.add(&term.topology_key, v, n);
+        }
+    }
+}
+
+struct PreFilterState {
+    existing_anti_affinity: TopologyCounts,
+    affinity: TopologyCounts,
+    anti_affinity: TopologyCounts,
+}
+
+fn matches_all(terms: &[AffinityTerm], pod: &PodInfo, snapshot: &ClusterSnapshot) -> bool {
+    let ns = snapshot.namespace_labels(&pod.namespace);
+    !terms.is_empty() && terms.iter().all(|t| t.matches(pod, ns))
+}
+
+impl PreFilterPlugin for InterPodAffinity {
+    fn pre_filter(&self, state: &mut CycleState, _: &Value, snapshot: &ClusterSnapshot) -> Status {
+        let pod = state.pod_info_arc().clone();
+        let own_ns = snapshot.namespace_labels(&pod.namespace);
+        let mut existing_anti_affinity = TopologyCounts::default();
+        for node in snapshot
+            .nodes()
+            .iter()
+            .filter(|n| n.has_pods_with_required_anti_affinity())
+        {
+            for existing in node.pods() {
+                for term in &existing.required_anti_affinity_terms {
+                    if term.matches(&pod, own_ns) {
+                        existing_anti_affinity.add_for(term, node, 1);
+                    }
+                }
+            }
+        }
+        let (aff, anti) = (&pod.required_affinity_terms, &pod.required_anti_affinity_terms);
+        if aff.is_empty() && anti.is_empty() && existing_anti_affinity.is_empty() {
+            return Status::Skip;
+        }
+        let mut affinity = TopologyCounts::default();
+        let mut anti_affinity = TopologyCounts::default();
+        if !aff.is_empty() || !anti.is_empty() {
+            for node in snapshot.nodes() {
+                for existing in node.pods() {
+                    // Affinity counts a domain only for pods matching every term together.
+                    if matches_all(aff, existing, snapshot) {
+                        for t in aff {
+                            affinity.add_for(t, node, 1);
+                        }
+                    }
+                    let ns = snapshot.namespace_labels(&existing.namespace);
+                    for t in anti.iter().filter(|t| t.matches(existing, ns)) {
+                        anti_affinity.add_for(t, node, 1);
+                    }
+                }
+            }
+        }
+        state.write(
+            PRE_FILTER_KEY,
+            PreFilterState {
+                existing_anti_affinity,
+                affinity,
+                anti_affinity,
+            },
+        );
+        Status::Ok
+    }
+}
+
+fn satisfies_pod_affinity(s: &PreFilterState, pod: &PodInfo, node: &NodeInfo) -> bool {
+    let mut pods_exist = true;
+    for term in &pod.required_affinity_terms {
+        let Some(v) = node.label(&term.topology_key) else {
+            // Every topology key must exist on the node.
+            return false;
+        };
+        if s.affinity.get(&term.topology_key, v) <= 0 {
+            pods_exist = false;
+        }
+    }
+    // The first pod of a group with affinity to itself has nothing to join: let it in when
+    // nothing in the cluster matches yet and it matches its own terms.
+    pods_exist
+        || (s.affinity.is_empty()
+            && !pod.required_affinity_terms.is_empty()
+            && pod
+                .required_affinity_terms
+                .iter()
+                .all(|t| t.matches(pod, None) || t.selector.matches(pod.labels()) && t.namespaces.contains(&pod.namespace)))
+}
+
+fn satisfies_pod_anti_affinity(s: &PreFilterState, pod: &PodInfo, node: &NodeInfo) -> bool {
+    s.anti_affinity.is_empty()
+        || !pod.required_anti_affinity_terms.iter().any(|t| {
+            node.label(&t.topology_key)
+                .is_some_and(|v| s.anti_affinity.get(&t.topology_key, v) > 0)
+        })
+}
+
+fn satisfies_existing_pods_anti_affinity(s: &PreFilterState, node: &NodeInfo) -> bool {
+    if s.existing_anti_affinity.is_empty() {
+        return true;
+    }
+    node.labels().is_none_or(|labels| {
+        !labels.iter().any(|(k, v)| {
+            v.as_str()
+                .is_some_and(|v| s.existing_anti_affinity.get(k, v) > 0)
+        })
+    })
+}
+
+impl FilterPlugin for InterPodAffinity {
+    fn filter(&self, state: &CycleState, _pod: &Value, node: &NodeInfo) -> Status {
+        let Some(s) = state.read::<PreFilterState>(PRE_FILTER_KEY) else {
+            return Status::Ok;
+        };
+        let pod = state.pod_info();
+        if !satisfies_pod_affinity(s, pod, node) {
+            return Status::unresolvable(ERR_REASON_AFFINITY_RULES_NOT_MATCH);
+        }
+        if !satisfies_pod_anti_affinity(s, pod, node) {
+            return Status::unschedulable(ERR_REASON_ANTI_AFFINITY_RULES_NOT_MATCH);
+        }
+        if !satisfies_existing_pods_anti_affinity(s, node) {
+            return Status::unschedulable(ERR_REASON_EXISTING_ANTI_AFFINITY_RULES_NOT_MATCH);
+        }
+        Status::Ok
+    }
+}
+
+struct PreScoreState(TopologyCounts);
+
+impl InterPodAffinity {
+    fn process_existing_pod(
+        &self,
+        topo: &mut TopologyCounts,
+        pod: &PodInfo,
+        existing: &PodInfo,
+        node: &NodeInfo,
+        snapshot: &ClusterSnapshot,
+    ) {
+        let existing_ns = snapshot.namespace_labels(&existing.namespace);
+        let own_ns = snapshot.namespace_labels(&pod.namespace);
+        // The incoming pod's preferences toward the existing pod...
+        for w in &pod.preferred_affinity_terms {
+            if w.term.matches(existing, existing_ns) {
+                topo.add_for(&w.term, node, w.weight);
+            }
+        }
+        for w in &pod.preferred_anti_affinity_terms {
+            if w.term.matches(existing, existing_ns) {
+                topo.add_for(&w.term, node, -w.weight);
+            }
+        }
+        // ...and the existing pod's rules toward the incoming one (symmetry).
+        if self.hard_pod_affinity_weight > 0 {
+            for t in &existing.required_affinity_terms {
+                if t.matches(pod, own_ns) {
+                    topo.add_for(t, node, self.hard_pod_affinity_weight);
+                }
+            }
+        }
+        for w in &existing.preferred_affinity_terms {
+            if w.term.matches(pod, own_ns) {
+                topo.add_for(&w.term, node, w.weight);
+            }
+        }
+        for w in &existing.preferred_anti_affinity_terms {
+            if w.term.matches(pod, own_ns) {
+                topo.add_for(&w.term, node, -w.weight);
+            }
+        }
+    }
+}
+
+impl PreScorePlugin for InterPodAffinity {
+    fn pre_score(
+        &self,
+        state: &mut CycleState,
+        _pod: &Value,
+        _nodes: &[&NodeInfo],
+        snapshot: &ClusterSnapshot,
+    ) -> Status {
+        let pod = state.pod_info_arc().clone();
+        let has_constraints = !pod.preferred_affinity_terms.is_empty()
+            || !pod.preferred_anti_affinity_terms.is_empty();
+        let mut topo = TopologyCounts::default();
+        for node in snapshot.nodes() {
+            // Without preferences of its own, only pods carrying affinity can matter.
+            if !has_constraints && !node.has_pods_with_affinity() {
+                continue;
+            }
+            if node.labels().is_none_or(|l| l.is_empty()) {
+                continue;
+            }
+            for existing in node.pods() {
+                if has_constraints || existing.has_pod_affinity {
+                    self.process_existing_pod(&mut topo, &pod, existing, node, snapshot);
+                }
+            }
+        }
+        if topo.0.is_empty() {
+            return Status::Skip;
+        }
+        state.write(PRE_SCORE_KEY, PreScoreState(topo));
+        Status::Ok
+    }
+}
+
+impl ScorePlugin for InterPodAffinity {
+    fn score(&self, state: &CycleState, _pod: &Value, node: &NodeInfo) -> i64 {
+        let Some(PreScoreState(topo)) = state.read::<PreScoreState>(PRE_SCORE_KEY) else {
+            return 0;
+        };
+        topo.0
+            .iter()
+            .filter_map(|(key, values)| node.label(key).and_then(|v| values.get(v)))
+            .sum()
+    }
+
+    /// Min-max scaling, as raw scores may be negative.
+    fn normalize(&self, state: &CycleState, scores: &mut [i64]) {
+        if state.read::<PreScoreState>(PRE_SCORE_KEY).is_none() {
+            return;
+        }
+        let min = scores.iter().copied().min().unwrap_or(0);
+        let max = scores.iter().copied().max().unwrap_or(0);
+        let diff = max - min;
+        for s in scores.iter_mut() {
+            *s = if diff > 0 {
+                (MAX_NODE_SCORE as f64 * ((*s - min) as f64 / diff as f64)) as i64
+            } else {
+                0
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framework::testutil::*;
+    use serde_json::json;
+
+    fn zone_node(name: &str, zone: &str) -> Value {
+        label(node(name, "4", "8Gi"), "zone", zone)
+    }
+
+    fn with_app(p: Value, app: &str) -> Value {
+        label(p, "app", app)
+    }
+
+    fn required(p: Value, kind: &str, app: &str, key: &str) -> Value {
+        set(
+            p,
+            &format!("/spec/affinity/{kind}/requiredDuringSchedulingIgnoredDuringExecution"),
+            json!([{"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": key}]),
+        )
+    }
+
+    /// Runs PreFilter + Filter of the pod against every node of the snapshot.
+    fn feasible(p: &Value, snap: &ClusterSnapshot) -> Vec<(String, Status)> {
+        let plugin = InterPodAffinity::default();
+        let mut st = state(p);
+        let skip = plugin.pre_filter(&mut st, p, snap).is_skip();
+        snap.nodes()
+            .iter()
+            .map(|n| {
+                let s = if skip { Status::Ok } else { plugin.filter(&st, p, n) };
+                (n.name().to_string(), s)
+            })
+            .collect()
+    }
+
+    fn ok_nodes(p: &Value, snap: &ClusterSnapshot) -> Vec<String> {
+        feasible(p, snap)
+            .into_iter()
+            .filter(|(_, s)| s.is_ok())
+            .map(|(n, _)| n)
+            .collect()
+    }
+
+    #[test]
+    fn affinity_requires_matching_pod_in_domain() {
+        let snap = snapshot(
+            vec![zone_node("a", "z1"), zone_node("b", "z1"), zone_node("c", "z2")],
+            &[on(with_app(pod("db", None, None), "db"), "a")],
+        );
+        let p = required(pod("web", None, None), "podAffinity", "db", "zone");
+        assert_eq!(ok_nodes(&p, &snap), vec!["a", "b"]);
+        let rejected = feasible(&p, &snap).pop().unwrap().1;
+        assert_eq!(rejected, Status::unresolvable("node(s) didn't match pod affinity rules"));
+    }
+
+    #[test]
+    fn first_pod_of_self_affine_group_may_schedule() {
+        let snap = snapshot(vec![zone_node("a", "z1"), node("nolabel", "1", "1Gi")], &[]);
+        let p = with_app(required(pod("web", None, None), "podAffinity", "web", "zone"), "web");
+        // Only where the topology key exists.
+        assert_eq!(ok_nodes(&p, &snap), vec!["a"]);
+        // Not when it does not match itself.
+        let q = with_app(required(pod("web", None, None), "podAffinity", "db", "zone"), "web");
+        assert!(ok_nodes(&q, &snap).is_empty());
+    }
+
+    #[test]
+    fn anti_affinity_one_per_domain() {
+        let snap = snapshot(
+            vec![zone_node("a", "z1"), zone_node("b", "z1"), zone_node("c", "z2")],
+            &[on(with_app(pod("w1", None, None), "web"), "a")],
+        );
+        let p = with_app(required(pod("w2", None, None), "podAntiAffinity", "web", "zone"), "web");
+        assert_eq!(ok_nodes(&p, &snap), vec!["c"]);
+        assert_eq!(
+            feasible(&p, &snap)[0].1,
+            Status::unschedulable("node(s) didn't match pod anti-affinity rules")
+        );
+    }
+
+    #[test]
+    fn existing_pods_anti_affinity_is_symmetric() {
+        let guard = with_app(
+            required(pod("guard", None, None), "podAntiAffinity", "web", "kubernetes.io/hostname"),
+            "guard",
+        );
+        let snap = snapshot(vec![zone_node("a", "z1"), zone_node("b", "z1")], &[on(guard, "a")]);
+        let p = with_app(pod("web", None, None), "web");
+        assert_eq!(ok_nodes(&p, &snap), vec!["b"]);
+        assert_eq!(
+            feasible(&p, &snap)[0].1,
+            Status::unschedulable("node(s) didn't satisfy existing pods anti-affinity rules")
+        );
+    }
+
+    #[test]
+    fn namespaces_default_to_own_and_can_be_listed() {
+        let other = set(with_app(pod("db", None, None), "db"), "/metadata/namespace", json!("prod"));
+        let snap = snapshot(vec![zone_node("a", "z1")], &[on(other, "a")]);
+        let p = required(pod("web", None, None), "podAffinity", "db", "zone");
+        assert!(ok_nodes(&p, &snap).is_empty());
+        let p = set(
+            p,
+            "/spec/affinity/podAffinity/requiredDuringSchedulingIgnoredDuringExecution/0/namespaces",
+            json!(["prod"]),
+        );
+        assert_eq!(ok_nodes(&p, &snap), vec!["a"]);
+        // An empty namespaceSelector selects all namespaces.
+        let q = set(
+            required(pod("web", None, None), "podAffinity", "db", "zone"),
+            "/spec/affinity/podAffinity/requiredDuringSchedulingIgnoredDuringExecution/0/namespaceSelector",
+            json!({}),
+        );
+        assert_eq!(ok_nodes(&q, &snap), vec!["a"]);
+    }
+
+    #[test]
+    fn preferred_terms_score_by_weight() {
+        let snap = snapshot(
+            vec![zone_node("a", "z1"), zone_node("b", "z2"), zone_node("c", "z3")],
+            &[
+                on(with_app(pod("db", None, None), "db"), "a"),
+                on(with_app(pod("noisy", None, None), "noisy"), "b"),
+            ],
+        );
+        let term = |app: &str, w: i64| {
+            json!([{"weight": w, "podAffinityTerm": {"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": "zone"}}])
+        };
+        let p = set(
+            pod("web", None, None),
+            "/spec/affinity/podAffinity/preferredDuringSchedulingIgnoredDuringExecution",
+            term("db", 10),
+        );
+        let p = set(
+            p,
+            "/spec/affinity/podAntiAffinity/preferredDuringSchedulingIgnoredDuringExecution",
+            term("noisy", 5),
+        );
+        let plugin = InterPodAffinity::default();
+        let mut st = state(&p);
+        let nodes: Vec<&NodeInfo> = snap.nodes().iter().collect();
+        assert!(plugin.pre_score(&mut st, &p, &nodes, &snap).is_ok());
+        let mut scores: Vec<i64> = nodes.iter().map(|n| plugin.score(&st, &p, n)).collect();
+        assert_eq!(scores, vec![10, -5, 0]);
+        plugin.normalize(&st, &mut scores);
+        assert_eq!(scores, vec![100, 0, 33]);
+    }
+
+    #[test]
+    fn no_affinity_anywhere_skips() {
+        let snap = snapshot(vec![zone_node("a", "z1")], &[on(pod("x", None, None), "a")]);
+        let p = pod("p", None, None);
+        let mut st = state(&p);
+        let plugin = InterPodAffinity::default();
+        assert!(plugin.pre_filter(&mut st, &p, &snap).is_skip());
+        assert!(plugin.pre_score(&mut st, &p, &[], &snap).is_skip());
+    }
+}
