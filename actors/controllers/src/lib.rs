@@ -3,6 +3,7 @@
 //! [`ControllerManager`].
 #![forbid(unsafe_code)]
 
+pub mod deployment;
 pub mod expectations;
 pub mod owner;
 pub mod replicaset;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 pub struct Informers {
     pub pods: Informer,
     pub replicasets: Informer,
+    pub deployments: Informer,
 }
 
 impl Informers {
@@ -24,6 +26,7 @@ impl Informers {
         Informers {
             pods: Informer::start(store.clone(), "", "pods", None),
             replicasets: Informer::start(store.clone(), "apps", "replicasets", None),
+            deployments: Informer::start(store.clone(), "apps", "deployments", None),
         }
     }
 }
@@ -44,7 +47,14 @@ impl Actor for ControllerManager {
             self.client.clone(),
             informers.clone(),
         ));
-        for fut in replicaset::run(rs) {
+        let deploy = Arc::new(deployment::DeploymentController::new(
+            self.client.clone(),
+            informers.clone(),
+        ));
+        for fut in replicaset::run(rs)
+            .into_iter()
+            .chain(deployment::run(deploy))
+        {
             ctx.spawn(fut.into_actor(self));
         }
         tracing::info!("controller manager started");

@@ -89,7 +89,8 @@ pub struct CycleState {
     pod: Arc<PodInfo>,
     node_affinity: RequiredNodeAffinity,
     data: Vec<(&'static str, Box<dyn Any + Send + Sync>)>,
-    skipped: Vec<&'static str>,
+    skipped_filters: Vec<&'static str>,
+    skipped_scores: Vec<&'static str>,
 }
 
 impl CycleState {
@@ -103,7 +104,8 @@ impl CycleState {
             pod,
             node_affinity,
             data: Vec::new(),
-            skipped: Vec::new(),
+            skipped_filters: Vec::new(),
+            skipped_scores: Vec::new(),
         }
     }
 
@@ -137,16 +139,22 @@ impl CycleState {
             .and_then(|(_, v)| v.downcast_ref::<T>())
     }
 
-    /// Marks a plugin's Filter or Score as skipped for this cycle (its PreFilter/PreScore
-    /// returned `Skip`).
-    pub fn skip(&mut self, key: &'static str) {
-        if !self.is_skipped(key) {
-            self.skipped.push(key);
-        }
+    /// Records that a plugin's PreFilter returned `Skip`: its Filter does not run.
+    pub fn skip_filter(&mut self, plugin: &'static str) {
+        self.skipped_filters.push(plugin);
     }
 
-    pub fn is_skipped(&self, key: &'static str) -> bool {
-        self.skipped.contains(&key)
+    pub fn is_filter_skipped(&self, plugin: &'static str) -> bool {
+        self.skipped_filters.contains(&plugin)
+    }
+
+    /// Records that a plugin's PreScore returned `Skip`: its Score does not run.
+    pub fn skip_score(&mut self, plugin: &'static str) {
+        self.skipped_scores.push(plugin);
+    }
+
+    pub fn is_score_skipped(&self, plugin: &'static str) -> bool {
+        self.skipped_scores.contains(&plugin)
     }
 }
 

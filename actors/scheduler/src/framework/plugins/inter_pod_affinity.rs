@@ -79,6 +79,8 @@ struct PreFilterState {
     existing_anti_affinity: TopologyCounts,
     affinity: TopologyCounts,
     anti_affinity: TopologyCounts,
+    /// The incoming pod matches all of its own required affinity terms.
+    matches_own_affinity: bool,
 }
 
 fn matches_all(terms: &[AffinityTerm], pod: &PodInfo, snapshot: &ClusterSnapshot) -> bool {
@@ -132,6 +134,7 @@ impl PreFilterPlugin for InterPodAffinity {
                 existing_anti_affinity,
                 affinity,
                 anti_affinity,
+                matches_own_affinity: matches_all(aff, &pod, snapshot),
             },
         );
         Status::Ok
@@ -151,13 +154,7 @@ fn satisfies_pod_affinity(s: &PreFilterState, pod: &PodInfo, node: &NodeInfo) ->
     }
     // The first pod of a group with affinity to itself has nothing to join: let it in when
     // nothing in the cluster matches yet and it matches its own terms.
-    pods_exist
-        || (s.affinity.is_empty()
-            && !pod.required_affinity_terms.is_empty()
-            && pod
-                .required_affinity_terms
-                .iter()
-                .all(|t| t.matches(pod, None) || t.selector.matches(pod.labels()) && t.namespaces.contains(&pod.namespace)))
+    pods_exist || (s.affinity.is_empty() && s.matches_own_affinity)
 }
 
 fn satisfies_pod_anti_affinity(s: &PreFilterState, pod: &PodInfo, node: &NodeInfo) -> bool {
