@@ -115,14 +115,26 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let server = format!("http://{host}:{}", api.addr.port());
     let kubeconfig = write_kubeconfig(&data_dir, &server, &args.cluster)?;
     std::fs::write(data_dir.join("nats.url"), &nats_url)?;
-    let controllers = {
-        let store = api.state.storage.store.clone();
-        let client = kubus_runtime::Client::new(kubus_bus::api::ApiClient::new(
+    let api_client = |agent: &str| {
+        kubus_runtime::Client::new(kubus_bus::api::ApiClient::new(
             client.clone(),
             &args.cluster,
-            "kubus-controller-manager",
-        ));
+            agent,
+        ))
+    };
+    let controllers = {
+        let (store, client) = (
+            api.state.storage.store.clone(),
+            api_client("kubus-controller-manager"),
+        );
         actix::Supervisor::start(move |_| kubus_controllers::ControllerManager { store, client })
+    };
+    let scheduler = {
+        let (store, client) = (
+            api.state.storage.store.clone(),
+            api_client("kubus-scheduler"),
+        );
+        actix::Supervisor::start(move |_| kubus_scheduler::Scheduler { store, client })
     };
     let _sim = (args.sim_nodes > 0).then(|| {
         crate::cmd::sim::start(
@@ -145,7 +157,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     tracing::info!("shutting down");
     controllers.do_send(kubus_controllers::Shutdown);
-    drop(controllers);
+    scheduler.do_send(kubus_scheduler::Shutdown);
+    drop((controllers, scheduler));
     api.stop().await;
     client.flush().await.ok();
     drop(client);

@@ -321,7 +321,7 @@ impl ApiState {
                 let body = parse_body(req)?;
                 let finalizers = body["spec"]["finalizers"].clone();
                 let out = s
-                    .update_with(info, ns, name, None, &write, |old| {
+                    .update_with(info, ns, name, Some(Subresource::Finalize), &write, |old| {
                         let mut new = old.clone();
                         new["spec"]["finalizers"] = if finalizers.is_null() {
                             json!([])

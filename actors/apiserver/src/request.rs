@@ -231,7 +231,11 @@ fn resource_route(group: &str, version: &str, rest: &[&str]) -> Route {
         })
     };
     match rest {
-        // `/api/v1/namespaces/x` is the namespace itself; deeper paths are namespaced objects.
+        // `/api/v1/namespaces/x` is the namespace itself, and so are its subresources;
+        // deeper paths are namespaced objects.
+        ["namespaces", name, sub @ ("status" | "finalize")] => {
+            mk(None, "namespaces", Some(name), Some(sub))
+        }
         ["namespaces", ns, res] => mk(Some(ns), res, None, None),
         ["namespaces", ns, res, name] => mk(Some(ns), res, Some(name), None),
         ["namespaces", ns, res, name, sub] => mk(Some(ns), res, Some(name), Some(sub)),

@@ -51,12 +51,32 @@ pub fn template_hash(template: &Value, collisions: i64) -> String {
     out
 }
 
-fn without_hash(template: &Value) -> Value {
+/// A template in the form templates are compared and hashed in: without the hash label and
+/// without empty members, since `{}`, `[]`, null and absent all mean the same to the API (Go
+/// clients such as `kubectl rollout undo` send `resources: {}` where others send nothing).
+fn canonical(template: &Value) -> Value {
+    fn strip(v: &Value) -> Option<Value> {
+        match v {
+            Value::Null => None,
+            Value::Object(m) => {
+                let out: Map<String, Value> = m
+                    .iter()
+                    .filter_map(|(k, v)| strip(v).map(|v| (k.clone(), v)))
+                    .collect();
+                (!out.is_empty()).then_some(Value::Object(out))
+            }
+            Value::Array(a) if a.is_empty() => None,
+            Value::Array(a) => Some(Value::Array(
+                a.iter().map(|v| strip(v).unwrap_or(json!({}))).collect(),
+            )),
+            other => Some(other.clone()),
+        }
+    }
     let mut t = template.clone();
     if let Some(l) = t["metadata"]["labels"].as_object_mut() {
         l.remove(HASH_LABEL);
     }
-    t
+    strip(&t).unwrap_or(json!({}))
 }
 
 fn replicas(obj: &Value) -> i64 {
@@ -222,10 +242,10 @@ impl DeploymentController {
                 .as_str()
                 .cmp(&b["metadata"]["creationTimestamp"].as_str())
         });
-        let template = &d["spec"]["template"];
+        let wanted = canonical(&d["spec"]["template"]);
         let new_rs = rss
             .iter()
-            .find(|rs| without_hash(&rs["spec"]["template"]) == *template)
+            .find(|rs| canonical(&rs["spec"]["template"]) == wanted)
             .cloned();
         let old: Vec<Arc<Value>> = rss
             .iter()
@@ -389,7 +409,7 @@ impl DeploymentController {
     ) -> Result<Value, String> {
         let ns = owner::namespace(d);
         let collisions = d["status"]["collisionCount"].as_i64().unwrap_or(0);
-        let hash = template_hash(&d["spec"]["template"], collisions);
+        let hash = template_hash(&canonical(&d["spec"]["template"]), collisions);
         let mut template = d["spec"]["template"].clone();
         template["metadata"]["labels"][HASH_LABEL] = json!(hash);
         let mut selector = d["spec"]["selector"].clone();

@@ -5,6 +5,7 @@
 
 pub mod deployment;
 pub mod expectations;
+pub mod namespace;
 pub mod owner;
 pub mod replicaset;
 
@@ -19,6 +20,8 @@ pub struct Informers {
     pub pods: Informer,
     pub replicasets: Informer,
     pub deployments: Informer,
+    pub namespaces: Informer,
+    pub serviceaccounts: Informer,
 }
 
 impl Informers {
@@ -27,6 +30,8 @@ impl Informers {
             pods: Informer::start(store.clone(), "", "pods", None),
             replicasets: Informer::start(store.clone(), "apps", "replicasets", None),
             deployments: Informer::start(store.clone(), "apps", "deployments", None),
+            namespaces: Informer::start(store.clone(), "", "namespaces", None),
+            serviceaccounts: Informer::start(store.clone(), "", "serviceaccounts", None),
         }
     }
 }
@@ -51,10 +56,15 @@ impl Actor for ControllerManager {
             self.client.clone(),
             informers.clone(),
         ));
-        for fut in replicaset::run(rs)
+        let ns = Arc::new(namespace::NamespaceController::new(
+            self.client.clone(),
+            informers.clone(),
+        ));
+        let loops = replicaset::run(rs)
             .into_iter()
             .chain(deployment::run(deploy))
-        {
+            .chain(namespace::run(ns));
+        for fut in loops {
             ctx.spawn(fut.into_actor(self));
         }
         tracing::info!("controller manager started");

@@ -198,6 +198,44 @@ impl Client {
         .await
     }
 
+    /// Lists a resource through the API server (a consistent read).
+    pub async fn list(
+        &self,
+        group: &str,
+        resource: &str,
+        ns: Option<&str>,
+        query: &str,
+    ) -> Result<Vec<Value>, ClientError> {
+        let v = self
+            .call(
+                "GET",
+                &path(info(group, resource), ns, None, None),
+                query,
+                None,
+                None,
+            )
+            .await?;
+        Ok(v["items"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// DELETE of a whole collection (optionally one namespace).
+    pub async fn delete_collection(
+        &self,
+        group: &str,
+        resource: &str,
+        ns: Option<&str>,
+        query: &str,
+    ) -> Result<Value, ClientError> {
+        self.call(
+            "DELETE",
+            &path(info(group, resource), ns, None, None),
+            query,
+            None,
+            None,
+        )
+        .await
+    }
+
     /// POST to a subresource (e.g. `pods/binding`).
     pub async fn post_sub(
         &self,

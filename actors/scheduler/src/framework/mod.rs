@@ -218,7 +218,9 @@ pub fn default_normalize_score(max_priority: i64, reverse: bool, scores: &mut [i
 // ---- small JSON accessors shared by the plugins ----
 
 pub(crate) fn slice(v: Option<&Value>) -> &[Value] {
-    v.and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
+    v.and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
 }
 
 pub(crate) fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {

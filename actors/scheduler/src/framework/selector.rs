@@ -160,8 +160,12 @@ impl NodeRequirement {
             NodeOp::NotIn(vals) => value.is_none_or(|v| !vals.iter().any(|x| x == v)),
             NodeOp::Exists => value.is_some(),
             NodeOp::DoesNotExist => value.is_none(),
-            NodeOp::Gt(n) => value.and_then(|v| v.parse::<i64>().ok()).is_some_and(|v| v > *n),
-            NodeOp::Lt(n) => value.and_then(|v| v.parse::<i64>().ok()).is_some_and(|v| v < *n),
+            NodeOp::Gt(n) => value
+                .and_then(|v| v.parse::<i64>().ok())
+                .is_some_and(|v| v > *n),
+            NodeOp::Lt(n) => value
+                .and_then(|v| v.parse::<i64>().ok())
+                .is_some_and(|v| v < *n),
         }
     }
 }
@@ -303,15 +307,15 @@ impl AffinityTerm {
     /// Whether `pod` is selected by this term; `ns_labels` are the labels of the pod's
     /// namespace (only consulted for a namespaceSelector).
     pub fn matches(&self, pod: &PodInfo, ns_labels: Option<&Map<String, Value>>) -> bool {
-        let ns_ok = self.namespaces.iter().any(|n| *n == pod.namespace)
-            || self.namespace_selector.matches(ns_labels);
+        let ns_ok =
+            self.namespaces.contains(&pod.namespace) || self.namespace_selector.matches(ns_labels);
         ns_ok && self.selector.matches(pod.labels())
     }
 
     /// Like `matches` for a raw object's labels (used by tests and callers without PodInfo).
     pub fn matches_object(&self, namespace: &str, obj: &Value) -> bool {
-        let ns_ok = self.namespaces.iter().any(|n| n == namespace)
-            || self.namespace_selector.matches(None);
+        let ns_ok =
+            self.namespaces.iter().any(|n| n == namespace) || self.namespace_selector.matches(None);
         ns_ok && self.selector.matches(labels_of(obj))
     }
 }

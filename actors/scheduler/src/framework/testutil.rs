@@ -32,17 +32,24 @@ pub fn pod(name: &str, cpu: Option<&str>, memory: Option<&str>) -> Value {
     })
 }
 
-/// Sets `value` at a JSON pointer, creating objects along the way.
+/// Sets `value` at a JSON pointer, creating objects along the way (numeric tokens index
+/// existing arrays).
 pub fn set(mut v: Value, pointer: &str, value: Value) -> Value {
     let mut cur = &mut v;
     for part in pointer.trim_start_matches('/').split('/') {
+        let part = part.replace("~1", "/").replace("~0", "~");
+        if cur.is_array() {
+            let i: usize = part.parse().expect("array index");
+            cur = &mut cur[i];
+            continue;
+        }
         if !cur.is_object() {
             *cur = json!({});
         }
         cur = cur
             .as_object_mut()
             .unwrap()
-            .entry(part.replace("~1", "/").replace("~0", "~"))
+            .entry(part)
             .or_insert(Value::Null);
     }
     *cur = value;

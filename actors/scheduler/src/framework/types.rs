@@ -309,7 +309,8 @@ impl PodInfo {
             preferred_affinity_terms: preferred(pa),
             preferred_anti_affinity_terms: preferred(paa),
             has_pod_affinity: pa.is_some_and(|v| !v.is_null()) || paa.is_some_and(|v| !v.is_null()),
-            terminating: meta.is_some_and(|m| m.get("deletionTimestamp").is_some_and(|t| !t.is_null())),
+            terminating: meta
+                .is_some_and(|m| m.get("deletionTimestamp").is_some_and(|t| !t.is_null())),
             pod,
         }
     }
@@ -352,6 +353,8 @@ pub struct NodeInfo {
     used_ports: Vec<HostPort>,
     taints: Vec<Taint>,
     unschedulable: bool,
+    /// Image name → size in bytes, from `status.images` (every listed name of an image).
+    images: HashMap<String, i64>,
 }
 
 impl NodeInfo {
@@ -374,8 +377,15 @@ impl NodeInfo {
             .and_then(|s| s.get("unschedulable"))
             .and_then(Value::as_bool)
             .unwrap_or(false);
-        let allocatable =
-            Resource::from_list(node.get("status").and_then(|s| s.get("allocatable")));
+        let status = node.get("status");
+        let allocatable = Resource::from_list(status.and_then(|s| s.get("allocatable")));
+        let mut images = HashMap::new();
+        for img in slice(status.and_then(|s| s.get("images"))) {
+            let size = img.get("sizeBytes").and_then(Value::as_i64).unwrap_or(0);
+            for name in slice(img.get("names")).iter().filter_map(Value::as_str) {
+                images.insert(name.to_string(), size);
+            }
+        }
         NodeInfo {
             node,
             name,
@@ -388,6 +398,7 @@ impl NodeInfo {
             used_ports: Vec::new(),
             taints,
             unschedulable,
+            images,
         }
     }
 
@@ -435,6 +446,10 @@ impl NodeInfo {
 
     pub fn has_pods_with_required_anti_affinity(&self) -> bool {
         self.pods_with_required_anti_affinity > 0
+    }
+
+    pub fn images(&self) -> &HashMap<String, i64> {
+        &self.images
     }
 
     pub fn used_ports(&self) -> &[HostPort] {
@@ -497,6 +512,8 @@ pub struct ClusterSnapshot {
     nodes: Vec<NodeInfo>,
     index: HashMap<String, usize>,
     namespace_labels: HashMap<String, Map<String, Value>>,
+    /// How many nodes hold each image, for ImageLocality's spread factor.
+    image_nodes: HashMap<String, usize>,
 }
 
 impl ClusterSnapshot {
@@ -506,11 +523,29 @@ impl ClusterSnapshot {
             .enumerate()
             .map(|(i, n)| (n.name().to_string(), i))
             .collect();
-        ClusterSnapshot {
-            nodes,
+        let mut s = ClusterSnapshot {
+            nodes: Vec::new(),
             index,
             namespace_labels: HashMap::new(),
+            image_nodes: HashMap::new(),
+        };
+        for n in &nodes {
+            s.count_images(n, 1);
         }
+        s.nodes = nodes;
+        s
+    }
+
+    fn count_images(&mut self, node: &NodeInfo, sign: isize) {
+        for name in node.images().keys() {
+            let c = self.image_nodes.entry(name.clone()).or_insert(0);
+            *c = c.saturating_add_signed(sign);
+        }
+    }
+
+    /// Number of nodes that have pulled `image` (exact name as the kubelet reports it).
+    pub fn image_num_nodes(&self, image: &str) -> usize {
+        self.image_nodes.get(image).copied().unwrap_or(0)
     }
 
     /// Builds from raw objects: pods are placed on their `spec.nodeName`; unassigned pods and
@@ -542,11 +577,20 @@ impl ClusterSnapshot {
             .and_then(|m| str_of(m, "name"))
             .unwrap_or_default()
             .to_string();
-        match self.index.get(&name) {
-            Some(&i) => self.nodes[i].set_node(node),
+        match self.index.get(&name).copied() {
+            Some(i) => {
+                let old = std::mem::replace(&mut self.nodes[i], NodeInfo::new(Value::Null));
+                self.count_images(&old, -1);
+                let mut updated = old;
+                updated.set_node(node);
+                self.count_images(&updated, 1);
+                self.nodes[i] = updated;
+            }
             None => {
+                let n = NodeInfo::new(node);
+                self.count_images(&n, 1);
                 self.index.insert(name, self.nodes.len());
-                self.nodes.push(NodeInfo::new(node));
+                self.nodes.push(n);
             }
         }
     }
@@ -557,6 +601,7 @@ impl ClusterSnapshot {
         if let Some(moved) = self.nodes.get(i) {
             self.index.insert(moved.name().to_string(), i);
         }
+        self.count_images(&removed, -1);
         Some(removed)
     }
 

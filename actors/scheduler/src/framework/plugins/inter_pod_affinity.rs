@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use crate::framework::{
-    AffinityTerm, ClusterSnapshot, CycleState, FilterPlugin, NodeInfo, PodInfo, Plugin,
+    AffinityTerm, ClusterSnapshot, CycleState, FilterPlugin, NodeInfo, Plugin, PodInfo,
     PreFilterPlugin, PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE,
 };
 
@@ -106,7 +106,10 @@ impl PreFilterPlugin for InterPodAffinity {
                 }
             }
         }
-        let (aff, anti) = (&pod.required_affinity_terms, &pod.required_anti_affinity_terms);
+        let (aff, anti) = (
+            &pod.required_affinity_terms,
+            &pod.required_anti_affinity_terms,
+        );
         if aff.is_empty() && anti.is_empty() && existing_anti_affinity.is_empty() {
             return Status::Skip;
         }
@@ -334,7 +337,11 @@ mod tests {
         snap.nodes()
             .iter()
             .map(|n| {
-                let s = if skip { Status::Ok } else { plugin.filter(&st, p, n) };
+                let s = if skip {
+                    Status::Ok
+                } else {
+                    plugin.filter(&st, p, n)
+                };
                 (n.name().to_string(), s)
             })
             .collect()
@@ -351,33 +358,53 @@ mod tests {
     #[test]
     fn affinity_requires_matching_pod_in_domain() {
         let snap = snapshot(
-            vec![zone_node("a", "z1"), zone_node("b", "z1"), zone_node("c", "z2")],
+            vec![
+                zone_node("a", "z1"),
+                zone_node("b", "z1"),
+                zone_node("c", "z2"),
+            ],
             &[on(with_app(pod("db", None, None), "db"), "a")],
         );
         let p = required(pod("web", None, None), "podAffinity", "db", "zone");
         assert_eq!(ok_nodes(&p, &snap), vec!["a", "b"]);
         let rejected = feasible(&p, &snap).pop().unwrap().1;
-        assert_eq!(rejected, Status::unresolvable("node(s) didn't match pod affinity rules"));
+        assert_eq!(
+            rejected,
+            Status::unresolvable("node(s) didn't match pod affinity rules")
+        );
     }
 
     #[test]
     fn first_pod_of_self_affine_group_may_schedule() {
         let snap = snapshot(vec![zone_node("a", "z1"), node("nolabel", "1", "1Gi")], &[]);
-        let p = with_app(required(pod("web", None, None), "podAffinity", "web", "zone"), "web");
+        let p = with_app(
+            required(pod("web", None, None), "podAffinity", "web", "zone"),
+            "web",
+        );
         // Only where the topology key exists.
         assert_eq!(ok_nodes(&p, &snap), vec!["a"]);
         // Not when it does not match itself.
-        let q = with_app(required(pod("web", None, None), "podAffinity", "db", "zone"), "web");
+        let q = with_app(
+            required(pod("web", None, None), "podAffinity", "db", "zone"),
+            "web",
+        );
         assert!(ok_nodes(&q, &snap).is_empty());
     }
 
     #[test]
     fn anti_affinity_one_per_domain() {
         let snap = snapshot(
-            vec![zone_node("a", "z1"), zone_node("b", "z1"), zone_node("c", "z2")],
+            vec![
+                zone_node("a", "z1"),
+                zone_node("b", "z1"),
+                zone_node("c", "z2"),
+            ],
             &[on(with_app(pod("w1", None, None), "web"), "a")],
         );
-        let p = with_app(required(pod("w2", None, None), "podAntiAffinity", "web", "zone"), "web");
+        let p = with_app(
+            required(pod("w2", None, None), "podAntiAffinity", "web", "zone"),
+            "web",
+        );
         assert_eq!(ok_nodes(&p, &snap), vec!["c"]);
         assert_eq!(
             feasible(&p, &snap)[0].1,
@@ -388,10 +415,18 @@ mod tests {
     #[test]
     fn existing_pods_anti_affinity_is_symmetric() {
         let guard = with_app(
-            required(pod("guard", None, None), "podAntiAffinity", "web", "kubernetes.io/hostname"),
+            required(
+                pod("guard", None, None),
+                "podAntiAffinity",
+                "web",
+                "kubernetes.io/hostname",
+            ),
             "guard",
         );
-        let snap = snapshot(vec![zone_node("a", "z1"), zone_node("b", "z1")], &[on(guard, "a")]);
+        let snap = snapshot(
+            vec![zone_node("a", "z1"), zone_node("b", "z1")],
+            &[on(guard, "a")],
+        );
         let p = with_app(pod("web", None, None), "web");
         assert_eq!(ok_nodes(&p, &snap), vec!["b"]);
         assert_eq!(
@@ -402,7 +437,11 @@ mod tests {
 
     #[test]
     fn namespaces_default_to_own_and_can_be_listed() {
-        let other = set(with_app(pod("db", None, None), "db"), "/metadata/namespace", json!("prod"));
+        let other = set(
+            with_app(pod("db", None, None), "db"),
+            "/metadata/namespace",
+            json!("prod"),
+        );
         let snap = snapshot(vec![zone_node("a", "z1")], &[on(other, "a")]);
         let p = required(pod("web", None, None), "podAffinity", "db", "zone");
         assert!(ok_nodes(&p, &snap).is_empty());
@@ -424,15 +463,17 @@ mod tests {
     #[test]
     fn preferred_terms_score_by_weight() {
         let snap = snapshot(
-            vec![zone_node("a", "z1"), zone_node("b", "z2"), zone_node("c", "z3")],
+            vec![
+                zone_node("a", "z1"),
+                zone_node("b", "z2"),
+                zone_node("c", "z3"),
+            ],
             &[
                 on(with_app(pod("db", None, None), "db"), "a"),
                 on(with_app(pod("noisy", None, None), "noisy"), "b"),
             ],
         );
-        let term = |app: &str, w: i64| {
-            json!([{"weight": w, "podAffinityTerm": {"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": "zone"}}])
-        };
+        let term = |app: &str, w: i64| json!([{"weight": w, "podAffinityTerm": {"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": "zone"}}]);
         let p = set(
             pod("web", None, None),
             "/spec/affinity/podAffinity/preferredDuringSchedulingIgnoredDuringExecution",

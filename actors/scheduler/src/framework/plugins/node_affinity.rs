@@ -5,8 +5,7 @@ use serde_json::Value;
 
 use crate::framework::{
     default_normalize_score, slice, ClusterSnapshot, CycleState, FilterPlugin, NodeInfo,
-    NodeSelectorTerm, Plugin, PreFilterPlugin, PreScorePlugin, ScorePlugin, Status,
-    MAX_NODE_SCORE,
+    NodeSelectorTerm, Plugin, PreFilterPlugin, PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE,
 };
 
 pub const NAME: &str = "NodeAffinity";
@@ -100,7 +99,10 @@ mod tests {
     use serde_json::json;
 
     fn zone_node(name: &str, zone: &str) -> NodeInfo {
-        node_info(label(label(node(name, "4", "8Gi"), "zone", zone), "gen", "5"), &[])
+        node_info(
+            label(label(node(name, "4", "8Gi"), "zone", zone), "gen", "5"),
+            &[],
+        )
     }
 
     fn required(p: Value, terms: Value) -> Value {
@@ -125,9 +127,17 @@ mod tests {
     #[test]
     fn node_selector_must_match_all_labels() {
         let a = zone_node("a", "z1");
-        let p = set(pod("p", None, None), "/spec/nodeSelector", json!({"zone": "z1"}));
+        let p = set(
+            pod("p", None, None),
+            "/spec/nodeSelector",
+            json!({"zone": "z1"}),
+        );
         assert!(check(&p, &a));
-        let p = set(pod("p", None, None), "/spec/nodeSelector", json!({"zone": "z1", "x": "y"}));
+        let p = set(
+            pod("p", None, None),
+            "/spec/nodeSelector",
+            json!({"zone": "z1", "x": "y"}),
+        );
         assert!(!check(&p, &a));
     }
 
@@ -158,12 +168,30 @@ mod tests {
     fn gt_lt_exists() {
         let a = zone_node("a", "z1");
         let expr = |e: Value| required(pod("p", None, None), json!([{"matchExpressions": [e]}]));
-        assert!(check(&expr(json!({"key": "gen", "operator": "Gt", "values": ["4"]})), &a));
-        assert!(!check(&expr(json!({"key": "gen", "operator": "Gt", "values": ["5"]})), &a));
-        assert!(check(&expr(json!({"key": "gen", "operator": "Lt", "values": ["6"]})), &a));
-        assert!(!check(&expr(json!({"key": "zone", "operator": "Gt", "values": ["1"]})), &a));
-        assert!(check(&expr(json!({"key": "zone", "operator": "Exists"})), &a));
-        assert!(!check(&expr(json!({"key": "gen", "operator": "Gt", "values": ["1", "2"]})), &a));
+        assert!(check(
+            &expr(json!({"key": "gen", "operator": "Gt", "values": ["4"]})),
+            &a
+        ));
+        assert!(!check(
+            &expr(json!({"key": "gen", "operator": "Gt", "values": ["5"]})),
+            &a
+        ));
+        assert!(check(
+            &expr(json!({"key": "gen", "operator": "Lt", "values": ["6"]})),
+            &a
+        ));
+        assert!(!check(
+            &expr(json!({"key": "zone", "operator": "Gt", "values": ["1"]})),
+            &a
+        ));
+        assert!(check(
+            &expr(json!({"key": "zone", "operator": "Exists"})),
+            &a
+        ));
+        assert!(!check(
+            &expr(json!({"key": "gen", "operator": "Gt", "values": ["1", "2"]})),
+            &a
+        ));
     }
 
     #[test]
@@ -199,8 +227,13 @@ mod tests {
         let c = node_info(node("c", "1", "1Gi"), &[]);
         let mut st = state(&p);
         let snap = ClusterSnapshot::default();
-        assert!(NodeAffinity.pre_score(&mut st, &p, &[&a, &b, &c], &snap).is_ok());
-        let mut scores: Vec<i64> = [&a, &b, &c].iter().map(|n| NodeAffinity.score(&st, &p, n)).collect();
+        assert!(NodeAffinity
+            .pre_score(&mut st, &p, &[&a, &b, &c], &snap)
+            .is_ok());
+        let mut scores: Vec<i64> = [&a, &b, &c]
+            .iter()
+            .map(|n| NodeAffinity.score(&st, &p, n))
+            .collect();
         assert_eq!(scores, vec![80, 60, 0]);
         NodeAffinity.normalize(&st, &mut scores);
         assert_eq!(scores, vec![100, 75, 0]);

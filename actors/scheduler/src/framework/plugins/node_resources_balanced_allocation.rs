@@ -45,7 +45,12 @@ pub fn balanced_score(fractions: &[f64]) -> i64 {
         2 => ((fractions[0] - fractions[1]) / 2.0).abs(),
         n => {
             let mean = fractions.iter().sum::<f64>() / n as f64;
-            (fractions.iter().map(|f| (f - mean) * (f - mean)).sum::<f64>() / n as f64).sqrt()
+            (fractions
+                .iter()
+                .map(|f| (f - mean) * (f - mean))
+                .sum::<f64>()
+                / n as f64)
+                .sqrt()
         }
     };
     ((1.0 - std) * MAX_NODE_SCORE as f64) as i64
@@ -56,7 +61,10 @@ impl ScorePlugin for NodeResourcesBalancedAllocation {
         // Actual requests, not the non-zero defaults: upstream sets useRequested here.
         let pod = &state.pod_info().requests;
         let pairs = [
-            (node.allocatable.milli_cpu, node.requested.milli_cpu + pod.milli_cpu),
+            (
+                node.allocatable.milli_cpu,
+                node.requested.milli_cpu + pod.milli_cpu,
+            ),
             (node.allocatable.memory, node.requested.memory + pod.memory),
         ];
         let mut fractions = [0.0f64; 2];
@@ -81,13 +89,19 @@ mod tests {
     fn balanced_node_scores_higher() {
         let p = pod("p", Some("1"), Some("1Gi"));
         let mut st = state(&p);
-        let balanced = node_info(node("a", "4", "4Gi"), &[on(pod("x", Some("1"), Some("1Gi")), "a")]);
+        let balanced = node_info(
+            node("a", "4", "4Gi"),
+            &[on(pod("x", Some("1"), Some("1Gi")), "a")],
+        );
         let skewed = node_info(node("b", "4", "4Gi"), &[on(pod("y", Some("3"), None), "b")]);
         let snap = ClusterSnapshot::default();
         assert!(NodeResourcesBalancedAllocation
             .pre_score(&mut st, &p, &[&balanced, &skewed], &snap)
             .is_ok());
-        assert_eq!(NodeResourcesBalancedAllocation.score(&st, &p, &balanced), 100);
+        assert_eq!(
+            NodeResourcesBalancedAllocation.score(&st, &p, &balanced),
+            100
+        );
         // cpu 4/4 = 1.0, memory 1/4 = 0.25 → std 0.375 → 62
         assert_eq!(NodeResourcesBalancedAllocation.score(&st, &p, &skewed), 62);
     }

@@ -5,7 +5,9 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use crate::framework::{CycleState, FilterPlugin, NodeInfo, Plugin, ScorePlugin, Status, MAX_NODE_SCORE};
+use crate::framework::{
+    CycleState, FilterPlugin, NodeInfo, Plugin, ScorePlugin, Status, MAX_NODE_SCORE,
+};
 
 pub const NAME: &str = "NodeResourcesFit";
 
@@ -61,8 +63,18 @@ impl FilterPlugin for NodeResourcesFit {
                     reasons.push(reason);
                 }
             };
-            check(req.milli_cpu, alloc.milli_cpu, used.milli_cpu, "Insufficient cpu".into());
-            check(req.memory, alloc.memory, used.memory, "Insufficient memory".into());
+            check(
+                req.milli_cpu,
+                alloc.milli_cpu,
+                used.milli_cpu,
+                "Insufficient cpu".into(),
+            );
+            check(
+                req.memory,
+                alloc.memory,
+                used.memory,
+                "Insufficient memory".into(),
+            );
             check(
                 req.ephemeral_storage,
                 alloc.ephemeral_storage,
@@ -128,8 +140,12 @@ impl ScorePlugin for NodeResourcesFit {
             }
             let score = match self.strategy {
                 ScoringStrategy::LeastAllocated if requested > capacity => 0,
-                ScoringStrategy::LeastAllocated => (capacity - requested) * MAX_NODE_SCORE / capacity,
-                ScoringStrategy::MostAllocated => requested.min(capacity) * MAX_NODE_SCORE / capacity,
+                ScoringStrategy::LeastAllocated => {
+                    (capacity - requested) * MAX_NODE_SCORE / capacity
+                }
+                ScoringStrategy::MostAllocated => {
+                    requested.min(capacity) * MAX_NODE_SCORE / capacity
+                }
             };
             total += score * weight;
             weights += weight;
@@ -154,16 +170,25 @@ mod tests {
 
     #[test]
     fn fits_when_enough_free() {
-        let n = node_info(node("n1", "2", "4Gi"), &[on(pod("a", Some("1"), Some("1Gi")), "n1")]);
+        let n = node_info(
+            node("n1", "2", "4Gi"),
+            &[on(pod("a", Some("1"), Some("1Gi")), "n1")],
+        );
         assert!(filter(&pod("p", Some("1"), Some("3Gi")), &n).is_ok());
     }
 
     #[test]
     fn insufficient_cpu_and_memory_reported_together() {
-        let n = node_info(node("n1", "2", "4Gi"), &[on(pod("a", Some("1500m"), Some("3Gi")), "n1")]);
+        let n = node_info(
+            node("n1", "2", "4Gi"),
+            &[on(pod("a", Some("1500m"), Some("3Gi")), "n1")],
+        );
         assert_eq!(
             filter(&pod("p", Some("600m"), Some("2Gi")), &n),
-            Status::Unschedulable(vec!["Insufficient cpu".into(), "Insufficient memory".into()])
+            Status::Unschedulable(vec![
+                "Insufficient cpu".into(),
+                "Insufficient memory".into()
+            ])
         );
     }
 
@@ -178,14 +203,25 @@ mod tests {
 
     #[test]
     fn too_many_pods_even_without_requests() {
-        let nd = set(node("n1", "2", "4Gi"), "/status/allocatable/pods", json!("1"));
+        let nd = set(
+            node("n1", "2", "4Gi"),
+            "/status/allocatable/pods",
+            json!("1"),
+        );
         let n = node_info(nd, &[on(pod("a", None, None), "n1")]);
-        assert_eq!(filter(&pod("p", None, None), &n), Status::unschedulable("Too many pods"));
+        assert_eq!(
+            filter(&pod("p", None, None), &n),
+            Status::unschedulable("Too many pods")
+        );
     }
 
     #[test]
     fn extended_resources_and_ephemeral_storage() {
-        let nd = set(node("n1", "2", "4Gi"), "/status/allocatable/example.com~1gpu", json!("1"));
+        let nd = set(
+            node("n1", "2", "4Gi"),
+            "/status/allocatable/example.com~1gpu",
+            json!("1"),
+        );
         let nd = set(nd, "/status/allocatable/ephemeral-storage", json!("10Gi"));
         let n = node_info(nd, &[]);
         let p = set(
@@ -247,7 +283,10 @@ mod tests {
             ..Default::default()
         };
         let empty = node_info(node("a", "4", "4Gi"), &[]);
-        let busy = node_info(node("b", "4", "4Gi"), &[on(pod("x", Some("2"), Some("2Gi")), "b")]);
+        let busy = node_info(
+            node("b", "4", "4Gi"),
+            &[on(pod("x", Some("2"), Some("2Gi")), "b")],
+        );
         let p = pod("p", Some("1"), Some("1Gi"));
         let st = state(&p);
         assert_eq!(plugin.score(&st, &p, &empty), 25);

@@ -43,7 +43,10 @@ mod tests {
     use serde_json::json;
 
     fn cordoned() -> NodeInfo {
-        node_info(set(node("n1", "4", "8Gi"), "/spec/unschedulable", json!(true)), &[])
+        node_info(
+            set(node("n1", "4", "8Gi"), "/spec/unschedulable", json!(true)),
+            &[],
+        )
     }
 
     #[test]
@@ -69,6 +72,8 @@ mod tests {
             "/spec/tolerations",
             json!([{"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"}]),
         );
-        assert!(NodeUnschedulable.filter(&state(&p), &p, &cordoned()).is_ok());
+        assert!(NodeUnschedulable
+            .filter(&state(&p), &p, &cordoned())
+            .is_ok());
     }
 }

@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use super::taint_toleration::find_untolerated_taint;
 use crate::framework::{
-    label, slice, str_of, ClusterSnapshot, CycleState, FilterPlugin, LabelSelector, NodeInfo,
-    Plugin, PreFilterPlugin, PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE,
+    label as label_value, slice, str_of, ClusterSnapshot, CycleState, FilterPlugin, LabelSelector,
+    NodeInfo, Plugin, PreFilterPlugin, PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE,
 };
 
 pub const NAME: &str = "PodTopologySpread";
@@ -45,26 +45,32 @@ struct Constraint {
 /// selector from the pod's own labels.
 fn constraints(pod: &Value, when: &str) -> Vec<Constraint> {
     let labels = crate::framework::labels_of(pod);
-    slice(pod.get("spec").and_then(|s| s.get("topologySpreadConstraints")))
-        .iter()
-        .filter(|c| str_of(c, "whenUnsatisfiable") == Some(when))
-        .map(|c| {
-            let mut selector = LabelSelector::from_json(c.get("labelSelector"));
-            for key in slice(c.get("matchLabelKeys")).iter().filter_map(Value::as_str) {
-                if let Some(v) = label(labels, key) {
-                    selector.require_equal(key, v);
-                }
+    slice(
+        pod.get("spec")
+            .and_then(|s| s.get("topologySpreadConstraints")),
+    )
+    .iter()
+    .filter(|c| str_of(c, "whenUnsatisfiable") == Some(when))
+    .map(|c| {
+        let mut selector = LabelSelector::from_json(c.get("labelSelector"));
+        for key in slice(c.get("matchLabelKeys"))
+            .iter()
+            .filter_map(Value::as_str)
+        {
+            if let Some(v) = label_value(labels, key) {
+                selector.require_equal(key, v);
             }
-            Constraint {
-                max_skew: c.get("maxSkew").and_then(Value::as_i64).unwrap_or(1),
-                topology_key: str_of(c, "topologyKey").unwrap_or_default().to_string(),
-                selector,
-                min_domains: c.get("minDomains").and_then(Value::as_i64).unwrap_or(1),
-                honor_node_affinity: str_of(c, "nodeAffinityPolicy") != Some("Ignore"),
-                honor_node_taints: str_of(c, "nodeTaintsPolicy") == Some("Honor"),
-            }
-        })
-        .collect()
+        }
+        Constraint {
+            max_skew: c.get("maxSkew").and_then(Value::as_i64).unwrap_or(1),
+            topology_key: str_of(c, "topologyKey").unwrap_or_default().to_string(),
+            selector,
+            min_domains: c.get("minDomains").and_then(Value::as_i64).unwrap_or(1),
+            honor_node_affinity: str_of(c, "nodeAffinityPolicy") != Some("Ignore"),
+            honor_node_taints: str_of(c, "nodeTaintsPolicy") == Some("Honor"),
+        }
+    })
+    .collect()
 }
 
 fn has_all_keys(node: &NodeInfo, cons: &[Constraint]) -> bool {
@@ -95,7 +101,12 @@ struct PreFilterState {
 }
 
 impl PreFilterPlugin for PodTopologySpread {
-    fn pre_filter(&self, state: &mut CycleState, pod: &Value, snapshot: &ClusterSnapshot) -> Status {
+    fn pre_filter(
+        &self,
+        state: &mut CycleState,
+        pod: &Value,
+        snapshot: &ClusterSnapshot,
+    ) -> Status {
         let cons = constraints(pod, "DoNotSchedule");
         if cons.is_empty() {
             return Status::Skip;
@@ -301,7 +312,13 @@ mod tests {
         let skip = PodTopologySpread.pre_filter(&mut st, p, snap).is_skip();
         snap.nodes()
             .iter()
-            .map(|n| if skip { Status::Ok } else { PodTopologySpread.filter(&st, p, n) })
+            .map(|n| {
+                if skip {
+                    Status::Ok
+                } else {
+                    PodTopologySpread.filter(&st, p, n)
+                }
+            })
             .collect()
     }
 
@@ -314,7 +331,10 @@ mod tests {
         let p = spread(web("w2"), "zone", "DoNotSchedule", json!({}));
         assert_eq!(
             filter_all(&p, &snap),
-            vec![Status::unschedulable("node(s) didn't match pod topology spread constraints"), Status::Ok]
+            vec![
+                Status::unschedulable("node(s) didn't match pod topology spread constraints"),
+                Status::Ok
+            ]
         );
         // maxSkew 2 tolerates it.
         let p = spread(web("w2"), "zone", "DoNotSchedule", json!({"maxSkew": 2}));
@@ -327,7 +347,9 @@ mod tests {
         let p = spread(web("w"), "zone", "DoNotSchedule", json!({}));
         assert_eq!(
             filter_all(&p, &snap)[1],
-            Status::unresolvable("node(s) didn't match pod topology spread constraints (missing required label)")
+            Status::unresolvable(
+                "node(s) didn't match pod topology spread constraints (missing required label)"
+            )
         );
     }
 
@@ -358,7 +380,10 @@ mod tests {
     fn node_affinity_policy_excludes_unselected_nodes_from_domains() {
         // z2 is excluded by the pod's nodeSelector, so its empty domain is not the minimum.
         let snap = snapshot(
-            vec![label(zone_node("a", "z1"), "pool", "x"), zone_node("b", "z2")],
+            vec![
+                label(zone_node("a", "z1"), "pool", "x"),
+                zone_node("b", "z2"),
+            ],
             &[on(web("w1"), "a")],
         );
         let p = set(
@@ -367,7 +392,12 @@ mod tests {
             json!({"pool": "x"}),
         );
         assert!(filter_all(&p, &snap)[0].is_ok());
-        let p = spread(web("w2"), "zone", "DoNotSchedule", json!({"nodeAffinityPolicy": "Ignore"}));
+        let p = spread(
+            web("w2"),
+            "zone",
+            "DoNotSchedule",
+            json!({"nodeAffinityPolicy": "Ignore"}),
+        );
         let p = set(p, "/spec/nodeSelector", json!({"pool": "x"}));
         assert!(!filter_all(&p, &snap)[0].is_ok());
     }
@@ -375,14 +405,24 @@ mod tests {
     #[test]
     fn schedule_anyway_scores_emptier_domains_higher() {
         let snap = snapshot(
-            vec![zone_node("a", "z1"), zone_node("b", "z1"), zone_node("c", "z2"), node("bare", "1", "1Gi")],
+            vec![
+                zone_node("a", "z1"),
+                zone_node("b", "z1"),
+                zone_node("c", "z2"),
+                node("bare", "1", "1Gi"),
+            ],
             &[on(web("w1"), "a"), on(web("w2"), "b")],
         );
         let p = spread(web("w3"), "zone", "ScheduleAnyway", json!({}));
         let mut st = state(&p);
         let nodes: Vec<&NodeInfo> = snap.nodes().iter().collect();
-        assert!(PodTopologySpread.pre_score(&mut st, &p, &nodes, &snap).is_ok());
-        let mut scores: Vec<i64> = nodes.iter().map(|n| PodTopologySpread.score(&st, &p, n)).collect();
+        assert!(PodTopologySpread
+            .pre_score(&mut st, &p, &nodes, &snap)
+            .is_ok());
+        let mut scores: Vec<i64> = nodes
+            .iter()
+            .map(|n| PodTopologySpread.score(&st, &p, n))
+            .collect();
         // z1 has 2 matching pods, weight ln(2 + 2); z2 none; "bare" lacks the key.
         assert_eq!(scores, vec![3, 3, 0, IGNORED]);
         PodTopologySpread.normalize(&st, &mut scores);
@@ -398,8 +438,13 @@ mod tests {
         let p = spread(web("w2"), HOSTNAME, "ScheduleAnyway", json!({}));
         let mut st = state(&p);
         let nodes: Vec<&NodeInfo> = snap.nodes().iter().collect();
-        assert!(PodTopologySpread.pre_score(&mut st, &p, &nodes, &snap).is_ok());
-        let mut scores: Vec<i64> = nodes.iter().map(|n| PodTopologySpread.score(&st, &p, n)).collect();
+        assert!(PodTopologySpread
+            .pre_score(&mut st, &p, &nodes, &snap)
+            .is_ok());
+        let mut scores: Vec<i64> = nodes
+            .iter()
+            .map(|n| PodTopologySpread.score(&st, &p, n))
+            .collect();
         PodTopologySpread.normalize(&st, &mut scores);
         assert_eq!(scores, vec![0, 100]);
     }

@@ -99,15 +99,28 @@ mod tests {
     fn toleration_operators() {
         let n = tainted(json!([{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]));
         for (tol, ok) in [
-            (json!({"key": "dedicated", "operator": "Equal", "value": "gpu"}), true),
-            (json!({"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}), true),
+            (
+                json!({"key": "dedicated", "operator": "Equal", "value": "gpu"}),
+                true,
+            ),
+            (
+                json!({"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}),
+                true,
+            ),
             (json!({"key": "dedicated", "operator": "Exists"}), true),
             (json!({"operator": "Exists"}), true),
             (json!({"key": "dedicated", "value": "cpu"}), false),
-            (json!({"key": "dedicated", "operator": "Exists", "effect": "NoExecute"}), false),
+            (
+                json!({"key": "dedicated", "operator": "Exists", "effect": "NoExecute"}),
+                false,
+            ),
         ] {
             let p = set(pod("p", None, None), "/spec/tolerations", json!([tol]));
-            assert_eq!(TaintToleration.filter(&state(&p), &p, &n).is_ok(), ok, "{tol}");
+            assert_eq!(
+                TaintToleration.filter(&state(&p), &p, &n).is_ok(),
+                ok,
+                "{tol}"
+            );
         }
     }
 
