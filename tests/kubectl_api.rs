@@ -134,19 +134,21 @@ fn apply_reapply_and_three_way_merge() {
 fn get_output_formats_tables_and_selectors() {
     let c = Cluster::start("get");
     c.kubectl_stdin(&["apply", "-f", "-"], MANIFEST).expect_ok();
+    // Bare pods live in a namespace of their own, away from the deployment's.
+    c.kubectl(&["create", "ns", "solo"]).expect_ok();
     for i in 0..3 {
         let tier = if i == 0 { "db" } else { "front" };
         c.kubectl(&[
             "-n",
-            "shop",
+            "solo",
             "run",
             &format!("p{i}"),
             "--image=busybox",
-            &format!("--labels=app=web,tier={tier}"),
+            &format!("--labels=app=solo,tier={tier}"),
         ])
         .expect_ok();
     }
-    let table = c.kubectl(&["-n", "shop", "get", "pods"]).expect_ok();
+    let table = c.kubectl(&["-n", "solo", "get", "pods"]).expect_ok();
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(header, ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]);
     assert!(
@@ -154,7 +156,7 @@ fn get_output_formats_tables_and_selectors() {
         "{table}"
     );
     let wide = c
-        .kubectl(&["-n", "shop", "get", "pods", "-o", "wide"])
+        .kubectl(&["-n", "solo", "get", "pods", "-o", "wide"])
         .expect_ok();
     assert!(
         wide.lines().next().unwrap().contains("NOMINATED NODE"),
@@ -194,7 +196,7 @@ fn get_output_formats_tables_and_selectors() {
     let jp = c
         .kubectl(&[
             "-n",
-            "shop",
+            "solo",
             "get",
             "pods",
             "-o",
@@ -205,7 +207,7 @@ fn get_output_formats_tables_and_selectors() {
     let cc = c
         .kubectl(&[
             "-n",
-            "shop",
+            "solo",
             "get",
             "pods",
             "-o",
@@ -221,7 +223,7 @@ fn get_output_formats_tables_and_selectors() {
     let sel = c
         .kubectl(&[
             "-n",
-            "shop",
+            "solo",
             "get",
             "pods",
             "-l",
@@ -234,11 +236,11 @@ fn get_output_formats_tables_and_selectors() {
     let sel = c
         .kubectl(&[
             "-n",
-            "shop",
+            "solo",
             "get",
             "pods",
             "-l",
-            "tier!=db,app=web",
+            "tier!=db,app=solo",
             "-o",
             "name",
         ])
@@ -262,7 +264,7 @@ fn get_output_formats_tables_and_selectors() {
     let sel = c
         .kubectl(&[
             "-n",
-            "shop",
+            "solo",
             "get",
             "pods",
             "--field-selector",
@@ -279,17 +281,17 @@ fn get_output_formats_tables_and_selectors() {
 
     // Paging: kubectl follows continue tokens transparently.
     let paged = c
-        .kubectl(&["-n", "shop", "get", "pods", "--chunk-size=1", "-o", "name"])
+        .kubectl(&["-n", "solo", "get", "pods", "--chunk-size=1", "-o", "name"])
         .expect_ok();
     assert_eq!(paged.lines().count(), 3);
-    let (code, page) = c.http("GET", "/api/v1/namespaces/shop/pods?limit=2", None, None);
+    let (code, page) = c.http("GET", "/api/v1/namespaces/solo/pods?limit=2", None, None);
     assert_eq!(code, 200);
     assert_eq!(page["items"].as_array().unwrap().len(), 2);
     assert_eq!(page["metadata"]["remainingItemCount"], 1);
     let token = page["metadata"]["continue"].as_str().unwrap();
     let (_, rest) = c.http(
         "GET",
-        &format!("/api/v1/namespaces/shop/pods?limit=2&continue={token}"),
+        &format!("/api/v1/namespaces/solo/pods?limit=2&continue={token}"),
         None,
         None,
     );
@@ -483,14 +485,14 @@ fn patches_of_every_type_scale_and_conflicts() {
         "PATCH",
         "/apis/apps/v1/namespaces/shop/deployments/web/status",
         Some("application/merge-patch+json"),
-        Some(br#"{"status":{"replicas":3},"spec":{"replicas":1}}"#),
+        Some(br#"{"status":{"collisionCount":3},"spec":{"replicas":1}}"#),
     );
     assert_eq!(code, 200);
     let d = get("deploy/web");
     assert_eq!(
         (
             d["spec"]["replicas"].as_i64(),
-            d["status"]["replicas"].as_i64()
+            d["status"]["collisionCount"].as_i64()
         ),
         (Some(5), Some(3))
     );
@@ -498,10 +500,10 @@ fn patches_of_every_type_scale_and_conflicts() {
         "PATCH",
         "/apis/apps/v1/namespaces/shop/deployments/web",
         Some("application/merge-patch+json"),
-        Some(br#"{"status":{"replicas":9}}"#),
+        Some(br#"{"status":{"collisionCount":9}}"#),
     );
     assert_eq!(code, 200);
-    assert_eq!(get("deploy/web")["status"]["replicas"], 3);
+    assert_eq!(get("deploy/web")["status"]["collisionCount"], 3);
     assert_eq!(get("deploy/web")["metadata"]["generation"], 3);
 }
 

@@ -802,9 +802,9 @@ fn prepare_for_update(
                     new.as_object_mut().map(|o| o.remove("spec"));
                 }
             }
-            if let Some(owners) = old_meta.get("ownerReferences") {
-                meta(new).insert("ownerReferences".into(), owners.clone());
-            }
+            // A status write changes the status only: a controller that sends just the status
+            // must not wipe labels, annotations, owners or finalizers.
+            new["metadata"] = Value::Object(old_meta.clone());
         }
         _ if info.has(Subresource::Status) => {
             match old.get("status") {

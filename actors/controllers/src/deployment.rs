@@ -621,8 +621,17 @@ impl DeploymentController {
             if let Some(c) = d["status"]["collisionCount"].as_i64() {
                 patch_status["collisionCount"] = json!(c);
             }
-            let r = self.client.update("apps", "deployments", Some(owner::namespace(d)), owner::name(d), Some("status"),
-                &json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": owner::name(d), "namespace": owner::namespace(d)}, "spec": d["spec"], "status": patch_status})).await;
+            let r = self
+                .client
+                .merge_patch(
+                    "apps",
+                    "deployments",
+                    Some(owner::namespace(d)),
+                    owner::name(d),
+                    Some("status"),
+                    &json!({"status": patch_status}),
+                )
+                .await;
             if let Err(e) = r {
                 if !e.is_not_found() {
                     return Err(e.to_string());
