@@ -5,11 +5,13 @@
 
 pub mod deployment;
 pub mod expectations;
+pub mod garbagecollector;
 pub mod namespace;
 pub mod owner;
 pub mod replicaset;
 
 use actix::prelude::*;
+use kubus_apimachinery::ResourceInfo;
 use kubus_bus::Store;
 use kubus_runtime::{Client, Informer};
 use std::sync::Arc;
@@ -22,16 +24,30 @@ pub struct Informers {
     pub deployments: Informer,
     pub namespaces: Informer,
     pub serviceaccounts: Informer,
+    /// Every stored resource (the garbage collector watches them all), by resource info.
+    pub all: Vec<(&'static ResourceInfo, Informer)>,
 }
 
 impl Informers {
     pub fn start(store: &Store) -> Informers {
+        let all: Vec<(&'static ResourceInfo, Informer)> = kubus_apimachinery::resource::all()
+            .iter()
+            .filter(|r| r.storage_group == r.group)
+            .map(|r| (r, Informer::start(store.clone(), r.group, r.resource, None)))
+            .collect();
+        let get = |g: &str, r: &str| {
+            all.iter()
+                .find(|(i, _)| i.group == g && i.resource == r)
+                .map(|(_, inf)| inf.clone())
+                .expect("resource is served")
+        };
         Informers {
-            pods: Informer::start(store.clone(), "", "pods", None),
-            replicasets: Informer::start(store.clone(), "apps", "replicasets", None),
-            deployments: Informer::start(store.clone(), "apps", "deployments", None),
-            namespaces: Informer::start(store.clone(), "", "namespaces", None),
-            serviceaccounts: Informer::start(store.clone(), "", "serviceaccounts", None),
+            pods: get("", "pods"),
+            replicasets: get("apps", "replicasets"),
+            deployments: get("apps", "deployments"),
+            namespaces: get("", "namespaces"),
+            serviceaccounts: get("", "serviceaccounts"),
+            all,
         }
     }
 }
@@ -60,10 +76,15 @@ impl Actor for ControllerManager {
             self.client.clone(),
             informers.clone(),
         ));
+        let gc = Arc::new(garbagecollector::GarbageCollector::new(
+            self.client.clone(),
+            informers.clone(),
+        ));
         let loops = replicaset::run(rs)
             .into_iter()
             .chain(deployment::run(deploy))
-            .chain(namespace::run(ns));
+            .chain(namespace::run(ns))
+            .chain(garbagecollector::run(gc));
         for fut in loops {
             ctx.spawn(fut.into_actor(self));
         }
