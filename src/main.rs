@@ -30,9 +30,8 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("KUBUS_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,actix_server=warn,async_nats=warn")
-            }),
+            tracing_subscriber::EnvFilter::try_from_env("KUBUS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,actix_server=warn,async_nats=warn")),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -28,14 +28,8 @@ fn start_prometheus(target_port: u16, dir: std::path::PathBuf) -> Prometheus {
     std::fs::write(dir.join("prometheus.yml"), config).unwrap();
     let port = free_port();
     let child = Command::new("prometheus")
-        .arg(format!(
-            "--config.file={}",
-            dir.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
+        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
@@ -46,12 +40,7 @@ fn start_prometheus(target_port: u16, dir: std::path::PathBuf) -> Prometheus {
 
 fn query(port: u16, expr: &str) -> Value {
     let out = Command::new("curl")
-        .args([
-            "-sf",
-            "--get",
-            &format!("http://127.0.0.1:{port}/api/v1/query"),
-            "--data-urlencode",
-        ])
+        .args(["-sf", "--get", &format!("http://127.0.0.1:{port}/api/v1/query"), "--data-urlencode"])
         .arg(format!("query={expr}"))
         .output()
         .unwrap();
@@ -66,11 +55,8 @@ fn every_dashboard_panel_has_data() {
     let out = c.dir.join("watch.out");
     let mut watch = c.kubectl_background(&["get", "cm", "-w"], &out);
     for i in 0..5 {
-        c.kubectl_stdin(
-            &["apply", "-f", "-"],
-            &format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: d{i}}}\n"),
-        )
-        .expect_ok();
+        c.kubectl_stdin(&["apply", "-f", "-"], &format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: d{i}}}\n"))
+            .expect_ok();
     }
     c.kubectl(&["get", "cm", "missing"]).expect_err("NotFound");
     c.kubectl(&["delete", "cm", "d0"]).expect_ok();
@@ -96,20 +82,9 @@ fn every_dashboard_panel_has_data() {
                     .replace("$__range", "5m")
                     .replace("$job", "kubus");
                 let r = query(prom.port, &expr);
-                assert_eq!(
-                    r["status"],
-                    "success",
-                    "{}: panel {:?}: {expr}: {r}",
-                    path.display(),
-                    panel["title"]
-                );
+                assert_eq!(r["status"], "success", "{}: panel {:?}: {expr}: {r}", path.display(), panel["title"]);
                 let result = r["data"]["result"].as_array().cloned().unwrap_or_default();
-                assert!(
-                    !result.is_empty(),
-                    "{}: panel {:?} has no data: {expr}",
-                    path.display(),
-                    panel["title"]
-                );
+                assert!(!result.is_empty(), "{}: panel {:?} has no data: {expr}", path.display(), panel["title"]);
                 checked += 1;
             }
         }

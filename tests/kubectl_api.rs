@@ -59,75 +59,44 @@ fn json(s: &str) -> Value {
 fn apply_reapply_and_three_way_merge() {
     let c = Cluster::start("apply");
     let out = c.kubectl_stdin(&["apply", "-f", "-"], MANIFEST).expect_ok();
-    for line in [
-        "namespace/shop created",
-        "configmap/settings created",
-        "deployment.apps/web created",
-        "service/web created",
-    ] {
+    for line in
+        ["namespace/shop created", "configmap/settings created", "deployment.apps/web created", "service/web created"]
+    {
         assert!(out.contains(line), "{out}");
     }
     let out = c.kubectl_stdin(&["apply", "-f", "-"], MANIFEST).expect_ok();
     assert_eq!(out.matches("unchanged").count(), 4, "{out}");
-    let rv_before = json(
-        &c.kubectl(&["-n", "shop", "get", "deploy", "web", "-o", "json"])
-            .expect_ok(),
-    )["metadata"]["resourceVersion"]
+    let rv_before = json(&c.kubectl(&["-n", "shop", "get", "deploy", "web", "-o", "json"]).expect_ok())["metadata"]
+        ["resourceVersion"]
         .clone();
 
     // An out-of-band change that apply must keep (it is not in the last-applied config).
-    c.kubectl(&["-n", "shop", "annotate", "deploy", "web", "owner=ops"])
-        .expect_ok();
+    c.kubectl(&["-n", "shop", "annotate", "deploy", "web", "owner=ops"]).expect_ok();
     // Edit: drop the team label, drop env B, drop the sidecar, change the image.
     let edited = MANIFEST
         .replace("labels: {app: web, team: a}", "labels: {app: web}")
-        .replace(
-            "env: [{name: A, value: \"1\"}, {name: B, value: \"2\"}]",
-            "env: [{name: A, value: \"1\"}]",
-        )
-        .replace(
-            "image: busybox:1.36\n        ports",
-            "image: busybox:1.37\n        ports",
-        )
+        .replace("env: [{name: A, value: \"1\"}, {name: B, value: \"2\"}]", "env: [{name: A, value: \"1\"}]")
+        .replace("image: busybox:1.36\n        ports", "image: busybox:1.37\n        ports")
         .replace("      - name: sidecar\n        image: busybox:1.36\n", "");
     let out = c.kubectl_stdin(&["apply", "-f", "-"], &edited).expect_ok();
     assert!(out.contains("deployment.apps/web configured"), "{out}");
-    let d = json(
-        &c.kubectl(&["-n", "shop", "get", "deploy", "web", "-o", "json"])
-            .expect_ok(),
-    );
+    let d = json(&c.kubectl(&["-n", "shop", "get", "deploy", "web", "-o", "json"]).expect_ok());
     assert_ne!(d["metadata"]["resourceVersion"], rv_before);
     assert_eq!(d["metadata"]["labels"], serde_json::json!({"app": "web"}));
     assert_eq!(d["metadata"]["annotations"]["owner"], "ops");
-    let containers = d["spec"]["template"]["spec"]["containers"]
-        .as_array()
-        .unwrap();
+    let containers = d["spec"]["template"]["spec"]["containers"].as_array().unwrap();
     assert_eq!(containers.len(), 1, "{containers:?}");
     assert_eq!(containers[0]["image"], "busybox:1.37");
-    assert_eq!(
-        containers[0]["env"],
-        serde_json::json!([{"name": "A", "value": "1"}])
-    );
+    assert_eq!(containers[0]["env"], serde_json::json!([{"name": "A", "value": "1"}]));
     // Spec changed: generation moved on; defaults are filled in as upstream does.
     assert_eq!(d["metadata"]["generation"], 2);
     assert_eq!(d["spec"]["strategy"]["type"], "RollingUpdate");
     assert_eq!(d["spec"]["revisionHistoryLimit"], 10);
     // Server-side dry run (kubectl diff uses it) changes nothing.
     let diff = c.kubectl_stdin(&["diff", "-f", "-"], MANIFEST);
-    assert!(
-        diff.stdout.contains("busybox:1.36"),
-        "{}{}",
-        diff.stdout,
-        diff.stderr
-    );
-    let again = json(
-        &c.kubectl(&["-n", "shop", "get", "deploy", "web", "-o", "json"])
-            .expect_ok(),
-    );
-    assert_eq!(
-        again["metadata"]["resourceVersion"],
-        d["metadata"]["resourceVersion"]
-    );
+    assert!(diff.stdout.contains("busybox:1.36"), "{}{}", diff.stdout, diff.stderr);
+    let again = json(&c.kubectl(&["-n", "shop", "get", "deploy", "web", "-o", "json"]).expect_ok());
+    assert_eq!(again["metadata"]["resourceVersion"], d["metadata"]["resourceVersion"]);
 }
 
 #[test]
@@ -151,17 +120,9 @@ fn get_output_formats_tables_and_selectors() {
     let table = c.kubectl(&["-n", "solo", "get", "pods"]).expect_ok();
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(header, ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]);
-    assert!(
-        table.contains("p0") && table.contains("0/1") && table.contains("Pending"),
-        "{table}"
-    );
-    let wide = c
-        .kubectl(&["-n", "solo", "get", "pods", "-o", "wide"])
-        .expect_ok();
-    assert!(
-        wide.lines().next().unwrap().contains("NOMINATED NODE"),
-        "{wide}"
-    );
+    assert!(table.contains("p0") && table.contains("0/1") && table.contains("Pending"), "{table}");
+    let wide = c.kubectl(&["-n", "solo", "get", "pods", "-o", "wide"]).expect_ok();
+    assert!(wide.lines().next().unwrap().contains("NOMINATED NODE"), "{wide}");
     let deploy = c.kubectl(&["-n", "shop", "get", "deploy"]).expect_ok();
     assert!(
         deploy.starts_with("NAME")
@@ -170,39 +131,17 @@ fn get_output_formats_tables_and_selectors() {
             && deploy.contains("AVAILABLE"),
         "{deploy}"
     );
-    let svc = c
-        .kubectl(&["-n", "shop", "get", "svc", "--show-labels"])
-        .expect_ok();
+    let svc = c.kubectl(&["-n", "shop", "get", "svc", "--show-labels"]).expect_ok();
     assert!(
-        svc.contains("TYPE")
-            && svc.contains("CLUSTER-IP")
-            && svc.contains("PORT(S)")
-            && svc.contains("80/TCP"),
+        svc.contains("TYPE") && svc.contains("CLUSTER-IP") && svc.contains("PORT(S)") && svc.contains("80/TCP"),
         "{svc}"
     );
     let all_ns = c.kubectl(&["get", "cm", "-A"]).expect_ok();
-    assert!(
-        all_ns.lines().next().unwrap().starts_with("NAMESPACE"),
-        "{all_ns}"
-    );
+    assert!(all_ns.lines().next().unwrap().starts_with("NAMESPACE"), "{all_ns}");
 
-    let yaml = c
-        .kubectl(&["-n", "shop", "get", "cm", "settings", "-o", "yaml"])
-        .expect_ok();
-    assert!(
-        yaml.contains("color: blue") && yaml.contains("resourceVersion:"),
-        "{yaml}"
-    );
-    let jp = c
-        .kubectl(&[
-            "-n",
-            "solo",
-            "get",
-            "pods",
-            "-o",
-            "jsonpath={.items[*].metadata.name}",
-        ])
-        .expect_ok();
+    let yaml = c.kubectl(&["-n", "shop", "get", "cm", "settings", "-o", "yaml"]).expect_ok();
+    assert!(yaml.contains("color: blue") && yaml.contains("resourceVersion:"), "{yaml}");
+    let jp = c.kubectl(&["-n", "solo", "get", "pods", "-o", "jsonpath={.items[*].metadata.name}"]).expect_ok();
     assert_eq!(jp, "p0 p1 p2");
     let cc = c
         .kubectl(&[
@@ -215,86 +154,30 @@ fn get_output_formats_tables_and_selectors() {
             "--no-headers",
         ])
         .expect_ok();
-    assert_eq!(
-        cc.split_whitespace().collect::<Vec<_>>(),
-        ["p0", "db", "p1", "front", "p2", "front"]
-    );
+    assert_eq!(cc.split_whitespace().collect::<Vec<_>>(), ["p0", "db", "p1", "front", "p2", "front"]);
 
-    let sel = c
-        .kubectl(&[
-            "-n",
-            "solo",
-            "get",
-            "pods",
-            "-l",
-            "tier in (db)",
-            "-o",
-            "name",
-        ])
-        .expect_ok();
+    let sel = c.kubectl(&["-n", "solo", "get", "pods", "-l", "tier in (db)", "-o", "name"]).expect_ok();
     assert_eq!(sel.trim(), "pod/p0");
+    let sel = c.kubectl(&["-n", "solo", "get", "pods", "-l", "tier!=db,app=solo", "-o", "name"]).expect_ok();
+    assert_eq!(sel.split_whitespace().collect::<Vec<_>>(), ["pod/p1", "pod/p2"]);
     let sel = c
-        .kubectl(&[
-            "-n",
-            "solo",
-            "get",
-            "pods",
-            "-l",
-            "tier!=db,app=solo",
-            "-o",
-            "name",
-        ])
-        .expect_ok();
-    assert_eq!(
-        sel.split_whitespace().collect::<Vec<_>>(),
-        ["pod/p1", "pod/p2"]
-    );
-    let sel = c
-        .kubectl(&[
-            "get",
-            "pods",
-            "-A",
-            "--field-selector",
-            "metadata.name=p1,status.phase=Pending",
-            "-o",
-            "name",
-        ])
+        .kubectl(&["get", "pods", "-A", "--field-selector", "metadata.name=p1,status.phase=Pending", "-o", "name"])
         .expect_ok();
     assert_eq!(sel.trim(), "pod/p1");
-    let sel = c
-        .kubectl(&[
-            "-n",
-            "solo",
-            "get",
-            "pods",
-            "--field-selector",
-            "spec.nodeName=",
-            "-o",
-            "name",
-        ])
-        .expect_ok();
+    let sel = c.kubectl(&["-n", "solo", "get", "pods", "--field-selector", "spec.nodeName=", "-o", "name"]).expect_ok();
     assert_eq!(sel.lines().count(), 3);
-    c.kubectl(&["get", "pods", "--field-selector", "spec.bogus=x"])
-        .expect_err("field label not supported");
-    c.kubectl(&["get", "pods", "-l", "a in b"])
-        .expect_err("unable to parse requirement");
+    c.kubectl(&["get", "pods", "--field-selector", "spec.bogus=x"]).expect_err("field label not supported");
+    c.kubectl(&["get", "pods", "-l", "a in b"]).expect_err("unable to parse requirement");
 
     // Paging: kubectl follows continue tokens transparently.
-    let paged = c
-        .kubectl(&["-n", "solo", "get", "pods", "--chunk-size=1", "-o", "name"])
-        .expect_ok();
+    let paged = c.kubectl(&["-n", "solo", "get", "pods", "--chunk-size=1", "-o", "name"]).expect_ok();
     assert_eq!(paged.lines().count(), 3);
     let (code, page) = c.http("GET", "/api/v1/namespaces/solo/pods?limit=2", None, None);
     assert_eq!(code, 200);
     assert_eq!(page["items"].as_array().unwrap().len(), 2);
     assert_eq!(page["metadata"]["remainingItemCount"], 1);
     let token = page["metadata"]["continue"].as_str().unwrap();
-    let (_, rest) = c.http(
-        "GET",
-        &format!("/api/v1/namespaces/solo/pods?limit=2&continue={token}"),
-        None,
-        None,
-    );
+    let (_, rest) = c.http("GET", &format!("/api/v1/namespaces/solo/pods?limit=2&continue={token}"), None, None);
     assert_eq!(rest["items"][0]["metadata"]["name"], "p2");
 }
 
@@ -306,21 +189,12 @@ fn discovery_explain_and_defaults_namespaces() {
         assert!(ns.contains(&format!("namespace/{n}")), "{ns}");
     }
     let res = c.kubectl(&["api-resources"]).expect_ok();
-    for row in [
-        "deploy", "po", "svc", "cm", "ns", "ep", "sa", "no", "ev", "rs", "leases",
-    ] {
+    for row in ["deploy", "po", "svc", "cm", "ns", "ep", "sa", "no", "ev", "rs", "leases"] {
         assert!(res.contains(row), "{row} missing:\n{res}");
     }
-    let explain = c
-        .kubectl(&["explain", "pods.spec.containers.image"])
-        .expect_ok();
-    assert!(
-        explain.contains("FIELD: image") || explain.contains("image"),
-        "{explain}"
-    );
-    let explain = c
-        .kubectl(&["explain", "deployment.spec.strategy"])
-        .expect_ok();
+    let explain = c.kubectl(&["explain", "pods.spec.containers.image"]).expect_ok();
+    assert!(explain.contains("FIELD: image") || explain.contains("image"), "{explain}");
+    let explain = c.kubectl(&["explain", "deployment.spec.strategy"]).expect_ok();
     assert!(explain.contains("rollingUpdate"), "{explain}");
     let v = c.kubectl(&["version", "-o", "json"]).expect_ok();
     assert_eq!(json(&v)["serverVersion"]["minor"], "32");
@@ -328,23 +202,16 @@ fn discovery_explain_and_defaults_namespaces() {
         assert_eq!(c.try_http("GET", p, None, None).unwrap().0, 200, "{p}");
     }
     let (_, metrics) = c.try_http("GET", "/metrics", None, None).unwrap();
-    assert!(
-        metrics.contains("kubus_apiserver_requests_total")
-            && metrics.contains("kubus_store_operations_total")
-    );
+    assert!(metrics.contains("kubus_apiserver_requests_total") && metrics.contains("kubus_store_operations_total"));
 }
 
 #[test]
 fn watch_sees_added_modified_deleted() {
     let c = Cluster::start("watch");
     let out = c.dir.join("watch.out");
-    let mut w = c.kubectl_background(
-        &["get", "cm", "-w", "--output-watch-events", "-n", "default"],
-        &out,
-    );
+    let mut w = c.kubectl_background(&["get", "cm", "-w", "--output-watch-events", "-n", "default"], &out);
     std::thread::sleep(std::time::Duration::from_millis(800));
-    c.kubectl(&["create", "cm", "w1", "--from-literal=a=1"])
-        .expect_ok();
+    c.kubectl(&["create", "cm", "w1", "--from-literal=a=1"]).expect_ok();
     c.kubectl(&["label", "cm", "w1", "x=y"]).expect_ok();
     c.kubectl(&["delete", "cm", "w1"]).expect_ok();
     let seen = eventually(15, || {
@@ -353,21 +220,22 @@ fn watch_sees_added_modified_deleted() {
     });
     let _ = w.kill();
     let _ = w.wait();
-    let kinds: Vec<&str> = seen
-        .lines()
-        .filter(|l| l.contains("w1"))
-        .filter_map(|l| l.split_whitespace().next())
-        .collect();
+    let kinds: Vec<&str> =
+        seen.lines().filter(|l| l.contains("w1")).filter_map(|l| l.split_whitespace().next()).collect();
     assert_eq!(kinds, ["ADDED", "MODIFIED", "DELETED"], "{seen}");
 
     // A raw watch from an old revision resumes exactly.
     let (_, list) = c.http("GET", "/api/v1/namespaces/default/configmaps", None, None);
-    let rv = list["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let rv = list["metadata"]["resourceVersion"].as_str().unwrap().to_string();
     c.kubectl(&["create", "cm", "w2"]).expect_ok();
-    let (code, body) = c.try_http("GET", &format!("/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv}&timeoutSeconds=1"), None, None).unwrap();
+    let (code, body) = c
+        .try_http(
+            "GET",
+            &format!("/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv}&timeoutSeconds=1"),
+            None,
+            None,
+        )
+        .unwrap();
     assert_eq!(code, 200);
     let events: Vec<Value> = body.lines().map(json).collect();
     assert_eq!(events.len(), 1, "{body}");
@@ -379,12 +247,7 @@ fn watch_sees_added_modified_deleted() {
 fn patches_of_every_type_scale_and_conflicts() {
     let c = Cluster::start("patch");
     c.kubectl_stdin(&["apply", "-f", "-"], MANIFEST).expect_ok();
-    let get = |what: &str| {
-        json(
-            &c.kubectl(&["-n", "shop", "get", what, "-o", "json"])
-                .expect_ok(),
-        )
-    };
+    let get = |what: &str| json(&c.kubectl(&["-n", "shop", "get", what, "-o", "json"]).expect_ok());
     c.kubectl(&[
         "-n",
         "shop",
@@ -432,54 +295,28 @@ fn patches_of_every_type_scale_and_conflicts() {
     .expect_ok();
     let d = get("deploy/web");
     let c0 = &d["spec"]["template"]["spec"]["containers"];
-    assert_eq!(
-        c0.as_array().unwrap().len(),
-        2,
-        "strategic merge keeps the other container: {c0}"
-    );
+    assert_eq!(c0.as_array().unwrap().len(), 2, "strategic merge keeps the other container: {c0}");
     assert_eq!(c0[1]["image"], "busybox:2");
     // Server-side apply.
     let ssa = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\n  namespace: shop\ndata:\n  k: v\n";
-    let out = c
-        .kubectl_stdin(&["apply", "--server-side", "-f", "-"], ssa)
-        .expect_ok();
+    let out = c.kubectl_stdin(&["apply", "--server-side", "-f", "-"], ssa).expect_ok();
     assert!(out.contains("serverside-applied"), "{out}");
-    let (_, cm) = c.http(
-        "GET",
-        "/api/v1/namespaces/shop/configmaps/applied",
-        None,
-        None,
-    );
+    let (_, cm) = c.http("GET", "/api/v1/namespaces/shop/configmaps/applied", None, None);
     assert_eq!(cm["data"]["k"], "v");
     assert_eq!(cm["metadata"]["managedFields"][0]["manager"], "kubectl");
 
     // The scale subresource.
-    c.kubectl(&["-n", "shop", "scale", "deploy", "web", "--replicas=5"])
-        .expect_ok();
+    c.kubectl(&["-n", "shop", "scale", "deploy", "web", "--replicas=5"]).expect_ok();
     assert_eq!(get("deploy/web")["spec"]["replicas"], 5);
-    let (code, scale) = c.http(
-        "GET",
-        "/apis/apps/v1/namespaces/shop/deployments/web/scale",
-        None,
-        None,
-    );
-    assert_eq!(
-        (
-            code,
-            scale["kind"].as_str(),
-            scale["spec"]["replicas"].as_i64()
-        ),
-        (200, Some("Scale"), Some(5))
-    );
+    let (code, scale) = c.http("GET", "/apis/apps/v1/namespaces/shop/deployments/web/scale", None, None);
+    assert_eq!((code, scale["kind"].as_str(), scale["spec"]["replicas"].as_i64()), (200, Some("Scale"), Some(5)));
     assert_eq!(scale["status"]["selector"], "app=web");
 
     // A stale resourceVersion is a 409 Conflict.
     let mut stale = get("cm/settings");
-    c.kubectl(&["-n", "shop", "label", "cm", "settings", "v=2"])
-        .expect_ok();
+    c.kubectl(&["-n", "shop", "label", "cm", "settings", "v=2"]).expect_ok();
     stale["data"]["size"] = Value::String("XL".into());
-    c.kubectl_stdin(&["replace", "-f", "-"], &stale.to_string())
-        .expect_err("the object has been modified");
+    c.kubectl_stdin(&["replace", "-f", "-"], &stale.to_string()).expect_err("the object has been modified");
     // Status writes do not touch spec, and spec writes do not touch status.
     let (code, _) = c.http(
         "PATCH",
@@ -489,13 +326,7 @@ fn patches_of_every_type_scale_and_conflicts() {
     );
     assert_eq!(code, 200);
     let d = get("deploy/web");
-    assert_eq!(
-        (
-            d["spec"]["replicas"].as_i64(),
-            d["status"]["collisionCount"].as_i64()
-        ),
-        (Some(5), Some(3))
-    );
+    assert_eq!((d["spec"]["replicas"].as_i64(), d["status"]["collisionCount"].as_i64()), (Some(5), Some(3)));
     let (code, _) = c.http(
         "PATCH",
         "/apis/apps/v1/namespaces/shop/deployments/web",
@@ -511,42 +342,23 @@ fn patches_of_every_type_scale_and_conflicts() {
 fn every_error_class_is_a_status() {
     let c = Cluster::start("errors");
     // 422 Invalid, with causes.
-    c.kubectl(&["create", "cm", "Bad_Name"])
-        .expect_err("Invalid value: \"Bad_Name\"");
+    c.kubectl(&["create", "cm", "Bad_Name"]).expect_err("Invalid value: \"Bad_Name\"");
     let bad = r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"d"},"spec":{"selector":{"matchLabels":{"a":"b"}},"template":{"metadata":{"labels":{"a":"c"}},"spec":{"containers":[{"name":"c","image":"i"}]}}}}"#;
-    let (code, s) = c.http(
-        "POST",
-        "/apis/apps/v1/namespaces/default/deployments",
-        Some("application/json"),
-        Some(bad.as_bytes()),
-    );
-    assert_eq!(
-        (code, s["kind"].as_str(), s["reason"].as_str()),
-        (422, Some("Status"), Some("Invalid"))
-    );
-    assert!(
-        s["details"]["causes"]
-            .as_array()
-            .is_some_and(|c| !c.is_empty()),
-        "{s}"
-    );
+    let (code, s) =
+        c.http("POST", "/apis/apps/v1/namespaces/default/deployments", Some("application/json"), Some(bad.as_bytes()));
+    assert_eq!((code, s["kind"].as_str(), s["reason"].as_str()), (422, Some("Status"), Some("Invalid")));
+    assert!(s["details"]["causes"].as_array().is_some_and(|c| !c.is_empty()), "{s}");
     // 409 AlreadyExists.
     c.kubectl(&["create", "cm", "dup"]).expect_ok();
-    c.kubectl(&["create", "cm", "dup"])
-        .expect_err("already exists");
+    c.kubectl(&["create", "cm", "dup"]).expect_err("already exists");
     // 404 NotFound, for objects, namespaces and unknown paths.
     c.kubectl(&["get", "cm", "nope"]).expect_err("NotFound");
-    c.kubectl(&["create", "cm", "x", "-n", "nowhere"])
-        .expect_err("not found");
+    c.kubectl(&["create", "cm", "x", "-n", "nowhere"]).expect_err("not found");
     let (code, s) = c.http("GET", "/apis/nothing/v1/things", None, None);
     assert_eq!((code, s["kind"].as_str()), (404, Some("Status")));
     // 400 for malformed and mistyped bodies, and strict unknown fields.
-    let (code, s) = c.http(
-        "POST",
-        "/api/v1/namespaces/default/configmaps",
-        Some("application/json"),
-        Some(b"{not json"),
-    );
+    let (code, s) =
+        c.http("POST", "/api/v1/namespaces/default/configmaps", Some("application/json"), Some(b"{not json"));
     assert_eq!((code, s["reason"].as_str()), (400, Some("BadRequest")));
     let (code, _) = c.http(
         "POST",
@@ -562,45 +374,18 @@ fn every_error_class_is_a_status() {
         Some(br#"{"metadata":{"name":"t"},"bogus":1}"#),
     );
     assert_eq!(code, 400);
-    assert!(
-        s["message"]
-            .as_str()
-            .unwrap()
-            .contains("unknown field \"bogus\""),
-        "{s}"
-    );
-    c.kubectl_stdin(
-        &["apply", "-f", "-"],
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: strict\nbogus: 1\n",
-    )
-    .expect_err("unknown field");
+    assert!(s["message"].as_str().unwrap().contains("unknown field \"bogus\""), "{s}");
+    c.kubectl_stdin(&["apply", "-f", "-"], "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: strict\nbogus: 1\n")
+        .expect_err("unknown field");
     // 415 for an unknown patch type.
-    let (code, s) = c.http(
-        "PATCH",
-        "/api/v1/namespaces/default/configmaps/dup",
-        Some("application/x-weird"),
-        Some(b"{}"),
-    );
-    assert_eq!(
-        (code, s["reason"].as_str()),
-        (415, Some("UnsupportedMediaType"))
-    );
+    let (code, s) =
+        c.http("PATCH", "/api/v1/namespaces/default/configmaps/dup", Some("application/x-weird"), Some(b"{}"));
+    assert_eq!((code, s["reason"].as_str()), (415, Some("UnsupportedMediaType")));
     // 413 for an oversized object; nothing is half-written.
-    let big = format!(
-        r#"{{"metadata":{{"name":"big"}},"data":{{"k":"{}"}}}}"#,
-        "x".repeat(4 << 20)
-    );
-    let (code, s) = c.http(
-        "POST",
-        "/api/v1/namespaces/default/configmaps",
-        Some("application/json"),
-        Some(big.as_bytes()),
-    );
-    assert_eq!(
-        (code, s["reason"].as_str()),
-        (413, Some("RequestEntityTooLarge")),
-        "{s}"
-    );
+    let big = format!(r#"{{"metadata":{{"name":"big"}},"data":{{"k":"{}"}}}}"#, "x".repeat(4 << 20));
+    let (code, s) =
+        c.http("POST", "/api/v1/namespaces/default/configmaps", Some("application/json"), Some(big.as_bytes()));
+    assert_eq!((code, s["reason"].as_str()), (413, Some("RequestEntityTooLarge")), "{s}");
     c.kubectl(&["get", "cm", "big"]).expect_err("NotFound");
     // The server is still fine after all that.
     c.kubectl(&["get", "cm", "dup"]).expect_ok();
@@ -617,8 +402,7 @@ fn restart_with_the_same_data_dir_keeps_objects() {
     let c = Cluster::start_in(dir, port);
     let after = json(&c.kubectl(&["get", "all", "-A", "-o", "json"]).expect_ok());
     assert_eq!(before["items"], after["items"]);
-    c.kubectl(&["-n", "shop", "get", "cm", "settings"])
-        .expect_ok();
+    c.kubectl(&["-n", "shop", "get", "cm", "settings"]).expect_ok();
     // The restarted watch cache starts at the current revision: older ones are gone (410).
     let (_, body) = c
         .try_http(
@@ -636,24 +420,9 @@ fn restart_with_the_same_data_dir_keeps_objects() {
         .as_array()
         .unwrap()
         .iter()
-        .filter_map(|i| {
-            i["metadata"]["resourceVersion"]
-                .as_str()?
-                .parse::<u64>()
-                .ok()
-        })
+        .filter_map(|i| i["metadata"]["resourceVersion"].as_str()?.parse::<u64>().ok())
         .max()
         .unwrap();
-    let cm = json(
-        &c.kubectl(&["create", "cm", "after", "-o", "json"])
-            .expect_ok(),
-    );
-    assert!(
-        cm["metadata"]["resourceVersion"]
-            .as_str()
-            .unwrap()
-            .parse::<u64>()
-            .unwrap()
-            > old_max
-    );
+    let cm = json(&c.kubectl(&["create", "cm", "after", "-o", "json"]).expect_ok());
+    assert!(cm["metadata"]["resourceVersion"].as_str().unwrap().parse::<u64>().unwrap() > old_max);
 }

@@ -45,10 +45,7 @@ pub enum EnvelopeError {
 }
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, EnvelopeError> {
-    Ok(bincode::serde::encode_to_vec(
-        value,
-        bincode::config::standard(),
-    )?)
+    Ok(bincode::serde::encode_to_vec(value, bincode::config::standard())?)
 }
 
 pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, EnvelopeError> {
@@ -87,13 +84,10 @@ impl ApiClient {
             req.user_agent = self.user_agent.clone();
         }
         let payload = Bytes::from(encode(&req)?);
-        let reply = tokio::time::timeout(
-            self.timeout,
-            self.client.request(self.subject.clone(), payload),
-        )
-        .await
-        .map_err(|_| ApiClientError::Unreachable(format!("no reply within {:?}", self.timeout)))?
-        .map_err(|e| ApiClientError::Unreachable(e.to_string()))?;
+        let reply = tokio::time::timeout(self.timeout, self.client.request(self.subject.clone(), payload))
+            .await
+            .map_err(|_| ApiClientError::Unreachable(format!("no reply within {:?}", self.timeout)))?
+            .map_err(|e| ApiClientError::Unreachable(e.to_string()))?;
         Ok(decode(&reply.payload)?)
     }
 
@@ -110,9 +104,7 @@ impl ApiClient {
             method: method.to_string(),
             path: path.to_string(),
             query: query.to_string(),
-            content_type: content_type
-                .map(str::to_string)
-                .or(body.map(|_| "application/json".to_string())),
+            content_type: content_type.map(str::to_string).or(body.map(|_| "application/json".to_string())),
             accept: Some("application/json".into()),
             body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
             user_agent: String::new(),

@@ -8,21 +8,16 @@ use tokio::process::{Child, Command};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmbeddedError {
-    #[error("nats-server not found (looked for {0}); install it with `apt-get install nats-server` or pass --nats URL")]
+    #[error(
+        "nats-server not found (looked for {0}); install it with `apt-get install nats-server` or pass --nats URL"
+    )]
     NotInstalled(String),
     #[error("cannot prepare {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("nats-server exited during start-up ({status}); its log is {log}")]
     Exited { status: String, log: PathBuf },
     #[error("nats-server did not accept connections on {addr} within {secs}s; its log is {log}")]
-    Timeout {
-        addr: String,
-        secs: u64,
-        log: PathBuf,
-    },
+    Timeout { addr: String, secs: u64, log: PathBuf },
 }
 
 pub struct EmbeddedNats {
@@ -36,11 +31,7 @@ fn find_binary() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("KUBUS_NATS_SERVER") {
         return Some(PathBuf::from(p));
     }
-    let candidates = [
-        "/usr/sbin/nats-server",
-        "/usr/bin/nats-server",
-        "/usr/local/bin/nats-server",
-    ];
+    let candidates = ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"];
     candidates.iter().map(PathBuf::from).find(|p| p.exists())
 }
 
@@ -48,8 +39,7 @@ impl EmbeddedNats {
     /// Starts nats-server listening on `listen` (`host:port`; port 0 picks a free one) with its
     /// JetStream store in `<data_dir>/nats`, and waits until it accepts connections.
     pub async fn start(data_dir: &Path, listen: &str) -> Result<EmbeddedNats, EmbeddedError> {
-        let bin = find_binary()
-            .ok_or_else(|| EmbeddedError::NotInstalled("/usr/sbin/nats-server".into()))?;
+        let bin = find_binary().ok_or_else(|| EmbeddedError::NotInstalled("/usr/sbin/nats-server".into()))?;
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| EmbeddedError::Io { path, source }
@@ -59,11 +49,7 @@ impl EmbeddedNats {
         stop_stale(data_dir);
 
         let (host, port) = split_listen(listen);
-        let port = if port == 0 {
-            free_port(&host).map_err(io(data_dir))?
-        } else {
-            port
-        };
+        let port = if port == 0 { free_port(&host).map_err(io(data_dir))? } else { port };
         let config_path = data_dir.join("nats-server.conf");
         let log = data_dir.join("nats-server.log");
         // max_payload above the 1 MiB default so objects up to Kubernetes' 1.5 MiB fit.
@@ -84,42 +70,26 @@ impl EmbeddedNats {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => {
-                    EmbeddedError::NotInstalled(bin.display().to_string())
-                }
-                _ => EmbeddedError::Io {
-                    path: bin.clone(),
-                    source: e,
-                },
+                std::io::ErrorKind::NotFound => EmbeddedError::NotInstalled(bin.display().to_string()),
+                _ => EmbeddedError::Io { path: bin.clone(), source: e },
             })?;
 
         let addr = format!("{host}:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(status)) = child.try_wait() {
-                return Err(EmbeddedError::Exited {
-                    status: status.to_string(),
-                    log,
-                });
+                return Err(EmbeddedError::Exited { status: status.to_string(), log });
             }
             if tokio::net::TcpStream::connect(&addr).await.is_ok() {
                 break;
             }
             if Instant::now() > deadline {
-                return Err(EmbeddedError::Timeout {
-                    addr,
-                    secs: 20,
-                    log,
-                });
+                return Err(EmbeddedError::Timeout { addr, secs: 20, log });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         tracing::info!(%addr, data = %store.display(), "embedded nats-server started");
-        Ok(EmbeddedNats {
-            child,
-            url: format!("nats://{addr}"),
-            data_dir: data_dir.to_path_buf(),
-        })
+        Ok(EmbeddedNats { child, url: format!("nats://{addr}"), data_dir: data_dir.to_path_buf() })
     }
 
     pub fn url(&self) -> &str {
@@ -130,10 +100,7 @@ impl EmbeddedNats {
     pub async fn stop(mut self) {
         if let Some(pid) = self.child.id() {
             signal(pid, "TERM");
-            if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
-                .await
-                .is_ok()
-            {
+            if tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await.is_ok() {
                 let _ = std::fs::remove_file(self.data_dir.join("nats-server.pid"));
                 return;
             }
@@ -167,18 +134,12 @@ fn stop_stale(data_dir: &Path) {
 
 fn signal(pid: u32, sig: &str) {
     // kill(1) keeps this crate free of unsafe code.
-    let _ = std::process::Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status();
+    let _ = std::process::Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
 }
 
 fn split_listen(listen: &str) -> (String, u16) {
     match listen.rsplit_once(':') {
-        Some((h, p)) => (
-            h.trim_matches(['[', ']']).to_string(),
-            p.parse().unwrap_or(0),
-        ),
+        Some((h, p)) => (h.trim_matches(['[', ']']).to_string(), p.parse().unwrap_or(0)),
         None => (listen.to_string(), 4222),
     }
 }

@@ -18,10 +18,7 @@ pub use store::{Event, EventType, Key, Object, Store, StoreConfig, StoreError};
 
 /// Connects to NATS (comma-separated URLs), retrying the first connection for a while so that
 /// a server started a moment ago is found.
-pub async fn connect(
-    urls: &str,
-    name: &str,
-) -> Result<async_nats::Client, async_nats::ConnectError> {
+pub async fn connect(urls: &str, name: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
     async_nats::ConnectOptions::new()
         .name(name)
         .retry_on_initial_connect()

@@ -20,10 +20,7 @@ pub static STORE_LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
         "kubus_store_operation_duration_seconds",
         "Latency of object store operations on JetStream",
         &["op"],
-        vec![
-            0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-            1.0
-        ]
+        vec![0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]
     )
     .expect("metric registers once")
 });
@@ -40,10 +37,6 @@ pub static WATCH_EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 
 /// Records one store operation; `ok` selects the result label.
 pub fn observe(op: &str, started: std::time::Instant, ok: bool) {
-    STORE_LATENCY
-        .with_label_values(&[op])
-        .observe(started.elapsed().as_secs_f64());
-    STORE_OPS
-        .with_label_values(&[op, if ok { "ok" } else { "error" }])
-        .inc();
+    STORE_LATENCY.with_label_values(&[op]).observe(started.elapsed().as_secs_f64());
+    STORE_OPS.with_label_values(&[op, if ok { "ok" } else { "error" }]).inc();
 }

@@ -9,11 +9,7 @@ use std::path::PathBuf;
 struct TempDir(PathBuf);
 impl TempDir {
     fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!(
-            "kubus-bus-{tag}-{}-{}",
-            std::process::id(),
-            nanos()
-        ));
+        let p = std::env::temp_dir().join(format!("kubus-bus-{tag}-{}-{}", std::process::id(), nanos()));
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
     }
@@ -24,27 +20,14 @@ impl Drop for TempDir {
     }
 }
 fn nanos() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
 }
 
 async fn setup(tag: &str) -> (TempDir, EmbeddedNats, Store) {
     let dir = TempDir::new(tag);
-    let nats = EmbeddedNats::start(&dir.0, "127.0.0.1:0")
-        .await
-        .expect("nats-server starts");
+    let nats = EmbeddedNats::start(&dir.0, "127.0.0.1:0").await.expect("nats-server starts");
     let client = kubus_bus::connect(nats.url(), "test").await.unwrap();
-    let store = Store::open(
-        client,
-        StoreConfig {
-            history: 4,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let store = Store::open(client, StoreConfig { history: 4, ..Default::default() }).await.unwrap();
     (dir, nats, store)
 }
 
@@ -57,10 +40,7 @@ async fn crud_with_compare_and_swap() {
     let (_dir, nats, store) = setup("crud").await;
     let k = Key::new("", "configmaps", Some("default"), "a.b:c");
     let r1 = store.create(&k, b("{\"v\":1}")).await.unwrap();
-    assert!(matches!(
-        store.create(&k, b("{}")).await,
-        Err(StoreError::AlreadyExists(_))
-    ));
+    assert!(matches!(store.create(&k, b("{}")).await, Err(StoreError::AlreadyExists(_))));
     let r2 = store.update(&k, b("{\"v\":2}"), r1).await.unwrap();
     assert!(r2 > r1);
     match store.update(&k, b("{\"v\":3}"), r1).await {
@@ -71,10 +51,7 @@ async fn crud_with_compare_and_swap() {
     assert_eq!((got.revision, &got.value[..]), (r2, &b"{\"v\":2}"[..]));
     let r3 = store.delete(&k, b("{\"v\":2}"), r2).await.unwrap();
     assert!(store.get(&k).await.unwrap().is_none());
-    assert!(matches!(
-        store.update(&k, b("{}"), r2).await,
-        Err(StoreError::NotFound(_))
-    ));
+    assert!(matches!(store.update(&k, b("{}"), r2).await, Err(StoreError::NotFound(_))));
     assert!(r3 > r2);
     // A deleted name can be created again.
     store.create(&k, b("{\"v\":4}")).await.unwrap();
@@ -86,32 +63,17 @@ async fn list_then_watch_has_no_gap_and_no_duplicate() {
     let (_dir, nats, store) = setup("lw").await;
     for i in 0..20 {
         let ns = if i % 2 == 0 { "a" } else { "b" };
-        store
-            .create(&Key::new("", "pods", Some(ns), &format!("p{i}")), b("{}"))
-            .await
-            .unwrap();
+        store.create(&Key::new("", "pods", Some(ns), &format!("p{i}")), b("{}")).await.unwrap();
     }
-    store
-        .create(&Key::new("apps", "deployments", Some("a"), "d"), b("{}"))
-        .await
-        .unwrap();
+    store.create(&Key::new("apps", "deployments", Some("a"), "d"), b("{}")).await.unwrap();
     let (items, rev) = store.list(&KeyPrefix::new("", "pods", None)).await.unwrap();
     assert_eq!(items.len(), 20);
-    let (in_a, _) = store
-        .list(&KeyPrefix::new("", "pods", Some("a")))
-        .await
-        .unwrap();
+    let (in_a, _) = store.list(&KeyPrefix::new("", "pods", Some("a"))).await.unwrap();
     assert_eq!(in_a.len(), 10);
-    let (none, _) = store
-        .list(&KeyPrefix::new("", "services", None))
-        .await
-        .unwrap();
+    let (none, _) = store.list(&KeyPrefix::new("", "services", None)).await.unwrap();
     assert!(none.is_empty());
 
-    let mut watch = store
-        .watch(Some(&KeyPrefix::new("", "pods", None)), rev)
-        .await
-        .unwrap();
+    let mut watch = store.watch(Some(&KeyPrefix::new("", "pods", None)), rev).await.unwrap();
     let writer = {
         let store = store.clone();
         tokio::spawn(async move {
@@ -120,13 +82,7 @@ async fn list_then_watch_has_no_gap_and_no_duplicate() {
                 let k = Key::new("", "pods", Some("a"), &format!("n{i}"));
                 revs.push(store.create(&k, b("{}")).await.unwrap());
                 // Writes to another type must not reach this watch.
-                store
-                    .create(
-                        &Key::new("", "secrets", Some("a"), &format!("s{i}")),
-                        b("{}"),
-                    )
-                    .await
-                    .unwrap();
+                store.create(&Key::new("", "secrets", Some("a"), &format!("s{i}")), b("{}")).await.unwrap();
             }
             let k = Key::new("", "pods", Some("a"), "p0");
             let cur = store.get(&k).await.unwrap().unwrap();
@@ -137,11 +93,8 @@ async fn list_then_watch_has_no_gap_and_no_duplicate() {
     let revs = writer.await.unwrap();
     let mut seen = vec![];
     while seen.len() < revs.len() {
-        let ev = tokio::time::timeout(std::time::Duration::from_secs(10), watch.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let ev =
+            tokio::time::timeout(std::time::Duration::from_secs(10), watch.next()).await.unwrap().unwrap().unwrap();
         seen.push(ev.revision);
         if ev.revision == *revs.last().unwrap() {
             assert_eq!(ev.kind, EventType::Deleted);
@@ -162,15 +115,10 @@ async fn archive_keeps_every_revision_and_rebuilds_the_past() {
     let mut revs = vec![rev];
     // More updates than the objects stream's per-key history (4).
     for i in 1..10 {
-        rev = store
-            .update(&k, b(&format!("{{\"v\":{i}}}")), rev)
-            .await
-            .unwrap();
+        rev = store.update(&k, b(&format!("{{\"v\":{i}}}")), rev).await.unwrap();
         revs.push(rev);
     }
-    let archive = Archive::open(store.context(), store.config())
-        .await
-        .unwrap();
+    let archive = Archive::open(store.context(), store.config()).await.unwrap();
     // The mirror is asynchronous: wait for it to catch up.
     for _ in 0..100 {
         if archive.bounds().await.unwrap().1 >= rev {

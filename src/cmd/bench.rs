@@ -43,23 +43,12 @@ struct Conn {
 
 impl Conn {
     async fn open(addr: &str) -> anyhow::Result<Conn> {
-        let s = TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("connecting to {addr}"))?;
+        let s = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
         s.set_nodelay(true)?;
-        Ok(Conn {
-            reader: BufReader::new(s),
-            host: addr.to_string(),
-        })
+        Ok(Conn { reader: BufReader::new(s), host: addr.to_string() })
     }
 
-    async fn send_head(
-        &mut self,
-        method: &str,
-        path: &str,
-        ct: &str,
-        body: &[u8],
-    ) -> anyhow::Result<()> {
+    async fn send_head(&mut self, method: &str, path: &str, ct: &str, body: &[u8]) -> anyhow::Result<()> {
         let head = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n",
             self.host,
@@ -74,11 +63,7 @@ impl Conn {
     async fn read_head(&mut self) -> anyhow::Result<(u16, Option<usize>, bool)> {
         let mut line = String::new();
         self.reader.read_line(&mut line).await?;
-        let code: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .context("bad status line")?;
+        let code: u16 = line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).context("bad status line")?;
         let (mut len, mut chunked) = (None, false);
         loop {
             line.clear();
@@ -98,13 +83,7 @@ impl Conn {
         Ok((code, len, chunked))
     }
 
-    async fn request(
-        &mut self,
-        method: &str,
-        path: &str,
-        ct: &str,
-        body: &[u8],
-    ) -> anyhow::Result<(u16, Vec<u8>)> {
+    async fn request(&mut self, method: &str, path: &str, ct: &str, body: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
         self.send_head(method, path, ct, body).await?;
         let (code, len, chunked) = self.read_head().await?;
         let mut buf = Vec::new();
@@ -152,12 +131,7 @@ fn report(name: &str, mut lat: Vec<Duration>, wall: Duration) {
 }
 
 /// Runs `total` operations over `conc` connections; `op(conn, i)` does operation `i`.
-async fn phase<F, Fut>(
-    addr: &str,
-    total: usize,
-    conc: usize,
-    op: F,
-) -> anyhow::Result<(Vec<Duration>, Duration)>
+async fn phase<F, Fut>(addr: &str, total: usize, conc: usize, op: F) -> anyhow::Result<(Vec<Duration>, Duration)>
 where
     F: Fn(Conn, usize) -> Fut + Send + Sync + 'static + Clone,
     Fut: std::future::Future<Output = anyhow::Result<Conn>> + Send,
@@ -211,31 +185,17 @@ async fn expect(
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let BenchWhat::Api {
-        objects,
-        concurrency,
-        watchers,
-        server,
-    } = args.what;
+    let BenchWhat::Api { objects, concurrency, watchers, server } = args.what;
     let mut _own = None;
     let addr = match server {
-        Some(s) => s
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_string(),
+        Some(s) => s.trim_start_matches("http://").trim_end_matches('/').to_string(),
         None => {
             let dir = std::env::temp_dir().join(format!("kubus-bench-{}", std::process::id()));
             std::fs::create_dir_all(&dir)?;
             let nats = EmbeddedNats::start(&dir, "127.0.0.1:0").await?;
             let client = kubus_bus::connect(nats.url(), "bench").await?;
-            let store = Store::open(
-                client.clone(),
-                StoreConfig {
-                    cluster: "bench".into(),
-                    ..Default::default()
-                },
-            )
-            .await?;
+            let store =
+                Store::open(client.clone(), StoreConfig { cluster: "bench".into(), ..Default::default() }).await?;
             let api = ApiServer::start(
                 store,
                 client,
@@ -263,7 +223,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let (addr, tx) = (addr.clone(), tx.clone());
         watch_tasks.push(tokio::spawn(async move {
             let mut c = Conn::open(&addr).await?;
-            c.send_head("GET", "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=0&labelSelector=bench%3Dwatch", "application/json", b"").await?;
+            c.send_head(
+                "GET",
+                "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=0&labelSelector=bench%3Dwatch",
+                "application/json",
+                b"",
+            )
+            .await?;
             c.read_head().await?;
             let mut pending = Vec::new();
             while let Some(chunk) = c.next_chunk().await? {
@@ -287,52 +253,24 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     .await?;
     report("create", lat, wall);
     let (lat, wall) = phase(&addr, objects, concurrency, move |mut c, i| async move {
-        expect(
-            &mut c,
-            "GET",
-            &format!("{ns}/bench-{i}"),
-            "application/json",
-            b"",
-            200,
-        )
-        .await?;
+        expect(&mut c, "GET", &format!("{ns}/bench-{i}"), "application/json", b"", 200).await?;
         Ok(c)
     })
     .await?;
     report("get", lat, wall);
     let (lat, wall) = phase(&addr, objects, concurrency, move |mut c, i| async move {
         let patch = format!(r#"{{"data":{{"value":"{i}"}}}}"#);
-        expect(
-            &mut c,
-            "PATCH",
-            &format!("{ns}/bench-{i}"),
-            "application/merge-patch+json",
-            patch.as_bytes(),
-            200,
-        )
-        .await?;
+        expect(&mut c, "PATCH", &format!("{ns}/bench-{i}"), "application/merge-patch+json", patch.as_bytes(), 200)
+            .await?;
         Ok(c)
     })
     .await?;
     report("update (merge patch)", lat, wall);
     let lists = 50.max(objects / 100);
-    let (lat, wall) = phase(
-        &addr,
-        lists,
-        concurrency.min(4),
-        move |mut c, _| async move {
-            expect(
-                &mut c,
-                "GET",
-                &format!("{ns}?limit=500"),
-                "application/json",
-                b"",
-                200,
-            )
-            .await?;
-            Ok(c)
-        },
-    )
+    let (lat, wall) = phase(&addr, lists, concurrency.min(4), move |mut c, _| async move {
+        expect(&mut c, "GET", &format!("{ns}?limit=500"), "application/json", b"", 200).await?;
+        Ok(c)
+    })
     .await?;
     report("list (500 per page)", lat, wall);
 
@@ -348,15 +286,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     for seq in 1..=rounds {
         let patch = format!(r#"{{"data":{{"seq":"{seq}"}}}}"#);
         let sent = Instant::now();
-        expect(
-            &mut c,
-            "PATCH",
-            &format!("{ns}/watched"),
-            "application/merge-patch+json",
-            patch.as_bytes(),
-            200,
-        )
-        .await?;
+        expect(&mut c, "PATCH", &format!("{ns}/watched"), "application/merge-patch+json", patch.as_bytes(), 200)
+            .await?;
         let mut got = 0;
         while got < watchers {
             match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
@@ -369,11 +300,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             }
         }
     }
-    report(
-        &format!("watch delivery x{watchers}"),
-        lat,
-        started.elapsed(),
-    );
+    report(&format!("watch delivery x{watchers}"), lat, started.elapsed());
     for t in watch_tasks {
         t.abort();
     }

@@ -22,6 +22,10 @@ pub struct SimArgs {
     /// Name of the cluster on the bus.
     #[arg(long, default_value = "kubus")]
     pub cluster: String,
+    /// Seconds between Lease renewals (must stay well under the control plane's
+    /// --node-monitor-grace-period).
+    #[arg(long, default_value_t = 10)]
+    pub renew_seconds: u64,
 }
 
 /// Starts simulated nodes in this actix system; they run while the address is held.
@@ -31,14 +35,11 @@ pub fn start(
     cluster: &str,
     count: usize,
     prefix: &str,
+    renew_every: std::time::Duration,
 ) -> Addr<SimNodes> {
     let api = Client::new(ApiClient::new(client, cluster, "kubus-sim-nodes"));
     let pods = Informer::start(store, "", "pods", None);
-    let config = SimConfig {
-        count,
-        prefix: prefix.to_string(),
-        ..Default::default()
-    };
+    let config = SimConfig { count, prefix: prefix.to_string(), renew_every, ..Default::default() };
     Supervisor::start(move |_| SimNodes::new(config, api, pods))
 }
 
@@ -47,7 +48,8 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("connecting to {}", args.nats))?;
     let store = Store::attach(client.clone(), &args.cluster).await?;
-    let _nodes = start(client, store, &args.cluster, args.count, &args.prefix);
+    let renew = std::time::Duration::from_secs(args.renew_seconds.max(1));
+    let _nodes = start(client, store, &args.cluster, args.count, &args.prefix, renew);
     println!(
         "{} simulated nodes ({}0..) running; Ctrl-C stops them (their leases then expire)",
         args.count, args.prefix

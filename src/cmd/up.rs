@@ -37,14 +37,16 @@ pub struct UpArgs {
     /// Do not run a node agent in this process.
     #[arg(long)]
     pub no_node: bool,
+    /// Seconds a node may go without renewing its Lease before it turns NotReady.
+    #[arg(long, default_value_t = 40)]
+    pub node_monitor_grace_period: u64,
     /// Simulated nodes to run in this process.
     #[arg(long, default_value_t = 0)]
     pub sim_nodes: usize,
 }
 
 fn default_data_dir() -> PathBuf {
-    let root = std::env::var("USER").map(|u| u == "root").unwrap_or(false)
-        || std::env::var_os("HOME").is_none();
+    let root = std::env::var("USER").map(|u| u == "root").unwrap_or(false) || std::env::var_os("HOME").is_none();
     if root {
         PathBuf::from("/var/lib/kubus")
     } else {
@@ -64,19 +66,15 @@ fn write_kubeconfig(dir: &Path, server: &str, cluster: &str) -> anyhow::Result<P
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize()?;
     let embedded = match &args.nats {
         Some(_) => None,
         None => Some(EmbeddedNats::start(&data_dir, &args.nats_listen).await?),
     };
-    let nats_url = args.nats.clone().unwrap_or_else(|| {
-        embedded
-            .as_ref()
-            .map(|e| e.url().to_string())
-            .unwrap_or_default()
-    });
+    let nats_url =
+        args.nats.clone().unwrap_or_else(|| embedded.as_ref().map(|e| e.url().to_string()).unwrap_or_default());
+    std::fs::write(data_dir.join("nats.url"), &nats_url)?;
     let client = kubus_bus::connect(&nats_url, "kubus-control-plane")
         .await
         .with_context(|| format!("connecting to NATS at {nats_url}"))?;
@@ -89,12 +87,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         },
         ..Default::default()
     };
-    let store = Store::open(client.clone(), store_config)
-        .await
-        .context("opening the object store on JetStream")?;
-    let bind: SocketAddr = format!("{}:{}", args.api_address, args.api_port)
-        .parse()
-        .context("--api-address/--api-port")?;
+    let store = Store::open(client.clone(), store_config).await.context("opening the object store on JetStream")?;
+    let bind: SocketAddr =
+        format!("{}:{}", args.api_address, args.api_port).parse().context("--api-address/--api-port")?;
     let api = ApiServer::start(
         store,
         client.clone(),
@@ -107,33 +102,24 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         },
     )
     .await?;
-    let host = if args.api_address == "0.0.0.0" {
-        "127.0.0.1".to_string()
-    } else {
-        args.api_address.clone()
-    };
+    let host = if args.api_address == "0.0.0.0" { "127.0.0.1".to_string() } else { args.api_address.clone() };
     let server = format!("http://{host}:{}", api.addr.port());
     let kubeconfig = write_kubeconfig(&data_dir, &server, &args.cluster)?;
-    std::fs::write(data_dir.join("nats.url"), &nats_url)?;
-    let api_client = |agent: &str| {
-        kubus_runtime::Client::new(kubus_bus::api::ApiClient::new(
-            client.clone(),
-            &args.cluster,
-            agent,
-        ))
-    };
+    let api_client =
+        |agent: &str| kubus_runtime::Client::new(kubus_bus::api::ApiClient::new(client.clone(), &args.cluster, agent));
     let controllers = {
-        let (store, client) = (
-            api.state.storage.store.clone(),
-            api_client("kubus-controller-manager"),
-        );
-        actix::Supervisor::start(move |_| kubus_controllers::ControllerManager { store, client })
+        let (store, client) = (api.state.storage.store.clone(), api_client("kubus-controller-manager"));
+        let config = kubus_controllers::ControllerConfig {
+            node_monitor_grace_period: std::time::Duration::from_secs(args.node_monitor_grace_period),
+        };
+        actix::Supervisor::start(move |_| kubus_controllers::ControllerManager {
+            store,
+            client,
+            config: config.clone(),
+        })
     };
     let scheduler = {
-        let (store, client) = (
-            api.state.storage.store.clone(),
-            api_client("kubus-scheduler"),
-        );
+        let (store, client) = (api.state.storage.store.clone(), api_client("kubus-scheduler"));
         actix::Supervisor::start(move |_| kubus_scheduler::Scheduler { store, client })
     };
     let _sim = (args.sim_nodes > 0).then(|| {
@@ -143,6 +129,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             &args.cluster,
             args.sim_nodes,
             "sim-",
+            std::time::Duration::from_secs((args.node_monitor_grace_period / 4).clamp(1, 10)),
         )
     });
     if !args.no_node && args.sim_nodes == 0 {
@@ -159,11 +146,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     controllers.do_send(kubus_controllers::Shutdown);
     scheduler.do_send(kubus_scheduler::Shutdown);
     drop((controllers, scheduler));
-    api.stop().await;
-    client.flush().await.ok();
+    // Every step is bounded: a NATS that is already gone must not keep the process alive.
+    let bounded = std::time::Duration::from_secs(5);
+    let _ = tokio::time::timeout(bounded, api.stop()).await;
+    let _ = tokio::time::timeout(bounded, client.flush()).await;
     drop(client);
     if let Some(nats) = embedded {
-        nats.stop().await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(15), nats.stop()).await;
     }
     actix::System::current().stop();
     Ok(())

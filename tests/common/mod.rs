@@ -16,18 +16,11 @@ pub struct Cluster {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn unique_dir(tag: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     std::env::temp_dir().join(format!("kubus-e2e-{tag}-{}-{nanos}", std::process::id()))
 }
 
@@ -50,62 +43,48 @@ impl From<Output> for Run {
 impl Run {
     #[track_caller]
     pub fn expect_ok(self) -> String {
-        assert!(
-            self.ok,
-            "command failed\nstdout: {}\nstderr: {}",
-            self.stdout, self.stderr
-        );
+        assert!(self.ok, "command failed\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
         self.stdout
     }
     #[track_caller]
     pub fn expect_err(self, needle: &str) -> String {
-        assert!(
-            !self.ok,
-            "command succeeded but should have failed\nstdout: {}",
-            self.stdout
-        );
-        assert!(
-            self.stderr.contains(needle),
-            "stderr lacks {needle:?}:\n{}",
-            self.stderr
-        );
+        assert!(!self.ok, "command succeeded but should have failed\nstdout: {}", self.stdout);
+        assert!(self.stderr.contains(needle), "stderr lacks {needle:?}:\n{}", self.stderr);
         self.stderr
     }
 }
 
 impl Cluster {
     pub fn start(tag: &str) -> Cluster {
+        Cluster::start_with(tag, &[])
+    }
+
+    /// A cluster with extra `kubus up` flags (e.g. `--sim-nodes 3`).
+    pub fn start_with(tag: &str, extra: &[&str]) -> Cluster {
         let dir = unique_dir(tag);
         std::fs::create_dir_all(&dir).unwrap();
-        Cluster::start_in(dir, free_port())
+        Cluster::launch(dir, free_port(), extra)
     }
 
     pub fn start_in(dir: PathBuf, port: u16) -> Cluster {
+        Cluster::launch(dir, port, &[])
+    }
+
+    fn launch(dir: PathBuf, port: u16, extra: &[&str]) -> Cluster {
         let log = std::fs::File::create(dir.join("kubus.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_kubus"))
-            .args([
-                "up",
-                "--no-node",
-                "--nats-listen",
-                "127.0.0.1:0",
-                "--cluster",
-                "e2e",
-            ])
+            .args(["up", "--no-node", "--nats-listen", "127.0.0.1:0", "--cluster", "e2e"])
             .arg("--data-dir")
             .arg(&dir)
             .arg("--api-port")
             .arg(port.to_string())
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .expect("kubus binary runs");
-        let mut c = Cluster {
-            dir,
-            port,
-            child: Some(child),
-            keep_dir: false,
-        };
+        let mut c = Cluster { dir, port, child: Some(child), keep_dir: false };
         c.wait_ready();
         c
     }
@@ -119,17 +98,27 @@ impl Cluster {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
                 panic!("kubus exited ({status}) during start:\n{}", self.log());
             }
-            assert!(
-                Instant::now() < deadline,
-                "kubus not ready in 60s:\n{}",
-                self.log()
-            );
+            assert!(Instant::now() < deadline, "kubus not ready in 60s:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("kubus.log")).unwrap_or_default()
+    }
+
+    /// The URL of the cluster's embedded NATS.
+    pub fn nats_url(&self) -> String {
+        std::fs::read_to_string(self.dir.join("nats.url")).expect("kubus wrote nats.url")
+    }
+
+    /// A JSON object from kubectl (`kubectl get ... -o json`).
+    #[track_caller]
+    pub fn get_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = vec!["get"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["-o", "json"]);
+        serde_json::from_str(&self.kubectl(&a).expect_ok()).expect("kubectl printed JSON")
     }
 
     pub fn kubeconfig(&self) -> PathBuf {
@@ -139,20 +128,13 @@ impl Cluster {
     fn kubectl_cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new("kubectl");
         cmd.env("KUBECONFIG", self.kubeconfig())
-            .arg(format!(
-                "--cache-dir={}",
-                self.dir.join("kubectl-cache").display()
-            ))
+            .arg(format!("--cache-dir={}", self.dir.join("kubectl-cache").display()))
             .args(args);
         cmd
     }
 
     pub fn kubectl(&self, args: &[&str]) -> Run {
-        self.kubectl_cmd(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("kubectl runs")
-            .into()
+        self.kubectl_cmd(args).stdin(Stdio::null()).output().expect("kubectl runs").into()
     }
 
     pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> Run {
@@ -163,24 +145,14 @@ impl Cluster {
             .stderr(Stdio::piped())
             .spawn()
             .expect("kubectl runs");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
         child.wait_with_output().unwrap().into()
     }
 
     /// Starts a long-running kubectl (e.g. `get -w`) whose stdout goes to a file.
     pub fn kubectl_background(&self, args: &[&str], out: &Path) -> Child {
         let f = std::fs::File::create(out).unwrap();
-        self.kubectl_cmd(args)
-            .stdin(Stdio::null())
-            .stdout(f)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
+        self.kubectl_cmd(args).stdin(Stdio::null()).stdout(f).stderr(Stdio::null()).spawn().unwrap()
     }
 
     pub fn try_http(
@@ -204,15 +176,8 @@ impl Cluster {
         s.read_to_end(&mut resp)?;
         let text = String::from_utf8_lossy(&resp).into_owned();
         let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let code = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
+        let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
             dechunk(rest)
         } else {
             rest.to_string()
@@ -229,22 +194,14 @@ impl Cluster {
         content_type: Option<&str>,
         body: Option<&[u8]>,
     ) -> (u16, serde_json::Value) {
-        let (code, text) = self
-            .try_http(method, path, content_type, body)
-            .expect("HTTP request");
-        (
-            code,
-            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
-        )
+        let (code, text) = self.try_http(method, path, content_type, body).expect("HTTP request");
+        (code, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
     }
 
     /// Stops kubus with SIGTERM (a clean shutdown) and keeps the data dir for a restart.
     pub fn stop(&mut self) -> (PathBuf, u16) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
             let deadline = Instant::now() + Duration::from_secs(20);
             while child.try_wait().ok().flatten().is_none() {
                 if Instant::now() > deadline {
@@ -296,10 +253,7 @@ pub fn eventually<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
         if let Some(v) = f() {
             return v;
         }
-        assert!(
-            Instant::now() < deadline,
-            "condition not met within {secs}s"
-        );
+        assert!(Instant::now() < deadline, "condition not met within {secs}s");
         std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -75,28 +75,16 @@ impl ResourceInfo {
             format!("{}.{}", self.resource, self.group)
         }
     }
-    pub const VERBS: &'static [&'static str] = &[
-        "create",
-        "delete",
-        "deletecollection",
-        "get",
-        "list",
-        "patch",
-        "update",
-        "watch",
-    ];
+    pub const VERBS: &'static [&'static str] =
+        &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
 }
 
-fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(
-    v: Value,
-) -> Result<Value, serde_json::Error> {
+fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(v: Value) -> Result<Value, serde_json::Error> {
     let typed: T = serde_json::from_value(v)?;
     serde_json::to_value(typed)
 }
 
-use k8s_openapi::api::{
-    apps::v1 as apps, coordination::v1 as coordination, core::v1 as core, events::v1 as events,
-};
+use k8s_openapi::api::{apps::v1 as apps, coordination::v1 as coordination, core::v1 as core, events::v1 as events};
 use Subresource::*;
 
 macro_rules! resource {
@@ -317,9 +305,7 @@ pub fn all() -> &'static [ResourceInfo] {
 
 /// The resource at `group/version/resource`.
 pub fn find(group: &str, version: &str, resource: &str) -> Option<&'static ResourceInfo> {
-    all()
-        .iter()
-        .find(|r| r.group == group && r.version == version && r.resource == resource)
+    all().iter().find(|r| r.group == group && r.version == version && r.resource == resource)
 }
 
 /// The resource serving `kind` in `group`.

@@ -60,11 +60,7 @@ pub struct Cause {
 
 impl Cause {
     pub fn new(kind: CauseType, field: impl Into<String>, message: impl Into<String>) -> Self {
-        Cause {
-            kind,
-            field: field.into(),
-            message: message.into(),
-        }
+        Cause { kind, field: field.into(), message: message.into() }
     }
     pub fn required(field: impl Into<String>) -> Self {
         Cause::new(CauseType::FieldValueRequired, field, "Required value")
@@ -75,18 +71,10 @@ impl Cause {
             Value::String(s) => format!("\"{s}\""),
             other => other.to_string(),
         };
-        Cause::new(
-            CauseType::FieldValueInvalid,
-            field,
-            format!("Invalid value: {v}: {}", detail.as_ref()),
-        )
+        Cause::new(CauseType::FieldValueInvalid, field, format!("Invalid value: {v}: {}", detail.as_ref()))
     }
     pub fn forbidden(field: impl Into<String>, detail: impl AsRef<str>) -> Self {
-        Cause::new(
-            CauseType::FieldValueForbidden,
-            field,
-            format!("Forbidden: {}", detail.as_ref()),
-        )
+        Cause::new(CauseType::FieldValueForbidden, field, format!("Forbidden: {}", detail.as_ref()))
     }
     pub fn not_supported(field: impl Into<String>, value: &Value, allowed: &[&str]) -> Self {
         let quoted: Vec<String> = allowed.iter().map(|a| format!("\"{a}\"")).collect();
@@ -97,18 +85,11 @@ impl Cause {
         Cause::new(
             CauseType::FieldValueNotSupported,
             field,
-            format!(
-                "Unsupported value: {v}: supported values: {}",
-                quoted.join(", ")
-            ),
+            format!("Unsupported value: {v}: supported values: {}", quoted.join(", ")),
         )
     }
     pub fn duplicate(field: impl Into<String>, value: &Value) -> Self {
-        Cause::new(
-            CauseType::FieldValueDuplicate,
-            field,
-            format!("Duplicate value: {value}"),
-        )
+        Cause::new(CauseType::FieldValueDuplicate, field, format!("Duplicate value: {value}"))
     }
     fn render(&self) -> String {
         if self.message.starts_with(self.kind.phrase()) {
@@ -144,65 +125,36 @@ pub struct StatusError {
 
 impl StatusError {
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        StatusError {
-            code,
-            reason,
-            message: message.into(),
-            details: None,
-            causes: Vec::new(),
-            retry_after: None,
-        }
+        StatusError { code, reason, message: message.into(), details: None, causes: Vec::new(), retry_after: None }
     }
     pub fn with_details(mut self, group: &str, kind: &str, name: &str) -> Self {
-        self.details = Some(Box::new(ObjectRef {
-            group: group.to_string(),
-            kind: kind.to_string(),
-            name: name.to_string(),
-        }));
+        self.details =
+            Some(Box::new(ObjectRef { group: group.to_string(), kind: kind.to_string(), name: name.to_string() }));
         self
     }
     /// `kind` is the plural resource name upstream uses here (e.g. `pods`, `deployments.apps`).
     pub fn not_found(group: &str, resource: &str, name: &str) -> Self {
-        StatusError::new(
-            404,
-            "NotFound",
-            format!("{} \"{name}\" not found", qualified(group, resource)),
-        )
-        .with_details(group, resource, name)
+        StatusError::new(404, "NotFound", format!("{} \"{name}\" not found", qualified(group, resource)))
+            .with_details(group, resource, name)
     }
     pub fn already_exists(group: &str, resource: &str, name: &str) -> Self {
-        StatusError::new(
-            409,
-            "AlreadyExists",
-            format!("{} \"{name}\" already exists", qualified(group, resource)),
-        )
-        .with_details(group, resource, name)
+        StatusError::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", qualified(group, resource)))
+            .with_details(group, resource, name)
     }
     pub fn conflict(group: &str, resource: &str, name: &str, detail: &str) -> Self {
         StatusError::new(
             409,
             "Conflict",
-            format!(
-                "Operation cannot be fulfilled on {} \"{name}\": {detail}",
-                qualified(group, resource)
-            ),
+            format!("Operation cannot be fulfilled on {} \"{name}\": {detail}", qualified(group, resource)),
         )
         .with_details(group, resource, name)
     }
     /// 422 with field causes; `kind` is the object's Kind (e.g. `Pod`).
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
         let rendered: Vec<String> = causes.iter().map(Cause::render).collect();
-        let detail = if rendered.len() == 1 {
-            rendered[0].clone()
-        } else {
-            format!("[{}]", rendered.join(", "))
-        };
-        let mut e = StatusError::new(
-            422,
-            "Invalid",
-            format!("{kind}.{group} \"{name}\" is invalid: {detail}"),
-        )
-        .with_details(group, kind, name);
+        let detail = if rendered.len() == 1 { rendered[0].clone() } else { format!("[{}]", rendered.join(", ")) };
+        let mut e = StatusError::new(422, "Invalid", format!("{kind}.{group} \"{name}\" is invalid: {detail}"))
+            .with_details(group, kind, name);
         if group.is_empty() {
             e.message = format!("{kind} \"{name}\" is invalid: {detail}");
         }
@@ -228,11 +180,7 @@ impl StatusError {
         StatusError::new(410, "Expired", message)
     }
     pub fn internal(message: impl Into<String>) -> Self {
-        StatusError::new(
-            500,
-            "InternalError",
-            format!("Internal error occurred: {}", message.into()),
-        )
+        StatusError::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
     }
     pub fn unavailable(message: impl Into<String>) -> Self {
         let mut e = StatusError::new(503, "ServiceUnavailable", message);
@@ -297,17 +245,9 @@ mod tests {
 
     #[test]
     fn invalid_renders_like_upstream() {
-        let e = StatusError::invalid(
-            "",
-            "Pod",
-            "web",
-            vec![Cause::required("spec.containers[0].image")],
-        );
+        let e = StatusError::invalid("", "Pod", "web", vec![Cause::required("spec.containers[0].image")]);
         assert_eq!(e.code, 422);
-        assert_eq!(
-            e.message,
-            "Pod \"web\" is invalid: spec.containers[0].image: Required value"
-        );
+        assert_eq!(e.message, "Pod \"web\" is invalid: spec.containers[0].image: Required value");
         let s = e.to_status();
         assert_eq!(s["details"]["causes"][0]["reason"], "FieldValueRequired");
     }

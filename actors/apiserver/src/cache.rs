@@ -52,13 +52,10 @@ pub struct WatchCache {
 }
 
 pub fn with_revision(bytes: &[u8], revision: u64) -> Result<Value, StatusError> {
-    let mut v: Value = serde_json::from_slice(bytes)
-        .map_err(|e| StatusError::internal(format!("stored object is not JSON: {e}")))?;
+    let mut v: Value =
+        serde_json::from_slice(bytes).map_err(|e| StatusError::internal(format!("stored object is not JSON: {e}")))?;
     if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.insert(
-            "resourceVersion".into(),
-            Value::String(revision.to_string()),
-        );
+        meta.insert("resourceVersion".into(), Value::String(revision.to_string()));
     }
     Ok(v)
 }
@@ -68,11 +65,7 @@ fn obj_key(key: &Key) -> ObjKey {
 }
 
 /// A watch's start: the events to send first, the live feed, and the revision they start at.
-pub type Subscription = (
-    Vec<Arc<CacheEvent>>,
-    broadcast::Receiver<Arc<CacheEvent>>,
-    u64,
-);
+pub type Subscription = (Vec<Arc<CacheEvent>>, broadcast::Receiver<Arc<CacheEvent>>, u64);
 
 #[derive(Debug, Clone, Copy)]
 pub enum Start {
@@ -86,12 +79,7 @@ impl WatchCache {
     pub fn new(capacity: usize) -> Self {
         let (events, _) = broadcast::channel(16384);
         let (revision, _) = watch::channel(0);
-        WatchCache {
-            state: Default::default(),
-            events,
-            revision,
-            capacity,
-        }
+        WatchCache { state: Default::default(), events, revision, capacity }
     }
 
     pub fn revision(&self) -> u64 {
@@ -105,10 +93,7 @@ impl WatchCache {
     /// Waits until the cache holds every change up to `revision`.
     pub async fn wait_for(&self, revision: u64, timeout: Duration) -> Result<(), StatusError> {
         let mut rx = self.revision.subscribe();
-        let caught_up = matches!(
-            tokio::time::timeout(timeout, rx.wait_for(|r| *r >= revision)).await,
-            Ok(Ok(_))
-        );
+        let caught_up = matches!(tokio::time::timeout(timeout, rx.wait_for(|r| *r >= revision)).await, Ok(Ok(_)));
         match caught_up {
             true => Ok(()),
             false => Err(StatusError::timeout(format!(
@@ -120,21 +105,13 @@ impl WatchCache {
 
     /// Waits until the cache is as fresh as the store (a consistent read).
     pub async fn wait_fresh(&self, store: &Store) -> Result<u64, StatusError> {
-        let rev = store
-            .current_revision()
-            .await
-            .map_err(crate::storage::store_error_plain)?;
+        let rev = store.current_revision().await.map_err(crate::storage::store_error_plain)?;
         self.wait_for(rev, Duration::from_secs(10)).await?;
         Ok(rev)
     }
 
     pub fn get(&self, gr: &Gr, key: &ObjKey) -> Option<Arc<Value>> {
-        self.state
-            .read()
-            .expect("cache lock")
-            .objects
-            .get(gr)
-            .and_then(|m| m.get(key).cloned())
+        self.state.read().expect("cache lock").objects.get(gr).and_then(|m| m.get(key).cloned())
     }
 
     /// Objects of a resource (optionally one namespace) at the cache's revision, in key order.
@@ -155,12 +132,7 @@ impl WatchCache {
     }
 
     /// Objects of a resource as they were at `revision`, rebuilt by undoing newer events.
-    pub fn list_at(
-        &self,
-        gr: &Gr,
-        namespace: Option<&str>,
-        revision: u64,
-    ) -> Result<Vec<Arc<Value>>, StatusError> {
+    pub fn list_at(&self, gr: &Gr, namespace: Option<&str>, revision: u64) -> Result<Vec<Arc<Value>>, StatusError> {
         let state = self.state.read().expect("cache lock");
         if revision < state.ring_start {
             return Err(StatusError::gone(format!(
@@ -168,14 +140,8 @@ impl WatchCache {
                 state.ring_start
             )));
         }
-        let mut objects: BTreeMap<ObjKey, Arc<Value>> =
-            state.objects.get(gr).cloned().unwrap_or_default();
-        for ev in state
-            .ring
-            .iter()
-            .rev()
-            .take_while(|e| e.revision > revision)
-        {
+        let mut objects: BTreeMap<ObjKey, Arc<Value>> = state.objects.get(gr).cloned().unwrap_or_default();
+        for ev in state.ring.iter().rev().take_while(|e| e.revision > revision) {
             if &ev.gr != gr {
                 continue;
             }
@@ -191,27 +157,16 @@ impl WatchCache {
                 }
             }
         }
-        Ok(objects
-            .into_iter()
-            .filter(|((ns, _), _)| namespace.is_none_or(|n| n == ns))
-            .map(|(_, v)| v)
-            .collect())
+        Ok(objects.into_iter().filter(|((ns, _), _)| namespace.is_none_or(|n| n == ns)).map(|(_, v)| v).collect())
     }
 
     /// Namespaces hold objects: used to refuse creates in a missing namespace.
     pub fn namespace_phase(&self, name: &str) -> Option<String> {
-        self.get(
-            &(String::new(), "namespaces".into()),
-            &(String::new(), name.to_string()),
-        )
-        .map(|ns| {
+        self.get(&(String::new(), "namespaces".into()), &(String::new(), name.to_string())).map(|ns| {
             if ns["metadata"]["deletionTimestamp"].is_string() {
                 "Terminating".to_string()
             } else {
-                ns["status"]["phase"]
-                    .as_str()
-                    .unwrap_or("Active")
-                    .to_string()
+                ns["status"]["phase"].as_str().unwrap_or("Active").to_string()
             }
         })
     }
@@ -242,17 +197,9 @@ impl WatchCache {
                 .unwrap_or_default(),
             Start::After(rev) => {
                 if rev < state.ring_start {
-                    return Err(StatusError::gone(format!(
-                        "too old resource version: {rev} ({})",
-                        state.ring_start
-                    )));
+                    return Err(StatusError::gone(format!("too old resource version: {rev} ({})", state.ring_start)));
                 }
-                state
-                    .ring
-                    .iter()
-                    .filter(|e| e.revision > rev && &e.gr == gr)
-                    .cloned()
-                    .collect()
+                state.ring.iter().filter(|e| e.revision > rev && &e.gr == gr).cloned().collect()
             }
         };
         Ok((initial, rx, state.revision))
@@ -303,14 +250,7 @@ impl WatchCache {
             (EventType::Modified, None) => EventType::Added,
             (k, _) => k,
         };
-        let event = Arc::new(CacheEvent {
-            kind,
-            gr,
-            key,
-            revision: ev.revision,
-            object,
-            prev,
-        });
+        let event = Arc::new(CacheEvent { kind, gr, key, revision: ev.revision, object, prev });
         state.revision = ev.revision;
         state.ring.push_back(event.clone());
         while state.ring.len() > self.capacity {
@@ -328,11 +268,7 @@ impl WatchCache {
     fn take_tombstones(&self, age: Duration) -> Vec<(Key, u64)> {
         let mut state = self.state.write().expect("cache lock");
         let mut out = Vec::new();
-        while state
-            .tombstones
-            .front()
-            .is_some_and(|(at, _, _)| at.elapsed() >= age)
-        {
+        while state.tombstones.front().is_some_and(|(at, _, _)| at.elapsed() >= age) {
             if let Some((_, key, rev)) = state.tombstones.pop_front() {
                 out.push((key, rev));
             }
@@ -374,18 +310,13 @@ impl Actor for CacheFeeder {
             }
             Err(StoreError::Unavailable("store watch ended".into()))
         };
-        ctx.spawn(
-            feed.into_actor(self)
-                .map(|res: Result<(), StoreError>, _, ctx| {
-                    if let Err(e) = res {
-                        tracing::warn!(error = %e, "watch cache feed failed; restarting");
-                        metrics::ACTOR_RESTARTS
-                            .with_label_values(&["watch-cache"])
-                            .inc();
-                    }
-                    ctx.stop();
-                }),
-        );
+        ctx.spawn(feed.into_actor(self).map(|res: Result<(), StoreError>, _, ctx| {
+            if let Err(e) = res {
+                tracing::warn!(error = %e, "watch cache feed failed; restarting");
+                metrics::ACTOR_RESTARTS.with_label_values(&["watch-cache"]).inc();
+            }
+            ctx.stop();
+        }));
     }
 }
 

@@ -41,10 +41,7 @@ pub fn to_version(info: &ResourceInfo, mut v: Value) -> Value {
     if is_events_v1(info) {
         if let Some(o) = v.as_object_mut() {
             rename(o, EVENT_FIELDS.iter().map(|(a, b)| (*b, *a)));
-            o.insert(
-                "apiVersion".into(),
-                Value::String("events.k8s.io/v1".into()),
-            );
+            o.insert("apiVersion".into(), Value::String("events.k8s.io/v1".into()));
         }
     }
     v

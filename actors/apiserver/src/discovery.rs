@@ -29,9 +29,7 @@ const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGrou
 fn wants_aggregated(accept: Option<&str>) -> bool {
     accept.is_some_and(|a| {
         a.split(',').next().is_some_and(|first| {
-            first.contains("as=APIGroupDiscoveryList")
-                && first.contains("v=v2")
-                && !first.contains("v2beta1")
+            first.contains("as=APIGroupDiscoveryList") && first.contains("v=v2") && !first.contains("v2beta1")
         })
     })
 }
@@ -87,11 +85,8 @@ fn aggregated_group(group: &str, versions: &[&str]) -> Value {
 pub fn root(legacy: bool, accept: Option<&str>) -> ApiResponse {
     let groups = resource::groups();
     if wants_aggregated(accept) {
-        let items: Vec<Value> = groups
-            .iter()
-            .filter(|(g, _)| g.is_empty() == legacy)
-            .map(|(g, vs)| aggregated_group(g, vs))
-            .collect();
+        let items: Vec<Value> =
+            groups.iter().filter(|(g, _)| g.is_empty() == legacy).map(|(g, vs)| aggregated_group(g, vs)).collect();
         let body = json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items});
         return ApiResponse::json(200, &body).with_content_type(AGGREGATED);
     }
@@ -104,31 +99,19 @@ pub fn root(legacy: bool, accept: Option<&str>) -> ApiResponse {
             }),
         );
     }
-    let list: Vec<Value> = groups
-        .iter()
-        .filter(|(g, _)| !g.is_empty())
-        .map(|(g, vs)| api_group(g, vs))
-        .collect();
-    ApiResponse::json(
-        200,
-        &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": list}),
-    )
+    let list: Vec<Value> = groups.iter().filter(|(g, _)| !g.is_empty()).map(|(g, vs)| api_group(g, vs)).collect();
+    ApiResponse::json(200, &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": list}))
 }
 
 fn api_group(group: &str, versions: &[&str]) -> Value {
-    let vs: Vec<Value> = versions
-        .iter()
-        .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
-        .collect();
+    let vs: Vec<Value> =
+        versions.iter().map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v})).collect();
     json!({"name": group, "versions": vs, "preferredVersion": vs[0]})
 }
 
 pub fn group(group: &str) -> Result<ApiResponse, StatusError> {
     let groups = resource::groups();
-    let (g, vs) = groups
-        .iter()
-        .find(|(g, _)| *g == group && !g.is_empty())
-        .ok_or_else(not_found)?;
+    let (g, vs) = groups.iter().find(|(g, _)| *g == group && !g.is_empty()).ok_or_else(not_found)?;
     let mut body = api_group(g, vs);
     body["kind"] = json!("APIGroup");
     body["apiVersion"] = json!("v1");
@@ -136,19 +119,12 @@ pub fn group(group: &str) -> Result<ApiResponse, StatusError> {
 }
 
 fn not_found() -> StatusError {
-    StatusError::new(
-        404,
-        "NotFound",
-        "the server could not find the requested resource",
-    )
+    StatusError::new(404, "NotFound", "the server could not find the requested resource")
 }
 
 pub fn group_version(group: &str, version: &str) -> Result<ApiResponse, StatusError> {
     let mut resources = Vec::new();
-    for r in resource::all()
-        .iter()
-        .filter(|r| r.group == group && r.version == version)
-    {
+    for r in resource::all().iter().filter(|r| r.group == group && r.version == version) {
         resources.push(json!({
             "name": r.resource, "singularName": r.singular, "namespaced": r.namespaced, "kind": r.kind,
             "verbs": ResourceInfo::VERBS, "shortNames": r.short_names, "categories": r.categories,
@@ -169,11 +145,7 @@ pub fn group_version(group: &str, version: &str) -> Result<ApiResponse, StatusEr
     if resources.is_empty() {
         return Err(not_found());
     }
-    let gv = if group.is_empty() {
-        version.to_string()
-    } else {
-        format!("{group}/{version}")
-    };
+    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
     Ok(ApiResponse::json(
         200,
         &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),

@@ -4,9 +4,7 @@ use crate::cache::{Gr, Start};
 use crate::metrics::{REQUESTS, REQUEST_LATENCY};
 use crate::openapi::OpenApi;
 use crate::render::{IncludeObject, Renderer};
-use crate::request::{
-    negotiate, route, ApiRequest, ApiResponse, Body, Query, Rendering, ResourcePath, Route,
-};
+use crate::request::{negotiate, route, ApiRequest, ApiResponse, Body, Query, Rendering, ResourcePath, Route};
 use crate::storage::{DeleteOptions, FieldValidation, Outcome, PatchKind, Storage, WriteOptions};
 use crate::{discovery, watch};
 use kubus_apimachinery::selector::{FieldSelector, LabelSelector};
@@ -30,8 +28,7 @@ impl ApiState {
     /// Handles one request from either transport.
     pub async fn handle(&self, req: ApiRequest, transport: &'static str) -> ApiResponse {
         let started = Instant::now();
-        let span =
-            tracing::info_span!("api_request", method = %req.method, path = %req.path, transport);
+        let span = tracing::info_span!("api_request", method = %req.method, path = %req.path, transport);
         let (verb, resource, resp) = async {
             let (verb, resource) = describe(&req);
             let resp = match self.dispatch(&req).await {
@@ -42,12 +39,8 @@ impl ApiState {
         }
         .instrument(span)
         .await;
-        REQUESTS
-            .with_label_values(&[&verb, &resource, &resp.status.to_string(), transport])
-            .inc();
-        REQUEST_LATENCY
-            .with_label_values(&[&verb, &resource])
-            .observe(started.elapsed().as_secs_f64());
+        REQUESTS.with_label_values(&[&verb, &resource, &resp.status.to_string(), transport]).inc();
+        REQUEST_LATENCY.with_label_values(&[&verb, &resource]).observe(started.elapsed().as_secs_f64());
         if resp.status >= 500 {
             tracing::warn!(method = %req.method, path = %req.path, status = resp.status, "request failed");
         }
@@ -100,67 +93,31 @@ impl ApiState {
             Route::Group(g) => get_only(discovery::group(&g)?),
             Route::GroupVersion(g, v) => get_only(discovery::group_version(&g, &v)?),
             Route::OpenApiV3Root => get_only(ApiResponse::json(200, &self.openapi.root())),
-            Route::OpenApiV3(gv) => {
-                get_only(ApiResponse::json(200, self.openapi.group_version(&gv)?))
-            }
-            Route::OpenApiV2 => Err(StatusError::new(
-                404,
-                "NotFound",
-                "OpenAPI v2 is not served; use /openapi/v3",
-            )),
+            Route::OpenApiV3(gv) => get_only(ApiResponse::json(200, self.openapi.group_version(&gv)?)),
+            Route::OpenApiV2 => Err(StatusError::new(404, "NotFound", "OpenAPI v2 is not served; use /openapi/v3")),
             Route::Resource(p) => self.resource(req, &q, p).await,
-            Route::NotFound => Err(StatusError::new(
-                404,
-                "NotFound",
-                "the server could not find the requested resource",
-            )),
+            Route::NotFound => {
+                Err(StatusError::new(404, "NotFound", "the server could not find the requested resource"))
+            }
         }
     }
 
-    async fn resource(
-        &self,
-        req: &ApiRequest,
-        q: &Query,
-        p: ResourcePath,
-    ) -> Result<ApiResponse, StatusError> {
-        let info = resource::find(&p.group, &p.version, &p.resource).ok_or_else(|| {
-            StatusError::new(
-                404,
-                "NotFound",
-                "the server could not find the requested resource",
-            )
-        })?;
+    async fn resource(&self, req: &ApiRequest, q: &Query, p: ResourcePath) -> Result<ApiResponse, StatusError> {
+        let info = resource::find(&p.group, &p.version, &p.resource)
+            .ok_or_else(|| StatusError::new(404, "NotFound", "the server could not find the requested resource"))?;
         // `/api/v1/namespaces/x/pods` with a cluster-scoped resource is not a path upstream serves.
         if p.namespace.is_some() && !info.namespaced {
-            return Err(StatusError::new(
-                404,
-                "NotFound",
-                "the server could not find the requested resource",
-            ));
+            return Err(StatusError::new(404, "NotFound", "the server could not find the requested resource"));
         }
         let ns = p.namespace.as_deref();
         let sub = match p.subresource.as_deref() {
             None => None,
-            Some(s) => Some(
-                info.subresources
-                    .iter()
-                    .copied()
-                    .find(|x| x.name() == s)
-                    .ok_or_else(|| {
-                        StatusError::new(
-                            404,
-                            "NotFound",
-                            "the server could not find the requested resource",
-                        )
-                    })?,
-            ),
+            Some(s) => Some(info.subresources.iter().copied().find(|x| x.name() == s).ok_or_else(|| {
+                StatusError::new(404, "NotFound", "the server could not find the requested resource")
+            })?),
         };
         let rendering = negotiate(req.accept.as_deref())?;
-        let renderer = Renderer::new(
-            rendering,
-            info,
-            IncludeObject::parse(q.get("includeObject")),
-        );
+        let renderer = Renderer::new(rendering, info, IncludeObject::parse(q.get("includeObject")));
         let write = write_options(q)?;
         let method = req.method.as_str();
         match (&p.name, method) {
@@ -172,10 +129,7 @@ impl ApiState {
                 Ok(respond(201, out, &renderer))
             }
             (None, "DELETE") => self.delete_collection(info, ns, q, req, renderer).await,
-            (Some(name), _) => {
-                self.object(info, ns, name, sub, q, req, renderer, write)
-                    .await
-            }
+            (Some(name), _) => self.object(info, ns, name, sub, q, req, renderer, write).await,
             _ => Err(StatusError::method_not_allowed(format!(
                 "the server does not allow this method on the requested resource ({method})"
             ))),
@@ -199,13 +153,10 @@ impl ApiState {
         match (sub, method) {
             (None | Some(Subresource::Status), "GET") => {
                 let obj = s.get(info, ns, name).await?;
-                Ok(ApiResponse::json(200, &renderer.object(obj))
-                    .with_content_type(renderer.content_type()))
+                Ok(ApiResponse::json(200, &renderer.object(obj)).with_content_type(renderer.content_type()))
             }
             (None | Some(Subresource::Status), "PUT") => {
-                let out = s
-                    .update(info, ns, name, sub, parse_body(req)?, &write)
-                    .await?;
+                let out = s.update(info, ns, name, sub, parse_body(req)?, &write).await?;
                 Ok(respond(200, out, &renderer))
             }
             (None | Some(Subresource::Status), "PATCH") => {
@@ -217,8 +168,7 @@ impl ApiState {
             (None, "DELETE") => {
                 let opts = delete_options(q, req)?;
                 let obj = s.delete(info, ns, name, &opts).await?;
-                Ok(ApiResponse::json(200, &renderer.object(obj))
-                    .with_content_type(renderer.content_type()))
+                Ok(ApiResponse::json(200, &renderer.object(obj)).with_content_type(renderer.content_type()))
             }
             (Some(Subresource::Scale), "GET") => {
                 let obj = s.get(info, ns, name).await?;
@@ -228,11 +178,7 @@ impl ApiState {
                 let body = req.body.clone();
                 let ct = req.content_type.clone().unwrap_or_default();
                 let is_patch = method == "PATCH";
-                let kind = if is_patch {
-                    Some(PatchKind::from_content_type(&ct)?)
-                } else {
-                    None
-                };
+                let kind = if is_patch { Some(PatchKind::from_content_type(&ct)?) } else { None };
                 let requested: Value = serde_json::from_slice(&body)
                     .map_err(|e| StatusError::bad_request(format!("error decoding body: {e}")))?;
                 let out = s
@@ -267,16 +213,12 @@ impl ApiState {
                         match desired["metadata"]["resourceVersion"].as_str() {
                             Some(rv)
                                 if !rv.is_empty()
-                                    && (!is_patch
-                                        || requested["metadata"]["resourceVersion"]
-                                            .is_string()) =>
+                                    && (!is_patch || requested["metadata"]["resourceVersion"].is_string()) =>
                             {
                                 new["metadata"]["resourceVersion"] = json!(rv);
                             }
                             _ => {
-                                new["metadata"]
-                                    .as_object_mut()
-                                    .map(|m| m.remove("resourceVersion"));
+                                new["metadata"].as_object_mut().map(|m| m.remove("resourceVersion"));
                             }
                         }
                         Ok((new, vec![]))
@@ -323,14 +265,8 @@ impl ApiState {
                 let out = s
                     .update_with(info, ns, name, Some(Subresource::Finalize), &write, |old| {
                         let mut new = old.clone();
-                        new["spec"]["finalizers"] = if finalizers.is_null() {
-                            json!([])
-                        } else {
-                            finalizers.clone()
-                        };
-                        new["metadata"]
-                            .as_object_mut()
-                            .map(|m| m.remove("resourceVersion"));
+                        new["spec"]["finalizers"] = if finalizers.is_null() { json!([]) } else { finalizers.clone() };
+                        new["metadata"].as_object_mut().map(|m| m.remove("resourceVersion"));
                         Ok((new, vec![]))
                     })
                     .await?;
@@ -351,10 +287,7 @@ impl ApiState {
     ) -> Result<ApiResponse, StatusError> {
         let (labels, fields) = selectors(info, q)?;
         let limit = q.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
-        let gr: Gr = (
-            info.storage_group.to_string(),
-            info.storage_resource.to_string(),
-        );
+        let gr: Gr = (info.storage_group.to_string(), info.storage_resource.to_string());
         let cache = &self.storage.cache;
         let (items, revision, start_after) = if let Some(token) = q.get("continue") {
             let (rev, after) = decode_continue(token)?;
@@ -371,9 +304,7 @@ impl ApiState {
                     (items, rev, None)
                 }
                 (Some(rv), _) => {
-                    cache
-                        .wait_for(parse_rv(rv)?, Duration::from_secs(5))
-                        .await?;
+                    cache.wait_for(parse_rv(rv)?, Duration::from_secs(5)).await?;
                     let (items, rev) = cache.list(&gr, ns);
                     (items, rev, None)
                 }
@@ -384,13 +315,13 @@ impl ApiState {
                 }
             }
         };
-        let mut matched = items
-            .into_iter()
-            .filter(|o| labels.matches_object(o) && fields.matches(o))
-            .filter(|o| match &start_after {
-                Some(after) => list_key(o).as_str() > after.as_str(),
-                None => true,
-            });
+        let mut matched =
+            items.into_iter().filter(|o| labels.matches_object(o) && fields.matches(o)).filter(
+                |o| match &start_after {
+                    Some(after) => list_key(o).as_str() > after.as_str(),
+                    None => true,
+                },
+            );
         let mut page: Vec<Value> = Vec::new();
         let mut more = 0usize;
         let mut last_key = String::new();
@@ -404,10 +335,8 @@ impl ApiState {
         }
         let cont = (more > 0).then(|| encode_continue(revision, &last_key));
         let remaining = (more > 0 && labels.is_empty() && fields.is_empty()).then_some(more);
-        Ok(
-            ApiResponse::json(200, &renderer.list(page, revision, cont, remaining))
-                .with_content_type(renderer.content_type()),
-        )
+        Ok(ApiResponse::json(200, &renderer.list(page, revision, cont, remaining))
+            .with_content_type(renderer.content_type()))
     }
 
     fn watch(
@@ -424,19 +353,13 @@ impl ApiState {
             None | Some("0") => Start::Now,
             Some(rv) => Start::After(parse_rv(rv)?),
         };
-        let timeout = q
-            .int("timeoutSeconds")?
-            .filter(|t| *t > 0)
-            .map(|t| Duration::from_secs(t as u64));
+        let timeout = q.int("timeoutSeconds")?.filter(|t| *t > 0).map(|t| Duration::from_secs(t as u64));
         let content_type = match renderer.rendering {
             Rendering::Table => crate::request::TABLE_CONTENT_TYPE,
             _ => crate::request::JSON,
         };
         let spec = watch::WatchSpec {
-            gr: (
-                info.storage_group.to_string(),
-                info.storage_resource.to_string(),
-            ),
+            gr: (info.storage_group.to_string(), info.storage_resource.to_string()),
             namespace: ns.map(str::to_string),
             labels,
             fields,
@@ -466,17 +389,11 @@ impl ApiState {
     ) -> Result<ApiResponse, StatusError> {
         let (labels, fields) = selectors(info, q)?;
         let opts = delete_options(q, req)?;
-        let gr: Gr = (
-            info.storage_group.to_string(),
-            info.storage_resource.to_string(),
-        );
+        let gr: Gr = (info.storage_group.to_string(), info.storage_resource.to_string());
         self.storage.cache.wait_fresh(&self.storage.store).await?;
         let (items, _) = self.storage.cache.list(&gr, ns);
         let mut deleted = Vec::new();
-        for o in items
-            .iter()
-            .filter(|o| labels.matches_object(o) && fields.matches(o))
-        {
+        for o in items.iter().filter(|o| labels.matches_object(o) && fields.matches(o)) {
             let name = o["metadata"]["name"].as_str().unwrap_or_default();
             let obj_ns = o["metadata"]["namespace"].as_str();
             match self.storage.delete(info, obj_ns, name, &opts).await {
@@ -486,29 +403,19 @@ impl ApiState {
             }
         }
         let rev = self.storage.cache.revision();
-        Ok(
-            ApiResponse::json(200, &renderer.list(deleted, rev, None, None))
-                .with_content_type(renderer.content_type()),
-        )
+        Ok(ApiResponse::json(200, &renderer.list(deleted, rev, None, None)).with_content_type(renderer.content_type()))
     }
 }
 
 fn respond(code: u16, out: Outcome, renderer: &Renderer) -> ApiResponse {
-    let mut r = ApiResponse::json(code, &renderer.object(out.object))
-        .with_content_type(renderer.content_type());
-    r.warnings = out
-        .warnings
-        .iter()
-        .map(|w| format!("299 - {}", serde_json::to_string(w).unwrap_or_default()))
-        .collect();
+    let mut r = ApiResponse::json(code, &renderer.object(out.object)).with_content_type(renderer.content_type());
+    r.warnings =
+        out.warnings.iter().map(|w| format!("299 - {}", serde_json::to_string(w).unwrap_or_default())).collect();
     r
 }
 
 /// The request's label and field selectors (everything when absent), checked for the resource.
-fn selectors(
-    info: &ResourceInfo,
-    q: &Query,
-) -> Result<(LabelSelector, FieldSelector), StatusError> {
+fn selectors(info: &ResourceInfo, q: &Query) -> Result<(LabelSelector, FieldSelector), StatusError> {
     let labels = match q.get("labelSelector") {
         Some(s) => LabelSelector::parse(s)?,
         None => LabelSelector::everything(),
@@ -522,39 +429,25 @@ fn selectors(
 }
 
 fn parse_rv(rv: &str) -> Result<u64, StatusError> {
-    rv.parse()
-        .map_err(|_| StatusError::bad_request(format!("invalid resource version: {rv:?}")))
+    rv.parse().map_err(|_| StatusError::bad_request(format!("invalid resource version: {rv:?}")))
 }
 
 fn list_key(o: &Value) -> String {
-    format!(
-        "{}/{}",
-        o["metadata"]["namespace"].as_str().unwrap_or(""),
-        o["metadata"]["name"].as_str().unwrap_or("")
-    )
+    format!("{}/{}", o["metadata"]["namespace"].as_str().unwrap_or(""), o["metadata"]["name"].as_str().unwrap_or(""))
 }
 
 /// Continue tokens are opaque to clients: hex of `<revision>/<last key>`.
 fn encode_continue(rev: u64, last: &str) -> String {
-    format!("{rev}/{last}")
-        .bytes()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    format!("{rev}/{last}").bytes().map(|b| format!("{b:02x}")).collect()
 }
 
 fn decode_continue(token: &str) -> Result<(u64, String), StatusError> {
-    let bad = || {
-        StatusError::bad_request(
-            "continue key is not valid: the token was not issued by this server",
-        )
-    };
+    let bad = || StatusError::bad_request("continue key is not valid: the token was not issued by this server");
     if !token.len().is_multiple_of(2) {
         return Err(bad());
     }
-    let bytes: Option<Vec<u8>> = (0..token.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&token[i..i + 2], 16).ok())
-        .collect();
+    let bytes: Option<Vec<u8>> =
+        (0..token.len()).step_by(2).map(|i| u8::from_str_radix(&token[i..i + 2], 16).ok()).collect();
     let s = String::from_utf8(bytes.ok_or_else(bad)?).map_err(|_| bad())?;
     let (rev, last) = s.split_once('/').ok_or_else(bad)?;
     Ok((rev.parse().map_err(|_| bad())?, last.to_string()))
@@ -585,9 +478,7 @@ fn write_options(q: &Query) -> Result<WriteOptions, StatusError> {
         None => false,
         Some("All") => true,
         Some(o) => {
-            return Err(StatusError::bad_request(format!(
-                "Invalid dryRun value: {o:?}; supported values: \"All\""
-            )))
+            return Err(StatusError::bad_request(format!("Invalid dryRun value: {o:?}; supported values: \"All\"")))
         }
     };
     Ok(WriteOptions {
@@ -599,15 +490,8 @@ fn write_options(q: &Query) -> Result<WriteOptions, StatusError> {
 }
 
 fn delete_options(q: &Query, req: &ApiRequest) -> Result<DeleteOptions, StatusError> {
-    let b: Value = if req.body.is_empty() {
-        json!({})
-    } else {
-        parse_body(req)?
-    };
-    let dry = q
-        .get("dryRun")
-        .map(str::to_string)
-        .or_else(|| b["dryRun"][0].as_str().map(str::to_string));
+    let b: Value = if req.body.is_empty() { json!({}) } else { parse_body(req)? };
+    let dry = q.get("dryRun").map(str::to_string).or_else(|| b["dryRun"][0].as_str().map(str::to_string));
     let grace = match q.int("gracePeriodSeconds")? {
         Some(g) => Some(g),
         None => b["gracePeriodSeconds"].as_i64(),
@@ -620,9 +504,7 @@ fn delete_options(q: &Query, req: &ApiRequest) -> Result<DeleteOptions, StatusEr
             .map(str::to_string)
             .or_else(|| b["propagationPolicy"].as_str().map(str::to_string)),
         precondition_uid: b["preconditions"]["uid"].as_str().map(str::to_string),
-        precondition_rv: b["preconditions"]["resourceVersion"]
-            .as_str()
-            .map(str::to_string),
+        precondition_rv: b["preconditions"]["resourceVersion"].as_str().map(str::to_string),
     })
 }
 

@@ -8,12 +8,7 @@ use futures::StreamExt;
 use std::net::SocketAddr;
 
 async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<ApiState>) -> HttpResponse {
-    let header = |name: &str| {
-        req.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     let api_req = ApiRequest {
         method: req.method().as_str().to_string(),
         path: req.path().to_string(),

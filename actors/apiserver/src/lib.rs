@@ -90,13 +90,8 @@ impl ApiServer {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let compactor = {
-            let (cache, store, retention) =
-                (cache.clone(), store.clone(), config.tombstone_retention);
-            Supervisor::start(move |_| cache::Compactor {
-                cache,
-                store,
-                retention,
-            })
+            let (cache, store, retention) = (cache.clone(), store.clone(), config.tombstone_retention);
+            Supervisor::start(move |_| cache::Compactor { cache, store, retention })
         };
         let ready = Arc::new(AtomicBool::new(false));
         let state = ApiState {
@@ -105,14 +100,17 @@ impl ApiServer {
             ready: ready.clone(),
         };
         bootstrap(&state).await.map_err(ApiServerError::Bootstrap)?;
+        let serving = Arc::new(AtomicBool::new(false));
         let nats = {
-            let (client, cluster, state) = (client.clone(), config.cluster.clone(), state.clone());
-            Supervisor::start(move |_| nats::NatsService {
-                client,
-                cluster,
-                state,
-            })
+            let (client, cluster, state, serving) =
+                (client.clone(), config.cluster.clone(), state.clone(), serving.clone());
+            Supervisor::start(move |_| nats::NatsService { client, cluster, state, serving: serving.clone() })
         };
+        // Ready means reachable on both transports: internal actors start right after this.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !serving.load(Ordering::Relaxed) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let (server, addr) = http::serve(state.clone(), config.bind, config.http_workers)
             .map_err(|e| ApiServerError::Bind(config.bind, e))?;
         let handle = server.handle();
@@ -123,25 +121,12 @@ impl ApiServer {
         });
         ready.store(true, Ordering::Relaxed);
         tracing::info!(%addr, "API server ready");
-        Ok(ApiServer {
-            addr,
-            state,
-            http: handle,
-            feeder,
-            nats,
-            compactor,
-        })
+        Ok(ApiServer { addr, state, http: handle, feeder, nats, compactor })
     }
 
     /// Stops serving on both transports and stops the watch cache feed.
     pub async fn stop(self) {
-        let ApiServer {
-            http,
-            feeder,
-            nats,
-            compactor,
-            ..
-        } = self;
+        let ApiServer { http, feeder, nats, compactor, .. } = self;
         nats.do_send(Shutdown);
         feeder.do_send(Shutdown);
         compactor.do_send(Shutdown);
@@ -153,16 +138,10 @@ impl ApiServer {
 
 /// The namespaces every Kubernetes cluster starts with.
 async fn bootstrap(state: &ApiState) -> Result<(), kubus_apimachinery::StatusError> {
-    let info =
-        kubus_apimachinery::resource::find("", "v1", "namespaces").expect("namespaces are served");
+    let info = kubus_apimachinery::resource::find("", "v1", "namespaces").expect("namespaces are served");
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-        let body =
-            serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
-        match state
-            .storage
-            .create(info, None, body, &Default::default())
-            .await
-        {
+        let body = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+        match state.storage.create(info, None, body, &Default::default()).await {
             Ok(_) => tracing::info!(namespace = ns, "created namespace"),
             Err(e) if e.code == 409 => {}
             Err(e) => return Err(e),

@@ -1,8 +1,8 @@
 //! Prometheus metrics of the API server (process-wide default registry).
 
 use prometheus::{
-    register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
-    HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec, HistogramVec,
+    IntCounterVec, IntGauge, IntGaugeVec,
 };
 use std::sync::LazyLock;
 
@@ -20,21 +20,14 @@ pub static REQUEST_LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
         "kubus_apiserver_request_duration_seconds",
         "API request latency by verb and resource (watches: time to first byte)",
         &["verb", "resource"],
-        vec![
-            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-            2.5, 5.0
-        ]
+        vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]
     )
     .expect("metric registers once")
 });
 
 pub static WATCHERS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
-    register_int_gauge_vec!(
-        "kubus_apiserver_watchers",
-        "Open watches by resource",
-        &["resource"]
-    )
-    .expect("metric registers once")
+    register_int_gauge_vec!("kubus_apiserver_watchers", "Open watches by resource", &["resource"])
+        .expect("metric registers once")
 });
 
 pub static WATCH_EVENTS_SENT: LazyLock<IntCounterVec> = LazyLock::new(|| {
@@ -47,11 +40,8 @@ pub static WATCH_EVENTS_SENT: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 pub static CACHE_OBJECTS: LazyLock<IntGauge> = LazyLock::new(|| {
-    register_int_gauge!(
-        "kubus_apiserver_watch_cache_objects",
-        "Objects held in the watch cache"
-    )
-    .expect("metric registers once")
+    register_int_gauge!("kubus_apiserver_watch_cache_objects", "Objects held in the watch cache")
+        .expect("metric registers once")
 });
 
 pub static ACTOR_RESTARTS: LazyLock<IntCounterVec> = LazyLock::new(|| {

@@ -13,6 +13,8 @@ pub struct NatsService {
     pub client: async_nats::Client,
     pub cluster: String,
     pub state: ApiState,
+    /// Set once the subscription is in place (part of readiness).
+    pub serving: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Actor for NatsService {
@@ -21,11 +23,13 @@ impl Actor for NatsService {
     fn started(&mut self, ctx: &mut Self::Context) {
         let client = self.client.clone();
         let state = self.state.clone();
+        let serving = self.serving.clone();
         let subject = api::api_subject(&self.cluster);
         let serve = async move {
-            let sub = client
-                .queue_subscribe(subject.clone(), api::QUEUE_GROUP.to_string())
-                .await?;
+            let sub = client.queue_subscribe(subject.clone(), api::QUEUE_GROUP.to_string()).await?;
+            // The subscription only counts once the server has it: flush, then report serving.
+            client.flush().await.map_err(|e| std::io::Error::other(e.to_string()))?;
+            serving.store(true, std::sync::atomic::Ordering::Relaxed);
             tracing::info!(%subject, "API server serving on NATS");
             sub.for_each_concurrent(256, |msg| {
                 let client = client.clone();
@@ -44,7 +48,8 @@ impl Actor for NatsService {
                 }
             })
             .await;
-            Ok::<(), async_nats::SubscribeError>(())
+            serving.store(false, std::sync::atomic::Ordering::Relaxed);
+            Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
         };
         ctx.spawn(serve.into_actor(self).map(|res, _, ctx| {
             if let Err(e) = res {
@@ -60,33 +65,19 @@ impl Supervised for NatsService {}
 
 fn status_response(code: u16, reason: &'static str, msg: &str) -> ApiResponse {
     let e = kubus_apimachinery::StatusError::new(code, reason, msg);
-    ApiResponse {
-        status: code,
-        content_type: "application/json".into(),
-        body: e.to_status().to_string().into_bytes(),
-    }
+    ApiResponse { status: code, content_type: "application/json".into(), body: e.to_status().to_string().into_bytes() }
 }
 
 /// Watches over NATS stream their events to the subject named in `stream_to` (query
 /// parameter), one JSON line per message, then an empty message at the end.
 async fn respond(client: &async_nats::Client, state: &ApiState, req: ApiRequest) -> ApiResponse {
-    let stream_to = crate::request::Query::parse(&req.query)
-        .get("streamTo")
-        .map(str::to_string);
+    let stream_to = crate::request::Query::parse(&req.query).get("streamTo").map(str::to_string);
     let resp = state.handle(req, "nats").await;
     match resp.body {
-        Body::Full(b) => ApiResponse {
-            status: resp.status,
-            content_type: resp.content_type,
-            body: b.to_vec(),
-        },
+        Body::Full(b) => ApiResponse { status: resp.status, content_type: resp.content_type, body: b.to_vec() },
         Body::Stream(mut s) => {
             let Some(subject) = stream_to else {
-                return status_response(
-                    400,
-                    "BadRequest",
-                    "a watch over NATS needs the streamTo query parameter",
-                );
+                return status_response(400, "BadRequest", "a watch over NATS needs the streamTo query parameter");
             };
             let client = client.clone();
             tokio::spawn(async move {
@@ -97,11 +88,7 @@ async fn respond(client: &async_nats::Client, state: &ApiState, req: ApiRequest)
                 }
                 let _ = client.publish(subject, Bytes::new()).await;
             });
-            ApiResponse {
-                status: resp.status,
-                content_type: resp.content_type,
-                body: Vec::new(),
-            }
+            ApiResponse { status: resp.status, content_type: resp.content_type, body: Vec::new() }
         }
     }
 }

@@ -30,26 +30,11 @@ fn param(name: &str, location: &str, description: &str) -> Value {
     json!({"name": name, "in": location, "description": description, "schema": {"type": "string", "uniqueItems": true}})
 }
 
-fn operation(
-    r: &ResourceInfo,
-    verb: &str,
-    op_id: &str,
-    writes: bool,
-    body_types: &[&str],
-    list: bool,
-) -> Value {
+fn operation(r: &ResourceInfo, verb: &str, op_id: &str, writes: bool, body_types: &[&str], list: bool) -> Value {
     let reference = json!({"$ref": format!("#/components/schemas/{}", r.definition)});
-    let mut params = vec![param(
-        "pretty",
-        "query",
-        "If 'true', then the output is pretty printed.",
-    )];
+    let mut params = vec![param("pretty", "query", "If 'true', then the output is pretty printed.")];
     if writes {
-        params.push(param(
-            "dryRun",
-            "query",
-            "When present, indicates that modifications should not be persisted.",
-        ));
+        params.push(param("dryRun", "query", "When present, indicates that modifications should not be persisted."));
         params.push(param(
             "fieldManager",
             "query",
@@ -101,11 +86,8 @@ const PATCH_TYPES: &[&str] = &[
 ];
 
 fn paths_for(r: &ResourceInfo, paths: &mut Map<String, Value>) {
-    let base = if r.group.is_empty() {
-        format!("/api/{}", r.version)
-    } else {
-        format!("/apis/{}/{}", r.group, r.version)
-    };
+    let base =
+        if r.group.is_empty() { format!("/api/{}", r.version) } else { format!("/apis/{}/{}", r.group, r.version) };
     let coll = if r.namespaced {
         format!("{base}/namespaces/{{namespace}}/{}", r.resource)
     } else {
@@ -126,38 +108,24 @@ fn paths_for(r: &ResourceInfo, paths: &mut Map<String, Value>) {
         "delete": operation(r, "delete", &format!("delete{ns}{k}"), false, &[], false),
     }));
     if r.namespaced {
-        paths.insert(format!("{base}/{}", r.resource), json!({"get": operation(r, "list", &format!("list{k}ForAllNamespaces"), false, &[], true)}));
+        paths.insert(
+            format!("{base}/{}", r.resource),
+            json!({"get": operation(r, "list", &format!("list{k}ForAllNamespaces"), false, &[], true)}),
+        );
     }
     for s in r.subresources {
         let name = s.name();
         let mut ops = Map::new();
         match name {
             "status" => {
-                ops.insert(
-                    "get".into(),
-                    operation(r, "get", &format!("read{ns}{k}Status"), false, &[], false),
-                );
+                ops.insert("get".into(), operation(r, "get", &format!("read{ns}{k}Status"), false, &[], false));
                 ops.insert(
                     "put".into(),
-                    operation(
-                        r,
-                        "put",
-                        &format!("replace{ns}{k}Status"),
-                        true,
-                        &["application/json"],
-                        false,
-                    ),
+                    operation(r, "put", &format!("replace{ns}{k}Status"), true, &["application/json"], false),
                 );
                 ops.insert(
                     "patch".into(),
-                    operation(
-                        r,
-                        "patch",
-                        &format!("patch{ns}{k}Status"),
-                        true,
-                        PATCH_TYPES,
-                        false,
-                    ),
+                    operation(r, "patch", &format!("patch{ns}{k}Status"), true, PATCH_TYPES, false),
                 );
             }
             _ => continue,
@@ -169,18 +137,13 @@ fn paths_for(r: &ResourceInfo, paths: &mut Map<String, Value>) {
 fn build_gv(group: &str, version: &str) -> Value {
     let settings = schemars::gen::SchemaSettings::openapi3();
     let mut gen = settings.into_generator();
-    let resources: Vec<&ResourceInfo> = resource::all()
-        .iter()
-        .filter(|r| r.group == group && r.version == version)
-        .collect();
+    let resources: Vec<&ResourceInfo> =
+        resource::all().iter().filter(|r| r.group == group && r.version == version).collect();
     for r in &resources {
         (r.schema)(&mut gen);
     }
-    let mut schemas: Map<String, Value> = gen
-        .take_definitions()
-        .into_iter()
-        .map(|(k, v)| (k, serde_json::to_value(v).unwrap_or(Value::Null)))
-        .collect();
+    let mut schemas: Map<String, Value> =
+        gen.take_definitions().into_iter().map(|(k, v)| (k, serde_json::to_value(v).unwrap_or(Value::Null))).collect();
     for r in &resources {
         if let Some(s) = schemas.get_mut(r.definition).and_then(Value::as_object_mut) {
             s.insert("x-kubernetes-group-version-kind".into(), json!([gvk(r)]));
@@ -221,14 +184,14 @@ impl OpenApi {
                 let doc = build_gv(group, v);
                 let mut h = DefaultHasher::new();
                 doc.to_string().hash(&mut h);
-                root_paths.insert(path.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={:016X}", h.finish())}));
+                root_paths.insert(
+                    path.clone(),
+                    json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={:016X}", h.finish())}),
+                );
                 docs.insert(path, doc);
             }
         }
-        OpenApi {
-            docs,
-            root: json!({"paths": root_paths}),
-        }
+        OpenApi { docs, root: json!({"paths": root_paths}) }
     }
 
     pub fn root(&self) -> Value {
@@ -236,13 +199,9 @@ impl OpenApi {
     }
 
     pub fn group_version(&self, gv: &str) -> Result<&Value, StatusError> {
-        self.docs.get(gv.trim_end_matches('/')).ok_or_else(|| {
-            StatusError::new(
-                404,
-                "NotFound",
-                "the server could not find the requested resource",
-            )
-        })
+        self.docs
+            .get(gv.trim_end_matches('/'))
+            .ok_or_else(|| StatusError::new(404, "NotFound", "the server could not find the requested resource"))
     }
 }
 
@@ -256,18 +215,10 @@ mod tests {
         let doc = api.group_version("api/v1").unwrap();
         let pod = &doc["components"]["schemas"]["io.k8s.api.core.v1.Pod"];
         assert_eq!(pod["x-kubernetes-group-version-kind"][0]["kind"], "Pod");
-        let containers =
-            &doc["components"]["schemas"]["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
+        let containers = &doc["components"]["schemas"]["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
         assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
         let patch = &doc["paths"]["/api/v1/namespaces/{namespace}/pods/{name}"]["patch"];
-        assert!(patch["parameters"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["name"] == "fieldValidation"));
-        assert!(api.root()["paths"]["apis/apps/v1"]["serverRelativeURL"]
-            .as_str()
-            .unwrap()
-            .contains("hash="));
+        assert!(patch["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation"));
+        assert!(api.root()["paths"]["apis/apps/v1"]["serverRelativeURL"].as_str().unwrap().contains("hash="));
     }
 }

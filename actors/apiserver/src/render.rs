@@ -53,9 +53,7 @@ impl Renderer {
     pub fn content_type(&self) -> &'static str {
         match self.rendering {
             Rendering::Table => crate::request::TABLE_CONTENT_TYPE,
-            Rendering::Metadata => {
-                "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io"
-            }
+            Rendering::Metadata => "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io",
             Rendering::Json => crate::request::JSON,
         }
     }
@@ -80,10 +78,7 @@ impl Renderer {
         let rows: Vec<Value> = objs.iter().map(|o| self.row(o, now)).collect();
         let mut t = json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "rows": rows});
         if with_columns {
-            t["columnDefinitions"] = Value::Array(table::column_definitions(
-                self.info.group,
-                self.info.resource,
-            ));
+            t["columnDefinitions"] = Value::Array(table::column_definitions(self.info.group, self.info.resource));
         }
         t
     }
@@ -117,13 +112,7 @@ impl Renderer {
     }
 
     /// A list page.
-    pub fn list(
-        &self,
-        items: Vec<Value>,
-        revision: u64,
-        cont: Option<String>,
-        remaining: Option<usize>,
-    ) -> Value {
+    pub fn list(&self, items: Vec<Value>, revision: u64, cont: Option<String>, remaining: Option<usize>) -> Value {
         let mut meta = json!({"resourceVersion": revision.to_string()});
         if let Some(c) = cont {
             meta["continue"] = json!(c);
@@ -131,10 +120,7 @@ impl Renderer {
         if let Some(r) = remaining {
             meta["remainingItemCount"] = json!(r);
         }
-        let items: Vec<Value> = items
-            .into_iter()
-            .map(|o| convert::to_version(self.info, o))
-            .collect();
+        let items: Vec<Value> = items.into_iter().map(|o| convert::to_version(self.info, o)).collect();
         match self.rendering {
             Rendering::Json => json!({
                 "kind": self.info.list_kind(), "apiVersion": self.api_version, "metadata": meta, "items": items,

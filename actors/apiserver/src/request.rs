@@ -22,10 +22,7 @@ impl Query {
         Query(map)
     }
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .get(key)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
+        self.0.get(key).map(String::as_str).filter(|v| !v.is_empty())
     }
     pub fn flag(&self, key: &str) -> bool {
         matches!(self.0.get(key).map(String::as_str), Some("true" | "1" | ""))
@@ -35,9 +32,10 @@ impl Query {
     pub fn int(&self, key: &str) -> Result<Option<i64>, StatusError> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v.parse().map(Some).map_err(|_| {
-                StatusError::bad_request(format!("invalid value {v:?} for query parameter {key}"))
-            }),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|_| StatusError::bad_request(format!("invalid value {v:?} for query parameter {key}"))),
         }
     }
 }
@@ -47,9 +45,7 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
         match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
             (b'+', _) => {
                 out.push(b' ');
@@ -190,20 +186,13 @@ pub enum Route {
 
 pub fn route(path: &str) -> Route {
     let path = path.trim_end_matches('/');
-    let segs: Vec<String> = path
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(percent_decode)
-        .collect();
+    let segs: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect();
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     match s.as_slice() {
         ["version"] => Route::Version,
-        [h @ ("healthz" | "readyz" | "livez"), rest @ ..] => Route::Health(
-            std::iter::once(*h)
-                .chain(rest.iter().copied())
-                .collect::<Vec<_>>()
-                .join("/"),
-        ),
+        [h @ ("healthz" | "readyz" | "livez"), rest @ ..] => {
+            Route::Health(std::iter::once(*h).chain(rest.iter().copied()).collect::<Vec<_>>().join("/"))
+        }
         ["metrics"] => Route::Metrics,
         ["api"] => Route::Root(true),
         ["apis"] => Route::Root(false),
@@ -233,9 +222,7 @@ fn resource_route(group: &str, version: &str, rest: &[&str]) -> Route {
     match rest {
         // `/api/v1/namespaces/x` is the namespace itself, and so are its subresources;
         // deeper paths are namespaced objects.
-        ["namespaces", name, sub @ ("status" | "finalize")] => {
-            mk(None, "namespaces", Some(name), Some(sub))
-        }
+        ["namespaces", name, sub @ ("status" | "finalize")] => mk(None, "namespaces", Some(name), Some(sub)),
         ["namespaces", ns, res] => mk(Some(ns), res, None, None),
         ["namespaces", ns, res, name] => mk(Some(ns), res, Some(name), None),
         ["namespaces", ns, res, name, sub] => mk(Some(ns), res, Some(name), Some(sub)),
@@ -285,24 +272,15 @@ mod tests {
                 subresource: None
             })
         );
-        assert_eq!(
-            route("/apis/apps/v1"),
-            Route::GroupVersion("apps".into(), "v1".into())
-        );
-        assert_eq!(
-            route("/openapi/v3/apis/apps/v1"),
-            Route::OpenApiV3("apis/apps/v1".into())
-        );
+        assert_eq!(route("/apis/apps/v1"), Route::GroupVersion("apps".into(), "v1".into()));
+        assert_eq!(route("/openapi/v3/apis/apps/v1"), Route::OpenApiV3("apis/apps/v1".into()));
     }
 
     #[test]
     fn accept_negotiation() {
         let kubectl = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
         assert_eq!(negotiate(Some(kubectl)).unwrap(), Rendering::Table);
-        assert_eq!(
-            negotiate(Some("application/json, */*")).unwrap(),
-            Rendering::Json
-        );
+        assert_eq!(negotiate(Some("application/json, */*")).unwrap(), Rendering::Json);
         assert!(negotiate(Some("application/vnd.kubernetes.protobuf")).is_err());
     }
 

@@ -63,9 +63,9 @@ pub fn store_error_plain(e: StoreError) -> StatusError {
         StoreError::Gone { requested, oldest } => {
             StatusError::gone(format!("too old resource version: {requested} ({oldest})"))
         }
-        StoreError::TooLarge { size, limit, .. } => StatusError::too_large(format!(
-            "object is too large: {size} bytes, limit {limit} bytes"
-        )),
+        StoreError::TooLarge { size, limit, .. } => {
+            StatusError::too_large(format!("object is too large: {size} bytes, limit {limit} bytes"))
+        }
         StoreError::Unavailable(m) => StatusError::unavailable(format!("storage unavailable: {m}")),
         other => StatusError::internal(other.to_string()),
     }
@@ -73,9 +73,7 @@ pub fn store_error_plain(e: StoreError) -> StatusError {
 
 fn store_error(info: &'static ResourceInfo, name: &str, e: StoreError) -> StatusError {
     match e {
-        StoreError::AlreadyExists(_) => {
-            StatusError::already_exists(info.group, info.resource, name)
-        }
+        StoreError::AlreadyExists(_) => StatusError::already_exists(info.group, info.resource, name),
         StoreError::NotFound(_) => StatusError::not_found(info.group, info.resource, name),
         StoreError::Conflict { .. } => conflict(info, name),
         other => store_error_plain(other),
@@ -99,18 +97,13 @@ fn meta(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj.get("metadata").is_some_and(Value::is_object) {
         obj["metadata"] = json!({});
     }
-    obj["metadata"]
-        .as_object_mut()
-        .expect("metadata is an object")
+    obj["metadata"].as_object_mut().expect("metadata is an object")
 }
 
 fn random_suffix() -> String {
     // Upstream's alphabet: no vowels (no words) and no look-alike characters.
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    uuid::Uuid::new_v4().as_bytes()[..5]
-        .iter()
-        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-        .collect()
+    uuid::Uuid::new_v4().as_bytes()[..5].iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
 }
 
 #[derive(Clone)]
@@ -121,12 +114,7 @@ pub struct Storage {
 
 impl Storage {
     pub fn key(info: &ResourceInfo, ns: Option<&str>, name: &str) -> Key {
-        Key::new(
-            info.storage_group,
-            info.storage_resource,
-            if info.namespaced { ns } else { None },
-            name,
-        )
+        Key::new(info.storage_group, info.storage_resource, if info.namespaced { ns } else { None }, name)
     }
 
     /// The stored object (storage form) and its revision, read from the store leader.
@@ -136,23 +124,13 @@ impl Storage {
         ns: Option<&str>,
         name: &str,
     ) -> Result<(Value, u64), StatusError> {
-        match self
-            .store
-            .get(&Self::key(info, ns, name))
-            .await
-            .map_err(|e| store_error(info, name, e))?
-        {
+        match self.store.get(&Self::key(info, ns, name)).await.map_err(|e| store_error(info, name, e))? {
             Some(o) => Ok((with_revision(&o.value, o.revision)?, o.revision)),
             None => Err(StatusError::not_found(info.group, info.resource, name)),
         }
     }
 
-    pub async fn get(
-        &self,
-        info: &'static ResourceInfo,
-        ns: Option<&str>,
-        name: &str,
-    ) -> Result<Value, StatusError> {
+    pub async fn get(&self, info: &'static ResourceInfo, ns: Option<&str>, name: &str) -> Result<Value, StatusError> {
         let (v, _) = self.current(info, ns, name).await?;
         Ok(convert::to_version(info, v))
     }
@@ -202,16 +180,10 @@ impl Storage {
         unknown_fields(&body, &decoded, "", &mut unknown);
         let mut warnings = Vec::new();
         if !unknown.is_empty() {
-            let msgs: Vec<String> = unknown
-                .iter()
-                .map(|f| format!("unknown field \"{f}\""))
-                .collect();
+            let msgs: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
             match fv {
                 FieldValidation::Strict => {
-                    return Err(StatusError::bad_request(format!(
-                        "strict decoding error: {}",
-                        msgs.join(", ")
-                    )))
+                    return Err(StatusError::bad_request(format!("strict decoding error: {}", msgs.join(", "))))
                 }
                 FieldValidation::Warn => warnings = msgs,
                 FieldValidation::Ignore => {}
@@ -231,11 +203,7 @@ impl Storage {
         Ok(())
     }
 
-    fn check_namespace(
-        &self,
-        info: &'static ResourceInfo,
-        ns: Option<&str>,
-    ) -> Result<(), StatusError> {
+    fn check_namespace(&self, info: &'static ResourceInfo, ns: Option<&str>) -> Result<(), StatusError> {
         if !info.namespaced {
             return Ok(());
         }
@@ -275,21 +243,10 @@ impl Storage {
         } else {
             m.remove("namespace");
         }
-        let name = m
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let generate = m
-            .get("generateName")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let name = if name.is_empty() && !generate.is_empty() {
-            format!("{generate}{}", random_suffix())
-        } else {
-            name
-        };
+        let name = m.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+        let generate = m.get("generateName").and_then(Value::as_str).unwrap_or("").to_string();
+        let name =
+            if name.is_empty() && !generate.is_empty() { format!("{generate}{}", random_suffix()) } else { name };
         if name.is_empty() {
             return Err(StatusError::invalid(
                 storage_info.group,
@@ -305,12 +262,7 @@ impl Storage {
         m.insert("name".into(), json!(name));
         m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
         m.insert("creationTimestamp".into(), json!(now()));
-        for f in [
-            "resourceVersion",
-            "deletionTimestamp",
-            "deletionGracePeriodSeconds",
-            "selfLink",
-        ] {
+        for f in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
             m.remove(f);
         }
         if storage_info.tracks_generation {
@@ -322,38 +274,19 @@ impl Storage {
         validation::apply_defaults(storage_info.group, storage_info.kind, &mut obj);
         let causes = validation::validate_create(storage_info.group, storage_info.kind, &obj);
         if !causes.is_empty() {
-            return Err(StatusError::invalid(
-                storage_info.group,
-                storage_info.kind,
-                &name,
-                causes,
-            ));
+            return Err(StatusError::invalid(storage_info.group, storage_info.kind, &name, causes));
         }
         self.check_namespace(info, ns)?;
         let bytes = serde_json::to_vec(&obj).map_err(|e| StatusError::internal(e.to_string()))?;
         self.check_size(&bytes)?;
         if opts.dry_run {
-            return Ok(Outcome {
-                object: convert::to_version(info, obj),
-                created: true,
-                warnings,
-            });
+            return Ok(Outcome { object: convert::to_version(info, obj), created: true, warnings });
         }
         let key = Self::key(info, ns, &name);
-        let rev = self
-            .store
-            .create(&key, Bytes::from(bytes))
-            .await
-            .map_err(|e| store_error(info, &name, e))?;
-        OBJECTS_STORED
-            .with_label_values(&[info.resource, "create"])
-            .inc();
+        let rev = self.store.create(&key, Bytes::from(bytes)).await.map_err(|e| store_error(info, &name, e))?;
+        OBJECTS_STORED.with_label_values(&[info.resource, "create"]).inc();
         meta(&mut obj).insert("resourceVersion".into(), json!(rev.to_string()));
-        Ok(Outcome {
-            object: convert::to_version(info, obj),
-            created: true,
-            warnings,
-        })
+        Ok(Outcome { object: convert::to_version(info, obj), created: true, warnings })
     }
 
     /// Read-modify-write with optimistic concurrency. `mutate` turns the current object
@@ -375,10 +308,7 @@ impl Storage {
         for _attempt in 0..16 {
             let (old, rev) = self.current(info, ns, name).await?;
             let (mut new, warnings) = mutate(&old)?;
-            let requested_rv = new["metadata"]["resourceVersion"]
-                .as_str()
-                .unwrap_or("")
-                .to_string();
+            let requested_rv = new["metadata"]["resourceVersion"].as_str().unwrap_or("").to_string();
             if !requested_rv.is_empty() && requested_rv != rev.to_string() {
                 return Err(conflict(info, name));
             }
@@ -401,63 +331,39 @@ impl Storage {
             }
             prepare_for_update(storage_info, sub, &old, &mut new);
             // namespaces/finalize may empty spec.finalizers, which defaulting would refill.
-            let finalizers =
-                (sub == Some(Subresource::Finalize)).then(|| new["spec"]["finalizers"].clone());
+            let finalizers = (sub == Some(Subresource::Finalize)).then(|| new["spec"]["finalizers"].clone());
             validation::apply_defaults(storage_info.group, storage_info.kind, &mut new);
             if let Some(f) = finalizers {
                 new["spec"]["finalizers"] = f;
             }
             let causes = match sub {
                 Some(Subresource::Status | Subresource::Binding) => {
-                    validation::validate_status_update(
-                        storage_info.group,
-                        storage_info.kind,
-                        &new,
-                        &old,
-                    )
+                    validation::validate_status_update(storage_info.group, storage_info.kind, &new, &old)
                 }
                 _ => validation::validate_update(storage_info.group, storage_info.kind, &new, &old),
             };
             if !causes.is_empty() {
-                return Err(StatusError::invalid(
-                    storage_info.group,
-                    storage_info.kind,
-                    name,
-                    causes,
-                ));
+                return Err(StatusError::invalid(storage_info.group, storage_info.kind, name, causes));
             }
             // Unchanged objects are not written: the resourceVersion stays, nothing is sent.
             let mut compare_new = new.clone();
             meta(&mut compare_new).insert("resourceVersion".into(), json!(rev.to_string()));
             if compare_new == old {
-                return Ok(Outcome {
-                    object: convert::to_version(info, old),
-                    created: false,
-                    warnings,
-                });
+                return Ok(Outcome { object: convert::to_version(info, old), created: false, warnings });
             }
             meta(&mut new).remove("resourceVersion");
             let key = Self::key(info, ns, name);
             // The last finalizer of an object being deleted has gone: it goes now.
             let finalized = new["metadata"]["deletionTimestamp"].is_string()
-                && new["metadata"]["finalizers"]
-                    .as_array()
-                    .is_none_or(|f| f.is_empty())
+                && new["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty())
                 && !(storage_info.resource == "namespaces"
-                    && new["spec"]["finalizers"]
-                        .as_array()
-                        .is_some_and(|f| !f.is_empty()))
+                    && new["spec"]["finalizers"].as_array().is_some_and(|f| !f.is_empty()))
                 && !(storage_info.resource == "pods" && graceful_pending(&new));
-            let bytes =
-                serde_json::to_vec(&new).map_err(|e| StatusError::internal(e.to_string()))?;
+            let bytes = serde_json::to_vec(&new).map_err(|e| StatusError::internal(e.to_string()))?;
             self.check_size(&bytes)?;
             if opts.dry_run {
                 meta(&mut new).insert("resourceVersion".into(), json!(rev.to_string()));
-                return Ok(Outcome {
-                    object: convert::to_version(info, new),
-                    created: false,
-                    warnings,
-                });
+                return Ok(Outcome { object: convert::to_version(info, new), created: false, warnings });
             }
             let result = if finalized {
                 self.store.delete(&key, Bytes::from(bytes), rev).await
@@ -467,29 +373,17 @@ impl Storage {
             match result {
                 Ok(new_rev) => {
                     OBJECTS_STORED
-                        .with_label_values(&[
-                            info.resource,
-                            if finalized { "delete" } else { "update" },
-                        ])
+                        .with_label_values(&[info.resource, if finalized { "delete" } else { "update" }])
                         .inc();
                     meta(&mut new).insert("resourceVersion".into(), json!(new_rev.to_string()));
-                    return Ok(Outcome {
-                        object: convert::to_version(info, new),
-                        created: false,
-                        warnings,
-                    });
+                    return Ok(Outcome { object: convert::to_version(info, new), created: false, warnings });
                 }
                 Err(StoreError::Conflict { .. }) if requested_rv.is_empty() => continue,
                 Err(StoreError::Conflict { .. }) => return Err(conflict(info, name)),
                 Err(e) => return Err(store_error(info, name, e)),
             }
         }
-        Err(StatusError::conflict(
-            info.group,
-            info.resource,
-            name,
-            "too many concurrent writers; try again",
-        ))
+        Err(StatusError::conflict(info.group, info.resource, name, "too many concurrent writers; try again"))
     }
 
     /// PUT: replace the object (or its status) with `body`.
@@ -503,12 +397,8 @@ impl Storage {
         opts: &WriteOptions,
     ) -> Result<Outcome, StatusError> {
         let body = convert::from_version(info, body)?;
-        let (decoded, warnings) =
-            Self::decode(convert::storage_info(info), body, opts.field_validation)?;
-        self.update_with(info, ns, name, sub, opts, |_| {
-            Ok((decoded.clone(), warnings.clone()))
-        })
-        .await
+        let (decoded, warnings) = Self::decode(convert::storage_info(info), body, opts.field_validation)?;
+        self.update_with(info, ns, name, sub, opts, |_| Ok((decoded.clone(), warnings.clone()))).await
     }
 
     /// PATCH of any of the four patch types. A server-side apply of an object that does not
@@ -575,9 +465,7 @@ impl Storage {
         name: &str,
         opts: &DeleteOptions,
     ) -> Result<Value, StatusError> {
-        if info.resource == "namespaces"
-            && matches!(name, "default" | "kube-system" | "kube-public")
-        {
+        if info.resource == "namespaces" && matches!(name, "default" | "kube-system" | "kube-public") {
             return Err(StatusError::forbidden(format!(
                 "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
             ))
@@ -588,9 +476,12 @@ impl Storage {
             if let Some(uid) = &opts.precondition_uid {
                 let actual = cur["metadata"]["uid"].as_str().unwrap_or("");
                 if actual != uid {
-                    return Err(StatusError::conflict(info.group, info.resource, name, &format!(
-                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
-                    )));
+                    return Err(StatusError::conflict(
+                        info.group,
+                        info.resource,
+                        name,
+                        &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"),
+                    ));
                 }
             }
             if let Some(want) = &opts.precondition_rv {
@@ -601,10 +492,7 @@ impl Storage {
                 }
             }
             let mut obj = cur.clone();
-            let mut finalizers: Vec<Value> = obj["metadata"]["finalizers"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
+            let mut finalizers: Vec<Value> = obj["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
             let add = |f: &mut Vec<Value>, name: &str| {
                 if !f.iter().any(|v| v == name) {
                     f.push(json!(name));
@@ -635,11 +523,7 @@ impl Storage {
                 m.insert("finalizers".into(), Value::Array(finalizers.clone()));
             }
             let storage_info = convert::storage_info(info);
-            let grace = if storage_info.resource == "pods" {
-                pod_grace(&cur, opts.grace_period)
-            } else {
-                0
-            };
+            let grace = if storage_info.resource == "pods" { pod_grace(&cur, opts.grace_period) } else { 0 };
             let pending = if storage_info.resource == "namespaces" {
                 if !already_deleting {
                     m.insert("deletionTimestamp".into(), json!(now()));
@@ -666,23 +550,16 @@ impl Storage {
                 return Ok(convert::to_version(info, cur));
             }
             // Pending deletions (grace period, finalizers) are updates; the rest go now.
-            let (op, verb) = if pending {
-                (WriteOp::Update, "update")
-            } else {
-                (WriteOp::Delete, "delete")
-            };
+            let (op, verb) = if pending { (WriteOp::Update, "update") } else { (WriteOp::Delete, "delete") };
             meta(&mut obj).remove("resourceVersion");
-            let bytes =
-                serde_json::to_vec(&obj).map_err(|e| StatusError::internal(e.to_string()))?;
+            let bytes = serde_json::to_vec(&obj).map_err(|e| StatusError::internal(e.to_string()))?;
             let result = match op {
                 WriteOp::Update => self.store.update(&key, Bytes::from(bytes), rev).await,
                 WriteOp::Delete => self.store.delete(&key, Bytes::from(bytes), rev).await,
             };
             match result {
                 Ok(r) => {
-                    OBJECTS_STORED
-                        .with_label_values(&[info.resource, verb])
-                        .inc();
+                    OBJECTS_STORED.with_label_values(&[info.resource, verb]).inc();
                     meta(&mut obj).insert("resourceVersion".into(), json!(r.to_string()));
                     return Ok(convert::to_version(info, obj));
                 }
@@ -690,12 +567,7 @@ impl Storage {
                 Err(e) => return Err(store_error(info, name, e)),
             }
         }
-        Err(StatusError::conflict(
-            info.group,
-            info.resource,
-            name,
-            "too many concurrent writers; try again",
-        ))
+        Err(StatusError::conflict(info.group, info.resource, name, "too many concurrent writers; try again"))
     }
 }
 
@@ -707,29 +579,16 @@ enum WriteOp {
 /// Seconds a pod gets to terminate: immediate for pods no node runs, else the request's or the
 /// pod's own terminationGracePeriodSeconds.
 fn pod_grace(pod: &Value, requested: Option<i64>) -> i64 {
-    let scheduled = pod["spec"]["nodeName"]
-        .as_str()
-        .is_some_and(|n| !n.is_empty());
-    let finished = matches!(
-        pod["status"]["phase"].as_str(),
-        Some("Succeeded" | "Failed")
-    );
+    let scheduled = pod["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
+    let finished = matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
     if !scheduled || finished {
         return 0;
     }
-    requested
-        .unwrap_or_else(|| {
-            pod["spec"]["terminationGracePeriodSeconds"]
-                .as_i64()
-                .unwrap_or(30)
-        })
-        .max(0)
+    requested.unwrap_or_else(|| pod["spec"]["terminationGracePeriodSeconds"].as_i64().unwrap_or(30)).max(0)
 }
 
 fn graceful_pending(pod: &Value) -> bool {
-    pod["metadata"]["deletionGracePeriodSeconds"]
-        .as_i64()
-        .is_some_and(|g| g > 0)
+    pod["metadata"]["deletionGracePeriodSeconds"].as_i64().is_some_and(|g| g > 0)
 }
 
 fn prepare_for_create(info: &'static ResourceInfo, obj: &mut Value) {
@@ -753,23 +612,11 @@ fn prepare_for_create(info: &'static ResourceInfo, obj: &mut Value) {
 
 /// Keeps what an update of the main resource may not change (status, identity) and what a
 /// status update may not change (spec, identity, owners).
-fn prepare_for_update(
-    info: &'static ResourceInfo,
-    sub: Option<Subresource>,
-    old: &Value,
-    new: &mut Value,
-) {
+fn prepare_for_update(info: &'static ResourceInfo, sub: Option<Subresource>, old: &Value, new: &mut Value) {
     let old_meta = old["metadata"].as_object().cloned().unwrap_or_default();
     {
         let m = meta(new);
-        for f in [
-            "uid",
-            "creationTimestamp",
-            "deletionTimestamp",
-            "deletionGracePeriodSeconds",
-            "generation",
-            "name",
-        ] {
+        for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "name"] {
             match old_meta.get(f) {
                 Some(v) => {
                     m.insert(f.into(), v.clone());
@@ -814,10 +661,7 @@ fn prepare_for_update(
                 }
             }
             if info.tracks_generation && new.get("spec") != old.get("spec") {
-                let g = old_meta
-                    .get("generation")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(1);
+                let g = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(1);
                 meta(new).insert("generation".into(), json!(g + 1));
             }
         }
@@ -826,10 +670,8 @@ fn prepare_for_update(
 }
 
 fn qos_class(pod: &Value) -> &'static str {
-    let containers: Vec<&Value> = ["containers", "initContainers"]
-        .iter()
-        .flat_map(|f| pod["spec"][f].as_array().into_iter().flatten())
-        .collect();
+    let containers: Vec<&Value> =
+        ["containers", "initContainers"].iter().flat_map(|f| pod["spec"][f].as_array().into_iter().flatten()).collect();
     let mut any = false;
     let mut guaranteed = true;
     for c in &containers {
@@ -877,21 +719,15 @@ impl PatchKind {
 
 fn patch_demands_rv(kind: PatchKind, patch: &Value) -> bool {
     match kind {
-        PatchKind::Json => patch.as_array().is_some_and(|ops| {
-            ops.iter()
-                .any(|op| op["path"] == "/metadata/resourceVersion" && op["op"] != "remove")
-        }),
+        PatchKind::Json => patch
+            .as_array()
+            .is_some_and(|ops| ops.iter().any(|op| op["path"] == "/metadata/resourceVersion" && op["op"] != "remove")),
         _ => patch["metadata"]["resourceVersion"].is_string(),
     }
 }
 
 /// Applies a patch of one of the four kinds to `old` (API version form).
-pub fn apply_patch(
-    kind: PatchKind,
-    old: &Value,
-    patch: &Value,
-    root: Option<&str>,
-) -> Result<Value, StatusError> {
+pub fn apply_patch(kind: PatchKind, old: &Value, patch: &Value, root: Option<&str>) -> Result<Value, StatusError> {
     match kind {
         PatchKind::Json => {
             let ops: json_patch::Patch = serde_json::from_value(patch.clone())
@@ -908,16 +744,15 @@ pub fn apply_patch(
         }
         PatchKind::Merge => {
             if !patch.is_object() {
-                return Err(StatusError::bad_request(
-                    "a merge patch must be a JSON object",
-                ));
+                return Err(StatusError::bad_request("a merge patch must be a JSON object"));
             }
             let mut doc = old.clone();
             json_patch::merge(&mut doc, patch);
             Ok(doc)
         }
-        PatchKind::Strategic | PatchKind::Apply => strategic::strategic_merge(old, patch, root)
-            .map_err(|e| StatusError::bad_request(e.to_string())),
+        PatchKind::Strategic | PatchKind::Apply => {
+            strategic::strategic_merge(old, patch, root).map_err(|e| StatusError::bad_request(e.to_string()))
+        }
     }
 }
 
@@ -926,11 +761,7 @@ fn record_apply_manager(obj: &mut Value, opts: &WriteOptions) {
     let manager = opts.field_manager.clone().unwrap_or_default();
     let api_version = obj["apiVersion"].as_str().unwrap_or("").to_string();
     let m = meta(obj);
-    let mut fields: Vec<Value> = m
-        .get("managedFields")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let mut fields: Vec<Value> = m.get("managedFields").and_then(Value::as_array).cloned().unwrap_or_default();
     fields.retain(|f| !(f["manager"] == manager.as_str() && f["operation"] == "Apply"));
     fields.push(json!({"manager": manager, "operation": "Apply", "apiVersion": api_version, "time": now(), "fieldsType": "FieldsV1", "fieldsV1": {}}));
     m.insert("managedFields".into(), Value::Array(fields));
@@ -944,11 +775,7 @@ fn unknown_fields(input: &Value, decoded: &Value, path: &str, out: &mut Vec<Stri
                 if v.is_null() {
                     continue;
                 }
-                let p = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
+                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
                 match b.get(k) {
                     None => out.push(p),
                     Some(d) => unknown_fields(v, d, &p, out),
@@ -974,16 +801,8 @@ mod tests {
         let body = json!({"metadata":{"name":"p"},"spec":{"containers":[{"name":"c","image":"i","imagePullPolicyy":"x"}],"bogus":1}});
         let err = Storage::decode(pods, body.clone(), FieldValidation::Strict).unwrap_err();
         assert_eq!(err.code, 400);
-        assert!(
-            err.message.contains("unknown field \"spec.bogus\""),
-            "{}",
-            err.message
-        );
-        assert!(
-            err.message.contains("spec.containers[0].imagePullPolicyy"),
-            "{}",
-            err.message
-        );
+        assert!(err.message.contains("unknown field \"spec.bogus\""), "{}", err.message);
+        assert!(err.message.contains("spec.containers[0].imagePullPolicyy"), "{}", err.message);
         let (_, warnings) = Storage::decode(pods, body, FieldValidation::Warn).unwrap();
         assert_eq!(warnings.len(), 2);
     }
@@ -991,35 +810,19 @@ mod tests {
     #[test]
     fn wrong_types_are_bad_requests() {
         let pods = kubus_apimachinery::resource::find("", "v1", "pods").unwrap();
-        let err = Storage::decode(
-            pods,
-            json!({"spec":{"containers":5}}),
-            FieldValidation::Warn,
-        )
-        .unwrap_err();
+        let err = Storage::decode(pods, json!({"spec":{"containers":5}}), FieldValidation::Warn).unwrap_err();
         assert_eq!((err.code, err.reason), (400, "BadRequest"));
-        let err = Storage::decode(pods, json!({"apiVersion":"apps/v1"}), FieldValidation::Warn)
-            .unwrap_err();
-        assert!(err
-            .message
-            .contains("does not match the expected API version"));
+        let err = Storage::decode(pods, json!({"apiVersion":"apps/v1"}), FieldValidation::Warn).unwrap_err();
+        assert!(err.message.contains("does not match the expected API version"));
     }
 
     #[test]
     fn qos() {
+        assert_eq!(qos_class(&json!({"spec":{"containers":[{"name":"a"}]}})), "BestEffort");
         assert_eq!(
-            qos_class(&json!({"spec":{"containers":[{"name":"a"}]}})),
-            "BestEffort"
-        );
-        assert_eq!(
-            qos_class(
-                &json!({"spec":{"containers":[{"resources":{"limits":{"cpu":"1","memory":"1Gi"}}}]}})
-            ),
+            qos_class(&json!({"spec":{"containers":[{"resources":{"limits":{"cpu":"1","memory":"1Gi"}}}]}})),
             "Guaranteed"
         );
-        assert_eq!(
-            qos_class(&json!({"spec":{"containers":[{"resources":{"requests":{"cpu":"1"}}}]}})),
-            "Burstable"
-        );
+        assert_eq!(qos_class(&json!({"spec":{"containers":[{"resources":{"requests":{"cpu":"1"}}}]}})), "Burstable");
     }
 }

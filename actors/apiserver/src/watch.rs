@@ -43,9 +43,7 @@ impl WatchSpec {
         let before = ev.prev.as_ref().map(|p| self.matches(p));
         match ev.kind {
             EventType::Added => now.then(|| (EventType::Added, ev.object.clone())),
-            EventType::Deleted => {
-                (before.unwrap_or(now)).then(|| (EventType::Deleted, ev.object.clone()))
-            }
+            EventType::Deleted => (before.unwrap_or(now)).then(|| (EventType::Deleted, ev.object.clone())),
             EventType::Modified => match (before.unwrap_or(false), now) {
                 (true, true) => Some((EventType::Modified, ev.object.clone())),
                 (false, true) => Some((EventType::Added, ev.object.clone())),
@@ -78,19 +76,12 @@ pub fn serve(cache: &WatchCache, spec: WatchSpec) -> BoxStream<'static, Bytes> {
         let _ = run(&cache, spec, subscription, &tx).await;
         WATCHERS.with_label_values(&[label]).dec();
     });
-    Box::pin(futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (b, rx))
-    }))
+    Box::pin(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) }))
 }
 
 type Subscription = Result<crate::cache::Subscription, StatusError>;
 
-async fn run(
-    cache: &WatchCache,
-    mut spec: WatchSpec,
-    sub: Subscription,
-    tx: &mpsc::Sender<Bytes>,
-) -> Result<(), ()> {
+async fn run(cache: &WatchCache, mut spec: WatchSpec, sub: Subscription, tx: &mpsc::Sender<Bytes>) -> Result<(), ()> {
     let (initial, mut rx, start_rev) = match sub {
         Ok(s) => s,
         Err(e) => {
@@ -99,9 +90,7 @@ async fn run(
         }
     };
     let send = |spec: &mut WatchSpec, kind: EventType, obj: &Value| {
-        WATCH_EVENTS_SENT
-            .with_label_values(&[spec.resource_label, kind.as_str()])
-            .inc();
+        WATCH_EVENTS_SENT.with_label_values(&[spec.resource_label, kind.as_str()]).inc();
         line(kind.as_str(), spec.renderer.watch_object(obj))
     };
     for ev in &initial {
@@ -152,8 +141,5 @@ fn bookmark(spec: &WatchSpec, revision: u64, initial_end: bool) -> Bytes {
     if initial_end {
         meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
-    line(
-        "BOOKMARK",
-        json!({"kind": spec.renderer.kind, "apiVersion": spec.renderer.api_version, "metadata": meta}),
-    )
+    line("BOOKMARK", json!({"kind": spec.renderer.kind, "apiVersion": spec.renderer.api_version, "metadata": meta}))
 }

@@ -8,25 +8,14 @@ use kubus_bus::{EmbeddedNats, Store, StoreConfig};
 use serde_json::json;
 
 fn temp_dir() -> std::path::PathBuf {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
+    let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     let p = std::env::temp_dir().join(format!("kubus-natsapi-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&p).unwrap();
     p
 }
 
 async fn api_server(client: async_nats::Client) -> ApiServer {
-    let store = Store::open(
-        client.clone(),
-        StoreConfig {
-            cluster: "t".into(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let store = Store::open(client.clone(), StoreConfig { cluster: "t".into(), ..Default::default() }).await.unwrap();
     ApiServer::start(
         store,
         client,

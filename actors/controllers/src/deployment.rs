@@ -30,11 +30,7 @@ pub struct DeploymentController {
 /// so no words; no look-alike characters).
 pub fn template_hash(template: &Value, collisions: i64) -> String {
     let mut h: u32 = 0x811c9dc5;
-    for b in template
-        .to_string()
-        .bytes()
-        .chain(collisions.to_string().bytes())
-    {
+    for b in template.to_string().bytes().chain(collisions.to_string().bytes()) {
         h ^= b as u32;
         h = h.wrapping_mul(0x01000193);
     }
@@ -59,16 +55,11 @@ fn canonical(template: &Value) -> Value {
         match v {
             Value::Null => None,
             Value::Object(m) => {
-                let out: Map<String, Value> = m
-                    .iter()
-                    .filter_map(|(k, v)| strip(v).map(|v| (k.clone(), v)))
-                    .collect();
+                let out: Map<String, Value> = m.iter().filter_map(|(k, v)| strip(v).map(|v| (k.clone(), v))).collect();
                 (!out.is_empty()).then_some(Value::Object(out))
             }
             Value::Array(a) if a.is_empty() => None,
-            Value::Array(a) => Some(Value::Array(
-                a.iter().map(|v| strip(v).unwrap_or(json!({}))).collect(),
-            )),
+            Value::Array(a) => Some(Value::Array(a.iter().map(|v| strip(v).unwrap_or(json!({}))).collect())),
             other => Some(other.clone()),
         }
     }
@@ -88,19 +79,12 @@ fn status_i(obj: &Value, f: &str) -> i64 {
 }
 
 fn revision(rs: &Value) -> i64 {
-    rs["metadata"]["annotations"][REVISION]
-        .as_str()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(0)
+    rs["metadata"]["annotations"][REVISION].as_str().and_then(|r| r.parse().ok()).unwrap_or(0)
 }
 
 /// An int-or-percent of `total`, rounded up (surge) or down (unavailable) as upstream does.
 fn resolve(v: &Value, total: i64, round_up: bool, default: &str) -> i64 {
-    let v = if v.is_null() {
-        json!(default)
-    } else {
-        v.clone()
-    };
+    let v = if v.is_null() { json!(default) } else { v.clone() };
     match v {
         Value::Number(n) => n.as_i64().unwrap_or(0),
         Value::String(s) => {
@@ -129,11 +113,7 @@ fn surge_and_unavailable(d: &Value) -> (i64, i64) {
 
 impl DeploymentController {
     pub fn new(client: Client, informers: Informers) -> Self {
-        DeploymentController {
-            client,
-            informers,
-            queue: WorkQueue::new("deployment"),
-        }
+        DeploymentController { client, informers, queue: WorkQueue::new("deployment") }
     }
 
     fn key(d: &Value) -> ObjectKey {
@@ -148,17 +128,11 @@ impl DeploymentController {
 
     fn on_rs_change(&self, rs: &Value) {
         match controller_of(rs) {
-            Some(("Deployment", name, _)) => self
-                .queue
-                .add((owner::namespace(rs).to_string(), name.to_string())),
+            Some(("Deployment", name, _)) => self.queue.add((owner::namespace(rs).to_string(), name.to_string())),
             Some(_) => {}
             None => {
-                for d in self
-                    .informers
-                    .deployments
-                    .list()
-                    .iter()
-                    .filter(|d| owner::namespace(d) == owner::namespace(rs))
+                for d in
+                    self.informers.deployments.list().iter().filter(|d| owner::namespace(d) == owner::namespace(rs))
                 {
                     if LabelSelector::from_json(&d["spec"]["selector"])
                         .is_ok_and(|s| !s.is_empty() && s.matches_object(rs))
@@ -170,23 +144,10 @@ impl DeploymentController {
         }
     }
 
-    async fn set_rs(
-        &self,
-        rs: &Value,
-        replicas: i64,
-        annotations: Map<String, Value>,
-    ) -> Result<(), String> {
-        let patch =
-            json!({"metadata": {"annotations": annotations}, "spec": {"replicas": replicas}});
+    async fn set_rs(&self, rs: &Value, replicas: i64, annotations: Map<String, Value>) -> Result<(), String> {
+        let patch = json!({"metadata": {"annotations": annotations}, "spec": {"replicas": replicas}});
         self.client
-            .merge_patch(
-                "apps",
-                "replicasets",
-                Some(owner::namespace(rs)),
-                owner::name(rs),
-                None,
-                &patch,
-            )
+            .merge_patch("apps", "replicasets", Some(owner::namespace(rs)), owner::name(rs), None, &patch)
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())
@@ -202,32 +163,17 @@ impl DeploymentController {
         let selector = LabelSelector::from_json(&d["spec"]["selector"]).map_err(|e| e.message)?;
         let uid = owner::uid(&d).to_string();
         let mut rss: Vec<Arc<Value>> = Vec::new();
-        for rs in self
-            .informers
-            .replicasets
-            .list()
-            .into_iter()
-            .filter(|rs| owner::namespace(rs) == key.0)
-        {
+        for rs in self.informers.replicasets.list().into_iter().filter(|rs| owner::namespace(rs) == key.0) {
             match controller_of(&rs) {
                 Some((_, _, u)) if u == uid => rss.push(rs),
                 None if !selector.is_empty() && selector.matches_object(&rs) => {
-                    let mut refs: Vec<Value> = rs["metadata"]["ownerReferences"]
-                        .as_array()
-                        .cloned()
-                        .unwrap_or_default();
+                    let mut refs: Vec<Value> =
+                        rs["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default();
                     refs.push(controller_ref(&d, "apps/v1", "Deployment"));
                     let patch = json!({"metadata": {"ownerReferences": refs, "resourceVersion": rs["metadata"]["resourceVersion"]}});
                     if self
                         .client
-                        .merge_patch(
-                            "apps",
-                            "replicasets",
-                            Some(&key.0),
-                            owner::name(&rs),
-                            None,
-                            &patch,
-                        )
+                        .merge_patch("apps", "replicasets", Some(&key.0), owner::name(&rs), None, &patch)
                         .await
                         .is_ok()
                     {
@@ -238,29 +184,16 @@ impl DeploymentController {
             }
         }
         rss.sort_by(|a, b| {
-            a["metadata"]["creationTimestamp"]
-                .as_str()
-                .cmp(&b["metadata"]["creationTimestamp"].as_str())
+            a["metadata"]["creationTimestamp"].as_str().cmp(&b["metadata"]["creationTimestamp"].as_str())
         });
         let wanted = canonical(&d["spec"]["template"]);
-        let new_rs = rss
-            .iter()
-            .find(|rs| canonical(&rs["spec"]["template"]) == wanted)
-            .cloned();
-        let old: Vec<Arc<Value>> = rss
-            .iter()
-            .filter(|rs| Some(rs.as_ref()) != new_rs.as_deref())
-            .cloned()
-            .collect();
+        let new_rs = rss.iter().find(|rs| canonical(&rs["spec"]["template"]) == wanted).cloned();
+        let old: Vec<Arc<Value>> = rss.iter().filter(|rs| Some(rs.as_ref()) != new_rs.as_deref()).cloned().collect();
         let max_old_revision = old.iter().map(|rs| revision(rs)).max().unwrap_or(0);
         let paused = d["spec"]["paused"].as_bool().unwrap_or(false);
         let recreate = d["spec"]["strategy"]["type"] == "Recreate";
         let want = replicas(&d);
-        let (surge, max_unavailable) = if recreate {
-            (0, want)
-        } else {
-            surge_and_unavailable(&d)
-        };
+        let (surge, max_unavailable) = if recreate { (0, want) } else { surge_and_unavailable(&d) };
 
         let mut new_rs = new_rs;
         if paused {
@@ -270,9 +203,7 @@ impl DeploymentController {
                     self.set_rs(rs, want, Map::new()).await?;
                 }
             }
-            return self
-                .update_status(&d, new_rs.as_deref(), &old, "DeploymentPaused")
-                .await;
+            return self.update_status(&d, new_rs.as_deref(), &old, "DeploymentPaused").await;
         }
         let next_revision = (max_old_revision + 1).to_string();
         let annotations = |revision: &str| {
@@ -287,10 +218,7 @@ impl DeploymentController {
             None => {
                 let total: i64 = rss.iter().map(|r| replicas(r)).sum();
                 let start = if recreate {
-                    if old
-                        .iter()
-                        .any(|o| replicas(o) > 0 || status_i(o, "replicas") > 0)
-                    {
+                    if old.iter().any(|o| replicas(o) > 0 || status_i(o, "replicas") > 0) {
                         0
                     } else {
                         want
@@ -300,26 +228,22 @@ impl DeploymentController {
                 } else {
                     (want + surge - total).clamp(0, want)
                 };
-                let rs = self
-                    .create_rs(&d, start, annotations(&next_revision))
-                    .await?;
+                let rs = self.create_rs(&d, start, annotations(&next_revision)).await?;
                 new_rs = Some(Arc::new(rs));
                 reason = "NewReplicaSetCreated";
             }
             Some(rs) if revision(rs) <= max_old_revision => {
                 // A rollback made an old template current again: it becomes the newest revision.
-                self.set_rs(rs, replicas(rs), annotations(&next_revision))
-                    .await?;
+                self.set_rs(rs, replicas(rs), annotations(&next_revision)).await?;
             }
             _ => {}
         }
         let new_rs = new_rs.expect("new replica set exists now");
-        let new_revision =
-            if reason == "NewReplicaSetCreated" || revision(&new_rs) <= max_old_revision {
-                next_revision.clone()
-            } else {
-                revision(&new_rs).to_string()
-            };
+        let new_revision = if reason == "NewReplicaSetCreated" || revision(&new_rs) <= max_old_revision {
+            next_revision.clone()
+        } else {
+            revision(&new_rs).to_string()
+        };
         if d["metadata"]["annotations"][REVISION].as_str() != Some(&new_revision) {
             let patch = json!({"metadata": {"annotations": {REVISION: new_revision}}});
             self.client
@@ -334,16 +258,12 @@ impl DeploymentController {
             }
             let old_pods: i64 = old.iter().map(|o| status_i(o, "replicas")).sum();
             if old_pods == 0 && replicas(&new_rs) != want {
-                self.set_rs(&new_rs, want, annotations(&new_revision))
-                    .await?;
+                self.set_rs(&new_rs, want, annotations(&new_revision)).await?;
                 reason = "ReplicaSetUpdated";
             }
         } else {
             // Scale the new ReplicaSet up within maxSurge.
-            let total: i64 = std::iter::once(&new_rs)
-                .chain(old.iter())
-                .map(|r| replicas(r))
-                .sum();
+            let total: i64 = std::iter::once(&new_rs).chain(old.iter()).map(|r| replicas(r)).sum();
             let new_replicas = replicas(&new_rs);
             let target = if new_replicas > want {
                 want
@@ -352,8 +272,7 @@ impl DeploymentController {
                 new_replicas + room.min(want - new_replicas)
             };
             if target != new_replicas {
-                self.set_rs(&new_rs, target, annotations(&new_revision))
-                    .await?;
+                self.set_rs(&new_rs, target, annotations(&new_revision)).await?;
                 reason = "ReplicaSetUpdated";
             }
             // Scale old ones down while keeping want - maxUnavailable available.
@@ -364,25 +283,17 @@ impl DeploymentController {
             let mut scaled = Vec::new();
             // Unhealthy old replicas go first: they count for nothing.
             for o in old.iter() {
-                let unhealthy = (replicas(o) - status_i(o, "availableReplicas"))
-                    .max(0)
-                    .min(budget);
+                let unhealthy = (replicas(o) - status_i(o, "availableReplicas")).max(0).min(budget);
                 if unhealthy > 0 {
                     budget -= unhealthy;
                     scaled.push((o.clone(), replicas(o) - unhealthy));
                 }
             }
-            let available: i64 = std::iter::once(&new_rs)
-                .chain(old.iter())
-                .map(|r| status_i(r, "availableReplicas"))
-                .sum();
+            let available: i64 =
+                std::iter::once(&new_rs).chain(old.iter()).map(|r| status_i(r, "availableReplicas")).sum();
             let mut can_remove = (available - min_available).max(0);
             for o in old.iter() {
-                let current = scaled
-                    .iter()
-                    .find(|(r, _)| Arc::ptr_eq(r, o))
-                    .map(|(_, n)| *n)
-                    .unwrap_or(replicas(o));
+                let current = scaled.iter().find(|(r, _)| Arc::ptr_eq(r, o)).map(|(_, n)| *n).unwrap_or(replicas(o));
                 let down = current.min(can_remove);
                 if down > 0 {
                     can_remove -= down;
@@ -401,12 +312,7 @@ impl DeploymentController {
         self.update_status(&d, Some(&new_rs), &old, reason).await
     }
 
-    async fn create_rs(
-        &self,
-        d: &Value,
-        replicas: i64,
-        annotations: Map<String, Value>,
-    ) -> Result<Value, String> {
+    async fn create_rs(&self, d: &Value, replicas: i64, annotations: Map<String, Value>) -> Result<Value, String> {
         let ns = owner::namespace(d);
         let collisions = d["status"]["collisionCount"].as_i64().unwrap_or(0);
         let hash = template_hash(&canonical(&d["spec"]["template"]), collisions);
@@ -422,11 +328,7 @@ impl DeploymentController {
             "spec": {"replicas": replicas, "minReadySeconds": d["spec"]["minReadySeconds"].as_i64().unwrap_or(0),
                 "selector": selector, "template": template},
         });
-        match self
-            .client
-            .create("apps", "replicasets", Some(ns), &rs)
-            .await
-        {
+        match self.client.create("apps", "replicasets", Some(ns), &rs).await {
             Ok(v) => Ok(v),
             Err(e) if e.is_conflict() => {
                 // A ReplicaSet of that name with another template: bump the collision count so
@@ -434,14 +336,7 @@ impl DeploymentController {
                 let patch = json!({"status": {"collisionCount": collisions + 1}});
                 let _ = self
                     .client
-                    .merge_patch(
-                        "apps",
-                        "deployments",
-                        Some(ns),
-                        owner::name(d),
-                        Some("status"),
-                        &patch,
-                    )
+                    .merge_patch("apps", "deployments", Some(ns), owner::name(d), Some("status"), &patch)
                     .await;
                 Err(format!("replica set name collision for {}", owner::name(d)))
             }
@@ -451,29 +346,13 @@ impl DeploymentController {
 
     /// Deletes the oldest scaled-down ReplicaSets beyond revisionHistoryLimit.
     async fn cleanup(&self, d: &Value, old: &[Arc<Value>]) -> Result<(), String> {
-        let limit = d["spec"]["revisionHistoryLimit"]
-            .as_i64()
-            .unwrap_or(10)
-            .max(0) as usize;
-        let idle: Vec<&Arc<Value>> = old
-            .iter()
-            .filter(|o| replicas(o) == 0 && status_i(o, "replicas") == 0)
-            .collect();
+        let limit = d["spec"]["revisionHistoryLimit"].as_i64().unwrap_or(10).max(0) as usize;
+        let idle: Vec<&Arc<Value>> = old.iter().filter(|o| replicas(o) == 0 && status_i(o, "replicas") == 0).collect();
         if idle.len() <= limit {
             return Ok(());
         }
         for o in &idle[..idle.len() - limit] {
-            match self
-                .client
-                .delete(
-                    "apps",
-                    "replicasets",
-                    Some(owner::namespace(o)),
-                    owner::name(o),
-                    "",
-                )
-                .await
-            {
+            match self.client.delete("apps", "replicasets", Some(owner::namespace(o)), owner::name(o), "").await {
                 Ok(_) => {}
                 Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e.to_string()),
@@ -489,10 +368,7 @@ impl DeploymentController {
         old: &[Arc<Value>],
         reason: &str,
     ) -> ReconcileResult {
-        let all: Vec<&Value> = new_rs
-            .into_iter()
-            .chain(old.iter().map(|o| o.as_ref()))
-            .collect();
+        let all: Vec<&Value> = new_rs.into_iter().chain(old.iter().map(|o| o.as_ref())).collect();
         let sum = |f: &str| all.iter().map(|r| status_i(r, f)).sum::<i64>();
         let want = replicas(d);
         let (_, max_unavailable) = surge_and_unavailable(d);
@@ -503,13 +379,9 @@ impl DeploymentController {
         let complete = updated == want
             && total == want
             && available == want
-            && new_rs.is_some_and(|r| {
-                r["status"]["observedGeneration"].as_i64() >= r["metadata"]["generation"].as_i64()
-            });
-        let prev_conditions = d["status"]["conditions"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
+            && new_rs
+                .is_some_and(|r| r["status"]["observedGeneration"].as_i64() >= r["metadata"]["generation"].as_i64());
+        let prev_conditions = d["status"]["conditions"].as_array().cloned().unwrap_or_default();
         let prev = |t: &str| prev_conditions.iter().find(|c| c["type"] == t).cloned();
         let condition = |t: &str, status: &str, reason: &str, message: String| {
             let mut c = json!({"type": t, "status": status, "reason": reason, "message": message, "lastUpdateTime": now, "lastTransitionTime": now});
@@ -525,12 +397,7 @@ impl DeploymentController {
         };
         let available_ok = available >= want - max_unavailable;
         let available_cond = if available_ok {
-            condition(
-                "Available",
-                "True",
-                "MinimumReplicasAvailable",
-                "Deployment has minimum availability.".into(),
-            )
+            condition("Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.".into())
         } else {
             condition(
                 "Available",
@@ -539,17 +406,10 @@ impl DeploymentController {
                 "Deployment does not have minimum availability.".into(),
             )
         };
-        let rs_name = new_rs
-            .map(|r| owner::name(r).to_string())
-            .unwrap_or_default();
+        let rs_name = new_rs.map(|r| owner::name(r).to_string()).unwrap_or_default();
         let deadline = d["spec"]["progressDeadlineSeconds"].as_i64().unwrap_or(600);
         let progressing = if reason == "DeploymentPaused" {
-            condition(
-                "Progressing",
-                "Unknown",
-                "DeploymentPaused",
-                "Deployment is paused".into(),
-            )
+            condition("Progressing", "Unknown", "DeploymentPaused", "Deployment is paused".into())
         } else if complete {
             condition(
                 "Progressing",
@@ -559,19 +419,10 @@ impl DeploymentController {
             )
         } else {
             let prev_p = prev("Progressing");
-            let last_progress = prev_p
-                .as_ref()
-                .and_then(|p| p["lastUpdateTime"].as_str())
-                .and_then(parse_rfc3339);
+            let last_progress = prev_p.as_ref().and_then(|p| p["lastUpdateTime"].as_str()).and_then(parse_rfc3339);
             let stuck = reason == "FoundNewReplicaSet"
-                && last_progress.is_some_and(|t| {
-                    t + Duration::from_secs(deadline.max(0) as u64) < SystemTime::now()
-                });
-            if stuck
-                || prev_p
-                    .as_ref()
-                    .is_some_and(|p| p["reason"] == "ProgressDeadlineExceeded")
-            {
+                && last_progress.is_some_and(|t| t + Duration::from_secs(deadline.max(0) as u64) < SystemTime::now());
+            if stuck || prev_p.as_ref().is_some_and(|p| p["reason"] == "ProgressDeadlineExceeded") {
                 condition(
                     "Progressing",
                     "False",
@@ -585,10 +436,7 @@ impl DeploymentController {
                     _ => format!("Found new replica set \"{rs_name}\""),
                 };
                 let r = if reason == "FoundNewReplicaSet" {
-                    prev_p
-                        .as_ref()
-                        .and_then(|p| p["reason"].as_str())
-                        .unwrap_or(reason)
+                    prev_p.as_ref().and_then(|p| p["reason"].as_str()).unwrap_or(reason)
                 } else {
                     reason
                 };
@@ -640,9 +488,7 @@ impl DeploymentController {
         }
         if !complete && reason != "DeploymentPaused" {
             // Re-check the progress deadline even if nothing else changes.
-            return Ok(Action::RequeueAfter(Duration::from_secs(
-                (deadline.max(1) as u64).min(30),
-            )));
+            return Ok(Action::RequeueAfter(Duration::from_secs((deadline.max(1) as u64).min(30))));
         }
         Ok(Action::Done)
     }

@@ -16,10 +16,7 @@ pub struct Expectations {
 
 impl Expectations {
     pub fn expect(&self, owner: &str, adds: i64, dels: i64) {
-        self.inner
-            .lock()
-            .expect("lock")
-            .insert(owner.to_string(), (adds, dels, Instant::now()));
+        self.inner.lock().expect("lock").insert(owner.to_string(), (adds, dels, Instant::now()));
     }
 
     pub fn observed_add(&self, owner: &str) {

@@ -26,19 +26,11 @@ pub struct GarbageCollector {
 }
 
 fn finalizers(obj: &Value) -> Vec<&str> {
-    obj["metadata"]["finalizers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect()
+    obj["metadata"]["finalizers"].as_array().into_iter().flatten().filter_map(Value::as_str).collect()
 }
 
 fn owner_refs(obj: &Value) -> Vec<Value> {
-    obj["metadata"]["ownerReferences"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    obj["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default()
 }
 
 /// The resource an owner reference names (its apiVersion's group and its kind).
@@ -50,28 +42,17 @@ fn owner_info(r: &Value) -> Option<&'static ResourceInfo> {
 
 impl GarbageCollector {
     pub fn new(client: Client, informers: Informers) -> Self {
-        GarbageCollector {
-            client,
-            informers,
-            queue: WorkQueue::new("garbagecollector"),
-        }
+        GarbageCollector { client, informers, queue: WorkQueue::new("garbagecollector") }
     }
 
     fn key(info: &ResourceInfo, obj: &Value) -> ObjectKey {
-        (
-            format!("{}/{}/{}", info.group, info.resource, owner::namespace(obj)),
-            owner::name(obj).to_string(),
-        )
+        (format!("{}/{}/{}", info.group, info.resource, owner::namespace(obj)), owner::name(obj).to_string())
     }
 
     fn object(&self, key: &ObjectKey) -> Option<(&'static ResourceInfo, Arc<Value>)> {
         let mut parts = key.0.splitn(3, '/');
         let (g, r, ns) = (parts.next()?, parts.next()?, parts.next()?);
-        let (info, inf) = self
-            .informers
-            .all
-            .iter()
-            .find(|(i, _)| i.group == g && i.resource == r)?;
+        let (info, inf) = self.informers.all.iter().find(|(i, _)| i.group == g && i.resource == r)?;
         inf.get(ns, &key.1).map(|o| (*info, o))
     }
 
@@ -129,36 +110,20 @@ impl GarbageCollector {
     async fn delete(&self, info: &ResourceInfo, obj: &Value, policy: &str) -> Result<(), String> {
         let ns = info.namespaced.then(|| owner::namespace(obj));
         let query = format!("propagationPolicy={policy}");
-        match self
-            .client
-            .delete(info.group, info.resource, ns, owner::name(obj), &query)
-            .await
-        {
+        match self.client.delete(info.group, info.resource, ns, owner::name(obj), &query).await {
             Ok(_) => Ok(()),
             Err(e) if e.is_not_found() || e.is_conflict() => Ok(()),
             Err(e) => Err(e.to_string()),
         }
     }
 
-    async fn patch_meta(
-        &self,
-        info: &ResourceInfo,
-        obj: &Value,
-        meta: Value,
-    ) -> Result<(), String> {
+    async fn patch_meta(&self, info: &ResourceInfo, obj: &Value, meta: Value) -> Result<(), String> {
         let ns = info.namespaced.then(|| owner::namespace(obj));
         let mut meta = meta;
         meta["resourceVersion"] = obj["metadata"]["resourceVersion"].clone();
         match self
             .client
-            .merge_patch(
-                info.group,
-                info.resource,
-                ns,
-                owner::name(obj),
-                None,
-                &json!({"metadata": meta}),
-            )
+            .merge_patch(info.group, info.resource, ns, owner::name(obj), None, &json!({"metadata": meta}))
             .await
         {
             Ok(_) => Ok(()),
@@ -183,16 +148,7 @@ impl GarbageCollector {
             return true;
         };
         let ns = info.namespaced.then_some(namespace);
-        match self
-            .client
-            .get(
-                info.group,
-                info.resource,
-                ns,
-                r["name"].as_str().unwrap_or(""),
-            )
-            .await
-        {
+        match self.client.get(info.group, info.resource, ns, r["name"].as_str().unwrap_or("")).await {
             Ok(o) => owner::uid(&o) != uid,
             Err(e) => e.is_not_found(),
         }
@@ -207,24 +163,19 @@ impl GarbageCollector {
             let fins = finalizers(&obj);
             if fins.contains(&ORPHAN) {
                 for (dinfo, d) in self.dependents(owner::uid(&obj)) {
-                    let refs: Vec<Value> = owner_refs(&d)
-                        .into_iter()
-                        .filter(|r| r["uid"] != owner::uid(&obj))
-                        .collect();
-                    self.patch_meta(dinfo, &d, json!({"ownerReferences": refs}))
-                        .await?;
+                    let refs: Vec<Value> =
+                        owner_refs(&d).into_iter().filter(|r| r["uid"] != owner::uid(&obj)).collect();
+                    self.patch_meta(dinfo, &d, json!({"ownerReferences": refs})).await?;
                 }
                 let rest: Vec<&str> = fins.into_iter().filter(|f| *f != ORPHAN).collect();
-                self.patch_meta(info, &obj, json!({"finalizers": rest}))
-                    .await?;
+                self.patch_meta(info, &obj, json!({"finalizers": rest})).await?;
                 return Ok(Action::Done);
             }
             if fins.contains(&FOREGROUND) {
                 let dependents = self.dependents(owner::uid(&obj));
                 if dependents.is_empty() {
                     let rest: Vec<&str> = fins.into_iter().filter(|f| *f != FOREGROUND).collect();
-                    self.patch_meta(info, &obj, json!({"finalizers": rest}))
-                        .await?;
+                    self.patch_meta(info, &obj, json!({"finalizers": rest})).await?;
                     return Ok(Action::Done);
                 }
                 for (dinfo, d) in dependents {
@@ -251,9 +202,7 @@ impl GarbageCollector {
             // An owner deleting in the foreground waits for this dependent.
             let waiting = refs.iter().any(|r| {
                 live.get(r["uid"].as_str().unwrap_or(""))
-                    .is_some_and(|(_, o)| {
-                        owner::is_deleting(o) && finalizers(o).contains(&FOREGROUND)
-                    })
+                    .is_some_and(|(_, o)| owner::is_deleting(o) && finalizers(o).contains(&FOREGROUND))
             });
             if waiting && !owner::is_deleting(&obj) {
                 self.delete(info, &obj, "Foreground").await?;
@@ -265,12 +214,8 @@ impl GarbageCollector {
                 self.delete(info, &obj, "Background").await?;
             }
         } else {
-            let keep: Vec<Value> = refs
-                .into_iter()
-                .filter(|r| !absent.contains(&r["uid"]))
-                .collect();
-            self.patch_meta(info, &obj, json!({"ownerReferences": keep}))
-                .await?;
+            let keep: Vec<Value> = refs.into_iter().filter(|r| !absent.contains(&r["uid"])).collect();
+            self.patch_meta(info, &obj, json!({"ownerReferences": keep})).await?;
         }
         Ok(Action::Done)
     }

@@ -7,6 +7,7 @@ pub mod deployment;
 pub mod expectations;
 pub mod garbagecollector;
 pub mod namespace;
+pub mod nodelifecycle;
 pub mod owner;
 pub mod replicaset;
 
@@ -24,6 +25,7 @@ pub struct Informers {
     pub deployments: Informer,
     pub namespaces: Informer,
     pub serviceaccounts: Informer,
+    pub nodes: Informer,
     /// Every stored resource (the garbage collector watches them all), by resource info.
     pub all: Vec<(&'static ResourceInfo, Informer)>,
 }
@@ -47,6 +49,7 @@ impl Informers {
             deployments: get("apps", "deployments"),
             namespaces: get("", "namespaces"),
             serviceaccounts: get("", "serviceaccounts"),
+            nodes: get("", "nodes"),
             all,
         }
     }
@@ -57,6 +60,20 @@ impl Informers {
 pub struct ControllerManager {
     pub store: Store,
     pub client: Client,
+    pub config: ControllerConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// How long a node may go without renewing its Lease before it is NotReady (upstream's
+    /// --node-monitor-grace-period).
+    pub node_monitor_grace_period: std::time::Duration,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig { node_monitor_grace_period: std::time::Duration::from_secs(40) }
+    }
 }
 
 impl Actor for ControllerManager {
@@ -64,27 +81,27 @@ impl Actor for ControllerManager {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         let informers = Informers::start(&self.store);
-        let rs = Arc::new(replicaset::ReplicaSetController::new(
-            self.client.clone(),
-            informers.clone(),
-        ));
-        let deploy = Arc::new(deployment::DeploymentController::new(
-            self.client.clone(),
-            informers.clone(),
-        ));
-        let ns = Arc::new(namespace::NamespaceController::new(
-            self.client.clone(),
-            informers.clone(),
-        ));
-        let gc = Arc::new(garbagecollector::GarbageCollector::new(
-            self.client.clone(),
-            informers.clone(),
-        ));
+        let leases = informers
+            .all
+            .iter()
+            .find(|(i, _)| i.resource == "leases")
+            .map(|(_, inf)| inf.clone())
+            .expect("leases are served");
+        let rs = Arc::new(replicaset::ReplicaSetController::new(self.client.clone(), informers.clone()));
+        let deploy = Arc::new(deployment::DeploymentController::new(self.client.clone(), informers.clone()));
+        let ns = Arc::new(namespace::NamespaceController::new(self.client.clone(), informers.clone()));
+        let gc = Arc::new(garbagecollector::GarbageCollector::new(self.client.clone(), informers.clone()));
         let loops = replicaset::run(rs)
             .into_iter()
             .chain(deployment::run(deploy))
             .chain(namespace::run(ns))
-            .chain(garbagecollector::run(gc));
+            .chain(garbagecollector::run(gc))
+            .chain(nodelifecycle::run(Arc::new(nodelifecycle::NodeLifecycleController::new(
+                self.client.clone(),
+                informers.clone(),
+                leases,
+                self.config.node_monitor_grace_period,
+            ))));
         for fut in loops {
             ctx.spawn(fut.into_actor(self));
         }

@@ -22,17 +22,12 @@ pub struct NamespaceController {
 
 impl NamespaceController {
     pub fn new(client: Client, informers: Informers) -> Self {
-        NamespaceController {
-            client,
-            informers,
-            queue: WorkQueue::new("namespace"),
-        }
+        NamespaceController { client, informers, queue: WorkQueue::new("namespace") }
     }
 
     fn enqueue_all(&self) {
         for ns in self.informers.namespaces.list() {
-            self.queue
-                .add((String::new(), owner::name(&ns).to_string()));
+            self.queue.add((String::new(), owner::name(&ns).to_string()));
         }
     }
 
@@ -46,31 +41,20 @@ impl NamespaceController {
         }
         // Empty it: every namespaced resource that has its own storage.
         let mut remaining = 0;
-        for r in resource::all()
-            .iter()
-            .filter(|r| r.namespaced && r.storage_group == r.group)
-        {
+        for r in resource::all().iter().filter(|r| r.namespaced && r.storage_group == r.group) {
             self.client
                 .delete_collection(r.group, r.resource, Some(&name), "")
                 .await
                 .map_err(|e| format!("emptying {name}: {}: {e}", r.resource))?;
-            remaining += self
-                .client
-                .list(r.group, r.resource, Some(&name), "")
-                .await
-                .map_err(|e| e.to_string())?
-                .len();
+            remaining += self.client.list(r.group, r.resource, Some(&name), "").await.map_err(|e| e.to_string())?.len();
         }
         if remaining > 0 {
             // Pods on nodes terminate gracefully; look again shortly.
             return Ok(Action::RequeueAfter(Duration::from_secs(1)));
         }
-        let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}, "spec": {"finalizers": []}});
-        match self
-            .client
-            .update("", "namespaces", None, &name, Some("finalize"), &body)
-            .await
-        {
+        let body =
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}, "spec": {"finalizers": []}});
+        match self.client.update("", "namespaces", None, &name, Some("finalize"), &body).await {
             Ok(_) => Ok(Action::Done),
             Err(e) if e.is_not_found() => Ok(Action::Done),
             Err(e) => Err(e.to_string()),
@@ -81,16 +65,11 @@ impl NamespaceController {
         if self.informers.serviceaccounts.get(ns, "default").is_some() {
             return Ok(Action::Done);
         }
-        let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}});
-        match self
-            .client
-            .create("", "serviceaccounts", Some(ns), &sa)
-            .await
-        {
+        let sa =
+            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}});
+        match self.client.create("", "serviceaccounts", Some(ns), &sa).await {
             Ok(_) => Ok(Action::Done),
-            Err(e) if e.is_conflict() || e.code() == Some(403) || e.is_not_found() => {
-                Ok(Action::Done)
-            }
+            Err(e) if e.is_conflict() || e.code() == Some(403) || e.is_not_found() => Ok(Action::Done),
             Err(e) => Err(e.to_string()),
         }
     }

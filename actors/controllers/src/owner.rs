@@ -8,13 +8,7 @@ pub fn controller_of(obj: &Value) -> Option<(&str, &str, &str)> {
         .as_array()?
         .iter()
         .find(|r| r["controller"] == true)
-        .map(|r| {
-            (
-                r["kind"].as_str().unwrap_or(""),
-                r["name"].as_str().unwrap_or(""),
-                r["uid"].as_str().unwrap_or(""),
-            )
-        })
+        .map(|r| (r["kind"].as_str().unwrap_or(""), r["name"].as_str().unwrap_or(""), r["uid"].as_str().unwrap_or("")))
 }
 
 /// The owner reference a controller puts on what it creates.

@@ -26,18 +26,13 @@ pub struct ReplicaSetController {
 }
 
 pub fn is_pod_active(pod: &Value) -> bool {
-    !owner::is_deleting(pod)
-        && !matches!(
-            pod["status"]["phase"].as_str(),
-            Some("Succeeded" | "Failed")
-        )
+    !owner::is_deleting(pod) && !matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
 }
 
 pub fn is_pod_ready(pod: &Value) -> bool {
-    pod["status"]["conditions"].as_array().is_some_and(|c| {
-        c.iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-    })
+    pod["status"]["conditions"]
+        .as_array()
+        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
 }
 
 /// Ready for at least `min_ready` (upstream's "available").
@@ -59,24 +54,14 @@ pub fn is_pod_available(pod: &Value, min_ready: i64, now: SystemTime) -> bool {
 /// Upstream's deletion preference: unscheduled, then pending, then not ready, then the
 /// newest, then the most restarted go first.
 fn deletion_rank(pod: &Value) -> (u8, u8, u8, std::cmp::Reverse<String>) {
-    let assigned = pod["spec"]["nodeName"]
-        .as_str()
-        .is_some_and(|n| !n.is_empty());
+    let assigned = pod["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
     let phase = match pod["status"]["phase"].as_str() {
         Some("Pending") => 0,
         Some("Unknown") => 1,
         _ => 2,
     };
-    let created = pod["metadata"]["creationTimestamp"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
-    (
-        assigned as u8,
-        phase,
-        is_pod_ready(pod) as u8,
-        std::cmp::Reverse(created),
-    )
+    let created = pod["metadata"]["creationTimestamp"].as_str().unwrap_or("").to_string();
+    (assigned as u8, phase, is_pod_ready(pod) as u8, std::cmp::Reverse(created))
 }
 
 impl ReplicaSetController {
@@ -90,10 +75,7 @@ impl ReplicaSetController {
     }
 
     fn rs_key(rs: &Value) -> ObjectKey {
-        (
-            owner::namespace(rs).to_string(),
-            owner::name(rs).to_string(),
-        )
+        (owner::namespace(rs).to_string(), owner::name(rs).to_string())
     }
 
     /// The ReplicaSet a pod change concerns: its controller, or for an orphan every
@@ -101,11 +83,7 @@ impl ReplicaSetController {
     fn owners_of(&self, pod: &Value) -> Vec<ObjectKey> {
         let ns = owner::namespace(pod);
         if let Some((kind, name, _)) = controller_of(pod) {
-            return if kind == "ReplicaSet" {
-                vec![(ns.to_string(), name.to_string())]
-            } else {
-                vec![]
-            };
+            return if kind == "ReplicaSet" { vec![(ns.to_string(), name.to_string())] } else { vec![] };
         }
         self.informers
             .replicasets
@@ -113,8 +91,7 @@ impl ReplicaSetController {
             .iter()
             .filter(|rs| owner::namespace(rs) == ns)
             .filter(|rs| {
-                LabelSelector::from_json(&rs["spec"]["selector"])
-                    .is_ok_and(|s| !s.is_empty() && s.matches_object(pod))
+                LabelSelector::from_json(&rs["spec"]["selector"]).is_ok_and(|s| !s.is_empty() && s.matches_object(pod))
             })
             .map(|rs| Self::rs_key(rs))
             .collect()
@@ -125,8 +102,7 @@ impl ReplicaSetController {
             Change::Applied { old, new } => {
                 if old.is_none() {
                     if let Some((_, name, _)) = controller_of(new) {
-                        self.expectations
-                            .observed_add(&format!("{}/{name}", owner::namespace(new)));
+                        self.expectations.observed_add(&format!("{}/{name}", owner::namespace(new)));
                     }
                 }
                 // A pod whose labels changed may leave one owner and join another.
@@ -138,12 +114,9 @@ impl ReplicaSetController {
             }
             Change::Deleted(pod) => {
                 if let Some((_, name, _)) = controller_of(pod) {
-                    self.expectations
-                        .observed_del(&format!("{}/{name}", owner::namespace(pod)));
+                    self.expectations.observed_del(&format!("{}/{name}", owner::namespace(pod)));
                 }
-                self.owners_of(pod)
-                    .into_iter()
-                    .for_each(|k| self.queue.add(k));
+                self.owners_of(pod).into_iter().for_each(|k| self.queue.add(k));
             }
             Change::Resynced => self.enqueue_all(),
         }
@@ -165,13 +138,7 @@ impl ReplicaSetController {
         let selector = LabelSelector::from_json(&rs["spec"]["selector"]).map_err(|e| e.message)?;
         let uid = owner::uid(&rs).to_string();
         let mut owned: Vec<Arc<Value>> = Vec::new();
-        for pod in self
-            .informers
-            .pods
-            .list()
-            .into_iter()
-            .filter(|p| owner::namespace(p) == ns)
-        {
+        for pod in self.informers.pods.list().into_iter().filter(|p| owner::namespace(p) == ns) {
             let matches = !selector.is_empty() && selector.matches_object(&pod);
             match controller_of(&pod) {
                 Some((_, _, owner_uid)) if owner_uid == uid => {
@@ -181,10 +148,8 @@ impl ReplicaSetController {
                         self.release(&pod, &uid).await?;
                     }
                 }
-                None if matches && is_pod_active(&pod) && !owner::is_deleting(&rs) => {
-                    if self.adopt(&rs, &pod).await? {
-                        owned.push(pod);
-                    }
+                None if matches && is_pod_active(&pod) && !owner::is_deleting(&rs) && self.adopt(&rs, &pod).await? => {
+                    owned.push(pod);
                 }
                 _ => {}
             }
@@ -193,8 +158,7 @@ impl ReplicaSetController {
         let want = rs["spec"]["replicas"].as_i64().unwrap_or(1).max(0) as usize;
         if self.expectations.satisfied(&exp_key) && !owner::is_deleting(&rs) {
             if active.len() < want {
-                self.create_pods(&rs, (want - active.len()).min(BURST), &exp_key)
-                    .await?;
+                self.create_pods(&rs, (want - active.len()).min(BURST), &exp_key).await?;
             } else if active.len() > want {
                 let mut victims: Vec<&Arc<Value>> = active.clone();
                 victims.sort_by_key(|p| deletion_rank(p));
@@ -206,25 +170,12 @@ impl ReplicaSetController {
     }
 
     async fn adopt(&self, rs: &Value, pod: &Value) -> Result<bool, String> {
-        let mut refs: Vec<Value> = pod["metadata"]["ownerReferences"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
+        let mut refs: Vec<Value> = pod["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default();
         refs.push(controller_ref(rs, "apps/v1", "ReplicaSet"));
         // The resourceVersion makes the adoption lose to any concurrent change of the pod.
-        let patch = json!({"metadata": {"ownerReferences": refs, "resourceVersion": pod["metadata"]["resourceVersion"]}});
-        match self
-            .client
-            .merge_patch(
-                "",
-                "pods",
-                Some(owner::namespace(pod)),
-                owner::name(pod),
-                None,
-                &patch,
-            )
-            .await
-        {
+        let patch =
+            json!({"metadata": {"ownerReferences": refs, "resourceVersion": pod["metadata"]["resourceVersion"]}});
+        match self.client.merge_patch("", "pods", Some(owner::namespace(pod)), owner::name(pod), None, &patch).await {
             Ok(_) => Ok(true),
             Err(e) if e.is_not_found() || e.is_conflict() => Ok(false),
             Err(e) => Err(e.to_string()),
@@ -239,19 +190,9 @@ impl ReplicaSetController {
             .filter(|r| r["uid"] != uid)
             .cloned()
             .collect();
-        let patch = json!({"metadata": {"ownerReferences": refs, "resourceVersion": pod["metadata"]["resourceVersion"]}});
-        match self
-            .client
-            .merge_patch(
-                "",
-                "pods",
-                Some(owner::namespace(pod)),
-                owner::name(pod),
-                None,
-                &patch,
-            )
-            .await
-        {
+        let patch =
+            json!({"metadata": {"ownerReferences": refs, "resourceVersion": pod["metadata"]["resourceVersion"]}});
+        match self.client.merge_patch("", "pods", Some(owner::namespace(pod)), owner::name(pod), None, &patch).await {
             Ok(_) => Ok(()),
             Err(e) if e.is_not_found() || e.is_conflict() => Ok(()),
             Err(e) => Err(e.to_string()),
@@ -273,18 +214,12 @@ impl ReplicaSetController {
         let (mut done, mut batch) = (0, 1);
         while done < n {
             let size = batch.min(n - done);
-            let results =
-                join_all((0..size).map(|_| self.client.create("", "pods", Some(ns), &pod))).await;
+            let results = join_all((0..size).map(|_| self.client.create("", "pods", Some(ns), &pod))).await;
             let failed = results.iter().filter(|r| r.is_err()).count();
             done += size;
             if failed > 0 {
-                self.expectations
-                    .failed(exp_key, (failed + n - done) as i64, 0);
-                let first = results
-                    .into_iter()
-                    .find_map(|r| r.err())
-                    .map(|e| e.to_string())
-                    .unwrap_or_default();
+                self.expectations.failed(exp_key, (failed + n - done) as i64, 0);
+                let first = results.into_iter().find_map(|r| r.err()).map(|e| e.to_string()).unwrap_or_default();
                 return Err(format!("creating pods for {exp_key}: {first}"));
             }
             batch *= 2;
@@ -294,10 +229,9 @@ impl ReplicaSetController {
 
     async fn delete_pods(&self, pods: &[&Arc<Value>], exp_key: &str) -> Result<(), String> {
         self.expectations.expect(exp_key, 0, pods.len() as i64);
-        let results = join_all(pods.iter().map(|p| {
-            self.client
-                .delete("", "pods", Some(owner::namespace(p)), owner::name(p), "")
-        }))
+        let results = join_all(
+            pods.iter().map(|p| self.client.delete("", "pods", Some(owner::namespace(p)), owner::name(p), "")),
+        )
         .await;
         let mut first_err = None;
         for r in results {
@@ -313,12 +247,7 @@ impl ReplicaSetController {
         first_err.map_or(Ok(()), Err)
     }
 
-    async fn update_status(
-        &self,
-        rs: &Value,
-        owned: &[Arc<Value>],
-        selector: &LabelSelector,
-    ) -> ReconcileResult {
+    async fn update_status(&self, rs: &Value, owned: &[Arc<Value>], selector: &LabelSelector) -> ReconcileResult {
         let now = SystemTime::now();
         let min_ready = rs["spec"]["minReadySeconds"].as_i64().unwrap_or(0);
         let active: Vec<&Arc<Value>> = owned.iter().filter(|p| is_pod_active(p)).collect();
@@ -326,16 +255,11 @@ impl ReplicaSetController {
         let fully_labeled = active
             .iter()
             .filter(|p| {
-                template_labels
-                    .as_object()
-                    .is_none_or(|l| l.iter().all(|(k, v)| p["metadata"]["labels"][k] == *v))
+                template_labels.as_object().is_none_or(|l| l.iter().all(|(k, v)| p["metadata"]["labels"][k] == *v))
             })
             .count();
         let ready = active.iter().filter(|p| is_pod_ready(p)).count();
-        let available = active
-            .iter()
-            .filter(|p| is_pod_available(p, min_ready, now))
-            .count();
+        let available = active.iter().filter(|p| is_pod_available(p, min_ready, now)).count();
         let status = json!({
             "replicas": active.len(),
             "fullyLabeledReplicas": fully_labeled,
@@ -344,15 +268,9 @@ impl ReplicaSetController {
             "observedGeneration": rs["metadata"]["generation"],
         });
         let current = &rs["status"];
-        let changed = [
-            "replicas",
-            "fullyLabeledReplicas",
-            "readyReplicas",
-            "availableReplicas",
-            "observedGeneration",
-        ]
-        .iter()
-        .any(|f| current[f].as_i64().unwrap_or(0) != status[f].as_i64().unwrap_or(0));
+        let changed = ["replicas", "fullyLabeledReplicas", "readyReplicas", "availableReplicas", "observedGeneration"]
+            .iter()
+            .any(|f| current[f].as_i64().unwrap_or(0) != status[f].as_i64().unwrap_or(0));
         if changed {
             let r = self
                 .client

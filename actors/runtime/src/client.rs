@@ -33,12 +33,7 @@ impl ClientError {
 }
 
 /// The path of a collection or, with a name, of one object (and a subresource).
-pub fn path(
-    info: &ResourceInfo,
-    namespace: Option<&str>,
-    name: Option<&str>,
-    sub: Option<&str>,
-) -> String {
+pub fn path(info: &ResourceInfo, namespace: Option<&str>, name: Option<&str>, sub: Option<&str>) -> String {
     let mut p = if info.group.is_empty() {
         format!("/api/{}", info.version)
     } else {
@@ -82,11 +77,8 @@ impl Client {
         ct: Option<&str>,
         body: Option<&Value>,
     ) -> Result<Value, ClientError> {
-        let (code, v) = self
-            .api
-            .json(method, path, query, ct, body)
-            .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let (code, v) =
+            self.api.json(method, path, query, ct, body).await.map_err(|e| ClientError::Transport(e.to_string()))?;
         if code >= 400 {
             let reason = v["reason"].as_str().unwrap_or("Unknown");
             let reason: &'static str = match reason {
@@ -107,21 +99,8 @@ impl Client {
         Ok(v)
     }
 
-    pub async fn get(
-        &self,
-        group: &str,
-        resource: &str,
-        ns: Option<&str>,
-        name: &str,
-    ) -> Result<Value, ClientError> {
-        self.call(
-            "GET",
-            &path(info(group, resource), ns, Some(name), None),
-            "",
-            None,
-            None,
-        )
-        .await
+    pub async fn get(&self, group: &str, resource: &str, ns: Option<&str>, name: &str) -> Result<Value, ClientError> {
+        self.call("GET", &path(info(group, resource), ns, Some(name), None), "", None, None).await
     }
 
     pub async fn create(
@@ -131,14 +110,7 @@ impl Client {
         ns: Option<&str>,
         obj: &Value,
     ) -> Result<Value, ClientError> {
-        self.call(
-            "POST",
-            &path(info(group, resource), ns, None, None),
-            "",
-            None,
-            Some(obj),
-        )
-        .await
+        self.call("POST", &path(info(group, resource), ns, None, None), "", None, Some(obj)).await
     }
 
     /// A JSON merge patch of the object or of a subresource (`status`, ...).
@@ -170,14 +142,7 @@ impl Client {
         sub: Option<&str>,
         obj: &Value,
     ) -> Result<Value, ClientError> {
-        self.call(
-            "PUT",
-            &path(info(group, resource), ns, Some(name), sub),
-            "",
-            None,
-            Some(obj),
-        )
-        .await
+        self.call("PUT", &path(info(group, resource), ns, Some(name), sub), "", None, Some(obj)).await
     }
 
     pub async fn delete(
@@ -188,14 +153,7 @@ impl Client {
         name: &str,
         query: &str,
     ) -> Result<Value, ClientError> {
-        self.call(
-            "DELETE",
-            &path(info(group, resource), ns, Some(name), None),
-            query,
-            None,
-            None,
-        )
-        .await
+        self.call("DELETE", &path(info(group, resource), ns, Some(name), None), query, None, None).await
     }
 
     /// Lists a resource through the API server (a consistent read).
@@ -206,15 +164,7 @@ impl Client {
         ns: Option<&str>,
         query: &str,
     ) -> Result<Vec<Value>, ClientError> {
-        let v = self
-            .call(
-                "GET",
-                &path(info(group, resource), ns, None, None),
-                query,
-                None,
-                None,
-            )
-            .await?;
+        let v = self.call("GET", &path(info(group, resource), ns, None, None), query, None, None).await?;
         Ok(v["items"].as_array().cloned().unwrap_or_default())
     }
 
@@ -226,14 +176,7 @@ impl Client {
         ns: Option<&str>,
         query: &str,
     ) -> Result<Value, ClientError> {
-        self.call(
-            "DELETE",
-            &path(info(group, resource), ns, None, None),
-            query,
-            None,
-            None,
-        )
-        .await
+        self.call("DELETE", &path(info(group, resource), ns, None, None), query, None, None).await
     }
 
     /// POST to a subresource (e.g. `pods/binding`).
@@ -246,13 +189,6 @@ impl Client {
         sub: &str,
         body: &Value,
     ) -> Result<Value, ClientError> {
-        self.call(
-            "POST",
-            &path(info(group, resource), ns, Some(name), Some(sub)),
-            "",
-            None,
-            Some(body),
-        )
-        .await
+        self.call("POST", &path(info(group, resource), ns, Some(name), Some(sub)), "", None, Some(body)).await
     }
 }

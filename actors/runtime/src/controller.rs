@@ -58,29 +58,29 @@ pub fn workers<R: Reconciler>(
         .map(|_| {
             let (r, q) = (reconciler.clone(), queue.clone());
             let worker: BoxFuture<'static, ()> = Box::pin(async move {
-            loop {
-                let key = q.get().await;
-                let name = r.name();
-                let started = Instant::now();
-                let span = tracing::debug_span!("reconcile", controller = name, namespace = %key.0, name = %key.1);
-                let result = r.reconcile(key.clone()).instrument(span).await;
-                RECONCILE_LATENCY.with_label_values(&[name]).observe(started.elapsed().as_secs_f64());
-                match result {
-                    Ok(action) => {
-                        RECONCILES.with_label_values(&[name, "ok"]).inc();
-                        q.forget(&key);
-                        if let Action::RequeueAfter(d) = action {
-                            q.add_after(key.clone(), d);
+                loop {
+                    let key = q.get().await;
+                    let name = r.name();
+                    let started = Instant::now();
+                    let span = tracing::debug_span!("reconcile", controller = name, namespace = %key.0, name = %key.1);
+                    let result = r.reconcile(key.clone()).instrument(span).await;
+                    RECONCILE_LATENCY.with_label_values(&[name]).observe(started.elapsed().as_secs_f64());
+                    match result {
+                        Ok(action) => {
+                            RECONCILES.with_label_values(&[name, "ok"]).inc();
+                            q.forget(&key);
+                            if let Action::RequeueAfter(d) = action {
+                                q.add_after(key.clone(), d);
+                            }
+                        }
+                        Err(e) => {
+                            RECONCILES.with_label_values(&[name, "error"]).inc();
+                            tracing::debug!(controller = name, key = ?key, error = %e, "reconcile failed; requeued");
+                            q.add_rate_limited(key.clone());
                         }
                     }
-                    Err(e) => {
-                        RECONCILES.with_label_values(&[name, "error"]).inc();
-                        tracing::debug!(controller = name, key = ?key, error = %e, "reconcile failed; requeued");
-                        q.add_rate_limited(key.clone());
-                    }
+                    q.done(&key);
                 }
-                q.done(&key);
-            }
             });
             worker
         })

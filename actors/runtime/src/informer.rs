@@ -20,10 +20,7 @@ pub type ObjectKey = (String, String);
 #[derive(Debug, Clone)]
 pub enum Change {
     /// Created or updated; `old` is the previous state if the informer had one.
-    Applied {
-        old: Option<Arc<Value>>,
-        new: Arc<Value>,
-    },
+    Applied { old: Option<Arc<Value>>, new: Arc<Value> },
     /// Deleted; the object as it was deleted.
     Deleted(Arc<Value>),
     /// The cache was (re)filled from a list: subscribers should reconcile everything.
@@ -32,19 +29,13 @@ pub enum Change {
 
 pub fn key_of(obj: &Value) -> ObjectKey {
     let m = &obj["metadata"];
-    (
-        m["namespace"].as_str().unwrap_or("").to_string(),
-        m["name"].as_str().unwrap_or("").to_string(),
-    )
+    (m["namespace"].as_str().unwrap_or("").to_string(), m["name"].as_str().unwrap_or("").to_string())
 }
 
 fn parse(value: &[u8], revision: u64) -> Option<Value> {
     let mut v: Value = serde_json::from_slice(value).ok()?;
     if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.insert(
-            "resourceVersion".into(),
-            Value::String(revision.to_string()),
-        );
+        m.insert("resourceVersion".into(), Value::String(revision.to_string()));
     }
     Some(v)
 }
@@ -60,20 +51,10 @@ pub struct Informer {
 impl Informer {
     /// Starts reflecting `group/resource` (storage names) into memory; runs until the process
     /// ends, re-listing when the watch's revision is no longer held.
-    pub fn start(
-        store: Store,
-        group: &str,
-        resource: &'static str,
-        namespace: Option<&str>,
-    ) -> Informer {
+    pub fn start(store: Store, group: &str, resource: &'static str, namespace: Option<&str>) -> Informer {
         let (changes, _) = broadcast::channel(65536);
         let (synced_tx, synced) = watch::channel(false);
-        let informer = Informer {
-            resource,
-            cache: Default::default(),
-            changes,
-            synced,
-        };
+        let informer = Informer { resource, cache: Default::default(), changes, synced };
         let prefix = KeyPrefix::new(group, resource, namespace);
         let this = informer.clone();
         tokio::spawn(async move { this.run(store, prefix, synced_tx).await });
@@ -130,9 +111,7 @@ impl Informer {
                 };
                 let key = key_of(&obj);
                 let obj = Arc::new(obj);
-                INFORMER_EVENTS
-                    .with_label_values(&[self.resource, ev.kind.as_str()])
-                    .inc();
+                INFORMER_EVENTS.with_label_values(&[self.resource, ev.kind.as_str()]).inc();
                 let change = {
                     let mut cache = self.cache.write().expect("informer lock");
                     match ev.kind {
@@ -140,10 +119,7 @@ impl Informer {
                             cache.remove(&key);
                             Change::Deleted(obj)
                         }
-                        _ => Change::Applied {
-                            old: cache.insert(key, obj.clone()),
-                            new: obj,
-                        },
+                        _ => Change::Applied { old: cache.insert(key, obj.clone()), new: obj },
                     }
                 };
                 let _ = self.changes.send(change);
@@ -158,20 +134,11 @@ impl Informer {
     }
 
     pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<Value>> {
-        self.cache
-            .read()
-            .expect("informer lock")
-            .get(&(namespace.to_string(), name.to_string()))
-            .cloned()
+        self.cache.read().expect("informer lock").get(&(namespace.to_string(), name.to_string())).cloned()
     }
 
     pub fn list(&self) -> Vec<Arc<Value>> {
-        self.cache
-            .read()
-            .expect("informer lock")
-            .values()
-            .cloned()
-            .collect()
+        self.cache.read().expect("informer lock").values().cloned().collect()
     }
 
     pub fn len(&self) -> usize {

@@ -4,30 +4,17 @@ use prometheus::{register_int_counter_vec, register_int_gauge_vec, IntCounterVec
 use std::sync::LazyLock;
 
 pub static QUEUE_DEPTH: LazyLock<IntGaugeVec> = LazyLock::new(|| {
-    register_int_gauge_vec!(
-        "kubus_workqueue_depth",
-        "Keys waiting in a work queue",
-        &["name"]
-    )
-    .expect("registers once")
+    register_int_gauge_vec!("kubus_workqueue_depth", "Keys waiting in a work queue", &["name"]).expect("registers once")
 });
 
 pub static QUEUE_ADDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!(
-        "kubus_workqueue_adds_total",
-        "Keys added to a work queue",
-        &["name"]
-    )
-    .expect("registers once")
+    register_int_counter_vec!("kubus_workqueue_adds_total", "Keys added to a work queue", &["name"])
+        .expect("registers once")
 });
 
 pub static QUEUE_RETRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!(
-        "kubus_workqueue_retries_total",
-        "Rate-limited requeues of a work queue",
-        &["name"]
-    )
-    .expect("registers once")
+    register_int_counter_vec!("kubus_workqueue_retries_total", "Rate-limited requeues of a work queue", &["name"])
+        .expect("registers once")
 });
 
 pub static INFORMER_EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
@@ -40,10 +27,6 @@ pub static INFORMER_EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 pub static INFORMER_RELISTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!(
-        "kubus_informer_relists_total",
-        "Full relists of informers, by resource",
-        &["resource"]
-    )
-    .expect("registers once")
+    register_int_counter_vec!("kubus_informer_relists_total", "Full relists of informers, by resource", &["resource"])
+        .expect("registers once")
 });

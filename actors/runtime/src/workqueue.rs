@@ -29,11 +29,7 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
         Self::with_backoff(name, Duration::from_millis(5), Duration::from_secs(300))
     }
 
-    pub fn with_backoff(
-        name: &'static str,
-        base_delay: Duration,
-        max_delay: Duration,
-    ) -> Arc<Self> {
+    pub fn with_backoff(name: &'static str, base_delay: Duration, max_delay: Duration) -> Arc<Self> {
         Arc::new(WorkQueue {
             name,
             inner: Mutex::new(Inner {
@@ -58,9 +54,7 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
             return;
         }
         q.queue.push_back(key);
-        QUEUE_DEPTH
-            .with_label_values(&[self.name])
-            .set(q.queue.len() as i64);
+        QUEUE_DEPTH.with_label_values(&[self.name]).set(q.queue.len() as i64);
         drop(q);
         self.notify.notify_one();
     }
@@ -82,10 +76,7 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
             *n
         };
         QUEUE_RETRIES.with_label_values(&[self.name]).inc();
-        let delay = self
-            .base_delay
-            .saturating_mul(1u32 << (n - 1).min(20))
-            .min(self.max_delay);
+        let delay = self.base_delay.saturating_mul(1u32 << (n - 1).min(20)).min(self.max_delay);
         self.add_after(key, delay);
     }
 
@@ -95,13 +86,7 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
     }
 
     pub fn failures(&self, key: &K) -> u32 {
-        self.inner
-            .lock()
-            .expect("queue lock")
-            .failures
-            .get(key)
-            .copied()
-            .unwrap_or(0)
+        self.inner.lock().expect("queue lock").failures.get(key).copied().unwrap_or(0)
     }
 
     /// The next key to work on; call [`WorkQueue::done`] when finished with it.
@@ -113,9 +98,7 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
                 if let Some(k) = q.queue.pop_front() {
                     q.dirty.remove(&k);
                     q.processing.insert(k.clone());
-                    QUEUE_DEPTH
-                        .with_label_values(&[self.name])
-                        .set(q.queue.len() as i64);
+                    QUEUE_DEPTH.with_label_values(&[self.name]).set(q.queue.len() as i64);
                     if !q.queue.is_empty() {
                         self.notify.notify_one();
                     }

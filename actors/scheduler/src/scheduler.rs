@@ -12,8 +12,7 @@ use kubus_bus::Store;
 use kubus_runtime::informer::{key_of, ObjectKey};
 use kubus_runtime::{Change, Client, Informer, WorkQueue};
 use prometheus::{
-    register_histogram, register_int_counter_vec, register_int_gauge, Histogram, IntCounterVec,
-    IntGauge,
+    register_histogram, register_int_counter_vec, register_int_gauge, Histogram, IntCounterVec, IntGauge,
 };
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
@@ -23,12 +22,8 @@ use std::time::{Duration, Instant, SystemTime};
 pub const DEFAULT_SCHEDULER: &str = "default-scheduler";
 
 static ATTEMPTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!(
-        "kubus_scheduler_schedule_attempts_total",
-        "Scheduling attempts by result",
-        &["result"]
-    )
-    .expect("registers once")
+    register_int_counter_vec!("kubus_scheduler_schedule_attempts_total", "Scheduling attempts by result", &["result"])
+        .expect("registers once")
 });
 static ALGORITHM_LATENCY: LazyLock<Histogram> = LazyLock::new(|| {
     register_histogram!(
@@ -74,10 +69,7 @@ impl Handler<Shutdown> for Scheduler {
 impl Supervised for Scheduler {}
 
 fn is_ours(pod: &Value) -> bool {
-    pod["spec"]["schedulerName"]
-        .as_str()
-        .unwrap_or(DEFAULT_SCHEDULER)
-        == DEFAULT_SCHEDULER
+    pod["spec"]["schedulerName"].as_str().unwrap_or(DEFAULT_SCHEDULER) == DEFAULT_SCHEDULER
 }
 
 fn is_unscheduled(pod: &Value) -> bool {
@@ -85,10 +77,7 @@ fn is_unscheduled(pod: &Value) -> bool {
 }
 
 fn is_terminal(pod: &Value) -> bool {
-    matches!(
-        pod["status"]["phase"].as_str(),
-        Some("Succeeded" | "Failed")
-    )
+    matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
 }
 
 fn is_deleting(pod: &Value) -> bool {
@@ -131,12 +120,7 @@ fn rebuild(state: &Mutex<State>, pods: &Informer, nodes: &Informer, queue: &Work
 }
 
 /// Keeps the snapshot current and feeds the queue.
-async fn feed(
-    pods: Informer,
-    nodes: Informer,
-    state: Arc<Mutex<State>>,
-    queue: Arc<WorkQueue<ObjectKey>>,
-) {
+async fn feed(pods: Informer, nodes: Informer, state: Arc<Mutex<State>>, queue: Arc<WorkQueue<ObjectKey>>) {
     let mut pod_changes = pods.subscribe();
     let mut node_changes = nodes.subscribe();
     pods.wait_synced().await;
@@ -144,12 +128,7 @@ async fn feed(
     rebuild(&state, &pods, &nodes, &queue);
     let flush = |state: &Mutex<State>| {
         // The cluster changed: pods that did not fit get another chance now.
-        let keys: Vec<ObjectKey> = state
-            .lock()
-            .expect("scheduler lock")
-            .unschedulable
-            .drain()
-            .collect();
+        let keys: Vec<ObjectKey> = state.lock().expect("scheduler lock").unschedulable.drain().collect();
         PENDING.set(0);
         keys.into_iter().for_each(|k| queue.add(k));
     };
@@ -211,20 +190,13 @@ async fn feed(
     }
 }
 
-async fn schedule_loop(
-    pods: Informer,
-    state: Arc<Mutex<State>>,
-    queue: Arc<WorkQueue<ObjectKey>>,
-    client: Client,
-) {
+async fn schedule_loop(pods: Informer, state: Arc<Mutex<State>>, queue: Arc<WorkQueue<ObjectKey>>, client: Client) {
     let profile = Arc::new(Profile::default());
     pods.wait_synced().await;
     loop {
         let key = queue.get().await;
         let pod = pods.get(&key.0, &key.1);
-        let Some(pod) =
-            pod.filter(|p| is_unscheduled(p) && is_ours(p) && !is_deleting(p) && !is_terminal(p))
-        else {
+        let Some(pod) = pod.filter(|p| is_unscheduled(p) && is_ours(p) && !is_deleting(p) && !is_terminal(p)) else {
             queue.forget(&key);
             queue.done(&key);
             continue;
@@ -248,13 +220,11 @@ async fn schedule_loop(
                     s.unschedulable.remove(&key);
                     let mut placed = (*pod).clone();
                     placed["spec"]["nodeName"] = json!(node);
-                    s.snapshot
-                        .assume(Arc::new(PodInfo::new(Arc::new(placed))), &node);
+                    s.snapshot.assume(Arc::new(PodInfo::new(Arc::new(placed))), &node);
                     s.assumed.insert(key.clone(), node.clone());
                     PENDING.set(s.unschedulable.len() as i64);
                 }
-                let (client, state, queue, key) =
-                    (client.clone(), state.clone(), queue.clone(), key.clone());
+                let (client, state, queue, key) = (client.clone(), state.clone(), queue.clone(), key.clone());
                 tokio::spawn(async move { bind(&client, &state, &queue, key, pod, node).await });
             }
             Some(Err(fit)) => {
@@ -284,10 +254,7 @@ async fn bind(
 ) {
     let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": key.1, "namespace": key.0},
         "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
-    match client
-        .post_sub("", "pods", Some(&key.0), &key.1, "binding", &binding)
-        .await
-    {
+    match client.post_sub("", "pods", Some(&key.0), &key.1, "binding", &binding).await {
         Ok(_) => {
             queue.forget(&key);
             let msg = format!("Successfully assigned {}/{} to {node}", key.0, key.1);
@@ -322,14 +289,7 @@ async fn report_unschedulable(client: &Client, pod: &Value, message: &str) {
         let cond = json!({"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
             "lastProbeTime": null, "lastTransitionTime": now});
         let _ = client
-            .merge_patch(
-                "",
-                "pods",
-                Some(&ns),
-                &name,
-                Some("status"),
-                &json!({"status": {"conditions": [cond]}}),
-            )
+            .merge_patch("", "pods", Some(&ns), &name, Some("status"), &json!({"status": {"conditions": [cond]}}))
             .await;
     }
     event(client, pod, "Warning", "FailedScheduling", message).await;
@@ -355,9 +315,7 @@ pub async fn event(client: &Client, pod: &Value, kind: &str, reason: &str, messa
             if let Ok(existing) = client.get("", "events", Some(&ns), &event_name).await {
                 let count = existing["count"].as_i64().unwrap_or(1) + 1;
                 let patch = json!({"count": count, "lastTimestamp": now, "message": message});
-                let _ = client
-                    .merge_patch("", "events", Some(&ns), &event_name, None, &patch)
-                    .await;
+                let _ = client.merge_patch("", "events", Some(&ns), &event_name, None, &patch).await;
             }
         }
         Err(e) => tracing::debug!(error = %e, "event not recorded"),

@@ -19,31 +19,18 @@ pub struct ArchiveConfig {
 
 impl Default for ArchiveConfig {
     fn default() -> Self {
-        ArchiveConfig {
-            enabled: true,
-            max_age: Duration::from_secs(30 * 24 * 3600),
-            max_bytes: 10 << 30,
-        }
+        ArchiveConfig { enabled: true, max_age: Duration::from_secs(30 * 24 * 3600), max_bytes: 10 << 30 }
     }
 }
 
-pub(super) async fn ensure(
-    js: &jetstream::Context,
-    config: &StoreConfig,
-) -> Result<(), StoreError> {
+pub(super) async fn ensure(js: &jetstream::Context, config: &StoreConfig) -> Result<(), StoreError> {
     if !config.archive.enabled {
         return Ok(());
     }
     let archive = stream::Config {
         name: config.archive_stream(),
-        description: Some(format!(
-            "Kubus cluster {}: every change, for replay",
-            config.cluster
-        )),
-        mirror: Some(stream::Source {
-            name: config.objects_stream(),
-            ..Default::default()
-        }),
+        description: Some(format!("Kubus cluster {}: every change, for replay", config.cluster)),
+        mirror: Some(stream::Source { name: config.objects_stream(), ..Default::default() }),
         max_messages_per_subject: -1,
         max_age: config.archive.max_age,
         max_bytes: config.archive.max_bytes,
@@ -57,15 +44,11 @@ pub(super) async fn ensure(
         Ok(s) => {
             let c = &s.cached_info().config;
             if c.max_age != archive.max_age || c.max_bytes != archive.max_bytes {
-                js.update_stream(archive)
-                    .await
-                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                js.update_stream(archive).await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
             }
         }
         Err(_) => {
-            js.create_stream(archive)
-                .await
-                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            js.create_stream(archive).await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
         }
     }
     Ok(())
@@ -79,52 +62,30 @@ pub struct Archive {
 }
 
 impl Archive {
-    pub async fn open(
-        js: &jetstream::Context,
-        config: &StoreConfig,
-    ) -> Result<Archive, StoreError> {
-        let stream = js
-            .get_stream(config.archive_stream())
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        Ok(Archive {
-            stream,
-            root: config.root(),
-        })
+    pub async fn open(js: &jetstream::Context, config: &StoreConfig) -> Result<Archive, StoreError> {
+        let stream =
+            js.get_stream(config.archive_stream()).await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(Archive { stream, root: config.root() })
     }
 
     /// (oldest, newest) revision the archive holds.
     pub async fn bounds(&self) -> Result<(u64, u64), StoreError> {
-        let info = self
-            .stream
-            .get_info()
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let info = self.stream.get_info().await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok((info.state.first_sequence, info.state.last_sequence))
     }
 
     /// Every revision of one object, oldest first: (revision, deleted, value).
     pub async fn history(&self, key: &Key) -> Result<Vec<(u64, bool, bytes::Bytes)>, StoreError> {
         let mut out = Vec::new();
-        self.scan(key.subject(&self.root), 0, u64::MAX, |_, rev, del, v| {
-            out.push((rev, del, v))
-        })
-        .await?;
+        self.scan(key.subject(&self.root), 0, u64::MAX, |_, rev, del, v| out.push((rev, del, v))).await?;
         Ok(out)
     }
 
     /// The live objects under `prefix` (or all) as they were at `revision`.
-    pub async fn state_at(
-        &self,
-        prefix: Option<&KeyPrefix>,
-        revision: u64,
-    ) -> Result<Vec<Object>, StoreError> {
+    pub async fn state_at(&self, prefix: Option<&KeyPrefix>, revision: u64) -> Result<Vec<Object>, StoreError> {
         let (oldest, _) = self.bounds().await?;
         if revision < oldest.saturating_sub(1) {
-            return Err(StoreError::Gone {
-                requested: revision,
-                oldest,
-            });
+            return Err(StoreError::Gone { requested: revision, oldest });
         }
         let filter = match prefix {
             Some(p) => p.filter(&self.root),
@@ -139,11 +100,7 @@ impl Archive {
             .into_iter()
             .filter(|(_, (_, del, _))| !del)
             .filter_map(|(s, (rev, _, value))| {
-                Key::from_subject(&self.root, &s).map(|key| Object {
-                    key,
-                    revision: rev,
-                    value,
-                })
+                Key::from_subject(&self.root, &s).map(|key| Object { key, revision: rev, value })
             })
             .collect())
     }
@@ -164,9 +121,7 @@ impl Archive {
                 deliver_policy: if from == 0 {
                     consumer::DeliverPolicy::All
                 } else {
-                    consumer::DeliverPolicy::ByStartSequence {
-                        start_sequence: from,
-                    }
+                    consumer::DeliverPolicy::ByStartSequence { start_sequence: from }
                 },
                 ..Default::default()
             })
@@ -178,9 +133,7 @@ impl Archive {
         let mut messages = consumer.messages().await.map_err(|e| unavailable(&e))?;
         while let Some(msg) = messages.next().await {
             let msg = msg.map_err(|e| unavailable(&e))?;
-            let info = msg
-                .info()
-                .map_err(|e| StoreError::Internal(e.to_string()))?;
+            let info = msg.info().map_err(|e| StoreError::Internal(e.to_string()))?;
             let (seq, pending) = (info.stream_sequence, info.pending);
             if seq > to {
                 break;

@@ -105,27 +105,15 @@ impl Key {
             return None;
         }
         Some(Key {
-            group: if group == CORE_GROUP_TOKEN {
-                String::new()
-            } else {
-                decode_token(group)?
-            },
+            group: if group == CORE_GROUP_TOKEN { String::new() } else { decode_token(group)? },
             resource: decode_token(resource)?,
-            namespace: if ns == NO_NAMESPACE_TOKEN {
-                None
-            } else {
-                Some(decode_token(ns)?)
-            },
+            namespace: if ns == NO_NAMESPACE_TOKEN { None } else { Some(decode_token(ns)?) },
             name: decode_token(name)?,
         })
     }
 
     pub fn prefix(&self) -> KeyPrefix {
-        KeyPrefix {
-            group: self.group.clone(),
-            resource: self.resource.clone(),
-            namespace: self.namespace.clone(),
-        }
+        KeyPrefix { group: self.group.clone(), resource: self.resource.clone(), namespace: self.namespace.clone() }
     }
 }
 
@@ -144,11 +132,7 @@ impl KeyPrefix {
             Some(ns) => encode_token(ns),
             None => "*".to_string(),
         };
-        format!(
-            "{root}.{}.{}.{ns}.*",
-            group_token(&self.group),
-            encode_token(&self.resource)
-        )
+        format!("{root}.{}.{}.{ns}.*", group_token(&self.group), encode_token(&self.resource))
     }
 
     pub fn contains(&self, key: &Key) -> bool {
@@ -160,11 +144,8 @@ impl KeyPrefix {
 
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let gr = if self.group.is_empty() {
-            self.resource.clone()
-        } else {
-            format!("{}.{}", self.resource, self.group)
-        };
+        let gr =
+            if self.group.is_empty() { self.resource.clone() } else { format!("{}.{}", self.resource, self.group) };
         match &self.namespace {
             Some(ns) => write!(f, "{gr}/{ns}/{}", self.name),
             None => write!(f, "{gr}/{}", self.name),
@@ -178,21 +159,8 @@ mod tests {
 
     #[test]
     fn round_trips_awkward_names() {
-        for name in [
-            "web",
-            "pod.17a2b3c4d5e6",
-            "system:node:worker-1",
-            "a_b",
-            "x*y>z",
-            "ümlaut",
-            "_",
-        ] {
-            let k = Key::new(
-                "coordination.k8s.io",
-                "leases",
-                Some("kube-node-lease"),
-                name,
-            );
+        for name in ["web", "pod.17a2b3c4d5e6", "system:node:worker-1", "a_b", "x*y>z", "ümlaut", "_"] {
+            let k = Key::new("coordination.k8s.io", "leases", Some("kube-node-lease"), name);
             let s = k.subject("kubus.obj");
             assert_eq!(s.split('.').count(), 6, "{s}");
             assert_eq!(Key::from_subject("kubus.obj", &s), Some(k));
@@ -210,9 +178,6 @@ mod tests {
     fn prefix_filters() {
         let p = KeyPrefix::new("apps", "deployments", Some("default"));
         assert_eq!(p.filter("r"), "r.apps.deployments.default.*");
-        assert_eq!(
-            KeyPrefix::new("", "pods", None).filter("r"),
-            "r.core.pods.*.*"
-        );
+        assert_eq!(KeyPrefix::new("", "pods", None).filter("r"), "r.core.pods.*.*");
     }
 }

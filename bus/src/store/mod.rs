@@ -35,11 +35,7 @@ pub enum StoreError {
     #[error("object {0} not found")]
     NotFound(Key),
     #[error("object {key} has been modified (revision {current}, expected {expected})")]
-    Conflict {
-        key: Key,
-        expected: u64,
-        current: u64,
-    },
+    Conflict { key: Key, expected: u64, current: u64 },
     #[error("revision {requested} is no longer held (oldest held: {oldest})")]
     Gone { requested: u64, oldest: u64 },
     #[error("object {key} is {size} bytes, over the bus limit of {limit} bytes")]
@@ -79,12 +75,7 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig {
-            cluster: "kubus".into(),
-            history: 8,
-            replicas: 1,
-            archive: Default::default(),
-        }
+        StoreConfig { cluster: "kubus".into(), history: 8, replicas: 1, archive: Default::default() }
     }
 }
 
@@ -113,29 +104,17 @@ pub struct Store {
 
 impl Store {
     /// Opens the store, creating (or updating the limits of) its streams.
-    pub async fn open(
-        client: async_nats::Client,
-        config: StoreConfig,
-    ) -> Result<Store, StoreError> {
+    pub async fn open(client: async_nats::Client, config: StoreConfig) -> Result<Store, StoreError> {
         if config.cluster.is_empty()
-            || !config
-                .cluster
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            || !config.cluster.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
-            return Err(StoreError::Internal(format!(
-                "cluster name {:?} must match [A-Za-z0-9_-]+",
-                config.cluster
-            )));
+            return Err(StoreError::Internal(format!("cluster name {:?} must match [A-Za-z0-9_-]+", config.cluster)));
         }
         let js = jetstream::new(client.clone());
         let root = config.root();
         let stream_config = stream::Config {
             name: config.objects_stream(),
-            description: Some(format!(
-                "Kubus cluster {}: objects (one subject per object)",
-                config.cluster
-            )),
+            description: Some(format!("Kubus cluster {}: objects (one subject per object)", config.cluster)),
             subjects: vec![format!("{root}.>")],
             max_messages_per_subject: config.history,
             storage: stream::StorageType::File,
@@ -152,36 +131,20 @@ impl Store {
         let stream = match js.get_stream(config.objects_stream()).await {
             Ok(s) => {
                 if s.cached_info().config.max_messages_per_subject != config.history {
-                    js.update_stream(stream_config)
-                        .await
-                        .map_err(StoreError::unavailable)?;
+                    js.update_stream(stream_config).await.map_err(StoreError::unavailable)?;
                 }
-                js.get_stream(config.objects_stream())
-                    .await
-                    .map_err(StoreError::unavailable)?
+                js.get_stream(config.objects_stream()).await.map_err(StoreError::unavailable)?
             }
-            Err(_) => js
-                .create_stream(stream_config)
-                .await
-                .map_err(StoreError::unavailable)?,
+            Err(_) => js.create_stream(stream_config).await.map_err(StoreError::unavailable)?,
         };
         archive::ensure(&js, &config).await?;
-        Ok(Store {
-            js,
-            stream,
-            root,
-            config,
-            client,
-        })
+        Ok(Store { js, stream, root, config, client })
     }
 
     /// Opens the store of a cluster some other process created (a control plane), changing
     /// nothing about its streams.
     pub async fn attach(client: async_nats::Client, cluster: &str) -> Result<Store, StoreError> {
-        let config = StoreConfig {
-            cluster: cluster.to_string(),
-            ..Default::default()
-        };
+        let config = StoreConfig { cluster: cluster.to_string(), ..Default::default() };
         let js = jetstream::new(client.clone());
         let stream = js.get_stream(config.objects_stream()).await.map_err(|e| {
             StoreError::Unavailable(format!(
@@ -189,18 +152,8 @@ impl Store {
             ))
         })?;
         let info = &stream.cached_info().config;
-        let config = StoreConfig {
-            history: info.max_messages_per_subject,
-            replicas: info.num_replicas,
-            ..config
-        };
-        Ok(Store {
-            root: config.root(),
-            js,
-            stream,
-            config,
-            client,
-        })
+        let config = StoreConfig { history: info.max_messages_per_subject, replicas: info.num_replicas, ..config };
+        Ok(Store { root: config.root(), js, stream, config, client })
     }
 
     pub fn config(&self) -> &StoreConfig {
@@ -223,13 +176,7 @@ impl Store {
         key.subject(&self.root)
     }
 
-    async fn publish(
-        &self,
-        key: &Key,
-        op: &str,
-        value: Bytes,
-        expected_last: u64,
-    ) -> Result<u64, PublishOutcome> {
+    async fn publish(&self, key: &Key, op: &str, value: Bytes, expected_last: u64) -> Result<u64, PublishOutcome> {
         if value.len() > self.max_object_size() {
             return Err(PublishOutcome::Failed(StoreError::TooLarge {
                 key: key.clone(),
@@ -248,9 +195,7 @@ impl Store {
             .map_err(|e| PublishOutcome::Failed(StoreError::unavailable(e)))?;
         match ack.await {
             Ok(ack) => Ok(ack.sequence),
-            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
-                Err(PublishOutcome::WrongLast)
-            }
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Err(PublishOutcome::WrongLast),
             Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
                 Err(PublishOutcome::Failed(StoreError::TooLarge {
                     key: key.clone(),
@@ -264,11 +209,7 @@ impl Store {
 
     /// The last message of a key's subject, tombstones included, read from the stream leader.
     async fn last_message(&self, key: &Key) -> Result<Option<(u64, bool, Bytes)>, StoreError> {
-        match self
-            .stream
-            .get_last_raw_message_by_subject(&self.subject(key))
-            .await
-        {
+        match self.stream.get_last_raw_message_by_subject(&self.subject(key)).await {
             Ok(m) => Ok(Some((m.sequence, is_delete(&m.headers), m.payload))),
             Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
             Err(e) => Err(StoreError::unavailable(e)),
@@ -318,12 +259,7 @@ impl Store {
 
     /// Deletes an object at revision `expected`, leaving `final_value` in the tombstone.
     #[instrument(skip_all, fields(key = %key, expected))]
-    pub async fn delete(
-        &self,
-        key: &Key,
-        final_value: Bytes,
-        expected: u64,
-    ) -> Result<u64, StoreError> {
+    pub async fn delete(&self, key: &Key, final_value: Bytes, expected: u64) -> Result<u64, StoreError> {
         let started = Instant::now();
         let result = match self.publish(key, "delete", final_value, expected).await {
             Ok(rev) => Ok(rev),
@@ -338,11 +274,7 @@ impl Store {
     async fn explain_mismatch(&self, key: &Key, expected: u64) -> StoreError {
         match self.last_message(key).await {
             Ok(None) | Ok(Some((_, true, _))) => StoreError::NotFound(key.clone()),
-            Ok(Some((current, false, _))) => StoreError::Conflict {
-                key: key.clone(),
-                expected,
-                current,
-            },
+            Ok(Some((current, false, _))) => StoreError::Conflict { key: key.clone(), expected, current },
             Err(e) => e,
         }
     }
@@ -352,11 +284,7 @@ impl Store {
     pub async fn get(&self, key: &Key) -> Result<Option<Object>, StoreError> {
         let started = Instant::now();
         let result = self.last_message(key).await.map(|m| match m {
-            Some((rev, false, value)) => Some(Object {
-                key: key.clone(),
-                revision: rev,
-                value,
-            }),
+            Some((rev, false, value)) => Some(Object { key: key.clone(), revision: rev, value }),
             _ => None,
         });
         observe("get", started, result.is_ok());
@@ -365,21 +293,13 @@ impl Store {
 
     /// The newest revision of the whole store (the stream's last sequence, from the leader).
     pub async fn current_revision(&self) -> Result<u64, StoreError> {
-        let info = self
-            .stream
-            .get_info()
-            .await
-            .map_err(StoreError::unavailable)?;
+        let info = self.stream.get_info().await.map_err(StoreError::unavailable)?;
         Ok(info.state.last_sequence)
     }
 
     /// The oldest revision the objects stream still holds.
     pub async fn oldest_revision(&self) -> Result<u64, StoreError> {
-        let info = self
-            .stream
-            .get_info()
-            .await
-            .map_err(StoreError::unavailable)?;
+        let info = self.stream.get_info().await.map_err(StoreError::unavailable)?;
         Ok(info.state.first_sequence)
     }
 
@@ -418,9 +338,7 @@ impl Store {
             let mut messages = consumer.messages().await.map_err(StoreError::unavailable)?;
             while let Some(msg) = messages.next().await {
                 let msg = msg.map_err(StoreError::unavailable)?;
-                let info = msg
-                    .info()
-                    .map_err(|e| StoreError::Internal(e.to_string()))?;
+                let info = msg.info().map_err(|e| StoreError::Internal(e.to_string()))?;
                 let (seq, pending) = (info.stream_sequence, info.pending);
                 revision = revision.max(seq);
                 let delete = msg.headers.as_ref().is_some_and(is_delete);
@@ -434,11 +352,7 @@ impl Store {
             .into_iter()
             .filter(|(_, (_, delete, _))| !delete)
             .filter_map(|(subject, (rev, _, value))| {
-                Key::from_subject(&self.root, &subject).map(|key| Object {
-                    key,
-                    revision: rev,
-                    value,
-                })
+                Key::from_subject(&self.root, &subject).map(|key| Object { key, revision: rev, value })
             })
             .collect();
         Ok((objects, revision))
@@ -449,18 +363,11 @@ impl Store {
     /// revision `after + 1`.
     pub async fn watch(&self, prefix: Option<&KeyPrefix>, after: u64) -> Result<Watch, StoreError> {
         let started = Instant::now();
-        let info = self
-            .stream
-            .get_info()
-            .await
-            .map_err(StoreError::unavailable)?;
+        let info = self.stream.get_info().await.map_err(StoreError::unavailable)?;
         let oldest = info.state.first_sequence;
         if after + 1 < oldest && after < info.state.last_sequence {
             observe("watch", started, false);
-            return Err(StoreError::Gone {
-                requested: after,
-                oldest,
-            });
+            return Err(StoreError::Gone { requested: after, oldest });
         }
         let filter = match prefix {
             Some(p) => p.filter(&self.root),
@@ -470,9 +377,7 @@ impl Store {
             .stream
             .create_consumer(consumer::pull::OrderedConfig {
                 filter_subject: filter,
-                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                    start_sequence: after + 1,
-                },
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence: after + 1 },
                 ..Default::default()
             })
             .await
@@ -503,7 +408,5 @@ enum PublishOutcome {
 }
 
 fn is_delete(headers: &HeaderMap) -> bool {
-    headers
-        .get(OP_HEADER)
-        .is_some_and(|v| v.as_str() == "delete")
+    headers.get(OP_HEADER).is_some_and(|v| v.as_str() == "delete")
 }

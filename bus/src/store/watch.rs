@@ -55,9 +55,7 @@ impl Stream for Watch {
             let msg = match self.messages.poll_next_unpin(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Ready(Some(Err(e))) => {
-                    return Poll::Ready(Some(Err(StoreError::Unavailable(e.to_string()))))
-                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(StoreError::Unavailable(e.to_string())))),
                 Poll::Ready(Some(Ok(m))) => m,
             };
             let Ok(info) = msg.info() else { continue };
@@ -69,18 +67,11 @@ impl Stream for Watch {
             };
             let kind = match &msg.headers {
                 Some(h) if is_delete(h) => EventType::Deleted,
-                Some(h) if h.get(OP_HEADER).is_some_and(|v| v.as_str() == "create") => {
-                    EventType::Added
-                }
+                Some(h) if h.get(OP_HEADER).is_some_and(|v| v.as_str() == "create") => EventType::Added,
                 _ => EventType::Modified,
             };
             WATCH_EVENTS.with_label_values(&[kind.as_str()]).inc();
-            return Poll::Ready(Some(Ok(Event {
-                kind,
-                key,
-                revision,
-                value: msg.payload.clone(),
-            })));
+            return Poll::Ready(Some(Ok(Event { kind, key, revision, value: msg.payload.clone() })));
         }
     }
 }

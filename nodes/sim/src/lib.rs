@@ -74,18 +74,12 @@ pub struct StopNode(pub String);
 
 impl SimNodes {
     pub fn new(config: SimConfig, client: Client, pods: Informer) -> Self {
-        let nodes = (0..config.count)
-            .map(|i| (format!("{}{i}", config.prefix), i))
-            .collect();
+        let nodes = (0..config.count).map(|i| (format!("{}{i}", config.prefix), i)).collect();
         SimNodes {
             config,
             client,
             pods,
-            shared: Arc::new(Mutex::new(Shared {
-                nodes,
-                stopped: HashSet::new(),
-                next_ip: HashMap::new(),
-            })),
+            shared: Arc::new(Mutex::new(Shared { nodes, stopped: HashSet::new(), next_ip: HashMap::new() })),
         }
     }
 
@@ -132,12 +126,7 @@ fn pod_cidr(i: usize) -> String {
 /// 172.16.0.1 onwards: unique for the first million nodes.
 fn node_ip(i: usize) -> String {
     let n = i + 1;
-    format!(
-        "172.{}.{}.{}",
-        16 + ((n >> 16) & 15),
-        (n >> 8) & 255,
-        n & 255
-    )
+    format!("172.{}.{}.{}", 16 + ((n >> 16) & 15), (n >> 8) & 255, n & 255)
 }
 
 fn pod_ip(i: usize, n: u32) -> String {
@@ -162,46 +151,37 @@ impl Actor for SimNodes {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let (config, client, shared) = (
-            self.config.clone(),
-            self.client.clone(),
-            self.shared.clone(),
-        );
+        let (config, client, shared) = (self.config.clone(), self.client.clone(), self.shared.clone());
         let register = async move {
-            let nodes: Vec<(String, usize)> = shared
-                .lock()
-                .expect("sim lock")
-                .nodes
-                .iter()
-                .map(|(n, i)| (n.clone(), *i))
-                .collect();
+            let nodes: Vec<(String, usize)> =
+                shared.lock().expect("sim lock").nodes.iter().map(|(n, i)| (n.clone(), *i)).collect();
             stream::iter(nodes)
                 .for_each_concurrent(config.concurrency, |(name, i)| {
                     let (client, config) = (client.clone(), config.clone());
                     async move {
-                        let r = client
-                            .create("", "nodes", None, &SimNodes::node_object(&name, i))
-                            .await;
-                        if let Err(e) = &r {
-                            if !e.is_conflict() {
-                                record::<(), _>("node", Err(e)).await;
-                                return;
-                            }
-                        }
-                        record(
-                            "node-status",
-                            client
-                                .merge_patch(
-                                    "",
-                                    "nodes",
-                                    None,
-                                    &name,
-                                    Some("status"),
-                                    &SimNodes::node_status(&config, i),
+                        // Like a kubelet, keep trying to register until the API server answers.
+                        let mut backoff = Duration::from_millis(100);
+                        loop {
+                            let created = match client.create("", "nodes", None, &SimNodes::node_object(&name, i)).await
+                            {
+                                Ok(_) => true,
+                                Err(e) if e.is_conflict() => true,
+                                Err(e) => record::<(), _>("node", Err(e)).await.is_some(),
+                            };
+                            let status = SimNodes::node_status(&config, i);
+                            if created
+                                && record(
+                                    "node-status",
+                                    client.merge_patch("", "nodes", None, &name, Some("status"), &status).await,
                                 )
-                                .await,
-                        )
-                        .await;
+                                .await
+                                .is_some()
+                            {
+                                break;
+                            }
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(5));
+                        }
                         renew_lease(&client, &name, config.renew_every).await;
                     }
                 })
@@ -211,11 +191,7 @@ impl Actor for SimNodes {
         ctx.spawn(register.into_actor(self));
 
         // Lease renewals: one loop for every node, spread over the period.
-        let (config, client, shared) = (
-            self.config.clone(),
-            self.client.clone(),
-            self.shared.clone(),
-        );
+        let (config, client, shared) = (self.config.clone(), self.client.clone(), self.shared.clone());
         ctx.spawn(
             async move {
                 let mut tick = tokio::time::interval(config.renew_every);
@@ -224,11 +200,7 @@ impl Actor for SimNodes {
                     tick.tick().await;
                     let live: Vec<String> = {
                         let s = shared.lock().expect("sim lock");
-                        s.nodes
-                            .keys()
-                            .filter(|n| !s.stopped.contains(*n))
-                            .cloned()
-                            .collect()
+                        s.nodes.keys().filter(|n| !s.stopped.contains(*n)).cloned().collect()
                     };
                     stream::iter(live)
                         .for_each_concurrent(config.concurrency, |name| {
@@ -254,8 +226,7 @@ impl Actor for SimNodes {
                     match changes.recv().await {
                         Ok(Change::Applied { new, .. }) => handle_pod(&client, &shared, &new).await,
                         Ok(Change::Deleted(_)) => {}
-                        Ok(Change::Resynced)
-                        | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        Ok(Change::Resynced) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                             for p in pods.list() {
                                 handle_pod(&client, &shared, &p).await;
                             }
@@ -283,32 +254,15 @@ async fn renew_lease(client: &Client, node: &str, period: Duration) {
     let now = format_micro(SystemTime::now());
     let spec = json!({"holderIdentity": node, "leaseDurationSeconds": (period.as_secs() * 4).max(4), "renewTime": now});
     let r = client
-        .merge_patch(
-            "coordination.k8s.io",
-            "leases",
-            Some("kube-node-lease"),
-            node,
-            None,
-            &json!({"spec": spec}),
-        )
+        .merge_patch("coordination.k8s.io", "leases", Some("kube-node-lease"), node, None, &json!({"spec": spec}))
         .await;
     match r {
         Ok(_) => SIM_WRITES.with_label_values(&["lease", "ok"]).inc(),
         Err(e) if e.is_not_found() => {
             let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                 "metadata": {"name": node, "namespace": "kube-node-lease"}, "spec": spec});
-            record(
-                "lease",
-                client
-                    .create(
-                        "coordination.k8s.io",
-                        "leases",
-                        Some("kube-node-lease"),
-                        &lease,
-                    )
-                    .await,
-            )
-            .await;
+            record("lease", client.create("coordination.k8s.io", "leases", Some("kube-node-lease"), &lease).await)
+                .await;
         }
         Err(e) => {
             record::<(), _>("lease", Err(e)).await;
@@ -318,10 +272,7 @@ async fn renew_lease(client: &Client, node: &str, period: Duration) {
 
 fn format_micro(t: SystemTime) -> String {
     let secs = format_rfc3339(t);
-    let micros = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.subsec_micros())
-        .unwrap_or(0);
+    let micros = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_micros()).unwrap_or(0);
     format!("{}.{micros:06}Z", secs.trim_end_matches('Z'))
 }
 
@@ -330,10 +281,8 @@ async fn handle_pod(client: &Client, shared: &Arc<Mutex<Shared>>, pod: &Value) {
     let Some(node) = pod["spec"]["nodeName"].as_str() else {
         return;
     };
-    let (ns, name) = (
-        pod["metadata"]["namespace"].as_str().unwrap_or("default"),
-        pod["metadata"]["name"].as_str().unwrap_or(""),
-    );
+    let (ns, name) =
+        (pod["metadata"]["namespace"].as_str().unwrap_or("default"), pod["metadata"]["name"].as_str().unwrap_or(""));
     let ip = {
         let mut s = shared.lock().expect("sim lock");
         let Some(&i) = s.nodes.get(node) else { return };
@@ -353,13 +302,7 @@ async fn handle_pod(client: &Client, shared: &Arc<Mutex<Shared>>, pod: &Value) {
     match ip {
         // Containers "stopped": the kubelet's final delete with no grace period.
         None => {
-            record(
-                "pod-delete",
-                client
-                    .delete("", "pods", Some(ns), name, "gracePeriodSeconds=0")
-                    .await,
-            )
-            .await;
+            record("pod-delete", client.delete("", "pods", Some(ns), name, "gracePeriodSeconds=0").await).await;
         }
         Some((pod_ip, host_ip)) => {
             let now = format_rfc3339(SystemTime::now());
@@ -376,13 +319,7 @@ async fn handle_pod(client: &Client, shared: &Arc<Mutex<Shared>>, pod: &Value) {
                 "startTime": now, "containerStatuses": statuses,
                 "conditions": [cond("PodReadyToStartContainers"), cond("Initialized"), cond("Ready"), cond("ContainersReady"), cond("PodScheduled")],
             }});
-            record(
-                "pod-status",
-                client
-                    .merge_patch("", "pods", Some(ns), name, Some("status"), &status)
-                    .await,
-            )
-            .await;
+            record("pod-status", client.merge_patch("", "pods", Some(ns), name, Some("status"), &status).await).await;
         }
     }
 }

@@ -25,10 +25,7 @@ pub enum PatchError {
     NoMergeKey { map: String, key: String },
     /// A value has a different JSON type than the merge requires.
     #[error("expected a {expected}, but received a {found}")]
-    BadArgType {
-        expected: &'static str,
-        found: &'static str,
-    },
+    BadArgType { expected: &'static str, found: &'static str },
     /// A `$patch` directive with an unknown value.
     #[error("unknown patch type: {directive} in map: {map}")]
     BadPatchType { directive: String, map: String },
@@ -57,9 +54,7 @@ pub enum PatchError {
     #[error("The order in patch list:\n{patch}\n doesn't match $setElementOrder list:\n{order}")]
     SetElementOrderMismatch { patch: String, order: String },
     /// Two patches being combined carry different `$retainKeys` lists for the same map.
-    #[error(
-        "{0} and {1} are not deep equal: this may happen when calculating the 3-way diff patch"
-    )]
+    #[error("{0} and {1} are not deep equal: this may happen when calculating the 3-way diff patch")]
     RetainKeysMismatch(String, String),
 }
 

@@ -60,97 +60,38 @@ struct Row {
 
 /// A struct-typed field that leads to a type with rows of its own.
 const fn child(ty: &'static str, field: &'static str, child: &'static str) -> Row {
-    Row {
-        ty,
-        field,
-        child: Some(child),
-        list: false,
-        merge_key: None,
-        strategy: "",
-    }
+    Row { ty, field, child: Some(child), list: false, merge_key: None, strategy: "" }
 }
 
 /// A list without a patch strategy (replaced whole) whose items have rows of their own,
 /// kept so the items' metadata is reachable when publishing OpenAPI extensions.
 const fn atomic_list(ty: &'static str, field: &'static str, item: Option<&'static str>) -> Row {
-    Row {
-        ty,
-        field,
-        child: item,
-        list: true,
-        merge_key: None,
-        strategy: "",
-    }
+    Row { ty, field, child: item, list: true, merge_key: None, strategy: "" }
 }
 
 /// A list of objects merged by `key`.
 const fn keyed(ty: &'static str, field: &'static str, key: &'static str) -> Row {
-    Row {
-        ty,
-        field,
-        child: None,
-        list: true,
-        merge_key: Some(key),
-        strategy: "merge",
-    }
+    Row { ty, field, child: None, list: true, merge_key: Some(key), strategy: "merge" }
 }
 
 /// A list of objects merged by `key` whose items have rows of their own.
-const fn keyed_of(
-    ty: &'static str,
-    field: &'static str,
-    key: &'static str,
-    item: &'static str,
-) -> Row {
-    Row {
-        ty,
-        field,
-        child: Some(item),
-        list: true,
-        merge_key: Some(key),
-        strategy: "merge",
-    }
+const fn keyed_of(ty: &'static str, field: &'static str, key: &'static str, item: &'static str) -> Row {
+    Row { ty, field, child: Some(item), list: true, merge_key: Some(key), strategy: "merge" }
 }
 
 /// A list of objects merged by `key` whose items are unions cleared with `$retainKeys`.
-const fn keyed_retain(
-    ty: &'static str,
-    field: &'static str,
-    key: &'static str,
-    item: Option<&'static str>,
-) -> Row {
-    Row {
-        ty,
-        field,
-        child: item,
-        list: true,
-        merge_key: Some(key),
-        strategy: "merge,retainKeys",
-    }
+const fn keyed_retain(ty: &'static str, field: &'static str, key: &'static str, item: Option<&'static str>) -> Row {
+    Row { ty, field, child: item, list: true, merge_key: Some(key), strategy: "merge,retainKeys" }
 }
 
 /// A list of primitives merged as an ordered set.
 const fn set(ty: &'static str, field: &'static str) -> Row {
-    Row {
-        ty,
-        field,
-        child: None,
-        list: true,
-        merge_key: None,
-        strategy: "merge",
-    }
+    Row { ty, field, child: None, list: true, merge_key: None, strategy: "merge" }
 }
 
 /// A struct that is a union cleared with `$retainKeys`.
 const fn retain_struct(ty: &'static str, field: &'static str) -> Row {
-    Row {
-        ty,
-        field,
-        child: None,
-        list: false,
-        merge_key: None,
-        strategy: "retainKeys",
-    }
+    Row { ty, field, child: None, list: false, merge_key: None, strategy: "retainKeys" }
 }
 
 const META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
@@ -269,11 +210,7 @@ const TABLE: &[Row] = &[
     keyed(POD_STATUS, "podIPs", "ip"),
     atomic_list(POD_STATUS, "initContainerStatuses", Some(CONTAINER_STATUS)),
     atomic_list(POD_STATUS, "containerStatuses", Some(CONTAINER_STATUS)),
-    atomic_list(
-        POD_STATUS,
-        "ephemeralContainerStatuses",
-        Some(CONTAINER_STATUS),
-    ),
+    atomic_list(POD_STATUS, "ephemeralContainerStatuses", Some(CONTAINER_STATUS)),
     keyed_retain(POD_STATUS, "resourceClaimStatuses", "name", None),
     keyed(CONTAINER_STATUS, "volumeMounts", "mountPath"),
     keyed(CONTAINER_STATUS, "allocatedResourcesStatus", "name"),
@@ -349,40 +286,24 @@ const TABLE: &[Row] = &[
 
 /// The table's type name for the root of objects of `kind` in API `group` ("" for core).
 pub fn root_type(group: &str, kind: &str) -> Option<&'static str> {
-    ROOTS
-        .iter()
-        .find(|(g, k, _)| *g == group && *k == kind)
-        .map(|(_, _, ty)| *ty)
+    ROOTS.iter().find(|(g, k, _)| *g == group && *k == kind).map(|(_, _, ty)| *ty)
 }
 
 /// What the table knows about `field` of `type_name`; `None` when it knows nothing, in
 /// which case the field merges with the defaults (objects recurse, lists are replaced).
 pub fn field(type_name: &str, field: &str) -> Option<FieldMeta> {
-    TABLE
-        .iter()
-        .find(|r| r.ty == type_name && r.field == field)
-        .map(|r| FieldMeta {
-            child_type: r.child,
-            list: r.list,
-            merge_key: r.merge_key,
-            strategy: parse_strategy(r.strategy),
-        })
+    TABLE.iter().find(|r| r.ty == type_name && r.field == field).map(|r| FieldMeta {
+        child_type: r.child,
+        list: r.list,
+        merge_key: r.merge_key,
+        strategy: parse_strategy(r.strategy),
+    })
 }
 
 /// Every field with a patch strategy, as `(type, field, merge key, strategy)` with the
 /// strategy spelled as upstream's `x-kubernetes-patch-strategy` OpenAPI extension.
-pub fn extensions() -> impl Iterator<
-    Item = (
-        &'static str,
-        &'static str,
-        Option<&'static str>,
-        &'static str,
-    ),
-> {
-    TABLE
-        .iter()
-        .filter(|r| !r.strategy.is_empty())
-        .map(|r| (r.ty, r.field, r.merge_key, r.strategy))
+pub fn extensions() -> impl Iterator<Item = (&'static str, &'static str, Option<&'static str>, &'static str)> {
+    TABLE.iter().filter(|r| !r.strategy.is_empty()).map(|r| (r.ty, r.field, r.merge_key, r.strategy))
 }
 
 fn parse_strategy(s: &str) -> Strategy {
@@ -400,15 +321,9 @@ mod tests {
 
     #[test]
     fn roots_resolve() {
-        assert_eq!(
-            root_type("apps", "Deployment"),
-            Some("io.k8s.api.apps.v1.Deployment")
-        );
+        assert_eq!(root_type("apps", "Deployment"), Some("io.k8s.api.apps.v1.Deployment"));
         assert_eq!(root_type("", "Pod"), Some("io.k8s.api.core.v1.Pod"));
-        assert_eq!(
-            root_type("events.k8s.io", "Event"),
-            Some("io.k8s.api.events.v1.Event")
-        );
+        assert_eq!(root_type("events.k8s.io", "Event"), Some("io.k8s.api.events.v1.Event"));
         assert_eq!(root_type("", "Event"), Some("io.k8s.api.core.v1.Event"));
         assert_eq!(root_type("coordination.k8s.io", "Lease"), Some(LEASE));
         assert_eq!(root_type("", "Deployment"), None);
@@ -417,9 +332,7 @@ mod tests {
 
     #[test]
     fn navigation_reaches_container_ports() {
-        let spec = field(DEPLOYMENT, "spec")
-            .and_then(|f| f.child_type)
-            .unwrap();
+        let spec = field(DEPLOYMENT, "spec").and_then(|f| f.child_type).unwrap();
         let template = field(spec, "template").and_then(|f| f.child_type).unwrap();
         let pod_spec = field(template, "spec").and_then(|f| f.child_type).unwrap();
         let containers = field(pod_spec, "containers").unwrap();
@@ -428,10 +341,7 @@ mod tests {
         assert_eq!(containers.strategy, Strategy::Merge);
         let ports = field(containers.child_type.unwrap(), "ports").unwrap();
         assert_eq!(ports.merge_key, Some("containerPort"));
-        assert_eq!(
-            field(pod_spec, "volumes").unwrap().strategy,
-            Strategy::RetainKeys
-        );
+        assert_eq!(field(pod_spec, "volumes").unwrap().strategy, Strategy::RetainKeys);
         assert_eq!(field(pod_spec, "tolerations"), None);
     }
 
@@ -439,20 +349,10 @@ mod tests {
     fn every_child_type_has_rows_and_every_root_exists() {
         for r in TABLE {
             if let Some(c) = r.child {
-                assert!(
-                    TABLE.iter().any(|o| o.ty == c),
-                    "{c} (from {}.{}) has no rows",
-                    r.ty,
-                    r.field
-                );
+                assert!(TABLE.iter().any(|o| o.ty == c), "{c} (from {}.{}) has no rows", r.ty, r.field);
             }
             if r.merge_key.is_some() {
-                assert!(
-                    r.list && r.strategy.starts_with("merge"),
-                    "{}.{}",
-                    r.ty,
-                    r.field
-                );
+                assert!(r.list && r.strategy.starts_with("merge"), "{}.{}", r.ty, r.field);
             }
         }
         for (_, _, ty) in ROOTS {
@@ -460,14 +360,7 @@ mod tests {
         }
         // A field appears once, or lookups would silently pick the first row.
         for (i, r) in TABLE.iter().enumerate() {
-            assert!(
-                !TABLE[..i]
-                    .iter()
-                    .any(|o| o.ty == r.ty && o.field == r.field),
-                "{}.{} twice",
-                r.ty,
-                r.field
-            );
+            assert!(!TABLE[..i].iter().any(|o| o.ty == r.ty && o.field == r.field), "{}.{} twice", r.ty, r.field);
         }
     }
 

@@ -50,10 +50,7 @@ struct MergeOptions {
     ignore_unmatched_nulls: bool,
 }
 
-const APPLY: MergeOptions = MergeOptions {
-    merge_parallel_list: true,
-    ignore_unmatched_nulls: true,
-};
+const APPLY: MergeOptions = MergeOptions { merge_parallel_list: true, ignore_unmatched_nulls: true };
 
 /// Where in the patch-metadata table the merge currently is.
 #[derive(Debug, Clone, Copy)]
@@ -65,12 +62,7 @@ impl<'a> Schema<'a> {
     /// The metadata of `key` and the schema of its value (or of its items, for lists).
     fn lookup(self, key: &str) -> (Schema<'a>, FieldMeta) {
         match self.ty.and_then(|t| patch_meta::field(t, key)) {
-            Some(meta) => (
-                Schema {
-                    ty: meta.child_type,
-                },
-                meta,
-            ),
+            Some(meta) => (Schema { ty: meta.child_type }, meta),
             None => (Schema { ty: None }, FieldMeta::default()),
         }
     }
@@ -90,19 +82,11 @@ impl<'a> Schema<'a> {
 ///
 /// A `null` patch changes nothing, as upstream decodes it to an empty map; any other
 /// non-object patch is an error.
-pub fn strategic_merge(
-    original: &Value,
-    patch: &Value,
-    root_type: Option<&str>,
-) -> Result<Value, PatchError> {
+pub fn strategic_merge(original: &Value, patch: &Value, root_type: Option<&str>) -> Result<Value, PatchError> {
     let patch = match patch {
         Value::Object(p) => p.clone(),
         Value::Null => Map::new(),
-        other => {
-            return Err(PatchError::PatchNotObject {
-                found: json_type_name(other),
-            })
-        }
+        other => return Err(PatchError::PatchNotObject { found: json_type_name(other) }),
     };
     let original = match original {
         Value::Object(o) => o.clone(),
@@ -127,9 +111,8 @@ fn merge_map(
     // Deletions from primitive lists go last so that a list merged by another key of the
     // same patch is pruned afterwards rather than refilled (upstream leaves this to map
     // iteration order).
-    let (deletions, others): (Vec<_>, Vec<_>) = patch
-        .into_iter()
-        .partition(|(k, _)| k.starts_with(DELETE_FROM_PRIMITIVE_LIST_PREFIX));
+    let (deletions, others): (Vec<_>, Vec<_>) =
+        patch.into_iter().partition(|(k, _)| k.starts_with(DELETE_FROM_PRIMITIVE_LIST_PREFIX));
     for (key, value) in others.into_iter().chain(deletions) {
         merge_field(&mut original, key, value, schema, opts)?;
     }
@@ -146,11 +129,7 @@ fn directive_in_map(
         Some(REPLACE_DIRECTIVE) => {
             remove_key(&mut patch, DIRECTIVE_MARKER);
             // When combining patches the replacement is itself a patch and stays as is.
-            Ok(if opts.merge_parallel_list {
-                clean_map(patch, opts)
-            } else {
-                patch
-            })
+            Ok(if opts.merge_parallel_list { clean_map(patch, opts) } else { patch })
         }
         Some(DELETE_DIRECTIVE) => Ok(Map::new()),
         _ => Err(bad_patch_type(directive, &patch)),
@@ -205,15 +184,7 @@ fn merge_field(
         (Value::Array(o), Value::Array(p)) => {
             let (sub, meta) = schema.lookup(&key);
             let what = schema.describe(&key);
-            Some(Value::Array(merge_list_field(
-                o,
-                p,
-                sub,
-                &meta,
-                is_delete_list,
-                opts,
-                &what,
-            )?))
+            Some(Value::Array(merge_list_field(o, p, sub, &meta, is_delete_list, opts, &what)?))
         }
         // A deletion list only ever removes from a list.
         (o, _) if is_delete_list => Some(o),
@@ -239,15 +210,7 @@ fn merge_list_field(
     what: &str,
 ) -> Result<Vec<Value>, PatchError> {
     if meta.strategy.merges_lists() || is_delete_list {
-        merge_list(
-            original,
-            patch,
-            schema,
-            meta.merge_key.unwrap_or(""),
-            is_delete_list,
-            opts,
-            what,
-        )
+        merge_list(original, patch, schema, meta.merge_key.unwrap_or(""), is_delete_list, opts, what)
     } else {
         Ok(clean_list(patch, opts))
     }
@@ -268,10 +231,7 @@ fn merge_list(
 
     if kind != Kind::Object {
         if opts.merge_parallel_list && is_delete_list {
-            return Ok(original
-                .into_iter()
-                .filter(|v| !patch.contains(v))
-                .collect());
+            return Ok(original.into_iter().filter(|v| !patch.contains(v)).collect());
         }
         let mut merged: Vec<Value> = Vec::with_capacity(original.len() + patch.len());
         for v in original.iter().chain(&patch) {
@@ -346,10 +306,7 @@ fn merge_list_items(
         let Some(key_value) = patch_map.get(merge_key) else {
             return Err(no_merge_key(item, merge_key));
         };
-        match original
-            .iter()
-            .position(|o| o.get(merge_key) == Some(key_value))
-        {
+        match original.iter().position(|o| o.get(merge_key) == Some(key_value)) {
             Some(pos) => {
                 let Value::Object(o) = std::mem::take(&mut original[pos]) else {
                     return Err(bad_arg_type("object", &original[pos]));
@@ -378,10 +335,9 @@ fn apply_retain_keys(
     if !opts.merge_parallel_list {
         // Combining patches: both must agree on what to retain.
         return match original.get(RETAIN_KEYS_DIRECTIVE) {
-            Some(existing) if *existing != retain => Err(PatchError::RetainKeysMismatch(
-                existing.to_string(),
-                retain.to_string(),
-            )),
+            Some(existing) if *existing != retain => {
+                Err(PatchError::RetainKeysMismatch(existing.to_string(), retain.to_string()))
+            }
             Some(_) => Ok(()),
             None => {
                 original.insert(RETAIN_KEYS_DIRECTIVE.to_string(), retain);
@@ -395,10 +351,7 @@ fn apply_retain_keys(
     let retained = |k: &str| retain.iter().any(|r| r.as_str() == Some(k));
     // A patch may not set a key it asks to clear.
     for (k, v) in patch.iter() {
-        if v.is_null()
-            || k.starts_with(DELETE_FROM_PRIMITIVE_LIST_PREFIX)
-            || k.starts_with(SET_ELEMENT_ORDER_PREFIX)
-        {
+        if v.is_null() || k.starts_with(DELETE_FROM_PRIMITIVE_LIST_PREFIX) || k.starts_with(SET_ELEMENT_ORDER_PREFIX) {
             continue;
         }
         if !retained(k) {
@@ -417,11 +370,7 @@ fn merge_set_element_order(
     schema: Schema<'_>,
     opts: MergeOptions,
 ) -> Result<(), PatchError> {
-    let keys: Vec<String> = patch
-        .keys()
-        .filter(|k| k.starts_with(SET_ELEMENT_ORDER_PREFIX))
-        .cloned()
-        .collect();
+    let keys: Vec<String> = patch.keys().filter(|k| k.starts_with(SET_ELEMENT_ORDER_PREFIX)).cloned().collect();
     for key in keys {
         let Some(order) = remove_key(patch, &key) else {
             continue;
@@ -429,9 +378,7 @@ fn merge_set_element_order(
         if !opts.merge_parallel_list {
             // Combining patches: the directive is carried along and both must agree.
             match original.get(&key) {
-                Some(existing) if *existing != order => {
-                    return Err(PatchError::BadPatchFormatForSetElementOrderList)
-                }
+                Some(existing) if *existing != order => return Err(PatchError::BadPatchFormatForSetElementOrderList),
                 Some(_) => {}
                 None => {
                     original.insert(key.clone(), order.clone());
@@ -450,21 +397,13 @@ fn merge_set_element_order(
         };
         let (sub, meta) = schema.lookup(&field);
         let merge_key = meta.merge_key.unwrap_or("");
-        validate_patch_with_set_order(
-            patch_list.as_deref().unwrap_or_default(),
-            &order,
-            merge_key,
-        )?;
+        validate_patch_with_set_order(patch_list.as_deref().unwrap_or_default(), &order, merge_key)?;
 
-        let kind = element_kind(&[
-            original_list.as_deref().unwrap_or_default(),
-            patch_list.as_deref().unwrap_or_default(),
-        ])?;
+        let kind =
+            element_kind(&[original_list.as_deref().unwrap_or_default(), patch_list.as_deref().unwrap_or_default()])?;
         let server_order = match (&original_list, &patch_list) {
             (Some(o), Some(p))
-                if meta.strategy.merges_lists()
-                    && kind == Some(Kind::Object)
-                    && !merge_key.is_empty() =>
+                if meta.strategy.merges_lists() && kind == Some(Kind::Object) && !merge_key.is_empty() =>
             {
                 reference_order(o, p, merge_key)
             }
@@ -485,16 +424,8 @@ fn merge_set_element_order(
             // Both lists empty: there is nothing to order.
             None => merged,
             Some(kind) => {
-                let (patch_items, server_only) =
-                    partition_by_presence(merged, &order, merge_key, kind)?;
-                normalize_element_order(
-                    patch_items,
-                    server_only,
-                    &order,
-                    &server_order,
-                    merge_key,
-                    kind,
-                )?
+                let (patch_items, server_only) = partition_by_presence(merged, &order, merge_key, kind)?;
+                normalize_element_order(patch_items, server_only, &order, &server_order, merge_key, kind)?
             }
         };
         original.insert(field, Value::Array(ordered));
@@ -517,10 +448,7 @@ fn reference_order(original: &[Value], patch: &[Value], merge_key: &str) -> Vec<
                 let Some(key) = item.get(merge_key) else {
                     continue;
                 };
-                while let Some(k) = slots[..len]
-                    .iter()
-                    .position(|o| o.get(merge_key) == Some(key))
-                {
+                while let Some(k) = slots[..len].iter().position(|o| o.get(merge_key) == Some(key)) {
                     // Shift left; the last slot keeps its stale value, as upstream's does.
                     for i in k..len - 1 {
                         slots[i] = slots[i + 1].clone();
@@ -543,10 +471,8 @@ fn reference_order(original: &[Value], patch: &[Value], merge_key: &str) -> Vec<
         if item.get(DIRECTIVE_MARKER).is_some() {
             continue;
         }
-        let known = slots[..len.min(slots.len())]
-            .iter()
-            .chain(&appended)
-            .any(|o: &Value| o.get(merge_key) == Some(key));
+        let known =
+            slots[..len.min(slots.len())].iter().chain(&appended).any(|o: &Value| o.get(merge_key) == Some(key));
         if !known {
             if len < slots.len() {
                 slots[len] = item.clone();
@@ -570,11 +496,7 @@ fn list_at(map: &Map<String, Value>, key: &str) -> Result<Option<Vec<Value>>, Pa
 
 /// Checks that the patch list is ordered consistently with its `$setElementOrder` list
 /// and names no item the order list omits (deletions aside).
-fn validate_patch_with_set_order(
-    patch: &[Value],
-    order: &[Value],
-    merge_key: &str,
-) -> Result<(), PatchError> {
+fn validate_patch_with_set_order(patch: &[Value], order: &[Value], merge_key: &str) -> Result<(), PatchError> {
     if patch.is_empty() || order.is_empty() {
         return Ok(());
     }
@@ -616,9 +538,7 @@ fn merge_key_equal(left: &Value, right: &Value, merge_key: &str) -> Result<bool,
     }
     let key_of = |v: &Value| -> Result<Value, PatchError> {
         let m = v.as_object().ok_or_else(|| bad_arg_type("object", v))?;
-        m.get(merge_key)
-            .cloned()
-            .ok_or_else(|| no_merge_key(v, merge_key))
+        m.get(merge_key).cloned().ok_or_else(|| no_merge_key(v, merge_key))
     };
     Ok(key_of(left)? == key_of(right)?)
 }
@@ -722,23 +642,12 @@ fn normalize_element_order(
 ) -> Result<Vec<Value>, PatchError> {
     let patch_items = sort_by_order(patch_items, patch_order, merge_key, kind)?;
     let server_only = sort_by_order(server_only, server_order, merge_key, kind)?;
-    Ok(merge_sorted(
-        server_only,
-        patch_items,
-        server_order,
-        merge_key,
-        kind,
-    ))
+    Ok(merge_sorted(server_only, patch_items, server_order, merge_key, kind))
 }
 
 /// Stable-sorts `items` by their position in `order`; items not in `order` go after
 /// those that are, and `$patch: delete` items (present only when combining patches) last.
-fn sort_by_order(
-    items: Vec<Value>,
-    order: &[Value],
-    merge_key: &str,
-    kind: Kind,
-) -> Result<Vec<Value>, PatchError> {
+fn sort_by_order(items: Vec<Value>, order: &[Value], merge_key: &str, kind: Kind) -> Result<Vec<Value>, PatchError> {
     let keyed = kind == Kind::Object && !merge_key.is_empty();
     let mut deletions = Vec::new();
     let mut kept = Vec::with_capacity(items.len());
@@ -842,9 +751,7 @@ fn is_parallel_directive(key: &str) -> bool {
 fn extract_key(key: &str, prefix: &str) -> Result<String, PatchError> {
     match key.split_once('/') {
         Some((p, field)) if p == prefix => Ok(field.to_string()),
-        _ if prefix == SET_ELEMENT_ORDER_PREFIX => {
-            Err(PatchError::BadPatchFormatForSetElementOrderList)
-        }
+        _ if prefix == SET_ELEMENT_ORDER_PREFIX => Err(PatchError::BadPatchFormatForSetElementOrderList),
         _ => Err(PatchError::BadPatchFormatForPrimitiveList),
     }
 }
@@ -858,24 +765,16 @@ fn remove_key(map: &mut Map<String, Value>, key: &str) -> Option<Value> {
 }
 
 fn no_merge_key(item: &Value, key: &str) -> PatchError {
-    PatchError::NoMergeKey {
-        map: item.to_string(),
-        key: key.to_string(),
-    }
+    PatchError::NoMergeKey { map: item.to_string(), key: key.to_string() }
 }
 
 fn bad_arg_type(expected: &'static str, found: &Value) -> PatchError {
-    PatchError::BadArgType {
-        expected,
-        found: json_type_name(found),
-    }
+    PatchError::BadArgType { expected, found: json_type_name(found) }
 }
 
 fn bad_patch_type(directive: &Value, map: &Map<String, Value>) -> PatchError {
     PatchError::BadPatchType {
-        directive: directive
-            .as_str()
-            .map_or_else(|| directive.to_string(), str::to_string),
+        directive: directive.as_str().map_or_else(|| directive.to_string(), str::to_string),
         map: Value::Object(map.clone()).to_string(),
     }
 }
@@ -904,11 +803,7 @@ mod tests {
     }
 
     fn names(list: &Value) -> Vec<&str> {
-        list.as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c["name"].as_str().unwrap())
-            .collect()
+        list.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect()
     }
 
     #[test]
@@ -917,11 +812,7 @@ mod tests {
             {"name": "web", "image": "nginx:1.25", "ports": [{"containerPort": 80}]},
             {"name": "sidecar", "image": "busybox"}
         ]));
-        let out = apply(
-            &orig,
-            json!({"spec": {"containers": [{"name": "web", "image": "nginx:1.26"}]}}),
-            POD,
-        );
+        let out = apply(&orig, json!({"spec": {"containers": [{"name": "web", "image": "nginx:1.26"}]}}), POD);
         assert_eq!(
             out["spec"]["containers"],
             json!([
@@ -935,11 +826,7 @@ mod tests {
     #[test]
     fn adding_a_container_keeps_existing_ones() {
         let orig = pod(json!([{"name": "web", "image": "nginx"}]));
-        let out = apply(
-            &orig,
-            json!({"spec": {"containers": [{"name": "log", "image": "fluentd"}]}}),
-            POD,
-        );
+        let out = apply(&orig, json!({"spec": {"containers": [{"name": "log", "image": "fluentd"}]}}), POD);
         // Upstream places a patch item with no anchor in the live list ahead of the
         // server-only items.
         assert_eq!(names(&out["spec"]["containers"]), ["log", "web"]);
@@ -960,23 +847,11 @@ mod tests {
 
     #[test]
     fn patch_delete_removes_a_container() {
-        let orig =
-            pod(json!([{"name": "web", "image": "nginx"}, {"name": "log", "image": "fluentd"}]));
-        let out = apply(
-            &orig,
-            json!({"spec": {"containers": [{"name": "log", "$patch": "delete"}]}}),
-            POD,
-        );
-        assert_eq!(
-            out["spec"]["containers"],
-            json!([{"name": "web", "image": "nginx"}])
-        );
+        let orig = pod(json!([{"name": "web", "image": "nginx"}, {"name": "log", "image": "fluentd"}]));
+        let out = apply(&orig, json!({"spec": {"containers": [{"name": "log", "$patch": "delete"}]}}), POD);
+        assert_eq!(out["spec"]["containers"], json!([{"name": "web", "image": "nginx"}]));
         // Deleting what is not there is not an error.
-        let again = apply(
-            &out,
-            json!({"spec": {"containers": [{"name": "log", "$patch": "delete"}]}}),
-            POD,
-        );
+        let again = apply(&out, json!({"spec": {"containers": [{"name": "log", "$patch": "delete"}]}}), POD);
         assert_eq!(again, out);
     }
 
@@ -1018,18 +893,9 @@ mod tests {
         );
         let ports = &out["spec"]["containers"][0]["ports"];
         assert_eq!(ports.as_array().unwrap().len(), 3);
-        assert!(ports
-            .as_array()
-            .unwrap()
-            .contains(&json!({"containerPort": 80, "name": "http"})));
-        assert!(ports
-            .as_array()
-            .unwrap()
-            .contains(&json!({"containerPort": 443, "name": "https", "protocol": "TCP"})));
-        assert!(ports
-            .as_array()
-            .unwrap()
-            .contains(&json!({"containerPort": 8080, "name": "alt"})));
+        assert!(ports.as_array().unwrap().contains(&json!({"containerPort": 80, "name": "http"})));
+        assert!(ports.as_array().unwrap().contains(&json!({"containerPort": 443, "name": "https", "protocol": "TCP"})));
+        assert!(ports.as_array().unwrap().contains(&json!({"containerPort": 8080, "name": "alt"})));
     }
 
     #[test]
@@ -1055,15 +921,8 @@ mod tests {
             ])
         );
         // Without the directive the old source stays, as upstream.
-        let out = apply(
-            &orig,
-            json!({"spec": {"volumes": [{"name": "data", "configMap": {"name": "cfg"}}]}}),
-            POD,
-        );
-        assert_eq!(
-            out["spec"]["volumes"][0],
-            json!({"name": "data", "emptyDir": {}, "configMap": {"name": "cfg"}})
-        );
+        let out = apply(&orig, json!({"spec": {"volumes": [{"name": "data", "configMap": {"name": "cfg"}}]}}), POD);
+        assert_eq!(out["spec"]["volumes"][0], json!({"name": "data", "emptyDir": {}, "configMap": {"name": "cfg"}}));
     }
 
     #[test]
@@ -1096,10 +955,7 @@ mod tests {
             POD,
         )
         .unwrap_err();
-        assert!(
-            matches!(err, PatchError::SetElementOrderMismatch { .. }),
-            "{err}"
-        );
+        assert!(matches!(err, PatchError::SetElementOrderMismatch { .. }), "{err}");
     }
 
     #[test]
@@ -1108,11 +964,7 @@ mod tests {
         let out = apply(&orig, json!({"metadata": {"finalizers": ["b", "c"]}}), POD);
         assert_eq!(out["metadata"]["finalizers"], json!(["a", "b", "c"]));
 
-        let out = apply(
-            &out,
-            json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a", "zz"]}}),
-            POD,
-        );
+        let out = apply(&out, json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a", "zz"]}}), POD);
         assert_eq!(out["metadata"]["finalizers"], json!(["b", "c"]));
 
         // Together with an order directive, as kubectl sends them.
@@ -1127,51 +979,30 @@ mod tests {
         assert_eq!(out["metadata"]["finalizers"], json!(["c"]));
 
         // Deleting from a list that does not exist does not create it.
-        let out = apply(
-            &json!({"metadata": {}}),
-            json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}),
-            POD,
-        );
+        let out =
+            apply(&json!({"metadata": {}}), json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}), POD);
         assert_eq!(out, json!({"metadata": {}}));
     }
 
     #[test]
     fn replace_directive_in_map_and_list() {
         let orig = pod(json!([{"name": "web", "image": "nginx"}, {"name": "log"}]));
-        let out = apply(
-            &orig,
-            json!({"metadata": {"labels": {"$patch": "replace", "only": "me"}}}),
-            POD,
-        );
+        let out = apply(&orig, json!({"metadata": {"labels": {"$patch": "replace", "only": "me"}}}), POD);
         assert_eq!(out["metadata"]["labels"], json!({"only": "me"}));
         assert_eq!(out["metadata"]["name"], "p");
 
-        let out = apply(
-            &orig,
-            json!({"spec": {"containers": [{"name": "new", "image": "x"}, {"$patch": "replace"}]}}),
-            POD,
-        );
-        assert_eq!(
-            out["spec"]["containers"],
-            json!([{"name": "new", "image": "x"}])
-        );
+        let out =
+            apply(&orig, json!({"spec": {"containers": [{"name": "new", "image": "x"}, {"$patch": "replace"}]}}), POD);
+        assert_eq!(out["spec"]["containers"], json!([{"name": "new", "image": "x"}]));
 
-        let out = apply(
-            &orig,
-            json!({"spec": {"containers": [{"$patch": "replace"}]}}),
-            POD,
-        );
+        let out = apply(&orig, json!({"spec": {"containers": [{"$patch": "replace"}]}}), POD);
         assert_eq!(out["spec"]["containers"], json!([]));
     }
 
     #[test]
     fn delete_directive_empties_a_map() {
         let orig = pod(json!([{"name": "web"}]));
-        let out = apply(
-            &orig,
-            json!({"metadata": {"labels": {"$patch": "delete"}}}),
-            POD,
-        );
+        let out = apply(&orig, json!({"metadata": {"labels": {"$patch": "delete"}}}), POD);
         assert_eq!(out["metadata"]["labels"], json!({}));
         let out = apply(&orig, json!({"$patch": "delete"}), POD);
         assert_eq!(out, json!({}));
@@ -1180,11 +1011,7 @@ mod tests {
     #[test]
     fn null_deletes_a_label() {
         let orig = pod(json!([{"name": "web"}]));
-        let out = apply(
-            &orig,
-            json!({"metadata": {"labels": {"tier": null, "missing": null}}}),
-            POD,
-        );
+        let out = apply(&orig, json!({"metadata": {"labels": {"tier": null, "missing": null}}}), POD);
         assert_eq!(out["metadata"]["labels"], json!({"app": "web"}));
     }
 
@@ -1197,20 +1024,13 @@ mod tests {
                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}
             }
         });
-        let out = apply(
-            &orig,
-            json!({"spec": {"strategy": {"type": "Recreate", "rollingUpdate": null}}}),
-            DEPLOYMENT,
-        );
+        let out = apply(&orig, json!({"spec": {"strategy": {"type": "Recreate", "rollingUpdate": null}}}), DEPLOYMENT);
         assert_eq!(out["spec"]["strategy"], json!({"type": "Recreate"}));
         assert_eq!(out["spec"]["replicas"], 2);
 
         // What kubectl apply sends for a retainKeys field.
-        let out = apply(
-            &orig,
-            json!({"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate"}}}),
-            DEPLOYMENT,
-        );
+        let out =
+            apply(&orig, json!({"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate"}}}), DEPLOYMENT);
         assert_eq!(out["spec"]["strategy"], json!({"type": "Recreate"}));
 
         // A patch may not set a key it asks to clear.
@@ -1297,9 +1117,7 @@ mod tests {
         );
         let refs = out["metadata"]["ownerReferences"].as_array().unwrap();
         assert_eq!(refs.len(), 2);
-        assert!(refs.contains(
-            &json!({"uid": "1", "kind": "ReplicaSet", "name": "rs", "controller": true})
-        ));
+        assert!(refs.contains(&json!({"uid": "1", "kind": "ReplicaSet", "name": "rs", "controller": true})));
     }
 
     #[test]
@@ -1314,10 +1132,7 @@ mod tests {
             }}),
             POD,
         );
-        assert_eq!(
-            out["spec"]["tolerations"],
-            json!([{"key": "k2", "operator": "Exists"}])
-        );
+        assert_eq!(out["spec"]["tolerations"], json!([{"key": "k2", "operator": "Exists"}]));
         assert_eq!(out["spec"]["containers"][0]["args"], json!(["c"]));
     }
 
@@ -1338,11 +1153,7 @@ mod tests {
         assert_eq!(apply(&orig, patch.clone(), None), expected);
         assert_eq!(apply(&orig, patch, Some("com.example.v1.Widget")), expected);
         // Directives still apply to objects.
-        let out = apply(
-            &orig,
-            json!({"spec": {"$patch": "replace", "size": 2}}),
-            None,
-        );
+        let out = apply(&orig, json!({"spec": {"$patch": "replace", "size": 2}}), None);
         assert_eq!(out["spec"], json!({"size": 2}));
     }
 
@@ -1427,10 +1238,7 @@ mod tests {
         assert_eq!(names(&once["spec"]["containers"]), ["c", "b"]);
         // The new finalizer has no anchor in the live list, so it goes first (upstream rule).
         assert_eq!(once["metadata"]["finalizers"], json!(["f3", "f2"]));
-        assert_eq!(
-            once["spec"]["volumes"],
-            json!([{"name": "v", "secret": {"secretName": "s"}}])
-        );
+        assert_eq!(once["spec"]["volumes"], json!([{"name": "v", "secret": {"secretName": "s"}}]));
     }
 
     #[test]
@@ -1458,48 +1266,27 @@ mod tests {
             }}),
             POD,
         );
-        assert_eq!(
-            out["spec"],
-            json!({"containers": [{"name": "a", "env": []}], "strategy": {"type": "Recreate"}})
-        );
+        assert_eq!(out["spec"], json!({"containers": [{"name": "a", "env": []}], "strategy": {"type": "Recreate"}}));
     }
 
     #[test]
     fn malformed_patches_are_rejected() {
         let orig = pod(json!([{"name": "web"}]));
         let err = |patch: Value| strategic_merge(&orig, &patch, POD).unwrap_err();
-        assert_eq!(
-            err(json!([1])),
-            PatchError::PatchNotObject { found: "array" }
-        );
+        assert_eq!(err(json!([1])), PatchError::PatchNotObject { found: "array" });
         assert_eq!(
             err(json!("x")).to_string(),
             "json: cannot unmarshal string into Go value of type map[string]interface {}"
         );
-        assert!(matches!(
-            err(json!({"spec": {"containers": [{"image": "no-name"}]}})),
-            PatchError::NoMergeKey { .. }
-        ));
-        assert_eq!(
-            err(json!({"spec": {"containers": [{"$patch": "merge"}]}})),
-            PatchError::MergeDirectiveInList
-        );
-        assert!(matches!(
-            err(json!({"metadata": {"labels": {"$patch": "explode"}}})),
-            PatchError::BadPatchType { .. }
-        ));
-        assert!(matches!(
-            err(json!({"spec": {"containers": ["web"]}})),
-            PatchError::MixedListElements(_)
-        ));
+        assert!(matches!(err(json!({"spec": {"containers": [{"image": "no-name"}]}})), PatchError::NoMergeKey { .. }));
+        assert_eq!(err(json!({"spec": {"containers": [{"$patch": "merge"}]}})), PatchError::MergeDirectiveInList);
+        assert!(matches!(err(json!({"metadata": {"labels": {"$patch": "explode"}}})), PatchError::BadPatchType { .. }));
+        assert!(matches!(err(json!({"spec": {"containers": ["web"]}})), PatchError::MixedListElements(_)));
         assert_eq!(
             err(json!({"metadata": {"$deleteFromPrimitiveListfinalizers": ["a"]}})),
             PatchError::BadPatchFormatForPrimitiveList
         );
-        assert_eq!(
-            strategic_merge(&json!([]), &json!({}), POD).unwrap_err(),
-            PatchError::BadJsonDoc
-        );
+        assert_eq!(strategic_merge(&json!([]), &json!({}), POD).unwrap_err(), PatchError::BadJsonDoc);
         // A null patch is an empty patch, as upstream decodes it.
         assert_eq!(strategic_merge(&orig, &Value::Null, POD).unwrap(), orig);
     }

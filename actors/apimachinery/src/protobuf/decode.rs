@@ -32,10 +32,7 @@ fn malformed(msg: impl Into<String>) -> DecodeError {
 }
 
 fn unsupported(field: u32, message: &str) -> DecodeError {
-    DecodeError::UnsupportedField {
-        field,
-        message: message.to_string(),
-    }
+    DecodeError::UnsupportedField { field, message: message.to_string() }
 }
 
 /// Iterates a message's fields, wrapping wire errors with the message name.
@@ -54,11 +51,7 @@ fn for_each_field<'a>(
     }
 }
 
-fn expect_bytes<'a>(
-    value: WireValue<'a>,
-    field: u32,
-    message: &str,
-) -> Result<&'a [u8], DecodeError> {
+fn expect_bytes<'a>(value: WireValue<'a>, field: u32, message: &str) -> Result<&'a [u8], DecodeError> {
     match value {
         WireValue::Bytes(b) => Ok(b),
         other => Err(malformed(format!(
@@ -71,16 +64,14 @@ fn expect_bytes<'a>(
 fn expect_varint(value: WireValue<'_>, field: u32, message: &str) -> Result<u64, DecodeError> {
     match value {
         WireValue::Varint(v) => Ok(v),
-        other => Err(malformed(format!(
-            "field {field} of {message} has wire type {}, expected varint",
-            other.type_name()
-        ))),
+        other => {
+            Err(malformed(format!("field {field} of {message} has wire type {}, expected varint", other.type_name())))
+        }
     }
 }
 
 fn utf8(bytes: &[u8], field: u32, message: &str) -> Result<String, DecodeError> {
-    String::from_utf8(bytes.to_vec())
-        .map_err(|_| malformed(format!("field {field} of {message} is not valid UTF-8")))
+    String::from_utf8(bytes.to_vec()).map_err(|_| malformed(format!("field {field} of {message} is not valid UTF-8")))
 }
 
 /// Decodes one message into a JSON object.
@@ -103,16 +94,11 @@ fn decode_into(
     out: &mut Map<String, Value>,
 ) -> Result<(), DecodeError> {
     if depth > MAX_DEPTH {
-        return Err(malformed(format!(
-            "{}: nesting deeper than {MAX_DEPTH}",
-            msg.name
-        )));
+        return Err(malformed(format!("{}: nesting deeper than {MAX_DEPTH}", msg.name)));
     }
     let mut seen: Vec<u32> = Vec::new();
     for_each_field(buf, &msg.name, |number, value| {
-        let field = msg
-            .field(number)
-            .ok_or_else(|| unsupported(number, &msg.name))?;
+        let field = msg.field(number).ok_or_else(|| unsupported(number, &msg.name))?;
         match &field.shape {
             Shape::Single => {
                 if seen.contains(&number) {
@@ -124,10 +110,7 @@ fn decode_into(
                 seen.push(number);
                 if field.inline {
                     let Type::Message(name) = &field.ty else {
-                        return Err(malformed(format!(
-                            "inline field {number} of {} is not a message",
-                            msg.name
-                        )));
+                        return Err(malformed(format!("inline field {number} of {} is not a message", msg.name)));
                     };
                     let sub = lookup(schema, name)?;
                     let bytes = expect_bytes(value, number, &msg.name)?;
@@ -146,9 +129,9 @@ fn decode_into(
                     (Type::Int32 | Type::Int64 | Type::Bool, WireValue::Bytes(packed)) => {
                         let mut r = Reader::new(packed);
                         while !r.is_empty() {
-                            let v = r.read_varint().map_err(|e| {
-                                malformed(format!("packed field {number} of {}: {e}", msg.name))
-                            })?;
+                            let v = r
+                                .read_varint()
+                                .map_err(|e| malformed(format!("packed field {number} of {}: {e}", msg.name)))?;
                             items.push(scalar_from_varint(&field.ty, v));
                         }
                     }
@@ -174,10 +157,7 @@ fn decode_into(
                 if items.is_empty() {
                     return Ok(());
                 }
-                match out
-                    .entry(field.json.clone())
-                    .or_insert_with(|| Value::Array(Vec::new()))
-                {
+                match out.entry(field.json.clone()).or_insert_with(|| Value::Array(Vec::new())) {
                     Value::Array(arr) => arr.extend(items),
                     _ => {
                         return Err(malformed(format!(
@@ -207,10 +187,7 @@ fn decode_into(
                     Some(_) => return Err(malformed(format!("{entry_name}: non-string map key"))),
                 };
                 let val = val.unwrap_or_else(|| zero_json(&field.ty));
-                match out
-                    .entry(field.json.clone())
-                    .or_insert_with(|| Value::Object(Map::new()))
-                {
+                match out.entry(field.json.clone()).or_insert_with(|| Value::Object(Map::new())) {
                     Value::Object(map) => {
                         map.insert(key, val);
                     }
@@ -228,9 +205,7 @@ fn decode_into(
 }
 
 fn lookup<'s>(schema: &'s Schema, name: &str) -> Result<&'s Message, DecodeError> {
-    schema
-        .message(name)
-        .ok_or_else(|| malformed(format!("schema has no message {name}")))
+    schema.message(name).ok_or_else(|| malformed(format!("schema has no message {name}")))
 }
 
 /// Whether a decoded single (non-repeated, non-map) value is emitted.
@@ -289,9 +264,7 @@ fn decode_value(
     let n = field.number;
     let name = msg.name.as_str();
     Ok(match ty {
-        Type::Int32 | Type::Int64 | Type::Bool => {
-            Some(scalar_from_varint(ty, expect_varint(value, n, name)?))
-        }
+        Type::Int32 | Type::Int64 | Type::Bool => Some(scalar_from_varint(ty, expect_varint(value, n, name)?)),
         Type::Double => match value {
             WireValue::Fixed64(bits) => Some(double(bits, n, name)?),
             other => {
@@ -302,18 +275,13 @@ fn decode_value(
             }
         },
         Type::String => Some(Value::String(utf8(expect_bytes(value, n, name)?, n, name)?)),
-        Type::Bytes => Some(Value::String(
-            base64::engine::general_purpose::STANDARD.encode(expect_bytes(value, n, name)?),
-        )),
+        Type::Bytes => {
+            Some(Value::String(base64::engine::general_purpose::STANDARD.encode(expect_bytes(value, n, name)?)))
+        }
         Type::Message(sub) => {
             let sub = lookup(schema, sub)?;
             let bytes = expect_bytes(value, n, name)?;
-            Some(Value::Object(decode_message(
-                schema,
-                sub,
-                bytes,
-                depth + 1,
-            )?))
+            Some(Value::Object(decode_message(schema, sub, bytes, depth + 1)?))
         }
         Type::Time | Type::MicroTime => {
             let bytes = expect_bytes(value, n, name)?;
@@ -348,9 +316,7 @@ fn decode_value(
                 0 => Value::Number(int_val.into()),
                 1 => Value::String(str_val),
                 other => {
-                    return Err(malformed(format!(
-                        "{INT_OR_STRING} in field {n} of {name} has unknown type {other}"
-                    )))
+                    return Err(malformed(format!("{INT_OR_STRING} in field {n} of {name} has unknown type {other}")))
                 }
             })
         }
@@ -367,9 +333,10 @@ fn decode_value(
             if raw.is_empty() {
                 None
             } else {
-                Some(serde_json::from_slice(raw).map_err(|e| {
-                    malformed(format!("field {n} of {name} does not hold valid JSON: {e}"))
-                })?)
+                Some(
+                    serde_json::from_slice(raw)
+                        .map_err(|e| malformed(format!("field {n} of {name} does not hold valid JSON: {e}")))?,
+                )
             }
         }
     })

@@ -69,9 +69,9 @@ const TYPE_META: &str = "runtime.TypeMeta";
 /// Decodes a Kubernetes protobuf body into the equivalent Kubernetes JSON
 /// object, including `apiVersion` and `kind` taken from the envelope.
 pub fn decode(body: &[u8]) -> Result<Value, DecodeError> {
-    let envelope = body.strip_prefix(MAGIC.as_slice()).ok_or_else(|| {
-        DecodeError::Malformed("body does not start with the k8s\\0 magic prefix".into())
-    })?;
+    let envelope = body
+        .strip_prefix(MAGIC.as_slice())
+        .ok_or_else(|| DecodeError::Malformed("body does not start with the k8s\\0 magic prefix".into()))?;
 
     let mut api_version = String::new();
     let mut kind = String::new();
@@ -80,9 +80,8 @@ pub fn decode(body: &[u8]) -> Result<Value, DecodeError> {
     let mut content_type = String::new();
 
     let mut reader = Reader::new(envelope);
-    while let Some((number, value)) = reader
-        .next_field()
-        .map_err(|e| DecodeError::Malformed(format!("{UNKNOWN}: {e}")))?
+    while let Some((number, value)) =
+        reader.next_field().map_err(|e| DecodeError::Malformed(format!("{UNKNOWN}: {e}")))?
     {
         let bytes = match value {
             WireValue::Bytes(b) => b,
@@ -96,19 +95,13 @@ pub fn decode(body: &[u8]) -> Result<Value, DecodeError> {
         match number {
             1 => {
                 let mut tm = Reader::new(bytes);
-                while let Some((n, v)) = tm
-                    .next_field()
-                    .map_err(|e| DecodeError::Malformed(format!("{TYPE_META}: {e}")))?
+                while let Some((n, v)) =
+                    tm.next_field().map_err(|e| DecodeError::Malformed(format!("{TYPE_META}: {e}")))?
                 {
                     let target = match n {
                         1 => &mut api_version,
                         2 => &mut kind,
-                        other => {
-                            return Err(DecodeError::UnsupportedField {
-                                field: other,
-                                message: TYPE_META.into(),
-                            })
-                        }
+                        other => return Err(DecodeError::UnsupportedField { field: other, message: TYPE_META.into() }),
                     };
                     *target = envelope_string(v, n, TYPE_META)?;
                 }
@@ -116,38 +109,21 @@ pub fn decode(body: &[u8]) -> Result<Value, DecodeError> {
             2 => raw = Some(bytes),
             3 => content_encoding = envelope_string(value, number, UNKNOWN)?,
             4 => content_type = envelope_string(value, number, UNKNOWN)?,
-            other => {
-                return Err(DecodeError::UnsupportedField {
-                    field: other,
-                    message: UNKNOWN.into(),
-                })
-            }
+            other => return Err(DecodeError::UnsupportedField { field: other, message: UNKNOWN.into() }),
         }
     }
 
     if kind.is_empty() || api_version.is_empty() {
-        return Err(DecodeError::Malformed(
-            "envelope has no typeMeta apiVersion/kind".into(),
-        ));
+        return Err(DecodeError::Malformed("envelope has no typeMeta apiVersion/kind".into()));
     }
     if !content_encoding.is_empty() {
-        return Err(DecodeError::UnsupportedEnvelope {
-            what: "contentEncoding",
-            value: content_encoding,
-        });
+        return Err(DecodeError::UnsupportedEnvelope { what: "contentEncoding", value: content_encoding });
     }
     if !content_type.is_empty() && content_type != CONTENT_TYPE {
-        return Err(DecodeError::UnsupportedEnvelope {
-            what: "contentType",
-            value: content_type,
-        });
+        return Err(DecodeError::UnsupportedEnvelope { what: "contentType", value: content_type });
     }
-    let unsupported_kind = || DecodeError::UnsupportedKind {
-        api_version: api_version.clone(),
-        kind: kind.clone(),
-    };
-    let message_name =
-        schema::top_level_message(&api_version, &kind).ok_or_else(unsupported_kind)?;
+    let unsupported_kind = || DecodeError::UnsupportedKind { api_version: api_version.clone(), kind: kind.clone() };
+    let message_name = schema::top_level_message(&api_version, &kind).ok_or_else(unsupported_kind)?;
     let schema = schema::schema();
     let message = schema.message(&message_name).ok_or_else(unsupported_kind)?;
 
@@ -160,15 +136,10 @@ pub fn decode(body: &[u8]) -> Result<Value, DecodeError> {
     Ok(Value::Object(out))
 }
 
-fn envelope_string(
-    value: WireValue<'_>,
-    number: u32,
-    message: &str,
-) -> Result<String, DecodeError> {
+fn envelope_string(value: WireValue<'_>, number: u32, message: &str) -> Result<String, DecodeError> {
     match value {
-        WireValue::Bytes(b) => String::from_utf8(b.to_vec()).map_err(|_| {
-            DecodeError::Malformed(format!("field {number} of {message} is not valid UTF-8"))
-        }),
+        WireValue::Bytes(b) => String::from_utf8(b.to_vec())
+            .map_err(|_| DecodeError::Malformed(format!("field {number} of {message} is not valid UTF-8"))),
         other => Err(DecodeError::Malformed(format!(
             "field {number} of {message} has wire type {}, expected length-delimited",
             other.type_name()

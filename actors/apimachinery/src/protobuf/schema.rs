@@ -77,10 +77,7 @@ pub(crate) struct Message {
 
 impl Message {
     pub(crate) fn field(&self, number: u32) -> Option<&Field> {
-        self.fields
-            .binary_search_by_key(&number, |f| f.number)
-            .ok()
-            .map(|i| &self.fields[i])
+        self.fields.binary_search_by_key(&number, |f| f.number).ok().map(|i| &self.fields[i])
     }
 }
 
@@ -118,17 +115,9 @@ pub(crate) const KINDS: &[(&str, &str, &str)] = &[
     ("apps/v1", "Deployment", "io.k8s.api.apps.v1.Deployment"),
     ("apps/v1", "ReplicaSet", "io.k8s.api.apps.v1.ReplicaSet"),
     ("batch/v1", "Job", "io.k8s.api.batch.v1.Job"),
-    (
-        "coordination.k8s.io/v1",
-        "Lease",
-        "io.k8s.api.coordination.v1.Lease",
-    ),
+    ("coordination.k8s.io/v1", "Lease", "io.k8s.api.coordination.v1.Lease"),
     ("events.k8s.io/v1", "Event", "io.k8s.api.events.v1.Event"),
-    (
-        "authorization.k8s.io/v1",
-        "SelfSubjectAccessReview",
-        "io.k8s.api.authorization.v1.SelfSubjectAccessReview",
-    ),
+    ("authorization.k8s.io/v1", "SelfSubjectAccessReview", "io.k8s.api.authorization.v1.SelfSubjectAccessReview"),
 ];
 
 /// Full message name for a top-level `(apiVersion, kind)`, if supported.
@@ -136,10 +125,7 @@ pub(crate) fn top_level_message(api_version: &str, kind: &str) -> Option<String>
     if kind == "DeleteOptions" && !api_version.is_empty() {
         return Some(format!("{META}.DeleteOptions"));
     }
-    KINDS
-        .iter()
-        .find(|(v, k, _)| *v == api_version && *k == kind)
-        .map(|(_, _, m)| (*m).to_string())
+    KINDS.iter().find(|(v, k, _)| *v == api_version && *k == kind).map(|(_, _, m)| (*m).to_string())
 }
 
 /// The parsed built-in schema (parsed once; the tables are static and covered
@@ -147,14 +133,8 @@ pub(crate) fn top_level_message(api_version: &str, kind: &str) -> Option<String>
 pub(crate) fn schema() -> &'static Schema {
     static SCHEMA: OnceLock<Schema> = OnceLock::new();
     SCHEMA.get_or_init(|| {
-        parse(&[
-            table_meta::TEXT,
-            table_core::TEXT,
-            table_apps::TEXT,
-            table_batch::TEXT,
-            table_misc::TEXT,
-        ])
-        .unwrap_or_else(|e| panic!("built-in protobuf schema is invalid: {e}"))
+        parse(&[table_meta::TEXT, table_core::TEXT, table_apps::TEXT, table_batch::TEXT, table_misc::TEXT])
+            .unwrap_or_else(|e| panic!("built-in protobuf schema is invalid: {e}"))
     })
 }
 
@@ -194,16 +174,11 @@ pub(crate) fn parse(texts: &[&str]) -> Result<Schema, String> {
                     let [_, name] = words[..] else {
                         return Err(ctx("bad message line".into()));
                     };
-                    current = Some(Message {
-                        name: format!("{pkg}.{name}"),
-                        fields: Vec::new(),
-                    });
+                    current = Some(Message { name: format!("{pkg}.{name}"), fields: Vec::new() });
                 }
                 Some(_) => {
                     let pkg = package.ok_or_else(|| ctx("field before package".into()))?;
-                    let msg = current
-                        .as_mut()
-                        .ok_or_else(|| ctx("field before message".into()))?;
+                    let msg = current.as_mut().ok_or_else(|| ctx("field before message".into()))?;
                     let field = parse_field(&words, pkg, &aliases).map_err(ctx)?;
                     msg.fields.push(field);
                 }
@@ -217,10 +192,7 @@ pub(crate) fn parse(texts: &[&str]) -> Result<Schema, String> {
         for f in &msg.fields {
             if let Type::Message(name) = &f.ty {
                 if !messages.contains_key(name) {
-                    return Err(format!(
-                        "{}.{} references unknown message {name}",
-                        msg.name, f.json
-                    ));
+                    return Err(format!("{}.{} references unknown message {name}", msg.name, f.json));
                 }
             }
         }
@@ -253,16 +225,12 @@ fn parse_field(words: &[&str], pkg: &str, aliases: &HashMap<&str, &str>) -> Resu
     let [num, json, ty, flags @ ..] = words else {
         return Err("field needs number, json name and type".into());
     };
-    let number: u32 = num
-        .parse()
-        .map_err(|_| format!("bad field number {num:?}"))?;
+    let number: u32 = num.parse().map_err(|_| format!("bad field number {num:?}"))?;
     if number == 0 || number >= (1 << 29) {
         return Err(format!("field number {number} out of range"));
     }
     let (shape, elem) = if let Some(rest) = ty.strip_prefix("map[") {
-        let (key, value) = rest
-            .split_once(']')
-            .ok_or_else(|| format!("bad map type {ty:?}"))?;
+        let (key, value) = rest.split_once(']').ok_or_else(|| format!("bad map type {ty:?}"))?;
         let key = parse_type(key, pkg, aliases)?;
         if key != Type::String {
             return Err(format!("map key must be string in {ty:?}"));
@@ -273,15 +241,8 @@ fn parse_field(words: &[&str], pkg: &str, aliases: &HashMap<&str, &str>) -> Resu
     } else {
         (Shape::Single, parse_type(ty, pkg, aliases)?)
     };
-    let mut field = Field {
-        number,
-        json: (*json).to_string(),
-        ty: elem,
-        shape,
-        pointer: false,
-        omitempty: true,
-        inline: false,
-    };
+    let mut field =
+        Field { number, json: (*json).to_string(), ty: elem, shape, pointer: false, omitempty: true, inline: false };
     for flag in flags {
         match *flag {
             "*" => field.pointer = true,
@@ -316,18 +277,12 @@ fn parse_type(word: &str, pkg: &str, aliases: &HashMap<&str, &str>) -> Result<Ty
         name => {
             let full = match name.split_once('.') {
                 Some((alias, rest)) => {
-                    let p = aliases
-                        .get(alias)
-                        .ok_or_else(|| format!("unknown package alias {alias:?}"))?;
+                    let p = aliases.get(alias).ok_or_else(|| format!("unknown package alias {alias:?}"))?;
                     format!("{p}.{rest}")
                 }
                 None => format!("{pkg}.{name}"),
             };
-            if !name
-                .rsplit('.')
-                .next()
-                .is_some_and(|n| n.starts_with(|c: char| c.is_ascii_uppercase()))
-            {
+            if !name.rsplit('.').next().is_some_and(|n| n.starts_with(|c: char| c.is_ascii_uppercase())) {
                 return Err(format!("unknown type {word:?}"));
             }
             Type::Message(full)

@@ -62,28 +62,13 @@ impl Enc {
 
 fn envelope(api_version: &str, kind: &str, raw: Enc) -> Vec<u8> {
     let mut out = MAGIC.to_vec();
-    out.extend(
-        Enc::new()
-            .msg(1, Enc::new().str(1, api_version).str(2, kind))
-            .msg(2, raw)
-            .str(3, "")
-            .str(4, "")
-            .0,
-    );
+    out.extend(Enc::new().msg(1, Enc::new().str(1, api_version).str(2, kind)).msg(2, raw).str(3, "").str(4, "").0);
     out
 }
 
 /// ObjectMeta as Go writes it: every non-pointer field, zero or not.
 fn go_meta(name: &str) -> Enc {
-    Enc::new()
-        .str(1, name)
-        .str(2, "")
-        .str(3, "")
-        .str(4, "")
-        .str(5, "")
-        .str(6, "")
-        .varint(7, 0)
-        .bytes(8, b"")
+    Enc::new().str(1, name).str(2, "").str(3, "").str(4, "").str(5, "").str(6, "").varint(7, 0).bytes(8, b"")
 }
 
 fn quantity(s: &str) -> Enc {
@@ -140,16 +125,8 @@ const SERVICE_SVC1: &[u8] = include_bytes!("testdata/service-svc1.pb");
 const SERVICEACCOUNT_SA1: &[u8] = include_bytes!("testdata/serviceaccount-sa1.pb");
 const JOB_J1: &[u8] = include_bytes!("testdata/job-j1.pb");
 const SSAR: &[u8] = include_bytes!("testdata/selfsubjectaccessreview.pb");
-const FIXTURES: &[&[u8]] = &[
-    CONFIGMAP_A,
-    DEPLOYMENT_WEB,
-    NAMESPACE_FOO,
-    SECRET_S1,
-    SERVICE_SVC1,
-    SERVICEACCOUNT_SA1,
-    JOB_J1,
-    SSAR,
-];
+const FIXTURES: &[&[u8]] =
+    &[CONFIGMAP_A, DEPLOYMENT_WEB, NAMESPACE_FOO, SECRET_S1, SERVICE_SVC1, SERVICEACCOUNT_SA1, JOB_J1, SSAR];
 
 // ---------------------------------------------------------------- fixtures
 
@@ -165,27 +142,17 @@ fn schema_tables_parse_and_resolve() {
 
 #[test]
 fn configmap_fixture_matches_kubectl_131_json() {
-    let expected: Value =
-        serde_json::from_slice(include_bytes!("testdata/configmap-a.kubectl131.json")).unwrap();
+    let expected: Value = serde_json::from_slice(include_bytes!("testdata/configmap-a.kubectl131.json")).unwrap();
     let got = decode(CONFIGMAP_A).unwrap();
-    assert_eq!(
-        got,
-        prune(got.clone()),
-        "decoder emitted null/empty members"
-    );
+    assert_eq!(got, prune(got.clone()), "decoder emitted null/empty members");
     assert_eq!(prune(got), prune(expected));
 }
 
 #[test]
 fn deployment_fixture_matches_kubectl_131_json() {
-    let expected: Value =
-        serde_json::from_slice(include_bytes!("testdata/deployment-web.kubectl131.json")).unwrap();
+    let expected: Value = serde_json::from_slice(include_bytes!("testdata/deployment-web.kubectl131.json")).unwrap();
     let got = decode(DEPLOYMENT_WEB).unwrap();
-    assert_eq!(
-        got,
-        prune(got.clone()),
-        "decoder emitted null/empty members"
-    );
+    assert_eq!(got, prune(got.clone()), "decoder emitted null/empty members");
     assert_eq!(prune(got.clone()), prune(expected));
     assert_eq!(got["spec"]["replicas"], json!(1));
     assert!(got.get("status").is_none());
@@ -245,10 +212,7 @@ fn job_fixture() {
 #[test]
 fn selfsubjectaccessreview_fixture() {
     let got = decode(SSAR).unwrap();
-    assert_eq!(
-        got["spec"],
-        json!({"resourceAttributes": {"namespace": "default", "verb": "get", "resource": "pods"}})
-    );
+    assert_eq!(got["spec"], json!({"resourceAttributes": {"namespace": "default", "verb": "get", "resource": "pods"}}));
     // `allowed` has no omitempty in Go, so kubectl 1.31 sends it as false too.
     assert_eq!(got["status"], json!({"allowed": false}));
 }
@@ -263,16 +227,8 @@ fn pointer_zeros_are_kept_non_pointer_zeros_dropped() {
         .varint(6, 0) // revisionHistoryLimit *int32 = 0
         .varint(7, 0) // paused bool = false
         .msg(4, Enc::new().str(1, "")); // strategy {type: ""}
-    let got = decode(&envelope(
-        "apps/v1",
-        "Deployment",
-        Enc::new().msg(1, go_meta("d")).msg(2, spec),
-    ))
-    .unwrap();
-    assert_eq!(
-        got["spec"],
-        json!({"replicas": 0, "revisionHistoryLimit": 0})
-    );
+    let got = decode(&envelope("apps/v1", "Deployment", Enc::new().msg(1, go_meta("d")).msg(2, spec))).unwrap();
+    assert_eq!(got["spec"], json!({"replicas": 0, "revisionHistoryLimit": 0}));
 }
 
 #[test]
@@ -293,11 +249,7 @@ fn container_resources_quantities_and_probes() {
     let resources = Enc::new()
         .msg(1, Enc::new().str(1, "cpu").msg(2, quantity("500m")))
         .msg(2, Enc::new().str(1, "memory").msg(2, quantity("64Mi")));
-    let http_get = Enc::new()
-        .str(1, "/healthz")
-        .msg(2, int_or_string_str("http"))
-        .str(3, "")
-        .str(4, "HTTP");
+    let http_get = Enc::new().str(1, "/healthz").msg(2, int_or_string_str("http")).str(3, "").str(4, "HTTP");
     let probe = Enc::new()
         .msg(1, Enc::new().msg(2, http_get)) // ProbeHandler (inline)
         .varint(2, 0)
@@ -308,31 +260,13 @@ fn container_resources_quantities_and_probes() {
         .str(2, "img")
         .str(3, "sh")
         .str(3, "-c")
-        .msg(
-            6,
-            Enc::new()
-                .str(1, "http")
-                .varint(2, 0)
-                .varint(3, 8080)
-                .str(4, "TCP"),
-        )
+        .msg(6, Enc::new().str(1, "http").varint(2, 0).varint(3, 8080).str(4, "TCP"))
         .msg(8, resources)
         .msg(10, probe)
         .msg(11, exec_probe)
-        .msg(
-            7,
-            Enc::new().str(1, "NODE").msg(
-                3,
-                Enc::new().msg(1, Enc::new().str(1, "v1").str(2, "spec.nodeName")),
-            ),
-        );
+        .msg(7, Enc::new().str(1, "NODE").msg(3, Enc::new().msg(1, Enc::new().str(1, "v1").str(2, "spec.nodeName"))));
     let pod_spec = Enc::new().msg(2, container);
-    let got = decode(&envelope(
-        "v1",
-        "Pod",
-        Enc::new().msg(1, go_meta("p")).msg(2, pod_spec),
-    ))
-    .unwrap();
+    let got = decode(&envelope("v1", "Pod", Enc::new().msg(1, go_meta("p")).msg(2, pod_spec))).unwrap();
     assert_eq!(
         got["spec"]["containers"][0],
         json!({
@@ -348,25 +282,12 @@ fn container_resources_quantities_and_probes() {
 
 #[test]
 fn volumes_inline_sources_and_empty_pointer_messages() {
-    let vols = Enc::new()
-        .msg(
-            1,
-            Enc::new()
-                .str(1, "scratch")
-                .msg(2, Enc::new().msg(2, Enc::new())),
-        )
-        .msg(
-            1,
-            Enc::new().str(1, "cfg").msg(
-                2,
-                Enc::new().msg(
-                    19,
-                    Enc::new()
-                        .msg(1, Enc::new().str(1, "my-cm"))
-                        .varint(3, 0o644),
-                ),
-            ),
-        );
+    let vols = Enc::new().msg(1, Enc::new().str(1, "scratch").msg(2, Enc::new().msg(2, Enc::new()))).msg(
+        1,
+        Enc::new()
+            .str(1, "cfg")
+            .msg(2, Enc::new().msg(19, Enc::new().msg(1, Enc::new().str(1, "my-cm")).varint(3, 0o644))),
+    );
     let got = decode(&envelope("v1", "Pod", Enc::new().msg(2, vols))).unwrap();
     assert_eq!(
         got["spec"]["volumes"],
@@ -401,34 +322,19 @@ fn packed_and_unpacked_repeated_ints() {
     packed.raw_varint(1000);
     packed.raw_varint(2000);
     let sc = Enc::new().bytes(4, &packed.0).varint(4, 3000); // supplementalGroups
-    let got = decode(&envelope(
-        "v1",
-        "Pod",
-        Enc::new().msg(2, Enc::new().msg(14, sc)),
-    ))
-    .unwrap();
-    assert_eq!(
-        got["spec"]["securityContext"]["supplementalGroups"],
-        json!([1000, 2000, 3000])
-    );
+    let got = decode(&envelope("v1", "Pod", Enc::new().msg(2, Enc::new().msg(14, sc)))).unwrap();
+    assert_eq!(got["spec"]["securityContext"]["supplementalGroups"], json!([1000, 2000, 3000]));
 }
 
 #[test]
 fn times_and_microtimes() {
-    let meta = Enc::new()
-        .str(1, "l")
-        .msg(8, time(1_700_000_000, 123_456_789)); // nanos dropped
+    let meta = Enc::new().str(1, "l").msg(8, time(1_700_000_000, 123_456_789)); // nanos dropped
     let spec = Enc::new()
         .str(1, "holder")
         .varint(2, 0) // leaseDurationSeconds *int32 = 0
         .msg(3, time(1_700_000_000, 123_456_789)) // acquireTime MicroTime
         .msg(4, Enc::new()); // renewTime: empty → null → omitted
-    let got = decode(&envelope(
-        "coordination.k8s.io/v1",
-        "Lease",
-        Enc::new().msg(1, meta).msg(2, spec),
-    ))
-    .unwrap();
+    let got = decode(&envelope("coordination.k8s.io/v1", "Lease", Enc::new().msg(1, meta).msg(2, spec))).unwrap();
     assert_eq!(got["metadata"]["creationTimestamp"], "2023-11-14T22:13:20Z");
     assert_eq!(
         got["spec"],
@@ -462,13 +368,8 @@ fn binary_data_and_map_edge_cases() {
 
 #[test]
 fn object_meta_owner_references_and_managed_fields() {
-    let owner = Enc::new()
-        .str(1, "ReplicaSet")
-        .str(3, "rs")
-        .str(4, "uid-1")
-        .str(5, "apps/v1")
-        .varint(6, 1)
-        .varint(7, 0);
+    let owner =
+        Enc::new().str(1, "ReplicaSet").str(3, "rs").str(4, "uid-1").str(5, "apps/v1").varint(6, 1).varint(7, 0);
     let managed = Enc::new()
         .str(1, "kubectl")
         .str(2, "Update")
@@ -486,23 +387,12 @@ fn object_meta_owner_references_and_managed_fields() {
         .int(10, 0);
     let got = decode(&envelope("v1", "ConfigMap", Enc::new().msg(1, meta))).unwrap_err();
     // `name`/`namespace` repeated: go_meta already wrote field 3.
-    assert!(
-        matches!(got, DecodeError::Malformed(ref m) if m.contains("appears more than once")),
-        "{got}"
-    );
+    assert!(matches!(got, DecodeError::Malformed(ref m) if m.contains("appears more than once")), "{got}");
 
     let meta = Enc::new()
         .str(1, "m")
         .entry(12, "a", "b")
-        .msg(
-            13,
-            Enc::new()
-                .str(1, "ReplicaSet")
-                .str(3, "rs")
-                .str(4, "uid-1")
-                .str(5, "apps/v1")
-                .varint(6, 1),
-        )
+        .msg(13, Enc::new().str(1, "ReplicaSet").str(3, "rs").str(4, "uid-1").str(5, "apps/v1").varint(6, 1))
         .str(14, "example.com/f")
         .msg(
             17,
@@ -531,14 +421,8 @@ fn object_meta_owner_references_and_managed_fields() {
 fn non_omitempty_zero_scalars_are_emitted() {
     // ContainerStateTerminated.exitCode has no omitempty: 0 is meaningful.
     let terminated = Enc::new().varint(1, 0).varint(2, 0).str(3, "Completed");
-    let status = Enc::new().msg(
-        8,
-        Enc::new()
-            .str(1, "c")
-            .msg(2, Enc::new().msg(3, terminated))
-            .varint(4, 0)
-            .varint(5, 0),
-    );
+    let status =
+        Enc::new().msg(8, Enc::new().str(1, "c").msg(2, Enc::new().msg(3, terminated)).varint(4, 0).varint(5, 0));
     let got = decode(&envelope("v1", "Pod", Enc::new().msg(3, status))).unwrap();
     assert_eq!(
         got["status"]["containerStatuses"][0],
@@ -556,12 +440,7 @@ fn node_with_capacity_taints_and_addresses() {
     let status = Enc::new()
         .msg(1, Enc::new().str(1, "cpu").msg(2, quantity("4")))
         .msg(5, Enc::new().str(1, "InternalIP").str(2, "10.0.0.5"));
-    let got = decode(&envelope(
-        "v1",
-        "Node",
-        Enc::new().msg(1, go_meta("n1")).msg(2, spec).msg(3, status),
-    ))
-    .unwrap();
+    let got = decode(&envelope("v1", "Node", Enc::new().msg(1, go_meta("n1")).msg(2, spec).msg(3, status))).unwrap();
     assert_eq!(
         got["spec"],
         json!({"podCIDR": "10.0.0.0/24", "providerID": "kind://n1", "unschedulable": true, "taints": [{"key": "k", "effect": "NoSchedule"}]})
@@ -574,11 +453,7 @@ fn node_with_capacity_taints_and_addresses() {
 
 #[test]
 fn delete_options_under_any_group_version() {
-    let opts = Enc::new()
-        .int(1, 0)
-        .str(4, "Foreground")
-        .str(5, "All")
-        .msg(2, Enc::new().str(1, "uid-9"));
+    let opts = Enc::new().int(1, 0).str(4, "Foreground").str(5, "All").msg(2, Enc::new().str(1, "uid-9"));
     let got = decode(&envelope("apps/v1", "DeleteOptions", opts)).unwrap();
     assert_eq!(
         got,
@@ -603,10 +478,7 @@ fn events_v1_event_with_microtime_and_series() {
         .varint(15, 0);
     let got = decode(&envelope("events.k8s.io/v1", "Event", ev)).unwrap();
     assert_eq!(got["eventTime"], "2023-11-14T22:13:20.000005Z");
-    assert_eq!(
-        got["series"],
-        json!({"count": 2, "lastObservedTime": "2023-11-14T22:13:21.000000Z"})
-    );
+    assert_eq!(got["series"], json!({"count": 2, "lastObservedTime": "2023-11-14T22:13:21.000000Z"}));
     assert_eq!(got["regarding"], json!({"kind": "Pod", "name": "p"}));
     assert_eq!(got["type"], "Normal");
     assert!(got.get("deprecatedCount").is_none());
@@ -642,16 +514,8 @@ fn service_full_spec_and_status() {
         .str(21, "example.com/lb")
         .str(22, "Cluster")
         .str(23, "PreferClose");
-    let status = Enc::new().msg(
-        1,
-        Enc::new().msg(1, Enc::new().str(1, "5.6.7.8").str(2, "").str(3, "VIP")),
-    );
-    let got = decode(&envelope(
-        "v1",
-        "Service",
-        Enc::new().msg(1, go_meta("s")).msg(2, spec).msg(3, status),
-    ))
-    .unwrap();
+    let status = Enc::new().msg(1, Enc::new().msg(1, Enc::new().str(1, "5.6.7.8").str(2, "").str(3, "VIP")));
+    let got = decode(&envelope("v1", "Service", Enc::new().msg(1, go_meta("s")).msg(2, spec).msg(3, status))).unwrap();
     assert_eq!(
         got["spec"],
         json!({
@@ -665,57 +529,21 @@ fn service_full_spec_and_status() {
             "internalTrafficPolicy": "Cluster", "trafficDistribution": "PreferClose"
         })
     );
-    assert_eq!(
-        got["status"],
-        json!({"loadBalancer": {"ingress": [{"ip": "5.6.7.8", "ipMode": "VIP"}]}})
-    );
+    assert_eq!(got["status"], json!({"loadBalancer": {"ingress": [{"ip": "5.6.7.8", "ipMode": "VIP"}]}}));
 }
 
 #[test]
 fn scheduling_affinity_tolerations_and_spread() {
-    let selector = Enc::new().entry(1, "app", "db").msg(
-        2,
-        Enc::new()
-            .str(1, "tier")
-            .str(2, "In")
-            .str(3, "a")
-            .str(3, "b"),
-    );
-    let node_affinity = Enc::new().msg(
-        1,
-        Enc::new().msg(
-            1,
-            Enc::new().msg(1, Enc::new().str(1, "zone").str(2, "Exists")),
-        ),
-    );
-    let anti = Enc::new().msg(
-        2,
-        Enc::new().varint(1, 50).msg(
-            2,
-            Enc::new()
-                .msg(1, selector.clone())
-                .str(3, "kubernetes.io/hostname"),
-        ),
-    );
+    let selector =
+        Enc::new().entry(1, "app", "db").msg(2, Enc::new().str(1, "tier").str(2, "In").str(3, "a").str(3, "b"));
+    let node_affinity =
+        Enc::new().msg(1, Enc::new().msg(1, Enc::new().msg(1, Enc::new().str(1, "zone").str(2, "Exists"))));
+    let anti = Enc::new()
+        .msg(2, Enc::new().varint(1, 50).msg(2, Enc::new().msg(1, selector.clone()).str(3, "kubernetes.io/hostname")));
     let spec = Enc::new()
         .msg(18, Enc::new().msg(1, node_affinity).msg(3, anti))
-        .msg(
-            22,
-            Enc::new()
-                .str(1, "k")
-                .str(2, "Exists")
-                .str(3, "")
-                .str(4, "NoExecute")
-                .int(5, 0),
-        )
-        .msg(
-            33,
-            Enc::new()
-                .varint(1, 1)
-                .str(2, "zone")
-                .str(3, "DoNotSchedule")
-                .msg(4, selector),
-        )
+        .msg(22, Enc::new().str(1, "k").str(2, "Exists").str(3, "").str(4, "NoExecute").int(5, 0))
+        .msg(33, Enc::new().varint(1, 1).str(2, "zone").str(3, "DoNotSchedule").msg(4, selector))
         .str(24, "high")
         .int(25, -5);
     let got = decode(&envelope("v1", "Pod", Enc::new().msg(2, spec))).unwrap();
@@ -737,19 +565,12 @@ fn scheduling_affinity_tolerations_and_spread() {
 
 #[test]
 fn namespace_status_conditions_and_endpoints() {
-    let ns = Enc::new()
-        .msg(1, go_meta("n"))
-        .msg(2, Enc::new().str(1, "kubernetes"))
-        .msg(
-            3,
-            Enc::new().str(1, "Terminating").msg(
-                2,
-                Enc::new()
-                    .str(1, "NamespaceDeletionDiscoveryFailure")
-                    .str(2, "False")
-                    .msg(4, time(86_400, 0)),
-            ),
-        );
+    let ns = Enc::new().msg(1, go_meta("n")).msg(2, Enc::new().str(1, "kubernetes")).msg(
+        3,
+        Enc::new()
+            .str(1, "Terminating")
+            .msg(2, Enc::new().str(1, "NamespaceDeletionDiscoveryFailure").str(2, "False").msg(4, time(86_400, 0))),
+    );
     assert_eq!(
         decode(&envelope("v1", "Namespace", ns)).unwrap(),
         json!({
@@ -759,20 +580,9 @@ fn namespace_status_conditions_and_endpoints() {
         })
     );
     let subset = Enc::new()
-        .msg(
-            1,
-            Enc::new()
-                .str(1, "10.1.0.4")
-                .msg(2, Enc::new().str(1, "Pod").str(3, "p"))
-                .str(4, "n1"),
-        )
+        .msg(1, Enc::new().str(1, "10.1.0.4").msg(2, Enc::new().str(1, "Pod").str(3, "p")).str(4, "n1"))
         .msg(3, Enc::new().str(1, "").varint(2, 80).str(3, "TCP"));
-    let got = decode(&envelope(
-        "v1",
-        "Endpoints",
-        Enc::new().msg(1, go_meta("svc")).msg(2, subset),
-    ))
-    .unwrap();
+    let got = decode(&envelope("v1", "Endpoints", Enc::new().msg(1, go_meta("svc")).msg(2, subset))).unwrap();
     assert_eq!(
         got["subsets"],
         json!([{"addresses": [{"ip": "10.1.0.4", "targetRef": {"kind": "Pod", "name": "p"}, "nodeName": "n1"}], "ports": [{"port": 80, "protocol": "TCP"}]}])
@@ -790,19 +600,13 @@ fn unknown_field_is_an_error() {
         "protobuf field 57 of io.k8s.api.core.v1.PodSpec is not supported; send application/json"
     );
     let err = decode(&envelope("v1", "ConfigMap", Enc::new().varint(99, 1))).unwrap_err();
-    assert!(matches!(
-        err,
-        DecodeError::UnsupportedField { field: 99, .. }
-    ));
+    assert!(matches!(err, DecodeError::UnsupportedField { field: 99, .. }));
 }
 
 #[test]
 fn unsupported_kind_is_an_error() {
     let err = decode(&envelope("apps/v1", "StatefulSet", Enc::new())).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "unsupported protobuf kind apps/v1 StatefulSet; send application/json"
-    );
+    assert_eq!(err.to_string(), "unsupported protobuf kind apps/v1 StatefulSet; send application/json");
 }
 
 #[test]
@@ -814,31 +618,15 @@ fn envelope_errors() {
     assert!(matches!(err, DecodeError::Malformed(_)));
     // Compressed content.
     let mut body = MAGIC.to_vec();
-    body.extend(
-        Enc::new()
-            .msg(1, Enc::new().str(1, "v1").str(2, "ConfigMap"))
-            .str(3, "gzip")
-            .0,
-    );
-    assert!(matches!(
-        decode(&body).unwrap_err(),
-        DecodeError::UnsupportedEnvelope { .. }
-    ));
+    body.extend(Enc::new().msg(1, Enc::new().str(1, "v1").str(2, "ConfigMap")).str(3, "gzip").0);
+    assert!(matches!(decode(&body).unwrap_err(), DecodeError::UnsupportedEnvelope { .. }));
 }
 
 #[test]
 fn wire_errors() {
     // Wrong wire type for a string field.
-    let err = decode(&envelope(
-        "v1",
-        "ConfigMap",
-        Enc::new().msg(1, Enc::new().varint(1, 5)),
-    ))
-    .unwrap_err();
-    assert!(
-        err.to_string().contains("expected length-delimited"),
-        "{err}"
-    );
+    let err = decode(&envelope("v1", "ConfigMap", Enc::new().msg(1, Enc::new().varint(1, 5)))).unwrap_err();
+    assert!(err.to_string().contains("expected length-delimited"), "{err}");
     // Group wire type.
     let mut e = Enc::new();
     e.key(1, 3);
@@ -850,12 +638,8 @@ fn wire_errors() {
     e.0.extend([0xff; 11]);
     assert!(decode(&envelope("v1", "ConfigMap", e)).is_err());
     // Invalid UTF-8 in a string.
-    let err = decode(&envelope(
-        "v1",
-        "ConfigMap",
-        Enc::new().entry(2, "k", "v").bytes(2, &[0x0a, 1, 0xff]),
-    ))
-    .unwrap_err();
+    let err =
+        decode(&envelope("v1", "ConfigMap", Enc::new().entry(2, "k", "v").bytes(2, &[0x0a, 1, 0xff]))).unwrap_err();
     assert!(err.to_string().contains("UTF-8"), "{err}");
     // Unknown IntOrString type, invalid raw JSON.
     let port = Enc::new().msg(1, Enc::new().varint(3, 80).msg(4, Enc::new().varint(1, 7)));

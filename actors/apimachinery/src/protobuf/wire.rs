@@ -49,34 +49,20 @@ impl<'a> Reader<'a> {
             };
             self.pos += 1;
             if i == 9 && byte > 1 {
-                return Err(format!(
-                    "varint overflows 64 bits at offset {}",
-                    self.pos - 1
-                ));
+                return Err(format!("varint overflows 64 bits at offset {}", self.pos - 1));
             }
             result |= u64::from(byte & 0x7f) << (7 * i);
             if byte & 0x80 == 0 {
                 return Ok(result);
             }
         }
-        Err(format!(
-            "varint longer than 10 bytes at offset {}",
-            self.pos
-        ))
+        Err(format!("varint longer than 10 bytes at offset {}", self.pos))
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&end| end <= self.buf.len())
-            .ok_or_else(|| {
-                format!(
-                    "truncated input: need {n} bytes at offset {}, have {}",
-                    self.pos,
-                    self.buf.len() - self.pos
-                )
-            })?;
+        let end = self.pos.checked_add(n).filter(|&end| end <= self.buf.len()).ok_or_else(|| {
+            format!("truncated input: need {n} bytes at offset {}, have {}", self.pos, self.buf.len() - self.pos)
+        })?;
         let out = &self.buf[self.pos..end];
         self.pos = end;
         Ok(out)
@@ -105,15 +91,10 @@ impl<'a> Reader<'a> {
             }
             2 => {
                 let len = self.read_varint()?;
-                let len = usize::try_from(len)
-                    .map_err(|_| format!("length {len} of field {number} is too large"))?;
+                let len = usize::try_from(len).map_err(|_| format!("length {len} of field {number} is too large"))?;
                 WireValue::Bytes(self.take(len)?)
             }
-            3 | 4 => {
-                return Err(format!(
-                    "field {number} uses the unsupported group wire type"
-                ))
-            }
+            3 | 4 => return Err(format!("field {number} uses the unsupported group wire type")),
             5 => {
                 let b = self.take(4)?;
                 let mut arr = [0u8; 4];

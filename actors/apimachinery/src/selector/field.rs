@@ -68,16 +68,10 @@ impl FieldSelector {
         let mut terms = Vec::with_capacity(parts.len());
         for part in parts.into_iter().filter(|p| !p.is_empty()) {
             let Some((field, operator, raw)) = split_term(part) else {
-                return Err(StatusError::bad_request(format!(
-                    "invalid selector: '{s}'; can't understand '{part}'"
-                )));
+                return Err(StatusError::bad_request(format!("invalid selector: '{s}'; can't understand '{part}'")));
             };
             let value = unescape_value(raw).map_err(StatusError::bad_request)?;
-            terms.push(FieldTerm {
-                field: field.to_string(),
-                operator,
-                value,
-            });
+            terms.push(FieldTerm { field: field.to_string(), operator, value });
         }
         Ok(FieldSelector { terms })
     }
@@ -101,18 +95,12 @@ impl FieldSelector {
     /// Like [`FieldSelector::validate_for`], for a custom resource: its CRD's
     /// `selectableFields` (JSON paths, with or without the leading `.`) plus `metadata.name`,
     /// and `metadata.namespace` unless the resource is cluster-scoped.
-    pub fn validate_custom(
-        &self,
-        cluster_scoped: bool,
-        selectable: &[&str],
-    ) -> Result<(), StatusError> {
+    pub fn validate_custom(&self, cluster_scoped: bool, selectable: &[&str]) -> Result<(), StatusError> {
         self.check(
             |f| {
                 f == "metadata.name"
                     || (!cluster_scoped && f == "metadata.namespace")
-                    || selectable
-                        .iter()
-                        .any(|s| s.strip_prefix('.').unwrap_or(s) == f)
+                    || selectable.iter().any(|s| s.strip_prefix('.').unwrap_or(s) == f)
             },
             Unsupported::NotSupported,
         )
@@ -140,10 +128,7 @@ impl FieldSelector {
     /// The value `field` must equal, if some `=` term pins it (e.g. `spec.nodeName` for a
     /// node agent's watch).
     pub fn requires_exact_match(&self, field: &str) -> Option<&str> {
-        self.terms
-            .iter()
-            .find(|t| t.field == field && t.operator == FieldOperator::Equals)
-            .map(|t| t.value.as_str())
+        self.terms.iter().find(|t| t.field == field && t.operator == FieldOperator::Equals).map(|t| t.value.as_str())
     }
 }
 
@@ -240,33 +225,14 @@ fn selectable_fields(group: &str, resource: &str) -> (&'static [&'static str], U
     match (group, resource) {
         ("", "pods") => (PODS, NotSupported),
         ("", "nodes") => (&["metadata.name", "spec.unschedulable"], NotSupported),
-        ("", "replicationcontrollers") => (
-            &["metadata.name", "metadata.namespace", "status.replicas"],
-            NotSupported,
-        ),
+        ("", "replicationcontrollers") => (&["metadata.name", "metadata.namespace", "status.replicas"], NotSupported),
         ("", "events") => (CORE_EVENTS, NotSupported),
         ("events.k8s.io", "events") => (EVENTS_V1, NotSupported),
         ("", "namespaces") => (&["status.phase", "metadata.name"], NotSupported),
-        ("", "secrets") => (
-            &["type", "metadata.namespace", "metadata.name"],
-            NotSupported,
-        ),
-        ("", "services") => (
-            &[
-                "metadata.namespace",
-                "metadata.name",
-                "spec.clusterIP",
-                "spec.type",
-            ],
-            NotSupported,
-        ),
-        ("batch", "jobs") => (
-            &["metadata.name", "metadata.namespace", "status.successful"],
-            Job,
-        ),
-        ("certificates.k8s.io", "certificatesigningrequests") => {
-            (&["metadata.name", "spec.signerName"], NotSupported)
-        }
+        ("", "secrets") => (&["type", "metadata.namespace", "metadata.name"], NotSupported),
+        ("", "services") => (&["metadata.namespace", "metadata.name", "spec.clusterIP", "spec.type"], NotSupported),
+        ("batch", "jobs") => (&["metadata.name", "metadata.namespace", "status.successful"], Job),
+        ("certificates.k8s.io", "certificatesigningrequests") => (&["metadata.name", "spec.signerName"], NotSupported),
         _ => (META, NotKnown),
     }
 }
@@ -279,9 +245,7 @@ fn field_value(obj: &Value, field: &str) -> String {
         "spec.host" => text(lookup(obj, "spec.nodeName")),
         // Pods report only their primary IP; the list form is accepted but never set.
         "status.podIP" => {
-            let primary = obj
-                .pointer("/status/podIPs/0/ip")
-                .or_else(|| lookup(obj, "status.podIP"));
+            let primary = obj.pointer("/status/podIPs/0/ip").or_else(|| lookup(obj, "status.podIP"));
             text(primary)
         }
         "status.podIPs" if typed_kind(kind, &["Pod"]) => String::new(),
@@ -289,22 +253,13 @@ fn field_value(obj: &Value, field: &str) -> String {
         "spec.hostNetwork" | "spec.unschedulable" if typed_kind(kind, &["Pod", "Node"]) => {
             or_zero(text(lookup(obj, field)), "false")
         }
-        "status.replicas" if typed_kind(kind, &["ReplicationController"]) => {
-            or_zero(text(lookup(obj, field)), "0")
-        }
+        "status.replicas" if typed_kind(kind, &["ReplicationController"]) => or_zero(text(lookup(obj, field)), "0"),
         // A Job's succeeded count is selected under another name.
-        "status.successful" if typed_kind(kind, &["Job"]) => {
-            or_zero(text(lookup(obj, "status.succeeded")), "0")
-        }
+        "status.successful" if typed_kind(kind, &["Job"]) => or_zero(text(lookup(obj, "status.succeeded")), "0"),
         // Events: "source" falls back to the reporting controller, as upstream computes it.
         "source" if typed_kind(kind, &["Event"]) => first_non_empty(
             obj,
-            &[
-                "source.component",
-                "deprecatedSource.component",
-                "reportingComponent",
-                "reportingController",
-            ],
+            &["source.component", "deprecatedSource.component", "reportingComponent", "reportingController"],
         ),
         "reportingComponent" | "reportingController" if typed_kind(kind, &["Event"]) => {
             first_non_empty(obj, &["reportingComponent", "reportingController"])
@@ -322,9 +277,7 @@ fn field_value(obj: &Value, field: &str) -> String {
 
 /// `kind` of `involvedObject.kind` / `regarding.kind`: the two names of an event's object.
 fn event_reference_part(field: &str) -> Option<&str> {
-    field
-        .strip_prefix("involvedObject.")
-        .or_else(|| field.strip_prefix("regarding."))
+    field.strip_prefix("involvedObject.").or_else(|| field.strip_prefix("regarding."))
 }
 
 fn or_zero(s: String, zero: &str) -> String {
@@ -341,18 +294,11 @@ fn typed_kind(kind: Option<&str>, kinds: &[&str]) -> bool {
 }
 
 fn lookup<'a>(obj: &'a Value, dotted: &str) -> Option<&'a Value> {
-    dotted
-        .split('.')
-        .try_fold(obj, |v, key| v.get(key))
-        .filter(|v| !v.is_null())
+    dotted.split('.').try_fold(obj, |v, key| v.get(key)).filter(|v| !v.is_null())
 }
 
 fn first_non_empty(obj: &Value, paths: &[&str]) -> String {
-    paths
-        .iter()
-        .map(|p| text(lookup(obj, p)))
-        .find(|s| !s.is_empty())
-        .unwrap_or_default()
+    paths.iter().map(|p| text(lookup(obj, p))).find(|s| !s.is_empty()).unwrap_or_default()
 }
 
 /// Scalars as the API server's field sets hold them; anything else reads as "".
@@ -390,17 +336,11 @@ fn split_terms(s: &str) -> Vec<&str> {
 /// Splits a term at the first operator. Field names have no escaping, so the first `!=`,
 /// `==` or `=` wins; `==` is tried before `=` so no `=` is left on the value.
 fn split_term(term: &str) -> Option<(&str, FieldOperator, &str)> {
-    const OPERATORS: [(&str, FieldOperator); 3] = [
-        ("!=", FieldOperator::NotEquals),
-        ("==", FieldOperator::Equals),
-        ("=", FieldOperator::Equals),
-    ];
+    const OPERATORS: [(&str, FieldOperator); 3] =
+        [("!=", FieldOperator::NotEquals), ("==", FieldOperator::Equals), ("=", FieldOperator::Equals)];
     term.char_indices().find_map(|(i, _)| {
         let rest = &term[i..];
-        OPERATORS
-            .iter()
-            .find(|(op, _)| rest.starts_with(op))
-            .map(|(op, kind)| (&term[..i], *kind, &rest[op.len()..]))
+        OPERATORS.iter().find(|(op, _)| rest.starts_with(op)).map(|(op, kind)| (&term[..i], *kind, &rest[op.len()..]))
     })
 }
 
@@ -411,9 +351,7 @@ fn unescape_value(raw: &str) -> Result<String, String> {
     for c in raw.chars() {
         if escaped {
             if !matches!(c, '\\' | ',' | '=') {
-                return Err(format!(
-                    "invalid field selector: invalid escape sequence: \\{c}"
-                ));
+                return Err(format!("invalid field selector: invalid escape sequence: \\{c}"));
             }
             out.push(c);
             escaped = false;
@@ -421,12 +359,7 @@ fn unescape_value(raw: &str) -> Result<String, String> {
             match c {
                 '\\' => escaped = true,
                 // Upstream prints the rune as its code point number.
-                ',' | '=' => {
-                    return Err(format!(
-                        "invalid field selector: unescaped character in value: {}",
-                        c as u32
-                    ))
-                }
+                ',' | '=' => return Err(format!("invalid field selector: unescaped character in value: {}", c as u32)),
                 c => out.push(c),
             }
         }
@@ -473,11 +406,8 @@ mod tests {
     #[test]
     fn parses_operators_and_sorts_terms() {
         let s = sel("status.phase!=Running,metadata.name==web,spec.nodeName=n1");
-        let terms: Vec<(&str, FieldOperator, &str)> = s
-            .terms()
-            .iter()
-            .map(|t| (t.field(), t.operator(), t.value()))
-            .collect();
+        let terms: Vec<(&str, FieldOperator, &str)> =
+            s.terms().iter().map(|t| (t.field(), t.operator(), t.value())).collect();
         assert_eq!(
             terms,
             vec![
@@ -486,10 +416,7 @@ mod tests {
                 ("status.phase", FieldOperator::NotEquals, "Running"),
             ]
         );
-        assert_eq!(
-            s.to_string(),
-            "metadata.name=web,spec.nodeName=n1,status.phase!=Running"
-        );
+        assert_eq!(s.to_string(), "metadata.name=web,spec.nodeName=n1,status.phase!=Running");
         assert!(sel("").is_empty());
         assert!(sel(",,").is_empty());
     }
@@ -506,10 +433,7 @@ mod tests {
     fn parse_errors_read_like_upstream() {
         let e = FieldSelector::parse("a=b,nonsense").unwrap_err();
         assert_eq!(e.code, 400);
-        assert_eq!(
-            e.message,
-            "invalid selector: 'a=b,nonsense'; can't understand 'nonsense'"
-        );
+        assert_eq!(e.message, "invalid selector: 'a=b,nonsense'; can't understand 'nonsense'");
         assert_eq!(
             FieldSelector::parse("a=b=c").unwrap_err().message,
             "invalid field selector: unescaped character in value: 61"
@@ -591,37 +515,19 @@ mod tests {
             "\"status.replicas\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
         );
         assert_eq!(
-            sel("status.active=1")
-                .validate_for("batch", "jobs")
-                .unwrap_err()
-                .message,
+            sel("status.active=1").validate_for("batch", "jobs").unwrap_err().message,
             "field label \"status.active\" not supported for Job"
         );
         assert_eq!(
-            sel("metadata.namespace=x")
-                .validate_for("", "nodes")
-                .unwrap_err()
-                .message,
+            sel("metadata.namespace=x").validate_for("", "nodes").unwrap_err().message,
             "field label not supported: metadata.namespace"
         );
-        assert!(sel("metadata.name=a,metadata.namespace=b")
-            .validate_for("", "configmaps")
-            .is_ok());
-        assert!(sel("type=kubernetes.io/tls")
-            .validate_for("", "secrets")
-            .is_ok());
-        assert!(sel("status.phase=Active")
-            .validate_for("", "namespaces")
-            .is_ok());
-        assert!(sel("spec.clusterIP=None,spec.type=ClusterIP")
-            .validate_for("", "services")
-            .is_ok());
-        assert!(sel("status.replicas=0")
-            .validate_for("", "replicationcontrollers")
-            .is_ok());
-        assert!(sel("spec.signerName=x")
-            .validate_for("certificates.k8s.io", "certificatesigningrequests")
-            .is_ok());
+        assert!(sel("metadata.name=a,metadata.namespace=b").validate_for("", "configmaps").is_ok());
+        assert!(sel("type=kubernetes.io/tls").validate_for("", "secrets").is_ok());
+        assert!(sel("status.phase=Active").validate_for("", "namespaces").is_ok());
+        assert!(sel("spec.clusterIP=None,spec.type=ClusterIP").validate_for("", "services").is_ok());
+        assert!(sel("status.replicas=0").validate_for("", "replicationcontrollers").is_ok());
+        assert!(sel("spec.signerName=x").validate_for("certificates.k8s.io", "certificatesigningrequests").is_ok());
         assert!(sel("type=Warning").validate_for("", "secrets").is_ok());
     }
 
@@ -643,9 +549,7 @@ mod tests {
         let rc = json!({"kind": "ReplicationController", "status": {}});
         assert!(sel("status.replicas=0").matches(&rc));
         let job = json!({"kind": "Job", "status": {"succeeded": 1}});
-        sel("status.successful=1")
-            .validate_for("batch", "jobs")
-            .unwrap();
+        sel("status.successful=1").validate_for("batch", "jobs").unwrap();
         assert!(sel("status.successful=1").matches(&job));
         assert!(sel("status.successful=0").matches(&json!({"kind": "Job"})));
     }
@@ -660,7 +564,9 @@ mod tests {
             "source": {"component": "default-scheduler"},
             "reportingComponent": "default-scheduler"
         });
-        let s = sel("involvedObject.kind=Pod,involvedObject.name=web,reason=Scheduled,source=default-scheduler,type=Normal");
+        let s = sel(
+            "involvedObject.kind=Pod,involvedObject.name=web,reason=Scheduled,source=default-scheduler,type=Normal",
+        );
         s.validate_for("", "events").unwrap();
         assert!(s.matches(&core));
         assert!(sel("reportingComponent=default-scheduler").matches(&core));
@@ -672,17 +578,13 @@ mod tests {
             "reason": "Pulled",
             "reportingController": "kubelet"
         });
-        let s =
-            sel("regarding.kind=Pod,regarding.name=web,reportingController=kubelet,source=kubelet");
+        let s = sel("regarding.kind=Pod,regarding.name=web,reportingController=kubelet,source=kubelet");
         s.validate_for("events.k8s.io", "events").unwrap();
         assert!(s.matches(&v1));
         // Without source.component, "source" falls back to the reporting controller.
         assert!(sel("involvedObject.name=web,source=kubelet").matches(&v1));
         assert_eq!(
-            sel("involvedObject.name=web")
-                .validate_for("events.k8s.io", "events")
-                .unwrap_err()
-                .message,
+            sel("involvedObject.name=web").validate_for("events.k8s.io", "events").unwrap_err().message,
             "field label not supported: involvedObject.name"
         );
     }
@@ -692,9 +594,7 @@ mod tests {
         let s = sel("spec.color=blue,metadata.namespace=ns");
         s.validate_custom(false, &[".spec.color"]).unwrap();
         assert_eq!(
-            s.validate_custom(true, &[".spec.color"])
-                .unwrap_err()
-                .message,
+            s.validate_custom(true, &[".spec.color"]).unwrap_err().message,
             "field label not supported: metadata.namespace"
         );
         let obj = json!({"kind": "Widget", "metadata": {"namespace": "ns"}, "spec": {"color": "blue", "size": 3}});

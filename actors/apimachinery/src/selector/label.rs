@@ -54,11 +54,7 @@ pub struct Requirement {
 
 impl Requirement {
     /// Builds a requirement, checking key and value syntax and the operator's arity.
-    pub fn new(
-        key: impl Into<String>,
-        operator: Operator,
-        values: Vec<String>,
-    ) -> Result<Self, StatusError> {
+    pub fn new(key: impl Into<String>, operator: Operator, values: Vec<String>) -> Result<Self, StatusError> {
         Self::checked(key.into(), operator, values).map_err(StatusError::bad_request)
     }
 
@@ -73,9 +69,7 @@ impl Requirement {
             Operator::In | Operator::NotIn if values.is_empty() => {
                 Some("for 'in', 'notin' operators, values set can't be empty")
             }
-            Operator::Equals | Operator::DoubleEquals | Operator::NotEquals
-                if values.len() != 1 =>
-            {
+            Operator::Equals | Operator::DoubleEquals | Operator::NotEquals if values.len() != 1 => {
                 Some("exact-match compatibility requires one single value")
             }
             Operator::Exists | Operator::DoesNotExist if !values.is_empty() => {
@@ -103,20 +97,12 @@ impl Requirement {
         for (i, v) in values.iter().enumerate() {
             let value_errs = label_value_errors(v);
             if !value_errs.is_empty() {
-                errs.push(invalid(
-                    &format!("values[{i}][{key}]"),
-                    &go_quote(v),
-                    &value_errs.join("; "),
-                ));
+                errs.push(invalid(&format!("values[{i}][{key}]"), &go_quote(v), &value_errs.join("; ")));
             }
         }
         match aggregate(errs) {
             Some(message) => Err(message),
-            None => Ok(Requirement {
-                key,
-                operator,
-                values,
-            }),
+            None => Ok(Requirement { key, operator, values }),
         }
     }
 
@@ -141,9 +127,7 @@ impl Requirement {
     pub fn matches(&self, labels: &Map<String, Value>) -> bool {
         let found = labels.get(&self.key).map(label_text);
         match self.operator {
-            Operator::In | Operator::Equals | Operator::DoubleEquals => {
-                found.is_some_and(|v| self.has_value(&v))
-            }
+            Operator::In | Operator::Equals | Operator::DoubleEquals => found.is_some_and(|v| self.has_value(&v)),
             // An absent label is "not equal" to anything, as upstream.
             Operator::NotIn | Operator::NotEquals => found.is_none_or(|v| !self.has_value(&v)),
             Operator::Exists => found.is_some(),
@@ -209,18 +193,12 @@ impl LabelSelector {
 
     /// Matches no label set: what a null `metav1.LabelSelector` means.
     pub fn nothing() -> Self {
-        LabelSelector {
-            requirements: Vec::new(),
-            nothing: true,
-        }
+        LabelSelector { requirements: Vec::new(), nothing: true }
     }
 
     /// Parses the string syntax of the `labelSelector` query parameter.
     pub fn parse(s: &str) -> Result<Self, StatusError> {
-        let parser = Parser {
-            items: lex(s),
-            pos: 0,
-        };
+        let parser = Parser { items: lex(s), pos: 0 };
         let requirements = parser.parse().map_err(StatusError::bad_request)?;
         Ok(LabelSelector::sorted(requirements))
     }
@@ -253,11 +231,7 @@ impl LabelSelector {
                 Value::Null => String::new(),
                 other => return Err(bad_shape("matchLabels value", "string", other)),
             };
-            requirements.push(Requirement::new(
-                key.clone(),
-                Operator::Equals,
-                vec![value],
-            )?);
+            requirements.push(Requirement::new(key.clone(), Operator::Equals, vec![value])?);
         }
         for expr in expressions {
             requirements.push(expression(expr)?);
@@ -282,10 +256,7 @@ impl LabelSelector {
     /// Requirements are kept sorted by key, as upstream does, so printing is deterministic.
     fn sorted(mut requirements: Vec<Requirement>) -> Self {
         requirements.sort_by(|a, b| a.key.cmp(&b.key));
-        LabelSelector {
-            requirements,
-            nothing: false,
-        }
+        LabelSelector { requirements, nothing: false }
     }
 
     pub fn requirements(&self) -> &[Requirement] {
@@ -358,10 +329,7 @@ fn expression(expr: &Value) -> Result<Requirement, StatusError> {
         "Exists" => Operator::Exists,
         "DoesNotExist" => Operator::DoesNotExist,
         other => {
-            return Err(StatusError::bad_request(format!(
-                "{} is not a valid label selector operator",
-                go_quote(other)
-            )))
+            return Err(StatusError::bad_request(format!("{} is not a valid label selector operator", go_quote(other))))
         }
     };
     let values = match expr.get("values") {
@@ -443,10 +411,7 @@ struct Lexed<'a> {
     lit: &'a str,
 }
 
-const END: Lexed<'static> = Lexed {
-    tok: Token::End,
-    lit: "",
-};
+const END: Lexed<'static> = Lexed { tok: Token::End, lit: "" };
 
 fn is_whitespace(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n')
@@ -486,10 +451,7 @@ fn lex(s: &str) -> Vec<Lexed<'_>> {
                 _ => (Token::Less, 1),
             };
             pos += len;
-            out.push(Lexed {
-                tok,
-                lit: &s[start..pos],
-            });
+            out.push(Lexed { tok, lit: &s[start..pos] });
         } else {
             while pos < b.len() && b[pos] != 0 && !is_special(b[pos]) && !is_whitespace(b[pos]) {
                 pos += 1;
@@ -540,9 +502,7 @@ impl<'a> Parser<'a> {
             let (tok, lit) = self.lookahead(Context::Values);
             match tok {
                 Token::Identifier | Token::Not => {
-                    let r = self
-                        .requirement()
-                        .map_err(|e| format!("unable to parse requirement: {e}"))?;
+                    let r = self.requirement().map_err(|e| format!("unable to parse requirement: {e}"))?;
                     requirements.push(r);
                     let (tok, lit) = self.consume(Context::Values);
                     match tok {
@@ -550,22 +510,14 @@ impl<'a> Parser<'a> {
                         Token::Comma => {
                             let (next, lit) = self.lookahead(Context::Values);
                             if next != Token::Identifier && next != Token::Not {
-                                return Err(format!(
-                                    "found '{lit}', expected: identifier after ','"
-                                ));
+                                return Err(format!("found '{lit}', expected: identifier after ','"));
                             }
                         }
-                        _ => {
-                            return Err(format!("found '{lit}', expected: ',' or 'end of string'"))
-                        }
+                        _ => return Err(format!("found '{lit}', expected: ',' or 'end of string'")),
                     }
                 }
                 Token::End => return Ok(requirements),
-                _ => {
-                    return Err(format!(
-                        "found '{lit}', expected: !, identifier, or 'end of string'"
-                    ))
-                }
+                _ => return Err(format!("found '{lit}', expected: !, identifier, or 'end of string'")),
             }
         }
     }
@@ -618,11 +570,7 @@ impl<'a> Parser<'a> {
             Token::NotEquals => Operator::NotEquals,
             Token::Greater => Operator::GreaterThan,
             Token::Less => Operator::LessThan,
-            _ => {
-                return Err(format!(
-                    "found '{lit}', expected: in, notin, =, ==, !=, gt, lt"
-                ))
-            }
+            _ => return Err(format!("found '{lit}', expected: in, notin, =, ==, !=, gt, lt")),
         })
     }
 
@@ -719,13 +667,8 @@ mod tests {
 
     #[test]
     fn parses_every_operator() {
-        let sel =
-            LabelSelector::parse("a=1,b==2,c!=3,d in (x,y),e notin (z),f,!g,h>1,i<9").unwrap();
-        let ops: Vec<(&str, Operator)> = sel
-            .requirements()
-            .iter()
-            .map(|r| (r.key(), r.operator()))
-            .collect();
+        let sel = LabelSelector::parse("a=1,b==2,c!=3,d in (x,y),e notin (z),f,!g,h>1,i<9").unwrap();
+        let ops: Vec<(&str, Operator)> = sel.requirements().iter().map(|r| (r.key(), r.operator())).collect();
         assert_eq!(
             ops,
             vec![
@@ -760,27 +703,12 @@ mod tests {
 
     #[test]
     fn empty_values() {
-        assert_eq!(
-            LabelSelector::parse("a=").unwrap().requirements()[0].values(),
-            [""]
-        );
+        assert_eq!(LabelSelector::parse("a=").unwrap().requirements()[0].values(), [""]);
         assert_eq!(LabelSelector::parse("a=,b").unwrap().to_string(), "a=,b");
-        assert_eq!(
-            LabelSelector::parse("a in ()").unwrap().requirements()[0].values(),
-            [""]
-        );
-        assert_eq!(
-            LabelSelector::parse("a in (x,,y)").unwrap().requirements()[0].values(),
-            ["", "x", "y"]
-        );
-        assert_eq!(
-            LabelSelector::parse("a in (,x)").unwrap().requirements()[0].values(),
-            ["", "x"]
-        );
-        assert_eq!(
-            LabelSelector::parse("a in (x,)").unwrap().requirements()[0].values(),
-            ["", "x"]
-        );
+        assert_eq!(LabelSelector::parse("a in ()").unwrap().requirements()[0].values(), [""]);
+        assert_eq!(LabelSelector::parse("a in (x,,y)").unwrap().requirements()[0].values(), ["", "x", "y"]);
+        assert_eq!(LabelSelector::parse("a in (,x)").unwrap().requirements()[0].values(), ["", "x"]);
+        assert_eq!(LabelSelector::parse("a in (x,)").unwrap().requirements()[0].values(), ["", "x"]);
     }
 
     #[test]
@@ -797,46 +725,16 @@ mod tests {
 
     #[test]
     fn syntax_errors_read_like_upstream() {
-        assert_eq!(
-            parse_err("a=b,"),
-            "found '', expected: identifier after ','"
-        );
-        assert_eq!(
-            parse_err("a=b c"),
-            "found 'c', expected: ',' or 'end of string'"
-        );
-        assert_eq!(
-            parse_err(",a"),
-            "found ',', expected: !, identifier, or 'end of string'"
-        );
-        assert_eq!(
-            parse_err("a b"),
-            "unable to parse requirement: found 'b', expected: in, notin, =, ==, !=, gt, lt"
-        );
-        assert_eq!(
-            parse_err("a in x"),
-            "unable to parse requirement: found 'x' expected: '('"
-        );
-        assert_eq!(
-            parse_err("a in (x"),
-            "unable to parse requirement: found '', expected: ',' or ')'"
-        );
-        assert_eq!(
-            parse_err("a in (="),
-            "unable to parse requirement: found '=', expected: ',', ')' or identifier"
-        );
-        assert_eq!(
-            parse_err("a=(b)"),
-            "unable to parse requirement: found '(', expected: identifier"
-        );
-        assert_eq!(
-            parse_err("!"),
-            "unable to parse requirement: found '', expected: identifier"
-        );
-        assert_eq!(
-            parse_err("!a=b"),
-            "found '=', expected: ',' or 'end of string'"
-        );
+        assert_eq!(parse_err("a=b,"), "found '', expected: identifier after ','");
+        assert_eq!(parse_err("a=b c"), "found 'c', expected: ',' or 'end of string'");
+        assert_eq!(parse_err(",a"), "found ',', expected: !, identifier, or 'end of string'");
+        assert_eq!(parse_err("a b"), "unable to parse requirement: found 'b', expected: in, notin, =, ==, !=, gt, lt");
+        assert_eq!(parse_err("a in x"), "unable to parse requirement: found 'x' expected: '('");
+        assert_eq!(parse_err("a in (x"), "unable to parse requirement: found '', expected: ',' or ')'");
+        assert_eq!(parse_err("a in (="), "unable to parse requirement: found '=', expected: ',', ')' or identifier");
+        assert_eq!(parse_err("a=(b)"), "unable to parse requirement: found '(', expected: identifier");
+        assert_eq!(parse_err("!"), "unable to parse requirement: found '', expected: identifier");
+        assert_eq!(parse_err("!a=b"), "found '=', expected: ',' or 'end of string'");
     }
 
     #[test]
@@ -852,14 +750,8 @@ mod tests {
             "unable to parse requirement: values[0]: Invalid value: \"b\": for 'Gt', 'Lt' operators, the value must be an integer"
         );
         let both = parse_err("a in (x$,y$)");
-        assert!(
-            both.starts_with("unable to parse requirement: [values[0][a]: "),
-            "{both}"
-        );
-        assert!(
-            both.contains(", values[1][a]: Invalid value: \"y$\""),
-            "{both}"
-        );
+        assert!(both.starts_with("unable to parse requirement: [values[0][a]: "), "{both}");
+        assert!(both.contains(", values[1][a]: Invalid value: \"y$\""), "{both}");
     }
 
     #[test]
@@ -881,10 +773,7 @@ mod tests {
             "app=web,tier",
         ];
         for s in yes {
-            assert!(
-                LabelSelector::parse(s).unwrap().matches(&l),
-                "{s} should match"
-            );
+            assert!(LabelSelector::parse(s).unwrap().matches(&l), "{s} should match");
         }
         let no = [
             "app=db",
@@ -902,10 +791,7 @@ mod tests {
             "app=web,!tier",
         ];
         for s in no {
-            assert!(
-                !LabelSelector::parse(s).unwrap().matches(&l),
-                "{s} should not match"
-            );
+            assert!(!LabelSelector::parse(s).unwrap().matches(&l), "{s} should not match");
         }
     }
 
@@ -921,9 +807,7 @@ mod tests {
         let sel = LabelSelector::parse("app=web").unwrap();
         assert!(sel.matches_object(&json!({"metadata": {"labels": {"app": "web"}}})));
         assert!(!sel.matches_object(&json!({"metadata": {}})));
-        assert!(LabelSelector::parse("!app")
-            .unwrap()
-            .matches_object(&json!({})));
+        assert!(LabelSelector::parse("!app").unwrap().matches_object(&json!({})));
     }
 
     #[test]
@@ -938,18 +822,11 @@ mod tests {
             ]
         }))
         .unwrap();
-        assert_eq!(
-            sel.to_string(),
-            "app=web,env notin (dev),!legacy,team,tier in (back,front)"
-        );
+        assert_eq!(sel.to_string(), "app=web,env notin (dev),!legacy,team,tier in (back,front)");
         assert!(sel.matches(&labels(json!({"app": "web", "tier": "back", "team": "x"}))));
-        assert!(!sel.matches(&labels(
-            json!({"app": "web", "tier": "back", "team": "x", "legacy": "1"})
-        )));
+        assert!(!sel.matches(&labels(json!({"app": "web", "tier": "back", "team": "x", "legacy": "1"}))));
         assert!(!sel.matches(&labels(json!({"app": "web", "tier": "mid", "team": "x"}))));
-        assert!(!sel.matches(&labels(
-            json!({"app": "web", "tier": "back", "team": "x", "env": "dev"})
-        )));
+        assert!(!sel.matches(&labels(json!({"app": "web", "tier": "back", "team": "x", "env": "dev"}))));
     }
 
     #[test]
@@ -957,8 +834,7 @@ mod tests {
         let empty = LabelSelector::from_json(&json!({})).unwrap();
         assert!(empty.is_empty());
         assert!(empty.matches(&Map::new()));
-        let also_empty =
-            LabelSelector::from_json(&json!({"matchLabels": {}, "matchExpressions": []})).unwrap();
+        let also_empty = LabelSelector::from_json(&json!({"matchLabels": {}, "matchExpressions": []})).unwrap();
         assert!(also_empty.is_empty());
 
         let none = LabelSelector::from_json(&Value::Null).unwrap();
@@ -972,18 +848,11 @@ mod tests {
 
     #[test]
     fn from_json_errors() {
-        let bad_op = LabelSelector::from_json(
-            &json!({"matchExpressions": [{"key": "a", "operator": "Equals"}]}),
-        )
-        .unwrap_err();
-        assert_eq!(
-            bad_op.message,
-            "\"Equals\" is not a valid label selector operator"
-        );
-        let no_values = LabelSelector::from_json(
-            &json!({"matchExpressions": [{"key": "a", "operator": "In"}]}),
-        )
-        .unwrap_err();
+        let bad_op =
+            LabelSelector::from_json(&json!({"matchExpressions": [{"key": "a", "operator": "Equals"}]})).unwrap_err();
+        assert_eq!(bad_op.message, "\"Equals\" is not a valid label selector operator");
+        let no_values =
+            LabelSelector::from_json(&json!({"matchExpressions": [{"key": "a", "operator": "In"}]})).unwrap_err();
         assert_eq!(
             no_values.message,
             "values: Invalid value: []string(nil): for 'in', 'notin' operators, values set can't be empty"
@@ -997,13 +866,7 @@ mod tests {
             "values: Invalid value: []string{\"x\"}: values set must be empty for exists and does not exist"
         );
         let bad_key = LabelSelector::from_json(&json!({"matchLabels": {"a b": "c"}})).unwrap_err();
-        assert!(
-            bad_key
-                .message
-                .starts_with("key: Invalid value: \"a b\": name part"),
-            "{}",
-            bad_key.message
-        );
+        assert!(bad_key.message.starts_with("key: Invalid value: \"a b\": name part"), "{}", bad_key.message);
         assert_eq!(bad_key.code, 400);
         assert!(LabelSelector::from_json(&json!("app=web")).is_err());
     }

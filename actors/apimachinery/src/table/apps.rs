@@ -15,13 +15,7 @@ fn desired_replicas(obj: &Value) -> i64 {
 /// Container names and images of the pod template, each comma separated.
 fn containers(obj: &Value) -> (String, String) {
     let containers = list(obj, &["spec", "template", "spec", "containers"]);
-    let join = |key: &str| {
-        containers
-            .iter()
-            .map(|c| text(c, &[key]))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
+    let join = |key: &str| containers.iter().map(|c| text(c, &[key])).collect::<Vec<_>>().join(",");
     (join("name"), join("image"))
 }
 
@@ -33,11 +27,7 @@ pub(super) fn deployment(d: &Value, now: SystemTime) -> Vec<Value> {
     let selector = selector_string(&d["spec"]["selector"]).unwrap_or_else(|()| "<invalid>".into());
     vec![
         name(d),
-        json!(format!(
-            "{}/{}",
-            int(status, &["readyReplicas"]),
-            desired_replicas(d)
-        )),
+        json!(format!("{}/{}", int(status, &["readyReplicas"]), desired_replicas(d))),
         json!(int(status, &["updatedReplicas"])),
         json!(int(status, &["availableReplicas"])),
         age(d, now),

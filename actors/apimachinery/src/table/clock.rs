@@ -38,11 +38,7 @@ pub(super) fn human_nanos(nanos: i128) -> String {
     let minutes = nanos / NANOS_PER_MINUTE;
     if minutes < 10 {
         let s = seconds % 60;
-        return if s == 0 {
-            format!("{minutes}m")
-        } else {
-            format!("{minutes}m{s}s")
-        };
+        return if s == 0 { format!("{minutes}m") } else { format!("{minutes}m{s}s") };
     }
     if minutes < 60 * 3 {
         return format!("{minutes}m");
@@ -50,11 +46,7 @@ pub(super) fn human_nanos(nanos: i128) -> String {
     let hours = nanos / NANOS_PER_HOUR;
     if hours < 8 {
         let m = minutes % 60;
-        return if m == 0 {
-            format!("{hours}h")
-        } else {
-            format!("{hours}h{m}m")
-        };
+        return if m == 0 { format!("{hours}h") } else { format!("{hours}h{m}m") };
     }
     if hours < 48 {
         return format!("{hours}h");
@@ -62,11 +54,7 @@ pub(super) fn human_nanos(nanos: i128) -> String {
     let days = hours / 24;
     if hours < 24 * 8 {
         let h = hours % 24;
-        return if h == 0 {
-            format!("{days}d")
-        } else {
-            format!("{days}d{h}h")
-        };
+        return if h == 0 { format!("{days}d") } else { format!("{days}d{h}h") };
     }
     if hours < 24 * 365 * 2 {
         return format!("{days}d");
@@ -74,11 +62,7 @@ pub(super) fn human_nanos(nanos: i128) -> String {
     let years = days / 365;
     if hours < 24 * 365 * 8 {
         let dy = days % 365;
-        return if dy == 0 {
-            format!("{years}y")
-        } else {
-            format!("{years}y{dy}d")
-        };
+        return if dy == 0 { format!("{years}y") } else { format!("{years}y{dy}d") };
     }
     format!("{years}y")
 }
@@ -88,13 +72,7 @@ pub(super) fn human_nanos(nanos: i128) -> String {
 /// `metav1.Time` and `metav1.MicroTime` as serialised by Kubernetes.
 pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     let b = s.as_bytes();
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b't')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') || b[13] != b':' || b[16] != b':' {
         return None;
     }
     let year = digits(&b[0..4])?;
@@ -164,12 +142,7 @@ pub fn format_rfc3339(t: SystemTime) -> String {
     let days = secs.div_euclid(SECONDS_PER_DAY);
     let rem = secs.rem_euclid(SECONDS_PER_DAY);
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// Reads an RFC 3339 timestamp field; a missing, null, malformed or Go-zero
@@ -197,9 +170,7 @@ fn signed_nanos(now: SystemTime, then: SystemTime) -> i128 {
 }
 
 fn digits(b: &[u8]) -> Option<i64> {
-    b.iter().try_fold(0i64, |acc, &c| {
-        c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
-    })
+    b.iter().try_fold(0i64, |acc, &c| c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0')))
 }
 
 fn is_leap(y: i64) -> bool {
@@ -232,16 +203,11 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_from_march = (5 * day_of_year + 2) / 153;
     let d = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let m = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    };
+    let m = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 };
     let y = year_of_era + era * 400 + i64::from(m <= 2);
     (y, m, d)
 }

@@ -58,10 +58,7 @@ pub(super) fn service(svc: &Value, now: SystemTime) -> Vec<Value> {
 
 fn external_ip(svc: &Value, kind: &str) -> String {
     let spec = &svc["spec"];
-    let external: Vec<&str> = list(spec, &["externalIPs"])
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let external: Vec<&str> = list(spec, &["externalIPs"]).iter().filter_map(Value::as_str).collect();
     match kind {
         "ClusterIP" | "NodePort" if external.is_empty() => "<none>".to_string(),
         "ClusterIP" | "NodePort" => external.join(","),
@@ -105,11 +102,8 @@ fn format_endpoints(ep: &Value) -> String {
         let addresses = list(subset, &["addresses"]);
         let ports = list(subset, &["ports"]);
         // Headless services may have no ports at all.
-        let port_numbers: Vec<Option<i64>> = if ports.is_empty() {
-            vec![None]
-        } else {
-            ports.iter().map(|p| Some(int(p, &["port"]))).collect()
-        };
+        let port_numbers: Vec<Option<i64>> =
+            if ports.is_empty() { vec![None] } else { ports.iter().map(|p| Some(int(p, &["port"]))).collect() };
         for port in port_numbers {
             for address in addresses {
                 if shown.len() < MAX_ENDPOINTS {
@@ -144,15 +138,12 @@ pub(super) fn namespace(ns: &Value, now: SystemTime) -> Vec<Value> {
 pub(super) fn node(node: &Value, now: SystemTime) -> Vec<Value> {
     let status = &node["status"];
     // Only the Ready condition is summarised; the last one listed wins.
-    let mut summary: Vec<&str> = match list(status, &["conditions"])
-        .iter()
-        .rev()
-        .find(|c| text(c, &["type"]) == "Ready")
-    {
-        Some(c) if text(c, &["status"]) == "True" => vec!["Ready"],
-        Some(_) => vec!["NotReady"],
-        None => vec!["Unknown"],
-    };
+    let mut summary: Vec<&str> =
+        match list(status, &["conditions"]).iter().rev().find(|c| text(c, &["type"]) == "Ready") {
+            Some(c) if text(c, &["status"]) == "True" => vec!["Ready"],
+            Some(_) => vec!["NotReady"],
+            None => vec!["Unknown"],
+        };
     if node["spec"]["unschedulable"].as_bool() == Some(true) {
         summary.push("SchedulingDisabled");
     }
@@ -217,12 +208,7 @@ pub(super) fn secret(secret: &Value, now: SystemTime) -> Vec<Value> {
         "" => "Opaque",
         t => t,
     };
-    vec![
-        name(secret),
-        json!(kind),
-        json!(count_keys(secret, &["data"])),
-        age(secret, now),
-    ]
+    vec![name(secret), json!(kind), json!(count_keys(secret, &["data"])), age(secret, now)]
 }
 
 pub(super) fn service_account(sa: &Value, now: SystemTime) -> Vec<Value> {
@@ -231,9 +217,5 @@ pub(super) fn service_account(sa: &Value, now: SystemTime) -> Vec<Value> {
 }
 
 pub(super) fn lease(lease: &Value, now: SystemTime) -> Vec<Value> {
-    vec![
-        name(lease),
-        json!(text(lease, &["spec", "holderIdentity"])),
-        age(lease, now),
-    ]
+    vec![name(lease), json!(text(lease, &["spec", "holderIdentity"])), age(lease, now)]
 }

@@ -55,10 +55,7 @@ pub(super) fn cells(event: &Value, api: Api, now: SystemTime) -> Vec<Value> {
     };
 
     // Events created through the new API only carry eventTime.
-    let first_seen = since(
-        now,
-        time_at(event, f.first_timestamp).or_else(|| time_at(event, "eventTime")),
-    );
+    let first_seen = since(now, time_at(event, f.first_timestamp).or_else(|| time_at(event, "eventTime")));
     let mut last_seen = match time_at(event, f.last_timestamp) {
         Some(t) => since(now, Some(t)),
         None => first_seen.clone(),

@@ -59,10 +59,7 @@ pub fn cells(group: &str, resource: &str, obj: &Value, now: SystemTime) -> Vec<V
         Printer::Lease => corev1::lease(obj, now),
         Printer::Deployment => apps::deployment(obj, now),
         Printer::ReplicaSet => apps::replica_set(obj, now),
-        Printer::Default => vec![
-            json!(text(obj, &["metadata", "name"])),
-            json!(created_at(obj)),
-        ],
+        Printer::Default => vec![json!(text(obj, &["metadata", "name"])), json!(created_at(obj))],
     }
 }
 
@@ -73,10 +70,7 @@ pub fn row_conditions(group: &str, resource: &str, obj: &Value) -> Vec<Value> {
         return Vec::new();
     }
     let (reason, message) = match text(obj, &["status", "phase"]) {
-        "Succeeded" => (
-            "Succeeded",
-            "All containers of the pod exited successfully.",
-        ),
+        "Succeeded" => ("Succeeded", "All containers of the pod exited successfully."),
         "Failed" => ("Failed", "The pod has terminated with a failure."),
         _ => return Vec::new(),
     };
@@ -135,24 +129,12 @@ struct Column {
 
 /// A default-priority column.
 const fn col(name: &'static str, kind: &'static str, description: &'static str) -> Column {
-    Column {
-        name,
-        kind,
-        format: "",
-        priority: 0,
-        description,
-    }
+    Column { name, kind, format: "", priority: 0, description }
 }
 
 /// A column kubectl shows only with `-o wide`.
 const fn wide(name: &'static str, kind: &'static str, description: &'static str) -> Column {
-    Column {
-        name,
-        kind,
-        format: "",
-        priority: 1,
-        description,
-    }
+    Column { name, kind, format: "", priority: 1, description }
 }
 
 const NAME: Column = Column {
@@ -163,279 +145,101 @@ const NAME: Column = Column {
     description: "Name of the object, unique among objects of its kind in its namespace \
                   (or in the cluster when the kind is not namespaced).",
 };
-const AGE: Column = col(
-    "Age",
-    "string",
-    "Time since the object was created, from metadata.creationTimestamp.",
-);
-const CONTAINERS: Column = wide(
-    "Containers",
-    "string",
-    "Container names of the pod template, comma separated.",
-);
-const IMAGES: Column = wide(
-    "Images",
-    "string",
-    "Container images of the pod template, comma separated, in container order.",
-);
+const AGE: Column = col("Age", "string", "Time since the object was created, from metadata.creationTimestamp.");
+const CONTAINERS: Column = wide("Containers", "string", "Container names of the pod template, comma separated.");
+const IMAGES: Column =
+    wide("Images", "string", "Container images of the pod template, comma separated, in container order.");
 
-const DEFAULT_COLUMNS: &[Column] = &[
-    NAME,
-    col(
-        "Created At",
-        "date",
-        "When the object was created (metadata.creationTimestamp), RFC 3339 in UTC.",
-    ),
-];
+const DEFAULT_COLUMNS: &[Column] =
+    &[NAME, col("Created At", "date", "When the object was created (metadata.creationTimestamp), RFC 3339 in UTC.")];
 
 const POD_COLUMNS: &[Column] = &[
     NAME,
-    col(
-        "Ready",
-        "string",
-        "Ready containers out of all containers that count towards readiness.",
-    ),
-    col(
-        "Status",
-        "string",
-        "Summary of the pod phase and the state of its containers.",
-    ),
-    col(
-        "Restarts",
-        "string",
-        "Total container restarts, and how long ago the most recent restart happened.",
-    ),
+    col("Ready", "string", "Ready containers out of all containers that count towards readiness."),
+    col("Status", "string", "Summary of the pod phase and the state of its containers."),
+    col("Restarts", "string", "Total container restarts, and how long ago the most recent restart happened."),
     AGE,
     wide("IP", "string", "Primary IP address assigned to the pod."),
     wide("Node", "string", "Node the pod is bound to."),
-    wide(
-        "Nominated Node",
-        "string",
-        "Node the scheduler nominated after preempting other pods.",
-    ),
-    wide(
-        "Readiness Gates",
-        "string",
-        "Readiness gate conditions that are True, out of all gates.",
-    ),
+    wide("Nominated Node", "string", "Node the scheduler nominated after preempting other pods."),
+    wide("Readiness Gates", "string", "Readiness gate conditions that are True, out of all gates."),
 ];
 
 const SERVICE_COLUMNS: &[Column] = &[
     NAME,
-    col(
-        "Type",
-        "string",
-        "How the service is exposed: ClusterIP, NodePort, LoadBalancer or ExternalName.",
-    ),
-    col(
-        "Cluster-IP",
-        "string",
-        "Virtual IP allocated to the service inside the cluster.",
-    ),
-    col(
-        "External-IP",
-        "string",
-        "Addresses the service is reachable on from outside the cluster.",
-    ),
-    col(
-        "Port(s)",
-        "string",
-        "Service ports as port[:nodePort]/protocol.",
-    ),
+    col("Type", "string", "How the service is exposed: ClusterIP, NodePort, LoadBalancer or ExternalName."),
+    col("Cluster-IP", "string", "Virtual IP allocated to the service inside the cluster."),
+    col("External-IP", "string", "Addresses the service is reachable on from outside the cluster."),
+    col("Port(s)", "string", "Service ports as port[:nodePort]/protocol."),
     AGE,
-    wide(
-        "Selector",
-        "string",
-        "Labels of the pods that back the service.",
-    ),
+    wide("Selector", "string", "Labels of the pods that back the service."),
 ];
 
-const ENDPOINTS_COLUMNS: &[Column] = &[
-    NAME,
-    col(
-        "Endpoints",
-        "string",
-        "First few ready address:port pairs of the endpoints.",
-    ),
-    AGE,
-];
+const ENDPOINTS_COLUMNS: &[Column] =
+    &[NAME, col("Endpoints", "string", "First few ready address:port pairs of the endpoints."), AGE];
 
-const NAMESPACE_COLUMNS: &[Column] = &[
-    NAME,
-    col("Status", "string", "Lifecycle phase of the namespace."),
-    AGE,
-];
+const NAMESPACE_COLUMNS: &[Column] = &[NAME, col("Status", "string", "Lifecycle phase of the namespace."), AGE];
 
 const NODE_COLUMNS: &[Column] = &[
     NAME,
-    col(
-        "Status",
-        "string",
-        "Readiness of the node and whether it accepts new pods.",
-    ),
-    col(
-        "Roles",
-        "string",
-        "Roles taken from the node-role.kubernetes.io/* labels.",
-    ),
+    col("Status", "string", "Readiness of the node and whether it accepts new pods."),
+    col("Roles", "string", "Roles taken from the node-role.kubernetes.io/* labels."),
     AGE,
     col("Version", "string", "Kubelet version reported by the node."),
-    wide(
-        "Internal-IP",
-        "string",
-        "First InternalIP address of the node.",
-    ),
-    wide(
-        "External-IP",
-        "string",
-        "First ExternalIP address of the node.",
-    ),
-    wide(
-        "OS-Image",
-        "string",
-        "Operating system image reported by the node.",
-    ),
-    wide(
-        "Kernel-Version",
-        "string",
-        "Kernel version reported by the node.",
-    ),
-    wide(
-        "Container-Runtime",
-        "string",
-        "Container runtime name and version reported by the node.",
-    ),
+    wide("Internal-IP", "string", "First InternalIP address of the node."),
+    wide("External-IP", "string", "First ExternalIP address of the node."),
+    wide("OS-Image", "string", "Operating system image reported by the node."),
+    wide("Kernel-Version", "string", "Kernel version reported by the node."),
+    wide("Container-Runtime", "string", "Container runtime name and version reported by the node."),
 ];
 
-const CONFIG_MAP_COLUMNS: &[Column] = &[
-    NAME,
-    col("Data", "string", "Number of keys in data and binaryData."),
-    AGE,
-];
+const CONFIG_MAP_COLUMNS: &[Column] = &[NAME, col("Data", "string", "Number of keys in data and binaryData."), AGE];
 
 const SECRET_COLUMNS: &[Column] = &[
     NAME,
-    col(
-        "Type",
-        "string",
-        "Type of the secret, which constrains its keys.",
-    ),
+    col("Type", "string", "Type of the secret, which constrains its keys."),
     col("Data", "string", "Number of keys in data."),
     AGE,
 ];
 
-const SERVICE_ACCOUNT_COLUMNS: &[Column] = &[
-    NAME,
-    col(
-        "Secrets",
-        "string",
-        "Number of secrets listed on the service account.",
-    ),
-    AGE,
-];
+const SERVICE_ACCOUNT_COLUMNS: &[Column] =
+    &[NAME, col("Secrets", "string", "Number of secrets listed on the service account."), AGE];
 
 const EVENT_COLUMNS: &[Column] = &[
-    col(
-        "Last Seen",
-        "string",
-        "Time since the event was last observed.",
-    ),
+    col("Last Seen", "string", "Time since the event was last observed."),
     col("Type", "string", "Event type, Normal or Warning."),
-    col(
-        "Reason",
-        "string",
-        "Short machine-readable reason for the event.",
-    ),
-    col(
-        "Object",
-        "string",
-        "Object the event is about, as kind/name.",
-    ),
-    wide(
-        "Subobject",
-        "string",
-        "Field path of the part of the object the event is about.",
-    ),
-    wide(
-        "Source",
-        "string",
-        "Component, and host or instance, that reported the event.",
-    ),
-    col(
-        "Message",
-        "string",
-        "Human-readable description of the event.",
-    ),
-    wide(
-        "First Seen",
-        "string",
-        "Time since the event was first observed.",
-    ),
+    col("Reason", "string", "Short machine-readable reason for the event."),
+    col("Object", "string", "Object the event is about, as kind/name."),
+    wide("Subobject", "string", "Field path of the part of the object the event is about."),
+    wide("Source", "string", "Component, and host or instance, that reported the event."),
+    col("Message", "string", "Human-readable description of the event."),
+    wide("First Seen", "string", "Time since the event was first observed."),
     wide("Count", "string", "How many times the event has occurred."),
-    Column {
-        priority: 1,
-        ..NAME
-    },
+    Column { priority: 1, ..NAME },
 ];
 
-const LEASE_COLUMNS: &[Column] = &[
-    NAME,
-    col(
-        "Holder",
-        "string",
-        "Identity of the current holder of the lease.",
-    ),
-    AGE,
-];
+const LEASE_COLUMNS: &[Column] = &[NAME, col("Holder", "string", "Identity of the current holder of the lease."), AGE];
 
 const DEPLOYMENT_COLUMNS: &[Column] = &[
     NAME,
-    col(
-        "Ready",
-        "string",
-        "Ready pods out of the desired number of pods.",
-    ),
-    col(
-        "Up-to-date",
-        "string",
-        "Pods that run the latest pod template.",
-    ),
-    col(
-        "Available",
-        "string",
-        "Pods that have been ready for at least minReadySeconds.",
-    ),
+    col("Ready", "string", "Ready pods out of the desired number of pods."),
+    col("Up-to-date", "string", "Pods that run the latest pod template."),
+    col("Available", "string", "Pods that have been ready for at least minReadySeconds."),
     AGE,
     CONTAINERS,
     IMAGES,
-    wide(
-        "Selector",
-        "string",
-        "Label selector for the pods the deployment manages.",
-    ),
+    wide("Selector", "string", "Label selector for the pods the deployment manages."),
 ];
 
 const REPLICA_SET_COLUMNS: &[Column] = &[
     NAME,
-    col(
-        "Desired",
-        "integer",
-        "Number of pods the replica set should run.",
-    ),
-    col(
-        "Current",
-        "integer",
-        "Number of pods the replica set currently has.",
-    ),
+    col("Desired", "integer", "Number of pods the replica set should run."),
+    col("Current", "integer", "Number of pods the replica set currently has."),
     col("Ready", "integer", "Number of those pods that are ready."),
     AGE,
     CONTAINERS,
     IMAGES,
-    wide(
-        "Selector",
-        "string",
-        "Label selector for the pods the replica set manages.",
-    ),
+    wide("Selector", "string", "Label selector for the pods the replica set manages."),
 ];
 
 impl Printer {
@@ -472,9 +276,7 @@ fn text<'a>(v: &'a Value, path: &[&str]) -> &'a str {
 
 fn int(v: &Value, path: &[&str]) -> i64 {
     let v = at(v, path);
-    v.as_i64()
-        .or_else(|| v.as_f64().map(|f| f as i64))
-        .unwrap_or(0)
+    v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)).unwrap_or(0)
 }
 
 fn list<'a>(v: &'a Value, path: &[&str]) -> &'a [Value] {
@@ -488,9 +290,7 @@ fn present(v: &Value, path: &[&str]) -> bool {
 
 /// Number of entries of a map-valued field.
 fn count_keys(v: &Value, path: &[&str]) -> i64 {
-    at(v, path)
-        .as_object()
-        .map_or(0, |m| i64::try_from(m.len()).unwrap_or(i64::MAX))
+    at(v, path).as_object().map_or(0, |m| i64::try_from(m.len()).unwrap_or(i64::MAX))
 }
 
 fn name(obj: &Value) -> Value {
@@ -499,10 +299,7 @@ fn name(obj: &Value) -> Value {
 
 /// The AGE cell: time since creation, `<unknown>` when unset.
 fn age(obj: &Value, now: SystemTime) -> Value {
-    json!(clock::since(
-        now,
-        clock::time_at(&obj["metadata"], "creationTimestamp")
-    ))
+    json!(clock::since(now, clock::time_at(&obj["metadata"], "creationTimestamp")))
 }
 
 /// The default table's `Created At` cell; an unset timestamp prints as Go's

@@ -17,9 +17,7 @@ pub(super) fn cells(pod: &Value, now: SystemTime) -> Vec<Value> {
     let summary = Summary::of(pod, now);
     let status = &pod["status"];
 
-    let mut ip = list(status, &["podIPs"])
-        .first()
-        .map_or("", |p| text(p, &["ip"]));
+    let mut ip = list(status, &["podIPs"]).first().map_or("", |p| text(p, &["ip"]));
     if ip.is_empty() {
         // Objects written before podIPs existed only carry podIP.
         ip = text(status, &["podIP"]);
@@ -58,10 +56,7 @@ fn readiness_gates(pod: &Value) -> String {
         .filter(|gate| {
             let wanted = text(gate, &["conditionType"]);
             // Only the first condition of a type counts, as upstream.
-            conditions
-                .iter()
-                .find(|c| text(c, &["type"]) == wanted)
-                .is_some_and(|c| text(c, &["status"]) == "True")
+            conditions.iter().find(|c| text(c, &["type"]) == wanted).is_some_and(|c| text(c, &["status"]) == "True")
         })
         .count();
     format!("{satisfied}/{}", gates.len())
@@ -81,15 +76,9 @@ impl Summary {
         let init_specs = list(spec, &["initContainers"]);
 
         // Sidecars (init containers that keep running) count as containers.
-        let sidecars: HashSet<&str> = init_specs
-            .iter()
-            .filter(|c| text(c, &["restartPolicy"]) == "Always")
-            .map(|c| text(c, &["name"]))
-            .collect();
-        let sidecar_specs = init_specs
-            .iter()
-            .filter(|c| text(c, &["restartPolicy"]) == "Always")
-            .count();
+        let sidecars: HashSet<&str> =
+            init_specs.iter().filter(|c| text(c, &["restartPolicy"]) == "Always").map(|c| text(c, &["name"])).collect();
+        let sidecar_specs = init_specs.iter().filter(|c| text(c, &["restartPolicy"]) == "Always").count();
         let total = list(spec, &["containers"]).len() + sidecar_specs;
 
         let phase = text(status, &["phase"]);
@@ -97,9 +86,9 @@ impl Summary {
             "" => phase.to_string(),
             r => r.to_string(),
         };
-        let gated = list(status, &["conditions"]).iter().any(|c| {
-            text(c, &["type"]) == "PodScheduled" && text(c, &["reason"]) == "SchedulingGated"
-        });
+        let gated = list(status, &["conditions"])
+            .iter()
+            .any(|c| text(c, &["type"]) == "PodScheduled" && text(c, &["reason"]) == "SchedulingGated");
         if gated {
             reason = "SchedulingGated".to_string();
         }
@@ -167,11 +156,7 @@ impl Summary {
             // A finished container next to running ones does not make the
             // pod Completed.
             if reason == "Completed" && has_running {
-                reason = if condition_true(status, "Ready") {
-                    "Running".to_string()
-                } else {
-                    "NotReady".to_string()
-                };
+                reason = if condition_true(status, "Ready") { "Running".to_string() } else { "NotReady".to_string() };
             }
         }
 
@@ -187,12 +172,7 @@ impl Summary {
             _ => restarts.to_string(),
         };
 
-        Summary {
-            ready,
-            total,
-            reason,
-            restarts,
-        }
+        Summary { ready, total, reason, restarts }
     }
 }
 
@@ -222,9 +202,7 @@ fn keep_latest(latest: &mut Option<SystemTime>, candidate: Option<SystemTime>) {
 
 /// Whether any pod condition of this type is True.
 fn condition_true(status: &Value, kind: &str) -> bool {
-    list(status, &["conditions"])
-        .iter()
-        .any(|c| text(c, &["type"]) == kind && text(c, &["status"]) == "True")
+    list(status, &["conditions"]).iter().any(|c| text(c, &["type"]) == kind && text(c, &["status"]) == "True")
 }
 
 /// Whether the first Initialized condition is True.

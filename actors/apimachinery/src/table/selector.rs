@@ -10,22 +10,14 @@ use super::list;
 pub(super) fn format_labels(labels: &Value) -> String {
     let mut pairs: Vec<(&str, &str)> = labels
         .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or("")))
-                .collect()
-        })
+        .map(|m| m.iter().map(|(k, v)| (k.as_str(), v.as_str().unwrap_or(""))).collect())
         .unwrap_or_default();
     if pairs.is_empty() {
         return "<none>".to_string();
     }
     // Sort by key, not by the joined text: `a` must precede `a.b`.
     pairs.sort_unstable();
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
+    pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
 }
 
 /// A `metav1.LabelSelector` as `<error>`, `<none>` (selects everything or
@@ -69,11 +61,7 @@ pub(super) fn selector_string(selector: &Value) -> Result<String, ()> {
     }
     // Requirements print in key order whatever order they were given in.
     requirements.sort_by(|a, b| a.key.cmp(&b.key));
-    Ok(requirements
-        .iter()
-        .map(Requirement::render)
-        .collect::<Vec<_>>()
-        .join(","))
+    Ok(requirements.iter().map(Requirement::render).collect::<Vec<_>>().join(","))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -102,11 +90,7 @@ impl Requirement {
         if !arity_ok || !is_qualified_name(key) || !values.iter().all(|v| is_label_value(v)) {
             return Err(());
         }
-        Ok(Requirement {
-            key: key.to_string(),
-            operator,
-            values,
-        })
+        Ok(Requirement { key: key.to_string(), operator, values })
     }
 
     fn render(&self) -> String {
@@ -146,8 +130,7 @@ fn is_alnum_bounded(s: &str) -> bool {
         (Some(first), Some(last)) => {
             first.is_ascii_alphanumeric()
                 && last.is_ascii_alphanumeric()
-                && b.iter()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+                && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
         }
         _ => false,
     }
@@ -160,9 +143,7 @@ fn is_dns_subdomain(s: &str) -> bool {
             match (b.first(), b.last()) {
                 (Some(first), Some(last)) => {
                     let lower_alnum = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-                    lower_alnum(first)
-                        && lower_alnum(last)
-                        && b.iter().all(|c| lower_alnum(c) || *c == b'-')
+                    lower_alnum(first) && lower_alnum(last) && b.iter().all(|c| lower_alnum(c) || *c == b'-')
                 }
                 _ => false,
             }

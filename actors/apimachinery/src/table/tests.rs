@@ -28,11 +28,7 @@ fn strings(cells: &[Value]) -> Vec<String> {
 
 fn row(group: &str, resource: &str, obj: Value) -> Vec<String> {
     let cells = cells(group, resource, &obj, now());
-    assert_eq!(
-        cells.len(),
-        column_definitions(group, resource).len(),
-        "one cell per column"
-    );
+    assert_eq!(cells.len(), column_definitions(group, resource).len(), "one cell per column");
     strings(&cells)
 }
 
@@ -114,22 +110,12 @@ fn rfc3339_parsing() {
     let base = parse_rfc3339("2024-05-01T12:00:00Z").unwrap();
     let since_epoch = base.duration_since(std::time::UNIX_EPOCH).unwrap();
     assert_eq!(since_epoch.as_secs(), 1_714_564_800);
-    assert_eq!(
-        parse_rfc3339("2024-05-01T14:30:00+02:30").unwrap(),
-        base,
-        "offsets are subtracted"
-    );
+    assert_eq!(parse_rfc3339("2024-05-01T14:30:00+02:30").unwrap(), base, "offsets are subtracted");
     assert_eq!(parse_rfc3339("2024-05-01T11:00:00-01:00").unwrap(), base);
     let micro = parse_rfc3339("2024-05-01T12:00:00.250000Z").unwrap();
-    assert_eq!(
-        micro.duration_since(base).unwrap(),
-        Duration::from_millis(250)
-    );
+    assert_eq!(micro.duration_since(base).unwrap(), Duration::from_millis(250));
     let long = parse_rfc3339("2024-05-01T12:00:00.1234567891Z").unwrap();
-    assert_eq!(
-        long.duration_since(base).unwrap(),
-        Duration::from_nanos(123_456_789)
-    );
+    assert_eq!(long.duration_since(base).unwrap(), Duration::from_nanos(123_456_789));
     assert!(parse_rfc3339("2024-02-29T00:00:00Z").is_some());
     for bad in [
         "",
@@ -172,15 +158,9 @@ fn default_table_for_unknown_resources() {
     assert_eq!(cols[1]["name"], "Created At");
     assert_eq!(cols[1]["type"], "date");
     let obj = json!({"metadata": {"name": "w1", "creationTimestamp": "2024-05-01T13:00:00+01:00"}});
-    assert_eq!(
-        row("example.com", "widgets", obj),
-        ["w1", "2024-05-01T12:00:00Z"]
-    );
+    assert_eq!(row("example.com", "widgets", obj), ["w1", "2024-05-01T12:00:00Z"]);
     let unset = json!({"metadata": {"name": "w2"}});
-    assert_eq!(
-        row("example.com", "widgets", unset)[1],
-        "0001-01-01T00:00:00Z"
-    );
+    assert_eq!(row("example.com", "widgets", unset)[1], "0001-01-01T00:00:00Z");
     // A kind with a printer, but in the wrong group, is not special.
     assert_eq!(column_definitions("example.com", "pods").len(), 2);
 }
@@ -192,87 +172,36 @@ fn column_definitions_match_upstream() {
             .iter()
             .map(|c| {
                 assert!(c["description"].as_str().is_some_and(|d| !d.is_empty()));
-                (
-                    c["name"].as_str().unwrap().to_string(),
-                    c["priority"].as_u64().unwrap(),
-                )
+                (c["name"].as_str().unwrap().to_string(), c["priority"].as_u64().unwrap())
             })
             .collect()
     };
     let plain = |cols: Vec<(String, u64)>, priority: u64| -> Vec<String> {
-        cols.into_iter()
-            .filter(|(_, p)| *p == priority)
-            .map(|(n, _)| n)
-            .collect()
+        cols.into_iter().filter(|(_, p)| *p == priority).map(|(n, _)| n).collect()
     };
     let pods = names("", "pods");
-    assert_eq!(
-        plain(pods.clone(), 0),
-        ["Name", "Ready", "Status", "Restarts", "Age"]
-    );
-    assert_eq!(
-        plain(pods, 1),
-        ["IP", "Node", "Nominated Node", "Readiness Gates"]
-    );
-    assert_eq!(
-        plain(names("", "services"), 0),
-        [
-            "Name",
-            "Type",
-            "Cluster-IP",
-            "External-IP",
-            "Port(s)",
-            "Age"
-        ]
-    );
+    assert_eq!(plain(pods.clone(), 0), ["Name", "Ready", "Status", "Restarts", "Age"]);
+    assert_eq!(plain(pods, 1), ["IP", "Node", "Nominated Node", "Readiness Gates"]);
+    assert_eq!(plain(names("", "services"), 0), ["Name", "Type", "Cluster-IP", "External-IP", "Port(s)", "Age"]);
     assert_eq!(plain(names("", "services"), 1), ["Selector"]);
     assert_eq!(
         plain(names("", "nodes"), 1),
-        [
-            "Internal-IP",
-            "External-IP",
-            "OS-Image",
-            "Kernel-Version",
-            "Container-Runtime"
-        ]
+        ["Internal-IP", "External-IP", "OS-Image", "Kernel-Version", "Container-Runtime"]
     );
     let events = names("", "events");
     assert_eq!(
         events.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
-        [
-            "Last Seen",
-            "Type",
-            "Reason",
-            "Object",
-            "Subobject",
-            "Source",
-            "Message",
-            "First Seen",
-            "Count",
-            "Name"
-        ]
+        ["Last Seen", "Type", "Reason", "Object", "Subobject", "Source", "Message", "First Seen", "Count", "Name"]
     );
-    assert_eq!(
-        plain(events, 1),
-        ["Subobject", "Source", "First Seen", "Count", "Name"]
-    );
+    assert_eq!(plain(events, 1), ["Subobject", "Source", "First Seen", "Count", "Name"]);
     assert_eq!(names("events.k8s.io", "events"), names("", "events"));
-    assert_eq!(
-        plain(names("apps", "deployments"), 0),
-        ["Name", "Ready", "Up-to-date", "Available", "Age"]
-    );
-    assert_eq!(
-        plain(names("apps", "replicasets"), 1),
-        ["Containers", "Images", "Selector"]
-    );
+    assert_eq!(plain(names("apps", "deployments"), 0), ["Name", "Ready", "Up-to-date", "Available", "Age"]);
+    assert_eq!(plain(names("apps", "replicasets"), 1), ["Containers", "Images", "Selector"]);
     let rs = column_definitions("apps", "replicasets");
     assert_eq!(rs[1]["type"], "integer");
     assert_eq!(rs[0]["format"], "name");
     assert_eq!(rs[1]["format"], "");
-    assert_eq!(
-        plain(names("coordination.k8s.io", "leases"), 0),
-        ["Name", "Holder", "Age"]
-    );
+    assert_eq!(plain(names("coordination.k8s.io", "leases"), 0), ["Name", "Holder", "Age"]);
 }
 
 #[test]
@@ -289,20 +218,11 @@ fn pod_running_and_wide_columns() {
             }]
         }),
     );
-    assert_eq!(
-        row("", "pods", p),
-        ["web", "1/1", "Running", "0", "60m", "10.0.0.5", "node-1", "<none>", "<none>"]
-    );
+    assert_eq!(row("", "pods", p), ["web", "1/1", "Running", "0", "60m", "10.0.0.5", "node-1", "<none>", "<none>"]);
 
-    let unscheduled = pod(
-        one_container(),
-        json!({"phase": "Pending", "nominatedNodeName": "n2"}),
-    );
+    let unscheduled = pod(one_container(), json!({"phase": "Pending", "nominatedNodeName": "n2"}));
     let r = row("", "pods", unscheduled);
-    assert_eq!(
-        r[1..],
-        ["0/1", "Pending", "0", "60m", "<none>", "<none>", "n2", "<none>"]
-    );
+    assert_eq!(r[1..], ["0/1", "Pending", "0", "60m", "<none>", "<none>", "n2", "<none>"]);
 }
 
 #[test]
@@ -314,12 +234,7 @@ fn pod_cell_types() {
 
 #[test]
 fn pod_waiting_reasons() {
-    for reason in [
-        "ContainerCreating",
-        "CrashLoopBackOff",
-        "ErrImagePull",
-        "ImagePullBackOff",
-    ] {
+    for reason in ["ContainerCreating", "CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff"] {
         let p = pod(
             one_container(),
             json!({
@@ -351,10 +266,7 @@ fn pod_restarts_show_time_of_last_restart() {
             ]
         }),
     );
-    assert_eq!(
-        pod_summary(p),
-        ("1/2".into(), "CrashLoopBackOff".into(), "5 (2m ago)".into())
-    );
+    assert_eq!(pod_summary(p), ("1/2".into(), "CrashLoopBackOff".into(), "5 (2m ago)".into()));
 
     // Without a finish time there is nothing to report beyond the count.
     let p = pod(
@@ -378,14 +290,8 @@ fn pod_terminated_reasons() {
             }),
         )
     };
-    assert_eq!(
-        pod_status(terminated(json!({"exitCode": 137, "reason": "OOMKilled"}))),
-        "OOMKilled"
-    );
-    assert_eq!(
-        pod_status(terminated(json!({"exitCode": 0, "signal": 9}))),
-        "Signal:9"
-    );
+    assert_eq!(pod_status(terminated(json!({"exitCode": 137, "reason": "OOMKilled"}))), "OOMKilled");
+    assert_eq!(pod_status(terminated(json!({"exitCode": 0, "signal": 9}))), "Signal:9");
     assert_eq!(pod_status(terminated(json!({"exitCode": 3}))), "ExitCode:3");
     let done = pod(
         one_container(),
@@ -394,10 +300,7 @@ fn pod_terminated_reasons() {
             "containerStatuses": [{"name": "app", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]
         }),
     );
-    assert_eq!(
-        pod_summary(done),
-        ("0/1".into(), "Completed".into(), "0".into())
-    );
+    assert_eq!(pod_summary(done), ("0/1".into(), "Completed".into(), "0".into()));
 }
 
 #[test]
@@ -415,10 +318,7 @@ fn pod_completed_with_running_container_is_running_or_not_ready() {
             }),
         )
     };
-    assert_eq!(
-        pod_summary(mixed("True")),
-        ("1/2".into(), "Running".into(), "0".into())
-    );
+    assert_eq!(pod_summary(mixed("True")), ("1/2".into(), "Running".into(), "0".into()));
     assert_eq!(pod_status(mixed("False")), "NotReady");
 }
 
@@ -439,10 +339,7 @@ fn pod_init_container_progress() {
             "containerStatuses": [{"name": "app", "state": {"waiting": {"reason": "PodInitializing"}}}]
         }),
     );
-    assert_eq!(
-        pod_summary(fresh),
-        ("0/1".into(), "Init:0/2".into(), "0".into())
-    );
+    assert_eq!(pod_summary(fresh), ("0/1".into(), "Init:0/2".into(), "0".into()));
     let second = pod(
         spec,
         json!({
@@ -473,26 +370,11 @@ fn pod_init_container_failures() {
     };
     assert_eq!(
         pod_summary(init(json!({"waiting": {"reason": "CrashLoopBackOff"}}))),
-        (
-            "0/1".into(),
-            "Init:CrashLoopBackOff".into(),
-            "3 (30s ago)".into()
-        )
+        ("0/1".into(), "Init:CrashLoopBackOff".into(), "3 (30s ago)".into())
     );
-    assert_eq!(
-        pod_status(init(
-            json!({"terminated": {"exitCode": 1, "reason": "Error"}})
-        )),
-        "Init:Error"
-    );
-    assert_eq!(
-        pod_status(init(json!({"terminated": {"exitCode": 2}}))),
-        "Init:ExitCode:2"
-    );
-    assert_eq!(
-        pod_status(init(json!({"terminated": {"exitCode": 143, "signal": 15}}))),
-        "Init:Signal:15"
-    );
+    assert_eq!(pod_status(init(json!({"terminated": {"exitCode": 1, "reason": "Error"}}))), "Init:Error");
+    assert_eq!(pod_status(init(json!({"terminated": {"exitCode": 2}}))), "Init:ExitCode:2");
+    assert_eq!(pod_status(init(json!({"terminated": {"exitCode": 143, "signal": 15}}))), "Init:Signal:15");
 }
 
 #[test]
@@ -527,10 +409,7 @@ fn pod_sidecars_count_towards_ready_and_restarts() {
         }),
     );
     // Restarts of the finished init container no longer count.
-    assert_eq!(
-        pod_summary(p),
-        ("2/2".into(), "Running".into(), "1 (10m ago)".into())
-    );
+    assert_eq!(pod_summary(p), ("2/2".into(), "Running".into(), "1 (10m ago)".into()));
 
     let starting = pod(
         json!({
@@ -542,10 +421,7 @@ fn pod_sidecars_count_towards_ready_and_restarts() {
             "initContainerStatuses": [{"name": "proxy", "started": false, "state": {"running": {}}}]
         }),
     );
-    assert_eq!(
-        pod_summary(starting),
-        ("0/2".into(), "Init:0/1".into(), "0".into())
-    );
+    assert_eq!(pod_summary(starting), ("0/2".into(), "Init:0/1".into(), "0".into()));
 }
 
 #[test]
@@ -568,17 +444,13 @@ fn pod_deletion_states() {
     assert_eq!(pod_status(deleting("Running", Some("NodeLost"))), "Unknown");
     // Finished pods keep their final status while being deleted.
     let mut done = deleting("Succeeded", None);
-    done["status"]["containerStatuses"][0]["state"] =
-        json!({"terminated": {"exitCode": 0, "reason": "Completed"}});
+    done["status"]["containerStatuses"][0]["state"] = json!({"terminated": {"exitCode": 0, "reason": "Completed"}});
     assert_eq!(pod_status(done), "Completed");
 }
 
 #[test]
 fn pod_status_reason_and_scheduling_gates() {
-    let evicted = pod(
-        one_container(),
-        json!({"phase": "Failed", "reason": "Evicted"}),
-    );
+    let evicted = pod(one_container(), json!({"phase": "Failed", "reason": "Evicted"}));
     assert_eq!(pod_status(evicted), "Evicted");
     let gated = pod(
         one_container(),
@@ -589,20 +461,7 @@ fn pod_status_reason_and_scheduling_gates() {
     );
     assert_eq!(pod_status(gated), "SchedulingGated");
     let blank = json!({"metadata": {"name": "x"}});
-    assert_eq!(
-        row("", "pods", blank),
-        [
-            "x",
-            "0/0",
-            "",
-            "0",
-            "<unknown>",
-            "<none>",
-            "<none>",
-            "<none>",
-            "<none>"
-        ]
-    );
+    assert_eq!(row("", "pods", blank), ["x", "0/0", "", "0", "<unknown>", "<none>", "<none>", "<none>", "<none>"]);
 }
 
 #[test]
@@ -651,15 +510,7 @@ fn services() {
     });
     assert_eq!(
         row("", "services", cluster_ip),
-        [
-            "web",
-            "ClusterIP",
-            "10.96.0.10",
-            "<none>",
-            "80/TCP,53/UDP",
-            "90s",
-            "app=web,tier=front"
-        ]
+        ["web", "ClusterIP", "10.96.0.10", "<none>", "80/TCP,53/UDP", "90s", "app=web,tier=front"]
     );
     let node_port = json!({
         "metadata": {"name": "np"},
@@ -669,10 +520,7 @@ fn services() {
             "ports": [{"port": 80, "nodePort": 30080}]
         }
     });
-    assert_eq!(
-        row("", "services", node_port)[1..5],
-        ["NodePort", "10.96.0.11", "1.2.3.4", "80:30080/TCP"]
-    );
+    assert_eq!(row("", "services", node_port)[1..5], ["NodePort", "10.96.0.11", "1.2.3.4", "80:30080/TCP"]);
     let pending = json!({
         "metadata": {"name": "lb"},
         "spec": {"type": "LoadBalancer", "clusterIPs": ["10.96.0.12"]}
@@ -688,18 +536,12 @@ fn services() {
             {"ip": "5.5.5.5"}, {"hostname": "lb.example.com"}, {"ip": "5.5.5.5"}
         ]}}
     });
-    assert_eq!(
-        row("", "services", provisioned)[3],
-        "5.5.5.5,lb.example.com,9.9.9.9"
-    );
+    assert_eq!(row("", "services", provisioned)[3], "5.5.5.5,lb.example.com,9.9.9.9");
     let external = json!({
         "metadata": {"name": "ext"},
         "spec": {"type": "ExternalName", "externalName": "db.example.com"}
     });
-    assert_eq!(
-        row("", "services", external)[1..4],
-        ["ExternalName", "<none>", "db.example.com"]
-    );
+    assert_eq!(row("", "services", external)[1..4], ["ExternalName", "<none>", "db.example.com"]);
     let headless = json!({"metadata": {"name": "h"}, "spec": {"clusterIPs": ["None"]}});
     assert_eq!(row("", "services", headless)[1..3], ["ClusterIP", "None"]);
 }
@@ -716,14 +558,7 @@ fn endpoints() {
             {"addresses": [{"ip": "fd00::1"}], "ports": [{"port": 8080}]}
         ]
     });
-    assert_eq!(
-        row("", "endpoints", ep),
-        [
-            "web",
-            "10.0.0.1:80,10.0.0.2:80,10.0.0.1:443 + 2 more...",
-            "120m"
-        ]
-    );
+    assert_eq!(row("", "endpoints", ep), ["web", "10.0.0.1:80,10.0.0.2:80,10.0.0.1:443 + 2 more...", "120m"]);
     let v6 = json!({"metadata": {"name": "v6"}, "subsets": [
         {"addresses": [{"ip": "fd00::1"}], "ports": [{"port": 8080}]}
     ]});
@@ -829,12 +664,7 @@ fn config_maps_secrets_and_service_accounts() {
     });
     assert_eq!(
         cells("", "secrets", &secret, now()),
-        [
-            json!("tls"),
-            json!("kubernetes.io/tls"),
-            json!(2),
-            json!("30s")
-        ]
+        [json!("tls"), json!("kubernetes.io/tls"), json!(2), json!("30s")]
     );
     let opaque = json!({"metadata": {"name": "o"}});
     assert_eq!(row("", "secrets", opaque)[1..3], ["Opaque", "0"]);
@@ -843,10 +673,7 @@ fn config_maps_secrets_and_service_accounts() {
         "metadata": {"name": "default", "creationTimestamp": ago(30)},
         "secrets": [{"name": "default-token"}]
     });
-    assert_eq!(
-        cells("", "serviceaccounts", &sa, now()),
-        [json!("default"), json!(1), json!("30s")]
-    );
+    assert_eq!(cells("", "serviceaccounts", &sa, now()), [json!("default"), json!(1), json!("30s")]);
 }
 
 #[test]
@@ -944,10 +771,7 @@ fn leases() {
         "metadata": {"name": "kube-scheduler", "creationTimestamp": ago(200)},
         "spec": {"holderIdentity": "node-1_abc"}
     });
-    assert_eq!(
-        row("coordination.k8s.io", "leases", lease),
-        ["kube-scheduler", "node-1_abc", "3m20s"]
-    );
+    assert_eq!(row("coordination.k8s.io", "leases", lease), ["kube-scheduler", "node-1_abc", "3m20s"]);
     let free = json!({"metadata": {"name": "free"}, "spec": {}});
     assert_eq!(row("coordination.k8s.io", "leases", free)[1], "");
 }
@@ -1029,10 +853,7 @@ fn label_maps() {
     assert_eq!(format_labels(&json!(null)), "<none>");
     assert_eq!(format_labels(&json!({})), "<none>");
     // Ordered by key, so `a` comes before `a.b` even though `.` < `=`.
-    assert_eq!(
-        format_labels(&json!({"a.b": "2", "a": "1", "z": ""})),
-        "a=1,a.b=2,z="
-    );
+    assert_eq!(format_labels(&json!({"a.b": "2", "a": "1", "z": ""})), "a=1,a.b=2,z=");
 }
 
 #[test]
@@ -1046,10 +867,7 @@ fn label_selectors() {
             {"key": "example.com/zone", "operator": "In", "values": ["b"]}
         ]
     });
-    assert_eq!(
-        format_label_selector(&sel),
-        "app,env notin (dev,qa),example.com/zone in (b),!legacy,tier=front"
-    );
+    assert_eq!(format_label_selector(&sel), "app,env notin (dev,qa),example.com/zone in (b),!legacy,tier=front");
     assert_eq!(format_label_selector(&json!(null)), "<none>");
     assert_eq!(format_label_selector(&json!({})), "<none>");
     assert_eq!(selector_string(&json!(null)), Ok(String::new()));

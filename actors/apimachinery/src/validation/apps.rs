@@ -23,18 +23,10 @@ fn validate_selector_and_template(spec: &Value, errs: &mut Vec<Cause>, kind_word
             errs.extend(sel_errs);
             if meta::selector_is_empty(sel) {
                 // Upstream says "deployment" for ReplicaSets as well.
-                errs.push(Cause::invalid(
-                    "spec.selector",
-                    sel,
-                    format!("empty selector is invalid for {kind_word}"),
-                ));
+                errs.push(Cause::invalid("spec.selector", sel, format!("empty selector is invalid for {kind_word}")));
             }
             if !parsable {
-                errs.push(Cause::invalid(
-                    "spec.selector",
-                    sel,
-                    "invalid label selector",
-                ));
+                errs.push(Cause::invalid("spec.selector", sel, "invalid label selector"));
             } else if !meta::selector_is_empty(sel) && !meta::selector_matches(sel, tmpl_labels) {
                 errs.push(Cause::invalid(
                     "spec.template.metadata.labels",
@@ -49,11 +41,7 @@ fn validate_selector_and_template(spec: &Value, errs: &mut Vec<Cause>, kind_word
     // Controllers replace failed pods themselves; pods must restart in place otherwise.
     let rp = get_str(tspec, "restartPolicy");
     if rp != "Always" {
-        errs.push(Cause::not_supported(
-            "spec.template.spec.restartPolicy",
-            &str_value(rp),
-            &["Always"],
-        ));
+        errs.push(Cause::not_supported("spec.template.spec.restartPolicy", &str_value(rp), &["Always"]));
     }
     if get(tspec, "activeDeadlineSeconds").is_some() {
         errs.push(Cause::forbidden(
@@ -74,11 +62,7 @@ pub(crate) fn validate_deployment(d: &Value) -> Vec<Cause> {
     if let Some(pd) = int_field(&mut errs, spec, "progressDeadlineSeconds", pdp) {
         nonnegative(&mut errs, pd, pdp);
         if pd <= get_int(spec, "minReadySeconds").unwrap_or(0) {
-            errs.push(Cause::invalid(
-                pdp,
-                &Value::from(pd),
-                "must be greater than minReadySeconds",
-            ));
+            errs.push(Cause::invalid(pdp, &Value::from(pd), "must be greater than minReadySeconds"));
         }
     }
     errs
@@ -91,11 +75,7 @@ fn int_or_percent(errs: &mut Vec<Cause>, v: Option<&Value>, p: &str) {
         Some(Value::String(s)) => invalid_each(errs, p, s, names::percent_errors(s)),
         Some(n) => match as_int(n) {
             Some(i) => nonnegative(errs, i, p),
-            None => errs.push(Cause::invalid(
-                p,
-                n,
-                "must be an integer or percentage (e.g '5%')",
-            )),
+            None => errs.push(Cause::invalid(p, n, "must be an integer or percentage (e.g '5%')")),
         },
     }
 }
@@ -123,10 +103,9 @@ fn validate_strategy(spec: &Value, errs: &mut Vec<Cause>) {
             }
         }
         "RollingUpdate" => match ru {
-            None => errs.push(required_detail(
-                "spec.strategy.rollingUpdate",
-                "this should be defaulted and never be nil",
-            )),
+            None => {
+                errs.push(required_detail("spec.strategy.rollingUpdate", "this should be defaulted and never be nil"))
+            }
             Some(ru) => {
                 let mu = get(ru, "maxUnavailable");
                 let ms = get(ru, "maxSurge");
@@ -135,28 +114,16 @@ fn validate_strategy(spec: &Value, errs: &mut Vec<Cause>) {
                 int_or_percent(errs, ms, "spec.strategy.rollingUpdate.maxSurge");
                 // With neither surge nor unavailability a rollout could never progress.
                 if int_or_percent_value(mu) == 0 && int_or_percent_value(ms) == 0 {
-                    errs.push(Cause::invalid(
-                        mup,
-                        mu.unwrap_or(&Value::from(0)),
-                        "may not be 0 when `maxSurge` is 0",
-                    ));
+                    errs.push(Cause::invalid(mup, mu.unwrap_or(&Value::from(0)), "may not be 0 when `maxSurge` is 0"));
                 }
                 if let Some(Value::String(s)) = mu {
                     if names::percent_errors(s).is_empty() && int_or_percent_value(mu) > 100 {
-                        errs.push(Cause::invalid(
-                            mup,
-                            &str_value(s),
-                            "must not be greater than 100%",
-                        ));
+                        errs.push(Cause::invalid(mup, &str_value(s), "must not be greater than 100%"));
                     }
                 }
             }
         },
-        other => errs.push(Cause::not_supported(
-            p,
-            &str_value(other),
-            &["Recreate", "RollingUpdate"],
-        )),
+        other => errs.push(Cause::not_supported(p, &str_value(other), &["Recreate", "RollingUpdate"])),
     }
 }
 
@@ -172,11 +139,7 @@ pub(crate) fn selector_immutable(new: &Value, old: &Value) -> Vec<Cause> {
     if semantic_eq(ns, get(sub(old, "spec"), "selector")) {
         Vec::new()
     } else {
-        vec![Cause::invalid(
-            "spec.selector",
-            ns.unwrap_or(&NULL),
-            IMMUTABLE,
-        )]
+        vec![Cause::invalid("spec.selector", ns.unwrap_or(&NULL), IMMUTABLE)]
     }
 }
 
@@ -186,18 +149,9 @@ fn replica_counts(status: &Value, fields: &[&str], errs: &mut Vec<Cause>) {
     }
     let n = |k: &str| get_int(status, k).unwrap_or(0);
     let msg = "cannot be greater than status.replicas";
-    for f in [
-        "updatedReplicas",
-        "fullyLabeledReplicas",
-        "readyReplicas",
-        "availableReplicas",
-    ] {
+    for f in ["updatedReplicas", "fullyLabeledReplicas", "readyReplicas", "availableReplicas"] {
         if fields.contains(&f) && n(f) > n("replicas") {
-            errs.push(Cause::invalid(
-                format!("status.{f}"),
-                &Value::from(n(f)),
-                msg,
-            ));
+            errs.push(Cause::invalid(format!("status.{f}"), &Value::from(n(f)), msg));
         }
     }
     if n("availableReplicas") > n("readyReplicas") {
@@ -228,11 +182,7 @@ pub(crate) fn validate_deployment_status(new: &Value, old: &Value) -> Vec<Cause>
     let old_cc = get_int(sub(old, "status"), "collisionCount");
     let new_cc = get_int(status, "collisionCount");
     if old_cc.is_some_and(|o| new_cc.unwrap_or(0) < o) {
-        errs.push(Cause::invalid(
-            "status.collisionCount",
-            &Value::from(new_cc.unwrap_or(0)),
-            "cannot be decremented",
-        ));
+        errs.push(Cause::invalid("status.collisionCount", &Value::from(new_cc.unwrap_or(0)), "cannot be decremented"));
     }
     errs.extend(pod::validate_conditions(
         get_arr(status, "conditions"),
@@ -247,19 +197,9 @@ pub(crate) fn validate_replica_set_status(new: &Value) -> Vec<Cause> {
     let status = sub(new, "status");
     replica_counts(
         status,
-        &[
-            "replicas",
-            "fullyLabeledReplicas",
-            "readyReplicas",
-            "availableReplicas",
-            "observedGeneration",
-        ],
+        &["replicas", "fullyLabeledReplicas", "readyReplicas", "availableReplicas", "observedGeneration"],
         &mut errs,
     );
-    errs.extend(pod::validate_conditions(
-        get_arr(status, "conditions"),
-        "status.conditions",
-        &["ReplicaFailure"],
-    ));
+    errs.extend(pod::validate_conditions(get_arr(status, "conditions"), "status.conditions", &["ReplicaFailure"]));
     errs
 }

@@ -19,11 +19,7 @@ const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 pub(crate) fn base64_encode(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
+        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -39,11 +35,7 @@ pub(crate) fn base64_encode(data: &[u8]) -> String {
 /// Strict standard base64 like Go's decoder: padding required, line breaks ignored. The
 /// error names the offending byte as Go's does.
 pub(crate) fn base64_decode(s: &str) -> Result<Vec<u8>, String> {
-    let symbols: Vec<(usize, u8)> = s
-        .bytes()
-        .enumerate()
-        .filter(|(_, c)| *c != b'\r' && *c != b'\n')
-        .collect();
+    let symbols: Vec<(usize, u8)> = s.bytes().enumerate().filter(|(_, c)| *c != b'\r' && *c != b'\n').collect();
     let illegal = |i: usize| format!("illegal base64 data at input byte {i}");
     if !symbols.len().is_multiple_of(4) {
         let start = symbols.len() / 4 * 4;
@@ -90,11 +82,7 @@ pub(crate) fn validate_config_map(cm: &Value) -> Vec<Cause> {
         let p = key("data", k);
         data_keys(&mut errs, k, &p);
         if binary.contains_key(k) {
-            errs.push(Cause::invalid(
-                &p,
-                &str_value(k),
-                "duplicate of key present in binaryData",
-            ));
+            errs.push(Cause::invalid(&p, &str_value(k), "duplicate of key present in binaryData"));
         }
         match v {
             Value::String(s) => total += s.len(),
@@ -147,16 +135,8 @@ pub(crate) fn validate_secret(secret: &Value) -> Vec<Cause> {
                 decoded.insert(k.clone(), Value::from(bytes));
             }
             // Never echo secret material back.
-            Some(Err(e)) => errs.push(Cause::invalid(
-                &p,
-                &str_value("<secret contents redacted>"),
-                e,
-            )),
-            None => errs.push(Cause::invalid(
-                &p,
-                &str_value("<secret contents redacted>"),
-                "must be a base64 string",
-            )),
+            Some(Err(e)) => errs.push(Cause::invalid(&p, &str_value("<secret contents redacted>"), e)),
+            None => errs.push(Cause::invalid(&p, &str_value("<secret contents redacted>"), "must be a base64 string")),
         }
     }
     // stringData is folded into data by the defaulter; anything left still counts.
@@ -175,30 +155,19 @@ pub(crate) fn validate_secret(secret: &Value) -> Vec<Cause> {
         decoded
             .get(k)
             .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|b| b.as_u64().map(|b| b as u8))
-                    .collect()
-            })
+            .map(|a| a.iter().filter_map(|b| b.as_u64().map(|b| b as u8)).collect())
             .unwrap_or_default()
     };
     let json_object = |k: &str, errs: &mut Vec<Cause>| {
         if let Err(e) = serde_json::from_slice::<Map<String, Value>>(&bytes_of(k)) {
-            errs.push(Cause::invalid(
-                key("data", k),
-                &str_value("<secret contents redacted>"),
-                e.to_string(),
-            ));
+            errs.push(Cause::invalid(key("data", k), &str_value("<secret contents redacted>"), e.to_string()));
         }
     };
     match get_str(secret, "type") {
         "kubernetes.io/service-account-token" => {
             let ann = sub(sub(secret, "metadata"), "annotations");
             if get_str(ann, SA_NAME_ANNOTATION).is_empty() {
-                errs.push(Cause::required(key(
-                    "metadata.annotations",
-                    SA_NAME_ANNOTATION,
-                )));
+                errs.push(Cause::required(key("metadata.annotations", SA_NAME_ANNOTATION)));
             }
         }
         "kubernetes.io/dockercfg" => {
@@ -245,9 +214,7 @@ pub(crate) fn validate_secret_update(new: &Value, old: &Value) -> Vec<Cause> {
         if !get_bool(new, "immutable") {
             errs.push(Cause::forbidden("immutable", IMMUTABLE_WHEN_SET));
         }
-        if !semantic_eq(get(new, "data"), get(old, "data"))
-            || get(new, "stringData").and_then(normalized).is_some()
-        {
+        if !semantic_eq(get(new, "data"), get(old, "data")) || get(new, "stringData").and_then(normalized).is_some() {
             errs.push(Cause::forbidden("data", IMMUTABLE_WHEN_SET));
         }
     }

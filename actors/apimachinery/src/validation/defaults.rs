@@ -29,9 +29,7 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
 }
 
 fn set_if_absent(m: &mut Map<String, Value>, k: &str, v: Value) {
-    if m.get(k)
-        .is_none_or(|x| x.is_null() || x.as_str() == Some(""))
-    {
+    if m.get(k).is_none_or(|x| x.is_null() || x.as_str() == Some("")) {
         m.insert(k.to_string(), v);
     }
 }
@@ -40,17 +38,12 @@ fn obj_mut<'a>(m: &'a mut Map<String, Value>, k: &str) -> &'a mut Map<String, Va
     if !m.get(k).is_some_and(Value::is_object) {
         m.insert(k.to_string(), Value::Object(Map::new()));
     }
-    m.get_mut(k)
-        .and_then(Value::as_object_mut)
-        .expect("just inserted an object")
+    m.get_mut(k).and_then(Value::as_object_mut).expect("just inserted an object")
 }
 
 fn for_each_obj(m: &mut Map<String, Value>, k: &str, mut f: impl FnMut(&mut Map<String, Value>)) {
     if let Some(Value::Array(items)) = m.get_mut(k) {
-        items
-            .iter_mut()
-            .filter_map(Value::as_object_mut)
-            .for_each(&mut f);
+        items.iter_mut().filter_map(Value::as_object_mut).for_each(&mut f);
     }
 }
 
@@ -118,15 +111,8 @@ fn default_pod(pod: &mut Map<String, Value>) {
 /// The DefaultTolerationSeconds admission plugin: evict from not-ready or unreachable nodes
 /// after five minutes unless the pod says otherwise.
 fn default_toleration_seconds(spec: &mut Map<String, Value>) {
-    let taints = [
-        "node.kubernetes.io/not-ready",
-        "node.kubernetes.io/unreachable",
-    ];
-    let existing: Vec<Value> = spec
-        .get("tolerations")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let taints = ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"];
+    let existing: Vec<Value> = spec.get("tolerations").and_then(Value::as_array).cloned().unwrap_or_default();
     let tolerates = |t: &Value, taint: &str| {
         let s = |k: &str| t.get(k).and_then(Value::as_str).unwrap_or("");
         let effect_ok = s("effect").is_empty() || s("effect") == "NoExecute";
@@ -190,15 +176,9 @@ fn image_pulls_always(image: &str) -> bool {
 }
 
 fn default_container(c: &mut Map<String, Value>) {
-    if c.get("imagePullPolicy")
-        .is_none_or(|v| v.as_str().unwrap_or("").is_empty())
-    {
+    if c.get("imagePullPolicy").is_none_or(|v| v.as_str().unwrap_or("").is_empty()) {
         let image = c.get("image").and_then(Value::as_str).unwrap_or("");
-        let policy = if image_pulls_always(image) {
-            "Always"
-        } else {
-            "IfNotPresent"
-        };
+        let policy = if image_pulls_always(image) { "Always" } else { "IfNotPresent" };
         c.insert("imagePullPolicy".into(), json!(policy));
     }
     set_if_absent(c, "terminationMessagePath", json!("/dev/termination-log"));
@@ -206,12 +186,9 @@ fn default_container(c: &mut Map<String, Value>) {
     for_each_obj(c, "ports", |p| set_if_absent(p, "protocol", json!("TCP")));
     for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
         with_obj(c, probe, |p| {
-            for (k, v) in [
-                ("timeoutSeconds", 1),
-                ("periodSeconds", 10),
-                ("successThreshold", 1),
-                ("failureThreshold", 3),
-            ] {
+            for (k, v) in
+                [("timeoutSeconds", 1), ("periodSeconds", 10), ("successThreshold", 1), ("failureThreshold", 3)]
+            {
                 if p.get(k).and_then(Value::as_i64).unwrap_or(0) == 0 {
                     p.insert(k.into(), json!(v));
                 }
@@ -226,9 +203,7 @@ fn default_container(c: &mut Map<String, Value>) {
     });
     for_each_obj(c, "env", |e| {
         with_obj(e, "valueFrom", |vf| {
-            with_obj(vf, "fieldRef", |fr| {
-                set_if_absent(fr, "apiVersion", json!("v1"))
-            });
+            with_obj(vf, "fieldRef", |fr| set_if_absent(fr, "apiVersion", json!("v1")));
         });
     });
     with_obj(c, "resources", |r| {
@@ -269,18 +244,13 @@ fn default_volume(v: &mut Map<String, Value>) {
         }
     });
     with_obj(v, "emptyDir", |e| {
-        if let Some(q) = e
-            .get("sizeLimit")
-            .and_then(|x| quantity::parse_quantity_value(x).ok())
-        {
+        if let Some(q) = e.get("sizeLimit").and_then(|x| quantity::parse_quantity_value(x).ok()) {
             e.insert("sizeLimit".into(), json!(q.canonical()));
         }
     });
     with_obj(v, "downwardAPI", |d| {
         for_each_obj(d, "items", |item| {
-            with_obj(item, "fieldRef", |fr| {
-                set_if_absent(fr, "apiVersion", json!("v1"))
-            });
+            with_obj(item, "fieldRef", |fr| set_if_absent(fr, "apiVersion", json!("v1")));
         });
     });
     with_obj(v, "projected", |p| {
@@ -292,9 +262,7 @@ fn default_volume(v: &mut Map<String, Value>) {
             });
             with_obj(s, "downwardAPI", |d| {
                 for_each_obj(d, "items", |item| {
-                    with_obj(item, "fieldRef", |fr| {
-                        set_if_absent(fr, "apiVersion", json!("v1"))
-                    });
+                    with_obj(item, "fieldRef", |fr| set_if_absent(fr, "apiVersion", json!("v1")));
                 });
             });
         });
@@ -315,10 +283,7 @@ fn default_service(svc: &mut Map<String, Value>) {
                 .and_then(|c| c.get("timeoutSeconds"))
                 .is_some_and(|t| !t.is_null());
             if !has_timeout {
-                spec.insert(
-                    "sessionAffinityConfig".into(),
-                    json!({"clientIP": {"timeoutSeconds": 10800}}),
-                );
+                spec.insert("sessionAffinityConfig".into(), json!({"clientIP": {"timeoutSeconds": 10800}}));
             }
         }
         _ => {}
@@ -337,17 +302,10 @@ fn default_service(svc: &mut Map<String, Value>) {
             }
         }
     });
-    let svc_type = spec
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let has_external_ips = spec
-        .get("externalIPs")
-        .and_then(Value::as_array)
-        .is_some_and(|a| !a.is_empty());
-    let externally_accessible = matches!(svc_type.as_str(), "LoadBalancer" | "NodePort")
-        || (svc_type == "ClusterIP" && has_external_ips);
+    let svc_type = spec.get("type").and_then(Value::as_str).unwrap_or("").to_string();
+    let has_external_ips = spec.get("externalIPs").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+    let externally_accessible =
+        matches!(svc_type.as_str(), "LoadBalancer" | "NodePort") || (svc_type == "ClusterIP" && has_external_ips);
     if externally_accessible {
         set_if_absent(spec, "externalTrafficPolicy", json!("Cluster"));
     }
@@ -364,10 +322,7 @@ fn default_service(svc: &mut Map<String, Value>) {
         with_obj(svc, "status", |st| {
             with_obj(st, "loadBalancer", |lb| {
                 for_each_obj(lb, "ingress", |ing| {
-                    let has_ip = ing
-                        .get("ip")
-                        .and_then(Value::as_str)
-                        .is_some_and(|s| !s.is_empty());
+                    let has_ip = ing.get("ip").and_then(Value::as_str).is_some_and(|s| !s.is_empty());
                     if has_ip {
                         set_if_absent(ing, "ipMode", json!("VIP"));
                     }
@@ -380,51 +335,25 @@ fn default_service(svc: &mut Map<String, Value>) {
 /// What the create strategy and IP allocator settle before validation: clusterIP and
 /// clusterIPs agree, and a single-stack family is recorded.
 fn default_service_ips(spec: &mut Map<String, Value>) {
-    let cluster_ip = spec
-        .get("clusterIP")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    let cluster_ip = spec.get("clusterIP").and_then(Value::as_str).unwrap_or("").to_string();
     let ips: Vec<String> = spec
         .get("clusterIPs")
         .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
         .unwrap_or_default();
     if !cluster_ip.is_empty() && ips.is_empty() {
         spec.insert("clusterIPs".into(), json!([cluster_ip]));
     } else if cluster_ip.is_empty() && !ips.is_empty() {
         spec.insert("clusterIP".into(), json!(ips[0]));
     }
-    let ips: Vec<String> = if ips.is_empty() && !cluster_ip.is_empty() {
-        vec![cluster_ip]
-    } else {
-        ips
-    };
-    let families: Vec<&str> = ips
-        .iter()
-        .filter_map(|ip| names::parse_ip(ip))
-        .map(|v6| if v6 { "IPv6" } else { "IPv4" })
-        .collect();
-    let policy = if families.len() == 2 {
-        "PreferDualStack"
-    } else {
-        "SingleStack"
-    };
+    let ips: Vec<String> = if ips.is_empty() && !cluster_ip.is_empty() { vec![cluster_ip] } else { ips };
+    let families: Vec<&str> =
+        ips.iter().filter_map(|ip| names::parse_ip(ip)).map(|v6| if v6 { "IPv6" } else { "IPv4" }).collect();
+    let policy = if families.len() == 2 { "PreferDualStack" } else { "SingleStack" };
     set_if_absent(spec, "ipFamilyPolicy", json!(policy));
-    let families_unset = spec
-        .get("ipFamilies")
-        .and_then(Value::as_array)
-        .is_none_or(Vec::is_empty);
+    let families_unset = spec.get("ipFamilies").and_then(Value::as_array).is_none_or(Vec::is_empty);
     if families_unset {
-        let families = if families.is_empty() {
-            vec!["IPv4"]
-        } else {
-            families
-        };
+        let families = if families.is_empty() { vec!["IPv4"] } else { families };
         spec.insert("ipFamilies".into(), json!(families));
     }
 }
@@ -448,12 +377,7 @@ fn default_secret(secret: &mut Map<String, Value>) {
 }
 
 fn default_namespace(ns: &mut Map<String, Value>) {
-    let name = ns
-        .get("metadata")
-        .and_then(|m| m.get("name"))
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    let name = ns.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("").to_string();
     if !name.is_empty() {
         let labels = obj_mut(obj_mut(ns, "metadata"), "labels");
         labels.insert("kubernetes.io/metadata.name".into(), json!(name));
@@ -515,12 +439,7 @@ pub fn carry_over_for_update(group: &str, kind: &str, new: &mut Value, old: &Val
         return;
     };
     let nm = obj_mut(n, "metadata");
-    for field in [
-        "uid",
-        "creationTimestamp",
-        "deletionTimestamp",
-        "deletionGracePeriodSeconds",
-    ] {
+    for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"] {
         if let Some(v) = old.get("metadata").and_then(|m| m.get(field)) {
             if !v.is_null() {
                 set_if_absent(nm, field, v.clone());
@@ -557,9 +476,7 @@ fn needs_node_ports(spec: Option<&Value>) -> bool {
     match service_type(spec) {
         "NodePort" => true,
         "LoadBalancer" => {
-            spec.and_then(|s| s.get("allocateLoadBalancerNodePorts"))
-                .and_then(Value::as_bool)
-                != Some(false)
+            spec.and_then(|s| s.get("allocateLoadBalancerNodePorts")).and_then(Value::as_bool) != Some(false)
         }
         _ => false,
     }
@@ -589,18 +506,10 @@ fn carry_service(ns: &mut Map<String, Value>, os: Option<&Value>) {
     let ns_value = Value::Object(ns.clone());
     if needs_node_ports(Some(os)) && needs_node_ports(Some(&ns_value)) {
         let port_of = |p: &Value| p.get("nodePort").and_then(Value::as_i64).unwrap_or(0);
-        let ports_of = |s: &Value| -> Vec<Value> {
-            s.get("ports")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default()
-        };
+        let ports_of =
+            |s: &Value| -> Vec<Value> { s.get("ports").and_then(Value::as_array).cloned().unwrap_or_default() };
         let old_ports = ports_of(os);
-        let used: Vec<i64> = ports_of(&ns_value)
-            .iter()
-            .map(port_of)
-            .filter(|p| *p != 0)
-            .collect();
+        let used: Vec<i64> = ports_of(&ns_value).iter().map(port_of).filter(|p| *p != 0).collect();
         // Ports are matched by name, as upstream does; other properties may have changed.
         for_each_obj(ns, "ports", |p| {
             if p.get("nodePort").and_then(Value::as_i64).unwrap_or(0) != 0 {
@@ -623,12 +532,7 @@ fn carry_service(ns: &mut Map<String, Value>, os: Option<&Value>) {
     };
     if local_lb(os) && local_lb(&Value::Object(ns.clone())) {
         if let Some(hc) = os.get("healthCheckNodePort").filter(|v| !v.is_null()) {
-            if ns
-                .get("healthCheckNodePort")
-                .and_then(Value::as_i64)
-                .unwrap_or(0)
-                == 0
-            {
+            if ns.get("healthCheckNodePort").and_then(Value::as_i64).unwrap_or(0) == 0 {
                 ns.insert("healthCheckNodePort".into(), hc.clone());
             }
         }

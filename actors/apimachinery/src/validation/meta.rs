@@ -46,28 +46,19 @@ pub(crate) fn validate_object_meta(obj: &Value, scope: Scope, rule: NameRule) ->
     let name = get_str(meta, "name");
     if name.is_empty() {
         // The server turns generateName into a name before validating, so none is an error.
-        errs.push(required_detail(
-            "metadata.name",
-            "name or generateName is required",
-        ));
+        errs.push(required_detail("metadata.name", "name or generateName is required"));
     } else {
         invalid_each(&mut errs, "metadata.name", name, name_errors(rule, name));
     }
     let namespace = get_str(meta, "namespace");
     match scope {
-        Scope::Namespaced if namespace.is_empty() => {
-            errs.push(Cause::required("metadata.namespace"))
+        Scope::Namespaced if namespace.is_empty() => errs.push(Cause::required("metadata.namespace")),
+        Scope::Namespaced => {
+            invalid_each(&mut errs, "metadata.namespace", namespace, names::dns1123_label_errors(namespace))
         }
-        Scope::Namespaced => invalid_each(
-            &mut errs,
-            "metadata.namespace",
-            namespace,
-            names::dns1123_label_errors(namespace),
-        ),
-        Scope::Cluster if !namespace.is_empty() => errs.push(Cause::forbidden(
-            "metadata.namespace",
-            "not allowed on this type",
-        )),
+        Scope::Cluster if !namespace.is_empty() => {
+            errs.push(Cause::forbidden("metadata.namespace", "not allowed on this type"))
+        }
         _ => {}
     }
     nonnegative_field(&mut errs, meta, "generation", "metadata.generation");
@@ -78,15 +69,9 @@ pub(crate) fn validate_object_meta(obj: &Value, scope: Scope, rule: NameRule) ->
 /// The parts of metadata that are checked the same way on create, update and status update.
 pub(crate) fn validate_meta_content(meta: &Value) -> Vec<Cause> {
     let mut errs = validate_labels(get(meta, "labels"), "metadata.labels");
-    errs.extend(validate_annotations(
-        get(meta, "annotations"),
-        "metadata.annotations",
-    ));
+    errs.extend(validate_annotations(get(meta, "annotations"), "metadata.annotations"));
     errs.extend(validate_owner_references(get_arr(meta, "ownerReferences")));
-    errs.extend(validate_finalizers(
-        get(meta, "finalizers"),
-        "metadata.finalizers",
-    ));
+    errs.extend(validate_finalizers(get(meta, "finalizers"), "metadata.finalizers"));
     errs
 }
 
@@ -98,10 +83,8 @@ pub(crate) fn validate_object_meta_update(new: &Value, old: &Value) -> Vec<Cause
 
     if !get_str(om, "deletionTimestamp").is_empty() {
         let old_set: BTreeSet<&str> = string_list(om, "finalizers").into_iter().collect();
-        let added: BTreeSet<&str> = string_list(nm, "finalizers")
-            .into_iter()
-            .filter(|f| !old_set.contains(f))
-            .collect();
+        let added: BTreeSet<&str> =
+            string_list(nm, "finalizers").into_iter().filter(|f| !old_set.contains(f)).collect();
         if !added.is_empty() {
             let quoted: Vec<String> = added.iter().map(|f| format!("\"{f}\"")).collect();
             errs.push(Cause::forbidden(
@@ -116,30 +99,17 @@ pub(crate) fn validate_object_meta_update(new: &Value, old: &Value) -> Vec<Cause
 
     let new_gen = get_int(nm, "generation").unwrap_or(0);
     if new_gen < get_int(om, "generation").unwrap_or(0) {
-        errs.push(Cause::invalid(
-            "metadata.generation",
-            &Value::from(new_gen),
-            "must not be decremented",
-        ));
+        errs.push(Cause::invalid("metadata.generation", &Value::from(new_gen), "must not be decremented"));
     }
 
     for field in ["name", "namespace"] {
         if get_str(nm, field) != get_str(om, field) {
-            errs.push(Cause::invalid(
-                format!("metadata.{field}"),
-                &str_value(get_str(nm, field)),
-                IMMUTABLE,
-            ));
+            errs.push(Cause::invalid(format!("metadata.{field}"), &str_value(get_str(nm, field)), IMMUTABLE));
         }
     }
     // Server-owned: a request that leaves them out keeps the stored values (upstream copies
     // them over before validating), so only a different value that is present is an error.
-    for field in [
-        "uid",
-        "creationTimestamp",
-        "deletionTimestamp",
-        "deletionGracePeriodSeconds",
-    ] {
+    for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"] {
         let given = get(nm, field).filter(|v| v.as_str() != Some(""));
         if let Some(v) = given {
             if get(om, field) != Some(v) {
@@ -163,9 +133,7 @@ pub(crate) fn validate_labels(labels: Option<&Value>, path: &str) -> Vec<Cause> 
             for (k, v) in m {
                 errs.extend(validate_label_name(k, path));
                 match v {
-                    Value::String(s) => {
-                        invalid_each(&mut errs, path, s, names::label_value_errors(s))
-                    }
+                    Value::String(s) => invalid_each(&mut errs, path, s, names::label_value_errors(s)),
                     other => errs.push(Cause::invalid(path, other, "must be a string")),
                 }
             }
@@ -195,12 +163,7 @@ pub(crate) fn validate_annotations(annotations: Option<&Value>, path: &str) -> V
     };
     let mut total = 0usize;
     for (k, v) in m {
-        invalid_each(
-            &mut errs,
-            path,
-            k,
-            names::qualified_name_errors(&k.to_lowercase()),
-        );
+        invalid_each(&mut errs, path, k, names::qualified_name_errors(&k.to_lowercase()));
         match v {
             Value::String(s) => total += k.len() + s.len(),
             other => errs.push(Cause::invalid(path, other, "must be a string")),
@@ -232,11 +195,7 @@ pub(crate) fn validate_owner_references(refs: &[Value]) -> Vec<Cause> {
         let kind = get_str(r, "kind");
         let (group, version) = group_version(api_version);
         if version.is_empty() {
-            errs.push(Cause::invalid(
-                child(path, "apiVersion"),
-                &str_value(api_version),
-                "version must not be empty",
-            ));
+            errs.push(Cause::invalid(child(path, "apiVersion"), &str_value(api_version), "version must not be empty"));
         }
         for (field, detail) in [("kind", "must not be empty"), ("name", "must not be empty")] {
             if get_str(r, field).is_empty() {
@@ -244,19 +203,11 @@ pub(crate) fn validate_owner_references(refs: &[Value]) -> Vec<Cause> {
             }
         }
         if get_str(r, "uid").is_empty() {
-            errs.push(Cause::invalid(
-                child(path, "uid"),
-                &str_value(""),
-                "must not be empty",
-            ));
+            errs.push(Cause::invalid(child(path, "uid"), &str_value(""), "must not be empty"));
         }
         // Events are garbage-collected on their own and may not own anything.
         if group.is_empty() && version == "v1" && kind == "Event" {
-            errs.push(Cause::invalid(
-                path,
-                r,
-                "/v1, Kind=Event is disallowed from being an owner",
-            ));
+            errs.push(Cause::invalid(path, r, "/v1, Kind=Event is disallowed from being an owner"));
         }
         if get_bool(r, "controller") {
             let current = format!("{kind}/{}", get_str(r, "name"));
@@ -333,31 +284,21 @@ pub(crate) fn validate_label_selector(sel: &Value, path: &str) -> Vec<Cause> {
         let p = index(&exprs_path, i);
         let values = get_arr(expr, "values");
         match get_str(expr, "operator") {
-            "In" | "NotIn" if values.is_empty() => errs.push(required_detail(
-                &child(&p, "values"),
-                "must be specified when `operator` is 'In' or 'NotIn'",
-            )),
+            "In" | "NotIn" if values.is_empty() => {
+                errs.push(required_detail(&child(&p, "values"), "must be specified when `operator` is 'In' or 'NotIn'"))
+            }
             "In" | "NotIn" => {}
             "Exists" | "DoesNotExist" if !values.is_empty() => errs.push(Cause::forbidden(
                 child(&p, "values"),
                 "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
             )),
             "Exists" | "DoesNotExist" => {}
-            op => errs.push(Cause::invalid(
-                child(&p, "operator"),
-                &str_value(op),
-                "not a valid selector operator",
-            )),
+            op => errs.push(Cause::invalid(child(&p, "operator"), &str_value(op), "not a valid selector operator")),
         }
         errs.extend(validate_label_name(get_str(expr, "key"), &child(&p, "key")));
         for (j, v) in values.iter().enumerate() {
             let s = v.as_str().unwrap_or("");
-            invalid_each(
-                &mut errs,
-                &index(&child(&p, "values"), j),
-                s,
-                names::label_value_errors(s),
-            );
+            invalid_each(&mut errs, &index(&child(&p, "values"), j), s, names::label_value_errors(s));
         }
     }
     errs
@@ -365,17 +306,14 @@ pub(crate) fn validate_label_selector(sel: &Value, path: &str) -> Vec<Cause> {
 
 /// True when the selector selects nothing in particular (and therefore everything).
 pub(crate) fn selector_is_empty(sel: &Value) -> bool {
-    get_obj(sel, "matchLabels").is_none_or(Map::is_empty)
-        && get_arr(sel, "matchExpressions").is_empty()
+    get_obj(sel, "matchLabels").is_none_or(Map::is_empty) && get_arr(sel, "matchExpressions").is_empty()
 }
 
 /// Whether `labels` satisfy every term of the selector.
 pub(crate) fn selector_matches(sel: &Value, labels: Option<&Map<String, Value>>) -> bool {
     let label = |k: &str| labels.and_then(|m| m.get(k)).and_then(Value::as_str);
-    let exact = get_obj(sel, "matchLabels").is_none_or(|m| {
-        m.iter()
-            .all(|(k, v)| label(k).is_some() && label(k) == v.as_str())
-    });
+    let exact =
+        get_obj(sel, "matchLabels").is_none_or(|m| m.iter().all(|(k, v)| label(k).is_some() && label(k) == v.as_str()));
     exact
         && get_arr(sel, "matchExpressions").iter().all(|e| {
             let actual = label(get_str(e, "key"));

@@ -33,17 +33,9 @@ pub(crate) fn validate_namespace_status(new: &Value) -> Vec<Cause> {
     let deleting = !get_str(sub(new, "metadata"), "deletionTimestamp").is_empty();
     let p = "status.phase";
     if !deleting && phase != "Active" {
-        vec![Cause::invalid(
-            p,
-            &str_value(phase),
-            "may only be 'Active' if `deletionTimestamp` is empty",
-        )]
+        vec![Cause::invalid(p, &str_value(phase), "may only be 'Active' if `deletionTimestamp` is empty")]
     } else if deleting && phase != "Terminating" {
-        vec![Cause::invalid(
-            p,
-            &str_value(phase),
-            "may only be 'Terminating' if `deletionTimestamp` is not empty",
-        )]
+        vec![Cause::invalid(p, &str_value(phase), "may only be 'Terminating' if `deletionTimestamp` is not empty")]
     } else {
         Vec::new()
     }
@@ -73,11 +65,7 @@ fn cidrs(errs: &mut Vec<Cause>, spec: &Value) {
         // Dual stack allows one range per family.
         let dual = families.len() == 2 && families[0] != families[1];
         if !dual || list.len() > 2 {
-            errs.push(Cause::invalid(
-                p,
-                sub(spec, "podCIDRs"),
-                "may specify no more than one CIDR for each IP family",
-            ));
+            errs.push(Cause::invalid(p, sub(spec, "podCIDRs"), "may specify no more than one CIDR for each IP family"));
         }
         let mut seen = HashSet::new();
         for (i, c) in list.iter().enumerate() {
@@ -97,20 +85,12 @@ fn taints(errs: &mut Vec<Cause>, spec: &Value) {
         let v = get_str(t, "value");
         let msgs = names::label_value_errors(v);
         if !msgs.is_empty() {
-            errs.push(Cause::invalid(
-                child(&tp, "value"),
-                &str_value(v),
-                msgs.join(";"),
-            ));
+            errs.push(Cause::invalid(child(&tp, "value"), &str_value(v), msgs.join(";")));
         }
         let effect = get_str(t, "effect");
         errs.extend(taint_effect(effect, &child(&tp, "effect")));
         if !seen.insert((k, effect)) {
-            errs.push(duplicate_detail(
-                &tp,
-                t,
-                "taints must be unique by key and effect pair",
-            ));
+            errs.push(duplicate_detail(&tp, t, "taints must be unique by key and effect pair"));
         }
     }
 }
@@ -124,9 +104,7 @@ fn node_resources(errs: &mut Vec<Cause>, status: &Value) {
             let p = format!("status.{field}.{name}");
             match quantity::parse_quantity_value(raw) {
                 Err(e) => errs.push(Cause::invalid(&p, raw, e)),
-                Ok(q) if q.is_negative() => {
-                    errs.push(Cause::invalid(&p, &str_value(&q.canonical()), IS_NEGATIVE))
-                }
+                Ok(q) if q.is_negative() => errs.push(Cause::invalid(&p, &str_value(&q.canonical()), IS_NEGATIVE)),
                 Ok(_) => {}
             }
         }
@@ -149,10 +127,7 @@ pub(crate) fn validate_node_update(new: &Value, old: &Value) -> Vec<Cause> {
     let os = sub(old, "spec");
     let old_cidrs = get_arr(os, "podCIDRs");
     if !old_cidrs.is_empty() && get_arr(ns, "podCIDRs") != old_cidrs {
-        errs.push(Cause::forbidden(
-            "spec.podCIDRs",
-            "node updates may not change podCIDR except from \"\" to valid",
-        ));
+        errs.push(Cause::forbidden("spec.podCIDRs", "node updates may not change podCIDR except from \"\" to valid"));
     }
     let old_provider = get_str(os, "providerID");
     if !old_provider.is_empty() && get_str(ns, "providerID") != old_provider {
@@ -194,22 +169,10 @@ impl<'a> EventView<'a> {
         get(self.ev, if self.v1 { events_v1 } else { core })
     }
     fn str(&self, core: &str, events_v1: &str) -> &'a str {
-        self.field(core, events_v1)
-            .and_then(Value::as_str)
-            .unwrap_or("")
+        self.field(core, events_v1).and_then(Value::as_str).unwrap_or("")
     }
     fn involved_namespace(&self) -> &'a str {
-        get_str(
-            sub(
-                self.ev,
-                if self.v1 {
-                    "regarding"
-                } else {
-                    "involvedObject"
-                },
-            ),
-            "namespace",
-        )
+        get_str(sub(self.ev, if self.v1 { "regarding" } else { "involvedObject" }), "namespace")
     }
 }
 
@@ -217,21 +180,12 @@ impl<'a> EventView<'a> {
 fn legacy_event(ev: &EventView, errs: &mut Vec<Cause>) {
     let ns = get_str(sub(ev.ev, "metadata"), "namespace");
     let involved = ev.involved_namespace();
-    let mismatch = || {
-        Cause::invalid(
-            "involvedObject.namespace",
-            &str_value(involved),
-            "does not match event.namespace",
-        )
-    };
+    let mismatch =
+        || Cause::invalid("involvedObject.namespace", &str_value(involved), "does not match event.namespace");
     if is_unset_time(ev.ev, "eventTime") {
         // Old-style events: the namespaces must agree, with "default" allowed for cluster
         // objects for compatibility with old clients.
-        let ok = if involved.is_empty() {
-            ns.is_empty() || ns == "default"
-        } else {
-            ns == involved
-        };
+        let ok = if involved.is_empty() { ns.is_empty() || ns == "default" } else { ns == involved };
         if !ok {
             errs.push(mismatch());
         }
@@ -243,19 +197,9 @@ fn legacy_event(ev: &EventView, errs: &mut Vec<Cause>) {
         if rc.is_empty() {
             errs.push(Cause::required("reportingController"));
         }
-        invalid_each(
-            errs,
-            "reportingController",
-            rc,
-            names::qualified_name_errors(rc),
-        );
+        invalid_each(errs, "reportingController", rc, names::qualified_name_errors(rc));
         for (core, v1, limit, path) in [
-            (
-                "reportingInstance",
-                "reportingInstance",
-                REPORTING_INSTANCE_LIMIT,
-                "reportingInstance",
-            ),
+            ("reportingInstance", "reportingInstance", REPORTING_INSTANCE_LIMIT, "reportingInstance"),
             ("action", "action", ACTION_LIMIT, "action"),
             ("reason", "reason", REASON_LIMIT, "reason"),
         ] {
@@ -264,19 +208,11 @@ fn legacy_event(ev: &EventView, errs: &mut Vec<Cause>) {
                 errs.push(Cause::required(path));
             }
             if v.len() > limit {
-                errs.push(Cause::invalid(
-                    path,
-                    &str_value(""),
-                    format!("can have at most {limit} characters"),
-                ));
+                errs.push(Cause::invalid(path, &str_value(""), format!("can have at most {limit} characters")));
             }
         }
         if ev.str("message", "note").len() > NOTE_LIMIT {
-            errs.push(Cause::invalid(
-                "message",
-                &str_value(""),
-                format!("can have at most {NOTE_LIMIT} characters"),
-            ));
+            errs.push(Cause::invalid("message", &str_value(""), format!("can have at most {NOTE_LIMIT} characters")));
         }
     }
     invalid_each(errs, "namespace", ns, names::dns1123_subdomain_errors(ns));
@@ -285,11 +221,7 @@ fn legacy_event(ev: &EventView, errs: &mut Vec<Cause>) {
 fn series(ev: &EventView, errs: &mut Vec<Cause>) {
     if let Some(s) = get(ev.ev, "series") {
         if get_int(s, "count").unwrap_or(0) < 2 {
-            errs.push(Cause::invalid(
-                "series.count",
-                &str_value(""),
-                "should be at least 2",
-            ));
+            errs.push(Cause::invalid("series.count", &str_value(""), "should be at least 2"));
         }
         if is_unset_time(s, "lastObservedTime") {
             errs.push(Cause::required("series.lastObservedTime"));
@@ -300,11 +232,7 @@ fn series(ev: &EventView, errs: &mut Vec<Cause>) {
 pub(crate) fn validate_event(ev: &Value, events_v1: bool) -> Vec<Cause> {
     let view = EventView { ev, v1: events_v1 };
     // Core events keep their lax legacy names; events.k8s.io names are DNS subdomains.
-    let rule = if events_v1 {
-        NameRule::Subdomain
-    } else {
-        NameRule::PathSegment
-    };
+    let rule = if events_v1 { NameRule::Subdomain } else { NameRule::PathSegment };
     let mut errs = meta::validate_object_meta(ev, Scope::Namespaced, rule);
     legacy_event(&view, &mut errs);
     if !events_v1 {
@@ -316,16 +244,10 @@ pub(crate) fn validate_event(ev: &Value, events_v1: bool) -> Vec<Cause> {
     }
     let t = get_str(ev, "type");
     if t != "Normal" && t != "Warning" {
-        errs.push(Cause::invalid(
-            "type",
-            &str_value(""),
-            format!("has invalid value: {t}"),
-        ));
+        errs.push(Cause::invalid("type", &str_value(""), format!("has invalid value: {t}")));
     }
-    for (field, path) in [
-        ("deprecatedFirstTimestamp", "firstTimestamp"),
-        ("deprecatedLastTimestamp", "lastTimestamp"),
-    ] {
+    for (field, path) in [("deprecatedFirstTimestamp", "firstTimestamp"), ("deprecatedLastTimestamp", "lastTimestamp")]
+    {
         if !is_unset_time(ev, field) {
             errs.push(Cause::invalid(path, &str_value(""), "needs to be unset"));
         }
@@ -335,11 +257,7 @@ pub(crate) fn validate_event(ev: &Value, events_v1: bool) -> Vec<Cause> {
     }
     let src = sub(ev, "deprecatedSource");
     if !get_str(src, "component").is_empty() || !get_str(src, "host").is_empty() {
-        errs.push(Cause::invalid(
-            "source",
-            &str_value(""),
-            "needs to be unset",
-        ));
+        errs.push(Cause::invalid("source", &str_value(""), "needs to be unset"));
     }
     errs
 }
@@ -380,28 +298,17 @@ pub(crate) fn validate_lease(lease: &Value) -> Vec<Cause> {
     let dp = "spec.leaseDurationSeconds";
     if let Some(d) = int_field(&mut errs, spec, "leaseDurationSeconds", dp) {
         if d <= 0 {
-            errs.push(Cause::invalid(
-                dp,
-                &Value::from(d),
-                "must be greater than 0",
-            ));
+            errs.push(Cause::invalid(dp, &Value::from(d), "must be greater than 0"));
         }
     }
     nonnegative_field(&mut errs, spec, "leaseTransitions", "spec.leaseTransitions");
     if let Some(strategy) = get(spec, "strategy") {
         if strategy.as_str() != Some("OldestEmulationVersion") {
-            errs.push(Cause::not_supported(
-                "spec.strategy",
-                strategy,
-                &["OldestEmulationVersion"],
-            ));
+            errs.push(Cause::not_supported("spec.strategy", strategy, &["OldestEmulationVersion"]));
         }
     }
     if get(spec, "preferredHolder").is_some() && get(spec, "strategy").is_none() {
-        errs.push(Cause::forbidden(
-            "spec.preferredHolder",
-            "may only be specified if `strategy` is defined",
-        ));
+        errs.push(Cause::forbidden("spec.preferredHolder", "may only be specified if `strategy` is defined"));
     }
     errs
 }

@@ -30,8 +30,8 @@ use meta::{NameRule, Scope};
 
 pub use defaults::{apply_defaults, carry_over_for_update};
 pub use names::{
-    is_config_map_key, is_dns1035_label, is_dns1123_label, is_dns1123_subdomain, is_qualified_name,
-    is_valid_cidr, is_valid_ip, is_valid_label_value, is_valid_port_name,
+    is_config_map_key, is_dns1035_label, is_dns1123_label, is_dns1123_subdomain, is_qualified_name, is_valid_cidr,
+    is_valid_ip, is_valid_label_value, is_valid_port_name,
 };
 pub use quantity::{parse_quantity, Quantity};
 
@@ -111,11 +111,7 @@ fn validate_kind(k: Kind, obj: &Value) -> Vec<Cause> {
 pub fn validate_update(group: &str, kind: &str, new: &Value, old: &Value) -> Vec<Cause> {
     let Some(k) = kind_of(group, kind) else {
         let mut causes = meta::validate_object_meta_update(new, old);
-        causes.extend(meta::validate_object_meta(
-            new,
-            Scope::Unknown,
-            NameRule::PathSegment,
-        ));
+        causes.extend(meta::validate_object_meta(new, Scope::Unknown, NameRule::PathSegment));
         return util::dedup(causes);
     };
     let mut causes = meta::validate_object_meta_update(new, old);

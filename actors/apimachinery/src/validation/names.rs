@@ -8,29 +8,26 @@ use super::util::regex_error;
 
 const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
 const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character";
-const DNS1123_SUBDOMAIN_FMT: &str =
-    "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+const DNS1123_SUBDOMAIN_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
 const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character";
 const DNS1035_LABEL_FMT: &str = "[a-z]([-a-z0-9]*[a-z0-9])?";
 const DNS1035_LABEL_MSG: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character";
 const QUALIFIED_NAME_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
-const QUALIFIED_NAME_MSG: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
+const QUALIFIED_NAME_MSG: &str =
+    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
 const LABEL_VALUE_FMT: &str = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?";
 const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
 const CONFIG_KEY_FMT: &str = "[-._a-zA-Z0-9]+";
-const CONFIG_KEY_MSG: &str =
-    "a valid config key must consist of alphanumeric characters, '-', '_' or '.'";
+const CONFIG_KEY_MSG: &str = "a valid config key must consist of alphanumeric characters, '-', '_' or '.'";
 const PERCENT_FMT: &str = "[0-9]+%";
-const PERCENT_MSG: &str =
-    "a valid percent string must be a numeric string followed by an ending '%'";
+const PERCENT_MSG: &str = "a valid percent string must be a numeric string followed by an ending '%'";
 const HTTP_HEADER_FMT: &str = "[-A-Za-z0-9]+";
 const HTTP_HEADER_MSG: &str = "a valid HTTP header must consist of alphanumeric characters or '-'";
 const RELAXED_ENV_MSG: &str =
     "a valid environment variable name must consist only of printable ASCII characters other than '='";
 
 pub(crate) const INVALID_IP: &str = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)";
-pub(crate) const INVALID_CIDR: &str =
-    "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)";
+pub(crate) const INVALID_CIDR: &str = "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)";
 
 pub(crate) const DNS1123_LABEL_MAX: usize = 63;
 pub(crate) const DNS1123_SUBDOMAIN_MAX: usize = 253;
@@ -49,10 +46,7 @@ fn lower_alnum(c: u8) -> bool {
 
 fn matches_dns1123_label(s: &str) -> bool {
     let b = s.as_bytes();
-    !b.is_empty()
-        && b.iter().all(|&c| lower_alnum(c) || c == b'-')
-        && lower_alnum(b[0])
-        && lower_alnum(b[b.len() - 1])
+    !b.is_empty() && b.iter().all(|&c| lower_alnum(c) || c == b'-') && lower_alnum(b[0]) && lower_alnum(b[b.len() - 1])
 }
 
 fn matches_dns1123_subdomain(s: &str) -> bool {
@@ -73,8 +67,7 @@ fn matches_qualified_part(s: &str) -> bool {
     !b.is_empty()
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
 pub(crate) fn dns1123_label_errors(s: &str) -> Vec<String> {
@@ -87,11 +80,7 @@ pub(crate) fn dns1123_label_errors(s: &str) -> Vec<String> {
             // A valid subdomain that is not a label can only be failing on its dots.
             errs.push("must not contain dots".to_string());
         } else {
-            errs.push(regex_error(
-                DNS1123_LABEL_MSG,
-                DNS1123_LABEL_FMT,
-                &["my-name", "123-abc"],
-            ));
+            errs.push(regex_error(DNS1123_LABEL_MSG, DNS1123_LABEL_FMT, &["my-name", "123-abc"]));
         }
     }
     errs
@@ -103,11 +92,7 @@ pub(crate) fn dns1123_subdomain_errors(s: &str) -> Vec<String> {
         errs.push(max_len_error(DNS1123_SUBDOMAIN_MAX));
     }
     if !matches_dns1123_subdomain(s) {
-        errs.push(regex_error(
-            DNS1123_SUBDOMAIN_MSG,
-            DNS1123_SUBDOMAIN_FMT,
-            &["example.com"],
-        ));
+        errs.push(regex_error(DNS1123_SUBDOMAIN_MSG, DNS1123_SUBDOMAIN_FMT, &["example.com"]));
     }
     errs
 }
@@ -118,11 +103,7 @@ pub(crate) fn dns1035_label_errors(s: &str) -> Vec<String> {
         errs.push(max_len_error(DNS1123_LABEL_MAX));
     }
     if !matches_dns1035_label(s) {
-        errs.push(regex_error(
-            DNS1035_LABEL_MSG,
-            DNS1035_LABEL_FMT,
-            &["my-name", "abc-123"],
-        ));
+        errs.push(regex_error(DNS1035_LABEL_MSG, DNS1035_LABEL_FMT, &["my-name", "abc-123"]));
     }
     errs
 }
@@ -137,11 +118,7 @@ pub(crate) fn qualified_name_errors(s: &str) -> Vec<String> {
             if prefix.is_empty() {
                 errs.push("prefix part must be non-empty".to_string());
             } else {
-                errs.extend(
-                    dns1123_subdomain_errors(prefix)
-                        .into_iter()
-                        .map(|m| format!("prefix part {m}")),
-                );
+                errs.extend(dns1123_subdomain_errors(prefix).into_iter().map(|m| format!("prefix part {m}")));
             }
             *name
         }
@@ -161,11 +138,7 @@ pub(crate) fn qualified_name_errors(s: &str) -> Vec<String> {
     if !matches_qualified_part(name) {
         errs.push(format!(
             "name part {}",
-            regex_error(
-                QUALIFIED_NAME_MSG,
-                QUALIFIED_NAME_FMT,
-                &["MyName", "my.name", "123-abc"]
-            )
+            regex_error(QUALIFIED_NAME_MSG, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"])
         ));
     }
     errs
@@ -177,11 +150,7 @@ pub(crate) fn label_value_errors(s: &str) -> Vec<String> {
         errs.push(max_len_error(DNS1123_LABEL_MAX));
     }
     if !s.is_empty() && !matches_qualified_part(s) {
-        errs.push(regex_error(
-            LABEL_VALUE_MSG,
-            LABEL_VALUE_FMT,
-            &["MyValue", "my_value", "12345"],
-        ));
+        errs.push(regex_error(LABEL_VALUE_MSG, LABEL_VALUE_FMT, &["MyValue", "my_value", "12345"]));
     }
     errs
 }
@@ -204,15 +173,9 @@ pub(crate) fn config_map_key_errors(s: &str) -> Vec<String> {
     if s.len() > DNS1123_SUBDOMAIN_MAX {
         errs.push(max_len_error(DNS1123_SUBDOMAIN_MAX));
     }
-    let ok = !s.is_empty()
-        && s.bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
+    let ok = !s.is_empty() && s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
     if !ok {
-        errs.push(regex_error(
-            CONFIG_KEY_MSG,
-            CONFIG_KEY_FMT,
-            &["key.name", "KEY_NAME", "key-name"],
-        ));
+        errs.push(regex_error(CONFIG_KEY_MSG, CONFIG_KEY_FMT, &["key.name", "KEY_NAME", "key-name"]));
     }
     errs.extend(chdir_prefix_errors(s));
     errs
@@ -237,11 +200,7 @@ pub(crate) fn port_name_errors(s: &str) -> Vec<String> {
     if s.len() > 15 {
         errs.push(max_len_error(15));
     }
-    if s.is_empty()
-        || !s
-            .bytes()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
-    {
+    if s.is_empty() || !s.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-') {
         errs.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".into());
     }
     if !s.bytes().any(|c| c.is_ascii_lowercase()) {
@@ -257,9 +216,7 @@ pub(crate) fn port_name_errors(s: &str) -> Vec<String> {
 }
 
 pub(crate) fn percent_errors(s: &str) -> Vec<String> {
-    let ok = s
-        .strip_suffix('%')
-        .is_some_and(|d| !d.is_empty() && d.bytes().all(|c| c.is_ascii_digit()));
+    let ok = s.strip_suffix('%').is_some_and(|d| !d.is_empty() && d.bytes().all(|c| c.is_ascii_digit()));
     if ok {
         Vec::new()
     } else {
@@ -271,11 +228,7 @@ pub(crate) fn http_header_name_errors(s: &str) -> Vec<String> {
     if !s.is_empty() && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-') {
         Vec::new()
     } else {
-        vec![regex_error(
-            HTTP_HEADER_MSG,
-            HTTP_HEADER_FMT,
-            &["X-Header-Name"],
-        )]
+        vec![regex_error(HTTP_HEADER_MSG, HTTP_HEADER_FMT, &["X-Header-Name"])]
     }
 }
 
@@ -344,10 +297,7 @@ pub(crate) fn special_ip_errors(s: &str) -> Vec<String> {
             errs.push("may not be in the link-local range (169.254.0.0/16, fe80::/10)".to_string());
         }
         if o[0] == 224 && o[1] == 0 && o[2] == 0 {
-            errs.push(
-                "may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)"
-                    .to_string(),
-            );
+            errs.push("may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)".to_string());
         }
         return errs;
     }
@@ -366,9 +316,7 @@ pub(crate) fn special_ip_errors(s: &str) -> Vec<String> {
         errs.push("may not be in the link-local range (169.254.0.0/16, fe80::/10)".to_string());
     }
     if seg[0] & 0xff0f == 0xff02 {
-        errs.push(
-            "may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)".to_string(),
-        );
+        errs.push("may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)".to_string());
     }
     errs
 }
@@ -424,13 +372,9 @@ pub fn is_valid_port_name(s: &str) -> Result<(), String> {
 }
 
 pub fn is_valid_ip(s: &str) -> Result<(), String> {
-    parse_ip(s)
-        .map(|_| ())
-        .ok_or_else(|| INVALID_IP.to_string())
+    parse_ip(s).map(|_| ()).ok_or_else(|| INVALID_IP.to_string())
 }
 
 pub fn is_valid_cidr(s: &str) -> Result<(), String> {
-    parse_cidr(s)
-        .map(|_| ())
-        .ok_or_else(|| INVALID_CIDR.to_string())
+    parse_cidr(s).map(|_| ()).ok_or_else(|| INVALID_CIDR.to_string())
 }

@@ -75,13 +75,8 @@ const ENV_FIELD_PATHS: [&str; 9] = [
 ];
 
 /// Downward API paths a volume file may read.
-const VOLUME_FIELD_PATHS: [&str; 5] = [
-    "metadata.annotations",
-    "metadata.labels",
-    "metadata.name",
-    "metadata.namespace",
-    "metadata.uid",
-];
+const VOLUME_FIELD_PATHS: [&str; 5] =
+    ["metadata.annotations", "metadata.labels", "metadata.name", "metadata.namespace", "metadata.uid"];
 
 /// Field labels upstream's downward API conversion accepts at all for v1 pods.
 const CONVERTIBLE_FIELD_PATHS: [&str; 14] = [
@@ -134,11 +129,7 @@ fn qualified(errs: &mut Vec<Cause>, value: &str, path: &str) {
 
 fn port_num(errs: &mut Vec<Cause>, n: i64, path: &str) {
     if !(1..=65535).contains(&n) {
-        errs.push(Cause::invalid(
-            path,
-            &Value::from(n),
-            names::inclusive_range_error(1, 65535),
-        ));
+        errs.push(Cause::invalid(path, &Value::from(n), names::inclusive_range_error(1, 65535)));
     }
 }
 
@@ -156,11 +147,7 @@ pub(crate) fn validate_port_num_or_name(errs: &mut Vec<Cause>, v: Option<&Value>
         Some(Value::String(s)) => invalid_each(errs, path, s, names::port_name_errors(s)),
         Some(n) => match as_int(n) {
             Some(i) => port_num(errs, i, path),
-            None => errs.push(Cause::invalid(
-                path,
-                n,
-                "must be an integer or an IANA port name",
-            )),
+            None => errs.push(Cause::invalid(path, n, "must be an integer or an IANA port name")),
         },
         None => port_num(errs, 0, path),
     }
@@ -169,11 +156,7 @@ pub(crate) fn validate_port_num_or_name(errs: &mut Vec<Cause>, v: Option<&Value>
 fn id_range(errs: &mut Vec<Cause>, v: &Value, k: &str, path: &str) {
     if let Some(id) = int_field(errs, v, k, path) {
         if !(0..=MAX_ID).contains(&id) {
-            errs.push(Cause::invalid(
-                path,
-                &Value::from(id),
-                names::inclusive_range_error(0, MAX_ID),
-            ));
+            errs.push(Cause::invalid(path, &Value::from(id), names::inclusive_range_error(0, MAX_ID)));
         }
     }
 }
@@ -191,12 +174,7 @@ pub(crate) fn validate_pod(pod: &Value) -> Vec<Cause> {
     let mut errs = meta::validate_object_meta(pod, Scope::Namespaced, NameRule::Subdomain);
     let spec = sub(pod, "spec");
     let annotations = sub(sub(pod, "metadata"), "annotations");
-    errs.extend(pod_specific_annotations(
-        annotations,
-        spec,
-        "metadata.annotations",
-        true,
-    ));
+    errs.extend(pod_specific_annotations(annotations, spec, "metadata.annotations", true));
     errs.extend(validate_pod_spec(spec, "spec", Opts { is_pod: true }));
 
     // Projected tokens are minted for the pod's service account, so there must be one.
@@ -231,20 +209,12 @@ pub(crate) fn validate_pod(pod: &Value) -> Vec<Cause> {
 pub(crate) fn validate_pod_create(pod: &Value) -> Vec<Cause> {
     let mut errs = validate_pod(pod);
     if !get_arr(sub(pod, "spec"), "ephemeralContainers").is_empty() {
-        errs.push(Cause::forbidden(
-            "spec.ephemeralContainers",
-            "cannot be set on create",
-        ));
+        errs.push(Cause::forbidden("spec.ephemeralContainers", "cannot be set on create"));
     }
     errs
 }
 
-fn pod_specific_annotations(
-    annotations: &Value,
-    spec: &Value,
-    path: &str,
-    strict: bool,
-) -> Vec<Cause> {
+fn pod_specific_annotations(annotations: &Value, spec: &Value, path: &str, strict: bool) -> Vec<Cause> {
     let mut errs = Vec::new();
     if let Some(v) = get(annotations, MIRROR_ANNOTATION) {
         if get_str(spec, "nodeName").is_empty() {
@@ -258,11 +228,7 @@ fn pod_specific_annotations(
     if let Some(v) = get(annotations, DELETION_COST_ANNOTATION) {
         let ok = v.as_str().is_some_and(|s| s.parse::<i32>().is_ok());
         if strict && !ok {
-            errs.push(Cause::invalid(
-                key(path, DELETION_COST_ANNOTATION),
-                v,
-                "must be a 32bit integer",
-            ));
+            errs.push(Cause::invalid(key(path, DELETION_COST_ANNOTATION), v, "must be a 32bit integer"));
         }
     }
     errs
@@ -281,30 +247,18 @@ fn pod_annotation_updates(new: &Value, old: &Value) -> Vec<Cause> {
             continue;
         }
         if k.starts_with(APPARMOR_PREFIX) {
-            errs.push(Cause::forbidden(
-                key(path, k),
-                "may not remove or update AppArmor annotations",
-            ));
+            errs.push(Cause::forbidden(key(path, k), "may not remove or update AppArmor annotations"));
         }
         if k == MIRROR_ANNOTATION {
-            errs.push(Cause::forbidden(
-                key(path, k),
-                "may not remove or update mirror pod annotation",
-            ));
+            errs.push(Cause::forbidden(key(path, k), "may not remove or update mirror pod annotation"));
         }
     }
     for k in na.keys().filter(|k| !oa.contains_key(*k)) {
         if k.starts_with(APPARMOR_PREFIX) {
-            errs.push(Cause::forbidden(
-                key(path, k),
-                "may not add AppArmor annotations",
-            ));
+            errs.push(Cause::forbidden(key(path, k), "may not add AppArmor annotations"));
         }
         if k == MIRROR_ANNOTATION {
-            errs.push(Cause::forbidden(
-                key(path, k),
-                "may not add mirror pod annotation",
-            ));
+            errs.push(Cause::forbidden(key(path, k), "may not add mirror pod annotation"));
         }
     }
     errs
@@ -316,16 +270,8 @@ pub(crate) fn validate_pod_template(tmpl: &Value, path: &str) -> Vec<Cause> {
     let spec = sub(tmpl, "spec");
     let mut errs = meta::validate_labels(get(meta, "labels"), &child(path, "labels"));
     let ann_path = child(path, "annotations");
-    errs.extend(meta::validate_annotations(
-        get(meta, "annotations"),
-        &ann_path,
-    ));
-    errs.extend(pod_specific_annotations(
-        sub(meta, "annotations"),
-        spec,
-        &ann_path,
-        false,
-    ));
+    errs.extend(meta::validate_annotations(get(meta, "annotations"), &ann_path));
+    errs.extend(pod_specific_annotations(sub(meta, "annotations"), spec, &ann_path, false));
     let spec_path = child(path, "spec");
     errs.extend(validate_pod_spec(spec, &spec_path, Opts { is_pod: false }));
     if !get_arr(spec, "ephemeralContainers").is_empty() {
@@ -359,9 +305,7 @@ pub(crate) fn validate_pod_spec(spec: &Value, p: &str, opts: Opts) -> Vec<Cause>
         },
     };
     let sc = sub(spec, "securityContext");
-    let host_users = get(sc, "hostUsers")
-        .and_then(Value::as_bool)
-        .unwrap_or(true);
+    let host_users = get(sc, "hostUsers").and_then(Value::as_bool).unwrap_or(true);
 
     let vols = validate_volumes(spec, &child(p, "volumes"), opts, &mut errs);
     validate_containers(spec, &vols, grace, p, host_users, &mut errs);
@@ -369,12 +313,7 @@ pub(crate) fn validate_pod_spec(spec: &Value, p: &str, opts: Opts) -> Vec<Cause>
     validate_ephemeral_containers(spec, &vols, p, host_users, &mut errs);
     validate_host_network_ports(spec, p, opts, &mut errs);
 
-    one_of(
-        &mut errs,
-        get_str(spec, "restartPolicy"),
-        &child(p, "restartPolicy"),
-        &["Always", "OnFailure", "Never"],
-    );
+    one_of(&mut errs, get_str(spec, "restartPolicy"), &child(p, "restartPolicy"), &["Always", "OnFailure", "Never"]);
     let dns_policy = get_str(spec, "dnsPolicy");
     one_of(
         &mut errs,
@@ -382,10 +321,7 @@ pub(crate) fn validate_pod_spec(spec: &Value, p: &str, opts: Opts) -> Vec<Cause>
         &child(p, "dnsPolicy"),
         &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"],
     );
-    errs.extend(meta::validate_labels(
-        get(spec, "nodeSelector"),
-        &child(p, "nodeSelector"),
-    ));
+    errs.extend(meta::validate_labels(get(spec, "nodeSelector"), &child(p, "nodeSelector")));
     validate_pod_security_context(spec, p, &mut errs);
     validate_image_pull_secrets(spec, p, &mut errs);
     if let Some(aff) = get(spec, "affinity") {
@@ -414,11 +350,7 @@ pub(crate) fn validate_pod_spec(spec: &Value, p: &str, opts: Opts) -> Vec<Cause>
         }
     }
     if let Some(rc) = get(spec, "runtimeClassName") {
-        dns_subdomain(
-            &mut errs,
-            rc.as_str().unwrap_or(""),
-            &child(p, "runtimeClassName"),
-        );
+        dns_subdomain(&mut errs, rc.as_str().unwrap_or(""), &child(p, "runtimeClassName"));
     }
     let ads_path = child(p, "activeDeadlineSeconds");
     if let Some(ads) = int_field(&mut errs, spec, "activeDeadlineSeconds", &ads_path) {
@@ -436,19 +368,12 @@ pub(crate) fn validate_pod_spec(spec: &Value, p: &str, opts: Opts) -> Vec<Cause>
             dns_label(&mut errs, v, &child(p, field));
         }
     }
-    errs.extend(validate_tolerations(
-        get_arr(spec, "tolerations"),
-        &child(p, "tolerations"),
-    ));
+    errs.extend(validate_tolerations(get_arr(spec, "tolerations"), &child(p, "tolerations")));
     for (i, alias) in get_arr(spec, "hostAliases").iter().enumerate() {
         let ap = index(&child(p, "hostAliases"), i);
         let ip = get_str(alias, "ip");
         if names::parse_ip(ip).is_none() {
-            errs.push(Cause::invalid(
-                child(&ap, "ip"),
-                &str_value(ip),
-                names::INVALID_IP,
-            ));
+            errs.push(Cause::invalid(child(&ap, "ip"), &str_value(ip), names::INVALID_IP));
         }
         for (j, h) in get_arr(alias, "hostnames").iter().enumerate() {
             let hp = index(&child(&ap, "hostnames"), j);
@@ -456,12 +381,7 @@ pub(crate) fn validate_pod_spec(spec: &Value, p: &str, opts: Opts) -> Vec<Cause>
         }
     }
     if let Some(pp) = get(spec, "preemptionPolicy") {
-        one_of(
-            &mut errs,
-            pp.as_str().unwrap_or(""),
-            &child(p, "preemptionPolicy"),
-            &["PreemptLowerPriority", "Never"],
-        );
+        one_of(&mut errs, pp.as_str().unwrap_or(""), &child(p, "preemptionPolicy"), &["PreemptLowerPriority", "Never"]);
     }
     if let Some(overhead) = get(spec, "overhead") {
         validate_resource_list(Some(overhead), &child(p, "overhead"), &mut errs);
@@ -473,12 +393,7 @@ pub(crate) fn validate_pod_spec(spec: &Value, p: &str, opts: Opts) -> Vec<Cause>
     errs
 }
 
-fn validate_volumes<'a>(
-    spec: &'a Value,
-    p: &str,
-    opts: Opts,
-    errs: &mut Vec<Cause>,
-) -> Volumes<'a> {
+fn validate_volumes<'a>(spec: &'a Value, p: &str, opts: Opts, errs: &mut Vec<Cause>) -> Volumes<'a> {
     let mut vols = Volumes::new();
     for (i, vol) in get_arr(spec, "volumes").iter().enumerate() {
         let vp = index(p, i);
@@ -512,10 +427,7 @@ fn validate_volume_source(vol: &Value, p: &str, opts: Opts) -> Vec<Cause> {
         };
         let sp = child(p, source);
         if count > 0 {
-            errs.push(Cause::forbidden(
-                &sp,
-                "may not specify more than 1 volume type",
-            ));
+            errs.push(Cause::forbidden(&sp, "may not specify more than 1 volume type"));
             continue;
         }
         count += 1;
@@ -550,11 +462,7 @@ fn validate_volume_source(vol: &Value, p: &str, opts: Opts) -> Vec<Cause> {
                         ];
                         let t = t.as_str().unwrap_or("?");
                         if !allowed.contains(&t) {
-                            errs.push(Cause::not_supported(
-                                child(&sp, "type"),
-                                &str_value(t),
-                                &allowed,
-                            ));
+                            errs.push(Cause::not_supported(child(&sp, "type"), &str_value(t), &allowed));
                         }
                     }
                 }
@@ -563,11 +471,7 @@ fn validate_volume_source(vol: &Value, p: &str, opts: Opts) -> Vec<Cause> {
                 if get_str(src, "repository").is_empty() {
                     errs.push(Cause::required(child(&sp, "repository")));
                 }
-                local_descending(
-                    &mut errs,
-                    get_str(src, "directory"),
-                    &child(&sp, "directory"),
-                );
+                local_descending(&mut errs, get_str(src, "directory"), &child(&sp, "directory"));
             }
             "secret" => {
                 if get_str(src, "secretName").is_empty() {
@@ -595,11 +499,7 @@ fn validate_volume_source(vol: &Value, p: &str, opts: Opts) -> Vec<Cause> {
                     errs.push(Cause::required(child(&sp, "path")));
                 }
                 if !path.starts_with('/') {
-                    errs.push(Cause::invalid(
-                        child(&sp, "path"),
-                        &str_value(path),
-                        "must be an absolute path",
-                    ));
+                    errs.push(Cause::invalid(child(&sp, "path"), &str_value(path), "must be an absolute path"));
                 }
             }
             "downwardAPI" => {
@@ -640,22 +540,14 @@ fn validate_volume_source(vol: &Value, p: &str, opts: Opts) -> Vec<Cause> {
 
 fn no_backsteps(errs: &mut Vec<Cause>, path: &str, fp: &str) {
     if path.replace('\\', "/").split('/').any(|part| part == "..") {
-        errs.push(Cause::invalid(
-            fp,
-            &str_value(path),
-            "must not contain '..'",
-        ));
+        errs.push(Cause::invalid(fp, &str_value(path), "must not contain '..'"));
     }
 }
 
 /// Relative, without `..` elements: the path stays inside the volume.
 fn local_descending(errs: &mut Vec<Cause>, path: &str, fp: &str) {
     if path.starts_with('/') {
-        errs.push(Cause::invalid(
-            fp,
-            &str_value(path),
-            "must be a relative path",
-        ));
+        errs.push(Cause::invalid(fp, &str_value(path), "must be a relative path"));
     }
     no_backsteps(errs, path, fp);
 }
@@ -663,11 +555,7 @@ fn local_descending(errs: &mut Vec<Cause>, path: &str, fp: &str) {
 fn local_non_reserved(errs: &mut Vec<Cause>, path: &str, fp: &str) {
     local_descending(errs, path, fp);
     if path.starts_with("..") && !path.starts_with("../") {
-        errs.push(Cause::invalid(
-            fp,
-            &str_value(path),
-            "must not start with '..'",
-        ));
+        errs.push(Cause::invalid(fp, &str_value(path), "must not start with '..'"));
     }
 }
 
@@ -704,10 +592,7 @@ fn downward_api_file(errs: &mut Vec<Cause>, file: &Value, p: &str) {
             }
         }
         (None, Some(rf)) => resource_field_selector(errs, rf, true, &child(p, "resourceFieldRef")),
-        (None, None) => errs.push(required_detail(
-            p,
-            "one of fieldRef and resourceFieldRef is required",
-        )),
+        (None, None) => errs.push(required_detail(p, "one of fieldRef and resourceFieldRef is required")),
     }
     file_mode(errs, file, "mode", &child(p, "mode"));
 }
@@ -783,10 +668,7 @@ fn projected_sources(errs: &mut Vec<Cause>, src: &Value, p: &str) {
             claim_path(errs, cp, &str_value(cp));
         }
         if count > 1 {
-            errs.push(Cause::forbidden(
-                &srcp,
-                "may not specify more than 1 volume type per source",
-            ));
+            errs.push(Cause::forbidden(&srcp, "may not specify more than 1 volume type per source"));
         }
     }
 }
@@ -810,13 +692,8 @@ fn object_field_selector(errs: &mut Vec<Cause>, fs: &Value, allowed: &[&str], p:
         errs.push(Cause::required(&fpp));
         return;
     }
-    let conversion_error = |detail: String| {
-        Cause::invalid(
-            &fpp,
-            &str_value(fp),
-            format!("error converting fieldPath: {detail}"),
-        )
-    };
+    let conversion_error =
+        |detail: String| Cause::invalid(&fpp, &str_value(fp), format!("error converting fieldPath: {detail}"));
     if api != "v1" {
         errs.push(conversion_error(format!("unsupported pod version: {api}")));
         return;
@@ -825,9 +702,7 @@ fn object_field_selector(errs: &mut Vec<Cause>, fs: &Value, allowed: &[&str], p:
         match base {
             "metadata.annotations" => qualified(errs, &subscript.to_lowercase(), p),
             "metadata.labels" => qualified(errs, subscript, p),
-            _ => errs.push(conversion_error(format!(
-                "field label does not support subscript: {fp}"
-            ))),
+            _ => errs.push(conversion_error(format!("field label does not support subscript: {fp}"))),
         }
         return;
     }
@@ -857,11 +732,7 @@ fn resource_field_selector(errs: &mut Vec<Cause>, rf: &Value, volume: bool, p: &
         && !resource.starts_with("requests.hugepages-")
         && !resource.starts_with("limits.hugepages-")
     {
-        errs.push(Cause::not_supported(
-            child(p, "resource"),
-            &str_value(resource),
-            &RESOURCE_FIELD_PATHS,
-        ));
+        errs.push(Cause::not_supported(child(p, "resource"), &str_value(resource), &RESOURCE_FIELD_PATHS));
     }
 }
 
@@ -890,32 +761,11 @@ fn validate_containers(
         if let Some(lc) = get(c, "lifecycle") {
             lifecycle(errs, lc, grace, &child(&path, "lifecycle"));
         }
-        probe(
-            errs,
-            get(c, "livenessProbe"),
-            grace,
-            &child(&path, "livenessProbe"),
-            ProbeKind::Liveness,
-        );
-        probe(
-            errs,
-            get(c, "readinessProbe"),
-            grace,
-            &child(&path, "readinessProbe"),
-            ProbeKind::Readiness,
-        );
-        probe(
-            errs,
-            get(c, "startupProbe"),
-            grace,
-            &child(&path, "startupProbe"),
-            ProbeKind::Startup,
-        );
+        probe(errs, get(c, "livenessProbe"), grace, &child(&path, "livenessProbe"), ProbeKind::Liveness);
+        probe(errs, get(c, "readinessProbe"), grace, &child(&path, "readinessProbe"), ProbeKind::Readiness);
+        probe(errs, get(c, "startupProbe"), grace, &child(&path, "startupProbe"), ProbeKind::Startup);
         if get(c, "restartPolicy").is_some() {
-            errs.push(Cause::forbidden(
-                child(&path, "restartPolicy"),
-                "may not be set for non-init containers",
-            ));
+            errs.push(Cause::forbidden(child(&path, "restartPolicy"), "may not be set for non-init containers"));
         }
     }
     // Regular containers run together, so their host ports must not collide.
@@ -931,10 +781,7 @@ fn validate_init_containers(
     errs: &mut Vec<Cause>,
 ) {
     let ip = child(p, "initContainers");
-    let mut seen: HashSet<&str> = get_arr(spec, "containers")
-        .iter()
-        .map(|c| get_str(c, "name"))
-        .collect();
+    let mut seen: HashSet<&str> = get_arr(spec, "containers").iter().map(|c| get_str(c, "name")).collect();
     for (i, c) in get_arr(spec, "initContainers").iter().enumerate() {
         let path = index(&ip, i);
         container_common(c, vols, &path, host_users, errs);
@@ -943,11 +790,7 @@ fn validate_init_containers(
             Some(rp) => {
                 let rp = rp.as_str().unwrap_or("");
                 if rp != "Always" {
-                    errs.push(Cause::not_supported(
-                        child(&path, "restartPolicy"),
-                        &str_value(rp),
-                        &["Always"],
-                    ));
+                    errs.push(Cause::not_supported(child(&path, "restartPolicy"), &str_value(rp), &["Always"]));
                 }
                 rp == "Always"
             }
@@ -964,34 +807,11 @@ fn validate_init_containers(
             if let Some(lc) = get(c, "lifecycle") {
                 lifecycle(errs, lc, grace, &child(&path, "lifecycle"));
             }
-            probe(
-                errs,
-                get(c, "livenessProbe"),
-                grace,
-                &child(&path, "livenessProbe"),
-                ProbeKind::Liveness,
-            );
-            probe(
-                errs,
-                get(c, "readinessProbe"),
-                grace,
-                &child(&path, "readinessProbe"),
-                ProbeKind::Readiness,
-            );
-            probe(
-                errs,
-                get(c, "startupProbe"),
-                grace,
-                &child(&path, "startupProbe"),
-                ProbeKind::Startup,
-            );
+            probe(errs, get(c, "livenessProbe"), grace, &child(&path, "livenessProbe"), ProbeKind::Liveness);
+            probe(errs, get(c, "readinessProbe"), grace, &child(&path, "readinessProbe"), ProbeKind::Readiness);
+            probe(errs, get(c, "startupProbe"), grace, &child(&path, "startupProbe"), ProbeKind::Startup);
         } else {
-            for field in [
-                "lifecycle",
-                "livenessProbe",
-                "readinessProbe",
-                "startupProbe",
-            ] {
+            for field in ["lifecycle", "livenessProbe", "readinessProbe", "startupProbe"] {
                 if get(c, field).is_some() {
                     errs.push(Cause::forbidden(
                         child(&path, field),
@@ -1003,13 +823,7 @@ fn validate_init_containers(
     }
 }
 
-fn validate_ephemeral_containers(
-    spec: &Value,
-    vols: &Volumes,
-    p: &str,
-    host_users: bool,
-    errs: &mut Vec<Cause>,
-) {
+fn validate_ephemeral_containers(spec: &Value, vols: &Volumes, p: &str, host_users: bool, errs: &mut Vec<Cause>) {
     let ep = child(p, "ephemeralContainers");
     let mut others = HashSet::new();
     for field in ["containers", "initContainers"] {
@@ -1025,25 +839,12 @@ fn validate_ephemeral_containers(
         }
         let target = get_str(c, "targetContainerName");
         if !target.is_empty() && !others.contains(target) {
-            errs.push(not_found(
-                &child(&path, "targetContainerName"),
-                &str_value(target),
-            ));
+            errs.push(not_found(&child(&path, "targetContainerName"), &str_value(target)));
         }
         // Debug containers must not take part in the pod's service.
-        for field in [
-            "ports",
-            "resources",
-            "lifecycle",
-            "livenessProbe",
-            "readinessProbe",
-            "startupProbe",
-        ] {
+        for field in ["ports", "resources", "lifecycle", "livenessProbe", "readinessProbe", "startupProbe"] {
             if get(c, field).and_then(normalized).is_some() {
-                errs.push(Cause::forbidden(
-                    child(&path, field),
-                    "cannot be set for an Ephemeral Container",
-                ));
+                errs.push(Cause::forbidden(child(&path, field), "cannot be set for an Ephemeral Container"));
             }
         }
         for (j, m) in get_arr(c, "volumeMounts").iter().enumerate() {
@@ -1059,11 +860,7 @@ fn validate_ephemeral_containers(
     }
 }
 
-fn host_port_conflicts<'a>(
-    errs: &mut Vec<Cause>,
-    containers: impl Iterator<Item = (usize, &'a Value)>,
-    p: &str,
-) {
+fn host_port_conflicts<'a>(errs: &mut Vec<Cause>, containers: impl Iterator<Item = (usize, &'a Value)>, p: &str) {
     let mut seen = HashSet::new();
     for (ci, c) in containers {
         for (pi, port) in get_arr(c, "ports").iter().enumerate() {
@@ -1071,17 +868,9 @@ fn host_port_conflicts<'a>(
             if host_port == 0 {
                 continue;
             }
-            let id = format!(
-                "{}/{}/{}",
-                get_str(port, "protocol"),
-                get_str(port, "hostIP"),
-                host_port
-            );
+            let id = format!("{}/{}/{}", get_str(port, "protocol"), get_str(port, "hostIP"), host_port);
             if !seen.insert(id.clone()) {
-                errs.push(Cause::duplicate(
-                    format!("{p}[{ci}].ports[{pi}].hostPort"),
-                    &str_value(&id),
-                ));
+                errs.push(Cause::duplicate(format!("{p}[{ci}].ports[{pi}].hostPort"), &str_value(&id)));
             }
         }
     }
@@ -1103,23 +892,14 @@ fn container_common(c: &Value, vols: &Volumes, p: &str, host_users: bool, errs: 
     match tmp {
         "File" | "FallbackToLogsOnError" => {}
         "" => errs.push(Cause::required(&tmp_path)),
-        other => errs.push(Cause::not_supported(
-            &tmp_path,
-            &str_value(other),
-            &["File", "FallbackToLogsOnError"],
-        )),
+        other => errs.push(Cause::not_supported(&tmp_path, &str_value(other), &["File", "FallbackToLogsOnError"])),
     }
     container_ports(errs, get_arr(c, "ports"), &child(p, "ports"));
     env(errs, get_arr(c, "env"), &child(p, "env"));
     env_from(errs, get_arr(c, "envFrom"), &child(p, "envFrom"));
     volume_mounts(errs, c, vols, &child(p, "volumeMounts"));
     volume_devices(errs, c, vols, &child(p, "volumeDevices"));
-    one_of(
-        errs,
-        get_str(c, "imagePullPolicy"),
-        &child(p, "imagePullPolicy"),
-        &["Always", "IfNotPresent", "Never"],
-    );
+    one_of(errs, get_str(c, "imagePullPolicy"), &child(p, "imagePullPolicy"), &["Always", "IfNotPresent", "Never"]);
     if let Some(res) = get(c, "resources") {
         validate_resources(res, &child(p, "resources"), errs);
     }
@@ -1152,12 +932,7 @@ fn container_ports(errs: &mut Vec<Cause>, ports: &[Value], p: &str) {
         if let Some(hp) = int_field(errs, port, "hostPort", &hpp).filter(|n| *n != 0) {
             port_num(errs, hp, &hpp);
         }
-        one_of(
-            errs,
-            get_str(port, "protocol"),
-            &child(&pp, "protocol"),
-            &["SCTP", "TCP", "UDP"],
-        );
+        one_of(errs, get_str(port, "protocol"), &child(&pp, "protocol"), &["SCTP", "TCP", "UDP"]);
     }
 }
 
@@ -1198,17 +973,9 @@ fn env(errs: &mut Vec<Cause>, vars: &[Value], p: &str) {
                 "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`",
             ));
         } else if !get_str(ev, "value").is_empty() {
-            errs.push(Cause::invalid(
-                &vp,
-                &empty,
-                "may not be specified when `value` is not empty",
-            ));
+            errs.push(Cause::invalid(&vp, &empty, "may not be specified when `value` is not empty"));
         } else if sources > 1 {
-            errs.push(Cause::invalid(
-                &vp,
-                &empty,
-                "may not have more than one field specified at a time",
-            ));
+            errs.push(Cause::invalid(&vp, &empty, "may not have more than one field specified at a time"));
         }
     }
 }
@@ -1230,12 +997,7 @@ fn env_from(errs: &mut Vec<Cause>, sources: &[Value], p: &str) {
         let sp = index(p, i);
         let prefix = get_str(src, "prefix");
         if !prefix.is_empty() {
-            invalid_each(
-                errs,
-                &child(&sp, "prefix"),
-                prefix,
-                names::env_var_name_errors(prefix),
-            );
+            invalid_each(errs, &child(&sp, "prefix"), prefix, names::env_var_name_errors(prefix));
         }
         let mut count = 0;
         for kind in ["configMapRef", "secretRef"] {
@@ -1253,26 +1015,16 @@ fn env_from(errs: &mut Vec<Cause>, sources: &[Value], p: &str) {
         }
         let empty = str_value("");
         if count == 0 {
-            errs.push(Cause::invalid(
-                p,
-                &empty,
-                "must specify one of: `configMapRef` or `secretRef`",
-            ));
+            errs.push(Cause::invalid(p, &empty, "must specify one of: `configMapRef` or `secretRef`"));
         } else if count > 1 {
-            errs.push(Cause::invalid(
-                p,
-                &empty,
-                "may not have more than one field specified at a time",
-            ));
+            errs.push(Cause::invalid(p, &empty, "may not have more than one field specified at a time"));
         }
     }
 }
 
 fn volume_mounts(errs: &mut Vec<Cause>, c: &Value, vols: &Volumes, p: &str) {
-    let devices: HashMap<&str, &str> = get_arr(c, "volumeDevices")
-        .iter()
-        .map(|d| (get_str(d, "name"), get_str(d, "devicePath")))
-        .collect();
+    let devices: HashMap<&str, &str> =
+        get_arr(c, "volumeDevices").iter().map(|d| (get_str(d, "name"), get_str(d, "devicePath"))).collect();
     let privileged = get_bool(sub(c, "securityContext"), "privileged");
     let mut mountpoints = HashSet::new();
     for (i, m) in get_arr(c, "volumeMounts").iter().enumerate() {
@@ -1294,29 +1046,17 @@ fn volume_mounts(errs: &mut Vec<Cause>, c: &Value, vols: &Volumes, p: &str) {
             errs.push(Cause::invalid(&pp, &str_value(path), "must be unique"));
         }
         if devices.contains_key(name) {
-            errs.push(Cause::invalid(
-                &np,
-                &str_value(name),
-                "must not already exist in volumeDevices",
-            ));
+            errs.push(Cause::invalid(&np, &str_value(name), "must not already exist in volumeDevices"));
         }
         if devices.values().any(|d| *d == path) {
-            errs.push(Cause::invalid(
-                &pp,
-                &str_value(path),
-                "must not already exist as a path in volumeDevices",
-            ));
+            errs.push(Cause::invalid(&pp, &str_value(path), "must not already exist as a path in volumeDevices"));
         }
         let sub_path = get_str(m, "subPath");
         let sub_expr = get_str(m, "subPathExpr");
         if vols.get(name).is_some_and(|v| get(v, "image").is_some()) {
             for (field, v) in [("subPath", sub_path), ("subPathExpr", sub_expr)] {
                 if !v.is_empty() {
-                    errs.push(Cause::invalid(
-                        child(&mp, field),
-                        &str_value(v),
-                        "not allowed in image volume sources",
-                    ));
+                    errs.push(Cause::invalid(child(&mp, field), &str_value(v), "not allowed in image volume sources"));
                 }
             }
         }
@@ -1353,10 +1093,7 @@ fn volume_mounts(errs: &mut Vec<Cause>, c: &Value, vols: &Volumes, p: &str) {
                 "Disabled" => {}
                 "Enabled" | "IfPossible" => {
                     if !get_bool(m, "readOnly") {
-                        errs.push(Cause::forbidden(
-                            &rp,
-                            "may only be specified when readOnly is true",
-                        ));
+                        errs.push(Cause::forbidden(&rp, "may only be specified when readOnly is true"));
                     }
                     if !propagation.is_empty() && propagation != "None" {
                         errs.push(Cause::forbidden(
@@ -1365,21 +1102,15 @@ fn volume_mounts(errs: &mut Vec<Cause>, c: &Value, vols: &Volumes, p: &str) {
                         ));
                     }
                 }
-                _ => errs.push(Cause::not_supported(
-                    &rp,
-                    rro,
-                    &["Disabled", "Enabled", "IfPossible"],
-                )),
+                _ => errs.push(Cause::not_supported(&rp, rro, &["Disabled", "Enabled", "IfPossible"])),
             }
         }
     }
 }
 
 fn volume_devices(errs: &mut Vec<Cause>, c: &Value, vols: &Volumes, p: &str) {
-    let mounts: HashMap<&str, &str> = get_arr(c, "volumeMounts")
-        .iter()
-        .map(|m| (get_str(m, "name"), get_str(m, "mountPath")))
-        .collect();
+    let mounts: HashMap<&str, &str> =
+        get_arr(c, "volumeMounts").iter().map(|m| (get_str(m, "name"), get_str(m, "mountPath"))).collect();
     let mut names_seen = HashSet::new();
     let mut paths_seen = HashSet::new();
     for (i, d) in get_arr(c, "volumeDevices").iter().enumerate() {
@@ -1412,27 +1143,15 @@ fn volume_devices(errs: &mut Vec<Cause>, c: &Value, vols: &Volumes, p: &str) {
             errs.push(Cause::invalid(&pp, &str_value(path), "must be unique"));
         }
         if path.split('/').any(|s| s == "..") {
-            errs.push(Cause::invalid(
-                &pp,
-                &str_value(path),
-                "can not contain backsteps ('..')",
-            ));
+            errs.push(Cause::invalid(&pp, &str_value(path), "can not contain backsteps ('..')"));
         } else {
             paths_seen.insert(path);
         }
         if mounts.contains_key(name) {
-            errs.push(Cause::invalid(
-                &np,
-                &str_value(name),
-                "must not already exist in volumeMounts",
-            ));
+            errs.push(Cause::invalid(&np, &str_value(name), "must not already exist in volumeMounts"));
         }
         if mounts.values().any(|m| *m == path) {
-            errs.push(Cause::invalid(
-                &pp,
-                &str_value(path),
-                "must not already exist as a path in volumeMounts",
-            ));
+            errs.push(Cause::invalid(&pp, &str_value(path), "must not already exist as a path in volumeMounts"));
         }
         if !name.is_empty() {
             names_seen.insert(name);
@@ -1499,44 +1218,24 @@ fn container_resource_name(errs: &mut Vec<Cause>, name: &str, p: &str) {
     let v = str_value(name);
     if !name.contains('/') {
         if !is_standard_resource_name(name) {
-            errs.push(Cause::invalid(
-                p,
-                &v,
-                "must be a standard resource type or fully qualified",
-            ));
+            errs.push(Cause::invalid(p, &v, "must be a standard resource type or fully qualified"));
         }
         if !matches!(name, "cpu" | "memory" | "ephemeral-storage") && !is_hugepages(name) {
-            errs.push(Cause::invalid(
-                p,
-                &v,
-                "must be a standard resource for containers",
-            ));
+            errs.push(Cause::invalid(p, &v, "must be a standard resource for containers"));
         }
     } else if !is_native_resource(name) && !is_extended_resource(name) {
-        errs.push(Cause::invalid(
-            p,
-            &v,
-            "doesn't follow extended resource name standard",
-        ));
+        errs.push(Cause::invalid(p, &v, "doesn't follow extended resource name standard"));
     }
 }
 
 /// Checks a `limits`/`requests` style map; returns the quantities that parsed.
-fn validate_resource_list<'a>(
-    list: Option<&'a Value>,
-    p: &str,
-    errs: &mut Vec<Cause>,
-) -> Vec<(&'a str, Quantity)> {
+fn validate_resource_list<'a>(list: Option<&'a Value>, p: &str, errs: &mut Vec<Cause>) -> Vec<(&'a str, Quantity)> {
     let mut out = Vec::new();
     let m = match list {
         None => return out,
         Some(Value::Object(m)) => m,
         Some(other) => {
-            errs.push(Cause::invalid(
-                p,
-                other,
-                "must be a map of resource quantities",
-            ));
+            errs.push(Cause::invalid(p, other, "must be a map of resource quantities"));
             return out;
         }
     };
@@ -1565,18 +1264,13 @@ fn validate_resources(res: &Value, p: &str, errs: &mut Vec<Cause>) {
     let req_path = child(p, "requests");
     let limits = validate_resource_list(get(res, "limits"), &lim_path, errs);
     let requests = validate_resource_list(get(res, "requests"), &req_path, errs);
-    let compute =
-        |list: &[(&str, Quantity)]| list.iter().any(|(n, _)| matches!(*n, "cpu" | "memory"));
+    let compute = |list: &[(&str, Quantity)]| list.iter().any(|(n, _)| matches!(*n, "cpu" | "memory"));
     let huge = |list: &[(&str, Quantity)]| list.iter().any(|(n, _)| is_hugepages(n));
     for (name, q) in &requests {
         let shown = str_value(&q.canonical());
         match limits.iter().find(|(n, _)| n == name) {
             Some((_, limit)) if !overcommit_allowed(name) && q != limit => {
-                errs.push(Cause::invalid(
-                    &req_path,
-                    &shown,
-                    format!("must be equal to {name} limit of {limit}"),
-                ));
+                errs.push(Cause::invalid(&req_path, &shown, format!("must be equal to {name} limit of {limit}")));
             }
             Some((_, limit)) if q > limit => errs.push(Cause::invalid(
                 &req_path,
@@ -1584,10 +1278,9 @@ fn validate_resources(res: &Value, p: &str, errs: &mut Vec<Cause>) {
                 format!("must be less than or equal to {name} limit of {limit}"),
             )),
             Some(_) => {}
-            None if !overcommit_allowed(name) => errs.push(required_detail(
-                &lim_path,
-                "Limit must be set for non overcommitable resources",
-            )),
+            None if !overcommit_allowed(name) => {
+                errs.push(required_detail(&lim_path, "Limit must be set for non overcommitable resources"))
+            }
             None => {}
         }
     }
@@ -1598,50 +1291,28 @@ fn validate_resources(res: &Value, p: &str, errs: &mut Vec<Cause>) {
 
 fn seccomp_profile(errs: &mut Vec<Cause>, sp: &Value, p: &str) {
     let t = get_str(sp, "type");
-    one_of(
-        errs,
-        t,
-        &child(p, "type"),
-        &["Localhost", "RuntimeDefault", "Unconfined"],
-    );
+    one_of(errs, t, &child(p, "type"), &["Localhost", "RuntimeDefault", "Unconfined"]);
     let local = get(sp, "localhostProfile");
     if t == "Localhost" {
         match local.and_then(Value::as_str) {
-            None => errs.push(required_detail(
-                &child(p, "localhostProfile"),
-                "must be set when seccomp type is Localhost",
-            )),
+            None => {
+                errs.push(required_detail(&child(p, "localhostProfile"), "must be set when seccomp type is Localhost"))
+            }
             Some(lp) => local_descending(errs, lp, &child(p, "localhostProfile")),
         }
     } else if local.is_some() {
-        errs.push(Cause::invalid(
-            child(p, "localhostProfile"),
-            sp,
-            "can only be set when seccomp type is Localhost",
-        ));
+        errs.push(Cause::invalid(child(p, "localhostProfile"), sp, "can only be set when seccomp type is Localhost"));
     }
 }
 
 fn apparmor_profile(errs: &mut Vec<Cause>, ap: &Value, p: &str) {
     let t = get_str(ap, "type");
-    one_of(
-        errs,
-        t,
-        &child(p, "type"),
-        &["Localhost", "RuntimeDefault", "Unconfined"],
-    );
+    one_of(errs, t, &child(p, "type"), &["Localhost", "RuntimeDefault", "Unconfined"]);
     let local = get_str(ap, "localhostProfile");
     if t == "Localhost" && local.trim().is_empty() {
-        errs.push(required_detail(
-            &child(p, "localhostProfile"),
-            "must be set when AppArmor type is Localhost",
-        ));
+        errs.push(required_detail(&child(p, "localhostProfile"), "must be set when AppArmor type is Localhost"));
     } else if t != "Localhost" && get(ap, "localhostProfile").is_some() {
-        errs.push(Cause::invalid(
-            child(p, "localhostProfile"),
-            ap,
-            "can only be set when AppArmor type is Localhost",
-        ));
+        errs.push(Cause::invalid(child(p, "localhostProfile"), ap, "can only be set when AppArmor type is Localhost"));
     }
 }
 
@@ -1652,18 +1323,10 @@ fn container_security_context(errs: &mut Vec<Cause>, sc: &Value, p: &str, host_u
         let pm = pm.as_str().unwrap_or("");
         let pp = child(p, "procMount");
         if !matches!(pm, "Default" | "Unmasked") {
-            errs.push(Cause::not_supported(
-                &pp,
-                &str_value(pm),
-                &["Default", "Unmasked"],
-            ));
+            errs.push(Cause::not_supported(&pp, &str_value(pm), &["Default", "Unmasked"]));
         }
         if host_users && pm == "Unmasked" {
-            errs.push(Cause::invalid(
-                &pp,
-                &str_value(pm),
-                "`hostUsers` must be false to use `Unmasked`",
-            ));
+            errs.push(Cause::invalid(&pp, &str_value(pm), "`hostUsers` must be false to use `Unmasked`"));
         }
     }
     if let Some(sp) = get(sc, "seccompProfile") {
@@ -1674,11 +1337,7 @@ fn container_security_context(errs: &mut Vec<Cause>, sc: &Value, p: &str, host_u
     }
     if get(sc, "allowPrivilegeEscalation").and_then(Value::as_bool) == Some(false) {
         if get_bool(sc, "privileged") {
-            errs.push(Cause::invalid(
-                p,
-                sc,
-                "cannot set `allowPrivilegeEscalation` to false and `privileged` to true",
-            ));
+            errs.push(Cause::invalid(p, sc, "cannot set `allowPrivilegeEscalation` to false and `privileged` to true"));
         }
         let adds = get_arr(sub(sc, "capabilities"), "add");
         if adds.iter().any(|c| c.as_str() == Some("CAP_SYS_ADMIN")) {
@@ -1703,31 +1362,19 @@ fn validate_pod_security_context(spec: &Value, p: &str, errs: &mut Vec<Cause>) {
     for (i, g) in get_arr(sc, "supplementalGroups").iter().enumerate() {
         let ok = as_int(g).is_some_and(|g| (0..=MAX_ID).contains(&g));
         if !ok {
-            errs.push(Cause::invalid(
-                index(&gp, i),
-                g,
-                names::inclusive_range_error(0, MAX_ID),
-            ));
+            errs.push(Cause::invalid(index(&gp, i), g, names::inclusive_range_error(0, MAX_ID)));
         }
     }
     if let Some(policy) = get(sc, "fsGroupChangePolicy") {
         let allowed = ["Always", "OnRootMismatch"];
         if !policy.as_str().is_some_and(|s| allowed.contains(&s)) {
-            errs.push(Cause::not_supported(
-                child(&sp, "fsGroupChangePolicy"),
-                policy,
-                &allowed,
-            ));
+            errs.push(Cause::not_supported(child(&sp, "fsGroupChangePolicy"), policy, &allowed));
         }
     }
     if let Some(policy) = get(sc, "supplementalGroupsPolicy") {
         let allowed = ["Merge", "Strict"];
         if !policy.as_str().is_some_and(|s| allowed.contains(&s)) {
-            errs.push(Cause::not_supported(
-                child(&sp, "supplementalGroupsPolicy"),
-                policy,
-                &allowed,
-            ));
+            errs.push(Cause::not_supported(child(&sp, "supplementalGroupsPolicy"), policy, &allowed));
         }
     }
     if let Some(seccomp) = get(sc, "seccompProfile") {
@@ -1743,16 +1390,9 @@ fn validate_pod_security_context(spec: &Value, p: &str, errs: &mut Vec<Cause>) {
     }
     // User namespaces do not mix with sharing the host's other namespaces.
     if get(sc, "hostUsers").and_then(Value::as_bool) == Some(false) {
-        for (field, shown) in [
-            ("hostNetwork", "hostNetwork"),
-            ("hostPID", "HostPID"),
-            ("hostIPC", "HostIPC"),
-        ] {
+        for (field, shown) in [("hostNetwork", "hostNetwork"), ("hostPID", "HostPID"), ("hostIPC", "HostIPC")] {
             if get_bool(spec, field) {
-                errs.push(Cause::forbidden(
-                    child(p, shown),
-                    "when `pod.Spec.HostUsers` is false",
-                ));
+                errs.push(Cause::forbidden(child(p, shown), "when `pod.Spec.HostUsers` is false"));
             }
         }
     }
@@ -1762,11 +1402,7 @@ fn validate_image_pull_secrets(spec: &Value, p: &str, errs: &mut Vec<Cause>) {
     for (i, s) in get_arr(spec, "imagePullSecrets").iter().enumerate() {
         let extra = s.as_object().is_some_and(|m| m.keys().any(|k| k != "name"));
         if extra {
-            errs.push(Cause::invalid(
-                index(&child(p, "imagePullSecrets"), i),
-                s,
-                "only name may be set",
-            ));
+            errs.push(Cause::invalid(index(&child(p, "imagePullSecrets"), i), s, "only name may be set"));
         }
     }
 }
@@ -1797,10 +1433,7 @@ fn validate_dns_config(spec: &Value, dns_policy: &str, p: &str, errs: &mut Vec<C
     if dns_policy == "None" {
         match config {
             None => {
-                errs.push(required_detail(
-                    &dp,
-                    "must provide `dnsConfig` when `dnsPolicy` is None",
-                ));
+                errs.push(required_detail(&dp, "must provide `dnsConfig` when `dnsPolicy` is None"));
                 return;
             }
             Some(c) if get_arr(c, "nameservers").is_empty() => {
@@ -1826,17 +1459,10 @@ fn validate_dns_config(spec: &Value, dns_policy: &str, p: &str, errs: &mut Vec<C
     }
     for (i, ns) in nameservers.iter().enumerate() {
         if ns.as_str().and_then(names::parse_ip).is_none() {
-            errs.push(Cause::invalid(
-                index(&child(&dp, "nameservers"), i),
-                ns,
-                names::INVALID_IP,
-            ));
+            errs.push(Cause::invalid(index(&child(&dp, "nameservers"), i), ns, names::INVALID_IP));
         }
     }
-    let searches: Vec<&str> = get_arr(c, "searches")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let searches: Vec<&str> = get_arr(c, "searches").iter().filter_map(Value::as_str).collect();
     if searches.len() > 32 {
         errs.push(Cause::invalid(
             child(&dp, "searches"),
@@ -1857,10 +1483,7 @@ fn validate_dns_config(spec: &Value, dns_policy: &str, p: &str, errs: &mut Vec<C
     }
     for (i, o) in get_arr(c, "options").iter().enumerate() {
         if get_str(o, "name").is_empty() {
-            errs.push(required_detail(
-                &index(&child(&dp, "options"), i),
-                "must not be empty",
-            ));
+            errs.push(required_detail(&index(&child(&dp, "options"), i), "must not be empty"));
         }
     }
 }
@@ -1895,11 +1518,7 @@ pub(crate) fn validate_tolerations(tolerations: &[Value], p: &str) -> Vec<Cause>
             "Equal" | "" => {
                 let msgs = names::label_value_errors(value);
                 if !msgs.is_empty() {
-                    errs.push(Cause::invalid(
-                        child(&tp, "operator"),
-                        &str_value(value),
-                        msgs.join(";"),
-                    ));
+                    errs.push(Cause::invalid(child(&tp, "operator"), &str_value(value), msgs.join(";")));
                 }
             }
             "Exists" => {
@@ -1911,11 +1530,7 @@ pub(crate) fn validate_tolerations(tolerations: &[Value], p: &str) -> Vec<Cause>
                     ));
                 }
             }
-            other => errs.push(Cause::not_supported(
-                child(&tp, "operator"),
-                &str_value(other),
-                &["Equal", "Exists"],
-            )),
+            other => errs.push(Cause::not_supported(child(&tp, "operator"), &str_value(other), &["Equal", "Exists"])),
         }
         if !effect.is_empty() {
             errs.extend(taint_effect(effect, &child(&tp, "effect")));
@@ -1939,29 +1554,19 @@ fn node_selector_requirement(errs: &mut Vec<Cause>, req: &Value, p: &str, check_
     let values = get_arr(req, "values");
     let vp = child(p, "values");
     match get_str(req, "operator") {
-        "In" | "NotIn" if values.is_empty() => errs.push(required_detail(
-            &vp,
-            "must be specified when `operator` is 'In' or 'NotIn'",
-        )),
-        "Exists" | "DoesNotExist" if !values.is_empty() => errs.push(Cause::forbidden(
-            &vp,
-            "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
-        )),
-        "Gt" | "Lt" if values.len() != 1 => errs.push(required_detail(
-            &vp,
-            "must be specified single value when `operator` is 'Lt' or 'Gt'",
-        )),
+        "In" | "NotIn" if values.is_empty() => {
+            errs.push(required_detail(&vp, "must be specified when `operator` is 'In' or 'NotIn'"))
+        }
+        "Exists" | "DoesNotExist" if !values.is_empty() => {
+            errs.push(Cause::forbidden(&vp, "may not be specified when `operator` is 'Exists' or 'DoesNotExist'"))
+        }
+        "Gt" | "Lt" if values.len() != 1 => {
+            errs.push(required_detail(&vp, "must be specified single value when `operator` is 'Lt' or 'Gt'"))
+        }
         "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt" => {}
-        op => errs.push(Cause::invalid(
-            child(p, "operator"),
-            &str_value(op),
-            "not a valid selector operator",
-        )),
+        op => errs.push(Cause::invalid(child(p, "operator"), &str_value(op), "not a valid selector operator")),
     }
-    errs.extend(meta::validate_label_name(
-        get_str(req, "key"),
-        &child(p, "key"),
-    ));
+    errs.extend(meta::validate_label_name(get_str(req, "key"), &child(p, "key")));
     if check_values {
         for (i, v) in values.iter().enumerate() {
             let s = v.as_str().unwrap_or("");
@@ -1972,12 +1577,7 @@ fn node_selector_requirement(errs: &mut Vec<Cause>, req: &Value, p: &str, check_
 
 fn node_selector_term(errs: &mut Vec<Cause>, term: &Value, p: &str, check_values: bool) {
     for (i, req) in get_arr(term, "matchExpressions").iter().enumerate() {
-        node_selector_requirement(
-            errs,
-            req,
-            &index(&child(p, "matchExpressions"), i),
-            check_values,
-        );
+        node_selector_requirement(errs, req, &index(&child(p, "matchExpressions"), i), check_values);
     }
     for (i, req) in get_arr(term, "matchFields").iter().enumerate() {
         let rp = index(&child(p, "matchFields"), i);
@@ -1988,26 +1588,14 @@ fn node_selector_term(errs: &mut Vec<Cause>, term: &Value, p: &str, check_values
                 "must be only one value when `operator` is 'In' or 'NotIn' for node field selector",
             )),
             "In" | "NotIn" => {}
-            op => errs.push(Cause::invalid(
-                child(&rp, "operator"),
-                &str_value(op),
-                "not a valid selector operator",
-            )),
+            op => errs.push(Cause::invalid(child(&rp, "operator"), &str_value(op), "not a valid selector operator")),
         }
         let k = get_str(req, "key");
         if k != "metadata.name" {
-            errs.push(Cause::invalid(
-                child(&rp, "key"),
-                &str_value(k),
-                "not a valid field selector key",
-            ));
+            errs.push(Cause::invalid(child(&rp, "key"), &str_value(k), "not a valid field selector key"));
         } else {
             for (j, v) in values.iter().enumerate() {
-                dns_subdomain(
-                    errs,
-                    v.as_str().unwrap_or(""),
-                    &index(&child(&rp, "values"), j),
-                );
+                dns_subdomain(errs, v.as_str().unwrap_or(""), &index(&child(&rp, "values"), j));
             }
         }
     }
@@ -2021,12 +1609,7 @@ fn pod_affinity_term(errs: &mut Vec<Cause>, term: &Value, p: &str) {
     }
     for ns in get_arr(term, "namespaces") {
         let s = ns.as_str().unwrap_or("");
-        invalid_each(
-            errs,
-            &child(p, "namespace"),
-            s,
-            names::dns1123_label_errors(s),
-        );
+        invalid_each(errs, &child(p, "namespace"), s, names::dns1123_label_errors(s));
     }
     let tk = get_str(term, "topologyKey");
     let tkp = child(p, "topologyKey");
@@ -2039,11 +1622,7 @@ fn pod_affinity_term(errs: &mut Vec<Cause>, term: &Value, p: &str) {
 fn weight(errs: &mut Vec<Cause>, v: &Value, p: &str) {
     let w = get_int(v, "weight").unwrap_or(0);
     if !(1..=100).contains(&w) {
-        errs.push(Cause::invalid(
-            child(p, "weight"),
-            &Value::from(w),
-            "must be in the range 1-100",
-        ));
+        errs.push(Cause::invalid(child(p, "weight"), &Value::from(w), "must be in the range 1-100"));
     }
 }
 
@@ -2056,10 +1635,7 @@ fn validate_affinity(aff: &Value, p: &str, errs: &mut Vec<Cause>) {
             let tp = format!("{np}.{REQUIRED}.nodeSelectorTerms");
             let terms = get_arr(sel, "nodeSelectorTerms");
             if terms.is_empty() {
-                errs.push(required_detail(
-                    &tp,
-                    "must have at least one node selector term",
-                ));
+                errs.push(required_detail(&tp, "must have at least one node selector term"));
             }
             for (i, term) in terms.iter().enumerate() {
                 node_selector_term(errs, term, &index(&tp, i), true);
@@ -2069,12 +1645,7 @@ fn validate_affinity(aff: &Value, p: &str, errs: &mut Vec<Cause>) {
             let pp = index(&child(&np, PREFERRED), i);
             weight(errs, pref, &pp);
             // Preferred terms tolerate odd label values: they may still match something.
-            node_selector_term(
-                errs,
-                sub(pref, "preference"),
-                &child(&pp, "preference"),
-                false,
-            );
+            node_selector_term(errs, sub(pref, "preference"), &child(&pp, "preference"), false);
         }
     }
     for kind in ["podAffinity", "podAntiAffinity"] {
@@ -2088,11 +1659,7 @@ fn validate_affinity(aff: &Value, p: &str, errs: &mut Vec<Cause>) {
         for (i, wt) in get_arr(pa, PREFERRED).iter().enumerate() {
             let wp = index(&child(&kp, PREFERRED), i);
             weight(errs, wt, &wp);
-            pod_affinity_term(
-                errs,
-                sub(wt, "podAffinityTerm"),
-                &child(&wp, "podAffinityTerm"),
-            );
+            pod_affinity_term(errs, sub(wt, "podAffinityTerm"), &child(&wp, "podAffinityTerm"));
         }
     }
 }
@@ -2100,18 +1667,11 @@ fn validate_affinity(aff: &Value, p: &str, errs: &mut Vec<Cause>) {
 fn validate_topology_spread(spec: &Value, p: &str, errs: &mut Vec<Cause>) {
     let tp = child(p, "topologySpreadConstraints");
     let mut seen = HashSet::new();
-    for (i, c) in get_arr(spec, "topologySpreadConstraints")
-        .iter()
-        .enumerate()
-    {
+    for (i, c) in get_arr(spec, "topologySpreadConstraints").iter().enumerate() {
         let cp = index(&tp, i);
         let skew = get_int(c, "maxSkew").unwrap_or(0);
         if skew <= 0 {
-            errs.push(Cause::invalid(
-                child(&cp, "maxSkew"),
-                &Value::from(skew),
-                "must be greater than zero",
-            ));
+            errs.push(Cause::invalid(child(&cp, "maxSkew"), &Value::from(skew), "must be greater than zero"));
         }
         let tk = get_str(c, "topologyKey");
         let tkp = child(&cp, "topologyKey");
@@ -2121,19 +1681,10 @@ fn validate_topology_spread(spec: &Value, p: &str, errs: &mut Vec<Cause>) {
             errs.extend(meta::validate_label_name(tk, &tkp));
         }
         let wu = get_str(c, "whenUnsatisfiable");
-        one_of(
-            errs,
-            wu,
-            &child(&cp, "whenUnsatisfiable"),
-            &["DoNotSchedule", "ScheduleAnyway"],
-        );
+        one_of(errs, wu, &child(&cp, "whenUnsatisfiable"), &["DoNotSchedule", "ScheduleAnyway"]);
         if let Some(md) = get_int(c, "minDomains") {
             if md <= 0 {
-                errs.push(Cause::invalid(
-                    child(&cp, "minDomains"),
-                    &Value::from(md),
-                    "must be greater than zero",
-                ));
+                errs.push(Cause::invalid(child(&cp, "minDomains"), &Value::from(md), "must be greater than zero"));
             } else if wu != "DoNotSchedule" {
                 errs.push(Cause::invalid(
                     child(&cp, "minDomains"),
@@ -2143,10 +1694,7 @@ fn validate_topology_spread(spec: &Value, p: &str, errs: &mut Vec<Cause>) {
             }
         }
         if let Some(sel) = get(c, "labelSelector") {
-            errs.extend(meta::validate_label_selector(
-                sel,
-                &child(&cp, "labelSelector"),
-            ));
+            errs.extend(meta::validate_label_selector(sel, &child(&cp, "labelSelector")));
         }
         let pair = format!("{{{tk}, {wu}}}");
         if !seen.insert(pair.clone()) {
@@ -2166,30 +1714,14 @@ fn probe(errs: &mut Vec<Cause>, pr: Option<&Value>, grace: Option<i64>, p: &str,
     let Some(pr) = pr else {
         return;
     };
-    handler(
-        errs,
-        pr,
-        &["exec", "httpGet", "tcpSocket", "grpc"],
-        grace,
-        p,
-    );
-    for field in [
-        "initialDelaySeconds",
-        "timeoutSeconds",
-        "periodSeconds",
-        "successThreshold",
-        "failureThreshold",
-    ] {
+    handler(errs, pr, &["exec", "httpGet", "tcpSocket", "grpc"], grace, p);
+    for field in ["initialDelaySeconds", "timeoutSeconds", "periodSeconds", "successThreshold", "failureThreshold"] {
         nonnegative_field(errs, pr, field, &child(p, field));
     }
     let tgp = child(p, "terminationGracePeriodSeconds");
     if let Some(t) = get(pr, "terminationGracePeriodSeconds") {
         if kind == ProbeKind::Readiness {
-            errs.push(Cause::invalid(
-                &tgp,
-                t,
-                "must not be set for readinessProbes",
-            ));
+            errs.push(Cause::invalid(&tgp, t, "must not be set for readinessProbes"));
         } else if as_int(t).is_none_or(|n| n <= 0) {
             errs.push(Cause::invalid(&tgp, t, "must be greater than 0"));
         }
@@ -2197,11 +1729,7 @@ fn probe(errs: &mut Vec<Cause>, pr: Option<&Value>, grace: Option<i64>, p: &str,
     if kind != ProbeKind::Readiness {
         let st = get_int(pr, "successThreshold").unwrap_or(0);
         if st != 1 {
-            errs.push(Cause::invalid(
-                child(p, "successThreshold"),
-                &Value::from(st),
-                "must be 1",
-            ));
+            errs.push(Cause::invalid(child(p, "successThreshold"), &Value::from(st), "must be 1"));
         }
     }
 }
@@ -2209,13 +1737,7 @@ fn probe(errs: &mut Vec<Cause>, pr: Option<&Value>, grace: Option<i64>, p: &str,
 fn lifecycle(errs: &mut Vec<Cause>, lc: &Value, grace: Option<i64>, p: &str) {
     for hook in ["postStart", "preStop"] {
         if let Some(h) = get(lc, hook) {
-            handler(
-                errs,
-                h,
-                &["exec", "httpGet", "tcpSocket", "sleep"],
-                grace,
-                &child(p, hook),
-            );
+            handler(errs, h, &["exec", "httpGet", "tcpSocket", "sleep"], grace, &child(p, hook));
         }
     }
 }
@@ -2229,10 +1751,7 @@ fn handler(errs: &mut Vec<Cause>, h: &Value, kinds: &[&str], grace: Option<i64>,
         };
         let kp = child(p, kind);
         if count > 0 {
-            errs.push(Cause::forbidden(
-                &kp,
-                "may not specify more than 1 handler type",
-            ));
+            errs.push(Cause::forbidden(&kp, "may not specify more than 1 handler type"));
             continue;
         }
         count += 1;
@@ -2247,20 +1766,11 @@ fn handler(errs: &mut Vec<Cause>, h: &Value, kinds: &[&str], grace: Option<i64>,
                 validate_port_num_or_name(errs, get(x, "port"), &child(&kp, "port"));
                 let scheme = get_str(x, "scheme");
                 if !matches!(scheme, "HTTP" | "HTTPS") {
-                    errs.push(Cause::not_supported(
-                        child(&kp, "scheme"),
-                        &str_value(scheme),
-                        &["HTTP", "HTTPS"],
-                    ));
+                    errs.push(Cause::not_supported(child(&kp, "scheme"), &str_value(scheme), &["HTTP", "HTTPS"]));
                 }
                 for header in get_arr(x, "httpHeaders") {
                     let n = get_str(header, "name");
-                    invalid_each(
-                        errs,
-                        &child(&kp, "httpHeaders"),
-                        n,
-                        names::http_header_name_errors(n),
-                    );
+                    invalid_each(errs, &child(&kp, "httpHeaders"), n, names::http_header_name_errors(n));
                 }
             }
             "tcpSocket" => validate_port_num_or_name(errs, get(x, "port"), &child(&kp, "port")),
@@ -2302,10 +1812,7 @@ pub(crate) fn validate_pod_update(new: &Value, old: &Value) -> Vec<Cause> {
     for field in ["containers", "initContainers"] {
         let nc = get_arr(ns, field);
         if nc.len() != get_arr(os, field).len() {
-            errs.push(Cause::forbidden(
-                format!("spec.{field}"),
-                "pod updates may not add or remove containers",
-            ));
+            errs.push(Cause::forbidden(format!("spec.{field}"), "pod updates may not add or remove containers"));
             return errs;
         }
         for (i, c) in nc.iter().enumerate() {
@@ -2316,42 +1823,23 @@ pub(crate) fn validate_pod_update(new: &Value, old: &Value) -> Vec<Cause> {
     }
 
     let ads_path = "spec.activeDeadlineSeconds";
-    match (
-        get_int(ns, "activeDeadlineSeconds"),
-        get_int(os, "activeDeadlineSeconds"),
-    ) {
+    match (get_int(ns, "activeDeadlineSeconds"), get_int(os, "activeDeadlineSeconds")) {
         (Some(n), _) if !(0..=i64::from(i32::MAX)).contains(&n) => {
-            errs.push(Cause::invalid(
-                ads_path,
-                &Value::from(n),
-                names::inclusive_range_error(0, i64::from(i32::MAX)),
-            ));
+            errs.push(Cause::invalid(ads_path, &Value::from(n), names::inclusive_range_error(0, i64::from(i32::MAX))));
             return errs;
         }
         (Some(n), Some(o)) if o < n => {
-            errs.push(Cause::invalid(
-                ads_path,
-                &Value::from(n),
-                "must be less than or equal to previous value",
-            ));
+            errs.push(Cause::invalid(ads_path, &Value::from(n), "must be less than or equal to previous value"));
             return errs;
         }
-        (None, Some(_)) => errs.push(Cause::invalid(
-            ads_path,
-            &Value::Null,
-            "must not update from a positive integer to nil value",
-        )),
+        (None, Some(_)) => {
+            errs.push(Cause::invalid(ads_path, &Value::Null, "must not update from a positive integer to nil value"))
+        }
         _ => {}
     }
 
-    errs.extend(only_added_tolerations(
-        get_arr(ns, "tolerations"),
-        get_arr(os, "tolerations"),
-    ));
-    let old_gates: HashSet<&str> = get_arr(os, "schedulingGates")
-        .iter()
-        .map(|g| get_str(g, "name"))
-        .collect();
+    errs.extend(only_added_tolerations(get_arr(ns, "tolerations"), get_arr(os, "tolerations")));
+    let old_gates: HashSet<&str> = get_arr(os, "schedulingGates").iter().map(|g| get_str(g, "name")).collect();
     for (i, g) in get_arr(ns, "schedulingGates").iter().enumerate() {
         let name = get_str(g, "name");
         if !old_gates.contains(name) {
@@ -2388,21 +1876,14 @@ pub(crate) fn validate_pod_update(new: &Value, old: &Value) -> Vec<Cause> {
             };
         }
         let old_grace = get_int(os, "terminationGracePeriodSeconds");
-        if old_grace.is_some_and(|g| g < 0)
-            && get_int(ns, "terminationGracePeriodSeconds") == Some(1)
-        {
-            m.insert(
-                "terminationGracePeriodSeconds".into(),
-                Value::from(old_grace),
-            );
+        if old_grace.is_some_and(|g| g < 0) && get_int(ns, "terminationGracePeriodSeconds") == Some(1) {
+            m.insert("terminationGracePeriodSeconds".into(), Value::from(old_grace));
         }
         // Gated pods are not scheduled yet, so their node selector may still grow.
         if is_gated(os) && !semantic_eq(get(ns, "nodeSelector"), get(os, "nodeSelector")) {
             let new_sel = get_obj(ns, "nodeSelector");
-            let kept = get_obj(os, "nodeSelector").is_none_or(|o| {
-                o.iter()
-                    .all(|(k, v)| new_sel.and_then(|n| n.get(k)) == Some(v))
-            });
+            let kept = get_obj(os, "nodeSelector")
+                .is_none_or(|o| o.iter().all(|(k, v)| new_sel.and_then(|n| n.get(k)) == Some(v)));
             if !kept {
                 errs.push(Cause::invalid(
                     "spec.nodeSelector",
@@ -2463,23 +1944,13 @@ pub(crate) fn validate_pod_status_update(new: &Value, old: &Value) -> Vec<Cause>
     errs.extend(validate_conditions(
         get_arr(status, "conditions"),
         "status.conditions",
-        &[
-            "PodScheduled",
-            "Ready",
-            "Initialized",
-            "ContainersReady",
-            "PodReadyToStartContainers",
-            "DisruptionTarget",
-        ],
+        &["PodScheduled", "Ready", "Initialized", "ContainersReady", "PodReadyToStartContainers", "DisruptionTarget"],
     ));
     // Binding (which the server routes through here) may assign an unscheduled pod; a pod
     // already on a node never moves.
     let old_node = get_str(sub(old, "spec"), "nodeName");
     if !old_node.is_empty() && get_str(sub(new, "spec"), "nodeName") != old_node {
-        errs.push(Cause::forbidden(
-            "status.nodeName",
-            "may not be changed directly",
-        ));
+        errs.push(Cause::forbidden("status.nodeName", "may not be changed directly"));
     }
     let nominated = get_str(status, "nominatedNodeName");
     if !nominated.is_empty() && nominated != get_str(old_status, "nominatedNodeName") {
@@ -2487,11 +1958,7 @@ pub(crate) fn validate_pod_status_update(new: &Value, old: &Value) -> Vec<Cause>
     }
     let old_qos = get_str(old_status, "qosClass");
     if !old_qos.is_empty() && get_str(status, "qosClass") != old_qos {
-        errs.push(Cause::invalid(
-            "status.qosClass",
-            &str_value(get_str(status, "qosClass")),
-            IMMUTABLE,
-        ));
+        errs.push(Cause::invalid("status.qosClass", &str_value(get_str(status, "qosClass")), IMMUTABLE));
     }
     let restart = get_str(sub(old, "spec"), "restartPolicy");
     let restartable_init: HashSet<&str> = get_arr(sub(old, "spec"), "initContainers")
@@ -2518,11 +1985,7 @@ pub(crate) fn validate_pod_status_update(new: &Value, old: &Value) -> Vec<Cause>
     let host_ips = get_arr(status, "hostIPs");
     if let Some(first) = host_ips.first() {
         if get_str(first, "ip") != get_str(status, "hostIP") {
-            errs.push(Cause::invalid(
-                "status.hostIPs[0].ip",
-                sub(first, "ip"),
-                "must be equal to `hostIP`",
-            ));
+            errs.push(Cause::invalid("status.hostIPs[0].ip", sub(first, "ip"), "must be equal to `hostIP`"));
         }
         errs.extend(ip_list(host_ips, "status.hostIPs"));
     }
@@ -2540,12 +2003,7 @@ pub(crate) fn validate_conditions(conditions: &[Value], p: &str, system: &[&str]
         } else if !system.contains(&t) {
             qualified(&mut errs, t, &child(&cp, "type"));
         }
-        one_of(
-            &mut errs,
-            get_str(c, "status"),
-            &child(&cp, "status"),
-            &["True", "False", "Unknown"],
-        );
+        one_of(&mut errs, get_str(c, "status"), &child(&cp, "status"), &["True", "False", "Unknown"]);
     }
     errs
 }
@@ -2566,19 +2024,12 @@ fn state_transitions(
             continue;
         };
         let name = get_str(o, "name");
-        if (get_int(term, "exitCode").unwrap_or(0) != 0 && restart_policy == "OnFailure")
-            || skip(name)
-        {
+        if (get_int(term, "exitCode").unwrap_or(0) != 0 && restart_policy == "OnFailure") || skip(name) {
             continue;
         }
-        let revived = new
-            .iter()
-            .any(|n| get_str(n, "name") == name && get(sub(n, "state"), "terminated").is_none());
+        let revived = new.iter().any(|n| get_str(n, "name") == name && get(sub(n, "state"), "terminated").is_none());
         if revived {
-            errs.push(Cause::forbidden(
-                format!("{p}[{i}].state"),
-                "may not be transitioned to non-terminated state",
-            ));
+            errs.push(Cause::forbidden(format!("{p}[{i}].state"), "may not be transitioned to non-terminated state"));
         }
     }
     errs
@@ -2595,11 +2046,7 @@ fn ip_list(list: &[Value], p: &str) -> Vec<Cause> {
             Some(v6) => families.push(v6),
             None => {
                 all_valid = false;
-                errs.push(Cause::invalid(
-                    index(p, i),
-                    &str_value(ip),
-                    names::INVALID_IP,
-                ));
+                errs.push(Cause::invalid(index(p, i), &str_value(ip), names::INVALID_IP));
             }
         }
     }

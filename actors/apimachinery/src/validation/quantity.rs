@@ -42,10 +42,7 @@ impl Quantity {
     }
 
     pub fn from_units(units: i128, format: Format) -> Self {
-        Quantity {
-            milli: units.saturating_mul(1000),
-            format,
-        }
+        Quantity { milli: units.saturating_mul(1000), format }
     }
 
     /// The amount in thousandths: cpu "250m" is 250, memory "1Ki" is 1_024_000.
@@ -210,9 +207,7 @@ pub fn parse_quantity(s: &str) -> Result<Quantity, String> {
         Some(_) => (false, s),
         None => return Err(format_err()),
     };
-    let num_len = body
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(body.len());
+    let num_len = body.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(body.len());
     let (number, suffix) = body.split_at(num_len);
     let (int_part, frac_part) = number.split_once('.').unwrap_or((number, ""));
     if (int_part.is_empty() && frac_part.is_empty()) || frac_part.contains('.') {
@@ -227,11 +222,7 @@ pub fn parse_quantity(s: &str) -> Result<Quantity, String> {
     if digits.len() > MAX_DIGITS {
         return Err(TOO_LARGE.to_string());
     }
-    let mantissa: i128 = if digits.is_empty() {
-        0
-    } else {
-        digits.parse().map_err(|_| format_err())?
-    };
+    let mantissa: i128 = if digits.is_empty() { 0 } else { digits.parse().map_err(|_| format_err())? };
     let scaled = 1024i128
         .checked_pow(binary_power)
         .and_then(|m| mantissa.checked_mul(m))
@@ -248,19 +239,13 @@ pub fn parse_quantity(s: &str) -> Result<Quantity, String> {
             .and_then(|m| scaled.checked_mul(m))
             .ok_or_else(|| TOO_LARGE.to_string())?
     } else {
-        match u32::try_from(-shift)
-            .ok()
-            .and_then(|s| 10i128.checked_pow(s))
-        {
+        match u32::try_from(-shift).ok().and_then(|s| 10i128.checked_pow(s)) {
             Some(div) => scaled / div + i128::from(scaled % div != 0),
             // Far below a milli: the round-up leaves exactly one.
             None => 1,
         }
     };
-    Ok(Quantity {
-        milli: if negative { -magnitude } else { magnitude },
-        format,
-    })
+    Ok(Quantity { milli: if negative { -magnitude } else { magnitude }, format })
 }
 
 /// Quantities may be JSON strings or bare numbers (`cpu: 1`), as upstream accepts both.
@@ -339,22 +324,9 @@ mod tests {
         let a = parse_quantity("1Gi").unwrap();
         let b = parse_quantity("1G").unwrap();
         assert!(a > b);
-        assert_eq!(
-            parse_quantity("1").unwrap(),
-            parse_quantity("1000m").unwrap()
-        );
+        assert_eq!(parse_quantity("1").unwrap(), parse_quantity("1000m").unwrap());
         assert_eq!(parse_quantity("250m").unwrap().value(), 1);
-        assert_eq!(
-            parse_quantity_value(&serde_json::json!(2))
-                .unwrap()
-                .milli_value(),
-            2000
-        );
-        assert_eq!(
-            parse_quantity_value(&serde_json::json!(0.5))
-                .unwrap()
-                .milli_value(),
-            500
-        );
+        assert_eq!(parse_quantity_value(&serde_json::json!(2)).unwrap().milli_value(), 2000);
+        assert_eq!(parse_quantity_value(&serde_json::json!(0.5)).unwrap().milli_value(), 500);
     }
 }

@@ -61,10 +61,7 @@ pub(crate) fn validate_service(svc: &Value) -> Vec<Cause> {
         "ExternalName" => {
             for field in ["clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
                 if get(spec, field).and_then(normalized).is_some() {
-                    errs.push(Cause::forbidden(
-                        format!("spec.{field}"),
-                        "may not be set for ExternalName services",
-                    ));
+                    errs.push(Cause::forbidden(format!("spec.{field}"), "may not be set for ExternalName services"));
                 }
             }
             // A trailing dot marks the CNAME fully qualified.
@@ -73,12 +70,7 @@ pub(crate) fn validate_service(svc: &Value) -> Vec<Cause> {
             if cname.is_empty() {
                 errs.push(Cause::required("spec.externalName"));
             } else {
-                invalid_each(
-                    &mut errs,
-                    "spec.externalName",
-                    cname,
-                    names::dns1123_subdomain_errors(cname),
-                );
+                invalid_each(&mut errs, "spec.externalName", cname, names::dns1123_subdomain_errors(cname));
             }
         }
         _ => {}
@@ -86,13 +78,7 @@ pub(crate) fn validate_service(svc: &Value) -> Vec<Cause> {
 
     let mut port_names = HashSet::new();
     for (i, port) in ports.iter().enumerate() {
-        service_port(
-            &mut errs,
-            port,
-            ports.len() > 1,
-            &mut port_names,
-            &index("spec.ports", i),
-        );
+        service_port(&mut errs, port, ports.len() > 1, &mut port_names, &index("spec.ports", i));
     }
     if let Some(sel) = get(spec, "selector") {
         errs.extend(meta::validate_labels(Some(sel), "spec.selector"));
@@ -110,11 +96,7 @@ pub(crate) fn validate_service(svc: &Value) -> Vec<Cause> {
                 ));
             }
         }
-        other => errs.push(Cause::not_supported(
-            "spec.sessionAffinity",
-            &str_value(other),
-            &["ClientIP", "None"],
-        )),
+        other => errs.push(Cause::not_supported("spec.sessionAffinity", &str_value(other), &["ClientIP", "None"])),
     }
 
     errs.extend(cluster_ip_fields(spec));
@@ -132,11 +114,7 @@ pub(crate) fn validate_service(svc: &Value) -> Vec<Cause> {
     if svc_type.is_empty() {
         errs.push(Cause::required("spec.type"));
     } else if !types.contains(&svc_type) {
-        errs.push(Cause::not_supported(
-            "spec.type",
-            &str_value(svc_type),
-            &types,
-        ));
+        errs.push(Cause::not_supported("spec.type", &str_value(svc_type), &types));
     }
 
     if svc_type == "ClusterIP" {
@@ -156,17 +134,11 @@ pub(crate) fn validate_service(svc: &Value) -> Vec<Cause> {
         let protocol = get_str(port, "protocol");
         let node_port = get_int(port, "nodePort").unwrap_or(0);
         if node_port != 0 && !node_ports.insert((protocol, node_port)) {
-            errs.push(Cause::duplicate(
-                format!("spec.ports[{i}].nodePort"),
-                &Value::from(node_port),
-            ));
+            errs.push(Cause::duplicate(format!("spec.ports[{i}].nodePort"), &Value::from(node_port)));
         }
         let number = get_int(port, "port").unwrap_or(0);
         if !service_ports.insert((protocol, number)) {
-            errs.push(Cause::duplicate(
-                index("spec.ports", i),
-                &json!({"port": number, "protocol": protocol}),
-            ));
+            errs.push(Cause::duplicate(index("spec.ports", i), &json!({"port": number, "protocol": protocol})));
         }
     }
 
@@ -178,20 +150,12 @@ pub(crate) fn validate_service(svc: &Value) -> Vec<Cause> {
         }
         if let Some(class) = get(spec, "loadBalancerClass") {
             let c = class.as_str().unwrap_or("");
-            invalid_each(
-                &mut errs,
-                "spec.loadBalancerClass",
-                c,
-                names::qualified_name_errors(c),
-            );
+            invalid_each(&mut errs, "spec.loadBalancerClass", c, names::qualified_name_errors(c));
         }
     } else {
         for field in ["allocateLoadBalancerNodePorts", "loadBalancerClass"] {
             if get(spec, field).is_some() {
-                errs.push(Cause::forbidden(
-                    format!("spec.{field}"),
-                    "may only be used when `type` is 'LoadBalancer'",
-                ));
+                errs.push(Cause::forbidden(format!("spec.{field}"), "may only be used when `type` is 'LoadBalancer'"));
             }
         }
     }
@@ -208,11 +172,7 @@ pub(crate) fn validate_service(svc: &Value) -> Vec<Cause> {
     } else if etp.is_empty() {
         errs.push(Cause::required("spec.externalTrafficPolicy"));
     } else if !matches!(etp, "Cluster" | "Local") {
-        errs.push(Cause::not_supported(
-            "spec.externalTrafficPolicy",
-            &str_value(etp),
-            &["Cluster", "Local"],
-        ));
+        errs.push(Cause::not_supported("spec.externalTrafficPolicy", &str_value(etp), &["Cluster", "Local"]));
     }
     // Allocation of the health check port is the allocator's; only its shape is checked.
     let hc = get_int(spec, "healthCheckNodePort").unwrap_or(0);
@@ -225,11 +185,7 @@ pub(crate) fn validate_service(svc: &Value) -> Vec<Cause> {
                 "may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'",
             ));
         } else if !(1..=65535).contains(&hc) {
-            errs.push(Cause::invalid(
-                p,
-                &Value::from(hc),
-                names::inclusive_range_error(1, 65535),
-            ));
+            errs.push(Cause::invalid(p, &Value::from(hc), names::inclusive_range_error(1, 65535)));
         }
     }
 
@@ -237,20 +193,14 @@ pub(crate) fn validate_service(svc: &Value) -> Vec<Cause> {
         None if matches!(svc_type, "ClusterIP" | "NodePort" | "LoadBalancer") => {
             errs.push(Cause::required("spec.internalTrafficPolicy"))
         }
-        Some(itp) if !matches!(itp, "Cluster" | "Local") => errs.push(Cause::not_supported(
-            "spec.internalTrafficPolicy",
-            &str_value(itp),
-            &["Cluster", "Local"],
-        )),
+        Some(itp) if !matches!(itp, "Cluster" | "Local") => {
+            errs.push(Cause::not_supported("spec.internalTrafficPolicy", &str_value(itp), &["Cluster", "Local"]))
+        }
         _ => {}
     }
     if let Some(td) = get(spec, "trafficDistribution") {
         if td.as_str() != Some("PreferClose") {
-            errs.push(Cause::not_supported(
-                "spec.trafficDistribution",
-                td,
-                &["PreferClose"],
-            ));
+            errs.push(Cause::not_supported("spec.trafficDistribution", td, &["PreferClose"]));
         }
     }
     errs
@@ -266,41 +216,24 @@ fn source_ranges(errs: &mut Vec<Cause>, svc: &Value, spec: &Value, svc_type: &st
     } else if let Some(ann) = get(annotations, SOURCE_RANGES_ANNOTATION) {
         let list = ann.as_str().unwrap_or("").split(',');
         let values = list.filter(|s| !s.trim().is_empty()).collect();
-        (
-            key("metadata.annotations", SOURCE_RANGES_ANNOTATION),
-            values,
-            false,
-        )
+        (key("metadata.annotations", SOURCE_RANGES_ANNOTATION), values, false)
     } else {
         return;
     };
     if svc_type != "LoadBalancer" {
-        errs.push(Cause::forbidden(
-            &path,
-            "may only be used when `type` is 'LoadBalancer'",
-        ));
+        errs.push(Cause::forbidden(&path, "may only be used when `type` is 'LoadBalancer'"));
     }
     for (i, r) in values.iter().enumerate() {
         // Historical values may be space padded.
         let r = r.trim();
         if names::parse_cidr(r).is_none() {
-            let p = if indexed {
-                index(&path, i)
-            } else {
-                path.clone()
-            };
+            let p = if indexed { index(&path, i) } else { path.clone() };
             errs.push(Cause::invalid(p, &str_value(r), names::INVALID_CIDR));
         }
     }
 }
 
-fn service_port(
-    errs: &mut Vec<Cause>,
-    port: &Value,
-    require_name: bool,
-    seen: &mut HashSet<String>,
-    p: &str,
-) {
+fn service_port(errs: &mut Vec<Cause>, port: &Value, require_name: bool, seen: &mut HashSet<String>, p: &str) {
     let name = get_str(port, "name");
     let np = child(p, "name");
     if require_name && name.is_empty() {
@@ -313,22 +246,13 @@ fn service_port(
     }
     let number = get_int(port, "port").unwrap_or(0);
     if !(1..=65535).contains(&number) {
-        errs.push(Cause::invalid(
-            child(p, "port"),
-            &Value::from(number),
-            names::inclusive_range_error(1, 65535),
-        ));
+        errs.push(Cause::invalid(child(p, "port"), &Value::from(number), names::inclusive_range_error(1, 65535)));
     }
     protocol(errs, port, p);
     validate_port_num_or_name(errs, get(port, "targetPort"), &child(p, "targetPort"));
     if let Some(app) = get(port, "appProtocol") {
         let a = app.as_str().unwrap_or("");
-        invalid_each(
-            errs,
-            &child(p, "appProtocol"),
-            a,
-            names::qualified_name_errors(a),
-        );
+        invalid_each(errs, &child(p, "appProtocol"), a, names::qualified_name_errors(a));
     }
 }
 
@@ -361,9 +285,7 @@ fn client_ip_affinity(errs: &mut Vec<Cause>, spec: &Value) {
                 errs.push(Cause::invalid(
                     &tp,
                     t,
-                    format!(
-                        "must be greater than 0 and less than {MAX_CLIENT_IP_AFFINITY_SECONDS}"
-                    ),
+                    format!("must be greater than 0 and less than {MAX_CLIENT_IP_AFFINITY_SECONDS}"),
                 ));
             }
         }
@@ -389,19 +311,13 @@ fn cluster_ip_fields(spec: &Value) -> Vec<Cause> {
         }
         match ips.first() {
             None => errs.push(Cause::required("spec.clusterIPs")),
-            Some(first) if *first != cluster_ip => errs.push(Cause::invalid(
-                "spec.clusterIPs",
-                ips_value,
-                "first value must match `clusterIP`",
-            )),
+            Some(first) if *first != cluster_ip => {
+                errs.push(Cause::invalid("spec.clusterIPs", ips_value, "first value must match `clusterIP`"))
+            }
             Some(_) => {}
         }
     } else if !ips.is_empty() {
-        errs.push(Cause::invalid(
-            "spec.clusterIPs",
-            ips_value,
-            "must be empty when `clusterIP` is not specified",
-        ));
+        errs.push(Cause::invalid("spec.clusterIPs", ips_value, "must be empty when `clusterIP` is not specified"));
     }
 
     let families = string_list(spec, "ipFamilies");
@@ -418,11 +334,7 @@ fn cluster_ip_fields(spec: &Value) -> Vec<Cause> {
     if let Some(policy) = get(spec, "ipFamilyPolicy") {
         let allowed = ["PreferDualStack", "RequireDualStack", "SingleStack"];
         if !policy.as_str().is_some_and(|p| allowed.contains(&p)) {
-            errs.push(Cause::not_supported(
-                "spec.ipFamilyPolicy",
-                policy,
-                &allowed,
-            ));
+            errs.push(Cause::not_supported("spec.ipFamilyPolicy", policy, &allowed));
         }
     }
 
@@ -432,11 +344,7 @@ fn cluster_ip_fields(spec: &Value) -> Vec<Cause> {
         if i == 0 && *ip == "None" {
             if ips.len() > 1 {
                 bad_ips = true;
-                errs.push(Cause::invalid(
-                    "spec.clusterIPs",
-                    ips_value,
-                    "'None' must be the first and only value",
-                ));
+                errs.push(Cause::invalid("spec.clusterIPs", ips_value, "'None' must be the first and only value"));
             }
             continue;
         }
@@ -444,30 +352,18 @@ fn cluster_ip_fields(spec: &Value) -> Vec<Cause> {
             Some(v6) => ip_families.push(v6),
             None => {
                 bad_ips = true;
-                errs.push(Cause::invalid(
-                    index("spec.clusterIPs", i),
-                    &str_value(ip),
-                    names::INVALID_IP,
-                ));
+                errs.push(Cause::invalid(index("spec.clusterIPs", i), &str_value(ip), names::INVALID_IP));
             }
         }
     }
     if ips.len() > 2 {
-        errs.push(Cause::invalid(
-            "spec.clusterIPs",
-            ips_value,
-            "may only hold up to 2 values",
-        ));
+        errs.push(Cause::invalid("spec.clusterIPs", ips_value, "may only hold up to 2 values"));
     }
     if bad_ips {
         return errs;
     }
     if ips.len() == 2 && ip_families.len() == 2 && ip_families[0] == ip_families[1] {
-        errs.push(Cause::invalid(
-            "spec.clusterIPs",
-            ips_value,
-            "may specify no more than one IP for each IP family",
-        ));
+        errs.push(Cause::invalid("spec.clusterIPs", ips_value, "may specify no more than one IP for each IP family"));
     }
     if ips != ["None"] {
         for (i, (v6, family)) in ip_families.iter().zip(&families).enumerate() {
@@ -497,11 +393,7 @@ pub(crate) fn validate_service_update(new: &Value, old: &Value) -> Vec<Cause> {
         // The cluster IP is allocated once; only a move to or from ExternalName releases it.
         let old_ip = get_str(os, "clusterIP");
         if !old_ip.is_empty() && get_str(ns, "clusterIP") != old_ip {
-            errs.push(Cause::invalid(
-                "spec.clusterIP",
-                &str_value(get_str(ns, "clusterIP")),
-                IMMUTABLE,
-            ));
+            errs.push(Cause::invalid("spec.clusterIP", &str_value(get_str(ns, "clusterIP")), IMMUTABLE));
         }
         errs.extend(upgrade_downgrade_cluster_ips(ns, os));
         errs.extend(upgrade_downgrade_families(ns, os));
@@ -510,11 +402,7 @@ pub(crate) fn validate_service_update(new: &Value, old: &Value) -> Vec<Cause> {
         && get_str(os, "type") == "LoadBalancer"
         && get(ns, "loadBalancerClass") != get(os, "loadBalancerClass")
     {
-        errs.push(Cause::invalid(
-            "spec.loadBalancerClass",
-            sub(ns, "loadBalancerClass"),
-            "may not change once set",
-        ));
+        errs.push(Cause::invalid("spec.loadBalancerClass", sub(ns, "loadBalancerClass"), "may not change once set"));
     }
     if needs_health_check(ns)
         && needs_health_check(os)
@@ -534,13 +422,7 @@ fn upgrade_downgrade_cluster_ips(ns: &Value, os: &Value) -> Vec<Cause> {
     let new_ips = cluster_ips(ns);
     let old_ips = cluster_ips(os);
     let shown = sub(ns, "clusterIPs");
-    let changed = |i: usize| {
-        Cause::invalid(
-            index("spec.clusterIPs", i),
-            shown,
-            "may not change once set",
-        )
-    };
+    let changed = |i: usize| Cause::invalid(index("spec.clusterIPs", i), shown, "may not change once set");
     if new_ips.len() == old_ips.len() {
         for (i, (n, o)) in new_ips.iter().zip(&old_ips).enumerate() {
             if n != o {
@@ -549,11 +431,7 @@ fn upgrade_downgrade_cluster_ips(ns: &Value, os: &Value) -> Vec<Cause> {
         }
     } else if old_ips.len() > new_ips.len() {
         match new_ips.first() {
-            None => errs.push(Cause::invalid(
-                "spec.clusterIPs[0]",
-                shown,
-                "primary clusterIP can not be unset",
-            )),
+            None => errs.push(Cause::invalid("spec.clusterIPs[0]", shown, "primary clusterIP can not be unset")),
             Some(first) if *first != old_ips[0] => errs.push(changed(0)),
             Some(_) => {}
         }
@@ -607,33 +485,24 @@ pub(crate) fn validate_service_status(new: &Value) -> Vec<Cause> {
     let ingress = get_arr(sub(sub(new, "status"), "loadBalancer"), "ingress");
     let lb = get_str(sub(new, "spec"), "type") == "LoadBalancer";
     if !ingress.is_empty() && !lb {
-        errs.push(Cause::forbidden(
-            p,
-            "may only be used when `spec.type` is 'LoadBalancer'",
-        ));
+        errs.push(Cause::forbidden(p, "may only be used when `spec.type` is 'LoadBalancer'"));
     }
     for (i, ing) in ingress.iter().enumerate() {
         let ip_path = index(p, i);
         let ip = get_str(ing, "ip");
         if !ip.is_empty() && names::parse_ip(ip).is_none() {
-            errs.push(Cause::invalid(
-                child(&ip_path, "ip"),
-                &str_value(ip),
-                names::INVALID_IP,
-            ));
+            errs.push(Cause::invalid(child(&ip_path, "ip"), &str_value(ip), names::INVALID_IP));
         }
         match get(ing, "ipMode") {
-            Some(_) if ip.is_empty() => errs.push(Cause::forbidden(
-                child(&ip_path, "ipMode"),
-                "may not be specified when `ip` is not set",
-            )),
-            Some(mode) if !matches!(mode.as_str(), Some("VIP" | "Proxy")) => errs.push(
-                Cause::not_supported(child(&ip_path, "ipMode"), mode, &["Proxy", "VIP"]),
-            ),
-            None if !ip.is_empty() && lb => errs.push(required_detail(
-                &child(&ip_path, "ipMode"),
-                "must be specified when `ip` is set",
-            )),
+            Some(_) if ip.is_empty() => {
+                errs.push(Cause::forbidden(child(&ip_path, "ipMode"), "may not be specified when `ip` is not set"))
+            }
+            Some(mode) if !matches!(mode.as_str(), Some("VIP" | "Proxy")) => {
+                errs.push(Cause::not_supported(child(&ip_path, "ipMode"), mode, &["Proxy", "VIP"]))
+            }
+            None if !ip.is_empty() && lb => {
+                errs.push(required_detail(&child(&ip_path, "ipMode"), "must be specified when `ip` is set"))
+            }
             _ => {}
         }
         let host = get_str(ing, "hostname");
@@ -641,11 +510,7 @@ pub(crate) fn validate_service_status(new: &Value) -> Vec<Cause> {
             let hp = child(&ip_path, "hostname");
             invalid_each(&mut errs, &hp, host, names::dns1123_subdomain_errors(host));
             if names::parse_ip(host).is_some() {
-                errs.push(Cause::invalid(
-                    &hp,
-                    &str_value(host),
-                    "must be a DNS name, not an IP address",
-                ));
+                errs.push(Cause::invalid(&hp, &str_value(host), "must be a DNS name, not an IP address"));
             }
         }
     }
@@ -659,10 +524,7 @@ pub(crate) fn validate_endpoints(ep: &Value) -> Vec<Cause> {
         let addresses = get_arr(ss, "addresses");
         let not_ready = get_arr(ss, "notReadyAddresses");
         if addresses.is_empty() && not_ready.is_empty() {
-            errs.push(required_detail(
-                &sp,
-                "must specify `addresses` or `notReadyAddresses`",
-            ));
+            errs.push(required_detail(&sp, "must specify `addresses` or `notReadyAddresses`"));
         }
         for (field, list) in [("addresses", addresses), ("notReadyAddresses", not_ready)] {
             for (j, addr) in list.iter().enumerate() {
@@ -676,12 +538,7 @@ pub(crate) fn validate_endpoints(ep: &Value) -> Vec<Cause> {
             if ports.len() > 1 && name.is_empty() {
                 errs.push(Cause::required(child(&pp, "name")));
             } else if !name.is_empty() {
-                invalid_each(
-                    &mut errs,
-                    &child(&pp, "name"),
-                    name,
-                    names::dns1123_label_errors(name),
-                );
+                invalid_each(&mut errs, &child(&pp, "name"), name, names::dns1123_label_errors(name));
             }
             let number = get_int(port, "port").unwrap_or(0);
             if !(1..=65535).contains(&number) {
@@ -694,12 +551,7 @@ pub(crate) fn validate_endpoints(ep: &Value) -> Vec<Cause> {
             protocol(&mut errs, port, &pp);
             if let Some(app) = get(port, "appProtocol") {
                 let a = app.as_str().unwrap_or("");
-                invalid_each(
-                    &mut errs,
-                    &child(&pp, "appProtocol"),
-                    a,
-                    names::qualified_name_errors(a),
-                );
+                invalid_each(&mut errs, &child(&pp, "appProtocol"), a, names::qualified_name_errors(a));
             }
         }
     }
@@ -714,21 +566,11 @@ fn endpoint_address(errs: &mut Vec<Cause>, addr: &Value, p: &str) {
     }
     let host = get_str(addr, "hostname");
     if !host.is_empty() {
-        invalid_each(
-            errs,
-            &child(p, "hostname"),
-            host,
-            names::dns1123_label_errors(host),
-        );
+        invalid_each(errs, &child(p, "hostname"), host, names::dns1123_label_errors(host));
     }
     if let Some(node) = get(addr, "nodeName") {
         let n = node.as_str().unwrap_or("");
-        invalid_each(
-            errs,
-            &child(p, "nodeName"),
-            n,
-            names::dns1123_subdomain_errors(n),
-        );
+        invalid_each(errs, &child(p, "nodeName"), n, names::dns1123_subdomain_errors(n));
     }
     if names::parse_ip(ip).is_some() {
         invalid_each(errs, &ip_path, ip, names::special_ip_errors(ip));

@@ -40,10 +40,7 @@ fn has(causes: &[Cause], kind: CauseType, field: &str) -> bool {
 
 #[track_caller]
 fn assert_cause(causes: &[Cause], kind: CauseType, field: &str) {
-    assert!(
-        has(causes, kind, field),
-        "expected {kind:?} at {field}, got {causes:#?}"
-    );
+    assert!(has(causes, kind, field), "expected {kind:?} at {field}, got {causes:#?}");
 }
 
 fn deployment() -> Value {
@@ -79,21 +76,12 @@ fn name_helpers_match_upstream_wording() {
         is_dns1123_subdomain("Bad_Name").unwrap_err(),
         "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
     );
-    assert_eq!(
-        is_dns1123_label("a.b").unwrap_err(),
-        "must not contain dots"
-    );
-    assert!(is_dns1123_label(&"a".repeat(64))
-        .unwrap_err()
-        .contains("must be no more than 63 characters"));
+    assert_eq!(is_dns1123_label("a.b").unwrap_err(), "must not contain dots");
+    assert!(is_dns1123_label(&"a".repeat(64)).unwrap_err().contains("must be no more than 63 characters"));
     assert!(is_dns1035_label("1abc").is_err());
     assert!(is_qualified_name("example.com/MyName").is_ok());
-    assert!(is_qualified_name("a/b/c")
-        .unwrap_err()
-        .starts_with("a qualified name must consist"));
-    assert!(is_qualified_name("/x")
-        .unwrap_err()
-        .contains("prefix part must be non-empty"));
+    assert!(is_qualified_name("a/b/c").unwrap_err().starts_with("a qualified name must consist"));
+    assert!(is_qualified_name("/x").unwrap_err().contains("prefix part must be non-empty"));
     assert!(is_valid_label_value("").is_ok());
     assert!(is_valid_label_value("-bad").is_err());
     assert!(is_config_map_key("..x").is_err());
@@ -119,29 +107,17 @@ fn name_is_required_and_formatted() {
 
     let mut p = pod();
     p["metadata"]["name"] = json!("Web_1");
-    assert_cause(
-        &create("", "Pod", p),
-        CauseType::FieldValueInvalid,
-        "metadata.name",
-    );
+    assert_cause(&create("", "Pod", p), CauseType::FieldValueInvalid, "metadata.name");
 }
 
 #[test]
 fn namespace_scope_is_enforced() {
     let mut p = pod();
     p["metadata"].as_object_mut().unwrap().remove("namespace");
-    assert_cause(
-        &create("", "Pod", p),
-        CauseType::FieldValueRequired,
-        "metadata.namespace",
-    );
+    assert_cause(&create("", "Pod", p), CauseType::FieldValueRequired, "metadata.namespace");
 
     let ns = json!({"metadata": {"name": "team-a", "namespace": "default"}});
-    assert_cause(
-        &create("", "Namespace", ns),
-        CauseType::FieldValueForbidden,
-        "metadata.namespace",
-    );
+    assert_cause(&create("", "Namespace", ns), CauseType::FieldValueForbidden, "metadata.namespace");
     assert_eq!(is_namespaced("", "Node"), Some(false));
     assert_eq!(is_namespaced("apps", "Deployment"), Some(true));
 }
@@ -167,11 +143,7 @@ fn labels_and_annotations_are_checked() {
 
     let mut p = pod();
     p["metadata"]["annotations"] = json!({"big": "x".repeat(256 * 1024)});
-    assert_cause(
-        &create("", "Pod", p),
-        CauseType::FieldValueTooLong,
-        "metadata.annotations",
-    );
+    assert_cause(&create("", "Pod", p), CauseType::FieldValueTooLong, "metadata.annotations");
 }
 
 #[test]
@@ -183,14 +155,8 @@ fn owner_references_and_finalizers() {
     ]);
     p["metadata"]["finalizers"] = json!(["custom", "orphan", "foregroundDeletion"]);
     let c = create("", "Pod", p);
-    assert_cause(
-        &c,
-        CauseType::FieldValueInvalid,
-        "metadata.ownerReferences.apiVersion",
-    );
-    assert!(c.iter().any(|c| c
-        .message
-        .contains("Only one reference can have Controller set to true")));
+    assert_cause(&c, CauseType::FieldValueInvalid, "metadata.ownerReferences.apiVersion");
+    assert!(c.iter().any(|c| c.message.contains("Only one reference can have Controller set to true")));
     assert_cause(&c, CauseType::FieldValueInvalid, "metadata.finalizers[0]");
     assert!(c.iter().any(|c| c.message.contains("cannot be both set")));
 }
@@ -201,38 +167,22 @@ fn owner_references_and_finalizers() {
 fn pod_needs_containers_with_images() {
     let mut p = pod();
     p["spec"]["containers"] = json!([]);
-    assert_cause(
-        &create("", "Pod", p),
-        CauseType::FieldValueRequired,
-        "spec.containers",
-    );
+    assert_cause(&create("", "Pod", p), CauseType::FieldValueRequired, "spec.containers");
 
     let mut p = pod();
     p["spec"]["containers"][0]["image"] = json!("");
-    assert_cause(
-        &create("", "Pod", p),
-        CauseType::FieldValueRequired,
-        "spec.containers[0].image",
-    );
+    assert_cause(&create("", "Pod", p), CauseType::FieldValueRequired, "spec.containers[0].image");
 }
 
 #[test]
 fn container_names_are_unique_labels() {
     let mut p = pod();
     p["spec"]["initContainers"] = json!([{"name": "nginx", "image": "busybox"}]);
-    assert_cause(
-        &create("", "Pod", p),
-        CauseType::FieldValueDuplicate,
-        "spec.initContainers[0].name",
-    );
+    assert_cause(&create("", "Pod", p), CauseType::FieldValueDuplicate, "spec.initContainers[0].name");
 
     let mut p = pod();
     p["spec"]["containers"][0]["name"] = json!("Nginx");
-    assert_cause(
-        &create("", "Pod", p),
-        CauseType::FieldValueInvalid,
-        "spec.containers[0].name",
-    );
+    assert_cause(&create("", "Pod", p), CauseType::FieldValueInvalid, "spec.containers[0].name");
 }
 
 #[test]
@@ -243,21 +193,9 @@ fn container_ports_are_checked() {
         {"name": "http", "containerPort": 81, "protocol": "HTTP"}
     ]);
     let c = create("", "Pod", p);
-    assert_cause(
-        &c,
-        CauseType::FieldValueInvalid,
-        "spec.containers[0].ports[0].containerPort",
-    );
-    assert_cause(
-        &c,
-        CauseType::FieldValueDuplicate,
-        "spec.containers[0].ports[1].name",
-    );
-    assert_cause(
-        &c,
-        CauseType::FieldValueNotSupported,
-        "spec.containers[0].ports[1].protocol",
-    );
+    assert_cause(&c, CauseType::FieldValueInvalid, "spec.containers[0].ports[0].containerPort");
+    assert_cause(&c, CauseType::FieldValueDuplicate, "spec.containers[0].ports[1].name");
+    assert_cause(&c, CauseType::FieldValueNotSupported, "spec.containers[0].ports[1].protocol");
 }
 
 #[test]
@@ -270,26 +208,10 @@ fn env_names_and_sources() {
         {"name": "BOTH", "value": "v", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}
     ]);
     let c = create("", "Pod", p);
-    assert_cause(
-        &c,
-        CauseType::FieldValueInvalid,
-        "spec.containers[0].env[0].name",
-    );
-    assert_cause(
-        &c,
-        CauseType::FieldValueRequired,
-        "spec.containers[0].env[1].name",
-    );
-    assert_cause(
-        &c,
-        CauseType::FieldValueInvalid,
-        "spec.containers[0].env[2].valueFrom.fieldRef.fieldPath",
-    );
-    assert_cause(
-        &c,
-        CauseType::FieldValueInvalid,
-        "spec.containers[0].env[3].valueFrom",
-    );
+    assert_cause(&c, CauseType::FieldValueInvalid, "spec.containers[0].env[0].name");
+    assert_cause(&c, CauseType::FieldValueRequired, "spec.containers[0].env[1].name");
+    assert_cause(&c, CauseType::FieldValueInvalid, "spec.containers[0].env[2].valueFrom.fieldRef.fieldPath");
+    assert_cause(&c, CauseType::FieldValueInvalid, "spec.containers[0].env[3].valueFrom");
 }
 
 #[test]
@@ -302,11 +224,7 @@ fn volumes_need_one_source_and_unique_names() {
     ]);
     let c = create("", "Pod", p);
     assert_cause(&c, CauseType::FieldValueDuplicate, "spec.volumes[1].name");
-    assert_cause(
-        &c,
-        CauseType::FieldValueForbidden,
-        "spec.volumes[2].hostPath",
-    );
+    assert_cause(&c, CauseType::FieldValueForbidden, "spec.volumes[2].hostPath");
 }
 
 #[test]
@@ -318,21 +236,9 @@ fn volume_mounts_must_reference_volumes() {
         {"name": "data", "mountPath": "/b", "subPath": "../etc"}
     ]);
     let c = create("", "Pod", p);
-    assert_cause(
-        &c,
-        CauseType::FieldValueNotFound,
-        "spec.containers[0].volumeMounts[0].name",
-    );
-    assert_cause(
-        &c,
-        CauseType::FieldValueInvalid,
-        "spec.containers[0].volumeMounts[1].mountPath",
-    );
-    assert_cause(
-        &c,
-        CauseType::FieldValueInvalid,
-        "spec.containers[0].volumeMounts[2].subPath",
-    );
+    assert_cause(&c, CauseType::FieldValueNotFound, "spec.containers[0].volumeMounts[0].name");
+    assert_cause(&c, CauseType::FieldValueInvalid, "spec.containers[0].volumeMounts[1].mountPath");
+    assert_cause(&c, CauseType::FieldValueInvalid, "spec.containers[0].volumeMounts[2].subPath");
 }
 
 #[test]
@@ -344,29 +250,16 @@ fn policies_must_be_known() {
     let c = create("", "Pod", p);
     assert_cause(&c, CauseType::FieldValueNotSupported, "spec.restartPolicy");
     assert_cause(&c, CauseType::FieldValueNotSupported, "spec.dnsPolicy");
-    assert_cause(
-        &c,
-        CauseType::FieldValueNotSupported,
-        "spec.containers[0].imagePullPolicy",
-    );
+    assert_cause(&c, CauseType::FieldValueNotSupported, "spec.containers[0].imagePullPolicy");
 }
 
 #[test]
 fn requests_may_not_exceed_limits() {
     let mut p = pod();
-    p["spec"]["containers"][0]["resources"] =
-        json!({"requests": {"cpu": "2"}, "limits": {"cpu": "1500m"}});
+    p["spec"]["containers"][0]["resources"] = json!({"requests": {"cpu": "2"}, "limits": {"cpu": "1500m"}});
     let c = create("", "Pod", p);
-    assert_cause(
-        &c,
-        CauseType::FieldValueInvalid,
-        "spec.containers[0].resources.requests",
-    );
-    assert!(
-        c[0].message
-            .contains("must be less than or equal to cpu limit of 1500m"),
-        "{c:?}"
-    );
+    assert_cause(&c, CauseType::FieldValueInvalid, "spec.containers[0].resources.requests");
+    assert!(c[0].message.contains("must be less than or equal to cpu limit of 1500m"), "{c:?}");
 }
 
 #[test]
@@ -375,40 +268,24 @@ fn quantities_and_resource_names_are_checked() {
     p["spec"]["containers"][0]["resources"] =
         json!({"limits": {"cpu": "lots", "gpu": "1", "example.com/dongle": "0.5"}});
     let c = create("", "Pod", p);
-    assert_cause(
-        &c,
-        CauseType::FieldValueInvalid,
-        "spec.containers[0].resources.limits[cpu]",
-    );
-    assert!(c.iter().any(|c| c
-        .message
-        .contains("quantities must match the regular expression")));
-    assert!(c.iter().any(|c| c.field.ends_with("limits[gpu]")
-        && c.message
-            .contains("must be a standard resource for containers")));
+    assert_cause(&c, CauseType::FieldValueInvalid, "spec.containers[0].resources.limits[cpu]");
+    assert!(c.iter().any(|c| c.message.contains("quantities must match the regular expression")));
     assert!(c
         .iter()
-        .any(|c| c.field.ends_with("limits[example.com/dongle]")
-            && c.message.contains("must be an integer")));
+        .any(|c| c.field.ends_with("limits[gpu]") && c.message.contains("must be a standard resource for containers")));
+    assert!(c
+        .iter()
+        .any(|c| c.field.ends_with("limits[example.com/dongle]") && c.message.contains("must be an integer")));
 }
 
 #[test]
 fn probes_need_exactly_one_handler() {
     let mut p = pod();
-    p["spec"]["containers"][0]["livenessProbe"] =
-        json!({"exec": {"command": ["true"]}, "tcpSocket": {"port": 80}});
+    p["spec"]["containers"][0]["livenessProbe"] = json!({"exec": {"command": ["true"]}, "tcpSocket": {"port": 80}});
     p["spec"]["containers"][0]["readinessProbe"] = json!({"periodSeconds": 5});
     let c = create("", "Pod", p);
-    assert_cause(
-        &c,
-        CauseType::FieldValueForbidden,
-        "spec.containers[0].livenessProbe.tcpSocket",
-    );
-    assert_cause(
-        &c,
-        CauseType::FieldValueRequired,
-        "spec.containers[0].readinessProbe",
-    );
+    assert_cause(&c, CauseType::FieldValueForbidden, "spec.containers[0].livenessProbe.tcpSocket");
+    assert_cause(&c, CauseType::FieldValueRequired, "spec.containers[0].readinessProbe");
 }
 
 #[test]
@@ -417,16 +294,8 @@ fn termination_grace_period_and_deadline() {
     p["spec"]["terminationGracePeriodSeconds"] = json!(-1);
     p["spec"]["activeDeadlineSeconds"] = json!(0);
     let c = create("", "Pod", p);
-    assert_cause(
-        &c,
-        CauseType::FieldValueInvalid,
-        "spec.terminationGracePeriodSeconds",
-    );
-    assert_cause(
-        &c,
-        CauseType::FieldValueInvalid,
-        "spec.activeDeadlineSeconds",
-    );
+    assert_cause(&c, CauseType::FieldValueInvalid, "spec.terminationGracePeriodSeconds");
+    assert_cause(&c, CauseType::FieldValueInvalid, "spec.activeDeadlineSeconds");
 }
 
 #[test]
@@ -441,37 +310,17 @@ fn node_selector_and_tolerations() {
     ]);
     let c = create("", "Pod", p);
     assert_cause(&c, CauseType::FieldValueInvalid, "spec.nodeSelector");
-    assert_cause(
-        &c,
-        CauseType::FieldValueInvalid,
-        "spec.tolerations[0].operator",
-    );
-    assert_cause(
-        &c,
-        CauseType::FieldValueNotSupported,
-        "spec.tolerations[1].effect",
-    );
-    assert_cause(
-        &c,
-        CauseType::FieldValueNotSupported,
-        "spec.tolerations[2].operator",
-    );
-    assert_cause(
-        &c,
-        CauseType::FieldValueInvalid,
-        "spec.tolerations[3].effect",
-    );
+    assert_cause(&c, CauseType::FieldValueInvalid, "spec.tolerations[0].operator");
+    assert_cause(&c, CauseType::FieldValueNotSupported, "spec.tolerations[1].effect");
+    assert_cause(&c, CauseType::FieldValueNotSupported, "spec.tolerations[2].operator");
+    assert_cause(&c, CauseType::FieldValueInvalid, "spec.tolerations[3].effect");
 }
 
 #[test]
 fn ephemeral_containers_cannot_be_created() {
     let mut p = pod();
     p["spec"]["ephemeralContainers"] = json!([{"name": "debug", "image": "busybox"}]);
-    assert_cause(
-        &create("", "Pod", p),
-        CauseType::FieldValueForbidden,
-        "spec.ephemeralContainers",
-    );
+    assert_cause(&create("", "Pod", p), CauseType::FieldValueForbidden, "spec.ephemeralContainers");
 }
 
 // ---- pod updates ----
@@ -491,27 +340,18 @@ fn pod_update_rejects_other_spec_changes() {
     new["spec"]["containers"][0]["ports"][0]["containerPort"] = json!(8080);
     let c = validate_update("", "Pod", &new, &old);
     assert_cause(&c, CauseType::FieldValueForbidden, "spec");
-    assert!(c[0].message.starts_with(
-        "Forbidden: pod updates may not change fields other than `spec.containers[*].image`"
-    ));
     assert!(c[0]
         .message
-        .contains("containers[0].ports[0].containerPort"));
+        .starts_with("Forbidden: pod updates may not change fields other than `spec.containers[*].image`"));
+    assert!(c[0].message.contains("containers[0].ports[0].containerPort"));
 }
 
 #[test]
 fn pod_update_container_count_and_deadline() {
     let old = defaulted("", "Pod", pod());
     let mut new = old.clone();
-    new["spec"]["containers"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"name": "b", "image": "b"}));
-    assert_cause(
-        &validate_update("", "Pod", &new, &old),
-        CauseType::FieldValueForbidden,
-        "spec.containers",
-    );
+    new["spec"]["containers"].as_array_mut().unwrap().push(json!({"name": "b", "image": "b"}));
+    assert_cause(&validate_update("", "Pod", &new, &old), CauseType::FieldValueForbidden, "spec.containers");
 
     let mut old2 = old.clone();
     old2["spec"]["activeDeadlineSeconds"] = json!(100);
@@ -519,30 +359,19 @@ fn pod_update_container_count_and_deadline() {
     new2["spec"]["activeDeadlineSeconds"] = json!(50);
     assert_eq!(validate_update("", "Pod", &new2, &old2), vec![]);
     new2["spec"]["activeDeadlineSeconds"] = json!(200);
-    assert_cause(
-        &validate_update("", "Pod", &new2, &old2),
-        CauseType::FieldValueInvalid,
-        "spec.activeDeadlineSeconds",
-    );
+    assert_cause(&validate_update("", "Pod", &new2, &old2), CauseType::FieldValueInvalid, "spec.activeDeadlineSeconds");
 }
 
 #[test]
 fn pod_update_tolerations_may_only_grow() {
     let old = defaulted("", "Pod", pod());
     let mut added = old.clone();
-    added["spec"]["tolerations"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"key": "gpu", "operator": "Exists"}));
+    added["spec"]["tolerations"].as_array_mut().unwrap().push(json!({"key": "gpu", "operator": "Exists"}));
     assert_eq!(validate_update("", "Pod", &added, &old), vec![]);
 
     let mut removed = old.clone();
     removed["spec"]["tolerations"] = json!([]);
-    assert_cause(
-        &validate_update("", "Pod", &removed, &old),
-        CauseType::FieldValueForbidden,
-        "spec.tolerations",
-    );
+    assert_cause(&validate_update("", "Pod", &removed, &old), CauseType::FieldValueForbidden, "spec.tolerations");
 }
 
 #[test]
@@ -555,11 +384,7 @@ fn metadata_identity_is_immutable() {
     new["metadata"]["uid"] = json!("u2");
     new["metadata"]["creationTimestamp"] = json!("2025-01-01T00:00:00Z");
     let c = validate_update("", "Pod", &new, &old);
-    for f in [
-        "metadata.name",
-        "metadata.uid",
-        "metadata.creationTimestamp",
-    ] {
+    for f in ["metadata.name", "metadata.uid", "metadata.creationTimestamp"] {
         assert_cause(&c, CauseType::FieldValueInvalid, f);
     }
     assert!(c.iter().any(|c| c.message.ends_with("field is immutable")));
@@ -591,11 +416,7 @@ fn pod_status_update_checks_phase_and_conditions() {
     new["status"] = json!({"phase": "Done", "conditions": [{"type": "Ready", "status": "Yes"}]});
     let c = validate_status_update("", "Pod", &new, &old);
     assert_cause(&c, CauseType::FieldValueNotSupported, "status.phase");
-    assert_cause(
-        &c,
-        CauseType::FieldValueNotSupported,
-        "status.conditions[0].status",
-    );
+    assert_cause(&c, CauseType::FieldValueNotSupported, "status.conditions[0].status");
 
     new["status"] = json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}], "podIP": "10.0.0.1", "podIPs": [{"ip": "10.0.0.1"}]});
     assert_eq!(validate_status_update("", "Pod", &new, &old), vec![]);
@@ -605,16 +426,11 @@ fn pod_status_update_checks_phase_and_conditions() {
 fn terminated_containers_stay_terminated() {
     let mut old = defaulted("", "Pod", pod());
     old["spec"]["restartPolicy"] = json!("Never");
-    old["status"] =
-        json!({"containerStatuses": [{"name": "nginx", "state": {"terminated": {"exitCode": 0}}}]});
+    old["status"] = json!({"containerStatuses": [{"name": "nginx", "state": {"terminated": {"exitCode": 0}}}]});
     let mut new = old.clone();
     new["status"]["containerStatuses"][0]["state"] = json!({"running": {}});
     let c = validate_status_update("", "Pod", &new, &old);
-    assert_cause(
-        &c,
-        CauseType::FieldValueForbidden,
-        "status.containerStatuses[0].state",
-    );
+    assert_cause(&c, CauseType::FieldValueForbidden, "status.containerStatuses[0].state");
 }
 
 // ---- services and endpoints ----
@@ -633,24 +449,17 @@ fn valid_services_pass() {
 #[test]
 fn service_ports_are_checked() {
     let mut s = service();
-    s["spec"]["ports"] = json!([{"port": 80}, {"name": "b", "port": 0, "targetPort": "Not-A-Name", "protocol": "HTTP"}]);
+    s["spec"]["ports"] =
+        json!([{"port": 80}, {"name": "b", "port": 0, "targetPort": "Not-A-Name", "protocol": "HTTP"}]);
     let c = create("", "Service", s);
     assert_cause(&c, CauseType::FieldValueRequired, "spec.ports[0].name");
     assert_cause(&c, CauseType::FieldValueInvalid, "spec.ports[1].port");
     assert_cause(&c, CauseType::FieldValueInvalid, "spec.ports[1].targetPort");
-    assert_cause(
-        &c,
-        CauseType::FieldValueNotSupported,
-        "spec.ports[1].protocol",
-    );
+    assert_cause(&c, CauseType::FieldValueNotSupported, "spec.ports[1].protocol");
 
     let mut s = service();
     s["spec"]["ports"] = json!([]);
-    assert_cause(
-        &create("", "Service", s),
-        CauseType::FieldValueRequired,
-        "spec.ports",
-    );
+    assert_cause(&create("", "Service", s), CauseType::FieldValueRequired, "spec.ports");
 }
 
 #[test]
@@ -661,20 +470,12 @@ fn service_type_affinity_and_cluster_ip() {
     s["spec"]["clusterIP"] = json!("10.0.0.300");
     let c = create("", "Service", s);
     assert_cause(&c, CauseType::FieldValueNotSupported, "spec.type");
-    assert_cause(
-        &c,
-        CauseType::FieldValueNotSupported,
-        "spec.sessionAffinity",
-    );
+    assert_cause(&c, CauseType::FieldValueNotSupported, "spec.sessionAffinity");
     assert_cause(&c, CauseType::FieldValueInvalid, "spec.clusterIP");
 
     let mut s = service();
     s["spec"]["ports"][0]["nodePort"] = json!(30000);
-    assert_cause(
-        &create("", "Service", s),
-        CauseType::FieldValueForbidden,
-        "spec.ports[0].nodePort",
-    );
+    assert_cause(&create("", "Service", s), CauseType::FieldValueForbidden, "spec.ports[0].nodePort");
 }
 
 #[test]
@@ -703,21 +504,9 @@ fn endpoints_are_checked() {
         {"ports": [{"port": 80}]}
     ]});
     let c = create("", "Endpoints", bad);
-    assert_cause(
-        &c,
-        CauseType::FieldValueInvalid,
-        "subsets[0].addresses[0].ip",
-    );
-    assert_cause(
-        &c,
-        CauseType::FieldValueInvalid,
-        "subsets[0].addresses[1].ip",
-    );
-    assert_cause(
-        &c,
-        CauseType::FieldValueRequired,
-        "subsets[0].ports[0].name",
-    );
+    assert_cause(&c, CauseType::FieldValueInvalid, "subsets[0].addresses[0].ip");
+    assert_cause(&c, CauseType::FieldValueInvalid, "subsets[0].addresses[1].ip");
+    assert_cause(&c, CauseType::FieldValueRequired, "subsets[0].ports[0].name");
     assert_cause(&c, CauseType::FieldValueInvalid, "subsets[0].ports[1].port");
     assert_cause(&c, CauseType::FieldValueRequired, "subsets[1]");
 }
@@ -739,18 +528,10 @@ fn config_map_immutable_flag() {
     let old = json!({"metadata": {"name": "cfg", "namespace": "default"}, "data": {"a": "1"}, "immutable": true});
     let mut new = old.clone();
     new["data"]["a"] = json!("2");
-    assert_cause(
-        &validate_update("", "ConfigMap", &new, &old),
-        CauseType::FieldValueForbidden,
-        "data",
-    );
+    assert_cause(&validate_update("", "ConfigMap", &new, &old), CauseType::FieldValueForbidden, "data");
     let mut unset = old.clone();
     unset["immutable"] = json!(false);
-    assert_cause(
-        &validate_update("", "ConfigMap", &unset, &old),
-        CauseType::FieldValueForbidden,
-        "immutable",
-    );
+    assert_cause(&validate_update("", "ConfigMap", &unset, &old), CauseType::FieldValueForbidden, "immutable");
 }
 
 #[test]
@@ -761,26 +542,15 @@ fn secret_data_must_be_base64() {
     let c = create("", "Secret", bad);
     assert_cause(&c, CauseType::FieldValueInvalid, "data[password]");
     assert!(c[0].message.contains("illegal base64 data"), "{c:?}");
-    assert!(
-        !c[0].message.contains("not base64"),
-        "secret contents must be redacted"
-    );
+    assert!(!c[0].message.contains("not base64"), "secret contents must be redacted");
 }
 
 #[test]
 fn secret_types_require_their_keys() {
     let tls = json!({"metadata": {"name": "s", "namespace": "default"}, "type": "kubernetes.io/tls", "data": {"tls.crt": "Y2VydA=="}});
-    assert_cause(
-        &create("", "Secret", tls),
-        CauseType::FieldValueRequired,
-        "data[tls.key]",
-    );
+    assert_cause(&create("", "Secret", tls), CauseType::FieldValueRequired, "data[tls.key]");
     let docker = json!({"metadata": {"name": "s", "namespace": "default"}, "type": "kubernetes.io/dockerconfigjson", "data": {".dockerconfigjson": "bm90IGpzb24="}});
-    assert_cause(
-        &create("", "Secret", docker),
-        CauseType::FieldValueInvalid,
-        "data[.dockerconfigjson]",
-    );
+    assert_cause(&create("", "Secret", docker), CauseType::FieldValueInvalid, "data[.dockerconfigjson]");
     let sa = json!({"metadata": {"name": "s", "namespace": "default"}, "type": "kubernetes.io/service-account-token"});
     assert_cause(
         &create("", "Secret", sa),
@@ -791,19 +561,12 @@ fn secret_types_require_their_keys() {
 
 #[test]
 fn secret_type_is_immutable() {
-    let old = defaulted(
-        "",
-        "Secret",
-        json!({"metadata": {"name": "s", "namespace": "default"}, "data": {"a": "YQ=="}}),
-    );
+    let old =
+        defaulted("", "Secret", json!({"metadata": {"name": "s", "namespace": "default"}, "data": {"a": "YQ=="}}));
     let mut new = old.clone();
     new["type"] = json!("kubernetes.io/basic-auth");
     new["data"] = json!({"username": "dQ=="});
-    assert_cause(
-        &validate_update("", "Secret", &new, &old),
-        CauseType::FieldValueInvalid,
-        "type",
-    );
+    assert_cause(&validate_update("", "Secret", &new, &old), CauseType::FieldValueInvalid, "type");
 }
 
 // ---- apps ----
@@ -821,30 +584,16 @@ fn selector_must_match_template() {
     let mut d = deployment();
     d["spec"]["selector"] = json!({"matchLabels": {"app": "api"}});
     let c = create("apps", "Deployment", d);
-    assert_cause(
-        &c,
-        CauseType::FieldValueInvalid,
-        "spec.template.metadata.labels",
-    );
-    assert!(c[0]
-        .message
-        .ends_with("`selector` does not match template `labels`"));
+    assert_cause(&c, CauseType::FieldValueInvalid, "spec.template.metadata.labels");
+    assert!(c[0].message.ends_with("`selector` does not match template `labels`"));
 
     let mut d = deployment();
     d["spec"].as_object_mut().unwrap().remove("selector");
-    assert_cause(
-        &create("apps", "Deployment", d),
-        CauseType::FieldValueRequired,
-        "spec.selector",
-    );
+    assert_cause(&create("apps", "Deployment", d), CauseType::FieldValueRequired, "spec.selector");
 
     let mut d = deployment();
     d["spec"]["selector"] = json!({});
-    assert_cause(
-        &create("apps", "Deployment", d),
-        CauseType::FieldValueInvalid,
-        "spec.selector",
-    );
+    assert_cause(&create("apps", "Deployment", d), CauseType::FieldValueInvalid, "spec.selector");
 }
 
 #[test]
@@ -854,45 +603,20 @@ fn deployment_spec_rules() {
     d["spec"]["revisionHistoryLimit"] = json!(-2);
     d["spec"]["minReadySeconds"] = json!(700);
     d["spec"]["template"]["spec"]["restartPolicy"] = json!("OnFailure");
-    d["spec"]["strategy"] =
-        json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": "0%"}});
+    d["spec"]["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": "0%"}});
     let c = create("apps", "Deployment", d);
     assert_cause(&c, CauseType::FieldValueInvalid, "spec.replicas");
-    assert_cause(
-        &c,
-        CauseType::FieldValueInvalid,
-        "spec.revisionHistoryLimit",
-    );
-    assert_cause(
-        &c,
-        CauseType::FieldValueInvalid,
-        "spec.progressDeadlineSeconds",
-    );
-    assert_cause(
-        &c,
-        CauseType::FieldValueNotSupported,
-        "spec.template.spec.restartPolicy",
-    );
-    assert_cause(
-        &c,
-        CauseType::FieldValueInvalid,
-        "spec.strategy.rollingUpdate.maxUnavailable",
-    );
+    assert_cause(&c, CauseType::FieldValueInvalid, "spec.revisionHistoryLimit");
+    assert_cause(&c, CauseType::FieldValueInvalid, "spec.progressDeadlineSeconds");
+    assert_cause(&c, CauseType::FieldValueNotSupported, "spec.template.spec.restartPolicy");
+    assert_cause(&c, CauseType::FieldValueInvalid, "spec.strategy.rollingUpdate.maxUnavailable");
 
     let mut d = deployment();
     d["spec"]["strategy"] = json!({"type": "Blue"});
-    assert_cause(
-        &create("apps", "Deployment", d),
-        CauseType::FieldValueNotSupported,
-        "spec.strategy",
-    );
+    assert_cause(&create("apps", "Deployment", d), CauseType::FieldValueNotSupported, "spec.strategy");
     let mut d = deployment();
     d["spec"]["strategy"] = json!({"type": "Recreate", "rollingUpdate": {}});
-    assert_cause(
-        &create("apps", "Deployment", d),
-        CauseType::FieldValueForbidden,
-        "spec.strategy.rollingUpdate",
-    );
+    assert_cause(&create("apps", "Deployment", d), CauseType::FieldValueForbidden, "spec.strategy.rollingUpdate");
 }
 
 #[test]
@@ -901,11 +625,7 @@ fn template_pod_spec_paths_are_nested() {
     d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("");
     d["spec"]["template"]["metadata"]["labels"]["bad key"] = json!("x");
     let c = create("apps", "Deployment", d);
-    assert_cause(
-        &c,
-        CauseType::FieldValueRequired,
-        "spec.template.spec.containers[0].image",
-    );
+    assert_cause(&c, CauseType::FieldValueRequired, "spec.template.spec.containers[0].image");
     assert_cause(&c, CauseType::FieldValueInvalid, "spec.template.labels");
 }
 
@@ -942,11 +662,7 @@ fn lease_duration_must_be_positive() {
     assert_eq!(create("coordination.k8s.io", "Lease", ok), vec![]);
     let bad = json!({"metadata": {"name": "l", "namespace": "kube-system"}, "spec": {"leaseDurationSeconds": 0, "leaseTransitions": -1}});
     let c = create("coordination.k8s.io", "Lease", bad);
-    assert_cause(
-        &c,
-        CauseType::FieldValueInvalid,
-        "spec.leaseDurationSeconds",
-    );
+    assert_cause(&c, CauseType::FieldValueInvalid, "spec.leaseDurationSeconds");
     assert_cause(&c, CauseType::FieldValueInvalid, "spec.leaseTransitions");
 }
 
@@ -956,11 +672,7 @@ fn core_events_follow_legacy_rules() {
     assert_eq!(create("", "Event", ok.clone()), vec![]);
     let mut bad = ok.clone();
     bad["involvedObject"]["namespace"] = json!("other");
-    assert_cause(
-        &create("", "Event", bad),
-        CauseType::FieldValueInvalid,
-        "involvedObject.namespace",
-    );
+    assert_cause(&create("", "Event", bad), CauseType::FieldValueInvalid, "involvedObject.namespace");
     let mut new_style = ok;
     new_style["eventTime"] = json!("2024-01-01T00:00:00.000000Z");
     new_style["reason"] = json!("x".repeat(129));
@@ -987,11 +699,7 @@ fn events_v1_are_strict_and_immutable() {
     assert_cause(&c, CauseType::FieldValueInvalid, "count");
     let mut changed = ok.clone();
     changed["note"] = json!("changed");
-    assert_cause(
-        &validate_update("events.k8s.io", "Event", &changed, &ok),
-        CauseType::FieldValueInvalid,
-        "message",
-    );
+    assert_cause(&validate_update("events.k8s.io", "Event", &changed, &ok), CauseType::FieldValueInvalid, "message");
 }
 
 #[test]
@@ -1003,38 +711,19 @@ fn node_cidr_and_taints() {
     ]}});
     let c = create("", "Node", bad);
     assert_cause(&c, CauseType::FieldValueInvalid, "spec.podCIDR");
-    assert_cause(
-        &c,
-        CauseType::FieldValueNotSupported,
-        "spec.taints[0].effect",
-    );
+    assert_cause(&c, CauseType::FieldValueNotSupported, "spec.taints[0].effect");
     assert_cause(&c, CauseType::FieldValueDuplicate, "spec.taints[2]");
 
     let mut moved = defaulted("", "Node", ok.clone());
     moved["spec"]["podCIDRs"] = json!(["10.245.0.0/24"]);
     moved["spec"]["podCIDR"] = json!("10.245.0.0/24");
-    assert_cause(
-        &validate_update("", "Node", &moved, &ok),
-        CauseType::FieldValueForbidden,
-        "spec.podCIDRs",
-    );
+    assert_cause(&validate_update("", "Node", &moved, &ok), CauseType::FieldValueForbidden, "spec.podCIDRs");
 }
 
 #[test]
 fn service_account_and_unknown_kinds() {
-    assert_eq!(
-        create(
-            "",
-            "ServiceAccount",
-            json!({"metadata": {"name": "builder", "namespace": "ci"}})
-        ),
-        vec![]
-    );
-    let c = create(
-        "rbac.authorization.k8s.io",
-        "Role",
-        json!({"metadata": {"name": "a/b", "namespace": "x"}}),
-    );
+    assert_eq!(create("", "ServiceAccount", json!({"metadata": {"name": "builder", "namespace": "ci"}})), vec![]);
+    let c = create("rbac.authorization.k8s.io", "Role", json!({"metadata": {"name": "a/b", "namespace": "x"}}));
     assert_cause(&c, CauseType::FieldValueInvalid, "metadata.name");
     assert!(c[0].message.contains("may not contain '/'"));
 }
@@ -1044,11 +733,7 @@ fn namespace_status_phase() {
     let old = defaulted("", "Namespace", json!({"metadata": {"name": "team-a"}}));
     let mut new = old.clone();
     new["status"]["phase"] = json!("Terminating");
-    assert_cause(
-        &validate_status_update("", "Namespace", &new, &old),
-        CauseType::FieldValueInvalid,
-        "status.phase",
-    );
+    assert_cause(&validate_status_update("", "Namespace", &new, &old), CauseType::FieldValueInvalid, "status.phase");
 }
 
 // ---- defaults ----
@@ -1076,10 +761,7 @@ fn pod_defaults_match_upstream() {
     assert_eq!(c["terminationMessagePolicy"], "File");
     assert_eq!(c["ports"][0]["protocol"], "TCP");
     assert_eq!(c["resources"]["limits"]["cpu"], "500m");
-    assert_eq!(
-        c["resources"]["requests"],
-        json!({"cpu": "500m", "memory": "1Gi"})
-    );
+    assert_eq!(c["resources"]["requests"], json!({"cpu": "500m", "memory": "1Gi"}));
     assert_eq!(c["livenessProbe"]["timeoutSeconds"], 1);
     assert_eq!(c["livenessProbe"]["periodSeconds"], 10);
     assert_eq!(c["livenessProbe"]["successThreshold"], 1);
@@ -1100,10 +782,7 @@ fn image_pull_policy_follows_the_tag() {
         let mut p = pod();
         p["spec"]["containers"][0]["image"] = json!(image);
         let p = defaulted("", "Pod", p);
-        assert_eq!(
-            p["spec"]["containers"][0]["imagePullPolicy"], policy,
-            "{image}"
-        );
+        assert_eq!(p["spec"]["containers"][0]["imagePullPolicy"], policy, "{image}");
     }
 }
 
@@ -1114,11 +793,7 @@ fn defaults_are_idempotent() {
         ("", "Service", service()),
         ("apps", "Deployment", deployment()),
         ("", "Namespace", json!({"metadata": {"name": "a"}})),
-        (
-            "",
-            "Secret",
-            json!({"metadata": {"name": "s", "namespace": "d"}, "stringData": {"k": "v"}}),
-        ),
+        ("", "Secret", json!({"metadata": {"name": "s", "namespace": "d"}, "stringData": {"k": "v"}})),
     ] {
         let once = defaulted(group, kind, obj);
         let twice = defaulted(group, kind, once.clone());
@@ -1149,11 +824,7 @@ fn service_defaults() {
     assert_eq!(lb["spec"]["clusterIPs"], json!(["10.0.0.5"]));
     assert_eq!(lb["spec"]["ports"][0]["targetPort"], "https");
 
-    let ext = defaulted(
-        "",
-        "Service",
-        json!({"spec": {"type": "ExternalName", "externalName": "x.io"}}),
-    );
+    let ext = defaulted("", "Service", json!({"spec": {"type": "ExternalName", "externalName": "x.io"}}));
     assert!(ext["spec"].get("ipFamilyPolicy").is_none());
 }
 
@@ -1183,11 +854,8 @@ fn workload_defaults() {
 
 #[test]
 fn secret_namespace_and_node_defaults() {
-    let s = defaulted(
-        "",
-        "Secret",
-        json!({"metadata": {"name": "s", "namespace": "d"}, "stringData": {"user": "admin"}}),
-    );
+    let s =
+        defaulted("", "Secret", json!({"metadata": {"name": "s", "namespace": "d"}, "stringData": {"user": "admin"}}));
     assert_eq!(s["type"], "Opaque");
     assert_eq!(s["data"]["user"], "YWRtaW4=");
     assert!(s.get("stringData").is_none());
@@ -1195,10 +863,7 @@ fn secret_namespace_and_node_defaults() {
     let ns = defaulted("", "Namespace", json!({"metadata": {"name": "team-a"}}));
     assert_eq!(ns["spec"]["finalizers"], json!(["kubernetes"]));
     assert_eq!(ns["status"]["phase"], "Active");
-    assert_eq!(
-        ns["metadata"]["labels"]["kubernetes.io/metadata.name"],
-        "team-a"
-    );
+    assert_eq!(ns["metadata"]["labels"]["kubernetes.io/metadata.name"], "team-a");
     assert_eq!(create("", "Namespace", ns), vec![]);
 
     let node = defaulted(
@@ -1206,10 +871,7 @@ fn secret_namespace_and_node_defaults() {
         "Node",
         json!({"metadata": {"name": "n"}, "status": {"capacity": {"cpu": "4", "memory": "8388608Ki"}}}),
     );
-    assert_eq!(
-        node["status"]["allocatable"],
-        json!({"cpu": "4", "memory": "8Gi"})
-    );
+    assert_eq!(node["status"]["allocatable"], json!({"cpu": "4", "memory": "8Gi"}));
 }
 
 #[test]
@@ -1221,10 +883,7 @@ fn volume_and_env_defaults() {
     let p = defaulted("", "Pod", p);
     assert_eq!(p["spec"]["volumes"][0]["emptyDir"], json!({}));
     assert_eq!(p["spec"]["volumes"][1]["configMap"]["defaultMode"], 420);
-    assert_eq!(
-        p["spec"]["containers"][0]["env"][0]["valueFrom"]["fieldRef"]["apiVersion"],
-        "v1"
-    );
+    assert_eq!(p["spec"]["containers"][0]["env"][0]["valueFrom"]["fieldRef"]["apiVersion"], "v1");
     assert_eq!(validate_create("", "Pod", &p), vec![]);
 }
 
@@ -1234,17 +893,11 @@ fn messages_render_like_upstream() {
     p["spec"]["containers"][0]["ports"][0]["containerPort"] = json!(0);
     let c = create("", "Pod", p);
     let e = crate::status::StatusError::invalid("", "Pod", "web", c);
-    assert_eq!(
-        e.message,
-        "Pod \"web\" is invalid: spec.containers[0].ports[0].containerPort: Required value"
-    );
+    assert_eq!(e.message, "Pod \"web\" is invalid: spec.containers[0].ports[0].containerPort: Required value");
     let mut d = deployment();
     d["spec"]["replicas"] = json!(-1);
     let c = create("apps", "Deployment", d);
-    assert_eq!(
-        c[0].message,
-        "Invalid value: -1: must be greater than or equal to 0"
-    );
+    assert_eq!(c[0].message, "Invalid value: -1: must be greater than or equal to 0");
 }
 
 #[test]
@@ -1255,11 +908,7 @@ fn replace_without_allocated_fields_is_accepted_after_carry_over() {
     let manifest = json!({"metadata": {"name": "web", "namespace": "default"}, "spec": {"type": "NodePort", "ports": [{"name": "http", "port": 80}]}});
 
     let plain = defaulted("", "Service", manifest.clone());
-    assert_cause(
-        &validate_update("", "Service", &plain, &stored),
-        CauseType::FieldValueInvalid,
-        "spec.clusterIP",
-    );
+    assert_cause(&validate_update("", "Service", &plain, &stored), CauseType::FieldValueInvalid, "spec.clusterIP");
 
     let mut carried = manifest;
     carry_over_for_update("", "Service", &mut carried, &stored);
@@ -1288,9 +937,5 @@ fn binding_assigns_a_node_once() {
     assert_eq!(validate_status_update("", "Pod", &bound, &old), vec![]);
     let mut moved = bound.clone();
     moved["spec"]["nodeName"] = json!("node-2");
-    assert_cause(
-        &validate_status_update("", "Pod", &moved, &bound),
-        CauseType::FieldValueForbidden,
-        "status.nodeName",
-    );
+    assert_cause(&validate_status_update("", "Pod", &moved, &bound), CauseType::FieldValueForbidden, "status.nodeName");
 }

@@ -60,11 +60,7 @@ pub(crate) fn get_bool(v: &Value, k: &str) -> bool {
 
 /// Integers may arrive as `3` or `3.0`; both mean the same to a Go int field.
 pub(crate) fn as_int(v: &Value) -> Option<i64> {
-    v.as_i64().or_else(|| {
-        v.as_f64()
-            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e18)
-            .map(|f| f as i64)
-    })
+    v.as_i64().or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e18).map(|f| f as i64))
 }
 
 pub(crate) fn get_int(v: &Value, k: &str) -> Option<i64> {
@@ -91,11 +87,7 @@ pub(crate) fn required_detail(path: &str, detail: &str) -> Cause {
     if detail.is_empty() {
         Cause::required(path)
     } else {
-        Cause::new(
-            CauseType::FieldValueRequired,
-            path,
-            format!("Required value: {detail}"),
-        )
+        Cause::new(CauseType::FieldValueRequired, path, format!("Required value: {detail}"))
     }
 }
 
@@ -108,27 +100,15 @@ pub(crate) fn render(v: &Value) -> String {
 }
 
 pub(crate) fn not_found(path: &str, value: &Value) -> Cause {
-    Cause::new(
-        CauseType::FieldValueNotFound,
-        path,
-        format!("Not found: {}", render(value)),
-    )
+    Cause::new(CauseType::FieldValueNotFound, path, format!("Not found: {}", render(value)))
 }
 
 pub(crate) fn too_long(path: &str, max: usize) -> Cause {
-    Cause::new(
-        CauseType::FieldValueTooLong,
-        path,
-        format!("Too long: may not be more than {max} bytes"),
-    )
+    Cause::new(CauseType::FieldValueTooLong, path, format!("Too long: may not be more than {max} bytes"))
 }
 
 pub(crate) fn duplicate_detail(path: &str, value: &Value, detail: &str) -> Cause {
-    Cause::new(
-        CauseType::FieldValueDuplicate,
-        path,
-        format!("Duplicate value: {}: {detail}", render(value)),
-    )
+    Cause::new(CauseType::FieldValueDuplicate, path, format!("Duplicate value: {}: {detail}", render(value)))
 }
 
 pub(crate) fn nonnegative(errs: &mut Vec<Cause>, value: i64, path: &str) {
@@ -172,17 +152,11 @@ pub(crate) fn normalized(v: &Value) -> Option<Value> {
     match v {
         Value::Null => None,
         Value::Array(a) => {
-            let items: Vec<Value> = a
-                .iter()
-                .map(|x| normalized(x).unwrap_or(Value::Null))
-                .collect();
+            let items: Vec<Value> = a.iter().map(|x| normalized(x).unwrap_or(Value::Null)).collect();
             (!items.is_empty()).then_some(Value::Array(items))
         }
         Value::Object(m) => {
-            let out: Map<String, Value> = m
-                .iter()
-                .filter_map(|(k, x)| normalized(x).map(|n| (k.clone(), n)))
-                .collect();
+            let out: Map<String, Value> = m.iter().filter_map(|(k, x)| normalized(x).map(|n| (k.clone(), n))).collect();
             (!out.is_empty()).then_some(Value::Object(out))
         }
         other => Some(other.clone()),
@@ -196,12 +170,7 @@ pub(crate) fn semantic_eq(a: Option<&Value>, b: Option<&Value>) -> bool {
 /// A short old/new listing of the leaves that differ, standing in for upstream's `cmp.Diff`.
 pub(crate) fn describe_diff(old: &Value, new: &Value) -> String {
     let mut lines = Vec::new();
-    diff_into(
-        "",
-        normalized(old).as_ref(),
-        normalized(new).as_ref(),
-        &mut lines,
-    );
+    diff_into("", normalized(old).as_ref(), normalized(new).as_ref(), &mut lines);
     format!("  {{\n{}\n  }}", lines.join("\n"))
 }
 

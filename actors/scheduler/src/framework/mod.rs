@@ -64,10 +64,7 @@ impl Status {
     }
 
     pub fn is_rejection(&self) -> bool {
-        matches!(
-            self,
-            Status::Unschedulable(_) | Status::UnschedulableAndUnresolvable(_)
-        )
+        matches!(self, Status::Unschedulable(_) | Status::UnschedulableAndUnresolvable(_))
     }
 
     pub fn reasons(&self) -> &[Cow<'static, str>] {
@@ -100,13 +97,7 @@ impl CycleState {
 
     pub fn from_pod_info(pod: Arc<PodInfo>) -> Self {
         let node_affinity = RequiredNodeAffinity::from_pod(pod.pod());
-        CycleState {
-            pod,
-            node_affinity,
-            data: Vec::new(),
-            skipped_filters: Vec::new(),
-            skipped_scores: Vec::new(),
-        }
+        CycleState { pod, node_affinity, data: Vec::new(), skipped_filters: Vec::new(), skipped_scores: Vec::new() }
     }
 
     /// The incoming pod, with requests, ports, tolerations and affinity terms parsed.
@@ -133,10 +124,7 @@ impl CycleState {
     }
 
     pub fn read<T: Any + Send + Sync>(&self, key: &'static str) -> Option<&T> {
-        self.data
-            .iter()
-            .find(|(k, _)| *k == key)
-            .and_then(|(_, v)| v.downcast_ref::<T>())
+        self.data.iter().find(|(k, _)| *k == key).and_then(|(_, v)| v.downcast_ref::<T>())
     }
 
     /// Records that a plugin's PreFilter returned `Skip`: its Filter does not run.
@@ -166,8 +154,7 @@ pub trait Plugin: Send + Sync {
 pub trait PreFilterPlugin: Plugin {
     /// Computes per-cycle data over the whole snapshot. `Skip` disables this plugin's Filter
     /// for the cycle; a rejection fails the pod on every node.
-    fn pre_filter(&self, state: &mut CycleState, pod: &Value, snapshot: &ClusterSnapshot)
-        -> Status;
+    fn pre_filter(&self, state: &mut CycleState, pod: &Value, snapshot: &ClusterSnapshot) -> Status;
 }
 
 pub trait FilterPlugin: Plugin {
@@ -177,13 +164,8 @@ pub trait FilterPlugin: Plugin {
 pub trait PreScorePlugin: Plugin {
     /// Computes per-cycle scoring data; `nodes` are the feasible nodes. `Skip` disables this
     /// plugin's Score for the cycle.
-    fn pre_score(
-        &self,
-        state: &mut CycleState,
-        pod: &Value,
-        nodes: &[&NodeInfo],
-        snapshot: &ClusterSnapshot,
-    ) -> Status;
+    fn pre_score(&self, state: &mut CycleState, pod: &Value, nodes: &[&NodeInfo], snapshot: &ClusterSnapshot)
+        -> Status;
 }
 
 pub trait ScorePlugin: Plugin {
@@ -207,20 +189,14 @@ pub fn default_normalize_score(max_priority: i64, reverse: bool, scores: &mut [i
     }
     for s in scores.iter_mut() {
         let scaled = max_priority * *s / max_count;
-        *s = if reverse {
-            max_priority - scaled
-        } else {
-            scaled
-        };
+        *s = if reverse { max_priority - scaled } else { scaled };
     }
 }
 
 // ---- small JSON accessors shared by the plugins ----
 
 pub(crate) fn slice(v: Option<&Value>) -> &[Value] {
-    v.and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
+    v.and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
 }
 
 pub(crate) fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {

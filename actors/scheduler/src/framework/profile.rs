@@ -9,13 +9,12 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::plugins::{
-    ImageLocality, InterPodAffinity, NodeAffinity, NodeName, NodePorts,
-    NodeResourcesBalancedAllocation, NodeResourcesFit, NodeUnschedulable, PodTopologySpread,
-    TaintToleration,
+    ImageLocality, InterPodAffinity, NodeAffinity, NodeName, NodePorts, NodeResourcesBalancedAllocation,
+    NodeResourcesFit, NodeUnschedulable, PodTopologySpread, TaintToleration,
 };
 use super::{
-    str_of, ClusterSnapshot, CycleState, FilterPlugin, NodeInfo, PodInfo, PreFilterPlugin,
-    PreScorePlugin, ScorePlugin, Status,
+    str_of, ClusterSnapshot, CycleState, FilterPlugin, NodeInfo, PodInfo, PreFilterPlugin, PreScorePlugin, ScorePlugin,
+    Status,
 };
 
 /// Below this many nodes every node is evaluated (upstream's minFeasibleNodesToFind).
@@ -50,10 +49,7 @@ impl fmt::Display for FitError {
                 }
             }
             // Upstream sorts the rendered "<count> <reason>" strings, count included.
-            let mut parts: Vec<String> = histogram
-                .into_iter()
-                .map(|(reason, n)| format!("{n} {reason}"))
-                .collect();
+            let mut parts: Vec<String> = histogram.into_iter().map(|(reason, n)| format!("{n} {reason}")).collect();
             parts.sort();
             if !parts.is_empty() {
                 write!(f, " {}.", parts.join(", "))?;
@@ -73,18 +69,12 @@ impl FitError {
     /// What upstream's DefaultPreemption reports when it cannot help without trying victims:
     /// the pod opted out, or every node failed for a reason eviction cannot fix. None when
     /// preemption would have to be attempted (left to the caller).
-    fn preemption_message(
-        pod: &Value,
-        num_all_nodes: usize,
-        statuses: &[(String, Status)],
-    ) -> Option<String> {
+    fn preemption_message(pod: &Value, num_all_nodes: usize, statuses: &[(String, Status)]) -> Option<String> {
         let policy = pod.get("spec").and_then(|s| str_of(s, "preemptionPolicy"));
         if policy == Some("Never") {
             return Some("preemption: not eligible due to preemptionPolicy=Never.".into());
         }
-        let all_unresolvable = statuses
-            .iter()
-            .all(|(_, s)| matches!(s, Status::UnschedulableAndUnresolvable(_)));
+        let all_unresolvable = statuses.iter().all(|(_, s)| matches!(s, Status::UnschedulableAndUnresolvable(_)));
         if !all_unresolvable {
             return None;
         }
@@ -93,12 +83,7 @@ impl FitError {
             pre_filter_msg: None,
             node_to_status: statuses
                 .iter()
-                .map(|(n, _)| {
-                    (
-                        n.clone(),
-                        Status::unresolvable("Preemption is not helpful for scheduling"),
-                    )
-                })
+                .map(|(n, _)| (n.clone(), Status::unresolvable("Preemption is not helpful for scheduling")))
                 .collect(),
             post_filter_msg: None,
         };
@@ -143,12 +128,7 @@ impl Default for Profile {
         let balanced = Arc::new(NodeResourcesBalancedAllocation);
         let image = Arc::new(ImageLocality);
         Profile {
-            pre_filter: vec![
-                node_affinity.clone(),
-                node_ports.clone(),
-                spread.clone(),
-                inter_pod.clone(),
-            ],
+            pre_filter: vec![node_affinity.clone(), node_ports.clone(), spread.clone(), inter_pod.clone()],
             filter: vec![
                 node_unschedulable,
                 node_name,
@@ -159,13 +139,7 @@ impl Default for Profile {
                 spread.clone(),
                 inter_pod.clone(),
             ],
-            pre_score: vec![
-                node_affinity.clone(),
-                spread.clone(),
-                inter_pod.clone(),
-                balanced.clone(),
-                image.clone(),
-            ],
+            pre_score: vec![node_affinity.clone(), spread.clone(), inter_pod.clone(), balanced.clone(), image.clone()],
             score: vec![
                 (taint_toleration, 3),
                 (node_affinity, 2),
@@ -197,45 +171,27 @@ impl Profile {
         }
         let mut percentage = self.percentage_of_nodes_to_score;
         if percentage == 0 {
-            percentage = 50usize
-                .saturating_sub(num_all_nodes / 125)
-                .max(MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND);
+            percentage = 50usize.saturating_sub(num_all_nodes / 125).max(MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND);
         }
         (num_all_nodes * percentage.min(100) / 100).max(MIN_FEASIBLE_NODES_TO_FIND)
     }
 
     /// Picks a node for `pod`, or explains why none fits.
-    pub fn schedule_one(
-        &self,
-        pod: &Value,
-        snapshot: &ClusterSnapshot,
-    ) -> Result<String, FitError> {
+    pub fn schedule_one(&self, pod: &Value, snapshot: &ClusterSnapshot) -> Result<String, FitError> {
         let info = Arc::new(PodInfo::new(Arc::new(pod.clone())));
         self.schedule(info, snapshot).map(|r| r.node)
     }
 
     /// As `schedule_one` for an already parsed pod; the caller can then
     /// `snapshot.assume(pod, &result.node)` without parsing it again.
-    pub fn schedule(
-        &self,
-        pod: Arc<PodInfo>,
-        snapshot: &ClusterSnapshot,
-    ) -> Result<ScheduleResult, FitError> {
+    pub fn schedule(&self, pod: Arc<PodInfo>, snapshot: &ClusterSnapshot) -> Result<ScheduleResult, FitError> {
         let all = snapshot.nodes();
         let pod_value = pod.pod_arc().clone();
         let pod_json: &Value = &pod_value;
         let fail = |pre_filter_msg: Option<String>, statuses: Vec<(String, Status)>| {
-            let post_filter_msg = if all.is_empty() {
-                None
-            } else {
-                FitError::preemption_message(pod_json, all.len(), &statuses)
-            };
-            FitError {
-                num_all_nodes: all.len(),
-                pre_filter_msg,
-                node_to_status: statuses,
-                post_filter_msg,
-            }
+            let post_filter_msg =
+                if all.is_empty() { None } else { FitError::preemption_message(pod_json, all.len(), &statuses) };
+            FitError { num_all_nodes: all.len(), pre_filter_msg, node_to_status: statuses, post_filter_msg }
         };
         if all.is_empty() {
             return Err(fail(None, Vec::new()));
@@ -248,19 +204,13 @@ impl Profile {
                 Status::Skip => state.skip_filter(p.name()),
                 rejected => {
                     // Every node fails for the same reason; upstream shows it once.
-                    let statuses = all
-                        .iter()
-                        .map(|n| (n.name().to_string(), rejected.clone()))
-                        .collect();
+                    let statuses = all.iter().map(|n| (n.name().to_string(), rejected.clone())).collect();
                     return Err(fail(Some(rejected.message()), statuses));
                 }
             }
         }
-        let filters: Vec<&Arc<dyn FilterPlugin>> = self
-            .filter
-            .iter()
-            .filter(|p| !state.is_filter_skipped(p.name()))
-            .collect();
+        let filters: Vec<&Arc<dyn FilterPlugin>> =
+            self.filter.iter().filter(|p| !state.is_filter_skipped(p.name())).collect();
 
         // Rotate the starting node so that stopping early does not always favour the same ones.
         let n = all.len();
@@ -270,10 +220,7 @@ impl Profile {
         let mut statuses: Vec<(String, Status)> = Vec::new();
         for i in 0..n {
             let node = &all[(start + i) % n];
-            let rejection = filters
-                .iter()
-                .map(|p| p.filter(&state, pod_json, node))
-                .find(|s| s.is_rejection());
+            let rejection = filters.iter().map(|p| p.filter(&state, pod_json, node)).find(|s| s.is_rejection());
             match rejection {
                 Some(s) => statuses.push((node.name().to_string(), s)),
                 None => {
@@ -285,8 +232,7 @@ impl Profile {
             }
         }
         let evaluated = feasible.len() + statuses.len();
-        self.next_start_node_index
-            .store((start + evaluated) % n, Ordering::Relaxed);
+        self.next_start_node_index.store((start + evaluated) % n, Ordering::Relaxed);
 
         if feasible.is_empty() {
             return Err(fail(None, statuses));
@@ -301,9 +247,7 @@ impl Profile {
         }
 
         for p in &self.pre_score {
-            if p.pre_score(&mut state, pod_json, &feasible, snapshot)
-                .is_skip()
-            {
+            if p.pre_score(&mut state, pod_json, &feasible, snapshot).is_skip() {
                 state.skip_score(p.name());
             }
         }
@@ -344,10 +288,7 @@ impl Profile {
     }
 
     fn next_random(&self) -> u64 {
-        let mut z = self
-            .rng
-            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
-            .wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed).wrapping_add(0x9E37_79B9_7F4A_7C15);
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
@@ -370,34 +311,20 @@ mod tests {
     #[test]
     fn anti_affinity_spreads_one_per_node() {
         let profile = Profile::default();
-        let mut snap = snapshot(
-            (1..=3)
-                .map(|i| node(&format!("n{i}"), "4", "8Gi"))
-                .collect(),
-            &[],
-        );
+        let mut snap = snapshot((1..=3).map(|i| node(&format!("n{i}"), "4", "8Gi")).collect(), &[]);
         let replica = |i: usize| {
-            let p = label(
-                pod(&format!("web-{i}"), Some("100m"), Some("128Mi")),
-                "app",
-                "web",
-            );
+            let p = label(pod(&format!("web-{i}"), Some("100m"), Some("128Mi")), "app", "web");
             set(
                 p,
                 "/spec/affinity/podAntiAffinity/requiredDuringSchedulingIgnoredDuringExecution",
                 json!([{"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": "kubernetes.io/hostname"}]),
             )
         };
-        let mut placed: Vec<String> = (0..3)
-            .map(|i| place(&profile, &mut snap, &replica(i)).unwrap())
-            .collect();
+        let mut placed: Vec<String> = (0..3).map(|i| place(&profile, &mut snap, &replica(i)).unwrap()).collect();
         placed.sort();
         assert_eq!(placed, vec!["n1", "n2", "n3"]);
         let err = place(&profile, &mut snap, &replica(3)).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules."
-        );
+        assert_eq!(err.to_string(), "0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules.");
     }
 
     #[test]
@@ -409,10 +336,7 @@ mod tests {
             json!([{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]),
         );
         let mut snap = snapshot(vec![gpu, node("cpu", "1", "1Gi")], &[]);
-        assert_eq!(
-            place(&profile, &mut snap, &pod("a", Some("100m"), None)).unwrap(),
-            "cpu"
-        );
+        assert_eq!(place(&profile, &mut snap, &pod("a", Some("100m"), None)).unwrap(), "cpu");
         let tolerant = set(
             pod("b", Some("2"), None),
             "/spec/tolerations",
@@ -430,9 +354,7 @@ mod tests {
     #[test]
     fn insufficient_resources_exact_message() {
         let profile = Profile::default();
-        let mut nodes: Vec<Value> = (1..=3)
-            .map(|i| node(&format!("n{i}"), "1", "2Gi"))
-            .collect();
+        let mut nodes: Vec<Value> = (1..=3).map(|i| node(&format!("n{i}"), "1", "2Gi")).collect();
         for i in 4..=5 {
             nodes.push(set(
                 node(&format!("n{i}"), "8", "8Gi"),
@@ -441,36 +363,19 @@ mod tests {
             ));
         }
         let snap = snapshot(nodes, &[]);
-        let err = profile
-            .schedule_one(&pod("big", Some("2"), Some("1Gi")), &snap)
-            .unwrap_err();
+        let err = profile.schedule_one(&pod("big", Some("2"), Some("1Gi")), &snap).unwrap_err();
         assert_eq!(
             err.to_string(),
             "0/5 nodes are available: 2 node(s) had untolerated taint {dedicated: gpu}, 3 Insufficient cpu. \
              preemption: 0/5 nodes are available: 5 Preemption is not helpful for scheduling.."
         );
         // Fits the allocatable but not what is left: preemption outcome is left to the caller.
-        let busy: Vec<Value> = (1..=2)
-            .map(|i| {
-                on(
-                    pod(&format!("x{i}"), Some("800m"), Some("1Gi")),
-                    &format!("n{i}"),
-                )
-            })
-            .collect();
+        let busy: Vec<Value> =
+            (1..=2).map(|i| on(pod(&format!("x{i}"), Some("800m"), Some("1Gi")), &format!("n{i}"))).collect();
         let snap = snapshot(vec![node("n1", "1", "2Gi"), node("n2", "1", "2Gi")], &busy);
-        let err = profile
-            .schedule_one(&pod("p", Some("500m"), Some("1500Mi")), &snap)
-            .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "0/2 nodes are available: 2 Insufficient cpu, 2 Insufficient memory."
-        );
-        let never = set(
-            pod("p", Some("500m"), None),
-            "/spec/preemptionPolicy",
-            json!("Never"),
-        );
+        let err = profile.schedule_one(&pod("p", Some("500m"), Some("1500Mi")), &snap).unwrap_err();
+        assert_eq!(err.to_string(), "0/2 nodes are available: 2 Insufficient cpu, 2 Insufficient memory.");
+        let never = set(pod("p", Some("500m"), None), "/spec/preemptionPolicy", json!("Never"));
         assert_eq!(
             profile.schedule_one(&never, &snap).unwrap_err().to_string(),
             "0/2 nodes are available: 2 Insufficient cpu. preemption: not eligible due to preemptionPolicy=Never.."
@@ -479,9 +384,7 @@ mod tests {
 
     #[test]
     fn no_nodes_message() {
-        let err = Profile::default()
-            .schedule_one(&pod("p", None, None), &ClusterSnapshot::default())
-            .unwrap_err();
+        let err = Profile::default().schedule_one(&pod("p", None, None), &ClusterSnapshot::default()).unwrap_err();
         assert_eq!(err.to_string(), "no nodes available to schedule pods");
     }
 
@@ -497,13 +400,7 @@ mod tests {
     #[test]
     fn node_affinity_and_preferences_in_profile() {
         let profile = Profile::default();
-        let mut snap = snapshot(
-            vec![
-                label(node("a", "4", "8Gi"), "disk", "ssd"),
-                node("b", "4", "8Gi"),
-            ],
-            &[],
-        );
+        let mut snap = snapshot(vec![label(node("a", "4", "8Gi"), "disk", "ssd"), node("b", "4", "8Gi")], &[]);
         let p = set(
             pod("p", Some("100m"), None),
             "/spec/affinity/nodeAffinity/preferredDuringSchedulingIgnoredDuringExecution",
@@ -513,11 +410,7 @@ mod tests {
             let p = set(p.clone(), "/metadata/name", json!(format!("p{i}")));
             assert_eq!(place(&profile, &mut snap, &p).unwrap(), "a");
         }
-        let q = set(
-            pod("q", None, None),
-            "/spec/nodeSelector",
-            json!({"disk": "hdd"}),
-        );
+        let q = set(pod("q", None, None), "/spec/nodeSelector", json!({"disk": "hdd"}));
         assert_eq!(
             profile.schedule_one(&q, &snap).unwrap_err().to_string(),
             "0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector. \
@@ -529,13 +422,7 @@ mod tests {
     fn topology_spread_balances_zones() {
         let profile = Profile::default();
         let nodes = (0..4)
-            .map(|i| {
-                label(
-                    node(&format!("n{i}"), "8", "16Gi"),
-                    "zone",
-                    if i < 3 { "z1" } else { "z2" },
-                )
-            })
+            .map(|i| label(node(&format!("n{i}"), "8", "16Gi"), "zone", if i < 3 { "z1" } else { "z2" }))
             .collect();
         let mut snap = snapshot(nodes, &[]);
         let mut per_zone = [0, 0];
@@ -560,36 +447,18 @@ mod tests {
         assert_eq!(profile.num_feasible_nodes_to_find(1000), 420);
         assert_eq!(profile.num_feasible_nodes_to_find(5000), 500);
         assert_eq!(profile.num_feasible_nodes_to_find(10000), 500);
-        let snap = snapshot(
-            (0..1000)
-                .map(|i| node(&format!("n{i}"), "4", "8Gi"))
-                .collect(),
-            &[],
-        );
-        let r = profile
-            .schedule(info(&pod("p", None, None)), &snap)
-            .unwrap();
+        let snap = snapshot((0..1000).map(|i| node(&format!("n{i}"), "4", "8Gi")).collect(), &[]);
+        let r = profile.schedule(info(&pod("p", None, None)), &snap).unwrap();
         assert_eq!((r.evaluated_nodes, r.feasible_nodes), (420, 420));
         assert_eq!(profile.next_start_node_index.load(Ordering::Relaxed), 420);
     }
 
     #[test]
     fn ties_are_deterministic_per_seed() {
-        let snap = snapshot(
-            (0..10)
-                .map(|i| node(&format!("n{i}"), "4", "8Gi"))
-                .collect(),
-            &[],
-        );
+        let snap = snapshot((0..10).map(|i| node(&format!("n{i}"), "4", "8Gi")).collect(), &[]);
         let run = |seed| {
             let profile = Profile::with_seed(seed);
-            (0..5)
-                .map(|i| {
-                    profile
-                        .schedule_one(&pod(&format!("p{i}"), None, None), &snap)
-                        .unwrap()
-                })
-                .collect::<Vec<_>>()
+            (0..5).map(|i| profile.schedule_one(&pod(&format!("p{i}"), None, None), &snap).unwrap()).collect::<Vec<_>>()
         };
         assert_eq!(run(7), run(7));
         let picks: std::collections::HashSet<String> = run(7).into_iter().chain(run(8)).collect();
@@ -611,7 +480,8 @@ mod tests {
             .collect();
         let pods: Vec<Arc<PodInfo>> = (0..1000)
             .map(|i| {
-                let mut p = label(pod(&format!("pod-{i}"), Some("250m"), Some("512Mi")), "app", &format!("app-{}", i % 10));
+                let mut p =
+                    label(pod(&format!("pod-{i}"), Some("250m"), Some("512Mi")), "app", &format!("app-{}", i % 10));
                 if i % 10 == 0 {
                     // Some pods also carry soft zone spreading, as Deployments often do.
                     p = set(
@@ -637,10 +507,7 @@ mod tests {
         // Upstream's adaptive sampling (500 feasible nodes at this size), then every node.
         for percentage in [0, 100] {
             let mut snap = ClusterSnapshot::new(nodes.clone());
-            let profile = Profile {
-                percentage_of_nodes_to_score: percentage,
-                ..Profile::default()
-            };
+            let profile = Profile { percentage_of_nodes_to_score: percentage, ..Profile::default() };
             let started = Instant::now();
             for p in &pods {
                 let r = profile.schedule(p.clone(), &snap).unwrap();

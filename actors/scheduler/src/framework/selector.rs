@@ -28,26 +28,16 @@ pub struct LabelSelector {
 }
 
 fn strings(v: Option<&Value>) -> Vec<String> {
-    slice(v)
-        .iter()
-        .filter_map(Value::as_str)
-        .map(str::to_string)
-        .collect()
+    slice(v).iter().filter_map(Value::as_str).map(str::to_string).collect()
 }
 
 impl LabelSelector {
     pub fn everything() -> Self {
-        LabelSelector {
-            requirements: Vec::new(),
-            nothing: false,
-        }
+        LabelSelector { requirements: Vec::new(), nothing: false }
     }
 
     pub fn nothing() -> Self {
-        LabelSelector {
-            requirements: Vec::new(),
-            nothing: true,
-        }
+        LabelSelector { requirements: Vec::new(), nothing: true }
     }
 
     /// Parses a selector; an invalid operator makes it match nothing (upstream rejects it).
@@ -79,19 +69,12 @@ impl LabelSelector {
                 values: strings(e.get("values")),
             });
         }
-        LabelSelector {
-            requirements,
-            nothing: false,
-        }
+        LabelSelector { requirements, nothing: false }
     }
 
     /// Adds `key in (value)`, used for matchLabelKeys.
     pub fn require_equal(&mut self, key: &str, value: &str) {
-        self.requirements.push(Requirement {
-            key: key.to_string(),
-            op: Op::In,
-            values: vec![value.to_string()],
-        });
+        self.requirements.push(Requirement { key: key.to_string(), op: Op::In, values: vec![value.to_string()] });
     }
 
     pub fn is_nothing(&self) -> bool {
@@ -148,10 +131,7 @@ impl NodeRequirement {
             "Lt" => NodeOp::Lt(int()?),
             _ => return None,
         };
-        Some(NodeRequirement {
-            key: str_of(e, "key").unwrap_or_default().to_string(),
-            op,
-        })
+        Some(NodeRequirement { key: str_of(e, "key").unwrap_or_default().to_string(), op })
     }
 
     fn matches(&self, value: Option<&str>) -> bool {
@@ -160,12 +140,8 @@ impl NodeRequirement {
             NodeOp::NotIn(vals) => value.is_none_or(|v| !vals.iter().any(|x| x == v)),
             NodeOp::Exists => value.is_some(),
             NodeOp::DoesNotExist => value.is_none(),
-            NodeOp::Gt(n) => value
-                .and_then(|v| v.parse::<i64>().ok())
-                .is_some_and(|v| v > *n),
-            NodeOp::Lt(n) => value
-                .and_then(|v| v.parse::<i64>().ok())
-                .is_some_and(|v| v < *n),
+            NodeOp::Gt(n) => value.and_then(|v| v.parse::<i64>().ok()).is_some_and(|v| v > *n),
+            NodeOp::Lt(n) => value.and_then(|v| v.parse::<i64>().ok()).is_some_and(|v| v < *n),
         }
     }
 }
@@ -189,8 +165,7 @@ impl NodeSelectorTerm {
                     // Only metadata.name with In/NotIn is a valid field selector.
                     Some(r)
                         if fields
-                            && (r.key != "metadata.name"
-                                || !matches!(r.op, NodeOp::In(_) | NodeOp::NotIn(_))) =>
+                            && (r.key != "metadata.name" || !matches!(r.op, NodeOp::In(_) | NodeOp::NotIn(_))) =>
                     {
                         valid = false
                     }
@@ -202,11 +177,7 @@ impl NodeSelectorTerm {
         };
         let expressions = parse("matchExpressions", false);
         let fields = parse("matchFields", true);
-        NodeSelectorTerm {
-            expressions,
-            fields,
-            valid,
-        }
+        NodeSelectorTerm { expressions, fields, valid }
     }
 
     pub fn matches(&self, node: &NodeInfo) -> bool {
@@ -214,9 +185,7 @@ impl NodeSelectorTerm {
             return false;
         }
         let labels = node.labels();
-        self.expressions
-            .iter()
-            .all(|r| r.matches(label(labels, &r.key)))
+        self.expressions.iter().all(|r| r.matches(label(labels, &r.key)))
             && self.fields.iter().all(|r| r.matches(Some(node.name())))
     }
 }
@@ -236,27 +205,16 @@ impl RequiredNodeAffinity {
         let node_selector = spec
             .and_then(|s| s.get("nodeSelector"))
             .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                    .collect()
-            })
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
             .unwrap_or_default();
         let required = spec
             .and_then(|s| s.get("affinity"))
             .and_then(|a| a.get("nodeAffinity"))
             .and_then(|n| n.get("requiredDuringSchedulingIgnoredDuringExecution"))
             .filter(|r| !r.is_null());
-        let terms = required.map(|r| {
-            slice(r.get("nodeSelectorTerms"))
-                .iter()
-                .map(NodeSelectorTerm::from_json)
-                .collect()
-        });
-        RequiredNodeAffinity {
-            node_selector,
-            terms,
-        }
+        let terms =
+            required.map(|r| slice(r.get("nodeSelectorTerms")).iter().map(NodeSelectorTerm::from_json).collect());
+        RequiredNodeAffinity { node_selector, terms }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -265,11 +223,7 @@ impl RequiredNodeAffinity {
 
     pub fn matches(&self, node: &NodeInfo) -> bool {
         let labels = node.labels();
-        if !self
-            .node_selector
-            .iter()
-            .all(|(k, v)| label(labels, k) == Some(v.as_str()))
-        {
+        if !self.node_selector.iter().all(|(k, v)| label(labels, k) == Some(v.as_str())) {
             return false;
         }
         match &self.terms {
@@ -307,15 +261,13 @@ impl AffinityTerm {
     /// Whether `pod` is selected by this term; `ns_labels` are the labels of the pod's
     /// namespace (only consulted for a namespaceSelector).
     pub fn matches(&self, pod: &PodInfo, ns_labels: Option<&Map<String, Value>>) -> bool {
-        let ns_ok =
-            self.namespaces.contains(&pod.namespace) || self.namespace_selector.matches(ns_labels);
+        let ns_ok = self.namespaces.contains(&pod.namespace) || self.namespace_selector.matches(ns_labels);
         ns_ok && self.selector.matches(pod.labels())
     }
 
     /// Like `matches` for a raw object's labels (used by tests and callers without PodInfo).
     pub fn matches_object(&self, namespace: &str, obj: &Value) -> bool {
-        let ns_ok =
-            self.namespaces.iter().any(|n| n == namespace) || self.namespace_selector.matches(None);
+        let ns_ok = self.namespaces.iter().any(|n| n == namespace) || self.namespace_selector.matches(None);
         ns_ok && self.selector.matches(labels_of(obj))
     }
 }
@@ -330,10 +282,7 @@ impl WeightedAffinityTerm {
     pub fn from_json(v: &Value, owner_namespace: &str) -> Self {
         WeightedAffinityTerm {
             weight: v.get("weight").and_then(Value::as_i64).unwrap_or(0),
-            term: AffinityTerm::from_json(
-                v.get("podAffinityTerm").unwrap_or(&Value::Null),
-                owner_namespace,
-            ),
+            term: AffinityTerm::from_json(v.get("podAffinityTerm").unwrap_or(&Value::Null), owner_namespace),
         }
     }
 }
@@ -361,20 +310,10 @@ mod tests {
         let sel = |v: Value| LabelSelector::from_json(Some(&v)).matches(Some(&l));
         assert!(sel(json!({"matchLabels": {"app": "web"}})));
         assert!(!sel(json!({"matchLabels": {"app": "db"}})));
-        assert!(sel(
-            json!({"matchExpressions": [{"key": "app", "operator": "In", "values": ["db", "web"]}]})
-        ));
-        assert!(sel(
-            json!({"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["a"]}]})
-        ));
-        assert!(sel(
-            json!({"matchExpressions": [{"key": "tier", "operator": "Exists"}]})
-        ));
-        assert!(!sel(
-            json!({"matchExpressions": [{"key": "tier", "operator": "DoesNotExist"}]})
-        ));
-        assert!(!sel(
-            json!({"matchExpressions": [{"key": "tier", "operator": "Bogus"}]})
-        ));
+        assert!(sel(json!({"matchExpressions": [{"key": "app", "operator": "In", "values": ["db", "web"]}]})));
+        assert!(sel(json!({"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["a"]}]})));
+        assert!(sel(json!({"matchExpressions": [{"key": "tier", "operator": "Exists"}]})));
+        assert!(!sel(json!({"matchExpressions": [{"key": "tier", "operator": "DoesNotExist"}]})));
+        assert!(!sel(json!({"matchExpressions": [{"key": "tier", "operator": "Bogus"}]})));
     }
 }

@@ -46,11 +46,7 @@ pub fn set(mut v: Value, pointer: &str, value: Value) -> Value {
         if !cur.is_object() {
             *cur = json!({});
         }
-        cur = cur
-            .as_object_mut()
-            .unwrap()
-            .entry(part)
-            .or_insert(Value::Null);
+        cur = cur.as_object_mut().unwrap().entry(part).or_insert(Value::Null);
     }
     *cur = value;
     v
@@ -59,10 +55,7 @@ pub fn set(mut v: Value, pointer: &str, value: Value) -> Value {
 pub fn label(mut v: Value, key: &str, value: &str) -> Value {
     let meta = v["metadata"].as_object_mut().unwrap();
     let labels = meta.entry("labels").or_insert(json!({}));
-    labels
-        .as_object_mut()
-        .unwrap()
-        .insert(key.to_string(), json!(value));
+    labels.as_object_mut().unwrap().insert(key.to_string(), json!(value));
     v
 }
 

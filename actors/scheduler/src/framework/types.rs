@@ -7,10 +7,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::selector::{AffinityTerm, LabelSelector, WeightedAffinityTerm};
-use super::{
-    labels_of, parse_quantity_value, slice, str_of, DEFAULT_MEMORY_REQUEST,
-    DEFAULT_MILLI_CPU_REQUEST,
-};
+use super::{labels_of, parse_quantity_value, slice, str_of, DEFAULT_MEMORY_REQUEST, DEFAULT_MILLI_CPU_REQUEST};
 
 /// Aggregated amounts as upstream's `framework.Resource`: cpu in millicores, everything else
 /// in whole units (bytes, pods, devices).
@@ -91,10 +88,7 @@ impl Resource {
     }
 
     pub fn is_zero(&self) -> bool {
-        self.milli_cpu == 0
-            && self.memory == 0
-            && self.ephemeral_storage == 0
-            && self.scalar.values().all(|v| *v == 0)
+        self.milli_cpu == 0 && self.memory == 0 && self.ephemeral_storage == 0 && self.scalar.values().all(|v| *v == 0)
     }
 }
 
@@ -264,22 +258,12 @@ pub struct PodInfo {
 impl PodInfo {
     pub fn new(pod: Arc<Value>) -> Self {
         let meta = pod.get("metadata");
-        let meta_str = |k: &str| {
-            meta.and_then(|m| str_of(m, k))
-                .unwrap_or_default()
-                .to_string()
-        };
-        let namespace = meta
-            .and_then(|m| str_of(m, "namespace"))
-            .filter(|s| !s.is_empty())
-            .unwrap_or("default")
-            .to_string();
+        let meta_str = |k: &str| meta.and_then(|m| str_of(m, k)).unwrap_or_default().to_string();
+        let namespace =
+            meta.and_then(|m| str_of(m, "namespace")).filter(|s| !s.is_empty()).unwrap_or("default").to_string();
         let spec = pod.get("spec");
         let non_zero = pod_requests(&pod, true);
-        let tolerations = slice(spec.and_then(|s| s.get("tolerations")))
-            .iter()
-            .map(Toleration::from_json)
-            .collect();
+        let tolerations = slice(spec.and_then(|s| s.get("tolerations"))).iter().map(Toleration::from_json).collect();
         let affinity = spec.and_then(|s| s.get("affinity"));
         let pa = affinity.and_then(|a| a.get("podAffinity"));
         let paa = affinity.and_then(|a| a.get("podAntiAffinity"));
@@ -309,8 +293,7 @@ impl PodInfo {
             preferred_affinity_terms: preferred(pa),
             preferred_anti_affinity_terms: preferred(paa),
             has_pod_affinity: pa.is_some_and(|v| !v.is_null()) || paa.is_some_and(|v| !v.is_null()),
-            terminating: meta
-                .is_some_and(|m| m.get("deletionTimestamp").is_some_and(|t| !t.is_null())),
+            terminating: meta.is_some_and(|m| m.get("deletionTimestamp").is_some_and(|t| !t.is_null())),
             pod,
         }
     }
@@ -363,20 +346,10 @@ impl NodeInfo {
     }
 
     pub fn from_arc(node: Arc<Value>) -> Self {
-        let name = node
-            .get("metadata")
-            .and_then(|m| str_of(m, "name"))
-            .unwrap_or_default()
-            .to_string();
+        let name = node.get("metadata").and_then(|m| str_of(m, "name")).unwrap_or_default().to_string();
         let spec = node.get("spec");
-        let taints = slice(spec.and_then(|s| s.get("taints")))
-            .iter()
-            .map(Taint::from_json)
-            .collect();
-        let unschedulable = spec
-            .and_then(|s| s.get("unschedulable"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
+        let taints = slice(spec.and_then(|s| s.get("taints"))).iter().map(Taint::from_json).collect();
+        let unschedulable = spec.and_then(|s| s.get("unschedulable")).and_then(Value::as_bool).unwrap_or(false);
         let status = node.get("status");
         let allocatable = Resource::from_list(status.and_then(|s| s.get("allocatable")));
         let mut images = HashMap::new();
@@ -498,9 +471,8 @@ impl NodeInfo {
             self.pods_with_affinity = self.pods_with_affinity.saturating_add_signed(sign as isize);
         }
         if !pod.required_anti_affinity_terms.is_empty() {
-            self.pods_with_required_anti_affinity = self
-                .pods_with_required_anti_affinity
-                .saturating_add_signed(sign as isize);
+            self.pods_with_required_anti_affinity =
+                self.pods_with_required_anti_affinity.saturating_add_signed(sign as isize);
         }
     }
 }
@@ -518,17 +490,9 @@ pub struct ClusterSnapshot {
 
 impl ClusterSnapshot {
     pub fn new(nodes: Vec<NodeInfo>) -> Self {
-        let index = nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.name().to_string(), i))
-            .collect();
-        let mut s = ClusterSnapshot {
-            nodes: Vec::new(),
-            index,
-            namespace_labels: HashMap::new(),
-            image_nodes: HashMap::new(),
-        };
+        let index = nodes.iter().enumerate().map(|(i, n)| (n.name().to_string(), i)).collect();
+        let mut s =
+            ClusterSnapshot { nodes: Vec::new(), index, namespace_labels: HashMap::new(), image_nodes: HashMap::new() };
         for n in &nodes {
             s.count_images(n, 1);
         }
@@ -572,11 +536,7 @@ impl ClusterSnapshot {
 
     /// Adds or replaces a node (by name), keeping its pods on replace.
     pub fn upsert_node(&mut self, node: Value) {
-        let name = node
-            .get("metadata")
-            .and_then(|m| str_of(m, "name"))
-            .unwrap_or_default()
-            .to_string();
+        let name = node.get("metadata").and_then(|m| str_of(m, "name")).unwrap_or_default().to_string();
         match self.index.get(&name).copied() {
             Some(i) => {
                 let old = std::mem::replace(&mut self.nodes[i], NodeInfo::new(Value::Null));
@@ -665,9 +625,7 @@ impl ClusterSnapshot {
         self.nodes.iter().flat_map(move |n| {
             n.pods()
                 .iter()
-                .filter(move |p| {
-                    namespace.is_none_or(|ns| p.namespace == ns) && selector.matches(p.labels())
-                })
+                .filter(move |p| namespace.is_none_or(|ns| p.namespace == ns) && selector.matches(p.labels()))
                 .map(move |p| (n, p))
         })
     }

@@ -11,10 +11,9 @@ use std::borrow::Cow;
 use serde_json::{Map, Value};
 
 use super::{
-    element_kind, json_type_name, merge_key_equal, merge_map, no_merge_key, sort_by_order, Kind,
-    MergeOptions, PatchError, Schema, Strategy, DELETE_DIRECTIVE,
-    DELETE_FROM_PRIMITIVE_LIST_PREFIX, DIRECTIVE_MARKER, RETAIN_KEYS_DIRECTIVE,
-    SET_ELEMENT_ORDER_PREFIX,
+    element_kind, json_type_name, merge_key_equal, merge_map, no_merge_key, sort_by_order, Kind, MergeOptions,
+    PatchError, Schema, Strategy, DELETE_DIRECTIVE, DELETE_FROM_PRIMITIVE_LIST_PREFIX, DIRECTIVE_MARKER,
+    RETAIN_KEYS_DIRECTIVE, SET_ELEMENT_ORDER_PREFIX,
 };
 
 /// What a diff records.
@@ -31,10 +30,7 @@ struct DiffOptions {
 }
 
 /// Combining the deletions patch with the changes patch keeps directives and nulls.
-const COMBINE: MergeOptions = MergeOptions {
-    merge_parallel_list: false,
-    ignore_unmatched_nulls: false,
-};
+const COMBINE: MergeOptions = MergeOptions { merge_parallel_list: false, ignore_unmatched_nulls: false };
 
 /// The patch that turns `original` into `modified`, both objects of the table type
 /// `root_type`, as `kubectl edit` computes it.
@@ -43,10 +39,7 @@ pub fn create_two_way_merge_patch(
     modified: &Value,
     root_type: Option<&str>,
 ) -> Result<Value, PatchError> {
-    let opts = DiffOptions {
-        set_element_order: true,
-        ..DiffOptions::default()
-    };
+    let opts = DiffOptions { set_element_order: true, ..DiffOptions::default() };
     let (original, modified) = (as_object(original)?, as_object(modified)?);
     diff_maps(&original, &modified, Schema { ty: root_type }, opts).map(Value::Object)
 }
@@ -59,31 +52,19 @@ pub fn create_three_way_merge_patch(
     current: &Value,
     root_type: Option<&str>,
 ) -> Result<Value, PatchError> {
-    let (original, modified, current) = (
-        as_object(original)?,
-        as_object(modified)?,
-        as_object(current)?,
-    );
+    let (original, modified, current) = (as_object(original)?, as_object(modified)?, as_object(current)?);
     let schema = Schema { ty: root_type };
     let delta = diff_maps(
         &current,
         &modified,
         schema,
-        DiffOptions {
-            ignore_deletions: true,
-            set_element_order: true,
-            ..DiffOptions::default()
-        },
+        DiffOptions { ignore_deletions: true, set_element_order: true, ..DiffOptions::default() },
     )?;
     let deletions = diff_maps(
         &original,
         &modified,
         schema,
-        DiffOptions {
-            ignore_changes_and_additions: true,
-            set_element_order: true,
-            ..DiffOptions::default()
-        },
+        DiffOptions { ignore_changes_and_additions: true, set_element_order: true, ..DiffOptions::default() },
     )?;
     merge_map(deletions, delta, schema, COMBINE).map(Value::Object)
 }
@@ -116,10 +97,7 @@ fn diff_maps(
         };
         if key == DIRECTIVE_MARKER {
             if original_value.as_str().is_none() || modified_value.as_str().is_none() {
-                return Err(PatchError::BadArgType {
-                    expected: "string",
-                    found: json_type_name(modified_value),
-                });
+                return Err(PatchError::BadArgType { expected: "string", found: json_type_name(modified_value) });
             }
             if original_value != modified_value {
                 patch.insert(key.clone(), modified_value.clone());
@@ -147,14 +125,9 @@ fn diff_maps(
     }
 
     // Retain keys only when something changes here, or when keys must be cleared.
-    let clears_keys = original
-        .iter()
-        .any(|(k, v)| !v.is_null() && !modified.contains_key(k));
+    let clears_keys = original.iter().any(|(k, v)| !v.is_null() && !modified.contains_key(k));
     if !retain_keys.is_empty() && (!patch.is_empty() || clears_keys) {
-        patch.insert(
-            RETAIN_KEYS_DIRECTIVE.to_string(),
-            Value::Array(sort_scalars(retain_keys)),
-        );
+        patch.insert(RETAIN_KEYS_DIRECTIVE.to_string(), Value::Array(sort_scalars(retain_keys)));
     }
     Ok(patch)
 }
@@ -174,10 +147,7 @@ fn map_diff(
         }
         return Ok(());
     }
-    let opts = DiffOptions {
-        build_retain_keys: meta.strategy == Strategy::RetainKeys,
-        ..opts
-    };
+    let opts = DiffOptions { build_retain_keys: meta.strategy == Strategy::RetainKeys, ..opts };
     let diff = diff_maps(original, modified, sub, opts)?;
     if !diff.is_empty() {
         patch.insert(key.to_string(), Value::Object(diff));
@@ -200,26 +170,17 @@ fn slice_diff(
         }
         return Ok(());
     }
-    let opts = DiffOptions {
-        build_retain_keys: meta.strategy == Strategy::RetainKeys,
-        ..opts
-    };
+    let opts = DiffOptions { build_retain_keys: meta.strategy == Strategy::RetainKeys, ..opts };
     let merge_key = meta.merge_key.unwrap_or("");
     let (additions, deletions, order) = diff_lists(original, modified, sub, merge_key, opts, key)?;
     if !additions.is_empty() {
         patch.insert(key.to_string(), Value::Array(additions));
     }
     if !deletions.is_empty() {
-        patch.insert(
-            format!("{DELETE_FROM_PRIMITIVE_LIST_PREFIX}/{key}"),
-            Value::Array(deletions),
-        );
+        patch.insert(format!("{DELETE_FROM_PRIMITIVE_LIST_PREFIX}/{key}"), Value::Array(deletions));
     }
     if !order.is_empty() {
-        patch.insert(
-            format!("{SET_ELEMENT_ORDER_PREFIX}/{key}"),
-            Value::Array(order),
-        );
+        patch.insert(format!("{SET_ELEMENT_ORDER_PREFIX}/{key}"), Value::Array(order));
     }
     Ok(())
 }
@@ -264,10 +225,7 @@ fn diff_lists(
                 .iter()
                 .map(|v| {
                     let mut m = Map::new();
-                    m.insert(
-                        merge_key.to_string(),
-                        v.get(merge_key).cloned().unwrap_or(Value::Null),
-                    );
+                    m.insert(merge_key.to_string(), v.get(merge_key).cloned().unwrap_or(Value::Null));
                     Value::Object(m)
                 })
                 .collect();
@@ -287,11 +245,7 @@ fn diff_lists(
     Ok((additions, deletions, order))
 }
 
-fn is_order_same(
-    original: &[Value],
-    modified: &[Value],
-    merge_key: &str,
-) -> Result<bool, PatchError> {
+fn is_order_same(original: &[Value], modified: &[Value], merge_key: &str) -> Result<bool, PatchError> {
     if original.len() != modified.len() {
         return Ok(false);
     }
@@ -305,11 +259,7 @@ fn is_order_same(
 
 /// Walks both lists sorted by their Go string form, collecting values only in `modified`
 /// (additions) and values only in `original` (deletions).
-fn diff_lists_of_scalars(
-    original: &[Value],
-    modified: &[Value],
-    opts: DiffOptions,
-) -> (Vec<Value>, Vec<Value>) {
+fn diff_lists_of_scalars(original: &[Value], modified: &[Value], opts: DiffOptions) -> (Vec<Value>, Vec<Value>) {
     let original = sort_scalars(original.to_vec());
     let modified = sort_scalars(modified.to_vec());
     let (mut additions, mut deletions) = (Vec::new(), Vec::new());
@@ -396,27 +346,18 @@ fn diff_lists_of_maps(
 }
 
 fn object(v: &Value) -> Result<&Map<String, Value>, PatchError> {
-    v.as_object().ok_or(PatchError::BadArgType {
-        expected: "object",
-        found: json_type_name(v),
-    })
+    v.as_object().ok_or(PatchError::BadArgType { expected: "object", found: json_type_name(v) })
 }
 
 fn delete_directive(merge_key: &str, value: &Value) -> Value {
     let mut m = Map::new();
     m.insert(merge_key.to_string(), value.clone());
-    m.insert(
-        DIRECTIVE_MARKER.to_string(),
-        Value::String(DELETE_DIRECTIVE.to_string()),
-    );
+    m.insert(DIRECTIVE_MARKER.to_string(), Value::String(DELETE_DIRECTIVE.to_string()));
     Value::Object(m)
 }
 
 /// The items paired with the Go string form of their merge key, sorted by it.
-fn sort_by_merge_key<'v>(
-    list: &'v [Value],
-    merge_key: &str,
-) -> Result<Vec<(String, &'v Value)>, PatchError> {
+fn sort_by_merge_key<'v>(list: &'v [Value], merge_key: &str) -> Result<Vec<(String, &'v Value)>, PatchError> {
     let mut keyed = Vec::with_capacity(list.len());
     for item in list {
         let Some(k) = item.get(merge_key) else {
@@ -488,8 +429,7 @@ mod tests {
         current["spec"]["replicas"] = json!(1);
         current["spec"]["template"]["spec"]["containers"][1]["imagePullPolicy"] = json!("Always");
 
-        let patch =
-            create_three_way_merge_patch(&original, &modified, &current, DEPLOYMENT).unwrap();
+        let patch = create_three_way_merge_patch(&original, &modified, &current, DEPLOYMENT).unwrap();
         assert_eq!(
             patch,
             json!({
@@ -503,14 +443,8 @@ mod tests {
         let applied = strategic_merge(&current, &patch, DEPLOYMENT).unwrap();
         assert_eq!(applied["metadata"]["labels"], json!({"app": "web"}));
         assert_eq!(applied["spec"]["replicas"], 1);
-        assert_eq!(
-            applied["spec"]["template"]["spec"]["containers"][1]["imagePullPolicy"],
-            "Always"
-        );
-        assert_eq!(
-            applied["spec"]["template"]["spec"]["containers"][0]["image"],
-            "nginx:1.26"
-        );
+        assert_eq!(applied["spec"]["template"]["spec"]["containers"][1]["imagePullPolicy"], "Always");
+        assert_eq!(applied["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.26");
     }
 
     #[test]
@@ -551,14 +485,12 @@ mod tests {
 
     #[test]
     fn two_way_patch_round_trips() {
-        let original = json!({"metadata": {"labels": {"a": "1"}}, "spec": {"containers": [{"name": "c", "args": ["x"]}]}});
+        let original =
+            json!({"metadata": {"labels": {"a": "1"}}, "spec": {"containers": [{"name": "c", "args": ["x"]}]}});
         let modified = json!({"metadata": {"labels": {"b": "2"}}, "spec": {"containers": [{"name": "c", "args": ["y"]}, {"name": "d"}]}});
         let patch = create_two_way_merge_patch(&original, &modified, POD).unwrap();
         assert_eq!(patch["metadata"]["labels"], json!({"a": null, "b": "2"}));
         assert_eq!(strategic_merge(&original, &patch, POD).unwrap(), modified);
-        assert_eq!(
-            create_two_way_merge_patch(&modified, &modified, POD).unwrap(),
-            json!({})
-        );
+        assert_eq!(create_two_way_merge_patch(&modified, &modified, POD).unwrap(), json!({}));
     }
 }

@@ -5,8 +5,7 @@
 use serde_json::Value;
 
 use crate::framework::{
-    slice, str_of, ClusterSnapshot, CycleState, NodeInfo, Plugin, PreScorePlugin, ScorePlugin,
-    Status, MAX_NODE_SCORE,
+    slice, str_of, ClusterSnapshot, CycleState, NodeInfo, Plugin, PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE,
 };
 
 pub const NAME: &str = "ImageLocality";
@@ -65,13 +64,7 @@ impl PreScorePlugin for ImageLocality {
                 (name, spread)
             })
             .collect();
-        state.write(
-            PRE_SCORE_KEY,
-            PreScoreState {
-                images,
-                containers: containers.len() as i64,
-            },
-        );
+        state.write(PRE_SCORE_KEY, PreScoreState { images, containers: containers.len() as i64 });
         Status::Ok
     }
 }
@@ -87,11 +80,7 @@ impl ScorePlugin for ImageLocality {
         let sum: i64 = s
             .images
             .iter()
-            .filter_map(|(name, spread)| {
-                node.images()
-                    .get(name)
-                    .map(|size| (*size as f64 * spread) as i64)
-            })
+            .filter_map(|(name, spread)| node.images().get(name).map(|size| (*size as f64 * spread) as i64))
             .sum();
         let max_threshold = MAX_CONTAINER_THRESHOLD * s.containers;
         let clamped = sum.clamp(MIN_THRESHOLD, max_threshold.max(MIN_THRESHOLD));
@@ -109,19 +98,13 @@ mod tests {
     fn normalizes_untagged_names() {
         assert_eq!(normalized_image_name("nginx"), "nginx:latest");
         assert_eq!(normalized_image_name("nginx:1.25"), "nginx:1.25");
-        assert_eq!(
-            normalized_image_name("reg:5000/nginx"),
-            "reg:5000/nginx:latest"
-        );
+        assert_eq!(normalized_image_name("reg:5000/nginx"), "reg:5000/nginx:latest");
     }
 
     #[test]
     fn node_with_large_image_scores_higher() {
-        let with_image = set(
-            node("a", "4", "8Gi"),
-            "/status/images",
-            json!([{"names": ["nginx:latest"], "sizeBytes": 500 * MB}]),
-        );
+        let with_image =
+            set(node("a", "4", "8Gi"), "/status/images", json!([{"names": ["nginx:latest"], "sizeBytes": 500 * MB}]));
         let snap = snapshot(vec![with_image, node("b", "4", "8Gi")], &[]);
         let p = pod("p", None, None);
         let mut st = state(&p);

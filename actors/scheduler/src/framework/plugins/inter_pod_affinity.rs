@@ -7,16 +7,15 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use crate::framework::{
-    AffinityTerm, ClusterSnapshot, CycleState, FilterPlugin, NodeInfo, Plugin, PodInfo,
-    PreFilterPlugin, PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE,
+    AffinityTerm, ClusterSnapshot, CycleState, FilterPlugin, NodeInfo, Plugin, PodInfo, PreFilterPlugin,
+    PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE,
 };
 
 pub const NAME: &str = "InterPodAffinity";
 pub const ERR_REASON_EXISTING_ANTI_AFFINITY_RULES_NOT_MATCH: &str =
     "node(s) didn't satisfy existing pods anti-affinity rules";
 pub const ERR_REASON_AFFINITY_RULES_NOT_MATCH: &str = "node(s) didn't match pod affinity rules";
-pub const ERR_REASON_ANTI_AFFINITY_RULES_NOT_MATCH: &str =
-    "node(s) didn't match pod anti-affinity rules";
+pub const ERR_REASON_ANTI_AFFINITY_RULES_NOT_MATCH: &str = "node(s) didn't match pod anti-affinity rules";
 const PRE_FILTER_KEY: &str = "PreFilterInterPodAffinity";
 const PRE_SCORE_KEY: &str = "PreScoreInterPodAffinity";
 
@@ -29,9 +28,7 @@ pub struct InterPodAffinity {
 
 impl Default for InterPodAffinity {
     fn default() -> Self {
-        InterPodAffinity {
-            hard_pod_affinity_weight: 1,
-        }
+        InterPodAffinity { hard_pod_affinity_weight: 1 }
     }
 }
 
@@ -47,20 +44,11 @@ struct TopologyCounts(HashMap<String, HashMap<String, i64>>);
 
 impl TopologyCounts {
     fn add(&mut self, key: &str, value: &str, n: i64) {
-        *self
-            .0
-            .entry(key.to_string())
-            .or_default()
-            .entry(value.to_string())
-            .or_insert(0) += n;
+        *self.0.entry(key.to_string()).or_default().entry(value.to_string()).or_insert(0) += n;
     }
 
     fn get(&self, key: &str, value: &str) -> i64 {
-        self.0
-            .get(key)
-            .and_then(|m| m.get(value))
-            .copied()
-            .unwrap_or(0)
+        self.0.get(key).and_then(|m| m.get(value)).copied().unwrap_or(0)
     }
 
     fn is_empty(&self) -> bool {
@@ -93,11 +81,7 @@ impl PreFilterPlugin for InterPodAffinity {
         let pod = state.pod_info_arc().clone();
         let own_ns = snapshot.namespace_labels(&pod.namespace);
         let mut existing_anti_affinity = TopologyCounts::default();
-        for node in snapshot
-            .nodes()
-            .iter()
-            .filter(|n| n.has_pods_with_required_anti_affinity())
-        {
+        for node in snapshot.nodes().iter().filter(|n| n.has_pods_with_required_anti_affinity()) {
             for existing in node.pods() {
                 for term in &existing.required_anti_affinity_terms {
                     if term.matches(&pod, own_ns) {
@@ -106,10 +90,7 @@ impl PreFilterPlugin for InterPodAffinity {
                 }
             }
         }
-        let (aff, anti) = (
-            &pod.required_affinity_terms,
-            &pod.required_anti_affinity_terms,
-        );
+        let (aff, anti) = (&pod.required_affinity_terms, &pod.required_anti_affinity_terms);
         if aff.is_empty() && anti.is_empty() && existing_anti_affinity.is_empty() {
             return Status::Skip;
         }
@@ -162,10 +143,10 @@ fn satisfies_pod_affinity(s: &PreFilterState, pod: &PodInfo, node: &NodeInfo) ->
 
 fn satisfies_pod_anti_affinity(s: &PreFilterState, pod: &PodInfo, node: &NodeInfo) -> bool {
     s.anti_affinity.is_empty()
-        || !pod.required_anti_affinity_terms.iter().any(|t| {
-            node.label(&t.topology_key)
-                .is_some_and(|v| s.anti_affinity.get(&t.topology_key, v) > 0)
-        })
+        || !pod
+            .required_anti_affinity_terms
+            .iter()
+            .any(|t| node.label(&t.topology_key).is_some_and(|v| s.anti_affinity.get(&t.topology_key, v) > 0))
 }
 
 fn satisfies_existing_pods_anti_affinity(s: &PreFilterState, node: &NodeInfo) -> bool {
@@ -173,10 +154,7 @@ fn satisfies_existing_pods_anti_affinity(s: &PreFilterState, node: &NodeInfo) ->
         return true;
     }
     node.labels().is_none_or(|labels| {
-        !labels.iter().any(|(k, v)| {
-            v.as_str()
-                .is_some_and(|v| s.existing_anti_affinity.get(k, v) > 0)
-        })
+        !labels.iter().any(|(k, v)| v.as_str().is_some_and(|v| s.existing_anti_affinity.get(k, v) > 0))
     })
 }
 
@@ -253,8 +231,7 @@ impl PreScorePlugin for InterPodAffinity {
         snapshot: &ClusterSnapshot,
     ) -> Status {
         let pod = state.pod_info_arc().clone();
-        let has_constraints = !pod.preferred_affinity_terms.is_empty()
-            || !pod.preferred_anti_affinity_terms.is_empty();
+        let has_constraints = !pod.preferred_affinity_terms.is_empty() || !pod.preferred_anti_affinity_terms.is_empty();
         let mut topo = TopologyCounts::default();
         for node in snapshot.nodes() {
             // Without preferences of its own, only pods carrying affinity can matter.
@@ -283,10 +260,7 @@ impl ScorePlugin for InterPodAffinity {
         let Some(PreScoreState(topo)) = state.read::<PreScoreState>(PRE_SCORE_KEY) else {
             return 0;
         };
-        topo.0
-            .iter()
-            .filter_map(|(key, values)| node.label(key).and_then(|v| values.get(v)))
-            .sum()
+        topo.0.iter().filter_map(|(key, values)| node.label(key).and_then(|v| values.get(v))).sum()
     }
 
     /// Min-max scaling, as raw scores may be negative.
@@ -298,11 +272,7 @@ impl ScorePlugin for InterPodAffinity {
         let max = scores.iter().copied().max().unwrap_or(0);
         let diff = max - min;
         for s in scores.iter_mut() {
-            *s = if diff > 0 {
-                (MAX_NODE_SCORE as f64 * ((*s - min) as f64 / diff as f64)) as i64
-            } else {
-                0
-            };
+            *s = if diff > 0 { (MAX_NODE_SCORE as f64 * ((*s - min) as f64 / diff as f64)) as i64 } else { 0 };
         }
     }
 }
@@ -337,96 +307,55 @@ mod tests {
         snap.nodes()
             .iter()
             .map(|n| {
-                let s = if skip {
-                    Status::Ok
-                } else {
-                    plugin.filter(&st, p, n)
-                };
+                let s = if skip { Status::Ok } else { plugin.filter(&st, p, n) };
                 (n.name().to_string(), s)
             })
             .collect()
     }
 
     fn ok_nodes(p: &Value, snap: &ClusterSnapshot) -> Vec<String> {
-        feasible(p, snap)
-            .into_iter()
-            .filter(|(_, s)| s.is_ok())
-            .map(|(n, _)| n)
-            .collect()
+        feasible(p, snap).into_iter().filter(|(_, s)| s.is_ok()).map(|(n, _)| n).collect()
     }
 
     #[test]
     fn affinity_requires_matching_pod_in_domain() {
         let snap = snapshot(
-            vec![
-                zone_node("a", "z1"),
-                zone_node("b", "z1"),
-                zone_node("c", "z2"),
-            ],
+            vec![zone_node("a", "z1"), zone_node("b", "z1"), zone_node("c", "z2")],
             &[on(with_app(pod("db", None, None), "db"), "a")],
         );
         let p = required(pod("web", None, None), "podAffinity", "db", "zone");
         assert_eq!(ok_nodes(&p, &snap), vec!["a", "b"]);
         let rejected = feasible(&p, &snap).pop().unwrap().1;
-        assert_eq!(
-            rejected,
-            Status::unresolvable("node(s) didn't match pod affinity rules")
-        );
+        assert_eq!(rejected, Status::unresolvable("node(s) didn't match pod affinity rules"));
     }
 
     #[test]
     fn first_pod_of_self_affine_group_may_schedule() {
         let snap = snapshot(vec![zone_node("a", "z1"), node("nolabel", "1", "1Gi")], &[]);
-        let p = with_app(
-            required(pod("web", None, None), "podAffinity", "web", "zone"),
-            "web",
-        );
+        let p = with_app(required(pod("web", None, None), "podAffinity", "web", "zone"), "web");
         // Only where the topology key exists.
         assert_eq!(ok_nodes(&p, &snap), vec!["a"]);
         // Not when it does not match itself.
-        let q = with_app(
-            required(pod("web", None, None), "podAffinity", "db", "zone"),
-            "web",
-        );
+        let q = with_app(required(pod("web", None, None), "podAffinity", "db", "zone"), "web");
         assert!(ok_nodes(&q, &snap).is_empty());
     }
 
     #[test]
     fn anti_affinity_one_per_domain() {
         let snap = snapshot(
-            vec![
-                zone_node("a", "z1"),
-                zone_node("b", "z1"),
-                zone_node("c", "z2"),
-            ],
+            vec![zone_node("a", "z1"), zone_node("b", "z1"), zone_node("c", "z2")],
             &[on(with_app(pod("w1", None, None), "web"), "a")],
         );
-        let p = with_app(
-            required(pod("w2", None, None), "podAntiAffinity", "web", "zone"),
-            "web",
-        );
+        let p = with_app(required(pod("w2", None, None), "podAntiAffinity", "web", "zone"), "web");
         assert_eq!(ok_nodes(&p, &snap), vec!["c"]);
-        assert_eq!(
-            feasible(&p, &snap)[0].1,
-            Status::unschedulable("node(s) didn't match pod anti-affinity rules")
-        );
+        assert_eq!(feasible(&p, &snap)[0].1, Status::unschedulable("node(s) didn't match pod anti-affinity rules"));
     }
 
     #[test]
     fn existing_pods_anti_affinity_is_symmetric() {
-        let guard = with_app(
-            required(
-                pod("guard", None, None),
-                "podAntiAffinity",
-                "web",
-                "kubernetes.io/hostname",
-            ),
-            "guard",
-        );
-        let snap = snapshot(
-            vec![zone_node("a", "z1"), zone_node("b", "z1")],
-            &[on(guard, "a")],
-        );
+        let guard =
+            with_app(required(pod("guard", None, None), "podAntiAffinity", "web", "kubernetes.io/hostname"), "guard");
+        let snap = snapshot(vec![zone_node("a", "z1"), zone_node("b", "z1")], &[on(guard, "a")]);
         let p = with_app(pod("web", None, None), "web");
         assert_eq!(ok_nodes(&p, &snap), vec!["b"]);
         assert_eq!(
@@ -437,11 +366,7 @@ mod tests {
 
     #[test]
     fn namespaces_default_to_own_and_can_be_listed() {
-        let other = set(
-            with_app(pod("db", None, None), "db"),
-            "/metadata/namespace",
-            json!("prod"),
-        );
+        let other = set(with_app(pod("db", None, None), "db"), "/metadata/namespace", json!("prod"));
         let snap = snapshot(vec![zone_node("a", "z1")], &[on(other, "a")]);
         let p = required(pod("web", None, None), "podAffinity", "db", "zone");
         assert!(ok_nodes(&p, &snap).is_empty());
@@ -463,15 +388,8 @@ mod tests {
     #[test]
     fn preferred_terms_score_by_weight() {
         let snap = snapshot(
-            vec![
-                zone_node("a", "z1"),
-                zone_node("b", "z2"),
-                zone_node("c", "z3"),
-            ],
-            &[
-                on(with_app(pod("db", None, None), "db"), "a"),
-                on(with_app(pod("noisy", None, None), "noisy"), "b"),
-            ],
+            vec![zone_node("a", "z1"), zone_node("b", "z2"), zone_node("c", "z3")],
+            &[on(with_app(pod("db", None, None), "db"), "a"), on(with_app(pod("noisy", None, None), "noisy"), "b")],
         );
         let term = |app: &str, w: i64| json!([{"weight": w, "podAffinityTerm": {"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": "zone"}}]);
         let p = set(
@@ -479,11 +397,8 @@ mod tests {
             "/spec/affinity/podAffinity/preferredDuringSchedulingIgnoredDuringExecution",
             term("db", 10),
         );
-        let p = set(
-            p,
-            "/spec/affinity/podAntiAffinity/preferredDuringSchedulingIgnoredDuringExecution",
-            term("noisy", 5),
-        );
+        let p =
+            set(p, "/spec/affinity/podAntiAffinity/preferredDuringSchedulingIgnoredDuringExecution", term("noisy", 5));
         let plugin = InterPodAffinity::default();
         let mut st = state(&p);
         let nodes: Vec<&NodeInfo> = snap.nodes().iter().collect();

@@ -4,8 +4,8 @@
 use serde_json::Value;
 
 use crate::framework::{
-    default_normalize_score, slice, ClusterSnapshot, CycleState, FilterPlugin, NodeInfo,
-    NodeSelectorTerm, Plugin, PreFilterPlugin, PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE,
+    default_normalize_score, slice, ClusterSnapshot, CycleState, FilterPlugin, NodeInfo, NodeSelectorTerm, Plugin,
+    PreFilterPlugin, PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE,
 };
 
 pub const NAME: &str = "NodeAffinity";
@@ -61,12 +61,8 @@ impl PreScorePlugin for NodeAffinity {
             .filter_map(|t| {
                 let weight = t.get("weight").and_then(Value::as_i64).unwrap_or(0);
                 // Zero-weight terms cannot change a score.
-                (weight != 0).then(|| {
-                    (
-                        weight,
-                        NodeSelectorTerm::from_json(t.get("preference").unwrap_or(&Value::Null)),
-                    )
-                })
+                (weight != 0)
+                    .then(|| (weight, NodeSelectorTerm::from_json(t.get("preference").unwrap_or(&Value::Null))))
             })
             .collect();
         if preferred.is_empty() {
@@ -79,12 +75,9 @@ impl PreScorePlugin for NodeAffinity {
 
 impl ScorePlugin for NodeAffinity {
     fn score(&self, state: &CycleState, _pod: &Value, node: &NodeInfo) -> i64 {
-        state.read::<Preferred>(PRE_SCORE_KEY).map_or(0, |p| {
-            p.0.iter()
-                .filter(|(_, t)| t.matches(node))
-                .map(|(w, _)| w)
-                .sum()
-        })
+        state
+            .read::<Preferred>(PRE_SCORE_KEY)
+            .map_or(0, |p| p.0.iter().filter(|(_, t)| t.matches(node)).map(|(w, _)| w).sum())
     }
 
     fn normalize(&self, _state: &CycleState, scores: &mut [i64]) {
@@ -99,10 +92,7 @@ mod tests {
     use serde_json::json;
 
     fn zone_node(name: &str, zone: &str) -> NodeInfo {
-        node_info(
-            label(label(node(name, "4", "8Gi"), "zone", zone), "gen", "5"),
-            &[],
-        )
+        node_info(label(label(node(name, "4", "8Gi"), "zone", zone), "gen", "5"), &[])
     }
 
     fn required(p: Value, terms: Value) -> Value {
@@ -127,17 +117,9 @@ mod tests {
     #[test]
     fn node_selector_must_match_all_labels() {
         let a = zone_node("a", "z1");
-        let p = set(
-            pod("p", None, None),
-            "/spec/nodeSelector",
-            json!({"zone": "z1"}),
-        );
+        let p = set(pod("p", None, None), "/spec/nodeSelector", json!({"zone": "z1"}));
         assert!(check(&p, &a));
-        let p = set(
-            pod("p", None, None),
-            "/spec/nodeSelector",
-            json!({"zone": "z1", "x": "y"}),
-        );
+        let p = set(pod("p", None, None), "/spec/nodeSelector", json!({"zone": "z1", "x": "y"}));
         assert!(!check(&p, &a));
     }
 
@@ -168,30 +150,12 @@ mod tests {
     fn gt_lt_exists() {
         let a = zone_node("a", "z1");
         let expr = |e: Value| required(pod("p", None, None), json!([{"matchExpressions": [e]}]));
-        assert!(check(
-            &expr(json!({"key": "gen", "operator": "Gt", "values": ["4"]})),
-            &a
-        ));
-        assert!(!check(
-            &expr(json!({"key": "gen", "operator": "Gt", "values": ["5"]})),
-            &a
-        ));
-        assert!(check(
-            &expr(json!({"key": "gen", "operator": "Lt", "values": ["6"]})),
-            &a
-        ));
-        assert!(!check(
-            &expr(json!({"key": "zone", "operator": "Gt", "values": ["1"]})),
-            &a
-        ));
-        assert!(check(
-            &expr(json!({"key": "zone", "operator": "Exists"})),
-            &a
-        ));
-        assert!(!check(
-            &expr(json!({"key": "gen", "operator": "Gt", "values": ["1", "2"]})),
-            &a
-        ));
+        assert!(check(&expr(json!({"key": "gen", "operator": "Gt", "values": ["4"]})), &a));
+        assert!(!check(&expr(json!({"key": "gen", "operator": "Gt", "values": ["5"]})), &a));
+        assert!(check(&expr(json!({"key": "gen", "operator": "Lt", "values": ["6"]})), &a));
+        assert!(!check(&expr(json!({"key": "zone", "operator": "Gt", "values": ["1"]})), &a));
+        assert!(check(&expr(json!({"key": "zone", "operator": "Exists"})), &a));
+        assert!(!check(&expr(json!({"key": "gen", "operator": "Gt", "values": ["1", "2"]})), &a));
     }
 
     #[test]
@@ -227,13 +191,8 @@ mod tests {
         let c = node_info(node("c", "1", "1Gi"), &[]);
         let mut st = state(&p);
         let snap = ClusterSnapshot::default();
-        assert!(NodeAffinity
-            .pre_score(&mut st, &p, &[&a, &b, &c], &snap)
-            .is_ok());
-        let mut scores: Vec<i64> = [&a, &b, &c]
-            .iter()
-            .map(|n| NodeAffinity.score(&st, &p, n))
-            .collect();
+        assert!(NodeAffinity.pre_score(&mut st, &p, &[&a, &b, &c], &snap).is_ok());
+        let mut scores: Vec<i64> = [&a, &b, &c].iter().map(|n| NodeAffinity.score(&st, &p, n)).collect();
         assert_eq!(scores, vec![80, 60, 0]);
         NodeAffinity.normalize(&st, &mut scores);
         assert_eq!(scores, vec![100, 75, 0]);

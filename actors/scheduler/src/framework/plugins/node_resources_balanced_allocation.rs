@@ -4,8 +4,7 @@
 use serde_json::Value;
 
 use crate::framework::{
-    ClusterSnapshot, CycleState, NodeInfo, Plugin, PreScorePlugin, ScorePlugin, Status,
-    MAX_NODE_SCORE,
+    ClusterSnapshot, CycleState, NodeInfo, Plugin, PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE,
 };
 
 pub const NAME: &str = "NodeResourcesBalancedAllocation";
@@ -45,12 +44,7 @@ pub fn balanced_score(fractions: &[f64]) -> i64 {
         2 => ((fractions[0] - fractions[1]) / 2.0).abs(),
         n => {
             let mean = fractions.iter().sum::<f64>() / n as f64;
-            (fractions
-                .iter()
-                .map(|f| (f - mean) * (f - mean))
-                .sum::<f64>()
-                / n as f64)
-                .sqrt()
+            (fractions.iter().map(|f| (f - mean) * (f - mean)).sum::<f64>() / n as f64).sqrt()
         }
     };
     ((1.0 - std) * MAX_NODE_SCORE as f64) as i64
@@ -61,10 +55,7 @@ impl ScorePlugin for NodeResourcesBalancedAllocation {
         // Actual requests, not the non-zero defaults: upstream sets useRequested here.
         let pod = &state.pod_info().requests;
         let pairs = [
-            (
-                node.allocatable.milli_cpu,
-                node.requested.milli_cpu + pod.milli_cpu,
-            ),
+            (node.allocatable.milli_cpu, node.requested.milli_cpu + pod.milli_cpu),
             (node.allocatable.memory, node.requested.memory + pod.memory),
         ];
         let mut fractions = [0.0f64; 2];
@@ -89,19 +80,11 @@ mod tests {
     fn balanced_node_scores_higher() {
         let p = pod("p", Some("1"), Some("1Gi"));
         let mut st = state(&p);
-        let balanced = node_info(
-            node("a", "4", "4Gi"),
-            &[on(pod("x", Some("1"), Some("1Gi")), "a")],
-        );
+        let balanced = node_info(node("a", "4", "4Gi"), &[on(pod("x", Some("1"), Some("1Gi")), "a")]);
         let skewed = node_info(node("b", "4", "4Gi"), &[on(pod("y", Some("3"), None), "b")]);
         let snap = ClusterSnapshot::default();
-        assert!(NodeResourcesBalancedAllocation
-            .pre_score(&mut st, &p, &[&balanced, &skewed], &snap)
-            .is_ok());
-        assert_eq!(
-            NodeResourcesBalancedAllocation.score(&st, &p, &balanced),
-            100
-        );
+        assert!(NodeResourcesBalancedAllocation.pre_score(&mut st, &p, &[&balanced, &skewed], &snap).is_ok());
+        assert_eq!(NodeResourcesBalancedAllocation.score(&st, &p, &balanced), 100);
         // cpu 4/4 = 1.0, memory 1/4 = 0.25 → std 0.375 → 62
         assert_eq!(NodeResourcesBalancedAllocation.score(&st, &p, &skewed), 62);
     }
@@ -110,9 +93,7 @@ mod tests {
     fn best_effort_pod_is_skipped() {
         let p = pod("p", None, None);
         let mut st = state(&p);
-        assert!(NodeResourcesBalancedAllocation
-            .pre_score(&mut st, &p, &[], &ClusterSnapshot::default())
-            .is_skip());
+        assert!(NodeResourcesBalancedAllocation.pre_score(&mut st, &p, &[], &ClusterSnapshot::default()).is_skip());
     }
 
     #[test]

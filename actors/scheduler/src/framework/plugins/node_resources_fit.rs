@@ -5,9 +5,7 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use crate::framework::{
-    CycleState, FilterPlugin, NodeInfo, Plugin, ScorePlugin, Status, MAX_NODE_SCORE,
-};
+use crate::framework::{CycleState, FilterPlugin, NodeInfo, Plugin, ScorePlugin, Status, MAX_NODE_SCORE};
 
 pub const NAME: &str = "NodeResourcesFit";
 
@@ -63,18 +61,8 @@ impl FilterPlugin for NodeResourcesFit {
                     reasons.push(reason);
                 }
             };
-            check(
-                req.milli_cpu,
-                alloc.milli_cpu,
-                used.milli_cpu,
-                "Insufficient cpu".into(),
-            );
-            check(
-                req.memory,
-                alloc.memory,
-                used.memory,
-                "Insufficient memory".into(),
-            );
+            check(req.milli_cpu, alloc.milli_cpu, used.milli_cpu, "Insufficient cpu".into());
+            check(req.memory, alloc.memory, used.memory, "Insufficient memory".into());
             check(
                 req.ephemeral_storage,
                 alloc.ephemeral_storage,
@@ -85,12 +73,7 @@ impl FilterPlugin for NodeResourcesFit {
                 if self.ignored_resources.iter().any(|r| r == name) {
                     continue;
                 }
-                check(
-                    want,
-                    alloc.scalar(name),
-                    used.scalar(name),
-                    format!("Insufficient {name}").into(),
-                );
+                check(want, alloc.scalar(name), used.scalar(name), format!("Insufficient {name}").into());
             }
         }
         match (reasons.is_empty(), unresolvable) {
@@ -107,18 +90,11 @@ impl FilterPlugin for NodeResourcesFit {
 fn allocatable_and_requested(state: &CycleState, node: &NodeInfo, resource: &str) -> (i64, i64) {
     let pod = state.pod_info();
     match resource {
-        "cpu" => (
-            node.allocatable.milli_cpu,
-            node.non_zero_requested.milli_cpu + pod.non_zero_milli_cpu,
-        ),
-        "memory" => (
-            node.allocatable.memory,
-            node.non_zero_requested.memory + pod.non_zero_memory,
-        ),
-        "ephemeral-storage" => (
-            node.allocatable.ephemeral_storage,
-            node.requested.ephemeral_storage + pod.requests.ephemeral_storage,
-        ),
+        "cpu" => (node.allocatable.milli_cpu, node.non_zero_requested.milli_cpu + pod.non_zero_milli_cpu),
+        "memory" => (node.allocatable.memory, node.non_zero_requested.memory + pod.non_zero_memory),
+        "ephemeral-storage" => {
+            (node.allocatable.ephemeral_storage, node.requested.ephemeral_storage + pod.requests.ephemeral_storage)
+        }
         other => {
             let want = pod.requests.scalar(other);
             // Extended resources the pod does not ask for are not scored.
@@ -140,12 +116,8 @@ impl ScorePlugin for NodeResourcesFit {
             }
             let score = match self.strategy {
                 ScoringStrategy::LeastAllocated if requested > capacity => 0,
-                ScoringStrategy::LeastAllocated => {
-                    (capacity - requested) * MAX_NODE_SCORE / capacity
-                }
-                ScoringStrategy::MostAllocated => {
-                    requested.min(capacity) * MAX_NODE_SCORE / capacity
-                }
+                ScoringStrategy::LeastAllocated => (capacity - requested) * MAX_NODE_SCORE / capacity,
+                ScoringStrategy::MostAllocated => requested.min(capacity) * MAX_NODE_SCORE / capacity,
             };
             total += score * weight;
             weights += weight;
@@ -170,58 +142,35 @@ mod tests {
 
     #[test]
     fn fits_when_enough_free() {
-        let n = node_info(
-            node("n1", "2", "4Gi"),
-            &[on(pod("a", Some("1"), Some("1Gi")), "n1")],
-        );
+        let n = node_info(node("n1", "2", "4Gi"), &[on(pod("a", Some("1"), Some("1Gi")), "n1")]);
         assert!(filter(&pod("p", Some("1"), Some("3Gi")), &n).is_ok());
     }
 
     #[test]
     fn insufficient_cpu_and_memory_reported_together() {
-        let n = node_info(
-            node("n1", "2", "4Gi"),
-            &[on(pod("a", Some("1500m"), Some("3Gi")), "n1")],
-        );
+        let n = node_info(node("n1", "2", "4Gi"), &[on(pod("a", Some("1500m"), Some("3Gi")), "n1")]);
         assert_eq!(
             filter(&pod("p", Some("600m"), Some("2Gi")), &n),
-            Status::Unschedulable(vec![
-                "Insufficient cpu".into(),
-                "Insufficient memory".into()
-            ])
+            Status::Unschedulable(vec!["Insufficient cpu".into(), "Insufficient memory".into()])
         );
     }
 
     #[test]
     fn request_beyond_allocatable_is_unresolvable() {
         let n = node_info(node("n1", "2", "4Gi"), &[]);
-        assert_eq!(
-            filter(&pod("p", Some("3"), None), &n),
-            Status::unresolvable("Insufficient cpu")
-        );
+        assert_eq!(filter(&pod("p", Some("3"), None), &n), Status::unresolvable("Insufficient cpu"));
     }
 
     #[test]
     fn too_many_pods_even_without_requests() {
-        let nd = set(
-            node("n1", "2", "4Gi"),
-            "/status/allocatable/pods",
-            json!("1"),
-        );
+        let nd = set(node("n1", "2", "4Gi"), "/status/allocatable/pods", json!("1"));
         let n = node_info(nd, &[on(pod("a", None, None), "n1")]);
-        assert_eq!(
-            filter(&pod("p", None, None), &n),
-            Status::unschedulable("Too many pods")
-        );
+        assert_eq!(filter(&pod("p", None, None), &n), Status::unschedulable("Too many pods"));
     }
 
     #[test]
     fn extended_resources_and_ephemeral_storage() {
-        let nd = set(
-            node("n1", "2", "4Gi"),
-            "/status/allocatable/example.com~1gpu",
-            json!("1"),
-        );
+        let nd = set(node("n1", "2", "4Gi"), "/status/allocatable/example.com~1gpu", json!("1"));
         let nd = set(nd, "/status/allocatable/ephemeral-storage", json!("10Gi"));
         let n = node_info(nd, &[]);
         let p = set(
@@ -236,11 +185,7 @@ mod tests {
                 "Insufficient example.com/gpu".into()
             ])
         );
-        let p = set(
-            pod("p", None, None),
-            "/spec/containers/0/resources/requests",
-            json!({"example.com/gpu": "1"}),
-        );
+        let p = set(pod("p", None, None), "/spec/containers/0/resources/requests", json!({"example.com/gpu": "1"}));
         assert!(filter(&p, &n).is_ok());
     }
 
@@ -278,15 +223,9 @@ mod tests {
 
     #[test]
     fn most_allocated_prefers_fuller_nodes() {
-        let plugin = NodeResourcesFit {
-            strategy: ScoringStrategy::MostAllocated,
-            ..Default::default()
-        };
+        let plugin = NodeResourcesFit { strategy: ScoringStrategy::MostAllocated, ..Default::default() };
         let empty = node_info(node("a", "4", "4Gi"), &[]);
-        let busy = node_info(
-            node("b", "4", "4Gi"),
-            &[on(pod("x", Some("2"), Some("2Gi")), "b")],
-        );
+        let busy = node_info(node("b", "4", "4Gi"), &[on(pod("x", Some("2"), Some("2Gi")), "b")]);
         let p = pod("p", Some("1"), Some("1Gi"));
         let st = state(&p);
         assert_eq!(plugin.score(&st, &p, &empty), 25);

@@ -23,11 +23,8 @@ impl FilterPlugin for NodeUnschedulable {
             return Status::Ok;
         }
         // A pod that tolerates the cordon taint (DaemonSets do) may also ignore the flag.
-        let cordon = Taint {
-            key: "node.kubernetes.io/unschedulable".into(),
-            value: String::new(),
-            effect: "NoSchedule".into(),
-        };
+        let cordon =
+            Taint { key: "node.kubernetes.io/unschedulable".into(), value: String::new(), effect: "NoSchedule".into() };
         if tolerations_tolerate(&state.pod_info().tolerations, &cordon) {
             Status::Ok
         } else {
@@ -43,10 +40,7 @@ mod tests {
     use serde_json::json;
 
     fn cordoned() -> NodeInfo {
-        node_info(
-            set(node("n1", "4", "8Gi"), "/spec/unschedulable", json!(true)),
-            &[],
-        )
+        node_info(set(node("n1", "4", "8Gi"), "/spec/unschedulable", json!(true)), &[])
     }
 
     #[test]
@@ -72,8 +66,6 @@ mod tests {
             "/spec/tolerations",
             json!([{"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"}]),
         );
-        assert!(NodeUnschedulable
-            .filter(&state(&p), &p, &cordoned())
-            .is_ok());
+        assert!(NodeUnschedulable.filter(&state(&p), &p, &cordoned()).is_ok());
     }
 }

@@ -7,13 +7,12 @@ use serde_json::Value;
 
 use super::taint_toleration::find_untolerated_taint;
 use crate::framework::{
-    label as label_value, slice, str_of, ClusterSnapshot, CycleState, FilterPlugin, LabelSelector,
-    NodeInfo, Plugin, PreFilterPlugin, PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE,
+    label as label_value, slice, str_of, ClusterSnapshot, CycleState, FilterPlugin, LabelSelector, NodeInfo, Plugin,
+    PreFilterPlugin, PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE,
 };
 
 pub const NAME: &str = "PodTopologySpread";
-pub const ERR_REASON_CONSTRAINTS_NOT_MATCH: &str =
-    "node(s) didn't match pod topology spread constraints";
+pub const ERR_REASON_CONSTRAINTS_NOT_MATCH: &str = "node(s) didn't match pod topology spread constraints";
 pub const ERR_REASON_NODE_LABEL_NOT_MATCH: &str =
     "node(s) didn't match pod topology spread constraints (missing required label)";
 const PRE_FILTER_KEY: &str = "PreFilterPodTopologySpread";
@@ -45,32 +44,26 @@ struct Constraint {
 /// selector from the pod's own labels.
 fn constraints(pod: &Value, when: &str) -> Vec<Constraint> {
     let labels = crate::framework::labels_of(pod);
-    slice(
-        pod.get("spec")
-            .and_then(|s| s.get("topologySpreadConstraints")),
-    )
-    .iter()
-    .filter(|c| str_of(c, "whenUnsatisfiable") == Some(when))
-    .map(|c| {
-        let mut selector = LabelSelector::from_json(c.get("labelSelector"));
-        for key in slice(c.get("matchLabelKeys"))
-            .iter()
-            .filter_map(Value::as_str)
-        {
-            if let Some(v) = label_value(labels, key) {
-                selector.require_equal(key, v);
+    slice(pod.get("spec").and_then(|s| s.get("topologySpreadConstraints")))
+        .iter()
+        .filter(|c| str_of(c, "whenUnsatisfiable") == Some(when))
+        .map(|c| {
+            let mut selector = LabelSelector::from_json(c.get("labelSelector"));
+            for key in slice(c.get("matchLabelKeys")).iter().filter_map(Value::as_str) {
+                if let Some(v) = label_value(labels, key) {
+                    selector.require_equal(key, v);
+                }
             }
-        }
-        Constraint {
-            max_skew: c.get("maxSkew").and_then(Value::as_i64).unwrap_or(1),
-            topology_key: str_of(c, "topologyKey").unwrap_or_default().to_string(),
-            selector,
-            min_domains: c.get("minDomains").and_then(Value::as_i64).unwrap_or(1),
-            honor_node_affinity: str_of(c, "nodeAffinityPolicy") != Some("Ignore"),
-            honor_node_taints: str_of(c, "nodeTaintsPolicy") == Some("Honor"),
-        }
-    })
-    .collect()
+            Constraint {
+                max_skew: c.get("maxSkew").and_then(Value::as_i64).unwrap_or(1),
+                topology_key: str_of(c, "topologyKey").unwrap_or_default().to_string(),
+                selector,
+                min_domains: c.get("minDomains").and_then(Value::as_i64).unwrap_or(1),
+                honor_node_affinity: str_of(c, "nodeAffinityPolicy") != Some("Ignore"),
+                honor_node_taints: str_of(c, "nodeTaintsPolicy") == Some("Honor"),
+            }
+        })
+        .collect()
 }
 
 fn has_all_keys(node: &NodeInfo, cons: &[Constraint]) -> bool {
@@ -80,16 +73,13 @@ fn has_all_keys(node: &NodeInfo, cons: &[Constraint]) -> bool {
 /// Node inclusion policies: whether this node's pods count toward the constraint's domains.
 fn included(c: &Constraint, state: &CycleState, node: &NodeInfo) -> bool {
     (!c.honor_node_affinity || state.required_node_affinity().matches(node))
-        && (!c.honor_node_taints
-            || find_untolerated_taint(node.taints(), &state.pod_info().tolerations).is_none())
+        && (!c.honor_node_taints || find_untolerated_taint(node.taints(), &state.pod_info().tolerations).is_none())
 }
 
 /// Non-terminating pods in the incoming pod's namespace matching the selector.
 fn count_matching(node: &NodeInfo, selector: &LabelSelector, namespace: &str) -> i64 {
-    node.pods()
-        .iter()
-        .filter(|p| !p.terminating && p.namespace == namespace && selector.matches(p.labels()))
-        .count() as i64
+    node.pods().iter().filter(|p| !p.terminating && p.namespace == namespace && selector.matches(p.labels())).count()
+        as i64
 }
 
 struct PreFilterState {
@@ -101,12 +91,7 @@ struct PreFilterState {
 }
 
 impl PreFilterPlugin for PodTopologySpread {
-    fn pre_filter(
-        &self,
-        state: &mut CycleState,
-        pod: &Value,
-        snapshot: &ClusterSnapshot,
-    ) -> Status {
+    fn pre_filter(&self, state: &mut CycleState, pod: &Value, snapshot: &ClusterSnapshot) -> Status {
         let cons = constraints(pod, "DoNotSchedule");
         if cons.is_empty() {
             return Status::Skip;
@@ -135,14 +120,7 @@ impl PreFilterPlugin for PodTopologySpread {
                 }
             })
             .collect();
-        state.write(
-            PRE_FILTER_KEY,
-            PreFilterState {
-                constraints: cons,
-                counts,
-                min_match,
-            },
-        );
+        state.write(PRE_FILTER_KEY, PreFilterState { constraints: cons, counts, min_match });
         Status::Ok
     }
 }
@@ -209,11 +187,7 @@ impl PreScorePlugin for PodTopologySpread {
             .iter()
             .zip(&counts)
             .map(|(c, domains)| {
-                let size = if c.topology_key == HOSTNAME {
-                    nodes.len() - ignored.len()
-                } else {
-                    domains.len()
-                };
+                let size = if c.topology_key == HOSTNAME { nodes.len() - ignored.len() } else { domains.len() };
                 ((size + 2) as f64).ln()
             })
             .collect();
@@ -230,15 +204,7 @@ impl PreScorePlugin for PodTopologySpread {
                 }
             }
         }
-        state.write(
-            PRE_SCORE_KEY,
-            PreScoreState {
-                constraints: cons,
-                ignored,
-                counts,
-                weights,
-            },
-        );
+        state.write(PRE_SCORE_KEY, PreScoreState { constraints: cons, ignored, counts, weights });
         Status::Ok
     }
 }
@@ -310,31 +276,16 @@ mod tests {
     fn filter_all(p: &Value, snap: &ClusterSnapshot) -> Vec<Status> {
         let mut st = state(p);
         let skip = PodTopologySpread.pre_filter(&mut st, p, snap).is_skip();
-        snap.nodes()
-            .iter()
-            .map(|n| {
-                if skip {
-                    Status::Ok
-                } else {
-                    PodTopologySpread.filter(&st, p, n)
-                }
-            })
-            .collect()
+        snap.nodes().iter().map(|n| if skip { Status::Ok } else { PodTopologySpread.filter(&st, p, n) }).collect()
     }
 
     #[test]
     fn max_skew_filters_fuller_domain() {
-        let snap = snapshot(
-            vec![zone_node("a", "z1"), zone_node("b", "z2")],
-            &[on(web("w1"), "a")],
-        );
+        let snap = snapshot(vec![zone_node("a", "z1"), zone_node("b", "z2")], &[on(web("w1"), "a")]);
         let p = spread(web("w2"), "zone", "DoNotSchedule", json!({}));
         assert_eq!(
             filter_all(&p, &snap),
-            vec![
-                Status::unschedulable("node(s) didn't match pod topology spread constraints"),
-                Status::Ok
-            ]
+            vec![Status::unschedulable("node(s) didn't match pod topology spread constraints"), Status::Ok]
         );
         // maxSkew 2 tolerates it.
         let p = spread(web("w2"), "zone", "DoNotSchedule", json!({"maxSkew": 2}));
@@ -347,18 +298,14 @@ mod tests {
         let p = spread(web("w"), "zone", "DoNotSchedule", json!({}));
         assert_eq!(
             filter_all(&p, &snap)[1],
-            Status::unresolvable(
-                "node(s) didn't match pod topology spread constraints (missing required label)"
-            )
+            Status::unresolvable("node(s) didn't match pod topology spread constraints (missing required label)")
         );
     }
 
     #[test]
     fn min_domains_treats_global_minimum_as_zero() {
-        let snap = snapshot(
-            vec![zone_node("a", "z1"), zone_node("b", "z2")],
-            &[on(web("w1"), "a"), on(web("w2"), "b")],
-        );
+        let snap =
+            snapshot(vec![zone_node("a", "z1"), zone_node("b", "z2")], &[on(web("w1"), "a"), on(web("w2"), "b")]);
         let p = spread(web("w3"), "zone", "DoNotSchedule", json!({}));
         assert!(filter_all(&p, &snap).iter().all(Status::is_ok));
         let p = spread(web("w3"), "zone", "DoNotSchedule", json!({"minDomains": 3}));
@@ -379,25 +326,11 @@ mod tests {
     #[test]
     fn node_affinity_policy_excludes_unselected_nodes_from_domains() {
         // z2 is excluded by the pod's nodeSelector, so its empty domain is not the minimum.
-        let snap = snapshot(
-            vec![
-                label(zone_node("a", "z1"), "pool", "x"),
-                zone_node("b", "z2"),
-            ],
-            &[on(web("w1"), "a")],
-        );
-        let p = set(
-            spread(web("w2"), "zone", "DoNotSchedule", json!({})),
-            "/spec/nodeSelector",
-            json!({"pool": "x"}),
-        );
+        let snap =
+            snapshot(vec![label(zone_node("a", "z1"), "pool", "x"), zone_node("b", "z2")], &[on(web("w1"), "a")]);
+        let p = set(spread(web("w2"), "zone", "DoNotSchedule", json!({})), "/spec/nodeSelector", json!({"pool": "x"}));
         assert!(filter_all(&p, &snap)[0].is_ok());
-        let p = spread(
-            web("w2"),
-            "zone",
-            "DoNotSchedule",
-            json!({"nodeAffinityPolicy": "Ignore"}),
-        );
+        let p = spread(web("w2"), "zone", "DoNotSchedule", json!({"nodeAffinityPolicy": "Ignore"}));
         let p = set(p, "/spec/nodeSelector", json!({"pool": "x"}));
         assert!(!filter_all(&p, &snap)[0].is_ok());
     }
@@ -405,24 +338,14 @@ mod tests {
     #[test]
     fn schedule_anyway_scores_emptier_domains_higher() {
         let snap = snapshot(
-            vec![
-                zone_node("a", "z1"),
-                zone_node("b", "z1"),
-                zone_node("c", "z2"),
-                node("bare", "1", "1Gi"),
-            ],
+            vec![zone_node("a", "z1"), zone_node("b", "z1"), zone_node("c", "z2"), node("bare", "1", "1Gi")],
             &[on(web("w1"), "a"), on(web("w2"), "b")],
         );
         let p = spread(web("w3"), "zone", "ScheduleAnyway", json!({}));
         let mut st = state(&p);
         let nodes: Vec<&NodeInfo> = snap.nodes().iter().collect();
-        assert!(PodTopologySpread
-            .pre_score(&mut st, &p, &nodes, &snap)
-            .is_ok());
-        let mut scores: Vec<i64> = nodes
-            .iter()
-            .map(|n| PodTopologySpread.score(&st, &p, n))
-            .collect();
+        assert!(PodTopologySpread.pre_score(&mut st, &p, &nodes, &snap).is_ok());
+        let mut scores: Vec<i64> = nodes.iter().map(|n| PodTopologySpread.score(&st, &p, n)).collect();
         // z1 has 2 matching pods, weight ln(2 + 2); z2 none; "bare" lacks the key.
         assert_eq!(scores, vec![3, 3, 0, IGNORED]);
         PodTopologySpread.normalize(&st, &mut scores);
@@ -431,20 +354,12 @@ mod tests {
 
     #[test]
     fn hostname_constraint_counts_per_node() {
-        let snap = snapshot(
-            vec![zone_node("a", "z1"), zone_node("b", "z1")],
-            &[on(web("w1"), "a")],
-        );
+        let snap = snapshot(vec![zone_node("a", "z1"), zone_node("b", "z1")], &[on(web("w1"), "a")]);
         let p = spread(web("w2"), HOSTNAME, "ScheduleAnyway", json!({}));
         let mut st = state(&p);
         let nodes: Vec<&NodeInfo> = snap.nodes().iter().collect();
-        assert!(PodTopologySpread
-            .pre_score(&mut st, &p, &nodes, &snap)
-            .is_ok());
-        let mut scores: Vec<i64> = nodes
-            .iter()
-            .map(|n| PodTopologySpread.score(&st, &p, n))
-            .collect();
+        assert!(PodTopologySpread.pre_score(&mut st, &p, &nodes, &snap).is_ok());
+        let mut scores: Vec<i64> = nodes.iter().map(|n| PodTopologySpread.score(&st, &p, n)).collect();
         PodTopologySpread.normalize(&st, &mut scores);
         assert_eq!(scores, vec![0, 100]);
     }

@@ -4,8 +4,8 @@
 use serde_json::Value;
 
 use crate::framework::{
-    default_normalize_score, CycleState, FilterPlugin, NodeInfo, Plugin, ScorePlugin, Status,
-    Taint, Toleration, MAX_NODE_SCORE,
+    default_normalize_score, CycleState, FilterPlugin, NodeInfo, Plugin, ScorePlugin, Status, Taint, Toleration,
+    MAX_NODE_SCORE,
 };
 
 pub const NAME: &str = "TaintToleration";
@@ -20,13 +20,9 @@ impl Plugin for TaintToleration {
 }
 
 /// The first NoSchedule/NoExecute taint none of the tolerations tolerate.
-pub fn find_untolerated_taint<'a>(
-    taints: &'a [Taint],
-    tolerations: &[Toleration],
-) -> Option<&'a Taint> {
+pub fn find_untolerated_taint<'a>(taints: &'a [Taint], tolerations: &[Toleration]) -> Option<&'a Taint> {
     taints.iter().find(|t| {
-        (t.effect == "NoSchedule" || t.effect == "NoExecute")
-            && !tolerations.iter().any(|tol| tol.tolerates(t))
+        (t.effect == "NoSchedule" || t.effect == "NoExecute") && !tolerations.iter().any(|tol| tol.tolerates(t))
     })
 }
 
@@ -34,10 +30,7 @@ impl FilterPlugin for TaintToleration {
     fn filter(&self, state: &CycleState, _pod: &Value, node: &NodeInfo) -> Status {
         match find_untolerated_taint(node.taints(), &state.pod_info().tolerations) {
             None => Status::Ok,
-            Some(t) => Status::unresolvable(format!(
-                "node(s) had untolerated taint {{{}: {}}}",
-                t.key, t.value
-            )),
+            Some(t) => Status::unresolvable(format!("node(s) had untolerated taint {{{}: {}}}", t.key, t.value)),
         }
     }
 }
@@ -51,9 +44,9 @@ impl ScorePlugin for TaintToleration {
             .iter()
             .filter(|t| t.effect == "PreferNoSchedule")
             .filter(|t| {
-                !tolerations.iter().any(|tol| {
-                    (tol.effect.is_empty() || tol.effect == "PreferNoSchedule") && tol.tolerates(t)
-                })
+                !tolerations
+                    .iter()
+                    .any(|tol| (tol.effect.is_empty() || tol.effect == "PreferNoSchedule") && tol.tolerates(t))
             })
             .count() as i64
     }
@@ -99,28 +92,15 @@ mod tests {
     fn toleration_operators() {
         let n = tainted(json!([{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]));
         for (tol, ok) in [
-            (
-                json!({"key": "dedicated", "operator": "Equal", "value": "gpu"}),
-                true,
-            ),
-            (
-                json!({"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}),
-                true,
-            ),
+            (json!({"key": "dedicated", "operator": "Equal", "value": "gpu"}), true),
+            (json!({"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}), true),
             (json!({"key": "dedicated", "operator": "Exists"}), true),
             (json!({"operator": "Exists"}), true),
             (json!({"key": "dedicated", "value": "cpu"}), false),
-            (
-                json!({"key": "dedicated", "operator": "Exists", "effect": "NoExecute"}),
-                false,
-            ),
+            (json!({"key": "dedicated", "operator": "Exists", "effect": "NoExecute"}), false),
         ] {
             let p = set(pod("p", None, None), "/spec/tolerations", json!([tol]));
-            assert_eq!(
-                TaintToleration.filter(&state(&p), &p, &n).is_ok(),
-                ok,
-                "{tol}"
-            );
+            assert_eq!(TaintToleration.filter(&state(&p), &p, &n).is_ok(), ok, "{tol}");
         }
     }
 
@@ -139,10 +119,7 @@ mod tests {
         // A NoSchedule-only toleration does not count for PreferNoSchedule taints.
         let two = tainted(json!([{"key": "b", "effect": "PreferNoSchedule"},
                                  {"key": "c", "effect": "PreferNoSchedule"}]));
-        let mut scores: Vec<i64> = [&none, &one, &two]
-            .iter()
-            .map(|n| TaintToleration.score(&st, &p, n))
-            .collect();
+        let mut scores: Vec<i64> = [&none, &one, &two].iter().map(|n| TaintToleration.score(&st, &p, n)).collect();
         assert_eq!(scores, vec![0, 1, 2]);
         TaintToleration.normalize(&st, &mut scores);
         assert_eq!(scores, vec![100, 50, 0]);

@@ -1,0 +1,260 @@
+//! The scheduler and controller manager on simulated nodes, driven with kubectl (issue #3).
+
+mod common;
+use common::{eventually, Cluster};
+use serde_json::Value;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Kills a helper process when the test ends, pass or fail.
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn deployment(name: &str, replicas: u32, extra_pod_spec: &str, strategy: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  replicas: {replicas}\n{strategy}  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      containers: [{{name: c, image: 'busybox:1'}}]\n{extra_pod_spec}"
+    )
+}
+
+fn pods(c: &Cluster, selector: &str) -> Vec<Value> {
+    c.get_json(&["pods", "-l", selector])["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn running_on(pods: &[Value]) -> Vec<String> {
+    pods.iter()
+        .filter(|p| p["status"]["phase"] == "Running" && p["metadata"]["deletionTimestamp"].is_null())
+        .map(|p| p["spec"]["nodeName"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn rolling_update_keeps_availability_and_undo_restores() {
+    let c = Cluster::start_with("roll", &["--sim-nodes", "3"]);
+    let strategy = "  strategy:\n    type: RollingUpdate\n    rollingUpdate: {maxUnavailable: 0, maxSurge: 3}\n";
+    c.kubectl_stdin(&["apply", "-f", "-"], &deployment("web", 12, "", strategy)).expect_ok();
+    c.kubectl(&["rollout", "status", "deploy/web", "--timeout=60s"]).expect_ok();
+    let d = c.get_json(&["deploy", "web"]);
+    assert_eq!(
+        (d["status"]["availableReplicas"].as_i64(), d["status"]["updatedReplicas"].as_i64()),
+        (Some(12), Some(12))
+    );
+
+    // Watch the rollout from the side: never fewer than 12 available, never more than 15 pods.
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (stop, kubeconfig) = (stop.clone(), c.kubeconfig());
+        let cache = c.dir.join("watch-cache");
+        std::thread::spawn(move || {
+            let (mut min_available, mut max_pods) = (i64::MAX, 0usize);
+            while !stop.load(Ordering::Relaxed) {
+                let out = Command::new("kubectl")
+                    .env("KUBECONFIG", &kubeconfig)
+                    .arg(format!("--cache-dir={}", cache.display()))
+                    .args(["get", "deploy/web", "pods", "-l", "app=web", "-o", "json"])
+                    .stderr(Stdio::null())
+                    .output()
+                    .unwrap();
+                if let Ok(v) = serde_json::from_slice::<Value>(&out.stdout) {
+                    for item in v["items"].as_array().into_iter().flatten() {
+                        if item["kind"] == "Deployment" {
+                            min_available =
+                                min_available.min(item["status"]["availableReplicas"].as_i64().unwrap_or(0));
+                        }
+                    }
+                    let active = v["items"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|i| i["kind"] == "Pod" && i["metadata"]["deletionTimestamp"].is_null())
+                        .count();
+                    max_pods = max_pods.max(active);
+                }
+            }
+            (min_available, max_pods)
+        })
+    };
+    c.kubectl(&["set", "image", "deploy/web", "c=busybox:2"]).expect_ok();
+    c.kubectl(&["rollout", "status", "deploy/web", "--timeout=60s"]).expect_ok();
+    stop.store(true, Ordering::Relaxed);
+    let (min_available, max_pods) = watcher.join().unwrap();
+    assert!(min_available >= 12, "availability dropped to {min_available}");
+    assert!(max_pods <= 15, "{max_pods} pods exceed replicas + maxSurge");
+    let images: Vec<String> = pods(&c, "app=web")
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .map(|p| p["spec"]["containers"][0]["image"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(images.len(), 12);
+    assert!(images.iter().all(|i| i == "busybox:2"), "{images:?}");
+
+    // rollout undo brings the previous template (and its ReplicaSet) back.
+    c.kubectl(&["rollout", "undo", "deploy/web"]).expect_ok();
+    c.kubectl(&["rollout", "status", "deploy/web", "--timeout=60s"]).expect_ok();
+    let d = c.get_json(&["deploy", "web"]);
+    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["image"], "busybox:1");
+    assert_eq!(c.get_json(&["rs", "-l", "app=web"])["items"].as_array().unwrap().len(), 2);
+    let history = c.kubectl(&["rollout", "history", "deploy/web"]).expect_ok();
+    assert!(history.contains("2 ") && history.contains("3 "), "{history}");
+
+    // Scale down and up.
+    c.kubectl(&["scale", "deploy/web", "--replicas=4"]).expect_ok();
+    eventually(30, || (running_on(&pods(&c, "app=web")).len() == 4).then_some(()));
+    c.kubectl(&["scale", "deploy/web", "--replicas=7"]).expect_ok();
+    c.kubectl(&["rollout", "status", "deploy/web", "--timeout=60s"]).expect_ok();
+    assert_eq!(running_on(&pods(&c, "app=web")).len(), 7);
+}
+
+#[test]
+fn deletion_cascades_by_policy() {
+    let c = Cluster::start_with("cascade", &["--sim-nodes", "2"]);
+    for name in ["bg", "fg", "keep"] {
+        c.kubectl_stdin(&["apply", "-f", "-"], &deployment(name, 2, "", "")).expect_ok();
+        c.kubectl(&["rollout", "status", &format!("deploy/{name}"), "--timeout=60s"]).expect_ok();
+    }
+    c.kubectl(&["delete", "deploy", "bg"]).expect_ok();
+    c.kubectl(&["delete", "deploy", "fg", "--cascade=foreground"]).expect_ok();
+    c.kubectl(&["delete", "deploy", "keep", "--cascade=orphan"]).expect_ok();
+    eventually(30, || {
+        (pods(&c, "app in (bg,fg)").is_empty()
+            && c.get_json(&["rs", "-l", "app in (bg,fg)"])["items"] == serde_json::json!([]))
+        .then_some(())
+    });
+    let kept = c.get_json(&["rs", "-l", "app=keep"]);
+    assert_eq!(kept["items"].as_array().unwrap().len(), 1);
+    assert!(kept["items"][0]["metadata"]["ownerReferences"].as_array().is_none_or(|r| r.is_empty()));
+    assert_eq!(running_on(&pods(&c, "app=keep")).len(), 2);
+}
+
+#[test]
+fn anti_affinity_spreads_one_per_node_and_explains_the_rest() {
+    let c = Cluster::start_with("affinity", &["--sim-nodes", "3"]);
+    let affinity = "      affinity:\n        podAntiAffinity:\n          requiredDuringSchedulingIgnoredDuringExecution:\n          - labelSelector: {matchLabels: {app: spread}}\n            topologyKey: kubernetes.io/hostname\n";
+    c.kubectl_stdin(&["apply", "-f", "-"], &deployment("spread", 5, affinity, "")).expect_ok();
+    let nodes = eventually(30, || {
+        let on = running_on(&pods(&c, "app=spread"));
+        (on.len() == 3).then_some(on)
+    });
+    let mut distinct = nodes.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 3, "{nodes:?}");
+    let pending: Vec<Value> =
+        pods(&c, "app=spread").into_iter().filter(|p| p["status"]["phase"] == "Pending").collect();
+    assert_eq!(pending.len(), 2);
+    let msg = eventually(30, || {
+        let p = &pods(&c, "app=spread").into_iter().find(|p| p["status"]["phase"] == "Pending")?;
+        let cond = p["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "PodScheduled")?.clone();
+        cond["message"].as_str().map(str::to_string)
+    });
+    assert!(msg.starts_with("0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules."), "{msg}");
+    let events = c.kubectl(&["get", "events", "--field-selector", "reason=FailedScheduling"]).expect_ok();
+    assert!(events.contains("FailedScheduling") && events.contains("anti-affinity"), "{events}");
+    let describe = c.kubectl(&["describe", "pod", pending[0]["metadata"]["name"].as_str().unwrap()]).expect_ok();
+    assert!(describe.contains("FailedScheduling"), "{describe}");
+}
+
+#[test]
+fn taints_and_tolerations_are_respected() {
+    let c = Cluster::start_with("taints", &["--sim-nodes", "3"]);
+    eventually(30, || (c.get_json(&["nodes"])["items"].as_array().map(|a| a.len()) == Some(3)).then_some(()));
+    c.kubectl(&["taint", "nodes", "sim-0", "sim-1", "dedicated=gpu:NoSchedule"]).expect_ok();
+    c.kubectl_stdin(&["apply", "-f", "-"], &deployment("plain", 4, "", "")).expect_ok();
+    c.kubectl(&["rollout", "status", "deploy/plain", "--timeout=60s"]).expect_ok();
+    assert!(running_on(&pods(&c, "app=plain")).iter().all(|n| n == "sim-2"));
+    let tol = "      tolerations: [{key: dedicated, operator: Equal, value: gpu, effect: NoSchedule}]\n      nodeSelector: {kubernetes.io/hostname: sim-0}\n";
+    c.kubectl_stdin(&["apply", "-f", "-"], &deployment("gpu", 2, tol, "")).expect_ok();
+    c.kubectl(&["rollout", "status", "deploy/gpu", "--timeout=60s"]).expect_ok();
+    assert_eq!(running_on(&pods(&c, "app=gpu")), ["sim-0", "sim-0"]);
+    // Without the toleration, the same node selector cannot be met.
+    c.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &deployment("nogpu", 1, "      nodeSelector: {kubernetes.io/hostname: sim-0}\n", ""),
+    )
+    .expect_ok();
+    let msg = eventually(30, || {
+        let p = pods(&c, "app=nogpu").pop()?;
+        let cond = p["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "PodScheduled")?.clone();
+        cond["message"].as_str().map(str::to_string)
+    });
+    assert!(
+        msg.contains("untolerated taint {dedicated: gpu}") && msg.contains("didn't match Pod's node affinity/selector"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_stopped_node_turns_not_ready_and_its_pods_are_replaced() {
+    let c = Cluster::start_with("nodeloss", &["--sim-nodes", "2", "--node-monitor-grace-period", "4"]);
+    // A third node in a process of its own, so that it can be stopped.
+    let mut extra = ChildGuard(
+        Command::new(env!("CARGO_BIN_EXE_kubus"))
+            .args([
+                "sim-nodes",
+                "--count",
+                "1",
+                "--prefix",
+                "extra-",
+                "--cluster",
+                "e2e",
+                "--renew-seconds",
+                "1",
+                "--nats",
+            ])
+            .arg(c.nats_url())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(c.dir.join("extra.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !c.kubectl(&["get", "node", "extra-0"]).ok {
+        let exited = extra.0.try_wait().ok().flatten();
+        if exited.is_some() || std::time::Instant::now() > deadline {
+            panic!(
+                "extra-0 did not register (sim-nodes exit: {exited:?}):\n{}",
+                std::fs::read_to_string(c.dir.join("extra.log")).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let tolerate = "      tolerations: [{key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 1}]\n";
+    c.kubectl_stdin(&["apply", "-f", "-"], &deployment("svc", 6, tolerate, "")).expect_ok();
+    c.kubectl(&["rollout", "status", "deploy/svc", "--timeout=60s"]).expect_ok();
+    let before = running_on(&pods(&c, "app=svc"));
+    assert!(before.iter().any(|n| n == "extra-0"), "no pod landed on extra-0: {before:?}");
+    let _ = extra.0.kill();
+    let _ = extra.0.wait();
+    eventually(30, || {
+        let n = c.get_json(&["node", "extra-0"]);
+        let ready = n["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "Ready")?.clone();
+        (ready["status"] == "Unknown").then_some(())
+    });
+    let nodes = c.kubectl(&["get", "nodes"]).expect_ok();
+    assert!(nodes.lines().any(|l| l.starts_with("extra-0") && l.contains("NotReady")), "{nodes}");
+    let after = eventually(60, || {
+        let on = running_on(&pods(&c, "app=svc"));
+        (on.len() == 6 && on.iter().all(|n| n != "extra-0")).then_some(on)
+    });
+    assert!(after.iter().all(|n| n.starts_with("sim-")), "{after:?}");
+}
+
+#[test]
+fn namespace_deletion_empties_it() {
+    let c = Cluster::start_with("nsdel", &["--sim-nodes", "1"]);
+    c.kubectl(&["create", "ns", "doomed"]).expect_ok();
+    c.kubectl(&["-n", "doomed", "create", "deploy", "d", "--image=busybox", "--replicas=2"]).expect_ok();
+    c.kubectl(&["-n", "doomed", "create", "cm", "c", "--from-literal=a=b"]).expect_ok();
+    eventually(30, || (c.get_json(&["-n", "doomed", "sa", "default"])["metadata"]["name"] == "default").then_some(()));
+    c.kubectl(&["-n", "doomed", "rollout", "status", "deploy/d", "--timeout=60s"]).expect_ok();
+    c.kubectl(&["delete", "ns", "doomed", "--timeout=60s"]).expect_ok();
+    c.kubectl(&["get", "ns", "doomed"]).expect_err("NotFound");
+    let (_, left) = c.http("GET", "/api/v1/namespaces/doomed/pods", None, None);
+    assert_eq!(left["items"], serde_json::json!([]));
+}
