@@ -37,6 +37,13 @@ pub struct UpArgs {
     /// Do not run a node agent in this process.
     #[arg(long)]
     pub no_node: bool,
+    /// Elect one active scheduler and controller manager among the control planes sharing
+    /// this NATS (Leases in kube-system).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    /// Lease duration of the leader elections, in seconds.
+    #[arg(long, default_value_t = 15)]
+    pub leader_lease_seconds: u64,
     /// Seconds a node may go without renewing its Lease before it turns NotReady.
     #[arg(long, default_value_t = 40)]
     pub node_monitor_grace_period: u64,
@@ -107,20 +114,22 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let kubeconfig = write_kubeconfig(&data_dir, &server, &args.cluster)?;
     let api_client =
         |agent: &str| kubus_runtime::Client::new(kubus_bus::api::ApiClient::new(client.clone(), &args.cluster, agent));
+    // Several control planes may share one NATS: the scheduler and the controller manager
+    // act only while they hold their Lease.
+    let lease = std::time::Duration::from_secs(args.leader_lease_seconds.max(1));
+    let leader_config = |name: &str| args.leader_elect.then(|| kubus_runtime::leader::LeaderConfig::new(name, lease));
     let controllers = {
         let (store, client) = (api.state.storage.store.clone(), api_client("kubus-controller-manager"));
         let config = kubus_controllers::ControllerConfig {
             node_monitor_grace_period: std::time::Duration::from_secs(args.node_monitor_grace_period),
         };
-        actix::Supervisor::start(move |_| kubus_controllers::ControllerManager {
-            store,
-            client,
-            config: config.clone(),
-        })
+        let leader = leader_config("kube-controller-manager");
+        actix::Supervisor::start(move |_| kubus_controllers::ControllerManager { store, client, config, leader })
     };
     let scheduler = {
         let (store, client) = (api.state.storage.store.clone(), api_client("kubus-scheduler"));
-        actix::Supervisor::start(move |_| kubus_scheduler::Scheduler { store, client })
+        let leader = leader_config("kube-scheduler");
+        actix::Supervisor::start(move |_| kubus_scheduler::Scheduler { store, client, leader })
     };
     let _sim = (args.sim_nodes > 0).then(|| {
         crate::cmd::sim::start(

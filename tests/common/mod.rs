@@ -215,6 +215,18 @@ impl Cluster {
         (self.dir.clone(), self.port)
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Kills kubus outright (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     pub fn keep(&mut self) {
         self.keep_dir = true;
     }
@@ -223,6 +235,10 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop();
+        // A kubus killed outright leaves its nats-server behind: stop that too.
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join("nats-server.pid")) {
+            let _ = Command::new("kill").arg("-KILL").arg(pid.trim()).status();
+        }
         if !self.keep_dir {
             let _ = std::fs::remove_dir_all(&self.dir);
         }

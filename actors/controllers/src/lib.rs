@@ -61,6 +61,8 @@ pub struct ControllerManager {
     pub store: Store,
     pub client: Client,
     pub config: ControllerConfig,
+    /// Leader election (None: this controller manager is the only one).
+    pub leader: Option<kubus_runtime::leader::LeaderConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -80,6 +82,13 @@ impl Actor for ControllerManager {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        let (client, leader) = (self.client.clone(), self.leader.clone());
+        kubus_runtime::leader::lead_then(self, ctx, client, leader, ControllerManager::lead);
+    }
+}
+
+impl ControllerManager {
+    fn lead(&mut self, ctx: &mut Context<Self>) {
         let informers = Informers::start(&self.store);
         let leases = informers
             .all

@@ -7,6 +7,7 @@
 pub mod client;
 pub mod controller;
 pub mod informer;
+pub mod leader;
 pub mod metrics;
 pub mod workqueue;
 

@@ -52,6 +52,8 @@ struct State {
 pub struct Scheduler {
     pub store: Store,
     pub client: Client,
+    /// Leader election (None: this scheduler is the only one).
+    pub leader: Option<kubus_runtime::leader::LeaderConfig>,
 }
 
 /// Stops the scheduler for good.
@@ -88,6 +90,13 @@ impl Actor for Scheduler {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        let (client, leader) = (self.client.clone(), self.leader.clone());
+        kubus_runtime::leader::lead_then(self, ctx, client, leader, Scheduler::lead);
+    }
+}
+
+impl Scheduler {
+    fn lead(&mut self, ctx: &mut Context<Self>) {
         LazyLock::force(&ATTEMPTS);
         PENDING.set(0);
         let pods = Informer::start(self.store.clone(), "", "pods", None);
