@@ -71,34 +71,53 @@ impl Cluster {
     }
 
     fn launch(dir: PathBuf, port: u16, extra: &[&str]) -> Cluster {
-        let log = std::fs::File::create(dir.join("kubus.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_kubus"))
-            .args(["up", "--no-node", "--nats-listen", "127.0.0.1:0", "--cluster", "e2e"])
-            .arg("--data-dir")
-            .arg(&dir)
-            .arg("--api-port")
-            .arg(port.to_string())
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("kubus binary runs");
-        let mut c = Cluster { dir, port, child: Some(child), keep_dir: false };
-        c.wait_ready();
-        c
+        // A free port can be taken by another test between the probe and the bind: then
+        // kubus exits, and it is started again on another port.
+        let mut port = port;
+        for attempt in 0..5 {
+            let _ = std::fs::remove_file(dir.join("kubeconfig"));
+            let log = std::fs::File::create(dir.join("kubus.log")).unwrap();
+            let child = Command::new(env!("CARGO_BIN_EXE_kubus"))
+                .args(["up", "--no-node", "--nats-listen", "127.0.0.1:0", "--cluster", "e2e"])
+                .arg("--data-dir")
+                .arg(&dir)
+                .arg("--api-port")
+                .arg(port.to_string())
+                .args(extra)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("kubus binary runs");
+            let mut c = Cluster { dir: dir.clone(), port, child: Some(child), keep_dir: false };
+            match c.wait_ready() {
+                Ok(()) => return c,
+                Err(log) if log.contains("cannot bind the API port") && attempt < 4 => {
+                    c.keep_dir = true;
+                    drop(c);
+                    port = free_port();
+                }
+                Err(log) => panic!("kubus did not start:\n{log}"),
+            }
+        }
+        unreachable!("the loop returns or panics")
     }
 
-    fn wait_ready(&mut self) {
+    /// Ready means: this kubus wrote its kubeconfig (it bound its port) and answers /readyz.
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok((200, _)) = self.try_http("GET", "/readyz", None, None) {
-                return;
-            }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!("kubus exited ({status}) during start:\n{}", self.log());
+                return Err(format!("kubus exited ({status}) during start:\n{}", self.log()));
             }
-            assert!(Instant::now() < deadline, "kubus not ready in 60s:\n{}", self.log());
+            if self.dir.join("kubeconfig").exists() {
+                if let Ok((200, _)) = self.try_http("GET", "/readyz", None, None) {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!("kubus not ready in 60s:\n{}", self.log()));
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
