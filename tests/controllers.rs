@@ -258,3 +258,42 @@ fn namespace_deletion_empties_it() {
     let (_, left) = c.http("GET", "/api/v1/namespaces/doomed/pods", None, None);
     assert_eq!(left["items"], serde_json::json!([]));
 }
+
+#[test]
+fn services_get_cluster_ips_node_ports_and_endpoints() {
+    let c = Cluster::start_with("svc", &["--sim-nodes", "2"]);
+    let k = c.get_json(&["svc", "kubernetes"]);
+    assert_eq!(k["spec"]["clusterIP"], "10.96.0.1");
+    let d = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 3\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: c, image: busybox, ports: [{name: http, containerPort: 8080}]}]\n";
+    c.kubectl_stdin(&["apply", "-f", "-"], d).expect_ok();
+    c.kubectl(&["rollout", "status", "deploy/web", "--timeout=60s"]).expect_ok();
+    c.kubectl(&["expose", "deploy", "web", "--port=80", "--target-port=http"]).expect_ok();
+    c.kubectl(&["create", "svc", "nodeport", "np", "--tcp=80:8080"]).expect_ok();
+    let svc = c.get_json(&["svc", "web"]);
+    let ip = svc["spec"]["clusterIP"].as_str().unwrap().to_string();
+    assert!(ip.starts_with("10.") && ip != "10.96.0.1", "{ip}");
+    let np = c.get_json(&["svc", "np"]);
+    let node_port = np["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+    assert!((30000..=32767).contains(&node_port), "{node_port}");
+    // A second Service cannot take an IP or a node port that is held.
+    let taken = format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: dup}}\nspec: {{clusterIP: {ip}, ports: [{{port: 80}}]}}\n"
+    );
+    c.kubectl_stdin(&["apply", "-f", "-"], &taken).expect_err("already allocated");
+    // Endpoints follow the ready pods, with the named port resolved.
+    let ep = eventually(30, || {
+        let ep = c.get_json(&["endpoints", "web"]);
+        (ep["subsets"][0]["addresses"].as_array().map(|a| a.len()) == Some(3)).then_some(ep)
+    });
+    assert_eq!(ep["subsets"][0]["ports"][0]["port"], 8080);
+    c.kubectl(&["scale", "deploy/web", "--replicas=1"]).expect_ok();
+    eventually(30, || {
+        let ep = c.get_json(&["endpoints", "web"]);
+        (ep["subsets"][0]["addresses"].as_array().map(|a| a.len()) == Some(1)).then_some(())
+    });
+    // Deleting the Service releases its IP and removes its Endpoints.
+    c.kubectl(&["delete", "svc", "web"]).expect_ok();
+    eventually(30, || c.kubectl(&["get", "endpoints", "web"]).stderr.contains("NotFound").then_some(()));
+    c.kubectl_stdin(&["apply", "-f", "-"], &taken).expect_ok();
+    assert_eq!(c.get_json(&["svc", "dup"])["spec"]["clusterIP"], ip.as_str());
+}

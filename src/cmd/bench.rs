@@ -205,6 +205,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                     watch_cache_events: 100_000,
                     http_workers: 2,
                     tombstone_retention: std::time::Duration::from_secs(3600),
+                    service_ranges: Default::default(),
                 },
             )
             .await?;

@@ -34,6 +34,9 @@ pub struct UpArgs {
     /// Days of change history the archive keeps for replay.
     #[arg(long, default_value_t = 30)]
     pub archive_days: u64,
+    /// IPv4 range Service ClusterIPs are allocated from.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    pub service_cidr: String,
     /// Do not run a node agent in this process.
     #[arg(long)]
     pub no_node: bool,
@@ -106,6 +109,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             watch_cache_events: 20_000,
             http_workers: 2,
             tombstone_retention: std::time::Duration::from_secs(3600),
+            service_ranges: {
+                let (network, prefix) = kubus_apiserver::allocator::ServiceRanges::parse_cidr(&args.service_cidr)
+                    .context("--service-cidr must be an IPv4 CIDR no longer than /30")?;
+                kubus_apiserver::allocator::ServiceRanges { network, prefix, ..Default::default() }
+            },
         },
     )
     .await?;

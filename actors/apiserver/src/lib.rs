@@ -7,6 +7,7 @@
 //! [`convert`] (versions sharing storage), [`http`] and [`nats`] (the two transports).
 #![forbid(unsafe_code)]
 
+pub mod allocator;
 pub mod cache;
 pub mod convert;
 pub mod discovery;
@@ -42,6 +43,7 @@ pub struct ApiServerConfig {
     /// Events the watch cache keeps for watches that resume from a resourceVersion.
     pub watch_cache_events: usize,
     pub http_workers: usize,
+    pub service_ranges: allocator::ServiceRanges,
     /// How long the objects stream keeps a deleted object's tombstone (the archive keeps all).
     pub tombstone_retention: Duration,
 }
@@ -95,7 +97,7 @@ impl ApiServer {
         };
         let ready = Arc::new(AtomicBool::new(false));
         let state = ApiState {
-            storage: storage::Storage { store, cache },
+            storage: storage::Storage { store, cache, ranges: config.service_ranges.clone() },
             openapi: Arc::new(openapi::OpenApi::build()),
             ready: ready.clone(),
         };
@@ -146,6 +148,17 @@ async fn bootstrap(state: &ApiState) -> Result<(), kubus_apimachinery::StatusErr
             Err(e) if e.code == 409 => {}
             Err(e) => return Err(e),
         }
+    }
+    // The API server's own Service, at the first address of the service range.
+    let services = kubus_apimachinery::resource::find("", "v1", "services").expect("services are served");
+    let ip = state.storage.ranges.first().to_string();
+    let svc = serde_json::json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+        "spec": {"type": "ClusterIP", "clusterIP": ip, "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}});
+    match state.storage.create(services, Some("default"), svc, &Default::default()).await {
+        Ok(_) => tracing::info!(%ip, "created the kubernetes service"),
+        Err(e) if e.code == 409 || e.code == 422 => {}
+        Err(e) => return Err(e),
     }
     Ok(())
 }

@@ -110,6 +110,7 @@ fn random_suffix() -> String {
 pub struct Storage {
     pub store: Store,
     pub cache: WatchCache,
+    pub ranges: crate::allocator::ServiceRanges,
 }
 
 impl Storage {
@@ -277,13 +278,27 @@ impl Storage {
             return Err(StatusError::invalid(storage_info.group, storage_info.kind, &name, causes));
         }
         self.check_namespace(info, ns)?;
-        let bytes = serde_json::to_vec(&obj).map_err(|e| StatusError::internal(e.to_string()))?;
+        let mut bytes = serde_json::to_vec(&obj).map_err(|e| StatusError::internal(e.to_string()))?;
         self.check_size(&bytes)?;
         if opts.dry_run {
             return Ok(Outcome { object: convert::to_version(info, obj), created: true, warnings });
         }
         let key = Self::key(info, ns, &name);
-        let rev = self.store.create(&key, Bytes::from(bytes)).await.map_err(|e| store_error(info, &name, e))?;
+        // Services get their ClusterIP and node ports here (upstream's registry does too).
+        let reserved = if storage_info.resource == "services" {
+            let held = crate::allocator::allocate(&self.store, &self.ranges, &mut obj).await?;
+            bytes = serde_json::to_vec(&obj).map_err(|e| StatusError::internal(e.to_string()))?;
+            held
+        } else {
+            Vec::new()
+        };
+        let rev = match self.store.create(&key, Bytes::from(bytes)).await {
+            Ok(rev) => rev,
+            Err(e) => {
+                crate::allocator::release_all(&self.store, &reserved).await;
+                return Err(store_error(info, &name, e));
+            }
+        };
         OBJECTS_STORED.with_label_values(&[info.resource, "create"]).inc();
         meta(&mut obj).insert("resourceVersion".into(), json!(rev.to_string()));
         Ok(Outcome { object: convert::to_version(info, obj), created: true, warnings })
@@ -330,6 +345,9 @@ impl Storage {
                 }
             }
             prepare_for_update(storage_info, sub, &old, &mut new);
+            // Values the server allocated (ClusterIPs, node ports, ...) survive a replace that
+            // leaves them out, as upstream's update does.
+            validation::carry_over_for_update(storage_info.group, storage_info.kind, &mut new, &old);
             // namespaces/finalize may empty spec.finalizers, which defaulting would refill.
             let finalizers = (sub == Some(Subresource::Finalize)).then(|| new["spec"]["finalizers"].clone());
             validation::apply_defaults(storage_info.group, storage_info.kind, &mut new);
@@ -559,6 +577,9 @@ impl Storage {
             };
             match result {
                 Ok(r) => {
+                    if op == WriteOp::Delete && info.resource == "services" {
+                        crate::allocator::release_all(&self.store, &crate::allocator::held_by(&obj)).await;
+                    }
                     OBJECTS_STORED.with_label_values(&[info.resource, verb]).inc();
                     meta(&mut obj).insert("resourceVersion".into(), json!(r.to_string()));
                     return Ok(convert::to_version(info, obj));
@@ -571,6 +592,7 @@ impl Storage {
     }
 }
 
+#[derive(PartialEq, Eq)]
 enum WriteOp {
     Update,
     Delete,

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod deployment;
+pub mod endpoints;
 pub mod expectations;
 pub mod garbagecollector;
 pub mod namespace;
@@ -90,12 +91,15 @@ impl Actor for ControllerManager {
 impl ControllerManager {
     fn lead(&mut self, ctx: &mut Context<Self>) {
         let informers = Informers::start(&self.store);
-        let leases = informers
-            .all
-            .iter()
-            .find(|(i, _)| i.resource == "leases")
-            .map(|(_, inf)| inf.clone())
-            .expect("leases are served");
+        let informer = |group: &str, resource: &str| {
+            informers
+                .all
+                .iter()
+                .find(|(i, _)| i.group == group && i.resource == resource)
+                .map(|(_, inf)| inf.clone())
+                .expect("resource is served")
+        };
+        let leases = informer("coordination.k8s.io", "leases");
         let rs = Arc::new(replicaset::ReplicaSetController::new(self.client.clone(), informers.clone()));
         let deploy = Arc::new(deployment::DeploymentController::new(self.client.clone(), informers.clone()));
         let ns = Arc::new(namespace::NamespaceController::new(self.client.clone(), informers.clone()));
@@ -105,6 +109,12 @@ impl ControllerManager {
             .chain(deployment::run(deploy))
             .chain(namespace::run(ns))
             .chain(garbagecollector::run(gc))
+            .chain(endpoints::run(Arc::new(endpoints::EndpointsController::new(
+                self.client.clone(),
+                informers.clone(),
+                informer("", "services"),
+                informer("", "endpoints"),
+            ))))
             .chain(nodelifecycle::run(Arc::new(nodelifecycle::NodeLifecycleController::new(
                 self.client.clone(),
                 informers.clone(),

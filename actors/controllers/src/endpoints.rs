@@ -1,0 +1,216 @@
+//! The Endpoints controller: for every Service with a selector, an Endpoints object of the
+//! same name listing the matching pods' IPs (ready ones in `addresses`, the others in
+//! `notReadyAddresses`) with the Service's ports resolved against each pod (named target
+//! ports look up the container port of that name). Pods resolving ports differently land in
+//! different subsets.
+
+use crate::owner;
+use crate::replicaset::is_pod_ready;
+use crate::Informers;
+use futures::future::BoxFuture;
+use kubus_apimachinery::selector::LabelSelector;
+use kubus_runtime::controller::{self, Action, ReconcileResult, Reconciler};
+use kubus_runtime::informer::ObjectKey;
+use kubus_runtime::{Change, Client, Informer, WorkQueue};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub struct EndpointsController {
+    client: Client,
+    informers: Informers,
+    services: Informer,
+    endpoints: Informer,
+    queue: Arc<WorkQueue<ObjectKey>>,
+}
+
+/// The port a Service port reaches on one pod, if the pod has it.
+fn resolve(service_port: &Value, pod: &Value) -> Option<i64> {
+    match &service_port["targetPort"] {
+        Value::Number(n) => n.as_i64(),
+        Value::String(name) => pod["spec"]["containers"]
+            .as_array()?
+            .iter()
+            .flat_map(|c| c["ports"].as_array().into_iter().flatten())
+            .find(|p| p["name"] == name.as_str())
+            .and_then(|p| p["containerPort"].as_i64()),
+        _ => service_port["port"].as_i64(),
+    }
+}
+
+impl EndpointsController {
+    pub fn new(client: Client, informers: Informers, services: Informer, endpoints: Informer) -> Self {
+        EndpointsController { client, informers, services, endpoints, queue: WorkQueue::new("endpoints") }
+    }
+
+    fn enqueue_all(&self) {
+        for s in self.services.list() {
+            self.queue.add((owner::namespace(&s).to_string(), owner::name(&s).to_string()));
+        }
+    }
+
+    fn on_pod(&self, pod: &Value) {
+        let ns = owner::namespace(pod);
+        for s in self.services.list().iter().filter(|s| owner::namespace(s) == ns) {
+            let Some(sel) = s["spec"]["selector"].as_object() else { continue };
+            if LabelSelector::from_set(sel).matches_object(pod) {
+                self.queue.add((ns.to_string(), owner::name(s).to_string()));
+            }
+        }
+    }
+
+    async fn sync(&self, key: ObjectKey) -> ReconcileResult {
+        let (ns, name) = (&key.0, &key.1);
+        let Some(svc) = self.services.get(ns, name) else {
+            // The Service is gone: so are its endpoints.
+            if self.endpoints.get(ns, name).is_some() {
+                match self.client.delete("", "endpoints", Some(ns), name, "").await {
+                    Ok(_) => {}
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            return Ok(Action::Done);
+        };
+        let Some(selector) = svc["spec"]["selector"].as_object().filter(|s| !s.is_empty()) else {
+            // Without a selector the user manages the Endpoints.
+            return Ok(Action::Done);
+        };
+        let selector = LabelSelector::from_set(selector);
+        let ports: Vec<Value> = svc["spec"]["ports"].as_array().cloned().unwrap_or_default();
+        let publish_not_ready = svc["spec"]["publishNotReadyAddresses"].as_bool().unwrap_or(false);
+        // Subsets keyed by the resolved port list.
+        let mut subsets: BTreeMap<Vec<(String, i64, String)>, (Vec<Value>, Vec<Value>)> = BTreeMap::new();
+        let mut pods: Vec<Arc<Value>> =
+            self.informers.pods.list().into_iter().filter(|p| owner::namespace(p) == ns).collect();
+        pods.sort_by(|a, b| owner::name(a).cmp(owner::name(b)));
+        for pod in pods {
+            let ip = pod["status"]["podIP"].as_str().unwrap_or("");
+            if ip.is_empty() || owner::is_deleting(&pod) || !selector.matches_object(&pod) {
+                continue;
+            }
+            if matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed")) {
+                continue;
+            }
+            let resolved: Vec<(String, i64, String)> = ports
+                .iter()
+                .filter_map(|p| {
+                    let port = resolve(p, &pod)?;
+                    Some((
+                        p["name"].as_str().unwrap_or("").to_string(),
+                        port,
+                        p["protocol"].as_str().unwrap_or("TCP").to_string(),
+                    ))
+                })
+                .collect();
+            if resolved.is_empty() && !ports.is_empty() {
+                continue;
+            }
+            let address = json!({"ip": ip, "nodeName": pod["spec"]["nodeName"],
+                "targetRef": {"kind": "Pod", "namespace": ns, "name": owner::name(&pod), "uid": owner::uid(&pod)}});
+            let entry = subsets.entry(resolved).or_default();
+            if is_pod_ready(&pod) || publish_not_ready {
+                entry.0.push(address);
+            } else {
+                entry.1.push(address);
+            }
+        }
+        let subsets: Vec<Value> = subsets
+            .into_iter()
+            .map(|(ports, (ready, not_ready))| {
+                let mut s = Map::new();
+                if !ready.is_empty() {
+                    s.insert("addresses".into(), Value::Array(ready));
+                }
+                if !not_ready.is_empty() {
+                    s.insert("notReadyAddresses".into(), Value::Array(not_ready));
+                }
+                let ports: Vec<Value> = ports
+                    .into_iter()
+                    .map(|(n, p, proto)| {
+                        let mut v = json!({"port": p, "protocol": proto});
+                        if !n.is_empty() {
+                            v["name"] = json!(n);
+                        }
+                        v
+                    })
+                    .collect();
+                s.insert("ports".into(), Value::Array(ports));
+                Value::Object(s)
+            })
+            .collect();
+        let labels = svc["metadata"]["labels"].clone();
+        match self.endpoints.get(ns, name) {
+            Some(cur)
+                if cur["subsets"].as_array().cloned().unwrap_or_default() == subsets
+                    && cur["metadata"]["labels"] == labels =>
+            {
+                Ok(Action::Done)
+            }
+            Some(cur) => {
+                let mut ep = (*cur).clone();
+                ep["subsets"] = Value::Array(subsets);
+                ep["metadata"]["labels"] = labels;
+                self.client
+                    .update("", "endpoints", Some(ns), name, None, &ep)
+                    .await
+                    .map(|_| Action::Done)
+                    .map_err(|e| e.to_string())
+            }
+            None => {
+                let ep = json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": name, "namespace": ns, "labels": labels}, "subsets": subsets});
+                match self.client.create("", "endpoints", Some(ns), &ep).await {
+                    Ok(_) => Ok(Action::Done),
+                    Err(e) if e.is_conflict() => Ok(Action::RequeueAfter(std::time::Duration::from_millis(100))),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        }
+    }
+}
+
+impl Reconciler for EndpointsController {
+    fn name(&self) -> &'static str {
+        "endpoints"
+    }
+    fn reconcile(&self, key: ObjectKey) -> BoxFuture<'_, ReconcileResult> {
+        Box::pin(self.sync(key))
+    }
+}
+
+pub fn run(ctrl: Arc<EndpointsController>) -> Vec<BoxFuture<'static, ()>> {
+    let c = ctrl.clone();
+    let feed: BoxFuture<'static, ()> = Box::pin(async move {
+        let mut svc_changes = c.services.subscribe();
+        let mut pod_changes = c.informers.pods.subscribe();
+        c.services.wait_synced().await;
+        c.endpoints.wait_synced().await;
+        c.informers.pods.wait_synced().await;
+        c.enqueue_all();
+        loop {
+            tokio::select! {
+                ch = svc_changes.recv() => match ch {
+                    Ok(Change::Applied { new, .. }) => c.queue.add((owner::namespace(&new).to_string(), owner::name(&new).to_string())),
+                    Ok(Change::Deleted(s)) => c.queue.add((owner::namespace(&s).to_string(), owner::name(&s).to_string())),
+                    Ok(Change::Resynced) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => c.enqueue_all(),
+                    Err(_) => return,
+                },
+                ch = pod_changes.recv() => match ch {
+                    Ok(Change::Applied { old, new }) => {
+                        c.on_pod(&new);
+                        if let Some(old) = old {
+                            c.on_pod(&old);
+                        }
+                    }
+                    Ok(Change::Deleted(p)) => c.on_pod(&p),
+                    Ok(Change::Resynced) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => c.enqueue_all(),
+                    Err(_) => return,
+                },
+            }
+        }
+    });
+    let queue = ctrl.queue.clone();
+    let mut loops = controller::workers(ctrl, queue, 2);
+    loops.push(feed);
+    loops
+}
