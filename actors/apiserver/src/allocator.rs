@@ -118,14 +118,14 @@ pub async fn allocate(store: &Store, ranges: &ServiceRanges, svc: &mut Value) ->
                         return Err(StatusError::invalid("", "Service", &name, vec![Cause::invalid(
                             "spec.clusterIPs",
                             &json!(requested),
-                            &format!("failed to allocate IP {requested}: the provided IP ({requested}) is not in the valid range. The range of valid IPs is {}/{}", ranges.network, ranges.prefix),
+                            format!("failed to allocate IP {requested}: the provided IP ({requested}) is not in the valid range. The range of valid IPs is {}/{}", ranges.network, ranges.prefix),
                         )]));
                     }
                     if !reserve(store, &ip_key(requested), ip_object(requested, &ns, &name)).await? {
                         return Err(StatusError::invalid("", "Service", &name, vec![Cause::invalid(
                             "spec.clusterIPs",
                             &json!(requested),
-                            &format!("failed to allocate IP {requested}: provided IP is already allocated"),
+                            format!("failed to allocate IP {requested}: provided IP is already allocated"),
                         )]));
                     }
                     reserved.push(ip_key(requested));
@@ -144,7 +144,7 @@ pub async fn allocate(store: &Store, ranges: &ServiceRanges, svc: &mut Value) ->
                     Some(n) => {
                         if n < lo as i64 || n > hi as i64 {
                             return Err(StatusError::invalid("", "Service", &name, vec![Cause::invalid(
-                                format!("spec.ports[{i}].nodePort"), &json!(n), &format!("provided port is not in the valid range. The range of valid ports is {lo}-{hi}"))]));
+                                format!("spec.ports[{i}].nodePort"), &json!(n), format!("provided port is not in the valid range. The range of valid ports is {lo}-{hi}"))]));
                         }
                         if !reserve(store, &port_key(n), owner).await? {
                             return Err(StatusError::invalid("", "Service", &name, vec![Cause::invalid(

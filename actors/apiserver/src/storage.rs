@@ -347,7 +347,9 @@ impl Storage {
             prepare_for_update(storage_info, sub, &old, &mut new);
             // Values the server allocated (ClusterIPs, node ports, ...) survive a replace that
             // leaves them out, as upstream's update does.
-            validation::carry_over_for_update(storage_info.group, storage_info.kind, &mut new, &old);
+            if sub.is_none() {
+                validation::carry_over_for_update(storage_info.group, storage_info.kind, &mut new, &old);
+            }
             // namespaces/finalize may empty spec.finalizers, which defaulting would refill.
             let finalizers = (sub == Some(Subresource::Finalize)).then(|| new["spec"]["finalizers"].clone());
             validation::apply_defaults(storage_info.group, storage_info.kind, &mut new);

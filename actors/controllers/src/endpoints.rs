@@ -24,6 +24,9 @@ pub struct EndpointsController {
     queue: Arc<WorkQueue<ObjectKey>>,
 }
 
+/// (name, port, protocol) of a Service port on one pod.
+type ResolvedPort = (String, i64, String);
+
 /// The port a Service port reaches on one pod, if the pod has it.
 fn resolve(service_port: &Value, pod: &Value) -> Option<i64> {
     match &service_port["targetPort"] {
@@ -80,7 +83,7 @@ impl EndpointsController {
         let ports: Vec<Value> = svc["spec"]["ports"].as_array().cloned().unwrap_or_default();
         let publish_not_ready = svc["spec"]["publishNotReadyAddresses"].as_bool().unwrap_or(false);
         // Subsets keyed by the resolved port list.
-        let mut subsets: BTreeMap<Vec<(String, i64, String)>, (Vec<Value>, Vec<Value>)> = BTreeMap::new();
+        let mut subsets: BTreeMap<Vec<ResolvedPort>, (Vec<Value>, Vec<Value>)> = BTreeMap::new();
         let mut pods: Vec<Arc<Value>> =
             self.informers.pods.list().into_iter().filter(|p| owner::namespace(p) == ns).collect();
         pods.sort_by(|a, b| owner::name(a).cmp(owner::name(b)));
@@ -92,7 +95,7 @@ impl EndpointsController {
             if matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed")) {
                 continue;
             }
-            let resolved: Vec<(String, i64, String)> = ports
+            let resolved: Vec<ResolvedPort> = ports
                 .iter()
                 .filter_map(|p| {
                     let port = resolve(p, &pod)?;
