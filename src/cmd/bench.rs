@@ -18,6 +18,21 @@ pub struct BenchArgs {
 
 #[derive(clap::Subcommand, Debug)]
 pub enum BenchWhat {
+    /// The scheduler and controllers at scale: `kubus up --sim-nodes N` as a child process,
+    /// then M pods created through the API; nodes-Ready time, scheduling throughput,
+    /// time to Running, RSS.
+    Cluster {
+        #[arg(long, default_value_t = 1000)]
+        nodes: usize,
+        #[arg(long, default_value_t = 2000)]
+        pods: usize,
+        /// Pods carry required anti-affinity on kubernetes.io/hostname within groups of
+        /// `nodes` pods (so every group fits exactly once per node).
+        #[arg(long)]
+        anti_affinity: bool,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
     /// create/get/update/list/watch against the API server.
     Api {
         /// Objects to create (and then get and update).
@@ -185,7 +200,14 @@ async fn expect(
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let BenchWhat::Api { objects, concurrency, watchers, server } = args.what;
+    let (objects, concurrency, watchers, server) = match args.what {
+        BenchWhat::Api { objects, concurrency, watchers, server } => (objects, concurrency, watchers, server),
+        BenchWhat::Cluster { nodes, pods, anti_affinity, concurrency } => {
+            let r = cluster(nodes, pods, anti_affinity, concurrency).await;
+            actix::System::current().stop();
+            return r;
+        }
+    };
     let mut _own = None;
     let addr = match server {
         Some(s) => s.trim_start_matches("http://").trim_end_matches('/').to_string(),
@@ -312,4 +334,182 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     actix::System::current().stop();
     Ok(())
+}
+
+/// Reads one counter (summed over the label sets matching `filter`) from a /metrics page.
+fn metric(page: &str, name: &str, filter: &str) -> f64 {
+    page.lines()
+        .filter(|l| l.starts_with(name) && l.contains(filter))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(|l| l.to_string()))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+struct Child(std::process::Child, std::path::PathBuf);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+        for _ in 0..100 {
+            if self.0.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        let _ = std::fs::remove_dir_all(&self.1);
+    }
+}
+
+async fn cluster(nodes: usize, pods: usize, anti_affinity: bool, concurrency: usize) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("kubus-bench-cluster-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let started = Instant::now();
+    let child = std::process::Command::new(std::env::current_exe()?)
+        .args([
+            "up",
+            "--no-node",
+            "--nats-listen",
+            "127.0.0.1:0",
+            "--cluster",
+            "bench",
+            "--sim-nodes",
+            &nodes.to_string(),
+        ])
+        .arg("--data-dir")
+        .arg(&dir)
+        .arg("--api-port")
+        .arg(port.to_string())
+        .env("KUBUS_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("kubus.log"))?)
+        .spawn()?;
+    let pid = child.id();
+    let _child = Child(child, dir.clone());
+    let addr = format!("127.0.0.1:{port}");
+    println!(
+        "kubus bench cluster: {nodes} simulated nodes, {pods} pods{}, server {addr} (pid {pid})",
+        if anti_affinity { " with required anti-affinity" } else { "" }
+    );
+    loop {
+        if dir.join("kubeconfig").exists() && Conn::open(&addr).await.is_ok() {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("kubus did not start; see {}", dir.join("kubus.log").display());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Nodes Ready.
+    let ready_at = loop {
+        let body = get(&addr, "/api/v1/nodes").await?;
+        let v: serde_json::Value = serde_json::from_slice(&body)?;
+        let ready = v["items"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter(|n| {
+                        n["status"]["conditions"]
+                            .as_array()
+                            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+                    })
+                    .count()
+            })
+            .unwrap_or(0);
+        if ready >= nodes {
+            break started.elapsed();
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("only {ready}/{nodes} nodes Ready after 600 s");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    println!("{:<40} {:>8.2} s", format!("{nodes} nodes Ready (from process start)"), ready_at.as_secs_f64());
+    let rss_nodes = rss_mib(pid);
+
+    // Pods, created as fast as `concurrency` clients can.
+    let page = get(&addr, "/metrics").await?;
+    let page = String::from_utf8_lossy(&page).into_owned();
+    let scheduled0 = metric(&page, "kubus_scheduler_schedule_attempts_total", "result=\"scheduled\"");
+    let running0 = metric(&page, "kubus_sim_node_writes_total", "kind=\"pod-status\",result=\"ok\"");
+    let t0 = Instant::now();
+    let group = nodes.max(1);
+    let (lat, create_wall) = phase(&addr, pods, concurrency, move |mut c, i| async move {
+        let mut pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": format!("bench-{i}"), "labels": {"app": "bench", "group": format!("g{}", i / group)}},
+            "spec": {"containers": [{"name": "c", "image": "busybox", "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}});
+        if anti_affinity {
+            pod["spec"]["affinity"] = serde_json::json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                {"labelSelector": {"matchLabels": {"group": format!("g{}", i / group)}}, "topologyKey": "kubernetes.io/hostname"}]}});
+        }
+        expect(&mut c, "POST", "/api/v1/namespaces/default/pods", "application/json", pod.to_string().as_bytes(), 201).await?;
+        Ok(c)
+    })
+    .await?;
+    report("pod create", lat, create_wall);
+    let mut scheduled_at = None;
+    let running_at = loop {
+        let page = get(&addr, "/metrics").await?;
+        let page = String::from_utf8_lossy(&page).into_owned();
+        let scheduled = metric(&page, "kubus_scheduler_schedule_attempts_total", "result=\"scheduled\"") - scheduled0;
+        let running = metric(&page, "kubus_sim_node_writes_total", "kind=\"pod-status\",result=\"ok\"") - running0;
+        if scheduled_at.is_none() && scheduled >= pods as f64 {
+            scheduled_at = Some(t0.elapsed());
+        }
+        if running >= pods as f64 {
+            break t0.elapsed();
+        }
+        if t0.elapsed() > Duration::from_secs(900) {
+            bail!("{scheduled}/{pods} scheduled, {running}/{pods} running after 900 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let scheduled_at = scheduled_at.unwrap_or(running_at);
+    println!(
+        "{:<40} {:>8.2} s  ({:.0} pods/s from the first create)",
+        format!("{pods} pods scheduled"),
+        scheduled_at.as_secs_f64(),
+        pods as f64 / scheduled_at.as_secs_f64()
+    );
+    println!("{:<40} {:>8.2} s", format!("{pods} pods Running"), running_at.as_secs_f64());
+    let page = get(&addr, "/metrics").await?;
+    let page = String::from_utf8_lossy(&page).into_owned();
+    let algo_sum = metric(&page, "kubus_scheduler_scheduling_algorithm_duration_seconds_sum", "");
+    let algo_count = metric(&page, "kubus_scheduler_scheduling_algorithm_duration_seconds_count", "");
+    if algo_count > 0.0 {
+        println!(
+            "{:<40} {:>8.3} ms ({:.0} pods/s of pure scheduling work)",
+            "filter+score per pod (mean)",
+            algo_sum / algo_count * 1e3,
+            algo_count / algo_sum
+        );
+    }
+    println!(
+        "{:<40} {:>8.0} MiB after nodes, {:.0} MiB after pods",
+        "control plane + sim nodes RSS",
+        rss_nodes,
+        rss_mib(pid)
+    );
+    Ok(())
+}
+
+/// One GET on a fresh connection (the phases between polls outlast HTTP keep-alive).
+async fn get(addr: &str, path: &str) -> anyhow::Result<Vec<u8>> {
+    let mut c = Conn::open(addr).await?;
+    let (code, body) = c.request("GET", path, "application/json", b"").await?;
+    if code != 200 {
+        bail!("GET {path}: {code}");
+    }
+    Ok(body)
 }

@@ -126,18 +126,27 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // act only while they hold their Lease.
     let lease = std::time::Duration::from_secs(args.leader_lease_seconds.max(1));
     let leader_config = |name: &str| args.leader_elect.then(|| kubus_runtime::leader::LeaderConfig::new(name, lease));
+    // The scheduler and the controllers get threads (arbiters) of their own, so their CPU work
+    // never delays the API server's NATS service and watch cache on the main arbiter.
+    let (controllers_thread, scheduler_thread) = (actix::Arbiter::new(), actix::Arbiter::new());
     let controllers = {
         let (store, client) = (api.state.storage.store.clone(), api_client("kubus-controller-manager"));
         let config = kubus_controllers::ControllerConfig {
             node_monitor_grace_period: std::time::Duration::from_secs(args.node_monitor_grace_period),
         };
         let leader = leader_config("kube-controller-manager");
-        actix::Supervisor::start(move |_| kubus_controllers::ControllerManager { store, client, config, leader })
+        actix::Supervisor::start_in_arbiter(&controllers_thread.handle(), move |_| {
+            kubus_controllers::ControllerManager { store, client, config, leader }
+        })
     };
     let scheduler = {
         let (store, client) = (api.state.storage.store.clone(), api_client("kubus-scheduler"));
         let leader = leader_config("kube-scheduler");
-        actix::Supervisor::start(move |_| kubus_scheduler::Scheduler { store, client, leader })
+        actix::Supervisor::start_in_arbiter(&scheduler_thread.handle(), move |_| kubus_scheduler::Scheduler {
+            store,
+            client,
+            leader,
+        })
     };
     let _sim = (args.sim_nodes > 0).then(|| {
         crate::cmd::sim::start(
@@ -171,6 +180,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if let Some(nats) = embedded {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(15), nats.stop()).await;
     }
+    controllers_thread.stop();
+    scheduler_thread.stop();
     actix::System::current().stop();
     Ok(())
 }
