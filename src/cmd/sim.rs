@@ -5,7 +5,7 @@ use actix::{Addr, Supervisor};
 use anyhow::Context as _;
 use kubus_bus::api::ApiClient;
 use kubus_bus::Store;
-use kubus_runtime::{Client, Informer};
+use kubus_runtime::Client;
 use kubus_sim_nodes::{SimConfig, SimNodes};
 
 #[derive(clap::Args, Debug)]
@@ -31,14 +31,14 @@ pub struct SimArgs {
 /// Starts simulated nodes in this actix system; they run while the address is held.
 pub fn start(
     client: async_nats::Client,
-    store: Store,
+    informers: &kubus_runtime::InformerFactory,
     cluster: &str,
     count: usize,
     prefix: &str,
     renew_every: std::time::Duration,
 ) -> Addr<SimNodes> {
     let api = Client::new(ApiClient::new(client, cluster, "kubus-sim-nodes"));
-    let pods = Informer::start(store, "", "pods", None);
+    let pods = informers.get("", "pods");
     let config = SimConfig { count, prefix: prefix.to_string(), renew_every, ..Default::default() };
     Supervisor::start(move |_| SimNodes::new(config, api, pods))
 }
@@ -49,7 +49,8 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
         .with_context(|| format!("connecting to {}", args.nats))?;
     let store = Store::attach(client.clone(), &args.cluster).await?;
     let renew = std::time::Duration::from_secs(args.renew_seconds.max(1));
-    let _nodes = start(client, store, &args.cluster, args.count, &args.prefix, renew);
+    let _nodes =
+        start(client, &kubus_runtime::InformerFactory::new(store), &args.cluster, args.count, &args.prefix, renew);
     println!(
         "{} simulated nodes ({}0..) running; Ctrl-C stops them (their leases then expire)",
         args.count, args.prefix

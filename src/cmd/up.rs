@@ -129,21 +129,23 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // The scheduler and the controllers get threads (arbiters) of their own, so their CPU work
     // never delays the API server's NATS service and watch cache on the main arbiter.
     let (controllers_thread, scheduler_thread) = (actix::Arbiter::new(), actix::Arbiter::new());
+    // One informer per resource for every actor of this process.
+    let informers = kubus_runtime::InformerFactory::new(api.state.storage.store.clone());
     let controllers = {
-        let (store, client) = (api.state.storage.store.clone(), api_client("kubus-controller-manager"));
+        let (informers, client) = (informers.clone(), api_client("kubus-controller-manager"));
         let config = kubus_controllers::ControllerConfig {
             node_monitor_grace_period: std::time::Duration::from_secs(args.node_monitor_grace_period),
         };
         let leader = leader_config("kube-controller-manager");
         actix::Supervisor::start_in_arbiter(&controllers_thread.handle(), move |_| {
-            kubus_controllers::ControllerManager { store, client, config, leader }
+            kubus_controllers::ControllerManager { informers, client, config, leader }
         })
     };
     let scheduler = {
-        let (store, client) = (api.state.storage.store.clone(), api_client("kubus-scheduler"));
+        let (informers, client) = (informers.clone(), api_client("kubus-scheduler"));
         let leader = leader_config("kube-scheduler");
         actix::Supervisor::start_in_arbiter(&scheduler_thread.handle(), move |_| kubus_scheduler::Scheduler {
-            store,
+            informers,
             client,
             leader,
         })
@@ -151,7 +153,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let _sim = (args.sim_nodes > 0).then(|| {
         crate::cmd::sim::start(
             client.clone(),
-            api.state.storage.store.clone(),
+            &informers,
             &args.cluster,
             args.sim_nodes,
             "sim-",

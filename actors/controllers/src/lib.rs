@@ -14,8 +14,7 @@ pub mod replicaset;
 
 use actix::prelude::*;
 use kubus_apimachinery::ResourceInfo;
-use kubus_bus::Store;
-use kubus_runtime::{Client, Informer};
+use kubus_runtime::{Client, Informer, InformerFactory};
 use std::sync::Arc;
 
 /// Informers shared by every controller (one per resource, however many controllers read it).
@@ -32,11 +31,11 @@ pub struct Informers {
 }
 
 impl Informers {
-    pub fn start(store: &Store) -> Informers {
+    pub fn start(factory: &InformerFactory) -> Informers {
         let all: Vec<(&'static ResourceInfo, Informer)> = kubus_apimachinery::resource::all()
             .iter()
             .filter(|r| r.storage_group == r.group)
-            .map(|r| (r, Informer::start(store.clone(), r.group, r.resource, None)))
+            .map(|r| (r, factory.get(r.group, r.resource)))
             .collect();
         let get = |g: &str, r: &str| {
             all.iter()
@@ -59,7 +58,7 @@ impl Informers {
 /// The controller manager actor: runs every controller's loops in its context, so a
 /// supervisor restart restarts them all (with fresh informers).
 pub struct ControllerManager {
-    pub store: Store,
+    pub informers: InformerFactory,
     pub client: Client,
     pub config: ControllerConfig,
     /// Leader election (None: this controller manager is the only one).
@@ -90,7 +89,7 @@ impl Actor for ControllerManager {
 
 impl ControllerManager {
     fn lead(&mut self, ctx: &mut Context<Self>) {
-        let informers = Informers::start(&self.store);
+        let informers = Informers::start(&self.informers);
         let informer = |group: &str, resource: &str| {
             informers
                 .all

@@ -155,3 +155,25 @@ impl Informer {
         self.changes.subscribe()
     }
 }
+
+/// One informer per resource for a whole process (client-go's shared informer factory):
+/// every actor that watches pods shares one reflector and one copy of every pod.
+#[derive(Clone)]
+pub struct InformerFactory {
+    store: Store,
+    informers: Arc<std::sync::Mutex<HashMap<(String, &'static str), Informer>>>,
+}
+
+impl InformerFactory {
+    pub fn new(store: Store) -> Self {
+        InformerFactory { store, informers: Default::default() }
+    }
+
+    /// The informer of `group/resource` (all namespaces), started on first use.
+    pub fn get(&self, group: &str, resource: &'static str) -> Informer {
+        let mut map = self.informers.lock().expect("factory lock");
+        map.entry((group.to_string(), resource))
+            .or_insert_with(|| Informer::start(self.store.clone(), group, resource, None))
+            .clone()
+    }
+}

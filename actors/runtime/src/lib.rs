@@ -13,5 +13,5 @@ pub mod workqueue;
 
 pub use client::Client;
 pub use controller::{Action, Reconciler};
-pub use informer::{Change, Informer};
+pub use informer::{Change, Informer, InformerFactory};
 pub use workqueue::WorkQueue;

@@ -8,7 +8,6 @@
 use crate::framework::{ClusterSnapshot, PodInfo, Profile};
 use actix::prelude::*;
 use kubus_apimachinery::table::format_rfc3339;
-use kubus_bus::Store;
 use kubus_runtime::informer::{key_of, ObjectKey};
 use kubus_runtime::{Change, Client, Informer, WorkQueue};
 use prometheus::{
@@ -50,7 +49,7 @@ struct State {
 }
 
 pub struct Scheduler {
-    pub store: Store,
+    pub informers: kubus_runtime::InformerFactory,
     pub client: Client,
     /// Leader election (None: this scheduler is the only one).
     pub leader: Option<kubus_runtime::leader::LeaderConfig>,
@@ -99,8 +98,8 @@ impl Scheduler {
     fn lead(&mut self, ctx: &mut Context<Self>) {
         LazyLock::force(&ATTEMPTS);
         PENDING.set(0);
-        let pods = Informer::start(self.store.clone(), "", "pods", None);
-        let nodes = Informer::start(self.store.clone(), "", "nodes", None);
+        let pods = self.informers.get("", "pods");
+        let nodes = self.informers.get("", "nodes");
         let state = Arc::new(Mutex::new(State::default()));
         // Upstream's pod backoff: 1 s doubling to 10 s.
         let queue: Arc<WorkQueue<ObjectKey>> =
