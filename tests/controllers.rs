@@ -286,6 +286,10 @@ fn services_get_cluster_ips_node_ports_and_endpoints() {
         (ep["subsets"][0]["addresses"].as_array().map(|a| a.len()) == Some(3)).then_some(ep)
     });
     assert_eq!(ep["subsets"][0]["ports"][0]["port"], 8080);
+    let slices = c.get_json(&["endpointslices", "-l", "kubernetes.io/service-name=web"]);
+    let slice = &slices["items"][0];
+    assert_eq!(slice["endpoints"].as_array().map(|e| e.len()), Some(3), "{slice}");
+    assert_eq!(slice["ports"][0]["port"], 8080);
     c.kubectl(&["scale", "deploy/web", "--replicas=1"]).expect_ok();
     eventually(30, || {
         let ep = c.get_json(&["endpoints", "web"]);
@@ -294,6 +298,10 @@ fn services_get_cluster_ips_node_ports_and_endpoints() {
     // Deleting the Service releases its IP and removes its Endpoints.
     c.kubectl(&["delete", "svc", "web"]).expect_ok();
     eventually(30, || c.kubectl(&["get", "endpoints", "web"]).stderr.contains("NotFound").then_some(()));
+    eventually(30, || {
+        (c.get_json(&["endpointslices", "-l", "kubernetes.io/service-name=web"])["items"] == serde_json::json!([]))
+            .then_some(())
+    });
     c.kubectl_stdin(&["apply", "-f", "-"], &taken).expect_ok();
     assert_eq!(c.get_json(&["svc", "dup"])["spec"]["clusterIP"], ip.as_str());
 }

@@ -84,7 +84,10 @@ fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(v: Value) -> Re
     serde_json::to_value(typed)
 }
 
-use k8s_openapi::api::{apps::v1 as apps, coordination::v1 as coordination, core::v1 as core, events::v1 as events};
+use k8s_openapi::api::{
+    apps::v1 as apps, coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
+    events::v1 as events,
+};
 use Subresource::*;
 
 macro_rules! resource {
@@ -295,6 +298,20 @@ pub fn all() -> &'static [ResourceInfo] {
                 &[],
                 "io.k8s.api.coordination.v1.Lease",
                 coordination::Lease,
+                false
+            ),
+            resource!(
+                "discovery.k8s.io",
+                "v1",
+                "endpointslices",
+                "endpointslice",
+                "EndpointSlice",
+                true,
+                &[],
+                &[],
+                &[],
+                "io.k8s.api.discovery.v1.EndpointSlice",
+                discovery::EndpointSlice,
                 false
             ),
             events_v1,

@@ -21,6 +21,7 @@ pub struct EndpointsController {
     informers: Informers,
     services: Informer,
     endpoints: Informer,
+    slices: Informer,
     queue: Arc<WorkQueue<ObjectKey>>,
 }
 
@@ -42,8 +43,61 @@ fn resolve(service_port: &Value, pod: &Value) -> Option<i64> {
 }
 
 impl EndpointsController {
-    pub fn new(client: Client, informers: Informers, services: Informer, endpoints: Informer) -> Self {
-        EndpointsController { client, informers, services, endpoints, queue: WorkQueue::new("endpoints") }
+    pub fn new(
+        client: Client,
+        informers: Informers,
+        services: Informer,
+        endpoints: Informer,
+        slices: Informer,
+    ) -> Self {
+        EndpointsController { client, informers, services, endpoints, slices, queue: WorkQueue::new("endpoints") }
+    }
+
+    /// The Service's EndpointSlice (one per Service here, named after it and labelled as
+    /// upstream labels them), owned by the Service so that the garbage collector removes it.
+    async fn sync_slice(&self, svc: &Value, subsets: &[Value]) -> Result<(), String> {
+        let (ns, name) = (owner::namespace(svc), owner::name(svc));
+        let mut endpoints = Vec::new();
+        let mut ports: Vec<Value> = Vec::new();
+        for s in subsets {
+            if ports.is_empty() {
+                ports = s["ports"].as_array().cloned().unwrap_or_default();
+            }
+            for (list, ready) in [("addresses", true), ("notReadyAddresses", false)] {
+                for a in s[list].as_array().into_iter().flatten() {
+                    endpoints.push(json!({"addresses": [a["ip"]], "conditions": {"ready": ready, "serving": ready, "terminating": false},
+                        "nodeName": a["nodeName"], "targetRef": a["targetRef"]}));
+                }
+            }
+        }
+        let labels = json!({"kubernetes.io/service-name": name, "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"});
+        let desired = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": name, "namespace": ns, "labels": labels,
+                "ownerReferences": [crate::owner::controller_ref(svc, "v1", "Service")]},
+            "addressType": "IPv4", "endpoints": endpoints, "ports": ports});
+        match self.slices.get(ns, name) {
+            Some(cur)
+                if cur["endpoints"].as_array().cloned().unwrap_or_default()
+                    == desired["endpoints"].as_array().cloned().unwrap_or_default()
+                    && cur["ports"].as_array().cloned().unwrap_or_default() == ports =>
+            {
+                Ok(())
+            }
+            Some(cur) => {
+                let mut next = desired.clone();
+                next["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"].clone();
+                self.client
+                    .update("discovery.k8s.io", "endpointslices", Some(ns), name, None, &next)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+            None => match self.client.create("discovery.k8s.io", "endpointslices", Some(ns), &desired).await {
+                Ok(_) => Ok(()),
+                Err(e) if e.is_conflict() => Err("endpoint slice raced; retrying".into()),
+                Err(e) => Err(e.to_string()),
+            },
+        }
     }
 
     fn enqueue_all(&self) {
@@ -142,6 +196,7 @@ impl EndpointsController {
                 Value::Object(s)
             })
             .collect();
+        self.sync_slice(&svc, &subsets).await?;
         let labels = svc["metadata"]["labels"].clone();
         match self.endpoints.get(ns, name) {
             Some(cur)
@@ -188,6 +243,7 @@ pub fn run(ctrl: Arc<EndpointsController>) -> Vec<BoxFuture<'static, ()>> {
         let mut pod_changes = c.informers.pods.subscribe();
         c.services.wait_synced().await;
         c.endpoints.wait_synced().await;
+        c.slices.wait_synced().await;
         c.informers.pods.wait_synced().await;
         c.enqueue_all();
         loop {

@@ -113,6 +113,7 @@ impl ControllerManager {
                 informers.clone(),
                 informer("", "services"),
                 informer("", "endpoints"),
+                informer("discovery.k8s.io", "endpointslices"),
             ))))
             .chain(nodelifecycle::run(Arc::new(nodelifecycle::NodeLifecycleController::new(
                 self.client.clone(),
