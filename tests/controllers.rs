@@ -305,3 +305,41 @@ fn services_get_cluster_ips_node_ports_and_endpoints() {
     c.kubectl_stdin(&["apply", "-f", "-"], &taken).expect_ok();
     assert_eq!(c.get_json(&["svc", "dup"])["spec"]["clusterIP"], ip.as_str());
 }
+
+#[test]
+fn pause_resume_restart_and_progress_deadline() {
+    let c = Cluster::start_with("pause", &["--sim-nodes", "2"]);
+    c.kubectl_stdin(&["apply", "-f", "-"], &deployment("p", 2, "", "")).expect_ok();
+    c.kubectl(&["rollout", "status", "deploy/p", "--timeout=60s"]).expect_ok();
+    // Paused: a template change makes no new ReplicaSet until resumed.
+    c.kubectl(&["rollout", "pause", "deploy/p"]).expect_ok();
+    c.kubectl(&["set", "image", "deploy/p", "c=busybox:2"]).expect_ok();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(c.get_json(&["rs", "-l", "app=p"])["items"].as_array().unwrap().len(), 1);
+    let d = c.get_json(&["deploy", "p"]);
+    let progressing =
+        d["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Progressing").unwrap().clone();
+    assert_eq!(progressing["reason"], "DeploymentPaused");
+    c.kubectl(&["rollout", "resume", "deploy/p"]).expect_ok();
+    c.kubectl(&["rollout", "status", "deploy/p", "--timeout=60s"]).expect_ok();
+    assert_eq!(c.get_json(&["rs", "-l", "app=p"])["items"].as_array().unwrap().len(), 2);
+    // restart: a new ReplicaSet with the restartedAt annotation.
+    c.kubectl(&["rollout", "restart", "deploy/p"]).expect_ok();
+    c.kubectl(&["rollout", "status", "deploy/p", "--timeout=60s"]).expect_ok();
+    assert_eq!(c.get_json(&["rs", "-l", "app=p"])["items"].as_array().unwrap().len(), 3);
+    let d = c.get_json(&["deploy", "p"]);
+    let cond =
+        d["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Progressing").unwrap().clone();
+    assert_eq!(cond["reason"], "NewReplicaSetAvailable");
+    assert_eq!(d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "3");
+    // A rollout that cannot progress (no node fits) reports ProgressDeadlineExceeded.
+    c.kubectl(&[
+        "patch",
+        "deploy/p",
+        "-p",
+        r#"{"spec":{"progressDeadlineSeconds":2,"template":{"spec":{"nodeSelector":{"nowhere":"true"}}}}}"#,
+    ])
+    .expect_ok();
+    let out = c.kubectl(&["rollout", "status", "deploy/p", "--timeout=60s"]);
+    assert!(!out.ok && out.stderr.contains("exceeded its progress deadline"), "{}{}", out.stdout, out.stderr);
+}
