@@ -106,9 +106,11 @@ fn rolling_update_keeps_availability_and_undo_restores() {
     // Scale down and up.
     c.kubectl(&["scale", "deploy/web", "--replicas=4"]).expect_ok();
     eventually(30, || (running_on(&pods(&c, "app=web")).len() == 4).then_some(()));
-    c.kubectl(&["scale", "deploy/web", "--replicas=7"]).expect_ok();
+    c.kubectl(&["scale", "deploy/web", "--replicas=50"]).expect_ok();
     c.kubectl(&["rollout", "status", "deploy/web", "--timeout=60s"]).expect_ok();
-    assert_eq!(running_on(&pods(&c, "app=web")).len(), 7);
+    assert_eq!(running_on(&pods(&c, "app=web")).len(), 50);
+    let d = c.get_json(&["deploy", "web"]);
+    assert_eq!(d["status"]["availableReplicas"], 50);
 }
 
 #[test]
@@ -342,4 +344,17 @@ fn pause_resume_restart_and_progress_deadline() {
     .expect_ok();
     let out = c.kubectl(&["rollout", "status", "deploy/p", "--timeout=60s"]);
     assert!(!out.ok && out.stderr.contains("exceeded its progress deadline"), "{}{}", out.stdout, out.stderr);
+}
+
+#[test]
+fn a_node_reporting_not_ready_is_tainted() {
+    let c = Cluster::start_with("notready", &["--sim-nodes", "1"]);
+    eventually(30, || c.kubectl(&["get", "node", "sim-0"]).ok.then_some(()));
+    let status = r#"{"status":{"conditions":[{"type":"Ready","status":"False","reason":"KubeletNotReady","message":"container runtime is down"}]}}"#;
+    c.kubectl(&["patch", "node", "sim-0", "--subresource=status", "--type=merge", "-p", status]).expect_ok();
+    let taints = eventually(30, || {
+        let t = c.get_json(&["node", "sim-0"])["spec"]["taints"].clone();
+        t.as_array().is_some_and(|a| a.iter().any(|t| t["key"] == "node.kubernetes.io/not-ready")).then_some(t)
+    });
+    assert!(taints.as_array().unwrap().iter().any(|t| t["effect"] == "NoExecute"), "{taints}");
 }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
+pub const NOT_READY: &str = "node.kubernetes.io/not-ready";
 
 pub struct NodeLifecycleController {
     client: Client,
@@ -62,6 +63,26 @@ impl NodeLifecycleController {
         let now = SystemTime::now();
         let stale = self.last_heartbeat(&node).is_none_or(|t| t + self.grace < now);
         let current = taints(&node);
+        // A node whose kubelet reports Ready=False (as opposed to not reporting) is not-ready.
+        let reports_not_ready = !stale
+            && node["status"]["conditions"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+                .is_some_and(|c| c["status"] == "False");
+        let has_not_ready = current.iter().any(|t| t["key"] == NOT_READY);
+        if reports_not_ready != has_not_ready {
+            let mut t: Vec<Value> = current.iter().filter(|t| t["key"] != NOT_READY).cloned().collect();
+            if reports_not_ready {
+                let added = format_rfc3339(now);
+                t.push(json!({"key": NOT_READY, "effect": "NoSchedule", "timeAdded": added}));
+                t.push(json!({"key": NOT_READY, "effect": "NoExecute", "timeAdded": added}));
+            }
+            self.client
+                .merge_patch("", "nodes", None, &key.1, None, &json!({"spec": {"taints": t}}))
+                .await
+                .map_err(|e| e.to_string())?;
+            return Ok(Action::RequeueAfter(Duration::from_millis(100)));
+        }
         let has_ours = current.iter().any(|t| t["key"] == UNREACHABLE);
         if stale {
             let ready_unknown = node["status"]["conditions"]

@@ -16,6 +16,9 @@ use tokio::sync::{broadcast, watch};
 /// (namespace or "", name)
 pub type ObjectKey = (String, String);
 
+/// How often subscribers are told to reconcile everything (client-go's resync period).
+pub const RESYNC_PERIOD: Duration = Duration::from_secs(300);
+
 /// One change seen by an informer.
 #[derive(Debug, Clone)]
 pub enum Change {
@@ -103,8 +106,19 @@ impl Informer {
                 }
             };
             backoff = Duration::from_millis(100);
-            while let Some(ev) = watch.next().await {
-                let Ok(ev) = ev else { break };
+            // A periodic resync makes every subscriber reconcile everything again, so a missed
+            // or failed reaction heals without waiting for the next change.
+            let mut resync = tokio::time::interval(RESYNC_PERIOD);
+            resync.tick().await;
+            loop {
+                let ev = tokio::select! {
+                    ev = watch.next() => ev,
+                    _ = resync.tick() => {
+                        let _ = self.changes.send(Change::Resynced);
+                        continue;
+                    }
+                };
+                let Some(Ok(ev)) = ev else { break };
                 revision = Some(ev.revision);
                 let Some(obj) = parse(&ev.value, ev.revision) else {
                     continue;
