@@ -89,7 +89,7 @@ fn every_dashboard_panel_has_data() {
             }
         }
     }
-    assert!(checked >= 9, "only {checked} panel queries found");
+    assert!(checked >= 17, "only {checked} panel queries found");
     let _ = watch.kill();
     let _ = watch.wait();
 }

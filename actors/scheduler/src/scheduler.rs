@@ -96,7 +96,11 @@ impl Actor for Scheduler {
 
 impl Scheduler {
     fn lead(&mut self, ctx: &mut Context<Self>) {
-        LazyLock::force(&ATTEMPTS);
+        // Every result's series exists from the start (dashboards show zeros, not gaps).
+        for result in ["scheduled", "unschedulable", "error"] {
+            ATTEMPTS.with_label_values(&[result]);
+        }
+        LazyLock::force(&ALGORITHM_LATENCY);
         PENDING.set(0);
         let pods = self.informers.get("", "pods");
         let nodes = self.informers.get("", "nodes");
