@@ -24,10 +24,9 @@ impl Query {
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).map(String::as_str).filter(|v| !v.is_empty())
     }
+    /// A boolean parameter: present bare, `true` or `1`.
     pub fn flag(&self, key: &str) -> bool {
         matches!(self.0.get(key).map(String::as_str), Some("true" | "1" | ""))
-            && self.0.contains_key(key)
-            && self.0.get(key).map(String::as_str) != Some("false")
     }
     pub fn int(&self, key: &str) -> Result<Option<i64>, StatusError> {
         match self.get(key) {
