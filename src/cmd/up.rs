@@ -56,7 +56,12 @@ pub struct UpArgs {
 }
 
 fn default_data_dir() -> PathBuf {
-    let root = std::env::var("USER").map(|u| u == "root").unwrap_or(false) || std::env::var_os("HOME").is_none();
+    // Root (uid 0 in /proc/self/status) keeps state where services do.
+    let uid0 = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false);
+    let root = uid0 || std::env::var_os("HOME").is_none();
     if root {
         PathBuf::from("/var/lib/kubus")
     } else {
