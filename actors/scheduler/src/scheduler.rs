@@ -219,7 +219,7 @@ async fn schedule_loop(pods: Informer, state: Arc<Mutex<State>>, queue: Arc<Work
             if s.assumed.contains_key(&key) {
                 None
             } else {
-                Some(profile.schedule_one(&pod, &s.snapshot))
+                Some(profile.schedule_one(&with_default_spreading(&pod), &s.snapshot))
             }
         };
         ALGORITHM_LATENCY.observe(started.elapsed().as_secs_f64());
@@ -254,6 +254,27 @@ async fn schedule_loop(pods: Informer, state: Arc<Mutex<State>>, queue: Arc<Work
         }
         queue.done(&key);
     }
+}
+
+/// Upstream's system-default topology spreading: a pod that a controller owns and that names
+/// no spread constraints of its own is spread softly over hosts (maxSkew 3) and zones (maxSkew
+/// 5) among the pods with its labels, so replicas do not pile onto one node when resource
+/// scores tie.
+fn with_default_spreading(pod: &Arc<Value>) -> std::borrow::Cow<'_, Value> {
+    let owned =
+        pod["metadata"]["ownerReferences"].as_array().is_some_and(|r| r.iter().any(|r| r["controller"] == true));
+    let explicit = pod["spec"]["topologySpreadConstraints"].as_array().is_some_and(|c| !c.is_empty());
+    let Some(labels) = pod["metadata"]["labels"].as_object().filter(|l| !l.is_empty()) else {
+        return std::borrow::Cow::Borrowed(pod.as_ref());
+    };
+    if !owned || explicit {
+        return std::borrow::Cow::Borrowed(pod.as_ref());
+    }
+    let mut p = (**pod).clone();
+    let constraint = |key: &str, skew: i64| json!({"maxSkew": skew, "topologyKey": key, "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": labels}});
+    p["spec"]["topologySpreadConstraints"] =
+        json!([constraint("kubernetes.io/hostname", 3), constraint("topology.kubernetes.io/zone", 5)]);
+    std::borrow::Cow::Owned(p)
 }
 
 async fn bind(
