@@ -45,6 +45,12 @@ fn rolling_update_keeps_availability_and_undo_restores() {
         (d["status"]["availableReplicas"].as_i64(), d["status"]["updatedReplicas"].as_i64()),
         (Some(12), Some(12))
     );
+    // Replicas spread over the nodes (system-default topology spreading), not piled on one.
+    let on = running_on(&pods(&c, "app=web"));
+    for node in ["sim-0", "sim-1", "sim-2"] {
+        let n = on.iter().filter(|x| *x == node).count();
+        assert!(n >= 2, "{node} runs {n} of 12: {on:?}");
+    }
 
     // Watch the rollout from the side: never fewer than 12 available, never more than 15 pods.
     let stop = Arc::new(AtomicBool::new(false));
