@@ -100,6 +100,12 @@ fn rolling_update_keeps_availability_and_undo_restores() {
     assert_eq!(images.len(), 12);
     assert!(images.iter().all(|i| i == "busybox:2"), "{images:?}");
 
+    // kubectl describe shows what the controllers did, as Events.
+    let describe = c.kubectl(&["describe", "deploy", "web"]).expect_ok();
+    assert!(describe.contains("ScalingReplicaSet") && describe.contains("Scaled up replica set"), "{describe}");
+    let rs_name = c.get_json(&["rs", "-l", "app=web"])["items"][0]["metadata"]["name"].as_str().unwrap().to_string();
+    let describe = c.kubectl(&["describe", "rs", &rs_name]).expect_ok();
+    assert!(describe.contains("SuccessfulCreate"), "{describe}");
     // rollout undo brings the previous template (and its ReplicaSet) back.
     c.kubectl(&["rollout", "undo", "deploy/web"]).expect_ok();
     c.kubectl(&["rollout", "status", "deploy/web", "--timeout=60s"]).expect_ok();

@@ -22,6 +22,7 @@ pub const HASH_LABEL: &str = "pod-template-hash";
 
 pub struct DeploymentController {
     client: Client,
+    events: kubus_runtime::Recorder,
     informers: Informers,
     queue: Arc<WorkQueue<ObjectKey>>,
 }
@@ -113,7 +114,8 @@ fn surge_and_unavailable(d: &Value) -> (i64, i64) {
 
 impl DeploymentController {
     pub fn new(client: Client, informers: Informers) -> Self {
-        DeploymentController { client, informers, queue: WorkQueue::new("deployment") }
+        let events = kubus_runtime::Recorder::new(client.clone(), "deployment-controller");
+        DeploymentController { client, events, informers, queue: WorkQueue::new("deployment") }
     }
 
     fn key(d: &Value) -> ObjectKey {
@@ -144,13 +146,23 @@ impl DeploymentController {
         }
     }
 
-    async fn set_rs(&self, rs: &Value, replicas: i64, annotations: Map<String, Value>) -> Result<(), String> {
-        let patch = json!({"metadata": {"annotations": annotations}, "spec": {"replicas": replicas}});
+    async fn set_rs(&self, rs: &Value, to: i64, annotations: Map<String, Value>) -> Result<(), String> {
+        let patch = json!({"metadata": {"annotations": annotations}, "spec": {"replicas": to}});
         self.client
             .merge_patch("apps", "replicasets", Some(owner::namespace(rs)), owner::name(rs), None, &patch)
             .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        let from = replicas(rs);
+        if from != to {
+            if let Some(d) =
+                controller_of(rs).and_then(|(_, n, _)| self.informers.deployments.get(owner::namespace(rs), n))
+            {
+                let verb = if to > from { "up" } else { "down" };
+                let msg = format!("Scaled {verb} replica set {} from {from} to {to}", owner::name(rs));
+                self.events.record(&d, "apps/v1", "Deployment", "Normal", "ScalingReplicaSet", &msg).await;
+            }
+        }
+        Ok(())
     }
 
     async fn sync(&self, key: ObjectKey) -> ReconcileResult {
@@ -329,7 +341,11 @@ impl DeploymentController {
                 "selector": selector, "template": template},
         });
         match self.client.create("apps", "replicasets", Some(ns), &rs).await {
-            Ok(v) => Ok(v),
+            Ok(v) => {
+                let msg = format!("Scaled up replica set {} from 0 to {replicas}", owner::name(&v));
+                self.events.record(d, "apps/v1", "Deployment", "Normal", "ScalingReplicaSet", &msg).await;
+                Ok(v)
+            }
             Err(e) if e.is_conflict() => {
                 // A ReplicaSet of that name with another template: bump the collision count so
                 // the next hash differs.

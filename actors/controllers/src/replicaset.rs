@@ -20,6 +20,7 @@ const BURST: usize = 500;
 
 pub struct ReplicaSetController {
     client: Client,
+    events: kubus_runtime::Recorder,
     informers: Informers,
     expectations: Expectations,
     queue: Arc<WorkQueue<ObjectKey>>,
@@ -66,8 +67,10 @@ fn deletion_rank(pod: &Value) -> (u8, u8, u8, std::cmp::Reverse<String>) {
 
 impl ReplicaSetController {
     pub fn new(client: Client, informers: Informers) -> Self {
+        let events = kubus_runtime::Recorder::new(client.clone(), "replicaset-controller");
         ReplicaSetController {
             client,
+            events,
             informers,
             expectations: Expectations::default(),
             queue: WorkQueue::new("replicaset"),
@@ -216,6 +219,10 @@ impl ReplicaSetController {
             let size = batch.min(n - done);
             let results = join_all((0..size).map(|_| self.client.create("", "pods", Some(ns), &pod))).await;
             let failed = results.iter().filter(|r| r.is_err()).count();
+            for created in results.iter().flatten() {
+                let msg = format!("Created pod: {}", owner::name(created));
+                self.events.record(rs, "apps/v1", "ReplicaSet", "Normal", "SuccessfulCreate", &msg).await;
+            }
             done += size;
             if failed > 0 {
                 self.expectations.failed(exp_key, (failed + n - done) as i64, 0);

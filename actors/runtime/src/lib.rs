@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod controller;
+pub mod events;
 pub mod informer;
 pub mod leader;
 pub mod metrics;
@@ -13,5 +14,6 @@ pub mod workqueue;
 
 pub use client::Client;
 pub use controller::{Action, Reconciler};
+pub use events::Recorder;
 pub use informer::{Change, Informer, InformerFactory};
 pub use workqueue::WorkQueue;

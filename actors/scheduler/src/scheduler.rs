@@ -291,7 +291,9 @@ async fn bind(
         Ok(_) => {
             queue.forget(&key);
             let msg = format!("Successfully assigned {}/{} to {node}", key.0, key.1);
-            event(client, &pod, "Normal", "Scheduled", &msg).await;
+            kubus_runtime::Recorder::new(client.clone(), DEFAULT_SCHEDULER)
+                .record(&pod, "v1", "Pod", "Normal", "Scheduled", &msg)
+                .await;
         }
         Err(e) => {
             ATTEMPTS.with_label_values(&["error"]).inc();
@@ -325,32 +327,7 @@ async fn report_unschedulable(client: &Client, pod: &Value, message: &str) {
             .merge_patch("", "pods", Some(&ns), &name, Some("status"), &json!({"status": {"conditions": [cond]}}))
             .await;
     }
-    event(client, pod, "Warning", "FailedScheduling", message).await;
-}
-
-/// Records a core/v1 Event about a pod; repeats of the same reason bump its count.
-pub async fn event(client: &Client, pod: &Value, kind: &str, reason: &str, message: &str) {
-    let (ns, name) = key_of(pod);
-    let now = format_rfc3339(SystemTime::now());
-    let event_name = format!("{name}.{}", reason.to_ascii_lowercase());
-    let body = json!({
-        "apiVersion": "v1", "kind": "Event",
-        "metadata": {"name": event_name, "namespace": ns},
-        "involvedObject": {"kind": "Pod", "namespace": ns, "name": name, "uid": pod["metadata"]["uid"], "apiVersion": "v1",
-            "resourceVersion": pod["metadata"]["resourceVersion"]},
-        "reason": reason, "message": message, "type": kind, "count": 1,
-        "firstTimestamp": now, "lastTimestamp": now,
-        "source": {"component": DEFAULT_SCHEDULER}, "reportingComponent": DEFAULT_SCHEDULER, "reportingInstance": DEFAULT_SCHEDULER,
-    });
-    match client.create("", "events", Some(&ns), &body).await {
-        Ok(_) => {}
-        Err(e) if e.is_conflict() => {
-            if let Ok(existing) = client.get("", "events", Some(&ns), &event_name).await {
-                let count = existing["count"].as_i64().unwrap_or(1) + 1;
-                let patch = json!({"count": count, "lastTimestamp": now, "message": message});
-                let _ = client.merge_patch("", "events", Some(&ns), &event_name, None, &patch).await;
-            }
-        }
-        Err(e) => tracing::debug!(error = %e, "event not recorded"),
-    }
+    kubus_runtime::Recorder::new(client.clone(), DEFAULT_SCHEDULER)
+        .record(pod, "v1", "Pod", "Warning", "FailedScheduling", message)
+        .await;
 }
