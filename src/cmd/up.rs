@@ -83,6 +83,14 @@ fn write_kubeconfig(dir: &Path, server: &str, cluster: &str) -> anyhow::Result<P
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize()?;
+    // One kubus per data dir: a second one would take the first one's NATS store away.
+    let lock = std::fs::File::create(data_dir.join("kubus.lock"))?;
+    if lock.try_lock().is_err() {
+        anyhow::bail!(
+            "another kubus is running with data dir {}; stop it first or pass another --data-dir",
+            data_dir.display()
+        );
+    }
     let embedded = match &args.nats {
         Some(_) => None,
         None => Some(EmbeddedNats::start(&data_dir, &args.nats_listen).await?),
