@@ -287,7 +287,7 @@ impl ApiState {
     ) -> Result<ApiResponse, StatusError> {
         let (labels, fields) = selectors(info, q)?;
         let limit = q.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
-        let gr: Gr = (info.storage_group.to_string(), info.storage_resource.to_string());
+        let gr = storage_gr(info);
         let cache = &self.storage.cache;
         let (items, revision, start_after) = if let Some(token) = q.get("continue") {
             let (rev, after) = decode_continue(token)?;
@@ -359,7 +359,7 @@ impl ApiState {
             _ => crate::request::JSON,
         };
         let spec = watch::WatchSpec {
-            gr: (info.storage_group.to_string(), info.storage_resource.to_string()),
+            gr: storage_gr(info),
             namespace: ns.map(str::to_string),
             labels,
             fields,
@@ -389,7 +389,7 @@ impl ApiState {
     ) -> Result<ApiResponse, StatusError> {
         let (labels, fields) = selectors(info, q)?;
         let opts = delete_options(q, req)?;
-        let gr: Gr = (info.storage_group.to_string(), info.storage_resource.to_string());
+        let gr = storage_gr(info);
         self.storage.cache.wait_fresh(&self.storage.store).await?;
         let (items, _) = self.storage.cache.list(&gr, ns);
         let mut deleted = Vec::new();
@@ -412,6 +412,11 @@ fn respond(code: u16, out: Outcome, renderer: &Renderer) -> ApiResponse {
     r.warnings =
         out.warnings.iter().map(|w| format!("299 - {}", serde_json::to_string(w).unwrap_or_default())).collect();
     r
+}
+
+/// The watch cache's name of a resource's storage (events.k8s.io shares core events').
+fn storage_gr(info: &ResourceInfo) -> Gr {
+    (info.storage_group.to_string(), info.storage_resource.to_string())
 }
 
 /// The request's label and field selectors (everything when absent), checked for the resource.

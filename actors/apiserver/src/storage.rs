@@ -350,12 +350,7 @@ impl Storage {
             if sub.is_none() {
                 validation::carry_over_for_update(storage_info.group, storage_info.kind, &mut new, &old);
             }
-            // namespaces/finalize may empty spec.finalizers, which defaulting would refill.
-            let finalizers = (sub == Some(Subresource::Finalize)).then(|| new["spec"]["finalizers"].clone());
             validation::apply_defaults(storage_info.group, storage_info.kind, &mut new);
-            if let Some(f) = finalizers {
-                new["spec"]["finalizers"] = f;
-            }
             let causes = match sub {
                 Some(Subresource::Status | Subresource::Binding) => {
                     validation::validate_status_update(storage_info.group, storage_info.kind, &new, &old)

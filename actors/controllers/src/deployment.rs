@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use kubus_apimachinery::selector::LabelSelector;
 use kubus_apimachinery::table::{format_rfc3339, parse_rfc3339};
 use kubus_runtime::controller::{self, Action, ReconcileResult, Reconciler};
-use kubus_runtime::informer::ObjectKey;
+use kubus_runtime::informer::{key_of, ObjectKey};
 use kubus_runtime::{Change, Client, WorkQueue};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -118,13 +118,9 @@ impl DeploymentController {
         DeploymentController { client, events, informers, queue: WorkQueue::new("deployment") }
     }
 
-    fn key(d: &Value) -> ObjectKey {
-        (owner::namespace(d).to_string(), owner::name(d).to_string())
-    }
-
     fn enqueue_all(&self) {
         for d in self.informers.deployments.list() {
-            self.queue.add(Self::key(&d));
+            self.queue.add(key_of(&d));
         }
     }
 
@@ -139,7 +135,7 @@ impl DeploymentController {
                     if LabelSelector::from_json(&d["spec"]["selector"])
                         .is_ok_and(|s| !s.is_empty() && s.matches_object(rs))
                     {
-                        self.queue.add(Self::key(d));
+                        self.queue.add(key_of(d));
                     }
                 }
             }
@@ -530,8 +526,8 @@ pub fn run(ctrl: Arc<DeploymentController>) -> Vec<BoxFuture<'static, ()>> {
         loop {
             tokio::select! {
                 ch = d_changes.recv() => match ch {
-                    Ok(Change::Applied { new, .. }) => c.queue.add(DeploymentController::key(&new)),
-                    Ok(Change::Deleted(d)) => c.queue.add(DeploymentController::key(&d)),
+                    Ok(Change::Applied { new, .. }) => c.queue.add(key_of(&new)),
+                    Ok(Change::Deleted(d)) => c.queue.add(key_of(&d)),
                     Ok(Change::Resynced) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => c.enqueue_all(),
                     Err(_) => return,
                 },

@@ -10,7 +10,7 @@ use crate::Informers;
 use futures::future::BoxFuture;
 use kubus_apimachinery::selector::LabelSelector;
 use kubus_runtime::controller::{self, Action, ReconcileResult, Reconciler};
-use kubus_runtime::informer::ObjectKey;
+use kubus_runtime::informer::{key_of, ObjectKey};
 use kubus_runtime::{Change, Client, Informer, WorkQueue};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -102,7 +102,7 @@ impl EndpointsController {
 
     fn enqueue_all(&self) {
         for s in self.services.list() {
-            self.queue.add((owner::namespace(&s).to_string(), owner::name(&s).to_string()));
+            self.queue.add(key_of(&s));
         }
     }
 
@@ -249,8 +249,8 @@ pub fn run(ctrl: Arc<EndpointsController>) -> Vec<BoxFuture<'static, ()>> {
         loop {
             tokio::select! {
                 ch = svc_changes.recv() => match ch {
-                    Ok(Change::Applied { new, .. }) => c.queue.add((owner::namespace(&new).to_string(), owner::name(&new).to_string())),
-                    Ok(Change::Deleted(s)) => c.queue.add((owner::namespace(&s).to_string(), owner::name(&s).to_string())),
+                    Ok(Change::Applied { new, .. }) => c.queue.add(key_of(&new)),
+                    Ok(Change::Deleted(s)) => c.queue.add(key_of(&s)),
                     Ok(Change::Resynced) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => c.enqueue_all(),
                     Err(_) => return,
                 },

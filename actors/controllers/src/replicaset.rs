@@ -9,7 +9,7 @@ use futures::future::{join_all, BoxFuture};
 use kubus_apimachinery::selector::LabelSelector;
 use kubus_apimachinery::table::parse_rfc3339;
 use kubus_runtime::controller::{self, Action, ReconcileResult, Reconciler};
-use kubus_runtime::informer::ObjectKey;
+use kubus_runtime::informer::{key_of, ObjectKey};
 use kubus_runtime::{Change, Client, WorkQueue};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -77,10 +77,6 @@ impl ReplicaSetController {
         }
     }
 
-    fn rs_key(rs: &Value) -> ObjectKey {
-        (owner::namespace(rs).to_string(), owner::name(rs).to_string())
-    }
-
     /// The ReplicaSet a pod change concerns: its controller, or for an orphan every
     /// ReplicaSet in its namespace whose selector matches (adoption).
     fn owners_of(&self, pod: &Value) -> Vec<ObjectKey> {
@@ -96,7 +92,7 @@ impl ReplicaSetController {
             .filter(|rs| {
                 LabelSelector::from_json(&rs["spec"]["selector"]).is_ok_and(|s| !s.is_empty() && s.matches_object(pod))
             })
-            .map(|rs| Self::rs_key(rs))
+            .map(|rs| key_of(rs))
             .collect()
     }
 
@@ -127,7 +123,7 @@ impl ReplicaSetController {
 
     fn enqueue_all(&self) {
         for rs in self.informers.replicasets.list() {
-            self.queue.add(Self::rs_key(&rs));
+            self.queue.add(key_of(&rs));
         }
     }
 
@@ -326,8 +322,8 @@ pub fn run(ctrl: Arc<ReplicaSetController>) -> Vec<BoxFuture<'static, ()>> {
         loop {
             tokio::select! {
                 ch = rs_changes.recv() => match ch {
-                    Ok(Change::Applied { new, .. }) => c.queue.add(ReplicaSetController::rs_key(&new)),
-                    Ok(Change::Deleted(rs)) => c.queue.add(ReplicaSetController::rs_key(&rs)),
+                    Ok(Change::Applied { new, .. }) => c.queue.add(key_of(&new)),
+                    Ok(Change::Deleted(rs)) => c.queue.add(key_of(&rs)),
                     Ok(Change::Resynced) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => c.enqueue_all(),
                     Err(_) => return,
                 },

@@ -5,7 +5,7 @@
 
 use crate::Client;
 use futures::future::BoxFuture;
-use kubus_apimachinery::table::parse_rfc3339;
+use kubus_apimachinery::table::{format_rfc3339_micro, parse_rfc3339};
 use serde_json::{json, Value};
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
@@ -32,12 +32,6 @@ impl LeaderConfig {
     }
 }
 
-fn micro_time(t: SystemTime) -> String {
-    let secs = kubus_apimachinery::table::format_rfc3339(t);
-    let micros = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_micros()).unwrap_or(0);
-    format!("{}.{micros:06}Z", secs.trim_end_matches('Z'))
-}
-
 /// Runs the election; the receiver says whether this candidate leads right now.
 pub fn elect(client: Client, config: LeaderConfig) -> (watch::Receiver<bool>, BoxFuture<'static, ()>) {
     let (tx, rx) = watch::channel(false);
@@ -61,8 +55,8 @@ async fn try_acquire_or_renew(client: &Client, c: &LeaderConfig) -> Result<bool,
         Err(e) if e.is_not_found() => {
             let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                 "metadata": {"name": c.name, "namespace": "kube-system"},
-                "spec": {"holderIdentity": c.identity, "leaseDurationSeconds": secs, "acquireTime": micro_time(now),
-                    "renewTime": micro_time(now), "leaseTransitions": 0}});
+                "spec": {"holderIdentity": c.identity, "leaseDurationSeconds": secs, "acquireTime": format_rfc3339_micro(now),
+                    "renewTime": format_rfc3339_micro(now), "leaseTransitions": 0}});
             Ok(client.create("coordination.k8s.io", "leases", Some("kube-system"), &lease).await.is_ok())
         }
         Err(e) => Err(e.to_string()),
@@ -73,11 +67,11 @@ async fn try_acquire_or_renew(client: &Client, c: &LeaderConfig) -> Result<bool,
             let expired = renewed.is_none_or(|r| r + duration < now);
             let mut spec: Value = lease["spec"].clone();
             if holder == c.identity {
-                spec["renewTime"] = json!(micro_time(now));
+                spec["renewTime"] = json!(format_rfc3339_micro(now));
             } else if expired || holder.is_empty() {
                 spec["holderIdentity"] = json!(c.identity);
-                spec["acquireTime"] = json!(micro_time(now));
-                spec["renewTime"] = json!(micro_time(now));
+                spec["acquireTime"] = json!(format_rfc3339_micro(now));
+                spec["renewTime"] = json!(format_rfc3339_micro(now));
                 spec["leaseDurationSeconds"] = json!(secs);
                 spec["leaseTransitions"] = json!(spec["leaseTransitions"].as_i64().unwrap_or(0) + 1);
             } else {

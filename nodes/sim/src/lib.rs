@@ -8,7 +8,7 @@
 
 use actix::prelude::*;
 use futures::stream::{self, StreamExt};
-use kubus_apimachinery::table::format_rfc3339;
+use kubus_apimachinery::table::{format_rfc3339, format_rfc3339_micro};
 use kubus_runtime::{Change, Client, Informer};
 use prometheus::{register_int_counter_vec, IntCounterVec};
 use serde_json::{json, Value};
@@ -251,7 +251,7 @@ impl Handler<StopNode> for SimNodes {
 }
 
 async fn renew_lease(client: &Client, node: &str, period: Duration) {
-    let now = format_micro(SystemTime::now());
+    let now = format_rfc3339_micro(SystemTime::now());
     let spec = json!({"holderIdentity": node, "leaseDurationSeconds": (period.as_secs() * 4).max(4), "renewTime": now});
     let r = client
         .merge_patch("coordination.k8s.io", "leases", Some("kube-node-lease"), node, None, &json!({"spec": spec}))
@@ -268,12 +268,6 @@ async fn renew_lease(client: &Client, node: &str, period: Duration) {
             record::<(), _>("lease", Err(e)).await;
         }
     }
-}
-
-fn format_micro(t: SystemTime) -> String {
-    let secs = format_rfc3339(t);
-    let micros = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_micros()).unwrap_or(0);
-    format!("{}.{micros:06}Z", secs.trim_end_matches('Z'))
 }
 
 /// What the kubelet of a simulated node does with one pod.

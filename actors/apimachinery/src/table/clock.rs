@@ -145,6 +145,12 @@ pub fn format_rfc3339(t: SystemTime) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// RFC 3339 with microseconds (`metav1.MicroTime`, as Leases and events.k8s.io use).
+pub fn format_rfc3339_micro(t: SystemTime) -> String {
+    let micros = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_micros()).unwrap_or(0);
+    format!("{}.{micros:06}Z", format_rfc3339(t).trim_end_matches('Z'))
+}
+
 /// Reads an RFC 3339 timestamp field; a missing, null, malformed or Go-zero
 /// value is `None`, matching upstream's `IsZero()` checks.
 pub(super) fn time_at(obj: &Value, key: &str) -> Option<SystemTime> {

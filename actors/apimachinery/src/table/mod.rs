@@ -22,7 +22,7 @@ use std::time::SystemTime;
 
 use serde_json::{json, Value};
 
-pub use clock::{format_rfc3339, human_duration, parse_rfc3339};
+pub use clock::{format_rfc3339, format_rfc3339_micro, human_duration, parse_rfc3339};
 
 /// `metav1.TableColumnDefinition` objects for `resource` (plural, lower
 /// case) in API `group` (`""` for the core group).
