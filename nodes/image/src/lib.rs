@@ -1,0 +1,1 @@
+//! Image store of a node.

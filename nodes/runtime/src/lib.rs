@@ -1,0 +1,1 @@
+//! Container runtime of a node (shim, protocol, client, cgroups, logs).
