@@ -37,6 +37,12 @@ pub struct UpArgs {
     /// IPv4 range Service ClusterIPs are allocated from.
     #[arg(long, default_value = "10.96.0.0/12")]
     pub service_cidr: String,
+    /// IPv4 range pod IPs come from; each node gets a block of it (upstream's --cluster-cidr).
+    #[arg(long, default_value = "10.244.0.0/16")]
+    pub cluster_cidr: String,
+    /// Prefix length of each node's pod CIDR block.
+    #[arg(long, default_value_t = 24)]
+    pub node_cidr_mask: u8,
     /// Do not run a node agent in this process.
     #[arg(long)]
     pub no_node: bool,
@@ -148,6 +154,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         let (informers, client) = (informers.clone(), api_client("kubus-controller-manager"));
         let config = kubus_controllers::ControllerConfig {
             node_monitor_grace_period: std::time::Duration::from_secs(args.node_monitor_grace_period),
+            cluster_cidr: Some(
+                kubus_controllers::nodeipam::ClusterCidr::parse(&args.cluster_cidr, args.node_cidr_mask)
+                    .map_err(anyhow::Error::msg)
+                    .context("--cluster-cidr")?,
+            ),
         };
         let leader = leader_config("kube-controller-manager");
         actix::Supervisor::start_in_arbiter(&controllers_thread.handle(), move |_| {

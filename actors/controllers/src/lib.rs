@@ -8,6 +8,7 @@ pub mod endpoints;
 pub mod expectations;
 pub mod garbagecollector;
 pub mod namespace;
+pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod owner;
 pub mod replicaset;
@@ -70,11 +71,13 @@ pub struct ControllerConfig {
     /// How long a node may go without renewing its Lease before it is NotReady (upstream's
     /// --node-monitor-grace-period).
     pub node_monitor_grace_period: std::time::Duration,
+    /// The range node pod CIDRs come from (upstream's --cluster-cidr); None: nodes bring their own.
+    pub cluster_cidr: Option<nodeipam::ClusterCidr>,
 }
 
 impl Default for ControllerConfig {
     fn default() -> Self {
-        ControllerConfig { node_monitor_grace_period: std::time::Duration::from_secs(40) }
+        ControllerConfig { node_monitor_grace_period: std::time::Duration::from_secs(40), cluster_cidr: None }
     }
 }
 
@@ -121,6 +124,16 @@ impl ControllerManager {
                 leases,
                 self.config.node_monitor_grace_period,
             ))));
+        let loops: Vec<_> = match self.config.cluster_cidr {
+            Some(cidr) => loops
+                .chain(nodeipam::run(Arc::new(nodeipam::NodeIpamController::new(
+                    self.client.clone(),
+                    informers.clone(),
+                    cidr,
+                ))))
+                .collect(),
+            None => loops.collect(),
+        };
         for fut in loops {
             ctx.spawn(fut.into_actor(self));
         }
