@@ -191,15 +191,6 @@ impl CniRuntime {
         first_err.map_or(Ok(()), Err)
     }
 
-    /// CHECK every plugin in order against the saved result.
-    pub async fn check(&self, list: &ConfList, att: &Attachment, prev: &Value) -> Result<(), CniError> {
-        for plugin in &list.plugins {
-            let input = list.plugin_input(plugin, Some(prev), &att.runtime_config);
-            self.exec(CniCommand::Check, plugin_type(plugin), &input, att).await?;
-        }
-        Ok(())
-    }
-
     /// Runs one plugin: the CNI_* environment, the configuration on stdin; returns its stdout (the
     /// result of an ADD), or its error object as an error.
     pub async fn exec(

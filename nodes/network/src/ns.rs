@@ -7,9 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use tokio::process::Command;
 
-/// `NSFS_MAGIC` from linux/magic.h: the file system type of a pinned namespace file.
-const NSFS_MAGIC: i64 = 0x6e73_6673;
-
 #[derive(Debug, thiserror::Error)]
 pub enum NsError {
     #[error("failed to prepare namespace file {path}: {source}")]
@@ -93,7 +90,7 @@ pub async fn pin(files: &NsFiles, spec: NsSpec<'_>) -> Result<(), NsError> {
 
 /// Whether `path` is a pinned namespace (an nsfs mount), as opposed to a plain or missing file.
 pub fn is_pinned(path: &Path) -> bool {
-    nix::sys::statfs::statfs(path).is_ok_and(|fs| fs.filesystem_type().0 as i64 == NSFS_MAGIC)
+    nix::sys::statfs::statfs(path).is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
 }
 
 /// Unmounts and removes the namespace files; missing files and plain files are fine, so this can

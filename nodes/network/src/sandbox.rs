@@ -241,19 +241,6 @@ impl SandboxManager {
         result
     }
 
-    /// CNI CHECK of a sandbox's attachment against its saved result (host-network pods: Ok).
-    pub async fn check(&self, uid: &str) -> Result<(), NetworkError> {
-        validate_uid(uid)?;
-        let _lock = self.lock(uid).await;
-        let Some(rec) = self.read_record(uid).filter(|r| r.ready && !r.request.host_network) else {
-            return Ok(());
-        };
-        let prev = self.read_result(uid).ok_or_else(|| NetworkError::NoPodIp("no saved CNI result".into()))?;
-        let att = self.attachment(uid, Some(&rec.request), true);
-        self.inner.cni.check(&self.inner.network, &att, &prev).await?;
-        Ok(())
-    }
-
     /// A ready sandbox, from disk.
     pub fn get(&self, uid: &str) -> Option<Sandbox> {
         validate_uid(uid).ok()?;
