@@ -90,6 +90,50 @@ impl Masquerade {
     }
 }
 
+/// Removes the bridge plugin's ipMasq rules of one attachment: the POSTROUTING jumps whose
+/// comment names the network and container, and the chains they jump to. The plugin does this on
+/// DEL only while the pod's namespace exists (it learns the addresses from the pod's interface);
+/// without it the rules would leak and block the next DEL of the same pod ("chain busy").
+pub async fn remove_bridge_ipmasq(ipv6: bool, network: &str, container_id: &str) -> Result<(), MasqError> {
+    let iptables = if ipv6 { "ip6tables" } else { "iptables" };
+    // As iptables -S prints the comment utils.FormatComment made (Go %q quoting).
+    let comment = format!("--comment \"name: \\\"{network}\\\" id: \\\"{container_id}\\\"\"");
+    let mut chains = Vec::new();
+    loop {
+        let rules = output(iptables, &["-w", "-t", "nat", "-S", "POSTROUTING"]).await?;
+        let hit = rules.lines().filter(|l| l.starts_with("-A ")).enumerate().find(|(_, l)| l.contains(&comment));
+        let Some((index, rule)) = hit else { break };
+        if let Some(target) = rule.split_whitespace().skip_while(|w| *w != "-j").nth(1) {
+            chains.push(target.to_string());
+        }
+        run(iptables, &["-w", "-t", "nat", "-D", "POSTROUTING", &(index + 1).to_string()], None).await?;
+    }
+    for chain in chains.iter().filter(|c| c.starts_with("CNI-")) {
+        if run(iptables, &["-w", "-t", "nat", "-S", chain], None).await.is_ok() {
+            run(iptables, &["-w", "-t", "nat", "-F", chain], None).await?;
+            run(iptables, &["-w", "-t", "nat", "-X", chain], None).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn output(program: &'static str, args: &[&str]) -> Result<String, MasqError> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|source| MasqError::Spawn { program, source })?;
+    if !out.status.success() {
+        return Err(MasqError::Failed {
+            program,
+            args: args.join(" "),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 async fn run(program: &'static str, args: &[&str], stdin: Option<&[u8]>) -> Result<(), MasqError> {
     let mut cmd = Command::new(program);
     cmd.args(args).stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::null());

@@ -3,7 +3,7 @@
 
 use crate::cni::{result_ip, Attachment, CniError, CniRuntime, ConfList};
 use crate::files::{self, DnsConfig, FilesError, HostAlias};
-use crate::masq::{MasqError, Masquerade};
+use crate::masq::{self, MasqError, Masquerade};
 use crate::metrics::record_op;
 use crate::ns::{self, NsError, NsFiles, NsSpec};
 use crate::NetworkConfig;
@@ -241,10 +241,16 @@ impl SandboxManager {
         result
     }
 
-    /// A ready sandbox, from disk.
+    /// A ready sandbox, from disk. One whose namespaces are no longer pinned (the node rebooted,
+    /// someone unmounted them) does not count: it is incomplete and has to be made anew.
     pub fn get(&self, uid: &str) -> Option<Sandbox> {
         validate_uid(uid).ok()?;
-        self.read_record(uid).filter(|r| r.ready).map(|r| self.sandbox_of(&r))
+        let sandbox = self.read_record(uid).filter(|r| r.ready).map(|r| self.sandbox_of(&r))?;
+        let pinned = [Some(&sandbox.ipcns), sandbox.netns.as_ref(), sandbox.utsns.as_ref()]
+            .into_iter()
+            .flatten()
+            .all(|path| ns::is_pinned(path));
+        pinned.then_some(sandbox)
     }
 
     /// Every ready sandbox on disk.
@@ -256,7 +262,8 @@ impl SandboxManager {
         out
     }
 
-    /// Uids with a directory but no ready sandbox (a crash mid-create): the agent removes them.
+    /// Uids with a directory but no ready sandbox (a crash mid-create, namespaces lost in a
+    /// reboot): the agent removes them.
     pub fn list_incomplete(&self) -> Vec<String> {
         let Ok(entries) = std::fs::read_dir(self.pods_dir()) else { return Vec::new() };
         let mut out: Vec<String> = entries
@@ -297,10 +304,8 @@ impl SandboxManager {
     }
 
     async fn create_locked(&self, req: &SandboxRequest) -> Result<Sandbox, NetworkError> {
-        if let Some(rec) = self.read_record(&req.uid) {
-            if rec.ready {
-                return Ok(self.sandbox_of(&rec));
-            }
+        if let Some(sandbox) = self.get(&req.uid) {
+            return Ok(sandbox);
         }
         if self.pod_dir(&req.uid).exists() {
             info!("removing a half-created sandbox first");
@@ -380,17 +385,24 @@ impl SandboxManager {
         let ns_files = NsFiles::in_dir(&dir.join("ns"));
         if !rec.as_ref().is_some_and(|r| r.request.host_network) {
             let prev = self.read_result(uid);
+            let added = prev.is_some() || rec.as_ref().is_some_and(|r| r.ip.is_some());
             let netns = ns::is_pinned(&ns_files.net);
             let att = self.attachment(uid, rec.as_ref().map(|r| &r.request), netns);
             let del = self.inner.cni.del(&self.inner.network, &att, prev.as_ref()).await;
             let lo = Attachment { ifname: "lo".into(), runtime_config: Map::new(), ..att };
-            let del = del.and(self.inner.cni.del(&self.inner.loopback, &lo, None).await);
+            let mut del =
+                del.and(self.inner.cni.del(&self.inner.loopback, &lo, None).await).map_err(NetworkError::from);
+            // The namespace was lost (unmounted by someone else) after ADD: the bridge plugin
+            // then leaves its ipMasq rules behind, so they are removed here.
+            if added && !netns && self.inner.masquerade.is_none() {
+                let ipv6 = self.inner.cfg.pod_cidr.contains(':');
+                del = del.and(masq::remove_bridge_ipmasq(ipv6, NETWORK_NAME, uid).await.map_err(NetworkError::from));
+            }
             if let Err(e) = del {
                 // Without a completed ADD the plugins may refuse even DEL (a configuration
                 // host-local rejects), yet nothing of theirs outlives the namespace: go on.
-                let added = prev.is_some() || rec.as_ref().is_some_and(|r| r.ip.is_some());
                 if added {
-                    return Err(e.into());
+                    return Err(e);
                 }
                 warn!(error = %e, "ignoring a CNI DEL failure of a sandbox whose ADD never completed");
             }

@@ -398,9 +398,18 @@ async fn half_created_sandbox_is_removed_or_replaced() {
     assert_eq!(mgr.get(&sb.uid), None);
     assert_eq!(mgr.list_incomplete(), vec![sb.uid.clone()]);
 
-    let again = mgr.create(req).await.unwrap();
+    let again = mgr.create(req.clone()).await.unwrap();
     assert!(again.ip.is_some());
     assert_eq!(env.reservations().len(), 1, "the old address was released: {:?}", env.reservations());
+    assert_eq!(env.mounts().len(), 3, "{:?}", env.mounts());
+
+    // Namespaces lost (as after a reboot) make the sandbox incomplete too; create replaces it.
+    must("umount", &[again.netns.as_ref().unwrap().to_str().unwrap()]);
+    assert_eq!(mgr.get(&sb.uid), None);
+    assert_eq!(mgr.list_incomplete(), vec![sb.uid.clone()]);
+    let third = mgr.create(req).await.unwrap();
+    assert_eq!(mgr.get(&sb.uid), Some(third));
+    assert_eq!(env.reservations().len(), 1, "{:?}", env.reservations());
     assert_eq!(env.mounts().len(), 3, "{:?}", env.mounts());
     mgr.remove(&sb.uid).await.unwrap();
     assert!(env.mounts().is_empty() && env.reservations().is_empty() && env.nat_lines().is_empty());
@@ -520,4 +529,38 @@ async fn create_remove_latency() {
     }
     let ops = prometheus::gather().into_iter().find(|f| f.name() == "kubus_sandbox_operations_total").unwrap();
     assert!(ops.get_metric().iter().any(|m| m.get_counter().get_value() >= 20.0), "operations are counted");
+}
+
+/// The manager is shared by pod workers: parallel creates of different pods get distinct
+/// addresses, parallel creates of one pod give one sandbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_creates_and_removes() {
+    let env = Env::new();
+    let mgr = SandboxManager::new(env.config()).unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..6 {
+        let (mgr, req) = (mgr.clone(), env.request(&format!("par{}", i % 4)));
+        tasks.spawn(async move { mgr.create(req).await });
+    }
+    let mut by_uid = std::collections::HashMap::new();
+    while let Some(res) = tasks.join_next().await {
+        let sb = res.unwrap().unwrap();
+        if let Some(prev) = by_uid.insert(sb.uid.clone(), sb.clone()) {
+            assert_eq!(prev, sb, "one pod, one sandbox");
+        }
+    }
+    assert_eq!(by_uid.len(), 4);
+    let ips: BTreeSet<IpAddr> = by_uid.values().map(|s| s.ip.unwrap()).collect();
+    assert_eq!(ips.len(), 4, "distinct addresses: {ips:?}");
+    assert_eq!(env.reservations().len(), 4);
+    let mut removals = tokio::task::JoinSet::new();
+    for uid in by_uid.keys() {
+        let (mgr, uid) = (mgr.clone(), uid.clone());
+        removals.spawn(async move { mgr.remove(&uid).await });
+    }
+    while let Some(res) = removals.join_next().await {
+        res.unwrap().unwrap();
+    }
+    assert!(mgr.list().is_empty());
+    assert!(env.mounts().is_empty() && env.reservations().is_empty() && env.nat_lines().is_empty());
 }
