@@ -12,6 +12,7 @@ pub mod api;
 pub mod embedded;
 pub mod metrics;
 pub mod store;
+pub mod stream;
 
 pub use embedded::EmbeddedNats;
 pub use store::{Event, EventType, Key, Object, Store, StoreConfig, StoreError};

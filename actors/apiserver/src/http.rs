@@ -40,12 +40,20 @@ async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<ApiState>) 
 /// Binds the API port; the returned server runs until its handle stops it.
 pub fn serve(
     state: ApiState,
+    streams: crate::stream::StreamContext,
     bind: SocketAddr,
     workers: usize,
 ) -> std::io::Result<(actix_web::dev::Server, SocketAddr)> {
+    crate::stream::register_metrics();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(state.clone()))
+            .app_data(web::Data::new(streams.clone()))
+            // Streaming pod subresources take the raw payload (upgrades) rather than a body.
+            .service(
+                web::resource("/api/v1/namespaces/{namespace}/pods/{name}/{subresource:log|exec|attach|portforward}")
+                    .to(crate::stream::serve),
+            )
             // Bodies over MAX_BODY are read so that the handler answers with a Status.
             .app_data(web::PayloadConfig::new(MAX_BODY * 4))
             .default_service(web::to(handle))

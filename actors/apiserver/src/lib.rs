@@ -19,6 +19,7 @@ pub mod openapi;
 pub mod render;
 pub mod request;
 pub mod storage;
+pub mod stream;
 pub mod watch;
 
 use actix::Supervisor;
@@ -113,7 +114,8 @@ impl ApiServer {
         while !serving.load(Ordering::Relaxed) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let (server, addr) = http::serve(state.clone(), config.bind, config.http_workers)
+        let streams = stream::StreamContext { client: client.clone(), cluster: config.cluster.clone() };
+        let (server, addr) = http::serve(state.clone(), streams, config.bind, config.http_workers)
             .map_err(|e| ApiServerError::Bind(config.bind, e))?;
         let handle = server.handle();
         actix::spawn(async move {
