@@ -172,8 +172,11 @@ pub(crate) fn unpack_tar(reader: &mut dyn Read, dest: &Path) -> Result<u64, Unpa
                     _ => SFlag::S_IFIFO,
                 };
                 let header = entry.header();
-                let major = header.device_major().map_err(ctx)?.unwrap_or(0);
-                let minor = header.device_minor().map_err(ctx)?.unwrap_or(0);
+                let (major, minor) = if kind == EntryType::Fifo {
+                    (0, 0)
+                } else {
+                    (header.device_major().map_err(ctx)?.unwrap_or(0), header.device_minor().map_err(ctx)?.unwrap_or(0))
+                };
                 clear(&dst).map_err(ctx)?;
                 mknod(&dst, sflag, Mode::from_bits_truncate(0o600), makedev(major.into(), minor.into()))
                     .map_err(|e| ctx(e.into()))?;
@@ -366,5 +369,226 @@ impl<R: BufRead> Read for ZstdFrames<R> {
                 self.active = false;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+    use super::*;
+    use crate::digest::digest_of;
+
+    /// A directory removed on drop, named with a random token.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new() -> Self {
+            let p = std::env::temp_dir().join(format!("kubus-unpack-t{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+            fs::create_dir(&p).unwrap();
+            Self(p)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    enum E<'a> {
+        Dir(&'a str, u32),
+        File(&'a str, &'a [u8], u32, u64),
+        Link(&'a str, &'a str),
+        Hard(&'a str, &'a str),
+        Char(&'a str, u32, u32),
+        Fifo(&'a str),
+        Xattr(&'a str, &'a str, &'a [u8]),
+    }
+
+    fn tar_of(entries: &[E]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for e in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_mtime(1_700_000_000);
+            h.set_uid(0);
+            h.set_gid(0);
+            match e {
+                E::Dir(p, mode) => {
+                    h.set_entry_type(EntryType::Directory);
+                    h.set_mode(*mode);
+                    h.set_size(0);
+                    b.append_data(&mut h, p, io::empty()).unwrap();
+                }
+                E::File(p, data, mode, uid) => {
+                    h.set_entry_type(EntryType::Regular);
+                    h.set_mode(*mode);
+                    h.set_uid(*uid);
+                    h.set_gid(*uid + 1);
+                    h.set_size(data.len() as u64);
+                    b.append_data(&mut h, p, *data).unwrap();
+                }
+                E::Link(p, target) => {
+                    h.set_entry_type(EntryType::Symlink);
+                    h.set_mode(0o777);
+                    h.set_size(0);
+                    h.set_uid(7);
+                    b.append_link(&mut h, p, target).unwrap();
+                }
+                E::Hard(p, target) => {
+                    h.set_entry_type(EntryType::Link);
+                    h.set_mode(0o644);
+                    h.set_size(0);
+                    b.append_link(&mut h, p, target).unwrap();
+                }
+                E::Char(p, major, minor) => {
+                    h.set_entry_type(EntryType::Char);
+                    h.set_mode(0o666);
+                    h.set_device_major(*major).unwrap();
+                    h.set_device_minor(*minor).unwrap();
+                    h.set_size(0);
+                    b.append_data(&mut h, p, io::empty()).unwrap();
+                }
+                E::Fifo(p) => {
+                    h.set_entry_type(EntryType::Fifo);
+                    h.set_mode(0o600);
+                    h.set_size(0);
+                    b.append_data(&mut h, p, io::empty()).unwrap();
+                }
+                E::Xattr(p, name, value) => {
+                    let key = format!("SCHILY.xattr.{name}");
+                    b.append_pax_extensions([(key.as_str(), *value)]).unwrap();
+                    h.set_entry_type(EntryType::Regular);
+                    h.set_mode(0o644);
+                    h.set_size(1);
+                    b.append_data(&mut h, p, &b"x"[..]).unwrap();
+                }
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn unpack_bytes(blob: &[u8], diff_id: &str) -> (TempDir, Result<Unpacked, UnpackError>) {
+        let t = TempDir::new();
+        let blob_path = t.0.join("blob");
+        fs::write(&blob_path, blob).unwrap();
+        let dest = t.0.join("root");
+        fs::create_dir(&dest).unwrap();
+        let r = unpack_layer(&blob_path, &dest, diff_id);
+        (t, r)
+    }
+
+    #[test]
+    fn keeps_owners_modes_links_devices_and_xattrs() {
+        let tar = tar_of(&[
+            E::Dir("./", 0o755),
+            E::Dir("etc/", 0o750),
+            E::File("etc/passwd", b"root:x:0:0\n", 0o644, 1000),
+            E::File("bin/su", b"suid", 0o4755, 0),
+            E::Link("bin/sh", "/bin/busybox"),
+            E::Hard("etc/passwd-", "etc/passwd"),
+            E::Char("dev/null", 1, 3),
+            E::Fifo("run/fifo"),
+            E::Xattr("bin/ping", "security.capability", b"\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"),
+            E::Xattr("bin/tagged", "trusted.kubus", b"v"),
+        ]);
+        let (t, r) = unpack_bytes(&tar, &digest_of(&tar));
+        let u = r.unwrap();
+        assert_eq!(u.bytes, 11 + 4 + 1 + 1);
+        let root = t.0.join("root");
+        let passwd = fs::symlink_metadata(root.join("etc/passwd")).unwrap();
+        assert_eq!((passwd.uid(), passwd.gid(), passwd.mode() & 0o7777), (1000, 1001, 0o644));
+        assert_eq!(passwd.mtime(), 1_700_000_000);
+        assert_eq!(fs::symlink_metadata(root.join("etc")).unwrap().mode() & 0o7777, 0o750);
+        assert_eq!(fs::symlink_metadata(root.join("bin/su")).unwrap().mode() & 0o7777, 0o4755, "set-id bits survive chown");
+        assert_eq!(fs::read_link(root.join("bin/sh")).unwrap(), Path::new("/bin/busybox"));
+        assert_eq!(fs::symlink_metadata(root.join("bin/sh")).unwrap().uid(), 7);
+        assert_eq!(fs::symlink_metadata(root.join("etc/passwd-")).unwrap().ino(), passwd.ino());
+        let null = fs::symlink_metadata(root.join("dev/null")).unwrap();
+        assert!(null.file_type().is_char_device());
+        assert_eq!(null.rdev(), makedev(1, 3));
+        assert_eq!(null.mode() & 0o777, 0o666);
+        assert!(fs::symlink_metadata(root.join("run/fifo")).unwrap().file_type().is_fifo());
+        assert_eq!(get_xattr(&root.join("bin/tagged"), "trusted.kubus").unwrap().as_deref(), Some(&b"v"[..]));
+        assert!(get_xattr(&root.join("bin/ping"), "security.capability").unwrap().is_some());
+    }
+
+    #[test]
+    fn turns_oci_whiteouts_into_overlay_whiteouts() {
+        let tar = tar_of(&[
+            E::Dir("a/", 0o755),
+            E::File("a/.wh.gone", b"", 0o644, 0),
+            E::File("opaque/.wh..wh..opq", b"", 0o644, 0),
+            E::File("opaque/new", b"n", 0o644, 0),
+            E::File(".wh..wh.plnk", b"", 0o644, 0),
+        ]);
+        let (t, r) = unpack_bytes(&tar, &digest_of(&tar));
+        r.unwrap();
+        let root = t.0.join("root");
+        let wh = fs::symlink_metadata(root.join("a/gone")).unwrap();
+        assert!(wh.file_type().is_char_device());
+        assert_eq!(wh.rdev(), makedev(0, 0));
+        assert!(!root.join("a/.wh.gone").exists());
+        assert_eq!(get_xattr(&root.join("opaque"), "trusted.overlay.opaque").unwrap().as_deref(), Some(&b"y"[..]));
+        assert!(!root.join("opaque/.wh..wh..opq").exists());
+        assert_eq!(fs::read(root.join("opaque/new")).unwrap(), b"n");
+        assert!(!root.join(".wh..wh.plnk").exists(), "aufs metadata is dropped");
+    }
+
+    #[test]
+    fn refuses_escapes() {
+        // tar::Builder refuses `..` itself, so the name is written into the header by hand.
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(EntryType::Regular);
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.as_gnu_mut().unwrap().name[..9].copy_from_slice(b"../escape");
+        h.set_cksum();
+        let mut b = tar::Builder::new(Vec::new());
+        b.append(&h, &b"x"[..]).unwrap();
+        let tar = b.into_inner().unwrap();
+        let (t, r) = unpack_bytes(&tar, &digest_of(&tar));
+        assert!(matches!(r, Err(UnpackError::Escape(_))), "{r:?}");
+        assert!(!t.0.join("escape").exists());
+
+        let tar = tar_of(&[E::Link("evil", "/"), E::File("evil/etc/x", b"x", 0o644, 0)]);
+        let (_t, r) = unpack_bytes(&tar, &digest_of(&tar));
+        assert!(matches!(r, Err(UnpackError::NotADirectory { .. })), "{r:?}");
+
+        let tar = tar_of(&[E::Link("l", "/etc"), E::Hard("h", "l/passwd")]);
+        let (_t, r) = unpack_bytes(&tar, &digest_of(&tar));
+        assert!(matches!(r, Err(UnpackError::NotADirectory { .. })), "hard link through a symlink: {r:?}");
+    }
+
+    #[test]
+    fn checks_the_diff_id() {
+        let tar = tar_of(&[E::File("f", b"data", 0o644, 0)]);
+        let (_t, r) = unpack_bytes(&tar, &digest_of(b"other"));
+        assert!(matches!(r, Err(UnpackError::DiffId { .. })), "{r:?}");
+    }
+
+    #[test]
+    fn reads_gzip_and_multi_frame_zstd() {
+        let tar = tar_of(&[E::File("f", &[5u8; 100_000], 0o644, 0), E::File("g", b"g", 0o600, 0)]);
+        let diff = digest_of(&tar);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).unwrap();
+        let (t, r) = unpack_bytes(&gz.finish().unwrap(), &diff);
+        r.unwrap();
+        assert_eq!(fs::read(t.0.join("root/f")).unwrap().len(), 100_000);
+
+        // Two data frames with a skippable frame between them.
+        let (a, b) = tar.split_at(70_000);
+        let level = ruzstd::encoding::CompressionLevel::Fastest;
+        let mut zst = ruzstd::encoding::compress_to_vec(a, level);
+        zst.extend_from_slice(&[0x50, 0x2a, 0x4d, 0x18, 3, 0, 0, 0, 1, 2, 3]);
+        zst.extend(ruzstd::encoding::compress_to_vec(b, level));
+        let (t, r) = unpack_bytes(&zst, &diff);
+        r.unwrap();
+        assert_eq!(fs::read(t.0.join("root/g")).unwrap(), b"g");
     }
 }
