@@ -49,7 +49,8 @@ struct Scanned {
 
 impl Scanned {
     fn digest(&self, path: &str) -> Result<String, ImageError> {
-        let mut p = clean(path).ok_or_else(|| ImageError::Invalid(format!("archive path {path:?} escapes the archive")))?;
+        let mut p =
+            clean(path).ok_or_else(|| ImageError::Invalid(format!("archive path {path:?} escapes the archive")))?;
         for _ in 0..16 {
             if let Some(d) = self.files.get(&p) {
                 return Ok(d.clone());
@@ -75,7 +76,10 @@ impl ImageStore {
         } else if scanned.metadata.contains_key("manifest.json") {
             self.import_docker(&scanned)?
         } else {
-            return Err(ImageError::Invalid(format!("{}: neither an OCI archive nor a docker-save tarball", file.display())));
+            return Err(ImageError::Invalid(format!(
+                "{}: neither an OCI archive nor a docker-save tarball",
+                file.display()
+            )));
         };
         drop(scanned);
         // Files of the archive that are no image's content (docker's VERSION, json, ...).
@@ -88,7 +92,8 @@ impl ImageStore {
     fn scan(&self, file: &Path) -> Result<Scanned, ImageError> {
         let reader = open_layer(file).map_err(|e| ImageError::Invalid(e.to_string()))?;
         let mut archive = tar::Archive::new(reader);
-        let mut out = Scanned { files: HashMap::new(), links: HashMap::new(), metadata: HashMap::new(), _pins: Vec::new() };
+        let mut out =
+            Scanned { files: HashMap::new(), links: HashMap::new(), metadata: HashMap::new(), _pins: Vec::new() };
         let ctx = || format!("reading {}", file.display());
         for entry in archive.entries().ctx(ctx)? {
             let mut entry = entry.ctx(ctx)?;
@@ -99,7 +104,8 @@ impl ImageStore {
             match entry.header().entry_type() {
                 tar::EntryType::Regular | tar::EntryType::Continuous => {}
                 tar::EntryType::Symlink | tar::EntryType::Link => {
-                    let target = entry.link_name().ctx(ctx)?.map(|t| t.to_string_lossy().into_owned()).unwrap_or_default();
+                    let target =
+                        entry.link_name().ctx(ctx)?.map(|t| t.to_string_lossy().into_owned()).unwrap_or_default();
                     let resolved = if entry.header().entry_type() == tar::EntryType::Symlink {
                         let base = Path::new(&path).parent().unwrap_or(Path::new(""));
                         clean(&base.join(&target).to_string_lossy())
@@ -127,7 +133,11 @@ impl ImageStore {
                 f.sync_all().ctx(|| "syncing imported blob".into())?;
                 if let Some(claimed) = path.strip_prefix("blobs/sha256/") {
                     if format!("sha256:{claimed}") != digest {
-                        return Err(ImageError::Digest { what: path.clone(), expected: format!("sha256:{claimed}"), actual: digest });
+                        return Err(ImageError::Digest {
+                            what: path.clone(),
+                            expected: format!("sha256:{claimed}"),
+                            actual: digest,
+                        });
                     }
                 }
                 out._pins.push(self.pin([digest.clone()]));
@@ -161,8 +171,9 @@ impl ImageStore {
                 OCI_IMAGE_INDEX_MEDIA_TYPE | oci_client::manifest::IMAGE_MANIFEST_LIST_MEDIA_TYPE => {
                     let nested: OciImageIndex =
                         serde_json::from_slice(&self.read_blob(&entry.digest)?).map_err(json_err("nested index"))?;
-                    current_platform_resolver(&nested.manifests)
-                        .ok_or_else(|| ImageError::Invalid(format!("no manifest for this platform in {}", entry.digest)))?
+                    current_platform_resolver(&nested.manifests).ok_or_else(|| {
+                        ImageError::Invalid(format!("no manifest for this platform in {}", entry.digest))
+                    })?
                 }
                 _ => entry.digest.clone(),
             };
@@ -173,7 +184,8 @@ impl ImageStore {
     }
 
     fn import_docker(&self, s: &Scanned) -> Result<Vec<String>, ImageError> {
-        let entries: Vec<DockerEntry> = serde_json::from_slice(&s.metadata["manifest.json"]).map_err(json_err("manifest.json"))?;
+        let entries: Vec<DockerEntry> =
+            serde_json::from_slice(&s.metadata["manifest.json"]).map_err(json_err("manifest.json"))?;
         let mut names = Vec::new();
         for e in entries {
             let config_digest = s.digest(&e.config)?;
@@ -182,7 +194,12 @@ impl ImageStore {
             let manifest_digest = digest_of(&manifest);
             let _pin = self.pin([manifest_digest.clone()]);
             self.write_blob(&manifest_digest, &manifest)?;
-            let tags = e.repo_tags.unwrap_or_default().iter().map(|t| reference::normalize(t)).collect::<Result<Vec<_>, _>>()?;
+            let tags = e
+                .repo_tags
+                .unwrap_or_default()
+                .iter()
+                .map(|t| reference::normalize(t))
+                .collect::<Result<Vec<_>, _>>()?;
             let info = self.commit_manifest(&manifest_digest, &tags, &[])?;
             if tags.is_empty() {
                 names.push(info.id);
@@ -218,11 +235,18 @@ impl ImageStore {
 
     /// Records the image of a stored manifest whose config and layer blobs are stored too,
     /// unpacking its layers.
-    pub(crate) fn commit_manifest(&self, manifest_digest: &str, names: &[String], repo_digests: &[String]) -> Result<ImageInfo, ImageError> {
+    pub(crate) fn commit_manifest(
+        &self,
+        manifest_digest: &str,
+        names: &[String],
+        repo_digests: &[String],
+    ) -> Result<ImageInfo, ImageError> {
         let raw = self.read_blob(manifest_digest)?;
         let manifest = match parse_manifest(&raw)? {
             OciManifest::Image(m) => m,
-            OciManifest::ImageIndex(_) => return Err(ImageError::Invalid(format!("{manifest_digest} is an index, not a manifest"))),
+            OciManifest::ImageIndex(_) => {
+                return Err(ImageError::Invalid(format!("{manifest_digest} is an index, not a manifest")))
+            }
         };
         let config_bytes = self.read_blob(&manifest.config.digest)?;
         let config = ConfigFile::parse(&config_bytes)?;
@@ -258,7 +282,11 @@ impl ImageStore {
             .and_then(|r| tagged_name(&r))
             .filter(|n| info.names.contains(n))
             .or_else(|| info.names.first().cloned());
-        let tag = name.as_deref().and_then(|n| reference::parse(n).ok()).and_then(|r| r.tag().map(String::from)).unwrap_or_else(|| "latest".into());
+        let tag = name
+            .as_deref()
+            .and_then(|n| reference::parse(n).ok())
+            .and_then(|r| r.tag().map(String::from))
+            .unwrap_or_else(|| "latest".into());
         let blobs = dir.join("blobs/sha256");
         fs::create_dir_all(&blobs).ctx(|| format!("creating {}", blobs.display()))?;
         fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).ctx(|| "writing oci-layout".into())?;
@@ -292,9 +320,13 @@ impl ImageStore {
         let index_path = dir.join("index.json");
         let mut index: OciImageIndex = match fs::read(&index_path) {
             Ok(b) => serde_json::from_slice(&b).map_err(json_err(index_path.display().to_string()))?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                OciImageIndex { schema_version: 2, media_type: Some(OCI_IMAGE_INDEX_MEDIA_TYPE.into()), manifests: vec![], artifact_type: None, annotations: None }
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => OciImageIndex {
+                schema_version: 2,
+                media_type: Some(OCI_IMAGE_INDEX_MEDIA_TYPE.into()),
+                manifests: vec![],
+                artifact_type: None,
+                annotations: None,
+            },
             Err(e) => return Err(e).ctx(|| format!("reading {}", index_path.display())),
         };
         index.manifests.retain(|m| m.annotations.as_ref().and_then(|a| a.get(REF_ANNOTATION)) != Some(&tag));

@@ -51,7 +51,8 @@ impl ImageStore {
         self.write_blob(&layer_digest, &layer)?;
         self.write_blob(&config_digest, &config)?;
         self.write_blob(&manifest_digest, &manifest)?;
-        let names = vec!["docker.io/library/busybox:latest".to_string(), format!("docker.io/library/busybox:{version}")];
+        let names =
+            vec!["docker.io/library/busybox:latest".to_string(), format!("docker.io/library/busybox:{version}")];
         let info = self.commit_manifest(&manifest_digest, &names, &[])?;
         tracing::info!(id = %info.id, %version, "built-in busybox installed");
         Ok(info)
@@ -60,7 +61,10 @@ impl ImageStore {
 
 /// `major.minor` from the banner `BusyBox v1.35.0 (Debian ...) multi-call binary.`
 fn version(busybox: &Path) -> Result<String, ImageError> {
-    let out = Command::new(busybox).arg("--help").output().map_err(|e| ImageError::Busybox(format!("running {}: {e}", busybox.display())))?;
+    let out = Command::new(busybox)
+        .arg("--help")
+        .output()
+        .map_err(|e| ImageError::Busybox(format!("running {}: {e}", busybox.display())))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let v = text
         .split_whitespace()
@@ -75,7 +79,8 @@ fn version(busybox: &Path) -> Result<String, ImageError> {
 
 /// The layer tar: sorted, owned by root, mtime 0.
 fn layer_tar(busybox: &Path) -> Result<Vec<u8>, ImageError> {
-    let binary = std::fs::read(busybox).map_err(|e| ImageError::Busybox(format!("reading {}: {e}", busybox.display())))?;
+    let binary =
+        std::fs::read(busybox).map_err(|e| ImageError::Busybox(format!("reading {}: {e}", busybox.display())))?;
     let out = Command::new(busybox)
         .arg("--list-full")
         .output()

@@ -81,7 +81,10 @@ impl ConfigFile {
         // A foreign architecture would only fail later with "exec format error".
         let here = oci_client::config::Architecture::default().to_string();
         if !file.architecture.is_empty() && file.architecture != here {
-            return Err(ImageError::Invalid(format!("image is for architecture {:?}, this node is {here:?}", file.architecture)));
+            return Err(ImageError::Invalid(format!(
+                "image is for architecture {:?}, this node is {here:?}",
+                file.architecture
+            )));
         }
         Ok(file)
     }
@@ -95,7 +98,10 @@ impl ConfigFile {
             env: c.and_then(|c| c.env.clone()).unwrap_or_default(),
             working_dir: c.and_then(|c| none_if_empty(&c.working_dir)),
             user: c.and_then(|c| none_if_empty(&c.user)),
-            exposed_ports: c.and_then(|c| c.exposed_ports.as_ref()).map(|p| p.keys().cloned().collect()).unwrap_or_default(),
+            exposed_ports: c
+                .and_then(|c| c.exposed_ports.as_ref())
+                .map(|p| p.keys().cloned().collect())
+                .unwrap_or_default(),
             labels: c.and_then(|c| c.labels.clone()).unwrap_or_default(),
             stop_signal: c.and_then(|c| none_if_empty(&c.stop_signal)),
         }
@@ -124,6 +130,9 @@ mod tests {
         assert_eq!(c.rootfs.diff_ids.len(), 1);
         assert!(ConfigFile::parse(br#"{"os":"windows","rootfs":{"type":"layers"}}"#).is_err());
         assert!(ConfigFile::parse(br#"{"architecture":"s390x","rootfs":{"type":"layers"}}"#).is_err());
-        assert_eq!(ConfigFile::parse(br#"{"rootfs":{"type":"layers","diff_ids":[]}}"#).unwrap().image_config(), ImageConfig::default());
+        assert_eq!(
+            ConfigFile::parse(br#"{"rootfs":{"type":"layers","diff_ids":[]}}"#).unwrap().image_config(),
+            ImageConfig::default()
+        );
     }
 }

@@ -2,7 +2,9 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{register_histogram, register_int_counter_vec, register_int_gauge, Histogram, IntCounterVec, IntGauge};
+use prometheus::{
+    register_histogram, register_int_counter_vec, register_int_gauge, Histogram, IntCounterVec, IntGauge,
+};
 
 /// Pulls that contacted a registry, by `result` (`success`, `failure`).
 pub static PULLS: LazyLock<IntCounterVec> = LazyLock::new(|| {

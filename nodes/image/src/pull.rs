@@ -185,7 +185,10 @@ impl ImageStore {
             file.sync_all().await.ctx(|| "syncing blob".into())?;
             let len = file.metadata().await.ctx(|| "blob size".into())?.len();
             if desc.size > 0 && len != desc.size as u64 {
-                return Err(ImageError::Invalid(format!("blob {} has {len} bytes, the manifest says {}", desc.digest, desc.size)));
+                return Err(ImageError::Invalid(format!(
+                    "blob {} has {len} bytes, the manifest says {}",
+                    desc.digest, desc.size
+                )));
             }
             tokio::fs::rename(&tmp, &path).await.ctx(|| format!("storing blob {}", desc.digest))?;
             Ok(len)
@@ -218,7 +221,8 @@ impl ImageStore {
             read_timeout: Some(Duration::from_secs(60)),
             ..Default::default()
         };
-        let client = Arc::new(Client::try_from(config).map_err(|e| ImageError::Invalid(format!("registry client: {e}")))?);
+        let client =
+            Arc::new(Client::try_from(config).map_err(|e| ImageError::Invalid(format!("registry client: {e}")))?);
         clients.insert(key, client.clone());
         Ok(client)
     }

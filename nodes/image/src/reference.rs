@@ -13,12 +13,16 @@ pub fn normalize(image: &str) -> Result<String, ImageError> {
 
 pub(crate) fn parse(image: &str) -> Result<Reference, ImageError> {
     let image = image.trim();
-    let reference: Reference = image
-        .parse()
-        .map_err(|e: oci_client::ParseError| ImageError::InvalidImageName { image: image.to_string(), reason: e.to_string() })?;
+    let reference: Reference = image.parse().map_err(|e: oci_client::ParseError| ImageError::InvalidImageName {
+        image: image.to_string(),
+        reason: e.to_string(),
+    })?;
     // The grammar lets an uppercase first component through as a host; docker refuses it.
     if reference.repository().bytes().any(|b| b.is_ascii_uppercase()) {
-        return Err(ImageError::InvalidImageName { image: image.to_string(), reason: "repository name must be lowercase".into() });
+        return Err(ImageError::InvalidImageName {
+            image: image.to_string(),
+            reason: "repository name must be lowercase".into(),
+        });
     }
     if let Some(d) = reference.digest() {
         if digest_hex(d).is_none() {

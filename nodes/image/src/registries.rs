@@ -100,11 +100,13 @@ impl Registries {
             let endpoints = m
                 .endpoint
                 .iter()
-                .map(|e| parse_endpoint(e).map_err(|reason| RegistriesError::Endpoint {
-                    registry: registry.clone(),
-                    endpoint: e.clone(),
-                    reason,
-                }))
+                .map(|e| {
+                    parse_endpoint(e).map_err(|reason| RegistriesError::Endpoint {
+                        registry: registry.clone(),
+                        endpoint: e.clone(),
+                        reason,
+                    })
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             mirrors.insert(registry, endpoints);
         }
@@ -122,7 +124,13 @@ impl Registries {
     }
 
     pub(crate) fn config(&self, host: &str) -> Option<&RegistryConfig> {
-        self.configs.get(host).or_else(|| if host == "docker.io" { self.configs.get("registry-1.docker.io") } else { None })
+        self.configs.get(host).or_else(|| {
+            if host == "docker.io" {
+                self.configs.get("registry-1.docker.io")
+            } else {
+                None
+            }
+        })
     }
 }
 

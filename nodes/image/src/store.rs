@@ -163,7 +163,8 @@ impl ImageStore {
     /// image uses and no mounted root file system reads.
     pub fn remove(&self, image: &str) -> Result<(), ImageError> {
         let id = self.update(|images| {
-            let id = find(images, image).map(|i| i.id.clone()).ok_or_else(|| ImageError::NotFound(image.to_string()))?;
+            let id =
+                find(images, image).map(|i| i.id.clone()).ok_or_else(|| ImageError::NotFound(image.to_string()))?;
             images.remove(&id);
             Ok(id)
         })?;
@@ -180,11 +181,8 @@ impl ImageStore {
         let bytes_before = self.store_bytes();
         let mut report = GcReport { bytes_before, ..Default::default() };
         if bytes_before > high_bytes {
-            let mut candidates: Vec<ImageInfo> = self
-                .list()
-                .into_iter()
-                .filter(|i| !in_use.iter().any(|k| matches_key(i, k)))
-                .collect();
+            let mut candidates: Vec<ImageInfo> =
+                self.list().into_iter().filter(|i| !in_use.iter().any(|k| matches_key(i, k))).collect();
             candidates.sort_by_key(|i| (i.last_used, i.id.clone()));
             for victim in candidates {
                 let removed = self.update(|images| Ok(images.remove(&victim.id).is_some()))?;
@@ -312,8 +310,9 @@ impl ImageStore {
             if !dir.is_dir() {
                 return Ok(false);
             }
-            let meta: LayerMeta = serde_json::from_slice(&fs::read(&meta_path).ctx(|| format!("reading {}", meta_path.display()))?)
-                .map_err(json_err(meta_path.display().to_string()))?;
+            let meta: LayerMeta =
+                serde_json::from_slice(&fs::read(&meta_path).ctx(|| format!("reading {}", meta_path.display()))?)
+                    .map_err(json_err(meta_path.display().to_string()))?;
             if meta.chain_id != layer.chain_id {
                 return Err(ImageError::Invalid(format!(
                     "layer directory {} belongs to {}, not {} (12-hex name collision)",
@@ -346,7 +345,8 @@ impl ImageStore {
             if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
                 return Err(io::Error::last_os_error()).ctx(|| "syncing the unpacked layer".into());
             }
-            let meta = LayerMeta { chain_id: layer.chain_id.clone(), diff_id: layer.diff_id.clone(), bytes: unpacked.bytes };
+            let meta =
+                LayerMeta { chain_id: layer.chain_id.clone(), diff_id: layer.diff_id.clone(), bytes: unpacked.bytes };
             let json = serde_json::to_vec(&meta).map_err(json_err("layer meta"))?;
             atomic_write(&meta_path, &json).ctx(|| format!("writing {}", meta_path.display()))?;
             fs::rename(&tmp, &dir).ctx(|| format!("renaming the layer into {}", dir.display()))?;
@@ -363,7 +363,12 @@ impl ImageStore {
 
     /// Records an image under `names` and `repo_digests`, which move away from any other image
     /// (a tag names one image).
-    pub(crate) fn record(&self, mut info: ImageInfo, names: &[String], repo_digests: &[String]) -> Result<ImageInfo, ImageError> {
+    pub(crate) fn record(
+        &self,
+        mut info: ImageInfo,
+        names: &[String],
+        repo_digests: &[String],
+    ) -> Result<ImageInfo, ImageError> {
         let info = self.update(move |images| {
             for other in images.values_mut() {
                 other.names.retain(|n| !names.contains(n));
@@ -463,12 +468,22 @@ impl ImageStore {
 
     /// Read-modify-write of the records under the process lock and an flock (a CLI import may
     /// run beside the agent).
-    fn update<R>(&self, f: impl FnOnce(&mut BTreeMap<String, ImageInfo>) -> Result<R, ImageError>) -> Result<R, ImageError> {
+    fn update<R>(
+        &self,
+        f: impl FnOnce(&mut BTreeMap<String, ImageInfo>) -> Result<R, ImageError>,
+    ) -> Result<R, ImageError> {
         let mut meta = lock(&self.inner.meta);
         let lock_path = self.inner.root.join("images.lock");
-        let file = File::options().create(true).truncate(false).write(true).open(&lock_path).ctx(|| format!("opening {}", lock_path.display()))?;
-        let _flock = Flock::lock(file, FlockArg::LockExclusive)
-            .map_err(|(_, e)| ImageError::Io { context: format!("locking {}", lock_path.display()), source: e.into() })?;
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .ctx(|| format!("opening {}", lock_path.display()))?;
+        let _flock = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| ImageError::Io {
+            context: format!("locking {}", lock_path.display()),
+            source: e.into(),
+        })?;
         self.reload(&mut meta)?;
         let mut images = meta.images.clone();
         let r = f(&mut images)?;
@@ -516,7 +531,8 @@ impl ImageStore {
                 .ok()
                 .and_then(|b| serde_json::from_slice::<LayerMeta>(&b).ok())
                 .map(|m| m.chain_id);
-            let keep = chain.as_ref().is_some_and(|c| chains.contains(c) || pins.contains_key(c)) || mounted.contains(&dir);
+            let keep =
+                chain.as_ref().is_some_and(|c| chains.contains(c) || pins.contains_key(c)) || mounted.contains(&dir);
             if !keep {
                 fs::remove_dir_all(&dir).ctx(|| format!("removing layer {}", dir.display()))?;
                 let _ = fs::remove_file(&meta_path);
@@ -561,7 +577,11 @@ impl ImageStore {
 
 /// Whether `key` (id, digest, name, or a reference to normalise) denotes `image`.
 fn matches_key(image: &ImageInfo, key: &str) -> bool {
-    if image.id == key || image.manifest_digest == key || image.names.iter().any(|n| n == key) || image.repo_digests.iter().any(|d| d == key) {
+    if image.id == key
+        || image.manifest_digest == key
+        || image.names.iter().any(|n| n == key)
+        || image.repo_digests.iter().any(|d| d == key)
+    {
         return true;
     }
     find(&BTreeMap::from([(image.id.clone(), image.clone())]), key).is_some()
@@ -575,7 +595,9 @@ fn find<'a>(images: &'a BTreeMap<String, ImageInfo>, key: &str) -> Option<&'a Im
     let r = reference::parse(key).ok()?;
     if let Some(name) = reference::digest_name(&r) {
         let digest = r.digest().unwrap_or_default();
-        return images.values().find(|i| i.repo_digests.contains(&name) || i.manifest_digest == digest && same_repo(i, &r));
+        return images
+            .values()
+            .find(|i| i.repo_digests.contains(&name) || i.manifest_digest == digest && same_repo(i, &r));
     }
     let name = reference::tagged_name(&r)?;
     images.values().find(|i| i.names.contains(&name))
@@ -583,7 +605,11 @@ fn find<'a>(images: &'a BTreeMap<String, ImageInfo>, key: &str) -> Option<&'a Im
 
 fn same_repo(image: &ImageInfo, r: &oci_client::Reference) -> bool {
     let repo = reference::repository_of(r);
-    image.names.iter().chain(&image.repo_digests).any(|n| n.starts_with(&repo) && matches!(n.as_bytes().get(repo.len()), Some(b':' | b'@')))
+    image
+        .names
+        .iter()
+        .chain(&image.repo_digests)
+        .any(|n| n.starts_with(&repo) && matches!(n.as_bytes().get(repo.len()), Some(b':' | b'@')))
 }
 
 pub(crate) fn read_dir_names(dir: &Path) -> Vec<String> {

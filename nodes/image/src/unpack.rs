@@ -102,7 +102,10 @@ pub(crate) fn unpack_tar(reader: &mut dyn Read, dest: &Path) -> Result<u64, Unpa
         let ctx = |source| UnpackError::Entry { path: shown.clone(), source };
         let rel = sanitize(&entry.path_bytes(), &shown)?;
         let kind = entry.header().entry_type();
-        if matches!(kind, EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink) {
+        if matches!(
+            kind,
+            EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink
+        ) {
             continue;
         }
         let meta = EntryMeta::read(&mut entry).map_err(ctx)?;
@@ -154,7 +157,8 @@ pub(crate) fn unpack_tar(reader: &mut dyn Read, dest: &Path) -> Result<u64, Unpa
             EntryType::Link => {
                 let raw = entry.link_name_bytes().ok_or_else(|| ctx(io::Error::other("hard link without target")))?;
                 let shown_target = String::from_utf8_lossy(&raw).into_owned();
-                let target_rel = sanitize(&raw, &shown_target)?.ok_or_else(|| UnpackError::Escape(shown_target.clone()))?;
+                let target_rel =
+                    sanitize(&raw, &shown_target)?.ok_or_else(|| UnpackError::Escape(shown_target.clone()))?;
                 let target_parent = ensure_parent(dest, &target_rel, &shown_target)?;
                 let target = target_parent.join(target_rel.file_name().expect("sanitized paths end in a name"));
                 if fs::symlink_metadata(&target).is_err() {
@@ -385,7 +389,8 @@ mod tests {
 
     impl TempDir {
         fn new() -> Self {
-            let p = std::env::temp_dir().join(format!("kubus-unpack-t{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+            let p =
+                std::env::temp_dir().join(format!("kubus-unpack-t{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
             fs::create_dir(&p).unwrap();
             Self(p)
         }
@@ -490,7 +495,11 @@ mod tests {
             E::Hard("etc/passwd-", "etc/passwd"),
             E::Char("dev/null", 1, 3),
             E::Fifo("run/fifo"),
-            E::Xattr("bin/ping", "security.capability", b"\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"),
+            E::Xattr(
+                "bin/ping",
+                "security.capability",
+                b"\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00",
+            ),
             E::Xattr("bin/tagged", "trusted.kubus", b"v"),
         ]);
         let (t, r) = unpack_bytes(&tar, &digest_of(&tar));
@@ -501,7 +510,11 @@ mod tests {
         assert_eq!((passwd.uid(), passwd.gid(), passwd.mode() & 0o7777), (1000, 1001, 0o644));
         assert_eq!(passwd.mtime(), 1_700_000_000);
         assert_eq!(fs::symlink_metadata(root.join("etc")).unwrap().mode() & 0o7777, 0o750);
-        assert_eq!(fs::symlink_metadata(root.join("bin/su")).unwrap().mode() & 0o7777, 0o4755, "set-id bits survive chown");
+        assert_eq!(
+            fs::symlink_metadata(root.join("bin/su")).unwrap().mode() & 0o7777,
+            0o4755,
+            "set-id bits survive chown"
+        );
         assert_eq!(fs::read_link(root.join("bin/sh")).unwrap(), Path::new("/bin/busybox"));
         assert_eq!(fs::symlink_metadata(root.join("bin/sh")).unwrap().uid(), 7);
         assert_eq!(fs::symlink_metadata(root.join("etc/passwd-")).unwrap().ino(), passwd.ino());

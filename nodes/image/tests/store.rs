@@ -50,7 +50,11 @@ fn busybox_is_deterministic_and_its_rootfs_runs_sh() {
     assert!(sh.file_type().is_symlink());
     assert_eq!(fs::read_link(rootfs.join("bin/sh")).unwrap(), Path::new("/bin/busybox"));
     assert_eq!(fs::symlink_metadata(rootfs.join("tmp")).unwrap().permissions().mode_bits(), 0o1777);
-    let out = run(Command::new("chroot").arg(&rootfs).args(["/bin/sh", "-c", "echo hello from $(id -un) > /tmp/x; cat /tmp/x"]));
+    let out = run(Command::new("chroot").arg(&rootfs).args([
+        "/bin/sh",
+        "-c",
+        "echo hello from $(id -un) > /tmp/x; cat /tmp/x",
+    ]));
     assert_eq!(out.trim(), "hello from root");
     assert!(cdir.join("upper/tmp/x").exists(), "writes land in the container's upper dir");
 
@@ -78,7 +82,14 @@ fn whiteouts_and_opaque_dirs_work_through_a_real_overlay() {
     let (manifest_digest, config_digest) = write_oci_image(&layout, "1", &whiteout_layers(), &["/bin/true"]);
     // A full name in the annotation, as containerd exports do.
     let index = fs::read_to_string(layout.join("index.json")).unwrap();
-    fs::write(layout.join("index.json"), index.replace("\"org.opencontainers.image.ref.name\":\"1\"", "\"org.opencontainers.image.ref.name\":\"1\",\"io.containerd.image.name\":\"example.com/wh:1\"")).unwrap();
+    fs::write(
+        layout.join("index.json"),
+        index.replace(
+            "\"org.opencontainers.image.ref.name\":\"1\"",
+            "\"org.opencontainers.image.ref.name\":\"1\",\"io.containerd.image.name\":\"example.com/wh:1\"",
+        ),
+    )
+    .unwrap();
     let archive = t.path().join("wh.tar");
     tar_dir(&layout, &archive);
     assert_eq!(s.import(&archive).unwrap(), ["example.com/wh:1"]);
@@ -95,7 +106,8 @@ fn whiteouts_and_opaque_dirs_work_through_a_real_overlay() {
     assert!(!rootfs.join("data/gone").exists(), "whiteout hides the lower file");
     assert!(!rootfs.join("opq/old").exists(), "opaque dir hides the lower dir's content");
     assert_eq!(fs::read(rootfs.join("opq/new")).unwrap(), b"new");
-    let names: HashSet<String> = fs::read_dir(rootfs.join("data")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let names: HashSet<String> =
+        fs::read_dir(rootfs.join("data")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert_eq!(names, HashSet::from(["keep".to_string()]));
     // Deleting a lower file in the container makes a whiteout in its own upper dir only.
     fs::remove_file(rootfs.join("data/keep")).unwrap();
@@ -119,11 +131,23 @@ fn imports_oci_and_docker_archives_made_by_skopeo() {
     write_oci_image(&layout, "wh", &whiteout_layers(), &["sh"]);
 
     let oci = t.path().join("oci.tar");
-    skopeo(&["copy", &format!("oci:{}:latest", layout.display()), &format!("oci-archive:{}:docker.io/kubus/oci-bb:7", oci.display())]);
+    skopeo(&[
+        "copy",
+        &format!("oci:{}:latest", layout.display()),
+        &format!("oci-archive:{}:docker.io/kubus/oci-bb:7", oci.display()),
+    ]);
     let docker = t.path().join("docker.tar");
-    skopeo(&["copy", &format!("oci:{}:wh", layout.display()), &format!("docker-archive:{}:kubus/docker-wh:2", docker.display())]);
+    skopeo(&[
+        "copy",
+        &format!("oci:{}:wh", layout.display()),
+        &format!("docker-archive:{}:kubus/docker-wh:2", docker.display()),
+    ]);
     let docker_bb = t.path().join("docker-bb.tar");
-    skopeo(&["copy", &format!("oci:{}:latest", layout.display()), &format!("docker-archive:{}:kubus/docker-bb:3", docker_bb.display())]);
+    skopeo(&[
+        "copy",
+        &format!("oci:{}:latest", layout.display()),
+        &format!("docker-archive:{}:kubus/docker-bb:3", docker_bb.display()),
+    ]);
 
     let dst_dir = TempDir::new("import-dst");
     let dst = store(&dst_dir);
@@ -160,12 +184,18 @@ fn gc_removes_unused_images_and_layers_but_keeps_used_and_mounted_ones() {
     write_oci_image(&layout, "2", &[layer_tar(&[Entry::File("only", b"x")])], &["sh"]);
     for tag in ["1", "2"] {
         let archive = t.path().join(format!("{tag}.tar"));
-        skopeo(&["copy", &format!("oci:{}:{tag}", layout.display()), &format!("oci-archive:{}:example.com/gc:{tag}", archive.display())]);
+        skopeo(&[
+            "copy",
+            &format!("oci:{}:{tag}", layout.display()),
+            &format!("oci-archive:{}:example.com/gc:{tag}", archive.display()),
+        ]);
         s.import(&archive).unwrap();
     }
     let wh = s.get("example.com/gc:1").unwrap();
     let other = s.get("example.com/gc:2").unwrap();
-    let layer_dirs = || fs::read_dir(t.path().join("images/layers")).unwrap().filter(|e| e.as_ref().unwrap().path().is_dir()).count();
+    let layer_dirs = || {
+        fs::read_dir(t.path().join("images/layers")).unwrap().filter(|e| e.as_ref().unwrap().path().is_dir()).count()
+    };
     assert_eq!(layer_dirs(), 1 + 1 + 2 + 1, "empty + busybox + two + one");
     let before = s.store_bytes();
     assert!(metric_value("kubus_image_store_bytes", None) > 0.0);

@@ -204,7 +204,9 @@ pub fn write_oci_image(dir: &Path, tag: &str, layers: &[Vec<u8>], cmd: &[&str]) 
     for l in layers {
         diff_ids.push(sha256(l));
         let gz = gzip(l);
-        descs.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": put(&gz), "size": gz.len()}));
+        descs.push(
+            json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": put(&gz), "size": gz.len()}),
+        );
     }
     let config = serde_json::to_vec(&json!({
         "architecture": go_arch(), "os": "linux",
