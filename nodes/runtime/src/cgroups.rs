@@ -105,7 +105,8 @@ impl CgroupLayout {
     /// and the mount points from `/proc/self/mountinfo`.
     pub fn detect() -> Result<Self, CgroupError> {
         let setup = libcgroups::common::get_cgroup_setup().map_err(|e| CgroupError::Detect(e.to_string()))?;
-        let mountinfo = fs::read_to_string("/proc/self/mountinfo").map_err(io_err(Path::new("/proc/self/mountinfo")))?;
+        let mountinfo =
+            fs::read_to_string("/proc/self/mountinfo").map_err(io_err(Path::new("/proc/self/mountinfo")))?;
         let layout = match setup {
             CgroupSetup::Legacy | CgroupSetup::Hybrid => {
                 Self { version: CgroupVersion::V1, hierarchies: parse_v1_mounts(&mountinfo) }

@@ -18,7 +18,9 @@ use tracing::Instrument;
 use crate::metrics::{OpTimer, SHIM_EVENTS};
 use crate::proto::{self, ExecRequest, ProtoError, Request, Response, ShimState, TerminalSize};
 use crate::shim::{process_alive, ShimRecord, EXIT_FILE, RECORD_FILE, SOCKET_FILE};
-use crate::{validate_id, ContainerInfo, ContainerState, CreateContainer, ExecSession, ExecSpec, ExitInfo, ExitReason, InvalidId};
+use crate::{
+    validate_id, ContainerInfo, ContainerState, CreateContainer, ExecSession, ExecSpec, ExitInfo, ExitReason, InvalidId,
+};
 
 /// Where the runtime keeps its state and how it starts shims.
 #[derive(Debug, Clone)]
@@ -170,7 +172,8 @@ impl Runtime {
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         // The process exits as soon as the container is built; its detached child stays.
-        let out = cmd.output().await.map_err(|e| RuntimeError::ShimStart { id: c.id.clone(), message: e.to_string() })?;
+        let out =
+            cmd.output().await.map_err(|e| RuntimeError::ShimStart { id: c.id.clone(), message: e.to_string() })?;
         if !out.status.success() {
             let message = String::from_utf8_lossy(&out.stderr).trim().to_string();
             let message = if message.is_empty() { format!("shim exited with {}", out.status) } else { message };
@@ -512,10 +515,10 @@ impl Runtime {
                         },
                     }
                 }
-                let code = s
-                    .exit
-                    .await
-                    .map_err(|_| RuntimeError::Shim { id: id.to_string(), message: "exec ended without a status".into() })?;
+                let code = s.exit.await.map_err(|_| RuntimeError::Shim {
+                    id: id.to_string(),
+                    message: "exec ended without a status".into(),
+                })?;
                 Ok((code, output))
             };
             match tokio::time::timeout(timeout, run).await {
@@ -556,8 +559,11 @@ impl Runtime {
             Err(_) => return Err(gone(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))),
         };
         drop(dirfd);
-        match tokio::time::timeout(CONNECT_TIMEOUT, roundtrip(&mut stream, &Request::Hello { proto: proto::PROTO_VERSION }))
-            .await
+        match tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            roundtrip(&mut stream, &Request::Hello { proto: proto::PROTO_VERSION }),
+        )
+        .await
         {
             Ok(Ok(Response::Hello { .. })) => Ok(stream),
             Ok(Ok(Response::Error { message })) => Err(RuntimeError::Shim { id: id.to_string(), message }),

@@ -21,6 +21,8 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 pub use client::{Runtime, RuntimeConfig, RuntimeError};
+/// The OCI runtime-spec types (oci-spec 0.10) libcontainer reads: build `CreateContainer::spec` with them.
+pub use libcontainer::oci_spec;
 pub use logs::{read_logs, LogOptions, LogStream, LogsError};
 pub use shim::shim_main;
 

@@ -388,7 +388,12 @@ mod tests {
     }
 
     fn records(path: &Path) -> Vec<LogRecord> {
-        std::fs::read(path).unwrap().split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|l| parse_record(l).unwrap()).collect()
+        std::fs::read(path)
+            .unwrap()
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| parse_record(l).unwrap())
+            .collect()
     }
 
     #[test]

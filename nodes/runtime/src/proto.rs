@@ -23,15 +23,23 @@ pub const CHANNEL_CLOSE: u8 = 255;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
-    Hello { proto: u32 },
+    Hello {
+        proto: u32,
+    },
     State,
     Start,
-    Kill { signal: i32, all: bool },
+    Kill {
+        signal: i32,
+        all: bool,
+    },
     /// Answered (with `Exit`) once the init has exited and its output is in the log.
     Wait,
     Exec(ExecRequest),
     /// Resizes the init's terminal (containers with `process.terminal`).
-    Resize { width: u16, height: u16 },
+    Resize {
+        width: u16,
+        height: u16,
+    },
     /// Removes the container (killing what is left), its leaf cgroup and the shim dir; the shim exits.
     Delete,
 }

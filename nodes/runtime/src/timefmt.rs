@@ -86,7 +86,10 @@ mod tests {
         assert_eq!(format_rfc3339_nano(UNIX_EPOCH + Duration::from_secs(1)), "1970-01-01T00:00:01Z");
         let t = UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789);
         assert_eq!(parse_rfc3339(&format_rfc3339_nano(t)), Some(t));
-        assert_eq!(parse_rfc3339("2023-11-14T23:13:20.12+01:00"), Some(UNIX_EPOCH + Duration::new(1_700_000_000, 120_000_000)));
+        assert_eq!(
+            parse_rfc3339("2023-11-14T23:13:20.12+01:00"),
+            Some(UNIX_EPOCH + Duration::new(1_700_000_000, 120_000_000))
+        );
         assert_eq!(parse_rfc3339("yesterday"), None);
     }
 }

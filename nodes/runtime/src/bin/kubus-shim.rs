@@ -1,1 +1,3 @@
-fn main() -> std::process::ExitCode { kubus_node_runtime::shim_main(std::env::args().skip(1).collect()) }
+fn main() -> std::process::ExitCode {
+    kubus_node_runtime::shim_main(std::env::args().skip(1).collect())
+}

@@ -208,16 +208,16 @@ fn create_main(args: Args) -> ExitCode {
         Ok(nix::unistd::ForkResult::Parent { .. }) => {
             // The agent reaps us; our child is re-parented and outlives it. Relay its verdict.
             drop(ready_w);
-            let mut msg = String::new();
-            let _ = std::fs::File::from(ready_r).read_to_string(&mut msg);
-            if msg == "ok" {
-                ExitCode::SUCCESS
-            } else if msg.is_empty() {
-                eprintln!("kubus shim: the shim died while creating the container (see {SHIM_LOG_FILE})");
-                ExitCode::FAILURE
-            } else {
-                eprintln!("{msg}");
-                ExitCode::FAILURE
+            match read_ready(std::fs::File::from(ready_r)) {
+                Some(msg) if msg == "ok" => ExitCode::SUCCESS,
+                Some(msg) => {
+                    eprintln!("{msg}");
+                    ExitCode::FAILURE
+                }
+                None => {
+                    eprintln!("kubus shim: the shim died while creating the container (see {SHIM_LOG_FILE})");
+                    ExitCode::FAILURE
+                }
             }
         }
         Ok(nix::unistd::ForkResult::Child) => {
@@ -235,13 +235,24 @@ fn create_main(args: Args) -> ExitCode {
     }
 }
 
-/// Reports the outcome of creation to the waiting parent and closes the pipe.
+/// Reports the outcome of creation to the waiting parent: a length-prefixed message, because the
+/// container's init holds a copy of the pipe until it execs, so EOF cannot mark the end.
 pub(crate) fn report_ready(fd: OwnedFd, result: &Result<(), ShimError>) {
     let msg = match result {
         Ok(()) => "ok".to_string(),
         Err(e) => format!("creating the container: {e}"),
     };
-    let _ = std::fs::File::from(fd).write_all(msg.as_bytes());
+    let mut frame = (msg.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(msg.as_bytes());
+    let _ = std::fs::File::from(fd).write_all(&frame);
+}
+
+fn read_ready(mut f: std::fs::File) -> Option<String> {
+    let mut len = [0u8; 4];
+    f.read_exact(&mut len).ok()?;
+    let mut msg = vec![0u8; u32::from_be_bytes(len).min(1 << 20) as usize];
+    f.read_exact(&mut msg).ok()?;
+    Some(String::from_utf8_lossy(&msg).into_owned())
 }
 
 /// Close every fd >= 3 we inherited: a copy of the agent's lock file or of a pipe someone reads to

@@ -63,6 +63,16 @@ impl Executor for ResetSignalsExecutor {
     }
 }
 
+/// Puts our oom_score_adj back after libcontainer copied the container's into it. Below 0 needs
+/// CAP_SYS_RESOURCE; without it (some sandboxes), 0 is the best we may do.
+fn protect_from_oom_killer() {
+    if std::fs::write("/proc/self/oom_score_adj", SHIM_OOM_SCORE_ADJ).is_err() {
+        if let Err(e) = std::fs::write("/proc/self/oom_score_adj", "0") {
+            tracing::warn!(%e, "cannot lower the shim's oom_score_adj");
+        }
+    }
+}
+
 fn set_nonblocking(fd: &impl AsFd) -> Result<(), ShimError> {
     let raw = fd.as_fd().as_raw_fd();
     let flags = OFlag::from_bits_truncate(fcntl(raw, FcntlArg::F_GETFL).map_err(sys_err("F_GETFL"))?);
@@ -317,8 +327,8 @@ impl Shim {
             mask.add(s);
         }
         nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None).map_err(sys_err("sigprocmask"))?;
-        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-            .map_err(sys_err("signalfd"))?;
+        let signals =
+            SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(sys_err("signalfd"))?;
 
         let mut record = ShimRecord::load(dir)?;
         if record.id != id {
@@ -326,7 +336,8 @@ impl Shim {
         }
         let listener = bind_in(dir, SOCKET_FILE)?;
         listener.set_nonblocking(true).map_err(io_err("listener"))?;
-        let log = CriLogWriter::open(&record.log_path).map_err(io_err(format!("opening {}", record.log_path.display())))?;
+        let log =
+            CriLogWriter::open(&record.log_path).map_err(io_err(format!("opening {}", record.log_path.display())))?;
 
         let spec = Spec::load(record.bundle.join("config.json"))?;
         let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
@@ -350,7 +361,7 @@ impl Shim {
         }
         let container = builder.as_init(&record.bundle).with_systemd(false).with_detach(true).build()?;
         let init_tty = console.map(ConsoleSocket::receive_master).transpose()?;
-        std::fs::write("/proc/self/oom_score_adj", SHIM_OOM_SCORE_ADJ).map_err(io_err("oom_score_adj"))?;
+        protect_from_oom_killer();
         let init_pid = container.pid().ok_or_else(|| ShimError::Other("container has no init pid".into()))?;
 
         let me = std::process::id() as i32;
@@ -456,8 +467,7 @@ impl Shim {
                 }
             }
             for (&eid, e) in &self.execs {
-                let congested =
-                    e.conn.and_then(|c| self.conns.get(&c)).is_some_and(|c| c.outbuf.len() > HIGH_WATER);
+                let congested = e.conn.and_then(|c| self.conns.get(&c)).is_some_and(|c| c.outbuf.len() > HIGH_WATER);
                 if !congested {
                     if let Some(f) = &e.stdout {
                         add!(f.as_fd(), PollFlags::POLLIN, Token::ExecOut(eid, proto::CHANNEL_STDOUT), &mut fds);
@@ -478,7 +488,11 @@ impl Shim {
                 Err(Errno::EINTR) => return Ok(()),
                 Err(e) => return Err(ShimError::Sys { what: "poll".into(), source: e }),
             }
-            fds.iter().zip(tokens.iter()).filter_map(|(p, t)| Some((*t, p.revents()?))).filter(|(_, r)| !r.is_empty()).collect()
+            fds.iter()
+                .zip(tokens.iter())
+                .filter_map(|(p, t)| Some((*t, p.revents()?)))
+                .filter(|(_, r)| !r.is_empty())
+                .collect()
         };
         for (token, revents) in ready {
             self.handle(token, revents)?;
@@ -753,11 +767,7 @@ impl Shim {
     fn stream_input(&mut self, eid: u64, channel: u8, data: Vec<u8>) {
         let Some(e) = self.execs.get_mut(&eid) else { return };
         match channel {
-            proto::CHANNEL_STDIN => {
-                if e.stdin.is_some() && !e.stdin_close {
-                    e.stdin_buf.extend_from_slice(&data);
-                }
-            }
+            proto::CHANNEL_STDIN if e.stdin.is_some() && !e.stdin_close => e.stdin_buf.extend_from_slice(&data),
             proto::CHANNEL_RESIZE => {
                 if let (Some(tty), Ok(size)) = (&e.tty, serde_json::from_slice::<TerminalSize>(&data)) {
                     if let Err(err) = resize(tty, size) {
@@ -864,7 +874,9 @@ impl Shim {
         let resp = match req {
             Request::Hello { proto } => {
                 if proto != proto::PROTO_VERSION {
-                    Response::Error { message: format!("protocol {proto} unsupported, shim speaks {}", proto::PROTO_VERSION) }
+                    Response::Error {
+                        message: format!("protocol {proto} unsupported, shim speaks {}", proto::PROTO_VERSION),
+                    }
                 } else {
                     Response::Hello { proto: proto::PROTO_VERSION, shim_pid: std::process::id() as i32 }
                 }
@@ -1019,7 +1031,7 @@ impl Shim {
         let pid = builder.as_tenant().with_process(Some(&process_json)).with_detach(true).build()?;
         session.pid = pid;
         // libcontainer wrote the process's oomScoreAdj into our own file again.
-        let _ = std::fs::write("/proc/self/oom_score_adj", SHIM_OOM_SCORE_ADJ);
+        protect_from_oom_killer();
         if let Some(c) = console {
             let master = c.receive_master()?;
             if req.stdin {
