@@ -20,6 +20,13 @@ struct Cli {
 enum Command {
     /// Run a cluster in the foreground: NATS (embedded unless --nats), the control plane and a node.
     Up(cmd::up::UpArgs),
+    /// Run a node agent that joins a cluster through its NATS and runs pods as real containers.
+    Node(cmd::node::NodeArgs),
+    /// Remove everything a node agent made on this host: containers and their shims, mounts,
+    /// pod sandboxes, the pod bridge, cgroups (like `kubeadm reset`).
+    NodeReset(cmd::node::NodeResetArgs),
+    /// Manage the images of this node: import, ls, pull, rm.
+    Image(cmd::image::ImageArgs),
     /// Run simulated nodes against a cluster (like kwok).
     SimNodes(cmd::sim::SimArgs),
     /// Measure the API server (figures for docs/benchmarks.md).
@@ -27,6 +34,11 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    // A container's shim is this binary too; it must start lean: no runtime, no logging setup.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("shim") {
+        return kubus_node_runtime::shim_main(args[2..].to_vec());
+    }
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -48,6 +60,9 @@ fn run() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Up(args) => actix::System::new().block_on(cmd::up::run(args)),
+        Command::Node(args) => actix::System::new().block_on(cmd::node::run(args)),
+        Command::NodeReset(args) => actix::System::new().block_on(cmd::node::reset(args)),
+        Command::Image(args) => actix::System::new().block_on(cmd::image::run(args)),
         Command::SimNodes(args) => actix::System::new().block_on(cmd::sim::run(args)),
         Command::Bench(args) => actix::System::new().block_on(cmd::bench::run(args)),
     }

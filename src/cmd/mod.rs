@@ -1,3 +1,5 @@
 pub mod bench;
+pub mod image;
+pub mod node;
 pub mod sim;
 pub mod up;

@@ -1,5 +1,5 @@
-//! `kubus up`: one process with NATS (embedded by default), the control plane and, once node
-//! agents exist, a node.
+//! `kubus up`: one process with NATS (embedded by default), the control plane and a node agent
+//! that runs pods as real containers.
 
 use anyhow::Context as _;
 use kubus_apiserver::{ApiServer, ApiServerConfig};
@@ -59,15 +59,20 @@ pub struct UpArgs {
     /// Simulated nodes to run in this process.
     #[arg(long, default_value_t = 0)]
     pub sim_nodes: usize,
+    #[command(flatten)]
+    pub node: crate::cmd::node::NodeOpts,
 }
 
-fn default_data_dir() -> PathBuf {
-    // Root (uid 0 in /proc/self/status) keeps state where services do.
-    let uid0 = std::fs::read_to_string("/proc/self/status")
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
-        .unwrap_or(false);
-    let root = uid0 || std::env::var_os("HOME").is_none();
+        .unwrap_or(false)
+}
+
+pub fn default_data_dir() -> PathBuf {
+    // Root keeps state where services do.
+    let root = is_root() || std::env::var_os("HOME").is_none();
     if root {
         PathBuf::from("/var/lib/kubus")
     } else {
@@ -184,9 +189,19 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             std::time::Duration::from_secs((args.node_monitor_grace_period / 4).clamp(1, 10)),
         )
     });
-    if !args.no_node && args.sim_nodes == 0 {
-        tracing::warn!("this build has no node agent yet: pods are stored and served but not run (try --sim-nodes N)");
-    }
+    // The node agent runs pods as real containers: it needs root (namespaces, cgroups, mounts).
+    let node = if args.no_node {
+        None
+    } else if !is_root() {
+        tracing::warn!(
+            "not running as root: no node agent (pods are scheduled but not run); use --sim-nodes N to simulate nodes"
+        );
+        None
+    } else {
+        let mut config = crate::cmd::node::config(&args.node, &args.cluster, data_dir.join("node"))?;
+        config.cluster_cidr.get_or_insert_with(|| args.cluster_cidr.clone());
+        Some(crate::cmd::node::start(config, client.clone(), &informers).await?)
+    };
     println!("Kubus is up.\n  API:        {server}\n  NATS:       {nats_url}\n  data dir:   {}\n\nPoint kubectl at it:\n  export KUBECONFIG={}\n  kubectl get namespaces", data_dir.display(), kubeconfig.display());
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -195,6 +210,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         _ = term.recv() => {},
     }
     tracing::info!("shutting down");
+    // The node agent stops; its containers keep running and are adopted at the next start.
+    if let Some((_, arbiter)) = &node {
+        arbiter.stop();
+    }
     controllers.do_send(kubus_controllers::Shutdown);
     scheduler.do_send(kubus_scheduler::Shutdown);
     drop((controllers, scheduler));

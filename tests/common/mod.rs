@@ -13,6 +13,53 @@ pub struct Cluster {
     pub port: u16,
     child: Option<Child>,
     keep_dir: bool,
+    /// Set when this cluster runs a real node agent: what to sweep on drop.
+    pub node: Option<NodeNames>,
+}
+
+/// Unique host-level names of one test's node (bridge, cgroup root, pod CIDR, node name), so
+/// tests never collide and everything they made can be found and removed.
+#[derive(Debug, Clone)]
+pub struct NodeNames {
+    pub token: String,
+    pub node_name: String,
+    pub bridge: String,
+    pub cgroup_root: String,
+    /// Four /24 node blocks, unique per test (the host routes them all).
+    pub cluster_cidr: String,
+    /// A block of the cluster CIDR for a standalone agent.
+    pub pod_cidr: String,
+}
+
+impl NodeNames {
+    pub fn new() -> NodeNames {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let seed = (nanos as u64) ^ ((std::process::id() as u64) << 32);
+        let token = format!("{:06x}", seed & 0xff_ffff);
+        let (a, b) = (100 + (seed >> 24) % 100, ((seed >> 32) % 64) * 4);
+        NodeNames {
+            node_name: format!("node-t{token}"),
+            bridge: format!("kbt{token}"),
+            cgroup_root: format!("/kubus-t{token}"),
+            cluster_cidr: format!("10.{a}.{b}.0/22"),
+            pod_cidr: format!("10.{a}.{}.0/24", b + 3),
+            token,
+        }
+    }
+
+    /// The flags a node agent of these names takes.
+    pub fn flags(&self, dir: &Path) -> Vec<String> {
+        vec![
+            "--node-name".into(),
+            self.node_name.clone(),
+            "--bridge".into(),
+            self.bridge.clone(),
+            "--cgroup-root".into(),
+            self.cgroup_root.clone(),
+            "--pod-log-dir".into(),
+            dir.join("pod-logs").display().to_string(),
+        ]
+    }
 }
 
 pub fn free_port() -> u16 {
@@ -63,22 +110,38 @@ impl Cluster {
     pub fn start_with(tag: &str, extra: &[&str]) -> Cluster {
         let dir = unique_dir(tag);
         std::fs::create_dir_all(&dir).unwrap();
-        Cluster::launch(dir, free_port(), extra)
+        Cluster::launch(dir, free_port(), extra, None)
     }
 
     pub fn start_in(dir: PathBuf, port: u16) -> Cluster {
-        Cluster::launch(dir, port, &[])
+        Cluster::launch(dir, port, &[], None)
     }
 
-    fn launch(dir: PathBuf, port: u16, extra: &[&str]) -> Cluster {
+    /// A cluster whose `kubus up` also runs a real node agent (root: containers, CNI, cgroups).
+    pub fn start_with_node(tag: &str, extra: &[&str]) -> Cluster {
+        let dir = unique_dir(tag);
+        std::fs::create_dir_all(&dir).unwrap();
+        let names = NodeNames::new();
+        let mut args: Vec<String> = names.flags(&dir);
+        args.extend(["--cluster-cidr".to_string(), names.cluster_cidr.clone()]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Cluster::launch(dir, free_port(), &args, Some(names))
+    }
+
+    fn launch(dir: PathBuf, port: u16, extra: &[&str], node: Option<NodeNames>) -> Cluster {
         // A free port can be taken by another test between the probe and the bind: then
         // kubus exits, and it is started again on another port.
         let mut port = port;
         for attempt in 0..5 {
             let _ = std::fs::remove_file(dir.join("kubeconfig"));
             let log = std::fs::File::create(dir.join("kubus.log")).unwrap();
-            let child = Command::new(env!("CARGO_BIN_EXE_kubus"))
-                .args(["up", "--no-node", "--nats-listen", "127.0.0.1:0", "--cluster", "e2e"])
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubus"));
+            cmd.args(["up", "--nats-listen", "127.0.0.1:0", "--cluster", "e2e"]);
+            if node.is_none() {
+                cmd.arg("--no-node");
+            }
+            let child = cmd
                 .arg("--data-dir")
                 .arg(&dir)
                 .arg("--api-port")
@@ -89,11 +152,12 @@ impl Cluster {
                 .stderr(log)
                 .spawn()
                 .expect("kubus binary runs");
-            let mut c = Cluster { dir: dir.clone(), port, child: Some(child), keep_dir: false };
+            let mut c = Cluster { dir: dir.clone(), port, child: Some(child), keep_dir: false, node: node.clone() };
             match c.wait_ready() {
                 Ok(()) => return c,
                 Err(log) if log.contains("cannot bind the API port") && attempt < 4 => {
                     c.keep_dir = true;
+                    c.node = None;
                     drop(c);
                     port = free_port();
                 }
@@ -258,6 +322,9 @@ impl Drop for Cluster {
         if let Ok(pid) = std::fs::read_to_string(self.dir.join("nats-server.pid")) {
             let _ = Command::new("kill").arg("-KILL").arg(pid.trim()).status();
         }
+        if let Some(names) = self.node.take() {
+            reset_node(&self.dir, &names);
+        }
         if !self.keep_dir {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
@@ -290,5 +357,84 @@ pub fn eventually<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
         }
         assert!(Instant::now() < deadline, "condition not met within {secs}s");
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Removes everything a test's node made on the host, with the product's own `kubus node
+/// reset` (containers, shims, mounts, sandboxes, the bridge, cgroups), even after a failure.
+pub fn reset_node(dir: &Path, names: &NodeNames) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kubus"))
+        .args(["node-reset", "--data-dir"])
+        .arg(dir.join("node"))
+        .args(["--bridge", &names.bridge, "--cgroup-root", &names.cgroup_root])
+        .output()
+        .expect("kubus runs");
+    if !out.status.success() {
+        eprintln!("node reset failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+/// A standalone node agent (`kubus node`) joined to `cluster` through its NATS.
+pub struct NodeAgent {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    pub names: NodeNames,
+    nats: String,
+}
+
+impl NodeAgent {
+    pub fn start(cluster: &Cluster, names: NodeNames) -> NodeAgent {
+        let dir = cluster.dir.join("agent");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut a = NodeAgent { child: None, dir, names, nats: cluster.nats_url() };
+        a.spawn();
+        a
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("node.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_kubus"))
+            .args(["node", "--cluster", "e2e", "--nats", &self.nats, "--data-dir"])
+            .arg(self.dir.join("node"))
+            .args(self.names.flags(&self.dir))
+            .args(["--pod-cidr", &self.names.pod_cidr])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("kubus node runs");
+        self.child = Some(child);
+    }
+
+    /// Kills the agent outright (SIGKILL), as a crash would; its containers keep running.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for NodeAgent {
+    fn drop(&mut self) {
+        self.kill();
+        let out = Command::new(env!("CARGO_BIN_EXE_kubus"))
+            .args(["node-reset", "--data-dir"])
+            .arg(self.dir.join("node"))
+            .args(["--bridge", &self.names.bridge, "--cgroup-root", &self.names.cgroup_root])
+            .output()
+            .expect("kubus runs");
+        if !out.status.success() {
+            eprintln!("node reset failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
     }
 }

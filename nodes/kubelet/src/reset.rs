@@ -1,0 +1,62 @@
+//! `kubus node-reset`: removes everything a node agent made on its host, in the order a pod's
+//! own teardown uses: containers (and their shims), rootfs and volume mounts, pod sandboxes
+//! (CNI DEL, pinned namespaces), the pod bridge, the pods' cgroups. Images stay.
+
+use crate::KubeletError;
+use std::ffi::OsString;
+use std::path::Path;
+
+pub async fn reset(
+    state_dir: &Path,
+    bridge: &str,
+    cgroup_root: &str,
+    shim_command: Vec<OsString>,
+) -> Result<Vec<String>, KubeletError> {
+    let mut report = vec![];
+    let runtime = kubus_node_runtime::Runtime::new(kubus_node_runtime::RuntimeConfig {
+        shim_command,
+        state_dir: state_dir.join("runtime"),
+        runc_root: state_dir.join("runc"),
+        cgroup_root: cgroup_root.to_string(),
+    })?;
+    for c in runtime.list().await.unwrap_or_default() {
+        let _ = runtime.kill(&c.id, 9, true).await;
+        match runtime.delete(&c.id).await {
+            Ok(()) => report.push(format!("removed container {}", c.id)),
+            Err(e) => report.push(format!("container {}: {e}", c.id)),
+        }
+    }
+    let pods = state_dir.join("pods");
+    for e in std::fs::read_dir(&pods).into_iter().flatten().flatten() {
+        for c in std::fs::read_dir(e.path().join("containers")).into_iter().flatten().flatten() {
+            let _ = kubus_image::ImageStore::unmount_rootfs(&c.path());
+        }
+        match crate::volumes::teardown(&e.path()) {
+            Ok(()) => report.push(format!("removed pod dir {}", e.path().display())),
+            Err(err) => report.push(format!("pod dir {}: {err}", e.path().display())),
+        }
+    }
+    // The network as the agent configured it (its pod CIDR is kept for this).
+    let cidr = std::fs::read_to_string(state_dir.join("pod-cidr")).ok().map(|c| c.trim().to_string());
+    if let Some(cidr) = cidr.filter(|c| !c.is_empty()) {
+        let mut cfg = kubus_node_network::NetworkConfig::new(state_dir.join("network"), cidr);
+        cfg.bridge = bridge.to_string();
+        let network = kubus_node_network::SandboxManager::new(cfg)?;
+        let uids: Vec<String> = network.list().into_iter().map(|s| s.uid).chain(network.list_incomplete()).collect();
+        for uid in uids {
+            match network.remove(&uid).await {
+                Ok(()) => report.push(format!("removed sandbox {uid}")),
+                Err(e) => report.push(format!("sandbox {uid}: {e}")),
+            }
+        }
+        match network.remove_node_network().await {
+            Ok(()) => report.push(format!("removed bridge {bridge}")),
+            Err(e) => report.push(format!("bridge {bridge}: {e}")),
+        }
+    }
+    match kubus_node_runtime::cgroups::CgroupLayout::detect().and_then(|l| l.remove(cgroup_root)) {
+        Ok(()) => report.push(format!("removed cgroup {cgroup_root}")),
+        Err(e) => report.push(format!("cgroup {cgroup_root}: {e}")),
+    }
+    Ok(report)
+}

@@ -1,0 +1,480 @@
+//! A pod's container as an OCI runtime spec (config.json): the process (command, env, user,
+//! working dir, capabilities), the pod sandbox's namespaces, mounts (volumes, /etc/hosts,
+//! resolv.conf, the termination log), resources as cgroup limits, and the default hardening
+//! (masked and read-only /proc paths, no new privileges). Built as JSON and parsed into
+//! `oci_spec`'s type, which checks it.
+
+use crate::volumes::VolumePaths;
+use kubus_apimachinery::validation::parse_quantity;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("container has no command: the pod gives none and the image has no entrypoint or cmd")]
+    NoCommand,
+    #[error("volumeMount {0} refers to no volume of the pod")]
+    UnknownVolume(String),
+    #[error("invalid subPath {0}")]
+    SubPath(String),
+    #[error("couldn't find user {0} in the image's /etc/passwd")]
+    UnknownUser(String),
+    #[error("invalid resource quantity: {0}")]
+    Quantity(String),
+    #[error("runtime spec: {0}")]
+    Oci(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What an image says a container runs with when the pod does not say.
+#[derive(Debug, Clone, Default)]
+pub struct ImageDefaults {
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub working_dir: String,
+    pub user: String,
+}
+
+/// The pod's QoS class, as kubectl describe shows it and as cgroups and OOM scores follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QosClass {
+    Guaranteed,
+    Burstable,
+    BestEffort,
+}
+
+impl QosClass {
+    pub fn of(pod: &Value) -> QosClass {
+        let all: Vec<&Value> = ["initContainers", "containers"]
+            .iter()
+            .flat_map(|k| pod["spec"][*k].as_array().into_iter().flatten())
+            .collect();
+        let any_set = all.iter().any(|c| {
+            ["requests", "limits"]
+                .iter()
+                .any(|s| ["cpu", "memory"].iter().any(|r| c["resources"][*s][*r].as_str().is_some_and(|q| !is_zero(q))))
+        });
+        if !any_set {
+            return QosClass::BestEffort;
+        }
+        let guaranteed = all.iter().all(|c| {
+            ["cpu", "memory"].iter().all(|r| {
+                let limit = c["resources"]["limits"][*r].as_str();
+                let request = c["resources"]["requests"][*r].as_str().or(limit);
+                limit.is_some() && request.zip(limit).is_some_and(|(a, b)| same_quantity(a, b))
+            })
+        });
+        if guaranteed {
+            QosClass::Guaranteed
+        } else {
+            QosClass::Burstable
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QosClass::Guaranteed => "Guaranteed",
+            QosClass::Burstable => "Burstable",
+            QosClass::BestEffort => "BestEffort",
+        }
+    }
+}
+
+fn is_zero(q: &str) -> bool {
+    parse_quantity(q).map(|q| q.is_zero()).unwrap_or(true)
+}
+
+fn same_quantity(a: &str, b: &str) -> bool {
+    match (parse_quantity(a), parse_quantity(b)) {
+        (Ok(a), Ok(b)) => a.milli_value() == b.milli_value(),
+        _ => false,
+    }
+}
+
+/// Everything one container's spec is made from.
+pub struct ContainerPlan<'a> {
+    pub pod: &'a Value,
+    pub container: &'a Value,
+    pub image: &'a ImageDefaults,
+    /// Resolved environment (image's, then the pod's).
+    pub env: &'a [(String, String)],
+    pub rootfs: &'a Path,
+    pub volumes: &'a VolumePaths,
+    /// Namespace files of the sandbox; None for a host namespace.
+    pub netns: Option<&'a Path>,
+    pub ipcns: Option<&'a Path>,
+    pub utsns: Option<&'a Path>,
+    pub hosts_file: &'a Path,
+    pub resolv_conf: &'a Path,
+    pub hostname_file: &'a Path,
+    /// The pod's /dev/shm (shared by its containers, like its IPC namespace).
+    pub shm_dir: &'a Path,
+    pub termination_log: &'a Path,
+    pub cgroups_path: &'a str,
+    pub qos: QosClass,
+    pub memory_capacity: u64,
+    /// cgroup v2 host: containers get a cgroup namespace of their own.
+    pub cgroup_v2: bool,
+}
+
+/// Docker's and containerd's default capability set.
+pub const DEFAULT_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+const ALL_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// The process's argv: the pod's command replaces the image's entrypoint, its args the image's
+/// cmd; `$(VAR)` in either is expanded.
+pub fn argv(container: &Value, image: &ImageDefaults, env: &[(String, String)]) -> Result<Vec<String>, SpecError> {
+    let strings = |v: &Value| -> Option<Vec<String>> {
+        v.as_array().map(|a| a.iter().map(|s| crate::env::expand(s.as_str().unwrap_or(""), env)).collect())
+    };
+    let command = strings(&container["command"]);
+    let args = strings(&container["args"]);
+    let argv: Vec<String> = match (command, args) {
+        (Some(c), Some(a)) => c.into_iter().chain(a).collect(),
+        (Some(c), None) => c,
+        (None, Some(a)) => image.entrypoint.iter().cloned().chain(a).collect(),
+        (None, None) => image.entrypoint.iter().chain(image.cmd.iter()).cloned().collect(),
+    };
+    if argv.is_empty() {
+        return Err(SpecError::NoCommand);
+    }
+    Ok(argv)
+}
+
+/// uid, gid and additional gids the container runs as.
+pub fn user(
+    pod: &Value,
+    container: &Value,
+    image: &ImageDefaults,
+    rootfs: &Path,
+) -> Result<(u32, u32, Vec<u32>), SpecError> {
+    let sc = &container["securityContext"];
+    let psc = &pod["spec"]["securityContext"];
+    let pick = |k: &str| sc[k].as_u64().or_else(|| psc[k].as_u64()).map(|v| v as u32);
+    let (mut uid, mut gid) = (0u32, None::<u32>);
+    if !image.user.is_empty() {
+        let (u, g) = image.user.split_once(':').map(|(u, g)| (u, Some(g))).unwrap_or((image.user.as_str(), None));
+        uid = match u.parse() {
+            Ok(n) => n,
+            Err(_) => {
+                lookup(rootfs, "etc/passwd", u).map(|(id, _)| id).ok_or_else(|| SpecError::UnknownUser(u.into()))?
+            }
+        };
+        gid = match g {
+            Some(g) => Some(g.parse().ok().or_else(|| lookup(rootfs, "etc/group", g).map(|(id, _)| id)).unwrap_or(0)),
+            None => lookup_uid_gid(rootfs, uid),
+        };
+    }
+    if let Some(u) = pick("runAsUser") {
+        uid = u;
+        gid = gid.or_else(|| lookup_uid_gid(rootfs, u));
+    }
+    let gid = pick("runAsGroup").or(gid).unwrap_or(0);
+    let mut extra: Vec<u32> = psc["supplementalGroups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|g| g.as_u64())
+        .map(|g| g as u32)
+        .collect();
+    if let Some(fs) = psc["fsGroup"].as_u64() {
+        extra.push(fs as u32);
+    }
+    Ok((uid, gid, extra))
+}
+
+/// (id, primary gid) of a name in the image's passwd/group file.
+fn lookup(rootfs: &Path, file: &str, name: &str) -> Option<(u32, u32)> {
+    let text = std::fs::read_to_string(rootfs.join(file)).ok()?;
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        if f.first() != Some(&name) {
+            return None;
+        }
+        Some((f.get(2)?.parse().ok()?, f.get(3).and_then(|g| g.parse().ok()).unwrap_or(0)))
+    })
+}
+
+fn lookup_uid_gid(rootfs: &Path, uid: u32) -> Option<u32> {
+    let text = std::fs::read_to_string(rootfs.join("etc/passwd")).ok()?;
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.get(2)?.parse::<u32>().ok()? == uid).then(|| f.get(3)?.parse().ok()).flatten()
+    })
+}
+
+fn quantity(v: &Value) -> Result<Option<i128>, SpecError> {
+    v.as_str().map(|s| parse_quantity(s).map(|q| q.milli_value()).map_err(SpecError::Quantity)).transpose()
+}
+
+/// Upstream's OOM score adjustment by QoS class.
+pub fn oom_score_adj(qos: QosClass, memory_request: u64, memory_capacity: u64) -> i64 {
+    match qos {
+        QosClass::Guaranteed => -997,
+        QosClass::BestEffort => 1000,
+        QosClass::Burstable => {
+            let adj = 1000 - (1000 * memory_request as i64) / (memory_capacity.max(1) as i64);
+            adj.clamp(3, 999)
+        }
+    }
+}
+
+pub fn build(plan: &ContainerPlan<'_>) -> Result<Value, SpecError> {
+    let c = plan.container;
+    let sc = &c["securityContext"];
+    let privileged = sc["privileged"].as_bool().unwrap_or(false);
+    let argv = argv(c, plan.image, plan.env)?;
+    let (uid, gid, additional) = user(plan.pod, c, plan.image, plan.rootfs)?;
+    let mut caps: Vec<String> = if privileged {
+        ALL_CAPS.iter().map(|s| s.to_string()).collect()
+    } else {
+        DEFAULT_CAPS.iter().map(|s| s.to_string()).collect()
+    };
+    let cap_name = |s: &str| if s.starts_with("CAP_") { s.to_string() } else { format!("CAP_{}", s.to_uppercase()) };
+    let drops: Vec<String> =
+        sc["capabilities"]["drop"].as_array().into_iter().flatten().filter_map(Value::as_str).map(cap_name).collect();
+    if drops.iter().any(|d| d == "CAP_ALL") {
+        caps.clear();
+    }
+    caps.retain(|c| !drops.contains(c));
+    for add in sc["capabilities"]["add"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+        if add.eq_ignore_ascii_case("ALL") {
+            caps = ALL_CAPS.iter().map(|s| s.to_string()).collect();
+        } else if !caps.contains(&cap_name(add)) {
+            caps.push(cap_name(add));
+        }
+    }
+    // Kubernetes' default lets processes gain privileges (setuid binaries); an explicit
+    // allowPrivilegeEscalation: false or a non-root user without CAP_SYS_ADMIN sets the flag.
+    let no_new_privs =
+        !privileged && (sc["allowPrivilegeEscalation"] == false || sc["allowPrivilegeEscalation"].is_null());
+    let env: Vec<String> = plan.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let cwd = c["workingDir"].as_str().filter(|s| !s.is_empty()).map(String::from).unwrap_or_else(|| {
+        if plan.image.working_dir.is_empty() {
+            "/".into()
+        } else {
+            plan.image.working_dir.clone()
+        }
+    });
+
+    let mut mounts = vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
+        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", if privileged { "rw" } else { "ro" }]}),
+        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
+        json!({"destination": "/dev/shm", "type": "bind", "source": plan.shm_dir, "options": ["rbind", "rw", "nosuid", "nodev", "noexec"]}),
+        json!({"destination": "/etc/hosts", "type": "bind", "source": plan.hosts_file, "options": ["rbind", "rw"]}),
+        json!({"destination": "/etc/resolv.conf", "type": "bind", "source": plan.resolv_conf, "options": ["rbind", "rw"]}),
+        json!({"destination": "/etc/hostname", "type": "bind", "source": plan.hostname_file, "options": ["rbind", "rw"]}),
+    ];
+    let term_path = c["terminationMessagePath"].as_str().unwrap_or("/dev/termination-log");
+    mounts.push(
+        json!({"destination": term_path, "type": "bind", "source": plan.termination_log, "options": ["rbind", "rw"]}),
+    );
+    for vm in c["volumeMounts"].as_array().into_iter().flatten() {
+        let name = vm["name"].as_str().unwrap_or("");
+        let vol = plan.volumes.get(name).ok_or_else(|| SpecError::UnknownVolume(name.to_string()))?;
+        let mut source: PathBuf = vol.host_path.clone();
+        if let Some(sub) = vm["subPath"].as_str().filter(|s| !s.is_empty()) {
+            let sub = crate::env::expand(sub, plan.env);
+            if sub.starts_with('/') || sub.split('/').any(|p| p == "..") {
+                return Err(SpecError::SubPath(sub));
+            }
+            source = source.join(&sub);
+            if std::fs::symlink_metadata(&source).is_err() {
+                std::fs::create_dir_all(&source)?;
+            }
+        }
+        let ro = vol.read_only || vm["readOnly"].as_bool().unwrap_or(false);
+        mounts.push(json!({"destination": vm["mountPath"], "type": "bind", "source": source,
+            "options": ["rbind", "rprivate", if ro { "ro" } else { "rw" }]}));
+    }
+
+    let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "mount"})];
+    if plan.cgroup_v2 {
+        namespaces.push(json!({"type": "cgroup"}));
+    }
+    for (kind, path) in [("network", plan.netns), ("ipc", plan.ipcns), ("uts", plan.utsns)] {
+        if let Some(p) = path {
+            namespaces.push(json!({"type": kind, "path": p}));
+        }
+    }
+
+    let limits = &c["resources"]["limits"];
+    let requests = &c["resources"]["requests"];
+    let mut resources = json!({"devices": [{"allow": false, "access": "rwm"}]});
+    let cpu_request = quantity(&requests["cpu"])?.or(quantity(&limits["cpu"])?);
+    // cpu.shares from the request (milliCPU * 1024 / 1000, at least 2), a CFS quota from the limit.
+    let shares = cpu_request.map(|m| ((m * 1024) / 1000).max(2)).unwrap_or(2);
+    let mut cpu = json!({"shares": shares});
+    if let Some(limit) = quantity(&limits["cpu"])? {
+        cpu["quota"] = json!(((limit * 100_000) / 1000).max(1000));
+        cpu["period"] = json!(100_000);
+    }
+    resources["cpu"] = cpu;
+    if let Some(mem) = quantity(&limits["memory"])? {
+        let bytes = (mem / 1000) as i64;
+        // Swap stays off for the container: the limit is the limit.
+        resources["memory"] = json!({"limit": bytes, "swap": bytes});
+    }
+    let memory_request =
+        quantity(&requests["memory"])?.or(quantity(&limits["memory"])?).map(|m| (m / 1000) as u64).unwrap_or(0);
+
+    let spec = json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {"uid": uid, "gid": gid, "additionalGids": additional},
+            "args": argv,
+            "env": env,
+            "cwd": cwd,
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps, "inheritable": [], "ambient": []},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1048576u64, "soft": 1048576u64}],
+            "noNewPrivileges": no_new_privs,
+            "oomScoreAdj": oom_score_adj(plan.qos, memory_request, plan.memory_capacity),
+        },
+        "root": {"path": plan.rootfs, "readonly": sc["readOnlyRootFilesystem"].as_bool().unwrap_or(false)},
+        "mounts": mounts,
+        "linux": {
+            "cgroupsPath": plan.cgroups_path,
+            "resources": resources,
+            "namespaces": namespaces,
+            "maskedPaths": if privileged { json!([]) } else { json!(["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
+                "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+                "/sys/firmware", "/sys/devices/virtual/powercap"]) },
+            "readonlyPaths": if privileged { json!([]) } else { json!(["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]) },
+        },
+    });
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qos_classes() {
+        let pod = |c: Value| json!({"spec": {"containers": [c]}});
+        assert_eq!(QosClass::of(&pod(json!({}))), QosClass::BestEffort);
+        assert_eq!(
+            QosClass::of(&pod(json!({"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}))),
+            QosClass::Guaranteed
+        );
+        assert_eq!(
+            QosClass::of(&pod(
+                json!({"resources": {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1000m", "memory": "1Gi"}}})
+            )),
+            QosClass::Guaranteed
+        );
+        assert_eq!(QosClass::of(&pod(json!({"resources": {"requests": {"cpu": "100m"}}}))), QosClass::Burstable);
+    }
+
+    #[test]
+    fn command_and_args_replace_entrypoint_and_cmd() {
+        let img = ImageDefaults { entrypoint: vec!["/ep".into()], cmd: vec!["a".into()], ..Default::default() };
+        let env = vec![("X".to_string(), "1".to_string())];
+        assert_eq!(argv(&json!({}), &img, &env).unwrap(), vec!["/ep", "a"]);
+        assert_eq!(argv(&json!({"args": ["b", "$(X)"]}), &img, &env).unwrap(), vec!["/ep", "b", "1"]);
+        assert_eq!(argv(&json!({"command": ["sh"]}), &img, &env).unwrap(), vec!["sh"]);
+        assert!(argv(&json!({}), &ImageDefaults::default(), &env).is_err());
+    }
+
+    #[test]
+    fn spec_parses_as_oci_and_carries_limits() {
+        let pod = json!({"spec": {"containers": [{"name": "c", "image": "busybox",
+            "resources": {"limits": {"cpu": "500m", "memory": "16Mi"}}}]}});
+        let c = pod["spec"]["containers"][0].clone();
+        let img = ImageDefaults { cmd: vec!["sh".into()], ..Default::default() };
+        let p = Path::new("/x");
+        let vols = VolumePaths::new();
+        let plan = ContainerPlan {
+            pod: &pod,
+            container: &c,
+            image: &img,
+            env: &[],
+            rootfs: p,
+            volumes: &vols,
+            netns: Some(p),
+            ipcns: Some(p),
+            utsns: Some(p),
+            hosts_file: p,
+            resolv_conf: p,
+            hostname_file: p,
+            shm_dir: p,
+            termination_log: p,
+            cgroups_path: "/kubus/podx/c",
+            qos: QosClass::of(&pod),
+            memory_capacity: 1 << 30,
+            cgroup_v2: false,
+        };
+        let v = build(&plan).unwrap();
+        let spec: oci_spec::runtime::Spec = serde_json::from_value(v.clone()).unwrap();
+        let mem = spec.linux().as_ref().unwrap().resources().as_ref().unwrap().memory().as_ref().unwrap().limit();
+        assert_eq!(mem, Some(16 * 1024 * 1024));
+        assert_eq!(v["linux"]["resources"]["cpu"]["quota"], 50_000);
+        assert_eq!(v["linux"]["resources"]["cpu"]["shares"], 512);
+        assert_eq!(v["process"]["oomScoreAdj"], -997);
+    }
+}

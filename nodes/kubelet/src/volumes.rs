@@ -1,0 +1,405 @@
+//! Pod volumes on the node, under `<pod dir>/volumes/<name>`: emptyDir (a directory, or tmpfs
+//! for `medium: Memory`), configMap, secret (on tmpfs, never on disk), downwardAPI and projected
+//! volumes written the way upstream's atomic writer does (files are symlinks into `..data`,
+//! which is swapped in one rename, so a container never sees half an update), and hostPath.
+//! `prepare` is repeated on every sync: content written before is refreshed when it changed.
+
+use crate::env::{self, PodFacts};
+use crate::objects::ObjectSource;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    #[error("MountVolume.SetUp failed for volume \"{volume}\" : {message}")]
+    SetUp { volume: String, message: String },
+    #[error("volume \"{0}\": this volume type is not supported by this node")]
+    Unsupported(String),
+    #[error("hostPath type check failed: {path} is not a {expected}")]
+    HostPathType { path: String, expected: String },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Where each of a pod's volumes is on the host.
+pub type VolumePaths = BTreeMap<String, VolumeSource>;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct VolumeSource {
+    pub host_path: PathBuf,
+    /// Written by the kubelet (configMap, secret, ...): containers always mount it read-only.
+    pub read_only: bool,
+}
+
+pub fn b64(s: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(s.trim()).unwrap_or_default()
+}
+
+/// Makes every volume of `pod` ready under `pod_dir/volumes`.
+pub async fn prepare(
+    pod_dir: &Path,
+    facts: &PodFacts<'_>,
+    source: &dyn ObjectSource,
+    token: &dyn TokenSource,
+) -> Result<VolumePaths, VolumeError> {
+    let pod = facts.pod;
+    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
+    let mut out = VolumePaths::new();
+    for vol in pod["spec"]["volumes"].as_array().into_iter().flatten() {
+        let name = vol["name"].as_str().unwrap_or("").to_string();
+        let dir = pod_dir.join("volumes").join(&name);
+        let setup = |message: String| VolumeError::SetUp { volume: name.clone(), message };
+        let written = |files: BTreeMap<String, (Vec<u8>, u32)>| -> Result<VolumeSource, VolumeError> {
+            std::fs::create_dir_all(&dir)?;
+            write_atomic(&dir, &files).map_err(|e| setup(e.to_string()))?;
+            Ok(VolumeSource { host_path: dir.clone(), read_only: true })
+        };
+        let source_entry = if vol["emptyDir"].is_object() {
+            std::fs::create_dir_all(&dir)?;
+            if vol["emptyDir"]["medium"] == "Memory" {
+                let size = vol["emptyDir"]["sizeLimit"].as_str().map(parse_bytes).unwrap_or(None);
+                mount_tmpfs(&dir, size).map_err(|e| setup(e.to_string()))?;
+            }
+            // A pod's containers may run as any user: the directory is world-writable, as upstream.
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))?;
+            VolumeSource { host_path: dir, read_only: false }
+        } else if let Some(hp) = vol["hostPath"].as_object() {
+            let path = hp.get("path").and_then(Value::as_str).unwrap_or("");
+            host_path(path, hp.get("type").and_then(Value::as_str).unwrap_or(""))?;
+            VolumeSource { host_path: PathBuf::from(path), read_only: false }
+        } else if vol["configMap"].is_object() || vol["secret"].is_object() {
+            let (kind, spec, name_key) = if vol["secret"].is_object() {
+                ("secret", &vol["secret"], "secretName")
+            } else {
+                ("configmap", &vol["configMap"], "name")
+            };
+            if kind == "secret" {
+                std::fs::create_dir_all(&dir)?;
+                mount_tmpfs(&dir, None).map_err(|e| setup(e.to_string()))?;
+            }
+            let files = object_files(kind, spec, name_key, ns, source).await.map_err(setup)?;
+            written(files)?
+        } else if vol["downwardAPI"].is_object() {
+            written(downward_files(facts, &vol["downwardAPI"]).map_err(setup)?)?
+        } else if vol["projected"].is_object() {
+            std::fs::create_dir_all(&dir)?;
+            mount_tmpfs(&dir, None).map_err(|e| setup(e.to_string()))?;
+            let default_mode = vol["projected"]["defaultMode"].as_u64().unwrap_or(0o644) as u32;
+            let mut files = BTreeMap::new();
+            for src in vol["projected"]["sources"].as_array().into_iter().flatten() {
+                if src["configMap"].is_object() {
+                    let mut spec = src["configMap"].clone();
+                    spec["defaultMode"] = default_mode.into();
+                    files.extend(object_files("configmap", &spec, "name", ns, source).await.map_err(setup)?);
+                } else if src["secret"].is_object() {
+                    let mut spec = src["secret"].clone();
+                    spec["defaultMode"] = default_mode.into();
+                    files.extend(object_files("secret", &spec, "name", ns, source).await.map_err(setup)?);
+                } else if src["downwardAPI"].is_object() {
+                    let mut spec = src["downwardAPI"].clone();
+                    spec["defaultMode"] = default_mode.into();
+                    files.extend(downward_files(facts, &spec).map_err(setup)?);
+                } else if let Some(t) = src.get("serviceAccountToken") {
+                    let path = t["path"].as_str().unwrap_or("token").to_string();
+                    let audience = t["audience"].as_str().map(String::from);
+                    let expiry = t["expirationSeconds"].as_i64().unwrap_or(3600);
+                    let jwt = token.token(pod, audience, expiry).await.map_err(setup)?;
+                    files.insert(path, (jwt.into_bytes(), default_mode));
+                }
+            }
+            written(files)?
+        } else {
+            return Err(VolumeError::Unsupported(name));
+        };
+        out.insert(vol["name"].as_str().unwrap_or("").to_string(), source_entry);
+    }
+    Ok(out)
+}
+
+/// Issues ServiceAccount tokens for projected volumes (the TokenRequest API).
+pub trait TokenSource: Send + Sync {
+    fn token<'a>(
+        &'a self,
+        pod: &'a Value,
+        audience: Option<String>,
+        expiration_seconds: i64,
+    ) -> futures::future::BoxFuture<'a, Result<String, String>>;
+}
+
+impl TokenSource for kubus_runtime::Client {
+    fn token<'a>(
+        &'a self,
+        pod: &'a Value,
+        audience: Option<String>,
+        expiration_seconds: i64,
+    ) -> futures::future::BoxFuture<'a, Result<String, String>> {
+        Box::pin(async move {
+            let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
+            let sa = pod["spec"]["serviceAccountName"].as_str().unwrap_or("default");
+            let body = serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "spec": {"audiences": audience.into_iter().collect::<Vec<_>>(), "expirationSeconds": expiration_seconds,
+                    "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": pod["metadata"]["name"], "uid": pod["metadata"]["uid"]}}});
+            let resp =
+                self.post_sub("", "serviceaccounts", Some(ns), sa, "token", &body).await.map_err(|e| e.to_string())?;
+            resp["status"]["token"]
+                .as_str()
+                .map(String::from)
+                .ok_or_else(|| "token request returned no token".to_string())
+        })
+    }
+}
+
+async fn object_files(
+    kind: &'static str,
+    spec: &Value,
+    name_key: &str,
+    ns: &str,
+    source: &dyn ObjectSource,
+) -> Result<BTreeMap<String, (Vec<u8>, u32)>, String> {
+    let name = spec[name_key].as_str().unwrap_or("");
+    let optional = spec["optional"].as_bool().unwrap_or(false);
+    let mode = spec["defaultMode"].as_u64().unwrap_or(0o644) as u32;
+    let obj = match source.get(kind, ns, name).await? {
+        Some(o) => o,
+        None if optional => return Ok(BTreeMap::new()),
+        None => return Err(format!("{kind} \"{name}\" not found")),
+    };
+    let mut data: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for (k, v) in obj["data"].as_object().into_iter().flatten() {
+        let s = v.as_str().unwrap_or("");
+        data.insert(k.clone(), if kind == "secret" { b64(s) } else { s.as_bytes().to_vec() });
+    }
+    for (k, v) in obj["binaryData"].as_object().into_iter().flatten() {
+        data.insert(k.clone(), b64(v.as_str().unwrap_or("")));
+    }
+    let mut files = BTreeMap::new();
+    match spec["items"].as_array().filter(|i| !i.is_empty()) {
+        Some(items) => {
+            for item in items {
+                let key = item["key"].as_str().unwrap_or("");
+                let path = item["path"].as_str().unwrap_or(key).to_string();
+                let m = item["mode"].as_u64().map(|m| m as u32).unwrap_or(mode);
+                match data.get(key) {
+                    Some(v) => {
+                        files.insert(path, (v.clone(), m));
+                    }
+                    None if optional => {}
+                    None => return Err(format!("configmap references non-existent config key: {key}")),
+                }
+            }
+        }
+        None => files.extend(data.into_iter().map(|(k, v)| (k, (v, mode)))),
+    }
+    Ok(files)
+}
+
+fn downward_files(facts: &PodFacts<'_>, spec: &Value) -> Result<BTreeMap<String, (Vec<u8>, u32)>, String> {
+    let mode = spec["defaultMode"].as_u64().unwrap_or(0o644) as u32;
+    let mut files = BTreeMap::new();
+    for item in spec["items"].as_array().into_iter().flatten() {
+        let path = item["path"].as_str().unwrap_or("").to_string();
+        let value = if let Some(f) = item["fieldRef"]["fieldPath"].as_str() {
+            env::field_value(facts, f).map_err(|e| e.to_string())?
+        } else if item["resourceFieldRef"].is_object() {
+            let c = facts.pod["spec"]["containers"][0].clone();
+            env::resource_value(facts, &c, &item["resourceFieldRef"]).map_err(|e| e.to_string())?
+        } else {
+            continue;
+        };
+        files.insert(path, (value.into_bytes(), item["mode"].as_u64().map(|m| m as u32).unwrap_or(mode)));
+    }
+    Ok(files)
+}
+
+/// Writes `files` into `dir` atomically: a new timestamped directory, `..data` swapped to it
+/// in one rename, user-visible names as symlinks through `..data`. Unchanged content is left
+/// alone, so a sync that finds nothing new writes nothing.
+pub fn write_atomic(dir: &Path, files: &BTreeMap<String, (Vec<u8>, u32)>) -> std::io::Result<()> {
+    for rel in files.keys() {
+        if rel.is_empty() || rel.starts_with('/') || rel.split('/').any(|p| p == ".." || p.starts_with("..")) {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("invalid path {rel}")));
+        }
+    }
+    let data = dir.join("..data");
+    if let Ok(current) = std::fs::read_link(&data) {
+        let cur = dir.join(&current);
+        let same = files.iter().all(|(rel, (content, mode))| {
+            std::fs::read(cur.join(rel)).is_ok_and(|c| &c == content)
+                && std::fs::metadata(cur.join(rel)).is_ok_and(|m| m.permissions().mode() & 0o7777 == *mode)
+        }) && count_files(&cur) == files.len();
+        if same {
+            return Ok(());
+        }
+    }
+    let stamp = format!(
+        "..{}",
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos()
+    );
+    let new = dir.join(&stamp);
+    std::fs::create_dir_all(&new)?;
+    for (rel, (content, mode)) in files {
+        let p = new.join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&p, content)?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode))?;
+    }
+    let tmp = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    symlink(&stamp, &tmp)?;
+    std::fs::rename(&tmp, &data)?;
+    // Top-level names point through ..data; names no longer present are removed.
+    let tops: std::collections::BTreeSet<String> =
+        files.keys().map(|k| k.split('/').next().unwrap_or(k).to_string()).collect();
+    for top in &tops {
+        let link = dir.join(top);
+        if std::fs::symlink_metadata(&link).is_err() {
+            symlink(Path::new("..data").join(top), &link)?;
+        }
+    }
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("..") {
+            if name != "..data" && name != stamp {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        } else if !tops.contains(&name) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    Ok(())
+}
+
+fn count_files(dir: &Path) -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        match e.file_type() {
+            Ok(t) if t.is_dir() => n += count_files(&e.path()),
+            Ok(_) => n += 1,
+            Err(_) => {}
+        }
+    }
+    n
+}
+
+fn host_path(path: &str, kind: &str) -> Result<(), VolumeError> {
+    let p = Path::new(path);
+    let meta = std::fs::metadata(p);
+    let bad = |expected: &str| VolumeError::HostPathType { path: path.to_string(), expected: expected.to_string() };
+    match kind {
+        "" => Ok(()),
+        "DirectoryOrCreate" => {
+            if meta.is_err() {
+                std::fs::create_dir_all(p)?;
+                std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755))?;
+            }
+            Ok(())
+        }
+        "Directory" => meta.ok().filter(|m| m.is_dir()).map(|_| ()).ok_or_else(|| bad("directory")),
+        "FileOrCreate" => {
+            if meta.is_err() {
+                std::fs::OpenOptions::new().create(true).append(true).open(p)?;
+            }
+            Ok(())
+        }
+        "File" => meta.ok().filter(|m| m.is_file()).map(|_| ()).ok_or_else(|| bad("file")),
+        "Socket" | "CharDevice" | "BlockDevice" => {
+            use std::os::unix::fs::FileTypeExt;
+            let ok = meta.is_ok_and(|m| match kind {
+                "Socket" => m.file_type().is_socket(),
+                "CharDevice" => m.file_type().is_char_device(),
+                _ => m.file_type().is_block_device(),
+            });
+            if ok {
+                Ok(())
+            } else {
+                Err(bad(kind))
+            }
+        }
+        other => Err(bad(other)),
+    }
+}
+
+fn parse_bytes(q: &str) -> Option<u64> {
+    kubus_apimachinery::validation::parse_quantity(q).ok().map(|q| q.value().max(0) as u64)
+}
+
+/// tmpfs on `dir`, unless one is already there.
+fn mount_tmpfs(dir: &Path, size: Option<u64>) -> std::io::Result<()> {
+    if is_mount_point(dir) {
+        return Ok(());
+    }
+    let opts = match size {
+        Some(s) => format!("mode=0755,size={s}"),
+        None => "mode=0755".to_string(),
+    };
+    nix::mount::mount(Some("tmpfs"), dir, Some("tmpfs"), nix::mount::MsFlags::empty(), Some(opts.as_str()))
+        .map_err(std::io::Error::from)
+}
+
+pub fn is_mount_point(dir: &Path) -> bool {
+    let Ok(canon) = dir.canonicalize() else { return false };
+    let target = canon.to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4).map(unescape_mountinfo).as_deref() == Some(target.as_str()))
+}
+
+fn unescape_mountinfo(s: &str) -> String {
+    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+}
+
+/// Unmounts everything at or below `dir` (deepest first) and removes it.
+pub fn teardown(dir: &Path) -> std::io::Result<()> {
+    if let Ok(canon) = dir.canonicalize() {
+        let prefix = canon.to_string_lossy().into_owned();
+        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(unescape_mountinfo))
+            .filter(|m| m == &prefix || m.starts_with(&format!("{prefix}/")))
+            .collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = nix::mount::umount2(Path::new(&m), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_writer_swaps_and_prunes() {
+        let dir = std::env::temp_dir().join(format!("kubus-vol-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut files = BTreeMap::new();
+        files.insert("a".to_string(), (b"1".to_vec(), 0o644));
+        files.insert("sub/b".to_string(), (b"2".to_vec(), 0o600));
+        write_atomic(&dir, &files).unwrap();
+        assert_eq!(std::fs::read(dir.join("a")).unwrap(), b"1");
+        assert_eq!(std::fs::read(dir.join("sub/b")).unwrap(), b"2");
+        let first = std::fs::read_link(dir.join("..data")).unwrap();
+        write_atomic(&dir, &files).unwrap();
+        assert_eq!(std::fs::read_link(dir.join("..data")).unwrap(), first, "unchanged content is not rewritten");
+        files.remove("sub/b");
+        files.insert("a".to_string(), (b"3".to_vec(), 0o644));
+        write_atomic(&dir, &files).unwrap();
+        assert_eq!(std::fs::read(dir.join("a")).unwrap(), b"3");
+        assert!(std::fs::symlink_metadata(dir.join("sub")).is_err(), "removed keys disappear");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 3, "..data, one timestamped dir and a");
+        assert!(write_atomic(&dir, &BTreeMap::from([("../x".to_string(), (vec![], 0o644))])).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,158 @@
+//! The node agent: in `kubus up` (unless --no-node), or on another machine with
+//! `kubus node --nats URL`, joining the cluster through its NATS.
+
+use anyhow::Context as _;
+use kubus_bus::api::ApiClient;
+use kubus_bus::Store;
+use kubus_kubelet::{Kubelet, KubeletConfig};
+use kubus_runtime::{Client, InformerFactory};
+use std::path::PathBuf;
+
+/// Settings of a node agent (shared by `kubus node` and `kubus up`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct NodeOpts {
+    /// Name of this node (default: the host name).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// Address the node reports (default: the source address of the default route).
+    #[arg(long)]
+    pub node_ip: Option<std::net::IpAddr>,
+    /// Pod CIDR of this node; by default the control plane assigns one.
+    #[arg(long)]
+    pub pod_cidr: Option<String>,
+    /// Where container logs are written (<ns>_<pod>_<uid>/<container>/<n>.log).
+    #[arg(long, default_value = "/var/log/pods")]
+    pub pod_log_dir: PathBuf,
+    /// Parent cgroup of the pods.
+    #[arg(long, default_value = "/kubus")]
+    pub cgroup_root: String,
+    /// Linux bridge pods are attached to.
+    #[arg(long, default_value = "kubus0")]
+    pub bridge: String,
+    /// Registry mirrors and credentials, in k3s' registries.yaml format.
+    #[arg(long)]
+    pub registries: Option<PathBuf>,
+    /// Node labels, key=value (repeatable).
+    #[arg(long = "node-label")]
+    pub node_labels: Vec<String>,
+    /// The cluster's pod range (pod-to-pod traffic inside it is not masqueraded).
+    #[arg(long = "node-cluster-cidr")]
+    pub cluster_cidr: Option<String>,
+    /// Seconds a node Lease lasts (renewed every quarter of it).
+    #[arg(long, default_value_t = 40)]
+    pub node_lease_seconds: u64,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct NodeArgs {
+    /// NATS URL(s) of the cluster (comma-separated).
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    pub nats: String,
+    /// Name of the cluster on the bus.
+    #[arg(long, default_value = "kubus")]
+    pub cluster: String,
+    /// Where the node keeps its state (pods, images, shims).
+    #[arg(long, default_value_os_t = crate::cmd::up::default_data_dir().join("node"))]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub opts: NodeOpts,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_lowercase())
+        .unwrap_or_else(|_| "node".into())
+}
+
+/// Builds the agent's configuration; `state_dir` must be absolute.
+pub fn config(opts: &NodeOpts, cluster: &str, state_dir: PathBuf) -> anyhow::Result<KubeletConfig> {
+    let exe = std::env::current_exe().context("locating the kubus binary (shims are started from it)")?;
+    let name = opts.node_name.clone().unwrap_or_else(hostname);
+    let mut c = KubeletConfig::new(&name, state_dir.clone(), vec![exe.into_os_string(), "shim".into()]);
+    c.cluster = cluster.to_string();
+    c.node_ip = opts.node_ip;
+    c.pod_cidr = opts.pod_cidr.clone();
+    c.log_dir = opts.pod_log_dir.clone();
+    c.cgroup_root = opts.cgroup_root.clone();
+    c.bridge = opts.bridge.clone();
+    c.cluster_cidr = opts.cluster_cidr.clone();
+    c.registries = opts.registries.clone();
+    c.lease_duration = std::time::Duration::from_secs(opts.node_lease_seconds.max(4));
+    c.import_dir = Some(state_dir.join("images").join("import"));
+    c.labels = opts
+        .node_labels
+        .iter()
+        .map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).context("--node-label takes key=value"))
+        .collect::<anyhow::Result<_>>()?;
+    Ok(c)
+}
+
+/// Starts the agent actor on an arbiter of its own.
+pub async fn start(
+    config: KubeletConfig,
+    nats: async_nats::Client,
+    informers: &InformerFactory,
+) -> anyhow::Result<(actix::Addr<Kubelet>, actix::Arbiter)> {
+    let client = Client::new(ApiClient::new(nats.clone(), &config.cluster, "kubelet"));
+    let (pods, services) = (informers.get("", "pods"), informers.get("", "services"));
+    let name = config.node_name.clone();
+    let kubelet = Kubelet::new(config, client, nats, pods, Some(services))
+        .await
+        .with_context(|| format!("starting the node agent of {name}"))?;
+    let arbiter = actix::Arbiter::new();
+    let addr = actix::Actor::start_in_arbiter(&arbiter.handle(), move |_| kubelet);
+    Ok((addr, arbiter))
+}
+
+pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let state = args.data_dir.canonicalize()?;
+    let lock = std::fs::File::create(state.join("node.lock"))?;
+    if lock.try_lock().is_err() {
+        anyhow::bail!("another node agent is running with data dir {}", state.display());
+    }
+    let nats =
+        kubus_bus::connect(&args.nats, "kubus-node").await.with_context(|| format!("connecting to {}", args.nats))?;
+    let store = Store::attach(nats.clone(), &args.cluster).await?;
+    let config = config(&args.opts, &args.cluster, state)?;
+    let name = config.node_name.clone();
+    let (_addr, arbiter) = start(config, nats, &InformerFactory::new(store)).await?;
+    println!("node {name} is running; Ctrl-C stops the agent (its containers keep running)");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+    arbiter.stop();
+    actix::System::current().stop();
+    Ok(())
+}
+
+#[derive(clap::Args, Debug)]
+pub struct NodeResetArgs {
+    /// The node's data dir.
+    #[arg(long, default_value_os_t = crate::cmd::up::default_data_dir().join("node"))]
+    pub data_dir: PathBuf,
+    /// The pod bridge to delete.
+    #[arg(long, default_value = "kubus0")]
+    pub bridge: String,
+    /// The pods' parent cgroup to remove.
+    #[arg(long, default_value = "/kubus")]
+    pub cgroup_root: String,
+}
+
+pub async fn reset(args: NodeResetArgs) -> anyhow::Result<()> {
+    if !args.data_dir.exists() {
+        println!("nothing to reset: {} does not exist", args.data_dir.display());
+    }
+    let exe = std::env::current_exe()?;
+    let state = args.data_dir.canonicalize().unwrap_or(args.data_dir.clone());
+    let report =
+        kubus_kubelet::reset(&state, &args.bridge, &args.cgroup_root, vec![exe.into_os_string(), "shim".into()])
+            .await
+            .context("resetting the node")?;
+    for line in report {
+        println!("{line}");
+    }
+    Ok(())
+}

@@ -1,0 +1,355 @@
+//! End-to-end on a real node: `kubus up` with its node agent running pods as real containers
+//! (libcontainer shims, CNI bridge networking, cgroups), driven by the real kubectl. Needs
+//! root, like the node agent itself.
+
+mod common;
+
+use common::{eventually, Cluster, NodeAgent, NodeNames};
+use serde_json::Value;
+use std::time::Duration;
+
+fn pod(c: &Cluster, name: &str) -> Value {
+    c.get_json(&["pod", name])
+}
+
+fn container_status(p: &Value, name: &str) -> Value {
+    p["status"]["containerStatuses"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["name"] == name).cloned())
+        .unwrap_or(Value::Null)
+}
+
+#[track_caller]
+fn wait_ready(c: &Cluster, name: &str, secs: u64) -> Value {
+    eventually(secs, || {
+        let p = c.kubectl(&["get", "pod", name, "-o", "json"]);
+        let p: Value = serde_json::from_str(&p.stdout).ok()?;
+        let ready = p["status"]["conditions"].as_array()?.iter().any(|c| c["type"] == "Ready" && c["status"] == "True");
+        ready.then_some(p)
+    })
+}
+
+fn apply(c: &Cluster, yaml: &str) {
+    c.kubectl_stdin(&["apply", "-f", "-"], yaml).expect_ok();
+}
+
+/// Nothing the node made for a pod is left once it is deleted: no shim, no cgroup, no
+/// network namespace or overlay mount, no IP reservation.
+#[track_caller]
+fn assert_pod_cleaned(c: &Cluster, uid: &str) {
+    let names = c.node.as_ref().expect("node cluster");
+    eventually(30, || {
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let mounted = mounts.lines().any(|l| l.contains(uid));
+        let cg = std::path::Path::new("/sys/fs/cgroup/memory").join(names.cgroup_root.trim_start_matches('/'));
+        let cgroup_left = walk_contains(&cg, uid);
+        let state_left = walk_contains(&c.dir.join("node"), uid);
+        let shim_left = std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            std::fs::read(e.path().join("cmdline")).map(|b| String::from_utf8_lossy(&b).contains(uid)).unwrap_or(false)
+        });
+        (!mounted && !cgroup_left && !state_left && !shim_left).then_some(())
+    });
+}
+
+fn walk_contains(dir: &std::path::Path, needle: &str) -> bool {
+    std::fs::read_dir(dir).into_iter().flatten().flatten().any(|e| {
+        e.file_name().to_string_lossy().contains(needle)
+            || (e.file_type().is_ok_and(|t| t.is_dir()) && walk_contains(&e.path(), needle))
+    })
+}
+
+#[test]
+fn httpd_deployment_becomes_ready_with_ips_and_serves_exec_and_logs() {
+    let c = Cluster::start_with_node("node-httpd", &[]);
+    apply(
+        &c,
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: httpd
+        image: busybox
+        command: ["sh", "-c", "mkdir -p /www && echo hello-from-$(hostname) > /www/index.html && echo serving && exec httpd -f -p 8080 -h /www"]
+        ports: [{containerPort: 8080, name: http}]
+        readinessProbe:
+          httpGet: {path: /index.html, port: http}
+          periodSeconds: 1
+"#,
+    );
+    c.kubectl(&["rollout", "status", "deployment/web", "--timeout=120s"]).expect_ok();
+    let pods = c.get_json(&["pods", "-l", "app=web"]);
+    let items = pods["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    let mut ips = vec![];
+    for p in items {
+        assert_eq!(p["status"]["phase"], "Running", "{p}");
+        let ip = p["status"]["podIP"].as_str().expect("pod IP").to_string();
+        assert!(ip.starts_with("10."), "pod IP {ip} comes from the node's pod CIDR");
+        assert_eq!(container_status(p, "httpd")["ready"], true);
+        ips.push((p["metadata"]["name"].as_str().unwrap().to_string(), ip));
+    }
+    assert_ne!(ips[0].1, ips[1].1);
+    // The pod IP answers from the host (through the bridge).
+    for (name, ip) in &ips {
+        let body = eventually(20, || {
+            let out = std::process::Command::new("busybox")
+                .args(["wget", "-qO-", &format!("http://{ip}:8080/")])
+                .output()
+                .ok()?;
+            out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        });
+        assert_eq!(body.trim(), format!("hello-from-{name}"));
+    }
+    // exec: output and exit codes, stdin.
+    let name = &ips[0].0;
+    let out = c.kubectl(&["exec", name, "--", "cat", "/www/index.html"]).expect_ok();
+    assert_eq!(out.trim(), format!("hello-from-{name}"));
+    let r = c.kubectl(&["exec", name, "--", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert!(!r.ok);
+    assert_eq!(r.stdout.trim(), "out");
+    assert!(r.stderr.contains("err") && r.stderr.contains("exit code 3"), "{}", r.stderr);
+    let out = c.kubectl_stdin(&["exec", "-i", name, "--", "sh", "-c", "tr a-z A-Z"], "piped input\n").expect_ok();
+    assert_eq!(out.trim(), "PIPED INPUT");
+    // The other pod is reachable from inside this one (same node, over the bridge).
+    let out = c.kubectl(&["exec", name, "--", "wget", "-qO-", &format!("http://{}:8080/", ips[1].1)]).expect_ok();
+    assert_eq!(out.trim(), format!("hello-from-{}", ips[1].0));
+    // logs
+    let logs = c.kubectl(&["logs", name]).expect_ok();
+    assert!(logs.contains("serving"), "{logs}");
+    let logs = c.kubectl(&["logs", name, "--timestamps"]).expect_ok();
+    assert!(logs.starts_with("20") && logs.contains("Z serving"), "{logs}");
+    // Events as kubectl describe shows them.
+    let describe = c.kubectl(&["describe", "pod", name]).expect_ok();
+    for needle in ["Scheduled", "Pulled", "Created", "Started", "Ready:", "True"] {
+        assert!(describe.contains(needle), "describe lacks {needle}:\n{describe}");
+    }
+    // Deleting the deployment removes every trace of its pods.
+    let uids: Vec<String> = items.iter().map(|p| p["metadata"]["uid"].as_str().unwrap().to_string()).collect();
+    c.kubectl(&["delete", "deployment", "web", "--wait=true"]).expect_ok();
+    eventually(60, || c.get_json(&["pods", "-l", "app=web"])["items"].as_array().unwrap().is_empty().then_some(()));
+    for uid in &uids {
+        assert_pod_cleaned(&c, uid);
+    }
+}
+
+#[test]
+fn restarts_crash_loops_and_oom_kills() {
+    let c = Cluster::start_with_node("node-restart", &[]);
+    apply(
+        &c,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: sleeper}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: main, image: busybox, command: ["sleep", "3600"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: crasher}
+spec:
+  containers:
+  - {name: main, image: busybox, command: ["sh", "-c", "echo about to fail; exit 2"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: hog}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: busybox
+    command: ["sh", "-c", "x=a; while true; do x=$x$x; done"]
+    resources: {limits: {memory: 16Mi}}
+"#,
+    );
+    let p = wait_ready(&c, "sleeper", 60);
+    assert_eq!(container_status(&p, "main")["restartCount"], 0);
+    // Kill the container's process from the host: the node restarts it and counts it.
+    let host_pid = eventually(10, || {
+        std::fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            (cmd == b"sleep\x003600\x00").then(|| e.file_name().to_string_lossy().into_owned())
+        })
+    });
+    std::process::Command::new("kill").args(["-9", &host_pid]).status().unwrap();
+    let p = eventually(60, || {
+        let p = pod(&c, "sleeper");
+        let s = container_status(&p, "main");
+        (s["restartCount"] == 1 && s["state"]["running"].is_object()).then_some(p)
+    });
+    let last = &container_status(&p, "main")["lastState"]["terminated"];
+    assert_eq!(last["exitCode"], 137, "{p}");
+    // A container that keeps failing backs off.
+    let p = eventually(90, || {
+        let p = pod(&c, "crasher");
+        (container_status(&p, "main")["state"]["waiting"]["reason"] == "CrashLoopBackOff").then_some(p)
+    });
+    let s = container_status(&p, "main");
+    assert!(s["restartCount"].as_u64().unwrap() >= 1);
+    assert_eq!(s["lastState"]["terminated"]["exitCode"], 2);
+    let previous = c.kubectl(&["logs", "crasher", "--previous"]).expect_ok();
+    assert!(previous.contains("about to fail"), "{previous}");
+    let get = c.kubectl(&["get", "pod", "crasher"]).expect_ok();
+    assert!(get.contains("CrashLoopBackOff") || get.contains("Error"), "{get}");
+    // The memory limit is enforced by the kernel.
+    let p = eventually(90, || {
+        let p = pod(&c, "hog");
+        (p["status"]["phase"] == "Failed").then_some(p)
+    });
+    let t = &container_status(&p, "hog")["state"]["terminated"];
+    let t = if t.is_null() { container_status(&p, "main")["state"]["terminated"].clone() } else { t.clone() };
+    assert_eq!(t["reason"], "OOMKilled", "{p}");
+    assert_eq!(t["exitCode"], 137);
+}
+
+#[test]
+fn config_volumes_env_and_shared_pod_namespaces() {
+    let c = Cluster::start_with_node("node-config", &[]);
+    c.kubectl(&["create", "configmap", "settings", "--from-literal=greeting=hello", "--from-literal=color=blue"])
+        .expect_ok();
+    c.kubectl(&["create", "secret", "generic", "creds", "--from-literal=password=s3cret"]).expect_ok();
+    apply(
+        &c,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: duo, labels: {app: duo}}
+spec:
+  volumes:
+  - {name: shared, emptyDir: {}}
+  - {name: settings, configMap: {name: settings}}
+  - name: info
+    downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]}
+  containers:
+  - name: server
+    image: busybox
+    command: ["sh", "-c", "echo from-server > /shared/note; exec httpd -f -p 9000 -h /shared"]
+    volumeMounts: [{name: shared, mountPath: /shared}]
+  - name: client
+    image: busybox
+    command: ["sleep", "3600"]
+    env:
+    - name: PASSWORD
+      valueFrom: {secretKeyRef: {name: creds, key: password}}
+    - name: MY_POD
+      valueFrom: {fieldRef: {fieldPath: metadata.name}}
+    - {name: GREETING_TWICE, value: "$(MY_POD)-$(MY_POD)"}
+    envFrom: [{configMapRef: {name: settings}, prefix: CFG_}]
+    volumeMounts:
+    - {name: shared, mountPath: /data}
+    - {name: settings, mountPath: /etc/settings}
+    - {name: info, mountPath: /etc/info}
+"#,
+    );
+    wait_ready(&c, "duo", 60);
+    let exec = |cmd: &str| c.kubectl(&["exec", "duo", "-c", "client", "--", "sh", "-c", cmd]).expect_ok();
+    assert_eq!(exec("echo $PASSWORD").trim(), "s3cret");
+    assert_eq!(exec("echo $CFG_greeting $CFG_color").trim(), "hello blue");
+    assert_eq!(exec("echo $GREETING_TWICE").trim(), "duo-duo");
+    assert_eq!(exec("cat /etc/settings/greeting").trim(), "hello");
+    assert!(exec("cat /etc/info/labels").contains("app=\"duo\""));
+    // One emptyDir, two containers; one network namespace: localhost reaches the other container.
+    assert_eq!(exec("cat /data/note").trim(), "from-server");
+    assert_eq!(exec("wget -qO- http://127.0.0.1:9000/note").trim(), "from-server");
+    assert_eq!(exec("hostname").trim(), "duo");
+    assert!(exec("cat /etc/hosts").contains("duo"));
+    // ConfigMap changes reach the volume (upstream: within the sync period).
+    c.kubectl(&["patch", "configmap", "settings", "-p", r#"{"data":{"greeting":"updated"}}"#]).expect_ok();
+    eventually(90, || (exec("cat /etc/settings/greeting").trim() == "updated").then_some(()));
+    // A missing secret keeps the container waiting with CreateContainerConfigError.
+    apply(
+        &c,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: needs-secret}
+spec:
+  containers:
+  - name: main
+    image: busybox
+    command: ["sleep", "3600"]
+    env: [{name: X, valueFrom: {secretKeyRef: {name: nope, key: x}}}]
+"#,
+    );
+    let p = eventually(60, || {
+        let p = pod(&c, "needs-secret");
+        (container_status(&p, "main")["state"]["waiting"]["reason"] == "CreateContainerConfigError").then_some(p)
+    });
+    assert!(container_status(&p, "main")["state"]["waiting"]["message"].as_str().unwrap().contains("nope"));
+    let uid = pod(&c, "duo")["metadata"]["uid"].as_str().unwrap().to_string();
+    c.kubectl(&["delete", "pod", "duo", "--grace-period=1"]).expect_ok();
+    assert_pod_cleaned(&c, &uid);
+}
+
+#[test]
+fn pods_survive_an_agent_restart() {
+    let mut cp = Cluster::start_with("node-agent-restart", &[]);
+    let names = NodeNames::new();
+    let mut agent = NodeAgent::start(&cp, names.clone());
+    let node = names.node_name.clone();
+    eventually(60, || {
+        let n = cp.kubectl(&["get", "node", &node, "-o", "json"]);
+        let n: Value = serde_json::from_str(&n.stdout).ok()?;
+        n["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            .then_some(())
+    });
+    apply(
+        &cp,
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: steady}}
+spec:
+  nodeName: {node}
+  containers:
+  - {{name: main, image: busybox, command: ["sh", "-c", "while true; do date; sleep 1; done"]}}
+"#
+        ),
+    );
+    let before = wait_ready(&cp, "steady", 60);
+    let started = container_status(&before, "main")["state"]["running"]["startedAt"].clone();
+    let id = container_status(&before, "main")["containerID"].clone();
+    let find_pid = || {
+        std::fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            (cmd == b"sh\x00-c\x00while true; do date; sleep 1; done\x00")
+                .then(|| e.file_name().to_string_lossy().into_owned())
+        })
+    };
+    let pid = find_pid().expect("the container's process runs on the host");
+    agent.kill();
+    std::thread::sleep(Duration::from_secs(2));
+    // The container runs on without its agent.
+    assert_eq!(find_pid().as_ref(), Some(&pid), "the container outlives its agent");
+    agent.restart();
+    std::thread::sleep(Duration::from_secs(5));
+    let after = wait_ready(&cp, "steady", 60);
+    let s = container_status(&after, "main");
+    assert_eq!(s["restartCount"], 0, "nothing restarted: {}\n{}", after, agent.log());
+    assert_eq!(s["state"]["running"]["startedAt"], started);
+    assert_eq!(s["containerID"], id);
+    assert_eq!(find_pid().as_ref(), Some(&pid), "the same process still runs");
+    // And the adopted container is fully served: logs and exec.
+    assert!(cp.kubectl(&["logs", "steady", "--tail=1"]).expect_ok().contains("UTC"));
+    assert_eq!(cp.kubectl(&["exec", "steady", "--", "echo", "ok"]).expect_ok().trim(), "ok");
+    let uid = after["metadata"]["uid"].as_str().unwrap().to_string();
+    cp.kubectl(&["delete", "pod", "steady", "--grace-period=1"]).expect_ok();
+    eventually(60, || cp.kubectl(&["get", "pod", "steady"]).stderr.contains("NotFound").then_some(()));
+    let _ = uid;
+    drop(agent);
+    cp.stop();
+}
