@@ -201,8 +201,7 @@ pub trait NodeStreams: Send + Sync + 'static {
     /// Attaches to the container's stdio until the container stops or the client leaves.
     fn attach(&self, req: AttachRequest, io: StreamIo) -> BoxFuture<'static, Result<(), StreamError>>;
     /// A connection to the port in the pod's network namespace.
-    fn port_forward(&self, req: PortForwardRequest)
-        -> BoxFuture<'static, Result<tokio::net::TcpStream, StreamError>>;
+    fn port_forward(&self, req: PortForwardRequest) -> BoxFuture<'static, Result<tokio::net::TcpStream, StreamError>>;
     /// Called before an exec or attach is accepted, so that an unknown pod or container, or one
     /// not running, is refused with a Status before kubectl upgrades. Accepts by default.
     fn check(&self, _kind: &StreamKind) -> BoxFuture<'static, Result<(), StreamError>> {
@@ -230,7 +229,10 @@ enum Control {
     Ping,
     /// No more data on this channel from the sender (stdin closed, TCP half-close).
     Close(u8),
-    Resize { width: u16, height: u16 },
+    Resize {
+        width: u16,
+        height: u16,
+    },
     /// The last message of a stream: an exec's exit code, `None` for the other kinds.
     Done(Result<Option<i32>, StreamError>),
     /// Teardown without a result (the client left, the peer timed out).
@@ -460,15 +462,15 @@ pub async fn open_stream(
     // Subscribed before the open goes out: the node may send as soon as it replies.
     let inbound = client.subscribe(frame_subject(cluster, &sid, "down")).await.map_err(|e| unreachable(&e))?;
     let payload = encode(&StreamOpen { sid: sid.clone(), kind }).map_err(|e| StreamError::internal(e.to_string()))?;
-    let reply = match tokio::time::timeout(OPEN_TIMEOUT, client.request(open_subject(cluster, node), payload.into())).await
-    {
-        Err(_) => return Err(unreachable(&format!("no answer within {OPEN_TIMEOUT:?}"))),
-        Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
-            return Err(unreachable(&"no agent serves this node"))
-        }
-        Ok(Err(e)) => return Err(unreachable(&e)),
-        Ok(Ok(m)) => m,
-    };
+    let reply =
+        match tokio::time::timeout(OPEN_TIMEOUT, client.request(open_subject(cluster, node), payload.into())).await {
+            Err(_) => return Err(unreachable(&format!("no answer within {OPEN_TIMEOUT:?}"))),
+            Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+                return Err(unreachable(&"no agent serves this node"))
+            }
+            Ok(Err(e)) => return Err(unreachable(&e)),
+            Ok(Ok(m)) => m,
+        };
     decode::<OpenReply>(&reply.payload).map_err(|e| StreamError::internal(e.to_string()))??;
     Ok(session(client.clone(), frame_subject(cluster, &sid, "up"), inbound))
 }
@@ -589,11 +591,7 @@ async fn until_reset(mut rx: StreamReceiver) -> String {
     "the stream ended".into()
 }
 
-async fn pump_logs(
-    tx: StreamSender,
-    rx: StreamReceiver,
-    mut logs: BoxStream<'static, Bytes>,
-) -> Result<(), String> {
+async fn pump_logs(tx: StreamSender, rx: StreamReceiver, mut logs: BoxStream<'static, Bytes>) -> Result<(), String> {
     let gone = until_reset(rx);
     tokio::pin!(gone);
     loop {

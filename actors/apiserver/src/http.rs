@@ -3,7 +3,7 @@
 
 use crate::handler::{ApiState, MAX_BODY};
 use crate::request::{ApiRequest, Body};
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpRequest, HttpResponse};
 use futures::StreamExt;
 use std::net::SocketAddr;
 
@@ -38,30 +38,71 @@ async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<ApiState>) 
 }
 
 /// Binds the API port; the returned server runs until its handle stops it.
+///
+/// The server is actix-web's HTTP/1 service under actix-server, as `HttpServer` assembles it,
+/// with one step in front: a new connection whose first request is a plain SPDY upgrade of a
+/// pod stream is served by [`crate::stream::raw`], since actix-http gives non-WebSocket
+/// upgrades no payload.
 pub fn serve(
     state: ApiState,
     streams: crate::stream::StreamContext,
     bind: SocketAddr,
     workers: usize,
 ) -> std::io::Result<(actix_web::dev::Server, SocketAddr)> {
+    use actix_service::{fn_factory, fn_service, map_config, IntoServiceFactory, Service, ServiceFactory};
     crate::stream::register_metrics();
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(web::Data::new(state.clone()))
-            .app_data(web::Data::new(streams.clone()))
-            // Streaming pod subresources take the raw payload (upgrades) rather than a body.
-            .service(
-                web::resource("/api/v1/namespaces/{namespace}/pods/{name}/{subresource:log|exec|attach|portforward}")
-                    .to(crate::stream::serve),
-            )
-            // Bodies over MAX_BODY are read so that the handler answers with a Status.
-            .app_data(web::PayloadConfig::new(MAX_BODY * 4))
-            .default_service(web::to(handle))
-    })
-    .workers(workers)
-    .disable_signals()
-    .shutdown_timeout(2)
-    .bind(bind)?;
-    let addr = server.addrs().first().copied().unwrap_or(bind);
-    Ok((server.run(), addr))
+    let listener = std::net::TcpListener::bind(bind)?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let server = actix_server::Server::build()
+        .workers(workers)
+        .disable_signals()
+        .shutdown_timeout(2)
+        .listen("kubus-api", listener, move || {
+            let (state, streams) = (state.clone(), streams.clone());
+            let app = {
+                let (state, streams) = (state.clone(), streams.clone());
+                App::new()
+                    .app_data(web::Data::new(state))
+                    .app_data(web::Data::new(streams))
+                    // Streaming pod subresources take the raw payload (upgrades) rather than a body.
+                    .service(
+                        web::resource(
+                            "/api/v1/namespaces/{namespace}/pods/{name}/{subresource:log|exec|attach|portforward}",
+                        )
+                        .to(crate::stream::serve),
+                    )
+                    // Bodies over MAX_BODY are read so that the handler answers with a Status.
+                    .app_data(web::PayloadConfig::new(MAX_BODY * 4))
+                    .default_service(web::to(handle))
+            };
+            let http = actix_http::HttpService::build()
+                .local_addr(addr)
+                // Only the Host-header fallback of connection info reads this config.
+                .finish(map_config(app.into_factory(), |_| actix_web::dev::AppConfig::default()))
+                .tcp();
+            fn_factory(move || {
+                let http = http.new_service(());
+                let (state, streams) = (state.clone(), streams.clone());
+                async move {
+                    let http = std::rc::Rc::new(http.await.map_err(|_| ())?);
+                    Ok::<_, ()>(fn_service(move |io: actix_web::rt::net::TcpStream| {
+                        let (http, state, streams) = (http.clone(), state.clone(), streams.clone());
+                        async move {
+                            match crate::stream::raw::sniff(&io).await {
+                                Some(head) => crate::stream::raw::serve(io, head, state, streams).await,
+                                None => {
+                                    if let Err(e) = http.call(io).await {
+                                        tracing::debug!(error = ?e, "HTTP connection ended with an error");
+                                    }
+                                }
+                            }
+                            Ok::<_, ()>(())
+                        }
+                    }))
+                }
+            })
+        })?
+        .run();
+    Ok((server, addr))
 }

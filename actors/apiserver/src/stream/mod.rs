@@ -6,16 +6,18 @@
 //! Client protocols: WebSocket `v5.channel.k8s.io` / `v4.channel.k8s.io` and SPDY/3.1
 //! (`v4.channel.k8s.io`) for exec and attach ([`remotecommand`]); SPDY/3.1 for port-forward,
 //! plain or tunnelled in WebSocket binary messages (`SPDY/3.1+portforward.k8s.io`,
-//! [`portforward`]); chunked text for logs ([`logs`]).
+//! [`portforward`]); chunked text for logs ([`logs`]). actix-http does not stream the bytes of
+//! a non-WebSocket upgrade, so plain SPDY upgrades are taken off the connection before HTTP
+//! parsing ([`raw`]).
 
 pub mod logs;
 pub mod portforward;
+pub mod raw;
 pub mod remotecommand;
 pub mod spdy;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use bytes::Bytes;
 use kubus_apimachinery::StatusError;
 use kubus_bus::stream::StreamError;
 use prometheus::{register_int_counter_vec, register_int_gauge_vec, IntCounterVec, IntGaugeVec};
@@ -198,7 +200,9 @@ impl MultiQuery {
     }
     pub fn int(&self, key: &str) -> Result<Option<i64>, StatusError> {
         self.get(key)
-            .map(|v| v.parse().map_err(|_| StatusError::bad_request(format!("invalid value {v:?} for parameter {key}"))))
+            .map(|v| {
+                v.parse().map_err(|_| StatusError::bad_request(format!("invalid value {v:?} for parameter {key}")))
+            })
             .transpose()
     }
 }
@@ -312,21 +316,6 @@ pub(crate) fn accept_websocket(
     Ok((resp, session, messages.max_frame_size(4 << 20)))
 }
 
-/// Accepts a plain SPDY/3.1 upgrade: a 101 whose body is whatever `out` yields, the request
-/// payload being the raw bytes the client sends after it.
-pub(crate) fn accept_spdy(
-    protocol_version: &str,
-    out: tokio::sync::mpsc::Receiver<Bytes>,
-) -> HttpResponse {
-    let body = futures::stream::unfold(out, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
-    });
-    HttpResponse::build(StatusCode::SWITCHING_PROTOCOLS)
-        .upgrade("SPDY/3.1")
-        .insert_header(("X-Stream-Protocol-Version", protocol_version))
-        .streaming(body)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,7 +330,10 @@ mod tests {
             "a container name must be specified for pod web, choose one of: [a b] or one of the init containers: [i]"
         );
         assert_eq!(pick_container(&pod, Some("i")).unwrap(), "i");
-        assert_eq!(pick_container(&pod, Some("x")).unwrap_err().status["message"], "container x is not valid for pod web");
+        assert_eq!(
+            pick_container(&pod, Some("x")).unwrap_err().status["message"],
+            "container x is not valid for pod web"
+        );
         let mut annotated = pod.clone();
         annotated["metadata"]["annotations"] = json!({"kubectl.kubernetes.io/default-container": "b"});
         assert_eq!(pick_container(&annotated, None).unwrap(), "b");
@@ -352,7 +344,8 @@ mod tests {
 
     #[test]
     fn repeated_query_parameters() {
-        let q = MultiQuery::parse("command=sh&command=-c&command=echo%20hi%3B%20exit%203&stdout=true&stdin=1&tty=false");
+        let q =
+            MultiQuery::parse("command=sh&command=-c&command=echo%20hi%3B%20exit%203&stdout=true&stdin=1&tty=false");
         assert_eq!(q.all("command"), vec!["sh", "-c", "echo hi; exit 3"]);
         assert!(q.flag("stdout").unwrap() && q.flag("stdin").unwrap());
         assert!(!q.flag("tty").unwrap() && !q.flag("stderr").unwrap());

@@ -7,11 +7,12 @@
 
 use super::spdy::{self, Event, SpdyWriter};
 use super::{
-    accept_spdy, accept_websocket, count_bytes, header_values, upgrade_header, Active, MultiQuery, PodTarget,
-    Rejection, StreamContext,
+    accept_websocket, count_bytes, header_values, upgrade_header, Active, MultiQuery, PodTarget, Rejection,
+    StreamContext,
 };
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
+use futures::stream::LocalBoxStream;
 use futures::StreamExt;
 use kubus_apimachinery::StatusError;
 use kubus_bus::stream::{channel, open_stream, Incoming, PortForwardRequest, StreamKind};
@@ -23,6 +24,37 @@ use tracing::Instrument;
 pub const PROTOCOL: &str = "portforward.k8s.io";
 pub const TUNNEL_PROTOCOL: &str = "SPDY/3.1+portforward.k8s.io";
 
+/// Validates the request as upstream does: every listed port is a valid non-zero port, and the
+/// pod has a node.
+pub(crate) fn accept(method: &str, q: &MultiQuery, pod: &Value) -> Result<PodTarget, Rejection> {
+    if method != "GET" && method != "POST" {
+        return Err(StatusError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({method})"
+        ))
+        .into());
+    }
+    for p in q.all("ports").iter().flat_map(|p| p.split(',').map(str::to_string).collect::<Vec<_>>()) {
+        if !matches!(p.trim().parse::<u16>(), Ok(n) if n > 0) {
+            return Err(StatusError::bad_request(format!("invalid port {p:?}: must be between 1 and 65535")).into());
+        }
+    }
+    PodTarget::of(pod)
+}
+
+/// The SPDY upgrade's protocol check (`X-Stream-Protocol-Version`).
+pub(crate) fn negotiate_spdy(offered: &[String]) -> Result<(), Rejection> {
+    if offered.iter().any(|p| p == PROTOCOL) {
+        Ok(())
+    } else {
+        Err(StatusError::forbidden(format!(
+            "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports [{PROTOCOL}]"
+        ))
+        .into())
+    }
+}
+
+/// The actix-web route: the WebSocket tunnel (plain SPDY upgrades are taken off the connection
+/// earlier, see [`super::raw`]).
 pub(crate) async fn serve(
     req: &HttpRequest,
     payload: web::Payload,
@@ -30,73 +62,55 @@ pub(crate) async fn serve(
     pod: &Value,
     ctx: &StreamContext,
 ) -> Result<HttpResponse, Rejection> {
-    let method = req.method().as_str();
-    if method != "GET" && method != "POST" {
-        return Err(StatusError::method_not_allowed(format!(
-            "the server does not allow this method on the requested resource ({method})"
+    let target = accept(req.method().as_str(), q, pod)?;
+    if upgrade_header(req).as_deref() != Some("websocket") {
+        return Err(StatusError::bad_request("Upgrade request required").into());
+    }
+    let offered = header_values(req, "sec-websocket-protocol");
+    if !offered.iter().any(|p| p.eq_ignore_ascii_case(TUNNEL_PROTOCOL)) {
+        return Err(StatusError::bad_request(format!(
+            "unable to upgrade: none of the requested subprotocols {offered:?} is supported; supported: [{TUNNEL_PROTOCOL}]"
         ))
         .into());
     }
-    // Upstream's PodPortForwardOptions validation: every listed port is a valid non-zero port.
-    for p in q.all("ports").iter().flat_map(|p| p.split(',').map(str::to_string).collect::<Vec<_>>()) {
-        if !matches!(p.trim().parse::<u16>(), Ok(n) if n > 0) {
-            return Err(StatusError::bad_request(format!("invalid port {p:?}: must be between 1 and 65535")).into());
-        }
-    }
-    let target = PodTarget::of(pod)?;
-    let (writer, events, resp) = match upgrade_header(req).as_deref() {
-        Some("websocket") => {
-            let offered = header_values(req, "sec-websocket-protocol");
-            if !offered.iter().any(|p| p.eq_ignore_ascii_case(TUNNEL_PROTOCOL)) {
-                return Err(StatusError::bad_request(format!(
-                    "unable to upgrade: none of the requested subprotocols {offered:?} is supported; supported: [{TUNNEL_PROTOCOL}]"
-                ))
-                .into());
-            }
-            let (resp, session, messages) = accept_websocket(req, payload, TUNNEL_PROTOCOL)?;
-            let incoming = futures::stream::unfold((messages, session.clone()), |(mut m, mut s)| async move {
-                loop {
-                    match m.recv().await? {
-                        Ok(actix_ws::Message::Binary(b)) => return Some((b, (m, s))),
-                        Ok(actix_ws::Message::Ping(p)) => {
-                            let _ = s.pong(&p).await;
-                        }
-                        Ok(actix_ws::Message::Close(_)) | Err(_) => return None,
-                        Ok(_) => {}
-                    }
+    let (resp, session, messages) = accept_websocket(req, payload, TUNNEL_PROTOCOL)?;
+    let incoming = futures::stream::unfold((messages, session.clone()), |(mut m, mut s)| async move {
+        loop {
+            match m.recv().await? {
+                Ok(actix_ws::Message::Binary(b)) => return Some((b, (m, s))),
+                Ok(actix_ws::Message::Ping(p)) => {
+                    let _ = s.pong(&p).await;
                 }
-            })
-            .boxed_local();
-            let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(64);
-            let mut session = session;
-            actix_web::rt::spawn(async move {
-                while let Some(b) = out_rx.recv().await {
-                    if session.binary(b).await.is_err() {
-                        return;
-                    }
-                }
-                let _ = session.close(Some(actix_ws::CloseCode::Normal.into())).await;
-            });
-            let (writer, events) = spdy::start(incoming, out_tx).map_err(|e| StatusError::internal(e.to_string()))?;
-            (writer, events, resp)
-        }
-        Some("spdy/3.1") => {
-            let offered = header_values(req, "x-stream-protocol-version");
-            if !offered.iter().any(|p| p == PROTOCOL) {
-                return Err(StatusError::forbidden(format!(
-                    "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports [{PROTOCOL}]"
-                ))
-                .into());
+                Ok(actix_ws::Message::Close(_)) | Err(_) => return None,
+                Ok(_) => {}
             }
-            let (out_tx, out_rx) = mpsc::channel::<Bytes>(64);
-            let incoming = payload.filter_map(|r| async move { r.ok() }).boxed_local();
-            let (writer, events) = spdy::start(incoming, out_tx).map_err(|e| StatusError::internal(e.to_string()))?;
-            (writer, events, accept_spdy(PROTOCOL, out_rx))
         }
-        _ => return Err(StatusError::bad_request("Upgrade request required").into()),
-    };
-    actix_web::rt::spawn(relay(writer, events, ctx.clone(), target));
+    })
+    .boxed_local();
+    let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(64);
+    let mut session = session;
+    actix_web::rt::spawn(async move {
+        while let Some(b) = out_rx.recv().await {
+            if session.binary(b).await.is_err() {
+                return;
+            }
+        }
+        let _ = session.close(Some(actix_ws::CloseCode::Normal.into())).await;
+    });
+    run(target, ctx.clone(), incoming, out_tx).map_err(|e| StatusError::internal(e.to_string()))?;
     Ok(resp)
+}
+
+/// Serves port-forward over an upgraded connection's bytes (tunnelled or plain SPDY).
+pub(crate) fn run(
+    target: PodTarget,
+    ctx: StreamContext,
+    incoming: LocalBoxStream<'static, Bytes>,
+    outgoing: mpsc::Sender<Bytes>,
+) -> Result<(), spdy::SpdyError> {
+    let (writer, events) = spdy::start(incoming, outgoing)?;
+    actix_web::rt::spawn(relay(writer, events, ctx, target));
+    Ok(())
 }
 
 #[derive(Default)]

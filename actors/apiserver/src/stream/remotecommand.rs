@@ -7,12 +7,12 @@
 
 use super::spdy::{self, Event};
 use super::{
-    accept_spdy, accept_websocket, count_bytes, failure_status, header_values, pick_container, upgrade_header,
-    Active, MultiQuery, PodTarget, Rejection, StreamContext,
+    accept_websocket, count_bytes, failure_status, header_values, pick_container, upgrade_header, Active, MultiQuery,
+    PodTarget, Rejection, StreamContext,
 };
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::{BufMut, Bytes, BytesMut};
-use futures::StreamExt;
+use futures::stream::LocalBoxStream;
 use kubus_apimachinery::StatusError;
 use kubus_bus::stream::{
     channel, open_stream, AttachRequest, ExecRequest, Incoming, StreamError, StreamKind, StreamReceiver, StreamSender,
@@ -42,15 +42,28 @@ struct Streams {
     tty: bool,
 }
 
-pub(crate) async fn serve(
-    req: &HttpRequest,
-    payload: web::Payload,
+/// A remote command the node accepted, on the protocol the client negotiated.
+pub(crate) struct Accepted {
+    protocol: Protocol,
+    tx: StreamSender,
+    rx: StreamReceiver,
+    streams: Streams,
+    command: Vec<String>,
+    kind: &'static str,
+}
+
+/// Validates the request as upstream does, negotiates the protocol and has the node accept the
+/// stream: everything that can still be refused with a plain Status. `header` reads request
+/// header values (repeated or comma-separated).
+pub(crate) async fn accept(
+    method: &str,
+    upgrade: Option<&str>,
+    header: &dyn Fn(&str) -> Vec<String>,
     q: &MultiQuery,
     pod: &Value,
     ctx: &StreamContext,
     kind: &'static str,
-) -> Result<HttpResponse, Rejection> {
-    let method = req.method().as_str();
+) -> Result<Accepted, Rejection> {
     if method != "GET" && method != "POST" {
         return Err(StatusError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({method})"
@@ -69,7 +82,7 @@ pub(crate) async fn serve(
         return Err(StatusError::bad_request("you must specify at least 1 command").into());
     }
     let target = PodTarget::of(pod)?;
-    let protocol = negotiate(req)?;
+    let protocol = negotiate(upgrade, header)?;
     let open = if kind == "exec" {
         StreamKind::Exec(ExecRequest {
             namespace: target.namespace,
@@ -96,27 +109,53 @@ pub(crate) async fn serve(
     };
     // The node accepts before the client is upgraded: a refusal is still a plain Status.
     let (tx, rx) = open_stream(&ctx.client, &ctx.cluster, &target.node, open).await?;
-    match protocol {
+    Ok(Accepted { protocol, tx, rx, streams: s, command, kind })
+}
+
+/// The actix-web route: WebSocket upgrades (SPDY ones are taken off the connection earlier,
+/// see [`super::raw`]).
+pub(crate) async fn serve(
+    req: &HttpRequest,
+    payload: web::Payload,
+    q: &MultiQuery,
+    pod: &Value,
+    ctx: &StreamContext,
+    kind: &'static str,
+) -> Result<HttpResponse, Rejection> {
+    let upgrade = upgrade_header(req);
+    let a = accept(req.method().as_str(), upgrade.as_deref(), &|n| header_values(req, n), q, pod, ctx, kind).await?;
+    match a.protocol {
         Protocol::WebSocket { v5 } => {
             let (resp, session, messages) = accept_websocket(req, payload, if v5 { V5 } else { V4 })?;
-            actix_web::rt::spawn(relay_websocket(session, messages, v5, tx, rx, kind, command));
+            actix_web::rt::spawn(relay_websocket(session, messages, v5, a.tx, a.rx, a.kind, a.command));
             Ok(resp)
         }
         Protocol::Spdy => {
-            let (out_tx, out_rx) = tokio::sync::mpsc::channel(64);
-            let incoming = payload.filter_map(|r| async move { r.ok() }).boxed_local();
-            let (writer, events) = spdy::start(incoming, out_tx).map_err(|e| StatusError::internal(e.to_string()))?;
-            actix_web::rt::spawn(relay_spdy(writer, events, s, tx, rx, kind, command));
-            Ok(accept_spdy(V4, out_rx))
+            let _ = a.tx.reset("SPDY upgrade reached the HTTP router").await;
+            Err(StatusError::internal("SPDY upgrades are served before HTTP routing").into())
         }
     }
 }
 
-fn negotiate(req: &HttpRequest) -> Result<Protocol, Rejection> {
-    match upgrade_header(req).as_deref() {
+/// Runs an accepted remote command over an upgraded SPDY connection's bytes.
+pub(crate) fn run_spdy(
+    a: Accepted,
+    incoming: LocalBoxStream<'static, Bytes>,
+    outgoing: tokio::sync::mpsc::Sender<Bytes>,
+) -> Result<(), spdy::SpdyError> {
+    let (writer, events) = spdy::start(incoming, outgoing)?;
+    actix_web::rt::spawn(relay_spdy(writer, events, a.streams, a.tx, a.rx, a.kind, a.command));
+    Ok(())
+}
+
+/// The `X-Stream-Protocol-Version` the SPDY upgrade answers with.
+pub(crate) const SPDY_PROTOCOL: &str = V4;
+
+fn negotiate(upgrade: Option<&str>, header: &dyn Fn(&str) -> Vec<String>) -> Result<Protocol, Rejection> {
+    match upgrade {
         Some("websocket") => {
             // The client's order decides, as in upstream's wsstream.
-            let offered = header_values(req, "sec-websocket-protocol");
+            let offered = header("sec-websocket-protocol");
             match offered.iter().find(|p| *p == V5 || *p == V4) {
                 Some(p) => Ok(Protocol::WebSocket { v5: p == V5 }),
                 // Not a 101: kubectl then falls back to SPDY.
@@ -127,7 +166,7 @@ fn negotiate(req: &HttpRequest) -> Result<Protocol, Rejection> {
             }
         }
         Some("spdy/3.1") => {
-            let offered = header_values(req, "x-stream-protocol-version");
+            let offered = header("x-stream-protocol-version");
             if offered.iter().any(|p| p == V4) {
                 Ok(Protocol::Spdy)
             } else {

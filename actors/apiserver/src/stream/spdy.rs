@@ -54,12 +54,31 @@ pub fn header<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
-    Data { stream_id: u32, fin: bool, data: Bytes },
-    SynStream { stream_id: u32, associated_to: u32, fin: bool, headers: Headers },
-    SynReply { stream_id: u32, fin: bool, headers: Headers },
-    RstStream { stream_id: u32, status: u32 },
+    Data {
+        stream_id: u32,
+        fin: bool,
+        data: Bytes,
+    },
+    SynStream {
+        stream_id: u32,
+        associated_to: u32,
+        fin: bool,
+        headers: Headers,
+    },
+    SynReply {
+        stream_id: u32,
+        fin: bool,
+        headers: Headers,
+    },
+    RstStream {
+        stream_id: u32,
+        status: u32,
+    },
     Ping(u32),
-    GoAway { last_good_stream_id: u32, status: u32 },
+    GoAway {
+        last_good_stream_id: u32,
+        status: u32,
+    },
     /// SETTINGS, HEADERS, WINDOW_UPDATE and unknown control frames.
     Ignored(u16),
 }
@@ -105,7 +124,8 @@ impl FrameReader {
             return Err(SpdyError::Version(version));
         }
         let kind = (first & 0xffff) as u16;
-        let need = |n: usize| if body.len() < n { Err(SpdyError::Malformed("control frame too short")) } else { Ok(()) };
+        let need =
+            |n: usize| if body.len() < n { Err(SpdyError::Malformed("control frame too short")) } else { Ok(()) };
         let frame = match kind {
             TYPE_SYN_STREAM => {
                 need(10)?;
@@ -317,9 +337,19 @@ fn encode_headers(headers: &Headers) -> Vec<u8> {
 #[derive(Debug)]
 pub enum Event {
     /// A client stream; its SYN_REPLY went out already.
-    Opened { stream_id: u32, headers: Headers, fin: bool },
-    Data { stream_id: u32, data: Bytes, fin: bool },
-    Reset { stream_id: u32 },
+    Opened {
+        stream_id: u32,
+        headers: Headers,
+        fin: bool,
+    },
+    Data {
+        stream_id: u32,
+        data: Bytes,
+        fin: bool,
+    },
+    Reset {
+        stream_id: u32,
+    },
 }
 
 /// Sends frames on a session (cheap to clone).
