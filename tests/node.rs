@@ -51,6 +51,28 @@ fn assert_pod_cleaned(c: &Cluster, uid: &str) {
     });
 }
 
+/// The host pid of a container's init, from its cgroup (unique to this test's node).
+fn container_pid(c: &Cluster, id: &str) -> String {
+    let names = c.node.as_ref().expect("node cluster");
+    let root = std::path::Path::new("/sys/fs/cgroup/pids").join(names.cgroup_root.trim_start_matches('/'));
+    fn find(dir: &std::path::Path, id: &str) -> Option<std::path::PathBuf> {
+        for e in std::fs::read_dir(dir).ok()?.flatten() {
+            if e.file_type().ok()?.is_dir() {
+                if e.file_name().to_string_lossy() == id {
+                    return Some(e.path());
+                }
+                if let Some(p) = find(&e.path(), id) {
+                    return Some(p);
+                }
+            }
+        }
+        None
+    }
+    let dir = find(&root, id).expect("the container's cgroup");
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap();
+    procs.lines().next().expect("a process in the container").to_string()
+}
+
 fn walk_contains(dir: &std::path::Path, needle: &str) -> bool {
     std::fs::read_dir(dir).into_iter().flatten().flatten().any(|e| {
         e.file_name().to_string_lossy().contains(needle)
@@ -175,12 +197,8 @@ spec:
     let p = wait_ready(&c, "sleeper", 60);
     assert_eq!(container_status(&p, "main")["restartCount"], 0);
     // Kill the container's process from the host: the node restarts it and counts it.
-    let host_pid = eventually(10, || {
-        std::fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
-            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
-            (cmd == b"sleep\x003600\x00").then(|| e.file_name().to_string_lossy().into_owned())
-        })
-    });
+    let id = container_status(&p, "main")["containerID"].as_str().unwrap().trim_start_matches("kubus://").to_string();
+    let host_pid = container_pid(&c, &id);
     std::process::Command::new("kill").args(["-9", &host_pid]).status().unwrap();
     let p = eventually(60, || {
         let p = pod(&c, "sleeper");

@@ -36,8 +36,8 @@ pub struct NodeOpts {
     #[arg(long = "node-label")]
     pub node_labels: Vec<String>,
     /// The cluster's pod range (pod-to-pod traffic inside it is not masqueraded).
-    #[arg(long = "node-cluster-cidr")]
-    pub cluster_cidr: Option<String>,
+    #[arg(long)]
+    pub node_cluster_cidr: Option<String>,
     /// Seconds a node Lease lasts (renewed every quarter of it).
     #[arg(long, default_value_t = 40)]
     pub node_lease_seconds: u64,
@@ -75,7 +75,7 @@ pub fn config(opts: &NodeOpts, cluster: &str, state_dir: PathBuf) -> anyhow::Res
     c.log_dir = opts.pod_log_dir.clone();
     c.cgroup_root = opts.cgroup_root.clone();
     c.bridge = opts.bridge.clone();
-    c.cluster_cidr = opts.cluster_cidr.clone();
+    c.cluster_cidr = opts.node_cluster_cidr.clone();
     c.registries = opts.registries.clone();
     c.lease_duration = std::time::Duration::from_secs(opts.node_lease_seconds.max(4));
     c.import_dir = Some(state_dir.join("images").join("import"));

@@ -1,5 +1,5 @@
-//! Restart back-off per container, as upstream's: 10 s doubling to 5 min, forgotten once a
-//! container has run for 10 minutes. While it lasts the container waits in CrashLoopBackOff
+//! Restart back-off per container, as upstream's: the first restart is immediate, then 10 s
+//! doubling to 5 min, forgotten once a container has run for 10 minutes. While it lasts the container waits in CrashLoopBackOff
 //! (or ImagePullBackOff for pulls).
 
 use std::time::{Duration, Instant};
@@ -22,7 +22,8 @@ impl Backoff {
             self.delay = None;
         }
         let delay = match self.delay {
-            None => INITIAL,
+            None => Duration::ZERO,
+            Some(d) if d.is_zero() => INITIAL,
             Some(d) => (d * 2).min(MAX),
         };
         self.delay = Some(delay);
@@ -52,6 +53,8 @@ mod tests {
         let mut b = Backoff::default();
         let t = Instant::now();
         b.fail(t, None);
+        assert_eq!(b.waiting(t), None, "the first restart is immediate");
+        b.fail(t, None);
         assert_eq!(b.waiting(t), Some(INITIAL));
         assert_eq!(b.waiting(t + INITIAL), None);
         for _ in 0..10 {
@@ -59,6 +62,6 @@ mod tests {
         }
         assert_eq!(b.waiting(t), Some(MAX));
         b.fail(t, Some(RESET_AFTER));
-        assert_eq!(b.waiting(t), Some(INITIAL));
+        assert_eq!(b.waiting(t), None);
     }
 }

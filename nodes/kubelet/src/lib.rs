@@ -561,8 +561,10 @@ async fn register_and_heartbeat(c: Arc<NodeContext>) {
                         kubus_node_network::NetworkConfig::new(c.config.state_dir.join("network"), cidr.clone());
                     cfg.bridge = c.config.bridge.clone();
                     cfg.cluster_cidr = c.config.cluster_cidr.clone();
-                    // `node-reset` needs it to undo the network after this agent is gone.
-                    let _ = std::fs::write(c.config.state_dir.join("pod-cidr"), &cidr);
+                    // `node-reset` undoes the network with the same configuration after this agent is gone.
+                    let saved =
+                        json!({"podCIDR": cidr, "clusterCIDR": c.config.cluster_cidr, "bridge": c.config.bridge});
+                    let _ = std::fs::write(c.config.state_dir.join(reset::NETWORK_FILE), saved.to_string());
                     match kubus_node_network::SandboxManager::new(cfg) {
                         Ok(m) => {
                             tracing::info!(pod_cidr = %cidr, "pod network ready");
@@ -618,8 +620,8 @@ async fn register_and_heartbeat(c: Arc<NodeContext>) {
 /// first) until use is back under 80%.
 async fn image_gc(c: &NodeContext) {
     let Ok(fs) = nix::sys::statvfs::statvfs(c.images.root()) else { return };
-    let capacity = fs.blocks() as u64 * fs.fragment_size() as u64;
-    let used = capacity.saturating_sub(fs.blocks_available() as u64 * fs.fragment_size() as u64);
+    let capacity = fs.blocks() * fs.fragment_size();
+    let used = capacity.saturating_sub(fs.blocks_available() * fs.fragment_size());
     if capacity == 0 || used * 100 < capacity * 85 {
         return;
     }

@@ -31,8 +31,7 @@ impl Machine {
             .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
             .map(|kb| kb * 1024)
             .unwrap_or(0);
-        let storage_bytes =
-            nix::sys::statvfs::statvfs(state_dir).map(|s| s.blocks() as u64 * s.fragment_size() as u64).unwrap_or(0);
+        let storage_bytes = nix::sys::statvfs::statvfs(state_dir).map(|s| s.blocks() * s.fragment_size()).unwrap_or(0);
         let os_image = read("/etc/os-release")
             .lines()
             .find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string()))

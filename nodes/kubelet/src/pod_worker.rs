@@ -336,7 +336,7 @@ impl PodWorker {
                 }
             }
             (ProbeKind::Startup, true) => {
-                let _ = run.started.send(true);
+                run.started.send_replace(true);
                 let no_readiness = self
                     .pod
                     .get("spec")
@@ -686,14 +686,18 @@ impl PodWorker {
         if !present || policy == kubus_image::PullPolicy::Always {
             self.event("Normal", "Pulling", &format!("Pulling image \"{image_name}\"")).await;
         }
+        let mut fell_back = false;
         let pulled = match self.ctx.images.ensure(&image_name, policy).await {
             Ok(p) => p,
             // Always re-resolves the tag; offline (e.g. the built-in busybox), the node's copy
             // is still the image the pod asked for.
             Err(e) if policy == kubus_image::PullPolicy::Always && self.ctx.images.get(&image_name).is_some() => {
-                let msg = format!("Failed to pull image \"{image_name}\": {e}; using the image present on the node");
-                self.event("Warning", "Failed", &msg).await;
+                let msg = format!(
+                    "Container image \"{image_name}\" already present on machine and its registry is unreachable ({e}): using it"
+                );
+                self.event("Normal", "Pulled", &msg).await;
                 let image = self.ctx.images.get(&image_name).expect("checked above");
+                fell_back = true;
                 kubus_image::Pulled { image, pulled: false, duration: t0.elapsed(), downloaded_bytes: 0 }
             }
             Err(e) => {
@@ -712,7 +716,9 @@ impl PodWorker {
             }
         };
         CONTAINER_OPS.with_label_values(&["pull"]).observe(t0.elapsed().as_secs_f64());
-        if pulled.pulled {
+        if fell_back {
+            // The event above said what happened.
+        } else if pulled.pulled {
             let secs = t0.elapsed().as_secs_f64();
             self.event(
                 "Normal",
@@ -877,7 +883,7 @@ impl PodWorker {
         let Some(rec) = self.records.get_mut(name) else { return };
         let Some(run) = rec.current.as_mut() else { return };
         let has_startup = c["startupProbe"].is_object();
-        let _ = run.started.send(!has_startup);
+        run.started.send_replace(!has_startup);
         // Without a readiness probe a running container is ready (once started).
         run.ready = !has_startup && c["readinessProbe"].is_null();
         for kind in [ProbeKind::Startup, ProbeKind::Liveness, ProbeKind::Readiness] {

@@ -6,6 +6,9 @@ use crate::KubeletError;
 use std::ffi::OsString;
 use std::path::Path;
 
+/// The node's network configuration, saved by the agent for `node-reset`.
+pub const NETWORK_FILE: &str = "network.json";
+
 pub async fn reset(
     state_dir: &Path,
     bridge: &str,
@@ -36,11 +39,14 @@ pub async fn reset(
             Err(err) => report.push(format!("pod dir {}: {err}", e.path().display())),
         }
     }
-    // The network as the agent configured it (its pod CIDR is kept for this).
-    let cidr = std::fs::read_to_string(state_dir.join("pod-cidr")).ok().map(|c| c.trim().to_string());
-    if let Some(cidr) = cidr.filter(|c| !c.is_empty()) {
-        let mut cfg = kubus_node_network::NetworkConfig::new(state_dir.join("network"), cidr);
-        cfg.bridge = bridge.to_string();
+    // The network as the agent configured it: CNI DEL must see the configuration ADD saw.
+    let saved: Option<serde_json::Value> =
+        std::fs::read(state_dir.join(NETWORK_FILE)).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    if let Some(saved) = saved.filter(|s| s["podCIDR"].is_string()) {
+        let mut cfg =
+            kubus_node_network::NetworkConfig::new(state_dir.join("network"), saved["podCIDR"].as_str().unwrap_or(""));
+        cfg.bridge = saved["bridge"].as_str().unwrap_or(bridge).to_string();
+        cfg.cluster_cidr = saved["clusterCIDR"].as_str().map(String::from);
         let network = kubus_node_network::SandboxManager::new(cfg)?;
         let uids: Vec<String> = network.list().into_iter().map(|s| s.uid).chain(network.list_incomplete()).collect();
         for uid in uids {

@@ -390,8 +390,9 @@ pub fn build(plan: &ContainerPlan<'_>) -> Result<Value, SpecError> {
             "args": argv,
             "env": env,
             "cwd": cwd,
+            // No rlimits: containers inherit the node's, as containerd's default spec does
+            // (raising RLIMIT_NOFILE above the node's hard limit fails with EPERM).
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps, "inheritable": [], "ambient": []},
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1048576u64, "soft": 1048576u64}],
             "noNewPrivileges": no_new_privs,
             "oomScoreAdj": oom_score_adj(plan.qos, memory_request, plan.memory_capacity),
         },

@@ -201,7 +201,7 @@ pub fn pod_status(v: &PodView<'_>) -> Value {
     let terminal = phase == "Succeeded" || phase == "Failed";
     let initialized = init_done(v.pod, v.init);
     let containers_ready = !terminal && initialized && !v.containers.is_empty() && v.containers.iter().all(|c| c.ready);
-    let not_ready = (!containers_ready).then(|| if terminal { "PodCompleted" } else { "ContainersNotReady" });
+    let not_ready = (!containers_ready).then_some(if terminal { "PodCompleted" } else { "ContainersNotReady" });
     let mut conditions = vec![
         cond("PodReadyToStartContainers", v.sandbox_ready, None),
         cond("Initialized", initialized, (!initialized).then_some("ContainersNotInitialized")),
