@@ -460,4 +460,63 @@ mod tests {
         assert_eq!(cpu_shares_to_weight(262_144), 10_000);
         assert_eq!(cpu_shares_to_weight(0), 1);
     }
+
+    /// The v2 code path on the unified hierarchy of this host (hybrid: cgroup2 at
+    /// /sys/fs/cgroup/unified with few controllers), as root.
+    #[test]
+    fn v2_tree_create_kill_remove() {
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let Some(mount) = parse_v2_mount(&mountinfo) else {
+            println!("skipped: no cgroup2 mount");
+            return;
+        };
+        let controllers = fs::read_to_string(mount.join("cgroup.controllers"))
+            .unwrap()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        let layout = CgroupLayout {
+            version: CgroupVersion::V2,
+            hierarchies: vec![Hierarchy { mount: mount.clone(), controllers }],
+        };
+        let mut b = [0u8; 3];
+        io::Read::read_exact(&mut fs::File::open("/dev/urandom").unwrap(), &mut b).unwrap();
+        let root = format!("/kubus-t{:02x}{:02x}{:02x}", b[0], b[1], b[2]);
+        struct Guard(CgroupLayout, String);
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                let _ = self.0.remove(&self.1);
+            }
+        }
+        let _guard = Guard(layout.clone(), root.clone());
+        let pod = pod_cgroup_path(&root, QosClass::BestEffort, "uid-1");
+        let res = CgroupResources { pids_limit: Some(64), memory_limit: Some(64 << 20), ..Default::default() };
+        layout.create(&pod, &res).unwrap();
+        layout.create(&pod, &res).unwrap();
+        assert!(layout.exists(&pod).unwrap());
+        // The leaf as libcontainer makes it: a plain directory (a cgroup with controllers enabled
+        // for children may hold no processes on v2).
+        let leaf = container_cgroup_path(&pod, "c1");
+        fs::create_dir(mount.join(relative(&leaf).unwrap())).unwrap();
+        // Controllers the hierarchy offers are enabled for the pod's children.
+        let offered = fs::read_to_string(mount.join(relative(&root).unwrap()).join("cgroup.controllers")).unwrap();
+        let enabled = fs::read_to_string(mount.join(relative(&pod).unwrap()).join("cgroup.subtree_control")).unwrap();
+        for c in offered.split_whitespace().filter(|c| matches!(*c, "cpu" | "memory" | "pids" | "hugetlb" | "io")) {
+            assert!(enabled.split_whitespace().any(|e| e == c), "{c} not enabled: {enabled:?}");
+        }
+        struct Child(std::process::Child);
+        impl Drop for Child {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let mut child = Child(std::process::Command::new("/bin/sleep").arg("1000").spawn().unwrap());
+        fs::write(mount.join(relative(&leaf).unwrap()).join("cgroup.procs"), child.0.id().to_string()).unwrap();
+        assert_eq!(layout.pids(&root).unwrap(), vec![child.0.id() as i32]);
+        layout.remove(&root).unwrap();
+        assert!(!child.0.wait().unwrap().success());
+        assert!(!layout.exists(&pod).unwrap());
+        layout.remove(&root).unwrap();
+    }
 }

@@ -199,6 +199,17 @@ impl Runtime {
         res
     }
 
+    /// Resizes the terminal of a container whose `process.terminal` is set (attach).
+    pub async fn resize(&self, id: &str, width: u16, height: u16) -> Result<(), RuntimeError> {
+        let timer = OpTimer::new("resize");
+        let res = self
+            .expect_ok(id, Request::Resize { width, height })
+            .instrument(tracing::debug_span!("runtime.resize", id, width, height))
+            .await;
+        timer.finish(&res);
+        res
+    }
+
     pub async fn state(&self, id: &str) -> Result<ContainerState, RuntimeError> {
         let timer = OpTimer::new("state");
         let res = async {

@@ -341,6 +341,23 @@ async fn long_ids_and_latency() {
     }
     times.sort();
     println!("create+start+exit+delete over 20 runs: p50 {:?}, min {:?}, max {:?}", times[10], times[0], times[19]);
+    // Mean per operation from the runtime's own histogram (the whole test binary's operations).
+    for mf in prometheus::gather().iter().filter(|m| m.name() == "kubus_runtime_operation_seconds") {
+        for m in mf.get_metric() {
+            let h = m.get_histogram();
+            let op = m.get_label().iter().find(|l| l.name() == "op").map(|l| l.value().to_string());
+            let mean_ms = h.get_sample_sum() / h.get_sample_count().max(1) as f64 * 1000.0;
+            println!("  {}: {} ops, mean {mean_ms:.1} ms", op.unwrap_or_default(), h.get_sample_count());
+        }
+    }
+    let ok = prometheus::gather()
+        .iter()
+        .filter(|m| m.name() == "kubus_runtime_operations_total")
+        .flat_map(|m| m.get_metric().to_vec())
+        .filter(|m| m.get_label().iter().any(|l| l.value() == "create") && m.get_label().iter().any(|l| l.value() == "ok"))
+        .map(|m| m.get_counter().get_value())
+        .sum::<f64>();
+    assert!(ok >= 21.0, "create counter {ok}");
 
     // Shims are independent processes: concurrent lifecycles need no lock.
     let rt = std::sync::Arc::new(f.runtime());
@@ -405,14 +422,50 @@ fn pod_cgroup_limits_and_removal() {
         assert!(!read("cpuset", "cpuset.cpus").is_empty());
     }
     // A process left in the pod cgroup is killed by remove, which is idempotent.
-    let mut child = std::process::Command::new("/bin/busybox").args(["sleep", "1000"]).spawn().unwrap();
-    for d in &dirs {
-        std::fs::write(d.join("cgroup.procs"), child.id().to_string()).unwrap();
+    struct Child(std::process::Child);
+    impl Drop for Child {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
     }
-    assert_eq!(f.layout.pids(&f.pod_cgroup).unwrap(), vec![child.id() as i32]);
+    let mut child = Child(std::process::Command::new("/bin/busybox").args(["sleep", "1000"]).spawn().unwrap());
+    for d in &dirs {
+        std::fs::write(d.join("cgroup.procs"), child.0.id().to_string()).unwrap();
+    }
+    assert_eq!(f.layout.pids(&f.pod_cgroup).unwrap(), vec![child.0.id() as i32]);
     f.layout.remove(&f.pod_cgroup).unwrap();
-    let status = child.wait().unwrap();
+    let status = child.0.wait().unwrap();
     assert!(!status.success());
     assert!(!f.layout.exists(&f.pod_cgroup).unwrap());
     f.layout.remove(&f.pod_cgroup).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_with_terminal_logs_its_output() {
+    let f = Fixture::new();
+    // Waits for the resize before printing, so the size it reports is the one we set.
+    let script = "while [ \"$(stty size)\" != \"33 111\" ]; do sleep 0.05; done; tty; stty size";
+    let mut req = f.create_request("ttyinit", &["sh", "-c", script], None);
+    req.spec.process_mut().as_mut().unwrap().set_terminal(Some(true));
+    let (id, log_path) = (req.id.clone(), req.log_path.clone());
+    f.rt().create(req).await.unwrap();
+    f.rt().start(&id).await.unwrap();
+    f.rt().resize(&id, 111, 33).await.unwrap();
+    let exit = within("wait", f.rt().wait(&id)).await.unwrap();
+    assert_eq!(exit.code, 0);
+    let (_tx, rx) = watch::channel(true);
+    let text: Vec<Bytes> = read_logs(&log_path, LogOptions::default(), rx).await.unwrap().collect().await;
+    let text = String::from_utf8(text.concat()).unwrap();
+    // A terminal turns \n into \r\n; the log keeps what the terminal produced.
+    assert!(text.contains("/dev/pts/") && text.contains("33 111"), "{text:?}");
+    f.rt().delete(&id).await.unwrap();
+    assert_gone(&f, &id, None);
+    // Without a terminal, resize is refused.
+    let req = f.create_request("notty", &["sleep", "1000"], None);
+    let id = req.id.clone();
+    f.rt().create(req).await.unwrap();
+    assert!(matches!(f.rt().resize(&id, 80, 24).await, Err(RuntimeError::Shim { .. })));
+    f.rt().delete(&id).await.unwrap();
+    assert_gone(&f, &id, None);
 }
