@@ -354,7 +354,9 @@ async fn long_ids_and_latency() {
         .iter()
         .filter(|m| m.name() == "kubus_runtime_operations_total")
         .flat_map(|m| m.get_metric().to_vec())
-        .filter(|m| m.get_label().iter().any(|l| l.value() == "create") && m.get_label().iter().any(|l| l.value() == "ok"))
+        .filter(|m| {
+            m.get_label().iter().any(|l| l.value() == "create") && m.get_label().iter().any(|l| l.value() == "ok")
+        })
         .map(|m| m.get_counter().get_value())
         .sum::<f64>();
     assert!(ok >= 21.0, "create counter {ok}");
