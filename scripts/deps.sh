@@ -5,9 +5,20 @@ set -euo pipefail
 need=()
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need+=(nats-server)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# The node agent: busybox-static for the built-in busybox image, the CNI plugins for pod
+# networking (bridge, host-local, portmap, loopback; portmap and bridge call iptables), util-linux's
+# unshare to pin pod namespaces.
+[ -x /bin/busybox ] || need+=(busybox-static)
+[ -x /usr/lib/cni/bridge ] || [ -x /opt/cni/bin/bridge ] || need+=(containernetworking-plugins)
+command -v iptables >/dev/null 2>&1 || need+=(iptables)
+command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 if [ "${1:-}" = "--test" ]; then
   # Dashboards are checked against a real Prometheus.
   command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+  # Image tests: a real registry and the tools that push and pack images.
+  command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
+  command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
+  command -v umoci >/dev/null 2>&1 || need+=(umoci)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then echo "run as root to install: ${need[*]}" >&2; exit 1; fi

@@ -426,3 +426,23 @@ fn restart_with_the_same_data_dir_keeps_objects() {
     let cm = json(&c.kubectl(&["create", "cm", "after", "-o", "json"]).expect_ok());
     assert!(cm["metadata"]["resourceVersion"].as_str().unwrap().parse::<u64>().unwrap() > old_max);
 }
+
+#[test]
+fn create_token_issues_a_signed_service_account_jwt() {
+    use base64::Engine as _;
+    let c = Cluster::start("token");
+    // The namespace controller makes the default ServiceAccount.
+    common::eventually(30, || c.kubectl(&["get", "serviceaccount", "default"]).ok.then_some(()));
+    let token = c.kubectl(&["create", "token", "default", "--duration=2h", "--audience=my-api"]).expect_ok();
+    let parts: Vec<&str> = token.trim().split('.').collect();
+    assert_eq!(parts.len(), 3, "a JWS: {token}");
+    let claims: serde_json::Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    assert_eq!(claims["sub"], "system:serviceaccount:default:default");
+    assert_eq!(claims["aud"][0], "my-api");
+    let ttl = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
+    assert_eq!(ttl, 7200);
+    // Errors are Statuses: an unknown account, a too short duration.
+    c.kubectl(&["create", "token", "nobody"]).expect_err("serviceaccounts \"nobody\" not found");
+    c.kubectl(&["create", "token", "default", "--duration=1m"]).expect_err("less than 10 minutes");
+}

@@ -16,6 +16,8 @@ pub enum Subresource {
     Scale,
     Binding,
     Finalize,
+    /// `serviceaccounts/{name}/token` (TokenRequest).
+    Token,
 }
 
 impl Subresource {
@@ -25,6 +27,7 @@ impl Subresource {
             Subresource::Scale => "scale",
             Subresource::Binding => "binding",
             Subresource::Finalize => "finalize",
+            Subresource::Token => "token",
         }
     }
 }
@@ -225,7 +228,7 @@ pub fn all() -> &'static [ResourceInfo] {
                 true,
                 &["sa"],
                 &[],
-                &[],
+                &[Token],
                 "io.k8s.api.core.v1.ServiceAccount",
                 core::ServiceAccount,
                 false

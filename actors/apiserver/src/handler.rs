@@ -22,6 +22,8 @@ pub struct ApiState {
     pub storage: Storage,
     pub openapi: Arc<OpenApi>,
     pub ready: Arc<std::sync::atomic::AtomicBool>,
+    /// Signs ServiceAccount tokens (TokenRequest).
+    pub tokens: Arc<crate::token::TokenIssuer>,
 }
 
 impl ApiState {
@@ -258,6 +260,11 @@ impl ApiState {
                     201,
                     &json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Success","code":201}),
                 ))
+            }
+            (Some(Subresource::Token), "POST") => {
+                let body = parse_body(req)?;
+                let out = self.tokens.issue(s, ns.unwrap_or("default"), name, &body).await?;
+                Ok(ApiResponse::json(201, &out))
             }
             (Some(Subresource::Finalize), "PUT") => {
                 let body = parse_body(req)?;

@@ -20,6 +20,7 @@ pub mod render;
 pub mod request;
 pub mod storage;
 pub mod stream;
+pub mod token;
 pub mod watch;
 
 use actix::Supervisor;
@@ -101,6 +102,7 @@ impl ApiServer {
             storage: storage::Storage { store, cache, ranges: config.service_ranges.clone() },
             openapi: Arc::new(openapi::OpenApi::build()),
             ready: ready.clone(),
+            tokens: Default::default(),
         };
         bootstrap(&state).await.map_err(ApiServerError::Bootstrap)?;
         let serving = Arc::new(AtomicBool::new(false));

@@ -118,6 +118,7 @@ pub(crate) const KINDS: &[(&str, &str, &str)] = &[
     ("coordination.k8s.io/v1", "Lease", "io.k8s.api.coordination.v1.Lease"),
     ("events.k8s.io/v1", "Event", "io.k8s.api.events.v1.Event"),
     ("authorization.k8s.io/v1", "SelfSubjectAccessReview", "io.k8s.api.authorization.v1.SelfSubjectAccessReview"),
+    ("authentication.k8s.io/v1", "TokenRequest", "io.k8s.api.authentication.v1.TokenRequest"),
 ];
 
 /// Full message name for a top-level `(apiVersion, kind)`, if supported.

@@ -1,7 +1,26 @@
-//! Protobuf field table for io.k8s.api.authorization.v1, io.k8s.api.events.v1, io.k8s.api.coordination.v1.
+//! Protobuf field table for io.k8s.api.authorization.v1, io.k8s.api.authentication.v1,
+//! io.k8s.api.events.v1, io.k8s.api.coordination.v1.
 //! Syntax: see `schema.rs`.
 
 pub(super) const TEXT: &str = r#"
+package authn io.k8s.api.authentication.v1
+message BoundObjectReference
+  1 kind string
+  2 apiVersion string
+  3 name string
+  4 uid string
+message TokenRequest
+  1 metadata meta.ObjectMeta
+  2 spec TokenRequestSpec !
+  3 status TokenRequestStatus
+message TokenRequestSpec
+  1 audiences []string !
+  3 boundObjectRef BoundObjectReference *
+  4 expirationSeconds int64 *
+message TokenRequestStatus
+  1 token string !
+  2 expirationTimestamp time !
+
 package authz io.k8s.api.authorization.v1
 message FieldSelectorAttributes
   1 rawSelector string
