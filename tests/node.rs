@@ -248,6 +248,11 @@ spec:
   - {name: settings, configMap: {name: settings}}
   - name: info
     downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]}
+  - name: sa
+    projected:
+      sources:
+      - serviceAccountToken: {path: token, audience: my-api, expirationSeconds: 3600}
+      - downwardAPI: {items: [{path: namespace, fieldRef: {fieldPath: metadata.namespace}}]}
   containers:
   - name: server
     image: busybox
@@ -267,6 +272,7 @@ spec:
     - {name: shared, mountPath: /data}
     - {name: settings, mountPath: /etc/settings}
     - {name: info, mountPath: /etc/info}
+    - {name: sa, mountPath: /var/run/secrets/tokens}
 "#,
     );
     wait_ready(&c, "duo", 60);
@@ -276,6 +282,16 @@ spec:
     assert_eq!(exec("echo $GREETING_TWICE").trim(), "duo-duo");
     assert_eq!(exec("cat /etc/settings/greeting").trim(), "hello");
     assert!(exec("cat /etc/info/labels").contains("app=\"duo\""));
+    // A projected service account token bound to this pod (the TokenRequest API).
+    let token = exec("cat /var/run/secrets/tokens/token");
+    let payload = token.trim().split('.').nth(1).expect("a JWT");
+    use base64::Engine as _;
+    let claims: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    assert_eq!(claims["sub"], "system:serviceaccount:default:default");
+    assert_eq!(claims["aud"][0], "my-api");
+    assert_eq!(claims["kubernetes.io"]["pod"]["name"], "duo");
+    assert_eq!(exec("cat /var/run/secrets/tokens/namespace").trim(), "default");
     // One emptyDir, two containers; one network namespace: localhost reaches the other container.
     assert_eq!(exec("cat /data/note").trim(), "from-server");
     assert_eq!(exec("wget -qO- http://127.0.0.1:9000/note").trim(), "from-server");

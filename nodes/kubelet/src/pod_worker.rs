@@ -38,6 +38,10 @@ static CONTAINER_STARTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
         .expect("registers once")
 });
 
+/// How often ConfigMap, Secret and token volumes are read again (upstream: its sync period,
+/// about a minute; ours is shorter, a GET per pod and period is cheap).
+const VOLUME_REFRESH: Duration = Duration::from_secs(20);
+
 /// What wakes a pod worker.
 #[derive(Debug)]
 pub enum WorkerMsg {
@@ -461,7 +465,7 @@ impl PodWorker {
             match volumes::prepare(&dir, &facts, &self.ctx.client, &self.ctx.client).await {
                 Ok(v) => {
                     self.volumes = Some(v);
-                    self.next_volume_refresh = Instant::now() + Duration::from_secs(60);
+                    self.next_volume_refresh = Instant::now() + VOLUME_REFRESH;
                 }
                 Err(e) => {
                     self.event("Warning", "FailedMount", &e.to_string()).await;

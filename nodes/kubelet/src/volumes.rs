@@ -106,7 +106,11 @@ pub async fn prepare(
                     let path = t["path"].as_str().unwrap_or("token").to_string();
                     let audience = t["audience"].as_str().map(String::from);
                     let expiry = t["expirationSeconds"].as_i64().unwrap_or(3600);
-                    let jwt = token.token(pod, audience, expiry).await.map_err(setup)?;
+                    // Like upstream, a token is renewed once 80% of its lifetime has passed.
+                    let jwt = match std::fs::read_to_string(dir.join("..data").join(&path)) {
+                        Ok(t) if token_fresh(&t, expiry) => t,
+                        _ => token.token(pod, audience, expiry).await.map_err(setup)?,
+                    };
                     files.insert(path, (jwt.into_bytes(), default_mode));
                 }
             }
@@ -117,6 +121,19 @@ pub async fn prepare(
         out.insert(vol["name"].as_str().unwrap_or("").to_string(), source_entry);
     }
     Ok(out)
+}
+
+/// Whether a JWT still has more than a fifth of `lifetime` seconds to live.
+fn token_fresh(jwt: &str, lifetime: i64) -> bool {
+    use base64::Engine as _;
+    let exp = jwt
+        .split('.')
+        .nth(1)
+        .and_then(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok())
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|c| c["exp"].as_i64());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
+    exp.is_some_and(|exp| exp - now > lifetime / 5)
 }
 
 /// Issues ServiceAccount tokens for projected volumes (the TokenRequest API).

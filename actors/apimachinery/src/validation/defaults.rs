@@ -65,6 +65,17 @@ fn canonical_quantities(list: &mut Map<String, Value>) {
 fn default_pod(pod: &mut Map<String, Value>) {
     let spec = obj_mut(pod, "spec");
     default_pod_spec(spec);
+    // What upstream's ServiceAccount admission plugin does: every pod runs as a service
+    // account, `default` unless it names one (the deprecated `serviceAccount` follows).
+    let sa = spec
+        .get("serviceAccountName")
+        .or_else(|| spec.get("serviceAccount"))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("default")
+        .to_string();
+    spec.insert("serviceAccountName".into(), json!(sa));
+    spec.insert("serviceAccount".into(), json!(sa));
     // Pod-only defaults: templates keep these unset so controllers stamp them per pod.
     for field in ["containers", "initContainers"] {
         for_each_obj(spec, field, |c| {
