@@ -33,6 +33,9 @@ pub enum BenchWhat {
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
     },
+    /// The node agent with real containers (root): pod startup latency, the runtime path beside
+    /// runc, RSS of the agent and its shims (`kubus up --no-node` + `kubus node` as children).
+    Node(crate::cmd::bench_node::NodeBenchArgs),
     /// create/get/update/list/watch against the API server.
     Api {
         /// Objects to create (and then get and update).
@@ -204,6 +207,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchWhat::Api { objects, concurrency, watchers, server } => (objects, concurrency, watchers, server),
         BenchWhat::Cluster { nodes, pods, anti_affinity, concurrency } => {
             let r = cluster(nodes, pods, anti_affinity, concurrency).await;
+            actix::System::current().stop();
+            return r;
+        }
+        BenchWhat::Node(node) => {
+            let r = crate::cmd::bench_node::run(node).await;
             actix::System::current().stop();
             return r;
         }
