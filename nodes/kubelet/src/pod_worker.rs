@@ -606,7 +606,12 @@ impl PodWorker {
                 CONTAINER_STARTS.with_label_values(&["error"]).inc();
                 let rec = self.records.get_mut(&name).expect("inserted above");
                 rec.restarts = attempt.saturating_sub(1).max(rec.restarts);
-                rec.backoff.fail(Instant::now(), None);
+                // Configuration errors (an image absent under Never, a missing Secret) are
+                // re-checked at each resync and keep their reason, as upstream; a back-off
+                // would relabel them CrashLoopBackOff and delay the fix up to 5 minutes.
+                if !matches!(reason.as_str(), "ErrImageNeverPull" | "CreateContainerConfigError") {
+                    rec.backoff.fail(Instant::now(), None);
+                }
                 rec.waiting = Some((reason, message));
             }
         }
@@ -687,7 +692,8 @@ impl PodWorker {
         // Image.
         let t0 = Instant::now();
         let present = self.ctx.images.get(&image_name).is_some();
-        if !present || policy == kubus_image::PullPolicy::Always {
+        // Never pulls nothing, so it announces no pull (upstream's events).
+        if (!present && policy != kubus_image::PullPolicy::Never) || policy == kubus_image::PullPolicy::Always {
             self.event("Normal", "Pulling", &format!("Pulling image \"{image_name}\"")).await;
         }
         let mut fell_back = false;
@@ -714,7 +720,8 @@ impl PodWorker {
                 } else {
                     ("ErrImagePull", format!("Failed to pull image \"{image_name}\": {e}"))
                 };
-                self.event("Warning", "Failed", &msg).await;
+                // Upstream files the Never case under its own reason, pull failures under Failed.
+                self.event("Warning", if never { reason } else { "Failed" }, &msg).await;
                 self.event("Warning", "Failed", &format!("Error: {reason}")).await;
                 return Err((reason.into(), msg));
             }
@@ -913,6 +920,10 @@ impl PodWorker {
     }
 
     fn views(&self, key: &str) -> Vec<ContainerView> {
+        // Upstream's default waiting reason: every container of a pod with init containers
+        // waits in PodInitializing (kubectl shows it), the others in ContainerCreating.
+        let has_init = self.pod["spec"]["initContainers"].as_array().is_some_and(|a| !a.is_empty());
+        let not_started = if has_init { "PodInitializing" } else { "ContainerCreating" };
         self.pod["spec"][key]
             .as_array()
             .into_iter()
@@ -921,8 +932,7 @@ impl PodWorker {
                 let name = name_of(c);
                 let image = c["image"].as_str().unwrap_or("").to_string();
                 let Some(rec) = self.records.get(&name) else {
-                    let reason = if key == "initContainers" { "PodInitializing" } else { "ContainerCreating" };
-                    return ContainerView::waiting(&name, &image, reason);
+                    return ContainerView::waiting(&name, &image, not_started);
                 };
                 let mut v = ContainerView::waiting(&name, &image, "ContainerCreating");
                 v.restart_count = rec.restarts;

@@ -117,7 +117,8 @@ impl NodeStreams for NodeStreamHandler {
             let id = running(&p, &req.container)?;
             let spec = kubus_node_runtime::ExecSpec {
                 args: req.command.clone(),
-                env: vec![],
+                // As containerd's CRI does: a terminal session says what terminal it is.
+                env: if req.tty { vec!["TERM=xterm".to_string()] } else { vec![] },
                 cwd: None,
                 tty: req.tty,
                 stdin: req.stdin,
