@@ -1,5 +1,5 @@
 //! `kubus image`: the node's image store from the command line (offline imports, listing,
-//! pulls, removal), on the same store the node agent uses.
+//! pulls, removal, export), on the same store the node agent uses.
 
 use anyhow::Context as _;
 use kubus_image::{ImageStore, PullPolicy, Registries};
@@ -27,6 +27,9 @@ pub enum ImageCommand {
     Pull { image: String },
     /// Remove an image (its layers go once no other image uses them).
     Rm { images: Vec<String> },
+    /// Write an image into an OCI image layout directory (created or extended), tagged with
+    /// the image's tag, e.g. for `skopeo copy oci:DIR:TAG docker://REGISTRY/NAME:TAG`.
+    Export { image: String, dir: PathBuf },
 }
 
 pub async fn run(args: ImageArgs) -> anyhow::Result<()> {
@@ -62,6 +65,10 @@ pub async fn run(args: ImageArgs) -> anyhow::Result<()> {
                 store.remove(&i).with_context(|| format!("removing {i}"))?;
                 println!("removed {i}");
             }
+        }
+        ImageCommand::Export { image, dir } => {
+            store.export_oci_layout(&image, &dir).with_context(|| format!("exporting {image}"))?;
+            println!("exported {image} to {}", dir.display());
         }
     }
     Ok(())

@@ -119,8 +119,15 @@ impl Cluster {
 
     /// A cluster whose `kubus up` also runs a real node agent (root: containers, CNI, cgroups).
     pub fn start_with_node(tag: &str, extra: &[&str]) -> Cluster {
+        Cluster::start_with_node_prepared(tag, extra, |_| {})
+    }
+
+    /// As `start_with_node`, with `prepare` run on the fresh data dir before `kubus up` (e.g. to
+    /// drop image archives into `node/images/import/`).
+    pub fn start_with_node_prepared(tag: &str, extra: &[&str], prepare: impl FnOnce(&Path)) -> Cluster {
         let dir = unique_dir(tag);
         std::fs::create_dir_all(&dir).unwrap();
+        prepare(&dir);
         let names = NodeNames::new();
         let mut args: Vec<String> = names.flags(&dir);
         args.extend(["--cluster-cidr".to_string(), names.cluster_cidr.clone()]);
@@ -437,4 +444,91 @@ impl Drop for NodeAgent {
             eprintln!("node reset failed: {}", String::from_utf8_lossy(&out.stderr));
         }
     }
+}
+
+// ---- pods on a real node ----
+
+impl Cluster {
+    /// `kubectl apply -f -` of a YAML document.
+    #[track_caller]
+    pub fn apply(&self, yaml: &str) {
+        self.kubectl_stdin(&["apply", "-f", "-"], yaml).expect_ok();
+    }
+
+    /// The pod as JSON, or Null when it cannot be read.
+    pub fn pod(&self, name: &str) -> serde_json::Value {
+        let r = self.kubectl(&["get", "pod", name, "-o", "json"]);
+        serde_json::from_str(&r.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Polls the pod until `f` accepts it; fails with the pod's last JSON and events.
+    #[track_caller]
+    pub fn wait_pod(
+        &self,
+        name: &str,
+        secs: u64,
+        what: &str,
+        f: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let p = self.pod(name);
+            if f(&p) {
+                return p;
+            }
+            if Instant::now() > deadline {
+                let events =
+                    self.kubectl(&["get", "events", "--field-selector", &format!("involvedObject.name={name}")]);
+                panic!("pod {name}: {what} not within {secs}s\n{p:#}\nevents:\n{}", events.stdout);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Polls until the pod's Ready condition is True.
+    #[track_caller]
+    pub fn wait_pod_ready(&self, name: &str, secs: u64) -> serde_json::Value {
+        self.wait_pod(name, secs, "Ready", |p| condition(p, "Ready") == "True")
+    }
+
+    /// The (reason, message) of the events about an object, oldest first.
+    pub fn events_of(&self, name: &str) -> Vec<(String, String)> {
+        let list = self.get_json(&["events", "--field-selector", &format!("involvedObject.name={name}")]);
+        let mut items = list["items"].as_array().cloned().unwrap_or_default();
+        items.sort_by(|a, b| {
+            let t = |e: &serde_json::Value| {
+                e["lastTimestamp"].as_str().or(e["eventTime"].as_str()).unwrap_or("").to_string()
+            };
+            t(a).cmp(&t(b))
+        });
+        items
+            .iter()
+            .map(|e| (e["reason"].as_str().unwrap_or("").to_string(), e["message"].as_str().unwrap_or("").to_string()))
+            .collect()
+    }
+}
+
+/// A container's status by name (containers and init containers), or Null.
+pub fn container_status(p: &serde_json::Value, name: &str) -> serde_json::Value {
+    ["containerStatuses", "initContainerStatuses"]
+        .iter()
+        .flat_map(|k| p["status"][*k].as_array().cloned().unwrap_or_default())
+        .find(|s| s["name"] == name)
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// The status ("True"/"False") of a pod condition, or "" when absent.
+pub fn condition(p: &serde_json::Value, kind: &str) -> String {
+    p["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == kind))
+        .and_then(|c| c["status"].as_str())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// The STATUS column `kubectl get pod NAME` prints.
+pub fn status_column(c: &Cluster, name: &str) -> String {
+    let out = c.kubectl(&["get", "pod", name, "--no-headers"]).stdout;
+    out.split_whitespace().nth(2).unwrap_or("").to_string()
 }
