@@ -91,6 +91,32 @@ fn pss_kib(pid: u32) -> Option<u64> {
     s.lines().find_map(|l| l.strip_prefix("Pss:")?.split_whitespace().next()?.parse().ok())
 }
 
+/// utime + stime + cutime + cstime of a process, in clock ticks (`/proc/<pid>/stat`).
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the `(comm)`: state is the first, utime the 12th.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    fields.get(11..15)?.iter().map(|f| f.parse::<u64>().ok()).sum()
+}
+
+/// (busy, total) clock ticks of all cores from /proc/stat; idle and iowait count as not busy.
+fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+    let total: u64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3)? + ticks.get(4)?;
+    Some((total - idle, total))
+}
+
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
@@ -152,6 +178,12 @@ pub async fn run(args: NodeBenchArgs) -> anyhow::Result<()> {
         "{:<44} {:>8.0} ms",
         format!("all {} Running (from the first create)", pods.burst.len()),
         pods.burst_all_ms
+    );
+    println!(
+        "{:<44} {:>8.1} ms per pod; machine CPU {:.0}% busy",
+        "  node agent CPU (with its reaped children)",
+        pods.agent_cpu_ms / pods.burst.len().max(1) as f64,
+        pods.machine_busy * 100.0
     );
     line("delete -> gone, one at a time (grace 1 s)", &pods.deleted);
     println!("{:<44} {:>8.0} ms", format!("all {} gone (deleted at once)", pods.burst.len()), pods.burst_gone_ms);
@@ -382,6 +414,10 @@ struct PodFigures {
     burst: Vec<Duration>,
     burst_all_ms: f64,
     burst_gone_ms: f64,
+    /// CPU time of the agent and the children it reaped (CNI plugins, shim launchers) during the burst.
+    agent_cpu_ms: f64,
+    /// Share of all cores' time not idle during the burst.
+    machine_busy: f64,
     agent_idle_kib: u64,
     agent_busy_kib: u64,
     agent_after_kib: u64,
@@ -732,6 +768,8 @@ async fn pods_and_rss(exe: &Path, tok: &str, sequential: usize, burst: usize) ->
         burst: Vec::new(),
         burst_all_ms: 0.0,
         burst_gone_ms: 0.0,
+        agent_cpu_ms: 0.0,
+        machine_busy: 0.0,
         agent_idle_kib,
         agent_busy_kib: 0,
         agent_after_kib: 0,
@@ -762,6 +800,7 @@ async fn pods_and_rss(exe: &Path, tok: &str, sequential: usize, burst: usize) ->
     .await?;
 
     let names: Vec<String> = (0..burst).map(|i| format!("b{tok}-c{i}")).collect();
+    let cpu0 = (cpu_ticks(agent_pid), machine_ticks());
     let creates = {
         let (addr, tok, names) = (addr.clone(), tok.to_string(), names.clone());
         tokio::spawn(async move {
@@ -792,6 +831,10 @@ async fn pods_and_rss(exe: &Path, tok: &str, sequential: usize, burst: usize) ->
         last = last.max(at);
     }
     figs.burst_all_ms = (last - first).as_secs_f64() * 1e3;
+    if let ((Some(a0), Some((b0, t0))), Some(a1), Some((b1, t1))) = (cpu0, cpu_ticks(agent_pid), machine_ticks()) {
+        figs.agent_cpu_ms = (a1 - a0) as f64 * 1e3 / clock_ticks_per_second();
+        figs.machine_busy = (b1 - b0) as f64 / (t1 - t0).max(1) as f64;
+    }
     figs.agent_busy_kib = vm_rss_kib(agent_pid).context("node agent exited")?;
     let node_state = dir.join("node").canonicalize()?;
     (figs.shims, figs.shims_total_kib, figs.shims_pss_kib) = shims_rss(&node_state, exe).await?;
@@ -885,6 +928,22 @@ mod tests {
                 n = n.pod_cidr
             );
         }
+    }
+
+    #[test]
+    fn cpu_ticks_grow_with_work() {
+        let me = std::process::id();
+        let (a0, (b0, t0)) = (cpu_ticks(me).unwrap(), machine_ticks().unwrap());
+        // Spin for 300 ms of CPU: at 100 Hz that is ~30 ticks for this process.
+        let start = Instant::now();
+        let mut x = 0u64;
+        while start.elapsed() < Duration::from_millis(300) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let (a1, (b1, t1)) = (cpu_ticks(me).unwrap(), machine_ticks().unwrap());
+        let hz = clock_ticks_per_second();
+        assert!((a1 - a0) as f64 / hz >= 0.1, "process ticks {a0} -> {a1} at {hz} Hz");
+        assert!(b1 - b0 >= a1 - a0 && t1 - t0 >= b1 - b0, "machine busy {b0}->{b1}, total {t0}->{t1}");
     }
 
     /// Serves one canned HTTP response per connection.
