@@ -49,7 +49,7 @@ fn query(port: u16, expr: &str) -> Value {
 
 #[test]
 fn every_dashboard_panel_has_data() {
-    let c = Cluster::start("dash");
+    let c = Cluster::start_with_node("dash", &[]);
     let prom = start_prometheus(c.port, c.dir.join("prometheus"));
     // Traffic of every kind the panels show: writes, reads, a watch, an error.
     let out = c.dir.join("watch.out");
@@ -59,6 +59,20 @@ fn every_dashboard_panel_has_data() {
             .expect_ok();
     }
     c.kubectl(&["get", "cm", "missing"]).expect_err("NotFound");
+    // A real pod with a probe, its logs and an exec: the node dashboard's panels.
+    c.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: probed}\nspec:\n  containers:\n  - name: c\n    image: busybox\n    command: [sh, -c, 'echo up; sleep 3600']\n    readinessProbe: {exec: {command: [\"true\"]}, periodSeconds: 1}\n",
+    )
+    .expect_ok();
+    eventually(60, || {
+        c.kubectl(&["get", "pod", "probed", "-o", "jsonpath={.status.containerStatuses[0].ready}"])
+            .stdout
+            .contains("true")
+            .then_some(())
+    });
+    c.kubectl(&["logs", "probed"]).expect_ok();
+    c.kubectl(&["exec", "probed", "--", "true"]).expect_ok();
     c.kubectl(&["delete", "cm", "d0"]).expect_ok();
     // rate() needs two scrapes after the traffic.
     eventually(30, || {
@@ -89,7 +103,7 @@ fn every_dashboard_panel_has_data() {
             }
         }
     }
-    assert!(checked >= 17, "only {checked} panel queries found");
+    assert!(checked >= 30, "only {checked} panel queries found");
     let _ = watch.kill();
     let _ = watch.wait();
 }
