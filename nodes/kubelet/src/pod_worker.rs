@@ -202,7 +202,7 @@ impl PodWorker {
             let (started_tx, _) = watch::channel(false);
             let dir = pod_dir(&self.ctx, &self.uid).join("containers").join(&info.id);
             let running = matches!(state, RunState::Running { .. });
-            rec.current = Some(Run {
+            let mut run = Run {
                 id: info.id.clone(),
                 attempt,
                 dir,
@@ -212,14 +212,14 @@ impl PodWorker {
                 ready: false,
                 started: started_tx,
                 probes: vec![],
-            });
+            };
             if running {
                 self.watch_exit(&info.id);
-                let spec = self.container_spec(&name);
-                if let Some(spec) = spec {
-                    self.start_probes(&name, &spec);
+                if let Some(spec) = self.container_spec(&name) {
+                    self.start_probes(&name, &spec, &mut run);
                 }
             }
+            self.records.entry(name).or_default().current = Some(run);
         }
         tracing::info!(pod = %format!("{}/{}", self.ns(), self.name()), containers = self.records.len(), "adopted running pod");
     }
@@ -882,17 +882,14 @@ impl PodWorker {
             started: started_tx,
             probes: vec![],
         };
-        self.records.entry(name.clone()).or_default().current = Some(run);
-        self.start_probes(&name, c);
-        let rec = self.records.get_mut(&name).expect("just set");
-        Ok(rec.current.take().expect("just set"))
+        let mut run = run;
+        self.start_probes(&name, c, &mut run);
+        Ok(run)
     }
 
-    fn start_probes(&mut self, name: &str, c: &Value) {
+    fn start_probes(&self, name: &str, c: &Value, run: &mut Run) {
         let ips = self.facts_ips();
         let pod_ip = ips.first().and_then(|i| i.parse().ok());
-        let Some(rec) = self.records.get_mut(name) else { return };
-        let Some(run) = rec.current.as_mut() else { return };
         let has_startup = c["startupProbe"].is_object();
         run.started.send_replace(!has_startup);
         // Without a readiness probe a running container is ready (once started).
@@ -957,13 +954,9 @@ impl PodWorker {
                     }
                 }
                 if let Some((reason, message)) = &rec.waiting {
-                    if let RunState::Exited(t) = rec
-                        .current
-                        .as_ref()
-                        .map(|r| r.state.clone())
-                        .unwrap_or(RunState::Running { started_at: SystemTime::now() })
-                    {
-                        v.last_state = Some(t);
+                    // Waiting to run again: the run that ended is the last state.
+                    if let Some(RunState::Exited(t)) = rec.current.as_ref().map(|r| &r.state) {
+                        v.last_state = Some(t.clone());
                     }
                     v.state = ContainerState::Waiting { reason: reason.clone(), message: message.clone() };
                     v.ready = false;
