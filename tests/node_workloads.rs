@@ -38,6 +38,21 @@ fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
     }
 }
 
+/// kubectl in the background with stdout and stderr in `out` (what went wrong stays visible).
+fn kubectl_logged(c: &Cluster, args: &[&str], out: &std::path::Path) -> Background {
+    let f = std::fs::File::create(out).unwrap();
+    let child = Command::new("kubectl")
+        .env("KUBECONFIG", c.kubeconfig())
+        .arg(format!("--cache-dir={}", c.dir.join("kubectl-cache").display()))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(f.try_clone().unwrap())
+        .stderr(f)
+        .spawn()
+        .unwrap();
+    Background(child)
+}
+
 fn running(p: &Value, container: &str) -> bool {
     container_status(p, container)["state"]["running"].is_object()
 }
@@ -523,7 +538,7 @@ spec:
     // port-forward to the pod's httpd, several connections in a row.
     let local = common::free_port();
     let out = c.dir.join("pf.out");
-    let _pf = Background(c.kubectl_background(&["port-forward", "pod/box", &format!("{local}:8080")], &out));
+    let _pf = kubectl_logged(&c, &["port-forward", "pod/box", &format!("{local}:8080")], &out);
     eventually(20, || std::fs::read_to_string(&out).unwrap_or_default().contains("Forwarding from").then_some(()));
     for _ in 0..3 {
         // wget reads by Content-Length, as curl and browsers do (see the test below for
@@ -532,7 +547,12 @@ spec:
             .args(["10", "busybox", "wget", "-qO-", &format!("http://127.0.0.1:{local}/index.html")])
             .output()
             .unwrap();
-        assert!(out.status.success(), "GET through port-forward: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "GET through port-forward: {}\nkubectl port-forward said: {}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(c.dir.join("pf.out")).unwrap_or_default()
+        );
         assert_eq!(String::from_utf8_lossy(&out.stdout), "forwarded-ok\n");
     }
 }
@@ -560,7 +580,7 @@ spec:
     c.wait_pod_ready("closer", 60);
     let local = common::free_port();
     let out = c.dir.join("pf.out");
-    let _pf = Background(c.kubectl_background(&["port-forward", "pod/closer", &format!("{local}:8080")], &out));
+    let _pf = kubectl_logged(&c, &["port-forward", "pod/closer", &format!("{local}:8080")], &out);
     eventually(20, || std::fs::read_to_string(&out).unwrap_or_default().contains("Forwarding from").then_some(()));
     let t0 = Instant::now();
     let body = http_get(&format!("127.0.0.1:{local}"), "/index.html").expect("the connection ends after the response");

@@ -33,17 +33,34 @@ pub struct NodeNames {
 
 impl NodeNames {
     pub fn new() -> NodeNames {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-        let seed = (nanos as u64) ^ ((std::process::id() as u64) << 32);
-        let token = format!("{:06x}", seed & 0xff_ffff);
-        let (a, b) = (100 + (seed >> 24) % 100, ((seed >> 32) % 64) * 4);
-        NodeNames {
-            node_name: format!("node-t{token}"),
-            bridge: format!("kbt{token}"),
-            cgroup_root: format!("/kubus-t{token}"),
-            cluster_cidr: format!("10.{a}.{b}.0/22"),
-            pod_cidr: format!("10.{a}.{}.0/24", b + 3),
-            token,
+        use std::hash::{BuildHasher, Hasher};
+        // Tests start in parallel within microseconds of each other, so the seed is random
+        // rather than the clock (two nodes on one pod range route each other's pod IPs to the
+        // wrong bridge). Ranges taken in this process or routed on the host are skipped.
+        static TAKEN: std::sync::Mutex<Vec<(u64, u64)>> = std::sync::Mutex::new(Vec::new());
+        let routes = Command::new("ip")
+            .args(["-4", "route"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let mut taken = TAKEN.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let seed = std::collections::hash_map::RandomState::new().build_hasher().finish();
+            let (a, b) = (100 + (seed >> 24) % 100, ((seed >> 32) % 64) * 4);
+            let routed = (b..b + 4).any(|c| routes.contains(&format!("10.{a}.{c}.")));
+            if routed || taken.contains(&(a, b)) {
+                continue;
+            }
+            taken.push((a, b));
+            let token = format!("{:06x}", seed & 0xff_ffff);
+            return NodeNames {
+                node_name: format!("node-t{token}"),
+                bridge: format!("kbt{token}"),
+                cgroup_root: format!("/kubus-t{token}"),
+                cluster_cidr: format!("10.{a}.{b}.0/22"),
+                pod_cidr: format!("10.{a}.{}.0/24", b + 3),
+                token,
+            };
         }
     }
 
