@@ -12,6 +12,9 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 [ -x /usr/lib/cni/bridge ] || [ -x /opt/cni/bin/bridge ] || need+=(containernetworking-plugins)
 command -v iptables >/dev/null 2>&1 || need+=(iptables)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
+# Seccomp filters: the kubus binary links libseccomp.
+[ -e /usr/include/seccomp.h ] || need+=(libseccomp-dev)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 if [ "${1:-}" = "--test" ]; then
   # Dashboards are checked against a real Prometheus.
   command -v prometheus >/dev/null 2>&1 || need+=(prometheus)

@@ -300,6 +300,25 @@ spec:
     // ConfigMap changes reach the volume (upstream: within the sync period).
     c.kubectl(&["patch", "configmap", "settings", "-p", r#"{"data":{"greeting":"updated"}}"#]).expect_ok();
     eventually(90, || (exec("cat /etc/settings/greeting").trim() == "updated").then_some(()));
+    // securityContext.seccompProfile RuntimeDefault: the container runs under a filter.
+    apply(
+        &c,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: confined}
+spec:
+  securityContext: {seccompProfile: {type: RuntimeDefault}}
+  containers:
+  - {name: main, image: busybox, command: ["sleep", "3600"]}
+"#,
+    );
+    wait_ready(&c, "confined", 60);
+    let status = c.kubectl(&["exec", "confined", "--", "cat", "/proc/1/status", "/proc/self/status"]).expect_ok();
+    let filtered = status.lines().filter(|l| l.starts_with("Seccomp:") && l.ends_with('2')).count();
+    assert_eq!(filtered, 2, "the container and an exec in it are filtered: {status}");
+    let status = exec("cat /proc/self/status");
+    assert!(status.lines().any(|l| l.starts_with("Seccomp:") && l.ends_with('0')), "unconfined by default: {status}");
     // A missing secret keeps the container waiting with CreateContainerConfigError.
     apply(
         &c,

@@ -816,6 +816,7 @@ impl PodWorker {
             qos,
             memory_capacity: self.ctx.machine.memory_bytes,
             cgroup_v2: self.ctx.cgroups.version == kubus_node_runtime::cgroups::CgroupVersion::V2,
+            seccomp_dir: &self.ctx.config.state_dir.join("seccomp"),
         };
         let spec_json = spec::build(&plan).map_err(|e| {
             let _ = kubus_image::ImageStore::unmount_rootfs(&dir);

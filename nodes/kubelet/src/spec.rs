@@ -21,6 +21,8 @@ pub enum SpecError {
     UnknownUser(String),
     #[error("invalid resource quantity: {0}")]
     Quantity(String),
+    #[error("seccomp profile {0}")]
+    Seccomp(String),
     #[error("runtime spec: {0}")]
     Oci(String),
     #[error("{0}")]
@@ -117,6 +119,8 @@ pub struct ContainerPlan<'a> {
     pub memory_capacity: u64,
     /// cgroup v2 host: containers get a cgroup namespace of their own.
     pub cgroup_v2: bool,
+    /// Where `Localhost` seccomp profiles live (kubelet's `<root>/seccomp`).
+    pub seccomp_dir: &'a Path,
 }
 
 /// Docker's and containerd's default capability set.
@@ -382,7 +386,8 @@ pub fn build(plan: &ContainerPlan<'_>) -> Result<Value, SpecError> {
     let memory_request =
         quantity(&requests["memory"])?.or(quantity(&limits["memory"])?).map(|m| (m / 1000) as u64).unwrap_or(0);
 
-    let spec = json!({
+    let seccomp = seccomp_profile(plan.pod, c, privileged, &caps, plan.seccomp_dir)?;
+    let mut spec = json!({
         "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
@@ -408,7 +413,113 @@ pub fn build(plan: &ContainerPlan<'_>) -> Result<Value, SpecError> {
             "readonlyPaths": if privileged { json!([]) } else { json!(["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]) },
         },
     });
+    if let Some(profile) = seccomp {
+        spec["linux"]["seccomp"] = profile;
+    }
     Ok(spec)
+}
+
+/// Syscalls the RuntimeDefault profile refuses with EPERM: those Docker's default profile
+/// blocks for a container without extra capabilities (kernel modules, keyrings, clocks,
+/// tracing other processes, BPF, reboot, swap, ...).
+const DENIED_SYSCALLS: &[&str] = &[
+    "acct",
+    "add_key",
+    "bpf",
+    "clock_adjtime",
+    "clock_settime",
+    "create_module",
+    "delete_module",
+    "finit_module",
+    "get_kernel_syms",
+    "get_mempolicy",
+    "init_module",
+    "ioperm",
+    "iopl",
+    "kcmp",
+    "kexec_file_load",
+    "kexec_load",
+    "keyctl",
+    "lookup_dcookie",
+    "mbind",
+    "move_pages",
+    "nfsservctl",
+    "open_by_handle_at",
+    "perf_event_open",
+    "process_vm_readv",
+    "process_vm_writev",
+    "ptrace",
+    "query_module",
+    "quotactl",
+    "reboot",
+    "request_key",
+    "set_mempolicy",
+    "settimeofday",
+    "swapon",
+    "swapoff",
+    "sysfs",
+    "_sysctl",
+    "uselib",
+    "userfaultfd",
+    "ustat",
+];
+
+/// Refused unless the container has CAP_SYS_ADMIN (as Docker's profile does).
+const ADMIN_SYSCALLS: &[&str] = &[
+    "mount",
+    "umount2",
+    "unshare",
+    "setns",
+    "pivot_root",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "move_mount",
+    "open_tree",
+    "name_to_handle_at",
+];
+
+/// The container's seccomp filter from `securityContext.seccompProfile` (the container's
+/// over the pod's): RuntimeDefault, a Localhost profile file (OCI `linux.seccomp` JSON) or
+/// none (Unconfined, unset, privileged).
+pub fn seccomp_profile(
+    pod: &Value,
+    container: &Value,
+    privileged: bool,
+    caps: &[String],
+    dir: &Path,
+) -> Result<Option<Value>, SpecError> {
+    let profile = container["securityContext"]["seccompProfile"]
+        .as_object()
+        .or_else(|| pod["spec"]["securityContext"]["seccompProfile"].as_object());
+    let Some(profile) = profile.filter(|_| !privileged) else { return Ok(None) };
+    match profile.get("type").and_then(Value::as_str) {
+        Some("RuntimeDefault") => {
+            let mut denied: Vec<&str> = DENIED_SYSCALLS.to_vec();
+            if !caps.iter().any(|c| c == "CAP_SYS_ADMIN") {
+                denied.extend(ADMIN_SYSCALLS);
+            }
+            Ok(Some(json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32", "SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
+                "syscalls": [{"names": denied, "action": "SCMP_ACT_ERRNO", "errnoRet": 1}],
+            })))
+        }
+        Some("Localhost") => {
+            let rel = profile.get("localhostProfile").and_then(Value::as_str).unwrap_or("");
+            if rel.is_empty() || rel.starts_with('/') || rel.split('/').any(|p| p == "..") {
+                return Err(SpecError::Seccomp(format!("localhostProfile {rel:?} must be a relative path")));
+            }
+            let path = dir.join(rel);
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| SpecError::Seccomp(format!("{}: {e}", path.display())))?;
+            let v: Value =
+                serde_json::from_str(&text).map_err(|e| SpecError::Seccomp(format!("{}: {e}", path.display())))?;
+            Ok(Some(v))
+        }
+        _ => Ok(None),
+    }
 }
 
 #[cfg(test)]
@@ -469,6 +580,7 @@ mod tests {
             qos: QosClass::of(&pod),
             memory_capacity: 1 << 30,
             cgroup_v2: false,
+            seccomp_dir: p,
         };
         let v = build(&plan).unwrap();
         let spec: oci_spec::runtime::Spec = serde_json::from_value(v.clone()).unwrap();
@@ -477,5 +589,29 @@ mod tests {
         assert_eq!(v["linux"]["resources"]["cpu"]["quota"], 50_000);
         assert_eq!(v["linux"]["resources"]["cpu"]["shares"], 512);
         assert_eq!(v["process"]["oomScoreAdj"], -997);
+        assert!(v["linux"]["seccomp"].is_null(), "no profile asked for, none set");
+    }
+
+    #[test]
+    fn seccomp_profiles() {
+        let caps: Vec<String> = DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
+        let dir = std::env::temp_dir();
+        let pod = json!({"spec": {"securityContext": {"seccompProfile": {"type": "RuntimeDefault"}}}});
+        let p = seccomp_profile(&pod, &json!({}), false, &caps, &dir).unwrap().unwrap();
+        let denied = p["syscalls"][0]["names"].as_array().unwrap();
+        assert!(denied.contains(&json!("kexec_load")) && denied.contains(&json!("unshare")));
+        let oci: oci_spec::runtime::LinuxSeccomp = serde_json::from_value(p).unwrap();
+        assert_eq!(oci.syscalls().as_ref().unwrap()[0].errno_ret(), Some(1));
+        // The container's setting wins; Unconfined and privileged containers get none.
+        let unconfined = json!({"securityContext": {"seccompProfile": {"type": "Unconfined"}}});
+        assert!(seccomp_profile(&pod, &unconfined, false, &caps, &dir).unwrap().is_none());
+        assert!(seccomp_profile(&pod, &json!({}), true, &caps, &dir).unwrap().is_none());
+        // CAP_SYS_ADMIN lets mount and namespace calls through.
+        let admin: Vec<String> = caps.iter().cloned().chain(["CAP_SYS_ADMIN".to_string()]).collect();
+        let p = seccomp_profile(&pod, &json!({}), false, &admin, &dir).unwrap().unwrap();
+        assert!(!p["syscalls"][0]["names"].as_array().unwrap().contains(&json!("mount")));
+        let escape =
+            json!({"securityContext": {"seccompProfile": {"type": "Localhost", "localhostProfile": "../etc/x"}}});
+        assert!(seccomp_profile(&pod, &escape, false, &caps, &dir).is_err());
     }
 }

@@ -43,8 +43,13 @@ nix::ioctl_write_ptr_bad!(set_winsize, libc::TIOCSWINSZ, libc::winsize);
 
 /// Resets what the shim changed in its own signal state before the workload runs: Rust ignores
 /// SIGPIPE and the shim blocks SIGCHLD/SIGTERM for its signalfd, and both would be inherited.
-#[derive(Clone)]
-struct ResetSignalsExecutor;
+/// For an exec it also installs the container's seccomp filter: libcontainer 0.7 builds a
+/// tenant's spec without `linux.seccomp`, so an exec would otherwise escape the filter that
+/// confines the container (runc applies it to execs too).
+#[derive(Clone, Default)]
+struct ResetSignalsExecutor {
+    tenant_seccomp: Option<libcontainer::oci_spec::runtime::LinuxSeccomp>,
+}
 
 impl Executor for ResetSignalsExecutor {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
@@ -55,12 +60,28 @@ impl Executor for ResetSignalsExecutor {
             let _ = unsafe { nix::sys::signal::sigaction(sig, &dfl) };
         }
         let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+        if let Some(profile) = &self.tenant_seccomp {
+            install_seccomp(profile)?;
+        }
         DefaultExecutor {}.exec(spec)
     }
 
     fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
         DefaultExecutor {}.validate(spec)
     }
+}
+
+#[cfg(feature = "seccomp")]
+fn install_seccomp(profile: &libcontainer::oci_spec::runtime::LinuxSeccomp) -> Result<(), ExecutorError> {
+    libcontainer::seccomp::initialize_seccomp(profile)
+        .map(|_| ())
+        .map_err(|e| ExecutorError::Other(format!("installing the container's seccomp filter: {e}")))
+}
+
+/// Built without libseccomp, libcontainer ignores `linux.seccomp` for the container too.
+#[cfg(not(feature = "seccomp"))]
+fn install_seccomp(_: &libcontainer::oci_spec::runtime::LinuxSeccomp) -> Result<(), ExecutorError> {
+    Ok(())
 }
 
 /// Puts our oom_score_adj back after libcontainer copied the container's into it. Below 0 needs
@@ -346,7 +367,7 @@ impl Shim {
 
         let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
             .with_root_path(&record.runc_root)?
-            .with_executor(ResetSignalsExecutor);
+            .with_executor(ResetSignalsExecutor::default());
         let (mut init_out, mut init_err, mut console) = (None, None, None);
         if terminal {
             let c = ConsoleSocket::new(dir, "console.sock")?;
@@ -996,9 +1017,12 @@ impl Shim {
         }
         let _rm = Rm(process_json.clone());
 
+        let tenant_seccomp = Spec::load(self.record.bundle.join("config.json"))
+            .ok()
+            .and_then(|spec| spec.linux().as_ref().and_then(|l| l.seccomp().clone()));
         let mut builder = ContainerBuilder::new(self.id.clone(), SyscallType::Linux)
             .with_root_path(&self.record.runc_root)?
-            .with_executor(ResetSignalsExecutor);
+            .with_executor(ResetSignalsExecutor { tenant_seccomp });
         let mut session = ExecSession {
             pid: Pid::from_raw(0),
             conn: Some(cid),
