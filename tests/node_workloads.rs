@@ -396,12 +396,14 @@ spec:
     let t0 = Instant::now();
     c.kubectl(&["delete", "pod", "trapper", "--grace-period=5"]).expect_ok();
     let took = t0.elapsed();
+    eprintln!("delete of a pod handling SIGTERM, --grace-period=5: {took:?}");
     assert!(took < Duration::from_millis(4500), "deleting a SIGTERM-handling pod took {took:?}");
     assert_eq!(std::fs::read_to_string(host.join("trapper")).unwrap(), "got TERM\n");
     // One that ignores it is killed once the grace period (not the pod's 30 s) has passed.
     let t0 = Instant::now();
     c.kubectl(&["delete", "pod", "stubborn", "--grace-period=3"]).expect_ok();
     let took = t0.elapsed();
+    eprintln!("delete of a pod ignoring SIGTERM, --grace-period=3: {took:?}");
     assert!(
         took >= Duration::from_millis(2900) && took < Duration::from_secs(9),
         "deleting a pod ignoring SIGTERM with --grace-period=3 took {took:?}"
