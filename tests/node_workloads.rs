@@ -563,7 +563,6 @@ spec:
 /// must end the local connection too: upstream's runtimes end both directions at most 1 s
 /// after the pod's side closed.
 #[test]
-#[ignore = "bus/src/stream.rs pump_tcp keeps a forwarded connection open until the client half-closes; reported"]
 fn port_forward_ends_the_local_connection_when_the_pod_closes_it() {
     let c = Cluster::start_with_node("wl-pf-close", &[]);
     c.apply(

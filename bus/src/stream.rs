@@ -669,6 +669,9 @@ async fn pump_io(
     tx.done(result).await.map_err(|e| e.to_string())
 }
 
+/// How long a forwarded connection the pod closed waits for the client to close its side.
+const POD_CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
 async fn pump_tcp(tx: StreamSender, mut rx: StreamReceiver, tcp: tokio::net::TcpStream) -> Result<(), String> {
     let (mut read, mut write) = tcp.into_split();
     let down = {
@@ -677,7 +680,10 @@ async fn pump_tcp(tx: StreamSender, mut rx: StreamReceiver, tcp: tokio::net::Tcp
             let mut buf = vec![0u8; CHUNK];
             loop {
                 match read.read(&mut buf).await {
-                    Ok(0) => return tx.close(channel::DATA).await.map_err(|e| e.to_string()),
+                    Ok(0) => {
+                        tracing::debug!("the pod closed its side of the forwarded connection");
+                        return tx.close(channel::DATA).await.map_err(|e| e.to_string());
+                    }
                     Ok(n) => tx.send(channel::DATA, &buf[..n]).await.map_err(|e| e.to_string())?,
                     Err(e) => return Err(format!("reading from the pod: {e}")),
                 }
@@ -708,12 +714,24 @@ async fn pump_tcp(tx: StreamSender, mut rx: StreamReceiver, tcp: tokio::net::Tcp
         "the stream ended".to_string()
     };
     tokio::pin!(down, up, closed_rx);
-    // Both directions finish, or the first failure ends everything.
+    // Both directions finish, or the first failure ends everything. Once the pod has closed its
+    // side, the client gets a second to close its own (as containerd's port-forward does):
+    // a protocol that ends with the connection (HTTP/1.0, ...) must see the end locally too.
     let (mut down_done, mut up_closed) = (false, false);
+    let linger = tokio::time::sleep(std::time::Duration::from_secs(3600));
+    tokio::pin!(linger);
     while !(down_done && up_closed) {
         tokio::select! {
-            r = &mut down, if !down_done => { r?; down_done = true; }
+            r = &mut down, if !down_done => {
+                r?;
+                down_done = true;
+                linger.as_mut().reset(tokio::time::Instant::now() + POD_CLOSE_LINGER);
+            }
             _ = &mut closed_rx, if !up_closed => up_closed = true,
+            _ = &mut linger, if down_done => {
+                tracing::debug!("the client kept its side open after the pod closed; ending the connection");
+                break;
+            }
             reason = &mut up => return Err(reason),
         }
     }

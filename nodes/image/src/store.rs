@@ -564,10 +564,16 @@ impl ImageStore {
         Ok((layers_removed, blobs_removed))
     }
 
+    /// Removes what crashed writers left in `tmp/`. Another process may share the store (the
+    /// agent and `kubus image import`), so only entries untouched for an hour count as left over.
     fn clean_tmp(&self) -> Result<(), ImageError> {
         let tmp = self.inner.root.join("tmp");
         for name in read_dir_names(&tmp) {
             let p = tmp.join(&name);
+            let age = fs::metadata(&p).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+            if age.is_none_or(|a| a < std::time::Duration::from_secs(3600)) {
+                continue;
+            }
             let r = if p.is_dir() { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };
             r.ctx(|| format!("removing leftover {}", p.display()))?;
         }

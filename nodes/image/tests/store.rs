@@ -243,9 +243,19 @@ fn a_reopened_store_sees_its_images_and_drops_partial_writes() {
     // Leftovers of a crash: a half-unpacked layer and a half-written blob.
     fs::create_dir_all(t.path().join("images/tmp/layer-x/bin")).unwrap();
     fs::write(t.path().join("images/tmp/blob-y"), b"partial").unwrap();
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    for old in ["images/tmp/layer-x", "images/tmp/blob-y"] {
+        fs::File::open(t.path().join(old)).unwrap().set_modified(two_hours_ago).unwrap();
+    }
+    // A write in progress in another process (e.g. `kubus image import` beside the agent).
+    fs::write(t.path().join("images/tmp/blob-z"), b"in progress").unwrap();
     let s = store(&t);
     assert_eq!(s.get("busybox").unwrap().id, id);
-    assert_eq!(fs::read_dir(t.path().join("images/tmp")).unwrap().count(), 0);
+    let left: Vec<String> = fs::read_dir(t.path().join("images/tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, vec!["blob-z".to_string()], "old leftovers go, a fresh write stays");
     // A second store on the same root (another process) sees records written by the first.
     let other = store(&t);
     other.remove(&id).unwrap();

@@ -251,9 +251,13 @@ async fn forward(
         writer.data(error_id, message, true).await;
     };
     tokio::pin!(up, down);
-    // The node's side ending finishes the pair; the client leaving ends it early.
+    // The node's side ending finishes the pair; the client leaving ends it early. Either way the
+    // error stream ends: kubectl holds the local connection open until it does.
     tokio::select! {
         _ = &mut down => {}
-        _ = &mut up => {}
+        _ = &mut up => {
+            writer.data(data_id, Bytes::new(), true).await;
+            writer.data(error_id, Bytes::new(), true).await;
+        }
     }
 }
