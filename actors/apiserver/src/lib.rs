@@ -56,7 +56,7 @@ pub enum ApiServerError {
     Bind(SocketAddr, std::io::Error),
     #[error("the watch cache did not sync within {0:?}")]
     CacheSync(Duration),
-    #[error("cannot create the initial namespaces: {0}")]
+    #[error("cannot create the initial objects (namespaces, the kubernetes service): {0}")]
     Bootstrap(kubus_apimachinery::StatusError),
 }
 
@@ -159,10 +159,18 @@ async fn bootstrap(state: &ApiState) -> Result<(), kubus_apimachinery::StatusErr
     let svc = serde_json::json!({"apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
         "spec": {"type": "ClusterIP", "clusterIP": ip, "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}});
-    match state.storage.create(services, Some("default"), svc, &Default::default()).await {
-        Ok(_) => tracing::info!(%ip, "created the kubernetes service"),
-        Err(e) if e.code == 409 || e.code == 422 => {}
-        Err(e) => return Err(e),
+    // The namespace check reads the watch cache, which may not have seen `default` yet.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match state.storage.create(services, Some("default"), svc.clone(), &Default::default()).await {
+            Ok(_) => tracing::info!(%ip, "created the kubernetes service"),
+            Err(e) if e.code == 409 || e.code == 422 => {}
+            Err(e) if e.code == 404 && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+        return Ok(());
     }
-    Ok(())
 }
