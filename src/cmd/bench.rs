@@ -53,20 +53,21 @@ pub enum BenchWhat {
     },
 }
 
-/// A minimal HTTP/1.1 keep-alive client: enough for JSON requests and chunked watch streams.
-struct Conn {
+/// A minimal HTTP/1.1 keep-alive client: enough for JSON requests and chunked watch streams
+/// (shared by every bench).
+pub(crate) struct Conn {
     reader: BufReader<TcpStream>,
     host: String,
 }
 
 impl Conn {
-    async fn open(addr: &str) -> anyhow::Result<Conn> {
+    pub(crate) async fn open(addr: &str) -> anyhow::Result<Conn> {
         let s = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
         s.set_nodelay(true)?;
         Ok(Conn { reader: BufReader::new(s), host: addr.to_string() })
     }
 
-    async fn send_head(&mut self, method: &str, path: &str, ct: &str, body: &[u8]) -> anyhow::Result<()> {
+    pub(crate) async fn send_head(&mut self, method: &str, path: &str, ct: &str, body: &[u8]) -> anyhow::Result<()> {
         let head = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n",
             self.host,
@@ -78,7 +79,7 @@ impl Conn {
         Ok(())
     }
 
-    async fn read_head(&mut self) -> anyhow::Result<(u16, Option<usize>, bool)> {
+    pub(crate) async fn read_head(&mut self) -> anyhow::Result<(u16, Option<usize>, bool)> {
         let mut line = String::new();
         self.reader.read_line(&mut line).await?;
         let code: u16 = line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).context("bad status line")?;
@@ -101,7 +102,13 @@ impl Conn {
         Ok((code, len, chunked))
     }
 
-    async fn request(&mut self, method: &str, path: &str, ct: &str, body: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
+    pub(crate) async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        ct: &str,
+        body: &[u8],
+    ) -> anyhow::Result<(u16, Vec<u8>)> {
         self.send_head(method, path, ct, body).await?;
         let (code, len, chunked) = self.read_head().await?;
         let mut buf = Vec::new();
@@ -116,7 +123,7 @@ impl Conn {
         Ok((code, buf))
     }
 
-    async fn next_chunk(&mut self) -> anyhow::Result<Option<Vec<u8>>> {
+    pub(crate) async fn next_chunk(&mut self) -> anyhow::Result<Option<Vec<u8>>> {
         let mut line = String::new();
         if self.reader.read_line(&mut line).await? == 0 {
             return Ok(None);
@@ -129,9 +136,10 @@ impl Conn {
     }
 }
 
-fn pct(sorted: &[Duration], p: f64) -> f64 {
+/// Nearest-rank percentile, in milliseconds, of sorted samples (NaN without samples).
+pub(crate) fn pct(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
-        return 0.0;
+        return f64::NAN;
     }
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i].as_secs_f64() * 1e3

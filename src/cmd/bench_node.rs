@@ -11,6 +11,7 @@
 //! Everything it makes on the host carries a random token and is removed by Drop guards,
 //! also when a phase fails.
 
+use crate::cmd::bench::{pct, Conn};
 use anyhow::{bail, Context as _};
 use kubus_image::{ImageStore, Registries};
 use kubus_node_runtime::cgroups::{CgroupLayout, CgroupResources};
@@ -22,8 +23,6 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
@@ -57,15 +56,6 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Nearest-rank percentile in milliseconds of sorted samples.
-fn pct_ms(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1e3
-}
-
 fn sorted(mut v: Vec<Duration>) -> Vec<Duration> {
     v.sort();
     v
@@ -75,8 +65,8 @@ fn line(name: &str, samples: &[Duration]) {
     println!(
         "{name:<44} {:>4} runs  p50 {:>8.1} ms  p99 {:>8.1} ms",
         samples.len(),
-        pct_ms(samples, 0.5),
-        pct_ms(samples, 0.99)
+        pct(samples, 0.5),
+        pct(samples, 0.99)
     );
 }
 
@@ -166,9 +156,9 @@ pub async fn run(args: NodeBenchArgs) -> anyhow::Result<()> {
     println!("== runtime path: create+start+exit+delete of `echo hi` in busybox (overlay rootfs) ==");
     line("kubus Runtime (shim per container)", &rt.kubus);
     line("runc run (same bundle)", &rt.runc);
-    println!("{:<44} {:>8.2}", "ratio kubus/runc at p50", pct_ms(&rt.kubus, 0.5) / pct_ms(&rt.runc, 0.5));
+    println!("{:<44} {:>8.2}", "ratio kubus/runc at p50", pct(&rt.kubus, 0.5) / pct(&rt.runc, 0.5));
     for (op, v) in &rt.ops {
-        println!("  kubus {op:<38} p50 {:>8.1} ms  p99 {:>8.1} ms", pct_ms(v, 0.5), pct_ms(v, 0.99));
+        println!("  kubus {op:<38} p50 {:>8.1} ms  p99 {:>8.1} ms", pct(v, 0.5), pct(v, 0.99));
     }
     println!();
     println!("== pods: create -> Running seen by a watch (busybox cached, sleep) ==");
@@ -503,56 +493,11 @@ impl Drop for ClusterGuard {
     }
 }
 
-/// One HTTP/1.1 request on a fresh connection (`Connection: close`); status and body.
+/// One request on a fresh connection; status and JSON body.
 async fn http(addr: &str, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<(u16, Value)> {
-    let mut s = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
-    s.set_nodelay(true)?;
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).await?;
-    s.write_all(body.as_bytes()).await?;
-    let mut r = BufReader::new(s);
-    let (code, chunked) = read_head(&mut r).await?;
-    let mut buf = Vec::new();
-    if chunked {
-        while let Some(chunk) = next_chunk(&mut r).await? {
-            buf.extend_from_slice(&chunk);
-        }
-    } else {
-        r.read_to_end(&mut buf).await?;
-    }
+    let (code, buf) = Conn::open(addr).await?.request(method, path, "application/json", body.as_bytes()).await?;
     Ok((code, serde_json::from_slice(&buf).unwrap_or(Value::Null)))
-}
-
-async fn read_head(r: &mut BufReader<TcpStream>) -> anyhow::Result<(u16, bool)> {
-    let mut line = String::new();
-    r.read_line(&mut line).await?;
-    let code = line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).context("bad HTTP status line")?;
-    let mut chunked = false;
-    loop {
-        line.clear();
-        if r.read_line(&mut line).await? == 0 || line.trim_end().is_empty() {
-            return Ok((code, chunked));
-        }
-        let l = line.to_ascii_lowercase();
-        chunked |= l.starts_with("transfer-encoding:") && l.contains("chunked");
-    }
-}
-
-async fn next_chunk(r: &mut BufReader<TcpStream>) -> anyhow::Result<Option<Vec<u8>>> {
-    let mut line = String::new();
-    if r.read_line(&mut line).await? == 0 {
-        return Ok(None);
-    }
-    let n = usize::from_str_radix(line.trim(), 16).context("bad chunk size")?;
-    let mut buf = vec![0; n + 2];
-    r.read_exact(&mut buf).await?;
-    buf.truncate(n);
-    Ok((n > 0).then_some(buf))
 }
 
 async fn expect(addr: &str, method: &str, path: &str, body: Option<&Value>, ok: &[u16]) -> anyhow::Result<Value> {
@@ -596,17 +541,14 @@ fn event_of(raw: &[u8], at: Instant) -> anyhow::Result<Option<Event>> {
 
 /// Streams the pods watch from `rv` into `tx`; returns when the server ends the stream.
 async fn watch_pods(addr: String, path: String, tx: mpsc::UnboundedSender<Event>) -> anyhow::Result<()> {
-    let mut s = TcpStream::connect(&addr).await?;
-    s.set_nodelay(true)?;
-    let head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\n\r\n");
-    s.write_all(head.as_bytes()).await?;
-    let mut r = BufReader::new(s);
-    let (code, _) = read_head(&mut r).await?;
+    let mut conn = Conn::open(&addr).await?;
+    conn.send_head("GET", &path, "application/json", b"").await?;
+    let (code, _, _) = conn.read_head().await?;
     if code != 200 {
         bail!("watch {path}: HTTP {code}");
     }
     let mut pending = Vec::new();
-    while let Some(chunk) = next_chunk(&mut r).await? {
+    while let Some(chunk) = conn.next_chunk().await? {
         let at = Instant::now();
         pending.extend_from_slice(&chunk);
         while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
@@ -874,6 +816,7 @@ async fn pods_and_rss(exe: &Path, tok: &str, sequential: usize, burst: usize) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     use tokio::net::TcpListener;
 
     fn pod_with(phase: &str, states: &[&str]) -> Value {
@@ -910,10 +853,10 @@ mod tests {
     #[test]
     fn percentiles_are_nearest_rank() {
         let v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-        assert_eq!(pct_ms(&v, 0.5), 51.0);
-        assert_eq!(pct_ms(&v, 0.99), 99.0);
-        assert_eq!(pct_ms(&v[..1], 0.99), 1.0);
-        assert!(pct_ms(&[], 0.5).is_nan());
+        assert_eq!(pct(&v, 0.5), 51.0);
+        assert_eq!(pct(&v, 0.99), 99.0);
+        assert_eq!(pct(&v[..1], 0.99), 1.0);
+        assert!(pct(&[], 0.5).is_nan());
     }
 
     #[test]
