@@ -319,6 +319,19 @@ spec:
     assert_eq!(filtered, 2, "the container and an exec in it are filtered: {status}");
     let status = exec("cat /proc/self/status");
     assert!(status.lines().any(|l| l.starts_with("Seccomp:") && l.ends_with('0')), "unconfined by default: {status}");
+    // tty: true gives the container's process a terminal; what it prints reaches the log.
+    apply(
+        &c,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: withtty}
+spec:
+  containers:
+  - {name: main, image: busybox, tty: true, command: ["sh", "-c", "[ -t 1 ] && echo on-a-tty; sleep 3600"]}
+"#,
+    );
+    eventually(60, || c.kubectl(&["logs", "withtty"]).stdout.contains("on-a-tty").then_some(()));
     // A missing secret keeps the container waiting with CreateContainerConfigError.
     apply(
         &c,

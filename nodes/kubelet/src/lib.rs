@@ -40,6 +40,13 @@ pub const LABEL_IMAGE: &str = "io.kubus.image";
 pub const LABEL_IMAGE_ID: &str = "io.kubus.image.id";
 pub const LABEL_INIT: &str = "io.kubus.init";
 
+static WORKER_PANICS: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
+    prometheus::register_int_counter!(
+        "kubus_kubelet_pod_worker_panics_total",
+        "Pod workers that panicked (and were replaced)"
+    )
+    .expect("registers once")
+});
 static PODS: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!("kubus_kubelet_running_pods", "Pods with a worker on this node").expect("registers once")
 });
@@ -337,12 +344,22 @@ impl Kubelet {
         self.workers.insert(uid.clone(), tx);
         PODS.set(self.workers.len() as i64);
         let (addr, ctx2) = (ctx.address(), self.ctx.clone());
-        tokio::spawn(async move {
+        let work = tokio::spawn(async move {
             if !adopt.is_empty() {
                 worker.adopt(adopt).await;
             }
             worker.run().await;
-            let mut pods = ctx2.pods.write().expect("pods lock");
+        });
+        tokio::spawn(async move {
+            // A worker that panicked is reported and replaced (WorkerDone re-dispatches a pod
+            // still bound here); the agent itself carries on.
+            if let Err(e) = work.await {
+                if e.is_panic() {
+                    WORKER_PANICS.inc();
+                    tracing::error!(pod = %format!("{}/{}", key.0, key.1), "pod worker panicked; starting a new one");
+                }
+            }
+            let mut pods = ctx2.pods.write().unwrap_or_else(|p| p.into_inner());
             if pods.get(&key).is_some_and(|h| Arc::ptr_eq(h, &handle)) {
                 pods.remove(&key);
             }

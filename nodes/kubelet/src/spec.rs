@@ -390,7 +390,8 @@ pub fn build(plan: &ContainerPlan<'_>) -> Result<Value, SpecError> {
     let mut spec = json!({
         "ociVersion": "1.0.2",
         "process": {
-            "terminal": false,
+            // `tty: true`: the shim gives the process a pty and logs what it prints.
+            "terminal": c["tty"].as_bool().unwrap_or(false),
             "user": {"uid": uid, "gid": gid, "additionalGids": additional},
             "args": argv,
             "env": env,

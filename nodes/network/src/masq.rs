@@ -95,18 +95,25 @@ impl Masquerade {
 /// DEL only while the pod's namespace exists (it learns the addresses from the pod's interface);
 /// without it the rules would leak and block the next DEL of the same pod ("chain busy").
 pub async fn remove_bridge_ipmasq(ipv6: bool, network: &str, container_id: &str) -> Result<(), MasqError> {
-    let iptables = if ipv6 { "ip6tables" } else { "iptables" };
+    let (iptables, restore) = if ipv6 { ("ip6tables", "ip6tables-restore") } else { ("iptables", "iptables-restore") };
     // As iptables -S prints the comment utils.FormatComment made (Go %q quoting).
     let comment = format!("--comment \"name: \\\"{network}\\\" id: \\\"{container_id}\\\"\"");
     let mut chains = Vec::new();
-    loop {
+    for _ in 0..16 {
         let rules = output(iptables, &["-w", "-t", "nat", "-S", "POSTROUTING"]).await?;
-        let hit = rules.lines().filter(|l| l.starts_with("-A ")).enumerate().find(|(_, l)| l.contains(&comment));
-        let Some((index, rule)) = hit else { break };
+        let Some(rule) = rules.lines().find(|l| l.starts_with("-A POSTROUTING ") && l.contains(&comment)) else {
+            break;
+        };
         if let Some(target) = rule.split_whitespace().skip_while(|w| *w != "-j").nth(1) {
             chains.push(target.to_string());
         }
-        run(iptables, &["-w", "-t", "nat", "-D", "POSTROUTING", &(index + 1).to_string()], None).await?;
+        // Deleted by its specification, as `-S` printed it (iptables-restore parses the
+        // quoting), never by index: other agents and plugins change the chain concurrently.
+        let delete = format!("*nat\n-D {}\nCOMMIT\n", &rule[3..]);
+        if let Err(e) = run(restore, &["-w", "--noflush"], Some(delete.as_bytes())).await {
+            // Someone else deleted it first: look again.
+            tracing::debug!(error = %e, "the bridge's masquerade rule changed while being removed");
+        }
     }
     for chain in chains.iter().filter(|c| c.starts_with("CNI-")) {
         if run(iptables, &["-w", "-t", "nat", "-S", chain], None).await.is_ok() {
