@@ -25,11 +25,11 @@ enum Command {
     /// Remove everything a node agent made on this host: containers and their shims, mounts,
     /// pod sandboxes, the pod bridge, cgroups (like `kubeadm reset`).
     NodeReset(cmd::node::NodeResetArgs),
-    /// Manage the images of this node: import, ls, pull, rm.
+    /// Manage the images of this node: import, export, ls, pull, rm.
     Image(cmd::image::ImageArgs),
     /// Run simulated nodes against a cluster (like kwok).
     SimNodes(cmd::sim::SimArgs),
-    /// Measure the API server (figures for docs/benchmarks.md).
+    /// Measure the API server, the control plane at scale and the node agent (figures for docs/benchmarks.md).
     Bench(cmd::bench::BenchArgs),
 }
 
