@@ -58,10 +58,22 @@ pub struct NodeArgs {
     pub opts: NodeOpts,
 }
 
+/// The host name as a node name: a DNS subdomain (lowercase alphanumerics, '-' and '.'), as
+/// the kubelet makes it; anything else becomes '-'.
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_lowercase())
-        .unwrap_or_else(|_| "node".into())
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let name: String = raw
+        .trim()
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '-' })
+        .collect();
+    let name: String = name.trim_matches(|c: char| c == '-' || c == '.').chars().take(253).collect();
+    if name.is_empty() {
+        "node".into()
+    } else {
+        name
+    }
 }
 
 /// Builds the agent's configuration; `state_dir` must be absolute.
