@@ -1,0 +1,484 @@
+//! The in-memory index of Services and EndpointSlices that answers are computed from, and the
+//! pure `Resolver` turning a question into records (no sockets, no NATS: tests drive it directly).
+//!
+//! Records follow the Kubernetes DNS-Based Service Discovery specification
+//! (kubernetes/dns docs/specification.md) and CoreDNS's kubernetes plugin where the
+//! specification leaves room (SOA in the authority section of negative answers, ip-dashed
+//! hostnames for endpoints without `hostname`, `pods insecure` pod records).
+
+use crate::metrics::INDEX_SERVICES;
+use hickory_server::proto::op::ResponseCode;
+use hickory_server::proto::rr::rdata::{A, AAAA, CNAME, NS, PTR, SOA, SRV};
+use hickory_server::proto::rr::{Name, RData, Record, RecordType};
+use serde_json::Value;
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr};
+use std::str::FromStr;
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("invalid cluster domain {domain:?}: {reason}")]
+    Domain { domain: String, reason: String },
+}
+
+/// CoreDNS's kubernetes plugin default TTL ("The default is 5 seconds", plugin/kubernetes
+/// README, `ttl`); it applies to service, endpoint and pod records alike.
+pub const DEFAULT_TTL: u32 = 5;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PortEntry {
+    name: String,
+    protocol: String,
+    port: u16,
+}
+
+#[derive(Debug, Clone)]
+struct ServiceEntry {
+    cluster_ips: Vec<IpAddr>,
+    headless: bool,
+    external_name: Option<String>,
+    publish_not_ready: bool,
+    ports: Vec<PortEntry>,
+}
+
+#[derive(Debug, Clone)]
+struct EndpointEntry {
+    ip: IpAddr,
+    hostname: Option<String>,
+    ready: bool,
+}
+
+#[derive(Debug, Clone)]
+struct SliceEntry {
+    service: String,
+    endpoints: Vec<EndpointEntry>,
+    ports: Vec<PortEntry>,
+}
+
+/// Services and their EndpointSlices keyed for lookups by name: a query touches one Service
+/// and that Service's slices, never every object.
+#[derive(Debug, Default)]
+pub struct DnsIndex {
+    services: HashMap<(String, String), ServiceEntry>,
+    /// (namespace, slice name) -> slice
+    slices: HashMap<(String, String), SliceEntry>,
+    /// (namespace, service name) -> its slices' names
+    slices_by_service: HashMap<(String, String), BTreeSet<String>>,
+    /// namespace -> number of Services in it (so `<ns>.svc.<zone>` exists only if it has any)
+    namespaces: HashMap<String, usize>,
+    /// ClusterIP -> (namespace, service name), for PTR queries
+    reverse: HashMap<IpAddr, (String, String)>,
+    /// SOA serial: the Unix time of the last change, as CoreDNS does.
+    serial: u32,
+    synced: bool,
+}
+
+fn meta(obj: &Value) -> (String, String) {
+    let m = &obj["metadata"];
+    (m["namespace"].as_str().unwrap_or("default").to_string(), m["name"].as_str().unwrap_or("").to_ascii_lowercase())
+}
+
+fn ports_of(list: &Value, port_field: &str) -> Vec<PortEntry> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            Some(PortEntry {
+                name: p["name"].as_str().filter(|n| !n.is_empty())?.to_ascii_lowercase(),
+                protocol: p["protocol"].as_str().unwrap_or("TCP").to_ascii_lowercase(),
+                port: u16::try_from(p[port_field].as_u64()?).ok()?,
+            })
+        })
+        .collect()
+}
+
+fn now_serial() -> u32 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(1)
+}
+
+impl DnsIndex {
+    pub fn new() -> Self {
+        DnsIndex { serial: now_serial(), ..Default::default() }
+    }
+
+    /// Marks the index as filled from the informers' first list: until then answers in the
+    /// cluster domain are SERVFAIL, so clients retry instead of caching a false NXDOMAIN.
+    pub fn set_synced(&mut self, synced: bool) {
+        self.synced = synced;
+    }
+
+    pub fn is_synced(&self) -> bool {
+        self.synced
+    }
+
+    pub fn service_count(&self) -> usize {
+        self.services.len()
+    }
+
+    fn touch(&mut self) {
+        // Serials must grow for secondaries; two changes in one second still get distinct ones.
+        self.serial = now_serial().max(self.serial.wrapping_add(1));
+        INDEX_SERVICES.set(self.services.len() as i64);
+    }
+
+    pub fn apply_service(&mut self, svc: &Value) {
+        let key = meta(svc);
+        self.remove_service_key(&key);
+        let spec = &svc["spec"];
+        let mut cluster_ips: Vec<IpAddr> = spec["clusterIPs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str()?.parse().ok())
+            .collect();
+        if cluster_ips.is_empty() {
+            cluster_ips.extend(spec["clusterIP"].as_str().and_then(|s| s.parse::<IpAddr>().ok()));
+        }
+        let external_name = (spec["type"].as_str() == Some("ExternalName"))
+            .then(|| spec["externalName"].as_str().map(str::to_string))
+            .flatten();
+        let entry = ServiceEntry {
+            headless: spec["clusterIP"].as_str() == Some("None") && external_name.is_none(),
+            cluster_ips,
+            external_name,
+            publish_not_ready: spec["publishNotReadyAddresses"].as_bool().unwrap_or(false),
+            ports: ports_of(&spec["ports"], "port"),
+        };
+        for ip in &entry.cluster_ips {
+            self.reverse.insert(*ip, key.clone());
+        }
+        *self.namespaces.entry(key.0.clone()).or_default() += 1;
+        self.services.insert(key, entry);
+        self.touch();
+    }
+
+    pub fn remove_service(&mut self, svc: &Value) {
+        let key = meta(svc);
+        if self.remove_service_key(&key) {
+            self.touch();
+        }
+    }
+
+    fn remove_service_key(&mut self, key: &(String, String)) -> bool {
+        let Some(old) = self.services.remove(key) else {
+            return false;
+        };
+        for ip in &old.cluster_ips {
+            if self.reverse.get(ip) == Some(key) {
+                self.reverse.remove(ip);
+            }
+        }
+        if let Some(n) = self.namespaces.get_mut(&key.0) {
+            *n -= 1;
+            if *n == 0 {
+                self.namespaces.remove(&key.0);
+            }
+        }
+        true
+    }
+
+    pub fn apply_slice(&mut self, slice: &Value) {
+        let (ns, name) = meta(slice);
+        self.remove_slice_key(&ns, &name);
+        // A slice belongs to the Service named by this label (discovery.k8s.io/v1).
+        let Some(service) = slice["metadata"]["labels"]["kubernetes.io/service-name"].as_str() else {
+            return;
+        };
+        let service = service.to_ascii_lowercase();
+        let endpoints = slice["endpoints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|ep| {
+                // `ready` unset means ready (EndpointConditions docs); terminating ones are not.
+                let ready = ep["conditions"]["ready"].as_bool().unwrap_or(true);
+                let hostname = ep["hostname"].as_str().filter(|h| !h.is_empty()).map(str::to_ascii_lowercase);
+                ep["addresses"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|a| a.as_str()?.parse::<IpAddr>().ok())
+                    .map(move |ip| EndpointEntry { ip, hostname: hostname.clone(), ready })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let entry = SliceEntry { service: service.clone(), endpoints, ports: ports_of(&slice["ports"], "port") };
+        self.slices_by_service.entry((ns.clone(), service)).or_default().insert(name.clone());
+        self.slices.insert((ns, name), entry);
+        self.touch();
+    }
+
+    pub fn remove_slice(&mut self, slice: &Value) {
+        let (ns, name) = meta(slice);
+        if self.remove_slice_key(&ns, &name) {
+            self.touch();
+        }
+    }
+
+    fn remove_slice_key(&mut self, ns: &str, name: &str) -> bool {
+        let key = (ns.to_string(), name.to_string());
+        let Some(old) = self.slices.remove(&key) else {
+            return false;
+        };
+        let svc_key = (key.0, old.service);
+        if let Some(set) = self.slices_by_service.get_mut(&svc_key) {
+            set.remove(name);
+            if set.is_empty() {
+                self.slices_by_service.remove(&svc_key);
+            }
+        }
+        true
+    }
+
+    /// Replaces everything with the informers' current lists.
+    pub fn rebuild<'a>(
+        &mut self,
+        services: impl IntoIterator<Item = &'a Value>,
+        slices: impl IntoIterator<Item = &'a Value>,
+    ) {
+        let (serial, synced) = (self.serial, self.synced);
+        *self = DnsIndex { serial, synced, ..Default::default() };
+        for s in services {
+            self.apply_service(s);
+        }
+        for s in slices {
+            self.apply_slice(s);
+        }
+        self.touch();
+    }
+
+    /// Endpoints that DNS publishes for a Service, deduplicated by IP in a stable order.
+    fn published_endpoints(&self, ns: &str, svc: &str, entry: &ServiceEntry) -> Vec<(&EndpointEntry, &SliceEntry)> {
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        let Some(names) = self.slices_by_service.get(&(ns.to_string(), svc.to_string())) else {
+            return out;
+        };
+        for name in names {
+            let Some(slice) = self.slices.get(&(ns.to_string(), name.clone())) else {
+                continue;
+            };
+            for ep in &slice.endpoints {
+                if (ep.ready || entry.publish_not_ready) && seen.insert(ep.ip) {
+                    out.push((ep, slice));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// What to do with a question.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// Answered from the cluster's data (authoritative).
+    Local { rcode: ResponseCode, answers: Vec<Record>, additionals: Vec<Record>, soa: Option<Record> },
+    /// Not ours: ask the upstream resolvers.
+    Forward,
+}
+
+/// The endpoint's DNS label: its `hostname`, else the IP with dashes (what CoreDNS uses).
+fn endpoint_label(ep: &EndpointEntry) -> String {
+    ep.hostname.clone().unwrap_or_else(|| match ep.ip {
+        IpAddr::V4(v4) => v4.to_string().replace('.', "-"),
+        IpAddr::V6(v6) => v6.to_string().replace(':', "-"),
+    })
+}
+
+/// Answers questions from a shared `DnsIndex`. Cloning is cheap and shares the index.
+#[derive(Clone)]
+pub struct Resolver {
+    zone: Name,
+    zone_labels: Vec<String>,
+    ttl: u32,
+    index: Arc<RwLock<DnsIndex>>,
+}
+
+impl Resolver {
+    pub fn new(domain: &str, ttl: u32) -> Result<Resolver, IndexError> {
+        let err = |reason: String| IndexError::Domain { domain: domain.to_string(), reason };
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        if domain.is_empty() {
+            return Err(err("empty".into()));
+        }
+        let zone = Name::from_ascii(format!("{domain}.")).map_err(|e| err(e.to_string()))?;
+        let zone_labels = domain.split('.').map(str::to_string).collect();
+        Ok(Resolver { zone, zone_labels, ttl, index: Arc::new(RwLock::new(DnsIndex::new())) })
+    }
+
+    pub fn index(&self) -> &Arc<RwLock<DnsIndex>> {
+        &self.index
+    }
+
+    pub fn zone(&self) -> &Name {
+        &self.zone
+    }
+
+    fn name(&self, relative: &[&str]) -> Name {
+        let rel = relative.join(".");
+        // Labels come from the question or from validated API objects; a bad one makes no record.
+        Name::from_ascii(format!("{rel}.")).and_then(|n| n.append_domain(&self.zone)).unwrap_or_else(|_| self.zone.clone())
+    }
+
+    fn soa(&self, serial: u32) -> Record {
+        let soa = SOA::new(
+            self.name(&["ns", "dns"]),
+            self.name(&["hostmaster"]),
+            serial,
+            7200,
+            1800,
+            86400,
+            self.ttl,
+        );
+        Record::from_rdata(self.zone.clone(), self.ttl, RData::SOA(soa))
+    }
+
+    fn record(&self, name: Name, rdata: RData) -> Record {
+        Record::from_rdata(name, self.ttl, rdata)
+    }
+
+    fn ip_record(&self, name: Name, ip: IpAddr) -> Record {
+        match ip {
+            IpAddr::V4(v4) => self.record(name, RData::A(A(v4))),
+            IpAddr::V6(v6) => self.record(name, RData::AAAA(AAAA(v6))),
+        }
+    }
+
+    /// The answer to `qname`/`qtype`.
+    pub fn resolve(&self, qname: &Name, qtype: RecordType) -> Answer {
+        let labels: Vec<String> =
+            qname.iter().map(|l| String::from_utf8_lossy(l).to_ascii_lowercase()).collect::<Vec<_>>();
+        let index = self.index.read().expect("dns index lock");
+        let n = labels.len();
+        let z = self.zone_labels.len();
+        if n < z || labels[n - z..] != self.zone_labels[..] {
+            return self.reverse(&index, &labels, qtype);
+        }
+        if !index.synced {
+            return Answer::Local { rcode: ResponseCode::ServFail, answers: vec![], additionals: vec![], soa: None };
+        }
+        let rest: Vec<&str> = labels[..n - z].iter().map(String::as_str).collect();
+        let soa = self.soa(index.serial);
+        let nxdomain = || Answer::Local { rcode: ResponseCode::NXDomain, answers: vec![], additionals: vec![], soa: Some(soa.clone()) };
+        let reply = |answers: Vec<Record>, additionals: Vec<Record>| {
+            let soa = answers.is_empty().then(|| soa.clone());
+            Answer::Local { rcode: ResponseCode::NoError, answers, additionals, soa }
+        };
+        let qname = qname.to_lowercase();
+        let wants_ip = |ip: &IpAddr| {
+            matches!((qtype, ip), (RecordType::A | RecordType::ANY, IpAddr::V4(_)) | (RecordType::AAAA | RecordType::ANY, IpAddr::V6(_)))
+        };
+        match rest.as_slice() {
+            [] => match qtype {
+                RecordType::SOA => reply(vec![soa.clone()], vec![]),
+                RecordType::NS => reply(vec![self.record(qname, RData::NS(NS(self.name(&["ns", "dns"]))))], vec![]),
+                _ => reply(vec![], vec![]),
+            },
+            ["svc"] | ["pod"] | [_, "pod"] => reply(vec![], vec![]),
+            [ns, "svc"] => {
+                if index.namespaces.contains_key(*ns) {
+                    reply(vec![], vec![])
+                } else {
+                    nxdomain()
+                }
+            }
+            [svc, ns, "svc"] => {
+                let Some(entry) = index.services.get(&(ns.to_string(), svc.to_string())) else {
+                    return nxdomain();
+                };
+                if let Some(target) = &entry.external_name {
+                    return match Name::from_ascii(format!("{}.", target.trim_end_matches('.'))) {
+                        Ok(t) if qtype != RecordType::SRV => reply(vec![self.record(qname, RData::CNAME(CNAME(t)))], vec![]),
+                        _ => reply(vec![], vec![]),
+                    };
+                }
+                let ips: Vec<IpAddr> = if entry.headless {
+                    index.published_endpoints(ns, svc, entry).into_iter().map(|(ep, _)| ep.ip).collect()
+                } else {
+                    entry.cluster_ips.clone()
+                };
+                reply(ips.into_iter().filter(wants_ip).map(|ip| self.ip_record(qname.clone(), ip)).collect(), vec![])
+            }
+            [host, svc, ns, "svc"] => {
+                let Some(entry) = index.services.get(&(ns.to_string(), svc.to_string())).filter(|e| e.headless) else {
+                    return nxdomain();
+                };
+                let eps = index.published_endpoints(ns, svc, entry);
+                let matching: Vec<IpAddr> =
+                    eps.iter().filter(|(ep, _)| endpoint_label(ep) == *host).map(|(ep, _)| ep.ip).collect();
+                if matching.is_empty() {
+                    return nxdomain();
+                }
+                reply(matching.into_iter().filter(wants_ip).map(|ip| self.ip_record(qname.clone(), ip)).collect(), vec![])
+            }
+            [port, proto, svc, ns, "svc"] if port.starts_with('_') && proto.starts_with('_') => {
+                let (port, proto) = (&port[1..], &proto[1..]);
+                let Some(entry) = index.services.get(&(ns.to_string(), svc.to_string())) else {
+                    return nxdomain();
+                };
+                let Some(svc_port) = entry.ports.iter().find(|p| p.name == port && p.protocol == proto) else {
+                    return nxdomain();
+                };
+                if !matches!(qtype, RecordType::SRV | RecordType::ANY) {
+                    return reply(vec![], vec![]);
+                }
+                let mut answers = Vec::new();
+                let mut additionals = Vec::new();
+                if entry.headless {
+                    let eps = index.published_endpoints(ns, svc, entry);
+                    // Equal weights summing to ~100 over the endpoints, priority 0 (CoreDNS).
+                    let weight = (100 / eps.len().max(1)).max(1) as u16;
+                    for (ep, slice) in eps {
+                        let label = endpoint_label(ep);
+                        let target = self.name(&[&label, svc, ns, "svc"]);
+                        // The endpoint's own port of that name (its targetPort), else the Service's.
+                        let number = slice.ports.iter().find(|p| p.name == port && p.protocol == proto).map_or(svc_port.port, |p| p.port);
+                        answers.push(self.record(qname.clone(), RData::SRV(SRV::new(0, weight, number, target.clone()))));
+                        additionals.push(self.ip_record(target, ep.ip));
+                    }
+                } else if entry.external_name.is_none() {
+                    let target = self.name(&[svc, ns, "svc"]);
+                    answers.push(self.record(qname.clone(), RData::SRV(SRV::new(0, 100, svc_port.port, target.clone()))));
+                    for ip in &entry.cluster_ips {
+                        additionals.push(self.ip_record(target.clone(), *ip));
+                    }
+                }
+                reply(answers, additionals)
+            }
+            [ip, _ns, "pod"] => {
+                // `pods insecure` (CoreDNS's default Corefile): the name encodes the IP, which
+                // is answered without checking that such a pod exists.
+                match Ipv4Addr::from_str(&ip.replace('-', ".")) {
+                    Ok(v4) if ip.split('-').count() == 4 => {
+                        let ip = IpAddr::V4(v4);
+                        reply(if wants_ip(&ip) { vec![self.ip_record(qname.clone(), ip)] } else { vec![] }, vec![])
+                    }
+                    _ => nxdomain(),
+                }
+            }
+            _ => nxdomain(),
+        }
+    }
+
+    /// PTR for ClusterIPs; every other reverse or foreign name goes upstream (CoreDNS's
+    /// `fallthrough in-addr.arpa ip6.arpa`).
+    fn reverse(&self, index: &DnsIndex, labels: &[String], qtype: RecordType) -> Answer {
+        if qtype != RecordType::PTR || labels.len() != 6 || labels[4] != "in-addr" || labels[5] != "arpa" {
+            return Answer::Forward;
+        }
+        let octets: Vec<&str> = labels[..4].iter().rev().map(String::as_str).collect();
+        let Ok(ip) = octets.join(".").parse::<IpAddr>() else {
+            return Answer::Forward;
+        };
+        match index.reverse.get(&ip) {
+            Some((ns, svc)) => {
+                let qname = Name::from_labels(labels.iter().map(|l| l.as_bytes())).unwrap_or_default();
+                let ptr = self.record(qname, RData::PTR(PTR(self.name(&[svc, ns, "svc"]))));
+                Answer::Local { rcode: ResponseCode::NoError, answers: vec![ptr], additionals: vec![], soa: None }
+            }
+            None => Answer::Forward,
+        }
+    }
+}

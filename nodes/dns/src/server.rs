@@ -1,0 +1,284 @@
+//! The DNS server: a hickory `RequestHandler` answering from the index or forwarding, and the
+//! `ClusterDns` actor that binds UDP and TCP and keeps the index in step with the informers.
+
+use crate::forward::{self, Forwarder};
+use crate::index::{Answer, IndexError, Resolver, DEFAULT_TTL};
+use crate::metrics::{FORWARDED, INDEX_REBUILDS, REQUESTS, REQUEST_SECONDS};
+use actix::{Actor, AsyncContext, Context};
+use hickory_server::authority::MessageResponseBuilder;
+use hickory_server::proto::op::{Edns, Header, MessageType, OpCode, ResponseCode};
+use hickory_server::proto::rr::{Name, Record, RecordType};
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::ServerFuture;
+use kubus_runtime::{Change, Informer};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast::error::RecvError;
+use tracing::Instrument;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error("cannot bind {proto} {addr}: {source}")]
+    Bind { proto: &'static str, addr: SocketAddr, source: std::io::Error },
+}
+
+/// How the cluster DNS runs.
+#[derive(Debug, Clone)]
+pub struct DnsConfig {
+    /// Address for both UDP and TCP; port 0 picks one free for both.
+    pub listen: SocketAddr,
+    /// Cluster domain (kubelet's --cluster-domain).
+    pub domain: String,
+    pub ttl: u32,
+    /// Where names outside the cluster domain go.
+    pub upstreams: Vec<SocketAddr>,
+    /// Per upstream; the client's own retry (glibc: 5 s) should exceed the total.
+    pub forward_timeout: Duration,
+    /// Idle TCP connections are closed after this.
+    pub tcp_timeout: Duration,
+}
+
+impl DnsConfig {
+    /// Defaults: cluster.local, TTL 5 s, the node's /etc/resolv.conf minus loopback, 2 s.
+    pub fn new(listen: SocketAddr) -> DnsConfig {
+        let upstreams = forward::upstreams_from_file("/etc/resolv.conf").unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "no upstream resolvers: names outside the cluster will fail");
+            Vec::new()
+        });
+        DnsConfig {
+            listen,
+            domain: "cluster.local".into(),
+            ttl: DEFAULT_TTL,
+            upstreams,
+            forward_timeout: Duration::from_secs(2),
+            tcp_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Answers one request: from the index when the name is in the cluster domain (or a known
+/// ClusterIP's PTR), else from the upstreams.
+pub struct Handler {
+    resolver: Resolver,
+    forwarder: Forwarder,
+}
+
+impl Handler {
+    pub fn new(resolver: Resolver, forwarder: Forwarder) -> Self {
+        Handler { resolver, forwarder }
+    }
+}
+
+fn type_label(t: RecordType) -> &'static str {
+    match t {
+        RecordType::Unknown(_) => "other",
+        t => t.into(),
+    }
+}
+
+fn failed(rcode: ResponseCode) -> ResponseInfo {
+    let mut h = Header::new();
+    h.set_response_code(rcode);
+    h.into()
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Handler {
+    async fn handle_request<R: ResponseHandler>(&self, request: &Request, mut response: R) -> ResponseInfo {
+        let start = Instant::now();
+        let builder = {
+            let mut b = MessageResponseBuilder::from_message_request(request);
+            if let Some(e) = request.edns() {
+                let mut edns = Edns::new();
+                edns.set_max_payload(e.max_payload().max(512));
+                b.edns(edns);
+            }
+            b
+        };
+        let mut header = Header::response_from_request(request.header());
+        let info = match request.request_info() {
+            Ok(i) if request.message_type() == MessageType::Query && request.op_code() == OpCode::Query => i,
+            _ => {
+                let rcode = if request.op_code() == OpCode::Query { ResponseCode::FormErr } else { ResponseCode::NotImp };
+                REQUESTS.with_label_values(&["other", rcode.to_str()]).inc();
+                return match response.send_response(builder.error_msg(request.header(), rcode)).await {
+                    Ok(i) => i,
+                    Err(_) => failed(rcode),
+                };
+            }
+        };
+        let qname = Name::from(info.query.name().clone());
+        let qtype = info.query.query_type();
+        let span = tracing::debug_span!("dns_request", name = %qname, qtype = %qtype, src = %request.src());
+        async move {
+            let (source, sent) = match self.resolver.resolve(&qname, qtype) {
+                Answer::Local { rcode, answers, additionals, soa } => {
+                    header.set_authoritative(rcode != ResponseCode::ServFail);
+                    header.set_response_code(rcode);
+                    let msg = builder.build(header, answers.iter(), std::iter::empty(), soa.iter(), additionals.iter());
+                    ("cluster", response.send_response(msg).await)
+                }
+                Answer::Forward => {
+                    header.set_recursion_available(true);
+                    match self.forwarder.forward(&qname, qtype).await {
+                        Ok(reply) => {
+                            FORWARDED.with_label_values(&["ok"]).inc();
+                            header.set_response_code(reply.response_code());
+                            let msg = builder.build(
+                                header,
+                                reply.answers().iter(),
+                                reply.name_servers().iter(),
+                                std::iter::empty::<&Record>(),
+                                reply.additionals().iter(),
+                            );
+                            ("forward", response.send_response(msg).await)
+                        }
+                        Err(e) => {
+                            FORWARDED.with_label_values(&["error"]).inc();
+                            tracing::debug!(error = %e, "forwarding failed");
+                            header.set_response_code(ResponseCode::ServFail);
+                            ("forward", response.send_response(builder.build_no_records(header)).await)
+                        }
+                    }
+                }
+            };
+            REQUEST_SECONDS.with_label_values(&[source]).observe(start.elapsed().as_secs_f64());
+            match sent {
+                Ok(info) => {
+                    REQUESTS.with_label_values(&[type_label(qtype), info.response_code().to_str()]).inc();
+                    info
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot send the answer");
+                    REQUESTS.with_label_values(&[type_label(qtype), "SERVFAIL"]).inc();
+                    failed(ResponseCode::ServFail)
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+/// Binds UDP and TCP on the same port (when port 0 is asked, one free for both).
+fn bind(addr: SocketAddr) -> Result<(std::net::UdpSocket, std::net::TcpListener), DnsError> {
+    let mut attempt = 0;
+    loop {
+        let udp = std::net::UdpSocket::bind(addr).map_err(|source| DnsError::Bind { proto: "udp", addr, source })?;
+        let bound = udp.local_addr().map_err(|source| DnsError::Bind { proto: "udp", addr, source })?;
+        match std::net::TcpListener::bind(bound) {
+            Ok(tcp) => return Ok((udp, tcp)),
+            // The free UDP port may be taken on TCP: pick another one.
+            Err(_) if addr.port() == 0 && attempt < 20 => attempt += 1,
+            Err(source) => return Err(DnsError::Bind { proto: "tcp", addr: bound, source }),
+        }
+    }
+}
+
+/// The cluster DNS actor: serves on its sockets from an index it keeps up to date with the
+/// Service and EndpointSlice informers.
+pub struct ClusterDns {
+    config: DnsConfig,
+    resolver: Resolver,
+    services: Informer,
+    slices: Informer,
+    sockets: Option<(std::net::UdpSocket, std::net::TcpListener)>,
+    local: SocketAddr,
+    server: Option<ServerFuture<Handler>>,
+}
+
+impl ClusterDns {
+    /// Binds the sockets now (so that errors and the chosen port are known before starting).
+    pub fn new(config: DnsConfig, services: Informer, slices: Informer) -> Result<ClusterDns, DnsError> {
+        let resolver = Resolver::new(&config.domain, config.ttl)?;
+        let (udp, tcp) = bind(config.listen)?;
+        let local = udp.local_addr().map_err(|source| DnsError::Bind { proto: "udp", addr: config.listen, source })?;
+        Ok(ClusterDns { config, resolver, services, slices, sockets: Some((udp, tcp)), local, server: None })
+    }
+
+    /// The address served on, UDP and TCP.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The resolver answering for this server (shares its index).
+    pub fn resolver(&self) -> Resolver {
+        self.resolver.clone()
+    }
+}
+
+fn rebuild(resolver: &Resolver, services: &Informer, slices: &Informer) {
+    let (svcs, sls) = (services.list(), slices.list());
+    let mut index = resolver.index().write().expect("dns index lock");
+    index.rebuild(svcs.iter().map(|v| &**v), sls.iter().map(|v| &**v));
+    index.set_synced(true);
+    INDEX_REBUILDS.inc();
+}
+
+/// Follows both informers: incremental updates per change, a full rebuild on resync or lag.
+async fn follow(resolver: Resolver, services: Informer, slices: Informer) {
+    let mut svc_rx = services.subscribe();
+    let mut slice_rx = slices.subscribe();
+    services.wait_synced().await;
+    slices.wait_synced().await;
+    rebuild(&resolver, &services, &slices);
+    tracing::info!(services = services.len(), slices = slices.len(), "cluster DNS index synced");
+    loop {
+        let (is_service, change) = tokio::select! {
+            c = svc_rx.recv() => (true, c),
+            c = slice_rx.recv() => (false, c),
+        };
+        match change {
+            Ok(Change::Applied { new, .. }) => {
+                let mut index = resolver.index().write().expect("dns index lock");
+                if is_service {
+                    index.apply_service(&new)
+                } else {
+                    index.apply_slice(&new)
+                }
+            }
+            Ok(Change::Deleted(old)) => {
+                let mut index = resolver.index().write().expect("dns index lock");
+                if is_service {
+                    index.remove_service(&old)
+                } else {
+                    index.remove_slice(&old)
+                }
+            }
+            Ok(Change::Resynced) | Err(RecvError::Lagged(_)) => rebuild(&resolver, &services, &slices),
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+impl Actor for ClusterDns {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let Some((udp, tcp)) = self.sockets.take() else {
+            return;
+        };
+        let forwarder = Forwarder::new(self.config.upstreams.clone(), self.config.forward_timeout);
+        let mut server = ServerFuture::new(Handler::new(self.resolver.clone(), forwarder));
+        if let Err(e) = server.register_socket_std(udp) {
+            tracing::error!(error = %e, "cluster DNS cannot serve UDP");
+        }
+        if let Err(e) = server.register_listener_std(tcp, self.config.tcp_timeout) {
+            tracing::error!(error = %e, "cluster DNS cannot serve TCP");
+        }
+        self.server = Some(server);
+        let span = tracing::info_span!("cluster_dns", addr = %self.local, domain = %self.config.domain);
+        ctx.spawn(actix::fut::wrap_future(
+            follow(self.resolver.clone(), self.services.clone(), self.slices.clone()).instrument(span),
+        ));
+        tracing::info!(addr = %self.local, domain = %self.config.domain, upstreams = ?self.config.upstreams, "cluster DNS serving");
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        if let Some(server) = &self.server {
+            server.shutdown_token().cancel();
+        }
+    }
+}
