@@ -482,3 +482,162 @@ impl Resolver {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn svc(ns: &str, name: &str, cluster_ip: &str, ports: Value) -> Value {
+        json!({"metadata": {"namespace": ns, "name": name}, "spec": {"clusterIP": cluster_ip, "ports": ports}})
+    }
+
+    fn slice(ns: &str, name: &str, service: &str, eps: Value, ports: Value) -> Value {
+        json!({"metadata": {"namespace": ns, "name": name, "labels": {"kubernetes.io/service-name": service}},
+            "addressType": "IPv4", "endpoints": eps, "ports": ports})
+    }
+
+    fn ep(ip: &str, ready: bool) -> Value {
+        json!({"addresses": [ip], "conditions": {"ready": ready}})
+    }
+
+    fn resolver() -> Resolver {
+        let r = Resolver::new("cluster.local", DEFAULT_TTL).unwrap();
+        {
+            let mut i = r.index().write().unwrap();
+            i.apply_service(&svc("default", "web", "10.96.0.10", json!([{"name": "http", "port": 80, "protocol": "TCP"}])));
+            i.apply_service(&svc("db", "pg", "None", json!([{"name": "sql", "port": 5432, "protocol": "TCP"}])));
+            i.apply_slice(&slice(
+                "db",
+                "pg-abc",
+                "pg",
+                json!([ep("10.1.0.5", true), ep("10.1.0.6", false), {"addresses": ["10.1.0.7"], "hostname": "pg-0"}]),
+                json!([{"name": "sql", "port": 15432, "protocol": "TCP"}]),
+            ));
+            i.set_synced(true);
+        }
+        r
+    }
+
+    fn q(r: &Resolver, name: &str, t: RecordType) -> (ResponseCode, Vec<String>, Vec<String>, bool) {
+        match r.resolve(&Name::from_ascii(name).unwrap(), t) {
+            Answer::Local { rcode, answers, additionals, soa } => (
+                rcode,
+                answers.iter().map(|r| r.data().to_string()).collect(),
+                additionals.iter().map(|r| format!("{} {}", r.name(), r.data())).collect(),
+                soa.is_some(),
+            ),
+            Answer::Forward => (ResponseCode::Refused, vec!["forward".into()], vec![], false),
+        }
+    }
+
+    #[test]
+    fn cluster_ip_service() {
+        let r = resolver();
+        let (rc, a, _, soa) = q(&r, "web.default.svc.cluster.local.", RecordType::A);
+        assert_eq!((rc, a, soa), (ResponseCode::NoError, vec!["10.96.0.10".to_string()], false));
+        // Case-insensitive, as the specification requires.
+        assert_eq!(q(&r, "WEB.Default.svc.cluster.local.", RecordType::A).1, vec!["10.96.0.10"]);
+        // AAAA of an IPv4-only Service: the name exists, no data, SOA for negative caching.
+        let (rc, a, _, soa) = q(&r, "web.default.svc.cluster.local.", RecordType::AAAA);
+        assert_eq!((rc, a.len(), soa), (ResponseCode::NoError, 0, true));
+        let rec = match r.resolve(&Name::from_ascii("web.default.svc.cluster.local.").unwrap(), RecordType::A) {
+            Answer::Local { answers, .. } => answers[0].clone(),
+            Answer::Forward => panic!("forwarded"),
+        };
+        assert_eq!(rec.ttl(), 5);
+    }
+
+    #[test]
+    fn headless_lists_ready_endpoints_and_follows_changes() {
+        let r = resolver();
+        let (rc, mut a, _, _) = q(&r, "pg.db.svc.cluster.local.", RecordType::A);
+        a.sort();
+        assert_eq!((rc, a), (ResponseCode::NoError, vec!["10.1.0.5".to_string(), "10.1.0.7".to_string()]));
+        assert_eq!(q(&r, "pg-0.pg.db.svc.cluster.local.", RecordType::A).1, vec!["10.1.0.7"]);
+        assert_eq!(q(&r, "10-1-0-5.pg.db.svc.cluster.local.", RecordType::A).1, vec!["10.1.0.5"]);
+        // Not ready: not published.
+        assert_eq!(q(&r, "10-1-0-6.pg.db.svc.cluster.local.", RecordType::A).0, ResponseCode::NXDomain);
+        r.index().write().unwrap().apply_slice(&slice("db", "pg-abc", "pg", json!([ep("10.1.0.6", true)]), json!([])));
+        assert_eq!(q(&r, "pg.db.svc.cluster.local.", RecordType::A).1, vec!["10.1.0.6"]);
+        r.index().write().unwrap().remove_slice(&slice("db", "pg-abc", "pg", json!([]), json!([])));
+        let (rc, a, _, soa) = q(&r, "pg.db.svc.cluster.local.", RecordType::A);
+        assert_eq!((rc, a.len(), soa), (ResponseCode::NoError, 0, true));
+    }
+
+    #[test]
+    fn srv_for_named_ports() {
+        let r = resolver();
+        let (rc, a, add, _) = q(&r, "_http._tcp.web.default.svc.cluster.local.", RecordType::SRV);
+        assert_eq!(rc, ResponseCode::NoError);
+        assert_eq!(a, vec!["0 100 80 web.default.svc.cluster.local."]);
+        assert_eq!(add, vec!["web.default.svc.cluster.local. 10.96.0.10"]);
+        // Headless: one per ready endpoint, the endpoint's port, hostname or ip-dashed targets.
+        let (_, mut a, mut add, _) = q(&r, "_sql._tcp.pg.db.svc.cluster.local.", RecordType::SRV);
+        a.sort();
+        add.sort();
+        assert_eq!(a, vec!["0 50 15432 10-1-0-5.pg.db.svc.cluster.local.", "0 50 15432 pg-0.pg.db.svc.cluster.local."]);
+        assert_eq!(add, vec!["10-1-0-5.pg.db.svc.cluster.local. 10.1.0.5", "pg-0.pg.db.svc.cluster.local. 10.1.0.7"]);
+        assert_eq!(q(&r, "_http._udp.web.default.svc.cluster.local.", RecordType::SRV).0, ResponseCode::NXDomain);
+        assert_eq!(q(&r, "_nope._tcp.web.default.svc.cluster.local.", RecordType::SRV).0, ResponseCode::NXDomain);
+    }
+
+    #[test]
+    fn pods_unknown_names_and_namespaces() {
+        let r = resolver();
+        assert_eq!(q(&r, "10-244-1-7.default.pod.cluster.local.", RecordType::A).1, vec!["10.244.1.7"]);
+        assert_eq!(q(&r, "10-244-1.default.pod.cluster.local.", RecordType::A).0, ResponseCode::NXDomain);
+        let (rc, _, _, soa) = q(&r, "nope.default.svc.cluster.local.", RecordType::A);
+        assert_eq!((rc, soa), (ResponseCode::NXDomain, true));
+        assert_eq!(q(&r, "default.svc.cluster.local.", RecordType::A).0, ResponseCode::NoError);
+        assert_eq!(q(&r, "empty-ns.svc.cluster.local.", RecordType::A).0, ResponseCode::NXDomain);
+        assert_eq!(q(&r, "a.b.c.d.e.f.cluster.local.", RecordType::A).0, ResponseCode::NXDomain);
+        assert_eq!(q(&r, "cluster.local.", RecordType::SOA).1.len(), 1);
+        assert_eq!(q(&r, "example.com.", RecordType::A).1, vec!["forward"]);
+        // A name merely ending like the zone is not in it.
+        assert_eq!(q(&r, "notcluster.local.", RecordType::A).1, vec!["forward"]);
+    }
+
+    #[test]
+    fn ptr_for_cluster_ips_and_deletion() {
+        let r = resolver();
+        assert_eq!(q(&r, "10.0.96.10.in-addr.arpa.", RecordType::PTR).1, vec!["web.default.svc.cluster.local."]);
+        assert_eq!(q(&r, "11.0.96.10.in-addr.arpa.", RecordType::PTR).1, vec!["forward"]);
+        r.index().write().unwrap().remove_service(&svc("default", "web", "", json!([])));
+        assert_eq!(q(&r, "web.default.svc.cluster.local.", RecordType::A).0, ResponseCode::NXDomain);
+        assert_eq!(q(&r, "10.0.96.10.in-addr.arpa.", RecordType::PTR).1, vec!["forward"]);
+        assert_eq!(r.index().read().unwrap().service_count(), 1);
+    }
+
+    #[test]
+    fn unsynced_index_is_servfail_and_rebuild_replaces() {
+        let r = Resolver::new("cluster.local", 5).unwrap();
+        assert_eq!(q(&r, "web.default.svc.cluster.local.", RecordType::A).0, ResponseCode::ServFail);
+        let s = svc("default", "web", "10.96.0.11", json!([]));
+        {
+            let mut i = r.index().write().unwrap();
+            i.apply_service(&svc("default", "old", "10.96.0.12", json!([])));
+            i.rebuild([&s], []);
+            i.set_synced(true);
+        }
+        assert_eq!(q(&r, "web.default.svc.cluster.local.", RecordType::A).1, vec!["10.96.0.11"]);
+        assert_eq!(q(&r, "old.default.svc.cluster.local.", RecordType::A).0, ResponseCode::NXDomain);
+    }
+
+    #[test]
+    fn external_name_is_a_cname() {
+        let r = resolver();
+        r.index().write().unwrap().apply_service(
+            &json!({"metadata": {"namespace": "default", "name": "ext"}, "spec": {"type": "ExternalName", "externalName": "db.example.com"}}),
+        );
+        assert_eq!(q(&r, "ext.default.svc.cluster.local.", RecordType::A).1, vec!["db.example.com."]);
+    }
+
+    #[test]
+    fn resolv_conf_without_loopback() {
+        let ups = crate::upstreams_from_resolv_conf(
+            "# c\nnameserver 127.0.0.53\nnameserver 10.0.0.2\nsearch x\nnameserver ::1\nnameserver 2001:db8::1\n",
+        );
+        assert_eq!(ups, vec!["10.0.0.2:53".parse().unwrap(), "[2001:db8::1]:53".parse().unwrap()]);
+    }
+}
