@@ -1,1 +1,16 @@
-//! kube-proxy (nftables).
+//! kube-proxy (nftables): Services and EndpointSlices become one nftables table of our own,
+//! shaped like upstream kube-proxy's nftables mode (verdict maps keyed by address, protocol
+//! and port; a chain per service port and per endpoint; `numgen random` balancing).
+//!
+//! - [`ProxyRules`]: pure computation of the ruleset from API objects.
+//! - [`Proxier`]: applies it atomically with `nft -f -`, owns the service CIDR route.
+//! - [`KubeProxy`]: the actor that resyncs on every informer change (rate-limited).
+
+mod actor;
+mod metrics;
+mod proxier;
+mod rules;
+
+pub use actor::{KubeProxy, Shutdown};
+pub use proxier::{Proxier, ProxierConfig, ProxierError, SyncStats};
+pub use rules::{ProxyRules, RulesConfig, RulesError};

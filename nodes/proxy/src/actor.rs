@@ -1,0 +1,125 @@
+//! The kube-proxy actor: resyncs the Proxier from the informers' caches on every change,
+//! coalescing bursts and keeping `min_sync_period` between syncs.
+
+use crate::proxier::{Proxier, ProxierConfig};
+use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message, SpawnHandle, WrapFuture};
+use kubus_runtime::informer::Informer;
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast::error::RecvError;
+
+/// Changes arriving within this window are applied together (a rollout touches many slices).
+const COALESCE: Duration = Duration::from_millis(100);
+
+pub struct KubeProxy {
+    proxier: Proxier,
+    services: Informer,
+    slices: Informer,
+    last_sync: Option<Instant>,
+    pending: Option<SpawnHandle>,
+    synced: bool,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Changed;
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct InformersSynced;
+
+impl KubeProxy {
+    /// `services`: Informer of ("", "services"); `slices`: ("discovery.k8s.io", "endpointslices").
+    pub fn new(config: ProxierConfig, services: Informer, slices: Informer) -> Self {
+        KubeProxy { proxier: Proxier::new(config), services, slices, last_sync: None, pending: None, synced: false }
+    }
+
+    fn sync_now(&mut self) {
+        let _span = tracing::info_span!("kube_proxy_sync").entered();
+        self.last_sync = Some(Instant::now());
+        let (services, slices) = (self.services.list(), self.slices.list());
+        // Errors are counted and logged by the Proxier; the next change or the informers'
+        // periodic resync retries.
+        let _ = self.proxier.sync(&services, &slices);
+    }
+
+    fn schedule(&mut self, ctx: &mut Context<Self>) {
+        if !self.synced || self.pending.is_some() {
+            return;
+        }
+        let since = self.last_sync.map_or(Duration::MAX, |t| t.elapsed());
+        let wait = COALESCE.max(self.proxier.config().min_sync_period.saturating_sub(since));
+        self.pending = Some(ctx.run_later(wait, |this, _| {
+            this.pending = None;
+            this.sync_now();
+        }));
+    }
+}
+
+impl Actor for KubeProxy {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        for informer in [self.services.clone(), self.slices.clone()] {
+            let mut rx = informer.subscribe();
+            let addr = ctx.address();
+            tokio::spawn(async move {
+                loop {
+                    match rx.recv().await {
+                        // Every kind of change (and lag) means "resync": the ruleset is always
+                        // computed from the full caches.
+                        Ok(_) | Err(RecvError::Lagged(_)) => {
+                            if addr.try_send(Changed).is_err() && !addr.connected() {
+                                return;
+                            }
+                        }
+                        Err(RecvError::Closed) => return,
+                    }
+                }
+            });
+        }
+        let (services, slices) = (self.services.clone(), self.slices.clone());
+        let addr = ctx.address();
+        ctx.spawn(
+            async move {
+                services.wait_synced().await;
+                slices.wait_synced().await;
+                addr.do_send(InformersSynced);
+            }
+            .into_actor(self),
+        );
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        if let Err(e) = self.proxier.cleanup() {
+            tracing::warn!(error = %e, "kube-proxy cleanup failed");
+        }
+    }
+}
+
+impl Handler<InformersSynced> for KubeProxy {
+    type Result = ();
+    fn handle(&mut self, _: InformersSynced, _ctx: &mut Context<Self>) {
+        // Resync from scratch: the first apply replaces whatever an earlier run left.
+        self.synced = true;
+        self.sync_now();
+    }
+}
+
+impl Handler<Changed> for KubeProxy {
+    type Result = ();
+    fn handle(&mut self, _: Changed, ctx: &mut Context<Self>) {
+        self.schedule(ctx);
+    }
+}
+
+/// Stops the actor (which removes its table and route).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+impl Handler<Shutdown> for KubeProxy {
+    type Result = ();
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}

@@ -1,0 +1,201 @@
+//! Applies a [`ProxyRules`] to the kernel with `nft -f -` and owns the service CIDR route.
+
+use crate::metrics::{PROGRAMMED, SYNCS, SYNC_SECONDS};
+use crate::rules::{ProxyRules, RulesConfig, RulesError};
+use serde_json::Value;
+use std::borrow::Borrow;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ROUTE_LOCALNET: &str = "/proc/sys/net/ipv4/conf/all/route_localnet";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxierError {
+    #[error(transparent)]
+    Rules(#[from] RulesError),
+    #[error("running {cmd}: {source}")]
+    Spawn { cmd: String, source: std::io::Error },
+    #[error("{cmd} failed: {stderr}")]
+    Command { cmd: String, stderr: String },
+    #[error("{path}: {source}")]
+    Sysctl { path: &'static str, source: std::io::Error },
+}
+
+#[derive(Debug, Clone)]
+pub struct ProxierConfig {
+    pub rules: RulesConfig,
+    /// The Service CIDR (e.g. 10.96.0.0/12). Locally originated packets to a ClusterIP are
+    /// routed before OUTPUT DNAT happens, so the node needs a route for it; None: no route.
+    pub service_cidr: Option<String>,
+    /// Device of that route: the pod bridge, so the host's source address is the bridge's
+    /// (which pods can answer) and no masquerade is needed for host-to-service traffic.
+    pub route_dev: String,
+    /// Shortest time between two syncs (upstream's --iptables-min-sync-period, 1 s); changes
+    /// arriving meanwhile are coalesced into the next sync.
+    pub min_sync_period: Duration,
+}
+
+impl Default for ProxierConfig {
+    fn default() -> Self {
+        ProxierConfig {
+            rules: RulesConfig::default(),
+            service_cidr: Some("10.96.0.0/12".into()),
+            route_dev: "kubus0".into(),
+            min_sync_period: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What one sync programmed and how long it took.
+#[derive(Debug, Clone, Copy)]
+pub struct SyncStats {
+    pub service_ports: usize,
+    pub endpoints: usize,
+    /// Ruleset computation.
+    pub compute: Duration,
+    /// `nft -f` (the kernel commits the transaction before nft exits).
+    pub apply: Duration,
+}
+
+pub struct Proxier {
+    config: ProxierConfig,
+    /// What the kernel holds; None: unknown (start, or after a failed apply), so the next
+    /// apply replaces the table wholesale.
+    applied: Option<ProxyRules>,
+    route_installed: bool,
+    saved_route_localnet: Option<String>,
+}
+
+fn run(cmd: &str, args: &[&str], stdin: Option<&str>) -> Result<(), ProxierError> {
+    let shown = format!("{cmd} {}", args.join(" "));
+    let mut child = Command::new(cmd)
+        .args(args)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| ProxierError::Spawn { cmd: shown.clone(), source })?;
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(input.as_bytes()).map_err(|source| ProxierError::Spawn { cmd: shown.clone(), source })?;
+    }
+    let out = child.wait_with_output().map_err(|source| ProxierError::Spawn { cmd: shown.clone(), source })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(ProxierError::Command { cmd: shown, stderr: String::from_utf8_lossy(&out.stderr).trim().to_string() })
+    }
+}
+
+impl Proxier {
+    pub fn new(config: ProxierConfig) -> Self {
+        Proxier { config, applied: None, route_installed: false, saved_route_localnet: None }
+    }
+
+    pub fn config(&self) -> &ProxierConfig {
+        &self.config
+    }
+
+    /// Computes and applies the ruleset for these objects, with metrics.
+    #[tracing::instrument(skip_all, fields(table = %self.config.rules.table, services = services.len(), slices = slices.len()))]
+    pub fn sync<S: Borrow<Value>, E: Borrow<Value>>(
+        &mut self,
+        services: &[S],
+        slices: &[E],
+    ) -> Result<SyncStats, ProxierError> {
+        let timer = SYNC_SECONDS.start_timer();
+        let started = Instant::now();
+        let result =
+            ProxyRules::compute(&self.config.rules, services, slices).map_err(ProxierError::from).and_then(|rules| {
+                let compute = started.elapsed();
+                let (service_ports, endpoints) = (rules.service_ports(), rules.endpoints());
+                let apply = self.apply(rules)?;
+                Ok(SyncStats { service_ports, endpoints, compute, apply })
+            });
+        timer.observe_duration();
+        match &result {
+            Ok(stats) => {
+                SYNCS.with_label_values(&["success"]).inc();
+                PROGRAMMED.with_label_values(&["service_ports"]).set(stats.service_ports as i64);
+                PROGRAMMED.with_label_values(&["endpoints"]).set(stats.endpoints as i64);
+                tracing::debug!(?stats, "proxy rules synced");
+            }
+            Err(e) => {
+                SYNCS.with_label_values(&["error"]).inc();
+                tracing::warn!(error = %e, "proxy rules sync failed");
+            }
+        }
+        result
+    }
+
+    /// Makes the kernel hold `rules` (one nft transaction) and returns the time `nft` took.
+    /// The first apply replaces any table left by an earlier run (resync from scratch).
+    pub fn apply(&mut self, rules: ProxyRules) -> Result<Duration, ProxierError> {
+        self.host_setup()?;
+        let started = Instant::now();
+        let script = match &self.applied {
+            Some(prev) => rules.incremental_text(prev),
+            None => rules.full_text(),
+        };
+        let result = match run("nft", &["-f", "-"], Some(&script)) {
+            Err(e) if self.applied.is_some() => {
+                // The kernel may not hold what we think (someone touched the table): replace it.
+                tracing::warn!(error = %e, "incremental nft update failed; replacing the table");
+                run("nft", &["-f", "-"], Some(&rules.full_text()))
+            }
+            other => other,
+        };
+        match result {
+            Ok(()) => {
+                self.applied = Some(rules);
+                Ok(started.elapsed())
+            }
+            Err(e) => {
+                self.applied = None;
+                Err(e)
+            }
+        }
+    }
+
+    fn host_setup(&mut self) -> Result<(), ProxierError> {
+        if self.config.rules.localhost_nodeports && self.saved_route_localnet.is_none() {
+            let old = std::fs::read_to_string(ROUTE_LOCALNET)
+                .map_err(|source| ProxierError::Sysctl { path: ROUTE_LOCALNET, source })?;
+            std::fs::write(ROUTE_LOCALNET, "1")
+                .map_err(|source| ProxierError::Sysctl { path: ROUTE_LOCALNET, source })?;
+            self.saved_route_localnet = Some(old.trim().to_string());
+        }
+        if let (Some(cidr), false) = (&self.config.service_cidr, self.route_installed) {
+            run("ip", &["route", "replace", cidr, "dev", &self.config.route_dev], None)?;
+            self.route_installed = true;
+        }
+        Ok(())
+    }
+
+    /// Removes the table, the route and restores route_localnet. Idempotent.
+    pub fn cleanup(&mut self) -> Result<(), ProxierError> {
+        let t = &self.config.rules.table;
+        let mut first_error = run("nft", &["-f", "-"], Some(&format!("add table ip {t}\ndelete table ip {t}\n"))).err();
+        self.applied = None;
+        if let (Some(cidr), true) = (&self.config.service_cidr, self.route_installed) {
+            if let Err(e) = run("ip", &["route", "del", cidr, "dev", &self.config.route_dev], None) {
+                first_error.get_or_insert(e);
+            }
+            self.route_installed = false;
+        }
+        if let Some(old) = self.saved_route_localnet.take() {
+            if let Err(source) = std::fs::write(ROUTE_LOCALNET, old) {
+                first_error.get_or_insert(ProxierError::Sysctl { path: ROUTE_LOCALNET, source });
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Proxier {
+    fn drop(&mut self) {
+        if let Err(e) = self.cleanup() {
+            tracing::warn!(error = %e, "kube-proxy cleanup failed");
+        }
+    }
+}

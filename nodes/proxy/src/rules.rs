@@ -1,0 +1,419 @@
+//! The nftables ruleset for a set of Services and EndpointSlices (no I/O).
+//!
+//! Layout (after upstream kube-proxy's nftables mode):
+//! - `service-ips` map: `clusterIP . proto . port` -> `goto service-<H>-ns/name/proto/port`.
+//! - `service-nodeports` map: `proto . nodePort` -> `goto external-...` (matched only for local
+//!   destinations via `fib daddr type local`), which marks for masquerade and goes to the service.
+//! - Service chains balance with `numgen random mod N vmap` over endpoint chains, which mark
+//!   hairpin traffic (a pod reaching itself) for masquerade and DNAT.
+//! - sessionAffinity ClientIP: one dynamic set with a timeout per endpoint; the endpoint chain
+//!   records the client, the service chain sends recorded clients to the same endpoint first.
+//! - Services without usable endpoints are in `no-endpoint-*` maps, checked from filter hooks
+//!   (reject is only allowed there) so clients get a reset / port-unreachable at once.
+//!
+//! Not done yet: externalTrafficPolicy/internalTrafficPolicy Local (treated as Cluster),
+//! LoadBalancer ingress IPs, externalIPs, IPv6.
+
+use serde_json::Value;
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+use std::net::Ipv4Addr;
+
+/// Packet mark bit meaning "masquerade this in postrouting" (upstream's 0x4000).
+pub const MASQUERADE_MARK: u32 = 0x4000;
+/// Upstream's default sessionAffinityConfig.clientIP.timeoutSeconds (3 hours).
+const DEFAULT_AFFINITY_TIMEOUT: u64 = 10800;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    #[error("invalid nftables table name {0:?}")]
+    InvalidTable(String),
+    #[error("invalid IPv4 CIDR {0:?}")]
+    InvalidCidr(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct RulesConfig {
+    /// nftables table (family ip) owned by this proxy.
+    pub table: String,
+    /// The pods' CIDR: traffic to a ClusterIP from outside it is masqueraded, so that replies
+    /// come back through this node (upstream's --cluster-cidr). None: only hairpin and NodePort
+    /// traffic is masqueraded.
+    pub cluster_cidr: Option<String>,
+    /// Also answer NodePorts on 127.0.0.0/8. Needs net.ipv4.conf.all.route_localnet=1 (the
+    /// Proxier sets it) since the DNATed packet leaves with a loopback source until masqueraded.
+    pub localhost_nodeports: bool,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig { table: "kubus-proxy".into(), cluster_cidr: None, localhost_nodeports: true }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Chain {
+    /// `type ... hook ... priority ...;` for base chains.
+    base: Option<String>,
+    rules: Vec<String>,
+}
+
+/// A computed ruleset: named chains, verdict-map elements and affinity sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyRules {
+    table: String,
+    chains: BTreeMap<String, Chain>,
+    /// map name -> elements
+    maps: BTreeMap<&'static str, BTreeSet<String>>,
+    /// set name -> timeout seconds
+    affinity_sets: BTreeMap<String, u64>,
+    service_ports: usize,
+    endpoints: usize,
+}
+
+const MAPS: [(&str, &str); 4] = [
+    ("service-ips", "ipv4_addr . inet_proto . inet_service : verdict"),
+    ("service-nodeports", "inet_proto . inet_service : verdict"),
+    ("no-endpoint-services", "ipv4_addr . inet_proto . inet_service : verdict"),
+    ("no-endpoint-nodeports", "inet_proto . inet_service : verdict"),
+];
+
+/// FNV-1a, base32-encoded: a short stable prefix keeps chain names unique even if the readable
+/// part were ever ambiguous (upstream uses a SHA-256 prefix the same way).
+fn hash_prefix(s: &str) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in s.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    (0..8).map(|i| ALPHABET[((h >> (i * 5)) & 31) as usize] as char).collect()
+}
+
+fn valid_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+        && s.len() < 200
+}
+
+fn parse_cidr(s: &str) -> Result<(), RulesError> {
+    let (ip, len) = s.split_once('/').ok_or_else(|| RulesError::InvalidCidr(s.into()))?;
+    ip.parse::<Ipv4Addr>().map_err(|_| RulesError::InvalidCidr(s.into()))?;
+    match len.parse::<u8>() {
+        Ok(l) if l <= 32 => Ok(()),
+        _ => Err(RulesError::InvalidCidr(s.into())),
+    }
+}
+
+fn protocol(v: &Value) -> Option<&'static str> {
+    match v.as_str().unwrap_or("TCP") {
+        "TCP" => Some("tcp"),
+        "UDP" => Some("udp"),
+        "SCTP" => Some("sctp"),
+        _ => None,
+    }
+}
+
+/// Endpoints of one service port: (ip, target port), already filtered for use.
+type Endpoints = BTreeSet<(Ipv4Addr, u16)>;
+
+/// The endpoints of every service port key `(ns, service, port name, proto)`, split into
+/// ready ones and serving-but-terminating ones (upstream falls back to the latter when a
+/// service has no ready endpoint, so connections drain during rollouts).
+fn collect_endpoints<S: Borrow<Value>>(
+    slices: &[S],
+) -> BTreeMap<(String, String, String, &'static str), (Endpoints, Endpoints)> {
+    let mut out: BTreeMap<_, (Endpoints, Endpoints)> = BTreeMap::new();
+    for slice in slices {
+        let slice = slice.borrow();
+        if slice["addressType"].as_str().unwrap_or("IPv4") != "IPv4" {
+            continue;
+        }
+        let ns = slice["metadata"]["namespace"].as_str().unwrap_or("").to_string();
+        let Some(svc) = slice["metadata"]["labels"]["kubernetes.io/service-name"].as_str() else {
+            continue;
+        };
+        for port in slice["ports"].as_array().into_iter().flatten() {
+            let (Some(proto), Some(number)) = (protocol(&port["protocol"]), port["port"].as_u64()) else {
+                continue;
+            };
+            let Ok(number) = u16::try_from(number) else { continue };
+            let name = port["name"].as_str().unwrap_or("").to_string();
+            let entry = out.entry((ns.clone(), svc.to_string(), name, proto)).or_default();
+            for ep in slice["endpoints"].as_array().into_iter().flatten() {
+                let c = &ep["conditions"];
+                // Unset conditions mean ready/serving (EndpointSlice API semantics).
+                let ready = c["ready"].as_bool().unwrap_or(true);
+                let serving = c["serving"].as_bool().unwrap_or(ready);
+                let terminating = c["terminating"].as_bool().unwrap_or(false);
+                for addr in ep["addresses"].as_array().into_iter().flatten() {
+                    let Some(ip) = addr.as_str().and_then(|a| a.parse::<Ipv4Addr>().ok()) else { continue };
+                    if ready && !terminating {
+                        entry.0.insert((ip, number));
+                    } else if serving && terminating {
+                        entry.1.insert((ip, number));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+impl ProxyRules {
+    /// Computes the ruleset for `services` and `slices` (API objects as served). Objects that
+    /// cannot be programmed (headless, ExternalName, IPv6, unknown protocols) are skipped.
+    pub fn compute<S: Borrow<Value>, E: Borrow<Value>>(
+        config: &RulesConfig,
+        services: &[S],
+        slices: &[E],
+    ) -> Result<ProxyRules, RulesError> {
+        if !valid_identifier(&config.table) {
+            return Err(RulesError::InvalidTable(config.table.clone()));
+        }
+        if let Some(c) = &config.cluster_cidr {
+            parse_cidr(c)?;
+        }
+        let mut r = ProxyRules {
+            table: config.table.clone(),
+            chains: BTreeMap::new(),
+            maps: MAPS.iter().map(|(n, _)| (*n, BTreeSet::new())).collect(),
+            affinity_sets: BTreeMap::new(),
+            service_ports: 0,
+            endpoints: 0,
+        };
+        r.base_chains(config);
+        let endpoints = collect_endpoints(slices);
+        let empty = (Endpoints::new(), Endpoints::new());
+        for svc in services {
+            let svc = svc.borrow();
+            let spec = &svc["spec"];
+            let kind = spec["type"].as_str().unwrap_or("ClusterIP");
+            if kind == "ExternalName" {
+                continue;
+            }
+            let Some(cluster_ip) = spec["clusterIP"].as_str().and_then(|s| s.parse::<Ipv4Addr>().ok()) else {
+                continue; // headless ("None"), unallocated or IPv6
+            };
+            let ns = svc["metadata"]["namespace"].as_str().unwrap_or("default");
+            let name = svc["metadata"]["name"].as_str().unwrap_or("");
+            let affinity = (spec["sessionAffinity"].as_str() == Some("ClientIP")).then(|| {
+                spec["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"]
+                    .as_u64()
+                    .filter(|t| *t > 0)
+                    .unwrap_or(DEFAULT_AFFINITY_TIMEOUT)
+            });
+            let with_node_ports = kind == "NodePort" || kind == "LoadBalancer";
+            for port in spec["ports"].as_array().into_iter().flatten() {
+                let (Some(proto), Some(number)) = (protocol(&port["protocol"]), port["port"].as_u64()) else {
+                    continue;
+                };
+                let port_name = port["name"].as_str().unwrap_or("");
+                let node_port = port["nodePort"].as_u64().filter(|_| with_node_ports);
+                let key = (ns.to_string(), name.to_string(), port_name.to_string(), proto);
+                let (ready, terminating) = endpoints.get(&key).unwrap_or(&empty);
+                let usable = if ready.is_empty() { terminating } else { ready };
+                r.service_ports += 1;
+                let id = format!(
+                    "{ns}/{name}/{proto}/{}",
+                    if port_name.is_empty() { number.to_string() } else { port_name.to_string() }
+                );
+                if usable.is_empty() {
+                    let reject = "goto reject-chain";
+                    r.element("no-endpoint-services", format!("{cluster_ip} . {proto} . {number} : {reject}"));
+                    if let Some(np) = node_port {
+                        r.element("no-endpoint-nodeports", format!("{proto} . {np} : {reject}"));
+                    }
+                    continue;
+                }
+                r.endpoints += usable.len();
+                let svc_chain = format!("service-{}-{id}", hash_prefix(&id));
+                let mut svc_rules = Vec::new();
+                if let Some(cidr) = &config.cluster_cidr {
+                    svc_rules.push(format!("ip saddr != {cidr} jump mark-for-masquerade"));
+                }
+                let mut vmap = Vec::new();
+                for (i, (ip, target)) in usable.iter().enumerate() {
+                    let ep_id = format!("{id}__{ip}/{target}");
+                    let ep_chain = format!("endpoint-{}-{ep_id}", hash_prefix(&ep_id));
+                    let mut ep_rules = vec![format!("ip saddr {ip} jump mark-for-masquerade")];
+                    if let Some(timeout) = affinity {
+                        // The timeout is part of the set's identity: nft cannot change the
+                        // timeout of an existing set, so a new timeout makes a new set.
+                        let set_id = format!("{ep_id}/{timeout}");
+                        let set = format!("affinity-{}-{ep_id}", hash_prefix(&set_id));
+                        ep_rules.push(format!("update @{set} {{ ip saddr }}"));
+                        svc_rules.push(format!("ip saddr @{set} goto {ep_chain}"));
+                        r.affinity_sets.insert(set, timeout);
+                    }
+                    // nft 1.0.6 needs the l4 protocol spelled out before `dnat to ip:port`.
+                    ep_rules.push(format!("meta l4proto {proto} dnat to {ip}:{target}"));
+                    r.chains.insert(ep_chain.clone(), Chain { base: None, rules: ep_rules });
+                    vmap.push(format!("{i} : goto {ep_chain}"));
+                }
+                svc_rules.push(format!("numgen random mod {} vmap {{ {} }}", usable.len(), vmap.join(", ")));
+                r.chains.insert(svc_chain.clone(), Chain { base: None, rules: svc_rules });
+                r.element("service-ips", format!("{cluster_ip} . {proto} . {number} : goto {svc_chain}"));
+                if let Some(np) = node_port {
+                    // NodePort traffic comes from anywhere: always masquerade so that replies
+                    // return through this node (externalTrafficPolicy Cluster).
+                    let ext_chain = format!("external-{}-{id}", hash_prefix(&id));
+                    let rules = vec!["jump mark-for-masquerade".to_string(), format!("goto {svc_chain}")];
+                    r.chains.insert(ext_chain.clone(), Chain { base: None, rules });
+                    r.element("service-nodeports", format!("{proto} . {np} : goto {ext_chain}"));
+                }
+            }
+        }
+        Ok(r)
+    }
+
+    fn element(&mut self, map: &'static str, element: String) {
+        self.maps.get_mut(map).expect("map declared").insert(element);
+    }
+
+    fn chain(&mut self, name: &str, base: Option<&str>, rules: &[&str]) {
+        let chain = Chain { base: base.map(str::to_string), rules: rules.iter().map(|r| r.to_string()).collect() };
+        self.chains.insert(name.to_string(), chain);
+    }
+
+    fn base_chains(&mut self, config: &RulesConfig) {
+        // NodePorts answer on every local address (fib), loopback only when asked for.
+        let local = if config.localhost_nodeports {
+            "fib daddr type local".to_string()
+        } else {
+            "fib daddr type local ip daddr != 127.0.0.0/8".to_string()
+        };
+        self.chain("nat-prerouting", Some("type nat hook prerouting priority dstnat;"), &["jump services"]);
+        self.chain("nat-output", Some("type nat hook output priority -100;"), &["jump services"]);
+        self.chain("nat-postrouting", Some("type nat hook postrouting priority srcnat;"), &["jump masquerading"]);
+        let services_rules = [
+            "ip daddr . meta l4proto . th dport vmap @service-ips".to_string(),
+            format!("{local} meta l4proto . th dport vmap @service-nodeports"),
+        ];
+        self.chain("services", None, &services_rules.iter().map(String::as_str).collect::<Vec<_>>());
+        let mark = format!("meta mark set meta mark | {MASQUERADE_MARK:#x}");
+        self.chain("mark-for-masquerade", None, &[&mark]);
+        let masq = [
+            format!("meta mark & {MASQUERADE_MARK:#x} == 0 return"),
+            format!("meta mark set meta mark ^ {MASQUERADE_MARK:#x}"),
+            "masquerade fully-random".to_string(),
+        ];
+        self.chain("masquerading", None, &masq.iter().map(String::as_str).collect::<Vec<_>>());
+        // Filter hooks run before nat's dstnat (priority -110 < -100), so only packets to a
+        // service without endpoints ever reach these maps' verdicts.
+        let check = "ct state new jump service-endpoints-check";
+        let mut input = vec![];
+        let martian;
+        if config.localhost_nodeports {
+            // route_localnet would let outside packets addressed to 127/8 in (CVE-2020-8558):
+            // drop those unless they are replies or DNATed by us.
+            martian = "ip daddr 127.0.0.0/8 ip saddr != 127.0.0.0/8 ct status != dnat drop".to_string();
+            input.push(martian.as_str());
+        }
+        input.push(check);
+        self.chain("filter-input", Some("type filter hook input priority -110;"), &input);
+        self.chain("filter-forward", Some("type filter hook forward priority -110;"), &[check]);
+        self.chain("filter-output", Some("type filter hook output priority -110;"), &[check]);
+        let no_ep_nodeports = format!("{local} meta l4proto . th dport vmap @no-endpoint-nodeports");
+        self.chain(
+            "service-endpoints-check",
+            None,
+            &["ip daddr . meta l4proto . th dport vmap @no-endpoint-services", &no_ep_nodeports],
+        );
+        self.chain("reject-chain", None, &["meta l4proto tcp reject with tcp reset", "reject"]);
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Service ports programmed (with or without endpoints).
+    pub fn service_ports(&self) -> usize {
+        self.service_ports
+    }
+
+    /// Endpoint chains programmed (one per service port and endpoint).
+    pub fn endpoints(&self) -> usize {
+        self.endpoints
+    }
+
+    fn declarations(&self, out: &mut String) {
+        let t = &self.table;
+        for (name, set_timeout) in &self.affinity_sets {
+            let _ = writeln!(
+                out,
+                "add set ip {t} {name} {{ type ipv4_addr; flags dynamic,timeout; timeout {set_timeout}s; }}"
+            );
+        }
+        for (name, ty) in MAPS {
+            let _ = writeln!(out, "add map ip {t} {name} {{ type {ty}; }}");
+        }
+        for (name, chain) in &self.chains {
+            match &chain.base {
+                Some(base) => {
+                    let _ = writeln!(out, "add chain ip {t} {name} {{ {base} }}");
+                }
+                None => {
+                    let _ = writeln!(out, "add chain ip {t} {name}");
+                }
+            }
+        }
+    }
+
+    fn contents(&self, out: &mut String) {
+        let t = &self.table;
+        for (name, elements) in &self.maps {
+            if !elements.is_empty() {
+                let list: Vec<&str> = elements.iter().map(String::as_str).collect();
+                let _ = writeln!(out, "add element ip {t} {name} {{ {} }}", list.join(", "));
+            }
+        }
+        for (name, chain) in &self.chains {
+            for rule in &chain.rules {
+                let _ = writeln!(out, "add rule ip {t} {name} {rule}");
+            }
+        }
+    }
+
+    /// An `nft -f` script that replaces the table wholesale (first sync, or after an error):
+    /// create-then-delete makes the delete valid whether or not the table exists, all in one
+    /// transaction.
+    pub fn full_text(&self) -> String {
+        let mut out = format!("add table ip {t}\ndelete table ip {t}\nadd table ip {t}\n", t = self.table);
+        self.declarations(&mut out);
+        self.contents(&mut out);
+        out
+    }
+
+    /// An `nft -f` script moving the table from `previous` (what was last applied) to this
+    /// ruleset in one transaction, without recreating the affinity sets (which would forget
+    /// every client's endpoint).
+    pub fn incremental_text(&self, previous: &ProxyRules) -> String {
+        let t = &self.table;
+        let mut out = format!("add table ip {t}\n");
+        self.declarations(&mut out);
+        for name in MAPS.iter().map(|(n, _)| n) {
+            let _ = writeln!(out, "flush map ip {t} {name}");
+        }
+        for name in self.chains.keys() {
+            let _ = writeln!(out, "flush chain ip {t} {name}");
+        }
+        let stale: Vec<&String> = previous.chains.keys().filter(|c| !self.chains.contains_key(*c)).collect();
+        for name in &stale {
+            let _ = writeln!(out, "flush chain ip {t} {name}");
+        }
+        self.contents(&mut out);
+        for name in &stale {
+            let _ = writeln!(out, "delete chain ip {t} {name}");
+        }
+        for name in previous.affinity_sets.keys().filter(|s| !self.affinity_sets.contains_key(*s)) {
+            let _ = writeln!(out, "delete set ip {t} {name}");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;
