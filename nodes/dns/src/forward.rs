@@ -42,7 +42,8 @@ pub fn upstreams_from_resolv_conf(text: &str) -> Vec<SocketAddr> {
 
 /// `upstreams_from_resolv_conf` of a file (normally /etc/resolv.conf).
 pub fn upstreams_from_file(path: &str) -> Result<Vec<SocketAddr>, ForwardError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ForwardError::ResolvConf { path: path.into(), source })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ForwardError::ResolvConf { path: path.into(), source })?;
     Ok(upstreams_from_resolv_conf(&text))
 }
 

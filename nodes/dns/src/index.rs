@@ -127,12 +127,8 @@ impl DnsIndex {
         let key = meta(svc);
         self.remove_service_key(&key);
         let spec = &svc["spec"];
-        let mut cluster_ips: Vec<IpAddr> = spec["clusterIPs"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v.as_str()?.parse().ok())
-            .collect();
+        let mut cluster_ips: Vec<IpAddr> =
+            spec["clusterIPs"].as_array().into_iter().flatten().filter_map(|v| v.as_str()?.parse().ok()).collect();
         if cluster_ips.is_empty() {
             cluster_ips.extend(spec["clusterIP"].as_str().and_then(|s| s.parse::<IpAddr>().ok()));
         }
@@ -274,7 +270,7 @@ impl DnsIndex {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
     /// Answered from the cluster's data (authoritative).
-    Local { rcode: ResponseCode, answers: Vec<Record>, additionals: Vec<Record>, soa: Option<Record> },
+    Local { rcode: ResponseCode, answers: Vec<Record>, additionals: Vec<Record>, soa: Option<Box<Record>> },
     /// Not ours: ask the upstream resolvers.
     Forward,
 }
@@ -319,19 +315,13 @@ impl Resolver {
     fn name(&self, relative: &[&str]) -> Name {
         let rel = relative.join(".");
         // Labels come from the question or from validated API objects; a bad one makes no record.
-        Name::from_ascii(format!("{rel}.")).and_then(|n| n.append_domain(&self.zone)).unwrap_or_else(|_| self.zone.clone())
+        Name::from_ascii(format!("{rel}."))
+            .and_then(|n| n.append_domain(&self.zone))
+            .unwrap_or_else(|_| self.zone.clone())
     }
 
     fn soa(&self, serial: u32) -> Record {
-        let soa = SOA::new(
-            self.name(&["ns", "dns"]),
-            self.name(&["hostmaster"]),
-            serial,
-            7200,
-            1800,
-            86400,
-            self.ttl,
-        );
+        let soa = SOA::new(self.name(&["ns", "dns"]), self.name(&["hostmaster"]), serial, 7200, 1800, 86400, self.ttl);
         Record::from_rdata(self.zone.clone(), self.ttl, RData::SOA(soa))
     }
 
@@ -361,14 +351,23 @@ impl Resolver {
         }
         let rest: Vec<&str> = labels[..n - z].iter().map(String::as_str).collect();
         let soa = self.soa(index.serial);
-        let nxdomain = || Answer::Local { rcode: ResponseCode::NXDomain, answers: vec![], additionals: vec![], soa: Some(soa.clone()) };
+        let nxdomain = || Answer::Local {
+            rcode: ResponseCode::NXDomain,
+            answers: vec![],
+            additionals: vec![],
+            soa: Some(Box::new(soa.clone())),
+        };
         let reply = |answers: Vec<Record>, additionals: Vec<Record>| {
-            let soa = answers.is_empty().then(|| soa.clone());
+            let soa = answers.is_empty().then(|| Box::new(soa.clone()));
             Answer::Local { rcode: ResponseCode::NoError, answers, additionals, soa }
         };
-        let qname = qname.to_lowercase();
+        // Owner names keep the question's spelling: resolvers using DNS 0x20 compare them exactly.
+        let qname = qname.clone();
         let wants_ip = |ip: &IpAddr| {
-            matches!((qtype, ip), (RecordType::A | RecordType::ANY, IpAddr::V4(_)) | (RecordType::AAAA | RecordType::ANY, IpAddr::V6(_)))
+            matches!(
+                (qtype, ip),
+                (RecordType::A | RecordType::ANY, IpAddr::V4(_)) | (RecordType::AAAA | RecordType::ANY, IpAddr::V6(_))
+            )
         };
         match rest.as_slice() {
             [] => match qtype {
@@ -390,7 +389,9 @@ impl Resolver {
                 };
                 if let Some(target) = &entry.external_name {
                     return match Name::from_ascii(format!("{}.", target.trim_end_matches('.'))) {
-                        Ok(t) if qtype != RecordType::SRV => reply(vec![self.record(qname, RData::CNAME(CNAME(t)))], vec![]),
+                        Ok(t) if qtype != RecordType::SRV => {
+                            reply(vec![self.record(qname, RData::CNAME(CNAME(t)))], vec![])
+                        }
                         _ => reply(vec![], vec![]),
                     };
                 }
@@ -411,7 +412,10 @@ impl Resolver {
                 if matching.is_empty() {
                     return nxdomain();
                 }
-                reply(matching.into_iter().filter(wants_ip).map(|ip| self.ip_record(qname.clone(), ip)).collect(), vec![])
+                reply(
+                    matching.into_iter().filter(wants_ip).map(|ip| self.ip_record(qname.clone(), ip)).collect(),
+                    vec![],
+                )
             }
             [port, proto, svc, ns, "svc"] if port.starts_with('_') && proto.starts_with('_') => {
                 let (port, proto) = (&port[1..], &proto[1..]);
@@ -434,13 +438,19 @@ impl Resolver {
                         let label = endpoint_label(ep);
                         let target = self.name(&[&label, svc, ns, "svc"]);
                         // The endpoint's own port of that name (its targetPort), else the Service's.
-                        let number = slice.ports.iter().find(|p| p.name == port && p.protocol == proto).map_or(svc_port.port, |p| p.port);
-                        answers.push(self.record(qname.clone(), RData::SRV(SRV::new(0, weight, number, target.clone()))));
+                        let number = slice
+                            .ports
+                            .iter()
+                            .find(|p| p.name == port && p.protocol == proto)
+                            .map_or(svc_port.port, |p| p.port);
+                        answers
+                            .push(self.record(qname.clone(), RData::SRV(SRV::new(0, weight, number, target.clone()))));
                         additionals.push(self.ip_record(target, ep.ip));
                     }
                 } else if entry.external_name.is_none() {
                     let target = self.name(&[svc, ns, "svc"]);
-                    answers.push(self.record(qname.clone(), RData::SRV(SRV::new(0, 100, svc_port.port, target.clone()))));
+                    answers
+                        .push(self.record(qname.clone(), RData::SRV(SRV::new(0, 100, svc_port.port, target.clone()))));
                     for ip in &entry.cluster_ips {
                         additionals.push(self.ip_record(target.clone(), *ip));
                     }
@@ -505,7 +515,12 @@ mod tests {
         let r = Resolver::new("cluster.local", DEFAULT_TTL).unwrap();
         {
             let mut i = r.index().write().unwrap();
-            i.apply_service(&svc("default", "web", "10.96.0.10", json!([{"name": "http", "port": 80, "protocol": "TCP"}])));
+            i.apply_service(&svc(
+                "default",
+                "web",
+                "10.96.0.10",
+                json!([{"name": "http", "port": 80, "protocol": "TCP"}]),
+            ));
             i.apply_service(&svc("db", "pg", "None", json!([{"name": "sql", "port": 5432, "protocol": "TCP"}])));
             i.apply_slice(&slice(
                 "db",

@@ -8,8 +8,12 @@ use std::sync::LazyLock;
 
 /// Answers sent, by question type and response code (CoreDNS's coredns_dns_responses_total).
 pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!("kubus_dns_requests_total", "DNS requests answered, by query type and rcode", &["type", "rcode"])
-        .expect("register kubus_dns_requests_total")
+    register_int_counter_vec!(
+        "kubus_dns_requests_total",
+        "DNS requests answered, by query type and rcode",
+        &["type", "rcode"]
+    )
+    .expect("register kubus_dns_requests_total")
 });
 
 /// Time from question to answer sent; `source` is cluster (from the index) or forward.
@@ -37,5 +41,6 @@ pub static INDEX_REBUILDS: LazyLock<IntCounter> = LazyLock::new(|| {
 
 /// Services in the index.
 pub static INDEX_SERVICES: LazyLock<IntGauge> = LazyLock::new(|| {
-    register_int_gauge!("kubus_dns_index_services", "Services known to the cluster DNS").expect("register kubus_dns_index_services")
+    register_int_gauge!("kubus_dns_index_services", "Services known to the cluster DNS")
+        .expect("register kubus_dns_index_services")
 });

@@ -78,6 +78,19 @@ fn type_label(t: RecordType) -> &'static str {
     }
 }
 
+/// Rcode names as dig and CoreDNS's metrics spell them.
+fn rcode_label(rcode: ResponseCode) -> &'static str {
+    match rcode {
+        ResponseCode::NoError => "NOERROR",
+        ResponseCode::FormErr => "FORMERR",
+        ResponseCode::ServFail => "SERVFAIL",
+        ResponseCode::NXDomain => "NXDOMAIN",
+        ResponseCode::NotImp => "NOTIMP",
+        ResponseCode::Refused => "REFUSED",
+        _ => "other",
+    }
+}
+
 fn failed(rcode: ResponseCode) -> ResponseInfo {
     let mut h = Header::new();
     h.set_response_code(rcode);
@@ -101,8 +114,9 @@ impl RequestHandler for Handler {
         let info = match request.request_info() {
             Ok(i) if request.message_type() == MessageType::Query && request.op_code() == OpCode::Query => i,
             _ => {
-                let rcode = if request.op_code() == OpCode::Query { ResponseCode::FormErr } else { ResponseCode::NotImp };
-                REQUESTS.with_label_values(&["other", rcode.to_str()]).inc();
+                let rcode =
+                    if request.op_code() == OpCode::Query { ResponseCode::FormErr } else { ResponseCode::NotImp };
+                REQUESTS.with_label_values(&["other", rcode_label(rcode)]).inc();
                 return match response.send_response(builder.error_msg(request.header(), rcode)).await {
                     Ok(i) => i,
                     Err(_) => failed(rcode),
@@ -117,7 +131,8 @@ impl RequestHandler for Handler {
                 Answer::Local { rcode, answers, additionals, soa } => {
                     header.set_authoritative(rcode != ResponseCode::ServFail);
                     header.set_response_code(rcode);
-                    let msg = builder.build(header, answers.iter(), std::iter::empty(), soa.iter(), additionals.iter());
+                    let msg =
+                        builder.build(header, answers.iter(), std::iter::empty(), soa.as_deref(), additionals.iter());
                     ("cluster", response.send_response(msg).await)
                 }
                 Answer::Forward => {
@@ -147,7 +162,7 @@ impl RequestHandler for Handler {
             REQUEST_SECONDS.with_label_values(&[source]).observe(start.elapsed().as_secs_f64());
             match sent {
                 Ok(info) => {
-                    REQUESTS.with_label_values(&[type_label(qtype), info.response_code().to_str()]).inc();
+                    REQUESTS.with_label_values(&[type_label(qtype), rcode_label(info.response_code())]).inc();
                     info
                 }
                 Err(e) => {
