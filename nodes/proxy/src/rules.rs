@@ -388,23 +388,61 @@ impl ProxyRules {
     }
 
     /// An `nft -f` script moving the table from `previous` (what was last applied) to this
-    /// ruleset in one transaction, without recreating the affinity sets (which would forget
-    /// every client's endpoint).
+    /// ruleset in one transaction, touching only what changed (as upstream does): an endpoint
+    /// change rewrites one service chain and adds/deletes a few chains and map elements, so it
+    /// commits in milliseconds however many services exist. Affinity sets that stay are never
+    /// recreated (that would forget every client's endpoint).
     pub fn incremental_text(&self, previous: &ProxyRules) -> String {
         let t = &self.table;
         let mut out = format!("add table ip {t}\n");
-        self.declarations(&mut out);
-        for name in MAPS.iter().map(|(n, _)| n) {
-            let _ = writeln!(out, "flush map ip {t} {name}");
+        for (name, timeout) in &self.affinity_sets {
+            if !previous.affinity_sets.contains_key(name) {
+                let _ = writeln!(
+                    out,
+                    "add set ip {t} {name} {{ type ipv4_addr; flags dynamic,timeout; timeout {timeout}s; }}"
+                );
+            }
         }
-        for name in self.chains.keys() {
-            let _ = writeln!(out, "flush chain ip {t} {name}");
+        for (name, ty) in MAPS {
+            let _ = writeln!(out, "add map ip {t} {name} {{ type {ty}; }}");
+        }
+        // New chains first (map elements and rules may jump to them), then rewrite changed ones.
+        for (name, chain) in &self.chains {
+            match (previous.chains.get(name), &chain.base) {
+                (Some(old), _) if old == chain => continue,
+                (Some(_), _) => {
+                    let _ = writeln!(out, "flush chain ip {t} {name}");
+                }
+                (None, Some(base)) => {
+                    let _ = writeln!(out, "add chain ip {t} {name} {{ {base} }}");
+                }
+                (None, None) => {
+                    let _ = writeln!(out, "add chain ip {t} {name}");
+                }
+            }
+            for rule in &chain.rules {
+                let _ = writeln!(out, "add rule ip {t} {name} {rule}");
+            }
+        }
+        let empty = BTreeSet::new();
+        for (name, elements) in &self.maps {
+            let old = previous.maps.get(name).unwrap_or(&empty);
+            // Elements are "key : verdict": a changed verdict is a delete of the old element
+            // (by key) and an add of the new one.
+            let gone: Vec<&str> =
+                old.difference(elements).filter_map(|e| e.split_once(" : ").map(|(k, _)| k)).collect();
+            if !gone.is_empty() {
+                let _ = writeln!(out, "delete element ip {t} {name} {{ {} }}", gone.join(", "));
+            }
+            let added: Vec<&str> = elements.difference(old).map(String::as_str).collect();
+            if !added.is_empty() {
+                let _ = writeln!(out, "add element ip {t} {name} {{ {} }}", added.join(", "));
+            }
         }
         let stale: Vec<&String> = previous.chains.keys().filter(|c| !self.chains.contains_key(*c)).collect();
         for name in &stale {
             let _ = writeln!(out, "flush chain ip {t} {name}");
         }
-        self.contents(&mut out);
         for name in &stale {
             let _ = writeln!(out, "delete chain ip {t} {name}");
         }

@@ -97,7 +97,7 @@ fn terminating_serving_endpoints_are_a_fallback_only() {
     let svc = service("web", "10.96.0.10", json!([{"name": "http", "port": 80}]));
     let ports = json!([{"name": "http", "port": 80}]);
     let both = slice("web", ports.clone(), json!([ep("10.244.0.5", true, false), ep("10.244.0.9", false, true)]));
-    let text = ProxyRules::compute(&config("kp-unit"), &[svc.clone()], &[both]).unwrap().full_text();
+    let text = ProxyRules::compute(&config("kp-unit"), std::slice::from_ref(&svc), &[both]).unwrap().full_text();
     assert!(!text.contains("10.244.0.9"));
     let only_terminating = slice("web", ports, json!([ep("10.244.0.9", false, true)]));
     let text = ProxyRules::compute(&config("kp-unit"), &[svc], &[only_terminating]).unwrap().full_text();
@@ -220,4 +220,13 @@ fn incremental_update_keeps_affinity_sets_and_deletes_stale_objects() {
     assert!(!text.contains(&format!("flush set ip kp-unit {kept}")));
     assert!(!text.contains(&format!("delete set ip kp-unit {kept}")));
     assert!(text.contains("numgen random mod 1 vmap"));
+    // Only what changed is written: the kept endpoint chain and the base chains stay as they are.
+    let kept_chain =
+        format!("endpoint-{}-ns1/web/tcp/http__10.244.0.5/8080", hash_prefix("ns1/web/tcp/http__10.244.0.5/8080"));
+    assert!(!text.contains(&kept_chain.to_string().replace("endpoint-", "add rule ip kp-unit endpoint-")));
+    assert!(!text.contains("add rule ip kp-unit services "));
+    assert!(!text.contains("add element"), "the service's map element still points to the same chain");
+    // Nothing changed: nothing but idempotent declarations.
+    let same = after.incremental_text(&after);
+    assert!(!same.contains("add rule") && !same.contains("element") && !same.contains("delete"), "{same}");
 }
