@@ -309,7 +309,7 @@ impl ProxyRules {
         if config.localhost_nodeports {
             // route_localnet would let outside packets addressed to 127/8 in (CVE-2020-8558):
             // drop those unless they are replies or DNATed by us.
-            martian = "ip daddr 127.0.0.0/8 ip saddr != 127.0.0.0/8 ct status != dnat drop".to_string();
+            martian = "ip daddr 127.0.0.0/8 ip saddr != 127.0.0.0/8 ct status & dnat == 0 drop".to_string();
             input.push(martian.as_str());
         }
         input.push(check);

@@ -131,14 +131,14 @@ fn node_ports_masquerade_and_localhost_is_optional() {
     assert!(
         text.contains("fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @service-nodeports")
     );
-    assert!(!text.contains("ct status != dnat drop"));
+    assert!(!text.contains("ct status & dnat == 0 drop"));
     nft_check(&text);
     let mut cfg = config("kp-unit");
     cfg.localhost_nodeports = true;
     let text = ProxyRules::compute(&cfg, &svcs, &slices).unwrap().full_text();
     assert!(text
         .contains("add rule ip kp-unit services fib daddr type local meta l4proto . th dport vmap @service-nodeports"));
-    assert!(text.contains("ip daddr 127.0.0.0/8 ip saddr != 127.0.0.0/8 ct status != dnat drop"));
+    assert!(text.contains("ip daddr 127.0.0.0/8 ip saddr != 127.0.0.0/8 ct status & dnat == 0 drop"));
     nft_check(&text);
     // A ClusterIP service's nodePort field (left over from a type change) is not programmed.
     svcs[0]["spec"]["type"] = json!("ClusterIP");
