@@ -2,7 +2,7 @@
 //! coalescing bursts and keeping `min_sync_period` between syncs.
 
 use crate::proxier::{Proxier, ProxierConfig};
-use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message, SpawnHandle, WrapFuture};
+use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, SpawnHandle, WrapFuture};
 use kubus_runtime::informer::Informer;
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast::error::RecvError;
@@ -11,7 +11,12 @@ use tokio::sync::broadcast::error::RecvError;
 const COALESCE: Duration = Duration::from_millis(100);
 
 pub struct KubeProxy {
-    proxier: Proxier,
+    config: ProxierConfig,
+    /// None while a sync runs on the blocking pool (`nft -f` of a large ruleset takes most of
+    /// a second and must not stall the arbiter the other actors run on).
+    proxier: Option<Proxier>,
+    /// A change arrived while a sync was running: sync again when it ends.
+    dirty: bool,
     services: Informer,
     slices: Informer,
     last_sync: Option<Instant>,
@@ -30,16 +35,35 @@ struct InformersSynced;
 impl KubeProxy {
     /// `services`: Informer of ("", "services"); `slices`: ("discovery.k8s.io", "endpointslices").
     pub fn new(config: ProxierConfig, services: Informer, slices: Informer) -> Self {
-        KubeProxy { proxier: Proxier::new(config), services, slices, last_sync: None, pending: None, synced: false }
+        let proxier = Some(Proxier::new(config.clone()));
+        KubeProxy { config, proxier, dirty: false, services, slices, last_sync: None, pending: None, synced: false }
     }
 
-    fn sync_now(&mut self) {
-        let _span = tracing::info_span!("kube_proxy_sync").entered();
+    fn sync_now(&mut self, ctx: &mut Context<Self>) {
+        let Some(mut proxier) = self.proxier.take() else {
+            self.dirty = true;
+            return;
+        };
         self.last_sync = Some(Instant::now());
         let (services, slices) = (self.services.list(), self.slices.list());
-        // Errors are counted and logged by the Proxier; the next change or the informers'
-        // periodic resync retries.
-        let _ = self.proxier.sync(&services, &slices);
+        let span = tracing::info_span!("kube_proxy_sync");
+        let task = tokio::task::spawn_blocking(move || {
+            let _entered = span.entered();
+            // Errors are counted and logged by the Proxier; the next change or the informers'
+            // periodic resync retries.
+            let _ = proxier.sync(&services, &slices);
+            proxier
+        });
+        ctx.spawn(task.into_actor(self).map(|joined, this, ctx| {
+            this.proxier = Some(joined.unwrap_or_else(|e| {
+                // The panicked sync's Proxier was dropped (removing the table): start over.
+                tracing::error!(error = %e, "kube-proxy sync panicked");
+                Proxier::new(this.config.clone())
+            }));
+            if std::mem::take(&mut this.dirty) {
+                this.schedule(ctx);
+            }
+        }));
     }
 
     fn schedule(&mut self, ctx: &mut Context<Self>) {
@@ -47,10 +71,10 @@ impl KubeProxy {
             return;
         }
         let since = self.last_sync.map_or(Duration::MAX, |t| t.elapsed());
-        let wait = COALESCE.max(self.proxier.config().min_sync_period.saturating_sub(since));
-        self.pending = Some(ctx.run_later(wait, |this, _| {
+        let wait = COALESCE.max(self.config.min_sync_period.saturating_sub(since));
+        self.pending = Some(ctx.run_later(wait, |this, ctx| {
             this.pending = None;
-            this.sync_now();
+            this.sync_now(ctx);
         }));
     }
 }
@@ -90,7 +114,8 @@ impl Actor for KubeProxy {
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
-        if let Err(e) = self.proxier.cleanup() {
+        // A sync still running owns the Proxier; its Drop cleans up when the task ends.
+        if let Some(Err(e)) = self.proxier.as_mut().map(Proxier::cleanup) {
             tracing::warn!(error = %e, "kube-proxy cleanup failed");
         }
     }
@@ -98,10 +123,10 @@ impl Actor for KubeProxy {
 
 impl Handler<InformersSynced> for KubeProxy {
     type Result = ();
-    fn handle(&mut self, _: InformersSynced, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, _: InformersSynced, ctx: &mut Context<Self>) {
         // Resync from scratch: the first apply replaces whatever an earlier run left.
         self.synced = true;
-        self.sync_now();
+        self.sync_now(ctx);
     }
 }
 
