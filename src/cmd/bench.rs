@@ -395,6 +395,8 @@ async fn cluster(nodes: usize, pods: usize, anti_affinity: bool, concurrency: us
         .args([
             "up",
             "--no-node",
+            "--dns-port",
+            "0",
             "--nats-listen",
             "127.0.0.1:0",
             "--cluster",

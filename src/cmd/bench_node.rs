@@ -26,6 +26,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
+/// A Service range of the bench's own, so its kube-proxy route never takes over a cluster's
+/// running on the same machine.
+const BENCH_SERVICE_CIDR: &str = "172.31.254.0/24";
+
 #[derive(clap::Args, Debug)]
 pub struct NodeBenchArgs {
     /// Pods started one at a time (each deleted, until gone, before the next).
@@ -652,10 +656,11 @@ async fn pods_and_rss(exe: &Path, tok: &str, sequential: usize, burst: usize) ->
     let started = Instant::now();
     guard.control_plane = Some(
         Command::new(exe)
-            .args(["up", "--no-node", "--nats-listen", "127.0.0.1:0", "--cluster", "bench"])
+            .args(["up", "--no-node", "--nats-listen", "127.0.0.1:0", "--cluster", "bench", "--dns-port", "0"])
             .arg("--data-dir")
             .arg(&dir)
             .args(["--api-port", &port.to_string(), "--cluster-cidr", &guard.names.cluster_cidr])
+            .args(["--service-cidr", BENCH_SERVICE_CIDR])
             .env("KUBUS_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -669,7 +674,8 @@ async fn pods_and_rss(exe: &Path, tok: &str, sequential: usize, burst: usize) ->
         .args(["node", "--cluster", "bench", "--nats", nats.trim(), "--data-dir"])
         .arg(dir.join("node"))
         .args(["--node-name", &n.node_name, "--bridge", &n.bridge, "--cgroup-root", &n.cgroup_root])
-        .args(["--pod-cidr", &n.pod_cidr, "--node-cluster-cidr", &n.cluster_cidr, "--pod-log-dir"])
+        .args(["--pod-cidr", &n.pod_cidr, "--node-cluster-cidr", &n.cluster_cidr, "--service-cidr", BENCH_SERVICE_CIDR])
+        .arg("--pod-log-dir")
         .arg(dir.join("pod-logs"))
         .env("KUBUS_LOG", "warn")
         .stdin(Stdio::null())

@@ -1,5 +1,6 @@
 pub mod bench;
 pub mod bench_node;
+pub mod dns;
 pub mod image;
 pub mod node;
 pub mod sim;

@@ -38,6 +38,10 @@ pub struct NodeOpts {
     /// The cluster's pod range (pod-to-pod traffic inside it is not masqueraded).
     #[arg(long)]
     pub node_cluster_cidr: Option<String>,
+    /// Address of the cluster DNS Service for pods' resolv.conf (kubelet's --cluster-dns);
+    /// `kubus up` sets it to its own DNS.
+    #[arg(long)]
+    pub cluster_dns: Option<std::net::IpAddr>,
     /// Seconds a node Lease lasts (renewed every quarter of it).
     #[arg(long, default_value_t = 40)]
     pub node_lease_seconds: u64,
@@ -51,6 +55,9 @@ pub struct NodeArgs {
     /// Name of the cluster on the bus.
     #[arg(long, default_value = "kubus")]
     pub cluster: String,
+    /// The cluster's Service range (kube-proxy routes it to the pod bridge).
+    #[arg(long, default_value = "10.96.0.0/12")]
+    pub service_cidr: String,
     /// Where the node keeps its state (pods, images, shims).
     #[arg(long, default_value_os_t = crate::cmd::up::default_data_dir().join("node"))]
     pub data_dir: PathBuf,
@@ -88,6 +95,7 @@ pub fn config(opts: &NodeOpts, cluster: &str, state_dir: PathBuf) -> anyhow::Res
     c.cgroup_root = opts.cgroup_root.clone();
     c.bridge = opts.bridge.clone();
     c.cluster_cidr = opts.node_cluster_cidr.clone();
+    c.cluster_dns = opts.cluster_dns;
     c.registries = opts.registries.clone();
     c.lease_duration = std::time::Duration::from_secs(opts.node_lease_seconds.max(4));
     c.import_dir = Some(state_dir.join("images").join("import"));
@@ -99,20 +107,43 @@ pub fn config(opts: &NodeOpts, cluster: &str, state_dir: PathBuf) -> anyhow::Res
     Ok(c)
 }
 
-/// Starts the agent actor on an arbiter of its own.
+/// The kube-proxy table of a node: `kubus-proxy`, or per bridge when a machine runs several
+/// nodes (tests).
+pub fn proxy_table(bridge: &str) -> String {
+    if bridge == "kubus0" {
+        "kubus-proxy".into()
+    } else {
+        format!("kubus-proxy-{bridge}")
+    }
+}
+
+/// Starts the agent actor and the node's kube-proxy on an arbiter of their own.
 pub async fn start(
     config: KubeletConfig,
+    service_cidr: &str,
     nats: async_nats::Client,
     informers: &InformerFactory,
 ) -> anyhow::Result<(actix::Addr<Kubelet>, actix::Arbiter)> {
     let client = Client::new(ApiClient::new(nats.clone(), &config.cluster, "kubelet"));
     let (pods, services) = (informers.get("", "pods"), informers.get("", "services"));
+    let slices = informers.get("discovery.k8s.io", "endpointslices");
+    let proxy = kubus_proxy::ProxierConfig {
+        rules: kubus_proxy::RulesConfig {
+            table: proxy_table(&config.bridge),
+            cluster_cidr: config.cluster_cidr.clone(),
+            localhost_nodeports: true,
+        },
+        service_cidr: Some(service_cidr.to_string()),
+        route_dev: config.bridge.clone(),
+        ..Default::default()
+    };
     let name = config.node_name.clone();
-    let kubelet = Kubelet::new(config, client, nats, pods, Some(services))
+    let kubelet = Kubelet::new(config, client, nats, pods, Some(services.clone()))
         .await
         .with_context(|| format!("starting the node agent of {name}"))?;
     let arbiter = actix::Arbiter::new();
     let addr = actix::Actor::start_in_arbiter(&arbiter.handle(), move |_| kubelet);
+    actix::Actor::start_in_arbiter(&arbiter.handle(), move |_| kubus_proxy::KubeProxy::new(proxy, services, slices));
     Ok((addr, arbiter))
 }
 
@@ -128,7 +159,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let store = Store::attach(nats.clone(), &args.cluster).await?;
     let config = config(&args.opts, &args.cluster, state)?;
     let name = config.node_name.clone();
-    let (_addr, arbiter) = start(config, nats, &InformerFactory::new(store)).await?;
+    let (_addr, arbiter) = start(config, &args.service_cidr, nats, &InformerFactory::new(store)).await?;
     println!("node {name} is running; Ctrl-C stops the agent (its containers keep running)");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

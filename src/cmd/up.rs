@@ -43,6 +43,13 @@ pub struct UpArgs {
     /// Prefix length of each node's pod CIDR block.
     #[arg(long, default_value_t = 24)]
     pub node_cidr_mask: u8,
+    /// Port of the cluster DNS on this machine (pods reach it as the kube-dns Service; 0 picks a
+    /// free port).
+    #[arg(long, default_value_t = 53)]
+    pub dns_port: u16,
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
     /// Do not run a node agent in this process.
     #[arg(long)]
     pub no_node: bool,
@@ -189,6 +196,51 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             std::time::Duration::from_secs((args.node_monitor_grace_period / 4).clamp(1, 10)),
         )
     });
+    // Cluster DNS, an actor of the control plane (where CoreDNS would be an add-on); pods reach it
+    // through the kube-dns Service at the tenth address of the service range, via kube-proxy.
+    let node_ip = args.node.node_ip.unwrap_or_else(kubus_kubelet::node::default_node_ip);
+    let dns_ip = {
+        let (network, _) = kubus_apiserver::allocator::ServiceRanges::parse_cidr(&args.service_cidr)
+            .context("--service-cidr must be an IPv4 CIDR no longer than /30")?;
+        std::net::IpAddr::from(std::net::Ipv4Addr::from(u32::from(network) + 10))
+    };
+    // On the node's address, not 0.0.0.0: a local resolver (systemd-resolved's 127.0.0.53:53)
+    // keeps its port.
+    // With --dns-port 0 a restart keeps the port it picked before, so the kube-dns Service
+    // stays as it was.
+    let port_file = data_dir.join("dns.port");
+    let previous_port = std::fs::read_to_string(&port_file).ok().and_then(|p| p.trim().parse::<u16>().ok());
+    let start_dns = |port: u16| {
+        let mut dns_config = kubus_dns::DnsConfig::new(SocketAddr::new(node_ip, port));
+        dns_config.domain = args.cluster_domain.clone();
+        kubus_dns::ClusterDns::new(
+            dns_config,
+            informers.get("", "services"),
+            informers.get("discovery.k8s.io", "endpointslices"),
+        )
+    };
+    let dns = match previous_port.filter(|_| args.dns_port == 0) {
+        Some(p) => start_dns(p).or_else(|_| start_dns(0)),
+        None => start_dns(args.dns_port),
+    };
+    if let Ok(d) = &dns {
+        let _ = std::fs::write(&port_file, d.local_addr().port().to_string());
+    }
+    let _dns = match dns {
+        Ok(dns) => {
+            let dns_port = dns.local_addr().port();
+            crate::cmd::dns::ensure_kube_dns(&api_client("kubus-dns"), dns_ip, node_ip, dns_port)
+                .await
+                .context("creating the kube-dns Service")?;
+            tracing::info!(service_ip = %dns_ip, listen = %dns.local_addr(), "cluster DNS started");
+            Some(actix::Actor::start(dns))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cluster DNS not started (is port {} taken? see --dns-port); pods use the node's resolvers", args.dns_port);
+            None
+        }
+    };
+    let cluster_dns = _dns.as_ref().map(|_| dns_ip);
     // The node agent runs pods as real containers: it needs root (namespaces, cgroups, mounts).
     let node = if args.no_node {
         None
@@ -200,7 +252,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     } else {
         let mut config = crate::cmd::node::config(&args.node, &args.cluster, data_dir.join("node"))?;
         config.cluster_cidr.get_or_insert_with(|| args.cluster_cidr.clone());
-        Some(crate::cmd::node::start(config, client.clone(), &informers).await?)
+        config.cluster_dns = config.cluster_dns.or(cluster_dns);
+        config.cluster_domain = args.cluster_domain.clone();
+        config.node_ip = Some(node_ip);
+        Some(crate::cmd::node::start(config, &args.service_cidr, client.clone(), &informers).await?)
     };
     println!("Kubus is up.\n  API:        {server}\n  NATS:       {nats_url}\n  data dir:   {}\n\nPoint kubectl at it:\n  export KUBECONFIG={}\n  kubectl get namespaces", data_dir.display(), kubeconfig.display());
 

@@ -29,6 +29,8 @@ pub struct NodeNames {
     pub cluster_cidr: String,
     /// A block of the cluster CIDR for a standalone agent.
     pub pod_cidr: String,
+    /// The cluster's Service range (kube-proxy routes it to this node's bridge).
+    pub service_cidr: String,
 }
 
 impl NodeNames {
@@ -38,6 +40,7 @@ impl NodeNames {
         // rather than the clock (two nodes on one pod range route each other's pod IPs to the
         // wrong bridge). Ranges taken in this process or routed on the host are skipped.
         static TAKEN: std::sync::Mutex<Vec<(u64, u64)>> = std::sync::Mutex::new(Vec::new());
+        static TAKEN_SERVICES: std::sync::Mutex<Vec<(u64, u64)>> = std::sync::Mutex::new(Vec::new());
         let routes = Command::new("ip")
             .args(["-4", "route"])
             .output()
@@ -47,11 +50,15 @@ impl NodeNames {
         loop {
             let seed = std::collections::hash_map::RandomState::new().build_hasher().finish();
             let (a, b) = (100 + (seed >> 24) % 100, ((seed >> 32) % 64) * 4);
-            let routed = (b..b + 4).any(|c| routes.contains(&format!("10.{a}.{c}.")));
-            if routed || taken.contains(&(a, b)) {
+            let (x, y) = (16 + (seed >> 40) % 16, (seed >> 44) % 256);
+            let routed = (b..b + 4).any(|c| routes.contains(&format!("10.{a}.{c}.")))
+                || routes.contains(&format!("172.{x}.{y}.0/24"));
+            let mut services = TAKEN_SERVICES.lock().unwrap_or_else(|p| p.into_inner());
+            if routed || taken.contains(&(a, b)) || services.contains(&(x, y)) {
                 continue;
             }
             taken.push((a, b));
+            services.push((x, y));
             let token = format!("{:06x}", seed & 0xff_ffff);
             return NodeNames {
                 node_name: format!("node-t{token}"),
@@ -59,6 +66,7 @@ impl NodeNames {
                 cgroup_root: format!("/kubus-t{token}"),
                 cluster_cidr: format!("10.{a}.{b}.0/22"),
                 pod_cidr: format!("10.{a}.{}.0/24", b + 3),
+                service_cidr: format!("172.{x}.{y}.0/24"),
                 token,
             };
         }
@@ -148,9 +156,22 @@ impl Cluster {
         let names = NodeNames::new();
         let mut args: Vec<String> = names.flags(&dir);
         args.extend(["--cluster-cidr".to_string(), names.cluster_cidr.clone()]);
+        args.extend(["--service-cidr".to_string(), names.service_cidr.clone()]);
         args.extend(extra.iter().map(|s| s.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Cluster::launch(dir, free_port(), &args, Some(names))
+        let c = Cluster::launch(dir, free_port(), &args, Some(names.clone()));
+        // Ready: the node registered (its built-in images exist by then) and has its pod network.
+        eventually(60, || {
+            let r = c.kubectl(&[
+                "get",
+                "node",
+                &names.node_name,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ]);
+            (r.stdout == "True").then_some(())
+        });
+        c
     }
 
     fn launch(dir: PathBuf, port: u16, extra: &[&str], node: Option<NodeNames>) -> Cluster {
@@ -161,7 +182,8 @@ impl Cluster {
             let _ = std::fs::remove_file(dir.join("kubeconfig"));
             let log = std::fs::File::create(dir.join("kubus.log")).unwrap();
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubus"));
-            cmd.args(["up", "--nats-listen", "127.0.0.1:0", "--cluster", "e2e"]);
+            // Each cluster's DNS on a port of its own (the default is 53).
+            cmd.args(["up", "--nats-listen", "127.0.0.1:0", "--cluster", "e2e", "--dns-port", "0"]);
             if node.is_none() {
                 cmd.arg("--no-node");
             }
@@ -421,7 +443,7 @@ impl NodeAgent {
             .args(["node", "--cluster", "e2e", "--nats", &self.nats, "--data-dir"])
             .arg(self.dir.join("node"))
             .args(self.names.flags(&self.dir))
-            .args(["--pod-cidr", &self.names.pod_cidr])
+            .args(["--pod-cidr", &self.names.pod_cidr, "--service-cidr", &self.names.service_cidr])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -67,8 +67,13 @@ impl NodeIpamController {
     }
 
     fn next_free(&self) -> Option<String> {
-        let mut used: HashSet<String> =
-            self.informers.nodes.list().iter().filter_map(|n| n["spec"]["podCIDR"].as_str().map(String::from)).collect();
+        let mut used: HashSet<String> = self
+            .informers
+            .nodes
+            .list()
+            .iter()
+            .filter_map(|n| n["spec"]["podCIDR"].as_str().map(String::from))
+            .collect();
         let reserved = self.reserved.lock().expect("ipam lock");
         used.extend(reserved.iter().cloned());
         (0..self.cidr.blocks()).map(|i| self.cidr.block(i)).find(|b| !used.contains(b))

@@ -72,6 +72,11 @@ pub struct KubeletConfig {
     pub bridge: String,
     /// The cluster's pod range (traffic to it is not masqueraded).
     pub cluster_cidr: Option<String>,
+    /// The cluster DNS Service's address, for pods with dnsPolicy ClusterFirst (kubelet's
+    /// --cluster-dns); None: pods use the node's resolvers.
+    pub cluster_dns: Option<IpAddr>,
+    /// kubelet's --cluster-domain.
+    pub cluster_domain: String,
     pub lease_duration: Duration,
     pub max_pods: u32,
     pub labels: Vec<(String, String)>,
@@ -95,6 +100,8 @@ impl KubeletConfig {
             pod_cidr: None,
             bridge: "kubus0".into(),
             cluster_cidr: None,
+            cluster_dns: None,
+            cluster_domain: "cluster.local".into(),
             lease_duration: Duration::from_secs(40),
             max_pods: 110,
             labels: vec![],

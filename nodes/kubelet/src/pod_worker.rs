@@ -676,7 +676,7 @@ impl PodWorker {
                 .collect(),
             host_network: self.host_network(),
             port_mappings,
-            dns: dns_override(spec),
+            dns: dns_for(spec, self.ns(), self.ctx.config.cluster_dns, &self.ctx.config.cluster_domain),
         }
     }
 
@@ -1111,10 +1111,17 @@ pub async fn cleanup_pod(ctx: &NodeContext, uid: &str, log_dir: Option<PathBuf>)
     }
 }
 
-/// dnsPolicy None (with dnsConfig) replaces the node's resolver settings; dnsConfig under the
-/// other policies adds to them. (ClusterFirst needs the cluster DNS of issue #5; until then
-/// pods use the node's resolvers.)
-fn dns_override(spec: &Value) -> Option<kubus_node_network::DnsConfig> {
+/// The pod's resolv.conf by dnsPolicy, as the kubelet writes it: ClusterFirst (the default)
+/// points at the cluster DNS with the `<ns>.svc.<domain> svc.<domain> <domain>` search path and
+/// ndots:5 (hostNetwork pods fall back to the node's, unless ClusterFirstWithHostNet); Default
+/// is the node's; None is `dnsConfig` alone. `dnsConfig` adds to the others. `None` here: the
+/// node's resolv.conf as it is.
+pub fn dns_for(
+    spec: &Value,
+    ns: &str,
+    cluster_dns: Option<std::net::IpAddr>,
+    domain: &str,
+) -> Option<kubus_node_network::DnsConfig> {
     let cfg = &spec["dnsConfig"];
     let strings = |k: &str| -> Vec<String> {
         cfg[k].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect()
@@ -1128,21 +1135,39 @@ fn dns_override(spec: &Value) -> Option<kubus_node_network::DnsConfig> {
             None => o["name"].as_str().unwrap_or("").to_string(),
         })
         .collect();
-    if spec["dnsPolicy"] == "None" {
-        return Some(kubus_node_network::DnsConfig {
-            nameservers: strings("nameservers"),
-            searches: strings("searches"),
-            options,
-        });
+    let policy = spec["dnsPolicy"].as_str().unwrap_or("ClusterFirst");
+    let host_network = spec["hostNetwork"].as_bool().unwrap_or(false);
+    let mut base = match (policy, cluster_dns) {
+        ("None", _) => {
+            return Some(kubus_node_network::DnsConfig {
+                nameservers: strings("nameservers"),
+                searches: strings("searches"),
+                options,
+            })
+        }
+        ("ClusterFirstWithHostNet", Some(ip)) | ("ClusterFirst", Some(ip))
+            if policy != "ClusterFirst" || !host_network =>
+        {
+            let node = kubus_node_network::DnsConfig::from_node().unwrap_or_default();
+            let mut searches = vec![format!("{ns}.svc.{domain}"), format!("svc.{domain}"), domain.to_string()];
+            searches.extend(node.searches);
+            kubus_node_network::DnsConfig {
+                nameservers: vec![ip.to_string()],
+                searches,
+                options: vec!["ndots:5".into()],
+            }
+        }
+        _ if cfg.is_object() => kubus_node_network::DnsConfig::from_node().unwrap_or_default(),
+        _ => return None,
+    };
+    base.nameservers.extend(strings("nameservers"));
+    base.searches.extend(strings("searches"));
+    for o in options {
+        let name = o.split(':').next().unwrap_or("").to_string();
+        base.options.retain(|x| x.split(':').next() != Some(name.as_str()));
+        base.options.push(o);
     }
-    if cfg.is_object() {
-        let mut base = kubus_node_network::DnsConfig::from_node().unwrap_or_default();
-        base.nameservers.extend(strings("nameservers"));
-        base.searches.extend(strings("searches"));
-        base.options.extend(options);
-        return Some(base);
-    }
-    None
+    Some(base)
 }
 
 /// Pod-level limits: the sum of the containers' limits when every container has one.
@@ -1198,4 +1223,35 @@ fn image_ref(image: &kubus_image::ImageInfo) -> String {
 /// 32 random hex characters: short enough for unix socket paths under the runtime's state.
 fn new_container_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_policies() {
+        let ip: std::net::IpAddr = "10.96.0.10".parse().unwrap();
+        let d = dns_for(&json!({}), "team", Some(ip), "cluster.local").unwrap();
+        assert_eq!(d.nameservers, vec!["10.96.0.10"]);
+        assert_eq!(&d.searches[..3], ["team.svc.cluster.local", "svc.cluster.local", "cluster.local"]);
+        assert_eq!(d.options, vec!["ndots:5"]);
+        // hostNetwork pods keep the node's unless ClusterFirstWithHostNet.
+        assert!(dns_for(&json!({"hostNetwork": true}), "team", Some(ip), "cluster.local").is_none());
+        let d = dns_for(&json!({"hostNetwork": true, "dnsPolicy": "ClusterFirstWithHostNet"}), "t", Some(ip), "c.l")
+            .unwrap();
+        assert_eq!(d.nameservers, vec!["10.96.0.10"]);
+        assert!(dns_for(&json!({"dnsPolicy": "Default"}), "t", Some(ip), "c.l").is_none());
+        assert!(dns_for(&json!({}), "t", None, "c.l").is_none(), "no cluster DNS: the node's");
+        let none = json!({"dnsPolicy": "None", "dnsConfig": {"nameservers": ["1.1.1.1"], "options": [{"name": "ndots", "value": "2"}]}});
+        let d = dns_for(&none, "t", Some(ip), "c.l").unwrap();
+        assert_eq!(
+            (d.nameservers, d.searches, d.options),
+            (vec!["1.1.1.1".to_string()], vec![], vec!["ndots:2".to_string()])
+        );
+        let extra = json!({"dnsConfig": {"searches": ["corp.example"], "options": [{"name": "ndots", "value": "1"}]}});
+        let d = dns_for(&extra, "t", Some(ip), "c.l").unwrap();
+        assert!(d.searches.contains(&"corp.example".to_string()));
+        assert_eq!(d.options, vec!["ndots:1"], "dnsConfig options override");
+    }
 }

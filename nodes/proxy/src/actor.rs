@@ -10,6 +10,9 @@ use tokio::sync::broadcast::error::RecvError;
 /// Changes arriving within this window are applied together (a rollout touches many slices).
 const COALESCE: Duration = Duration::from_millis(100);
 
+/// How often the rules are resynced without a change.
+const RESYNC: Duration = Duration::from_secs(10);
+
 pub struct KubeProxy {
     config: ProxierConfig,
     /// None while a sync runs on the blocking pool (`nft -f` of a large ruleset takes most of
@@ -101,6 +104,9 @@ impl Actor for KubeProxy {
                 }
             });
         }
+        // A periodic resync repairs what someone else changed and retries what failed (the
+        // service route before the bridge exists); an unchanged ruleset costs an empty diff.
+        ctx.run_interval(RESYNC, |this, ctx| this.schedule(ctx));
         let (services, slices) = (self.services.clone(), self.slices.clone());
         let addr = ctx.address();
         ctx.spawn(

@@ -166,8 +166,15 @@ impl Proxier {
             self.saved_route_localnet = Some(old.trim().to_string());
         }
         if let (Some(cidr), false) = (&self.config.service_cidr, self.route_installed) {
-            run("ip", &["route", "replace", cidr, "dev", &self.config.route_dev], None)?;
-            self.route_installed = true;
+            // The pod bridge appears with the node's first pod; until then only the node's own
+            // connections to ClusterIPs lack their route, so the rules go in regardless and the
+            // route is tried again at the next sync.
+            match run("ip", &["route", "replace", cidr, "dev", &self.config.route_dev], None) {
+                Ok(()) => self.route_installed = true,
+                Err(e) => {
+                    tracing::debug!(error = %e, dev = %self.config.route_dev, "service CIDR route not installed yet")
+                }
+            }
         }
         Ok(())
     }

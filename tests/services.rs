@@ -1,0 +1,101 @@
+//! Services as users reach them (issue #5, on one node): by DNS name through the cluster DNS,
+//! by ClusterIP through kube-proxy's nftables rules, balanced over the ready pods.
+
+mod common;
+
+use common::{eventually, Cluster};
+use std::collections::BTreeSet;
+
+#[test]
+fn service_names_resolve_and_balance_over_ready_pods() {
+    let c = Cluster::start_with_node("svc", &[]);
+    c.kubectl_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: httpd
+        image: busybox
+        command: ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"]
+        readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: main, image: busybox, command: ["sleep", "3600"]}
+"#,
+    )
+    .expect_ok();
+    c.kubectl(&["rollout", "status", "deployment/web", "--timeout=120s"]).expect_ok();
+    eventually(60, || {
+        let s = c.kubectl(&["get", "pod", "client", "-o", "jsonpath={.status.containerStatuses[0].ready}"]);
+        (s.stdout == "true").then_some(())
+    });
+    let pods: BTreeSet<String> = c
+        .kubectl(&["get", "pods", "-l", "app=web", "-o", "name"])
+        .expect_ok()
+        .lines()
+        .map(|l| l.trim_start_matches("pod/").to_string())
+        .collect();
+    assert_eq!(pods.len(), 3);
+    // The pod's resolv.conf points at the cluster DNS with the namespace's search path.
+    let resolv = c.kubectl(&["exec", "client", "--", "cat", "/etc/resolv.conf"]).expect_ok();
+    assert!(resolv.contains("search default.svc.cluster.local svc.cluster.local cluster.local"), "{resolv}");
+    assert!(resolv.contains("options ndots:5"), "{resolv}");
+    let hits = |url: &str, n: usize| -> Vec<String> {
+        let script = format!("for i in $(seq {n}); do timeout 3 wget -qO- {url}; done");
+        eventually(60, || {
+            let r = c.kubectl(&["exec", "client", "--", "sh", "-c", &script]);
+            let lines: Vec<String> = r.stdout.lines().map(str::to_string).collect();
+            (lines.len() == n).then_some(lines)
+        })
+    };
+    // Every replica answers through the Service's name, over repeated requests (once the
+    // endpoints of all three are programmed: kube-proxy syncs at most once a second).
+    eventually(60, || {
+        let seen: BTreeSet<String> = hits("http://web.default.svc.cluster.local", 40).into_iter().collect();
+        (seen == pods).then_some(())
+    });
+    // The short name works through the search path.
+    assert!(pods.contains(&hits("http://web", 1)[0]));
+    // DNS answers: the ClusterIP for the Service, NXDOMAIN for an unknown name.
+    let ip = c.kubectl(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]).expect_ok();
+    let ns = c.kubectl(&["exec", "client", "--", "nslookup", "web.default.svc.cluster.local"]).expect_ok();
+    assert!(ns.contains(&ip), "{ns}");
+    let nx = c.kubectl(&["exec", "client", "--", "nslookup", "nope.default.svc.cluster.local"]);
+    assert!(!nx.ok || nx.stdout.contains("NXDOMAIN") || nx.stderr.contains("NXDOMAIN"), "{}{}", nx.stdout, nx.stderr);
+    // The node itself reaches the ClusterIP (kube-proxy's route for the service range).
+    let from_host = eventually(30, || {
+        let o = std::process::Command::new("timeout")
+            .args(["3", "busybox", "wget", "-qO-", &format!("http://{ip}/")])
+            .output()
+            .ok()?;
+        o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    });
+    assert!(pods.contains(&from_host), "{from_host}");
+    // Scaling down takes endpoints out of rotation.
+    c.kubectl(&["scale", "deployment/web", "--replicas=1"]).expect_ok();
+    eventually(60, || {
+        let seen: BTreeSet<String> = hits("http://web.default.svc.cluster.local", 10).into_iter().collect();
+        (seen.len() == 1).then_some(())
+    });
+}
