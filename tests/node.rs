@@ -417,5 +417,9 @@ spec:
     eventually(60, || cp.kubectl(&["get", "pod", "steady"]).stderr.contains("NotFound").then_some(()));
     let _ = uid;
     drop(agent);
+    // The killed agent's kube-proxy table went with `kubus node-reset`.
+    let tables = std::process::Command::new("nft").args(["list", "tables"]).output().unwrap();
+    let tables = String::from_utf8_lossy(&tables.stdout).into_owned();
+    assert!(!tables.contains(&format!("kubus-proxy-{}", names.bridge)), "{tables}");
     cp.stop();
 }

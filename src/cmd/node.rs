@@ -190,6 +190,16 @@ pub async fn reset(args: NodeResetArgs) -> anyhow::Result<()> {
     }
     let exe = std::env::current_exe()?;
     let state = args.data_dir.canonicalize().unwrap_or(args.data_dir.clone());
+    // kube-proxy's table first (its service route goes with the bridge), whatever else fails.
+    let table = proxy_table(&args.bridge);
+    let deleted = std::process::Command::new("nft")
+        .args(["delete", "table", "ip", &table])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if deleted {
+        println!("removed nftables table {table}");
+    }
     let report =
         kubus_kubelet::reset(&state, &args.bridge, &args.cgroup_root, vec![exe.into_os_string(), "shim".into()])
             .await
