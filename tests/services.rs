@@ -99,3 +99,97 @@ spec:
         (seen.len() == 1).then_some(())
     });
 }
+
+#[test]
+fn node_ports_readiness_and_headless_services() {
+    let c = Cluster::start_with_node("svc-np", &[]);
+    c.kubectl_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: httpd
+        image: busybox
+        command: ["sh", "-c", "touch /tmp/ready; mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"]
+        readinessProbe: {exec: {command: ["test", "-f", "/tmp/ready"]}, periodSeconds: 1, failureThreshold: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api}
+spec:
+  type: NodePort
+  selector: {app: api}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api-pods}
+spec:
+  clusterIP: None
+  selector: {app: api}
+  ports: [{name: http, port: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: main, image: busybox, command: ["sleep", "3600"]}
+"#,
+    )
+    .expect_ok();
+    c.kubectl(&["rollout", "status", "deployment/api", "--timeout=120s"]).expect_ok();
+    eventually(60, || {
+        let s = c.kubectl(&["get", "pod", "client", "-o", "jsonpath={.status.containerStatuses[0].ready}"]);
+        (s.stdout == "true").then_some(())
+    });
+    let pods: Vec<(String, String)> = c
+        .kubectl(&[
+            "get",
+            "pods",
+            "-l",
+            "app=api",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name} {.status.podIP}{\"\\n\"}{end}",
+        ])
+        .expect_ok()
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|(n, ip)| (n.to_string(), ip.to_string())))
+        .collect();
+    assert_eq!(pods.len(), 2);
+    let node_port = c.kubectl(&["get", "svc", "api", "-o", "jsonpath={.spec.ports[0].nodePort}"]).expect_ok();
+    let from_host = |n: usize| -> BTreeSet<String> {
+        (0..n)
+            .filter_map(|_| {
+                let url = format!("http://127.0.0.1:{node_port}/");
+                let o =
+                    std::process::Command::new("timeout").args(["3", "busybox", "wget", "-qO-", &url]).output().ok()?;
+                o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            })
+            .collect()
+    };
+    // The NodePort answers from the host, from every replica.
+    let all: BTreeSet<String> = pods.iter().map(|(n, _)| n.clone()).collect();
+    eventually(60, || (from_host(30) == all).then_some(()));
+    // Headless: the name lists the ready pods' addresses.
+    let lookup = || c.kubectl(&["exec", "client", "--", "nslookup", "api-pods.default.svc.cluster.local"]).stdout;
+    eventually(30, || pods.iter().all(|(_, ip)| lookup().contains(ip.as_str())).then_some(()));
+    // A pod failing readiness leaves the rotation and the headless answer.
+    let (gone, stays) = (&pods[0], &pods[1]);
+    c.kubectl(&["exec", &gone.0, "--", "rm", "/tmp/ready"]).expect_ok();
+    eventually(60, || (from_host(20) == BTreeSet::from([stays.0.clone()])).then_some(()));
+    eventually(30, || {
+        let l = lookup();
+        (l.contains(stays.1.as_str()) && !l.contains(gone.1.as_str())).then_some(())
+    });
+}
