@@ -360,13 +360,14 @@ fn metric(page: &str, name: &str, filter: &str) -> f64 {
         .sum()
 }
 
+/// VmRSS of a process, in KiB.
+pub(crate) fn vm_rss_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines().find_map(|l| l.strip_prefix("VmRSS:")?.split_whitespace().next()?.parse().ok())
+}
+
 fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(|l| l.to_string()))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
+    vm_rss_kib(pid).map_or(0.0, |kb| kb as f64 / 1024.0)
 }
 
 struct Child(std::process::Child, std::path::PathBuf);

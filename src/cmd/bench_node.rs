@@ -11,7 +11,8 @@
 //! Everything it makes on the host carries a random token and is removed by Drop guards,
 //! also when a phase fails.
 
-use crate::cmd::bench::{pct, Conn};
+use crate::cmd::bench::{pct, vm_rss_kib, Conn};
+use crate::cmd::up::is_root;
 use anyhow::{bail, Context as _};
 use kubus_image::{ImageStore, Registries};
 use kubus_node_runtime::cgroups::{CgroupLayout, CgroupResources};
@@ -53,13 +54,6 @@ fn token() -> anyhow::Result<String> {
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
-        .unwrap_or(false)
-}
-
 fn sorted(mut v: Vec<Duration>) -> Vec<Duration> {
     v.sort();
     v
@@ -72,11 +66,6 @@ fn line(name: &str, samples: &[Duration]) {
         pct(samples, 0.5),
         pct(samples, 0.99)
     );
-}
-
-fn vm_rss_kib(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines().find_map(|l| l.strip_prefix("VmRSS:")?.split_whitespace().next()?.parse().ok())
 }
 
 /// Proportional set size: shared pages (the kubus binary's text) split among their users.

@@ -169,13 +169,7 @@ impl NodeContext {
 
     /// The pod's cgroup, below the node's cgroup root by QoS class.
     pub fn pod_cgroup(&self, uid: &str, qos: spec::QosClass) -> String {
-        use kubus_node_runtime::cgroups::QosClass as Q;
-        let q = match qos {
-            spec::QosClass::Guaranteed => Q::Guaranteed,
-            spec::QosClass::Burstable => Q::Burstable,
-            spec::QosClass::BestEffort => Q::BestEffort,
-        };
-        kubus_node_runtime::cgroups::pod_cgroup_path(&self.config.cgroup_root, q, uid)
+        kubus_node_runtime::cgroups::pod_cgroup_path(&self.config.cgroup_root, qos, uid)
     }
 
     pub fn allocatable(&self) -> Value {

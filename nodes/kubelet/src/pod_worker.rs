@@ -450,7 +450,7 @@ impl PodWorker {
                 }
             }
         }
-        let qos = QosClass::of(&self.pod);
+        let qos = spec::qos_of(&self.pod);
         self.ctx
             .cgroups
             .create(&self.ctx.pod_cgroup(&self.uid, qos), &pod_resources(&self.pod))
@@ -794,7 +794,7 @@ impl PodWorker {
         }
         let sandbox = self.sandbox.clone().ok_or_else(|| fail("CreateContainerError", "no sandbox".into()))?;
         let vols = self.volumes.clone().unwrap_or_default();
-        let qos = QosClass::of(&self.pod);
+        let qos = spec::qos_of(&self.pod);
         let cgroups_path =
             kubus_node_runtime::cgroups::container_cgroup_path(&self.ctx.pod_cgroup(&self.uid, qos), &id);
         let plan = ContainerPlan {
@@ -974,7 +974,7 @@ impl PodWorker {
         let containers = self.views("containers");
         let ips = self.facts_ips();
         let host_ip = self.ctx.node_ip.to_string();
-        let qos = QosClass::of(&self.pod);
+        let qos = spec::qos_of(&self.pod);
         let view = PodView {
             pod: &self.pod,
             init: &init,
@@ -983,7 +983,7 @@ impl PodWorker {
             pod_ips: &ips,
             host_ip: &host_ip,
             start_time: self.start_time,
-            qos: qos.as_str(),
+            qos: spec::qos_name(qos),
             failed: self.failed,
         };
         let status = status::pod_status(&view);

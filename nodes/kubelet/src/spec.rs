@@ -39,48 +39,44 @@ pub struct ImageDefaults {
     pub user: String,
 }
 
+/// The QoS class type is the runtime's (it picks the pod's parent cgroup); the kubelet
+/// decides which class a pod is in.
+pub use kubus_node_runtime::cgroups::QosClass;
+
 /// The pod's QoS class, as kubectl describe shows it and as cgroups and OOM scores follow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QosClass {
-    Guaranteed,
-    Burstable,
-    BestEffort,
+pub fn qos_of(pod: &Value) -> QosClass {
+    let all: Vec<&Value> = ["initContainers", "containers"]
+        .iter()
+        .flat_map(|k| pod["spec"][*k].as_array().into_iter().flatten())
+        .collect();
+    let any_set = all.iter().any(|c| {
+        ["requests", "limits"]
+            .iter()
+            .any(|s| ["cpu", "memory"].iter().any(|r| c["resources"][*s][*r].as_str().is_some_and(|q| !is_zero(q))))
+    });
+    if !any_set {
+        return QosClass::BestEffort;
+    }
+    let guaranteed = all.iter().all(|c| {
+        ["cpu", "memory"].iter().all(|r| {
+            let limit = c["resources"]["limits"][*r].as_str();
+            let request = c["resources"]["requests"][*r].as_str().or(limit);
+            limit.is_some() && request.zip(limit).is_some_and(|(a, b)| same_quantity(a, b))
+        })
+    });
+    if guaranteed {
+        QosClass::Guaranteed
+    } else {
+        QosClass::Burstable
+    }
 }
 
-impl QosClass {
-    pub fn of(pod: &Value) -> QosClass {
-        let all: Vec<&Value> = ["initContainers", "containers"]
-            .iter()
-            .flat_map(|k| pod["spec"][*k].as_array().into_iter().flatten())
-            .collect();
-        let any_set = all.iter().any(|c| {
-            ["requests", "limits"]
-                .iter()
-                .any(|s| ["cpu", "memory"].iter().any(|r| c["resources"][*s][*r].as_str().is_some_and(|q| !is_zero(q))))
-        });
-        if !any_set {
-            return QosClass::BestEffort;
-        }
-        let guaranteed = all.iter().all(|c| {
-            ["cpu", "memory"].iter().all(|r| {
-                let limit = c["resources"]["limits"][*r].as_str();
-                let request = c["resources"]["requests"][*r].as_str().or(limit);
-                limit.is_some() && request.zip(limit).is_some_and(|(a, b)| same_quantity(a, b))
-            })
-        });
-        if guaranteed {
-            QosClass::Guaranteed
-        } else {
-            QosClass::Burstable
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            QosClass::Guaranteed => "Guaranteed",
-            QosClass::Burstable => "Burstable",
-            QosClass::BestEffort => "BestEffort",
-        }
+/// The name status.qosClass carries.
+pub fn qos_name(qos: QosClass) -> &'static str {
+    match qos {
+        QosClass::Guaranteed => "Guaranteed",
+        QosClass::Burstable => "Burstable",
+        QosClass::BestEffort => "BestEffort",
     }
 }
 
@@ -530,18 +526,15 @@ mod tests {
     #[test]
     fn qos_classes() {
         let pod = |c: Value| json!({"spec": {"containers": [c]}});
-        assert_eq!(QosClass::of(&pod(json!({}))), QosClass::BestEffort);
+        assert_eq!(qos_of(&pod(json!({}))), QosClass::BestEffort);
+        assert_eq!(qos_of(&pod(json!({"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}))), QosClass::Guaranteed);
         assert_eq!(
-            QosClass::of(&pod(json!({"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}))),
-            QosClass::Guaranteed
-        );
-        assert_eq!(
-            QosClass::of(&pod(
+            qos_of(&pod(
                 json!({"resources": {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1000m", "memory": "1Gi"}}})
             )),
             QosClass::Guaranteed
         );
-        assert_eq!(QosClass::of(&pod(json!({"resources": {"requests": {"cpu": "100m"}}}))), QosClass::Burstable);
+        assert_eq!(qos_of(&pod(json!({"resources": {"requests": {"cpu": "100m"}}}))), QosClass::Burstable);
     }
 
     #[test]
@@ -578,7 +571,7 @@ mod tests {
             shm_dir: p,
             termination_log: p,
             cgroups_path: "/kubus/podx/c",
-            qos: QosClass::of(&pod),
+            qos: qos_of(&pod),
             memory_capacity: 1 << 30,
             cgroup_v2: false,
             seccomp_dir: p,
