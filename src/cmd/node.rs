@@ -55,9 +55,13 @@ pub struct NodeArgs {
     /// Name of the cluster on the bus.
     #[arg(long, default_value = "kubus")]
     pub cluster: String,
-    /// The cluster's Service range (kube-proxy routes it to the pod bridge).
-    #[arg(long, default_value = "10.96.0.0/12")]
-    pub service_cidr: String,
+    /// The cluster's Service range (kube-proxy routes it to the pod bridge); by default the
+    /// one the control plane published (kube-system/kubus-cluster-config), else 10.96.0.0/12.
+    #[arg(long)]
+    pub service_cidr: Option<String>,
+    /// The cluster's DNS domain; by default the published one, else cluster.local.
+    #[arg(long)]
+    pub cluster_domain: Option<String>,
     /// Where the node keeps its state (pods, images, shims).
     #[arg(long, default_value_os_t = crate::cmd::up::default_data_dir().join("node"))]
     pub data_dir: PathBuf,
@@ -117,7 +121,8 @@ pub fn proxy_table(bridge: &str) -> String {
     }
 }
 
-/// Starts the agent actor and the node's kube-proxy on an arbiter of their own.
+/// Starts the agent actor, the node's kube-proxy and its route controller on an arbiter of
+/// their own.
 pub async fn start(
     config: KubeletConfig,
     service_cidr: &str,
@@ -138,12 +143,15 @@ pub async fn start(
         ..Default::default()
     };
     let name = config.node_name.clone();
+    let routes =
+        kubus_kubelet::routes::RouteController::new(name.clone(), config.state_dir.clone(), informers.get("", "nodes"));
     let kubelet = Kubelet::new(config, client, nats, pods, Some(services.clone()))
         .await
         .with_context(|| format!("starting the node agent of {name}"))?;
     let arbiter = actix::Arbiter::new();
     let addr = actix::Actor::start_in_arbiter(&arbiter.handle(), move |_| kubelet);
     actix::Actor::start_in_arbiter(&arbiter.handle(), move |_| kubus_proxy::KubeProxy::new(proxy, services, slices));
+    actix::Actor::start_in_arbiter(&arbiter.handle(), move |_| routes);
     Ok((addr, arbiter))
 }
 
@@ -157,9 +165,19 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let nats =
         kubus_bus::connect(&args.nats, "kubus-node").await.with_context(|| format!("connecting to {}", args.nats))?;
     let store = Store::attach(nats.clone(), &args.cluster).await?;
-    let config = config(&args.opts, &args.cluster, state)?;
+    let mut config = config(&args.opts, &args.cluster, state)?;
+    // Flags win; what the control plane published fills the rest.
+    let published =
+        crate::cmd::cluster_config::fetch(&Client::new(ApiClient::new(nats.clone(), &args.cluster, "kubelet")))
+            .await
+            .unwrap_or_default();
+    config.cluster_cidr = config.cluster_cidr.or(published.pod_subnet);
+    if let Some(domain) = args.cluster_domain.or(published.dns_domain) {
+        config.cluster_domain = domain;
+    }
+    let service_cidr = args.service_cidr.or(published.service_subnet).unwrap_or_else(|| "10.96.0.0/12".into());
     let name = config.node_name.clone();
-    let (_addr, arbiter) = start(config, &args.service_cidr, nats, &InformerFactory::new(store)).await?;
+    let (_addr, arbiter) = start(config, &service_cidr, nats, &InformerFactory::new(store)).await?;
     println!("node {name} is running; Ctrl-C stops the agent (its containers keep running)");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

@@ -196,6 +196,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             std::time::Duration::from_secs((args.node_monitor_grace_period / 4).clamp(1, 10)),
         )
     });
+    // Node agents joining with only a NATS URL learn the ranges from here.
+    crate::cmd::cluster_config::publish(
+        &api_client("kubus-control-plane"),
+        &crate::cmd::cluster_config::ClusterNetwork {
+            pod_subnet: Some(args.cluster_cidr.clone()),
+            service_subnet: Some(args.service_cidr.clone()),
+            dns_domain: Some(args.cluster_domain.clone()),
+        },
+    )
+    .await
+    .context("publishing the cluster's network settings")?;
     // Cluster DNS, an actor of the control plane (where CoreDNS would be an add-on); pods reach it
     // through the kube-dns Service at the tenth address of the service range, via kube-proxy.
     let node_ip = args.node.node_ip.unwrap_or_else(kubus_kubelet::node::default_node_ip);

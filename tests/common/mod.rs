@@ -2,6 +2,8 @@
 //! private data dir on free ports, driven by the real kubectl and raw HTTP.
 #![allow(dead_code)]
 
+pub mod hosts;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -183,7 +185,10 @@ impl Cluster {
             let log = std::fs::File::create(dir.join("kubus.log")).unwrap();
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubus"));
             // Each cluster's DNS on a port of its own (the default is 53).
-            cmd.args(["up", "--nats-listen", "127.0.0.1:0", "--cluster", "e2e", "--dns-port", "0"]);
+            cmd.args(["up", "--cluster", "e2e", "--dns-port", "0"]);
+            if !extra.contains(&"--nats-listen") {
+                cmd.args(["--nats-listen", "127.0.0.1:0"]);
+            }
             if node.is_none() {
                 cmd.arg("--no-node");
             }

@@ -1,6 +1,7 @@
 //! The node lifecycle controller: a node whose Lease in kube-node-lease has not been renewed
 //! within the grace period gets `Ready=Unknown` and the `node.kubernetes.io/unreachable`
-//! NoSchedule and NoExecute taints (removed again when it heartbeats), and pods on nodes with
+//! NoSchedule and NoExecute taints (removed again when it heartbeats), its pods turn not Ready
+//! (so Services stop sending them traffic), and pods on nodes with
 //! NoExecute taints they do not tolerate are evicted (after their tolerationSeconds), so their
 //! controllers replace them elsewhere.
 
@@ -116,6 +117,7 @@ impl NodeLifecycleController {
                     .await
                     .map_err(|e| e.to_string())?;
             }
+            self.mark_pods_not_ready(&node, now).await?;
             if !has_ours {
                 let mut t = current.clone();
                 let added = format_rfc3339(now);
@@ -138,6 +140,42 @@ impl NodeLifecycleController {
         // Heartbeats are checked every few seconds; evictions when their time comes.
         let period = (self.grace / 4).max(Duration::from_secs(1));
         Ok(Action::RequeueAfter(next.map_or(period, |n| n.min(period))))
+    }
+
+    /// Pods on a node that stopped heartbeating are no longer known to be ready: their Ready
+    /// condition turns False, so endpoints take them out of rotation long before any eviction.
+    /// The kubelet writes its own view again once it is back.
+    async fn mark_pods_not_ready(&self, node: &Value, now: SystemTime) -> Result<(), String> {
+        let name = owner::name(node);
+        let ts = format_rfc3339(now);
+        for pod in self.informers.pods.list().into_iter().filter(|p| p["spec"]["nodeName"] == name) {
+            let Some(conditions) = pod["status"]["conditions"].as_array() else { continue };
+            if !conditions.iter().any(|c| c["type"] == "Ready" && c["status"] == "True") {
+                continue;
+            }
+            let conditions: Vec<Value> = conditions
+                .iter()
+                .map(|c| {
+                    let mut c = c.clone();
+                    if c["type"] == "Ready" {
+                        c["status"] = json!("False");
+                        c["lastTransitionTime"] = json!(ts);
+                    }
+                    c
+                })
+                .collect();
+            let patch = json!({"status": {"conditions": conditions}});
+            match self
+                .client
+                .merge_patch("", "pods", Some(owner::namespace(&pod)), owner::name(&pod), Some("status"), &patch)
+                .await
+            {
+                Ok(_) => tracing::info!(pod = owner::name(&pod), node = name, "node unreachable: pod marked not ready"),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(())
     }
 
     /// Evicts pods that do not tolerate the node's NoExecute taints; returns when to look again

@@ -12,6 +12,7 @@ pub mod objects;
 pub mod pod_worker;
 pub mod probes;
 pub mod reset;
+pub mod routes;
 pub mod spec;
 pub mod status;
 pub mod streams;
@@ -174,6 +175,15 @@ impl NodeContext {
 
     pub fn allocatable(&self) -> Value {
         json!({"cpu": self.machine.cpus.to_string(), "memory": self.machine.memory_bytes.to_string()})
+    }
+
+    /// The cluster DNS for pods' resolv.conf: `--cluster-dns`, else the ClusterIP of
+    /// kube-system/kube-dns (so an agent joining with only a NATS URL finds it).
+    pub fn cluster_dns(&self) -> Option<IpAddr> {
+        self.config.cluster_dns.or_else(|| {
+            let svc = self.services.as_ref()?.get("kube-system", "kube-dns")?;
+            svc["spec"]["clusterIP"].as_str()?.parse().ok()
+        })
     }
 
     /// Docker-link style variables of the namespace's Services (enableServiceLinks) and the

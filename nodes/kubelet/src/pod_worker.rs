@@ -676,7 +676,7 @@ impl PodWorker {
                 .collect(),
             host_network: self.host_network(),
             port_mappings,
-            dns: dns_for(spec, self.ns(), self.ctx.config.cluster_dns, &self.ctx.config.cluster_domain),
+            dns: dns_for(spec, self.ns(), self.ctx.cluster_dns(), &self.ctx.config.cluster_domain),
         }
     }
 
@@ -999,7 +999,16 @@ impl PodWorker {
                 })
                 .collect(),
         );
-        if self.last_status.as_ref() == Some(&status) {
+        // Someone else may have changed what the API says (the node lifecycle controller marks
+        // pods of an unreachable node not ready): the kubelet's view wins once it is back.
+        let ready_of = |s: &Value| {
+            s["conditions"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+                .map(|c| c["status"].clone())
+        };
+        let api_agrees = ready_of(&self.pod["status"]) == ready_of(&status);
+        if self.last_status.as_ref() == Some(&status) && api_agrees {
             return;
         }
         let patch = json!({"status": status});

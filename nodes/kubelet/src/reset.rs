@@ -1,6 +1,7 @@
 //! `kubus node-reset`: removes everything a node agent made on its host, in the order a pod's
 //! own teardown uses: containers (and their shims), rootfs and volume mounts, pod sandboxes
-//! (CNI DEL, pinned namespaces), the pod bridge, the pods' cgroups. Images stay.
+//! (CNI DEL, pinned namespaces), routes to other nodes' pods, the pod bridge, the pods' cgroups.
+//! Images stay.
 
 use crate::KubeletError;
 use std::ffi::OsString;
@@ -38,6 +39,12 @@ pub async fn reset(
             Ok(()) => report.push(format!("removed pod dir {}", e.path().display())),
             Err(err) => report.push(format!("pod dir {}: {err}", e.path().display())),
         }
+    }
+    // Routes to other nodes' pods: exactly those this agent installed.
+    match kubus_node_network::PodRoutes::load(state_dir).map(|mut r| r.remove_all()) {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => report.push(format!("removed {n} routes to other nodes' pod CIDRs")),
+        Ok(Err(e)) | Err(e) => report.push(format!("pod routes: {e}")),
     }
     // The network as the agent configured it: CNI DEL must see the configuration ADD saw.
     let saved: Option<serde_json::Value> =

@@ -10,10 +10,12 @@ pub mod files;
 pub mod masq;
 pub mod metrics;
 pub mod ns;
+pub mod routes;
 pub mod sandbox;
 
 pub use cni::CniError;
 pub use files::{DnsConfig, HostAlias};
+pub use routes::{desired_routes, PodRoutes, RouteError, RouteSyncStats, RouteTable};
 pub use sandbox::{NetworkError, PortMapping, Protocol, Sandbox, SandboxManager, SandboxRequest};
 
 use std::path::PathBuf;
