@@ -2,7 +2,8 @@
 //! bridge, see common/hosts.rs), each with its own node agent and address, and a control plane
 //! on the bridge. Pods on different nodes reach each other with their own IPs, a pod on one node
 //! reaches a Service whose pods are on the others (by DNS name), NodePort on one node reaches
-//! pods on another, and a node cut off from the network leaves the rotation until it is back.
+//! pods on another, the Local traffic policies keep traffic on the node, and a node cut off
+//! from the network leaves the rotation until it is back.
 
 mod common;
 
@@ -61,6 +62,12 @@ spec:
   containers:
   - {name: main, image: busybox, command: ["sleep", "3600"]}
 "#;
+
+/// GET from the machine itself (outside every host); None when it fails.
+fn host_get(url: &str) -> Option<String> {
+    let o = std::process::Command::new("timeout").args(["3", "busybox", "wget", "-qO-", url]).output().ok()?;
+    o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
 
 #[test]
 fn pods_and_services_across_nodes_and_a_node_cut_off() {
@@ -142,20 +149,44 @@ fn pods_and_services_across_nodes_and_a_node_cut_off() {
     let node_port = c.kubectl(&["get", "svc", "web", "-o", "jsonpath={.spec.ports[0].nodePort}"]).expect_ok();
     let url = format!("http://{}:{node_port}/", hosts.host(2).ip);
     eventually(60, || {
-        let seen: BTreeSet<String> = (0..30)
-            .filter_map(|_| {
-                let o =
-                    std::process::Command::new("timeout").args(["3", "busybox", "wget", "-qO-", &url]).output().ok()?;
-                o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            })
-            .collect();
+        let seen: BTreeSet<String> = (0..30).filter_map(|_| host_get(&url)).collect();
         (seen == all).then_some(())
     });
 
-    // h3 is cut off: its node turns Unknown, its pod leaves the endpoints, and every request from
-    // h1 is answered by the pod on h2.
+    // Traffic policies Local: NodePort traffic from outside goes to the receiving node's own pod
+    // and keeps the client's address; a node without one drops it; ClusterIP traffic stays on
+    // the client's node (none there: refused).
+    c.kubectl_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web-local}
+spec:
+  type: NodePort
+  externalTrafficPolicy: Local
+  internalTrafficPolicy: Local
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+"#,
+    )
+    .expect_ok();
+    let local_port = c.kubectl(&["get", "svc", "web-local", "-o", "jsonpath={.spec.ports[0].nodePort}"]).expect_ok();
     let (on_h3, _) = web.iter().find(|(_, (n, _))| *n == hosts.host(3).node_name).unwrap();
     let (on_h2, _) = web.iter().find(|(_, (n, _))| *n == hosts.host(2).node_name).unwrap();
+    let url = format!("http://{}:{local_port}", hosts.host(2).ip);
+    eventually(30, || (host_get(&format!("{url}/")).as_deref() == Some(on_h2.as_str())).then_some(()));
+    for _ in 0..10 {
+        assert_eq!(host_get(&format!("{url}/")).as_deref(), Some(on_h2.as_str()));
+    }
+    let seen = host_get(&format!("{url}/cgi-bin/ip")).expect("the local pod answers");
+    assert_eq!(seen.trim_start_matches("[::ffff:").trim_end_matches(']'), hosts.gateway, "client address kept");
+    assert_eq!(host_get(&format!("http://{}:{local_port}/", hosts.host(1).ip)), None, "h1 has no web pod");
+    let r = exec("timeout 3 wget -qO- http://web-local.default.svc.cluster.local");
+    assert!(!r.ok && !r.stderr.contains("Terminated"), "refused at once from h1: {} {}", r.stdout, r.stderr);
+
+    // h3 is cut off: its node turns Unknown, its pod leaves the endpoints, and every request from
+    // h1 is answered by the pod on h2.
     hosts.host(3).cut_off();
     let cut = std::time::Instant::now();
     let ready = |node: &str| {

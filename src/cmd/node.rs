@@ -137,6 +137,7 @@ pub async fn start(
             table: proxy_table(&config.bridge),
             cluster_cidr: config.cluster_cidr.clone(),
             localhost_nodeports: true,
+            node_name: Some(config.node_name.clone()),
         },
         service_cidr: Some(service_cidr.to_string()),
         route_dev: config.bridge.clone(),

@@ -11,8 +11,13 @@
 //! - Services without usable endpoints are in `no-endpoint-*` maps, checked from filter hooks
 //!   (reject is only allowed there) so clients get a reset / port-unreachable at once.
 //!
-//! Not done yet: externalTrafficPolicy/internalTrafficPolicy Local (treated as Cluster),
-//! LoadBalancer ingress IPs, externalIPs, IPv6.
+//! - Traffic policies (with the node's name known): internalTrafficPolicy Local sends ClusterIP
+//!   traffic to this node's endpoints only (rejected when it has none); externalTrafficPolicy
+//!   Local sends NodePort traffic from outside to this node's endpoints without masquerading,
+//!   so pods see the client's address (dropped when it has none, so load balancers health-check
+//!   to other nodes), while pods and the node itself still reach every endpoint, as upstream.
+//!
+//! Not done yet: LoadBalancer ingress IPs, externalIPs, healthCheckNodePort, IPv6.
 
 use serde_json::Value;
 use std::borrow::Borrow;
@@ -44,11 +49,14 @@ pub struct RulesConfig {
     /// Also answer NodePorts on 127.0.0.0/8. Needs net.ipv4.conf.all.route_localnet=1 (the
     /// Proxier sets it) since the DNATed packet leaves with a loopback source until masqueraded.
     pub localhost_nodeports: bool,
+    /// This node's name: endpoints whose `nodeName` matches are local, for the traffic
+    /// policies. None: every policy acts as Cluster.
+    pub node_name: Option<String>,
 }
 
 impl Default for RulesConfig {
     fn default() -> Self {
-        RulesConfig { table: "kubus-proxy".into(), cluster_cidr: None, localhost_nodeports: true }
+        RulesConfig { table: "kubus-proxy".into(), cluster_cidr: None, localhost_nodeports: true, node_name: None }
     }
 }
 
@@ -122,10 +130,14 @@ type Endpoints = BTreeSet<(Ipv4Addr, u16)>;
 /// The endpoints of every service port key `(ns, service, port name, proto)`, split into
 /// ready ones and serving-but-terminating ones (upstream falls back to the latter when a
 /// service has no ready endpoint, so connections drain during rollouts).
+/// Also returns the addresses of endpoints on `node` (pod IPs are unique in a cluster).
+#[allow(clippy::type_complexity)]
 fn collect_endpoints<S: Borrow<Value>>(
     slices: &[S],
-) -> BTreeMap<(String, String, String, &'static str), (Endpoints, Endpoints)> {
+    node: Option<&str>,
+) -> (BTreeMap<(String, String, String, &'static str), (Endpoints, Endpoints)>, BTreeSet<Ipv4Addr>) {
     let mut out: BTreeMap<_, (Endpoints, Endpoints)> = BTreeMap::new();
+    let mut local = BTreeSet::new();
     for slice in slices {
         let slice = slice.borrow();
         if slice["addressType"].as_str().unwrap_or("IPv4") != "IPv4" {
@@ -148,8 +160,12 @@ fn collect_endpoints<S: Borrow<Value>>(
                 let ready = c["ready"].as_bool().unwrap_or(true);
                 let serving = c["serving"].as_bool().unwrap_or(ready);
                 let terminating = c["terminating"].as_bool().unwrap_or(false);
+                let is_local = node.is_some() && ep["nodeName"].as_str() == node;
                 for addr in ep["addresses"].as_array().into_iter().flatten() {
                     let Some(ip) = addr.as_str().and_then(|a| a.parse::<Ipv4Addr>().ok()) else { continue };
+                    if is_local {
+                        local.insert(ip);
+                    }
                     if ready && !terminating {
                         entry.0.insert((ip, number));
                     } else if serving && terminating {
@@ -159,7 +175,59 @@ fn collect_endpoints<S: Borrow<Value>>(
             }
         }
     }
-    out
+    (out, local)
+}
+
+/// Builds the chains that balance one service port over a set of endpoints.
+struct Balance<'a> {
+    id: &'a str,
+    proto: &'static str,
+    affinity: Option<u64>,
+}
+
+impl Balance<'_> {
+    /// `service-...`: every usable endpoint; traffic from outside the cluster CIDR is
+    /// masqueraded, so that replies come back through this node.
+    fn cluster_chain(&self, r: &mut ProxyRules, eps: &Endpoints, config: &RulesConfig) -> String {
+        let mut rules = Vec::new();
+        if let Some(cidr) = &config.cluster_cidr {
+            rules.push(format!("ip saddr != {cidr} jump mark-for-masquerade"));
+        }
+        self.chain(r, "service", rules, eps)
+    }
+
+    /// `local-...`: this node's endpoints only; nothing is masqueraded (the client's address
+    /// is kept, and replies from a local pod pass this node anyway).
+    fn local_chain(&self, r: &mut ProxyRules, eps: &Endpoints) -> String {
+        self.chain(r, "local", vec![], eps)
+    }
+
+    fn chain(&self, r: &mut ProxyRules, kind: &str, mut svc_rules: Vec<String>, eps: &Endpoints) -> String {
+        let (id, proto) = (self.id, self.proto);
+        let svc_chain = format!("{kind}-{}-{id}", hash_prefix(id));
+        let mut vmap = Vec::new();
+        for (i, (ip, target)) in eps.iter().enumerate() {
+            let ep_id = format!("{id}__{ip}/{target}");
+            let ep_chain = format!("endpoint-{}-{ep_id}", hash_prefix(&ep_id));
+            let mut ep_rules = vec![format!("ip saddr {ip} jump mark-for-masquerade")];
+            if let Some(timeout) = self.affinity {
+                // The timeout is part of the set's identity: nft cannot change the timeout of
+                // an existing set, so a new timeout makes a new set.
+                let set_id = format!("{ep_id}/{timeout}");
+                let set = format!("affinity-{}-{ep_id}", hash_prefix(&set_id));
+                ep_rules.push(format!("update @{set} {{ ip saddr }}"));
+                svc_rules.push(format!("ip saddr @{set} goto {ep_chain}"));
+                r.affinity_sets.insert(set, timeout);
+            }
+            // nft 1.0.6 needs the l4 protocol spelled out before `dnat to ip:port`.
+            ep_rules.push(format!("meta l4proto {proto} dnat to {ip}:{target}"));
+            r.chains.insert(ep_chain.clone(), Chain { base: None, rules: ep_rules });
+            vmap.push(format!("{i} : goto {ep_chain}"));
+        }
+        svc_rules.push(format!("numgen random mod {} vmap {{ {} }}", eps.len(), vmap.join(", ")));
+        r.chains.insert(svc_chain.clone(), Chain { base: None, rules: svc_rules });
+        svc_chain
+    }
 }
 
 impl ProxyRules {
@@ -185,7 +253,7 @@ impl ProxyRules {
             endpoints: 0,
         };
         r.base_chains(config);
-        let endpoints = collect_endpoints(slices);
+        let (endpoints, local_ips) = collect_endpoints(slices, config.node_name.as_deref());
         let empty = (Endpoints::new(), Endpoints::new());
         for svc in services {
             let svc = svc.borrow();
@@ -206,6 +274,9 @@ impl ProxyRules {
                     .unwrap_or(DEFAULT_AFFINITY_TIMEOUT)
             });
             let with_node_ports = kind == "NodePort" || kind == "LoadBalancer";
+            let known_node = config.node_name.is_some();
+            let internal_local = known_node && spec["internalTrafficPolicy"].as_str() == Some("Local");
+            let external_local = known_node && spec["externalTrafficPolicy"].as_str() == Some("Local");
             for port in spec["ports"].as_array().into_iter().flatten() {
                 let (Some(proto), Some(number)) = (protocol(&port["protocol"]), port["port"].as_u64()) else {
                     continue;
@@ -215,13 +286,19 @@ impl ProxyRules {
                 let key = (ns.to_string(), name.to_string(), port_name.to_string(), proto);
                 let (ready, terminating) = endpoints.get(&key).unwrap_or(&empty);
                 let usable = if ready.is_empty() { terminating } else { ready };
+                // This node's endpoints, with the same fallback to terminating ones.
+                let local_of = |set: &Endpoints| -> Endpoints {
+                    set.iter().filter(|(ip, _)| local_ips.contains(ip)).copied().collect()
+                };
+                let local_ready = local_of(ready);
+                let local = if local_ready.is_empty() { local_of(terminating) } else { local_ready };
                 r.service_ports += 1;
                 let id = format!(
                     "{ns}/{name}/{proto}/{}",
                     if port_name.is_empty() { number.to_string() } else { port_name.to_string() }
                 );
+                let reject = "goto reject-chain";
                 if usable.is_empty() {
-                    let reject = "goto reject-chain";
                     r.element("no-endpoint-services", format!("{cluster_ip} . {proto} . {number} : {reject}"));
                     if let Some(np) = node_port {
                         r.element("no-endpoint-nodeports", format!("{proto} . {np} : {reject}"));
@@ -229,41 +306,41 @@ impl ProxyRules {
                     continue;
                 }
                 r.endpoints += usable.len();
-                let svc_chain = format!("service-{}-{id}", hash_prefix(&id));
-                let mut svc_rules = Vec::new();
-                if let Some(cidr) = &config.cluster_cidr {
-                    svc_rules.push(format!("ip saddr != {cidr} jump mark-for-masquerade"));
+                let balance = Balance { id: &id, proto, affinity };
+                if !internal_local {
+                    let chain = balance.cluster_chain(&mut r, usable, config);
+                    r.element("service-ips", format!("{cluster_ip} . {proto} . {number} : goto {chain}"));
+                } else if local.is_empty() {
+                    r.element("no-endpoint-services", format!("{cluster_ip} . {proto} . {number} : {reject}"));
+                } else {
+                    let chain = balance.local_chain(&mut r, &local);
+                    r.element("service-ips", format!("{cluster_ip} . {proto} . {number} : goto {chain}"));
                 }
-                let mut vmap = Vec::new();
-                for (i, (ip, target)) in usable.iter().enumerate() {
-                    let ep_id = format!("{id}__{ip}/{target}");
-                    let ep_chain = format!("endpoint-{}-{ep_id}", hash_prefix(&ep_id));
-                    let mut ep_rules = vec![format!("ip saddr {ip} jump mark-for-masquerade")];
-                    if let Some(timeout) = affinity {
-                        // The timeout is part of the set's identity: nft cannot change the
-                        // timeout of an existing set, so a new timeout makes a new set.
-                        let set_id = format!("{ep_id}/{timeout}");
-                        let set = format!("affinity-{}-{ep_id}", hash_prefix(&set_id));
-                        ep_rules.push(format!("update @{set} {{ ip saddr }}"));
-                        svc_rules.push(format!("ip saddr @{set} goto {ep_chain}"));
-                        r.affinity_sets.insert(set, timeout);
+                let Some(np) = node_port else { continue };
+                let ext_chain = format!("external-{}-{id}", hash_prefix(&id));
+                let cluster = balance.cluster_chain(&mut r, usable, config);
+                let rules = if !external_local {
+                    // NodePort traffic comes from anywhere: masquerade so that replies return
+                    // through this node.
+                    vec!["jump mark-for-masquerade".to_string(), format!("goto {cluster}")]
+                } else {
+                    // Pods and this node itself are not "external": they keep the cluster-wide
+                    // behaviour (the node's own traffic needs masquerading to come back).
+                    let mut rules = vec![];
+                    if let Some(cidr) = &config.cluster_cidr {
+                        rules.push(format!("ip saddr {cidr} goto {cluster}"));
                     }
-                    // nft 1.0.6 needs the l4 protocol spelled out before `dnat to ip:port`.
-                    ep_rules.push(format!("meta l4proto {proto} dnat to {ip}:{target}"));
-                    r.chains.insert(ep_chain.clone(), Chain { base: None, rules: ep_rules });
-                    vmap.push(format!("{i} : goto {ep_chain}"));
-                }
-                svc_rules.push(format!("numgen random mod {} vmap {{ {} }}", usable.len(), vmap.join(", ")));
-                r.chains.insert(svc_chain.clone(), Chain { base: None, rules: svc_rules });
-                r.element("service-ips", format!("{cluster_ip} . {proto} . {number} : goto {svc_chain}"));
-                if let Some(np) = node_port {
-                    // NodePort traffic comes from anywhere: always masquerade so that replies
-                    // return through this node (externalTrafficPolicy Cluster).
-                    let ext_chain = format!("external-{}-{id}", hash_prefix(&id));
-                    let rules = vec!["jump mark-for-masquerade".to_string(), format!("goto {svc_chain}")];
-                    r.chains.insert(ext_chain.clone(), Chain { base: None, rules });
-                    r.element("service-nodeports", format!("{proto} . {np} : goto {ext_chain}"));
-                }
+                    rules.push("fib saddr type local jump mark-for-masquerade".to_string());
+                    rules.push(format!("fib saddr type local goto {cluster}"));
+                    if local.is_empty() {
+                        rules.push("drop".to_string());
+                    } else {
+                        rules.push(format!("goto {}", balance.local_chain(&mut r, &local)));
+                    }
+                    rules
+                };
+                r.chains.insert(ext_chain.clone(), Chain { base: None, rules });
+                r.element("service-nodeports", format!("{proto} . {np} : goto {ext_chain}"));
             }
         }
         Ok(r)

@@ -79,7 +79,7 @@ fn informer_changes_reach_nftables() {
         let services = Informer::start(store.clone(), "", "services", None);
         let slices = Informer::start(store.clone(), "discovery.k8s.io", "endpointslices", None);
         let config = ProxierConfig {
-            rules: RulesConfig { table: table.0.clone(), cluster_cidr: None, localhost_nodeports: false },
+            rules: RulesConfig { table: table.0.clone(), cluster_cidr: None, localhost_nodeports: false, node_name: None },
             service_cidr: None,
             route_dev: "lo".into(),
             min_sync_period: Duration::from_millis(300),

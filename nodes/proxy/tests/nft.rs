@@ -146,7 +146,7 @@ fn services_through_real_nftables() {
     let (vip, vip_empty, vip_sticky) = (format!("198.18.{x}.10"), format!("198.18.{x}.20"), format!("198.18.{x}.30"));
     let node_port = 30000 + (u16::from_str_radix(&tok[2..5], 16).unwrap() % 2700);
     let config = ProxierConfig {
-        rules: RulesConfig { table: table.clone(), cluster_cidr: None, localhost_nodeports: true },
+        rules: RulesConfig { table: table.clone(), cluster_cidr: None, localhost_nodeports: true, node_name: None },
         service_cidr: Some(format!("198.18.{x}.0/24")),
         route_dev: bridge.clone(),
         min_sync_period: Duration::from_secs(1),
@@ -225,6 +225,7 @@ fn thousand_services_apply_time() {
             table: table.clone(),
             cluster_cidr: Some("10.244.0.0/16".into()),
             localhost_nodeports: false,
+            node_name: None,
         },
         service_cidr: None,
         route_dev: "lo".into(),

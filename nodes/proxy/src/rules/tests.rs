@@ -2,7 +2,7 @@ use super::*;
 use serde_json::json;
 
 fn config(table: &str) -> RulesConfig {
-    RulesConfig { table: table.into(), cluster_cidr: None, localhost_nodeports: false }
+    RulesConfig { table: table.into(), cluster_cidr: None, localhost_nodeports: false, node_name: None }
 }
 
 fn service(name: &str, ip: &str, ports: Value) -> Value {
@@ -229,4 +229,71 @@ fn incremental_update_keeps_affinity_sets_and_deletes_stale_objects() {
     // Nothing changed: nothing but idempotent declarations.
     let same = after.incremental_text(&after);
     assert!(!same.contains("add rule") && !same.contains("element") && !same.contains("delete"), "{same}");
+}
+
+fn on_node(ip: &str, node: &str) -> Value {
+    let mut e = ep(ip, true, false);
+    e["nodeName"] = json!(node);
+    e
+}
+
+#[test]
+fn traffic_policies_local_use_this_nodes_endpoints() {
+    let mut svc = service("web", "10.96.0.10", json!([{"name": "http", "port": 80, "nodePort": 30080}]));
+    svc["spec"]["type"] = json!("NodePort");
+    svc["spec"]["externalTrafficPolicy"] = json!("Local");
+    svc["spec"]["internalTrafficPolicy"] = json!("Local");
+    let sl = slice(
+        "web",
+        json!([{"name": "http", "port": 8080, "protocol": "TCP"}]),
+        json!([on_node("10.244.0.5", "a"), on_node("10.244.1.5", "b"), on_node("10.244.1.6", "b")]),
+    );
+    let id = "ns1/web/tcp/http";
+    let (local, cluster, external) = (
+        format!("local-{}-{id}", hash_prefix(id)),
+        format!("service-{}-{id}", hash_prefix(id)),
+        format!("external-{}-{id}", hash_prefix(id)),
+    );
+    let ep = |ip: &str| format!("endpoint-{}-{id}__{ip}/8080", hash_prefix(&format!("{id}__{ip}/8080")));
+    let mut cfg = config("kp-unit");
+    cfg.cluster_cidr = Some("10.244.0.0/16".into());
+    cfg.node_name = Some("a".into());
+    let text = ProxyRules::compute(&cfg, &[&svc], &[&sl]).unwrap().full_text();
+    nft_check(&text);
+    // ClusterIP: only node a's endpoint, no masquerade.
+    assert!(text.contains(&format!("service-ips {{ 10.96.0.10 . tcp . 80 : goto {local} }}")), "{text}");
+    assert!(text.contains(&format!(
+        "add rule ip kp-unit {local} numgen random mod 1 vmap {{ 0 : goto {} }}",
+        ep("10.244.0.5")
+    )));
+    assert!(!text.contains(&format!("add rule ip kp-unit {local} ip saddr")));
+    // NodePort: pods and the node itself reach all three; outsiders the local one, unmasqueraded.
+    let rules: Vec<&str> =
+        text.lines().filter_map(|l| l.strip_prefix(&format!("add rule ip kp-unit {external} "))).collect();
+    assert_eq!(
+        rules,
+        [
+            format!("ip saddr 10.244.0.0/16 goto {cluster}"),
+            "fib saddr type local jump mark-for-masquerade".to_string(),
+            format!("fib saddr type local goto {cluster}"),
+            format!("goto {local}"),
+        ]
+    );
+    assert!(text.contains(&format!("add rule ip kp-unit {cluster} numgen random mod 3 vmap")));
+
+    // On node c (no endpoint of its own): the ClusterIP rejects, outsiders' NodePort traffic
+    // is dropped, pods still reach the service through the NodePort.
+    cfg.node_name = Some("c".into());
+    let text = ProxyRules::compute(&cfg, &[&svc], &[&sl]).unwrap().full_text();
+    nft_check(&text);
+    assert!(text.contains("no-endpoint-services { 10.96.0.10 . tcp . 80 : goto reject-chain }"), "{text}");
+    assert!(text.contains(&format!("add rule ip kp-unit {external} drop")));
+    assert!(!text.contains(&local));
+
+    // Cluster policies (or an unknown node name) ignore locality.
+    svc["spec"]["externalTrafficPolicy"] = json!("Cluster");
+    svc["spec"]["internalTrafficPolicy"] = json!("Cluster");
+    let text = ProxyRules::compute(&cfg, &[&svc], &[&sl]).unwrap().full_text();
+    assert!(text.contains(&format!("service-ips {{ 10.96.0.10 . tcp . 80 : goto {cluster} }}")));
+    assert!(text.contains(&format!("add rule ip kp-unit {external} jump mark-for-masquerade")));
 }
