@@ -220,7 +220,9 @@ spec:
     hosts.host(3).reconnect();
     let back = std::time::Instant::now();
     eventually(60, || (ready(&hosts.host(3).node_name) == "True").then_some(()));
+    eprintln!("reconnected: node Ready after {:?}", back.elapsed());
     c.wait_pod_ready(on_h3, 60);
+    eprintln!("reconnected: its pod Ready after {:?}", back.elapsed());
     eventually(60, || (hits(30).into_iter().collect::<BTreeSet<_>>() == all).then_some(()));
     eprintln!("reconnected: both pods in rotation again after {:?}", back.elapsed());
 }

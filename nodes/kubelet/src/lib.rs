@@ -575,6 +575,7 @@ async fn register_and_heartbeat(c: Arc<NodeContext>) {
     let mut last_gc = std::time::Instant::now();
     let mut last_status = None::<Value>;
     let mut last_write = std::time::Instant::now();
+    let mut failed_renewals = 0u32;
     loop {
         let current = c.client.get("", "nodes", None, &name).await.ok();
         // The pod network starts once the node has a pod CIDR.
@@ -604,8 +605,22 @@ async fn register_and_heartbeat(c: Arc<NodeContext>) {
                 None => not_ready = Some("network plugin not ready: waiting for a pod CIDR".to_string()),
             }
         }
-        if let Err(e) = node::renew_lease(&c.client, &name, c.config.lease_duration.as_secs()).await {
-            tracing::warn!(error = %e, "lease renewal failed");
+        match node::renew_lease(&c.client, &name, c.config.lease_duration.as_secs()).await {
+            Ok(_) => failed_renewals = 0,
+            Err(e) => {
+                tracing::warn!(error = %e, "lease renewal failed");
+                failed_renewals += 1;
+                // As upstream's kubelet closes its connections after repeated heartbeat
+                // failures: a TCP connection that lived through a network cut can sit in
+                // retransmission back-off for tens of seconds after the network is back, while
+                // a new one connects at once.
+                if failed_renewals == 2 {
+                    tracing::warn!("lease renewals keep failing: reconnecting to NATS");
+                    if let Err(e) = c.nats.force_reconnect().await {
+                        tracing::warn!(error = %e, "NATS reconnect failed");
+                    }
+                }
+            }
         }
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string();
         let images = c.images.list().into_iter().map(|i| (i.names.clone(), i.size)).collect();
@@ -621,7 +636,16 @@ async fn register_and_heartbeat(c: Arc<NodeContext>) {
             previous: &previous,
         });
         let changed = last_status.as_ref() != Some(&node::without_times(&status));
-        if changed || last_write.elapsed() >= Duration::from_secs(60) {
+        // The node lifecycle controller sets Ready=Unknown while this agent was unreachable:
+        // the agent's own view is written back as soon as it can reach the API again.
+        let ready_of = |v: &Value| {
+            v["status"]["conditions"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+                .map(|c| c["status"].clone())
+        };
+        let overwritten = !previous.is_null() && ready_of(&previous) != ready_of(&status);
+        if changed || overwritten || last_write.elapsed() >= Duration::from_secs(60) {
             match c.client.merge_patch("", "nodes", None, &name, Some("status"), &status).await {
                 Ok(_) => {
                     last_status = Some(node::without_times(&status));
