@@ -7,6 +7,7 @@ use actix::prelude::*;
 use kubus_node_network::{desired_routes, PodRoutes, RouteSyncStats};
 use kubus_runtime::Informer;
 use prometheus::{register_int_counter_vec, register_int_gauge, IntCounterVec, IntGauge};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -40,6 +41,8 @@ pub struct RouteController {
     dirty: bool,
     pending: Option<SpawnHandle>,
     synced: bool,
+    /// Pod CIDRs whose route the kernel refused (already logged).
+    refused: BTreeSet<String>,
 }
 
 #[derive(Message)]
@@ -49,7 +52,16 @@ struct Changed;
 impl RouteController {
     /// `nodes`: the Informer of ("", "nodes"); routes are kept in `<state_dir>/routes.json`.
     pub fn new(node_name: String, state_dir: PathBuf, nodes: Informer) -> Self {
-        RouteController { node_name, state_dir, nodes, routes: None, dirty: false, pending: None, synced: false }
+        RouteController {
+            node_name,
+            state_dir,
+            nodes,
+            routes: None,
+            dirty: false,
+            pending: None,
+            synced: false,
+            refused: BTreeSet::new(),
+        }
     }
 
     fn schedule(&mut self, ctx: &mut Context<Self>) {
@@ -76,7 +88,7 @@ impl RouteController {
         ctx.spawn(task.into_actor(self).map(|joined, this, ctx| {
             match joined {
                 Ok((routes, result)) => {
-                    report(result);
+                    report(result, &mut this.refused);
                     this.routes = Some(routes);
                 }
                 Err(e) => {
@@ -92,7 +104,8 @@ impl RouteController {
     }
 }
 
-fn report(result: Result<RouteSyncStats, kubus_node_network::RouteError>) {
+/// Logs and counts a sync; a refused route is logged when it first fails, not on every resync.
+fn report(result: Result<RouteSyncStats, kubus_node_network::RouteError>, refused: &mut BTreeSet<String>) {
     match result {
         Ok(stats) => {
             ROUTES.set(stats.installed as i64);
@@ -101,9 +114,12 @@ fn report(result: Result<RouteSyncStats, kubus_node_network::RouteError>) {
             } else {
                 ROUTE_SYNCS.with_label_values(&["partial"]).inc();
                 for (cidr, error) in &stats.failed {
-                    tracing::warn!(%cidr, %error, "no route to this node's pods (is its address on a link of this host?)");
+                    if refused.insert(cidr.clone()) {
+                        tracing::warn!(%cidr, %error, "no route to this node's pods (is its address on a link of this host?)");
+                    }
                 }
             }
+            refused.retain(|cidr| stats.failed.iter().any(|(c, _)| c == cidr));
             if stats.removed > 0 {
                 tracing::info!(removed = stats.removed, installed = stats.installed, "pod routes updated");
             }

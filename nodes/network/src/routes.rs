@@ -154,11 +154,15 @@ impl PodRoutes {
 }
 
 /// The routes a node wants from the Node objects: every other node's `spec.podCIDRs` (or
-/// `podCIDR`) via its InternalIP of the same family (ExternalIP when it has none).
+/// `podCIDR`) via its InternalIP of the same family (ExternalIP when it has none); simulated
+/// nodes are left out.
 pub fn desired_routes<'a>(own_node: &str, nodes: impl IntoIterator<Item = &'a serde_json::Value>) -> RouteTable {
     let mut table = RouteTable::new();
     for node in nodes {
-        if node["metadata"]["name"].as_str() == Some(own_node) {
+        // Simulated nodes (`--sim-nodes`) have made-up addresses and no pods to reach.
+        if node["metadata"]["name"].as_str() == Some(own_node)
+            || node["metadata"]["annotations"]["kubus.io/simulated"].as_str() == Some("true")
+        {
             continue;
         }
         let addresses: Vec<(&str, IpAddr)> = node["status"]["addresses"]
@@ -202,6 +206,11 @@ mod tests {
             node("c", None, &[("InternalIP", "192.168.1.12")]),
             node("d", Some("10.244.3.0/24"), &[("ExternalIP", "203.0.113.4")]),
             node("e", Some("10.244.4.0/24"), &[("Hostname", "e")]),
+            {
+                let mut sim = node("sim-1", Some("10.244.5.0/24"), &[("InternalIP", "172.16.0.2")]);
+                sim["metadata"]["annotations"] = json!({"kubus.io/simulated": "true"});
+                sim
+            },
         ];
         let table = desired_routes("a", &nodes);
         let expected: RouteTable = [
