@@ -73,6 +73,12 @@ fn every_dashboard_panel_has_data() {
     });
     c.kubectl(&["logs", "probed"]).expect_ok();
     c.kubectl(&["exec", "probed", "--", "true"]).expect_ok();
+    // Cluster DNS through kube-proxy (the services dashboard): a cluster name and a forwarded
+    // one (whose upstream may not answer here: any result counts).
+    eventually(30, || {
+        c.kubectl(&["exec", "probed", "--", "nslookup", "kubernetes.default.svc.cluster.local"]).ok.then_some(())
+    });
+    let _ = c.kubectl(&["exec", "probed", "--", "timeout", "5", "nslookup", "example.com."]);
     c.kubectl(&["delete", "cm", "d0"]).expect_ok();
     // rate() needs two scrapes after the traffic.
     eventually(30, || {
