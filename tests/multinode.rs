@@ -225,4 +225,21 @@ spec:
     eprintln!("reconnected: its pod Ready after {:?}", back.elapsed());
     eventually(60, || (hits(30).into_iter().collect::<BTreeSet<_>>() == all).then_some(()));
     eprintln!("reconnected: both pods in rotation again after {:?}", back.elapsed());
+
+    // logs and exec reach pods on any node (through the bus).
+    let name = c.kubectl(&["exec", on_h3, "--", "hostname"]).expect_ok();
+    assert_eq!(name.trim(), on_h3);
+    c.kubectl(&["logs", on_h2]).expect_ok();
+
+    // A node that is gone (its agent stopped, the Node deleted) loses its routes on the others.
+    let h3_cidr = cidrs[&hosts.host(3).node_name].clone();
+    let h3_name = hosts.host(3).node_name.clone();
+    hosts.host(3).stop();
+    c.kubectl(&["delete", "node", &h3_name]).expect_ok();
+    for i in [1, 2] {
+        eventually(30, || {
+            let out = hosts.host(i).command("ip").args(["route", "show", &h3_cidr]).output().ok()?;
+            String::from_utf8_lossy(&out.stdout).trim().is_empty().then_some(())
+        });
+    }
 }

@@ -28,7 +28,7 @@ pub struct Host {
     pub bridge: String,
     pub cgroup_root: String,
     pub dir: PathBuf,
-    agent: Option<Child>,
+    agent: std::sync::Mutex<Option<Child>>,
 }
 
 impl Host {
@@ -51,8 +51,9 @@ impl Host {
         ip(&["link", "set", &self.link, "up"]);
     }
 
-    fn stop(&mut self) {
-        if let Some(mut c) = self.agent.take() {
+    /// Kills the agent (its containers keep running, as after a crash).
+    pub fn stop(&self) {
+        if let Some(mut c) = self.agent.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -107,7 +108,7 @@ impl Hosts {
                 bridge: format!("kbt{}h{i}", names.token),
                 cgroup_root: format!("{}-h{i}", names.cgroup_root),
                 dir: PathBuf::new(),
-                agent: None,
+                agent: Default::default(),
             };
             ip(&["netns", "add", &netns]);
             hosts.hosts.push(host);
@@ -153,7 +154,7 @@ impl Hosts {
                 .stderr(log)
                 .spawn()
                 .expect("kubus node runs");
-            h.agent = Some(child);
+            *h.agent.get_mut().unwrap() = Some(child);
         }
         for h in &hosts.hosts {
             eventually(90, || hosts.node_ready(&h.node_name).then_some(()));
@@ -183,7 +184,7 @@ impl Hosts {
 
 impl Drop for Hosts {
     fn drop(&mut self) {
-        for h in &mut self.hosts {
+        for h in &self.hosts {
             h.stop();
             if h.dir.as_os_str().is_empty() {
                 continue;
