@@ -12,6 +12,8 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 [ -x /usr/lib/cni/bridge ] || [ -x /opt/cni/bin/bridge ] || need+=(containernetworking-plugins)
 command -v iptables >/dev/null 2>&1 || need+=(iptables)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
+# kube-proxy deletes the conntrack entries of UDP flows whose endpoint left.
+command -v conntrack >/dev/null 2>&1 || need+=(conntrack)
 # Seccomp filters: the kubus binary links libseccomp.
 [ -e /usr/include/seccomp.h ] || need+=(libseccomp-dev)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)

@@ -13,4 +13,4 @@ mod rules;
 
 pub use actor::{KubeProxy, Shutdown};
 pub use proxier::{Proxier, ProxierConfig, ProxierError, SyncStats};
-pub use rules::{ProxyRules, RulesConfig, RulesError};
+pub use rules::{ProxyRules, RulesConfig, RulesError, UdpFlow};

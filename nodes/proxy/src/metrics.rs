@@ -28,3 +28,13 @@ pub static PROGRAMMED: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     )
     .expect("kubus_proxy_programmed registers once")
 });
+
+/// conntrack deletions of UDP flows whose endpoint left (upstream's conntrack cleanup).
+pub static CONNTRACK_FLUSHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "kubus_proxy_conntrack_flushes_total",
+        "conntrack deletions of stale UDP flows, by result",
+        &["result"]
+    )
+    .expect("kubus_proxy_conntrack_flushes_total registers once")
+});

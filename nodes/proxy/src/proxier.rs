@@ -1,6 +1,6 @@
 //! Applies a [`ProxyRules`] to the kernel with `nft -f -` and owns the service CIDR route.
 
-use crate::metrics::{PROGRAMMED, SYNCS, SYNC_SECONDS};
+use crate::metrics::{CONNTRACK_FLUSHES, PROGRAMMED, SYNCS, SYNC_SECONDS};
 use crate::rules::{ProxyRules, RulesConfig, RulesError};
 use serde_json::Value;
 use std::borrow::Borrow;
@@ -65,6 +65,7 @@ pub struct Proxier {
     applied: Option<ProxyRules>,
     route_installed: bool,
     saved_route_localnet: Option<String>,
+    conntrack_missing_reported: bool,
 }
 
 fn run(cmd: &str, args: &[&str], stdin: Option<&str>) -> Result<(), ProxierError> {
@@ -89,7 +90,13 @@ fn run(cmd: &str, args: &[&str], stdin: Option<&str>) -> Result<(), ProxierError
 
 impl Proxier {
     pub fn new(config: ProxierConfig) -> Self {
-        Proxier { config, applied: None, route_installed: false, saved_route_localnet: None }
+        Proxier {
+            config,
+            applied: None,
+            route_installed: false,
+            saved_route_localnet: None,
+            conntrack_missing_reported: false,
+        }
     }
 
     pub fn config(&self) -> &ProxierConfig {
@@ -147,12 +154,40 @@ impl Proxier {
         };
         match result {
             Ok(()) => {
+                let elapsed = started.elapsed();
+                if let Some(prev) = &self.applied {
+                    self.flush_conntrack(&rules.stale_udp_flows(prev));
+                }
                 self.applied = Some(rules);
-                Ok(started.elapsed())
+                Ok(elapsed)
             }
             Err(e) => {
                 self.applied = None;
                 Err(e)
+            }
+        }
+    }
+
+    /// Deletes the conntrack entries of UDP flows whose endpoint is gone (upstream does the
+    /// same), with conntrack(8). Best effort: a missing tool is reported once.
+    fn flush_conntrack(&mut self, flows: &[crate::UdpFlow]) {
+        for flow in flows {
+            let (port, endpoint) = (flow.port.to_string(), flow.endpoint.to_string());
+            let mut args = vec!["-D", "-p", "udp", "--orig-port-dst", &port, "--reply-src", &endpoint];
+            let dst = flow.dst.map(|d| d.to_string());
+            if let Some(d) = &dst {
+                args.extend(["--orig-dst", d]);
+            }
+            match Command::new("conntrack").args(&args).stdout(Stdio::null()).stderr(Stdio::null()).status() {
+                // Exit 1: no entry matched, which is the common case.
+                Ok(_) => CONNTRACK_FLUSHES.with_label_values(&["success"]).inc(),
+                Err(e) => {
+                    CONNTRACK_FLUSHES.with_label_values(&["error"]).inc();
+                    if !self.conntrack_missing_reported {
+                        self.conntrack_missing_reported = true;
+                        tracing::warn!(error = %e, "conntrack(8) not runnable: stale UDP flows are not flushed (install conntrack)");
+                    }
+                }
             }
         }
     }

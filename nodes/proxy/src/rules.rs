@@ -78,6 +78,19 @@ pub struct ProxyRules {
     affinity_sets: BTreeMap<String, u64>,
     service_ports: usize,
     endpoints: usize,
+    /// UDP flows this ruleset DNATs: (ClusterIP or None for a NodePort, port, endpoint). When an
+    /// endpoint leaves, its conntrack entries must go too, or UDP "connections" keep reaching
+    /// it (connectionless clients such as DNS resolvers reuse their ports).
+    udp_flows: BTreeSet<UdpFlow>,
+}
+
+/// A UDP flow kube-proxy DNATs: destination (None: any local address, a NodePort), port, and
+/// the endpoint address it goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct UdpFlow {
+    pub dst: Option<Ipv4Addr>,
+    pub port: u16,
+    pub endpoint: Ipv4Addr,
 }
 
 const MAPS: [(&str, &str); 4] = [
@@ -251,6 +264,7 @@ impl ProxyRules {
             affinity_sets: BTreeMap::new(),
             service_ports: 0,
             endpoints: 0,
+            udp_flows: BTreeSet::new(),
         };
         r.base_chains(config);
         let (endpoints, local_ips) = collect_endpoints(slices, config.node_name.as_deref());
@@ -306,6 +320,15 @@ impl ProxyRules {
                     continue;
                 }
                 r.endpoints += usable.len();
+                if proto == "udp" {
+                    let port = u16::try_from(number).unwrap_or(0);
+                    for (ip, _) in usable.iter() {
+                        r.udp_flows.insert(UdpFlow { dst: Some(cluster_ip), port, endpoint: *ip });
+                        if let Some(np) = node_port.and_then(|n| u16::try_from(n).ok()) {
+                            r.udp_flows.insert(UdpFlow { dst: None, port: np, endpoint: *ip });
+                        }
+                    }
+                }
                 let balance = Balance { id: &id, proto, affinity };
                 if !internal_local {
                     let chain = balance.cluster_chain(&mut r, usable, config);
@@ -414,6 +437,12 @@ impl ProxyRules {
     /// Endpoint chains programmed (one per service port and endpoint).
     pub fn endpoints(&self) -> usize {
         self.endpoints
+    }
+
+    /// UDP flows `previous` DNATed that this ruleset no longer does: their conntrack entries
+    /// are stale.
+    pub fn stale_udp_flows(&self, previous: &ProxyRules) -> Vec<UdpFlow> {
+        previous.udp_flows.difference(&self.udp_flows).copied().collect()
     }
 
     fn declarations(&self, out: &mut String) {

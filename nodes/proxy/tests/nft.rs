@@ -207,6 +207,37 @@ fn services_through_real_nftables() {
     let again = tally(Some(&ns_c), &format!("http://{vip_sticky}:8080/"), 5);
     assert_eq!(again.keys().collect::<Vec<_>>(), seen.keys().collect::<Vec<_>>(), "{again:?} vs {seen:?}");
 
+    // A UDP flow to an endpoint that leaves loses its conntrack entry (else a client reusing
+    // its source port, as resolvers do, keeps reaching the old endpoint).
+    let vip_dns = format!("198.18.{x}.40");
+    let dns_svc = json!({"metadata": {"namespace": "default", "name": "dns"},
+        "spec": {"clusterIP": vip_dns, "ports": [{"name": "dns", "port": 53, "targetPort": 5353, "protocol": "UDP"}]}});
+    let dns_slice = |ip: &str| {
+        json!({"metadata": {"namespace": "default", "name": "dns", "labels": {"kubernetes.io/service-name": "dns"}},
+            "addressType": "IPv4", "ports": [{"name": "dns", "port": 5353, "protocol": "UDP"}],
+            "endpoints": [{"addresses": [ip], "conditions": {"ready": true}}]})
+    };
+    let mut with_dns = services.clone();
+    with_dns.push(dns_svc);
+    let mut dns_slices = slices.clone();
+    dns_slices.push(dns_slice(&ip_a));
+    proxier.sync(&with_dns, &dns_slices).expect("udp service");
+    // From the host (OUTPUT DNAT): the flow is tracked in this namespace.
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    socket.send_to(b"query", format!("{vip_dns}:53")).expect("udp sent");
+    let flows_to_a = || {
+        let out = Command::new("conntrack")
+            .args(["-L", "-p", "udp", "--orig-dst", &vip_dns, "--reply-src", &ip_a])
+            .output()
+            .expect("conntrack runs");
+        String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains("udp")).count()
+    };
+    assert_eq!(flows_to_a(), 1, "the flow to backend a is tracked");
+    dns_slices.pop();
+    dns_slices.push(dns_slice(&ip_b));
+    proxier.sync(&with_dns, &dns_slices).expect("udp endpoint change");
+    assert_eq!(flows_to_a(), 0, "the stale flow to backend a is gone");
+
     // Deleting a service removes its rules.
     services.remove(0);
     proxier.sync(&services, &slices).expect("delete");

@@ -297,3 +297,25 @@ fn traffic_policies_local_use_this_nodes_endpoints() {
     assert!(text.contains(&format!("service-ips {{ 10.96.0.10 . tcp . 80 : goto {cluster} }}")));
     assert!(text.contains(&format!("add rule ip kp-unit {external} jump mark-for-masquerade")));
 }
+
+#[test]
+fn udp_flows_of_departed_endpoints_are_stale() {
+    let mut svc =
+        service("dns", "10.96.0.10", json!([{"name": "dns", "port": 53, "protocol": "UDP", "nodePort": 30053}]));
+    svc["spec"]["type"] = json!("NodePort");
+    let ports = json!([{"name": "dns", "port": 5353, "protocol": "UDP"}]);
+    let before = slice("dns", ports.clone(), json!([ep("10.244.0.5", true, false), ep("10.244.0.6", true, false)]));
+    let after = slice("dns", ports, json!([ep("10.244.0.6", true, false), ep("10.244.0.7", true, false)]));
+    let cfg = config("kp-unit");
+    let old = ProxyRules::compute(&cfg, &[&svc], &[&before]).unwrap();
+    let new = ProxyRules::compute(&cfg, &[&svc], &[&after]).unwrap();
+    let gone: Ipv4Addr = "10.244.0.5".parse().unwrap();
+    assert_eq!(
+        new.stale_udp_flows(&old),
+        vec![
+            UdpFlow { dst: None, port: 30053, endpoint: gone },
+            UdpFlow { dst: Some("10.96.0.10".parse().unwrap()), port: 53, endpoint: gone },
+        ]
+    );
+    assert!(old.stale_udp_flows(&old).is_empty());
+}
