@@ -36,6 +36,9 @@ pub enum BenchWhat {
     /// The node agent with real containers (root): pod startup latency, the runtime path beside
     /// runc, RSS of the agent and its shims (`kubus up --no-node` + `kubus node` as children).
     Node(crate::cmd::bench_node::NodeBenchArgs),
+    /// kube-proxy on the real datapath (root): endpoint change -> rule live with 1,000 Services
+    /// x 10 endpoints, and connection latency through a ClusterIP against the pod IP.
+    Proxy(crate::cmd::bench_proxy::ProxyBenchArgs),
     /// create/get/update/list/watch against the API server.
     Api {
         /// Objects to create (and then get and update).
@@ -220,6 +223,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         BenchWhat::Node(node) => {
             let r = crate::cmd::bench_node::run(node).await;
+            actix::System::current().stop();
+            return r;
+        }
+        BenchWhat::Proxy(proxy) => {
+            let r = crate::cmd::bench_proxy::run(proxy).await;
             actix::System::current().stop();
             return r;
         }
