@@ -192,4 +192,25 @@ spec:
         let l = lookup();
         (l.contains(stays.1.as_str()) && !l.contains(gone.1.as_str())).then_some(())
     });
+
+    // A Service without a selector reaches the addresses of the Endpoints the user writes
+    // (mirrored into its EndpointSlice), by name; deleting them takes it out of service.
+    c.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: manual}}\nspec:\n  ports: [{{port: 80, targetPort: 8080}}]\n---\n\
+             apiVersion: v1\nkind: Endpoints\nmetadata: {{name: manual}}\nsubsets:\n- addresses: [{{ip: {}}}]\n  ports: [{{port: 8080}}]\n",
+            stays.1
+        ),
+    )
+    .expect_ok();
+    let manual = || c.kubectl(&["exec", "client", "--", "sh", "-c", "timeout 3 wget -qO- http://manual"]);
+    eventually(30, || (manual().stdout.trim() == stays.0).then_some(()));
+    let slice = c.get_json(&["endpointslice", "manual"]);
+    assert_eq!(
+        slice["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"],
+        "endpointslicemirroring-controller.k8s.io"
+    );
+    c.kubectl(&["delete", "endpoints", "manual"]).expect_ok();
+    eventually(30, || (!manual().ok).then_some(()));
 }

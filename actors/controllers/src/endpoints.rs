@@ -2,7 +2,10 @@
 //! same name listing the matching pods' IPs (ready ones in `addresses`, the others in
 //! `notReadyAddresses`) with the Service's ports resolved against each pod (named target
 //! ports look up the container port of that name). Pods resolving ports differently land in
-//! different subsets.
+//! different subsets. Each Service also gets the EndpointSlice kube-proxy and the cluster DNS
+//! read; for a Service without a selector, the Endpoints the user wrote are mirrored into it
+//! (upstream's EndpointSlice mirroring controller), so a Service pointing at addresses outside
+//! the cluster works as it does upstream.
 
 use crate::owner;
 use crate::replicaset::is_pod_ready;
@@ -24,6 +27,9 @@ pub struct EndpointsController {
     slices: Informer,
     queue: Arc<WorkQueue<ObjectKey>>,
 }
+
+/// The managed-by label of slices mirrored from user-written Endpoints.
+const MIRRORING: &str = "endpointslicemirroring-controller.k8s.io";
 
 /// (name, port, protocol) of a Service port on one pod.
 type ResolvedPort = (String, i64, String);
@@ -55,7 +61,7 @@ impl EndpointsController {
 
     /// The Service's EndpointSlice (one per Service here, named after it and labelled as
     /// upstream labels them), owned by the Service so that the garbage collector removes it.
-    async fn sync_slice(&self, svc: &Value, subsets: &[Value]) -> Result<(), String> {
+    async fn sync_slice(&self, svc: &Value, subsets: &[Value], managed_by: &str) -> Result<(), String> {
         let (ns, name) = (owner::namespace(svc), owner::name(svc));
         let mut endpoints = Vec::new();
         let mut ports: Vec<Value> = Vec::new();
@@ -70,7 +76,7 @@ impl EndpointsController {
                 }
             }
         }
-        let labels = json!({"kubernetes.io/service-name": name, "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"});
+        let labels = json!({"kubernetes.io/service-name": name, "endpointslice.kubernetes.io/managed-by": managed_by});
         let desired = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
             "metadata": {"name": name, "namespace": ns, "labels": labels,
                 "ownerReferences": [crate::owner::controller_ref(svc, "v1", "Service")]},
@@ -79,7 +85,8 @@ impl EndpointsController {
             Some(cur)
                 if cur["endpoints"].as_array().cloned().unwrap_or_default()
                     == desired["endpoints"].as_array().cloned().unwrap_or_default()
-                    && cur["ports"].as_array().cloned().unwrap_or_default() == ports =>
+                    && cur["ports"].as_array().cloned().unwrap_or_default() == ports
+                    && cur["metadata"]["labels"] == desired["metadata"]["labels"] =>
             {
                 Ok(())
             }
@@ -130,7 +137,24 @@ impl EndpointsController {
             return Ok(Action::Done);
         };
         let Some(selector) = svc["spec"]["selector"].as_object().filter(|s| !s.is_empty()) else {
-            // Without a selector the user manages the Endpoints.
+            // Without a selector the user manages the Endpoints: mirror them. Without Endpoints
+            // the user (or `kubus up`, for kube-dns) may manage the slice directly: leave it.
+            let mirrored = |s: &Value| s["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] == MIRRORING;
+            match self.endpoints.get(ns, name) {
+                Some(ep) if ep["metadata"]["labels"]["endpointslice.kubernetes.io/skip-mirror"] != "true" => {
+                    let subsets = ep["subsets"].as_array().cloned().unwrap_or_default();
+                    self.sync_slice(&svc, &subsets, MIRRORING).await?;
+                }
+                _ => {
+                    if self.slices.get(ns, name).is_some_and(|s| mirrored(&s)) {
+                        match self.client.delete("discovery.k8s.io", "endpointslices", Some(ns), name, "").await {
+                            Ok(_) => {}
+                            Err(e) if e.is_not_found() => {}
+                            Err(e) => return Err(e.to_string()),
+                        }
+                    }
+                }
+            }
             return Ok(Action::Done);
         };
         let selector = LabelSelector::from_set(selector);
@@ -196,7 +220,7 @@ impl EndpointsController {
                 Value::Object(s)
             })
             .collect();
-        self.sync_slice(&svc, &subsets).await?;
+        self.sync_slice(&svc, &subsets, "endpointslice-controller.k8s.io").await?;
         let labels = svc["metadata"]["labels"].clone();
         match self.endpoints.get(ns, name) {
             Some(cur)
@@ -241,6 +265,7 @@ pub fn run(ctrl: Arc<EndpointsController>) -> Vec<BoxFuture<'static, ()>> {
     let feed: BoxFuture<'static, ()> = Box::pin(async move {
         let mut svc_changes = c.services.subscribe();
         let mut pod_changes = c.informers.pods.subscribe();
+        let mut endpoints_changes = c.endpoints.subscribe();
         c.services.wait_synced().await;
         c.endpoints.wait_synced().await;
         c.slices.wait_synced().await;
@@ -251,6 +276,14 @@ pub fn run(ctrl: Arc<EndpointsController>) -> Vec<BoxFuture<'static, ()>> {
                 ch = svc_changes.recv() => match ch {
                     Ok(Change::Applied { new, .. }) => c.queue.add(key_of(&new)),
                     Ok(Change::Deleted(s)) => c.queue.add(key_of(&s)),
+                    Ok(Change::Resynced) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => c.enqueue_all(),
+                    Err(_) => return,
+                },
+                // User-written Endpoints of selectorless Services are mirrored (this controller's
+                // own writes come back here too: an unchanged slice costs nothing).
+                ch = endpoints_changes.recv() => match ch {
+                    Ok(Change::Applied { new, .. }) => c.queue.add(key_of(&new)),
+                    Ok(Change::Deleted(e)) => c.queue.add(key_of(&e)),
                     Ok(Change::Resynced) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => c.enqueue_all(),
                     Err(_) => return,
                 },
