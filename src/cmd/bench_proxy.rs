@@ -4,7 +4,9 @@
 //! busybox httpd on a bridge of the bench's own. Measures
 //! - endpoint change -> rule live: from the EndpointSlice write returning to the first new TCP
 //!   connection to the ClusterIP answered by the new endpoint, with every sync's duration;
-//! - connection latency through the ClusterIP against the pod IP, interleaved.
+//! - connection latency through the ClusterIP against the pod IP, interleaved;
+//! - the same table synced by a `Proxier` alone, split into ruleset computation and `nft -f`,
+//!   so the actor's figures can be read as coalescing + min sync period + compute + nft.
 //!
 //! Everything it creates is named after a random token and removed on exit, also on error.
 
@@ -12,12 +14,13 @@ use crate::cmd::bench::pct;
 use actix::Actor as _;
 use anyhow::Context as _;
 use kubus_bus::{EmbeddedNats, Key, Store, StoreConfig};
-use kubus_proxy::{KubeProxy, ProxierConfig, RulesConfig, Shutdown};
+use kubus_proxy::{KubeProxy, Proxier, ProxierConfig, RulesConfig, Shutdown};
 use kubus_runtime::Informer;
 use serde_json::{json, Value};
 use std::io::Read as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -226,6 +229,50 @@ pub async fn run(args: ProxyBenchArgs) -> anyhow::Result<()> {
     result
 }
 
+/// What the measured Service resolves to: its ClusterIP, and the two pods' bodies and addresses.
+struct Target<'a> {
+    vip: SocketAddr,
+    pods: &'a [(String, Ipv4Addr)],
+}
+
+/// The polling connections made while a change went live: a switch must not fail or stall
+/// (a lost SYN costs a 1 s retransmission) the connections opened meanwhile.
+#[derive(Default)]
+struct Polls {
+    made: usize,
+    failed: usize,
+    slow: usize,
+}
+
+impl Polls {
+    fn summary(&self) -> String {
+        format!("{} connections, {} failed, {} slower than 500 ms", self.made, self.failed, self.slow)
+    }
+}
+
+/// Polls new connections to the ClusterIP every `every` until `want` answers; the time from `since`.
+async fn until_answers(
+    vip: SocketAddr,
+    want: &str,
+    since: Instant,
+    every: Duration,
+    polls: &mut Polls,
+) -> anyhow::Result<Duration> {
+    loop {
+        let attempt = Instant::now();
+        let got = get(vip).await;
+        polls.made += 1;
+        polls.slow += usize::from(attempt.elapsed() > Duration::from_millis(500));
+        match got {
+            Ok((body, ..)) if body == want => return Ok(since.elapsed()),
+            Ok(_) => {}
+            Err(_) => polls.failed += 1,
+        }
+        anyhow::ensure!(since.elapsed() < Duration::from_secs(10), "{want} never answered on {vip}");
+        tokio::time::sleep(every).await;
+    }
+}
+
 async fn measure(
     args: &ProxyBenchArgs,
     nats: &EmbeddedNats,
@@ -240,11 +287,17 @@ async fn measure(
     let fake =
         |i: usize, j: usize| Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 200, 0, 0)) + (i * args.endpoints + j) as u32);
     let started = Instant::now();
+    // Kept for the Proxier-alone phase, which syncs the same objects without the store.
+    let (mut svc_objs, mut slice_objs) = (vec![], vec![]);
     for i in 0..args.services {
-        put(&store, "", "services", &service(i, cluster_ip(i))).await?;
+        let svc = service(i, cluster_ip(i));
+        put(&store, "", "services", &svc).await?;
         let ips: Vec<Ipv4Addr> =
             if i == 0 { vec![pods[0].1] } else { (0..args.endpoints).map(|j| fake(i, j)).collect() };
-        put(&store, "discovery.k8s.io", "endpointslices", &slice(i, &ips)).await?;
+        let sl = slice(i, &ips);
+        put(&store, "discovery.k8s.io", "endpointslices", &sl).await?;
+        svc_objs.push(svc);
+        slice_objs.push(sl);
     }
     println!(
         "{} Services ({} endpoints each, the measured one 1) written in {:.1} s",
@@ -266,8 +319,73 @@ async fn measure(
         ..Default::default()
     };
     let min_sync = config.min_sync_period;
-    let proxy = KubeProxy::new(config, services, slices).start();
-    let vip = SocketAddr::from((cluster_ip(0), 80));
+    let target = Target { vip: SocketAddr::from((cluster_ip(0), 80)), pods };
+    let proxy = KubeProxy::new(config.clone(), services, slices).start();
+    let shipped = through_actor(args, &store, &target).await;
+    // Stopped on every path, and its table gone, before anything else syncs that table.
+    proxy.send(Shutdown).await.ok();
+    wait_table_gone(table).await;
+    let mut shipped = shipped?;
+    let mut alone = proxier_alone(args, config, svc_objs, slice_objs, &target).await?;
+
+    println!(
+        "\nkube-proxy, {} Services ({} endpoints in the table), min sync period {:?}:",
+        args.services,
+        (args.services - 1) * args.endpoints + 1,
+        min_sync
+    );
+    println!("through the store, informers and the KubeProxy actor:");
+    println!("{:<52} {:>8.1} ms", "  first sync (full table, kubus_proxy_sync_seconds)", shipped.first_sync_ms);
+    line("  endpoint change -> new endpoint answers (live)", &mut shipped.live);
+    line("    of which the sync (ruleset + nft, incremental)", &mut shipped.syncs);
+    println!("  polling meanwhile (every 5 ms): {}", shipped.polls.summary());
+    println!("the Proxier alone on the same objects (no store, no coalescing, no min sync period):");
+    println!(
+        "{:<52} {:>8.1} ms compute + {:.1} ms nft",
+        "  full sync",
+        alone.full_compute.as_secs_f64() * 1e3,
+        alone.full_apply.as_secs_f64() * 1e3
+    );
+    line("  incremental sync: ruleset computation", &mut alone.compute);
+    line("  incremental sync: nft -f", &mut alone.apply);
+    line("  incremental sync start -> new endpoint answers", &mut alone.live);
+    println!("  polling meanwhile (every 1 ms): {}", alone.polls.summary());
+    let l = &mut shipped.latency;
+    line("connect through the ClusterIP", &mut l.c_vip);
+    line("connect to the pod IP", &mut l.c_pod);
+    line("connect + GET + response through the ClusterIP", &mut l.g_vip);
+    line("connect + GET + response to the pod IP", &mut l.g_pod);
+    println!("failed connections: {} through the ClusterIP, {} to the pod IP", l.failed_vip, l.failed_pod);
+    println!(
+        "ClusterIP / pod IP, medians: connect {:.2}x, request {:.2}x",
+        pct(&l.c_vip, 0.5) / pct(&l.c_pod, 0.5),
+        pct(&l.g_vip, 0.5) / pct(&l.g_pod, 0.5)
+    );
+    Ok(())
+}
+
+/// Connect and request times, through the ClusterIP and to the pod IP.
+#[derive(Default)]
+struct Latency {
+    c_vip: Vec<Duration>,
+    c_pod: Vec<Duration>,
+    g_vip: Vec<Duration>,
+    g_pod: Vec<Duration>,
+    failed_vip: usize,
+    failed_pod: usize,
+}
+
+struct Shipped {
+    first_sync_ms: f64,
+    live: Vec<Duration>,
+    syncs: Vec<Duration>,
+    polls: Polls,
+    latency: Latency,
+}
+
+/// The shipped path: endpoint changes written to the store, then the latency comparison.
+async fn through_actor(args: &ProxyBenchArgs, store: &Store, target: &Target<'_>) -> anyhow::Result<Shipped> {
+    let (vip, pods) = (target.vip, target.pods);
     let started = Instant::now();
     loop {
         if let Ok((body, ..)) = get(vip).await {
@@ -286,24 +404,13 @@ async fn measure(
         first_count
     );
 
-    let mut live = Vec::new();
-    let mut syncs = Vec::new();
+    let (mut live, mut syncs, mut polls) = (vec![], vec![], Polls::default());
     for n in 0..args.changes {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let (name, ip) = &pods[(n + 1) % 2];
         let (sum0, count0) = sync_seconds();
-        put(&store, "discovery.k8s.io", "endpointslices", &slice(0, &[*ip])).await?;
-        let written = Instant::now();
-        loop {
-            if let Ok((body, ..)) = get(vip).await {
-                if &body == name {
-                    break;
-                }
-            }
-            anyhow::ensure!(written.elapsed() < Duration::from_secs(10), "change {n} never went live");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        live.push(written.elapsed());
+        put(store, "discovery.k8s.io", "endpointslices", &slice(0, &[*ip])).await?;
+        live.push(until_answers(vip, name, Instant::now(), Duration::from_millis(5), &mut polls).await?);
         // Let the sync that made it live finish counting.
         tokio::time::sleep(Duration::from_millis(50)).await;
         let (sum1, count1) = sync_seconds();
@@ -312,46 +419,95 @@ async fn measure(
         }
     }
 
-    // Latency: the measured service's endpoint is pods[changes % 2] now.
+    // Latency, interleaved so that machine noise hits both alike.
     let (_, pod_ip) = &pods[args.changes % 2];
     let direct = SocketAddr::from((*pod_ip, 80));
-    let (mut c_vip, mut c_pod, mut g_vip, mut g_pod) = (vec![], vec![], vec![], vec![]);
-    let (mut failed_vip, mut failed_pod) = (0, 0);
+    let mut l = Latency::default();
     for _ in 0..args.connections {
         match get(vip).await {
             Ok((_, connect, total)) => {
-                c_vip.push(connect);
-                g_vip.push(total);
+                l.c_vip.push(connect);
+                l.g_vip.push(total);
             }
-            Err(_) => failed_vip += 1,
+            Err(_) => l.failed_vip += 1,
         }
         match get(direct).await {
             Ok((_, connect, total)) => {
-                c_pod.push(connect);
-                g_pod.push(total);
+                l.c_pod.push(connect);
+                l.g_pod.push(total);
             }
-            Err(_) => failed_pod += 1,
+            Err(_) => l.failed_pod += 1,
         }
     }
-    proxy.send(Shutdown).await.ok();
+    Ok(Shipped { first_sync_ms: first_sum * 1e3, live, syncs, polls, latency: l })
+}
 
-    println!(
-        "\nkube-proxy, {} Services ({} endpoints in the table), min sync period {:?}:",
-        args.services,
-        (args.services - 1) * args.endpoints + 1,
-        min_sync
-    );
-    line("endpoint change -> new endpoint answers (live)", &mut live);
-    line("  of which the sync (ruleset + nft, incremental)", &mut syncs);
-    line("connect through the ClusterIP", &mut c_vip);
-    line("connect to the pod IP", &mut c_pod);
-    line("connect + GET + response through the ClusterIP", &mut g_vip);
-    line("connect + GET + response to the pod IP", &mut g_pod);
-    println!("failed connections: {failed_vip} through the ClusterIP, {failed_pod} to the pod IP");
-    println!(
-        "ClusterIP / pod IP, medians: connect {:.2}x, request {:.2}x",
-        pct(&c_vip, 0.5) / pct(&c_pod, 0.5),
-        pct(&g_vip, 0.5) / pct(&g_pod, 0.5)
-    );
-    Ok(())
+async fn wait_table_gone(table: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline
+        && Command::new("nft")
+            .args(["list", "table", "ip", table])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+struct Alone {
+    full_compute: Duration,
+    full_apply: Duration,
+    compute: Vec<Duration>,
+    apply: Vec<Duration>,
+    live: Vec<Duration>,
+    polls: Polls,
+}
+
+/// A Proxier driven directly: the same table's full and incremental syncs split into ruleset
+/// computation and `nft -f`, and when the change is live relative to the sync's start (the
+/// kernel commits before nft exits, so "live" can come before the sync ends).
+async fn proxier_alone(
+    args: &ProxyBenchArgs,
+    config: ProxierConfig,
+    svcs: Vec<Value>,
+    mut slices: Vec<Value>,
+    target: &Target<'_>,
+) -> anyhow::Result<Alone> {
+    let svcs = Arc::new(svcs);
+    let mut proxier = Proxier::new(config);
+    let full = proxier.sync(svcs.as_slice(), slices.as_slice()).context("full sync")?;
+    until_answers(target.vip, &target.pods[0].0, Instant::now(), Duration::from_millis(5), &mut Polls::default())
+        .await?;
+    let mut out = Alone {
+        full_compute: full.compute,
+        full_apply: full.apply,
+        compute: vec![],
+        apply: vec![],
+        live: vec![],
+        polls: Polls::default(),
+    };
+    for n in 0..args.changes {
+        // Spaced like the actor phase's changes, so one sync's aftermath does not slow the next.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (name, ip) = &target.pods[(n + 1) % 2];
+        slices[0] = slice(0, &[*ip]);
+        let (svcs, slices) = (svcs.clone(), slices.clone());
+        let started = Instant::now();
+        // The sync blocks on nft: run it beside the polling, as the actor does.
+        let task = tokio::task::spawn_blocking(move || {
+            let stats = proxier.sync(svcs.as_slice(), slices.as_slice());
+            (proxier, stats)
+        });
+        let live = until_answers(target.vip, name, started, Duration::from_millis(1), &mut out.polls).await;
+        let (back, stats) = task.await?;
+        proxier = back;
+        let stats = stats.context("incremental sync")?;
+        out.live.push(live?);
+        out.compute.push(stats.compute);
+        out.apply.push(stats.apply);
+    }
+    // Dropping the Proxier removes its table and route.
+    drop(proxier);
+    Ok(out)
 }
