@@ -743,3 +743,99 @@ spec:
     let wide = c.kubectl(&["get", "node", &names.node_name, "-o", "wide"]).expect_ok();
     assert!(wide.contains(internal["address"].as_str().unwrap()) && wide.contains("kubus://"), "{wide}");
 }
+
+/// Runs kubectl with `input` on its stdin (kept open) for `secs`, then stops it; its stdout.
+fn kubectl_for(c: &Cluster, args: &[&str], input: &str, secs: u64) -> String {
+    let out = c.dir.join(format!("kubectl-{}.out", args.join("_").replace('/', "-")));
+    let mut child = Background(
+        Command::new("kubectl")
+            .env("KUBECONFIG", c.kubeconfig())
+            .arg(format!("--cache-dir={}", c.dir.join("kubectl-cache").display()))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdin = child.0.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_secs(secs));
+    drop(child);
+    drop(stdin);
+    std::fs::read_to_string(&out).unwrap_or_default()
+}
+
+#[test]
+fn kubectl_run_and_attach_carry_stdin_and_output() {
+    let c = Cluster::start_with_node("wl-attach", &[]);
+    // kubectl run -i --rm: stdin reaches the container, its output comes back, and the pod is
+    // removed after it ends (stdinOnce: the end of kubectl's input is the end of the process's).
+    let r = c.kubectl_stdin(
+        &[
+            "run",
+            "-i",
+            "--rm",
+            "--restart=Never",
+            "att",
+            "--image=busybox",
+            "--",
+            "sh",
+            "-c",
+            "read line; echo got:$line; cat | wc -l",
+        ],
+        "hello\nmore\nlines\n",
+    );
+    assert!(r.ok, "kubectl run -i failed: {} {}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("got:hello"), "{}", r.stdout);
+    assert!(r.stdout.lines().any(|l| l.trim() == "2"), "the rest of the input, then end-of-file: {}", r.stdout);
+    eventually(60, || (!c.kubectl(&["get", "pod", "att"]).ok).then_some(()));
+    // A command that ends at once (the usual `kubectl run -i --rm ... -- nslookup web`): its
+    // output arrives whether the attach caught it running or not.
+    let r = c.kubectl(&["run", "-i", "--rm", "--restart=Never", "quick", "--image=busybox", "--", "echo", "quick-out"]);
+    assert!(r.ok && r.stdout.contains("quick-out"), "{} {}", r.stdout, r.stderr);
+    // -it under a terminal (script gives kubectl one): the container's init has a tty.
+    let kubectl = format!(
+        "kubectl --kubeconfig {} --cache-dir {} run -it --rm --restart=Never term --image=busybox -- sh -c 'sleep 2; tty'",
+        c.kubeconfig().display(),
+        c.dir.join("kubectl-cache").display()
+    );
+    let out = Command::new("script").args(["-qec", &kubectl, "/dev/null"]).stdin(Stdio::piped()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("/dev/pts/"), "run -it: {text}");
+
+    // kubectl attach: a running container's output from then on.
+    c.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: ticker}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: main, image: busybox, command: ["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: echo}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: main, image: busybox, stdin: true, command: ["sh", "-c", "while read l; do echo echo:$l; done; echo stdin-closed"]}
+"#,
+    );
+    c.wait_pod_ready("ticker", 60);
+    c.wait_pod_ready("echo", 60);
+    let ticks = kubectl_for(&c, &["attach", "ticker"], "", 2);
+    assert!(ticks.lines().filter(|l| l.starts_with("tick ")).count() >= 3, "{ticks:?}");
+    // Without stdinOnce the container's stdin outlives each attach: a second client is heard.
+    let first = kubectl_for(&c, &["attach", "-i", "echo"], "one\n", 2);
+    assert!(first.contains("echo:one"), "{first:?}");
+    let second = kubectl_for(&c, &["attach", "-i", "echo"], "two\n", 2);
+    assert!(second.contains("echo:two") && !second.contains("stdin-closed"), "{second:?}");
+    // Both containers kept running through the detaches.
+    for pod in ["ticker", "echo"] {
+        let p = c.pod(pod);
+        assert!(running(&p, "main") && restarts(&p, "main") == 0, "{pod}: {}", p["status"]);
+    }
+}

@@ -322,6 +322,8 @@ async fn runtime_path(exe: &Path, tok: &str, runs: usize) -> anyhow::Result<Runt
             bundle_dir: guard.bundle.clone(),
             log_path: log.clone(),
             labels: BTreeMap::new(),
+            stdin: false,
+            stdin_once: false,
         };
         let t0 = Instant::now();
         rt.create(req).await?;

@@ -849,6 +849,8 @@ impl PodWorker {
                 bundle_dir: dir.clone(),
                 log_path: log_dir.join(format!("{attempt}.log")),
                 labels,
+                stdin: c["stdin"].as_bool().unwrap_or(false),
+                stdin_once: c["stdinOnce"].as_bool().unwrap_or(false),
             })
             .await;
         if let Err(e) = created {

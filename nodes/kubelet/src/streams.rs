@@ -124,16 +124,20 @@ impl NodeStreams for NodeStreamHandler {
                 stdin: req.stdin,
             };
             let session = ctx.runtime.exec(&id, spec).await.map_err(|e| StreamError::internal(e.to_string()))?;
-            Ok(bridge(session, io).await)
+            Ok(bridge(session, io, false).await)
         })
     }
 
-    fn attach(&self, req: AttachRequest, _io: StreamIo) -> BoxFuture<'static, Result<(), StreamError>> {
+    fn attach(&self, req: AttachRequest, io: StreamIo) -> BoxFuture<'static, Result<(), StreamError>> {
+        let ctx = self.ctx.clone();
         Box::pin(async move {
-            Err(StreamError::bad_request(format!(
-                "attach to container {} is not supported by this node; use kubectl logs -f or exec",
-                req.container
-            )))
+            let p = pod(&ctx, &req.namespace, &req.pod, req.uid.as_deref())?;
+            let id = running(&p, &req.container)?;
+            let session =
+                ctx.runtime.attach(&id, req.stdin).await.map_err(|e| StreamError::bad_request(e.to_string()))?;
+            // Ends when the container does (or the client detaches).
+            bridge(session, io, true).await;
+            Ok(())
         })
     }
 
@@ -166,8 +170,16 @@ impl NodeStreams for NodeStreamHandler {
 
 /// Pumps the client's channels into the exec and back until the process exits; its exit
 /// code (128+signal for a signal) is the result.
-async fn bridge(mut s: kubus_node_runtime::ExecSession, io: StreamIo) -> i32 {
+async fn bridge(mut s: kubus_node_runtime::ExecSession, io: StreamIo, detachable: bool) -> i32 {
     let StreamIo { stdin, stdout, stderr, mut resize } = io;
+    // An attached client may leave while the container runs on: then the session ends.
+    let watch = stdout.clone().or_else(|| stderr.clone()).filter(|_| detachable);
+    let gone = async move {
+        match watch {
+            Some(w) => w.closed().await,
+            None => std::future::pending().await,
+        }
+    };
     let mut pumps = vec![];
     if let (Some(mut from), Some(to)) = (stdin, s.stdin.take()) {
         pumps.push(tokio::spawn(async move {
@@ -189,13 +201,18 @@ async fn bridge(mut s: kubus_node_runtime::ExecSession, io: StreamIo) -> i32 {
     }));
     let out = forward(s.stdout, stdout);
     let err = forward(s.stderr, stderr);
-    let code = s.exit.await.unwrap_or(137);
-    // Output written just before the exit is still delivered.
-    let _ = tokio::time::timeout(Duration::from_secs(5), futures::future::join(out, err)).await;
+    let code = tokio::select! {
+        code = &mut s.exit => Some(code.unwrap_or(137)),
+        _ = gone => None,
+    };
+    if code.is_some() {
+        // Output written just before the exit is still delivered.
+        let _ = tokio::time::timeout(Duration::from_secs(5), futures::future::join(out, err)).await;
+    }
     for p in pumps {
         p.abort();
     }
-    code
+    code.unwrap_or(0)
 }
 
 fn forward(

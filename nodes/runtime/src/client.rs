@@ -155,6 +155,8 @@ impl Runtime {
             shim_start_time: None,
             init_pid: None,
             started_at: None,
+            stdin: c.stdin,
+            stdin_once: c.stdin_once,
         };
         tokio::fs::write(dir.join(RECORD_FILE), serde_json::to_vec_pretty(&record)?)
             .await
@@ -412,92 +414,27 @@ impl Runtime {
             Response::Error { message } => return Err(RuntimeError::Shim { id: id.to_string(), message }),
             other => return Err(unexpected(id, other)),
         };
-        let (mut rd, mut wr) = stream.into_split();
-        let (stdout_tx, stdout_rx) = mpsc::channel::<Bytes>(64);
-        let (stderr_tx, stderr_rx) = mpsc::channel::<Bytes>(64);
-        let (exit_tx, exit_rx) = oneshot::channel::<i32>();
-        let (resize_tx, mut resize_rx) = mpsc::channel::<(u16, u16)>(8);
-        let (stdin_tx, mut stdin_rx) = if e.stdin {
-            let (tx, rx) = mpsc::channel::<Bytes>(64);
-            (Some(tx), Some(rx))
-        } else {
-            (None, None)
-        };
-        let (done_tx, mut done_rx) = watch::channel(false);
+        Ok(stream_session(id, stream, pid, e.stdin))
+    }
 
-        // Reader: stream frames to the channels until the status frame; stops (closing its half)
-        // when the session's exit receiver is dropped.
-        let span = tracing::debug_span!("exec.stream", id, pid);
-        tokio::spawn(
-            async move {
-                let mut exit_tx = Some(exit_tx);
-                loop {
-                    let frame = tokio::select! {
-                        f = read_stream_frame(&mut rd) => f,
-                        _ = async { exit_tx.as_mut().expect("set until the end").closed().await } => break,
-                    };
-                    let Ok((channel, data)) = frame else { break };
-                    match channel {
-                        proto::CHANNEL_STDOUT => {
-                            let _ = stdout_tx.send(data).await;
-                        }
-                        proto::CHANNEL_STDERR => {
-                            let _ = stderr_tx.send(data).await;
-                        }
-                        proto::CHANNEL_STATUS if data.len() == 4 => {
-                            let code = i32::from_be_bytes([data[0], data[1], data[2], data[3]]);
-                            if let Some(tx) = exit_tx.take() {
-                                let _ = tx.send(code);
-                            }
-                            break;
-                        }
-                        _ => {}
-                    }
-                }
-                let _ = done_tx.send(true);
+    /// Attaches to the running container's init: its output from now on, its stdin when
+    /// `stdin` (and the container keeps one); the session ends with the container. Dropping it
+    /// detaches; the container runs on.
+    pub async fn attach(&self, id: &str, stdin: bool) -> Result<ExecSession, RuntimeError> {
+        let timer = OpTimer::new("attach");
+        let res = async {
+            let mut stream = self.connect(id).await?;
+            match roundtrip(&mut stream, &Request::Attach { stdin }).await? {
+                Response::Ok => {}
+                Response::Error { message } => return Err(RuntimeError::Shim { id: id.to_string(), message }),
+                other => return Err(unexpected(id, other)),
             }
-            .instrument(span),
-        );
-        // Writer: stdin and resizes to the shim; closing the stdin sender sends close{stdin}.
-        tokio::spawn(async move {
-            let mut stdin_open = stdin_rx.is_some();
-            loop {
-                let frame = tokio::select! {
-                    _ = done_rx.changed() => break,
-                    d = async { stdin_rx.as_mut().expect("checked").recv().await }, if stdin_open => match d {
-                        Some(data) => proto::stream_frame(proto::CHANNEL_STDIN, &data),
-                        None => {
-                            stdin_open = false;
-                            proto::stream_frame(proto::CHANNEL_CLOSE, &[proto::CHANNEL_STDIN])
-                        }
-                    },
-                    r = resize_rx.recv() => match r {
-                        Some((width, height)) => match serde_json::to_vec(&TerminalSize { width, height }) {
-                            Ok(json) => proto::stream_frame(proto::CHANNEL_RESIZE, &json),
-                            Err(_) => continue,
-                        },
-                        // Nobody can resize any more; keep serving stdin until the end.
-                        None => {
-                            if !stdin_open {
-                                let _ = done_rx.changed().await;
-                                break;
-                            }
-                            match stdin_rx.as_mut().expect("checked").recv().await {
-                                Some(data) => proto::stream_frame(proto::CHANNEL_STDIN, &data),
-                                None => {
-                                    stdin_open = false;
-                                    proto::stream_frame(proto::CHANNEL_CLOSE, &[proto::CHANNEL_STDIN])
-                                }
-                            }
-                        }
-                    },
-                };
-                if wr.write_all(&frame).await.is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(ExecSession { pid, stdin: stdin_tx, stdout: stdout_rx, stderr: stderr_rx, resize: resize_tx, exit: exit_rx })
+            Ok(stream_session(id, stream, 0, stdin))
+        }
+        .instrument(tracing::info_span!("runtime.attach", id))
+        .await;
+        timer.finish(&res);
+        res
     }
 
     /// Runs a command to completion (exec probes): exit code and stdout+stderr as they arrived.
@@ -592,6 +529,96 @@ impl Runtime {
         let mut stream = self.connect(id).await?;
         roundtrip(&mut stream, req).await
     }
+}
+
+/// The stream half of an exec or attach once the shim accepted it: frames to channels.
+fn stream_session(id: &str, stream: UnixStream, pid: i32, stdin: bool) -> ExecSession {
+    let (mut rd, mut wr) = stream.into_split();
+    let (stdout_tx, stdout_rx) = mpsc::channel::<Bytes>(64);
+    let (stderr_tx, stderr_rx) = mpsc::channel::<Bytes>(64);
+    let (exit_tx, exit_rx) = oneshot::channel::<i32>();
+    let (resize_tx, mut resize_rx) = mpsc::channel::<(u16, u16)>(8);
+    let (stdin_tx, mut stdin_rx) = if stdin {
+        let (tx, rx) = mpsc::channel::<Bytes>(64);
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
+    let (done_tx, mut done_rx) = watch::channel(false);
+
+    // Reader: stream frames to the channels until the status frame; stops (closing its half)
+    // when the session's exit receiver is dropped.
+    let span = tracing::debug_span!("exec.stream", id, pid);
+    tokio::spawn(
+        async move {
+            let mut exit_tx = Some(exit_tx);
+            loop {
+                let frame = tokio::select! {
+                    f = read_stream_frame(&mut rd) => f,
+                    _ = async { exit_tx.as_mut().expect("set until the end").closed().await } => break,
+                };
+                let Ok((channel, data)) = frame else { break };
+                match channel {
+                    proto::CHANNEL_STDOUT => {
+                        let _ = stdout_tx.send(data).await;
+                    }
+                    proto::CHANNEL_STDERR => {
+                        let _ = stderr_tx.send(data).await;
+                    }
+                    proto::CHANNEL_STATUS if data.len() == 4 => {
+                        let code = i32::from_be_bytes([data[0], data[1], data[2], data[3]]);
+                        if let Some(tx) = exit_tx.take() {
+                            let _ = tx.send(code);
+                        }
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            let _ = done_tx.send(true);
+        }
+        .instrument(span),
+    );
+    // Writer: stdin and resizes to the shim; closing the stdin sender sends close{stdin}.
+    tokio::spawn(async move {
+        let mut stdin_open = stdin_rx.is_some();
+        loop {
+            let frame = tokio::select! {
+                _ = done_rx.changed() => break,
+                d = async { stdin_rx.as_mut().expect("checked").recv().await }, if stdin_open => match d {
+                    Some(data) => proto::stream_frame(proto::CHANNEL_STDIN, &data),
+                    None => {
+                        stdin_open = false;
+                        proto::stream_frame(proto::CHANNEL_CLOSE, &[proto::CHANNEL_STDIN])
+                    }
+                },
+                r = resize_rx.recv() => match r {
+                    Some((width, height)) => match serde_json::to_vec(&TerminalSize { width, height }) {
+                        Ok(json) => proto::stream_frame(proto::CHANNEL_RESIZE, &json),
+                        Err(_) => continue,
+                    },
+                    // Nobody can resize any more; keep serving stdin until the end.
+                    None => {
+                        if !stdin_open {
+                            let _ = done_rx.changed().await;
+                            break;
+                        }
+                        match stdin_rx.as_mut().expect("checked").recv().await {
+                            Some(data) => proto::stream_frame(proto::CHANNEL_STDIN, &data),
+                            None => {
+                                stdin_open = false;
+                                proto::stream_frame(proto::CHANNEL_CLOSE, &[proto::CHANNEL_STDIN])
+                            }
+                        }
+                    }
+                },
+            };
+            if wr.write_all(&frame).await.is_err() {
+                break;
+            }
+        }
+    });
+    ExecSession { pid, stdin: stdin_tx, stdout: stdout_rx, stderr: stderr_rx, resize: resize_tx, exit: exit_rx }
 }
 
 fn unexpected(id: &str, r: Response) -> RuntimeError {

@@ -47,6 +47,10 @@ pub struct CreateContainer {
     /// CRI-format log file the shim appends the container's stdout/stderr to.
     pub log_path: PathBuf,
     pub labels: BTreeMap<String, String>,
+    /// Keep a stdin for the init that `attach` can write to (the container's `stdin`).
+    pub stdin: bool,
+    /// Close it when the first attach closes it (`stdinOnce`).
+    pub stdin_once: bool,
 }
 
 /// Why a container's init ended, with kubelet's reason names.

@@ -35,6 +35,12 @@ pub enum Request {
     /// Answered (with `Exit`) once the init has exited and its output is in the log.
     Wait,
     Exec(ExecRequest),
+    /// Attaches to the init's streams: answered `Ok`, then the connection carries stream frames
+    /// as an exec's does (its output from now on, stdin if asked for and the container has it,
+    /// the init's exit status at the end).
+    Attach {
+        stdin: bool,
+    },
     /// Resizes the init's terminal (containers with `process.terminal`).
     Resize {
         width: u16,

@@ -44,6 +44,12 @@ pub(crate) struct ShimRecord {
     pub init_pid: Option<i32>,
     #[serde(default, with = "timefmt::rfc3339_opt")]
     pub started_at: Option<SystemTime>,
+    /// The init reads a stdin the shim holds (for attach), as the container's `stdin: true`.
+    #[serde(default)]
+    pub stdin: bool,
+    /// That stdin is closed when the first attached client closes it (`stdinOnce`).
+    #[serde(default)]
+    pub stdin_once: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

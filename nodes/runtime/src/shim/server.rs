@@ -37,6 +37,8 @@ const INIT_DRAIN: Duration = Duration::from_secs(2);
 const EXEC_DRAIN: Duration = Duration::from_secs(1);
 /// Above this much unsent output to a client, the exec's output is not read (backpressure).
 const HIGH_WATER: usize = 1 << 20;
+/// Output queued for one attached client before it is considered gone.
+const ATTACH_MAX_BACKLOG: usize = 16 << 20;
 const READ_CHUNK: usize = 32 * 1024;
 
 nix::ioctl_write_ptr_bad!(set_winsize, libc::TIOCSWINSZ, libc::winsize);
@@ -207,6 +209,10 @@ enum Mode {
     Requests,
     /// Switched to stream frames of this exec.
     Exec(u64),
+    /// Attached to the init's streams (stdin forwarded when asked for).
+    Attach {
+        stdin: bool,
+    },
 }
 
 struct Conn {
@@ -295,6 +301,7 @@ enum Token {
     Conn(u64),
     ExecOut(u64, u8),
     ExecIn(u64),
+    InitIn,
 }
 
 struct Shim {
@@ -313,6 +320,11 @@ struct Shim {
     init_out: Option<File>,
     init_err: Option<File>,
     init_tty: Option<File>,
+    /// Write end of the init's stdin (a pipe, or the pty master's clone for a terminal), kept
+    /// for attach when the container has `stdin`.
+    init_stdin: Option<File>,
+    init_stdin_buf: Vec<u8>,
+    init_stdin_close: bool,
     listener: UnixListener,
     signals: SignalFd,
     conns: BTreeMap<u64, Conn>,
@@ -368,7 +380,7 @@ impl Shim {
         let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
             .with_root_path(&record.runc_root)?
             .with_executor(ResetSignalsExecutor::default());
-        let (mut init_out, mut init_err, mut console) = (None, None, None);
+        let (mut init_out, mut init_err, mut console, mut init_stdin) = (None, None, None, None);
         if terminal {
             let c = ConsoleSocket::new(dir, "console.sock")?;
             builder = builder.with_console_socket(Some(&c.path));
@@ -379,9 +391,18 @@ impl Shim {
             builder = builder.with_stdout(out_w).with_stderr(err_w);
             init_out = Some(out_r);
             init_err = Some(err_r);
+            if record.stdin {
+                let (in_r, in_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys_err("pipe"))?;
+                set_nonblocking(&in_w)?;
+                builder = builder.with_stdin(in_r);
+                init_stdin = Some(File::from(in_w));
+            }
         }
         let container = builder.as_init(&record.bundle).with_systemd(false).with_detach(true).build()?;
         let init_tty = console.map(ConsoleSocket::receive_master).transpose()?;
+        if let (Some(tty), true) = (&init_tty, record.stdin) {
+            init_stdin = Some(tty.try_clone().map_err(io_err("dup pty"))?);
+        }
         protect_from_oom_killer();
         let init_pid = container.pid().ok_or_else(|| ShimError::Other("container has no init pid".into()))?;
 
@@ -407,6 +428,9 @@ impl Shim {
             init_out,
             init_err,
             init_tty,
+            init_stdin,
+            init_stdin_buf: Vec::new(),
+            init_stdin_close: false,
             listener,
             signals,
             conns: BTreeMap::new(),
@@ -469,11 +493,15 @@ impl Shim {
             if let Some(f) = &self.init_tty {
                 add!(f.as_fd(), PollFlags::POLLIN, Token::InitTty, &mut fds);
             }
+            if let (Some(f), false) = (&self.init_stdin, self.init_stdin_buf.is_empty()) {
+                add!(f.as_fd(), PollFlags::POLLOUT, Token::InitIn, &mut fds);
+            }
             for (&cid, c) in &self.conns {
                 let mut flags = PollFlags::empty();
                 if !c.eof && !self.deleted {
                     let stdin_full = match c.mode {
                         Mode::Exec(eid) => self.execs.get(&eid).is_some_and(|e| e.stdin_buf.len() > HIGH_WATER),
+                        Mode::Attach { .. } => self.init_stdin_buf.len() > HIGH_WATER,
                         Mode::Requests => false,
                     };
                     if !stdin_full {
@@ -542,6 +570,7 @@ impl Shim {
             }
             Token::ExecOut(eid, channel) => self.read_exec(eid, channel),
             Token::ExecIn(eid) => self.write_exec_stdin(eid),
+            Token::InitIn => self.write_init_stdin(),
         }
         Ok(())
     }
@@ -616,6 +645,11 @@ impl Shim {
                     if let Err(e) = self.log.write(stream, &buf[..n]) {
                         tracing::error!(%e, "writing the container log");
                     }
+                    let channel = match stream {
+                        LogStream::Stdout => proto::CHANNEL_STDOUT,
+                        LogStream::Stderr => proto::CHANNEL_STDERR,
+                    };
+                    Self::to_attached(&mut self.conns, channel, &buf[..n]);
                 }
                 Ok(None) => {
                     *slot = None;
@@ -640,6 +674,7 @@ impl Shim {
             match read_some(f, &mut buf) {
                 Ok(Some(n)) => {
                     let _ = self.log.write(LogStream::Stdout, &buf[..n]);
+                    Self::to_attached(&mut self.conns, proto::CHANNEL_STDOUT, &buf[..n]);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Ok(None) | Err(_) => {
@@ -694,6 +729,12 @@ impl Shim {
         }
         tracing::info!(code, oom_killed, "container exit recorded");
         self.exit = Some(info.clone());
+        self.init_stdin = None;
+        for c in self.conns.values_mut().filter(|c| matches!(c.mode, Mode::Attach { .. })) {
+            c.outbuf.extend(proto::stream_frame(proto::CHANNEL_STATUS, &code.to_be_bytes()));
+            c.close_after_flush = true;
+            c.flush();
+        }
         for cid in std::mem::take(&mut self.waiters) {
             if let Some(c) = self.conns.get_mut(&cid) {
                 c.send(&Response::Exit(info.clone()));
@@ -781,8 +822,111 @@ impl Shim {
                     };
                     self.stream_input(eid, channel, data);
                 }
+                Mode::Attach { stdin } => {
+                    let frame = match proto::take_stream_frame(&mut c.inbuf) {
+                        Ok(f) => f,
+                        Err(_) => {
+                            c.dead = true;
+                            None
+                        }
+                    };
+                    let Some((channel, data)) = frame else {
+                        if c.eof || c.dead {
+                            // Detached: the container runs on; a stdinOnce stdin ends with it.
+                            c.dead = true;
+                            if stdin && self.record.stdin_once {
+                                self.close_init_stdin();
+                            }
+                        }
+                        return Ok(());
+                    };
+                    self.attach_input(stdin, channel, data);
+                }
             }
         }
+    }
+
+    /// Output of the init to every attached client. A client that stops reading is cut off
+    /// rather than let the shim's memory grow: the log keeps everything anyway.
+    fn to_attached(conns: &mut BTreeMap<u64, Conn>, channel: u8, data: &[u8]) {
+        for c in conns.values_mut().filter(|c| matches!(c.mode, Mode::Attach { .. }) && !c.dead) {
+            if c.outbuf.len() > ATTACH_MAX_BACKLOG {
+                tracing::warn!("attached client too slow; detaching it");
+                c.dead = true;
+                continue;
+            }
+            c.outbuf.extend(proto::stream_frame(channel, data));
+            c.flush();
+        }
+    }
+
+    fn attach_input(&mut self, stdin: bool, channel: u8, data: Vec<u8>) {
+        match channel {
+            proto::CHANNEL_STDIN if stdin && self.init_stdin.is_some() && !self.init_stdin_close => {
+                self.init_stdin_buf.extend_from_slice(&data);
+                self.write_init_stdin();
+            }
+            proto::CHANNEL_RESIZE => {
+                if let (Some(tty), Ok(size)) = (&self.init_tty, serde_json::from_slice::<TerminalSize>(&data)) {
+                    if let Err(err) = resize(tty, size) {
+                        tracing::warn!(%err, "resizing the container's terminal");
+                    }
+                }
+            }
+            // Without stdinOnce the stdin stays open for the next attach.
+            proto::CHANNEL_CLOSE if stdin && self.record.stdin_once && data.first() == Some(&proto::CHANNEL_STDIN) => {
+                self.close_init_stdin();
+            }
+            _ => {}
+        }
+    }
+
+    fn close_init_stdin(&mut self) {
+        if self.init_stdin.is_none() || self.init_stdin_close {
+            return;
+        }
+        self.init_stdin_close = true;
+        if self.init_tty.is_some() {
+            // A terminal has no half-close: end-of-file is ^D at the start of a line.
+            self.init_stdin_buf.push(0x04);
+        }
+        self.write_init_stdin();
+    }
+
+    fn write_init_stdin(&mut self) {
+        let Some(f) = self.init_stdin.as_mut() else {
+            self.init_stdin_buf.clear();
+            return;
+        };
+        while !self.init_stdin_buf.is_empty() {
+            match f.write(&self.init_stdin_buf) {
+                Ok(n) => {
+                    self.init_stdin_buf.drain(..n);
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    // The init closed its stdin (EPIPE): drop the input.
+                    self.init_stdin_buf.clear();
+                    self.init_stdin = None;
+                    return;
+                }
+            }
+        }
+        if self.init_stdin_close {
+            self.init_stdin = None;
+        }
+    }
+
+    fn attach(&mut self, cid: u64, stdin: bool) -> Response {
+        if self.started_at.is_none() || self.init_exit.is_some() {
+            return Response::Error { message: "container is not running".into() };
+        }
+        if let Some(c) = self.conns.get_mut(&cid) {
+            c.mode = Mode::Attach { stdin: stdin && self.init_stdin.is_some() };
+        }
+        tracing::info!(stdin, "client attached");
+        Response::Ok
     }
 
     fn stream_input(&mut self, eid: u64, channel: u8, data: Vec<u8>) {
@@ -920,6 +1064,7 @@ impl Shim {
                 Ok(pid) => Response::ExecStarted { pid },
                 Err(e) => Response::Error { message: e.to_string() },
             },
+            Request::Attach { stdin } => self.attach(cid, stdin),
             Request::Resize { width, height } => match &self.init_tty {
                 Some(tty) => match resize(tty, TerminalSize { width, height }) {
                     Ok(()) => Response::Ok,

@@ -137,6 +137,8 @@ impl Fixture {
             bundle_dir: bundle,
             log_path: self.root.join("logs").join(format!("{id}.log")),
             labels,
+            stdin: false,
+            stdin_once: false,
         }
     }
 
