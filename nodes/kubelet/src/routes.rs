@@ -11,7 +11,6 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::LazyLock;
 use std::time::Duration;
-use tokio::sync::broadcast::error::RecvError;
 
 static ROUTES: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!("kubus_node_pod_routes", "Routes to other nodes' pod CIDRs installed by this node")
@@ -143,20 +142,8 @@ impl Actor for RouteController {
                 return;
             }
         }
-        let mut rx = self.nodes.subscribe();
         let addr = ctx.address();
-        tokio::spawn(async move {
-            loop {
-                match rx.recv().await {
-                    Ok(_) | Err(RecvError::Lagged(_)) => {
-                        if addr.try_send(Changed).is_err() && !addr.connected() {
-                            return;
-                        }
-                    }
-                    Err(RecvError::Closed) => return,
-                }
-            }
-        });
+        self.nodes.on_change(move || addr.try_send(Changed).is_ok() || addr.connected());
         ctx.run_interval(RESYNC, |this, ctx| this.schedule(ctx));
         let nodes = self.nodes.clone();
         ctx.spawn(async move { nodes.wait_synced().await }.into_actor(self).map(|_, this, ctx| {

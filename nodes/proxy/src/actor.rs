@@ -5,7 +5,6 @@ use crate::proxier::{Proxier, ProxierConfig};
 use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, SpawnHandle, WrapFuture};
 use kubus_runtime::informer::Informer;
 use std::time::{Duration, Instant};
-use tokio::sync::broadcast::error::RecvError;
 
 /// Changes arriving within this window are applied together (a rollout touches many slices).
 const COALESCE: Duration = Duration::from_millis(100);
@@ -86,23 +85,11 @@ impl Actor for KubeProxy {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        for informer in [self.services.clone(), self.slices.clone()] {
-            let mut rx = informer.subscribe();
+        // Every kind of change (and lag) means "resync": the ruleset is always computed from
+        // the full caches.
+        for informer in [&self.services, &self.slices] {
             let addr = ctx.address();
-            tokio::spawn(async move {
-                loop {
-                    match rx.recv().await {
-                        // Every kind of change (and lag) means "resync": the ruleset is always
-                        // computed from the full caches.
-                        Ok(_) | Err(RecvError::Lagged(_)) => {
-                            if addr.try_send(Changed).is_err() && !addr.connected() {
-                                return;
-                            }
-                        }
-                        Err(RecvError::Closed) => return,
-                    }
-                }
-            });
+            informer.on_change(move || addr.try_send(Changed).is_ok() || addr.connected());
         }
         // A periodic resync repairs what someone else changed and retries what failed (the
         // service route before the bridge exists); an unchanged ruleset costs an empty diff.

@@ -894,28 +894,7 @@ impl Shim {
     }
 
     fn write_init_stdin(&mut self) {
-        let Some(f) = self.init_stdin.as_mut() else {
-            self.init_stdin_buf.clear();
-            return;
-        };
-        while !self.init_stdin_buf.is_empty() {
-            match f.write(&self.init_stdin_buf) {
-                Ok(n) => {
-                    self.init_stdin_buf.drain(..n);
-                }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    // The init closed its stdin (EPIPE): drop the input.
-                    self.init_stdin_buf.clear();
-                    self.init_stdin = None;
-                    return;
-                }
-            }
-        }
-        if self.init_stdin_close {
-            self.init_stdin = None;
-        }
+        pump_stdin(&mut self.init_stdin, &mut self.init_stdin_buf, self.init_stdin_close);
     }
 
     fn attach(&mut self, cid: u64, stdin: bool) -> Response {
@@ -953,28 +932,8 @@ impl Shim {
     }
 
     fn write_exec_stdin(&mut self, eid: u64) {
-        let Some(e) = self.execs.get_mut(&eid) else { return };
-        let Some(f) = e.stdin.as_mut() else {
-            e.stdin_buf.clear();
-            return;
-        };
-        while !e.stdin_buf.is_empty() {
-            match f.write(&e.stdin_buf) {
-                Ok(n) => {
-                    e.stdin_buf.drain(..n);
-                }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    // The reader is gone (EPIPE): drop the input.
-                    e.stdin_buf.clear();
-                    e.stdin = None;
-                    return;
-                }
-            }
-        }
-        if e.stdin_close {
-            e.stdin = None;
+        if let Some(e) = self.execs.get_mut(&eid) {
+            pump_stdin(&mut e.stdin, &mut e.stdin_buf, e.stdin_close);
         }
     }
 
@@ -1243,6 +1202,33 @@ impl Shim {
         std::fs::remove_dir_all(&self.dir).map_err(io_err(format!("removing {}", self.dir.display())))?;
         tracing::info!("container deleted");
         Ok(())
+    }
+}
+
+/// Writes what is buffered for a process's stdin without blocking (the rest waits for POLLOUT);
+/// closes it once drained when the client closed its side, or when the reader is gone (EPIPE:
+/// the input is dropped).
+fn pump_stdin(stdin: &mut Option<File>, buf: &mut Vec<u8>, close: bool) {
+    let Some(f) = stdin.as_mut() else {
+        buf.clear();
+        return;
+    };
+    while !buf.is_empty() {
+        match f.write(buf) {
+            Ok(n) => {
+                buf.drain(..n);
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => {
+                buf.clear();
+                *stdin = None;
+                return;
+            }
+        }
+    }
+    if close {
+        *stdin = None;
     }
 }
 
