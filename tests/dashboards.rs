@@ -60,17 +60,10 @@ fn every_dashboard_panel_has_data() {
     }
     c.kubectl(&["get", "cm", "missing"]).expect_err("NotFound");
     // A real pod with a probe, its logs and an exec: the node dashboard's panels.
-    c.kubectl_stdin(
-        &["apply", "-f", "-"],
+    c.apply(
         "apiVersion: v1\nkind: Pod\nmetadata: {name: probed}\nspec:\n  containers:\n  - name: c\n    image: busybox\n    command: [sh, -c, 'echo up; sleep 3600']\n    readinessProbe: {exec: {command: [\"true\"]}, periodSeconds: 1}\n",
-    )
-    .expect_ok();
-    eventually(60, || {
-        c.kubectl(&["get", "pod", "probed", "-o", "jsonpath={.status.containerStatuses[0].ready}"])
-            .stdout
-            .contains("true")
-            .then_some(())
-    });
+    );
+    c.wait_pod_ready("probed", 60);
     c.kubectl(&["logs", "probed"]).expect_ok();
     c.kubectl(&["exec", "probed", "--", "true"]).expect_ok();
     // Cluster DNS through kube-proxy (the services dashboard): a cluster name and a forwarded

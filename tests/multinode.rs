@@ -7,8 +7,8 @@
 
 mod common;
 
-use common::eventually;
 use common::hosts::Hosts;
+use common::{condition, eventually, host_get};
 use std::collections::{BTreeMap, BTreeSet};
 
 const APP: &str = r#"
@@ -63,12 +63,6 @@ spec:
   - {name: main, image: busybox, command: ["sleep", "3600"]}
 "#;
 
-/// GET from the machine itself (outside every host); None when it fails.
-fn host_get(url: &str) -> Option<String> {
-    let o = std::process::Command::new("timeout").args(["3", "busybox", "wget", "-qO-", url]).output().ok()?;
-    o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
-}
-
 #[test]
 fn pods_and_services_across_nodes_and_a_node_cut_off() {
     let hosts = Hosts::start("multinode", 3, 8);
@@ -96,7 +90,7 @@ fn pods_and_services_across_nodes_and_a_node_cut_off() {
         }
     }
 
-    c.kubectl_stdin(&["apply", "-f", "-"], APP).expect_ok();
+    c.apply(APP);
     c.kubectl(&["rollout", "status", "deployment/web", "--timeout=120s"]).expect_ok();
     c.wait_pod_ready("client", 90);
     let pods = c.get_json(&["pods", "-l", "app=web"]);
@@ -134,14 +128,7 @@ fn pods_and_services_across_nodes_and_a_node_cut_off() {
     }
 
     // The Service by DNS name from h1 reaches both replicas, on h2 and h3, with no failures.
-    let hits = |n: usize| -> Vec<String> {
-        let script = format!("for i in $(seq {n}); do timeout 3 wget -qO- http://web.default.svc.cluster.local; done");
-        eventually(60, || {
-            let r = exec(&script);
-            let lines: Vec<String> = r.stdout.lines().map(str::to_string).collect();
-            (lines.len() == n).then_some(lines)
-        })
-    };
+    let hits = |n: usize| c.wget_lines("client", "http://web.default.svc.cluster.local", n);
     let all: BTreeSet<String> = web.keys().cloned().collect();
     eventually(60, || (hits(30).into_iter().collect::<BTreeSet<_>>() == all).then_some(()));
 
@@ -156,8 +143,7 @@ fn pods_and_services_across_nodes_and_a_node_cut_off() {
     // Traffic policies Local: NodePort traffic from outside goes to the receiving node's own pod
     // and keeps the client's address; a node without one drops it; ClusterIP traffic stays on
     // the client's node (none there: refused).
-    c.kubectl_stdin(
-        &["apply", "-f", "-"],
+    c.apply(
         r#"
 apiVersion: v1
 kind: Service
@@ -169,8 +155,7 @@ spec:
   selector: {app: web}
   ports: [{port: 80, targetPort: 8080}]
 "#,
-    )
-    .expect_ok();
+    );
     let local_port = c.kubectl(&["get", "svc", "web-local", "-o", "jsonpath={.spec.ports[0].nodePort}"]).expect_ok();
     let (on_h3, _) = web.iter().find(|(_, (n, _))| *n == hosts.host(3).node_name).unwrap();
     let (on_h2, _) = web.iter().find(|(_, (n, _))| *n == hosts.host(2).node_name).unwrap();
@@ -189,15 +174,10 @@ spec:
     // h1 is answered by the pod on h2.
     hosts.host(3).cut_off();
     let cut = std::time::Instant::now();
-    let ready = |node: &str| {
-        c.kubectl(&["get", "node", node, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]).stdout
-    };
+    let ready = |node: &str| c.node_ready_status(node);
     eventually(60, || (ready(&hosts.host(3).node_name) == "Unknown").then_some(()));
     eprintln!("cut off: node Unknown after {:?}", cut.elapsed());
-    eventually(30, || {
-        let r = c.kubectl(&["get", "pod", on_h3, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]);
-        (r.stdout == "False").then_some(())
-    });
+    c.wait_pod(on_h3, 30, "not Ready", |p| condition(p, "Ready") == "False");
     eventually(30, || {
         let slices = c.get_json(&["endpointslices", "-l", "kubernetes.io/service-name=web"]);
         let ready: Vec<String> = slices["items"]

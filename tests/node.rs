@@ -4,34 +4,9 @@
 
 mod common;
 
-use common::{eventually, Cluster, NodeAgent, NodeNames};
+use common::{container_status, eventually, Cluster, NodeAgent, NodeNames};
 use serde_json::Value;
 use std::time::Duration;
-
-fn pod(c: &Cluster, name: &str) -> Value {
-    c.get_json(&["pod", name])
-}
-
-fn container_status(p: &Value, name: &str) -> Value {
-    p["status"]["containerStatuses"]
-        .as_array()
-        .and_then(|a| a.iter().find(|s| s["name"] == name).cloned())
-        .unwrap_or(Value::Null)
-}
-
-#[track_caller]
-fn wait_ready(c: &Cluster, name: &str, secs: u64) -> Value {
-    eventually(secs, || {
-        let p = c.kubectl(&["get", "pod", name, "-o", "json"]);
-        let p: Value = serde_json::from_str(&p.stdout).ok()?;
-        let ready = p["status"]["conditions"].as_array()?.iter().any(|c| c["type"] == "Ready" && c["status"] == "True");
-        ready.then_some(p)
-    })
-}
-
-fn apply(c: &Cluster, yaml: &str) {
-    c.kubectl_stdin(&["apply", "-f", "-"], yaml).expect_ok();
-}
 
 /// Nothing the node made for a pod is left once it is deleted: no shim, no cgroup, no
 /// network namespace or overlay mount, no IP reservation.
@@ -83,8 +58,7 @@ fn walk_contains(dir: &std::path::Path, needle: &str) -> bool {
 #[test]
 fn httpd_deployment_becomes_ready_with_ips_and_serves_exec_and_logs() {
     let c = Cluster::start_with_node("node-httpd", &[]);
-    apply(
-        &c,
+    c.apply(
         r#"
 apiVersion: apps/v1
 kind: Deployment
@@ -164,8 +138,7 @@ spec:
 #[test]
 fn restarts_crash_loops_and_oom_kills() {
     let c = Cluster::start_with_node("node-restart", &[]);
-    apply(
-        &c,
+    c.apply(
         r#"
 apiVersion: v1
 kind: Pod
@@ -194,14 +167,14 @@ spec:
     resources: {limits: {memory: 16Mi}}
 "#,
     );
-    let p = wait_ready(&c, "sleeper", 60);
+    let p = c.wait_pod_ready("sleeper", 60);
     assert_eq!(container_status(&p, "main")["restartCount"], 0);
     // Kill the container's process from the host: the node restarts it and counts it.
     let id = container_status(&p, "main")["containerID"].as_str().unwrap().trim_start_matches("kubus://").to_string();
     let host_pid = container_pid(&c, &id);
     std::process::Command::new("kill").args(["-9", &host_pid]).status().unwrap();
     let p = eventually(60, || {
-        let p = pod(&c, "sleeper");
+        let p = c.pod("sleeper");
         let s = container_status(&p, "main");
         (s["restartCount"] == 1 && s["state"]["running"].is_object()).then_some(p)
     });
@@ -209,7 +182,7 @@ spec:
     assert_eq!(last["exitCode"], 137, "{p}");
     // A container that keeps failing backs off.
     let p = eventually(90, || {
-        let p = pod(&c, "crasher");
+        let p = c.pod("crasher");
         (container_status(&p, "main")["state"]["waiting"]["reason"] == "CrashLoopBackOff").then_some(p)
     });
     let s = container_status(&p, "main");
@@ -221,11 +194,10 @@ spec:
     assert!(get.contains("CrashLoopBackOff") || get.contains("Error"), "{get}");
     // The memory limit is enforced by the kernel.
     let p = eventually(90, || {
-        let p = pod(&c, "hog");
+        let p = c.pod("hog");
         (p["status"]["phase"] == "Failed").then_some(p)
     });
-    let t = &container_status(&p, "hog")["state"]["terminated"];
-    let t = if t.is_null() { container_status(&p, "main")["state"]["terminated"].clone() } else { t.clone() };
+    let t = &container_status(&p, "main")["state"]["terminated"];
     assert_eq!(t["reason"], "OOMKilled", "{p}");
     assert_eq!(t["exitCode"], 137);
 }
@@ -236,8 +208,7 @@ fn config_volumes_env_and_shared_pod_namespaces() {
     c.kubectl(&["create", "configmap", "settings", "--from-literal=greeting=hello", "--from-literal=color=blue"])
         .expect_ok();
     c.kubectl(&["create", "secret", "generic", "creds", "--from-literal=password=s3cret"]).expect_ok();
-    apply(
-        &c,
+    c.apply(
         r#"
 apiVersion: v1
 kind: Pod
@@ -275,7 +246,7 @@ spec:
     - {name: sa, mountPath: /var/run/secrets/tokens}
 "#,
     );
-    wait_ready(&c, "duo", 60);
+    c.wait_pod_ready("duo", 60);
     let exec = |cmd: &str| c.kubectl(&["exec", "duo", "-c", "client", "--", "sh", "-c", cmd]).expect_ok();
     assert_eq!(exec("echo $PASSWORD").trim(), "s3cret");
     assert_eq!(exec("echo $CFG_greeting $CFG_color").trim(), "hello blue");
@@ -301,8 +272,7 @@ spec:
     c.kubectl(&["patch", "configmap", "settings", "-p", r#"{"data":{"greeting":"updated"}}"#]).expect_ok();
     eventually(90, || (exec("cat /etc/settings/greeting").trim() == "updated").then_some(()));
     // securityContext.seccompProfile RuntimeDefault: the container runs under a filter.
-    apply(
-        &c,
+    c.apply(
         r#"
 apiVersion: v1
 kind: Pod
@@ -313,15 +283,14 @@ spec:
   - {name: main, image: busybox, command: ["sleep", "3600"]}
 "#,
     );
-    wait_ready(&c, "confined", 60);
+    c.wait_pod_ready("confined", 60);
     let status = c.kubectl(&["exec", "confined", "--", "cat", "/proc/1/status", "/proc/self/status"]).expect_ok();
     let filtered = status.lines().filter(|l| l.starts_with("Seccomp:") && l.ends_with('2')).count();
     assert_eq!(filtered, 2, "the container and an exec in it are filtered: {status}");
     let status = exec("cat /proc/self/status");
     assert!(status.lines().any(|l| l.starts_with("Seccomp:") && l.ends_with('0')), "unconfined by default: {status}");
     // tty: true gives the container's process a terminal; what it prints reaches the log.
-    apply(
-        &c,
+    c.apply(
         r#"
 apiVersion: v1
 kind: Pod
@@ -333,8 +302,7 @@ spec:
     );
     eventually(60, || c.kubectl(&["logs", "withtty"]).stdout.contains("on-a-tty").then_some(()));
     // A missing secret keeps the container waiting with CreateContainerConfigError.
-    apply(
-        &c,
+    c.apply(
         r#"
 apiVersion: v1
 kind: Pod
@@ -348,11 +316,11 @@ spec:
 "#,
     );
     let p = eventually(60, || {
-        let p = pod(&c, "needs-secret");
+        let p = c.pod("needs-secret");
         (container_status(&p, "main")["state"]["waiting"]["reason"] == "CreateContainerConfigError").then_some(p)
     });
     assert!(container_status(&p, "main")["state"]["waiting"]["message"].as_str().unwrap().contains("nope"));
-    let uid = pod(&c, "duo")["metadata"]["uid"].as_str().unwrap().to_string();
+    let uid = c.pod("duo")["metadata"]["uid"].as_str().unwrap().to_string();
     c.kubectl(&["delete", "pod", "duo", "--grace-period=1"]).expect_ok();
     assert_pod_cleaned(&c, &uid);
 }
@@ -372,10 +340,8 @@ fn pods_survive_an_agent_restart() {
             .any(|c| c["type"] == "Ready" && c["status"] == "True")
             .then_some(())
     });
-    apply(
-        &cp,
-        &format!(
-            r#"
+    cp.apply(&format!(
+        r#"
 apiVersion: v1
 kind: Pod
 metadata: {{name: steady}}
@@ -384,9 +350,8 @@ spec:
   containers:
   - {{name: main, image: busybox, command: ["sh", "-c", "while true; do date; sleep 1; done"]}}
 "#
-        ),
-    );
-    let before = wait_ready(&cp, "steady", 60);
+    ));
+    let before = cp.wait_pod_ready("steady", 60);
     let started = container_status(&before, "main")["state"]["running"]["startedAt"].clone();
     let id = container_status(&before, "main")["containerID"].clone();
     let find_pid = || {
@@ -403,7 +368,7 @@ spec:
     assert_eq!(find_pid().as_ref(), Some(&pid), "the container outlives its agent");
     agent.restart();
     std::thread::sleep(Duration::from_secs(5));
-    let after = wait_ready(&cp, "steady", 60);
+    let after = cp.wait_pod_ready("steady", 60);
     let s = container_status(&after, "main");
     assert_eq!(s["restartCount"], 0, "nothing restarted: {}\n{}", after, agent.log());
     assert_eq!(s["state"]["running"]["startedAt"], started);
@@ -412,10 +377,8 @@ spec:
     // And the adopted container is fully served: logs and exec.
     assert!(cp.kubectl(&["logs", "steady", "--tail=1"]).expect_ok().contains("UTC"));
     assert_eq!(cp.kubectl(&["exec", "steady", "--", "echo", "ok"]).expect_ok().trim(), "ok");
-    let uid = after["metadata"]["uid"].as_str().unwrap().to_string();
     cp.kubectl(&["delete", "pod", "steady", "--grace-period=1"]).expect_ok();
     eventually(60, || cp.kubectl(&["get", "pod", "steady"]).stderr.contains("NotFound").then_some(()));
-    let _ = uid;
     drop(agent);
     // The killed agent's kube-proxy table went with `kubus node-reset`.
     let tables = std::process::Command::new("nft").args(["list", "tables"]).output().unwrap();

@@ -3,14 +3,13 @@
 
 mod common;
 
-use common::{eventually, Cluster};
+use common::{eventually, host_get, Cluster};
 use std::collections::BTreeSet;
 
 #[test]
 fn service_names_resolve_and_balance_over_ready_pods() {
     let c = Cluster::start_with_node("svc", &[]);
-    c.kubectl_stdin(
-        &["apply", "-f", "-"],
+    c.apply(
         r#"
 apiVersion: apps/v1
 kind: Deployment
@@ -43,13 +42,9 @@ spec:
   containers:
   - {name: main, image: busybox, command: ["sleep", "3600"]}
 "#,
-    )
-    .expect_ok();
+    );
     c.kubectl(&["rollout", "status", "deployment/web", "--timeout=120s"]).expect_ok();
-    eventually(60, || {
-        let s = c.kubectl(&["get", "pod", "client", "-o", "jsonpath={.status.containerStatuses[0].ready}"]);
-        (s.stdout == "true").then_some(())
-    });
+    c.wait_pod_ready("client", 60);
     let pods: BTreeSet<String> = c
         .kubectl(&["get", "pods", "-l", "app=web", "-o", "name"])
         .expect_ok()
@@ -61,14 +56,7 @@ spec:
     let resolv = c.kubectl(&["exec", "client", "--", "cat", "/etc/resolv.conf"]).expect_ok();
     assert!(resolv.contains("search default.svc.cluster.local svc.cluster.local cluster.local"), "{resolv}");
     assert!(resolv.contains("options ndots:5"), "{resolv}");
-    let hits = |url: &str, n: usize| -> Vec<String> {
-        let script = format!("for i in $(seq {n}); do timeout 3 wget -qO- {url}; done");
-        eventually(60, || {
-            let r = c.kubectl(&["exec", "client", "--", "sh", "-c", &script]);
-            let lines: Vec<String> = r.stdout.lines().map(str::to_string).collect();
-            (lines.len() == n).then_some(lines)
-        })
-    };
+    let hits = |url: &str, n: usize| c.wget_lines("client", url, n);
     // Every replica answers through the Service's name, over repeated requests (once the
     // endpoints of all three are programmed: kube-proxy syncs at most once a second).
     eventually(60, || {
@@ -84,13 +72,7 @@ spec:
     let nx = c.kubectl(&["exec", "client", "--", "nslookup", "nope.default.svc.cluster.local"]);
     assert!(!nx.ok || nx.stdout.contains("NXDOMAIN") || nx.stderr.contains("NXDOMAIN"), "{}{}", nx.stdout, nx.stderr);
     // The node itself reaches the ClusterIP (kube-proxy's route for the service range).
-    let from_host = eventually(30, || {
-        let o = std::process::Command::new("timeout")
-            .args(["3", "busybox", "wget", "-qO-", &format!("http://{ip}/")])
-            .output()
-            .ok()?;
-        o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    });
+    let from_host = eventually(30, || host_get(&format!("http://{ip}/")));
     assert!(pods.contains(&from_host), "{from_host}");
     // Scaling down takes endpoints out of rotation.
     c.kubectl(&["scale", "deployment/web", "--replicas=1"]).expect_ok();
@@ -103,8 +85,7 @@ spec:
 #[test]
 fn node_ports_readiness_and_headless_services() {
     let c = Cluster::start_with_node("svc-np", &[]);
-    c.kubectl_stdin(
-        &["apply", "-f", "-"],
+    c.apply(
         r#"
 apiVersion: apps/v1
 kind: Deployment
@@ -146,13 +127,9 @@ spec:
   containers:
   - {name: main, image: busybox, command: ["sleep", "3600"]}
 "#,
-    )
-    .expect_ok();
+    );
     c.kubectl(&["rollout", "status", "deployment/api", "--timeout=120s"]).expect_ok();
-    eventually(60, || {
-        let s = c.kubectl(&["get", "pod", "client", "-o", "jsonpath={.status.containerStatuses[0].ready}"]);
-        (s.stdout == "true").then_some(())
-    });
+    c.wait_pod_ready("client", 60);
     let pods: Vec<(String, String)> = c
         .kubectl(&[
             "get",
@@ -168,16 +145,8 @@ spec:
         .collect();
     assert_eq!(pods.len(), 2);
     let node_port = c.kubectl(&["get", "svc", "api", "-o", "jsonpath={.spec.ports[0].nodePort}"]).expect_ok();
-    let from_host = |n: usize| -> BTreeSet<String> {
-        (0..n)
-            .filter_map(|_| {
-                let url = format!("http://127.0.0.1:{node_port}/");
-                let o =
-                    std::process::Command::new("timeout").args(["3", "busybox", "wget", "-qO-", &url]).output().ok()?;
-                o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            })
-            .collect()
-    };
+    let url = format!("http://127.0.0.1:{node_port}/");
+    let from_host = |n: usize| -> BTreeSet<String> { (0..n).filter_map(|_| host_get(&url)).collect() };
     // The NodePort answers from the host, from every replica.
     let all: BTreeSet<String> = pods.iter().map(|(n, _)| n.clone()).collect();
     eventually(60, || (from_host(30) == all).then_some(()));
@@ -195,15 +164,13 @@ spec:
 
     // A Service without a selector reaches the addresses of the Endpoints the user writes
     // (mirrored into its EndpointSlice), by name; deleting them takes it out of service.
-    c.kubectl_stdin(
-        &["apply", "-f", "-"],
+    c.apply(
         &format!(
             "apiVersion: v1\nkind: Service\nmetadata: {{name: manual}}\nspec:\n  ports: [{{port: 80, targetPort: 8080}}]\n---\n\
              apiVersion: v1\nkind: Endpoints\nmetadata: {{name: manual}}\nsubsets:\n- addresses: [{{ip: {}}}]\n  ports: [{{port: 8080}}]\n",
             stays.1
         ),
-    )
-    .expect_ok();
+    );
     let manual = || c.kubectl(&["exec", "client", "--", "sh", "-c", "timeout 3 wget -qO- http://manual"]);
     eventually(30, || (manual().stdout.trim() == stays.0).then_some(()));
     let slice = c.get_json(&["endpointslice", "manual"]);

@@ -378,19 +378,31 @@ fn rss_mib(pid: u32) -> f64 {
     vm_rss_kib(pid).map_or(0.0, |kb| kb as f64 / 1024.0)
 }
 
+/// A random token naming what a bench creates on the host (bridges, tables, dirs).
+pub(crate) fn token() -> anyhow::Result<String> {
+    let mut b = [0u8; 3];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut b)?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// Stops a child `kubus` with SIGTERM (it cleans up), SIGKILL after 10 s.
+pub(crate) fn stop(child: &mut std::process::Child) {
+    let _ = std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    for _ in 0..100 {
+        if child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 struct Child(std::process::Child, std::path::PathBuf);
 
 impl Drop for Child {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
-        for _ in 0..100 {
-            if self.0.try_wait().ok().flatten().is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        stop(&mut self.0);
         let _ = std::fs::remove_dir_all(&self.1);
     }
 }
@@ -443,16 +455,7 @@ async fn cluster(nodes: usize, pods: usize, anti_affinity: bool, concurrency: us
         let v: serde_json::Value = serde_json::from_slice(&body)?;
         let ready = v["items"]
             .as_array()
-            .map(|items| {
-                items
-                    .iter()
-                    .filter(|n| {
-                        n["status"]["conditions"]
-                            .as_array()
-                            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-                    })
-                    .count()
-            })
+            .map(|items| items.iter().filter(|n| kubus_apimachinery::conditions::is_true(n, "Ready")).count())
             .unwrap_or(0);
         if ready >= nodes {
             break started.elapsed();

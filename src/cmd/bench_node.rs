@@ -11,7 +11,7 @@
 //! Everything it makes on the host carries a random token and is removed by Drop guards,
 //! also when a phase fails.
 
-use crate::cmd::bench::{pct, vm_rss_kib, Conn};
+use crate::cmd::bench::{pct, stop, token, vm_rss_kib, Conn};
 use crate::cmd::up::is_root;
 use anyhow::{bail, Context as _};
 use kubus_image::{ImageStore, Registries};
@@ -20,7 +20,6 @@ use kubus_node_runtime::oci_spec::runtime::{LinuxBuilder, ProcessBuilder, RootBu
 use kubus_node_runtime::{ContainerState, CreateContainer, Runtime, RuntimeConfig};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -47,12 +46,6 @@ pub struct NodeBenchArgs {
 /// How long one pod may take to reach Running or to disappear before the run is declared broken.
 const POD_TIMEOUT: Duration = Duration::from_secs(120);
 const LABEL: &str = "kubus-bench";
-
-fn token() -> anyhow::Result<String> {
-    let mut b = [0u8; 3];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
-}
 
 fn sorted(mut v: Vec<Duration>) -> Vec<Duration> {
     v.sort();
@@ -448,18 +441,6 @@ struct ClusterGuard {
     agent: Option<std::process::Child>,
 }
 
-fn stop(child: &mut std::process::Child) {
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-    for _ in 0..100 {
-        if child.try_wait().ok().flatten().is_some() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
 impl Drop for ClusterGuard {
     fn drop(&mut self) {
         // The agent first, so that nothing recreates what the reset removes.
@@ -678,10 +659,7 @@ async fn pods_and_rss(exe: &Path, tok: &str, sequential: usize, burst: usize) ->
     let node_path = format!("/api/v1/nodes/{}", guard.names.node_name);
     loop {
         if let Ok((200, node)) = http(&addr, "GET", &node_path, None).await {
-            let ready = node["status"]["conditions"]
-                .as_array()
-                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
-            if ready {
+            if kubus_apimachinery::conditions::is_true(&node, "Ready") {
                 break;
             }
         }

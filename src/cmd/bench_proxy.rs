@@ -10,14 +10,13 @@
 //!
 //! Everything it creates is named after a random token and removed on exit, also on error.
 
-use crate::cmd::bench::pct;
+use crate::cmd::bench::{pct, token};
 use actix::Actor as _;
 use anyhow::Context as _;
 use kubus_bus::{EmbeddedNats, Key, Store, StoreConfig};
 use kubus_proxy::{KubeProxy, Proxier, ProxierConfig, RulesConfig, Shutdown};
 use kubus_runtime::Informer;
 use serde_json::{json, Value};
-use std::io::Read as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -38,12 +37,6 @@ pub struct ProxyBenchArgs {
     /// Connections of each kind (ClusterIP, pod IP) for the latency comparison.
     #[arg(long, default_value_t = 2000)]
     pub connections: usize,
-}
-
-fn token() -> anyhow::Result<String> {
-    let mut b = [0u8; 3];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
 fn sh(program: &str, args: &[&str]) -> anyhow::Result<()> {

@@ -9,7 +9,7 @@
 //! Everything is named after a random token and removed on drop, even after a failure: agents
 //! are stopped, `kubus node-reset` runs inside each host, the namespaces and the bridge go.
 
-use super::{eventually, Cluster, NodeNames};
+use super::{eventually, node_reset, Cluster, NodeNames};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
@@ -39,10 +39,6 @@ impl Host {
         c
     }
 
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
-    }
-
     pub fn cut_off(&self) {
         ip(&["link", "set", &self.link, "down"]);
     }
@@ -68,7 +64,6 @@ pub struct Hosts {
     pub hosts: Vec<Host>,
     pub bridge: String,
     pub gateway: String,
-    pub names: NodeNames,
 }
 
 impl Hosts {
@@ -87,13 +82,7 @@ impl Hosts {
         let bridge = format!("kbh{}", names.token);
         let gateway = format!("{net}.1");
         // The bridge first, so that a failure below still finds it to delete.
-        let mut hosts = Hosts {
-            cluster: None,
-            hosts: vec![],
-            bridge: bridge.clone(),
-            gateway: gateway.clone(),
-            names: names.clone(),
-        };
+        let mut hosts = Hosts { cluster: None, hosts: vec![], bridge: bridge.clone(), gateway: gateway.clone() };
         ip(&["link", "add", &bridge, "type", "bridge"]);
         ip(&["addr", "add", &format!("{gateway}/24"), "dev", &bridge]);
         ip(&["link", "set", &bridge, "up"]);
@@ -157,20 +146,9 @@ impl Hosts {
             *h.agent.get_mut().unwrap() = Some(child);
         }
         for h in &hosts.hosts {
-            eventually(90, || hosts.node_ready(&h.node_name).then_some(()));
+            eventually(90, || (hosts.cluster().node_ready_status(&h.node_name) == "True").then_some(()));
         }
         hosts
-    }
-
-    pub fn node_ready(&self, node: &str) -> bool {
-        let r = self.cluster().kubectl(&[
-            "get",
-            "node",
-            node,
-            "-o",
-            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-        ]);
-        r.stdout == "True"
     }
 
     pub fn cluster(&self) -> &Cluster {
@@ -190,17 +168,7 @@ impl Drop for Hosts {
                 continue;
             }
             // Inside the host: its bridge, nft table, iptables rules and routes live there.
-            let out = h
-                .command(env!("CARGO_BIN_EXE_kubus"))
-                .args(["node-reset", "--data-dir"])
-                .arg(h.dir.join("node"))
-                .args(["--bridge", &h.bridge, "--cgroup-root", &h.cgroup_root])
-                .output();
-            match out {
-                Ok(o) if o.status.success() => {}
-                Ok(o) => eprintln!("node reset of {} failed: {}", h.netns, String::from_utf8_lossy(&o.stderr)),
-                Err(e) => eprintln!("node reset of {}: {e}", h.netns),
-            }
+            node_reset(h.command(env!("CARGO_BIN_EXE_kubus")), &h.dir.join("node"), &h.bridge, &h.cgroup_root);
         }
         for h in &self.hosts {
             // Deleting the namespace deletes the veth pair with it.

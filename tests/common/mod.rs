@@ -163,17 +163,24 @@ impl Cluster {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let c = Cluster::launch(dir, free_port(), &args, Some(names.clone()));
         // Ready: the node registered (its built-in images exist by then) and has its pod network.
-        eventually(60, || {
-            let r = c.kubectl(&[
-                "get",
-                "node",
-                &names.node_name,
-                "-o",
-                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-            ]);
-            (r.stdout == "True").then_some(())
-        });
+        eventually(60, || (c.node_ready_status(&names.node_name) == "True").then_some(()));
         c
+    }
+
+    /// The status of a node's Ready condition ("True", "False", "Unknown"; empty if none).
+    pub fn node_ready_status(&self, node: &str) -> String {
+        let jsonpath = "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}";
+        self.kubectl(&["get", "node", node, "-o", jsonpath]).stdout
+    }
+
+    /// Runs `wget -qO- url` `n` times from `pod` (busybox) until every one answers; the bodies.
+    pub fn wget_lines(&self, pod: &str, url: &str, n: usize) -> Vec<String> {
+        let script = format!("for i in $(seq {n}); do timeout 3 wget -qO- {url}; done");
+        eventually(60, || {
+            let r = self.kubectl(&["exec", pod, "--", "sh", "-c", &script]);
+            let lines: Vec<String> = r.stdout.lines().map(str::to_string).collect();
+            (lines.len() == n).then_some(lines)
+        })
     }
 
     fn launch(dir: PathBuf, port: u16, extra: &[&str], node: Option<NodeNames>) -> Cluster {
@@ -414,15 +421,28 @@ pub fn eventually<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
 /// Removes everything a test's node made on the host, with the product's own `kubus node
 /// reset` (containers, shims, mounts, sandboxes, the bridge, cgroups), even after a failure.
 pub fn reset_node(dir: &Path, names: &NodeNames) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kubus"))
+    node_reset(Command::new(env!("CARGO_BIN_EXE_kubus")), &dir.join("node"), &names.bridge, &names.cgroup_root);
+}
+
+/// `kubus node-reset` for a node's data dir, run by `kubus` (a command that may wrap it, e.g.
+/// to enter a host's network namespace); a failure is reported, not fatal (cleanup).
+pub fn node_reset(mut kubus: Command, data_dir: &Path, bridge: &str, cgroup_root: &str) {
+    let out = kubus
         .args(["node-reset", "--data-dir"])
-        .arg(dir.join("node"))
-        .args(["--bridge", &names.bridge, "--cgroup-root", &names.cgroup_root])
-        .output()
-        .expect("kubus runs");
-    if !out.status.success() {
-        eprintln!("node reset failed: {}", String::from_utf8_lossy(&out.stderr));
+        .arg(data_dir)
+        .args(["--bridge", bridge, "--cgroup-root", cgroup_root])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => eprintln!("node reset of {} failed: {}", data_dir.display(), String::from_utf8_lossy(&o.stderr)),
+        Err(e) => eprintln!("node reset of {}: {e}", data_dir.display()),
     }
+}
+
+/// GET from the machine itself with busybox wget (3 s at most); the trimmed body, None on failure.
+pub fn host_get(url: &str) -> Option<String> {
+    let o = Command::new("timeout").args(["3", "busybox", "wget", "-qO-", url]).output().ok()?;
+    o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
 }
 
 /// A standalone node agent (`kubus node`) joined to `cluster` through its NATS.
@@ -478,15 +498,7 @@ impl NodeAgent {
 impl Drop for NodeAgent {
     fn drop(&mut self) {
         self.kill();
-        let out = Command::new(env!("CARGO_BIN_EXE_kubus"))
-            .args(["node-reset", "--data-dir"])
-            .arg(self.dir.join("node"))
-            .args(["--bridge", &self.names.bridge, "--cgroup-root", &self.names.cgroup_root])
-            .output()
-            .expect("kubus runs");
-        if !out.status.success() {
-            eprintln!("node reset failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
+        reset_node(&self.dir, &self.names);
     }
 }
 

@@ -3,6 +3,7 @@
 //! three patch types, validation, defaulting and the server-side table printers.
 #![forbid(unsafe_code)]
 
+pub mod conditions;
 pub mod patch;
 pub mod protobuf;
 pub mod resource;

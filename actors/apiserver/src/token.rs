@@ -134,7 +134,9 @@ pub fn sign(key: &[u8], claims: &Value) -> String {
     format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
 }
 
-/// Checks a token's signature and expiry; its claims if valid.
+/// Checks a token's signature and expiry; its claims if valid (nothing serves TokenReview yet,
+/// so only the tests check what `sign` makes).
+#[cfg(test)]
 pub fn verify(key: &[u8], token: &str) -> Option<Value> {
     let (signing_input, sig) = token.rsplit_once('.')?;
     let mut mac = Hmac::<Sha256>::new_from_slice(key).ok()?;

@@ -107,6 +107,13 @@ impl EndpointsController {
         }
     }
 
+    /// Whether the Service of this name (an Endpoints' or the Service itself) has no selector.
+    fn selectorless(&self, obj: &Value) -> bool {
+        self.services
+            .get(owner::namespace(obj), owner::name(obj))
+            .is_some_and(|s| s["spec"]["selector"].as_object().is_none_or(|m| m.is_empty()))
+    }
+
     fn enqueue_all(&self) {
         for s in self.services.list() {
             self.queue.add(key_of(&s));
@@ -279,12 +286,19 @@ pub fn run(ctrl: Arc<EndpointsController>) -> Vec<BoxFuture<'static, ()>> {
                     Ok(Change::Resynced) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => c.enqueue_all(),
                     Err(_) => return,
                 },
-                // User-written Endpoints of selectorless Services are mirrored (this controller's
-                // own writes come back here too: an unchanged slice costs nothing).
+                // User-written Endpoints of selectorless Services are mirrored; this controller's
+                // own writes (Services with a selector) come back here too and are skipped.
                 ch = endpoints_changes.recv() => match ch {
-                    Ok(Change::Applied { new, .. }) => c.queue.add(key_of(&new)),
-                    Ok(Change::Deleted(e)) => c.queue.add(key_of(&e)),
-                    Ok(Change::Resynced) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => c.enqueue_all(),
+                    Ok(Change::Applied { new: e, .. }) | Ok(Change::Deleted(e)) => {
+                        if c.selectorless(&e) {
+                            c.queue.add(key_of(&e));
+                        }
+                    }
+                    Ok(Change::Resynced) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        for s in c.services.list().iter().filter(|s| c.selectorless(s)) {
+                            c.queue.add(key_of(s));
+                        }
+                    }
                     Err(_) => return,
                 },
                 ch = pod_changes.recv() => match ch {

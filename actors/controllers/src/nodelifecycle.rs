@@ -8,6 +8,7 @@
 use crate::owner;
 use crate::Informers;
 use futures::future::BoxFuture;
+use kubus_apimachinery::conditions;
 use kubus_apimachinery::table::{format_rfc3339, parse_rfc3339};
 use kubus_runtime::controller::{self, Action, ReconcileResult, Reconciler};
 use kubus_runtime::informer::ObjectKey;
@@ -51,11 +52,8 @@ impl NodeLifecycleController {
         let name = owner::name(node);
         let lease = self.leases.get("kube-node-lease", name);
         let from_lease = lease.and_then(|l| l["spec"]["renewTime"].as_str().and_then(parse_rfc3339));
-        let from_status = node["status"]["conditions"]
-            .as_array()
-            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-            .and_then(|c| c["lastHeartbeatTime"].as_str())
-            .and_then(parse_rfc3339);
+        let from_status =
+            conditions::find(node, "Ready").and_then(|c| c["lastHeartbeatTime"].as_str()).and_then(parse_rfc3339);
         from_lease.max(from_status).or_else(|| node["metadata"]["creationTimestamp"].as_str().and_then(parse_rfc3339))
     }
 
@@ -65,11 +63,7 @@ impl NodeLifecycleController {
         let stale = self.last_heartbeat(&node).is_none_or(|t| t + self.grace < now);
         let current = taints(&node);
         // A node whose kubelet reports Ready=False (as opposed to not reporting) is not-ready.
-        let reports_not_ready = !stale
-            && node["status"]["conditions"]
-                .as_array()
-                .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-                .is_some_and(|c| c["status"] == "False");
+        let reports_not_ready = !stale && conditions::status(&node, "Ready") == Some("False");
         let has_not_ready = current.iter().any(|t| t["key"] == NOT_READY);
         if reports_not_ready != has_not_ready {
             let mut t: Vec<Value> = current.iter().filter(|t| t["key"] != NOT_READY).cloned().collect();
@@ -86,10 +80,7 @@ impl NodeLifecycleController {
         }
         let has_ours = current.iter().any(|t| t["key"] == UNREACHABLE);
         if stale {
-            let ready_unknown = node["status"]["conditions"]
-                .as_array()
-                .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-                .is_some_and(|c| c["status"] == "Unknown");
+            let ready_unknown = conditions::status(&node, "Ready") == Some("Unknown");
             if !ready_unknown {
                 let ts = format_rfc3339(now);
                 let conditions: Vec<Value> = node["status"]["conditions"]
@@ -149,12 +140,13 @@ impl NodeLifecycleController {
         let name = owner::name(node);
         let ts = format_rfc3339(now);
         for pod in self.informers.pods.list().into_iter().filter(|p| p["spec"]["nodeName"] == name) {
-            let Some(conditions) = pod["status"]["conditions"].as_array() else { continue };
-            if !conditions.iter().any(|c| c["type"] == "Ready" && c["status"] == "True") {
+            if !conditions::is_true(&pod, "Ready") {
                 continue;
             }
-            let conditions: Vec<Value> = conditions
-                .iter()
+            let marked: Vec<Value> = pod["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
                 .map(|c| {
                     let mut c = c.clone();
                     if c["type"] == "Ready" {
@@ -164,7 +156,7 @@ impl NodeLifecycleController {
                     c
                 })
                 .collect();
-            let patch = json!({"status": {"conditions": conditions}});
+            let patch = json!({"status": {"conditions": marked}});
             match self
                 .client
                 .merge_patch("", "pods", Some(owner::namespace(&pod)), owner::name(&pod), Some("status"), &patch)

@@ -31,9 +31,7 @@ pub fn is_pod_active(pod: &Value) -> bool {
 }
 
 pub fn is_pod_ready(pod: &Value) -> bool {
-    pod["status"]["conditions"]
-        .as_array()
-        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    kubus_apimachinery::conditions::is_true(pod, "Ready")
 }
 
 /// Ready for at least `min_ready` (upstream's "available").
@@ -44,9 +42,7 @@ pub fn is_pod_available(pod: &Value, min_ready: i64, now: SystemTime) -> bool {
     if min_ready <= 0 {
         return true;
     }
-    let since = pod["status"]["conditions"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+    let since = kubus_apimachinery::conditions::find(pod, "Ready")
         .and_then(|c| c["lastTransitionTime"].as_str())
         .and_then(parse_rfc3339);
     since.is_some_and(|t| t + Duration::from_secs(min_ready as u64) <= now)

@@ -570,11 +570,12 @@ impl ImageStore {
         let tmp = self.inner.root.join("tmp");
         for name in read_dir_names(&tmp) {
             let p = tmp.join(&name);
-            let age = fs::metadata(&p).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+            let Ok(meta) = fs::metadata(&p) else { continue };
+            let age = meta.modified().ok().and_then(|t| t.elapsed().ok());
             if age.is_none_or(|a| a < std::time::Duration::from_secs(3600)) {
                 continue;
             }
-            let r = if p.is_dir() { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };
+            let r = if meta.is_dir() { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };
             r.ctx(|| format!("removing leftover {}", p.display()))?;
         }
         Ok(())

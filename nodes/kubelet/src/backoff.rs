@@ -38,10 +38,6 @@ impl Backoff {
     pub fn until(&self) -> Option<Instant> {
         self.until
     }
-
-    pub fn reset(&mut self) {
-        *self = Backoff::default();
-    }
 }
 
 #[cfg(test)]

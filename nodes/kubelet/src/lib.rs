@@ -32,11 +32,11 @@ use std::sync::{Arc, LazyLock, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-pub const LABEL_POD_UID: &str = "io.kubernetes.pod.uid";
-pub const LABEL_POD_NAME: &str = "io.kubernetes.pod.name";
-pub const LABEL_POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
-pub const LABEL_CONTAINER: &str = "io.kubernetes.container.name";
-pub const LABEL_ATTEMPT: &str = "io.kubernetes.container.restartCount";
+// The runtime's labels: adoption after a restart reads what the shims recorded.
+pub use kubus_node_runtime::labels::{
+    CONTAINER_NAME as LABEL_CONTAINER, POD_NAME as LABEL_POD_NAME, POD_NAMESPACE as LABEL_POD_NAMESPACE,
+    POD_UID as LABEL_POD_UID, RESTART_COUNT as LABEL_ATTEMPT,
+};
 pub const LABEL_IMAGE: &str = "io.kubus.image";
 pub const LABEL_IMAGE_ID: &str = "io.kubus.image.id";
 pub const LABEL_INIT: &str = "io.kubus.init";
@@ -475,12 +475,12 @@ impl Kubelet {
         ctx.spawn(
             async move {
                 let mut orphans: HashSet<String> = HashSet::new();
-                for info in c.runtime.list().await.unwrap_or_default() {
-                    let uid = info.labels.get(LABEL_POD_UID).cloned().unwrap_or_default();
+                for (id, labels) in c.runtime.list_labels().await.unwrap_or_default() {
+                    let uid = labels.get(LABEL_POD_UID).cloned().unwrap_or_default();
                     if !live.contains(&uid) && !working.contains(&uid) {
-                        tracing::info!(container = %info.id, pod_uid = %uid, "removing a container no pod owns");
-                        let _ = c.runtime.kill(&info.id, 9, true).await;
-                        let _ = c.runtime.delete(&info.id).await;
+                        tracing::info!(container = %id, pod_uid = %uid, "removing a container no pod owns");
+                        let _ = c.runtime.kill(&id, 9, true).await;
+                        let _ = c.runtime.delete(&id).await;
                         orphans.insert(uid);
                     }
                 }
@@ -638,13 +638,9 @@ async fn register_and_heartbeat(c: Arc<NodeContext>) {
         let changed = last_status.as_ref() != Some(&node::without_times(&status));
         // The node lifecycle controller sets Ready=Unknown while this agent was unreachable:
         // the agent's own view is written back as soon as it can reach the API again.
-        let ready_of = |v: &Value| {
-            v["status"]["conditions"]
-                .as_array()
-                .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-                .map(|c| c["status"].clone())
-        };
-        let overwritten = !previous.is_null() && ready_of(&previous) != ready_of(&status);
+        let overwritten = !previous.is_null()
+            && kubus_apimachinery::conditions::status(&previous, "Ready")
+                != kubus_apimachinery::conditions::status(&status, "Ready");
         if changed || overwritten || last_write.elapsed() >= Duration::from_secs(60) {
             match c.client.merge_patch("", "nodes", None, &name, Some("status"), &status).await {
                 Ok(_) => {
@@ -682,11 +678,11 @@ async fn image_gc(c: &NodeContext) {
     let low = store.saturating_sub(used.saturating_sub(capacity * 80 / 100));
     let in_use: HashSet<String> = c
         .runtime
-        .list()
+        .list_labels()
         .await
         .unwrap_or_default()
         .iter()
-        .filter_map(|i| i.labels.get(LABEL_IMAGE).and_then(|n| c.images.get(n)).map(|img| img.id))
+        .filter_map(|(_, labels)| labels.get(LABEL_IMAGE).and_then(|n| c.images.get(n)).map(|img| img.id))
         .collect();
     match c.images.gc(&in_use, high, low) {
         Ok(r) => tracing::info!(

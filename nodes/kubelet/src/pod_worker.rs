@@ -11,6 +11,7 @@ use crate::probes::{self, ProbeKind, ProbeUpdate};
 use crate::spec::{self, ContainerPlan, ImageDefaults, QosClass};
 use crate::status::{self, ContainerState, ContainerView, PodView, Terminated};
 use crate::{volumes, NodeContext, PodHandle};
+use kubus_apimachinery::conditions;
 use prometheus::{register_histogram_vec, register_int_counter_vec, HistogramVec, IntCounterVec};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -51,7 +52,6 @@ pub enum WorkerMsg {
     Exited {
         id: String,
     },
-    Probe(ProbeUpdate),
 }
 
 /// One run of a container.
@@ -96,6 +96,9 @@ pub struct PodWorker {
     records: HashMap<String, ContainerRecord>,
     sandbox: Option<kubus_node_network::Sandbox>,
     volumes: Option<volumes::VolumePaths>,
+    /// The pod cgroup exists with the pod's limits (they cannot change on update, so it is made
+    /// once, not on every sync).
+    pod_cgroup: bool,
     start_time: Option<SystemTime>,
     failed: bool,
     removed: bool,
@@ -132,6 +135,7 @@ impl PodWorker {
             records: HashMap::new(),
             sandbox: None,
             volumes: None,
+            pod_cgroup: false,
             start_time: None,
             failed: false,
             removed: false,
@@ -287,7 +291,6 @@ impl PodWorker {
             WorkerMsg::Update(p) => self.pod = p,
             WorkerMsg::Removed => self.removed = true,
             WorkerMsg::Exited { id } => self.on_exit(&id).await,
-            WorkerMsg::Probe(p) => self.on_probe(p).await,
         }
     }
 
@@ -450,11 +453,14 @@ impl PodWorker {
                 }
             }
         }
-        let qos = spec::qos_of(&self.pod);
-        self.ctx
-            .cgroups
-            .create(&self.ctx.pod_cgroup(&self.uid, qos), &pod_resources(&self.pod))
-            .map_err(|e| format!("pod cgroup: {e}"))?;
+        if !self.pod_cgroup {
+            let qos = spec::qos_of(&self.pod);
+            self.ctx
+                .cgroups
+                .create(&self.ctx.pod_cgroup(&self.uid, qos), &pod_resources(&self.pod))
+                .map_err(|e| format!("pod cgroup: {e}"))?;
+            self.pod_cgroup = true;
+        }
         // 2. Volumes (refreshed now and then, so ConfigMap and Secret changes arrive).
         if self.volumes.is_none() || Instant::now() >= self.next_volume_refresh {
             let dir = pod_dir(&self.ctx, &self.uid);
@@ -1003,13 +1009,8 @@ impl PodWorker {
         );
         // Someone else may have changed what the API says (the node lifecycle controller marks
         // pods of an unreachable node not ready): the kubelet's view wins once it is back.
-        let ready_of = |s: &Value| {
-            s["conditions"]
-                .as_array()
-                .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-                .map(|c| c["status"].clone())
-        };
-        let api_agrees = ready_of(&self.pod["status"]) == ready_of(&status);
+        let api_agrees = conditions::in_status(&self.pod["status"], "Ready").map(|c| &c["status"])
+            == conditions::in_status(&status, "Ready").map(|c| &c["status"]);
         if self.last_status.as_ref() == Some(&status) && api_agrees {
             return;
         }
@@ -1082,6 +1083,7 @@ impl PodWorker {
         .unwrap_or_else(|e| errors.push(e));
         self.sandbox = None;
         self.volumes = None;
+        self.pod_cgroup = false;
         if errors.is_empty() {
             Ok(())
         } else {

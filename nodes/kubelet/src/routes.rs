@@ -4,7 +4,7 @@
 //! node agent, so a second machine's pods are reachable as soon as its Node has a pod CIDR.
 
 use actix::prelude::*;
-use kubus_node_network::{desired_routes, PodRoutes, RouteSyncStats};
+use kubus_node_network::{desired_routes, PodRoutes, RouteSyncStats, RouteTable};
 use kubus_runtime::Informer;
 use prometheus::{register_int_counter_vec, register_int_gauge, IntCounterVec, IntGauge};
 use std::collections::BTreeSet;
@@ -42,6 +42,9 @@ pub struct RouteController {
     synced: bool,
     /// Pod CIDRs whose route the kernel refused (already logged).
     refused: BTreeSet<String>,
+    /// The table last applied without a failure: a Node change that leaves it as it is (a
+    /// status heartbeat) costs no `ip` call; the periodic resync forgets it to repair.
+    applied: Option<RouteTable>,
 }
 
 #[derive(Message)]
@@ -60,6 +63,7 @@ impl RouteController {
             pending: None,
             synced: false,
             refused: BTreeSet::new(),
+            applied: None,
         }
     }
 
@@ -73,20 +77,24 @@ impl RouteController {
     }
 
     fn sync(&mut self, ctx: &mut Context<Self>) {
+        let desired = desired_routes(&self.node_name, self.nodes.list().iter().map(|n| n.as_ref()));
+        if self.applied.as_ref() == Some(&desired) {
+            return;
+        }
         let Some(mut routes) = self.routes.take() else {
             self.dirty = true;
             return;
         };
-        let desired = desired_routes(&self.node_name, self.nodes.list().iter().map(|n| n.as_ref()));
         let span = tracing::info_span!("pod_routes_sync", routes = desired.len());
         let task = tokio::task::spawn_blocking(move || {
             let _entered = span.entered();
             let result = routes.sync(&desired);
-            (routes, result)
+            (routes, result, desired)
         });
         ctx.spawn(task.into_actor(self).map(|joined, this, ctx| {
             match joined {
-                Ok((routes, result)) => {
+                Ok((routes, result, desired)) => {
+                    this.applied = result.as_ref().is_ok_and(|s| s.failed.is_empty()).then_some(desired);
                     report(result, &mut this.refused);
                     this.routes = Some(routes);
                 }
@@ -144,7 +152,10 @@ impl Actor for RouteController {
         }
         let addr = ctx.address();
         self.nodes.on_change(move || addr.try_send(Changed).is_ok() || addr.connected());
-        ctx.run_interval(RESYNC, |this, ctx| this.schedule(ctx));
+        ctx.run_interval(RESYNC, |this, ctx| {
+            this.applied = None;
+            this.schedule(ctx);
+        });
         let nodes = self.nodes.clone();
         ctx.spawn(async move { nodes.wait_synced().await }.into_actor(self).map(|_, this, ctx| {
             // Only a full cache may remove routes: an empty one would look like "all nodes gone".

@@ -105,6 +105,7 @@ impl PodRoutes {
     /// routes are reported in the stats and retried on the next sync.
     pub fn sync(&mut self, desired: &RouteTable) -> Result<RouteSyncStats, RouteError> {
         let local = local_addresses()?;
+        let before = self.installed.clone();
         let mut stats = RouteSyncStats::default();
         let stale: Vec<String> = self
             .installed
@@ -138,7 +139,9 @@ impl PodRoutes {
             }
         }
         stats.installed = self.installed.len();
-        self.save()?;
+        if self.installed != before || !self.state_file.exists() {
+            self.save()?;
+        }
         Ok(stats)
     }
 

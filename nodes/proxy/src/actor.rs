@@ -91,8 +91,8 @@ impl Actor for KubeProxy {
             let addr = ctx.address();
             informer.on_change(move || addr.try_send(Changed).is_ok() || addr.connected());
         }
-        // A periodic resync repairs what someone else changed and retries what failed (the
-        // service route before the bridge exists); an unchanged ruleset costs an empty diff.
+        // A periodic resync retries what failed (an apply error replaces the table on the next
+        // sync; the service route before the bridge exists); an unchanged ruleset is not applied.
         ctx.run_interval(RESYNC, |this, ctx| this.schedule(ctx));
         let (services, slices) = (self.services.clone(), self.slices.clone());
         let addr = ctx.address();

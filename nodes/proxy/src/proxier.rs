@@ -140,6 +140,11 @@ impl Proxier {
     pub fn apply(&mut self, rules: ProxyRules) -> Result<Duration, ProxierError> {
         self.host_setup()?;
         let started = Instant::now();
+        // Nothing changed (a periodic resync): no transaction, since nft reads the whole ruleset
+        // for each one (tens of ms at 1,000 Services).
+        if self.applied.as_ref() == Some(&rules) {
+            return Ok(started.elapsed());
+        }
         let script = match &self.applied {
             Some(prev) => rules.incremental_text(prev),
             None => rules.full_text(),

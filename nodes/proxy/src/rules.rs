@@ -330,18 +330,19 @@ impl ProxyRules {
                     }
                 }
                 let balance = Balance { id: &id, proto, affinity };
-                if !internal_local {
-                    let chain = balance.cluster_chain(&mut r, usable, config);
-                    r.element("service-ips", format!("{cluster_ip} . {proto} . {number} : goto {chain}"));
-                } else if local.is_empty() {
-                    r.element("no-endpoint-services", format!("{cluster_ip} . {proto} . {number} : {reject}"));
-                } else {
-                    let chain = balance.local_chain(&mut r, &local);
-                    r.element("service-ips", format!("{cluster_ip} . {proto} . {number} : goto {chain}"));
+                // Each balancing chain is built once, when something jumps to it.
+                let cluster =
+                    (!internal_local || node_port.is_some()).then(|| balance.cluster_chain(&mut r, usable, config));
+                let local_chain = ((internal_local || (external_local && node_port.is_some())) && !local.is_empty())
+                    .then(|| balance.local_chain(&mut r, &local));
+                match (internal_local, &cluster, &local_chain) {
+                    (false, Some(chain), _) | (true, _, Some(chain)) => {
+                        r.element("service-ips", format!("{cluster_ip} . {proto} . {number} : goto {chain}"))
+                    }
+                    _ => r.element("no-endpoint-services", format!("{cluster_ip} . {proto} . {number} : {reject}")),
                 }
-                let Some(np) = node_port else { continue };
+                let (Some(np), Some(cluster)) = (node_port, cluster) else { continue };
                 let ext_chain = format!("external-{}-{id}", hash_prefix(&id));
-                let cluster = balance.cluster_chain(&mut r, usable, config);
                 let rules = if !external_local {
                     // NodePort traffic comes from anywhere: masquerade so that replies return
                     // through this node.
@@ -355,11 +356,7 @@ impl ProxyRules {
                     }
                     rules.push("fib saddr type local jump mark-for-masquerade".to_string());
                     rules.push(format!("fib saddr type local goto {cluster}"));
-                    if local.is_empty() {
-                        rules.push("drop".to_string());
-                    } else {
-                        rules.push(format!("goto {}", balance.local_chain(&mut r, &local)));
-                    }
+                    rules.push(local_chain.map_or("drop".to_string(), |chain| format!("goto {chain}")));
                     rules
                 };
                 r.chains.insert(ext_chain.clone(), Chain { base: None, rules });

@@ -1,6 +1,7 @@
 //! `Runtime`: the agent's side. Async (tokio), and it never calls libcontainer: every container
 //! operation is a request to the container's shim over `shims/<id>/shim.sock`.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -311,6 +312,24 @@ impl Runtime {
         }
         SHIM_EVENTS.with_label_values(&["cleaned"]).inc();
         Ok(())
+    }
+
+    /// Every container with a shim directory and its labels, from the records alone (no shim is
+    /// asked): what periodic sweeps need.
+    pub async fn list_labels(&self) -> Result<Vec<(String, BTreeMap<String, String>)>, RuntimeError> {
+        let mut rd = tokio::fs::read_dir(&self.shims_dir).await.map_err(io_err("reading the shims dir"))?;
+        let mut out = Vec::new();
+        while let Some(entry) = rd.next_entry().await.map_err(io_err("reading the shims dir"))? {
+            let Some(id) = entry.file_name().to_str().map(str::to_string) else { continue };
+            if validate_id(&id).is_err() {
+                continue;
+            }
+            if let Ok(record) = read_record(&entry.path()).await {
+                out.push((id, record.labels));
+            }
+        }
+        out.sort();
+        Ok(out)
     }
 
     /// Every container with a shim directory, with its labels and live state (after an agent

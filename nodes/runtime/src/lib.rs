@@ -34,7 +34,6 @@ pub mod labels {
     pub const POD_UID: &str = "io.kubernetes.pod.uid";
     pub const CONTAINER_NAME: &str = "io.kubernetes.container.name";
     pub const RESTART_COUNT: &str = "io.kubernetes.container.restartCount";
-    pub const ATTEMPT: &str = "io.kubernetes.container.attempt";
 }
 
 /// What the kubelet asks for: the bundle directory already holds the prepared root filesystem

@@ -252,6 +252,14 @@ impl Conn {
         }
     }
 
+    /// The next complete stream frame; a corrupt one ends the connection.
+    fn take_stream_frame(&mut self) -> Option<(u8, Vec<u8>)> {
+        proto::take_stream_frame(&mut self.inbuf).unwrap_or_else(|_| {
+            self.dead = true;
+            None
+        })
+    }
+
     fn fill(&mut self) {
         let mut buf = [0u8; READ_CHUNK];
         loop {
@@ -800,14 +808,7 @@ impl Shim {
                     }
                 }
                 Mode::Exec(eid) => {
-                    let frame = match proto::take_stream_frame(&mut c.inbuf) {
-                        Ok(f) => f,
-                        Err(_) => {
-                            c.dead = true;
-                            None
-                        }
-                    };
-                    let Some((channel, data)) = frame else {
+                    let Some((channel, data)) = c.take_stream_frame() else {
                         if c.eof || c.dead {
                             // The client is gone: nobody will read the output, stop the process.
                             c.dead = true;
@@ -823,14 +824,7 @@ impl Shim {
                     self.stream_input(eid, channel, data);
                 }
                 Mode::Attach { stdin } => {
-                    let frame = match proto::take_stream_frame(&mut c.inbuf) {
-                        Ok(f) => f,
-                        Err(_) => {
-                            c.dead = true;
-                            None
-                        }
-                    };
-                    let Some((channel, data)) = frame else {
+                    let Some((channel, data)) = c.take_stream_frame() else {
                         if c.eof || c.dead {
                             // Detached: the container runs on; a stdinOnce stdin ends with it.
                             c.dead = true;
@@ -1121,9 +1115,7 @@ impl Shim {
         }
         let _rm = Rm(process_json.clone());
 
-        let tenant_seccomp = Spec::load(self.record.bundle.join("config.json"))
-            .ok()
-            .and_then(|spec| spec.linux().as_ref().and_then(|l| l.seccomp().clone()));
+        let tenant_seccomp = self.spec.linux().as_ref().and_then(|l| l.seccomp().clone());
         let mut builder = ContainerBuilder::new(self.id.clone(), SyscallType::Linux)
             .with_root_path(&self.record.runc_root)?
             .with_executor(ResetSignalsExecutor { tenant_seccomp });
