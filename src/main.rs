@@ -30,14 +30,14 @@ enum Command {
     /// Run simulated nodes against a cluster (like kwok).
     SimNodes(cmd::sim::SimArgs),
     /// Measure the API server, the control plane at scale and the node agent (figures for docs/benchmarks.md).
-    Bench(cmd::bench::BenchArgs),
+    Bench(kubus_bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
     // A container's shim is this binary too; it must start lean: no runtime, no logging setup.
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("shim") {
-        return kubus_node_runtime::shim_main(args[2..].to_vec());
+        return kubus_container_runtime::shim_main(args[2..].to_vec());
     }
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -64,6 +64,6 @@ fn run() -> anyhow::Result<()> {
         Command::NodeReset(args) => actix::System::new().block_on(cmd::node::reset(args)),
         Command::Image(args) => actix::System::new().block_on(cmd::image::run(args)),
         Command::SimNodes(args) => actix::System::new().block_on(cmd::sim::run(args)),
-        Command::Bench(args) => actix::System::new().block_on(cmd::bench::run(args)),
+        Command::Bench(args) => actix::System::new().block_on(kubus_bench::run(args)),
     }
 }

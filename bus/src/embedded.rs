@@ -1,10 +1,20 @@
 //! The embedded default: with no NATS URL given, Kubus runs Debian's `nats-server` as a child
-//! process with JetStream storing under the data dir.
+//! process with JetStream storing under the data dir, and keeps it running.
+//!
+//! The server must be Kubus's own: it gets a server name no other server has, the port is
+//! checked free before it starts (a taken port is refused, naming the process that holds it),
+//! and it is only reported up once a connection to the address is answered with that name.
+//! Without that check, a NATS server the user already runs on the port would silently become
+//! the cluster's store. A child that exits is restarted on the same data dir and address;
+//! clients reconnect by themselves.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+use tokio::sync::{oneshot, watch};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmbeddedError {
@@ -18,12 +28,42 @@ pub enum EmbeddedError {
     Exited { status: String, log: PathBuf },
     #[error("nats-server did not accept connections on {addr} within {secs}s; its log is {log}")]
     Timeout { addr: String, secs: u64, log: PathBuf },
+    #[error(
+        "the embedded NATS cannot listen on {addr}: the port is taken by {holder}. Kubus will not use a server it \
+         did not start as its store: pass --nats-listen with a free address, or --nats nats://{addr} to use that \
+         server deliberately"
+    )]
+    PortTaken { addr: String, holder: String },
+    #[error("the NATS server at {addr} is {found:?}, not the embedded server {expected:?} this Kubus started")]
+    NotOurs { addr: String, expected: String, found: String },
+}
+
+static RESTARTS: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
+    prometheus::register_int_counter!(
+        "kubus_embedded_nats_restarts_total",
+        "Times the embedded nats-server exited and was started again"
+    )
+    .expect("metric registers once")
+});
+
+/// How to run the child: everything a restart needs again.
+#[derive(Clone)]
+struct Spec {
+    bin: PathBuf,
+    config: PathBuf,
+    log: PathBuf,
+    addr: String,
+    server_name: String,
 }
 
 pub struct EmbeddedNats {
-    child: Child,
     url: String,
+    server_name: String,
     data_dir: PathBuf,
+    /// Whether the server is up right now (false while it is being restarted).
+    up: watch::Receiver<bool>,
+    stop: Option<oneshot::Sender<()>>,
+    supervisor: tokio::task::JoinHandle<()>,
 }
 
 /// Candidate locations of the server binary, Debian's first.
@@ -35,9 +75,36 @@ fn find_binary() -> Option<PathBuf> {
     candidates.iter().map(PathBuf::from).find(|p| p.exists())
 }
 
+/// Where the embedded server of a data dir listens unless told otherwise: the address it
+/// listened on before (recorded in `<data_dir>/nats.listen`), else a free loopback port of
+/// its own, so it never collides with a NATS server the user runs on the standard port.
+pub fn default_listen(data_dir: &Path) -> String {
+    std::fs::read_to_string(data_dir.join("nats.listen"))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "127.0.0.1:0".to_string())
+}
+
+/// The URL of the embedded server of a data dir, as the running `kubus up` recorded it (for
+/// `kubus node`, `kubus sim-nodes` and other commands on the same machine).
+pub fn recorded_url(data_dir: &Path) -> Option<String> {
+    std::fs::read_to_string(data_dir.join("nats.url")).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+fn random_token() -> String {
+    let mut bytes = [0u8; 6];
+    if std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes)).is_err() {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        bytes.copy_from_slice(&(nanos.as_nanos() as u64 ^ std::process::id() as u64).to_le_bytes()[..6]);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 impl EmbeddedNats {
     /// Starts nats-server listening on `listen` (`host:port`; port 0 picks a free one) with its
-    /// JetStream store in `<data_dir>/nats`, and waits until it accepts connections.
+    /// JetStream store in `<data_dir>/nats`, waits until it answers as itself, and supervises it.
+    /// The address it listens on is recorded in `<data_dir>/nats.listen`.
     pub async fn start(data_dir: &Path, listen: &str) -> Result<EmbeddedNats, EmbeddedError> {
         let bin = find_binary().ok_or_else(|| EmbeddedError::NotInstalled("/usr/sbin/nats-server".into()))?;
         let io = |path: &Path| {
@@ -50,63 +117,246 @@ impl EmbeddedNats {
 
         let (host, port) = split_listen(listen);
         let port = if port == 0 { free_port(&host).map_err(io(data_dir))? } else { port };
+        let addr = format!("{host}:{port}");
+        let server_name = format!("kubus-{}", random_token());
         let config_path = data_dir.join("nats-server.conf");
         let log = data_dir.join("nats-server.log");
         // max_payload above the 1 MiB default so objects up to Kubernetes' 1.5 MiB fit.
         let config = format!(
-            "listen: \"{host}:{port}\"\nserver_name: kubus\nmax_payload: 2MB\npid_file: \"{pid}\"\n\
+            "listen: \"{addr}\"\nserver_name: {server_name}\nmax_payload: 2MB\npid_file: \"{pid}\"\n\
              log_file: \"{log}\"\njetstream {{\n  store_dir: \"{store}\"\n}}\n",
             pid = data_dir.join("nats-server.pid").display(),
             log = log.display(),
             store = store.display(),
         );
         std::fs::write(&config_path, config).map_err(io(&config_path))?;
-        let mut child = Command::new(&bin)
-            .arg("-c")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => EmbeddedError::NotInstalled(bin.display().to_string()),
-                _ => EmbeddedError::Io { path: bin.clone(), source: e },
-            })?;
-
-        let addr = format!("{host}:{port}");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Err(EmbeddedError::Exited { status: status.to_string(), log });
-            }
-            if tokio::net::TcpStream::connect(&addr).await.is_ok() {
-                break;
-            }
-            if Instant::now() > deadline {
-                return Err(EmbeddedError::Timeout { addr, secs: 20, log });
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        tracing::info!(%addr, data = %store.display(), "embedded nats-server started");
-        Ok(EmbeddedNats { child, url: format!("nats://{addr}"), data_dir: data_dir.to_path_buf() })
+        let spec = Spec { bin, config: config_path, log, addr: addr.clone(), server_name: server_name.clone() };
+        let child = spawn(&spec).await?;
+        let listen_file = data_dir.join("nats.listen");
+        std::fs::write(&listen_file, &addr).map_err(io(&listen_file))?;
+        tracing::info!(%addr, server = %server_name, data = %store.display(), "embedded nats-server started");
+        let (up_tx, up) = watch::channel(true);
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let supervisor = tokio::spawn(supervise(spec, child, up_tx, stop_rx, data_dir.to_path_buf()));
+        Ok(EmbeddedNats {
+            url: format!("nats://{addr}"),
+            server_name,
+            data_dir: data_dir.to_path_buf(),
+            up,
+            stop: Some(stop_tx),
+            supervisor,
+        })
     }
 
     pub fn url(&self) -> &str {
         &self.url
     }
 
-    /// Stops the server with SIGTERM (it flushes JetStream), then SIGKILL after 10 s.
+    /// The unique server name this child runs with.
+    pub fn server_name(&self) -> &str {
+        &self.server_name
+    }
+
+    /// Whether the child is up (false between its exit and its restart).
+    pub fn is_up(&self) -> bool {
+        *self.up.borrow()
+    }
+
+    /// Fails unless `client` is connected to this embedded server (and not to another server
+    /// that answered on the same address). Waits for the connection (clients connect in the
+    /// background) for up to 10 s.
+    pub async fn verify(&self, client: &async_nats::Client) -> Result<(), EmbeddedError> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut found = String::new();
+        while Instant::now() < deadline {
+            let _ = tokio::time::timeout(Duration::from_secs(1), client.flush()).await;
+            found = client.server_info().server_name;
+            if !found.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if found == self.server_name {
+            Ok(())
+        } else {
+            Err(EmbeddedError::NotOurs {
+                addr: self.url.trim_start_matches("nats://").to_string(),
+                expected: self.server_name.clone(),
+                found,
+            })
+        }
+    }
+
+    /// Stops supervising, then stops the server with SIGTERM (it flushes JetStream), SIGKILL
+    /// after 10 s.
     pub async fn stop(mut self) {
-        if let Some(pid) = self.child.id() {
-            signal(pid, "TERM");
-            if tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await.is_ok() {
-                let _ = std::fs::remove_file(self.data_dir.join("nats-server.pid"));
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.supervisor).await;
+        let _ = std::fs::remove_file(self.data_dir.join("nats-server.pid"));
+    }
+}
+
+/// Starts the child and waits until the address answers with its server name.
+async fn spawn(spec: &Spec) -> Result<Child, EmbeddedError> {
+    if let Some(holder) = port_holder(&spec.addr) {
+        return Err(EmbeddedError::PortTaken { addr: spec.addr.clone(), holder });
+    }
+    let mut child = Command::new(&spec.bin)
+        .arg("-c")
+        .arg(&spec.config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => EmbeddedError::NotInstalled(spec.bin.display().to_string()),
+            _ => EmbeddedError::Io { path: spec.bin.clone(), source: e },
+        })?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            // Lost a race for the port with another process?
+            return Err(match port_holder(&spec.addr) {
+                Some(holder) => EmbeddedError::PortTaken { addr: spec.addr.clone(), holder },
+                None => EmbeddedError::Exited { status: status.to_string(), log: spec.log.clone() },
+            });
+        }
+        match server_name_at(&spec.addr).await {
+            Some(name) if name == spec.server_name => return Ok(child),
+            Some(name) => {
+                let _ = child.kill().await;
+                return Err(EmbeddedError::NotOurs {
+                    addr: spec.addr.clone(),
+                    expected: spec.server_name.clone(),
+                    found: name,
+                });
+            }
+            None => {}
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill().await;
+            return Err(EmbeddedError::Timeout { addr: spec.addr.clone(), secs: 20, log: spec.log.clone() });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Keeps the child running until told to stop: an exit is logged, counted and followed by a
+/// restart on the same data dir and address (retried with backoff while that fails).
+async fn supervise(
+    spec: Spec,
+    mut child: Child,
+    up: watch::Sender<bool>,
+    mut stop: oneshot::Receiver<()>,
+    data_dir: PathBuf,
+) {
+    loop {
+        tokio::select! {
+            status = child.wait() => {
+                let _ = up.send(false);
+                RESTARTS.inc();
+                tracing::error!(status = ?status.ok(), log = %spec.log.display(), "embedded nats-server exited; restarting it");
+                let mut backoff = Duration::from_millis(100);
+                loop {
+                    stop_stale(&data_dir);
+                    let started = tokio::select! {
+                        started = spawn(&spec) => started,
+                        _ = &mut stop => return,
+                    };
+                    match started {
+                        Ok(c) => {
+                            child = c;
+                            let _ = up.send(true);
+                            tracing::info!(addr = %spec.addr, "embedded nats-server is back");
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "embedded nats-server did not restart; retrying");
+                            tokio::select! {
+                                _ = tokio::time::sleep(backoff) => {}
+                                _ = &mut stop => return,
+                            }
+                            backoff = (backoff * 2).min(Duration::from_secs(5));
+                        }
+                    }
+                }
+            }
+            _ = &mut stop => {
+                if let Some(pid) = child.id() {
+                    signal(pid, "TERM");
+                    if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_ok() {
+                        return;
+                    }
+                }
+                let _ = child.kill().await;
                 return;
             }
         }
-        let _ = self.child.kill().await;
     }
+}
+
+/// The `server_name` a NATS server at `addr` announces in its INFO line, if one answers.
+async fn server_name_at(addr: &str) -> Option<String> {
+    let read = async {
+        let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line).await.ok()?;
+        let info: serde_json::Value = serde_json::from_str(line.strip_prefix("INFO ")?.trim()).ok()?;
+        Some(info["server_name"].as_str().unwrap_or_default().to_string())
+    };
+    tokio::time::timeout(Duration::from_secs(1), read).await.ok().flatten()
+}
+
+/// Who listens on `addr` already: "pid N (command line)" when /proc tells, else a description;
+/// None when the port can be bound.
+fn port_holder(addr: &str) -> Option<String> {
+    let (host, port) = split_listen(addr);
+    if std::net::TcpListener::bind((host.as_str(), port)).is_ok() {
+        return None;
+    }
+    Some(listener_process(port).unwrap_or_else(|| "another process".to_string()))
+}
+
+/// The process with a listening socket on `port`, from /proc/net/tcp{,6} and /proc/*/fd.
+fn listener_process(port: u16) -> Option<String> {
+    let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter_map(|l| {
+                    let cols: Vec<&str> = l.split_whitespace().collect();
+                    let local_port = cols.get(1)?.rsplit_once(':')?.1;
+                    // State 0A is LISTEN.
+                    (u16::from_str_radix(local_port, 16).ok()? == port && cols.get(3) == Some(&"0A"))
+                        .then(|| cols.get(9).map(|s| s.to_string()))?
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let wanted: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
+    for proc_dir in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = proc_dir.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(fds) = std::fs::read_dir(proc_dir.path().join("fd")) else { continue };
+        let holds = fds.flatten().any(|fd| {
+            std::fs::read_link(fd.path()).is_ok_and(|target| wanted.iter().any(|w| target.as_os_str() == w.as_str()))
+        });
+        if holds {
+            let cmdline = std::fs::read(proc_dir.path().join("cmdline")).unwrap_or_default();
+            let cmdline: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect();
+            return Some(format!("pid {pid} ({})", cmdline.join(" ")));
+        }
+    }
+    None
 }
 
 /// A server left behind by a Kubus that was killed would hold the store: stop it first.
@@ -147,4 +397,19 @@ fn split_listen(listen: &str) -> (String, u16) {
 fn free_port(host: &str) -> std::io::Result<u16> {
     let l = std::net::TcpListener::bind((host, 0))?;
     Ok(l.local_addr()?.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_taken_port_names_its_holder() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let holder = port_holder(&addr).expect("taken");
+        assert!(holder.contains(&format!("pid {}", std::process::id())), "{holder}");
+        drop(l);
+        assert_eq!(port_holder(&addr), None);
+    }
 }

@@ -21,7 +21,7 @@
 
 use crate::api::{decode, encode, EnvelopeError};
 use bytes::{BufMut, Bytes, BytesMut};
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, FutureExt, TryFutureExt};
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -508,6 +508,14 @@ pub async fn serve_node_streams(
     Ok(())
 }
 
+/// A stream the node agent accepted, ready to be pumped.
+enum Accepted {
+    Logs(BoxStream<'static, Bytes>),
+    /// An exec or attach: the stdio it wants (stdin, stdout, stderr) and what runs with it.
+    Io((bool, bool, bool), RunIo),
+    Tcp(tokio::net::TcpStream),
+}
+
 async fn serve_one(
     client: async_nats::Client,
     cluster: String,
@@ -531,49 +539,28 @@ async fn serve_one(
     };
     let start = std::time::Instant::now();
     let kind = open.kind.name();
-    let result: Result<(), String> = match open.kind.clone() {
-        StreamKind::Logs(req) => match handler.logs(req).await {
-            Err(e) => return answer(Err(e)).await,
-            Ok(logs) => {
-                answer(Ok(())).await;
-                let (tx, rx) = session(client.clone(), frame_subject(&cluster, &open.sid, "down"), inbound);
-                pump_logs(tx, rx, logs).await
-            }
-        },
-        StreamKind::Exec(req) => {
-            if let Err(e) = handler.check(&open.kind).await {
-                return answer(Err(e)).await;
-            }
-            answer(Ok(())).await;
-            let (tx, rx) = session(client.clone(), frame_subject(&cluster, &open.sid, "down"), inbound);
+    let accepted = match open.kind.clone() {
+        StreamKind::Logs(req) => handler.logs(req).await.map(Accepted::Logs),
+        StreamKind::Exec(req) => handler.check(&open.kind).await.map(|()| {
             let want = (req.stdin, req.stdout, req.stderr && !req.tty);
-            pump_io(tx, rx, want, move |io| {
-                let run = handler.exec(req, io);
-                Box::pin(async move { run.await.map(Some) })
-            })
-            .await
-        }
-        StreamKind::Attach(req) => {
-            if let Err(e) = handler.check(&open.kind).await {
-                return answer(Err(e)).await;
-            }
-            answer(Ok(())).await;
-            let (tx, rx) = session(client.clone(), frame_subject(&cluster, &open.sid, "down"), inbound);
+            Accepted::Io(want, Box::new(move |io| handler.exec(req, io).map_ok(Some).boxed()))
+        }),
+        StreamKind::Attach(req) => handler.check(&open.kind).await.map(|()| {
             let want = (req.stdin, req.stdout, req.stderr && !req.tty);
-            pump_io(tx, rx, want, move |io| {
-                let run = handler.attach(req, io);
-                Box::pin(async move { run.await.map(|()| None) })
-            })
-            .await
-        }
-        StreamKind::PortForward(req) => match handler.port_forward(req).await {
-            Err(e) => return answer(Err(e)).await,
-            Ok(tcp) => {
-                answer(Ok(())).await;
-                let (tx, rx) = session(client.clone(), frame_subject(&cluster, &open.sid, "down"), inbound);
-                pump_tcp(tx, rx, tcp).await
-            }
-        },
+            Accepted::Io(want, Box::new(move |io| handler.attach(req, io).map_ok(|()| None).boxed()))
+        }),
+        StreamKind::PortForward(req) => handler.port_forward(req).await.map(Accepted::Tcp),
+    };
+    let accepted = match accepted {
+        Ok(accepted) => accepted,
+        Err(e) => return answer(Err(e)).await,
+    };
+    answer(Ok(())).await;
+    let (tx, rx) = session(client.clone(), frame_subject(&cluster, &open.sid, "down"), inbound);
+    let result = match accepted {
+        Accepted::Logs(logs) => pump_logs(tx, rx, logs).await,
+        Accepted::Io(want, run) => pump_io(tx, rx, want, run).await,
+        Accepted::Tcp(tcp) => pump_tcp(tx, rx, tcp).await,
     };
     match result {
         Ok(()) => tracing::debug!(kind, elapsed = ?start.elapsed(), "node stream finished"),
@@ -611,9 +598,8 @@ async fn pump_io(
     tx: StreamSender,
     mut rx: StreamReceiver,
     (stdin, stdout, stderr): (bool, bool, bool),
-    run: impl FnOnce(StreamIo) -> BoxFuture<'static, Result<Option<i32>, StreamError>> + Send + 'static,
+    run: RunIo,
 ) -> Result<(), String> {
-    let run: RunIo = Box::new(run);
     let (stdin_tx, stdin_rx) = if stdin { Some(mpsc::channel::<Bytes>(8)).unzip() } else { (None, None) };
     let (out_tx, out_rx) = if stdout { Some(mpsc::channel::<Bytes>(8)).unzip() } else { (None, None) };
     let (err_tx, err_rx) = if stderr { Some(mpsc::channel::<Bytes>(8)).unzip() } else { (None, None) };

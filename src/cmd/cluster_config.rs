@@ -3,8 +3,11 @@
 //! DNS domain it runs with, and a node agent joining with only a NATS URL reads them, so its
 //! kube-proxy routes the right service range and pod traffic between nodes is not masqueraded.
 
-use kubus_runtime::Client;
-use serde_json::{json, Value};
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kubus_controller_runtime::Client;
+use serde_json::json;
+use std::collections::BTreeMap;
 
 pub const NAMESPACE: &str = "kube-system";
 pub const NAME: &str = "kubus-cluster-config";
@@ -17,8 +20,8 @@ pub struct ClusterNetwork {
 }
 
 impl ClusterNetwork {
-    fn from_configmap(cm: &Value) -> ClusterNetwork {
-        let field = |k: &str| cm["data"][k].as_str().filter(|v| !v.is_empty()).map(String::from);
+    fn from_configmap(cm: &ConfigMap) -> ClusterNetwork {
+        let field = |k: &str| cm.data.as_ref()?.get(k).filter(|v| !v.is_empty()).cloned();
         ClusterNetwork {
             pod_subnet: field("podSubnet"),
             service_subnet: field("serviceSubnet"),
@@ -29,17 +32,20 @@ impl ClusterNetwork {
 
 /// Creates or updates the ConfigMap (the control plane's flags are the truth).
 pub async fn publish(client: &Client, net: &ClusterNetwork) -> anyhow::Result<()> {
-    let data = json!({
-        "podSubnet": net.pod_subnet.clone().unwrap_or_default(),
-        "serviceSubnet": net.service_subnet.clone().unwrap_or_default(),
-        "dnsDomain": net.dns_domain.clone().unwrap_or_default(),
-    });
-    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": NAME, "namespace": NAMESPACE}, "data": data});
-    match client.create("", "configmaps", Some(NAMESPACE), &cm).await {
+    let data: BTreeMap<String, String> =
+        [("podSubnet", &net.pod_subnet), ("serviceSubnet", &net.service_subnet), ("dnsDomain", &net.dns_domain)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.clone().unwrap_or_default()))
+            .collect();
+    let cm = ConfigMap {
+        metadata: ObjectMeta { name: Some(NAME.into()), namespace: Some(NAMESPACE.into()), ..Default::default() },
+        data: Some(data.clone()),
+        ..Default::default()
+    };
+    match client.create(&cm).await {
         Ok(_) => Ok(()),
         Err(e) if e.is_conflict() => {
-            client.merge_patch("", "configmaps", Some(NAMESPACE), NAME, None, &json!({"data": data})).await?;
+            client.merge_patch::<ConfigMap>(NAMESPACE, NAME, &json!({"data": data})).await?;
             Ok(())
         }
         Err(e) => Err(e.into()),
@@ -49,7 +55,7 @@ pub async fn publish(client: &Client, net: &ClusterNetwork) -> anyhow::Result<()
 /// What the control plane published; None when it is not there (an older or foreign control
 /// plane): the agent then keeps its own flags' defaults.
 pub async fn fetch(client: &Client) -> Option<ClusterNetwork> {
-    match client.get("", "configmaps", Some(NAMESPACE), NAME).await {
+    match client.get::<ConfigMap>(NAMESPACE, NAME).await {
         Ok(cm) => Some(ClusterNetwork::from_configmap(&cm)),
         Err(e) => {
             tracing::info!(error = %e, "no {NAMESPACE}/{NAME}: using this node's flags only");
@@ -64,7 +70,10 @@ mod tests {
 
     #[test]
     fn empty_values_are_absent() {
-        let cm = json!({"data": {"podSubnet": "10.244.0.0/16", "serviceSubnet": "", "dnsDomain": "corp.local"}});
+        let cm: ConfigMap = serde_json::from_value(
+            json!({"data": {"podSubnet": "10.244.0.0/16", "serviceSubnet": "", "dnsDomain": "corp.local"}}),
+        )
+        .unwrap();
         assert_eq!(
             ClusterNetwork::from_configmap(&cm),
             ClusterNetwork {

@@ -1,6 +1,3 @@
-pub mod bench;
-pub mod bench_node;
-pub mod bench_proxy;
 pub mod cluster_config;
 pub mod dns;
 pub mod image;

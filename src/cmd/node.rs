@@ -2,10 +2,12 @@
 //! `kubus node --nats URL`, joining the cluster through its NATS.
 
 use anyhow::Context as _;
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kubus_bus::api::ApiClient;
 use kubus_bus::Store;
+use kubus_controller_runtime::{Client, InformerFactory};
 use kubus_kubelet::{Kubelet, KubeletConfig};
-use kubus_runtime::{Client, InformerFactory};
 use std::path::PathBuf;
 
 /// Settings of a node agent (shared by `kubus node` and `kubus up`).
@@ -49,9 +51,10 @@ pub struct NodeOpts {
 
 #[derive(clap::Args, Debug)]
 pub struct NodeArgs {
-    /// NATS URL(s) of the cluster (comma-separated).
-    #[arg(long, default_value = "nats://127.0.0.1:4222")]
-    pub nats: String,
+    /// NATS URL(s) of the cluster (comma-separated); default: the embedded server of the
+    /// `kubus up` on this machine.
+    #[arg(long)]
+    pub nats: Option<String>,
     /// Name of the cluster on the bus.
     #[arg(long, default_value = "kubus")]
     pub cluster: String,
@@ -121,17 +124,33 @@ pub fn proxy_table(bridge: &str) -> String {
     }
 }
 
+/// A running node agent: its actors' arbiter and what it holds of the machine.
+pub struct RunningNode {
+    pub arbiter: actix::Arbiter,
+    /// The bridge, cgroup root and address ranges, claimed while the agent runs.
+    _claims: kubus_network::claims::Claims,
+}
+
 /// Starts the agent actor, the node's kube-proxy and its route controller on an arbiter of
-/// their own.
+/// their own, once it holds its bridge, cgroup root and ranges on this machine (a second
+/// cluster asking for them is refused).
 pub async fn start(
     config: KubeletConfig,
     service_cidr: &str,
     nats: async_nats::Client,
     informers: &InformerFactory,
-) -> anyhow::Result<(actix::Addr<Kubelet>, actix::Arbiter)> {
+) -> anyhow::Result<RunningNode> {
+    let owner = config.state_dir.display().to_string();
+    let claims = kubus_network::claims::claim(&kubus_network::claims::HostResources {
+        owner: &owner,
+        bridge: &config.bridge,
+        cgroup_root: &config.cgroup_root,
+        pod_range: config.cluster_cidr.as_deref().or(config.pod_cidr.as_deref()),
+        service_range: Some(service_cidr),
+    })?;
     let client = Client::new(ApiClient::new(nats.clone(), &config.cluster, "kubelet"));
-    let (pods, services) = (informers.get("", "pods"), informers.get("", "services"));
-    let slices = informers.get("discovery.k8s.io", "endpointslices");
+    let (pods, services) = (informers.get::<Pod>(), informers.get::<Service>());
+    let slices = informers.get::<EndpointSlice>();
     let proxy = kubus_proxy::ProxierConfig {
         rules: kubus_proxy::RulesConfig {
             table: proxy_table(&config.bridge),
@@ -145,15 +164,15 @@ pub async fn start(
     };
     let name = config.node_name.clone();
     let routes =
-        kubus_kubelet::routes::RouteController::new(name.clone(), config.state_dir.clone(), informers.get("", "nodes"));
+        kubus_kubelet::routes::RouteController::new(name.clone(), config.state_dir.clone(), informers.get::<Node>());
     let kubelet = Kubelet::new(config, client, nats, pods, Some(services.clone()))
         .await
         .with_context(|| format!("starting the node agent of {name}"))?;
     let arbiter = actix::Arbiter::new();
-    let addr = actix::Actor::start_in_arbiter(&arbiter.handle(), move |_| kubelet);
+    actix::Actor::start_in_arbiter(&arbiter.handle(), move |_| kubelet);
     actix::Actor::start_in_arbiter(&arbiter.handle(), move |_| kubus_proxy::KubeProxy::new(proxy, services, slices));
     actix::Actor::start_in_arbiter(&arbiter.handle(), move |_| routes);
-    Ok((addr, arbiter))
+    Ok(RunningNode { arbiter, _claims: claims })
 }
 
 pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
@@ -163,8 +182,8 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     if lock.try_lock().is_err() {
         anyhow::bail!("another node agent is running with data dir {}", state.display());
     }
-    let nats =
-        kubus_bus::connect(&args.nats, "kubus-node").await.with_context(|| format!("connecting to {}", args.nats))?;
+    let url = crate::cmd::up::nats_url(args.nats.as_deref())?;
+    let nats = kubus_bus::connect(&url, "kubus-node").await.with_context(|| format!("connecting to {url}"))?;
     let store = Store::attach(nats.clone(), &args.cluster).await?;
     let mut config = config(&args.opts, &args.cluster, state)?;
     // Flags win; what the control plane published fills the rest.
@@ -178,14 +197,14 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     }
     let service_cidr = args.service_cidr.or(published.service_subnet).unwrap_or_else(|| "10.96.0.0/12".into());
     let name = config.node_name.clone();
-    let (_addr, arbiter) = start(config, &service_cidr, nats, &InformerFactory::new(store)).await?;
+    let node = start(config, &service_cidr, nats, &InformerFactory::new(store)).await?;
     println!("node {name} is running; Ctrl-C stops the agent (its containers keep running)");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {},
         _ = term.recv() => {},
     }
-    arbiter.stop();
+    node.arbiter.stop();
     actix::System::current().stop();
     Ok(())
 }

@@ -5,7 +5,7 @@ use actix::{Addr, Supervisor};
 use anyhow::Context as _;
 use kubus_bus::api::ApiClient;
 use kubus_bus::Store;
-use kubus_runtime::Client;
+use kubus_controller_runtime::Client;
 use kubus_sim_nodes::{SimConfig, SimNodes};
 
 #[derive(clap::Args, Debug)]
@@ -16,9 +16,10 @@ pub struct SimArgs {
     /// Node names are <prefix><index>.
     #[arg(long, default_value = "sim-")]
     pub prefix: String,
-    /// NATS URL(s) of the cluster.
-    #[arg(long, default_value = "nats://127.0.0.1:4222")]
-    pub nats: String,
+    /// NATS URL(s) of the cluster; default: the embedded server of the `kubus up` on this
+    /// machine.
+    #[arg(long)]
+    pub nats: Option<String>,
     /// Name of the cluster on the bus.
     #[arg(long, default_value = "kubus")]
     pub cluster: String,
@@ -31,26 +32,31 @@ pub struct SimArgs {
 /// Starts simulated nodes in this actix system; they run while the address is held.
 pub fn start(
     client: async_nats::Client,
-    informers: &kubus_runtime::InformerFactory,
+    informers: &kubus_controller_runtime::InformerFactory,
     cluster: &str,
     count: usize,
     prefix: &str,
     renew_every: std::time::Duration,
 ) -> Addr<SimNodes> {
     let api = Client::new(ApiClient::new(client, cluster, "kubus-sim-nodes"));
-    let pods = informers.get("", "pods");
+    let pods = informers.get::<k8s_openapi::api::core::v1::Pod>();
     let config = SimConfig { count, prefix: prefix.to_string(), renew_every, ..Default::default() };
     Supervisor::start(move |_| SimNodes::new(config, api, pods))
 }
 
 pub async fn run(args: SimArgs) -> anyhow::Result<()> {
-    let client = kubus_bus::connect(&args.nats, "kubus-sim-nodes")
-        .await
-        .with_context(|| format!("connecting to {}", args.nats))?;
+    let url = crate::cmd::up::nats_url(args.nats.as_deref())?;
+    let client = kubus_bus::connect(&url, "kubus-sim-nodes").await.with_context(|| format!("connecting to {url}"))?;
     let store = Store::attach(client.clone(), &args.cluster).await?;
     let renew = std::time::Duration::from_secs(args.renew_seconds.max(1));
-    let _nodes =
-        start(client, &kubus_runtime::InformerFactory::new(store), &args.cluster, args.count, &args.prefix, renew);
+    let _nodes = start(
+        client,
+        &kubus_controller_runtime::InformerFactory::new(store),
+        &args.cluster,
+        args.count,
+        &args.prefix,
+        renew,
+    );
     println!(
         "{} simulated nodes ({}0..) running; Ctrl-C stops them (their leases then expire)",
         args.count, args.prefix

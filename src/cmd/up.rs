@@ -22,9 +22,11 @@ pub struct UpArgs {
     /// its own nats-server with its store under the data dir.
     #[arg(long)]
     pub nats: Option<String>,
-    /// Where the embedded nats-server listens (port 0 picks a free port).
-    #[arg(long, default_value = "127.0.0.1:4222")]
-    pub nats_listen: String,
+    /// Where the embedded nats-server listens (port 0 picks a free port). Default: a loopback
+    /// port of its own, picked at the first start and kept in the data dir (`nats.listen`), so
+    /// it never meets a NATS server of yours on the standard port.
+    #[arg(long)]
+    pub nats_listen: Option<String>,
     /// Name of this cluster on the bus (prefixes streams and subjects).
     #[arg(long, default_value = "kubus")]
     pub cluster: String,
@@ -44,9 +46,10 @@ pub struct UpArgs {
     #[arg(long, default_value_t = 24)]
     pub node_cidr_mask: u8,
     /// Port of the cluster DNS on this machine (pods reach it as the kube-dns Service; 0 picks a
-    /// free port).
-    #[arg(long, default_value_t = 53)]
-    pub dns_port: u16,
+    /// free port). Default: 53, or when 53 is taken (another cluster's DNS, a local resolver) a
+    /// free port kept in the data dir.
+    #[arg(long)]
+    pub dns_port: Option<u16>,
     /// The cluster's DNS domain.
     #[arg(long, default_value = "cluster.local")]
     pub cluster_domain: String,
@@ -70,12 +73,7 @@ pub struct UpArgs {
     pub node: crate::cmd::node::NodeOpts,
 }
 
-pub(crate) fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
-        .unwrap_or(false)
-}
+pub(crate) use kubus_bench::is_root;
 
 pub fn default_data_dir() -> PathBuf {
     // Root keeps state where services do.
@@ -85,6 +83,21 @@ pub fn default_data_dir() -> PathBuf {
     } else {
         PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".kubus")
     }
+}
+
+/// The NATS URL a command on this machine uses: the one given, else the one `kubus up`
+/// recorded in the default data dir (its embedded server's port is its own).
+pub fn nats_url(given: Option<&str>) -> anyhow::Result<String> {
+    if let Some(url) = given {
+        return Ok(url.to_string());
+    }
+    let dir = default_data_dir();
+    kubus_bus::embedded::recorded_url(&dir).with_context(|| {
+        format!(
+            "no --nats given and no running `kubus up` recorded one in {}: pass --nats URL",
+            dir.join("nats.url").display()
+        )
+    })
 }
 
 fn write_kubeconfig(dir: &Path, server: &str, cluster: &str) -> anyhow::Result<PathBuf> {
@@ -111,7 +124,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     let embedded = match &args.nats {
         Some(_) => None,
-        None => Some(EmbeddedNats::start(&data_dir, &args.nats_listen).await?),
+        None => {
+            let listen = args.nats_listen.clone().unwrap_or_else(|| kubus_bus::embedded::default_listen(&data_dir));
+            Some(EmbeddedNats::start(&data_dir, &listen).await?)
+        }
     };
     let nats_url =
         args.nats.clone().unwrap_or_else(|| embedded.as_ref().map(|e| e.url().to_string()).unwrap_or_default());
@@ -119,6 +135,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let client = kubus_bus::connect(&nats_url, "kubus-control-plane")
         .await
         .with_context(|| format!("connecting to NATS at {nats_url}"))?;
+    // The store goes only to the server this process started, never to one that answered in
+    // its place.
+    if let Some(embedded) = &embedded {
+        embedded.verify(&client).await?;
+    }
     let store_config = StoreConfig {
         cluster: args.cluster.clone(),
         replicas: args.replicas,
@@ -151,24 +172,25 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let host = if args.api_address == "0.0.0.0" { "127.0.0.1".to_string() } else { args.api_address.clone() };
     let server = format!("http://{host}:{}", api.addr.port());
     let kubeconfig = write_kubeconfig(&data_dir, &server, &args.cluster)?;
-    let api_client =
-        |agent: &str| kubus_runtime::Client::new(kubus_bus::api::ApiClient::new(client.clone(), &args.cluster, agent));
+    let api_client = |agent: &str| {
+        kubus_controller_runtime::Client::new(kubus_bus::api::ApiClient::new(client.clone(), &args.cluster, agent))
+    };
     // Several control planes may share one NATS: the scheduler and the controller manager
     // act only while they hold their Lease.
     let lease = std::time::Duration::from_secs(args.leader_lease_seconds.max(1));
-    let leader_config = |name: &str| args.leader_elect.then(|| kubus_runtime::leader::LeaderConfig::new(name, lease));
+    let leader_config =
+        |name: &str| args.leader_elect.then(|| kubus_controller_runtime::leader::LeaderConfig::new(name, lease));
     // The scheduler and the controllers get threads (arbiters) of their own, so their CPU work
     // never delays the API server's NATS service and watch cache on the main arbiter.
     let (controllers_thread, scheduler_thread) = (actix::Arbiter::new(), actix::Arbiter::new());
     // One informer per resource for every actor of this process.
-    let informers = kubus_runtime::InformerFactory::new(api.state.storage.store.clone());
+    let informers = kubus_controller_runtime::InformerFactory::new(api.state.storage.store.clone());
     let controllers = {
         let (informers, client) = (informers.clone(), api_client("kubus-controller-manager"));
         let config = kubus_controllers::ControllerConfig {
             node_monitor_grace_period: std::time::Duration::from_secs(args.node_monitor_grace_period),
             cluster_cidr: Some(
                 kubus_controllers::nodeipam::ClusterCidr::parse(&args.cluster_cidr, args.node_cidr_mask)
-                    .map_err(anyhow::Error::msg)
                     .context("--cluster-cidr")?,
             ),
         };
@@ -226,13 +248,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         dns_config.domain = args.cluster_domain.clone();
         kubus_dns::ClusterDns::new(
             dns_config,
-            informers.get("", "services"),
-            informers.get("discovery.k8s.io", "endpointslices"),
+            informers.get::<k8s_openapi::api::core::v1::Service>(),
+            informers.get::<k8s_openapi::api::discovery::v1::EndpointSlice>(),
         )
     };
-    let dns = match previous_port.filter(|_| args.dns_port == 0) {
-        Some(p) => start_dns(p).or_else(|_| start_dns(0)),
-        None => start_dns(args.dns_port),
+    let dns = match (args.dns_port, previous_port) {
+        (Some(0), Some(p)) => start_dns(p).or_else(|_| start_dns(0)),
+        (Some(port), _) => start_dns(port),
+        (None, previous) => start_dns(53).or_else(|e| {
+            tracing::info!(error = %e, "port 53 is taken on {node_ip}: the cluster DNS uses a port of its own");
+            start_dns(previous.unwrap_or(0)).or_else(|_| start_dns(0))
+        }),
     };
     if let Ok(d) = &dns {
         let _ = std::fs::write(&port_file, d.local_addr().port().to_string());
@@ -247,7 +273,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             Some(actix::Actor::start(dns))
         }
         Err(e) => {
-            tracing::warn!(error = %e, "cluster DNS not started (is port {} taken? see --dns-port); pods use the node's resolvers", args.dns_port);
+            tracing::warn!(error = %e, "cluster DNS not started (is port {} taken? see --dns-port); pods use the node's resolvers", args.dns_port.unwrap_or(53));
             None
         }
     };
@@ -277,8 +303,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     tracing::info!("shutting down");
     // The node agent stops; its containers keep running and are adopted at the next start.
-    if let Some((_, arbiter)) = &node {
-        arbiter.stop();
+    if let Some(node) = &node {
+        node.arbiter.stop();
     }
     controllers.do_send(kubus_controllers::Shutdown);
     scheduler.do_send(kubus_scheduler::Shutdown);

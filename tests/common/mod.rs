@@ -93,7 +93,7 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn unique_dir(tag: &str) -> PathBuf {
+pub fn unique_dir(tag: &str) -> PathBuf {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     std::env::temp_dir().join(format!("kubus-e2e-{tag}-{}-{nanos}", std::process::id()))
 }
@@ -193,9 +193,6 @@ impl Cluster {
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubus"));
             // Each cluster's DNS on a port of its own (the default is 53).
             cmd.args(["up", "--cluster", "e2e", "--dns-port", "0"]);
-            if !extra.contains(&"--nats-listen") {
-                cmd.args(["--nats-listen", "127.0.0.1:0"]);
-            }
             if node.is_none() {
                 cmd.arg("--no-node");
             }

@@ -1,40 +1,104 @@
-//! Reading `status.conditions` of any object (pods, nodes, deployments...): every controller,
-//! the kubelet and the benches ask "what does the Ready condition say".
+//! Reading `status.conditions` of typed objects (pods, nodes, deployments...): every
+//! controller, the kubelet and the benches ask "what does the Ready condition say".
 
-use serde_json::Value;
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, ReplicaSetCondition};
+use k8s_openapi::api::core::v1::{Node, NodeCondition, PodCondition};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-/// The condition of this type in `obj.status.conditions`.
-pub fn find<'a>(obj: &'a Value, kind: &str) -> Option<&'a Value> {
-    in_status(&obj["status"], kind)
+/// A condition of any kind: its type and status ("True", "False", "Unknown").
+pub trait Condition {
+    fn type_(&self) -> &str;
+    fn status(&self) -> &str;
 }
 
-/// The same, given the `status` object itself (as a status patch is built).
-pub fn in_status<'a>(status: &'a Value, kind: &str) -> Option<&'a Value> {
-    status["conditions"].as_array()?.iter().find(|c| c["type"] == kind)
+macro_rules! condition {
+    ($($t:ty),*) => {$(
+        impl Condition for $t {
+            fn type_(&self) -> &str {
+                &self.type_
+            }
+            fn status(&self) -> &str {
+                &self.status
+            }
+        }
+    )*};
+}
+condition!(PodCondition, NodeCondition, DeploymentCondition, ReplicaSetCondition);
+
+/// The condition of this type in a list.
+pub fn find<'a, C: Condition>(conditions: Option<&'a Vec<C>>, kind: &str) -> Option<&'a C> {
+    conditions?.iter().find(|c| c.type_() == kind)
 }
 
-/// Its status ("True", "False", "Unknown").
-pub fn status<'a>(obj: &'a Value, kind: &str) -> Option<&'a str> {
-    find(obj, kind)?["status"].as_str()
+/// Its status, if the condition is there.
+pub fn status<'a, C: Condition>(conditions: Option<&'a Vec<C>>, kind: &str) -> Option<&'a str> {
+    find(conditions, kind).map(Condition::status)
 }
 
 /// Whether the condition of this type is True.
-pub fn is_true(obj: &Value, kind: &str) -> bool {
-    status(obj, kind) == Some("True")
+pub fn is_true<C: Condition>(conditions: Option<&Vec<C>>, kind: &str) -> bool {
+    status(conditions, kind) == Some("True")
+}
+
+/// A node's conditions.
+pub fn of_node(node: &Node) -> Option<&Vec<NodeCondition>> {
+    node.status.as_ref()?.conditions.as_ref()
+}
+
+/// A deployment's conditions.
+pub fn of_deployment(d: &Deployment) -> Option<&Vec<DeploymentCondition>> {
+    d.status.as_ref()?.conditions.as_ref()
+}
+
+/// A node's conditions as a kubelet posts them (the kubelet and the simulated nodes): no
+/// memory, disk or PID pressure, and Ready unless `not_ready` says why not. A condition whose
+/// status is unchanged keeps its `lastTransitionTime` from `previous`.
+pub fn node_conditions(not_ready: Option<&str>, now: &Time, previous: &[NodeCondition]) -> Vec<NodeCondition> {
+    let cond = |t: &str, status: &str, reason: &str, message: &str| {
+        let since = previous
+            .iter()
+            .find(|c| c.type_ == t && c.status == status)
+            .and_then(|c| c.last_transition_time.clone())
+            .unwrap_or_else(|| now.clone());
+        NodeCondition {
+            type_: t.to_string(),
+            status: status.to_string(),
+            reason: Some(reason.to_string()),
+            message: Some(message.to_string()),
+            last_heartbeat_time: Some(now.clone()),
+            last_transition_time: Some(since),
+        }
+    };
+    let ready = match not_ready {
+        None => cond("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+        Some(why) => cond("Ready", "False", "KubeletNotReady", why),
+    };
+    vec![
+        cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+        cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+        cond("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+        ready,
+    ]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use k8s_openapi::api::core::v1::NodeStatus;
 
     #[test]
     fn reads_the_condition_of_a_type() {
-        let pod = json!({"status": {"conditions": [
-            {"type": "Initialized", "status": "True"}, {"type": "Ready", "status": "False"}]}});
-        assert_eq!(status(&pod, "Ready"), Some("False"));
-        assert!(is_true(&pod, "Initialized") && !is_true(&pod, "Ready"));
-        assert_eq!(find(&pod, "PodScheduled"), None);
-        assert_eq!(status(&json!({}), "Ready"), None);
+        let cond = |t: &str, s: &str| NodeCondition { type_: t.into(), status: s.into(), ..Default::default() };
+        let node = Node {
+            status: Some(NodeStatus {
+                conditions: Some(vec![cond("MemoryPressure", "False"), cond("Ready", "True")]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(status(of_node(&node), "Ready"), Some("True"));
+        assert!(is_true(of_node(&node), "Ready") && !is_true(of_node(&node), "MemoryPressure"));
+        assert!(find(of_node(&node), "DiskPressure").is_none());
+        assert_eq!(status(of_node(&Node::default()), "Ready"), None);
     }
 }

@@ -4,13 +4,19 @@
 #![forbid(unsafe_code)]
 
 pub mod conditions;
+pub mod meta;
 pub mod patch;
+pub mod pod;
 pub mod protobuf;
+pub mod quantity;
 pub mod resource;
+pub mod resources;
 pub mod selector;
 pub mod status;
 pub mod table;
+pub mod time;
 pub mod validation;
 
+pub use meta::{Object, ObjectExt, ObjectKey};
 pub use resource::{ResourceInfo, Subresource};
 pub use status::{Cause, CauseType, StatusError};

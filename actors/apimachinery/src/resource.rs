@@ -116,209 +116,55 @@ macro_rules! resource {
     };
 }
 
+/// Declares every served resource once: the registry `all()` and the typed visit
+/// `for_each_type()` both come from this list, so a new kind is one entry.
+macro_rules! registry {
+    ($( ($($arg:expr),* ; $ty:ty ; $gen:expr) ),* $(,)?) => {
+        fn build() -> Vec<ResourceInfo> {
+            vec![$( resource!($($arg),*, $ty, $gen) ),*]
+        }
+
+        /// Calls `visitor` with every served resource and its k8s-openapi type, in discovery
+        /// order (for code that handles every kind alike, such as the garbage collector's
+        /// informers).
+        pub fn for_each_type(visitor: &mut impl TypeVisitor) {
+            let mut infos = all().iter();
+            $( visitor.visit::<$ty>(infos.next().expect("one info per entry")); )*
+        }
+    };
+}
+
+/// Visits resources with their Rust type (see [`for_each_type`]).
+pub trait TypeVisitor {
+    fn visit<K: crate::Object>(&mut self, info: &'static ResourceInfo);
+}
+
+registry! {
+    ("", "v1", "namespaces", "namespace", "Namespace", false, &["ns"], &[], &[Status, Finalize], "io.k8s.api.core.v1.Namespace" ; core::Namespace ; false),
+    ("", "v1", "pods", "pod", "Pod", true, &["po"], &["all"], &[Status, Binding], "io.k8s.api.core.v1.Pod" ; core::Pod ; false),
+    ("", "v1", "services", "service", "Service", true, &["svc"], &["all"], &[Status], "io.k8s.api.core.v1.Service" ; core::Service ; false),
+    ("", "v1", "endpoints", "endpoints", "Endpoints", true, &["ep"], &[], &[], "io.k8s.api.core.v1.Endpoints" ; core::Endpoints ; false),
+    ("", "v1", "configmaps", "configmap", "ConfigMap", true, &["cm"], &[], &[], "io.k8s.api.core.v1.ConfigMap" ; core::ConfigMap ; false),
+    ("", "v1", "secrets", "secret", "Secret", true, &[], &[], &[], "io.k8s.api.core.v1.Secret" ; core::Secret ; false),
+    ("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", true, &["sa"], &[], &[Token], "io.k8s.api.core.v1.ServiceAccount" ; core::ServiceAccount ; false),
+    ("", "v1", "nodes", "node", "Node", false, &["no"], &[], &[Status], "io.k8s.api.core.v1.Node" ; core::Node ; false),
+    ("", "v1", "events", "event", "Event", true, &["ev"], &[], &[], "io.k8s.api.core.v1.Event" ; core::Event ; false),
+    ("apps", "v1", "deployments", "deployment", "Deployment", true, &["deploy"], &["all"], &[Status, Scale], "io.k8s.api.apps.v1.Deployment" ; apps::Deployment ; true),
+    ("apps", "v1", "replicasets", "replicaset", "ReplicaSet", true, &["rs"], &["all"], &[Status, Scale], "io.k8s.api.apps.v1.ReplicaSet" ; apps::ReplicaSet ; true),
+    ("coordination.k8s.io", "v1", "leases", "lease", "Lease", true, &[], &[], &[], "io.k8s.api.coordination.v1.Lease" ; coordination::Lease ; false),
+    ("discovery.k8s.io", "v1", "endpointslices", "endpointslice", "EndpointSlice", true, &[], &[], &[], "io.k8s.api.discovery.v1.EndpointSlice" ; discovery::EndpointSlice ; false),
+    ("events.k8s.io", "v1", "events", "event", "Event", true, &["ev"], &[], &[], "io.k8s.api.events.v1.Event" ; events::Event ; false),
+}
+
 /// Every served resource, in discovery order.
 pub fn all() -> &'static [ResourceInfo] {
     static ALL: std::sync::LazyLock<Vec<ResourceInfo>> = std::sync::LazyLock::new(|| {
-        let mut events_v1 = resource!(
-            "events.k8s.io",
-            "v1",
-            "events",
-            "event",
-            "Event",
-            true,
-            &["ev"],
-            &[],
-            &[],
-            "io.k8s.api.events.v1.Event",
-            events::Event,
-            false
-        );
-        events_v1.storage_group = "";
-        vec![
-            resource!(
-                "",
-                "v1",
-                "namespaces",
-                "namespace",
-                "Namespace",
-                false,
-                &["ns"],
-                &[],
-                &[Status, Finalize],
-                "io.k8s.api.core.v1.Namespace",
-                core::Namespace,
-                false
-            ),
-            resource!(
-                "",
-                "v1",
-                "pods",
-                "pod",
-                "Pod",
-                true,
-                &["po"],
-                &["all"],
-                &[Status, Binding],
-                "io.k8s.api.core.v1.Pod",
-                core::Pod,
-                false
-            ),
-            resource!(
-                "",
-                "v1",
-                "services",
-                "service",
-                "Service",
-                true,
-                &["svc"],
-                &["all"],
-                &[Status],
-                "io.k8s.api.core.v1.Service",
-                core::Service,
-                false
-            ),
-            resource!(
-                "",
-                "v1",
-                "endpoints",
-                "endpoints",
-                "Endpoints",
-                true,
-                &["ep"],
-                &[],
-                &[],
-                "io.k8s.api.core.v1.Endpoints",
-                core::Endpoints,
-                false
-            ),
-            resource!(
-                "",
-                "v1",
-                "configmaps",
-                "configmap",
-                "ConfigMap",
-                true,
-                &["cm"],
-                &[],
-                &[],
-                "io.k8s.api.core.v1.ConfigMap",
-                core::ConfigMap,
-                false
-            ),
-            resource!(
-                "",
-                "v1",
-                "secrets",
-                "secret",
-                "Secret",
-                true,
-                &[],
-                &[],
-                &[],
-                "io.k8s.api.core.v1.Secret",
-                core::Secret,
-                false
-            ),
-            resource!(
-                "",
-                "v1",
-                "serviceaccounts",
-                "serviceaccount",
-                "ServiceAccount",
-                true,
-                &["sa"],
-                &[],
-                &[Token],
-                "io.k8s.api.core.v1.ServiceAccount",
-                core::ServiceAccount,
-                false
-            ),
-            resource!(
-                "",
-                "v1",
-                "nodes",
-                "node",
-                "Node",
-                false,
-                &["no"],
-                &[],
-                &[Status],
-                "io.k8s.api.core.v1.Node",
-                core::Node,
-                false
-            ),
-            resource!(
-                "",
-                "v1",
-                "events",
-                "event",
-                "Event",
-                true,
-                &["ev"],
-                &[],
-                &[],
-                "io.k8s.api.core.v1.Event",
-                core::Event,
-                false
-            ),
-            resource!(
-                "apps",
-                "v1",
-                "deployments",
-                "deployment",
-                "Deployment",
-                true,
-                &["deploy"],
-                &["all"],
-                &[Status, Scale],
-                "io.k8s.api.apps.v1.Deployment",
-                apps::Deployment,
-                true
-            ),
-            resource!(
-                "apps",
-                "v1",
-                "replicasets",
-                "replicaset",
-                "ReplicaSet",
-                true,
-                &["rs"],
-                &["all"],
-                &[Status, Scale],
-                "io.k8s.api.apps.v1.ReplicaSet",
-                apps::ReplicaSet,
-                true
-            ),
-            resource!(
-                "coordination.k8s.io",
-                "v1",
-                "leases",
-                "lease",
-                "Lease",
-                true,
-                &[],
-                &[],
-                &[],
-                "io.k8s.api.coordination.v1.Lease",
-                coordination::Lease,
-                false
-            ),
-            resource!(
-                "discovery.k8s.io",
-                "v1",
-                "endpointslices",
-                "endpointslice",
-                "EndpointSlice",
-                true,
-                &[],
-                &[],
-                &[],
-                "io.k8s.api.discovery.v1.EndpointSlice",
-                discovery::EndpointSlice,
-                false
-            ),
-            events_v1,
-        ]
+        let mut all = build();
+        // events.k8s.io/v1 Events are stored as core/v1 Events.
+        for r in all.iter_mut().filter(|r| r.group == "events.k8s.io" && r.resource == "events") {
+            r.storage_group = "";
+        }
+        all
     });
     &ALL
 }
@@ -326,6 +172,12 @@ pub fn all() -> &'static [ResourceInfo] {
 /// The resource at `group/version/resource`.
 pub fn find(group: &str, version: &str, resource: &str) -> Option<&'static ResourceInfo> {
     all().iter().find(|r| r.group == group && r.version == version && r.resource == resource)
+}
+
+/// The resource of a k8s-openapi type.
+pub fn of<K: k8s_openapi::Resource>() -> &'static ResourceInfo {
+    find(K::GROUP, K::VERSION, K::URL_PATH_SEGMENT)
+        .unwrap_or_else(|| panic!("{} is not a served resource", K::URL_PATH_SEGMENT))
 }
 
 /// The resource serving `kind` in `group`.
@@ -358,6 +210,21 @@ mod tests {
         assert!(out.get("bogus").is_none());
         let bad = serde_json::json!({"metadata":{"name":"a"},"spec":{"containers":"x"}});
         assert!((pods.round_trip)(bad).is_err());
+    }
+
+    #[test]
+    fn every_resource_is_visited_with_its_type() {
+        struct Check(usize);
+        impl TypeVisitor for Check {
+            fn visit<K: crate::Object>(&mut self, info: &'static ResourceInfo) {
+                assert_eq!((K::GROUP, K::KIND, K::URL_PATH_SEGMENT), (info.group, info.kind, info.resource));
+                assert!(std::ptr::eq(of::<K>(), info));
+                self.0 += 1;
+            }
+        }
+        let mut check = Check(0);
+        for_each_type(&mut check);
+        assert_eq!(check.0, all().len());
     }
 
     #[test]

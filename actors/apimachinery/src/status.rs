@@ -127,6 +127,31 @@ impl StatusError {
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
         StatusError { code, reason, message: message.into(), details: None, causes: Vec::new(), retry_after: None }
     }
+    /// The error a `Status` body received from an API server describes (as a client reads it).
+    pub fn from_status(code: u16, status: &Value) -> Self {
+        const REASONS: &[&str] = &[
+            "Unauthorized",
+            "Forbidden",
+            "NotFound",
+            "AlreadyExists",
+            "Conflict",
+            "Gone",
+            "Invalid",
+            "ServerTimeout",
+            "Timeout",
+            "TooManyRequests",
+            "BadRequest",
+            "MethodNotAllowed",
+            "NotAcceptable",
+            "RequestEntityTooLarge",
+            "UnsupportedMediaType",
+            "InternalError",
+            "Expired",
+            "ServiceUnavailable",
+        ];
+        let reason = status["reason"].as_str().and_then(|r| REASONS.iter().find(|k| **k == r)).copied();
+        StatusError::new(code, reason.unwrap_or("Unknown"), status["message"].as_str().unwrap_or_default())
+    }
     pub fn with_details(mut self, group: &str, kind: &str, name: &str) -> Self {
         self.details =
             Some(Box::new(ObjectRef { group: group.to_string(), kind: kind.to_string(), name: name.to_string() }));

@@ -3,6 +3,7 @@
 //! allocation is an object in the store (an IPAddress, or a port reservation) created with
 //! create-if-absent, so any number of API servers never hand out the same IP or port twice.
 
+use crate::error::{OrStatus, Target};
 use bytes::Bytes;
 use kubus_apimachinery::{Cause, StatusError};
 use kubus_bus::{Key, Store, StoreError};
@@ -63,7 +64,7 @@ async fn reserve(store: &Store, key: &Key, body: Value) -> Result<bool, StatusEr
     match store.create(key, Bytes::from(body.to_string())).await {
         Ok(_) => Ok(true),
         Err(StoreError::AlreadyExists(_)) => Ok(false),
-        Err(e) => Err(StatusError::unavailable(format!("allocating: {e}"))),
+        Err(e) => Err(e).or_status(Target::Reservation),
     }
 }
 
@@ -78,9 +79,38 @@ fn ip_object(ip: &str, ns: &str, name: &str) -> Value {
         "spec": {"parentRef": {"group": "", "resource": "services", "namespace": ns, "name": name}}})
 }
 
-/// Fills in spec.clusterIP(s) and node ports of a new Service; returns what was reserved, so
-/// that a failed create can give it back.
-pub async fn allocate(store: &Store, ranges: &ServiceRanges, svc: &mut Value) -> Result<Vec<Key>, StatusError> {
+/// What the server hands out from ranges (ClusterIPs, node ports), with the store that records
+/// each reservation.
+#[derive(Clone)]
+pub struct Allocator {
+    store: Store,
+    ranges: ServiceRanges,
+}
+
+impl Allocator {
+    pub fn new(store: Store, ranges: ServiceRanges) -> Allocator {
+        Allocator { store, ranges }
+    }
+
+    pub fn ranges(&self) -> &ServiceRanges {
+        &self.ranges
+    }
+
+    /// Fills in spec.clusterIP(s) and node ports of a new Service; returns what was reserved,
+    /// so that a failed create can give it back.
+    pub async fn allocate_service(&self, svc: &mut Value) -> Result<Vec<Key>, StatusError> {
+        allocate(&self.store, &self.ranges, svc).await
+    }
+
+    /// Gives reservations back (after a failed create, or with the object that held them).
+    pub async fn release(&self, keys: &[Key]) {
+        for k in keys {
+            release(&self.store, k).await;
+        }
+    }
+}
+
+async fn allocate(store: &Store, ranges: &ServiceRanges, svc: &mut Value) -> Result<Vec<Key>, StatusError> {
     let ns = svc["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
     let name = svc["metadata"]["name"].as_str().unwrap_or("").to_string();
     let kind = svc["spec"]["type"].as_str().unwrap_or("ClusterIP").to_string();
@@ -176,15 +206,11 @@ pub async fn allocate(store: &Store, ranges: &ServiceRanges, svc: &mut Value) ->
     match result {
         Ok(()) => Ok(reserved),
         Err(e) => {
-            release_all(store, &reserved).await;
+            for k in &reserved {
+                release(store, k).await;
+            }
             Err(e)
         }
-    }
-}
-
-pub async fn release_all(store: &Store, keys: &[Key]) {
-    for k in keys {
-        release(store, k).await;
     }
 }
 

@@ -3,6 +3,7 @@
 //! of one JetStream consumer per client; consistent reads first wait until the cache has caught
 //! up with the store's current revision.
 
+use crate::error::{OrStatus, Target};
 use crate::metrics;
 use actix::prelude::*;
 use futures::StreamExt;
@@ -105,7 +106,7 @@ impl WatchCache {
 
     /// Waits until the cache is as fresh as the store (a consistent read).
     pub async fn wait_fresh(&self, store: &Store) -> Result<u64, StatusError> {
-        let rev = store.current_revision().await.map_err(crate::storage::store_error_plain)?;
+        let rev = store.current_revision().await.or_status(Target::Store)?;
         self.wait_for(rev, Duration::from_secs(10)).await?;
         Ok(rev)
     }

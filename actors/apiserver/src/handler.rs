@@ -1,11 +1,14 @@
 //! The one request handler behind HTTP and NATS: routing, verbs and content negotiation.
 
 use crate::cache::{Gr, Start};
+use crate::decode::FieldValidation;
 use crate::metrics::{REQUESTS, REQUEST_LATENCY};
 use crate::openapi::OpenApi;
+use crate::patch::{apply_patch, PatchKind};
+use crate::registry::{strategy, Verbs};
 use crate::render::{IncludeObject, Renderer};
 use crate::request::{negotiate, route, ApiRequest, ApiResponse, Body, Query, Rendering, ResourcePath, Route};
-use crate::storage::{DeleteOptions, FieldValidation, Outcome, PatchKind, Storage, WriteOptions};
+use crate::storage::{DeleteOptions, Outcome, Storage, WriteOptions};
 use crate::{discovery, watch};
 use kubus_apimachinery::selector::{FieldSelector, LabelSelector};
 use kubus_apimachinery::{resource, ResourceInfo, StatusError, Subresource};
@@ -123,14 +126,14 @@ impl ApiState {
         let write = write_options(q)?;
         let method = req.method.as_str();
         match (&p.name, method) {
-            (None, "GET") if q.flag("watch") => self.watch(info, ns, q, renderer),
-            (None, "GET") => self.list(info, ns, q, renderer).await,
+            (None, "GET") if q.flag("watch") => self.watch(Collection::new(info, ns, q)?, q, renderer),
+            (None, "GET") => self.list(Collection::new(info, ns, q)?, q, renderer).await,
             (None, "POST") => {
                 let body = parse_body(req)?;
                 let out = self.storage.create(info, ns, body, &write).await?;
                 Ok(respond(201, out, &renderer))
             }
-            (None, "DELETE") => self.delete_collection(info, ns, q, req, renderer).await,
+            (None, "DELETE") => self.delete_collection(Collection::new(info, ns, q)?, q, req, renderer).await,
             (Some(name), _) => self.object(info, ns, name, sub, q, req, renderer, write).await,
             _ => Err(StatusError::method_not_allowed(format!(
                 "the server does not allow this method on the requested resource ({method})"
@@ -172,112 +175,13 @@ impl ApiState {
                 let obj = s.delete(info, ns, name, &opts).await?;
                 Ok(ApiResponse::json(200, &renderer.object(obj)).with_content_type(renderer.content_type()))
             }
-            (Some(Subresource::Scale), "GET") => {
-                let obj = s.get(info, ns, name).await?;
-                Ok(ApiResponse::json(200, &scale_of(&obj)))
-            }
-            (Some(Subresource::Scale), "PUT" | "PATCH") => {
-                let body = req.body.clone();
-                let ct = req.content_type.clone().unwrap_or_default();
-                let is_patch = method == "PATCH";
-                let kind = if is_patch { Some(PatchKind::from_content_type(&ct)?) } else { None };
-                let requested: Value = serde_json::from_slice(&body)
-                    .map_err(|e| StatusError::bad_request(format!("error decoding body: {e}")))?;
-                let out = s
-                    .update_with(info, ns, name, None, &write, |old| {
-                        let current = scale_of(old);
-                        let desired = match kind {
-                            Some(k) => crate::storage::apply_patch(k, &current, &requested, None)?,
-                            None => requested.clone(),
-                        };
-                        let replicas = desired["spec"]["replicas"].as_i64().ok_or_else(|| {
-                            StatusError::invalid(
-                                "autoscaling",
-                                "Scale",
-                                name,
-                                vec![kubus_apimachinery::Cause::required("spec.replicas")],
-                            )
-                        })?;
-                        if replicas < 0 {
-                            return Err(StatusError::invalid(
-                                "autoscaling",
-                                "Scale",
-                                name,
-                                vec![kubus_apimachinery::Cause::invalid(
-                                    "spec.replicas",
-                                    &json!(replicas),
-                                    "must be greater than or equal to 0",
-                                )],
-                            ));
-                        }
-                        let mut new = old.clone();
-                        new["spec"]["replicas"] = json!(replicas);
-                        match desired["metadata"]["resourceVersion"].as_str() {
-                            Some(rv)
-                                if !rv.is_empty()
-                                    && (!is_patch || requested["metadata"]["resourceVersion"].is_string()) =>
-                            {
-                                new["metadata"]["resourceVersion"] = json!(rv);
-                            }
-                            _ => {
-                                new["metadata"].as_object_mut().map(|m| m.remove("resourceVersion"));
-                            }
-                        }
-                        Ok((new, vec![]))
-                    })
-                    .await?;
-                Ok(ApiResponse::json(200, &scale_of(&out.object)))
-            }
-            (Some(Subresource::Binding), "POST") => {
-                let binding = parse_body(req)?;
-                let node = binding["target"]["name"].as_str().unwrap_or("").to_string();
-                if node.is_empty() {
-                    return Err(StatusError::invalid(
-                        "",
-                        "Binding",
-                        name,
-                        vec![kubus_apimachinery::Cause::required("target.name")],
-                    ));
-                }
-                s.update_with(info, ns, name, Some(Subresource::Binding), &write, |old| {
-                    if old["metadata"]["deletionTimestamp"].is_string() {
-                        return Err(StatusError::conflict("", "pods", name, "pod is being deleted, cannot be assigned to a host"));
-                    }
-                    if let Some(cur) = old["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
-                        return Err(StatusError::conflict("", "pods", name, &format!("pod {name} is already assigned to node \"{cur}\"")));
-                    }
-                    let mut new = old.clone();
-                    new["spec"]["nodeName"] = json!(node);
-                    let mut conds: Vec<Value> = new["status"]["conditions"].as_array().cloned().unwrap_or_default();
-                    conds.retain(|c| c["type"] != "PodScheduled");
-                    conds.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": crate::storage::now()}));
-                    new["status"]["conditions"] = Value::Array(conds);
-                    new["metadata"].as_object_mut().map(|m| m.remove("resourceVersion"));
-                    Ok((new, vec![]))
-                })
-                .await?;
-                Ok(ApiResponse::json(
-                    201,
-                    &json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Success","code":201}),
-                ))
-            }
             (Some(Subresource::Token), "POST") => {
                 let body = parse_body(req)?;
                 let out = self.tokens.issue(s, ns.unwrap_or("default"), name, &body).await?;
                 Ok(ApiResponse::json(201, &out))
             }
-            (Some(Subresource::Finalize), "PUT") => {
-                let body = parse_body(req)?;
-                let finalizers = body["spec"]["finalizers"].clone();
-                let out = s
-                    .update_with(info, ns, name, Some(Subresource::Finalize), &write, |old| {
-                        let mut new = old.clone();
-                        new["spec"]["finalizers"] = if finalizers.is_null() { json!([]) } else { finalizers.clone() };
-                        new["metadata"].as_object_mut().map(|m| m.remove("resourceVersion"));
-                        Ok((new, vec![]))
-                    })
-                    .await?;
-                Ok(respond(200, out, &renderer))
+            (Some(sub), _) if sub != Subresource::Status => {
+                self.subresource(info, ns, name, sub, req, renderer, write).await
             }
             _ => Err(StatusError::method_not_allowed(format!(
                 "the server does not allow this method on the requested resource ({method})"
@@ -285,14 +189,81 @@ impl ApiState {
         }
     }
 
-    async fn list(
+    /// A subresource with rules of its own besides status (scale, binding, finalize): the
+    /// kind's strategy says what the request reads or changes; this runs the verb.
+    #[allow(clippy::too_many_arguments)]
+    async fn subresource(
         &self,
         info: &'static ResourceInfo,
         ns: Option<&str>,
-        q: &Query,
+        name: &str,
+        sub: Subresource,
+        req: &ApiRequest,
         renderer: Renderer,
+        write: WriteOptions,
     ) -> Result<ApiResponse, StatusError> {
-        let (labels, fields) = selectors(info, q)?;
+        let method = req.method.as_str();
+        let rules = strategy(info).subresource(sub).filter(|r| match r.verbs() {
+            Verbs::View => matches!(method, "GET" | "PUT" | "PATCH"),
+            Verbs::Put => method == "PUT",
+            Verbs::Post => method == "POST",
+        });
+        let Some(rules) = rules else {
+            return Err(StatusError::method_not_allowed(format!(
+                "the server does not allow this method on the requested resource ({method})"
+            )));
+        };
+        if method == "GET" {
+            let obj = self.storage.get(info, ns, name).await?;
+            return Ok(ApiResponse::json(200, &rules.view(&obj)));
+        }
+        let verbs = rules.verbs();
+        // A view is written as JSON, whole (PUT) or as a patch of the current view (PATCH).
+        let (patch, body) = match verbs {
+            Verbs::View => {
+                let kind = match method {
+                    "PATCH" => Some(PatchKind::from_content_type(req.content_type.as_deref().unwrap_or(""))?),
+                    _ => None,
+                };
+                let body: Value = serde_json::from_slice(&req.body)
+                    .map_err(|e| StatusError::bad_request(format!("error decoding body: {e}")))?;
+                (kind, body)
+            }
+            Verbs::Put | Verbs::Post => (None, parse_body(req)?),
+        };
+        rules.check(name, &body)?;
+        let through = if rules.writes_object() { None } else { Some(sub) };
+        let out = self
+            .storage
+            .update_with(info, ns, name, through, &write, |old| {
+                if verbs != Verbs::View {
+                    return Ok((rules.apply(name, old, &body)?, vec![]));
+                }
+                let desired = match patch {
+                    Some(k) => apply_patch(k, &rules.view(old), &body, None)?,
+                    None => body.clone(),
+                };
+                let mut new = rules.apply(name, old, &desired)?;
+                // The view's resourceVersion, when the request named one, must match.
+                let named = patch.is_none() || body["metadata"]["resourceVersion"].is_string();
+                if let Some(rv) = desired["metadata"]["resourceVersion"].as_str().filter(|rv| named && !rv.is_empty()) {
+                    new["metadata"]["resourceVersion"] = json!(rv);
+                }
+                Ok((new, vec![]))
+            })
+            .await?;
+        Ok(match verbs {
+            Verbs::View => ApiResponse::json(200, &rules.view(&out.object)),
+            Verbs::Put => respond(200, out, &renderer),
+            Verbs::Post => ApiResponse::json(
+                201,
+                &json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Success","code":201}),
+            ),
+        })
+    }
+
+    async fn list(&self, c: Collection<'_>, q: &Query, renderer: Renderer) -> Result<ApiResponse, StatusError> {
+        let Collection { info, ns, labels, fields } = c;
         let limit = q.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
         let gr = storage_gr(info);
         let cache = &self.storage.cache;
@@ -346,14 +317,8 @@ impl ApiState {
             .with_content_type(renderer.content_type()))
     }
 
-    fn watch(
-        &self,
-        info: &'static ResourceInfo,
-        ns: Option<&str>,
-        q: &Query,
-        renderer: Renderer,
-    ) -> Result<ApiResponse, StatusError> {
-        let (labels, fields) = selectors(info, q)?;
+    fn watch(&self, c: Collection<'_>, q: &Query, renderer: Renderer) -> Result<ApiResponse, StatusError> {
+        let Collection { info, ns, labels, fields } = c;
         let send_initial = q.flag("sendInitialEvents");
         let start = match q.get("resourceVersion") {
             _ if send_initial => Start::Now,
@@ -388,13 +353,12 @@ impl ApiState {
 
     async fn delete_collection(
         &self,
-        info: &'static ResourceInfo,
-        ns: Option<&str>,
+        c: Collection<'_>,
         q: &Query,
         req: &ApiRequest,
         renderer: Renderer,
     ) -> Result<ApiResponse, StatusError> {
-        let (labels, fields) = selectors(info, q)?;
+        let Collection { info, ns, labels, fields } = c;
         let opts = delete_options(q, req)?;
         let gr = storage_gr(info);
         self.storage.cache.wait_fresh(&self.storage.store).await?;
@@ -426,18 +390,28 @@ fn storage_gr(info: &ResourceInfo) -> Gr {
     (info.storage_group.to_string(), info.storage_resource.to_string())
 }
 
-/// The request's label and field selectors (everything when absent), checked for the resource.
-fn selectors(info: &ResourceInfo, q: &Query) -> Result<(LabelSelector, FieldSelector), StatusError> {
-    let labels = match q.get("labelSelector") {
-        Some(s) => LabelSelector::parse(s)?,
-        None => LabelSelector::everything(),
-    };
-    let fields = match q.get("fieldSelector") {
-        Some(s) => FieldSelector::parse(s)?,
-        None => FieldSelector::everything(),
-    };
-    fields.validate_for(info.group, info.resource)?;
-    Ok((labels, fields))
+/// A request on a whole collection (list, watch, deletecollection): the resource, the
+/// namespace (None: every one) and the request's selectors, checked for the resource.
+struct Collection<'a> {
+    info: &'static ResourceInfo,
+    ns: Option<&'a str>,
+    labels: LabelSelector,
+    fields: FieldSelector,
+}
+
+impl<'a> Collection<'a> {
+    fn new(info: &'static ResourceInfo, ns: Option<&'a str>, q: &Query) -> Result<Self, StatusError> {
+        let labels = match q.get("labelSelector") {
+            Some(s) => LabelSelector::parse(s)?,
+            None => LabelSelector::everything(),
+        };
+        let fields = match q.get("fieldSelector") {
+            Some(s) => FieldSelector::parse(s)?,
+            None => FieldSelector::everything(),
+        };
+        fields.validate_for(info.group, info.resource)?;
+        Ok(Collection { info, ns, labels, fields })
+    }
 }
 
 fn parse_rv(rv: &str) -> Result<u64, StatusError> {
@@ -517,22 +491,6 @@ fn delete_options(q: &Query, req: &ApiRequest) -> Result<DeleteOptions, StatusEr
             .or_else(|| b["propagationPolicy"].as_str().map(str::to_string)),
         precondition_uid: b["preconditions"]["uid"].as_str().map(str::to_string),
         precondition_rv: b["preconditions"]["resourceVersion"].as_str().map(str::to_string),
-    })
-}
-
-/// The autoscaling/v1 Scale view of a deployment or replicaset.
-fn scale_of(obj: &Value) -> Value {
-    let selector = kubus_apimachinery::selector::LabelSelector::from_json(&obj["spec"]["selector"])
-        .map(|s| s.to_string())
-        .unwrap_or_default();
-    let m = &obj["metadata"];
-    json!({
-        "kind": "Scale",
-        "apiVersion": "autoscaling/v1",
-        "metadata": {"name": m["name"], "namespace": m["namespace"], "uid": m["uid"],
-                     "resourceVersion": m["resourceVersion"], "creationTimestamp": m["creationTimestamp"]},
-        "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(1)},
-        "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector},
     })
 }
 

@@ -2,7 +2,9 @@
 //! NATS, validating every request and the only writer of state.
 //!
 //! Layout: [`request`] (the transport-neutral request, routing, negotiation), [`handler`]
-//! (verbs), [`storage`] (the write path over the store), [`cache`] (the watch cache and its
+//! (verbs), [`storage`] (the write path over the store, with [`decode`] and [`patch`]),
+//! [`registry`] (each kind's strategy: defaults, status, validation, allocation, deletion,
+//! subresources), [`error`] (store errors as statuses), [`cache`] (the watch cache and its
 //! feeder actor), [`watch`], [`render`] (JSON, Tables, metadata), [`discovery`], [`openapi`],
 //! [`convert`] (versions sharing storage), [`http`] and [`nats`] (the two transports).
 #![forbid(unsafe_code)]
@@ -10,12 +12,17 @@
 pub mod allocator;
 pub mod cache;
 pub mod convert;
+pub mod decode;
 pub mod discovery;
+pub mod error;
 pub mod handler;
 pub mod http;
 pub mod metrics;
 pub mod nats;
+pub mod object;
 pub mod openapi;
+pub mod patch;
+pub mod registry;
 pub mod render;
 pub mod request;
 pub mod storage;
@@ -99,7 +106,11 @@ impl ApiServer {
         };
         let ready = Arc::new(AtomicBool::new(false));
         let state = ApiState {
-            storage: storage::Storage { store, cache, ranges: config.service_ranges.clone() },
+            storage: storage::Storage {
+                allocator: allocator::Allocator::new(store.clone(), config.service_ranges.clone()),
+                store,
+                cache,
+            },
             openapi: Arc::new(openapi::OpenApi::build()),
             ready: ready.clone(),
             tokens: Default::default(),
@@ -155,7 +166,7 @@ async fn bootstrap(state: &ApiState) -> Result<(), kubus_apimachinery::StatusErr
     }
     // The API server's own Service, at the first address of the service range.
     let services = kubus_apimachinery::resource::find("", "v1", "services").expect("services are served");
-    let ip = state.storage.ranges.first().to_string();
+    let ip = state.storage.allocator.ranges().first().to_string();
     let svc = serde_json::json!({"apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
         "spec": {"type": "ClusterIP", "clusterIP": ip, "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}});

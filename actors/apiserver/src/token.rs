@@ -112,7 +112,7 @@ impl TokenIssuer {
         });
         let key = self.key(storage).await?;
         let token = sign(key, &claims);
-        let expires = kubus_apimachinery::table::format_rfc3339(
+        let expires = kubus_apimachinery::time::format_rfc3339(
             UNIX_EPOCH + std::time::Duration::from_secs((now + expiration) as u64),
         );
         Ok(json!({

@@ -2,29 +2,58 @@
 //! rolled out by the strategy (RollingUpdate within maxSurge/maxUnavailable, or Recreate),
 //! with revision annotations for `kubectl rollout history|undo`, revisionHistoryLimit
 //! cleanup, pause, and the Available/Progressing conditions `kubectl rollout status` reads.
+//!
+//! A sync reads the Deployment's ReplicaSets from the informer's controller index and the
+//! orphans of its namespace from the orphan index; a ReplicaSet event queues its controller,
+//! or for an orphan the Deployments of its namespace that select it.
 
-use crate::owner::{self, controller_of, controller_ref};
-use crate::Informers;
+mod status;
+
+use crate::adoption::{self, claimants};
 use futures::future::BoxFuture;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, ReplicaSetSpec};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kubus_apimachinery::meta::controller_ref;
 use kubus_apimachinery::selector::LabelSelector;
-use kubus_apimachinery::table::{format_rfc3339, parse_rfc3339};
-use kubus_runtime::controller::{self, Action, ReconcileResult, Reconciler};
-use kubus_runtime::informer::{key_of, ObjectKey};
-use kubus_runtime::{Change, Client, WorkQueue};
+use kubus_apimachinery::{ObjectExt, ObjectKey};
+use kubus_controller_runtime::controller::{Action, Controller, Reconciler};
+use kubus_controller_runtime::events::EventType;
+use kubus_controller_runtime::{Client, ClientError, DeleteParams, Informer, InformerFactory, Recorder};
 use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
 const DESIRED: &str = "deployment.kubernetes.io/desired-replicas";
 const MAX_REPLICAS: &str = "deployment.kubernetes.io/max-replicas";
 pub const HASH_LABEL: &str = "pod-template-hash";
 
+/// Upstream's `--concurrent-deployment-syncs` is 5; this one has run with 4.
+const WORKERS: usize = 4;
+
+/// Why a Deployment sync failed; the key is retried with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("deployment {0} has no spec")]
+    NoSpec(String),
+    #[error("invalid selector: {0}")]
+    InvalidSelector(String),
+    /// A ReplicaSet of the hashed name exists with another template: the collision count was
+    /// raised, so the next sync hashes differently.
+    #[error("replica set name collision for {0}")]
+    NameCollision(String),
+}
+
 pub struct DeploymentController {
     client: Client,
-    events: kubus_runtime::Recorder,
-    informers: Informers,
-    queue: Arc<WorkQueue<ObjectKey>>,
+    events: Recorder,
+    deployments: Informer<Deployment>,
+    replicasets: Informer<ReplicaSet>,
 }
 
 /// FNV-1a of the template's canonical JSON, spelled with upstream's safe alphabet (no vowels,
@@ -65,168 +94,250 @@ fn canonical(template: &Value) -> Value {
         }
     }
     let mut t = template.clone();
-    if let Some(l) = t["metadata"]["labels"].as_object_mut() {
+    if let Some(l) = t.pointer_mut("/metadata/labels").and_then(Value::as_object_mut) {
         l.remove(HASH_LABEL);
     }
     strip(&t).unwrap_or(json!({}))
 }
 
-fn replicas(obj: &Value) -> i64 {
-    obj["spec"]["replicas"].as_i64().unwrap_or(1).max(0)
+/// The canonical form of a typed template. Hashes were always taken of the template's JSON,
+/// so they are here too: ReplicaSets named by earlier hashes stay the current ones.
+pub fn canonical_template(template: Option<&PodTemplateSpec>) -> Value {
+    canonical(&serde_json::to_value(template).unwrap_or_default())
 }
 
-fn status_i(obj: &Value, f: &str) -> i64 {
-    obj["status"][f].as_i64().unwrap_or(0)
+fn template_of(rs: &ReplicaSet) -> Option<&PodTemplateSpec> {
+    rs.spec.as_ref()?.template.as_ref()
 }
 
-fn revision(rs: &Value) -> i64 {
-    rs["metadata"]["annotations"][REVISION].as_str().and_then(|r| r.parse().ok()).unwrap_or(0)
+/// `spec.replicas` (default 1).
+fn want(d: &Deployment) -> i64 {
+    d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(0) as i64
+}
+
+/// A ReplicaSet's `spec.replicas` (default 1).
+fn scale(rs: &ReplicaSet) -> i64 {
+    rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(0) as i64
+}
+
+/// A ReplicaSet's `status.replicas`.
+fn current(rs: &ReplicaSet) -> i64 {
+    rs.status.as_ref().map_or(0, |s| s.replicas) as i64
+}
+
+fn available(rs: &ReplicaSet) -> i64 {
+    rs.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0) as i64
+}
+
+fn ready(rs: &ReplicaSet) -> i64 {
+    rs.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0) as i64
+}
+
+fn revision(rs: &ReplicaSet) -> i64 {
+    rs.annotation(REVISION).and_then(|r| r.parse().ok()).unwrap_or(0)
 }
 
 /// An int-or-percent of `total`, rounded up (surge) or down (unavailable) as upstream does.
-fn resolve(v: &Value, total: i64, round_up: bool, default: &str) -> i64 {
-    let v = if v.is_null() { json!(default) } else { v.clone() };
-    match v {
-        Value::Number(n) => n.as_i64().unwrap_or(0),
-        Value::String(s) => {
-            let pct: i64 = s.trim_end_matches('%').parse().unwrap_or(0);
-            if round_up {
-                (pct * total + 99) / 100
-            } else {
-                pct * total / 100
-            }
-        }
-        _ => 0,
+fn resolve(v: Option<&IntOrString>, total: i64, round_up: bool, default: &str) -> i64 {
+    let pct = match v {
+        Some(IntOrString::Int(n)) => return *n as i64,
+        Some(IntOrString::String(s)) => s,
+        None => default,
+    };
+    let pct: i64 = pct.trim_end_matches('%').parse().unwrap_or(0);
+    if round_up {
+        (pct * total + 99) / 100
+    } else {
+        pct * total / 100
     }
 }
 
 /// (maxSurge, maxUnavailable) for a deployment; never both zero.
-fn surge_and_unavailable(d: &Value) -> (i64, i64) {
-    let ru = &d["spec"]["strategy"]["rollingUpdate"];
-    let total = replicas(d);
-    let surge = resolve(&ru["maxSurge"], total, true, "25%");
-    let mut unavailable = resolve(&ru["maxUnavailable"], total, false, "25%");
+fn surge_and_unavailable(d: &Deployment) -> (i64, i64) {
+    let ru = d.spec.as_ref().and_then(|s| s.strategy.as_ref()?.rolling_update.as_ref());
+    let total = want(d);
+    let surge = resolve(ru.and_then(|r| r.max_surge.as_ref()), total, true, "25%");
+    let mut unavailable = resolve(ru.and_then(|r| r.max_unavailable.as_ref()), total, false, "25%");
     if surge == 0 && unavailable == 0 {
         unavailable = 1;
     }
     (surge, unavailable.min(total))
 }
 
+/// One step of a rolling update: the new ReplicaSet's replicas (up within maxSurge), and the
+/// old ReplicaSets scaled down while `want - maxUnavailable` stay available (unhealthy old
+/// replicas go first: they count for nothing).
+fn rolling_step(
+    want: i64,
+    surge: i64,
+    max_unavailable: i64,
+    new_rs: &ReplicaSet,
+    old: &[Arc<ReplicaSet>],
+) -> (i64, Vec<(Arc<ReplicaSet>, i64)>) {
+    let total: i64 = scale(new_rs) + old.iter().map(|r| scale(r)).sum::<i64>();
+    let new_replicas = scale(new_rs);
+    let target = if new_replicas > want {
+        want
+    } else {
+        let room = (want + surge - total).max(0);
+        new_replicas + room.min(want - new_replicas)
+    };
+    let min_available = want - max_unavailable;
+    let all: i64 = target + old.iter().map(|r| scale(r)).sum::<i64>();
+    let new_unavailable = (target - available(new_rs)).max(0);
+    let mut budget = (all - min_available - new_unavailable).max(0);
+    let mut scaled: Vec<(Arc<ReplicaSet>, i64)> = Vec::new();
+    for o in old {
+        let unhealthy = (scale(o) - available(o)).max(0).min(budget);
+        if unhealthy > 0 {
+            budget -= unhealthy;
+            scaled.push((o.clone(), scale(o) - unhealthy));
+        }
+    }
+    let available_now: i64 = available(new_rs) + old.iter().map(|r| available(r)).sum::<i64>();
+    let mut can_remove = (available_now - min_available).max(0);
+    for o in old {
+        let current = scaled.iter().find(|(r, _)| Arc::ptr_eq(r, o)).map(|(_, n)| *n).unwrap_or(scale(o));
+        let down = current.min(can_remove);
+        if down > 0 {
+            can_remove -= down;
+            scaled.retain(|(r, _)| !Arc::ptr_eq(r, o));
+            scaled.push((o.clone(), current - down));
+        }
+    }
+    (target, scaled)
+}
+
+/// The ReplicaSet of the Deployment's current template, named and labelled by its hash.
+pub fn new_replica_set(d: &Deployment, replicas: i64, annotations: BTreeMap<String, String>) -> ReplicaSet {
+    let spec = d.spec.clone().unwrap_or_default();
+    let collisions = d.status.as_ref().and_then(|s| s.collision_count).unwrap_or(0);
+    let hash = template_hash(&canonical_template(Some(&spec.template)), collisions as i64);
+    let mut template = spec.template;
+    let labels = template.metadata.get_or_insert_default().labels.get_or_insert_default();
+    labels.insert(HASH_LABEL.to_string(), hash.clone());
+    let labels = labels.clone();
+    let mut selector = spec.selector;
+    selector.match_labels.get_or_insert_default().insert(HASH_LABEL.to_string(), hash.clone());
+    ReplicaSet {
+        metadata: ObjectMeta {
+            name: Some(format!("{}-{hash}", d.name())),
+            namespace: Some(d.namespace().to_string()),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            owner_references: Some(vec![controller_ref(d)]),
+            ..Default::default()
+        },
+        spec: Some(ReplicaSetSpec {
+            replicas: Some(replicas as i32),
+            min_ready_seconds: Some(spec.min_ready_seconds.unwrap_or(0)),
+            selector,
+            template: Some(template),
+        }),
+        status: None,
+    }
+}
+
+/// Starts the controller; the future runs it until dropped.
+pub fn run(client: Client, factory: &InformerFactory) -> BoxFuture<'static, ()> {
+    let (deployments, replicasets) = (factory.get::<Deployment>(), factory.get::<ReplicaSet>());
+    adoption::index_orphans(&replicasets);
+    let orphans = {
+        let deployments = deployments.clone();
+        move |rs: &ReplicaSet| {
+            if rs.controller_ref().is_some() {
+                return Vec::new();
+            }
+            claimants(&deployments, rs, |d: &Deployment| d.spec.as_ref().map(|s| &s.selector))
+        }
+    };
+    let ctrl = Controller::new("deployment", deployments.clone())
+        .owns(replicasets.clone())
+        .watches(replicasets.clone(), orphans)
+        .workers(WORKERS);
+    let events = Recorder::new(client.clone(), "deployment-controller");
+    ctrl.run(Arc::new(DeploymentController { client, events, deployments, replicasets }))
+}
+
 impl DeploymentController {
-    pub fn new(client: Client, informers: Informers) -> Self {
-        let events = kubus_runtime::Recorder::new(client.clone(), "deployment-controller");
-        DeploymentController { client, events, informers, queue: WorkQueue::new("deployment") }
-    }
-
-    fn enqueue_all(&self) {
-        for d in self.informers.deployments.list() {
-            self.queue.add(key_of(&d));
-        }
-    }
-
-    fn on_rs_change(&self, rs: &Value) {
-        match controller_of(rs) {
-            Some(("Deployment", name, _)) => self.queue.add((owner::namespace(rs).to_string(), name.to_string())),
-            Some(_) => {}
-            None => {
-                for d in
-                    self.informers.deployments.list().iter().filter(|d| owner::namespace(d) == owner::namespace(rs))
-                {
-                    if LabelSelector::from_json(&d["spec"]["selector"])
-                        .is_ok_and(|s| !s.is_empty() && s.matches_object(rs))
-                    {
-                        self.queue.add(key_of(d));
-                    }
-                }
-            }
-        }
-    }
-
-    async fn set_rs(&self, rs: &Value, to: i64, annotations: Map<String, Value>) -> Result<(), String> {
+    /// Scales a ReplicaSet (and sets its annotations), with the event upstream records.
+    async fn set_rs(
+        &self,
+        d: &Deployment,
+        rs: &ReplicaSet,
+        to: i64,
+        annotations: BTreeMap<String, String>,
+    ) -> Result<(), Error> {
         let patch = json!({"metadata": {"annotations": annotations}, "spec": {"replicas": to}});
-        self.client
-            .merge_patch("apps", "replicasets", Some(owner::namespace(rs)), owner::name(rs), None, &patch)
-            .await
-            .map_err(|e| e.to_string())?;
-        let from = replicas(rs);
+        self.client.merge_patch::<ReplicaSet>(rs.namespace(), rs.name(), &patch).await?;
+        let from = scale(rs);
         if from != to {
-            if let Some(d) =
-                controller_of(rs).and_then(|(_, n, _)| self.informers.deployments.get(owner::namespace(rs), n))
-            {
-                let verb = if to > from { "up" } else { "down" };
-                let msg = format!("Scaled {verb} replica set {} from {from} to {to}", owner::name(rs));
-                self.events.record(&d, "apps/v1", "Deployment", "Normal", "ScalingReplicaSet", &msg).await;
-            }
+            let verb = if to > from { "up" } else { "down" };
+            let msg = format!("Scaled {verb} replica set {} from {from} to {to}", rs.name());
+            self.events.record(d, EventType::Normal, "ScalingReplicaSet", &msg).await;
         }
         Ok(())
     }
 
-    async fn sync(&self, key: ObjectKey) -> ReconcileResult {
-        let Some(d) = self.informers.deployments.get(&key.0, &key.1) else {
-            return Ok(Action::Done);
-        };
-        if owner::is_deleting(&d) {
-            return Ok(Action::Done);
-        }
-        let selector = LabelSelector::from_json(&d["spec"]["selector"]).map_err(|e| e.message)?;
-        let uid = owner::uid(&d).to_string();
-        let mut rss: Vec<Arc<Value>> = Vec::new();
-        for rs in self.informers.replicasets.list().into_iter().filter(|rs| owner::namespace(rs) == key.0) {
-            match controller_of(&rs) {
-                Some((_, _, u)) if u == uid => rss.push(rs),
-                None if !selector.is_empty() && selector.matches_object(&rs) => {
-                    let mut refs: Vec<Value> =
-                        rs["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default();
-                    refs.push(controller_ref(&d, "apps/v1", "Deployment"));
-                    let patch = json!({"metadata": {"ownerReferences": refs, "resourceVersion": rs["metadata"]["resourceVersion"]}});
-                    if self
-                        .client
-                        .merge_patch("apps", "replicasets", Some(&key.0), owner::name(&rs), None, &patch)
-                        .await
-                        .is_ok()
-                    {
-                        rss.push(rs);
-                    }
-                }
-                _ => {}
+    /// The Deployment's ReplicaSets, oldest first, after adopting the orphans it selects.
+    async fn replica_sets(&self, d: &Deployment, selector: &LabelSelector) -> Vec<Arc<ReplicaSet>> {
+        let mut rss = self.replicasets.controlled_by(d.uid());
+        for rs in adoption::orphans(&self.replicasets, d.namespace(), selector) {
+            let patch = adoption::adopt_patch(rs.as_ref(), d);
+            if self.client.merge_patch::<ReplicaSet>(rs.namespace(), rs.name(), &patch).await.is_ok() {
+                rss.push(rs);
             }
         }
         rss.sort_by(|a, b| {
-            a["metadata"]["creationTimestamp"].as_str().cmp(&b["metadata"]["creationTimestamp"].as_str())
+            a.metadata.creation_timestamp.cmp(&b.metadata.creation_timestamp).then_with(|| a.name().cmp(b.name()))
         });
-        let wanted = canonical(&d["spec"]["template"]);
-        let new_rs = rss.iter().find(|rs| canonical(&rs["spec"]["template"]) == wanted).cloned();
-        let old: Vec<Arc<Value>> = rss.iter().filter(|rs| Some(rs.as_ref()) != new_rs.as_deref()).cloned().collect();
+        rss
+    }
+
+    async fn sync(&self, key: &ObjectKey) -> Result<Action, Error> {
+        let Some(d) = self.deployments.get_key(key) else {
+            return Ok(Action::Done);
+        };
+        if d.is_deleting() {
+            return Ok(Action::Done);
+        }
+        let spec = d.spec.as_ref().ok_or_else(|| Error::NoSpec(d.name().to_string()))?;
+        let selector =
+            LabelSelector::from_typed(Some(&spec.selector)).map_err(|e| Error::InvalidSelector(e.message))?;
+        let rss = self.replica_sets(&d, &selector).await;
+        let wanted = canonical_template(Some(&spec.template));
+        let new_rs = rss.iter().find(|rs| canonical_template(template_of(rs)) == wanted).cloned();
+        let old: Vec<Arc<ReplicaSet>> =
+            rss.iter().filter(|rs| !new_rs.as_ref().is_some_and(|n| Arc::ptr_eq(n, rs))).cloned().collect();
         let max_old_revision = old.iter().map(|rs| revision(rs)).max().unwrap_or(0);
-        let paused = d["spec"]["paused"].as_bool().unwrap_or(false);
-        let recreate = d["spec"]["strategy"]["type"] == "Recreate";
-        let want = replicas(&d);
+        let paused = spec.paused.unwrap_or(false);
+        let recreate = spec.strategy.as_ref().and_then(|s| s.type_.as_deref()) == Some("Recreate");
+        let want = want(&d);
         let (surge, max_unavailable) = if recreate { (0, want) } else { surge_and_unavailable(&d) };
 
-        let mut new_rs = new_rs;
         if paused {
             // A paused deployment only scales: the newest ReplicaSet takes the replica count.
             if let Some(rs) = new_rs.as_ref().or(old.last()) {
-                if replicas(rs) != want && old.iter().all(|o| replicas(o) == 0) {
-                    self.set_rs(rs, want, Map::new()).await?;
+                if scale(rs) != want && old.iter().all(|o| scale(o) == 0) {
+                    self.set_rs(&d, rs, want, BTreeMap::new()).await?;
                 }
             }
             return self.update_status(&d, new_rs.as_deref(), &old, "DeploymentPaused").await;
         }
         let next_revision = (max_old_revision + 1).to_string();
         let annotations = |revision: &str| {
-            let mut a = Map::new();
-            a.insert(REVISION.into(), json!(revision));
-            a.insert(DESIRED.into(), json!(want.to_string()));
-            a.insert(MAX_REPLICAS.into(), json!((want + surge).to_string()));
-            a
+            BTreeMap::from([
+                (REVISION.to_string(), revision.to_string()),
+                (DESIRED.to_string(), want.to_string()),
+                (MAX_REPLICAS.to_string(), (want + surge).to_string()),
+            ])
         };
         let mut reason = "FoundNewReplicaSet";
-        match &new_rs {
+        let new_rs = match new_rs {
             None => {
-                let total: i64 = rss.iter().map(|r| replicas(r)).sum();
+                let total: i64 = rss.iter().map(|r| scale(r)).sum();
                 let start = if recreate {
-                    if old.iter().any(|o| replicas(o) > 0 || status_i(o, "replicas") > 0) {
+                    if old.iter().any(|o| scale(o) > 0 || current(o) > 0) {
                         0
                     } else {
                         want
@@ -236,82 +347,45 @@ impl DeploymentController {
                 } else {
                     (want + surge - total).clamp(0, want)
                 };
-                let rs = self.create_rs(&d, start, annotations(&next_revision)).await?;
-                new_rs = Some(Arc::new(rs));
                 reason = "NewReplicaSetCreated";
+                Arc::new(self.create_rs(&d, start, annotations(&next_revision)).await?)
             }
-            Some(rs) if revision(rs) <= max_old_revision => {
-                // A rollback made an old template current again: it becomes the newest revision.
-                self.set_rs(rs, replicas(rs), annotations(&next_revision)).await?;
+            Some(rs) => {
+                if revision(&rs) <= max_old_revision {
+                    // A rollback made an old template current again: it becomes the newest revision.
+                    self.set_rs(&d, &rs, scale(&rs), annotations(&next_revision)).await?;
+                }
+                rs
             }
-            _ => {}
-        }
-        let new_rs = new_rs.expect("new replica set exists now");
+        };
         let new_revision = if reason == "NewReplicaSetCreated" || revision(&new_rs) <= max_old_revision {
             next_revision.clone()
         } else {
             revision(&new_rs).to_string()
         };
-        if d["metadata"]["annotations"][REVISION].as_str() != Some(&new_revision) {
+        if d.annotation(REVISION) != Some(new_revision.as_str()) {
             let patch = json!({"metadata": {"annotations": {REVISION: new_revision}}});
-            self.client
-                .merge_patch("apps", "deployments", Some(&key.0), &key.1, None, &patch)
-                .await
-                .map_err(|e| e.to_string())?;
+            self.client.merge_patch::<Deployment>(&key.0, &key.1, &patch).await?;
         }
 
         if recreate {
-            for o in old.iter().filter(|o| replicas(o) > 0) {
-                self.set_rs(o, 0, Map::new()).await?;
+            for o in old.iter().filter(|o| scale(o) > 0) {
+                self.set_rs(&d, o, 0, BTreeMap::new()).await?;
             }
-            let old_pods: i64 = old.iter().map(|o| status_i(o, "replicas")).sum();
-            if old_pods == 0 && replicas(&new_rs) != want {
-                self.set_rs(&new_rs, want, annotations(&new_revision)).await?;
+            let old_pods: i64 = old.iter().map(|o| current(o)).sum();
+            if old_pods == 0 && scale(&new_rs) != want {
+                self.set_rs(&d, &new_rs, want, annotations(&new_revision)).await?;
                 reason = "ReplicaSetUpdated";
             }
         } else {
-            // Scale the new ReplicaSet up within maxSurge.
-            let total: i64 = std::iter::once(&new_rs).chain(old.iter()).map(|r| replicas(r)).sum();
-            let new_replicas = replicas(&new_rs);
-            let target = if new_replicas > want {
-                want
-            } else {
-                let room = (want + surge - total).max(0);
-                new_replicas + room.min(want - new_replicas)
-            };
-            if target != new_replicas {
-                self.set_rs(&new_rs, target, annotations(&new_revision)).await?;
+            let (target, scaled) = rolling_step(want, surge, max_unavailable, &new_rs, &old);
+            if target != scale(&new_rs) {
+                self.set_rs(&d, &new_rs, target, annotations(&new_revision)).await?;
                 reason = "ReplicaSetUpdated";
             }
-            // Scale old ones down while keeping want - maxUnavailable available.
-            let min_available = want - max_unavailable;
-            let all: i64 = target + old.iter().map(|r| replicas(r)).sum::<i64>();
-            let new_unavailable = (target - status_i(&new_rs, "availableReplicas")).max(0);
-            let mut budget = (all - min_available - new_unavailable).max(0);
-            let mut scaled = Vec::new();
-            // Unhealthy old replicas go first: they count for nothing.
-            for o in old.iter() {
-                let unhealthy = (replicas(o) - status_i(o, "availableReplicas")).max(0).min(budget);
-                if unhealthy > 0 {
-                    budget -= unhealthy;
-                    scaled.push((o.clone(), replicas(o) - unhealthy));
-                }
-            }
-            let available: i64 =
-                std::iter::once(&new_rs).chain(old.iter()).map(|r| status_i(r, "availableReplicas")).sum();
-            let mut can_remove = (available - min_available).max(0);
-            for o in old.iter() {
-                let current = scaled.iter().find(|(r, _)| Arc::ptr_eq(r, o)).map(|(_, n)| *n).unwrap_or(replicas(o));
-                let down = current.min(can_remove);
-                if down > 0 {
-                    can_remove -= down;
-                    scaled.retain(|(r, _)| !Arc::ptr_eq(r, o));
-                    scaled.push((o.clone(), current - down));
-                }
-            }
             for (o, n) in scaled {
-                if n != replicas(&o) {
-                    self.set_rs(&o, n, Map::new()).await?;
+                if n != scale(&o) {
+                    self.set_rs(&d, &o, n, BTreeMap::new()).await?;
                     reason = "ReplicaSetUpdated";
                 }
             }
@@ -320,54 +394,43 @@ impl DeploymentController {
         self.update_status(&d, Some(&new_rs), &old, reason).await
     }
 
-    async fn create_rs(&self, d: &Value, replicas: i64, annotations: Map<String, Value>) -> Result<Value, String> {
-        let ns = owner::namespace(d);
-        let collisions = d["status"]["collisionCount"].as_i64().unwrap_or(0);
-        let hash = template_hash(&canonical(&d["spec"]["template"]), collisions);
-        let mut template = d["spec"]["template"].clone();
-        template["metadata"]["labels"][HASH_LABEL] = json!(hash);
-        let mut selector = d["spec"]["selector"].clone();
-        selector["matchLabels"][HASH_LABEL] = json!(hash);
-        let rs = json!({
-            "apiVersion": "apps/v1", "kind": "ReplicaSet",
-            "metadata": {"name": format!("{}-{hash}", owner::name(d)), "namespace": ns,
-                "labels": template["metadata"]["labels"], "annotations": annotations,
-                "ownerReferences": [controller_ref(d, "apps/v1", "Deployment")]},
-            "spec": {"replicas": replicas, "minReadySeconds": d["spec"]["minReadySeconds"].as_i64().unwrap_or(0),
-                "selector": selector, "template": template},
-        });
-        match self.client.create("apps", "replicasets", Some(ns), &rs).await {
-            Ok(v) => {
-                let msg = format!("Scaled up replica set {} from 0 to {replicas}", owner::name(&v));
-                self.events.record(d, "apps/v1", "Deployment", "Normal", "ScalingReplicaSet", &msg).await;
-                Ok(v)
+    async fn create_rs(
+        &self,
+        d: &Deployment,
+        replicas: i64,
+        annotations: BTreeMap<String, String>,
+    ) -> Result<ReplicaSet, Error> {
+        let rs = new_replica_set(d, replicas, annotations);
+        match self.client.create(&rs).await {
+            Ok(created) => {
+                let msg = format!("Scaled up replica set {} from 0 to {replicas}", created.name());
+                self.events.record(d, EventType::Normal, "ScalingReplicaSet", &msg).await;
+                Ok(created)
             }
             Err(e) if e.is_conflict() => {
                 // A ReplicaSet of that name with another template: bump the collision count so
                 // the next hash differs.
+                let collisions = d.status.as_ref().and_then(|s| s.collision_count).unwrap_or(0);
                 let patch = json!({"status": {"collisionCount": collisions + 1}});
-                let _ = self
-                    .client
-                    .merge_patch("apps", "deployments", Some(ns), owner::name(d), Some("status"), &patch)
-                    .await;
-                Err(format!("replica set name collision for {}", owner::name(d)))
+                let _ = self.client.merge_patch_status::<Deployment>(d.namespace(), d.name(), &patch).await;
+                Err(Error::NameCollision(d.name().to_string()))
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.into()),
         }
     }
 
     /// Deletes the oldest scaled-down ReplicaSets beyond revisionHistoryLimit.
-    async fn cleanup(&self, d: &Value, old: &[Arc<Value>]) -> Result<(), String> {
-        let limit = d["spec"]["revisionHistoryLimit"].as_i64().unwrap_or(10).max(0) as usize;
-        let idle: Vec<&Arc<Value>> = old.iter().filter(|o| replicas(o) == 0 && status_i(o, "replicas") == 0).collect();
+    async fn cleanup(&self, d: &Deployment, old: &[Arc<ReplicaSet>]) -> Result<(), Error> {
+        let limit = d.spec.as_ref().and_then(|s| s.revision_history_limit).unwrap_or(10).max(0) as usize;
+        let idle: Vec<&Arc<ReplicaSet>> = old.iter().filter(|o| scale(o) == 0 && current(o) == 0).collect();
         if idle.len() <= limit {
             return Ok(());
         }
         for o in &idle[..idle.len() - limit] {
-            match self.client.delete("apps", "replicasets", Some(owner::namespace(o)), owner::name(o), "").await {
+            match self.client.delete::<ReplicaSet>(o.namespace(), o.name(), &DeleteParams::default()).await {
                 Ok(_) => {}
                 Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e.into()),
             }
         }
         Ok(())
@@ -375,173 +438,32 @@ impl DeploymentController {
 
     async fn update_status(
         &self,
-        d: &Value,
-        new_rs: Option<&Value>,
-        old: &[Arc<Value>],
+        d: &Deployment,
+        new_rs: Option<&ReplicaSet>,
+        old: &[Arc<ReplicaSet>],
         reason: &str,
-    ) -> ReconcileResult {
-        let all: Vec<&Value> = new_rs.into_iter().chain(old.iter().map(|o| o.as_ref())).collect();
-        let sum = |f: &str| all.iter().map(|r| status_i(r, f)).sum::<i64>();
-        let want = replicas(d);
-        let (_, max_unavailable) = surge_and_unavailable(d);
-        let updated = new_rs.map(|r| status_i(r, "replicas")).unwrap_or(0);
-        let available = sum("availableReplicas");
-        let total = sum("replicas");
-        let now = format_rfc3339(SystemTime::now());
-        let complete = updated == want
-            && total == want
-            && available == want
-            && new_rs
-                .is_some_and(|r| r["status"]["observedGeneration"].as_i64() >= r["metadata"]["generation"].as_i64());
-        let prev_conditions = d["status"]["conditions"].as_array().cloned().unwrap_or_default();
-        let prev = |t: &str| prev_conditions.iter().find(|c| c["type"] == t).cloned();
-        let condition = |t: &str, status: &str, reason: &str, message: String| {
-            let mut c = json!({"type": t, "status": status, "reason": reason, "message": message, "lastUpdateTime": now, "lastTransitionTime": now});
-            if let Some(p) = prev(t) {
-                if p["status"] == status {
-                    c["lastTransitionTime"] = p["lastTransitionTime"].clone();
-                    if p["reason"] == reason {
-                        c["lastUpdateTime"] = p["lastUpdateTime"].clone();
-                    }
-                }
-            }
-            c
-        };
-        let available_ok = available >= want - max_unavailable;
-        let available_cond = if available_ok {
-            condition("Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.".into())
-        } else {
-            condition(
-                "Available",
-                "False",
-                "MinimumReplicasUnavailable",
-                "Deployment does not have minimum availability.".into(),
-            )
-        };
-        let rs_name = new_rs.map(|r| owner::name(r).to_string()).unwrap_or_default();
-        let deadline = d["spec"]["progressDeadlineSeconds"].as_i64().unwrap_or(600);
-        let progressing = if reason == "DeploymentPaused" {
-            condition("Progressing", "Unknown", "DeploymentPaused", "Deployment is paused".into())
-        } else if complete {
-            condition(
-                "Progressing",
-                "True",
-                "NewReplicaSetAvailable",
-                format!("ReplicaSet \"{rs_name}\" has successfully progressed."),
-            )
-        } else {
-            let prev_p = prev("Progressing");
-            let last_progress = prev_p.as_ref().and_then(|p| p["lastUpdateTime"].as_str()).and_then(parse_rfc3339);
-            let stuck = reason == "FoundNewReplicaSet"
-                && last_progress.is_some_and(|t| t + Duration::from_secs(deadline.max(0) as u64) < SystemTime::now());
-            if stuck || prev_p.as_ref().is_some_and(|p| p["reason"] == "ProgressDeadlineExceeded") {
-                condition(
-                    "Progressing",
-                    "False",
-                    "ProgressDeadlineExceeded",
-                    format!("ReplicaSet \"{rs_name}\" has timed out progressing."),
-                )
-            } else {
-                let msg = match reason {
-                    "NewReplicaSetCreated" => format!("Created new replica set \"{rs_name}\""),
-                    "ReplicaSetUpdated" => format!("ReplicaSet \"{rs_name}\" is progressing."),
-                    _ => format!("Found new replica set \"{rs_name}\""),
-                };
-                let r = if reason == "FoundNewReplicaSet" {
-                    prev_p.as_ref().and_then(|p| p["reason"].as_str()).unwrap_or(reason)
-                } else {
-                    reason
-                };
-                condition("Progressing", "True", r, msg)
-            }
-        };
-        let status = json!({
-            "observedGeneration": d["metadata"]["generation"],
-            "replicas": total,
-            "updatedReplicas": updated,
-            "readyReplicas": sum("readyReplicas"),
-            "availableReplicas": available,
-            "unavailableReplicas": (want - available).max(0),
-            "conditions": [available_cond, progressing],
-        });
-        let mut compare = status.clone();
-        let mut current = d["status"].clone();
-        for s in [&mut compare, &mut current] {
-            if let Some(cs) = s["conditions"].as_array_mut() {
-                for c in cs {
-                    c.as_object_mut().map(|o| o.remove("lastUpdateTime"));
-                }
-            }
-            if let Some(o) = s.as_object_mut() {
-                o.retain(|_, v| v != &json!(0));
-            }
-        }
-        if compare != current {
-            let mut patch_status = status.clone();
-            if let Some(c) = d["status"]["collisionCount"].as_i64() {
-                patch_status["collisionCount"] = json!(c);
-            }
-            let r = self
-                .client
-                .merge_patch(
-                    "apps",
-                    "deployments",
-                    Some(owner::namespace(d)),
-                    owner::name(d),
-                    Some("status"),
-                    &json!({"status": patch_status}),
-                )
-                .await;
+    ) -> Result<Action, Error> {
+        let now = SystemTime::now();
+        let desired = status::desired(d, new_rs, old, reason, now);
+        if status::differs(d.status.as_ref(), &desired.status) {
+            let patch = status::patch(d, &desired.status);
+            let r = self.client.merge_patch_status::<Deployment>(d.namespace(), d.name(), &patch).await;
             if let Err(e) = r {
                 if !e.is_not_found() {
-                    return Err(e.to_string());
+                    return Err(e.into());
                 }
             }
         }
-        if !complete && reason != "DeploymentPaused" {
-            // Re-check the progress deadline even if nothing else changes.
-            return Ok(Action::RequeueAfter(Duration::from_secs((deadline.max(1) as u64).min(30))));
-        }
-        Ok(Action::Done)
+        Ok(desired.requeue.map_or(Action::Done, Action::RequeueAfter))
     }
 }
 
 impl Reconciler for DeploymentController {
-    fn name(&self) -> &'static str {
-        "deployment"
-    }
-    fn reconcile(&self, key: ObjectKey) -> BoxFuture<'_, ReconcileResult> {
+    type Error = Error;
+    fn reconcile<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<Action, Error>> {
         Box::pin(self.sync(key))
     }
 }
 
-pub fn run(ctrl: Arc<DeploymentController>) -> Vec<BoxFuture<'static, ()>> {
-    let c = ctrl.clone();
-    let feed: BoxFuture<'static, ()> = Box::pin(async move {
-        let mut d_changes = c.informers.deployments.subscribe();
-        let mut rs_changes = c.informers.replicasets.subscribe();
-        c.informers.deployments.wait_synced().await;
-        c.informers.replicasets.wait_synced().await;
-        c.enqueue_all();
-        loop {
-            tokio::select! {
-                ch = d_changes.recv() => match ch {
-                    Ok(Change::Applied { new, .. }) => c.queue.add(key_of(&new)),
-                    Ok(Change::Deleted(d)) => c.queue.add(key_of(&d)),
-                    Ok(Change::Resynced) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => c.enqueue_all(),
-                    Err(_) => return,
-                },
-                ch = rs_changes.recv() => match ch {
-                    Ok(Change::Applied { new, .. }) => c.on_rs_change(&new),
-                    Ok(Change::Deleted(rs)) => c.on_rs_change(&rs),
-                    Ok(Change::Resynced) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => c.enqueue_all(),
-                    Err(_) => return,
-                },
-            }
-        }
-    });
-    let queue = ctrl.queue.clone();
-    let mut loops = controller::workers(ctrl, queue, 4);
-    loops.push(feed);
-    loops
-}
+#[cfg(test)]
+mod tests;

@@ -3,114 +3,143 @@
 //! through `namespaces/finalize`, which lets the API server delete it. It also keeps the
 //! `default` ServiceAccount in every active namespace (the ServiceAccount controller).
 
-use crate::owner;
-use crate::Informers;
 use futures::future::BoxFuture;
-use kubus_apimachinery::resource;
-use kubus_runtime::controller::{self, Action, ReconcileResult, Reconciler};
-use kubus_runtime::informer::ObjectKey;
-use kubus_runtime::{Change, Client, WorkQueue};
-use serde_json::json;
+use k8s_openapi::api::core::v1::{Namespace, NamespaceSpec, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kubus_apimachinery::{resource, ObjectExt, ObjectKey, ResourceInfo};
+use kubus_controller_runtime::client::path;
+use kubus_controller_runtime::controller::{Action, Controller, Reconciler};
+use kubus_controller_runtime::{Change, Client, ClientError, Informer, InformerFactory};
 use std::sync::Arc;
 use std::time::Duration;
 
+const WORKERS: usize = 2;
+
+/// Why a namespace sync failed; the key is retried with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("emptying {namespace}: {resource}: {source}")]
+    Emptying { namespace: String, resource: &'static str, source: ClientError },
+}
+
 pub struct NamespaceController {
     client: Client,
-    informers: Informers,
-    queue: Arc<WorkQueue<ObjectKey>>,
+    namespaces: Informer<Namespace>,
+    serviceaccounts: Informer<ServiceAccount>,
+}
+
+/// Starts the controller; the future runs it until dropped.
+pub fn run(client: Client, factory: &InformerFactory) -> BoxFuture<'static, ()> {
+    let (namespaces, serviceaccounts) = (factory.get::<Namespace>(), factory.get::<ServiceAccount>());
+    // A deleted `default` ServiceAccount is made again.
+    let default_deleted = |change: &Change<ServiceAccount>| match change {
+        Change::Deleted(sa) if sa.name() == "default" => vec![(String::new(), sa.namespace().to_string())],
+        _ => Vec::new(),
+    };
+    let ctrl = Controller::new("namespace", namespaces.clone())
+        .watches_changes(serviceaccounts.clone(), default_deleted)
+        .workers(WORKERS);
+    ctrl.run(Arc::new(NamespaceController { client, namespaces, serviceaccounts }))
+}
+
+/// The namespaced resources a namespace is emptied of: every one with its own storage.
+fn namespaced() -> impl Iterator<Item = &'static ResourceInfo> {
+    resource::all().iter().filter(|r| r.namespaced && r.storage_group == r.group)
+}
+
+/// The request that removes the `kubernetes` finalizer (`PUT namespaces/<name>/finalize`).
+pub fn finalize(name: &str) -> Namespace {
+    Namespace {
+        metadata: ObjectMeta { name: Some(name.to_string()), ..Default::default() },
+        spec: Some(NamespaceSpec { finalizers: Some(Vec::new()) }),
+        status: None,
+    }
 }
 
 impl NamespaceController {
-    pub fn new(client: Client, informers: Informers) -> Self {
-        NamespaceController { client, informers, queue: WorkQueue::new("namespace") }
-    }
-
-    fn enqueue_all(&self) {
-        for ns in self.informers.namespaces.list() {
-            self.queue.add((String::new(), owner::name(&ns).to_string()));
-        }
-    }
-
-    async fn sync(&self, key: ObjectKey) -> ReconcileResult {
-        let Some(ns) = self.informers.namespaces.get("", &key.1) else {
+    async fn sync(&self, key: &ObjectKey) -> Result<Action, Error> {
+        let Some(ns) = self.namespaces.get("", &key.1) else {
             return Ok(Action::Done);
         };
-        let name = owner::name(&ns).to_string();
-        if !owner::is_deleting(&ns) {
+        let name = ns.name().to_string();
+        if !ns.is_deleting() {
             return self.ensure_default_service_account(&name).await;
         }
-        // Empty it: every namespaced resource that has its own storage.
         let mut remaining = 0;
-        for r in resource::all().iter().filter(|r| r.namespaced && r.storage_group == r.group) {
-            self.client
-                .delete_collection(r.group, r.resource, Some(&name), "")
-                .await
-                .map_err(|e| format!("emptying {name}: {}: {e}", r.resource))?;
-            remaining += self.client.list(r.group, r.resource, Some(&name), "").await.map_err(|e| e.to_string())?.len();
+        for r in namespaced() {
+            let emptying = |source| Error::Emptying { namespace: name.clone(), resource: r.resource, source };
+            let collection = path(r, Some(&name), None, None);
+            self.client.request("DELETE", &collection, "", None, None).await.map_err(emptying)?;
+            let list = self.client.request("GET", &collection, "", None, None).await?;
+            remaining += list.get("items").and_then(|i| i.as_array()).map_or(0, Vec::len);
         }
         if remaining > 0 {
             // Pods on nodes terminate gracefully; look again shortly.
             return Ok(Action::RequeueAfter(Duration::from_secs(1)));
         }
-        let body =
-            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}, "spec": {"finalizers": []}});
-        match self.client.update("", "namespaces", None, &name, Some("finalize"), &body).await {
+        let body = serde_json::to_value(finalize(&name)).map_err(ClientError::from)?;
+        let finalize = path(resource::of::<Namespace>(), None, Some(&name), Some("finalize"));
+        match self.client.request("PUT", &finalize, "", None, Some(&body)).await {
             Ok(_) => Ok(Action::Done),
             Err(e) if e.is_not_found() => Ok(Action::Done),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.into()),
         }
     }
 
-    async fn ensure_default_service_account(&self, ns: &str) -> ReconcileResult {
-        if self.informers.serviceaccounts.get(ns, "default").is_some() {
+    async fn ensure_default_service_account(&self, ns: &str) -> Result<Action, Error> {
+        if self.serviceaccounts.get(ns, "default").is_some() {
             return Ok(Action::Done);
         }
-        let sa =
-            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}});
-        match self.client.create("", "serviceaccounts", Some(ns), &sa).await {
+        let sa = ServiceAccount {
+            metadata: ObjectMeta {
+                name: Some("default".into()),
+                namespace: Some(ns.to_string()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        match self.client.create(&sa).await {
             Ok(_) => Ok(Action::Done),
             Err(e) if e.is_conflict() || e.code() == Some(403) || e.is_not_found() => Ok(Action::Done),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.into()),
         }
     }
 }
 
 impl Reconciler for NamespaceController {
-    fn name(&self) -> &'static str {
-        "namespace"
-    }
-    fn reconcile(&self, key: ObjectKey) -> BoxFuture<'_, ReconcileResult> {
+    type Error = Error;
+    fn reconcile<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<Action, Error>> {
         Box::pin(self.sync(key))
     }
 }
 
-pub fn run(ctrl: Arc<NamespaceController>) -> Vec<BoxFuture<'static, ()>> {
-    let c = ctrl.clone();
-    let feed: BoxFuture<'static, ()> = Box::pin(async move {
-        let mut ns_changes = c.informers.namespaces.subscribe();
-        let mut sa_changes = c.informers.serviceaccounts.subscribe();
-        c.informers.namespaces.wait_synced().await;
-        c.informers.serviceaccounts.wait_synced().await;
-        c.enqueue_all();
-        loop {
-            tokio::select! {
-                ch = ns_changes.recv() => match ch {
-                    Ok(Change::Applied { new, .. }) => c.queue.add((String::new(), owner::name(&new).to_string())),
-                    Ok(Change::Deleted(_)) => {}
-                    Ok(Change::Resynced) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => c.enqueue_all(),
-                    Err(_) => return,
-                },
-                ch = sa_changes.recv() => match ch {
-                    Ok(Change::Deleted(sa)) if owner::name(&sa) == "default" => c.queue.add((String::new(), owner::namespace(&sa).to_string())),
-                    Ok(_) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => c.enqueue_all(),
-                    Err(_) => return,
-                },
-            }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn finalize_sends_the_namespace_without_finalizers() {
+        assert_eq!(
+            serde_json::to_value(finalize("doomed")).unwrap(),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "doomed"}, "spec": {"finalizers": []}})
+        );
+        assert_eq!(
+            path(resource::of::<Namespace>(), None, Some("doomed"), Some("finalize")),
+            "/api/v1/namespaces/doomed/finalize"
+        );
+    }
+
+    #[test]
+    fn emptying_covers_stored_namespaced_resources_once() {
+        let names: Vec<(&str, &str)> = namespaced().map(|r| (r.group, r.resource)).collect();
+        for expected in [("", "pods"), ("apps", "replicasets"), ("", "configmaps"), ("", "events")] {
+            assert!(names.contains(&expected), "{expected:?} in {names:?}");
         }
-    });
-    let queue = ctrl.queue.clone();
-    let mut loops = controller::workers(ctrl, queue, 2);
-    loops.push(feed);
-    loops
+        assert!(!names.contains(&("", "namespaces")) && !names.contains(&("", "nodes")));
+        // events.k8s.io Events are stored as core Events: emptied once, through those.
+        assert!(!names.contains(&("events.k8s.io", "events")));
+    }
 }

@@ -3,16 +3,40 @@
 //! from that block, so pods on different nodes never collide. Blocks already written on nodes
 //! are taken as used (a new leader learns them from the informer); a freed block is reused.
 
-use crate::owner;
-use crate::Informers;
 use futures::future::BoxFuture;
-use kubus_runtime::controller::{self, Action, ReconcileResult, Reconciler};
-use kubus_runtime::informer::ObjectKey;
-use kubus_runtime::{Change, Client, WorkQueue};
+use k8s_openapi::api::core::v1::Node;
+use kubus_apimachinery::{ObjectExt, ObjectKey};
+use kubus_controller_runtime::controller::{Action, Controller, Reconciler};
+use kubus_controller_runtime::{Change, Client, ClientError, Informer, InformerFactory};
 use serde_json::json;
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
+
+/// Nodes by `spec.podCIDR`.
+const BY_POD_CIDR: &str = "spec.podCIDR";
+
+/// A `--cluster-cidr` that cannot be cut into node blocks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CidrError {
+    #[error("{0}: not a CIDR")]
+    NotCidr(String),
+    #[error("{0}: not an IPv4 address")]
+    NotIpv4(String),
+    #[error("{0}: bad prefix length")]
+    BadPrefix(String),
+    #[error("{cidr}: node blocks of /{node_mask} do not fit")]
+    BlocksDoNotFit { cidr: String, node_mask: u8 },
+}
+
+/// Why an allocation failed; the key is retried with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("no pod CIDR left in the cluster CIDR for node {0}")]
+    Exhausted(String),
+}
 
 /// The range pod CIDRs are cut from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,12 +49,12 @@ pub struct ClusterCidr {
 
 impl ClusterCidr {
     /// Parses `a.b.c.d/n`; the node blocks must fit inside.
-    pub fn parse(cidr: &str, node_mask: u8) -> Result<ClusterCidr, String> {
-        let (ip, prefix) = cidr.split_once('/').ok_or_else(|| format!("{cidr}: not a CIDR"))?;
-        let network: Ipv4Addr = ip.parse().map_err(|_| format!("{cidr}: not an IPv4 address"))?;
-        let prefix: u8 = prefix.parse().map_err(|_| format!("{cidr}: bad prefix length"))?;
+    pub fn parse(cidr: &str, node_mask: u8) -> Result<ClusterCidr, CidrError> {
+        let (ip, prefix) = cidr.split_once('/').ok_or_else(|| CidrError::NotCidr(cidr.into()))?;
+        let network: Ipv4Addr = ip.parse().map_err(|_| CidrError::NotIpv4(cidr.into()))?;
+        let prefix: u8 = prefix.parse().map_err(|_| CidrError::BadPrefix(cidr.into()))?;
         if prefix > node_mask || node_mask > 30 {
-            return Err(format!("{cidr}: node blocks of /{node_mask} do not fit"));
+            return Err(CidrError::BlocksDoNotFit { cidr: cidr.into(), node_mask });
         }
         let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
         Ok(ClusterCidr { network: Ipv4Addr::from(u32::from(network) & mask), prefix, node_mask })
@@ -48,51 +72,60 @@ impl ClusterCidr {
 
 pub struct NodeIpamController {
     client: Client,
-    informers: Informers,
+    nodes: Informer<Node>,
     cidr: ClusterCidr,
     /// Blocks handed out by this leader whose node write the informer may not show yet.
-    reserved: Mutex<HashSet<String>>,
-    queue: Arc<WorkQueue<ObjectKey>>,
+    reserved: Arc<Mutex<HashSet<String>>>,
+}
+
+fn pod_cidr(node: &Node) -> Option<&str> {
+    node.spec.as_ref()?.pod_cidr.as_deref().filter(|c| !c.is_empty())
+}
+
+/// Starts the controller; the future runs it until dropped.
+pub fn run(client: Client, factory: &InformerFactory, cidr: ClusterCidr) -> BoxFuture<'static, ()> {
+    let nodes = factory.get::<Node>();
+    nodes.add_index(BY_POD_CIDR, |n: &Node| pod_cidr(n).map(String::from).into_iter().collect());
+    let reserved: Arc<Mutex<HashSet<String>>> = Arc::default();
+    // A deleted node's block is free again.
+    let release = {
+        let reserved = reserved.clone();
+        move |change: &Change<Node>| {
+            if let Change::Deleted(n) = change {
+                if let Some(b) = pod_cidr(n) {
+                    reserved.lock().expect("ipam lock").remove(b);
+                }
+            }
+            Vec::new()
+        }
+    };
+    // One worker: blocks are chosen one at a time, so two nodes never get the same one.
+    let ctrl = Controller::new("nodeipam", nodes.clone()).watches_changes(nodes.clone(), release).workers(1);
+    ctrl.run(Arc::new(NodeIpamController { client, nodes, cidr, reserved }))
 }
 
 impl NodeIpamController {
-    pub fn new(client: Client, informers: Informers, cidr: ClusterCidr) -> Self {
-        NodeIpamController { client, informers, cidr, reserved: Mutex::default(), queue: WorkQueue::new("nodeipam") }
-    }
-
-    fn enqueue_all(&self) {
-        for n in self.informers.nodes.list() {
-            self.queue.add((String::new(), owner::name(&n).to_string()));
-        }
-    }
-
+    /// The first block no node has and this leader has not just handed out.
     fn next_free(&self) -> Option<String> {
-        let mut used: HashSet<String> = self
-            .informers
-            .nodes
-            .list()
-            .iter()
-            .filter_map(|n| n["spec"]["podCIDR"].as_str().map(String::from))
-            .collect();
         let reserved = self.reserved.lock().expect("ipam lock");
-        used.extend(reserved.iter().cloned());
-        (0..self.cidr.blocks()).map(|i| self.cidr.block(i)).find(|b| !used.contains(b))
+        self.nodes.read(|c| {
+            (0..self.cidr.blocks())
+                .map(|i| self.cidr.block(i))
+                .find(|b| c.count(BY_POD_CIDR, b) == 0 && !reserved.contains(b))
+        })
     }
 
-    async fn sync(&self, key: ObjectKey) -> ReconcileResult {
-        let Some(node) = self.informers.nodes.get("", &key.1) else {
+    async fn sync(&self, key: &ObjectKey) -> Result<Action, Error> {
+        let Some(node) = self.nodes.get("", &key.1) else {
             return Ok(Action::Done);
         };
-        if node["spec"]["podCIDR"].as_str().is_some_and(|c| !c.is_empty()) || owner::is_deleting(&node) {
+        if pod_cidr(&node).is_some() || node.is_deleting() {
             return Ok(Action::Done);
         }
-        let Some(block) = self.next_free() else {
-            return Err(format!("no pod CIDR left in the cluster CIDR for node {}", key.1));
-        };
+        let block = self.next_free().ok_or_else(|| Error::Exhausted(key.1.clone()))?;
         self.reserved.lock().expect("ipam lock").insert(block.clone());
         let patch = json!({"spec": {"podCIDR": block, "podCIDRs": [block]}});
-        let result = self.client.merge_patch("", "nodes", None, &key.1, None, &patch).await;
-        match result {
+        match self.client.merge_patch::<Node>("", node.name(), &patch).await {
             Ok(_) => {
                 tracing::info!(node = %key.1, pod_cidr = %block, "pod CIDR allocated");
                 Ok(Action::Done)
@@ -102,7 +135,7 @@ impl NodeIpamController {
                 if e.is_not_found() {
                     Ok(Action::Done)
                 } else {
-                    Err(e.to_string())
+                    Err(e.into())
                 }
             }
         }
@@ -110,38 +143,10 @@ impl NodeIpamController {
 }
 
 impl Reconciler for NodeIpamController {
-    fn name(&self) -> &'static str {
-        "nodeipam"
-    }
-    fn reconcile(&self, key: ObjectKey) -> BoxFuture<'_, ReconcileResult> {
+    type Error = Error;
+    fn reconcile<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<Action, Error>> {
         Box::pin(self.sync(key))
     }
-}
-
-pub fn run(ctrl: Arc<NodeIpamController>) -> Vec<BoxFuture<'static, ()>> {
-    let c = ctrl.clone();
-    let feed: BoxFuture<'static, ()> = Box::pin(async move {
-        let mut changes = c.informers.nodes.subscribe();
-        c.informers.nodes.wait_synced().await;
-        c.enqueue_all();
-        loop {
-            match changes.recv().await {
-                Ok(Change::Applied { new, .. }) => c.queue.add((String::new(), owner::name(&new).to_string())),
-                Ok(Change::Deleted(n)) => {
-                    if let Some(b) = n["spec"]["podCIDR"].as_str() {
-                        c.reserved.lock().expect("ipam lock").remove(b);
-                    }
-                }
-                Ok(Change::Resynced) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => c.enqueue_all(),
-                Err(_) => return,
-            }
-        }
-    });
-    let queue = ctrl.queue.clone();
-    // One worker: blocks are chosen one at a time, so two nodes never get the same one.
-    let mut loops = controller::workers(ctrl, queue, 1);
-    loops.push(feed);
-    loops
 }
 
 #[cfg(test)]
@@ -155,7 +160,12 @@ mod tests {
         assert_eq!(c.block(0), "10.244.0.0/24");
         assert_eq!(c.block(255), "10.244.255.0/24");
         assert_eq!(ClusterCidr::parse("10.244.3.9/16", 24).unwrap().network, Ipv4Addr::new(10, 244, 0, 0));
-        assert!(ClusterCidr::parse("10.244.0.0/25", 24).is_err());
-        assert!(ClusterCidr::parse("bogus", 24).is_err());
+        assert_eq!(
+            ClusterCidr::parse("10.244.0.0/25", 24).unwrap_err().to_string(),
+            "10.244.0.0/25: node blocks of /24 do not fit"
+        );
+        assert_eq!(ClusterCidr::parse("bogus", 24), Err(CidrError::NotCidr("bogus".into())));
+        assert_eq!(ClusterCidr::parse("10.1.2/16", 24).unwrap_err().to_string(), "10.1.2/16: not an IPv4 address");
+        assert_eq!(ClusterCidr::parse("10.0.0.0/x", 24).unwrap_err().to_string(), "10.0.0.0/x: bad prefix length");
     }
 }

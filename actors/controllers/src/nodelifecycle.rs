@@ -4,128 +4,188 @@
 //! (so Services stop sending them traffic), and pods on nodes with
 //! NoExecute taints they do not tolerate are evicted (after their tolerationSeconds), so their
 //! controllers replace them elsewhere.
+//!
+//! A node's pods come from the pod informer's `spec.nodeName` index; Leases are read from
+//! their informer, not watched (every node is looked at again every quarter grace period).
 
-use crate::owner;
-use crate::Informers;
 use futures::future::BoxFuture;
-use kubus_apimachinery::conditions;
-use kubus_apimachinery::table::{format_rfc3339, parse_rfc3339};
-use kubus_runtime::controller::{self, Action, ReconcileResult, Reconciler};
-use kubus_runtime::informer::ObjectKey;
-use kubus_runtime::{Client, Informer, WorkQueue};
-use serde_json::{json, Value};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, PodCondition, Taint, Toleration};
+use kubus_apimachinery::time::{system_micro_time, system_time, time};
+use kubus_apimachinery::{conditions, pod, ObjectExt, ObjectKey};
+use kubus_controller_runtime::controller::{Action, Controller, ReconcileResult, Reconciler};
+use kubus_controller_runtime::informer::indexes;
+use kubus_controller_runtime::{Client, DeleteParams, Informer, InformerFactory};
+use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 pub const NOT_READY: &str = "node.kubernetes.io/not-ready";
 
+/// Where node Leases live.
+const LEASE_NAMESPACE: &str = "kube-node-lease";
+
+const WORKERS: usize = 2;
+
 pub struct NodeLifecycleController {
     client: Client,
-    informers: Informers,
-    leases: Informer,
+    nodes: Informer<Node>,
+    pods: Informer<Pod>,
+    leases: Informer<Lease>,
     grace: Duration,
-    queue: Arc<WorkQueue<ObjectKey>>,
 }
 
-fn taints(node: &Value) -> Vec<Value> {
-    node["spec"]["taints"].as_array().cloned().unwrap_or_default()
+fn taints(node: &Node) -> &[Taint] {
+    node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or(&[])
 }
 
-fn tolerates(pod: &Value, taint: &Value) -> Option<Option<i64>> {
-    pod["spec"]["tolerations"].as_array().into_iter().flatten().find_map(|t| {
-        let effect_ok = t["effect"].as_str().is_none_or(|e| e.is_empty() || Some(e) == taint["effect"].as_str());
-        let key_ok = match t["operator"].as_str().unwrap_or("Equal") {
-            "Exists" => t["key"].as_str().is_none_or(|k| k.is_empty() || Some(k) == taint["key"].as_str()),
-            _ => t["key"] == taint["key"] && t["value"].as_str().unwrap_or("") == taint["value"].as_str().unwrap_or(""),
-        };
-        (effect_ok && key_ok).then(|| t["tolerationSeconds"].as_i64())
+fn taint(key: &str, effect: &str, now: SystemTime) -> Taint {
+    Taint { key: key.to_string(), effect: effect.to_string(), time_added: Some(time(now)), value: None }
+}
+
+/// Whether a toleration matches a taint (upstream's `ToleratesTaint`).
+fn matches(t: &Toleration, taint: &Taint) -> bool {
+    let effect_ok = t.effect.as_deref().is_none_or(|e| e.is_empty() || e == taint.effect);
+    let key_ok = match t.operator.as_deref().unwrap_or("Equal") {
+        "Exists" => t.key.as_deref().is_none_or(|k| k.is_empty() || k == taint.key),
+        _ => {
+            t.key.as_deref() == Some(taint.key.as_str())
+                && t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
+        }
+    };
+    effect_ok && key_ok
+}
+
+/// None: the pod does not tolerate the taint; Some(None): forever; Some(Some(s)): for s seconds.
+fn tolerates(pod: &Pod, taint: &Taint) -> Option<Option<i64>> {
+    pod::spec(pod).tolerations.iter().flatten().find(|t| matches(t, taint)).map(|t| t.toleration_seconds)
+}
+
+/// When a pod must leave a node with these NoExecute taints: None if it tolerates them all
+/// forever, `now` if it does not tolerate one, else when its shortest tolerationSeconds runs
+/// out (counted from each taint's timeAdded).
+pub fn eviction_time(pod: &Pod, no_execute: &[&Taint], now: SystemTime) -> Option<SystemTime> {
+    let mut evict_at: Option<SystemTime> = Some(now);
+    let mut forever = true;
+    for t in no_execute {
+        let added = t.time_added.as_ref().map(system_time).unwrap_or(now);
+        match tolerates(pod, t) {
+            None => return Some(now),
+            Some(None) => {}
+            Some(Some(secs)) => {
+                forever = false;
+                let at = added + Duration::from_secs(secs.max(0) as u64);
+                evict_at = Some(evict_at.map_or(at, |e| if e == now { at } else { e.min(at) }));
+            }
+        }
+    }
+    if forever {
+        None
+    } else {
+        evict_at
+    }
+}
+
+/// The node's last sign of life: its Lease renewal or Ready heartbeat, whichever is later,
+/// else its creation.
+pub fn last_heartbeat(node: &Node, lease: Option<&Lease>) -> Option<SystemTime> {
+    let from_lease = lease.and_then(|l| l.spec.as_ref()?.renew_time.as_ref()).map(system_micro_time);
+    let from_status = conditions::find(conditions::of_node(node), "Ready")
+        .and_then(|c| c.last_heartbeat_time.as_ref())
+        .map(system_time);
+    from_lease.max(from_status).or_else(|| node.metadata.creation_timestamp.as_ref().map(system_time))
+}
+
+/// Every condition of a node that stopped posting status, as upstream marks them.
+fn unknown_conditions(node: &Node, now: SystemTime) -> Vec<NodeCondition> {
+    let conditions = node.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+    conditions
+        .into_iter()
+        .map(|mut c| {
+            c.status = "Unknown".into();
+            c.reason = Some("NodeStatusUnknown".into());
+            c.message = Some("Kubelet stopped posting node status.".into());
+            c.last_transition_time = Some(time(now));
+            c
+        })
+        .collect()
+}
+
+/// A pod's conditions with Ready turned False.
+fn not_ready_conditions(pod: &Pod, now: SystemTime) -> Vec<PodCondition> {
+    let conditions = pod.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+    conditions
+        .into_iter()
+        .map(|mut c| {
+            if c.type_ == pod::READY {
+                c.status = "False".into();
+                c.last_transition_time = Some(time(now));
+            }
+            c
+        })
+        .collect()
+}
+
+/// Starts the controller; the future runs it until dropped.
+pub fn run(client: Client, factory: &InformerFactory, grace: Duration) -> BoxFuture<'static, ()> {
+    let (nodes, pods, leases) = (factory.get::<Node>(), factory.get::<Pod>(), factory.get::<Lease>());
+    indexes::pods_by_node(&pods);
+    let ctrl = Controller::new("nodelifecycle", nodes.clone()).workers(WORKERS);
+    let (leases_synced, pods_synced) = (leases.clone(), pods.clone());
+    let run = ctrl.run(Arc::new(NodeLifecycleController { client, nodes, pods, leases, grace }));
+    Box::pin(async move {
+        // A node's Lease must be known before it can be called stale, and its pods before
+        // they are marked or evicted; neither is watched.
+        leases_synced.wait_synced().await;
+        pods_synced.wait_synced().await;
+        run.await
     })
 }
 
 impl NodeLifecycleController {
-    pub fn new(client: Client, informers: Informers, leases: Informer, grace: Duration) -> Self {
-        NodeLifecycleController { client, informers, leases, grace, queue: WorkQueue::new("nodelifecycle") }
+    async fn set_taints(&self, node: &str, taints: &[Taint]) -> ReconcileResult {
+        self.client.merge_patch::<Node>("", node, &json!({"spec": {"taints": taints}})).await?;
+        Ok(Action::Done)
     }
 
-    fn last_heartbeat(&self, node: &Value) -> Option<SystemTime> {
-        let name = owner::name(node);
-        let lease = self.leases.get("kube-node-lease", name);
-        let from_lease = lease.and_then(|l| l["spec"]["renewTime"].as_str().and_then(parse_rfc3339));
-        let from_status =
-            conditions::find(node, "Ready").and_then(|c| c["lastHeartbeatTime"].as_str()).and_then(parse_rfc3339);
-        from_lease.max(from_status).or_else(|| node["metadata"]["creationTimestamp"].as_str().and_then(parse_rfc3339))
-    }
-
-    async fn sync(&self, key: ObjectKey) -> ReconcileResult {
-        let Some(node) = self.informers.nodes.get("", &key.1) else { return Ok(Action::Done) };
+    async fn sync(&self, key: &ObjectKey) -> ReconcileResult {
+        let Some(node) = self.nodes.get("", &key.1) else { return Ok(Action::Done) };
+        let name = node.name();
         let now = SystemTime::now();
-        let stale = self.last_heartbeat(&node).is_none_or(|t| t + self.grace < now);
+        let lease = self.leases.get(LEASE_NAMESPACE, name);
+        let stale = last_heartbeat(&node, lease.as_deref()).is_none_or(|t| t + self.grace < now);
         let current = taints(&node);
+        let ready = conditions::status(conditions::of_node(&node), "Ready");
         // A node whose kubelet reports Ready=False (as opposed to not reporting) is not-ready.
-        let reports_not_ready = !stale && conditions::status(&node, "Ready") == Some("False");
-        let has_not_ready = current.iter().any(|t| t["key"] == NOT_READY);
+        let reports_not_ready = !stale && ready == Some("False");
+        let has_not_ready = current.iter().any(|t| t.key == NOT_READY);
         if reports_not_ready != has_not_ready {
-            let mut t: Vec<Value> = current.iter().filter(|t| t["key"] != NOT_READY).cloned().collect();
+            let mut t: Vec<Taint> = current.iter().filter(|t| t.key != NOT_READY).cloned().collect();
             if reports_not_ready {
-                let added = format_rfc3339(now);
-                t.push(json!({"key": NOT_READY, "effect": "NoSchedule", "timeAdded": added}));
-                t.push(json!({"key": NOT_READY, "effect": "NoExecute", "timeAdded": added}));
+                t.push(taint(NOT_READY, "NoSchedule", now));
+                t.push(taint(NOT_READY, "NoExecute", now));
             }
-            self.client
-                .merge_patch("", "nodes", None, &key.1, None, &json!({"spec": {"taints": t}}))
-                .await
-                .map_err(|e| e.to_string())?;
+            self.set_taints(name, &t).await?;
             return Ok(Action::RequeueAfter(Duration::from_millis(100)));
         }
-        let has_ours = current.iter().any(|t| t["key"] == UNREACHABLE);
+        let has_ours = current.iter().any(|t| t.key == UNREACHABLE);
         if stale {
-            let ready_unknown = conditions::status(&node, "Ready") == Some("Unknown");
-            if !ready_unknown {
-                let ts = format_rfc3339(now);
-                let conditions: Vec<Value> = node["status"]["conditions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|c| {
-                        let mut c = c.clone();
-                        c["status"] = json!("Unknown");
-                        c["reason"] = json!("NodeStatusUnknown");
-                        c["message"] = json!("Kubelet stopped posting node status.");
-                        c["lastTransitionTime"] = json!(ts);
-                        c
-                    })
-                    .collect();
-                self.client
-                    .merge_patch(
-                        "",
-                        "nodes",
-                        None,
-                        &key.1,
-                        Some("status"),
-                        &json!({"status": {"conditions": conditions}}),
-                    )
-                    .await
-                    .map_err(|e| e.to_string())?;
+            if ready != Some("Unknown") {
+                let patch = json!({"status": {"conditions": unknown_conditions(&node, now)}});
+                self.client.merge_patch_status::<Node>("", name, &patch).await?;
             }
-            self.mark_pods_not_ready(&node, now).await?;
+            self.mark_pods_not_ready(name, now).await?;
             if !has_ours {
-                let mut t = current.clone();
-                let added = format_rfc3339(now);
-                t.push(json!({"key": UNREACHABLE, "effect": "NoSchedule", "timeAdded": added}));
-                t.push(json!({"key": UNREACHABLE, "effect": "NoExecute", "timeAdded": added}));
-                self.client
-                    .merge_patch("", "nodes", None, &key.1, None, &json!({"spec": {"taints": t}}))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                tracing::info!(node = %key.1, "node stopped heartbeating: tainted unreachable");
+                let mut t = current.to_vec();
+                t.push(taint(UNREACHABLE, "NoSchedule", now));
+                t.push(taint(UNREACHABLE, "NoExecute", now));
+                self.set_taints(name, &t).await?;
+                tracing::info!(node = %name, "node stopped heartbeating: tainted unreachable");
             }
         } else if has_ours {
-            let t: Vec<Value> = current.into_iter().filter(|t| t["key"] != UNREACHABLE).collect();
-            self.client
-                .merge_patch("", "nodes", None, &key.1, None, &json!({"spec": {"taints": t}}))
-                .await
-                .map_err(|e| e.to_string())?;
+            let t: Vec<Taint> = current.iter().filter(|t| t.key != UNREACHABLE).cloned().collect();
+            self.set_taints(name, &t).await?;
         }
         let next = self.evict(&node, now).await?;
         // Heartbeats are checked every few seconds; evictions when their time comes.
@@ -136,80 +196,42 @@ impl NodeLifecycleController {
     /// Pods on a node that stopped heartbeating are no longer known to be ready: their Ready
     /// condition turns False, so endpoints take them out of rotation long before any eviction.
     /// The kubelet writes its own view again once it is back.
-    async fn mark_pods_not_ready(&self, node: &Value, now: SystemTime) -> Result<(), String> {
-        let name = owner::name(node);
-        let ts = format_rfc3339(now);
-        for pod in self.informers.pods.list().into_iter().filter(|p| p["spec"]["nodeName"] == name) {
-            if !conditions::is_true(&pod, "Ready") {
+    async fn mark_pods_not_ready(&self, node: &str, now: SystemTime) -> ReconcileResult {
+        for pod in self.pods.by_index(indexes::POD_NODE_NAME, node) {
+            if !pod::is_ready(&pod) {
                 continue;
             }
-            let marked: Vec<Value> = pod["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|c| {
-                    let mut c = c.clone();
-                    if c["type"] == "Ready" {
-                        c["status"] = json!("False");
-                        c["lastTransitionTime"] = json!(ts);
-                    }
-                    c
-                })
-                .collect();
-            let patch = json!({"status": {"conditions": marked}});
-            match self
-                .client
-                .merge_patch("", "pods", Some(owner::namespace(&pod)), owner::name(&pod), Some("status"), &patch)
-                .await
-            {
-                Ok(_) => tracing::info!(pod = owner::name(&pod), node = name, "node unreachable: pod marked not ready"),
+            let patch = json!({"status": {"conditions": not_ready_conditions(&pod, now)}});
+            match self.client.merge_patch_status::<Pod>(pod.namespace(), pod.name(), &patch).await {
+                Ok(_) => tracing::info!(pod = pod.name(), node, "node unreachable: pod marked not ready"),
                 Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e.into()),
             }
         }
-        Ok(())
+        Ok(Action::Done)
     }
 
     /// Evicts pods that do not tolerate the node's NoExecute taints; returns when to look again
     /// for pods whose tolerationSeconds are still running.
-    async fn evict(&self, node: &Value, now: SystemTime) -> Result<Option<Duration>, String> {
-        let no_execute: Vec<Value> = taints(node).into_iter().filter(|t| t["effect"] == "NoExecute").collect();
+    async fn evict(
+        &self,
+        node: &Node,
+        now: SystemTime,
+    ) -> Result<Option<Duration>, kubus_controller_runtime::controller::Error> {
+        let no_execute: Vec<&Taint> = taints(node).iter().filter(|t| t.effect == "NoExecute").collect();
         if no_execute.is_empty() {
             return Ok(None);
         }
         let mut next: Option<Duration> = None;
-        let name = owner::name(node);
-        for pod in
-            self.informers.pods.list().into_iter().filter(|p| p["spec"]["nodeName"] == name && !owner::is_deleting(p))
-        {
-            let mut evict_at: Option<SystemTime> = Some(now);
-            let mut forever = true;
-            for t in &no_execute {
-                let added = t["timeAdded"].as_str().and_then(parse_rfc3339).unwrap_or(now);
-                match tolerates(&pod, t) {
-                    None => {
-                        forever = false;
-                        evict_at = Some(now);
-                        break;
-                    }
-                    Some(None) => {}
-                    Some(Some(secs)) => {
-                        forever = false;
-                        let at = added + Duration::from_secs(secs.max(0) as u64);
-                        evict_at = Some(evict_at.map_or(at, |e| if e == now { at } else { e.min(at) }));
-                    }
-                }
-            }
-            if forever {
-                continue;
-            }
-            let at = evict_at.unwrap_or(now);
+        let name = node.name();
+        for pod in self.pods.by_index(indexes::POD_NODE_NAME, name).into_iter().filter(|p| !p.is_deleting()) {
+            let Some(at) = eviction_time(&pod, &no_execute, now) else { continue };
             if at <= now {
-                tracing::info!(pod = owner::name(&pod), node = name, "evicting pod from tainted node");
-                match self.client.delete("", "pods", Some(owner::namespace(&pod)), owner::name(&pod), "").await {
+                tracing::info!(pod = pod.name(), node = name, "evicting pod from tainted node");
+                match self.client.delete::<Pod>(pod.namespace(), pod.name(), &DeleteParams::default()).await {
                     Ok(_) => {}
                     Err(e) if e.is_not_found() => {}
-                    Err(e) => return Err(e.to_string()),
+                    Err(e) => return Err(e.into()),
                 }
             } else if let Ok(wait) = at.duration_since(now) {
                 next = Some(next.map_or(wait, |n| n.min(wait)));
@@ -220,39 +242,134 @@ impl NodeLifecycleController {
 }
 
 impl Reconciler for NodeLifecycleController {
-    fn name(&self) -> &'static str {
-        "nodelifecycle"
-    }
-    fn reconcile(&self, key: ObjectKey) -> BoxFuture<'_, ReconcileResult> {
+    type Error = kubus_controller_runtime::controller::Error;
+    fn reconcile<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, ReconcileResult> {
         Box::pin(self.sync(key))
     }
 }
 
-pub fn run(ctrl: Arc<NodeLifecycleController>) -> Vec<BoxFuture<'static, ()>> {
-    let c = ctrl.clone();
-    let feed: BoxFuture<'static, ()> = Box::pin(async move {
-        let mut changes = c.informers.nodes.subscribe();
-        c.informers.nodes.wait_synced().await;
-        c.leases.wait_synced().await;
-        for n in c.informers.nodes.list() {
-            c.queue.add((String::new(), owner::name(&n).to_string()));
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::coordination::v1::LeaseSpec;
+    use k8s_openapi::api::core::v1::{NodeStatus, PodSpec};
+    use kubus_apimachinery::time::micro_time;
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn toleration(key: Option<&str>, operator: &str, value: Option<&str>, seconds: Option<i64>) -> Toleration {
+        Toleration {
+            key: key.map(String::from),
+            operator: Some(operator.into()),
+            value: value.map(String::from),
+            effect: Some("NoExecute".into()),
+            toleration_seconds: seconds,
         }
-        loop {
-            match changes.recv().await {
-                Ok(kubus_runtime::Change::Applied { new, .. }) => {
-                    c.queue.add((String::new(), owner::name(&new).to_string()))
-                }
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    for n in c.informers.nodes.list() {
-                        c.queue.add((String::new(), owner::name(&n).to_string()));
-                    }
-                }
-                Err(_) => return,
-            }
-        }
-    });
-    let queue = ctrl.queue.clone();
-    let mut loops = controller::workers(ctrl, queue, 2);
-    loops.push(feed);
-    loops
+    }
+
+    fn pod(tolerations: Vec<Toleration>) -> Pod {
+        Pod { spec: Some(PodSpec { tolerations: Some(tolerations), ..Default::default() }), ..Default::default() }
+    }
+
+    #[test]
+    fn tolerations_match_as_upstream() {
+        let unreachable = taint(UNREACHABLE, "NoExecute", at(0));
+        assert!(matches(&toleration(Some(UNREACHABLE), "Exists", None, None), &unreachable));
+        assert!(matches(&toleration(None, "Exists", None, None), &unreachable), "an empty key with Exists matches all");
+        assert!(matches(&toleration(Some(UNREACHABLE), "Equal", None, None), &unreachable));
+        assert!(!matches(&toleration(Some(UNREACHABLE), "Equal", Some("x"), None), &unreachable));
+        assert!(!matches(&toleration(Some(NOT_READY), "Exists", None, None), &unreachable));
+        let mut no_schedule_only = toleration(Some(UNREACHABLE), "Exists", None, None);
+        no_schedule_only.effect = Some("NoSchedule".into());
+        assert!(!matches(&no_schedule_only, &unreachable));
+        no_schedule_only.effect = None;
+        assert!(matches(&no_schedule_only, &unreachable), "no effect matches every effect");
+    }
+
+    #[test]
+    fn eviction_waits_for_the_shortest_toleration() {
+        let now = at(1000);
+        let unreachable = taint(UNREACHABLE, "NoExecute", at(990));
+        let not_ready = taint(NOT_READY, "NoExecute", at(995));
+        let both = [&unreachable, &not_ready];
+        assert_eq!(eviction_time(&pod(vec![]), &both, now), Some(now), "no toleration: now");
+        let forever = pod(vec![toleration(None, "Exists", None, None)]);
+        assert_eq!(eviction_time(&forever, &both, now), None);
+        let timed = pod(vec![
+            toleration(Some(UNREACHABLE), "Exists", None, Some(30)),
+            toleration(Some(NOT_READY), "Exists", None, Some(60)),
+        ]);
+        assert_eq!(eviction_time(&timed, &both, now), Some(at(1020)));
+        // A taint it does not tolerate at all wins over timed ones.
+        let partial = pod(vec![toleration(Some(UNREACHABLE), "Exists", None, Some(30))]);
+        assert_eq!(eviction_time(&partial, &both, now), Some(now));
+        // A toleration that ran out: due now or earlier.
+        let short = pod(vec![toleration(None, "Exists", None, Some(1))]);
+        assert!(eviction_time(&short, &[&unreachable], now).is_some_and(|t| t <= now));
+    }
+
+    #[test]
+    fn heartbeats_come_from_the_lease_or_the_ready_condition() {
+        let mut node = Node::default();
+        node.metadata.creation_timestamp = Some(time(at(10)));
+        assert_eq!(last_heartbeat(&node, None), Some(at(10)));
+        node.status = Some(NodeStatus {
+            conditions: Some(vec![NodeCondition {
+                type_: "Ready".into(),
+                status: "True".into(),
+                last_heartbeat_time: Some(time(at(50))),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        });
+        assert_eq!(last_heartbeat(&node, None), Some(at(50)));
+        let lease = |secs| Lease {
+            spec: Some(LeaseSpec { renew_time: Some(micro_time(at(secs))), ..Default::default() }),
+            ..Default::default()
+        };
+        assert_eq!(last_heartbeat(&node, Some(&lease(80))), Some(at(80)));
+        assert_eq!(last_heartbeat(&node, Some(&lease(20))), Some(at(50)), "the later of the two");
+    }
+
+    #[test]
+    fn a_silent_node_and_its_pods_are_marked() {
+        let now = at(1_714_564_800);
+        let node = Node {
+            status: Some(NodeStatus {
+                conditions: Some(vec![NodeCondition {
+                    type_: "Ready".into(),
+                    status: "True".into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_value(unknown_conditions(&node, now)).unwrap(),
+            json!([{"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown",
+                "message": "Kubelet stopped posting node status.", "lastTransitionTime": "2024-05-01T12:00:00Z"}])
+        );
+        let p = Pod {
+            status: Some(k8s_openapi::api::core::v1::PodStatus {
+                conditions: Some(vec![
+                    PodCondition { type_: "PodScheduled".into(), status: "True".into(), ..Default::default() },
+                    PodCondition { type_: "Ready".into(), status: "True".into(), ..Default::default() },
+                ]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_value(not_ready_conditions(&p, now)).unwrap(),
+            json!([{"type": "PodScheduled", "status": "True"},
+                {"type": "Ready", "status": "False", "lastTransitionTime": "2024-05-01T12:00:00Z"}])
+        );
+        assert_eq!(
+            serde_json::to_value(taint(UNREACHABLE, "NoExecute", now)).unwrap(),
+            json!({"key": UNREACHABLE, "effect": "NoExecute", "timeAdded": "2024-05-01T12:00:00Z"})
+        );
+    }
 }

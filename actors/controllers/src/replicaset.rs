@@ -1,338 +1,426 @@
 //! The ReplicaSet controller: keeps `spec.replicas` pods matching the selector, owned by the
 //! ReplicaSet (adopting orphans that match, releasing owned pods that no longer match), and
 //! reports counts in status. Expectations keep a slow watch from causing extra pods.
+//!
+//! A sync reads the ReplicaSet's pods from the informer's controller index and the orphans
+//! of its namespace from the orphan index; a pod event queues its controller, or for an
+//! orphan the ReplicaSets of its namespace that select it.
 
+use crate::adoption::{self, claimants, selects};
 use crate::expectations::Expectations;
-use crate::owner::{self, controller_of, controller_ref};
-use crate::Informers;
 use futures::future::{join_all, BoxFuture};
+use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
+use k8s_openapi::api::core::v1::Pod;
+use kubus_apimachinery::meta::controller_ref;
+use kubus_apimachinery::pod;
 use kubus_apimachinery::selector::LabelSelector;
-use kubus_apimachinery::table::parse_rfc3339;
-use kubus_runtime::controller::{self, Action, ReconcileResult, Reconciler};
-use kubus_runtime::informer::{key_of, ObjectKey};
-use kubus_runtime::{Change, Client, WorkQueue};
-use serde_json::{json, Value};
+use kubus_apimachinery::{ObjectExt, ObjectKey};
+use kubus_controller_runtime::controller::{Action, Controller, Error, ReconcileResult, Reconciler};
+use kubus_controller_runtime::events::EventType;
+use kubus_controller_runtime::{Change, Client, DeleteParams, Informer, InformerFactory, Recorder};
+use serde_json::json;
+use std::cmp::Reverse;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// Most pods created or deleted in one reconcile (upstream's burst).
 const BURST: usize = 500;
 
+/// Upstream's `--concurrent-replicaset-syncs` is 5; this one has run with 4.
+const WORKERS: usize = 4;
+
 pub struct ReplicaSetController {
     client: Client,
-    events: kubus_runtime::Recorder,
-    informers: Informers,
-    expectations: Expectations,
-    queue: Arc<WorkQueue<ObjectKey>>,
-}
-
-pub fn is_pod_active(pod: &Value) -> bool {
-    !owner::is_deleting(pod) && !matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
-}
-
-pub fn is_pod_ready(pod: &Value) -> bool {
-    kubus_apimachinery::conditions::is_true(pod, "Ready")
-}
-
-/// Ready for at least `min_ready` (upstream's "available").
-pub fn is_pod_available(pod: &Value, min_ready: i64, now: SystemTime) -> bool {
-    if !is_pod_ready(pod) {
-        return false;
-    }
-    if min_ready <= 0 {
-        return true;
-    }
-    let since = kubus_apimachinery::conditions::find(pod, "Ready")
-        .and_then(|c| c["lastTransitionTime"].as_str())
-        .and_then(parse_rfc3339);
-    since.is_some_and(|t| t + Duration::from_secs(min_ready as u64) <= now)
+    events: Recorder,
+    replicasets: Informer<ReplicaSet>,
+    pods: Informer<Pod>,
+    expectations: Arc<Expectations>,
 }
 
 /// Upstream's deletion preference: unscheduled, then pending, then not ready, then the
-/// newest, then the most restarted go first.
-fn deletion_rank(pod: &Value) -> (u8, u8, u8, std::cmp::Reverse<String>) {
-    let assigned = pod["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
-    let phase = match pod["status"]["phase"].as_str() {
-        Some("Pending") => 0,
-        Some("Unknown") => 1,
+/// newest, then the most restarted go first (sorting ascending by this key).
+pub fn deletion_rank(pod: &Pod) -> impl Ord {
+    let assigned = pod::node_name(pod).is_some();
+    let phase = match pod::phase(pod) {
+        "Pending" => 0u8,
+        "Unknown" => 1,
         _ => 2,
     };
-    let created = pod["metadata"]["creationTimestamp"].as_str().unwrap_or("").to_string();
-    (assigned as u8, phase, is_pod_ready(pod) as u8, std::cmp::Reverse(created))
+    let created = pod.metadata.creation_timestamp.clone();
+    (assigned, phase, pod::is_ready(pod), Reverse(created), Reverse(pod::restarts(pod)))
+}
+
+/// The status a ReplicaSet reports for the pods it owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    pub replicas: i32,
+    pub fully_labeled: i32,
+    pub ready: i32,
+    pub available: i32,
+}
+
+impl Counts {
+    /// Counts the active pods among `owned`.
+    pub fn of(rs: &ReplicaSet, owned: &[Arc<Pod>], now: SystemTime) -> Counts {
+        let spec = rs.spec.as_ref();
+        let min_ready = spec.and_then(|s| s.min_ready_seconds).unwrap_or(0);
+        let template_labels = spec.and_then(|s| s.template.as_ref()).and_then(|t| t.metadata.as_ref()?.labels.as_ref());
+        let active: Vec<&Arc<Pod>> = owned.iter().filter(|p| pod::is_active(p)).collect();
+        let count = |f: &dyn Fn(&Pod) -> bool| active.iter().filter(|p| f(p)).count() as i32;
+        Counts {
+            replicas: active.len() as i32,
+            fully_labeled: count(&|p| {
+                template_labels.is_none_or(|l| l.iter().all(|(k, v)| p.label(k) == Some(v.as_str())))
+            }),
+            ready: count(&|p| pod::is_ready(p)),
+            available: count(&|p| pod::is_available(p, min_ready, now)),
+        }
+    }
+
+    /// Whether the ReplicaSet's status says something else (absent counts are 0).
+    fn differ(&self, rs: &ReplicaSet) -> bool {
+        let none = ReplicaSetStatus::default();
+        let s = rs.status.as_ref().unwrap_or(&none);
+        (
+            s.replicas,
+            s.fully_labeled_replicas.unwrap_or(0),
+            s.ready_replicas.unwrap_or(0),
+            s.available_replicas.unwrap_or(0),
+        ) != (self.replicas, self.fully_labeled, self.ready, self.available)
+            || s.observed_generation.unwrap_or(0) != rs.generation()
+    }
+}
+
+fn replicas(rs: &ReplicaSet) -> usize {
+    rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(0) as usize
+}
+
+/// Starts the controller; the future runs it until dropped.
+pub fn run(client: Client, factory: &InformerFactory) -> BoxFuture<'static, ()> {
+    let (replicasets, pods) = (factory.get::<ReplicaSet>(), factory.get::<Pod>());
+    adoption::index_orphans(&pods);
+    let expectations = Arc::new(Expectations::default());
+    let on_pod = {
+        let (replicasets, expectations) = (replicasets.clone(), expectations.clone());
+        move |change: &Change<Pod>| pod_change(&replicasets, &expectations, change)
+    };
+    let ctrl =
+        Controller::new("replicaset", replicasets.clone()).watches_changes(pods.clone(), on_pod).workers(WORKERS);
+    let events = Recorder::new(client.clone(), "replicaset-controller");
+    ctrl.run(Arc::new(ReplicaSetController { client, events, replicasets, pods, expectations }))
+}
+
+/// Observes a pod change for expectations and names the ReplicaSets it concerns (before and
+/// after a label change, so a pod may leave one owner and join another).
+fn pod_change(replicasets: &Informer<ReplicaSet>, expectations: &Expectations, change: &Change<Pod>) -> Vec<ObjectKey> {
+    let owner_key = |p: &Pod| {
+        p.controller_ref()
+            .filter(|r| adoption::is_kind::<ReplicaSet>(r))
+            .map(|r| (p.namespace().to_string(), r.name.clone()))
+    };
+    let owners = |p: &Pod| claimants(replicasets, p, |rs: &ReplicaSet| rs.spec.as_ref().map(|s| &s.selector));
+    let mut keys = match change {
+        Change::Applied { old, new } => {
+            if old.is_none() {
+                if let Some(k) = owner_key(new) {
+                    expectations.observed_add(&k);
+                }
+            }
+            let mut keys = owners(new);
+            keys.extend(old.as_deref().map(owners).unwrap_or_default());
+            keys
+        }
+        Change::Deleted(pod) => {
+            if let Some(k) = owner_key(pod) {
+                expectations.observed_del(&k);
+            }
+            owners(pod)
+        }
+        Change::Resynced => Vec::new(),
+    };
+    keys.sort();
+    keys.dedup();
+    keys
 }
 
 impl ReplicaSetController {
-    pub fn new(client: Client, informers: Informers) -> Self {
-        let events = kubus_runtime::Recorder::new(client.clone(), "replicaset-controller");
-        ReplicaSetController {
-            client,
-            events,
-            informers,
-            expectations: Expectations::default(),
-            queue: WorkQueue::new("replicaset"),
-        }
-    }
-
-    /// The ReplicaSet a pod change concerns: its controller, or for an orphan every
-    /// ReplicaSet in its namespace whose selector matches (adoption).
-    fn owners_of(&self, pod: &Value) -> Vec<ObjectKey> {
-        let ns = owner::namespace(pod);
-        if let Some((kind, name, _)) = controller_of(pod) {
-            return if kind == "ReplicaSet" { vec![(ns.to_string(), name.to_string())] } else { vec![] };
-        }
-        self.informers
-            .replicasets
-            .list()
-            .iter()
-            .filter(|rs| owner::namespace(rs) == ns)
-            .filter(|rs| {
-                LabelSelector::from_json(&rs["spec"]["selector"]).is_ok_and(|s| !s.is_empty() && s.matches_object(pod))
-            })
-            .map(|rs| key_of(rs))
-            .collect()
-    }
-
-    fn on_pod_change(&self, change: &Change) {
-        match change {
-            Change::Applied { old, new } => {
-                if old.is_none() {
-                    if let Some((_, name, _)) = controller_of(new) {
-                        self.expectations.observed_add(&format!("{}/{name}", owner::namespace(new)));
-                    }
-                }
-                // A pod whose labels changed may leave one owner and join another.
-                let mut keys = self.owners_of(new);
-                if let Some(old) = old {
-                    keys.extend(self.owners_of(old));
-                }
-                keys.into_iter().for_each(|k| self.queue.add(k));
-            }
-            Change::Deleted(pod) => {
-                if let Some((_, name, _)) = controller_of(pod) {
-                    self.expectations.observed_del(&format!("{}/{name}", owner::namespace(pod)));
-                }
-                self.owners_of(pod).into_iter().for_each(|k| self.queue.add(k));
-            }
-            Change::Resynced => self.enqueue_all(),
-        }
-    }
-
-    fn enqueue_all(&self) {
-        for rs in self.informers.replicasets.list() {
-            self.queue.add(key_of(&rs));
-        }
-    }
-
-    async fn sync(&self, key: ObjectKey) -> ReconcileResult {
-        let (ns, name) = (&key.0, &key.1);
-        let exp_key = format!("{ns}/{name}");
-        let Some(rs) = self.informers.replicasets.get(ns, name) else {
-            self.expectations.forget(&exp_key);
+    async fn sync(&self, key: &ObjectKey) -> ReconcileResult {
+        let Some(rs) = self.replicasets.get_key(key) else {
+            self.expectations.forget(key);
             return Ok(Action::Done);
         };
-        let selector = LabelSelector::from_json(&rs["spec"]["selector"]).map_err(|e| e.message)?;
-        let uid = owner::uid(&rs).to_string();
-        let mut owned: Vec<Arc<Value>> = Vec::new();
-        for pod in self.informers.pods.list().into_iter().filter(|p| owner::namespace(p) == ns) {
-            let matches = !selector.is_empty() && selector.matches_object(&pod);
-            match controller_of(&pod) {
-                Some((_, _, owner_uid)) if owner_uid == uid => {
-                    if matches {
-                        owned.push(pod);
-                    } else if !owner::is_deleting(&rs) {
-                        self.release(&pod, &uid).await?;
-                    }
-                }
-                None if matches && is_pod_active(&pod) && !owner::is_deleting(&rs) && self.adopt(&rs, &pod).await? => {
+        let selector = LabelSelector::from_typed(rs.spec.as_ref().map(|s| &s.selector))
+            .map_err(|e| Error::InvalidObject(e.message))?;
+        let mut owned: Vec<Arc<Pod>> = Vec::new();
+        for pod in self.pods.controlled_by(rs.uid()) {
+            if selects(&selector, pod.labels()) {
+                owned.push(pod);
+            } else if !rs.is_deleting() {
+                self.release(&pod, rs.uid()).await?;
+            }
+        }
+        if !rs.is_deleting() {
+            for pod in adoption::orphans(&self.pods, rs.namespace(), &selector) {
+                if pod::is_active(&pod) && self.adopt(&rs, &pod).await? {
                     owned.push(pod);
                 }
-                _ => {}
             }
         }
-        let active: Vec<&Arc<Value>> = owned.iter().filter(|p| is_pod_active(p)).collect();
-        let want = rs["spec"]["replicas"].as_i64().unwrap_or(1).max(0) as usize;
-        if self.expectations.satisfied(&exp_key) && !owner::is_deleting(&rs) {
+        let active: Vec<&Arc<Pod>> = owned.iter().filter(|p| pod::is_active(p)).collect();
+        let want = replicas(&rs);
+        if self.expectations.satisfied(key) && !rs.is_deleting() {
             if active.len() < want {
-                self.create_pods(&rs, (want - active.len()).min(BURST), &exp_key).await?;
+                self.create_pods(&rs, (want - active.len()).min(BURST), key).await?;
             } else if active.len() > want {
-                let mut victims: Vec<&Arc<Value>> = active.clone();
-                victims.sort_by_key(|p| deletion_rank(p));
+                let mut victims = active.clone();
+                victims.sort_by_cached_key(|p| deletion_rank(p));
                 victims.truncate((active.len() - want).min(BURST));
-                self.delete_pods(&victims, &exp_key).await?;
+                self.delete_pods(&victims, key).await?;
             }
         }
-        self.update_status(&rs, &owned, &selector).await
+        self.update_status(&rs, &owned).await
     }
 
-    async fn adopt(&self, rs: &Value, pod: &Value) -> Result<bool, String> {
-        let mut refs: Vec<Value> = pod["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default();
-        refs.push(controller_ref(rs, "apps/v1", "ReplicaSet"));
-        // The resourceVersion makes the adoption lose to any concurrent change of the pod.
-        let patch =
-            json!({"metadata": {"ownerReferences": refs, "resourceVersion": pod["metadata"]["resourceVersion"]}});
-        match self.client.merge_patch("", "pods", Some(owner::namespace(pod)), owner::name(pod), None, &patch).await {
+    async fn adopt(&self, rs: &ReplicaSet, pod: &Pod) -> Result<bool, Error> {
+        let patch = adoption::adopt_patch(pod, rs);
+        match self.client.merge_patch::<Pod>(pod.namespace(), pod.name(), &patch).await {
             Ok(_) => Ok(true),
             Err(e) if e.is_not_found() || e.is_conflict() => Ok(false),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.into()),
         }
     }
 
-    async fn release(&self, pod: &Value, uid: &str) -> Result<(), String> {
-        let refs: Vec<Value> = pod["metadata"]["ownerReferences"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|r| r["uid"] != uid)
-            .cloned()
-            .collect();
-        let patch =
-            json!({"metadata": {"ownerReferences": refs, "resourceVersion": pod["metadata"]["resourceVersion"]}});
-        match self.client.merge_patch("", "pods", Some(owner::namespace(pod)), owner::name(pod), None, &patch).await {
+    async fn release(&self, pod: &Pod, uid: &str) -> Result<(), Error> {
+        let patch = adoption::release_patch(pod, uid);
+        match self.client.merge_patch::<Pod>(pod.namespace(), pod.name(), &patch).await {
             Ok(_) => Ok(()),
             Err(e) if e.is_not_found() || e.is_conflict() => Ok(()),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.into()),
         }
     }
 
-    async fn create_pods(&self, rs: &Value, n: usize, exp_key: &str) -> Result<(), String> {
-        let ns = owner::namespace(rs);
-        let template = &rs["spec"]["template"];
-        let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": template["metadata"].clone(), "spec": template["spec"].clone()});
-        if !pod["metadata"].is_object() {
-            pod["metadata"] = json!({});
-        }
-        pod["metadata"]["generateName"] = json!(format!("{}-", owner::name(rs)));
-        pod["metadata"]["namespace"] = json!(ns);
-        pod["metadata"]["ownerReferences"] = json!([controller_ref(rs, "apps/v1", "ReplicaSet")]);
-        self.expectations.expect(exp_key, n as i64, 0);
+    async fn create_pods(&self, rs: &ReplicaSet, n: usize, key: &ObjectKey) -> Result<(), Error> {
+        let pod = pod_from_template(rs);
+        self.expectations.expect(key, n as i64, 0);
         // Slow start, as upstream: batches of 1, 2, 4, ... stop at the first failing batch.
         let (mut done, mut batch) = (0, 1);
         while done < n {
             let size = batch.min(n - done);
-            let results = join_all((0..size).map(|_| self.client.create("", "pods", Some(ns), &pod))).await;
+            let results = join_all((0..size).map(|_| self.client.create(&pod))).await;
             let failed = results.iter().filter(|r| r.is_err()).count();
             for created in results.iter().flatten() {
-                let msg = format!("Created pod: {}", owner::name(created));
-                self.events.record(rs, "apps/v1", "ReplicaSet", "Normal", "SuccessfulCreate", &msg).await;
+                let msg = format!("Created pod: {}", created.name());
+                self.events.record(rs, EventType::Normal, "SuccessfulCreate", &msg).await;
             }
             done += size;
             if failed > 0 {
-                self.expectations.failed(exp_key, (failed + n - done) as i64, 0);
-                let first = results.into_iter().find_map(|r| r.err()).map(|e| e.to_string()).unwrap_or_default();
-                return Err(format!("creating pods for {exp_key}: {first}"));
+                self.expectations.failed(key, (failed + n - done) as i64, 0);
+                if let Some(e) = results.into_iter().find_map(|r| r.err()) {
+                    return Err(e.into());
+                }
             }
             batch *= 2;
         }
         Ok(())
     }
 
-    async fn delete_pods(&self, pods: &[&Arc<Value>], exp_key: &str) -> Result<(), String> {
-        self.expectations.expect(exp_key, 0, pods.len() as i64);
-        let results = join_all(
-            pods.iter().map(|p| self.client.delete("", "pods", Some(owner::namespace(p)), owner::name(p), "")),
-        )
-        .await;
+    async fn delete_pods(&self, pods: &[&Arc<Pod>], key: &ObjectKey) -> Result<(), Error> {
+        self.expectations.expect(key, 0, pods.len() as i64);
+        let params = DeleteParams::default();
+        let results = join_all(pods.iter().map(|p| self.client.delete::<Pod>(p.namespace(), p.name(), &params))).await;
         let mut first_err = None;
         for r in results {
             match r {
                 Ok(_) => {}
-                Err(e) if e.is_not_found() => self.expectations.failed(exp_key, 0, 1),
+                Err(e) if e.is_not_found() => self.expectations.failed(key, 0, 1),
                 Err(e) => {
-                    self.expectations.failed(exp_key, 0, 1);
-                    first_err.get_or_insert(e.to_string());
+                    self.expectations.failed(key, 0, 1);
+                    first_err.get_or_insert(e);
                 }
             }
         }
-        first_err.map_or(Ok(()), Err)
+        first_err.map_or(Ok(()), |e| Err(e.into()))
     }
 
-    async fn update_status(&self, rs: &Value, owned: &[Arc<Value>], selector: &LabelSelector) -> ReconcileResult {
-        let now = SystemTime::now();
-        let min_ready = rs["spec"]["minReadySeconds"].as_i64().unwrap_or(0);
-        let active: Vec<&Arc<Value>> = owned.iter().filter(|p| is_pod_active(p)).collect();
-        let template_labels = &rs["spec"]["template"]["metadata"]["labels"];
-        let fully_labeled = active
-            .iter()
-            .filter(|p| {
-                template_labels.as_object().is_none_or(|l| l.iter().all(|(k, v)| p["metadata"]["labels"][k] == *v))
-            })
-            .count();
-        let ready = active.iter().filter(|p| is_pod_ready(p)).count();
-        let available = active.iter().filter(|p| is_pod_available(p, min_ready, now)).count();
-        let status = json!({
-            "replicas": active.len(),
-            "fullyLabeledReplicas": fully_labeled,
-            "readyReplicas": ready,
-            "availableReplicas": available,
-            "observedGeneration": rs["metadata"]["generation"],
-        });
-        let current = &rs["status"];
-        let changed = ["replicas", "fullyLabeledReplicas", "readyReplicas", "availableReplicas", "observedGeneration"]
-            .iter()
-            .any(|f| current[f].as_i64().unwrap_or(0) != status[f].as_i64().unwrap_or(0));
-        if changed {
+    async fn update_status(&self, rs: &ReplicaSet, owned: &[Arc<Pod>]) -> ReconcileResult {
+        let counts = Counts::of(rs, owned, SystemTime::now());
+        if counts.differ(rs) {
+            let status = json!({
+                "replicas": counts.replicas,
+                "fullyLabeledReplicas": counts.fully_labeled,
+                "readyReplicas": counts.ready,
+                "availableReplicas": counts.available,
+                "observedGeneration": rs.metadata.generation,
+            });
             let r = self
                 .client
-                .merge_patch(
-                    "apps",
-                    "replicasets",
-                    Some(owner::namespace(rs)),
-                    owner::name(rs),
-                    Some("status"),
-                    &json!({"status": status}),
-                )
+                .merge_patch_status::<ReplicaSet>(rs.namespace(), rs.name(), &json!({"status": status}))
                 .await;
             if let Err(e) = r {
                 if !e.is_not_found() {
-                    return Err(e.to_string());
+                    return Err(e.into());
                 }
             }
         }
-        let _ = selector;
         // Pods become available minReadySeconds after they became ready: look again then.
-        if min_ready > 0 && available < ready {
+        let min_ready = rs.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0);
+        if min_ready > 0 && counts.available < counts.ready {
             return Ok(Action::RequeueAfter(Duration::from_secs(min_ready as u64)));
         }
         Ok(Action::Done)
     }
 }
 
+/// A pod of the ReplicaSet's template, named after it and controlled by it.
+pub fn pod_from_template(rs: &ReplicaSet) -> Pod {
+    let template = rs.spec.as_ref().and_then(|s| s.template.clone()).unwrap_or_default();
+    let mut metadata = template.metadata.unwrap_or_default();
+    metadata.generate_name = Some(format!("{}-", rs.name()));
+    metadata.namespace = Some(rs.namespace().to_string());
+    metadata.owner_references = Some(vec![controller_ref(rs)]);
+    Pod { metadata, spec: template.spec, status: None }
+}
+
 impl Reconciler for ReplicaSetController {
-    fn name(&self) -> &'static str {
-        "replicaset"
-    }
-    fn reconcile(&self, key: ObjectKey) -> BoxFuture<'_, ReconcileResult> {
+    type Error = Error;
+    fn reconcile<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, ReconcileResult> {
         Box::pin(self.sync(key))
     }
 }
 
-/// The controller's loops: one feeding its queue from the informers, and its workers.
-pub fn run(ctrl: Arc<ReplicaSetController>) -> Vec<BoxFuture<'static, ()>> {
-    let c = ctrl.clone();
-    let feed: BoxFuture<'static, ()> = Box::pin(async move {
-        let mut rs_changes = c.informers.replicasets.subscribe();
-        let mut pod_changes = c.informers.pods.subscribe();
-        c.informers.replicasets.wait_synced().await;
-        c.informers.pods.wait_synced().await;
-        c.enqueue_all();
-        loop {
-            tokio::select! {
-                ch = rs_changes.recv() => match ch {
-                    Ok(Change::Applied { new, .. }) => c.queue.add(key_of(&new)),
-                    Ok(Change::Deleted(rs)) => c.queue.add(key_of(&rs)),
-                    Ok(Change::Resynced) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => c.enqueue_all(),
-                    Err(_) => return,
-                },
-                ch = pod_changes.recv() => match ch {
-                    Ok(change) => c.on_pod_change(&change),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => c.enqueue_all(),
-                    Err(_) => return,
-                },
-            }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::ReplicaSetSpec;
+    use k8s_openapi::api::core::v1::{ContainerStatus, PodCondition, PodSpec, PodStatus, PodTemplateSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use kubus_apimachinery::time::time;
+    use std::collections::BTreeMap;
+
+    fn pod(name: &str, node: Option<&str>, phase: &str, ready_since: Option<u64>, created: u64) -> Arc<Pod> {
+        let epoch = SystemTime::UNIX_EPOCH;
+        Arc::new(Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                labels: Some([("app".to_string(), "web".to_string())].into()),
+                creation_timestamp: Some(time(epoch + Duration::from_secs(created))),
+                ..Default::default()
+            },
+            spec: Some(PodSpec { node_name: node.map(String::from), ..Default::default() }),
+            status: Some(PodStatus {
+                phase: Some(phase.into()),
+                conditions: ready_since.map(|t| {
+                    vec![PodCondition {
+                        type_: "Ready".into(),
+                        status: "True".into(),
+                        last_transition_time: Some(time(epoch + Duration::from_secs(t))),
+                        ..Default::default()
+                    }]
+                }),
+                ..Default::default()
+            }),
+        })
+    }
+
+    fn ranked(pods: &[Arc<Pod>]) -> Vec<String> {
+        let mut v: Vec<&Arc<Pod>> = pods.iter().collect();
+        v.sort_by_cached_key(|p| deletion_rank(p));
+        v.iter().map(|p| p.name().to_string()).collect()
+    }
+
+    #[test]
+    fn deletion_prefers_unscheduled_pending_unready_newest_then_most_restarted() {
+        let mut restarted = (*pod("restarted", Some("n"), "Running", Some(1), 10)).clone();
+        restarted.status.as_mut().unwrap().container_statuses =
+            Some(vec![ContainerStatus { restart_count: 3, ..Default::default() }]);
+        let pods = [
+            pod("old-ready", Some("n"), "Running", Some(1), 1),
+            pod("new-ready", Some("n"), "Running", Some(1), 10),
+            Arc::new(restarted),
+            pod("unready", Some("n"), "Running", None, 1),
+            pod("unknown", Some("n"), "Unknown", None, 1),
+            pod("pending", Some("n"), "Pending", None, 1),
+            pod("unscheduled", None, "Pending", None, 1),
+        ];
+        assert_eq!(
+            ranked(&pods),
+            ["unscheduled", "pending", "unknown", "unready", "restarted", "new-ready", "old-ready"]
+        );
+    }
+
+    fn rs(min_ready: i32, template_labels: &[(&str, &str)]) -> ReplicaSet {
+        let labels: BTreeMap<String, String> =
+            template_labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        ReplicaSet {
+            metadata: ObjectMeta {
+                name: Some("web-abc".into()),
+                namespace: Some("prod".into()),
+                uid: Some("u-rs".into()),
+                generation: Some(3),
+                ..Default::default()
+            },
+            spec: Some(ReplicaSetSpec {
+                min_ready_seconds: Some(min_ready),
+                template: Some(PodTemplateSpec {
+                    metadata: Some(ObjectMeta { labels: Some(labels), ..Default::default() }),
+                    spec: Some(PodSpec::default()),
+                }),
+                ..Default::default()
+            }),
+            status: None,
         }
-    });
-    let queue = ctrl.queue.clone();
-    let mut loops = controller::workers(ctrl, queue, 4);
-    loops.push(feed);
-    loops
+    }
+
+    #[test]
+    fn status_counts_active_labeled_ready_and_available_pods() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let mut deleting = (*pod("deleting", Some("n"), "Running", Some(1), 1)).clone();
+        deleting.metadata.deletion_timestamp = Some(time(now));
+        let mut other_labels = (*pod("relabeled", Some("n"), "Running", None, 1)).clone();
+        other_labels.metadata.labels = Some([("app".to_string(), "other".to_string())].into());
+        let owned = vec![
+            pod("long-ready", Some("n"), "Running", Some(10), 1),
+            pod("just-ready", Some("n"), "Running", Some(995), 1),
+            pod("pending", None, "Pending", None, 1),
+            pod("done", Some("n"), "Succeeded", None, 1),
+            Arc::new(deleting),
+            Arc::new(other_labels),
+        ];
+        let rs = rs(30, &[("app", "web")]);
+        let counts = Counts::of(&rs, &owned, now);
+        assert_eq!(counts, Counts { replicas: 4, fully_labeled: 3, ready: 2, available: 1 });
+        assert!(counts.differ(&rs), "no status yet");
+        let mut reported = rs.clone();
+        reported.status = Some(ReplicaSetStatus {
+            replicas: 4,
+            fully_labeled_replicas: Some(3),
+            ready_replicas: Some(2),
+            available_replicas: Some(1),
+            observed_generation: Some(3),
+            ..Default::default()
+        });
+        assert!(!counts.differ(&reported));
+        reported.metadata.generation = Some(4);
+        assert!(counts.differ(&reported), "a new generation is observed");
+        // Absent counts read as zero.
+        let empty = Counts::of(&rs, &[], now);
+        let mut zero = rs.clone();
+        zero.status = Some(ReplicaSetStatus { replicas: 0, observed_generation: Some(3), ..Default::default() });
+        assert!(!empty.differ(&zero));
+    }
+
+    #[test]
+    fn pods_are_made_from_the_template_and_controlled_by_the_replicaset() {
+        let rs = rs(0, &[("app", "web")]);
+        let pod = pod_from_template(&rs);
+        let v = serde_json::to_value(&pod).unwrap();
+        assert_eq!(
+            v,
+            json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"generateName": "web-abc-", "namespace": "prod", "labels": {"app": "web"},
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-abc",
+                        "uid": "u-rs", "controller": true, "blockOwnerDeletion": true}]},
+                "spec": {"containers": []}})
+        );
+    }
 }

@@ -7,13 +7,17 @@
 
 use crate::framework::{ClusterSnapshot, PodInfo, Profile};
 use actix::prelude::*;
-use kubus_apimachinery::table::format_rfc3339;
-use kubus_runtime::informer::{key_of, ObjectKey};
-use kubus_runtime::{Change, Client, Informer, WorkQueue};
+use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod, TopologySpreadConstraint};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use kubus_apimachinery::pod::{self, is_terminal};
+use kubus_apimachinery::time::format_rfc3339;
+use kubus_apimachinery::ObjectExt;
+use kubus_controller_runtime::events::EventType;
+use kubus_controller_runtime::{Change, Client, Informer, ObjectKey, Recorder, WorkQueue};
 use prometheus::{
     register_histogram, register_int_counter_vec, register_int_gauge, Histogram, IntCounterVec, IntGauge,
 };
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -49,10 +53,10 @@ struct State {
 }
 
 pub struct Scheduler {
-    pub informers: kubus_runtime::InformerFactory,
+    pub informers: kubus_controller_runtime::InformerFactory,
     pub client: Client,
     /// Leader election (None: this scheduler is the only one).
-    pub leader: Option<kubus_runtime::leader::LeaderConfig>,
+    pub leader: Option<kubus_controller_runtime::leader::LeaderConfig>,
 }
 
 /// Stops the scheduler for good.
@@ -69,20 +73,12 @@ impl Handler<Shutdown> for Scheduler {
 
 impl Supervised for Scheduler {}
 
-fn is_ours(pod: &Value) -> bool {
-    pod["spec"]["schedulerName"].as_str().unwrap_or(DEFAULT_SCHEDULER) == DEFAULT_SCHEDULER
+fn is_ours(p: &Pod) -> bool {
+    pod::spec(p).scheduler_name.as_deref().unwrap_or(DEFAULT_SCHEDULER) == DEFAULT_SCHEDULER
 }
 
-fn is_unscheduled(pod: &Value) -> bool {
-    pod["spec"]["nodeName"].as_str().is_none_or(str::is_empty)
-}
-
-fn is_terminal(pod: &Value) -> bool {
-    matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
-}
-
-fn is_deleting(pod: &Value) -> bool {
-    pod["metadata"]["deletionTimestamp"].is_string()
+fn is_unscheduled(p: &Pod) -> bool {
+    pod::node_name(p).is_none()
 }
 
 impl Actor for Scheduler {
@@ -90,7 +86,7 @@ impl Actor for Scheduler {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         let (client, leader) = (self.client.clone(), self.leader.clone());
-        kubus_runtime::leader::lead_then(self, ctx, client, leader, Scheduler::lead);
+        kubus_controller_runtime::leader::lead_then(self, ctx, client, leader, Scheduler::lead);
     }
 }
 
@@ -102,8 +98,8 @@ impl Scheduler {
         }
         LazyLock::force(&ALGORITHM_LATENCY);
         PENDING.set(0);
-        let pods = self.informers.get("", "pods");
-        let nodes = self.informers.get("", "nodes");
+        let pods = self.informers.get::<Pod>();
+        let nodes = self.informers.get::<Node>();
         let state = Arc::new(Mutex::new(State::default()));
         // Upstream's pod backoff: 1 s doubling to 10 s.
         let queue: Arc<WorkQueue<ObjectKey>> =
@@ -114,25 +110,26 @@ impl Scheduler {
     }
 }
 
-fn rebuild(state: &Mutex<State>, pods: &Informer, nodes: &Informer, queue: &WorkQueue<ObjectKey>) {
-    let node_objs: Vec<Value> = nodes.list().iter().map(|n| (**n).clone()).collect();
+fn rebuild(state: &Mutex<State>, pods: &Informer<Pod>, nodes: &Informer<Node>, queue: &WorkQueue<ObjectKey>) {
     let mut placed = Vec::new();
     for p in pods.list() {
         if is_unscheduled(&p) {
-            if is_ours(&p) && !is_deleting(&p) && !is_terminal(&p) {
-                queue.add(key_of(&p));
+            if is_ours(&p) && !p.is_deleting() && !is_terminal(&p) {
+                queue.add(p.key());
             }
         } else if !is_terminal(&p) {
-            placed.push((*p).clone());
+            placed.push(p);
         }
     }
+    // The snapshot shares the informers' objects.
+    let snapshot = ClusterSnapshot::from_objects(nodes.list(), placed);
     let mut s = state.lock().expect("scheduler lock");
-    s.snapshot = ClusterSnapshot::from_objects(&node_objs, &placed);
+    s.snapshot = snapshot;
     s.assumed.clear();
 }
 
 /// Keeps the snapshot current and feeds the queue.
-async fn feed(pods: Informer, nodes: Informer, state: Arc<Mutex<State>>, queue: Arc<WorkQueue<ObjectKey>>) {
+async fn feed(pods: Informer<Pod>, nodes: Informer<Node>, state: Arc<Mutex<State>>, queue: Arc<WorkQueue<ObjectKey>>) {
     let mut pod_changes = pods.subscribe();
     let mut node_changes = nodes.subscribe();
     pods.wait_synced().await;
@@ -148,19 +145,18 @@ async fn feed(pods: Informer, nodes: Informer, state: Arc<Mutex<State>>, queue: 
         tokio::select! {
             ch = node_changes.recv() => match ch {
                 Ok(Change::Applied { new, .. }) => {
-                    state.lock().expect("scheduler lock").snapshot.upsert_node((*new).clone());
+                    state.lock().expect("scheduler lock").snapshot.upsert_node(new);
                     flush(&state);
                 }
                 Ok(Change::Deleted(n)) => {
-                    let name = n["metadata"]["name"].as_str().unwrap_or_default().to_string();
-                    state.lock().expect("scheduler lock").snapshot.remove_node(&name);
+                    state.lock().expect("scheduler lock").snapshot.remove_node(n.name());
                 }
                 Ok(Change::Resynced) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => rebuild(&state, &pods, &nodes, &queue),
                 Err(_) => return,
             },
             ch = pod_changes.recv() => match ch {
                 Ok(Change::Applied { old, new }) => {
-                    let key = key_of(&new);
+                    let key = new.key();
                     let mut s = state.lock().expect("scheduler lock");
                     if let Some(old) = old.as_ref().filter(|o| !is_unscheduled(o)) {
                         s.snapshot.remove_pod(old);
@@ -170,20 +166,20 @@ async fn feed(pods: Informer, nodes: Informer, state: Arc<Mutex<State>>, queue: 
                             s.snapshot.remove_pod(&new);
                         }
                         if !is_terminal(&new) {
-                            s.snapshot.add_pod(&new);
+                            s.snapshot.add_pod(new.clone());
                         }
                         let finished = is_terminal(&new) && old.as_ref().is_some_and(|o| !is_terminal(o));
                         drop(s);
                         if finished {
                             flush(&state);
                         }
-                    } else if is_ours(&new) && !is_deleting(&new) && !s.assumed.contains_key(&key) {
+                    } else if is_ours(&new) && !new.is_deleting() && !s.assumed.contains_key(&key) {
                         drop(s);
                         queue.add(key);
                     }
                 }
                 Ok(Change::Deleted(p)) => {
-                    let key = key_of(&p);
+                    let key = p.key();
                     {
                         let mut s = state.lock().expect("scheduler lock");
                         s.unschedulable.remove(&key);
@@ -202,13 +198,18 @@ async fn feed(pods: Informer, nodes: Informer, state: Arc<Mutex<State>>, queue: 
     }
 }
 
-async fn schedule_loop(pods: Informer, state: Arc<Mutex<State>>, queue: Arc<WorkQueue<ObjectKey>>, client: Client) {
+async fn schedule_loop(
+    pods: Informer<Pod>,
+    state: Arc<Mutex<State>>,
+    queue: Arc<WorkQueue<ObjectKey>>,
+    client: Client,
+) {
     let profile = Arc::new(Profile::default());
     pods.wait_synced().await;
     loop {
         let key = queue.get().await;
         let pod = pods.get(&key.0, &key.1);
-        let Some(pod) = pod.filter(|p| is_unscheduled(p) && is_ours(p) && !is_deleting(p) && !is_terminal(p)) else {
+        let Some(pod) = pod.filter(|p| is_unscheduled(p) && is_ours(p) && !p.is_deleting() && !is_terminal(p)) else {
             queue.forget(&key);
             queue.done(&key);
             continue;
@@ -219,7 +220,8 @@ async fn schedule_loop(pods: Informer, state: Arc<Mutex<State>>, queue: Arc<Work
             if s.assumed.contains_key(&key) {
                 None
             } else {
-                Some(profile.schedule_one(&with_default_spreading(&pod), &s.snapshot))
+                let info = Arc::new(PodInfo::new(with_default_spreading(&pod)));
+                Some(profile.schedule(info, &s.snapshot).map(|r| r.node))
             }
         };
         ALGORITHM_LATENCY.observe(started.elapsed().as_secs_f64());
@@ -227,17 +229,18 @@ async fn schedule_loop(pods: Informer, state: Arc<Mutex<State>>, queue: Arc<Work
             None => {}
             Some(Ok(node)) => {
                 ATTEMPTS.with_label_values(&["scheduled"]).inc();
+                let mut placed = (*pod).clone();
+                placed.spec.get_or_insert_with(Default::default).node_name = Some(node.clone());
+                let placed = Arc::new(placed);
                 {
                     let mut s = state.lock().expect("scheduler lock");
                     s.unschedulable.remove(&key);
-                    let mut placed = (*pod).clone();
-                    placed["spec"]["nodeName"] = json!(node);
-                    s.snapshot.assume(Arc::new(PodInfo::new(Arc::new(placed))), &node);
+                    s.snapshot.assume(Arc::new(PodInfo::new(placed.clone())), &node);
                     s.assumed.insert(key.clone(), node.clone());
                     PENDING.set(s.unschedulable.len() as i64);
                 }
                 let (client, state, queue, key) = (client.clone(), state.clone(), queue.clone(), key.clone());
-                tokio::spawn(async move { bind(&client, &state, &queue, key, pod, node).await });
+                tokio::spawn(async move { bind(&client, &state, &queue, key, placed, node).await });
             }
             Some(Err(fit)) => {
                 ATTEMPTS.with_label_values(&["unschedulable"]).inc();
@@ -259,40 +262,50 @@ async fn schedule_loop(pods: Informer, state: Arc<Mutex<State>>, queue: Arc<Work
 /// Upstream's system-default topology spreading: a pod that a controller owns and that names
 /// no spread constraints of its own is spread softly over hosts (maxSkew 3) and zones (maxSkew
 /// 5) among the pods with its labels, so replicas do not pile onto one node when resource
-/// scores tie.
-fn with_default_spreading(pod: &Arc<Value>) -> std::borrow::Cow<'_, Value> {
-    let owned =
-        pod["metadata"]["ownerReferences"].as_array().is_some_and(|r| r.iter().any(|r| r["controller"] == true));
-    let explicit = pod["spec"]["topologySpreadConstraints"].as_array().is_some_and(|c| !c.is_empty());
-    let Some(labels) = pod["metadata"]["labels"].as_object().filter(|l| !l.is_empty()) else {
-        return std::borrow::Cow::Borrowed(pod.as_ref());
-    };
-    if !owned || explicit {
-        return std::borrow::Cow::Borrowed(pod.as_ref());
+/// scores tie. Other pods are returned as they are (the same `Arc`).
+fn with_default_spreading(p: &Arc<Pod>) -> Arc<Pod> {
+    let explicit = pod::spec(p).topology_spread_constraints.as_ref().is_some_and(|c| !c.is_empty());
+    let labels = p.labels();
+    if p.controller_ref().is_none() || explicit || labels.is_empty() {
+        return p.clone();
     }
-    let mut p = (**pod).clone();
-    let constraint = |key: &str, skew: i64| json!({"maxSkew": skew, "topologyKey": key, "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": labels}});
-    p["spec"]["topologySpreadConstraints"] =
-        json!([constraint("kubernetes.io/hostname", 3), constraint("topology.kubernetes.io/zone", 5)]);
-    std::borrow::Cow::Owned(p)
+    let constraint = |key: &str, max_skew: i32| TopologySpreadConstraint {
+        max_skew,
+        topology_key: key.to_string(),
+        when_unsatisfiable: "ScheduleAnyway".to_string(),
+        label_selector: Some(LabelSelector { match_labels: Some(labels.clone()), match_expressions: None }),
+        ..Default::default()
+    };
+    let mut spread = (**p).clone();
+    spread.spec.get_or_insert_with(Default::default).topology_spread_constraints =
+        Some(vec![constraint("kubernetes.io/hostname", 3), constraint("topology.kubernetes.io/zone", 5)]);
+    Arc::new(spread)
 }
 
+/// Binds the pod to `node`; `placed` is the pod as assumed there (its `spec.nodeName` set).
 async fn bind(
     client: &Client,
     state: &Mutex<State>,
     queue: &Arc<WorkQueue<ObjectKey>>,
     key: ObjectKey,
-    pod: Arc<Value>,
+    placed: Arc<Pod>,
     node: String,
 ) {
-    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": key.1, "namespace": key.0},
-        "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
-    match client.post_sub("", "pods", Some(&key.0), &key.1, "binding", &binding).await {
+    let binding = Binding {
+        metadata: ObjectMeta { name: Some(key.1.clone()), namespace: Some(key.0.clone()), ..Default::default() },
+        target: ObjectReference {
+            api_version: Some("v1".to_string()),
+            kind: Some("Node".to_string()),
+            name: Some(node.clone()),
+            ..Default::default()
+        },
+    };
+    match client.create_subresource::<Pod, Binding, serde_json::Value>(&key.0, &key.1, "binding", &binding).await {
         Ok(_) => {
             queue.forget(&key);
             let msg = format!("Successfully assigned {}/{} to {node}", key.0, key.1);
-            kubus_runtime::Recorder::new(client.clone(), DEFAULT_SCHEDULER)
-                .record(&pod, "v1", "Pod", "Normal", "Scheduled", &msg)
+            Recorder::new(client.clone(), DEFAULT_SCHEDULER)
+                .record(&*placed, EventType::Normal, "Scheduled", &msg)
                 .await;
         }
         Err(e) => {
@@ -301,8 +314,6 @@ async fn bind(
             {
                 let mut s = state.lock().expect("scheduler lock");
                 if s.assumed.remove(&key).is_some() {
-                    let mut placed = (*pod).clone();
-                    placed["spec"]["nodeName"] = json!(node);
                     s.snapshot.remove_pod(&placed);
                 }
             }
@@ -313,21 +324,65 @@ async fn bind(
     }
 }
 
-async fn report_unschedulable(client: &Client, pod: &Value, message: &str) {
-    let (ns, name) = key_of(pod);
+async fn report_unschedulable(client: &Client, p: &Pod, message: &str) {
+    let (ns, name) = p.key();
     let now = format_rfc3339(SystemTime::now());
-    let already = pod["status"]["conditions"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["type"] == "PodScheduled"))
-        .is_some_and(|c| c["status"] == "False" && c["message"] == message);
+    let already =
+        pod::condition(p, pod::SCHEDULED).is_some_and(|c| c.status == "False" && c.message.as_deref() == Some(message));
     if !already {
-        let cond = json!({"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
+        let cond = json!({"type": pod::SCHEDULED, "status": "False", "reason": "Unschedulable", "message": message,
             "lastProbeTime": null, "lastTransitionTime": now});
-        let _ = client
-            .merge_patch("", "pods", Some(&ns), &name, Some("status"), &json!({"status": {"conditions": [cond]}}))
-            .await;
+        let patch = json!({"status": {"conditions": [cond]}});
+        let _ = client.merge_patch_status::<Pod>(&ns, &name, &patch).await;
     }
-    kubus_runtime::Recorder::new(client.clone(), DEFAULT_SCHEDULER)
-        .record(pod, "v1", "Pod", "Warning", "FailedScheduling", message)
-        .await;
+    Recorder::new(client.clone(), DEFAULT_SCHEDULER).record(p, EventType::Warning, "FailedScheduling", message).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn pod(v: Value) -> Arc<Pod> {
+        Arc::new(serde_json::from_value(v).expect("a pod"))
+    }
+
+    #[test]
+    fn default_spreading_for_controlled_pods_without_constraints() {
+        let owner =
+            json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web", "uid": "u", "controller": true}]);
+        let owned = pod(json!({"metadata": {"name": "w", "labels": {"app": "web"}, "ownerReferences": owner},
+            "spec": {"containers": [{"name": "c"}]}}));
+        let spread = with_default_spreading(&owned);
+        let got = serde_json::to_value(&spread.spec.as_ref().unwrap().topology_spread_constraints).unwrap();
+        let selector = json!({"matchLabels": {"app": "web"}});
+        assert_eq!(
+            got,
+            json!([
+                {"maxSkew": 3, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
+                 "labelSelector": selector},
+                {"maxSkew": 5, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
+                 "labelSelector": selector}
+            ])
+        );
+        // Anything else is left as it is, without a copy.
+        let unowned = pod(json!({"metadata": {"name": "w", "labels": {"app": "web"}}}));
+        assert!(Arc::ptr_eq(&with_default_spreading(&unowned), &unowned));
+        let unlabelled = pod(json!({"metadata": {"name": "w", "ownerReferences": owner}}));
+        assert!(Arc::ptr_eq(&with_default_spreading(&unlabelled), &unlabelled));
+        let explicit = pod(json!({"metadata": {"name": "w", "labels": {"app": "web"}, "ownerReferences": owner},
+            "spec": {"containers": [], "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone",
+                "whenUnsatisfiable": "DoNotSchedule"}]}}));
+        assert!(Arc::ptr_eq(&with_default_spreading(&explicit), &explicit));
+    }
+
+    #[test]
+    fn which_pods_this_scheduler_takes() {
+        assert!(is_ours(&pod(json!({"metadata": {"name": "p"}}))));
+        assert!(is_ours(&pod(json!({"spec": {"containers": [], "schedulerName": "default-scheduler"}}))));
+        assert!(!is_ours(&pod(json!({"spec": {"containers": [], "schedulerName": "other"}}))));
+        assert!(is_unscheduled(&pod(json!({"spec": {"containers": [], "nodeName": ""}}))));
+        assert!(is_unscheduled(&pod(json!({"metadata": {"name": "p"}}))));
+        assert!(!is_unscheduled(&pod(json!({"spec": {"containers": [], "nodeName": "n1"}}))));
+    }
 }

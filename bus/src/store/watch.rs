@@ -1,5 +1,6 @@
 //! A store watch: the ordered JetStream consumer behind it re-creates itself on gaps, so the
-//! caller sees every change once, in revision order.
+//! caller sees every change once, in revision order. After a reconnection to NATS (a restarted
+//! server) it ends with an error, so its owner watches again from its last revision at once.
 
 use super::{is_delete, Key, StoreError, OP_HEADER};
 use crate::metrics::WATCH_EVENTS;
@@ -39,11 +40,18 @@ pub struct Event {
 pub struct Watch {
     messages: Ordered,
     root: String,
+    /// Yields when the process reconnected to NATS after this watch began.
+    reconnected: futures::stream::BoxStream<'static, ()>,
 }
 
 impl Watch {
     pub(super) fn new(messages: Ordered, root: String) -> Self {
-        Watch { messages, root }
+        let reconnected = futures::stream::unfold(crate::reconnects(), |mut rx| async move {
+            rx.changed().await.ok()?;
+            Some(((), rx))
+        })
+        .boxed();
+        Watch { messages, root, reconnected }
     }
 }
 
@@ -51,6 +59,9 @@ impl Stream for Watch {
     type Item = Result<Event, StoreError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Poll::Ready(Some(())) = self.reconnected.poll_next_unpin(cx) {
+            return Poll::Ready(Some(Err(StoreError::Unavailable("reconnected to NATS; watch again".into()))));
+        }
         loop {
             let msg = match self.messages.poll_next_unpin(cx) {
                 Poll::Pending => return Poll::Pending,

@@ -10,7 +10,10 @@ use crate::metrics::INDEX_SERVICES;
 use hickory_server::proto::op::ResponseCode;
 use hickory_server::proto::rr::rdata::{A, AAAA, CNAME, NS, PTR, SOA, SRV};
 use hickory_server::proto::rr::{Name, RData, Record, RecordType};
-use serde_json::Value;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kubus_apimachinery::ObjectExt;
+use kubus_controller_runtime::informer::indexes::SERVICE_NAME_LABEL;
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
@@ -75,23 +78,18 @@ pub struct DnsIndex {
     synced: bool,
 }
 
-fn meta(obj: &Value) -> (String, String) {
-    let m = &obj["metadata"];
-    (m["namespace"].as_str().unwrap_or("default").to_string(), m["name"].as_str().unwrap_or("").to_ascii_lowercase())
+/// (namespace, lowercased name): DNS names are case-insensitive.
+fn key_of(obj: &impl ObjectExt) -> (String, String) {
+    (obj.namespace().to_string(), obj.name().to_ascii_lowercase())
 }
 
-fn ports_of(list: &Value, port_field: &str) -> Vec<PortEntry> {
-    list.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| {
-            Some(PortEntry {
-                name: p["name"].as_str().filter(|n| !n.is_empty())?.to_ascii_lowercase(),
-                protocol: p["protocol"].as_str().unwrap_or("TCP").to_ascii_lowercase(),
-                port: u16::try_from(p[port_field].as_u64()?).ok()?,
-            })
-        })
-        .collect()
+/// A named port (SRV records need a name); unnamed or out-of-range ones are left out.
+fn port_entry(name: Option<&str>, protocol: Option<&str>, port: Option<i32>) -> Option<PortEntry> {
+    Some(PortEntry {
+        name: name.filter(|n| !n.is_empty())?.to_ascii_lowercase(),
+        protocol: protocol.unwrap_or("TCP").to_ascii_lowercase(),
+        port: u16::try_from(port?).ok()?,
+    })
 }
 
 fn now_serial() -> u32 {
@@ -123,24 +121,25 @@ impl DnsIndex {
         INDEX_SERVICES.set(self.services.len() as i64);
     }
 
-    pub fn apply_service(&mut self, svc: &Value) {
-        let key = meta(svc);
+    pub fn apply_service(&mut self, svc: &Service) {
+        let key = key_of(svc);
         self.remove_service_key(&key);
-        let spec = &svc["spec"];
-        let mut cluster_ips: Vec<IpAddr> =
-            spec["clusterIPs"].as_array().into_iter().flatten().filter_map(|v| v.as_str()?.parse().ok()).collect();
+        let default_spec = Default::default();
+        let spec = svc.spec.as_ref().unwrap_or(&default_spec);
+        let mut cluster_ips: Vec<IpAddr> = spec.cluster_ips.iter().flatten().filter_map(|ip| ip.parse().ok()).collect();
         if cluster_ips.is_empty() {
-            cluster_ips.extend(spec["clusterIP"].as_str().and_then(|s| s.parse::<IpAddr>().ok()));
+            cluster_ips.extend(spec.cluster_ip.as_deref().and_then(|s| s.parse::<IpAddr>().ok()));
         }
-        let external_name = (spec["type"].as_str() == Some("ExternalName"))
-            .then(|| spec["externalName"].as_str().map(str::to_string))
-            .flatten();
+        let external_name =
+            (spec.type_.as_deref() == Some("ExternalName")).then(|| spec.external_name.clone()).flatten();
         let entry = ServiceEntry {
-            headless: spec["clusterIP"].as_str() == Some("None") && external_name.is_none(),
+            headless: spec.cluster_ip.as_deref() == Some("None") && external_name.is_none(),
             cluster_ips,
             external_name,
-            publish_not_ready: spec["publishNotReadyAddresses"].as_bool().unwrap_or(false),
-            ports: ports_of(&spec["ports"], "port"),
+            publish_not_ready: spec.publish_not_ready_addresses.unwrap_or(false),
+            ports: (spec.ports.iter().flatten())
+                .filter_map(|p| port_entry(p.name.as_deref(), p.protocol.as_deref(), Some(p.port)))
+                .collect(),
         };
         for ip in &entry.cluster_ips {
             self.reverse.insert(*ip, key.clone());
@@ -150,8 +149,8 @@ impl DnsIndex {
         self.touch();
     }
 
-    pub fn remove_service(&mut self, svc: &Value) {
-        let key = meta(svc);
+    pub fn remove_service(&mut self, svc: &Service) {
+        let key = key_of(svc);
         if self.remove_service_key(&key) {
             self.touch();
         }
@@ -175,39 +174,38 @@ impl DnsIndex {
         true
     }
 
-    pub fn apply_slice(&mut self, slice: &Value) {
-        let (ns, name) = meta(slice);
+    pub fn apply_slice(&mut self, slice: &EndpointSlice) {
+        let (ns, name) = key_of(slice);
         self.remove_slice_key(&ns, &name);
-        // A slice belongs to the Service named by this label (discovery.k8s.io/v1).
-        let Some(service) = slice["metadata"]["labels"]["kubernetes.io/service-name"].as_str() else {
+        let Some(service) = slice.label(SERVICE_NAME_LABEL) else {
             return;
         };
         let service = service.to_ascii_lowercase();
-        let endpoints = slice["endpoints"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        let endpoints = slice
+            .endpoints
+            .iter()
             .flat_map(|ep| {
                 // `ready` unset means ready (EndpointConditions docs); terminating ones are not.
-                let ready = ep["conditions"]["ready"].as_bool().unwrap_or(true);
-                let hostname = ep["hostname"].as_str().filter(|h| !h.is_empty()).map(str::to_ascii_lowercase);
-                ep["addresses"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|a| a.as_str()?.parse::<IpAddr>().ok())
-                    .map(move |ip| EndpointEntry { ip, hostname: hostname.clone(), ready })
-                    .collect::<Vec<_>>()
+                let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
+                let hostname = ep.hostname.as_deref().filter(|h| !h.is_empty()).map(str::to_ascii_lowercase);
+                ep.addresses.iter().filter_map(|a| a.parse::<IpAddr>().ok()).map(move |ip| EndpointEntry {
+                    ip,
+                    hostname: hostname.clone(),
+                    ready,
+                })
             })
             .collect();
-        let entry = SliceEntry { service: service.clone(), endpoints, ports: ports_of(&slice["ports"], "port") };
+        let ports = (slice.ports.iter().flatten())
+            .filter_map(|p| port_entry(p.name.as_deref(), p.protocol.as_deref(), p.port))
+            .collect();
+        let entry = SliceEntry { service: service.clone(), endpoints, ports };
         self.slices_by_service.entry((ns.clone(), service)).or_default().insert(name.clone());
         self.slices.insert((ns, name), entry);
         self.touch();
     }
 
-    pub fn remove_slice(&mut self, slice: &Value) {
-        let (ns, name) = meta(slice);
+    pub fn remove_slice(&mut self, slice: &EndpointSlice) {
+        let (ns, name) = key_of(slice);
         if self.remove_slice_key(&ns, &name) {
             self.touch();
         }
@@ -231,8 +229,8 @@ impl DnsIndex {
     /// Replaces everything with the informers' current lists.
     pub fn rebuild<'a>(
         &mut self,
-        services: impl IntoIterator<Item = &'a Value>,
-        slices: impl IntoIterator<Item = &'a Value>,
+        services: impl IntoIterator<Item = &'a Service>,
+        slices: impl IntoIterator<Item = &'a EndpointSlice>,
     ) {
         let (serial, synced) = (self.serial, self.synced);
         *self = DnsIndex { serial, synced, ..Default::default() };
@@ -496,15 +494,21 @@ impl Resolver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
-    fn svc(ns: &str, name: &str, cluster_ip: &str, ports: Value) -> Value {
-        json!({"metadata": {"namespace": ns, "name": name}, "spec": {"clusterIP": cluster_ip, "ports": ports}})
+    fn svc(ns: &str, name: &str, cluster_ip: &str, ports: Value) -> Service {
+        serde_json::from_value(
+            json!({"metadata": {"namespace": ns, "name": name}, "spec": {"clusterIP": cluster_ip, "ports": ports}}),
+        )
+        .unwrap()
     }
 
-    fn slice(ns: &str, name: &str, service: &str, eps: Value, ports: Value) -> Value {
-        json!({"metadata": {"namespace": ns, "name": name, "labels": {"kubernetes.io/service-name": service}},
-            "addressType": "IPv4", "endpoints": eps, "ports": ports})
+    fn slice(ns: &str, name: &str, service: &str, eps: Value, ports: Value) -> EndpointSlice {
+        serde_json::from_value(
+            json!({"metadata": {"namespace": ns, "name": name, "labels": {"kubernetes.io/service-name": service}},
+            "addressType": "IPv4", "endpoints": eps, "ports": ports}),
+        )
+        .unwrap()
     }
 
     fn ep(ip: &str, ready: bool) -> Value {
@@ -643,9 +647,34 @@ mod tests {
     fn external_name_is_a_cname() {
         let r = resolver();
         r.index().write().unwrap().apply_service(
-            &json!({"metadata": {"namespace": "default", "name": "ext"}, "spec": {"type": "ExternalName", "externalName": "db.example.com"}}),
+            &serde_json::from_value(json!({"metadata": {"namespace": "default", "name": "ext"}, "spec": {"type": "ExternalName", "externalName": "db.example.com"}}))
+                .unwrap(),
         );
         assert_eq!(q(&r, "ext.default.svc.cluster.local.", RecordType::A).1, vec!["db.example.com."]);
+    }
+
+    #[test]
+    fn dual_stack_ips_and_not_ready_addresses_when_published() {
+        let r = resolver();
+        {
+            let mut i = r.index().write().unwrap();
+            i.apply_service(
+                &serde_json::from_value(json!({"metadata": {"namespace": "default", "name": "dual"},
+                    "spec": {"clusterIP": "10.96.0.30", "clusterIPs": ["10.96.0.30", "fd00::30"],
+                        "ports": [{"port": 80}, {"name": "web", "port": 8080, "protocol": "TCP"}]}}))
+                .unwrap(),
+            );
+            let mut pg = svc("db", "pg", "None", json!([]));
+            pg.spec.as_mut().unwrap().publish_not_ready_addresses = Some(true);
+            i.apply_service(&pg);
+        }
+        assert_eq!(q(&r, "dual.default.svc.cluster.local.", RecordType::AAAA).1, vec!["fd00::30"]);
+        assert_eq!(q(&r, "30.0.96.10.in-addr.arpa.", RecordType::PTR).1, vec!["dual.default.svc.cluster.local."]);
+        // Unnamed ports have no SRV name; named ones do.
+        assert_eq!(q(&r, "_web._tcp.dual.default.svc.cluster.local.", RecordType::SRV).1.len(), 1);
+        let (_, mut a, _, _) = q(&r, "pg.db.svc.cluster.local.", RecordType::A);
+        a.sort();
+        assert_eq!(a, vec!["10.1.0.5", "10.1.0.6", "10.1.0.7"]);
     }
 
     #[test]

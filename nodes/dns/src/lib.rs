@@ -2,6 +2,7 @@
 //! ready endpoints), `_<port>._<proto>.<svc>.<ns>.svc.<domain>` SRV, `<a-b-c-d>.<ns>.pod.<domain>`
 //! and ClusterIP PTR records from Service and EndpointSlice informers, and forwards every
 //! other name to the node's resolvers, as kube-dns/CoreDNS do in a Kubernetes cluster.
+#![forbid(unsafe_code)]
 
 pub mod forward;
 pub mod index;

@@ -10,8 +10,11 @@ use hickory_server::proto::op::{Edns, Header, MessageType, OpCode, ResponseCode}
 use hickory_server::proto::rr::{Name, Record, RecordType};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::ServerFuture;
-use kubus_runtime::{Change, Informer};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kubus_controller_runtime::{Change, Informer};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast::error::RecvError;
 use tracing::Instrument;
@@ -197,8 +200,8 @@ fn bind(addr: SocketAddr) -> Result<(std::net::UdpSocket, std::net::TcpListener)
 pub struct ClusterDns {
     config: DnsConfig,
     resolver: Resolver,
-    services: Informer,
-    slices: Informer,
+    services: Informer<Service>,
+    slices: Informer<EndpointSlice>,
     sockets: Option<(std::net::UdpSocket, std::net::TcpListener)>,
     local: SocketAddr,
     server: Option<ServerFuture<Handler>>,
@@ -206,7 +209,11 @@ pub struct ClusterDns {
 
 impl ClusterDns {
     /// Binds the sockets now (so that errors and the chosen port are known before starting).
-    pub fn new(config: DnsConfig, services: Informer, slices: Informer) -> Result<ClusterDns, DnsError> {
+    pub fn new(
+        config: DnsConfig,
+        services: Informer<Service>,
+        slices: Informer<EndpointSlice>,
+    ) -> Result<ClusterDns, DnsError> {
         let resolver = Resolver::new(&config.domain, config.ttl)?;
         let (udp, tcp) = bind(config.listen)?;
         let local = udp.local_addr().map_err(|source| DnsError::Bind { proto: "udp", addr: config.listen, source })?;
@@ -224,16 +231,33 @@ impl ClusterDns {
     }
 }
 
-fn rebuild(resolver: &Resolver, services: &Informer, slices: &Informer) {
+fn rebuild(resolver: &Resolver, services: &Informer<Service>, slices: &Informer<EndpointSlice>) {
     let (svcs, sls) = (services.list(), slices.list());
     let mut index = resolver.index().write().expect("dns index lock");
-    index.rebuild(svcs.iter().map(|v| &**v), sls.iter().map(|v| &**v));
+    index.rebuild(svcs.iter().map(|s| &**s), sls.iter().map(|s| &**s));
     index.set_synced(true);
     INDEX_REBUILDS.inc();
 }
 
+/// What one informer notification asks of the index.
+enum Step<K> {
+    Apply(Arc<K>),
+    Remove(Arc<K>),
+    Rebuild,
+    Stop,
+}
+
+fn step<K>(received: Result<Change<K>, RecvError>) -> Step<K> {
+    match received {
+        Ok(Change::Applied { new, .. }) => Step::Apply(new),
+        Ok(Change::Deleted(old)) => Step::Remove(old),
+        Ok(Change::Resynced) | Err(RecvError::Lagged(_)) => Step::Rebuild,
+        Err(RecvError::Closed) => Step::Stop,
+    }
+}
+
 /// Follows both informers: incremental updates per change, a full rebuild on resync or lag.
-async fn follow(resolver: Resolver, services: Informer, slices: Informer) {
+async fn follow(resolver: Resolver, services: Informer<Service>, slices: Informer<EndpointSlice>) {
     let mut svc_rx = services.subscribe();
     let mut slice_rx = slices.subscribe();
     services.wait_synced().await;
@@ -241,29 +265,20 @@ async fn follow(resolver: Resolver, services: Informer, slices: Informer) {
     rebuild(&resolver, &services, &slices);
     tracing::info!(services = services.len(), slices = slices.len(), "cluster DNS index synced");
     loop {
-        let (is_service, change) = tokio::select! {
-            c = svc_rx.recv() => (true, c),
-            c = slice_rx.recv() => (false, c),
-        };
-        match change {
-            Ok(Change::Applied { new, .. }) => {
-                let mut index = resolver.index().write().expect("dns index lock");
-                if is_service {
-                    index.apply_service(&new)
-                } else {
-                    index.apply_slice(&new)
-                }
-            }
-            Ok(Change::Deleted(old)) => {
-                let mut index = resolver.index().write().expect("dns index lock");
-                if is_service {
-                    index.remove_service(&old)
-                } else {
-                    index.remove_slice(&old)
-                }
-            }
-            Ok(Change::Resynced) | Err(RecvError::Lagged(_)) => rebuild(&resolver, &services, &slices),
-            Err(RecvError::Closed) => return,
+        let index = || resolver.index().write().expect("dns index lock");
+        tokio::select! {
+            c = svc_rx.recv() => match step(c) {
+                Step::Apply(svc) => index().apply_service(&svc),
+                Step::Remove(svc) => index().remove_service(&svc),
+                Step::Rebuild => rebuild(&resolver, &services, &slices),
+                Step::Stop => return,
+            },
+            c = slice_rx.recv() => match step(c) {
+                Step::Apply(slice) => index().apply_slice(&slice),
+                Step::Remove(slice) => index().remove_slice(&slice),
+                Step::Rebuild => rebuild(&resolver, &services, &slices),
+                Step::Stop => return,
+            },
         }
     }
 }

@@ -9,15 +9,22 @@ use hickory_server::proto::rr::rdata::A;
 use hickory_server::proto::rr::{Name, RData, Record, RecordType};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::ServerFuture;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kubus_bus::{EmbeddedNats, Key, Store, StoreConfig};
+use kubus_controller_runtime::Informer;
 use kubus_dns::{ClusterDns, DnsConfig};
-use kubus_runtime::Informer;
 use serde_json::{json, Value};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
+
+// The store helper shared with the kube-proxy tests.
+#[path = "../../proxy/tests/common/mod.rs"]
+mod common;
+use common::put;
 
 struct TempDir(PathBuf);
 impl TempDir {
@@ -119,35 +126,27 @@ async fn eventually(server: SocketAddr, name: &str, t: RecordType, want: &[&str]
     }
 }
 
-async fn put(store: &Store, group: &str, resource: &str, obj: &Value) -> u64 {
-    let (ns, name) = (obj["metadata"]["namespace"].as_str().unwrap(), obj["metadata"]["name"].as_str().unwrap());
-    let key = Key::new(group, resource, Some(ns), name);
-    let bytes = bytes::Bytes::from(serde_json::to_vec(obj).unwrap());
-    match store.get(&key).await.unwrap() {
-        Some(cur) => store.update(&key, bytes, cur.revision).await.unwrap(),
-        None => store.create(&key, bytes).await.unwrap(),
-    }
+fn service(ns: &str, name: &str, cluster_ip: &str) -> Service {
+    serde_json::from_value(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"namespace": ns, "name": name},
+        "spec": {"clusterIP": cluster_ip, "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}]}}))
+    .unwrap()
 }
 
-fn service(ns: &str, name: &str, cluster_ip: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"namespace": ns, "name": name},
-        "spec": {"clusterIP": cluster_ip, "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}]}})
-}
-
-fn slice(ns: &str, svc: &str, ips: &[(&str, bool)]) -> Value {
+fn slice(ns: &str, svc: &str, ips: &[(&str, bool)]) -> EndpointSlice {
     let eps: Vec<Value> =
         ips.iter().map(|(ip, ready)| json!({"addresses": [ip], "conditions": {"ready": ready, "serving": ready, "terminating": false}})).collect();
-    json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+    serde_json::from_value(json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"namespace": ns, "name": svc, "labels": {"kubernetes.io/service-name": svc}},
-        "addressType": "IPv4", "endpoints": eps, "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]})
+        "addressType": "IPv4", "endpoints": eps, "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}))
+    .unwrap()
 }
 
 struct Cluster {
     _dir: TempDir,
     nats: EmbeddedNats,
     store: Store,
-    services: Informer,
-    slices: Informer,
+    services: Informer<Service>,
+    slices: Informer<EndpointSlice>,
 }
 
 async fn cluster(tag: &str) -> Cluster {
@@ -155,8 +154,8 @@ async fn cluster(tag: &str) -> Cluster {
     let nats = EmbeddedNats::start(&dir.0, "127.0.0.1:0").await.expect("nats-server starts");
     let client = kubus_bus::connect(nats.url(), "dns-test").await.unwrap();
     let store = Store::open(client, StoreConfig::default()).await.unwrap();
-    let services = Informer::start(store.clone(), "", "services", None);
-    let slices = Informer::start(store.clone(), "discovery.k8s.io", "endpointslices", None);
+    let services = Informer::<Service>::start(store.clone());
+    let slices = Informer::<EndpointSlice>::start(store.clone());
     Cluster { _dir: dir, nats, store, services, slices }
 }
 
@@ -171,15 +170,10 @@ fn config(upstreams: Vec<SocketAddr>) -> DnsConfig {
 fn serves_cluster_records_over_udp_and_tcp_and_forwards() {
     actix::System::new().block_on(async {
         let c = cluster("serve").await;
-        put(&c.store, "", "services", &service("default", "web", "10.96.7.10")).await;
-        put(&c.store, "", "services", &service("default", "db", "None")).await;
-        put(
-            &c.store,
-            "discovery.k8s.io",
-            "endpointslices",
-            &slice("default", "db", &[("10.244.0.5", true), ("10.244.0.6", true), ("10.244.0.9", false)]),
-        )
-        .await;
+        put(&c.store, &service("default", "web", "10.96.7.10")).await;
+        put(&c.store, &service("default", "db", "None")).await;
+        put(&c.store, &slice("default", "db", &[("10.244.0.5", true), ("10.244.0.6", true), ("10.244.0.9", false)]))
+            .await;
 
         let (mut upstream, up_addr) = start_upstream().await;
         // An upstream that never answers comes first: the forwarder must move on to the next.
@@ -196,13 +190,7 @@ fn serves_cluster_records_over_udp_and_tcp_and_forwards() {
         assert_eq!(m.answers()[0].ttl(), 5);
         // Headless: the ready endpoints only; then the slice changes and so does the answer.
         eventually(addr, "db.default.svc.cluster.local.", RecordType::A, &["10.244.0.5", "10.244.0.6"]).await;
-        put(
-            &c.store,
-            "discovery.k8s.io",
-            "endpointslices",
-            &slice("default", "db", &[("10.244.0.6", true), ("10.244.0.7", true)]),
-        )
-        .await;
+        put(&c.store, &slice("default", "db", &[("10.244.0.6", true), ("10.244.0.7", true)])).await;
         eventually(addr, "db.default.svc.cluster.local.", RecordType::A, &["10.244.0.6", "10.244.0.7"]).await;
         assert_eq!(data(&udp(addr, "10-244-0-7.db.default.svc.cluster.local.", RecordType::A).await), ["10.244.0.7"]);
 
@@ -278,8 +266,7 @@ fn throughput_one_client() {
     actix::System::new().block_on(async {
         let c = cluster("qps").await;
         for i in 0..200 {
-            put(&c.store, "", "services", &service("default", &format!("s{i}"), &format!("10.96.1.{}", i % 250 + 1)))
-                .await;
+            put(&c.store, &service("default", &format!("s{i}"), &format!("10.96.1.{}", i % 250 + 1))).await;
         }
         let dns = ClusterDns::new(config(vec![]), c.services.clone(), c.slices.clone()).unwrap();
         let addr = dns.local_addr();

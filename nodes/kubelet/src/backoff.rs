@@ -1,8 +1,10 @@
 //! Restart back-off per container, as upstream's: the first restart is immediate, then 10 s
-//! doubling to 5 min, forgotten once a container has run for 10 minutes. While it lasts the container waits in CrashLoopBackOff
-//! (or ImagePullBackOff for pulls).
+//! doubling to 5 min, forgotten once a container has run for 10 minutes. While it lasts the
+//! container waits in CrashLoopBackOff (or ImagePullBackOff for pulls). Times are tokio's, so
+//! tests with paused time see back-offs expire.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 pub const INITIAL: Duration = Duration::from_secs(10);
 pub const MAX: Duration = Duration::from_secs(300);

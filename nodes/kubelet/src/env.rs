@@ -3,9 +3,12 @@
 //! fields (downward API), its resources, ConfigMaps and Secrets. A missing required source is
 //! a `CreateContainerConfigError`, retried on the next sync.
 
-use crate::objects::ObjectSource;
-use kubus_apimachinery::validation::parse_quantity;
-use serde_json::Value;
+use crate::objects::{ObjectSource, SourceKind, SourceObject};
+use k8s_openapi::api::core::v1::{Container, EnvVarSource, Pod, ResourceFieldSelector};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
+use kubus_apimachinery::quantity::parse_quantity;
+use kubus_apimachinery::{pod, ObjectExt};
+use std::collections::BTreeMap;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum EnvError {
@@ -23,40 +26,48 @@ pub enum EnvError {
 
 /// Everything a container's variables may refer to besides ConfigMaps and Secrets.
 pub struct PodFacts<'a> {
-    pub pod: &'a Value,
+    pub pod: &'a Pod,
     pub pod_ips: &'a [String],
     pub host_ip: &'a str,
     /// The node's capacity, for resourceFieldRef of a container without a limit.
-    pub node_allocatable: &'a Value,
+    pub node_allocatable: &'a BTreeMap<String, ApiQuantity>,
+}
+
+impl PodFacts<'_> {
+    /// The pod's namespace ("default" when the object carries none).
+    pub fn namespace(&self) -> &str {
+        match self.pod.namespace() {
+            "" => "default",
+            ns => ns,
+        }
+    }
 }
 
 /// Resolves `container`'s environment; `base` is the image's (overridden by the pod's).
 pub async fn resolve(
     facts: &PodFacts<'_>,
-    container: &Value,
+    container: &Container,
     base: &[(String, String)],
     extra: &[(String, String)],
     source: &dyn ObjectSource,
 ) -> Result<Vec<(String, String)>, EnvError> {
-    let ns = facts.pod["metadata"]["namespace"].as_str().unwrap_or("default");
+    let ns = facts.namespace();
     let mut env: Vec<(String, String)> = base.to_vec();
     for (k, v) in extra {
         set(&mut env, k, v.clone());
     }
-    for from in container["envFrom"].as_array().into_iter().flatten() {
-        let prefix = from["prefix"].as_str().unwrap_or("");
-        let (kind, r) = if from["configMapRef"].is_object() {
-            ("configmap", &from["configMapRef"])
-        } else if from["secretRef"].is_object() {
-            ("secret", &from["secretRef"])
+    for from in container.env_from.iter().flatten() {
+        let prefix = from.prefix.as_deref().unwrap_or("");
+        let (kind, name, optional) = if let Some(r) = &from.config_map_ref {
+            (SourceKind::ConfigMap, r.name.as_str(), r.optional.unwrap_or(false))
+        } else if let Some(r) = &from.secret_ref {
+            (SourceKind::Secret, r.name.as_str(), r.optional.unwrap_or(false))
         } else {
             continue;
         };
-        let name = r["name"].as_str().unwrap_or("");
-        let optional = r["optional"].as_bool().unwrap_or(false);
         match fetch(source, kind, ns, name).await? {
             Some(obj) => {
-                for (k, v) in data_of(kind, &obj) {
+                for (k, v) in obj.strings() {
                     // Upstream skips keys that are not valid variable names (with an event).
                     if is_env_name(&format!("{prefix}{k}")) {
                         set(&mut env, &format!("{prefix}{k}"), v);
@@ -64,20 +75,19 @@ pub async fn resolve(
                 }
             }
             None if optional => {}
-            None => return Err(EnvError::SourceNotFound { kind, name: name.to_string() }),
+            None => return Err(EnvError::SourceNotFound { kind: kind.name(), name: name.to_string() }),
         }
     }
-    for var in container["env"].as_array().into_iter().flatten() {
-        let Some(name) = var["name"].as_str() else { continue };
-        let value = if let Some(v) = var["value"].as_str() {
+    for var in container.env.iter().flatten() {
+        let value = if let Some(v) = &var.value {
             Some(expand(v, &env))
-        } else if let Some(from) = var.get("valueFrom") {
+        } else if let Some(from) = &var.value_from {
             value_from(facts, container, from, ns, source).await?
         } else {
             Some(String::new())
         };
         if let Some(value) = value {
-            set(&mut env, name, value);
+            set(&mut env, &var.name, value);
         }
     }
     Ok(env)
@@ -94,101 +104,88 @@ fn is_env_name(s: &str) -> bool {
     !s.is_empty() && !s.starts_with(|c: char| c.is_ascii_digit()) && s.chars().all(|c| c.is_ascii_graphic() && c != '=')
 }
 
-async fn fetch(source: &dyn ObjectSource, kind: &'static str, ns: &str, name: &str) -> Result<Option<Value>, EnvError> {
-    source.get(kind, ns, name).await.map_err(|message| EnvError::Fetch { kind, name: name.to_string(), message })
-}
-
-/// The string data of a ConfigMap or Secret (Secret values are base64 in the API).
-pub fn data_of(kind: &str, obj: &Value) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    if let Some(m) = obj["data"].as_object() {
-        for (k, v) in m {
-            let s = v.as_str().unwrap_or("");
-            let s =
-                if kind == "secret" { String::from_utf8_lossy(&crate::volumes::b64(s)).into_owned() } else { s.into() };
-            out.push((k.clone(), s));
-        }
-    }
-    if kind == "secret" {
-        if let Some(m) = obj["stringData"].as_object() {
-            out.extend(m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())));
-        }
-    }
-    out
+async fn fetch(
+    source: &dyn ObjectSource,
+    kind: SourceKind,
+    ns: &str,
+    name: &str,
+) -> Result<Option<SourceObject>, EnvError> {
+    source.get(kind, ns, name).await.map_err(|message| EnvError::Fetch {
+        kind: kind.name(),
+        name: name.to_string(),
+        message,
+    })
 }
 
 async fn value_from(
     facts: &PodFacts<'_>,
-    container: &Value,
-    from: &Value,
+    container: &Container,
+    from: &EnvVarSource,
     ns: &str,
     source: &dyn ObjectSource,
 ) -> Result<Option<String>, EnvError> {
-    if let Some(f) = from["fieldRef"]["fieldPath"].as_str() {
-        return field_value(facts, f).map(Some);
+    if let Some(f) = &from.field_ref {
+        return field_value(facts, &f.field_path).map(Some);
     }
-    if from["resourceFieldRef"].is_object() {
-        return resource_value(facts, container, &from["resourceFieldRef"]).map(Some);
+    if let Some(r) = &from.resource_field_ref {
+        return resource_value(facts, container, r).map(Some);
     }
-    for (kind, key_ref) in [("configmap", &from["configMapKeyRef"]), ("secret", &from["secretKeyRef"])] {
-        if !key_ref.is_object() {
-            continue;
-        }
-        let name = key_ref["name"].as_str().unwrap_or("");
-        let key = key_ref["key"].as_str().unwrap_or("");
-        let optional = key_ref["optional"].as_bool().unwrap_or(false);
-        return match fetch(source, kind, ns, name).await? {
-            Some(obj) => match data_of(kind, &obj).into_iter().find(|(k, _)| k == key) {
-                Some((_, v)) => Ok(Some(v)),
-                None if optional => Ok(None),
-                None => Err(EnvError::KeyNotFound {
-                    kind,
-                    namespace: ns.to_string(),
-                    name: name.to_string(),
-                    key: key.to_string(),
-                }),
-            },
+    let key_ref = match (&from.config_map_key_ref, &from.secret_key_ref) {
+        (Some(r), _) => Some((SourceKind::ConfigMap, &r.name, &r.key, r.optional)),
+        (None, Some(r)) => Some((SourceKind::Secret, &r.name, &r.key, r.optional)),
+        (None, None) => None,
+    };
+    let Some((kind, name, key, optional)) = key_ref else { return Ok(Some(String::new())) };
+    let optional = optional.unwrap_or(false);
+    match fetch(source, kind, ns, name).await? {
+        Some(obj) => match obj.strings().into_iter().find(|(k, _)| k == key) {
+            Some((_, v)) => Ok(Some(v)),
             None if optional => Ok(None),
-            None => Err(EnvError::SourceNotFound { kind, name: name.to_string() }),
-        };
+            None => Err(EnvError::KeyNotFound {
+                kind: kind.name(),
+                namespace: ns.to_string(),
+                name: name.to_string(),
+                key: key.to_string(),
+            }),
+        },
+        None if optional => Ok(None),
+        None => Err(EnvError::SourceNotFound { kind: kind.name(), name: name.to_string() }),
     }
-    Ok(Some(String::new()))
+}
+
+/// `key="value"` lines of a label or annotation map, sorted, as the downward API writes them.
+fn map_lines(map: &BTreeMap<String, String>) -> String {
+    let mut lines: Vec<String> = map.iter().map(|(k, v)| format!("{k}=\"{}\"", v.replace('"', "\\\""))).collect();
+    lines.sort();
+    lines.join("\n")
 }
 
 /// The downward API's fields (`fieldRef.fieldPath`).
 pub fn field_value(facts: &PodFacts<'_>, path: &str) -> Result<String, EnvError> {
     let pod = facts.pod;
-    let s = |v: &Value| v.as_str().unwrap_or("").to_string();
+    let spec = pod::spec(pod);
     let subscript = |prefix: &str| -> Option<String> {
         let rest = path.strip_prefix(prefix)?.strip_prefix("['")?.strip_suffix("']")?;
         Some(rest.to_string())
     };
+    let text = |v: Option<&String>| v.cloned().unwrap_or_default();
     Ok(match path {
-        "metadata.name" => s(&pod["metadata"]["name"]),
-        "metadata.namespace" => s(&pod["metadata"]["namespace"]),
-        "metadata.uid" => s(&pod["metadata"]["uid"]),
-        "spec.nodeName" => s(&pod["spec"]["nodeName"]),
-        "spec.serviceAccountName" => s(&pod["spec"]["serviceAccountName"]),
+        "metadata.name" => pod.name().to_string(),
+        "metadata.namespace" => pod.namespace().to_string(),
+        "metadata.uid" => pod.uid().to_string(),
+        "spec.nodeName" => text(spec.node_name.as_ref()),
+        "spec.serviceAccountName" => text(spec.service_account_name.as_ref()),
         "status.hostIP" => facts.host_ip.to_string(),
         "status.hostIPs" => facts.host_ip.to_string(),
         "status.podIP" => facts.pod_ips.first().cloned().unwrap_or_default(),
         "status.podIPs" => facts.pod_ips.join(","),
-        "metadata.labels" | "metadata.annotations" => {
-            let map = &pod["metadata"][path.trim_start_matches("metadata.")];
-            let mut lines: Vec<String> = map
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(k, v)| format!("{k}=\"{}\"", v.as_str().unwrap_or("").replace('"', "\\\"")))
-                .collect();
-            lines.sort();
-            lines.join("\n")
-        }
+        "metadata.labels" => map_lines(pod.labels()),
+        "metadata.annotations" => map_lines(pod.annotations()),
         _ => {
             if let Some(k) = subscript("metadata.labels") {
-                s(&pod["metadata"]["labels"][&k])
+                text(pod.labels().get(&k))
             } else if let Some(k) = subscript("metadata.annotations") {
-                s(&pod["metadata"]["annotations"][&k])
+                text(pod.annotations().get(&k))
             } else {
                 return Err(EnvError::FieldPath(path.to_string()));
             }
@@ -198,30 +195,42 @@ pub fn field_value(facts: &PodFacts<'_>, path: &str) -> Result<String, EnvError>
 
 /// `resourceFieldRef`: a container's request or limit (the node's allocatable for a missing
 /// limit, as upstream), divided by `divisor` and rounded up.
-pub fn resource_value(facts: &PodFacts<'_>, container: &Value, r: &Value) -> Result<String, EnvError> {
-    let resource = r["resource"].as_str().unwrap_or("");
-    let target = match r["containerName"].as_str() {
-        Some(name) if !name.is_empty() => facts.pod["spec"]["containers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|c| c["name"] == name)
+pub fn resource_value(
+    facts: &PodFacts<'_>,
+    container: &Container,
+    r: &ResourceFieldSelector,
+) -> Result<String, EnvError> {
+    let resource = r.resource.as_str();
+    let target = match r.container_name.as_deref() {
+        Some(name) if !name.is_empty() => pod::spec(facts.pod)
+            .containers
+            .iter()
+            .find(|c| c.name == name)
             .ok_or_else(|| EnvError::Resource(format!("container {name} not found")))?,
         _ => container,
     };
     let (section, res) =
         resource.split_once('.').ok_or_else(|| EnvError::Resource(format!("bad resource {resource}")))?;
-    let quantity = target["resources"][section][res]
-        .as_str()
-        .map(String::from)
-        .or_else(|| (section == "limits").then(|| facts.node_allocatable[res].as_str().map(String::from)).flatten())
+    let list = target.resources.as_ref().and_then(|r| match section {
+        "limits" => r.limits.as_ref(),
+        "requests" => r.requests.as_ref(),
+        _ => None,
+    });
+    let quantity = list
+        .and_then(|l| l.get(res))
+        .or_else(|| (section == "limits").then(|| facts.node_allocatable.get(res)).flatten())
+        .map(|q| q.0.clone())
         .unwrap_or_else(|| "0".to_string());
     let q = parse_quantity(&quantity).map_err(EnvError::Resource)?;
-    let divisor =
-        r["divisor"].as_str().map(parse_quantity).transpose().map_err(EnvError::Resource)?.filter(|d| !d.is_zero());
+    let divisor = r
+        .divisor
+        .as_ref()
+        .map(|d| parse_quantity(&d.0))
+        .transpose()
+        .map_err(EnvError::Resource)?
+        .filter(|d| !d.is_zero());
     let (num, den) = match divisor {
         Some(d) => (q.milli_value(), d.milli_value()),
-        None if res == "cpu" => (q.milli_value(), 1000),
         None => (q.milli_value(), 1000),
     };
     Ok(((num + den - 1) / den).to_string())
@@ -264,6 +273,14 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn pod(v: serde_json::Value) -> Pod {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn quantities(v: serde_json::Value) -> BTreeMap<String, ApiQuantity> {
+        serde_json::from_value(v).unwrap()
+    }
+
     #[test]
     fn expansion() {
         let env = vec![("A".to_string(), "1".to_string())];
@@ -276,10 +293,10 @@ mod tests {
 
     #[test]
     fn downward_fields() {
-        let pod = json!({"metadata": {"name": "p", "namespace": "n", "uid": "u", "labels": {"app": "web"}},
-            "spec": {"nodeName": "node1"}});
-        let facts =
-            PodFacts { pod: &pod, pod_ips: &["10.0.0.5".into()], host_ip: "1.2.3.4", node_allocatable: &json!({}) };
+        let pod = pod(json!({"metadata": {"name": "p", "namespace": "n", "uid": "u", "labels": {"app": "web"}},
+            "spec": {"nodeName": "node1", "containers": []}}));
+        let alloc = BTreeMap::new();
+        let facts = PodFacts { pod: &pod, pod_ips: &["10.0.0.5".into()], host_ip: "1.2.3.4", node_allocatable: &alloc };
         assert_eq!(field_value(&facts, "metadata.labels['app']").unwrap(), "web");
         assert_eq!(field_value(&facts, "status.podIP").unwrap(), "10.0.0.5");
         assert_eq!(field_value(&facts, "spec.nodeName").unwrap(), "node1");
@@ -288,10 +305,13 @@ mod tests {
 
     #[test]
     fn resource_fields() {
-        let pod = json!({"spec": {"containers": [{"name": "c", "resources": {"limits": {"memory": "64Mi"}, "requests": {"cpu": "250m"}}}]}});
-        let c = pod["spec"]["containers"][0].clone();
-        let facts = PodFacts { pod: &pod, pod_ips: &[], host_ip: "", node_allocatable: &json!({"cpu": "2"}) };
-        let r = |v: Value| resource_value(&facts, &c, &v).unwrap();
+        let pod = pod(
+            json!({"spec": {"containers": [{"name": "c", "resources": {"limits": {"memory": "64Mi"}, "requests": {"cpu": "250m"}}}]}}),
+        );
+        let c = pod::spec(&pod).containers[0].clone();
+        let alloc = quantities(json!({"cpu": "2"}));
+        let facts = PodFacts { pod: &pod, pod_ips: &[], host_ip: "", node_allocatable: &alloc };
+        let r = |v: serde_json::Value| resource_value(&facts, &c, &serde_json::from_value(v).unwrap()).unwrap();
         assert_eq!(r(json!({"resource": "limits.memory"})), (64 * 1024 * 1024).to_string());
         assert_eq!(r(json!({"resource": "limits.memory", "divisor": "1Mi"})), "64");
         assert_eq!(r(json!({"resource": "requests.cpu"})), "1");

@@ -3,33 +3,134 @@
 //! node needs no watch on every Secret of the cluster.
 
 use futures::future::BoxFuture;
-use kubus_runtime::Client;
-use serde_json::Value;
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
+use kubus_apimachinery::{pod, ObjectExt};
+use kubus_controller_runtime::Client;
+use std::collections::BTreeMap;
 
-/// Reads a ConfigMap or Secret (`kind` is `configmap` or `secret`); `Ok(None)` if absent.
+/// Which kind of object a pod's environment or volume reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    ConfigMap,
+    Secret,
+}
+
+impl SourceKind {
+    /// As messages name it ("configmap \"x\" not found").
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceKind::ConfigMap => "configmap",
+            SourceKind::Secret => "secret",
+        }
+    }
+}
+
+/// A ConfigMap or a Secret as read from the API.
+#[derive(Debug, Clone)]
+pub enum SourceObject {
+    ConfigMap(ConfigMap),
+    Secret(Secret),
+}
+
+impl SourceObject {
+    /// Its string data, as environment variables take it: a ConfigMap's `data`; a Secret's
+    /// decoded `data` and its `stringData`.
+    pub fn strings(&self) -> Vec<(String, String)> {
+        match self {
+            SourceObject::ConfigMap(cm) => cm.data.iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            SourceObject::Secret(s) => {
+                let data =
+                    s.data.iter().flatten().map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()));
+                data.chain(s.string_data.iter().flatten().map(|(k, v)| (k.clone(), v.clone()))).collect()
+            }
+        }
+    }
+
+    /// Its data as files take it: `data` and a ConfigMap's `binaryData`, as bytes.
+    pub fn files(&self) -> BTreeMap<String, Vec<u8>> {
+        match self {
+            SourceObject::ConfigMap(cm) => {
+                let text = cm.data.iter().flatten().map(|(k, v)| (k.clone(), v.as_bytes().to_vec()));
+                text.chain(cm.binary_data.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone()))).collect()
+            }
+            SourceObject::Secret(s) => s.data.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone())).collect(),
+        }
+    }
+}
+
+/// Reads a ConfigMap or Secret; `Ok(None)` if absent.
 pub trait ObjectSource: Send + Sync {
     fn get<'a>(
         &'a self,
-        kind: &'static str,
+        kind: SourceKind,
         ns: &'a str,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Value>, String>>;
+    ) -> BoxFuture<'a, Result<Option<SourceObject>, String>>;
 }
 
 impl ObjectSource for Client {
     fn get<'a>(
         &'a self,
-        kind: &'static str,
+        kind: SourceKind,
         ns: &'a str,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Value>, String>> {
+    ) -> BoxFuture<'a, Result<Option<SourceObject>, String>> {
         Box::pin(async move {
-            let resource = if kind == "secret" { "secrets" } else { "configmaps" };
-            match Client::get(self, "", resource, Some(ns), name).await {
-                Ok(v) => Ok(Some(v)),
+            let got = match kind {
+                SourceKind::ConfigMap => Client::get::<ConfigMap>(self, ns, name).await.map(SourceObject::ConfigMap),
+                SourceKind::Secret => Client::get::<Secret>(self, ns, name).await.map(SourceObject::Secret),
+            };
+            match got {
+                Ok(o) => Ok(Some(o)),
                 Err(e) if e.is_not_found() => Ok(None),
                 Err(e) => Err(e.to_string()),
             }
+        })
+    }
+}
+
+/// Issues ServiceAccount tokens for projected volumes (the TokenRequest API).
+pub trait TokenSource: Send + Sync {
+    fn token<'a>(
+        &'a self,
+        pod: &'a Pod,
+        audience: Option<String>,
+        expiration_seconds: i64,
+    ) -> BoxFuture<'a, Result<String, String>>;
+}
+
+impl TokenSource for Client {
+    fn token<'a>(
+        &'a self,
+        pod: &'a Pod,
+        audience: Option<String>,
+        expiration_seconds: i64,
+    ) -> BoxFuture<'a, Result<String, String>> {
+        Box::pin(async move {
+            let sa = pod::spec(pod).service_account_name.as_deref().unwrap_or("default");
+            let request = TokenRequest {
+                spec: TokenRequestSpec {
+                    audiences: audience.into_iter().collect(),
+                    expiration_seconds: Some(expiration_seconds),
+                    bound_object_ref: Some(BoundObjectReference {
+                        kind: Some("Pod".into()),
+                        api_version: Some("v1".into()),
+                        name: Some(pod.name().to_string()),
+                        uid: Some(pod.uid().to_string()),
+                    }),
+                },
+                ..Default::default()
+            };
+            let ns = match pod.namespace() {
+                "" => "default",
+                ns => ns,
+            };
+            let resp: TokenRequest = self
+                .create_subresource::<ServiceAccount, _, _>(ns, sa, "token", &request)
+                .await
+                .map_err(|e| e.to_string())?;
+            resp.status.map(|s| s.token).ok_or_else(|| "token request returned no token".to_string())
         })
     }
 }

@@ -4,8 +4,9 @@
 //! readiness probes wait until the startup probe (if any) has succeeded.
 
 use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::{Container, ContainerPort, Probe};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use prometheus::{register_int_counter_vec, IntCounterVec};
-use serde_json::Value;
 use std::net::IpAddr;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -29,11 +30,14 @@ pub enum ProbeKind {
 }
 
 impl ProbeKind {
-    pub fn field(self) -> &'static str {
+    pub const ALL: [ProbeKind; 3] = [ProbeKind::Startup, ProbeKind::Liveness, ProbeKind::Readiness];
+
+    /// The container's probe of this kind.
+    pub fn of(self, c: &Container) -> Option<&Probe> {
         match self {
-            ProbeKind::Startup => "startupProbe",
-            ProbeKind::Liveness => "livenessProbe",
-            ProbeKind::Readiness => "readinessProbe",
+            ProbeKind::Startup => c.startup_probe.as_ref(),
+            ProbeKind::Liveness => c.liveness_probe.as_ref(),
+            ProbeKind::Readiness => c.readiness_probe.as_ref(),
         }
     }
     fn label(self) -> &'static str {
@@ -73,25 +77,26 @@ pub struct ProbeTarget {
     pub container: String,
     pub container_id: String,
     pub pod_ip: Option<IpAddr>,
-    pub ports: Value,
+    pub ports: Vec<ContainerPort>,
     pub exec: ExecFn,
 }
 
 /// Runs `probe` until the returned task is aborted.
 pub fn spawn(
     kind: ProbeKind,
-    probe: Value,
+    probe: Probe,
     target: ProbeTarget,
     mut started: watch::Receiver<bool>,
     updates: mpsc::UnboundedSender<ProbeUpdate>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let secs = |k: &str, d: u64| Duration::from_secs(probe[k].as_u64().unwrap_or(d));
-        let initial = secs("initialDelaySeconds", 0);
-        let period = secs("periodSeconds", 10).max(Duration::from_secs(1));
-        let timeout = secs("timeoutSeconds", 1).max(Duration::from_secs(1));
-        let success_threshold = probe["successThreshold"].as_u64().unwrap_or(1).max(1);
-        let failure_threshold = probe["failureThreshold"].as_u64().unwrap_or(3).max(1);
+        let count = |v: Option<i32>, d: u64| v.and_then(|v| u64::try_from(v).ok()).unwrap_or(d);
+        let secs = |v: Option<i32>, d: u64| Duration::from_secs(count(v, d));
+        let initial = secs(probe.initial_delay_seconds, 0);
+        let period = secs(probe.period_seconds, 10).max(Duration::from_secs(1));
+        let timeout = secs(probe.timeout_seconds, 1).max(Duration::from_secs(1));
+        let success_threshold = count(probe.success_threshold, 1).max(1);
+        let failure_threshold = count(probe.failure_threshold, 3).max(1);
         if kind != ProbeKind::Startup {
             while !*started.borrow() {
                 if started.changed().await.is_err() {
@@ -156,9 +161,8 @@ pub fn spawn(
     })
 }
 
-async fn run_once(probe: &Value, target: &ProbeTarget, timeout: Duration) -> Result<(), String> {
-    if let Some(cmd) = probe["exec"]["command"].as_array() {
-        let argv: Vec<String> = cmd.iter().filter_map(|s| s.as_str().map(String::from)).collect();
+async fn run_once(probe: &Probe, target: &ProbeTarget, timeout: Duration) -> Result<(), String> {
+    if let Some(argv) = probe.exec.as_ref().and_then(|e| e.command.clone()) {
         let (code, out) = (target.exec)(argv, timeout).await?;
         return if code == 0 {
             Ok(())
@@ -166,34 +170,28 @@ async fn run_once(probe: &Value, target: &ProbeTarget, timeout: Duration) -> Res
             Err(format!("command exited with {code}: {}", String::from_utf8_lossy(&out).trim_end()))
         };
     }
-    if probe["httpGet"].is_object() {
-        let g = &probe["httpGet"];
-        let host = match g["host"].as_str().filter(|h| !h.is_empty()) {
+    if let Some(g) = &probe.http_get {
+        let host = match g.host.as_deref().filter(|h| !h.is_empty()) {
             Some(h) => h.parse::<IpAddr>().map_err(|_| format!("invalid probe host {h}"))?,
             None => target.pod_ip.ok_or("the pod has no IP yet")?,
         };
-        let port = resolve_port(&g["port"], &target.ports)?;
-        if g["scheme"].as_str().is_some_and(|s| s.eq_ignore_ascii_case("https")) {
+        let port = resolve_port(&g.port, &target.ports)?;
+        if g.scheme.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("https")) {
             return Err("HTTPS probes are not supported by this node".into());
         }
-        let path = g["path"].as_str().unwrap_or("/");
-        let headers: Vec<(String, String)> = g["httpHeaders"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|h| (h["name"].as_str().unwrap_or("").to_string(), h["value"].as_str().unwrap_or("").to_string()))
-            .collect();
+        let path = g.path.as_deref().unwrap_or("/");
+        let headers: Vec<(String, String)> =
+            g.http_headers.iter().flatten().map(|h| (h.name.clone(), h.value.clone())).collect();
         return tokio::time::timeout(timeout, http_get(host, port, path, &headers))
             .await
             .map_err(|_| format!("Get \"http://{host}:{port}{path}\": context deadline exceeded"))?;
     }
-    if probe["tcpSocket"].is_object() {
-        let t = &probe["tcpSocket"];
-        let host = match t["host"].as_str().filter(|h| !h.is_empty()) {
+    if let Some(t) = &probe.tcp_socket {
+        let host = match t.host.as_deref().filter(|h| !h.is_empty()) {
             Some(h) => h.parse::<IpAddr>().map_err(|_| format!("invalid probe host {h}"))?,
             None => target.pod_ip.ok_or("the pod has no IP yet")?,
         };
-        let port = resolve_port(&t["port"], &target.ports)?;
+        let port = resolve_port(&t.port, &target.ports)?;
         return match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host, port))).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(format!("dial tcp {host}:{port}: {e}")),
@@ -204,21 +202,18 @@ async fn run_once(probe: &Value, target: &ProbeTarget, timeout: Duration) -> Res
 }
 
 /// A port number, or the name of one of the container's ports.
-pub fn resolve_port(port: &Value, ports: &Value) -> Result<u16, String> {
-    if let Some(n) = port.as_u64() {
-        return u16::try_from(n).map_err(|_| format!("invalid port {n}"));
-    }
-    let name = port.as_str().unwrap_or("");
+pub fn resolve_port(port: &IntOrString, ports: &[ContainerPort]) -> Result<u16, String> {
+    let name = match port {
+        IntOrString::Int(n) => return u16::try_from(*n).map_err(|_| format!("invalid port {n}")),
+        IntOrString::String(s) => s.as_str(),
+    };
     if let Ok(n) = name.parse::<u16>() {
         return Ok(n);
     }
     ports
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|p| p["name"] == name)
-        .and_then(|p| p["containerPort"].as_u64())
-        .and_then(|n| u16::try_from(n).ok())
+        .iter()
+        .find(|p| p.name.as_deref() == Some(name))
+        .and_then(|p| u16::try_from(p.container_port).ok())
         .ok_or_else(|| format!("couldn't find port {name} in the container's ports"))
 }
 
@@ -261,12 +256,16 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn probe(v: serde_json::Value) -> Probe {
+        serde_json::from_value(v).unwrap()
+    }
+
     #[test]
     fn named_ports() {
-        let ports = json!([{"name": "http", "containerPort": 8080}]);
-        assert_eq!(resolve_port(&json!("http"), &ports).unwrap(), 8080);
-        assert_eq!(resolve_port(&json!(80), &ports).unwrap(), 80);
-        assert!(resolve_port(&json!("nope"), &ports).is_err());
+        let ports = vec![ContainerPort { name: Some("http".into()), container_port: 8080, ..Default::default() }];
+        assert_eq!(resolve_port(&IntOrString::String("http".into()), &ports).unwrap(), 8080);
+        assert_eq!(resolve_port(&IntOrString::Int(80), &ports).unwrap(), 80);
+        assert!(resolve_port(&IntOrString::String("nope".into()), &ports).is_err());
     }
 
     #[tokio::test]
@@ -289,17 +288,17 @@ mod tests {
             container: "c".into(),
             container_id: "id".into(),
             pod_ip: Some("127.0.0.1".parse().unwrap()),
-            ports: json!([]),
+            ports: vec![],
             exec,
         };
         let t = Duration::from_secs(1);
-        let probe = json!({"httpGet": {"path": "/", "port": port}});
+        let probe = self::probe(json!({"httpGet": {"path": "/", "port": port}}));
         assert!(run_once(&probe, &target, t).await.is_ok());
         assert!(run_once(&probe, &target, t).await.unwrap_err().contains("503"));
-        assert!(run_once(&json!({"tcpSocket": {"port": port}}), &target, t).await.is_ok());
+        assert!(run_once(&self::probe(json!({"tcpSocket": {"port": port}})), &target, t).await.is_ok());
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        assert!(run_once(&json!({"tcpSocket": {"port": closed}}), &target, t).await.is_err());
-        assert!(run_once(&json!({"exec": {"command": ["x"]}}), &target, t)
+        assert!(run_once(&self::probe(json!({"tcpSocket": {"port": closed}})), &target, t).await.is_err());
+        assert!(run_once(&self::probe(json!({"exec": {"command": ["x"]}})), &target, t)
             .await
             .unwrap_err()
             .contains("exited with 1"));

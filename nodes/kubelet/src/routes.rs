@@ -1,13 +1,16 @@
 //! The node's route controller: keeps a route to every other node's pod CIDR via that node's
-//! address ([`kubus_node_network::PodRoutes`]), from the Nodes informer. Upstream leaves this
+//! address ([`kubus_network::PodRoutes`]), from the Nodes informer. Upstream leaves this
 //! to a cloud route controller or a CNI daemon (flannel host-gw); here it is one actor of the
 //! node agent, so a second machine's pods are reachable as soon as its Node has a pod CIDR.
 
 use actix::prelude::*;
-use kubus_node_network::{desired_routes, PodRoutes, RouteSyncStats, RouteTable};
-use kubus_runtime::Informer;
+use k8s_openapi::api::core::v1::Node;
+use kubus_apimachinery::ObjectExt;
+use kubus_controller_runtime::Informer;
+use kubus_network::{PodRoutes, RouteSyncStats, RouteTable};
 use prometheus::{register_int_counter_vec, register_int_gauge, IntCounterVec, IntGauge};
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -34,7 +37,7 @@ const RESYNC: Duration = Duration::from_secs(30);
 pub struct RouteController {
     node_name: String,
     state_dir: PathBuf,
-    nodes: Informer,
+    nodes: Informer<Node>,
     /// None while a sync runs on the blocking pool.
     routes: Option<PodRoutes>,
     dirty: bool,
@@ -52,8 +55,8 @@ pub struct RouteController {
 struct Changed;
 
 impl RouteController {
-    /// `nodes`: the Informer of ("", "nodes"); routes are kept in `<state_dir>/routes.json`.
-    pub fn new(node_name: String, state_dir: PathBuf, nodes: Informer) -> Self {
+    /// `nodes`: the Nodes informer; routes are kept in `<state_dir>/routes.json`.
+    pub fn new(node_name: String, state_dir: PathBuf, nodes: Informer<Node>) -> Self {
         RouteController {
             node_name,
             state_dir,
@@ -77,7 +80,7 @@ impl RouteController {
     }
 
     fn sync(&mut self, ctx: &mut Context<Self>) {
-        let desired = desired_routes(&self.node_name, self.nodes.list().iter().map(|n| n.as_ref()));
+        let desired = self.nodes.read(|cache| desired_routes(&self.node_name, cache.values().map(|n| n.as_ref())));
         if self.applied.as_ref() == Some(&desired) {
             return;
         }
@@ -111,8 +114,44 @@ impl RouteController {
     }
 }
 
+/// The routes a node wants from the Node objects: every other node's `spec.podCIDRs` (or
+/// `podCIDR`) via its InternalIP of the same family (ExternalIP when it has none); simulated
+/// nodes are left out.
+pub fn desired_routes<'a>(own_node: &str, nodes: impl IntoIterator<Item = &'a Node>) -> RouteTable {
+    let mut table = RouteTable::new();
+    for node in nodes {
+        // Simulated nodes (`--sim-nodes`) have made-up addresses and no pods to reach.
+        if node.name() == own_node || node.annotation("kubus.io/simulated") == Some("true") {
+            continue;
+        }
+        let addresses: Vec<(&str, IpAddr)> = node
+            .status
+            .as_ref()
+            .and_then(|s| s.addresses.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|a| Some((a.type_.as_str(), a.address.parse().ok()?)))
+            .collect();
+        let spec = node.spec.as_ref();
+        let cidrs: Vec<&str> = match spec.and_then(|s| s.pod_cidrs.as_ref()) {
+            Some(list) if !list.is_empty() => list.iter().map(String::as_str).collect(),
+            _ => spec.and_then(|s| s.pod_cidr.as_deref()).into_iter().collect(),
+        };
+        for cidr in cidrs {
+            let v6 = cidr.contains(':');
+            let via = ["InternalIP", "ExternalIP"]
+                .iter()
+                .find_map(|kind| addresses.iter().find(|(t, a)| t == kind && a.is_ipv6() == v6).map(|(_, a)| *a));
+            if let Some(via) = via {
+                table.insert(cidr.to_string(), via);
+            }
+        }
+    }
+    table
+}
+
 /// Logs and counts a sync; a refused route is logged when it first fails, not on every resync.
-fn report(result: Result<RouteSyncStats, kubus_node_network::RouteError>, refused: &mut BTreeSet<String>) {
+fn report(result: Result<RouteSyncStats, kubus_network::RouteError>, refused: &mut BTreeSet<String>) {
     match result {
         Ok(stats) => {
             ROUTES.set(stats.installed as i64);
@@ -169,5 +208,53 @@ impl Handler<Changed> for RouteController {
     type Result = ();
     fn handle(&mut self, _: Changed, ctx: &mut Context<Self>) {
         self.schedule(ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn node(v: serde_json::Value) -> Node {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn simple(name: &str, cidr: Option<&str>, addresses: &[(&str, &str)]) -> Node {
+        let addresses: Vec<_> = addresses.iter().map(|(t, a)| json!({"type": t, "address": a})).collect();
+        node(json!({"metadata": {"name": name}, "spec": {"podCIDR": cidr}, "status": {"addresses": addresses}}))
+    }
+
+    #[test]
+    fn other_nodes_cidrs_via_their_internal_ip() {
+        let nodes = [
+            simple("a", Some("10.244.0.0/24"), &[("InternalIP", "192.168.1.10")]),
+            simple("b", Some("10.244.1.0/24"), &[("Hostname", "b"), ("InternalIP", "192.168.1.11")]),
+            simple("c", None, &[("InternalIP", "192.168.1.12")]),
+            simple("d", Some("10.244.3.0/24"), &[("ExternalIP", "203.0.113.4")]),
+            simple("e", Some("10.244.4.0/24"), &[("Hostname", "e")]),
+            {
+                let mut sim = simple("sim-1", Some("10.244.5.0/24"), &[("InternalIP", "172.16.0.2")]);
+                sim.metadata.annotations = Some([("kubus.io/simulated".to_string(), "true".to_string())].into());
+                sim
+            },
+        ];
+        let table = desired_routes("a", &nodes);
+        let expected: RouteTable = [
+            ("10.244.1.0/24".to_string(), "192.168.1.11".parse().unwrap()),
+            ("10.244.3.0/24".to_string(), "203.0.113.4".parse().unwrap()),
+        ]
+        .into();
+        assert_eq!(table, expected);
+    }
+
+    #[test]
+    fn dual_stack_cidrs_take_the_address_of_their_family() {
+        let n = node(json!({"metadata": {"name": "b"},
+            "spec": {"podCIDR": "10.244.1.0/24", "podCIDRs": ["10.244.1.0/24", "fd00:1::/64"]},
+            "status": {"addresses": [{"type": "InternalIP", "address": "fd00::b"}, {"type": "InternalIP", "address": "10.0.0.11"}]}}));
+        let table = desired_routes("a", [&n]);
+        assert_eq!(table["10.244.1.0/24"].to_string(), "10.0.0.11");
+        assert_eq!(table["fd00:1::/64"].to_string(), "fd00::b");
     }
 }

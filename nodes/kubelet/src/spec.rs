@@ -5,7 +5,10 @@
 //! `oci_spec`'s type, which checks it.
 
 use crate::volumes::VolumePaths;
-use kubus_apimachinery::validation::parse_quantity;
+use k8s_openapi::api::core::v1::{Container, Pod, SeccompProfile, SecurityContext};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
+use kubus_apimachinery::pod;
+use kubus_apimachinery::quantity::parse_quantity;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -39,62 +42,14 @@ pub struct ImageDefaults {
     pub user: String,
 }
 
-/// The QoS class type is the runtime's (it picks the pod's parent cgroup); the kubelet
-/// decides which class a pod is in.
-pub use kubus_node_runtime::cgroups::QosClass;
-
-/// The pod's QoS class, as kubectl describe shows it and as cgroups and OOM scores follow.
-pub fn qos_of(pod: &Value) -> QosClass {
-    let all: Vec<&Value> = ["initContainers", "containers"]
-        .iter()
-        .flat_map(|k| pod["spec"][*k].as_array().into_iter().flatten())
-        .collect();
-    let any_set = all.iter().any(|c| {
-        ["requests", "limits"]
-            .iter()
-            .any(|s| ["cpu", "memory"].iter().any(|r| c["resources"][*s][*r].as_str().is_some_and(|q| !is_zero(q))))
-    });
-    if !any_set {
-        return QosClass::BestEffort;
-    }
-    let guaranteed = all.iter().all(|c| {
-        ["cpu", "memory"].iter().all(|r| {
-            let limit = c["resources"]["limits"][*r].as_str();
-            let request = c["resources"]["requests"][*r].as_str().or(limit);
-            limit.is_some() && request.zip(limit).is_some_and(|(a, b)| same_quantity(a, b))
-        })
-    });
-    if guaranteed {
-        QosClass::Guaranteed
-    } else {
-        QosClass::Burstable
-    }
-}
-
-/// The name status.qosClass carries.
-pub fn qos_name(qos: QosClass) -> &'static str {
-    match qos {
-        QosClass::Guaranteed => "Guaranteed",
-        QosClass::Burstable => "Burstable",
-        QosClass::BestEffort => "BestEffort",
-    }
-}
-
-fn is_zero(q: &str) -> bool {
-    parse_quantity(q).map(|q| q.is_zero()).unwrap_or(true)
-}
-
-fn same_quantity(a: &str, b: &str) -> bool {
-    match (parse_quantity(a), parse_quantity(b)) {
-        (Ok(a), Ok(b)) => a.milli_value() == b.milli_value(),
-        _ => false,
-    }
-}
+/// The QoS class the API server recorded (`status.qosClass`): the pod's parent cgroup and OOM
+/// scores follow it.
+pub use kubus_apimachinery::resources::QosClass;
 
 /// Everything one container's spec is made from.
 pub struct ContainerPlan<'a> {
-    pub pod: &'a Value,
-    pub container: &'a Value,
+    pub pod: &'a Pod,
+    pub container: &'a Container,
     pub image: &'a ImageDefaults,
     /// Resolved environment (image's, then the pod's).
     pub env: &'a [(String, String)],
@@ -183,12 +138,11 @@ const ALL_CAPS: &[&str] = &[
 
 /// The process's argv: the pod's command replaces the image's entrypoint, its args the image's
 /// cmd; `$(VAR)` in either is expanded.
-pub fn argv(container: &Value, image: &ImageDefaults, env: &[(String, String)]) -> Result<Vec<String>, SpecError> {
-    let strings = |v: &Value| -> Option<Vec<String>> {
-        v.as_array().map(|a| a.iter().map(|s| crate::env::expand(s.as_str().unwrap_or(""), env)).collect())
-    };
-    let command = strings(&container["command"]);
-    let args = strings(&container["args"]);
+pub fn argv(container: &Container, image: &ImageDefaults, env: &[(String, String)]) -> Result<Vec<String>, SpecError> {
+    let strings =
+        |v: &Option<Vec<String>>| v.as_ref().map(|a| a.iter().map(|s| crate::env::expand(s, env)).collect::<Vec<_>>());
+    let command = strings(&container.command);
+    let args = strings(&container.args);
     let argv: Vec<String> = match (command, args) {
         (Some(c), Some(a)) => c.into_iter().chain(a).collect(),
         (Some(c), None) => c,
@@ -203,14 +157,16 @@ pub fn argv(container: &Value, image: &ImageDefaults, env: &[(String, String)]) 
 
 /// uid, gid and additional gids the container runs as.
 pub fn user(
-    pod: &Value,
-    container: &Value,
+    pod: &Pod,
+    container: &Container,
     image: &ImageDefaults,
     rootfs: &Path,
 ) -> Result<(u32, u32, Vec<u32>), SpecError> {
-    let sc = &container["securityContext"];
-    let psc = &pod["spec"]["securityContext"];
-    let pick = |k: &str| sc[k].as_u64().or_else(|| psc[k].as_u64()).map(|v| v as u32);
+    let sc = container.security_context.as_ref();
+    let psc = pod::spec(pod).security_context.as_ref();
+    let id = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok()).map(|v| v as u32);
+    let run_as_user = id(sc.and_then(|s| s.run_as_user)).or_else(|| id(psc.and_then(|s| s.run_as_user)));
+    let run_as_group = id(sc.and_then(|s| s.run_as_group)).or_else(|| id(psc.and_then(|s| s.run_as_group)));
     let (mut uid, mut gid) = (0u32, None::<u32>);
     if !image.user.is_empty() {
         let (u, g) = image.user.split_once(':').map(|(u, g)| (u, Some(g))).unwrap_or((image.user.as_str(), None));
@@ -225,20 +181,15 @@ pub fn user(
             None => lookup_uid_gid(rootfs, uid),
         };
     }
-    if let Some(u) = pick("runAsUser") {
+    if let Some(u) = run_as_user {
         uid = u;
         gid = gid.or_else(|| lookup_uid_gid(rootfs, u));
     }
-    let gid = pick("runAsGroup").or(gid).unwrap_or(0);
-    let mut extra: Vec<u32> = psc["supplementalGroups"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|g| g.as_u64())
-        .map(|g| g as u32)
-        .collect();
-    if let Some(fs) = psc["fsGroup"].as_u64() {
-        extra.push(fs as u32);
+    let gid = run_as_group.or(gid).unwrap_or(0);
+    let mut extra: Vec<u32> =
+        psc.and_then(|s| s.supplemental_groups.as_ref()).into_iter().flatten().filter_map(|g| id(Some(*g))).collect();
+    if let Some(fs) = id(psc.and_then(|s| s.fs_group)) {
+        extra.push(fs);
     }
     Ok((uid, gid, extra))
 }
@@ -263,8 +214,14 @@ fn lookup_uid_gid(rootfs: &Path, uid: u32) -> Option<u32> {
     })
 }
 
-fn quantity(v: &Value) -> Result<Option<i128>, SpecError> {
-    v.as_str().map(|s| parse_quantity(s).map(|q| q.milli_value()).map_err(SpecError::Quantity)).transpose()
+/// A resource of a container's requests or limits, in milli-units.
+fn quantity(
+    list: Option<&std::collections::BTreeMap<String, ApiQuantity>>,
+    name: &str,
+) -> Result<Option<i128>, SpecError> {
+    list.and_then(|l| l.get(name))
+        .map(|q| parse_quantity(&q.0).map(|q| q.milli_value()).map_err(SpecError::Quantity))
+        .transpose()
 }
 
 /// Upstream's OOM score adjustment by QoS class.
@@ -281,8 +238,9 @@ pub fn oom_score_adj(qos: QosClass, memory_request: u64, memory_capacity: u64) -
 
 pub fn build(plan: &ContainerPlan<'_>) -> Result<Value, SpecError> {
     let c = plan.container;
-    let sc = &c["securityContext"];
-    let privileged = sc["privileged"].as_bool().unwrap_or(false);
+    let no_sc = SecurityContext::default();
+    let sc = c.security_context.as_ref().unwrap_or(&no_sc);
+    let privileged = sc.privileged.unwrap_or(false);
     let argv = argv(c, plan.image, plan.env)?;
     let (uid, gid, additional) = user(plan.pod, c, plan.image, plan.rootfs)?;
     let mut caps: Vec<String> = if privileged {
@@ -291,13 +249,14 @@ pub fn build(plan: &ContainerPlan<'_>) -> Result<Value, SpecError> {
         DEFAULT_CAPS.iter().map(|s| s.to_string()).collect()
     };
     let cap_name = |s: &str| if s.starts_with("CAP_") { s.to_string() } else { format!("CAP_{}", s.to_uppercase()) };
+    let capabilities = sc.capabilities.as_ref();
     let drops: Vec<String> =
-        sc["capabilities"]["drop"].as_array().into_iter().flatten().filter_map(Value::as_str).map(cap_name).collect();
+        capabilities.and_then(|c| c.drop.as_ref()).into_iter().flatten().map(|s| cap_name(s)).collect();
     if drops.iter().any(|d| d == "CAP_ALL") {
         caps.clear();
     }
     caps.retain(|c| !drops.contains(c));
-    for add in sc["capabilities"]["add"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+    for add in capabilities.and_then(|c| c.add.as_ref()).into_iter().flatten() {
         if add.eq_ignore_ascii_case("ALL") {
             caps = ALL_CAPS.iter().map(|s| s.to_string()).collect();
         } else if !caps.contains(&cap_name(add)) {
@@ -306,10 +265,9 @@ pub fn build(plan: &ContainerPlan<'_>) -> Result<Value, SpecError> {
     }
     // Kubernetes' default lets processes gain privileges (setuid binaries); an explicit
     // allowPrivilegeEscalation: false or a non-root user without CAP_SYS_ADMIN sets the flag.
-    let no_new_privs =
-        !privileged && (sc["allowPrivilegeEscalation"] == false || sc["allowPrivilegeEscalation"].is_null());
+    let no_new_privs = !privileged && sc.allow_privilege_escalation != Some(true);
     let env: Vec<String> = plan.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let cwd = c["workingDir"].as_str().filter(|s| !s.is_empty()).map(String::from).unwrap_or_else(|| {
+    let cwd = c.working_dir.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| {
         if plan.image.working_dir.is_empty() {
             "/".into()
         } else {
@@ -329,15 +287,15 @@ pub fn build(plan: &ContainerPlan<'_>) -> Result<Value, SpecError> {
         json!({"destination": "/etc/resolv.conf", "type": "bind", "source": plan.resolv_conf, "options": ["rbind", "rw"]}),
         json!({"destination": "/etc/hostname", "type": "bind", "source": plan.hostname_file, "options": ["rbind", "rw"]}),
     ];
-    let term_path = c["terminationMessagePath"].as_str().unwrap_or("/dev/termination-log");
+    let term_path = c.termination_message_path.as_deref().unwrap_or("/dev/termination-log");
     mounts.push(
         json!({"destination": term_path, "type": "bind", "source": plan.termination_log, "options": ["rbind", "rw"]}),
     );
-    for vm in c["volumeMounts"].as_array().into_iter().flatten() {
-        let name = vm["name"].as_str().unwrap_or("");
+    for vm in c.volume_mounts.iter().flatten() {
+        let name = vm.name.as_str();
         let vol = plan.volumes.get(name).ok_or_else(|| SpecError::UnknownVolume(name.to_string()))?;
         let mut source: PathBuf = vol.host_path.clone();
-        if let Some(sub) = vm["subPath"].as_str().filter(|s| !s.is_empty()) {
+        if let Some(sub) = vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
             let sub = crate::env::expand(sub, plan.env);
             if sub.starts_with('/') || sub.split('/').any(|p| p == "..") {
                 return Err(SpecError::SubPath(sub));
@@ -347,8 +305,8 @@ pub fn build(plan: &ContainerPlan<'_>) -> Result<Value, SpecError> {
                 std::fs::create_dir_all(&source)?;
             }
         }
-        let ro = vol.read_only || vm["readOnly"].as_bool().unwrap_or(false);
-        mounts.push(json!({"destination": vm["mountPath"], "type": "bind", "source": source,
+        let ro = vol.read_only || vm.read_only.unwrap_or(false);
+        mounts.push(json!({"destination": vm.mount_path, "type": "bind", "source": source,
             "options": ["rbind", "rprivate", if ro { "ro" } else { "rw" }]}));
     }
 
@@ -362,32 +320,32 @@ pub fn build(plan: &ContainerPlan<'_>) -> Result<Value, SpecError> {
         }
     }
 
-    let limits = &c["resources"]["limits"];
-    let requests = &c["resources"]["requests"];
+    let limits = c.resources.as_ref().and_then(|r| r.limits.as_ref());
+    let requests = c.resources.as_ref().and_then(|r| r.requests.as_ref());
     let mut resources = json!({"devices": [{"allow": false, "access": "rwm"}]});
-    let cpu_request = quantity(&requests["cpu"])?.or(quantity(&limits["cpu"])?);
+    let cpu_request = quantity(requests, "cpu")?.or(quantity(limits, "cpu")?);
     // cpu.shares from the request (milliCPU * 1024 / 1000, at least 2), a CFS quota from the limit.
     let shares = cpu_request.map(|m| ((m * 1024) / 1000).max(2)).unwrap_or(2);
     let mut cpu = json!({"shares": shares});
-    if let Some(limit) = quantity(&limits["cpu"])? {
+    if let Some(limit) = quantity(limits, "cpu")? {
         cpu["quota"] = json!(((limit * 100_000) / 1000).max(1000));
         cpu["period"] = json!(100_000);
     }
     resources["cpu"] = cpu;
-    if let Some(mem) = quantity(&limits["memory"])? {
+    if let Some(mem) = quantity(limits, "memory")? {
         let bytes = (mem / 1000) as i64;
         // Swap stays off for the container: the limit is the limit.
         resources["memory"] = json!({"limit": bytes, "swap": bytes});
     }
     let memory_request =
-        quantity(&requests["memory"])?.or(quantity(&limits["memory"])?).map(|m| (m / 1000) as u64).unwrap_or(0);
+        quantity(requests, "memory")?.or(quantity(limits, "memory")?).map(|m| (m / 1000) as u64).unwrap_or(0);
 
     let seccomp = seccomp_profile(plan.pod, c, privileged, &caps, plan.seccomp_dir)?;
     let mut spec = json!({
         "ociVersion": "1.0.2",
         "process": {
             // `tty: true`: the shim gives the process a pty and logs what it prints.
-            "terminal": c["tty"].as_bool().unwrap_or(false),
+            "terminal": c.tty.unwrap_or(false),
             "user": {"uid": uid, "gid": gid, "additionalGids": additional},
             "args": argv,
             "env": env,
@@ -398,7 +356,7 @@ pub fn build(plan: &ContainerPlan<'_>) -> Result<Value, SpecError> {
             "noNewPrivileges": no_new_privs,
             "oomScoreAdj": oom_score_adj(plan.qos, memory_request, plan.memory_capacity),
         },
-        "root": {"path": plan.rootfs, "readonly": sc["readOnlyRootFilesystem"].as_bool().unwrap_or(false)},
+        "root": {"path": plan.rootfs, "readonly": sc.read_only_root_filesystem.unwrap_or(false)},
         "mounts": mounts,
         "linux": {
             "cgroupsPath": plan.cgroups_path,
@@ -481,18 +439,20 @@ const ADMIN_SYSCALLS: &[&str] = &[
 /// over the pod's): RuntimeDefault, a Localhost profile file (OCI `linux.seccomp` JSON) or
 /// none (Unconfined, unset, privileged).
 pub fn seccomp_profile(
-    pod: &Value,
-    container: &Value,
+    pod: &Pod,
+    container: &Container,
     privileged: bool,
     caps: &[String],
     dir: &Path,
 ) -> Result<Option<Value>, SpecError> {
-    let profile = container["securityContext"]["seccompProfile"]
-        .as_object()
-        .or_else(|| pod["spec"]["securityContext"]["seccompProfile"].as_object());
+    let profile: Option<&SeccompProfile> = container
+        .security_context
+        .as_ref()
+        .and_then(|s| s.seccomp_profile.as_ref())
+        .or_else(|| pod::spec(pod).security_context.as_ref().and_then(|s| s.seccomp_profile.as_ref()));
     let Some(profile) = profile.filter(|_| !privileged) else { return Ok(None) };
-    match profile.get("type").and_then(Value::as_str) {
-        Some("RuntimeDefault") => {
+    match profile.type_.as_str() {
+        "RuntimeDefault" => {
             let mut denied: Vec<&str> = DENIED_SYSCALLS.to_vec();
             if !caps.iter().any(|c| c == "CAP_SYS_ADMIN") {
                 denied.extend(ADMIN_SYSCALLS);
@@ -503,8 +463,8 @@ pub fn seccomp_profile(
                 "syscalls": [{"names": denied, "action": "SCMP_ACT_ERRNO", "errnoRet": 1}],
             })))
         }
-        Some("Localhost") => {
-            let rel = profile.get("localhostProfile").and_then(Value::as_str).unwrap_or("");
+        "Localhost" => {
+            let rel = profile.localhost_profile.as_deref().unwrap_or("");
             if rel.is_empty() || rel.starts_with('/') || rel.split('/').any(|p| p == "..") {
                 return Err(SpecError::Seccomp(format!("localhostProfile {rel:?} must be a relative path")));
             }
@@ -522,36 +482,53 @@ pub fn seccomp_profile(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kubus_apimachinery::resources::qos_class;
+
+    fn pod(v: Value) -> Pod {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn container(v: Value) -> Container {
+        serde_json::from_value(v).unwrap()
+    }
 
     #[test]
     fn qos_classes() {
-        let pod = |c: Value| json!({"spec": {"containers": [c]}});
-        assert_eq!(qos_of(&pod(json!({}))), QosClass::BestEffort);
-        assert_eq!(qos_of(&pod(json!({"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}))), QosClass::Guaranteed);
+        // The kubelet's class is the API's (`resources::qos_class`): one rule for both.
+        let pod = |c: Value| pod(json!({"spec": {"containers": [c]}}));
+        assert_eq!(qos_class(&pod(json!({}))), QosClass::BestEffort);
         assert_eq!(
-            qos_of(&pod(
+            qos_class(&pod(json!({"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}))),
+            QosClass::Guaranteed
+        );
+        assert_eq!(
+            qos_class(&pod(
                 json!({"resources": {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1000m", "memory": "1Gi"}}})
             )),
             QosClass::Guaranteed
         );
-        assert_eq!(qos_of(&pod(json!({"resources": {"requests": {"cpu": "100m"}}}))), QosClass::Burstable);
+        assert_eq!(qos_class(&pod(json!({"resources": {"requests": {"cpu": "100m"}}}))), QosClass::Burstable);
+        // A recorded class wins over the spec: status.qosClass is immutable.
+        let recorded = self::pod(json!({"spec": {"containers": [{"resources": {"requests": {"cpu": "0"}}}]},
+            "status": {"qosClass": "Burstable"}}));
+        assert_eq!(qos_class(&recorded), QosClass::Burstable);
     }
 
     #[test]
     fn command_and_args_replace_entrypoint_and_cmd() {
         let img = ImageDefaults { entrypoint: vec!["/ep".into()], cmd: vec!["a".into()], ..Default::default() };
         let env = vec![("X".to_string(), "1".to_string())];
-        assert_eq!(argv(&json!({}), &img, &env).unwrap(), vec!["/ep", "a"]);
-        assert_eq!(argv(&json!({"args": ["b", "$(X)"]}), &img, &env).unwrap(), vec!["/ep", "b", "1"]);
-        assert_eq!(argv(&json!({"command": ["sh"]}), &img, &env).unwrap(), vec!["sh"]);
-        assert!(argv(&json!({}), &ImageDefaults::default(), &env).is_err());
+        assert_eq!(argv(&container(json!({})), &img, &env).unwrap(), vec!["/ep", "a"]);
+        assert_eq!(argv(&container(json!({"args": ["b", "$(X)"]})), &img, &env).unwrap(), vec!["/ep", "b", "1"]);
+        assert_eq!(argv(&container(json!({"command": ["sh"]})), &img, &env).unwrap(), vec!["sh"]);
+        assert!(argv(&container(json!({})), &ImageDefaults::default(), &env).is_err());
     }
 
     #[test]
     fn spec_parses_as_oci_and_carries_limits() {
-        let pod = json!({"spec": {"containers": [{"name": "c", "image": "busybox",
-            "resources": {"limits": {"cpu": "500m", "memory": "16Mi"}}}]}});
-        let c = pod["spec"]["containers"][0].clone();
+        let pod = pod(json!({"spec": {"containers": [{"name": "c", "image": "busybox",
+            "resources": {"limits": {"cpu": "500m", "memory": "16Mi"}}}]}}));
+        let c = pod::spec(&pod).containers[0].clone();
         let img = ImageDefaults { cmd: vec!["sh".into()], ..Default::default() };
         let p = Path::new("/x");
         let vols = VolumePaths::new();
@@ -571,7 +548,7 @@ mod tests {
             shm_dir: p,
             termination_log: p,
             cgroups_path: "/kubus/podx/c",
-            qos: qos_of(&pod),
+            qos: qos_class(&pod),
             memory_capacity: 1 << 30,
             cgroup_v2: false,
             seccomp_dir: p,
@@ -590,22 +567,24 @@ mod tests {
     fn seccomp_profiles() {
         let caps: Vec<String> = DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
         let dir = std::env::temp_dir();
-        let pod = json!({"spec": {"securityContext": {"seccompProfile": {"type": "RuntimeDefault"}}}});
-        let p = seccomp_profile(&pod, &json!({}), false, &caps, &dir).unwrap().unwrap();
+        let pod = pod(json!({"spec": {"securityContext": {"seccompProfile": {"type": "RuntimeDefault"}}}}));
+        let none = container(json!({}));
+        let p = seccomp_profile(&pod, &none, false, &caps, &dir).unwrap().unwrap();
         let denied = p["syscalls"][0]["names"].as_array().unwrap();
         assert!(denied.contains(&json!("kexec_load")) && denied.contains(&json!("unshare")));
         let oci: oci_spec::runtime::LinuxSeccomp = serde_json::from_value(p).unwrap();
         assert_eq!(oci.syscalls().as_ref().unwrap()[0].errno_ret(), Some(1));
         // The container's setting wins; Unconfined and privileged containers get none.
-        let unconfined = json!({"securityContext": {"seccompProfile": {"type": "Unconfined"}}});
+        let unconfined = container(json!({"securityContext": {"seccompProfile": {"type": "Unconfined"}}}));
         assert!(seccomp_profile(&pod, &unconfined, false, &caps, &dir).unwrap().is_none());
-        assert!(seccomp_profile(&pod, &json!({}), true, &caps, &dir).unwrap().is_none());
+        assert!(seccomp_profile(&pod, &none, true, &caps, &dir).unwrap().is_none());
         // CAP_SYS_ADMIN lets mount and namespace calls through.
         let admin: Vec<String> = caps.iter().cloned().chain(["CAP_SYS_ADMIN".to_string()]).collect();
-        let p = seccomp_profile(&pod, &json!({}), false, &admin, &dir).unwrap().unwrap();
+        let p = seccomp_profile(&pod, &none, false, &admin, &dir).unwrap().unwrap();
         assert!(!p["syscalls"][0]["names"].as_array().unwrap().contains(&json!("mount")));
-        let escape =
-            json!({"securityContext": {"seccompProfile": {"type": "Localhost", "localhostProfile": "../etc/x"}}});
+        let escape = container(
+            json!({"securityContext": {"seccompProfile": {"type": "Localhost", "localhostProfile": "../etc/x"}}}),
+        );
         assert!(seccomp_profile(&pod, &escape, false, &caps, &dir).is_err());
     }
 }

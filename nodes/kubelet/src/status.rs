@@ -2,8 +2,11 @@
 //! (PodReadyToStartContainers, Initialized, ContainersReady, Ready, PodScheduled) and
 //! container statuses with their state, last state, restart count and readiness.
 
-use kubus_apimachinery::table::format_rfc3339;
-use serde_json::{json, Value};
+use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::api::core::v1::{HostIP, Pod, PodCondition, PodIP, PodStatus};
+use kubus_apimachinery::pod;
+use kubus_apimachinery::resources::QosClass;
+use kubus_apimachinery::time::time;
 use std::time::SystemTime;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -24,30 +27,53 @@ pub struct Terminated {
     pub container_id: String,
 }
 
+impl Terminated {
+    pub fn to_api(&self) -> core::ContainerStateTerminated {
+        core::ContainerStateTerminated {
+            exit_code: self.exit_code,
+            signal: self.signal,
+            reason: Some(self.reason.clone()),
+            message: Some(self.message.clone()).filter(|m| !m.is_empty()),
+            started_at: self.started_at.map(time),
+            finished_at: Some(time(self.finished_at)),
+            container_id: Some(self.container_id.clone()),
+        }
+    }
+
+    /// The last state a container status reported (what a restarted agent starts from).
+    pub fn from_api(t: &core::ContainerStateTerminated) -> Terminated {
+        Terminated {
+            exit_code: t.exit_code,
+            signal: t.signal,
+            reason: t.reason.clone().unwrap_or_default(),
+            message: t.message.clone().unwrap_or_default(),
+            started_at: t.started_at.as_ref().map(kubus_apimachinery::time::system_time),
+            finished_at: t
+                .finished_at
+                .as_ref()
+                .map(kubus_apimachinery::time::system_time)
+                .unwrap_or_else(SystemTime::now),
+            container_id: t.container_id.clone().unwrap_or_default(),
+        }
+    }
+}
+
 impl ContainerState {
-    pub fn to_json(&self) -> Value {
+    pub fn to_api(&self) -> core::ContainerState {
         match self {
-            ContainerState::Waiting { reason, message } => {
-                let mut w = json!({"reason": reason});
-                if !message.is_empty() {
-                    w["message"] = json!(message);
-                }
-                json!({"waiting": w})
-            }
-            ContainerState::Running { started_at } => json!({"running": {"startedAt": format_rfc3339(*started_at)}}),
+            ContainerState::Waiting { reason, message } => core::ContainerState {
+                waiting: Some(core::ContainerStateWaiting {
+                    reason: Some(reason.clone()),
+                    message: Some(message.clone()).filter(|m| !m.is_empty()),
+                }),
+                ..Default::default()
+            },
+            ContainerState::Running { started_at } => core::ContainerState {
+                running: Some(core::ContainerStateRunning { started_at: Some(time(*started_at)) }),
+                ..Default::default()
+            },
             ContainerState::Terminated(t) => {
-                let mut v = json!({"exitCode": t.exit_code, "reason": t.reason,
-                    "finishedAt": format_rfc3339(t.finished_at), "containerID": t.container_id});
-                if let Some(s) = t.started_at {
-                    v["startedAt"] = json!(format_rfc3339(s));
-                }
-                if let Some(s) = t.signal {
-                    v["signal"] = json!(s);
-                }
-                if !t.message.is_empty() {
-                    v["message"] = json!(t.message);
-                }
-                json!({"terminated": v})
+                core::ContainerState { terminated: Some(t.to_api()), ..Default::default() }
             }
         }
     }
@@ -82,16 +108,22 @@ impl ContainerView {
         }
     }
 
-    pub fn to_json(&self) -> Value {
-        let mut v = json!({
-            "name": self.name, "image": self.image, "imageID": self.image_id, "ready": self.ready,
-            "restartCount": self.restart_count, "started": self.started, "state": self.state.to_json(),
-            "lastState": self.last_state.as_ref().map(|t| ContainerState::Terminated(t.clone()).to_json()).unwrap_or(json!({})),
-        });
-        if let Some(id) = &self.container_id {
-            v["containerID"] = json!(id);
+    pub fn to_api(&self) -> core::ContainerStatus {
+        core::ContainerStatus {
+            name: self.name.clone(),
+            image: self.image.clone(),
+            image_id: self.image_id.clone(),
+            ready: self.ready,
+            restart_count: self.restart_count as i32,
+            started: Some(self.started),
+            state: Some(self.state.to_api()),
+            // An empty lastState, as upstream reports one for a container that never ended.
+            last_state: Some(
+                self.last_state.as_ref().map(|t| ContainerState::Terminated(t.clone()).to_api()).unwrap_or_default(),
+            ),
+            container_id: self.container_id.clone(),
+            ..Default::default()
         }
-        v
     }
 
     fn terminated(&self) -> Option<&Terminated> {
@@ -104,23 +136,23 @@ impl ContainerView {
 
 /// Everything the pod's status is computed from.
 pub struct PodView<'a> {
-    pub pod: &'a Value,
+    pub pod: &'a Pod,
     pub init: &'a [ContainerView],
     pub containers: &'a [ContainerView],
     pub sandbox_ready: bool,
     pub pod_ips: &'a [String],
     pub host_ip: &'a str,
     pub start_time: Option<SystemTime>,
-    pub qos: &'a str,
+    /// The API's class (`status.qosClass` is immutable: the kubelet never computes its own).
+    pub qos: QosClass,
     /// Set when the pod failed for a reason of its own (e.g. an init container under Never).
     pub failed: bool,
 }
 
-fn init_done(pod: &Value, init: &[ContainerView]) -> bool {
-    let specs = pod["spec"]["initContainers"].as_array().cloned().unwrap_or_default();
-    specs.iter().all(|spec| {
-        let sidecar = spec["restartPolicy"] == "Always";
-        init.iter().find(|c| c.name == spec["name"]).is_some_and(|c| {
+fn init_done(pod: &Pod, init: &[ContainerView]) -> bool {
+    pod::spec(pod).init_containers.iter().flatten().all(|spec| {
+        let sidecar = spec.restart_policy.as_deref() == Some("Always");
+        init.iter().find(|c| c.name == spec.name).is_some_and(|c| {
             if sidecar {
                 c.started && matches!(c.state, ContainerState::Running { .. })
             } else {
@@ -135,7 +167,8 @@ pub fn phase(v: &PodView<'_>) -> &'static str {
     if v.failed {
         return "Failed";
     }
-    let restart = v.pod["spec"]["restartPolicy"].as_str().unwrap_or("Always");
+    let spec = pod::spec(v.pod);
+    let restart = spec.restart_policy.as_deref().unwrap_or("Always");
     if !init_done(v.pod, v.init) {
         return "Pending";
     }
@@ -158,8 +191,7 @@ pub fn phase(v: &PodView<'_>) -> &'static str {
             }
         }
     }
-    let total = v.pod["spec"]["containers"].as_array().map_or(0, Vec::len);
-    if waiting > 0 || v.containers.len() < total {
+    if waiting > 0 || v.containers.len() < spec.containers.len() {
         return "Pending";
     }
     if running > 0 {
@@ -181,21 +213,23 @@ pub fn phase(v: &PodView<'_>) -> &'static str {
 }
 
 /// The status subresource body; `previous` conditions keep their transition times.
-pub fn pod_status(v: &PodView<'_>) -> Value {
-    let now = format_rfc3339(SystemTime::now());
-    let previous = v.pod["status"]["conditions"].as_array().cloned().unwrap_or_default();
+pub fn pod_status(v: &PodView<'_>) -> PodStatus {
+    let now = time(SystemTime::now());
+    let previous: &[PodCondition] = v.pod.status.as_ref().and_then(|s| s.conditions.as_deref()).unwrap_or(&[]);
     let cond = |t: &str, ok: bool, reason: Option<&str>| {
         let status = if ok { "True" } else { "False" };
         let since = previous
             .iter()
-            .find(|c| c["type"] == t && c["status"] == status)
-            .and_then(|c| c["lastTransitionTime"].as_str().map(String::from))
+            .find(|c| c.type_ == t && c.status == status)
+            .and_then(|c| c.last_transition_time.clone())
             .unwrap_or_else(|| now.clone());
-        let mut c = json!({"type": t, "status": status, "lastProbeTime": null, "lastTransitionTime": since});
-        if let Some(r) = reason {
-            c["reason"] = json!(r);
+        PodCondition {
+            type_: t.to_string(),
+            status: status.to_string(),
+            last_transition_time: Some(since),
+            reason: reason.map(String::from),
+            ..Default::default()
         }
-        c
     };
     let phase = phase(v);
     let terminal = phase == "Succeeded" || phase == "Failed";
@@ -204,37 +238,32 @@ pub fn pod_status(v: &PodView<'_>) -> Value {
     let not_ready = (!containers_ready).then_some(if terminal { "PodCompleted" } else { "ContainersNotReady" });
     let mut conditions = vec![
         cond("PodReadyToStartContainers", v.sandbox_ready, None),
-        cond("Initialized", initialized, (!initialized).then_some("ContainersNotInitialized")),
-        cond("Ready", containers_ready, not_ready),
-        cond("ContainersReady", containers_ready, not_ready),
+        cond(pod::INITIALIZED, initialized, (!initialized).then_some("ContainersNotInitialized")),
+        cond(pod::READY, containers_ready, not_ready),
+        cond(pod::CONTAINERS_READY, containers_ready, not_ready),
     ];
-    if let Some(s) = previous.iter().find(|c| c["type"] == "PodScheduled") {
+    if let Some(s) = previous.iter().find(|c| c.type_ == pod::SCHEDULED) {
         conditions.push(s.clone());
     }
-    let mut status = json!({
-        "phase": phase,
-        "conditions": conditions,
-        "hostIP": v.host_ip,
-        "hostIPs": [{"ip": v.host_ip}],
-        "qosClass": v.qos,
-        "containerStatuses": v.containers.iter().map(ContainerView::to_json).collect::<Vec<_>>(),
-    });
-    if !v.init.is_empty() {
-        status["initContainerStatuses"] = json!(v.init.iter().map(ContainerView::to_json).collect::<Vec<_>>());
+    PodStatus {
+        phase: Some(phase.to_string()),
+        conditions: Some(conditions),
+        host_ip: Some(v.host_ip.to_string()),
+        host_ips: Some(vec![HostIP { ip: v.host_ip.to_string() }]),
+        qos_class: Some(v.qos.as_str().to_string()),
+        container_statuses: Some(v.containers.iter().map(ContainerView::to_api).collect()),
+        init_container_statuses: (!v.init.is_empty()).then(|| v.init.iter().map(ContainerView::to_api).collect()),
+        start_time: v.start_time.map(time),
+        pod_ip: v.pod_ips.first().cloned(),
+        pod_ips: (!v.pod_ips.is_empty()).then(|| v.pod_ips.iter().map(|ip| PodIP { ip: ip.clone() }).collect()),
+        ..Default::default()
     }
-    if let Some(t) = v.start_time {
-        status["startTime"] = json!(format_rfc3339(t));
-    }
-    if let Some(ip) = v.pod_ips.first() {
-        status["podIP"] = json!(ip);
-        status["podIPs"] = json!(v.pod_ips.iter().map(|ip| json!({"ip": ip})).collect::<Vec<_>>());
-    }
-    status
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn term(code: i32) -> ContainerState {
         ContainerState::Terminated(Terminated {
@@ -253,7 +282,8 @@ mod tests {
     }
 
     fn phase_of(policy: &str, c: ContainerView) -> &'static str {
-        let pod = json!({"spec": {"restartPolicy": policy, "containers": [{"name": "c"}]}});
+        let pod: Pod =
+            serde_json::from_value(json!({"spec": {"restartPolicy": policy, "containers": [{"name": "c"}]}})).unwrap();
         phase(&PodView {
             pod: &pod,
             init: &[],
@@ -262,7 +292,7 @@ mod tests {
             pod_ips: &[],
             host_ip: "",
             start_time: None,
-            qos: "BestEffort",
+            qos: QosClass::BestEffort,
             failed: false,
         })
     }
@@ -292,7 +322,9 @@ mod tests {
 
     #[test]
     fn init_containers_gate_the_pod() {
-        let pod = json!({"spec": {"initContainers": [{"name": "i"}], "containers": [{"name": "c"}]}});
+        let pod: Pod =
+            serde_json::from_value(json!({"spec": {"initContainers": [{"name": "i"}], "containers": [{"name": "c"}]}}))
+                .unwrap();
         let init =
             [ContainerView { name: "i".into(), ..view(ContainerState::Running { started_at: SystemTime::now() }) }];
         let v = PodView {
@@ -303,12 +335,37 @@ mod tests {
             pod_ips: &[],
             host_ip: "1.1.1.1",
             start_time: None,
-            qos: "BestEffort",
+            qos: QosClass::BestEffort,
             failed: false,
         };
         assert_eq!(phase(&v), "Pending");
         let s = pod_status(&v);
-        assert_eq!(s["conditions"][1]["status"], "False");
-        assert_eq!(s["conditions"][1]["reason"], "ContainersNotInitialized");
+        let conditions = s.conditions.unwrap();
+        assert_eq!(conditions[1].status, "False");
+        assert_eq!(conditions[1].reason.as_deref(), Some("ContainersNotInitialized"));
+    }
+
+    #[test]
+    fn the_status_body_is_what_the_api_stores() {
+        // Same JSON as the kubelet always sent: an empty lastState, no podIP before a sandbox.
+        let pod: Pod = serde_json::from_value(json!({"spec": {"containers": [{"name": "c"}]}})).unwrap();
+        let containers = [view(ContainerState::Running { started_at: SystemTime::UNIX_EPOCH })];
+        let v = PodView {
+            pod: &pod,
+            init: &[],
+            containers: &containers,
+            sandbox_ready: false,
+            pod_ips: &[],
+            host_ip: "1.1.1.1",
+            start_time: None,
+            qos: QosClass::Burstable,
+            failed: false,
+        };
+        let s = serde_json::to_value(pod_status(&v)).unwrap();
+        assert_eq!(s["qosClass"], "Burstable");
+        assert_eq!(s["containerStatuses"][0]["lastState"], json!({}));
+        assert_eq!(s["containerStatuses"][0]["state"], json!({"running": {"startedAt": "1970-01-01T00:00:00Z"}}));
+        assert!(s.get("podIP").is_none() && s.get("initContainerStatuses").is_none() && s.get("startTime").is_none());
+        assert_eq!(s["hostIPs"], json!([{"ip": "1.1.1.1"}]));
     }
 }

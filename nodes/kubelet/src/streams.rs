@@ -2,7 +2,7 @@
 //! and the bus): log files of the pod's containers, processes run in a container by its shim,
 //! and TCP connections to the pod's address.
 
-use crate::{NodeContext, PodHandleInner};
+use crate::context::{NodeContext, PodHandleInner};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::{BoxStream, StreamExt};
@@ -53,12 +53,7 @@ fn running(p: &PodHandleInner, name: &str) -> Result<String, StreamError> {
 
 impl NodeStreamHandler {
     fn log_path(&self, p: &PodHandleInner, container: &str, attempt: u32) -> PathBuf {
-        self.ctx
-            .config
-            .log_dir
-            .join(format!("{}_{}_{}", p.namespace, p.name, p.uid))
-            .join(container)
-            .join(format!("{attempt}.log"))
+        self.ctx.host.pod_log_dir(&p.namespace, &p.name, &p.uid).join(container).join(format!("{attempt}.log"))
     }
 }
 
@@ -92,18 +87,18 @@ impl NodeStreams for NodeStreamHandler {
                 });
             }
             let since_time = match (&req.since_time, req.since_seconds) {
-                (Some(t), _) => kubus_apimachinery::table::parse_rfc3339(t),
+                (Some(t), _) => kubus_apimachinery::time::parse_rfc3339(t),
                 (None, Some(s)) => SystemTime::now().checked_sub(Duration::from_secs(s.max(0) as u64)),
                 _ => None,
             };
-            let opts = kubus_node_runtime::LogOptions {
+            let opts = kubus_container_runtime::LogOptions {
                 follow: following,
                 tail_lines: req.tail_lines.filter(|n| *n >= 0).map(|n| n as u64),
                 timestamps: req.timestamps,
                 since_time,
                 limit_bytes: req.limit_bytes.filter(|n| *n > 0).map(|n| n as u64),
             };
-            let s = kubus_node_runtime::read_logs(path, opts, stop).await.map_err(|e| {
+            let s = kubus_container_runtime::read_logs(path, opts, stop).await.map_err(|e| {
                 StreamError::bad_request(format!("failed to read the log of container \"{}\": {e}", req.container))
             })?;
             Ok(s.boxed())
@@ -115,7 +110,7 @@ impl NodeStreams for NodeStreamHandler {
         Box::pin(async move {
             let p = pod(&ctx, &req.namespace, &req.pod, req.uid.as_deref())?;
             let id = running(&p, &req.container)?;
-            let spec = kubus_node_runtime::ExecSpec {
+            let spec = kubus_container_runtime::ExecSpec {
                 args: req.command.clone(),
                 // As containerd's CRI does: a terminal session says what terminal it is.
                 env: if req.tty { vec!["TERM=xterm".to_string()] } else { vec![] },
@@ -170,7 +165,7 @@ impl NodeStreams for NodeStreamHandler {
 
 /// Pumps the client's channels into the exec and back until the process exits; its exit
 /// code (128+signal for a signal) is the result.
-async fn bridge(mut s: kubus_node_runtime::ExecSession, io: StreamIo, detachable: bool) -> i32 {
+async fn bridge(mut s: kubus_container_runtime::ExecSession, io: StreamIo, detachable: bool) -> i32 {
     let StreamIo { stdin, stdout, stderr, mut resize } = io;
     // An attached client may leave while the container runs on: then the session ends.
     let watch = stdout.clone().or_else(|| stderr.clone()).filter(|_| detachable);

@@ -5,8 +5,9 @@
 //! `prepare` is repeated on every sync: content written before is refreshed when it changed.
 
 use crate::env::{self, PodFacts};
-use crate::objects::ObjectSource;
-use serde_json::Value;
+use crate::objects::{ObjectSource, SourceKind, TokenSource};
+use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, KeyToPath, Volume};
+use kubus_apimachinery::pod;
 use std::collections::BTreeMap;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -33,10 +34,8 @@ pub struct VolumeSource {
     pub read_only: bool,
 }
 
-pub fn b64(s: &str) -> Vec<u8> {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.decode(s.trim()).unwrap_or_default()
-}
+/// Files to write into a volume: relative path -> (content, mode).
+type Files = BTreeMap<String, (Vec<u8>, u32)>;
 
 /// Makes every volume of `pod` ready under `pod_dir/volumes`.
 pub async fn prepare(
@@ -45,82 +44,111 @@ pub async fn prepare(
     source: &dyn ObjectSource,
     token: &dyn TokenSource,
 ) -> Result<VolumePaths, VolumeError> {
-    let pod = facts.pod;
-    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
     let mut out = VolumePaths::new();
-    for vol in pod["spec"]["volumes"].as_array().into_iter().flatten() {
-        let name = vol["name"].as_str().unwrap_or("").to_string();
-        let dir = pod_dir.join("volumes").join(&name);
-        let setup = |message: String| VolumeError::SetUp { volume: name.clone(), message };
-        let written = |files: BTreeMap<String, (Vec<u8>, u32)>| -> Result<VolumeSource, VolumeError> {
-            std::fs::create_dir_all(&dir)?;
-            write_atomic(&dir, &files).map_err(|e| setup(e.to_string()))?;
-            Ok(VolumeSource { host_path: dir.clone(), read_only: true })
-        };
-        let source_entry = if vol["emptyDir"].is_object() {
-            std::fs::create_dir_all(&dir)?;
-            if vol["emptyDir"]["medium"] == "Memory" {
-                let size = vol["emptyDir"]["sizeLimit"].as_str().map(parse_bytes).unwrap_or(None);
-                mount_tmpfs(&dir, size).map_err(|e| setup(e.to_string()))?;
-            }
-            // A pod's containers may run as any user: the directory is world-writable, as upstream.
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))?;
-            VolumeSource { host_path: dir, read_only: false }
-        } else if let Some(hp) = vol["hostPath"].as_object() {
-            let path = hp.get("path").and_then(Value::as_str).unwrap_or("");
-            host_path(path, hp.get("type").and_then(Value::as_str).unwrap_or(""))?;
-            VolumeSource { host_path: PathBuf::from(path), read_only: false }
-        } else if vol["configMap"].is_object() || vol["secret"].is_object() {
-            let (kind, spec, name_key) = if vol["secret"].is_object() {
-                ("secret", &vol["secret"], "secretName")
-            } else {
-                ("configmap", &vol["configMap"], "name")
-            };
-            if kind == "secret" {
-                std::fs::create_dir_all(&dir)?;
-                mount_tmpfs(&dir, None).map_err(|e| setup(e.to_string()))?;
-            }
-            let files = object_files(kind, spec, name_key, ns, source).await.map_err(setup)?;
-            written(files)?
-        } else if vol["downwardAPI"].is_object() {
-            written(downward_files(facts, &vol["downwardAPI"]).map_err(setup)?)?
-        } else if vol["projected"].is_object() {
-            std::fs::create_dir_all(&dir)?;
-            mount_tmpfs(&dir, None).map_err(|e| setup(e.to_string()))?;
-            let default_mode = vol["projected"]["defaultMode"].as_u64().unwrap_or(0o644) as u32;
-            let mut files = BTreeMap::new();
-            for src in vol["projected"]["sources"].as_array().into_iter().flatten() {
-                if src["configMap"].is_object() {
-                    let mut spec = src["configMap"].clone();
-                    spec["defaultMode"] = default_mode.into();
-                    files.extend(object_files("configmap", &spec, "name", ns, source).await.map_err(setup)?);
-                } else if src["secret"].is_object() {
-                    let mut spec = src["secret"].clone();
-                    spec["defaultMode"] = default_mode.into();
-                    files.extend(object_files("secret", &spec, "name", ns, source).await.map_err(setup)?);
-                } else if src["downwardAPI"].is_object() {
-                    let mut spec = src["downwardAPI"].clone();
-                    spec["defaultMode"] = default_mode.into();
-                    files.extend(downward_files(facts, &spec).map_err(setup)?);
-                } else if let Some(t) = src.get("serviceAccountToken") {
-                    let path = t["path"].as_str().unwrap_or("token").to_string();
-                    let audience = t["audience"].as_str().map(String::from);
-                    let expiry = t["expirationSeconds"].as_i64().unwrap_or(3600);
-                    // Like upstream, a token is renewed once 80% of its lifetime has passed.
-                    let jwt = match std::fs::read_to_string(dir.join("..data").join(&path)) {
-                        Ok(t) if token_fresh(&t, expiry) => t,
-                        _ => token.token(pod, audience, expiry).await.map_err(setup)?,
-                    };
-                    files.insert(path, (jwt.into_bytes(), default_mode));
-                }
-            }
-            written(files)?
-        } else {
-            return Err(VolumeError::Unsupported(name));
-        };
-        out.insert(vol["name"].as_str().unwrap_or("").to_string(), source_entry);
+    for vol in pod::spec(facts.pod).volumes.iter().flatten() {
+        let entry = prepare_one(pod_dir, facts, vol, source, token).await?;
+        out.insert(vol.name.clone(), entry);
     }
     Ok(out)
+}
+
+async fn prepare_one(
+    pod_dir: &Path,
+    facts: &PodFacts<'_>,
+    vol: &Volume,
+    source: &dyn ObjectSource,
+    token: &dyn TokenSource,
+) -> Result<VolumeSource, VolumeError> {
+    let ns = facts.namespace();
+    let name = vol.name.clone();
+    let dir = pod_dir.join("volumes").join(&name);
+    let setup = |message: String| VolumeError::SetUp { volume: name.clone(), message };
+    let written = |files: Files| -> Result<VolumeSource, VolumeError> {
+        std::fs::create_dir_all(&dir)?;
+        write_atomic(&dir, &files).map_err(|e| setup(e.to_string()))?;
+        Ok(VolumeSource { host_path: dir.clone(), read_only: true })
+    };
+    if let Some(empty) = &vol.empty_dir {
+        std::fs::create_dir_all(&dir)?;
+        if empty.medium.as_deref() == Some("Memory") {
+            let size = empty.size_limit.as_ref().and_then(|q| parse_bytes(&q.0));
+            mount_tmpfs(&dir, size).map_err(|e| setup(e.to_string()))?;
+        }
+        // A pod's containers may run as any user: the directory is world-writable, as upstream.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))?;
+        Ok(VolumeSource { host_path: dir, read_only: false })
+    } else if let Some(hp) = &vol.host_path {
+        host_path(&hp.path, hp.type_.as_deref().unwrap_or(""))?;
+        Ok(VolumeSource { host_path: PathBuf::from(&hp.path), read_only: false })
+    } else if let Some(secret) = &vol.secret {
+        std::fs::create_dir_all(&dir)?;
+        mount_tmpfs(&dir, None).map_err(|e| setup(e.to_string()))?;
+        let from = ObjectRef {
+            kind: SourceKind::Secret,
+            name: secret.secret_name.as_deref().unwrap_or(""),
+            optional: secret.optional.unwrap_or(false),
+            items: secret.items.as_deref(),
+            mode: mode_or_default(secret.default_mode),
+        };
+        written(object_files(&from, ns, source).await.map_err(setup)?)
+    } else if let Some(cm) = &vol.config_map {
+        let from = ObjectRef {
+            kind: SourceKind::ConfigMap,
+            name: &cm.name,
+            optional: cm.optional.unwrap_or(false),
+            items: cm.items.as_deref(),
+            mode: mode_or_default(cm.default_mode),
+        };
+        written(object_files(&from, ns, source).await.map_err(setup)?)
+    } else if let Some(d) = &vol.downward_api {
+        written(
+            downward_files(facts, d.items.as_deref().unwrap_or(&[]), mode_or_default(d.default_mode)).map_err(setup)?,
+        )
+    } else if let Some(projected) = &vol.projected {
+        std::fs::create_dir_all(&dir)?;
+        mount_tmpfs(&dir, None).map_err(|e| setup(e.to_string()))?;
+        let mode = mode_or_default(projected.default_mode);
+        let mut files = Files::new();
+        for src in projected.sources.iter().flatten() {
+            if let Some(cm) = &src.config_map {
+                let from = ObjectRef {
+                    kind: SourceKind::ConfigMap,
+                    name: &cm.name,
+                    optional: cm.optional.unwrap_or(false),
+                    items: cm.items.as_deref(),
+                    mode,
+                };
+                files.extend(object_files(&from, ns, source).await.map_err(setup)?);
+            } else if let Some(secret) = &src.secret {
+                let from = ObjectRef {
+                    kind: SourceKind::Secret,
+                    name: &secret.name,
+                    optional: secret.optional.unwrap_or(false),
+                    items: secret.items.as_deref(),
+                    mode,
+                };
+                files.extend(object_files(&from, ns, source).await.map_err(setup)?);
+            } else if let Some(d) = &src.downward_api {
+                files.extend(downward_files(facts, d.items.as_deref().unwrap_or(&[]), mode).map_err(setup)?);
+            } else if let Some(t) = &src.service_account_token {
+                let path = if t.path.is_empty() { "token".to_string() } else { t.path.clone() };
+                let expiry = t.expiration_seconds.unwrap_or(3600);
+                // Like upstream, a token is renewed once 80% of its lifetime has passed.
+                let jwt = match std::fs::read_to_string(dir.join("..data").join(&path)) {
+                    Ok(t) if token_fresh(&t, expiry) => t,
+                    _ => token.token(facts.pod, t.audience.clone(), expiry).await.map_err(setup)?,
+                };
+                files.insert(path, (jwt.into_bytes(), mode));
+            }
+        }
+        written(files)
+    } else {
+        Err(VolumeError::Unsupported(name))
+    }
+}
+
+fn mode_or_default(mode: Option<i32>) -> u32 {
+    mode.map(|m| m as u32).unwrap_or(0o644)
 }
 
 /// Whether a JWT still has more than a fifth of `lifetime` seconds to live.
@@ -130,103 +158,60 @@ fn token_fresh(jwt: &str, lifetime: i64) -> bool {
         .split('.')
         .nth(1)
         .and_then(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok())
-        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .and_then(|c| c["exp"].as_i64());
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
     exp.is_some_and(|exp| exp - now > lifetime / 5)
 }
 
-/// Issues ServiceAccount tokens for projected volumes (the TokenRequest API).
-pub trait TokenSource: Send + Sync {
-    fn token<'a>(
-        &'a self,
-        pod: &'a Value,
-        audience: Option<String>,
-        expiration_seconds: i64,
-    ) -> futures::future::BoxFuture<'a, Result<String, String>>;
+/// A ConfigMap or Secret a volume projects, with the keys it picks.
+struct ObjectRef<'a> {
+    kind: SourceKind,
+    name: &'a str,
+    optional: bool,
+    items: Option<&'a [KeyToPath]>,
+    mode: u32,
 }
 
-impl TokenSource for kubus_runtime::Client {
-    fn token<'a>(
-        &'a self,
-        pod: &'a Value,
-        audience: Option<String>,
-        expiration_seconds: i64,
-    ) -> futures::future::BoxFuture<'a, Result<String, String>> {
-        Box::pin(async move {
-            let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
-            let sa = pod["spec"]["serviceAccountName"].as_str().unwrap_or("default");
-            let body = serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                "spec": {"audiences": audience.into_iter().collect::<Vec<_>>(), "expirationSeconds": expiration_seconds,
-                    "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": pod["metadata"]["name"], "uid": pod["metadata"]["uid"]}}});
-            let resp =
-                self.post_sub("", "serviceaccounts", Some(ns), sa, "token", &body).await.map_err(|e| e.to_string())?;
-            resp["status"]["token"]
-                .as_str()
-                .map(String::from)
-                .ok_or_else(|| "token request returned no token".to_string())
-        })
-    }
-}
-
-async fn object_files(
-    kind: &'static str,
-    spec: &Value,
-    name_key: &str,
-    ns: &str,
-    source: &dyn ObjectSource,
-) -> Result<BTreeMap<String, (Vec<u8>, u32)>, String> {
-    let name = spec[name_key].as_str().unwrap_or("");
-    let optional = spec["optional"].as_bool().unwrap_or(false);
-    let mode = spec["defaultMode"].as_u64().unwrap_or(0o644) as u32;
-    let obj = match source.get(kind, ns, name).await? {
-        Some(o) => o,
-        None if optional => return Ok(BTreeMap::new()),
+async fn object_files(from: &ObjectRef<'_>, ns: &str, source: &dyn ObjectSource) -> Result<Files, String> {
+    let (kind, name) = (from.kind.name(), from.name);
+    let data = match source.get(from.kind, ns, name).await? {
+        Some(o) => o.files(),
+        None if from.optional => return Ok(Files::new()),
         None => return Err(format!("{kind} \"{name}\" not found")),
     };
-    let mut data: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    for (k, v) in obj["data"].as_object().into_iter().flatten() {
-        let s = v.as_str().unwrap_or("");
-        data.insert(k.clone(), if kind == "secret" { b64(s) } else { s.as_bytes().to_vec() });
-    }
-    for (k, v) in obj["binaryData"].as_object().into_iter().flatten() {
-        data.insert(k.clone(), b64(v.as_str().unwrap_or("")));
-    }
-    let mut files = BTreeMap::new();
-    match spec["items"].as_array().filter(|i| !i.is_empty()) {
+    let mut files = Files::new();
+    match from.items.filter(|i| !i.is_empty()) {
         Some(items) => {
             for item in items {
-                let key = item["key"].as_str().unwrap_or("");
-                let path = item["path"].as_str().unwrap_or(key).to_string();
-                let m = item["mode"].as_u64().map(|m| m as u32).unwrap_or(mode);
-                match data.get(key) {
+                let path = if item.path.is_empty() { item.key.clone() } else { item.path.clone() };
+                let m = item.mode.map(|m| m as u32).unwrap_or(from.mode);
+                match data.get(&item.key) {
                     Some(v) => {
                         files.insert(path, (v.clone(), m));
                     }
-                    None if optional => {}
-                    None => return Err(format!("configmap references non-existent config key: {key}")),
+                    None if from.optional => {}
+                    None => return Err(format!("configmap references non-existent config key: {}", item.key)),
                 }
             }
         }
-        None => files.extend(data.into_iter().map(|(k, v)| (k, (v, mode)))),
+        None => files.extend(data.into_iter().map(|(k, v)| (k, (v, from.mode)))),
     }
     Ok(files)
 }
 
-fn downward_files(facts: &PodFacts<'_>, spec: &Value) -> Result<BTreeMap<String, (Vec<u8>, u32)>, String> {
-    let mode = spec["defaultMode"].as_u64().unwrap_or(0o644) as u32;
-    let mut files = BTreeMap::new();
-    for item in spec["items"].as_array().into_iter().flatten() {
-        let path = item["path"].as_str().unwrap_or("").to_string();
-        let value = if let Some(f) = item["fieldRef"]["fieldPath"].as_str() {
-            env::field_value(facts, f).map_err(|e| e.to_string())?
-        } else if item["resourceFieldRef"].is_object() {
-            let c = facts.pod["spec"]["containers"][0].clone();
-            env::resource_value(facts, &c, &item["resourceFieldRef"]).map_err(|e| e.to_string())?
+fn downward_files(facts: &PodFacts<'_>, items: &[DownwardAPIVolumeFile], mode: u32) -> Result<Files, String> {
+    let mut files = Files::new();
+    for item in items {
+        let value = if let Some(f) = &item.field_ref {
+            env::field_value(facts, &f.field_path).map_err(|e| e.to_string())?
+        } else if let Some(r) = &item.resource_field_ref {
+            let c = pod::spec(facts.pod).containers.first().cloned().unwrap_or_default();
+            env::resource_value(facts, &c, r).map_err(|e| e.to_string())?
         } else {
             continue;
         };
-        files.insert(path, (value.into_bytes(), item["mode"].as_u64().map(|m| m as u32).unwrap_or(mode)));
+        files.insert(item.path.clone(), (value.into_bytes(), item.mode.map(|m| m as u32).unwrap_or(mode)));
     }
     Ok(files)
 }
@@ -342,7 +327,7 @@ fn host_path(path: &str, kind: &str) -> Result<(), VolumeError> {
 }
 
 fn parse_bytes(q: &str) -> Option<u64> {
-    kubus_apimachinery::validation::parse_quantity(q).ok().map(|q| q.value().max(0) as u64)
+    kubus_apimachinery::quantity::parse_quantity(q).ok().map(|q| q.value().max(0) as u64)
 }
 
 /// tmpfs on `dir`, unless one is already there.

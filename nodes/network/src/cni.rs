@@ -202,18 +202,16 @@ impl CniRuntime {
     ) -> Result<String, CniError> {
         let span = info_span!("cni_plugin", plugin, command = command.as_str(), container_id = %att.container_id);
         let started = Instant::now();
-        let result = self.exec_inner(command, plugin, input, att).instrument(span).await;
+        let result =
+            async { Self::run_plugin(self.plugin_command(command, plugin, att)?, command, plugin, input).await }
+                .instrument(span)
+                .await;
         CNI_PLUGIN_SECONDS.with_label_values(&[plugin, command.as_str()]).observe(started.elapsed().as_secs_f64());
         result
     }
 
-    async fn exec_inner(
-        &self,
-        command: CniCommand,
-        plugin: &str,
-        input: &Value,
-        att: &Attachment,
-    ) -> Result<String, CniError> {
+    /// The plugin's process: its path, and the CNI_* environment of `command` for `att`.
+    fn plugin_command(&self, command: CniCommand, plugin: &str, att: &Attachment) -> Result<Command, CniError> {
         let path = self.find(plugin)?;
         let cni_path = std::env::join_paths(&self.bin_dirs).unwrap_or_default();
         let cni_args = att.args.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(";");
@@ -232,6 +230,16 @@ impl CniRuntime {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        Ok(cmd)
+    }
+
+    /// Runs a plugin's process with `input` on stdin; returns its stdout, or its error.
+    async fn run_plugin(
+        mut cmd: Command,
+        command: CniCommand,
+        plugin: &str,
+        input: &Value,
+    ) -> Result<String, CniError> {
         let spawn_err = |source| CniError::Spawn { plugin: plugin.to_string(), source };
         let mut child = cmd.spawn().map_err(spawn_err)?;
         let stdin_data = serde_json::to_vec(input).expect("a JSON value serializes");
@@ -369,5 +377,36 @@ mod tests {
         let e = rt.find("../bin/sh").unwrap_err();
         assert!(e.to_string().contains("/nonexistent-a:/nonexistent-b"), "{e}");
         assert!(rt.find("bridge").is_err());
+    }
+
+    #[tokio::test]
+    async fn exec_passes_the_cni_environment_and_reads_the_result_or_the_error() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("kubus-cni-exec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let plugin = |name: &str, script: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        plugin(
+            "echo",
+            r#"printf '%s %s %s %s %s ' "$CNI_COMMAND" "$CNI_CONTAINERID" "$CNI_IFNAME" "$CNI_ARGS" "$CNI_PATH"; cat"#,
+        );
+        plugin("fail", r#"cat >/dev/null; echo '{"code": 7, "msg": "no bridge"}'; exit 1"#);
+        let rt = CniRuntime::new(vec![dir.clone()]);
+        let att = Attachment {
+            container_id: "c1".into(),
+            ifname: "eth0".into(),
+            args: vec![("K8S_POD_NAME".into(), "web".into())],
+            ..Default::default()
+        };
+        let out = rt.exec(CniCommand::Add, "echo", &json!({"name": "kubus"}), &att).await.unwrap();
+        assert_eq!(out, format!("ADD c1 eth0 K8S_POD_NAME=web {} {{\"name\":\"kubus\"}}", dir.display()));
+        let err = rt.exec(CniCommand::Del, "fail", &json!({}), &att).await.unwrap_err();
+        assert!(matches!(&err, CniError::Plugin { code: 7, command: "DEL", msg, .. } if msg == "no bridge"), "{err}");
+        let missing = rt.exec(CniCommand::Check, "bridge", &json!({}), &att).await.unwrap_err();
+        assert!(matches!(missing, CniError::PluginNotFound { .. }), "{missing}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -4,7 +4,9 @@
 //! process), attached to the node's bridge by the standard CNI plugins (loopback, then bridge +
 //! host-local + portmap), plus the pod's hosts, resolv.conf and hostname files. Its state lives
 //! under `<state>/pods/<uid>/`, so it outlives the agent.
+#![forbid(unsafe_code)]
 
+pub mod claims;
 pub mod cni;
 pub mod files;
 pub mod masq;
@@ -15,7 +17,7 @@ pub mod sandbox;
 
 pub use cni::CniError;
 pub use files::{DnsConfig, HostAlias};
-pub use routes::{desired_routes, PodRoutes, RouteError, RouteSyncStats, RouteTable};
+pub use routes::{PodRoutes, RouteError, RouteSyncStats, RouteTable};
 pub use sandbox::{NetworkError, PortMapping, Protocol, Sandbox, SandboxManager, SandboxRequest};
 
 use std::path::PathBuf;

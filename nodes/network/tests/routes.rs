@@ -2,7 +2,7 @@
 //! link the nodes share; the pod CIDRs are random 10.x.y.0/24 not routed on this host. A guard
 //! deletes the link (its peer and every route through it go with it) even when an assertion fails.
 
-use kubus_node_network::{PodRoutes, RouteTable};
+use kubus_network::{PodRoutes, RouteTable};
 use std::io::Read;
 use std::process::Command;
 

@@ -2,7 +2,7 @@
 //! the host after a random token (state dir `kubus-t<tok>`, bridge `kb<tok>`, pod uids
 //! `t<tok>-…`, a random 10.x.y.0/24) and a guard undoes it even when an assertion fails.
 
-use kubus_node_network::{
+use kubus_network::{
     CniError, DnsConfig, HostAlias, NetworkConfig, NetworkError, PortMapping, Protocol, SandboxManager, SandboxRequest,
 };
 use std::collections::BTreeSet;

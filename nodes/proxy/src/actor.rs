@@ -3,7 +3,10 @@
 
 use crate::proxier::{Proxier, ProxierConfig};
 use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, SpawnHandle, WrapFuture};
-use kubus_runtime::informer::Informer;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kubus_controller_runtime::informer::indexes;
+use kubus_controller_runtime::informer::Informer;
 use std::time::{Duration, Instant};
 
 /// Changes arriving within this window are applied together (a rollout touches many slices).
@@ -19,8 +22,8 @@ pub struct KubeProxy {
     proxier: Option<Proxier>,
     /// A change arrived while a sync was running: sync again when it ends.
     dirty: bool,
-    services: Informer,
-    slices: Informer,
+    services: Informer<Service>,
+    slices: Informer<EndpointSlice>,
     last_sync: Option<Instant>,
     pending: Option<SpawnHandle>,
     synced: bool,
@@ -35,8 +38,9 @@ struct Changed;
 struct InformersSynced;
 
 impl KubeProxy {
-    /// `services`: Informer of ("", "services"); `slices`: ("discovery.k8s.io", "endpointslices").
-    pub fn new(config: ProxierConfig, services: Informer, slices: Informer) -> Self {
+    /// Adds the index of EndpointSlices by Service to the (shared) `slices` informer.
+    pub fn new(config: ProxierConfig, services: Informer<Service>, slices: Informer<EndpointSlice>) -> Self {
+        indexes::slices_by_service(&slices);
         let proxier = Some(Proxier::new(config.clone()));
         KubeProxy { config, proxier, dirty: false, services, slices, last_sync: None, pending: None, synced: false }
     }
@@ -47,7 +51,8 @@ impl KubeProxy {
             return;
         };
         self.last_sync = Some(Instant::now());
-        let (services, slices) = (self.services.list(), self.slices.list());
+        // Every Service, each with its slices read through the index during the computation.
+        let (services, slices) = (self.services.list(), self.slices.clone());
         let span = tracing::info_span!("kube_proxy_sync");
         let task = tokio::task::spawn_blocking(move || {
             let _entered = span.entered();
@@ -87,10 +92,10 @@ impl Actor for KubeProxy {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // Every kind of change (and lag) means "resync": the ruleset is always computed from
         // the full caches.
-        for informer in [&self.services, &self.slices] {
-            let addr = ctx.address();
-            informer.on_change(move || addr.try_send(Changed).is_ok() || addr.connected());
-        }
+        let addr = ctx.address();
+        self.services.on_change(move || addr.try_send(Changed).is_ok() || addr.connected());
+        let addr = ctx.address();
+        self.slices.on_change(move || addr.try_send(Changed).is_ok() || addr.connected());
         // A periodic resync retries what failed (an apply error replaces the table on the next
         // sync; the service route before the bridge exists); an unchanged ruleset is not applied.
         ctx.run_interval(RESYNC, |this, ctx| this.schedule(ctx));

@@ -2,7 +2,8 @@
 
 use crate::metrics::{CONNTRACK_FLUSHES, PROGRAMMED, SYNCS, SYNC_SECONDS};
 use crate::rules::{ProxyRules, RulesConfig, RulesError};
-use serde_json::Value;
+use crate::slices::ServiceSlices;
+use k8s_openapi::api::core::v1::Service;
 use std::borrow::Borrow;
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -103,12 +104,13 @@ impl Proxier {
         &self.config
     }
 
-    /// Computes and applies the ruleset for these objects, with metrics.
-    #[tracing::instrument(skip_all, fields(table = %self.config.rules.table, services = services.len(), slices = slices.len()))]
-    pub fn sync<S: Borrow<Value>, E: Borrow<Value>>(
+    /// Computes and applies the ruleset for these Services and their EndpointSlices, with
+    /// metrics.
+    #[tracing::instrument(skip_all, fields(table = %self.config.rules.table, services = services.len()))]
+    pub fn sync<S: Borrow<Service>>(
         &mut self,
         services: &[S],
-        slices: &[E],
+        slices: &impl ServiceSlices,
     ) -> Result<SyncStats, ProxierError> {
         let timer = SYNC_SECONDS.start_timer();
         let started = Instant::now();

@@ -19,7 +19,10 @@
 //!
 //! Not done yet: LoadBalancer ingress IPs, externalIPs, healthCheckNodePort, IPv6.
 
-use serde_json::Value;
+use crate::slices::ServiceSlices;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kubus_apimachinery::ObjectExt;
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
@@ -128,8 +131,9 @@ fn parse_cidr(s: &str) -> Result<(), RulesError> {
     }
 }
 
-fn protocol(v: &Value) -> Option<&'static str> {
-    match v.as_str().unwrap_or("TCP") {
+/// The nft protocol of a Service or EndpointSlice port (unset: TCP).
+fn protocol(p: Option<&str>) -> Option<&'static str> {
+    match p.unwrap_or("TCP") {
         "TCP" => Some("tcp"),
         "UDP" => Some("udp"),
         "SCTP" => Some("sctp"),
@@ -140,44 +144,46 @@ fn protocol(v: &Value) -> Option<&'static str> {
 /// Endpoints of one service port: (ip, target port), already filtered for use.
 type Endpoints = BTreeSet<(Ipv4Addr, u16)>;
 
-/// The endpoints of every service port key `(ns, service, port name, proto)`, split into
-/// ready ones and serving-but-terminating ones (upstream falls back to the latter when a
-/// service has no ready endpoint, so connections drain during rollouts).
-/// Also returns the addresses of endpoints on `node` (pod IPs are unique in a cluster).
-#[allow(clippy::type_complexity)]
-fn collect_endpoints<S: Borrow<Value>>(
-    slices: &[S],
-    node: Option<&str>,
-) -> (BTreeMap<(String, String, String, &'static str), (Endpoints, Endpoints)>, BTreeSet<Ipv4Addr>) {
-    let mut out: BTreeMap<_, (Endpoints, Endpoints)> = BTreeMap::new();
-    let mut local = BTreeSet::new();
-    for slice in slices {
-        let slice = slice.borrow();
-        if slice["addressType"].as_str().unwrap_or("IPv4") != "IPv4" {
-            continue;
+/// One Service's endpoints from its EndpointSlices.
+#[derive(Default)]
+struct ServiceEndpoints {
+    /// By (port name, proto): the ready endpoints and the serving-but-terminating ones
+    /// (upstream falls back to the latter when a service has no ready endpoint, so connections
+    /// drain during rollouts).
+    by_port: BTreeMap<(String, &'static str), (Endpoints, Endpoints)>,
+    /// Addresses of endpoints on this node.
+    local: BTreeSet<Ipv4Addr>,
+}
+
+impl ServiceEndpoints {
+    fn collect(slices: &impl ServiceSlices, namespace: &str, service: &str, node: Option<&str>) -> Self {
+        let mut out = ServiceEndpoints::default();
+        slices.for_each_of(namespace, service, &mut |slice| out.add(slice, node));
+        out
+    }
+
+    fn add(&mut self, slice: &EndpointSlice, node: Option<&str>) {
+        // Unset (an object not written by the API server) reads as IPv4, the API's default.
+        if !matches!(slice.address_type.as_str(), "IPv4" | "") {
+            return;
         }
-        let ns = slice["metadata"]["namespace"].as_str().unwrap_or("").to_string();
-        let Some(svc) = slice["metadata"]["labels"]["kubernetes.io/service-name"].as_str() else {
-            continue;
-        };
-        for port in slice["ports"].as_array().into_iter().flatten() {
-            let (Some(proto), Some(number)) = (protocol(&port["protocol"]), port["port"].as_u64()) else {
+        for port in slice.ports.iter().flatten() {
+            let (Some(proto), Some(number)) = (protocol(port.protocol.as_deref()), port.port) else {
                 continue;
             };
             let Ok(number) = u16::try_from(number) else { continue };
-            let name = port["name"].as_str().unwrap_or("").to_string();
-            let entry = out.entry((ns.clone(), svc.to_string(), name, proto)).or_default();
-            for ep in slice["endpoints"].as_array().into_iter().flatten() {
-                let c = &ep["conditions"];
+            let name = port.name.clone().unwrap_or_default();
+            let entry = self.by_port.entry((name, proto)).or_default();
+            for ep in &slice.endpoints {
+                let c = ep.conditions.as_ref();
                 // Unset conditions mean ready/serving (EndpointSlice API semantics).
-                let ready = c["ready"].as_bool().unwrap_or(true);
-                let serving = c["serving"].as_bool().unwrap_or(ready);
-                let terminating = c["terminating"].as_bool().unwrap_or(false);
-                let is_local = node.is_some() && ep["nodeName"].as_str() == node;
-                for addr in ep["addresses"].as_array().into_iter().flatten() {
-                    let Some(ip) = addr.as_str().and_then(|a| a.parse::<Ipv4Addr>().ok()) else { continue };
+                let ready = c.and_then(|c| c.ready).unwrap_or(true);
+                let serving = c.and_then(|c| c.serving).unwrap_or(ready);
+                let terminating = c.and_then(|c| c.terminating).unwrap_or(false);
+                let is_local = node.is_some() && ep.node_name.as_deref() == node;
+                for ip in ep.addresses.iter().filter_map(|a| a.parse::<Ipv4Addr>().ok()) {
                     if is_local {
-                        local.insert(ip);
+                        self.local.insert(ip);
                     }
                     if ready && !terminating {
                         entry.0.insert((ip, number));
@@ -188,7 +194,6 @@ fn collect_endpoints<S: Borrow<Value>>(
             }
         }
     }
-    (out, local)
 }
 
 /// Builds the chains that balance one service port over a set of endpoints.
@@ -244,12 +249,12 @@ impl Balance<'_> {
 }
 
 impl ProxyRules {
-    /// Computes the ruleset for `services` and `slices` (API objects as served). Objects that
-    /// cannot be programmed (headless, ExternalName, IPv6, unknown protocols) are skipped.
-    pub fn compute<S: Borrow<Value>, E: Borrow<Value>>(
+    /// Computes the ruleset for `services` and their EndpointSlices. Objects that cannot be
+    /// programmed (headless, ExternalName, IPv6, unknown protocols) are skipped.
+    pub fn compute<S: Borrow<Service>>(
         config: &RulesConfig,
         services: &[S],
-        slices: &[E],
+        slices: &impl ServiceSlices,
     ) -> Result<ProxyRules, RulesError> {
         if !valid_identifier(&config.table) {
             return Err(RulesError::InvalidTable(config.table.clone()));
@@ -267,103 +272,106 @@ impl ProxyRules {
             udp_flows: BTreeSet::new(),
         };
         r.base_chains(config);
-        let (endpoints, local_ips) = collect_endpoints(slices, config.node_name.as_deref());
-        let empty = (Endpoints::new(), Endpoints::new());
         for svc in services {
-            let svc = svc.borrow();
-            let spec = &svc["spec"];
-            let kind = spec["type"].as_str().unwrap_or("ClusterIP");
-            if kind == "ExternalName" {
-                continue;
-            }
-            let Some(cluster_ip) = spec["clusterIP"].as_str().and_then(|s| s.parse::<Ipv4Addr>().ok()) else {
-                continue; // headless ("None"), unallocated or IPv6
-            };
-            let ns = svc["metadata"]["namespace"].as_str().unwrap_or("default");
-            let name = svc["metadata"]["name"].as_str().unwrap_or("");
-            let affinity = (spec["sessionAffinity"].as_str() == Some("ClientIP")).then(|| {
-                spec["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"]
-                    .as_u64()
-                    .filter(|t| *t > 0)
-                    .unwrap_or(DEFAULT_AFFINITY_TIMEOUT)
-            });
-            let with_node_ports = kind == "NodePort" || kind == "LoadBalancer";
-            let known_node = config.node_name.is_some();
-            let internal_local = known_node && spec["internalTrafficPolicy"].as_str() == Some("Local");
-            let external_local = known_node && spec["externalTrafficPolicy"].as_str() == Some("Local");
-            for port in spec["ports"].as_array().into_iter().flatten() {
-                let (Some(proto), Some(number)) = (protocol(&port["protocol"]), port["port"].as_u64()) else {
-                    continue;
-                };
-                let port_name = port["name"].as_str().unwrap_or("");
-                let node_port = port["nodePort"].as_u64().filter(|_| with_node_ports);
-                let key = (ns.to_string(), name.to_string(), port_name.to_string(), proto);
-                let (ready, terminating) = endpoints.get(&key).unwrap_or(&empty);
-                let usable = if ready.is_empty() { terminating } else { ready };
-                // This node's endpoints, with the same fallback to terminating ones.
-                let local_of = |set: &Endpoints| -> Endpoints {
-                    set.iter().filter(|(ip, _)| local_ips.contains(ip)).copied().collect()
-                };
-                let local_ready = local_of(ready);
-                let local = if local_ready.is_empty() { local_of(terminating) } else { local_ready };
-                r.service_ports += 1;
-                let id = format!(
-                    "{ns}/{name}/{proto}/{}",
-                    if port_name.is_empty() { number.to_string() } else { port_name.to_string() }
-                );
-                let reject = "goto reject-chain";
-                if usable.is_empty() {
-                    r.element("no-endpoint-services", format!("{cluster_ip} . {proto} . {number} : {reject}"));
-                    if let Some(np) = node_port {
-                        r.element("no-endpoint-nodeports", format!("{proto} . {np} : {reject}"));
-                    }
-                    continue;
-                }
-                r.endpoints += usable.len();
-                if proto == "udp" {
-                    let port = u16::try_from(number).unwrap_or(0);
-                    for (ip, _) in usable.iter() {
-                        r.udp_flows.insert(UdpFlow { dst: Some(cluster_ip), port, endpoint: *ip });
-                        if let Some(np) = node_port.and_then(|n| u16::try_from(n).ok()) {
-                            r.udp_flows.insert(UdpFlow { dst: None, port: np, endpoint: *ip });
-                        }
-                    }
-                }
-                let balance = Balance { id: &id, proto, affinity };
-                // Each balancing chain is built once, when something jumps to it.
-                let cluster =
-                    (!internal_local || node_port.is_some()).then(|| balance.cluster_chain(&mut r, usable, config));
-                let local_chain = ((internal_local || (external_local && node_port.is_some())) && !local.is_empty())
-                    .then(|| balance.local_chain(&mut r, &local));
-                match (internal_local, &cluster, &local_chain) {
-                    (false, Some(chain), _) | (true, _, Some(chain)) => {
-                        r.element("service-ips", format!("{cluster_ip} . {proto} . {number} : goto {chain}"))
-                    }
-                    _ => r.element("no-endpoint-services", format!("{cluster_ip} . {proto} . {number} : {reject}")),
-                }
-                let (Some(np), Some(cluster)) = (node_port, cluster) else { continue };
-                let ext_chain = format!("external-{}-{id}", hash_prefix(&id));
-                let rules = if !external_local {
-                    // NodePort traffic comes from anywhere: masquerade so that replies return
-                    // through this node.
-                    vec!["jump mark-for-masquerade".to_string(), format!("goto {cluster}")]
-                } else {
-                    // Pods and this node itself are not "external": they keep the cluster-wide
-                    // behaviour (the node's own traffic needs masquerading to come back).
-                    let mut rules = vec![];
-                    if let Some(cidr) = &config.cluster_cidr {
-                        rules.push(format!("ip saddr {cidr} goto {cluster}"));
-                    }
-                    rules.push("fib saddr type local jump mark-for-masquerade".to_string());
-                    rules.push(format!("fib saddr type local goto {cluster}"));
-                    rules.push(local_chain.map_or("drop".to_string(), |chain| format!("goto {chain}")));
-                    rules
-                };
-                r.chains.insert(ext_chain.clone(), Chain { base: None, rules });
-                r.element("service-nodeports", format!("{proto} . {np} : goto {ext_chain}"));
-            }
+            r.service(config, svc.borrow(), slices);
         }
         Ok(r)
+    }
+
+    /// The map elements and chains of one Service's ports.
+    fn service(&mut self, config: &RulesConfig, svc: &Service, slices: &impl ServiceSlices) {
+        let Some(spec) = &svc.spec else { return };
+        let kind = spec.type_.as_deref().unwrap_or("ClusterIP");
+        if kind == "ExternalName" {
+            return;
+        }
+        let Some(cluster_ip) = spec.cluster_ip.as_deref().and_then(|s| s.parse::<Ipv4Addr>().ok()) else {
+            return; // headless ("None"), unallocated or IPv6
+        };
+        let (ns, name) = (svc.namespace(), svc.name());
+        let affinity = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
+            spec.session_affinity_config
+                .as_ref()
+                .and_then(|c| c.client_ip.as_ref()?.timeout_seconds)
+                .and_then(|t| u64::try_from(t).ok())
+                .filter(|t| *t > 0)
+                .unwrap_or(DEFAULT_AFFINITY_TIMEOUT)
+        });
+        let with_node_ports = kind == "NodePort" || kind == "LoadBalancer";
+        let known_node = config.node_name.is_some();
+        let internal_local = known_node && spec.internal_traffic_policy.as_deref() == Some("Local");
+        let external_local = known_node && spec.external_traffic_policy.as_deref() == Some("Local");
+        let endpoints = ServiceEndpoints::collect(slices, ns, name, config.node_name.as_deref());
+        let empty = (Endpoints::new(), Endpoints::new());
+        for port in spec.ports.iter().flatten() {
+            // 0: the port is unset (the API requires 1-65535).
+            let (Some(proto), Ok(number @ 1..)) = (protocol(port.protocol.as_deref()), u16::try_from(port.port)) else {
+                continue;
+            };
+            let port_name = port.name.as_deref().unwrap_or("");
+            let node_port = port.node_port.and_then(|n| u16::try_from(n).ok()).filter(|_| with_node_ports);
+            let (ready, terminating) = endpoints.by_port.get(&(port_name.to_string(), proto)).unwrap_or(&empty);
+            let usable = if ready.is_empty() { terminating } else { ready };
+            // This node's endpoints, with the same fallback to terminating ones.
+            let local_of = |set: &Endpoints| -> Endpoints {
+                set.iter().filter(|(ip, _)| endpoints.local.contains(ip)).copied().collect()
+            };
+            let local_ready = local_of(ready);
+            let local = if local_ready.is_empty() { local_of(terminating) } else { local_ready };
+            self.service_ports += 1;
+            let id = format!(
+                "{ns}/{name}/{proto}/{}",
+                if port_name.is_empty() { number.to_string() } else { port_name.to_string() }
+            );
+            let reject = "goto reject-chain";
+            if usable.is_empty() {
+                self.element("no-endpoint-services", format!("{cluster_ip} . {proto} . {number} : {reject}"));
+                if let Some(np) = node_port {
+                    self.element("no-endpoint-nodeports", format!("{proto} . {np} : {reject}"));
+                }
+                continue;
+            }
+            self.endpoints += usable.len();
+            if proto == "udp" {
+                for (ip, _) in usable.iter() {
+                    self.udp_flows.insert(UdpFlow { dst: Some(cluster_ip), port: number, endpoint: *ip });
+                    if let Some(np) = node_port {
+                        self.udp_flows.insert(UdpFlow { dst: None, port: np, endpoint: *ip });
+                    }
+                }
+            }
+            let balance = Balance { id: &id, proto, affinity };
+            // Each balancing chain is built once, when something jumps to it.
+            let cluster = (!internal_local || node_port.is_some()).then(|| balance.cluster_chain(self, usable, config));
+            let local_chain = ((internal_local || (external_local && node_port.is_some())) && !local.is_empty())
+                .then(|| balance.local_chain(self, &local));
+            match (internal_local, &cluster, &local_chain) {
+                (false, Some(chain), _) | (true, _, Some(chain)) => {
+                    self.element("service-ips", format!("{cluster_ip} . {proto} . {number} : goto {chain}"))
+                }
+                _ => self.element("no-endpoint-services", format!("{cluster_ip} . {proto} . {number} : {reject}")),
+            }
+            let (Some(np), Some(cluster)) = (node_port, cluster) else { continue };
+            let ext_chain = format!("external-{}-{id}", hash_prefix(&id));
+            let rules = if !external_local {
+                // NodePort traffic comes from anywhere: masquerade so that replies return
+                // through this node.
+                vec!["jump mark-for-masquerade".to_string(), format!("goto {cluster}")]
+            } else {
+                // Pods and this node itself are not "external": they keep the cluster-wide
+                // behaviour (the node's own traffic needs masquerading to come back).
+                let mut rules = vec![];
+                if let Some(cidr) = &config.cluster_cidr {
+                    rules.push(format!("ip saddr {cidr} goto {cluster}"));
+                }
+                rules.push("fib saddr type local jump mark-for-masquerade".to_string());
+                rules.push(format!("fib saddr type local goto {cluster}"));
+                rules.push(local_chain.map_or("drop".to_string(), |chain| format!("goto {chain}")));
+                rules
+            };
+            self.chains.insert(ext_chain.clone(), Chain { base: None, rules });
+            self.element("service-nodeports", format!("{proto} . {np} : goto {ext_chain}"));
+        }
     }
 
     fn element(&mut self, map: &'static str, element: String) {

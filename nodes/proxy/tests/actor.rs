@@ -1,11 +1,16 @@
 //! The KubeProxy actor against a real nats-server: Services and EndpointSlices written to the
 //! store reach nftables through informers; stopping the actor removes its table.
 
+mod common;
+
 use actix::Actor;
-use kubus_bus::{EmbeddedNats, Key, Store, StoreConfig};
+use common::put;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kubus_bus::{EmbeddedNats, Store, StoreConfig};
+use kubus_controller_runtime::informer::Informer;
 use kubus_proxy::{KubeProxy, ProxierConfig, RulesConfig, Shutdown};
-use kubus_runtime::informer::Informer;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -31,21 +36,12 @@ fn table_text(table: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-async fn put(store: &Store, group: &str, resource: &str, obj: &Value) {
-    let (ns, name) = (obj["metadata"]["namespace"].as_str().unwrap(), obj["metadata"]["name"].as_str().unwrap());
-    let key = Key::new(group, resource, Some(ns), name);
-    let bytes = bytes::Bytes::from(serde_json::to_vec(obj).unwrap());
-    match store.get(&key).await.unwrap() {
-        Some(cur) => store.update(&key, bytes, cur.revision).await.unwrap(),
-        None => store.create(&key, bytes).await.unwrap(),
-    };
-}
-
-fn slice(ip: &str) -> Value {
-    json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+fn slice(ip: &str) -> EndpointSlice {
+    serde_json::from_value(json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"namespace": "default", "name": "web", "labels": {"kubernetes.io/service-name": "web"}},
         "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
-        "endpoints": [{"addresses": [ip], "conditions": {"ready": true, "serving": true, "terminating": false}}]})
+        "endpoints": [{"addresses": [ip], "conditions": {"ready": true, "serving": true, "terminating": false}}]}))
+    .unwrap()
 }
 
 async fn wait_for(table: &str, what: &str, present: bool) -> Duration {
@@ -71,13 +67,14 @@ fn informer_changes_reach_nftables() {
         let nats = EmbeddedNats::start(&dir.0, "127.0.0.1:0").await.expect("nats-server starts");
         let client = kubus_bus::connect(nats.url(), "proxy-test").await.unwrap();
         let store = Store::open(client, StoreConfig::default()).await.unwrap();
-        let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"namespace": "default", "name": "web"},
-            "spec": {"clusterIP": "10.96.7.7", "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}]}});
-        put(&store, "", "services", &svc).await;
-        put(&store, "discovery.k8s.io", "endpointslices", &slice("10.244.7.1")).await;
+        let svc: Service = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"namespace": "default", "name": "web"},
+            "spec": {"clusterIP": "10.96.7.7", "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}]}}))
+        .unwrap();
+        put(&store, &svc).await;
+        put(&store, &slice("10.244.7.1")).await;
 
-        let services = Informer::start(store.clone(), "", "services", None);
-        let slices = Informer::start(store.clone(), "discovery.k8s.io", "endpointslices", None);
+        let services = Informer::<Service>::start(store.clone());
+        let slices = Informer::<EndpointSlice>::start(store.clone());
         let config = ProxierConfig {
             rules: RulesConfig { table: table.0.clone(), cluster_cidr: None, localhost_nodeports: false, node_name: None },
             service_cidr: None,
@@ -90,7 +87,7 @@ fn informer_changes_reach_nftables() {
 
         tokio::time::sleep(Duration::from_millis(400)).await;
         let started = Instant::now();
-        put(&store, "discovery.k8s.io", "endpointslices", &slice("10.244.7.2")).await;
+        put(&store, &slice("10.244.7.2")).await;
         wait_for(&table.0, "dnat to 10.244.7.2:8080", true).await;
         let live = started.elapsed();
         wait_for(&table.0, "dnat to 10.244.7.1:8080", false).await;
@@ -106,7 +103,7 @@ fn informer_changes_reach_nftables() {
         };
         let before = syncs(&prometheus::gather());
         for i in 0..20 {
-            put(&store, "discovery.k8s.io", "endpointslices", &slice(&format!("10.244.8.{i}"))).await;
+            put(&store, &slice(&format!("10.244.8.{i}"))).await;
         }
         wait_for(&table.0, "dnat to 10.244.8.19:8080", true).await;
         tokio::time::sleep(Duration::from_millis(400)).await;

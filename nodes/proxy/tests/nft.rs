@@ -1,6 +1,8 @@
 //! Real nftables, netns and busybox httpd "pods" (needs root, nft, ip, busybox).
 
-use kubus_proxy::{Proxier, ProxierConfig, ProxyRules, RulesConfig};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kubus_proxy::{Proxier, ProxierConfig, ProxyRules, RulesConfig, SliceList};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -90,22 +92,24 @@ fn tally(netns: Option<&str>, url: &str, n: usize) -> HashMap<String, usize> {
     seen
 }
 
-fn service(name: &str, ip: &str, extra: Value) -> Value {
+/// A Service with one http port 8080 -> 80; `extra` fields are merged into its spec.
+fn service(name: &str, ip: &str, extra: Value) -> Service {
     let mut spec =
         json!({"clusterIP": ip, "ports": [{"name": "http", "port": 8080, "targetPort": 80, "protocol": "TCP"}]});
-    for (k, v) in extra.as_object().unwrap() {
-        spec[k] = v.clone();
-    }
-    json!({"metadata": {"namespace": "default", "name": name}, "spec": spec})
+    spec.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    serde_json::from_value(json!({"metadata": {"namespace": "default", "name": name}, "spec": spec})).unwrap()
 }
 
-fn slice(svc: &str, ips: &[&str]) -> Value {
+fn slice(svc: &str, ips: &[&str]) -> EndpointSlice {
     let endpoints: Vec<Value> = ips
         .iter()
         .map(|ip| json!({"addresses": [ip], "conditions": {"ready": true, "serving": true, "terminating": false}}))
         .collect();
-    json!({"metadata": {"namespace": "default", "name": svc, "labels": {"kubernetes.io/service-name": svc}},
-        "addressType": "IPv4", "ports": [{"name": "http", "port": 80, "protocol": "TCP"}], "endpoints": endpoints})
+    serde_json::from_value(
+        json!({"metadata": {"namespace": "default", "name": svc, "labels": {"kubernetes.io/service-name": svc}},
+        "addressType": "IPv4", "ports": [{"name": "http", "port": 80, "protocol": "TCP"}], "endpoints": endpoints}),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -117,6 +121,9 @@ fn services_through_real_nftables() {
     let bridge = format!("kpbr{tok}");
     let table = format!("kp-test-{tok}");
     let mut guards = Vec::new();
+    // Pod -> ClusterIP is routed back out of the bridge after DNAT, as on a node (the pod
+    // network enables forwarding there; a fresh host has it off).
+    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").expect("enable forwarding");
     sh(&["ip", "link", "add", &bridge, "type", "bridge"]);
     guards.push(Cleanup(vec!["link".into(), "del".into(), bridge.clone()]));
     sh(&["ip", "addr", "add", &format!("{gw}/24"), "dev", &bridge]);
@@ -167,7 +174,7 @@ fn services_through_real_nftables() {
     ];
     let both = [ip_a.as_str(), ip_b.as_str()];
     let slices = vec![slice("web", &both), slice("sticky", &both)];
-    let stats = proxier.sync(&services, &slices).expect("first sync");
+    let stats = proxier.sync(&services, &SliceList::new(&slices)).expect("first sync");
     assert_eq!((stats.service_ports, stats.endpoints), (3, 4));
     assert!(sh(&["nft", "list", "tables"]).contains(&table));
 
@@ -198,7 +205,7 @@ fn services_through_real_nftables() {
 
     // Endpoint update: only b is left for web, and a service without endpoints gets one.
     let slices = vec![slice("web", &[ip_b.as_str()]), slice("sticky", &both), slice("empty", &[ip_a.as_str()])];
-    let stats = proxier.sync(&services, &slices).expect("update");
+    let stats = proxier.sync(&services, &SliceList::new(&slices)).expect("update");
     println!("update applied in {:?}", stats.apply);
     let moved = tally(Some(&ns_c), &url, 20);
     assert_eq!(moved.get("backend-b"), Some(&20), "{moved:?}");
@@ -210,18 +217,22 @@ fn services_through_real_nftables() {
     // A UDP flow to an endpoint that leaves loses its conntrack entry (else a client reusing
     // its source port, as resolvers do, keeps reaching the old endpoint).
     let vip_dns = format!("198.18.{x}.40");
-    let dns_svc = json!({"metadata": {"namespace": "default", "name": "dns"},
-        "spec": {"clusterIP": vip_dns, "ports": [{"name": "dns", "port": 53, "targetPort": 5353, "protocol": "UDP"}]}});
-    let dns_slice = |ip: &str| {
-        json!({"metadata": {"namespace": "default", "name": "dns", "labels": {"kubernetes.io/service-name": "dns"}},
+    let dns_svc: Service = serde_json::from_value(json!({"metadata": {"namespace": "default", "name": "dns"},
+        "spec": {"clusterIP": vip_dns, "ports": [{"name": "dns", "port": 53, "targetPort": 5353, "protocol": "UDP"}]}}))
+    .unwrap();
+    let dns_slice = |ip: &str| -> EndpointSlice {
+        serde_json::from_value(
+            json!({"metadata": {"namespace": "default", "name": "dns", "labels": {"kubernetes.io/service-name": "dns"}},
             "addressType": "IPv4", "ports": [{"name": "dns", "port": 5353, "protocol": "UDP"}],
-            "endpoints": [{"addresses": [ip], "conditions": {"ready": true}}]})
+            "endpoints": [{"addresses": [ip], "conditions": {"ready": true}}]}),
+        )
+        .unwrap()
     };
     let mut with_dns = services.clone();
     with_dns.push(dns_svc);
     let mut dns_slices = slices.clone();
     dns_slices.push(dns_slice(&ip_a));
-    proxier.sync(&with_dns, &dns_slices).expect("udp service");
+    proxier.sync(&with_dns, &SliceList::new(&dns_slices)).expect("udp service");
     // From the host (OUTPUT DNAT): the flow is tracked in this namespace.
     let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
     socket.send_to(b"query", format!("{vip_dns}:53")).expect("udp sent");
@@ -235,12 +246,12 @@ fn services_through_real_nftables() {
     assert_eq!(flows_to_a(), 1, "the flow to backend a is tracked");
     dns_slices.pop();
     dns_slices.push(dns_slice(&ip_b));
-    proxier.sync(&with_dns, &dns_slices).expect("udp endpoint change");
+    proxier.sync(&with_dns, &SliceList::new(&dns_slices)).expect("udp endpoint change");
     assert_eq!(flows_to_a(), 0, "the stale flow to backend a is gone");
 
     // Deleting a service removes its rules.
     services.remove(0);
-    proxier.sync(&services, &slices).expect("delete");
+    proxier.sync(&services, &SliceList::new(&slices)).expect("delete");
     assert!(get(Some(&ns_c), &url).is_err());
 
     proxier.cleanup().expect("cleanup");
@@ -262,13 +273,13 @@ fn thousand_services_apply_time() {
         route_dev: "lo".into(),
         min_sync_period: Duration::from_secs(1),
     };
-    let services: Vec<Value> = (0..1000)
+    let services: Vec<Service> = (0..1000)
         .map(|i| service(&format!("svc-{i}"), &format!("10.96.{}.{}", i / 250, i % 250 + 1), json!({})))
         .collect();
     let endpoints = |i: usize, gen: usize| -> Vec<String> {
         (0..10).map(|j| (i * 10 + j, j)).map(|(k, _)| format!("10.{}.{}.{}", 100 + gen, k / 250, k % 250 + 1)).collect()
     };
-    let mk_slices = |gen_of: &dyn Fn(usize) -> usize| -> Vec<Value> {
+    let mk_slices = |gen_of: &dyn Fn(usize) -> usize| -> Vec<EndpointSlice> {
         (0..1000)
             .map(|i| {
                 let ips = endpoints(i, gen_of(i));
@@ -282,14 +293,14 @@ fn thousand_services_apply_time() {
     sh(&["nft", "add", "table", "ip", &table]);
     sh(&["nft", "add", "chain", "ip", &table, "leftover-from-a-crash"]);
     let started = Instant::now();
-    let rules = ProxyRules::compute(&config.rules, &services, &slices).unwrap();
+    let rules = ProxyRules::compute(&config.rules, &services, &SliceList::new(&slices)).unwrap();
     let compute = started.elapsed();
     assert_eq!((rules.service_ports(), rules.endpoints()), (1000, 10_000));
     let full = proxier.apply(rules).expect("full apply");
     // One service's endpoints change: the time until the new rule is live is the time nft
     // takes to commit the transaction.
     let changed = mk_slices(&|i| usize::from(i == 500));
-    let rules = ProxyRules::compute(&config.rules, &services, &changed).unwrap();
+    let rules = ProxyRules::compute(&config.rules, &services, &SliceList::new(&changed)).unwrap();
     let incremental = proxier.apply(rules).expect("incremental apply");
     let listed = sh(&["nft", "list", "table", "ip", &table]);
     assert!(!listed.contains("leftover-from-a-crash"));

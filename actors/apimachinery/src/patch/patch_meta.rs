@@ -48,6 +48,7 @@ pub struct FieldMeta {
 }
 
 /// One field of one type, with the tag strings exactly as upstream spells them.
+#[derive(Clone, Copy)]
 struct Row {
     ty: &'static str,
     field: &'static str,
@@ -172,117 +173,133 @@ const ROOTS: &[(&str, &str, &str)] = &[
     ("events.k8s.io", "Event", EVENTS_EVENT),
 ];
 
-const TABLE: &[Row] = &[
+/// The rows of a kind with a spec and a status of its own.
+const fn object(ty: &'static str, spec: &'static str, status: &'static str) -> [Row; 3] {
+    [child(ty, "metadata", META), child(ty, "spec", spec), child(ty, "status", status)]
+}
+
+/// The rows of a workload kind: an object whose spec holds a pod template and whose status
+/// holds conditions merged by type.
+const fn workload(ty: &'static str, spec: &'static str, status: &'static str) -> [Row; 5] {
+    let [metadata, spec_row, status_row] = object(ty, spec, status);
+    [metadata, spec_row, status_row, child(spec, "template", POD_TEMPLATE_SPEC), keyed(status, "conditions", "type")]
+}
+
+const PARTS: &[&[Row]] = &[
     // metav1.ObjectMeta. managedFields carries no tag upstream, so it is replaced whole.
-    keyed(META, "ownerReferences", "uid"),
-    set(META, "finalizers"),
-    atomic_list(META, "managedFields", None),
+    &[keyed(META, "ownerReferences", "uid"), set(META, "finalizers"), atomic_list(META, "managedFields", None)],
     // core/v1 Pod and the pod template embedded by the workload kinds.
-    child(POD, "metadata", META),
-    child(POD, "spec", POD_SPEC),
-    child(POD, "status", POD_STATUS),
-    child(POD_TEMPLATE, "metadata", META),
-    child(POD_TEMPLATE, "template", POD_TEMPLATE_SPEC),
-    child(POD_TEMPLATE_SPEC, "metadata", META),
-    child(POD_TEMPLATE_SPEC, "spec", POD_SPEC),
-    keyed_retain(POD_SPEC, "volumes", "name", Some(VOLUME)),
-    keyed_of(POD_SPEC, "initContainers", "name", CONTAINER),
-    keyed_of(POD_SPEC, "containers", "name", CONTAINER),
-    keyed_of(POD_SPEC, "ephemeralContainers", "name", EPHEMERAL_CONTAINER),
-    keyed(POD_SPEC, "imagePullSecrets", "name"),
-    keyed(POD_SPEC, "hostAliases", "ip"),
-    keyed(POD_SPEC, "topologySpreadConstraints", "topologyKey"),
-    keyed(POD_SPEC, "schedulingGates", "name"),
-    keyed_retain(POD_SPEC, "resourceClaims", "name", None),
-    child(VOLUME, "ephemeral", EPHEMERAL_VOLUME_SOURCE),
-    child(EPHEMERAL_VOLUME_SOURCE, "volumeClaimTemplate", PVC_TEMPLATE),
-    child(PVC_TEMPLATE, "metadata", META),
-    keyed(CONTAINER, "ports", "containerPort"),
-    keyed(CONTAINER, "env", "name"),
-    keyed(CONTAINER, "volumeMounts", "mountPath"),
-    keyed(CONTAINER, "volumeDevices", "devicePath"),
-    keyed(EPHEMERAL_CONTAINER, "ports", "containerPort"),
-    keyed(EPHEMERAL_CONTAINER, "env", "name"),
-    keyed(EPHEMERAL_CONTAINER, "volumeMounts", "mountPath"),
-    keyed(EPHEMERAL_CONTAINER, "volumeDevices", "devicePath"),
-    keyed(POD_STATUS, "conditions", "type"),
-    keyed(POD_STATUS, "hostIPs", "ip"),
-    keyed(POD_STATUS, "podIPs", "ip"),
-    atomic_list(POD_STATUS, "initContainerStatuses", Some(CONTAINER_STATUS)),
-    atomic_list(POD_STATUS, "containerStatuses", Some(CONTAINER_STATUS)),
-    atomic_list(POD_STATUS, "ephemeralContainerStatuses", Some(CONTAINER_STATUS)),
-    keyed_retain(POD_STATUS, "resourceClaimStatuses", "name", None),
-    keyed(CONTAINER_STATUS, "volumeMounts", "mountPath"),
-    keyed(CONTAINER_STATUS, "allocatedResourcesStatus", "name"),
+    &object(POD, POD_SPEC, POD_STATUS),
+    &[
+        child(POD_TEMPLATE, "metadata", META),
+        child(POD_TEMPLATE, "template", POD_TEMPLATE_SPEC),
+        child(POD_TEMPLATE_SPEC, "metadata", META),
+        child(POD_TEMPLATE_SPEC, "spec", POD_SPEC),
+        keyed_retain(POD_SPEC, "volumes", "name", Some(VOLUME)),
+        keyed_of(POD_SPEC, "initContainers", "name", CONTAINER),
+        keyed_of(POD_SPEC, "containers", "name", CONTAINER),
+        keyed_of(POD_SPEC, "ephemeralContainers", "name", EPHEMERAL_CONTAINER),
+        keyed(POD_SPEC, "imagePullSecrets", "name"),
+        keyed(POD_SPEC, "hostAliases", "ip"),
+        keyed(POD_SPEC, "topologySpreadConstraints", "topologyKey"),
+        keyed(POD_SPEC, "schedulingGates", "name"),
+        keyed_retain(POD_SPEC, "resourceClaims", "name", None),
+        child(VOLUME, "ephemeral", EPHEMERAL_VOLUME_SOURCE),
+        child(EPHEMERAL_VOLUME_SOURCE, "volumeClaimTemplate", PVC_TEMPLATE),
+        child(PVC_TEMPLATE, "metadata", META),
+        keyed(CONTAINER, "ports", "containerPort"),
+        keyed(CONTAINER, "env", "name"),
+        keyed(CONTAINER, "volumeMounts", "mountPath"),
+        keyed(CONTAINER, "volumeDevices", "devicePath"),
+        keyed(EPHEMERAL_CONTAINER, "ports", "containerPort"),
+        keyed(EPHEMERAL_CONTAINER, "env", "name"),
+        keyed(EPHEMERAL_CONTAINER, "volumeMounts", "mountPath"),
+        keyed(EPHEMERAL_CONTAINER, "volumeDevices", "devicePath"),
+        keyed(POD_STATUS, "conditions", "type"),
+        keyed(POD_STATUS, "hostIPs", "ip"),
+        keyed(POD_STATUS, "podIPs", "ip"),
+        atomic_list(POD_STATUS, "initContainerStatuses", Some(CONTAINER_STATUS)),
+        atomic_list(POD_STATUS, "containerStatuses", Some(CONTAINER_STATUS)),
+        atomic_list(POD_STATUS, "ephemeralContainerStatuses", Some(CONTAINER_STATUS)),
+        keyed_retain(POD_STATUS, "resourceClaimStatuses", "name", None),
+        keyed(CONTAINER_STATUS, "volumeMounts", "mountPath"),
+        keyed(CONTAINER_STATUS, "allocatedResourcesStatus", "name"),
+    ],
     // core/v1 Service, Endpoints, ConfigMap, Secret, ServiceAccount, Namespace, Node, Event.
-    child(SERVICE, "metadata", META),
-    child(SERVICE, "spec", SERVICE_SPEC),
-    child(SERVICE, "status", SERVICE_STATUS),
-    keyed(SERVICE_SPEC, "ports", "port"),
-    keyed(SERVICE_STATUS, "conditions", "type"),
-    child(ENDPOINTS, "metadata", META),
-    child(CONFIG_MAP, "metadata", META),
-    child(SECRET, "metadata", META),
-    child(SERVICE_ACCOUNT, "metadata", META),
-    keyed(SERVICE_ACCOUNT, "secrets", "name"),
-    child(NAMESPACE, "metadata", META),
-    child(NAMESPACE, "status", NAMESPACE_STATUS),
-    keyed(NAMESPACE_STATUS, "conditions", "type"),
-    child(NODE, "metadata", META),
-    child(NODE, "spec", NODE_SPEC),
-    child(NODE, "status", NODE_STATUS),
-    set(NODE_SPEC, "podCIDRs"),
-    keyed(NODE_STATUS, "conditions", "type"),
-    keyed(NODE_STATUS, "addresses", "type"),
-    child(CORE_EVENT, "metadata", META),
+    &object(SERVICE, SERVICE_SPEC, SERVICE_STATUS),
+    &[
+        keyed(SERVICE_SPEC, "ports", "port"),
+        keyed(SERVICE_STATUS, "conditions", "type"),
+        child(ENDPOINTS, "metadata", META),
+        child(CONFIG_MAP, "metadata", META),
+        child(SECRET, "metadata", META),
+        child(SERVICE_ACCOUNT, "metadata", META),
+        keyed(SERVICE_ACCOUNT, "secrets", "name"),
+        child(NAMESPACE, "metadata", META),
+        child(NAMESPACE, "status", NAMESPACE_STATUS),
+        keyed(NAMESPACE_STATUS, "conditions", "type"),
+    ],
+    &object(NODE, NODE_SPEC, NODE_STATUS),
+    &[
+        set(NODE_SPEC, "podCIDRs"),
+        keyed(NODE_STATUS, "conditions", "type"),
+        keyed(NODE_STATUS, "addresses", "type"),
+        child(CORE_EVENT, "metadata", META),
+    ],
     // core/v1 ReplicationController and persistent volumes.
-    child(RC, "metadata", META),
-    child(RC, "spec", RC_SPEC),
-    child(RC, "status", RC_STATUS),
-    child(RC_SPEC, "template", POD_TEMPLATE_SPEC),
-    keyed(RC_STATUS, "conditions", "type"),
-    child(PVC, "metadata", META),
-    child(PVC, "status", PVC_STATUS),
-    keyed(PVC_STATUS, "conditions", "type"),
-    child(PV, "metadata", META),
+    &workload(RC, RC_SPEC, RC_STATUS),
+    &[
+        child(PVC, "metadata", META),
+        child(PVC, "status", PVC_STATUS),
+        keyed(PVC_STATUS, "conditions", "type"),
+        child(PV, "metadata", META),
+    ],
     // apps/v1.
-    child(DEPLOYMENT, "metadata", META),
-    child(DEPLOYMENT, "spec", DEPLOYMENT_SPEC),
-    child(DEPLOYMENT, "status", DEPLOYMENT_STATUS),
-    child(DEPLOYMENT_SPEC, "template", POD_TEMPLATE_SPEC),
-    retain_struct(DEPLOYMENT_SPEC, "strategy"),
-    keyed(DEPLOYMENT_STATUS, "conditions", "type"),
-    child(REPLICA_SET, "metadata", META),
-    child(REPLICA_SET, "spec", REPLICA_SET_SPEC),
-    child(REPLICA_SET, "status", REPLICA_SET_STATUS),
-    child(REPLICA_SET_SPEC, "template", POD_TEMPLATE_SPEC),
-    keyed(REPLICA_SET_STATUS, "conditions", "type"),
-    child(STATEFUL_SET, "metadata", META),
-    child(STATEFUL_SET, "spec", STATEFUL_SET_SPEC),
-    child(STATEFUL_SET, "status", STATEFUL_SET_STATUS),
-    child(STATEFUL_SET_SPEC, "template", POD_TEMPLATE_SPEC),
-    atomic_list(STATEFUL_SET_SPEC, "volumeClaimTemplates", Some(PVC)),
-    keyed(STATEFUL_SET_STATUS, "conditions", "type"),
-    child(DAEMON_SET, "metadata", META),
-    child(DAEMON_SET, "spec", DAEMON_SET_SPEC),
-    child(DAEMON_SET, "status", DAEMON_SET_STATUS),
-    child(DAEMON_SET_SPEC, "template", POD_TEMPLATE_SPEC),
-    keyed(DAEMON_SET_STATUS, "conditions", "type"),
+    &workload(DEPLOYMENT, DEPLOYMENT_SPEC, DEPLOYMENT_STATUS),
+    &[retain_struct(DEPLOYMENT_SPEC, "strategy")],
+    &workload(REPLICA_SET, REPLICA_SET_SPEC, REPLICA_SET_STATUS),
+    &workload(STATEFUL_SET, STATEFUL_SET_SPEC, STATEFUL_SET_STATUS),
+    &[atomic_list(STATEFUL_SET_SPEC, "volumeClaimTemplates", Some(PVC))],
+    &workload(DAEMON_SET, DAEMON_SET_SPEC, DAEMON_SET_STATUS),
     // batch/v1.
-    child(JOB, "metadata", META),
-    child(JOB, "spec", JOB_SPEC),
-    child(JOB, "status", JOB_STATUS),
-    child(JOB_SPEC, "template", POD_TEMPLATE_SPEC),
-    keyed(JOB_STATUS, "conditions", "type"),
-    child(CRON_JOB, "metadata", META),
-    child(CRON_JOB, "spec", CRON_JOB_SPEC),
-    child(CRON_JOB_SPEC, "jobTemplate", JOB_TEMPLATE_SPEC),
-    child(JOB_TEMPLATE_SPEC, "metadata", META),
-    child(JOB_TEMPLATE_SPEC, "spec", JOB_SPEC),
+    &workload(JOB, JOB_SPEC, JOB_STATUS),
+    &[
+        child(CRON_JOB, "metadata", META),
+        child(CRON_JOB, "spec", CRON_JOB_SPEC),
+        child(CRON_JOB_SPEC, "jobTemplate", JOB_TEMPLATE_SPEC),
+        child(JOB_TEMPLATE_SPEC, "metadata", META),
+        child(JOB_TEMPLATE_SPEC, "spec", JOB_SPEC),
+    ],
     // coordination.k8s.io/v1 and events.k8s.io/v1 declare no tags beyond ObjectMeta's.
-    child(LEASE, "metadata", META),
-    child(EVENTS_EVENT, "metadata", META),
+    &[child(LEASE, "metadata", META), child(EVENTS_EVENT, "metadata", META)],
 ];
+
+const TABLE: &[Row] = &flatten::<{ row_count(PARTS) }>(PARTS);
+
+const fn row_count(parts: &[&[Row]]) -> usize {
+    let (mut n, mut i) = (0, 0);
+    while i < parts.len() {
+        n += parts[i].len();
+        i += 1;
+    }
+    n
+}
+
+/// The parts of the table as one array, built at compile time.
+const fn flatten<const N: usize>(parts: &[&[Row]]) -> [Row; N] {
+    let mut rows = [child("", "", ""); N];
+    let (mut n, mut i) = (0, 0);
+    while i < parts.len() {
+        let mut j = 0;
+        while j < parts[i].len() {
+            rows[n] = parts[i][j];
+            n += 1;
+            j += 1;
+        }
+        i += 1;
+    }
+    rows
+}
 
 /// The table's type name for the root of objects of `kind` in API `group` ("" for core).
 pub fn root_type(group: &str, kind: &str) -> Option<&'static str> {
@@ -362,6 +379,20 @@ mod tests {
         for (i, r) in TABLE.iter().enumerate() {
             assert!(!TABLE[..i].iter().any(|o| o.ty == r.ty && o.field == r.field), "{}.{} twice", r.ty, r.field);
         }
+    }
+
+    #[test]
+    fn workloads_lead_to_their_pod_template_and_merge_conditions_by_type() {
+        for kind in ["ReplicationController", "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job"] {
+            let ty = ROOTS.iter().find(|(_, k, _)| *k == kind).map(|(_, _, ty)| *ty).unwrap();
+            assert_eq!(field(ty, "metadata").and_then(|f| f.child_type), Some(META), "{kind}");
+            let spec = field(ty, "spec").and_then(|f| f.child_type).unwrap();
+            assert_eq!(field(spec, "template").and_then(|f| f.child_type), Some(POD_TEMPLATE_SPEC), "{kind}");
+            let status = field(ty, "status").and_then(|f| f.child_type).unwrap();
+            let conditions = field(status, "conditions").unwrap();
+            assert_eq!((conditions.merge_key, conditions.strategy), (Some("type"), Strategy::Merge), "{kind}");
+        }
+        assert_eq!(TABLE.len(), PARTS.iter().map(|p| p.len()).sum::<usize>());
     }
 
     #[test]

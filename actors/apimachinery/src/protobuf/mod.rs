@@ -16,6 +16,8 @@ mod schema;
 mod table_apps;
 mod table_batch;
 mod table_core;
+mod table_core_pod;
+mod table_core_volume;
 mod table_meta;
 mod table_misc;
 mod time;

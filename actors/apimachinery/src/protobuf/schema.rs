@@ -19,11 +19,45 @@
 //!   as Go's `encoding/json` would.
 //! * `inline` – an embedded Go struct (`json:",inline"`): protobuf nests it as a
 //!   message, JSON flattens its fields into the parent. Its json name is `-`.
+//!
+//! Runs of lines that several messages share are written once, as macros the
+//! tables splice in with `concat!` (`object_message!`, `probe_condition_fields!`).
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use super::{table_apps, table_batch, table_core, table_meta, table_misc};
+use super::{table_apps, table_batch, table_core, table_core_pod, table_core_volume, table_meta, table_misc};
+
+/// The message of a top-level object with a spec and a status of its own types:
+/// `<Name>` with `1 metadata`, `2 spec <Name>Spec` and `3 status <Name>Status`.
+macro_rules! object_message {
+    ($name:literal) => {
+        concat!(
+            "message ",
+            $name,
+            "\n  1 metadata meta.ObjectMeta\n  2 spec ",
+            $name,
+            "Spec\n  3 status ",
+            $name,
+            "Status\n"
+        )
+    };
+}
+
+/// The fields of the conditions that record when they were last probed (pods, jobs).
+macro_rules! probe_condition_fields {
+    () => {
+        r#"  1 type string !
+  2 status string !
+  3 lastProbeTime time
+  4 lastTransitionTime time
+  5 reason string
+  6 message string
+"#
+    };
+}
+
+pub(super) use {object_message, probe_condition_fields};
 
 /// Element type of a field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,8 +168,16 @@ pub(crate) fn top_level_message(api_version: &str, kind: &str) -> Option<String>
 pub(crate) fn schema() -> &'static Schema {
     static SCHEMA: OnceLock<Schema> = OnceLock::new();
     SCHEMA.get_or_init(|| {
-        parse(&[table_meta::TEXT, table_core::TEXT, table_apps::TEXT, table_batch::TEXT, table_misc::TEXT])
-            .unwrap_or_else(|e| panic!("built-in protobuf schema is invalid: {e}"))
+        parse(&[
+            table_meta::TEXT,
+            table_core::TEXT,
+            table_core_pod::TEXT,
+            table_core_volume::TEXT,
+            table_apps::TEXT,
+            table_batch::TEXT,
+            table_misc::TEXT,
+        ])
+        .unwrap_or_else(|e| panic!("built-in protobuf schema is invalid: {e}"))
     })
 }
 

@@ -1,13 +1,12 @@
 //! Protobuf field table for io.k8s.api.apps.v1.
 //! Syntax: see `schema.rs`.
 
-pub(super) const TEXT: &str = r#"
-package apps io.k8s.api.apps.v1
-message Deployment
-  1 metadata meta.ObjectMeta
-  2 spec DeploymentSpec
-  3 status DeploymentStatus
-message DeploymentCondition
+use super::schema::object_message;
+
+pub(super) const TEXT: &str = concat!(
+    "\npackage apps io.k8s.api.apps.v1\n",
+    object_message!("Deployment"),
+    r#"message DeploymentCondition
   1 type string !
   2 status string !
   4 reason string
@@ -36,11 +35,9 @@ message DeploymentStatus
 message DeploymentStrategy
   1 type string
   2 rollingUpdate RollingUpdateDeployment *
-message ReplicaSet
-  1 metadata meta.ObjectMeta
-  2 spec ReplicaSetSpec
-  3 status ReplicaSetStatus
-message ReplicaSetCondition
+"#,
+    object_message!("ReplicaSet"),
+    r#"message ReplicaSetCondition
   1 type string !
   2 status string !
   3 lastTransitionTime time
@@ -62,4 +59,5 @@ message ReplicaSetStatus
 message RollingUpdateDeployment
   1 maxUnavailable intstr *
   2 maxSurge intstr *
-"#;
+"#,
+);

@@ -1,20 +1,15 @@
 //! Protobuf field table for io.k8s.api.batch.v1.
 //! Syntax: see `schema.rs`.
 
-pub(super) const TEXT: &str = r#"
-package batch io.k8s.api.batch.v1
-message Job
-  1 metadata meta.ObjectMeta
-  2 spec JobSpec
-  3 status JobStatus
-message JobCondition
-  1 type string !
-  2 status string !
-  3 lastProbeTime time
-  4 lastTransitionTime time
-  5 reason string
-  6 message string
-message JobSchedulingConfiguration
+use super::schema::{object_message, probe_condition_fields};
+
+pub(super) const TEXT: &str = concat!(
+    "\npackage batch io.k8s.api.batch.v1\n",
+    object_message!("Job"),
+    r#"message JobCondition
+"#,
+    probe_condition_fields!(),
+    r#"message JobSchedulingConfiguration
 message JobSpec
   1 parallelism int32 *
   2 completions int32 *
@@ -66,4 +61,5 @@ message SuccessPolicyRule
 message UncountedTerminatedPods
   1 succeeded []string
   2 failed []string
-"#;
+"#,
+);

@@ -506,22 +506,15 @@ mod tests {
         assert_eq!(e.code, 400);
         assert_eq!(e.reason, "BadRequest");
         assert_eq!(e.message, "field label not supported: foo");
-        assert_eq!(
-            sel("spec.replicas=1").validate_for("apps", "deployments").unwrap_err().message,
-            "\"spec.replicas\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
-        );
-        assert_eq!(
-            sel("status.replicas=1").validate_for("apps", "replicasets").unwrap_err().message,
-            "\"status.replicas\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
-        );
-        assert_eq!(
-            sel("status.active=1").validate_for("batch", "jobs").unwrap_err().message,
-            "field label \"status.active\" not supported for Job"
-        );
-        assert_eq!(
-            sel("metadata.namespace=x").validate_for("", "nodes").unwrap_err().message,
-            "field label not supported: metadata.namespace"
-        );
+        let only_metadata = "is not a known field selector: only \"metadata.name\", \"metadata.namespace\"";
+        for (selector, group, resource, message) in [
+            ("spec.replicas=1", "apps", "deployments", format!("\"spec.replicas\" {only_metadata}")),
+            ("status.replicas=1", "apps", "replicasets", format!("\"status.replicas\" {only_metadata}")),
+            ("status.active=1", "batch", "jobs", "field label \"status.active\" not supported for Job".to_string()),
+            ("metadata.namespace=x", "", "nodes", "field label not supported: metadata.namespace".to_string()),
+        ] {
+            assert_eq!(sel(selector).validate_for(group, resource).unwrap_err().message, message, "{selector}");
+        }
         assert!(sel("metadata.name=a,metadata.namespace=b").validate_for("", "configmaps").is_ok());
         assert!(sel("type=kubernetes.io/tls").validate_for("", "secrets").is_ok());
         assert!(sel("status.phase=Active").validate_for("", "namespaces").is_ok());

@@ -22,13 +22,14 @@ use std::time::SystemTime;
 
 use serde_json::{json, Value};
 
-pub use clock::{format_rfc3339, format_rfc3339_micro, human_duration, parse_rfc3339};
+use clock::format_rfc3339;
+pub use clock::human_duration;
 
 /// `metav1.TableColumnDefinition` objects for `resource` (plural, lower
 /// case) in API `group` (`""` for the core group).
 pub fn column_definitions(group: &str, resource: &str) -> Vec<Value> {
     printer(group, resource)
-        .columns()
+        .columns
         .iter()
         .map(|c| {
             json!({
@@ -45,28 +46,13 @@ pub fn column_definitions(group: &str, resource: &str) -> Vec<Value> {
 /// The cells of one table row for `obj`, in the order of
 /// [`column_definitions`]; ages are measured against `now`.
 pub fn cells(group: &str, resource: &str, obj: &Value, now: SystemTime) -> Vec<Value> {
-    match printer(group, resource) {
-        Printer::Pod => pod::cells(obj, now),
-        Printer::Service => corev1::service(obj, now),
-        Printer::Endpoints => corev1::endpoints(obj, now),
-        Printer::Namespace => corev1::namespace(obj, now),
-        Printer::Node => corev1::node(obj, now),
-        Printer::ConfigMap => corev1::config_map(obj, now),
-        Printer::Secret => corev1::secret(obj, now),
-        Printer::ServiceAccount => corev1::service_account(obj, now),
-        Printer::CoreEvent => event::cells(obj, event::Api::Core, now),
-        Printer::Event => event::cells(obj, event::Api::Events, now),
-        Printer::Lease => corev1::lease(obj, now),
-        Printer::Deployment => apps::deployment(obj, now),
-        Printer::ReplicaSet => apps::replica_set(obj, now),
-        Printer::Default => vec![json!(text(obj, &["metadata", "name"])), json!(created_at(obj))],
-    }
+    (printer(group, resource).cells)(obj, now)
 }
 
 /// `metav1.TableRowCondition`s for the row: upstream marks pods that have
 /// finished (Succeeded or Failed) as `Completed`; other rows have none.
 pub fn row_conditions(group: &str, resource: &str, obj: &Value) -> Vec<Value> {
-    if printer(group, resource) != Printer::Pod {
+    if (group, resource) != ("", "pods") {
         return Vec::new();
     }
     let (reason, message) = match text(obj, &["status", "phase"]) {
@@ -82,41 +68,48 @@ pub fn row_conditions(group: &str, resource: &str, obj: &Value) -> Vec<Value> {
     })]
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Printer {
-    Pod,
-    Service,
-    Endpoints,
-    Namespace,
-    Node,
-    ConfigMap,
-    Secret,
-    ServiceAccount,
-    CoreEvent,
-    Event,
-    Lease,
-    Deployment,
-    ReplicaSet,
-    Default,
+/// How rows of one resource print: its columns and the cells of a row.
+struct Printer {
+    group: &'static str,
+    resource: &'static str,
+    columns: &'static [Column],
+    cells: fn(&Value, SystemTime) -> Vec<Value>,
 }
 
-fn printer(group: &str, resource: &str) -> Printer {
-    match (group, resource) {
-        ("", "pods") => Printer::Pod,
-        ("", "services") => Printer::Service,
-        ("", "endpoints") => Printer::Endpoints,
-        ("", "namespaces") => Printer::Namespace,
-        ("", "nodes") => Printer::Node,
-        ("", "configmaps") => Printer::ConfigMap,
-        ("", "secrets") => Printer::Secret,
-        ("", "serviceaccounts") => Printer::ServiceAccount,
-        ("", "events") => Printer::CoreEvent,
-        ("events.k8s.io", "events") => Printer::Event,
-        ("coordination.k8s.io", "leases") => Printer::Lease,
-        ("apps", "deployments") => Printer::Deployment,
-        ("apps", "replicasets") => Printer::ReplicaSet,
-        _ => Printer::Default,
+impl Printer {
+    const fn new(
+        group: &'static str,
+        resource: &'static str,
+        columns: &'static [Column],
+        cells: fn(&Value, SystemTime) -> Vec<Value>,
+    ) -> Self {
+        Printer { group, resource, columns, cells }
     }
+}
+
+static PRINTERS: &[Printer] = &[
+    Printer::new("", "pods", POD_COLUMNS, pod::cells),
+    Printer::new("", "services", SERVICE_COLUMNS, corev1::service),
+    Printer::new("", "endpoints", ENDPOINTS_COLUMNS, corev1::endpoints),
+    Printer::new("", "namespaces", NAMESPACE_COLUMNS, corev1::namespace),
+    Printer::new("", "nodes", NODE_COLUMNS, corev1::node),
+    Printer::new("", "configmaps", CONFIG_MAP_COLUMNS, corev1::config_map),
+    Printer::new("", "secrets", SECRET_COLUMNS, corev1::secret),
+    Printer::new("", "serviceaccounts", SERVICE_ACCOUNT_COLUMNS, corev1::service_account),
+    Printer::new("", "events", EVENT_COLUMNS, |obj, now| event::cells(obj, event::Api::Core, now)),
+    Printer::new("events.k8s.io", "events", EVENT_COLUMNS, |obj, now| event::cells(obj, event::Api::Events, now)),
+    Printer::new("coordination.k8s.io", "leases", LEASE_COLUMNS, corev1::lease),
+    Printer::new("apps", "deployments", DEPLOYMENT_COLUMNS, apps::deployment),
+    Printer::new("apps", "replicasets", REPLICA_SET_COLUMNS, apps::replica_set),
+];
+
+/// Upstream's default table, for resources without a printer of their own.
+static DEFAULT_PRINTER: Printer = Printer::new("", "", DEFAULT_COLUMNS, |obj, _| {
+    vec![json!(text(obj, &["metadata", "name"])), json!(created_at(obj))]
+});
+
+fn printer(group: &str, resource: &str) -> &'static Printer {
+    PRINTERS.iter().find(|p| p.group == group && p.resource == resource).unwrap_or(&DEFAULT_PRINTER)
 }
 
 struct Column {
@@ -220,47 +213,30 @@ const EVENT_COLUMNS: &[Column] = &[
 
 const LEASE_COLUMNS: &[Column] = &[NAME, col("Holder", "string", "Identity of the current holder of the lease."), AGE];
 
-const DEPLOYMENT_COLUMNS: &[Column] = &[
-    NAME,
-    col("Ready", "string", "Ready pods out of the desired number of pods."),
-    col("Up-to-date", "string", "Pods that run the latest pod template."),
-    col("Available", "string", "Pods that have been ready for at least minReadySeconds."),
-    AGE,
-    CONTAINERS,
-    IMAGES,
-    wide("Selector", "string", "Label selector for the pods the deployment manages."),
-];
-
-const REPLICA_SET_COLUMNS: &[Column] = &[
-    NAME,
-    col("Desired", "integer", "Number of pods the replica set should run."),
-    col("Current", "integer", "Number of pods the replica set currently has."),
-    col("Ready", "integer", "Number of those pods that are ready."),
-    AGE,
-    CONTAINERS,
-    IMAGES,
-    wide("Selector", "string", "Label selector for the pods the replica set manages."),
-];
-
-impl Printer {
-    fn columns(self) -> &'static [Column] {
-        match self {
-            Printer::Pod => POD_COLUMNS,
-            Printer::Service => SERVICE_COLUMNS,
-            Printer::Endpoints => ENDPOINTS_COLUMNS,
-            Printer::Namespace => NAMESPACE_COLUMNS,
-            Printer::Node => NODE_COLUMNS,
-            Printer::ConfigMap => CONFIG_MAP_COLUMNS,
-            Printer::Secret => SECRET_COLUMNS,
-            Printer::ServiceAccount => SERVICE_ACCOUNT_COLUMNS,
-            Printer::CoreEvent | Printer::Event => EVENT_COLUMNS,
-            Printer::Lease => LEASE_COLUMNS,
-            Printer::Deployment => DEPLOYMENT_COLUMNS,
-            Printer::ReplicaSet => REPLICA_SET_COLUMNS,
-            Printer::Default => DEFAULT_COLUMNS,
-        }
-    }
+/// The columns of a workload: its name, three replica counts and its age, then in wide
+/// output the containers and images of its pod template and its selector.
+const fn workload_columns(counts: [Column; 3], selector: &'static str) -> [Column; 8] {
+    let [first, second, third] = counts;
+    [NAME, first, second, third, AGE, CONTAINERS, IMAGES, wide("Selector", "string", selector)]
 }
+
+const DEPLOYMENT_COLUMNS: &[Column] = &workload_columns(
+    [
+        col("Ready", "string", "Ready pods out of the desired number of pods."),
+        col("Up-to-date", "string", "Pods that run the latest pod template."),
+        col("Available", "string", "Pods that have been ready for at least minReadySeconds."),
+    ],
+    "Label selector for the pods the deployment manages.",
+);
+
+const REPLICA_SET_COLUMNS: &[Column] = &workload_columns(
+    [
+        col("Desired", "integer", "Number of pods the replica set should run."),
+        col("Current", "integer", "Number of pods the replica set currently has."),
+        col("Ready", "integer", "Number of those pods that are ready."),
+    ],
+    "Label selector for the pods the replica set manages.",
+);
 
 // JSON access helpers. Objects reach the printers already validated, so a
 // missing or mistyped field is read as Go's zero value, as upstream's typed

@@ -4,6 +4,7 @@ use serde_json::{json, Value};
 
 use super::selector::{format_label_selector, format_labels, selector_string};
 use super::*;
+use crate::time::parse_rfc3339;
 
 const NOW: &str = "2024-05-01T12:00:00Z";
 
@@ -147,6 +148,17 @@ fn rfc3339_formatting_round_trips() {
     // Go's RFC3339 layout drops fractional seconds.
     let t = parse_rfc3339("2024-05-01T12:00:00.999Z").unwrap();
     assert_eq!(format_rfc3339(t), "2024-05-01T12:00:00Z");
+}
+
+#[test]
+fn printers_are_unique_and_fill_every_column() {
+    let minimal = json!({"metadata": {"name": "x"}});
+    for (i, p) in PRINTERS.iter().enumerate() {
+        let name = format!("{}/{}", p.group, p.resource);
+        assert!(!PRINTERS[..i].iter().any(|o| (o.group, o.resource) == (p.group, p.resource)), "{name} twice");
+        assert!(std::ptr::eq(printer(p.group, p.resource), p), "{name}");
+        assert_eq!((p.cells)(&minimal, now()).len(), p.columns.len(), "{name}");
+    }
 }
 
 #[test]

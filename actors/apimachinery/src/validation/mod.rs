@@ -17,7 +17,6 @@ mod meta;
 mod misc;
 pub mod names;
 mod pod;
-pub mod quantity;
 mod service;
 #[cfg(test)]
 mod tests;
@@ -28,12 +27,12 @@ use serde_json::Value;
 use crate::status::Cause;
 use meta::{NameRule, Scope};
 
+pub use crate::quantity::{self, parse_quantity, Quantity};
 pub use defaults::{apply_defaults, carry_over_for_update};
 pub use names::{
     is_config_map_key, is_dns1035_label, is_dns1123_label, is_dns1123_subdomain, is_qualified_name, is_valid_cidr,
     is_valid_ip, is_valid_label_value, is_valid_port_name,
 };
-pub use quantity::{parse_quantity, Quantity};
 
 /// The kinds this module knows, with the group spelled canonically ("" for core).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -101,7 +101,7 @@ fn validate(log: &LogRequest) -> Result<(), StatusError> {
         causes.push(Cause::forbidden("", "at most one of `sinceTime` or `sinceSeconds` may be specified"));
     }
     if let Some(t) = &log.since_time {
-        if time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).is_err() {
+        if kubus_apimachinery::time::parse_rfc3339(t).is_none() {
             return Err(StatusError::bad_request(format!("invalid value {t:?} for sinceTime: not an RFC 3339 time")));
         }
     }

@@ -94,6 +94,16 @@ pub struct StreamContext {
     pub cluster: String,
 }
 
+/// A request to upgrade into one of a pod's streams over WebSocket: the HTTP request and its
+/// body, the query, the pod it names, and the bus to the pod's node.
+pub(crate) struct Upgrade<'a> {
+    pub req: &'a HttpRequest,
+    pub payload: web::Payload,
+    pub query: &'a MultiQuery,
+    pub pod: &'a Value,
+    pub ctx: &'a StreamContext,
+}
+
 /// A refusal before any upgrade: the HTTP code and the Status body.
 #[derive(Debug)]
 pub struct Rejection {
@@ -148,10 +158,11 @@ pub async fn serve(
     let result = async {
         let query = MultiQuery::parse(req.query_string());
         let pod = get_pod(&state, &namespace, &name).await?;
+        let upgrade = Upgrade { req: &req, payload, query: &query, pod: &pod, ctx: &ctx };
         match kind {
             "logs" => logs::serve(&req, &query, &pod, &ctx).await,
-            "exec" | "attach" => remotecommand::serve(&req, payload, &query, &pod, &ctx, kind).await,
-            _ => portforward::serve(&req, payload, &query, &pod, &ctx).await,
+            "exec" | "attach" => remotecommand::serve(upgrade, kind).await,
+            _ => portforward::serve(upgrade).await,
         }
     }
     .instrument(span.clone())

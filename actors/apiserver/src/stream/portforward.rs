@@ -8,9 +8,9 @@
 use super::spdy::{self, Event, SpdyWriter};
 use super::{
     accept_websocket, count_bytes, header_values, upgrade_header, Active, MultiQuery, PodTarget, Rejection,
-    StreamContext,
+    StreamContext, Upgrade,
 };
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::HttpResponse;
 use bytes::Bytes;
 use futures::stream::LocalBoxStream;
 use futures::StreamExt;
@@ -55,14 +55,9 @@ pub(crate) fn negotiate_spdy(offered: &[String]) -> Result<(), Rejection> {
 
 /// The actix-web route: the WebSocket tunnel (plain SPDY upgrades are taken off the connection
 /// earlier, see [`super::raw`]).
-pub(crate) async fn serve(
-    req: &HttpRequest,
-    payload: web::Payload,
-    q: &MultiQuery,
-    pod: &Value,
-    ctx: &StreamContext,
-) -> Result<HttpResponse, Rejection> {
-    let target = accept(req.method().as_str(), q, pod)?;
+pub(crate) async fn serve(up: Upgrade<'_>) -> Result<HttpResponse, Rejection> {
+    let Upgrade { req, payload, query, pod, ctx } = up;
+    let target = accept(req.method().as_str(), query, pod)?;
     if upgrade_header(req).as_deref() != Some("websocket") {
         return Err(StatusError::bad_request("Upgrade request required").into());
     }

@@ -8,9 +8,9 @@
 use super::spdy::{self, Event};
 use super::{
     accept_websocket, count_bytes, failure_status, header_values, pick_container, upgrade_header, Active, MultiQuery,
-    PodTarget, Rejection, StreamContext,
+    PodTarget, Rejection, StreamContext, Upgrade,
 };
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::HttpResponse;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::stream::LocalBoxStream;
 use kubus_apimachinery::StatusError;
@@ -114,16 +114,11 @@ pub(crate) async fn accept(
 
 /// The actix-web route: WebSocket upgrades (SPDY ones are taken off the connection earlier,
 /// see [`super::raw`]).
-pub(crate) async fn serve(
-    req: &HttpRequest,
-    payload: web::Payload,
-    q: &MultiQuery,
-    pod: &Value,
-    ctx: &StreamContext,
-    kind: &'static str,
-) -> Result<HttpResponse, Rejection> {
+pub(crate) async fn serve(up: Upgrade<'_>, kind: &'static str) -> Result<HttpResponse, Rejection> {
+    let Upgrade { req, payload, query, pod, ctx } = up;
     let upgrade = upgrade_header(req);
-    let a = accept(req.method().as_str(), upgrade.as_deref(), &|n| header_values(req, n), q, pod, ctx, kind).await?;
+    let a =
+        accept(req.method().as_str(), upgrade.as_deref(), &|n| header_values(req, n), query, pod, ctx, kind).await?;
     match a.protocol {
         Protocol::WebSocket { v5 } => {
             let (resp, session, messages) = accept_websocket(req, payload, if v5 { V5 } else { V4 })?;

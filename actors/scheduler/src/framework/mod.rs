@@ -1,4 +1,4 @@
-//! The scheduling framework: filter and score plugins over Kubernetes JSON, modelled on
+//! The scheduling framework: filter and score plugins over typed pods and nodes, modelled on
 //! kube-scheduler's framework (PreFilter, Filter, PreScore, Score, NormalizeScore) with the
 //! same plugin names, reason strings and scoring arithmetic, so that decisions and
 //! `FailedScheduling` messages read as a Kubernetes engineer expects.
@@ -10,10 +10,7 @@ use std::any::Any;
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
-
-// The one place the quantity parser is named, so integration only has to change this line.
-pub(crate) use crate::quantity::parse_quantity_value;
+use k8s_openapi::api::core::v1::Pod;
 
 pub mod plugins;
 pub mod profile;
@@ -24,15 +21,11 @@ pub mod types;
 mod testutil;
 
 pub use profile::{FitError, Profile};
-pub use selector::{AffinityTerm, LabelSelector, NodeSelectorTerm, RequiredNodeAffinity};
-pub use types::{ClusterSnapshot, HostPort, NodeInfo, PodInfo, Resource, Taint, Toleration};
+pub use selector::{label_selector, AffinityTerm, NodeSelectorTerm, RequiredNodeAffinity};
+pub use types::{ClusterSnapshot, HostPort, NodeInfo, PodInfo};
 
 /// Highest score a plugin may give a node, as upstream's `framework.MaxNodeScore`.
 pub const MAX_NODE_SCORE: i64 = 100;
-/// Cpu assumed for a container without a cpu request when scoring (upstream's 100m).
-pub const DEFAULT_MILLI_CPU_REQUEST: i64 = 100;
-/// Memory assumed for a container without a memory request when scoring (upstream's 200Mi).
-pub const DEFAULT_MEMORY_REQUEST: i64 = 200 * 1024 * 1024;
 
 /// Outcome of a PreFilter, Filter or PreScore call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +84,7 @@ pub struct CycleState {
 }
 
 impl CycleState {
-    pub fn new(pod: &Value) -> Self {
+    pub fn new(pod: &Pod) -> Self {
         Self::from_pod_info(Arc::new(PodInfo::new(Arc::new(pod.clone()))))
     }
 
@@ -154,24 +147,23 @@ pub trait Plugin: Send + Sync {
 pub trait PreFilterPlugin: Plugin {
     /// Computes per-cycle data over the whole snapshot. `Skip` disables this plugin's Filter
     /// for the cycle; a rejection fails the pod on every node.
-    fn pre_filter(&self, state: &mut CycleState, pod: &Value, snapshot: &ClusterSnapshot) -> Status;
+    fn pre_filter(&self, state: &mut CycleState, pod: &Pod, snapshot: &ClusterSnapshot) -> Status;
 }
 
 pub trait FilterPlugin: Plugin {
-    fn filter(&self, state: &CycleState, pod: &Value, node: &NodeInfo) -> Status;
+    fn filter(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Status;
 }
 
 pub trait PreScorePlugin: Plugin {
     /// Computes per-cycle scoring data; `nodes` are the feasible nodes. `Skip` disables this
     /// plugin's Score for the cycle.
-    fn pre_score(&self, state: &mut CycleState, pod: &Value, nodes: &[&NodeInfo], snapshot: &ClusterSnapshot)
-        -> Status;
+    fn pre_score(&self, state: &mut CycleState, pod: &Pod, nodes: &[&NodeInfo], snapshot: &ClusterSnapshot) -> Status;
 }
 
 pub trait ScorePlugin: Plugin {
     /// A score in `0..=MAX_NODE_SCORE` once normalized; raw scores may be any value the
     /// plugin's `normalize` understands.
-    fn score(&self, state: &CycleState, pod: &Value, node: &NodeInfo) -> i64;
+    fn score(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> i64;
 
     /// Rescales the raw scores of all feasible nodes (same order as scored).
     fn normalize(&self, _state: &CycleState, _scores: &mut [i64]) {}
@@ -191,22 +183,4 @@ pub fn default_normalize_score(max_priority: i64, reverse: bool, scores: &mut [i
         let scaled = max_priority * *s / max_count;
         *s = if reverse { max_priority - scaled } else { scaled };
     }
-}
-
-// ---- small JSON accessors shared by the plugins ----
-
-pub(crate) fn slice(v: Option<&Value>) -> &[Value] {
-    v.and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
-}
-
-pub(crate) fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(Value::as_str)
-}
-
-pub(crate) fn labels_of(obj: &Value) -> Option<&Map<String, Value>> {
-    obj.get("metadata")?.get("labels")?.as_object()
-}
-
-pub(crate) fn label<'a>(labels: Option<&'a Map<String, Value>>, key: &str) -> Option<&'a str> {
-    labels?.get(key).and_then(Value::as_str)
 }

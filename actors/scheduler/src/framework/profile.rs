@@ -6,15 +6,15 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use serde_json::Value;
+use k8s_openapi::api::core::v1::Pod;
+use kubus_apimachinery::pod;
 
 use super::plugins::{
     ImageLocality, InterPodAffinity, NodeAffinity, NodeName, NodePorts, NodeResourcesBalancedAllocation,
     NodeResourcesFit, NodeUnschedulable, PodTopologySpread, TaintToleration,
 };
 use super::{
-    str_of, ClusterSnapshot, CycleState, FilterPlugin, NodeInfo, PodInfo, PreFilterPlugin, PreScorePlugin, ScorePlugin,
-    Status,
+    ClusterSnapshot, CycleState, FilterPlugin, NodeInfo, PodInfo, PreFilterPlugin, PreScorePlugin, ScorePlugin, Status,
 };
 
 /// Below this many nodes every node is evaluated (upstream's minFeasibleNodesToFind).
@@ -69,9 +69,8 @@ impl FitError {
     /// What upstream's DefaultPreemption reports when it cannot help without trying victims:
     /// the pod opted out, or every node failed for a reason eviction cannot fix. None when
     /// preemption would have to be attempted (left to the caller).
-    fn preemption_message(pod: &Value, num_all_nodes: usize, statuses: &[(String, Status)]) -> Option<String> {
-        let policy = pod.get("spec").and_then(|s| str_of(s, "preemptionPolicy"));
-        if policy == Some("Never") {
+    fn preemption_message(pod: &Pod, num_all_nodes: usize, statuses: &[(String, Status)]) -> Option<String> {
+        if pod::spec(pod).preemption_policy.as_deref() == Some("Never") {
             return Some("preemption: not eligible due to preemptionPolicy=Never.".into());
         }
         let all_unresolvable = statuses.iter().all(|(_, s)| matches!(s, Status::UnschedulableAndUnresolvable(_)));
@@ -177,7 +176,7 @@ impl Profile {
     }
 
     /// Picks a node for `pod`, or explains why none fits.
-    pub fn schedule_one(&self, pod: &Value, snapshot: &ClusterSnapshot) -> Result<String, FitError> {
+    pub fn schedule_one(&self, pod: &Pod, snapshot: &ClusterSnapshot) -> Result<String, FitError> {
         let info = Arc::new(PodInfo::new(Arc::new(pod.clone())));
         self.schedule(info, snapshot).map(|r| r.node)
     }
@@ -186,11 +185,11 @@ impl Profile {
     /// `snapshot.assume(pod, &result.node)` without parsing it again.
     pub fn schedule(&self, pod: Arc<PodInfo>, snapshot: &ClusterSnapshot) -> Result<ScheduleResult, FitError> {
         let all = snapshot.nodes();
-        let pod_value = pod.pod_arc().clone();
-        let pod_json: &Value = &pod_value;
+        let pod_arc = pod.pod_arc().clone();
+        let pod_obj: &Pod = &pod_arc;
         let fail = |pre_filter_msg: Option<String>, statuses: Vec<(String, Status)>| {
             let post_filter_msg =
-                if all.is_empty() { None } else { FitError::preemption_message(pod_json, all.len(), &statuses) };
+                if all.is_empty() { None } else { FitError::preemption_message(pod_obj, all.len(), &statuses) };
             FitError { num_all_nodes: all.len(), pre_filter_msg, node_to_status: statuses, post_filter_msg }
         };
         if all.is_empty() {
@@ -199,7 +198,7 @@ impl Profile {
         let mut state = CycleState::from_pod_info(pod);
 
         for p in &self.pre_filter {
-            match p.pre_filter(&mut state, pod_json, snapshot) {
+            match p.pre_filter(&mut state, pod_obj, snapshot) {
                 Status::Ok => {}
                 Status::Skip => state.skip_filter(p.name()),
                 rejected => {
@@ -220,7 +219,7 @@ impl Profile {
         let mut statuses: Vec<(String, Status)> = Vec::new();
         for i in 0..n {
             let node = &all[(start + i) % n];
-            let rejection = filters.iter().map(|p| p.filter(&state, pod_json, node)).find(|s| s.is_rejection());
+            let rejection = filters.iter().map(|p| p.filter(&state, pod_obj, node)).find(|s| s.is_rejection());
             match rejection {
                 Some(s) => statuses.push((node.name().to_string(), s)),
                 None => {
@@ -247,7 +246,7 @@ impl Profile {
         }
 
         for p in &self.pre_score {
-            if p.pre_score(&mut state, pod_json, &feasible, snapshot).is_skip() {
+            if p.pre_score(&mut state, pod_obj, &feasible, snapshot).is_skip() {
                 state.skip_score(p.name());
             }
         }
@@ -258,7 +257,7 @@ impl Profile {
                 continue;
             }
             for (s, node) in scores.iter_mut().zip(&feasible) {
-                *s = p.score(&state, pod_json, node);
+                *s = p.score(&state, pod_obj, node);
             }
             p.normalize(&state, &mut scores);
             for (t, s) in totals.iter_mut().zip(&scores) {
@@ -299,12 +298,13 @@ impl Profile {
 mod tests {
     use super::*;
     use crate::framework::testutil::*;
+    use k8s_openapi::api::core::v1::Node;
     use serde_json::json;
     use std::time::Instant;
 
-    fn place(profile: &Profile, snap: &mut ClusterSnapshot, p: &Value) -> Result<String, FitError> {
+    fn place(profile: &Profile, snap: &mut ClusterSnapshot, p: &Pod) -> Result<String, FitError> {
         let node = profile.schedule_one(p, snap)?;
-        assert!(snap.add_pod(&on(p.clone(), &node)));
+        assert!(snap.add_pod(on(p.clone(), &node)));
         Ok(node)
     }
 
@@ -354,7 +354,7 @@ mod tests {
     #[test]
     fn insufficient_resources_exact_message() {
         let profile = Profile::default();
-        let mut nodes: Vec<Value> = (1..=3).map(|i| node(&format!("n{i}"), "1", "2Gi")).collect();
+        let mut nodes: Vec<Node> = (1..=3).map(|i| node(&format!("n{i}"), "1", "2Gi")).collect();
         for i in 4..=5 {
             nodes.push(set(
                 node(&format!("n{i}"), "8", "8Gi"),
@@ -370,7 +370,7 @@ mod tests {
              preemption: 0/5 nodes are available: 5 Preemption is not helpful for scheduling.."
         );
         // Fits the allocatable but not what is left: preemption outcome is left to the caller.
-        let busy: Vec<Value> =
+        let busy: Vec<Pod> =
             (1..=2).map(|i| on(pod(&format!("x{i}"), Some("800m"), Some("1Gi")), &format!("n{i}"))).collect();
         let snap = snapshot(vec![node("n1", "1", "2Gi"), node("n2", "1", "2Gi")], &busy);
         let err = profile.schedule_one(&pod("p", Some("500m"), Some("1500Mi")), &snap).unwrap_err();

@@ -1,100 +1,21 @@
 //! Label selectors, node selector terms and pod affinity terms with upstream's matching rules.
 
-use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 
-use super::{label, labels_of, slice, str_of, NodeInfo, PodInfo};
+use k8s_openapi::api::core::v1 as api;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1 as metav1;
+use kubus_apimachinery::pod;
+use kubus_apimachinery::selector::LabelSelector;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
-    In,
-    NotIn,
-    Exists,
-    DoesNotExist,
-}
+use super::{NodeInfo, PodInfo};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Requirement {
-    key: String,
-    op: Op,
-    values: Vec<String>,
-}
+static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
 
-/// A `metav1.LabelSelector`. A missing (null) selector matches nothing and an empty one
-/// matches everything, as `LabelSelectorAsSelector` makes them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LabelSelector {
-    requirements: Vec<Requirement>,
-    nothing: bool,
-}
-
-fn strings(v: Option<&Value>) -> Vec<String> {
-    slice(v).iter().filter_map(Value::as_str).map(str::to_string).collect()
-}
-
-impl LabelSelector {
-    pub fn everything() -> Self {
-        LabelSelector { requirements: Vec::new(), nothing: false }
-    }
-
-    pub fn nothing() -> Self {
-        LabelSelector { requirements: Vec::new(), nothing: true }
-    }
-
-    /// Parses a selector; an invalid operator makes it match nothing (upstream rejects it).
-    pub fn from_json(v: Option<&Value>) -> Self {
-        let Some(v) = v.filter(|v| v.is_object()) else {
-            return Self::nothing();
-        };
-        let mut requirements = Vec::new();
-        if let Some(ml) = v.get("matchLabels").and_then(Value::as_object) {
-            for (k, val) in ml {
-                requirements.push(Requirement {
-                    key: k.clone(),
-                    op: Op::In,
-                    values: vec![val.as_str().unwrap_or_default().to_string()],
-                });
-            }
-        }
-        for e in slice(v.get("matchExpressions")) {
-            let op = match str_of(e, "operator") {
-                Some("In") => Op::In,
-                Some("NotIn") => Op::NotIn,
-                Some("Exists") => Op::Exists,
-                Some("DoesNotExist") => Op::DoesNotExist,
-                _ => return Self::nothing(),
-            };
-            requirements.push(Requirement {
-                key: str_of(e, "key").unwrap_or_default().to_string(),
-                op,
-                values: strings(e.get("values")),
-            });
-        }
-        LabelSelector { requirements, nothing: false }
-    }
-
-    /// Adds `key in (value)`, used for matchLabelKeys.
-    pub fn require_equal(&mut self, key: &str, value: &str) {
-        self.requirements.push(Requirement { key: key.to_string(), op: Op::In, values: vec![value.to_string()] });
-    }
-
-    pub fn is_nothing(&self) -> bool {
-        self.nothing
-    }
-
-    pub fn matches(&self, labels: Option<&Map<String, Value>>) -> bool {
-        if self.nothing {
-            return false;
-        }
-        self.requirements.iter().all(|r| {
-            let v = label(labels, &r.key);
-            match r.op {
-                Op::In => v.is_some_and(|v| r.values.iter().any(|x| x == v)),
-                Op::NotIn => v.is_none_or(|v| !r.values.iter().any(|x| x == v)),
-                Op::Exists => v.is_some(),
-                Op::DoesNotExist => v.is_none(),
-            }
-        })
-    }
+/// The scheduler's reading of a `metav1.LabelSelector`: a missing (null) selector matches
+/// nothing and an empty one everything, as `LabelSelectorAsSelector` makes them; one that does
+/// not convert (an invalid operator) matches nothing, since upstream rejects it.
+pub fn label_selector(selector: Option<&metav1::LabelSelector>) -> LabelSelector {
+    LabelSelector::from_typed(selector).unwrap_or_else(|_| LabelSelector::nothing())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,24 +35,24 @@ struct NodeRequirement {
 }
 
 impl NodeRequirement {
-    fn parse(e: &Value) -> Option<Self> {
-        let values = strings(e.get("values"));
+    fn parse(e: &api::NodeSelectorRequirement) -> Option<Self> {
+        let values = e.values.as_deref().unwrap_or(&[]);
         let int = || -> Option<i64> {
-            match values.as_slice() {
+            match values {
                 [one] => one.parse().ok(),
                 _ => None,
             }
         };
-        let op = match str_of(e, "operator")? {
-            "In" => NodeOp::In(values.clone()),
-            "NotIn" => NodeOp::NotIn(values.clone()),
+        let op = match e.operator.as_str() {
+            "In" => NodeOp::In(values.to_vec()),
+            "NotIn" => NodeOp::NotIn(values.to_vec()),
             "Exists" => NodeOp::Exists,
             "DoesNotExist" => NodeOp::DoesNotExist,
             "Gt" => NodeOp::Gt(int()?),
             "Lt" => NodeOp::Lt(int()?),
             _ => return None,
         };
-        Some(NodeRequirement { key: str_of(e, "key").unwrap_or_default().to_string(), op })
+        Some(NodeRequirement { key: e.key.clone(), op })
     }
 
     fn matches(&self, value: Option<&str>) -> bool {
@@ -156,11 +77,11 @@ pub struct NodeSelectorTerm {
 }
 
 impl NodeSelectorTerm {
-    pub fn from_json(v: &Value) -> Self {
+    pub fn from_typed(term: &api::NodeSelectorTerm) -> Self {
         let mut valid = true;
-        let mut parse = |key: &str, fields: bool| -> Vec<NodeRequirement> {
+        let mut parse = |requirements: Option<&Vec<api::NodeSelectorRequirement>>, fields: bool| {
             let mut out = Vec::new();
-            for e in slice(v.get(key)) {
+            for e in requirements.into_iter().flatten() {
                 match NodeRequirement::parse(e) {
                     // Only metadata.name with In/NotIn is a valid field selector.
                     Some(r)
@@ -175,8 +96,8 @@ impl NodeSelectorTerm {
             }
             out
         };
-        let expressions = parse("matchExpressions", false);
-        let fields = parse("matchFields", true);
+        let expressions = parse(term.match_expressions.as_ref(), false);
+        let fields = parse(term.match_fields.as_ref(), true);
         NodeSelectorTerm { expressions, fields, valid }
     }
 
@@ -184,8 +105,7 @@ impl NodeSelectorTerm {
         if !self.valid || (self.expressions.is_empty() && self.fields.is_empty()) {
             return false;
         }
-        let labels = node.labels();
-        self.expressions.iter().all(|r| r.matches(label(labels, &r.key)))
+        self.expressions.iter().all(|r| r.matches(node.label(&r.key)))
             && self.fields.iter().all(|r| r.matches(Some(node.name())))
     }
 }
@@ -200,20 +120,15 @@ pub struct RequiredNodeAffinity {
 }
 
 impl RequiredNodeAffinity {
-    pub fn from_pod(pod: &Value) -> Self {
-        let spec = pod.get("spec");
-        let node_selector = spec
-            .and_then(|s| s.get("nodeSelector"))
-            .and_then(Value::as_object)
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
-            .unwrap_or_default();
+    pub fn from_pod(p: &api::Pod) -> Self {
+        let spec = pod::spec(p);
+        let node_selector = spec.node_selector.iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect();
         let required = spec
-            .and_then(|s| s.get("affinity"))
-            .and_then(|a| a.get("nodeAffinity"))
-            .and_then(|n| n.get("requiredDuringSchedulingIgnoredDuringExecution"))
-            .filter(|r| !r.is_null());
-        let terms =
-            required.map(|r| slice(r.get("nodeSelectorTerms")).iter().map(NodeSelectorTerm::from_json).collect());
+            .affinity
+            .as_ref()
+            .and_then(|a| a.node_affinity.as_ref())
+            .and_then(|n| n.required_during_scheduling_ignored_during_execution.as_ref());
+        let terms = required.map(|r| r.node_selector_terms.iter().map(NodeSelectorTerm::from_typed).collect());
         RequiredNodeAffinity { node_selector, terms }
     }
 
@@ -222,8 +137,7 @@ impl RequiredNodeAffinity {
     }
 
     pub fn matches(&self, node: &NodeInfo) -> bool {
-        let labels = node.labels();
-        if !self.node_selector.iter().all(|(k, v)| label(labels, k) == Some(v.as_str())) {
+        if !self.node_selector.iter().all(|(k, v)| node.label(k) == Some(v.as_str())) {
             return false;
         }
         match &self.terms {
@@ -244,31 +158,26 @@ pub struct AffinityTerm {
 }
 
 impl AffinityTerm {
-    pub fn from_json(v: &Value, owner_namespace: &str) -> Self {
-        let mut namespaces = strings(v.get("namespaces"));
-        let ns_sel = v.get("namespaceSelector").filter(|s| !s.is_null());
+    pub fn from_typed(term: &api::PodAffinityTerm, owner_namespace: &str) -> Self {
+        let mut namespaces = term.namespaces.clone().unwrap_or_default();
+        let ns_sel = term.namespace_selector.as_ref();
         if namespaces.is_empty() && ns_sel.is_none() {
             namespaces.push(owner_namespace.to_string());
         }
         AffinityTerm {
             namespaces,
-            namespace_selector: LabelSelector::from_json(ns_sel),
-            selector: LabelSelector::from_json(v.get("labelSelector")),
-            topology_key: str_of(v, "topologyKey").unwrap_or_default().to_string(),
+            namespace_selector: label_selector(ns_sel),
+            selector: label_selector(term.label_selector.as_ref()),
+            topology_key: term.topology_key.clone(),
         }
     }
 
     /// Whether `pod` is selected by this term; `ns_labels` are the labels of the pod's
     /// namespace (only consulted for a namespaceSelector).
-    pub fn matches(&self, pod: &PodInfo, ns_labels: Option<&Map<String, Value>>) -> bool {
-        let ns_ok = self.namespaces.contains(&pod.namespace) || self.namespace_selector.matches(ns_labels);
-        ns_ok && self.selector.matches(pod.labels())
-    }
-
-    /// Like `matches` for a raw object's labels (used by tests and callers without PodInfo).
-    pub fn matches_object(&self, namespace: &str, obj: &Value) -> bool {
-        let ns_ok = self.namespaces.iter().any(|n| n == namespace) || self.namespace_selector.matches(None);
-        ns_ok && self.selector.matches(labels_of(obj))
+    pub fn matches(&self, pod: &PodInfo, ns_labels: Option<&BTreeMap<String, String>>) -> bool {
+        let ns_ok = self.namespaces.iter().any(|n| n == pod.namespace())
+            || self.namespace_selector.matches_labels(ns_labels.unwrap_or(&NO_LABELS));
+        ns_ok && self.selector.matches_labels(pod.labels())
     }
 }
 
@@ -279,10 +188,10 @@ pub struct WeightedAffinityTerm {
 }
 
 impl WeightedAffinityTerm {
-    pub fn from_json(v: &Value, owner_namespace: &str) -> Self {
+    pub fn from_typed(term: &api::WeightedPodAffinityTerm, owner_namespace: &str) -> Self {
         WeightedAffinityTerm {
-            weight: v.get("weight").and_then(Value::as_i64).unwrap_or(0),
-            term: AffinityTerm::from_json(v.get("podAffinityTerm").unwrap_or(&Value::Null), owner_namespace),
+            weight: i64::from(term.weight),
+            term: AffinityTerm::from_typed(&term.pod_affinity_term, owner_namespace),
         }
     }
 }
@@ -290,24 +199,29 @@ impl WeightedAffinityTerm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::framework::testutil::typed;
+    use serde_json::{json, Value};
 
-    fn labels(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
+    fn labels(v: Value) -> BTreeMap<String, String> {
+        typed(v)
+    }
+
+    fn selector(v: Value) -> LabelSelector {
+        label_selector(Some(&typed(v)))
     }
 
     #[test]
     fn null_selector_matches_nothing_empty_matches_everything() {
         let l = labels(json!({"app": "web"}));
-        assert!(!LabelSelector::from_json(None).matches(Some(&l)));
-        assert!(LabelSelector::from_json(Some(&json!({}))).matches(Some(&l)));
-        assert!(LabelSelector::from_json(Some(&json!({}))).matches(None));
+        assert!(!label_selector(None).matches_labels(&l));
+        assert!(selector(json!({})).matches_labels(&l));
+        assert!(selector(json!({})).matches_labels(&BTreeMap::new()));
     }
 
     #[test]
     fn selector_operators() {
         let l = labels(json!({"app": "web", "tier": "fe"}));
-        let sel = |v: Value| LabelSelector::from_json(Some(&v)).matches(Some(&l));
+        let sel = |v: Value| selector(v).matches_labels(&l);
         assert!(sel(json!({"matchLabels": {"app": "web"}})));
         assert!(!sel(json!({"matchLabels": {"app": "db"}})));
         assert!(sel(json!({"matchExpressions": [{"key": "app", "operator": "In", "values": ["db", "web"]}]})));
@@ -315,5 +229,20 @@ mod tests {
         assert!(sel(json!({"matchExpressions": [{"key": "tier", "operator": "Exists"}]})));
         assert!(!sel(json!({"matchExpressions": [{"key": "tier", "operator": "DoesNotExist"}]})));
         assert!(!sel(json!({"matchExpressions": [{"key": "tier", "operator": "Bogus"}]})));
+    }
+
+    #[test]
+    fn affinity_term_namespaces_default_to_the_owner() {
+        let term: api::PodAffinityTerm =
+            typed(json!({"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "zone"}));
+        let t = AffinityTerm::from_typed(&term, "prod");
+        assert_eq!(
+            (t.namespaces.as_slice(), t.namespace_selector.matches_nothing()),
+            (&["prod".to_string()][..], true)
+        );
+        let term: api::PodAffinityTerm = typed(json!({"namespaceSelector": {}, "topologyKey": "zone"}));
+        let t = AffinityTerm::from_typed(&term, "prod");
+        // No label selector selects no pod; an empty namespace selector every namespace.
+        assert!(t.namespaces.is_empty() && t.namespace_selector.is_empty() && t.selector.matches_nothing());
     }
 }

@@ -1,194 +1,38 @@
 //! Parsed views of pods and nodes kept by the snapshot, so that the per-node hot loop works on
-//! numbers and small structs instead of walking JSON.
+//! numbers and small structs instead of walking the objects. The views share the informer's
+//! `Arc<Pod>` / `Arc<Node>`: what they do not precompute they read from there.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
+use k8s_openapi::api::core::v1::{Node, Pod, PodAffinityTerm, Taint, Toleration, WeightedPodAffinityTerm};
+use kubus_apimachinery::pod;
+use kubus_apimachinery::resources::{pod_requests, Resources};
+use kubus_apimachinery::selector::LabelSelector;
+use kubus_apimachinery::ObjectExt;
 
-use super::selector::{AffinityTerm, LabelSelector, WeightedAffinityTerm};
-use super::{labels_of, parse_quantity_value, slice, str_of, DEFAULT_MEMORY_REQUEST, DEFAULT_MILLI_CPU_REQUEST};
+use super::selector::{AffinityTerm, WeightedAffinityTerm};
 
-/// Aggregated amounts as upstream's `framework.Resource`: cpu in millicores, everything else
-/// in whole units (bytes, pods, devices).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Resource {
-    pub milli_cpu: i64,
-    pub memory: i64,
-    pub ephemeral_storage: i64,
-    pub allowed_pod_number: i64,
-    /// Extended resources, hugepages and anything else named in a resource list.
-    pub scalar: BTreeMap<String, i64>,
-}
-
-fn to_i64(v: i128) -> i64 {
-    v.clamp(i64::MIN as i128, i64::MAX as i128) as i64
-}
-
-impl Resource {
-    /// Builds from a `ResourceList` object; unparsable quantities are ignored because the API
-    /// server has validated them already.
-    pub fn from_list(list: Option<&Value>) -> Self {
-        let mut r = Resource::default();
-        r.add_list(list);
-        r
+/// Upstream's `Toleration.ToleratesTaint`: empty effect or key match any, empty operator
+/// means Equal.
+pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
+    let effect = toleration.effect.as_deref().unwrap_or("");
+    if !effect.is_empty() && effect != taint.effect {
+        return false;
     }
-
-    pub fn add_list(&mut self, list: Option<&Value>) {
-        let Some(list) = list.and_then(Value::as_object) else {
-            return;
-        };
-        for (name, q) in list {
-            let Ok(q) = parse_quantity_value(q) else {
-                continue;
-            };
-            match name.as_str() {
-                "cpu" => self.milli_cpu += to_i64(q.milli_value()),
-                "memory" => self.memory += to_i64(q.value()),
-                "ephemeral-storage" => self.ephemeral_storage += to_i64(q.value()),
-                "pods" => self.allowed_pod_number += to_i64(q.value()),
-                other => *self.scalar.entry(other.to_string()).or_insert(0) += to_i64(q.value()),
-            }
-        }
+    let key = toleration.key.as_deref().unwrap_or("");
+    if !key.is_empty() && key != taint.key {
+        return false;
     }
-
-    pub fn add(&mut self, o: &Resource) {
-        self.milli_cpu += o.milli_cpu;
-        self.memory += o.memory;
-        self.ephemeral_storage += o.ephemeral_storage;
-        self.allowed_pod_number += o.allowed_pod_number;
-        for (k, v) in &o.scalar {
-            *self.scalar.entry(k.clone()).or_insert(0) += v;
-        }
-    }
-
-    pub fn sub(&mut self, o: &Resource) {
-        self.milli_cpu -= o.milli_cpu;
-        self.memory -= o.memory;
-        self.ephemeral_storage -= o.ephemeral_storage;
-        self.allowed_pod_number -= o.allowed_pod_number;
-        for (k, v) in &o.scalar {
-            *self.scalar.entry(k.clone()).or_insert(0) -= v;
-        }
-    }
-
-    pub fn set_max(&mut self, o: &Resource) {
-        self.milli_cpu = self.milli_cpu.max(o.milli_cpu);
-        self.memory = self.memory.max(o.memory);
-        self.ephemeral_storage = self.ephemeral_storage.max(o.ephemeral_storage);
-        self.allowed_pod_number = self.allowed_pod_number.max(o.allowed_pod_number);
-        for (k, v) in &o.scalar {
-            let e = self.scalar.entry(k.clone()).or_insert(0);
-            *e = (*e).max(*v);
-        }
-    }
-
-    pub fn scalar(&self, name: &str) -> i64 {
-        self.scalar.get(name).copied().unwrap_or(0)
-    }
-
-    pub fn is_zero(&self) -> bool {
-        self.milli_cpu == 0 && self.memory == 0 && self.ephemeral_storage == 0 && self.scalar.values().all(|v| *v == 0)
-    }
-}
-
-fn container_requests(c: &Value, non_missing_defaults: bool) -> Resource {
-    let list = c.get("resources").and_then(|r| r.get("requests"));
-    let mut r = Resource::from_list(list);
-    if non_missing_defaults {
-        // Only a missing request is defaulted; an explicit zero stays zero (as upstream).
-        let has = |k: &str| list.and_then(|l| l.get(k)).is_some();
-        if !has("cpu") {
-            r.milli_cpu = DEFAULT_MILLI_CPU_REQUEST;
-        }
-        if !has("memory") {
-            r.memory = DEFAULT_MEMORY_REQUEST;
-        }
-    }
-    r
-}
-
-/// Upstream's `resource.PodRequests`: containers summed, then the max with each init
-/// container, where sidecars (init containers with `restartPolicy: Always`) keep running and
-/// so add to everything after them; overhead on top.
-pub fn pod_requests(pod: &Value, non_missing_defaults: bool) -> Resource {
-    let spec = pod.get("spec");
-    let mut reqs = Resource::default();
-    for c in slice(spec.and_then(|s| s.get("containers"))) {
-        reqs.add(&container_requests(c, non_missing_defaults));
-    }
-    let mut sidecars = Resource::default();
-    let mut init_max = Resource::default();
-    for c in slice(spec.and_then(|s| s.get("initContainers"))) {
-        let mut r = container_requests(c, non_missing_defaults);
-        if str_of(c, "restartPolicy") == Some("Always") {
-            reqs.add(&r);
-            sidecars.add(&r);
-            init_max.set_max(&sidecars);
-        } else {
-            r.add(&sidecars);
-            init_max.set_max(&r);
-        }
-    }
-    reqs.set_max(&init_max);
-    reqs.add_list(spec.and_then(|s| s.get("overhead")));
-    reqs
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Taint {
-    pub key: String,
-    pub value: String,
-    pub effect: String,
-}
-
-impl Taint {
-    pub fn from_json(v: &Value) -> Self {
-        Taint {
-            key: str_of(v, "key").unwrap_or_default().to_string(),
-            value: str_of(v, "value").unwrap_or_default().to_string(),
-            effect: str_of(v, "effect").unwrap_or_default().to_string(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Toleration {
-    pub key: String,
-    pub operator: String,
-    pub value: String,
-    pub effect: String,
-}
-
-impl Toleration {
-    pub fn from_json(v: &Value) -> Self {
-        Toleration {
-            key: str_of(v, "key").unwrap_or_default().to_string(),
-            operator: str_of(v, "operator").unwrap_or_default().to_string(),
-            value: str_of(v, "value").unwrap_or_default().to_string(),
-            effect: str_of(v, "effect").unwrap_or_default().to_string(),
-        }
-    }
-
-    /// Upstream's `Toleration.ToleratesTaint`: empty effect or key match any, empty operator
-    /// means Equal.
-    pub fn tolerates(&self, taint: &Taint) -> bool {
-        if !self.effect.is_empty() && self.effect != taint.effect {
-            return false;
-        }
-        if !self.key.is_empty() && self.key != taint.key {
-            return false;
-        }
-        match self.operator.as_str() {
-            "" | "Equal" => self.value == taint.value,
-            "Exists" => true,
-            _ => false,
-        }
+    match toleration.operator.as_deref().unwrap_or("") {
+        "" | "Equal" => toleration.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
+        "Exists" => true,
+        _ => false,
     }
 }
 
 pub fn tolerations_tolerate(tolerations: &[Toleration], taint: &Taint) -> bool {
-    tolerations.iter().any(|t| t.tolerates(taint))
+    tolerations.iter().any(|t| tolerates(t, taint))
 }
 
 /// A `hostPort` claim, defaulted as upstream's `HostPortInfo` does (0.0.0.0, TCP).
@@ -196,7 +40,7 @@ pub fn tolerations_tolerate(tolerations: &[Toleration], taint: &Taint) -> bool {
 pub struct HostPort {
     pub ip: String,
     pub protocol: String,
-    pub port: i64,
+    pub port: i32,
 }
 
 impl HostPort {
@@ -211,17 +55,16 @@ impl HostPort {
     }
 }
 
-fn host_ports(pod: &Value) -> Vec<HostPort> {
-    let spec = pod.get("spec");
+fn host_ports(pod: &Pod) -> Vec<HostPort> {
     let mut out = Vec::new();
-    for c in slice(spec.and_then(|s| s.get("containers"))) {
-        for p in slice(c.get("ports")) {
-            let port = p.get("hostPort").and_then(Value::as_i64).unwrap_or(0);
+    for c in &pod::spec(pod).containers {
+        for p in c.ports.iter().flatten() {
+            let port = p.host_port.unwrap_or(0);
             if port <= 0 {
                 continue;
             }
-            let ip = str_of(p, "hostIP").filter(|s| !s.is_empty());
-            let protocol = str_of(p, "protocol").filter(|s| !s.is_empty());
+            let ip = p.host_ip.as_deref().filter(|s| !s.is_empty());
+            let protocol = p.protocol.as_deref().filter(|s| !s.is_empty());
             out.push(HostPort {
                 ip: ip.unwrap_or(HostPort::ANY_IP).to_string(),
                 protocol: protocol.unwrap_or("TCP").to_string(),
@@ -232,20 +75,37 @@ fn host_ports(pod: &Value) -> Vec<HostPort> {
     out
 }
 
+/// The namespace the scheduler files a pod under ("default" when the object names none).
+fn namespace_of(pod: &Pod) -> &str {
+    match pod.namespace() {
+        "" => "default",
+        ns => ns,
+    }
+}
+
+/// The (required, preferred) terms of a podAffinity or podAntiAffinity stanza, with
+/// namespaces resolved against the owning pod's.
+fn affinity_terms(
+    required: Option<&Vec<PodAffinityTerm>>,
+    preferred: Option<&Vec<WeightedPodAffinityTerm>>,
+    namespace: &str,
+) -> (Vec<AffinityTerm>, Vec<WeightedAffinityTerm>) {
+    (
+        required.into_iter().flatten().map(|t| AffinityTerm::from_typed(t, namespace)).collect(),
+        preferred.into_iter().flatten().map(|t| WeightedAffinityTerm::from_typed(t, namespace)).collect(),
+    )
+}
+
 /// A pod parsed once: what the plugins need of an incoming or an existing pod.
 #[derive(Debug)]
 pub struct PodInfo {
-    pod: Arc<Value>,
-    pub namespace: String,
-    pub name: String,
-    pub uid: String,
+    pod: Arc<Pod>,
     /// Requests for the fit check (missing requests count as zero).
-    pub requests: Resource,
+    pub requests: Resources,
     /// Cpu and memory with upstream's non-zero defaults, for LeastAllocated.
     pub non_zero_milli_cpu: i64,
     pub non_zero_memory: i64,
     pub host_ports: Vec<HostPort>,
-    pub tolerations: Vec<Toleration>,
     pub required_affinity_terms: Vec<AffinityTerm>,
     pub required_anti_affinity_terms: Vec<AffinityTerm>,
     pub preferred_affinity_terms: Vec<WeightedAffinityTerm>,
@@ -256,66 +116,77 @@ pub struct PodInfo {
 }
 
 impl PodInfo {
-    pub fn new(pod: Arc<Value>) -> Self {
-        let meta = pod.get("metadata");
-        let meta_str = |k: &str| meta.and_then(|m| str_of(m, k)).unwrap_or_default().to_string();
-        let namespace =
-            meta.and_then(|m| str_of(m, "namespace")).filter(|s| !s.is_empty()).unwrap_or("default").to_string();
-        let spec = pod.get("spec");
-        let non_zero = pod_requests(&pod, true);
-        let tolerations = slice(spec.and_then(|s| s.get("tolerations"))).iter().map(Toleration::from_json).collect();
-        let affinity = spec.and_then(|s| s.get("affinity"));
-        let pa = affinity.and_then(|a| a.get("podAffinity"));
-        let paa = affinity.and_then(|a| a.get("podAntiAffinity"));
-        let required = |v: Option<&Value>| -> Vec<AffinityTerm> {
-            slice(v.and_then(|a| a.get("requiredDuringSchedulingIgnoredDuringExecution")))
-                .iter()
-                .map(|t| AffinityTerm::from_json(t, &namespace))
-                .collect()
-        };
-        let preferred = |v: Option<&Value>| -> Vec<WeightedAffinityTerm> {
-            slice(v.and_then(|a| a.get("preferredDuringSchedulingIgnoredDuringExecution")))
-                .iter()
-                .map(|t| WeightedAffinityTerm::from_json(t, &namespace))
-                .collect()
-        };
+    pub fn new(pod: Arc<Pod>) -> Self {
+        let namespace = namespace_of(&pod);
+        let spec = pod::spec(&pod);
+        let non_zero = pod_requests(spec, true);
+        let pa = spec.affinity.as_ref().and_then(|a| a.pod_affinity.as_ref());
+        let paa = spec.affinity.as_ref().and_then(|a| a.pod_anti_affinity.as_ref());
+        let (required_affinity_terms, preferred_affinity_terms) = affinity_terms(
+            pa.and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref()),
+            pa.and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref()),
+            namespace,
+        );
+        let (required_anti_affinity_terms, preferred_anti_affinity_terms) = affinity_terms(
+            paa.and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref()),
+            paa.and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref()),
+            namespace,
+        );
         PodInfo {
-            namespace: namespace.clone(),
-            name: meta_str("name"),
-            uid: meta_str("uid"),
-            requests: pod_requests(&pod, false),
+            requests: pod_requests(spec, false),
             non_zero_milli_cpu: non_zero.milli_cpu,
             non_zero_memory: non_zero.memory,
             host_ports: host_ports(&pod),
-            tolerations,
-            required_affinity_terms: required(pa),
-            required_anti_affinity_terms: required(paa),
-            preferred_affinity_terms: preferred(pa),
-            preferred_anti_affinity_terms: preferred(paa),
-            has_pod_affinity: pa.is_some_and(|v| !v.is_null()) || paa.is_some_and(|v| !v.is_null()),
-            terminating: meta.is_some_and(|m| m.get("deletionTimestamp").is_some_and(|t| !t.is_null())),
+            required_affinity_terms,
+            required_anti_affinity_terms,
+            preferred_affinity_terms,
+            preferred_anti_affinity_terms,
+            has_pod_affinity: pa.is_some() || paa.is_some(),
+            terminating: pod.is_deleting(),
             pod,
         }
     }
 
-    pub fn pod(&self) -> &Value {
+    pub fn pod(&self) -> &Pod {
         &self.pod
     }
 
-    pub fn pod_arc(&self) -> &Arc<Value> {
+    pub fn pod_arc(&self) -> &Arc<Pod> {
         &self.pod
     }
 
-    pub fn labels(&self) -> Option<&Map<String, Value>> {
-        labels_of(&self.pod)
+    /// The pod's namespace ("default" when the object names none).
+    pub fn namespace(&self) -> &str {
+        namespace_of(&self.pod)
     }
 
-    /// Same object: by uid when both have one, else by namespace/name.
-    pub fn same_pod(&self, other: &PodInfo) -> bool {
-        if !self.uid.is_empty() && !other.uid.is_empty() {
-            return self.uid == other.uid;
+    pub fn name(&self) -> &str {
+        self.pod.name()
+    }
+
+    pub fn uid(&self) -> &str {
+        self.pod.uid()
+    }
+
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        self.pod.labels()
+    }
+
+    pub fn tolerations(&self) -> &[Toleration] {
+        pod::spec(&self.pod).tolerations.as_deref().unwrap_or(&[])
+    }
+
+    /// Whether `pod` is this pod: by uid when both have one, else by namespace/name.
+    pub fn is(&self, pod: &Pod) -> bool {
+        if !self.uid().is_empty() && !pod.uid().is_empty() {
+            return self.uid() == pod.uid();
         }
-        self.namespace == other.namespace && self.name == other.name
+        self.namespace() == namespace_of(pod) && self.name() == pod.name()
+    }
+
+    /// Same object (see [`PodInfo::is`]).
+    pub fn same_pod(&self, other: &PodInfo) -> bool {
+        self.is(&other.pod)
     }
 }
 
@@ -323,90 +194,76 @@ impl PodInfo {
 /// a few integer comparisons.
 #[derive(Debug, Clone)]
 pub struct NodeInfo {
-    node: Arc<Value>,
-    name: String,
-    pub allocatable: Resource,
+    node: Arc<Node>,
+    pub allocatable: Resources,
     /// Sum of assigned pods' requests (missing requests as zero).
-    pub requested: Resource,
+    pub requested: Resources,
     /// Sum with upstream's non-zero cpu/memory defaults; only `milli_cpu`/`memory` are used.
-    pub non_zero_requested: Resource,
+    pub non_zero_requested: Resources,
     pods: Vec<Arc<PodInfo>>,
     pods_with_affinity: usize,
     pods_with_required_anti_affinity: usize,
     used_ports: Vec<HostPort>,
-    taints: Vec<Taint>,
-    unschedulable: bool,
     /// Image name → size in bytes, from `status.images` (every listed name of an image).
     images: HashMap<String, i64>,
 }
 
 impl NodeInfo {
-    pub fn new(node: Value) -> Self {
-        Self::from_arc(Arc::new(node))
-    }
-
-    pub fn from_arc(node: Arc<Value>) -> Self {
-        let name = node.get("metadata").and_then(|m| str_of(m, "name")).unwrap_or_default().to_string();
-        let spec = node.get("spec");
-        let taints = slice(spec.and_then(|s| s.get("taints"))).iter().map(Taint::from_json).collect();
-        let unschedulable = spec.and_then(|s| s.get("unschedulable")).and_then(Value::as_bool).unwrap_or(false);
-        let status = node.get("status");
-        let allocatable = Resource::from_list(status.and_then(|s| s.get("allocatable")));
+    pub fn new(node: impl Into<Arc<Node>>) -> Self {
+        let node = node.into();
+        let status = node.status.as_ref();
+        let allocatable = Resources::from_list(status.and_then(|s| s.allocatable.as_ref()));
         let mut images = HashMap::new();
-        for img in slice(status.and_then(|s| s.get("images"))) {
-            let size = img.get("sizeBytes").and_then(Value::as_i64).unwrap_or(0);
-            for name in slice(img.get("names")).iter().filter_map(Value::as_str) {
-                images.insert(name.to_string(), size);
+        for img in status.and_then(|s| s.images.as_ref()).into_iter().flatten() {
+            let size = img.size_bytes.unwrap_or(0);
+            for name in img.names.iter().flatten() {
+                images.insert(name.clone(), size);
             }
         }
         NodeInfo {
             node,
-            name,
             allocatable,
-            requested: Resource::default(),
-            non_zero_requested: Resource::default(),
+            requested: Resources::default(),
+            non_zero_requested: Resources::default(),
             pods: Vec::new(),
             pods_with_affinity: 0,
             pods_with_required_anti_affinity: 0,
             used_ports: Vec::new(),
-            taints,
-            unschedulable,
             images,
         }
     }
 
     /// Replaces the node object (labels, taints, allocatable) keeping its pods.
-    pub fn set_node(&mut self, node: Value) {
+    pub fn set_node(&mut self, node: impl Into<Arc<Node>>) {
         let mut fresh = NodeInfo::new(node);
-        std::mem::swap(&mut fresh.pods, &mut self.pods);
-        for p in &fresh.pods.clone() {
-            fresh.account(p, 1);
+        for p in std::mem::take(&mut self.pods) {
+            fresh.add_pod_info(p);
         }
         *self = fresh;
     }
 
-    pub fn node(&self) -> &Value {
+    pub fn node(&self) -> &Node {
         &self.node
     }
 
     pub fn name(&self) -> &str {
-        &self.name
+        self.node.name()
     }
 
-    pub fn labels(&self) -> Option<&Map<String, Value>> {
-        labels_of(&self.node)
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        self.node.labels()
     }
 
     pub fn label(&self, key: &str) -> Option<&str> {
-        super::label(self.labels(), key)
+        self.node.label(key)
     }
 
     pub fn taints(&self) -> &[Taint] {
-        &self.taints
+        self.node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or(&[])
     }
 
     pub fn unschedulable(&self) -> bool {
-        self.unschedulable
+        self.node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false)
     }
 
     pub fn pods(&self) -> &[Arc<PodInfo>] {
@@ -429,8 +286,8 @@ impl NodeInfo {
         &self.used_ports
     }
 
-    pub fn add_pod(&mut self, pod: &Value) {
-        self.add_pod_info(Arc::new(PodInfo::new(Arc::new(pod.clone()))));
+    pub fn add_pod(&mut self, pod: impl Into<Arc<Pod>>) {
+        self.add_pod_info(Arc::new(PodInfo::new(pod.into())));
     }
 
     pub fn add_pod_info(&mut self, pod: Arc<PodInfo>) {
@@ -439,18 +296,17 @@ impl NodeInfo {
     }
 
     /// Removes the pod with the same uid (or namespace/name); false if it was not here.
-    pub fn remove_pod(&mut self, pod: &Value) -> bool {
-        let probe = PodInfo::new(Arc::new(pod.clone()));
-        self.remove_pod_info(&probe)
-    }
-
-    pub fn remove_pod_info(&mut self, pod: &PodInfo) -> bool {
-        let Some(i) = self.pods.iter().position(|p| p.same_pod(pod)) else {
+    pub fn remove_pod(&mut self, pod: &Pod) -> bool {
+        let Some(i) = self.pods.iter().position(|p| p.is(pod)) else {
             return false;
         };
         let removed = self.pods.swap_remove(i);
         self.account(&removed, -1);
         true
+    }
+
+    pub fn remove_pod_info(&mut self, pod: &PodInfo) -> bool {
+        self.remove_pod(pod.pod())
     }
 
     fn account(&mut self, pod: &PodInfo, sign: i64) {
@@ -483,28 +339,27 @@ impl NodeInfo {
 pub struct ClusterSnapshot {
     nodes: Vec<NodeInfo>,
     index: HashMap<String, usize>,
-    namespace_labels: HashMap<String, Map<String, Value>>,
+    namespace_labels: HashMap<String, BTreeMap<String, String>>,
     /// How many nodes hold each image, for ImageLocality's spread factor.
     image_nodes: HashMap<String, usize>,
+}
+
+/// Counts `node`'s images in or out of the per-image node counts.
+fn count_images(image_nodes: &mut HashMap<String, usize>, node: &NodeInfo, sign: isize) {
+    for name in node.images().keys() {
+        let c = image_nodes.entry(name.clone()).or_insert(0);
+        *c = c.saturating_add_signed(sign);
+    }
 }
 
 impl ClusterSnapshot {
     pub fn new(nodes: Vec<NodeInfo>) -> Self {
         let index = nodes.iter().enumerate().map(|(i, n)| (n.name().to_string(), i)).collect();
-        let mut s =
-            ClusterSnapshot { nodes: Vec::new(), index, namespace_labels: HashMap::new(), image_nodes: HashMap::new() };
+        let mut image_nodes = HashMap::new();
         for n in &nodes {
-            s.count_images(n, 1);
+            count_images(&mut image_nodes, n, 1);
         }
-        s.nodes = nodes;
-        s
-    }
-
-    fn count_images(&mut self, node: &NodeInfo, sign: isize) {
-        for name in node.images().keys() {
-            let c = self.image_nodes.entry(name.clone()).or_insert(0);
-            *c = c.saturating_add_signed(sign);
-        }
+        ClusterSnapshot { nodes, index, namespace_labels: HashMap::new(), image_nodes }
     }
 
     /// Number of nodes that have pulled `image` (exact name as the kubelet reports it).
@@ -512,10 +367,15 @@ impl ClusterSnapshot {
         self.image_nodes.get(image).copied().unwrap_or(0)
     }
 
-    /// Builds from raw objects: pods are placed on their `spec.nodeName`; unassigned pods and
-    /// finished ones (Succeeded/Failed) are left out, as upstream's informer filters them.
-    pub fn from_objects(nodes: &[Value], pods: &[Value]) -> Self {
-        let mut s = ClusterSnapshot::new(nodes.iter().cloned().map(NodeInfo::new).collect());
+    /// Builds from the objects (shared with the informers, not copied): pods are placed on
+    /// their `spec.nodeName`; unassigned pods and finished ones (Succeeded/Failed) are left
+    /// out, as upstream's informer filters them.
+    pub fn from_objects<N, P>(nodes: impl IntoIterator<Item = N>, pods: impl IntoIterator<Item = P>) -> Self
+    where
+        N: Into<Arc<Node>>,
+        P: Into<Arc<Pod>>,
+    {
+        let mut s = ClusterSnapshot::new(nodes.into_iter().map(NodeInfo::new).collect());
         for p in pods {
             s.add_pod(p);
         }
@@ -535,21 +395,19 @@ impl ClusterSnapshot {
     }
 
     /// Adds or replaces a node (by name), keeping its pods on replace.
-    pub fn upsert_node(&mut self, node: Value) {
-        let name = node.get("metadata").and_then(|m| str_of(m, "name")).unwrap_or_default().to_string();
-        match self.index.get(&name).copied() {
+    pub fn upsert_node(&mut self, node: impl Into<Arc<Node>>) {
+        let node = node.into();
+        match self.index.get(node.name()).copied() {
             Some(i) => {
-                let old = std::mem::replace(&mut self.nodes[i], NodeInfo::new(Value::Null));
-                self.count_images(&old, -1);
-                let mut updated = old;
-                updated.set_node(node);
-                self.count_images(&updated, 1);
-                self.nodes[i] = updated;
+                let existing = &mut self.nodes[i];
+                count_images(&mut self.image_nodes, existing, -1);
+                existing.set_node(node);
+                count_images(&mut self.image_nodes, existing, 1);
             }
             None => {
                 let n = NodeInfo::new(node);
-                self.count_images(&n, 1);
-                self.index.insert(name, self.nodes.len());
+                count_images(&mut self.image_nodes, &n, 1);
+                self.index.insert(n.name().to_string(), self.nodes.len());
                 self.nodes.push(n);
             }
         }
@@ -561,28 +419,22 @@ impl ClusterSnapshot {
         if let Some(moved) = self.nodes.get(i) {
             self.index.insert(moved.name().to_string(), i);
         }
-        self.count_images(&removed, -1);
+        count_images(&mut self.image_nodes, &removed, -1);
         Some(removed)
     }
 
     /// Accounts an assigned pod on its node; false if unassigned, finished or the node is
     /// unknown.
-    pub fn add_pod(&mut self, pod: &Value) -> bool {
-        let phase = pod.get("status").and_then(|s| str_of(s, "phase"));
-        if matches!(phase, Some("Succeeded" | "Failed")) {
+    pub fn add_pod(&mut self, pod: impl Into<Arc<Pod>>) -> bool {
+        let pod = pod.into();
+        if pod::is_terminal(&pod) {
             return false;
         }
-        let Some(node) = pod.get("spec").and_then(|s| str_of(s, "nodeName")) else {
+        let Some(i) = pod::node_name(&pod).and_then(|n| self.index.get(n).copied()) else {
             return false;
         };
-        let node = node.to_string();
-        match self.node_mut(&node) {
-            Some(n) => {
-                n.add_pod(pod);
-                true
-            }
-            None => false,
-        }
+        self.nodes[i].add_pod(pod);
+        true
     }
 
     /// Records a scheduling decision (upstream's "assume") without re-parsing the pod.
@@ -596,23 +448,21 @@ impl ClusterSnapshot {
         }
     }
 
-    /// Removes a pod from whichever node holds it.
-    pub fn remove_pod(&mut self, pod: &Value) -> bool {
-        let probe = PodInfo::new(Arc::new(pod.clone()));
-        let hint = pod.get("spec").and_then(|s| str_of(s, "nodeName"));
-        if let Some(n) = hint.and_then(|h| self.index.get(h).copied()) {
-            if self.nodes[n].remove_pod_info(&probe) {
+    /// Removes a pod from whichever node holds it (its `spec.nodeName` is looked at first).
+    pub fn remove_pod(&mut self, pod: &Pod) -> bool {
+        if let Some(n) = pod::node_name(pod).and_then(|h| self.index.get(h).copied()) {
+            if self.nodes[n].remove_pod(pod) {
                 return true;
             }
         }
-        self.nodes.iter_mut().any(|n| n.remove_pod_info(&probe))
+        self.nodes.iter_mut().any(|n| n.remove_pod(pod))
     }
 
-    pub fn set_namespace_labels(&mut self, namespace: &str, labels: Map<String, Value>) {
+    pub fn set_namespace_labels(&mut self, namespace: &str, labels: BTreeMap<String, String>) {
         self.namespace_labels.insert(namespace.to_string(), labels);
     }
 
-    pub fn namespace_labels(&self, namespace: &str) -> Option<&Map<String, Value>> {
+    pub fn namespace_labels(&self, namespace: &str) -> Option<&BTreeMap<String, String>> {
         self.namespace_labels.get(namespace)
     }
 
@@ -625,8 +475,63 @@ impl ClusterSnapshot {
         self.nodes.iter().flat_map(move |n| {
             n.pods()
                 .iter()
-                .filter(move |p| namespace.is_none_or(|ns| p.namespace == ns) && selector.matches(p.labels()))
+                .filter(move |p| namespace.is_none_or(|ns| p.namespace() == ns) && selector.matches_labels(p.labels()))
                 .map(move |p| (n, p))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framework::testutil::*;
+    use serde_json::json;
+
+    #[test]
+    fn toleration_matching_as_upstream() {
+        let taint: Taint = typed(json!({"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}));
+        let tol = |v: serde_json::Value| -> Toleration { typed(v) };
+        assert!(tolerates(&tol(json!({"key": "dedicated", "value": "gpu"})), &taint));
+        assert!(tolerates(&tol(json!({"operator": "Exists"})), &taint));
+        assert!(!tolerates(&tol(json!({"key": "dedicated", "operator": "Exists", "effect": "NoExecute"})), &taint));
+        assert!(!tolerates(&tol(json!({"key": "dedicated", "operator": "Gt", "value": "gpu"})), &taint));
+        // A taint without a value is tolerated by an Equal toleration without one.
+        let bare: Taint = typed(json!({"key": "k", "effect": "NoSchedule"}));
+        assert!(tolerates(&tol(json!({"key": "k", "operator": "Equal"})), &bare));
+    }
+
+    #[test]
+    fn pods_are_identified_by_uid_then_by_name() {
+        let mut n = node_info(node("n1", "4", "8Gi"), &[on(pod("a", Some("1"), None), "n1")]);
+        let mut renamed = pod("other", None, None);
+        renamed.metadata.uid = Some("uid-a".into());
+        assert!(n.remove_pod(&renamed));
+        assert_eq!(n.requested.milli_cpu, 0);
+        // Without a uid on either side, namespace ("default" when unset) and name decide.
+        let mut a = pod("a", Some("1"), None);
+        a.metadata.uid = None;
+        a.metadata.namespace = None;
+        n.add_pod(on(a.clone(), "n1"));
+        assert!(!n.remove_pod(&set(a.clone(), "/metadata/namespace", json!("prod"))));
+        assert!(n.remove_pod(&set(a, "/metadata/namespace", json!("default"))));
+        assert!(n.pods().is_empty());
+    }
+
+    #[test]
+    fn upsert_node_keeps_pods_and_recounts_images() {
+        let with_image = |n| set(n, "/status/images", json!([{"names": ["nginx:latest"], "sizeBytes": 1}]));
+        let mut snap = snapshot(vec![with_image(node("a", "4", "8Gi"))], &[on(pod("p", Some("1"), None), "a")]);
+        assert_eq!(snap.image_num_nodes("nginx:latest"), 1);
+        snap.upsert_node(node("a", "8", "8Gi"));
+        let a = snap.node("a").unwrap();
+        assert_eq!((a.allocatable.milli_cpu, a.requested.milli_cpu, a.pods().len()), (8000, 1000, 1));
+        assert_eq!(snap.image_num_nodes("nginx:latest"), 0);
+        snap.upsert_node(with_image(node("b", "4", "8Gi")));
+        assert_eq!(snap.image_num_nodes("nginx:latest"), 1);
+        assert!(snap.remove_node("a").is_some());
+        assert_eq!(snap.node("b").map(NodeInfo::name), Some("b"));
+        // Finished and unassigned pods are not accounted.
+        assert!(!snap.add_pod(set(on(pod("done", None, None), "b"), "/status/phase", json!("Succeeded"))));
+        assert!(!snap.add_pod(pod("pending", None, None)));
     }
 }

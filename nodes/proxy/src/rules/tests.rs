@@ -1,22 +1,43 @@
 use super::*;
-use serde_json::json;
+use crate::slices::SliceList;
+use k8s_openapi::api::core::v1::ServiceSpec;
+use serde_json::{json, Value};
 
 fn config(table: &str) -> RulesConfig {
     RulesConfig { table: table.into(), cluster_cidr: None, localhost_nodeports: false, node_name: None }
 }
 
-fn service(name: &str, ip: &str, ports: Value) -> Value {
-    json!({"metadata": {"namespace": "ns1", "name": name}, "spec": {"clusterIP": ip, "ports": ports}})
+/// The ruleset for these Services and a list of EndpointSlices.
+fn compute<S: Borrow<Service>, E: Borrow<EndpointSlice>>(
+    config: &RulesConfig,
+    services: &[S],
+    slices: &[E],
+) -> Result<ProxyRules, RulesError> {
+    ProxyRules::compute(config, services, &SliceList::new(slices))
 }
 
-fn slice(svc: &str, ports: Value, endpoints: Value) -> Value {
-    json!({"metadata": {"namespace": "ns1", "name": format!("{svc}-abc"), "labels": {"kubernetes.io/service-name": svc}},
-        "addressType": "IPv4", "ports": ports, "endpoints": endpoints})
+fn service(name: &str, ip: &str, ports: Value) -> Service {
+    serde_json::from_value(
+        json!({"metadata": {"namespace": "ns1", "name": name}, "spec": {"clusterIP": ip, "ports": ports}}),
+    )
+    .unwrap()
+}
+
+fn spec(svc: &mut Service) -> &mut ServiceSpec {
+    svc.spec.as_mut().unwrap()
+}
+
+fn slice(svc: &str, ports: Value, endpoints: Value) -> EndpointSlice {
+    serde_json::from_value(json!({"metadata": {"namespace": "ns1", "name": format!("{svc}-abc"), "labels": {"kubernetes.io/service-name": svc}},
+        "addressType": "IPv4", "ports": ports, "endpoints": endpoints}))
+    .unwrap()
 }
 
 fn ep(ip: &str, ready: bool, terminating: bool) -> Value {
     json!({"addresses": [ip], "conditions": {"ready": ready, "serving": ready || terminating, "terminating": terminating}})
 }
+
+const NO_SLICES: &[EndpointSlice] = &[];
 
 /// `nft -c` checks a script against the kernel without committing it: the text is valid nft.
 fn nft_check(script: &str) {
@@ -31,7 +52,7 @@ fn nft_check(script: &str) {
     assert!(out.status.success(), "nft -c rejected:\n{script}\n{}", String::from_utf8_lossy(&out.stderr));
 }
 
-fn web() -> (Vec<Value>, Vec<Value>) {
+fn web() -> (Vec<Service>, Vec<EndpointSlice>) {
     let svc = service("web", "10.96.0.10", json!([{"name": "http", "port": 80, "targetPort": 8080}]));
     let sl = slice(
         "web",
@@ -44,7 +65,7 @@ fn web() -> (Vec<Value>, Vec<Value>) {
 #[test]
 fn cluster_ip_balances_over_ready_endpoints() {
     let (svcs, slices) = web();
-    let r = ProxyRules::compute(&config("kp-unit"), &svcs, &slices).unwrap();
+    let r = compute(&config("kp-unit"), &svcs, &slices).unwrap();
     let text = r.full_text();
     assert_eq!((r.service_ports(), r.endpoints()), (1, 2));
     let chain = format!("service-{}-ns1/web/tcp/http", hash_prefix("ns1/web/tcp/http"));
@@ -80,7 +101,7 @@ fn udp_and_sctp_ports_and_unnamed_ports() {
     );
     let plain = service("plain", "10.96.0.54", json!([{"port": 81}]));
     let plain_sl = slice("plain", json!([{"port": 8081}]), json!([ep("10.244.1.3", true, false)]));
-    let r = ProxyRules::compute(&config("kp-unit"), &[svc, plain], &[sl, plain_sl]).unwrap();
+    let r = compute(&config("kp-unit"), &[svc, plain], &[sl, plain_sl]).unwrap();
     let text = r.full_text();
     assert!(text.contains("10.96.0.53 . udp . 53 : goto service-"));
     assert!(text.contains("meta l4proto udp dnat to 10.244.1.2:5353"));
@@ -97,18 +118,18 @@ fn terminating_serving_endpoints_are_a_fallback_only() {
     let svc = service("web", "10.96.0.10", json!([{"name": "http", "port": 80}]));
     let ports = json!([{"name": "http", "port": 80}]);
     let both = slice("web", ports.clone(), json!([ep("10.244.0.5", true, false), ep("10.244.0.9", false, true)]));
-    let text = ProxyRules::compute(&config("kp-unit"), std::slice::from_ref(&svc), &[both]).unwrap().full_text();
+    let text = compute(&config("kp-unit"), std::slice::from_ref(&svc), &[both]).unwrap().full_text();
     assert!(!text.contains("10.244.0.9"));
     let only_terminating = slice("web", ports, json!([ep("10.244.0.9", false, true)]));
-    let text = ProxyRules::compute(&config("kp-unit"), &[svc], &[only_terminating]).unwrap().full_text();
+    let text = compute(&config("kp-unit"), &[svc], &[only_terminating]).unwrap().full_text();
     assert!(text.contains("dnat to 10.244.0.9:80"));
 }
 
 #[test]
 fn services_without_endpoints_reject() {
     let mut svc = service("empty", "10.96.0.20", json!([{"port": 80, "nodePort": 30080}]));
-    svc["spec"]["type"] = json!("NodePort");
-    let r = ProxyRules::compute(&config("kp-unit"), &[svc], &Vec::<Value>::new()).unwrap();
+    spec(&mut svc).type_ = Some("NodePort".into());
+    let r = compute(&config("kp-unit"), &[svc], NO_SLICES).unwrap();
     let text = r.full_text();
     assert!(text.contains("add element ip kp-unit no-endpoint-services { 10.96.0.20 . tcp . 80 : goto reject-chain }"));
     assert!(text.contains("add element ip kp-unit no-endpoint-nodeports { tcp . 30080 : goto reject-chain }"));
@@ -122,9 +143,9 @@ fn services_without_endpoints_reject() {
 #[test]
 fn node_ports_masquerade_and_localhost_is_optional() {
     let (mut svcs, slices) = web();
-    svcs[0]["spec"]["type"] = json!("NodePort");
-    svcs[0]["spec"]["ports"][0]["nodePort"] = json!(30080);
-    let text = ProxyRules::compute(&config("kp-unit"), &svcs, &slices).unwrap().full_text();
+    spec(&mut svcs[0]).type_ = Some("NodePort".into());
+    spec(&mut svcs[0]).ports.as_mut().unwrap()[0].node_port = Some(30080);
+    let text = compute(&config("kp-unit"), &svcs, &slices).unwrap().full_text();
     let ext = format!("external-{}-ns1/web/tcp/http", hash_prefix("ns1/web/tcp/http"));
     assert!(text.contains(&format!("service-nodeports {{ tcp . 30080 : goto {ext} }}")));
     assert!(text.contains(&format!("add rule ip kp-unit {ext} jump mark-for-masquerade")));
@@ -135,23 +156,24 @@ fn node_ports_masquerade_and_localhost_is_optional() {
     nft_check(&text);
     let mut cfg = config("kp-unit");
     cfg.localhost_nodeports = true;
-    let text = ProxyRules::compute(&cfg, &svcs, &slices).unwrap().full_text();
+    let text = compute(&cfg, &svcs, &slices).unwrap().full_text();
     assert!(text
         .contains("add rule ip kp-unit services fib daddr type local meta l4proto . th dport vmap @service-nodeports"));
     assert!(text.contains("ip daddr 127.0.0.0/8 ip saddr != 127.0.0.0/8 ct status & dnat == 0 drop"));
     nft_check(&text);
     // A ClusterIP service's nodePort field (left over from a type change) is not programmed.
-    svcs[0]["spec"]["type"] = json!("ClusterIP");
-    let text = ProxyRules::compute(&cfg, &svcs, &slices).unwrap().full_text();
+    spec(&mut svcs[0]).type_ = Some("ClusterIP".into());
+    let text = compute(&cfg, &svcs, &slices).unwrap().full_text();
     assert!(!text.contains("30080"));
 }
 
 #[test]
 fn session_affinity_uses_a_timeout_set_per_endpoint() {
     let (mut svcs, slices) = web();
-    svcs[0]["spec"]["sessionAffinity"] = json!("ClientIP");
-    svcs[0]["spec"]["sessionAffinityConfig"] = json!({"clientIP": {"timeoutSeconds": 60}});
-    let r = ProxyRules::compute(&config("kp-unit"), &svcs, &slices).unwrap();
+    spec(&mut svcs[0]).session_affinity = Some("ClientIP".into());
+    spec(&mut svcs[0]).session_affinity_config =
+        serde_json::from_value(json!({"clientIP": {"timeoutSeconds": 60}})).unwrap();
+    let r = compute(&config("kp-unit"), &svcs, &slices).unwrap();
     let text = r.full_text();
     let set =
         format!("affinity-{}-ns1/web/tcp/http__10.244.0.5/8080", hash_prefix("ns1/web/tcp/http__10.244.0.5/8080/60"));
@@ -162,8 +184,8 @@ fn session_affinity_uses_a_timeout_set_per_endpoint() {
     assert!(text.contains(&format!("ip saddr @{set} goto endpoint-")));
     nft_check(&text);
     // Without timeoutSeconds: upstream's default of 3 hours.
-    svcs[0]["spec"].as_object_mut().unwrap().remove("sessionAffinityConfig");
-    let text = ProxyRules::compute(&config("kp-unit"), &svcs, &slices).unwrap().full_text();
+    spec(&mut svcs[0]).session_affinity_config = None;
+    let text = compute(&config("kp-unit"), &svcs, &slices).unwrap().full_text();
     assert!(text.contains("timeout 10800s;"));
 }
 
@@ -172,20 +194,20 @@ fn cluster_cidr_masquerades_outside_sources() {
     let (svcs, slices) = web();
     let mut cfg = config("kp-unit");
     cfg.cluster_cidr = Some("10.244.0.0/16".into());
-    let text = ProxyRules::compute(&cfg, &svcs, &slices).unwrap().full_text();
+    let text = compute(&cfg, &svcs, &slices).unwrap().full_text();
     assert!(text.contains("ip saddr != 10.244.0.0/16 jump mark-for-masquerade"));
     cfg.cluster_cidr = Some("10.244.0.0/33".into());
-    assert!(matches!(ProxyRules::compute(&cfg, &svcs, &slices), Err(RulesError::InvalidCidr(_))));
-    assert!(matches!(ProxyRules::compute(&config("bad name;"), &svcs, &slices), Err(RulesError::InvalidTable(_))));
+    assert!(matches!(compute(&cfg, &svcs, &slices), Err(RulesError::InvalidCidr(_))));
+    assert!(matches!(compute(&config("bad name;"), &svcs, &slices), Err(RulesError::InvalidTable(_))));
 }
 
 #[test]
 fn headless_external_name_and_ipv6_are_skipped() {
     let headless = service("h", "None", json!([{"port": 80}]));
     let mut ext = service("e", "", json!([{"port": 80}]));
-    ext["spec"]["type"] = json!("ExternalName");
+    spec(&mut ext).type_ = Some("ExternalName".into());
     let v6 = service("v6", "fd00::10", json!([{"port": 80}]));
-    let r = ProxyRules::compute(&config("kp-unit"), &[headless, ext, v6], &Vec::<Value>::new()).unwrap();
+    let r = compute(&config("kp-unit"), &[headless, ext, v6], NO_SLICES).unwrap();
     assert_eq!(r.service_ports(), 0);
 }
 
@@ -195,18 +217,18 @@ fn slices_of_one_service_merge_and_dedupe() {
     let ports = json!([{"name": "http", "port": 80}]);
     let mut a = slice("web", ports.clone(), json!([ep("10.244.0.5", true, false)]));
     let b = slice("web", ports, json!([ep("10.244.0.5", true, false), ep("10.244.0.6", true, false)]));
-    a["metadata"]["name"] = json!("web-1");
-    let r = ProxyRules::compute(&config("kp-unit"), &[svc], &[a, b]).unwrap();
+    a.metadata.name = Some("web-1".into());
+    let r = compute(&config("kp-unit"), &[svc], &[a, b]).unwrap();
     assert_eq!(r.endpoints(), 2);
 }
 
 #[test]
 fn incremental_update_keeps_affinity_sets_and_deletes_stale_objects() {
     let (mut svcs, slices) = web();
-    svcs[0]["spec"]["sessionAffinity"] = json!("ClientIP");
-    let before = ProxyRules::compute(&config("kp-unit"), &svcs, &slices).unwrap();
+    spec(&mut svcs[0]).session_affinity = Some("ClientIP".into());
+    let before = compute(&config("kp-unit"), &svcs, &slices).unwrap();
     let fewer = slice("web", json!([{"name": "http", "port": 8080}]), json!([ep("10.244.0.5", true, false)]));
-    let after = ProxyRules::compute(&config("kp-unit"), &svcs, &[fewer]).unwrap();
+    let after = compute(&config("kp-unit"), &svcs, &[fewer]).unwrap();
     let text = after.incremental_text(&before);
     assert!(!text.contains("delete table"));
     let gone =
@@ -232,17 +254,15 @@ fn incremental_update_keeps_affinity_sets_and_deletes_stale_objects() {
 }
 
 fn on_node(ip: &str, node: &str) -> Value {
-    let mut e = ep(ip, true, false);
-    e["nodeName"] = json!(node);
-    e
+    json!({"addresses": [ip], "conditions": {"ready": true, "serving": true, "terminating": false}, "nodeName": node})
 }
 
 #[test]
 fn traffic_policies_local_use_this_nodes_endpoints() {
     let mut svc = service("web", "10.96.0.10", json!([{"name": "http", "port": 80, "nodePort": 30080}]));
-    svc["spec"]["type"] = json!("NodePort");
-    svc["spec"]["externalTrafficPolicy"] = json!("Local");
-    svc["spec"]["internalTrafficPolicy"] = json!("Local");
+    spec(&mut svc).type_ = Some("NodePort".into());
+    spec(&mut svc).external_traffic_policy = Some("Local".into());
+    spec(&mut svc).internal_traffic_policy = Some("Local".into());
     let sl = slice(
         "web",
         json!([{"name": "http", "port": 8080, "protocol": "TCP"}]),
@@ -258,7 +278,7 @@ fn traffic_policies_local_use_this_nodes_endpoints() {
     let mut cfg = config("kp-unit");
     cfg.cluster_cidr = Some("10.244.0.0/16".into());
     cfg.node_name = Some("a".into());
-    let text = ProxyRules::compute(&cfg, &[&svc], &[&sl]).unwrap().full_text();
+    let text = compute(&cfg, &[&svc], &[&sl]).unwrap().full_text();
     nft_check(&text);
     // ClusterIP: only node a's endpoint, no masquerade.
     assert!(text.contains(&format!("service-ips {{ 10.96.0.10 . tcp . 80 : goto {local} }}")), "{text}");
@@ -284,16 +304,16 @@ fn traffic_policies_local_use_this_nodes_endpoints() {
     // On node c (no endpoint of its own): the ClusterIP rejects, outsiders' NodePort traffic
     // is dropped, pods still reach the service through the NodePort.
     cfg.node_name = Some("c".into());
-    let text = ProxyRules::compute(&cfg, &[&svc], &[&sl]).unwrap().full_text();
+    let text = compute(&cfg, &[&svc], &[&sl]).unwrap().full_text();
     nft_check(&text);
     assert!(text.contains("no-endpoint-services { 10.96.0.10 . tcp . 80 : goto reject-chain }"), "{text}");
     assert!(text.contains(&format!("add rule ip kp-unit {external} drop")));
     assert!(!text.contains(&local));
 
     // Cluster policies (or an unknown node name) ignore locality.
-    svc["spec"]["externalTrafficPolicy"] = json!("Cluster");
-    svc["spec"]["internalTrafficPolicy"] = json!("Cluster");
-    let text = ProxyRules::compute(&cfg, &[&svc], &[&sl]).unwrap().full_text();
+    spec(&mut svc).external_traffic_policy = Some("Cluster".into());
+    spec(&mut svc).internal_traffic_policy = Some("Cluster".into());
+    let text = compute(&cfg, &[&svc], &[&sl]).unwrap().full_text();
     assert!(text.contains(&format!("service-ips {{ 10.96.0.10 . tcp . 80 : goto {cluster} }}")));
     assert!(text.contains(&format!("add rule ip kp-unit {external} jump mark-for-masquerade")));
 }
@@ -302,13 +322,13 @@ fn traffic_policies_local_use_this_nodes_endpoints() {
 fn udp_flows_of_departed_endpoints_are_stale() {
     let mut svc =
         service("dns", "10.96.0.10", json!([{"name": "dns", "port": 53, "protocol": "UDP", "nodePort": 30053}]));
-    svc["spec"]["type"] = json!("NodePort");
+    spec(&mut svc).type_ = Some("NodePort".into());
     let ports = json!([{"name": "dns", "port": 5353, "protocol": "UDP"}]);
     let before = slice("dns", ports.clone(), json!([ep("10.244.0.5", true, false), ep("10.244.0.6", true, false)]));
     let after = slice("dns", ports, json!([ep("10.244.0.6", true, false), ep("10.244.0.7", true, false)]));
     let cfg = config("kp-unit");
-    let old = ProxyRules::compute(&cfg, &[&svc], &[&before]).unwrap();
-    let new = ProxyRules::compute(&cfg, &[&svc], &[&after]).unwrap();
+    let old = compute(&cfg, &[&svc], &[&before]).unwrap();
+    let new = compute(&cfg, &[&svc], &[&after]).unwrap();
     let gone: Ipv4Addr = "10.244.0.5".parse().unwrap();
     assert_eq!(
         new.stale_udp_flows(&old),

@@ -10,10 +10,11 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
+use super::list::{element_kind, Kind};
+use super::order::{merge_key_equal, sort_by_order};
 use super::{
-    element_kind, json_type_name, merge_key_equal, merge_map, no_merge_key, sort_by_order, Kind, MergeOptions,
-    PatchError, Schema, Strategy, DELETE_DIRECTIVE, DELETE_FROM_PRIMITIVE_LIST_PREFIX, DIRECTIVE_MARKER,
-    RETAIN_KEYS_DIRECTIVE, SET_ELEMENT_ORDER_PREFIX,
+    json_type_name, merge_map, no_merge_key, MergeOptions, PatchError, Schema, Strategy, DELETE_DIRECTIVE,
+    DELETE_FROM_PRIMITIVE_LIST_PREFIX, DIRECTIVE_MARKER, RETAIN_KEYS_DIRECTIVE, SET_ELEMENT_ORDER_PREFIX,
 };
 
 /// What a diff records.

@@ -2,10 +2,11 @@
 //! and by how widely the image is spread (so one node holding it does not attract
 //! everything).
 
-use serde_json::Value;
+use k8s_openapi::api::core::v1::{Container, Pod};
+use kubus_apimachinery::pod::spec;
 
 use crate::framework::{
-    slice, str_of, ClusterSnapshot, CycleState, NodeInfo, Plugin, PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE,
+    ClusterSnapshot, CycleState, NodeInfo, Plugin, PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE,
 };
 
 pub const NAME: &str = "ImageLocality";
@@ -42,22 +43,13 @@ struct PreScoreState {
 }
 
 impl PreScorePlugin for ImageLocality {
-    fn pre_score(
-        &self,
-        state: &mut CycleState,
-        pod: &Value,
-        _nodes: &[&NodeInfo],
-        snapshot: &ClusterSnapshot,
-    ) -> Status {
-        let spec = pod.get("spec");
-        let containers: Vec<&Value> = slice(spec.and_then(|s| s.get("initContainers")))
-            .iter()
-            .chain(slice(spec.and_then(|s| s.get("containers"))))
-            .collect();
+    fn pre_score(&self, state: &mut CycleState, pod: &Pod, _nodes: &[&NodeInfo], snapshot: &ClusterSnapshot) -> Status {
+        let spec = spec(pod);
+        let containers: Vec<&Container> = spec.init_containers.iter().flatten().chain(&spec.containers).collect();
         let total = snapshot.nodes().len().max(1) as f64;
         let images = containers
             .iter()
-            .filter_map(|c| str_of(c, "image"))
+            .filter_map(|c| c.image.as_deref())
             .map(normalized_image_name)
             .map(|name| {
                 let spread = snapshot.image_num_nodes(&name) as f64 / total;
@@ -70,7 +62,7 @@ impl PreScorePlugin for ImageLocality {
 }
 
 impl ScorePlugin for ImageLocality {
-    fn score(&self, state: &CycleState, _pod: &Value, node: &NodeInfo) -> i64 {
+    fn score(&self, state: &CycleState, _pod: &Pod, node: &NodeInfo) -> i64 {
         let Some(s) = state.read::<PreScoreState>(PRE_SCORE_KEY) else {
             return 0;
         };

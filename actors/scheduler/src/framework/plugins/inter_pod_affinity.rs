@@ -2,9 +2,9 @@
 //! existing pods' anti-affinity toward the incoming pod), and preferred terms scored by
 //! weight.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-use serde_json::Value;
+use k8s_openapi::api::core::v1::Pod;
 
 use crate::framework::{
     AffinityTerm, ClusterSnapshot, CycleState, FilterPlugin, NodeInfo, Plugin, PodInfo, PreFilterPlugin,
@@ -72,14 +72,14 @@ struct PreFilterState {
 }
 
 fn matches_all(terms: &[AffinityTerm], pod: &PodInfo, snapshot: &ClusterSnapshot) -> bool {
-    let ns = snapshot.namespace_labels(&pod.namespace);
+    let ns = snapshot.namespace_labels(pod.namespace());
     !terms.is_empty() && terms.iter().all(|t| t.matches(pod, ns))
 }
 
 impl PreFilterPlugin for InterPodAffinity {
-    fn pre_filter(&self, state: &mut CycleState, _: &Value, snapshot: &ClusterSnapshot) -> Status {
+    fn pre_filter(&self, state: &mut CycleState, _: &Pod, snapshot: &ClusterSnapshot) -> Status {
         let pod = state.pod_info_arc().clone();
-        let own_ns = snapshot.namespace_labels(&pod.namespace);
+        let own_ns = snapshot.namespace_labels(pod.namespace());
         let mut existing_anti_affinity = TopologyCounts::default();
         for node in snapshot.nodes().iter().filter(|n| n.has_pods_with_required_anti_affinity()) {
             for existing in node.pods() {
@@ -105,7 +105,7 @@ impl PreFilterPlugin for InterPodAffinity {
                             affinity.add_for(t, node, 1);
                         }
                     }
-                    let ns = snapshot.namespace_labels(&existing.namespace);
+                    let ns = snapshot.namespace_labels(existing.namespace());
                     for t in anti.iter().filter(|t| t.matches(existing, ns)) {
                         anti_affinity.add_for(t, node, 1);
                     }
@@ -153,13 +153,11 @@ fn satisfies_existing_pods_anti_affinity(s: &PreFilterState, node: &NodeInfo) ->
     if s.existing_anti_affinity.is_empty() {
         return true;
     }
-    node.labels().is_none_or(|labels| {
-        !labels.iter().any(|(k, v)| v.as_str().is_some_and(|v| s.existing_anti_affinity.get(k, v) > 0))
-    })
+    !node.labels().iter().any(|(k, v)| s.existing_anti_affinity.get(k, v) > 0)
 }
 
 impl FilterPlugin for InterPodAffinity {
-    fn filter(&self, state: &CycleState, _pod: &Value, node: &NodeInfo) -> Status {
+    fn filter(&self, state: &CycleState, _pod: &Pod, node: &NodeInfo) -> Status {
         let Some(s) = state.read::<PreFilterState>(PRE_FILTER_KEY) else {
             return Status::Ok;
         };
@@ -179,6 +177,24 @@ impl FilterPlugin for InterPodAffinity {
 
 struct PreScoreState(TopologyCounts);
 
+/// `owner`'s preferred affinity terms that select `target` add their weight to `node`'s
+/// domains; its preferred anti-affinity terms subtract theirs.
+fn add_preferred(
+    topo: &mut TopologyCounts,
+    owner: &PodInfo,
+    target: &PodInfo,
+    target_ns: Option<&BTreeMap<String, String>>,
+    node: &NodeInfo,
+) {
+    let affinity = owner.preferred_affinity_terms.iter().map(|w| (w, w.weight));
+    let anti_affinity = owner.preferred_anti_affinity_terms.iter().map(|w| (w, -w.weight));
+    for (w, weight) in affinity.chain(anti_affinity) {
+        if w.term.matches(target, target_ns) {
+            topo.add_for(&w.term, node, weight);
+        }
+    }
+}
+
 impl InterPodAffinity {
     fn process_existing_pod(
         &self,
@@ -188,19 +204,10 @@ impl InterPodAffinity {
         node: &NodeInfo,
         snapshot: &ClusterSnapshot,
     ) {
-        let existing_ns = snapshot.namespace_labels(&existing.namespace);
-        let own_ns = snapshot.namespace_labels(&pod.namespace);
+        let existing_ns = snapshot.namespace_labels(existing.namespace());
+        let own_ns = snapshot.namespace_labels(pod.namespace());
         // The incoming pod's preferences toward the existing pod...
-        for w in &pod.preferred_affinity_terms {
-            if w.term.matches(existing, existing_ns) {
-                topo.add_for(&w.term, node, w.weight);
-            }
-        }
-        for w in &pod.preferred_anti_affinity_terms {
-            if w.term.matches(existing, existing_ns) {
-                topo.add_for(&w.term, node, -w.weight);
-            }
-        }
+        add_preferred(topo, pod, existing, existing_ns, node);
         // ...and the existing pod's rules toward the incoming one (symmetry).
         if self.hard_pod_affinity_weight > 0 {
             for t in &existing.required_affinity_terms {
@@ -209,16 +216,7 @@ impl InterPodAffinity {
                 }
             }
         }
-        for w in &existing.preferred_affinity_terms {
-            if w.term.matches(pod, own_ns) {
-                topo.add_for(&w.term, node, w.weight);
-            }
-        }
-        for w in &existing.preferred_anti_affinity_terms {
-            if w.term.matches(pod, own_ns) {
-                topo.add_for(&w.term, node, -w.weight);
-            }
-        }
+        add_preferred(topo, existing, pod, own_ns, node);
     }
 }
 
@@ -226,7 +224,7 @@ impl PreScorePlugin for InterPodAffinity {
     fn pre_score(
         &self,
         state: &mut CycleState,
-        _pod: &Value,
+        _pod: &Pod,
         _nodes: &[&NodeInfo],
         snapshot: &ClusterSnapshot,
     ) -> Status {
@@ -238,7 +236,7 @@ impl PreScorePlugin for InterPodAffinity {
             if !has_constraints && !node.has_pods_with_affinity() {
                 continue;
             }
-            if node.labels().is_none_or(|l| l.is_empty()) {
+            if node.labels().is_empty() {
                 continue;
             }
             for existing in node.pods() {
@@ -256,7 +254,7 @@ impl PreScorePlugin for InterPodAffinity {
 }
 
 impl ScorePlugin for InterPodAffinity {
-    fn score(&self, state: &CycleState, _pod: &Value, node: &NodeInfo) -> i64 {
+    fn score(&self, state: &CycleState, _pod: &Pod, node: &NodeInfo) -> i64 {
         let Some(PreScoreState(topo)) = state.read::<PreScoreState>(PRE_SCORE_KEY) else {
             return 0;
         };
@@ -281,17 +279,18 @@ impl ScorePlugin for InterPodAffinity {
 mod tests {
     use super::*;
     use crate::framework::testutil::*;
+    use k8s_openapi::api::core::v1::Node;
     use serde_json::json;
 
-    fn zone_node(name: &str, zone: &str) -> Value {
+    fn zone_node(name: &str, zone: &str) -> Node {
         label(node(name, "4", "8Gi"), "zone", zone)
     }
 
-    fn with_app(p: Value, app: &str) -> Value {
+    fn with_app(p: Pod, app: &str) -> Pod {
         label(p, "app", app)
     }
 
-    fn required(p: Value, kind: &str, app: &str, key: &str) -> Value {
+    fn required(p: Pod, kind: &str, app: &str, key: &str) -> Pod {
         set(
             p,
             &format!("/spec/affinity/{kind}/requiredDuringSchedulingIgnoredDuringExecution"),
@@ -300,7 +299,7 @@ mod tests {
     }
 
     /// Runs PreFilter + Filter of the pod against every node of the snapshot.
-    fn feasible(p: &Value, snap: &ClusterSnapshot) -> Vec<(String, Status)> {
+    fn feasible(p: &Pod, snap: &ClusterSnapshot) -> Vec<(String, Status)> {
         let plugin = InterPodAffinity::default();
         let mut st = state(p);
         let skip = plugin.pre_filter(&mut st, p, snap).is_skip();
@@ -313,7 +312,7 @@ mod tests {
             .collect()
     }
 
-    fn ok_nodes(p: &Value, snap: &ClusterSnapshot) -> Vec<String> {
+    fn ok_nodes(p: &Pod, snap: &ClusterSnapshot) -> Vec<String> {
         feasible(p, snap).into_iter().filter(|(_, s)| s.is_ok()).map(|(n, _)| n).collect()
     }
 

@@ -1,10 +1,11 @@
 //! NodeAffinity: `nodeSelector` and required node affinity filter; preferred node affinity
 //! terms score by weight.
 
-use serde_json::Value;
+use k8s_openapi::api::core::v1::Pod;
+use kubus_apimachinery::pod::spec;
 
 use crate::framework::{
-    default_normalize_score, slice, ClusterSnapshot, CycleState, FilterPlugin, NodeInfo, NodeSelectorTerm, Plugin,
+    default_normalize_score, ClusterSnapshot, CycleState, FilterPlugin, NodeInfo, NodeSelectorTerm, Plugin,
     PreFilterPlugin, PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE,
 };
 
@@ -22,7 +23,7 @@ impl Plugin for NodeAffinity {
 }
 
 impl PreFilterPlugin for NodeAffinity {
-    fn pre_filter(&self, state: &mut CycleState, _: &Value, _: &ClusterSnapshot) -> Status {
+    fn pre_filter(&self, state: &mut CycleState, _: &Pod, _: &ClusterSnapshot) -> Status {
         if state.required_node_affinity().is_empty() {
             Status::Skip
         } else {
@@ -32,7 +33,7 @@ impl PreFilterPlugin for NodeAffinity {
 }
 
 impl FilterPlugin for NodeAffinity {
-    fn filter(&self, state: &CycleState, _pod: &Value, node: &NodeInfo) -> Status {
+    fn filter(&self, state: &CycleState, _pod: &Pod, node: &NodeInfo) -> Status {
         if state.required_node_affinity().matches(node) {
             Status::Ok
         } else {
@@ -47,23 +48,21 @@ impl PreScorePlugin for NodeAffinity {
     fn pre_score(
         &self,
         state: &mut CycleState,
-        pod: &Value,
+        pod: &Pod,
         _nodes: &[&NodeInfo],
         _snapshot: &ClusterSnapshot,
     ) -> Status {
-        let terms = pod
-            .get("spec")
-            .and_then(|s| s.get("affinity"))
-            .and_then(|a| a.get("nodeAffinity"))
-            .and_then(|n| n.get("preferredDuringSchedulingIgnoredDuringExecution"));
-        let preferred: Vec<(i64, NodeSelectorTerm)> = slice(terms)
-            .iter()
-            .filter_map(|t| {
-                let weight = t.get("weight").and_then(Value::as_i64).unwrap_or(0);
-                // Zero-weight terms cannot change a score.
-                (weight != 0)
-                    .then(|| (weight, NodeSelectorTerm::from_json(t.get("preference").unwrap_or(&Value::Null))))
-            })
+        let terms = spec(pod)
+            .affinity
+            .as_ref()
+            .and_then(|a| a.node_affinity.as_ref())
+            .and_then(|n| n.preferred_during_scheduling_ignored_during_execution.as_ref());
+        let preferred: Vec<(i64, NodeSelectorTerm)> = terms
+            .into_iter()
+            .flatten()
+            // Zero-weight terms cannot change a score.
+            .filter(|t| t.weight != 0)
+            .map(|t| (i64::from(t.weight), NodeSelectorTerm::from_typed(&t.preference)))
             .collect();
         if preferred.is_empty() {
             return Status::Skip;
@@ -74,7 +73,7 @@ impl PreScorePlugin for NodeAffinity {
 }
 
 impl ScorePlugin for NodeAffinity {
-    fn score(&self, state: &CycleState, _pod: &Value, node: &NodeInfo) -> i64 {
+    fn score(&self, state: &CycleState, _pod: &Pod, node: &NodeInfo) -> i64 {
         state
             .read::<Preferred>(PRE_SCORE_KEY)
             .map_or(0, |p| p.0.iter().filter(|(_, t)| t.matches(node)).map(|(w, _)| w).sum())
@@ -89,13 +88,13 @@ impl ScorePlugin for NodeAffinity {
 mod tests {
     use super::*;
     use crate::framework::testutil::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn zone_node(name: &str, zone: &str) -> NodeInfo {
         node_info(label(label(node(name, "4", "8Gi"), "zone", zone), "gen", "5"), &[])
     }
 
-    fn required(p: Value, terms: Value) -> Value {
+    fn required(p: Pod, terms: Value) -> Pod {
         set(
             p,
             "/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution",
@@ -103,7 +102,7 @@ mod tests {
         )
     }
 
-    fn check(p: &Value, n: &NodeInfo) -> bool {
+    fn check(p: &Pod, n: &NodeInfo) -> bool {
         let mut st = state(p);
         let snap = ClusterSnapshot::default();
         if NodeAffinity.pre_filter(&mut st, p, &snap).is_skip() {

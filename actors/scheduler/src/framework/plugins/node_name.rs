@@ -1,8 +1,9 @@
 //! NodeName: a pod created with `spec.nodeName` only fits that node.
 
-use serde_json::Value;
+use k8s_openapi::api::core::v1::Pod;
+use kubus_apimachinery::pod::node_name;
 
-use crate::framework::{str_of, CycleState, FilterPlugin, NodeInfo, Plugin, Status};
+use crate::framework::{CycleState, FilterPlugin, NodeInfo, Plugin, Status};
 
 pub const NAME: &str = "NodeName";
 pub const ERR_REASON: &str = "node(s) didn't match the requested node name";
@@ -17,9 +18,9 @@ impl Plugin for NodeName {
 }
 
 impl FilterPlugin for NodeName {
-    fn filter(&self, _state: &CycleState, pod: &Value, node: &NodeInfo) -> Status {
-        match pod.get("spec").and_then(|s| str_of(s, "nodeName")) {
-            Some(n) if !n.is_empty() && n != node.name() => Status::unresolvable(ERR_REASON),
+    fn filter(&self, _state: &CycleState, pod: &Pod, node: &NodeInfo) -> Status {
+        match node_name(pod) {
+            Some(n) if n != node.name() => Status::unresolvable(ERR_REASON),
             _ => Status::Ok,
         }
     }

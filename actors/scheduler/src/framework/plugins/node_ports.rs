@@ -1,6 +1,6 @@
 //! NodePorts: a requested hostPort must be free on the node for its protocol and address.
 
-use serde_json::Value;
+use k8s_openapi::api::core::v1::Pod;
 
 use crate::framework::{ClusterSnapshot, CycleState, FilterPlugin, NodeInfo, Plugin, PreFilterPlugin, Status};
 
@@ -17,7 +17,7 @@ impl Plugin for NodePorts {
 }
 
 impl PreFilterPlugin for NodePorts {
-    fn pre_filter(&self, state: &mut CycleState, _: &Value, _: &ClusterSnapshot) -> Status {
+    fn pre_filter(&self, state: &mut CycleState, _: &Pod, _: &ClusterSnapshot) -> Status {
         if state.pod_info().host_ports.is_empty() {
             Status::Skip
         } else {
@@ -27,7 +27,7 @@ impl PreFilterPlugin for NodePorts {
 }
 
 impl FilterPlugin for NodePorts {
-    fn filter(&self, state: &CycleState, _pod: &Value, node: &NodeInfo) -> Status {
+    fn filter(&self, state: &CycleState, _pod: &Pod, node: &NodeInfo) -> Status {
         let used = node.used_ports();
         let clash = state.pod_info().host_ports.iter().any(|want| used.iter().any(|u| want.conflicts(u)));
         if clash {
@@ -42,13 +42,13 @@ impl FilterPlugin for NodePorts {
 mod tests {
     use super::*;
     use crate::framework::testutil::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
-    fn with_port(name: &str, port: Value) -> Value {
+    fn with_port(name: &str, port: Value) -> Pod {
         set(pod(name, None, None), "/spec/containers/0/ports", json!([port]))
     }
 
-    fn fits(incoming: Value, existing: Value) -> bool {
+    fn fits(incoming: Pod, existing: Pod) -> bool {
         let n = node_info(node("n1", "4", "8Gi"), &[on(existing, "n1")]);
         let mut st = state(&incoming);
         if NodePorts.pre_filter(&mut st, &incoming, &ClusterSnapshot::default()).is_skip() {

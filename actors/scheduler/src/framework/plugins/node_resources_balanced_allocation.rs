@@ -1,7 +1,7 @@
 //! NodeResourcesBalancedAllocation: prefers nodes whose cpu and memory utilisation, with the
 //! pod placed, are close to each other.
 
-use serde_json::Value;
+use k8s_openapi::api::core::v1::Pod;
 
 use crate::framework::{
     ClusterSnapshot, CycleState, NodeInfo, Plugin, PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE,
@@ -22,7 +22,7 @@ impl PreScorePlugin for NodeResourcesBalancedAllocation {
     fn pre_score(
         &self,
         state: &mut CycleState,
-        _pod: &Value,
+        _pod: &Pod,
         _nodes: &[&NodeInfo],
         _snapshot: &ClusterSnapshot,
     ) -> Status {
@@ -51,7 +51,7 @@ pub fn balanced_score(fractions: &[f64]) -> i64 {
 }
 
 impl ScorePlugin for NodeResourcesBalancedAllocation {
-    fn score(&self, state: &CycleState, _pod: &Value, node: &NodeInfo) -> i64 {
+    fn score(&self, state: &CycleState, _pod: &Pod, node: &NodeInfo) -> i64 {
         // Actual requests, not the non-zero defaults: upstream sets useRequested here.
         let pod = &state.pod_info().requests;
         let pairs = [

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use serde_json::Value;
+use k8s_openapi::api::core::v1::Pod;
 
 use crate::framework::{CycleState, FilterPlugin, NodeInfo, Plugin, ScorePlugin, Status, MAX_NODE_SCORE};
 
@@ -44,7 +44,7 @@ impl Plugin for NodeResourcesFit {
 }
 
 impl FilterPlugin for NodeResourcesFit {
-    fn filter(&self, state: &CycleState, _pod: &Value, node: &NodeInfo) -> Status {
+    fn filter(&self, state: &CycleState, _pod: &Pod, node: &NodeInfo) -> Status {
         let req = &state.pod_info().requests;
         let alloc = &node.allocatable;
         let used = &node.requested;
@@ -107,7 +107,7 @@ fn allocatable_and_requested(state: &CycleState, node: &NodeInfo, resource: &str
 }
 
 impl ScorePlugin for NodeResourcesFit {
-    fn score(&self, state: &CycleState, _pod: &Value, node: &NodeInfo) -> i64 {
+    fn score(&self, state: &CycleState, _pod: &Pod, node: &NodeInfo) -> i64 {
         let (mut total, mut weights) = (0i64, 0i64);
         for (resource, weight) in &self.resources {
             let (capacity, requested) = allocatable_and_requested(state, node, resource);
@@ -136,7 +136,7 @@ mod tests {
     use crate::framework::testutil::*;
     use serde_json::json;
 
-    fn filter(p: &Value, n: &NodeInfo) -> Status {
+    fn filter(p: &Pod, n: &NodeInfo) -> Status {
         NodeResourcesFit::default().filter(&state(p), p, n)
     }
 
@@ -191,7 +191,7 @@ mod tests {
 
     #[test]
     fn init_containers_sidecars_and_overhead() {
-        let p = json!({
+        let p: Pod = typed(json!({
             "metadata": {"name": "p"},
             "spec": {
                 "containers": [{"name": "a", "resources": {"requests": {"cpu": "100m"}}}],
@@ -201,13 +201,13 @@ mod tests {
                 ],
                 "overhead": {"cpu": "10m"}
             }
-        });
+        }));
         // max(100 + 200, 200 + 500) + 10
         assert_eq!(info(&p).requests.milli_cpu, 710);
-        let p2 = json!({"metadata": {"name": "p"}, "spec": {
+        let p2: Pod = typed(json!({"metadata": {"name": "p"}, "spec": {
             "containers": [{"name": "a", "resources": {"requests": {"cpu": "1"}}}],
             "initContainers": [{"name": "i", "resources": {"requests": {"cpu": "500m"}}}]
-        }});
+        }}));
         assert_eq!(info(&p2).requests.milli_cpu, 1000);
     }
 

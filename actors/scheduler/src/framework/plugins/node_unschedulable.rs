@@ -1,9 +1,9 @@
 //! NodeUnschedulable: keeps pods off cordoned nodes (`spec.unschedulable`).
 
-use serde_json::Value;
+use k8s_openapi::api::core::v1::{Pod, Taint};
 
 use crate::framework::types::tolerations_tolerate;
-use crate::framework::{CycleState, FilterPlugin, NodeInfo, Plugin, Status, Taint};
+use crate::framework::{CycleState, FilterPlugin, NodeInfo, Plugin, Status};
 
 pub const NAME: &str = "NodeUnschedulable";
 pub const ERR_REASON_UNSCHEDULABLE: &str = "node(s) were unschedulable";
@@ -18,14 +18,14 @@ impl Plugin for NodeUnschedulable {
 }
 
 impl FilterPlugin for NodeUnschedulable {
-    fn filter(&self, state: &CycleState, _pod: &Value, node: &NodeInfo) -> Status {
+    fn filter(&self, state: &CycleState, _pod: &Pod, node: &NodeInfo) -> Status {
         if !node.unschedulable() {
             return Status::Ok;
         }
         // A pod that tolerates the cordon taint (DaemonSets do) may also ignore the flag.
         let cordon =
-            Taint { key: "node.kubernetes.io/unschedulable".into(), value: String::new(), effect: "NoSchedule".into() };
-        if tolerations_tolerate(&state.pod_info().tolerations, &cordon) {
+            Taint { key: "node.kubernetes.io/unschedulable".into(), effect: "NoSchedule".into(), ..Default::default() };
+        if tolerations_tolerate(state.pod_info().tolerations(), &cordon) {
             Status::Ok
         } else {
             Status::unresolvable(ERR_REASON_UNSCHEDULABLE)

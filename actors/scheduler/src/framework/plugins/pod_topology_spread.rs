@@ -1,14 +1,18 @@
 //! PodTopologySpread: `DoNotSchedule` constraints filter nodes whose domain would exceed
 //! `maxSkew`; `ScheduleAnyway` constraints score emptier domains higher.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use serde_json::Value;
+use k8s_openapi::api::core::v1::{Pod, TopologySpreadConstraint};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+use kubus_apimachinery::pod::spec;
+use kubus_apimachinery::selector::LabelSelector;
+use kubus_apimachinery::ObjectExt;
 
 use super::taint_toleration::find_untolerated_taint;
 use crate::framework::{
-    label as label_value, slice, str_of, ClusterSnapshot, CycleState, FilterPlugin, LabelSelector, NodeInfo, Plugin,
-    PreFilterPlugin, PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE,
+    label_selector, ClusterSnapshot, CycleState, FilterPlugin, NodeInfo, Plugin, PreFilterPlugin, PreScorePlugin,
+    ScorePlugin, Status, MAX_NODE_SCORE,
 };
 
 pub const NAME: &str = "PodTopologySpread";
@@ -40,28 +44,47 @@ struct Constraint {
     honor_node_taints: bool,
 }
 
+/// The constraint's selector with each matchLabelKeys key pinned (`key in (value)`) to the
+/// pod's own value for it; a selector that matches nothing stays so, as upstream.
+fn constraint_selector(c: &TopologySpreadConstraint, labels: &BTreeMap<String, String>) -> LabelSelector {
+    let pinned: Vec<LabelSelectorRequirement> = c
+        .match_label_keys
+        .iter()
+        .flatten()
+        .filter_map(|key| {
+            let value = labels.get(key)?;
+            Some(LabelSelectorRequirement {
+                key: key.clone(),
+                operator: "In".into(),
+                values: Some(vec![value.clone()]),
+            })
+        })
+        .collect();
+    match &c.label_selector {
+        Some(selector) if !pinned.is_empty() => {
+            let mut selector = selector.clone();
+            selector.match_expressions.get_or_insert_with(Vec::new).extend(pinned);
+            label_selector(Some(&selector))
+        }
+        selector => label_selector(selector.as_ref()),
+    }
+}
+
 /// The pod's constraints with the given `whenUnsatisfiable`, matchLabelKeys folded into the
 /// selector from the pod's own labels.
-fn constraints(pod: &Value, when: &str) -> Vec<Constraint> {
-    let labels = crate::framework::labels_of(pod);
-    slice(pod.get("spec").and_then(|s| s.get("topologySpreadConstraints")))
+fn constraints(pod: &Pod, when: &str) -> Vec<Constraint> {
+    spec(pod)
+        .topology_spread_constraints
         .iter()
-        .filter(|c| str_of(c, "whenUnsatisfiable") == Some(when))
-        .map(|c| {
-            let mut selector = LabelSelector::from_json(c.get("labelSelector"));
-            for key in slice(c.get("matchLabelKeys")).iter().filter_map(Value::as_str) {
-                if let Some(v) = label_value(labels, key) {
-                    selector.require_equal(key, v);
-                }
-            }
-            Constraint {
-                max_skew: c.get("maxSkew").and_then(Value::as_i64).unwrap_or(1),
-                topology_key: str_of(c, "topologyKey").unwrap_or_default().to_string(),
-                selector,
-                min_domains: c.get("minDomains").and_then(Value::as_i64).unwrap_or(1),
-                honor_node_affinity: str_of(c, "nodeAffinityPolicy") != Some("Ignore"),
-                honor_node_taints: str_of(c, "nodeTaintsPolicy") == Some("Honor"),
-            }
+        .flatten()
+        .filter(|c| c.when_unsatisfiable == when)
+        .map(|c| Constraint {
+            max_skew: i64::from(c.max_skew),
+            topology_key: c.topology_key.clone(),
+            selector: constraint_selector(c, pod.labels()),
+            min_domains: c.min_domains.map_or(1, i64::from),
+            honor_node_affinity: c.node_affinity_policy.as_deref() != Some("Ignore"),
+            honor_node_taints: c.node_taints_policy.as_deref() == Some("Honor"),
         })
         .collect()
 }
@@ -73,13 +96,15 @@ fn has_all_keys(node: &NodeInfo, cons: &[Constraint]) -> bool {
 /// Node inclusion policies: whether this node's pods count toward the constraint's domains.
 fn included(c: &Constraint, state: &CycleState, node: &NodeInfo) -> bool {
     (!c.honor_node_affinity || state.required_node_affinity().matches(node))
-        && (!c.honor_node_taints || find_untolerated_taint(node.taints(), &state.pod_info().tolerations).is_none())
+        && (!c.honor_node_taints || find_untolerated_taint(node.taints(), state.pod_info().tolerations()).is_none())
 }
 
 /// Non-terminating pods in the incoming pod's namespace matching the selector.
 fn count_matching(node: &NodeInfo, selector: &LabelSelector, namespace: &str) -> i64 {
-    node.pods().iter().filter(|p| !p.terminating && p.namespace == namespace && selector.matches(p.labels())).count()
-        as i64
+    node.pods()
+        .iter()
+        .filter(|p| !p.terminating && p.namespace() == namespace && selector.matches_labels(p.labels()))
+        .count() as i64
 }
 
 struct PreFilterState {
@@ -91,12 +116,12 @@ struct PreFilterState {
 }
 
 impl PreFilterPlugin for PodTopologySpread {
-    fn pre_filter(&self, state: &mut CycleState, pod: &Value, snapshot: &ClusterSnapshot) -> Status {
+    fn pre_filter(&self, state: &mut CycleState, pod: &Pod, snapshot: &ClusterSnapshot) -> Status {
         let cons = constraints(pod, "DoNotSchedule");
         if cons.is_empty() {
             return Status::Skip;
         }
-        let ns = state.pod_info().namespace.clone();
+        let ns = state.pod_info().namespace().to_string();
         let mut counts: Vec<HashMap<String, i64>> = vec![HashMap::new(); cons.len()];
         for node in snapshot.nodes().iter().filter(|n| has_all_keys(n, &cons)) {
             for (i, c) in cons.iter().enumerate() {
@@ -126,7 +151,7 @@ impl PreFilterPlugin for PodTopologySpread {
 }
 
 impl FilterPlugin for PodTopologySpread {
-    fn filter(&self, state: &CycleState, _pod: &Value, node: &NodeInfo) -> Status {
+    fn filter(&self, state: &CycleState, _pod: &Pod, node: &NodeInfo) -> Status {
         let Some(s) = state.read::<PreFilterState>(PRE_FILTER_KEY) else {
             return Status::Ok;
         };
@@ -138,7 +163,7 @@ impl FilterPlugin for PodTopologySpread {
             let Some(min) = s.min_match[i] else {
                 continue;
             };
-            let self_match = i64::from(c.selector.matches(labels));
+            let self_match = i64::from(c.selector.matches_labels(labels));
             let matching = s.counts[i].get(value).copied().unwrap_or(0);
             if matching + self_match - min > c.max_skew {
                 return Status::unschedulable(ERR_REASON_CONSTRAINTS_NOT_MATCH);
@@ -157,13 +182,7 @@ struct PreScoreState {
 }
 
 impl PreScorePlugin for PodTopologySpread {
-    fn pre_score(
-        &self,
-        state: &mut CycleState,
-        pod: &Value,
-        nodes: &[&NodeInfo],
-        snapshot: &ClusterSnapshot,
-    ) -> Status {
+    fn pre_score(&self, state: &mut CycleState, pod: &Pod, nodes: &[&NodeInfo], snapshot: &ClusterSnapshot) -> Status {
         let cons = constraints(pod, "ScheduleAnyway");
         if cons.is_empty() {
             return Status::Skip;
@@ -191,7 +210,7 @@ impl PreScorePlugin for PodTopologySpread {
                 ((size + 2) as f64).ln()
             })
             .collect();
-        let ns = state.pod_info().namespace.clone();
+        let ns = state.pod_info().namespace().to_string();
         for node in snapshot.nodes().iter().filter(|n| has_all_keys(n, &cons)) {
             for (i, c) in cons.iter().enumerate() {
                 if c.topology_key == HOSTNAME || !included(c, state, node) {
@@ -210,14 +229,14 @@ impl PreScorePlugin for PodTopologySpread {
 }
 
 impl ScorePlugin for PodTopologySpread {
-    fn score(&self, state: &CycleState, _pod: &Value, node: &NodeInfo) -> i64 {
+    fn score(&self, state: &CycleState, _pod: &Pod, node: &NodeInfo) -> i64 {
         let Some(s) = state.read::<PreScoreState>(PRE_SCORE_KEY) else {
             return 0;
         };
         if s.ignored.contains(node.name()) {
             return IGNORED;
         }
-        let ns = &state.pod_info().namespace;
+        let ns = state.pod_info().namespace();
         let mut score = 0.0;
         for (i, c) in s.constraints.iter().enumerate() {
             let Some(v) = node.label(&c.topology_key) else {
@@ -254,17 +273,18 @@ impl ScorePlugin for PodTopologySpread {
 mod tests {
     use super::*;
     use crate::framework::testutil::*;
-    use serde_json::json;
+    use k8s_openapi::api::core::v1::Node;
+    use serde_json::{json, Value};
 
-    fn zone_node(name: &str, zone: &str) -> Value {
+    fn zone_node(name: &str, zone: &str) -> Node {
         label(node(name, "4", "8Gi"), "zone", zone)
     }
 
-    fn web(name: &str) -> Value {
+    fn web(name: &str) -> Pod {
         label(pod(name, None, None), "app", "web")
     }
 
-    fn spread(p: Value, key: &str, when: &str, extra: Value) -> Value {
+    fn spread(p: Pod, key: &str, when: &str, extra: Value) -> Pod {
         let mut c = json!({"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": when,
                            "labelSelector": {"matchLabels": {"app": "web"}}});
         for (k, v) in extra.as_object().unwrap() {
@@ -273,7 +293,7 @@ mod tests {
         set(p, "/spec/topologySpreadConstraints", json!([c]))
     }
 
-    fn filter_all(p: &Value, snap: &ClusterSnapshot) -> Vec<Status> {
+    fn filter_all(p: &Pod, snap: &ClusterSnapshot) -> Vec<Status> {
         let mut st = state(p);
         let skip = PodTopologySpread.pre_filter(&mut st, p, snap).is_skip();
         snap.nodes().iter().map(|n| if skip { Status::Ok } else { PodTopologySpread.filter(&st, p, n) }).collect()
@@ -321,6 +341,27 @@ mod tests {
         );
         let p = spread(web("w"), "zone", "DoNotSchedule", json!({}));
         assert!(filter_all(&p, &snap).iter().all(Status::is_ok));
+    }
+
+    #[test]
+    fn match_label_keys_pin_the_pods_own_values() {
+        let rev = |p: Pod, r: &str| label(p, "rev", r);
+        let snap = snapshot(
+            vec![zone_node("a", "z1"), zone_node("b", "z2")],
+            &[on(rev(web("w1"), "1"), "a"), on(rev(web("w2"), "1"), "a")],
+        );
+        // Pods of another revision do not count toward this one's spreading.
+        let p = rev(spread(web("w3"), "zone", "DoNotSchedule", json!({"matchLabelKeys": ["rev"]})), "2");
+        assert!(filter_all(&p, &snap).iter().all(Status::is_ok));
+        let p = rev(spread(web("w3"), "zone", "DoNotSchedule", json!({"matchLabelKeys": ["rev"]})), "1");
+        assert!(!filter_all(&p, &snap)[0].is_ok());
+        let p = rev(spread(web("w3"), "zone", "DoNotSchedule", json!({})), "2");
+        assert!(!filter_all(&p, &snap)[0].is_ok());
+        // A constraint without a selector selects nothing, whatever keys it pins.
+        let c: TopologySpreadConstraint =
+            typed(json!({"maxSkew": 1, "topologyKey": "zone", "matchLabelKeys": ["rev"]}));
+        let labels = [("rev".to_string(), "1".to_string())].into();
+        assert!(constraint_selector(&c, &labels).matches_nothing());
     }
 
     #[test]

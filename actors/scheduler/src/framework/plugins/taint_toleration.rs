@@ -1,11 +1,11 @@
 //! TaintToleration: NoSchedule/NoExecute taints must be tolerated; fewer untolerated
 //! PreferNoSchedule taints score higher.
 
-use serde_json::Value;
+use k8s_openapi::api::core::v1::{Pod, Taint, Toleration};
 
+use crate::framework::types::tolerates;
 use crate::framework::{
-    default_normalize_score, CycleState, FilterPlugin, NodeInfo, Plugin, ScorePlugin, Status, Taint, Toleration,
-    MAX_NODE_SCORE,
+    default_normalize_score, CycleState, FilterPlugin, NodeInfo, Plugin, ScorePlugin, Status, MAX_NODE_SCORE,
 };
 
 pub const NAME: &str = "TaintToleration";
@@ -22,15 +22,19 @@ impl Plugin for TaintToleration {
 /// The first NoSchedule/NoExecute taint none of the tolerations tolerate.
 pub fn find_untolerated_taint<'a>(taints: &'a [Taint], tolerations: &[Toleration]) -> Option<&'a Taint> {
     taints.iter().find(|t| {
-        (t.effect == "NoSchedule" || t.effect == "NoExecute") && !tolerations.iter().any(|tol| tol.tolerates(t))
+        (t.effect == "NoSchedule" || t.effect == "NoExecute") && !tolerations.iter().any(|tol| tolerates(tol, t))
     })
 }
 
 impl FilterPlugin for TaintToleration {
-    fn filter(&self, state: &CycleState, _pod: &Value, node: &NodeInfo) -> Status {
-        match find_untolerated_taint(node.taints(), &state.pod_info().tolerations) {
+    fn filter(&self, state: &CycleState, _pod: &Pod, node: &NodeInfo) -> Status {
+        match find_untolerated_taint(node.taints(), state.pod_info().tolerations()) {
             None => Status::Ok,
-            Some(t) => Status::unresolvable(format!("node(s) had untolerated taint {{{}: {}}}", t.key, t.value)),
+            Some(t) => Status::unresolvable(format!(
+                "node(s) had untolerated taint {{{}: {}}}",
+                t.key,
+                t.value.as_deref().unwrap_or("")
+            )),
         }
     }
 }
@@ -38,15 +42,15 @@ impl FilterPlugin for TaintToleration {
 impl ScorePlugin for TaintToleration {
     /// Raw score: the number of PreferNoSchedule taints not tolerated; only tolerations with
     /// an empty or PreferNoSchedule effect count, as upstream.
-    fn score(&self, state: &CycleState, _pod: &Value, node: &NodeInfo) -> i64 {
-        let tolerations = &state.pod_info().tolerations;
+    fn score(&self, state: &CycleState, _pod: &Pod, node: &NodeInfo) -> i64 {
+        let tolerations = state.pod_info().tolerations();
         node.taints()
             .iter()
             .filter(|t| t.effect == "PreferNoSchedule")
             .filter(|t| {
-                !tolerations
-                    .iter()
-                    .any(|tol| (tol.effect.is_empty() || tol.effect == "PreferNoSchedule") && tol.tolerates(t))
+                !tolerations.iter().any(|tol| {
+                    matches!(tol.effect.as_deref().unwrap_or(""), "" | "PreferNoSchedule") && tolerates(tol, t)
+                })
             })
             .count() as i64
     }
@@ -60,7 +64,7 @@ impl ScorePlugin for TaintToleration {
 mod tests {
     use super::*;
     use crate::framework::testutil::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn tainted(taints: Value) -> NodeInfo {
         node_info(set(node("n1", "4", "8Gi"), "/spec/taints", taints), &[])

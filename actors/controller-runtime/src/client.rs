@@ -1,0 +1,275 @@
+//! Writes (and the occasional read) through the API server over NATS, typed by the k8s-openapi
+//! type of the resource, so every write is validated in one place. Code that handles every
+//! resource alike (the garbage collector) uses the `*_dynamic` calls with a `ResourceInfo`.
+
+use kubus_apimachinery::{resource, Object, ObjectExt, ResourceInfo, StatusError};
+use kubus_bus::api::ApiClient;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+#[derive(Clone)]
+pub struct Client {
+    api: ApiClient,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The API server answered with a Status error.
+    #[error("{0}")]
+    Api(Box<StatusError>),
+    /// The request did not reach the API server, or its answer did not come back.
+    #[error("{0}")]
+    Transport(String),
+    /// The request or its answer is not the JSON of the expected type.
+    #[error("{0}")]
+    Encoding(#[from] serde_json::Error),
+}
+
+impl ClientError {
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            ClientError::Api(e) => Some(e.code),
+            _ => None,
+        }
+    }
+    pub fn is_not_found(&self) -> bool {
+        self.code() == Some(404)
+    }
+    pub fn is_conflict(&self) -> bool {
+        self.code() == Some(409)
+    }
+    pub fn is_already_exists(&self) -> bool {
+        matches!(self, ClientError::Api(e) if e.reason == "AlreadyExists")
+    }
+}
+
+/// How a DELETE propagates to dependents (upstream's `DeleteOptions.propagationPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Propagation {
+    Background,
+    Foreground,
+    Orphan,
+}
+
+/// The options of a DELETE.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteParams {
+    pub propagation: Option<Propagation>,
+    pub grace_period_seconds: Option<i64>,
+}
+
+impl DeleteParams {
+    pub fn propagation(p: Propagation) -> Self {
+        DeleteParams { propagation: Some(p), ..Default::default() }
+    }
+    pub fn grace_period(seconds: i64) -> Self {
+        DeleteParams { grace_period_seconds: Some(seconds), ..Default::default() }
+    }
+    fn query(&self) -> String {
+        let mut q = Vec::new();
+        if let Some(p) = self.propagation {
+            q.push(format!("propagationPolicy={p:?}"));
+        }
+        if let Some(s) = self.grace_period_seconds {
+            q.push(format!("gracePeriodSeconds={s}"));
+        }
+        q.join("&")
+    }
+}
+
+/// The path of a collection or, with a name, of one object (and a subresource).
+pub fn path(info: &ResourceInfo, namespace: Option<&str>, name: Option<&str>, sub: Option<&str>) -> String {
+    let mut p = if info.group.is_empty() {
+        format!("/api/{}", info.version)
+    } else {
+        format!("/apis/{}/{}", info.group, info.version)
+    };
+    if info.namespaced {
+        if let Some(ns) = namespace.filter(|ns| !ns.is_empty()) {
+            p.push_str(&format!("/namespaces/{ns}"));
+        }
+    }
+    p.push('/');
+    p.push_str(info.resource);
+    if let Some(n) = name {
+        p.push('/');
+        p.push_str(n);
+    }
+    if let Some(s) = sub {
+        p.push('/');
+        p.push_str(s);
+    }
+    p
+}
+
+const MERGE_PATCH: &str = "application/merge-patch+json";
+
+impl Client {
+    pub fn new(api: ApiClient) -> Self {
+        Client { api }
+    }
+
+    /// One request; a Status error becomes [`ClientError::Api`].
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+        content_type: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<Value, ClientError> {
+        let (code, v) = self
+            .api
+            .json(method, path, query, content_type, body)
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        if code >= 400 {
+            return Err(ClientError::Api(Box::new(StatusError::from_status(code, &v))));
+        }
+        Ok(v)
+    }
+
+    async fn typed<R: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+        content_type: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<R, ClientError> {
+        Ok(serde_json::from_value(self.request(method, path, query, content_type, body).await?)?)
+    }
+
+    pub async fn get<K: Object>(&self, namespace: &str, name: &str) -> Result<K, ClientError> {
+        self.typed("GET", &path(resource::of::<K>(), Some(namespace), Some(name), None), "", None, None).await
+    }
+
+    /// Creates the object in its own namespace.
+    pub async fn create<K: Object>(&self, obj: &K) -> Result<K, ClientError> {
+        let body = serde_json::to_value(obj)?;
+        self.typed("POST", &path(resource::of::<K>(), Some(obj.namespace()), None, None), "", None, Some(&body)).await
+    }
+
+    /// PUT of the whole object (its resourceVersion makes it lose to any concurrent change).
+    pub async fn replace<K: Object>(&self, obj: &K) -> Result<K, ClientError> {
+        self.put(obj, None).await
+    }
+
+    /// PUT of the object's status.
+    pub async fn replace_status<K: Object>(&self, obj: &K) -> Result<K, ClientError> {
+        self.put(obj, Some("status")).await
+    }
+
+    async fn put<K: Object>(&self, obj: &K, sub: Option<&str>) -> Result<K, ClientError> {
+        let body = serde_json::to_value(obj)?;
+        let p = path(resource::of::<K>(), Some(obj.namespace()), Some(obj.name()), sub);
+        self.typed("PUT", &p, "", None, Some(&body)).await
+    }
+
+    /// A JSON merge patch of the object.
+    pub async fn merge_patch<K: Object>(&self, namespace: &str, name: &str, patch: &Value) -> Result<K, ClientError> {
+        let p = path(resource::of::<K>(), Some(namespace), Some(name), None);
+        self.typed("PATCH", &p, "", Some(MERGE_PATCH), Some(patch)).await
+    }
+
+    /// A JSON merge patch of the object's status.
+    pub async fn merge_patch_status<K: Object>(
+        &self,
+        namespace: &str,
+        name: &str,
+        patch: &Value,
+    ) -> Result<K, ClientError> {
+        let p = path(resource::of::<K>(), Some(namespace), Some(name), Some("status"));
+        self.typed("PATCH", &p, "", Some(MERGE_PATCH), Some(patch)).await
+    }
+
+    pub async fn delete<K: Object>(
+        &self,
+        namespace: &str,
+        name: &str,
+        params: &DeleteParams,
+    ) -> Result<(), ClientError> {
+        self.delete_dynamic(resource::of::<K>(), namespace, name, params).await
+    }
+
+    /// Lists a resource through the API server (a consistent read); `namespace` None lists all.
+    pub async fn list<K: Object>(&self, namespace: Option<&str>, query: &str) -> Result<Vec<K>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct List<K> {
+            #[serde(default = "Vec::new")]
+            items: Vec<K>,
+        }
+        let list: List<K> =
+            self.typed("GET", &path(resource::of::<K>(), namespace, None, None), query, None, None).await?;
+        Ok(list.items)
+    }
+
+    /// DELETE of a whole collection (optionally one namespace).
+    pub async fn delete_collection<K: Object>(&self, namespace: Option<&str>, query: &str) -> Result<(), ClientError> {
+        self.request("DELETE", &path(resource::of::<K>(), namespace, None, None), query, None, None).await.map(drop)
+    }
+
+    /// POST to a subresource (e.g. `pods/binding`).
+    pub async fn create_subresource<K: Object, B: Serialize, R: DeserializeOwned>(
+        &self,
+        namespace: &str,
+        name: &str,
+        sub: &str,
+        body: &B,
+    ) -> Result<R, ClientError> {
+        let body = serde_json::to_value(body)?;
+        let p = path(resource::of::<K>(), Some(namespace), Some(name), Some(sub));
+        self.typed("POST", &p, "", None, Some(&body)).await
+    }
+
+    /// DELETE of an object of any resource.
+    pub async fn delete_dynamic(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        name: &str,
+        params: &DeleteParams,
+    ) -> Result<(), ClientError> {
+        self.request("DELETE", &path(info, Some(namespace), Some(name), None), &params.query(), None, None)
+            .await
+            .map(drop)
+    }
+
+    /// GET of an object of any resource, as JSON.
+    pub async fn get_dynamic(&self, info: &ResourceInfo, namespace: &str, name: &str) -> Result<Value, ClientError> {
+        self.request("GET", &path(info, Some(namespace), Some(name), None), "", None, None).await
+    }
+
+    /// A JSON merge patch of an object of any resource.
+    pub async fn merge_patch_dynamic(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        name: &str,
+        patch: &Value,
+    ) -> Result<Value, ClientError> {
+        self.request("PATCH", &path(info, Some(namespace), Some(name), None), "", Some(MERGE_PATCH), Some(patch)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_delete_options() {
+        let pods = resource::of::<k8s_openapi::api::core::v1::Pod>();
+        assert_eq!(path(pods, Some("ns"), Some("p"), Some("status")), "/api/v1/namespaces/ns/pods/p/status");
+        assert_eq!(path(pods, None, None, None), "/api/v1/pods");
+        let nodes = resource::of::<k8s_openapi::api::core::v1::Node>();
+        assert_eq!(path(nodes, Some(""), Some("n"), None), "/api/v1/nodes/n");
+        let rs = resource::of::<k8s_openapi::api::apps::v1::ReplicaSet>();
+        assert_eq!(path(rs, Some("d"), None, None), "/apis/apps/v1/namespaces/d/replicasets");
+        assert_eq!(DeleteParams::propagation(Propagation::Foreground).query(), "propagationPolicy=Foreground");
+        assert_eq!(
+            DeleteParams { propagation: Some(Propagation::Orphan), grace_period_seconds: Some(0) }.query(),
+            "propagationPolicy=Orphan&gracePeriodSeconds=0"
+        );
+    }
+}

@@ -1,0 +1,76 @@
+//! Recording core/v1 Events about objects, as every component does (what `kubectl describe`
+//! and `kubectl get events` show). The same reason and message about the same object bump
+//! the count of one Event instead of creating another.
+
+use crate::Client;
+use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kubus_apimachinery::{Object, ObjectExt};
+use serde_json::json;
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+/// `type` of an Event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Normal,
+    Warning,
+}
+
+#[derive(Clone)]
+pub struct Recorder {
+    client: Client,
+    component: &'static str,
+}
+
+impl Recorder {
+    pub fn new(client: Client, component: &'static str) -> Self {
+        Recorder { client, component }
+    }
+
+    /// Records an Event about `obj`. Failures are logged, never returned: events are best
+    /// effort.
+    pub async fn record<K: Object>(&self, obj: &K, event_type: EventType, reason: &str, message: &str) {
+        let ns = match obj.namespace() {
+            "" => "default".to_string(),
+            ns => ns.to_string(),
+        };
+        let name = obj.name();
+        let mut h = DefaultHasher::new();
+        (K::KIND, reason, message).hash(&mut h);
+        let event_name = format!("{name}.{:08x}", h.finish() as u32);
+        let now = kubus_apimachinery::time::now();
+        let event = Event {
+            metadata: ObjectMeta { name: Some(event_name.clone()), namespace: Some(ns.clone()), ..Default::default() },
+            involved_object: ObjectReference {
+                api_version: Some(K::API_VERSION.to_string()),
+                kind: Some(K::KIND.to_string()),
+                namespace: (!obj.namespace().is_empty()).then(|| ns.clone()),
+                name: Some(name.to_string()),
+                uid: obj.metadata().uid.clone(),
+                resource_version: obj.metadata().resource_version.clone(),
+                ..Default::default()
+            },
+            reason: Some(reason.to_string()),
+            message: Some(message.to_string()),
+            type_: Some(format!("{event_type:?}")),
+            count: Some(1),
+            first_timestamp: Some(now.clone()),
+            last_timestamp: Some(now.clone()),
+            source: Some(EventSource { component: Some(self.component.to_string()), host: None }),
+            reporting_component: Some(self.component.to_string()),
+            reporting_instance: Some(self.component.to_string()),
+            ..Default::default()
+        };
+        match self.client.create(&event).await {
+            Ok(_) => {}
+            Err(e) if e.is_conflict() || e.is_already_exists() => {
+                if let Ok(existing) = self.client.get::<Event>(&ns, &event_name).await {
+                    let count = existing.count.unwrap_or(1) + 1;
+                    let patch = json!({"count": count, "lastTimestamp": now});
+                    let _ = self.client.merge_patch::<Event>(&ns, &event_name, &patch).await;
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "event not recorded"),
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! An informer: a reflector of one resource kept in memory as typed, shared objects
+//! (`Arc<Pod>`, ...) from a list of the store and a watch from the list's revision, with
+//! indexes kept on every change and changes fanned out to every subscriber. Reads come
+//! straight from JetStream (ordered consumers are flow-controlled and re-created on gaps);
+//! writes go through the API server.
+
+mod cache;
+mod factory;
+pub mod indexes;
+
+pub use cache::{Cache, IndexFn, BY_CONTROLLER, BY_NAMESPACE};
+pub use factory::{DynInformer, InformerFactory, MetaChange};
+
+use crate::metrics::{INFORMER_DECODE_ERRORS, INFORMER_EVENTS, INFORMER_OBJECTS, INFORMER_RELISTS};
+use futures::StreamExt;
+use kubus_apimachinery::{Object, ObjectExt, ResourceInfo};
+use kubus_bus::store::KeyPrefix;
+use kubus_bus::{EventType, Store, StoreError};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::{broadcast, watch};
+
+pub use kubus_apimachinery::ObjectKey;
+
+/// How often subscribers are told to reconcile everything (client-go's resync period).
+pub const RESYNC_PERIOD: Duration = Duration::from_secs(300);
+
+/// One change seen by an informer.
+#[derive(Debug)]
+pub enum Change<K> {
+    /// Created or updated; `old` is the previous state if the informer had one.
+    Applied { old: Option<Arc<K>>, new: Arc<K> },
+    /// Deleted; the object as it was deleted.
+    Deleted(Arc<K>),
+    /// The cache was (re)filled from a list: subscribers should reconcile everything.
+    Resynced,
+}
+
+impl<K> Clone for Change<K> {
+    fn clone(&self) -> Self {
+        match self {
+            Change::Applied { old, new } => Change::Applied { old: old.clone(), new: new.clone() },
+            Change::Deleted(o) => Change::Deleted(o.clone()),
+            Change::Resynced => Change::Resynced,
+        }
+    }
+}
+
+/// Decodes a stored object and stamps the revision it was read at as its resourceVersion.
+pub fn decode<K: Object>(value: &[u8], revision: u64) -> Result<K, serde_json::Error> {
+    let mut obj: K = serde_json::from_slice(value)?;
+    obj.metadata_mut().resource_version = Some(revision.to_string());
+    Ok(obj)
+}
+
+struct Shared<K> {
+    info: &'static ResourceInfo,
+    cache: RwLock<Cache<K>>,
+    changes: broadcast::Sender<Change<K>>,
+    synced: watch::Receiver<bool>,
+}
+
+/// A shared, typed cache of one resource; cloning it is cheap and shares the cache.
+pub struct Informer<K> {
+    shared: Arc<Shared<K>>,
+}
+
+impl<K> Clone for Informer<K> {
+    fn clone(&self) -> Self {
+        Informer { shared: self.shared.clone() }
+    }
+}
+
+impl<K: Object> Informer<K> {
+    /// Starts reflecting K's resource (all namespaces) into memory; runs until the process
+    /// ends, re-listing when the watch's revision is no longer held. Processes share one per
+    /// resource through [`InformerFactory`].
+    pub fn start(store: Store) -> Informer<K> {
+        let info = kubus_apimachinery::resource::of::<K>();
+        assert_eq!(
+            (info.storage_group, info.storage_resource),
+            (info.group, info.resource),
+            "informers read a resource in its storage form"
+        );
+        let (changes, _) = broadcast::channel(65536);
+        let (synced_tx, synced) = watch::channel(false);
+        let informer =
+            Informer { shared: Arc::new(Shared { info, cache: RwLock::new(Cache::default()), changes, synced }) };
+        let prefix = KeyPrefix::new(info.group, info.resource, None);
+        let this = informer.clone();
+        tokio::spawn(async move { this.run(store, prefix, synced_tx).await });
+        informer
+    }
+
+    pub fn info(&self) -> &'static ResourceInfo {
+        self.shared.info
+    }
+
+    fn decode_logged(&self, value: &[u8], revision: u64) -> Option<K> {
+        match decode::<K>(value, revision) {
+            Ok(o) => Some(o),
+            Err(e) => {
+                // The API server decodes every write through the same type, so this is a
+                // store written by something else; skip the object rather than stop the feed.
+                INFORMER_DECODE_ERRORS.with_label_values(&[self.shared.info.resource]).inc();
+                tracing::warn!(resource = self.shared.info.resource, revision, error = %e, "stored object does not decode");
+                None
+            }
+        }
+    }
+
+    async fn run(self, store: Store, prefix: KeyPrefix, synced: watch::Sender<bool>) {
+        let resource = self.shared.info.resource;
+        let mut revision: Option<u64> = None;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let after = match revision {
+                Some(r) => r,
+                None => match store.list(&prefix).await {
+                    Ok((objects, rev)) => {
+                        INFORMER_RELISTS.with_label_values(&[resource]).inc();
+                        let fresh: HashMap<ObjectKey, Arc<K>> = objects
+                            .iter()
+                            .filter_map(|o| self.decode_logged(&o.value, o.revision))
+                            .map(|o| (o.key(), Arc::new(o)))
+                            .collect();
+                        {
+                            let mut cache = self.shared.cache.write().expect("informer lock");
+                            cache.replace(fresh);
+                            INFORMER_OBJECTS.with_label_values(&[resource]).set(cache.len() as i64);
+                        }
+                        let _ = synced.send(true);
+                        let _ = self.shared.changes.send(Change::Resynced);
+                        revision = Some(rev);
+                        rev
+                    }
+                    Err(e) => {
+                        tracing::warn!(resource, error = %e, "informer list failed");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                        continue;
+                    }
+                },
+            };
+            let mut watch = match store.watch(Some(&prefix), after).await {
+                Ok(w) => w,
+                Err(StoreError::Gone { .. }) => {
+                    revision = None;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(resource, error = %e, "informer watch failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(100);
+            // A periodic resync makes every subscriber reconcile everything again, so a missed
+            // or failed reaction heals without waiting for the next change.
+            let mut resync = tokio::time::interval(RESYNC_PERIOD);
+            resync.tick().await;
+            loop {
+                let ev = tokio::select! {
+                    ev = watch.next() => ev,
+                    _ = resync.tick() => {
+                        let _ = self.shared.changes.send(Change::Resynced);
+                        continue;
+                    }
+                };
+                let Some(Ok(ev)) = ev else { break };
+                revision = Some(ev.revision);
+                let Some(obj) = self.decode_logged(&ev.value, ev.revision) else {
+                    continue;
+                };
+                let key = obj.key();
+                let obj = Arc::new(obj);
+                INFORMER_EVENTS.with_label_values(&[resource, ev.kind.as_str()]).inc();
+                let change = {
+                    let mut cache = self.shared.cache.write().expect("informer lock");
+                    let change = match ev.kind {
+                        EventType::Deleted => {
+                            cache.remove(&key);
+                            Change::Deleted(obj)
+                        }
+                        _ => Change::Applied { old: cache.insert(key, obj.clone()), new: obj },
+                    };
+                    INFORMER_OBJECTS.with_label_values(&[resource]).set(cache.len() as i64);
+                    change
+                };
+                let _ = self.shared.changes.send(change);
+            }
+        }
+    }
+
+    /// Waits until the first list has filled the cache.
+    pub async fn wait_synced(&self) {
+        let mut rx = self.shared.synced.clone();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    pub fn has_synced(&self) -> bool {
+        *self.shared.synced.borrow()
+    }
+
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<K>> {
+        self.get_key(&(namespace.to_string(), name.to_string()))
+    }
+
+    pub fn get_key(&self, key: &ObjectKey) -> Option<Arc<K>> {
+        self.read(|c| c.get(key).cloned())
+    }
+
+    /// Every object. Per-event work should use an index instead: this copies a pointer per
+    /// object.
+    pub fn list(&self) -> Vec<Arc<K>> {
+        self.read(|c| c.values().cloned().collect())
+    }
+
+    /// Every object's key (to enqueue everything on a resync).
+    pub fn keys(&self) -> Vec<ObjectKey> {
+        self.read(|c| c.keys().cloned().collect())
+    }
+
+    /// The objects of one namespace.
+    pub fn namespace(&self, namespace: &str) -> Vec<Arc<K>> {
+        self.by_index(BY_NAMESPACE, namespace)
+    }
+
+    /// The objects whose controller owner reference names this uid.
+    pub fn controlled_by(&self, owner_uid: &str) -> Vec<Arc<K>> {
+        self.by_index(BY_CONTROLLER, owner_uid)
+    }
+
+    /// The objects indexed under `value` by the index `name` (see [`Informer::add_index`]).
+    pub fn by_index(&self, name: &str, value: &str) -> Vec<Arc<K>> {
+        self.read(|c| c.by_index(name, value))
+    }
+
+    /// How many objects are indexed under `value`.
+    pub fn count(&self, name: &str, value: &str) -> usize {
+        self.read(|c| c.count(name, value))
+    }
+
+    /// Adds an index; the informer keeps it current from then on. Informers are shared, so a
+    /// name is one index: a second call with a known name keeps the first function.
+    pub fn add_index(&self, name: &'static str, func: impl Fn(&K) -> Vec<String> + Send + Sync + 'static) {
+        self.shared.cache.write().expect("informer lock").add_index(name, Arc::new(func));
+    }
+
+    pub fn len(&self) -> usize {
+        self.read(|c| c.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Reads the cache under its lock (for a few lookups at once).
+    pub fn read<T>(&self, f: impl FnOnce(&Cache<K>) -> T) -> T {
+        f(&self.shared.cache.read().expect("informer lock"))
+    }
+
+    /// Changes from now on. A subscriber that falls behind gets `Lagged` and should treat it
+    /// as `Resynced` (reconcile everything from the cache).
+    pub fn subscribe(&self) -> broadcast::Receiver<Change<K>> {
+        self.shared.changes.subscribe()
+    }
+
+    /// Calls `notify` on every change (and on lag), for consumers that recompute from the
+    /// whole cache anyway (kube-proxy, the route controller) and only need a nudge. Stops when
+    /// `notify` returns false (its receiver is gone) or the informer ends.
+    pub fn on_change(&self, notify: impl Fn() -> bool + Send + 'static) {
+        let mut rx = self.subscribe();
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        if !notify() {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,149 @@
+//! A running container's watchers: a task that waits for its exit, and its probers. Their
+//! results come back to the worker as messages: an exit becomes the run's terminated state; a
+//! readiness result its readiness; a failed liveness or startup probe restarts it.
+
+use super::{PodWorker, Run, RunState, WorkerMsg};
+use crate::probes::{self, ProbeKind, ProbeUpdate};
+use crate::status::Terminated;
+use k8s_openapi::api::core::v1::Container;
+use kubus_container_runtime::{ContainerState, ExitInfo};
+use kubus_controller_runtime::events::EventType;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// The terminated state of a run from what the runtime recorded of its exit.
+pub(super) fn terminated_from(id: &str, e: &ExitInfo) -> Terminated {
+    Terminated {
+        exit_code: e.code,
+        signal: e.signal,
+        reason: e.reason.as_str().into(),
+        message: String::new(),
+        started_at: e.started_at,
+        finished_at: e.finished_at,
+        container_id: format!("kubus://{id}"),
+    }
+}
+
+impl PodWorker {
+    /// Waits for the container's exit and tells the worker.
+    pub(super) fn watch_exit(&self, id: &str) {
+        let (runtime, tx, id) = (self.host.runtime.clone(), self.tx.clone(), id.to_string());
+        tokio::spawn(async move {
+            // A broken connection to the shim is retried: the exit must not be missed.
+            loop {
+                match runtime.wait(&id).await {
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::debug!(container = %id, error = %e, "waiting for the container failed; retrying");
+                        if runtime.state(&id).await.is_err() {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+            let _ = tx.send(WorkerMsg::Exited { id });
+        });
+    }
+
+    /// Records a run's exit (with its termination message) as its state.
+    pub(super) async fn on_exit(&mut self, id: &str) {
+        let Some((name, _)) = self.records.iter().find(|(_, r)| r.current.as_ref().is_some_and(|c| c.id == id)) else {
+            return;
+        };
+        let name = name.clone();
+        let state = self.host.runtime.state(id).await;
+        let rec = self.records.get_mut(&name).expect("found above");
+        let run = rec.current.as_mut().expect("found above");
+        run.stop_probes();
+        run.ready = false;
+        if let RunState::Running { started_at } = run.state {
+            let mut t = match state {
+                Ok(ContainerState::Exited(e)) => terminated_from(id, &e),
+                other => Terminated {
+                    exit_code: 137,
+                    signal: None,
+                    reason: "ContainerStatusUnknown".into(),
+                    message: format!("The container could not be located when the pod was terminated: {other:?}"),
+                    started_at: Some(started_at),
+                    finished_at: SystemTime::now(),
+                    container_id: format!("kubus://{id}"),
+                },
+            };
+            t.started_at = t.started_at.or(Some(started_at));
+            if let Ok(msg) = std::fs::read_to_string(run.dir.join("termination-log")) {
+                t.message = msg.chars().take(4096).collect();
+            }
+            tracing::info!(container = %name, exit_code = t.exit_code, reason = %t.reason, "container exited");
+            run.state = RunState::Exited(t);
+        }
+    }
+
+    /// Starts the run's probers; without a startup probe it counts as started, without a
+    /// readiness probe as ready.
+    pub(super) fn start_probes(&self, name: &str, c: &Container, run: &mut Run) {
+        let ips = self.pod_ips();
+        let pod_ip = ips.first().and_then(|i| i.parse().ok());
+        let has_startup = c.startup_probe.is_some();
+        run.started.send_replace(!has_startup);
+        // Without a readiness probe a running container is ready (once started).
+        run.ready = !has_startup && c.readiness_probe.is_none();
+        for kind in ProbeKind::ALL {
+            let Some(probe) = kind.of(c) else { continue };
+            let runtime = self.host.runtime.clone();
+            let id = run.id.clone();
+            let exec: probes::ExecFn = Arc::new(move |argv, timeout| {
+                let (runtime, id) = (runtime.clone(), id.clone());
+                Box::pin(async move { runtime.exec_sync(&id, argv, timeout).await.map_err(|e| e.to_string()) })
+            });
+            let target = probes::ProbeTarget {
+                container: name.to_string(),
+                container_id: run.id.clone(),
+                pod_ip,
+                ports: c.ports.clone().unwrap_or_default(),
+                exec,
+            };
+            run.probes.push(probes::spawn(kind, probe.clone(), target, run.started.subscribe(), self.probe_tx.clone()));
+        }
+    }
+
+    /// A probe crossed its threshold.
+    pub(super) async fn on_probe(&mut self, p: ProbeUpdate) {
+        let no_readiness = self.container_spec(&p.container).is_some_and(|c| c.readiness_probe.is_none());
+        let grace = self.grace_period();
+        let Some(rec) = self.records.get_mut(&p.container) else { return };
+        let Some(run) = rec.current.as_mut().filter(|r| r.id == p.container_id) else { return };
+        if !run.is_running() {
+            return;
+        }
+        match (p.kind, p.success) {
+            (ProbeKind::Readiness, ok) => {
+                run.ready = ok;
+                if !ok {
+                    let msg = format!("Readiness probe failed: {}", p.message);
+                    self.event(EventType::Warning, "Unhealthy", &msg).await;
+                }
+            }
+            (ProbeKind::Startup, true) => {
+                run.started.send_replace(true);
+                if no_readiness {
+                    run.ready = true;
+                }
+            }
+            (kind, false) => {
+                let id = run.id.clone();
+                rec.killed_by_us = true;
+                let msg = format!("{} probe failed: {}", kind.title(), p.message);
+                self.event(EventType::Warning, "Unhealthy", &msg).await;
+                let why = format!(
+                    "Container {} failed {} probe, will be restarted",
+                    p.container,
+                    kind.title().to_lowercase()
+                );
+                self.event(EventType::Normal, "Killing", &why).await;
+                self.stop_container(&id, grace).await;
+            }
+            (ProbeKind::Liveness, true) => {}
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! `kubus bench api`: throughput and latency of the API server over HTTP, as kubectl and
+//! controllers use it. Starts its own cluster (embedded nats-server in a temp dir) unless
+//! `--server` names one. Figures are recorded in docs/benchmarks.md.
+
+use anyhow::bail;
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::WatchEvent;
+use kubus_apiserver::{ApiServer, ApiServerConfig};
+use kubus_bus::{EmbeddedNats, Store, StoreConfig};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::http::{expect, Conn};
+use crate::stats::report;
+
+/// Runs `total` operations over `conc` connections; `op(conn, i)` does operation `i`.
+pub(crate) async fn phase<F, Fut>(
+    addr: &str,
+    total: usize,
+    conc: usize,
+    op: F,
+) -> anyhow::Result<(Vec<Duration>, Duration)>
+where
+    F: Fn(Conn, usize) -> Fut + Send + Sync + 'static + Clone,
+    Fut: std::future::Future<Output = anyhow::Result<Conn>> + Send,
+{
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..conc {
+        let (next, op, addr) = (next.clone(), op.clone(), addr.to_string());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut conn = Conn::open(&addr).await?;
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= total {
+                    return Ok::<_, anyhow::Error>(lat);
+                }
+                let t = Instant::now();
+                conn = op(conn, i).await?;
+                lat.push(t.elapsed());
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok((all, started.elapsed()))
+}
+
+fn cm(i: usize, v: usize) -> Vec<u8> {
+    serde_json::json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":format!("bench-{i}"),"labels":{"bench":"yes"}},
+        "data":{"value": v.to_string(), "payload": "x".repeat(512)}})
+    .to_string()
+    .into_bytes()
+}
+
+pub(crate) async fn run(
+    objects: usize,
+    concurrency: usize,
+    watchers: usize,
+    server: Option<String>,
+) -> anyhow::Result<()> {
+    let mut _own = None;
+    let addr = match server {
+        Some(s) => s.trim_start_matches("http://").trim_end_matches('/').to_string(),
+        None => {
+            let dir = std::env::temp_dir().join(format!("kubus-bench-{}", std::process::id()));
+            std::fs::create_dir_all(&dir)?;
+            let nats = EmbeddedNats::start(&dir, "127.0.0.1:0").await?;
+            let client = kubus_bus::connect(nats.url(), "bench").await?;
+            let store =
+                Store::open(client.clone(), StoreConfig { cluster: "bench".into(), ..Default::default() }).await?;
+            let api = ApiServer::start(
+                store,
+                client,
+                ApiServerConfig {
+                    bind: "127.0.0.1:0".parse()?,
+                    cluster: "bench".into(),
+                    watch_cache_events: 100_000,
+                    http_workers: 2,
+                    tombstone_retention: std::time::Duration::from_secs(3600),
+                    service_ranges: Default::default(),
+                },
+            )
+            .await?;
+            let addr = api.addr.to_string();
+            _own = Some((dir, nats, api));
+            addr
+        }
+    };
+    let ns = "/api/v1/namespaces/default/configmaps";
+    println!("kubus bench api: {objects} ConfigMaps (~0.6 KiB), {concurrency} concurrent clients, {watchers} watchers, server {addr}");
+
+    // Watchers: each holds a watch on configmaps; delivery latency is measured on updates.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Instant)>();
+    let mut watch_tasks = Vec::new();
+    for _ in 0..watchers {
+        let (addr, tx) = (addr.clone(), tx.clone());
+        watch_tasks.push(tokio::spawn(async move {
+            let mut c = Conn::open(&addr).await?;
+            c.send_head(
+                "GET",
+                "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=0&labelSelector=bench%3Dwatch",
+                "application/json",
+                b"",
+            )
+            .await?;
+            c.read_head().await?;
+            let mut pending = Vec::new();
+            while let Some(chunk) = c.next_chunk().await? {
+                pending.extend_from_slice(&chunk);
+                while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=pos).collect();
+                    if let Some(i) = seq_of(&line) {
+                        let _ = tx.send((i, Instant::now()));
+                    }
+                }
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+
+    let (lat, wall) = phase(&addr, objects, concurrency, move |mut c, i| async move {
+        expect(&mut c, "POST", ns, "application/json", &cm(i, 0), 201).await?;
+        Ok(c)
+    })
+    .await?;
+    report("create", lat, wall);
+    let (lat, wall) = phase(&addr, objects, concurrency, move |mut c, i| async move {
+        expect(&mut c, "GET", &format!("{ns}/bench-{i}"), "application/json", b"", 200).await?;
+        Ok(c)
+    })
+    .await?;
+    report("get", lat, wall);
+    let (lat, wall) = phase(&addr, objects, concurrency, move |mut c, i| async move {
+        let patch = format!(r#"{{"data":{{"value":"{i}"}}}}"#);
+        expect(&mut c, "PATCH", &format!("{ns}/bench-{i}"), "application/merge-patch+json", patch.as_bytes(), 200)
+            .await?;
+        Ok(c)
+    })
+    .await?;
+    report("update (merge patch)", lat, wall);
+    let lists = 50.max(objects / 100);
+    let (lat, wall) = phase(&addr, lists, concurrency.min(4), move |mut c, _| async move {
+        expect(&mut c, "GET", &format!("{ns}?limit=500"), "application/json", b"", 200).await?;
+        Ok(c)
+    })
+    .await?;
+    report("list (500 per page)", lat, wall);
+
+    // Watch delivery: one labelled object updated repeatedly; every watcher must see each update.
+    let mut c = Conn::open(&addr).await?;
+    let body = serde_json::json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"watched","labels":{"bench":"watch"}},"data":{"seq":"0"}}).to_string();
+    expect(&mut c, "POST", ns, "application/json", body.as_bytes(), 201).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    while rx.try_recv().is_ok() {}
+    let rounds = 200;
+    let mut lat = Vec::new();
+    let started = Instant::now();
+    for seq in 1..=rounds {
+        let patch = format!(r#"{{"data":{{"seq":"{seq}"}}}}"#);
+        let sent = Instant::now();
+        expect(&mut c, "PATCH", &format!("{ns}/watched"), "application/merge-patch+json", patch.as_bytes(), 200)
+            .await?;
+        let mut got = 0;
+        while got < watchers {
+            match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+                Ok(Some((i, at))) if i == seq => {
+                    lat.push(at.duration_since(sent));
+                    got += 1;
+                }
+                Ok(Some(_)) => {}
+                _ => bail!("watchers missed update {seq} ({got}/{watchers} delivered)"),
+            }
+        }
+    }
+    report(&format!("watch delivery x{watchers}"), lat, started.elapsed());
+    for t in watch_tasks {
+        t.abort();
+    }
+    if let Some((dir, nats, api)) = _own {
+        api.stop().await;
+        nats.stop().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    Ok(())
+}
+
+/// The `seq` a watch event line carries in its ConfigMap's data, if any.
+fn seq_of(line: &[u8]) -> Option<usize> {
+    let (WatchEvent::Added(cm) | WatchEvent::Modified(cm) | WatchEvent::Deleted(cm)) =
+        serde_json::from_slice::<WatchEvent<ConfigMap>>(line).ok()?
+    else {
+        return None;
+    };
+    cm.data?.get("seq")?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watch_lines_give_their_seq() {
+        let line = |t: &str, data: serde_json::Value| {
+            serde_json::json!({"type": t, "object": {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "watched"}, "data": data}})
+            .to_string()
+            .into_bytes()
+        };
+        assert_eq!(seq_of(&line("MODIFIED", serde_json::json!({"seq": "7"}))), Some(7));
+        assert_eq!(seq_of(&line("ADDED", serde_json::json!({"seq": "0"}))), Some(0));
+        assert_eq!(seq_of(&line("MODIFIED", serde_json::json!({"value": "1"}))), None);
+        assert_eq!(seq_of(br#"{"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"9"}}}"#), None);
+        assert_eq!(seq_of(b"{not json"), None);
+    }
+}

@@ -1,0 +1,103 @@
+//! A minimal HTTP/1.1 keep-alive client: enough for JSON requests and chunked watch streams
+//! (shared by every bench).
+
+use anyhow::{bail, Context as _};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+pub(crate) struct Conn {
+    reader: BufReader<TcpStream>,
+    host: String,
+}
+
+impl Conn {
+    pub(crate) async fn open(addr: &str) -> anyhow::Result<Conn> {
+        let s = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+        s.set_nodelay(true)?;
+        Ok(Conn { reader: BufReader::new(s), host: addr.to_string() })
+    }
+
+    pub(crate) async fn send_head(&mut self, method: &str, path: &str, ct: &str, body: &[u8]) -> anyhow::Result<()> {
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n",
+            self.host,
+            body.len()
+        );
+        let s = self.reader.get_mut();
+        s.write_all(head.as_bytes()).await?;
+        s.write_all(body).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn read_head(&mut self) -> anyhow::Result<(u16, Option<usize>, bool)> {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).await?;
+        let code: u16 = line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).context("bad status line")?;
+        let (mut len, mut chunked) = (None, false);
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line).await?;
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            let lower = l.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("content-length:") {
+                len = v.trim().parse().ok();
+            }
+            if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
+                chunked = true;
+            }
+        }
+        Ok((code, len, chunked))
+    }
+
+    pub(crate) async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        ct: &str,
+        body: &[u8],
+    ) -> anyhow::Result<(u16, Vec<u8>)> {
+        self.send_head(method, path, ct, body).await?;
+        let (code, len, chunked) = self.read_head().await?;
+        let mut buf = Vec::new();
+        if chunked {
+            while let Some(chunk) = self.next_chunk().await? {
+                buf.extend_from_slice(&chunk);
+            }
+        } else {
+            buf.resize(len.unwrap_or(0), 0);
+            self.reader.read_exact(&mut buf).await?;
+        }
+        Ok((code, buf))
+    }
+
+    pub(crate) async fn next_chunk(&mut self) -> anyhow::Result<Option<Vec<u8>>> {
+        let mut line = String::new();
+        if self.reader.read_line(&mut line).await? == 0 {
+            return Ok(None);
+        }
+        let n = usize::from_str_radix(line.trim(), 16).context("bad chunk size")?;
+        let mut buf = vec![0; n + 2];
+        self.reader.read_exact(&mut buf).await?;
+        buf.truncate(n);
+        Ok(if n == 0 { None } else { Some(buf) })
+    }
+}
+
+/// One request; its body, or an error naming the request unless the status is `want`.
+pub(crate) async fn expect(
+    conn: &mut Conn,
+    method: &str,
+    path: &str,
+    ct: &str,
+    body: &[u8],
+    want: u16,
+) -> anyhow::Result<Vec<u8>> {
+    let (code, body) = conn.request(method, path, ct, body).await?;
+    if code != want {
+        bail!("{method} {path}: {code} {}", String::from_utf8_lossy(&body));
+    }
+    Ok(body)
+}
