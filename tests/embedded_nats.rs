@@ -82,7 +82,10 @@ fn kubus_runs_its_own_nats_beside_a_users_server_on_4222() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "kubus up started on a taken port:\n{stderr}");
     let holder = format!("pid {}", plain.child.id());
-    assert!(stderr.contains("127.0.0.1:4222") && stderr.contains(&holder) && stderr.contains("--nats-listen"), "{stderr}");
+    assert!(
+        stderr.contains("127.0.0.1:4222") && stderr.contains(&holder) && stderr.contains("--nats-listen"),
+        "{stderr}"
+    );
     assert_eq!(stream_names("nats://127.0.0.1:4222"), Vec::<String>::new());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -2,6 +2,7 @@
 //! type of the resource, so every write is validated in one place. Code that handles every
 //! resource alike (the garbage collector) uses the `*_dynamic` calls with a `ResourceInfo`.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kubus_apimachinery::{resource, Object, ObjectExt, ResourceInfo, StatusError};
 use kubus_bus::api::ApiClient;
 use serde::de::DeserializeOwned;
@@ -239,6 +240,22 @@ impl Client {
     /// GET of an object of any resource, as JSON.
     pub async fn get_dynamic(&self, info: &ResourceInfo, namespace: &str, name: &str) -> Result<Value, ClientError> {
         self.request("GET", &path(info, Some(namespace), Some(name), None), "", None, None).await
+    }
+
+    /// The metadata of an object of any resource.
+    pub async fn get_metadata(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        name: &str,
+    ) -> Result<ObjectMeta, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Partial {
+            #[serde(default)]
+            metadata: ObjectMeta,
+        }
+        let p: Partial = self.typed("GET", &path(info, Some(namespace), Some(name), None), "", None, None).await?;
+        Ok(p.metadata)
     }
 
     /// A JSON merge patch of an object of any resource.

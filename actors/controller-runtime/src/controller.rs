@@ -49,7 +49,8 @@ pub type ReconcileResult = Result<Action, Error>;
 /// unless a controller names its work otherwise (the garbage collector's are uids).
 pub trait Reconciler<Key = ObjectKey>: Send + Sync + 'static {
     type Error: std::fmt::Display + Send + 'static;
-    fn reconcile<'a>(&'a self, key: &'a Key) -> BoxFuture<'a, Result<Action, Self::Error>>;
+    /// Written as `async fn reconcile(&self, key: &ObjectKey) -> Result<Action, Error>`.
+    fn reconcile(&self, key: &Key) -> impl std::future::Future<Output = Result<Action, Self::Error>> + Send;
 }
 
 type Feed = Box<dyn FnOnce(Arc<WorkQueue<ObjectKey>>, Arc<dyn Fn() + Send + Sync>) -> BoxFuture<'static, ()> + Send>;

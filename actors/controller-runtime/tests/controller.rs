@@ -1,7 +1,6 @@
 //! The controller builder against a real nats-server: typed informers with their indexes, the
 //! keys each source queues, resyncs, retries with backoff and delayed requeues.
 
-use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use kubus_apimachinery::ObjectKey;
@@ -60,20 +59,18 @@ impl Recorder {
 
 impl Reconciler for Recorder {
     type Error = String;
-    fn reconcile<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<Action, String>> {
-        Box::pin(async move {
-            let n = {
-                let mut seen = self.seen.lock().unwrap();
-                let n = seen.entry(key.1.clone()).or_default();
-                *n += 1;
-                *n
-            };
-            match key.1.as_str() {
-                "flaky" if n <= 2 => Err(format!("attempt {n} failed")),
-                "timer" if n == 1 => Ok(Action::RequeueAfter(Duration::from_millis(300))),
-                _ => Ok(Action::Done),
-            }
-        })
+    async fn reconcile(&self, key: &ObjectKey) -> Result<Action, String> {
+        let n = {
+            let mut seen = self.seen.lock().unwrap();
+            let n = seen.entry(key.1.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        match key.1.as_str() {
+            "flaky" if n <= 2 => Err(format!("attempt {n} failed")),
+            "timer" if n == 1 => Ok(Action::RequeueAfter(Duration::from_millis(300))),
+            _ => Ok(Action::Done),
+        }
     }
 }
 

@@ -326,8 +326,8 @@ impl EndpointsController {
 
 impl Reconciler for EndpointsController {
     type Error = Error;
-    fn reconcile<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, ReconcileResult> {
-        Box::pin(self.sync(key))
+    async fn reconcile(&self, key: &ObjectKey) -> ReconcileResult {
+        self.sync(key).await
     }
 }
 

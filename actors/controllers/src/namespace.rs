@@ -110,8 +110,8 @@ impl NamespaceController {
 
 impl Reconciler for NamespaceController {
     type Error = Error;
-    fn reconcile<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<Action, Error>> {
-        Box::pin(self.sync(key))
+    async fn reconcile(&self, key: &ObjectKey) -> Result<Action, Error> {
+        self.sync(key).await
     }
 }
 

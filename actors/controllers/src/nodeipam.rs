@@ -144,8 +144,8 @@ impl NodeIpamController {
 
 impl Reconciler for NodeIpamController {
     type Error = Error;
-    fn reconcile<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<Action, Error>> {
-        Box::pin(self.sync(key))
+    async fn reconcile(&self, key: &ObjectKey) -> Result<Action, Error> {
+        self.sync(key).await
     }
 }
 

@@ -243,8 +243,8 @@ impl NodeLifecycleController {
 
 impl Reconciler for NodeLifecycleController {
     type Error = kubus_controller_runtime::controller::Error;
-    fn reconcile<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, ReconcileResult> {
-        Box::pin(self.sync(key))
+    async fn reconcile(&self, key: &ObjectKey) -> ReconcileResult {
+        self.sync(key).await
     }
 }
 

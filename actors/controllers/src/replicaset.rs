@@ -283,8 +283,8 @@ pub fn pod_from_template(rs: &ReplicaSet) -> Pod {
 
 impl Reconciler for ReplicaSetController {
     type Error = Error;
-    fn reconcile<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, ReconcileResult> {
-        Box::pin(self.sync(key))
+    async fn reconcile(&self, key: &ObjectKey) -> ReconcileResult {
+        self.sync(key).await
     }
 }
 

@@ -145,9 +145,8 @@ impl GarbageCollector {
             let foreground = m.finalizers.iter().flatten().any(|f| f == FOREGROUND);
             return Ok(state_of(m.deletion_timestamp.is_some(), foreground));
         }
-        match self.client.get_dynamic(info, ns, &r.name).await {
-            Ok(o) if o["metadata"]["uid"] == r.uid.as_str() => {
-                let meta: ObjectMeta = serde_json::from_value(o["metadata"].clone()).unwrap_or_default();
+        match self.client.get_metadata(info, ns, &r.name).await {
+            Ok(meta) if meta.uid.as_deref() == Some(r.uid.as_str()) => {
                 let foreground = meta.finalizers.iter().flatten().any(|f| f == FOREGROUND);
                 Ok(state_of(meta.deletion_timestamp.is_some(), foreground))
             }
@@ -225,7 +224,7 @@ impl GarbageCollector {
 
 impl Reconciler<Uid> for GarbageCollector {
     type Error = Error;
-    fn reconcile<'a>(&'a self, uid: &'a Uid) -> BoxFuture<'a, Result<Action, Error>> {
-        Box::pin(self.sync(uid))
+    async fn reconcile(&self, uid: &Uid) -> Result<Action, Error> {
+        self.sync(uid).await
     }
 }
