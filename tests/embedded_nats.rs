@@ -139,3 +139,47 @@ fn a_killed_embedded_nats_is_restarted_and_watches_resume() {
     let _ = watch.wait();
     std::thread::sleep(Duration::from_millis(10));
 }
+
+#[test]
+fn a_second_clusters_node_agent_is_refused_what_the_first_holds() {
+    let a = Cluster::start_with_node("claims-a", &[]);
+    let first = a.node.clone().expect("a node");
+    let second = common::NodeNames::new();
+    let up_with_node = |tag: &str, bridge: &str, cluster_cidr: &str| {
+        let dir = unique_dir(tag);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut flags = second.flags(&dir);
+        let at = flags.iter().position(|f| f == "--bridge").unwrap() + 1;
+        flags[at] = bridge.to_string();
+        let out = Command::new(env!("CARGO_BIN_EXE_kubus"))
+            .args(["up", "--cluster", "e2e", "--dns-port", "0", "--data-dir"])
+            .arg(&dir)
+            .args(["--api-port", &free_port().to_string(), "--cluster-cidr", cluster_cidr])
+            .args(["--service-cidr", &second.service_cidr])
+            .args(&flags)
+            .stdin(Stdio::null())
+            .output()
+            .expect("kubus runs");
+        let _ = std::fs::remove_dir_all(&dir);
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    // The first cluster's bridge.
+    let (ok, stderr) = up_with_node("claims-bridge", &first.bridge, &second.cluster_cidr);
+    assert!(!ok, "a second node agent took the first one's bridge:\n{stderr}");
+    let holder = a.dir.join("node").display().to_string();
+    assert!(
+        stderr.contains(&format!("bridge {} is already used by the node agent of {holder}", first.bridge))
+            && stderr.contains("--bridge"),
+        "{stderr}"
+    );
+    // A pod range overlapping the first cluster's.
+    let (ok, stderr) = up_with_node("claims-range", &second.bridge, &first.cluster_cidr);
+    assert!(!ok, "a second node agent took an overlapping pod range:\n{stderr}");
+    assert!(
+        stderr.contains(&format!("overlapping {}", first.cluster_cidr)) && stderr.contains("--cluster-cidr"),
+        "{stderr}"
+    );
+    // Neither attempt left anything on the host, and the first cluster is untouched.
+    assert!(!Command::new("ip").args(["link", "show", &second.bridge]).output().unwrap().status.success());
+    assert_eq!(a.node_ready_status(&first.node_name), "True");
+}
