@@ -93,7 +93,7 @@ fn kubus_runs_its_own_nats_beside_a_users_server_on_4222() {
 #[test]
 fn two_clusters_side_by_side_and_one_kubus_per_data_dir() {
     let a = Cluster::start("side-a");
-    let b = Cluster::start("side-b");
+    let mut b = Cluster::start("side-b");
     assert_ne!(a.nats_url(), b.nats_url());
     a.kubectl(&["create", "configmap", "only-a"]).expect_ok();
     b.kubectl(&["create", "configmap", "only-b"]).expect_ok();
@@ -107,6 +107,11 @@ fn two_clusters_side_by_side_and_one_kubus_per_data_dir() {
     assert!(!out.status.success(), "a second kubus up ran on the same data dir:\n{stderr}");
     assert!(stderr.contains("another kubus is running with data dir"), "{stderr}");
     a.kubectl(&["get", "configmap", "only-a"]).expect_ok();
+    // A stopped cluster leaves no URL for `kubus node` and `kubus sim-nodes` to find, and its
+    // nats-server was stopped, not restarted.
+    b.stop();
+    assert!(!b.dir.join("nats.url").exists(), "nats.url outlived kubus up");
+    assert!(!b.log().contains("embedded nats-server exited"), "{}", b.log());
 }
 
 #[test]
@@ -179,6 +184,24 @@ fn a_second_clusters_node_agent_is_refused_what_the_first_holds() {
         stderr.contains(&format!("overlapping {}", first.cluster_cidr)) && stderr.contains("--cluster-cidr"),
         "{stderr}"
     );
+    // `kubus node-reset` of another node refuses to remove what the first one's agent holds:
+    // its bridge (with its nft table), or a cgroup root around or inside its own.
+    let reset = |bridge: &str, cgroup_root: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_kubus"))
+            .args(["node-reset", "--data-dir"])
+            .arg(unique_dir("claims-reset"))
+            .args(["--bridge", bridge, "--cgroup-root", cgroup_root])
+            .output()
+            .expect("kubus runs");
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, stderr) = reset(&first.bridge, &second.cgroup_root);
+    assert!(!ok, "node-reset removed a live agent's bridge:\n{stderr}");
+    assert!(stderr.contains(&format!("bridge {} is in use by the node agent of {holder}", first.bridge)), "{stderr}");
+    let inside = format!("{}/pods", first.cgroup_root);
+    let (ok, stderr) = reset(&second.bridge, &inside);
+    assert!(!ok, "node-reset removed a cgroup inside a live agent's:\n{stderr}");
+    assert!(stderr.contains(&format!("cgroup root {inside} (inside {})", first.cgroup_root)), "{stderr}");
     // Neither attempt left anything on the host, and the first cluster is untouched.
     assert!(!Command::new("ip").args(["link", "show", &second.bridge]).output().unwrap().status.success());
     assert_eq!(a.node_ready_status(&first.node_name), "True");

@@ -6,7 +6,8 @@
 //! and it is only reported up once a connection to the address is answered with that name.
 //! Without that check, a NATS server the user already runs on the port would silently become
 //! the cluster's store. A child that exits is restarted on the same data dir and address;
-//! clients reconnect by themselves.
+//! clients reconnect by themselves, and [`crate::connect_to_embedded`] checks the server's name
+//! again on every reconnection.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -36,6 +37,8 @@ pub enum EmbeddedError {
     PortTaken { addr: String, holder: String },
     #[error("the NATS server at {addr} is {found:?}, not the embedded server {expected:?} this Kubus started")]
     NotOurs { addr: String, expected: String, found: String },
+    #[error("cannot connect to the embedded NATS at {addr}: {source}")]
+    Connect { addr: String, source: async_nats::ConnectError },
 }
 
 static RESTARTS: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
@@ -45,6 +48,13 @@ static RESTARTS: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
+
+/// Restarts of a child that keeps exiting wait longer each time (a crash loop must not spin,
+/// replaying JetStream recovery back to back), up to the cap...
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// ...and start from the first wait again once a child stayed up this long.
+const STEADY: Duration = Duration::from_secs(30);
 
 /// How to run the child: everything a restart needs again.
 #[derive(Clone)]
@@ -102,9 +112,9 @@ fn random_token() -> String {
 }
 
 impl EmbeddedNats {
-    /// Starts nats-server listening on `listen` (`host:port`; port 0 picks a free one) with its
-    /// JetStream store in `<data_dir>/nats`, waits until it answers as itself, and supervises it.
-    /// The address it listens on is recorded in `<data_dir>/nats.listen`.
+    /// Starts nats-server listening on `listen` (`host:port`, `[v6]:port`; port 0 picks a free
+    /// one) with its JetStream store in `<data_dir>/nats`, waits until it answers as itself, and
+    /// supervises it. The address it listens on is recorded in `<data_dir>/nats.listen`.
     pub async fn start(data_dir: &Path, listen: &str) -> Result<EmbeddedNats, EmbeddedError> {
         let bin = find_binary().ok_or_else(|| EmbeddedError::NotInstalled("/usr/sbin/nats-server".into()))?;
         let io = |path: &Path| {
@@ -113,13 +123,13 @@ impl EmbeddedNats {
         };
         let store = data_dir.join("nats");
         std::fs::create_dir_all(&store).map_err(io(&store))?;
-        stop_stale(data_dir);
+        let config_path = data_dir.join("nats-server.conf");
+        stop_stale_in_background(data_dir, &config_path).await;
 
         let (host, port) = split_listen(listen);
         let port = if port == 0 { free_port(&host).map_err(io(data_dir))? } else { port };
-        let addr = format!("{host}:{port}");
+        let addr = host_port(&host, port);
         let server_name = format!("kubus-{}", random_token());
-        let config_path = data_dir.join("nats-server.conf");
         let log = data_dir.join("nats-server.log");
         // max_payload above the 1 MiB default so objects up to Kubernetes' 1.5 MiB fit.
         let config = format!(
@@ -152,7 +162,8 @@ impl EmbeddedNats {
         &self.url
     }
 
-    /// The unique server name this child runs with.
+    /// The unique server name this child runs with (what [`crate::connect_to_embedded`]
+    /// expects).
     pub fn server_name(&self) -> &str {
         &self.server_name
     }
@@ -160,31 +171,6 @@ impl EmbeddedNats {
     /// Whether the child is up (false between its exit and its restart).
     pub fn is_up(&self) -> bool {
         *self.up.borrow()
-    }
-
-    /// Fails unless `client` is connected to this embedded server (and not to another server
-    /// that answered on the same address). Waits for the connection (clients connect in the
-    /// background) for up to 10 s.
-    pub async fn verify(&self, client: &async_nats::Client) -> Result<(), EmbeddedError> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut found = String::new();
-        while Instant::now() < deadline {
-            let _ = tokio::time::timeout(Duration::from_secs(1), client.flush()).await;
-            found = client.server_info().server_name;
-            if !found.is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        if found == self.server_name {
-            Ok(())
-        } else {
-            Err(EmbeddedError::NotOurs {
-                addr: self.url.trim_start_matches("nats://").to_string(),
-                expected: self.server_name.clone(),
-                found,
-            })
-        }
     }
 
     /// Stops supervising, then stops the server with SIGTERM (it flushes JetStream), SIGKILL
@@ -198,9 +184,41 @@ impl EmbeddedNats {
     }
 }
 
+/// Fails unless `client` is connected to the server named `expected` (and not to another
+/// server that answered on the same address).
+pub(crate) async fn check_connected(
+    client: &async_nats::Client,
+    addr: &str,
+    expected: &str,
+) -> Result<(), EmbeddedError> {
+    match server_name(client).await {
+        Some(found) if found == expected => Ok(()),
+        found => Err(EmbeddedError::NotOurs {
+            addr: addr.to_string(),
+            expected: expected.to_string(),
+            found: found.unwrap_or_default(),
+        }),
+    }
+}
+
+/// The name of the server `client` is connected to; None when it is not connected within
+/// 10 s (clients connect in the background).
+pub(crate) async fn server_name(client: &async_nats::Client) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        // A flush completes only once the client holds the INFO of the server it is
+        // connected to now.
+        if let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(1), client.flush()).await {
+            return Some(client.server_info().server_name);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
 /// Starts the child and waits until the address answers with its server name.
 async fn spawn(spec: &Spec) -> Result<Child, EmbeddedError> {
-    if let Some(holder) = port_holder(&spec.addr) {
+    if let Some(holder) = holder_in_background(&spec.addr).await {
         return Err(EmbeddedError::PortTaken { addr: spec.addr.clone(), holder });
     }
     let mut child = Command::new(&spec.bin)
@@ -209,6 +227,9 @@ async fn spawn(spec: &Spec) -> Result<Child, EmbeddedError> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        // A process group of its own: Ctrl-C in a terminal signals the foreground group, and
+        // the child must stop when Kubus stops it, not exit (and be restarted) on its own.
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| match e.kind() {
@@ -219,7 +240,7 @@ async fn spawn(spec: &Spec) -> Result<Child, EmbeddedError> {
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             // Lost a race for the port with another process?
-            return Err(match port_holder(&spec.addr) {
+            return Err(match holder_in_background(&spec.addr).await {
                 Some(holder) => EmbeddedError::PortTaken { addr: spec.addr.clone(), holder },
                 None => EmbeddedError::Exited { status: status.to_string(), log: spec.log.clone() },
             });
@@ -244,8 +265,36 @@ async fn spawn(spec: &Spec) -> Result<Child, EmbeddedError> {
     }
 }
 
-/// Keeps the child running until told to stop: an exit is logged, counted and followed by a
-/// restart on the same data dir and address (retried with backoff while that fails).
+/// The wait before the next start of a child that exited.
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff { next: FIRST_BACKOFF }
+    }
+
+    /// The wait after a child exited that had been up for `uptime`.
+    fn after_exit(&mut self, uptime: Duration) -> Duration {
+        if uptime >= STEADY {
+            self.next = FIRST_BACKOFF;
+        }
+        self.after_failed_start()
+    }
+
+    /// The wait after a start that failed.
+    fn after_failed_start(&mut self) -> Duration {
+        let wait = self.next;
+        self.next = (wait * 2).min(MAX_BACKOFF);
+        wait
+    }
+}
+
+/// Keeps the child running until told to stop: an exit is logged and followed by a restart on
+/// the same data dir and address (counted), after a back-off that grows while the child keeps
+/// exiting.
 async fn supervise(
     spec: Spec,
     mut child: Child,
@@ -253,49 +302,58 @@ async fn supervise(
     mut stop: oneshot::Receiver<()>,
     data_dir: PathBuf,
 ) {
+    let mut backoff = Backoff::new();
+    let mut started = Instant::now();
     loop {
-        tokio::select! {
-            status = child.wait() => {
-                let _ = up.send(false);
-                RESTARTS.inc();
-                tracing::error!(status = ?status.ok(), log = %spec.log.display(), "embedded nats-server exited; restarting it");
-                let mut backoff = Duration::from_millis(100);
-                loop {
-                    stop_stale(&data_dir);
-                    let started = tokio::select! {
-                        started = spawn(&spec) => started,
-                        _ = &mut stop => return,
-                    };
-                    match started {
-                        Ok(c) => {
-                            child = c;
-                            let _ = up.send(true);
-                            tracing::info!(addr = %spec.addr, "embedded nats-server is back");
-                            break;
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "embedded nats-server did not restart; retrying");
-                            tokio::select! {
-                                _ = tokio::time::sleep(backoff) => {}
-                                _ = &mut stop => return,
-                            }
-                            backoff = (backoff * 2).min(Duration::from_secs(5));
-                        }
-                    }
-                }
+        let status = tokio::select! {
+            // A stop wins over an exit seen at the same time: a child exiting while Kubus
+            // shuts down is not restarted.
+            biased;
+            _ = &mut stop => return terminate(child).await,
+            status = child.wait() => status,
+        };
+        let _ = up.send(false);
+        tracing::error!(status = ?status.ok(), log = %spec.log.display(), "embedded nats-server exited; restarting it");
+        let mut wait = backoff.after_exit(started.elapsed());
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut stop => return,
+                _ = tokio::time::sleep(wait) => {}
             }
-            _ = &mut stop => {
-                if let Some(pid) = child.id() {
-                    signal(pid, "TERM");
-                    if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_ok() {
-                        return;
-                    }
+            stop_stale_in_background(&data_dir, &spec.config).await;
+            let spawned = tokio::select! {
+                biased;
+                _ = &mut stop => return,
+                spawned = spawn(&spec) => spawned,
+            };
+            match spawned {
+                Ok(c) => {
+                    child = c;
+                    started = Instant::now();
+                    RESTARTS.inc();
+                    let _ = up.send(true);
+                    tracing::info!(addr = %spec.addr, "embedded nats-server is back");
+                    break;
                 }
-                let _ = child.kill().await;
-                return;
+                Err(e) => {
+                    tracing::error!(error = %e, "embedded nats-server did not restart; retrying");
+                    wait = backoff.after_failed_start();
+                }
             }
         }
     }
+}
+
+/// Stops the child with SIGTERM (it flushes JetStream), SIGKILL after 10 s.
+async fn terminate(mut child: Child) {
+    if let Some(pid) = child.id() {
+        let _ = tokio::task::spawn_blocking(move || signal(pid, "TERM")).await;
+        if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_ok() {
+            return;
+        }
+    }
+    let _ = child.kill().await;
 }
 
 /// The `server_name` a NATS server at `addr` announces in its INFO line, if one answers.
@@ -310,6 +368,12 @@ async fn server_name_at(addr: &str) -> Option<String> {
     tokio::time::timeout(Duration::from_secs(1), read).await.ok().flatten()
 }
 
+/// [`port_holder`] off the async threads (it reads every process's fds in /proc).
+async fn holder_in_background(addr: &str) -> Option<String> {
+    let addr = addr.to_string();
+    tokio::task::spawn_blocking(move || port_holder(&addr)).await.ok().flatten()
+}
+
 /// Who listens on `addr` already: "pid N (command line)" when /proc tells, else a description;
 /// None when the port can be bound.
 fn port_holder(addr: &str) -> Option<String> {
@@ -318,6 +382,16 @@ fn port_holder(addr: &str) -> Option<String> {
         return None;
     }
     Some(listener_process(port).unwrap_or_else(|| "another process".to_string()))
+}
+
+/// The arguments of a process, from /proc/<pid>/cmdline.
+fn cmdline(pid: &str) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .unwrap_or_default()
+        .split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
 }
 
 /// The process with a listening socket on `port`, from /proc/net/tcp{,6} and /proc/*/fd.
@@ -347,20 +421,22 @@ fn listener_process(port: u16) -> Option<String> {
             std::fs::read_link(fd.path()).is_ok_and(|target| wanted.iter().any(|w| target.as_os_str() == w.as_str()))
         });
         if holds {
-            let cmdline = std::fs::read(proc_dir.path().join("cmdline")).unwrap_or_default();
-            let cmdline: Vec<String> = cmdline
-                .split(|b| *b == 0)
-                .filter(|s| !s.is_empty())
-                .map(|s| String::from_utf8_lossy(s).into_owned())
-                .collect();
-            return Some(format!("pid {pid} ({})", cmdline.join(" ")));
+            return Some(format!("pid {pid} ({})", cmdline(&pid.to_string()).join(" ")));
         }
     }
     None
 }
 
-/// A server left behind by a Kubus that was killed would hold the store: stop it first.
-fn stop_stale(data_dir: &Path) {
+/// [`stop_stale`] off the async threads (it waits for the process to go).
+async fn stop_stale_in_background(data_dir: &Path, config: &Path) {
+    let (data_dir, config) = (data_dir.to_path_buf(), config.to_path_buf());
+    let _ = tokio::task::spawn_blocking(move || stop_stale(&data_dir, &config)).await;
+}
+
+/// A server left behind by a Kubus that was killed would hold the store: stop it first. Only
+/// a nats-server started with this data dir's `config` is: the pid in the file may since have
+/// been reused by any other process, another nats-server included.
+fn stop_stale(data_dir: &Path, config: &Path) {
     let pid_file = data_dir.join("nats-server.pid");
     let Ok(pid) = std::fs::read_to_string(&pid_file) else {
         return;
@@ -369,11 +445,13 @@ fn stop_stale(data_dir: &Path) {
         return;
     };
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-    if comm.trim() == "nats-server" {
+    let args = cmdline(&pid.to_string());
+    let ours = args.windows(2).any(|w| w[0] == "-c" && Path::new(&w[1]) == config);
+    if comm.trim() == "nats-server" && ours {
         tracing::warn!(pid, "stopping a nats-server left behind on this data dir");
         signal(pid, "KILL");
         for _ in 0..100 {
-            if !Path::new(&format!("/proc/{pid}")).exists() {
+            if gone(pid) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -382,15 +460,41 @@ fn stop_stale(data_dir: &Path) {
     let _ = std::fs::remove_file(pid_file);
 }
 
+/// Whether a process has ended (a zombie holds neither the port nor the store).
+fn gone(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| stat.rsplit_once(')').is_none_or(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .unwrap_or(true)
+}
+
+/// Sends `sig` to `pid` with kill(1): none of this crate's dependencies offers a safe
+/// kill(2), and the crate stays free of unsafe code. Blocking: call it off the async threads.
 fn signal(pid: u32, sig: &str) {
-    // kill(1) keeps this crate free of unsafe code.
     let _ = std::process::Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
 }
 
+/// `host:port` (`[v6]:port`) split into the bare host and the port; a port that does not
+/// parse is 0 (pick a free one), a bare host gets NATS' standard port.
 fn split_listen(listen: &str) -> (String, u16) {
+    if let Ok(addr) = listen.parse::<std::net::SocketAddr>() {
+        return (addr.ip().to_string(), addr.port());
+    }
+    if let Ok(ip) = listen.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
+        return (ip.to_string(), 4222);
+    }
     match listen.rsplit_once(':') {
         Some((h, p)) => (h.trim_matches(['[', ']']).to_string(), p.parse().unwrap_or(0)),
         None => (listen.to_string(), 4222),
+    }
+}
+
+/// `host:port`, the host in brackets when it is an IPv6 address (`[::1]:4300`): the form
+/// nats-server's `listen`, NATS URLs and socket addresses all read.
+fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }
 
@@ -411,5 +515,99 @@ mod tests {
         assert!(holder.contains(&format!("pid {}", std::process::id())), "{holder}");
         drop(l);
         assert_eq!(port_holder(&addr), None);
+    }
+
+    #[test]
+    fn ipv6_addresses_keep_their_brackets() {
+        assert_eq!(split_listen("[::1]:4300"), ("::1".to_string(), 4300));
+        assert_eq!(host_port("::1", 4300), "[::1]:4300");
+        assert_eq!(split_listen(&host_port("::1", 4300)), ("::1".to_string(), 4300));
+        assert_eq!(split_listen("[::1]"), ("::1".to_string(), 4222));
+        assert_eq!(split_listen("::1"), ("::1".to_string(), 4222));
+        assert_eq!(split_listen("127.0.0.1:0"), ("127.0.0.1".to_string(), 0));
+        assert_eq!(host_port("127.0.0.1", 4300), "127.0.0.1:4300");
+        assert_eq!(split_listen("localhost:4300"), ("localhost".to_string(), 4300));
+        assert_eq!(split_listen("localhost"), ("localhost".to_string(), 4222));
+        // A taken IPv6 port is found like an IPv4 one.
+        if let Ok(l) = std::net::TcpListener::bind("[::1]:0") {
+            let addr = host_port("::1", l.local_addr().unwrap().port());
+            assert!(port_holder(&addr).is_some_and(|h| h.contains(&format!("pid {}", std::process::id()))));
+        }
+    }
+
+    #[test]
+    fn a_crash_loop_backs_off_until_a_child_stays_up() {
+        let mut backoff = Backoff::new();
+        let quick = Duration::from_secs(1);
+        assert_eq!(backoff.after_exit(quick), FIRST_BACKOFF);
+        assert_eq!(backoff.after_exit(quick), FIRST_BACKOFF * 2);
+        assert_eq!(backoff.after_failed_start(), FIRST_BACKOFF * 4);
+        for _ in 0..10 {
+            backoff.after_exit(quick);
+        }
+        assert_eq!(backoff.after_exit(quick), MAX_BACKOFF);
+        // A child that stayed up starts the sequence over.
+        assert_eq!(backoff.after_exit(STEADY), FIRST_BACKOFF);
+        assert_eq!(backoff.after_exit(quick), FIRST_BACKOFF * 2);
+    }
+
+    /// A nats-server started with `args`, killed at the end.
+    struct Server(std::process::Child);
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn server(args: &[&str]) -> Server {
+        let bin = find_binary().expect("nats-server is installed");
+        let child = std::process::Command::new(bin)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts");
+        // Until exec: /proc shows the forked test process, not nats-server.
+        let started = Instant::now();
+        let comm = || std::fs::read_to_string(format!("/proc/{}/comm", child.id())).unwrap_or_default();
+        while comm().trim() != "nats-server" {
+            assert!(started.elapsed() < Duration::from_secs(10), "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Server(child)
+    }
+
+    fn alive(s: &mut Server) -> bool {
+        s.0.try_wait().unwrap().is_none()
+    }
+
+    #[test]
+    fn only_this_data_dirs_server_is_stopped_as_stale() {
+        let dir = std::env::temp_dir().join(format!("kubus-stale-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("nats-server.conf");
+        let port = free_port("127.0.0.1").unwrap();
+        std::fs::write(&config, format!("listen: \"127.0.0.1:{port}\"\n")).unwrap();
+        let pid_file = dir.join("nats-server.pid");
+
+        // The pid file names a nats-server of someone else (a reused pid): left running.
+        let mut other = server(&["-a", "127.0.0.1", "-p", &free_port("127.0.0.1").unwrap().to_string()]);
+        std::fs::write(&pid_file, other.0.id().to_string()).unwrap();
+        stop_stale(&dir, &config);
+        assert!(alive(&mut other), "an unrelated nats-server was killed");
+        assert!(!pid_file.exists());
+
+        // The one started on this data dir's config: stopped.
+        let mut stale = server(&["-c", config.to_str().unwrap()]);
+        std::fs::write(&pid_file, stale.0.id().to_string()).unwrap();
+        stop_stale(&dir, &config);
+        let started = Instant::now();
+        while alive(&mut stale) {
+            assert!(started.elapsed() < Duration::from_secs(5), "the stale nats-server was not stopped");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(alive(&mut other));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

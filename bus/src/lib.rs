@@ -32,6 +32,66 @@ pub(crate) fn reconnects() -> tokio::sync::watch::Receiver<u64> {
 /// Connects to NATS (comma-separated URLs), retrying the first connection for a while so that
 /// a server started a moment ago is found.
 pub async fn connect(urls: &str, name: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
+    options(name, None).connect(urls).await
+}
+
+/// Connects to the embedded server at `url`, which must answer as `expected_server_name`
+/// ([`EmbeddedNats::server_name`]): the first connection is checked before this returns, and
+/// every reconnection after it. async-nats reconnects to whatever answers on the address, and
+/// while the child is down another server may have taken it: a reconnection to another server
+/// logs an error naming the address and that server, and ends the process, which must never
+/// write to a store it does not own.
+pub async fn connect_to_embedded(
+    url: &str,
+    name: &str,
+    expected_server_name: &str,
+) -> Result<async_nats::Client, embedded::EmbeddedError> {
+    let addr = url.trim_start_matches("nats://").to_string();
+    let (client_tx, client) = tokio::sync::watch::channel(None);
+    let expected =
+        std::sync::Arc::new(Expected { addr: addr.clone(), server_name: expected_server_name.to_string(), client });
+    let client = options(name, Some(expected))
+        .connect(url)
+        .await
+        .map_err(|source| embedded::EmbeddedError::Connect { addr: addr.clone(), source })?;
+    embedded::check_connected(&client, &addr, expected_server_name).await?;
+    // The reconnection checks need the client. It stays referenced from its own event
+    // callback, so the connection lasts as long as the process (as the control plane's does).
+    let _ = client_tx.send(Some(client.clone()));
+    Ok(client)
+}
+
+/// The server a client must be connected to.
+struct Expected {
+    addr: String,
+    server_name: String,
+    /// Set once the first connection was checked.
+    client: tokio::sync::watch::Receiver<Option<async_nats::Client>>,
+}
+
+impl Expected {
+    /// Ends the process unless the server the client reconnected to is the expected one.
+    async fn check_reconnected(&self) {
+        let mut client = self.client.clone();
+        let Some(client) = client.wait_for(Option::is_some).await.ok().and_then(|c| c.clone()) else { return };
+        match embedded::server_name(&client).await {
+            Some(found) if found != self.server_name => {
+                let error = embedded::EmbeddedError::NotOurs {
+                    addr: self.addr.clone(),
+                    expected: self.server_name.clone(),
+                    found,
+                };
+                tracing::error!(%error, "stopping: Kubus writes only to the embedded server it started");
+                std::process::exit(1);
+            }
+            // Ours; or disconnected again before the server answered, and the next
+            // reconnection is checked.
+            _ => {}
+        }
+    }
+}
+
+fn options(name: &str, expected: Option<std::sync::Arc<Expected>>) -> async_nats::ConnectOptions {
     let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let client_name = name.to_string();
     async_nats::ConnectOptions::new()
@@ -39,7 +99,7 @@ pub async fn connect(urls: &str, name: &str) -> Result<async_nats::Client, async
         .retry_on_initial_connect()
         .connection_timeout(std::time::Duration::from_secs(5))
         .event_callback(move |event| {
-            let (lost, client_name) = (lost.clone(), client_name.clone());
+            let (lost, client_name, expected) = (lost.clone(), client_name.clone(), expected.clone());
             async move {
                 use std::sync::atomic::Ordering;
                 match event {
@@ -48,6 +108,11 @@ pub async fn connect(urls: &str, name: &str) -> Result<async_nats::Client, async
                         tracing::warn!(client = %client_name, "lost the connection to NATS; reconnecting");
                     }
                     async_nats::Event::Connected if lost.swap(false, Ordering::SeqCst) => {
+                        // Before watches resume: they would read from (and writers write to)
+                        // whatever server this is.
+                        if let Some(expected) = &expected {
+                            expected.check_reconnected().await;
+                        }
                         tracing::info!(client = %client_name, "reconnected to NATS");
                         RECONNECTS.send_modify(|n| *n += 1);
                     }
@@ -55,6 +120,4 @@ pub async fn connect(urls: &str, name: &str) -> Result<async_nats::Client, async
                 }
             }
         })
-        .connect(urls)
-        .await
 }

@@ -1,10 +1,13 @@
 //! The embedded nats-server is Kubus's own: a port held by another NATS server is refused with
-//! the holder named, and a child killed with SIGKILL comes back on the same address and store,
-//! with clients reconnecting by themselves.
+//! the holder named, a client of it refuses (and on a reconnection, ends its process for)
+//! another server on its address, and a child killed with SIGKILL comes back on the same
+//! address and store, with clients reconnecting by themselves.
 
 use kubus_bus::embedded::EmbeddedError;
 use kubus_bus::{EmbeddedNats, Key, Store, StoreConfig};
+use std::io::BufRead;
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 struct TempDir(PathBuf);
@@ -30,26 +33,44 @@ impl Drop for PlainNats {
     }
 }
 
+impl PlainNats {
+    /// On 127.0.0.1:`port`, named `name` when given; returns once it accepts connections.
+    fn start(port: u16, name: Option<&str>) -> PlainNats {
+        let mut args = vec!["-a".to_string(), "127.0.0.1".into(), "-p".into(), port.to_string()];
+        if let Some(name) = name {
+            args.extend(["-n".to_string(), name.to_string()]);
+        }
+        let plain = PlainNats(
+            Command::new("nats-server")
+                .args(&args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("nats-server is installed"),
+        );
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(10), "plain nats-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        plain
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The process group of a process, from /proc/<pid>/stat.
+fn process_group(pid: &str) -> String {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat.rsplit_once(')').unwrap().1.split_whitespace().nth(2).unwrap().to_string()
 }
 
 #[tokio::test]
 async fn a_port_held_by_another_nats_server_is_refused() {
     let port = free_port();
-    let plain = PlainNats(
-        std::process::Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("nats-server is installed"),
-    );
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(10), "plain nats-server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let plain = PlainNats::start(port, None);
     let dir = temp_dir("embedded-taken");
     let err = EmbeddedNats::start(&dir.0, &format!("127.0.0.1:{port}")).await.err().expect("refused");
     match &err {
@@ -69,13 +90,16 @@ async fn a_killed_server_comes_back_and_clients_reconnect() {
     let recorded = std::fs::read_to_string(dir.0.join("nats.listen")).unwrap();
     assert_eq!(format!("nats://{recorded}"), nats.url());
     assert_eq!(kubus_bus::embedded::default_listen(&dir.0), recorded);
-    let client = kubus_bus::connect(nats.url(), "embedded-test").await.unwrap();
-    nats.verify(&client).await.expect("connected to our own server");
+    let client = kubus_bus::connect_to_embedded(nats.url(), "embedded-test", nats.server_name())
+        .await
+        .expect("connected to our own server");
     let store = Store::open(client, StoreConfig::default()).await.unwrap();
     let key = Key::new("", "configmaps", Some("default"), "before");
     store.create(&key, bytes::Bytes::from_static(b"{}")).await.unwrap();
 
     let pid: u32 = std::fs::read_to_string(dir.0.join("nats-server.pid")).unwrap().trim().parse().unwrap();
+    // Ctrl-C in a terminal signals the foreground process group: not the child's.
+    assert_ne!(process_group(&pid.to_string()), process_group("self"));
     std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
     // Writes succeed again within seconds, on the same store (the object written before is
     // still there).
@@ -107,4 +131,100 @@ async fn a_killed_server_comes_back_and_clients_reconnect() {
             !std::path::Path::new(&format!("/proc/{new_pid}/exe")).exists()
         }
     );
+}
+
+#[tokio::test]
+async fn an_ipv6_listen_address_works() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback here: skipped");
+        return;
+    }
+    let dir = temp_dir("embedded-ipv6");
+    let nats = EmbeddedNats::start(&dir.0, "[::1]:0").await.expect("starts on ::1");
+    assert!(nats.url().starts_with("nats://[::1]:"), "{}", nats.url());
+    let recorded = std::fs::read_to_string(dir.0.join("nats.listen")).unwrap();
+    assert_eq!(format!("nats://{recorded}"), nats.url());
+    let client = kubus_bus::connect_to_embedded(nats.url(), "ipv6-test", nats.server_name())
+        .await
+        .expect("connected to our own server over IPv6");
+    client.publish("ipv6.test", "hello".into()).await.unwrap();
+    client.flush().await.unwrap();
+    nats.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_of_the_embedded_server_refuses_another_server() {
+    let port = free_port();
+    let _other = PlainNats::start(port, Some("someone-else"));
+    let err = kubus_bus::connect_to_embedded(&format!("nats://127.0.0.1:{port}"), "test", "kubus-ours")
+        .await
+        .expect_err("another server refused");
+    match &err {
+        EmbeddedError::NotOurs { addr, expected, found } => {
+            assert_eq!(
+                (addr.as_str(), expected.as_str(), found.as_str()),
+                (&*format!("127.0.0.1:{port}"), "kubus-ours", "someone-else")
+            )
+        }
+        other => panic!("expected NotOurs, got {other}"),
+    }
+}
+
+/// The client side of `a_reconnection_to_another_server_ends_the_process`, run in a process of
+/// its own (it ends that process); does nothing in a plain test run.
+#[tokio::test]
+async fn client_process_of_an_embedded_server() {
+    let (Ok(url), Ok(name)) = (std::env::var("KUBUS_TEST_EMBEDDED_URL"), std::env::var("KUBUS_TEST_EMBEDDED_NAME"))
+    else {
+        return;
+    };
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(false).init();
+    let _client = kubus_bus::connect_to_embedded(&url, "client-process", &name).await.expect("connected");
+    println!("connected");
+    tokio::time::sleep(Duration::from_secs(60)).await;
+}
+
+#[test]
+fn a_reconnection_to_another_server_ends_the_process() {
+    let port = free_port();
+    let ours = PlainNats::start(port, Some("kubus-ours"));
+    let mut client = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "client_process_of_an_embedded_server", "--nocapture", "--test-threads", "1"])
+        .env("KUBUS_TEST_EMBEDDED_URL", format!("nats://127.0.0.1:{port}"))
+        .env("KUBUS_TEST_EMBEDDED_NAME", "kubus-ours")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(client.stdout.take().unwrap());
+    let (connected_tx, connected) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            // libtest prints the test's name on the same line.
+            if line.ends_with("connected") {
+                let _ = connected_tx.send(());
+            }
+        }
+    });
+    connected.recv_timeout(Duration::from_secs(20)).expect("the client connected to its server");
+
+    // Its server goes, another one takes the address, the client reconnects to it.
+    drop(ours);
+    let _other = PlainNats::start(port, Some("someone-else"));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = client.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = client.kill();
+            panic!("the client process went on with another server");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut client.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("127.0.0.1:{port}")) && stderr.contains("someone-else"), "{stderr}");
 }

@@ -168,7 +168,7 @@ pub async fn start(
     let kubelet = Kubelet::new(config, client, nats, pods, Some(services.clone()))
         .await
         .with_context(|| format!("starting the node agent of {name}"))?;
-    let arbiter = actix::Arbiter::new();
+    let arbiter = crate::cmd::named_arbiter("kubelet");
     actix::Actor::start_in_arbiter(&arbiter.handle(), move |_| kubelet);
     actix::Actor::start_in_arbiter(&arbiter.handle(), move |_| kubus_proxy::KubeProxy::new(proxy, services, slices));
     actix::Actor::start_in_arbiter(&arbiter.handle(), move |_| routes);
@@ -197,7 +197,9 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     }
     let service_cidr = args.service_cidr.or(published.service_subnet).unwrap_or_else(|| "10.96.0.0/12".into());
     let name = config.node_name.clone();
-    let node = start(config, &service_cidr, nats, &InformerFactory::new(store)).await?;
+    let informers_thread = crate::cmd::named_arbiter("node-informers");
+    let informers = InformerFactory::new(store).on_arbiter(informers_thread.handle());
+    let node = start(config, &service_cidr, nats, &informers).await?;
     println!("node {name} is running; Ctrl-C stops the agent (its containers keep running)");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -205,6 +207,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         _ = term.recv() => {},
     }
     node.arbiter.stop();
+    informers_thread.stop();
     actix::System::current().stop();
     Ok(())
 }
@@ -214,10 +217,11 @@ pub struct NodeResetArgs {
     /// The node's data dir.
     #[arg(long, default_value_os_t = crate::cmd::up::default_data_dir().join("node"))]
     pub data_dir: PathBuf,
-    /// The pod bridge to delete.
+    /// The pod bridge to delete (refused while a live node agent holds it).
     #[arg(long, default_value = "kubus0")]
     pub bridge: String,
-    /// The pods' parent cgroup to remove.
+    /// The pods' parent cgroup to remove (refused while a live node agent's is it, or lies
+    /// inside or around it).
     #[arg(long, default_value = "/kubus")]
     pub cgroup_root: String,
 }
@@ -228,6 +232,18 @@ pub async fn reset(args: NodeResetArgs) -> anyhow::Result<()> {
     }
     let exe = std::env::current_exe()?;
     let state = args.data_dir.canonicalize().unwrap_or(args.data_dir.clone());
+    // Never what a live node agent holds: with the defaults, another cluster's bridge, nft table
+    // and cgroup root. Held while resetting, so that no agent starts on them meanwhile. (The
+    // agent of this data dir is normally gone, and its claims with it.)
+    let owner = state.display().to_string();
+    let _claims = match kubus_network::claims::claim_for_reset(&owner, &args.bridge, &args.cgroup_root) {
+        Ok(claims) => claims,
+        Err(kubus_network::claims::ClaimError::Taken { what, holder, .. }) => anyhow::bail!(
+            "not resetting: {what} is in use by {holder}; stop that node agent first, or pass the --bridge and \
+             --cgroup-root of the node to reset"
+        ),
+        Err(e) => return Err(e).context("checking what the node agents on this machine hold"),
+    };
     // kube-proxy's table first (its service route goes with the bridge), whatever else fails.
     let table = proxy_table(&args.bridge);
     let deleted = std::process::Command::new("nft")

@@ -29,7 +29,7 @@ pub struct SimArgs {
     pub renew_seconds: u64,
 }
 
-/// Starts simulated nodes in this actix system; they run while the address is held.
+/// Starts simulated nodes on a thread of their own; they run while the arbiter does.
 pub fn start(
     client: async_nats::Client,
     informers: &kubus_controller_runtime::InformerFactory,
@@ -37,11 +37,13 @@ pub fn start(
     count: usize,
     prefix: &str,
     renew_every: std::time::Duration,
-) -> Addr<SimNodes> {
+) -> (Addr<SimNodes>, actix::Arbiter) {
     let api = Client::new(ApiClient::new(client, cluster, "kubus-sim-nodes"));
     let pods = informers.get::<k8s_openapi::api::core::v1::Pod>();
     let config = SimConfig { count, prefix: prefix.to_string(), renew_every, ..Default::default() };
-    Supervisor::start(move |_| SimNodes::new(config, api, pods))
+    let arbiter = crate::cmd::named_arbiter("sim-nodes");
+    let addr = Supervisor::start_in_arbiter(&arbiter.handle(), move |_| SimNodes::new(config, api, pods));
+    (addr, arbiter)
 }
 
 pub async fn run(args: SimArgs) -> anyhow::Result<()> {

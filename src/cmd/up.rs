@@ -66,6 +66,28 @@ pub struct UpArgs {
     /// Seconds a node may go without renewing its Lease before it turns NotReady.
     #[arg(long, default_value_t = 40)]
     pub node_monitor_grace_period: u64,
+    /// Requests per second each controller may send the API server (upstream's default of 20
+    /// suits a remote, shared API server; this one is in the process).
+    #[arg(long, default_value_t = kubus_controllers::KUBE_API_QPS)]
+    pub kube_api_qps: f64,
+    /// Requests a controller may send at once before --kube-api-qps paces it.
+    #[arg(long, default_value_t = kubus_controllers::KUBE_API_BURST)]
+    pub kube_api_burst: u32,
+    /// ReplicaSets synced at once.
+    #[arg(long, default_value_t = kubus_controllers::replicaset::WORKERS)]
+    pub concurrent_replicaset_syncs: usize,
+    /// Deployments synced at once.
+    #[arg(long, default_value_t = kubus_controllers::deployment::WORKERS)]
+    pub concurrent_deployment_syncs: usize,
+    /// Objects the garbage collector handles at once.
+    #[arg(long, default_value_t = kubus_controllers::garbagecollector::WORKERS)]
+    pub concurrent_gc_syncs: usize,
+    /// Services whose endpoints are synced at once.
+    #[arg(long, default_value_t = kubus_controllers::endpoints::WORKERS)]
+    pub concurrent_endpoint_syncs: usize,
+    /// Namespaces being deleted that are emptied at once.
+    #[arg(long, default_value_t = kubus_controllers::namespace::WORKERS)]
+    pub concurrent_namespace_syncs: usize,
     /// Simulated nodes to run in this process.
     #[arg(long, default_value_t = 0)]
     pub sim_nodes: usize,
@@ -73,7 +95,7 @@ pub struct UpArgs {
     pub node: crate::cmd::node::NodeOpts,
 }
 
-pub(crate) use kubus_bench::is_root;
+pub(crate) use kubus_container_runtime::is_root;
 
 pub fn default_data_dir() -> PathBuf {
     // Root keeps state where services do.
@@ -132,14 +154,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let nats_url =
         args.nats.clone().unwrap_or_else(|| embedded.as_ref().map(|e| e.url().to_string()).unwrap_or_default());
     std::fs::write(data_dir.join("nats.url"), &nats_url)?;
-    let client = kubus_bus::connect(&nats_url, "kubus-control-plane")
-        .await
-        .with_context(|| format!("connecting to NATS at {nats_url}"))?;
     // The store goes only to the server this process started, never to one that answered in
-    // its place.
-    if let Some(embedded) = &embedded {
-        embedded.verify(&client).await?;
-    }
+    // its place (checked at the first connection and at every reconnection).
+    let client = match &embedded {
+        Some(embedded) => {
+            kubus_bus::connect_to_embedded(&nats_url, "kubus-control-plane", embedded.server_name()).await?
+        }
+        None => kubus_bus::connect(&nats_url, "kubus-control-plane")
+            .await
+            .with_context(|| format!("connecting to NATS at {nats_url}"))?,
+    };
     let store_config = StoreConfig {
         cluster: args.cluster.clone(),
         replicas: args.replicas,
@@ -182,9 +206,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         |name: &str| args.leader_elect.then(|| kubus_controller_runtime::leader::LeaderConfig::new(name, lease));
     // The scheduler and the controllers get threads (arbiters) of their own, so their CPU work
     // never delays the API server's NATS service and watch cache on the main arbiter.
-    let (controllers_thread, scheduler_thread) = (actix::Arbiter::new(), actix::Arbiter::new());
+    let (controllers_thread, scheduler_thread) =
+        (crate::cmd::named_arbiter("kube-controller"), crate::cmd::named_arbiter("kube-scheduler"));
     // One informer per resource for every actor of this process.
-    let informers = kubus_controller_runtime::InformerFactory::new(api.state.storage.store.clone());
+    let informers_thread = crate::cmd::named_arbiter("kube-informers");
+    let informers = kubus_controller_runtime::InformerFactory::new(api.state.storage.store.clone())
+        .on_arbiter(informers_thread.handle());
     let controllers = {
         let (informers, client) = (informers.clone(), api_client("kubus-controller-manager"));
         let config = kubus_controllers::ControllerConfig {
@@ -193,10 +220,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 kubus_controllers::nodeipam::ClusterCidr::parse(&args.cluster_cidr, args.node_cidr_mask)
                     .context("--cluster-cidr")?,
             ),
+            kube_api_qps: args.kube_api_qps,
+            kube_api_burst: args.kube_api_burst,
+            concurrent_replicaset_syncs: args.concurrent_replicaset_syncs,
+            concurrent_deployment_syncs: args.concurrent_deployment_syncs,
+            concurrent_gc_syncs: args.concurrent_gc_syncs,
+            concurrent_endpoint_syncs: args.concurrent_endpoint_syncs,
+            concurrent_namespace_syncs: args.concurrent_namespace_syncs,
         };
         let leader = leader_config("kube-controller-manager");
         actix::Supervisor::start_in_arbiter(&controllers_thread.handle(), move |_| {
-            kubus_controllers::ControllerManager { informers, client, config, leader }
+            kubus_controllers::ControllerManager::new(informers, client, config, leader)
         })
     };
     let scheduler = {
@@ -302,6 +336,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         _ = term.recv() => {},
     }
     tracing::info!("shutting down");
+    // Commands on this machine (`kubus node`, `kubus sim-nodes`) must not pick up the URL of a
+    // cluster that is gone.
+    let _ = std::fs::remove_file(data_dir.join("nats.url"));
     // The node agent stops; its containers keep running and are adopted at the next start.
     if let Some(node) = &node {
         node.arbiter.stop();
@@ -319,6 +356,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     controllers_thread.stop();
     scheduler_thread.stop();
+    informers_thread.stop();
     actix::System::current().stop();
     Ok(())
 }

@@ -9,6 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 pub trait Condition {
     fn type_(&self) -> &str;
     fn status(&self) -> &str;
+    fn last_transition_time(&self) -> Option<&Time>;
 }
 
 macro_rules! condition {
@@ -19,6 +20,9 @@ macro_rules! condition {
             }
             fn status(&self) -> &str {
                 &self.status
+            }
+            fn last_transition_time(&self) -> Option<&Time> {
+                self.last_transition_time.as_ref()
             }
         }
     )*};
@@ -40,6 +44,17 @@ pub fn is_true<C: Condition>(conditions: Option<&Vec<C>>, kind: &str) -> bool {
     status(conditions, kind) == Some("True")
 }
 
+/// The `lastTransitionTime` of a condition of type `kind` posted with `status`: the one it had
+/// in `previous` while its status stays the same, `now` when the status changed or the
+/// condition is new.
+pub fn transition_time<C: Condition>(previous: &[C], kind: &str, status: &str, now: &Time) -> Time {
+    previous
+        .iter()
+        .find(|c| c.type_() == kind && c.status() == status)
+        .and_then(|c| c.last_transition_time().cloned())
+        .unwrap_or_else(|| now.clone())
+}
+
 /// A node's conditions.
 pub fn of_node(node: &Node) -> Option<&Vec<NodeCondition>> {
     node.status.as_ref()?.conditions.as_ref()
@@ -54,20 +69,13 @@ pub fn of_deployment(d: &Deployment) -> Option<&Vec<DeploymentCondition>> {
 /// memory, disk or PID pressure, and Ready unless `not_ready` says why not. A condition whose
 /// status is unchanged keeps its `lastTransitionTime` from `previous`.
 pub fn node_conditions(not_ready: Option<&str>, now: &Time, previous: &[NodeCondition]) -> Vec<NodeCondition> {
-    let cond = |t: &str, status: &str, reason: &str, message: &str| {
-        let since = previous
-            .iter()
-            .find(|c| c.type_ == t && c.status == status)
-            .and_then(|c| c.last_transition_time.clone())
-            .unwrap_or_else(|| now.clone());
-        NodeCondition {
-            type_: t.to_string(),
-            status: status.to_string(),
-            reason: Some(reason.to_string()),
-            message: Some(message.to_string()),
-            last_heartbeat_time: Some(now.clone()),
-            last_transition_time: Some(since),
-        }
+    let cond = |t: &str, status: &str, reason: &str, message: &str| NodeCondition {
+        type_: t.to_string(),
+        status: status.to_string(),
+        reason: Some(reason.to_string()),
+        message: Some(message.to_string()),
+        last_heartbeat_time: Some(now.clone()),
+        last_transition_time: Some(transition_time(previous, t, status, now)),
     };
     let ready = match not_ready {
         None => cond("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
@@ -100,5 +108,25 @@ mod tests {
         assert!(is_true(of_node(&node), "Ready") && !is_true(of_node(&node), "MemoryPressure"));
         assert!(find(of_node(&node), "DiskPressure").is_none());
         assert_eq!(status(of_node(&Node::default()), "Ready"), None);
+    }
+
+    #[test]
+    fn a_transition_time_is_kept_until_the_status_changes() {
+        let (then, now) = (crate::time::time(std::time::UNIX_EPOCH), crate::time::now());
+        let previous = vec![PodCondition {
+            type_: "Ready".into(),
+            status: "True".into(),
+            last_transition_time: Some(then.clone()),
+            ..Default::default()
+        }];
+        assert_eq!(transition_time(&previous, "Ready", "True", &now), then);
+        assert_eq!(transition_time(&previous, "Ready", "False", &now), now);
+        assert_eq!(transition_time(&previous, "Initialized", "True", &now), now);
+        let nodes = node_conditions(None, &now, &[]);
+        let later = crate::time::time(std::time::SystemTime::now() + std::time::Duration::from_secs(60));
+        let again = node_conditions(None, &later, &nodes);
+        assert_eq!(find(Some(&again), "Ready").unwrap().last_transition_time, Some(now.clone()));
+        let not_ready = node_conditions(Some("network down"), &later, &again);
+        assert_eq!(find(Some(&not_ready), "Ready").unwrap().last_transition_time, Some(later));
     }
 }

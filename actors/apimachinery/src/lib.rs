@@ -14,6 +14,7 @@ pub mod resources;
 pub mod selector;
 pub mod status;
 pub mod table;
+pub mod taints;
 pub mod time;
 pub mod validation;
 

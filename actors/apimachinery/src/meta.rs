@@ -49,6 +49,14 @@ pub trait ObjectExt: k8s_openapi::Metadata<Ty = ObjectMeta> {
     fn namespace(&self) -> &str {
         self.metadata().namespace.as_deref().unwrap_or("")
     }
+    /// The namespace, or "default" when the object carries none: where the API server puts a
+    /// namespaced object created without one, and where events about cluster-scoped objects go.
+    fn namespace_or_default(&self) -> &str {
+        match self.namespace() {
+            "" => "default",
+            ns => ns,
+        }
+    }
     fn uid(&self) -> &str {
         self.metadata().uid.as_deref().unwrap_or("")
     }
@@ -117,6 +125,12 @@ pub fn is_controlled_by<K: Object>(obj: &impl ObjectExt, owner: &K) -> bool {
     obj.controller_ref().is_some_and(|r| r.uid == owner.uid() && r.kind == K::KIND)
 }
 
+/// Whether an owner reference names an object of K's kind (same kind and API group; any
+/// version, as upstream matches owners across versions).
+pub fn refers_to<K: k8s_openapi::Resource>(r: &OwnerReference) -> bool {
+    r.kind == K::KIND && group_of(&r.api_version) == K::GROUP
+}
+
 /// The group of an `apiVersion` ("" for the core group).
 pub fn group_of(api_version: &str) -> &str {
     api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("")
@@ -144,9 +158,13 @@ mod tests {
     fn reads_metadata_without_options() {
         let pod = Pod::default();
         assert_eq!((pod.name(), pod.namespace(), pod.uid()), ("", "", ""));
+        assert_eq!(pod.namespace_or_default(), "default");
         assert!(pod.labels().is_empty() && pod.owner_references().is_empty() && !pod.is_deleting());
         let owner = rs();
         assert_eq!(owner.key(), ("default".to_string(), "web-1".to_string()));
+        let mut other = rs();
+        other.metadata.namespace = Some("apps".into());
+        assert_eq!(other.namespace_or_default(), "apps");
     }
 
     #[test]
@@ -163,5 +181,17 @@ mod tests {
         assert!(!is_controlled_by(&pod, &owner));
         assert_eq!(group_of("apps/v1"), "apps");
         assert_eq!(group_of("v1"), "");
+    }
+
+    #[test]
+    fn owner_references_refer_to_a_kind_by_kind_and_group() {
+        let r = controller_ref(&rs());
+        assert!(refers_to::<ReplicaSet>(&r));
+        assert!(!refers_to::<Pod>(&r));
+        // Another version of the same group and kind is the same owner.
+        assert!(refers_to::<ReplicaSet>(&OwnerReference { api_version: "apps/v1beta2".into(), ..r.clone() }));
+        // The same kind in another group is not.
+        assert!(!refers_to::<ReplicaSet>(&OwnerReference { api_version: "example.com/v1".into(), ..r.clone() }));
+        assert!(!refers_to::<ReplicaSet>(&OwnerReference { api_version: "v1".into(), ..r }));
     }
 }

@@ -52,8 +52,6 @@ pub struct ResourceInfo {
     pub definition: &'static str,
     pub round_trip: RoundTrip,
     pub schema: SchemaFn,
-    /// Whether metadata.generation tracks spec changes.
-    pub tracks_generation: bool,
 }
 
 impl ResourceInfo {
@@ -95,7 +93,7 @@ use Subresource::*;
 
 macro_rules! resource {
     ($group:expr, $version:expr, $resource:expr, $singular:expr, $kind:expr, $namespaced:expr,
-     $short:expr, $cat:expr, $subs:expr, $def:expr, $ty:ty, $gen:expr) => {
+     $short:expr, $cat:expr, $subs:expr, $def:expr, $ty:ty) => {
         ResourceInfo {
             group: $group,
             version: $version,
@@ -111,7 +109,6 @@ macro_rules! resource {
             definition: $def,
             round_trip: round_trip::<$ty>,
             schema: |g| g.subschema_for::<$ty>(),
-            tracks_generation: $gen,
         }
     };
 }
@@ -119,9 +116,9 @@ macro_rules! resource {
 /// Declares every served resource once: the registry `all()` and the typed visit
 /// `for_each_type()` both come from this list, so a new kind is one entry.
 macro_rules! registry {
-    ($( ($($arg:expr),* ; $ty:ty ; $gen:expr) ),* $(,)?) => {
+    ($( ($($arg:expr),* ; $ty:ty) ),* $(,)?) => {
         fn build() -> Vec<ResourceInfo> {
-            vec![$( resource!($($arg),*, $ty, $gen) ),*]
+            vec![$( resource!($($arg),*, $ty) ),*]
         }
 
         /// Calls `visitor` with every served resource and its k8s-openapi type, in discovery
@@ -140,20 +137,20 @@ pub trait TypeVisitor {
 }
 
 registry! {
-    ("", "v1", "namespaces", "namespace", "Namespace", false, &["ns"], &[], &[Status, Finalize], "io.k8s.api.core.v1.Namespace" ; core::Namespace ; false),
-    ("", "v1", "pods", "pod", "Pod", true, &["po"], &["all"], &[Status, Binding], "io.k8s.api.core.v1.Pod" ; core::Pod ; false),
-    ("", "v1", "services", "service", "Service", true, &["svc"], &["all"], &[Status], "io.k8s.api.core.v1.Service" ; core::Service ; false),
-    ("", "v1", "endpoints", "endpoints", "Endpoints", true, &["ep"], &[], &[], "io.k8s.api.core.v1.Endpoints" ; core::Endpoints ; false),
-    ("", "v1", "configmaps", "configmap", "ConfigMap", true, &["cm"], &[], &[], "io.k8s.api.core.v1.ConfigMap" ; core::ConfigMap ; false),
-    ("", "v1", "secrets", "secret", "Secret", true, &[], &[], &[], "io.k8s.api.core.v1.Secret" ; core::Secret ; false),
-    ("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", true, &["sa"], &[], &[Token], "io.k8s.api.core.v1.ServiceAccount" ; core::ServiceAccount ; false),
-    ("", "v1", "nodes", "node", "Node", false, &["no"], &[], &[Status], "io.k8s.api.core.v1.Node" ; core::Node ; false),
-    ("", "v1", "events", "event", "Event", true, &["ev"], &[], &[], "io.k8s.api.core.v1.Event" ; core::Event ; false),
-    ("apps", "v1", "deployments", "deployment", "Deployment", true, &["deploy"], &["all"], &[Status, Scale], "io.k8s.api.apps.v1.Deployment" ; apps::Deployment ; true),
-    ("apps", "v1", "replicasets", "replicaset", "ReplicaSet", true, &["rs"], &["all"], &[Status, Scale], "io.k8s.api.apps.v1.ReplicaSet" ; apps::ReplicaSet ; true),
-    ("coordination.k8s.io", "v1", "leases", "lease", "Lease", true, &[], &[], &[], "io.k8s.api.coordination.v1.Lease" ; coordination::Lease ; false),
-    ("discovery.k8s.io", "v1", "endpointslices", "endpointslice", "EndpointSlice", true, &[], &[], &[], "io.k8s.api.discovery.v1.EndpointSlice" ; discovery::EndpointSlice ; false),
-    ("events.k8s.io", "v1", "events", "event", "Event", true, &["ev"], &[], &[], "io.k8s.api.events.v1.Event" ; events::Event ; false),
+    ("", "v1", "namespaces", "namespace", "Namespace", false, &["ns"], &[], &[Status, Finalize], "io.k8s.api.core.v1.Namespace" ; core::Namespace),
+    ("", "v1", "pods", "pod", "Pod", true, &["po"], &["all"], &[Status, Binding], "io.k8s.api.core.v1.Pod" ; core::Pod),
+    ("", "v1", "services", "service", "Service", true, &["svc"], &["all"], &[Status], "io.k8s.api.core.v1.Service" ; core::Service),
+    ("", "v1", "endpoints", "endpoints", "Endpoints", true, &["ep"], &[], &[], "io.k8s.api.core.v1.Endpoints" ; core::Endpoints),
+    ("", "v1", "configmaps", "configmap", "ConfigMap", true, &["cm"], &[], &[], "io.k8s.api.core.v1.ConfigMap" ; core::ConfigMap),
+    ("", "v1", "secrets", "secret", "Secret", true, &[], &[], &[], "io.k8s.api.core.v1.Secret" ; core::Secret),
+    ("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", true, &["sa"], &[], &[Token], "io.k8s.api.core.v1.ServiceAccount" ; core::ServiceAccount),
+    ("", "v1", "nodes", "node", "Node", false, &["no"], &[], &[Status], "io.k8s.api.core.v1.Node" ; core::Node),
+    ("", "v1", "events", "event", "Event", true, &["ev"], &[], &[], "io.k8s.api.core.v1.Event" ; core::Event),
+    ("apps", "v1", "deployments", "deployment", "Deployment", true, &["deploy"], &["all"], &[Status, Scale], "io.k8s.api.apps.v1.Deployment" ; apps::Deployment),
+    ("apps", "v1", "replicasets", "replicaset", "ReplicaSet", true, &["rs"], &["all"], &[Status, Scale], "io.k8s.api.apps.v1.ReplicaSet" ; apps::ReplicaSet),
+    ("coordination.k8s.io", "v1", "leases", "lease", "Lease", true, &[], &[], &[], "io.k8s.api.coordination.v1.Lease" ; coordination::Lease),
+    ("discovery.k8s.io", "v1", "endpointslices", "endpointslice", "EndpointSlice", true, &[], &[], &[], "io.k8s.api.discovery.v1.EndpointSlice" ; discovery::EndpointSlice),
+    ("events.k8s.io", "v1", "events", "event", "Event", true, &["ev"], &[], &[], "io.k8s.api.events.v1.Event" ; events::Event),
 }
 
 /// Every served resource, in discovery order.

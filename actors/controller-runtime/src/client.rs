@@ -12,6 +12,8 @@ use serde_json::Value;
 #[derive(Clone)]
 pub struct Client {
     api: ApiClient,
+    /// Client-side rate limit (None: unlimited).
+    limiter: Option<std::sync::Arc<crate::ratelimit::RateLimiter>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +60,9 @@ pub enum Propagation {
 pub struct DeleteParams {
     pub propagation: Option<Propagation>,
     pub grace_period_seconds: Option<i64>,
+    /// Delete only if the object is still the one with this uid (409 otherwise); sent as
+    /// `DeleteOptions.preconditions` in the body, as client-go does.
+    pub uid: Option<String>,
 }
 
 impl DeleteParams {
@@ -67,6 +72,12 @@ impl DeleteParams {
     pub fn grace_period(seconds: i64) -> Self {
         DeleteParams { grace_period_seconds: Some(seconds), ..Default::default() }
     }
+    /// The DeleteOptions body, when a precondition needs one.
+    fn body(&self) -> Option<Value> {
+        let uid = self.uid.as_ref()?;
+        Some(serde_json::json!({"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": uid}}))
+    }
+
     fn query(&self) -> String {
         let mut q = Vec::new();
         if let Some(p) = self.propagation {
@@ -108,7 +119,14 @@ const MERGE_PATCH: &str = "application/merge-patch+json";
 
 impl Client {
     pub fn new(api: ApiClient) -> Self {
-        Client { api }
+        Client { api, limiter: None }
+    }
+
+    /// The same client with a token bucket of its own: `qps` requests a second after a burst
+    /// of `burst` (client-go's QPS and Burst); `who` names it in the limiter's metric.
+    pub fn with_rate_limit(&self, qps: f64, burst: u32, who: &str) -> Client {
+        let limiter = crate::ratelimit::RateLimiter::new(qps, burst, who);
+        Client { api: self.api.clone(), limiter: Some(std::sync::Arc::new(limiter)) }
     }
 
     /// One request; a Status error becomes [`ClientError::Api`].
@@ -120,6 +138,9 @@ impl Client {
         content_type: Option<&str>,
         body: Option<&Value>,
     ) -> Result<Value, ClientError> {
+        if let Some(limiter) = &self.limiter {
+            limiter.acquire(method).await;
+        }
         let (code, v) = self
             .api
             .json(method, path, query, content_type, body)
@@ -154,17 +175,21 @@ impl Client {
 
     /// PUT of the whole object (its resourceVersion makes it lose to any concurrent change).
     pub async fn replace<K: Object>(&self, obj: &K) -> Result<K, ClientError> {
-        self.put(obj, None).await
-    }
-
-    /// PUT of the object's status.
-    pub async fn replace_status<K: Object>(&self, obj: &K) -> Result<K, ClientError> {
-        self.put(obj, Some("status")).await
-    }
-
-    async fn put<K: Object>(&self, obj: &K, sub: Option<&str>) -> Result<K, ClientError> {
         let body = serde_json::to_value(obj)?;
-        let p = path(resource::of::<K>(), Some(obj.namespace()), Some(obj.name()), sub);
+        let p = path(resource::of::<K>(), Some(obj.namespace()), Some(obj.name()), None);
+        self.typed("PUT", &p, "", None, Some(&body)).await
+    }
+
+    /// PUT to a subresource that answers with the object (e.g. `namespaces/finalize`).
+    pub async fn replace_subresource<K: Object, B: Serialize>(
+        &self,
+        namespace: &str,
+        name: &str,
+        sub: &str,
+        body: &B,
+    ) -> Result<K, ClientError> {
+        let body = serde_json::to_value(body)?;
+        let p = path(resource::of::<K>(), Some(namespace), Some(name), Some(sub));
         self.typed("PUT", &p, "", None, Some(&body)).await
     }
 
@@ -194,23 +219,6 @@ impl Client {
         self.delete_dynamic(resource::of::<K>(), namespace, name, params).await
     }
 
-    /// Lists a resource through the API server (a consistent read); `namespace` None lists all.
-    pub async fn list<K: Object>(&self, namespace: Option<&str>, query: &str) -> Result<Vec<K>, ClientError> {
-        #[derive(serde::Deserialize)]
-        struct List<K> {
-            #[serde(default = "Vec::new")]
-            items: Vec<K>,
-        }
-        let list: List<K> =
-            self.typed("GET", &path(resource::of::<K>(), namespace, None, None), query, None, None).await?;
-        Ok(list.items)
-    }
-
-    /// DELETE of a whole collection (optionally one namespace).
-    pub async fn delete_collection<K: Object>(&self, namespace: Option<&str>, query: &str) -> Result<(), ClientError> {
-        self.request("DELETE", &path(resource::of::<K>(), namespace, None, None), query, None, None).await.map(drop)
-    }
-
     /// POST to a subresource (e.g. `pods/binding`).
     pub async fn create_subresource<K: Object, B: Serialize, R: DeserializeOwned>(
         &self,
@@ -232,14 +240,31 @@ impl Client {
         name: &str,
         params: &DeleteParams,
     ) -> Result<(), ClientError> {
-        self.request("DELETE", &path(info, Some(namespace), Some(name), None), &params.query(), None, None)
-            .await
-            .map(drop)
+        let p = path(info, Some(namespace), Some(name), None);
+        self.request("DELETE", &p, &params.query(), None, params.body().as_ref()).await.map(drop)
     }
 
-    /// GET of an object of any resource, as JSON.
-    pub async fn get_dynamic(&self, info: &ResourceInfo, namespace: &str, name: &str) -> Result<Value, ClientError> {
-        self.request("GET", &path(info, Some(namespace), Some(name), None), "", None, None).await
+    /// DELETE of a whole collection of any resource (`deletecollection`), in one namespace or,
+    /// with None, in all.
+    pub async fn delete_collection_dynamic(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        query: &str,
+    ) -> Result<(), ClientError> {
+        self.request("DELETE", &path(info, namespace, None, None), query, None, None).await.map(drop)
+    }
+
+    /// How many objects of any resource a list through the API server (a consistent read)
+    /// finds, in one namespace or, with None, in all.
+    pub async fn count_dynamic(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        query: &str,
+    ) -> Result<usize, ClientError> {
+        let list = self.request("GET", &path(info, namespace, None, None), query, None, None).await?;
+        Ok(list.get("items").and_then(Value::as_array).map_or(0, Vec::len))
     }
 
     /// The metadata of an object of any resource.
@@ -284,8 +309,11 @@ mod tests {
         let rs = resource::of::<k8s_openapi::api::apps::v1::ReplicaSet>();
         assert_eq!(path(rs, Some("d"), None, None), "/apis/apps/v1/namespaces/d/replicasets");
         assert_eq!(DeleteParams::propagation(Propagation::Foreground).query(), "propagationPolicy=Foreground");
+        let guarded = DeleteParams { uid: Some("u1".into()), ..Default::default() };
+        assert_eq!(guarded.body().unwrap()["preconditions"]["uid"], "u1");
+        assert!(DeleteParams::default().body().is_none());
         assert_eq!(
-            DeleteParams { propagation: Some(Propagation::Orphan), grace_period_seconds: Some(0) }.query(),
+            DeleteParams { propagation: Some(Propagation::Orphan), grace_period_seconds: Some(0), uid: None }.query(),
             "propagationPolicy=Orphan&gracePeriodSeconds=0"
         );
     }

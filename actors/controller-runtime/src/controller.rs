@@ -18,6 +18,7 @@ use crate::metrics::{ACTIVE_WORKERS, MAX_CONCURRENT_RECONCILES, RECONCILES, RECO
 use crate::workqueue::WorkQueue;
 use crate::ClientError;
 use futures::future::{join_all, BoxFuture};
+use kubus_apimachinery::meta::refers_to;
 use kubus_apimachinery::{Object, ObjectExt};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -110,7 +111,7 @@ impl<K: Object> Controller<K> {
     pub fn owns<C: Object>(self, child: Informer<C>) -> Self {
         self.watches(child, |c: &C| {
             c.controller_ref()
-                .filter(|r| r.kind == K::KIND && kubus_apimachinery::meta::group_of(&r.api_version) == K::GROUP)
+                .filter(|r| refers_to::<K>(r))
                 .map(|r| (c.namespace().to_string(), r.name.clone()))
                 .into_iter()
                 .collect()

@@ -6,6 +6,7 @@
 //! server over NATS, so every write is validated in one place), [`events`] and [`leader`].
 #![forbid(unsafe_code)]
 
+pub mod arbiter;
 pub mod client;
 pub mod controller;
 pub mod events;
@@ -13,6 +14,7 @@ pub mod informer;
 pub mod leader;
 pub mod metrics;
 pub mod node_lease;
+pub mod ratelimit;
 pub mod workqueue;
 
 pub use client::{Client, ClientError, DeleteParams, Propagation};

@@ -5,7 +5,7 @@
 //! namespace only.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector as ApiSelector, OwnerReference};
-use kubus_apimachinery::meta::{controller_ref, group_of};
+use kubus_apimachinery::meta::{controller_ref, refers_to};
 use kubus_apimachinery::selector::LabelSelector;
 use kubus_apimachinery::{Object, ObjectExt, ObjectKey};
 use kubus_controller_runtime::informer::{indexes, Cache};
@@ -79,7 +79,7 @@ pub fn claimants<K: Object, O: Object>(
 ) -> Vec<ObjectKey> {
     let ns = obj.namespace();
     match obj.controller_ref() {
-        Some(r) if is_kind::<O>(r) => vec![(ns.to_string(), r.name.clone())],
+        Some(r) if refers_to::<O>(r) => vec![(ns.to_string(), r.name.clone())],
         Some(_) => Vec::new(),
         None => owners
             .namespace(ns)
@@ -88,11 +88,6 @@ pub fn claimants<K: Object, O: Object>(
             .map(|o| o.key())
             .collect(),
     }
-}
-
-/// Whether an owner reference names an object of kind O.
-pub fn is_kind<O: Object>(r: &OwnerReference) -> bool {
-    r.kind == O::KIND && group_of(&r.api_version) == O::GROUP
 }
 
 /// The merge patch that makes `owner` the controller of `obj`; its resourceVersion makes the
@@ -244,8 +239,8 @@ mod tests {
                     "controller": true, "blockOwnerDeletion": true}]}})
         );
         pod.metadata.owner_references.as_mut().unwrap().push(controller_ref(&owner));
-        assert!(is_kind::<ReplicaSet>(pod.controller_ref().unwrap()));
-        assert!(!is_kind::<Pod>(pod.controller_ref().unwrap()));
+        assert!(refers_to::<ReplicaSet>(pod.controller_ref().unwrap()));
+        assert!(!refers_to::<Pod>(pod.controller_ref().unwrap()));
         let release = release_patch(&pod, "u-rs");
         assert_eq!(
             release,

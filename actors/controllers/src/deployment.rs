@@ -10,12 +10,13 @@
 mod status;
 
 use crate::adoption::{self, claimants};
+use crate::replicaset::replicas;
 use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kubus_apimachinery::meta::controller_ref;
+use kubus_apimachinery::meta::{controller_ref, is_controlled_by};
 use kubus_apimachinery::selector::LabelSelector;
 use kubus_apimachinery::{ObjectExt, ObjectKey};
 use kubus_controller_runtime::controller::{Action, Controller, Reconciler};
@@ -32,7 +33,8 @@ const MAX_REPLICAS: &str = "deployment.kubernetes.io/max-replicas";
 pub const HASH_LABEL: &str = "pod-template-hash";
 
 /// Upstream's `--concurrent-deployment-syncs` is 5; this one has run with 4.
-const WORKERS: usize = 4;
+/// Upstream's `--concurrent-deployment-syncs` default.
+pub const WORKERS: usize = 5;
 
 /// Why a Deployment sync failed; the key is retried with backoff.
 #[derive(Debug, thiserror::Error)]
@@ -43,8 +45,8 @@ pub enum Error {
     NoSpec(String),
     #[error("invalid selector: {0}")]
     InvalidSelector(String),
-    /// A ReplicaSet of the hashed name exists with another template: the collision count was
-    /// raised, so the next sync hashes differently.
+    /// A ReplicaSet of the hashed name exists that is not this Deployment's of its template:
+    /// the collision count was raised, so the next sync hashes differently.
     #[error("replica set name collision for {0}")]
     NameCollision(String),
 }
@@ -110,14 +112,23 @@ fn template_of(rs: &ReplicaSet) -> Option<&PodTemplateSpec> {
     rs.spec.as_ref()?.template.as_ref()
 }
 
+/// Whether `rs` is the Deployment's ReplicaSet of its current template (controlled by it, the
+/// same template): what a ReplicaSet of the hashed name must be not to be a hash collision.
+fn is_new_replica_set(d: &Deployment, rs: &ReplicaSet) -> bool {
+    let template = d.spec.as_ref().map(|s| &s.template);
+    is_controlled_by(rs, d) && canonical_template(template_of(rs)) == canonical_template(template)
+}
+
+/// What creating the new ReplicaSet came to.
+enum Creation {
+    Created(ReplicaSet),
+    /// It existed already: made by an earlier sync that the informer has not shown yet.
+    Existing(ReplicaSet),
+}
+
 /// `spec.replicas` (default 1).
 fn want(d: &Deployment) -> i64 {
     d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(0) as i64
-}
-
-/// A ReplicaSet's `spec.replicas` (default 1).
-fn scale(rs: &ReplicaSet) -> i64 {
-    rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(0) as i64
 }
 
 /// A ReplicaSet's `status.replicas`.
@@ -174,8 +185,8 @@ fn rolling_step(
     new_rs: &ReplicaSet,
     old: &[Arc<ReplicaSet>],
 ) -> (i64, Vec<(Arc<ReplicaSet>, i64)>) {
-    let total: i64 = scale(new_rs) + old.iter().map(|r| scale(r)).sum::<i64>();
-    let new_replicas = scale(new_rs);
+    let total: i64 = replicas(new_rs) + old.iter().map(|r| replicas(r)).sum::<i64>();
+    let new_replicas = replicas(new_rs);
     let target = if new_replicas > want {
         want
     } else {
@@ -183,21 +194,21 @@ fn rolling_step(
         new_replicas + room.min(want - new_replicas)
     };
     let min_available = want - max_unavailable;
-    let all: i64 = target + old.iter().map(|r| scale(r)).sum::<i64>();
+    let all: i64 = target + old.iter().map(|r| replicas(r)).sum::<i64>();
     let new_unavailable = (target - available(new_rs)).max(0);
     let mut budget = (all - min_available - new_unavailable).max(0);
     let mut scaled: Vec<(Arc<ReplicaSet>, i64)> = Vec::new();
     for o in old {
-        let unhealthy = (scale(o) - available(o)).max(0).min(budget);
+        let unhealthy = (replicas(o) - available(o)).max(0).min(budget);
         if unhealthy > 0 {
             budget -= unhealthy;
-            scaled.push((o.clone(), scale(o) - unhealthy));
+            scaled.push((o.clone(), replicas(o) - unhealthy));
         }
     }
     let available_now: i64 = available(new_rs) + old.iter().map(|r| available(r)).sum::<i64>();
     let mut can_remove = (available_now - min_available).max(0);
     for o in old {
-        let current = scaled.iter().find(|(r, _)| Arc::ptr_eq(r, o)).map(|(_, n)| *n).unwrap_or(scale(o));
+        let current = scaled.iter().find(|(r, _)| Arc::ptr_eq(r, o)).map(|(_, n)| *n).unwrap_or(replicas(o));
         let down = current.min(can_remove);
         if down > 0 {
             can_remove -= down;
@@ -239,22 +250,16 @@ pub fn new_replica_set(d: &Deployment, replicas: i64, annotations: BTreeMap<Stri
 }
 
 /// Starts the controller; the future runs it until dropped.
-pub fn run(client: Client, factory: &InformerFactory) -> BoxFuture<'static, ()> {
+pub fn run(client: Client, factory: &InformerFactory, workers: usize) -> BoxFuture<'static, ()> {
     let (deployments, replicasets) = (factory.get::<Deployment>(), factory.get::<ReplicaSet>());
     adoption::index_orphans(&replicasets);
-    let orphans = {
+    // One subscription for both cases: a ReplicaSet queues its controlling Deployment, an
+    // orphan the Deployments that would adopt it.
+    let owners = {
         let deployments = deployments.clone();
-        move |rs: &ReplicaSet| {
-            if rs.controller_ref().is_some() {
-                return Vec::new();
-            }
-            claimants(&deployments, rs, |d: &Deployment| d.spec.as_ref().map(|s| &s.selector))
-        }
+        move |rs: &ReplicaSet| claimants(&deployments, rs, |d: &Deployment| d.spec.as_ref().map(|s| &s.selector))
     };
-    let ctrl = Controller::new("deployment", deployments.clone())
-        .owns(replicasets.clone())
-        .watches(replicasets.clone(), orphans)
-        .workers(WORKERS);
+    let ctrl = Controller::new("deployment", deployments.clone()).watches(replicasets.clone(), owners).workers(workers);
     let events = Recorder::new(client.clone(), "deployment-controller");
     ctrl.run(Arc::new(DeploymentController { client, events, deployments, replicasets }))
 }
@@ -270,7 +275,7 @@ impl DeploymentController {
     ) -> Result<(), Error> {
         let patch = json!({"metadata": {"annotations": annotations}, "spec": {"replicas": to}});
         self.client.merge_patch::<ReplicaSet>(rs.namespace(), rs.name(), &patch).await?;
-        let from = scale(rs);
+        let from = replicas(rs);
         if from != to {
             let verb = if to > from { "up" } else { "down" };
             let msg = format!("Scaled {verb} replica set {} from {from} to {to}", rs.name());
@@ -318,7 +323,7 @@ impl DeploymentController {
         if paused {
             // A paused deployment only scales: the newest ReplicaSet takes the replica count.
             if let Some(rs) = new_rs.as_ref().or(old.last()) {
-                if scale(rs) != want && old.iter().all(|o| scale(o) == 0) {
+                if replicas(rs) != want && old.iter().all(|o| replicas(o) == 0) {
                     self.set_rs(&d, rs, want, BTreeMap::new()).await?;
                 }
             }
@@ -334,10 +339,11 @@ impl DeploymentController {
         };
         let mut reason = "FoundNewReplicaSet";
         let new_rs = match new_rs {
+            Some(rs) => rs,
             None => {
-                let total: i64 = rss.iter().map(|r| scale(r)).sum();
+                let total: i64 = rss.iter().map(|r| replicas(r)).sum();
                 let start = if recreate {
-                    if old.iter().any(|o| scale(o) > 0 || current(o) > 0) {
+                    if old.iter().any(|o| replicas(o) > 0 || current(o) > 0) {
                         0
                     } else {
                         want
@@ -347,17 +353,20 @@ impl DeploymentController {
                 } else {
                     (want + surge - total).clamp(0, want)
                 };
-                reason = "NewReplicaSetCreated";
-                Arc::new(self.create_rs(&d, start, annotations(&next_revision)).await?)
-            }
-            Some(rs) => {
-                if revision(&rs) <= max_old_revision {
-                    // A rollback made an old template current again: it becomes the newest revision.
-                    self.set_rs(&d, &rs, scale(&rs), annotations(&next_revision)).await?;
+                match self.create_rs(&d, start, annotations(&next_revision)).await? {
+                    Creation::Created(rs) => {
+                        reason = "NewReplicaSetCreated";
+                        Arc::new(rs)
+                    }
+                    // Found late, it is taken as if the informer had shown it.
+                    Creation::Existing(rs) => Arc::new(rs),
                 }
-                rs
             }
         };
+        if reason != "NewReplicaSetCreated" && revision(&new_rs) <= max_old_revision {
+            // A rollback made an old template current again: it becomes the newest revision.
+            self.set_rs(&d, &new_rs, replicas(&new_rs), annotations(&next_revision)).await?;
+        }
         let new_revision = if reason == "NewReplicaSetCreated" || revision(&new_rs) <= max_old_revision {
             next_revision.clone()
         } else {
@@ -369,22 +378,22 @@ impl DeploymentController {
         }
 
         if recreate {
-            for o in old.iter().filter(|o| scale(o) > 0) {
+            for o in old.iter().filter(|o| replicas(o) > 0) {
                 self.set_rs(&d, o, 0, BTreeMap::new()).await?;
             }
             let old_pods: i64 = old.iter().map(|o| current(o)).sum();
-            if old_pods == 0 && scale(&new_rs) != want {
+            if old_pods == 0 && replicas(&new_rs) != want {
                 self.set_rs(&d, &new_rs, want, annotations(&new_revision)).await?;
                 reason = "ReplicaSetUpdated";
             }
         } else {
             let (target, scaled) = rolling_step(want, surge, max_unavailable, &new_rs, &old);
-            if target != scale(&new_rs) {
+            if target != replicas(&new_rs) {
                 self.set_rs(&d, &new_rs, target, annotations(&new_revision)).await?;
                 reason = "ReplicaSetUpdated";
             }
             for (o, n) in scaled {
-                if n != scale(&o) {
+                if n != replicas(&o) {
                     self.set_rs(&d, &o, n, BTreeMap::new()).await?;
                     reason = "ReplicaSetUpdated";
                 }
@@ -399,17 +408,22 @@ impl DeploymentController {
         d: &Deployment,
         replicas: i64,
         annotations: BTreeMap<String, String>,
-    ) -> Result<ReplicaSet, Error> {
+    ) -> Result<Creation, Error> {
         let rs = new_replica_set(d, replicas, annotations);
         match self.client.create(&rs).await {
             Ok(created) => {
                 let msg = format!("Scaled up replica set {} from 0 to {replicas}", created.name());
                 self.events.record(d, EventType::Normal, "ScalingReplicaSet", &msg).await;
-                Ok(created)
+                Ok(Creation::Created(created))
             }
-            Err(e) if e.is_conflict() => {
-                // A ReplicaSet of that name with another template: bump the collision count so
-                // the next hash differs.
+            Err(e) if e.is_already_exists() => {
+                // A lagging informer hides a ReplicaSet an earlier sync made: that one is used,
+                // as upstream does. Anything else of that name is a hash collision: bump the
+                // collision count so the next hash differs.
+                let existing = self.client.get::<ReplicaSet>(rs.namespace(), rs.name()).await?;
+                if is_new_replica_set(d, &existing) {
+                    return Ok(Creation::Existing(existing));
+                }
                 let collisions = d.status.as_ref().and_then(|s| s.collision_count).unwrap_or(0);
                 let patch = json!({"status": {"collisionCount": collisions + 1}});
                 let _ = self.client.merge_patch_status::<Deployment>(d.namespace(), d.name(), &patch).await;
@@ -422,7 +436,7 @@ impl DeploymentController {
     /// Deletes the oldest scaled-down ReplicaSets beyond revisionHistoryLimit.
     async fn cleanup(&self, d: &Deployment, old: &[Arc<ReplicaSet>]) -> Result<(), Error> {
         let limit = d.spec.as_ref().and_then(|s| s.revision_history_limit).unwrap_or(10).max(0) as usize;
-        let idle: Vec<&Arc<ReplicaSet>> = old.iter().filter(|o| scale(o) == 0 && current(o) == 0).collect();
+        let idle: Vec<&Arc<ReplicaSet>> = old.iter().filter(|o| replicas(o) == 0 && current(o) == 0).collect();
         if idle.len() <= limit {
             return Ok(());
         }

@@ -19,6 +19,7 @@ use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kubus_apimachinery::meta::controller_ref;
+use kubus_apimachinery::selector::labels_match;
 use kubus_apimachinery::{pod, Object, ObjectExt, ObjectKey};
 use kubus_controller_runtime::controller::{Action, Controller, Error, ReconcileResult, Reconciler};
 use kubus_controller_runtime::informer::indexes;
@@ -28,7 +29,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Upstream's `--concurrent-endpoint-syncs` is 5; this one has run with 2.
-const WORKERS: usize = 2;
+/// Upstream's `--concurrent-endpoint-syncs` default.
+pub const WORKERS: usize = 5;
 
 /// The managed-by label of slices mirrored from user-written Endpoints.
 const MIRRORING: &str = "endpointslicemirroring-controller.k8s.io";
@@ -50,10 +52,6 @@ type ResolvedPort = (String, i32, String);
 /// The selector of a Service that selects pods (None: the user manages its endpoints).
 fn selector(svc: &Service) -> Option<&BTreeMap<String, String>> {
     svc.spec.as_ref()?.selector.as_ref().filter(|s| !s.is_empty())
-}
-
-fn selects(selector: &BTreeMap<String, String>, pod: &Pod) -> bool {
-    selector.iter().all(|(k, v)| pod.label(k) == Some(v.as_str()))
 }
 
 /// The port a Service port reaches on one pod, if the pod has it.
@@ -85,7 +83,7 @@ pub fn subsets(svc: &Service, pods: &[Arc<Pod>]) -> Vec<EndpointSubset> {
     let mut groups: BTreeMap<Vec<ResolvedPort>, (Vec<EndpointAddress>, Vec<EndpointAddress>)> = BTreeMap::new();
     for pod in pods {
         let ip = pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()).unwrap_or("");
-        if ip.is_empty() || pod.is_deleting() || !selects(selector, pod) || pod::is_terminal(pod) {
+        if ip.is_empty() || pod.is_deleting() || !labels_match(selector, pod.labels()) || pod::is_terminal(pod) {
             continue;
         }
         let resolved: Vec<ResolvedPort> = ports
@@ -191,7 +189,7 @@ pub fn slice(svc: &Service, subsets: &[EndpointSubset], managed_by: &str) -> End
 }
 
 /// Starts the controller; the future runs it until dropped.
-pub fn run(client: Client, factory: &InformerFactory) -> BoxFuture<'static, ()> {
+pub fn run(client: Client, factory: &InformerFactory, workers: usize) -> BoxFuture<'static, ()> {
     let (pods, services) = (factory.get::<Pod>(), factory.get::<Service>());
     let (endpoints, slices) = (factory.get::<Endpoints>(), factory.get::<EndpointSlice>());
     indexes::by_label(&pods);
@@ -201,7 +199,7 @@ pub fn run(client: Client, factory: &InformerFactory) -> BoxFuture<'static, ()> 
             services
                 .namespace(p.namespace())
                 .iter()
-                .filter(|s| selector(s).is_some_and(|sel| selects(sel, p)))
+                .filter(|s| selector(s).is_some_and(|sel| labels_match(sel, p.labels())))
                 .map(|s| s.key())
                 .collect()
         }
@@ -218,7 +216,7 @@ pub fn run(client: Client, factory: &InformerFactory) -> BoxFuture<'static, ()> 
     let ctrl = Controller::new("endpoints", services.clone())
         .watches(pods.clone(), services_of_pod)
         .watches(endpoints.clone(), selectorless)
-        .workers(WORKERS);
+        .workers(workers);
     let reconciler = EndpointsController { client, pods, services, endpoints, slices: slices.clone() };
     let run = ctrl.run(Arc::new(reconciler));
     Box::pin(async move {
@@ -493,7 +491,7 @@ mod tests {
         // Looked up by the rarest label, then the whole selector applies.
         assert_eq!(names(&[("app", "web"), ("tier", "front")]), ["t"]);
         assert!(names(&[("app", "cache")]).is_empty());
-        assert!(selector(&service(false)).is_some_and(|s| selects(s, &p)));
+        assert!(selector(&service(false)).is_some_and(|s| labels_match(s, p.labels())));
         let mut headless = service(false);
         headless.spec.as_mut().unwrap().selector = Some(BTreeMap::new());
         assert!(selector(&headless).is_none(), "an empty selector selects nothing here: mirrored instead");

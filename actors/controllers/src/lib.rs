@@ -18,14 +18,29 @@ use actix::prelude::*;
 use futures::future::BoxFuture;
 use kubus_controller_runtime::{Client, InformerFactory};
 
-/// The controller manager actor: runs every controller in its context, so a supervisor
-/// restart (or a lost leadership) stops them all; the informers are the process's, shared.
+/// The controller manager actor: elects itself leader, then runs every controller on a thread
+/// of its own (so a busy controller never delays another's reconciles), each with its own
+/// rate-limited API client; losing leadership, or a supervisor restart, stops them all. The
+/// informers are the process's, shared.
 pub struct ControllerManager {
-    pub informers: InformerFactory,
-    pub client: Client,
-    pub config: ControllerConfig,
+    informers: InformerFactory,
+    client: Client,
+    config: ControllerConfig,
     /// Leader election (None: this controller manager is the only one).
-    pub leader: Option<kubus_controller_runtime::leader::LeaderConfig>,
+    leader: Option<kubus_controller_runtime::leader::LeaderConfig>,
+    /// The controllers' threads while leading.
+    threads: Vec<Arbiter>,
+}
+
+impl ControllerManager {
+    pub fn new(
+        informers: InformerFactory,
+        client: Client,
+        config: ControllerConfig,
+        leader: Option<kubus_controller_runtime::leader::LeaderConfig>,
+    ) -> Self {
+        ControllerManager { informers, client, config, leader, threads: Vec::new() }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -35,11 +50,39 @@ pub struct ControllerConfig {
     pub node_monitor_grace_period: std::time::Duration,
     /// The range node pod CIDRs come from (upstream's --cluster-cidr); None: nodes bring their own.
     pub cluster_cidr: Option<nodeipam::ClusterCidr>,
+    /// Requests per second each controller may send the API server, and its burst (upstream's
+    /// --kube-api-qps, --kube-api-burst).
+    pub kube_api_qps: f64,
+    pub kube_api_burst: u32,
+    /// Keys each controller reconciles at once (upstream's --concurrent-*-syncs).
+    pub concurrent_replicaset_syncs: usize,
+    pub concurrent_deployment_syncs: usize,
+    pub concurrent_gc_syncs: usize,
+    pub concurrent_endpoint_syncs: usize,
+    pub concurrent_namespace_syncs: usize,
 }
+
+/// Default --kube-api-qps. Upstream's 20 suits a remote API server shared by thousands of
+/// nodes and clients; here the API server is in the same process or on the same bus and takes
+/// several thousand writes a second, so a controller may create a large ReplicaSet's pods at
+/// hundreds a second while the limit still stops a runaway one from taking it all.
+pub const KUBE_API_QPS: f64 = 1000.0;
+/// Default --kube-api-burst.
+pub const KUBE_API_BURST: u32 = 2000;
 
 impl Default for ControllerConfig {
     fn default() -> Self {
-        ControllerConfig { node_monitor_grace_period: std::time::Duration::from_secs(40), cluster_cidr: None }
+        ControllerConfig {
+            node_monitor_grace_period: std::time::Duration::from_secs(40),
+            cluster_cidr: None,
+            kube_api_qps: KUBE_API_QPS,
+            kube_api_burst: KUBE_API_BURST,
+            concurrent_replicaset_syncs: replicaset::WORKERS,
+            concurrent_deployment_syncs: deployment::WORKERS,
+            concurrent_gc_syncs: garbagecollector::WORKERS,
+            concurrent_endpoint_syncs: endpoints::WORKERS,
+            concurrent_namespace_syncs: namespace::WORKERS,
+        }
     }
 }
 
@@ -50,24 +93,35 @@ impl Actor for ControllerManager {
         let (client, leader) = (self.client.clone(), self.leader.clone());
         kubus_controller_runtime::leader::lead_then(self, ctx, client, leader, ControllerManager::lead);
     }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        for thread in self.threads.drain(..) {
+            thread.stop();
+        }
+    }
 }
 
 impl ControllerManager {
-    fn lead(&mut self, ctx: &mut Context<Self>) {
-        let (client, factory) = (&self.client, &self.informers);
-        let mut controllers: Vec<BoxFuture<'static, ()>> = vec![
-            replicaset::run(client.clone(), factory),
-            deployment::run(client.clone(), factory),
-            namespace::run(client.clone(), factory),
-            garbagecollector::run(client.clone(), factory),
-            endpoints::run(client.clone(), factory),
-            nodelifecycle::run(client.clone(), factory, self.config.node_monitor_grace_period),
+    fn lead(&mut self, _: &mut Context<Self>) {
+        let factory = &self.informers;
+        let c = &self.config;
+        // Each controller's client has its own token bucket, as each of upstream's does.
+        let client = |name: &str| self.client.with_rate_limit(c.kube_api_qps, c.kube_api_burst, name);
+        let mut controllers: Vec<(&'static str, BoxFuture<'static, ()>)> = vec![
+            ("kcm-replicaset", replicaset::run(client("replicaset"), factory, c.concurrent_replicaset_syncs)),
+            ("kcm-deployment", deployment::run(client("deployment"), factory, c.concurrent_deployment_syncs)),
+            ("kcm-namespace", namespace::run(client("namespace"), factory, c.concurrent_namespace_syncs)),
+            ("kcm-gc", garbagecollector::run(client("garbagecollector"), factory, c.concurrent_gc_syncs)),
+            ("kcm-endpoints", endpoints::run(client("endpoints"), factory, c.concurrent_endpoint_syncs)),
+            ("kcm-nodelife", nodelifecycle::run(client("nodelifecycle"), factory, c.node_monitor_grace_period)),
         ];
-        if let Some(cidr) = self.config.cluster_cidr {
-            controllers.push(nodeipam::run(client.clone(), factory, cidr));
+        if let Some(cidr) = c.cluster_cidr {
+            controllers.push(("kcm-nodeipam", nodeipam::run(client("nodeipam"), factory, cidr)));
         }
-        for fut in controllers {
-            ctx.spawn(fut.into_actor(self));
+        for (name, run) in controllers {
+            let thread = kubus_controller_runtime::arbiter::named(name);
+            thread.spawn(run);
+            self.threads.push(thread);
         }
         tracing::info!("controller manager started");
     }

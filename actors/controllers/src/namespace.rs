@@ -7,13 +7,13 @@ use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{Namespace, NamespaceSpec, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kubus_apimachinery::{resource, ObjectExt, ObjectKey, ResourceInfo};
-use kubus_controller_runtime::client::path;
 use kubus_controller_runtime::controller::{Action, Controller, Reconciler};
 use kubus_controller_runtime::{Change, Client, ClientError, Informer, InformerFactory};
 use std::sync::Arc;
 use std::time::Duration;
 
-const WORKERS: usize = 2;
+/// Upstream's `--concurrent-namespace-syncs` default.
+pub const WORKERS: usize = 10;
 
 /// Why a namespace sync failed; the key is retried with backoff.
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +31,7 @@ pub struct NamespaceController {
 }
 
 /// Starts the controller; the future runs it until dropped.
-pub fn run(client: Client, factory: &InformerFactory) -> BoxFuture<'static, ()> {
+pub fn run(client: Client, factory: &InformerFactory, workers: usize) -> BoxFuture<'static, ()> {
     let (namespaces, serviceaccounts) = (factory.get::<Namespace>(), factory.get::<ServiceAccount>());
     // A deleted `default` ServiceAccount is made again.
     let default_deleted = |change: &Change<ServiceAccount>| match change {
@@ -40,7 +40,7 @@ pub fn run(client: Client, factory: &InformerFactory) -> BoxFuture<'static, ()> 
     };
     let ctrl = Controller::new("namespace", namespaces.clone())
         .watches_changes(serviceaccounts.clone(), default_deleted)
-        .workers(WORKERS);
+        .workers(workers);
     ctrl.run(Arc::new(NamespaceController { client, namespaces, serviceaccounts }))
 }
 
@@ -70,18 +70,14 @@ impl NamespaceController {
         let mut remaining = 0;
         for r in namespaced() {
             let emptying = |source| Error::Emptying { namespace: name.clone(), resource: r.resource, source };
-            let collection = path(r, Some(&name), None, None);
-            self.client.request("DELETE", &collection, "", None, None).await.map_err(emptying)?;
-            let list = self.client.request("GET", &collection, "", None, None).await?;
-            remaining += list.get("items").and_then(|i| i.as_array()).map_or(0, Vec::len);
+            self.client.delete_collection_dynamic(r, Some(&name), "").await.map_err(emptying)?;
+            remaining += self.client.count_dynamic(r, Some(&name), "").await?;
         }
         if remaining > 0 {
             // Pods on nodes terminate gracefully; look again shortly.
             return Ok(Action::RequeueAfter(Duration::from_secs(1)));
         }
-        let body = serde_json::to_value(finalize(&name)).map_err(ClientError::from)?;
-        let finalize = path(resource::of::<Namespace>(), None, Some(&name), Some("finalize"));
-        match self.client.request("PUT", &finalize, "", None, Some(&body)).await {
+        match self.client.replace_subresource::<Namespace, _>("", &name, "finalize", &finalize(&name)).await {
             Ok(_) => Ok(Action::Done),
             Err(e) if e.is_not_found() => Ok(Action::Done),
             Err(e) => Err(e.into()),
@@ -118,6 +114,7 @@ impl Reconciler for NamespaceController {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kubus_controller_runtime::client::path;
     use serde_json::json;
 
     #[test]

@@ -10,9 +10,9 @@
 
 use futures::future::BoxFuture;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, PodCondition, Taint, Toleration};
+use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, PodCondition, Taint};
 use kubus_apimachinery::time::{system_micro_time, system_time, time};
-use kubus_apimachinery::{conditions, pod, ObjectExt, ObjectKey};
+use kubus_apimachinery::{conditions, pod, taints, ObjectExt, ObjectKey};
 use kubus_controller_runtime::controller::{Action, Controller, ReconcileResult, Reconciler};
 use kubus_controller_runtime::informer::indexes;
 use kubus_controller_runtime::{Client, DeleteParams, Informer, InformerFactory};
@@ -22,9 +22,6 @@ use std::time::{Duration, SystemTime};
 
 pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 pub const NOT_READY: &str = "node.kubernetes.io/not-ready";
-
-/// Where node Leases live.
-const LEASE_NAMESPACE: &str = "kube-node-lease";
 
 const WORKERS: usize = 2;
 
@@ -44,22 +41,9 @@ fn taint(key: &str, effect: &str, now: SystemTime) -> Taint {
     Taint { key: key.to_string(), effect: effect.to_string(), time_added: Some(time(now)), value: None }
 }
 
-/// Whether a toleration matches a taint (upstream's `ToleratesTaint`).
-fn matches(t: &Toleration, taint: &Taint) -> bool {
-    let effect_ok = t.effect.as_deref().is_none_or(|e| e.is_empty() || e == taint.effect);
-    let key_ok = match t.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => t.key.as_deref().is_none_or(|k| k.is_empty() || k == taint.key),
-        _ => {
-            t.key.as_deref() == Some(taint.key.as_str())
-                && t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
-        }
-    };
-    effect_ok && key_ok
-}
-
 /// None: the pod does not tolerate the taint; Some(None): forever; Some(Some(s)): for s seconds.
 fn tolerates(pod: &Pod, taint: &Taint) -> Option<Option<i64>> {
-    pod::spec(pod).tolerations.iter().flatten().find(|t| matches(t, taint)).map(|t| t.toleration_seconds)
+    taints::tolerating(pod::spec(pod).tolerations.as_deref().unwrap_or(&[]), taint).map(|t| t.toleration_seconds)
 }
 
 /// When a pod must leave a node with these NoExecute taints: None if it tolerates them all
@@ -153,7 +137,7 @@ impl NodeLifecycleController {
         let Some(node) = self.nodes.get("", &key.1) else { return Ok(Action::Done) };
         let name = node.name();
         let now = SystemTime::now();
-        let lease = self.leases.get(LEASE_NAMESPACE, name);
+        let lease = self.leases.get(kubus_controller_runtime::node_lease::NAMESPACE, name);
         let stale = last_heartbeat(&node, lease.as_deref()).is_none_or(|t| t + self.grace < now);
         let current = taints(&node);
         let ready = conditions::status(conditions::of_node(&node), "Ready");
@@ -252,7 +236,7 @@ impl Reconciler for NodeLifecycleController {
 mod tests {
     use super::*;
     use k8s_openapi::api::coordination::v1::LeaseSpec;
-    use k8s_openapi::api::core::v1::{NodeStatus, PodSpec};
+    use k8s_openapi::api::core::v1::{NodeStatus, PodSpec, Toleration};
     use kubus_apimachinery::time::micro_time;
 
     fn at(secs: u64) -> SystemTime {
@@ -276,16 +260,19 @@ mod tests {
     #[test]
     fn tolerations_match_as_upstream() {
         let unreachable = taint(UNREACHABLE, "NoExecute", at(0));
-        assert!(matches(&toleration(Some(UNREACHABLE), "Exists", None, None), &unreachable));
-        assert!(matches(&toleration(None, "Exists", None, None), &unreachable), "an empty key with Exists matches all");
-        assert!(matches(&toleration(Some(UNREACHABLE), "Equal", None, None), &unreachable));
-        assert!(!matches(&toleration(Some(UNREACHABLE), "Equal", Some("x"), None), &unreachable));
-        assert!(!matches(&toleration(Some(NOT_READY), "Exists", None, None), &unreachable));
+        assert!(taints::tolerates(&toleration(Some(UNREACHABLE), "Exists", None, None), &unreachable));
+        assert!(
+            taints::tolerates(&toleration(None, "Exists", None, None), &unreachable),
+            "an empty key with Exists matches all"
+        );
+        assert!(taints::tolerates(&toleration(Some(UNREACHABLE), "Equal", None, None), &unreachable));
+        assert!(!taints::tolerates(&toleration(Some(UNREACHABLE), "Equal", Some("x"), None), &unreachable));
+        assert!(!taints::tolerates(&toleration(Some(NOT_READY), "Exists", None, None), &unreachable));
         let mut no_schedule_only = toleration(Some(UNREACHABLE), "Exists", None, None);
         no_schedule_only.effect = Some("NoSchedule".into());
-        assert!(!matches(&no_schedule_only, &unreachable));
+        assert!(!taints::tolerates(&no_schedule_only, &unreachable));
         no_schedule_only.effect = None;
-        assert!(matches(&no_schedule_only, &unreachable), "no effect matches every effect");
+        assert!(taints::tolerates(&no_schedule_only, &unreachable), "no effect matches every effect");
     }
 
     #[test]

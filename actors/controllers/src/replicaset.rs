@@ -2,32 +2,75 @@
 //! ReplicaSet (adopting orphans that match, releasing owned pods that no longer match), and
 //! reports counts in status. Expectations keep a slow watch from causing extra pods.
 //!
-//! A sync reads the ReplicaSet's pods from the informer's controller index and the orphans
-//! of its namespace from the orphan index; a pod event queues its controller, or for an
-//! orphan the ReplicaSets of its namespace that select it.
+//! A sync costs the same for 10 pods or 30,000: the counts it needs (active, ready, fully
+//! labeled) are index counts kept by the pod informer, orphans come from the orphan index,
+//! and owned pods whose labels changed are checked one by one as their events arrive (with a
+//! full pass over a ReplicaSet's pods at most every few minutes, and when it scales down). A
+//! pod event queues its controller, or for an orphan the ReplicaSets of its namespace that
+//! select it.
 
 use crate::adoption::{self, claimants, selects};
 use crate::expectations::Expectations;
 use futures::future::{join_all, BoxFuture};
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
-use kubus_apimachinery::meta::controller_ref;
+use kubus_apimachinery::meta::{controller_ref, refers_to};
 use kubus_apimachinery::pod;
-use kubus_apimachinery::selector::LabelSelector;
+use kubus_apimachinery::selector::{labels_match, LabelSelector};
 use kubus_apimachinery::{ObjectExt, ObjectKey};
 use kubus_controller_runtime::controller::{Action, Controller, Error, ReconcileResult, Reconciler};
 use kubus_controller_runtime::events::EventType;
+use kubus_controller_runtime::informer::Cache;
 use kubus_controller_runtime::{Change, Client, DeleteParams, Informer, InformerFactory, Recorder};
 use serde_json::json;
 use std::cmp::Reverse;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Most pods created or deleted in one reconcile (upstream's burst).
 const BURST: usize = 500;
 
-/// Upstream's `--concurrent-replicaset-syncs` is 5; this one has run with 4.
-const WORKERS: usize = 4;
+/// Upstream's `--concurrent-replicaset-syncs` default.
+pub const WORKERS: usize = 5;
+
+/// How often a ReplicaSet's pods are all looked at, for label changes missed while the
+/// controller was not watching (a restart).
+const FULL_CHECK: Duration = Duration::from_secs(300);
+
+/// Pods by the uid of the ReplicaSet controlling them, when active.
+pub const ACTIVE: &str = "replicaset-active";
+/// Pods by the uid of the ReplicaSet controlling them, when active and ready.
+pub const READY: &str = "replicaset-ready";
+/// Active pods by `<ReplicaSet uid>/<key>=<value>` of each of their labels.
+pub const LABELED: &str = "replicaset-label";
+
+/// The ReplicaSet controlling a pod (its uid), if one does.
+fn controller_uid(p: &Pod) -> Option<&str> {
+    p.controller_ref().filter(|r| refers_to::<ReplicaSet>(r)).map(|r| r.uid.as_str())
+}
+
+fn index_active(p: &Pod) -> Vec<String> {
+    controller_uid(p).filter(|_| pod::is_active(p)).map(String::from).into_iter().collect()
+}
+
+fn index_ready(p: &Pod) -> Vec<String> {
+    controller_uid(p).filter(|_| pod::is_active(p) && pod::is_ready(p)).map(String::from).into_iter().collect()
+}
+
+fn index_labeled(p: &Pod) -> Vec<String> {
+    match controller_uid(p).filter(|_| pod::is_active(p)) {
+        Some(uid) => p.labels().iter().map(|(k, v)| format!("{uid}/{k}={v}")).collect(),
+        None => Vec::new(),
+    }
+}
+
+/// Keeps the ReplicaSet indexes on the shared pod informer.
+pub fn index_pods(pods: &Informer<Pod>) {
+    pods.add_index(ACTIVE, index_active);
+    pods.add_index(READY, index_ready);
+    pods.add_index(LABELED, index_labeled);
+}
 
 pub struct ReplicaSetController {
     client: Client,
@@ -35,6 +78,11 @@ pub struct ReplicaSetController {
     replicasets: Informer<ReplicaSet>,
     pods: Informer<Pod>,
     expectations: Arc<Expectations>,
+    /// Owned pods whose labels changed since the last sync, by ReplicaSet (they may no longer
+    /// match its selector and must then be released).
+    relabeled: Arc<Mutex<HashMap<ObjectKey, HashSet<ObjectKey>>>>,
+    /// When each ReplicaSet's pods were last all checked against its selector.
+    checked: Mutex<HashMap<ObjectKey, Instant>>,
 }
 
 /// Upstream's deletion preference: unscheduled, then pending, then not ready, then the
@@ -60,6 +108,29 @@ pub struct Counts {
 }
 
 impl Counts {
+    /// The counts of a ReplicaSet's pods from the pod informer's indexes: O(labels of its
+    /// template), unless some of its pods lack a template label or it has minReadySeconds, when
+    /// its pods are counted one by one.
+    pub fn indexed(rs: &ReplicaSet, pods: &Cache<Pod>, now: SystemTime) -> Counts {
+        let uid = rs.uid();
+        let spec = rs.spec.as_ref();
+        let min_ready = spec.and_then(|s| s.min_ready_seconds).unwrap_or(0);
+        let template_labels = spec.and_then(|s| s.template.as_ref()).and_then(|t| t.metadata.as_ref()?.labels.as_ref());
+        let replicas = pods.count(ACTIVE, uid) as i32;
+        let ready = pods.count(READY, uid) as i32;
+        // Every active pod has every template label exactly when the rarest one is on all.
+        let labeled_min = template_labels
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| pods.count(LABELED, &format!("{uid}/{k}={v}")) as i32)
+            .min()
+            .unwrap_or(replicas);
+        if min_ready <= 0 && labeled_min == replicas {
+            return Counts { replicas, fully_labeled: replicas, ready, available: ready };
+        }
+        Counts::of(rs, &pods.by_index(ACTIVE, uid), now)
+    }
+
     /// Counts the active pods among `owned`.
     pub fn of(rs: &ReplicaSet, owned: &[Arc<Pod>], now: SystemTime) -> Counts {
         let spec = rs.spec.as_ref();
@@ -69,9 +140,7 @@ impl Counts {
         let count = |f: &dyn Fn(&Pod) -> bool| active.iter().filter(|p| f(p)).count() as i32;
         Counts {
             replicas: active.len() as i32,
-            fully_labeled: count(&|p| {
-                template_labels.is_none_or(|l| l.iter().all(|(k, v)| p.label(k) == Some(v.as_str())))
-            }),
+            fully_labeled: count(&|p| template_labels.is_none_or(|l| labels_match(l, p.labels()))),
             ready: count(&|p| pod::is_ready(p)),
             available: count(&|p| pod::is_available(p, min_ready, now)),
         }
@@ -91,32 +160,49 @@ impl Counts {
     }
 }
 
-fn replicas(rs: &ReplicaSet) -> usize {
-    rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(0) as usize
+/// A ReplicaSet's `spec.replicas` (absent means 1, as the API defaults it).
+pub fn replicas(rs: &ReplicaSet) -> i64 {
+    rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(0) as i64
 }
 
-/// Starts the controller; the future runs it until dropped.
-pub fn run(client: Client, factory: &InformerFactory) -> BoxFuture<'static, ()> {
+/// Starts the controller with `workers` concurrent syncs; the future runs it until dropped.
+pub fn run(client: Client, factory: &InformerFactory, workers: usize) -> BoxFuture<'static, ()> {
     let (replicasets, pods) = (factory.get::<ReplicaSet>(), factory.get::<Pod>());
     adoption::index_orphans(&pods);
+    index_pods(&pods);
     let expectations = Arc::new(Expectations::default());
+    let relabeled: Arc<Mutex<HashMap<ObjectKey, HashSet<ObjectKey>>>> = Arc::default();
     let on_pod = {
-        let (replicasets, expectations) = (replicasets.clone(), expectations.clone());
-        move |change: &Change<Pod>| pod_change(&replicasets, &expectations, change)
+        let (replicasets, expectations, relabeled) = (replicasets.clone(), expectations.clone(), relabeled.clone());
+        move |change: &Change<Pod>| {
+            note_relabeled(&relabeled, change);
+            pod_change(&replicasets, &expectations, change)
+        }
     };
     let ctrl =
-        Controller::new("replicaset", replicasets.clone()).watches_changes(pods.clone(), on_pod).workers(WORKERS);
+        Controller::new("replicaset", replicasets.clone()).watches_changes(pods.clone(), on_pod).workers(workers);
     let events = Recorder::new(client.clone(), "replicaset-controller");
-    ctrl.run(Arc::new(ReplicaSetController { client, events, replicasets, pods, expectations }))
+    let checked = Mutex::default();
+    ctrl.run(Arc::new(ReplicaSetController { client, events, replicasets, pods, expectations, relabeled, checked }))
+}
+
+/// Remembers an owned pod whose labels changed, for its ReplicaSet's next sync.
+fn note_relabeled(relabeled: &Mutex<HashMap<ObjectKey, HashSet<ObjectKey>>>, change: &Change<Pod>) {
+    let Change::Applied { old: Some(old), new } = change else { return };
+    if old.labels() == new.labels() {
+        return;
+    }
+    if let Some(r) = new.controller_ref().filter(|r| refers_to::<ReplicaSet>(r)) {
+        let rs = (new.namespace().to_string(), r.name.clone());
+        relabeled.lock().expect("relabeled lock").entry(rs).or_default().insert(new.key());
+    }
 }
 
 /// Observes a pod change for expectations and names the ReplicaSets it concerns (before and
 /// after a label change, so a pod may leave one owner and join another).
 fn pod_change(replicasets: &Informer<ReplicaSet>, expectations: &Expectations, change: &Change<Pod>) -> Vec<ObjectKey> {
     let owner_key = |p: &Pod| {
-        p.controller_ref()
-            .filter(|r| adoption::is_kind::<ReplicaSet>(r))
-            .map(|r| (p.namespace().to_string(), r.name.clone()))
+        p.controller_ref().filter(|r| refers_to::<ReplicaSet>(r)).map(|r| (p.namespace().to_string(), r.name.clone()))
     };
     let owners = |p: &Pod| claimants(replicasets, p, |rs: &ReplicaSet| rs.spec.as_ref().map(|s| &s.selector));
     let mut keys = match change {
@@ -136,7 +222,8 @@ fn pod_change(replicasets: &Informer<ReplicaSet>, expectations: &Expectations, c
             }
             owners(pod)
         }
-        Change::Resynced => Vec::new(),
+        // A resync never reaches a mapper: the builder queues every ReplicaSet for it itself.
+        _ => Vec::new(),
     };
     keys.sort();
     keys.dedup();
@@ -147,38 +234,67 @@ impl ReplicaSetController {
     async fn sync(&self, key: &ObjectKey) -> ReconcileResult {
         let Some(rs) = self.replicasets.get_key(key) else {
             self.expectations.forget(key);
+            self.relabeled.lock().expect("relabeled lock").remove(key);
+            self.checked.lock().expect("checked lock").remove(key);
             return Ok(Action::Done);
         };
         let selector = LabelSelector::from_typed(rs.spec.as_ref().map(|s| &s.selector))
             .map_err(|e| Error::InvalidObject(e.message))?;
-        let mut owned: Vec<Arc<Pod>> = Vec::new();
-        for pod in self.pods.controlled_by(rs.uid()) {
-            if selects(&selector, pod.labels()) {
-                owned.push(pod);
-            } else if !rs.is_deleting() {
-                self.release(&pod, rs.uid()).await?;
-            }
-        }
+        let mut adopted = 0;
         if !rs.is_deleting() {
+            self.release_unselected(key, &rs, &selector).await?;
             for pod in adoption::orphans(&self.pods, rs.namespace(), &selector) {
                 if pod::is_active(&pod) && self.adopt(&rs, &pod).await? {
-                    owned.push(pod);
+                    adopted += 1;
                 }
             }
         }
-        let active: Vec<&Arc<Pod>> = owned.iter().filter(|p| pod::is_active(p)).collect();
-        let want = replicas(&rs);
+        // Adopted pods reach the indexes with their next event; count them now.
+        let active = self.pods.count(ACTIVE, rs.uid()) + adopted;
+        let want = replicas(&rs) as usize;
         if self.expectations.satisfied(key) && !rs.is_deleting() {
-            if active.len() < want {
-                self.create_pods(&rs, (want - active.len()).min(BURST), key).await?;
-            } else if active.len() > want {
-                let mut victims = active.clone();
+            if active < want {
+                self.create_pods(&rs, (want - active).min(BURST), key).await?;
+            } else if active > want {
+                let mut victims: Vec<Arc<Pod>> = self.pods.by_index(ACTIVE, rs.uid());
                 victims.sort_by_cached_key(|p| deletion_rank(p));
-                victims.truncate((active.len() - want).min(BURST));
+                victims.truncate((active - want).min(BURST));
+                let victims: Vec<&Arc<Pod>> = victims.iter().collect();
                 self.delete_pods(&victims, key).await?;
             }
         }
-        self.update_status(&rs, &owned).await
+        self.update_status(&rs).await
+    }
+
+    /// Releases owned pods its selector no longer selects: those whose labels changed since
+    /// the last sync, or all of them every [`FULL_CHECK`].
+    async fn release_unselected(
+        &self,
+        key: &ObjectKey,
+        rs: &ReplicaSet,
+        selector: &LabelSelector,
+    ) -> Result<(), Error> {
+        let due = {
+            let mut checked = self.checked.lock().expect("checked lock");
+            let due = checked.get(key).is_none_or(|t| t.elapsed() >= FULL_CHECK);
+            if due {
+                checked.insert(key.clone(), Instant::now());
+            }
+            due
+        };
+        let relabeled = self.relabeled.lock().expect("relabeled lock").remove(key).unwrap_or_default();
+        let candidates: Vec<Arc<Pod>> = if due {
+            self.pods.controlled_by(rs.uid())
+        } else {
+            relabeled.iter().filter_map(|k| self.pods.get_key(k)).collect()
+        };
+        for pod in candidates {
+            let ours = pod.controller_ref().is_some_and(|r| r.uid == rs.uid());
+            if ours && !selects(selector, pod.labels()) {
+                self.release(&pod, rs.uid()).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn adopt(&self, rs: &ReplicaSet, pod: &Pod) -> Result<bool, Error> {
@@ -242,8 +358,8 @@ impl ReplicaSetController {
         first_err.map_or(Ok(()), |e| Err(e.into()))
     }
 
-    async fn update_status(&self, rs: &ReplicaSet, owned: &[Arc<Pod>]) -> ReconcileResult {
-        let counts = Counts::of(rs, owned, SystemTime::now());
+    async fn update_status(&self, rs: &ReplicaSet) -> ReconcileResult {
+        let counts = self.pods.read(|c| Counts::indexed(rs, c, SystemTime::now()));
         if counts.differ(rs) {
             let status = json!({
                 "replicas": counts.replicas,
@@ -407,6 +523,61 @@ mod tests {
         let mut zero = rs.clone();
         zero.status = Some(ReplicaSetStatus { replicas: 0, observed_generation: Some(3), ..Default::default() });
         assert!(!empty.differ(&zero));
+    }
+
+    #[test]
+    fn indexed_counts_equal_counting_the_pods_one_by_one() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let owner = rs(0, &[("app", "web")]);
+        let controlled = |p: Arc<Pod>| {
+            let mut p = (*p).clone();
+            p.metadata.namespace = Some("prod".into());
+            p.metadata.owner_references = Some(vec![controller_ref(&owner)]);
+            Arc::new(p)
+        };
+        let mut deleting = (*pod("deleting", Some("n"), "Running", Some(1), 1)).clone();
+        deleting.metadata.deletion_timestamp = Some(time(now));
+        let mut other_labels = (*pod("relabeled", Some("n"), "Running", None, 1)).clone();
+        other_labels.metadata.labels = Some([("app".to_string(), "other".to_string())].into());
+        let owned: Vec<Arc<Pod>> = vec![
+            pod("long-ready", Some("n"), "Running", Some(10), 1),
+            pod("just-ready", Some("n"), "Running", Some(995), 1),
+            pod("pending", None, "Pending", None, 1),
+            pod("done", Some("n"), "Succeeded", None, 1),
+            Arc::new(deleting),
+            Arc::new(other_labels),
+        ]
+        .into_iter()
+        .map(controlled)
+        .collect();
+        let mut cache: Cache<Pod> = Cache::default();
+        cache.add_index(ACTIVE, Arc::new(index_active));
+        cache.add_index(READY, Arc::new(index_ready));
+        cache.add_index(LABELED, Arc::new(index_labeled));
+        // A pod of another ReplicaSet counts for neither.
+        let mut stranger = (*owned[0]).clone();
+        stranger.metadata.name = Some("stranger".into());
+        stranger.metadata.owner_references.as_mut().unwrap()[0].uid = "u-other".into();
+        for p in owned.iter().cloned().chain([Arc::new(stranger)]) {
+            cache.insert(p.key(), p);
+        }
+        // A pod without a template label: counted one by one.
+        assert_eq!(Counts::indexed(&owner, &cache, now), Counts::of(&owner, &owned, now));
+        assert_eq!(
+            Counts::indexed(&owner, &cache, now),
+            Counts { replicas: 4, fully_labeled: 3, ready: 2, available: 2 }
+        );
+        // Every pod labeled, no minReadySeconds: straight from the index counts.
+        cache.remove(&owned[5].key());
+        assert_eq!(
+            Counts::indexed(&owner, &cache, now),
+            Counts { replicas: 3, fully_labeled: 3, ready: 2, available: 2 }
+        );
+        assert_eq!(Counts::indexed(&owner, &cache, now), Counts::of(&owner, &owned[..5], now));
+        // minReadySeconds: availability needs the times.
+        let slow = rs(30, &[("app", "web")]);
+        assert_eq!(Counts::indexed(&slow, &cache, now), Counts::of(&slow, &owned[..5], now));
+        assert_eq!(Counts::indexed(&slow, &cache, now).available, 1);
     }
 
     #[test]

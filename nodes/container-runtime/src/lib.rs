@@ -161,9 +161,20 @@ pub fn validate_id(id: &str) -> Result<(), InvalidId> {
     }
 }
 
+/// Whether this process runs as root: running containers needs it (namespaces, cgroups,
+/// mounts), so `kubus up` runs a node agent only then, and the node benches refuse without it.
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn root_is_read_from_this_process() {
+        assert_eq!(is_root(), std::fs::read_to_string("/proc/self/status").unwrap().contains("Uid:\t0\t"));
+    }
 
     #[test]
     fn ids() {

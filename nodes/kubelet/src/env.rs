@@ -33,16 +33,6 @@ pub struct PodFacts<'a> {
     pub node_allocatable: &'a BTreeMap<String, ApiQuantity>,
 }
 
-impl PodFacts<'_> {
-    /// The pod's namespace ("default" when the object carries none).
-    pub fn namespace(&self) -> &str {
-        match self.pod.namespace() {
-            "" => "default",
-            ns => ns,
-        }
-    }
-}
-
 /// Resolves `container`'s environment; `base` is the image's (overridden by the pod's).
 pub async fn resolve(
     facts: &PodFacts<'_>,
@@ -51,7 +41,7 @@ pub async fn resolve(
     extra: &[(String, String)],
     source: &dyn ObjectSource,
 ) -> Result<Vec<(String, String)>, EnvError> {
-    let ns = facts.namespace();
+    let ns = facts.pod.namespace_or_default();
     let mut env: Vec<(String, String)> = base.to_vec();
     for (k, v) in extra {
         set(&mut env, k, v.clone());

@@ -14,9 +14,6 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::SystemTime;
 
-/// Where nodes' Leases live.
-pub use kubus_controller_runtime::node_lease::NAMESPACE as LEASE_NAMESPACE;
-
 /// What the node reports about the machine.
 #[derive(Debug, Clone)]
 pub struct Machine {

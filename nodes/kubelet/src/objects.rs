@@ -122,10 +122,7 @@ impl TokenSource for Client {
                 },
                 ..Default::default()
             };
-            let ns = match pod.namespace() {
-                "" => "default",
-                ns => ns,
-            };
+            let ns = pod.namespace_or_default();
             let resp: TokenRequest = self
                 .create_subresource::<ServiceAccount, _, _>(ns, sa, "token", &request)
                 .await

@@ -35,7 +35,7 @@ pub fn request(pod: &Pod, cluster_dns: Option<IpAddr>, domain: &str) -> SandboxR
         .collect();
     SandboxRequest {
         uid: pod.uid().to_string(),
-        namespace: namespace(pod).to_string(),
+        namespace: pod.namespace_or_default().to_string(),
         name: pod.name().to_string(),
         hostname: hostname(pod),
         subdomain: spec.subdomain.clone(),
@@ -47,14 +47,7 @@ pub fn request(pod: &Pod, cluster_dns: Option<IpAddr>, domain: &str) -> SandboxR
             .collect(),
         host_network: host_network(pod),
         port_mappings,
-        dns: dns_for(spec, namespace(pod), cluster_dns, domain),
-    }
-}
-
-fn namespace(pod: &Pod) -> &str {
-    match pod.namespace() {
-        "" => "default",
-        ns => ns,
+        dns: dns_for(spec, pod.namespace_or_default(), cluster_dns, domain),
     }
 }
 

@@ -4,9 +4,9 @@
 
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::core::v1::{HostIP, Pod, PodCondition, PodIP, PodStatus};
-use kubus_apimachinery::pod;
 use kubus_apimachinery::resources::QosClass;
 use kubus_apimachinery::time::time;
+use kubus_apimachinery::{conditions, pod};
 use std::time::SystemTime;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -218,15 +218,10 @@ pub fn pod_status(v: &PodView<'_>) -> PodStatus {
     let previous: &[PodCondition] = v.pod.status.as_ref().and_then(|s| s.conditions.as_deref()).unwrap_or(&[]);
     let cond = |t: &str, ok: bool, reason: Option<&str>| {
         let status = if ok { "True" } else { "False" };
-        let since = previous
-            .iter()
-            .find(|c| c.type_ == t && c.status == status)
-            .and_then(|c| c.last_transition_time.clone())
-            .unwrap_or_else(|| now.clone());
         PodCondition {
             type_: t.to_string(),
             status: status.to_string(),
-            last_transition_time: Some(since),
+            last_transition_time: Some(conditions::transition_time(previous, t, status, &now)),
             reason: reason.map(String::from),
             ..Default::default()
         }

@@ -6,8 +6,8 @@
 
 use crate::env::{self, PodFacts};
 use crate::objects::{ObjectSource, SourceKind, TokenSource};
-use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, KeyToPath, Volume};
-use kubus_apimachinery::pod;
+use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, KeyToPath, Volume, VolumeProjection};
+use kubus_apimachinery::{pod, ObjectExt};
 use std::collections::BTreeMap;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -59,7 +59,7 @@ async fn prepare_one(
     source: &dyn ObjectSource,
     token: &dyn TokenSource,
 ) -> Result<VolumeSource, VolumeError> {
-    let ns = facts.namespace();
+    let ns = facts.pod.namespace_or_default();
     let name = vol.name.clone();
     let dir = pod_dir.join("volumes").join(&name);
     let setup = |message: String| VolumeError::SetUp { volume: name.clone(), message };
@@ -80,25 +80,12 @@ async fn prepare_one(
     } else if let Some(hp) = &vol.host_path {
         host_path(&hp.path, hp.type_.as_deref().unwrap_or(""))?;
         Ok(VolumeSource { host_path: PathBuf::from(&hp.path), read_only: false })
-    } else if let Some(secret) = &vol.secret {
-        std::fs::create_dir_all(&dir)?;
-        mount_tmpfs(&dir, None).map_err(|e| setup(e.to_string()))?;
-        let from = ObjectRef {
-            kind: SourceKind::Secret,
-            name: secret.secret_name.as_deref().unwrap_or(""),
-            optional: secret.optional.unwrap_or(false),
-            items: secret.items.as_deref(),
-            mode: mode_or_default(secret.default_mode),
-        };
-        written(object_files(&from, ns, source).await.map_err(setup)?)
-    } else if let Some(cm) = &vol.config_map {
-        let from = ObjectRef {
-            kind: SourceKind::ConfigMap,
-            name: &cm.name,
-            optional: cm.optional.unwrap_or(false),
-            items: cm.items.as_deref(),
-            mode: mode_or_default(cm.default_mode),
-        };
+    } else if let Some(from) = ObjectRef::of_volume(vol) {
+        if from.kind == SourceKind::Secret {
+            // Secrets on tmpfs, never on disk.
+            std::fs::create_dir_all(&dir)?;
+            mount_tmpfs(&dir, None).map_err(|e| setup(e.to_string()))?;
+        }
         written(object_files(&from, ns, source).await.map_err(setup)?)
     } else if let Some(d) = &vol.downward_api {
         written(
@@ -110,23 +97,7 @@ async fn prepare_one(
         let mode = mode_or_default(projected.default_mode);
         let mut files = Files::new();
         for src in projected.sources.iter().flatten() {
-            if let Some(cm) = &src.config_map {
-                let from = ObjectRef {
-                    kind: SourceKind::ConfigMap,
-                    name: &cm.name,
-                    optional: cm.optional.unwrap_or(false),
-                    items: cm.items.as_deref(),
-                    mode,
-                };
-                files.extend(object_files(&from, ns, source).await.map_err(setup)?);
-            } else if let Some(secret) = &src.secret {
-                let from = ObjectRef {
-                    kind: SourceKind::Secret,
-                    name: &secret.name,
-                    optional: secret.optional.unwrap_or(false),
-                    items: secret.items.as_deref(),
-                    mode,
-                };
+            if let Some(from) = ObjectRef::of_projection(src, mode) {
                 files.extend(object_files(&from, ns, source).await.map_err(setup)?);
             } else if let Some(d) = &src.downward_api {
                 files.extend(downward_files(facts, d.items.as_deref().unwrap_or(&[]), mode).map_err(setup)?);
@@ -171,6 +142,37 @@ struct ObjectRef<'a> {
     optional: bool,
     items: Option<&'a [KeyToPath]>,
     mode: u32,
+}
+
+impl<'a> ObjectRef<'a> {
+    fn new(
+        kind: SourceKind,
+        name: &'a str,
+        optional: Option<bool>,
+        items: &'a Option<Vec<KeyToPath>>,
+        mode: u32,
+    ) -> Self {
+        ObjectRef { kind, name, optional: optional.unwrap_or(false), items: items.as_deref(), mode }
+    }
+
+    /// The Secret or ConfigMap a secret or configMap volume projects; None for other volumes.
+    fn of_volume(vol: &'a Volume) -> Option<Self> {
+        if let Some(s) = &vol.secret {
+            let name = s.secret_name.as_deref().unwrap_or("");
+            return Some(Self::new(SourceKind::Secret, name, s.optional, &s.items, mode_or_default(s.default_mode)));
+        }
+        let cm = vol.config_map.as_ref()?;
+        Some(Self::new(SourceKind::ConfigMap, &cm.name, cm.optional, &cm.items, mode_or_default(cm.default_mode)))
+    }
+
+    /// The ConfigMap or Secret a source of a projected volume names; None for other sources.
+    fn of_projection(src: &'a VolumeProjection, mode: u32) -> Option<Self> {
+        if let Some(cm) = &src.config_map {
+            return Some(Self::new(SourceKind::ConfigMap, &cm.name, cm.optional, &cm.items, mode));
+        }
+        let s = src.secret.as_ref()?;
+        Some(Self::new(SourceKind::Secret, &s.name, s.optional, &s.items, mode))
+    }
 }
 
 async fn object_files(from: &ObjectRef<'_>, ns: &str, source: &dyn ObjectSource) -> Result<Files, String> {

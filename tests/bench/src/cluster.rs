@@ -3,99 +3,26 @@
 //! scheduling throughput, time to Running and the control plane's RSS.
 
 use anyhow::bail;
-use k8s_openapi::api::core::v1::Node;
-use k8s_openapi::List;
-use kubus_apimachinery::conditions;
 use std::time::{Duration, Instant};
 
 use crate::api::phase;
-use crate::host::{stop, vm_rss_kib};
-use crate::http::{expect, Conn};
+use crate::http::expect;
+use crate::sim_cluster::{metric, SimCluster};
 use crate::stats::report;
 
-/// Reads one counter (summed over the label sets matching `filter`) from a /metrics page.
-fn metric(page: &str, name: &str, filter: &str) -> f64 {
-    page.lines()
-        .filter(|l| l.starts_with(name) && l.contains(filter))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    vm_rss_kib(pid).map_or(0.0, |kb| kb as f64 / 1024.0)
-}
-
-/// The `kubus up` child and its data dir: stopped and removed on drop, also after a failure.
-struct Child(std::process::Child, std::path::PathBuf);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        stop(&mut self.0);
-        let _ = std::fs::remove_dir_all(&self.1);
-    }
-}
-
 pub(crate) async fn run(nodes: usize, pods: usize, anti_affinity: bool, concurrency: usize) -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("kubus-bench-cluster-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let started = Instant::now();
-    let child = std::process::Command::new(std::env::current_exe()?)
-        .args([
-            "up",
-            "--no-node",
-            "--dns-port",
-            "0",
-            "--nats-listen",
-            "127.0.0.1:0",
-            "--cluster",
-            "bench",
-            "--sim-nodes",
-            &nodes.to_string(),
-        ])
-        .arg("--data-dir")
-        .arg(&dir)
-        .arg("--api-port")
-        .arg(port.to_string())
-        .env("KUBUS_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(dir.join("kubus.log"))?)
-        .spawn()?;
-    let pid = child.id();
-    let _child = Child(child, dir.clone());
-    let addr = format!("127.0.0.1:{port}");
+    let cluster = SimCluster::start("cluster", nodes, &[]).await?;
+    let (addr, pid) = (cluster.addr.clone(), cluster.pid);
     println!(
         "kubus bench cluster: {nodes} simulated nodes, {pods} pods{}, server {addr} (pid {pid})",
         if anti_affinity { " with required anti-affinity" } else { "" }
     );
-    loop {
-        if dir.join("kubeconfig").exists() && Conn::open(&addr).await.is_ok() {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            bail!("kubus did not start; see {}", dir.join("kubus.log").display());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // Nodes Ready.
-    let ready_at = loop {
-        let body = get(&addr, "/api/v1/nodes").await?;
-        let list: List<Node> = serde_json::from_slice(&body)?;
-        let ready = list.items.iter().filter(|n| conditions::is_true(conditions::of_node(n), "Ready")).count();
-        if ready >= nodes {
-            break started.elapsed();
-        }
-        if started.elapsed() > Duration::from_secs(600) {
-            bail!("only {ready}/{nodes} nodes Ready after 600 s");
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let ready_at = cluster.wait_nodes_ready(nodes).await?;
     println!("{:<40} {:>8.2} s", format!("{nodes} nodes Ready (from process start)"), ready_at.as_secs_f64());
-    let rss_nodes = rss_mib(pid);
+    let rss_nodes = cluster.rss_mib();
 
     // Pods, created as fast as `concurrency` clients can.
-    let page = get(&addr, "/metrics").await?;
-    let page = String::from_utf8_lossy(&page).into_owned();
+    let page = cluster.metrics().await?;
     let scheduled0 = metric(&page, "kubus_scheduler_schedule_attempts_total", "result=\"scheduled\"");
     let running0 = metric(&page, "kubus_sim_node_writes_total", "kind=\"pod-status\",result=\"ok\"");
     let t0 = Instant::now();
@@ -115,8 +42,7 @@ pub(crate) async fn run(nodes: usize, pods: usize, anti_affinity: bool, concurre
     report("pod create", lat, create_wall);
     let mut scheduled_at = None;
     let running_at = loop {
-        let page = get(&addr, "/metrics").await?;
-        let page = String::from_utf8_lossy(&page).into_owned();
+        let page = cluster.metrics().await?;
         let scheduled = metric(&page, "kubus_scheduler_schedule_attempts_total", "result=\"scheduled\"") - scheduled0;
         let running = metric(&page, "kubus_sim_node_writes_total", "kind=\"pod-status\",result=\"ok\"") - running0;
         if scheduled_at.is_none() && scheduled >= pods as f64 {
@@ -138,8 +64,7 @@ pub(crate) async fn run(nodes: usize, pods: usize, anti_affinity: bool, concurre
         pods as f64 / scheduled_at.as_secs_f64()
     );
     println!("{:<40} {:>8.2} s", format!("{pods} pods Running"), running_at.as_secs_f64());
-    let page = get(&addr, "/metrics").await?;
-    let page = String::from_utf8_lossy(&page).into_owned();
+    let page = cluster.metrics().await?;
     let algo_sum = metric(&page, "kubus_scheduler_scheduling_algorithm_duration_seconds_sum", "");
     let algo_count = metric(&page, "kubus_scheduler_scheduling_algorithm_duration_seconds_count", "");
     if algo_count > 0.0 {
@@ -154,17 +79,7 @@ pub(crate) async fn run(nodes: usize, pods: usize, anti_affinity: bool, concurre
         "{:<40} {:>8.0} MiB after nodes, {:.0} MiB after pods",
         "control plane + sim nodes RSS",
         rss_nodes,
-        rss_mib(pid)
+        cluster.rss_mib()
     );
     Ok(())
-}
-
-/// One GET on a fresh connection (the phases between polls outlast HTTP keep-alive).
-async fn get(addr: &str, path: &str) -> anyhow::Result<Vec<u8>> {
-    let mut c = Conn::open(addr).await?;
-    let (code, body) = c.request("GET", path, "application/json", b"").await?;
-    if code != 200 {
-        bail!("GET {path}: {code}");
-    }
-    Ok(body)
 }

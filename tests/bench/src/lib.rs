@@ -3,7 +3,8 @@
 //! processes they measure from that same binary (`kubus up`, `kubus node`, `kubus shim`).
 //!
 //! - `api`: throughput and latency of the API server over HTTP;
-//! - `cluster`: the scheduler and controllers at scale with simulated nodes;
+//! - `cluster`: the scheduler at scale with simulated nodes (pods created directly);
+//! - `controllers`: a Deployment's whole life at scale with simulated nodes;
 //! - `node`: the node agent with real containers, and the runtime path beside runc;
 //! - `proxy`: kube-proxy on the real datapath.
 //!
@@ -13,13 +14,14 @@
 
 mod api;
 mod cluster;
+mod controllers;
 mod host;
 mod http;
 mod node;
 mod proxy;
+mod sim_cluster;
 mod stats;
 
-pub use host::is_root;
 pub use node::NodeBenchArgs;
 pub use proxy::ProxyBenchArgs;
 
@@ -45,6 +47,22 @@ pub enum BenchWhat {
         anti_affinity: bool,
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
+    },
+    /// A Deployment's whole life at scale, the path users take: `kubus up --sim-nodes N` as a
+    /// child; R replicas created, scheduled and Running; scaled to 2R and back; a rolling
+    /// update; cascading deletes (background, then foreground). Time, CPU per pod by component,
+    /// reconciles and their mean time by controller, RSS, and the queues left at the end.
+    Controllers {
+        #[arg(long, default_value_t = 5000)]
+        nodes: usize,
+        #[arg(long, default_value_t = 30000)]
+        replicas: usize,
+        /// Seconds any one phase may take before the bench gives up.
+        #[arg(long, default_value_t = 900)]
+        timeout: u64,
+        /// Extra `kubus up` flags (repeatable), e.g. `--up-arg=--kube-api-qps=100`.
+        #[arg(long = "up-arg", allow_hyphen_values = true)]
+        up_args: Vec<String>,
     },
     /// The node agent with real containers (root): pod startup latency, the runtime path beside
     /// runc, RSS of the agent and its shims (`kubus up --no-node` + `kubus node` as children).
@@ -77,6 +95,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         BenchWhat::Cluster { nodes, pods, anti_affinity, concurrency } => {
             cluster::run(nodes, pods, anti_affinity, concurrency).await
+        }
+        BenchWhat::Controllers { nodes, replicas, timeout, up_args } => {
+            controllers::run(nodes, replicas, timeout, up_args).await
         }
         BenchWhat::Node(node) => node::run(node).await,
         BenchWhat::Proxy(proxy) => proxy::run(proxy).await,

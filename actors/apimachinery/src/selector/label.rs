@@ -363,6 +363,13 @@ impl fmt::Display for LabelSelector {
     }
 }
 
+/// Whether `labels` carry every label of an equality selector (a Service's `spec.selector`,
+/// a template's labels); an empty one matches everything, as upstream's `SelectorFromSet`.
+/// [`LabelSelector::from_labels`] answers alike, but this builds nothing per object checked.
+pub fn labels_match(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
 /// One `matchExpressions` entry.
 fn expression(expr: &Value) -> Result<Requirement, StatusError> {
     let Value::Object(expr) = expr else {

@@ -10,4 +10,4 @@ mod label;
 mod names;
 
 pub use field::{FieldOperator, FieldSelector, FieldTerm};
-pub use label::{LabelSelector, Operator, Requirement};
+pub use label::{labels_match, LabelSelector, Operator, Requirement};

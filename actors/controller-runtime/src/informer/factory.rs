@@ -31,10 +31,11 @@ pub trait DynInformer: Send + Sync {
     fn info(&self) -> &'static ResourceInfo;
     /// Calls `f` with every cached object's metadata, under the cache's lock.
     fn for_each_meta(&self, f: &mut dyn FnMut(&ObjectMeta));
-    /// The metadata of one cached object.
-    fn meta(&self, namespace: &str, name: &str) -> Option<ObjectMeta>;
-    /// Calls `handler` with every change from now on, in order, on a task of its own.
-    fn on_change(&self, handler: Box<dyn FnMut(MetaChange<'_>) + Send>);
+    /// Calls `f` with one cached object's metadata, if it is there (without copying it).
+    fn inspect(&self, namespace: &str, name: &str, f: &mut dyn FnMut(&ObjectMeta)) -> bool;
+    /// A loop calling `handler` with every change from the moment it is called, in order; it
+    /// runs while the returned future is polled (so it ends with its owner).
+    fn on_change(&self, handler: Box<dyn FnMut(MetaChange<'_>) + Send>) -> BoxFuture<'static, ()>;
     fn wait_synced(&self) -> BoxFuture<'static, ()>;
 }
 
@@ -47,13 +48,14 @@ impl<K: Object> DynInformer for Informer<K> {
         self.read(|c| c.values().for_each(|o| f(o.metadata())));
     }
 
-    fn meta(&self, namespace: &str, name: &str) -> Option<ObjectMeta> {
-        self.get(namespace, name).map(|o| o.metadata().clone())
+    fn inspect(&self, namespace: &str, name: &str, f: &mut dyn FnMut(&ObjectMeta)) -> bool {
+        let key = (namespace.to_string(), name.to_string());
+        self.read(|c| c.get(&key).map(|o| f(o.metadata())).is_some())
     }
 
-    fn on_change(&self, mut handler: Box<dyn FnMut(MetaChange<'_>) + Send>) {
+    fn on_change(&self, mut handler: Box<dyn FnMut(MetaChange<'_>) + Send>) -> BoxFuture<'static, ()> {
         let mut rx = self.subscribe();
-        tokio::spawn(async move {
+        Box::pin(async move {
             loop {
                 match rx.recv().await {
                     Ok(Change::Applied { old, new }) => {
@@ -64,7 +66,7 @@ impl<K: Object> DynInformer for Informer<K> {
                     Err(RecvError::Closed) => return,
                 }
             }
-        });
+        })
     }
 
     fn wait_synced(&self) -> BoxFuture<'static, ()> {
@@ -80,11 +82,19 @@ type Informers = HashMap<(&'static str, &'static str), Box<dyn Any + Send + Sync
 pub struct InformerFactory {
     store: Store,
     informers: Arc<Mutex<Informers>>,
+    /// Where reflectors run (None: on the thread that first asks for the resource).
+    arbiter: Option<actix::ArbiterHandle>,
 }
 
 impl InformerFactory {
     pub fn new(store: Store) -> Self {
-        InformerFactory { store, informers: Default::default() }
+        InformerFactory { store, informers: Default::default(), arbiter: None }
+    }
+
+    /// Runs every reflector of this factory on `arbiter` (a thread of their own in `kubus up`).
+    pub fn on_arbiter(mut self, arbiter: actix::ArbiterHandle) -> Self {
+        self.arbiter = Some(arbiter);
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -96,7 +106,7 @@ impl InformerFactory {
         let info = resource::of::<K>();
         let mut map = self.informers.lock().expect("factory lock");
         map.entry((info.group, info.resource))
-            .or_insert_with(|| Box::new(Informer::<K>::start(self.store.clone())))
+            .or_insert_with(|| Box::new(Informer::<K>::start_on(self.store.clone(), self.arbiter.as_ref())))
             .downcast_ref::<Informer<K>>()
             .expect("one type per resource")
             .clone()

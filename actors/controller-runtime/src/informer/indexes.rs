@@ -4,6 +4,7 @@
 use super::{Cache, Informer};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kubus_apimachinery::selector::labels_match;
 use kubus_apimachinery::{Object, ObjectExt};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -52,11 +53,7 @@ pub fn matching_labels<K: Object>(
 ) -> Vec<Arc<K>> {
     let rarest = selector.iter().map(|(k, v)| label_value(namespace, k, v)).min_by_key(|v| cache.count(LABEL, v));
     let Some(rarest) = rarest else { return Vec::new() };
-    cache
-        .by_index(LABEL, &rarest)
-        .into_iter()
-        .filter(|o| selector.iter().all(|(k, v)| o.label(k) == Some(v.as_str())))
-        .collect()
+    cache.by_index(LABEL, &rarest).into_iter().filter(|o| labels_match(selector, o.labels())).collect()
 }
 
 /// Adds [`SLICE_SERVICE`] to the EndpointSlices informer.

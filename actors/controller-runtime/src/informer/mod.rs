@@ -77,6 +77,12 @@ impl<K: Object> Informer<K> {
     /// ends, re-listing when the watch's revision is no longer held. Processes share one per
     /// resource through [`InformerFactory`].
     pub fn start(store: Store) -> Informer<K> {
+        Self::start_on(store, None)
+    }
+
+    /// As [`Informer::start`], its reflector running on `arbiter` when given (decoding,
+    /// indexing and fan-out then cost the readers' threads nothing).
+    pub fn start_on(store: Store, arbiter: Option<&actix::ArbiterHandle>) -> Informer<K> {
         let info = kubus_apimachinery::resource::of::<K>();
         assert_eq!(
             (info.storage_group, info.storage_resource),
@@ -89,7 +95,15 @@ impl<K: Object> Informer<K> {
             Informer { shared: Arc::new(Shared { info, cache: RwLock::new(Cache::default()), changes, synced }) };
         let prefix = KeyPrefix::new(info.group, info.resource, None);
         let this = informer.clone();
-        tokio::spawn(async move { this.run(store, prefix, synced_tx).await });
+        let run = async move { this.run(store, prefix, synced_tx).await };
+        match arbiter {
+            Some(a) => {
+                a.spawn(run);
+            }
+            None => {
+                tokio::spawn(run);
+            }
+        }
         informer
     }
 

@@ -165,6 +165,26 @@ fn the_new_replica_set_carries_the_hash_revision_and_owner() {
     assert_ne!(new_replica_set(&collided, 2, BTreeMap::new()).name(), rs.name());
 }
 
+#[test]
+fn only_another_replica_set_under_the_hashed_name_is_a_collision() {
+    let d = deployment(3, None, None);
+    // The one an earlier sync made (the API server may have filled in its template since).
+    let mut made = new_replica_set(&d, 3, BTreeMap::new());
+    made.spec.as_mut().unwrap().template.as_mut().unwrap().spec.as_mut().unwrap().containers[0].args = Some(vec![]);
+    assert!(is_new_replica_set(&d, &made));
+    // Another Deployment's, an orphan, or another template of the same name are collisions.
+    let mut other_owner = made.clone();
+    other_owner.metadata.owner_references.as_mut().unwrap()[0].uid = "u-other".into();
+    assert!(!is_new_replica_set(&d, &other_owner));
+    let mut orphan = made.clone();
+    orphan.metadata.owner_references = None;
+    assert!(!is_new_replica_set(&d, &orphan));
+    let mut other_template = made;
+    other_template.spec.as_mut().unwrap().template.as_mut().unwrap().spec.as_mut().unwrap().containers[0].image =
+        Some("busybox:2".into());
+    assert!(!is_new_replica_set(&d, &other_template));
+}
+
 fn cond<'a>(s: &'a DeploymentStatus, t: &str) -> &'a DeploymentCondition {
     s.conditions.as_ref().unwrap().iter().find(|c| c.type_ == t).unwrap()
 }

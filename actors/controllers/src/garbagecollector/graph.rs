@@ -6,15 +6,38 @@
 //! no pods yet) costs one lookup per change and is never stored or queued.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kubus_apimachinery::ResourceInfo;
+use kubus_apimachinery::meta::group_of;
+use kubus_apimachinery::{resource, ResourceInfo};
+use kubus_controller_runtime::client::Propagation;
 use std::collections::{HashMap, HashSet, VecDeque};
 
 pub const FOREGROUND: &str = "foregroundDeletion";
 pub const ORPHAN: &str = "orphan";
 
-/// How many uids of deleted or verified-absent objects are remembered, so that the dependents
-/// of a deleted owner are collected without asking the API server whether it is gone.
+/// How many deleted or verified-absent objects are remembered, so that the dependents of a
+/// deleted owner are collected without asking the API server whether it is gone.
 const ABSENT_CACHE: usize = 100_000;
+
+/// An object as an owner reference names it: group, kind, namespace ("" when cluster-scoped),
+/// name and uid. Absence is recorded by all of them, not by uid alone, so one dependent's
+/// wrong reference (a wrong kind or name) never makes a live owner look gone to the others
+/// (upstream's absentOwnerCache, after kubernetes#65200).
+pub fn coordinates(info: &ResourceInfo, namespace: &str, name: &str, uid: &str) -> String {
+    let ns = if info.namespaced { namespace } else { "" };
+    format!("{}/{}/{ns}/{name}/{uid}", info.group, info.kind)
+}
+
+/// The coordinates an owner reference of a dependent in `namespace` names (None: a kind this
+/// server does not serve).
+pub fn owner_coordinates(r: &OwnerReference, namespace: &str) -> Option<String> {
+    let info = resource::by_kind(group_of(&r.api_version), &r.kind)?;
+    Some(coordinates(info, namespace, &r.name, &r.uid))
+}
+
+/// Whether an owner reference names an object of this resource.
+fn names(r: &OwnerReference, info: &ResourceInfo) -> bool {
+    r.kind == info.kind && group_of(&r.api_version) == info.group
+}
 
 pub type Uid = String;
 
@@ -77,14 +100,14 @@ impl Graph {
         self.nodes.get(uid)
     }
 
-    /// Known to be gone (deleted, or verified absent).
-    pub fn is_absent(&self, uid: &str) -> bool {
-        self.absent.contains(uid)
+    /// Known to be gone (deleted, or verified absent), by [`coordinates`].
+    pub fn is_absent(&self, coordinates: &str) -> bool {
+        self.absent.contains(coordinates)
     }
 
-    pub fn mark_absent(&mut self, uid: &str) {
-        if self.absent.insert(uid.to_string()) {
-            self.absent_order.push_back(uid.to_string());
+    pub fn mark_absent(&mut self, coordinates: &str) {
+        if self.absent.insert(coordinates.to_string()) {
+            self.absent_order.push_back(coordinates.to_string());
             if self.absent_order.len() > ABSENT_CACHE {
                 if let Some(old) = self.absent_order.pop_front() {
                     self.absent.remove(&old);
@@ -118,6 +141,16 @@ impl Graph {
         for added in new_owners.difference(&old_owners) {
             self.dependents.entry(added.to_string()).or_default().insert(id.to_string());
         }
+        // An owner deleting in the foreground waits only for blocking references: one that
+        // stops blocking may be all it waited for.
+        for r in &node.owners {
+            let was = old.iter().flat_map(|o| o.owners.iter()).find(|o| o.uid == r.uid);
+            if was.is_some_and(|w| w.block_owner_deletion != r.block_owner_deletion)
+                && self.nodes.get(&r.uid).is_some_and(Node::deleting_dependents)
+            {
+                queue.push(r.uid.clone());
+            }
+        }
         let owners_changed = old.is_none() || old_owners != new_owners;
         let newly_deleting = node.deleting && old.as_ref().is_none_or(|o| !o.deleting);
         let policy_changed =
@@ -140,11 +173,16 @@ impl Graph {
     }
 
     /// An object was deleted: its owners may be done waiting, its dependents are orphans.
-    pub fn remove(&mut self, id: &str) -> Vec<Uid> {
+    pub fn remove(&mut self, info: &'static ResourceInfo, meta: &ObjectMeta) -> Vec<Uid> {
+        let (ns, name) = (meta.namespace.as_deref().unwrap_or(""), meta.name.as_deref().unwrap_or(""));
+        self.remove_object(info, ns, name, uid(meta))
+    }
+
+    fn remove_object(&mut self, info: &'static ResourceInfo, namespace: &str, name: &str, id: &str) -> Vec<Uid> {
         if id.is_empty() {
             return Vec::new();
         }
-        self.mark_absent(id);
+        self.mark_absent(&coordinates(info, namespace, name, id));
         let mut queue: Vec<Uid> = self.dependents.get(id).into_iter().flatten().cloned().collect();
         if let Some(node) = self.nodes.remove(id) {
             for r in &node.owners {
@@ -168,33 +206,48 @@ impl Graph {
         }
     }
 
-    /// Reconciles the nodes of one resource with its informer's contents (after a relist or a
-    /// periodic resync): objects missing from it were deleted meanwhile. `visit` calls its
-    /// argument with every object's metadata (the informer's `for_each_meta`). Returns what of
-    /// the resource still waits for the collector: deletions with a policy, and dependents
-    /// whose owners are gone.
+    /// Reconciles the graph with one resource's informer contents (after a relist, a lag or
+    /// a periodic resync): its objects missing from them were deleted meanwhile, as nodes or
+    /// as owners of dependents. `visit` calls its argument with every object's metadata (the
+    /// informer's `for_each_meta`). Returns what of the resource still waits for the
+    /// collector: deletions with a policy, dependents whose owners are gone, and the
+    /// dependents of owners found gone.
     pub fn resync(&mut self, info: &'static ResourceInfo, visit: impl FnOnce(&mut dyn FnMut(&ObjectMeta))) -> Vec<Uid> {
         let mut queue = Vec::new();
         let mut seen = HashSet::new();
         visit(&mut |meta: &ObjectMeta| {
             queue.extend(self.observe(info, meta));
-            if self.nodes.contains_key(uid(meta)) {
-                seen.insert(uid(meta).to_string());
-            }
+            seen.insert(uid(meta).to_string());
         });
-        let gone: Vec<Uid> = self
+        let gone: Vec<(String, String, Uid)> = self
             .nodes
             .iter()
             .filter(|(u, n)| std::ptr::eq(n.info, info) && !seen.contains(*u))
-            .map(|(u, _)| u.clone())
+            .map(|(u, n)| (n.namespace.clone(), n.name.clone(), u.clone()))
             .collect();
-        for u in gone {
-            queue.extend(self.remove(&u));
+        for (ns, name, u) in gone {
+            queue.extend(self.remove_object(info, &ns, &name, &u));
+        }
+        // Owners of this resource that are not nodes themselves (a Deployment, a ReplicaSet
+        // without owners) are only edges: find the ones that went.
+        let gone_owners: Vec<(String, String, Uid)> = self
+            .dependents
+            .iter()
+            .filter(|(owner, _)| !seen.contains(*owner))
+            .filter_map(|(owner, deps)| {
+                let dep = deps.iter().find_map(|d| self.nodes.get(d))?;
+                let r = dep.owners.iter().find(|r| &r.uid == owner && names(r, info))?;
+                Some((dep.namespace.clone(), r.name.clone(), owner.clone()))
+            })
+            .collect();
+        for (ns, name, u) in gone_owners {
+            queue.extend(self.remove_object(info, &ns, &name, &u));
         }
         for (u, n) in &self.nodes {
-            if std::ptr::eq(n.info, info)
-                && (n.deleting_with_policy() || n.owners.iter().any(|r| self.absent.contains(&r.uid)))
-            {
+            let dangling = || {
+                n.owners.iter().any(|r| owner_coordinates(r, &n.namespace).is_some_and(|c| self.absent.contains(&c)))
+            };
+            if std::ptr::eq(n.info, info) && (n.deleting_with_policy() || dangling()) {
                 queue.push(u.clone());
             }
         }
@@ -236,7 +289,7 @@ pub enum OwnerState {
 pub enum Decision {
     Nothing,
     /// Delete it with this propagation policy.
-    Delete(&'static str),
+    Delete(Propagation),
     /// Remove these owner references (other owners remain).
     RemoveOwners(Vec<Uid>),
     /// Its owners wait for it in the foreground while one of its own dependents waits in the
@@ -265,15 +318,15 @@ pub fn decide(node: &Node, owners: &[(Uid, OwnerState)], has_deleting_dependents
         if has_deleting_dependents {
             return Decision::UnblockThenDelete;
         }
-        return Decision::Delete("Foreground");
+        return Decision::Delete(Propagation::Foreground);
     }
     // Every owner is gone: the object's own finalizers choose the policy, else Background.
     let policy = if node.has_finalizer(ORPHAN) {
-        "Orphan"
+        Propagation::Orphan
     } else if node.has_finalizer(FOREGROUND) {
-        "Foreground"
+        Propagation::Foreground
     } else {
-        "Background"
+        Propagation::Background
     };
     Decision::Delete(policy)
 }
@@ -332,7 +385,7 @@ mod tests {
             assert!(g.observe(replicasets(), &meta(&format!("rs-{i}"), &[], &[], false)).is_empty());
         }
         assert!(g.is_empty());
-        assert!(g.remove("lease-1").is_empty());
+        assert!(g.remove(leases(), &meta("lease-1", &[], &[], false)).is_empty());
     }
 
     #[test]
@@ -366,12 +419,18 @@ mod tests {
         let mut g = Graph::default();
         g.observe(pods(), &meta("p1", &["rs1"], &[], false));
         g.observe(pods(), &meta("p2", &["rs1"], &[], false));
-        assert_eq!(sorted(g.remove("rs1")), vec!["p1".to_string(), "p2".to_string()]);
-        assert!(g.is_absent("rs1"));
+        assert_eq!(
+            sorted(g.remove(replicasets(), &meta("rs1", &[], &[], false))),
+            vec!["p1".to_string(), "p2".to_string()]
+        );
+        assert!(g.is_absent(&coordinates(replicasets(), "default", "n-rs1", "rs1")));
         let p1 = g.get("p1").unwrap().clone();
-        assert_eq!(decide(&p1, &[("rs1".to_string(), OwnerState::Dangling)], false), Decision::Delete("Background"));
-        g.remove("p1");
-        g.remove("p2");
+        assert_eq!(
+            decide(&p1, &[("rs1".to_string(), OwnerState::Dangling)], false),
+            Decision::Delete(Propagation::Background)
+        );
+        g.remove(pods(), &meta("p1", &["rs1"], &[], false));
+        g.remove(pods(), &meta("p2", &["rs1"], &[], false));
         assert!(g.is_empty());
     }
 
@@ -387,7 +446,10 @@ mod tests {
         // The dependent's own finalizer chooses the policy once every owner is gone.
         g.observe(pods(), &meta("p2", &["a"], &[ORPHAN], false));
         let p2 = g.get("p2").unwrap().clone();
-        assert_eq!(decide(&p2, &[("a".to_string(), OwnerState::Dangling)], false), Decision::Delete("Orphan"));
+        assert_eq!(
+            decide(&p2, &[("a".to_string(), OwnerState::Dangling)], false),
+            Decision::Delete(Propagation::Orphan)
+        );
     }
 
     #[test]
@@ -399,14 +461,14 @@ mod tests {
         assert_eq!(g.blocking_dependents("rs1").len(), 1);
         let p1 = g.get("p1").unwrap().clone();
         let waiting = vec![("rs1".to_string(), OwnerState::WaitingForDependents)];
-        assert_eq!(decide(&p1, &waiting, false), Decision::Delete("Foreground"));
+        assert_eq!(decide(&p1, &waiting, false), Decision::Delete(Propagation::Foreground));
         // The dependent starts deleting, then goes: each time the owner is queued again.
         assert_eq!(g.observe(pods(), &meta("p1", &["rs1"], &[], true)), vec!["rs1".to_string()]);
-        assert_eq!(g.remove("p1"), vec!["rs1".to_string()]);
+        assert_eq!(g.remove(pods(), &meta("p1", &["rs1"], &[], false)), vec!["rs1".to_string()]);
         assert!(g.blocking_dependents("rs1").is_empty());
         // The owner drops its finalizer and is deleted: nothing is left.
         g.observe(replicasets(), &meta("rs1", &[], &[], true));
-        g.remove("rs1");
+        g.remove(replicasets(), &meta("rs1", &[], &[], false));
         assert!(g.is_empty());
     }
 
@@ -420,7 +482,7 @@ mod tests {
         g.observe(pods(), &meta("p1", &[], &[], false));
         assert!(g.dependents("rs1").is_empty());
         g.observe(replicasets(), &meta("rs1", &[], &[], true));
-        assert!(g.remove("rs1").is_empty());
+        assert!(g.remove(replicasets(), &meta("rs1", &[], &[], false)).is_empty());
         assert!(g.is_empty());
     }
 
@@ -438,7 +500,47 @@ mod tests {
         let c = g.get("c").unwrap().clone();
         let waiting = vec![("a".to_string(), OwnerState::WaitingForDependents)];
         assert_eq!(decide(&c, &waiting, true), Decision::UnblockThenDelete);
-        assert_eq!(decide(&c, &waiting, false), Decision::Delete("Foreground"));
+        assert_eq!(decide(&c, &waiting, false), Decision::Delete(Propagation::Foreground));
+    }
+
+    #[test]
+    fn a_wrong_reference_never_makes_a_live_owner_absent() {
+        let mut g = Graph::default();
+        g.observe(pods(), &meta("p1", &["rs1"], &[], false));
+        // Some object named with the owner's uid under other coordinates is gone...
+        g.mark_absent(&coordinates(replicasets(), "default", "wrong-name", "rs1"));
+        // ...which says nothing about the owner as the pod names it.
+        let r = &g.get("p1").unwrap().owners[0];
+        assert!(!g.is_absent(&owner_coordinates(r, "default").unwrap()));
+        // Cluster-scoped kinds ignore the dependent's namespace.
+        let nodes = resource::of::<k8s_openapi::api::core::v1::Node>();
+        assert_eq!(coordinates(nodes, "default", "n1", "u"), coordinates(nodes, "", "n1", "u"));
+    }
+
+    #[test]
+    fn resync_finds_owners_deleted_in_a_gap() {
+        let mut g = Graph::default();
+        // The ReplicaSet is no node (no owners, no finalizers): only an edge to its pods.
+        g.observe(pods(), &meta("p1", &["rs1"], &[], false));
+        assert!(g.resync(replicasets(), |f| f(&meta("rs1", &[], &[], false))).is_empty());
+        // Deleted while the informer relisted: the next resync does not see it.
+        assert_eq!(g.resync(replicasets(), |_| {}), vec!["p1".to_string()]);
+        assert!(g.is_absent(&coordinates(replicasets(), "default", "n-rs1", "rs1")));
+        // A resync of another resource does not take it for one of its own.
+        let mut h = Graph::default();
+        h.observe(pods(), &meta("p1", &["rs1"], &[], false));
+        assert!(h.resync(leases(), |_| {}).is_empty());
+    }
+
+    #[test]
+    fn a_reference_that_stops_blocking_requeues_the_waiting_owner() {
+        let mut g = Graph::default();
+        g.observe(pods(), &meta("p1", &["rs1"], &[], false));
+        g.observe(replicasets(), &meta("rs1", &[], &[FOREGROUND], true));
+        let mut unblocked = meta("p1", &["rs1"], &[], false);
+        unblocked.owner_references.as_mut().unwrap()[0].block_owner_deletion = Some(false);
+        assert_eq!(g.observe(pods(), &unblocked), vec!["rs1".to_string()]);
+        assert!(g.blocking_dependents("rs1").is_empty());
     }
 
     #[test]
@@ -447,9 +549,9 @@ mod tests {
         g.observe(pods(), &meta("p1", &["rs1"], &[], false));
         g.observe(pods(), &meta("p2", &["rs1"], &[], false));
         // A relist of pods no longer has p2, and rs1 was seen deleted meanwhile.
-        g.remove("rs1");
+        g.remove(replicasets(), &meta("rs1", &[], &[], false));
         let q = g.resync(pods(), |f| f(&meta("p1", &["rs1"], &[], false)));
         assert_eq!(sorted(q), vec!["p1".to_string()]);
-        assert!(g.get("p2").is_none() && g.is_absent("p2"));
+        assert!(g.get("p2").is_none() && g.is_absent(&coordinates(pods(), "default", "n-p2", "p2")));
     }
 }

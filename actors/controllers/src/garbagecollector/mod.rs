@@ -10,7 +10,7 @@
 pub mod graph;
 
 use futures::future::{join_all, BoxFuture};
-use graph::{decide, Decision, Graph, Node, OwnerState, Uid, FOREGROUND, ORPHAN};
+use graph::{coordinates, decide, Decision, Graph, Node, OwnerState, Uid, FOREGROUND, ORPHAN};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kubus_apimachinery::meta::group_of;
 use kubus_apimachinery::resource;
@@ -42,50 +42,54 @@ pub struct GarbageCollector {
     informers: HashMap<(&'static str, &'static str), Arc<dyn DynInformer>>,
 }
 
-/// Starts the collector over every stored resource; the future runs it until dropped.
-pub fn run(client: Client, factory: &InformerFactory) -> BoxFuture<'static, ()> {
+/// Starts the collector over every stored resource; the future runs it until dropped (the
+/// informers' handlers with it).
+pub fn run(client: Client, factory: &InformerFactory, workers: usize) -> BoxFuture<'static, ()> {
     let all = factory.all();
     let graph: Arc<Mutex<Graph>> = Arc::default();
     let queue: Arc<WorkQueue<Uid>> = WorkQueue::new("garbagecollector");
-    // Handlers are registered before the caches sync, so no change is missed; the first thing
-    // each one sees is its informer's list (a resync).
-    for informer in &all {
-        let (graph, queue, source) = (graph.clone(), queue.clone(), informer.clone());
-        let info = informer.info();
-        informer.on_change(Box::new(move |change| {
-            let uids = {
-                let mut g = graph.lock().expect("graph lock");
-                let uids = match change {
-                    MetaChange::Resynced => g.resync(info, |f| source.for_each_meta(f)),
-                    MetaChange::Applied { new, .. } => g.observe(info, new),
-                    MetaChange::Deleted(meta) => g.remove(meta.uid.as_deref().unwrap_or("")),
+    // Handlers subscribe now, so no change after this point is missed; what happened before is
+    // read from the caches once they have synced (they may have long before: the informers are
+    // the process's and outlive a controller manager that lost and regained leadership).
+    let handlers: Vec<BoxFuture<'static, ()>> = all
+        .iter()
+        .map(|informer| {
+            let (graph, queue, source) = (graph.clone(), queue.clone(), informer.clone());
+            let info = informer.info();
+            informer.on_change(Box::new(move |change| {
+                let uids = {
+                    let mut g = graph.lock().expect("graph lock");
+                    let uids = match change {
+                        MetaChange::Resynced => g.resync(info, |f| source.for_each_meta(f)),
+                        MetaChange::Applied { new, .. } => g.observe(info, new),
+                        MetaChange::Deleted(meta) => g.remove(info, meta),
+                    };
+                    GRAPH_NODES.set(g.len() as i64);
+                    uids
                 };
-                GRAPH_NODES.set(g.len() as i64);
-                uids
-            };
-            uids.into_iter().for_each(|u| queue.add(u));
-        }));
-    }
+                uids.into_iter().for_each(|u| queue.add(u));
+            }))
+        })
+        .collect();
     let informers = all.iter().map(|i| ((i.info().storage_group, i.info().storage_resource), i.clone())).collect();
-    let gc = Arc::new(GarbageCollector { client, graph, informers });
+    let gc = Arc::new(GarbageCollector { client, graph: graph.clone(), informers });
     Box::pin(async move {
+        let handlers = join_all(handlers);
         // Deciding that an owner is gone needs every cache filled first.
         join_all(all.iter().map(|i| i.wait_synced())).await;
-        join_all(run_workers("garbagecollector", queue, gc, WORKERS)).await;
+        for informer in &all {
+            let uids = graph.lock().expect("graph lock").resync(informer.info(), |f| informer.for_each_meta(f));
+            uids.into_iter().for_each(|u| queue.add(u));
+        }
+        GRAPH_NODES.set(graph.lock().expect("graph lock").len() as i64);
+        futures::future::join(handlers, join_all(run_workers("garbagecollector", queue, gc, workers))).await;
     })
 }
 
-fn propagation(policy: &str) -> Propagation {
-    match policy {
-        "Orphan" => Propagation::Orphan,
-        "Foreground" => Propagation::Foreground,
-        _ => Propagation::Background,
-    }
-}
-
 /// A state of an owner from its metadata.
-fn state_of(deleting: bool, foreground: bool) -> OwnerState {
-    if deleting && foreground {
+fn state_of(meta: &ObjectMeta) -> OwnerState {
+    let foreground = meta.finalizers.iter().flatten().any(|f| f == FOREGROUND);
+    if meta.deletion_timestamp.is_some() && foreground {
         OwnerState::WaitingForDependents
     } else {
         OwnerState::Solid
@@ -104,8 +108,10 @@ impl GarbageCollector {
         }
     }
 
-    async fn delete(&self, node: &Node, policy: &str) -> Result<(), Error> {
-        let params = DeleteParams::propagation(propagation(policy));
+    /// Deletes the object the node is, and only that one (a uid precondition: a new object
+    /// under the same name is left alone).
+    async fn delete(&self, uid: &str, node: &Node, policy: Propagation) -> Result<(), Error> {
+        let params = DeleteParams { propagation: Some(policy), uid: Some(uid.to_string()), ..Default::default() };
         match self.client.delete_dynamic(node.info, &node.namespace, &node.name, &params).await {
             // A conflict is a precondition that no longer holds: the change that broke it
             // requeues the object.
@@ -127,36 +133,44 @@ impl GarbageCollector {
         self.patch_meta(node, json!({"finalizers": rest})).await
     }
 
-    /// What an owner reference points at: the owner's informer first, the API server when
-    /// the informer does not have it (it may lag behind the dependent's).
-    async fn owner_state(&self, r: &OwnerReference, namespace: &str) -> Result<OwnerState, Error> {
-        if self.graph().is_absent(&r.uid) {
-            return Ok(OwnerState::Dangling);
-        }
+    /// What an owner reference of a dependent in `namespace` points at: the owner's informer
+    /// first, then what the collector knows to be gone, then the API server (the informer may
+    /// lag behind the dependent's). None: the reference cannot be valid (a cluster-scoped
+    /// dependent naming a namespaced owner), so it decides nothing.
+    async fn owner_state(&self, r: &OwnerReference, namespace: &str) -> Result<Option<OwnerState>, Error> {
         let Some(info) = resource::by_kind(group_of(&r.api_version), &r.kind) else {
             // As upstream: an owner of a kind this server does not know is an error, retried,
             // never a reason to delete.
             return Err(Error::InvalidObject(format!("owner kind {} ({}) is not served", r.kind, r.api_version)));
         };
+        if info.namespaced && namespace.is_empty() {
+            return Ok(None);
+        }
         let ns = if info.namespaced { namespace } else { "" };
-        let cached: Option<ObjectMeta> =
-            self.informers.get(&(info.storage_group, info.storage_resource)).and_then(|i| i.meta(ns, &r.name));
-        if let Some(m) = cached.filter(|m| m.uid.as_deref() == Some(r.uid.as_str())) {
-            let foreground = m.finalizers.iter().flatten().any(|f| f == FOREGROUND);
-            return Ok(state_of(m.deletion_timestamp.is_some(), foreground));
+        let mut cached = None;
+        if let Some(informer) = self.informers.get(&(info.storage_group, info.storage_resource)) {
+            informer.inspect(ns, &r.name, &mut |m| {
+                if m.uid.as_deref() == Some(r.uid.as_str()) {
+                    cached = Some(state_of(m));
+                }
+            });
+        }
+        if cached.is_some() {
+            return Ok(cached);
+        }
+        let key = coordinates(info, ns, &r.name, &r.uid);
+        if self.graph().is_absent(&key) {
+            return Ok(Some(OwnerState::Dangling));
         }
         match self.client.get_metadata(info, ns, &r.name).await {
-            Ok(meta) if meta.uid.as_deref() == Some(r.uid.as_str()) => {
-                let foreground = meta.finalizers.iter().flatten().any(|f| f == FOREGROUND);
-                Ok(state_of(meta.deletion_timestamp.is_some(), foreground))
-            }
+            Ok(meta) if meta.uid.as_deref() == Some(r.uid.as_str()) => Ok(Some(state_of(&meta))),
             Ok(_) => {
-                self.graph().mark_absent(&r.uid);
-                Ok(OwnerState::Dangling)
+                self.graph().mark_absent(&key);
+                Ok(Some(OwnerState::Dangling))
             }
             Err(e) if e.is_not_found() => {
-                self.graph().mark_absent(&r.uid);
-                Ok(OwnerState::Dangling)
+                self.graph().mark_absent(&key);
+                Ok(Some(OwnerState::Dangling))
             }
             Err(e) => Err(e.into()),
         }
@@ -174,14 +188,19 @@ impl GarbageCollector {
             return Ok(Action::Done);
         }
         if node.has_finalizer(FOREGROUND) {
-            let blocking: Vec<Node> =
-                self.graph().blocking_dependents(uid).into_iter().map(|(_, n)| n.clone()).collect();
-            if blocking.is_empty() {
+            // Every dependent goes (in the foreground itself); the owner waits only for those
+            // whose reference blocks its deletion, as upstream.
+            let (dependents, blocking) = {
+                let g = self.graph();
+                let dependents: Vec<(Uid, Node)> = g.dependents(uid).into_iter().map(|(u, n)| (u, n.clone())).collect();
+                (dependents, g.blocking_dependents(uid).len())
+            };
+            for (d_uid, d) in dependents.iter().filter(|(_, d)| !d.deleting) {
+                self.delete(d_uid, d, Propagation::Foreground).await?;
+            }
+            if blocking == 0 {
                 self.remove_finalizer(node, FOREGROUND).await?;
                 return Ok(Action::Done);
-            }
-            for d in blocking.iter().filter(|d| !d.deleting) {
-                self.delete(d, "Foreground").await?;
             }
             // Each dependent's deletion queues this owner again; the deadline is a safety net.
             return Ok(Action::RequeueAfter(Duration::from_secs(10)));
@@ -198,12 +217,22 @@ impl GarbageCollector {
         }
         let mut owners = Vec::with_capacity(node.owners.len());
         for r in &node.owners {
-            owners.push((r.uid.clone(), self.owner_state(r, &node.namespace).await?));
+            match self.owner_state(r, &node.namespace).await? {
+                Some(state) => owners.push((r.uid.clone(), state)),
+                None => {
+                    // Upstream's OwnerRefInvalidNamespace: left alone, never deleted.
+                    tracing::warn!(
+                        object = %node.name, kind = node.info.kind, owner = %r.name, owner_kind = %r.kind,
+                        "OwnerRefInvalidNamespace: a cluster-scoped object names a namespaced owner; ignored"
+                    );
+                    return Ok(Action::Done);
+                }
+            }
         }
         let deleting_dependents = self.graph().dependents(uid).iter().any(|(_, d)| d.deleting_dependents());
         match decide(&node, &owners, deleting_dependents) {
             Decision::Nothing => {}
-            Decision::Delete(policy) => self.delete(&node, policy).await?,
+            Decision::Delete(policy) => self.delete(uid, &node, policy).await?,
             Decision::RemoveOwners(gone) => {
                 let keep: Vec<&OwnerReference> = node.owners.iter().filter(|r| !gone.contains(&r.uid)).collect();
                 self.patch_meta(&node, json!({"ownerReferences": keep})).await?;
@@ -215,7 +244,7 @@ impl GarbageCollector {
                     .map(|r| OwnerReference { block_owner_deletion: Some(false), ..r.clone() })
                     .collect();
                 self.patch_meta(&node, json!({"ownerReferences": unblocked})).await?;
-                self.delete(&node, "Foreground").await?;
+                self.delete(uid, &node, Propagation::Foreground).await?;
             }
         }
         Ok(Action::Done)

@@ -4,11 +4,11 @@
 use super::{ContainerRuntime, ImageService, LabeledContainers, PodApi, PodCgroups, PodSandboxes, SandboxError};
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
-use kubus_apimachinery::{resource, ObjectExt};
+use kubus_apimachinery::ObjectExt;
 use kubus_container_runtime::cgroups::{CgroupError, CgroupLayout, CgroupResources};
 use kubus_container_runtime::{ContainerInfo, ContainerState, CreateContainer, ExitInfo, Runtime, RuntimeError};
 use kubus_controller_runtime::events::{EventType, Recorder};
-use kubus_controller_runtime::{client, Client, ClientError};
+use kubus_controller_runtime::{Client, ClientError, DeleteParams};
 use kubus_image::{ImageError, ImageInfo, ImageStore, PullPolicy, Pulled};
 use kubus_network::{NetworkError, Sandbox, SandboxManager, SandboxRequest};
 use serde_json::json;
@@ -144,9 +144,9 @@ impl PodApi for ApiServer {
     fn delete<'a>(&'a self, pod: &'a Pod) -> BoxFuture<'a, Result<(), ClientError>> {
         Box::pin(async move {
             // The uid precondition spares a pod recreated under the same name meanwhile.
-            let path = client::path(resource::of::<Pod>(), Some(pod.namespace()), Some(pod.name()), None);
-            let query = format!("gracePeriodSeconds=0&preconditions.uid={}", pod.uid());
-            self.client.request("DELETE", &path, &query, None, None).await.map(drop)
+            let params =
+                DeleteParams { grace_period_seconds: Some(0), uid: Some(pod.uid().to_string()), ..Default::default() };
+            self.client.delete::<Pod>(pod.namespace(), pod.name(), &params).await
         })
     }
     fn event<'a>(&'a self, pod: &'a Pod, kind: EventType, reason: &'a str, message: &'a str) -> BoxFuture<'a, ()> {

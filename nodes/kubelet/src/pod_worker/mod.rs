@@ -292,10 +292,7 @@ impl PodWorker {
     }
 
     fn ns(&self) -> &str {
-        match self.pod.namespace() {
-            "" => "default",
-            ns => ns,
-        }
+        self.pod.namespace_or_default()
     }
 
     fn name(&self) -> &str {

@@ -274,3 +274,26 @@ fn typed_selectors_match_like_json_ones() {
     assert!(set.matches_labels(&labels(&[("app", "web"), ("x", "y")])) && !set.matches_labels(&labels(&[])));
     assert!(LabelSelector::from_labels(&labels(&[])).is_empty());
 }
+
+#[test]
+fn equality_selectors_match_labels_as_built_selectors_do() {
+    let labels = |l: &[(&str, &str)]| -> BTreeMap<String, String> {
+        l.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    };
+    let web = labels(&[("app", "web"), ("tier", "front")]);
+    let cases = [
+        (labels(&[("app", "web")]), true),
+        (labels(&[("app", "web"), ("tier", "front")]), true),
+        (labels(&[("app", "web"), ("tier", "back")]), false),
+        (labels(&[("app", "db")]), false),
+        (labels(&[("zone", "a")]), false),
+        // An empty selector matches everything; callers decide whether it selects at all.
+        (labels(&[]), true),
+    ];
+    for (selector, expected) in cases {
+        assert_eq!(labels_match(&selector, &web), expected, "{selector:?}");
+        assert_eq!(LabelSelector::from_labels(&selector).matches_labels(&web), expected, "{selector:?}");
+    }
+    assert!(!labels_match(&labels(&[("app", "")]), &labels(&[])), "a missing label is not an empty value");
+    assert!(labels_match(&labels(&[]), &labels(&[])));
+}

@@ -1,6 +1,9 @@
 //! Recording core/v1 Events about objects, as every component does (what `kubectl describe`
 //! and `kubectl get events` show). The same reason and message about the same object bump
-//! the count of one Event instead of creating another.
+//! the count of one Event instead of creating another, and client-go's [`spam`] filter caps
+//! what one component records about one object.
+
+mod spam;
 
 use crate::Client;
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
@@ -20,21 +23,24 @@ pub enum EventType {
 pub struct Recorder {
     client: Client,
     component: &'static str,
+    spam: std::sync::Arc<spam::SpamFilter>,
 }
 
 impl Recorder {
     pub fn new(client: Client, component: &'static str) -> Self {
-        Recorder { client, component }
+        Recorder { client, component, spam: Default::default() }
     }
 
     /// Records an Event about `obj`. Failures are logged, never returned: events are best
     /// effort.
     pub async fn record<K: Object>(&self, obj: &K, event_type: EventType, reason: &str, message: &str) {
-        let ns = match obj.namespace() {
-            "" => "default".to_string(),
-            ns => ns.to_string(),
-        };
+        let ns = obj.namespace_or_default().to_string();
         let name = obj.name();
+        // Upstream's spam key: the source and the object, whatever the reason or message.
+        let spam_key = format!("{}/{}/{}/{name}/{}", K::API_VERSION, K::KIND, obj.namespace(), obj.uid());
+        if !self.spam.allow(self.component, &spam_key, std::time::Instant::now()) {
+            return;
+        }
         let mut h = DefaultHasher::new();
         (K::KIND, reason, message).hash(&mut h);
         let event_name = format!("{name}.{:08x}", h.finish() as u32);
