@@ -1,9 +1,12 @@
 //! The scheduler: [`framework`] holds kube-scheduler's plugins over typed pods and nodes
-//! (pure); [`scheduler`] is the actor that keeps a cluster snapshot from informers, runs a
-//! scheduling queue with backoff and binds pods through the API server.
+//! (pure); [`scheduler`] is the actor that keeps a cluster snapshot from informers
+//! ([`event_handlers`]), runs a scheduling queue with backoff and queueing hints
+//! ([`queueing_hints`]) and binds pods through the API server.
 #![forbid(unsafe_code)]
 
+mod event_handlers;
 pub mod framework;
+pub mod queueing_hints;
 pub mod scheduler;
 
 pub use scheduler::{Scheduler, Shutdown};

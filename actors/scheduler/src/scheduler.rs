@@ -1,24 +1,28 @@
-//! The scheduler actor. It keeps a [`ClusterSnapshot`] from the node and pod informers,
-//! takes unscheduled pods from a queue (unschedulable ones are retried with backoff, and at
-//! once when the cluster changes), picks a node with the default [`Profile`], assumes the pod
-//! there before the binding is written (so it never double-books a node while the write is in
-//! flight), and binds through `pods/binding`. Failures are reported the way kubectl users know:
-//! a `PodScheduled=False` condition and a `FailedScheduling` event.
+//! The scheduler actor. It keeps a [`ClusterSnapshot`] from the node and pod informers
+//! ([`crate::event_handlers`]), takes unscheduled pods from a queue, picks a node with the
+//! default [`Profile`], assumes the pod there before the binding is written (so it never
+//! double-books a node while the write is in flight), and binds through `pods/binding`. A pod
+//! that fits nowhere waits until the cluster changes in a way that may help it
+//! ([`crate::queueing_hints`]), then is retried after its backoff. Failures are reported the
+//! way kubectl users know: a `PodScheduled=False` condition and a `FailedScheduling` event,
+//! written again only when the reason changes.
 
-use crate::framework::{ClusterSnapshot, PodInfo, Profile};
+use crate::event_handlers::feed;
+use crate::framework::{with_default_spreading, ClusterSnapshot, PodInfo, Profile};
+use crate::queueing_hints::{backoff, helped_by, Events, UnschedulablePods};
 use actix::prelude::*;
-use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod, TopologySpreadConstraint};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kubus_apimachinery::pod::{self, is_terminal};
 use kubus_apimachinery::time::format_rfc3339;
 use kubus_apimachinery::ObjectExt;
 use kubus_controller_runtime::events::EventType;
-use kubus_controller_runtime::{Change, Client, Informer, ObjectKey, Recorder, WorkQueue};
+use kubus_controller_runtime::{Client, Informer, ObjectKey, Recorder, WorkQueue};
 use prometheus::{
     register_histogram, register_int_counter_vec, register_int_gauge, Histogram, IntCounterVec, IntGauge,
 };
 use serde_json::json;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -44,12 +48,74 @@ static PENDING: LazyLock<IntGauge> = LazyLock::new(|| {
     .expect("registers once")
 });
 
+/// What the scheduler remembers of a pod that fit no node, until it is bound or deleted.
+pub(crate) struct Failures {
+    count: u32,
+    /// Not retried before this, whatever happens (upstream's backoff).
+    backoff_until: Instant,
+    /// The message last reported (condition and event): retries that fail for the same
+    /// reason write nothing, as upstream's event aggregation shows one event.
+    reported: Option<String>,
+}
+
 #[derive(Default)]
-struct State {
-    snapshot: ClusterSnapshot,
+pub(crate) struct State {
+    pub(crate) snapshot: ClusterSnapshot,
     /// Pods placed by this scheduler whose binding has not been observed yet: key -> node.
-    assumed: HashMap<ObjectKey, String>,
-    unschedulable: HashSet<ObjectKey>,
+    pub(crate) assumed: HashMap<ObjectKey, String>,
+    /// Pods that fit no node, waiting for a change that may help.
+    pub(crate) unschedulable: UnschedulablePods,
+    pub(crate) failed: HashMap<ObjectKey, Failures>,
+}
+
+impl State {
+    /// Queues pods again, each once its backoff has passed.
+    pub(crate) fn requeue(&mut self, keys: Vec<ObjectKey>, queue: &Arc<WorkQueue<ObjectKey>>) {
+        let now = Instant::now();
+        for key in keys {
+            let delay =
+                self.failed.get(&key).map_or(Duration::ZERO, |f| f.backoff_until.saturating_duration_since(now));
+            queue.add_after(key, delay);
+        }
+        PENDING.set(self.unschedulable.len() as i64);
+    }
+
+    /// The cluster changed: pods that these events may help get another chance.
+    pub(crate) fn wake(&mut self, events: Events, queue: &Arc<WorkQueue<ObjectKey>>) {
+        if !events.is_empty() && !self.unschedulable.is_empty() {
+            let keys = self.unschedulable.take(events);
+            self.requeue(keys, queue);
+        }
+    }
+
+    /// The pod is bound or gone: nothing to retry or report any more.
+    pub(crate) fn forget(&mut self, key: &ObjectKey) {
+        if self.unschedulable.remove(key) {
+            PENDING.set(self.unschedulable.len() as i64);
+        }
+        self.failed.remove(key);
+    }
+
+    /// Books a failed attempt: the pod backs off and waits for one of `events`. Returns
+    /// whether `message` is news (to be reported) for this pod.
+    pub(crate) fn failed_attempt(&mut self, key: &ObjectKey, message: &str, events: Events, now: Instant) -> bool {
+        let failures =
+            self.failed.entry(key.clone()).or_insert(Failures { count: 0, backoff_until: now, reported: None });
+        failures.count += 1;
+        failures.backoff_until = now + backoff(failures.count);
+        let report = failures.reported.as_deref() != Some(message);
+        if report {
+            failures.reported = Some(message.to_string());
+        }
+        self.unschedulable.insert(key.clone(), events, now);
+        PENDING.set(self.unschedulable.len() as i64);
+        report
+    }
+
+    /// Whether the pod failed before and waits for an event or its backoff.
+    pub(crate) fn has_failed(&self, key: &ObjectKey) -> bool {
+        self.failed.contains_key(key)
+    }
 }
 
 pub struct Scheduler {
@@ -73,11 +139,11 @@ impl Handler<Shutdown> for Scheduler {
 
 impl Supervised for Scheduler {}
 
-fn is_ours(p: &Pod) -> bool {
+pub(crate) fn is_ours(p: &Pod) -> bool {
     pod::spec(p).scheduler_name.as_deref().unwrap_or(DEFAULT_SCHEDULER) == DEFAULT_SCHEDULER
 }
 
-fn is_unscheduled(p: &Pod) -> bool {
+pub(crate) fn is_unscheduled(p: &Pod) -> bool {
     pod::node_name(p).is_none()
 }
 
@@ -101,100 +167,12 @@ impl Scheduler {
         let pods = self.informers.get::<Pod>();
         let nodes = self.informers.get::<Node>();
         let state = Arc::new(Mutex::new(State::default()));
-        // Upstream's pod backoff: 1 s doubling to 10 s.
+        // Binding failures are retried with the queue's backoff: 1 s doubling to 10 s.
         let queue: Arc<WorkQueue<ObjectKey>> =
             WorkQueue::with_backoff("scheduler", Duration::from_secs(1), Duration::from_secs(10));
         ctx.spawn(feed(pods.clone(), nodes, state.clone(), queue.clone()).into_actor(self));
         ctx.spawn(schedule_loop(pods, state, queue, self.client.clone()).into_actor(self));
         tracing::info!("scheduler started");
-    }
-}
-
-fn rebuild(state: &Mutex<State>, pods: &Informer<Pod>, nodes: &Informer<Node>, queue: &WorkQueue<ObjectKey>) {
-    let mut placed = Vec::new();
-    for p in pods.list() {
-        if is_unscheduled(&p) {
-            if is_ours(&p) && !p.is_deleting() && !is_terminal(&p) {
-                queue.add(p.key());
-            }
-        } else if !is_terminal(&p) {
-            placed.push(p);
-        }
-    }
-    // The snapshot shares the informers' objects.
-    let snapshot = ClusterSnapshot::from_objects(nodes.list(), placed);
-    let mut s = state.lock().expect("scheduler lock");
-    s.snapshot = snapshot;
-    s.assumed.clear();
-}
-
-/// Keeps the snapshot current and feeds the queue.
-async fn feed(pods: Informer<Pod>, nodes: Informer<Node>, state: Arc<Mutex<State>>, queue: Arc<WorkQueue<ObjectKey>>) {
-    let mut pod_changes = pods.subscribe();
-    let mut node_changes = nodes.subscribe();
-    pods.wait_synced().await;
-    nodes.wait_synced().await;
-    rebuild(&state, &pods, &nodes, &queue);
-    let flush = |state: &Mutex<State>| {
-        // The cluster changed: pods that did not fit get another chance now.
-        let keys: Vec<ObjectKey> = state.lock().expect("scheduler lock").unschedulable.drain().collect();
-        PENDING.set(0);
-        keys.into_iter().for_each(|k| queue.add(k));
-    };
-    loop {
-        tokio::select! {
-            ch = node_changes.recv() => match ch {
-                Ok(Change::Applied { new, .. }) => {
-                    state.lock().expect("scheduler lock").snapshot.upsert_node(new);
-                    flush(&state);
-                }
-                Ok(Change::Deleted(n)) => {
-                    state.lock().expect("scheduler lock").snapshot.remove_node(n.name());
-                }
-                Ok(Change::Resynced) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => rebuild(&state, &pods, &nodes, &queue),
-                Err(_) => return,
-            },
-            ch = pod_changes.recv() => match ch {
-                Ok(Change::Applied { old, new }) => {
-                    let key = new.key();
-                    let mut s = state.lock().expect("scheduler lock");
-                    if let Some(old) = old.as_ref().filter(|o| !is_unscheduled(o)) {
-                        s.snapshot.remove_pod(old);
-                    }
-                    if !is_unscheduled(&new) {
-                        if s.assumed.remove(&key).is_some() {
-                            s.snapshot.remove_pod(&new);
-                        }
-                        if !is_terminal(&new) {
-                            s.snapshot.add_pod(new.clone());
-                        }
-                        let finished = is_terminal(&new) && old.as_ref().is_some_and(|o| !is_terminal(o));
-                        drop(s);
-                        if finished {
-                            flush(&state);
-                        }
-                    } else if is_ours(&new) && !new.is_deleting() && !s.assumed.contains_key(&key) {
-                        drop(s);
-                        queue.add(key);
-                    }
-                }
-                Ok(Change::Deleted(p)) => {
-                    let key = p.key();
-                    {
-                        let mut s = state.lock().expect("scheduler lock");
-                        s.unschedulable.remove(&key);
-                        if !is_unscheduled(&p) || s.assumed.remove(&key).is_some() {
-                            s.snapshot.remove_pod(&p);
-                        }
-                    }
-                    if !is_unscheduled(&p) {
-                        flush(&state);
-                    }
-                }
-                Ok(Change::Resynced) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => rebuild(&state, &pods, &nodes, &queue),
-                Err(_) => return,
-            },
-        }
     }
 }
 
@@ -205,6 +183,8 @@ async fn schedule_loop(
     client: Client,
 ) {
     let profile = Arc::new(Profile::default());
+    // One recorder for every pod, so that its per-object event budget holds across attempts.
+    let recorder = Recorder::new(client.clone(), DEFAULT_SCHEDULER);
     pods.wait_synced().await;
     loop {
         let key = queue.get().await;
@@ -215,76 +195,52 @@ async fn schedule_loop(
             continue;
         };
         let started = Instant::now();
-        let decision = {
-            let s = state.lock().expect("scheduler lock");
-            if s.assumed.contains_key(&key) {
-                None
-            } else {
-                let info = Arc::new(PodInfo::new(with_default_spreading(&pod)));
-                Some(profile.schedule(info, &s.snapshot).map(|r| r.node))
-            }
-        };
+        // One lock from the decision to its bookkeeping: no change can slip in between and
+        // be missed by a pod about to wait for one.
+        let mut s = state.lock().expect("scheduler lock");
+        if s.assumed.contains_key(&key) {
+            drop(s);
+            queue.done(&key);
+            continue;
+        }
+        let info = Arc::new(PodInfo::new(with_default_spreading(&pod)));
+        let decision = profile.schedule(info, &s.snapshot);
         ALGORITHM_LATENCY.observe(started.elapsed().as_secs_f64());
         match decision {
-            None => {}
-            Some(Ok(node)) => {
+            Ok(result) => {
                 ATTEMPTS.with_label_values(&["scheduled"]).inc();
+                let node = result.node;
                 let mut placed = (*pod).clone();
                 placed.spec.get_or_insert_with(Default::default).node_name = Some(node.clone());
                 let placed = Arc::new(placed);
-                {
-                    let mut s = state.lock().expect("scheduler lock");
-                    s.unschedulable.remove(&key);
-                    s.snapshot.assume(Arc::new(PodInfo::new(placed.clone())), &node);
-                    s.assumed.insert(key.clone(), node.clone());
-                    PENDING.set(s.unschedulable.len() as i64);
-                }
-                let (client, state, queue, key) = (client.clone(), state.clone(), queue.clone(), key.clone());
-                tokio::spawn(async move { bind(&client, &state, &queue, key, placed, node).await });
+                s.unschedulable.remove(&key);
+                s.snapshot.assume(Arc::new(PodInfo::new(placed.clone())), &node);
+                s.assumed.insert(key.clone(), node.clone());
+                PENDING.set(s.unschedulable.len() as i64);
+                drop(s);
+                let (client, recorder, state, queue, key) =
+                    (client.clone(), recorder.clone(), state.clone(), queue.clone(), key.clone());
+                tokio::spawn(async move { bind(&client, &recorder, &state, &queue, key, placed, node).await });
             }
-            Some(Err(fit)) => {
+            Err(fit) => {
                 ATTEMPTS.with_label_values(&["unschedulable"]).inc();
                 let message = fit.to_string();
-                {
-                    let mut s = state.lock().expect("scheduler lock");
-                    s.unschedulable.insert(key.clone());
-                    PENDING.set(s.unschedulable.len() as i64);
+                let report = s.failed_attempt(&key, &message, helped_by(&fit.unschedulable_plugins), Instant::now());
+                drop(s);
+                if report {
+                    let (client, recorder, state) = (client.clone(), recorder.clone(), state.clone());
+                    tokio::spawn(async move { report_unschedulable(&client, &recorder, &state, &pod, &message).await });
                 }
-                queue.add_rate_limited(key.clone());
-                let client = client.clone();
-                tokio::spawn(async move { report_unschedulable(&client, &pod, &message).await });
             }
         }
         queue.done(&key);
     }
 }
 
-/// Upstream's system-default topology spreading: a pod that a controller owns and that names
-/// no spread constraints of its own is spread softly over hosts (maxSkew 3) and zones (maxSkew
-/// 5) among the pods with its labels, so replicas do not pile onto one node when resource
-/// scores tie. Other pods are returned as they are (the same `Arc`).
-fn with_default_spreading(p: &Arc<Pod>) -> Arc<Pod> {
-    let explicit = pod::spec(p).topology_spread_constraints.as_ref().is_some_and(|c| !c.is_empty());
-    let labels = p.labels();
-    if p.controller_ref().is_none() || explicit || labels.is_empty() {
-        return p.clone();
-    }
-    let constraint = |key: &str, max_skew: i32| TopologySpreadConstraint {
-        max_skew,
-        topology_key: key.to_string(),
-        when_unsatisfiable: "ScheduleAnyway".to_string(),
-        label_selector: Some(LabelSelector { match_labels: Some(labels.clone()), match_expressions: None }),
-        ..Default::default()
-    };
-    let mut spread = (**p).clone();
-    spread.spec.get_or_insert_with(Default::default).topology_spread_constraints =
-        Some(vec![constraint("kubernetes.io/hostname", 3), constraint("topology.kubernetes.io/zone", 5)]);
-    Arc::new(spread)
-}
-
 /// Binds the pod to `node`; `placed` is the pod as assumed there (its `spec.nodeName` set).
 async fn bind(
     client: &Client,
+    recorder: &Recorder,
     state: &Mutex<State>,
     queue: &Arc<WorkQueue<ObjectKey>>,
     key: ObjectKey,
@@ -304,17 +260,16 @@ async fn bind(
         Ok(_) => {
             queue.forget(&key);
             let msg = format!("Successfully assigned {}/{} to {node}", key.0, key.1);
-            Recorder::new(client.clone(), DEFAULT_SCHEDULER)
-                .record(&*placed, EventType::Normal, "Scheduled", &msg)
-                .await;
+            recorder.record(&*placed, EventType::Normal, "Scheduled", &msg).await;
         }
         Err(e) => {
             ATTEMPTS.with_label_values(&["error"]).inc();
             tracing::debug!(pod = ?key, %node, error = %e, "binding failed");
             {
                 let mut s = state.lock().expect("scheduler lock");
-                if s.assumed.remove(&key).is_some() {
-                    s.snapshot.remove_pod(&placed);
+                if s.assumed.remove(&key).is_some() && s.snapshot.remove_pod(&placed) {
+                    // What it held on the node is free again.
+                    s.wake(Events::POD_REMOVED, queue);
                 }
             }
             if !e.is_not_found() {
@@ -324,8 +279,8 @@ async fn bind(
     }
 }
 
-async fn report_unschedulable(client: &Client, p: &Pod, message: &str) {
-    let (ns, name) = p.key();
+async fn report_unschedulable(client: &Client, recorder: &Recorder, state: &Mutex<State>, p: &Pod, message: &str) {
+    let key = p.key();
     let now = format_rfc3339(SystemTime::now());
     let already =
         pod::condition(p, pod::SCHEDULED).is_some_and(|c| c.status == "False" && c.message.as_deref() == Some(message));
@@ -333,9 +288,15 @@ async fn report_unschedulable(client: &Client, p: &Pod, message: &str) {
         let cond = json!({"type": pod::SCHEDULED, "status": "False", "reason": "Unschedulable", "message": message,
             "lastProbeTime": null, "lastTransitionTime": now});
         let patch = json!({"status": {"conditions": [cond]}});
-        let _ = client.merge_patch_status::<Pod>(&ns, &name, &patch).await;
+        if let Err(e) = client.merge_patch_status::<Pod>(&key.0, &key.1, &patch).await {
+            tracing::debug!(pod = ?key, error = %e, "unschedulable status not written");
+            // Written again on the next failure, even for the same reason.
+            if let Some(f) = state.lock().expect("scheduler lock").failed.get_mut(&key) {
+                f.reported = None;
+            }
+        }
     }
-    Recorder::new(client.clone(), DEFAULT_SCHEDULER).record(p, EventType::Warning, "FailedScheduling", message).await;
+    recorder.record(p, EventType::Warning, "FailedScheduling", message).await;
 }
 
 #[cfg(test)]
@@ -345,35 +306,6 @@ mod tests {
 
     fn pod(v: Value) -> Arc<Pod> {
         Arc::new(serde_json::from_value(v).expect("a pod"))
-    }
-
-    #[test]
-    fn default_spreading_for_controlled_pods_without_constraints() {
-        let owner =
-            json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web", "uid": "u", "controller": true}]);
-        let owned = pod(json!({"metadata": {"name": "w", "labels": {"app": "web"}, "ownerReferences": owner},
-            "spec": {"containers": [{"name": "c"}]}}));
-        let spread = with_default_spreading(&owned);
-        let got = serde_json::to_value(&spread.spec.as_ref().unwrap().topology_spread_constraints).unwrap();
-        let selector = json!({"matchLabels": {"app": "web"}});
-        assert_eq!(
-            got,
-            json!([
-                {"maxSkew": 3, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
-                 "labelSelector": selector},
-                {"maxSkew": 5, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
-                 "labelSelector": selector}
-            ])
-        );
-        // Anything else is left as it is, without a copy.
-        let unowned = pod(json!({"metadata": {"name": "w", "labels": {"app": "web"}}}));
-        assert!(Arc::ptr_eq(&with_default_spreading(&unowned), &unowned));
-        let unlabelled = pod(json!({"metadata": {"name": "w", "ownerReferences": owner}}));
-        assert!(Arc::ptr_eq(&with_default_spreading(&unlabelled), &unlabelled));
-        let explicit = pod(json!({"metadata": {"name": "w", "labels": {"app": "web"}, "ownerReferences": owner},
-            "spec": {"containers": [], "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone",
-                "whenUnsatisfiable": "DoNotSchedule"}]}}));
-        assert!(Arc::ptr_eq(&with_default_spreading(&explicit), &explicit));
     }
 
     #[test]

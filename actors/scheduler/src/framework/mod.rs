@@ -12,17 +12,23 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
 
+pub mod default_spreading;
 pub mod plugins;
+pub mod pod_groups;
 pub mod profile;
 pub mod selector;
+pub mod snapshot;
 pub mod types;
 
 #[cfg(test)]
 mod testutil;
 
+pub use default_spreading::with_default_spreading;
+pub use pod_groups::{GroupId, PodGroup, PodGroups};
 pub use profile::{FitError, Profile};
-pub use selector::{label_selector, AffinityTerm, NodeSelectorTerm, RequiredNodeAffinity};
-pub use types::{ClusterSnapshot, HostPort, NodeInfo, PodInfo};
+pub use selector::{label_selector, AffinityTerm, NodeSelectorTerm, RequiredNodeAffinity, WeightedAffinityTerm};
+pub use snapshot::ClusterSnapshot;
+pub use types::{HostPort, NodeInfo, PodInfo};
 
 /// Highest score a plugin may give a node, as upstream's `framework.MaxNodeScore`.
 pub const MAX_NODE_SCORE: i64 = 100;

@@ -175,9 +175,20 @@ impl AffinityTerm {
     /// Whether `pod` is selected by this term; `ns_labels` are the labels of the pod's
     /// namespace (only consulted for a namespaceSelector).
     pub fn matches(&self, pod: &PodInfo, ns_labels: Option<&BTreeMap<String, String>>) -> bool {
-        let ns_ok = self.namespaces.iter().any(|n| n == pod.namespace())
+        self.matches_in(pod.namespace(), pod.labels(), ns_labels)
+    }
+
+    /// As [`AffinityTerm::matches`] for a pod known by its namespace and labels (a
+    /// [`PodGroup`](super::PodGroup)'s).
+    pub fn matches_in(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+        ns_labels: Option<&BTreeMap<String, String>>,
+    ) -> bool {
+        let ns_ok = self.namespaces.iter().any(|n| n == namespace)
             || self.namespace_selector.matches_labels(ns_labels.unwrap_or(&NO_LABELS));
-        ns_ok && self.selector.matches_labels(pod.labels())
+        ns_ok && self.selector.matches_labels(labels)
     }
 }
 

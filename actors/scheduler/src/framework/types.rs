@@ -8,32 +8,12 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Node, Pod, PodAffinityTerm, Taint, Toleration, WeightedPodAffinityTerm};
 use kubus_apimachinery::pod;
 use kubus_apimachinery::resources::{pod_requests, Resources};
-use kubus_apimachinery::selector::LabelSelector;
 use kubus_apimachinery::ObjectExt;
 
+use super::pod_groups::GroupId;
 use super::selector::{AffinityTerm, WeightedAffinityTerm};
 
-/// Upstream's `Toleration.ToleratesTaint`: empty effect or key match any, empty operator
-/// means Equal.
-pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    let effect = toleration.effect.as_deref().unwrap_or("");
-    if !effect.is_empty() && effect != taint.effect {
-        return false;
-    }
-    let key = toleration.key.as_deref().unwrap_or("");
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match toleration.operator.as_deref().unwrap_or("") {
-        "" | "Equal" => toleration.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
-        "Exists" => true,
-        _ => false,
-    }
-}
-
-pub fn tolerations_tolerate(tolerations: &[Toleration], taint: &Taint) -> bool {
-    tolerations.iter().any(|t| tolerates(t, taint))
-}
+pub use kubus_apimachinery::taints::{tolerates, tolerations_tolerate};
 
 /// A `hostPort` claim, defaulted as upstream's `HostPortInfo` does (0.0.0.0, TCP).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +56,7 @@ fn host_ports(pod: &Pod) -> Vec<HostPort> {
 }
 
 /// The namespace the scheduler files a pod under ("default" when the object names none).
-fn namespace_of(pod: &Pod) -> &str {
+pub(crate) fn namespace_of(pod: &Pod) -> &str {
     match pod.namespace() {
         "" => "default",
         ns => ns,
@@ -110,8 +90,6 @@ pub struct PodInfo {
     pub required_anti_affinity_terms: Vec<AffinityTerm>,
     pub preferred_affinity_terms: Vec<WeightedAffinityTerm>,
     pub preferred_anti_affinity_terms: Vec<WeightedAffinityTerm>,
-    /// Has a podAffinity or podAntiAffinity stanza at all (upstream's PodsWithAffinity).
-    pub has_pod_affinity: bool,
     pub terminating: bool,
 }
 
@@ -141,7 +119,6 @@ impl PodInfo {
             required_anti_affinity_terms,
             preferred_affinity_terms,
             preferred_anti_affinity_terms,
-            has_pod_affinity: pa.is_some() || paa.is_some(),
             terminating: pod.is_deleting(),
             pod,
         }
@@ -201,11 +178,12 @@ pub struct NodeInfo {
     /// Sum with upstream's non-zero cpu/memory defaults; only `milli_cpu`/`memory` are used.
     pub non_zero_requested: Resources,
     pods: Vec<Arc<PodInfo>>,
-    pods_with_affinity: usize,
-    pods_with_required_anti_affinity: usize,
     used_ports: Vec<HostPort>,
     /// Image name → size in bytes, from `status.images` (every listed name of an image).
     images: HashMap<String, i64>,
+    /// Pods per [`PodGroup`](super::pod_groups::PodGroup), kept by the snapshot that holds
+    /// this node (empty for a node outside a snapshot).
+    groups: Vec<(GroupId, u32)>,
 }
 
 impl NodeInfo {
@@ -226,23 +204,26 @@ impl NodeInfo {
             requested: Resources::default(),
             non_zero_requested: Resources::default(),
             pods: Vec::new(),
-            pods_with_affinity: 0,
-            pods_with_required_anti_affinity: 0,
             used_ports: Vec::new(),
             images,
+            groups: Vec::new(),
         }
     }
 
-    /// Replaces the node object (labels, taints, allocatable) keeping its pods.
+    /// Replaces the node object (labels, taints, allocatable) keeping its pods: what the pods
+    /// use does not depend on the node, so a heartbeat costs no walk over them.
     pub fn set_node(&mut self, node: impl Into<Arc<Node>>) {
-        let mut fresh = NodeInfo::new(node);
-        for p in std::mem::take(&mut self.pods) {
-            fresh.add_pod_info(p);
-        }
-        *self = fresh;
+        let fresh = NodeInfo::new(node);
+        self.node = fresh.node;
+        self.allocatable = fresh.allocatable;
+        self.images = fresh.images;
     }
 
     pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    pub fn node_arc(&self) -> &Arc<Node> {
         &self.node
     }
 
@@ -270,14 +251,6 @@ impl NodeInfo {
         &self.pods
     }
 
-    pub fn has_pods_with_affinity(&self) -> bool {
-        self.pods_with_affinity > 0
-    }
-
-    pub fn has_pods_with_required_anti_affinity(&self) -> bool {
-        self.pods_with_required_anti_affinity > 0
-    }
-
     pub fn images(&self) -> &HashMap<String, i64> {
         &self.images
     }
@@ -297,12 +270,43 @@ impl NodeInfo {
 
     /// Removes the pod with the same uid (or namespace/name); false if it was not here.
     pub fn remove_pod(&mut self, pod: &Pod) -> bool {
-        let Some(i) = self.pods.iter().position(|p| p.is(pod)) else {
-            return false;
-        };
+        self.take_pod(pod).is_some()
+    }
+
+    /// As [`NodeInfo::remove_pod`], returning the pod as it was held here.
+    pub fn take_pod(&mut self, pod: &Pod) -> Option<Arc<PodInfo>> {
+        let i = self.pods.iter().position(|p| p.is(pod))?;
         let removed = self.pods.swap_remove(i);
         self.account(&removed, -1);
-        true
+        Some(removed)
+    }
+
+    /// This node's pods of group `id`.
+    pub fn group_count(&self, id: GroupId) -> i64 {
+        self.groups.iter().find(|(g, _)| *g == id).map_or(0, |(_, n)| i64::from(*n))
+    }
+
+    pub(crate) fn groups(&self) -> &[(GroupId, u32)] {
+        &self.groups
+    }
+
+    pub(crate) fn clear_groups(&mut self) {
+        self.groups.clear();
+    }
+
+    /// Counts one pod in (`add`) or out of group `id` on this node.
+    pub(crate) fn count_group(&mut self, id: GroupId, add: bool) {
+        match self.groups.iter().position(|(g, _)| *g == id) {
+            Some(i) if add => self.groups[i].1 += 1,
+            Some(i) => {
+                self.groups[i].1 -= 1;
+                if self.groups[i].1 == 0 {
+                    self.groups.swap_remove(i);
+                }
+            }
+            None if add => self.groups.push((id, 1)),
+            None => {}
+        }
     }
 
     pub fn remove_pod_info(&mut self, pod: &PodInfo) -> bool {
@@ -323,161 +327,6 @@ impl NodeInfo {
         }
         self.non_zero_requested.milli_cpu += sign * pod.non_zero_milli_cpu;
         self.non_zero_requested.memory += sign * pod.non_zero_memory;
-        if pod.has_pod_affinity {
-            self.pods_with_affinity = self.pods_with_affinity.saturating_add_signed(sign as isize);
-        }
-        if !pod.required_anti_affinity_terms.is_empty() {
-            self.pods_with_required_anti_affinity =
-                self.pods_with_required_anti_affinity.saturating_add_signed(sign as isize);
-        }
-    }
-}
-
-/// The scheduler's view of the cluster for one cycle: nodes with their assigned pods, and
-/// namespace labels for affinity terms' namespaceSelector.
-#[derive(Debug, Clone, Default)]
-pub struct ClusterSnapshot {
-    nodes: Vec<NodeInfo>,
-    index: HashMap<String, usize>,
-    namespace_labels: HashMap<String, BTreeMap<String, String>>,
-    /// How many nodes hold each image, for ImageLocality's spread factor.
-    image_nodes: HashMap<String, usize>,
-}
-
-/// Counts `node`'s images in or out of the per-image node counts.
-fn count_images(image_nodes: &mut HashMap<String, usize>, node: &NodeInfo, sign: isize) {
-    for name in node.images().keys() {
-        let c = image_nodes.entry(name.clone()).or_insert(0);
-        *c = c.saturating_add_signed(sign);
-    }
-}
-
-impl ClusterSnapshot {
-    pub fn new(nodes: Vec<NodeInfo>) -> Self {
-        let index = nodes.iter().enumerate().map(|(i, n)| (n.name().to_string(), i)).collect();
-        let mut image_nodes = HashMap::new();
-        for n in &nodes {
-            count_images(&mut image_nodes, n, 1);
-        }
-        ClusterSnapshot { nodes, index, namespace_labels: HashMap::new(), image_nodes }
-    }
-
-    /// Number of nodes that have pulled `image` (exact name as the kubelet reports it).
-    pub fn image_num_nodes(&self, image: &str) -> usize {
-        self.image_nodes.get(image).copied().unwrap_or(0)
-    }
-
-    /// Builds from the objects (shared with the informers, not copied): pods are placed on
-    /// their `spec.nodeName`; unassigned pods and finished ones (Succeeded/Failed) are left
-    /// out, as upstream's informer filters them.
-    pub fn from_objects<N, P>(nodes: impl IntoIterator<Item = N>, pods: impl IntoIterator<Item = P>) -> Self
-    where
-        N: Into<Arc<Node>>,
-        P: Into<Arc<Pod>>,
-    {
-        let mut s = ClusterSnapshot::new(nodes.into_iter().map(NodeInfo::new).collect());
-        for p in pods {
-            s.add_pod(p);
-        }
-        s
-    }
-
-    pub fn nodes(&self) -> &[NodeInfo] {
-        &self.nodes
-    }
-
-    pub fn node(&self, name: &str) -> Option<&NodeInfo> {
-        self.index.get(name).map(|&i| &self.nodes[i])
-    }
-
-    pub fn node_mut(&mut self, name: &str) -> Option<&mut NodeInfo> {
-        self.index.get(name).map(|&i| &mut self.nodes[i])
-    }
-
-    /// Adds or replaces a node (by name), keeping its pods on replace.
-    pub fn upsert_node(&mut self, node: impl Into<Arc<Node>>) {
-        let node = node.into();
-        match self.index.get(node.name()).copied() {
-            Some(i) => {
-                let existing = &mut self.nodes[i];
-                count_images(&mut self.image_nodes, existing, -1);
-                existing.set_node(node);
-                count_images(&mut self.image_nodes, existing, 1);
-            }
-            None => {
-                let n = NodeInfo::new(node);
-                count_images(&mut self.image_nodes, &n, 1);
-                self.index.insert(n.name().to_string(), self.nodes.len());
-                self.nodes.push(n);
-            }
-        }
-    }
-
-    pub fn remove_node(&mut self, name: &str) -> Option<NodeInfo> {
-        let i = self.index.remove(name)?;
-        let removed = self.nodes.swap_remove(i);
-        if let Some(moved) = self.nodes.get(i) {
-            self.index.insert(moved.name().to_string(), i);
-        }
-        count_images(&mut self.image_nodes, &removed, -1);
-        Some(removed)
-    }
-
-    /// Accounts an assigned pod on its node; false if unassigned, finished or the node is
-    /// unknown.
-    pub fn add_pod(&mut self, pod: impl Into<Arc<Pod>>) -> bool {
-        let pod = pod.into();
-        if pod::is_terminal(&pod) {
-            return false;
-        }
-        let Some(i) = pod::node_name(&pod).and_then(|n| self.index.get(n).copied()) else {
-            return false;
-        };
-        self.nodes[i].add_pod(pod);
-        true
-    }
-
-    /// Records a scheduling decision (upstream's "assume") without re-parsing the pod.
-    pub fn assume(&mut self, pod: Arc<PodInfo>, node: &str) -> bool {
-        match self.node_mut(node) {
-            Some(n) => {
-                n.add_pod_info(pod);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Removes a pod from whichever node holds it (its `spec.nodeName` is looked at first).
-    pub fn remove_pod(&mut self, pod: &Pod) -> bool {
-        if let Some(n) = pod::node_name(pod).and_then(|h| self.index.get(h).copied()) {
-            if self.nodes[n].remove_pod(pod) {
-                return true;
-            }
-        }
-        self.nodes.iter_mut().any(|n| n.remove_pod(pod))
-    }
-
-    pub fn set_namespace_labels(&mut self, namespace: &str, labels: BTreeMap<String, String>) {
-        self.namespace_labels.insert(namespace.to_string(), labels);
-    }
-
-    pub fn namespace_labels(&self, namespace: &str) -> Option<&BTreeMap<String, String>> {
-        self.namespace_labels.get(namespace)
-    }
-
-    /// Pods in `namespace` (any when None) whose labels match `selector`, with their nodes.
-    pub fn pods_matching<'a>(
-        &'a self,
-        selector: &'a LabelSelector,
-        namespace: Option<&'a str>,
-    ) -> impl Iterator<Item = (&'a NodeInfo, &'a Arc<PodInfo>)> + 'a {
-        self.nodes.iter().flat_map(move |n| {
-            n.pods()
-                .iter()
-                .filter(move |p| namespace.is_none_or(|ns| p.namespace() == ns) && selector.matches_labels(p.labels()))
-                .map(move |p| (n, p))
-        })
     }
 }
 
@@ -515,23 +364,5 @@ mod tests {
         assert!(!n.remove_pod(&set(a.clone(), "/metadata/namespace", json!("prod"))));
         assert!(n.remove_pod(&set(a, "/metadata/namespace", json!("default"))));
         assert!(n.pods().is_empty());
-    }
-
-    #[test]
-    fn upsert_node_keeps_pods_and_recounts_images() {
-        let with_image = |n| set(n, "/status/images", json!([{"names": ["nginx:latest"], "sizeBytes": 1}]));
-        let mut snap = snapshot(vec![with_image(node("a", "4", "8Gi"))], &[on(pod("p", Some("1"), None), "a")]);
-        assert_eq!(snap.image_num_nodes("nginx:latest"), 1);
-        snap.upsert_node(node("a", "8", "8Gi"));
-        let a = snap.node("a").unwrap();
-        assert_eq!((a.allocatable.milli_cpu, a.requested.milli_cpu, a.pods().len()), (8000, 1000, 1));
-        assert_eq!(snap.image_num_nodes("nginx:latest"), 0);
-        snap.upsert_node(with_image(node("b", "4", "8Gi")));
-        assert_eq!(snap.image_num_nodes("nginx:latest"), 1);
-        assert!(snap.remove_node("a").is_some());
-        assert_eq!(snap.node("b").map(NodeInfo::name), Some("b"));
-        // Finished and unassigned pods are not accounted.
-        assert!(!snap.add_pod(set(on(pod("done", None, None), "b"), "/status/phase", json!("Succeeded"))));
-        assert!(!snap.add_pod(pod("pending", None, None)));
     }
 }

@@ -2,12 +2,13 @@
 //! existing pods' anti-affinity toward the incoming pod), and preferred terms scored by
 //! weight.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use k8s_openapi::api::core::v1::Pod;
 
+use crate::framework::selector::WeightedAffinityTerm;
 use crate::framework::{
-    AffinityTerm, ClusterSnapshot, CycleState, FilterPlugin, NodeInfo, Plugin, PodInfo, PreFilterPlugin,
+    AffinityTerm, ClusterSnapshot, CycleState, FilterPlugin, NodeInfo, Plugin, PodGroup, PodInfo, PreFilterPlugin,
     PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE,
 };
 
@@ -39,7 +40,7 @@ impl Plugin for InterPodAffinity {
 }
 
 /// Counts per topology key and value; nested so lookups borrow instead of allocating.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 struct TopologyCounts(HashMap<String, HashMap<String, i64>>);
 
 impl TopologyCounts {
@@ -55,10 +56,10 @@ impl TopologyCounts {
         self.0.values().all(HashMap::is_empty)
     }
 
-    /// Adds `n` in the domain of `node` for the term's topology key, if the node has it.
-    fn add_for(&mut self, term: &AffinityTerm, node: &NodeInfo, n: i64) {
-        if let Some(v) = node.label(&term.topology_key) {
-            self.add(&term.topology_key, v, n);
+    /// Adds `weight` per pod of group `g` in each of its domains of topology `key`.
+    fn add_domains(&mut self, key: &str, g: &PodGroup, weight: i64) {
+        for (value, n) in g.domains(key) {
+            self.add(key, value, weight * n);
         }
     }
 }
@@ -80,13 +81,13 @@ impl PreFilterPlugin for InterPodAffinity {
     fn pre_filter(&self, state: &mut CycleState, _: &Pod, snapshot: &ClusterSnapshot) -> Status {
         let pod = state.pod_info_arc().clone();
         let own_ns = snapshot.namespace_labels(pod.namespace());
+        // Placed pods are counted by group, each group over its domains.
+        let groups = snapshot.pod_groups();
         let mut existing_anti_affinity = TopologyCounts::default();
-        for node in snapshot.nodes().iter().filter(|n| n.has_pods_with_required_anti_affinity()) {
-            for existing in node.pods() {
-                for term in &existing.required_anti_affinity_terms {
-                    if term.matches(&pod, own_ns) {
-                        existing_anti_affinity.add_for(term, node, 1);
-                    }
+        for (_, g) in groups.with_required_anti_affinity() {
+            for term in g.required_anti_affinity_terms() {
+                if term.matches(&pod, own_ns) {
+                    existing_anti_affinity.add_domains(&term.topology_key, g, 1);
                 }
             }
         }
@@ -96,19 +97,24 @@ impl PreFilterPlugin for InterPodAffinity {
         }
         let mut affinity = TopologyCounts::default();
         let mut anti_affinity = TopologyCounts::default();
-        if !aff.is_empty() || !anti.is_empty() {
-            for node in snapshot.nodes() {
-                for existing in node.pods() {
-                    // Affinity counts a domain only for pods matching every term together.
-                    if matches_all(aff, existing, snapshot) {
-                        for t in aff {
-                            affinity.add_for(t, node, 1);
-                        }
+        if let Some(first) = aff.first() {
+            // Affinity counts a domain only for pods matching every term together, so the
+            // first term's groups are the candidates.
+            for id in groups.select(&first.selector) {
+                let g = groups.get(id);
+                let ns = snapshot.namespace_labels(g.namespace());
+                if aff.iter().all(|t| t.matches_in(g.namespace(), g.labels(), ns)) {
+                    for t in aff {
+                        affinity.add_domains(&t.topology_key, g, 1);
                     }
-                    let ns = snapshot.namespace_labels(existing.namespace());
-                    for t in anti.iter().filter(|t| t.matches(existing, ns)) {
-                        anti_affinity.add_for(t, node, 1);
-                    }
+                }
+            }
+        }
+        for t in anti {
+            for id in groups.select(&t.selector) {
+                let g = groups.get(id);
+                if t.matches_in(g.namespace(), g.labels(), snapshot.namespace_labels(g.namespace())) {
+                    anti_affinity.add_domains(&t.topology_key, g, 1);
                 }
             }
         }
@@ -177,47 +183,13 @@ impl FilterPlugin for InterPodAffinity {
 
 struct PreScoreState(TopologyCounts);
 
-/// `owner`'s preferred affinity terms that select `target` add their weight to `node`'s
-/// domains; its preferred anti-affinity terms subtract theirs.
-fn add_preferred(
-    topo: &mut TopologyCounts,
-    owner: &PodInfo,
-    target: &PodInfo,
-    target_ns: Option<&BTreeMap<String, String>>,
-    node: &NodeInfo,
-) {
-    let affinity = owner.preferred_affinity_terms.iter().map(|w| (w, w.weight));
-    let anti_affinity = owner.preferred_anti_affinity_terms.iter().map(|w| (w, -w.weight));
-    for (w, weight) in affinity.chain(anti_affinity) {
-        if w.term.matches(target, target_ns) {
-            topo.add_for(&w.term, node, weight);
-        }
-    }
-}
-
-impl InterPodAffinity {
-    fn process_existing_pod(
-        &self,
-        topo: &mut TopologyCounts,
-        pod: &PodInfo,
-        existing: &PodInfo,
-        node: &NodeInfo,
-        snapshot: &ClusterSnapshot,
-    ) {
-        let existing_ns = snapshot.namespace_labels(existing.namespace());
-        let own_ns = snapshot.namespace_labels(pod.namespace());
-        // The incoming pod's preferences toward the existing pod...
-        add_preferred(topo, pod, existing, existing_ns, node);
-        // ...and the existing pod's rules toward the incoming one (symmetry).
-        if self.hard_pod_affinity_weight > 0 {
-            for t in &existing.required_affinity_terms {
-                if t.matches(pod, own_ns) {
-                    topo.add_for(t, node, self.hard_pod_affinity_weight);
-                }
-            }
-        }
-        add_preferred(topo, existing, pod, own_ns, node);
-    }
+/// Preferred affinity terms with their weight, anti-affinity ones negated.
+fn weighted<'a>(
+    affinity: &'a [WeightedAffinityTerm],
+    anti_affinity: &'a [WeightedAffinityTerm],
+) -> impl Iterator<Item = (&'a WeightedAffinityTerm, i64)> {
+    let affinity = affinity.iter().map(|w| (w, w.weight));
+    affinity.chain(anti_affinity.iter().map(|w| (w, -w.weight)))
 }
 
 impl PreScorePlugin for InterPodAffinity {
@@ -229,19 +201,30 @@ impl PreScorePlugin for InterPodAffinity {
         snapshot: &ClusterSnapshot,
     ) -> Status {
         let pod = state.pod_info_arc().clone();
-        let has_constraints = !pod.preferred_affinity_terms.is_empty() || !pod.preferred_anti_affinity_terms.is_empty();
         let mut topo = TopologyCounts::default();
-        for node in snapshot.nodes() {
-            // Without preferences of its own, only pods carrying affinity can matter.
-            if !has_constraints && !node.has_pods_with_affinity() {
-                continue;
+        // The incoming pod's preferences toward placed pods, counted by label group.
+        let groups = snapshot.pod_groups();
+        for (w, weight) in weighted(&pod.preferred_affinity_terms, &pod.preferred_anti_affinity_terms) {
+            for id in groups.select(&w.term.selector) {
+                let g = groups.get(id);
+                if w.term.matches_in(g.namespace(), g.labels(), snapshot.namespace_labels(g.namespace())) {
+                    topo.add_domains(&w.term.topology_key, g, weight);
+                }
             }
-            if node.labels().is_empty() {
-                continue;
+        }
+        // Placed pods' own terms toward the incoming one (symmetry), by group too.
+        let own_ns = snapshot.namespace_labels(pod.namespace());
+        for (_, g) in groups.with_affinity_terms() {
+            if self.hard_pod_affinity_weight > 0 {
+                for t in g.required_affinity_terms() {
+                    if t.matches(&pod, own_ns) {
+                        topo.add_domains(&t.topology_key, g, self.hard_pod_affinity_weight);
+                    }
+                }
             }
-            for existing in node.pods() {
-                if has_constraints || existing.has_pod_affinity {
-                    self.process_existing_pod(&mut topo, &pod, existing, node, snapshot);
+            for (w, weight) in weighted(g.preferred_affinity_terms(), g.preferred_anti_affinity_terms()) {
+                if w.term.matches(&pod, own_ns) {
+                    topo.add_domains(&w.term.topology_key, g, weight);
                 }
             }
         }
@@ -281,6 +264,7 @@ mod tests {
     use crate::framework::testutil::*;
     use k8s_openapi::api::core::v1::Node;
     use serde_json::json;
+    use std::collections::BTreeMap;
 
     fn zone_node(name: &str, zone: &str) -> Node {
         label(node(name, "4", "8Gi"), "zone", zone)
@@ -416,5 +400,147 @@ mod tests {
         let plugin = InterPodAffinity::default();
         assert!(plugin.pre_filter(&mut st, &p, &snap).is_skip());
         assert!(plugin.pre_score(&mut st, &p, &[], &snap).is_skip());
+    }
+
+    /// Adds `n` in the domain of `node` for the term's topology key, if the node has it.
+    fn add_for(topo: &mut TopologyCounts, term: &AffinityTerm, node: &NodeInfo, n: i64) {
+        if let Some(v) = node.label(&term.topology_key) {
+            topo.add(&term.topology_key, v, n);
+        }
+    }
+
+    /// `owner`'s preferred terms that select `target`, weighted in `node`'s domains.
+    fn add_preferred(
+        topo: &mut TopologyCounts,
+        owner: &PodInfo,
+        target: &PodInfo,
+        target_ns: Option<&BTreeMap<String, String>>,
+        node: &NodeInfo,
+    ) {
+        for (w, weight) in weighted(&owner.preferred_affinity_terms, &owner.preferred_anti_affinity_terms) {
+            if w.term.matches(target, target_ns) {
+                add_for(topo, &w.term, node, weight);
+            }
+        }
+    }
+
+    /// PreFilter's and PreScore's counts as they were found before the snapshot grouped pods:
+    /// by looking at every pod of every node.
+    fn scanned(plugin: &InterPodAffinity, pod: &PodInfo, snap: &ClusterSnapshot) -> [TopologyCounts; 4] {
+        let [mut existing_anti_affinity, mut affinity, mut anti_affinity, mut scores] =
+            <[TopologyCounts; 4]>::default();
+        let (aff, anti) = (&pod.required_affinity_terms, &pod.required_anti_affinity_terms);
+        let own_ns = snap.namespace_labels(pod.namespace());
+        for node in snap.nodes() {
+            for existing in node.pods() {
+                let ns = snap.namespace_labels(existing.namespace());
+                for t in existing.required_anti_affinity_terms.iter().filter(|t| t.matches(pod, own_ns)) {
+                    add_for(&mut existing_anti_affinity, t, node, 1);
+                }
+                if matches_all(aff, existing, snap) {
+                    aff.iter().for_each(|t| add_for(&mut affinity, t, node, 1));
+                }
+                for t in anti.iter().filter(|t| t.matches(existing, ns)) {
+                    add_for(&mut anti_affinity, t, node, 1);
+                }
+                add_preferred(&mut scores, pod, existing, ns, node);
+                for t in existing.required_affinity_terms.iter().filter(|t| t.matches(pod, own_ns)) {
+                    add_for(&mut scores, t, node, plugin.hard_pod_affinity_weight);
+                }
+                add_preferred(&mut scores, existing, pod, own_ns, node);
+            }
+        }
+        [existing_anti_affinity, affinity, anti_affinity, scores]
+    }
+
+    #[test]
+    fn counts_match_a_scan_of_every_pod() {
+        let term = |app: &str, key: &str| json!({"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": key});
+        let weighted = |w: i64, t: serde_json::Value| json!({"weight": w, "podAffinityTerm": t});
+        let nodes: Vec<Node> = (0..12)
+            .map(|i| {
+                let n = node(&format!("n{i}"), "8", "16Gi");
+                if i % 5 == 4 {
+                    n
+                } else {
+                    zone_node(&format!("n{i}"), &format!("z{}", i % 3))
+                }
+            })
+            .collect();
+        let mut pods = Vec::new();
+        for i in 0..90 {
+            let mut p = with_app(pod(&format!("p{i}"), None, None), ["web", "db", "cache"][i % 3]);
+            if i % 4 == 0 {
+                p = label(p, "tier", "fe");
+            }
+            if i % 9 == 0 {
+                p = set(p, "/metadata/namespace", json!("prod"));
+            }
+            if i % 10 == 0 {
+                p = required(p, "podAffinity", "db", "zone");
+            }
+            if i % 8 == 0 {
+                p = required(p, "podAntiAffinity", "web", "kubernetes.io/hostname");
+            }
+            if i % 7 == 0 {
+                let preferred =
+                    json!([weighted(3, term("web", "zone")), weighted(2, term("db", "kubernetes.io/hostname"))]);
+                p = set(p, "/spec/affinity/podAntiAffinity/preferredDuringSchedulingIgnoredDuringExecution", preferred);
+            }
+            pods.push(on(p, &format!("n{}", (i * 5) % 12)));
+        }
+        let mut snap = snapshot(nodes, &pods);
+        let incoming = |kind: &str, terms: serde_json::Value| {
+            let p = with_app(label(pod("incoming", None, None), "tier", "fe"), "web");
+            set(p, &format!("/spec/affinity/{kind}"), terms)
+        };
+        let everywhere = json!({"labelSelector": {"matchExpressions": [{"key": "app", "operator": "Exists"}]},
+            "topologyKey": "zone", "namespaceSelector": {}});
+        let variants = [
+            incoming(
+                "podAffinity",
+                json!({"requiredDuringSchedulingIgnoredDuringExecution": [term("db", "zone"), term("db", "kubernetes.io/hostname")]}),
+            ),
+            incoming(
+                "podAntiAffinity",
+                json!({"requiredDuringSchedulingIgnoredDuringExecution": [term("web", "kubernetes.io/hostname"), everywhere]}),
+            ),
+            incoming(
+                "podAffinity",
+                json!({"preferredDuringSchedulingIgnoredDuringExecution": [weighted(5, term("cache", "zone"))]}),
+            ),
+            incoming(
+                "podAntiAffinity",
+                json!({"preferredDuringSchedulingIgnoredDuringExecution": [weighted(4, everywhere)]}),
+            ),
+            with_app(pod("plain", None, None), "db"),
+        ];
+        let plugin = InterPodAffinity::default();
+        for round in 0..3 {
+            for (v, p) in variants.iter().enumerate() {
+                let mut st = state(p);
+                let [existing_anti_affinity, affinity, anti_affinity, scores] = scanned(&plugin, st.pod_info(), &snap);
+                if !plugin.pre_filter(&mut st, p, &snap).is_skip() {
+                    let s = st.read::<PreFilterState>(PRE_FILTER_KEY).unwrap();
+                    let got = (&s.existing_anti_affinity, &s.affinity, &s.anti_affinity);
+                    assert_eq!(got, (&existing_anti_affinity, &affinity, &anti_affinity), "round {round}, variant {v}");
+                } else {
+                    assert!(existing_anti_affinity.is_empty() && affinity.is_empty() && anti_affinity.is_empty());
+                }
+                match plugin.pre_score(&mut st, p, &[], &snap) {
+                    Status::Skip => assert!(scores.0.is_empty()),
+                    _ => assert_eq!(
+                        st.read::<PreScoreState>(PRE_SCORE_KEY).unwrap().0,
+                        scores,
+                        "round {round}, variant {v}"
+                    ),
+                }
+            }
+            for p in pods.iter().skip(round).step_by(4) {
+                snap.remove_pod(p);
+            }
+            snap.upsert_node(zone_node("n4", "z7"));
+            snap.remove_node(&format!("n{}", round + 1));
+        }
     }
 }

@@ -11,8 +11,8 @@ use kubus_apimachinery::ObjectExt;
 
 use super::taint_toleration::find_untolerated_taint;
 use crate::framework::{
-    label_selector, ClusterSnapshot, CycleState, FilterPlugin, NodeInfo, Plugin, PreFilterPlugin, PreScorePlugin,
-    ScorePlugin, Status, MAX_NODE_SCORE,
+    label_selector, ClusterSnapshot, CycleState, FilterPlugin, GroupId, NodeInfo, Plugin, PreFilterPlugin,
+    PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE,
 };
 
 pub const NAME: &str = "PodTopologySpread";
@@ -99,12 +99,54 @@ fn included(c: &Constraint, state: &CycleState, node: &NodeInfo) -> bool {
         && (!c.honor_node_taints || find_untolerated_taint(node.taints(), state.pod_info().tolerations()).is_none())
 }
 
-/// Non-terminating pods in the incoming pod's namespace matching the selector.
-fn count_matching(node: &NodeInfo, selector: &LabelSelector, namespace: &str) -> i64 {
-    node.pods()
+/// The groups of the pods a constraint counts: not terminating, in the incoming pod's
+/// namespace, labels matching the constraint's selector.
+fn matching_groups(snapshot: &ClusterSnapshot, c: &Constraint, namespace: &str) -> Vec<GroupId> {
+    let groups = snapshot.pod_groups();
+    let mut ids = groups.select(&c.selector);
+    ids.retain(|id| {
+        let g = groups.get(*id);
+        !g.terminating() && g.namespace() == namespace
+    });
+    ids
+}
+
+/// Matching pods on one node, from its per-group counts.
+fn count_on(node: &NodeInfo, groups: &[GroupId]) -> i64 {
+    groups.iter().map(|id| node.group_count(*id)).sum()
+}
+
+/// Where a constraint's per-domain counts come from this cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Counting {
+    /// Some constraint key is on no node: no node has them all, so nothing counts.
+    Nothing,
+    /// Every node with this constraint's key counts: the snapshot's per-domain counts of the
+    /// matching groups are the answer, without visiting nodes.
+    PerDomain,
+    /// Node inclusion depends on the node: count node by node.
+    PerNode,
+}
+
+/// A node counts toward constraint `i` if it has every constraint key and passes the
+/// inclusion policies; when those hold for every node having the constraint's own key, the
+/// snapshot's per-domain counts are exact.
+fn counting(snapshot: &ClusterSnapshot, state: &CycleState, cons: &[Constraint], i: usize) -> Counting {
+    let all = snapshot.nodes().len();
+    if cons.iter().any(|c| snapshot.nodes_with_label(&c.topology_key) == 0) {
+        return Counting::Nothing;
+    }
+    let c = &cons[i];
+    let includes_all = (!c.honor_node_affinity || state.required_node_affinity().is_empty()) && !c.honor_node_taints;
+    let other_keys_everywhere = cons
         .iter()
-        .filter(|p| !p.terminating && p.namespace() == namespace && selector.matches_labels(p.labels()))
-        .count() as i64
+        .filter(|o| o.topology_key != c.topology_key)
+        .all(|o| snapshot.nodes_with_label(&o.topology_key) == all);
+    if includes_all && other_keys_everywhere {
+        Counting::PerDomain
+    } else {
+        Counting::PerNode
+    }
 }
 
 struct PreFilterState {
@@ -123,14 +165,27 @@ impl PreFilterPlugin for PodTopologySpread {
         }
         let ns = state.pod_info().namespace().to_string();
         let mut counts: Vec<HashMap<String, i64>> = vec![HashMap::new(); cons.len()];
-        for node in snapshot.nodes().iter().filter(|n| has_all_keys(n, &cons)) {
-            for (i, c) in cons.iter().enumerate() {
-                if !included(c, state, node) {
-                    continue;
+        for (i, c) in cons.iter().enumerate() {
+            let groups = matching_groups(snapshot, c, &ns);
+            let key = c.topology_key.as_str();
+            match counting(snapshot, state, &cons, i) {
+                Counting::Nothing => {}
+                Counting::PerDomain => {
+                    counts[i] = snapshot.label_values(key).map(|v| (v.to_string(), 0)).collect();
+                    for id in &groups {
+                        for (value, n) in snapshot.pod_groups().get(*id).domains(key) {
+                            if let Some(slot) = counts[i].get_mut(value) {
+                                *slot += n;
+                            }
+                        }
+                    }
                 }
-                let value = node.label(&c.topology_key).unwrap_or_default();
-                let n = count_matching(node, &c.selector, &ns);
-                *counts[i].entry(value.to_string()).or_insert(0) += n;
+                Counting::PerNode => {
+                    for node in snapshot.nodes().iter().filter(|n| has_all_keys(n, &cons) && included(c, state, n)) {
+                        let value = node.label(key).unwrap_or_default();
+                        *counts[i].entry(value.to_string()).or_insert(0) += count_on(node, &groups);
+                    }
+                }
             }
         }
         let min_match = cons
@@ -175,6 +230,9 @@ impl FilterPlugin for PodTopologySpread {
 
 struct PreScoreState {
     constraints: Vec<Constraint>,
+    /// Per constraint: the groups of its matching pods (hostname constraints count them per
+    /// node when scoring).
+    groups: Vec<Vec<GroupId>>,
     ignored: HashSet<String>,
     /// Per constraint (not hostname): matching pods per topology value of feasible nodes.
     counts: Vec<HashMap<String, i64>>,
@@ -211,19 +269,32 @@ impl PreScorePlugin for PodTopologySpread {
             })
             .collect();
         let ns = state.pod_info().namespace().to_string();
-        for node in snapshot.nodes().iter().filter(|n| has_all_keys(n, &cons)) {
-            for (i, c) in cons.iter().enumerate() {
-                if c.topology_key == HOSTNAME || !included(c, state, node) {
-                    continue;
+        let groups: Vec<Vec<GroupId>> = cons.iter().map(|c| matching_groups(snapshot, c, &ns)).collect();
+        for (i, c) in cons.iter().enumerate() {
+            // Only domains that hold a feasible node matter.
+            if c.topology_key == HOSTNAME || counts[i].is_empty() {
+                continue;
+            }
+            let key = c.topology_key.as_str();
+            match counting(snapshot, state, &cons, i) {
+                Counting::Nothing => {}
+                Counting::PerDomain => {
+                    let pods = snapshot.pod_groups();
+                    for (value, slot) in counts[i].iter_mut() {
+                        *slot += groups[i].iter().map(|id| pods.get(*id).domain_count(key, value)).sum::<i64>();
+                    }
                 }
-                let v = node.label(&c.topology_key).unwrap_or_default();
-                // Only domains that hold a feasible node matter.
-                if let Some(slot) = counts[i].get_mut(v) {
-                    *slot += count_matching(node, &c.selector, &ns);
+                Counting::PerNode => {
+                    for node in snapshot.nodes().iter().filter(|n| has_all_keys(n, &cons) && included(c, state, n)) {
+                        let v = node.label(key).unwrap_or_default();
+                        if let Some(slot) = counts[i].get_mut(v) {
+                            *slot += count_on(node, &groups[i]);
+                        }
+                    }
                 }
             }
         }
-        state.write(PRE_SCORE_KEY, PreScoreState { constraints: cons, ignored, counts, weights });
+        state.write(PRE_SCORE_KEY, PreScoreState { constraints: cons, groups, ignored, counts, weights });
         Status::Ok
     }
 }
@@ -236,14 +307,13 @@ impl ScorePlugin for PodTopologySpread {
         if s.ignored.contains(node.name()) {
             return IGNORED;
         }
-        let ns = state.pod_info().namespace();
         let mut score = 0.0;
         for (i, c) in s.constraints.iter().enumerate() {
             let Some(v) = node.label(&c.topology_key) else {
                 continue;
             };
             let cnt = if c.topology_key == HOSTNAME {
-                count_matching(node, &c.selector, ns)
+                count_on(node, &s.groups[i])
             } else {
                 s.counts[i].get(v).copied().unwrap_or(0)
             };
@@ -273,8 +343,10 @@ impl ScorePlugin for PodTopologySpread {
 mod tests {
     use super::*;
     use crate::framework::testutil::*;
+    use crate::framework::PodInfo;
     use k8s_openapi::api::core::v1::Node;
     use serde_json::{json, Value};
+    use std::sync::Arc;
 
     fn zone_node(name: &str, zone: &str) -> Node {
         label(node(name, "4", "8Gi"), "zone", zone)
@@ -403,5 +475,141 @@ mod tests {
         let mut scores: Vec<i64> = nodes.iter().map(|n| PodTopologySpread.score(&st, &p, n)).collect();
         PodTopologySpread.normalize(&st, &mut scores);
         assert_eq!(scores, vec![0, 100]);
+    }
+
+    /// A pod's counted matches as they were found before the snapshot grouped pods: by
+    /// looking at every pod of the node.
+    fn scanned(node: &NodeInfo, c: &Constraint, ns: &str) -> i64 {
+        let matching =
+            |p: &&Arc<PodInfo>| !p.terminating && p.namespace() == ns && c.selector.matches_labels(p.labels());
+        node.pods().iter().filter(matching).count() as i64
+    }
+
+    /// PreFilter's and PreScore's domain counts by a scan of every node and pod.
+    fn scanned_counts(
+        st: &CycleState,
+        p: &Pod,
+        when: &str,
+        feasible: &[&NodeInfo],
+        snap: &ClusterSnapshot,
+    ) -> Vec<HashMap<String, i64>> {
+        let cons = constraints(p, when);
+        let ns = st.pod_info().namespace();
+        let mut counts: Vec<HashMap<String, i64>> = vec![HashMap::new(); cons.len()];
+        if when == "ScheduleAnyway" {
+            for node in feasible.iter().filter(|n| has_all_keys(n, &cons)) {
+                for (i, c) in cons.iter().enumerate().filter(|(_, c)| c.topology_key != HOSTNAME) {
+                    counts[i].entry(node.label(&c.topology_key).unwrap().to_string()).or_insert(0);
+                }
+            }
+        }
+        for node in snap.nodes().iter().filter(|n| has_all_keys(n, &cons)) {
+            for (i, c) in cons.iter().enumerate() {
+                if !included(c, st, node) {
+                    continue;
+                }
+                let v = node.label(&c.topology_key).unwrap().to_string();
+                if when == "DoNotSchedule" {
+                    *counts[i].entry(v).or_insert(0) += scanned(node, c, ns);
+                } else if let Some(slot) = counts[i].get_mut(&v) {
+                    *slot += scanned(node, c, ns);
+                }
+            }
+        }
+        counts
+    }
+
+    #[test]
+    fn counts_match_a_scan_of_every_pod() {
+        let mut nodes = Vec::new();
+        for i in 0..24 {
+            let mut n = node(&format!("n{i}"), "8", "16Gi");
+            if i % 7 != 0 {
+                n = label(n, "zone", &format!("z{}", i % 4));
+            }
+            if i % 3 == 0 {
+                n = label(n, "pool", "x");
+            }
+            if i % 5 == 0 {
+                n = set(n, "/spec/taints", json!([{"key": "k", "value": "v", "effect": "NoSchedule"}]));
+            }
+            nodes.push(n);
+        }
+        let mut pods = Vec::new();
+        for i in 0..200 {
+            let mut p = label(pod(&format!("p{i}"), None, None), "app", ["web", "db", "cache"][i % 3]);
+            if i % 4 == 0 {
+                p = label(p, "rev", &format!("{}", i % 8));
+            }
+            if i % 11 == 0 {
+                p = set(p, "/metadata/namespace", json!("other"));
+            }
+            if i % 13 == 0 {
+                p = set(p, "/metadata/deletionTimestamp", json!("2024-01-01T00:00:00Z"));
+            }
+            pods.push(on(p, &format!("n{}", (i * 7) % 24)));
+        }
+        let mut snap = snapshot(nodes, &pods);
+        let constraint = |key: &str, when: &str, extra: Value| {
+            let mut c = json!({"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": when,
+                               "labelSelector": {"matchLabels": {"app": "web"}}});
+            for (k, v) in extra.as_object().unwrap() {
+                c[k] = v.clone();
+            }
+            c
+        };
+        let variants: Vec<(Value, Value)> = vec![
+            (json!({}), json!({})),
+            (json!({}), json!({"nodeSelector": {"pool": "x"}})),
+            (json!({"nodeAffinityPolicy": "Ignore"}), json!({"nodeSelector": {"pool": "x"}})),
+            (json!({"nodeTaintsPolicy": "Honor"}), json!({})),
+            (
+                json!({"labelSelector": {"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["db"]}]}}),
+                json!({}),
+            ),
+            (json!({"labelSelector": {"matchLabels": {"app": "web"}}, "matchLabelKeys": ["rev"]}), json!({})),
+        ];
+        for round in 0..3 {
+            for when in ["DoNotSchedule", "ScheduleAnyway"] {
+                for keys in [vec!["zone", HOSTNAME], vec!["zone"], vec![HOSTNAME], vec!["zone", "rack"]] {
+                    for (extra, spec) in &variants {
+                        let cons: Vec<Value> = keys.iter().map(|k| constraint(k, when, extra.clone())).collect();
+                        let mut p = label(
+                            set(pod("incoming", None, None), "/spec/topologySpreadConstraints", json!(cons)),
+                            "app",
+                            "web",
+                        );
+                        p = label(p, "rev", "4");
+                        for (k, v) in spec.as_object().unwrap() {
+                            p = set(p, &format!("/spec/{k}"), v.clone());
+                        }
+                        let mut st = state(&p);
+                        let what = format!("round {round}, {when} on {keys:?}, {extra} {spec}");
+                        if when == "DoNotSchedule" {
+                            assert!(PodTopologySpread.pre_filter(&mut st, &p, &snap).is_ok());
+                            let s = st.read::<PreFilterState>(PRE_FILTER_KEY).unwrap();
+                            assert_eq!(s.counts, scanned_counts(&st, &p, when, &[], &snap), "{what}");
+                            continue;
+                        }
+                        let feasible: Vec<&NodeInfo> =
+                            snap.nodes().iter().filter(|n| !n.name().ends_with('2')).collect();
+                        assert!(PodTopologySpread.pre_score(&mut st, &p, &feasible, &snap).is_ok());
+                        let s = st.read::<PreScoreState>(PRE_SCORE_KEY).unwrap();
+                        assert_eq!(s.counts, scanned_counts(&st, &p, when, &feasible, &snap), "{what}");
+                        for (i, c) in s.constraints.iter().enumerate() {
+                            for n in snap.nodes() {
+                                assert_eq!(count_on(n, &s.groups[i]), scanned(n, c, "default"), "{what}");
+                            }
+                        }
+                    }
+                }
+            }
+            // Change the cluster between rounds: pods leave, a node changes zone, one goes.
+            for p in pods.iter().skip(round).step_by(5) {
+                snap.remove_pod(p);
+            }
+            snap.upsert_node(label(node("n1", "8", "16Gi"), "zone", "z9"));
+            snap.remove_node(&format!("n{}", 10 + round));
+        }
     }
 }
