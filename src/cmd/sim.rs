@@ -29,21 +29,23 @@ pub struct SimArgs {
     pub renew_seconds: u64,
 }
 
-/// Starts simulated nodes on a thread of their own; they run while the arbiter does.
-pub fn start(
-    client: async_nats::Client,
+/// Starts simulated nodes on a thread of their own (with a NATS connection of their own);
+/// they run while the arbiter does.
+pub async fn start(
+    nats: &crate::cmd::Nats,
     informers: &kubus_controller_runtime::InformerFactory,
     cluster: &str,
     count: usize,
     prefix: &str,
     renew_every: std::time::Duration,
-) -> (Addr<SimNodes>, actix::Arbiter) {
-    let api = Client::new(ApiClient::new(client, cluster, "kubus-sim-nodes"));
+) -> anyhow::Result<(Addr<SimNodes>, actix::Arbiter)> {
+    let arbiter = crate::cmd::named_arbiter("sim-nodes");
+    let connection = nats.connect_on(&arbiter, "kubus-sim-nodes").await?;
+    let api = Client::new(ApiClient::new(connection, cluster, "kubus-sim-nodes"));
     let pods = informers.get::<k8s_openapi::api::core::v1::Pod>();
     let config = SimConfig { count, prefix: prefix.to_string(), renew_every, ..Default::default() };
-    let arbiter = crate::cmd::named_arbiter("sim-nodes");
     let addr = Supervisor::start_in_arbiter(&arbiter.handle(), move |_| SimNodes::new(config, api, pods));
-    (addr, arbiter)
+    Ok((addr, arbiter))
 }
 
 pub async fn run(args: SimArgs) -> anyhow::Result<()> {
@@ -51,14 +53,16 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     let client = kubus_bus::connect(&url, "kubus-sim-nodes").await.with_context(|| format!("connecting to {url}"))?;
     let store = Store::attach(client.clone(), &args.cluster).await?;
     let renew = std::time::Duration::from_secs(args.renew_seconds.max(1));
+    let nats = crate::cmd::Nats { url, embedded: None };
     let _nodes = start(
-        client,
+        &nats,
         &kubus_controller_runtime::InformerFactory::new(store),
         &args.cluster,
         args.count,
         &args.prefix,
         renew,
-    );
+    )
+    .await?;
     println!(
         "{} simulated nodes ({}0..) running; Ctrl-C stops them (their leases then expire)",
         args.count, args.prefix

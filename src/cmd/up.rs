@@ -208,12 +208,22 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // never delays the API server's NATS service and watch cache on the main arbiter.
     let (controllers_thread, scheduler_thread) =
         (crate::cmd::named_arbiter("kube-controller"), crate::cmd::named_arbiter("kube-scheduler"));
+    // Each component thread talks to NATS over a connection of its own, made on that thread.
+    let nats =
+        crate::cmd::Nats { url: nats_url.clone(), embedded: embedded.as_ref().map(|e| e.server_name().to_string()) };
+    let component_client = |connection: async_nats::Client, agent: &str| {
+        kubus_controller_runtime::Client::new(kubus_bus::api::ApiClient::new(connection, &args.cluster, agent))
+    };
     // One informer per resource for every actor of this process.
     let informers_thread = crate::cmd::named_arbiter("kube-informers");
-    let informers = kubus_controller_runtime::InformerFactory::new(api.state.storage.store.clone())
-        .on_arbiter(informers_thread.handle());
+    let informer_store = Store::attach(nats.connect_on(&informers_thread, "kubus-informers").await?, &args.cluster)
+        .await
+        .context("opening the object store for the informers")?;
+    let informers =
+        kubus_controller_runtime::InformerFactory::new(informer_store).on_arbiter(informers_thread.handle());
     let controllers = {
-        let (informers, client) = (informers.clone(), api_client("kubus-controller-manager"));
+        let connection = nats.connect_on(&controllers_thread, "kubus-controller-manager").await?;
+        let (informers, client) = (informers.clone(), component_client(connection, "kubus-controller-manager"));
         let config = kubus_controllers::ControllerConfig {
             node_monitor_grace_period: std::time::Duration::from_secs(args.node_monitor_grace_period),
             cluster_cidr: Some(
@@ -234,7 +244,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         })
     };
     let scheduler = {
-        let (informers, client) = (informers.clone(), api_client("kubus-scheduler"));
+        let connection = nats.connect_on(&scheduler_thread, "kubus-scheduler").await?;
+        let (informers, client) = (informers.clone(), component_client(connection, "kubus-scheduler"));
         let leader = leader_config("kube-scheduler");
         actix::Supervisor::start_in_arbiter(&scheduler_thread.handle(), move |_| kubus_scheduler::Scheduler {
             informers,
@@ -242,16 +253,20 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             leader,
         })
     };
-    let _sim = (args.sim_nodes > 0).then(|| {
-        crate::cmd::sim::start(
-            client.clone(),
-            &informers,
-            &args.cluster,
-            args.sim_nodes,
-            "sim-",
-            std::time::Duration::from_secs((args.node_monitor_grace_period / 4).clamp(1, 10)),
-        )
-    });
+    let _sim = match args.sim_nodes {
+        0 => None,
+        count => Some(
+            crate::cmd::sim::start(
+                &nats,
+                &informers,
+                &args.cluster,
+                count,
+                "sim-",
+                std::time::Duration::from_secs((args.node_monitor_grace_period / 4).clamp(1, 10)),
+            )
+            .await?,
+        ),
+    };
     // Node agents joining with only a NATS URL learn the ranges from here.
     crate::cmd::cluster_config::publish(
         &api_client("kubus-control-plane"),

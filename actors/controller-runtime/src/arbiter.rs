@@ -11,3 +11,16 @@ pub fn named(name: &'static str) -> actix::Arbiter {
     });
     arbiter
 }
+
+/// Runs `work` on `arbiter` and returns its result (None if the arbiter stopped first). Tasks
+/// `work` spawns, such as a NATS connection's I/O, stay on that arbiter's thread.
+pub async fn run_on<T: Send + 'static>(
+    arbiter: &actix::ArbiterHandle,
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> Option<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    arbiter.spawn(async move {
+        let _ = tx.send(work.await);
+    });
+    rx.await.ok()
+}

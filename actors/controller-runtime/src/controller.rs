@@ -54,7 +54,8 @@ pub trait Reconciler<Key = ObjectKey>: Send + Sync + 'static {
     fn reconcile(&self, key: &Key) -> impl std::future::Future<Output = Result<Action, Self::Error>> + Send;
 }
 
-type Feed = Box<dyn FnOnce(Arc<WorkQueue<ObjectKey>>, Arc<dyn Fn() + Send + Sync>) -> BoxFuture<'static, ()> + Send>;
+type Feed =
+    Box<dyn FnOnce(Arc<WorkQueue<ObjectKey>>, Arc<dyn Fn() + Send + Sync>, Duration) -> BoxFuture<'static, ()> + Send>;
 type Synced = BoxFuture<'static, ()>;
 
 /// A controller of K under construction (see the module docs).
@@ -64,6 +65,8 @@ pub struct Controller<K: Object> {
     feeds: Vec<Feed>,
     synced: Vec<Synced>,
     workers: usize,
+    /// How long keys queued by other resources' changes wait (see [`Controller::coalesce`]).
+    coalesce: Duration,
     queue: Arc<WorkQueue<ObjectKey>>,
 }
 
@@ -71,12 +74,12 @@ pub struct Controller<K: Object> {
 /// each change to keys; resyncs and lag queue everything.
 fn feed<O: Object>(informer: &Informer<O>, map: impl Fn(&Change<O>) -> Vec<ObjectKey> + Send + Sync + 'static) -> Feed {
     let mut rx = informer.subscribe();
-    Box::new(move |queue: Arc<WorkQueue<ObjectKey>>, all: Arc<dyn Fn() + Send + Sync>| {
+    Box::new(move |queue: Arc<WorkQueue<ObjectKey>>, all: Arc<dyn Fn() + Send + Sync>, delay: Duration| {
         Box::pin(async move {
             loop {
                 match rx.recv().await {
                     Ok(Change::Resynced) | Err(RecvError::Lagged(_)) => all(),
-                    Ok(change) => map(&change).into_iter().for_each(|k| queue.add(k)),
+                    Ok(change) => map(&change).into_iter().for_each(|k| queue.add_after(k, delay)),
                     Err(RecvError::Closed) => return,
                 }
             }
@@ -104,7 +107,7 @@ impl<K: Object> Controller<K> {
     pub fn new(name: &'static str, primary: Informer<K>) -> Self {
         let feeds = vec![feed(&primary, |change| both(change).take(1).map(|o| o.key()).collect())];
         let synced = vec![synced(&primary)];
-        Controller { name, primary, feeds, synced, workers: 1, queue: WorkQueue::new(name) }
+        Controller { name, primary, feeds, synced, workers: 1, coalesce: Duration::ZERO, queue: WorkQueue::new(name) }
     }
 
     /// Objects whose controller owner reference is of K's kind queue their owner.
@@ -144,6 +147,15 @@ impl<K: Object> Controller<K> {
         self
     }
 
+    /// Keys queued by changes of other resources (`owns`, `watches`) wait up to `window`, so a
+    /// burst of them (a ReplicaSet's pods turning Ready by the thousand) makes one reconcile
+    /// and one status write per window instead of one per change; the primary's own changes
+    /// are reconciled at once.
+    pub fn coalesce(mut self, window: Duration) -> Self {
+        self.coalesce = window;
+        self
+    }
+
     /// How many keys are reconciled at once (upstream's `--concurrent-*-syncs`).
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n.max(1);
@@ -158,7 +170,7 @@ impl<K: Object> Controller<K> {
     /// Runs the controller: waits until every informer has synced, queues every primary key,
     /// then feeds and reconciles until the future is dropped.
     pub fn run<R: Reconciler>(self, reconciler: Arc<R>) -> BoxFuture<'static, ()> {
-        let Controller { name, primary, feeds, synced, workers, queue } = self;
+        let Controller { name, primary, feeds, synced, workers, coalesce, queue } = self;
         let all: Arc<dyn Fn() + Send + Sync> = {
             let (primary, queue) = (primary.clone(), queue.clone());
             Arc::new(move || primary.keys().into_iter().for_each(|k| queue.add(k)))
@@ -166,7 +178,11 @@ impl<K: Object> Controller<K> {
         Box::pin(async move {
             join_all(synced).await;
             all();
-            let feeds = feeds.into_iter().map(|f| f(queue.clone(), all.clone()));
+            // The first feed is the primary's own.
+            let feeds = feeds
+                .into_iter()
+                .enumerate()
+                .map(|(i, f)| f(queue.clone(), all.clone(), if i == 0 { Duration::ZERO } else { coalesce }));
             let loops = run_workers(name, queue.clone(), reconciler, workers);
             join_all(feeds.chain(loops)).await;
         })

@@ -150,3 +150,32 @@ async fn controller_queues_owners_retries_and_requeues() {
     task.abort();
     nats.stop().await;
 }
+
+#[tokio::test]
+async fn coalesced_changes_of_children_make_few_reconciles() {
+    let tok = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    let dir = TempDir(std::env::temp_dir().join(format!("kubus-coalesce-{tok}")));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let nats = EmbeddedNats::start(&dir.0, "127.0.0.1:0").await.expect("nats-server starts");
+    let client = kubus_bus::connect(nats.url(), "coalesce-test").await.unwrap();
+    let store = Store::open(client, StoreConfig::default()).await.unwrap();
+    put(&store, "apps", "replicasets", &rs("web", "u-web")).await;
+    let factory = InformerFactory::new(store.clone());
+    let recorder = Arc::new(Recorder::default());
+    let controller = Controller::new("test-coalesce", factory.get::<ReplicaSet>())
+        .owns(factory.get::<Pod>())
+        .coalesce(Duration::from_millis(500));
+    let task = tokio::spawn(controller.run(recorder.clone()));
+    eventually("initial reconcile", || recorder.count("web") == 1).await;
+    // Twenty pod changes within the window: one reconcile, after the window.
+    let started = Instant::now();
+    for i in 0..20 {
+        put(&store, "", "pods", &pod(&format!("web-{i}"), "ReplicaSet", "web", "u-web", "Running")).await;
+    }
+    eventually("one coalesced reconcile", || recorder.count("web") == 2).await;
+    assert!(started.elapsed() >= Duration::from_millis(450), "reconciled before the window closed");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(recorder.count("web"), 2, "the burst made more than one reconcile");
+    task.abort();
+    nats.stop().await;
+}

@@ -259,7 +259,10 @@ pub fn run(client: Client, factory: &InformerFactory, workers: usize) -> BoxFutu
         let deployments = deployments.clone();
         move |rs: &ReplicaSet| claimants(&deployments, rs, |d: &Deployment| d.spec.as_ref().map(|s| &s.selector))
     };
-    let ctrl = Controller::new("deployment", deployments.clone()).watches(replicasets.clone(), owners).workers(workers);
+    let ctrl = Controller::new("deployment", deployments.clone())
+        .watches(replicasets.clone(), owners)
+        .coalesce(crate::replicaset::COALESCE)
+        .workers(workers);
     let events = Recorder::new(client.clone(), "deployment-controller");
     ctrl.run(Arc::new(DeploymentController { client, events, deployments, replicasets }))
 }

@@ -34,6 +34,9 @@ const BURST: usize = 500;
 /// Upstream's `--concurrent-replicaset-syncs` default.
 pub const WORKERS: usize = 5;
 
+/// Pod changes of one ReplicaSet within this window make one sync (and one status write).
+pub const COALESCE: Duration = Duration::from_millis(100);
+
 /// How often a ReplicaSet's pods are all looked at, for label changes missed while the
 /// controller was not watching (a restart).
 const FULL_CHECK: Duration = Duration::from_secs(300);
@@ -179,8 +182,10 @@ pub fn run(client: Client, factory: &InformerFactory, workers: usize) -> BoxFutu
             pod_change(&replicasets, &expectations, change)
         }
     };
-    let ctrl =
-        Controller::new("replicaset", replicasets.clone()).watches_changes(pods.clone(), on_pod).workers(workers);
+    let ctrl = Controller::new("replicaset", replicasets.clone())
+        .watches_changes(pods.clone(), on_pod)
+        .coalesce(COALESCE)
+        .workers(workers);
     let events = Recorder::new(client.clone(), "replicaset-controller");
     let checked = Mutex::default();
     ctrl.run(Arc::new(ReplicaSetController { client, events, replicasets, pods, expectations, relabeled, checked }))

@@ -15,8 +15,10 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kubus_apimachinery::pod as podutil;
+use kubus_apimachinery::ObjectKey;
 use kubus_apimachinery::{time, ObjectExt};
-use kubus_controller_runtime::{node_lease, Change, Client, DeleteParams, Informer};
+use kubus_controller_runtime::controller::{run_workers, Action, Reconciler};
+use kubus_controller_runtime::{node_lease, Change, Client, DeleteParams, Informer, WorkQueue};
 use prometheus::{register_int_counter_vec, IntCounterVec};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -41,7 +43,7 @@ pub struct SimConfig {
     pub pods: u32,
     /// Lease renewal period (upstream kubelet: 10 s for a 40 s lease).
     pub renew_every: Duration,
-    /// Concurrent API calls while registering and renewing.
+    /// Concurrent API calls while registering and renewing, and pods handled at once.
     pub concurrency: usize,
 }
 
@@ -54,7 +56,7 @@ impl Default for SimConfig {
             memory: "256Gi".into(),
             pods: 110,
             renew_every: Duration::from_secs(10),
-            concurrency: 32,
+            concurrency: 64,
         }
     }
 }
@@ -240,30 +242,33 @@ impl Actor for SimNodes {
             .into_actor(self),
         );
 
-        // Pods: one informer for all nodes.
-        let (client, shared, pods) = (self.client.clone(), self.shared.clone(), self.pods.clone());
-        ctx.spawn(
+        // Pods: one informer for all nodes, and a work queue (as each node's kubelet would work
+        // in parallel, many pods are handled at once; one pod never twice at once).
+        let queue: Arc<WorkQueue<ObjectKey>> = WorkQueue::new("sim-nodes");
+        let pods = self.pods.clone();
+        let feed = {
+            let (queue, pods) = (queue.clone(), pods.clone());
             async move {
                 let mut changes = pods.subscribe();
                 pods.wait_synced().await;
-                for p in pods.list() {
-                    handle_pod(&client, &shared, &p).await;
-                }
+                pods.keys().into_iter().for_each(|k| queue.add(k));
                 loop {
                     match changes.recv().await {
-                        Ok(Change::Applied { new, .. }) => handle_pod(&client, &shared, &new).await,
+                        Ok(Change::Applied { new, .. }) => queue.add(new.key()),
                         Ok(Change::Deleted(_)) => {}
                         Ok(Change::Resynced) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                            for p in pods.list() {
-                                handle_pod(&client, &shared, &p).await;
-                            }
+                            pods.keys().into_iter().for_each(|k| queue.add(k))
                         }
                         Err(_) => return,
                     }
                 }
             }
-            .into_actor(self),
-        );
+        };
+        ctx.spawn(feed.into_actor(self));
+        let kubelets = Arc::new(SimKubelets { client: self.client.clone(), shared: self.shared.clone(), pods });
+        for worker in run_workers("sim-nodes", queue, kubelets, self.config.concurrency) {
+            ctx.spawn(worker.into_actor(self));
+        }
     }
 }
 
@@ -280,6 +285,23 @@ impl Handler<StopNode> for SimNodes {
 async fn renew_lease(client: &Client, node: &str, period: Duration) {
     let r = node_lease::renew(client, node, (period.as_secs() * 4).max(4)).await;
     record("lease", r).await;
+}
+
+/// The simulated nodes' kubelets, as one reconciler of pods by key.
+struct SimKubelets {
+    client: Client,
+    shared: Arc<Mutex<Shared>>,
+    pods: Informer<Pod>,
+}
+
+impl Reconciler for SimKubelets {
+    type Error = std::convert::Infallible;
+    async fn reconcile(&self, key: &ObjectKey) -> Result<Action, Self::Error> {
+        if let Some(pod) = self.pods.get_key(key) {
+            handle_pod(&self.client, &self.shared, &pod).await;
+        }
+        Ok(Action::Done)
+    }
 }
 
 /// What the kubelet of a simulated node does with one pod.

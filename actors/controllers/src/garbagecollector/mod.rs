@@ -24,6 +24,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
+/// Changes within this window make one reconcile of an object.
+const COALESCE: Duration = Duration::from_millis(100);
+
 /// Upstream's `--concurrent-gc-syncs` default: reconciles mostly wait on the API server.
 pub const WORKERS: usize = 20;
 
@@ -67,7 +70,9 @@ pub fn run(client: Client, factory: &InformerFactory, workers: usize) -> BoxFutu
                     GRAPH_NODES.set(g.len() as i64);
                     uids
                 };
-                uids.into_iter().for_each(|u| queue.add(u));
+                // A burst of changes (an owner's thousands of dependents going) makes one
+                // reconcile of each object per window.
+                uids.into_iter().for_each(|u| queue.add_after(u, COALESCE));
             }))
         })
         .collect();
@@ -190,12 +195,13 @@ impl GarbageCollector {
         if node.has_finalizer(FOREGROUND) {
             // Every dependent goes (in the foreground itself); the owner waits only for those
             // whose reference blocks its deletion, as upstream.
-            let (dependents, blocking) = {
+            let (to_delete, blocking) = {
                 let g = self.graph();
-                let dependents: Vec<(Uid, Node)> = g.dependents(uid).into_iter().map(|(u, n)| (u, n.clone())).collect();
-                (dependents, g.blocking_dependents(uid).len())
+                let to_delete: Vec<(Uid, Node)> =
+                    g.dependents(uid).into_iter().filter(|(_, n)| !n.deleting).map(|(u, n)| (u, n.clone())).collect();
+                (to_delete, g.blocking_dependents(uid).len())
             };
-            for (d_uid, d) in dependents.iter().filter(|(_, d)| !d.deleting) {
+            for (d_uid, d) in &to_delete {
                 self.delete(d_uid, d, Propagation::Foreground).await?;
             }
             if blocking == 0 {
