@@ -45,7 +45,13 @@ fn leader_failover_within_the_lease_duration() {
         dir,
     );
     let url = format!("nats://127.0.0.1:{port}");
-    let flags = ["--nats", url.as_str(), "--leader-lease-seconds", "3"];
+    let flags = [
+        "--nats",
+        url.as_str(),
+        "--leader-elect-lease-duration=3s",
+        "--leader-elect-renew-deadline=2s",
+        "--leader-elect-retry-period=400ms",
+    ];
     let a = Cluster::start_with("leader-a", &flags);
     let b = Cluster::start_with("leader-b", &flags);
     // Nodes in a process of their own: they outlive whichever control plane dies.

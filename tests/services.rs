@@ -173,7 +173,9 @@ spec:
     );
     let manual = || c.kubectl(&["exec", "client", "--", "sh", "-c", "timeout 3 wget -qO- http://manual"]);
     eventually(30, || (manual().stdout.trim() == stays.0).then_some(()));
-    let slice = c.get_json(&["endpointslice", "manual"]);
+    let slices = c.get_json(&["endpointslices", "-l", "kubernetes.io/service-name=manual"]);
+    assert_eq!(slices["items"].as_array().map(Vec::len), Some(1), "{slices}");
+    let slice = &slices["items"][0];
     assert_eq!(
         slice["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"],
         "endpointslicemirroring-controller.k8s.io"

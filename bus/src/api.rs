@@ -15,6 +15,19 @@ pub fn api_subject(cluster: &str) -> String {
     format!("kubus.{cluster}.api")
 }
 
+/// Subject of the API service's priority lane: Lease reads and writes (node heartbeats and
+/// leader election) are served apart from bulk work, so a backlog of pod creates never delays
+/// them past a renew deadline, as upstream's API Priority and Fairness gives them levels of
+/// their own (`node-high`, `leader-election`).
+pub fn api_priority_subject(cluster: &str) -> String {
+    format!("kubus.{cluster}.api-priority")
+}
+
+/// Whether a request goes by the priority lane.
+pub fn is_priority(req: &ApiRequest) -> bool {
+    req.path.starts_with("/apis/coordination.k8s.io/")
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ApiRequest {
     pub method: String,
@@ -65,6 +78,7 @@ pub enum ApiClientError {
 pub struct ApiClient {
     client: async_nats::Client,
     subject: String,
+    priority_subject: String,
     user_agent: String,
     timeout: Duration,
 }
@@ -74,6 +88,7 @@ impl ApiClient {
         ApiClient {
             client,
             subject: api_subject(cluster),
+            priority_subject: api_priority_subject(cluster),
             user_agent: user_agent.to_string(),
             timeout: Duration::from_secs(30),
         }
@@ -84,11 +99,26 @@ impl ApiClient {
             req.user_agent = self.user_agent.clone();
         }
         let payload = Bytes::from(encode(&req)?);
-        let reply = tokio::time::timeout(self.timeout, self.client.request(self.subject.clone(), payload))
-            .await
-            .map_err(|_| ApiClientError::Unreachable(format!("no reply within {:?}", self.timeout)))?
-            .map_err(|e| ApiClientError::Unreachable(e.to_string()))?;
+        let reply = if is_priority(&req) {
+            match self.request(&self.priority_subject, payload.clone()).await {
+                // An API server of a version without the lane: the main service answers.
+                Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+                    self.request(&self.subject, payload).await
+                }
+                other => other,
+            }
+        } else {
+            self.request(&self.subject, payload).await
+        };
+        let reply = reply.map_err(|e| ApiClientError::Unreachable(e.to_string()))?;
         Ok(decode(&reply.payload)?)
+    }
+
+    async fn request(&self, subject: &str, payload: Bytes) -> Result<async_nats::Message, async_nats::RequestError> {
+        match tokio::time::timeout(self.timeout, self.client.request(subject.to_string(), payload)).await {
+            Ok(reply) => reply,
+            Err(_) => Err(async_nats::RequestError::new(async_nats::RequestErrorKind::TimedOut)),
+        }
     }
 
     /// A JSON request: `method` on `path?query` with an optional JSON body and content type.

@@ -60,9 +60,15 @@ pub struct UpArgs {
     /// this NATS (Leases in kube-system).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_elect: bool,
-    /// Lease duration of the leader elections, in seconds.
-    #[arg(long, default_value_t = 15)]
-    pub leader_lease_seconds: u64,
+    /// How long a leader's Lease, unrenewed, keeps other candidates waiting (Go duration).
+    #[arg(long, default_value = "15s", value_parser = kubus_apimachinery::time::parse_go_duration)]
+    pub leader_elect_lease_duration: std::time::Duration,
+    /// How long the leader keeps leading while its renewals fail (Go duration).
+    #[arg(long, default_value = "10s", value_parser = kubus_apimachinery::time::parse_go_duration)]
+    pub leader_elect_renew_deadline: std::time::Duration,
+    /// How often candidates try to acquire, and the leader to renew, its Lease (Go duration).
+    #[arg(long, default_value = "2s", value_parser = kubus_apimachinery::time::parse_go_duration)]
+    pub leader_elect_retry_period: std::time::Duration,
     /// Seconds a node may go without renewing its Lease before it turns NotReady.
     #[arg(long, default_value_t = 40)]
     pub node_monitor_grace_period: u64,
@@ -134,6 +140,14 @@ fn write_kubeconfig(dir: &Path, server: &str, cluster: &str) -> anyhow::Result<P
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    kubus_controller_runtime::leader::LeaderConfig::with_timing(
+        "",
+        args.leader_elect_lease_duration,
+        args.leader_elect_renew_deadline,
+        args.leader_elect_retry_period,
+    )
+    .validate()
+    .map_err(|e| anyhow::anyhow!("invalid leader election flags: {e}"))?;
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize()?;
     // One kubus per data dir: a second one would take the first one's NATS store away.
@@ -201,9 +215,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     // Several control planes may share one NATS: the scheduler and the controller manager
     // act only while they hold their Lease.
-    let lease = std::time::Duration::from_secs(args.leader_lease_seconds.max(1));
-    let leader_config =
-        |name: &str| args.leader_elect.then(|| kubus_controller_runtime::leader::LeaderConfig::new(name, lease));
+    let leader_config = |name: &str| {
+        args.leader_elect.then(|| {
+            kubus_controller_runtime::leader::LeaderConfig::with_timing(
+                name,
+                args.leader_elect_lease_duration,
+                args.leader_elect_renew_deadline,
+                args.leader_elect_retry_period,
+            )
+        })
+    };
     // The scheduler and the controllers get threads (arbiters) of their own, so their CPU work
     // never delays the API server's NATS service and watch cache on the main arbiter.
     let (controllers_thread, scheduler_thread) =

@@ -55,6 +55,39 @@ pub fn system_micro_time(t: &MicroTime) -> SystemTime {
     SystemTime::from(t.0)
 }
 
+/// A duration as Go's `time.ParseDuration` reads it (`15s`, `1m30s`, `1.5h`, `250ms`), the
+/// format upstream's command-line flags take.
+pub fn parse_go_duration(s: &str) -> Result<std::time::Duration, String> {
+    let invalid = || format!("time: invalid duration {s:?}");
+    if s == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    if s.is_empty() || s.starts_with('-') {
+        return Err(invalid());
+    }
+    let mut rest = s.strip_prefix('+').unwrap_or(s);
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let number_end = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
+        let unit_end =
+            rest[number_end..].find(|c: char| c.is_ascii_digit() || c == '.').map_or(rest.len(), |i| number_end + i);
+        let number: f64 = rest[..number_end].parse().map_err(|_| invalid())?;
+        let seconds = match &rest[number_end..unit_end] {
+            "ns" => 1e-9,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "" => return Err(format!("time: missing unit in duration {s:?}")),
+            unit => return Err(format!("time: unknown unit {unit:?} in duration {s:?}")),
+        };
+        total += number * seconds;
+        rest = &rest[unit_end..];
+    }
+    std::time::Duration::try_from_secs_f64(total).map_err(|_| invalid())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +126,17 @@ mod tests {
         assert_eq!(system_micro_time(&micro_time(t)), t);
         let json = serde_json::to_value(time(t)).unwrap();
         assert_eq!(json, "2024-05-01T12:00:00Z");
+    }
+
+    #[test]
+    fn go_durations_as_upstream_flags_take_them() {
+        assert_eq!(parse_go_duration("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_go_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_go_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_go_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_go_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_go_duration("15"), Err("time: missing unit in duration \"15\"".into()));
+        assert_eq!(parse_go_duration("2d"), Err("time: unknown unit \"d\" in duration \"2d\"".into()));
+        assert!(parse_go_duration("-1s").is_err() && parse_go_duration("").is_err() && parse_go_duration("s").is_err());
     }
 }

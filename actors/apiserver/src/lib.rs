@@ -75,6 +75,9 @@ pub struct ApiServer {
     // Supervisors restart an actor only while someone holds its address.
     feeder: actix::Addr<cache::CacheFeeder>,
     nats: actix::Addr<nats::NatsService>,
+    priority: actix::Addr<nats::NatsService>,
+    /// The priority lane's thread.
+    priority_arbiter: actix::Arbiter,
     compactor: actix::Addr<cache::Compactor>,
 }
 
@@ -116,15 +119,32 @@ impl ApiServer {
             tokens: Default::default(),
         };
         bootstrap(&state).await.map_err(ApiServerError::Bootstrap)?;
-        let serving = Arc::new(AtomicBool::new(false));
-        let nats = {
-            let (client, cluster, state, serving) =
-                (client.clone(), config.cluster.clone(), state.clone(), serving.clone());
-            Supervisor::start(move |_| nats::NatsService { client, cluster, state, serving: serving.clone() })
+        let service = |subject: String, serving: &Arc<AtomicBool>| {
+            let (client, state, serving) = (client.clone(), state.clone(), serving.clone());
+            move |_: &mut actix::Context<nats::NatsService>| nats::NatsService {
+                client,
+                subject,
+                state,
+                serving: serving.clone(),
+            }
         };
+        let serving = Arc::new(AtomicBool::new(false));
+        let nats = Supervisor::start(service(kubus_bus::api::api_subject(&config.cluster), &serving));
+        // The priority lane has a thread of its own: the main one may be saturated by bulk work.
+        let priority_serving = Arc::new(AtomicBool::new(false));
+        let priority_arbiter = actix::Arbiter::new();
+        priority_arbiter.spawn_fn(|| {
+            let _ = std::fs::write("/proc/thread-self/comm", "apiserver-prio");
+        });
+        let priority = Supervisor::start_in_arbiter(
+            &priority_arbiter.handle(),
+            service(kubus_bus::api::api_priority_subject(&config.cluster), &priority_serving),
+        );
         // Ready means reachable on both transports: internal actors start right after this.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while !serving.load(Ordering::Relaxed) && tokio::time::Instant::now() < deadline {
+        while !(serving.load(Ordering::Relaxed) && priority_serving.load(Ordering::Relaxed))
+            && tokio::time::Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let streams = stream::StreamContext { client: client.clone(), cluster: config.cluster.clone() };
@@ -138,18 +158,20 @@ impl ApiServer {
         });
         ready.store(true, Ordering::Relaxed);
         tracing::info!(%addr, "API server ready");
-        Ok(ApiServer { addr, state, http: handle, feeder, nats, compactor })
+        Ok(ApiServer { addr, state, http: handle, feeder, nats, priority, priority_arbiter, compactor })
     }
 
     /// Stops serving on both transports and stops the watch cache feed.
     pub async fn stop(self) {
-        let ApiServer { http, feeder, nats, compactor, .. } = self;
+        let ApiServer { http, feeder, nats, priority, priority_arbiter, compactor, .. } = self;
         nats.do_send(Shutdown);
+        priority.do_send(Shutdown);
         feeder.do_send(Shutdown);
         compactor.do_send(Shutdown);
         // Addresses go before the actors stop, so their supervisors do not restart them.
-        drop((nats, feeder, compactor));
+        drop((nats, priority, feeder, compactor));
         http.stop(true).await;
+        priority_arbiter.stop();
     }
 }
 

@@ -1,5 +1,7 @@
 //! The API server as a NATS service: a queue-group subscriber on `kubus.<cluster>.api`, so any
 //! number of API servers share requests. Internal actors send the same requests kubectl sends.
+//! A second service on its own thread serves the priority lane (`kubus.<cluster>.api-priority`,
+//! Leases), so heartbeats and leader election never wait behind bulk work.
 
 use crate::handler::ApiState;
 use crate::metrics::ACTOR_RESTARTS;
@@ -11,7 +13,8 @@ use kubus_bus::api::{self, ApiRequest, ApiResponse};
 
 pub struct NatsService {
     pub client: async_nats::Client,
-    pub cluster: String,
+    /// The lane's subject ([`api::api_subject`] or [`api::api_priority_subject`]).
+    pub subject: String,
     pub state: ApiState,
     /// Set once the subscription is in place (part of readiness).
     pub serving: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -24,7 +27,7 @@ impl Actor for NatsService {
         let client = self.client.clone();
         let state = self.state.clone();
         let serving = self.serving.clone();
-        let subject = api::api_subject(&self.cluster);
+        let subject = self.subject.clone();
         let serve = async move {
             let sub = client.queue_subscribe(subject.clone(), api::QUEUE_GROUP.to_string()).await?;
             // The subscription only counts once the server has it: flush, then report serving.

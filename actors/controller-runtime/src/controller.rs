@@ -72,14 +72,21 @@ pub struct Controller<K: Object> {
 
 /// Subscribes now (so nothing is missed while the caches sync) and returns the loop that maps
 /// each change to keys; resyncs and lag queue everything.
-fn feed<O: Object>(informer: &Informer<O>, map: impl Fn(&Change<O>) -> Vec<ObjectKey> + Send + Sync + 'static) -> Feed {
+fn feed<O: Object>(
+    informer: &Informer<O>,
+    map: impl Fn(&Change<O>) -> Vec<ObjectKey> + Send + Sync + 'static,
+    at_once: fn(&Change<O>) -> bool,
+) -> Feed {
     let mut rx = informer.subscribe();
-    Box::new(move |queue: Arc<WorkQueue<ObjectKey>>, all: Arc<dyn Fn() + Send + Sync>, delay: Duration| {
+    Box::new(move |queue: Arc<WorkQueue<ObjectKey>>, all: Arc<dyn Fn() + Send + Sync>, window: Duration| {
         Box::pin(async move {
             loop {
                 match rx.recv().await {
                     Ok(Change::Resynced) | Err(RecvError::Lagged(_)) => all(),
-                    Ok(change) => map(&change).into_iter().for_each(|k| queue.add_after(k, delay)),
+                    Ok(change) => {
+                        let delay = if at_once(&change) { Duration::ZERO } else { window };
+                        map(&change).into_iter().for_each(|k| queue.add_after(k, delay))
+                    }
                     Err(RecvError::Closed) => return,
                 }
             }
@@ -90,6 +97,27 @@ fn feed<O: Object>(informer: &Informer<O>, map: impl Fn(&Change<O>) -> Vec<Objec
 fn synced<O: Object>(informer: &Informer<O>) -> Synced {
     let informer = informer.clone();
     Box::pin(async move { informer.wait_synced().await })
+}
+
+/// Whether a change of the primary is reconciled at once rather than coalesced: anything
+/// but a status-only update (the same generation and metadata), which is mostly the
+/// controller's own status write coming back while its children keep changing.
+fn not_status_only<K: Object>(change: &Change<K>) -> bool {
+    let Change::Applied { old: Some(old), new } = change else {
+        return true;
+    };
+    let (a, b) = (old.metadata(), new.metadata());
+    a.generation.is_none()
+        || a.generation != b.generation
+        || a.deletion_timestamp != b.deletion_timestamp
+        || a.labels != b.labels
+        || a.annotations != b.annotations
+        || a.finalizers != b.finalizers
+        || a.owner_references != b.owner_references
+}
+
+fn never<O>(_: &Change<O>) -> bool {
+    false
 }
 
 /// The objects a change concerns: the new state and, when it differs in what the mapper reads,
@@ -105,7 +133,8 @@ fn both<O>(change: &Change<O>) -> impl Iterator<Item = &Arc<O>> {
 
 impl<K: Object> Controller<K> {
     pub fn new(name: &'static str, primary: Informer<K>) -> Self {
-        let feeds = vec![feed(&primary, |change| both(change).take(1).map(|o| o.key()).collect())];
+        let feeds =
+            vec![feed(&primary, |change| both(change).take(1).map(|o| o.key()).collect(), not_status_only::<K>)];
         let synced = vec![synced(&primary)];
         Controller { name, primary, feeds, synced, workers: 1, coalesce: Duration::ZERO, queue: WorkQueue::new(name) }
     }
@@ -142,15 +171,15 @@ impl<K: Object> Controller<K> {
         other: Informer<O>,
         map: impl Fn(&Change<O>) -> Vec<ObjectKey> + Send + Sync + 'static,
     ) -> Self {
-        self.feeds.push(feed(&other, map));
+        self.feeds.push(feed(&other, map, never::<O>));
         self.synced.push(synced(&other));
         self
     }
 
     /// Keys queued by changes of other resources (`owns`, `watches`) wait up to `window`, so a
     /// burst of them (a ReplicaSet's pods turning Ready by the thousand) makes one reconcile
-    /// and one status write per window instead of one per change; the primary's own changes
-    /// are reconciled at once.
+    /// and one status write per window instead of one per change. So do status-only updates of
+    /// the primary (its own status writes coming back); its other changes are reconciled at once.
     pub fn coalesce(mut self, window: Duration) -> Self {
         self.coalesce = window;
         self
@@ -178,11 +207,7 @@ impl<K: Object> Controller<K> {
         Box::pin(async move {
             join_all(synced).await;
             all();
-            // The first feed is the primary's own.
-            let feeds = feeds
-                .into_iter()
-                .enumerate()
-                .map(|(i, f)| f(queue.clone(), all.clone(), if i == 0 { Duration::ZERO } else { coalesce }));
+            let feeds = feeds.into_iter().map(|f| f(queue.clone(), all.clone(), coalesce));
             let loops = run_workers(name, queue.clone(), reconciler, workers);
             join_all(feeds.chain(loops)).await;
         })
@@ -244,4 +269,31 @@ where
             worker
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    #[test]
+    fn only_status_updates_of_the_primary_wait_for_the_window() {
+        let rs = |generation: Option<i64>, replicas: i32| {
+            Arc::new(ReplicaSet {
+                metadata: ObjectMeta { name: Some("web".into()), generation, ..Default::default() },
+                status: Some(ReplicaSetStatus { replicas, ..Default::default() }),
+                ..Default::default()
+            })
+        };
+        let update = |old, new| Change::Applied { old: Some(old), new };
+        assert!(!not_status_only(&update(rs(Some(1), 1), rs(Some(1), 2))), "a status write waits");
+        assert!(not_status_only(&update(rs(Some(1), 1), rs(Some(2), 1))), "a spec change goes at once");
+        let mut labelled = (*rs(Some(1), 1)).clone();
+        labelled.metadata.labels = Some([("a".to_string(), "b".to_string())].into());
+        assert!(not_status_only(&update(rs(Some(1), 1), Arc::new(labelled))));
+        assert!(not_status_only(&update(rs(None, 1), rs(None, 2))), "no generation: no way to tell");
+        assert!(not_status_only(&Change::Applied { old: None, new: rs(Some(1), 1) }));
+        assert!(not_status_only(&Change::Deleted(rs(Some(1), 1))));
+    }
 }

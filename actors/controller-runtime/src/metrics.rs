@@ -119,3 +119,12 @@ pub static INFORMER_DECODE_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
     .expect("registers once")
 });
+
+pub static LEADER_STATUS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "leader_election_master_status",
+        "Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 indicates master. 'name' is the string used to identify the lease. Please make sure to group by name.",
+        &["name"]
+    )
+    .expect("registers once")
+});

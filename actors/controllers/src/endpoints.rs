@@ -2,41 +2,51 @@
 //! same name listing the matching pods' IPs (ready ones in `addresses`, the others in
 //! `notReadyAddresses`) with the Service's ports resolved against each pod (named target
 //! ports look up the container port of that name). Pods resolving ports differently land in
-//! different subsets. Each Service also gets the EndpointSlice kube-proxy and the cluster DNS
-//! read; for a Service without a selector, the Endpoints the user wrote are mirrored into it
-//! (upstream's EndpointSlice mirroring controller), so a Service pointing at addresses outside
-//! the cluster works as it does upstream.
+//! different subsets. Endpoints hold at most 1,000 addresses, as upstream's (ready ones kept
+//! first, the object annotated as truncated). Each Service also gets the EndpointSlices
+//! kube-proxy and the cluster DNS read, in slices of at most 100 endpoints changed
+//! incrementally (see [`crate::endpointslice`]); for a Service without a selector, the
+//! Endpoints the user wrote are mirrored into them (upstream's EndpointSlice mirroring
+//! controller), so a Service pointing at addresses outside the cluster works as it does
+//! upstream.
 //!
 //! A sync reads the Service's candidate pods from a label index (the pods carrying its
-//! rarest selector label); a pod event queues the Services of the pod's namespace that select
-//! it.
+//! rarest selector label) and its slices from the slices' index by Service; a pod event queues
+//! the Services of the pod's namespace that select it, and a change of one of its slices by
+//! anyone else queues the Service.
 
+use crate::endpointslice::{
+    self, revision, slice_labels, WriteTracker, CONTROLLER, MANAGED_BY, MAX_ENDPOINTS_PER_SLICE,
+    MAX_MIRRORED_PER_SUBSET, MIRRORING, SERVICE_NAME,
+};
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{
     EndpointAddress, EndpointPort, EndpointSubset, Endpoints, ObjectReference, Pod, Service, ServicePort,
 };
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort as SlicePort, EndpointSlice};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kubus_apimachinery::meta::controller_ref;
 use kubus_apimachinery::selector::labels_match;
 use kubus_apimachinery::{pod, Object, ObjectExt, ObjectKey};
 use kubus_controller_runtime::controller::{Action, Controller, Error, ReconcileResult, Reconciler};
-use kubus_controller_runtime::informer::indexes;
-use kubus_controller_runtime::{Client, DeleteParams, Informer, InformerFactory};
+use kubus_controller_runtime::informer::indexes::{self, SLICE_SERVICE};
+use kubus_controller_runtime::{Change, Client, DeleteParams, Informer, InformerFactory};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Upstream's `--concurrent-endpoint-syncs` is 5; this one has run with 2.
 /// Upstream's `--concurrent-endpoint-syncs` default.
 pub const WORKERS: usize = 5;
 
-/// The managed-by label of slices mirrored from user-written Endpoints.
-const MIRRORING: &str = "endpointslicemirroring-controller.k8s.io";
-const MANAGED_BY: &str = "endpointslice.kubernetes.io/managed-by";
-const SERVICE_NAME: &str = "kubernetes.io/service-name";
 const SKIP_MIRROR: &str = "endpointslice.kubernetes.io/skip-mirror";
+/// Upstream's endpoints controller `maxCapacity`: addresses an Endpoints object holds at most.
+pub const MAX_ENDPOINTS_ADDRESSES: usize = 1000;
+/// The annotation of an Endpoints object cut to [`MAX_ENDPOINTS_ADDRESSES`], and its value
+/// (upstream's `v1.EndpointsOverCapacity`).
+pub const OVER_CAPACITY: &str = "endpoints.kubernetes.io/over-capacity";
+pub const TRUNCATED: &str = "truncated";
+/// When to look again at a Service whose informers have not yet seen this controller's writes.
+const STALE_RETRY: Duration = Duration::from_millis(100);
 
 pub struct EndpointsController {
     client: Client,
@@ -44,6 +54,10 @@ pub struct EndpointsController {
     services: Informer<Service>,
     endpoints: Informer<Endpoints>,
     slices: Informer<EndpointSlice>,
+    /// Slice writes by Service, until the slices informer has them.
+    slice_writes: Arc<WriteTracker>,
+    /// Endpoints writes, until the endpoints informer has them.
+    endpoints_writes: WriteTracker,
 }
 
 /// (name, port, protocol) of a Service port on one pod.
@@ -135,57 +149,57 @@ pub fn subsets(svc: &Service, pods: &[Arc<Pod>]) -> Vec<EndpointSubset> {
         .collect()
 }
 
-/// The Service's EndpointSlice (one per Service here, named after it and labelled as
-/// upstream labels them), owned by the Service so that the garbage collector removes it.
-pub fn slice(svc: &Service, subsets: &[EndpointSubset], managed_by: &str) -> EndpointSlice {
-    let mut endpoints = Vec::new();
-    let mut ports: Vec<SlicePort> = Vec::new();
-    for s in subsets {
-        if ports.is_empty() {
-            ports = s
-                .ports
-                .iter()
-                .flatten()
-                .map(|p| SlicePort {
-                    name: p.name.clone(),
-                    port: Some(p.port),
-                    protocol: p.protocol.clone(),
-                    app_protocol: p.app_protocol.clone(),
-                })
-                .collect();
+/// Cuts subsets to at most `max` addresses as upstream's `truncateEndpoints` does: ready
+/// addresses go first (not ready ones only fill the room they leave, or are all dropped when
+/// the ready ones alone are too many), and the room is shared among subsets in proportion to
+/// what each holds, rounded up, so the last subsets may get less. Returns whether it cut.
+pub fn truncate(subsets: &mut Vec<EndpointSubset>, max: usize) -> bool {
+    let count = |l: &Option<Vec<EndpointAddress>>| l.as_ref().map_or(0, Vec::len);
+    let ready: usize = subsets.iter().map(|s| count(&s.addresses)).sum();
+    let not_ready: usize = subsets.iter().map(|s| count(&s.not_ready_addresses)).sum();
+    if ready + not_ready <= max {
+        return false;
+    }
+    let cut_ready = ready > max;
+    // Both totals are non-zero here: the list cut holds more than its room.
+    let (room, total) = if cut_ready { (max, ready) } else { (max - ready, not_ready) };
+    let mut left = room;
+    for s in subsets.iter_mut() {
+        if cut_ready {
+            s.not_ready_addresses = None;
         }
-        for (list, ready) in [(&s.addresses, true), (&s.not_ready_addresses, false)] {
-            for a in list.iter().flatten() {
-                endpoints.push(Endpoint {
-                    addresses: vec![a.ip.clone()],
-                    conditions: Some(EndpointConditions {
-                        ready: Some(ready),
-                        serving: Some(ready),
-                        terminating: Some(false),
-                    }),
-                    node_name: a.node_name.clone(),
-                    target_ref: a.target_ref.clone(),
-                    ..Default::default()
-                });
-            }
+        let list = if cut_ready { &mut s.addresses } else { &mut s.not_ready_addresses };
+        let share = (count(list) * room).div_ceil(total).min(left);
+        if let Some(addresses) = list.as_mut() {
+            addresses.truncate(share);
+        }
+        left -= count(list);
+        if count(list) == 0 {
+            *list = None;
         }
     }
-    let labels = BTreeMap::from([
-        (SERVICE_NAME.to_string(), svc.name().to_string()),
-        (MANAGED_BY.to_string(), managed_by.to_string()),
-    ]);
-    EndpointSlice {
-        metadata: ObjectMeta {
-            name: Some(svc.name().to_string()),
-            namespace: Some(svc.namespace().to_string()),
-            labels: Some(labels),
-            owner_references: Some(vec![controller_ref(svc)]),
-            ..Default::default()
-        },
-        address_type: "IPv4".into(),
-        endpoints,
-        ports: Some(ports),
+    subsets.retain(|s| count(&s.addresses) + count(&s.not_ready_addresses) > 0);
+    true
+}
+
+/// Sets or removes the over-capacity annotation.
+fn mark_over_capacity(meta: &mut ObjectMeta, truncated: bool) {
+    let annotations = meta.annotations.get_or_insert_with(BTreeMap::new);
+    if truncated {
+        annotations.insert(OVER_CAPACITY.into(), TRUNCATED.into());
+    } else {
+        annotations.remove(OVER_CAPACITY);
     }
+    if annotations.is_empty() {
+        meta.annotations = None;
+    }
+}
+
+/// The Service an EndpointSlice of this controller belongs to.
+fn slice_owner(slice: &EndpointSlice) -> Option<ObjectKey> {
+    let ours = matches!(slice.label(MANAGED_BY), Some(CONTROLLER | MIRRORING));
+    let svc = slice.label(SERVICE_NAME).filter(|_| ours)?;
+    Some((slice.namespace().to_string(), svc.to_string()))
 }
 
 /// Starts the controller; the future runs it until dropped.
@@ -193,6 +207,7 @@ pub fn run(client: Client, factory: &InformerFactory, workers: usize) -> BoxFutu
     let (pods, services) = (factory.get::<Pod>(), factory.get::<Service>());
     let (endpoints, slices) = (factory.get::<Endpoints>(), factory.get::<EndpointSlice>());
     indexes::by_label(&pods);
+    indexes::slices_by_service(&slices);
     let services_of_pod = {
         let services = services.clone();
         move |p: &Pod| {
@@ -213,17 +228,44 @@ pub fn run(client: Client, factory: &InformerFactory, workers: usize) -> BoxFutu
             svc.filter(|s| selector(s).is_none()).map(|_| e.key()).into_iter().collect()
         }
     };
+    // A slice changed or deleted by anyone else queues its Service (upstream recreates what a
+    // user deletes); the echoes of this controller's own writes do not.
+    let slice_writes = Arc::new(WriteTracker::default());
+    let slice_changes = {
+        let tracker = slice_writes.clone();
+        move |change: &Change<EndpointSlice>| -> Vec<ObjectKey> {
+            let (slice, old, resource_version) = match change {
+                Change::Applied { old, new } => (new, old.as_ref(), new.resource_version()),
+                Change::Deleted(slice) => (slice, None, None),
+                Change::Resynced => return Vec::new(),
+            };
+            let owner = slice_owner(slice);
+            let mut keys = Vec::new();
+            if let Some(key) = &owner {
+                if !tracker.observed(key, slice.name(), resource_version) {
+                    keys.push(key.clone());
+                }
+            }
+            // Relabelled away from a Service: that one lost a slice.
+            keys.extend(old.and_then(|o| slice_owner(o)).filter(|k| Some(k) != owner.as_ref()));
+            keys
+        }
+    };
     let ctrl = Controller::new("endpoints", services.clone())
         .watches(pods.clone(), services_of_pod)
         .watches(endpoints.clone(), selectorless)
+        .watches_changes(slices.clone(), slice_changes)
         .workers(workers);
-    let reconciler = EndpointsController { client, pods, services, endpoints, slices: slices.clone() };
-    let run = ctrl.run(Arc::new(reconciler));
-    Box::pin(async move {
-        // Slices are read, not watched: only the cache must be filled first.
-        slices.wait_synced().await;
-        run.await
-    })
+    let reconciler = EndpointsController {
+        client,
+        pods,
+        services,
+        endpoints,
+        slices,
+        slice_writes,
+        endpoints_writes: WriteTracker::default(),
+    };
+    ctrl.run(Arc::new(reconciler))
 }
 
 impl EndpointsController {
@@ -232,26 +274,23 @@ impl EndpointsController {
         self.pods.read(|c| indexes::matching_labels(c, ns, selector))
     }
 
-    async fn sync_slice(&self, svc: &Service, subsets: &[EndpointSubset], managed_by: &str) -> Result<(), Error> {
-        let mut desired = slice(svc, subsets, managed_by);
-        match self.slices.get(svc.namespace(), svc.name()) {
-            Some(cur)
-                if cur.endpoints == desired.endpoints
-                    && cur.ports.as_deref().unwrap_or(&[]) == desired.ports.as_deref().unwrap_or(&[])
-                    && cur.labels() == desired.labels() =>
-            {
-                Ok(())
-            }
-            Some(cur) => {
-                desired.metadata.resource_version = cur.metadata.resource_version.clone();
-                self.client.replace(&desired).await?;
-                Ok(())
-            }
-            None => {
-                self.client.create(&desired).await?;
-                Ok(())
-            }
+    /// Writes a plan of the Service's slices, recording each write for [`WriteTracker`].
+    async fn write_slices(&self, key: &ObjectKey, plan: endpointslice::Plan) -> Result<(), Error> {
+        for slice in &plan.create {
+            let made = self.client.create(slice).await?;
+            self.slice_writes.wrote(key, made.name(), made.resource_version());
         }
+        for slice in &plan.update {
+            let made = self.client.replace(slice).await?;
+            self.slice_writes.wrote(key, made.name(), made.resource_version());
+        }
+        // Deletes last: what replaces a deleted slice (one of an earlier Service of this name, or
+        // of the other manager) is there first.
+        for name in &plan.delete {
+            self.delete_ignoring_absent::<EndpointSlice>(&key.0, name).await?;
+            self.slice_writes.deleted(key, name);
+        }
+        Ok(())
     }
 
     async fn delete_ignoring_absent<K: Object>(&self, ns: &str, name: &str) -> Result<(), Error> {
@@ -262,48 +301,92 @@ impl EndpointsController {
         }
     }
 
+    /// Brings the Service's slices of `managed_by` to `desired` (None: it should have none) and
+    /// deletes those of this controller's other manager (the Service gained or lost its
+    /// selector). Slices of any other manager are left alone.
+    async fn sync_slices(
+        &self,
+        svc: &Service,
+        slices: &[Arc<EndpointSlice>],
+        managed_by: &str,
+        desired: Option<(BTreeMap<String, String>, BTreeMap<endpointslice::PortsKey, endpointslice::Group>)>,
+    ) -> Result<(), Error> {
+        let other = if managed_by == CONTROLLER { MIRRORING } else { CONTROLLER };
+        let of = |manager: &str| -> Vec<Arc<EndpointSlice>> {
+            slices.iter().filter(|s| s.label(MANAGED_BY) == Some(manager)).cloned().collect()
+        };
+        let (mine, theirs) = (of(managed_by), of(other));
+        let mut plan = match desired {
+            Some((labels, groups)) => endpointslice::plan(svc, &labels, &mine, groups, MAX_ENDPOINTS_PER_SLICE),
+            None => endpointslice::Plan {
+                delete: mine.iter().map(|s| s.name().to_string()).collect(),
+                ..Default::default()
+            },
+        };
+        plan.delete.extend(theirs.iter().map(|s| s.name().to_string()));
+        if plan.is_empty() {
+            return Ok(());
+        }
+        self.write_slices(&svc.key(), plan).await
+    }
+
     async fn sync(&self, key: &ObjectKey) -> ReconcileResult {
         let (ns, name) = (key.0.as_str(), key.1.as_str());
         let Some(svc) = self.services.get_key(key) else {
-            // The Service is gone: so are its endpoints.
+            // The Service is gone: so are its endpoints (its slices go with it, by the garbage
+            // collector, as their owner).
+            self.slice_writes.forget(key);
+            self.endpoints_writes.forget(key);
             if self.endpoints.get_key(key).is_some() {
                 self.delete_ignoring_absent::<Endpoints>(ns, name).await?;
             }
             return Ok(Action::Done);
         };
+        let slices = self.slices.by_index(SLICE_SERVICE, &format!("{ns}/{name}"));
+        let cached = |n: &str| slices.iter().find(|s| s.name() == n).and_then(|s| revision(s.resource_version()));
+        if self.slice_writes.is_stale(key, cached) {
+            return Ok(Action::RequeueAfter(STALE_RETRY));
+        }
         let Some(sel) = selector(&svc) else {
             // Without a selector the user manages the Endpoints: mirror them. Without Endpoints
-            // the user (or `kubus up`, for kube-dns) may manage the slice directly: leave it.
-            match self.endpoints.get_key(key) {
+            // the user (or `kubus up`, for kube-dns) may manage slices directly: leave those.
+            let desired = match self.endpoints.get_key(key) {
                 Some(ep) if ep.label(SKIP_MIRROR) != Some("true") => {
-                    self.sync_slice(&svc, ep.subsets.as_deref().unwrap_or(&[]), MIRRORING).await?;
+                    let groups =
+                        endpointslice::groups(ep.subsets.as_deref().unwrap_or(&[]), Some(MAX_MIRRORED_PER_SUBSET));
+                    Some((slice_labels(&svc, ep.labels(), MIRRORING), groups))
                 }
-                _ => {
-                    if self.slices.get_key(key).is_some_and(|s| s.label(MANAGED_BY) == Some(MIRRORING)) {
-                        self.delete_ignoring_absent::<EndpointSlice>(ns, name).await?;
-                    }
-                }
-            }
+                _ => None,
+            };
+            self.sync_slices(&svc, &slices, MIRRORING, desired).await?;
             return Ok(Action::Done);
         };
-        let subsets = subsets(&svc, &self.candidates(ns, sel));
-        self.sync_slice(&svc, &subsets, "endpointslice-controller.k8s.io").await?;
+        let cached = |_: &str| self.endpoints.get_key(key).and_then(|e| revision(e.resource_version()));
+        if self.endpoints_writes.is_stale(key, cached) {
+            return Ok(Action::RequeueAfter(STALE_RETRY));
+        }
+        let mut subsets = subsets(&svc, &self.candidates(ns, sel));
+        let desired = (slice_labels(&svc, svc.labels(), CONTROLLER), endpointslice::groups(&subsets, None));
+        self.sync_slices(&svc, &slices, CONTROLLER, Some(desired)).await?;
+        // The slices hold every endpoint; the Endpoints object at most its capacity.
+        let truncated = truncate(&mut subsets, MAX_ENDPOINTS_ADDRESSES);
         let labels = svc.metadata.labels.clone();
-        match self.endpoints.get_key(key) {
+        let written = match self.endpoints.get_key(key) {
             Some(cur)
-                if cur.subsets.as_deref().unwrap_or(&[]) == subsets.as_slice() && cur.labels() == svc.labels() =>
+                if cur.subsets.as_deref().unwrap_or(&[]) == subsets.as_slice()
+                    && cur.labels() == svc.labels()
+                    && cur.annotation(OVER_CAPACITY) == truncated.then_some(TRUNCATED) =>
             {
-                Ok(Action::Done)
+                return Ok(Action::Done);
             }
             Some(cur) => {
-                let mut ep = (*cur).clone();
-                ep.subsets = Some(subsets);
-                ep.metadata.labels = labels;
-                self.client.replace(&ep).await?;
-                Ok(Action::Done)
+                let mut ep =
+                    Endpoints { metadata: ObjectMeta { labels, ..cur.metadata.clone() }, subsets: Some(subsets) };
+                mark_over_capacity(&mut ep.metadata, truncated);
+                self.client.replace(&ep).await?
             }
             None => {
-                let ep = Endpoints {
+                let mut ep = Endpoints {
                     metadata: ObjectMeta {
                         name: Some(name.to_string()),
                         namespace: Some(ns.to_string()),
@@ -312,13 +395,16 @@ impl EndpointsController {
                     },
                     subsets: Some(subsets),
                 };
+                mark_over_capacity(&mut ep.metadata, truncated);
                 match self.client.create(&ep).await {
-                    Ok(_) => Ok(Action::Done),
-                    Err(e) if e.is_conflict() => Ok(Action::RequeueAfter(Duration::from_millis(100))),
-                    Err(e) => Err(e.into()),
+                    Ok(made) => made,
+                    Err(e) if e.is_conflict() => return Ok(Action::RequeueAfter(Duration::from_millis(100))),
+                    Err(e) => return Err(e.into()),
                 }
             }
-        }
+        };
+        self.endpoints_writes.wrote(key, name, written.resource_version());
+        Ok(Action::Done)
     }
 }
 
@@ -442,12 +528,20 @@ mod tests {
     fn the_slice_lists_every_address_with_its_conditions() {
         let svc = service(false);
         let pods = vec![pod("a", "10.0.0.1", Some(8080), true, "web"), pod("b", "10.0.0.2", Some(8080), false, "web")];
-        let s = slice(&svc, &subsets(&svc, &pods), "endpointslice-controller.k8s.io");
+        // A new Service's slice, as the controller creates it.
+        let slice = |subsets: &[EndpointSubset], managed_by: &str| {
+            let labels = slice_labels(&svc, svc.labels(), managed_by);
+            let groups = endpointslice::groups(subsets, None);
+            let mut plan = endpointslice::plan(&svc, &labels, &[], groups, MAX_ENDPOINTS_PER_SLICE);
+            assert_eq!((plan.create.len(), plan.update.len(), plan.delete.len()), (1, 0, 0));
+            plan.create.remove(0)
+        };
+        let s = slice(&subsets(&svc, &pods), CONTROLLER);
         let target = |name: &str| json!({"kind": "Pod", "namespace": "prod", "name": name, "uid": format!("u-{name}")});
         assert_eq!(
             serde_json::to_value(&s).unwrap(),
             json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-                "metadata": {"name": "web", "namespace": "prod",
+                "metadata": {"generateName": "web-", "namespace": "prod",
                     "labels": {SERVICE_NAME: "web", MANAGED_BY: "endpointslice-controller.k8s.io"},
                     "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": "web", "uid": "u-svc",
                         "controller": true, "blockOwnerDeletion": true}]},
@@ -460,8 +554,74 @@ mod tests {
                 "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]})
         );
         // No subsets: an empty slice, ports included.
-        let empty = slice(&svc, &[], MIRRORING);
+        let empty = slice(&[], MIRRORING);
         assert_eq!((empty.endpoints.len(), empty.ports), (0, Some(vec![])));
+    }
+
+    /// Subsets of `ready` and `not_ready` pods on port 8080 and, when `other` is set, as many
+    /// on port 9090 (a pod per address, named by index).
+    fn many(ready: usize, not_ready: usize, other: bool) -> Vec<EndpointSubset> {
+        let mut pods = Vec::new();
+        for (i, port) in [8080, 9090].into_iter().take(if other { 2 } else { 1 }).enumerate() {
+            for n in 0..ready + not_ready {
+                let ip = format!("10.{i}.{}.{}", n / 250, n % 250 + 1);
+                pods.push(pod(&format!("p{i}-{n:05}"), &ip, Some(port), n < ready, "web"));
+            }
+        }
+        subsets(&service(false), &pods)
+    }
+
+    fn counts(subsets: &[EndpointSubset]) -> Vec<(usize, usize)> {
+        let n = |l: &Option<Vec<EndpointAddress>>| l.as_ref().map_or(0, Vec::len);
+        subsets.iter().map(|s| (n(&s.addresses), n(&s.not_ready_addresses))).collect()
+    }
+
+    #[test]
+    fn endpoints_are_truncated_at_1000_ready_addresses_first() {
+        // Under capacity: untouched.
+        let mut small = many(600, 400, false);
+        assert!(!truncate(&mut small, MAX_ENDPOINTS_ADDRESSES));
+        assert_eq!(counts(&small), [(600, 400)]);
+        // Too many ready ones: not ready ones all go, the ready ones are shared in proportion.
+        let mut big = many(900, 100, true);
+        big[1].addresses.as_mut().unwrap().truncate(300);
+        assert!(truncate(&mut big, MAX_ENDPOINTS_ADDRESSES));
+        assert_eq!(counts(&big), [(750, 0), (250, 0)]);
+        // Room left by the ready ones goes to not ready ones, in proportion, rounded up.
+        let mut mixed = many(300, 400, true);
+        mixed[1].not_ready_addresses.as_mut().unwrap().truncate(200);
+        assert!(truncate(&mut mixed, MAX_ENDPOINTS_ADDRESSES));
+        assert_eq!(counts(&mixed), [(300, 267), (300, 133)]);
+        // The first addresses (by pod name) stay.
+        let ips: Vec<&str> = mixed[0].not_ready_addresses.iter().flatten().map(|a| a.ip.as_str()).collect();
+        assert_eq!(ips[0], "10.0.1.51");
+        // A subset of only not ready addresses left with none is dropped.
+        let mut lopsided = many(1000, 0, false);
+        lopsided.extend(many(0, 5, true).into_iter().skip(1));
+        assert!(truncate(&mut lopsided, MAX_ENDPOINTS_ADDRESSES));
+        assert_eq!(counts(&lopsided), [(1000, 0)]);
+    }
+
+    #[test]
+    fn the_over_capacity_annotation_is_set_and_removed() {
+        let mut meta =
+            ObjectMeta { annotations: Some([("keep".to_string(), "me".to_string())].into()), ..Default::default() };
+        mark_over_capacity(&mut meta, true);
+        assert_eq!(meta.annotations.as_ref().unwrap().get(OVER_CAPACITY).map(String::as_str), Some("truncated"));
+        mark_over_capacity(&mut meta, false);
+        assert_eq!(meta.annotations, Some([("keep".to_string(), "me".to_string())].into()));
+        let mut bare = ObjectMeta::default();
+        mark_over_capacity(&mut bare, false);
+        assert_eq!(bare.annotations, None);
+        // 3,000 pods: the slices hold them all, the Endpoints object 1,000.
+        let mut all = many(3000, 0, false);
+        let groups = endpointslice::groups(&all, None);
+        assert_eq!(groups.values().map(|g| g.endpoints.len()).sum::<usize>(), 3000);
+        assert!(truncate(&mut all, MAX_ENDPOINTS_ADDRESSES));
+        assert_eq!(counts(&all), [(1000, 0)]);
+        // Far under NATS's 1 MiB payload limit.
+        let bytes = serde_json::to_vec(&Endpoints { subsets: Some(all), ..Default::default() }).unwrap().len();
+        assert!(bytes < 512 * 1024, "{bytes} bytes");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod adoption;
 pub mod deployment;
 pub mod endpoints;
+pub mod endpointslice;
 pub mod expectations;
 pub mod garbagecollector;
 pub mod namespace;

@@ -678,6 +678,42 @@ mod tests {
     }
 
     #[test]
+    fn a_service_of_many_slices_answers_from_all_of_them() {
+        // The endpoints controller splits a Service into slices of at most 100 endpoints with
+        // generated names; pods on another target port are in slices of their own.
+        let r = resolver();
+        let eps = |range: std::ops::Range<usize>| {
+            Value::Array(range.map(|i| ep(&format!("10.2.{}.{}", i / 200, i % 200 + 1), true)).collect())
+        };
+        let sql = |port: u16| json!([{"name": "sql", "port": port, "protocol": "TCP"}]);
+        {
+            let mut i = r.index().write().unwrap();
+            i.apply_slice(&slice("db", "pg-x7k2p", "pg", eps(0..100), sql(15432)));
+            i.apply_slice(&slice("db", "pg-b9m4q", "pg", eps(100..200), sql(15432)));
+            // 10.2.1.1 is in two slices for a moment (a slice written before another shrank).
+            i.apply_slice(&slice("db", "pg-t5v8w", "pg", eps(200..250), sql(25432)));
+            i.apply_slice(&slice("db", "pg-zz", "pg", eps(200..201), sql(25432)));
+        }
+        let ips = |r: &Resolver| {
+            let mut a = q(r, "pg.db.svc.cluster.local.", RecordType::A).1;
+            a.sort();
+            a
+        };
+        // Every slice's endpoints (and the original pg-abc slice's two ready ones), each once.
+        assert_eq!(ips(&r).len(), 252);
+        let (_, srv, _, _) = q(&r, "_sql._tcp.pg.db.svc.cluster.local.", RecordType::SRV);
+        assert_eq!(srv.len(), 252);
+        // Each endpoint's port is its own slice's.
+        assert_eq!(srv.iter().filter(|s| s.contains(" 25432 ")).count(), 50);
+        assert_eq!(srv.iter().filter(|s| s.contains(" 15432 ")).count(), 202);
+        assert_eq!(q(&r, "10-2-1-1.pg.db.svc.cluster.local.", RecordType::A).1, vec!["10.2.1.1"]);
+        // One slice deleted: only its endpoints go.
+        r.index().write().unwrap().remove_slice(&slice("db", "pg-x7k2p", "pg", json!([]), json!([])));
+        assert_eq!(ips(&r).len(), 152);
+        assert_eq!(q(&r, "10-2-0-1.pg.db.svc.cluster.local.", RecordType::A).0, ResponseCode::NXDomain);
+    }
+
+    #[test]
     fn resolv_conf_without_loopback() {
         let ups = crate::upstreams_from_resolv_conf(
             "# c\nnameserver 127.0.0.53\nnameserver 10.0.0.2\nsearch x\nnameserver ::1\nnameserver 2001:db8::1\n",

@@ -94,4 +94,54 @@ mod tests {
         assert_eq!(indexes::slice_service(&list[2]), ["b/web"]);
         assert!(indexes::slice_service(&list[3]).is_empty());
     }
+
+    #[test]
+    fn a_service_split_into_many_slices_is_found_and_balanced_whole() {
+        use crate::{ProxyRules, RulesConfig};
+        use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+        use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort};
+        use std::sync::Arc;
+        // As the endpoints controller writes a large Service: slices of 100 endpoints with
+        // generated names, and pods on another target port in slices of their own.
+        let with = |name: &str, port: i32, ips: std::ops::Range<usize>| {
+            let mut s = slice("a", name, Some("web"));
+            s.address_type = "IPv4".into();
+            s.ports = Some(vec![EndpointPort {
+                name: Some("http".into()),
+                port: Some(port),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]);
+            s.endpoints = ips
+                .map(|i| Endpoint {
+                    addresses: vec![format!("10.244.{}.{}", i / 200, i % 200 + 1)],
+                    conditions: Some(EndpointConditions { ready: Some(true), ..Default::default() }),
+                    ..Default::default()
+                })
+                .collect();
+            s
+        };
+        let mut list: Vec<EndpointSlice> =
+            (0..30).map(|n| with(&format!("web-{n:05}"), 8080, n * 100..n * 100 + 100)).collect();
+        list.push(with("web-other", 9090, 3000..3020));
+        list.push(slice("a", "db-1", Some("db")));
+        let mut cache: kubus_controller_runtime::informer::Cache<EndpointSlice> = Default::default();
+        cache.add_index(SLICE_SERVICE, Arc::new(indexes::slice_service));
+        for s in &list {
+            cache.insert(s.key(), Arc::new(s.clone()));
+        }
+        assert_eq!(cache.by_index(SLICE_SERVICE, "a/web").len(), 31);
+        assert_eq!(names(&SliceList::new(&list), "a", "web").len(), 31);
+        let svc = Service {
+            metadata: ObjectMeta { namespace: Some("a".into()), name: Some("web".into()), ..Default::default() },
+            spec: Some(ServiceSpec {
+                cluster_ip: Some("10.96.0.10".into()),
+                ports: Some(vec![ServicePort { name: Some("http".into()), port: 80, ..Default::default() }]),
+                ..Default::default()
+            }),
+            status: None,
+        };
+        let rules = ProxyRules::compute(&RulesConfig::default(), &[svc], &SliceList::new(&list)).unwrap();
+        assert_eq!(rules.endpoints(), 3020, "every slice's endpoints, each on its own target port");
+    }
 }

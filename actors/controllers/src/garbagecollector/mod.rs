@@ -10,6 +10,7 @@
 pub mod graph;
 
 use futures::future::{join_all, BoxFuture};
+use futures::StreamExt;
 use graph::{coordinates, decide, Decision, Graph, Node, OwnerState, Uid, FOREGROUND, ORPHAN};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kubus_apimachinery::meta::group_of;
@@ -201,9 +202,13 @@ impl GarbageCollector {
                     g.dependents(uid).into_iter().filter(|(_, n)| !n.deleting).map(|(u, n)| (u, n.clone())).collect();
                 (to_delete, g.blocking_dependents(uid).len())
             };
-            for (d_uid, d) in &to_delete {
-                self.delete(d_uid, d, Propagation::Foreground).await?;
-            }
+            // As many at once as upstream's GC workers would take them: one owner's thousands
+            // of dependents, deleted one after the other, took a round trip each.
+            let deletes = futures::stream::iter(to_delete)
+                .map(|(d_uid, d)| async move { self.delete(&d_uid, &d, Propagation::Foreground).await })
+                .buffer_unordered(WORKERS);
+            let results: Vec<Result<(), Error>> = deletes.collect().await;
+            results.into_iter().collect::<Result<(), Error>>()?;
             if blocking == 0 {
                 self.remove_finalizer(node, FOREGROUND).await?;
                 return Ok(Action::Done);
