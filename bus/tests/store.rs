@@ -133,7 +133,7 @@ async fn archive_keeps_every_revision_and_rebuilds_the_past() {
     assert_eq!(&past[0].value[..], b"{\"v\":3}");
     // Compacting the deleted object's history in the objects stream leaves the archive whole.
     let del = store.delete(&k, b("{\"v\":9}"), rev).await.unwrap();
-    store.compact_deleted(&k, del).await.unwrap();
+    store.compact_deleted(&[(k.clone(), del)]).await.unwrap();
     for _ in 0..100 {
         if archive.bounds().await.unwrap().1 >= del {
             break;
@@ -143,4 +143,54 @@ async fn archive_keeps_every_revision_and_rebuilds_the_past() {
     assert_eq!(archive.history(&k).await.unwrap().len(), 11);
     assert!(archive.state_at(None, del).await.unwrap().is_empty());
     nats.stop().await;
+}
+
+#[tokio::test]
+async fn compaction_drops_deleted_objects_and_makes_older_watches_gone() {
+    let (_dir, nats, store) = setup("compaction").await;
+    let key = |i: usize| Key::new("", "configmaps", Some("default"), &format!("cm-{i}"));
+    let mut tombstones = Vec::new();
+    for i in 0..50 {
+        let rev = store.create(&key(i), b("{}")).await.unwrap();
+        let rev = store.update(&key(i), b("{\"v\":1}"), rev).await.unwrap();
+        if i % 5 != 0 {
+            tombstones.push((key(i), store.delete(&key(i), b("{\"v\":1}"), rev).await.unwrap()));
+        }
+    }
+    let before = store.list_all().await.unwrap();
+    assert_eq!((before.objects.len(), before.tombstones.len()), (10, 40));
+    assert_eq!(messages(&store).await, 50 * 2 + 40);
+    // A watch from before the deletions is fine until they are compacted.
+    let old = before.tombstones[0].1 - 1;
+    assert!(store.watch(None, old).await.is_ok());
+
+    let newest = tombstones.iter().map(|t| t.1).max().unwrap();
+    assert_eq!(store.compact_deleted(&tombstones).await.unwrap(), 40 * 3);
+    assert_eq!(store.compacted_revision().await.unwrap(), newest);
+    // What a relist reads is what the cluster holds now.
+    let after = store.list_all().await.unwrap();
+    assert_eq!((after.objects.len(), after.tombstones.len()), (10, 0));
+    assert_eq!(messages(&store).await, 10 * 2);
+    // A watch resuming from before the compacted revision is told to relist, as after an etcd
+    // compaction; one from a fresh list's revision is not.
+    match store.watch(None, old).await {
+        Err(StoreError::Gone { requested, oldest }) => assert_eq!((requested, oldest), (old, newest + 1)),
+        Err(e) => panic!("expected Gone, got {e}"),
+        Ok(_) => panic!("expected Gone, got a watch"),
+    }
+    let mut watch = store.watch(None, after.revision).await.unwrap();
+    // A name whose history was compacted is created again, and the watch sees it.
+    let rev = store.create(&key(1), b("{\"again\":true}")).await.unwrap();
+    let ev = watch.next().await.unwrap().unwrap();
+    assert_eq!((ev.kind, ev.key, ev.revision), (EventType::Added, key(1), rev));
+    // The compacted revision never goes down, and compacting again is harmless.
+    store.compact_deleted(&tombstones[..1]).await.unwrap();
+    assert_eq!(store.compacted_revision().await.unwrap(), newest);
+    nats.stop().await;
+}
+
+/// Messages the objects stream holds.
+async fn messages(store: &Store) -> u64 {
+    let mut s = store.context().get_stream(store.config().objects_stream()).await.unwrap();
+    s.info().await.unwrap().state.messages
 }

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, watch};
+use tracing::Instrument;
 
 /// (storage group, storage resource)
 pub type Gr = (String, String);
@@ -206,7 +207,9 @@ impl WatchCache {
         Ok((initial, rx, state.revision))
     }
 
-    fn replace(&self, objects: Vec<kubus_bus::Object>, revision: u64) {
+    /// Refills the cache from a listing; the tombstones it found are compacted a retention
+    /// from now (their age is not known).
+    fn replace(&self, objects: Vec<kubus_bus::Object>, tombstones: Vec<(Key, u64)>, revision: u64) {
         let mut map: HashMap<Gr, BTreeMap<ObjKey, Arc<Value>>> = HashMap::new();
         for o in objects {
             match with_revision(&o.value, o.revision) {
@@ -220,6 +223,11 @@ impl WatchCache {
         }
         let mut state = self.state.write().expect("cache lock");
         state.objects = map;
+        let now = Instant::now();
+        let queued: std::collections::HashSet<u64> = state.tombstones.iter().map(|(_, _, rev)| *rev).collect();
+        let found: Vec<(Instant, Key, u64)> =
+            tombstones.into_iter().filter(|(_, rev)| !queued.contains(rev)).map(|(k, rev)| (now, k, rev)).collect();
+        state.tombstones.extend(found);
         state.revision = revision;
         state.ring.clear();
         state.ring_start = revision;
@@ -245,6 +253,9 @@ impl WatchCache {
             EventType::Deleted => objects.remove(&key),
             _ => objects.insert(key.clone(), object.clone()),
         };
+        if ev.kind == EventType::Deleted {
+            state.tombstones.push_back((Instant::now(), ev.key.clone(), ev.revision));
+        }
         // A create over a name we still hold (missed delete) is reported as a modification.
         let kind = match (ev.kind, &prev) {
             (EventType::Added, Some(_)) => EventType::Modified,
@@ -275,6 +286,14 @@ impl WatchCache {
             }
         }
         out
+    }
+
+    /// Puts tombstones back at the front of the queue, as seen at `at`.
+    fn requeue_tombstones(&self, due: Vec<(Key, u64)>, at: Instant) {
+        let mut state = self.state.write().expect("cache lock");
+        for (key, rev) in due.into_iter().rev() {
+            state.tombstones.push_front((at, key, rev));
+        }
     }
 
     fn advance(&self, revision: u64) {
@@ -322,8 +341,9 @@ impl Actor for CacheFeeder {
 }
 
 async fn relist(cache: &WatchCache, store: &Store) -> Result<kubus_bus::store::Watch, StoreError> {
-    let (objects, rev) = store.list_all().await?;
-    cache.replace(objects, rev);
+    let listing = store.list_all().await?;
+    let rev = listing.revision;
+    cache.replace(listing.objects, listing.tombstones, rev);
     store.watch(None, rev).await
 }
 
@@ -353,20 +373,25 @@ impl Actor for Compactor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(Duration::from_secs(30), |act, ctx| {
+        // Often enough that nothing waits much past its retention.
+        let every = (self.retention / 2).clamp(Duration::from_millis(200), Duration::from_secs(30));
+        ctx.run_interval(every, |act, ctx| {
             let due = act.cache.take_tombstones(act.retention);
             if due.is_empty() {
                 return;
             }
-            let store = act.store.clone();
+            let (store, cache) = (act.store.clone(), act.cache.clone());
+            // Due again at once if the attempt fails.
+            let seen = Instant::now().checked_sub(act.retention).unwrap_or_else(Instant::now);
             ctx.spawn(
                 async move {
-                    for (key, rev) in due {
-                        match store.compact_deleted(&key, rev).await {
-                            Ok(n) => metrics::COMPACTED.inc_by(n),
-                            Err(e) => {
-                                tracing::warn!(%key, error = %e, "tombstone compaction failed")
-                            }
+                    let span = tracing::info_span!("compact", tombstones = due.len());
+                    match store.compact_deleted(&due).instrument(span).await {
+                        Ok(n) => metrics::COMPACTED.inc_by(n),
+                        Err(e) => {
+                            // Tried again on the next round: a purge is idempotent.
+                            tracing::warn!(tombstones = due.len(), error = %e, "tombstone compaction failed");
+                            cache.requeue_tombstones(due, seen);
                         }
                     }
                 }

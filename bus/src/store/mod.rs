@@ -10,6 +10,7 @@
 //! direct get on a replica, so a read after a write is never stale in a NATS cluster.
 
 pub mod archive;
+mod compaction;
 pub mod key;
 mod watch;
 
@@ -50,6 +51,15 @@ impl StoreError {
     fn unavailable(e: impl std::fmt::Display) -> Self {
         StoreError::Unavailable(e.to_string())
     }
+}
+
+/// Every live object at a revision, and the tombstones the objects stream still holds.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    pub objects: Vec<Object>,
+    /// (key, revision of the deletion) of deleted objects not yet compacted.
+    pub tombstones: Vec<(Key, u64)>,
+    pub revision: u64,
 }
 
 /// One stored object at a revision.
@@ -100,6 +110,8 @@ pub struct Store {
     root: String,
     config: StoreConfig,
     client: async_nats::Client,
+    /// The meta stream (compacted revision); None when attached to a control plane older than it.
+    meta: Option<stream::Stream>,
 }
 
 impl Store {
@@ -138,7 +150,8 @@ impl Store {
             Err(_) => js.create_stream(stream_config).await.map_err(StoreError::unavailable)?,
         };
         archive::ensure(&js, &config).await?;
-        Ok(Store { js, stream, root, config, client })
+        let meta = Some(compaction::ensure(&js, &config).await?);
+        Ok(Store { js, stream, root, config, client, meta })
     }
 
     /// Opens the store of a cluster some other process created (a control plane), changing
@@ -153,7 +166,8 @@ impl Store {
         })?;
         let info = &stream.cached_info().config;
         let config = StoreConfig { history: info.max_messages_per_subject, replicas: info.num_replicas, ..config };
-        Ok(Store { root: config.root(), js, stream, config, client })
+        let meta = js.get_stream(config.meta_stream()).await.ok();
+        Ok(Store { root: config.root(), js, stream, config, client, meta })
     }
 
     pub fn config(&self) -> &StoreConfig {
@@ -308,20 +322,21 @@ impl Store {
     #[instrument(skip_all, fields(prefix = ?prefix))]
     pub async fn list(&self, prefix: &KeyPrefix) -> Result<(Vec<Object>, u64), StoreError> {
         let started = Instant::now();
-        let result = self.list_filter(&prefix.filter(&self.root)).await;
+        let result = self.list_filter(&prefix.filter(&self.root)).await.map(|l| (l.objects, l.revision));
         observe("list", started, result.is_ok());
         result
     }
 
-    /// Like [`Store::list`] for every object of every type (the API server's watch cache).
-    pub async fn list_all(&self) -> Result<(Vec<Object>, u64), StoreError> {
+    /// Like [`Store::list`] for every object of every type (the API server's watch cache),
+    /// with the tombstones still held (key and revision of each deletion), for compaction.
+    pub async fn list_all(&self) -> Result<Listing, StoreError> {
         let started = Instant::now();
         let result = self.list_filter(&format!("{}.>", self.root)).await;
         observe("list", started, result.is_ok());
         result
     }
 
-    async fn list_filter(&self, filter: &str) -> Result<(Vec<Object>, u64), StoreError> {
+    async fn list_filter(&self, filter: &str) -> Result<Listing, StoreError> {
         let before = self.current_revision().await?;
         let consumer = self
             .stream
@@ -348,14 +363,16 @@ impl Store {
                 }
             }
         }
-        let objects = latest
-            .into_iter()
-            .filter(|(_, (_, delete, _))| !delete)
-            .filter_map(|(subject, (rev, _, value))| {
-                Key::from_subject(&self.root, &subject).map(|key| Object { key, revision: rev, value })
-            })
-            .collect();
-        Ok((objects, revision))
+        let (mut objects, mut tombstones) = (Vec::new(), Vec::new());
+        for (subject, (rev, delete, value)) in latest {
+            let Some(key) = Key::from_subject(&self.root, &subject) else { continue };
+            if delete {
+                tombstones.push((key, rev));
+            } else {
+                objects.push(Object { key, revision: rev, value });
+            }
+        }
+        Ok(Listing { objects, tombstones, revision })
     }
 
     /// Every change under `prefix` (or everything when `None`) after revision `after`, in order,
@@ -368,6 +385,13 @@ impl Store {
         if after + 1 < oldest && after < info.state.last_sequence {
             observe("watch", started, false);
             return Err(StoreError::Gone { requested: after, oldest });
+        }
+        // Deletions at or before the compacted revision may be gone: resuming from before it
+        // could miss one.
+        let compacted = self.compacted_revision().await?;
+        if after < compacted {
+            observe("watch", started, false);
+            return Err(StoreError::Gone { requested: after, oldest: compacted + 1 });
         }
         let filter = match prefix {
             Some(p) => p.filter(&self.root),
@@ -385,20 +409,6 @@ impl Store {
         let messages = consumer.messages().await.map_err(StoreError::unavailable)?;
         observe("watch", started, true);
         Ok(Watch::new(messages, self.root.clone()))
-    }
-
-    /// Drops the history of a deleted object up to and including its tombstone at `revision`.
-    /// The purge is subject-filtered and sequence-bounded, so a re-created object and the
-    /// archive (a mirror) are untouched.
-    pub async fn compact_deleted(&self, key: &Key, revision: u64) -> Result<u64, StoreError> {
-        let resp = self
-            .stream
-            .purge()
-            .filter(self.subject(key))
-            .sequence(revision + 1)
-            .await
-            .map_err(StoreError::unavailable)?;
-        Ok(resp.purged)
     }
 }
 
