@@ -60,6 +60,9 @@ pub struct UpArgs {
     /// this NATS (Leases in kube-system).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_elect: bool,
+    /// How long an Event is kept after its last write (kube-apiserver's flag; Go duration).
+    #[arg(long, default_value = "1h", value_parser = kubus_apimachinery::time::parse_go_duration)]
+    pub event_ttl: std::time::Duration,
     /// How long a leader's Lease, unrenewed, keeps other candidates waiting (Go duration).
     #[arg(long, default_value = "15s", value_parser = kubus_apimachinery::time::parse_go_duration)]
     pub leader_elect_lease_duration: std::time::Duration,
@@ -199,6 +202,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             watch_cache_events: 20_000,
             http_workers: 2,
             tombstone_retention: std::time::Duration::from_secs(3600),
+            event_ttl: args.event_ttl,
             service_ranges: {
                 let (network, prefix) = kubus_apiserver::allocator::ServiceRanges::parse_cidr(&args.service_cidr)
                     .context("--service-cidr must be an IPv4 CIDR no longer than /30")?;

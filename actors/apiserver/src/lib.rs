@@ -15,6 +15,7 @@ pub mod convert;
 pub mod decode;
 pub mod discovery;
 pub mod error;
+pub mod event_ttl;
 pub mod handler;
 pub mod http;
 pub mod metrics;
@@ -55,6 +56,8 @@ pub struct ApiServerConfig {
     pub service_ranges: allocator::ServiceRanges,
     /// How long the objects stream keeps a deleted object's tombstone (the archive keeps all).
     pub tombstone_retention: Duration,
+    /// How long an Event lives after its last write (kube-apiserver's `--event-ttl`).
+    pub event_ttl: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +82,7 @@ pub struct ApiServer {
     /// The priority lane's thread.
     priority_arbiter: actix::Arbiter,
     compactor: actix::Addr<cache::Compactor>,
+    event_ttl: actix::Addr<event_ttl::EventTtl>,
 }
 
 impl ApiServer {
@@ -158,18 +162,23 @@ impl ApiServer {
         });
         ready.store(true, Ordering::Relaxed);
         tracing::info!(%addr, "API server ready");
-        Ok(ApiServer { addr, state, http: handle, feeder, nats, priority, priority_arbiter, compactor })
+        let event_ttl = {
+            let (storage, ttl) = (state.storage.clone(), config.event_ttl);
+            Supervisor::start(move |_| event_ttl::EventTtl { storage, ttl })
+        };
+        Ok(ApiServer { addr, state, http: handle, feeder, nats, priority, priority_arbiter, compactor, event_ttl })
     }
 
     /// Stops serving on both transports and stops the watch cache feed.
     pub async fn stop(self) {
-        let ApiServer { http, feeder, nats, priority, priority_arbiter, compactor, .. } = self;
+        let ApiServer { http, feeder, nats, priority, priority_arbiter, compactor, event_ttl, .. } = self;
         nats.do_send(Shutdown);
         priority.do_send(Shutdown);
         feeder.do_send(Shutdown);
         compactor.do_send(Shutdown);
+        event_ttl.do_send(Shutdown);
         // Addresses go before the actors stop, so their supervisors do not restart them.
-        drop((nats, priority, feeder, compactor));
+        drop((nats, priority, feeder, compactor, event_ttl));
         http.stop(true).await;
         priority_arbiter.stop();
     }

@@ -62,6 +62,14 @@ pub static OBJECTS_STORED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+pub static EVENTS_EXPIRED: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
+    prometheus::register_int_counter!(
+        "kubus_apiserver_events_expired_total",
+        "Events deleted a TTL after their last write (--event-ttl)"
+    )
+    .expect("registers once")
+});
+
 pub static COMPACTED: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
     prometheus::register_int_counter!(
         "kubus_store_compacted_messages_total",
@@ -83,6 +91,7 @@ pub fn register() {
     }
     LazyLock::force(&OBJECTS_STORED);
     LazyLock::force(&COMPACTED);
+    LazyLock::force(&EVENTS_EXPIRED);
 }
 
 /// The text exposition of every metric in the process.

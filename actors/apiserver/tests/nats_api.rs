@@ -25,6 +25,7 @@ async fn api_server(client: async_nats::Client) -> ApiServer {
             watch_cache_events: 1000,
             http_workers: 1,
             tombstone_retention: std::time::Duration::from_secs(3600),
+            event_ttl: std::time::Duration::from_secs(3600),
             service_ranges: Default::default(),
         },
     )

@@ -64,6 +64,7 @@ fn with_api_server<F: std::future::Future<Output = ()>>(test: impl FnOnce(ApiSta
                         watch_cache_events: 1000,
                         http_workers: 1,
                         tombstone_retention: Duration::from_secs(3600),
+                        event_ttl: std::time::Duration::from_secs(3600),
                         service_ranges: Default::default(),
                     },
                 )

@@ -252,6 +252,7 @@ impl Env {
                     watch_cache_events: 1000,
                     http_workers: 2,
                     tombstone_retention: Duration::from_secs(3600),
+                    event_ttl: std::time::Duration::from_secs(3600),
                     service_ranges: Default::default(),
                 };
                 let api = ApiServer::start(store, client.clone(), config).await.unwrap();

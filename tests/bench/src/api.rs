@@ -82,6 +82,7 @@ pub(crate) async fn run(
                     watch_cache_events: 100_000,
                     http_workers: 2,
                     tombstone_retention: std::time::Duration::from_secs(3600),
+                    event_ttl: std::time::Duration::from_secs(3600),
                     service_ranges: Default::default(),
                 },
             )
