@@ -449,3 +449,54 @@ fn create_token_issues_a_signed_service_account_jwt() {
     c.kubectl(&["create", "token", "nobody"]).expect_err("serviceaccounts \"nobody\" not found");
     c.kubectl(&["create", "token", "default", "--duration=1m"]).expect_err("less than 10 minutes");
 }
+
+/// Names of a list page's items, and its continue token.
+fn page_of(c: &Cluster, path: &str) -> (Vec<String>, Option<String>) {
+    let (code, page) = c.http("GET", path, None, None);
+    assert_eq!(code, 200, "{page}");
+    let names = page["items"].as_array().unwrap().iter();
+    let names = names.map(|o| format!("{}/{}", o["metadata"]["namespace"].as_str().unwrap(), o["metadata"]["name"]));
+    (names.map(|n| n.replace('"', "")).collect(), page["metadata"]["continue"].as_str().map(String::from))
+}
+
+#[test]
+fn paged_lists_are_consistent_while_objects_change() {
+    let c = Cluster::start("paging");
+    // Namespaces whose names sort differently as strings and as (namespace, name) pairs.
+    for ns in ["a", "a-x"] {
+        c.kubectl(&["create", "namespace", ns]).expect_ok();
+    }
+    let mut manifest = String::new();
+    for i in 0..120 {
+        let ns = if i % 2 == 0 { "a" } else { "a-x" };
+        manifest.push_str(&format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{i:03}, namespace: {ns}}}\n"));
+    }
+    c.kubectl_stdin(&["apply", "-f", "-"], &manifest).expect_ok();
+    let in_ab = |names: &[String]| names.iter().filter(|n| n.starts_with("a/") || n.starts_with("a-x/")).count();
+
+    // Page through every ConfigMap of the cluster, 25 at a time, while the objects change.
+    let (mut seen, mut token) = page_of(&c, "/api/v1/configmaps?limit=25");
+    let mut round = 0;
+    while let Some(t) = token {
+        // Between pages: delete some of what is still to come and create others.
+        c.kubectl(&["-n", "a", "delete", "configmap", &format!("cm-{:03}", 100 + round * 2), "--wait=false"]).expect_ok();
+        c.kubectl(&["-n", "a-x", "create", "configmap", &format!("late-{round}")]).expect_ok();
+        round += 1;
+        let (names, next) = page_of(&c, &format!("/api/v1/configmaps?limit=25&continue={t}"));
+        seen.extend(names);
+        token = next;
+    }
+    // The list is the cluster as it was at the first page: every object once, none of the new
+    // ones, the deleted ones still there.
+    let unique: std::collections::BTreeSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "an object came twice: {seen:?}");
+    assert_eq!(in_ab(&seen), 120, "{seen:?}");
+    assert!(seen.iter().all(|n| !n.contains("late-")), "{seen:?}");
+    assert!(round >= 4, "only {round} pages");
+    // kubectl follows the same tokens.
+    let all = c.kubectl(&["get", "configmaps", "-A", "--chunk-size=7", "-o", "name"]).expect_ok();
+    assert_eq!(all.lines().filter(|l| l.contains("late-")).count(), round);
+    // A token that this server never issued is refused with a Status.
+    let (code, status) = c.http("GET", "/api/v1/configmaps?limit=5&continue=zz", None, None);
+    assert_eq!((code, status["reason"].as_str()), (400, Some("BadRequest")));
+}

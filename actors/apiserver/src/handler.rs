@@ -1,7 +1,8 @@
 //! The one request handler behind HTTP and NATS: routing, verbs and content negotiation.
 
-use crate::cache::{Gr, Start};
+use crate::cache::{Gr, ObjKey, Start};
 use crate::decode::FieldValidation;
+use crate::list_snapshot::{ListQuery, ListSnapshots};
 use crate::metrics::{REQUESTS, REQUEST_LATENCY};
 use crate::openapi::OpenApi;
 use crate::patch::{apply_patch, PatchKind};
@@ -27,6 +28,8 @@ pub struct ApiState {
     pub ready: Arc<std::sync::atomic::AtomicBool>,
     /// Signs ServiceAccount tokens (TokenRequest).
     pub tokens: Arc<crate::token::TokenIssuer>,
+    /// Paged lists in progress.
+    pub lists: Arc<ListSnapshots>,
 }
 
 impl ApiState {
@@ -267,8 +270,26 @@ impl ApiState {
         let limit = q.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
         let gr = storage_gr(info);
         let cache = &self.storage.cache;
+        let query = ListQuery {
+            gr: gr.clone(),
+            namespace: ns.map(str::to_string),
+            labels: q.get("labelSelector").unwrap_or_default().to_string(),
+            fields: q.get("fieldSelector").unwrap_or_default().to_string(),
+        };
+        let unselected = labels.is_empty() && fields.is_empty();
+        let respond = |items: Vec<Arc<Value>>, revision: u64, cont: Option<String>, remaining: usize| {
+            let page = items.iter().map(|o| (**o).clone()).collect();
+            let remaining = (remaining > 0 && unselected).then_some(remaining);
+            ApiResponse::json(200, &renderer.list(page, revision, cont, remaining))
+                .with_content_type(renderer.content_type())
+        };
         let (items, revision, start_after) = if let Some(token) = q.get("continue") {
-            let (rev, after) = decode_continue(token)?;
+            let (rev, id, after) = decode_continue(token)?;
+            // The list's snapshot, while this server keeps it: a search from the last key.
+            if let Some(page) = self.lists.page(id, &query, rev, &after, limit.unwrap_or(usize::MAX)) {
+                let cont = page.last.as_ref().filter(|_| page.remaining > 0).map(|last| encode_continue(rev, id, last));
+                return Ok(respond(page.items, rev, cont, page.remaining));
+            }
             (cache.list_at(&gr, ns, rev)?, rev, Some(after))
         } else {
             match (q.get("resourceVersion"), q.get("resourceVersionMatch")) {
@@ -293,28 +314,21 @@ impl ApiState {
                 }
             }
         };
-        let mut matched =
-            items.into_iter().filter(|o| labels.matches_object(o) && fields.matches(o)).filter(
-                |o| match &start_after {
-                    Some(after) => list_key(o).as_str() > after.as_str(),
-                    None => true,
-                },
-            );
-        let mut page: Vec<Value> = Vec::new();
-        let mut more = 0usize;
-        let mut last_key = String::new();
-        for o in matched.by_ref() {
-            if limit.is_some_and(|l| page.len() >= l) {
-                more += 1;
-                continue;
-            }
-            last_key = list_key(&o);
-            page.push((*o).clone());
-        }
-        let cont = (more > 0).then(|| encode_continue(revision, &last_key));
-        let remaining = (more > 0 && labels.is_empty() && fields.is_empty()).then_some(more);
-        Ok(ApiResponse::json(200, &renderer.list(page, revision, cont, remaining))
-            .with_content_type(renderer.content_type()))
+        // Items come in key order; a continuation starts after its last key.
+        let matched: Vec<(ObjKey, Arc<Value>)> = items
+            .into_iter()
+            .map(|o| (obj_key_of(&o), o))
+            .filter(|(k, _)| start_after.as_ref().is_none_or(|after| k > after))
+            .filter(|(_, o)| labels.matches_object(o) && fields.matches(o))
+            .collect();
+        let Some(limit) = limit.filter(|l| *l < matched.len()) else {
+            return Ok(respond(matched.into_iter().map(|(_, o)| o).collect(), revision, None, 0));
+        };
+        let page: Vec<Arc<Value>> = matched[..limit].iter().map(|(_, o)| o.clone()).collect();
+        let last = matched[limit - 1].0.clone();
+        let remaining = matched.len() - limit;
+        let id = self.lists.keep(query, revision, matched);
+        Ok(respond(page, revision, Some(encode_continue(revision, id, &last)), remaining))
     }
 
     fn watch(&self, c: Collection<'_>, q: &Query, renderer: Renderer) -> Result<ApiResponse, StatusError> {
@@ -418,16 +432,19 @@ fn parse_rv(rv: &str) -> Result<u64, StatusError> {
     rv.parse().map_err(|_| StatusError::bad_request(format!("invalid resource version: {rv:?}")))
 }
 
-fn list_key(o: &Value) -> String {
-    format!("{}/{}", o["metadata"]["namespace"].as_str().unwrap_or(""), o["metadata"]["name"].as_str().unwrap_or(""))
+/// An object's key in the cache's order: (namespace or "", name).
+fn obj_key_of(o: &Value) -> ObjKey {
+    let m = &o["metadata"];
+    (m["namespace"].as_str().unwrap_or_default().to_string(), m["name"].as_str().unwrap_or_default().to_string())
 }
 
-/// Continue tokens are opaque to clients: hex of `<revision>/<last key>`.
-fn encode_continue(rev: u64, last: &str) -> String {
-    format!("{rev}/{last}").bytes().map(|b| format!("{b:02x}")).collect()
+/// Continue tokens are opaque to clients: hex of `<revision>/<snapshot id>/<namespace>/<name>`
+/// of the list's last object.
+fn encode_continue(rev: u64, id: u64, last: &ObjKey) -> String {
+    format!("{rev}/{id}/{}/{}", last.0, last.1).bytes().map(|b| format!("{b:02x}")).collect()
 }
 
-fn decode_continue(token: &str) -> Result<(u64, String), StatusError> {
+fn decode_continue(token: &str) -> Result<(u64, u64, ObjKey), StatusError> {
     let bad = || StatusError::bad_request("continue key is not valid: the token was not issued by this server");
     if !token.len().is_multiple_of(2) {
         return Err(bad());
@@ -435,8 +452,11 @@ fn decode_continue(token: &str) -> Result<(u64, String), StatusError> {
     let bytes: Option<Vec<u8>> =
         (0..token.len()).step_by(2).map(|i| u8::from_str_radix(&token[i..i + 2], 16).ok()).collect();
     let s = String::from_utf8(bytes.ok_or_else(bad)?).map_err(|_| bad())?;
-    let (rev, last) = s.split_once('/').ok_or_else(bad)?;
-    Ok((rev.parse().map_err(|_| bad())?, last.to_string()))
+    let mut parts = s.splitn(4, '/');
+    let (Some(rev), Some(id), Some(ns), Some(name)) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(bad());
+    };
+    Ok((rev.parse().map_err(|_| bad())?, id.parse().map_err(|_| bad())?, (ns.to_string(), name.to_string())))
 }
 
 fn parse_body(req: &ApiRequest) -> Result<Value, StatusError> {

@@ -18,6 +18,7 @@ pub mod error;
 pub mod event_ttl;
 pub mod handler;
 pub mod http;
+pub mod list_snapshot;
 pub mod metrics;
 pub mod nats;
 pub mod object;
@@ -121,6 +122,7 @@ impl ApiServer {
             openapi: Arc::new(openapi::OpenApi::build()),
             ready: ready.clone(),
             tokens: Default::default(),
+            lists: Default::default(),
         };
         bootstrap(&state).await.map_err(ApiServerError::Bootstrap)?;
         let service = |subject: String, serving: &Arc<AtomicBool>| {

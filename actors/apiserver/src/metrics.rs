@@ -62,6 +62,14 @@ pub static OBJECTS_STORED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+pub static LIST_SNAPSHOTS: LazyLock<prometheus::IntGauge> = LazyLock::new(|| {
+    prometheus::register_int_gauge!(
+        "kubus_apiserver_list_snapshots",
+        "Paged lists whose matches are kept for their continue tokens"
+    )
+    .expect("registers once")
+});
+
 pub static EVENTS_EXPIRED: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
     prometheus::register_int_counter!(
         "kubus_apiserver_events_expired_total",
@@ -92,6 +100,7 @@ pub fn register() {
     LazyLock::force(&OBJECTS_STORED);
     LazyLock::force(&COMPACTED);
     LazyLock::force(&EVENTS_EXPIRED);
+    LazyLock::force(&LIST_SNAPSHOTS);
 }
 
 /// The text exposition of every metric in the process.
