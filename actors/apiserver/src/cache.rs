@@ -11,7 +11,7 @@ use kubus_apimachinery::StatusError;
 use kubus_bus::{EventType, Key, Store, StoreError};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, watch};
 use tracing::Instrument;
@@ -45,10 +45,14 @@ struct State {
     tombstones: VecDeque<(Instant, Key, u64)>,
 }
 
+/// Events a watcher may fall behind its resource's feed before it is told to relist.
+const FEED_CAPACITY: usize = 16384;
+
 #[derive(Clone)]
 pub struct WatchCache {
     state: Arc<RwLock<State>>,
-    events: broadcast::Sender<Arc<CacheEvent>>,
+    /// One feed per resource with watchers: a watch of Services never wakes for a Lease.
+    events: Arc<Mutex<HashMap<Gr, broadcast::Sender<Arc<CacheEvent>>>>>,
     revision: watch::Sender<u64>,
     capacity: usize,
 }
@@ -79,9 +83,8 @@ pub enum Start {
 
 impl WatchCache {
     pub fn new(capacity: usize) -> Self {
-        let (events, _) = broadcast::channel(16384);
         let (revision, _) = watch::channel(0);
-        WatchCache { state: Default::default(), events, revision, capacity }
+        WatchCache { state: Default::default(), events: Default::default(), revision, capacity }
     }
 
     pub fn revision(&self) -> u64 {
@@ -177,7 +180,14 @@ impl WatchCache {
     /// Both come from under one lock, so nothing is missed or sent twice.
     pub fn subscribe(&self, gr: &Gr, start: Start) -> Result<Subscription, StatusError> {
         let state = self.state.read().expect("cache lock");
-        let rx = self.events.subscribe();
+        // Under the state lock, as `apply` sends under it: nothing is missed or sent twice.
+        let rx = self
+            .events
+            .lock()
+            .expect("feeds lock")
+            .entry(gr.clone())
+            .or_insert_with(|| broadcast::channel(FEED_CAPACITY).0)
+            .subscribe();
         let initial = match start {
             Start::Now => state
                 .objects
@@ -271,7 +281,15 @@ impl WatchCache {
             }
         }
         metrics::CACHE_OBJECTS.set(state.objects.values().map(|m| m.len() as i64).sum());
-        let _ = self.events.send(event);
+        {
+            let mut feeds = self.events.lock().expect("feeds lock");
+            if let Some(feed) = feeds.get(&event.gr) {
+                if feed.send(event.clone()).is_err() {
+                    // Its last watcher left.
+                    feeds.remove(&event.gr);
+                }
+            }
+        }
         drop(state);
         self.revision.send_replace(ev.revision);
     }
@@ -407,5 +425,41 @@ impl Handler<crate::Shutdown> for Compactor {
     type Result = ();
     fn handle(&mut self, _: crate::Shutdown, ctx: &mut Self::Context) {
         ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(kind: EventType, resource: &str, name: &str, revision: u64) -> kubus_bus::Event {
+        kubus_bus::Event {
+            kind,
+            key: Key::new("", resource, Some("default"), name),
+            revision,
+            value: bytes::Bytes::from(format!(r#"{{"metadata":{{"name":"{name}","namespace":"default"}}}}"#)),
+        }
+    }
+
+    #[test]
+    fn watchers_get_their_resource_only_and_deletions_queue_compaction() {
+        let cache = WatchCache::new(100);
+        cache.replace(Vec::new(), vec![(Key::new("", "pods", Some("default"), "old"), 3)], 5);
+        let pods = (String::new(), "pods".to_string());
+        let (_, mut rx, _) = cache.subscribe(&pods, Start::After(5)).unwrap();
+        cache.apply(change(EventType::Added, "leases", "n1", 6));
+        cache.apply(change(EventType::Added, "pods", "web", 7));
+        cache.apply(change(EventType::Deleted, "pods", "web", 8));
+        let first = rx.try_recv().unwrap();
+        assert_eq!((first.gr.1.as_str(), first.revision), ("pods", 7));
+        assert_eq!(rx.try_recv().unwrap().revision, 8);
+        assert!(rx.try_recv().is_err(), "a Lease reached a pod watcher");
+        // The last watcher gone, its feed goes with the next change.
+        drop(rx);
+        cache.apply(change(EventType::Added, "pods", "db", 9));
+        assert!(cache.events.lock().unwrap().is_empty());
+        // The tombstone a relist found and the deletion seen since wait for compaction.
+        let due: Vec<u64> = cache.take_tombstones(Duration::ZERO).into_iter().map(|(_, rev)| rev).collect();
+        assert_eq!(due, [3, 8]);
     }
 }
