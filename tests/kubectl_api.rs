@@ -469,7 +469,9 @@ fn paged_lists_are_consistent_while_objects_change() {
     let mut manifest = String::new();
     for i in 0..120 {
         let ns = if i % 2 == 0 { "a" } else { "a-x" };
-        manifest.push_str(&format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{i:03}, namespace: {ns}}}\n"));
+        manifest.push_str(&format!(
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{i:03}, namespace: {ns}}}\n"
+        ));
     }
     c.kubectl_stdin(&["apply", "-f", "-"], &manifest).expect_ok();
     let in_ab = |names: &[String]| names.iter().filter(|n| n.starts_with("a/") || n.starts_with("a-x/")).count();
@@ -479,7 +481,8 @@ fn paged_lists_are_consistent_while_objects_change() {
     let mut round = 0;
     while let Some(t) = token {
         // Between pages: delete some of what is still to come and create others.
-        c.kubectl(&["-n", "a", "delete", "configmap", &format!("cm-{:03}", 100 + round * 2), "--wait=false"]).expect_ok();
+        c.kubectl(&["-n", "a", "delete", "configmap", &format!("cm-{:03}", 100 + round * 2), "--wait=false"])
+            .expect_ok();
         c.kubectl(&["-n", "a-x", "create", "configmap", &format!("late-{round}")]).expect_ok();
         round += 1;
         let (names, next) = page_of(&c, &format!("/api/v1/configmaps?limit=25&continue={t}"));

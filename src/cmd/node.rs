@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kubus_bus::api::ApiClient;
 use kubus_bus::Store;
-use kubus_controller_runtime::{Client, InformerFactory};
+use kubus_controller_runtime::{Client, Informer, InformerFactory};
 use kubus_kubelet::{Kubelet, KubeletConfig};
 use std::path::PathBuf;
 
@@ -68,6 +68,11 @@ pub struct NodeArgs {
     /// Where the node keeps its state (pods, images, shims).
     #[arg(long, default_value_os_t = crate::cmd::up::default_data_dir().join("node"))]
     pub data_dir: PathBuf,
+    /// Loopback address to serve the agent's Prometheus metrics on (`/metrics`, as
+    /// kube-proxy's --metrics-bind-address); none by default. (`kubus up` serves its node's on
+    /// the API.)
+    #[arg(long)]
+    pub metrics_bind_address: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub opts: NodeOpts,
 }
@@ -133,12 +138,26 @@ pub struct RunningNode {
 
 /// Starts the agent actor, the node's kube-proxy and its route controller on an arbiter of
 /// their own, once it holds its bridge, cgroup root and ranges on this machine (a second
-/// cluster asking for them is refused).
+/// cluster asking for them is refused). The kubelet reads the process's informer of every pod
+/// (`kubus up`, whose controllers hold it anyway).
 pub async fn start(
     config: KubeletConfig,
     service_cidr: &str,
     nats: async_nats::Client,
     informers: &InformerFactory,
+) -> anyhow::Result<RunningNode> {
+    let pods = informers.get::<Pod>();
+    start_with_pods(config, service_cidr, nats, informers, pods).await
+}
+
+/// As [`start`], the kubelet reading `pods` (`kubus node`: only this node's, as upstream's
+/// kubelet watches with `fieldSelector=spec.nodeName=<node>`).
+pub async fn start_with_pods(
+    config: KubeletConfig,
+    service_cidr: &str,
+    nats: async_nats::Client,
+    informers: &InformerFactory,
+    pods: Informer<Pod>,
 ) -> anyhow::Result<RunningNode> {
     let owner = config.state_dir.display().to_string();
     let claims = kubus_network::claims::claim(&kubus_network::claims::HostResources {
@@ -149,7 +168,7 @@ pub async fn start(
         service_range: Some(service_cidr),
     })?;
     let client = Client::new(ApiClient::new(nats.clone(), &config.cluster, "kubelet"));
-    let (pods, services) = (informers.get::<Pod>(), informers.get::<Service>());
+    let services = informers.get::<Service>();
     let slices = informers.get::<EndpointSlice>();
     let proxy = kubus_proxy::ProxierConfig {
         rules: kubus_proxy::RulesConfig {
@@ -199,7 +218,13 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let name = config.node_name.clone();
     let informers_thread = crate::cmd::named_arbiter("node-informers");
     let informers = InformerFactory::new(store).on_arbiter(informers_thread.handle());
-    let node = start(config, &service_cidr, nats, &informers).await?;
+    // Only this node's pods: the API server's watch cache filters them, so an agent holds and
+    // decodes its own pods, not every pod of the cluster.
+    let pods = informers.get_selected::<Pod>(&format!("spec.nodeName={name}"));
+    if let Some(addr) = args.metrics_bind_address {
+        serve_metrics(addr)?;
+    }
+    let node = start_with_pods(config, &service_cidr, nats, &informers, pods).await?;
     println!("node {name} is running; Ctrl-C stops the agent (its containers keep running)");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -209,6 +234,37 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     node.arbiter.stop();
     informers_thread.stop();
     actix::System::current().stop();
+    Ok(())
+}
+
+/// Serves `GET /metrics` (the process's Prometheus registry) on a loopback address: nothing
+/// new listens beyond loopback without authentication (a Prometheus on another machine scrapes
+/// through the API server, or a local agent).
+fn serve_metrics(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    if !addr.ip().is_loopback() {
+        anyhow::bail!("--metrics-bind-address must be a loopback address (metrics are served without authentication)");
+    }
+    let server = HttpServer::new(|| {
+        App::new().route(
+            "/metrics",
+            web::get().to(|| async {
+                HttpResponse::Ok()
+                    .content_type("text/plain; version=0.0.4; charset=utf-8")
+                    .body(kubus_apiserver::metrics::render())
+            }),
+        )
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(addr)
+    .with_context(|| format!("binding the metrics address {addr}"))?
+    .run();
+    actix::spawn(async move {
+        if let Err(e) = server.await {
+            tracing::warn!(error = %e, "metrics server failed");
+        }
+    });
     Ok(())
 }
 

@@ -448,13 +448,21 @@ pub struct NodeAgent {
     pub dir: PathBuf,
     pub names: NodeNames,
     nats: String,
+    /// More `kubus node` flags.
+    extra: Vec<String>,
 }
 
 impl NodeAgent {
     pub fn start(cluster: &Cluster, names: NodeNames) -> NodeAgent {
+        NodeAgent::start_with(cluster, names, &[])
+    }
+
+    /// An agent with more `kubus node` flags (e.g. `--metrics-bind-address`).
+    pub fn start_with(cluster: &Cluster, names: NodeNames, extra: &[&str]) -> NodeAgent {
         let dir = cluster.dir.join("agent");
         std::fs::create_dir_all(&dir).unwrap();
-        let mut a = NodeAgent { child: None, dir, names, nats: cluster.nats_url() };
+        let extra = extra.iter().map(|s| s.to_string()).collect();
+        let mut a = NodeAgent { child: None, dir, names, nats: cluster.nats_url(), extra };
         a.spawn();
         a
     }
@@ -466,6 +474,7 @@ impl NodeAgent {
             .arg(self.dir.join("node"))
             .args(self.names.flags(&self.dir))
             .args(["--pod-cidr", &self.names.pod_cidr, "--service-cidr", &self.names.service_cidr])
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

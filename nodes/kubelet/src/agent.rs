@@ -45,8 +45,10 @@ pub struct Kubelet {
 
 impl Kubelet {
     /// Opens the node's runtime, image store and state; the actor registers the node once
-    /// started. `pods` is the informer of all pods (this node's are picked by an index);
-    /// `services` gives pods their Service variables and the cluster DNS.
+    /// started. `pods` is an informer of this node's pods (`kubus node`: selected by
+    /// `spec.nodeName`) or of every pod (`kubus up`, shared with the controllers); either way
+    /// the agent reads this node's through an index, never the whole cache. `services` gives
+    /// pods their Service variables and the cluster DNS.
     pub async fn new(
         config: KubeletConfig,
         client: Client,

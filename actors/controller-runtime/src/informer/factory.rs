@@ -1,9 +1,10 @@
 //! One informer per resource for a whole process (client-go's shared informer factory): every
 //! actor that watches pods shares one reflector and one copy of every pod. Code that handles
 //! every resource alike (the garbage collector) sees them through [`DynInformer`], which shows
-//! metadata only.
+//! metadata only. A process that needs only some objects of a resource (a kubelet's own pods)
+//! asks for an informer selected by a field selector, fed through the API server.
 
-use super::{Change, Informer};
+use super::{ApiSource, Change, Informer, Source};
 use futures::future::BoxFuture;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kubus_apimachinery::resource::{self, TypeVisitor};
@@ -77,18 +78,21 @@ impl<K: Object> DynInformer for Informer<K> {
 
 /// By (group, resource): an `Informer<K>` of that resource's type.
 type Informers = HashMap<(&'static str, &'static str), Box<dyn Any + Send + Sync>>;
+/// By (group, resource, field selector): a selected `Informer<K>`.
+type SelectedInformers = HashMap<(&'static str, &'static str, String), Box<dyn Any + Send + Sync>>;
 
 #[derive(Clone)]
 pub struct InformerFactory {
     store: Store,
     informers: Arc<Mutex<Informers>>,
+    selected: Arc<Mutex<SelectedInformers>>,
     /// Where reflectors run (None: on the thread that first asks for the resource).
     arbiter: Option<actix::ArbiterHandle>,
 }
 
 impl InformerFactory {
     pub fn new(store: Store) -> Self {
-        InformerFactory { store, informers: Default::default(), arbiter: None }
+        InformerFactory { store, informers: Default::default(), selected: Default::default(), arbiter: None }
     }
 
     /// Runs every reflector of this factory on `arbiter` (a thread of their own in `kubus up`).
@@ -107,6 +111,24 @@ impl InformerFactory {
         let mut map = self.informers.lock().expect("factory lock");
         map.entry((info.group, info.resource))
             .or_insert_with(|| Box::new(Informer::<K>::start_on(self.store.clone(), self.arbiter.as_ref())))
+            .downcast_ref::<Informer<K>>()
+            .expect("one type per resource")
+            .clone()
+    }
+
+    /// The informer of the objects of K's resource that `field_selector` picks (e.g.
+    /// `spec.nodeName=node-1`), listed and watched through the API server, which filters them;
+    /// started on first use and shared per (resource, selector). Its metrics carry the same
+    /// resource label as [`InformerFactory::get`]'s, so a process should hold one of the two.
+    pub fn get_selected<K: Object>(&self, field_selector: &str) -> Informer<K> {
+        let info = resource::of::<K>();
+        let mut map = self.selected.lock().expect("factory lock");
+        map.entry((info.group, info.resource, field_selector.to_string()))
+            .or_insert_with(|| {
+                let nats = self.store.context().client();
+                let source = ApiSource::new(nats, &self.store.config().cluster, field_selector);
+                Box::new(Informer::<K>::start_from(Source::Api(source), self.arbiter.as_ref()))
+            })
             .downcast_ref::<Informer<K>>()
             .expect("one type per resource")
             .clone()

@@ -1,21 +1,25 @@
 //! An informer: a reflector of one resource kept in memory as typed, shared objects
 //! (`Arc<Pod>`, ...) from a list of the store and a watch from the list's revision, with
-//! indexes kept on every change and changes fanned out to every subscriber. Reads come
-//! straight from JetStream (ordered consumers are flow-controlled and re-created on gaps);
-//! writes go through the API server.
+//! indexes kept on every change and changes fanned out to every subscriber. Reads come from a
+//! [`Source`]: straight from JetStream (ordered consumers are flow-controlled and re-created on
+//! gaps), or through the API server with a field selector (a kubelet's own pods); writes go
+//! through the API server.
 
+mod api_source;
 mod cache;
 mod factory;
 pub mod indexes;
+mod source;
+mod store_source;
 
+pub use api_source::ApiSource;
 pub use cache::{Cache, IndexFn, BY_CONTROLLER, BY_NAMESPACE};
 pub use factory::{DynInformer, InformerFactory, MetaChange};
+pub use source::Source;
 
-use crate::metrics::{INFORMER_DECODE_ERRORS, INFORMER_EVENTS, INFORMER_OBJECTS, INFORMER_RELISTS};
-use futures::StreamExt;
+use crate::metrics::{INFORMER_EVENTS, INFORMER_OBJECTS, INFORMER_RELISTS};
 use kubus_apimachinery::{Object, ObjectExt, ResourceInfo};
-use kubus_bus::store::KeyPrefix;
-use kubus_bus::{EventType, Store, StoreError};
+use kubus_bus::{EventType, Store};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -58,7 +62,7 @@ struct Shared<K> {
     info: &'static ResourceInfo,
     cache: RwLock<Cache<K>>,
     changes: broadcast::Sender<Change<K>>,
-    synced: watch::Receiver<bool>,
+    synced_tx: watch::Sender<bool>,
 }
 
 /// A shared, typed cache of one resource; cloning it is cheap and shares the cache.
@@ -83,6 +87,11 @@ impl<K: Object> Informer<K> {
     /// As [`Informer::start`], its reflector running on `arbiter` when given (decoding,
     /// indexing and fan-out then cost the readers' threads nothing).
     pub fn start_on(store: Store, arbiter: Option<&actix::ArbiterHandle>) -> Informer<K> {
+        Self::start_from(Source::Store(store), arbiter)
+    }
+
+    /// An informer fed by `source`: the same cache, indexes and fan-out whichever it is.
+    pub fn start_from(source: Source, arbiter: Option<&actix::ArbiterHandle>) -> Informer<K> {
         let info = kubus_apimachinery::resource::of::<K>();
         assert_eq!(
             (info.storage_group, info.storage_resource),
@@ -90,12 +99,13 @@ impl<K: Object> Informer<K> {
             "informers read a resource in its storage form"
         );
         let (changes, _) = broadcast::channel(65536);
-        let (synced_tx, synced) = watch::channel(false);
+        let (synced_tx, _) = watch::channel(false);
         let informer =
-            Informer { shared: Arc::new(Shared { info, cache: RwLock::new(Cache::default()), changes, synced }) };
-        let prefix = KeyPrefix::new(info.group, info.resource, None);
+            Informer { shared: Arc::new(Shared { info, cache: RwLock::new(Cache::default()), changes, synced_tx }) };
         let this = informer.clone();
-        let run = async move { this.run(store, prefix, synced_tx).await };
+        let run = async move {
+            tokio::join!(source.reflect(&this), this.resync_periodically());
+        };
         match arbiter {
             Some(a) => {
                 a.spawn(run);
@@ -111,111 +121,62 @@ impl<K: Object> Informer<K> {
         self.shared.info
     }
 
-    fn decode_logged(&self, value: &[u8], revision: u64) -> Option<K> {
-        match decode::<K>(value, revision) {
-            Ok(o) => Some(o),
-            Err(e) => {
-                // The API server decodes every write through the same type, so this is a
-                // store written by something else; skip the object rather than stop the feed.
-                INFORMER_DECODE_ERRORS.with_label_values(&[self.shared.info.resource]).inc();
-                tracing::warn!(resource = self.shared.info.resource, revision, error = %e, "stored object does not decode");
-                None
-            }
+    /// Refills the cache from a list (a relist replaces everything) and tells subscribers.
+    fn relisted(&self, objects: impl IntoIterator<Item = K>) {
+        let resource = self.shared.info.resource;
+        INFORMER_RELISTS.with_label_values(&[resource]).inc();
+        let fresh: HashMap<ObjectKey, Arc<K>> = objects.into_iter().map(|o| (o.key(), Arc::new(o))).collect();
+        {
+            let mut cache = self.shared.cache.write().expect("informer lock");
+            cache.replace(fresh);
+            INFORMER_OBJECTS.with_label_values(&[resource]).set(cache.len() as i64);
         }
+        // send_replace: the value must change even while no one waits for it.
+        self.shared.synced_tx.send_replace(true);
+        let _ = self.shared.changes.send(Change::Resynced);
     }
 
-    async fn run(self, store: Store, prefix: KeyPrefix, synced: watch::Sender<bool>) {
+    /// Applies one watched change to the cache and fans it out.
+    fn applied(&self, kind: EventType, obj: K) {
         let resource = self.shared.info.resource;
-        let mut revision: Option<u64> = None;
-        let mut backoff = Duration::from_millis(100);
+        let key = obj.key();
+        let obj = Arc::new(obj);
+        INFORMER_EVENTS.with_label_values(&[resource, kind.as_str()]).inc();
+        let change = {
+            let mut cache = self.shared.cache.write().expect("informer lock");
+            let change = match kind {
+                EventType::Deleted => {
+                    cache.remove(&key);
+                    Change::Deleted(obj)
+                }
+                _ => Change::Applied { old: cache.insert(key, obj.clone()), new: obj },
+            };
+            INFORMER_OBJECTS.with_label_values(&[resource]).set(cache.len() as i64);
+            change
+        };
+        let _ = self.shared.changes.send(change);
+    }
+
+    /// Tells subscribers to reconcile everything every [`RESYNC_PERIOD`] once synced, so a
+    /// missed or failed reaction heals without waiting for the next change.
+    async fn resync_periodically(&self) {
+        self.wait_synced().await;
+        let mut resync = tokio::time::interval(RESYNC_PERIOD);
+        resync.tick().await;
         loop {
-            let after = match revision {
-                Some(r) => r,
-                None => match store.list(&prefix).await {
-                    Ok((objects, rev)) => {
-                        INFORMER_RELISTS.with_label_values(&[resource]).inc();
-                        let fresh: HashMap<ObjectKey, Arc<K>> = objects
-                            .iter()
-                            .filter_map(|o| self.decode_logged(&o.value, o.revision))
-                            .map(|o| (o.key(), Arc::new(o)))
-                            .collect();
-                        {
-                            let mut cache = self.shared.cache.write().expect("informer lock");
-                            cache.replace(fresh);
-                            INFORMER_OBJECTS.with_label_values(&[resource]).set(cache.len() as i64);
-                        }
-                        let _ = synced.send(true);
-                        let _ = self.shared.changes.send(Change::Resynced);
-                        revision = Some(rev);
-                        rev
-                    }
-                    Err(e) => {
-                        tracing::warn!(resource, error = %e, "informer list failed");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(10));
-                        continue;
-                    }
-                },
-            };
-            let mut watch = match store.watch(Some(&prefix), after).await {
-                Ok(w) => w,
-                Err(StoreError::Gone { .. }) => {
-                    revision = None;
-                    continue;
-                }
-                Err(e) => {
-                    tracing::warn!(resource, error = %e, "informer watch failed");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                    continue;
-                }
-            };
-            backoff = Duration::from_millis(100);
-            // A periodic resync makes every subscriber reconcile everything again, so a missed
-            // or failed reaction heals without waiting for the next change.
-            let mut resync = tokio::time::interval(RESYNC_PERIOD);
             resync.tick().await;
-            loop {
-                let ev = tokio::select! {
-                    ev = watch.next() => ev,
-                    _ = resync.tick() => {
-                        let _ = self.shared.changes.send(Change::Resynced);
-                        continue;
-                    }
-                };
-                let Some(Ok(ev)) = ev else { break };
-                revision = Some(ev.revision);
-                let Some(obj) = self.decode_logged(&ev.value, ev.revision) else {
-                    continue;
-                };
-                let key = obj.key();
-                let obj = Arc::new(obj);
-                INFORMER_EVENTS.with_label_values(&[resource, ev.kind.as_str()]).inc();
-                let change = {
-                    let mut cache = self.shared.cache.write().expect("informer lock");
-                    let change = match ev.kind {
-                        EventType::Deleted => {
-                            cache.remove(&key);
-                            Change::Deleted(obj)
-                        }
-                        _ => Change::Applied { old: cache.insert(key, obj.clone()), new: obj },
-                    };
-                    INFORMER_OBJECTS.with_label_values(&[resource]).set(cache.len() as i64);
-                    change
-                };
-                let _ = self.shared.changes.send(change);
-            }
+            let _ = self.shared.changes.send(Change::Resynced);
         }
     }
 
     /// Waits until the first list has filled the cache.
     pub async fn wait_synced(&self) {
-        let mut rx = self.shared.synced.clone();
+        let mut rx = self.shared.synced_tx.subscribe();
         let _ = rx.wait_for(|s| *s).await;
     }
 
     pub fn has_synced(&self) -> bool {
-        *self.shared.synced.borrow()
+        *self.shared.synced_tx.borrow()
     }
 
     pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<K>> {
