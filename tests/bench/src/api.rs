@@ -191,7 +191,7 @@ pub(crate) async fn run(
 }
 
 /// The `seq` a watch event line carries in its ConfigMap's data, if any.
-fn seq_of(line: &[u8]) -> Option<usize> {
+pub(crate) fn seq_of(line: &[u8]) -> Option<usize> {
     let (WatchEvent::Added(cm) | WatchEvent::Modified(cm) | WatchEvent::Deleted(cm)) =
         serde_json::from_slice::<WatchEvent<ConfigMap>>(line).ok()?
     else {

@@ -131,7 +131,8 @@ fn report(phase: &str, took: Duration, pods: usize, before: &Reading, after: &Re
     let mut by_thread: Vec<(String, f64)> = after
         .threads
         .iter()
-        .map(|(name, t)| (name.clone(), (t - before.threads.get(name).copied().unwrap_or(0)) as f64 / hz))
+        // A thread started again (a controller that lost leadership) counts from zero.
+        .map(|(name, t)| (name.clone(), t.saturating_sub(before.threads.get(name).copied().unwrap_or(0)) as f64 / hz))
         .filter(|(_, s)| *s >= 0.05)
         .collect();
     by_thread.sort_by(|a, b| b.1.total_cmp(&a.1));

@@ -5,6 +5,7 @@
 //! - `api`: throughput and latency of the API server over HTTP;
 //! - `cluster`: the scheduler at scale with simulated nodes (pods created directly);
 //! - `controllers`: a Deployment's whole life at scale with simulated nodes;
+//! - `soak`: hours of steady churn with simulated nodes, reported every period;
 //! - `node`: the node agent with real containers, and the runtime path beside runc;
 //! - `proxy`: kube-proxy on the real datapath.
 //!
@@ -20,6 +21,7 @@ mod http;
 mod node;
 mod proxy;
 mod sim_cluster;
+mod soak;
 mod stats;
 
 pub use node::NodeBenchArgs;
@@ -64,6 +66,11 @@ pub enum BenchWhat {
         #[arg(long = "up-arg", allow_hyphen_values = true)]
         up_args: Vec<String>,
     },
+    /// Hours of steady churn at scale (`kubus up --sim-nodes N` as a child): Deployments scaled
+    /// and rolled in turn, a Service of thousands of endpoints, pods that never fit; every
+    /// period the control plane's CPU and RSS, reconciles/s, queues, the objects stream's size,
+    /// the watch cache, a paged LIST of every pod, watch latency and nodes not Ready.
+    Soak(soak::SoakArgs),
     /// The node agent with real containers (root): pod startup latency, the runtime path beside
     /// runc, RSS of the agent and its shims (`kubus up --no-node` + `kubus node` as children).
     Node(NodeBenchArgs),
@@ -99,6 +106,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchWhat::Controllers { nodes, replicas, timeout, up_args } => {
             controllers::run(nodes, replicas, timeout, up_args).await
         }
+        BenchWhat::Soak(soak) => soak::run(soak).await,
         BenchWhat::Node(node) => node::run(node).await,
         BenchWhat::Proxy(proxy) => proxy::run(proxy).await,
     };

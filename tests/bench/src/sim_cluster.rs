@@ -120,6 +120,11 @@ impl SimCluster {
         Ok(items + v["metadata"]["remainingItemCount"].as_u64().unwrap_or(0))
     }
 
+    /// The embedded NATS server's URL (the child writes it to its data dir).
+    pub fn nats_url(&self) -> anyhow::Result<String> {
+        Ok(std::fs::read_to_string(self.dir.join("nats.url"))?.trim().to_string())
+    }
+
     pub fn rss_mib(&self) -> f64 {
         vm_rss_kib(self.pid).map_or(0.0, |kb| kb as f64 / 1024.0)
     }
