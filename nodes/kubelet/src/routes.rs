@@ -6,6 +6,7 @@
 use actix::prelude::*;
 use k8s_openapi::api::core::v1::Node;
 use kubus_apimachinery::ObjectExt;
+use kubus_controller_runtime::informer::Change;
 use kubus_controller_runtime::Informer;
 use kubus_network::{PodRoutes, RouteSyncStats, RouteTable};
 use prometheus::{register_int_counter_vec, register_int_gauge, IntCounterVec, IntGauge};
@@ -114,6 +115,16 @@ impl RouteController {
     }
 }
 
+/// Whether a Node change can change this node's routes: its route before and after differ.
+pub fn moves_a_route(own_node: &str, change: &Change<Node>) -> bool {
+    match change {
+        Change::Applied { old: Some(old), new } => {
+            desired_routes(own_node, [old.as_ref()]) != desired_routes(own_node, [new.as_ref()])
+        }
+        Change::Applied { old: None, .. } | Change::Deleted(_) | Change::Resynced => true,
+    }
+}
+
 /// The routes a node wants from the Node objects: every other node's `spec.podCIDRs` (or
 /// `podCIDR`) via its InternalIP of the same family (ExternalIP when it has none); simulated
 /// nodes are left out.
@@ -189,8 +200,26 @@ impl Actor for RouteController {
                 return;
             }
         }
+        // Only changes that move a route wake the controller: the status heartbeats of
+        // thousands of nodes change none (upstream applies only the changed Node's route).
+        let mut changes = self.nodes.subscribe();
+        let own = self.node_name.clone();
         let addr = ctx.address();
-        self.nodes.on_change(move || addr.try_send(Changed).is_ok() || addr.connected());
+        ctx.spawn(
+            async move {
+                loop {
+                    let relevant = match changes.recv().await {
+                        Ok(change) => moves_a_route(&own, &change),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    };
+                    if relevant {
+                        addr.do_send(Changed);
+                    }
+                }
+            }
+            .into_actor(self),
+        );
         ctx.run_interval(RESYNC, |this, ctx| {
             this.applied = None;
             this.schedule(ctx);
@@ -215,6 +244,7 @@ impl Handler<Changed> for RouteController {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::sync::Arc;
 
     fn node(v: serde_json::Value) -> Node {
         serde_json::from_value(v).unwrap()
@@ -256,5 +286,21 @@ mod tests {
         let table = desired_routes("a", [&n]);
         assert_eq!(table["10.244.1.0/24"].to_string(), "10.0.0.11");
         assert_eq!(table["fd00:1::/64"].to_string(), "fd00::b");
+    }
+
+    #[test]
+    fn only_changes_that_move_a_route_wake_the_controller() {
+        let before = Arc::new(simple("n2", Some("10.244.2.0/24"), &[("InternalIP", "192.168.1.12")]));
+        let mut heartbeat = (*before).clone();
+        heartbeat.metadata.resource_version = Some("99".into());
+        heartbeat.metadata.labels = Some([("a".to_string(), "b".to_string())].into());
+        let change = |old: &Arc<Node>, new: Node| Change::Applied { old: Some(old.clone()), new: Arc::new(new) };
+        assert!(!moves_a_route("n1", &change(&before, heartbeat)));
+        let moved = simple("n2", Some("10.244.2.0/24"), &[("InternalIP", "192.168.1.99")]);
+        assert!(moves_a_route("n1", &change(&before, moved)));
+        let cidr = simple("n2", Some("10.244.7.0/24"), &[("InternalIP", "192.168.1.12")]);
+        assert!(moves_a_route("n1", &change(&before, cidr)));
+        assert!(moves_a_route("n1", &Change::Deleted(before.clone())));
+        assert!(moves_a_route("n1", &Change::Applied { old: None, new: before }));
     }
 }
