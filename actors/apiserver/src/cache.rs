@@ -47,12 +47,41 @@ struct State {
 
 /// Events a watcher may fall behind its resource's feed before it is told to relist.
 const FEED_CAPACITY: usize = 16384;
+/// The same for a feed of one node's pods (a node holds about a hundred).
+const NODE_FEED_CAPACITY: usize = 1024;
+
+/// A feed: the resource, and for pods the node name its watchers select (upstream's indexed
+/// trigger on `spec.nodeName`, so each of thousands of kubelets' watches wakes only for its
+/// own pods, not for every pod of the cluster).
+type FeedKey = (Gr, Option<String>);
+
+/// The field whose exact value picks a pods feed.
+pub const POD_TRIGGER_FIELD: &str = "spec.nodeName";
+
+fn is_pods(gr: &Gr) -> bool {
+    gr.0.is_empty() && gr.1 == "pods"
+}
+
+/// The node names an event concerns, before and after (a pod being bound moves from "" to its
+/// node).
+fn trigger_values(event: &CacheEvent) -> Vec<String> {
+    let node = |v: &Value| v["spec"]["nodeName"].as_str().unwrap_or_default().to_string();
+    let mut out = vec![node(&event.object)];
+    if let Some(prev) = &event.prev {
+        let before = node(prev);
+        if before != out[0] {
+            out.push(before);
+        }
+    }
+    out
+}
 
 #[derive(Clone)]
 pub struct WatchCache {
     state: Arc<RwLock<State>>,
-    /// One feed per resource with watchers: a watch of Services never wakes for a Lease.
-    events: Arc<Mutex<HashMap<Gr, broadcast::Sender<Arc<CacheEvent>>>>>,
+    /// One feed per resource with watchers (a watch of Services never wakes for a Lease),
+    /// and for pods one per node name watched (see [`trigger_values`]).
+    events: Arc<Mutex<HashMap<FeedKey, broadcast::Sender<Arc<CacheEvent>>>>>,
     revision: watch::Sender<u64>,
     capacity: usize,
 }
@@ -178,15 +207,17 @@ impl WatchCache {
 
     /// Starts a watch of one resource: the events to send first, and the live feed after them.
     /// Both come from under one lock, so nothing is missed or sent twice.
-    pub fn subscribe(&self, gr: &Gr, start: Start) -> Result<Subscription, StatusError> {
+    /// `trigger`: for pods, the exact `spec.nodeName` the watcher selects, if any.
+    pub fn subscribe(&self, gr: &Gr, start: Start, trigger: Option<&str>) -> Result<Subscription, StatusError> {
         let state = self.state.read().expect("cache lock");
+        let trigger = trigger.filter(|_| is_pods(gr)).map(str::to_string);
         // Under the state lock, as `apply` sends under it: nothing is missed or sent twice.
         let rx = self
             .events
             .lock()
             .expect("feeds lock")
-            .entry(gr.clone())
-            .or_insert_with(|| broadcast::channel(FEED_CAPACITY).0)
+            .entry((gr.clone(), trigger.clone()))
+            .or_insert_with(|| broadcast::channel(if trigger.is_some() { NODE_FEED_CAPACITY } else { FEED_CAPACITY }).0)
             .subscribe();
         let initial = match start {
             Start::Now => state
@@ -283,10 +314,16 @@ impl WatchCache {
         metrics::CACHE_OBJECTS.set(state.objects.values().map(|m| m.len() as i64).sum());
         {
             let mut feeds = self.events.lock().expect("feeds lock");
-            if let Some(feed) = feeds.get(&event.gr) {
-                if feed.send(event.clone()).is_err() {
-                    // Its last watcher left.
-                    feeds.remove(&event.gr);
+            let mut keys = vec![(event.gr.clone(), None)];
+            if is_pods(&event.gr) {
+                keys.extend(trigger_values(&event).into_iter().map(|n| (event.gr.clone(), Some(n))));
+            }
+            for key in keys {
+                if let Some(feed) = feeds.get(&key) {
+                    if feed.send(event.clone()).is_err() {
+                        // Its last watcher left.
+                        feeds.remove(&key);
+                    }
                 }
             }
         }
@@ -446,7 +483,7 @@ mod tests {
         let cache = WatchCache::new(100);
         cache.replace(Vec::new(), vec![(Key::new("", "pods", Some("default"), "old"), 3)], 5);
         let pods = (String::new(), "pods".to_string());
-        let (_, mut rx, _) = cache.subscribe(&pods, Start::After(5)).unwrap();
+        let (_, mut rx, _) = cache.subscribe(&pods, Start::After(5), None).unwrap();
         cache.apply(change(EventType::Added, "leases", "n1", 6));
         cache.apply(change(EventType::Added, "pods", "web", 7));
         cache.apply(change(EventType::Deleted, "pods", "web", 8));
@@ -454,9 +491,27 @@ mod tests {
         assert_eq!((first.gr.1.as_str(), first.revision), ("pods", 7));
         assert_eq!(rx.try_recv().unwrap().revision, 8);
         assert!(rx.try_recv().is_err(), "a Lease reached a pod watcher");
+        // A kubelet's watch wakes for its node's pods only, binding included.
+        let (_, mut n1, _) = cache.subscribe(&pods, Start::After(8), Some("n1")).unwrap();
+        let bound = |name: &str, node: &str, rev: u64| kubus_bus::Event {
+            kind: EventType::Modified,
+            key: Key::new("", "pods", Some("default"), name),
+            revision: rev,
+            value: bytes::Bytes::from(format!(
+                r#"{{"metadata":{{"name":"{name}","namespace":"default"}},"spec":{{"nodeName":"{node}"}}}}"#
+            )),
+        };
+        cache.apply(change(EventType::Added, "pods", "a", 9));
+        cache.apply(bound("a", "n1", 10));
+        cache.apply(change(EventType::Added, "pods", "b", 11));
+        cache.apply(bound("b", "n2", 12));
+        assert_eq!(n1.try_recv().unwrap().revision, 10);
+        assert!(n1.try_recv().is_err(), "a pod of n2 reached n1's watch");
+        assert_eq!((9..=12).map(|_| rx.try_recv().unwrap().revision).collect::<Vec<_>>(), [9, 10, 11, 12]);
+        drop(n1);
         // The last watcher gone, its feed goes with the next change.
         drop(rx);
-        cache.apply(change(EventType::Added, "pods", "db", 9));
+        cache.apply(bound("db", "n1", 13));
         assert!(cache.events.lock().unwrap().is_empty());
         // The tombstone a relist found and the deletion seen since wait for compaction.
         let due: Vec<u64> = cache.take_tombstones(Duration::ZERO).into_iter().map(|(_, rev)| rev).collect();

@@ -68,7 +68,8 @@ pub fn error_line(e: &StatusError) -> Bytes {
 /// or the watcher falls too far behind (then it gets a 410 ERROR event and re-lists).
 pub fn serve(cache: &WatchCache, spec: WatchSpec) -> BoxStream<'static, Bytes> {
     let (tx, rx) = mpsc::channel::<Bytes>(256);
-    let subscription = cache.subscribe(&spec.gr, spec.start);
+    let trigger = spec.fields.requires_exact_match(crate::cache::POD_TRIGGER_FIELD);
+    let subscription = cache.subscribe(&spec.gr, spec.start, trigger);
     let cache = cache.clone();
     tokio::spawn(async move {
         let label = spec.resource_label;
