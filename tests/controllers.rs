@@ -252,6 +252,25 @@ fn a_stopped_node_turns_not_ready_and_its_pods_are_replaced() {
     });
     let nodes = c.kubectl(&["get", "nodes"]).expect_ok();
     assert!(nodes.lines().any(|l| l.starts_with("extra-0") && l.contains("NotReady")), "{nodes}");
+    // As upstream's node controller records it.
+    let events = eventually(30, || {
+        let out = c
+            .kubectl(&[
+                "get",
+                "events",
+                "-A",
+                "--field-selector",
+                "reason=NodeNotReady",
+                "-o",
+                "custom-columns=M:.message,S:.source.component",
+            ])
+            .expect_ok();
+        out.contains("extra-0").then_some(out)
+    });
+    assert!(
+        events.contains("Node extra-0 status is now: NodeNotReady") && events.contains("node-controller"),
+        "{events}"
+    );
     let after = eventually(60, || {
         let on = running_on(&pods(&c, "app=svc"));
         (on.len() == 6 && on.iter().all(|n| n != "extra-0")).then_some(on)

@@ -14,8 +14,9 @@ use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, PodCondition, Taint};
 use kubus_apimachinery::time::{system_micro_time, system_time, time};
 use kubus_apimachinery::{conditions, pod, taints, ObjectExt, ObjectKey};
 use kubus_controller_runtime::controller::{Action, Controller, ReconcileResult, Reconciler};
+use kubus_controller_runtime::events::EventType;
 use kubus_controller_runtime::informer::indexes;
-use kubus_controller_runtime::{Client, DeleteParams, Informer, InformerFactory};
+use kubus_controller_runtime::{Client, DeleteParams, Informer, InformerFactory, Recorder};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -31,6 +32,7 @@ pub struct NodeLifecycleController {
     pods: Informer<Pod>,
     leases: Informer<Lease>,
     grace: Duration,
+    recorder: Recorder,
 }
 
 fn taints(node: &Node) -> &[Taint] {
@@ -117,7 +119,9 @@ pub fn run(client: Client, factory: &InformerFactory, grace: Duration) -> BoxFut
     indexes::pods_by_node(&pods);
     let ctrl = Controller::new("nodelifecycle", nodes.clone()).workers(WORKERS);
     let (leases_synced, pods_synced) = (leases.clone(), pods.clone());
-    let run = ctrl.run(Arc::new(NodeLifecycleController { client, nodes, pods, leases, grace }));
+    // Upstream's node lifecycle controller records as "node-controller".
+    let recorder = Recorder::new(client.clone(), "node-controller");
+    let run = ctrl.run(Arc::new(NodeLifecycleController { client, nodes, pods, leases, grace, recorder }));
     Box::pin(async move {
         // A node's Lease must be known before it can be called stale, and its pods before
         // they are marked or evicted; neither is watched.
@@ -158,6 +162,9 @@ impl NodeLifecycleController {
             if ready != Some("Unknown") {
                 let patch = json!({"status": {"conditions": unknown_conditions(&node, now)}});
                 self.client.merge_patch_status::<Node>("", name, &patch).await?;
+                // Upstream's RecordNodeStatusChange.
+                let message = format!("Node {name} status is now: NodeNotReady");
+                self.recorder.record(node.as_ref(), EventType::Normal, "NodeNotReady", &message).await;
             }
             self.mark_pods_not_ready(name, now).await?;
             if !has_ours {

@@ -4,7 +4,8 @@
 //! never fit anywhere. Every report period it prints the control plane's CPU and RSS,
 //! reconciles per second by controller, queue depths, the objects stream's messages and bytes,
 //! the watch cache's size, a paged LIST of every pod (time, pages, any 410), watch delivery
-//! latency, and how many nodes are not Ready. Flat series after warm-up are the goal.
+//! latency, and how many nodes are not Ready (and NodeNotReady Events of the last hour). Flat
+//! series after warm-up are the goal.
 
 use crate::sim_cluster::{label_values, metric, SimCluster};
 use crate::stats::{pct, sorted};
@@ -142,6 +143,13 @@ async fn not_ready(c: &SimCluster) -> anyhow::Result<usize> {
         .count())
 }
 
+/// Times the node controller marked a node NotReady (its NodeNotReady Events; they live an
+/// hour, `--event-ttl`).
+async fn not_ready_events(c: &SimCluster) -> anyhow::Result<usize> {
+    let v: Value = serde_json::from_slice(&c.get("/api/v1/events?fieldSelector=reason%3DNodeNotReady").await?)?;
+    Ok(v["items"].as_array().map_or(0, Vec::len))
+}
+
 /// The objects stream's messages and bytes, from JetStream.
 async fn stream_size(js: &async_nats::jetstream::Context) -> anyhow::Result<(u64, u64)> {
     let mut s = js.get_stream("KUBUS_bench_OBJECTS").await?;
@@ -171,10 +179,11 @@ async fn report(c: &SimCluster, js: &async_nats::jetstream::Context, before: &Re
     let (list_took, pages, pods, gone) = paged_list(c).await?;
     let lat = sorted(watch_latency(c, 20).await?);
     let not_ready = not_ready(c).await?;
+    let marked = not_ready_events(c).await?;
     let elapsed = c.started.elapsed().as_secs_f64() / 60.0;
     println!(
         "t={elapsed:>5.1} min  cpu {:>4.0}%  rss {:>5.0} MiB  pods {pods}  stream {messages} msgs {:.1} MiB  watch cache {:.0} objects  \
-         LIST pods {:.2} s / {pages} pages, 410s {gone}  watch p50 {:.1} ms max {:.1} ms  nodes not Ready {not_ready}",
+         LIST pods {:.2} s / {pages} pages, 410s {gone}  watch p50 {:.1} ms max {:.1} ms  nodes not Ready {not_ready} (NodeNotReady events {marked})",
         cpu * 100.0,
         c.rss_mib(),
         bytes as f64 / (1 << 20) as f64,
