@@ -492,21 +492,27 @@ mod tests {
         }
     }
 
-    #[test]
-    fn status_counts_active_labeled_ready_and_available_pods() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+    /// One pod of each kind the status counts tell apart: ready long enough to be available,
+    /// just ready, pending, terminal, being deleted, relabeled.
+    fn counted_pods(now: SystemTime) -> Vec<Arc<Pod>> {
         let mut deleting = (*pod("deleting", Some("n"), "Running", Some(1), 1)).clone();
         deleting.metadata.deletion_timestamp = Some(time(now));
         let mut other_labels = (*pod("relabeled", Some("n"), "Running", None, 1)).clone();
         other_labels.metadata.labels = Some([("app".to_string(), "other".to_string())].into());
-        let owned = vec![
+        vec![
             pod("long-ready", Some("n"), "Running", Some(10), 1),
             pod("just-ready", Some("n"), "Running", Some(995), 1),
             pod("pending", None, "Pending", None, 1),
             pod("done", Some("n"), "Succeeded", None, 1),
             Arc::new(deleting),
             Arc::new(other_labels),
-        ];
+        ]
+    }
+
+    #[test]
+    fn status_counts_active_labeled_ready_and_available_pods() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let owned = counted_pods(now);
         let rs = rs(30, &[("app", "web")]);
         let counts = Counts::of(&rs, &owned, now);
         assert_eq!(counts, Counts { replicas: 4, fully_labeled: 3, ready: 2, available: 1 });
@@ -540,21 +546,7 @@ mod tests {
             p.metadata.owner_references = Some(vec![controller_ref(&owner)]);
             Arc::new(p)
         };
-        let mut deleting = (*pod("deleting", Some("n"), "Running", Some(1), 1)).clone();
-        deleting.metadata.deletion_timestamp = Some(time(now));
-        let mut other_labels = (*pod("relabeled", Some("n"), "Running", None, 1)).clone();
-        other_labels.metadata.labels = Some([("app".to_string(), "other".to_string())].into());
-        let owned: Vec<Arc<Pod>> = vec![
-            pod("long-ready", Some("n"), "Running", Some(10), 1),
-            pod("just-ready", Some("n"), "Running", Some(995), 1),
-            pod("pending", None, "Pending", None, 1),
-            pod("done", Some("n"), "Succeeded", None, 1),
-            Arc::new(deleting),
-            Arc::new(other_labels),
-        ]
-        .into_iter()
-        .map(controlled)
-        .collect();
+        let owned: Vec<Arc<Pod>> = counted_pods(now).into_iter().map(controlled).collect();
         let mut cache: Cache<Pod> = Cache::default();
         cache.add_index(ACTIVE, Arc::new(index_active));
         cache.add_index(READY, Arc::new(index_ready));

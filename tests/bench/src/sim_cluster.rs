@@ -80,11 +80,17 @@ impl SimCluster {
         }
     }
 
+    /// Nodes whose Ready condition is True, and all nodes.
+    pub async fn nodes_ready(&self) -> anyhow::Result<(usize, usize)> {
+        let list: List<Node> = serde_json::from_slice(&self.get("/api/v1/nodes").await?)?;
+        let ready = list.items.iter().filter(|n| conditions::is_true(conditions::of_node(n), "Ready")).count();
+        Ok((ready, list.items.len()))
+    }
+
     /// Waits until `nodes` nodes are Ready; the time since the process started.
     pub async fn wait_nodes_ready(&self, nodes: usize) -> anyhow::Result<Duration> {
         loop {
-            let list: List<Node> = serde_json::from_slice(&self.get("/api/v1/nodes").await?)?;
-            let ready = list.items.iter().filter(|n| conditions::is_true(conditions::of_node(n), "Ready")).count();
+            let (ready, _) = self.nodes_ready().await?;
             if ready >= nodes {
                 return Ok(self.started.elapsed());
             }
@@ -99,6 +105,22 @@ impl SimCluster {
     pub async fn request(&self, method: &str, path: &str, ct: &str, body: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
         let mut c = Conn::open(&self.addr).await?;
         c.request(method, path, ct, body).await
+    }
+
+    /// Sends a JSON body and fails unless the answer's code is one of `want`.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        ct: &str,
+        body: &serde_json::Value,
+        want: &[u16],
+    ) -> anyhow::Result<()> {
+        let (code, resp) = self.request(method, path, ct, body.to_string().as_bytes()).await?;
+        if !want.contains(&code) {
+            bail!("{method} {path}: {code} {}", String::from_utf8_lossy(&resp));
+        }
+        Ok(())
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Vec<u8>> {

@@ -63,14 +63,6 @@ struct Reading {
     page: String,
 }
 
-async fn send(c: &SimCluster, method: &str, path: &str, ct: &str, body: &Value, want: &[u16]) -> anyhow::Result<()> {
-    let (code, resp) = c.request(method, path, ct, body.to_string().as_bytes()).await?;
-    if !want.contains(&code) {
-        bail!("{method} {path}: {code} {}", String::from_utf8_lossy(&resp));
-    }
-    Ok(())
-}
-
 /// A paged LIST of every pod, 500 a page: (time, pages, pods, 410s met).
 async fn paged_list(c: &SimCluster) -> anyhow::Result<(Duration, usize, usize, usize)> {
     let started = Instant::now();
@@ -112,7 +104,7 @@ async fn watch_latency(c: &SimCluster, n: usize) -> anyhow::Result<Vec<Duration>
         let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let patch = json!({"data": {"seq": seq.to_string()}});
         let sent = Instant::now();
-        send(c, "PATCH", &format!("{NS}/configmaps/soak-watched"), "application/merge-patch+json", &patch, &[200])
+        c.send("PATCH", &format!("{NS}/configmaps/soak-watched"), "application/merge-patch+json", &patch, &[200])
             .await?;
         'seen: loop {
             let chunk = tokio::time::timeout(Duration::from_secs(30), conn.next_chunk()).await??;
@@ -128,19 +120,6 @@ async fn watch_latency(c: &SimCluster, n: usize) -> anyhow::Result<Vec<Duration>
         }
     }
     Ok(out)
-}
-
-/// Nodes whose Ready condition is not True, from a paged LIST.
-async fn not_ready(c: &SimCluster) -> anyhow::Result<usize> {
-    let v: Value = serde_json::from_slice(&c.get("/api/v1/nodes").await?)?;
-    let items = v["items"].as_array().cloned().unwrap_or_default();
-    Ok(items
-        .iter()
-        .filter(|n| {
-            let conds = n["status"]["conditions"].as_array().cloned().unwrap_or_default();
-            !conds.iter().any(|c| c["type"] == "Ready" && c["status"] == "True")
-        })
-        .count())
 }
 
 /// Times the node controller marked a node NotReady (its NodeNotReady Events; they live an
@@ -178,7 +157,8 @@ async fn report(c: &SimCluster, js: &async_nats::jetstream::Context, before: &Re
     let (messages, bytes) = stream_size(js).await?;
     let (list_took, pages, pods, gone) = paged_list(c).await?;
     let lat = sorted(watch_latency(c, 20).await?);
-    let not_ready = not_ready(c).await?;
+    let (ready, nodes) = c.nodes_ready().await?;
+    let not_ready = nodes - ready;
     let marked = not_ready_events(c).await?;
     let elapsed = c.started.elapsed().as_secs_f64() / 60.0;
     println!(
@@ -221,17 +201,17 @@ pub(crate) async fn run(args: SoakArgs) -> anyhow::Result<()> {
 
     let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "soak-watched", "labels": {"bench": "soak"}}, "data": {"seq": "0"}});
-    send(&c, "POST", &format!("{NS}/configmaps"), "application/json", &cm, &[201]).await?;
+    c.send("POST", &format!("{NS}/configmaps"), "application/json", &cm, &[201]).await?;
     let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "backend"},
         "spec": {"selector": {"app": "backend"}, "ports": [{"port": 80, "targetPort": 8080}]}});
-    send(&c, "POST", &format!("{NS}/services"), "application/json", &svc, &[201]).await?;
+    c.send("POST", &format!("{NS}/services"), "application/json", &svc, &[201]).await?;
     let backend = deployment("backend", args.endpoints, "busybox", None);
-    send(&c, "POST", DEPLOYMENTS, "application/json", &backend, &[201]).await?;
+    c.send("POST", DEPLOYMENTS, "application/json", &backend, &[201]).await?;
     let nowhere = deployment("nowhere", args.unschedulable, "busybox", Some(json!({"kubus.io/nowhere": "true"})));
-    send(&c, "POST", DEPLOYMENTS, "application/json", &nowhere, &[201]).await?;
+    c.send("POST", DEPLOYMENTS, "application/json", &nowhere, &[201]).await?;
     for i in 0..args.deployments {
         let d = deployment(&format!("churn-{i}"), args.replicas, "busybox", None);
-        send(&c, "POST", DEPLOYMENTS, "application/json", &d, &[201]).await?;
+        c.send("POST", DEPLOYMENTS, "application/json", &d, &[201]).await?;
     }
 
     let started = Instant::now();
@@ -243,12 +223,12 @@ pub(crate) async fn run(args: SoakArgs) -> anyhow::Result<()> {
         // rolled to the other image.
         let d = format!("{DEPLOYMENTS}/churn-{}", tick % args.deployments);
         let replicas = if (tick / args.deployments).is_multiple_of(2) { args.replicas / 2 } else { args.replicas };
-        send(&c, "PATCH", &d, "application/merge-patch+json", &json!({"spec": {"replicas": replicas}}), &[200]).await?;
+        c.send("PATCH", &d, "application/merge-patch+json", &json!({"spec": {"replicas": replicas}}), &[200]).await?;
         if tick.is_multiple_of(6) {
             let image = if (tick / 6).is_multiple_of(2) { "busybox:1.36" } else { "busybox:1.35" };
             let rolled = format!("{DEPLOYMENTS}/churn-{}", (tick / 6) % args.deployments);
             let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": image}]}}}});
-            send(&c, "PATCH", &rolled, "application/strategic-merge-patch+json", &patch, &[200]).await?;
+            c.send("PATCH", &rolled, "application/strategic-merge-patch+json", &patch, &[200]).await?;
         }
         tick += 1;
         if Instant::now() >= next_report {
