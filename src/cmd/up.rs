@@ -85,6 +85,9 @@ pub struct UpArgs {
     /// ReplicaSets synced at once.
     #[arg(long, default_value_t = kubus_controllers::replicaset::WORKERS)]
     pub concurrent_replicaset_syncs: usize,
+    /// ReplicationControllers synced at once.
+    #[arg(long, default_value_t = kubus_controllers::replicaset::WORKERS)]
+    pub concurrent_rc_syncs: usize,
     /// Deployments synced at once.
     #[arg(long, default_value_t = kubus_controllers::deployment::WORKERS)]
     pub concurrent_deployment_syncs: usize,
@@ -258,6 +261,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             kube_api_qps: args.kube_api_qps,
             kube_api_burst: args.kube_api_burst,
             concurrent_replicaset_syncs: args.concurrent_replicaset_syncs,
+            concurrent_rc_syncs: args.concurrent_rc_syncs,
             concurrent_deployment_syncs: args.concurrent_deployment_syncs,
             concurrent_gc_syncs: args.concurrent_gc_syncs,
             concurrent_endpoint_syncs: args.concurrent_endpoint_syncs,

@@ -69,6 +69,12 @@ impl Cause {
     pub fn invalid(field: impl Into<String>, value: &Value, detail: impl AsRef<str>) -> Self {
         let v = match value {
             Value::String(s) => format!("\"{s}\""),
+            // Labels and selectors: Go prints a map[string]string with %#v.
+            Value::Object(m) if !m.is_empty() && m.values().all(Value::is_string) => {
+                let pairs: Vec<String> =
+                    m.iter().map(|(k, v)| format!("{}:{}", Value::from(k.as_str()), v)).collect();
+                format!("map[string]string{{{}}}", pairs.join(", "))
+            }
             other => other.to_string(),
         };
         Cause::new(CauseType::FieldValueInvalid, field, format!("Invalid value: {v}: {}", detail.as_ref()))

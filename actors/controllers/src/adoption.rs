@@ -75,18 +75,13 @@ pub fn selector_of(selector: Option<&ApiSelector>) -> LabelSelector {
 pub fn claimants<K: Object, O: Object>(
     owners: &Informer<O>,
     obj: &K,
-    selector: impl Fn(&O) -> Option<&ApiSelector>,
+    selector: impl Fn(&O) -> LabelSelector,
 ) -> Vec<ObjectKey> {
     let ns = obj.namespace();
     match obj.controller_ref() {
         Some(r) if refers_to::<O>(r) => vec![(ns.to_string(), r.name.clone())],
         Some(_) => Vec::new(),
-        None => owners
-            .namespace(ns)
-            .iter()
-            .filter(|o| selects(&selector_of(selector(o)), obj.labels()))
-            .map(|o| o.key())
-            .collect(),
+        None => owners.namespace(ns).iter().filter(|o| selects(&selector(o), obj.labels())).map(|o| o.key()).collect(),
     }
 }
 

@@ -9,7 +9,7 @@
 
 mod status;
 
-use crate::adoption::{self, claimants};
+use crate::adoption::{self, claimants, selector_of};
 use crate::replicaset::replicas;
 use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, ReplicaSetSpec};
@@ -257,7 +257,9 @@ pub fn run(client: Client, factory: &InformerFactory, workers: usize) -> BoxFutu
     // orphan the Deployments that would adopt it.
     let owners = {
         let deployments = deployments.clone();
-        move |rs: &ReplicaSet| claimants(&deployments, rs, |d: &Deployment| d.spec.as_ref().map(|s| &s.selector))
+        move |rs: &ReplicaSet| {
+            claimants(&deployments, rs, |d: &Deployment| selector_of(d.spec.as_ref().map(|s| &s.selector)))
+        }
     };
     let ctrl = Controller::new("deployment", deployments.clone())
         .watches(replicasets.clone(), owners)

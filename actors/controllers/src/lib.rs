@@ -17,6 +17,8 @@ pub mod replicaset;
 
 use actix::prelude::*;
 use futures::future::BoxFuture;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::ReplicationController;
 use kubus_controller_runtime::{Client, InformerFactory};
 
 /// The controller manager actor: elects itself leader, then runs every controller on a thread
@@ -57,6 +59,7 @@ pub struct ControllerConfig {
     pub kube_api_burst: u32,
     /// Keys each controller reconciles at once (upstream's --concurrent-*-syncs).
     pub concurrent_replicaset_syncs: usize,
+    pub concurrent_rc_syncs: usize,
     pub concurrent_deployment_syncs: usize,
     pub concurrent_gc_syncs: usize,
     pub concurrent_endpoint_syncs: usize,
@@ -79,6 +82,7 @@ impl Default for ControllerConfig {
             kube_api_qps: KUBE_API_QPS,
             kube_api_burst: KUBE_API_BURST,
             concurrent_replicaset_syncs: replicaset::WORKERS,
+            concurrent_rc_syncs: replicaset::WORKERS,
             concurrent_deployment_syncs: deployment::WORKERS,
             concurrent_gc_syncs: garbagecollector::WORKERS,
             concurrent_endpoint_syncs: endpoints::WORKERS,
@@ -109,7 +113,18 @@ impl ControllerManager {
         // Each controller's client has its own token bucket, as each of upstream's does.
         let client = |name: &str| self.client.with_rate_limit(c.kube_api_qps, c.kube_api_burst, name);
         let mut controllers: Vec<(&'static str, BoxFuture<'static, ()>)> = vec![
-            ("kcm-replicaset", replicaset::run(client("replicaset"), factory, c.concurrent_replicaset_syncs)),
+            (
+                "kcm-replicaset",
+                replicaset::run::<ReplicaSet>(client("replicaset"), factory, c.concurrent_replicaset_syncs),
+            ),
+            (
+                "kcm-replication",
+                replicaset::run::<ReplicationController>(
+                    client("replicationcontroller"),
+                    factory,
+                    c.concurrent_rc_syncs,
+                ),
+            ),
             ("kcm-deployment", deployment::run(client("deployment"), factory, c.concurrent_deployment_syncs)),
             ("kcm-namespace", namespace::run(client("namespace"), factory, c.concurrent_namespace_syncs)),
             ("kcm-gc", garbagecollector::run(client("garbagecollector"), factory, c.concurrent_gc_syncs)),

@@ -1,6 +1,8 @@
 //! The ReplicaSet controller: keeps `spec.replicas` pods matching the selector, owned by the
 //! ReplicaSet (adopting orphans that match, releasing owned pods that no longer match), and
-//! reports counts in status. Expectations keep a slow watch from causing extra pods.
+//! reports counts in status. Expectations keep a slow watch from causing extra pods. The same
+//! logic serves ReplicationControllers ([`Replicated`], upstream's replication manager), read
+//! through a ReplicaSet view.
 //!
 //! A sync costs the same for 10 pods or 30,000: the counts it needs (active, ready, fully
 //! labeled) are index counts kept by the pod informer, orphans come from the orphan index,
@@ -12,17 +14,19 @@
 use crate::adoption::{self, claimants, selects};
 use crate::expectations::Expectations;
 use futures::future::{join_all, BoxFuture};
-use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec, ReplicaSetStatus};
+use k8s_openapi::api::core::v1::{Pod, ReplicationController};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector as ApiSelector;
 use kubus_apimachinery::meta::{controller_ref, refers_to};
 use kubus_apimachinery::pod;
 use kubus_apimachinery::selector::{labels_match, LabelSelector};
-use kubus_apimachinery::{ObjectExt, ObjectKey};
+use kubus_apimachinery::{Object, ObjectExt, ObjectKey};
 use kubus_controller_runtime::controller::{Action, Controller, Error, ReconcileResult, Reconciler};
 use kubus_controller_runtime::events::EventType;
 use kubus_controller_runtime::informer::Cache;
 use kubus_controller_runtime::{Change, Client, DeleteParams, Informer, InformerFactory, Recorder};
 use serde_json::json;
+use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -48,9 +52,70 @@ pub const READY: &str = "replicaset-ready";
 /// Active pods by `<ReplicaSet uid>/<key>=<value>` of each of their labels.
 pub const LABELED: &str = "replicaset-label";
 
-/// The ReplicaSet controlling a pod (its uid), if one does.
+/// A kind whose pods this controller keeps: ReplicaSets, and ReplicationControllers (v1), which
+/// upstream's replication manager also runs through the ReplicaSet logic.
+pub trait Replicated: Object {
+    /// The work queue's name (upstream's: `replicaset`, `replicationmanager`).
+    const QUEUE: &'static str;
+    /// The component its Events come from.
+    const COMPONENT: &'static str;
+    /// The object as a ReplicaSet (same metadata, spec and status).
+    fn as_replica_set(&self) -> Cow<'_, ReplicaSet>;
+    /// The selector as a matcher; an invalid one is an error.
+    fn selector(&self) -> Result<LabelSelector, String>;
+}
+
+impl Replicated for ReplicaSet {
+    const QUEUE: &'static str = "replicaset";
+    const COMPONENT: &'static str = "replicaset-controller";
+    fn as_replica_set(&self) -> Cow<'_, ReplicaSet> {
+        Cow::Borrowed(self)
+    }
+    fn selector(&self) -> Result<LabelSelector, String> {
+        LabelSelector::from_typed(self.spec.as_ref().map(|s| &s.selector)).map_err(|e| e.message)
+    }
+}
+
+impl Replicated for ReplicationController {
+    const QUEUE: &'static str = "replicationmanager";
+    const COMPONENT: &'static str = "replication-controller";
+    fn as_replica_set(&self) -> Cow<'_, ReplicaSet> {
+        let spec = self.spec.as_ref();
+        let status = self.status.as_ref();
+        Cow::Owned(ReplicaSet {
+            metadata: self.metadata.clone(),
+            spec: Some(ReplicaSetSpec {
+                replicas: spec.and_then(|s| s.replicas),
+                min_ready_seconds: spec.and_then(|s| s.min_ready_seconds),
+                selector: ApiSelector { match_labels: spec.and_then(|s| s.selector.clone()), match_expressions: None },
+                template: spec.and_then(|s| s.template.clone()),
+            }),
+            status: status.map(|s| ReplicaSetStatus {
+                replicas: s.replicas,
+                fully_labeled_replicas: s.fully_labeled_replicas,
+                ready_replicas: s.ready_replicas,
+                available_replicas: s.available_replicas,
+                observed_generation: s.observed_generation,
+                ..Default::default()
+            }),
+        })
+    }
+    fn selector(&self) -> Result<LabelSelector, String> {
+        let labels = self.spec.as_ref().and_then(|s| s.selector.clone());
+        let typed = ApiSelector { match_labels: labels, match_expressions: None };
+        LabelSelector::from_typed(Some(&typed)).map_err(|e| e.message)
+    }
+}
+
+/// Whether an owner reference names a kind this controller keeps.
+fn is_replicated(r: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference) -> bool {
+    refers_to::<ReplicaSet>(r) || refers_to::<ReplicationController>(r)
+}
+
+/// The ReplicaSet or ReplicationController controlling a pod (its uid), if one does. Uids are
+/// unique across kinds, so both share the indexes.
 fn controller_uid(p: &Pod) -> Option<&str> {
-    p.controller_ref().filter(|r| refers_to::<ReplicaSet>(r)).map(|r| r.uid.as_str())
+    p.controller_ref().filter(|r| is_replicated(r)).map(|r| r.uid.as_str())
 }
 
 fn index_active(p: &Pod) -> Vec<String> {
@@ -75,10 +140,10 @@ pub fn index_pods(pods: &Informer<Pod>) {
     pods.add_index(LABELED, index_labeled);
 }
 
-pub struct ReplicaSetController {
+pub struct ReplicaSetController<K: Replicated> {
     client: Client,
     events: Recorder,
-    replicasets: Informer<ReplicaSet>,
+    replicasets: Informer<K>,
     pods: Informer<Pod>,
     expectations: Arc<Expectations>,
     /// Owned pods whose labels changed since the last sync, by ReplicaSet (they may no longer
@@ -168,9 +233,10 @@ pub fn replicas(rs: &ReplicaSet) -> i64 {
     rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(0) as i64
 }
 
-/// Starts the controller with `workers` concurrent syncs; the future runs it until dropped.
-pub fn run(client: Client, factory: &InformerFactory, workers: usize) -> BoxFuture<'static, ()> {
-    let (replicasets, pods) = (factory.get::<ReplicaSet>(), factory.get::<Pod>());
+/// Starts the controller of `K` with `workers` concurrent syncs; the future runs it until
+/// dropped.
+pub fn run<K: Replicated>(client: Client, factory: &InformerFactory, workers: usize) -> BoxFuture<'static, ()> {
+    let (replicasets, pods) = (factory.get::<K>(), factory.get::<Pod>());
     adoption::index_orphans(&pods);
     index_pods(&pods);
     let expectations = Arc::new(Expectations::default());
@@ -178,26 +244,26 @@ pub fn run(client: Client, factory: &InformerFactory, workers: usize) -> BoxFutu
     let on_pod = {
         let (replicasets, expectations, relabeled) = (replicasets.clone(), expectations.clone(), relabeled.clone());
         move |change: &Change<Pod>| {
-            note_relabeled(&relabeled, change);
+            note_relabeled::<K>(&relabeled, change);
             pod_change(&replicasets, &expectations, change)
         }
     };
-    let ctrl = Controller::new("replicaset", replicasets.clone())
+    let ctrl = Controller::new(K::QUEUE, replicasets.clone())
         .watches_changes(pods.clone(), on_pod)
         .coalesce(COALESCE)
         .workers(workers);
-    let events = Recorder::new(client.clone(), "replicaset-controller");
+    let events = Recorder::new(client.clone(), K::COMPONENT);
     let checked = Mutex::default();
     ctrl.run(Arc::new(ReplicaSetController { client, events, replicasets, pods, expectations, relabeled, checked }))
 }
 
 /// Remembers an owned pod whose labels changed, for its ReplicaSet's next sync.
-fn note_relabeled(relabeled: &Mutex<HashMap<ObjectKey, HashSet<ObjectKey>>>, change: &Change<Pod>) {
+fn note_relabeled<K: Replicated>(relabeled: &Mutex<HashMap<ObjectKey, HashSet<ObjectKey>>>, change: &Change<Pod>) {
     let Change::Applied { old: Some(old), new } = change else { return };
     if old.labels() == new.labels() {
         return;
     }
-    if let Some(r) = new.controller_ref().filter(|r| refers_to::<ReplicaSet>(r)) {
+    if let Some(r) = new.controller_ref().filter(|r| refers_to::<K>(r)) {
         let rs = (new.namespace().to_string(), r.name.clone());
         relabeled.lock().expect("relabeled lock").entry(rs).or_default().insert(new.key());
     }
@@ -205,11 +271,15 @@ fn note_relabeled(relabeled: &Mutex<HashMap<ObjectKey, HashSet<ObjectKey>>>, cha
 
 /// Observes a pod change for expectations and names the ReplicaSets it concerns (before and
 /// after a label change, so a pod may leave one owner and join another).
-fn pod_change(replicasets: &Informer<ReplicaSet>, expectations: &Expectations, change: &Change<Pod>) -> Vec<ObjectKey> {
-    let owner_key = |p: &Pod| {
-        p.controller_ref().filter(|r| refers_to::<ReplicaSet>(r)).map(|r| (p.namespace().to_string(), r.name.clone()))
-    };
-    let owners = |p: &Pod| claimants(replicasets, p, |rs: &ReplicaSet| rs.spec.as_ref().map(|s| &s.selector));
+fn pod_change<K: Replicated>(
+    replicasets: &Informer<K>,
+    expectations: &Expectations,
+    change: &Change<Pod>,
+) -> Vec<ObjectKey> {
+    let owner_key =
+        |p: &Pod| p.controller_ref().filter(|r| refers_to::<K>(r)).map(|r| (p.namespace().to_string(), r.name.clone()));
+    let owners =
+        |p: &Pod| claimants(replicasets, p, |rs: &K| rs.selector().unwrap_or_else(|_| LabelSelector::nothing()));
     let mut keys = match change {
         Change::Applied { old, new } => {
             if old.is_none() {
@@ -235,40 +305,41 @@ fn pod_change(replicasets: &Informer<ReplicaSet>, expectations: &Expectations, c
     keys
 }
 
-impl ReplicaSetController {
+impl<K: Replicated> ReplicaSetController<K> {
     async fn sync(&self, key: &ObjectKey) -> ReconcileResult {
-        let Some(rs) = self.replicasets.get_key(key) else {
+        let Some(owner) = self.replicasets.get_key(key) else {
             self.expectations.forget(key);
             self.relabeled.lock().expect("relabeled lock").remove(key);
             self.checked.lock().expect("checked lock").remove(key);
             return Ok(Action::Done);
         };
-        let selector = LabelSelector::from_typed(rs.spec.as_ref().map(|s| &s.selector))
-            .map_err(|e| Error::InvalidObject(e.message))?;
+        let selector = owner.selector().map_err(Error::InvalidObject)?;
+        let view = owner.as_replica_set();
+        let rs: &ReplicaSet = &view;
         let mut adopted = 0;
         if !rs.is_deleting() {
-            self.release_unselected(key, &rs, &selector).await?;
+            self.release_unselected(key, rs, &selector).await?;
             for pod in adoption::orphans(&self.pods, rs.namespace(), &selector) {
-                if pod::is_active(&pod) && self.adopt(&rs, &pod).await? {
+                if pod::is_active(&pod) && self.adopt(&*owner, &pod).await? {
                     adopted += 1;
                 }
             }
         }
         // Adopted pods reach the indexes with their next event; count them now.
         let active = self.pods.count(ACTIVE, rs.uid()) + adopted;
-        let want = replicas(&rs) as usize;
+        let want = replicas(rs) as usize;
         if self.expectations.satisfied(key) && !rs.is_deleting() {
             if active < want {
-                self.create_pods(&rs, (want - active).min(BURST), key).await?;
+                self.create_pods(&*owner, rs, (want - active).min(BURST), key).await?;
             } else if active > want {
                 let mut victims: Vec<Arc<Pod>> = self.pods.by_index(ACTIVE, rs.uid());
                 victims.sort_by_cached_key(|p| deletion_rank(p));
                 victims.truncate((active - want).min(BURST));
                 let victims: Vec<&Arc<Pod>> = victims.iter().collect();
-                self.delete_pods(&victims, key).await?;
+                self.delete_pods(&*owner, &victims, key).await?;
             }
         }
-        self.update_status(&rs).await
+        self.update_status(rs).await
     }
 
     /// Releases owned pods its selector no longer selects: those whose labels changed since
@@ -302,7 +373,7 @@ impl ReplicaSetController {
         Ok(())
     }
 
-    async fn adopt(&self, rs: &ReplicaSet, pod: &Pod) -> Result<bool, Error> {
+    async fn adopt(&self, rs: &K, pod: &Pod) -> Result<bool, Error> {
         let patch = adoption::adopt_patch(pod, rs);
         match self.client.merge_patch::<Pod>(pod.namespace(), pod.name(), &patch).await {
             Ok(_) => Ok(true),
@@ -320,8 +391,8 @@ impl ReplicaSetController {
         }
     }
 
-    async fn create_pods(&self, rs: &ReplicaSet, n: usize, key: &ObjectKey) -> Result<(), Error> {
-        let pod = pod_from_template(rs);
+    async fn create_pods(&self, owner: &K, rs: &ReplicaSet, n: usize, key: &ObjectKey) -> Result<(), Error> {
+        let pod = pod_from_template(owner, rs);
         self.expectations.expect(key, n as i64, 0);
         // Slow start, as upstream: batches of 1, 2, 4, ... stop at the first failing batch.
         let (mut done, mut batch) = (0, 1);
@@ -331,7 +402,7 @@ impl ReplicaSetController {
             let failed = results.iter().filter(|r| r.is_err()).count();
             for created in results.iter().flatten() {
                 let msg = format!("Created pod: {}", created.name());
-                self.events.record(rs, EventType::Normal, "SuccessfulCreate", &msg).await;
+                self.events.record(owner, EventType::Normal, "SuccessfulCreate", &msg).await;
             }
             done += size;
             if failed > 0 {
@@ -345,14 +416,17 @@ impl ReplicaSetController {
         Ok(())
     }
 
-    async fn delete_pods(&self, pods: &[&Arc<Pod>], key: &ObjectKey) -> Result<(), Error> {
+    async fn delete_pods(&self, owner: &K, pods: &[&Arc<Pod>], key: &ObjectKey) -> Result<(), Error> {
         self.expectations.expect(key, 0, pods.len() as i64);
         let params = DeleteParams::default();
         let results = join_all(pods.iter().map(|p| self.client.delete::<Pod>(p.namespace(), p.name(), &params))).await;
         let mut first_err = None;
-        for r in results {
+        for (r, pod) in results.into_iter().zip(pods) {
             match r {
-                Ok(_) => {}
+                Ok(_) => {
+                    let msg = format!("Deleted pod: {}", pod.name());
+                    self.events.record(owner, EventType::Normal, "SuccessfulDelete", &msg).await;
+                }
                 Err(e) if e.is_not_found() => self.expectations.failed(key, 0, 1),
                 Err(e) => {
                     self.expectations.failed(key, 0, 1);
@@ -373,10 +447,7 @@ impl ReplicaSetController {
                 "availableReplicas": counts.available,
                 "observedGeneration": rs.metadata.generation,
             });
-            let r = self
-                .client
-                .merge_patch_status::<ReplicaSet>(rs.namespace(), rs.name(), &json!({"status": status}))
-                .await;
+            let r = self.client.merge_patch_status::<K>(rs.namespace(), rs.name(), &json!({"status": status})).await;
             if let Err(e) = r {
                 if !e.is_not_found() {
                     return Err(e.into());
@@ -392,17 +463,18 @@ impl ReplicaSetController {
     }
 }
 
-/// A pod of the ReplicaSet's template, named after it and controlled by it.
-pub fn pod_from_template(rs: &ReplicaSet) -> Pod {
+/// A pod of the template of `rs` (the ReplicaSet view of `owner`), named after it and
+/// controlled by `owner`.
+pub fn pod_from_template<K: Object>(owner: &K, rs: &ReplicaSet) -> Pod {
     let template = rs.spec.as_ref().and_then(|s| s.template.clone()).unwrap_or_default();
     let mut metadata = template.metadata.unwrap_or_default();
     metadata.generate_name = Some(format!("{}-", rs.name()));
     metadata.namespace = Some(rs.namespace().to_string());
-    metadata.owner_references = Some(vec![controller_ref(rs)]);
+    metadata.owner_references = Some(vec![controller_ref(owner)]);
     Pod { metadata, spec: template.spec, status: None }
 }
 
-impl Reconciler for ReplicaSetController {
+impl<K: Replicated> Reconciler for ReplicaSetController<K> {
     type Error = Error;
     async fn reconcile(&self, key: &ObjectKey) -> ReconcileResult {
         self.sync(key).await
@@ -580,7 +652,7 @@ mod tests {
     #[test]
     fn pods_are_made_from_the_template_and_controlled_by_the_replicaset() {
         let rs = rs(0, &[("app", "web")]);
-        let pod = pod_from_template(&rs);
+        let pod = pod_from_template(&rs, &rs);
         let v = serde_json::to_value(&pod).unwrap();
         assert_eq!(
             v,

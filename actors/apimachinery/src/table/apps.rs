@@ -1,4 +1,4 @@
-//! Rows for the `apps` workload controllers.
+//! Rows for the replicated workloads (`apps` and the core ReplicationController).
 
 use std::time::SystemTime;
 
@@ -49,5 +49,25 @@ pub(super) fn replica_set(rs: &Value, now: SystemTime) -> Vec<Value> {
         json!(names),
         json!(images),
         json!(format_label_selector(&rs["spec"]["selector"])),
+    ]
+}
+
+/// Same columns as a ReplicaSet; the selector is a plain label map.
+pub(super) fn replication_controller(rc: &Value, now: SystemTime) -> Vec<Value> {
+    let status = &rc["status"];
+    let (names, images) = containers(rc);
+    let selector = rc["spec"]["selector"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect::<Vec<_>>().join(","))
+        .unwrap_or_default();
+    vec![
+        name(rc),
+        json!(desired_replicas(rc)),
+        json!(int(status, &["replicas"])),
+        json!(int(status, &["readyReplicas"])),
+        age(rc, now),
+        json!(names),
+        json!(images),
+        json!(if selector.is_empty() { "<none>".to_string() } else { selector }),
     ]
 }

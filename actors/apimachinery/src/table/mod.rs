@@ -101,6 +101,7 @@ static PRINTERS: &[Printer] = &[
     Printer::new("coordination.k8s.io", "leases", LEASE_COLUMNS, corev1::lease),
     Printer::new("apps", "deployments", DEPLOYMENT_COLUMNS, apps::deployment),
     Printer::new("apps", "replicasets", REPLICA_SET_COLUMNS, apps::replica_set),
+    Printer::new("", "replicationcontrollers", REPLICA_SET_COLUMNS, apps::replication_controller),
 ];
 
 /// Upstream's default table, for resources without a printer of their own.

@@ -1,5 +1,6 @@
-//! Deployments and ReplicaSets (upstream `ValidateDeploymentSpec`, `ValidateReplicaSetSpec`
-//! and their status checks).
+//! Replicated workloads: Deployments, ReplicaSets and ReplicationControllers (upstream
+//! `ValidateDeploymentSpec`, `ValidateReplicaSetSpec`, `ValidateReplicationControllerSpec` and
+//! their status checks).
 
 use serde_json::Value;
 
@@ -130,6 +131,47 @@ fn validate_strategy(spec: &Value, errs: &mut Vec<Cause>) {
 pub(crate) fn validate_replica_set(rs: &Value) -> Vec<Cause> {
     let mut errs = meta::validate_object_meta(rs, Scope::Namespaced, NameRule::Subdomain);
     validate_selector_and_template(sub(rs, "spec"), &mut errs, "deployment");
+    errs
+}
+
+/// A ReplicationController: its selector is a plain label map, which may change.
+pub(crate) fn validate_replication_controller(rc: &Value) -> Vec<Cause> {
+    let mut errs = meta::validate_object_meta(rc, Scope::Namespaced, NameRule::Subdomain);
+    let spec = sub(rc, "spec");
+    nonnegative_field(&mut errs, spec, "minReadySeconds", "spec.minReadySeconds");
+    let selector = get_obj(spec, "selector").filter(|s| !s.is_empty());
+    match selector {
+        None => errs.push(Cause::required("spec.selector")),
+        Some(_) => errs.extend(meta::validate_labels(get(spec, "selector"), "spec.selector")),
+    }
+    nonnegative_field(&mut errs, spec, "replicas", "spec.replicas");
+    let Some(template) = get(spec, "template").filter(|t| !t.is_null()) else {
+        errs.push(Cause::required("spec.template"));
+        return errs;
+    };
+    let labels = get_obj(sub(template, "metadata"), "labels");
+    if let Some(selector) = selector {
+        let matches = selector.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v));
+        if !matches {
+            errs.push(Cause::invalid(
+                "spec.template.metadata.labels",
+                sub(sub(template, "metadata"), "labels"),
+                "`selector` does not match template `labels`",
+            ));
+        }
+    }
+    errs.extend(pod::validate_pod_template(template, "spec.template"));
+    let tspec = sub(template, "spec");
+    let rp = get_str(tspec, "restartPolicy");
+    if rp != "Always" {
+        errs.push(Cause::not_supported("spec.template.spec.restartPolicy", &str_value(rp), &["Always"]));
+    }
+    if get(tspec, "activeDeadlineSeconds").is_some() {
+        errs.push(Cause::forbidden(
+            "spec.template.spec.activeDeadlineSeconds",
+            "activeDeadlineSeconds in ReplicationController is not Supported",
+        ));
+    }
     errs
 }
 

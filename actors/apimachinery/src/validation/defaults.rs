@@ -24,6 +24,7 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
         ("" | "core", "Node") => default_node(o),
         ("apps", "Deployment") => default_deployment(o),
         ("apps", "ReplicaSet") => default_replica_set(o),
+        ("" | "core", "ReplicationController") => default_replication_controller(o),
         _ => {}
     }
 }
@@ -437,6 +438,26 @@ fn default_replica_set(rs: &mut Map<String, Value>) {
     let spec = obj_mut(rs, "spec");
     set_if_absent(spec, "replicas", json!(1));
     default_template(spec);
+}
+
+/// Upstream's SetDefaults_ReplicationController: a missing selector or missing labels are the
+/// template's labels.
+fn default_replication_controller(rc: &mut Map<String, Value>) {
+    let spec = obj_mut(rc, "spec");
+    set_if_absent(spec, "replicas", json!(1));
+    let labels = spec.get("template").and_then(|t| t["metadata"]["labels"].as_object()).cloned();
+    if let Some(labels) = labels.filter(|l| !l.is_empty()) {
+        if spec.get("selector").and_then(Value::as_object).is_none_or(|s| s.is_empty()) {
+            spec.insert("selector".into(), Value::Object(labels.clone()));
+        }
+        let meta = obj_mut(rc, "metadata");
+        if meta.get("labels").and_then(Value::as_object).is_none_or(|l| l.is_empty()) {
+            meta.insert("labels".into(), Value::Object(labels));
+        }
+    }
+    if rc.get("spec").and_then(|s| s.get("template")).is_some() {
+        default_template(obj_mut(rc, "spec"));
+    }
 }
 
 /// Fills, from the stored object, what the server owns or allocated and a full-object update

@@ -7,8 +7,8 @@
 //! `StatusError::invalid`.
 //!
 //! Kinds covered: core Namespace, Pod, Service, Endpoints, ConfigMap, Secret,
-//! ServiceAccount, Node and Event; events.k8s.io Event; coordination.k8s.io Lease; apps
-//! Deployment and ReplicaSet. Other kinds get the generic metadata checks only.
+//! ServiceAccount, Node, Event and ReplicationController; events.k8s.io Event;
+//! coordination.k8s.io Lease; apps Deployment and ReplicaSet. Other kinds get the generic metadata checks only.
 
 mod apps;
 mod config;
@@ -50,6 +50,7 @@ enum Kind {
     Lease,
     Deployment,
     ReplicaSet,
+    ReplicationController,
 }
 
 fn kind_of(group: &str, kind: &str) -> Option<Kind> {
@@ -67,6 +68,7 @@ fn kind_of(group: &str, kind: &str) -> Option<Kind> {
         ("coordination.k8s.io", "Lease") => Kind::Lease,
         ("apps", "Deployment") => Kind::Deployment,
         ("apps", "ReplicaSet") => Kind::ReplicaSet,
+        ("" | "core", "ReplicationController") => Kind::ReplicationController,
         _ => return None,
     };
     Some(k)
@@ -103,6 +105,7 @@ fn validate_kind(k: Kind, obj: &Value) -> Vec<Cause> {
         Kind::Lease => misc::validate_lease(obj),
         Kind::Deployment => apps::validate_deployment(obj),
         Kind::ReplicaSet => apps::validate_replica_set(obj),
+        Kind::ReplicationController => apps::validate_replication_controller(obj),
     }
 }
 
@@ -131,7 +134,7 @@ pub fn validate_update(group: &str, kind: &str, new: &Value, old: &Value) -> Vec
         // Upstream resets a namespace's finalizers and status from the stored object on a
         // plain update, so only metadata and the name rules apply.
         Kind::Namespace => meta::validate_object_meta(new, Scope::Cluster, NameRule::Dns1123Label),
-        Kind::Endpoints | Kind::ServiceAccount | Kind::Lease => validate_kind(k, new),
+        Kind::Endpoints | Kind::ServiceAccount | Kind::Lease | Kind::ReplicationController => validate_kind(k, new),
     });
     util::dedup(causes)
 }
@@ -148,7 +151,7 @@ pub fn validate_status_update(group: &str, kind: &str, new: &Value, old: &Value)
             Kind::Namespace => misc::validate_namespace_status(new),
             Kind::Node => misc::node_status(new),
             Kind::Deployment => apps::validate_deployment_status(new, old),
-            Kind::ReplicaSet => apps::validate_replica_set_status(new),
+            Kind::ReplicaSet | Kind::ReplicationController => apps::validate_replica_set_status(new),
             _ => Vec::new(),
         });
     }

@@ -172,7 +172,9 @@ static STRATEGIES: LazyLock<Vec<(&'static ResourceInfo, Box<dyn Strategy>)>> = L
                 ("", "pods") => Box::new(pod::PodStrategy),
                 ("", "services") => Box::new(service::ServiceStrategy),
                 ("", "namespaces") => Box::new(namespace::NamespaceStrategy),
-                ("apps", "deployments" | "replicasets") => Box::new(workload::WorkloadStrategy { info }),
+                ("apps", "deployments" | "replicasets") | ("", "replicationcontrollers") => {
+                    Box::new(workload::WorkloadStrategy { info })
+                }
                 _ => Box::new(default::DefaultStrategy { info }),
             };
             (info, strategy)
@@ -200,7 +202,10 @@ mod tests {
             let s = strategy(info);
             assert!(std::ptr::eq(s.info(), convert::storage_info(info)), "{}", info.resource);
             // Generations count spec changes of the workloads only (the strategies say so alone).
-            let workload = matches!((info.group, info.resource), ("apps", "deployments" | "replicasets"));
+            let workload = matches!(
+                (info.group, info.resource),
+                ("apps", "deployments" | "replicasets") | ("", "replicationcontrollers")
+            );
             assert_eq!(s.tracks_generation(), workload, "{}", info.resource);
             for sub in info.subresources {
                 let served = s.subresource(*sub).is_some();

@@ -1,5 +1,6 @@
-//! Replicated workloads, Deployments and ReplicaSets (upstream `pkg/registry/apps/deployment`
-//! and `replicaset`, whose rules Kubus serves alike): the status starts empty and belongs to the
+//! Replicated workloads, Deployments, ReplicaSets and ReplicationControllers (upstream
+//! `pkg/registry/apps/deployment`, `replicaset` and `core/replicationcontroller`, whose rules
+//! Kubus serves alike): the status starts empty and belongs to the
 //! controller, metadata.generation counts spec changes, and the scale subresource reads and
 //! writes spec.replicas as an autoscaling/v1 Scale.
 
@@ -26,12 +27,19 @@ impl Strategy for WorkloadStrategy {
     }
 
     fn subresource(&self, sub: Subresource) -> Option<&'static dyn SubresourceStrategy> {
-        (sub == Subresource::Scale).then_some(&Scale)
+        let scale: &'static Scale = if self.info.kind == "ReplicationController" { &RC_SCALE } else { &SCALE };
+        (sub == Subresource::Scale).then_some(scale)
     }
 }
 
-/// `{deployments,replicasets}/{name}/scale` (kubectl scale).
-pub struct Scale;
+/// `{deployments,replicasets,replicationcontrollers}/{name}/scale` (kubectl scale).
+pub struct Scale {
+    /// The selector is a plain label map (a ReplicationController's), not a LabelSelector.
+    map_selector: bool,
+}
+
+static SCALE: Scale = Scale { map_selector: false };
+static RC_SCALE: Scale = Scale { map_selector: true };
 
 impl SubresourceStrategy for Scale {
     fn verbs(&self) -> Verbs {
@@ -39,7 +47,12 @@ impl SubresourceStrategy for Scale {
     }
 
     fn view(&self, obj: &Value) -> Value {
-        let selector = LabelSelector::from_json(&obj["spec"]["selector"]).map(|s| s.to_string()).unwrap_or_default();
+        let selector = if self.map_selector {
+            LabelSelector::from_json(&json!({"matchLabels": obj["spec"]["selector"]}))
+        } else {
+            LabelSelector::from_json(&obj["spec"]["selector"])
+        };
+        let selector = selector.map(|s| s.to_string()).unwrap_or_default();
         let m = &obj["metadata"];
         json!({
             "kind": "Scale",
@@ -82,16 +95,16 @@ mod tests {
     fn scale_reads_and_writes_replicas() {
         let d = json!({"metadata": {"name": "web", "namespace": "default", "resourceVersion": "7"},
             "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}}, "status": {"replicas": 2}});
-        let view = Scale.view(&d);
+        let view = SCALE.view(&d);
         assert_eq!((view["spec"]["replicas"].as_i64(), view["status"]["replicas"].as_i64()), (Some(3), Some(2)));
         assert_eq!(view["status"]["selector"], "app=web");
         assert_eq!(view["metadata"]["resourceVersion"], "7");
-        let scaled = Scale.apply("web", &d, &json!({"spec": {"replicas": 5}})).unwrap();
+        let scaled = SCALE.apply("web", &d, &json!({"spec": {"replicas": 5}})).unwrap();
         assert_eq!(scaled["spec"]["replicas"], 5);
         assert!(scaled["metadata"].get("resourceVersion").is_none());
-        let e = Scale.apply("web", &d, &json!({"spec": {"replicas": -1}})).unwrap_err();
+        let e = SCALE.apply("web", &d, &json!({"spec": {"replicas": -1}})).unwrap_err();
         assert_eq!(e.message, "Scale.autoscaling \"web\" is invalid: spec.replicas: Invalid value: -1: must be greater than or equal to 0");
-        let e = Scale.apply("web", &d, &json!({"spec": {}})).unwrap_err();
+        let e = SCALE.apply("web", &d, &json!({"spec": {}})).unwrap_err();
         assert_eq!(e.message, "Scale.autoscaling \"web\" is invalid: spec.replicas: Required value");
     }
 }

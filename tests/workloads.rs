@@ -1,0 +1,90 @@
+//! Workloads beyond Deployments, driven with kubectl on simulated nodes (issue #11):
+//! ReplicationControllers, and the controllers that follow in this file as they land.
+
+mod common;
+use common::{eventually, Cluster};
+use serde_json::Value;
+
+fn items(v: &Value) -> Vec<Value> {
+    v["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// Pods not being deleted, by selector.
+fn live_pods(c: &Cluster, selector: &str) -> Vec<Value> {
+    items(&c.get_json(&["pods", "-l", selector]))
+        .into_iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .collect()
+}
+
+#[test]
+fn replication_controller_scales_up_and_down_and_its_pods_go_with_it() {
+    let c = Cluster::start_with("rc", &["--sim-nodes", "2"]);
+    // No selector: it defaults to the template's labels, as do the RC's own labels.
+    let rc = "apiVersion: v1\nkind: ReplicationController\nmetadata: {name: web}\nspec:\n  replicas: 1\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: c, image: 'busybox:1'}]\n";
+    c.kubectl_stdin(&["apply", "-f", "-"], rc).expect_ok();
+    let got = c.get_json(&["rc", "web"]);
+    assert_eq!(got["spec"]["selector"], serde_json::json!({"app": "web"}));
+    assert_eq!(got["metadata"]["labels"], serde_json::json!({"app": "web"}));
+
+    c.kubectl(&["scale", "rc", "web", "--replicas=3"]).expect_ok();
+    eventually(60, || {
+        let rc = c.get_json(&["rc", "web"]);
+        (rc["status"]["readyReplicas"] == 3 && live_pods(&c, "app=web").len() == 3).then_some(())
+    });
+    for p in live_pods(&c, "app=web") {
+        let owner = &p["metadata"]["ownerReferences"][0];
+        assert_eq!(
+            (owner["kind"].as_str(), owner["name"].as_str(), owner["controller"].as_bool()),
+            (Some("ReplicationController"), Some("web"), Some(true))
+        );
+        assert!(p["metadata"]["name"].as_str().unwrap().starts_with("web-"));
+    }
+    let table = c.kubectl(&["get", "rc", "web", "-o", "wide"]).expect_ok();
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!((row[0], row[1], row[2], row[3]), ("web", "3", "3", "3"), "{table}");
+    assert_eq!(row.last(), Some(&"app=web"), "{table}");
+    // The scale subresource reads as upstream's.
+    let scale = c.kubectl(&["get", "--raw", "/api/v1/namespaces/default/replicationcontrollers/web/scale"]).expect_ok();
+    let scale: Value = serde_json::from_str(&scale).unwrap();
+    assert_eq!((scale["spec"]["replicas"].as_i64(), scale["status"]["selector"].as_str()), (Some(3), Some("app=web")));
+
+    c.kubectl(&["scale", "rc", "web", "--replicas=1"]).expect_ok();
+    eventually(60, || {
+        (live_pods(&c, "app=web").len() == 1 && c.get_json(&["rc", "web"])["status"]["replicas"] == 1).then_some(())
+    });
+    let events = c
+        .kubectl(&["get", "events", "--field-selector", "involvedObject.kind=ReplicationController", "-o", "json"])
+        .expect_ok();
+    let events: Value = serde_json::from_str(&events).unwrap();
+    let reasons: Vec<(String, String)> = items(&events)
+        .iter()
+        .map(|e| {
+            (
+                e["reason"].as_str().unwrap_or("").to_string(),
+                e["source"]["component"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    for reason in ["SuccessfulCreate", "SuccessfulDelete"] {
+        assert!(reasons.contains(&(reason.to_string(), "replication-controller".to_string())), "{reasons:?}");
+    }
+    // `all` lists it; deleting it takes its pods (garbage collection).
+    assert!(c.kubectl(&["get", "all"]).expect_ok().contains("replicationcontroller/web"));
+    c.kubectl(&["delete", "rc", "web"]).expect_ok();
+    eventually(60, || live_pods(&c, "app=web").is_empty().then_some(()));
+}
+
+#[test]
+fn replication_controller_refuses_bad_specs_with_field_paths() {
+    let c = Cluster::start("rc-invalid");
+    let bad = "apiVersion: v1\nkind: ReplicationController\nmetadata: {name: bad}\nspec:\n  replicas: -1\n  selector: {app: other}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: 'busybox:1'}]\n";
+    let err = c.kubectl_stdin(&["create", "-f", "-"], bad).expect_err("is invalid");
+    for needle in [
+        "spec.replicas: Invalid value: -1: must be greater than or equal to 0",
+        "spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"web\"}: `selector` does not match template `labels`",
+        "spec.template.spec.restartPolicy: Unsupported value: \"Never\": supported values: \"Always\"",
+    ] {
+        assert!(err.contains(needle), "{needle}\n{err}");
+    }
+}
