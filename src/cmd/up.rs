@@ -88,6 +88,9 @@ pub struct UpArgs {
     /// ReplicationControllers synced at once.
     #[arg(long, default_value_t = kubus_controllers::replicaset::WORKERS)]
     pub concurrent_rc_syncs: usize,
+    /// Jobs synced at once.
+    #[arg(long, default_value_t = kubus_controllers::job::WORKERS)]
+    pub concurrent_job_syncs: usize,
     /// Deployments synced at once.
     #[arg(long, default_value_t = kubus_controllers::deployment::WORKERS)]
     pub concurrent_deployment_syncs: usize,
@@ -262,6 +265,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             kube_api_burst: args.kube_api_burst,
             concurrent_replicaset_syncs: args.concurrent_replicaset_syncs,
             concurrent_rc_syncs: args.concurrent_rc_syncs,
+            concurrent_job_syncs: args.concurrent_job_syncs,
             concurrent_deployment_syncs: args.concurrent_deployment_syncs,
             concurrent_gc_syncs: args.concurrent_gc_syncs,
             concurrent_endpoint_syncs: args.concurrent_endpoint_syncs,

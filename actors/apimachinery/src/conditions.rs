@@ -2,6 +2,7 @@
 //! controller, the kubelet and the benches ask "what does the Ready condition say".
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, ReplicaSetCondition};
+use k8s_openapi::api::batch::v1::JobCondition;
 use k8s_openapi::api::core::v1::{Node, NodeCondition, PodCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -27,7 +28,7 @@ macro_rules! condition {
         }
     )*};
 }
-condition!(PodCondition, NodeCondition, DeploymentCondition, ReplicaSetCondition);
+condition!(PodCondition, NodeCondition, DeploymentCondition, ReplicaSetCondition, JobCondition);
 
 /// The condition of this type in a list.
 pub fn find<'a, C: Condition>(conditions: Option<&'a Vec<C>>, kind: &str) -> Option<&'a C> {

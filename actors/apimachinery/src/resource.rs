@@ -86,8 +86,8 @@ fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(v: Value) -> Re
 }
 
 use k8s_openapi::api::{
-    apps::v1 as apps, coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
-    events::v1 as events,
+    apps::v1 as apps, batch::v1 as batch, coordination::v1 as coordination, core::v1 as core,
+    discovery::v1 as discovery, events::v1 as events,
 };
 use Subresource::*;
 
@@ -149,6 +149,7 @@ registry! {
     ("", "v1", "replicationcontrollers", "replicationcontroller", "ReplicationController", true, &["rc"], &["all"], &[Status, Scale], "io.k8s.api.core.v1.ReplicationController" ; core::ReplicationController),
     ("apps", "v1", "deployments", "deployment", "Deployment", true, &["deploy"], &["all"], &[Status, Scale], "io.k8s.api.apps.v1.Deployment" ; apps::Deployment),
     ("apps", "v1", "replicasets", "replicaset", "ReplicaSet", true, &["rs"], &["all"], &[Status, Scale], "io.k8s.api.apps.v1.ReplicaSet" ; apps::ReplicaSet),
+    ("batch", "v1", "jobs", "job", "Job", true, &[], &["all"], &[Status], "io.k8s.api.batch.v1.Job" ; batch::Job),
     ("coordination.k8s.io", "v1", "leases", "lease", "Lease", true, &[], &[], &[], "io.k8s.api.coordination.v1.Lease" ; coordination::Lease),
     ("discovery.k8s.io", "v1", "endpointslices", "endpointslice", "EndpointSlice", true, &[], &[], &[], "io.k8s.api.discovery.v1.EndpointSlice" ; discovery::EndpointSlice),
     ("events.k8s.io", "v1", "events", "event", "Event", true, &["ev"], &[], &[], "io.k8s.api.events.v1.Event" ; events::Event),

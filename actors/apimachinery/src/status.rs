@@ -71,8 +71,7 @@ impl Cause {
             Value::String(s) => format!("\"{s}\""),
             // Labels and selectors: Go prints a map[string]string with %#v.
             Value::Object(m) if !m.is_empty() && m.values().all(Value::is_string) => {
-                let pairs: Vec<String> =
-                    m.iter().map(|(k, v)| format!("{}:{}", Value::from(k.as_str()), v)).collect();
+                let pairs: Vec<String> = m.iter().map(|(k, v)| format!("{}:{}", Value::from(k.as_str()), v)).collect();
                 format!("map[string]string{{{}}}", pairs.join(", "))
             }
             other => other.to_string(),

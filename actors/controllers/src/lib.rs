@@ -10,10 +10,12 @@ pub mod endpoints;
 pub mod endpointslice;
 pub mod expectations;
 pub mod garbagecollector;
+pub mod job;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod replicaset;
+pub mod ttlafterfinished;
 
 use actix::prelude::*;
 use futures::future::BoxFuture;
@@ -60,6 +62,7 @@ pub struct ControllerConfig {
     /// Keys each controller reconciles at once (upstream's --concurrent-*-syncs).
     pub concurrent_replicaset_syncs: usize,
     pub concurrent_rc_syncs: usize,
+    pub concurrent_job_syncs: usize,
     pub concurrent_deployment_syncs: usize,
     pub concurrent_gc_syncs: usize,
     pub concurrent_endpoint_syncs: usize,
@@ -83,6 +86,7 @@ impl Default for ControllerConfig {
             kube_api_burst: KUBE_API_BURST,
             concurrent_replicaset_syncs: replicaset::WORKERS,
             concurrent_rc_syncs: replicaset::WORKERS,
+            concurrent_job_syncs: job::WORKERS,
             concurrent_deployment_syncs: deployment::WORKERS,
             concurrent_gc_syncs: garbagecollector::WORKERS,
             concurrent_endpoint_syncs: endpoints::WORKERS,
@@ -126,6 +130,8 @@ impl ControllerManager {
                 ),
             ),
             ("kcm-deployment", deployment::run(client("deployment"), factory, c.concurrent_deployment_syncs)),
+            ("kcm-job", job::run(client("job"), factory, c.concurrent_job_syncs)),
+            ("kcm-ttl", ttlafterfinished::run(client("ttlafterfinished"), factory, ttlafterfinished::WORKERS)),
             ("kcm-namespace", namespace::run(client("namespace"), factory, c.concurrent_namespace_syncs)),
             ("kcm-gc", garbagecollector::run(client("garbagecollector"), factory, c.concurrent_gc_syncs)),
             ("kcm-endpoints", endpoints::run(client("endpoints"), factory, c.concurrent_endpoint_syncs)),

@@ -10,6 +10,7 @@
 //! (`Name`, `Created At`).
 
 mod apps;
+mod batch;
 mod clock;
 mod corev1;
 mod event;
@@ -102,6 +103,7 @@ static PRINTERS: &[Printer] = &[
     Printer::new("apps", "deployments", DEPLOYMENT_COLUMNS, apps::deployment),
     Printer::new("apps", "replicasets", REPLICA_SET_COLUMNS, apps::replica_set),
     Printer::new("", "replicationcontrollers", REPLICA_SET_COLUMNS, apps::replication_controller),
+    Printer::new("batch", "jobs", JOB_COLUMNS, batch::job),
 ];
 
 /// Upstream's default table, for resources without a printer of their own.
@@ -229,6 +231,17 @@ const DEPLOYMENT_COLUMNS: &[Column] = &workload_columns(
     ],
     "Label selector for the pods the deployment manages.",
 );
+
+const JOB_COLUMNS: &[Column] = &[
+    NAME,
+    col("Status", "string", "Status of the job: Complete, Failed, Terminating, Suspended or Running."),
+    col("Completions", "string", "Succeeded pods out of the desired completions."),
+    col("Duration", "string", "Time the job took to complete, or has been running."),
+    AGE,
+    CONTAINERS,
+    IMAGES,
+    wide("Selector", "string", "Label selector for the pods the job manages."),
+];
 
 const REPLICA_SET_COLUMNS: &[Column] = &workload_columns(
     [

@@ -25,6 +25,7 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
         ("apps", "Deployment") => default_deployment(o),
         ("apps", "ReplicaSet") => default_replica_set(o),
         ("" | "core", "ReplicationController") => default_replication_controller(o),
+        ("batch", "Job") => default_job(o),
         _ => {}
     }
 }
@@ -458,6 +459,41 @@ fn default_replication_controller(rc: &mut Map<String, Value>) {
     if rc.get("spec").and_then(|s| s.get("template")).is_some() {
         default_template(obj_mut(rc, "spec"));
     }
+}
+
+/// Upstream's SetDefaults_Job.
+fn default_job(job: &mut Map<String, Value>) {
+    let labels = job.get("spec").and_then(|s| s["template"]["metadata"]["labels"].as_object()).cloned();
+    if let Some(labels) = labels {
+        let meta = obj_mut(job, "metadata");
+        if meta.get("labels").and_then(Value::as_object).is_none_or(|l| l.is_empty()) {
+            meta.insert("labels".into(), Value::Object(labels));
+        }
+    }
+    let spec = obj_mut(job, "spec");
+    default_job_spec(spec);
+}
+
+pub(crate) fn default_job_spec(spec: &mut Map<String, Value>) {
+    if spec.get("completions").is_none_or(Value::is_null) && spec.get("parallelism").is_none_or(Value::is_null) {
+        spec.insert("completions".into(), json!(1));
+    }
+    set_if_absent(spec, "parallelism", json!(1));
+    let per_index = spec.get("backoffLimitPerIndex").is_some_and(|v| !v.is_null());
+    set_if_absent(spec, "backoffLimit", json!(if per_index { i32::MAX } else { 6 }));
+    set_if_absent(spec, "completionMode", json!("NonIndexed"));
+    set_if_absent(spec, "suspend", json!(false));
+    let has_policy = spec.get("podFailurePolicy").is_some_and(|v| !v.is_null());
+    set_if_absent(spec, "podReplacementPolicy", json!(if has_policy { "Failed" } else { "TerminatingOrFailed" }));
+    if has_policy {
+        let policy = obj_mut(spec, "podFailurePolicy");
+        if let Some(Value::Array(rules)) = policy.get_mut("rules") {
+            for rule in rules.iter_mut().filter_map(Value::as_object_mut) {
+                for_each_obj(rule, "onPodConditions", |c| set_if_absent(c, "status", json!("True")));
+            }
+        }
+    }
+    default_template(spec);
 }
 
 /// Fills, from the stored object, what the server owns or allocated and a full-object update

@@ -8,9 +8,10 @@
 //!
 //! Kinds covered: core Namespace, Pod, Service, Endpoints, ConfigMap, Secret,
 //! ServiceAccount, Node, Event and ReplicationController; events.k8s.io Event;
-//! coordination.k8s.io Lease; apps Deployment and ReplicaSet. Other kinds get the generic metadata checks only.
+//! coordination.k8s.io Lease; apps Deployment and ReplicaSet; batch Job. Other kinds get the generic metadata checks only.
 
 mod apps;
+pub mod batch;
 mod config;
 mod defaults;
 mod meta;
@@ -51,6 +52,7 @@ enum Kind {
     Deployment,
     ReplicaSet,
     ReplicationController,
+    Job,
 }
 
 fn kind_of(group: &str, kind: &str) -> Option<Kind> {
@@ -69,6 +71,7 @@ fn kind_of(group: &str, kind: &str) -> Option<Kind> {
         ("apps", "Deployment") => Kind::Deployment,
         ("apps", "ReplicaSet") => Kind::ReplicaSet,
         ("" | "core", "ReplicationController") => Kind::ReplicationController,
+        ("batch", "Job") => Kind::Job,
         _ => return None,
     };
     Some(k)
@@ -106,6 +109,7 @@ fn validate_kind(k: Kind, obj: &Value) -> Vec<Cause> {
         Kind::Deployment => apps::validate_deployment(obj),
         Kind::ReplicaSet => apps::validate_replica_set(obj),
         Kind::ReplicationController => apps::validate_replication_controller(obj),
+        Kind::Job => batch::validate_job(obj),
     }
 }
 
@@ -135,6 +139,7 @@ pub fn validate_update(group: &str, kind: &str, new: &Value, old: &Value) -> Vec
         // plain update, so only metadata and the name rules apply.
         Kind::Namespace => meta::validate_object_meta(new, Scope::Cluster, NameRule::Dns1123Label),
         Kind::Endpoints | Kind::ServiceAccount | Kind::Lease | Kind::ReplicationController => validate_kind(k, new),
+        Kind::Job => batch::validate_job_update(new, old),
     });
     util::dedup(causes)
 }
@@ -152,6 +157,7 @@ pub fn validate_status_update(group: &str, kind: &str, new: &Value, old: &Value)
             Kind::Node => misc::node_status(new),
             Kind::Deployment => apps::validate_deployment_status(new, old),
             Kind::ReplicaSet | Kind::ReplicationController => apps::validate_replica_set_status(new),
+            Kind::Job => batch::validate_job_status(new),
             _ => Vec::new(),
         });
     }

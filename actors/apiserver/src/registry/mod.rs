@@ -5,9 +5,11 @@
 //! its subresources besides status ([`SubresourceStrategy`]: scale, binding, finalize).
 //!
 //! One file per kind with rules of its own: [`pod`], [`service`], [`namespace`], [`workload`]
-//! (Deployments and ReplicaSets); every other kind gets [`default::DefaultStrategy`].
+//! (Deployments, ReplicaSets, ReplicationControllers), [`job`]; every other kind gets
+//! [`default::DefaultStrategy`].
 
 pub mod default;
+pub mod job;
 pub mod namespace;
 pub mod pod;
 pub mod service;
@@ -175,6 +177,7 @@ static STRATEGIES: LazyLock<Vec<(&'static ResourceInfo, Box<dyn Strategy>)>> = L
                 ("apps", "deployments" | "replicasets") | ("", "replicationcontrollers") => {
                     Box::new(workload::WorkloadStrategy { info })
                 }
+                ("batch", "jobs") => Box::new(job::JobStrategy { info }),
                 _ => Box::new(default::DefaultStrategy { info }),
             };
             (info, strategy)
@@ -204,7 +207,7 @@ mod tests {
             // Generations count spec changes of the workloads only (the strategies say so alone).
             let workload = matches!(
                 (info.group, info.resource),
-                ("apps", "deployments" | "replicasets") | ("", "replicationcontrollers")
+                ("apps", "deployments" | "replicasets") | ("", "replicationcontrollers") | ("batch", "jobs")
             );
             assert_eq!(s.tracks_generation(), workload, "{}", info.resource);
             for sub in info.subresources {
