@@ -1,5 +1,6 @@
-//! Jobs on a real node, driven with kubectl (issue #11): completions and parallelism, Indexed
-//! completion, back-off limits, pod failure policies, deadlines, suspension, TTL.
+//! Jobs and CronJobs on a real node, driven with kubectl (issue #11): completions and
+//! parallelism, Indexed completion, back-off limits, pod failure policies, deadlines,
+//! suspension, TTL; schedules, concurrency policies and history limits.
 
 mod common;
 
@@ -179,4 +180,88 @@ fn bad_jobs_are_refused_with_field_paths() {
     assert_eq!(j["spec"]["template"]["metadata"]["labels"]["batch.kubernetes.io/job-name"], "good");
     assert_eq!((j["spec"]["backoffLimit"].as_i64(), j["spec"]["completions"].as_i64()), (Some(6), Some(1)));
     c.kubectl(&["set", "image", "job/good", "c=other"]).expect_err("spec.template: Invalid value");
+
+    let cron = |schedule: &str, tz: &str| {
+        format!("apiVersion: batch/v1\nkind: CronJob\nmetadata: {{name: c}}\nspec:\n  schedule: '{schedule}'\n{tz}  jobTemplate:\n    spec:\n      template:\n        spec:\n          restartPolicy: OnFailure\n          containers: [{{name: c, image: busybox}}]\n")
+    };
+    c.kubectl_stdin(&["create", "-f", "-"], &cron("0 0 * *", ""))
+        .expect_err("spec.schedule: Invalid value: \"0 0 * *\": expected exactly 5 fields, found 4: [0 0 * *]");
+    c.kubectl_stdin(&["create", "-f", "-"], &cron("CRON_TZ=UTC 0 0 * * *", ""))
+        .expect_err("cannot use TZ or CRON_TZ in schedule, use timeZone field instead");
+    c.kubectl_stdin(&["create", "-f", "-"], &cron("@hourly", "  timeZone: Mars/Olympus\n"))
+        .expect_err("spec.timeZone: Invalid value: \"Mars/Olympus\": unknown time zone Mars/Olympus");
+    c.kubectl_stdin(&["create", "-f", "-"], &cron("@hourly", "  timeZone: Europe/Berlin\n")).expect_ok();
+    let table = c.kubectl(&["get", "cj", "c"]).expect_ok();
+    assert!(table.contains("@hourly") && table.contains("Europe/Berlin"), "{table}");
+}
+
+fn cron_job(name: &str, spec: &str, command: &str) -> String {
+    format!(
+        "apiVersion: batch/v1\nkind: CronJob\nmetadata: {{name: {name}}}\nspec:\n  schedule: '* * * * *'\n{spec}  jobTemplate:\n    spec:\n      template:\n        spec:\n          restartPolicy: OnFailure\n          containers:\n          - name: main\n            image: busybox\n            command: [\"sh\", \"-c\", {command:?}]\n"
+    )
+}
+
+fn jobs_of(c: &Cluster, cronjob: &str) -> Vec<Value> {
+    let v = c.get_json(&["jobs"]);
+    v["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|j| {
+            j["metadata"]["ownerReferences"][0]["name"] == cronjob && j["metadata"]["deletionTimestamp"].is_null()
+        })
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn cronjobs_run_every_minute_forbid_overlap_and_prune_history() {
+    let c = Cluster::start_with_node("cron", &[]);
+    c.kubectl_stdin(&["apply", "-f", "-"], &cron_job("tick", "  successfulJobsHistoryLimit: 1\n", "echo tick"))
+        .expect_ok();
+    c.kubectl_stdin(&["apply", "-f", "-"], &cron_job("long", "  concurrencyPolicy: Forbid\n", "sleep 600")).expect_ok();
+    let table = c.kubectl(&["get", "cronjob", "tick"]).expect_ok();
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..9], ["tick", "*", "*", "*", "*", "*", "<none>", "False", "0"], "{table}");
+
+    // A Job within the minute, named for its scheduled minute and stamped with the time.
+    let first = eventually(75, || jobs_of(&c, "tick").first().cloned());
+    let name = first["metadata"]["name"].as_str().unwrap().to_string();
+    let minutes: i64 = name.rsplit('-').next().unwrap().parse().unwrap();
+    let stamp = first["metadata"]["annotations"]["batch.kubernetes.io/cronjob-scheduled-timestamp"].as_str().unwrap();
+    assert_eq!(chrono_secs(stamp), minutes * 60, "{stamp}");
+    c.kubectl(&["wait", "--for=condition=complete", &format!("job/{name}"), "--timeout=60s"]).expect_ok();
+    // By hand, from the CronJob's template.
+    c.kubectl(&["create", "job", "--from=cronjob/tick", "tick-manual"]).expect_ok();
+    c.kubectl(&["wait", "--for=condition=complete", "job/tick-manual", "--timeout=60s"]).expect_ok();
+
+    // The next minute: a second scheduled Job; the history keeps one success.
+    eventually(90, || {
+        let tick = c.get_json(&["cronjob", "tick"]);
+        let scheduled = tick["status"]["lastScheduleTime"].as_str().map(chrono_secs).unwrap_or(0);
+        (scheduled >= (minutes + 1) * 60 && tick["status"]["lastSuccessfulTime"].is_string()).then_some(())
+    });
+    eventually(60, || {
+        let jobs = jobs_of(&c, "tick");
+        let done = jobs.iter().filter(|j| condition(j, "Complete").is_some()).count();
+        let running = jobs.len() - done;
+        (done <= 1 && running == 0 && jobs.len() == 1).then_some(())
+    });
+    let pruned = c
+        .kubectl(&["get", "events", "--field-selector", "involvedObject.name=tick,reason=SuccessfulDelete"])
+        .expect_ok();
+    assert!(pruned.contains(&format!("Deleted job {name}")), "{pruned}");
+
+    // Forbid: the long Job is still running, so no second one starts.
+    let long = jobs_of(&c, "long");
+    assert_eq!(long.len(), 1, "{long:?}");
+    let cj = c.get_json(&["cronjob", "long"]);
+    assert_eq!(cj["status"]["active"].as_array().map(Vec::len), Some(1));
+    let skipped = c
+        .kubectl(&["get", "events", "--field-selector", "involvedObject.name=long,reason=JobAlreadyActive"])
+        .expect_ok();
+    assert!(
+        skipped.contains("Not starting job because prior execution is running and concurrency policy is Forbid"),
+        "{skipped}"
+    );
 }

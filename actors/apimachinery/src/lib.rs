@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod conditions;
+pub mod cron;
 pub mod meta;
 pub mod patch;
 pub mod pod;

@@ -150,6 +150,7 @@ registry! {
     ("apps", "v1", "deployments", "deployment", "Deployment", true, &["deploy"], &["all"], &[Status, Scale], "io.k8s.api.apps.v1.Deployment" ; apps::Deployment),
     ("apps", "v1", "replicasets", "replicaset", "ReplicaSet", true, &["rs"], &["all"], &[Status, Scale], "io.k8s.api.apps.v1.ReplicaSet" ; apps::ReplicaSet),
     ("batch", "v1", "jobs", "job", "Job", true, &[], &["all"], &[Status], "io.k8s.api.batch.v1.Job" ; batch::Job),
+    ("batch", "v1", "cronjobs", "cronjob", "CronJob", true, &["cj"], &["all"], &[Status], "io.k8s.api.batch.v1.CronJob" ; batch::CronJob),
     ("coordination.k8s.io", "v1", "leases", "lease", "Lease", true, &[], &[], &[], "io.k8s.api.coordination.v1.Lease" ; coordination::Lease),
     ("discovery.k8s.io", "v1", "endpointslices", "endpointslice", "EndpointSlice", true, &[], &[], &[], "io.k8s.api.discovery.v1.EndpointSlice" ; discovery::EndpointSlice),
     ("events.k8s.io", "v1", "events", "event", "Event", true, &["ev"], &[], &[], "io.k8s.api.events.v1.Event" ; events::Event),

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod adoption;
+pub mod cronjob;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
@@ -63,6 +64,7 @@ pub struct ControllerConfig {
     pub concurrent_replicaset_syncs: usize,
     pub concurrent_rc_syncs: usize,
     pub concurrent_job_syncs: usize,
+    pub concurrent_cron_job_syncs: usize,
     pub concurrent_deployment_syncs: usize,
     pub concurrent_gc_syncs: usize,
     pub concurrent_endpoint_syncs: usize,
@@ -87,6 +89,7 @@ impl Default for ControllerConfig {
             concurrent_replicaset_syncs: replicaset::WORKERS,
             concurrent_rc_syncs: replicaset::WORKERS,
             concurrent_job_syncs: job::WORKERS,
+            concurrent_cron_job_syncs: cronjob::WORKERS,
             concurrent_deployment_syncs: deployment::WORKERS,
             concurrent_gc_syncs: garbagecollector::WORKERS,
             concurrent_endpoint_syncs: endpoints::WORKERS,
@@ -131,6 +134,7 @@ impl ControllerManager {
             ),
             ("kcm-deployment", deployment::run(client("deployment"), factory, c.concurrent_deployment_syncs)),
             ("kcm-job", job::run(client("job"), factory, c.concurrent_job_syncs)),
+            ("kcm-cronjob", cronjob::run(client("cronjob"), factory, c.concurrent_cron_job_syncs)),
             ("kcm-ttl", ttlafterfinished::run(client("ttlafterfinished"), factory, ttlafterfinished::WORKERS)),
             ("kcm-namespace", namespace::run(client("namespace"), factory, c.concurrent_namespace_syncs)),
             ("kcm-gc", garbagecollector::run(client("garbagecollector"), factory, c.concurrent_gc_syncs)),

@@ -1,10 +1,10 @@
-//! Rows for the `batch` group: Jobs.
+//! Rows for the `batch` group: Jobs and CronJobs.
 
 use std::time::SystemTime;
 
 use serde_json::{json, Value};
 
-use super::clock::{human_nanos, time_at};
+use super::clock::{human_nanos, since, time_at};
 use super::selector::format_label_selector;
 use super::{age, int, list, name, text};
 
@@ -65,5 +65,27 @@ pub(super) fn job(job: &Value, now: SystemTime) -> Vec<Value> {
         json!(join("name")),
         json!(join("image")),
         json!(format_label_selector(&job["spec"]["selector"])),
+    ]
+}
+
+pub(super) fn cron_job(cj: &Value, now: SystemTime) -> Vec<Value> {
+    let spec = &cj["spec"];
+    let containers = list(cj, &["spec", "jobTemplate", "spec", "template", "spec", "containers"]);
+    let join = |key: &str| containers.iter().map(|c| text(c, &[key])).collect::<Vec<_>>().join(",");
+    let last = match time_at(&cj["status"], "lastScheduleTime") {
+        Some(t) => since(now, Some(t)),
+        None => "<none>".to_string(),
+    };
+    vec![
+        name(cj),
+        json!(text(spec, &["schedule"])),
+        json!(spec["timeZone"].as_str().unwrap_or("<none>")),
+        json!(if spec["suspend"].as_bool().unwrap_or(false) { "True" } else { "False" }),
+        json!(list(cj, &["status", "active"]).len()),
+        json!(last),
+        age(cj, now),
+        json!(join("name")),
+        json!(join("image")),
+        json!(format_label_selector(&spec["jobTemplate"]["spec"]["selector"])),
     ]
 }

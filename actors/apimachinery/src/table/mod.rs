@@ -104,6 +104,7 @@ static PRINTERS: &[Printer] = &[
     Printer::new("apps", "replicasets", REPLICA_SET_COLUMNS, apps::replica_set),
     Printer::new("", "replicationcontrollers", REPLICA_SET_COLUMNS, apps::replication_controller),
     Printer::new("batch", "jobs", JOB_COLUMNS, batch::job),
+    Printer::new("batch", "cronjobs", CRON_JOB_COLUMNS, batch::cron_job),
 ];
 
 /// Upstream's default table, for resources without a printer of their own.
@@ -241,6 +242,19 @@ const JOB_COLUMNS: &[Column] = &[
     CONTAINERS,
     IMAGES,
     wide("Selector", "string", "Label selector for the pods the job manages."),
+];
+
+const CRON_JOB_COLUMNS: &[Column] = &[
+    NAME,
+    col("Schedule", "string", "When jobs run, in cron format."),
+    col("Timezone", "string", "Time zone the schedule is read in."),
+    col("Suspend", "boolean", "Whether new runs are held back."),
+    col("Active", "integer", "Jobs of the cron job still running."),
+    col("Last Schedule", "string", "When a job was last scheduled."),
+    AGE,
+    CONTAINERS,
+    IMAGES,
+    wide("Selector", "string", "Label selector of the job template."),
 ];
 
 const REPLICA_SET_COLUMNS: &[Column] = &workload_columns(

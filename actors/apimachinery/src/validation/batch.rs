@@ -1,5 +1,6 @@
-//! Jobs (upstream `pkg/apis/batch/validation`: `ValidateJob`, `ValidateJobSpecUpdate`,
-//! `ValidateJobStatusUpdate`).
+//! Jobs and CronJobs (upstream `pkg/apis/batch/validation`: `ValidateJob`,
+//! `ValidateJobSpecUpdate`, `ValidateJobStatusUpdate`, `ValidateCronJobCreate` and
+//! `ValidateCronJobUpdate`).
 
 use serde_json::Value;
 
@@ -30,7 +31,7 @@ pub(crate) fn validate_job(job: &Value) -> Vec<Cause> {
     let mut errs = meta::validate_object_meta(job, Scope::Namespaced, NameRule::Subdomain);
     let spec = sub(job, "spec");
     errs.extend(validate_generated_selector(job));
-    errs.extend(validate_job_spec(spec, "spec"));
+    errs.extend(validate_job_spec(spec, "spec", true));
     errs
 }
 
@@ -53,8 +54,9 @@ fn validate_generated_selector(job: &Value) -> Vec<Cause> {
     Vec::new()
 }
 
-/// Upstream's `validateJobSpec` for a job's spec at `p` (a CronJob's jobTemplate reuses it).
-pub(crate) fn validate_job_spec(spec: &Value, p: &str) -> Vec<Cause> {
+/// Upstream's `validateJobSpec` for a job's spec at `p`; a CronJob's jobTemplate reuses it
+/// without a selector (each Job gets its own).
+pub(crate) fn validate_job_spec(spec: &Value, p: &str, needs_selector: bool) -> Vec<Cause> {
     let mut errs = Vec::new();
     for f in ["parallelism", "completions", "activeDeadlineSeconds", "backoffLimit", "ttlSecondsAfterFinished"] {
         nonnegative_field(&mut errs, spec, f, &child(p, f));
@@ -79,7 +81,8 @@ pub(crate) fn validate_job_spec(spec: &Value, p: &str) -> Vec<Cause> {
     }
     let template = sub(spec, "template");
     match get(spec, "selector") {
-        None => errs.push(Cause::required(child(p, "selector"))),
+        None if needs_selector => errs.push(Cause::required(child(p, "selector"))),
+        None => {}
         Some(sel) => {
             let sel_errs = meta::validate_label_selector(sel, &child(p, "selector"));
             let parsable = sel_errs.is_empty();
@@ -259,5 +262,69 @@ pub(crate) fn validate_job_status(new: &Value) -> Vec<Cause> {
         "status.conditions",
         &["Suspended", "Complete", "Failed", "FailureTarget", "SuccessCriteriaMet"],
     ));
+    errs
+}
+
+/// Upstream's limit: a CronJob's Jobs are named `<name>-<minutes since the epoch>` (11 more
+/// characters) and must stay DNS-1035 labels.
+const CRONJOB_NAME_MAX: usize = 52;
+
+pub(crate) fn validate_cron_job(cj: &Value) -> Vec<Cause> {
+    let mut errs = meta::validate_object_meta(cj, Scope::Namespaced, NameRule::Subdomain);
+    let name = get_str(sub(cj, "metadata"), "name");
+    if name.len() > CRONJOB_NAME_MAX {
+        errs.push(Cause::invalid("metadata.name", &str_value(name), "must be no more than 52 characters"));
+    }
+    let spec = sub(cj, "spec");
+    let schedule = get_str(spec, "schedule");
+    let tz = get(spec, "timeZone").and_then(Value::as_str);
+    // An empty schedule is only "required"; its time zone is still checked.
+    let parsed = if schedule.is_empty() {
+        errs.push(Cause::required("spec.schedule"));
+        crate::cron::Schedule::parse("* * * * *", tz)
+    } else {
+        crate::cron::Schedule::parse(schedule, tz)
+    };
+    if let Err(e) = parsed {
+        let value = if e.field() == "spec.timeZone" { str_value(tz.unwrap_or("")) } else { str_value(schedule) };
+        errs.push(Cause::invalid(e.field(), &value, e.to_string()));
+    }
+    match get_str(spec, "concurrencyPolicy") {
+        "Allow" | "Forbid" | "Replace" => {}
+        "" => errs.push(required_detail("spec.concurrencyPolicy", "")),
+        other => errs.push(Cause::not_supported(
+            "spec.concurrencyPolicy",
+            &str_value(other),
+            &["Allow", "Forbid", "Replace"],
+        )),
+    }
+    for f in ["startingDeadlineSeconds", "successfulJobsHistoryLimit", "failedJobsHistoryLimit"] {
+        nonnegative_field(&mut errs, spec, f, &child("spec", f));
+    }
+    let template = sub(spec, "jobTemplate");
+    errs.extend(meta::validate_labels(get(sub(template, "metadata"), "labels"), "spec.jobTemplate.metadata.labels"));
+    errs.extend(meta::validate_annotations(
+        get(sub(template, "metadata"), "annotations"),
+        "spec.jobTemplate.metadata.annotations",
+    ));
+    let jspec = sub(template, "spec");
+    if get_bool(jspec, "manualSelector") {
+        errs.push(Cause::invalid(
+            "spec.jobTemplate.spec.manualSelector",
+            &Value::Bool(true),
+            "`manualSelector` is not supported in a CronJob's jobTemplate",
+        ));
+    }
+    errs.extend(validate_job_spec(jspec, "spec.jobTemplate.spec", false));
+    errs
+}
+
+pub(crate) fn validate_cron_job_status(new: &Value) -> Vec<Cause> {
+    let mut errs = Vec::new();
+    for (i, r) in get_arr(sub(new, "status"), "active").iter().enumerate() {
+        if get_str(r, "name").is_empty() {
+            errs.push(Cause::required(format!("status.active[{i}].name")));
+        }
+    }
     errs
 }

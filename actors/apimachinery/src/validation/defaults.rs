@@ -26,6 +26,7 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
         ("apps", "ReplicaSet") => default_replica_set(o),
         ("" | "core", "ReplicationController") => default_replication_controller(o),
         ("batch", "Job") => default_job(o),
+        ("batch", "CronJob") => default_cron_job(o),
         _ => {}
     }
 }
@@ -472,6 +473,18 @@ fn default_job(job: &mut Map<String, Value>) {
     }
     let spec = obj_mut(job, "spec");
     default_job_spec(spec);
+}
+
+/// Upstream's SetDefaults_CronJob; the job template's pod spec gets the pod defaults (its Job
+/// gets the Job defaults when it is created).
+fn default_cron_job(cj: &mut Map<String, Value>) {
+    let spec = obj_mut(cj, "spec");
+    set_if_absent(spec, "concurrencyPolicy", json!("Allow"));
+    set_if_absent(spec, "suspend", json!(false));
+    set_if_absent(spec, "successfulJobsHistoryLimit", json!(3));
+    set_if_absent(spec, "failedJobsHistoryLimit", json!(1));
+    let jspec = obj_mut(obj_mut(spec, "jobTemplate"), "spec");
+    default_template(jspec);
 }
 
 pub(crate) fn default_job_spec(spec: &mut Map<String, Value>) {

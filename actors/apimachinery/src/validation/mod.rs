@@ -8,7 +8,7 @@
 //!
 //! Kinds covered: core Namespace, Pod, Service, Endpoints, ConfigMap, Secret,
 //! ServiceAccount, Node, Event and ReplicationController; events.k8s.io Event;
-//! coordination.k8s.io Lease; apps Deployment and ReplicaSet; batch Job. Other kinds get the generic metadata checks only.
+//! coordination.k8s.io Lease; apps Deployment and ReplicaSet; batch Job and CronJob. Other kinds get the generic metadata checks only.
 
 mod apps;
 pub mod batch;
@@ -53,6 +53,7 @@ enum Kind {
     ReplicaSet,
     ReplicationController,
     Job,
+    CronJob,
 }
 
 fn kind_of(group: &str, kind: &str) -> Option<Kind> {
@@ -72,6 +73,7 @@ fn kind_of(group: &str, kind: &str) -> Option<Kind> {
         ("apps", "ReplicaSet") => Kind::ReplicaSet,
         ("" | "core", "ReplicationController") => Kind::ReplicationController,
         ("batch", "Job") => Kind::Job,
+        ("batch", "CronJob") => Kind::CronJob,
         _ => return None,
     };
     Some(k)
@@ -110,6 +112,7 @@ fn validate_kind(k: Kind, obj: &Value) -> Vec<Cause> {
         Kind::ReplicaSet => apps::validate_replica_set(obj),
         Kind::ReplicationController => apps::validate_replication_controller(obj),
         Kind::Job => batch::validate_job(obj),
+        Kind::CronJob => batch::validate_cron_job(obj),
     }
 }
 
@@ -140,6 +143,7 @@ pub fn validate_update(group: &str, kind: &str, new: &Value, old: &Value) -> Vec
         Kind::Namespace => meta::validate_object_meta(new, Scope::Cluster, NameRule::Dns1123Label),
         Kind::Endpoints | Kind::ServiceAccount | Kind::Lease | Kind::ReplicationController => validate_kind(k, new),
         Kind::Job => batch::validate_job_update(new, old),
+        Kind::CronJob => validate_kind(k, new),
     });
     util::dedup(causes)
 }
@@ -158,6 +162,7 @@ pub fn validate_status_update(group: &str, kind: &str, new: &Value, old: &Value)
             Kind::Deployment => apps::validate_deployment_status(new, old),
             Kind::ReplicaSet | Kind::ReplicationController => apps::validate_replica_set_status(new),
             Kind::Job => batch::validate_job_status(new),
+            Kind::CronJob => batch::validate_cron_job_status(new),
             _ => Vec::new(),
         });
     }

@@ -1,4 +1,4 @@
-//! Jobs (upstream `pkg/registry/batch/job`): the status starts empty and belongs to the
+//! Jobs and CronJobs (upstream `pkg/registry/batch/job` and `cronjob`): the status starts empty and belongs to the
 //! controller, metadata.generation counts spec changes, and unless `manualSelector` is set
 //! the server makes the selector: the job's uid as `batch.kubernetes.io/controller-uid`,
 //! with that and the job's name added to the pod template's labels.
@@ -9,6 +9,26 @@ use kubus_apimachinery::validation::batch::{
 };
 use kubus_apimachinery::ResourceInfo;
 use serde_json::{json, Map, Value};
+
+/// CronJobs: the status starts empty and belongs to the controller; generation counts spec
+/// changes.
+pub struct CronJobStrategy {
+    pub info: &'static ResourceInfo,
+}
+
+impl Strategy for CronJobStrategy {
+    fn info(&self) -> &'static ResourceInfo {
+        self.info
+    }
+
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+
+    fn prepare_for_create(&self, obj: &mut Value) {
+        obj["status"] = json!({});
+    }
+}
 
 pub struct JobStrategy {
     pub info: &'static ResourceInfo,

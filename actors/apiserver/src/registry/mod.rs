@@ -178,6 +178,7 @@ static STRATEGIES: LazyLock<Vec<(&'static ResourceInfo, Box<dyn Strategy>)>> = L
                     Box::new(workload::WorkloadStrategy { info })
                 }
                 ("batch", "jobs") => Box::new(job::JobStrategy { info }),
+                ("batch", "cronjobs") => Box::new(job::CronJobStrategy { info }),
                 _ => Box::new(default::DefaultStrategy { info }),
             };
             (info, strategy)
@@ -207,7 +208,9 @@ mod tests {
             // Generations count spec changes of the workloads only (the strategies say so alone).
             let workload = matches!(
                 (info.group, info.resource),
-                ("apps", "deployments" | "replicasets") | ("", "replicationcontrollers") | ("batch", "jobs")
+                ("apps", "deployments" | "replicasets")
+                    | ("", "replicationcontrollers")
+                    | ("batch", "jobs" | "cronjobs")
             );
             assert_eq!(s.tracks_generation(), workload, "{}", info.resource);
             for sub in info.subresources {
