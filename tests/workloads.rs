@@ -88,3 +88,101 @@ fn replication_controller_refuses_bad_specs_with_field_paths() {
         assert!(err.contains(needle), "{needle}\n{err}");
     }
 }
+
+/// A process killed when the test ends, pass or fail.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn daemon_pods(c: &Cluster) -> Vec<Value> {
+    live_pods(c, "app=agent")
+}
+
+fn nodes_of(pods: &[Value]) -> Vec<String> {
+    let mut n: Vec<String> = pods.iter().map(|p| p["spec"]["nodeName"].as_str().unwrap_or("-").to_string()).collect();
+    n.sort();
+    n
+}
+
+#[test]
+fn daemonset_covers_every_fitting_node_joins_late_nodes_and_rolls_back() {
+    let c = Cluster::start_with("ds", &["--sim-nodes", "3"]);
+    eventually(30, || (items(&c.get_json(&["nodes"])).len() == 3).then_some(()));
+    c.kubectl(&["taint", "node", "sim-2", "dedicated=infra:NoSchedule"]).expect_ok();
+    let ds = "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: agent}\nspec:\n  selector: {matchLabels: {app: agent}}\n  updateStrategy: {type: RollingUpdate, rollingUpdate: {maxUnavailable: 1}}\n  template:\n    metadata: {labels: {app: agent}}\n    spec:\n      containers: [{name: c, image: 'busybox:1'}]\n";
+    c.kubectl_stdin(&["apply", "-f", "-"], ds).expect_ok();
+    c.kubectl(&["rollout", "status", "ds/agent", "--timeout=60s"]).expect_ok();
+    eventually(30, || (nodes_of(&daemon_pods(&c)) == ["sim-0", "sim-1"]).then_some(()));
+    // The upstream tolerations are on every daemon pod.
+    let tolerations = daemon_pods(&c)[0]["spec"]["tolerations"].to_string();
+    for t in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable", "node.kubernetes.io/unschedulable"] {
+        assert!(tolerations.contains(t), "{tolerations}");
+    }
+
+    // A node that joins later gets its pod.
+    let late = std::process::Command::new(env!("CARGO_BIN_EXE_kubus"))
+        .args(["sim-nodes", "--count", "1", "--prefix", "late-", "--cluster", "e2e", "--nats", &c.nats_url()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _late = Child(late);
+    eventually(60, || (nodes_of(&daemon_pods(&c)) == ["late-0", "sim-0", "sim-1"]).then_some(()));
+    eventually(30, || (c.get_json(&["ds", "agent"])["status"]["numberAvailable"] == 3).then_some(()));
+    let table = c.kubectl(&["get", "ds", "agent"]).expect_ok();
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..7], ["agent", "3", "3", "3", "3", "3", "<none>"], "{table}");
+
+    // An image change rolls node by node: never more than one node without an available pod.
+    c.kubectl(&["set", "image", "ds/agent", "c=busybox:2"]).expect_ok();
+    let start = std::time::Instant::now();
+    let mut worst = 0;
+    while start.elapsed() < std::time::Duration::from_secs(60) {
+        let pods = daemon_pods(&c);
+        let ready_nodes: std::collections::BTreeSet<String> = pods
+            .iter()
+            .filter(|p| {
+                p["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+            .map(|p| p["spec"]["nodeName"].as_str().unwrap_or("").to_string())
+            .collect();
+        worst = worst.max(3usize.saturating_sub(ready_nodes.len()));
+        let updated = pods.iter().filter(|p| p["spec"]["containers"][0]["image"] == "busybox:2").count();
+        if updated == 3 && pods.len() == 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(worst <= 1, "{worst} nodes were without an available pod at once");
+    c.kubectl(&["rollout", "status", "ds/agent", "--timeout=60s"]).expect_ok();
+    let history = c.kubectl(&["rollout", "history", "ds/agent"]).expect_ok();
+    assert!(history.contains('1') && history.contains('2'), "{history}");
+    let revisions = c.kubectl(&["get", "controllerrevisions"]).expect_ok();
+    assert!(revisions.contains("daemonset.apps/agent"), "{revisions}");
+
+    c.kubectl(&["rollout", "undo", "ds/agent"]).expect_ok();
+    c.kubectl(&["rollout", "status", "ds/agent", "--timeout=60s"]).expect_ok();
+    eventually(30, || {
+        let pods = daemon_pods(&c);
+        (pods.len() == 3 && pods.iter().all(|p| p["spec"]["containers"][0]["image"] == "busybox:1")).then_some(())
+    });
+    let revs = c.get_json(&["controllerrevisions"]);
+    let mut numbers: Vec<i64> = items(&revs).iter().map(|r| r["revision"].as_i64().unwrap()).collect();
+    numbers.sort();
+    assert_eq!(numbers, [2, 3], "the first template came back as revision 3");
+
+    // Deleting the DaemonSet takes its pods and history.
+    c.kubectl(&["delete", "ds", "agent"]).expect_ok();
+    eventually(60, || {
+        (daemon_pods(&c).is_empty() && items(&c.get_json(&["controllerrevisions"])).is_empty()).then_some(())
+    });
+}

@@ -6,11 +6,13 @@
 
 pub mod adoption;
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod expectations;
 pub mod garbagecollector;
+pub mod history;
 pub mod job;
 pub mod namespace;
 pub mod nodeipam;
@@ -65,6 +67,7 @@ pub struct ControllerConfig {
     pub concurrent_rc_syncs: usize,
     pub concurrent_job_syncs: usize,
     pub concurrent_cron_job_syncs: usize,
+    pub concurrent_daemonset_syncs: usize,
     pub concurrent_deployment_syncs: usize,
     pub concurrent_gc_syncs: usize,
     pub concurrent_endpoint_syncs: usize,
@@ -90,6 +93,7 @@ impl Default for ControllerConfig {
             concurrent_rc_syncs: replicaset::WORKERS,
             concurrent_job_syncs: job::WORKERS,
             concurrent_cron_job_syncs: cronjob::WORKERS,
+            concurrent_daemonset_syncs: daemonset::WORKERS,
             concurrent_deployment_syncs: deployment::WORKERS,
             concurrent_gc_syncs: garbagecollector::WORKERS,
             concurrent_endpoint_syncs: endpoints::WORKERS,
@@ -134,6 +138,7 @@ impl ControllerManager {
             ),
             ("kcm-deployment", deployment::run(client("deployment"), factory, c.concurrent_deployment_syncs)),
             ("kcm-job", job::run(client("job"), factory, c.concurrent_job_syncs)),
+            ("kcm-daemonset", daemonset::run(client("daemonset"), factory, c.concurrent_daemonset_syncs)),
             ("kcm-cronjob", cronjob::run(client("cronjob"), factory, c.concurrent_cron_job_syncs)),
             ("kcm-ttl", ttlafterfinished::run(client("ttlafterfinished"), factory, ttlafterfinished::WORKERS)),
             ("kcm-namespace", namespace::run(client("namespace"), factory, c.concurrent_namespace_syncs)),

@@ -8,6 +8,7 @@
 mod field;
 mod label;
 mod names;
+pub mod node;
 
 pub use field::{FieldOperator, FieldSelector, FieldTerm};
 pub use label::{labels_match, LabelSelector, Operator, Requirement};

@@ -71,3 +71,43 @@ pub(super) fn replication_controller(rc: &Value, now: SystemTime) -> Vec<Value> 
         json!(if selector.is_empty() { "<none>".to_string() } else { selector }),
     ]
 }
+
+pub(super) fn daemon_set(ds: &Value, now: SystemTime) -> Vec<Value> {
+    let status = &ds["status"];
+    let (names, images) = containers(ds);
+    let node_selector = &ds["spec"]["template"]["spec"]["nodeSelector"];
+    let node_selector = match node_selector.as_object() {
+        Some(m) if !m.is_empty() => {
+            m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect::<Vec<_>>().join(",")
+        }
+        _ => "<none>".to_string(),
+    };
+    vec![
+        name(ds),
+        json!(int(status, &["desiredNumberScheduled"])),
+        json!(int(status, &["currentNumberScheduled"])),
+        json!(int(status, &["numberReady"])),
+        json!(int(status, &["updatedNumberScheduled"])),
+        json!(int(status, &["numberAvailable"])),
+        json!(node_selector),
+        age(ds, now),
+        json!(names),
+        json!(images),
+        json!(format_label_selector(&ds["spec"]["selector"])),
+    ]
+}
+
+/// `daemonset.apps/web`: the revision's controller, as upstream prints it.
+pub(super) fn controller_revision(cr: &Value, now: SystemTime) -> Vec<Value> {
+    let owner = list(cr, &["metadata", "ownerReferences"]).iter().find(|r| r["controller"] == true);
+    let controller = match owner {
+        Some(r) => {
+            let kind = text(r, &["kind"]).to_lowercase();
+            let group = text(r, &["apiVersion"]).rsplit_once('/').map(|(g, _)| g.to_string()).unwrap_or_default();
+            let kind = if group.is_empty() { kind } else { format!("{kind}.{group}") };
+            format!("{kind}/{}", text(r, &["name"]))
+        }
+        None => "<none>".to_string(),
+    };
+    vec![name(cr), json!(controller), json!(cr["revision"].as_i64().unwrap_or(0)), age(cr, now)]
+}

@@ -103,6 +103,8 @@ static PRINTERS: &[Printer] = &[
     Printer::new("apps", "deployments", DEPLOYMENT_COLUMNS, apps::deployment),
     Printer::new("apps", "replicasets", REPLICA_SET_COLUMNS, apps::replica_set),
     Printer::new("", "replicationcontrollers", REPLICA_SET_COLUMNS, apps::replication_controller),
+    Printer::new("apps", "daemonsets", DAEMON_SET_COLUMNS, apps::daemon_set),
+    Printer::new("apps", "controllerrevisions", CONTROLLER_REVISION_COLUMNS, apps::controller_revision),
     Printer::new("batch", "jobs", JOB_COLUMNS, batch::job),
     Printer::new("batch", "cronjobs", CRON_JOB_COLUMNS, batch::cron_job),
 ];
@@ -232,6 +234,27 @@ const DEPLOYMENT_COLUMNS: &[Column] = &workload_columns(
     ],
     "Label selector for the pods the deployment manages.",
 );
+
+const DAEMON_SET_COLUMNS: &[Column] = &[
+    NAME,
+    col("Desired", "integer", "Nodes that should run the daemon pod."),
+    col("Current", "integer", "Nodes that run the daemon pod and should."),
+    col("Ready", "integer", "Nodes whose daemon pod is ready."),
+    col("Up-to-date", "integer", "Nodes whose daemon pod runs the current template."),
+    col("Available", "integer", "Nodes whose daemon pod has been ready for minReadySeconds."),
+    col("Node Selector", "string", "The pod template's node selector."),
+    AGE,
+    CONTAINERS,
+    IMAGES,
+    wide("Selector", "string", "Label selector for the pods the daemon set manages."),
+];
+
+const CONTROLLER_REVISION_COLUMNS: &[Column] = &[
+    NAME,
+    col("Controller", "string", "The object whose history the revision is part of."),
+    col("Revision", "integer", "The revision's number in that history."),
+    AGE,
+];
 
 const JOB_COLUMNS: &[Column] = &[
     NAME,

@@ -1,6 +1,7 @@
-//! Replicated workloads: Deployments, ReplicaSets and ReplicationControllers (upstream
-//! `ValidateDeploymentSpec`, `ValidateReplicaSetSpec`, `ValidateReplicationControllerSpec` and
-//! their status checks).
+//! Workloads: Deployments, ReplicaSets, ReplicationControllers, DaemonSets and
+//! ControllerRevisions (upstream `ValidateDeploymentSpec`, `ValidateReplicaSetSpec`,
+//! `ValidateReplicationControllerSpec`, `ValidateDaemonSetSpec`, `ValidateControllerRevision`
+//! and their status checks).
 
 use serde_json::Value;
 
@@ -10,7 +11,7 @@ use super::pod;
 use super::util::*;
 use crate::status::Cause;
 
-/// Selector and template rules shared by both workload kinds.
+/// Selector and template rules shared by the workload kinds with a `metav1.LabelSelector`.
 fn validate_selector_and_template(spec: &Value, errs: &mut Vec<Cause>, kind_word: &str) {
     nonnegative_field(errs, spec, "replicas", "spec.replicas");
     nonnegative_field(errs, spec, "minReadySeconds", "spec.minReadySeconds");
@@ -47,7 +48,10 @@ fn validate_selector_and_template(spec: &Value, errs: &mut Vec<Cause>, kind_word
     if get(tspec, "activeDeadlineSeconds").is_some() {
         errs.push(Cause::forbidden(
             "spec.template.spec.activeDeadlineSeconds",
-            "activeDeadlineSeconds in ReplicaSet is not Supported",
+            format!(
+                "activeDeadlineSeconds in {} is not Supported",
+                if kind_word == "daemonset" { "DaemonSet" } else { "ReplicaSet" }
+            ),
         ));
     }
 }
@@ -243,5 +247,87 @@ pub(crate) fn validate_replica_set_status(new: &Value) -> Vec<Cause> {
         &mut errs,
     );
     errs.extend(pod::validate_conditions(get_arr(status, "conditions"), "status.conditions", &["ReplicaFailure"]));
+    errs
+}
+
+pub(crate) fn validate_daemon_set(ds: &Value) -> Vec<Cause> {
+    let mut errs = meta::validate_object_meta(ds, Scope::Namespaced, NameRule::Subdomain);
+    let spec = sub(ds, "spec");
+    validate_selector_and_template(spec, &mut errs, "daemonset");
+    nonnegative_field(&mut errs, spec, "revisionHistoryLimit", "spec.revisionHistoryLimit");
+    nonnegative_field(&mut errs, spec, "templateGeneration", "spec.templateGeneration");
+    let strategy = sub(spec, "updateStrategy");
+    match get_str(strategy, "type") {
+        "OnDelete" => {}
+        "RollingUpdate" => match get(strategy, "rollingUpdate") {
+            None => errs.push(Cause::required("spec.updateStrategy.rollingUpdate")),
+            Some(ru) => {
+                let (mu, ms) = (get(ru, "maxUnavailable"), get(ru, "maxSurge"));
+                let mup = "spec.updateStrategy.rollingUpdate.maxUnavailable";
+                let msp = "spec.updateStrategy.rollingUpdate.maxSurge";
+                int_or_percent(&mut errs, mu, mup);
+                int_or_percent(&mut errs, ms, msp);
+                for (v, p) in [(mu, mup), (ms, msp)] {
+                    if let Some(Value::String(s)) = v {
+                        if names::percent_errors(s).is_empty() && int_or_percent_value(v) > 100 {
+                            errs.push(Cause::invalid(p, &str_value(s), "must not be greater than 100%"));
+                        }
+                    }
+                }
+                // Exactly one of the two moves a rollout.
+                match (int_or_percent_value(mu) != 0, int_or_percent_value(ms) != 0) {
+                    (true, true) => errs.push(Cause::invalid(
+                        msp,
+                        ms.unwrap_or(&NULL),
+                        "may not be set when maxUnavailable is non-zero",
+                    )),
+                    (false, false) => errs.push(required_detail(mup, "cannot be 0 when maxSurge is 0")),
+                    _ => {}
+                }
+            }
+        },
+        other => errs.push(Cause::not_supported(
+            "spec.updateStrategy.type",
+            &str_value(other),
+            &["OnDelete", "RollingUpdate"],
+        )),
+    }
+    errs
+}
+
+pub(crate) fn validate_daemon_set_status(new: &Value) -> Vec<Cause> {
+    let mut errs = Vec::new();
+    let status = sub(new, "status");
+    for f in [
+        "currentNumberScheduled",
+        "numberMisscheduled",
+        "desiredNumberScheduled",
+        "numberReady",
+        "observedGeneration",
+        "updatedNumberScheduled",
+        "numberAvailable",
+        "numberUnavailable",
+        "collisionCount",
+    ] {
+        nonnegative_field(&mut errs, status, f, &format!("status.{f}"));
+    }
+    errs
+}
+
+pub(crate) fn validate_controller_revision(cr: &Value) -> Vec<Cause> {
+    let mut errs = meta::validate_object_meta(cr, Scope::Namespaced, NameRule::Subdomain);
+    if get(cr, "data").is_none() {
+        errs.push(Cause::required("data"));
+    }
+    nonnegative_field(&mut errs, cr, "revision", "revision");
+    errs
+}
+
+/// A revision's data is what it records: it never changes.
+pub(crate) fn validate_controller_revision_update(new: &Value, old: &Value) -> Vec<Cause> {
+    let mut errs = validate_controller_revision(new);
+    if !semantic_eq(get(new, "data"), get(old, "data")) {
+        errs.push(Cause::invalid("data", &Value::String("<value omitted>".into()), IMMUTABLE));
+    }
     errs
 }

@@ -27,6 +27,7 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
         ("" | "core", "ReplicationController") => default_replication_controller(o),
         ("batch", "Job") => default_job(o),
         ("batch", "CronJob") => default_cron_job(o),
+        ("apps", "DaemonSet") => default_daemon_set(o),
         _ => {}
     }
 }
@@ -473,6 +474,20 @@ fn default_job(job: &mut Map<String, Value>) {
     }
     let spec = obj_mut(job, "spec");
     default_job_spec(spec);
+}
+
+/// Upstream's SetDefaults_DaemonSet.
+fn default_daemon_set(ds: &mut Map<String, Value>) {
+    let spec = obj_mut(ds, "spec");
+    let strategy = obj_mut(spec, "updateStrategy");
+    set_if_absent(strategy, "type", json!("RollingUpdate"));
+    if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
+        let ru = obj_mut(strategy, "rollingUpdate");
+        set_if_absent(ru, "maxUnavailable", json!(1));
+        set_if_absent(ru, "maxSurge", json!(0));
+    }
+    set_if_absent(spec, "revisionHistoryLimit", json!(10));
+    default_template(spec);
 }
 
 /// Upstream's SetDefaults_CronJob; the job template's pod spec gets the pod defaults (its Job

@@ -8,7 +8,8 @@
 //!
 //! Kinds covered: core Namespace, Pod, Service, Endpoints, ConfigMap, Secret,
 //! ServiceAccount, Node, Event and ReplicationController; events.k8s.io Event;
-//! coordination.k8s.io Lease; apps Deployment and ReplicaSet; batch Job and CronJob. Other kinds get the generic metadata checks only.
+//! coordination.k8s.io Lease; apps Deployment, ReplicaSet, DaemonSet and ControllerRevision;
+//! batch Job and CronJob. Other kinds get the generic metadata checks only.
 
 mod apps;
 pub mod batch;
@@ -54,6 +55,8 @@ enum Kind {
     ReplicationController,
     Job,
     CronJob,
+    DaemonSet,
+    ControllerRevision,
 }
 
 fn kind_of(group: &str, kind: &str) -> Option<Kind> {
@@ -74,6 +77,8 @@ fn kind_of(group: &str, kind: &str) -> Option<Kind> {
         ("" | "core", "ReplicationController") => Kind::ReplicationController,
         ("batch", "Job") => Kind::Job,
         ("batch", "CronJob") => Kind::CronJob,
+        ("apps", "DaemonSet") => Kind::DaemonSet,
+        ("apps", "ControllerRevision") => Kind::ControllerRevision,
         _ => return None,
     };
     Some(k)
@@ -113,6 +118,8 @@ fn validate_kind(k: Kind, obj: &Value) -> Vec<Cause> {
         Kind::ReplicationController => apps::validate_replication_controller(obj),
         Kind::Job => batch::validate_job(obj),
         Kind::CronJob => batch::validate_cron_job(obj),
+        Kind::DaemonSet => apps::validate_daemon_set(obj),
+        Kind::ControllerRevision => apps::validate_controller_revision(obj),
     }
 }
 
@@ -133,7 +140,8 @@ pub fn validate_update(group: &str, kind: &str, new: &Value, old: &Value) -> Vec
         // Core events only ever get the legacy checks, on update as on create.
         Kind::Event => misc::validate_event(new, false),
         Kind::EventsV1Event => misc::validate_event_update(new, old),
-        Kind::Deployment | Kind::ReplicaSet => {
+        Kind::ControllerRevision => apps::validate_controller_revision_update(new, old),
+        Kind::Deployment | Kind::ReplicaSet | Kind::DaemonSet => {
             let mut c = apps::selector_immutable(new, old);
             c.extend(validate_kind(k, new));
             c
@@ -163,6 +171,7 @@ pub fn validate_status_update(group: &str, kind: &str, new: &Value, old: &Value)
             Kind::ReplicaSet | Kind::ReplicationController => apps::validate_replica_set_status(new),
             Kind::Job => batch::validate_job_status(new),
             Kind::CronJob => batch::validate_cron_job_status(new),
+            Kind::DaemonSet => apps::validate_daemon_set_status(new),
             _ => Vec::new(),
         });
     }

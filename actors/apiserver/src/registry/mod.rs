@@ -174,7 +174,7 @@ static STRATEGIES: LazyLock<Vec<(&'static ResourceInfo, Box<dyn Strategy>)>> = L
                 ("", "pods") => Box::new(pod::PodStrategy),
                 ("", "services") => Box::new(service::ServiceStrategy),
                 ("", "namespaces") => Box::new(namespace::NamespaceStrategy),
-                ("apps", "deployments" | "replicasets") | ("", "replicationcontrollers") => {
+                ("apps", "deployments" | "replicasets" | "daemonsets") | ("", "replicationcontrollers") => {
                     Box::new(workload::WorkloadStrategy { info })
                 }
                 ("batch", "jobs") => Box::new(job::JobStrategy { info }),
@@ -208,7 +208,7 @@ mod tests {
             // Generations count spec changes of the workloads only (the strategies say so alone).
             let workload = matches!(
                 (info.group, info.resource),
-                ("apps", "deployments" | "replicasets")
+                ("apps", "deployments" | "replicasets" | "daemonsets")
                     | ("", "replicationcontrollers")
                     | ("batch", "jobs" | "cronjobs")
             );

@@ -28,7 +28,7 @@ impl Strategy for WorkloadStrategy {
 
     fn subresource(&self, sub: Subresource) -> Option<&'static dyn SubresourceStrategy> {
         let scale: &'static Scale = if self.info.kind == "ReplicationController" { &RC_SCALE } else { &SCALE };
-        (sub == Subresource::Scale).then_some(scale)
+        (sub == Subresource::Scale && self.info.has(Subresource::Scale)).then_some(scale)
     }
 }
 
