@@ -184,6 +184,14 @@ pub async fn start_with_pods(
     let name = config.node_name.clone();
     let routes =
         kubus_kubelet::routes::RouteController::new(name.clone(), config.state_dir.clone(), informers.get::<Node>());
+    let provisioner = kubus_kubelet::local_path::LocalPathProvisioner::run(
+        name.clone(),
+        config.state_dir.clone(),
+        client.clone(),
+        informers.get::<k8s_openapi::api::core::v1::PersistentVolumeClaim>(),
+        informers.get::<k8s_openapi::api::core::v1::PersistentVolume>(),
+        informers.get::<k8s_openapi::api::storage::v1::StorageClass>(),
+    );
     let kubelet = Kubelet::new(config, client, nats, pods, Some(services.clone()))
         .await
         .with_context(|| format!("starting the node agent of {name}"))?;
@@ -191,6 +199,7 @@ pub async fn start_with_pods(
     actix::Actor::start_in_arbiter(&arbiter.handle(), move |_| kubelet);
     actix::Actor::start_in_arbiter(&arbiter.handle(), move |_| kubus_proxy::KubeProxy::new(proxy, services, slices));
     actix::Actor::start_in_arbiter(&arbiter.handle(), move |_| routes);
+    arbiter.spawn(provisioner);
     Ok(RunningNode { arbiter, _claims: claims })
 }
 

@@ -18,6 +18,7 @@ pub mod table;
 pub mod taints;
 pub mod time;
 pub mod validation;
+pub mod volume;
 
 pub use meta::{Object, ObjectExt, ObjectKey};
 pub use resource::{ResourceInfo, Subresource};

@@ -87,7 +87,7 @@ fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(v: Value) -> Re
 
 use k8s_openapi::api::{
     apps::v1 as apps, batch::v1 as batch, coordination::v1 as coordination, core::v1 as core,
-    discovery::v1 as discovery, events::v1 as events,
+    discovery::v1 as discovery, events::v1 as events, storage::v1 as storage,
 };
 use Subresource::*;
 
@@ -146,6 +146,8 @@ registry! {
     ("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", true, &["sa"], &[], &[Token], "io.k8s.api.core.v1.ServiceAccount" ; core::ServiceAccount),
     ("", "v1", "nodes", "node", "Node", false, &["no"], &[], &[Status], "io.k8s.api.core.v1.Node" ; core::Node),
     ("", "v1", "events", "event", "Event", true, &["ev"], &[], &[], "io.k8s.api.core.v1.Event" ; core::Event),
+    ("", "v1", "persistentvolumes", "persistentvolume", "PersistentVolume", false, &["pv"], &[], &[Status], "io.k8s.api.core.v1.PersistentVolume" ; core::PersistentVolume),
+    ("", "v1", "persistentvolumeclaims", "persistentvolumeclaim", "PersistentVolumeClaim", true, &["pvc"], &[], &[Status], "io.k8s.api.core.v1.PersistentVolumeClaim" ; core::PersistentVolumeClaim),
     ("", "v1", "replicationcontrollers", "replicationcontroller", "ReplicationController", true, &["rc"], &["all"], &[Status, Scale], "io.k8s.api.core.v1.ReplicationController" ; core::ReplicationController),
     ("apps", "v1", "deployments", "deployment", "Deployment", true, &["deploy"], &["all"], &[Status, Scale], "io.k8s.api.apps.v1.Deployment" ; apps::Deployment),
     ("apps", "v1", "replicasets", "replicaset", "ReplicaSet", true, &["rs"], &["all"], &[Status, Scale], "io.k8s.api.apps.v1.ReplicaSet" ; apps::ReplicaSet),
@@ -154,6 +156,7 @@ registry! {
     ("batch", "v1", "jobs", "job", "Job", true, &[], &["all"], &[Status], "io.k8s.api.batch.v1.Job" ; batch::Job),
     ("batch", "v1", "cronjobs", "cronjob", "CronJob", true, &["cj"], &["all"], &[Status], "io.k8s.api.batch.v1.CronJob" ; batch::CronJob),
     ("coordination.k8s.io", "v1", "leases", "lease", "Lease", true, &[], &[], &[], "io.k8s.api.coordination.v1.Lease" ; coordination::Lease),
+    ("storage.k8s.io", "v1", "storageclasses", "storageclass", "StorageClass", false, &["sc"], &[], &[], "io.k8s.api.storage.v1.StorageClass" ; storage::StorageClass),
     ("discovery.k8s.io", "v1", "endpointslices", "endpointslice", "EndpointSlice", true, &[], &[], &[], "io.k8s.api.discovery.v1.EndpointSlice" ; discovery::EndpointSlice),
     ("events.k8s.io", "v1", "events", "event", "Event", true, &["ev"], &[], &[], "io.k8s.api.events.v1.Event" ; events::Event),
 }

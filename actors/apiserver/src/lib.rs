@@ -186,6 +186,8 @@ impl ApiServer {
     }
 }
 
+use kubus_apimachinery::volume::{DEFAULT_CLASS, LOCAL_PATH_CLASS, LOCAL_PATH_PROVISIONER};
+
 /// The namespaces every Kubernetes cluster starts with.
 async fn bootstrap(state: &ApiState) -> Result<(), kubus_apimachinery::StatusError> {
     let info = kubus_apimachinery::resource::find("", "v1", "namespaces").expect("namespaces are served");
@@ -196,6 +198,18 @@ async fn bootstrap(state: &ApiState) -> Result<(), kubus_apimachinery::StatusErr
             Err(e) if e.code == 409 => {}
             Err(e) => return Err(e),
         }
+    }
+    // The default StorageClass: node-local directories made on the node a pod lands on
+    // (the role rancher's local-path-provisioner plays in k3s), served by every node agent.
+    let classes = kubus_apimachinery::resource::find("storage.k8s.io", "v1", "storageclasses").expect("served");
+    let sc = serde_json::json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": LOCAL_PATH_CLASS,
+            "annotations": {DEFAULT_CLASS: "true"}},
+        "provisioner": LOCAL_PATH_PROVISIONER, "reclaimPolicy": "Delete", "volumeBindingMode": "WaitForFirstConsumer"});
+    match state.storage.create(classes, None, sc, &Default::default()).await {
+        Ok(_) => tracing::info!(class = LOCAL_PATH_CLASS, "created the default storage class"),
+        Err(e) if e.code == 409 => {}
+        Err(e) => return Err(e),
     }
     // The API server's own Service, at the first address of the service range.
     let services = kubus_apimachinery::resource::find("", "v1", "services").expect("services are served");

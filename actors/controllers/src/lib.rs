@@ -17,6 +17,7 @@ pub mod job;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
+pub mod persistentvolume;
 pub mod replicaset;
 pub mod ttlafterfinished;
 
@@ -139,6 +140,7 @@ impl ControllerManager {
             ("kcm-deployment", deployment::run(client("deployment"), factory, c.concurrent_deployment_syncs)),
             ("kcm-job", job::run(client("job"), factory, c.concurrent_job_syncs)),
             ("kcm-daemonset", daemonset::run(client("daemonset"), factory, c.concurrent_daemonset_syncs)),
+            ("kcm-pv", persistentvolume::run(client("persistentvolume"), factory, persistentvolume::WORKERS)),
             ("kcm-cronjob", cronjob::run(client("cronjob"), factory, c.concurrent_cron_job_syncs)),
             ("kcm-ttl", ttlafterfinished::run(client("ttlafterfinished"), factory, ttlafterfinished::WORKERS)),
             ("kcm-namespace", namespace::run(client("namespace"), factory, c.concurrent_namespace_syncs)),

@@ -12,7 +12,7 @@ use kubus_apimachinery::ObjectKey;
 
 use crate::framework::plugins::{
     inter_pod_affinity, node_affinity, node_name, node_ports, node_resources_fit, node_unschedulable,
-    pod_topology_spread, taint_toleration,
+    pod_topology_spread, taint_toleration, volume_binding,
 };
 
 /// A set of cluster event kinds.
@@ -71,6 +71,8 @@ pub fn helped_by(plugins: &BTreeSet<&'static str>) -> Events {
         events |= match *plugin {
             node_unschedulable::NAME => Events::NODE_UNSCHEDULABLE | Events::NODE_TAINTS,
             node_name::NAME => Events::NONE,
+            // Claims, volumes and classes change outside the snapshot: any change wakes it.
+            volume_binding::NAME => Events::ALL,
             taint_toleration::NAME => Events::NODE_TAINTS,
             node_affinity::NAME => Events::NODE_LABELS,
             node_ports::NAME => Events::POD_REMOVED,

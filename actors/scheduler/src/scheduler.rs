@@ -8,13 +8,16 @@
 //! written again only when the reason changes.
 
 use crate::event_handlers::feed;
+use crate::framework::plugins::{volume_binding, VolumeListers};
 use crate::framework::{with_default_spreading, ClusterSnapshot, PodInfo, Profile};
 use crate::queueing_hints::{backoff, helped_by, Events, UnschedulablePods};
 use actix::prelude::*;
-use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kubus_apimachinery::pod::{self, is_terminal};
 use kubus_apimachinery::time::format_rfc3339;
+use kubus_apimachinery::volume::SELECTED_NODE;
 use kubus_apimachinery::ObjectExt;
 use kubus_controller_runtime::events::EventType;
 use kubus_controller_runtime::{Client, Informer, ObjectKey, Recorder, WorkQueue};
@@ -166,23 +169,47 @@ impl Scheduler {
         PENDING.set(0);
         let pods = self.informers.get::<Pod>();
         let nodes = self.informers.get::<Node>();
+        let volumes = VolumeListers {
+            claims: self.informers.get::<PersistentVolumeClaim>(),
+            volumes: self.informers.get::<PersistentVolume>(),
+            classes: self.informers.get::<StorageClass>(),
+        };
         let state = Arc::new(Mutex::new(State::default()));
         // Binding failures are retried with the queue's backoff: 1 s doubling to 10 s.
         let queue: Arc<WorkQueue<ObjectKey>> =
             WorkQueue::with_backoff("scheduler", Duration::from_secs(1), Duration::from_secs(10));
         ctx.spawn(feed(pods.clone(), nodes, state.clone(), queue.clone()).into_actor(self));
-        ctx.spawn(schedule_loop(pods, state, queue, self.client.clone()).into_actor(self));
+        ctx.spawn(wake_on_volumes(volumes.clone(), state.clone(), queue.clone()).into_actor(self));
+        ctx.spawn(schedule_loop(pods, volumes, state, queue, self.client.clone()).into_actor(self));
         tracing::info!("scheduler started");
+    }
+}
+
+/// Claims, volumes and classes live outside the snapshot: a change of any may help a pod that
+/// waits for its volumes.
+async fn wake_on_volumes(volumes: VolumeListers, state: Arc<Mutex<State>>, queue: Arc<WorkQueue<ObjectKey>>) {
+    let (mut a, mut b, mut c) = (volumes.claims.subscribe(), volumes.volumes.subscribe(), volumes.classes.subscribe());
+    loop {
+        let closed = tokio::select! {
+            r = a.recv() => matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)),
+            r = b.recv() => matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)),
+            r = c.recv() => matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)),
+        };
+        if closed {
+            return;
+        }
+        state.lock().expect("scheduler lock").wake(Events::ALL, &queue);
     }
 }
 
 async fn schedule_loop(
     pods: Informer<Pod>,
+    volumes: VolumeListers,
     state: Arc<Mutex<State>>,
     queue: Arc<WorkQueue<ObjectKey>>,
     client: Client,
 ) {
-    let profile = Arc::new(Profile::default());
+    let profile = Arc::new(Profile::with_volumes(volumes.clone()));
     // One recorder for every pod, so that its per-object event budget holds across attempts.
     let recorder = Recorder::new(client.clone(), DEFAULT_SCHEDULER);
     pods.wait_synced().await;
@@ -218,9 +245,11 @@ async fn schedule_loop(
                 s.assumed.insert(key.clone(), node.clone());
                 PENDING.set(s.unschedulable.len() as i64);
                 drop(s);
-                let (client, recorder, state, queue, key) =
-                    (client.clone(), recorder.clone(), state.clone(), queue.clone(), key.clone());
-                tokio::spawn(async move { bind(&client, &recorder, &state, &queue, key, placed, node).await });
+                let (client, recorder, state, queue, key, volumes) =
+                    (client.clone(), recorder.clone(), state.clone(), queue.clone(), key.clone(), volumes.clone());
+                tokio::spawn(
+                    async move { bind(&client, &recorder, &state, &queue, &volumes, key, placed, node).await },
+                );
             }
             Err(fit) => {
                 ATTEMPTS.with_label_values(&["unschedulable"]).inc();
@@ -237,16 +266,59 @@ async fn schedule_loop(
     }
 }
 
+/// How long PreBind waits for the claims it named a node on to be bound (upstream's
+/// bindTimeout is 600 s; local volumes are made in well under a second).
+const VOLUME_BIND_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// PreBind of VolumeBinding: names `node` on the pod's waiting claims, then waits until each
+/// is bound (by a volume that exists or one provisioned there).
+async fn bind_volumes(client: &Client, volumes: &VolumeListers, p: &Pod, node: &str) -> Result<(), String> {
+    let waiting = volume_binding::waiting_claims(volumes, p);
+    if waiting.is_empty() {
+        return Ok(());
+    }
+    for pvc in &waiting {
+        if pvc.annotations().get(SELECTED_NODE).map(String::as_str) != Some(node) {
+            let patch = json!({"metadata": {"annotations": {SELECTED_NODE: node}}});
+            client
+                .merge_patch::<PersistentVolumeClaim>(pvc.namespace(), pvc.name(), &patch)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    let deadline = Instant::now() + VOLUME_BIND_TIMEOUT;
+    while !volume_binding::waiting_claims(volumes, p).is_empty() {
+        if Instant::now() > deadline {
+            return Err("binding volumes: context deadline exceeded".into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
 /// Binds the pod to `node`; `placed` is the pod as assumed there (its `spec.nodeName` set).
+#[allow(clippy::too_many_arguments)]
 async fn bind(
     client: &Client,
     recorder: &Recorder,
     state: &Mutex<State>,
     queue: &Arc<WorkQueue<ObjectKey>>,
+    volumes: &VolumeListers,
     key: ObjectKey,
     placed: Arc<Pod>,
     node: String,
 ) {
+    if let Err(e) = bind_volumes(client, volumes, &placed, &node).await {
+        ATTEMPTS.with_label_values(&["error"]).inc();
+        recorder.record(&*placed, EventType::Warning, "FailedScheduling", &e).await;
+        let mut s = state.lock().expect("scheduler lock");
+        if s.assumed.remove(&key).is_some() && s.snapshot.remove_pod(&placed) {
+            s.wake(Events::POD_REMOVED, queue);
+        }
+        drop(s);
+        queue.add_rate_limited(key);
+        return;
+    }
     let binding = Binding {
         metadata: ObjectMeta { name: Some(key.1.clone()), namespace: Some(key.0.clone()), ..Default::default() },
         target: ObjectReference {

@@ -21,7 +21,13 @@ pub async fn register_and_heartbeat(c: Arc<NodeContext>) {
     loop {
         match c.client.create(&node_object()).await {
             Ok(_) => break,
-            Err(e) if e.is_conflict() || e.is_already_exists() => break,
+            Err(e) if e.is_conflict() || e.is_already_exists() => {
+                // Registered before: what this agent runs may have changed since.
+                let patch =
+                    serde_json::json!({"metadata": {"annotations": {node::NODE_DRIVERS: node::drivers(&name)}}});
+                let _ = c.client.merge_patch::<Node>("", &name, &patch).await;
+                break;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "node registration failed; retrying");
                 tokio::time::sleep(backoff).await;

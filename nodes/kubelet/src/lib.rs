@@ -18,6 +18,7 @@ pub mod env;
 pub mod heartbeat;
 pub mod host;
 pub mod image_gc;
+pub mod local_path;
 pub mod node;
 pub mod objects;
 pub mod pod_worker;

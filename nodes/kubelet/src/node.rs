@@ -76,6 +76,14 @@ pub fn default_node_ip() -> IpAddr {
         .unwrap_or(IpAddr::from([127, 0, 0, 1]))
 }
 
+/// The annotation a node lists the volume drivers it runs in (CSI's), and this agent's: the
+/// local-path provisioner (see [`crate::local_path`]).
+pub const NODE_DRIVERS: &str = "csi.volume.kubernetes.io/nodeid";
+
+pub fn drivers(name: &str) -> String {
+    serde_json::json!({ kubus_apimachinery::volume::LOCAL_PATH_PROVISIONER: name }).to_string()
+}
+
 /// The Node as registered; a node configured with its own pod CIDR says so in its spec (the
 /// IPAM controller then leaves it alone).
 pub fn node_object(name: &str, arch: &str, labels: &[(String, String)], pod_cidr: Option<&str>) -> Node {
@@ -91,7 +99,12 @@ pub fn node_object(name: &str, arch: &str, labels: &[(String, String)], pod_cidr
     .collect();
     l.extend(labels.iter().cloned());
     Node {
-        metadata: ObjectMeta { name: Some(name.to_string()), labels: Some(l), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            labels: Some(l),
+            annotations: Some([(NODE_DRIVERS.to_string(), drivers(name))].into()),
+            ..Default::default()
+        },
         spec: Some(NodeSpec {
             pod_cidr: pod_cidr.map(String::from),
             pod_cidrs: pod_cidr.map(|c| vec![c.to_string()]),

@@ -4,7 +4,8 @@
 
 use futures::future::BoxFuture;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, PersistentVolumeClaim, Pod, Secret, ServiceAccount};
+use kubus_apimachinery::volume;
 use kubus_apimachinery::{pod, ObjectExt};
 use kubus_controller_runtime::Client;
 use std::collections::BTreeMap;
@@ -67,6 +68,13 @@ pub trait ObjectSource: Send + Sync {
         ns: &'a str,
         name: &'a str,
     ) -> BoxFuture<'a, Result<Option<SourceObject>, String>>;
+
+    /// The host directory of the volume a claim is bound to; an error says why there is none
+    /// yet (upstream's messages).
+    fn claim_path<'a>(&'a self, ns: &'a str, claim: &'a str) -> BoxFuture<'a, Result<String, String>> {
+        let _ = (ns, claim);
+        Box::pin(std::future::ready(Err("persistent volumes are not available here".to_string())))
+    }
 }
 
 impl ObjectSource for Client {
@@ -86,6 +94,23 @@ impl ObjectSource for Client {
                 Err(e) if e.is_not_found() => Ok(None),
                 Err(e) => Err(e.to_string()),
             }
+        })
+    }
+
+    fn claim_path<'a>(&'a self, ns: &'a str, claim: &'a str) -> BoxFuture<'a, Result<String, String>> {
+        Box::pin(async move {
+            let pvc = match Client::get::<PersistentVolumeClaim>(self, ns, claim).await {
+                Ok(c) => c,
+                Err(e) if e.is_not_found() => return Err(format!("persistentvolumeclaim \"{claim}\" not found")),
+                Err(e) => return Err(e.to_string()),
+            };
+            let Some(pv_name) = volume::volume_name(&pvc) else {
+                return Err(format!("PVC {ns}/{claim} has non-bound phase (\"Pending\")"));
+            };
+            let pv = Client::get::<PersistentVolume>(self, "", pv_name).await.map_err(|e| e.to_string())?;
+            volume::host_path(&pv)
+                .map(String::from)
+                .ok_or_else(|| format!("volume {pv_name} is of a type this node cannot mount"))
         })
     }
 }

@@ -80,6 +80,11 @@ async fn prepare_one(
     } else if let Some(hp) = &vol.host_path {
         host_path(&hp.path, hp.type_.as_deref().unwrap_or(""))?;
         Ok(VolumeSource { host_path: PathBuf::from(&hp.path), read_only: false })
+    } else if let Some(claim) = &vol.persistent_volume_claim {
+        let path = source.claim_path(ns, &claim.claim_name).await.map_err(setup)?;
+        // A provisioned directory exists; a volume an administrator made may not yet.
+        std::fs::create_dir_all(&path)?;
+        Ok(VolumeSource { host_path: PathBuf::from(path), read_only: claim.read_only.unwrap_or(false) })
     } else if let Some(from) = ObjectRef::of_volume(vol) {
         if from.kind == SourceKind::Secret {
             // Secrets on tmpfs, never on disk.

@@ -16,6 +16,7 @@ mod corev1;
 mod event;
 mod pod;
 mod selector;
+mod storage;
 #[cfg(test)]
 mod tests;
 
@@ -106,6 +107,9 @@ static PRINTERS: &[Printer] = &[
     Printer::new("apps", "daemonsets", DAEMON_SET_COLUMNS, apps::daemon_set),
     Printer::new("apps", "controllerrevisions", CONTROLLER_REVISION_COLUMNS, apps::controller_revision),
     Printer::new("batch", "jobs", JOB_COLUMNS, batch::job),
+    Printer::new("", "persistentvolumes", PV_COLUMNS, storage::persistent_volume),
+    Printer::new("", "persistentvolumeclaims", PVC_COLUMNS, storage::persistent_volume_claim),
+    Printer::new("storage.k8s.io", "storageclasses", STORAGE_CLASS_COLUMNS, storage::storage_class),
     Printer::new("batch", "cronjobs", CRON_JOB_COLUMNS, batch::cron_job),
 ];
 
@@ -253,6 +257,41 @@ const CONTROLLER_REVISION_COLUMNS: &[Column] = &[
     NAME,
     col("Controller", "string", "The object whose history the revision is part of."),
     col("Revision", "integer", "The revision's number in that history."),
+    AGE,
+];
+
+const PV_COLUMNS: &[Column] = &[
+    NAME,
+    col("Capacity", "string", "The volume's size."),
+    col("Access Modes", "string", "How the volume can be mounted (RWO, ROX, RWX, RWOP)."),
+    col("Reclaim Policy", "string", "What happens to the volume when its claim is released."),
+    col("Status", "string", "The volume's phase."),
+    col("Claim", "string", "The claim bound to the volume, namespace/name."),
+    col("StorageClass", "string", "The volume's storage class."),
+    col("VolumeAttributesClass", "string", "The volume's attributes class."),
+    col("Reason", "string", "Why the volume is in its phase."),
+    AGE,
+    wide("VolumeMode", "string", "Filesystem or Block."),
+];
+
+const PVC_COLUMNS: &[Column] = &[
+    NAME,
+    col("Status", "string", "The claim's phase."),
+    col("Volume", "string", "The volume bound to the claim."),
+    col("Capacity", "string", "The bound volume's size."),
+    col("Access Modes", "string", "How the bound volume can be mounted."),
+    col("StorageClass", "string", "The claim's storage class."),
+    col("VolumeAttributesClass", "string", "The claim's attributes class."),
+    AGE,
+    wide("VolumeMode", "string", "Filesystem or Block."),
+];
+
+const STORAGE_CLASS_COLUMNS: &[Column] = &[
+    NAME,
+    col("Provisioner", "string", "Who makes volumes of the class."),
+    col("ReclaimPolicy", "string", "What happens to a released volume of the class."),
+    col("VolumeBindingMode", "string", "When claims of the class are bound."),
+    col("AllowVolumeExpansion", "string", "Whether claims of the class may grow."),
     AGE,
 ];
 

@@ -28,6 +28,9 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
         ("batch", "Job") => default_job(o),
         ("batch", "CronJob") => default_cron_job(o),
         ("apps", "DaemonSet") => default_daemon_set(o),
+        ("" | "core", "PersistentVolume") => default_persistent_volume(o),
+        ("" | "core", "PersistentVolumeClaim") => default_persistent_volume_claim(o),
+        ("storage.k8s.io", "StorageClass") => default_storage_class(o),
         _ => {}
     }
 }
@@ -474,6 +477,24 @@ fn default_job(job: &mut Map<String, Value>) {
     }
     let spec = obj_mut(job, "spec");
     default_job_spec(spec);
+}
+
+/// Upstream's SetDefaults_PersistentVolume.
+fn default_persistent_volume(pv: &mut Map<String, Value>) {
+    let spec = obj_mut(pv, "spec");
+    set_if_absent(spec, "persistentVolumeReclaimPolicy", json!("Retain"));
+    set_if_absent(spec, "volumeMode", json!("Filesystem"));
+    set_if_absent(obj_mut(pv, "status"), "phase", json!("Pending"));
+}
+
+fn default_persistent_volume_claim(pvc: &mut Map<String, Value>) {
+    set_if_absent(obj_mut(pvc, "spec"), "volumeMode", json!("Filesystem"));
+    set_if_absent(obj_mut(pvc, "status"), "phase", json!("Pending"));
+}
+
+fn default_storage_class(sc: &mut Map<String, Value>) {
+    set_if_absent(sc, "reclaimPolicy", json!("Delete"));
+    set_if_absent(sc, "volumeBindingMode", json!("Immediate"));
 }
 
 /// Upstream's SetDefaults_DaemonSet.

@@ -9,7 +9,8 @@
 //! Kinds covered: core Namespace, Pod, Service, Endpoints, ConfigMap, Secret,
 //! ServiceAccount, Node, Event and ReplicationController; events.k8s.io Event;
 //! coordination.k8s.io Lease; apps Deployment, ReplicaSet, DaemonSet and ControllerRevision;
-//! batch Job and CronJob. Other kinds get the generic metadata checks only.
+//! batch Job and CronJob; PersistentVolume, PersistentVolumeClaim and storage.k8s.io
+//! StorageClass. Other kinds get the generic metadata checks only.
 
 mod apps;
 pub mod batch;
@@ -20,6 +21,7 @@ mod misc;
 pub mod names;
 mod pod;
 mod service;
+mod storage;
 #[cfg(test)]
 mod tests;
 mod util;
@@ -57,6 +59,9 @@ enum Kind {
     CronJob,
     DaemonSet,
     ControllerRevision,
+    PersistentVolume,
+    PersistentVolumeClaim,
+    StorageClass,
 }
 
 fn kind_of(group: &str, kind: &str) -> Option<Kind> {
@@ -79,6 +84,9 @@ fn kind_of(group: &str, kind: &str) -> Option<Kind> {
         ("batch", "CronJob") => Kind::CronJob,
         ("apps", "DaemonSet") => Kind::DaemonSet,
         ("apps", "ControllerRevision") => Kind::ControllerRevision,
+        ("" | "core", "PersistentVolume") => Kind::PersistentVolume,
+        ("" | "core", "PersistentVolumeClaim") => Kind::PersistentVolumeClaim,
+        ("storage.k8s.io", "StorageClass") => Kind::StorageClass,
         _ => return None,
     };
     Some(k)
@@ -87,7 +95,8 @@ fn kind_of(group: &str, kind: &str) -> Option<Kind> {
 /// Whether objects of a known kind live in a namespace; `None` for kinds this module does
 /// not know.
 pub fn is_namespaced(group: &str, kind: &str) -> Option<bool> {
-    kind_of(group, kind).map(|k| !matches!(k, Kind::Namespace | Kind::Node))
+    kind_of(group, kind)
+        .map(|k| !matches!(k, Kind::Namespace | Kind::Node | Kind::PersistentVolume | Kind::StorageClass))
 }
 
 /// Everything checked on create. Expects a defaulted object whose `generateName` has
@@ -120,6 +129,9 @@ fn validate_kind(k: Kind, obj: &Value) -> Vec<Cause> {
         Kind::CronJob => batch::validate_cron_job(obj),
         Kind::DaemonSet => apps::validate_daemon_set(obj),
         Kind::ControllerRevision => apps::validate_controller_revision(obj),
+        Kind::PersistentVolume => storage::validate_persistent_volume(obj),
+        Kind::PersistentVolumeClaim => storage::validate_persistent_volume_claim(obj),
+        Kind::StorageClass => storage::validate_storage_class(obj),
     }
 }
 
@@ -141,6 +153,9 @@ pub fn validate_update(group: &str, kind: &str, new: &Value, old: &Value) -> Vec
         Kind::Event => misc::validate_event(new, false),
         Kind::EventsV1Event => misc::validate_event_update(new, old),
         Kind::ControllerRevision => apps::validate_controller_revision_update(new, old),
+        Kind::PersistentVolume => storage::validate_persistent_volume_update(new, old),
+        Kind::PersistentVolumeClaim => storage::validate_persistent_volume_claim_update(new, old),
+        Kind::StorageClass => storage::validate_storage_class_update(new, old),
         Kind::Deployment | Kind::ReplicaSet | Kind::DaemonSet => {
             let mut c = apps::selector_immutable(new, old);
             c.extend(validate_kind(k, new));

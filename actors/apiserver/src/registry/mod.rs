@@ -13,6 +13,7 @@ pub mod job;
 pub mod namespace;
 pub mod pod;
 pub mod service;
+pub mod storage;
 pub mod workload;
 
 use crate::allocator::Allocator;
@@ -178,6 +179,12 @@ static STRATEGIES: LazyLock<Vec<(&'static ResourceInfo, Box<dyn Strategy>)>> = L
                     Box::new(workload::WorkloadStrategy { info })
                 }
                 ("batch", "jobs") => Box::new(job::JobStrategy { info }),
+                ("", "persistentvolumeclaims") => {
+                    Box::new(storage::StorageStrategy { info, finalizer: storage::PVC_PROTECTION })
+                }
+                ("", "persistentvolumes") => {
+                    Box::new(storage::StorageStrategy { info, finalizer: storage::PV_PROTECTION })
+                }
                 ("batch", "cronjobs") => Box::new(job::CronJobStrategy { info }),
                 _ => Box::new(default::DefaultStrategy { info }),
             };

@@ -160,6 +160,16 @@ impl Default for Profile {
 }
 
 impl Profile {
+    /// The default plugins and VolumeBinding over these caches (upstream's default profile
+    /// has it too; it needs the claim, volume and class informers).
+    pub fn with_volumes(listers: super::plugins::VolumeListers) -> Self {
+        let mut p = Profile::default();
+        let vb = Arc::new(super::plugins::VolumeBinding { listers });
+        p.pre_filter.push(vb.clone());
+        p.filter.push(vb);
+        p
+    }
+
     /// Same plugins, with the tie-breaking sequence started from `seed`.
     pub fn with_seed(seed: u64) -> Self {
         let p = Profile::default();
