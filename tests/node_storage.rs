@@ -146,3 +146,113 @@ fn static_volumes_bind_by_size_and_class_and_oversized_claims_wait_with_a_reason
     c.kubectl_stdin(&["create", "-f", "-"], "apiVersion: v1\nkind: PersistentVolume\nmetadata: {name: bad}\nspec:\n  capacity: {storage: 1Gi}\n  accessModes: [ReadWriteOnce]\n")
         .expect_err("spec: Required value: must specify a volume type");
 }
+
+fn stateful_set(name: &str, replicas: u32, extra_spec: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  clusterIP: None\n  selector: {{app: {name}}}\n  ports: [{{port: 80}}]\n---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: {name}}}\nspec:\n  serviceName: {name}\n  replicas: {replicas}\n{extra_spec}  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: main\n        image: busybox\n        command: [\"sh\", \"-c\", \"hostname >> /data/who; exec sleep 3600\"]\n        volumeMounts: [{{name: data, mountPath: /data}}]\n  volumeClaimTemplates:\n  - metadata: {{name: data}}\n    spec:\n      accessModes: [ReadWriteOnce]\n      resources: {{requests: {{storage: 100Mi}}}}\n"
+    )
+}
+
+fn set_pods(c: &Cluster, app: &str) -> Vec<String> {
+    let v = c.get_json(&["pods", "-l", &format!("app={app}")]);
+    let mut names: Vec<String> = v["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+fn claims(c: &Cluster) -> Vec<String> {
+    let v = c.get_json(&["pvc"]);
+    let mut names: Vec<String> = v["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn stateful_sets_start_in_order_keep_their_storage_and_scale_down_in_reverse() {
+    let c = Cluster::start_with_node("sts", &[]);
+    c.kubectl_stdin(&["apply", "-f", "-"], &stateful_set("web", 3, "")).expect_ok();
+    c.kubectl(&["rollout", "status", "sts/web", "--timeout=120s"]).expect_ok();
+    assert_eq!(set_pods(&c, "web"), ["web-0", "web-1", "web-2"]);
+    // In order: each pod was created only after the one before it was Ready.
+    for (prev, next) in [("web-0", "web-1"), ("web-1", "web-2")] {
+        let ready_at = c.get_json(&["pod", prev])["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .unwrap()["lastTransitionTime"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let created = c.get_json(&["pod", next])["metadata"]["creationTimestamp"].as_str().unwrap().to_string();
+        assert!(created >= ready_at, "{next} created at {created}, before {prev} was ready at {ready_at}");
+    }
+    let p = c.get_json(&["pod", "web-1"]);
+    assert_eq!((p["spec"]["hostname"].as_str(), p["spec"]["subdomain"].as_str()), (Some("web-1"), Some("web")));
+    assert_eq!(p["metadata"]["labels"]["apps.kubernetes.io/pod-index"], "1");
+    assert_eq!(claims(&c), ["data-web-0", "data-web-1", "data-web-2"]);
+    assert!(c.kubectl(&["get", "sts", "web"]).expect_ok().contains("3/3"));
+
+    // web-0's claim follows it: a new web-0 finds what the old one wrote.
+    let uid = c.get_json(&["pod", "web-0"])["metadata"]["uid"].as_str().unwrap().to_string();
+    c.kubectl(&["delete", "pod", "web-0"]).expect_ok();
+    eventually(90, || {
+        let r = c.kubectl(&["get", "pod", "web-0", "-o", "json"]);
+        let p: Value = serde_json::from_str(&r.stdout).unwrap_or(Value::Null);
+        (r.ok && p["metadata"]["uid"] != uid.as_str() && p["status"]["phase"] == "Running").then_some(())
+    });
+    let who = eventually(30, || {
+        let r = c.kubectl(&["exec", "web-0", "--", "cat", "/data/who"]);
+        (r.ok && r.stdout.lines().count() == 2).then_some(r.stdout)
+    });
+    assert_eq!(who, "web-0\nweb-0\n");
+
+    // Scaling to 1 removes web-2, then web-1; their claims stay (Retain).
+    let out = c.dir.join("sts-watch");
+    let mut watch = c.kubectl_background(&["get", "pods", "-l", "app=web", "-w", "-o", "name"], &out);
+    c.kubectl(&["scale", "sts", "web", "--replicas=1"]).expect_ok();
+    eventually(90, || {
+        (set_pods(&c, "web") == ["web-0"] && !c.kubectl(&["get", "pod", "web-1"]).ok).then_some(())
+    });
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let seen = std::fs::read_to_string(&out).unwrap_or_default();
+    // After the initial listing, web-2's changes all come before web-1's.
+    let changes: Vec<&str> = seen.lines().skip(3).collect();
+    let last_2 = changes.iter().rposition(|l| *l == "pod/web-2").expect("web-2 changed");
+    let first_1 = changes.iter().position(|l| *l == "pod/web-1").expect("web-1 changed");
+    assert!(last_2 < first_1, "web-1 went before web-2 was gone: {seen}");
+    assert_eq!(claims(&c), ["data-web-0", "data-web-1", "data-web-2"]);
+
+    // whenScaled: Delete, Parallel: the claims of removed ordinals go with their pods.
+    let policy = "  podManagementPolicy: Parallel\n  persistentVolumeClaimRetentionPolicy: {whenScaled: Delete, whenDeleted: Delete}\n";
+    c.kubectl_stdin(&["apply", "-f", "-"], &stateful_set("tmp", 2, policy)).expect_ok();
+    c.kubectl(&["rollout", "status", "sts/tmp", "--timeout=120s"]).expect_ok();
+    assert!(claims(&c).contains(&"data-tmp-1".to_string()));
+    c.kubectl(&["scale", "sts", "tmp", "--replicas=1"]).expect_ok();
+    let start = std::time::Instant::now();
+    while claims(&c).contains(&"data-tmp-1".to_string()) {
+        if start.elapsed() > std::time::Duration::from_secs(90) {
+            let pvc = c.kubectl(&["get", "pvc", "data-tmp-1", "-o", "yaml"]).stdout;
+            let pods = c.kubectl(&["get", "pods", "-o", "wide"]).stdout;
+            let events = c.kubectl(&["get", "events"]).stdout;
+            panic!("data-tmp-1 stays:\n{pvc}\n{pods}\n{events}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    c.kubectl(&["delete", "sts", "tmp"]).expect_ok();
+    eventually(90, || (!claims(&c).contains(&"data-tmp-0".to_string())).then_some(()));
+    assert!(claims(&c).contains(&"data-web-1".to_string()), "Retain keeps web's");
+}

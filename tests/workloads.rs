@@ -186,3 +186,60 @@ fn daemonset_covers_every_fitting_node_joins_late_nodes_and_rolls_back() {
         (daemon_pods(&c).is_empty() && items(&c.get_json(&["controllerrevisions"])).is_empty()).then_some(())
     });
 }
+
+fn images_by_pod(c: &Cluster, selector: &str) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = live_pods(c, selector)
+        .iter()
+        .map(|p| {
+            (
+                p["metadata"]["name"].as_str().unwrap().to_string(),
+                p["spec"]["containers"][0]["image"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn statefulset_rolls_from_the_highest_ordinal_down_to_its_partition() {
+    let c = Cluster::start_with("sts-roll", &["--sim-nodes", "2"]);
+    let sts = "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db}\nspec:\n  serviceName: db\n  replicas: 3\n  podManagementPolicy: Parallel\n  updateStrategy: {type: RollingUpdate, rollingUpdate: {partition: 2}}\n  selector: {matchLabels: {app: db}}\n  template:\n    metadata: {labels: {app: db}}\n    spec:\n      containers: [{name: c, image: 'busybox:1'}]\n";
+    c.kubectl_stdin(&["apply", "-f", "-"], sts).expect_ok();
+    eventually(60, || (c.get_json(&["sts", "db"])["status"]["readyReplicas"] == 3).then_some(()));
+    c.kubectl(&["set", "image", "sts/db", "c=busybox:2"]).expect_ok();
+    // Only the ordinals at or above the partition move.
+    eventually(60, || {
+        let imgs = images_by_pod(&c, "app=db");
+        (imgs.len() == 3 && imgs[2].1 == "busybox:2").then_some(())
+    });
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let imgs = images_by_pod(&c, "app=db");
+    assert_eq!((imgs[0].1.as_str(), imgs[1].1.as_str()), ("busybox:1", "busybox:1"), "{imgs:?}");
+    let status = c.get_json(&["sts", "db"])["status"].clone();
+    assert_eq!(status["updatedReplicas"], 1);
+    assert_ne!(status["currentRevision"], status["updateRevision"]);
+    // Partition 0: the rest follow, and the update becomes the current revision.
+    c.kubectl(&[
+        "patch",
+        "sts",
+        "db",
+        "--type=merge",
+        "-p",
+        "{\"spec\":{\"updateStrategy\":{\"rollingUpdate\":{\"partition\":0}}}}",
+    ])
+    .expect_ok();
+    c.kubectl(&["rollout", "status", "sts/db", "--timeout=60s"]).expect_ok();
+    eventually(60, || {
+        let s = c.get_json(&["sts", "db"])["status"].clone();
+        (s["currentRevision"] == s["updateRevision"] && s["updatedReplicas"] == 3).then_some(())
+    });
+    assert!(images_by_pod(&c, "app=db").iter().all(|(_, i)| i == "busybox:2"));
+    c.kubectl(&["rollout", "undo", "sts/db"]).expect_ok();
+    eventually(60, || images_by_pod(&c, "app=db").iter().all(|(_, i)| i == "busybox:1").then_some(()));
+    c.kubectl(&["scale", "sts", "db", "--replicas=1"]).expect_ok();
+    eventually(60, || (images_by_pod(&c, "app=db").len() == 1).then_some(()));
+    // Fields other than replicas, template, updateStrategy, ... are fixed.
+    c.kubectl(&["patch", "sts", "db", "--type=merge", "-p", "{\"spec\":{\"serviceName\":\"other\"}}"])
+        .expect_err("updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden");
+}

@@ -97,6 +97,9 @@ pub struct UpArgs {
     /// DaemonSets synced at once.
     #[arg(long, default_value_t = kubus_controllers::daemonset::WORKERS)]
     pub concurrent_daemonset_syncs: usize,
+    /// StatefulSets synced at once.
+    #[arg(long, default_value_t = kubus_controllers::statefulset::WORKERS)]
+    pub concurrent_statefulset_syncs: usize,
     /// Deployments synced at once.
     #[arg(long, default_value_t = kubus_controllers::deployment::WORKERS)]
     pub concurrent_deployment_syncs: usize,
@@ -274,6 +277,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             concurrent_job_syncs: args.concurrent_job_syncs,
             concurrent_cron_job_syncs: args.concurrent_cron_job_syncs,
             concurrent_daemonset_syncs: args.concurrent_daemonset_syncs,
+            concurrent_statefulset_syncs: args.concurrent_statefulset_syncs,
             concurrent_deployment_syncs: args.concurrent_deployment_syncs,
             concurrent_gc_syncs: args.concurrent_gc_syncs,
             concurrent_endpoint_syncs: args.concurrent_endpoint_syncs,

@@ -151,6 +151,7 @@ registry! {
     ("", "v1", "replicationcontrollers", "replicationcontroller", "ReplicationController", true, &["rc"], &["all"], &[Status, Scale], "io.k8s.api.core.v1.ReplicationController" ; core::ReplicationController),
     ("apps", "v1", "deployments", "deployment", "Deployment", true, &["deploy"], &["all"], &[Status, Scale], "io.k8s.api.apps.v1.Deployment" ; apps::Deployment),
     ("apps", "v1", "replicasets", "replicaset", "ReplicaSet", true, &["rs"], &["all"], &[Status, Scale], "io.k8s.api.apps.v1.ReplicaSet" ; apps::ReplicaSet),
+    ("apps", "v1", "statefulsets", "statefulset", "StatefulSet", true, &["sts"], &["all"], &[Status, Scale], "io.k8s.api.apps.v1.StatefulSet" ; apps::StatefulSet),
     ("apps", "v1", "daemonsets", "daemonset", "DaemonSet", true, &["ds"], &["all"], &[Status], "io.k8s.api.apps.v1.DaemonSet" ; apps::DaemonSet),
     ("apps", "v1", "controllerrevisions", "controllerrevision", "ControllerRevision", true, &[], &[], &[], "io.k8s.api.apps.v1.ControllerRevision" ; apps::ControllerRevision),
     ("batch", "v1", "jobs", "job", "Job", true, &[], &["all"], &[Status], "io.k8s.api.batch.v1.Job" ; batch::Job),

@@ -19,6 +19,7 @@ pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod persistentvolume;
 pub mod replicaset;
+pub mod statefulset;
 pub mod ttlafterfinished;
 
 use actix::prelude::*;
@@ -69,6 +70,7 @@ pub struct ControllerConfig {
     pub concurrent_job_syncs: usize,
     pub concurrent_cron_job_syncs: usize,
     pub concurrent_daemonset_syncs: usize,
+    pub concurrent_statefulset_syncs: usize,
     pub concurrent_deployment_syncs: usize,
     pub concurrent_gc_syncs: usize,
     pub concurrent_endpoint_syncs: usize,
@@ -95,6 +97,7 @@ impl Default for ControllerConfig {
             concurrent_job_syncs: job::WORKERS,
             concurrent_cron_job_syncs: cronjob::WORKERS,
             concurrent_daemonset_syncs: daemonset::WORKERS,
+            concurrent_statefulset_syncs: statefulset::WORKERS,
             concurrent_deployment_syncs: deployment::WORKERS,
             concurrent_gc_syncs: garbagecollector::WORKERS,
             concurrent_endpoint_syncs: endpoints::WORKERS,
@@ -140,6 +143,7 @@ impl ControllerManager {
             ("kcm-deployment", deployment::run(client("deployment"), factory, c.concurrent_deployment_syncs)),
             ("kcm-job", job::run(client("job"), factory, c.concurrent_job_syncs)),
             ("kcm-daemonset", daemonset::run(client("daemonset"), factory, c.concurrent_daemonset_syncs)),
+            ("kcm-statefulset", statefulset::run(client("statefulset"), factory, c.concurrent_statefulset_syncs)),
             ("kcm-pv", persistentvolume::run(client("persistentvolume"), factory, persistentvolume::WORKERS)),
             ("kcm-cronjob", cronjob::run(client("cronjob"), factory, c.concurrent_cron_job_syncs)),
             ("kcm-ttl", ttlafterfinished::run(client("ttlafterfinished"), factory, ttlafterfinished::WORKERS)),

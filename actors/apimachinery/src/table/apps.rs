@@ -111,3 +111,14 @@ pub(super) fn controller_revision(cr: &Value, now: SystemTime) -> Vec<Value> {
     };
     vec![name(cr), json!(controller), json!(cr["revision"].as_i64().unwrap_or(0)), age(cr, now)]
 }
+
+pub(super) fn stateful_set(sts: &Value, now: SystemTime) -> Vec<Value> {
+    let (names, images) = containers(sts);
+    vec![
+        name(sts),
+        json!(format!("{}/{}", int(&sts["status"], &["readyReplicas"]), desired_replicas(sts))),
+        age(sts, now),
+        json!(names),
+        json!(images),
+    ]
+}

@@ -105,6 +105,7 @@ static PRINTERS: &[Printer] = &[
     Printer::new("apps", "replicasets", REPLICA_SET_COLUMNS, apps::replica_set),
     Printer::new("", "replicationcontrollers", REPLICA_SET_COLUMNS, apps::replication_controller),
     Printer::new("apps", "daemonsets", DAEMON_SET_COLUMNS, apps::daemon_set),
+    Printer::new("apps", "statefulsets", STATEFUL_SET_COLUMNS, apps::stateful_set),
     Printer::new("apps", "controllerrevisions", CONTROLLER_REVISION_COLUMNS, apps::controller_revision),
     Printer::new("batch", "jobs", JOB_COLUMNS, batch::job),
     Printer::new("", "persistentvolumes", PV_COLUMNS, storage::persistent_volume),
@@ -252,6 +253,9 @@ const DAEMON_SET_COLUMNS: &[Column] = &[
     IMAGES,
     wide("Selector", "string", "Label selector for the pods the daemon set manages."),
 ];
+
+const STATEFUL_SET_COLUMNS: &[Column] =
+    &[NAME, col("Ready", "string", "Ready pods out of the desired number of pods."), AGE, CONTAINERS, IMAGES];
 
 const CONTROLLER_REVISION_COLUMNS: &[Column] = &[
     NAME,

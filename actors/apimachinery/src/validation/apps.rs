@@ -331,3 +331,131 @@ pub(crate) fn validate_controller_revision_update(new: &Value, old: &Value) -> V
     }
     errs
 }
+
+pub(crate) fn validate_stateful_set(sts: &Value) -> Vec<Cause> {
+    let mut errs = meta::validate_object_meta(sts, Scope::Namespaced, NameRule::Subdomain);
+    let spec = sub(sts, "spec");
+    // Mounts may name the claim templates: validate the template as its pods will be, with a
+    // volume per claim template (upstream skips the pod spec here altogether).
+    let mut with_claims = spec.clone();
+    let claim_volumes: Vec<Value> = get_arr(spec, "volumeClaimTemplates")
+        .iter()
+        .map(|t| {
+            let name = get_str(sub(t, "metadata"), "name");
+            serde_json::json!({"name": name, "persistentVolumeClaim": {"claimName": format!("{name}-0")}})
+        })
+        .collect();
+    if let Some(tspec) = with_claims.pointer_mut("/template/spec").and_then(Value::as_object_mut) {
+        let volumes = tspec.entry("volumes").or_insert_with(|| Value::Array(Vec::new()));
+        if let Some(list) = volumes.as_array_mut() {
+            list.retain(|v| !claim_volumes.iter().any(|c| c["name"] == v["name"]));
+            list.extend(claim_volumes);
+        }
+    }
+    validate_selector_and_template(&with_claims, &mut errs, "statefulset");
+    nonnegative_field(&mut errs, spec, "revisionHistoryLimit", "spec.revisionHistoryLimit");
+    match get_str(spec, "podManagementPolicy") {
+        "OrderedReady" | "Parallel" => {}
+        "" => errs.push(required_detail("spec.podManagementPolicy", "")),
+        other => errs.push(Cause::invalid(
+            "spec.podManagementPolicy",
+            &str_value(other),
+            "must be 'OrderedReady' or 'Parallel'",
+        )),
+    }
+    let strategy = sub(spec, "updateStrategy");
+    match get_str(strategy, "type") {
+        "OnDelete" => {
+            if get(strategy, "rollingUpdate").is_some() {
+                errs.push(Cause::invalid(
+                    "spec.updateStrategy.rollingUpdate",
+                    sub(strategy, "rollingUpdate"),
+                    "only allowed for updateStrategy 'RollingUpdate'",
+                ));
+            }
+        }
+        "RollingUpdate" => {
+            let ru = sub(strategy, "rollingUpdate");
+            nonnegative_field(&mut errs, ru, "partition", "spec.updateStrategy.rollingUpdate.partition");
+            if get(ru, "maxUnavailable").is_some() {
+                int_or_percent(
+                    &mut errs,
+                    get(ru, "maxUnavailable"),
+                    "spec.updateStrategy.rollingUpdate.maxUnavailable",
+                );
+            }
+        }
+        "" => errs.push(required_detail("spec.updateStrategy", "")),
+        other => errs.push(Cause::invalid(
+            "spec.updateStrategy.type",
+            &str_value(other),
+            "must be 'RollingUpdate' or 'OnDelete'",
+        )),
+    }
+    let retention = sub(spec, "persistentVolumeClaimRetentionPolicy");
+    for f in ["whenDeleted", "whenScaled"] {
+        if let Some(v) = get(retention, f) {
+            let s = v.as_str().unwrap_or("");
+            if s != "Retain" && s != "Delete" {
+                errs.push(Cause::not_supported(
+                    format!("spec.persistentVolumeClaimRetentionPolicy.{f}"),
+                    v,
+                    &["Retain", "Delete"],
+                ));
+            }
+        }
+    }
+    for (i, t) in get_arr(spec, "volumeClaimTemplates").iter().enumerate() {
+        let name = get_str(sub(t, "metadata"), "name");
+        let p = format!("spec.volumeClaimTemplates[{i}]");
+        if name.is_empty() {
+            errs.push(Cause::required(format!("{p}.metadata.name")));
+        }
+        if get_arr(sub(t, "spec"), "accessModes").is_empty() {
+            errs.push(Cause::required(format!("{p}.spec.accessModes")));
+        }
+        if t.pointer("/spec/resources/requests/storage").is_none() {
+            errs.push(Cause::required(format!("{p}.spec.resources.requests.storage")));
+        }
+    }
+    errs
+}
+
+/// Only replicas, ordinals, template, updateStrategy, the claim retention policy and
+/// minReadySeconds may change.
+pub(crate) fn validate_stateful_set_update(new: &Value, old: &Value) -> Vec<Cause> {
+    let mut errs = validate_stateful_set(new);
+    let strip = |v: &Value| {
+        let mut s = sub(v, "spec").clone();
+        if let Some(m) = s.as_object_mut() {
+            for f in [
+                "replicas",
+                "ordinals",
+                "template",
+                "updateStrategy",
+                "persistentVolumeClaimRetentionPolicy",
+                "minReadySeconds",
+            ] {
+                m.remove(f);
+            }
+        }
+        normalized(&s)
+    };
+    if strip(new) != strip(old) {
+        errs.push(Cause::forbidden(
+            "spec",
+            "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
+        ));
+    }
+    errs
+}
+
+pub(crate) fn validate_stateful_set_status(new: &Value) -> Vec<Cause> {
+    let mut errs = Vec::new();
+    replica_counts(
+        sub(new, "status"),
+        &["replicas", "readyReplicas", "currentReplicas", "updatedReplicas", "availableReplicas", "observedGeneration"],
+        &mut errs,
+    );
+    errs
+}

@@ -28,6 +28,7 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
         ("batch", "Job") => default_job(o),
         ("batch", "CronJob") => default_cron_job(o),
         ("apps", "DaemonSet") => default_daemon_set(o),
+        ("apps", "StatefulSet") => default_stateful_set(o),
         ("" | "core", "PersistentVolume") => default_persistent_volume(o),
         ("" | "core", "PersistentVolumeClaim") => default_persistent_volume_claim(o),
         ("storage.k8s.io", "StorageClass") => default_storage_class(o),
@@ -495,6 +496,27 @@ fn default_persistent_volume_claim(pvc: &mut Map<String, Value>) {
 fn default_storage_class(sc: &mut Map<String, Value>) {
     set_if_absent(sc, "reclaimPolicy", json!("Delete"));
     set_if_absent(sc, "volumeBindingMode", json!("Immediate"));
+}
+
+/// Upstream's SetDefaults_StatefulSet.
+fn default_stateful_set(sts: &mut Map<String, Value>) {
+    let spec = obj_mut(sts, "spec");
+    set_if_absent(spec, "replicas", json!(1));
+    set_if_absent(spec, "podManagementPolicy", json!("OrderedReady"));
+    let strategy = obj_mut(spec, "updateStrategy");
+    set_if_absent(strategy, "type", json!("RollingUpdate"));
+    if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
+        set_if_absent(obj_mut(strategy, "rollingUpdate"), "partition", json!(0));
+    }
+    set_if_absent(spec, "revisionHistoryLimit", json!(10));
+    let retention = obj_mut(spec, "persistentVolumeClaimRetentionPolicy");
+    set_if_absent(retention, "whenDeleted", json!("Retain"));
+    set_if_absent(retention, "whenScaled", json!("Retain"));
+    for_each_obj(spec, "volumeClaimTemplates", |t| {
+        set_if_absent(obj_mut(t, "spec"), "volumeMode", json!("Filesystem"));
+        set_if_absent(obj_mut(t, "status"), "phase", json!("Pending"));
+    });
+    default_template(spec);
 }
 
 /// Upstream's SetDefaults_DaemonSet.

@@ -8,7 +8,8 @@
 //!
 //! Kinds covered: core Namespace, Pod, Service, Endpoints, ConfigMap, Secret,
 //! ServiceAccount, Node, Event and ReplicationController; events.k8s.io Event;
-//! coordination.k8s.io Lease; apps Deployment, ReplicaSet, DaemonSet and ControllerRevision;
+//! coordination.k8s.io Lease; apps Deployment, ReplicaSet, DaemonSet, StatefulSet and
+//! ControllerRevision;
 //! batch Job and CronJob; PersistentVolume, PersistentVolumeClaim and storage.k8s.io
 //! StorageClass. Other kinds get the generic metadata checks only.
 
@@ -58,6 +59,7 @@ enum Kind {
     Job,
     CronJob,
     DaemonSet,
+    StatefulSet,
     ControllerRevision,
     PersistentVolume,
     PersistentVolumeClaim,
@@ -83,6 +85,7 @@ fn kind_of(group: &str, kind: &str) -> Option<Kind> {
         ("batch", "Job") => Kind::Job,
         ("batch", "CronJob") => Kind::CronJob,
         ("apps", "DaemonSet") => Kind::DaemonSet,
+        ("apps", "StatefulSet") => Kind::StatefulSet,
         ("apps", "ControllerRevision") => Kind::ControllerRevision,
         ("" | "core", "PersistentVolume") => Kind::PersistentVolume,
         ("" | "core", "PersistentVolumeClaim") => Kind::PersistentVolumeClaim,
@@ -128,6 +131,7 @@ fn validate_kind(k: Kind, obj: &Value) -> Vec<Cause> {
         Kind::Job => batch::validate_job(obj),
         Kind::CronJob => batch::validate_cron_job(obj),
         Kind::DaemonSet => apps::validate_daemon_set(obj),
+        Kind::StatefulSet => apps::validate_stateful_set(obj),
         Kind::ControllerRevision => apps::validate_controller_revision(obj),
         Kind::PersistentVolume => storage::validate_persistent_volume(obj),
         Kind::PersistentVolumeClaim => storage::validate_persistent_volume_claim(obj),
@@ -153,6 +157,11 @@ pub fn validate_update(group: &str, kind: &str, new: &Value, old: &Value) -> Vec
         Kind::Event => misc::validate_event(new, false),
         Kind::EventsV1Event => misc::validate_event_update(new, old),
         Kind::ControllerRevision => apps::validate_controller_revision_update(new, old),
+        Kind::StatefulSet => {
+            let mut c = apps::selector_immutable(new, old);
+            c.extend(apps::validate_stateful_set_update(new, old));
+            c
+        }
         Kind::PersistentVolume => storage::validate_persistent_volume_update(new, old),
         Kind::PersistentVolumeClaim => storage::validate_persistent_volume_claim_update(new, old),
         Kind::StorageClass => storage::validate_storage_class_update(new, old),
@@ -187,6 +196,7 @@ pub fn validate_status_update(group: &str, kind: &str, new: &Value, old: &Value)
             Kind::Job => batch::validate_job_status(new),
             Kind::CronJob => batch::validate_cron_job_status(new),
             Kind::DaemonSet => apps::validate_daemon_set_status(new),
+            Kind::StatefulSet => apps::validate_stateful_set_status(new),
             _ => Vec::new(),
         });
     }

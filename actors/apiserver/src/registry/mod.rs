@@ -175,9 +175,8 @@ static STRATEGIES: LazyLock<Vec<(&'static ResourceInfo, Box<dyn Strategy>)>> = L
                 ("", "pods") => Box::new(pod::PodStrategy),
                 ("", "services") => Box::new(service::ServiceStrategy),
                 ("", "namespaces") => Box::new(namespace::NamespaceStrategy),
-                ("apps", "deployments" | "replicasets" | "daemonsets") | ("", "replicationcontrollers") => {
-                    Box::new(workload::WorkloadStrategy { info })
-                }
+                ("apps", "deployments" | "replicasets" | "daemonsets" | "statefulsets")
+                | ("", "replicationcontrollers") => Box::new(workload::WorkloadStrategy { info }),
                 ("batch", "jobs") => Box::new(job::JobStrategy { info }),
                 ("", "persistentvolumeclaims") => {
                     Box::new(storage::StorageStrategy { info, finalizer: storage::PVC_PROTECTION })
@@ -215,7 +214,7 @@ mod tests {
             // Generations count spec changes of the workloads only (the strategies say so alone).
             let workload = matches!(
                 (info.group, info.resource),
-                ("apps", "deployments" | "replicasets" | "daemonsets")
+                ("apps", "deployments" | "replicasets" | "daemonsets" | "statefulsets")
                     | ("", "replicationcontrollers")
                     | ("batch", "jobs" | "cronjobs")
             );
