@@ -265,3 +265,29 @@ fn cronjobs_run_every_minute_forbid_overlap_and_prune_history() {
         "{skipped}"
     );
 }
+
+#[test]
+fn job_counts_survive_a_control_plane_restart() {
+    let mut c = Cluster::start_with_node("jobrestart", &[]);
+    let spec = "  completions: 6\n  parallelism: 2\n";
+    c.kubectl_stdin(&["apply", "-f", "-"], &job("steady", spec, "sleep 2")).expect_ok();
+    // Restart the whole control plane (and its node agent) while pods run and some are done.
+    eventually(60, || (c.get_json(&["job", "steady"])["status"]["succeeded"].as_i64().unwrap_or(0) >= 2).then_some(()));
+    c.restart();
+    c.kubectl(&["wait", "--for=condition=complete", "job/steady", "--timeout=120s"]).expect_ok();
+    let j = c.get_json(&["job", "steady"]);
+    assert_eq!((j["status"]["succeeded"].as_i64(), j["status"]["failed"].as_i64()), (Some(6), Some(0)), "{j}");
+    // Nothing counted twice, nothing run twice: one pod per completion, all let go.
+    let pods = pods_of(&c, "steady");
+    assert_eq!(pods.len(), 6, "{pods:?}");
+    for p in &pods {
+        assert_eq!(p["status"]["phase"], "Succeeded");
+        assert!(p["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty()));
+    }
+    let uncounted = &j["status"]["uncountedTerminatedPods"];
+    assert!(
+        uncounted.is_null()
+            || uncounted.as_object().is_some_and(|u| u.values().all(|v| v.as_array().is_none_or(|a| a.is_empty()))),
+        "{uncounted}"
+    );
+}

@@ -17,6 +17,8 @@ pub struct Cluster {
     keep_dir: bool,
     /// Set when this cluster runs a real node agent: what to sweep on drop.
     pub node: Option<NodeNames>,
+    /// The extra `kubus up` flags it was started with (a restart uses them again).
+    args: Vec<String>,
 }
 
 /// Unique host-level names of one test's node (bridge, cgroup root, pod CIDR, node name), so
@@ -207,7 +209,9 @@ impl Cluster {
                 .stderr(log)
                 .spawn()
                 .expect("kubus binary runs");
-            let mut c = Cluster { dir: dir.clone(), port, child: Some(child), keep_dir: false, node: node.clone() };
+            let args = extra.iter().map(|s| s.to_string()).collect();
+            let mut c =
+                Cluster { dir: dir.clone(), port, child: Some(child), keep_dir: false, node: node.clone(), args };
             match c.wait_ready() {
                 Ok(()) => return c,
                 Err(log) if log.contains("cannot bind the API port") && attempt < 4 => {
@@ -355,6 +359,22 @@ impl Cluster {
 
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Stops kubus cleanly and starts it again on the same data dir, port and flags (its node
+    /// agent too): everything the control plane held only in memory is gone.
+    pub fn restart(&mut self) {
+        self.stop();
+        let (dir, port, node) = (self.dir.clone(), self.port, self.node.take());
+        let args = std::mem::take(&mut self.args);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut fresh = Cluster::launch(dir, port, &args, node);
+        self.child = fresh.child.take();
+        self.port = fresh.port;
+        self.node = fresh.node.take();
+        self.args = std::mem::take(&mut fresh.args);
+        // The shell shares this cluster's data dir: dropping it would stop what it just started.
+        std::mem::forget(fresh);
     }
 
     /// Kills kubus outright (SIGKILL), as a crash would.
