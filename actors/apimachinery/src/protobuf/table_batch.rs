@@ -6,6 +6,24 @@ use super::schema::{object_message, probe_condition_fields};
 pub(super) const TEXT: &str = concat!(
     "\npackage batch io.k8s.api.batch.v1\n",
     object_message!("Job"),
+    object_message!("CronJob"),
+    r#"message CronJobSpec
+  1 schedule string !
+  2 startingDeadlineSeconds int64 *
+  3 concurrencyPolicy string
+  4 suspend bool *
+  5 jobTemplate JobTemplateSpec !
+  6 successfulJobsHistoryLimit int32 *
+  7 failedJobsHistoryLimit int32 *
+  8 timeZone string *
+message CronJobStatus
+  1 active []core.ObjectReference
+  4 lastScheduleTime time *
+  5 lastSuccessfulTime time *
+message JobTemplateSpec
+  1 metadata meta.ObjectMeta
+  2 spec JobSpec
+"#,
     r#"message JobCondition
 "#,
     probe_condition_fields!(),
