@@ -1,10 +1,13 @@
 //! Simulated nodes, like kwok: one actor holds any number of nodes. It registers them with
 //! capacity and a Ready condition, renews their Leases in kube-node-lease, and turns pods
 //! bound to them into Running/Ready pods with an IP; pods being deleted on them are removed
-//! as a kubelet would once their containers are gone. A node can be stopped (it stops
-//! heartbeating) to test node loss. Cost per node is a map entry and one Lease renewal per
-//! period: one shared pod informer and one renewal loop serve all of them.
+//! as a kubelet would once their containers are gone. Pods that are meant to finish (see
+//! [`runs`]) are reported terminated when their simulated run ends. A node can be stopped (it
+//! stops heartbeating) to test node loss. Cost per node is a map entry and one Lease renewal
+//! per period: one shared pod informer, one renewal loop and one delay queue serve all of them.
 #![forbid(unsafe_code)]
+
+pub mod runs;
 
 use actix::prelude::*;
 use futures::stream::{self, StreamExt};
@@ -19,7 +22,8 @@ use kubus_apimachinery::ObjectKey;
 use kubus_apimachinery::{time, ObjectExt};
 use kubus_controller_runtime::controller::{run_workers, Action, Reconciler};
 use kubus_controller_runtime::{node_lease, Change, Client, DeleteParams, Informer, WorkQueue};
-use prometheus::{register_int_counter_vec, IntCounterVec};
+use prometheus::{register_int_counter_vec, register_int_gauge, IntCounterVec, IntGauge};
+use runs::{Run, RunPlan, Timers};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -32,6 +36,11 @@ static SIM_WRITES: LazyLock<IntCounterVec> = LazyLock::new(|| {
         &["kind", "result"]
     )
     .expect("registers once")
+});
+
+static RUN_TIMERS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("kubus_sim_node_run_timers", "Runs of finishing pods whose end simulated nodes are waiting for")
+        .expect("registers once")
 });
 
 #[derive(Debug, Clone)]
@@ -67,6 +76,17 @@ struct Shared {
     stopped: HashSet<String>,
     /// Next pod IP per node.
     next_ip: HashMap<String, u32>,
+    /// The current run of each finishing pod, by uid.
+    runs: HashMap<String, Run>,
+}
+
+impl Shared {
+    /// Drops a pod's run and its timer (the pod went, ended, or its node stopped).
+    fn forget_run(&mut self, timers: &Timers<String>, uid: &str) {
+        if self.runs.remove(uid).is_some() {
+            timers.cancel(&uid.to_string());
+        }
+    }
 }
 
 pub struct SimNodes {
@@ -74,6 +94,8 @@ pub struct SimNodes {
     client: Client,
     pods: Informer<Pod>,
     shared: Arc<Mutex<Shared>>,
+    /// When each running finishing pod's run ends (keyed by uid).
+    timers: Arc<Timers<String>>,
 }
 
 /// Stops heartbeating for one simulated node (as if it lost power).
@@ -88,7 +110,13 @@ impl SimNodes {
             config,
             client,
             pods,
-            shared: Arc::new(Mutex::new(Shared { nodes, stopped: HashSet::new(), next_ip: HashMap::new() })),
+            shared: Arc::new(Mutex::new(Shared {
+                nodes,
+                stopped: HashSet::new(),
+                next_ip: HashMap::new(),
+                runs: HashMap::new(),
+            })),
+            timers: Arc::new(Timers::new(Some(RUN_TIMERS.clone()))),
         }
     }
 
@@ -247,7 +275,7 @@ impl Actor for SimNodes {
         let queue: Arc<WorkQueue<ObjectKey>> = WorkQueue::new("sim-nodes");
         let pods = self.pods.clone();
         let feed = {
-            let (queue, pods) = (queue.clone(), pods.clone());
+            let (queue, pods, shared, timers) = (queue.clone(), pods.clone(), self.shared.clone(), self.timers.clone());
             async move {
                 let mut changes = pods.subscribe();
                 pods.wait_synced().await;
@@ -255,8 +283,19 @@ impl Actor for SimNodes {
                 loop {
                     match changes.recv().await {
                         Ok(Change::Applied { new, .. }) => queue.add(new.key()),
-                        Ok(Change::Deleted(_)) => {}
+                        // A deleted pod's run goes with it.
+                        Ok(Change::Deleted(pod)) => shared.lock().expect("sim lock").forget_run(&timers, pod.uid()),
                         Ok(Change::Resynced) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                            // Deletions may have been missed: keep only the runs of pods that exist.
+                            let mut s = shared.lock().expect("sim lock");
+                            let gone: Vec<String> = s
+                                .runs
+                                .iter()
+                                .filter(|(uid, run)| pods.get_key(&run.key).is_none_or(|p| p.uid() != uid.as_str()))
+                                .map(|(uid, _)| uid.clone())
+                                .collect();
+                            gone.iter().for_each(|uid| s.forget_run(&timers, uid));
+                            drop(s);
                             pods.keys().into_iter().for_each(|k| queue.add(k))
                         }
                         Err(_) => return,
@@ -265,7 +304,27 @@ impl Actor for SimNodes {
             }
         };
         ctx.spawn(feed.into_actor(self));
-        let kubelets = Arc::new(SimKubelets { client: self.client.clone(), shared: self.shared.clone(), pods });
+        // Runs that ended: their pods go through the work queue like any other change.
+        let ended = {
+            let (queue, shared, timers) = (queue.clone(), self.shared.clone(), self.timers.clone());
+            async move {
+                loop {
+                    let due = timers.next().await;
+                    let keys: Vec<ObjectKey> = {
+                        let s = shared.lock().expect("sim lock");
+                        due.iter().filter_map(|uid| s.runs.get(uid).map(|r| r.key.clone())).collect()
+                    };
+                    keys.into_iter().for_each(|k| queue.add(k));
+                }
+            }
+        };
+        ctx.spawn(ended.into_actor(self));
+        let kubelets = Arc::new(SimKubelets {
+            client: self.client.clone(),
+            shared: self.shared.clone(),
+            timers: self.timers.clone(),
+            pods,
+        });
         for worker in run_workers("sim-nodes", queue, kubelets, self.config.concurrency) {
             ctx.spawn(worker.into_actor(self));
         }
@@ -278,7 +337,13 @@ impl Handler<StopNode> for SimNodes {
     type Result = bool;
     fn handle(&mut self, msg: StopNode, _: &mut Self::Context) -> bool {
         let mut s = self.shared.lock().expect("sim lock");
-        s.nodes.contains_key(&msg.0) && s.stopped.insert(msg.0)
+        if !s.nodes.contains_key(&msg.0) || !s.stopped.insert(msg.0.clone()) {
+            return false;
+        }
+        // Its pods' runs never end: a lost node reports nothing more.
+        let lost: Vec<String> = s.runs.iter().filter(|(_, r)| r.node == msg.0).map(|(uid, _)| uid.clone()).collect();
+        lost.iter().for_each(|uid| s.forget_run(&self.timers, uid));
+        true
     }
 }
 
@@ -291,6 +356,7 @@ async fn renew_lease(client: &Client, node: &str, period: Duration) {
 struct SimKubelets {
     client: Client,
     shared: Arc<Mutex<Shared>>,
+    timers: Arc<Timers<String>>,
     pods: Informer<Pod>,
 }
 
@@ -298,42 +364,121 @@ impl Reconciler for SimKubelets {
     type Error = std::convert::Infallible;
     async fn reconcile(&self, key: &ObjectKey) -> Result<Action, Self::Error> {
         if let Some(pod) = self.pods.get_key(key) {
-            handle_pod(&self.client, &self.shared, &pod).await;
+            self.handle_pod(&pod).await;
         }
         Ok(Action::Done)
     }
 }
 
-/// What the kubelet of a simulated node does with one pod.
-async fn handle_pod(client: &Client, shared: &Arc<Mutex<Shared>>, pod: &Pod) {
-    let Some(node) = podutil::node_name(pod) else {
-        return;
-    };
-    let (ns, name) = (pod.namespace(), pod.name());
-    let ip = {
-        let mut s = shared.lock().expect("sim lock");
-        let Some(&i) = s.nodes.get(node) else { return };
-        if s.stopped.contains(node) {
+/// What a simulated kubelet does next with one pod.
+enum Step {
+    /// Containers "stopped": the kubelet's final delete with no grace period.
+    Delete,
+    /// Start it: Running and Ready with this pod IP and host IP.
+    Start(String, String),
+    /// Its run ended: terminated, or (OnFailure, non-zero exit) restarted.
+    End(Run),
+}
+
+impl SimKubelets {
+    /// What the kubelet of a simulated node does with one pod.
+    async fn handle_pod(&self, pod: &Pod) {
+        let Some(node) = podutil::node_name(pod) else {
             return;
+        };
+        let (ns, name, uid) = (pod.namespace(), pod.name(), pod.uid());
+        let step = {
+            let mut s = self.shared.lock().expect("sim lock");
+            let Some(&i) = s.nodes.get(node) else { return };
+            if s.stopped.contains(node) {
+                return;
+            }
+            if pod.is_deleting() {
+                s.forget_run(&self.timers, uid);
+                Step::Delete
+            } else {
+                match (podutil::phase(pod), RunPlan::of(pod)) {
+                    // Started already: this view predates the Running status written.
+                    ("Pending", _) if s.runs.contains_key(uid) => return,
+                    ("Pending", _) => {
+                        let n = s.next_ip.entry(node.to_string()).or_insert(0);
+                        *n += 1;
+                        Step::Start(pod_ip(i, *n), node_ip(i))
+                    }
+                    ("Running", Some(plan)) => match s.runs.get(uid) {
+                        // Running before this process saw it: the run goes on from its status.
+                        None => {
+                            self.track(&mut s, uid, Run::resume(pod, node, plan));
+                            return;
+                        }
+                        Some(run) if run.finished || tokio::time::Instant::now() < run.ends => return,
+                        Some(run) => Step::End(run.clone()),
+                    },
+                    // Ended (as the informer now shows), or runs until deleted.
+                    _ => {
+                        s.forget_run(&self.timers, uid);
+                        return;
+                    }
+                }
+            }
+        };
+        let client = &self.client;
+        match step {
+            Step::Delete => {
+                record("pod-delete", client.delete::<Pod>(ns, name, &DeleteParams::grace_period(0)).await).await;
+            }
+            Step::Start(pod_ip, host_ip) => {
+                let now = time::now();
+                let status = json!({ "status": running_status(pod, pod_ip, host_ip, &now) });
+                if record("pod-status", client.merge_patch_status::<Pod>(ns, name, &status).await).await.is_some() {
+                    if let Some(plan) = RunPlan::of(pod) {
+                        let mut s = self.shared.lock().expect("sim lock");
+                        self.track(&mut s, uid, Run::start(pod, node, plan, now));
+                    }
+                }
+            }
+            Step::End(mut run) => {
+                let now = time::now();
+                let status = if run.plan.restarts() {
+                    runs::restarted_status(pod, &run, &now)
+                } else {
+                    runs::finished_status(pod, &run, &now)
+                };
+                let written = client.merge_patch_status::<Pod>(ns, name, &json!({ "status": status })).await;
+                let not_found = written.as_ref().is_err_and(|e| e.is_not_found());
+                let ok = record("pod-status", written).await.is_some();
+                let mut s = self.shared.lock().expect("sim lock");
+                // Gone meanwhile (its deletion event drops the run too), or its node stopped.
+                if not_found || !s.runs.contains_key(uid) {
+                    s.forget_run(&self.timers, uid);
+                    return;
+                }
+                if !ok {
+                    // Tried again shortly, as a kubelet retries its status updates.
+                    run.ends = tokio::time::Instant::now() + Duration::from_secs(1);
+                } else if run.plan.restarts() {
+                    run.restarts += 1;
+                    run.started_at = now;
+                    run.ends = tokio::time::Instant::now() + run.plan.run_for;
+                } else {
+                    run.finished = true;
+                }
+                self.track(&mut s, uid, run);
+            }
         }
-        if pod.is_deleting() {
-            None
-        } else if podutil::phase(pod) == "Pending" {
-            let n = s.next_ip.entry(node.to_string()).or_insert(0);
-            *n += 1;
-            Some((pod_ip(i, *n), node_ip(i)))
-        } else {
-            return;
+    }
+
+    /// Keeps a pod's run (and its timer, unless it finished). A pod deleted while its status
+    /// was being written may already be out of the informer, its deletion event handled
+    /// before the run was kept: then the run goes at once rather than wait for a resync.
+    fn track(&self, s: &mut Shared, uid: &str, run: Run) {
+        let key = run.key.clone();
+        if !run.finished {
+            self.timers.set(uid.to_string(), run.ends);
         }
-    };
-    match ip {
-        // Containers "stopped": the kubelet's final delete with no grace period.
-        None => {
-            record("pod-delete", client.delete::<Pod>(ns, name, &DeleteParams::grace_period(0)).await).await;
-        }
-        Some((pod_ip, host_ip)) => {
-            let status = json!({ "status": running_status(pod, pod_ip, host_ip, &time::now()) });
-            record("pod-status", client.merge_patch_status::<Pod>(ns, name, &status).await).await;
+        s.runs.insert(uid.to_string(), run);
+        if self.pods.get_key(&key).is_none_or(|p| p.uid() != uid) {
+            s.forget_run(&self.timers, uid);
         }
     }
 }
