@@ -16,11 +16,39 @@ const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/default/deployments";
 const REPLICASETS: &str = "/apis/apps/v1/namespaces/default/replicasets";
 
 /// What the process did between two readings.
-struct Reading {
+pub(crate) struct Reading {
     at: Instant,
     ticks: u64,
     threads: BTreeMap<String, u64>,
     page: String,
+}
+
+impl Reading {
+    pub(crate) async fn of(cluster: &SimCluster) -> anyhow::Result<Reading> {
+        Ok(Reading {
+            at: Instant::now(),
+            ticks: cluster.cpu_ticks(),
+            threads: cluster.thread_ticks(),
+            page: cluster.metrics().await?,
+        })
+    }
+
+    /// CPU seconds the threads whose names `pick` accepts used since `before` (a thread
+    /// started again counts from zero).
+    pub(crate) fn threads_cpu(&self, before: &Reading, pick: impl Fn(&str) -> bool) -> f64 {
+        let ticks: u64 = self
+            .threads
+            .iter()
+            .filter(|(name, _)| pick(name))
+            .map(|(name, t)| t.saturating_sub(before.threads.get(name).copied().unwrap_or(0)))
+            .sum();
+        ticks as f64 / crate::host::clock_ticks_per_second()
+    }
+
+    /// CPU seconds of the controller manager: its thread and each controller's (`kcm-*`).
+    pub(crate) fn controller_manager_cpu(&self, before: &Reading) -> f64 {
+        self.threads_cpu(before, |n| n == "kube-controller" || n.starts_with("kcm-"))
+    }
 }
 
 struct Bench {
@@ -41,12 +69,7 @@ fn deployment(name: &str, replicas: usize, image: &str) -> Value {
 
 impl Bench {
     async fn reading(&self) -> anyhow::Result<Reading> {
-        Ok(Reading {
-            at: Instant::now(),
-            ticks: self.cluster.cpu_ticks(),
-            threads: self.cluster.thread_ticks(),
-            page: self.cluster.metrics().await?,
-        })
+        Reading::of(&self.cluster).await
     }
 
     async fn deployment_status(&self, name: &str) -> anyhow::Result<Option<Value>> {
@@ -115,7 +138,7 @@ fn settled(d: Option<&Value>, pods: u64, replicas: usize) -> bool {
 }
 
 /// Prints one phase: its time and what it cost.
-fn report(phase: &str, took: Duration, pods: usize, before: &Reading, after: &Reading) {
+pub(crate) fn report(phase: &str, took: Duration, pods: usize, before: &Reading, after: &Reading) {
     let hz = crate::host::clock_ticks_per_second();
     let cpu = (after.ticks - before.ticks) as f64 / hz;
     println!(

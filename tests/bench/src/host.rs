@@ -47,6 +47,22 @@ pub(crate) fn cpu_ticks(pid: u32) -> Option<u64> {
     fields.get(11..15)?.iter().map(|f| f.parse::<u64>().ok()).sum()
 }
 
+/// CPU ticks of a process per thread name (components name their threads: see `kubus up`).
+pub(crate) fn thread_ticks(pid: u32) -> std::collections::BTreeMap<String, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return out };
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default().trim().to_string();
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // utime and stime are fields 14 and 15, counted after the ")" that ends comm.
+        let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+        let ticks = fields.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+            + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+        *out.entry(comm).or_insert(0) += ticks;
+    }
+    out
+}
+
 /// (busy, total) clock ticks of all cores from /proc/stat; idle and iowait count as not busy.
 pub(crate) fn machine_ticks() -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;

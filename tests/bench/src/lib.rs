@@ -6,26 +6,35 @@
 //! - `cluster`: the scheduler at scale with simulated nodes (pods created directly);
 //! - `controllers`: a Deployment's whole life at scale with simulated nodes;
 //! - `soak`: hours of steady churn with simulated nodes, reported every period;
+//! - `jobs`, `daemonset`: a Job's and a DaemonSet's life with simulated nodes;
+//! - `statefulset`: a StatefulSet with local-path claims on the real node;
 //! - `node`: the node agent with real containers, and the runtime path beside runc;
 //! - `proxy`: kube-proxy on the real datapath.
 //!
 //! Shared by them: `http` (a minimal HTTP/1.1 client), `host` (procfs readings, tokens, child
-//! processes), `stats` (percentiles).
+//! processes), `stats` (percentiles), `pod_watch` (a pods watch the workload benches follow).
 #![forbid(unsafe_code)]
 
 mod api;
 mod cluster;
 mod controllers;
+mod daemonset;
 mod host;
 mod http;
+mod jobs;
 mod node;
+mod pod_watch;
 mod proxy;
 mod sim_cluster;
 mod soak;
+mod statefulset;
 mod stats;
 
+pub use daemonset::DaemonSetArgs;
+pub use jobs::JobsArgs;
 pub use node::NodeBenchArgs;
 pub use proxy::ProxyBenchArgs;
+pub use statefulset::StatefulSetArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
@@ -71,6 +80,16 @@ pub enum BenchWhat {
     /// period the control plane's CPU and RSS, reconciles/s, queues, the objects stream's size,
     /// the watch cache, a paged LIST of every pod, watch latency and nodes not Ready.
     Soak(soak::SoakArgs),
+    /// One Job on simulated nodes whose pods run `--run-seconds` each: time to Complete,
+    /// completions per second, pods created, most pods active at once, the controller
+    /// manager's CPU.
+    Jobs(JobsArgs),
+    /// A DaemonSet over N simulated nodes: every node Ready, then an image change rolled out
+    /// with maxUnavailable and with maxSurge (time, most nodes without an available pod).
+    Daemonset(DaemonSetArgs),
+    /// A Parallel StatefulSet on the real node (root), optionally with a local-path claim per
+    /// pod: time until the claims are Bound and the pods Ready; everything removed after.
+    Statefulset(StatefulSetArgs),
     /// The node agent with real containers (root): pod startup latency, the runtime path beside
     /// runc, RSS of the agent and its shims (`kubus up --no-node` + `kubus node` as children).
     Node(NodeBenchArgs),
@@ -107,6 +126,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             controllers::run(nodes, replicas, timeout, up_args).await
         }
         BenchWhat::Soak(soak) => soak::run(soak).await,
+        BenchWhat::Jobs(jobs) => jobs::run(jobs).await,
+        BenchWhat::Daemonset(ds) => daemonset::run(ds).await,
+        BenchWhat::Statefulset(sts) => statefulset::run(sts).await,
         BenchWhat::Node(node) => node::run(node).await,
         BenchWhat::Proxy(proxy) => proxy::run(proxy).await,
     };

@@ -158,18 +158,6 @@ impl SimCluster {
 
     /// CPU ticks per thread name (components name their threads: see `kubus up`).
     pub fn thread_ticks(&self) -> std::collections::BTreeMap<String, u64> {
-        let mut out = std::collections::BTreeMap::new();
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid)) else { return out };
-        for task in tasks.flatten() {
-            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default().trim().to_string();
-            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-            // utime and stime are fields 14 and 15, counted after the ")" that ends comm.
-            let fields: Vec<&str> =
-                stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
-            let ticks = fields.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
-                + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
-            *out.entry(comm).or_insert(0) += ticks;
-        }
-        out
+        crate::host::thread_ticks(self.pid)
     }
 }
