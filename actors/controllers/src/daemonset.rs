@@ -451,7 +451,8 @@ impl DaemonSetsController {
 /// the old pods to delete (upstream's `rollingUpdate`). Without surge, old pods go while at
 /// most `max_unavailable` nodes lack an available pod, unavailable old pods first (they cost
 /// nothing); with surge, a new pod starts beside an available old one (at most `max_surge`
-/// at once) and the old one goes once the new is available.
+/// new pods not yet available at once; beside an unavailable old one at any time) and the old
+/// one goes once the new is available.
 fn rolling_update(
     by_node: &BTreeMap<String, NodePods>,
     hash: &str,
@@ -487,28 +488,31 @@ fn rolling_update(
         }
         return (surge_on, victims);
     }
-    let mut surging =
-        nodes.iter().filter(|(_, n)| n.pods.iter().any(|p| is_new(p)) && n.pods.iter().any(|p| !is_new(p))).count()
-            as i64;
+    // Nodes whose new pod is not available yet use the surge budget.
+    let mut surging = nodes
+        .iter()
+        .filter(|(_, n)| n.pods.iter().any(|p| is_new(p) && !available(p)) && n.pods.iter().any(|p| !is_new(p)))
+        .count() as i64;
+    let mut candidates = Vec::new();
     for (node, n) in &nodes {
         let new = n.pods.iter().find(|p| is_new(p));
         let olds: Vec<&Arc<Pod>> = n.pods.iter().filter(|p| !is_new(p)).collect();
+        if olds.is_empty() {
+            continue;
+        }
         match new {
             Some(new) if available(new) => victims.extend(olds.into_iter().cloned()),
             Some(_) => {}
-            None if !olds.is_empty() => {
-                if olds.iter().any(|p| available(p)) {
-                    if surging < max_surge {
-                        surge_on.push((*node).clone());
-                        surging += 1;
-                    }
-                } else {
-                    victims.extend(olds.into_iter().cloned());
-                }
+            // An unavailable old pod is replaced whatever the budget (it serves nothing).
+            None if !olds.iter().any(|p| available(p)) => {
+                surge_on.push((*node).clone());
+                surging += 1;
             }
-            None => {}
+            None => candidates.push((*node).clone()),
         }
     }
+    let room = (max_surge - surging).max(0) as usize;
+    surge_on.extend(candidates.into_iter().take(room));
     (surge_on, victims)
 }
 
@@ -569,6 +573,78 @@ mod tests {
         let twice = spec.tolerations.as_ref().unwrap().len();
         add_daemon_tolerations(&mut spec);
         assert_eq!(spec.tolerations.as_ref().unwrap().len(), twice, "added once");
+    }
+
+    fn daemon_pod(name: &str, hash: &str, ready: bool) -> Arc<Pod> {
+        use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+        use kubus_apimachinery::time::time;
+        Arc::new(Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                uid: Some(name.into()),
+                labels: Some([(REVISION_HASH.to_string(), hash.to_string())].into()),
+                ..Default::default()
+            },
+            spec: None,
+            status: Some(PodStatus {
+                phase: Some("Running".into()),
+                conditions: Some(vec![PodCondition {
+                    type_: "Ready".into(),
+                    status: if ready { "True" } else { "False" }.into(),
+                    last_transition_time: Some(time(SystemTime::UNIX_EPOCH)),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+        })
+    }
+
+    fn nodes_with(pods: Vec<Vec<Arc<Pod>>>) -> BTreeMap<String, NodePods> {
+        pods.into_iter()
+            .enumerate()
+            .map(|(i, pods)| (format!("n{i}"), NodePods { should_run: true, may_stay: true, pods }))
+            .collect()
+    }
+
+    fn names(pods: &[Arc<Pod>]) -> Vec<&str> {
+        pods.iter().map(|p| p.name()).collect()
+    }
+
+    #[test]
+    fn rolling_update_without_surge_keeps_max_unavailable() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
+        // Four nodes on the old revision, all available: two may go at once.
+        let nodes = nodes_with((0..4).map(|i| vec![daemon_pod(&format!("old{i}"), "old", true)]).collect());
+        let (surge, victims) = rolling_update(&nodes, "new", 0, 2, 0, now);
+        assert!(surge.is_empty());
+        assert_eq!(names(&victims), ["old0", "old1"]);
+        // One node already lacks an available pod: only one more may go, and an unavailable
+        // old pod goes first, for free.
+        let nodes = nodes_with(vec![
+            vec![daemon_pod("old0", "old", true)],
+            vec![daemon_pod("sick", "old", false)],
+            vec![daemon_pod("new2", "new", true)],
+        ]);
+        let (_, victims) = rolling_update(&nodes, "new", 0, 2, 0, now);
+        assert_eq!(names(&victims), ["sick", "old0"]);
+        let (_, victims) = rolling_update(&nodes, "new", 0, 1, 0, now);
+        assert_eq!(names(&victims), ["sick"]);
+    }
+
+    #[test]
+    fn rolling_update_with_surge_starts_new_pods_beside_the_old() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
+        let nodes = nodes_with(vec![
+            vec![daemon_pod("old0", "old", true)],
+            vec![daemon_pod("old1", "old", true)],
+            vec![daemon_pod("old2", "old", true), daemon_pod("new2", "new", true)],
+            vec![daemon_pod("old3", "old", true), daemon_pod("new3", "new", false)],
+        ]);
+        // n3 surges already (its new pod is not ready yet); one more may start.
+        let (surge, victims) = rolling_update(&nodes, "new", 2, 0, 0, now);
+        assert_eq!(surge, ["n0"]);
+        // The old pod beside an available new one goes; the one beside an unready one stays.
+        assert_eq!(names(&victims), ["old2"]);
     }
 
     #[test]

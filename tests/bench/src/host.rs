@@ -114,14 +114,17 @@ mod tests {
     fn cpu_ticks_grow_with_work() {
         let me = std::process::id();
         let (a0, (b0, t0)) = (cpu_ticks(me).unwrap(), machine_ticks().unwrap());
-        // Spin for 300 ms of CPU: at 100 Hz that is ~30 ticks for this process.
+        let hz = clock_ticks_per_second();
+        // Spin until this process has used 0.1 s of CPU, however busy the machine is (a
+        // loaded machine gives a spinning thread less than its wall time).
         let start = Instant::now();
         let mut x = 0u64;
-        while start.elapsed() < Duration::from_millis(300) {
-            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        while ((cpu_ticks(me).unwrap() - a0) as f64) < 0.1 * hz && start.elapsed() < Duration::from_secs(30) {
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+            }
         }
         let (a1, (b1, t1)) = (cpu_ticks(me).unwrap(), machine_ticks().unwrap());
-        let hz = clock_ticks_per_second();
         assert!((a1 - a0) as f64 / hz >= 0.1, "process ticks {a0} -> {a1} at {hz} Hz");
         assert!(b1 - b0 >= a1 - a0 && t1 - t0 >= b1 - b0, "machine busy {b0}->{b1}, total {t0}->{t1}");
     }
