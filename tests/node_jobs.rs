@@ -194,9 +194,13 @@ fn bad_jobs_are_refused_with_field_paths() {
     let table = c.kubectl(&["get", "cj", "c"]).expect_ok();
     assert!(table.contains("@hourly") && table.contains("Europe/Berlin"), "{table}");
     // kubectl's generators send protobuf.
-    c.kubectl(&["create", "cronjob", "imperative", "--image=busybox", "--schedule=*/5 * * * *", "--", "date"]).expect_ok();
+    c.kubectl(&["create", "cronjob", "imperative", "--image=busybox", "--schedule=*/5 * * * *", "--", "date"])
+        .expect_ok();
     let cj = c.get_json(&["cj", "imperative"]);
-    assert_eq!((cj["spec"]["schedule"].as_str(), cj["spec"]["concurrencyPolicy"].as_str()), (Some("*/5 * * * *"), Some("Allow")));
+    assert_eq!(
+        (cj["spec"]["schedule"].as_str(), cj["spec"]["concurrencyPolicy"].as_str()),
+        (Some("*/5 * * * *"), Some("Allow"))
+    );
     assert_eq!(cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["restartPolicy"], "OnFailure");
 }
 

@@ -223,9 +223,7 @@ fn stateful_sets_start_in_order_keep_their_storage_and_scale_down_in_reverse() {
     let out = c.dir.join("sts-watch");
     let mut watch = c.kubectl_background(&["get", "pods", "-l", "app=web", "-w", "-o", "name"], &out);
     c.kubectl(&["scale", "sts", "web", "--replicas=1"]).expect_ok();
-    eventually(90, || {
-        (set_pods(&c, "web") == ["web-0"] && !c.kubectl(&["get", "pod", "web-1"]).ok).then_some(())
-    });
+    eventually(90, || (set_pods(&c, "web") == ["web-0"] && !c.kubectl(&["get", "pod", "web-1"]).ok).then_some(()));
     let _ = watch.kill();
     let _ = watch.wait();
     let seen = std::fs::read_to_string(&out).unwrap_or_default();
