@@ -18,6 +18,8 @@ pub enum Subresource {
     Finalize,
     /// `serviceaccounts/{name}/token` (TokenRequest).
     Token,
+    /// `pods/{name}/eviction` (policy/v1 Eviction).
+    Eviction,
 }
 
 impl Subresource {
@@ -28,6 +30,7 @@ impl Subresource {
             Subresource::Binding => "binding",
             Subresource::Finalize => "finalize",
             Subresource::Token => "token",
+            Subresource::Eviction => "eviction",
         }
     }
 }
@@ -87,7 +90,7 @@ fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(v: Value) -> Re
 
 use k8s_openapi::api::{
     apps::v1 as apps, batch::v1 as batch, coordination::v1 as coordination, core::v1 as core,
-    discovery::v1 as discovery, events::v1 as events, storage::v1 as storage,
+    discovery::v1 as discovery, events::v1 as events, policy::v1 as policy, storage::v1 as storage,
 };
 use Subresource::*;
 
@@ -138,7 +141,7 @@ pub trait TypeVisitor {
 
 registry! {
     ("", "v1", "namespaces", "namespace", "Namespace", false, &["ns"], &[], &[Status, Finalize], "io.k8s.api.core.v1.Namespace" ; core::Namespace),
-    ("", "v1", "pods", "pod", "Pod", true, &["po"], &["all"], &[Status, Binding], "io.k8s.api.core.v1.Pod" ; core::Pod),
+    ("", "v1", "pods", "pod", "Pod", true, &["po"], &["all"], &[Status, Binding, Eviction], "io.k8s.api.core.v1.Pod" ; core::Pod),
     ("", "v1", "services", "service", "Service", true, &["svc"], &["all"], &[Status], "io.k8s.api.core.v1.Service" ; core::Service),
     ("", "v1", "endpoints", "endpoints", "Endpoints", true, &["ep"], &[], &[], "io.k8s.api.core.v1.Endpoints" ; core::Endpoints),
     ("", "v1", "configmaps", "configmap", "ConfigMap", true, &["cm"], &[], &[], "io.k8s.api.core.v1.ConfigMap" ; core::ConfigMap),
@@ -157,6 +160,7 @@ registry! {
     ("batch", "v1", "jobs", "job", "Job", true, &[], &["all"], &[Status], "io.k8s.api.batch.v1.Job" ; batch::Job),
     ("batch", "v1", "cronjobs", "cronjob", "CronJob", true, &["cj"], &["all"], &[Status], "io.k8s.api.batch.v1.CronJob" ; batch::CronJob),
     ("coordination.k8s.io", "v1", "leases", "lease", "Lease", true, &[], &[], &[], "io.k8s.api.coordination.v1.Lease" ; coordination::Lease),
+    ("policy", "v1", "poddisruptionbudgets", "poddisruptionbudget", "PodDisruptionBudget", true, &["pdb"], &[], &[Status], "io.k8s.api.policy.v1.PodDisruptionBudget" ; policy::PodDisruptionBudget),
     ("storage.k8s.io", "v1", "storageclasses", "storageclass", "StorageClass", false, &["sc"], &[], &[], "io.k8s.api.storage.v1.StorageClass" ; storage::StorageClass),
     ("discovery.k8s.io", "v1", "endpointslices", "endpointslice", "EndpointSlice", true, &[], &[], &[], "io.k8s.api.discovery.v1.EndpointSlice" ; discovery::EndpointSlice),
     ("events.k8s.io", "v1", "events", "event", "Event", true, &["ev"], &[], &[], "io.k8s.api.events.v1.Event" ; events::Event),

@@ -15,6 +15,8 @@ pub enum CauseType {
     FieldValueTooMany,
     UnexpectedServerResponse,
     FieldManagerConflict,
+    /// An eviction refused by a PodDisruptionBudget (policy/v1's `DisruptionBudget` cause).
+    DisruptionBudget,
 }
 
 impl CauseType {
@@ -30,6 +32,7 @@ impl CauseType {
             CauseType::FieldValueTooMany => "FieldValueTooMany",
             CauseType::UnexpectedServerResponse => "UnexpectedServerResponse",
             CauseType::FieldManagerConflict => "FieldManagerConflict",
+            CauseType::DisruptionBudget => "DisruptionBudget",
         }
     }
 
@@ -46,6 +49,7 @@ impl CauseType {
             CauseType::FieldValueTooMany => "Too many",
             CauseType::UnexpectedServerResponse => "Internal error",
             CauseType::FieldManagerConflict => "Conflict",
+            CauseType::DisruptionBudget => "Disruption budget",
         }
     }
 }
@@ -238,7 +242,14 @@ impl StatusError {
             let causes: Vec<Value> = self
                 .causes
                 .iter()
-                .map(|c| json!({"reason": c.kind.as_str(), "message": c.message, "field": c.field}))
+                .map(|c| {
+                    let mut cause = json!({"reason": c.kind.as_str(), "message": c.message});
+                    // Upstream leaves out an empty field (an eviction's cause has none).
+                    if !c.field.is_empty() {
+                        cause["field"] = json!(c.field);
+                    }
+                    cause
+                })
                 .collect();
             details.insert("causes".into(), Value::Array(causes));
         }

@@ -39,13 +39,14 @@ fn sub_response_kind(r: &ResourceInfo, s: Subresource) -> Value {
         Subresource::Scale => json!({"group": "autoscaling", "version": "v1", "kind": "Scale"}),
         Subresource::Binding => json!({"group": "", "version": "v1", "kind": "Binding"}),
         Subresource::Token => json!({"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"}),
+        Subresource::Eviction => json!({"group": "policy", "version": "v1", "kind": "Eviction"}),
         _ => json!({"group": r.group, "version": r.version, "kind": r.kind}),
     }
 }
 
 fn sub_verbs(s: Subresource) -> Vec<&'static str> {
     match s {
-        Subresource::Binding | Subresource::Token => vec!["create"],
+        Subresource::Binding | Subresource::Token | Subresource::Eviction => vec!["create"],
         Subresource::Finalize => vec!["update"],
         _ => vec!["get", "patch", "update"],
     }

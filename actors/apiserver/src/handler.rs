@@ -178,6 +178,14 @@ impl ApiState {
                 let obj = s.delete(info, ns, name, &opts).await?;
                 Ok(ApiResponse::json(200, &renderer.object(obj)).with_content_type(renderer.content_type()))
             }
+            (Some(Subresource::Eviction), "POST") => {
+                let body = parse_body(req)?;
+                crate::eviction::evict(s, ns.unwrap_or("default"), name, &body).await?;
+                Ok(ApiResponse::json(
+                    201,
+                    &json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Success","code":201}),
+                ))
+            }
             (Some(Subresource::Token), "POST") => {
                 let body = parse_body(req)?;
                 let out = self.tokens.issue(s, ns.unwrap_or("default"), name, &body).await?;

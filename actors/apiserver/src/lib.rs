@@ -16,6 +16,7 @@ pub mod decode;
 pub mod discovery;
 pub mod error;
 pub mod event_ttl;
+pub mod eviction;
 pub mod handler;
 pub mod http;
 pub mod list_snapshot;

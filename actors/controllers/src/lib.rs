@@ -8,6 +8,7 @@ pub mod adoption;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod expectations;
@@ -144,6 +145,7 @@ impl ControllerManager {
             ("kcm-job", job::run(client("job"), factory, c.concurrent_job_syncs)),
             ("kcm-daemonset", daemonset::run(client("daemonset"), factory, c.concurrent_daemonset_syncs)),
             ("kcm-statefulset", statefulset::run(client("statefulset"), factory, c.concurrent_statefulset_syncs)),
+            ("kcm-disruption", disruption::run(client("disruption"), factory, disruption::WORKERS)),
             ("kcm-pv", persistentvolume::run(client("persistentvolume"), factory, persistentvolume::WORKERS)),
             ("kcm-cronjob", cronjob::run(client("cronjob"), factory, c.concurrent_cron_job_syncs)),
             ("kcm-ttl", ttlafterfinished::run(client("ttlafterfinished"), factory, ttlafterfinished::WORKERS)),

@@ -150,6 +150,8 @@ pub(crate) const KINDS: &[(&str, &str, &str)] = &[
     ("apps/v1", "ReplicaSet", "io.k8s.api.apps.v1.ReplicaSet"),
     ("batch/v1", "Job", "io.k8s.api.batch.v1.Job"),
     ("batch/v1", "CronJob", "io.k8s.api.batch.v1.CronJob"),
+    ("policy/v1", "Eviction", "io.k8s.api.policy.v1.Eviction"),
+    ("policy/v1", "PodDisruptionBudget", "io.k8s.api.policy.v1.PodDisruptionBudget"),
     ("coordination.k8s.io/v1", "Lease", "io.k8s.api.coordination.v1.Lease"),
     ("events.k8s.io/v1", "Event", "io.k8s.api.events.v1.Event"),
     ("authorization.k8s.io/v1", "SelfSubjectAccessReview", "io.k8s.api.authorization.v1.SelfSubjectAccessReview"),

@@ -1,4 +1,5 @@
-//! Protobuf field table for io.k8s.api.batch.v1.
+//! Protobuf field tables for io.k8s.api.batch.v1 and io.k8s.api.policy.v1 (the Eviction
+//! `kubectl drain` posts, the PodDisruptionBudget `kubectl create pdb` sends).
 //! Syntax: see `schema.rs`.
 
 use super::schema::{object_message, probe_condition_fields};
@@ -79,5 +80,27 @@ message SuccessPolicyRule
 message UncountedTerminatedPods
   1 succeeded []string
   2 failed []string
+
+package policy io.k8s.api.policy.v1
+message Eviction
+  1 metadata meta.ObjectMeta
+  2 deleteOptions meta.DeleteOptions *
+message PodDisruptionBudget
+  1 metadata meta.ObjectMeta
+  2 spec PodDisruptionBudgetSpec
+  3 status PodDisruptionBudgetStatus
+message PodDisruptionBudgetSpec
+  1 minAvailable intstr *
+  2 selector meta.LabelSelector *
+  3 maxUnavailable intstr *
+  4 unhealthyPodEvictionPolicy string *
+message PodDisruptionBudgetStatus
+  1 observedGeneration int64
+  2 disruptedPods map[string]time
+  3 disruptionsAllowed int32 !
+  4 currentHealthy int32 !
+  5 desiredHealthy int32 !
+  6 expectedPods int32 !
+  7 conditions []meta.Condition
 "#,
 );

@@ -15,6 +15,7 @@ mod clock;
 mod corev1;
 mod event;
 mod pod;
+mod policy;
 mod selector;
 mod storage;
 #[cfg(test)]
@@ -111,6 +112,7 @@ static PRINTERS: &[Printer] = &[
     Printer::new("", "persistentvolumes", PV_COLUMNS, storage::persistent_volume),
     Printer::new("", "persistentvolumeclaims", PVC_COLUMNS, storage::persistent_volume_claim),
     Printer::new("storage.k8s.io", "storageclasses", STORAGE_CLASS_COLUMNS, storage::storage_class),
+    Printer::new("policy", "poddisruptionbudgets", PDB_COLUMNS, policy::pod_disruption_budget),
     Printer::new("batch", "cronjobs", CRON_JOB_COLUMNS, batch::cron_job),
 ];
 
@@ -296,6 +298,14 @@ const STORAGE_CLASS_COLUMNS: &[Column] = &[
     col("ReclaimPolicy", "string", "What happens to a released volume of the class."),
     col("VolumeBindingMode", "string", "When claims of the class are bound."),
     col("AllowVolumeExpansion", "string", "Whether claims of the class may grow."),
+    AGE,
+];
+
+const PDB_COLUMNS: &[Column] = &[
+    NAME,
+    col("Min Available", "string", "The minimum number of pods that must be available."),
+    col("Max Unavailable", "string", "The maximum number of pods that may be unavailable."),
+    col("Allowed Disruptions", "integer", "How many pods may be evicted now."),
     AGE,
 ];
 

@@ -11,7 +11,7 @@
 //! coordination.k8s.io Lease; apps Deployment, ReplicaSet, DaemonSet, StatefulSet and
 //! ControllerRevision;
 //! batch Job and CronJob; PersistentVolume, PersistentVolumeClaim and storage.k8s.io
-//! StorageClass. Other kinds get the generic metadata checks only.
+//! StorageClass; policy PodDisruptionBudget. Other kinds get the generic metadata checks only.
 
 mod apps;
 pub mod batch;
@@ -21,6 +21,7 @@ mod meta;
 mod misc;
 pub mod names;
 mod pod;
+mod policy;
 mod service;
 mod storage;
 #[cfg(test)]
@@ -64,6 +65,7 @@ enum Kind {
     PersistentVolume,
     PersistentVolumeClaim,
     StorageClass,
+    PodDisruptionBudget,
 }
 
 fn kind_of(group: &str, kind: &str) -> Option<Kind> {
@@ -90,6 +92,7 @@ fn kind_of(group: &str, kind: &str) -> Option<Kind> {
         ("" | "core", "PersistentVolume") => Kind::PersistentVolume,
         ("" | "core", "PersistentVolumeClaim") => Kind::PersistentVolumeClaim,
         ("storage.k8s.io", "StorageClass") => Kind::StorageClass,
+        ("policy", "PodDisruptionBudget") => Kind::PodDisruptionBudget,
         _ => return None,
     };
     Some(k)
@@ -136,6 +139,7 @@ fn validate_kind(k: Kind, obj: &Value) -> Vec<Cause> {
         Kind::PersistentVolume => storage::validate_persistent_volume(obj),
         Kind::PersistentVolumeClaim => storage::validate_persistent_volume_claim(obj),
         Kind::StorageClass => storage::validate_storage_class(obj),
+        Kind::PodDisruptionBudget => policy::validate_pod_disruption_budget(obj),
     }
 }
 
@@ -165,6 +169,7 @@ pub fn validate_update(group: &str, kind: &str, new: &Value, old: &Value) -> Vec
         Kind::PersistentVolume => storage::validate_persistent_volume_update(new, old),
         Kind::PersistentVolumeClaim => storage::validate_persistent_volume_claim_update(new, old),
         Kind::StorageClass => storage::validate_storage_class_update(new, old),
+        Kind::PodDisruptionBudget => validate_kind(k, new),
         Kind::Deployment | Kind::ReplicaSet | Kind::DaemonSet => {
             let mut c = apps::selector_immutable(new, old);
             c.extend(validate_kind(k, new));
@@ -197,6 +202,7 @@ pub fn validate_status_update(group: &str, kind: &str, new: &Value, old: &Value)
             Kind::CronJob => batch::validate_cron_job_status(new),
             Kind::DaemonSet => apps::validate_daemon_set_status(new),
             Kind::StatefulSet => apps::validate_stateful_set_status(new),
+            Kind::PodDisruptionBudget => policy::validate_pod_disruption_budget_status(new),
             _ => Vec::new(),
         });
     }
