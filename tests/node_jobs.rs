@@ -285,7 +285,20 @@ fn job_counts_survive_a_control_plane_restart() {
     c.restart();
     c.kubectl(&["wait", "--for=condition=complete", "job/steady", "--timeout=120s"]).expect_ok();
     let j = c.get_json(&["job", "steady"]);
-    assert_eq!((j["status"]["succeeded"].as_i64(), j["status"]["failed"].as_i64()), (Some(6), Some(0)), "{j}");
+    let states: Vec<String> = pods_of(&c, "steady")
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {} {}",
+                p["metadata"]["name"], p["status"]["phase"], p["status"]["containerStatuses"][0]["state"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        (j["status"]["succeeded"].as_i64(), j["status"]["failed"].as_i64()),
+        (Some(6), Some(0)),
+        "{j}\n{states:#?}"
+    );
     // Nothing counted twice, nothing run twice: one pod per completion, all let go.
     let pods = pods_of(&c, "steady");
     assert_eq!(pods.len(), 6, "{pods:?}");

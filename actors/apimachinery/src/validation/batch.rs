@@ -79,6 +79,19 @@ pub(crate) fn validate_job_spec(spec: &Value, p: &str, needs_selector: bool) -> 
             }
         }
     }
+    // Accepted by upstream, not run by this cluster yet: refused rather than ignored.
+    for f in ["backoffLimitPerIndex", "maxFailedIndexes", "successPolicy"] {
+        if get(spec, f).is_some() {
+            errs.push(Cause::forbidden(child(p, f), "not supported by this cluster yet"));
+        }
+    }
+    if let Some(rp) = get(spec, "podReplacementPolicy").and_then(Value::as_str) {
+        let allowed: &[&str] =
+            if get(spec, "podFailurePolicy").is_some() { &["Failed"] } else { &["Failed", "TerminatingOrFailed"] };
+        if !allowed.contains(&rp) {
+            errs.push(Cause::not_supported(child(p, "podReplacementPolicy"), &str_value(rp), allowed));
+        }
+    }
     let template = sub(spec, "template");
     match get(spec, "selector") {
         None if needs_selector => errs.push(Cause::required(child(p, "selector"))),

@@ -27,7 +27,7 @@ use kubus_controller_runtime::events::EventType;
 use kubus_controller_runtime::{Change, Client, DeleteParams, Informer, InformerFactory, Recorder};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 /// Upstream's `--concurrent-job-syncs` default.
@@ -56,7 +56,8 @@ pub fn run(client: Client, factory: &InformerFactory, workers: usize) -> BoxFutu
     let ctrl =
         Controller::new("job", jobs.clone()).watches_changes(pods.clone(), on_pod).coalesce(COALESCE).workers(workers);
     let events = Recorder::new(client.clone(), "job-controller");
-    ctrl.run(Arc::new(JobController { client, events, jobs, pods, expectations }))
+    let released = Mutex::default();
+    ctrl.run(Arc::new(JobController { client, events, jobs, pods, expectations, released }))
 }
 
 /// Observes creations and deletions for expectations (a pod the controller deleted counts as
@@ -87,6 +88,13 @@ fn pod_change(jobs: &Informer<Job>, expectations: &Expectations, change: &Change
         }
         Change::Resynced => Vec::new(),
     };
+    // A pod that still holds the tracking finalizer but has no controller any more (its Job
+    // was deleted with --cascade=orphan): its own key, so the finalizer goes.
+    if let Change::Applied { new, .. } = change {
+        if has_finalizer(new) && new.controller_ref().is_none() {
+            keys.push((new.namespace().to_string(), format!("{ORPHAN_PREFIX}{}", new.name())));
+        }
+    }
     keys.sort();
     keys.dedup();
     keys
@@ -98,7 +106,17 @@ pub struct JobController {
     jobs: Informer<Job>,
     pods: Informer<Pod>,
     expectations: Arc<Expectations>,
+    /// Pods whose finalizer this controller removed, by Job, until the pod informer shows it
+    /// gone (upstream's finalizer expectations): a lagging pod cache must not make a pod count
+    /// twice.
+    released: Mutex<HashMap<ObjectKey, HashSet<String>>>,
 }
+
+/// The key a finished pod that lost its Job is queued under (`:` never appears in a Job's
+/// name), so its finalizer is removed.
+const ORPHAN_PREFIX: &str = "pod:";
+/// The controller that runs Jobs without `spec.managedBy` (upstream's name).
+const MANAGED_BY: &str = "kubernetes.io/job-controller";
 
 /// What a Job's spec asks, with the API's defaults.
 struct Want {
@@ -277,16 +295,50 @@ struct Failure {
 
 impl JobController {
     async fn sync(&self, key: &ObjectKey) -> ReconcileResult {
+        if let Some(pod) = key.1.strip_prefix(ORPHAN_PREFIX) {
+            let held: Vec<Arc<Pod>> = self
+                .pods
+                .get(&key.0, pod)
+                .filter(|p| has_finalizer(p) && p.controller_ref().is_none())
+                .into_iter()
+                .collect();
+            self.release(&held.iter().collect::<Vec<_>>()).await?;
+            return Ok(Action::Done);
+        }
         let Some(job) = self.jobs.get_key(key) else {
             self.expectations.forget(key);
+            self.released.lock().expect("released lock").remove(key);
+            // The Job is gone (deleted in the background): nothing will count its pods, so
+            // they must not keep the finalizer.
+            let held: Vec<Arc<Pod>> = self
+                .pods
+                .namespace(&key.0)
+                .into_iter()
+                .filter(|p| {
+                    has_finalizer(p) && p.controller_ref().is_some_and(|r| refers_to::<Job>(r) && r.name == key.1)
+                })
+                .collect();
+            self.release(&held.iter().collect::<Vec<_>>()).await?;
             return Ok(Action::Done);
         };
+        if job.spec.as_ref().and_then(|s| s.managed_by.as_deref()).is_some_and(|m| m != MANAGED_BY) {
+            // Another controller runs it (upstream's spec.managedBy).
+            return Ok(Action::Done);
+        }
         let pods = self.pods.controlled_by(job.uid());
+        // Pods whose release the pod cache shows are no longer awaited.
+        let released: HashSet<String> = {
+            let mut all = self.released.lock().expect("released lock");
+            let mine = all.entry(key.clone()).or_default();
+            mine.retain(|uid| pods.iter().any(|p| p.uid() == uid && has_finalizer(p)));
+            mine.clone()
+        };
+        let has_finalizer = |p: &Pod| has_finalizer(p) && !released.contains(p.uid());
         if job.is_deleting() || is_finished(&job) {
             // Nothing more is counted: let every pod go (the garbage collector or the TTL
             // controller deletes them with the Job).
             let held: Vec<&Arc<Pod>> = pods.iter().filter(|p| has_finalizer(p)).collect();
-            self.release(&held).await?;
+            self.release_for(key, &held).await?;
             return Ok(Action::Done);
         }
         let now = SystemTime::now();
@@ -345,7 +397,7 @@ impl JobController {
         let holding: HashSet<&str> = pods.iter().filter(|p| has_finalizer(p)).map(|p| p.uid()).collect();
         if !to_release.is_empty() {
             job = self.write_status(&job, status.clone()).await?;
-            let released = self.release(&to_release).await?;
+            let released = self.release_for(key, &to_release).await?;
             let uncounted = status.uncounted_terminated_pods.get_or_insert_with(Default::default);
             let gone: HashSet<&str> = released.iter().map(String::as_str).collect();
             move_counted(&mut status.succeeded, &mut uncounted.succeeded, |uid| {
@@ -372,7 +424,10 @@ impl JobController {
 
         // Why the Job fails, if it does: a FailJob rule, too many failures, or its deadline.
         let existing_target = condition(&job, "FailureTarget").filter(|c| c.status == "True");
+        // Success is final: pods that fail while the rest terminate do not fail the Job.
+        let succeeded_already = is_true(&job, "SuccessCriteriaMet");
         let failure = match existing_target {
+            _ if succeeded_already => None,
             Some(c) => Some(Failure { reason: c.reason.unwrap_or_default(), message: c.message.unwrap_or_default() }),
             None => policy_failure.or_else(|| {
                 let restarts = if want.on_failure { restarts(&pods) } else { 0 };
@@ -394,6 +449,7 @@ impl JobController {
             }),
         };
         let complete = match want.completions {
+            _ if succeeded_already => true,
             _ if want.indexed => completed.len() as i64 >= completions,
             Some(c) => succeeded >= c,
             None => succeeded > 0 && active.is_empty(),
@@ -419,7 +475,10 @@ impl JobController {
                 self.events.record(&job, EventType::Normal, "Completed", "Job completed").await;
             }
         } else if want.suspend {
-            deleted = self.delete_pods(&job, key, &active.iter().collect::<Vec<_>>()).await?;
+            // Pods the Job no longer wants are not failures: let them go before deleting.
+            let victims: Vec<&Arc<Pod>> = active.iter().collect();
+            self.release_for(key, &victims).await?;
+            deleted = self.delete_pods(&job, key, &victims).await?;
             if set_condition(&mut status, new_condition("Suspended", "True", "JobSuspended", "Job suspended", now)) {
                 self.events.record(&job, EventType::Normal, "Suspended", "Job suspended").await;
             }
@@ -439,8 +498,11 @@ impl JobController {
             requeue = wait;
             let _ = created;
             if let (Some(deadline), Some(start)) = (want.deadline, status.start_time.as_ref()) {
-                let left = (system_time(start) + deadline).duration_since(now).unwrap_or_default();
-                requeue = Some(requeue.map_or(left, |r| r.min(left)));
+                // A deadline past what time can hold never comes.
+                if let Some(at) = system_time(start).checked_add(deadline) {
+                    let left = at.duration_since(now).unwrap_or_default();
+                    requeue = Some(requeue.map_or(left, |r| r.min(left)));
+                }
             }
         }
         status.active = Some((active.len() - deleted.min(active.len())) as i32);
@@ -460,7 +522,7 @@ impl JobController {
 
     fn past_deadline(&self, want: &Want, status: &JobStatus, now: SystemTime) -> bool {
         match (want.deadline, status.start_time.as_ref()) {
-            (Some(d), Some(start)) => now >= system_time(start) + d,
+            (Some(d), Some(start)) => system_time(start).checked_add(d).is_some_and(|at| now >= at),
             _ => false,
         }
     }
@@ -482,7 +544,9 @@ impl JobController {
         if !self.expectations.satisfied(key) {
             return Ok((0, 0, None));
         }
-        let active_n = active.len() as i64;
+        // podReplacementPolicy Failed: a terminating pod is replaced only once it has ended.
+        let terminating = pods.iter().filter(|p| p.is_deleting() && !pod::is_terminal(p)).count() as i64;
+        let active_n = active.len() as i64 + if want.terminating_fails { 0 } else { terminating };
         // Which pods go, and which indexes (None: any) to create.
         let (victims, to_create): (Vec<&Arc<Pod>>, Vec<Option<i64>>) = if want.indexed {
             let completions = want.completions.unwrap_or(0);
@@ -517,6 +581,8 @@ impl JobController {
                 (Vec::new(), vec![None; (want_active - active_n) as usize])
             }
         };
+        // Pods the Job no longer wants are not failures: let them go before deleting.
+        self.release_for(key, &victims).await?;
         let deleted = self.delete_pods(job, key, &victims).await?;
         if to_create.is_empty() {
             return Ok((0, deleted, None));
@@ -587,6 +653,14 @@ impl JobController {
             }
         }
         first_err.map_or(Ok(deleted), |e| Err(e.into()))
+    }
+
+    /// [`Self::release`], remembering the released pods until the pod cache shows it.
+    async fn release_for(&self, key: &ObjectKey, pods: &[&Arc<Pod>]) -> Result<Vec<String>, Error> {
+        let held: Vec<&Arc<Pod>> = pods.iter().copied().filter(|p| has_finalizer(p)).collect();
+        let released = self.release(&held).await?;
+        self.released.lock().expect("released lock").entry(key.clone()).or_default().extend(released.iter().cloned());
+        Ok(released)
     }
 
     /// Removes the tracking finalizer; answers the uids of the pods it no longer holds.

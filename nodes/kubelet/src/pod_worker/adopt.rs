@@ -48,15 +48,13 @@ impl PodWorker {
             let state = match &info.state {
                 ContainerState::Running { started_at, .. } => RunState::Running { started_at: *started_at },
                 ContainerState::Exited(e) => RunState::Exited(terminated_from(&info.id, e)),
-                ContainerState::Created => RunState::Exited(Terminated {
-                    exit_code: 128,
-                    signal: None,
-                    reason: "ContainerCannotRun".into(),
-                    message: "the container was created but never started".into(),
-                    started_at: None,
-                    finished_at: SystemTime::now(),
-                    container_id: format!("kubus://{}", info.id),
-                }),
+                // The agent stopped between create and start: the container never ran, so it
+                // is not a failure (a Job would count one) and not a restart. It is made again.
+                ContainerState::Created => {
+                    let _ = self.host.runtime.remove(&info.id).await;
+                    let _ = self.host.images.unmount_rootfs(&self.pod_dir().join("containers").join(&info.id));
+                    continue;
+                }
             };
             let (started, _) = watch::channel(false);
             let mut run = Run {
