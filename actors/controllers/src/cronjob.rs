@@ -152,7 +152,11 @@ impl CronJobController {
             return Ok(requeue(next(&status)));
         };
         if let Some(deadline) = spec.starting_deadline_seconds {
-            if scheduled + chrono::TimeDelta::seconds(deadline) < now {
+            // A deadline past what time can hold never passes.
+            let late = chrono::TimeDelta::try_seconds(deadline)
+                .and_then(|d| scheduled.checked_add_signed(d))
+                .is_some_and(|limit| limit < now);
+            if late {
                 let msg = format!("Missed scheduled time to start a job: {}", scheduled.to_rfc3339());
                 self.events.record(&*cj, EventType::Warning, "MissSchedule", &msg).await;
                 self.write_status(&cj, status.clone()).await?;
@@ -163,7 +167,9 @@ impl CronJobController {
         let already = owned.iter().any(|j| j.name() == name)
             || status.active.iter().flatten().any(|r| r.name.as_deref() == Some(name.as_str()));
         if already {
-            status.last_schedule_time.get_or_insert(Time(scheduled));
+            if status.last_schedule_time.as_ref().is_none_or(|t| t.0 < scheduled) {
+                status.last_schedule_time = Some(Time(scheduled));
+            }
             self.write_status(&cj, status.clone()).await?;
             return Ok(requeue(next(&status)));
         }

@@ -27,9 +27,9 @@ use kubus_controller_runtime::controller::{Action, Controller, Error, ReconcileR
 use kubus_controller_runtime::events::EventType;
 use kubus_controller_runtime::{Change, Client, DeleteParams, Informer, InformerFactory, Recorder};
 use serde_json::json;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Upstream's `--concurrent-daemonset-syncs` default.
 pub const WORKERS: usize = 2;
@@ -72,7 +72,17 @@ pub fn run(client: Client, factory: &InformerFactory, workers: usize) -> BoxFutu
         .coalesce(COALESCE)
         .workers(workers);
     let events = Recorder::new(client.clone(), "daemonset-controller");
-    ctrl.run(Arc::new(DaemonSetsController { client, events, daemonsets, pods, nodes, revisions, expectations }))
+    let failures = Default::default();
+    ctrl.run(Arc::new(DaemonSetsController {
+        client,
+        events,
+        daemonsets,
+        pods,
+        nodes,
+        revisions,
+        expectations,
+        failures,
+    }))
 }
 
 fn pod_change(daemonsets: &Informer<DaemonSet>, expectations: &Expectations, change: &Change<Pod>) -> Vec<ObjectKey> {
@@ -114,7 +124,13 @@ struct DaemonSetsController {
     nodes: Informer<Node>,
     revisions: Informer<ControllerRevision>,
     expectations: Arc<Expectations>,
+    /// Failed pods replaced per (DaemonSet uid, node): how many in a row and when the next
+    /// may be (upstream's failedPodsBackoff, 1 s doubling to 15 min), so a pod the node keeps
+    /// failing is not made and deleted in a tight loop.
+    failures: std::sync::Mutex<HashMap<(String, String), (u32, Instant)>>,
 }
+
+const FAILED_BACKOFF_MAX: Duration = Duration::from_secs(900);
 
 fn toleration(key: &str, effect: &str) -> Toleration {
     Toleration {
@@ -289,11 +305,27 @@ impl DaemonSetsController {
         let now = SystemTime::now();
         let min_ready = spec.min_ready_seconds.unwrap_or(0);
         let (mut create_on, mut victims): (Vec<String>, Vec<Arc<Pod>>) = (Vec::new(), strays);
+        let mut wait: Option<Duration> = None;
         for (node, np) in &mut by_node {
-            // Failed pods are replaced; of several, the oldest stays.
+            // Failed pods are replaced, after a back-off per node; of several, the oldest stays.
             let (failed, mut live): (Vec<Arc<Pod>>, Vec<Arc<Pod>>) =
                 np.pods.drain(..).partition(|p| pod::phase(p) == "Failed");
-            victims.extend(failed);
+            let fkey = (ds.uid().to_string(), node.clone());
+            if !failed.is_empty() {
+                let mut failures = self.failures.lock().expect("failures lock");
+                let (count, until) = failures.get(&fkey).copied().unwrap_or((0, Instant::now()));
+                let left = until.saturating_duration_since(Instant::now());
+                if !left.is_zero() {
+                    wait = Some(wait.map_or(left, |w| w.min(left)));
+                    np.pods = live;
+                    continue;
+                }
+                let delay = Duration::from_secs(1).saturating_mul(1 << count.min(10)).min(FAILED_BACKOFF_MAX);
+                failures.insert(fkey, (count + 1, Instant::now() + delay));
+                victims.extend(failed);
+            } else if live.iter().any(|p| pod::is_ready(p)) {
+                self.failures.lock().expect("failures lock").remove(&fkey);
+            }
             live.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
             if np.should_run {
                 if live.is_empty() {
@@ -345,7 +377,12 @@ impl DaemonSetsController {
         let limit = spec.revision_history_limit.unwrap_or(10);
         let revisions = history::owned(&self.revisions, &*ds);
         history::prune(&self.client, &revisions, current.name(), &in_use, limit).await?;
-        self.update_status(&ds, &by_node, &hash, min_ready, now).await
+        let action = self.update_status(&ds, &by_node, &hash, min_ready, now).await?;
+        Ok(match (action, wait) {
+            (Action::RequeueAfter(a), Some(w)) => Action::RequeueAfter(a.min(w)),
+            (_, Some(w)) => Action::RequeueAfter(w),
+            (a, None) => a,
+        })
     }
 
     async fn create_pods(&self, ds: &DaemonSet, key: &ObjectKey, nodes: &[String], hash: &str) -> Result<(), Error> {
@@ -408,7 +445,9 @@ impl DaemonSetsController {
                     if pod::is_ready(p) {
                         ready += 1;
                     }
-                    if np.pods.iter().any(|p| p.labels().get(REVISION_HASH).map(String::as_str) == Some(hash)) {
+                    // Judged on the oldest pod, as ready and available are: a surge pod beside it
+                    // does not make the node updated before it has replaced it.
+                    if p.labels().get(REVISION_HASH).map(String::as_str) == Some(hash) {
                         updated += 1;
                     }
                     if pod::is_available(p, min_ready, now) {

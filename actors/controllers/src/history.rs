@@ -101,8 +101,8 @@ pub async fn ensure_current<O: Object>(
     }
 }
 
-/// Deletes the oldest revisions beyond `limit`, sparing the current one and those whose hash
-/// a live pod still carries.
+/// Deletes the oldest revisions beyond `limit`, sparing the current one and those a live pod
+/// still carries (by hash or by name).
 pub async fn prune(
     client: &Client,
     revisions: &[Arc<ControllerRevision>],
@@ -110,9 +110,10 @@ pub async fn prune(
     in_use: &HashSet<String>,
     limit: i32,
 ) -> Result<(), Error> {
+    // Pods carry a revision's hash (DaemonSets) or its name (StatefulSets).
     let spare = |r: &ControllerRevision| {
         let h = r.labels().get(REVISION_HASH).map(String::as_str).unwrap_or_default();
-        r.name() == current || in_use.contains(h)
+        r.name() == current || in_use.contains(h) || in_use.contains(r.name())
     };
     let prunable: Vec<&Arc<ControllerRevision>> = revisions.iter().filter(|r| !spare(r)).collect();
     let excess = prunable.len().saturating_sub(limit.max(0) as usize);

@@ -308,7 +308,9 @@ impl ClaimBinder {
             return Ok(Action::Done);
         }
         let users = self.inf.pods.read(|c| c.by_index(PODS_BY_CLAIM, &format!("{}/{}", pvc.namespace(), pvc.name())));
-        if users.iter().any(|p| !pod::is_terminal(p)) {
+        // Only pods placed on a node use it (upstream's podUsesPVC): an unscheduled pod waits
+        // for the claim and must not keep it from going.
+        if users.iter().any(|p| !pod::is_terminal(p) && pod::node_name(p).is_some()) {
             return Ok(Action::Done);
         }
         let rest: Vec<&String> = pvc.finalizers().iter().filter(|f| *f != PVC_PROTECTION).collect();
@@ -363,6 +365,8 @@ impl VolumeReclaimer {
         match claim {
             None => set_volume_phase(&self.client, &pv, "Available").await?,
             Some(_) if claim_alive => {}
+            // Pre-bound by an administrator to a claim not made yet: it waits for it.
+            Some((_, _, "")) => set_volume_phase(&self.client, &pv, "Available").await?,
             Some(_) => {
                 let phase = pv.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("");
                 if phase == "Released" || phase == "Failed" {

@@ -12,7 +12,7 @@
 //! references the garbage collector follows (as upstream). Template history is kept as
 //! ControllerRevisions ([`crate::history`]).
 
-use crate::adoption::{selector_of, selects};
+use crate::adoption::{self, claimants, selector_of, selects};
 use crate::history::{self, REVISION_HASH};
 use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet, StatefulSetSpec, StatefulSetStatus};
@@ -40,8 +40,15 @@ pub fn run(client: Client, factory: &InformerFactory, workers: usize) -> BoxFutu
     let sets = factory.get::<StatefulSet>();
     let (pods, claims, revisions) =
         (factory.get::<Pod>(), factory.get::<PersistentVolumeClaim>(), factory.get::<ControllerRevision>());
+    adoption::index_orphans(&pods);
+    // Its own pods, and orphans it may adopt (a set deleted with --cascade=orphan and made
+    // again finds its pods by name and selector).
+    let on_pod = {
+        let sets = sets.clone();
+        move |p: &Pod| claimants(&sets, p, |s: &StatefulSet| selector_of(s.spec.as_ref().map(|s| &s.selector)))
+    };
     let ctrl = Controller::new("statefulset", sets.clone())
-        .owns(pods.clone())
+        .watches(pods.clone(), on_pod)
         .owns(revisions.clone())
         .coalesce(COALESCE)
         .workers(workers);
@@ -68,8 +75,10 @@ pub fn claim_name(template: &str, set: &str, ordinal: i32) -> String {
     format!("{template}-{set}-{ordinal}")
 }
 
-fn healthy(p: &Pod) -> bool {
-    pod::phase(p) == "Running" && pod::is_ready(p) && !p.is_deleting()
+/// Running and available (ready for minReadySeconds), not being deleted: what OrderedReady
+/// and rolling updates wait for.
+fn healthy(p: &Pod, min_ready: i32, now: SystemTime) -> bool {
+    pod::phase(p) == "Running" && pod::is_available(p, min_ready, now) && !p.is_deleting()
 }
 
 /// The pod of `ordinal` from `template` (a revision's), with its identity and claims.
@@ -135,6 +144,18 @@ impl StatefulSetController {
             .and_then(|r| history::template_of(r))
             .unwrap_or_else(|| spec.template.clone());
 
+        for orphan in adoption::orphans(&self.pods, set.namespace(), &selector) {
+            if ordinal(set.name(), orphan.name()).is_some() && pod::is_active(&orphan) {
+                let patch = adoption::adopt_patch(&*orphan, &*set);
+                match self.client.merge_patch::<Pod>(orphan.namespace(), orphan.name(), &patch).await {
+                    Err(e) if !e.is_not_found() && !e.is_conflict() => return Err(e.into()),
+                    _ => {}
+                }
+            }
+        }
+        let min_ready = spec.min_ready_seconds.unwrap_or(0);
+        let now = SystemTime::now();
+        let healthy = |p: &Pod| healthy(p, min_ready, now);
         let mut by_ordinal: BTreeMap<i32, Arc<Pod>> = BTreeMap::new();
         for p in self.pods.controlled_by(set.uid()) {
             if !p.controller_ref().is_some_and(refers_to::<StatefulSet>) || !selects(&selector, p.labels()) {
@@ -236,8 +257,6 @@ impl StatefulSetController {
             }
         }
         // Availability after minReadySeconds is a matter of time, not of an event.
-        let min_ready = spec.min_ready_seconds.unwrap_or(0);
-        let now = SystemTime::now();
         let next = by_ordinal.values().filter_map(|p| pod::available_in(p, min_ready, now)).min();
         Ok(next.map_or(Action::Done, Action::RequeueAfter))
     }

@@ -161,7 +161,21 @@ impl LocalPathProvisioner {
         let provisioned = pv.annotations().get(PROVISIONED_BY).map(String::as_str) == Some(LOCAL_PATH_PROVISIONER);
         let released = pv.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Released");
         let delete = pv.spec.as_ref().and_then(|s| s.persistent_volume_reclaim_policy.as_deref()) == Some("Delete");
-        let here = volume::host_path(&pv).is_some_and(|p| p.starts_with(&*self.root.to_string_lossy()));
+        // Only this node's volumes: its node affinity names it, and the directory is under this
+        // node's root (a path compared by components, so `..` cannot leave it).
+        let this_node = pv.spec.as_ref().and_then(|s| s.node_affinity.as_ref()?.required.as_ref()).is_some_and(|r| {
+            r.node_selector_terms.iter().any(|t| {
+                t.match_expressions
+                    .iter()
+                    .flatten()
+                    .any(|e| e.key == "kubernetes.io/hostname" && e.values.iter().flatten().any(|v| *v == self.node))
+            })
+        });
+        let under_root = volume::host_path(&pv).is_some_and(|p| {
+            let p = std::path::Path::new(p);
+            p.starts_with(&self.root) && !p.components().any(|c| c == std::path::Component::ParentDir)
+        });
+        let here = this_node && under_root;
         if !(provisioned && released && delete && here) || pv.is_deleting() {
             return Ok(Action::Done);
         }
