@@ -82,6 +82,15 @@ fn resolve(service_port: &ServicePort, pod: &Pod) -> Option<i32> {
     }
 }
 
+/// The address's hostname (upstream's endpoints controller): the pod's `spec.hostname` when
+/// its `spec.subdomain` names this Service, so the cluster DNS answers
+/// `<hostname>.<service>.<ns>.svc` (what StatefulSet pods rely on).
+fn endpoint_hostname(svc: &Service, pod: &Pod) -> Option<String> {
+    let spec = pod::spec(pod);
+    let hostname = spec.hostname.as_deref().filter(|h| !h.is_empty())?;
+    (spec.subdomain.as_deref() == Some(svc.name()) && pod.namespace() == svc.namespace()).then(|| hostname.to_string())
+}
+
 /// The Endpoints subsets of a Service's pods: pods with an IP that are neither terminal nor
 /// being deleted, grouped by how the Service's ports resolve on them, sorted by pod name.
 pub fn subsets(svc: &Service, pods: &[Arc<Pod>]) -> Vec<EndpointSubset> {
@@ -120,7 +129,7 @@ pub fn subsets(svc: &Service, pods: &[Arc<Pod>]) -> Vec<EndpointSubset> {
                 uid: Some(pod.uid().to_string()),
                 ..Default::default()
             }),
-            hostname: None,
+            hostname: endpoint_hostname(svc, pod),
         };
         let entry = groups.entry(resolved).or_default();
         if pod::is_ready(pod) || publish_not_ready {
@@ -508,6 +517,20 @@ mod tests {
         let all = subsets(&service(true), &pods);
         assert_eq!(all[0].addresses.as_ref().map(Vec::len), Some(2));
         assert!(all[0].not_ready_addresses.is_none());
+    }
+
+    #[test]
+    fn addresses_carry_the_hostname_of_pods_in_the_service_subdomain() {
+        let with = |hostname: Option<&str>, subdomain: &str| {
+            let mut p = (*pod("web-0", "10.0.0.1", Some(8080), true, "web")).clone();
+            let spec = p.spec.as_mut().unwrap();
+            spec.hostname = hostname.map(String::from);
+            spec.subdomain = Some(subdomain.into());
+            subsets(&service(false), &[Arc::new(p)])[0].addresses.as_ref().unwrap()[0].hostname.clone()
+        };
+        assert_eq!(with(Some("web-0"), "web"), Some("web-0".into()));
+        assert_eq!(with(Some("web-0"), "other"), None, "another Service's subdomain");
+        assert_eq!(with(None, "web"), None, "no hostname of its own");
     }
 
     #[test]
