@@ -11,6 +11,7 @@ mod archive;
 mod busybox;
 mod config;
 mod digest;
+mod keyring;
 mod metrics;
 mod overlay;
 mod pull;
@@ -24,6 +25,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use config::ImageConfig;
+pub use keyring::{Keyring, KeyringError};
 pub use overlay::MountError;
 pub use reference::normalize;
 pub use registries::{Registries, RegistriesError, RegistryAuthConfig, RegistryConfig, RegistryTlsConfig};
@@ -132,6 +134,10 @@ pub enum ImageError {
     NotFound(String),
     #[error("pulling {image}: {message}")]
     Pull { image: String, message: String },
+    /// The registry answered but refused the credentials given (or their absence): unlike an
+    /// unreachable registry, a local copy must not stand in for the pull.
+    #[error("pulling {image}: {message}")]
+    Unauthorized { image: String, message: String },
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
     #[error("{context}: {source}")]

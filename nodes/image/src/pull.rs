@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use oci_client::client::{current_platform_resolver, Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
 use oci_client::manifest::{
     OciDescriptor, OciImageManifest, OciManifest, IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE,
     OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE,
@@ -18,7 +19,7 @@ use crate::digest::{chain_ids, digest_of};
 use crate::reference::{self, digest_name, repository_of, tagged_name};
 use crate::registries::Endpoint;
 use crate::store::lock;
-use crate::{metrics, ImageError, ImageInfo, ImageStore, IoContext, Layer, PullPolicy, Pulled};
+use crate::{metrics, ImageError, ImageInfo, ImageStore, IoContext, Keyring, Layer, PullPolicy, Pulled};
 
 /// All four manifest types: the registry answers 404 for an OCI manifest unless asked for it.
 const ACCEPT: &[&str] =
@@ -29,11 +30,18 @@ impl ImageStore {
     /// registry and fetches missing blobs; `IfNotPresent` pulls only when absent; `Never` fails
     /// with [`ImageError::NeverPull`] when absent. Concurrent calls for one image pull once.
     pub async fn ensure(&self, image: &str, policy: PullPolicy) -> Result<Pulled, ImageError> {
-        let span = tracing::info_span!("ensure_image", image, ?policy, pulled = tracing::field::Empty);
-        self.ensure_inner(image, policy).instrument(span).await
+        self.ensure_with(image, policy, &Keyring::default()).await
     }
 
-    async fn ensure_inner(&self, image: &str, policy: PullPolicy) -> Result<Pulled, ImageError> {
+    /// As [`ImageStore::ensure`], pulling with the credentials of `keyring` that match the
+    /// image (a pod's image pull secrets): each in turn until one works. Without any, the
+    /// node's own (`--registries`) or none are used.
+    pub async fn ensure_with(&self, image: &str, policy: PullPolicy, keyring: &Keyring) -> Result<Pulled, ImageError> {
+        let span = tracing::info_span!("ensure_image", image, ?policy, pulled = tracing::field::Empty);
+        self.ensure_inner(image, policy, keyring).instrument(span).await
+    }
+
+    async fn ensure_inner(&self, image: &str, policy: PullPolicy, keyring: &Keyring) -> Result<Pulled, ImageError> {
         let start = Instant::now();
         let reference = reference::parse(image)?;
         let lock = self.inner.image_locks.get(&reference.to_string());
@@ -53,7 +61,7 @@ impl ImageStore {
             }
         }
         tracing::Span::current().record("pulled", true);
-        let result = self.pull(&reference).await;
+        let result = self.pull(&reference, keyring).await;
         let duration = start.elapsed();
         metrics::PULL_SECONDS.observe(duration.as_secs_f64());
         match result {
@@ -71,22 +79,38 @@ impl ImageStore {
     }
 
     /// Tries each endpoint (mirrors in order, then the registry itself).
-    async fn pull(&self, reference: &Reference) -> Result<(ImageInfo, u64), ImageError> {
+    async fn pull(&self, reference: &Reference, keyring: &Keyring) -> Result<(ImageInfo, u64), ImageError> {
         let mut errors = Vec::new();
+        let mut denied = false;
+        let pod_credentials = keyring.lookup(reference.registry(), reference.repository());
         for ep in self.inner.registries.endpoints(reference.registry()) {
-            let span = tracing::info_span!("pull_from", host = %ep.host, mirror = ep.mirror);
-            match self.pull_from(reference, &ep).instrument(span).await {
-                Ok(r) => return Ok(r),
-                Err(e) => {
-                    tracing::warn!(host = %ep.host, error = %e, "pull attempt failed");
-                    errors.push(format!("{}: {e}", ep.host));
+            let auths: Vec<RegistryAuth> = if pod_credentials.is_empty() {
+                vec![self.auth_for(&ep)]
+            } else {
+                pod_credentials.iter().map(|c| RegistryAuth::Basic(c.username.clone(), c.password.clone())).collect()
+            };
+            for auth in auths {
+                let span = tracing::info_span!("pull_from", host = %ep.host, mirror = ep.mirror);
+                match self.pull_from(reference, &ep, &auth).instrument(span).await {
+                    Ok(r) => return Ok(r),
+                    Err(e) => {
+                        tracing::warn!(host = %ep.host, error = %e, "pull attempt failed");
+                        denied |= matches!(e, ImageError::Unauthorized { .. });
+                        errors.push(format!("{}: {e}", ep.host));
+                    }
                 }
             }
         }
-        Err(ImageError::Pull { image: reference.to_string(), message: errors.join("; ") })
+        let (image, message) = (reference.to_string(), errors.join("; "));
+        Err(if denied { ImageError::Unauthorized { image, message } } else { ImageError::Pull { image, message } })
     }
 
-    async fn pull_from(&self, reference: &Reference, ep: &Endpoint) -> Result<(ImageInfo, u64), ImageError> {
+    async fn pull_from(
+        &self,
+        reference: &Reference,
+        ep: &Endpoint,
+        auth: &RegistryAuth,
+    ) -> Result<(ImageInfo, u64), ImageError> {
         let target = if ep.mirror {
             // Same repository and tag/digest on the mirror host (set_mirror_registry would add ?ns=).
             match (reference.tag(), reference.digest()) {
@@ -97,11 +121,15 @@ impl ImageStore {
         } else {
             reference.clone()
         };
-        let client = self.client_for(ep)?;
-        let auth = self.auth_for(ep);
-        let registry_err = |e: oci_client::errors::OciDistributionError| ImageError::Invalid(e.to_string());
+        let client = self.client_for(ep, auth)?;
+        let registry_err = |e: oci_client::errors::OciDistributionError| match e {
+            OciDistributionError::UnauthorizedError { .. } | OciDistributionError::AuthenticationFailure(_) => {
+                ImageError::Unauthorized { image: target.to_string(), message: e.to_string() }
+            }
+            e => ImageError::Invalid(e.to_string()),
+        };
 
-        let (raw, digest) = client.pull_manifest_raw(&target, &auth, ACCEPT).await.map_err(registry_err)?;
+        let (raw, digest) = client.pull_manifest_raw(&target, auth, ACCEPT).await.map_err(registry_err)?;
         let digest = check_digest("manifest", &raw, &digest)?;
         let (manifest_raw, manifest_digest, manifest, index) = match parse_manifest(&raw)? {
             OciManifest::Image(m) => (raw, digest, m, None),
@@ -113,7 +141,7 @@ impl ImageStore {
                     ))
                 })?;
                 let (raw2, d2) = client
-                    .pull_manifest_raw(&target.clone_with_digest(chosen.clone()), &auth, ACCEPT)
+                    .pull_manifest_raw(&target.clone_with_digest(chosen.clone()), auth, ACCEPT)
                     .await
                     .map_err(registry_err)?;
                 let d2 = check_digest("platform manifest", &raw2, &d2)?;
@@ -200,10 +228,17 @@ impl ImageStore {
         result
     }
 
-    /// One client per endpoint kind, kept for its connection pool and token cache.
-    fn client_for(&self, ep: &Endpoint) -> Result<Arc<Client>, ImageError> {
+    /// One client per endpoint kind and credentials, kept for its connection pool and token
+    /// cache: an oci-client Client keeps the first credentials it was given for a registry, so
+    /// pulls with other credentials (another pod's secret, or none) need a client of their own.
+    fn client_for(&self, ep: &Endpoint, auth: &RegistryAuth) -> Result<Arc<Client>, ImageError> {
         let tls = self.inner.registries.config(&ep.host).and_then(|c| c.tls.clone()).unwrap_or_default();
-        let key = format!("{}|{}|{}", ep.host, ep.plain_http, tls.insecure_skip_verify);
+        let who = match auth {
+            RegistryAuth::Basic(u, p) => digest_of(format!("{u}:{p}").as_bytes()),
+            RegistryAuth::Bearer(t) => digest_of(t.as_bytes()),
+            _ => String::new(),
+        };
+        let key = format!("{}|{}|{}|{who}", ep.host, ep.plain_http, tls.insecure_skip_verify);
         let mut clients = lock(&self.inner.clients);
         if let Some(c) = clients.get(&key) {
             return Ok(c.clone());
