@@ -15,6 +15,7 @@ pub mod backoff;
 pub mod config;
 pub mod context;
 pub mod env;
+pub mod handlers;
 pub mod heartbeat;
 pub mod host;
 pub mod image_gc;
