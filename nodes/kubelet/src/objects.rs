@@ -75,6 +75,13 @@ pub trait ObjectSource: Send + Sync {
         let _ = (ns, claim);
         Box::pin(std::future::ready(Err("persistent volumes are not available here".to_string())))
     }
+
+    /// Reads a ServiceAccount (its image pull secrets); `Ok(None)` if absent.
+    fn service_account<'a>(
+        &'a self,
+        ns: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ServiceAccount>, String>>;
 }
 
 impl ObjectSource for Client {
@@ -111,6 +118,20 @@ impl ObjectSource for Client {
             volume::host_path(&pv)
                 .map(String::from)
                 .ok_or_else(|| format!("volume {pv_name} is of a type this node cannot mount"))
+        })
+    }
+
+    fn service_account<'a>(
+        &'a self,
+        ns: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ServiceAccount>, String>> {
+        Box::pin(async move {
+            match Client::get::<ServiceAccount>(self, ns, name).await {
+                Ok(sa) => Ok(Some(sa)),
+                Err(e) if e.is_not_found() => Ok(None),
+                Err(e) => Err(e.to_string()),
+            }
         })
     }
 }

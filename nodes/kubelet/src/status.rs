@@ -147,6 +147,8 @@ pub struct PodView<'a> {
     pub qos: QosClass,
     /// Set when the pod failed for a reason of its own (e.g. an init container under Never).
     pub failed: bool,
+    /// The status reason and message of a pod the kubelet failed (DeadlineExceeded).
+    pub failure: Option<&'a (String, String)>,
 }
 
 fn init_done(pod: &Pod, init: &[ContainerView]) -> bool {
@@ -251,8 +253,60 @@ pub fn pod_status(v: &PodView<'_>) -> PodStatus {
         start_time: v.start_time.map(time),
         pod_ip: v.pod_ips.first().cloned(),
         pod_ips: (!v.pod_ips.is_empty()).then(|| v.pod_ips.iter().map(|ip| PodIP { ip: ip.clone() }).collect()),
+        reason: v.failure.map(|(r, _)| r.clone()),
+        message: v.failure.map(|(_, m)| m.clone()),
         ..Default::default()
     }
+}
+
+/// Upstream's bound on what a container may write to its terminationMessagePath (more is cut).
+pub const MAX_TERMINATION_MESSAGE_BYTES: usize = 4096;
+/// Upstream's bounds on a message taken from the log (FallbackToLogsOnError): the last 80
+/// lines, and of those the last 2 KiB.
+pub const MAX_TERMINATION_LOG_LINES: usize = 80;
+pub const MAX_TERMINATION_LOG_BYTES: usize = 2048;
+
+/// A run's termination message: its terminationMessagePath file, or under
+/// `FallbackToLogsOnError`, when that is empty and the container failed, the tail of its log.
+pub fn termination_message(
+    file: &[u8],
+    fallback_to_logs: bool,
+    exit_code: i32,
+    log: impl FnOnce() -> Vec<u8>,
+) -> String {
+    let file = &file[..file.len().min(MAX_TERMINATION_MESSAGE_BYTES)];
+    if !file.is_empty() || !fallback_to_logs || exit_code == 0 {
+        return String::from_utf8_lossy(file).into_owned();
+    }
+    log_tail(&log())
+}
+
+/// The last lines of a CRI log (both streams, partial records joined) as the message takes them.
+pub fn log_tail(cri_log: &[u8]) -> String {
+    let mut lines: std::collections::VecDeque<Vec<u8>> = std::collections::VecDeque::new();
+    let mut partial: Vec<u8> = Vec::new();
+    for line in cri_log.split(|&b| b == b'\n') {
+        let Some(rec) = kubus_container_runtime::logs::parse_record(line) else { continue };
+        partial.extend_from_slice(&rec.text);
+        if rec.partial {
+            continue;
+        }
+        partial.push(b'\n');
+        lines.push_back(std::mem::take(&mut partial));
+        if lines.len() > MAX_TERMINATION_LOG_LINES {
+            lines.pop_front();
+        }
+    }
+    if !partial.is_empty() {
+        lines.push_back(partial);
+    }
+    let text: Vec<u8> = lines.into_iter().flatten().collect();
+    let mut start = text.len().saturating_sub(MAX_TERMINATION_LOG_BYTES);
+    // Not in the middle of a UTF-8 character.
+    while start < text.len() && (text[start] & 0xC0) == 0x80 {
+        start += 1;
+    }
+    String::from_utf8_lossy(&text[start..]).into_owned()
 }
 
 #[cfg(test)]
@@ -289,6 +343,7 @@ mod tests {
             start_time: None,
             qos: QosClass::BestEffort,
             failed: false,
+            failure: None,
         })
     }
 
@@ -332,6 +387,7 @@ mod tests {
             start_time: None,
             qos: QosClass::BestEffort,
             failed: false,
+            failure: None,
         };
         assert_eq!(phase(&v), "Pending");
         let s = pod_status(&v);
@@ -355,6 +411,7 @@ mod tests {
             start_time: None,
             qos: QosClass::Burstable,
             failed: false,
+            failure: None,
         };
         let s = serde_json::to_value(pod_status(&v)).unwrap();
         assert_eq!(s["qosClass"], "Burstable");
@@ -362,5 +419,29 @@ mod tests {
         assert_eq!(s["containerStatuses"][0]["state"], json!({"running": {"startedAt": "1970-01-01T00:00:00Z"}}));
         assert!(s.get("podIP").is_none() && s.get("initContainerStatuses").is_none() && s.get("startTime").is_none());
         assert_eq!(s["hostIPs"], json!([{"ip": "1.1.1.1"}]));
+    }
+
+    #[test]
+    fn termination_messages_from_the_file_or_the_log_tail() {
+        let log: Vec<u8> = (1..=100)
+            .map(|i| format!("2024-01-01T00:00:00.000000000Z stdout F line {i}\n"))
+            .chain([
+                "2024-01-01T00:00:00.000000000Z stderr P half \n2024-01-01T00:00:00.000000000Z stderr F and half\n"
+                    .into(),
+            ])
+            .collect::<String>()
+            .into_bytes();
+        let tail = log_tail(&log);
+        assert!(tail.starts_with("line 22\n") && tail.ends_with("line 100\nhalf and half\n"), "{tail}");
+        assert_eq!(tail.lines().count(), 80);
+        // The file wins; the log only when the file is empty, the policy says so and it failed.
+        assert_eq!(termination_message(b"bye", true, 1, || log.clone()), "bye");
+        assert_eq!(termination_message(b"", false, 1, || log.clone()), "");
+        assert_eq!(termination_message(b"", true, 0, || log.clone()), "");
+        assert_eq!(termination_message(b"", true, 2, || log.clone()), tail);
+        // Bounds: 4 KiB of the file, 2 KiB of the log.
+        assert_eq!(termination_message(&[b'x'; 5000], false, 1, Vec::new).len(), MAX_TERMINATION_MESSAGE_BYTES);
+        let long: String = (0..10).map(|_| format!("2024-01-01T00:00:00Z stdout F {}\n", "y".repeat(500))).collect();
+        assert_eq!(log_tail(long.as_bytes()).len(), MAX_TERMINATION_LOG_BYTES);
     }
 }

@@ -9,7 +9,7 @@ use kubus_container_runtime::cgroups::{CgroupError, CgroupLayout, CgroupResource
 use kubus_container_runtime::{ContainerInfo, ContainerState, CreateContainer, ExitInfo, Runtime, RuntimeError};
 use kubus_controller_runtime::events::{EventType, Recorder};
 use kubus_controller_runtime::{Client, ClientError, DeleteParams};
-use kubus_image::{ImageError, ImageInfo, ImageStore, PullPolicy, Pulled};
+use kubus_image::{ImageError, ImageInfo, ImageStore, Keyring, PullPolicy, Pulled};
 use kubus_network::{NetworkError, Sandbox, SandboxManager, SandboxRequest};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -108,8 +108,13 @@ impl ImageService for ImageStore {
     fn get(&self, image: &str) -> Option<ImageInfo> {
         ImageStore::get(self, image)
     }
-    fn ensure<'a>(&'a self, image: &'a str, policy: PullPolicy) -> BoxFuture<'a, Result<Pulled, ImageError>> {
-        Box::pin(ImageStore::ensure(self, image, policy))
+    fn ensure<'a>(
+        &'a self,
+        image: &'a str,
+        policy: PullPolicy,
+        keyring: &'a Keyring,
+    ) -> BoxFuture<'a, Result<Pulled, ImageError>> {
+        Box::pin(ImageStore::ensure_with(self, image, policy, keyring))
     }
     fn mount_rootfs(&self, image: &ImageInfo, container_dir: &Path) -> Result<PathBuf, ImageError> {
         ImageStore::mount_rootfs(self, image, container_dir)

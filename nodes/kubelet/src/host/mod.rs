@@ -17,7 +17,7 @@ use kubus_container_runtime::cgroups::{CgroupError, CgroupResources, QosClass};
 use kubus_container_runtime::{ContainerInfo, ContainerState, CreateContainer, ExitInfo, RuntimeError};
 use kubus_controller_runtime::events::EventType;
 use kubus_controller_runtime::ClientError;
-use kubus_image::{ImageError, ImageInfo, PullPolicy, Pulled};
+use kubus_image::{ImageError, ImageInfo, Keyring, PullPolicy, Pulled};
 use kubus_network::{NetworkError, Sandbox, SandboxRequest};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -80,7 +80,13 @@ pub trait PodSandboxes: Send + Sync {
 /// Images: present or pulled by policy, and mounted as a container's root filesystem.
 pub trait ImageService: Send + Sync {
     fn get(&self, image: &str) -> Option<ImageInfo>;
-    fn ensure<'a>(&'a self, image: &'a str, policy: PullPolicy) -> BoxFuture<'a, Result<Pulled, ImageError>>;
+    /// Makes the image present by `policy`, pulling with the matching credentials of `keyring`.
+    fn ensure<'a>(
+        &'a self,
+        image: &'a str,
+        policy: PullPolicy,
+        keyring: &'a Keyring,
+    ) -> BoxFuture<'a, Result<Pulled, ImageError>>;
     /// Mounts the image as `<container_dir>/rootfs`.
     fn mount_rootfs(&self, image: &ImageInfo, container_dir: &Path) -> Result<PathBuf, ImageError>;
     fn unmount_rootfs(&self, container_dir: &Path) -> Result<(), ImageError>;

@@ -9,6 +9,8 @@
 //!   containers one at a time, containers by restart policy; starting a container
 //!   (`start.rs`) is back-off, image, environment, files, OCI spec, create and start; its
 //!   probes and exit watcher (`probing.rs`) feed results back as messages;
+//! - lifecycle hooks (`hooks.rs`): postStart after a start, preStop before a stop;
+//! - `spec.activeDeadlineSeconds` fails the pod once it has been active that long;
 //! - after each sync, the status step (`report.rs`) writes the status if it changed;
 //! - `Finished` (Succeeded or Failed) releases what the pod holds;
 //! - `Terminating` stops the containers within their grace period and tears everything down
@@ -18,6 +20,7 @@
 //! node only through the [`Host`]'s traits, so all of this is unit-tested against fakes.
 
 mod adopt;
+mod hooks;
 mod probing;
 mod report;
 mod start;
@@ -36,7 +39,7 @@ use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
 use kubus_apimachinery::{pod, ObjectExt};
 use kubus_controller_runtime::events::EventType;
 use prometheus::{register_histogram_vec, register_int_counter_vec, HistogramVec, IntCounterVec};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime};
@@ -179,7 +182,11 @@ pub struct PodWorker {
     pod_cgroup: bool,
     start_time: Option<SystemTime>,
     failed: bool,
+    /// Why the pod failed, when the kubelet failed it (status reason and message).
+    failure: Option<(String, String)>,
     removed: bool,
+    /// Messages that arrived while the worker waited for a postStart hook.
+    pending: VecDeque<WorkerMsg>,
     last_status: Option<PodStatus>,
     next_volume_refresh: Instant,
     handle: Arc<PodHandle>,
@@ -204,7 +211,9 @@ impl PodWorker {
             pod_cgroup: false,
             start_time: None,
             failed: false,
+            failure: None,
             removed: false,
+            pending: VecDeque::new(),
             last_status: None,
             next_volume_refresh: Instant::now(),
             handle,
@@ -227,6 +236,7 @@ impl PodWorker {
         let span = tracing::info_span!("pod", pod = %format!("{}/{}", self.ns(), self.name()), uid = %self.uid);
         async move {
             loop {
+                self.check_active_deadline().await;
                 let result = match self.state() {
                     PodState::Terminating => {
                         self.terminate().await;
@@ -253,6 +263,12 @@ impl PodWorker {
     /// Sleeps until something happens (or the next resync or back-off expiry), then takes
     /// everything else already queued before the next sync.
     async fn wait_for_work(&mut self) {
+        if !self.pending.is_empty() {
+            for m in std::mem::take(&mut self.pending) {
+                self.on_message(m).await;
+            }
+            return;
+        }
         let wake = self.next_wakeup();
         tokio::select! {
             m = self.rx.recv() => match m {
@@ -280,7 +296,30 @@ impl PodWorker {
                 }
             }
         }
+        if let Some(left) = self.active_deadline().filter(|_| self.state() == PodState::Syncing) {
+            let left = left.duration_since(SystemTime::now()).unwrap_or_default();
+            t = t.min(now + left);
+        }
         t
+    }
+
+    /// When `spec.activeDeadlineSeconds` runs out, counted from the pod's start time.
+    fn active_deadline(&self) -> Option<SystemTime> {
+        let secs = pod::spec(&self.pod).active_deadline_seconds.and_then(|s| u64::try_from(s).ok())?;
+        Some(self.start_time? + Duration::from_secs(secs))
+    }
+
+    /// Upstream's active deadline handler: a pod active longer than its deadline fails
+    /// (its containers are then stopped like those of any finished pod).
+    async fn check_active_deadline(&mut self) {
+        if self.state() != PodState::Syncing || self.active_deadline().is_none_or(|d| SystemTime::now() < d) {
+            return;
+        }
+        let (reason, message) = ("DeadlineExceeded", "Pod was active on the node longer than the specified deadline");
+        tracing::info!(reason, "pod failed");
+        self.event(EventType::Normal, reason, message).await;
+        self.failed = true;
+        self.failure = Some((reason.into(), message.into()));
     }
 
     async fn on_message(&mut self, m: WorkerMsg) {

@@ -3,9 +3,11 @@
 //! readiness result its readiness; a failed liveness or startup probe restarts it.
 
 use super::{PodWorker, Run, RunState, WorkerMsg};
+use crate::handlers;
 use crate::probes::{self, ProbeKind, ProbeUpdate};
-use crate::status::Terminated;
+use crate::status::{self, Terminated};
 use k8s_openapi::api::core::v1::Container;
+use kubus_apimachinery::ObjectExt;
 use kubus_container_runtime::{ContainerState, ExitInfo};
 use kubus_controller_runtime::events::EventType;
 use std::sync::Arc;
@@ -52,9 +54,18 @@ impl PodWorker {
             return;
         };
         let name = name.clone();
+        let fallback_to_logs = self
+            .container_spec(&name)
+            .and_then(|c| c.termination_message_policy.as_deref())
+            .is_some_and(|p| p == "FallbackToLogsOnError");
         let state = self.host.runtime.state(id).await;
         let rec = self.records.get_mut(&name).expect("found above");
         let run = rec.current.as_mut().expect("found above");
+        let log_path = self
+            .host
+            .pod_log_dir(self.pod.namespace_or_default(), self.pod.name(), &self.uid)
+            .join(&name)
+            .join(format!("{}.log", run.attempt));
         run.stop_probes();
         run.ready = false;
         if let RunState::Running { started_at } = run.state {
@@ -71,38 +82,43 @@ impl PodWorker {
                 },
             };
             t.started_at = t.started_at.or(Some(started_at));
-            if let Ok(msg) = std::fs::read_to_string(run.dir.join("termination-log")) {
-                t.message = msg.chars().take(4096).collect();
-            }
+            let file = std::fs::read(run.dir.join("termination-log")).unwrap_or_default();
+            let log = || std::fs::read(&log_path).unwrap_or_default();
+            t.message = status::termination_message(&file, fallback_to_logs, t.exit_code, log);
             tracing::info!(container = %name, exit_code = t.exit_code, reason = %t.reason, "container exited");
             run.state = RunState::Exited(t);
+        }
+    }
+
+    /// What the container's probes and hooks run against: the pod's address, the container's
+    /// ports, exec in this run.
+    pub(super) fn handler_target(&self, name: &str, c: &Container, id: &str) -> handlers::Target {
+        let ips = self.pod_ips();
+        let runtime = self.host.runtime.clone();
+        let run_id = id.to_string();
+        let exec: handlers::ExecFn = Arc::new(move |argv, timeout| {
+            let (runtime, id) = (runtime.clone(), run_id.clone());
+            Box::pin(async move { runtime.exec_sync(&id, argv, timeout).await.map_err(|e| e.to_string()) })
+        });
+        handlers::Target {
+            container: name.to_string(),
+            container_id: id.to_string(),
+            pod_ip: ips.first().and_then(|i| i.parse().ok()),
+            ports: c.ports.clone().unwrap_or_default(),
+            exec,
         }
     }
 
     /// Starts the run's probers; without a startup probe it counts as started, without a
     /// readiness probe as ready.
     pub(super) fn start_probes(&self, name: &str, c: &Container, run: &mut Run) {
-        let ips = self.pod_ips();
-        let pod_ip = ips.first().and_then(|i| i.parse().ok());
         let has_startup = c.startup_probe.is_some();
         run.started.send_replace(!has_startup);
         // Without a readiness probe a running container is ready (once started).
         run.ready = !has_startup && c.readiness_probe.is_none();
         for kind in ProbeKind::ALL {
             let Some(probe) = kind.of(c) else { continue };
-            let runtime = self.host.runtime.clone();
-            let id = run.id.clone();
-            let exec: probes::ExecFn = Arc::new(move |argv, timeout| {
-                let (runtime, id) = (runtime.clone(), id.clone());
-                Box::pin(async move { runtime.exec_sync(&id, argv, timeout).await.map_err(|e| e.to_string()) })
-            });
-            let target = probes::ProbeTarget {
-                container: name.to_string(),
-                container_id: run.id.clone(),
-                pod_ip,
-                ports: c.ports.clone().unwrap_or_default(),
-                exec,
-            };
+            let target = self.handler_target(name, c, &run.id);
             run.probes.push(probes::spawn(kind, probe.clone(), target, run.started.subscribe(), self.probe_tx.clone()));
         }
     }
@@ -141,7 +157,7 @@ impl PodWorker {
                     kind.title().to_lowercase()
                 );
                 self.event(EventType::Normal, "Killing", &why).await;
-                self.stop_container(&id, grace).await;
+                self.stop_container(&p.container, &id, grace).await;
             }
             (ProbeKind::Liveness, true) => {}
         }

@@ -73,6 +73,7 @@ impl PodWorker {
             start_time: self.start_time,
             qos: qos_class(&self.pod),
             failed: self.failed,
+            failure: self.failure.as_ref(),
         };
         let status = status::pod_status(&view);
         self.handle.update(

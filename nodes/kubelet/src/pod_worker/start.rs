@@ -1,10 +1,12 @@
 //! Starting one container, in upstream's order (`startContainer`): the back-off first, then
 //! the image (pulled by its policy), the environment, the run's files (rootfs, termination
-//! log), the OCI spec, create and start through the runtime, and finally its probes. A failure
-//! becomes the container's waiting reason (ErrImagePull, CreateContainerConfigError, ...).
+//! log), the OCI spec, create and start through the runtime, its postStart hook, and finally
+//! its probes. A failure becomes the container's waiting reason (ErrImagePull,
+//! CreateContainerConfigError, ...).
 
 use super::{PodWorker, Run, RunState, CONTAINER_OPS, CONTAINER_STARTS};
 use crate::env::{self, PodFacts};
+use crate::objects::{SourceKind, SourceObject};
 use crate::spec::{self, ContainerPlan, ImageDefaults};
 use k8s_openapi::api::core::v1::Container;
 use kubus_apimachinery::pod;
@@ -12,7 +14,7 @@ use kubus_apimachinery::resources::qos_class;
 use kubus_container_runtime::cgroups::container_cgroup_path;
 use kubus_container_runtime::CreateContainer;
 use kubus_controller_runtime::events::EventType;
-use kubus_image::{ImageInfo, PullPolicy, Pulled};
+use kubus_image::{ImageError, ImageInfo, Keyring, PullPolicy, Pulled};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -106,10 +108,22 @@ impl PodWorker {
         match self.start_container(c, attempt, init).await {
             Ok(run) => {
                 CONTAINER_STARTS.with_label_values(&["ok"]).inc();
+                let id = run.id.clone();
                 let rec = self.records.get_mut(&name).expect("inserted above");
                 rec.restarts = attempt;
                 rec.waiting = None;
                 rec.current = Some(run);
+                // Probes begin once postStart has returned (the container is not started
+                // before); a failed hook has killed the run, whose exit restarts it by policy.
+                if let Ok(true) = self.post_start(c, &id).await {
+                    let rec = self.records.get_mut(&name).expect("inserted above");
+                    if let Some(mut run) = rec.current.take() {
+                        if run.id == id && run.is_running() {
+                            self.start_probes(&name, c, &mut run);
+                        }
+                        self.records.get_mut(&name).expect("inserted above").current = Some(run);
+                    }
+                }
             }
             Err(StartFailure { reason, message }) => {
                 CONTAINER_STARTS.with_label_values(&["error"]).inc();
@@ -151,9 +165,7 @@ impl PodWorker {
         let id = new_container_id();
         let files = self.prepare_run(&image, &id)?;
         let oci = self.oci_spec(c, &defaults, &env, &files, &id)?;
-        let mut run = self.create_and_start(c, attempt, init, Prepared { image: &image, id, files, oci }).await?;
-        self.start_probes(&c.name, c, &mut run);
-        Ok(run)
+        self.create_and_start(c, attempt, init, Prepared { image: &image, id, files, oci }).await
     }
 
     /// The image step: present, or pulled by the container's pull policy.
@@ -168,14 +180,21 @@ impl PodWorker {
         let t0 = Instant::now();
         let present = images.get(&image_name).is_some();
         // Never pulls nothing, so it announces no pull (upstream's events).
-        if (!present && policy != PullPolicy::Never) || policy == PullPolicy::Always {
+        let pulls = (!present && policy != PullPolicy::Never) || policy == PullPolicy::Always;
+        let keyring = if pulls { self.pull_keyring().await } else { Keyring::default() };
+        if pulls {
             self.event(EventType::Normal, "Pulling", &format!("Pulling image \"{image_name}\"")).await;
         }
-        let pulled = match images.ensure(&image_name, policy).await {
+        let pulled = match images.ensure(&image_name, policy, &keyring).await {
             Ok(p) => p,
             // Always re-resolves the tag; offline (e.g. the built-in busybox), the node's copy
-            // is still the image the pod asked for.
-            Err(e) if policy == PullPolicy::Always && images.get(&image_name).is_some() => {
+            // is still the image the pod asked for. Not when the registry refused the pod's
+            // credentials: a private image on the node is no substitute for them.
+            Err(e)
+                if policy == PullPolicy::Always
+                    && !matches!(e, ImageError::Unauthorized { .. })
+                    && images.get(&image_name).is_some() =>
+            {
                 let msg = format!(
                     "Container image \"{image_name}\" already present on machine and its registry is unreachable ({e}): using it"
                 );
@@ -210,6 +229,50 @@ impl PodWorker {
         };
         self.event(EventType::Normal, "Pulled", &msg).await;
         Ok(image)
+    }
+
+    /// The credentials of the pod's image pull secrets (upstream's `getPullSecretsForPod` and
+    /// keyring): `spec.imagePullSecrets`, else its ServiceAccount's (upstream's admission
+    /// copies those into the pod; Kubus has no such admission step, so the kubelet reads them).
+    async fn pull_keyring(&self) -> Keyring {
+        let spec = pod::spec(&self.pod);
+        let ns = self.ns();
+        let mut names: Vec<String> =
+            spec.image_pull_secrets.iter().flatten().map(|r| r.name.clone()).filter(|n| !n.is_empty()).collect();
+        if names.is_empty() {
+            let sa = spec.service_account_name.as_deref().filter(|s| !s.is_empty()).unwrap_or("default");
+            if let Ok(Some(sa)) = self.host.objects.service_account(ns, sa).await {
+                names = sa.image_pull_secrets.into_iter().flatten().map(|r| r.name).filter(|n| !n.is_empty()).collect();
+            }
+        }
+        let mut keyring = Keyring::default();
+        let mut failed = vec![];
+        for name in names {
+            let data = match self.host.objects.get(SourceKind::Secret, ns, &name).await {
+                Ok(Some(SourceObject::Secret(s))) => s.data.unwrap_or_default(),
+                _ => {
+                    failed.push(name);
+                    continue;
+                }
+            };
+            let added = match (data.get(".dockerconfigjson"), data.get(".dockercfg")) {
+                (Some(json), _) => keyring.add_docker_config_json(&json.0),
+                (None, Some(cfg)) => keyring.add_dockercfg(&cfg.0),
+                (None, None) => Ok(()),
+            };
+            if let Err(e) = added {
+                tracing::warn!(secret = %name, error = %e, "unusable image pull secret");
+                failed.push(name);
+            }
+        }
+        if !failed.is_empty() {
+            let msg = format!(
+                "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                failed.join(", ")
+            );
+            self.event(EventType::Warning, "FailedToRetrieveImagePullSecret", &msg).await;
+        }
+        keyring
     }
 
     /// The environment step: the image's variables, HOSTNAME, Service links, then the pod's.

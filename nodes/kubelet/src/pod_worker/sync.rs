@@ -157,15 +157,13 @@ impl PodWorker {
 
     /// A finished pod keeps nothing running: free its address and mounts.
     pub(super) async fn release_finished(&mut self) -> Result<(), SyncError> {
-        let running: Vec<String> = self
+        let running: Vec<(String, String)> = self
             .records
-            .values()
-            .filter_map(|r| r.current.as_ref())
-            .filter(|r| r.is_running())
-            .map(|r| r.id.clone())
+            .iter()
+            .filter_map(|(n, r)| r.current.as_ref().filter(|r| r.is_running()).map(|r| (n.clone(), r.id.clone())))
             .collect();
-        for id in running {
-            self.stop_container(&id, self.grace_period()).await;
+        for (name, id) in running {
+            self.stop_container(&name, &id, self.grace_period()).await;
             self.on_exit(&id).await;
         }
         Ok(self.teardown(false).await?)

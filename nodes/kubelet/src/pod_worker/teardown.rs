@@ -1,5 +1,5 @@
-//! Termination, in upstream's order: every running container gets SIGTERM, then SIGKILL once
-//! the grace period is over; then the containers are deleted, their rootfs unmounted, the
+//! Termination, in upstream's order: every running container runs its preStop hook, then gets
+//! SIGTERM, then SIGKILL once the grace period (less the hook's time) is over; then the containers are deleted, their rootfs unmounted, the
 //! volumes, sandbox (CNI DEL) and pod cgroup removed; finally the API server deletes the pod
 //! object (grace 0, precondition on its uid).
 
@@ -13,6 +13,8 @@ const SIGTERM: i32 = 15;
 const SIGKILL: i32 = 9;
 /// A pod gone from the API gets this long to stop: nobody waits for it any more.
 const REMOVED_GRACE: Duration = Duration::from_secs(2);
+/// Upstream's `minimumGracePeriodInSeconds`.
+const MIN_GRACE_AFTER_HOOK: Duration = Duration::from_secs(2);
 
 impl PodWorker {
     /// Stops everything and cleans up; the pod object is then deleted if it is being deleted.
@@ -26,7 +28,7 @@ impl PodWorker {
         let this = &*self;
         let stops = running.iter().map(|(name, id)| async move {
             this.event(EventType::Normal, "Killing", &format!("Stopping container {name}")).await;
-            this.stop_container(id, grace).await;
+            this.stop_container(name, id, grace).await;
         });
         futures::future::join_all(stops).await;
         for (_, id) in &running {
@@ -43,9 +45,13 @@ impl PodWorker {
         tracing::info!("pod terminated and cleaned up");
     }
 
-    /// SIGTERM, the grace period, then SIGKILL to the whole container.
-    pub(super) async fn stop_container(&self, id: &str, grace: Duration) {
+    /// The preStop hook, SIGTERM, the rest of the grace period, then SIGKILL to the whole
+    /// container.
+    pub(super) async fn stop_container(&self, name: &str, id: &str, grace: Duration) {
         let t0 = Instant::now();
+        let hook = self.pre_stop(name, id, grace).await;
+        // After a hook, upstream still leaves the container a minimal window to stop on its own.
+        let grace = if hook.is_zero() { grace } else { grace.saturating_sub(hook).max(MIN_GRACE_AFTER_HOOK) };
         let runtime = &self.host.runtime;
         let _ = runtime.kill(id, SIGTERM, false).await;
         let waited = tokio::time::timeout(grace, runtime.wait(id)).await;

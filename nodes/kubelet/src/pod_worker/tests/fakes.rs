@@ -11,19 +11,23 @@ use crate::host::{
 use crate::node::Machine;
 use crate::objects::{ObjectSource, SourceKind, SourceObject, TokenSource};
 use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, PodStatus};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, PodStatus, Secret, ServiceAccount};
 use kubus_apimachinery::{ObjectExt, StatusError};
 use kubus_container_runtime::cgroups::{CgroupError, CgroupResources};
 use kubus_container_runtime::{ContainerInfo, ContainerState, CreateContainer, ExitInfo, ExitReason, RuntimeError};
 use kubus_controller_runtime::events::EventType;
 use kubus_controller_runtime::ClientError;
-use kubus_image::{ImageError, ImageInfo, PullPolicy, Pulled};
+use kubus_image::{ImageError, ImageInfo, Keyring, PullPolicy, Pulled};
 use kubus_network::{NetworkError, Sandbox, SandboxRequest};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap()
+}
 
 /// What the fakes were asked to do, in order.
 #[derive(Default)]
@@ -263,6 +267,7 @@ impl ContainerRuntime for FakeRuntime {
     ) -> BoxFuture<'a, Result<(i32, Vec<u8>), RuntimeError>> {
         Box::pin(async move {
             let name = self.name(id);
+            self.log.push(format!("exec {name} {}", _argv.join(" ")));
             Ok(self.containers.lock().unwrap().exec.get(&name).cloned().unwrap_or((0, vec![])))
         })
     }
@@ -334,6 +339,8 @@ pub struct FakeImages {
     present: Mutex<HashMap<String, ImageInfo>>,
     /// The registry cannot be reached: pulls fail.
     pub offline: AtomicBool,
+    /// The registry serves pulls only to this user.
+    pub requires_user: Mutex<Option<String>>,
 }
 
 pub fn image(name: &str) -> ImageInfo {
@@ -354,9 +361,22 @@ impl ImageService for FakeImages {
     fn get(&self, image: &str) -> Option<ImageInfo> {
         self.present.lock().unwrap().get(image).cloned()
     }
-    fn ensure<'a>(&'a self, name: &'a str, policy: PullPolicy) -> BoxFuture<'a, Result<Pulled, ImageError>> {
+    fn ensure<'a>(
+        &'a self,
+        name: &'a str,
+        policy: PullPolicy,
+        keyring: &'a Keyring,
+    ) -> BoxFuture<'a, Result<Pulled, ImageError>> {
         Box::pin(async move {
             let present = self.get(name);
+            if let Some(user) = lock(&self.requires_user).clone() {
+                // A registry that serves the image only to this user.
+                let users: Vec<String> =
+                    keyring.lookup("registry.example", "app").into_iter().map(|c| c.username).collect();
+                if present.is_none() && !users.contains(&user) {
+                    return Err(ImageError::Pull { image: name.to_string(), message: "401 Unauthorized".into() });
+                }
+            }
             let pulled = |image, pulled| Pulled { image, pulled, duration: Duration::ZERO, downloaded_bytes: 0 };
             match (present, policy) {
                 (Some(i), PullPolicy::IfNotPresent | PullPolicy::Never) => Ok(pulled(i, false)),
@@ -408,6 +428,8 @@ pub struct FakeApi {
     pub statuses: Mutex<Vec<PodStatus>>,
     pub events: Mutex<Vec<(EventType, String, String)>>,
     pub config_maps: Mutex<HashMap<(String, String), ConfigMap>>,
+    pub secrets: Mutex<HashMap<(String, String), Secret>>,
+    pub service_accounts: Mutex<HashMap<(String, String), ServiceAccount>>,
     /// The pod is gone: status writes answer 404.
     pub gone: AtomicBool,
 }
@@ -466,9 +488,19 @@ impl ObjectSource for FakeApi {
                     .get(&(ns.to_string(), name.to_string()))
                     .cloned()
                     .map(SourceObject::ConfigMap),
-                SourceKind::Secret => None,
+                SourceKind::Secret => {
+                    lock(&self.secrets).get(&(ns.to_string(), name.to_string())).cloned().map(SourceObject::Secret)
+                }
             })
         })
+    }
+
+    fn service_account<'a>(
+        &'a self,
+        ns: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ServiceAccount>, String>> {
+        Box::pin(async move { Ok(lock(&self.service_accounts).get(&(ns.to_string(), name.to_string())).cloned()) })
     }
 }
 
@@ -522,14 +554,20 @@ impl Node {
             sandboxes: Mutex::default(),
             not_ready: AtomicBool::new(false),
         });
-        let images =
-            Arc::new(FakeImages { log: log.clone(), present: Mutex::default(), offline: AtomicBool::new(false) });
+        let images = Arc::new(FakeImages {
+            log: log.clone(),
+            present: Mutex::default(),
+            offline: AtomicBool::new(false),
+            requires_user: Mutex::default(),
+        });
         images.add("busybox");
         let api = Arc::new(FakeApi {
             log: log.clone(),
             statuses: Mutex::default(),
             events: Mutex::default(),
             config_maps: Mutex::default(),
+            secrets: Mutex::default(),
+            service_accounts: Mutex::default(),
             gone: AtomicBool::new(false),
         });
         let mut config = KubeletConfig::new("node-1", dir.0.join("state"), vec!["shim".into()]);

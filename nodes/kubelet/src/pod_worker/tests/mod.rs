@@ -593,3 +593,160 @@ async fn no_pod_network_yet_is_a_retried_sync_error() {
     w.sync().await.unwrap();
     assert_eq!(node.log.count("start app"), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_post_start_hook_kills_the_container_which_restarts_by_policy() {
+    let node = Node::new();
+    let mut app = container("app");
+    app["lifecycle"] = json!({"postStart": {"exec": {"command": ["sh", "-c", "exit 3"]}}});
+    app["readinessProbe"] = json!({"exec": {"command": ["ready"]}});
+    let mut w = worker(&node, pod(json!({"containers": [app]})));
+    node.runtime.set_exec("app", 3, "oops");
+    w.sync().await.unwrap();
+    let log = &node.log;
+    assert!(log.first("start app") < log.first("exec app sh -c exit 3"), "the hook runs after the start");
+    assert!(log.first("exec app sh -c exit 3") < log.first("kill app 15"), "a failed hook kills the container");
+    let failed = node.api.events("FailedPostStartHook");
+    assert_eq!(
+        failed,
+        vec![(
+            EventType::Warning,
+            format!(
+                "Exec lifecycle hook ([sh -c exit 3]) for Container \"app\" in Pod \"web_default({UID})\" failed - \
+                 error: command 'sh -c exit 3' exited with 3: oops, message: \"oops\""
+            )
+        )]
+    );
+    assert_eq!(node.api.events("Killing")[0].1, "FailedPostStartHook");
+    assert!(w.records["app"].current.as_ref().unwrap().probes.is_empty(), "no probes for a killed run");
+    w.report().await;
+    let status = status_of(&node.api.last_status(), "app").clone();
+    assert_eq!(status.state.unwrap().terminated.unwrap().exit_code, 143);
+    assert_eq!(status.started, Some(false));
+    // Restart policy Always: it runs again (and the hook with it).
+    w.sync().await.unwrap();
+    assert_eq!(log.count("start app"), 2);
+    assert_eq!(log.count("exec app sh -c exit 3"), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_passing_post_start_hook_comes_before_started_and_the_probes() {
+    let node = Node::new();
+    let mut app = container("app");
+    app["lifecycle"] = json!({"postStart": {"sleep": {"seconds": 2}}});
+    let mut w = worker(&node, pod(json!({"containers": [app]})));
+    let t0 = Instant::now();
+    w.sync().await.unwrap();
+    assert!(t0.elapsed() >= Duration::from_secs(2), "the sync waited for the hook");
+    w.report().await;
+    let status = node.api.last_status();
+    assert_eq!(status_of(&status, "app").started, Some(true));
+    assert_eq!(condition(&status, "Ready"), Some("True"));
+    assert!(node.api.events("FailedPostStartHook").is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn pre_stop_runs_before_sigterm_and_takes_from_the_grace_period() {
+    let node = Node::new();
+    let mut app = container("app");
+    app["lifecycle"] = json!({"preStop": {"sleep": {"seconds": 3}}});
+    let mut logger = container("logger");
+    logger["lifecycle"] = json!({"preStop": {"exec": {"command": ["flush"]}}});
+    let pod = pod(json!({"terminationGracePeriodSeconds": 6, "containers": [app, logger]}));
+    let mut w = worker(&node, pod.clone());
+    w.sync().await.unwrap();
+    node.runtime.ignore_sigterm("app");
+    node.runtime.set_exec("logger", 1, "disk full");
+    let mut deleting = (*pod).clone();
+    deleting.metadata.deletion_timestamp = Some(kubus_apimachinery::time::now());
+    w.on_message(WorkerMsg::Update(Arc::new(deleting))).await;
+    let t0 = Instant::now();
+    w.terminate().await;
+    let took = t0.elapsed();
+    // 3 s of hook, then the 3 s left of the grace period before SIGKILL.
+    assert!(took >= Duration::from_secs(6) && took < Duration::from_secs(7), "{took:?}");
+    let log = &node.log;
+    assert!(log.first("exec logger flush") < log.first("kill logger 15"), "the hook before the signal");
+    assert!(log.first("kill app 15") < log.first("kill app 9"));
+    let failed = node.api.events("FailedPreStopHook");
+    assert_eq!(failed.len(), 1);
+    assert!(failed[0].1.starts_with("Exec lifecycle hook ([flush]) for Container \"logger\""), "{}", failed[0].1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_active_deadline_fails_the_pod_and_stops_its_containers() {
+    let node = Node::new();
+    let mut w = worker(&node, pod(json!({"activeDeadlineSeconds": 3, "containers": [container("app")]})));
+    w.sync().await.unwrap();
+    w.check_active_deadline().await;
+    assert_eq!(w.state(), PodState::Syncing, "not yet");
+    assert!(w.next_wakeup() <= Instant::now() + Duration::from_secs(3), "the worker wakes for the deadline");
+    // Active since 4 s ago.
+    w.start_time = Some(SystemTime::now() - Duration::from_secs(4));
+    w.check_active_deadline().await;
+    assert_eq!(w.state(), PodState::Finished);
+    w.release_finished().await.unwrap();
+    assert_eq!(node.log.count("kill app 15"), 1);
+    w.report().await;
+    let status = node.api.last_status();
+    assert_eq!(status.phase.as_deref(), Some("Failed"));
+    assert_eq!(status.reason.as_deref(), Some("DeadlineExceeded"));
+    assert_eq!(status.message.as_deref(), Some("Pod was active on the node longer than the specified deadline"));
+    assert_eq!(node.api.events("DeadlineExceeded").len(), 1);
+    assert!(status_of(&status, "app").state.clone().unwrap().terminated.is_some());
+}
+
+#[tokio::test]
+async fn pulls_use_the_pods_image_pull_secrets_or_its_service_accounts() {
+    use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+    let node = Node::new();
+    *node.images.requires_user.lock().unwrap() = Some("alice".into());
+    let secret: Secret = serde_json::from_value(json!({"metadata": {"name": "regcred"},
+        "type": "kubernetes.io/dockerconfigjson",
+        "data": {".dockerconfigjson": base64_of(r#"{"auths": {"registry.example": {"username": "alice", "password": "pw"}}}"#)}}))
+    .unwrap();
+    let app = json!({"name": "app", "image": "registry.example/app:1", "command": ["sleep", "1"]});
+    // Without credentials the registry refuses.
+    let mut w = worker(&node, pod(json!({"containers": [app.clone()]})));
+    w.sync().await.unwrap();
+    w.report().await;
+    assert_eq!(waiting_reason(status_of(&node.api.last_status(), "app")), Some("ErrImagePull"));
+    // A secret that does not exist (yet) is named in an event; the pull goes on without it.
+    let mut w = worker(&node, pod(json!({"imagePullSecrets": [{"name": "regcred"}], "containers": [app.clone()]})));
+    w.sync().await.unwrap();
+    let missing = node.api.events("FailedToRetrieveImagePullSecret");
+    assert_eq!(
+        missing[0].1,
+        "Unable to retrieve some image pull secrets (regcred); attempting to pull the image may not succeed."
+    );
+    // The service account's secrets serve pods that name none.
+    node.api.secrets.lock().unwrap().insert(("default".into(), "regcred".into()), secret);
+    let sa: ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": "default"}, "imagePullSecrets": [{"name": "regcred"}]}))
+            .unwrap();
+    node.api.service_accounts.lock().unwrap().insert(("default".into(), "default".into()), sa);
+    let mut w = worker(&node, pod(json!({"containers": [app]})));
+    w.sync().await.unwrap();
+    assert_eq!(node.log.count("pull registry.example/app:1"), 1);
+    assert_eq!(node.log.count("start app"), 1);
+}
+
+fn base64_of(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+#[tokio::test]
+async fn the_termination_message_falls_back_to_the_log_tail_on_error() {
+    let node = Node::new();
+    let mut app = container("app");
+    app["terminationMessagePolicy"] = json!("FallbackToLogsOnError");
+    let mut w = worker(&node, pod(json!({"restartPolicy": "Never", "containers": [app]})));
+    w.sync().await.unwrap();
+    let log = node.host.pod_log_dir("default", "web", UID).join("app/0.log");
+    std::fs::write(&log, "2024-01-01T00:00:00Z stderr F panic: out of luck\n").unwrap();
+    exit(&node, &mut w, "app", 2).await;
+    w.report().await;
+    let t = status_of(&node.api.last_status(), "app").state.clone().unwrap().terminated.unwrap();
+    assert_eq!(t.message.as_deref(), Some("panic: out of luck\n"));
+}
