@@ -24,6 +24,8 @@ if [ "${1:-}" = "--test" ]; then
   command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
   command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
   command -v umoci >/dev/null 2>&1 || need+=(umoci)
+  # HTTPS probe tests: a self-signed certificate and a TLS server (s_server).
+  command -v openssl >/dev/null 2>&1 || need+=(openssl)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then echo "run as root to install: ${need[*]}" >&2; exit 1; fi
