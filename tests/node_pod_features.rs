@@ -243,9 +243,10 @@ fn https_and_grpc_probes() {
     let plain_port = plain_http_server();
     let grpc_port = grpc_health_server();
     // A host-network pod: its probes go to the node's address, where the test's servers listen.
+    // Generous timeouts and thresholds: a busy 2-core machine must not flap the passing probes.
     let probe = |name: &str, handler: String| {
         format!(
-            "  - name: {name}\n    image: busybox\n    command: [sleep, \"3600\"]\n    readinessProbe: {{{handler}, periodSeconds: 1, failureThreshold: 1}}\n"
+            "  - name: {name}\n    image: busybox\n    command: [sleep, \"3600\"]\n    readinessProbe: {{{handler}, periodSeconds: 1, timeoutSeconds: 5, failureThreshold: 3}}\n"
         )
     };
     let mut yaml = String::from(
