@@ -204,6 +204,12 @@ fn stateful_sets_start_in_order_keep_their_storage_and_scale_down_in_reverse() {
     assert_eq!(p["metadata"]["labels"]["apps.kubernetes.io/pod-index"], "1");
     assert_eq!(claims(&c), ["data-web-0", "data-web-1", "data-web-2"]);
     assert!(c.kubectl(&["get", "sts", "web"]).expect_ok().contains("3/3"));
+    // Stable network identity: web-1.web resolves to web-1 from another pod (web-0).
+    let ip = c.get_json(&["pod", "web-1"])["status"]["podIP"].as_str().unwrap().to_string();
+    eventually(30, || {
+        let r = c.kubectl(&["exec", "web-0", "--", "nslookup", "web-1.web.default.svc.cluster.local"]);
+        (r.ok && r.stdout.contains(&ip)).then_some(())
+    });
 
     // web-0's claim follows it: a new web-0 finds what the old one wrote.
     let uid = c.get_json(&["pod", "web-0"])["metadata"]["uid"].as_str().unwrap().to_string();
