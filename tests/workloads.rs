@@ -243,3 +243,20 @@ fn statefulset_rolls_from_the_highest_ordinal_down_to_its_partition() {
     c.kubectl(&["patch", "sts", "db", "--type=merge", "-p", "{\"spec\":{\"serviceName\":\"other\"}}"])
         .expect_err("updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden");
 }
+
+#[test]
+fn a_simulated_node_marked_unknown_while_running_posts_ready_again() {
+    let c = Cluster::start_with("sim-recover", &["--sim-nodes", "2"]);
+    let ready = |c: &Cluster| {
+        c.get_json(&["node", "sim-1"])["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|x| x["type"] == "Ready" && x["status"] == "True")
+    };
+    eventually(30, || ready(&c).then_some(()));
+    // What the node lifecycle controller writes when a Lease is late.
+    let unknown = r#"{"status":{"conditions":[{"type":"Ready","status":"Unknown","reason":"NodeStatusUnknown","message":"Kubelet stopped posting node status."}]}}"#;
+    c.kubectl(&["patch", "node", "sim-1", "--subresource=status", "--type=merge", "-p", unknown]).expect_ok();
+    eventually(30, || ready(&c).then_some(()));
+}

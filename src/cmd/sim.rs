@@ -44,7 +44,9 @@ pub async fn start(
     let api = Client::new(ApiClient::new(connection, cluster, "kubus-sim-nodes"));
     let pods = informers.get::<k8s_openapi::api::core::v1::Pod>();
     let config = SimConfig { count, prefix: prefix.to_string(), renew_every, ..Default::default() };
-    let addr = Supervisor::start_in_arbiter(&arbiter.handle(), move |_| SimNodes::new(config, api, pods));
+    let nodes = informers.get::<k8s_openapi::api::core::v1::Node>();
+    let addr =
+        Supervisor::start_in_arbiter(&arbiter.handle(), move |_| SimNodes::new(config, api, pods).with_nodes(nodes));
     Ok((addr, arbiter))
 }
 

@@ -93,6 +93,7 @@ pub struct SimNodes {
     config: SimConfig,
     client: Client,
     pods: Informer<Pod>,
+    nodes: Option<Informer<Node>>,
     shared: Arc<Mutex<Shared>>,
     /// When each running finishing pod's run ends (keyed by uid).
     timers: Arc<Timers<String>>,
@@ -104,12 +105,20 @@ pub struct SimNodes {
 pub struct StopNode(pub String);
 
 impl SimNodes {
+    /// The nodes' own Node objects: a node the lifecycle controller marked Unknown while it
+    /// could not renew its Lease posts Ready again (as a kubelet writes its view back).
+    pub fn with_nodes(mut self, nodes: Informer<Node>) -> Self {
+        self.nodes = Some(nodes);
+        self
+    }
+
     pub fn new(config: SimConfig, client: Client, pods: Informer<Pod>) -> Self {
         let nodes = (0..config.count).map(|i| (format!("{}{i}", config.prefix), i)).collect();
         SimNodes {
             config,
             client,
             pods,
+            nodes: None,
             shared: Arc::new(Mutex::new(Shared {
                 nodes,
                 stopped: HashSet::new(),
@@ -246,6 +255,41 @@ impl Actor for SimNodes {
             tracing::info!(count = config.count, "simulated nodes registered");
         };
         ctx.spawn(register.into_actor(self));
+
+        // A node marked NotReady/Unknown by the lifecycle controller (its Lease was late) while
+        // it runs posts its Ready status again, as a kubelet writes back its own view.
+        if let Some(nodes) = self.nodes.clone() {
+            let (config, client, shared) = (self.config.clone(), self.client.clone(), self.shared.clone());
+            ctx.spawn(
+                async move {
+                    let mut changes = nodes.subscribe();
+                    loop {
+                        let node = match changes.recv().await {
+                            Ok(Change::Applied { new, .. }) => new,
+                            Ok(_) => continue,
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                        };
+                        let index = {
+                            let s = shared.lock().expect("sim lock");
+                            match s.nodes.get(node.name()) {
+                                Some(&i) if !s.stopped.contains(node.name()) => i,
+                                _ => continue,
+                            }
+                        };
+                        if kubus_apimachinery::conditions::is_true(
+                            kubus_apimachinery::conditions::of_node(&node),
+                            "Ready",
+                        ) {
+                            continue;
+                        }
+                        let status = json!({"status": SimNodes::node_status(&config, index, &time::now())});
+                        record("node-status", client.merge_patch_status::<Node>("", node.name(), &status).await).await;
+                    }
+                }
+                .into_actor(self),
+            );
+        }
 
         // Lease renewals: one loop for every node, spread over the period.
         let (config, client, shared) = (self.config.clone(), self.client.clone(), self.shared.clone());
