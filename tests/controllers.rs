@@ -380,7 +380,12 @@ fn pause_resume_restart_and_progress_deadline() {
 #[test]
 fn a_node_reporting_not_ready_is_tainted() {
     let c = Cluster::start_with("notready", &["--sim-nodes", "1"]);
-    eventually(30, || c.kubectl(&["get", "node", "sim-0"]).ok.then_some(()));
+    // Registered and its first status written (a patch before that would be overwritten).
+    eventually(30, || {
+        let r =
+            c.kubectl(&["get", "node", "sim-0", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]);
+        (r.ok && r.stdout == "True").then_some(())
+    });
     let status = r#"{"status":{"conditions":[{"type":"Ready","status":"False","reason":"KubeletNotReady","message":"container runtime is down"}]}}"#;
     c.kubectl(&["patch", "node", "sim-0", "--subresource=status", "--type=merge", "-p", status]).expect_ok();
     let taints = eventually(30, || {

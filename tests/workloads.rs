@@ -257,6 +257,13 @@ fn a_simulated_node_marked_unknown_while_running_posts_ready_again() {
     eventually(30, || ready(&c).then_some(()));
     // What the node lifecycle controller writes when a Lease is late.
     let unknown = r#"{"status":{"conditions":[{"type":"Ready","status":"Unknown","reason":"NodeStatusUnknown","message":"Kubelet stopped posting node status."}]}}"#;
+    let before =
+        c.get_json(&["node", "sim-1"])["metadata"]["resourceVersion"].as_str().unwrap().parse::<u64>().unwrap();
     c.kubectl(&["patch", "node", "sim-1", "--subresource=status", "--type=merge", "-p", unknown]).expect_ok();
-    eventually(30, || ready(&c).then_some(()));
+    // Ready again, by a write after the patch.
+    eventually(30, || {
+        let rv =
+            c.get_json(&["node", "sim-1"])["metadata"]["resourceVersion"].as_str().unwrap().parse::<u64>().unwrap();
+        (ready(&c) && rv >= before + 2).then_some(())
+    });
 }

@@ -256,8 +256,8 @@ impl Actor for SimNodes {
         };
         ctx.spawn(register.into_actor(self));
 
-        // A node marked NotReady/Unknown by the lifecycle controller (its Lease was late) while
-        // it runs posts its Ready status again, as a kubelet writes back its own view.
+        // A node marked Unknown by the lifecycle controller (its Lease was late) while it runs
+        // posts its Ready status again, as a kubelet writes back its own view.
         if let Some(nodes) = self.nodes.clone() {
             let (config, client, shared) = (self.config.clone(), self.client.clone(), self.shared.clone());
             ctx.spawn(
@@ -277,10 +277,13 @@ impl Actor for SimNodes {
                                 _ => continue,
                             }
                         };
-                        if kubus_apimachinery::conditions::is_true(
+                        // Only the controller's Unknown is overwritten: a NotReady someone reports
+                        // for the node stands (tests play a kubelet that way).
+                        let ready = kubus_apimachinery::conditions::status(
                             kubus_apimachinery::conditions::of_node(&node),
                             "Ready",
-                        ) {
+                        );
+                        if ready != Some("Unknown") {
                             continue;
                         }
                         let status = json!({"status": SimNodes::node_status(&config, index, &time::now())});
