@@ -204,11 +204,35 @@ impl Bench {
     /// pod of another image is left; the time since `t0`, and the worst seen on the way.
     async fn until_rolled(&mut self, what: &str, t0: Instant) -> anyhow::Result<(Duration, Worst)> {
         let mut worst = Worst::default();
+        let mut next_note = t0 + Duration::from_secs(10);
         loop {
             let events = self.watch.next(Duration::from_millis(100)).await?;
             self.apply(events, &mut worst);
             if self.cov.covered_new >= self.nodes && self.cov.old_pods == 0 {
                 return Ok((t0.elapsed(), worst));
+            }
+            // A slow phase shows where it stands every 10 s.
+            if Instant::now() >= next_note {
+                next_note += Duration::from_secs(10);
+                let old: Vec<String> = self
+                    .cov
+                    .pods
+                    .values()
+                    .filter(|p| p.live && p.image != self.cov.target)
+                    .take(3)
+                    .map(|p| p.node.clone())
+                    .collect();
+                println!(
+                    "    ... {:>4.0} s: {} of {} nodes run {}, {} old pods left (on {}), {} nodes surging, {} unavailable",
+                    t0.elapsed().as_secs_f64(),
+                    self.cov.covered_new,
+                    self.nodes,
+                    self.cov.target,
+                    self.cov.old_pods,
+                    old.join(", "),
+                    self.cov.surging,
+                    self.cov.nodes_unavailable(self.nodes)
+                );
             }
             if t0.elapsed() > self.timeout {
                 bail!(
@@ -345,6 +369,8 @@ pub(crate) async fn run(args: DaemonSetArgs) -> anyhow::Result<()> {
         let settled = b.until_status_settled().await?;
         println!("{:<44} {:>8.2} s later", "    DaemonSet status caught up", settled.as_secs_f64());
     }
+    let warnings = b.cluster.warnings().await?;
+    println!("{:<44} {}", "Warning events", if warnings.is_empty() { "none" } else { &warnings });
     Ok(())
 }
 

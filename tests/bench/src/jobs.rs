@@ -198,6 +198,8 @@ pub(crate) async fn run(args: JobsArgs) -> anyhow::Result<()> {
     report("    whole process", done, args.completions, &before, &after);
     let page = cluster.metrics().await?;
     println!("{:<44} {:>8.0}", "    simulated run timers left", metric(&page, "kubus_sim_node_run_timers", ""));
+    let warnings = cluster.warnings().await?;
+    println!("{:<44} {}", "Warning events", if warnings.is_empty() { "none" } else { &warnings });
     Ok(())
 }
 

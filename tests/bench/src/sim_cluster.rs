@@ -50,6 +50,17 @@ pub(crate) fn label_values(page: &str, name: &str, label: &str) -> Vec<String> {
     out
 }
 
+/// Events (a list's items) summed up by reason: "reason xN ("one message")", joined by "; ".
+pub(crate) fn warning_summary(events: &[serde_json::Value]) -> String {
+    let mut by: std::collections::BTreeMap<String, (u64, String)> = std::collections::BTreeMap::new();
+    for e in events {
+        let reason = e["reason"].as_str().unwrap_or("").to_string();
+        let entry = by.entry(reason).or_insert((0, e["message"].as_str().unwrap_or("").to_string()));
+        entry.0 += e["count"].as_u64().unwrap_or(1);
+    }
+    by.iter().map(|(r, (n, m))| format!("{r} x{n} (\"{m}\")")).collect::<Vec<_>>().join("; ")
+}
+
 impl SimCluster {
     /// Starts `kubus up` with `nodes` simulated nodes (and `extra` flags) and waits for its API.
     pub async fn start(bench: &str, nodes: usize, extra: &[&str]) -> anyhow::Result<SimCluster> {
@@ -129,6 +140,13 @@ impl SimCluster {
             bail!("GET {path}: {code}: {}", String::from_utf8_lossy(&body));
         }
         Ok(body)
+    }
+
+    /// The Warning events of the default namespace, summed up by reason ("" when none).
+    pub async fn warnings(&self) -> anyhow::Result<String> {
+        let v: serde_json::Value =
+            serde_json::from_slice(&self.get("/api/v1/namespaces/default/events?fieldSelector=type%3DWarning").await?)?;
+        Ok(warning_summary(v["items"].as_array().map_or(&[], Vec::as_slice)))
     }
 
     pub async fn metrics(&self) -> anyhow::Result<String> {

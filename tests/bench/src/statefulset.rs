@@ -11,6 +11,7 @@
 
 use crate::host::{clock_ticks_per_second, cpu_ticks, is_root, stop, token, vm_rss_kib};
 use crate::http::Conn;
+use crate::sim_cluster::warning_summary;
 use anyhow::{bail, Context as _};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -151,14 +152,7 @@ fn pod_summary(pods: &[Value]) -> String {
 
 /// Warning events by reason, with one message of each.
 async fn warnings(addr: &str) -> anyhow::Result<String> {
-    let mut by: BTreeMap<String, (usize, String)> = BTreeMap::new();
-    for e in items(addr, &format!("{NS}/events?fieldSelector=type%3DWarning")).await? {
-        let reason = e["reason"].as_str().unwrap_or("").to_string();
-        let n = e["count"].as_u64().unwrap_or(1) as usize;
-        let entry = by.entry(reason).or_insert((0, e["message"].as_str().unwrap_or("").to_string()));
-        entry.0 += n;
-    }
-    Ok(by.iter().map(|(r, (n, m))| format!("{r} x{n} (\"{m}\")")).collect::<Vec<_>>().join("; "))
+    Ok(warning_summary(&items(addr, &format!("{NS}/events?fieldSelector=type%3DWarning")).await?))
 }
 
 pub(crate) async fn run(args: StatefulSetArgs) -> anyhow::Result<()> {
@@ -332,6 +326,20 @@ mod tests {
         assert_eq!(s["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][0]["mountPath"], "/data");
         assert_eq!(s["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"], "Delete");
         assert!(stateful_set(3, false)["spec"]["volumeClaimTemplates"].is_null());
+    }
+
+    #[test]
+    fn warnings_are_summed_up_by_reason_with_one_message() {
+        let events = [
+            json!({"reason": "FailedScheduling", "count": 3, "message": "0/1 nodes are available"}),
+            json!({"reason": "BackOff", "message": "Back-off restarting"}),
+            json!({"reason": "FailedScheduling", "count": 2, "message": "another"}),
+        ];
+        assert_eq!(
+            warning_summary(&events),
+            "BackOff x1 (\"Back-off restarting\"); FailedScheduling x5 (\"0/1 nodes are available\")"
+        );
+        assert_eq!(warning_summary(&[]), "");
     }
 
     #[test]
