@@ -365,8 +365,12 @@ impl DaemonSetsController {
             create_on.truncate(BURST);
             victims.truncate(BURST);
             self.expectations.expect(key, create_on.len() as i64, victims.len() as i64);
-            self.create_pods(&ds, key, &create_on, &hash).await?;
-            self.delete_pods(&ds, key, &victims).await?;
+            // Both run whatever the other did: a failed creation must not leave the expected
+            // deletions pending (the DaemonSet would wait for the expectations' timeout).
+            let created = self.create_pods(&ds, key, &create_on, &hash).await;
+            let deleted = self.delete_pods(&ds, key, &victims).await;
+            created?;
+            deleted?;
         }
 
         let in_use: HashSet<String> = by_node

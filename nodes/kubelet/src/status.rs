@@ -232,10 +232,20 @@ pub fn pod_status(v: &PodView<'_>) -> PodStatus {
     let terminal = phase == "Succeeded" || phase == "Failed";
     let initialized = init_done(v.pod, v.init);
     let containers_ready = !terminal && initialized && !v.containers.is_empty() && v.containers.iter().all(|c| c.ready);
-    let not_ready = (!containers_ready).then_some(if terminal { "PodCompleted" } else { "ContainersNotReady" });
+    // Upstream's reasons: a finished pod is PodCompleted or PodFailed; a succeeded pod's
+    // Initialized says PodCompleted too.
+    let finished = if phase == "Failed" { "PodFailed" } else { "PodCompleted" };
+    let not_ready = (!containers_ready).then_some(if terminal { finished } else { "ContainersNotReady" });
+    let init_reason = if !initialized {
+        Some("ContainersNotInitialized")
+    } else if phase == "Succeeded" {
+        Some("PodCompleted")
+    } else {
+        None
+    };
     let mut conditions = vec![
         cond("PodReadyToStartContainers", v.sandbox_ready, None),
-        cond(pod::INITIALIZED, initialized, (!initialized).then_some("ContainersNotInitialized")),
+        cond(pod::INITIALIZED, initialized, init_reason),
         cond(pod::READY, containers_ready, not_ready),
         cond(pod::CONTAINERS_READY, containers_ready, not_ready),
     ];
