@@ -398,6 +398,13 @@ fn every_error_class_is_a_status() {
 fn restart_with_the_same_data_dir_keeps_objects() {
     let mut c = Cluster::start("restart");
     c.kubectl_stdin(&["apply", "-f", "-"], MANIFEST).expect_ok();
+    // Once the controllers have settled (the Deployment has counted its pods): a snapshot taken
+    // while they still write would differ from the restarted state for that reason alone.
+    eventually(30, || {
+        let d = json(&c.kubectl(&["-n", "shop", "get", "deploy", "web", "-o", "json"]).expect_ok());
+        (d["status"]["replicas"] == 2 && d["status"]["updatedReplicas"] == 2).then_some(())
+    });
+    std::thread::sleep(std::time::Duration::from_secs(1));
     let before = json(&c.kubectl(&["get", "all", "-A", "-o", "json"]).expect_ok());
     c.keep();
     let (dir, port) = c.stop();
