@@ -85,6 +85,47 @@ pub fn claimants<K: Object, O: Object>(
     }
 }
 
+/// The owners a pod change concerns (its controller of kind `O`, or the `O`s that would adopt
+/// it, before and after the change), after observing it for expectations: a new pod is an
+/// observed creation; one that starts terminating, or is deleted without having terminated
+/// first, an observed deletion. Shared by the controllers that delete pods through the API
+/// and count a deletion as done once the pod is terminating (Job, DaemonSet).
+pub fn observe_child<O: Object>(
+    owners: &Informer<O>,
+    expectations: &crate::expectations::Expectations,
+    change: &kubus_controller_runtime::Change<k8s_openapi::api::core::v1::Pod>,
+    selector: impl Fn(&O) -> LabelSelector + Copy,
+) -> Vec<ObjectKey> {
+    use kubus_controller_runtime::Change;
+    type Pod = k8s_openapi::api::core::v1::Pod;
+    let owner_key =
+        |p: &Pod| p.controller_ref().filter(|r| refers_to::<O>(r)).map(|r| (p.namespace().to_string(), r.name.clone()));
+    let mut keys = match change {
+        Change::Applied { old, new } => {
+            if let Some(k) = owner_key(new) {
+                match old {
+                    None => expectations.observed_add(&k),
+                    Some(old) if new.is_deleting() && !old.is_deleting() => expectations.observed_del(&k),
+                    _ => {}
+                }
+            }
+            let mut keys = claimants(owners, &**new, selector);
+            keys.extend(old.as_deref().map(|o| claimants(owners, o, selector)).unwrap_or_default());
+            keys
+        }
+        Change::Deleted(p) => {
+            if let Some(k) = owner_key(p).filter(|_| !p.is_deleting()) {
+                expectations.observed_del(&k);
+            }
+            claimants(owners, &**p, selector)
+        }
+        Change::Resynced => Vec::new(),
+    };
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
 /// The merge patch that makes `owner` the controller of `obj`; its resourceVersion makes the
 /// adoption lose to any concurrent change of the object.
 pub fn adopt_patch<K: Object, O: Object>(obj: &K, owner: &O) -> Value {

@@ -10,7 +10,7 @@
 //! user to delete them. The template history is kept as ControllerRevisions (see
 //! [`crate::history`]).
 
-use crate::adoption::{self, claimants, selector_of, selects};
+use crate::adoption::{self, selector_of, selects};
 use crate::expectations::Expectations;
 use crate::history::{self, REVISION_HASH};
 use futures::future::{join_all, BoxFuture};
@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kubus_apimachinery::meta::{controller_ref, refers_to};
+use kubus_apimachinery::meta::controller_ref;
 use kubus_apimachinery::selector::node::RequiredNodeAffinity;
 use kubus_apimachinery::taints::tolerations_tolerate;
 use kubus_apimachinery::{pod, ObjectExt, ObjectKey};
@@ -86,34 +86,9 @@ pub fn run(client: Client, factory: &InformerFactory, workers: usize) -> BoxFutu
 }
 
 fn pod_change(daemonsets: &Informer<DaemonSet>, expectations: &Expectations, change: &Change<Pod>) -> Vec<ObjectKey> {
-    let owner_key = |p: &Pod| {
-        p.controller_ref().filter(|r| refers_to::<DaemonSet>(r)).map(|r| (p.namespace().to_string(), r.name.clone()))
-    };
-    let owners = |p: &Pod| claimants(daemonsets, p, |d: &DaemonSet| selector_of(d.spec.as_ref().map(|s| &s.selector)));
-    let mut keys = match change {
-        Change::Applied { old, new } => {
-            if let Some(k) = owner_key(new) {
-                match old {
-                    None => expectations.observed_add(&k),
-                    Some(old) if new.is_deleting() && !old.is_deleting() => expectations.observed_del(&k),
-                    _ => {}
-                }
-            }
-            let mut keys = owners(new);
-            keys.extend(old.as_deref().map(owners).unwrap_or_default());
-            keys
-        }
-        Change::Deleted(p) => {
-            if let Some(k) = owner_key(p).filter(|_| !p.is_deleting()) {
-                expectations.observed_del(&k);
-            }
-            owners(p)
-        }
-        Change::Resynced => Vec::new(),
-    };
-    keys.sort();
-    keys.dedup();
-    keys
+    adoption::observe_child(daemonsets, expectations, change, |d: &DaemonSet| {
+        selector_of(d.spec.as_ref().map(|s| &s.selector))
+    })
 }
 
 struct DaemonSetsController {

@@ -26,6 +26,10 @@ pub const PVC_PROTECTION: &str = "kubernetes.io/pvc-protection";
 pub const PV_PROTECTION: &str = "kubernetes.io/pv-protection";
 /// Pods by `<namespace>/<claim>` of each claim they use.
 const PODS_BY_CLAIM: &str = "pod-claims";
+/// Claims waiting for a volume (unbound, not being deleted), all under one key.
+const UNBOUND_CLAIMS: &str = "pvc-unbound";
+/// Volumes by storage class ("" for none): a claim only ever binds within its class.
+const VOLUMES_BY_CLASS: &str = "pv-class";
 
 fn claims_of(p: &Pod) -> Vec<String> {
     pod::spec(p)
@@ -55,17 +59,16 @@ pub fn run(client: Client, factory: &InformerFactory, workers: usize) -> BoxFutu
         nodes: factory.get::<Node>(),
     });
     inf.pods.add_index(PODS_BY_CLAIM, claims_of);
+    inf.claims.add_index(UNBOUND_CLAIMS, |c: &PersistentVolumeClaim| {
+        (volume::volume_name(c).is_none() && !c.is_deleting()).then(String::new).into_iter().collect()
+    });
+    inf.volumes.add_index(VOLUMES_BY_CLASS, |pv: &PersistentVolume| vec![volume::volume_class(pv).to_string()]);
     let events = Recorder::new(client.clone(), "persistentvolume-controller");
     // A volume's change concerns its claim, and unbound claims that it may now serve.
     let volume_to_claims = {
         let claims = inf.claims.clone();
         move |change: &Change<PersistentVolume>| {
-            let mut keys: Vec<ObjectKey> = claims
-                .list()
-                .iter()
-                .filter(|c| volume::volume_name(c).is_none() && !c.is_deleting())
-                .map(|c| c.key())
-                .collect();
+            let mut keys: Vec<ObjectKey> = claims.by_index(UNBOUND_CLAIMS, "").iter().map(|c| c.key()).collect();
             if let Change::Applied { new, .. } | Change::Deleted(new) = change {
                 if let Some((ns, name, _)) = volume::claim_ref(new) {
                     keys.push((ns.to_string(), name.to_string()));
@@ -170,7 +173,7 @@ impl ClaimBinder {
         let mut candidates: Vec<Arc<PersistentVolume>> = self
             .inf
             .volumes
-            .list()
+            .by_index(VOLUMES_BY_CLASS, class_name)
             .into_iter()
             .filter(|pv| !pv.is_deleting() && volume::satisfies(pv, &pvc))
             .filter(|pv| match volume::claim_ref(pv) {

@@ -12,7 +12,7 @@
 pub mod failure_policy;
 pub mod indexes;
 
-use crate::adoption::{claimants, selector_of};
+use crate::adoption::selector_of;
 use crate::expectations::Expectations;
 use crate::replicaset::deletion_rank;
 use failure_policy::Verdict;
@@ -63,31 +63,9 @@ pub fn run(client: Client, factory: &InformerFactory, workers: usize) -> BoxFutu
 /// Observes creations and deletions for expectations (a pod the controller deleted counts as
 /// observed once it is terminating) and names the Jobs a pod change concerns.
 fn pod_change(jobs: &Informer<Job>, expectations: &Expectations, change: &Change<Pod>) -> Vec<ObjectKey> {
-    let owner_key = |p: &Pod| {
-        p.controller_ref().filter(|r| refers_to::<Job>(r)).map(|r| (p.namespace().to_string(), r.name.clone()))
-    };
-    let owners = |p: &Pod| claimants(jobs, p, |j: &Job| selector_of(j.spec.as_ref().and_then(|s| s.selector.as_ref())));
-    let mut keys = match change {
-        Change::Applied { old, new } => {
-            if let Some(k) = owner_key(new) {
-                match old {
-                    None => expectations.observed_add(&k),
-                    Some(old) if new.is_deleting() && !old.is_deleting() => expectations.observed_del(&k),
-                    _ => {}
-                }
-            }
-            let mut keys = owners(new);
-            keys.extend(old.as_deref().map(owners).unwrap_or_default());
-            keys
-        }
-        Change::Deleted(pod) => {
-            if let Some(k) = owner_key(pod).filter(|_| !pod.is_deleting()) {
-                expectations.observed_del(&k);
-            }
-            owners(pod)
-        }
-        Change::Resynced => Vec::new(),
-    };
+    let mut keys = crate::adoption::observe_child(jobs, expectations, change, |j: &Job| {
+        selector_of(j.spec.as_ref().and_then(|s| s.selector.as_ref()))
+    });
     // A pod that still holds the tracking finalizer but has no controller any more (its Job
     // was deleted with --cascade=orphan): its own key, so the finalizer goes.
     if let Change::Applied { new, .. } = change {

@@ -35,8 +35,9 @@ pub struct VolumeListers {
 /// What PreFilter found of the pod's claims.
 struct PodVolumes {
     bound: Vec<Arc<PersistentVolume>>,
-    /// Claims to bind on the chosen node, with their class's provisioner.
-    waiting: Vec<(Arc<PersistentVolumeClaim>, String)>,
+    /// Claims to bind on the chosen node: their class's provisioner and the available volumes
+    /// that satisfy them (found once per cycle, so Filter only checks node fit).
+    waiting: Vec<(String, Vec<Arc<PersistentVolume>>)>,
 }
 
 pub struct VolumeBinding {
@@ -95,7 +96,16 @@ impl PreFilterPlugin for VolumeBinding {
                         return Status::unresolvable(ERR_UNBOUND_IMMEDIATE);
                     }
                     let provisioner = class.map(|c| c.provisioner.clone()).unwrap_or_default();
-                    found.waiting.push((pvc, provisioner));
+                    let available = self
+                        .listers
+                        .volumes
+                        .list()
+                        .into_iter()
+                        .filter(|pv| {
+                            volume::claim_ref(pv).is_none() && !pv.is_deleting() && volume::satisfies(pv, &pvc)
+                        })
+                        .collect();
+                    found.waiting.push((provisioner, available));
                 }
             }
         }
@@ -110,13 +120,8 @@ impl FilterPlugin for VolumeBinding {
         if found.bound.iter().any(|pv| !volume::fits_node(pv, node)) {
             return Status::unresolvable(ERR_NODE_CONFLICT);
         }
-        for (pvc, provisioner) in &found.waiting {
-            let static_fit = self.listers.volumes.list().iter().any(|pv| {
-                volume::claim_ref(pv).is_none()
-                    && !pv.is_deleting()
-                    && volume::satisfies(pv, pvc)
-                    && volume::fits_node(pv, node)
-            });
+        for (provisioner, available) in &found.waiting {
+            let static_fit = available.iter().any(|pv| volume::fits_node(pv, node));
             if !static_fit && !runs_driver(node, provisioner) {
                 return Status::unschedulable(ERR_NO_VOLUME);
             }
