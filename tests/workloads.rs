@@ -267,3 +267,35 @@ fn a_simulated_node_marked_unknown_while_running_posts_ready_again() {
         (ready(&c) && rv >= before + 2).then_some(())
     });
 }
+
+#[test]
+fn new_objects_carry_the_zero_counts_typed_clients_require() {
+    let c = Cluster::start("zero-status");
+    let tmpl = "  selector: {matchLabels: {a: z}}\n  template:\n    metadata: {labels: {a: z}}\n    spec:\n      containers: [{name: c, image: busybox}]\n";
+    let cases = [
+        (
+            "apps/v1",
+            "DaemonSet",
+            "",
+            vec!["currentNumberScheduled", "numberMisscheduled", "desiredNumberScheduled", "numberReady"],
+        ),
+        ("apps/v1", "ReplicaSet", "", vec!["replicas"]),
+        ("apps/v1", "StatefulSet", "  serviceName: z\n", vec!["replicas", "availableReplicas"]),
+    ];
+    for (api, kind, extra, fields) in cases {
+        let manifest = format!("apiVersion: {api}\nkind: {kind}\nmetadata: {{name: z}}\nspec:\n{extra}{tmpl}");
+        let created: Value =
+            serde_json::from_str(&c.kubectl_stdin(&["create", "-f", "-", "-o", "json"], &manifest).expect_ok())
+                .unwrap();
+        for f in fields {
+            assert_eq!(created["status"][f], 0, "{kind} {f}: {}", created["status"]);
+        }
+    }
+    let pdb = "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: z}\nspec:\n  minAvailable: 1\n  selector: {matchLabels: {a: z}}\n";
+    let created: Value =
+        serde_json::from_str(&c.kubectl_stdin(&["create", "-f", "-", "-o", "json"], pdb).expect_ok()).unwrap();
+    assert_eq!(
+        (created["status"]["disruptionsAllowed"].as_i64(), created["status"]["expectedPods"].as_i64()),
+        (Some(0), Some(0))
+    );
+}

@@ -145,6 +145,41 @@ pub enum Verbs {
     Post,
 }
 
+/// The status a new object starts with, as upstream's Go structs serialize an empty one:
+/// counts without `omitempty` are present as 0 (typed clients such as Python's `kubernetes`
+/// refuse a DaemonSetStatus without `numberReady`).
+pub fn empty_status(kind: &str) -> Value {
+    match kind {
+        "ReplicaSet" | "ReplicationController" => json!({"replicas": 0}),
+        "StatefulSet" => json!({"replicas": 0, "availableReplicas": 0}),
+        "DaemonSet" => json!({"currentNumberScheduled": 0, "numberMisscheduled": 0,
+            "desiredNumberScheduled": 0, "numberReady": 0}),
+        "PodDisruptionBudget" => json!({"disruptionsAllowed": 0, "currentHealthy": 0,
+            "desiredHealthy": 0, "expectedPods": 0}),
+        _ => json!({}),
+    }
+}
+
+/// A PodDisruptionBudget's status belongs to the disruption controller: it starts empty.
+pub struct PodDisruptionBudgetStrategy {
+    pub info: &'static ResourceInfo,
+}
+
+impl Strategy for PodDisruptionBudgetStrategy {
+    fn info(&self) -> &'static ResourceInfo {
+        self.info
+    }
+
+    fn tracks_generation(&self) -> bool {
+        // The eviction API compares the status's observedGeneration with it.
+        true
+    }
+
+    fn prepare_for_create(&self, obj: &mut Value) {
+        obj["status"] = empty_status(self.info.kind);
+    }
+}
+
 /// Upstream's split between an object and its status subresource: a status write changes the
 /// status only (metadata included: a controller that sends just the status must not wipe
 /// labels, annotations, owners or finalizers), any other write changes all but the status and
@@ -185,6 +220,7 @@ static STRATEGIES: LazyLock<Vec<(&'static ResourceInfo, Box<dyn Strategy>)>> = L
                     Box::new(storage::StorageStrategy { info, finalizer: storage::PV_PROTECTION })
                 }
                 ("batch", "cronjobs") => Box::new(job::CronJobStrategy { info }),
+                ("policy", "poddisruptionbudgets") => Box::new(PodDisruptionBudgetStrategy { info }),
                 _ => Box::new(default::DefaultStrategy { info }),
             };
             (info, strategy)
@@ -217,6 +253,7 @@ mod tests {
                 ("apps", "deployments" | "replicasets" | "daemonsets" | "statefulsets")
                     | ("", "replicationcontrollers")
                     | ("batch", "jobs" | "cronjobs")
+                    | ("policy", "poddisruptionbudgets")
             );
             assert_eq!(s.tracks_generation(), workload, "{}", info.resource);
             for sub in info.subresources {

@@ -23,7 +23,7 @@ impl Strategy for WorkloadStrategy {
     }
 
     fn prepare_for_create(&self, obj: &mut Value) {
-        obj["status"] = json!({});
+        obj["status"] = super::empty_status(self.info.kind);
     }
 
     fn subresource(&self, sub: Subresource) -> Option<&'static dyn SubresourceStrategy> {
