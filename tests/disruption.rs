@@ -71,8 +71,10 @@ fn evictions_respect_budgets_and_drain_moves_pods_safely() {
     eventually(60, || {
         (pods(&c, "web").len() == 3 && c.get_json(&["pdb", "web"])["status"]["disruptionsAllowed"] == 1).then_some(())
     });
-    let out = c.kubectl(&["drain", "sim-0", "--ignore-daemonsets", "--timeout=90s"]).expect_ok();
-    assert!(out.contains("drained"), "{out}");
+    let out = c.kubectl(&["drain", "sim-0", "--ignore-daemonsets", "--timeout=90s", "-v=6"]);
+    assert!(out.ok && out.stdout.contains("drained"), "{}\n{}", out.stdout, out.stderr);
+    // Through the eviction API (which budgets govern), not plain deletes.
+    assert!(out.stderr.contains("/eviction"), "kubectl drain did not evict:\n{}", out.stderr);
     let node = c.get_json(&["node", "sim-0"]);
     assert_eq!(node["spec"]["unschedulable"], true);
     eventually(60, || {

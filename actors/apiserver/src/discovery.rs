@@ -137,9 +137,12 @@ pub fn group_version(group: &str, version: &str) -> Result<ApiResponse, StatusEr
                 "name": format!("{}/{}", r.resource, s.name()), "singularName": "", "namespaced": r.namespaced,
                 "kind": rk["kind"], "verbs": sub_verbs(*s),
             });
-            if *s == Subresource::Scale {
-                entry["group"] = json!("autoscaling");
-                entry["version"] = json!("v1");
+            // A subresource answering in another group names it, as upstream's discovery does:
+            // kubectl drain finds the eviction API (policy/v1) this way, and falls back to
+            // plain deletes (ignoring disruption budgets) when it cannot.
+            if rk["group"] != json!(r.group) || rk["version"] != json!(r.version) {
+                entry["group"] = rk["group"].clone();
+                entry["version"] = rk["version"].clone();
             }
             resources.push(entry);
         }
