@@ -260,7 +260,11 @@ fn cronjobs_run_every_minute_forbid_overlap_and_prune_history() {
     let pruned = c
         .kubectl(&["get", "events", "--field-selector", "involvedObject.name=tick,reason=SuccessfulDelete"])
         .expect_ok();
-    assert!(pruned.contains(&format!("Deleted job {name}")), "{pruned}");
+    let kept: Vec<String> = jobs_of(&c, "tick")
+        .iter()
+        .map(|j| format!("{} started {}", j["metadata"]["name"], j["status"]["startTime"]))
+        .collect();
+    assert!(pruned.contains(&format!("Deleted job {name}")), "{pruned}\nkept: {kept:?}");
 
     // Forbid: the long Job is still running, so no second one starts.
     let long = jobs_of(&c, "long");

@@ -285,10 +285,11 @@ impl CronJobController {
             let Some(limit) = limit else { continue };
             let mut done: Vec<&Arc<Job>> =
                 owned.iter().filter(|j| finished(j) == Some(how) && !j.is_deleting()).collect();
-            // Oldest first: by start time, then creation.
+            // Oldest first, as upstream orders them: by start time (Jobs never started last),
+            // then by name.
             done.sort_by_key(|j| {
                 let start = j.status.as_ref().and_then(|s| s.start_time.as_ref()).map(|t| t.0);
-                (start, j.metadata.creation_timestamp.as_ref().map(|t| t.0))
+                (start.is_none(), start, j.name().to_string())
             });
             let excess = done.len().saturating_sub(limit.max(0) as usize);
             for j in done.into_iter().take(excess) {

@@ -324,6 +324,11 @@ impl JobController {
         let mut job = (*job).clone();
         let original = job.status.clone().unwrap_or_default();
         let mut status = original.clone();
+        // Started when first seen unsuspended, as upstream: every later write (even one that
+        // completes the Job at once) carries it, and the CronJob controller orders history by it.
+        if status.start_time.is_none() && !want.suspend {
+            status.start_time = Some(time(now));
+        }
         let mut policy_failure: Option<Failure> = None;
 
         // Count what finished: first into uncountedTerminatedPods, then release the pods.
@@ -465,9 +470,6 @@ impl JobController {
             if is_true(&job, "Suspended") {
                 set_condition(&mut status, new_condition("Suspended", "False", "JobResumed", "Job resumed", now));
                 self.events.record(&job, EventType::Normal, "Resumed", "Job resumed").await;
-                status.start_time = Some(time(now));
-            }
-            if status.start_time.is_none() {
                 status.start_time = Some(time(now));
             }
             let (created, removed, wait) =
