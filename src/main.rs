@@ -17,8 +17,18 @@ use clap::{Parser, Subcommand};
     about = "A container orchestrator that speaks the Kubernetes API, built as actors on NATS JetStream"
 )]
 struct Cli {
+    /// Log format on stderr: `text` (coloured only on a terminal) or `json` (one object per
+    /// line, for log collectors). KUBUS_LOG sets the levels, e.g. `info,kubus_scheduler=debug`.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -56,13 +66,14 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("KUBUS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,actix_server=warn,async_nats=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KUBUS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,actix_server=warn,async_nats=warn"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        // Colour codes only where a person reads them: not in files, journals or pipes.
+        LogFormat::Text => logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+        LogFormat::Json => logs.json().with_current_span(true).with_span_list(false).init(),
+    }
     match cli.command {
         Command::Up(args) => actix::System::new().block_on(cmd::up::run(*args)),
         Command::Node(args) => actix::System::new().block_on(cmd::node::run(*args)),

@@ -75,7 +75,7 @@ fn every_dashboard_panel_has_data() {
     c.kubectl(&["delete", "cm", "d0"]).expect_ok();
     // rate() needs two scrapes after the traffic.
     eventually(30, || {
-        let r = query(prom.port, "count(kubus_apiserver_requests_total)");
+        let r = query(prom.port, "count(apiserver_request_total)");
         let v = &r["data"]["result"];
         (v.as_array().is_some_and(|a| !a.is_empty())).then_some(())
     });

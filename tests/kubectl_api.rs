@@ -204,8 +204,25 @@ fn discovery_explain_and_defaults_namespaces() {
     for p in ["/healthz", "/readyz", "/livez"] {
         assert_eq!(c.try_http("GET", p, None, None).unwrap().0, 200, "{p}");
     }
+    c.kubectl(&["get", "ns"]).expect_ok();
     let (_, metrics) = c.try_http("GET", "/metrics", None, None).unwrap();
-    assert!(metrics.contains("kubus_apiserver_requests_total") && metrics.contains("kubus_store_operations_total"));
+    // Upstream's names and labels: dashboards and alerts written for kube-apiserver work.
+    let list_ns = "apiserver_request_total{code=\"200\",component=\"apiserver\",dry_run=\"\",group=\"\",resource=\"namespaces\",scope=\"cluster\",subresource=\"\",transport=\"http\",verb=\"LIST\",version=\"v1\"}";
+    assert!(metrics.contains(list_ns), "{metrics}");
+    let stored = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("apiserver_storage_objects{resource=\"namespaces\"} "))
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(stored.is_some_and(|n| n >= 4.0), "{stored:?}");
+    for series in [
+        "apiserver_request_duration_seconds_bucket{",
+        "apiserver_current_inflight_requests{request_kind=\"mutating\"}",
+        "rest_client_requests_total{",
+        "workqueue_adds_total{",
+        "kubus_store_operations_total",
+    ] {
+        assert!(metrics.contains(series), "{series} missing");
+    }
 }
 
 #[test]

@@ -98,6 +98,7 @@ impl ApiClient {
         if req.user_agent.is_empty() {
             req.user_agent = self.user_agent.clone();
         }
+        let started = std::time::Instant::now();
         let payload = Bytes::from(encode(&req)?);
         let reply = if is_priority(&req) {
             match self.request(&self.priority_subject, payload.clone()).await {
@@ -110,8 +111,14 @@ impl ApiClient {
         } else {
             self.request(&self.subject, payload).await
         };
-        let reply = reply.map_err(|e| ApiClientError::Unreachable(e.to_string()))?;
-        Ok(decode(&reply.payload)?)
+        let reply = reply.map_err(|e| ApiClientError::Unreachable(e.to_string()));
+        let resp: Result<ApiResponse, ApiClientError> = reply.and_then(|r| Ok(decode(&r.payload)?));
+        let code = resp.as_ref().map_or_else(|_| "<error>".to_string(), |r| r.status.to_string());
+        crate::metrics::REST_CLIENT_REQUESTS.with_label_values(&[&code, &self.subject, &req.method]).inc();
+        crate::metrics::REST_CLIENT_LATENCY
+            .with_label_values(&[&self.subject, &req.method])
+            .observe(started.elapsed().as_secs_f64());
+        resp
     }
 
     async fn request(&self, subject: &str, payload: Bytes) -> Result<async_nats::Message, async_nats::RequestError> {

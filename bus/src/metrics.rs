@@ -40,3 +40,26 @@ pub fn observe(op: &str, started: std::time::Instant, ok: bool) {
     STORE_LATENCY.with_label_values(&[op]).observe(started.elapsed().as_secs_f64());
     STORE_OPS.with_label_values(&[op, if ok { "ok" } else { "error" }]).inc();
 }
+
+/// client-go's request counter, for every internal client of the API server (controllers,
+/// scheduler, node agents): `host` is the API's subject on the bus, `code` the HTTP status
+/// or `<error>` when no answer came.
+pub static REST_CLIENT_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "rest_client_requests_total",
+        "Number of HTTP requests, partitioned by status code, method, and host.",
+        &["code", "host", "method"]
+    )
+    .expect("metric registers once")
+});
+
+pub static REST_CLIENT_LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "rest_client_request_duration_seconds",
+        "Request latency in seconds. Broken down by verb, and host.",
+        &["host", "verb"],
+        // client-go's buckets, with finer ones below 5 ms (requests over the bus are fast).
+        vec![0.0005, 0.001, 0.0025, 0.005, 0.025, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0]
+    )
+    .expect("metric registers once")
+});

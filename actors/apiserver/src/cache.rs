@@ -274,6 +274,9 @@ impl WatchCache {
         state.ring_start = revision;
         state.synced = true;
         metrics::CACHE_OBJECTS.set(state.objects.values().map(|m| m.len() as i64).sum());
+        for (gr, objects) in &state.objects {
+            metrics::STORAGE_OBJECTS.with_label_values(&[&storage_label(gr)]).set(objects.len() as i64);
+        }
         drop(state);
         self.revision.send_replace(revision);
     }
@@ -312,6 +315,8 @@ impl WatchCache {
             }
         }
         metrics::CACHE_OBJECTS.set(state.objects.values().map(|m| m.len() as i64).sum());
+        let stored = state.objects.get(&event.gr).map_or(0, |m| m.len() as i64);
+        metrics::STORAGE_OBJECTS.with_label_values(&[&storage_label(&event.gr)]).set(stored);
         {
             let mut feeds = self.events.lock().expect("feeds lock");
             let mut keys = vec![(event.gr.clone(), None)];
@@ -462,6 +467,16 @@ impl Handler<crate::Shutdown> for Compactor {
     type Result = ();
     fn handle(&mut self, _: crate::Shutdown, ctx: &mut Self::Context) {
         ctx.stop();
+    }
+}
+
+/// Upstream's name of a stored resource in `apiserver_storage_objects`: `pods`,
+/// `deployments.apps`.
+fn storage_label((group, resource): &Gr) -> String {
+    if group.is_empty() {
+        resource.clone()
+    } else {
+        format!("{resource}.{group}")
     }
 }
 

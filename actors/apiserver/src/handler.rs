@@ -3,7 +3,7 @@
 use crate::cache::{Gr, ObjKey, Start};
 use crate::decode::FieldValidation;
 use crate::list_snapshot::{ListQuery, ListSnapshots};
-use crate::metrics::{REQUESTS, REQUEST_LATENCY};
+use crate::metrics::{INFLIGHT, REQUESTS, REQUEST_LATENCY};
 use crate::openapi::OpenApi;
 use crate::patch::{apply_patch, PatchKind};
 use crate::registry::{strategy, Verbs};
@@ -37,18 +37,32 @@ impl ApiState {
     pub async fn handle(&self, req: ApiRequest, transport: &'static str) -> ApiResponse {
         let started = Instant::now();
         let span = tracing::info_span!("api_request", method = %req.method, path = %req.path, transport);
-        let (verb, resource, resp) = async {
-            let (verb, resource) = describe(&req);
-            let resp = match self.dispatch(&req).await {
+        let info = RequestInfo::of(&req);
+        // Long-running requests (watches) are not in flight in upstream's sense.
+        let inflight = (info.verb != "WATCH").then(|| {
+            let kind = if matches!(info.verb, "GET" | "LIST") { "readOnly" } else { "mutating" };
+            INFLIGHT.with_label_values(&[kind])
+        });
+        if let Some(g) = &inflight {
+            g.inc();
+        }
+        let resp = async {
+            match self.dispatch(&req).await {
                 Ok(r) => r,
                 Err(e) => ApiResponse::error(&e),
-            };
-            (verb, resource, resp)
+            }
         }
         .instrument(span)
         .await;
-        REQUESTS.with_label_values(&[&verb, &resource, &resp.status.to_string(), transport]).inc();
-        REQUEST_LATENCY.with_label_values(&[&verb, &resource]).observe(started.elapsed().as_secs_f64());
+        if let Some(g) = &inflight {
+            g.dec();
+        }
+        let labels = info.labels();
+        let code = resp.status.to_string();
+        let mut counted = labels.to_vec();
+        counted.extend([code.as_str(), transport]);
+        REQUESTS.with_label_values(&counted).inc();
+        REQUEST_LATENCY.with_label_values(&labels).observe(started.elapsed().as_secs_f64());
         if resp.status >= 500 {
             tracing::warn!(method = %req.method, path = %req.path, status = resp.status, "request failed");
         }
@@ -362,7 +376,8 @@ impl ApiState {
             send_initial_end_bookmark: send_initial,
             timeout,
             renderer,
-            resource_label: info.resource,
+            info,
+            scope: if ns.is_some() { "namespace" } else { "cluster" },
         };
         let stream = watch::serve(&self.storage.cache, spec);
         Ok(ApiResponse {
@@ -523,24 +538,88 @@ fn delete_options(q: &Query, req: &ApiRequest) -> Result<DeleteOptions, StatusEr
 }
 
 /// (verb, resource) labels of a request for metrics.
-fn describe(req: &ApiRequest) -> (String, String) {
-    match route(&req.path) {
-        Route::Resource(p) => {
-            let q = Query::parse(&req.query);
-            let verb = match (req.method.as_str(), p.name.is_some()) {
-                ("GET", false) if q.flag("watch") => "WATCH",
-                ("GET", false) => "LIST",
-                ("DELETE", false) => "DELETECOLLECTION",
-                ("POST", _) => "CREATE",
-                ("PUT", _) => "UPDATE",
-                (m, _) => m,
-            };
-            let res = match p.subresource {
-                Some(s) => format!("{}/{s}", p.resource),
-                None => p.resource.clone(),
-            };
-            (verb.to_string(), res)
+/// What upstream's request metrics say of a request: its verb (LIST, WATCH, APPLY, ... as
+/// upstream spells them), resource coordinates and scope.
+struct RequestInfo {
+    verb: &'static str,
+    dry_run: &'static str,
+    group: String,
+    version: String,
+    resource: String,
+    subresource: String,
+    scope: &'static str,
+}
+
+impl RequestInfo {
+    fn of(req: &ApiRequest) -> RequestInfo {
+        let q = Query::parse(&req.query);
+        let dry_run = if q.get("dryRun").is_some() { "All" } else { "" };
+        match route(&req.path) {
+            Route::Resource(p) => {
+                let verb = match (req.method.as_str(), p.name.is_some()) {
+                    ("GET", false) if q.flag("watch") => "WATCH",
+                    ("GET", true) if q.flag("watch") => "WATCH",
+                    ("GET", false) => "LIST",
+                    ("GET", true) => "GET",
+                    ("DELETE", false) => "DELETECOLLECTION",
+                    ("DELETE", true) => "DELETE",
+                    ("PATCH", _)
+                        if req.content_type.as_deref().is_some_and(|c| c.starts_with("application/apply-patch")) =>
+                    {
+                        "APPLY"
+                    }
+                    ("PATCH", _) => "PATCH",
+                    ("POST", _) => "POST",
+                    ("PUT", _) => "PUT",
+                    ("HEAD", _) => "GET",
+                    _ => "CONNECT",
+                };
+                let scope = match (&p.name, &p.namespace) {
+                    (Some(_), _) => "resource",
+                    (None, Some(_)) => "namespace",
+                    (None, None) => "cluster",
+                };
+                RequestInfo {
+                    verb,
+                    dry_run,
+                    group: p.group,
+                    version: p.version,
+                    resource: p.resource,
+                    subresource: p.subresource.unwrap_or_default(),
+                    scope,
+                }
+            }
+            // Non-resource paths (discovery, openapi, health, metrics).
+            _ => RequestInfo {
+                verb: match req.method.as_str() {
+                    "GET" | "HEAD" => "GET",
+                    "POST" => "POST",
+                    "PUT" => "PUT",
+                    "PATCH" => "PATCH",
+                    "DELETE" => "DELETE",
+                    _ => "CONNECT",
+                },
+                dry_run,
+                group: String::new(),
+                version: String::new(),
+                resource: String::new(),
+                subresource: String::new(),
+                scope: "",
+            },
         }
-        _ => (req.method.clone(), "nonresource".to_string()),
+    }
+
+    /// Values in the order of [`crate::metrics::REQUEST_LABELS`].
+    fn labels(&self) -> [&str; 8] {
+        [
+            self.verb,
+            self.dry_run,
+            &self.group,
+            &self.version,
+            &self.resource,
+            &self.subresource,
+            self.scope,
+            "apiserver",
+        ]
     }
 }

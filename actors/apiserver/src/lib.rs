@@ -28,6 +28,7 @@ pub mod patch;
 pub mod registry;
 pub mod render;
 pub mod request;
+pub mod state_metrics;
 pub mod storage;
 pub mod stream;
 pub mod token;
@@ -97,6 +98,7 @@ impl ApiServer {
     ) -> Result<ApiServer, ApiServerError> {
         metrics::register();
         let cache = cache::WatchCache::new(config.watch_cache_events);
+        state_metrics::StateMetrics::register(cache.clone());
         let feeder = {
             let (cache, store) = (cache.clone(), store.clone());
             Supervisor::start(move |_| cache::CacheFeeder { cache, store })

@@ -23,7 +23,9 @@ pub struct WatchSpec {
     pub send_initial_end_bookmark: bool,
     pub timeout: Option<Duration>,
     pub renderer: Renderer,
-    pub resource_label: &'static str,
+    /// The watched resource and the request's scope (for the metrics).
+    pub info: &'static kubus_apimachinery::ResourceInfo,
+    pub scope: &'static str,
 }
 
 impl WatchSpec {
@@ -72,10 +74,12 @@ pub fn serve(cache: &WatchCache, spec: WatchSpec) -> BoxStream<'static, Bytes> {
     let subscription = cache.subscribe(&spec.gr, spec.start, trigger);
     let cache = cache.clone();
     tokio::spawn(async move {
-        let label = spec.resource_label;
-        WATCHERS.with_label_values(&[label]).inc();
+        let (info, scope) = (spec.info, spec.scope);
+        let watchers =
+            WATCHERS.with_label_values(&["WATCH", info.group, info.version, info.resource, "", scope, "apiserver"]);
+        watchers.inc();
         let _ = run(&cache, spec, subscription, &tx).await;
-        WATCHERS.with_label_values(&[label]).dec();
+        watchers.dec();
     });
     Box::pin(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) }))
 }
@@ -91,7 +95,7 @@ async fn run(cache: &WatchCache, mut spec: WatchSpec, sub: Subscription, tx: &mp
         }
     };
     let send = |spec: &mut WatchSpec, kind: EventType, obj: &Value| {
-        WATCH_EVENTS_SENT.with_label_values(&[spec.resource_label, kind.as_str()]).inc();
+        WATCH_EVENTS_SENT.with_label_values(&[spec.info.group, spec.info.version, spec.info.kind]).inc();
         line(kind.as_str(), spec.renderer.watch_object(obj))
     };
     for ev in &initial {

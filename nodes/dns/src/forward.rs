@@ -76,8 +76,14 @@ impl Forwarder {
     pub async fn forward(&self, name: &Name, qtype: RecordType) -> Result<Message, ForwardError> {
         let mut last = ForwardError::NoUpstreams;
         for &upstream in &self.upstreams {
+            let to = upstream.to_string();
+            crate::metrics::FORWARDED.with_label_values(&[&to]).inc();
             match tokio::time::timeout(self.timeout, self.ask(upstream, name, qtype)).await {
-                Ok(Ok(m)) => return Ok(m),
+                Ok(Ok(m)) => {
+                    let rcode = crate::server::rcode_label(m.response_code());
+                    crate::metrics::FORWARD_RESPONSES.with_label_values(&[rcode, &to]).inc();
+                    return Ok(m);
+                }
                 Ok(Err(e)) => last = e,
                 Err(_) => last = ForwardError::Timeout { upstream, timeout: self.timeout },
             }

@@ -6,31 +6,53 @@ use prometheus::{
 };
 use std::sync::LazyLock;
 
-/// Answers sent, by question type and response code (CoreDNS's coredns_dns_responses_total).
+/// Questions received (CoreDNS's names and labels: dashboards and alerts written for
+/// CoreDNS read the cluster DNS as they are). `server` is the listen address as CoreDNS
+/// prints it, `zone` the server block (this server serves the root).
 pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
-        "kubus_dns_requests_total",
-        "DNS requests answered, by query type and rcode",
-        &["type", "rcode"]
+        "coredns_dns_requests_total",
+        "Counter of DNS requests made per zone, protocol and family.",
+        &["server", "zone", "view", "proto", "family", "type"]
     )
-    .expect("register kubus_dns_requests_total")
+    .expect("register coredns_dns_requests_total")
 });
 
-/// Time from question to answer sent; `source` is cluster (from the index) or forward.
+/// Answers sent, by response code and the plugin that wrote them (kubernetes or forward).
+pub static RESPONSES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "coredns_dns_responses_total",
+        "Counter of response status codes.",
+        &["server", "zone", "view", "rcode", "plugin"]
+    )
+    .expect("register coredns_dns_responses_total")
+});
+
+/// Time from question to answer sent.
 pub static REQUEST_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     register_histogram_vec!(
-        "kubus_dns_request_seconds",
-        "Time to answer a DNS request",
-        &["source"],
+        "coredns_dns_request_duration_seconds",
+        "Histogram of the time (in seconds) each request took.",
+        &["server", "zone", "view", "type"],
         vec![0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0, 2.5]
     )
-    .expect("register kubus_dns_request_seconds")
+    .expect("register coredns_dns_request_duration_seconds")
 });
 
-/// Questions sent upstream, by outcome (ok, error).
+/// Questions sent upstream, per upstream.
 pub static FORWARDED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!("kubus_dns_forwarded_total", "DNS requests forwarded upstream, by result", &["result"])
-        .expect("register kubus_dns_forwarded_total")
+    register_int_counter_vec!("coredns_forward_requests_total", "Counter of requests made per upstream.", &["to"])
+        .expect("register coredns_forward_requests_total")
+});
+
+/// Upstream answers by rcode, per upstream.
+pub static FORWARD_RESPONSES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "coredns_forward_responses_total",
+        "Counter of responses received per upstream.",
+        &["rcode", "to"]
+    )
+    .expect("register coredns_forward_responses_total")
 });
 
 /// Full rebuilds of the index (first sync, informer resyncs, lagging subscribers).

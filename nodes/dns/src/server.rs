@@ -3,7 +3,7 @@
 
 use crate::forward::{self, Forwarder};
 use crate::index::{Answer, IndexError, Resolver, DEFAULT_TTL};
-use crate::metrics::{FORWARDED, INDEX_REBUILDS, REQUESTS, REQUEST_SECONDS};
+use crate::metrics::{INDEX_REBUILDS, REQUESTS, REQUEST_SECONDS, RESPONSES};
 use actix::{Actor, AsyncContext, Context};
 use hickory_server::authority::MessageResponseBuilder;
 use hickory_server::proto::op::{Edns, Header, MessageType, OpCode, ResponseCode};
@@ -66,11 +66,14 @@ impl DnsConfig {
 pub struct Handler {
     resolver: Resolver,
     forwarder: Forwarder,
+    /// The `server` label: the listen address as CoreDNS prints it (`dns://:53`).
+    server: String,
 }
 
 impl Handler {
-    pub fn new(resolver: Resolver, forwarder: Forwarder) -> Self {
-        Handler { resolver, forwarder }
+    pub fn new(resolver: Resolver, forwarder: Forwarder, listen: Option<std::net::SocketAddr>) -> Self {
+        let server = listen.map_or_else(|| "dns://".to_string(), |a| format!("dns://{a}"));
+        Handler { resolver, forwarder, server }
     }
 }
 
@@ -82,7 +85,7 @@ fn type_label(t: RecordType) -> &'static str {
 }
 
 /// Rcode names as dig and CoreDNS's metrics spell them.
-fn rcode_label(rcode: ResponseCode) -> &'static str {
+pub(crate) fn rcode_label(rcode: ResponseCode) -> &'static str {
     match rcode {
         ResponseCode::NoError => "NOERROR",
         ResponseCode::FormErr => "FORMERR",
@@ -114,12 +117,19 @@ impl RequestHandler for Handler {
             b
         };
         let mut header = Header::response_from_request(request.header());
+        let server = self.server.as_str();
+        let proto = match request.protocol() {
+            hickory_server::proto::xfer::Protocol::Tcp => "tcp",
+            _ => "udp",
+        };
+        let family = if request.src().is_ipv6() { "2" } else { "1" };
         let info = match request.request_info() {
             Ok(i) if request.message_type() == MessageType::Query && request.op_code() == OpCode::Query => i,
             _ => {
                 let rcode =
                     if request.op_code() == OpCode::Query { ResponseCode::FormErr } else { ResponseCode::NotImp };
-                REQUESTS.with_label_values(&["other", rcode_label(rcode)]).inc();
+                REQUESTS.with_label_values(&[server, ".", "", proto, family, "other"]).inc();
+                RESPONSES.with_label_values(&[server, ".", "", rcode_label(rcode), ""]).inc();
                 return match response.send_response(builder.error_msg(request.header(), rcode)).await {
                     Ok(i) => i,
                     Err(_) => failed(rcode),
@@ -128,6 +138,7 @@ impl RequestHandler for Handler {
         };
         let qname = Name::from(info.query.name().clone());
         let qtype = info.query.query_type();
+        REQUESTS.with_label_values(&[server, ".", "", proto, family, type_label(qtype)]).inc();
         let span = tracing::debug_span!("dns_request", name = %qname, qtype = %qtype, src = %request.src());
         async move {
             let (source, sent) = match self.resolver.resolve(&qname, qtype) {
@@ -136,13 +147,12 @@ impl RequestHandler for Handler {
                     header.set_response_code(rcode);
                     let msg =
                         builder.build(header, answers.iter(), std::iter::empty(), soa.as_deref(), additionals.iter());
-                    ("cluster", response.send_response(msg).await)
+                    ("kubernetes", response.send_response(msg).await)
                 }
                 Answer::Forward => {
                     header.set_recursion_available(true);
                     match self.forwarder.forward(&qname, qtype).await {
                         Ok(reply) => {
-                            FORWARDED.with_label_values(&["ok"]).inc();
                             header.set_response_code(reply.response_code());
                             let msg = builder.build(
                                 header,
@@ -154,7 +164,6 @@ impl RequestHandler for Handler {
                             ("forward", response.send_response(msg).await)
                         }
                         Err(e) => {
-                            FORWARDED.with_label_values(&["error"]).inc();
                             tracing::debug!(error = %e, "forwarding failed");
                             header.set_response_code(ResponseCode::ServFail);
                             ("forward", response.send_response(builder.build_no_records(header)).await)
@@ -162,15 +171,17 @@ impl RequestHandler for Handler {
                     }
                 }
             };
-            REQUEST_SECONDS.with_label_values(&[source]).observe(start.elapsed().as_secs_f64());
+            REQUEST_SECONDS
+                .with_label_values(&[server, ".", "", type_label(qtype)])
+                .observe(start.elapsed().as_secs_f64());
             match sent {
                 Ok(info) => {
-                    REQUESTS.with_label_values(&[type_label(qtype), rcode_label(info.response_code())]).inc();
+                    RESPONSES.with_label_values(&[server, ".", "", rcode_label(info.response_code()), source]).inc();
                     info
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "cannot send the answer");
-                    REQUESTS.with_label_values(&[type_label(qtype), "SERVFAIL"]).inc();
+                    RESPONSES.with_label_values(&[server, ".", "", "SERVFAIL", source]).inc();
                     failed(ResponseCode::ServFail)
                 }
             }
@@ -291,7 +302,8 @@ impl Actor for ClusterDns {
             return;
         };
         let forwarder = Forwarder::new(self.config.upstreams.clone(), self.config.forward_timeout);
-        let mut server = ServerFuture::new(Handler::new(self.resolver.clone(), forwarder));
+        let listen = udp.local_addr().ok();
+        let mut server = ServerFuture::new(Handler::new(self.resolver.clone(), forwarder, listen));
         if let Err(e) = server.register_socket_std(udp) {
             tracing::error!(error = %e, "cluster DNS cannot serve UDP");
         }

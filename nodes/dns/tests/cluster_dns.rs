@@ -253,8 +253,11 @@ fn serves_cluster_records_over_udp_and_tcp_and_forwards() {
         assert!(t.elapsed() < Duration::from_secs(2), "SERVFAIL took {:?}", t.elapsed());
 
         let metrics = prometheus::TextEncoder::new().encode_to_string(&prometheus::gather()).unwrap();
-        assert!(metrics.contains("kubus_dns_requests_total{rcode=\"NXDOMAIN\",type=\"A\"}"), "{metrics}");
-        assert!(metrics.contains("kubus_dns_forwarded_total{result=\"error\"}"));
+        // CoreDNS's series: an NXDOMAIN of a cluster name, and questions to the dead upstream.
+        assert!(metrics.contains("coredns_dns_responses_total{plugin=\"kubernetes\",rcode=\"NXDOMAIN\""), "{metrics}");
+        assert!(metrics.contains("coredns_dns_requests_total{family=\"1\",proto=\"tcp\""), "{metrics}");
+        let dead_series = format!("coredns_forward_requests_total{{to=\"{}\"}}", dead.local_addr().unwrap());
+        assert!(metrics.contains(&dead_series), "{metrics}");
         upstream.shutdown_gracefully().await.unwrap();
         c.nats.stop().await;
     });

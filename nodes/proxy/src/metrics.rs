@@ -7,11 +7,21 @@ use std::sync::LazyLock;
 /// kubeproxy_sync_proxy_rules_duration_seconds.
 pub static SYNC_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     register_histogram!(
-        "kubus_proxy_sync_seconds",
-        "Duration of kube-proxy rule syncs (ruleset computation and nft apply)",
-        vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+        "kubeproxy_sync_proxy_rules_duration_seconds",
+        "SyncProxyRules latency in seconds",
+        // Upstream's buckets: 1 ms doubling, 15 of them.
+        prometheus::exponential_buckets(0.001, 2.0, 15).expect("valid buckets")
     )
-    .expect("kubus_proxy_sync_seconds registers once")
+    .expect("kubeproxy_sync_proxy_rules_duration_seconds registers once")
+});
+
+/// When the rules were last programmed (upstream's staleness alert reads it).
+pub static LAST_SYNC: LazyLock<prometheus::Gauge> = LazyLock::new(|| {
+    prometheus::register_gauge!(
+        "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
+        "The last time proxy rules were successfully synced"
+    )
+    .expect("kubeproxy_sync_proxy_rules_last_timestamp_seconds registers once")
 });
 
 pub static SYNCS: LazyLock<IntCounterVec> = LazyLock::new(|| {

@@ -1,6 +1,6 @@
 //! Applies a [`ProxyRules`] to the kernel with `nft -f -` and owns the service CIDR route.
 
-use crate::metrics::{CONNTRACK_FLUSHES, PROGRAMMED, SYNCS, SYNC_SECONDS};
+use crate::metrics::{CONNTRACK_FLUSHES, LAST_SYNC, PROGRAMMED, SYNCS, SYNC_SECONDS};
 use crate::rules::{ProxyRules, RulesConfig, RulesError};
 use crate::slices::ServiceSlices;
 use k8s_openapi::api::core::v1::Service;
@@ -125,6 +125,8 @@ impl Proxier {
         match &result {
             Ok(stats) => {
                 SYNCS.with_label_values(&["success"]).inc();
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                LAST_SYNC.set(now.as_secs_f64());
                 PROGRAMMED.with_label_values(&["service_ports"]).set(stats.service_ports as i64);
                 PROGRAMMED.with_label_values(&["endpoints"]).set(stats.endpoints as i64);
                 tracing::debug!(?stats, "proxy rules synced");

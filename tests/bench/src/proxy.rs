@@ -189,7 +189,7 @@ async fn get(addr: SocketAddr) -> anyhow::Result<(String, Duration, Duration)> {
 fn sync_seconds() -> (f64, u64) {
     prometheus::gather()
         .iter()
-        .find(|f| f.name() == "kubus_proxy_sync_seconds")
+        .find(|f| f.name() == "kubeproxy_sync_proxy_rules_duration_seconds")
         .and_then(|f| {
             f.get_metric().first().map(|m| (m.get_histogram().get_sample_sum(), m.get_histogram().get_sample_count()))
         })
@@ -365,7 +365,10 @@ async fn measure(
         min_sync
     );
     println!("through the store, informers and the KubeProxy actor:");
-    println!("{:<52} {:>8.1} ms", "  first sync (full table, kubus_proxy_sync_seconds)", shipped.first_sync_ms);
+    println!(
+        "{:<52} {:>8.1} ms",
+        "  first sync (full table, kubeproxy_sync_proxy_rules_duration_seconds)", shipped.first_sync_ms
+    );
     line("  endpoint change -> new endpoint answers (live)", &mut shipped.live);
     line("    of which the sync (ruleset + nft, incremental)", &mut shipped.syncs);
     println!("  polling meanwhile (every 5 ms): {}", shipped.polls.summary());
