@@ -75,6 +75,12 @@ pub struct UpArgs {
     /// Seconds a node may go without renewing its Lease before it turns NotReady.
     #[arg(long, default_value_t = 40)]
     pub node_monitor_grace_period: u64,
+    /// How often each HorizontalPodAutoscaler is evaluated (Go duration).
+    #[arg(long, default_value = "15s", value_parser = kubus_apimachinery::time::parse_go_duration)]
+    pub horizontal_pod_autoscaler_sync_period: std::time::Duration,
+    /// How long an autoscaler without a scale-down behavior waits before scaling down (Go duration).
+    #[arg(long, default_value = "5m0s", value_parser = kubus_apimachinery::time::parse_go_duration)]
+    pub horizontal_pod_autoscaler_downscale_stabilization: std::time::Duration,
     /// Requests per second each controller may send the API server (upstream's default of 20
     /// suits a remote, shared API server; this one is in the process).
     #[arg(long, default_value_t = kubus_controllers::KUBE_API_QPS)]
@@ -282,6 +288,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             concurrent_gc_syncs: args.concurrent_gc_syncs,
             concurrent_endpoint_syncs: args.concurrent_endpoint_syncs,
             concurrent_namespace_syncs: args.concurrent_namespace_syncs,
+            horizontal_pod_autoscaler: kubus_controllers::podautoscaler::AutoscalerConfig {
+                sync_period: args.horizontal_pod_autoscaler_sync_period,
+                downscale_stabilization: args.horizontal_pod_autoscaler_downscale_stabilization,
+            },
         };
         let leader = leader_config("kube-controller-manager");
         actix::Supervisor::start_in_arbiter(&controllers_thread.handle(), move |_| {

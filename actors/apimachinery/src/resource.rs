@@ -50,6 +50,9 @@ pub struct ResourceInfo {
     /// Where objects are stored: several API versions of one resource share storage
     /// (events.k8s.io/v1 events are core/v1 events).
     pub storage_group: &'static str,
+    /// The version objects are stored in (autoscaling/v1 HorizontalPodAutoscalers are stored
+    /// as autoscaling/v2 ones).
+    pub storage_version: &'static str,
     pub storage_resource: &'static str,
     /// OpenAPI definition name of the kind (e.g. `io.k8s.api.core.v1.Pod`).
     pub definition: &'static str,
@@ -79,6 +82,11 @@ impl ResourceInfo {
             format!("{}.{}", self.resource, self.group)
         }
     }
+    /// Whether this is the version objects are stored in (the one informers, the garbage
+    /// collector and the namespace controller use); other versions are views of it.
+    pub fn is_storage(&self) -> bool {
+        (self.storage_group, self.storage_version, self.storage_resource) == (self.group, self.version, self.resource)
+    }
     pub const VERBS: &'static [&'static str] =
         &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
 }
@@ -89,8 +97,9 @@ fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(v: Value) -> Re
 }
 
 use k8s_openapi::api::{
-    apps::v1 as apps, batch::v1 as batch, coordination::v1 as coordination, core::v1 as core,
-    discovery::v1 as discovery, events::v1 as events, policy::v1 as policy, storage::v1 as storage,
+    apps::v1 as apps, autoscaling::v1 as autoscalingv1, autoscaling::v2 as autoscaling, batch::v1 as batch,
+    coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery, events::v1 as events,
+    policy::v1 as policy, storage::v1 as storage,
 };
 use Subresource::*;
 
@@ -108,6 +117,7 @@ macro_rules! resource {
             categories: $cat,
             subresources: $subs,
             storage_group: $group,
+            storage_version: $version,
             storage_resource: $resource,
             definition: $def,
             round_trip: round_trip::<$ty>,
@@ -157,6 +167,8 @@ registry! {
     ("apps", "v1", "statefulsets", "statefulset", "StatefulSet", true, &["sts"], &["all"], &[Status, Scale], "io.k8s.api.apps.v1.StatefulSet" ; apps::StatefulSet),
     ("apps", "v1", "daemonsets", "daemonset", "DaemonSet", true, &["ds"], &["all"], &[Status], "io.k8s.api.apps.v1.DaemonSet" ; apps::DaemonSet),
     ("apps", "v1", "controllerrevisions", "controllerrevision", "ControllerRevision", true, &[], &[], &[], "io.k8s.api.apps.v1.ControllerRevision" ; apps::ControllerRevision),
+    ("autoscaling", "v2", "horizontalpodautoscalers", "horizontalpodautoscaler", "HorizontalPodAutoscaler", true, &["hpa"], &["all"], &[Status], "io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler" ; autoscaling::HorizontalPodAutoscaler),
+    ("autoscaling", "v1", "horizontalpodautoscalers", "horizontalpodautoscaler", "HorizontalPodAutoscaler", true, &["hpa"], &["all"], &[Status], "io.k8s.api.autoscaling.v1.HorizontalPodAutoscaler" ; autoscalingv1::HorizontalPodAutoscaler),
     ("batch", "v1", "jobs", "job", "Job", true, &[], &["all"], &[Status], "io.k8s.api.batch.v1.Job" ; batch::Job),
     ("batch", "v1", "cronjobs", "cronjob", "CronJob", true, &["cj"], &["all"], &[Status], "io.k8s.api.batch.v1.CronJob" ; batch::CronJob),
     ("coordination.k8s.io", "v1", "leases", "lease", "Lease", true, &[], &[], &[], "io.k8s.api.coordination.v1.Lease" ; coordination::Lease),
@@ -173,6 +185,10 @@ pub fn all() -> &'static [ResourceInfo] {
         // events.k8s.io/v1 Events are stored as core/v1 Events.
         for r in all.iter_mut().filter(|r| r.group == "events.k8s.io" && r.resource == "events") {
             r.storage_group = "";
+        }
+        // autoscaling/v1 is a view of the v2 objects, as upstream stores them.
+        for r in all.iter_mut().filter(|r| r.group == "autoscaling" && r.version == "v1") {
+            r.storage_version = "v2";
         }
         all
     });
@@ -192,7 +208,7 @@ pub fn of<K: k8s_openapi::Resource>() -> &'static ResourceInfo {
 
 /// The resource serving `kind` in `group`.
 pub fn by_kind(group: &str, kind: &str) -> Option<&'static ResourceInfo> {
-    all().iter().find(|r| r.group == group && r.kind == kind)
+    all().iter().find(|r| r.group == group && r.kind == kind && r.is_storage())
 }
 
 /// API groups in discovery order with their versions.

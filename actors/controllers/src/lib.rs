@@ -19,6 +19,7 @@ pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod persistentvolume;
+pub mod podautoscaler;
 pub mod replicaset;
 pub mod statefulset;
 pub mod ttlafterfinished;
@@ -76,6 +77,9 @@ pub struct ControllerConfig {
     pub concurrent_gc_syncs: usize,
     pub concurrent_endpoint_syncs: usize,
     pub concurrent_namespace_syncs: usize,
+    /// The horizontal pod autoscaler's period and default scale-down window (upstream's
+    /// --horizontal-pod-autoscaler-sync-period and -downscale-stabilization).
+    pub horizontal_pod_autoscaler: podautoscaler::AutoscalerConfig,
 }
 
 /// Default --kube-api-qps. Upstream's 20 suits a remote API server shared by thousands of
@@ -103,6 +107,7 @@ impl Default for ControllerConfig {
             concurrent_gc_syncs: garbagecollector::WORKERS,
             concurrent_endpoint_syncs: endpoints::WORKERS,
             concurrent_namespace_syncs: namespace::WORKERS,
+            horizontal_pod_autoscaler: Default::default(),
         }
     }
 }
@@ -149,6 +154,15 @@ impl ControllerManager {
             ("kcm-pv", persistentvolume::run(client("persistentvolume"), factory, persistentvolume::WORKERS)),
             ("kcm-cronjob", cronjob::run(client("cronjob"), factory, c.concurrent_cron_job_syncs)),
             ("kcm-ttl", ttlafterfinished::run(client("ttlafterfinished"), factory, ttlafterfinished::WORKERS)),
+            (
+                "kcm-hpa",
+                podautoscaler::run(
+                    client("horizontal-pod-autoscaler"),
+                    factory,
+                    podautoscaler::WORKERS,
+                    c.horizontal_pod_autoscaler,
+                ),
+            ),
             ("kcm-namespace", namespace::run(client("namespace"), factory, c.concurrent_namespace_syncs)),
             ("kcm-gc", garbagecollector::run(client("garbagecollector"), factory, c.concurrent_gc_syncs)),
             ("kcm-endpoints", endpoints::run(client("endpoints"), factory, c.concurrent_endpoint_syncs)),

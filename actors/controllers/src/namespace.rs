@@ -46,7 +46,7 @@ pub fn run(client: Client, factory: &InformerFactory, workers: usize) -> BoxFutu
 
 /// The namespaced resources a namespace is emptied of: every one with its own storage.
 fn namespaced() -> impl Iterator<Item = &'static ResourceInfo> {
-    resource::all().iter().filter(|r| r.namespaced && r.storage_group == r.group)
+    resource::all().iter().filter(|r| r.namespaced && r.is_storage())
 }
 
 /// The request that removes the `kubernetes` finalizer (`PUT namespaces/<name>/finalize`).

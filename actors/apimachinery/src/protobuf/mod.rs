@@ -14,6 +14,7 @@
 mod decode;
 mod schema;
 mod table_apps;
+mod table_autoscaling;
 mod table_batch;
 mod table_core;
 mod table_core_pod;

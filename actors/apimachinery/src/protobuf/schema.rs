@@ -26,7 +26,9 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use super::{table_apps, table_batch, table_core, table_core_pod, table_core_volume, table_meta, table_misc};
+use super::{
+    table_apps, table_autoscaling, table_batch, table_core, table_core_pod, table_core_volume, table_meta, table_misc,
+};
 
 /// The message of a top-level object with a spec and a status of its own types:
 /// `<Name>` with `1 metadata`, `2 spec <Name>Spec` and `3 status <Name>Status`.
@@ -148,6 +150,7 @@ pub(crate) const KINDS: &[(&str, &str, &str)] = &[
     ("v1", "Endpoints", "io.k8s.api.core.v1.Endpoints"),
     ("apps/v1", "Deployment", "io.k8s.api.apps.v1.Deployment"),
     ("apps/v1", "ReplicaSet", "io.k8s.api.apps.v1.ReplicaSet"),
+    ("autoscaling/v1", "HorizontalPodAutoscaler", "io.k8s.api.autoscaling.v1.HorizontalPodAutoscaler"),
     ("batch/v1", "Job", "io.k8s.api.batch.v1.Job"),
     ("batch/v1", "CronJob", "io.k8s.api.batch.v1.CronJob"),
     ("policy/v1", "Eviction", "io.k8s.api.policy.v1.Eviction"),
@@ -177,6 +180,7 @@ pub(crate) fn schema() -> &'static Schema {
             table_core_pod::TEXT,
             table_core_volume::TEXT,
             table_apps::TEXT,
+            table_autoscaling::TEXT,
             table_batch::TEXT,
             table_misc::TEXT,
         ])

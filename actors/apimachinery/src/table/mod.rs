@@ -10,6 +10,7 @@
 //! (`Name`, `Created At`).
 
 mod apps;
+mod autoscaling;
 mod batch;
 mod clock;
 mod corev1;
@@ -114,6 +115,7 @@ static PRINTERS: &[Printer] = &[
     Printer::new("storage.k8s.io", "storageclasses", STORAGE_CLASS_COLUMNS, storage::storage_class),
     Printer::new("policy", "poddisruptionbudgets", PDB_COLUMNS, policy::pod_disruption_budget),
     Printer::new("batch", "cronjobs", CRON_JOB_COLUMNS, batch::cron_job),
+    Printer::new("autoscaling", "horizontalpodautoscalers", HPA_COLUMNS, autoscaling::horizontal_pod_autoscaler),
 ];
 
 /// Upstream's default table, for resources without a printer of their own.
@@ -306,6 +308,16 @@ const PDB_COLUMNS: &[Column] = &[
     col("Min Available", "string", "The minimum number of pods that must be available."),
     col("Max Unavailable", "string", "The maximum number of pods that may be unavailable."),
     col("Allowed Disruptions", "integer", "How many pods may be evicted now."),
+    AGE,
+];
+
+const HPA_COLUMNS: &[Column] = &[
+    NAME,
+    col("Reference", "string", "The reference to the target of the autoscaler."),
+    col("Targets", "string", "The current and target values of each metric."),
+    col("MinPods", "string", "The lower limit of replicas."),
+    col("MaxPods", "integer", "The upper limit of replicas."),
+    col("Replicas", "integer", "The current number of replicas."),
     AGE,
 ];
 

@@ -32,6 +32,7 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
         ("" | "core", "PersistentVolume") => default_persistent_volume(o),
         ("" | "core", "PersistentVolumeClaim") => default_persistent_volume_claim(o),
         ("storage.k8s.io", "StorageClass") => default_storage_class(o),
+        ("autoscaling", "HorizontalPodAutoscaler") => default_horizontal_pod_autoscaler(o),
         _ => {}
     }
 }
@@ -468,6 +469,36 @@ fn default_replication_controller(rc: &mut Map<String, Value>) {
 }
 
 /// Upstream's SetDefaults_Job.
+/// autoscaling/v2 defaults: one replica at least, 80% CPU when no metric is named, and the
+/// rules of a `behavior` that names only some of them.
+fn default_horizontal_pod_autoscaler(hpa: &mut Map<String, Value>) {
+    let Some(spec) = hpa.get_mut("spec").and_then(Value::as_object_mut) else { return };
+    set_if_absent(spec, "minReplicas", json!(1));
+    if spec.get("metrics").and_then(Value::as_array).is_none_or(|m| m.is_empty()) {
+        spec.insert(
+            "metrics".into(),
+            json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]),
+        );
+    }
+    let Some(behavior) = spec.get_mut("behavior").and_then(Value::as_object_mut) else { return };
+    let up = behavior.entry("scaleUp").or_insert_with(|| json!({}));
+    if let Some(up) = up.as_object_mut() {
+        set_if_absent(up, "stabilizationWindowSeconds", json!(0));
+        set_if_absent(up, "selectPolicy", json!("Max"));
+        set_if_absent(
+            up,
+            "policies",
+            json!([{"type": "Pods", "value": 4, "periodSeconds": 15}, {"type": "Percent", "value": 100, "periodSeconds": 15}]),
+        );
+    }
+    // scaleDown's window stays unset: the controller's default (300 s) applies.
+    let down = behavior.entry("scaleDown").or_insert_with(|| json!({}));
+    if let Some(down) = down.as_object_mut() {
+        set_if_absent(down, "selectPolicy", json!("Max"));
+        set_if_absent(down, "policies", json!([{"type": "Percent", "value": 100, "periodSeconds": 15}]));
+    }
+}
+
 fn default_job(job: &mut Map<String, Value>) {
     let labels = job.get("spec").and_then(|s| s["template"]["metadata"]["labels"].as_object()).cloned();
     if let Some(labels) = labels {

@@ -11,9 +11,10 @@
 //! coordination.k8s.io Lease; apps Deployment, ReplicaSet, DaemonSet, StatefulSet and
 //! ControllerRevision;
 //! batch Job and CronJob; PersistentVolume, PersistentVolumeClaim and storage.k8s.io
-//! StorageClass; policy PodDisruptionBudget. Other kinds get the generic metadata checks only.
+//! StorageClass; policy PodDisruptionBudget; autoscaling HorizontalPodAutoscaler. Other kinds get the generic metadata checks only.
 
 mod apps;
+mod autoscaling;
 pub mod batch;
 mod config;
 mod defaults;
@@ -66,6 +67,7 @@ enum Kind {
     PersistentVolumeClaim,
     StorageClass,
     PodDisruptionBudget,
+    HorizontalPodAutoscaler,
 }
 
 fn kind_of(group: &str, kind: &str) -> Option<Kind> {
@@ -93,6 +95,7 @@ fn kind_of(group: &str, kind: &str) -> Option<Kind> {
         ("" | "core", "PersistentVolumeClaim") => Kind::PersistentVolumeClaim,
         ("storage.k8s.io", "StorageClass") => Kind::StorageClass,
         ("policy", "PodDisruptionBudget") => Kind::PodDisruptionBudget,
+        ("autoscaling", "HorizontalPodAutoscaler") => Kind::HorizontalPodAutoscaler,
         _ => return None,
     };
     Some(k)
@@ -140,6 +143,7 @@ fn validate_kind(k: Kind, obj: &Value) -> Vec<Cause> {
         Kind::PersistentVolumeClaim => storage::validate_persistent_volume_claim(obj),
         Kind::StorageClass => storage::validate_storage_class(obj),
         Kind::PodDisruptionBudget => policy::validate_pod_disruption_budget(obj),
+        Kind::HorizontalPodAutoscaler => autoscaling::validate_horizontal_pod_autoscaler(obj),
     }
 }
 
@@ -169,7 +173,7 @@ pub fn validate_update(group: &str, kind: &str, new: &Value, old: &Value) -> Vec
         Kind::PersistentVolume => storage::validate_persistent_volume_update(new, old),
         Kind::PersistentVolumeClaim => storage::validate_persistent_volume_claim_update(new, old),
         Kind::StorageClass => storage::validate_storage_class_update(new, old),
-        Kind::PodDisruptionBudget => validate_kind(k, new),
+        Kind::PodDisruptionBudget | Kind::HorizontalPodAutoscaler => validate_kind(k, new),
         Kind::Deployment | Kind::ReplicaSet | Kind::DaemonSet => {
             let mut c = apps::selector_immutable(new, old);
             c.extend(validate_kind(k, new));
@@ -203,6 +207,7 @@ pub fn validate_status_update(group: &str, kind: &str, new: &Value, old: &Value)
             Kind::DaemonSet => apps::validate_daemon_set_status(new),
             Kind::StatefulSet => apps::validate_stateful_set_status(new),
             Kind::PodDisruptionBudget => policy::validate_pod_disruption_budget_status(new),
+            Kind::HorizontalPodAutoscaler => autoscaling::validate_horizontal_pod_autoscaler_status(new),
             _ => Vec::new(),
         });
     }

@@ -156,23 +156,26 @@ pub fn empty_status(kind: &str) -> Value {
             "desiredNumberScheduled": 0, "numberReady": 0}),
         "PodDisruptionBudget" => json!({"disruptionsAllowed": 0, "currentHealthy": 0,
             "desiredHealthy": 0, "expectedPods": 0}),
+        "HorizontalPodAutoscaler" => json!({"currentReplicas": 0, "desiredReplicas": 0}),
         _ => json!({}),
     }
 }
 
-/// A PodDisruptionBudget's status belongs to the disruption controller: it starts empty.
-pub struct PodDisruptionBudgetStrategy {
+/// Kinds whose status belongs to a controller and starts at zero whatever the creator sent:
+/// PodDisruptionBudgets (the disruption controller; the eviction API compares the status's
+/// observedGeneration with the generation) and HorizontalPodAutoscalers (the autoscaler).
+pub struct ControllerStatusStrategy {
     pub info: &'static ResourceInfo,
+    pub generation: bool,
 }
 
-impl Strategy for PodDisruptionBudgetStrategy {
+impl Strategy for ControllerStatusStrategy {
     fn info(&self) -> &'static ResourceInfo {
         self.info
     }
 
     fn tracks_generation(&self) -> bool {
-        // The eviction API compares the status's observedGeneration with it.
-        true
+        self.generation
     }
 
     fn prepare_for_create(&self, obj: &mut Value) {
@@ -220,7 +223,10 @@ static STRATEGIES: LazyLock<Vec<(&'static ResourceInfo, Box<dyn Strategy>)>> = L
                     Box::new(storage::StorageStrategy { info, finalizer: storage::PV_PROTECTION })
                 }
                 ("batch", "cronjobs") => Box::new(job::CronJobStrategy { info }),
-                ("policy", "poddisruptionbudgets") => Box::new(PodDisruptionBudgetStrategy { info }),
+                ("policy", "poddisruptionbudgets") => Box::new(ControllerStatusStrategy { info, generation: true }),
+                ("autoscaling", "horizontalpodautoscalers") => {
+                    Box::new(ControllerStatusStrategy { info, generation: false })
+                }
                 _ => Box::new(default::DefaultStrategy { info }),
             };
             (info, strategy)

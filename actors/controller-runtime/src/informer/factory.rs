@@ -140,7 +140,7 @@ impl InformerFactory {
         impl TypeVisitor for Collect<'_> {
             fn visit<K: Object>(&mut self, info: &'static ResourceInfo) {
                 // Other versions of a stored resource (events.k8s.io Events) share its storage.
-                if (info.storage_group, info.storage_resource) == (info.group, info.resource) {
+                if info.is_storage() {
                     self.1.push(Arc::new(self.0.get::<K>()));
                 }
             }

@@ -1,0 +1,98 @@
+//! HorizontalPodAutoscalers with kubectl (issue #12): `kubectl autoscale`, both API versions,
+//! the table, bad specs, and the conditions an autoscaler reports when it cannot scale.
+
+mod common;
+use common::{eventually, Cluster};
+use serde_json::Value;
+
+fn deployment(c: &Cluster, name: &str, requests: &str) {
+    let d = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      containers: [{{name: c, image: 'busybox:1'{requests}}}]\n"
+    );
+    c.kubectl_stdin(&["apply", "-f", "-"], &d).expect_ok();
+}
+
+fn condition(hpa: &Value, kind: &str) -> Option<(String, String, String)> {
+    hpa["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == kind).map(|c| {
+        (
+            c["status"].as_str().unwrap_or("").to_string(),
+            c["reason"].as_str().unwrap_or("").to_string(),
+            c["message"].as_str().unwrap_or("").to_string(),
+        )
+    })
+}
+
+#[test]
+fn autoscalers_are_served_in_both_versions_and_report_why_they_cannot_scale() {
+    let c = Cluster::start_with("hpa", &["--sim-nodes", "1", "--horizontal-pod-autoscaler-sync-period", "2s"]);
+    deployment(&c, "web", "");
+    // kubectl autoscale sends an autoscaling/v1 object (protobuf).
+    let out = c.kubectl(&["autoscale", "deployment", "web", "--cpu-percent=50", "--min=1", "--max=3"]).expect_ok();
+    assert!(out.contains("horizontalpodautoscaler.autoscaling/web autoscaled"), "{out}");
+    let v2 = c.get_json(&["horizontalpodautoscalers.v2.autoscaling", "web"]);
+    assert_eq!(v2["apiVersion"], "autoscaling/v2");
+    let metric = &v2["spec"]["metrics"][0]["resource"];
+    assert_eq!((metric["name"].as_str(), metric["target"]["averageUtilization"].as_i64()), (Some("cpu"), Some(50)));
+    let v1 = c.get_json(&["horizontalpodautoscalers.v1.autoscaling", "web"]);
+    assert_eq!(v1["spec"]["targetCPUUtilizationPercentage"], 50, "{v1}");
+    assert!(v1["status"]["currentReplicas"].is_i64(), "v1 status always has its counts: {v1}");
+
+    // The pods request no CPU: the autoscaler says so instead of scaling.
+    let hpa = eventually(60, || {
+        let hpa = c.get_json(&["hpa", "web"]);
+        condition(&hpa, "ScalingActive").filter(|(s, _, _)| s == "False").map(|_| hpa)
+    });
+    let (_, reason, message) = condition(&hpa, "ScalingActive").unwrap();
+    assert_eq!(reason, "FailedGetResourceMetric", "{hpa}");
+    assert!(message.contains("failed to get cpu utilization: "), "{message}");
+    assert_eq!(condition(&hpa, "AbleToScale").map(|c| c.1), Some("SucceededGetScale".into()), "{hpa}");
+    let events =
+        c.kubectl(&["get", "events", "--field-selector", "involvedObject.name=web,reason=FailedGetResourceMetric"]);
+    assert!(events.stdout.contains("failed to get cpu utilization"), "{}", events.stdout);
+    let want = ["web", "Deployment/web", "cpu:", "<unknown>/50%", "1", "3", "1"];
+    eventually(30, || {
+        let table = c.kubectl(&["get", "hpa"]).expect_ok();
+        let row: Vec<String> = table.lines().nth(1)?.split_whitespace().map(str::to_string).collect();
+        (row.len() >= 7 && row[..7] == want).then_some(())
+    });
+    let described = c.kubectl(&["describe", "hpa", "web"]).expect_ok();
+    assert!(described.contains("FailedGetResourceMetric"), "{described}");
+
+    // A v2 object with behavior, written and read back through v1 without losing it.
+    let manifest = "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: mem}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}\n  maxReplicas: 4\n  metrics:\n  - {type: Resource, resource: {name: memory, target: {type: AverageValue, averageValue: 100Mi}}}\n  behavior:\n    scaleDown: {stabilizationWindowSeconds: 5}\n";
+    c.kubectl_stdin(&["apply", "-f", "-"], manifest).expect_ok();
+    let stored = c.get_json(&["horizontalpodautoscalers.v2.autoscaling", "mem"]);
+    assert_eq!(stored["spec"]["minReplicas"], 1, "defaulted: {stored}");
+    assert_eq!(stored["spec"]["behavior"]["scaleUp"]["selectPolicy"], "Max", "defaulted: {stored}");
+    let mut old = c.get_json(&["horizontalpodautoscalers.v1.autoscaling", "mem"]);
+    old["spec"]["maxReplicas"] = 5.into();
+    c.kubectl_stdin(&["replace", "-f", "-"], &old.to_string()).expect_ok();
+    let after = c.get_json(&["horizontalpodautoscalers.v2.autoscaling", "mem"]);
+    assert_eq!(after["spec"]["maxReplicas"], 5);
+    assert_eq!(after["spec"]["metrics"], stored["spec"]["metrics"], "{after}");
+    assert_eq!(after["spec"]["behavior"], stored["spec"]["behavior"], "{after}");
+
+    // A target that does not exist: AbleToScale False.
+    c.kubectl(&["autoscale", "deployment", "web", "--name=ghost", "--max=2"]).expect_ok();
+    c.kubectl(&["patch", "hpa", "ghost", "--type=merge", "-p", r#"{"spec":{"scaleTargetRef":{"name":"nope"}}}"#])
+        .expect_ok();
+    let ghost = eventually(60, || {
+        let hpa = c.get_json(&["hpa", "ghost"]);
+        condition(&hpa, "AbleToScale").filter(|(s, _, _)| s == "False").map(|_| hpa)
+    });
+    assert_eq!(condition(&ghost, "AbleToScale").unwrap().1, "FailedGetScale", "{ghost}");
+
+    // Bad specs: 422 with field paths.
+    let bad = "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: bad}\nspec:\n  scaleTargetRef: {kind: Deployment, name: web}\n  minReplicas: 3\n  maxReplicas: 2\n  metrics:\n  - {type: Resource, resource: {name: cpu, target: {type: Utilization, averageUtilization: 0}}}\n";
+    let err = c.kubectl_stdin(&["apply", "-f", "-"], bad).expect_err("is invalid");
+    assert!(
+        err.contains("spec.maxReplicas: Invalid value: 2: must be greater than or equal to `minReplicas`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("spec.metrics[0].resource.target.averageUtilization: Invalid value: 0: must be greater than 0"),
+        "{err}"
+    );
+    let err = c.kubectl(&["autoscale", "deployment", "web", "--name=zero", "--max=0"]);
+    assert!(!err.ok, "{}", err.stdout);
+}
