@@ -96,3 +96,59 @@ fn autoscalers_are_served_in_both_versions_and_report_why_they_cannot_scale() {
     let err = c.kubectl(&["autoscale", "deployment", "web", "--name=zero", "--max=0"]);
     assert!(!err.ok, "{}", err.stdout);
 }
+
+/// The Deployment's pods, not being deleted.
+fn live_pods(c: &Cluster, app: &str) -> Vec<String> {
+    c.get_json(&["pods", "-l", &format!("app={app}")])["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn a_busy_deployment_scales_up_to_max_and_back_down_when_the_load_stops() {
+    let c = Cluster::start_with_node("hpaload", &["--horizontal-pod-autoscaler-sync-period", "3s"]);
+    // Each pod burns a core until told to stop (a file made with kubectl exec).
+    let d = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: burn}\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: burn}}\n  template:\n    metadata: {labels: {app: burn}}\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: c\n        image: busybox\n        command: [sh, -c, 'while [ ! -e /tmp/stop ]; do :; done; sleep 3600']\n        resources: {requests: {cpu: 200m}}\n";
+    c.kubectl_stdin(&["apply", "-f", "-"], d).expect_ok();
+    c.kubectl(&["rollout", "status", "deploy/burn", "--timeout=120s"]).expect_ok();
+    c.kubectl(&["autoscale", "deployment", "burn", "--cpu-percent=50", "--min=1", "--max=3"]).expect_ok();
+    // A short scale-down window for the test (upstream's default is five minutes).
+    let behavior = r#"{"spec":{"behavior":{"scaleDown":{"stabilizationWindowSeconds":5}}}}"#;
+    c.kubectl(&["patch", "horizontalpodautoscalers.v2.autoscaling", "burn", "--type=merge", "-p", behavior]).expect_ok();
+
+    // Far above 50% of 200m: straight to the maximum, as the ScalingLimited condition says.
+    let hpa = eventually(180, || {
+        let hpa = c.get_json(&["hpa", "burn"]);
+        (hpa["status"]["desiredReplicas"] == 3).then_some(hpa)
+    });
+    let utilization = hpa["status"]["currentMetrics"][0]["resource"]["current"]["averageUtilization"].as_i64();
+    assert!(utilization.is_some_and(|u| u > 100), "{hpa}");
+    c.kubectl(&["rollout", "status", "deploy/burn", "--timeout=120s"]).expect_ok();
+    assert_eq!(c.get_json(&["deploy", "burn"])["spec"]["replicas"], 3);
+    let events = c.kubectl(&["get", "events", "--field-selector", "involvedObject.name=burn,reason=SuccessfulRescale"]);
+    assert!(
+        events.stdout.contains("New size: 3; reason: cpu resource utilization (percentage of request) above target"),
+        "{}",
+        events.stdout
+    );
+    let table = c.kubectl(&["get", "hpa", "burn"]).expect_ok();
+    assert!(table.contains("cpu: ") && table.contains("%/50%"), "{table}");
+
+    // The load stops: after the short window, back to the minimum.
+    for pod in live_pods(&c, "burn") {
+        c.kubectl(&["exec", &pod, "--", "touch", "/tmp/stop"]).expect_ok();
+    }
+    let hpa = eventually(240, || {
+        let hpa = c.get_json(&["hpa", "burn"]);
+        (hpa["status"]["desiredReplicas"] == 1 && c.get_json(&["deploy", "burn"])["spec"]["replicas"] == 1)
+            .then_some(hpa)
+    });
+    let limited = hpa["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "ScalingLimited").cloned();
+    assert!(limited.is_some(), "{hpa}");
+    let events = c.kubectl(&["get", "events", "--field-selector", "involvedObject.name=burn,reason=SuccessfulRescale"]);
+    assert!(events.stdout.contains("New size: 1; reason: All metrics below target"), "{}", events.stdout);
+}
