@@ -118,7 +118,8 @@ fn a_busy_deployment_scales_up_to_max_and_back_down_when_the_load_stops() {
     c.kubectl(&["autoscale", "deployment", "burn", "--cpu-percent=50", "--min=1", "--max=3"]).expect_ok();
     // A short scale-down window for the test (upstream's default is five minutes).
     let behavior = r#"{"spec":{"behavior":{"scaleDown":{"stabilizationWindowSeconds":5}}}}"#;
-    c.kubectl(&["patch", "horizontalpodautoscalers.v2.autoscaling", "burn", "--type=merge", "-p", behavior]).expect_ok();
+    c.kubectl(&["patch", "horizontalpodautoscalers.v2.autoscaling", "burn", "--type=merge", "-p", behavior])
+        .expect_ok();
 
     // Far above 50% of 200m: straight to the maximum, as the ScalingLimited condition says.
     let hpa = eventually(180, || {
@@ -147,7 +148,8 @@ fn a_busy_deployment_scales_up_to_max_and_back_down_when_the_load_stops() {
         (hpa["status"]["desiredReplicas"] == 1 && c.get_json(&["deploy", "burn"])["spec"]["replicas"] == 1)
             .then_some(hpa)
     });
-    let limited = hpa["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "ScalingLimited").cloned();
+    let limited =
+        hpa["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "ScalingLimited").cloned();
     assert!(limited.is_some(), "{hpa}");
     let events = c.kubectl(&["get", "events", "--field-selector", "involvedObject.name=burn,reason=SuccessfulRescale"]);
     assert!(events.stdout.contains("New size: 1; reason: All metrics below target"), "{}", events.stdout);
