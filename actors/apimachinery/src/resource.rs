@@ -99,7 +99,7 @@ fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(v: Value) -> Re
 use k8s_openapi::api::{
     apps::v1 as apps, autoscaling::v1 as autoscalingv1, autoscaling::v2 as autoscaling, batch::v1 as batch,
     coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery, events::v1 as events,
-    policy::v1 as policy, storage::v1 as storage,
+    policy::v1 as policy, scheduling::v1 as scheduling, storage::v1 as storage,
 };
 use Subresource::*;
 
@@ -173,6 +173,7 @@ registry! {
     ("batch", "v1", "cronjobs", "cronjob", "CronJob", true, &["cj"], &["all"], &[Status], "io.k8s.api.batch.v1.CronJob" ; batch::CronJob),
     ("coordination.k8s.io", "v1", "leases", "lease", "Lease", true, &[], &[], &[], "io.k8s.api.coordination.v1.Lease" ; coordination::Lease),
     ("policy", "v1", "poddisruptionbudgets", "poddisruptionbudget", "PodDisruptionBudget", true, &["pdb"], &[], &[Status], "io.k8s.api.policy.v1.PodDisruptionBudget" ; policy::PodDisruptionBudget),
+    ("scheduling.k8s.io", "v1", "priorityclasses", "priorityclass", "PriorityClass", false, &["pc"], &[], &[], "io.k8s.api.scheduling.v1.PriorityClass" ; scheduling::PriorityClass),
     ("storage.k8s.io", "v1", "storageclasses", "storageclass", "StorageClass", false, &["sc"], &[], &[], "io.k8s.api.storage.v1.StorageClass" ; storage::StorageClass),
     ("discovery.k8s.io", "v1", "endpointslices", "endpointslice", "EndpointSlice", true, &[], &[], &[], "io.k8s.api.discovery.v1.EndpointSlice" ; discovery::EndpointSlice),
     ("events.k8s.io", "v1", "events", "event", "Event", true, &["ev"], &[], &[], "io.k8s.api.events.v1.Event" ; events::Event),

@@ -9,6 +9,7 @@
 //! [`convert`] (versions sharing storage), [`http`] and [`nats`] (the two transports).
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod allocator;
 pub mod cache;
 pub mod convert;
@@ -213,6 +214,21 @@ async fn bootstrap(state: &ApiState) -> Result<(), kubus_apimachinery::StatusErr
         Ok(_) => tracing::info!(class = LOCAL_PATH_CLASS, "created the default storage class"),
         Err(e) if e.code == 409 => {}
         Err(e) => return Err(e),
+    }
+    // The built-in PriorityClasses, as upstream's scheduling bootstrap makes them.
+    let classes = kubus_apimachinery::resource::find("scheduling.k8s.io", "v1", "priorityclasses").expect("served");
+    for (name, value) in kubus_apimachinery::validation::scheduling::SYSTEM_PRIORITY_CLASSES {
+        let description = match *name {
+            "system-node-critical" => "Used for system critical pods that must not be moved from their current node.",
+            _ => "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary.",
+        };
+        let pc = serde_json::json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": {"name": name}, "value": value, "description": description});
+        match state.storage.create(classes, None, pc, &Default::default()).await {
+            Ok(_) => tracing::info!(class = name, "created the built-in priority class"),
+            Err(e) if e.code == 409 => {}
+            Err(e) => return Err(e),
+        }
     }
     // The API server's own Service, at the first address of the service range.
     let services = kubus_apimachinery::resource::find("", "v1", "services").expect("services are served");

@@ -188,11 +188,13 @@ impl Storage {
         // Defaults first, as upstream's decoding does: what the strategy derives (a pod's QoS
         // class) reads the defaulted object.
         strategy.set_defaults(&mut obj);
+        crate::admission::admit_create(self, storage_info, &mut obj).await?;
         strategy.prepare_for_create(&mut obj);
         let causes = strategy.validate(&obj);
         if !causes.is_empty() {
             return Err(StatusError::invalid(storage_info.group, storage_info.kind, &name, causes));
         }
+        crate::admission::validate(self, storage_info, &obj, None).await?;
         self.check_namespace(info, ns)?;
         let mut bytes = to_bytes(&obj)?;
         self.check_size(&bytes)?;
@@ -263,6 +265,9 @@ impl Storage {
             let causes = strategy.validate_update(sub, &new, &old);
             if !causes.is_empty() {
                 return Err(StatusError::invalid(storage_info.group, storage_info.kind, name, causes));
+            }
+            if sub.is_none() {
+                crate::admission::validate(self, storage_info, &new, Some(&old)).await?;
             }
             // Unchanged objects are not written: the resourceVersion stays, nothing is sent.
             let mut compare_new = new.clone();

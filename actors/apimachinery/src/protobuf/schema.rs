@@ -156,6 +156,7 @@ pub(crate) const KINDS: &[(&str, &str, &str)] = &[
     ("policy/v1", "Eviction", "io.k8s.api.policy.v1.Eviction"),
     ("policy/v1", "PodDisruptionBudget", "io.k8s.api.policy.v1.PodDisruptionBudget"),
     ("coordination.k8s.io/v1", "Lease", "io.k8s.api.coordination.v1.Lease"),
+    ("scheduling.k8s.io/v1", "PriorityClass", "io.k8s.api.scheduling.v1.PriorityClass"),
     ("events.k8s.io/v1", "Event", "io.k8s.api.events.v1.Event"),
     ("authorization.k8s.io/v1", "SelfSubjectAccessReview", "io.k8s.api.authorization.v1.SelfSubjectAccessReview"),
     ("authentication.k8s.io/v1", "TokenRequest", "io.k8s.api.authentication.v1.TokenRequest"),

@@ -1,5 +1,6 @@
 //! Protobuf field table for io.k8s.api.authorization.v1, io.k8s.api.authentication.v1,
-//! io.k8s.api.events.v1, io.k8s.api.coordination.v1.
+//! io.k8s.api.events.v1, io.k8s.api.coordination.v1, io.k8s.api.scheduling.v1 (the
+//! PriorityClass `kubectl create priorityclass` sends).
 //! Syntax: see `schema.rs`.
 
 pub(super) const TEXT: &str = r#"
@@ -87,4 +88,12 @@ message LeaseSpec
   5 leaseTransitions int32 *
   6 strategy string *
   7 preferredHolder string *
+
+package scheduling io.k8s.api.scheduling.v1
+message PriorityClass
+  1 metadata meta.ObjectMeta
+  2 value int32 !
+  3 globalDefault bool
+  4 description string
+  5 preemptionPolicy string *
 "#;

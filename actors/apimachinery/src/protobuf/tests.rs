@@ -684,3 +684,13 @@ fn random_garbage_and_bit_flips_never_panic() {
         }
     }
 }
+
+#[test]
+fn priority_class_as_kubectl_create_sends_it() {
+    let raw = Enc::new().msg(1, go_meta("high")).int(2, 0).str(4, "for important pods").str(5, "Never");
+    let got = decode(&envelope("scheduling.k8s.io/v1", "PriorityClass", raw)).unwrap();
+    assert_eq!(got["value"], 0, "value is always present, as Go's JSON has no omitempty for it");
+    assert_eq!(got["description"], "for important pods");
+    assert_eq!(got["preemptionPolicy"], "Never");
+    assert!(got.get("globalDefault").is_none());
+}

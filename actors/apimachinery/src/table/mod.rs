@@ -17,6 +17,7 @@ mod corev1;
 mod event;
 mod pod;
 mod policy;
+mod scheduling;
 mod selector;
 mod storage;
 #[cfg(test)]
@@ -114,6 +115,7 @@ static PRINTERS: &[Printer] = &[
     Printer::new("", "persistentvolumeclaims", PVC_COLUMNS, storage::persistent_volume_claim),
     Printer::new("storage.k8s.io", "storageclasses", STORAGE_CLASS_COLUMNS, storage::storage_class),
     Printer::new("policy", "poddisruptionbudgets", PDB_COLUMNS, policy::pod_disruption_budget),
+    Printer::new("scheduling.k8s.io", "priorityclasses", PRIORITY_CLASS_COLUMNS, scheduling::priority_class),
     Printer::new("batch", "cronjobs", CRON_JOB_COLUMNS, batch::cron_job),
     Printer::new("autoscaling", "horizontalpodautoscalers", HPA_COLUMNS, autoscaling::horizontal_pod_autoscaler),
 ];
@@ -319,6 +321,14 @@ const HPA_COLUMNS: &[Column] = &[
     col("MaxPods", "integer", "The upper limit of replicas."),
     col("Replicas", "integer", "The current number of replicas."),
     AGE,
+];
+
+const PRIORITY_CLASS_COLUMNS: &[Column] = &[
+    NAME,
+    col("Value", "integer", "The value of this priority class."),
+    col("Global-Default", "boolean", "Whether this priority class is the default for pods that name none."),
+    AGE,
+    col("PreemptionPolicy", "string", "Whether pods of this class may preempt lower-priority pods."),
 ];
 
 const JOB_COLUMNS: &[Column] = &[

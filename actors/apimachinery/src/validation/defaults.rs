@@ -1,7 +1,7 @@
 //! Defaulting as the API server applies it before validation (`pkg/apis/core/v1/defaults.go`,
 //! `pkg/apis/apps/v1/defaults.go`), plus the few values upstream fills in create strategies
-//! and default admission plugins (service IP families, namespace finalizer, pod priority and
-//! not-ready/unreachable tolerations) so stored objects look like a real cluster's. Every
+//! and default admission plugins (service IP families, namespace finalizer, not-ready/unreachable
+//! tolerations) so stored objects look like a real cluster's. Every
 //! step only fills what is missing, so applying defaults twice changes nothing.
 
 use serde_json::{json, Map, Value};
@@ -33,6 +33,7 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
         ("" | "core", "PersistentVolumeClaim") => default_persistent_volume_claim(o),
         ("storage.k8s.io", "StorageClass") => default_storage_class(o),
         ("autoscaling", "HorizontalPodAutoscaler") => default_horizontal_pod_autoscaler(o),
+        ("scheduling.k8s.io", "PriorityClass") => set_if_absent(o, "preemptionPolicy", json!("PreemptLowerPriority")),
         _ => {}
     }
 }
@@ -115,16 +116,8 @@ fn default_pod(pod: &mut Map<String, Value>) {
             });
         }
     }
-    // The Priority admission plugin: built-in classes have fixed values, others 0.
-    if spec.get("priority").is_none_or(Value::is_null) {
-        let priority = match spec.get("priorityClassName").and_then(Value::as_str) {
-            Some("system-node-critical") => 2_000_001_000,
-            Some("system-cluster-critical") => 2_000_000_000,
-            _ => 0,
-        };
-        spec.insert("priority".into(), json!(priority));
-    }
-    set_if_absent(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
+    // priority and preemptionPolicy come from the pod's PriorityClass, in the API server's
+    // Priority admission (pods only: templates keep neither, as upstream's).
     default_toleration_seconds(spec);
 }
 

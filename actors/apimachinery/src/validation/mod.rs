@@ -11,7 +11,8 @@
 //! coordination.k8s.io Lease; apps Deployment, ReplicaSet, DaemonSet, StatefulSet and
 //! ControllerRevision;
 //! batch Job and CronJob; PersistentVolume, PersistentVolumeClaim and storage.k8s.io
-//! StorageClass; policy PodDisruptionBudget; autoscaling HorizontalPodAutoscaler. Other kinds get the generic metadata checks only.
+//! StorageClass; policy PodDisruptionBudget; autoscaling HorizontalPodAutoscaler; scheduling.k8s.io
+//! PriorityClass. Other kinds get the generic metadata checks only.
 
 mod apps;
 mod autoscaling;
@@ -23,6 +24,7 @@ mod misc;
 pub mod names;
 mod pod;
 mod policy;
+pub mod scheduling;
 mod service;
 mod storage;
 #[cfg(test)]
@@ -68,6 +70,7 @@ enum Kind {
     StorageClass,
     PodDisruptionBudget,
     HorizontalPodAutoscaler,
+    PriorityClass,
 }
 
 fn kind_of(group: &str, kind: &str) -> Option<Kind> {
@@ -96,6 +99,7 @@ fn kind_of(group: &str, kind: &str) -> Option<Kind> {
         ("storage.k8s.io", "StorageClass") => Kind::StorageClass,
         ("policy", "PodDisruptionBudget") => Kind::PodDisruptionBudget,
         ("autoscaling", "HorizontalPodAutoscaler") => Kind::HorizontalPodAutoscaler,
+        ("scheduling.k8s.io", "PriorityClass") => Kind::PriorityClass,
         _ => return None,
     };
     Some(k)
@@ -105,7 +109,7 @@ fn kind_of(group: &str, kind: &str) -> Option<Kind> {
 /// not know.
 pub fn is_namespaced(group: &str, kind: &str) -> Option<bool> {
     kind_of(group, kind)
-        .map(|k| !matches!(k, Kind::Namespace | Kind::Node | Kind::PersistentVolume | Kind::StorageClass))
+        .map(|k| !matches!(k, Kind::Namespace | Kind::Node | Kind::PersistentVolume | Kind::StorageClass | Kind::PriorityClass))
 }
 
 /// Everything checked on create. Expects a defaulted object whose `generateName` has
@@ -144,6 +148,7 @@ fn validate_kind(k: Kind, obj: &Value) -> Vec<Cause> {
         Kind::StorageClass => storage::validate_storage_class(obj),
         Kind::PodDisruptionBudget => policy::validate_pod_disruption_budget(obj),
         Kind::HorizontalPodAutoscaler => autoscaling::validate_horizontal_pod_autoscaler(obj),
+        Kind::PriorityClass => scheduling::validate_priority_class(obj),
     }
 }
 
@@ -174,6 +179,7 @@ pub fn validate_update(group: &str, kind: &str, new: &Value, old: &Value) -> Vec
         Kind::PersistentVolumeClaim => storage::validate_persistent_volume_claim_update(new, old),
         Kind::StorageClass => storage::validate_storage_class_update(new, old),
         Kind::PodDisruptionBudget | Kind::HorizontalPodAutoscaler => validate_kind(k, new),
+        Kind::PriorityClass => scheduling::validate_priority_class_update(new, old),
         Kind::Deployment | Kind::ReplicaSet | Kind::DaemonSet => {
             let mut c = apps::selector_immutable(new, old);
             c.extend(validate_kind(k, new));

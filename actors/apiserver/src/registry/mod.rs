@@ -5,13 +5,14 @@
 //! its subresources besides status ([`SubresourceStrategy`]: scale, binding, finalize).
 //!
 //! One file per kind with rules of its own: [`pod`], [`service`], [`namespace`], [`workload`]
-//! (Deployments, ReplicaSets, ReplicationControllers), [`job`]; every other kind gets
+//! (Deployments, ReplicaSets, ReplicationControllers), [`job`], [`priority_class`]; every other kind gets
 //! [`default::DefaultStrategy`].
 
 pub mod default;
 pub mod job;
 pub mod namespace;
 pub mod pod;
+pub mod priority_class;
 pub mod service;
 pub mod storage;
 pub mod workload;
@@ -227,6 +228,7 @@ static STRATEGIES: LazyLock<Vec<(&'static ResourceInfo, Box<dyn Strategy>)>> = L
                 ("autoscaling", "horizontalpodautoscalers") => {
                     Box::new(ControllerStatusStrategy { info, generation: false })
                 }
+                ("scheduling.k8s.io", "priorityclasses") => Box::new(priority_class::PriorityClassStrategy { info }),
                 _ => Box::new(default::DefaultStrategy { info }),
             };
             (info, strategy)

@@ -31,6 +31,14 @@ impl Strategy for PodStrategy {
         if sub != Some(Subresource::Binding) {
             keep_unwritable(self, sub, new, old);
         }
+        // The Priority admission set these at creation; a write that leaves them out keeps them.
+        for f in ["priority", "preemptionPolicy"] {
+            if new["spec"].get(f).is_none_or(Value::is_null) && !old["spec"][f].is_null() {
+                if let Some(spec) = new["spec"].as_object_mut() {
+                    spec.insert(f.into(), old["spec"][f].clone());
+                }
+            }
+        }
     }
 
     fn validate_update(&self, sub: Option<Subresource>, new: &Value, old: &Value) -> Vec<Cause> {
