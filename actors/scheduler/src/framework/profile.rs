@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
-use kubus_apimachinery::pod;
+use kubus_apimachinery::{pod, ObjectExt};
 
 use super::plugins::{
     ImageLocality, InterPodAffinity, NodeAffinity, NodeName, NodePorts, NodeResourcesBalancedAllocation,
@@ -92,6 +92,35 @@ impl FitError {
         };
         Some(format!("preemption: {inner}"))
     }
+}
+
+/// Runs `filters` on `node` until one rejects the pod. Pods nominated to the node with at
+/// least the pod's priority count as placed there (upstream's
+/// RunFilterPluginsWithNominatedPods), so room made by preemption goes to its preemptor.
+pub fn filter_node(
+    filters: &[&Arc<dyn FilterPlugin>],
+    state: &CycleState,
+    pod: &Pod,
+    node: &NodeInfo,
+    snapshot: &ClusterSnapshot,
+) -> Option<(&'static str, Status)> {
+    let run = |node: &NodeInfo| {
+        filters.iter().find_map(|p| {
+            let s = p.filter(state, pod, node);
+            s.is_rejection().then(|| (p.name(), s))
+        })
+    };
+    if snapshot.has_nominations() {
+        let me = state.pod_info();
+        let mut held = snapshot.nominated_pods(node.name()).iter().filter(|p| p.priority >= me.priority && !p.same_pod(me));
+        if let Some(first) = held.next() {
+            let mut with = node.clone();
+            with.add_pod_info(first.clone());
+            held.for_each(|p| with.add_pod_info(p.clone()));
+            return run(&with);
+        }
+    }
+    run(node)
 }
 
 /// Where a pod was placed and how much work it took.
@@ -217,21 +246,30 @@ impl Profile {
         if all.is_empty() {
             return Err(fail(None, Vec::new(), BTreeSet::new()));
         }
-        let mut state = CycleState::from_pod_info(pod);
+        let mut state = match self.pre_filter(pod, snapshot) {
+            Ok(state) => state,
+            Err((plugin, rejected)) => {
+                // Every node fails for the same reason; upstream shows it once.
+                let statuses = all.iter().map(|n| (n.name().to_string(), rejected.clone())).collect();
+                return Err(fail(Some(rejected.message()), statuses, BTreeSet::from([plugin])));
+            }
+        };
+        let filters = self.filters(&state);
 
-        for p in &self.pre_filter {
-            match p.pre_filter(&mut state, pod_obj, snapshot) {
-                Status::Ok => {}
-                Status::Skip => state.skip_filter(p.name()),
-                rejected => {
-                    // Every node fails for the same reason; upstream shows it once.
-                    let statuses = all.iter().map(|n| (n.name().to_string(), rejected.clone())).collect();
-                    return Err(fail(Some(rejected.message()), statuses, BTreeSet::from([p.name()])));
-                }
+        // A pod that preempted goes to the node it nominated if it fits there now (upstream's
+        // evaluateNominatedNode), before any other node is looked at.
+        let key = || (super::types::namespace_of(pod_obj).to_string(), pod_obj.name().to_string());
+        let nominated = pod_obj
+            .status
+            .as_ref()
+            .and_then(|s| s.nominated_node_name.as_deref())
+            .filter(|n| !n.is_empty())
+            .or_else(|| snapshot.has_nominations().then(|| snapshot.nominated_node(&key())).flatten());
+        if let Some(node) = nominated.and_then(|n| snapshot.node(n)) {
+            if filter_node(&filters, &state, pod_obj, node, snapshot).is_none() {
+                return Ok(ScheduleResult { node: node.name().to_string(), evaluated_nodes: 1, feasible_nodes: 1 });
             }
         }
-        let filters: Vec<&Arc<dyn FilterPlugin>> =
-            self.filter.iter().filter(|p| !state.is_filter_skipped(p.name())).collect();
 
         // Rotate the starting node so that stopping early does not always favour the same ones.
         let n = all.len();
@@ -242,11 +280,7 @@ impl Profile {
         let mut rejecting = BTreeSet::new();
         for i in 0..n {
             let node = &all[(start + i) % n];
-            let rejection = filters.iter().find_map(|p| {
-                let s = p.filter(&state, pod_obj, node);
-                s.is_rejection().then(|| (p.name(), s))
-            });
-            match rejection {
+            match filter_node(&filters, &state, pod_obj, node, snapshot) {
                 Some((plugin, s)) => {
                     rejecting.insert(plugin);
                     statuses.push((node.name().to_string(), s));
@@ -296,6 +330,30 @@ impl Profile {
         Ok(result(feasible[self.select_host(&totals)]))
     }
 
+    /// Runs the PreFilter plugins: the cycle state their Filters read, or the plugin that
+    /// rejected the pod outright.
+    pub fn pre_filter(
+        &self,
+        pod: Arc<PodInfo>,
+        snapshot: &ClusterSnapshot,
+    ) -> Result<CycleState, (&'static str, Status)> {
+        let pod_arc = pod.pod_arc().clone();
+        let mut state = CycleState::from_pod_info(pod);
+        for p in &self.pre_filter {
+            match p.pre_filter(&mut state, &pod_arc, snapshot) {
+                Status::Ok => {}
+                Status::Skip => state.skip_filter(p.name()),
+                rejected => return Err((p.name(), rejected)),
+            }
+        }
+        Ok(state)
+    }
+
+    /// The Filter plugins that run in this cycle (those whose PreFilter did not skip them).
+    pub fn filters(&self, state: &CycleState) -> Vec<&Arc<dyn FilterPlugin>> {
+        self.filter.iter().filter(|p| !state.is_filter_skipped(p.name())).collect()
+    }
+
     /// Index of a highest total, uniformly among ties via reservoir sampling on a seeded
     /// SplitMix64 sequence.
     fn select_host(&self, totals: &[i64]) -> usize {
@@ -315,7 +373,7 @@ impl Profile {
         best
     }
 
-    fn next_random(&self) -> u64 {
+    pub(crate) fn next_random(&self) -> u64 {
         let mut z = self.rng.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed).wrapping_add(0x9E37_79B9_7F4A_7C15);
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);

@@ -41,6 +41,11 @@ pub struct ClusterSnapshot {
     pods: HashMap<ObjectKey, Placed>,
     groups: PodGroups,
     node_labels: HashMap<String, LabelNodes>,
+    /// Pods that preempted others on a node and wait there for their victims to go
+    /// (upstream's nominator): filters count them on that node against pods of no higher
+    /// priority, so those do not take the room being made.
+    nominated: HashMap<String, Vec<Arc<PodInfo>>>,
+    nominated_node: HashMap<ObjectKey, String>,
 }
 
 /// Counts `node`'s images in or out of the per-image node counts.
@@ -189,6 +194,9 @@ impl ClusterSnapshot {
     }
 
     fn insert(&mut self, i: usize, pod: Arc<PodInfo>) {
+        if !self.nominated_node.is_empty() {
+            self.clear_nomination(&key_of(&pod));
+        }
         if let Some(previous) = self.pods.get(&key_of(&pod)) {
             let previous = previous.pod.pod_arc().clone();
             self.remove_pod(&previous);
@@ -260,6 +268,39 @@ impl ClusterSnapshot {
     /// The values of label `key` among the nodes (each once).
     pub fn label_values<'a>(&'a self, key: &str) -> impl Iterator<Item = &'a str> + 'a {
         self.node_labels.get(key).into_iter().flat_map(|l| l.values.keys().map(String::as_str))
+    }
+
+    /// Holds room on `node` for a pod that preempted there (replacing any earlier nomination).
+    pub fn nominate(&mut self, pod: Arc<PodInfo>, node: &str) {
+        let key = key_of(&pod);
+        self.clear_nomination(&key);
+        self.nominated.entry(node.to_string()).or_default().push(pod);
+        self.nominated_node.insert(key, node.to_string());
+    }
+
+    /// Forgets a pod's nomination (it was placed, deleted, or nominated elsewhere).
+    pub fn clear_nomination(&mut self, key: &ObjectKey) -> Option<String> {
+        let node = self.nominated_node.remove(key)?;
+        if let Some(pods) = self.nominated.get_mut(&node) {
+            pods.retain(|p| (p.namespace(), p.name()) != (key.0.as_str(), key.1.as_str()));
+            if pods.is_empty() {
+                self.nominated.remove(&node);
+            }
+        }
+        Some(node)
+    }
+
+    /// Pods nominated to `node`.
+    pub fn nominated_pods(&self, node: &str) -> &[Arc<PodInfo>] {
+        self.nominated.get(node).map_or(&[], Vec::as_slice)
+    }
+
+    pub fn nominated_node(&self, key: &ObjectKey) -> Option<&str> {
+        self.nominated_node.get(key).map(String::as_str)
+    }
+
+    pub fn has_nominations(&self) -> bool {
+        !self.nominated.is_empty()
     }
 
     pub fn set_namespace_labels(&mut self, namespace: &str, labels: BTreeMap<String, String>) {

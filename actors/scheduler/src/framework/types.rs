@@ -91,6 +91,8 @@ pub struct PodInfo {
     pub preferred_affinity_terms: Vec<WeightedAffinityTerm>,
     pub preferred_anti_affinity_terms: Vec<WeightedAffinityTerm>,
     pub terminating: bool,
+    /// `spec.priority` as the Priority admission set it (0 when absent).
+    pub priority: i32,
 }
 
 impl PodInfo {
@@ -120,6 +122,7 @@ impl PodInfo {
             preferred_affinity_terms,
             preferred_anti_affinity_terms,
             terminating: pod.is_deleting(),
+            priority: spec.priority.unwrap_or(0),
             pod,
         }
     }

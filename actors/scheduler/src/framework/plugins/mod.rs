@@ -1,5 +1,6 @@
 //! The default kube-scheduler plugins, one file each, under their upstream names.
 
+pub mod default_preemption;
 pub mod image_locality;
 pub mod inter_pod_affinity;
 pub mod node_affinity;
