@@ -181,24 +181,29 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
     pub async fn get(&self) -> K {
         loop {
             let notified = self.notify.notified();
-            {
-                let mut q = self.inner.lock().expect("queue lock");
-                if let Some(k) = q.queue.pop_front() {
-                    q.dirty.remove(&k);
-                    q.processing.insert(k.clone());
-                    let now = Instant::now();
-                    if let Some(added) = q.since.insert(k.clone(), now) {
-                        QUEUE_DURATION.with_label_values(&[self.name]).observe((now - added).as_secs_f64());
-                    }
-                    QUEUE_DEPTH.with_label_values(&[self.name]).set(q.queue.len() as i64);
-                    if !q.queue.is_empty() {
-                        self.notify.notify_one();
-                    }
-                    return k;
-                }
+            if let Some(k) = self.try_get() {
+                return k;
             }
             notified.await;
         }
+    }
+
+    /// The next key if one is ready now, as [`WorkQueue::get`] (a caller that orders keys
+    /// itself, such as the scheduler's priority queue, drains what is ready).
+    pub fn try_get(&self) -> Option<K> {
+        let mut q = self.inner.lock().expect("queue lock");
+        let k = q.queue.pop_front()?;
+        q.dirty.remove(&k);
+        q.processing.insert(k.clone());
+        let now = Instant::now();
+        if let Some(added) = q.since.insert(k.clone(), now) {
+            QUEUE_DURATION.with_label_values(&[self.name]).observe((now - added).as_secs_f64());
+        }
+        QUEUE_DEPTH.with_label_values(&[self.name]).set(q.queue.len() as i64);
+        if !q.queue.is_empty() {
+            self.notify.notify_one();
+        }
+        Some(k)
     }
 
     pub fn done(&self, key: &K) {

@@ -3,6 +3,7 @@
 //! event costs what it touches (a node, a pod); after a relist or a lagging subscription the
 //! snapshot is compared with the informers' caches object by object rather than rebuilt.
 
+use crate::framework::PodInfo;
 use crate::queueing_hints::{node_changes, pod_changes, pod_updated, Events};
 use crate::scheduler::{is_ours, is_unscheduled, State};
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -81,6 +82,7 @@ fn on_pod(s: &mut State, old: Option<Arc<Pod>>, new: Arc<Pod>, queue: &Arc<WorkQ
         s.forget(&key);
         s.wake(pod_changes(old.as_deref(), Some(&new)), queue);
     } else if is_ours(&new) && !new.is_deleting() && !s.assumed.contains_key(&key) {
+        remember_nomination(s, &new);
         if !s.has_failed(&key) {
             queue.add(key);
         } else if old.as_deref().is_none_or(|o| pod_updated(o, &new)) {
@@ -92,9 +94,25 @@ fn on_pod(s: &mut State, old: Option<Arc<Pod>>, new: Arc<Pod>, queue: &Arc<WorkQ
     }
 }
 
+/// A pod that preempted (its status names the node, e.g. written by a previous leader) holds
+/// that node's room in this scheduler's snapshot too.
+fn remember_nomination(s: &mut State, p: &Arc<Pod>) {
+    let Some(node) = p.status.as_ref().and_then(|st| st.nominated_node_name.as_deref()).filter(|n| !n.is_empty())
+    else {
+        return;
+    };
+    if s.snapshot.nominated_node(&p.key()).is_none() {
+        s.snapshot.nominate(Arc::new(PodInfo::new(p.clone())), node);
+    }
+}
+
 fn on_pod_deleted(s: &mut State, p: &Arc<Pod>, queue: &Arc<WorkQueue<ObjectKey>>) {
     let key = p.key();
     s.forget(&key);
+    // The room it was nominated to is free for others.
+    if s.snapshot.clear_nomination(&key).is_some() {
+        s.wake(Events::POD_REMOVED, queue);
+    }
     if (!is_unscheduled(p) || s.assumed.remove(&key).is_some()) && s.snapshot.remove_pod(p) {
         s.wake(Events::POD_REMOVED, queue);
     }
@@ -168,6 +186,7 @@ fn reconcile(s: &mut State, nodes: &Cache<Node>, pods: &Cache<Pod>, queue: &Arc<
             && !s.has_failed(&key)
         {
             // New since the events were missed (the queue drops keys it already holds).
+            remember_nomination(s, p);
             queue.add(key);
         }
     }

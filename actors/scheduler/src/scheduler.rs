@@ -7,12 +7,15 @@
 //! way kubectl users know: a `PodScheduled=False` condition and a `FailedScheduling` event,
 //! written again only when the reason changes.
 
+use crate::active_queue::ActiveQueue;
 use crate::event_handlers::feed;
+use crate::framework::plugins::default_preemption::{Budget, Candidate, DISRUPTION_TARGET, PREEMPTION_BY_SCHEDULER};
 use crate::framework::plugins::{volume_binding, VolumeListers};
 use crate::framework::{with_default_spreading, ClusterSnapshot, PodInfo, Profile};
 use crate::queueing_hints::{backoff, helped_by, Events, UnschedulablePods};
 use actix::prelude::*;
 use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kubus_apimachinery::pod::{self, is_terminal};
@@ -20,10 +23,13 @@ use kubus_apimachinery::time::format_rfc3339;
 use kubus_apimachinery::volume::SELECTED_NODE;
 use kubus_apimachinery::ObjectExt;
 use kubus_controller_runtime::events::EventType;
+use kubus_controller_runtime::client::DeleteParams;
 use kubus_controller_runtime::{Client, Informer, ObjectKey, Recorder, WorkQueue};
 use prometheus::{
-    register_histogram, register_int_counter_vec, register_int_gauge, Histogram, IntCounterVec, IntGauge,
+    register_histogram, register_int_counter, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
+    Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
 };
+use tracing::Instrument;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -50,6 +56,38 @@ static PENDING: LazyLock<IntGauge> = LazyLock::new(|| {
     )
     .expect("registers once")
 });
+
+static PREEMPTION_ATTEMPTS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!("scheduler_preemption_attempts_total", "Total preemption attempts in the cluster till now")
+        .expect("registers once")
+});
+static PREEMPTION_VICTIMS: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "scheduler_preemption_victims",
+        "Number of selected preemption victims",
+        prometheus::exponential_buckets(1.0, 2.0, 7).expect("valid buckets")
+    )
+    .expect("registers once")
+});
+static PENDING_PODS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "scheduler_pending_pods",
+        "Number of pending pods, by the queue type. 'active' means number of pods in activeQ; 'backoff' means \
+         number of pods in backoffQ; 'unschedulable' means number of pods in unschedulablePods that the \
+         scheduler attempted to schedule and failed; 'gated' is the number of unschedulable pods that the \
+         scheduler never attempted to schedule because they are gated.",
+        &["queue"]
+    )
+    .expect("registers once")
+});
+
+/// Pods in each of upstream's queues: ready (the work queue and the active heap), backing
+/// off (waiting in the work queue for their deadline), waiting for a cluster event.
+fn set_pending(active: usize, backoff: usize, unschedulable: usize) {
+    PENDING_PODS.with_label_values(&["active"]).set(active as i64);
+    PENDING_PODS.with_label_values(&["backoff"]).set(backoff as i64);
+    PENDING_PODS.with_label_values(&["unschedulable"]).set(unschedulable as i64);
+}
 
 /// What the scheduler remembers of a pod that fit no node, until it is bound or deleted.
 pub(crate) struct Failures {
@@ -81,6 +119,8 @@ impl State {
             queue.add_after(key, delay);
         }
         PENDING.set(self.unschedulable.len() as i64);
+        PENDING_PODS.with_label_values(&["unschedulable"]).set(self.unschedulable.len() as i64);
+        PENDING_PODS.with_label_values(&["backoff"]).set(queue.waiting() as i64);
     }
 
     /// The cluster changed: pods that these events may help get another chance.
@@ -95,6 +135,7 @@ impl State {
     pub(crate) fn forget(&mut self, key: &ObjectKey) {
         if self.unschedulable.remove(key) {
             PENDING.set(self.unschedulable.len() as i64);
+            PENDING_PODS.with_label_values(&["unschedulable"]).set(self.unschedulable.len() as i64);
         }
         self.failed.remove(key);
     }
@@ -166,7 +207,11 @@ impl Scheduler {
             ATTEMPTS.with_label_values(&[result]);
         }
         LazyLock::force(&ALGORITHM_LATENCY);
+        LazyLock::force(&PREEMPTION_ATTEMPTS);
+        LazyLock::force(&PREEMPTION_VICTIMS);
         PENDING.set(0);
+        set_pending(0, 0, 0);
+        PENDING_PODS.with_label_values(&["gated"]).set(0);
         let pods = self.informers.get::<Pod>();
         let nodes = self.informers.get::<Node>();
         let volumes = VolumeListers {
@@ -180,7 +225,8 @@ impl Scheduler {
             WorkQueue::with_backoff("scheduler", Duration::from_secs(1), Duration::from_secs(10));
         ctx.spawn(feed(pods.clone(), nodes, state.clone(), queue.clone()).into_actor(self));
         ctx.spawn(wake_on_volumes(volumes.clone(), state.clone(), queue.clone()).into_actor(self));
-        ctx.spawn(schedule_loop(pods, volumes, state, queue, self.client.clone()).into_actor(self));
+        let budgets = self.informers.get::<PodDisruptionBudget>();
+        ctx.spawn(schedule_loop(pods, volumes, budgets, state, queue, self.client.clone()).into_actor(self));
         tracing::info!("scheduler started");
     }
 }
@@ -202,9 +248,14 @@ async fn wake_on_volumes(volumes: VolumeListers, state: Arc<Mutex<State>>, queue
     }
 }
 
+fn priority_of(pods: &Informer<Pod>, key: &ObjectKey) -> i32 {
+    pods.get(&key.0, &key.1).and_then(|p| pod::spec(&p).priority).unwrap_or(0)
+}
+
 async fn schedule_loop(
     pods: Informer<Pod>,
     volumes: VolumeListers,
+    budgets: Informer<PodDisruptionBudget>,
     state: Arc<Mutex<State>>,
     queue: Arc<WorkQueue<ObjectKey>>,
     client: Client,
@@ -213,8 +264,19 @@ async fn schedule_loop(
     // One recorder for every pod, so that its per-object event budget holds across attempts.
     let recorder = Recorder::new(client.clone(), DEFAULT_SCHEDULER);
     pods.wait_synced().await;
+    let mut active = ActiveQueue::default();
     loop {
-        let key = queue.get().await;
+        // Whatever is ready joins the heap, which hands out the most important pod first.
+        if active.is_empty() {
+            let key = queue.get().await;
+            active.push(key.clone(), priority_of(&pods, &key));
+        }
+        while let Some(key) = queue.try_get() {
+            let priority = priority_of(&pods, &key);
+            active.push(key, priority);
+        }
+        let key = active.pop().expect("the heap holds a pod");
+        set_pending(active.len() + queue.len(), queue.waiting(), state.lock().expect("scheduler lock").unschedulable.len());
         let pod = pods.get(&key.0, &key.1);
         let Some(pod) = pod.filter(|p| is_unscheduled(p) && is_ours(p) && !p.is_deleting() && !is_terminal(p)) else {
             queue.forget(&key);
@@ -231,7 +293,7 @@ async fn schedule_loop(
             continue;
         }
         let info = Arc::new(PodInfo::new(with_default_spreading(&pod)));
-        let decision = profile.schedule(info, &s.snapshot);
+        let decision = profile.schedule(info.clone(), &s.snapshot);
         ALGORITHM_LATENCY.observe(started.elapsed().as_secs_f64());
         match decision {
             Ok(result) => {
@@ -251,14 +313,43 @@ async fn schedule_loop(
                     async move { bind(&client, &recorder, &state, &queue, &volumes, key, placed, node).await },
                 );
             }
-            Err(fit) => {
+            Err(mut fit) => {
                 ATTEMPTS.with_label_values(&["unschedulable"]).inc();
+                // PostFilter: preemption, unless the failure already says it cannot help.
+                let mut preempted = None;
+                if fit.post_filter_msg.is_none() && fit.pre_filter_msg.is_none() && fit.num_all_nodes > 0 {
+                    PREEMPTION_ATTEMPTS.inc();
+                    let span = tracing::info_span!("preemption", namespace = %key.0, pod = %key.1);
+                    let _entered = span.enter();
+                    let budgets: Vec<Budget> = budgets.read(|c| c.values().filter_map(|b| Budget::new(b)).collect());
+                    match profile.preempt(&info, &s.snapshot, &fit, &budgets) {
+                        Ok(candidate) => {
+                            tracing::debug!(node = %candidate.node, victims = candidate.victims.len(), "preempting");
+                            let lower = nominate(&mut s, &info, &candidate.node);
+                            preempted = Some((candidate, lower));
+                        }
+                        Err(msg) => {
+                            tracing::debug!(reason = %msg, "preemption cannot help");
+                            fit.post_filter_msg = Some(msg);
+                        }
+                    }
+                }
                 let message = fit.to_string();
                 let report = s.failed_attempt(&key, &message, helped_by(&fit.unschedulable_plugins), Instant::now());
                 drop(s);
-                if report {
+                let nominated = preempted.as_ref().map(|(c, _)| c.node.clone());
+                if let Some((candidate, lower)) = preempted {
+                    let (client, recorder, pod) = (client.clone(), recorder.clone(), pod.clone());
+                    let span = tracing::info_span!("preempt_victims", namespace = %key.0, pod = %key.1, node = %candidate.node);
+                    tokio::spawn(
+                        async move { evict_victims(&client, &recorder, &pod, &candidate, &lower).await }.instrument(span),
+                    );
+                }
+                if report || nominated.is_some() {
                     let (client, recorder, state) = (client.clone(), recorder.clone(), state.clone());
-                    tokio::spawn(async move { report_unschedulable(&client, &recorder, &state, &pod, &message).await });
+                    tokio::spawn(async move {
+                        report_unschedulable(&client, &recorder, &state, &pod, &message, nominated.as_deref()).await
+                    });
                 }
             }
         }
@@ -351,15 +442,91 @@ async fn bind(
     }
 }
 
-async fn report_unschedulable(client: &Client, recorder: &Recorder, state: &Mutex<State>, p: &Pod, message: &str) {
+/// Records the node a preemptor waits for (upstream's nominator): pods of lower priority
+/// nominated there lose their nomination, as the room is now this pod's. Returns them.
+fn nominate(s: &mut State, preemptor: &Arc<PodInfo>, node: &str) -> Vec<Arc<Pod>> {
+    let lower: Vec<Arc<Pod>> = s
+        .snapshot
+        .nominated_pods(node)
+        .iter()
+        .filter(|p| p.priority < preemptor.priority)
+        .map(|p| p.pod_arc().clone())
+        .collect();
+    for p in &lower {
+        s.snapshot.clear_nomination(&p.key());
+    }
+    s.snapshot.nominate(preemptor.clone(), node);
+    lower
+}
+
+/// Upstream's prepareCandidate: each victim gets the DisruptionTarget condition, is deleted
+/// gracefully and gets a `Preempted` event; lower-priority pods nominated to the node are
+/// told they no longer are.
+async fn evict_victims(client: &Client, recorder: &Recorder, preemptor: &Pod, c: &Candidate, lower: &[Arc<Pod>]) {
+    PREEMPTION_VICTIMS.observe(c.victims.len() as f64);
+    let scheduler = pod::spec(preemptor).scheduler_name.as_deref().unwrap_or(DEFAULT_SCHEDULER);
+    for v in &c.victims {
+        let victim = v.pod_arc();
+        let (ns, name) = (victim.namespace(), victim.name());
+        if !victim.is_deleting() {
+            let mut conditions: Vec<serde_json::Value> = victim
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .into_iter()
+                .flatten()
+                .filter(|c| c.type_ != DISRUPTION_TARGET)
+                .filter_map(|c| serde_json::to_value(c).ok())
+                .collect();
+            conditions.push(json!({"type": DISRUPTION_TARGET, "status": "True", "reason": PREEMPTION_BY_SCHEDULER,
+                "message": format!("{scheduler}: preempting to accommodate a higher priority pod"),
+                "lastTransitionTime": format_rfc3339(SystemTime::now())}));
+            let patch = json!({"status": {"conditions": conditions}});
+            if let Err(e) = client.merge_patch_status::<Pod>(ns, name, &patch).await {
+                tracing::debug!(victim = name, error = %e, "DisruptionTarget condition not written");
+            }
+            let params = DeleteParams { uid: Some(victim.uid().to_string()), ..Default::default() };
+            match client.delete::<Pod>(ns, name, &params).await {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() || e.is_conflict() => continue,
+                Err(e) => {
+                    tracing::warn!(victim = name, error = %e, "preemption victim not deleted");
+                    continue;
+                }
+            }
+        }
+        let msg = format!("Preempted by pod {} on node {}", preemptor.uid(), c.node);
+        recorder.record(&**victim, EventType::Normal, "Preempted", &msg).await;
+    }
+    for p in lower {
+        let patch = json!({"status": {"nominatedNodeName": null}});
+        if let Err(e) = client.merge_patch_status::<Pod>(p.namespace(), p.name(), &patch).await {
+            tracing::debug!(pod = p.name(), error = %e, "nominated node not cleared");
+        }
+    }
+}
+
+async fn report_unschedulable(
+    client: &Client,
+    recorder: &Recorder,
+    state: &Mutex<State>,
+    p: &Pod,
+    message: &str,
+    nominated: Option<&str>,
+) {
     let key = p.key();
     let now = format_rfc3339(SystemTime::now());
     let already =
         pod::condition(p, pod::SCHEDULED).is_some_and(|c| c.status == "False" && c.message.as_deref() == Some(message));
-    if !already {
+    let renominated =
+        nominated.is_some_and(|n| p.status.as_ref().and_then(|s| s.nominated_node_name.as_deref()) != Some(n));
+    if !already || renominated {
         let cond = json!({"type": pod::SCHEDULED, "status": "False", "reason": "Unschedulable", "message": message,
             "lastProbeTime": null, "lastTransitionTime": now});
-        let patch = json!({"status": {"conditions": [cond]}});
+        let mut patch = json!({"status": {"conditions": [cond]}});
+        if let Some(node) = nominated {
+            patch["status"]["nominatedNodeName"] = json!(node);
+        }
         if let Err(e) = client.merge_patch_status::<Pod>(&key.0, &key.1, &patch).await {
             tracing::debug!(pod = ?key, error = %e, "unschedulable status not written");
             // Written again on the next failure, even for the same reason.
