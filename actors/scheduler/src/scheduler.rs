@@ -22,18 +22,18 @@ use kubus_apimachinery::pod::{self, is_terminal};
 use kubus_apimachinery::time::format_rfc3339;
 use kubus_apimachinery::volume::SELECTED_NODE;
 use kubus_apimachinery::ObjectExt;
-use kubus_controller_runtime::events::EventType;
 use kubus_controller_runtime::client::DeleteParams;
+use kubus_controller_runtime::events::EventType;
 use kubus_controller_runtime::{Client, Informer, ObjectKey, Recorder, WorkQueue};
 use prometheus::{
     register_histogram, register_int_counter, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
     Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
 };
-use tracing::Instrument;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant, SystemTime};
+use tracing::Instrument;
 
 pub const DEFAULT_SCHEDULER: &str = "default-scheduler";
 
@@ -118,8 +118,7 @@ impl State {
                 self.failed.get(&key).map_or(Duration::ZERO, |f| f.backoff_until.saturating_duration_since(now));
             queue.add_after(key, delay);
         }
-        PENDING.set(self.unschedulable.len() as i64);
-        PENDING_PODS.with_label_values(&["unschedulable"]).set(self.unschedulable.len() as i64);
+        self.count_unschedulable();
         PENDING_PODS.with_label_values(&["backoff"]).set(queue.waiting() as i64);
     }
 
@@ -134,8 +133,7 @@ impl State {
     /// The pod is bound or gone: nothing to retry or report any more.
     pub(crate) fn forget(&mut self, key: &ObjectKey) {
         if self.unschedulable.remove(key) {
-            PENDING.set(self.unschedulable.len() as i64);
-            PENDING_PODS.with_label_values(&["unschedulable"]).set(self.unschedulable.len() as i64);
+            self.count_unschedulable();
         }
         self.failed.remove(key);
     }
@@ -152,8 +150,13 @@ impl State {
             failures.reported = Some(message.to_string());
         }
         self.unschedulable.insert(key.clone(), events, now);
-        PENDING.set(self.unschedulable.len() as i64);
+        self.count_unschedulable();
         report
+    }
+
+    fn count_unschedulable(&self) {
+        PENDING.set(self.unschedulable.len() as i64);
+        PENDING_PODS.with_label_values(&["unschedulable"]).set(self.unschedulable.len() as i64);
     }
 
     /// Whether the pod failed before and waits for an event or its backoff.
@@ -276,7 +279,11 @@ async fn schedule_loop(
             active.push(key, priority);
         }
         let key = active.pop().expect("the heap holds a pod");
-        set_pending(active.len() + queue.len(), queue.waiting(), state.lock().expect("scheduler lock").unschedulable.len());
+        set_pending(
+            active.len() + queue.len(),
+            queue.waiting(),
+            state.lock().expect("scheduler lock").unschedulable.len(),
+        );
         let pod = pods.get(&key.0, &key.1);
         let Some(pod) = pod.filter(|p| is_unscheduled(p) && is_ours(p) && !p.is_deleting() && !is_terminal(p)) else {
             queue.forget(&key);
@@ -305,7 +312,7 @@ async fn schedule_loop(
                 s.unschedulable.remove(&key);
                 s.snapshot.assume(Arc::new(PodInfo::new(placed.clone())), &node);
                 s.assumed.insert(key.clone(), node.clone());
-                PENDING.set(s.unschedulable.len() as i64);
+                s.count_unschedulable();
                 drop(s);
                 let (client, recorder, state, queue, key, volumes) =
                     (client.clone(), recorder.clone(), state.clone(), queue.clone(), key.clone(), volumes.clone());
@@ -342,7 +349,8 @@ async fn schedule_loop(
                     let (client, recorder, pod) = (client.clone(), recorder.clone(), pod.clone());
                     let span = tracing::info_span!("preempt_victims", namespace = %key.0, pod = %key.1, node = %candidate.node);
                     tokio::spawn(
-                        async move { evict_victims(&client, &recorder, &pod, &candidate, &lower).await }.instrument(span),
+                        async move { evict_victims(&client, &recorder, &pod, &candidate, &lower).await }
+                            .instrument(span),
                     );
                 }
                 if report || nominated.is_some() {

@@ -108,8 +108,9 @@ fn kind_of(group: &str, kind: &str) -> Option<Kind> {
 /// Whether objects of a known kind live in a namespace; `None` for kinds this module does
 /// not know.
 pub fn is_namespaced(group: &str, kind: &str) -> Option<bool> {
-    kind_of(group, kind)
-        .map(|k| !matches!(k, Kind::Namespace | Kind::Node | Kind::PersistentVolume | Kind::StorageClass | Kind::PriorityClass))
+    kind_of(group, kind).map(|k| {
+        !matches!(k, Kind::Namespace | Kind::Node | Kind::PersistentVolume | Kind::StorageClass | Kind::PriorityClass)
+    })
 }
 
 /// Everything checked on create. Expects a defaulted object whose `generateName` has

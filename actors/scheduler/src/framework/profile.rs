@@ -112,7 +112,8 @@ pub fn filter_node(
     };
     if snapshot.has_nominations() {
         let me = state.pod_info();
-        let mut held = snapshot.nominated_pods(node.name()).iter().filter(|p| p.priority >= me.priority && !p.same_pod(me));
+        let mut held =
+            snapshot.nominated_pods(node.name()).iter().filter(|p| p.priority >= me.priority && !p.same_pod(me));
         if let Some(first) = held.next() {
             let mut with = node.clone();
             with.add_pod_info(first.clone());

@@ -63,7 +63,10 @@ impl Budget {
             namespace: pdb.namespace().to_string(),
             selector,
             allowed: status.map_or(0, |s| s.disruptions_allowed),
-            disrupted: status.and_then(|s| s.disrupted_pods.as_ref()).map(|m| m.keys().cloned().collect()).unwrap_or_default(),
+            disrupted: status
+                .and_then(|s| s.disrupted_pods.as_ref())
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default(),
         })
     }
 }
@@ -87,7 +90,9 @@ fn split_by_budgets(pods: &[Arc<PodInfo>], budgets: &[Budget]) -> (Vec<Arc<PodIn
         let mut violates = false;
         if !p.labels().is_empty() {
             for (b, left) in budgets.iter().zip(allowed.iter_mut()) {
-                if b.namespace != p.namespace() || !b.selector.matches_labels(p.labels()) || b.disrupted.contains(p.name())
+                if b.namespace != p.namespace()
+                    || !b.selector.matches_labels(p.labels())
+                    || b.disrupted.contains(p.name())
                 {
                     continue;
                 }
@@ -95,7 +100,11 @@ fn split_by_budgets(pods: &[Arc<PodInfo>], budgets: &[Budget]) -> (Vec<Arc<PodIn
                 violates |= *left < 0;
             }
         }
-        if violates { violating.push(p.clone()) } else { other.push(p.clone()) }
+        if violates {
+            violating.push(p.clone())
+        } else {
+            other.push(p.clone())
+        }
     }
     (violating, other)
 }
@@ -122,16 +131,13 @@ fn nominated_node<'a>(pod: &'a PodInfo, snapshot: &'a ClusterSnapshot) -> Option
 /// more.
 fn eligible(pod: &PodInfo, snapshot: &ClusterSnapshot, fit: &FitError) -> Result<(), &'static str> {
     let Some(nominated) = nominated_node(pod, snapshot) else { return Ok(()) };
-    let unresolvable = fit
-        .node_to_status
-        .iter()
-        .any(|(n, s)| n == nominated && matches!(s, Status::UnschedulableAndUnresolvable(_)));
+    let unresolvable =
+        fit.node_to_status.iter().any(|(n, s)| n == nominated && matches!(s, Status::UnschedulableAndUnresolvable(_)));
     if unresolvable {
         return Ok(());
     }
     let node = snapshot.node(nominated);
-    if node.is_some_and(|n| n.pods().iter().any(|p| p.priority < pod.priority && terminating_by_preemption(p.pod())))
-    {
+    if node.is_some_and(|n| n.pods().iter().any(|p| p.priority < pod.priority && terminating_by_preemption(p.pod()))) {
         return Err("not eligible due to a terminating pod on the nominated node.");
     }
     Ok(())
@@ -249,7 +255,9 @@ impl Profile {
         for i in 0..n {
             let node = potential[(offset + i) % n];
             match select_victims(&filters, &state, pod, node, snapshot, budgets) {
-                Ok((victims, 0)) => clean.push(Candidate { node: node.name().to_string(), victims, num_pdb_violations: 0 }),
+                Ok((victims, 0)) => {
+                    clean.push(Candidate { node: node.name().to_string(), victims, num_pdb_violations: 0 })
+                }
                 Ok((victims, v)) => {
                     violating.push(Candidate { node: node.name().to_string(), victims, num_pdb_violations: v })
                 }
@@ -431,7 +439,10 @@ mod tests {
         assert_eq!(picked(vec![c("a", vec![v("x", 5)], 0), c("b", vec![v("y", 3), v("z", 3)], 0)]), "b");
         assert_eq!(picked(vec![c("a", vec![v("x", 3), v("w", 3)], 0), c("b", vec![v("y", 3), v("z", 1)], 0)]), "b");
         // Every victim adds to the shifted sum: fewer victims win over lower priorities.
-        assert_eq!(picked(vec![c("a", vec![v("x", 3), v("w", 1)], 0), c("b", vec![v("y", 3), v("z", 0), v("q", 0)], 0)]), "a");
+        assert_eq!(
+            picked(vec![c("a", vec![v("x", 3), v("w", 1)], 0), c("b", vec![v("y", 3), v("z", 0), v("q", 0)], 0)]),
+            "a"
+        );
         assert_eq!(picked(vec![c("a", vec![v("x", 3), v("w", 0)], 0), c("b", vec![v("y", 3), v("z", 0)], 0)]), "a");
     }
 }
