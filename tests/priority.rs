@@ -59,13 +59,13 @@ fn priority_classes_and_the_priority_admission() {
 
     // Bad classes: 422 with the field, 403 for a second default.
     c.kubectl(&["create", "priorityclass", "too-high", "--value=2000000000"]).expect_err(
-        "The PriorityClass \"too-high\" is invalid: value: Forbidden: maximum allowed value of a user defined priority is 1000000000",
+        "PriorityClass.scheduling.k8s.io \"too-high\" is invalid: value: Forbidden: maximum allowed value of a user defined priority is 1000000000",
     );
     c.kubectl(&["create", "priorityclass", "system-mine", "--value=10"]).expect_err(
         "metadata.name: Forbidden: priority class names with 'system-' prefix are reserved for system use only. error: system-mine is not a known system priority class",
     );
     c.kubectl(&["patch", "pc", "high", "-p", "{\"value\": 2000}"])
-        .expect_err("The PriorityClass \"high\" is invalid: value: Forbidden: may not be changed in an update.");
+        .expect_err("\"high\" is invalid: value: Forbidden: may not be changed in an update.");
     c.kubectl(&["patch", "pc", "high", "-p", "{\"description\": \"still important\"}"]).expect_ok();
     c.kubectl(&["create", "priorityclass", "default-a", "--value=10", "--global-default"]).expect_ok();
     c.kubectl(&["create", "priorityclass", "default-b", "--value=20", "--global-default"]).expect_err(

@@ -58,13 +58,16 @@ static PENDING: LazyLock<IntGauge> = LazyLock::new(|| {
 });
 
 static PREEMPTION_ATTEMPTS: LazyLock<IntCounter> = LazyLock::new(|| {
-    register_int_counter!("scheduler_preemption_attempts_total", "Total preemption attempts in the cluster till now")
-        .expect("registers once")
+    register_int_counter!(
+        "scheduler_preemption_attempts_total",
+        "Preemption attempts: PostFilter runs for pods that fit no node"
+    )
+    .expect("registers once")
 });
 static PREEMPTION_VICTIMS: LazyLock<Histogram> = LazyLock::new(|| {
     register_histogram!(
         "scheduler_preemption_victims",
-        "Number of selected preemption victims",
+        "Pods chosen for eviction by one preemption",
         prometheus::exponential_buckets(1.0, 2.0, 7).expect("valid buckets")
     )
     .expect("registers once")
@@ -72,10 +75,9 @@ static PREEMPTION_VICTIMS: LazyLock<Histogram> = LazyLock::new(|| {
 static PENDING_PODS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     register_int_gauge_vec!(
         "scheduler_pending_pods",
-        "Number of pending pods, by the queue type. 'active' means number of pods in activeQ; 'backoff' means \
-         number of pods in backoffQ; 'unschedulable' means number of pods in unschedulablePods that the \
-         scheduler attempted to schedule and failed; 'gated' is the number of unschedulable pods that the \
-         scheduler never attempted to schedule because they are gated.",
+        "Pods waiting to be scheduled, by queue: active (ready for an attempt), backoff (waiting out \
+         their backoff), unschedulable (waiting for a cluster change that may help), gated (never \
+         attempted)",
         &["queue"]
     )
     .expect("registers once")
