@@ -26,8 +26,8 @@ use kubus_controller_runtime::client::DeleteParams;
 use kubus_controller_runtime::events::EventType;
 use kubus_controller_runtime::{Client, Informer, ObjectKey, Recorder, WorkQueue};
 use prometheus::{
-    register_histogram, register_int_counter, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
-    Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    register_histogram, register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge_vec,
+    Histogram, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec,
 };
 use serde_json::json;
 use std::collections::HashMap;
@@ -37,25 +37,46 @@ use tracing::Instrument;
 
 pub const DEFAULT_SCHEDULER: &str = "default-scheduler";
 
+// Upstream's names and labels (`profile` is the scheduler name), so kube-scheduler dashboards
+// and alerts read this scheduler.
 static ATTEMPTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!("kubus_scheduler_schedule_attempts_total", "Scheduling attempts by result", &["result"])
-        .expect("registers once")
+    register_int_counter_vec!(
+        "scheduler_schedule_attempts_total",
+        "Number of attempts to schedule pods, by the result. 'unschedulable' means a pod could not be scheduled, while 'error' means an internal scheduler problem.",
+        &["result", "profile"]
+    )
+    .expect("registers once")
 });
 static ALGORITHM_LATENCY: LazyLock<Histogram> = LazyLock::new(|| {
     register_histogram!(
-        "kubus_scheduler_scheduling_algorithm_duration_seconds",
-        "Time to filter and score the nodes for one pod",
-        vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0]
+        "scheduler_scheduling_algorithm_duration_seconds",
+        "Scheduling algorithm latency in seconds",
+        vec![0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024]
     )
     .expect("registers once")
 });
-static PENDING: LazyLock<IntGauge> = LazyLock::new(|| {
-    register_int_gauge!(
-        "kubus_scheduler_unschedulable_pods",
-        "Pods that did not fit and wait for the cluster to change"
+static ATTEMPT_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "scheduler_scheduling_attempt_duration_seconds",
+        "Scheduling attempt latency in seconds (scheduling algorithm + binding)",
+        &["result", "profile"],
+        vec![0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024]
     )
     .expect("registers once")
 });
+static POD_SLI: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "scheduler_pod_scheduling_sli_duration_seconds",
+        "E2e latency for a pod being scheduled, from the time the pod enters the scheduling queue and might involve multiple scheduling attempts.",
+        &["attempts"],
+        prometheus::exponential_buckets(0.01, 2.0, 20).expect("valid buckets")
+    )
+    .expect("registers once")
+});
+
+fn attempt(result: &str) {
+    ATTEMPTS.with_label_values(&[result, DEFAULT_SCHEDULER]).inc();
+}
 
 static PREEMPTION_ATTEMPTS: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!(
@@ -157,7 +178,6 @@ impl State {
     }
 
     fn count_unschedulable(&self) {
-        PENDING.set(self.unschedulable.len() as i64);
         PENDING_PODS.with_label_values(&["unschedulable"]).set(self.unschedulable.len() as i64);
     }
 
@@ -209,12 +229,13 @@ impl Scheduler {
     fn lead(&mut self, ctx: &mut Context<Self>) {
         // Every result's series exists from the start (dashboards show zeros, not gaps).
         for result in ["scheduled", "unschedulable", "error"] {
-            ATTEMPTS.with_label_values(&[result]);
+            ATTEMPTS.with_label_values(&[result, DEFAULT_SCHEDULER]);
+            ATTEMPT_DURATION.with_label_values(&[result, DEFAULT_SCHEDULER]);
         }
         LazyLock::force(&ALGORITHM_LATENCY);
         LazyLock::force(&PREEMPTION_ATTEMPTS);
         LazyLock::force(&PREEMPTION_VICTIMS);
-        PENDING.set(0);
+        LazyLock::force(&POD_SLI);
         set_pending(0, 0, 0);
         PENDING_PODS.with_label_values(&["gated"]).set(0);
         let pods = self.informers.get::<Pod>();
@@ -304,9 +325,17 @@ async fn schedule_loop(
         let info = Arc::new(PodInfo::new(with_default_spreading(&pod)));
         let decision = profile.schedule(info.clone(), &s.snapshot);
         ALGORITHM_LATENCY.observe(started.elapsed().as_secs_f64());
+        let result_label = if decision.is_ok() { "scheduled" } else { "unschedulable" };
+        ATTEMPT_DURATION.with_label_values(&[result_label, DEFAULT_SCHEDULER]).observe(started.elapsed().as_secs_f64());
         match decision {
             Ok(result) => {
-                ATTEMPTS.with_label_values(&["scheduled"]).inc();
+                attempt("scheduled");
+                // From the pod's arrival to its placement, over all its attempts.
+                let attempts = s.failed.get(&key).map_or(1, |f| f.count + 1);
+                if let Some(created) = pod.metadata.creation_timestamp.as_ref() {
+                    let waited = SystemTime::now().duration_since(created.0.into()).unwrap_or_default();
+                    POD_SLI.with_label_values(&[&attempts.to_string()]).observe(waited.as_secs_f64());
+                }
                 let node = result.node;
                 let mut placed = (*pod).clone();
                 placed.spec.get_or_insert_with(Default::default).node_name = Some(node.clone());
@@ -323,7 +352,7 @@ async fn schedule_loop(
                 );
             }
             Err(mut fit) => {
-                ATTEMPTS.with_label_values(&["unschedulable"]).inc();
+                attempt("unschedulable");
                 // PostFilter: preemption, unless the failure already says it cannot help.
                 let mut preempted = None;
                 if fit.post_filter_msg.is_none() && fit.pre_filter_msg.is_none() && fit.num_all_nodes > 0 {
@@ -410,7 +439,7 @@ async fn bind(
     node: String,
 ) {
     if let Err(e) = bind_volumes(client, volumes, &placed, &node).await {
-        ATTEMPTS.with_label_values(&["error"]).inc();
+        attempt("error");
         recorder.record(&*placed, EventType::Warning, "FailedScheduling", &e).await;
         let mut s = state.lock().expect("scheduler lock");
         if s.assumed.remove(&key).is_some() && s.snapshot.remove_pod(&placed) {
@@ -436,7 +465,7 @@ async fn bind(
             recorder.record(&*placed, EventType::Normal, "Scheduled", &msg).await;
         }
         Err(e) => {
-            ATTEMPTS.with_label_values(&["error"]).inc();
+            attempt("error");
             tracing::debug!(pod = ?key, %node, error = %e, "binding failed");
             {
                 let mut s = state.lock().expect("scheduler lock");

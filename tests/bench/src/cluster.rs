@@ -23,7 +23,7 @@ pub(crate) async fn run(nodes: usize, pods: usize, anti_affinity: bool, concurre
 
     // Pods, created as fast as `concurrency` clients can.
     let page = cluster.metrics().await?;
-    let scheduled0 = metric(&page, "kubus_scheduler_schedule_attempts_total", "result=\"scheduled\"");
+    let scheduled0 = metric(&page, "scheduler_schedule_attempts_total", "result=\"scheduled\"");
     let running0 = metric(&page, "kubus_sim_node_writes_total", "kind=\"pod-status\",result=\"ok\"");
     let t0 = Instant::now();
     let group = nodes.max(1);
@@ -43,7 +43,7 @@ pub(crate) async fn run(nodes: usize, pods: usize, anti_affinity: bool, concurre
     let mut scheduled_at = None;
     let running_at = loop {
         let page = cluster.metrics().await?;
-        let scheduled = metric(&page, "kubus_scheduler_schedule_attempts_total", "result=\"scheduled\"") - scheduled0;
+        let scheduled = metric(&page, "scheduler_schedule_attempts_total", "result=\"scheduled\"") - scheduled0;
         let running = metric(&page, "kubus_sim_node_writes_total", "kind=\"pod-status\",result=\"ok\"") - running0;
         if scheduled_at.is_none() && scheduled >= pods as f64 {
             scheduled_at = Some(t0.elapsed());
@@ -65,8 +65,8 @@ pub(crate) async fn run(nodes: usize, pods: usize, anti_affinity: bool, concurre
     );
     println!("{:<40} {:>8.2} s", format!("{pods} pods Running"), running_at.as_secs_f64());
     let page = cluster.metrics().await?;
-    let algo_sum = metric(&page, "kubus_scheduler_scheduling_algorithm_duration_seconds_sum", "");
-    let algo_count = metric(&page, "kubus_scheduler_scheduling_algorithm_duration_seconds_count", "");
+    let algo_sum = metric(&page, "scheduler_scheduling_algorithm_duration_seconds_sum", "");
+    let algo_count = metric(&page, "scheduler_scheduling_algorithm_duration_seconds_count", "");
     if algo_count > 0.0 {
         println!(
             "{:<40} {:>8.3} ms ({:.0} pods/s of pure scheduling work)",

@@ -188,7 +188,7 @@ pub(crate) async fn run(nodes: usize, replicas: usize, timeout_s: u64, extra: Ve
     );
     let b = Bench { cluster, timeout: Duration::from_secs(timeout_s) };
     let name = "big";
-    let scheduled = |page: &str| metric(page, "kubus_scheduler_schedule_attempts_total", "result=\"scheduled\"");
+    let scheduled = |page: &str| metric(page, "scheduler_schedule_attempts_total", "result=\"scheduled\"");
 
     // Created, scheduled, Running.
     let before = b.reading().await?;
