@@ -10,6 +10,7 @@ pub mod patch;
 pub mod pod;
 pub mod protobuf;
 pub mod quantity;
+pub mod quota;
 pub mod resource;
 pub mod resources;
 pub mod selector;

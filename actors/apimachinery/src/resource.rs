@@ -161,6 +161,8 @@ registry! {
     ("", "v1", "events", "event", "Event", true, &["ev"], &[], &[], "io.k8s.api.core.v1.Event" ; core::Event),
     ("", "v1", "persistentvolumes", "persistentvolume", "PersistentVolume", false, &["pv"], &[], &[Status], "io.k8s.api.core.v1.PersistentVolume" ; core::PersistentVolume),
     ("", "v1", "persistentvolumeclaims", "persistentvolumeclaim", "PersistentVolumeClaim", true, &["pvc"], &[], &[Status], "io.k8s.api.core.v1.PersistentVolumeClaim" ; core::PersistentVolumeClaim),
+    ("", "v1", "resourcequotas", "resourcequota", "ResourceQuota", true, &["quota"], &[], &[Status], "io.k8s.api.core.v1.ResourceQuota" ; core::ResourceQuota),
+    ("", "v1", "limitranges", "limitrange", "LimitRange", true, &["limits"], &[], &[], "io.k8s.api.core.v1.LimitRange" ; core::LimitRange),
     ("", "v1", "replicationcontrollers", "replicationcontroller", "ReplicationController", true, &["rc"], &["all"], &[Status, Scale], "io.k8s.api.core.v1.ReplicationController" ; core::ReplicationController),
     ("apps", "v1", "deployments", "deployment", "Deployment", true, &["deploy"], &["all"], &[Status, Scale], "io.k8s.api.apps.v1.Deployment" ; apps::Deployment),
     ("apps", "v1", "replicasets", "replicaset", "ReplicaSet", true, &["rs"], &["all"], &[Status, Scale], "io.k8s.api.apps.v1.ReplicaSet" ; apps::ReplicaSet),

@@ -34,6 +34,8 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
         ("storage.k8s.io", "StorageClass") => default_storage_class(o),
         ("autoscaling", "HorizontalPodAutoscaler") => default_horizontal_pod_autoscaler(o),
         ("scheduling.k8s.io", "PriorityClass") => set_if_absent(o, "preemptionPolicy", json!("PreemptLowerPriority")),
+        ("" | "core", "ResourceQuota") => default_resource_quota(o),
+        ("" | "core", "LimitRange") => default_limit_range(o),
         _ => {}
     }
 }
@@ -700,4 +702,36 @@ fn carry_service(ns: &mut Map<String, Value>, os: Option<&Value>) {
             }
         }
     }
+}
+
+fn default_resource_quota(q: &mut Map<String, Value>) {
+    with_obj(q, "spec", |spec| with_obj(spec, "hard", canonical_quantities));
+}
+
+/// Upstream's `SetDefaults_LimitRangeItem`: a Container item's default limit falls back to its
+/// max, its default request to the default limit, then to its min.
+fn default_limit_range(lr: &mut Map<String, Value>) {
+    with_obj(lr, "spec", |spec| {
+        for_each_obj(spec, "limits", |item| {
+            for list in ["max", "min", "default", "defaultRequest", "maxLimitRequestRatio"] {
+                with_obj(item, list, canonical_quantities);
+            }
+            if item.get("type").and_then(Value::as_str) != Some("Container") {
+                return;
+            }
+            let copy_missing = |item: &mut Map<String, Value>, from: &str, to: &str| {
+                let src = item.get(from).and_then(Value::as_object).cloned().unwrap_or_default();
+                if src.is_empty() {
+                    return;
+                }
+                let dst = obj_mut(item, to);
+                for (k, v) in src {
+                    dst.entry(k).or_insert(v);
+                }
+            };
+            copy_missing(item, "max", "default");
+            copy_missing(item, "default", "defaultRequest");
+            copy_missing(item, "min", "defaultRequest");
+        });
+    });
 }

@@ -12,7 +12,7 @@
 //! ControllerRevision;
 //! batch Job and CronJob; PersistentVolume, PersistentVolumeClaim and storage.k8s.io
 //! StorageClass; policy PodDisruptionBudget; autoscaling HorizontalPodAutoscaler; scheduling.k8s.io
-//! PriorityClass. Other kinds get the generic metadata checks only.
+//! PriorityClass; ResourceQuota and LimitRange. Other kinds get the generic metadata checks only.
 
 mod apps;
 mod autoscaling;
@@ -25,6 +25,7 @@ pub mod names;
 mod pod;
 mod policy;
 pub mod scheduling;
+mod quota;
 mod service;
 mod storage;
 #[cfg(test)]
@@ -71,6 +72,8 @@ enum Kind {
     PodDisruptionBudget,
     HorizontalPodAutoscaler,
     PriorityClass,
+    ResourceQuota,
+    LimitRange,
 }
 
 fn kind_of(group: &str, kind: &str) -> Option<Kind> {
@@ -100,6 +103,8 @@ fn kind_of(group: &str, kind: &str) -> Option<Kind> {
         ("policy", "PodDisruptionBudget") => Kind::PodDisruptionBudget,
         ("autoscaling", "HorizontalPodAutoscaler") => Kind::HorizontalPodAutoscaler,
         ("scheduling.k8s.io", "PriorityClass") => Kind::PriorityClass,
+        ("" | "core", "ResourceQuota") => Kind::ResourceQuota,
+        ("" | "core", "LimitRange") => Kind::LimitRange,
         _ => return None,
     };
     Some(k)
@@ -150,6 +155,8 @@ fn validate_kind(k: Kind, obj: &Value) -> Vec<Cause> {
         Kind::PodDisruptionBudget => policy::validate_pod_disruption_budget(obj),
         Kind::HorizontalPodAutoscaler => autoscaling::validate_horizontal_pod_autoscaler(obj),
         Kind::PriorityClass => scheduling::validate_priority_class(obj),
+        Kind::ResourceQuota => quota::validate_resource_quota(obj),
+        Kind::LimitRange => quota::validate_limit_range(obj),
     }
 }
 
@@ -192,6 +199,8 @@ pub fn validate_update(group: &str, kind: &str, new: &Value, old: &Value) -> Vec
         Kind::Endpoints | Kind::ServiceAccount | Kind::Lease | Kind::ReplicationController => validate_kind(k, new),
         Kind::Job => batch::validate_job_update(new, old),
         Kind::CronJob => validate_kind(k, new),
+        Kind::ResourceQuota => quota::validate_resource_quota_update(new, old),
+        Kind::LimitRange => validate_kind(k, new),
     });
     util::dedup(causes)
 }
@@ -215,6 +224,7 @@ pub fn validate_status_update(group: &str, kind: &str, new: &Value, old: &Value)
             Kind::StatefulSet => apps::validate_stateful_set_status(new),
             Kind::PodDisruptionBudget => policy::validate_pod_disruption_budget_status(new),
             Kind::HorizontalPodAutoscaler => autoscaling::validate_horizontal_pod_autoscaler_status(new),
+            Kind::ResourceQuota => quota::validate_resource_quota_status(new),
             _ => Vec::new(),
         });
     }

@@ -13,7 +13,7 @@ mod containers;
 mod downward;
 mod network;
 mod probes;
-mod resources;
+pub(crate) mod resources;
 mod scheduling;
 mod security;
 mod status;

@@ -7,27 +7,27 @@ use crate::status::Cause;
 use crate::validation::names;
 use crate::validation::util::*;
 
-fn is_hugepages(name: &str) -> bool {
+pub(crate) fn is_hugepages(name: &str) -> bool {
     name.starts_with("hugepages-")
 }
 
 /// Names without a domain, or in kubernetes.io, belong to Kubernetes itself.
-fn is_native_resource(name: &str) -> bool {
+pub(crate) fn is_native_resource(name: &str) -> bool {
     !name.contains('/') || name.contains("kubernetes.io/")
 }
 
-fn is_extended_resource(name: &str) -> bool {
+pub(crate) fn is_extended_resource(name: &str) -> bool {
     !is_native_resource(name)
         && !name.starts_with("requests.")
         && names::qualified_name_errors(&format!("requests.{name}")).is_empty()
 }
 
 /// Extended resources and huge pages are allocated whole, so requests must equal limits.
-fn overcommit_allowed(name: &str) -> bool {
+pub(crate) fn overcommit_allowed(name: &str) -> bool {
     is_native_resource(name) && !is_hugepages(name)
 }
 
-fn is_standard_resource_name(name: &str) -> bool {
+pub(crate) fn is_standard_resource_name(name: &str) -> bool {
     const STANDARD: [&str; 21] = [
         "cpu",
         "memory",
@@ -57,7 +57,7 @@ fn is_standard_resource_name(name: &str) -> bool {
         || name.starts_with("limits.hugepages-")
 }
 
-fn container_resource_name(errs: &mut Vec<Cause>, name: &str, p: &str) {
+pub(crate) fn container_resource_name(errs: &mut Vec<Cause>, name: &str, p: &str) {
     let msgs = names::qualified_name_errors(name);
     if !msgs.is_empty() {
         invalid_each(errs, p, name, msgs);
