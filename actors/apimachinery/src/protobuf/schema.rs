@@ -148,6 +148,8 @@ pub(crate) const KINDS: &[(&str, &str, &str)] = &[
     ("v1", "Event", "io.k8s.api.core.v1.Event"),
     ("v1", "Node", "io.k8s.api.core.v1.Node"),
     ("v1", "Endpoints", "io.k8s.api.core.v1.Endpoints"),
+    ("v1", "ResourceQuota", "io.k8s.api.core.v1.ResourceQuota"),
+    ("v1", "LimitRange", "io.k8s.api.core.v1.LimitRange"),
     ("apps/v1", "Deployment", "io.k8s.api.apps.v1.Deployment"),
     ("apps/v1", "ReplicaSet", "io.k8s.api.apps.v1.ReplicaSet"),
     ("autoscaling/v1", "HorizontalPodAutoscaler", "io.k8s.api.autoscaling.v1.HorizontalPodAutoscaler"),

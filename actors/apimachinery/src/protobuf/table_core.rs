@@ -182,6 +182,33 @@ message PortStatus
   1 port int32 !
   2 protocol string !
   3 error string *
+message LimitRange
+  1 metadata meta.ObjectMeta
+  2 spec LimitRangeSpec
+message LimitRangeItem
+  1 type string !
+  2 max map[string]quantity
+  3 min map[string]quantity
+  4 default map[string]quantity
+  5 defaultRequest map[string]quantity
+  6 maxLimitRequestRatio map[string]quantity
+message LimitRangeSpec
+  1 limits []LimitRangeItem !
+"#,
+    object_message!("ResourceQuota"),
+    r#"message ResourceQuotaSpec
+  1 hard map[string]quantity
+  2 scopes []string
+  3 scopeSelector ScopeSelector *
+message ResourceQuotaStatus
+  1 hard map[string]quantity
+  2 used map[string]quantity
+message ScopeSelector
+  1 matchExpressions []ScopedResourceSelectorRequirement
+message ScopedResourceSelectorRequirement
+  1 scopeName string !
+  2 operator string !
+  3 values []string
 message Secret
   1 metadata meta.ObjectMeta
   2 data map[string]bytes

@@ -219,3 +219,24 @@ pub(super) fn service_account(sa: &Value, now: SystemTime) -> Vec<Value> {
 pub(super) fn lease(lease: &Value, now: SystemTime) -> Vec<Value> {
     vec![name(lease), json!(text(lease, &["spec", "holderIdentity"])), age(lease, now)]
 }
+
+/// `used/hard` of every resource the quota names, limits.* in the LIMIT column and the rest
+/// in REQUEST (upstream's printResourceQuota).
+pub(super) fn resource_quota(q: &Value, now: SystemTime) -> Vec<Value> {
+    let quantity = |section: &str, name: &str| match &q["status"][section][name] {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => "0".to_string(),
+    };
+    let (mut request, mut limit) = (Vec::new(), Vec::new());
+    let mut names: Vec<&String> = q["spec"]["hard"].as_object().map(|m| m.keys().collect()).unwrap_or_default();
+    names.sort();
+    for n in names {
+        let cell = format!("{n}: {}/{}", quantity("used", n), quantity("hard", n));
+        match n.split_once('.') {
+            Some(("limits", _)) => limit.push(cell),
+            _ => request.push(cell),
+        }
+    }
+    vec![name(q), age(q, now), json!(request.join(", ")), json!(limit.join(", "))]
+}

@@ -118,6 +118,7 @@ static PRINTERS: &[Printer] = &[
     Printer::new("scheduling.k8s.io", "priorityclasses", PRIORITY_CLASS_COLUMNS, scheduling::priority_class),
     Printer::new("batch", "cronjobs", CRON_JOB_COLUMNS, batch::cron_job),
     Printer::new("autoscaling", "horizontalpodautoscalers", HPA_COLUMNS, autoscaling::horizontal_pod_autoscaler),
+    Printer::new("", "resourcequotas", RESOURCE_QUOTA_COLUMNS, corev1::resource_quota),
 ];
 
 /// Upstream's default table, for resources without a printer of their own.
@@ -303,6 +304,17 @@ const STORAGE_CLASS_COLUMNS: &[Column] = &[
     col("VolumeBindingMode", "string", "When claims of the class are bound."),
     col("AllowVolumeExpansion", "string", "Whether claims of the class may grow."),
     AGE,
+];
+
+const RESOURCE_QUOTA_COLUMNS: &[Column] = &[
+    NAME,
+    AGE,
+    col("Request", "string", "Request represents a minimum amount of cpu/memory that a container may consume."),
+    col(
+        "Limit",
+        "string",
+        "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node.",
+    ),
 ];
 
 const PDB_COLUMNS: &[Column] = &[

@@ -365,3 +365,54 @@ pub(crate) fn validate_limit_range(lr: &Value) -> Vec<Cause> {
     }
     errs
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::validation::{apply_defaults, validate_create, validate_update};
+    use serde_json::{json, Value};
+
+    fn causes(kind: &str, mut obj: Value) -> Vec<(String, String)> {
+        apply_defaults("", kind, &mut obj);
+        validate_create("", kind, &obj).into_iter().map(|c| (c.field, c.message)).collect()
+    }
+
+    #[test]
+    fn quota_quantities_names_and_scopes() {
+        let meta = json!({"name": "q", "namespace": "default"});
+        let bad = json!({"metadata": meta, "spec": {"hard": {"pods": "-1", "requests.cpu": "1", "services": "1500m", "bogus": "1"}}});
+        let got = causes("ResourceQuota", bad);
+        assert!(got.contains(&("spec.hard[pods]".into(), "Invalid value: \"-1\": must be greater than or equal to 0".into())), "{got:?}");
+        assert!(got.contains(&("spec.hard[services]".into(), "Invalid value: \"1500m\": must be an integer".into())), "{got:?}");
+        assert!(got.contains(&("spec.hard[bogus]".into(), "Invalid value: \"bogus\": must be a standard resource type or fully qualified".into())), "{got:?}");
+        assert_eq!(got.len(), 3, "{got:?}");
+        let scoped = json!({"metadata": meta, "spec": {"hard": {"requests.cpu": "1"}, "scopes": ["BestEffort", "NotBestEffort"]}});
+        let got = causes("ResourceQuota", scoped);
+        assert!(got.iter().any(|(f, m)| f == "spec.scopes" && m.ends_with("unsupported scope applied to resource")), "{got:?}");
+        assert!(got.iter().any(|(f, m)| f == "spec.scopes" && m.ends_with("conflicting scopes")), "{got:?}");
+        let ok = json!({"metadata": meta, "spec": {"hard": {"pods": "2", "count/deployments.apps": "1", "requests.memory": "1Gi"},
+            "scopeSelector": {"matchExpressions": [{"scopeName": "PriorityClass", "operator": "In", "values": ["high"]}]}}});
+        assert!(causes("ResourceQuota", ok.clone()).is_empty());
+        let mut changed = ok.clone();
+        changed["spec"]["scopes"] = json!(["Terminating"]);
+        let upd = validate_update("", "ResourceQuota", &changed, &ok);
+        assert_eq!(upd[0].field, "spec.scopes");
+    }
+
+    #[test]
+    fn limit_range_consistency() {
+        let lr = json!({"metadata": {"name": "l", "namespace": "default"}, "spec": {"limits": [
+            {"type": "Container", "max": {"cpu": "500m"}, "default": {"cpu": "1"}},
+            {"type": "Pod", "default": {"cpu": "1"}},
+            {"type": "Container"}
+        ]}});
+        let got = causes("LimitRange", lr);
+        assert!(got.contains(&("spec.limits[0].default[cpu]".into(), "Invalid value: \"500m\": default value 1 is greater than max value 500m".into())), "{got:?}");
+        assert!(got.contains(&("spec.limits[0].defaultRequest[cpu]".into(), "Invalid value: \"1\": default request value 1 is greater than max value 500m".into())), "{got:?}");
+        assert!(got.contains(&("spec.limits[1].default".into(), "Forbidden: may not be specified when `type` is 'Pod'".into())), "{got:?}");
+        assert!(got.contains(&("spec.limits[2].type".into(), "Duplicate value: \"Container\"".into())), "{got:?}");
+        let mut ok = json!({"metadata": {"name": "l"}, "spec": {"limits": [{"type": "Container", "max": {"cpu": "1"}, "min": {"cpu": "100m"}}]}});
+        apply_defaults("", "LimitRange", &mut ok);
+        assert_eq!(ok["spec"]["limits"][0]["default"], json!({"cpu": "1"}));
+        assert_eq!(ok["spec"]["limits"][0]["defaultRequest"], json!({"cpu": "1"}));
+    }
+}
