@@ -213,13 +213,15 @@ impl Evaluator {
                         || (!is_native(n) && n.starts_with("requests."))
                 }
                 Evaluator::Services => {
-                    matches!(n.as_str(), "services" | "count/services" | "services.nodeports" | "services.loadbalancers")
+                    matches!(
+                        n.as_str(),
+                        "services" | "count/services" | "services.nodeports" | "services.loadbalancers"
+                    )
                 }
                 Evaluator::Claims => {
                     matches!(n.as_str(), "persistentvolumeclaims" | "count/persistentvolumeclaims" | "requests.storage")
-                        || n.split_once(STORAGE_CLASS_SUFFIX).is_some_and(|(_, r)| {
-                            matches!(r, "persistentvolumeclaims" | "requests.storage")
-                        })
+                        || n.split_once(STORAGE_CLASS_SUFFIX)
+                            .is_some_and(|(_, r)| matches!(r, "persistentvolumeclaims" | "requests.storage"))
                 }
                 Evaluator::Count { group, resource } => {
                     **n == count_name(group, resource) || self.legacy_name() == Some(n.as_str())
@@ -494,10 +496,7 @@ fn claim_usage(pvc: &PersistentVolumeClaim) -> ResourceList {
     let class = spec
         .and_then(|s| s.storage_class_name.clone())
         .or_else(|| {
-            pvc.metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get("volume.beta.kubernetes.io/storage-class").cloned())
+            pvc.metadata.annotations.as_ref().and_then(|a| a.get("volume.beta.kubernetes.io/storage-class").cloned())
         })
         .filter(|c| !c.is_empty());
     if let Some(c) = &class {
@@ -533,12 +532,16 @@ mod tests {
             {"name": "b", "image": "i", "resources": {"requests": {"cpu": "250m", "memory": "64Mi"}}}
         ]}}));
         let u = Evaluator::Pods.usage(Target::Pod(&p), SystemTime::now());
-        assert_eq!(pretty(&u), "count/pods=1,cpu=500m,limits.cpu=500m,memory=128Mi,pods=1,requests.cpu=500m,requests.memory=128Mi");
+        assert_eq!(
+            pretty(&u),
+            "count/pods=1,cpu=500m,limits.cpu=500m,memory=128Mi,pods=1,requests.cpu=500m,requests.memory=128Mi"
+        );
     }
 
     #[test]
     fn finished_and_expired_pods_count_only_as_objects() {
-        let done = pod(json!({"metadata": {"name": "p"}, "spec": {"containers": []}, "status": {"phase": "Succeeded"}}));
+        let done =
+            pod(json!({"metadata": {"name": "p"}, "spec": {"containers": []}, "status": {"phase": "Succeeded"}}));
         assert_eq!(pretty(&Evaluator::Pods.usage(Target::Pod(&done), SystemTime::now())), "count/pods=1");
         let deleting = pod(json!({"metadata": {"name": "p", "deletionTimestamp": "2024-01-01T00:00:00Z",
             "deletionGracePeriodSeconds": 30}, "spec": {"containers": []}}));
@@ -561,14 +564,19 @@ mod tests {
 
     #[test]
     fn scopes_select_pods_only() {
-        let spec: ResourceQuotaSpec = serde_json::from_value(json!({"hard": {"pods": "2"}, "scopes": ["BestEffort"]})).unwrap();
+        let spec: ResourceQuotaSpec =
+            serde_json::from_value(json!({"hard": {"pods": "2"}, "scopes": ["BestEffort"]})).unwrap();
         let hard = parse_list(spec.hard.as_ref());
         let be = pod(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}]}}));
-        let burst = pod(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a", "resources": {"requests": {"cpu": "1"}}}]}}));
+        let burst = pod(
+            json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a", "resources": {"requests": {"cpu": "1"}}}]}}),
+        );
         assert!(Evaluator::Pods.matches(&spec, &hard, Target::Pod(&be)));
         assert!(!Evaluator::Pods.matches(&spec, &hard, Target::Pod(&burst)));
-        let sel: ResourceQuotaSpec = serde_json::from_value(json!({"hard": {"pods": "2"}, "scopeSelector": {"matchExpressions": [
-            {"scopeName": "PriorityClass", "operator": "In", "values": ["high"]}]}})).unwrap();
+        let sel: ResourceQuotaSpec =
+            serde_json::from_value(json!({"hard": {"pods": "2"}, "scopeSelector": {"matchExpressions": [
+            {"scopeName": "PriorityClass", "operator": "In", "values": ["high"]}]}}))
+            .unwrap();
         let high = pod(json!({"metadata": {"name": "p"}, "spec": {"priorityClassName": "high", "containers": []}}));
         assert!(Evaluator::Pods.matches(&sel, &hard, Target::Pod(&high)));
         assert!(!Evaluator::Pods.matches(&sel, &hard, Target::Pod(&be)));
@@ -584,7 +592,9 @@ mod tests {
         assert_eq!(pretty(&deploy.usage(Target::Other, SystemTime::now())), "count/deployments.apps=1");
         assert_eq!(parse_count_name("count/deployments.apps"), Some(("apps".into(), "deployments".into())));
         assert!(Evaluator::for_resource("", "events").is_none());
-        let svc: Service = serde_json::from_value(json!({"spec": {"type": "NodePort", "ports": [{"port": 80}, {"port": 81}]}})).unwrap();
+        let svc: Service =
+            serde_json::from_value(json!({"spec": {"type": "NodePort", "ports": [{"port": 80}, {"port": 81}]}}))
+                .unwrap();
         let u = Evaluator::Services.usage(Target::Service(&svc), SystemTime::now());
         assert_eq!(pretty(&u), "count/services=1,services=1,services.loadbalancers=0,services.nodeports=2");
     }

@@ -3,6 +3,7 @@
 //! checks. What differs between kinds (defaults, status, validation, allocation, deletion)
 //! is asked of the kind's [`Strategy`](crate::registry::Strategy).
 
+use crate::admission::{self, Attributes};
 use crate::allocator::Allocator;
 use crate::cache::{with_revision, WatchCache};
 use crate::convert;
@@ -93,7 +94,7 @@ impl Storage {
     }
 
     /// The stored object (storage form) and its revision, read from the store leader.
-    async fn current(
+    pub(crate) async fn current(
         &self,
         info: &'static ResourceInfo,
         ns: Option<&str>,
@@ -189,6 +190,16 @@ impl Storage {
         // class) reads the defaulted object.
         strategy.set_defaults(&mut obj);
         crate::admission::admit_create(self, storage_info, &mut obj).await?;
+        let attrs = ns.filter(|_| storage_info.namespaced).map(|ns| Attributes {
+            info: storage_info,
+            namespace: ns,
+            name: &name,
+            old: None,
+            dry_run: opts.dry_run,
+        });
+        if let Some(a) = &attrs {
+            admission::admit_in_namespace(self, a, &mut obj)?;
+        }
         strategy.prepare_for_create(&mut obj);
         let causes = strategy.validate(&obj);
         if !causes.is_empty() {
@@ -198,11 +209,21 @@ impl Storage {
         self.check_namespace(info, ns)?;
         let mut bytes = to_bytes(&obj)?;
         self.check_size(&bytes)?;
+        let charges = match &attrs {
+            Some(a) => admission::validate_in_namespace(self, a, &obj).await?,
+            None => Vec::new(),
+        };
         if opts.dry_run {
             return Ok(Outcome { object: convert::to_version(info, obj), created: true, warnings });
         }
         let key = Self::key(info, ns, &name);
-        let reserved = strategy.allocate(&self.allocator, &mut obj).await?;
+        let reserved = match strategy.allocate(&self.allocator, &mut obj).await {
+            Ok(r) => r,
+            Err(e) => {
+                admission::refund(self, ns.unwrap_or_default(), charges).await;
+                return Err(e);
+            }
+        };
         if !reserved.is_empty() {
             bytes = to_bytes(&obj)?;
         }
@@ -210,6 +231,7 @@ impl Storage {
             Ok(rev) => rev,
             Err(e) => {
                 self.allocator.release(&reserved).await;
+                admission::refund(self, ns.unwrap_or_default(), charges).await;
                 return Err(e).or_status(Target::Object(info, &name));
             }
         };
@@ -283,6 +305,15 @@ impl Storage {
                 && !strategy.deletion_pending(&new);
             let bytes = to_bytes(&new)?;
             self.check_size(&bytes)?;
+            // Admission sees changes of the object itself, not of its status or subresources.
+            let admitted = ns.filter(|_| sub.is_none() && storage_info.namespaced && !finalized);
+            let charges = match admitted {
+                Some(ns) => {
+                    let a = Attributes { info: storage_info, namespace: ns, name, old: Some(&old), dry_run: opts.dry_run };
+                    admission::validate_in_namespace(self, &a, &new).await?
+                }
+                None => Vec::new(),
+            };
             if opts.dry_run {
                 meta(&mut new).insert("resourceVersion".into(), json!(rev.to_string()));
                 return Ok(Outcome { object: convert::to_version(info, new), created: false, warnings });
@@ -303,8 +334,13 @@ impl Storage {
                     meta(&mut new).insert("resourceVersion".into(), json!(new_rev.to_string()));
                     return Ok(Outcome { object: convert::to_version(info, new), created: false, warnings });
                 }
-                Err(StoreError::Conflict { .. }) if requested_rv.is_empty() => continue,
-                Err(e) => return Err(e).or_status(Target::Object(info, name)),
+                Err(e) => {
+                    admission::refund(self, ns.unwrap_or_default(), charges).await;
+                    match e {
+                        StoreError::Conflict { .. } if requested_rv.is_empty() => continue,
+                        e => return Err(e).or_status(Target::Object(info, name)),
+                    }
+                }
             }
         }
         Err(StatusError::conflict(info.group, info.resource, name, "too many concurrent writers; try again"))

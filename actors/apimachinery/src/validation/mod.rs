@@ -24,8 +24,8 @@ mod misc;
 pub mod names;
 mod pod;
 mod policy;
-pub mod scheduling;
 mod quota;
+pub mod scheduling;
 mod service;
 mod storage;
 #[cfg(test)]

@@ -170,8 +170,10 @@ fn scope_selector(errs: &mut Vec<Cause>, spec: &Value) {
                 errs.push(Cause::invalid(p, sel, "unsupported scope applied to resource"));
             }
         }
-        if matches!(scope, "BestEffort" | "NotBestEffort" | "Terminating" | "NotTerminating" | "CrossNamespacePodAffinity")
-            && op != "Exists"
+        if matches!(
+            scope,
+            "BestEffort" | "NotBestEffort" | "Terminating" | "NotTerminating" | "CrossNamespacePodAffinity"
+        ) && op != "Exists"
         {
             errs.push(Cause::invalid(
                 &child(p, "operator"),
@@ -310,7 +312,11 @@ pub(crate) fn validate_limit_range(lr: &Value) -> Vec<Cause> {
             let (mn, mx, d, dr, r) = (min.get(k), max.get(k), default.get(k), default_request.get(k), ratio.get(k));
             if let (Some(mn), Some(mx)) = (mn, mx) {
                 if mn > mx {
-                    errs.push(Cause::invalid(at("min"), &shown(mn), format!("min value {mn} is greater than max value {mx}")));
+                    errs.push(Cause::invalid(
+                        at("min"),
+                        &shown(mn),
+                        format!("min value {mn} is greater than max value {mx}"),
+                    ));
                 }
             }
             if let (Some(dr), Some(mn)) = (dr, mn) {
@@ -345,7 +351,11 @@ pub(crate) fn validate_limit_range(lr: &Value) -> Vec<Cause> {
             }
             if let Some(r) = r {
                 if r.milli_value() < 1000 {
-                    errs.push(Cause::invalid(at("maxLimitRequestRatio"), &shown(r), format!("ratio {r} is less than 1")));
+                    errs.push(Cause::invalid(
+                        at("maxLimitRequestRatio"),
+                        &shown(r),
+                        format!("ratio {r} is less than 1"),
+                    ));
                 }
                 if let (Some(mn), Some(mx)) = (mn, mx) {
                     let limit = mx.milli_value() as f64 / mn.milli_value() as f64;
@@ -381,13 +391,31 @@ mod tests {
         let meta = json!({"name": "q", "namespace": "default"});
         let bad = json!({"metadata": meta, "spec": {"hard": {"pods": "-1", "requests.cpu": "1", "services": "1500m", "bogus": "1"}}});
         let got = causes("ResourceQuota", bad);
-        assert!(got.contains(&("spec.hard[pods]".into(), "Invalid value: \"-1\": must be greater than or equal to 0".into())), "{got:?}");
-        assert!(got.contains(&("spec.hard[services]".into(), "Invalid value: \"1500m\": must be an integer".into())), "{got:?}");
-        assert!(got.contains(&("spec.hard[bogus]".into(), "Invalid value: \"bogus\": must be a standard resource type or fully qualified".into())), "{got:?}");
+        assert!(
+            got.contains(&(
+                "spec.hard[pods]".into(),
+                "Invalid value: \"-1\": must be greater than or equal to 0".into()
+            )),
+            "{got:?}"
+        );
+        assert!(
+            got.contains(&("spec.hard[services]".into(), "Invalid value: \"1500m\": must be an integer".into())),
+            "{got:?}"
+        );
+        assert!(
+            got.contains(&(
+                "spec.hard[bogus]".into(),
+                "Invalid value: \"bogus\": must be a standard resource type or fully qualified".into()
+            )),
+            "{got:?}"
+        );
         assert_eq!(got.len(), 3, "{got:?}");
         let scoped = json!({"metadata": meta, "spec": {"hard": {"requests.cpu": "1"}, "scopes": ["BestEffort", "NotBestEffort"]}});
         let got = causes("ResourceQuota", scoped);
-        assert!(got.iter().any(|(f, m)| f == "spec.scopes" && m.ends_with("unsupported scope applied to resource")), "{got:?}");
+        assert!(
+            got.iter().any(|(f, m)| f == "spec.scopes" && m.ends_with("unsupported scope applied to resource")),
+            "{got:?}"
+        );
         assert!(got.iter().any(|(f, m)| f == "spec.scopes" && m.ends_with("conflicting scopes")), "{got:?}");
         let ok = json!({"metadata": meta, "spec": {"hard": {"pods": "2", "count/deployments.apps": "1", "requests.memory": "1Gi"},
             "scopeSelector": {"matchExpressions": [{"scopeName": "PriorityClass", "operator": "In", "values": ["high"]}]}}});
@@ -406,9 +434,27 @@ mod tests {
             {"type": "Container"}
         ]}});
         let got = causes("LimitRange", lr);
-        assert!(got.contains(&("spec.limits[0].default[cpu]".into(), "Invalid value: \"500m\": default value 1 is greater than max value 500m".into())), "{got:?}");
-        assert!(got.contains(&("spec.limits[0].defaultRequest[cpu]".into(), "Invalid value: \"1\": default request value 1 is greater than max value 500m".into())), "{got:?}");
-        assert!(got.contains(&("spec.limits[1].default".into(), "Forbidden: may not be specified when `type` is 'Pod'".into())), "{got:?}");
+        assert!(
+            got.contains(&(
+                "spec.limits[0].default[cpu]".into(),
+                "Invalid value: \"500m\": default value 1 is greater than max value 500m".into()
+            )),
+            "{got:?}"
+        );
+        assert!(
+            got.contains(&(
+                "spec.limits[0].defaultRequest[cpu]".into(),
+                "Invalid value: \"1\": default request value 1 is greater than max value 500m".into()
+            )),
+            "{got:?}"
+        );
+        assert!(
+            got.contains(&(
+                "spec.limits[1].default".into(),
+                "Forbidden: may not be specified when `type` is 'Pod'".into()
+            )),
+            "{got:?}"
+        );
         assert!(got.contains(&("spec.limits[2].type".into(), "Duplicate value: \"Container\"".into())), "{got:?}");
         let mut ok = json!({"metadata": {"name": "l"}, "spec": {"limits": [{"type": "Container", "max": {"cpu": "1"}, "min": {"cpu": "100m"}}]}});
         apply_defaults("", "LimitRange", &mut ok);

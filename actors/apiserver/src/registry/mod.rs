@@ -164,7 +164,9 @@ pub fn empty_status(kind: &str) -> Value {
 
 /// Kinds whose status belongs to a controller and starts at zero whatever the creator sent:
 /// PodDisruptionBudgets (the disruption controller; the eviction API compares the status's
-/// observedGeneration with the generation) and HorizontalPodAutoscalers (the autoscaler).
+/// observedGeneration with the generation), HorizontalPodAutoscalers (the autoscaler) and
+/// ResourceQuotas (the quota controller and admission: nothing is enforced until the
+/// controller has counted what exists).
 pub struct ControllerStatusStrategy {
     pub info: &'static ResourceInfo,
     pub generation: bool,
@@ -229,6 +231,7 @@ static STRATEGIES: LazyLock<Vec<(&'static ResourceInfo, Box<dyn Strategy>)>> = L
                     Box::new(ControllerStatusStrategy { info, generation: false })
                 }
                 ("scheduling.k8s.io", "priorityclasses") => Box::new(priority_class::PriorityClassStrategy { info }),
+                ("", "resourcequotas") => Box::new(ControllerStatusStrategy { info, generation: false }),
                 _ => Box::new(default::DefaultStrategy { info }),
             };
             (info, strategy)
