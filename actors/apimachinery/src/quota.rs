@@ -34,7 +34,8 @@ pub fn to_api(list: &ResourceList) -> BTreeMap<String, ApiQuantity> {
     list.iter().map(|(k, v)| (k.clone(), ApiQuantity(v.canonical()))).collect()
 }
 
-fn zero() -> Quantity {
+/// Zero, in the format upstream's empty quantities print in ("0").
+pub fn zero() -> Quantity {
     Quantity::from_milli(0, Format::DecimalSI)
 }
 
@@ -55,6 +56,18 @@ pub fn add(a: &ResourceList, b: &ResourceList) -> ResourceList {
         let e = out.entry(k.clone()).or_insert_with(zero);
         *e = sum(*e, *v);
     }
+    out
+}
+
+/// `q` times `n` (an object count's usage for `n` objects).
+pub fn scale(q: Quantity, n: i128) -> Quantity {
+    Quantity::from_milli(q.milli_value() * n, q.format())
+}
+
+/// `base` with every entry of `over` replacing its own.
+pub fn add_replacing(base: &ResourceList, over: &ResourceList) -> ResourceList {
+    let mut out = base.clone();
+    out.extend(over.iter().map(|(k, v)| (k.clone(), *v)));
     out
 }
 

@@ -21,6 +21,7 @@ pub mod nodelifecycle;
 pub mod persistentvolume;
 pub mod podautoscaler;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod statefulset;
 pub mod ttlafterfinished;
 
@@ -152,6 +153,7 @@ impl ControllerManager {
             ("kcm-statefulset", statefulset::run(client("statefulset"), factory, c.concurrent_statefulset_syncs)),
             ("kcm-disruption", disruption::run(client("disruption"), factory, disruption::WORKERS)),
             ("kcm-pv", persistentvolume::run(client("persistentvolume"), factory, persistentvolume::WORKERS)),
+            ("kcm-quota", resourcequota::run(client("resourcequota"), factory, resourcequota::WORKERS)),
             ("kcm-cronjob", cronjob::run(client("cronjob"), factory, c.concurrent_cron_job_syncs)),
             ("kcm-ttl", ttlafterfinished::run(client("ttlafterfinished"), factory, ttlafterfinished::WORKERS)),
             (

@@ -38,6 +38,8 @@ pub trait DynInformer: Send + Sync {
     /// runs while the returned future is polled (so it ends with its owner).
     fn on_change(&self, handler: Box<dyn FnMut(MetaChange<'_>) + Send>) -> BoxFuture<'static, ()>;
     fn wait_synced(&self) -> BoxFuture<'static, ()>;
+    /// How many cached objects are in `namespace` (from the namespace index).
+    fn count_in_namespace(&self, namespace: &str) -> usize;
 }
 
 impl<K: Object> DynInformer for Informer<K> {
@@ -73,6 +75,10 @@ impl<K: Object> DynInformer for Informer<K> {
     fn wait_synced(&self) -> BoxFuture<'static, ()> {
         let this = self.clone();
         Box::pin(async move { Informer::wait_synced(&this).await })
+    }
+
+    fn count_in_namespace(&self, namespace: &str) -> usize {
+        self.count(super::BY_NAMESPACE, namespace)
     }
 }
 
