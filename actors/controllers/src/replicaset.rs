@@ -400,9 +400,13 @@ impl<K: Replicated> ReplicaSetController<K> {
             let size = batch.min(n - done);
             let results = join_all((0..size).map(|_| self.client.create(&pod))).await;
             let failed = results.iter().filter(|r| r.is_err()).count();
-            for created in results.iter().flatten() {
-                let msg = format!("Created pod: {}", created.name());
-                self.events.record(owner, EventType::Normal, "SuccessfulCreate", &msg).await;
+            for r in &results {
+                let (kind, reason, msg) = match r {
+                    Ok(created) => (EventType::Normal, "SuccessfulCreate", format!("Created pod: {}", created.name())),
+                    // A refusal (a quota, a limit range) is told on the ReplicaSet, as upstream.
+                    Err(e) => (EventType::Warning, "FailedCreate", format!("Error creating: {e}")),
+                };
+                self.events.record(owner, kind, reason, &msg).await;
             }
             done += size;
             if failed > 0 {
