@@ -44,19 +44,16 @@ fn pod_count_quota_refuses_reports_and_releases() {
     assert_eq!(header, ["NAME", "AGE", "REQUEST", "LIMIT"], "{table}");
     assert!(table.contains("pods: 2/2"), "{table}");
     let described = c.kubectl(&["describe", "quota", "two"]).expect_ok();
-    assert!(
-        described.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["pods", "2", "2"]),
-        "{described}"
-    );
+    assert!(described.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["pods", "2", "2"]), "{described}");
 
     // A deleted pod gives its slot back.
     c.kubectl(&["delete", "pod", "a", "--wait=true"]).expect_ok();
-    eventually(30, || (used(&c, "default", "two") == "1").then_some(()));
+    eventually(30, || (used(&c, "default", "two", "pods") == "1").then_some(()));
+    // A create that fails after it was charged gives its charge back.
+    run_pod(&c, "default", "b").expect_err("pods \"b\" already exists");
+    assert_eq!(used(&c, "default", "two", "pods"), "1");
     run_pod(&c, "default", "d").expect_ok();
-    assert_eq!(used(&c, "default", "two"), "2");
-    // A failed create does not keep its charge.
-    run_pod(&c, "default", "d").expect_err("already exists");
-    assert_eq!(used(&c, "default", "two"), "2");
+    assert_eq!(used(&c, "default", "two", "pods"), "2");
 
     // A Deployment of 3 under a quota of 2 pods gets 2; its ReplicaSet tells why.
     c.kubectl(&["create", "namespace", "dep"]).expect_ok();
@@ -129,7 +126,10 @@ fn compute_quota_and_limit_ranges() {
         "pods \"two\" is forbidden: exceeded quota: compute, requested: requests.cpu=600m, used: requests.cpu=600m, limited: requests.cpu=1",
     );
     let table = c.kubectl(&["get", "quota", "-n", "compute"]).expect_ok();
-    assert!(table.contains("requests.cpu: 600m/1, requests.memory: 256Mi/1Gi") && table.contains("limits.cpu: 1/2"), "{table}");
+    assert!(
+        table.contains("requests.cpu: 600m/1, requests.memory: 256Mi/1Gi") && table.contains("limits.cpu: 1/2"),
+        "{table}"
+    );
     c.kubectl(&["delete", "pod", "one", "-n", "compute", "--wait=true"]).expect_ok();
     eventually(30, || (used(&c, "compute", "compute", "requests.cpu") == "0").then_some(()));
 

@@ -309,7 +309,8 @@ impl Storage {
             let admitted = ns.filter(|_| sub.is_none() && storage_info.namespaced && !finalized);
             let charges = match admitted {
                 Some(ns) => {
-                    let a = Attributes { info: storage_info, namespace: ns, name, old: Some(&old), dry_run: opts.dry_run };
+                    let a =
+                        Attributes { info: storage_info, namespace: ns, name, old: Some(&old), dry_run: opts.dry_run };
                     admission::validate_in_namespace(self, &a, &new).await?
                 }
                 None => Vec::new(),

@@ -22,11 +22,7 @@ fn limit_ranges(cache: &WatchCache, namespace: &str) -> Vec<Arc<Value>> {
 }
 
 fn list(v: &Value) -> ResourceList {
-    v.as_object()
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, q)| Some((k.clone(), parse_quantity_value(q).ok()?)))
-        .collect()
+    v.as_object().into_iter().flatten().filter_map(|(k, q)| Some((k.clone(), parse_quantity_value(q).ok()?))).collect()
 }
 
 fn items(lr: &Value) -> &[Value] {
@@ -35,7 +31,7 @@ fn items(lr: &Value) -> &[Value] {
 
 /// Which writes the plugin looks at: pod creates, claim creates and updates.
 fn applies(a: &Attributes, validate: bool) -> bool {
-    if a.info.group != "" || a.old.is_some_and(|o| o["metadata"]["deletionTimestamp"].is_string()) {
+    if !a.info.group.is_empty() || a.old.is_some_and(|o| o["metadata"]["deletionTimestamp"].is_string()) {
         return false;
     }
     match a.info.resource {
@@ -148,7 +144,9 @@ fn min_constraint(t: &str, r: &str, enforced: &Quantity, req: &ResourceList, lim
         return Some(format!("minimum {r} usage per {t} is {enforced}, but request is {request}"));
     }
     match lim.get(r) {
-        Some(limit) if limit < enforced => Some(format!("minimum {r} usage per {t} is {enforced}, but limit is {limit}")),
+        Some(limit) if limit < enforced => {
+            Some(format!("minimum {r} usage per {t} is {enforced}, but limit is {limit}"))
+        }
         _ => None,
     }
 }
@@ -182,9 +180,8 @@ fn ratio_constraint(t: &str, r: &str, enforced: &Quantity, req: &ResourceList, l
         ));
     }
     let observed = limit as f64 / request as f64;
-    (observed * 1000.0 > enforced.milli_value() as f64).then(|| {
-        format!("{r} max limit to request ratio per {t} is {enforced}, but provided ratio is {observed:.6}")
-    })
+    (observed * 1000.0 > enforced.milli_value() as f64)
+        .then(|| format!("{r} max limit to request ratio per {t} is {enforced}, but provided ratio is {observed:.6}"))
 }
 
 /// Every min, max and ratio of one item against one set of requests and limits.
@@ -261,7 +258,8 @@ mod tests {
     #[test]
     fn container_max_min_and_ratio_messages() {
         let l = lr(json!([{"type": "Container", "max": {"cpu": "500m"}, "min": {"memory": "64Mi"}}]));
-        let errs = pod_violations(&l, &pod(json!({"limits": {"cpu": "1"}, "requests": {"cpu": "1", "memory": "32Mi"}})));
+        let errs =
+            pod_violations(&l, &pod(json!({"limits": {"cpu": "1"}, "requests": {"cpu": "1", "memory": "32Mi"}})));
         assert_eq!(
             aggregate(errs),
             "[minimum memory usage per Container is 64Mi, but request is 32Mi, maximum cpu usage per Container is 500m, but limit is 1]"
@@ -270,7 +268,10 @@ mod tests {
         assert_eq!(aggregate(errs), "maximum cpu usage per Container is 500m.  No limit is specified");
         let ratio = lr(json!([{"type": "Container", "maxLimitRequestRatio": {"cpu": "2"}}]));
         let errs = pod_violations(&ratio, &pod(json!({"requests": {"cpu": "100m"}, "limits": {"cpu": "300m"}})));
-        assert_eq!(aggregate(errs), "cpu max limit to request ratio per Container is 2, but provided ratio is 3.000000");
+        assert_eq!(
+            aggregate(errs),
+            "cpu max limit to request ratio per Container is 2, but provided ratio is 3.000000"
+        );
     }
 
     #[test]

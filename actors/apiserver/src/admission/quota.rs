@@ -92,7 +92,8 @@ pub async fn admit(storage: &Storage, a: &Attributes<'_>, obj: &Value) -> Result
     // The quotas that apply, checked for what the object must declare and for known usage.
     let mut applying = Vec::new();
     for v in &cached {
-        let q: ResourceQuota = serde_json::from_value((**v).clone()).map_err(|e| StatusError::internal(e.to_string()))?;
+        let q: ResourceQuota =
+            serde_json::from_value((**v).clone()).map_err(|e| StatusError::internal(e.to_string()))?;
         let hard = status_list(&q, false);
         let spec = q.spec.clone().unwrap_or_default();
         if !evaluator.matches(&spec, &hard, new.target()) {
