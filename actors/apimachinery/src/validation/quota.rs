@@ -163,7 +163,7 @@ fn scope_selector(errs: &mut Vec<Cause>, spec: &Value) {
         let op = get_str(req, "operator");
         let values = get_arr(req, "values");
         if !SCOPES.contains(&scope) {
-            errs.push(Cause::invalid(&child(p, "scopeName"), &str_value(scope), "unsupported scope"));
+            errs.push(Cause::invalid(child(p, "scopeName"), &str_value(scope), "unsupported scope"));
         }
         for k in &hard {
             if is_standard_quota_resource(k) && !scope_valid_for(scope, k) {
@@ -176,7 +176,7 @@ fn scope_selector(errs: &mut Vec<Cause>, spec: &Value) {
         ) && op != "Exists"
         {
             errs.push(Cause::invalid(
-                &child(p, "operator"),
+                child(p, "operator"),
                 &str_value(op),
                 "must be 'Exist' when scope is any of ResourceQuotaScopeTerminating, ResourceQuotaScopeNotTerminating, ResourceQuotaScopeBestEffort, ResourceQuotaScopeNotBestEffort or ResourceQuotaScopeCrossNamespacePodAffinity",
             ));
@@ -187,12 +187,12 @@ fn scope_selector(errs: &mut Vec<Cause>, spec: &Value) {
                 "must be at least one value when `operator` is 'In' or 'NotIn' for scope selector",
             )),
             "Exists" | "DoesNotExist" if !values.is_empty() => errs.push(Cause::invalid(
-                &child(p, "values"),
+                child(p, "values"),
                 sub(req, "values"),
                 "must be no value when `operator` is 'Exist' or 'DoesNotExist' for scope selector",
             )),
             "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
-            _ => errs.push(Cause::invalid(&child(p, "operator"), &str_value(op), "not a valid selector operator")),
+            _ => errs.push(Cause::invalid(child(p, "operator"), &str_value(op), "not a valid selector operator")),
         }
         seen.push(scope);
     }
