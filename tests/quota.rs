@@ -98,6 +98,23 @@ fn racing_creates_take_exactly_the_free_slots() {
     let pods = c.get_json(&["pods", "-n", "race"]);
     assert_eq!(pods["items"].as_array().map(Vec::len), Some(5));
     assert_eq!(used(&c, "race", "five", "pods"), "5");
+
+    // A finished pod stops counting (count/pods would still count it).
+    let first = pods["items"][0]["metadata"]["name"].as_str().unwrap().to_string();
+    let failed = r#"{"status": {"phase": "Failed"}}"#;
+    c.kubectl(&["patch", "pod", &first, "-n", "race", "--subresource=status", "--type=merge", "-p", failed])
+        .expect_ok();
+    eventually(30, || (used(&c, "race", "five", "pods") == "4").then_some(()));
+    run_pod(&c, "race", "after").expect_ok();
+
+    // Scopes: a BestEffort quota counts only pods without requests or limits.
+    c.kubectl(&["create", "namespace", "scoped"]).expect_ok();
+    c.kubectl(&["create", "quota", "be", "-n", "scoped", "--hard=pods=1", "--scopes=BestEffort"]).expect_ok();
+    counted(&c, "scoped", "be");
+    run_pod(&c, "scoped", "free").expect_ok();
+    run_pod(&c, "scoped", "free2").expect_err("exceeded quota: be, requested: pods=1, used: pods=1, limited: pods=1");
+    apply(&c, "scoped", &pod_yaml("sized", "{requests: {cpu: 100m}}")).expect_ok();
+    assert_eq!(used(&c, "scoped", "be", "pods"), "1");
 }
 
 fn apply(c: &Cluster, ns: &str, yaml: &str) -> common::Run {

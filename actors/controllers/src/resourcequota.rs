@@ -24,6 +24,8 @@ use std::time::{Duration, Instant, SystemTime};
 pub const WORKERS: usize = 5;
 /// Upstream's --resource-quota-sync-period: every quota is recounted this often.
 pub const RESYNC: Duration = Duration::from_secs(300);
+/// How long a recount queued by released objects waits for more of them.
+const COALESCE: Duration = Duration::from_millis(200);
 
 /// Quotas that must be recounted on their next reconcile, and when each was last recounted.
 #[derive(Default)]
@@ -138,6 +140,8 @@ pub fn run(client: Client, factory: &InformerFactory, workers: usize) -> BoxFutu
                 }
             }
         })
+        // A burst of deletions (a Deployment scaled down) makes one recount per window.
+        .coalesce(COALESCE)
         .workers(workers);
     // Deletions of counted objects queue the quotas that count them.
     let queue = ctrl.queue();
