@@ -52,11 +52,16 @@ pub fn sum(a: Quantity, b: Quantity) -> Quantity {
 /// The sum of two lists, every key of either.
 pub fn add(a: &ResourceList, b: &ResourceList) -> ResourceList {
     let mut out = a.clone();
+    add_to(&mut out, b);
+    out
+}
+
+/// Adds `b` into `acc` in place (for sums over many objects).
+pub fn add_to(acc: &mut ResourceList, b: &ResourceList) {
     for (k, v) in b {
-        let e = out.entry(k.clone()).or_insert_with(zero);
+        let e = acc.entry(k.clone()).or_insert_with(zero);
         *e = sum(*e, *v);
     }
-    out
 }
 
 /// `q` times `n` (an object count's usage for `n` objects).
@@ -390,10 +395,6 @@ fn container_list(c: &Container, limits: bool) -> ResourceList {
     parse_list(r.and_then(|r| if limits { r.limits.as_ref() } else { r.requests.as_ref() }))
 }
 
-fn add_into(acc: &mut ResourceList, other: &ResourceList) {
-    *acc = add(acc, other);
-}
-
 fn max_into(acc: &mut ResourceList, other: &ResourceList) {
     for (k, v) in other {
         match acc.get(k) {
@@ -411,15 +412,15 @@ fn max_into(acc: &mut ResourceList, other: &ResourceList) {
 pub fn pod_resources(spec: &PodSpec, limits: bool) -> ResourceList {
     let mut total = ResourceList::new();
     for c in &spec.containers {
-        add_into(&mut total, &container_list(c, limits));
+        add_to(&mut total, &container_list(c, limits));
     }
     let mut sidecars = ResourceList::new();
     let mut init_max = ResourceList::new();
     for c in spec.init_containers.iter().flatten() {
         let r = container_list(c, limits);
         if c.restart_policy.as_deref() == Some("Always") {
-            add_into(&mut total, &r);
-            add_into(&mut sidecars, &r);
+            add_to(&mut total, &r);
+            add_to(&mut sidecars, &r);
             max_into(&mut init_max, &sidecars);
         } else {
             max_into(&mut init_max, &add(&r, &sidecars));

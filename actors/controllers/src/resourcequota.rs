@@ -195,7 +195,7 @@ impl QuotaController {
             let mut sum: ResourceList = names.iter().map(|n| (n.clone(), quota::zero())).collect();
             for t in targets {
                 if quota::scope_selectors(&spec).iter().all(|s| evaluator.matches_scope(s, t)) {
-                    sum = quota::add(&sum, &quota::mask(&evaluator.usage(t, now), &names));
+                    quota::add_to(&mut sum, &quota::mask(&evaluator.usage(t, now), &names));
                 }
             }
             used.extend(sum);
