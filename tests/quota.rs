@@ -71,6 +71,19 @@ fn pod_count_quota_refuses_reports_and_releases() {
     );
     let pods = c.get_json(&["pods", "-n", "dep"]);
     assert_eq!(pods["items"].as_array().map(Vec::len), Some(2), "{pods}");
+    // The ReplicaSet's ReplicaFailure condition says so too.
+    eventually(30, || {
+        let rs = c.get_json(&["rs", "-n", "dep"]);
+        let conditions = rs["items"][0]["status"]["conditions"].as_array()?.clone();
+        conditions
+            .iter()
+            .find(|c| {
+                c["type"] == "ReplicaFailure"
+                    && c["reason"] == "FailedCreate"
+                    && c["message"].as_str().is_some_and(|m| m.contains("exceeded quota: q"))
+            })
+            .cloned()
+    });
     assert_eq!(used(&c, "dep", "q", "count/deployments.apps"), "1");
     c.kubectl(&["create", "deployment", "other", "-n", "dep", "--image=busybox:1"]).expect_err(
         "deployments.apps \"other\" is forbidden: exceeded quota: q, requested: count/deployments.apps=1, used: count/deployments.apps=1, limited: count/deployments.apps=1",

@@ -14,7 +14,7 @@
 use crate::adoption::{self, claimants, selects};
 use crate::expectations::Expectations;
 use futures::future::{join_all, BoxFuture};
-use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec, ReplicaSetStatus};
+use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetSpec, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector as ApiSelector;
 use kubus_apimachinery::meta::{controller_ref, refers_to};
@@ -25,7 +25,7 @@ use kubus_controller_runtime::controller::{Action, Controller, Error, ReconcileR
 use kubus_controller_runtime::events::EventType;
 use kubus_controller_runtime::informer::Cache;
 use kubus_controller_runtime::{Change, Client, DeleteParams, Informer, InformerFactory, Recorder};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
@@ -96,7 +96,17 @@ impl Replicated for ReplicationController {
                 ready_replicas: s.ready_replicas,
                 available_replicas: s.available_replicas,
                 observed_generation: s.observed_generation,
-                ..Default::default()
+                conditions: s.conditions.as_ref().map(|cs| {
+                    cs.iter()
+                        .map(|c| ReplicaSetCondition {
+                            type_: c.type_.clone(),
+                            status: c.status.clone(),
+                            reason: c.reason.clone(),
+                            message: c.message.clone(),
+                            last_transition_time: c.last_transition_time.clone(),
+                        })
+                        .collect()
+                }),
             }),
         })
     }
@@ -328,18 +338,28 @@ impl<K: Replicated> ReplicaSetController<K> {
         // Adopted pods reach the indexes with their next event; count them now.
         let active = self.pods.count(ACTIVE, rs.uid()) + adopted;
         let want = replicas(rs) as usize;
+        let mut failure = None;
         if self.expectations.satisfied(key) && !rs.is_deleting() {
             if active < want {
-                self.create_pods(&*owner, rs, (want - active).min(BURST), key).await?;
+                if let Err(e) = self.create_pods(&*owner, rs, (want - active).min(BURST), key).await {
+                    failure = Some(("FailedCreate", e));
+                }
             } else if active > want {
                 let mut victims: Vec<Arc<Pod>> = self.pods.by_index(ACTIVE, rs.uid());
                 victims.sort_by_cached_key(|p| deletion_rank(p));
                 victims.truncate((active - want).min(BURST));
                 let victims: Vec<&Arc<Pod>> = victims.iter().collect();
-                self.delete_pods(&*owner, &victims, key).await?;
+                if let Err(e) = self.delete_pods(&*owner, &victims, key).await {
+                    failure = Some(("FailedDelete", e));
+                }
             }
         }
-        self.update_status(rs).await
+        // As upstream, a failed create or delete is also told in the ReplicaFailure condition.
+        let status = self.update_status(rs, failure.as_ref().map(|(reason, e)| (*reason, e.to_string()))).await;
+        match failure {
+            Some((_, e)) => Err(e),
+            None => status,
+        }
     }
 
     /// Releases owned pods its selector no longer selects: those whose labels changed since
@@ -441,16 +461,20 @@ impl<K: Replicated> ReplicaSetController<K> {
         first_err.map_or(Ok(()), |e| Err(e.into()))
     }
 
-    async fn update_status(&self, rs: &ReplicaSet) -> ReconcileResult {
+    async fn update_status(&self, rs: &ReplicaSet, failure: Option<(&str, String)>) -> ReconcileResult {
         let counts = self.pods.read(|c| Counts::indexed(rs, c, SystemTime::now()));
-        if counts.differ(rs) {
-            let status = json!({
+        let conditions = failure_conditions(rs, failure);
+        if counts.differ(rs) || conditions.is_some() {
+            let mut status = json!({
                 "replicas": counts.replicas,
                 "fullyLabeledReplicas": counts.fully_labeled,
                 "readyReplicas": counts.ready,
                 "availableReplicas": counts.available,
                 "observedGeneration": rs.metadata.generation,
             });
+            if let Some(c) = conditions {
+                status["conditions"] = if c.is_empty() { Value::Null } else { Value::Array(c) };
+            }
             let r = self.client.merge_patch_status::<K>(rs.namespace(), rs.name(), &json!({"status": status})).await;
             if let Err(e) = r {
                 if !e.is_not_found() {
@@ -464,6 +488,28 @@ impl<K: Replicated> ReplicaSetController<K> {
             return Ok(Action::RequeueAfter(Duration::from_secs(min_ready as u64)));
         }
         Ok(Action::Done)
+    }
+}
+
+/// The status conditions after a sync, if they change: a ReplicaFailure condition added when
+/// the sync failed to create or delete pods (kept as it was while failures go on), removed
+/// once a sync succeeds (upstream's `calculateStatus`).
+fn failure_conditions(rs: &ReplicaSet, failure: Option<(&str, String)>) -> Option<Vec<Value>> {
+    let current = rs.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+    let has = current.iter().any(|c| c.type_ == "ReplicaFailure");
+    let mut out: Vec<Value> = current
+        .iter()
+        .filter(|c| c.type_ != "ReplicaFailure")
+        .map(|c| serde_json::to_value(c).unwrap_or_default())
+        .collect();
+    match (failure, has) {
+        (Some((reason, message)), false) => {
+            out.push(json!({"type": "ReplicaFailure", "status": "True", "reason": reason, "message": message,
+                "lastTransitionTime": kubus_apimachinery::time::now()}));
+            Some(out)
+        }
+        (None, true) => Some(out),
+        _ => None,
     }
 }
 
