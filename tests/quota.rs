@@ -128,6 +128,21 @@ fn racing_creates_take_exactly_the_free_slots() {
     run_pod(&c, "scoped", "free2").expect_err("exceeded quota: be, requested: pods=1, used: pods=1, limited: pods=1");
     apply(&c, "scoped", &pod_yaml("sized", "{requests: {cpu: 100m}}")).expect_ok();
     assert_eq!(used(&c, "scoped", "be", "pods"), "1");
+
+    // A scope selector on PriorityClass counts only the pods of the classes it names.
+    c.kubectl(&["create", "priorityclass", "high", "--value=1000"]).expect_ok();
+    let high = "apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: high}\nspec:\n  hard: {pods: '1'}\n  scopeSelector:\n    matchExpressions:\n    - {scopeName: PriorityClass, operator: In, values: [high]}\n";
+    c.kubectl(&["create", "namespace", "prio"]).expect_ok();
+    apply(&c, "prio", high).expect_ok();
+    counted(&c, "prio", "high");
+    let important = |name: &str| {
+        format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  priorityClassName: high\n  containers: [{{name: c, image: 'busybox:1'}}]\n")
+    };
+    apply(&c, "prio", &important("vip")).expect_ok();
+    apply(&c, "prio", &important("vip2"))
+        .expect_err("exceeded quota: high, requested: pods=1, used: pods=1, limited: pods=1");
+    run_pod(&c, "prio", "ordinary").expect_ok();
+    assert_eq!(used(&c, "prio", "high", "pods"), "1");
 }
 
 fn apply(c: &Cluster, ns: &str, yaml: &str) -> common::Run {
