@@ -62,6 +62,7 @@ pub(crate) async fn run(
     concurrency: usize,
     watchers: usize,
     server: Option<String>,
+    quota: bool,
 ) -> anyhow::Result<()> {
     let mut _own = None;
     let addr = match server {
@@ -93,7 +94,30 @@ pub(crate) async fn run(
         }
     };
     let ns = "/api/v1/namespaces/default/configmaps";
-    println!("kubus bench api: {objects} ConfigMaps (~0.6 KiB), {concurrency} concurrent clients, {watchers} watchers, server {addr}");
+    println!("kubus bench api: {objects} ConfigMaps (~0.6 KiB), {concurrency} concurrent clients, {watchers} watchers, server {addr}{}", if quota { ", ConfigMaps under a ResourceQuota" } else { "" });
+    if quota {
+        // The quota controller's part (status.hard and used) written directly: the bench runs
+        // the API server alone.
+        let mut c = Conn::open(&addr).await?;
+        let q = serde_json::json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "bench"},
+            "spec": {"hard": {"configmaps": "1000000", "count/configmaps": "1000000"}}});
+        let quotas = "/api/v1/namespaces/default/resourcequotas";
+        let created: serde_json::Value = serde_json::from_slice(
+            &expect(&mut c, "POST", quotas, "application/json", q.to_string().as_bytes(), 201).await?,
+        )?;
+        let mut with_status = created.clone();
+        with_status["status"] =
+            serde_json::json!({"hard": created["spec"]["hard"], "used": {"configmaps": "0", "count/configmaps": "0"}});
+        expect(
+            &mut c,
+            "PUT",
+            &format!("{quotas}/bench/status"),
+            "application/json",
+            with_status.to_string().as_bytes(),
+            200,
+        )
+        .await?;
+    }
 
     // Watchers: each holds a watch on configmaps; delivery latency is measured on updates.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Instant)>();

@@ -110,14 +110,18 @@ pub enum BenchWhat {
         /// An existing API server (http://host:port); default: start one.
         #[arg(long)]
         server: Option<String>,
+        /// Put a ResourceQuota on the ConfigMaps first, so every create is charged to it
+        /// (quota admission's cost; without it admission only looks for quotas).
+        #[arg(long)]
+        quota: bool,
     },
 }
 
 /// Runs one bench inside the binary's actix system, and stops the system at the end.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let result = match args.what {
-        BenchWhat::Api { objects, concurrency, watchers, server } => {
-            api::run(objects, concurrency, watchers, server).await
+        BenchWhat::Api { objects, concurrency, watchers, server, quota } => {
+            api::run(objects, concurrency, watchers, server, quota).await
         }
         BenchWhat::Cluster { nodes, pods, anti_affinity, concurrency } => {
             cluster::run(nodes, pods, anti_affinity, concurrency).await
