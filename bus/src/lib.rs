@@ -13,6 +13,7 @@ pub mod embedded;
 pub mod metrics;
 pub mod store;
 pub mod stream;
+pub mod usage;
 
 pub use embedded::EmbeddedNats;
 pub use store::{Event, EventType, Key, Object, Store, StoreConfig, StoreError};

@@ -6,6 +6,7 @@
 pub mod conditions;
 pub mod cron;
 pub mod meta;
+pub mod metrics_api;
 pub mod patch;
 pub mod pod;
 pub mod protobuf;
