@@ -129,6 +129,17 @@ impl CgroupLayout {
         Ok(self.hierarchies.iter().map(|h| h.mount.join(&rel)).collect())
     }
 
+    /// The directory of `path` in the hierarchy holding `controller` (v2: the unified one);
+    /// None when no hierarchy has it. Readers of usage files (the kubelet's stats) use it.
+    pub fn controller_dir(&self, controller: &str, path: &str) -> Result<Option<PathBuf>, CgroupError> {
+        let rel = relative(path)?;
+        let h = match self.version {
+            CgroupVersion::V1 => self.hierarchies.iter().find(|h| h.has(controller)),
+            CgroupVersion::V2 => self.hierarchies.first(),
+        };
+        Ok(h.map(|h| h.mount.join(rel)))
+    }
+
     /// Whether `path` exists in any hierarchy.
     pub fn exists(&self, path: &str) -> Result<bool, CgroupError> {
         Ok(self.dirs(path)?.iter().any(|d| d.is_dir()))

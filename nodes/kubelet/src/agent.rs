@@ -41,6 +41,8 @@ pub struct Kubelet {
     workers: HashMap<String, mpsc::UnboundedSender<WorkerMsg>>,
     /// Containers found at start, by pod uid, until their pod's worker takes them.
     adoptable: HashMap<String, Vec<ContainerInfo>>,
+    /// Reads the usage of what runs here (usage reports, /metrics).
+    sampler: Arc<crate::stats::Sampler>,
 }
 
 impl Kubelet {
@@ -68,6 +70,7 @@ impl Kubelet {
         let machine = node::Machine::probe(&config.state_dir);
         let cgroups = kubus_container_runtime::cgroups::CgroupLayout::detect()?;
         let cgroup_v2 = cgroups.version == kubus_container_runtime::cgroups::CgroupVersion::V2;
+        let sampler = Arc::new(crate::stats::Sampler::new(cgroups.clone(), &config.cgroup_root));
         let node_ip = config.node_ip.unwrap_or_else(node::default_node_ip);
         let recorder = kubus_controller_runtime::events::Recorder::new(client.clone(), "kubelet");
         let sandboxes = NetworkSandboxes::default();
@@ -95,7 +98,7 @@ impl Kubelet {
             network: sandboxes.network,
             pods: RwLock::new(HashMap::new()),
         });
-        Ok(Kubelet { ctx, pods, workers: HashMap::new(), adoptable: HashMap::new() })
+        Ok(Kubelet { ctx, pods, workers: HashMap::new(), adoptable: HashMap::new(), sampler })
     }
 
     pub fn context(&self) -> Arc<NodeContext> {
@@ -266,6 +269,9 @@ impl Actor for Kubelet {
             }
             .into_actor(self),
         );
+        // Resource usage: reports to the API servers, and cAdvisor's series on /metrics.
+        crate::stats::cadvisor::expose(&self.ctx, self.sampler.clone());
+        ctx.spawn(crate::stats::reporter::run(self.ctx.clone(), self.sampler.clone()).into_actor(self));
         // Now and then: pods that vanished while this agent was not looking.
         ctx.run_interval(SWEEP_PERIOD, |act, ctx| act.sweep(ctx));
     }

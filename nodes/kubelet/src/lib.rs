@@ -7,7 +7,8 @@
 //!
 //! Layout: [`agent`] (the actor: pods to workers, orphan sweeps), [`heartbeat`] (registration,
 //! Lease, node status, the pod network), [`image_gc`] (image imports and garbage collection),
-//! [`pod_worker`] (one pod's life), [`host`] (what a worker uses of its node, behind traits).
+//! [`pod_worker`] (one pod's life), [`host`] (what a worker uses of its node, behind traits),
+//! [`stats`] (resource usage: reports for metrics.k8s.io, cAdvisor's series on /metrics).
 #![forbid(unsafe_code)]
 
 pub mod agent;
@@ -28,6 +29,7 @@ pub mod reset;
 pub mod routes;
 pub mod sandbox;
 pub mod spec;
+pub mod stats;
 pub mod status;
 pub mod streams;
 pub mod volumes;
