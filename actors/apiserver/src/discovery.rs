@@ -3,6 +3,8 @@
 //! request per group-version.
 
 use crate::request::ApiResponse;
+use crate::resource_metrics;
+use kubus_apimachinery::metrics_api;
 use kubus_apimachinery::{resource, ResourceInfo, StatusError, Subresource};
 use serde_json::{json, Value};
 
@@ -83,12 +85,34 @@ fn aggregated_group(group: &str, versions: &[&str]) -> Value {
     json!({"metadata": {"name": group, "creationTimestamp": null}, "versions": versions})
 }
 
+/// metrics.k8s.io, served from the nodes' usage reports rather than the store (what an
+/// aggregated metrics-server adds to discovery upstream).
+fn aggregated_metrics_group() -> Value {
+    let resources: Vec<Value> = resource_metrics::RESOURCES
+        .iter()
+        .map(|(r, singular, kind, namespaced)| {
+            json!({
+                "resource": r,
+                "responseKind": {"group": metrics_api::GROUP, "version": metrics_api::VERSION, "kind": kind},
+                "scope": if *namespaced { "Namespaced" } else { "Cluster" },
+                "singularResource": singular,
+                "verbs": resource_metrics::VERBS,
+            })
+        })
+        .collect();
+    json!({"metadata": {"name": metrics_api::GROUP, "creationTimestamp": null},
+        "versions": [{"version": metrics_api::VERSION, "resources": resources, "freshness": "Current"}]})
+}
+
 /// `/api` (legacy = true) or `/apis`.
 pub fn root(legacy: bool, accept: Option<&str>) -> ApiResponse {
     let groups = resource::groups();
     if wants_aggregated(accept) {
-        let items: Vec<Value> =
+        let mut items: Vec<Value> =
             groups.iter().filter(|(g, _)| g.is_empty() == legacy).map(|(g, vs)| aggregated_group(g, vs)).collect();
+        if !legacy {
+            items.push(aggregated_metrics_group());
+        }
         let body = json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items});
         return ApiResponse::json(200, &body).with_content_type(AGGREGATED);
     }
@@ -101,7 +125,9 @@ pub fn root(legacy: bool, accept: Option<&str>) -> ApiResponse {
             }),
         );
     }
-    let list: Vec<Value> = groups.iter().filter(|(g, _)| !g.is_empty()).map(|(g, vs)| api_group(g, vs)).collect();
+    let mut list: Vec<Value> =
+        groups.iter().filter(|(g, _)| !g.is_empty()).map(|(g, vs)| api_group(g, vs)).collect();
+    list.push(api_group(metrics_api::GROUP, &[metrics_api::VERSION]));
     ApiResponse::json(200, &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": list}))
 }
 
@@ -112,6 +138,12 @@ fn api_group(group: &str, versions: &[&str]) -> Value {
 }
 
 pub fn group(group: &str) -> Result<ApiResponse, StatusError> {
+    if group == metrics_api::GROUP {
+        let mut body = api_group(group, &[metrics_api::VERSION]);
+        body["kind"] = json!("APIGroup");
+        body["apiVersion"] = json!("v1");
+        return Ok(ApiResponse::json(200, &body));
+    }
     let groups = resource::groups();
     let (g, vs) = groups.iter().find(|(g, _)| *g == group && !g.is_empty()).ok_or_else(not_found)?;
     let mut body = api_group(g, vs);
@@ -125,6 +157,22 @@ fn not_found() -> StatusError {
 }
 
 pub fn group_version(group: &str, version: &str) -> Result<ApiResponse, StatusError> {
+    if group == metrics_api::GROUP {
+        if version != metrics_api::VERSION {
+            return Err(not_found());
+        }
+        let resources: Vec<Value> = resource_metrics::RESOURCES
+            .iter()
+            .map(|(r, singular, kind, namespaced)| {
+                json!({"name": r, "singularName": singular, "namespaced": namespaced, "kind": kind,
+                    "verbs": resource_metrics::VERBS})
+            })
+            .collect();
+        return Ok(ApiResponse::json(
+            200,
+            &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": metrics_api::API_VERSION, "resources": resources}),
+        ));
+    }
     let mut resources = Vec::new();
     for r in resource::all().iter().filter(|r| r.group == group && r.version == version) {
         resources.push(json!({

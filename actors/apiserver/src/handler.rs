@@ -30,6 +30,8 @@ pub struct ApiState {
     pub tokens: Arc<crate::token::TokenIssuer>,
     /// Paged lists in progress.
     pub lists: Arc<ListSnapshots>,
+    /// The nodes' latest usage reports (metrics.k8s.io).
+    pub usage: Arc<crate::resource_metrics::UsageStore>,
 }
 
 impl ApiState {
@@ -117,6 +119,9 @@ impl ApiState {
             Route::OpenApiV3Root => get_only(ApiResponse::json(200, &self.openapi.root())),
             Route::OpenApiV3(gv) => get_only(ApiResponse::json(200, self.openapi.group_version(&gv)?)),
             Route::OpenApiV2 => Err(StatusError::new(404, "NotFound", "OpenAPI v2 is not served; use /openapi/v3")),
+            Route::Resource(p) if p.group == kubus_apimachinery::metrics_api::GROUP => {
+                crate::resource_metrics::serve(&self.usage, &self.storage.cache, req, &q, &p)
+            }
             Route::Resource(p) => self.resource(req, &q, p).await,
             Route::NotFound => {
                 Err(StatusError::new(404, "NotFound", "the server could not find the requested resource"))

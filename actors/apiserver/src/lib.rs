@@ -6,7 +6,8 @@
 //! [`registry`] (each kind's strategy: defaults, status, validation, allocation, deletion,
 //! subresources), [`error`] (store errors as statuses), [`cache`] (the watch cache and its
 //! feeder actor), [`watch`], [`render`] (JSON, Tables, metadata), [`discovery`], [`openapi`],
-//! [`convert`] (versions sharing storage), [`http`] and [`nats`] (the two transports).
+//! [`convert`] (versions sharing storage), [`http`] and [`nats`] (the two transports),
+//! [`resource_metrics`] (metrics.k8s.io from the nodes' usage reports, never stored).
 #![forbid(unsafe_code)]
 
 pub mod admission;
@@ -29,6 +30,7 @@ pub mod patch;
 pub mod registry;
 pub mod render;
 pub mod request;
+pub mod resource_metrics;
 pub mod state_metrics;
 pub mod storage;
 pub mod stream;
@@ -87,6 +89,7 @@ pub struct ApiServer {
     priority_arbiter: actix::Arbiter,
     compactor: actix::Addr<cache::Compactor>,
     event_ttl: actix::Addr<event_ttl::EventTtl>,
+    usage: actix::Addr<resource_metrics::UsageReceiver>,
 }
 
 impl ApiServer {
@@ -127,8 +130,14 @@ impl ApiServer {
             ready: ready.clone(),
             tokens: Default::default(),
             lists: Default::default(),
+            usage: Default::default(),
         };
         bootstrap(&state).await.map_err(ApiServerError::Bootstrap)?;
+        // Before serving: metrics.k8s.io answers from the nodes' reports.
+        let usage = {
+            let (client, cluster, store) = (client.clone(), config.cluster.clone(), state.usage.clone());
+            Supervisor::start(move |_| resource_metrics::UsageReceiver { client, cluster, store })
+        };
         let service = |subject: String, serving: &Arc<AtomicBool>| {
             let (client, state, serving) = (client.clone(), state.clone(), serving.clone());
             move |_: &mut actix::Context<nats::NatsService>| nats::NatsService {
@@ -172,19 +181,31 @@ impl ApiServer {
             let (storage, ttl) = (state.storage.clone(), config.event_ttl);
             Supervisor::start(move |_| event_ttl::EventTtl { storage, ttl })
         };
-        Ok(ApiServer { addr, state, http: handle, feeder, nats, priority, priority_arbiter, compactor, event_ttl })
+        Ok(ApiServer {
+            addr,
+            state,
+            http: handle,
+            feeder,
+            nats,
+            priority,
+            priority_arbiter,
+            compactor,
+            event_ttl,
+            usage,
+        })
     }
 
     /// Stops serving on both transports and stops the watch cache feed.
     pub async fn stop(self) {
-        let ApiServer { http, feeder, nats, priority, priority_arbiter, compactor, event_ttl, .. } = self;
+        let ApiServer { http, feeder, nats, priority, priority_arbiter, compactor, event_ttl, usage, .. } = self;
         nats.do_send(Shutdown);
+        usage.do_send(Shutdown);
         priority.do_send(Shutdown);
         feeder.do_send(Shutdown);
         compactor.do_send(Shutdown);
         event_ttl.do_send(Shutdown);
         // Addresses go before the actors stop, so their supervisors do not restart them.
-        drop((nats, priority, feeder, compactor, event_ttl));
+        drop((nats, priority, feeder, compactor, event_ttl, usage));
         http.stop(true).await;
         priority_arbiter.stop();
     }

@@ -134,7 +134,7 @@ pub fn register() {
         INFLIGHT.with_label_values(&[kind]);
     }
     // Every actor's restart series exists from the start, at zero.
-    for actor in ["watch-cache", "apiserver-nats", "compactor"] {
+    for actor in ["watch-cache", "apiserver-nats", "compactor", "usage-receiver"] {
         ACTOR_RESTARTS.with_label_values(&[actor]);
     }
     LazyLock::force(&OBJECTS_STORED);

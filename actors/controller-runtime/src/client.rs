@@ -115,6 +115,72 @@ pub fn path(info: &ResourceInfo, namespace: Option<&str>, name: Option<&str>, su
     p
 }
 
+/// The path of `K`'s collection or object from its type alone: also for kinds that are
+/// served but not stored (metrics.k8s.io), which the resource registry does not hold.
+pub fn type_path<K: k8s_openapi::Resource>(namespace: Option<&str>, name: Option<&str>) -> String
+where
+    K::Scope: 'static,
+{
+    let namespaced =
+        std::any::TypeId::of::<K::Scope>() == std::any::TypeId::of::<k8s_openapi::NamespaceResourceScope>();
+    let mut p = if K::GROUP.is_empty() {
+        format!("/api/{}", K::VERSION)
+    } else {
+        format!("/apis/{}/{}", K::GROUP, K::VERSION)
+    };
+    if let Some(ns) = namespace.filter(|ns| namespaced && !ns.is_empty()) {
+        p.push_str(&format!("/namespaces/{ns}"));
+    }
+    p.push('/');
+    p.push_str(K::URL_PATH_SEGMENT);
+    if let Some(n) = name {
+        p.push('/');
+        p.push_str(n);
+    }
+    p
+}
+
+/// Selectors of a LIST (client-go's ListOptions), in their string forms.
+#[derive(Debug, Clone, Default)]
+pub struct ListParams {
+    pub label_selector: Option<String>,
+    pub field_selector: Option<String>,
+}
+
+impl ListParams {
+    pub fn labels(selector: &str) -> Self {
+        ListParams { label_selector: Some(selector.to_string()), ..Default::default() }
+    }
+
+    fn query(&self) -> String {
+        let mut q = Vec::new();
+        if let Some(l) = self.label_selector.as_deref().filter(|s| !s.is_empty()) {
+            q.push(format!("labelSelector={}", escape(l)));
+        }
+        if let Some(f) = self.field_selector.as_deref().filter(|s| !s.is_empty()) {
+            q.push(format!("fieldSelector={}", escape(f)));
+        }
+        q.join("&")
+    }
+}
+
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[derive(serde::Deserialize)]
+struct ListBody<K> {
+    #[serde(default = "Vec::new")]
+    items: Vec<K>,
+}
+
 const MERGE_PATCH: &str = "application/merge-patch+json";
 
 impl Client {
@@ -163,8 +229,27 @@ impl Client {
         Ok(serde_json::from_value(self.request(method, path, query, content_type, body).await?)?)
     }
 
-    pub async fn get<K: Object>(&self, namespace: &str, name: &str) -> Result<K, ClientError> {
-        self.typed("GET", &path(resource::of::<K>(), Some(namespace), Some(name), None), "", None, None).await
+    pub async fn get<K: Object>(&self, namespace: &str, name: &str) -> Result<K, ClientError>
+    where
+        K::Scope: 'static,
+    {
+        self.typed("GET", &type_path::<K>(Some(namespace), Some(name)), "", None, None).await
+    }
+
+    /// A LIST of `K` in `namespace` (None: every namespace) matching `params`' selectors; also
+    /// of the metrics API (`client.list::<PodMetrics>(Some(ns), &ListParams::labels(sel))`).
+    /// Reads go to the API server: informers are the way to follow a resource.
+    pub async fn list<K: Object + k8s_openapi::ListableResource>(
+        &self,
+        namespace: Option<&str>,
+        params: &ListParams,
+    ) -> Result<Vec<K>, ClientError>
+    where
+        K::Scope: 'static,
+    {
+        let body: ListBody<K> =
+            self.typed("GET", &type_path::<K>(namespace, None), &params.query(), None, None).await?;
+        Ok(body.items)
     }
 
     /// Creates the object in its own namespace.
@@ -308,6 +393,16 @@ mod tests {
         assert_eq!(path(nodes, Some(""), Some("n"), None), "/api/v1/nodes/n");
         let rs = resource::of::<k8s_openapi::api::apps::v1::ReplicaSet>();
         assert_eq!(path(rs, Some("d"), None, None), "/apis/apps/v1/namespaces/d/replicasets");
+        // Paths from the type alone agree with the registry's, and reach the metrics API.
+        use k8s_openapi::api::{apps::v1::ReplicaSet, core::v1::Node};
+        use kubus_apimachinery::metrics_api::{NodeMetrics, PodMetrics};
+        assert_eq!(type_path::<ReplicaSet>(Some("d"), None), "/apis/apps/v1/namespaces/d/replicasets");
+        assert_eq!(type_path::<Node>(Some("ns"), Some("n")), "/api/v1/nodes/n");
+        assert_eq!(type_path::<PodMetrics>(Some("ns"), Some("p")), "/apis/metrics.k8s.io/v1beta1/namespaces/ns/pods/p");
+        assert_eq!(type_path::<PodMetrics>(None, None), "/apis/metrics.k8s.io/v1beta1/pods");
+        assert_eq!(type_path::<NodeMetrics>(None, None), "/apis/metrics.k8s.io/v1beta1/nodes");
+        let params = ListParams { label_selector: Some("app in (a,b)".into()), field_selector: Some("x=y".into()) };
+        assert_eq!(params.query(), "labelSelector=app%20in%20%28a%2Cb%29&fieldSelector=x%3Dy");
         assert_eq!(DeleteParams::propagation(Propagation::Foreground).query(), "propagationPolicy=Foreground");
         let guarded = DeleteParams { uid: Some("u1".into()), ..Default::default() };
         assert_eq!(guarded.body().unwrap()["preconditions"]["uid"], "u1");

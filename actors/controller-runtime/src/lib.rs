@@ -17,7 +17,7 @@ pub mod node_lease;
 pub mod ratelimit;
 pub mod workqueue;
 
-pub use client::{Client, ClientError, DeleteParams, Propagation};
+pub use client::{Client, ClientError, DeleteParams, ListParams, Propagation};
 pub use controller::{Action, Controller, Reconciler};
 pub use events::Recorder;
 pub use informer::{Change, DynInformer, Informer, InformerFactory, ObjectKey};
