@@ -197,12 +197,11 @@ pub fn serve(
 }
 
 fn time_of(ms: u64) -> Time {
-    let t = UNIX_EPOCH + Duration::from_millis(ms);
-    Time(k8s_openapi::chrono::DateTime::<k8s_openapi::chrono::Utc>::from(t))
+    kubus_apimachinery::time::time(UNIX_EPOCH + Duration::from_millis(ms))
 }
 
 fn now() -> Time {
-    Time(k8s_openapi::chrono::Utc::now())
+    kubus_apimachinery::time::time(std::time::SystemTime::now())
 }
 
 fn labels_of(obj: &Value) -> Option<BTreeMap<String, String>> {
