@@ -68,14 +68,19 @@ pub struct NodeArgs {
     /// Where the node keeps its state (pods, images, shims).
     #[arg(long, default_value_os_t = crate::cmd::up::default_data_dir().join("node"))]
     pub data_dir: PathBuf,
-    /// Loopback address to serve the agent's Prometheus metrics on (`/metrics`, as
-    /// kube-proxy's --metrics-bind-address); none by default. (`kubus up` serves its node's on
-    /// the API.)
-    #[arg(long)]
-    pub metrics_bind_address: Option<std::net::SocketAddr>,
+    /// Loopback address to serve the agent's Prometheus metrics (`/metrics`: the node's
+    /// containers under cAdvisor's names, the kubelet's and kube-proxy's) and `/healthz` on,
+    /// as kube-proxy's --metrics-bind-address; `0` serves none. (`kubus up` serves its node's
+    /// on the API port.)
+    #[arg(long, default_value = DEFAULT_METRICS_ADDRESS)]
+    pub metrics_bind_address: String,
     #[command(flatten)]
     pub opts: NodeOpts,
 }
+
+/// kube-proxy's metrics port: the kubelet's own ports (10248, 10250, 10255) are left to a
+/// kubelet that may share the machine.
+const DEFAULT_METRICS_ADDRESS: &str = "127.0.0.1:10249";
 
 /// The host name as a node name: a DNS subdomain (lowercase alphanumerics, '-' and '.'), as
 /// the kubelet makes it; anything else becomes '-'.
@@ -230,8 +235,12 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     // Only this node's pods: the API server's watch cache filters them, so an agent holds and
     // decodes its own pods, not every pod of the cluster.
     let pods = informers.get_selected::<Pod>(&format!("spec.nodeName={name}"));
-    if let Some(addr) = args.metrics_bind_address {
-        serve_metrics(addr)?;
+    match args.metrics_bind_address.as_str() {
+        "0" | "" => {}
+        addr => {
+            let addr = addr.parse().with_context(|| format!("--metrics-bind-address {addr:?} is not HOST:PORT"))?;
+            serve_metrics(addr)?;
+        }
     }
     let node = start_with_pods(config, &service_cidr, nats, &informers, pods).await?;
     println!("node {name} is running; Ctrl-C stops the agent (its containers keep running)");
@@ -246,29 +255,38 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serves `GET /metrics` (the process's Prometheus registry) on a loopback address: nothing
-/// new listens beyond loopback without authentication (a Prometheus on another machine scrapes
-/// through the API server, or a local agent).
+/// Serves `GET /metrics` (the process's Prometheus registry) and `GET /healthz` on a loopback
+/// address: nothing new listens beyond loopback without authentication (a Prometheus on
+/// another machine scrapes through the API server, or a local agent). An address in use (a
+/// second agent on the machine with the default) is logged, as kube-proxy does, and the agent
+/// runs on without it.
 fn serve_metrics(addr: std::net::SocketAddr) -> anyhow::Result<()> {
     use actix_web::{web, App, HttpResponse, HttpServer};
     if !addr.ip().is_loopback() {
         anyhow::bail!("--metrics-bind-address must be a loopback address (metrics are served without authentication)");
     }
     let server = HttpServer::new(|| {
-        App::new().route(
-            "/metrics",
-            web::get().to(|| async {
-                HttpResponse::Ok()
-                    .content_type("text/plain; version=0.0.4; charset=utf-8")
-                    .body(kubus_apiserver::metrics::render())
-            }),
-        )
+        App::new()
+            .route(
+                "/metrics",
+                web::get().to(|| async {
+                    HttpResponse::Ok()
+                        .content_type("text/plain; version=0.0.4; charset=utf-8")
+                        .body(kubus_apiserver::metrics::render())
+                }),
+            )
+            .route("/healthz", web::get().to(|| async { HttpResponse::Ok().content_type("text/plain").body("ok") }))
     })
     .workers(1)
     .disable_signals()
-    .bind(addr)
-    .with_context(|| format!("binding the metrics address {addr}"))?
-    .run();
+    .bind(addr);
+    let server = match server {
+        Ok(s) => s.run(),
+        Err(e) => {
+            tracing::error!(%addr, error = %e, "cannot serve metrics (--metrics-bind-address); running without");
+            return Ok(());
+        }
+    };
     actix::spawn(async move {
         if let Err(e) = server.await {
             tracing::warn!(error = %e, "metrics server failed");
