@@ -65,7 +65,10 @@ fn mebibytes(s: &str) -> u64 {
 
 /// The rows (whitespace-split columns) of a `kubectl top ... --no-headers`.
 fn rows(out: &str) -> Vec<Vec<String>> {
-    out.lines().map(|l| l.split_whitespace().map(str::to_string).collect()).filter(|r: &Vec<String>| !r.is_empty()).collect()
+    out.lines()
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .filter(|r: &Vec<String>| !r.is_empty())
+        .collect()
 }
 
 /// What the node's memory working set is by /proc/meminfo (what the agent reports), MiB.

@@ -180,11 +180,7 @@ pub fn go_duration(d: Duration) -> String {
         return format!("{ms}ms");
     }
     let (h, m, s, frac) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
-    let secs = if frac == 0 {
-        format!("{s}s")
-    } else {
-        format!("{s}.{}s", format!("{frac:03}").trim_end_matches('0'))
-    };
+    let secs = if frac == 0 { format!("{s}s") } else { format!("{s}.{}s", format!("{frac:03}").trim_end_matches('0')) };
     match (h, m) {
         (0, 0) => secs,
         (0, m) => format!("{m}m{secs}"),
@@ -274,9 +270,10 @@ mod tests {
         assert_eq!(v["containers"][0]["usage"], serde_json::json!({"cpu": "12345n", "memory": "1Ki"}));
         let back: PodMetrics = serde_json::from_value(v).unwrap();
         assert_eq!(back, m);
-        let list: PodMetricsList =
-            serde_json::from_value(serde_json::json!({"kind": "PodMetricsList", "apiVersion": API_VERSION, "metadata": {}, "items": []}))
-                .unwrap();
+        let list: PodMetricsList = serde_json::from_value(
+            serde_json::json!({"kind": "PodMetricsList", "apiVersion": API_VERSION, "metadata": {}, "items": []}),
+        )
+        .unwrap();
         assert!(list.items.is_empty());
         assert_eq!(path::<PodMetrics>(Some("ns"), Some("p")), "/apis/metrics.k8s.io/v1beta1/namespaces/ns/pods/p");
         assert_eq!(path::<NodeMetrics>(Some("ns"), None), "/apis/metrics.k8s.io/v1beta1/nodes");

@@ -125,8 +125,7 @@ pub fn root(legacy: bool, accept: Option<&str>) -> ApiResponse {
             }),
         );
     }
-    let mut list: Vec<Value> =
-        groups.iter().filter(|(g, _)| !g.is_empty()).map(|(g, vs)| api_group(g, vs)).collect();
+    let mut list: Vec<Value> = groups.iter().filter(|(g, _)| !g.is_empty()).map(|(g, vs)| api_group(g, vs)).collect();
     list.push(api_group(metrics_api::GROUP, &[metrics_api::VERSION]));
     ApiResponse::json(200, &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": list}))
 }

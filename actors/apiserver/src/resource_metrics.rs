@@ -11,11 +11,11 @@ use crate::metrics::ACTOR_RESTARTS;
 use crate::request::{ApiRequest, ApiResponse, Query, ResourcePath};
 use actix::prelude::*;
 use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kubus_apimachinery::metrics_api::{self, go_duration, usage, ContainerMetrics, NodeMetrics, PodMetrics};
 use kubus_apimachinery::selector::{FieldSelector, LabelSelector};
 use kubus_apimachinery::StatusError;
 use kubus_bus::usage::UsageReport;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use prometheus::{register_int_counter_vec, register_int_gauge, IntCounterVec, IntGauge};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -121,7 +121,9 @@ impl Handler<crate::Shutdown> for UsageReceiver {
 }
 
 fn not_allowed(method: &str) -> StatusError {
-    StatusError::method_not_allowed(format!("the server does not allow this method on the requested resource ({method})"))
+    StatusError::method_not_allowed(format!(
+        "the server does not allow this method on the requested resource ({method})"
+    ))
 }
 
 fn not_found() -> StatusError {
@@ -181,14 +183,11 @@ pub fn serve(
         Some(s) => FieldSelector::parse(s)?,
         None => FieldSelector::everything(),
     };
-    let items: Vec<Value> = if pods {
-        pod_metrics(&reports, cache, ns.unwrap_or(""), None)
-    } else {
-        node_metrics(&reports, cache, None)
-    }
-    .into_iter()
-    .filter(|o| labels.matches_object(o) && fields.matches(o))
-    .collect();
+    let items: Vec<Value> =
+        if pods { pod_metrics(&reports, cache, ns.unwrap_or(""), None) } else { node_metrics(&reports, cache, None) }
+            .into_iter()
+            .filter(|o| labels.matches_object(o) && fields.matches(o))
+            .collect();
     let kind = if pods { "PodMetricsList" } else { "NodeMetricsList" };
     Ok(ApiResponse::json(
         200,

@@ -123,11 +123,8 @@ where
 {
     let namespaced =
         std::any::TypeId::of::<K::Scope>() == std::any::TypeId::of::<k8s_openapi::NamespaceResourceScope>();
-    let mut p = if K::GROUP.is_empty() {
-        format!("/api/{}", K::VERSION)
-    } else {
-        format!("/apis/{}/{}", K::GROUP, K::VERSION)
-    };
+    let mut p =
+        if K::GROUP.is_empty() { format!("/api/{}", K::VERSION) } else { format!("/apis/{}/{}", K::GROUP, K::VERSION) };
     if let Some(ns) = namespace.filter(|ns| namespaced && !ns.is_empty()) {
         p.push_str(&format!("/namespaces/{ns}"));
     }

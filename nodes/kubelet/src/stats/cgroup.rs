@@ -112,7 +112,10 @@ mod tests {
             ("memory.stat", "cache 100\ninactive_file 1\ntotal_inactive_file 2097152\ntotal_active_file 9\n"),
         ]);
         let u = read_v1(&cpu, &mem).unwrap();
-        assert_eq!(u, CgroupUsage { cpu_ns: 123_456_789, memory_usage_bytes: 8_388_608, memory_working_set_bytes: 6_291_456 });
+        assert_eq!(
+            u,
+            CgroupUsage { cpu_ns: 123_456_789, memory_usage_bytes: 8_388_608, memory_working_set_bytes: 6_291_456 }
+        );
         fs::remove_dir_all(&cpu).unwrap();
         fs::remove_dir_all(&mem).unwrap();
     }

@@ -90,7 +90,8 @@ mod tests {
 
     #[test]
     fn meminfo() {
-        let text = "MemTotal:       1000 kB\nMemFree:         200 kB\nMemAvailable:    500 kB\nInactive(file):  300 kB\n";
+        let text =
+            "MemTotal:       1000 kB\nMemFree:         200 kB\nMemAvailable:    500 kB\nInactive(file):  300 kB\n";
         assert_eq!(parse_meminfo(text, Path::new("x")).unwrap(), (800 * 1024, 500 * 1024));
         assert!(parse_meminfo("MemTotal: 1 kB\n", Path::new("x")).is_err());
     }

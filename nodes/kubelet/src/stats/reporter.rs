@@ -68,7 +68,10 @@ impl RateTracker {
                         let cpu = rate(prev.containers.get(&c.id).copied(), c.usage.cpu_ns)?;
                         Some(ContainerUsage {
                             name: c.name.clone(),
-                            usage: Usage { cpu_nanocores: cpu, memory_working_set_bytes: c.usage.memory_working_set_bytes },
+                            usage: Usage {
+                                cpu_nanocores: cpu,
+                                memory_working_set_bytes: c.usage.memory_working_set_bytes,
+                            },
                         })
                     })
                     .collect();
