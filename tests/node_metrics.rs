@@ -133,7 +133,7 @@ fn kubectl_top_and_the_nodes_cadvisor_series() {
     let (cpu, mem) = (millicores(&node[1]), mebibytes(&node[3]));
     let expected = proc_working_set_mib();
     println!("kubectl top nodes: {cpu}m, {mem}Mi (/proc working set {expected}Mi)");
-    assert!(cpu >= 400 && cpu <= 2100, "node CPU {cpu}m on a 2-core machine running a busy loop");
+    assert!((400..=2100).contains(&cpu), "node CPU {cpu}m on a 2-core machine running a busy loop");
     assert!(mem * 2 > expected && mem < expected * 2, "node memory {mem}Mi against /proc's {expected}Mi");
     assert!(node[2].ends_with('%') && node[4].ends_with('%'), "{node:?}");
 

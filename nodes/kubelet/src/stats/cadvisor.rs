@@ -17,8 +17,11 @@ use std::sync::{Arc, LazyLock, Mutex, Weak};
 
 const LABELS: &[&str] = &["namespace", "pod", "container", "id"];
 
+/// A node agent whose usage is exposed, while it lives.
+type Source = (Weak<NodeContext>, Arc<Sampler>);
+
 /// The node agents of this process whose usage is exposed (one, but for tests).
-static SOURCES: LazyLock<Mutex<Vec<(Weak<NodeContext>, Arc<Sampler>)>>> = LazyLock::new(|| {
+static SOURCES: LazyLock<Mutex<Vec<Source>>> = LazyLock::new(|| {
     if let Err(e) = prometheus::register(Box::new(UsageCollector::new())) {
         tracing::warn!(error = %e, "the usage collector could not be registered");
     }
