@@ -26,8 +26,11 @@ impl Drop for TempDir {
 }
 
 async fn api_server(client: async_nats::Client) -> ApiServer {
-    let store =
-        Store::open(client.clone(), StoreConfig { cluster: CLUSTER.into(), ..Default::default() }).await.unwrap();
+    // A small archive: JetStream refuses a stream whose size the disk cannot reserve.
+    let archive = kubus_bus::store::archive::ArchiveConfig { max_bytes: 64 << 20, ..Default::default() };
+    let store = Store::open(client.clone(), StoreConfig { cluster: CLUSTER.into(), archive, ..Default::default() })
+        .await
+        .unwrap();
     let config = ApiServerConfig {
         bind: "127.0.0.1:0".parse().unwrap(),
         cluster: CLUSTER.into(),
