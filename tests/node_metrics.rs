@@ -173,3 +173,25 @@ fn kubectl_top_and_the_nodes_cadvisor_series() {
         (!out.contains("busy") && out.contains("idle")).then_some(())
     });
 }
+
+/// `kubus up` runs its node agent in the process: the node's series are on the API port's
+/// /metrics, next to the control plane's, and `kubectl top` works there too.
+#[test]
+fn all_in_one_serves_the_nodes_series_on_the_api_port() {
+    let c = Cluster::start_with_node("node-metrics-up", &[]);
+    let node = c.node.clone().unwrap().node_name;
+    c.apply(&PODS.split("---").nth(1).unwrap().replace("idle", "nap-pod"));
+    c.wait_pod_ready("nap-pod", 90);
+    eventually(60, || {
+        let (code, body) = c.try_http("GET", "/metrics", None, None).ok()?;
+        (code == 200
+            && series(&body, "container_cpu_usage_seconds_total", &["pod=\"nap-pod\"", "container=\"nap\""]).is_some()
+            && series(&body, "kubelet_running_containers", &["container_state=\"running\""]) == Some(1.0))
+        .then_some(())
+    });
+    eventually(60, || {
+        let out = c.kubectl(&["top", "pods", "--no-headers"]).stdout;
+        let nodes = c.kubectl(&["top", "nodes", "--no-headers"]).stdout;
+        (out.contains("nap-pod") && nodes.contains(&node)).then_some(())
+    });
+}
