@@ -156,6 +156,8 @@ fn kubectl_top_and_the_nodes_cadvisor_series() {
     assert!(series(&metrics, "container_cpu_usage_seconds_total", &["id=\"/\""]).is_some(), "node series");
     assert_eq!(series(&metrics, "kubelet_running_containers", &["container_state=\"running\""]), Some(2.0));
     assert!(metrics.lines().any(|l| l == "kubelet_running_pods 2"), "running pods:\n{metrics}");
+    assert!(series(&metrics, "kubelet_pod_worker_duration_seconds_count", &["operation=\"create\""])
+        .is_some_and(|n| n >= 2.0));
 
     // A deleted pod's series go with it.
     c.kubectl(&["delete", "pod", "busy", "--wait=true"]).expect_ok();

@@ -60,6 +60,17 @@ static CONTAINER_OPS: LazyLock<HistogramVec> = LazyLock::new(|| {
     )
     .expect("registers once")
 });
+/// Upstream's name and labels: `create` for a pod's first sync, `sync` for later ones (a
+/// spec update and a periodic resync are one wake-up here), `kill` for its termination.
+static POD_WORKER_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "kubelet_pod_worker_duration_seconds",
+        "Duration in seconds to sync a single pod. Broken down by operation type: create, sync or kill.",
+        &["operation"],
+        prometheus::DEFAULT_BUCKETS.to_vec()
+    )
+    .expect("registers once")
+});
 static CONTAINER_STARTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!("kubus_kubelet_container_starts_total", "Containers started, by result", &["result"])
         .expect("registers once")
@@ -235,16 +246,21 @@ impl PodWorker {
     pub async fn run(mut self) {
         let span = tracing::info_span!("pod", pod = %format!("{}/{}", self.ns(), self.name()), uid = %self.uid);
         async move {
+            let mut operation = "create";
             loop {
                 self.check_active_deadline().await;
+                let started = Instant::now();
                 let result = match self.state() {
                     PodState::Terminating => {
                         self.terminate().await;
+                        POD_WORKER_DURATION.with_label_values(&["kill"]).observe(started.elapsed().as_secs_f64());
                         return;
                     }
                     PodState::Finished => self.release_finished().await,
                     PodState::Syncing => self.sync().await,
                 };
+                POD_WORKER_DURATION.with_label_values(&[operation]).observe(started.elapsed().as_secs_f64());
+                operation = "sync";
                 match result {
                     Ok(()) => SYNCS.with_label_values(&["ok"]).inc(),
                     Err(e) => {
