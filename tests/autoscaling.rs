@@ -44,11 +44,14 @@ fn autoscalers_are_served_in_both_versions_and_report_why_they_cannot_scale() {
     });
     let (_, reason, message) = condition(&hpa, "ScalingActive").unwrap();
     assert_eq!(reason, "FailedGetResourceMetric", "{hpa}");
-    assert!(message.contains("failed to get cpu utilization: "), "{message}");
+    assert!(
+        message.contains("failed to get cpu utilization: missing request for cpu in container c of Pod web-"),
+        "{message}"
+    );
     assert_eq!(condition(&hpa, "AbleToScale").map(|c| c.1), Some("SucceededGetScale".into()), "{hpa}");
     let events =
         c.kubectl(&["get", "events", "--field-selector", "involvedObject.name=web,reason=FailedGetResourceMetric"]);
-    assert!(events.stdout.contains("failed to get cpu utilization"), "{}", events.stdout);
+    assert!(events.stdout.contains("missing request for cpu"), "{}", events.stdout);
     let want = ["web", "Deployment/web", "cpu:", "<unknown>/50%", "1", "3", "1"];
     eventually(30, || {
         let table = c.kubectl(&["get", "hpa"]).expect_ok();
