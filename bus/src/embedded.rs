@@ -116,6 +116,7 @@ impl EmbeddedNats {
     /// one) with its JetStream store in `<data_dir>/nats`, waits until it answers as itself, and
     /// supervises it. The address it listens on is recorded in `<data_dir>/nats.listen`.
     pub async fn start(data_dir: &Path, listen: &str) -> Result<EmbeddedNats, EmbeddedError> {
+        LazyLock::force(&RESTARTS);
         let bin = find_binary().ok_or_else(|| EmbeddedError::NotInstalled("/usr/sbin/nats-server".into()))?;
         let io = |path: &Path| {
             let path = path.to_path_buf();

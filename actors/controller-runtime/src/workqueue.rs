@@ -50,6 +50,10 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
     }
 
     pub fn with_backoff(name: &'static str, base_delay: Duration, max_delay: Duration) -> Arc<Self> {
+        // Every queue's series exist from the start (dashboards show zeros, not gaps).
+        QUEUE_ADDS.with_label_values(&[name]);
+        QUEUE_DEPTH.with_label_values(&[name]);
+        QUEUE_RETRIES.with_label_values(&[name]);
         Arc::new(WorkQueue {
             name,
             inner: Mutex::new(Inner {

@@ -235,7 +235,7 @@ impl Scheduler {
         LazyLock::force(&ALGORITHM_LATENCY);
         LazyLock::force(&PREEMPTION_ATTEMPTS);
         LazyLock::force(&PREEMPTION_VICTIMS);
-        LazyLock::force(&POD_SLI);
+        POD_SLI.with_label_values(&["1"]);
         set_pending(0, 0, 0);
         PENDING_PODS.with_label_values(&["gated"]).set(0);
         let pods = self.informers.get::<Pod>();

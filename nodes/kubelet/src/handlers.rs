@@ -22,6 +22,8 @@ pub type ExecFn =
 
 /// The container an action runs against.
 pub struct Target {
+    /// The pod's namespace, name and uid (the probes' metric labels).
+    pub pod: (String, String, String),
     pub container: String,
     pub container_id: String,
     /// The address `httpGet`, `tcpSocket` and `grpc` go to when they name no host.
@@ -501,6 +503,7 @@ mod tests {
 
     fn target(ip: &str) -> Target {
         Target {
+            pod: Default::default(),
             container: "c".into(),
             container_id: "id".into(),
             pod_ip: Some(ip.parse().unwrap()),

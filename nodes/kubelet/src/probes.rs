@@ -11,14 +11,37 @@ use std::sync::LazyLock;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
+/// The kubelet's prober counter, under its name and labels (per container, as upstream).
 static PROBES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
-        "kubus_kubelet_probes_total",
-        "Container probes run, by kind and result",
-        &["probe", "result"]
+        "prober_probe_total",
+        "Cumulative number of a liveness, readiness or startup probe for a container by result.",
+        &["probe_type", "result", "container", "pod", "namespace", "pod_uid"]
     )
     .expect("registers once")
 });
+
+/// Removes a prober's series when it stops (the task is aborted with its container run), so
+/// deleted pods leave no series behind.
+struct ProbeSeries {
+    labels: [String; 5],
+}
+
+impl ProbeSeries {
+    fn inc(&self, result: &str) {
+        let [kind, container, pod, namespace, uid] = &self.labels;
+        PROBES.with_label_values(&[kind.as_str(), result, container, pod, namespace, uid]).inc();
+    }
+}
+
+impl Drop for ProbeSeries {
+    fn drop(&mut self) {
+        let [kind, container, pod, namespace, uid] = &self.labels;
+        for result in ["successful", "failed"] {
+            let _ = PROBES.remove_label_values(&[kind.as_str(), result, container, pod, namespace, uid]);
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ProbeKind {
@@ -36,13 +59,6 @@ impl ProbeKind {
             ProbeKind::Startup => c.startup_probe.as_ref(),
             ProbeKind::Liveness => c.liveness_probe.as_ref(),
             ProbeKind::Readiness => c.readiness_probe.as_ref(),
-        }
-    }
-    fn label(self) -> &'static str {
-        match self {
-            ProbeKind::Startup => "startup",
-            ProbeKind::Liveness => "liveness",
-            ProbeKind::Readiness => "readiness",
         }
     }
     /// As events name them ("Liveness probe failed: ...").
@@ -86,6 +102,8 @@ pub fn spawn(
         let success_threshold = count(probe.success_threshold, 1).max(1);
         let failure_threshold = count(probe.failure_threshold, 3).max(1);
         let action = Action::of_probe(&probe);
+        let (namespace, pod, uid) = target.pod.clone();
+        let series = ProbeSeries { labels: [kind.title().to_string(), target.container.clone(), pod, namespace, uid] };
         if kind != ProbeKind::Startup {
             while !*started.borrow() {
                 if started.changed().await.is_err() {
@@ -103,7 +121,7 @@ pub fn spawn(
                 Some(a) => handlers::run(a, &target, Use::Probe, timeout).await,
                 None => Err("the probe has no handler".to_string()),
             };
-            PROBES.with_label_values(&[kind.label(), if result.is_ok() { "success" } else { "failure" }]).inc();
+            series.inc(if result.is_ok() { "successful" } else { "failed" });
             let message = match &result {
                 Ok(()) => {
                     successes += 1;

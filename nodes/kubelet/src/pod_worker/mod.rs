@@ -71,10 +71,31 @@ static POD_WORKER_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
     )
     .expect("registers once")
 });
+/// Upstream's names: starts by container type, and failed starts by error code.
 static CONTAINER_STARTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!("kubus_kubelet_container_starts_total", "Containers started, by result", &["result"])
-        .expect("registers once")
+    register_int_counter_vec!(
+        "kubelet_started_containers_total",
+        "Cumulative number of containers started",
+        &["container_type"]
+    )
+    .expect("registers once")
 });
+static CONTAINER_START_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "kubelet_started_containers_errors_total",
+        "Cumulative number of errors when starting containers",
+        &["code", "container_type"]
+    )
+    .expect("registers once")
+});
+
+fn container_type(init: bool) -> &'static str {
+    if init {
+        "init_container"
+    } else {
+        "container"
+    }
+}
 
 /// How often ConfigMap, Secret and token volumes are read again (upstream: its sync period,
 /// about a minute; ours is shorter, a GET per pod and period is cheap).

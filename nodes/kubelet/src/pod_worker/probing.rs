@@ -101,6 +101,7 @@ impl PodWorker {
             Box::pin(async move { runtime.exec_sync(&id, argv, timeout).await.map_err(|e| e.to_string()) })
         });
         handlers::Target {
+            pod: (self.ns().to_string(), self.name().to_string(), self.uid.to_string()),
             container: name.to_string(),
             container_id: id.to_string(),
             pod_ip: ips.first().and_then(|i| i.parse().ok()),

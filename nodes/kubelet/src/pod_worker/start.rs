@@ -4,7 +4,7 @@
 //! its probes. A failure becomes the container's waiting reason (ErrImagePull,
 //! CreateContainerConfigError, ...).
 
-use super::{PodWorker, Run, RunState, CONTAINER_OPS, CONTAINER_STARTS};
+use super::{container_type, PodWorker, Run, RunState, CONTAINER_OPS, CONTAINER_STARTS, CONTAINER_START_ERRORS};
 use crate::env::{self, PodFacts};
 use crate::objects::{SourceKind, SourceObject};
 use crate::spec::{self, ContainerPlan, ImageDefaults};
@@ -107,7 +107,7 @@ impl PodWorker {
         }
         match self.start_container(c, attempt, init).await {
             Ok(run) => {
-                CONTAINER_STARTS.with_label_values(&["ok"]).inc();
+                CONTAINER_STARTS.with_label_values(&[container_type(init)]).inc();
                 let id = run.id.clone();
                 let rec = self.records.get_mut(&name).expect("inserted above");
                 rec.restarts = attempt;
@@ -126,7 +126,8 @@ impl PodWorker {
                 }
             }
             Err(StartFailure { reason, message }) => {
-                CONTAINER_STARTS.with_label_values(&["error"]).inc();
+                CONTAINER_STARTS.with_label_values(&[container_type(init)]).inc();
+                CONTAINER_START_ERRORS.with_label_values(&[reason, container_type(init)]).inc();
                 let rec = self.records.get_mut(&name).expect("inserted above");
                 rec.restarts = attempt.saturating_sub(1).max(rec.restarts);
                 // Configuration errors (an image absent under Never, a missing Secret) are
