@@ -71,6 +71,14 @@ pub struct History {
     pub down: Vec<ScaleEvent>,
 }
 
+impl History {
+    /// An autoscaler's first memory: the current replicas as a recommendation made now, as
+    /// upstream seeds it, so a new autoscaler does not scale down before its window passes.
+    pub fn seeded(now: Instant, current: i32) -> History {
+        History { recommendations: vec![(now, current)], ..Default::default() }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     pub replicas: i32,
@@ -241,6 +249,15 @@ mod tests {
         assert_eq!(normalize(&mut h, t0 + s(2), 3, 1, (1, 3), &up, &down).replicas, 3);
         let d = normalize(&mut h, t0 + s(6), 3, 1, (1, 3), &up, &down);
         assert_eq!((d.replicas, d.limited.1), (1, "DesiredWithinRange"));
+    }
+
+    #[test]
+    fn a_new_autoscaler_waits_a_whole_window_before_scaling_down() {
+        let t0 = Instant::now();
+        let mut h = History::seeded(t0, 3);
+        let (up, down) = (Rules::default_up(), Rules::default_down(s(300)));
+        assert_eq!(normalize(&mut h, t0 + s(15), 3, 1, (1, 5), &up, &down).replicas, 3);
+        assert_eq!(normalize(&mut h, t0 + s(301), 3, 1, (1, 5), &up, &down).replicas, 1);
     }
 
     #[test]

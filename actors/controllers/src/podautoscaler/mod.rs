@@ -435,8 +435,9 @@ impl HorizontalController {
             );
             let decision = {
                 let mut history = self.history.lock().expect("history lock");
-                let h = history.entry(hpa.key()).or_default();
-                behavior::normalize(h, Instant::now(), current, metric.replicas, (min, max), &up, &down)
+                let now = Instant::now();
+                let h = history.entry(hpa.key()).or_insert_with(|| History::seeded(now, current));
+                behavior::normalize(h, now, current, metric.replicas, (min, max), &up, &down)
             };
             let (limited, reason, message) = decision.limited;
             set_condition(&mut status, condition("ScalingLimited", limited, reason, message), &now);
