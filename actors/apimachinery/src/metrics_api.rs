@@ -188,31 +188,9 @@ pub fn go_duration(d: Duration) -> String {
     }
 }
 
-/// Parses what [`go_duration`] prints (and Go's other units down to milliseconds).
+/// Parses what [`go_duration`] prints (Go's `time.ParseDuration`).
 pub fn parse_go_duration(s: &str) -> Option<Duration> {
-    let mut total = 0f64;
-    let mut rest = s;
-    if rest == "0" {
-        return Some(Duration::ZERO);
-    }
-    while !rest.is_empty() {
-        let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-        let value: f64 = rest[..end].parse().ok()?;
-        rest = &rest[end..];
-        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let factor = match &rest[..unit_end] {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 1e-3,
-            "us" | "µs" => 1e-6,
-            "ns" => 1e-9,
-            _ => return None,
-        };
-        total += value * factor;
-        rest = &rest[unit_end..];
-    }
-    Some(Duration::from_secs_f64(total))
+    crate::time::parse_go_duration(s).ok()
 }
 
 impl PodMetrics {

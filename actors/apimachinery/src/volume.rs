@@ -32,6 +32,15 @@ pub fn volume_class(pv: &PersistentVolume) -> &str {
     pv.spec.as_ref().and_then(|s| s.storage_class_name.as_deref()).unwrap_or("")
 }
 
+/// The informer index of volumes by storage class ("" for none), shared by the PV controller
+/// and the scheduler's VolumeBinding: a claim only ever binds within its class.
+pub const VOLUMES_BY_CLASS: &str = "pv-class";
+
+/// The key of a volume in [`VOLUMES_BY_CLASS`].
+pub fn class_index(pv: &PersistentVolume) -> Vec<String> {
+    vec![volume_class(pv).to_string()]
+}
+
 /// Bytes the claim asks for.
 pub fn requested(pvc: &PersistentVolumeClaim) -> i128 {
     pvc.spec

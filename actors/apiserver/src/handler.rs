@@ -443,14 +443,7 @@ struct Collection<'a> {
 
 impl<'a> Collection<'a> {
     fn new(info: &'static ResourceInfo, ns: Option<&'a str>, q: &Query) -> Result<Self, StatusError> {
-        let labels = match q.get("labelSelector") {
-            Some(s) => LabelSelector::parse(s)?,
-            None => LabelSelector::everything(),
-        };
-        let fields = match q.get("fieldSelector") {
-            Some(s) => FieldSelector::parse(s)?,
-            None => FieldSelector::everything(),
-        };
+        let (labels, fields) = q.selectors()?;
         fields.validate_for(info.group, info.resource)?;
         Ok(Collection { info, ns, labels, fields })
     }

@@ -13,6 +13,23 @@ pub use kubus_bus::api::ApiRequest;
 pub struct Query(HashMap<String, String>);
 
 impl Query {
+    /// The `labelSelector` and `fieldSelector` parameters (absent: everything).
+    pub fn selectors(
+        &self,
+    ) -> Result<(kubus_apimachinery::selector::LabelSelector, kubus_apimachinery::selector::FieldSelector), StatusError>
+    {
+        use kubus_apimachinery::selector::{FieldSelector, LabelSelector};
+        let labels = match self.get("labelSelector") {
+            Some(s) => LabelSelector::parse(s)?,
+            None => LabelSelector::everything(),
+        };
+        let fields = match self.get("fieldSelector") {
+            Some(s) => FieldSelector::parse(s)?,
+            None => FieldSelector::everything(),
+        };
+        Ok((labels, fields))
+    }
+
     pub fn parse(raw: &str) -> Query {
         let mut map = HashMap::new();
         for pair in raw.split('&').filter(|p| !p.is_empty()) {

@@ -13,7 +13,6 @@ use actix::prelude::*;
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kubus_apimachinery::metrics_api::{self, go_duration, usage, ContainerMetrics, NodeMetrics, PodMetrics};
-use kubus_apimachinery::selector::{FieldSelector, LabelSelector};
 use kubus_apimachinery::StatusError;
 use kubus_bus::usage::UsageReport;
 use prometheus::{register_int_counter_vec, register_int_gauge, IntCounterVec, IntGauge};
@@ -175,14 +174,7 @@ pub fn serve(
             None => Err(StatusError::not_found(metrics_api::GROUP, "nodemetrics", name)),
         };
     }
-    let labels = match q.get("labelSelector") {
-        Some(s) => LabelSelector::parse(s)?,
-        None => LabelSelector::everything(),
-    };
-    let fields = match q.get("fieldSelector") {
-        Some(s) => FieldSelector::parse(s)?,
-        None => FieldSelector::everything(),
-    };
+    let (labels, fields) = q.selectors()?;
     let items: Vec<Value> =
         if pods { pod_metrics(&reports, cache, ns.unwrap_or(""), None) } else { node_metrics(&reports, cache, None) }
             .into_iter()

@@ -161,7 +161,8 @@ impl ListParams {
     }
 }
 
-fn escape(s: &str) -> String {
+/// Percent-encodes a query parameter's value.
+pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {

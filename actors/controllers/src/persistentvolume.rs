@@ -28,8 +28,6 @@ pub const PV_PROTECTION: &str = "kubernetes.io/pv-protection";
 const PODS_BY_CLAIM: &str = "pod-claims";
 /// Claims waiting for a volume (unbound, not being deleted), all under one key.
 const UNBOUND_CLAIMS: &str = "pvc-unbound";
-/// Volumes by storage class ("" for none): a claim only ever binds within its class.
-const VOLUMES_BY_CLASS: &str = "pv-class";
 
 fn claims_of(p: &Pod) -> Vec<String> {
     pod::spec(p)
@@ -62,7 +60,7 @@ pub fn run(client: Client, factory: &InformerFactory, workers: usize) -> BoxFutu
     inf.claims.add_index(UNBOUND_CLAIMS, |c: &PersistentVolumeClaim| {
         (volume::volume_name(c).is_none() && !c.is_deleting()).then(String::new).into_iter().collect()
     });
-    inf.volumes.add_index(VOLUMES_BY_CLASS, |pv: &PersistentVolume| vec![volume::volume_class(pv).to_string()]);
+    inf.volumes.add_index(volume::VOLUMES_BY_CLASS, volume::class_index);
     let events = Recorder::new(client.clone(), "persistentvolume-controller");
     // A volume's change concerns its claim, and unbound claims that it may now serve.
     let volume_to_claims = {
@@ -173,7 +171,7 @@ impl ClaimBinder {
         let mut candidates: Vec<Arc<PersistentVolume>> = self
             .inf
             .volumes
-            .by_index(VOLUMES_BY_CLASS, class_name)
+            .by_index(volume::VOLUMES_BY_CLASS, class_name)
             .into_iter()
             .filter(|pv| !pv.is_deleting() && volume::satisfies(pv, &pvc))
             .filter(|pv| match volume::claim_ref(pv) {

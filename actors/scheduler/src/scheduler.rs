@@ -240,11 +240,11 @@ impl Scheduler {
         PENDING_PODS.with_label_values(&["gated"]).set(0);
         let pods = self.informers.get::<Pod>();
         let nodes = self.informers.get::<Node>();
-        let volumes = VolumeListers {
-            claims: self.informers.get::<PersistentVolumeClaim>(),
-            volumes: self.informers.get::<PersistentVolume>(),
-            classes: self.informers.get::<StorageClass>(),
-        };
+        let volumes = VolumeListers::new(
+            self.informers.get::<PersistentVolumeClaim>(),
+            self.informers.get::<PersistentVolume>(),
+            self.informers.get::<StorageClass>(),
+        );
         let state = Arc::new(Mutex::new(State::default()));
         // Binding failures are retried with the queue's backoff: 1 s doubling to 10 s.
         let queue: Arc<WorkQueue<ObjectKey>> =

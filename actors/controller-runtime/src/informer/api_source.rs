@@ -6,6 +6,7 @@
 //! errors back off.
 
 use super::Informer;
+use crate::client::escape;
 use crate::client::{path, Client, ClientError};
 use crate::metrics::INFORMER_DECODE_ERRORS;
 use futures::StreamExt;
@@ -96,18 +97,6 @@ struct ListPage<K> {
     metadata: ListMeta,
     #[serde(default)]
     items: Vec<K>,
-}
-
-/// Percent-encodes a query parameter's value.
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 /// A watch timeout between [`WATCH_TIMEOUT`] and twice it.

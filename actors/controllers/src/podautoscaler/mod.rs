@@ -21,7 +21,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity as QuantityString;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kubus_apimachinery::quantity::parse_quantity;
 use kubus_apimachinery::selector::LabelSelector;
-use kubus_apimachinery::time::time;
+use kubus_apimachinery::time::{system_time, time};
 use kubus_apimachinery::{pod, resource, ObjectExt, ObjectKey};
 use kubus_controller_runtime::client::path;
 use kubus_controller_runtime::controller::{Action, Controller, Error, ReconcileResult, Reconciler};
@@ -194,9 +194,9 @@ impl HorizontalController {
             return PodState::Ready;
         }
         let ready = pod::condition(p, "Ready");
-        let start = p.status.as_ref().and_then(|s| s.start_time.as_ref()).map(|t| SystemTime::from(t.0));
+        let start = p.status.as_ref().and_then(|s| s.start_time.as_ref()).map(system_time);
         let (Some(ready), Some(start)) = (ready, start) else { return PodState::Unready };
-        let transition = ready.last_transition_time.as_ref().map_or(start, |t| SystemTime::from(t.0));
+        let transition = ready.last_transition_time.as_ref().map_or(start, system_time);
         let unready = if start + CPU_INITIALIZATION_PERIOD > now {
             // Starting: counted once Ready before the whole metrics window began.
             ready.status != "True" || sample.is_none_or(|s| s.timestamp < transition + s.window)

@@ -32,6 +32,18 @@ pub struct VolumeListers {
     pub classes: Informer<StorageClass>,
 }
 
+impl VolumeListers {
+    /// The listers, with the volumes indexed by class (the candidates of a claim).
+    pub fn new(
+        claims: Informer<PersistentVolumeClaim>,
+        volumes: Informer<PersistentVolume>,
+        classes: Informer<StorageClass>,
+    ) -> VolumeListers {
+        volumes.add_index(volume::VOLUMES_BY_CLASS, volume::class_index);
+        VolumeListers { claims, volumes, classes }
+    }
+}
+
 /// What PreFilter found of the pod's claims.
 struct PodVolumes {
     bound: Vec<Arc<PersistentVolume>>,
@@ -96,10 +108,11 @@ impl PreFilterPlugin for VolumeBinding {
                         return Status::unresolvable(ERR_UNBOUND_IMMEDIATE);
                     }
                     let provisioner = class.map(|c| c.provisioner.clone()).unwrap_or_default();
+                    let class_name = volume::claim_class(&pvc).unwrap_or("");
                     let available = self
                         .listers
                         .volumes
-                        .list()
+                        .by_index(volume::VOLUMES_BY_CLASS, class_name)
                         .into_iter()
                         .filter(|pv| {
                             volume::claim_ref(pv).is_none() && !pv.is_deleting() && volume::satisfies(pv, &pvc)
