@@ -353,10 +353,10 @@ impl HorizontalController {
         let group = target.api_version.as_deref().map_or("", |v| v.rsplit_once('/').map_or("", |(g, _)| g));
         let scale =
             match resource::by_kind(group, &target.kind).filter(|i| i.has(kubus_apimachinery::Subresource::Scale)) {
-                None => Err(format!(
-                    "the server could not find the requested resource ({}.{group} {})",
-                    target.kind, target.name
-                )),
+                None => {
+                    let kind = if group.is_empty() { target.kind.clone() } else { format!("{}.{group}", target.kind) };
+                    Err(format!("the server could not find the requested resource ({kind} {})", target.name))
+                }
                 Some(info) => self
                     .client
                     .request("GET", &path(info, Some(ns), Some(&target.name), Some("scale")), "", None, None)
