@@ -82,7 +82,7 @@ fn on_pod(s: &mut State, old: Option<Arc<Pod>>, new: Arc<Pod>, queue: &Arc<WorkQ
         s.forget(&key);
         s.wake(pod_changes(old.as_deref(), Some(&new)), queue);
     } else if is_ours(&new) && !new.is_deleting() && !s.assumed.contains_key(&key) {
-        remember_nomination(s, &new);
+        update_nomination(s, old.as_deref(), &new, queue);
         if !s.has_failed(&key) {
             queue.add(key);
         } else if old.as_deref().is_none_or(|o| pod_updated(o, &new)) {
@@ -94,16 +94,32 @@ fn on_pod(s: &mut State, old: Option<Arc<Pod>>, new: Arc<Pod>, queue: &Arc<WorkQ
     }
 }
 
-/// A pod that preempted (its status names the node, e.g. written by a previous leader) holds
-/// that node's room in this scheduler's snapshot too.
-fn remember_nomination(s: &mut State, p: &Arc<Pod>) {
-    let Some(node) = p.status.as_ref().and_then(|st| st.nominated_node_name.as_deref()).filter(|n| !n.is_empty())
-    else {
-        return;
+fn nominated_node_name(p: &Pod) -> Option<&str> {
+    p.status.as_ref().and_then(|st| st.nominated_node_name.as_deref()).filter(|n| !n.is_empty())
+}
+
+/// Upstream's UpdateNominatedPod: the pod's status says where it is nominated (a pod that
+/// preempted, e.g. under a previous leader, holds that node's room here too), and a
+/// nomination the status drops is forgotten. Only when the status never named one is the
+/// scheduler's own in-memory nomination kept (its status write may not have been seen yet).
+/// The nominated pod is the new object, so its labels are current for affinity and spreading.
+fn update_nomination(s: &mut State, old: Option<&Pod>, new: &Arc<Pod>, queue: &Arc<WorkQueue<ObjectKey>>) {
+    let key = new.key();
+    let node = match (nominated_node_name(new), old.and_then(nominated_node_name)) {
+        (Some(node), _) => node.to_string(),
+        (None, Some(_)) => {
+            if s.snapshot.clear_nomination(&key).is_some() {
+                // The room it held is free for others.
+                s.wake(Events::POD_REMOVED, queue);
+            }
+            return;
+        }
+        (None, None) => match s.snapshot.nominated_node(&key) {
+            Some(node) => node.to_string(),
+            None => return,
+        },
     };
-    if s.snapshot.nominated_node(&p.key()).is_none() {
-        s.snapshot.nominate(Arc::new(PodInfo::new(p.clone())), node);
-    }
+    s.snapshot.nominate(Arc::new(PodInfo::new(new.clone())), &node);
 }
 
 fn on_pod_deleted(s: &mut State, p: &Arc<Pod>, queue: &Arc<WorkQueue<ObjectKey>>) {
@@ -186,7 +202,7 @@ fn reconcile(s: &mut State, nodes: &Cache<Node>, pods: &Cache<Pod>, queue: &Arc<
             && !s.has_failed(&key)
         {
             // New since the events were missed (the queue drops keys it already holds).
-            remember_nomination(s, p);
+            update_nomination(s, None, p, queue);
             queue.add(key);
         }
     }
@@ -336,5 +352,32 @@ mod tests {
         pods.insert(key("fresh"), pod("fresh", None));
         reconcile(&mut s, &nodes, &pods, &q);
         assert_eq!(s.snapshot.num_pods(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_nominator_follows_the_pods_status() {
+        let (mut s, q) = (State::default(), queue());
+        on_node(&mut s, None, node("n1", "1"), &q);
+        let p = pod("p", None);
+        on_pod(&mut s, None, p.clone(), &q);
+        assert_eq!(s.snapshot.nominated_node(&key("p")), None);
+        // Nominated by a status write (this scheduler's, or a previous leader's).
+        let nominated = with(&p, "/status", json!({"nominatedNodeName": "n1"}));
+        on_pod(&mut s, Some(p.clone()), nominated.clone(), &q);
+        assert_eq!(s.snapshot.nominated_node(&key("p")), Some("n1"));
+        // An update that does not touch it keeps it, with the pod as it is now.
+        let relabelled = with(&nominated, "/metadata/labels", json!({"app": "web"}));
+        on_pod(&mut s, Some(nominated), relabelled.clone(), &q);
+        assert_eq!(s.snapshot.nominated_pods("n1")[0].labels().get("app").map(String::as_str), Some("web"));
+        // Cleared in the status (preemption could not help it): the nominator forgets it.
+        let cleared = with(&relabelled, "/status", json!({}));
+        on_pod(&mut s, Some(relabelled), cleared.clone(), &q);
+        assert_eq!(s.snapshot.nominated_node(&key("p")), None);
+        assert!(!s.snapshot.has_nominations());
+        // A nomination made in memory survives updates that came before its status write.
+        s.snapshot.nominate(Arc::new(PodInfo::new(cleared.clone())), "n1");
+        let touched = with(&cleared, "/metadata/labels", json!({"app": "db"}));
+        on_pod(&mut s, Some(cleared), touched, &q);
+        assert_eq!(s.snapshot.nominated_node(&key("p")), Some("n1"));
     }
 }

@@ -355,6 +355,7 @@ async fn schedule_loop(
                 attempt("unschedulable");
                 // PostFilter: preemption, unless the failure already says it cannot help.
                 let mut preempted = None;
+                let mut clear_nomination = fit.clear_nomination;
                 if fit.post_filter_msg.is_none() && fit.pre_filter_msg.is_none() && fit.num_all_nodes > 0 {
                     PREEMPTION_ATTEMPTS.inc();
                     let span = tracing::info_span!("preemption", namespace = %key.0, pod = %key.1);
@@ -366,16 +367,27 @@ async fn schedule_loop(
                             let lower = nominate(&mut s, &info, &candidate.node);
                             preempted = Some((candidate, lower));
                         }
-                        Err(msg) => {
-                            tracing::debug!(reason = %msg, "preemption cannot help");
-                            fit.post_filter_msg = Some(msg);
+                        Err(unhelpful) => {
+                            tracing::debug!(reason = %unhelpful.message, "preemption cannot help");
+                            fit.post_filter_msg = Some(unhelpful.message);
+                            clear_nomination = unhelpful.clear_nomination;
                         }
                     }
+                }
+                if clear_nomination && s.snapshot.clear_nomination(&key).is_some() {
+                    // The room it held is free for others.
+                    s.wake(Events::POD_REMOVED, &queue);
                 }
                 let message = fit.to_string();
                 let report = s.failed_attempt(&key, &message, helped_by(&fit.unschedulable_plugins), Instant::now());
                 drop(s);
-                let nominated = preempted.as_ref().map(|(c, _)| c.node.clone());
+                // Upstream's updatePod: nominatedNodeName is written when the attempt changes it
+                // (an empty name clears it).
+                let nominated = match &preempted {
+                    Some((c, _)) => Some(c.node.clone()),
+                    None => clear_nomination.then(String::new),
+                }
+                .filter(|node| node != nominated_node_name(&pod));
                 if let Some((candidate, lower)) = preempted {
                     let (client, recorder, pod) = (client.clone(), recorder.clone(), pod.clone());
                     let span = tracing::info_span!("preempt_victims", namespace = %key.0, pod = %key.1, node = %candidate.node);
@@ -481,6 +493,11 @@ async fn bind(
     }
 }
 
+/// The pod's `status.nominatedNodeName`, empty when it has none.
+fn nominated_node_name(p: &Pod) -> &str {
+    p.status.as_ref().and_then(|s| s.nominated_node_name.as_deref()).unwrap_or_default()
+}
+
 /// Records the node a preemptor waits for (upstream's nominator): pods of lower priority
 /// nominated there lose their nomination, as the room is now this pod's. Returns them.
 fn nominate(s: &mut State, preemptor: &Arc<PodInfo>, node: &str) -> Vec<Arc<Pod>> {
@@ -545,6 +562,8 @@ async fn evict_victims(client: &Client, recorder: &Recorder, preemptor: &Pod, c:
     }
 }
 
+/// Upstream's updatePod after a failed attempt: the PodScheduled=False condition, and
+/// `nominatedNodeName` when `nominated` changes it (an empty name clears it).
 async fn report_unschedulable(
     client: &Client,
     recorder: &Recorder,
@@ -557,14 +576,15 @@ async fn report_unschedulable(
     let now = format_rfc3339(SystemTime::now());
     let already =
         pod::condition(p, pod::SCHEDULED).is_some_and(|c| c.status == "False" && c.message.as_deref() == Some(message));
-    let renominated =
-        nominated.is_some_and(|n| p.status.as_ref().and_then(|s| s.nominated_node_name.as_deref()) != Some(n));
+    let renominated = nominated.is_some_and(|n| nominated_node_name(p) != n);
     if !already || renominated {
         let cond = json!({"type": pod::SCHEDULED, "status": "False", "reason": "Unschedulable", "message": message,
             "lastProbeTime": null, "lastTransitionTime": now});
         let mut patch = json!({"status": {"conditions": [cond]}});
-        if let Some(node) = nominated {
-            patch["status"]["nominatedNodeName"] = json!(node);
+        match nominated {
+            Some("") => patch["status"]["nominatedNodeName"] = serde_json::Value::Null,
+            Some(node) => patch["status"]["nominatedNodeName"] = json!(node),
+            None => {}
         }
         if let Err(e) = client.merge_patch_status::<Pod>(&key.0, &key.1, &patch).await {
             tracing::debug!(pod = ?key, error = %e, "unschedulable status not written");

@@ -79,14 +79,48 @@ impl Status {
     }
 }
 
+/// What a plugin keeps in the [`CycleState`]: cloneable, as upstream's `StateData`, so that a
+/// cycle's state can be copied and changed for one node (pods nominated there added).
+pub trait StateData: Any + Send + Sync {
+    fn clone_data(&self) -> Box<dyn StateData>;
+    fn as_any(&self) -> &dyn Any;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+impl<T: Any + Send + Sync + Clone> StateData for T {
+    fn clone_data(&self) -> Box<dyn StateData> {
+        Box::new(self.clone())
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
 /// Per-cycle scratch space: the incoming pod parsed once, plus whatever plugins compute in
 /// PreFilter/PreScore for their Filter/Score calls on every node.
 pub struct CycleState {
     pod: Arc<PodInfo>,
     node_affinity: RequiredNodeAffinity,
-    data: Vec<(&'static str, Box<dyn Any + Send + Sync>)>,
+    data: Vec<(&'static str, Box<dyn StateData>)>,
     skipped_filters: Vec<&'static str>,
     skipped_scores: Vec<&'static str>,
+}
+
+impl Clone for CycleState {
+    fn clone(&self) -> Self {
+        CycleState {
+            pod: self.pod.clone(),
+            node_affinity: self.node_affinity.clone(),
+            data: self.data.iter().map(|(k, v)| (*k, (**v).clone_data())).collect(),
+            skipped_filters: self.skipped_filters.clone(),
+            skipped_scores: self.skipped_scores.clone(),
+        }
+    }
 }
 
 impl CycleState {
@@ -114,7 +148,7 @@ impl CycleState {
         &self.node_affinity
     }
 
-    pub fn write<T: Any + Send + Sync>(&mut self, key: &'static str, value: T) {
+    pub fn write<T: Any + Send + Sync + Clone>(&mut self, key: &'static str, value: T) {
         if let Some(slot) = self.data.iter_mut().find(|(k, _)| *k == key) {
             slot.1 = Box::new(value);
         } else {
@@ -123,7 +157,13 @@ impl CycleState {
     }
 
     pub fn read<T: Any + Send + Sync>(&self, key: &'static str) -> Option<&T> {
-        self.data.iter().find(|(k, _)| *k == key).and_then(|(_, v)| v.downcast_ref::<T>())
+        self.data.iter().find(|(k, _)| *k == key).and_then(|(_, v)| (**v).as_any().downcast_ref::<T>())
+    }
+
+    /// For PreFilter extensions, which update what PreFilter computed as pods are added to or
+    /// removed from a node.
+    pub fn read_mut<T: Any + Send + Sync>(&mut self, key: &'static str) -> Option<&mut T> {
+        self.data.iter_mut().find(|(k, _)| *k == key).and_then(|(_, v)| (**v).as_any_mut().downcast_mut::<T>())
     }
 
     /// Records that a plugin's PreFilter returned `Skip`: its Filter does not run.
@@ -154,6 +194,15 @@ pub trait PreFilterPlugin: Plugin {
     /// Computes per-cycle data over the whole snapshot. `Skip` disables this plugin's Filter
     /// for the cycle; a rejection fails the pod on every node.
     fn pre_filter(&self, state: &mut CycleState, pod: &Pod, snapshot: &ClusterSnapshot) -> Status;
+
+    /// Upstream's PreFilterExtensions AddPod: `pod` now counts on `node` (as it holds it
+    /// after the change). Plugins whose PreFilter state depends on other pods update it, so
+    /// that preemption's victims and nominated pods are seen by their Filter; the others do
+    /// nothing. Not called for a plugin whose PreFilter returned `Skip`.
+    fn add_pod(&self, _state: &mut CycleState, _pod: &PodInfo, _node: &NodeInfo, _snapshot: &ClusterSnapshot) {}
+
+    /// Upstream's PreFilterExtensions RemovePod: `pod` no longer counts on `node`.
+    fn remove_pod(&self, _state: &mut CycleState, _pod: &PodInfo, _node: &NodeInfo, _snapshot: &ClusterSnapshot) {}
 }
 
 pub trait FilterPlugin: Plugin {

@@ -31,6 +31,10 @@ pub struct FitError {
     pub node_to_status: Vec<(String, Status)>,
     /// The PostFilter (preemption) outcome, when known.
     pub post_filter_msg: Option<String>,
+    /// The PostFilter outcome clears the pod's nominated node (`status.nominatedNodeName` and
+    /// the scheduler's nominator): upstream's NominatingInfo in ModeOverride with no node, as
+    /// when preemption cannot help anywhere. Otherwise the nomination is left alone.
+    pub clear_nomination: bool,
     /// The plugins that rejected the pod (upstream's UnschedulablePlugins): which cluster
     /// changes could make it fit.
     pub unschedulable_plugins: BTreeSet<&'static str>,
@@ -70,11 +74,12 @@ impl std::error::Error for FitError {}
 
 impl FitError {
     /// What upstream's DefaultPreemption reports when it cannot help without trying victims:
-    /// the pod opted out, or every node failed for a reason eviction cannot fix. None when
-    /// preemption would have to be attempted (left to the caller).
-    fn preemption_message(pod: &Pod, num_all_nodes: usize, statuses: &[(String, Status)]) -> Option<String> {
+    /// the pod opted out (its nomination is left alone), or every node failed for a reason
+    /// eviction cannot fix (its nomination is cleared). None when preemption would have to
+    /// be attempted (left to the caller).
+    fn preemption_message(pod: &Pod, num_all_nodes: usize, statuses: &[(String, Status)]) -> Option<(String, bool)> {
         if pod::spec(pod).preemption_policy.as_deref() == Some("Never") {
-            return Some("preemption: not eligible due to preemptionPolicy=Never.".into());
+            return Some(("preemption: not eligible due to preemptionPolicy=Never.".into(), false));
         }
         let all_unresolvable = statuses.iter().all(|(_, s)| matches!(s, Status::UnschedulableAndUnresolvable(_)));
         if !all_unresolvable {
@@ -88,40 +93,24 @@ impl FitError {
                 .map(|(n, _)| (n.clone(), Status::unresolvable("Preemption is not helpful for scheduling")))
                 .collect(),
             post_filter_msg: None,
+            clear_nomination: false,
             unschedulable_plugins: BTreeSet::new(),
         };
-        Some(format!("preemption: {inner}"))
+        Some((format!("preemption: {inner}"), true))
     }
 }
 
-/// Runs `filters` on `node` until one rejects the pod. Pods nominated to the node with at
-/// least the pod's priority count as placed there (upstream's
-/// RunFilterPluginsWithNominatedPods), so room made by preemption goes to its preemptor.
-pub fn filter_node(
+/// Runs `filters` on `node` until one rejects the pod.
+fn run_filters(
     filters: &[&Arc<dyn FilterPlugin>],
     state: &CycleState,
-    pod: &Pod,
     node: &NodeInfo,
-    snapshot: &ClusterSnapshot,
 ) -> Option<(&'static str, Status)> {
-    let run = |node: &NodeInfo| {
-        filters.iter().find_map(|p| {
-            let s = p.filter(state, pod, node);
-            s.is_rejection().then(|| (p.name(), s))
-        })
-    };
-    if snapshot.has_nominations() {
-        let me = state.pod_info();
-        let mut held =
-            snapshot.nominated_pods(node.name()).iter().filter(|p| p.priority >= me.priority && !p.same_pod(me));
-        if let Some(first) = held.next() {
-            let mut with = node.clone();
-            with.add_pod_info(first.clone());
-            held.for_each(|p| with.add_pod_info(p.clone()));
-            return run(&with);
-        }
-    }
-    run(node)
+    let pod = state.pod_info().pod();
+    filters.iter().find_map(|p| {
+        let s = p.filter(state, pod, node);
+        s.is_rejection().then(|| (p.name(), s))
+    })
 }
 
 /// Where a pod was placed and how much work it took.
@@ -234,13 +223,21 @@ impl Profile {
         let fail = |pre_filter_msg: Option<String>,
                     statuses: Vec<(String, Status)>,
                     unschedulable_plugins: BTreeSet<&'static str>| {
-            let post_filter_msg =
+            let post_filter =
                 if all.is_empty() { None } else { FitError::preemption_message(pod_obj, all.len(), &statuses) };
+            let (post_filter_msg, clear_nomination) = match post_filter {
+                Some((msg, clear)) => (Some(msg), clear),
+                // No node at all: whatever it was nominated to is gone (upstream's
+                // clearNominatedNode on ErrNoNodesAvailable).
+                None if all.is_empty() => (None, true),
+                None => (None, false),
+            };
             FitError {
                 num_all_nodes: all.len(),
                 pre_filter_msg,
                 node_to_status: statuses,
                 post_filter_msg,
+                clear_nomination,
                 unschedulable_plugins,
             }
         };
@@ -267,7 +264,7 @@ impl Profile {
             .filter(|n| !n.is_empty())
             .or_else(|| snapshot.has_nominations().then(|| snapshot.nominated_node(&key())).flatten());
         if let Some(node) = nominated.and_then(|n| snapshot.node(n)) {
-            if filter_node(&filters, &state, pod_obj, node, snapshot).is_none() {
+            if self.filter_node(&filters, &state, node, snapshot).is_none() {
                 return Ok(ScheduleResult { node: node.name().to_string(), evaluated_nodes: 1, feasible_nodes: 1 });
             }
         }
@@ -281,7 +278,7 @@ impl Profile {
         let mut rejecting = BTreeSet::new();
         for i in 0..n {
             let node = &all[(start + i) % n];
-            match filter_node(&filters, &state, pod_obj, node, snapshot) {
+            match self.filter_node(&filters, &state, node, snapshot) {
                 Some((plugin, s)) => {
                     rejecting.insert(plugin);
                     statuses.push((node.name().to_string(), s));
@@ -353,6 +350,62 @@ impl Profile {
     /// The Filter plugins that run in this cycle (those whose PreFilter did not skip them).
     pub fn filters(&self, state: &CycleState) -> Vec<&Arc<dyn FilterPlugin>> {
         self.filter.iter().filter(|p| !state.is_filter_skipped(p.name())).collect()
+    }
+
+    /// Upstream's RunPreFilterExtensionAddPod: `pod` now counts on `node` for the PreFilter
+    /// state of every plugin that did not skip this cycle.
+    pub fn add_pod_to_state(&self, state: &mut CycleState, pod: &PodInfo, node: &NodeInfo, snapshot: &ClusterSnapshot) {
+        for p in &self.pre_filter {
+            if !state.is_filter_skipped(p.name()) {
+                p.add_pod(state, pod, node, snapshot);
+            }
+        }
+    }
+
+    /// Upstream's RunPreFilterExtensionRemovePod.
+    pub fn remove_pod_from_state(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        node: &NodeInfo,
+        snapshot: &ClusterSnapshot,
+    ) {
+        for p in &self.pre_filter {
+            if !state.is_filter_skipped(p.name()) {
+                p.remove_pod(state, pod, node, snapshot);
+            }
+        }
+    }
+
+    /// Runs `filters` on `node` until one rejects the pod (upstream's
+    /// RunFilterPluginsWithNominatedPods). Pods nominated to the node with at least the pod's
+    /// priority count as placed there, in the node and in the PreFilter state (a copy), so the
+    /// room made by preemption goes to its preemptor; if the pod fits with them, it must fit
+    /// without them too, as they may yet go elsewhere (an affinity they satisfy is no reason
+    /// to come).
+    pub fn filter_node(
+        &self,
+        filters: &[&Arc<dyn FilterPlugin>],
+        state: &CycleState,
+        node: &NodeInfo,
+        snapshot: &ClusterSnapshot,
+    ) -> Option<(&'static str, Status)> {
+        if snapshot.has_nominations() {
+            let me = state.pod_info();
+            let mut held =
+                snapshot.nominated_pods(node.name()).iter().filter(|p| p.priority >= me.priority && !p.same_pod(me));
+            if let Some(first) = held.next() {
+                let (mut with, mut with_state) = (node.clone(), state.clone());
+                for p in std::iter::once(first).chain(held) {
+                    with.add_pod_info(p.clone());
+                    self.add_pod_to_state(&mut with_state, p, &with, snapshot);
+                }
+                if let Some(rejected) = run_filters(filters, &with_state, &with) {
+                    return Some(rejected);
+                }
+            }
+        }
+        run_filters(filters, state, node)
     }
 
     /// Index of a highest total, uniformly among ties via reservoir sampling on a seeded

@@ -10,6 +10,7 @@
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BTreeSet;
+use std::fmt;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -17,7 +18,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kubus_apimachinery::selector::LabelSelector;
 use kubus_apimachinery::{pod, ObjectExt};
 
-use crate::framework::profile::{filter_node, FitError, Profile};
+use crate::framework::profile::{FitError, Profile};
 use crate::framework::{ClusterSnapshot, CycleState, FilterPlugin, NodeInfo, PodInfo, Status};
 
 pub const NAME: &str = "DefaultPreemption";
@@ -143,56 +144,102 @@ fn eligible(pod: &PodInfo, snapshot: &ClusterSnapshot, fit: &FitError) -> Result
     Ok(())
 }
 
-/// Upstream's SelectVictimsOnNode: remove every lower-priority pod; if the pod then fits, add
-/// them back most important first (budget-protected ones before the others) while it still
-/// fits. The ones that could not come back are the victims.
-fn select_victims(
-    filters: &[&Arc<dyn FilterPlugin>],
-    state: &CycleState,
-    pod: &PodInfo,
-    node: &NodeInfo,
-    snapshot: &ClusterSnapshot,
-    budgets: &[Budget],
-) -> Result<(Vec<Arc<PodInfo>>, usize), Status> {
-    let mut potential: Vec<Arc<PodInfo>> = node.pods().iter().filter(|p| p.priority < pod.priority).cloned().collect();
-    if potential.is_empty() {
-        return Err(Status::unresolvable("No preemption victims found for incoming pod"));
+/// A copy of one node's info with pods taken off and put back, each change also made to the
+/// cycle's PreFilter state (upstream's PreFilterExtensions), so that the Filters of
+/// InterPodAffinity and PodTopologySpread judge the node as it would be without them.
+struct DryRun<'a> {
+    profile: &'a Profile,
+    state: &'a mut CycleState,
+    snapshot: &'a ClusterSnapshot,
+    info: NodeInfo,
+    /// Taken off and not put back.
+    removed: Vec<Arc<PodInfo>>,
+}
+
+impl DryRun<'_> {
+    fn remove(&mut self, p: &Arc<PodInfo>) {
+        self.info.remove_pod_info(p);
+        self.profile.remove_pod_from_state(self.state, p, &self.info, self.snapshot);
+        self.removed.push(p.clone());
     }
-    let mut info = node.clone();
-    for p in &potential {
-        info.remove_pod_info(p);
+
+    fn add_back(&mut self, p: &Arc<PodInfo>) {
+        self.info.add_pod_info(p.clone());
+        self.profile.add_pod_to_state(self.state, p, &self.info, self.snapshot);
+        self.removed.retain(|r| !Arc::ptr_eq(r, p));
     }
-    if let Some((_, rejected)) = filter_node(filters, state, pod.pod(), &info, snapshot) {
-        return Err(rejected);
-    }
-    potential.sort_by(|a, b| importance(a, b));
-    let (violating, other) = split_by_budgets(&potential, budgets);
-    let mut victims = Vec::new();
-    let mut reprieve = |p: &Arc<PodInfo>, info: &mut NodeInfo| {
-        info.add_pod_info(p.clone());
-        let fits = filter_node(filters, state, pod.pod(), info, snapshot).is_none();
-        if !fits {
-            info.remove_pod_info(p);
-            victims.push(p.clone());
-        }
-        fits
-    };
-    let mut violations = 0;
-    for p in &violating {
-        if !reprieve(p, &mut info) {
-            violations += 1;
+
+    fn fits(&self, filters: &[&Arc<dyn FilterPlugin>]) -> Result<(), Status> {
+        match self.profile.filter_node(filters, self.state, &self.info, self.snapshot) {
+            Some((_, rejected)) => Err(rejected),
+            None => Ok(()),
         }
     }
-    for p in &other {
-        reprieve(p, &mut info);
+}
+
+impl Drop for DryRun<'_> {
+    /// Puts the state back as every other node must see it. Upstream copies the state per
+    /// node instead; undoing the few changes made here costs far less than copying
+    /// per-domain counts over thousands of nodes for every candidate.
+    fn drop(&mut self) {
+        for p in std::mem::take(&mut self.removed) {
+            self.profile.add_pod_to_state(self.state, &p, &self.info, self.snapshot);
+        }
     }
-    if !violating.is_empty() && !other.is_empty() {
-        victims.sort_by(|a, b| importance(a, b));
+}
+
+impl Profile {
+    /// Upstream's SelectVictimsOnNode: remove every lower-priority pod (from a copy of the
+    /// node and from the PreFilter state); if the pod then fits, add them back most important
+    /// first (budget-protected ones before the others) while it still fits. The ones that
+    /// could not come back are the victims. `state` is as it was when this returns.
+    fn select_victims(
+        &self,
+        filters: &[&Arc<dyn FilterPlugin>],
+        state: &mut CycleState,
+        node: &NodeInfo,
+        snapshot: &ClusterSnapshot,
+        budgets: &[Budget],
+    ) -> Result<(Vec<Arc<PodInfo>>, usize), Status> {
+        let priority = state.pod_info().priority;
+        let mut potential: Vec<Arc<PodInfo>> = node.pods().iter().filter(|p| p.priority < priority).cloned().collect();
+        if potential.is_empty() {
+            return Err(Status::unresolvable("No preemption victims found for incoming pod"));
+        }
+        let mut run = DryRun { profile: self, state, snapshot, info: node.clone(), removed: Vec::new() };
+        for p in &potential {
+            run.remove(p);
+        }
+        run.fits(filters)?;
+        potential.sort_by(|a, b| importance(a, b));
+        let (violating, other) = split_by_budgets(&potential, budgets);
+        let mut victims = Vec::new();
+        let mut reprieve = |p: &Arc<PodInfo>, run: &mut DryRun| {
+            run.add_back(p);
+            let fits = run.fits(filters).is_ok();
+            if !fits {
+                run.remove(p);
+                victims.push(p.clone());
+            }
+            fits
+        };
+        let mut violations = 0;
+        for p in &violating {
+            if !reprieve(p, &mut run) {
+                violations += 1;
+            }
+        }
+        for p in &other {
+            reprieve(p, &mut run);
+        }
+        if !violating.is_empty() && !other.is_empty() {
+            victims.sort_by(|a, b| importance(a, b));
+        }
+        if victims.is_empty() {
+            return Err(Status::unschedulable(format!("expected at least one victim pod on node {}", node.name())));
+        }
+        Ok((victims, violations))
     }
-    if victims.is_empty() {
-        return Err(Status::unschedulable(format!("expected at least one victim pod on node {}", node.name())));
-    }
-    Ok((victims, violations))
 }
 
 /// Upstream's pickOneNodeForPreemption: fewest budget violations, then the lowest highest
@@ -225,18 +272,39 @@ pub fn pick_one(mut candidates: Vec<Candidate>) -> Option<Candidate> {
     candidates.into_iter().next()
 }
 
+/// Why preemption did not help a pod, and what that does to its nominated node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unhelpful {
+    /// Upstream's message, prefixed with "preemption: ".
+    pub message: String,
+    /// No node can be made to fit the pod: its nomination is cleared (upstream's
+    /// PostFilterResult with an empty nominated node). Otherwise, as when it is not eligible
+    /// to preempt now, the nomination is left alone.
+    pub clear_nomination: bool,
+}
+
+impl Unhelpful {
+    fn keep(message: impl fmt::Display) -> Self {
+        Unhelpful { message: format!("preemption: {message}"), clear_nomination: false }
+    }
+
+    fn clear(message: impl fmt::Display) -> Self {
+        Unhelpful { message: format!("preemption: {message}"), clear_nomination: true }
+    }
+}
+
 impl Profile {
     /// The PostFilter of a pod that fit no node (`fit`): the node to nominate and the pods
-    /// to evict there, or upstream's message of why preemption cannot help (already prefixed
-    /// with "preemption: "). `budgets` are the cluster's PodDisruptionBudgets.
+    /// to evict there, or why preemption cannot help. `budgets` are the cluster's
+    /// PodDisruptionBudgets.
     pub fn preempt(
         &self,
         pod: &Arc<PodInfo>,
         snapshot: &ClusterSnapshot,
         fit: &FitError,
         budgets: &[Budget],
-    ) -> Result<Candidate, String> {
-        eligible(pod, snapshot, fit).map_err(|m| format!("preemption: {m}"))?;
+    ) -> Result<Candidate, Unhelpful> {
+        eligible(pod, snapshot, fit).map_err(Unhelpful::keep)?;
         let unhelpful = |n: &str| (n.to_string(), Status::unresolvable("Preemption is not helpful for scheduling"));
         let mut statuses: Vec<(String, Status)> = Vec::new();
         let mut potential: Vec<&NodeInfo> = Vec::new();
@@ -246,7 +314,8 @@ impl Profile {
                 _ => statuses.push(unhelpful(name)),
             }
         }
-        let state = self.pre_filter(pod.clone(), snapshot).map_err(|(_, s)| format!("preemption: {}", s.message()))?;
+        // A PreFilter rejection would have ended the cycle before; the cluster is the same.
+        let mut state = self.pre_filter(pod.clone(), snapshot).map_err(|(_, s)| Unhelpful::keep(s.message()))?;
         let filters = self.filters(&state);
         let n = potential.len();
         let wanted = (n * MIN_CANDIDATE_NODES_PERCENTAGE / 100).max(MIN_CANDIDATE_NODES_ABSOLUTE).min(n);
@@ -254,7 +323,7 @@ impl Profile {
         let (mut clean, mut violating) = (Vec::new(), Vec::new());
         for i in 0..n {
             let node = potential[(offset + i) % n];
-            match select_victims(&filters, &state, pod, node, snapshot, budgets) {
+            match self.select_victims(&filters, &mut state, node, snapshot, budgets) {
                 Ok((victims, 0)) => {
                     clean.push(Candidate { node: node.name().to_string(), victims, num_pdb_violations: 0 })
                 }
@@ -274,11 +343,12 @@ impl Profile {
                 pre_filter_msg: None,
                 node_to_status: statuses,
                 post_filter_msg: None,
+                clear_nomination: false,
                 unschedulable_plugins: BTreeSet::new(),
             };
-            return Err(format!("preemption: {inner}"));
+            return Err(Unhelpful::clear(inner));
         }
-        pick_one(clean).ok_or_else(|| "preemption: no candidate node for preemption".to_string())
+        pick_one(clean).ok_or_else(|| Unhelpful::keep("no candidate node for preemption"))
     }
 }
 
@@ -314,7 +384,7 @@ mod tests {
         if let Some(msg) = fit.post_filter_msg {
             return Err(msg);
         }
-        profile.preempt(&info(p), snap, &fit, budgets)
+        profile.preempt(&info(p), snap, &fit, budgets).map_err(|u| u.message)
     }
 
     #[test]
@@ -405,6 +475,169 @@ mod tests {
         // Placing it ends the nomination.
         assert!(snap.add_pod(on(high.clone(), "n1")));
         assert!(!snap.has_nominations());
+    }
+
+    fn zone_node(name: &str, zone: &str) -> k8s_openapi::api::core::v1::Node {
+        label(node(name, "4", "8Gi"), "zone", zone)
+    }
+
+    fn required(p: Pod, kind: &str, app: &str, key: &str) -> Pod {
+        set(
+            p,
+            &format!("/spec/affinity/{kind}/requiredDuringSchedulingIgnoredDuringExecution"),
+            json!([{"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": key}]),
+        )
+    }
+
+    /// After preemption: the victims gone, the preemptor nominated, it is placed there.
+    fn placed_after(snap: &mut ClusterSnapshot, preemptor: &Pod, c: &Candidate) -> String {
+        for v in &c.victims {
+            assert!(snap.remove_pod(v.pod()));
+        }
+        snap.nominate(info(preemptor), &c.node);
+        Profile::default().schedule_one(preemptor, snap).expect("the preemptor fits once its victims are gone")
+    }
+
+    #[test]
+    fn anti_affinity_to_lower_priority_pods_is_resolved_by_evicting_them() {
+        // The only node has room, but holds a pod the preemptor must not share it with.
+        let pods = vec![
+            on(label(prio(pod("db", Some("1"), None), 1), "app", "db"), "n1"),
+            on(label(prio(pod("web", Some("1"), None), 1), "app", "web"), "n1"),
+        ];
+        let mut snap = snapshot(vec![node("n1", "4", "8Gi")], &pods);
+        let loner =
+            required(prio(pod("loner", Some("1"), None), 10), "podAntiAffinity", "db", "kubernetes.io/hostname");
+        let c = preempt(&snap, &loner, &[]).unwrap();
+        // Only the pod the rule is about goes: the other comes back as the preemptor fits with it.
+        assert_eq!((c.node.as_str(), names(&c)), ("n1", vec!["db"]));
+        assert_eq!(placed_after(&mut snap, &loner, &c), "n1");
+
+        // The other way round: a lower-priority pod's anti-affinity keeps the preemptor out.
+        let guard =
+            required(label(prio(pod("guard", Some("1"), None), 1), "app", "guard"), "podAntiAffinity", "web", "zone");
+        let pods = vec![on(guard, "a1"), on(prio(pod("other", Some("1"), None), 1), "a2")];
+        let mut snap = snapshot(vec![zone_node("a1", "z1"), zone_node("a2", "z1")], &pods);
+        let web = label(prio(pod("web", Some("1"), None), 10), "app", "web");
+        let err = Profile::default().schedule_one(&web, &snap).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "0/2 nodes are available: 2 node(s) didn't satisfy existing pods anti-affinity rules."
+        );
+        let c = preempt(&snap, &web, &[]).unwrap();
+        assert_eq!(names(&c), vec!["guard"]);
+        placed_after(&mut snap, &web, &c);
+
+        // Evicting cannot help against pods of the same priority.
+        let pods = vec![on(label(prio(pod("db", Some("1"), None), 10), "app", "db"), "n1")];
+        let snap = snapshot(vec![node("n1", "4", "8Gi")], &pods);
+        assert_eq!(
+            preempt(&snap, &loner, &[]).unwrap_err(),
+            "preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."
+        );
+    }
+
+    #[test]
+    fn topology_spread_counts_the_domain_without_its_victims() {
+        // z1 holds two replicas and z2 none, but z2's node is cordoned: a third in z1 is a
+        // skew of 3 against maxSkew 2, until one of z1's lower-priority replicas goes.
+        let web = |name: &str, priority: i32| label(prio(pod(name, Some("1"), None), priority), "app", "web");
+        let cordoned = set(zone_node("b", "z2"), "/spec/unschedulable", json!(true));
+        let pods = vec![on(web("w-kept", 2), "a"), on(web("w-low", 1), "a")];
+        let mut snap = snapshot(vec![zone_node("a", "z1"), cordoned], &pods);
+        let spread = json!([{"maxSkew": 2, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": {"matchLabels": {"app": "web"}}}]);
+        let incoming = set(web("w-new", 10), "/spec/topologySpreadConstraints", spread);
+        let err = Profile::default().schedule_one(&incoming, &snap).unwrap_err();
+        assert!(err.to_string().contains("1 node(s) didn't match pod topology spread constraints"), "{err}");
+        let c = preempt(&snap, &incoming, &[]).unwrap();
+        // The more important replica is reprieved: with it back, the skew is 2.
+        assert_eq!((c.node.as_str(), names(&c)), ("a", vec!["w-low"]));
+        assert_eq!(placed_after(&mut snap, &incoming, &c), "a");
+    }
+
+    #[test]
+    fn the_cycle_state_is_left_as_found_for_the_next_node() {
+        // Every node needs the same eviction; each must be judged against the cluster as it is.
+        let pods: Vec<Pod> = (0..4)
+            .map(|i| on(label(prio(pod(&format!("db-{i}"), None, None), 1), "app", "db"), &format!("n{i}")))
+            .collect();
+        let snap = snapshot((0..4).map(|i| zone_node(&format!("n{i}"), "z1")).collect(), &pods);
+        // Anti-affinity by zone: every db pod of the zone must go, wherever the pod lands.
+        let loner = required(prio(pod("loner", None, None), 10), "podAntiAffinity", "db", "zone");
+        let err = preempt(&snap, &loner, &[]).unwrap_err();
+        assert_eq!(err, "preemption: 0/4 nodes are available: 4 node(s) didn't match pod anti-affinity rules.");
+        let profile = Profile::default();
+        let fit = profile.schedule(info(&loner), &snap).unwrap_err();
+        assert!(profile.preempt(&info(&loner), &snap, &fit, &[]).unwrap_err().clear_nomination);
+        // By hostname, each node is a candidate on its own.
+        let loner = required(prio(pod("loner", None, None), 10), "podAntiAffinity", "db", "kubernetes.io/hostname");
+        let mut state = profile.pre_filter(info(&loner), &snap).ok().unwrap();
+        let filters = profile.filters(&state);
+        for n in snap.nodes() {
+            let (victims, _) = profile.select_victims(&filters, &mut state, n, &snap, &[]).unwrap();
+            assert_eq!(victims.len(), 1, "on {}", n.name());
+        }
+    }
+
+    #[test]
+    fn nominated_pods_count_in_affinity_but_do_not_satisfy_it() {
+        let db = label(prio(pod("db", None, None), 100), "app", "db");
+        let mut snap = snapshot(vec![node("n1", "4", "8Gi"), node("n2", "4", "8Gi")], &[]);
+        snap.nominate(info(&db), "n1");
+        let profile = Profile::default();
+        // A pod kept away from db does not take the node db waits for.
+        let apart = required(prio(pod("apart", None, None), 50), "podAntiAffinity", "db", "kubernetes.io/hostname");
+        let state = profile.pre_filter(info(&apart), &snap).ok().unwrap();
+        let filters = profile.filters(&state);
+        let on_n1 = profile.filter_node(&filters, &state, snap.node("n1").unwrap(), &snap);
+        assert_eq!(
+            on_n1,
+            Some(("InterPodAffinity", Status::unschedulable("node(s) didn't match pod anti-affinity rules")))
+        );
+        assert_eq!(profile.filter_node(&filters, &state, snap.node("n2").unwrap(), &snap), None);
+        assert_eq!(profile.schedule_one(&apart, &snap).unwrap(), "n2");
+        // A pod that wants db's company does not go where db is only expected.
+        let near = required(prio(pod("near", None, None), 50), "podAffinity", "db", "kubernetes.io/hostname");
+        assert_eq!(
+            profile.schedule_one(&near, &snap).unwrap_err().to_string(),
+            "0/2 nodes are available: 2 node(s) didn't match pod affinity rules. \
+             preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.."
+        );
+    }
+
+    #[test]
+    fn nominations_are_cleared_only_when_preemption_cannot_help() {
+        let high = set(prio(pod("high", Some("2"), None), 100), "/status/nominatedNodeName", json!("n1"));
+        let profile = Profile::default();
+        // Its node was cordoned: nothing can be done anywhere, the nomination goes.
+        let snap = snapshot(vec![set(node("n1", "2", "8Gi"), "/spec/unschedulable", json!(true))], &[]);
+        let fit = profile.schedule(info(&high), &snap).unwrap_err();
+        assert!(fit.clear_nomination);
+        // Only pods of its own priority are in the way.
+        let snap = snapshot(vec![node("n1", "2", "8Gi")], &[on(prio(pod("peer", Some("2"), None), 100), "n1")]);
+        let fit = profile.schedule(info(&high), &snap).unwrap_err();
+        assert!(!fit.clear_nomination, "left to preemption");
+        let unhelpful = profile.preempt(&info(&high), &snap, &fit, &[]).unwrap_err();
+        assert!(unhelpful.clear_nomination);
+        // Its victims are still terminating there: it waits, nominated.
+        let mut victim = on(prio(pod("low", Some("2"), None), 0), "n1");
+        victim = set(victim, "/metadata/deletionTimestamp", json!("2024-01-01T00:00:00Z"));
+        victim = set(
+            victim,
+            "/status/conditions",
+            json!([{"type": DISRUPTION_TARGET, "status": "True", "reason": PREEMPTION_BY_SCHEDULER}]),
+        );
+        let snap = snapshot(vec![node("n1", "2", "8Gi")], &[victim]);
+        let fit = profile.schedule(info(&high), &snap).unwrap_err();
+        assert!(!profile.preempt(&info(&high), &snap, &fit, &[]).unwrap_err().clear_nomination);
+        // Opted out: nothing is decided about its nomination.
+        let never = set(high.clone(), "/spec/preemptionPolicy", json!("Never"));
+        let snap = snapshot(vec![node("n1", "2", "8Gi")], &[on(prio(pod("low", Some("2"), None), 0), "n1")]);
+        assert!(!profile.schedule(info(&never), &snap).unwrap_err().clear_nomination);
+        // No node at all.
+        let fit = profile.schedule(info(&high), &ClusterSnapshot::default()).unwrap_err();
+        assert!(fit.clear_nomination);
     }
 
     #[test]

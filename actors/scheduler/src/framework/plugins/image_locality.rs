@@ -36,6 +36,7 @@ pub fn normalized_image_name(name: &str) -> String {
     }
 }
 
+#[derive(Clone)]
 struct PreScoreState {
     /// (normalized image, nodes having it / all nodes), one entry per container.
     images: Vec<(String, f64)>,

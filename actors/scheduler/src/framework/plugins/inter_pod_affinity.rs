@@ -40,12 +40,25 @@ impl Plugin for InterPodAffinity {
 }
 
 /// Counts per topology key and value; nested so lookups borrow instead of allocating.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Default, PartialEq, Clone)]
 struct TopologyCounts(HashMap<String, HashMap<String, i64>>);
 
 impl TopologyCounts {
     fn add(&mut self, key: &str, value: &str, n: i64) {
         *self.0.entry(key.to_string()).or_default().entry(value.to_string()).or_insert(0) += n;
+    }
+
+    /// Adds `n` (negative: removes) in a domain, dropping counts that reach zero as upstream
+    /// does, so that emptiness means no pod counts anywhere.
+    fn update(&mut self, key: &str, value: &str, n: i64) {
+        self.add(key, value, n);
+        let Some(values) = self.0.get_mut(key) else { return };
+        if values.get(value) == Some(&0) {
+            values.remove(value);
+            if values.is_empty() {
+                self.0.remove(key);
+            }
+        }
     }
 
     fn get(&self, key: &str, value: &str) -> i64 {
@@ -64,6 +77,7 @@ impl TopologyCounts {
     }
 }
 
+#[derive(Clone)]
 struct PreFilterState {
     existing_anti_affinity: TopologyCounts,
     affinity: TopologyCounts,
@@ -129,6 +143,37 @@ impl PreFilterPlugin for InterPodAffinity {
         );
         Status::Ok
     }
+
+    fn add_pod(&self, state: &mut CycleState, pod: &PodInfo, node: &NodeInfo, snapshot: &ClusterSnapshot) {
+        update_with_pod(state, pod, node, snapshot, 1);
+    }
+
+    fn remove_pod(&self, state: &mut CycleState, pod: &PodInfo, node: &NodeInfo, snapshot: &ClusterSnapshot) {
+        update_with_pod(state, pod, node, snapshot, -1);
+    }
+}
+
+/// Counts `existing` in (`n` = 1) or out (-1) of the PreFilter state as a pod on `node`,
+/// the way PreFilter counted the pods it found.
+fn update_with_pod(state: &mut CycleState, existing: &PodInfo, node: &NodeInfo, snapshot: &ClusterSnapshot, n: i64) {
+    let pod = state.pod_info_arc().clone();
+    let Some(s) = state.read_mut::<PreFilterState>(PRE_FILTER_KEY) else { return };
+    let count = |counts: &mut TopologyCounts, term: &AffinityTerm| {
+        if let Some(value) = node.label(&term.topology_key) {
+            counts.update(&term.topology_key, value, n);
+        }
+    };
+    let own_ns = snapshot.namespace_labels(pod.namespace());
+    for t in existing.required_anti_affinity_terms.iter().filter(|t| t.matches(&pod, own_ns)) {
+        count(&mut s.existing_anti_affinity, t);
+    }
+    if matches_all(&pod.required_affinity_terms, existing, snapshot) {
+        pod.required_affinity_terms.iter().for_each(|t| count(&mut s.affinity, t));
+    }
+    let ns = snapshot.namespace_labels(existing.namespace());
+    for t in pod.required_anti_affinity_terms.iter().filter(|t| t.matches(existing, ns)) {
+        count(&mut s.anti_affinity, t);
+    }
 }
 
 fn satisfies_pod_affinity(s: &PreFilterState, pod: &PodInfo, node: &NodeInfo) -> bool {
@@ -181,6 +226,7 @@ impl FilterPlugin for InterPodAffinity {
     }
 }
 
+#[derive(Clone)]
 struct PreScoreState(TopologyCounts);
 
 /// Preferred affinity terms with their weight, anti-affinity ones negated.
@@ -541,6 +587,50 @@ mod tests {
             }
             snap.upsert_node(zone_node("n4", "z7"));
             snap.remove_node(&format!("n{}", round + 1));
+        }
+    }
+
+    #[test]
+    fn removing_and_adding_a_pod_updates_the_counts_as_a_fresh_prefilter() {
+        let term = |app: &str, key: &str| json!({"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": key});
+        let nodes: Vec<Node> = (0..6).map(|i| zone_node(&format!("n{i}"), &format!("z{}", i % 2))).collect();
+        let mut pods = Vec::new();
+        for i in 0..18 {
+            let mut p = with_app(pod(&format!("p{i}"), None, None), ["web", "db", "cache"][i % 3]);
+            if i % 4 == 0 {
+                p = required(p, "podAntiAffinity", "web", "kubernetes.io/hostname");
+            }
+            if i % 5 == 0 {
+                p = set(p, "/metadata/namespace", json!("prod"));
+            }
+            pods.push(on(p, &format!("n{}", i % 6)));
+        }
+        let snap = snapshot(nodes, &pods);
+        let incoming = set(
+            with_app(pod("incoming", None, None), "web"),
+            "/spec/affinity",
+            json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("db", "zone")]},
+                   "podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("cache", "kubernetes.io/hostname")]}}),
+        );
+        let plugin = InterPodAffinity::default();
+        let counts = |st: &CycleState| {
+            let s = st.read::<PreFilterState>(PRE_FILTER_KEY).unwrap();
+            (s.existing_anti_affinity.clone(), s.affinity.clone(), s.anti_affinity.clone())
+        };
+        let mut st = state(&incoming);
+        assert!(plugin.pre_filter(&mut st, &incoming, &snap).is_ok());
+        let before = counts(&st);
+        for node in snap.nodes() {
+            for held in node.pods() {
+                plugin.remove_pod(&mut st, held, node, &snap);
+                let mut without = snap.clone();
+                assert!(without.remove_pod(held.pod()));
+                let mut fresh = state(&incoming);
+                assert!(plugin.pre_filter(&mut fresh, &incoming, &without).is_ok());
+                assert_eq!(counts(&st), counts(&fresh), "without {}", held.name());
+                plugin.add_pod(&mut st, held, node, &snap);
+                assert_eq!(counts(&st), before, "with {} back", held.name());
+            }
         }
     }
 }

@@ -42,6 +42,7 @@ impl FilterPlugin for NodeAffinity {
     }
 }
 
+#[derive(Clone)]
 struct Preferred(Vec<(i64, NodeSelectorTerm)>);
 
 impl PreScorePlugin for NodeAffinity {

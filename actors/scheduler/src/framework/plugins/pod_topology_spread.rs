@@ -11,7 +11,7 @@ use kubus_apimachinery::ObjectExt;
 
 use super::taint_toleration::find_untolerated_taint;
 use crate::framework::{
-    label_selector, ClusterSnapshot, CycleState, FilterPlugin, GroupId, NodeInfo, Plugin, PreFilterPlugin,
+    label_selector, ClusterSnapshot, CycleState, FilterPlugin, GroupId, NodeInfo, Plugin, PodInfo, PreFilterPlugin,
     PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE,
 };
 
@@ -149,12 +149,57 @@ fn counting(snapshot: &ClusterSnapshot, state: &CycleState, cons: &[Constraint],
     }
 }
 
+#[derive(Clone)]
 struct PreFilterState {
     constraints: Vec<Constraint>,
     /// Per constraint: matching pods per topology value (eligible domains only).
     counts: Vec<HashMap<String, i64>>,
-    /// Per constraint: the global minimum, None when there is no eligible domain.
-    min_match: Vec<Option<i64>>,
+    /// Per constraint: how many domains hold each count, so that the global minimum stays
+    /// exact as preemption takes pods off a node and puts them back (upstream keeps the two
+    /// smallest instead, exact only under its preemption's access pattern).
+    histograms: Vec<BTreeMap<i64, usize>>,
+}
+
+impl PreFilterState {
+    fn new(constraints: Vec<Constraint>, counts: Vec<HashMap<String, i64>>) -> Self {
+        let histograms = counts
+            .iter()
+            .map(|domains| {
+                let mut h = BTreeMap::new();
+                domains.values().for_each(|n| *h.entry(*n).or_insert(0) += 1);
+                h
+            })
+            .collect();
+        PreFilterState { constraints, counts, histograms }
+    }
+
+    /// Constraint `i`'s global minimum, None when it has no eligible domain. Fewer eligible
+    /// domains than minDomains: the global minimum is taken as 0.
+    fn min_match(&self, i: usize) -> Option<i64> {
+        if (self.counts[i].len() as i64) < self.constraints[i].min_domains {
+            return Some(0);
+        }
+        self.histograms[i].keys().next().copied()
+    }
+
+    /// Adds `n` (negative: removes) matching pods in domain `value` of constraint `i`.
+    fn update(&mut self, i: usize, value: &str, n: i64) {
+        let h = &mut self.histograms[i];
+        let count = match self.counts[i].get_mut(value) {
+            Some(c) => {
+                if let Some(k) = h.get_mut(c) {
+                    *k -= 1;
+                    if *k == 0 {
+                        h.remove(c);
+                    }
+                }
+                *c += n;
+                *c
+            }
+            None => *self.counts[i].entry(value.to_string()).or_insert(n),
+        };
+        *h.entry(count).or_insert(0) += 1;
+    }
 }
 
 impl PreFilterPlugin for PodTopologySpread {
@@ -188,20 +233,41 @@ impl PreFilterPlugin for PodTopologySpread {
                 }
             }
         }
-        let min_match = cons
-            .iter()
-            .zip(&counts)
-            .map(|(c, domains)| {
-                // Fewer eligible domains than minDomains: the global minimum is taken as 0.
-                if (domains.len() as i64) < c.min_domains {
-                    Some(0)
-                } else {
-                    domains.values().copied().min()
-                }
-            })
-            .collect();
-        state.write(PRE_FILTER_KEY, PreFilterState { constraints: cons, counts, min_match });
+        state.write(PRE_FILTER_KEY, PreFilterState::new(cons, counts));
         Status::Ok
+    }
+
+    fn add_pod(&self, state: &mut CycleState, pod: &PodInfo, node: &NodeInfo, _: &ClusterSnapshot) {
+        update_with_pod(state, pod, node, 1);
+    }
+
+    fn remove_pod(&self, state: &mut CycleState, pod: &PodInfo, node: &NodeInfo, _: &ClusterSnapshot) {
+        update_with_pod(state, pod, node, -1);
+    }
+}
+
+/// Counts `pod` in (`n` = 1) or out (-1) of the domains of `node` for each constraint it
+/// matches, where PreFilter would have counted it. Terminating pods never counted, so they
+/// are left out here too (upstream's update does count them, which skews the domain of a
+/// terminating victim).
+fn update_with_pod(state: &mut CycleState, pod: &PodInfo, node: &NodeInfo, n: i64) {
+    if pod.terminating || pod.namespace() != state.pod_info().namespace() {
+        return;
+    }
+    let Some(s) = state.read::<PreFilterState>(PRE_FILTER_KEY) else { return };
+    if !has_all_keys(node, &s.constraints) {
+        return;
+    }
+    let matching: Vec<usize> = (0..s.constraints.len())
+        .filter(|&i| {
+            let c = &s.constraints[i];
+            c.selector.matches_labels(pod.labels()) && included(c, state, node)
+        })
+        .collect();
+    let Some(s) = state.read_mut::<PreFilterState>(PRE_FILTER_KEY) else { return };
+    for i in matching {
+        let value = node.label(&s.constraints[i].topology_key).unwrap_or_default();
+        s.update(i, value, n);
     }
 }
 
@@ -215,7 +281,7 @@ impl FilterPlugin for PodTopologySpread {
             let Some(value) = node.label(&c.topology_key) else {
                 return Status::unresolvable(ERR_REASON_NODE_LABEL_NOT_MATCH);
             };
-            let Some(min) = s.min_match[i] else {
+            let Some(min) = s.min_match(i) else {
                 continue;
             };
             let self_match = i64::from(c.selector.matches_labels(labels));
@@ -228,6 +294,7 @@ impl FilterPlugin for PodTopologySpread {
     }
 }
 
+#[derive(Clone)]
 struct PreScoreState {
     constraints: Vec<Constraint>,
     /// Per constraint: the groups of its matching pods (hostname constraints count them per
@@ -610,6 +677,70 @@ mod tests {
             }
             snap.upsert_node(label(node("n1", "8", "16Gi"), "zone", "z9"));
             snap.remove_node(&format!("n{}", 10 + round));
+        }
+    }
+
+    #[test]
+    fn removing_and_adding_a_pod_updates_the_counts_as_a_fresh_prefilter() {
+        let nodes: Vec<Node> = (0..8)
+            .map(|i| {
+                let n = zone_node(&format!("n{i}"), &format!("z{}", i % 3));
+                if i % 2 == 0 {
+                    label(n, "pool", "x")
+                } else {
+                    n
+                }
+            })
+            .collect();
+        let mut pods = Vec::new();
+        for i in 0..24 {
+            let mut p = label(pod(&format!("p{i}"), None, None), "app", ["web", "db"][i % 2]);
+            if i % 7 == 0 {
+                p = set(p, "/metadata/namespace", json!("other"));
+            }
+            if i % 9 == 0 {
+                p = set(p, "/metadata/deletionTimestamp", json!("2024-01-01T00:00:00Z"));
+            }
+            pods.push(on(p, &format!("n{}", (i * 3) % 8)));
+        }
+        let snap = snapshot(nodes, &pods);
+        let both = |extra: Value| {
+            let c = |key: &str| {
+                let mut c = json!({"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "DoNotSchedule",
+                    "labelSelector": {"matchLabels": {"app": "web"}}});
+                for (k, v) in extra.as_object().unwrap() {
+                    c[k] = v.clone();
+                }
+                c
+            };
+            set(web("incoming"), "/spec/topologySpreadConstraints", json!([c("zone"), c(HOSTNAME)]))
+        };
+        let variants = [
+            both(json!({})),
+            set(both(json!({})), "/spec/nodeSelector", json!({"pool": "x"})),
+            set(both(json!({"minDomains": 5})), "/spec/nodeSelector", json!({"pool": "x"})),
+        ];
+        let view = |st: &CycleState| {
+            let s = st.read::<PreFilterState>(PRE_FILTER_KEY).unwrap();
+            let mins: Vec<Option<i64>> = (0..s.constraints.len()).map(|i| s.min_match(i)).collect();
+            (s.counts.clone(), mins)
+        };
+        for incoming in &variants {
+            let mut st = state(incoming);
+            assert!(PodTopologySpread.pre_filter(&mut st, incoming, &snap).is_ok());
+            let before = view(&st);
+            for node in snap.nodes() {
+                for held in node.pods() {
+                    PodTopologySpread.remove_pod(&mut st, held, node, &snap);
+                    let mut without = snap.clone();
+                    assert!(without.remove_pod(held.pod()));
+                    let mut fresh = state(incoming);
+                    assert!(PodTopologySpread.pre_filter(&mut fresh, incoming, &without).is_ok());
+                    assert_eq!(view(&st), view(&fresh), "without {}", held.name());
+                    PodTopologySpread.add_pod(&mut st, held, node, &snap);
+                    assert_eq!(view(&st), before, "with {} back", held.name());
+                }
+            }
         }
     }
 }

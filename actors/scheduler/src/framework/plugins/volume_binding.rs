@@ -45,6 +45,7 @@ impl VolumeListers {
 }
 
 /// What PreFilter found of the pod's claims.
+#[derive(Clone)]
 struct PodVolumes {
     bound: Vec<Arc<PersistentVolume>>,
     /// Claims to bind on the chosen node: their class's provisioner and the available volumes
