@@ -1,7 +1,8 @@
 //! ResourceQuota and LimitRange with kubectl on simulated nodes (issue #12): object counts and
 //! compute quotas refused with upstream's 403 messages, usage shown by `kubectl get/describe
 //! quota` and released when objects go, a Deployment held at its quota with FailedCreate
-//! events, racing creates admitted exactly up to the limit, LimitRange defaults and limits,
+//! events and a ReplicaFailure condition (on its ReplicaSet and itself) until the quota
+//! allows, racing creates admitted exactly up to the limit, LimitRange defaults and limits,
 //! and bad specs refused with 422 and field paths.
 
 mod common;
@@ -84,6 +85,24 @@ fn pod_count_quota_refuses_reports_and_releases() {
             })
             .cloned()
     });
+    // And so does the Deployment, copied from its ReplicaSet.
+    let failure = |c: &Cluster| -> Option<Value> {
+        let d = c.get_json(&["deploy", "web", "-n", "dep"]);
+        d["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "ReplicaFailure").cloned()
+    };
+    let shown = eventually(30, || failure(&c));
+    assert_eq!((&shown["status"], &shown["reason"]), (&Value::from("True"), &Value::from("FailedCreate")), "{shown}");
+    assert!(shown["message"].as_str().is_some_and(|m| m.contains("exceeded quota: q")), "{shown}");
+    // Room for the third: the ReplicaSet's next retry creates it, and both conditions go.
+    c.kubectl(&["patch", "quota", "q", "-n", "dep", "--type=merge", "-p", r#"{"spec":{"hard":{"pods":"3"}}}"#])
+        .expect_ok();
+    eventually(120, || {
+        let pods = c.get_json(&["pods", "-n", "dep"]);
+        (pods["items"].as_array().map(Vec::len) == Some(3) && failure(&c).is_none()).then_some(())
+    });
+    let rs = c.get_json(&["rs", "-n", "dep"]);
+    let conditions = rs["items"][0]["status"]["conditions"].as_array().cloned().unwrap_or_default();
+    assert!(conditions.iter().all(|c| c["type"] != "ReplicaFailure"), "{rs}");
     assert_eq!(used(&c, "dep", "q", "count/deployments.apps"), "1");
     c.kubectl(&["create", "deployment", "other", "-n", "dep", "--image=busybox:1"]).expect_err(
         "deployments.apps \"other\" is forbidden: exceeded quota: q, requested: count/deployments.apps=1, used: count/deployments.apps=1, limited: count/deployments.apps=1",

@@ -491,20 +491,24 @@ impl<K: Replicated> ReplicaSetController<K> {
     }
 }
 
+/// The condition a ReplicaSet (and, copied from it, its Deployment) has while it fails to
+/// create or delete pods.
+pub const REPLICA_FAILURE: &str = "ReplicaFailure";
+
 /// The status conditions after a sync, if they change: a ReplicaFailure condition added when
 /// the sync failed to create or delete pods (kept as it was while failures go on), removed
 /// once a sync succeeds (upstream's `calculateStatus`).
 fn failure_conditions(rs: &ReplicaSet, failure: Option<(&str, String)>) -> Option<Vec<Value>> {
     let current = rs.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
-    let has = current.iter().any(|c| c.type_ == "ReplicaFailure");
+    let has = current.iter().any(|c| c.type_ == REPLICA_FAILURE);
     let mut out: Vec<Value> = current
         .iter()
-        .filter(|c| c.type_ != "ReplicaFailure")
+        .filter(|c| c.type_ != REPLICA_FAILURE)
         .map(|c| serde_json::to_value(c).unwrap_or_default())
         .collect();
     match (failure, has) {
         (Some((reason, message)), false) => {
-            out.push(json!({"type": "ReplicaFailure", "status": "True", "reason": reason, "message": message,
+            out.push(json!({"type": REPLICA_FAILURE, "status": "True", "reason": reason, "message": message,
                 "lastTransitionTime": kubus_apimachinery::time::now()}));
             Some(out)
         }

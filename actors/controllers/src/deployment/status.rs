@@ -1,8 +1,9 @@
-//! What a Deployment's status says: replica counts summed over its ReplicaSets and the
+//! What a Deployment's status says: replica counts summed over its ReplicaSets, the
 //! Available and Progressing conditions `kubectl rollout status` reads, with upstream's
-//! reasons, messages and progress deadline.
+//! reasons, messages and progress deadline, and its ReplicaSets' ReplicaFailure.
 
 use super::{available, current, ready, surge_and_unavailable, want};
+use crate::replicaset::REPLICA_FAILURE;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet};
 use kubus_apimachinery::conditions;
 use kubus_apimachinery::time::{system_time, time};
@@ -106,6 +107,21 @@ pub fn desired(
             condition("Progressing", "True", r, msg)
         }
     };
+    let mut conditions = vec![available_cond, progressing];
+    // A paused Deployment's status is only recounted (upstream's syncDeploymentStatus): the
+    // failure it reported stays. Otherwise it mirrors its ReplicaSets' (syncRolloutStatus).
+    let failure = match reason {
+        "DeploymentPaused" => prev(REPLICA_FAILURE).cloned(),
+        _ => replica_failure(new_rs, &all).map(|c| match prev(REPLICA_FAILURE) {
+            // Upstream's SetDeploymentCondition: the same status and reason is no change.
+            Some(p) if p.status == c.status && p.reason == c.reason => p.clone(),
+            Some(p) if p.status == c.status => {
+                DeploymentCondition { last_transition_time: p.last_transition_time.clone(), ..c }
+            }
+            _ => c,
+        }),
+    };
+    conditions.extend(failure);
     let status = DeploymentStatus {
         observed_generation: d.metadata.generation,
         replicas: Some(total as i32),
@@ -113,12 +129,27 @@ pub fn desired(
         ready_replicas: Some(sum(ready) as i32),
         available_replicas: Some(available_now as i32),
         unavailable_replicas: Some((want - available_now).max(0) as i32),
-        conditions: Some(vec![available_cond, progressing]),
+        conditions: Some(conditions),
         collision_count: None,
     };
     let requeue =
         (!complete && reason != "DeploymentPaused").then(|| Duration::from_secs((deadline.max(1) as u64).min(30)));
     Desired { status, requeue }
+}
+
+/// Upstream's getReplicaFailures: the new ReplicaSet's ReplicaFailure condition, else the
+/// first other one's, as a Deployment condition (updated when it last changed).
+fn replica_failure(new_rs: Option<&ReplicaSet>, all: &[&ReplicaSet]) -> Option<DeploymentCondition> {
+    let failure = |rs: &ReplicaSet| conditions::find(rs.status.as_ref()?.conditions.as_ref(), REPLICA_FAILURE).cloned();
+    let c = new_rs.and_then(failure).or_else(|| all.iter().find_map(|rs| failure(rs)))?;
+    Some(DeploymentCondition {
+        type_: c.type_,
+        status: c.status,
+        reason: c.reason,
+        message: c.message,
+        last_update_time: c.last_transition_time.clone(),
+        last_transition_time: c.last_transition_time,
+    })
 }
 
 /// Whether the current status says something else than `desired`: counts (absent reads as

@@ -275,3 +275,62 @@ fn status_patches_keep_their_shape_and_the_collision_count() {
     current.observed_generation = Some(1);
     assert!(status::differs(Some(&current), &s.status));
 }
+
+/// `rs` failing to create pods since `at` (its ReplicaFailure condition).
+fn failing(rs: &ReplicaSet, message: &str, at: SystemTime) -> Arc<ReplicaSet> {
+    let mut rs = rs.clone();
+    rs.status.as_mut().unwrap().conditions = Some(vec![k8s_openapi::api::apps::v1::ReplicaSetCondition {
+        type_: "ReplicaFailure".into(),
+        status: "True".into(),
+        reason: Some("FailedCreate".into()),
+        message: Some(message.into()),
+        last_transition_time: Some(time(at)),
+    }]);
+    Arc::new(rs)
+}
+
+fn replica_failure(s: &DeploymentStatus) -> Option<&DeploymentCondition> {
+    s.conditions.as_ref().unwrap().iter().find(|c| c.type_ == "ReplicaFailure")
+}
+
+#[test]
+fn a_replica_sets_failure_is_the_deployments_until_it_clears() {
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(10_000);
+    let now = t0 + Duration::from_secs(60);
+    let mut d = deployment(3, None, None);
+    let quota = "pods \"web-abc-x\" is forbidden: exceeded quota: q, requested: pods=1, used: pods=1, limited: pods=1";
+    let new_rs = failing(&replica_set("web-abc", 3, 1, 1), quota, t0);
+    let s = status::desired(&d, Some(&new_rs), &[], "FoundNewReplicaSet", now).status;
+    let f = replica_failure(&s).expect("the ReplicaSet's failure is shown");
+    assert_eq!(
+        (f.status.as_str(), f.reason.as_deref(), f.message.as_deref()),
+        ("True", Some("FailedCreate"), Some(quota))
+    );
+    assert_eq!((f.last_transition_time.clone(), f.last_update_time.clone()), (Some(time(t0)), Some(time(t0))));
+    assert!(status::differs(d.status.as_ref(), &s));
+
+    // While it goes on, the condition is the one already shown, even if the message moves on.
+    d.status = Some(s.clone());
+    let other = failing(&replica_set("web-abc", 3, 1, 1), "another message", now);
+    let again = status::desired(&d, Some(&other), &[], "FoundNewReplicaSet", now + Duration::from_secs(5)).status;
+    assert_eq!(replica_failure(&again), replica_failure(&s));
+
+    // The new ReplicaSet's failure is told before an old one's; an old one's if it is the only one.
+    let fresh = deployment(3, None, None);
+    let old = vec![failing(&replica_set("web-old", 1, 1, 1), "old trouble", t0)];
+    let both = status::desired(&fresh, Some(&new_rs), &old, "ReplicaSetUpdated", now).status;
+    assert_eq!(replica_failure(&both).and_then(|c| c.message.as_deref()), Some(quota));
+    let healthy = replica_set("web-abc", 3, 3, 3);
+    let only_old = status::desired(&fresh, Some(&healthy), &old, "ReplicaSetUpdated", now).status;
+    assert_eq!(replica_failure(&only_old).and_then(|c| c.message.as_deref()), Some("old trouble"));
+
+    // Paused, the Deployment keeps what it said.
+    let paused = status::desired(&d, Some(&healthy), &[], "DeploymentPaused", now).status;
+    assert_eq!(replica_failure(&paused), replica_failure(&s));
+
+    // Cleared: gone from the Deployment too.
+    let cleared = status::desired(&d, Some(&healthy), &[], "FoundNewReplicaSet", now).status;
+    assert_eq!(replica_failure(&cleared), None);
+    assert!(status::differs(d.status.as_ref(), &cleared));
+    assert_eq!(cleared.conditions.as_ref().map(Vec::len), Some(2));
+}
