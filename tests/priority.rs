@@ -162,8 +162,48 @@ fn higher_priority_pods_preempt_and_go_first() {
         assert_eq!(node_of(&c, name), None, "{name} took the room");
     }
 
+    // A nomination preemption cannot serve (here a stale one, as a previous leader may have
+    // left) is cleared at the pod's next attempt, and its room is no longer held.
+    let stale = r#"{"status":{"nominatedNodeName":"sim-0"}}"#;
+    c.kubectl(&["patch", "pod", "peer", "--subresource=status", "--type=merge", "-p", stale]).expect_ok();
+    assert_eq!(pod(&c, "peer")["status"]["nominatedNodeName"], "sim-0");
+    // A pod leaving the node makes the scheduler try peer again.
+    create_pod(&c, "nudge", Some("high"), 1).expect_ok();
+    eventually(30, || node_of(&c, "nudge"));
+    c.kubectl(&["delete", "pod", "nudge"]).expect_ok();
+    eventually(60, || pod(&c, "peer")["status"]["nominatedNodeName"].is_null().then_some(()));
+    assert_eq!(node_of(&c, "peer"), None);
+    // Nothing holds room for it now: a pod of no priority fits beside urgent.
+    create_pod(&c, "small", None, 10).expect_ok();
+    eventually(30, || node_of(&c, "small"));
+
+    // A preemptor kept away from a lower-priority pod by anti-affinity evicts it, though the
+    // node has room for both.
+    c.kubectl(&["delete", "pod", "peer", "polite", "urgent", "small"]).expect_ok();
+    let db = "apiVersion: v1\nkind: Pod\nmetadata: {name: db, labels: {app: db}}\nspec:\n  priorityClassName: low\n  containers:\n  - name: c\n    image: busybox\n    resources: {requests: {cpu: '1'}}\n";
+    c.kubectl_stdin(&["create", "-f", "-"], db).expect_ok();
+    eventually(30, || (pod(&c, "db")["status"]["phase"] == "Running").then_some(()));
+    let loner = format!(
+        "{}  affinity:\n    podAntiAffinity:\n      requiredDuringSchedulingIgnoredDuringExecution:\n      - labelSelector: {{matchLabels: {{app: db}}}}\n        topologyKey: kubernetes.io/hostname\n",
+        pod_yaml("loner", Some("high"), 1)
+    );
+    c.kubectl_stdin(&["create", "-f", "-"], &loner).expect_ok();
+    eventually(60, || (node_of(&c, "loner").as_deref() == Some("sim-0")).then_some(()));
+    eventually(30, || (!c.kubectl(&["get", "pod", "db"]).ok).then_some(()));
+    let failed = c
+        .kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=loner,reason=FailedScheduling",
+            "-o",
+            "json",
+        ])
+        .expect_ok();
+    assert!(failed.contains("0/1 nodes are available: 1 node(s) didn't match pod anti-affinity rules."), "{failed}");
+
     // Queue order: with no room, the higher-priority pod that came last goes first.
-    c.kubectl(&["delete", "pod", "peer", "polite", "urgent"]).expect_ok();
+    c.kubectl(&["delete", "pod", "loner"]).expect_ok();
     create_pod(&c, "blocker", Some("high"), 30).expect_ok();
     eventually(30, || (node_of(&c, "blocker").is_some()).then_some(()));
     for (name, class) in [("first-low", "low"), ("second-low", "low"), ("late-mid", "mid")] {
