@@ -1,7 +1,8 @@
 //! The Deployment controller: one ReplicaSet per pod template (named by the template's hash),
 //! rolled out by the strategy (RollingUpdate within maxSurge/maxUnavailable, or Recreate),
 //! with revision annotations for `kubectl rollout history|undo`, revisionHistoryLimit
-//! cleanup, pause, and the Available/Progressing conditions `kubectl rollout status` reads.
+//! cleanup, pause, the Available/Progressing conditions `kubectl rollout status` reads, and
+//! its ReplicaSets' ReplicaFailure condition.
 //!
 //! A sync reads the Deployment's ReplicaSets from the informer's controller index and the
 //! orphans of its namespace from the orphan index; a ReplicaSet event queues its controller,

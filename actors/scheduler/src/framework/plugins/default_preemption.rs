@@ -314,7 +314,8 @@ impl Profile {
                 _ => statuses.push(unhelpful(name)),
             }
         }
-        // A PreFilter rejection would have ended the cycle before; the cluster is the same.
+        // The cycle's PreFilter passed on this same snapshot: a rejection here is not expected,
+        // and says nothing about other nodes, so the nomination is left alone.
         let mut state = self.pre_filter(pod.clone(), snapshot).map_err(|(_, s)| Unhelpful::keep(s.message()))?;
         let filters = self.filters(&state);
         let n = potential.len();
