@@ -9,10 +9,12 @@
 //! - `jobs`, `daemonset`: a Job's and a DaemonSet's life with simulated nodes;
 //! - `statefulset`: a StatefulSet with local-path claims on the real node;
 //! - `node`: the node agent with real containers, and the runtime path beside runc;
-//! - `proxy`: kube-proxy on the real datapath.
+//! - `proxy`: kube-proxy on the real datapath;
+//! - `hpa`: a HorizontalPodAutoscaler's reaction to load on the real node.
 //!
 //! Shared by them: `http` (a minimal HTTP/1.1 client), `host` (procfs readings, tokens, child
-//! processes), `stats` (percentiles), `pod_watch` (a pods watch the workload benches follow).
+//! processes), `stats` (percentiles), `pod_watch` (a pods watch the workload benches follow),
+//! `real_node` (`kubus up` with its real node, cleaned up after).
 #![forbid(unsafe_code)]
 
 mod api;
@@ -20,17 +22,20 @@ mod cluster;
 mod controllers;
 mod daemonset;
 mod host;
+mod hpa;
 mod http;
 mod jobs;
 mod node;
 mod pod_watch;
 mod proxy;
+mod real_node;
 mod sim_cluster;
 mod soak;
 mod statefulset;
 mod stats;
 
 pub use daemonset::DaemonSetArgs;
+pub use hpa::HpaArgs;
 pub use jobs::JobsArgs;
 pub use node::NodeBenchArgs;
 pub use proxy::ProxyBenchArgs;
@@ -96,6 +101,9 @@ pub enum BenchWhat {
     /// kube-proxy on the real datapath (root): endpoint change -> rule live with 1,000 Services
     /// x 10 endpoints, and connection latency through a ClusterIP against the pod IP.
     Proxy(ProxyBenchArgs),
+    /// A HorizontalPodAutoscaler's reaction on the real node (root): CPU load starts -> high
+    /// utilization seen -> scale-up decided -> new pods Ready; load ends -> scale-down.
+    Hpa(HpaArgs),
     /// create/get/update/list/watch against the API server.
     Api {
         /// Objects to create (and then get and update).
@@ -135,6 +143,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchWhat::Statefulset(sts) => statefulset::run(sts).await,
         BenchWhat::Node(node) => node::run(node).await,
         BenchWhat::Proxy(proxy) => proxy::run(proxy).await,
+        BenchWhat::Hpa(hpa) => hpa::run(hpa).await,
     };
     actix::System::current().stop();
     result

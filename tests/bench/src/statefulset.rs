@@ -9,14 +9,12 @@
 //! `kubus up` is stopped and `kubus node-reset` removes what the node made on the host
 //! (containers, shims, mounts, sandboxes, its bridge and cgroups), then the data dir.
 
-use crate::host::{clock_ticks_per_second, cpu_ticks, is_root, stop, token, vm_rss_kib};
-use crate::http::Conn;
+use crate::host::{clock_ticks_per_second, cpu_ticks, is_root, vm_rss_kib};
+use crate::real_node::{condition_true, expect, http, items, RealNode};
 use crate::sim_cluster::warning_summary;
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const NS: &str = "/api/v1/namespaces/default";
@@ -37,78 +35,6 @@ pub struct StatefulSetArgs {
     timeout: u64,
 }
 
-/// Host names of this run's node, apart from the test suite's (`kbt*`, `/kubus-t*`) and the
-/// node bench's (`kbb*`, `/kubus-b*`), whose leftover sweeps must not take them.
-struct NodeNames {
-    node_name: String,
-    bridge: String,
-    cgroup_root: String,
-    cluster_cidr: String,
-}
-
-impl NodeNames {
-    fn new(tok: &str) -> NodeNames {
-        let seed = u32::from_str_radix(tok, 16).unwrap_or(0);
-        let (a, b) = (100 + (seed >> 8) % 100, (seed % 64) * 4);
-        NodeNames {
-            node_name: format!("bench-sts-{tok}"),
-            bridge: format!("kbs{tok}"),
-            cgroup_root: format!("/kubus-s{tok}"),
-            cluster_cidr: format!("10.{a}.{b}.0/22"),
-        }
-    }
-}
-
-/// `kubus up` with its node, stopped on drop; then `kubus node-reset` and the data dir's removal.
-struct Guard {
-    exe: PathBuf,
-    dir: PathBuf,
-    names: NodeNames,
-    child: Option<std::process::Child>,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            stop(&mut c);
-        }
-        // A kubus killed outright leaves its nats-server behind.
-        if let Ok(pid) = std::fs::read_to_string(self.dir.join("nats-server.pid")) {
-            let _ = Command::new("kill").arg("-KILL").arg(pid.trim()).stderr(Stdio::null()).status();
-        }
-        match Command::new(&self.exe)
-            .args(["node-reset", "--data-dir"])
-            .arg(self.dir.join("node"))
-            .args(["--bridge", &self.names.bridge, "--cgroup-root", &self.names.cgroup_root])
-            .env("KUBUS_LOG", "warn")
-            .output()
-        {
-            Ok(o) if o.status.success() => {}
-            Ok(o) => eprintln!("cleanup: node-reset failed: {}", String::from_utf8_lossy(&o.stderr).trim()),
-            Err(e) => eprintln!("cleanup: node-reset: {e}"),
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-async fn http(addr: &str, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<(u16, Value)> {
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let (code, buf) = Conn::open(addr).await?.request(method, path, "application/json", body.as_bytes()).await?;
-    Ok((code, serde_json::from_slice(&buf).unwrap_or(Value::Null)))
-}
-
-async fn expect(addr: &str, method: &str, path: &str, body: Option<&Value>, ok: &[u16]) -> anyhow::Result<Value> {
-    let (code, v) = http(addr, method, path, body).await?;
-    if !ok.contains(&code) {
-        bail!("{method} {path}: {code} {v}");
-    }
-    Ok(v)
-}
-
-async fn items(addr: &str, path: &str) -> anyhow::Result<Vec<Value>> {
-    Ok(expect(addr, "GET", path, None, &[200]).await?["items"].as_array().cloned().unwrap_or_default())
-}
-
 fn stateful_set(replicas: usize, claims: bool) -> Value {
     let mut spec = json!({"serviceName": NAME, "replicas": replicas, "podManagementPolicy": "Parallel",
         "selector": {"matchLabels": {"app": NAME}},
@@ -125,13 +51,6 @@ fn stateful_set(replicas: usize, claims: bool) -> Value {
         spec["persistentVolumeClaimRetentionPolicy"] = json!({"whenDeleted": "Delete", "whenScaled": "Delete"});
     }
     json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": NAME}, "spec": spec})
-}
-
-fn ready(p: &Value) -> bool {
-    p["metadata"]["deletionTimestamp"].is_null()
-        && p["status"]["conditions"]
-            .as_array()
-            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
 }
 
 /// Where the pods are: by phase, and by the waiting reason of containers not running.
@@ -159,59 +78,25 @@ pub(crate) async fn run(args: StatefulSetArgs) -> anyhow::Result<()> {
     if !is_root() {
         bail!("kubus bench statefulset runs real containers on the real node: run it as root");
     }
-    let tok = token()?;
-    let exe = std::env::current_exe().context("locating the kubus binary")?;
-    let dir = std::env::temp_dir().join(format!("kubus-bench-sts-{tok}"));
-    std::fs::create_dir_all(&dir)?;
-    let mut guard = Guard { exe: exe.clone(), dir: dir.clone(), names: NodeNames::new(&tok), child: None };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    // On Ctrl-C or SIGTERM the bench's future is dropped and the guard cleans up the host.
+    // On Ctrl-C or SIGTERM the bench's future is dropped and the node is cleaned up.
     tokio::select! {
-        r = bench(&args, &mut guard) => r,
+        r = bench(&args) => r,
         _ = tokio::signal::ctrl_c() => bail!("interrupted; cleaned up"),
         _ = term.recv() => bail!("terminated; cleaned up"),
     }
 }
 
-async fn bench(args: &StatefulSetArgs, guard: &mut Guard) -> anyhow::Result<()> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let addr = format!("127.0.0.1:{port}");
-    let n = &guard.names;
+async fn bench(args: &StatefulSetArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let child = Command::new(&guard.exe)
-        .args(["up", "--nats-listen", "127.0.0.1:0", "--cluster", "bench", "--dns-port", "0", "--data-dir"])
-        .arg(&guard.dir)
-        .args(["--api-port", &port.to_string(), "--cluster-cidr", &n.cluster_cidr, "--service-cidr", SERVICE_CIDR])
-        .args(["--node-name", &n.node_name, "--bridge", &n.bridge, "--cgroup-root", &n.cgroup_root])
-        .arg("--pod-log-dir")
-        .arg(guard.dir.join("pod-logs"))
-        .env("KUBUS_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(guard.dir.join("kubus.log"))?)
-        .spawn()?;
-    let pid = child.id();
-    guard.child = Some(child);
-    let node_path = format!("/api/v1/nodes/{}", n.node_name);
-    let allocatable = loop {
-        if let Ok((200, node)) = http(&addr, "GET", &node_path, None).await {
-            let is_ready = node["status"]["conditions"]
-                .as_array()
-                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
-            if is_ready {
-                break node["status"]["allocatable"].clone();
-            }
-        }
-        if started.elapsed() > Duration::from_secs(120) {
-            bail!("the node did not get Ready; see {}", guard.dir.join("kubus.log").display());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let node = RealNode::start("sts", 's', SERVICE_CIDR, &[]).await?;
+    let (addr, pid) = (node.addr.clone(), node.pid);
     println!(
-        "kubus bench statefulset: {} replicas (Parallel){}, on the real node {} (allocatable {allocatable}); kubus up pid {pid}",
+        "kubus bench statefulset: {} replicas (Parallel){}, on the real node {} (allocatable {}); kubus up pid {pid}",
         args.replicas,
         if args.claims { ", a local-path claim each" } else { "" },
-        n.node_name
+        node.names.node_name,
+        node.allocatable
     );
     println!("{:<44} {:>8.2} s", "control plane and node Ready", started.elapsed().as_secs_f64());
 
@@ -227,7 +112,7 @@ async fn bench(args: &StatefulSetArgs, guard: &mut Guard) -> anyhow::Result<()> 
     let (mut most_ready, mut pods) = (0, Vec::new());
     while all_ready.is_none() || (args.claims && all_bound.is_none()) {
         pods = items(&addr, &format!("{NS}/pods?labelSelector=app%3D{NAME}")).await?;
-        let ready_now = pods.iter().filter(|p| ready(p)).count();
+        let ready_now = pods.iter().filter(|p| condition_true(p, "Ready")).count();
         most_ready = most_ready.max(ready_now);
         if ready_now >= args.replicas && all_ready.is_none() {
             all_ready = Some(t0.elapsed());
@@ -293,7 +178,7 @@ async fn bench(args: &StatefulSetArgs, guard: &mut Guard) -> anyhow::Result<()> 
         if args.claims { "deleted: set, pods, claims, volumes gone" } else { "deleted: set and pods gone" },
         t1.elapsed().as_secs_f64()
     );
-    let volumes_dir = guard.dir.join("node").join("volumes");
+    let volumes_dir = node.dir.join("node").join("volumes");
     let left = std::fs::read_dir(&volumes_dir).map(|d| d.count()).unwrap_or(0);
     if left > 0 {
         println!("    {left} volume directories left in {}", volumes_dir.display());
@@ -307,17 +192,6 @@ async fn bench(args: &StatefulSetArgs, guard: &mut Guard) -> anyhow::Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_fit_and_stay_clear_of_the_tests_and_the_node_bench() {
-        for tok in ["000000", "ffffff", "a1b2c3"] {
-            let n = NodeNames::new(tok);
-            // Linux interface names are at most 15 bytes.
-            assert!(n.bridge.len() <= 15, "{}", n.bridge);
-            assert!(!n.bridge.starts_with("kbt") && !n.bridge.starts_with("kbb"));
-            assert!(!n.cgroup_root.starts_with("/kubus-t") && !n.cgroup_root.starts_with("/kubus-b"));
-        }
-    }
 
     #[test]
     fn claims_come_with_a_mount_and_go_with_the_set() {
