@@ -129,6 +129,13 @@ fn kubectl_top_and_the_nodes_cadvisor_series() {
     assert_eq!(rows(&one).len(), 1, "{one}");
     assert_eq!(rows(&one)[0][0], "idle");
     c.kubectl(&["top", "pod", "nope"]).expect_err("podmetrics.metrics.k8s.io \"default/nope\" not found");
+    // `kubectl get` prints metrics-server's columns from the server's table.
+    let out = c.kubectl(&["get", "podmetrics", "idle"]).expect_ok();
+    let header: Vec<&str> = out.lines().next().unwrap_or_default().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "CPU", "MEMORY", "WINDOW"], "{out}");
+    assert!(out.lines().nth(1).is_some_and(|l| l.starts_with("idle ") && l.trim_end().ends_with('s')), "{out}");
+    let out = c.kubectl(&["get", "nodemetrics", "--no-headers"]).expect_ok();
+    assert!(rows(&out).iter().any(|r| r[0] == names.node_name && r.len() == 4), "{out}");
 
     // The node: its CPU includes the busy loop; its memory is what /proc says (within reason,
     // other work on the machine moves it between the two readings).

@@ -164,6 +164,31 @@ pub fn memory_quantity(bytes: u64) -> Quantity {
     Quantity(crate::quantity::Quantity::from_units(bytes as i128, crate::quantity::Format::BinarySI).canonical())
 }
 
+/// CPU nanocores and memory bytes of a usage map (JSON) as [`usage`] writes it; what is
+/// missing or unreadable counts as zero.
+pub fn usage_amounts(usage: &serde_json::Value) -> (u64, u64) {
+    let cpu = usage["cpu"].as_str().and_then(parse_nanocores).unwrap_or(0);
+    let memory = usage["memory"]
+        .as_str()
+        .and_then(|m| crate::quantity::parse_quantity(m).ok())
+        .map_or(0, |q| u64::try_from(q.value()).unwrap_or(0));
+    (cpu, memory)
+}
+
+/// Nanocores of a CPU quantity: exact for [`cpu_quantity`]'s forms ("12345n", "5u", "5m",
+/// "2"), to the milli for any other decimal form.
+fn parse_nanocores(s: &str) -> Option<u64> {
+    let (digits, scale) = match s.as_bytes().last()? {
+        b'n' => (&s[..s.len() - 1], 1),
+        b'u' => (&s[..s.len() - 1], 1_000),
+        _ => {
+            let q = crate::quantity::parse_quantity(s).ok()?;
+            return u64::try_from(q.milli_value()).ok()?.checked_mul(1_000_000);
+        }
+    };
+    digits.parse::<u64>().ok()?.checked_mul(scale)
+}
+
 /// The usage of a node or container.
 pub fn usage(cpu_nanocores: u64, memory_bytes: u64) -> Usage {
     [("cpu".to_string(), cpu_quantity(cpu_nanocores)), ("memory".to_string(), memory_quantity(memory_bytes))].into()
@@ -220,6 +245,16 @@ mod tests {
         assert_eq!(memory_quantity(1234 * 1024).0, "1234Ki");
         assert_eq!(memory_quantity(0).0, "0");
         assert_eq!(memory_quantity(3 << 20).0, "3Mi");
+    }
+
+    #[test]
+    fn usage_amounts_read_back_what_usage_writes() {
+        for (cpu, mem) in [(0, 0), (12_345, 1_000), (5_000, 4096), (5_000_000, 3 << 20), (2_000_000_000, 1)] {
+            let u = serde_json::to_value(usage(cpu, mem)).unwrap();
+            assert_eq!(usage_amounts(&u), (cpu, mem), "{u}");
+        }
+        assert_eq!(usage_amounts(&serde_json::json!({"cpu": "1500m", "memory": "1Gi"})), (1_500_000_000, 1 << 30));
+        assert_eq!(usage_amounts(&serde_json::json!({"cpu": "lots"})), (0, 0));
     }
 
     #[test]

@@ -8,7 +8,8 @@
 
 use crate::cache::WatchCache;
 use crate::metrics::ACTOR_RESTARTS;
-use crate::request::{ApiRequest, ApiResponse, Query, ResourcePath};
+use crate::render::IncludeObject;
+use crate::request::{ApiRequest, ApiResponse, Query, Rendering, ResourcePath, TABLE_CONTENT_TYPE};
 use actix::prelude::*;
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -155,6 +156,8 @@ pub fn serve(
             metrics_api::GROUP
         )));
     }
+    let rendering = crate::request::negotiate(req.accept.as_deref())?;
+    let include = IncludeObject::parse(q.get("includeObject"));
     let reports = store.fresh();
     let ns = p.namespace.as_deref();
     if let Some(name) = &p.name {
@@ -164,7 +167,7 @@ pub fn serve(
             node_metrics(&reports, cache, Some(name)).into_iter().next()
         };
         return match found {
-            Some(v) => Ok(ApiResponse::json(200, &v)),
+            Some(v) => Ok(respond(rendering, include, pods, &v, vec![v.clone()])),
             // As metrics-server: the namespaced name of a pod without metrics.
             None if pods => Err(StatusError::not_found(
                 metrics_api::GROUP,
@@ -181,10 +184,53 @@ pub fn serve(
             .filter(|o| labels.matches_object(o) && fields.matches(o))
             .collect();
     let kind = if pods { "PodMetricsList" } else { "NodeMetricsList" };
-    Ok(ApiResponse::json(
-        200,
-        &json!({"kind": kind, "apiVersion": metrics_api::API_VERSION, "metadata": {}, "items": items}),
-    ))
+    let list = json!({"kind": kind, "apiVersion": metrics_api::API_VERSION, "metadata": {}, "items": items});
+    Ok(respond(rendering, include, pods, &list, items))
+}
+
+/// The object or list as JSON, or as the Table `kubectl get podmetrics|nodemetrics` asks for.
+fn respond(rendering: Rendering, include: IncludeObject, pods: bool, json: &Value, items: Vec<Value>) -> ApiResponse {
+    if rendering != Rendering::Table {
+        return ApiResponse::json(200, json);
+    }
+    ApiResponse::json(200, &table(pods, items, include)).with_content_type(TABLE_CONTENT_TYPE)
+}
+
+/// metrics-server's printer: Name, one column per resource (a pod's containers summed), and
+/// the Window, as quantities and a Go duration. No column definitions without rows, as there.
+fn table(pods: bool, items: Vec<Value>, include: IncludeObject) -> Value {
+    let columns = json!([
+        {"name": "Name", "type": "string", "format": "name", "description": "Name of the resource", "priority": 0},
+        {"name": "cpu", "type": "string", "format": "quantity", "description": "", "priority": 0},
+        {"name": "memory", "type": "string", "format": "quantity", "description": "", "priority": 0},
+        {"name": "Window", "type": "string", "format": "duration", "description": "", "priority": 0},
+    ]);
+    let rows: Vec<Value> = items
+        .into_iter()
+        .map(|m| {
+            let (cpu, memory) = if pods {
+                m["containers"].as_array().into_iter().flatten().fold((0u64, 0u64), |(c, b), cm| {
+                    let (c2, b2) = metrics_api::usage_amounts(&cm["usage"]);
+                    (c.saturating_add(c2), b.saturating_add(b2))
+                })
+            } else {
+                metrics_api::usage_amounts(&m["usage"])
+            };
+            let mut row = json!({"cells": [m["metadata"]["name"], metrics_api::cpu_quantity(cpu),
+                metrics_api::memory_quantity(memory), m["window"]]});
+            match include {
+                IncludeObject::None => {}
+                IncludeObject::Metadata => {
+                    row["object"] = json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                        "metadata": m["metadata"]})
+                }
+                IncludeObject::Object => row["object"] = m,
+            }
+            row
+        })
+        .collect();
+    let columns = if rows.is_empty() { Value::Null } else { columns };
+    json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {}, "columnDefinitions": columns, "rows": rows})
 }
 
 fn time_of(ms: u64) -> Time {
@@ -276,3 +322,27 @@ pub const RESOURCES: &[(&str, &str, &str, bool)] =
 
 /// The verbs the metrics API serves.
 pub const VERBS: &[&str] = &["get", "list"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_sum_a_pods_containers_and_print_metrics_servers_columns() {
+        let pod = json!({"metadata": {"name": "p", "namespace": "ns"}, "window": "10.002s", "containers": [
+            {"name": "a", "usage": usage(1_500_000, 1 << 20)},
+            {"name": "b", "usage": usage(500_000, 1 << 20)}]});
+        let t = table(true, vec![pod], IncludeObject::Metadata);
+        let names: Vec<&str> =
+            t["columnDefinitions"].as_array().unwrap().iter().filter_map(|c| c["name"].as_str()).collect();
+        assert_eq!(names, ["Name", "cpu", "memory", "Window"]);
+        assert_eq!(t["rows"][0]["cells"], json!(["p", "2m", "2Mi", "10.002s"]));
+        assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+        let node = json!({"metadata": {"name": "n"}, "window": "10s", "usage": usage(250_000_000, 3 << 30)});
+        let t = table(false, vec![node], IncludeObject::None);
+        assert_eq!(t["rows"][0]["cells"], json!(["n", "250m", "3Gi", "10s"]));
+        assert!(t["rows"][0]["object"].is_null());
+        // As metrics-server: an empty table has no column definitions.
+        assert!(table(true, vec![], IncludeObject::Metadata)["columnDefinitions"].is_null());
+    }
+}
