@@ -1,7 +1,14 @@
 //! The watch cache: every object in memory, fed by one JetStream watch, with a ring of recent
-//! events. HTTP watches and lists are served from here (like kube-apiserver's cacher) instead
-//! of one JetStream consumer per client; consistent reads first wait until the cache has caught
-//! up with the store's current revision.
+//! events per resource. HTTP watches and lists are served from here (like kube-apiserver's
+//! cacher) instead of one JetStream consumer per client; consistent reads first wait until the
+//! cache has caught up with the store's current revision.
+//!
+//! Each resource keeps its own history, as upstream's cacher per resource does: thousands of
+//! Lease renewals a minute never push the pods' events out, so a pod watch (or an exact-revision
+//! LIST) can resume from a revision as old as the pods' own churn allows. A ring keeps every
+//! event younger than [`EVENT_FRESH_DURATION`] (upstream's `eventFreshDuration`), at least
+//! [`RING_LOWER_BOUND`] events whatever their age, and never more than the configured upper
+//! bound.
 
 use crate::error::{OrStatus, Target};
 use crate::metrics;
@@ -33,13 +40,53 @@ pub struct CacheEvent {
     pub prev: Option<Arc<Value>>,
 }
 
+/// Events younger than this stay in their resource's ring (upstream's eventFreshDuration), so
+/// a watcher that reconnects within it resumes instead of relisting.
+pub const EVENT_FRESH_DURATION: Duration = Duration::from_secs(75);
+/// Events a resource's ring keeps whatever their age.
+pub const RING_LOWER_BOUND: usize = 1000;
+
+/// The recent events of one resource, oldest first, stamped when they arrived.
+#[derive(Default)]
+struct Ring {
+    events: VecDeque<(Instant, Arc<CacheEvent>)>,
+    /// Every event of the resource after this revision is in `events`.
+    start: u64,
+}
+
+impl Ring {
+    fn new(start: u64) -> Self {
+        Ring { events: VecDeque::new(), start }
+    }
+
+    /// Adds an event; drops the oldest past `upper`, and past the lower bound those older
+    /// than the fresh duration.
+    fn push(&mut self, now: Instant, event: Arc<CacheEvent>, upper: usize) {
+        self.events.push_back((now, event));
+        while self.events.len() > upper
+            || (self.events.len() > RING_LOWER_BOUND
+                && self.events.front().is_some_and(|(at, _)| now.duration_since(*at) > EVENT_FRESH_DURATION))
+        {
+            if let Some((_, old)) = self.events.pop_front() {
+                self.start = old.revision;
+            }
+        }
+    }
+
+    /// The events after `revision`, newest first; None if some of them are no longer kept.
+    fn newer_than(&self, revision: u64) -> Option<impl Iterator<Item = &Arc<CacheEvent>>> {
+        (revision >= self.start)
+            .then(|| self.events.iter().rev().map(|(_, e)| e).take_while(move |e| e.revision > revision))
+    }
+}
+
 #[derive(Default)]
 struct State {
     objects: HashMap<Gr, BTreeMap<ObjKey, Arc<Value>>>,
     revision: u64,
-    ring: VecDeque<Arc<CacheEvent>>,
-    /// Every event after this revision is in `ring`.
-    ring_start: u64,
+    rings: HashMap<Gr, Ring>,
+    /// The revision of the last relist: no resource's history goes further back.
+    listed_at: u64,
     synced: bool,
     /// Deleted objects whose tombstones the compactor will purge, oldest first.
     tombstones: VecDeque<(Instant, Key, u64)>,
@@ -83,6 +130,7 @@ pub struct WatchCache {
     /// and for pods one per node name watched (see [`trigger_values`]).
     events: Arc<Mutex<HashMap<FeedKey, broadcast::Sender<Arc<CacheEvent>>>>>,
     revision: watch::Sender<u64>,
+    /// Events one resource's ring holds at most.
     capacity: usize,
 }
 
@@ -168,17 +216,16 @@ impl WatchCache {
     /// Objects of a resource as they were at `revision`, rebuilt by undoing newer events.
     pub fn list_at(&self, gr: &Gr, namespace: Option<&str>, revision: u64) -> Result<Vec<Arc<Value>>, StatusError> {
         let state = self.state.read().expect("cache lock");
-        if revision < state.ring_start {
+        let empty = Ring::new(state.listed_at);
+        let ring = state.rings.get(gr).unwrap_or(&empty);
+        let Some(newer) = ring.newer_than(revision) else {
             return Err(StatusError::gone(format!(
                 "The resourceVersion for the provided list is too old: {revision} < {}",
-                state.ring_start
+                ring.start
             )));
-        }
+        };
         let mut objects: BTreeMap<ObjKey, Arc<Value>> = state.objects.get(gr).cloned().unwrap_or_default();
-        for ev in state.ring.iter().rev().take_while(|e| e.revision > revision) {
-            if &ev.gr != gr {
-                continue;
-            }
+        for ev in newer {
             match (&ev.kind, &ev.prev) {
                 (EventType::Added, _) => {
                     objects.remove(&ev.key);
@@ -239,10 +286,14 @@ impl WatchCache {
                 })
                 .unwrap_or_default(),
             Start::After(rev) => {
-                if rev < state.ring_start {
-                    return Err(StatusError::gone(format!("too old resource version: {rev} ({})", state.ring_start)));
-                }
-                state.ring.iter().filter(|e| e.revision > rev && &e.gr == gr).cloned().collect()
+                let empty = Ring::new(state.listed_at);
+                let ring = state.rings.get(gr).unwrap_or(&empty);
+                let Some(newer) = ring.newer_than(rev) else {
+                    return Err(StatusError::gone(format!("too old resource version: {rev} ({})", ring.start)));
+                };
+                let mut events: Vec<Arc<CacheEvent>> = newer.cloned().collect();
+                events.reverse();
+                events
             }
         };
         Ok((initial, rx, state.revision))
@@ -270,8 +321,8 @@ impl WatchCache {
             tombstones.into_iter().filter(|(_, rev)| !queued.contains(rev)).map(|(k, rev)| (now, k, rev)).collect();
         state.tombstones.extend(found);
         state.revision = revision;
-        state.ring.clear();
-        state.ring_start = revision;
+        state.rings.clear();
+        state.listed_at = revision;
         state.synced = true;
         metrics::CACHE_OBJECTS.set(state.objects.values().map(|m| m.len() as i64).sum());
         for (gr, objects) in &state.objects {
@@ -308,12 +359,11 @@ impl WatchCache {
         };
         let event = Arc::new(CacheEvent { kind, gr, key, revision: ev.revision, object, prev });
         state.revision = ev.revision;
-        state.ring.push_back(event.clone());
-        while state.ring.len() > self.capacity {
-            if let Some(old) = state.ring.pop_front() {
-                state.ring_start = old.revision;
-            }
-        }
+        let listed_at = state.listed_at;
+        let ring = state.rings.entry(event.gr.clone()).or_insert_with(|| Ring::new(listed_at));
+        ring.push(Instant::now(), event.clone(), self.capacity);
+        let kept = ring.events.len() as i64;
+        metrics::WATCH_CACHE_EVENTS.with_label_values(&[&storage_label(&event.gr)]).set(kept);
         metrics::CACHE_OBJECTS.set(state.objects.values().map(|m| m.len() as i64).sum());
         let stored = state.objects.get(&event.gr).map_or(0, |m| m.len() as i64);
         metrics::STORAGE_OBJECTS.with_label_values(&[&storage_label(&event.gr)]).set(stored);
@@ -491,6 +541,58 @@ mod tests {
             revision,
             value: bytes::Bytes::from(format!(r#"{{"metadata":{{"name":"{name}","namespace":"default"}}}}"#)),
         }
+    }
+
+    #[test]
+    fn each_resource_keeps_its_own_history_by_age_within_bounds() {
+        let cache = WatchCache::new(1500);
+        cache.replace(Vec::new(), Vec::new(), 1);
+        let pods = (String::new(), "pods".to_string());
+        let leases = (String::new(), "leases".to_string());
+        cache.apply(change(EventType::Added, "pods", "web", 2));
+        // Thousands of Lease renewals (more than one ring holds) do not push the pod out.
+        for rev in 3..3003 {
+            cache.apply(change(EventType::Modified, "leases", "n1", rev));
+        }
+        let (events, _, _) = cache.subscribe(&pods, Start::After(1), None).unwrap();
+        assert_eq!(events.iter().map(|e| e.revision).collect::<Vec<_>>(), [2]);
+        assert_eq!(cache.list_at(&pods, None, 1).unwrap().len(), 0, "the pod did not exist at 1");
+        // The Leases' ring is at its upper bound; what it dropped is gone.
+        let err = cache.subscribe(&leases, Start::After(100), None).err().unwrap();
+        assert_eq!(err.code, 410);
+        assert!(cache.subscribe(&leases, Start::After(1502), None).is_ok());
+        // A resource with no event since the relist starts there.
+        let nodes = (String::new(), "nodes".to_string());
+        assert!(cache.subscribe(&nodes, Start::After(1), None).unwrap().0.is_empty());
+        assert_eq!(cache.subscribe(&nodes, Start::After(0), None).err().unwrap().code, 410);
+    }
+
+    #[test]
+    fn a_ring_drops_old_events_only_past_its_lower_bound() {
+        let event = |revision| {
+            Arc::new(CacheEvent {
+                kind: EventType::Modified,
+                gr: (String::new(), "leases".into()),
+                key: (String::new(), "l".into()),
+                revision,
+                object: Arc::new(Value::Null),
+                prev: None,
+            })
+        };
+        let t0 = Instant::now();
+        let later = t0 + EVENT_FRESH_DURATION + Duration::from_secs(1);
+        let mut ring = Ring::new(0);
+        for rev in 1..=(RING_LOWER_BOUND as u64 + 10) {
+            ring.push(t0, event(rev), 100_000);
+        }
+        // Young events stay past the lower bound.
+        assert_eq!(ring.events.len(), RING_LOWER_BOUND + 10);
+        ring.push(later, event(5000), 100_000);
+        // Once old, only the lower bound is kept, and the ring starts after what it dropped.
+        assert_eq!(ring.events.len(), RING_LOWER_BOUND);
+        assert_eq!(ring.start, 11);
+        assert!(ring.newer_than(10).is_none());
+        assert_eq!(ring.newer_than(4999).unwrap().map(|e| e.revision).collect::<Vec<_>>(), [5000]);
     }
 
     #[test]

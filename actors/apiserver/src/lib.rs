@@ -56,7 +56,8 @@ pub struct Shutdown;
 pub struct ApiServerConfig {
     pub bind: SocketAddr,
     pub cluster: String,
-    /// Events the watch cache keeps for watches that resume from a resourceVersion.
+    /// Events the watch cache keeps at most per resource for watches that resume from a
+    /// resourceVersion (it keeps those of the last 75 s up to this, and 1,000 at least).
     pub watch_cache_events: usize,
     pub http_workers: usize,
     pub service_ranges: allocator::ServiceRanges,

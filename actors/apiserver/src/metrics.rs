@@ -80,6 +80,16 @@ pub static CACHE_OBJECTS: LazyLock<IntGauge> = LazyLock::new(|| {
         .expect("metric registers once")
 });
 
+/// Events each resource's ring holds for watches to resume from.
+pub static WATCH_CACHE_EVENTS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "kubus_apiserver_watch_cache_events",
+        "Recent events the watch cache keeps per resource for watches and exact-revision lists to start from",
+        &["resource"]
+    )
+    .expect("metric registers once")
+});
+
 pub static ACTOR_RESTARTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "kubus_actor_restarts_total",
