@@ -55,6 +55,12 @@ pub struct HpaArgs {
     load_seconds: u64,
 }
 
+/// A random whole number below `n`.
+fn random_below(n: u64) -> u64 {
+    let tok = crate::host::token().unwrap_or_default();
+    u64::from_str_radix(&tok, 16).unwrap_or(0) % n.max(1)
+}
+
 fn unix_now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
@@ -210,9 +216,13 @@ pub(crate) async fn run(args: HpaArgs) -> anyhow::Result<()> {
 
 async fn bench(args: &HpaArgs) -> anyhow::Result<()> {
     let up_args = vec![format!("--horizontal-pod-autoscaler-sync-period={}", args.sync_period)];
-    let node = RealNode::start("hpa", 'h', SERVICE_CIDR, &up_args).await?;
+    let node = RealNode::start("hpa", 'a', SERVICE_CIDR, &up_args).await?;
     let addr = node.addr.clone();
-    let from = unix_now().ceil() as u64 + args.lead;
+    // The load starts at a random phase of the autoscaler's sync period (a fixed lead would
+    // always catch it at the same point of the period, the best or the worst case).
+    let sync = kubus_apimachinery::time::parse_go_duration(&args.sync_period).map_err(anyhow::Error::msg)?;
+    let jitter = random_below(sync.as_secs().max(1));
+    let from = unix_now().ceil() as u64 + args.lead + jitter;
     let until = from + args.load_seconds;
     println!(
         "kubus bench hpa: target {}% of {} requested (limit {}), 1..{} replicas, sync period {}, \
@@ -228,6 +238,8 @@ async fn bench(args: &HpaArgs) -> anyhow::Result<()> {
     );
     expect(&addr, "POST", DEPLOYMENTS, Some(&deployment(args, from, until)), &[201]).await?;
     expect(&addr, "POST", HPAS, Some(&autoscaler(args)), &[201]).await?;
+    // The controller syncs a new autoscaler at once, then every period.
+    let phase = (from as f64 - unix_now()) % sync.as_secs_f64().max(1.0);
     let (load_start, load_end) = (instant_at(from), instant_at(until));
     let pods_path = format!("{NS}/pods?labelSelector=app%3D{NAME}");
     let hpa_path = format!("{HPAS}/{NAME}");
@@ -245,9 +257,12 @@ async fn bench(args: &HpaArgs) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    println!("{:<52} {:>5}% (the load starts in {:.1} s)", "idle utilization read by the HPA", idle, {
+    println!(
+        "{:<52} {:>5}% (the load starts in {:.1} s, {phase:.1} s into a sync period)",
+        "idle utilization read by the HPA",
+        idle,
         load_start.saturating_duration_since(Instant::now()).as_secs_f64()
-    });
+    );
 
     let target = i64::from(args.target_cpu);
     let request_milli =

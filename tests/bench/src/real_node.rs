@@ -169,7 +169,7 @@ mod tests {
 
     #[test]
     fn names_fit_and_stay_clear_of_the_tests_and_the_node_bench() {
-        for tag in ['s', 'h'] {
+        for tag in ['s', 'a'] {
             for tok in ["000000", "ffffff", "a1b2c3"] {
                 let n = NodeNames::new("x", tag, tok);
                 // Linux interface names are at most 15 bytes.
