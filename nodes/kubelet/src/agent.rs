@@ -17,7 +17,7 @@ use kubus_controller_runtime::{Change, Client, Informer};
 use prometheus::{register_int_gauge, IntGauge};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock, RwLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 
 static WORKER_PANICS: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
@@ -88,6 +88,7 @@ impl Kubelet {
             api: Arc::new(ApiServer { client: client.clone(), recorder }),
             objects: Arc::new(client.clone()),
             tokens: Arc::new(client.clone()),
+            startup_latency: Default::default(),
         });
         let ctx = Arc::new(NodeContext {
             host,
@@ -117,6 +118,7 @@ impl Kubelet {
     fn dispatch(&mut self, pod: Arc<Pod>, ctx: &mut Context<Self>) {
         let uid = pod.uid().to_string();
         if !self.mine(&pod) {
+            self.ctx.host.startup_latency.forget(&uid);
             if let Some(tx) = self.workers.get(&uid) {
                 let _ = tx.send(WorkerMsg::Removed);
             }
@@ -204,9 +206,10 @@ impl Kubelet {
     }
 }
 
+/// A change of the node's pods, with when the watch delivered it.
 #[derive(Message)]
 #[rtype(result = "()")]
-struct PodChanged(Change<Pod>);
+struct PodChanged(Change<Pod>, SystemTime);
 
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -244,12 +247,12 @@ impl Actor for Kubelet {
                 addr.do_send(Adopted(by_pod));
                 let mut changes = pods.subscribe();
                 pods.wait_synced().await;
-                addr.do_send(PodChanged(Change::Resynced));
+                addr.do_send(PodChanged(Change::Resynced, SystemTime::now()));
                 loop {
                     match changes.recv().await {
-                        Ok(ch) => addr.do_send(PodChanged(ch)),
+                        Ok(ch) => addr.do_send(PodChanged(ch, SystemTime::now())),
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                            addr.do_send(PodChanged(Change::Resynced))
+                            addr.do_send(PodChanged(Change::Resynced, SystemTime::now()))
                         }
                         Err(_) => return,
                     }
@@ -269,6 +272,7 @@ impl Actor for Kubelet {
             }
             .into_actor(self),
         );
+        crate::pod_startup_latency::PodStartupLatencyTracker::register_metrics();
         // Resource usage: reports to the API servers, and cAdvisor's series on /metrics.
         crate::stats::cadvisor::expose(&self.ctx, self.sampler.clone());
         ctx.spawn(crate::stats::reporter::run(self.ctx.clone(), self.sampler.clone()).into_actor(self));
@@ -288,8 +292,15 @@ impl Handler<PodChanged> for Kubelet {
     type Result = ();
     fn handle(&mut self, msg: PodChanged, ctx: &mut Self::Context) {
         match msg.0 {
-            Change::Applied { new, .. } => self.dispatch(new, ctx),
+            Change::Applied { new, .. } => {
+                // The pod startup SLI ends when a watch shows the pod's containers started.
+                if self.mine(&new) {
+                    self.ctx.host.startup_latency.observed_on_watch(&new, msg.1);
+                }
+                self.dispatch(new, ctx)
+            }
             Change::Deleted(pod) => {
+                self.ctx.host.startup_latency.forget(pod.uid());
                 if let Some(tx) = self.workers.get(pod.uid()) {
                     let _ = tx.send(WorkerMsg::Removed);
                 }

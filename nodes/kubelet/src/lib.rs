@@ -8,7 +8,8 @@
 //! Layout: [`agent`] (the actor: pods to workers, orphan sweeps), [`heartbeat`] (registration,
 //! Lease, node status, the pod network), [`image_gc`] (image imports and garbage collection),
 //! [`pod_worker`] (one pod's life), [`host`] (what a worker uses of its node, behind traits),
-//! [`stats`] (resource usage: reports for metrics.k8s.io, cAdvisor's series on /metrics).
+//! [`stats`] (resource usage: reports for metrics.k8s.io, cAdvisor's series on /metrics),
+//! [`pod_startup_latency`] (the pod startup SLI).
 #![forbid(unsafe_code)]
 
 pub mod agent;
@@ -23,6 +24,7 @@ pub mod image_gc;
 pub mod local_path;
 pub mod node;
 pub mod objects;
+pub mod pod_startup_latency;
 pub mod pod_worker;
 pub mod probes;
 pub mod reset;

@@ -126,6 +126,8 @@ pub struct Host {
     /// ServiceAccount tokens for projected volumes.
     pub tokens: Arc<dyn TokenSource>,
     pub services: ServiceLookup,
+    /// The pod startup SLI: workers record pulls, init containers and started statuses.
+    pub startup_latency: Arc<crate::pod_startup_latency::PodStartupLatencyTracker>,
 }
 
 impl Host {

@@ -70,6 +70,7 @@ impl PodWorker {
                 r = &mut hook => break r,
                 m = self.rx.recv() => match m {
                     Some(WorkerMsg::Update(p)) => {
+                        self.updated |= super::changed_by_user(&self.pod, &p);
                         self.pod = p;
                         if self.pod.is_deleting() {
                             return Err(());

@@ -60,13 +60,15 @@ static CONTAINER_OPS: LazyLock<HistogramVec> = LazyLock::new(|| {
     )
     .expect("registers once")
 });
-/// Upstream's name and labels: `create` for a pod's first sync, `sync` for later ones (a
-/// spec update and a periodic resync are one wake-up here), `kill` for its termination.
-static POD_WORKER_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
+/// Upstream's name, labels and buckets: `operation_type` is `create` for a pod's first sync,
+/// `update` for a sync the pod's spec or metadata changing woke, `sync` for any other (a
+/// resync, a container's exit, a probe, the echo of the worker's own status), `kill` for its
+/// termination. Measured from when the worker took what woke it to the sync's end.
+pub(crate) static POD_WORKER_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
     register_histogram_vec!(
         "kubelet_pod_worker_duration_seconds",
-        "Duration in seconds to sync a single pod. Broken down by operation type: create, sync or kill.",
-        &["operation"],
+        "Duration in seconds to sync a single pod. Broken down by operation type: create, update, or sync",
+        &["operation_type"],
         prometheus::DEFAULT_BUCKETS.to_vec()
     )
     .expect("registers once")
@@ -222,6 +224,8 @@ pub struct PodWorker {
     last_status: Option<PodStatus>,
     next_volume_refresh: Instant,
     handle: Arc<PodHandle>,
+    /// The pod's spec or metadata changed since the last sync (an `update`, not a `sync`).
+    updated: bool,
 }
 
 impl PodWorker {
@@ -249,6 +253,7 @@ impl PodWorker {
             last_status: None,
             next_volume_refresh: Instant::now(),
             handle,
+            updated: false,
         };
         (w, tx)
     }
@@ -268,20 +273,19 @@ impl PodWorker {
         let span = tracing::info_span!("pod", pod = %format!("{}/{}", self.ns(), self.name()), uid = %self.uid);
         async move {
             let mut operation = "create";
+            let mut woken = Instant::now();
             loop {
                 self.check_active_deadline().await;
-                let started = Instant::now();
                 let result = match self.state() {
                     PodState::Terminating => {
                         self.terminate().await;
-                        POD_WORKER_DURATION.with_label_values(&["kill"]).observe(started.elapsed().as_secs_f64());
+                        POD_WORKER_DURATION.with_label_values(&["kill"]).observe(woken.elapsed().as_secs_f64());
                         return;
                     }
                     PodState::Finished => self.release_finished().await,
                     PodState::Syncing => self.sync().await,
                 };
-                POD_WORKER_DURATION.with_label_values(&[operation]).observe(started.elapsed().as_secs_f64());
-                operation = "sync";
+                POD_WORKER_DURATION.with_label_values(&[operation]).observe(woken.elapsed().as_secs_f64());
                 match result {
                     Ok(()) => SYNCS.with_label_values(&["ok"]).inc(),
                     Err(e) => {
@@ -291,6 +295,8 @@ impl PodWorker {
                 }
                 self.report().await;
                 self.wait_for_work().await;
+                woken = Instant::now();
+                operation = if std::mem::take(&mut self.updated) { "update" } else { "sync" };
             }
         }
         .instrument(span)
@@ -361,7 +367,10 @@ impl PodWorker {
 
     async fn on_message(&mut self, m: WorkerMsg) {
         match m {
-            WorkerMsg::Update(p) => self.pod = p,
+            WorkerMsg::Update(p) => {
+                self.updated |= changed_by_user(&self.pod, &p);
+                self.pod = p
+            }
             WorkerMsg::Removed => self.removed = true,
             WorkerMsg::Exited { id } => self.on_exit(&id).await,
         }
@@ -422,4 +431,15 @@ impl PodWorker {
     fn log_dir(&self) -> PathBuf {
         self.host.pod_log_dir(self.ns(), self.name(), &self.uid)
     }
+}
+
+/// What upstream's pod config calls an update: the spec, labels, annotations or deletion
+/// changed (a status write, the worker's own included, is not one).
+fn changed_by_user(old: &Pod, new: &Pod) -> bool {
+    let (a, b) = (&old.metadata, &new.metadata);
+    old.spec != new.spec
+        || a.labels != b.labels
+        || a.annotations != b.annotations
+        || a.deletion_timestamp != b.deletion_timestamp
+        || a.deletion_grace_period_seconds != b.deletion_grace_period_seconds
 }

@@ -7,7 +7,7 @@ use crate::handlers;
 use crate::probes::{self, ProbeKind, ProbeUpdate};
 use crate::status::{self, Terminated};
 use k8s_openapi::api::core::v1::Container;
-use kubus_apimachinery::ObjectExt;
+use kubus_apimachinery::{pod, ObjectExt};
 use kubus_container_runtime::{ContainerState, ExitInfo};
 use kubus_controller_runtime::events::EventType;
 use std::sync::Arc;
@@ -86,7 +86,12 @@ impl PodWorker {
             let log = || std::fs::read(&log_path).unwrap_or_default();
             t.message = status::termination_message(&file, fallback_to_logs, t.exit_code, log);
             tracing::info!(container = %name, exit_code = t.exit_code, reason = %t.reason, "container exited");
+            let finished_at = t.finished_at;
             run.state = RunState::Exited(t);
+            let init = pod::spec(&self.pod).init_containers.iter().flatten().find(|c| c.name == name);
+            if init.is_some_and(|c| !super::sync::is_sidecar(c)) {
+                self.host.startup_latency.init_container_finished(&self.uid, finished_at);
+            }
         }
     }
 

@@ -93,7 +93,10 @@ impl PodWorker {
             return;
         }
         match self.host.api.patch_status(&self.pod, &status).await {
-            Ok(()) => self.last_status = Some(status),
+            Ok(()) => {
+                self.host.startup_latency.status_updated(&self.pod, &status);
+                self.last_status = Some(status)
+            }
             Err(e) if e.is_not_found() => self.removed = true,
             Err(e) => tracing::debug!(error = %e, "status not written; retrying on the next sync"),
         }

@@ -4,6 +4,7 @@
 //! its probes. A failure becomes the container's waiting reason (ErrImagePull,
 //! CreateContainerConfigError, ...).
 
+use super::sync::is_sidecar;
 use super::{container_type, PodWorker, Run, RunState, CONTAINER_OPS, CONTAINER_STARTS, CONTAINER_START_ERRORS};
 use crate::env::{self, PodFacts};
 use crate::objects::{SourceKind, SourceObject};
@@ -108,6 +109,11 @@ impl PodWorker {
         match self.start_container(c, attempt, init).await {
             Ok(run) => {
                 CONTAINER_STARTS.with_label_values(&[container_type(init)]).inc();
+                // An init container's run is not part of the pod startup SLI (sidecars keep
+                // running alongside the containers: only their start counts).
+                if let (true, RunState::Running { started_at }) = (init && !is_sidecar(c), &run.state) {
+                    self.host.startup_latency.init_container_started(&uid, *started_at);
+                }
                 let id = run.id.clone();
                 let rec = self.records.get_mut(&name).expect("inserted above");
                 rec.restarts = attempt;
@@ -185,9 +191,17 @@ impl PodWorker {
         let keyring = if pulls { self.pull_keyring().await } else { Keyring::default() };
         if pulls {
             self.event(EventType::Normal, "Pulling", &format!("Pulling image \"{image_name}\"")).await;
+            self.host.startup_latency.image_pull_started(&self.uid);
         }
         let pulled = match images.ensure(&image_name, policy, &keyring).await {
-            Ok(p) => p,
+            Ok(p) => {
+                // A failed pull stays open: the next pull that ends pairs with its start, so the
+                // back-off between them is not counted against the pod's start either.
+                if pulls {
+                    self.host.startup_latency.image_pull_finished(&self.uid);
+                }
+                p
+            }
             // Always re-resolves the tag; offline (e.g. the built-in busybox), the node's copy
             // is still the image the pod asked for. Not when the registry refused the pod's
             // credentials: a private image on the node is no substitute for them.
@@ -201,6 +215,7 @@ impl PodWorker {
                 );
                 self.event(EventType::Normal, "Pulled", &msg).await;
                 let image = images.get(&image_name).expect("checked above");
+                self.host.startup_latency.image_pull_finished(&self.uid);
                 CONTAINER_OPS.with_label_values(&["pull"]).observe(t0.elapsed().as_secs_f64());
                 return Ok(image);
             }

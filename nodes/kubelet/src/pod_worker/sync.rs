@@ -38,7 +38,7 @@ fn should_restart(policy: &str, state: Option<&RunState>) -> bool {
     }
 }
 
-fn is_sidecar(c: &Container) -> bool {
+pub(super) fn is_sidecar(c: &Container) -> bool {
     c.restart_policy.as_deref() == Some("Always")
 }
 

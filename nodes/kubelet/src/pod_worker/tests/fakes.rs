@@ -595,6 +595,7 @@ impl Node {
             objects: api.clone(),
             tokens: api.clone(),
             services: ServiceLookup::default(),
+            startup_latency: Default::default(),
         });
         Node { _dir: dir, log, runtime, sandboxes, images, api, host }
     }

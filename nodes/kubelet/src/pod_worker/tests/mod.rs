@@ -750,3 +750,60 @@ async fn the_termination_message_falls_back_to_the_log_tail_on_error() {
     let t = status_of(&node.api.last_status(), "app").state.clone().unwrap().terminated.unwrap();
     assert_eq!(t.message.as_deref(), Some("panic: out of luck\n"));
 }
+
+#[tokio::test]
+async fn the_pod_start_sli_excludes_the_pull_and_the_init_container() {
+    let node = Node::new();
+    // An absent image: pulled. Created 2 s ago, seen by the agent's watch at once.
+    let app = json!({"name": "app", "image": "app:2", "command": ["sleep", "3600"]});
+    let mut p = (*pod(json!({"initContainers": [container("setup")], "containers": [app]}))).clone();
+    let created = SystemTime::now() - Duration::from_secs(2);
+    p.metadata.creation_timestamp = Some(kubus_apimachinery::time::time(created));
+    let p = Arc::new(p);
+    let tracker = node.host.startup_latency.clone();
+    assert!(tracker.observed_on_watch(&p, SystemTime::now()).is_none());
+    let mut w = worker(&node, p.clone());
+    w.sync().await.unwrap();
+    report_and_echo(&node, &mut w).await;
+    // The init container runs a while, then the app starts.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    exit(&node, &mut w, "setup", 0).await;
+    w.sync().await.unwrap();
+    assert_eq!(node.log.count("pull app:2"), 1);
+    w.report().await;
+    let status = node.api.last_status();
+    assert!(status_of(&status, "app").state.as_ref().unwrap().running.is_some());
+    let seen = SystemTime::now();
+    let o = tracker.observed_on_watch(&with_status(&p, status), seen).expect("observed once the watch shows it");
+    let total =
+        seen.duration_since(kubus_apimachinery::time::system_time(p.metadata.creation_timestamp.as_ref().unwrap()));
+    assert_eq!(o.total, total.unwrap());
+    assert!(o.total - o.sli >= Duration::from_millis(1200), "the init container's run is left out: {o:?}");
+    assert!(!o.stateful);
+}
+
+#[tokio::test]
+async fn a_status_echo_is_a_sync_and_a_spec_or_label_change_an_update() {
+    let p = pod(json!({"containers": [container("app")]}));
+    let mut echoed = (*p).clone();
+    echoed.status = Some(PodStatus { phase: Some("Running".into()), ..Default::default() });
+    echoed.metadata.resource_version = Some("7".into());
+    assert!(!super::changed_by_user(&p, &echoed), "the worker's own status coming back");
+    let mut labelled = echoed.clone();
+    labelled.metadata.labels = Some([("a".to_string(), "b".to_string())].into());
+    assert!(super::changed_by_user(&echoed, &labelled));
+    let mut deleting = echoed.clone();
+    deleting.metadata.deletion_timestamp = Some(kubus_apimachinery::time::now());
+    assert!(super::changed_by_user(&echoed, &deleting));
+    let mut respec = echoed.clone();
+    respec.spec.as_mut().unwrap().active_deadline_seconds = Some(5);
+    assert!(super::changed_by_user(&echoed, &respec));
+
+    // The worker remembers an update until its next sync takes it.
+    let node = Node::new();
+    let mut w = worker(&node, p.clone());
+    w.on_message(WorkerMsg::Update(Arc::new(echoed))).await;
+    assert!(!w.updated);
+    w.on_message(WorkerMsg::Update(Arc::new(labelled))).await;
+    assert!(w.updated);
+}
