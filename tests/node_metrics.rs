@@ -25,7 +25,12 @@ metadata: {name: idle, labels: {app: usage}}
 spec:
   terminationGracePeriodSeconds: 1
   containers:
-  - {name: nap, image: busybox, command: [sleep, '3600']}
+  - name: nap
+    image: busybox
+    # 512 KiB in its writable layer, 256 KiB in an emptyDir.
+    command: [sh, -c, 'dd if=/dev/zero of=/fill bs=1024 count=512 && dd if=/dev/zero of=/scratch/fill bs=1024 count=256 && exec sleep 3600']
+    volumeMounts: [{name: scratch, mountPath: /scratch}]
+  volumes: [{name: scratch, emptyDir: {}}]
 "#;
 
 /// A plain HTTP/1.0 GET: (status code, body).
@@ -163,8 +168,35 @@ fn kubectl_top_and_the_nodes_cadvisor_series() {
     assert!(series(&metrics, "container_cpu_usage_seconds_total", &["id=\"/\""]).is_some(), "node series");
     assert_eq!(series(&metrics, "kubelet_running_containers", &["container_state=\"running\""]), Some(2.0));
     assert!(metrics.lines().any(|l| l == "kubelet_running_pods 2"), "running pods:\n{metrics}");
-    assert!(series(&metrics, "kubelet_pod_worker_duration_seconds_count", &["operation=\"create\""])
+    assert!(series(&metrics, "kubelet_pod_worker_duration_seconds_count", &["operation_type=\"create\""])
         .is_some_and(|n| n >= 2.0));
+
+    // Both pods started after the agent did: each counts once in the startup SLI, whose time
+    // (less the pulls and init containers) is at most the whole start's.
+    let count = |m: &str, name: &str| {
+        m.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
+    };
+    let m = eventually(30, || {
+        let m = scrape()?;
+        (count(&m, "kubelet_pod_start_sli_duration_seconds_count") == Some(2.0)).then_some(m)
+    });
+    assert_eq!(count(&m, "kubelet_pod_start_total_duration_seconds_count"), Some(2.0));
+    let (sli, total) = (
+        count(&m, "kubelet_pod_start_sli_duration_seconds_sum").unwrap(),
+        count(&m, "kubelet_pod_start_total_duration_seconds_sum").unwrap(),
+    );
+    assert!(sli > 0.0 && sli <= total, "SLI {sli} s of {total} s in all");
+    assert!(count(&m, "kubelet_first_network_pod_start_sli_duration_seconds").is_some_and(|v| v > 0.0));
+
+    // The writable layer's use, once the housekeeping has walked it (cAdvisor's names).
+    let nap = ["pod=\"idle\"", "container=\"nap\""];
+    let (layer, m) = eventually(30, || {
+        let m = scrape()?;
+        Some((series(&m, "container_fs_usage_bytes", &nap)?, m))
+    });
+    assert!((512.0 * 1024.0..64.0 * 1024.0 * 1024.0).contains(&layer), "the 512 KiB written: {layer} bytes");
+    let line = m.lines().find(|l| l.starts_with("container_fs_usage_bytes{") && l.contains("pod=\"idle\"")).unwrap();
+    assert!(!line.contains("device=\"\""), "the layer's device is named: {line}");
 
     // A deleted pod's series go with it.
     c.kubectl(&["delete", "pod", "busy", "--wait=true"]).expect_ok();
@@ -176,6 +208,9 @@ fn kubectl_top_and_the_nodes_cadvisor_series() {
     });
     let metrics = scrape().unwrap();
     assert_eq!(series(&metrics, "kubelet_running_containers", &["container_state=\"running\""]), Some(1.0));
+    assert!(series(&metrics, "kubelet_pod_worker_duration_seconds_count", &["operation_type=\"kill\""])
+        .is_some_and(|n| n >= 1.0));
+    assert!(series(&metrics, "container_fs_usage_bytes", &["pod=\"busy\""]).is_none(), "gone with its pod");
     // And its metrics, from the API.
     eventually(30, || {
         let out = c.kubectl(&["top", "pods", "--no-headers"]).stdout;

@@ -41,19 +41,50 @@ pub struct Usage {
     pub memory_working_set_bytes: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Disk use below a directory, as the kubelet's summary gives it (`usedBytes`, `inodesUsed`):
+/// allocated blocks in bytes, and inodes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FsUsage {
+    pub used_bytes: u64,
+    pub inodes_used: u64,
+}
+
+impl std::ops::AddAssign for FsUsage {
+    fn add_assign(&mut self, o: FsUsage) {
+        self.used_bytes += o.used_bytes;
+        self.inodes_used += o.inodes_used;
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContainerUsage {
     pub name: String,
     pub usage: Usage,
+    /// The container's writable layer (the summary's `rootfs`), as last measured.
+    pub rootfs: Option<FsUsage>,
+    /// Its log files (the summary's `logs`).
+    pub logs: Option<FsUsage>,
 }
 
+/// One of a pod's volumes the node measures (emptyDirs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VolumeUsage {
+    pub name: String,
+    pub fs: FsUsage,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PodUsage {
     pub namespace: String,
     pub name: String,
     /// The pod's uid: usage of a pod deleted and recreated under its name is not the new one's.
     pub uid: String,
     pub containers: Vec<ContainerUsage>,
+    /// Writable layers, logs and disk-backed emptyDirs together (the summary's
+    /// `ephemeral-storage`); None until the pod's disk use was first measured.
+    pub ephemeral_storage: Option<FsUsage>,
+    /// The summary's `volume` stats: each emptyDir.
+    pub volumes: Vec<VolumeUsage>,
 }
 
 /// One node's usage: the node's and that of every pod with running containers.
@@ -99,7 +130,13 @@ mod tests {
                 namespace: "ns".into(),
                 name: "p".into(),
                 uid: "u".into(),
-                containers: vec![ContainerUsage { name: "c".into(), usage: Usage::default() }],
+                containers: vec![ContainerUsage {
+                    name: "c".into(),
+                    rootfs: Some(FsUsage { used_bytes: 4096, inodes_used: 2 }),
+                    ..Default::default()
+                }],
+                ephemeral_storage: Some(FsUsage { used_bytes: 8192, inodes_used: 5 }),
+                volumes: vec![VolumeUsage { name: "scratch".into(), fs: FsUsage { used_bytes: 4096, inodes_used: 3 } }],
             }],
         };
         assert_eq!(UsageReport::decode(&r.encode().unwrap()).unwrap(), r);

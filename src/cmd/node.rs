@@ -47,6 +47,12 @@ pub struct NodeOpts {
     /// Seconds a node Lease lasts (renewed every quarter of it).
     #[arg(long, default_value_t = 40)]
     pub node_lease_seconds: u64,
+    /// How often the usage of the node's pods is collected and reported to the API servers
+    /// (`kubectl top`), as the kubelet's cAdvisor housekeeping interval; the disk use of
+    /// writable layers, logs and emptyDirs is walked every minute at most. `0` turns collection
+    /// off: no `kubectl top` figures for this node, no `container_*` series on /metrics.
+    #[arg(long, default_value = "10s", value_parser = kubus_apimachinery::time::parse_go_duration)]
+    pub housekeeping_interval: std::time::Duration,
 }
 
 #[derive(clap::Args, Debug)]
@@ -115,6 +121,7 @@ pub fn config(opts: &NodeOpts, cluster: &str, state_dir: PathBuf) -> anyhow::Res
     c.cluster_dns = opts.cluster_dns;
     c.registries = opts.registries.clone();
     c.lease_duration = std::time::Duration::from_secs(opts.node_lease_seconds.max(4));
+    c.housekeeping_interval = opts.housekeeping_interval;
     c.import_dir = Some(state_dir.join("images").join("import"));
     c.labels = opts
         .node_labels

@@ -22,8 +22,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, LazyLock, RwLock};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-/// A node's report older than this is dropped: three missed reports.
+/// A node's report older than this is dropped: three missed reports (of a node that reports
+/// at the default period; one that reports less often is given three of its own periods).
 pub const STALE_AFTER: Duration = Duration::from_secs(3 * kubus_bus::usage::REPORT_PERIOD.as_secs() + 5);
+
+/// How long a report with this window stays fresh.
+fn stale_after(window_ms: u64) -> Duration {
+    STALE_AFTER.max(Duration::from_millis(window_ms.saturating_mul(3)) + Duration::from_secs(5))
+}
 
 static REPORTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
@@ -55,10 +61,10 @@ impl UsageStore {
     /// Fresh reports by node name; stale ones are dropped on the way.
     pub fn fresh(&self) -> BTreeMap<String, Arc<UsageReport>> {
         let now = Instant::now();
-        let stale = |at: &Instant| now.duration_since(*at) > STALE_AFTER;
-        if self.nodes.read().unwrap_or_else(|p| p.into_inner()).values().any(|(at, _)| stale(at)) {
+        let stale = |at: &Instant, r: &UsageReport| now.duration_since(*at) > stale_after(r.window_ms);
+        if self.nodes.read().unwrap_or_else(|p| p.into_inner()).values().any(|(at, r)| stale(at, r)) {
             let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
-            nodes.retain(|_, (at, _)| !stale(at));
+            nodes.retain(|_, (at, r)| !stale(at, r));
             NODES_REPORTING.set(nodes.len() as i64);
         }
         let nodes = self.nodes.read().unwrap_or_else(|p| p.into_inner());
@@ -344,5 +350,12 @@ mod tests {
         assert!(t["rows"][0]["object"].is_null());
         // As metrics-server: an empty table has no column definitions.
         assert!(table(true, vec![], IncludeObject::Metadata)["columnDefinitions"].is_null());
+    }
+
+    #[test]
+    fn a_report_stays_fresh_for_three_of_its_windows() {
+        assert_eq!(stale_after(10_000), STALE_AFTER, "the default period");
+        assert_eq!(stale_after(0), STALE_AFTER, "the first report has no window");
+        assert_eq!(stale_after(60_000), Duration::from_secs(185), "a node collecting every minute");
     }
 }

@@ -65,12 +65,19 @@ fn report(uid: &str) -> UsageReport {
                 name: "web".into(),
                 uid: uid.into(),
                 containers: vec![
-                    ContainerUsage { name: "app".into(), usage: u(250_000_123, 10 << 20) },
-                    ContainerUsage { name: "side".into(), usage: u(0, 1024) },
+                    ContainerUsage { name: "app".into(), usage: u(250_000_123, 10 << 20), ..Default::default() },
+                    ContainerUsage { name: "side".into(), usage: u(0, 1024), ..Default::default() },
                 ],
+                ..Default::default()
             },
             // Reported, but the pod is gone (or another one has its name): no metrics.
-            PodUsage { namespace: "default".into(), name: "gone".into(), uid: "old".into(), containers: vec![] },
+            PodUsage {
+                namespace: "default".into(),
+                name: "gone".into(),
+                uid: "old".into(),
+                containers: vec![],
+                ..Default::default()
+            },
         ],
     }
 }

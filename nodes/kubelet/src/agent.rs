@@ -70,7 +70,9 @@ impl Kubelet {
         let machine = node::Machine::probe(&config.state_dir);
         let cgroups = kubus_container_runtime::cgroups::CgroupLayout::detect()?;
         let cgroup_v2 = cgroups.version == kubus_container_runtime::cgroups::CgroupVersion::V2;
-        let sampler = Arc::new(crate::stats::Sampler::new(cgroups.clone(), &config.cgroup_root));
+        let fs_layout =
+            crate::stats::fs::FsLayout { state_dir: config.state_dir.clone(), log_dir: config.log_dir.clone() };
+        let sampler = Arc::new(crate::stats::Sampler::new(cgroups.clone(), &config.cgroup_root, fs_layout));
         let node_ip = config.node_ip.unwrap_or_else(node::default_node_ip);
         let recorder = kubus_controller_runtime::events::Recorder::new(client.clone(), "kubelet");
         let sandboxes = NetworkSandboxes::default();
@@ -273,9 +275,17 @@ impl Actor for Kubelet {
             .into_actor(self),
         );
         crate::pod_startup_latency::PodStartupLatencyTracker::register_metrics();
-        // Resource usage: reports to the API servers, and cAdvisor's series on /metrics.
-        crate::stats::cadvisor::expose(&self.ctx, self.sampler.clone());
-        ctx.spawn(crate::stats::reporter::run(self.ctx.clone(), self.sampler.clone()).into_actor(self));
+        // Resource usage: reports to the API servers, and cAdvisor's series on /metrics (unless
+        // collection is off).
+        let interval = self.ctx.config().housekeeping_interval;
+        if interval.is_zero() {
+            tracing::info!("usage collection is off (--housekeeping-interval 0)");
+            crate::stats::cadvisor::expose(&self.ctx, None);
+        } else {
+            crate::stats::cadvisor::expose(&self.ctx, Some(self.sampler.clone()));
+            let housekeeping = crate::stats::reporter::run(self.ctx.clone(), self.sampler.clone(), interval);
+            ctx.spawn(housekeeping.into_actor(self));
+        }
         // Now and then: pods that vanished while this agent was not looking.
         ctx.run_interval(SWEEP_PERIOD, |act, ctx| act.sweep(ctx));
     }

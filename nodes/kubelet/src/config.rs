@@ -37,6 +37,9 @@ pub struct KubeletConfig {
     pub import_dir: Option<PathBuf>,
     /// Build the `busybox` image from the host's busybox-static when it is missing.
     pub busybox: Option<PathBuf>,
+    /// How often the usage of pods is collected and reported (cAdvisor's housekeeping
+    /// interval); disk use is walked every minute at most. Zero turns collection off.
+    pub housekeeping_interval: Duration,
 }
 
 impl KubeletConfig {
@@ -60,6 +63,7 @@ impl KubeletConfig {
             labels: vec![],
             import_dir: None,
             busybox: Some(PathBuf::from("/bin/busybox")),
+            housekeeping_interval: kubus_bus::usage::REPORT_PERIOD,
         }
     }
 }

@@ -24,6 +24,8 @@ pub struct PodHandleInner {
     pub ips: Vec<String>,
     /// container -> (current run id, attempt, running)
     pub containers: HashMap<String, (String, u32, bool)>,
+    /// The pod's emptyDir volumes, and whether each is memory-backed (their disk use).
+    pub empty_dirs: Vec<(String, bool)>,
 }
 
 impl PodHandle {
@@ -34,6 +36,15 @@ impl PodHandle {
         g.uid = pod.uid().into();
         g.ips = ips.to_vec();
         g.containers = runs.into_iter().map(|(n, id, a, r)| (n, (id, a, r))).collect();
+        g.empty_dirs = kubus_apimachinery::pod::spec(pod)
+            .volumes
+            .iter()
+            .flatten()
+            .filter_map(|v| {
+                let e = v.empty_dir.as_ref()?;
+                Some((v.name.clone(), e.medium.as_deref() == Some("Memory")))
+            })
+            .collect();
     }
     pub(crate) fn clear(&self) {
         self.inner.lock().expect("pod handle lock").containers.clear();

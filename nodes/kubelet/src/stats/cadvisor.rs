@@ -1,12 +1,16 @@
 //! The node's usage as Prometheus series under cAdvisor's and the kubelet's names
 //! (`container_cpu_usage_seconds_total`, `container_memory_working_set_bytes`,
-//! `container_network_{receive,transmit}_bytes_total`, `kubelet_running_pods`,
-//! `kubelet_running_containers`), so dashboards and alerts written for upstream work as they
-//! are. A collector reads a fresh sample at each scrape: series of a pod that is gone are
-//! simply not there any more, where long-lived gauges would leak them.
+//! `container_network_{receive,transmit}_bytes_total`, `container_fs_usage_bytes`,
+//! `kubelet_running_pods`, `kubelet_running_containers`), so dashboards and alerts written for
+//! upstream work as they are. A collector reads a fresh sample at each scrape (disk use comes
+//! from the last walk, see [`fs`](super::fs)): series of a pod that is gone are simply not
+//! there any more, where long-lived gauges would leak them.
 //!
-//! Labels as cAdvisor's: `namespace`, `pod`, `container`, `id` (the cgroup); the pod cgroup's
-//! own series have `container=""`, and the node's totals are the root cgroup's, `id="/"`.
+//! Labels as cAdvisor's: `namespace`, `pod`, `container`, `id` (the cgroup), and `device` on
+//! the filesystem series (a container's writable layer); the pod cgroup's own series have
+//! `container=""`, and the node's totals are the root cgroup's, `id="/"`. With collection off
+//! (`--housekeeping-interval 0`) only the kubelet's counts are served, from what the pod
+//! workers say runs.
 
 use super::{NodeSample, Sampler};
 use crate::context::NodeContext;
@@ -16,9 +20,10 @@ use prometheus::{CounterVec, GaugeVec, IntGaugeVec, Opts};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 
 const LABELS: &[&str] = &["namespace", "pod", "container", "id"];
+const FS_LABELS: &[&str] = &["namespace", "pod", "container", "id", "device"];
 
-/// A node agent whose usage is exposed, while it lives.
-type Source = (Weak<NodeContext>, Arc<Sampler>);
+/// A node agent whose usage is exposed, while it lives (no sampler: collection is off).
+type Source = (Weak<NodeContext>, Option<Arc<Sampler>>);
 
 /// The node agents of this process whose usage is exposed (one, but for tests).
 static SOURCES: LazyLock<Mutex<Vec<Source>>> = LazyLock::new(|| {
@@ -28,8 +33,9 @@ static SOURCES: LazyLock<Mutex<Vec<Source>>> = LazyLock::new(|| {
     Mutex::new(Vec::new())
 });
 
-/// Exposes the usage of `ctx`'s pods on the process's /metrics while the agent lives.
-pub fn expose(ctx: &Arc<NodeContext>, sampler: Arc<Sampler>) {
+/// Exposes the usage of `ctx`'s pods on the process's /metrics while the agent lives; without
+/// a sampler, only how many pods and containers run.
+pub fn expose(ctx: &Arc<NodeContext>, sampler: Option<Arc<Sampler>>) {
     let mut sources = SOURCES.lock().unwrap_or_else(|p| p.into_inner());
     sources.retain(|(c, _)| c.strong_count() > 0);
     sources.push((Arc::downgrade(ctx), sampler));
@@ -40,6 +46,7 @@ struct Families {
     memory: GaugeVec,
     rx: CounterVec,
     tx: CounterVec,
+    fs_usage: GaugeVec,
     running_pods: IntGaugeVec,
     running_containers: IntGaugeVec,
 }
@@ -56,6 +63,14 @@ impl Families {
             .expect("valid metric"),
             rx: counter("container_network_receive_bytes_total", "Cumulative count of bytes received"),
             tx: counter("container_network_transmit_bytes_total", "Cumulative count of bytes transmitted"),
+            fs_usage: GaugeVec::new(
+                Opts::new(
+                    "container_fs_usage_bytes",
+                    "Number of bytes that are consumed by the container on this filesystem.",
+                ),
+                FS_LABELS,
+            )
+            .expect("valid metric"),
             running_pods: IntGaugeVec::new(
                 Opts::new("kubelet_running_pods", "Number of pods that have a running pod sandbox"),
                 &[],
@@ -90,10 +105,20 @@ impl Families {
                 let labels = [p.namespace.as_str(), p.name.as_str(), c.name.as_str(), c.cgroup.as_str()];
                 self.cpu.with_label_values(&labels).inc_by(c.usage.cpu_ns as f64 / 1e9);
                 self.memory.with_label_values(&labels).set(c.usage.memory_working_set_bytes as f64);
+                let Some(fs) = &p.fs else { continue };
+                if let Some(layer) = fs.layers.get(&c.id) {
+                    let device = fs.device.as_deref().unwrap_or("");
+                    let labels = [p.namespace.as_str(), p.name.as_str(), c.name.as_str(), c.cgroup.as_str(), device];
+                    self.fs_usage.with_label_values(&labels).set(layer.used_bytes as f64);
+                }
             }
         }
-        self.running_pods.with_label_values::<&str>(&[]).add(s.running_pods() as i64);
-        self.running_containers.with_label_values(&["running"]).add(s.running_containers() as i64);
+        self.running(s.running_pods(), s.running_containers());
+    }
+
+    fn running(&self, pods: usize, containers: usize) {
+        self.running_pods.with_label_values::<&str>(&[]).add(pods as i64);
+        self.running_containers.with_label_values(&["running"]).add(containers as i64);
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
@@ -101,6 +126,7 @@ impl Families {
         out.extend(self.memory.collect());
         out.extend(self.rx.collect());
         out.extend(self.tx.collect());
+        out.extend(self.fs_usage.collect());
         out.extend(self.running_pods.collect());
         out.extend(self.running_containers.collect());
         out
@@ -125,6 +151,7 @@ impl Collector for UsageCollector {
         d.extend(t.memory.desc());
         d.extend(t.rx.desc());
         d.extend(t.tx.desc());
+        d.extend(t.fs_usage.desc());
         d.extend(t.running_pods.desc());
         d.extend(t.running_containers.desc());
         d
@@ -141,7 +168,14 @@ impl Collector for UsageCollector {
         let families = Families::new();
         for (ctx, sampler) in sources {
             let pods = super::reporter::running_pods(&ctx);
-            families.add(&sampler.sample(&pods));
+            match sampler {
+                Some(sampler) => families.add(&sampler.sample(&pods)),
+                None => {
+                    let running = |p: &crate::context::PodHandleInner| p.containers.values().filter(|c| c.2).count();
+                    let containers: usize = pods.iter().map(running).sum();
+                    families.running(pods.iter().filter(|p| running(p) > 0).count(), containers);
+                }
+            }
         }
         families.collect()
     }
@@ -149,6 +183,7 @@ impl Collector for UsageCollector {
 
 #[cfg(test)]
 mod tests {
+    use super::super::fs::{FsUsage, PodFs};
     use super::super::{cgroup::CgroupUsage, ContainerSample, PodSample};
     use super::*;
     use std::time::{Instant, SystemTime};
@@ -174,6 +209,11 @@ mod tests {
                     cgroup: "/k/podu/x".into(),
                     usage: CgroupUsage { cpu_ns: 1_500_000_000, memory_usage_bytes: 3, memory_working_set_bytes: 2 },
                 }],
+                fs: Some(Arc::new(PodFs {
+                    layers: [("x".to_string(), FsUsage { used_bytes: 12288, inodes_used: 3 })].into(),
+                    device: Some("/dev/vda".into()),
+                    ..Default::default()
+                })),
             }],
         });
         let mut text = Vec::new();
@@ -186,6 +226,7 @@ mod tests {
             r#"container_memory_working_set_bytes{container="c",id="/k/podu/x",namespace="ns",pod="p"} 2"#,
             r#"container_network_receive_bytes_total{container="",id="/k/podu",namespace="ns",pod="p"} 100"#,
             r#"container_network_transmit_bytes_total{container="",id="/k/podu",namespace="ns",pod="p"} 200"#,
+            r#"container_fs_usage_bytes{container="c",device="/dev/vda",id="/k/podu/x",namespace="ns",pod="p"} 12288"#,
             "kubelet_running_pods 1",
             r#"kubelet_running_containers{container_state="running"} 1"#,
         ] {

@@ -3,14 +3,20 @@
 //! CPU time and memory working set of every running container and pod (their cgroups,
 //! [`cgroup`]), the pods' network bytes and the node's totals (/proc, [`host`]).
 //!
-//! Two readers: [`reporter`] publishes CPU rates over a window between two samples to the API
-//! servers every [`REPORT_PERIOD`] (metrics.k8s.io, `kubectl top`), and [`cadvisor`] serves a
-//! fresh sample at each Prometheus scrape under cAdvisor's names. Containers come and go: a
-//! cgroup that vanished between listing and reading is skipped, never an error that stops
-//! either of them.
+//! Disk use of writable layers, logs and emptyDirs ([`fs`]) is walked on a slower period and
+//! served from a cache.
+//!
+//! Two readers: [`reporter`] (the housekeeping, every `--housekeeping-interval`, by default
+//! [`REPORT_PERIOD`]) measures what is due on disk and publishes CPU rates over a window
+//! between two samples to the API servers (metrics.k8s.io, `kubectl top`), and [`cadvisor`]
+//! serves a fresh sample at each Prometheus scrape under cAdvisor's names. Containers come and
+//! go: a cgroup that vanished between listing and reading is skipped, never an error that stops
+//! either of them. An interval of 0 turns all of it off: no reports, no walks, no container
+//! series (only the kubelet's counts of what runs).
 
 pub mod cadvisor;
 pub mod cgroup;
+pub mod fs;
 pub mod host;
 pub mod reporter;
 
@@ -118,6 +124,8 @@ pub struct PodSample {
     pub network: Option<(u64, u64)>,
     /// Containers with a process running, and what they used.
     pub containers: Vec<ContainerSample>,
+    /// The pod's disk use when it was last walked (None: not yet).
+    pub fs: Option<std::sync::Arc<fs::PodFs>>,
 }
 
 /// Everything read at one instant.
@@ -145,11 +153,20 @@ impl NodeSample {
 pub struct Sampler {
     layout: CgroupLayout,
     cgroup_root: String,
+    fs_layout: fs::FsLayout,
+    /// Disk use, as last walked.
+    fs: fs::FsCache,
 }
 
 impl Sampler {
-    pub fn new(layout: CgroupLayout, cgroup_root: &str) -> Self {
-        Sampler { layout, cgroup_root: cgroup_root.to_string() }
+    pub fn new(layout: CgroupLayout, cgroup_root: &str, fs_layout: fs::FsLayout) -> Self {
+        Sampler { layout, cgroup_root: cgroup_root.to_string(), fs_layout, fs: fs::FsCache::default() }
+    }
+
+    /// Walks the disk use of the pods that are due (see [`fs::FsCache::refresh`]).
+    pub fn refresh_fs(&self, pods: &[PodHandleInner], period: Duration) -> usize {
+        let _span = tracing::debug_span!("stats.fs", pods = pods.len()).entered();
+        self.fs.refresh(&self.fs_layout, pods, period)
     }
 
     /// Reads the node and `pods` (what the pod workers say runs) now.
@@ -211,6 +228,7 @@ impl Sampler {
             usage,
             network,
             containers,
+            fs: self.fs.get(&p.uid),
         })
     }
 }

@@ -1,15 +1,16 @@
-//! Publishes the node's usage to the API servers every [`REPORT_PERIOD`](super::REPORT_PERIOD):
+//! Publishes the node's usage to the API servers every housekeeping interval (by default
+//! [`REPORT_PERIOD`](super::REPORT_PERIOD)):
 //! CPU as the rate between the last two samples (metrics-server's window), memory as the
 //! working set of the last one. Only containers with two readings have a rate, so a new pod
 //! shows up in `kubectl top` one period after it started, as with metrics-server.
 
 use super::{cpu_rate, NodeSample, Sampler};
 use crate::context::NodeContext;
-use kubus_bus::usage::{ContainerUsage, PodUsage, Usage, UsageReport};
+use kubus_bus::usage::{ContainerUsage, PodUsage, Usage, UsageReport, VolumeUsage};
 use prometheus::{register_histogram, register_int_counter_vec, Histogram, IntCounterVec};
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
-use std::time::{Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 use tracing::Instrument;
 
 pub(crate) static SAMPLE_DURATION: LazyLock<Histogram> = LazyLock::new(|| {
@@ -72,6 +73,8 @@ impl RateTracker {
                                 cpu_nanocores: cpu,
                                 memory_working_set_bytes: c.usage.memory_working_set_bytes,
                             },
+                            rootfs: p.fs.as_ref().and_then(|f| f.layers.get(&c.id).copied()),
+                            logs: p.fs.as_ref().and_then(|f| f.logs.get(&c.name).copied()),
                         })
                     })
                     .collect();
@@ -80,6 +83,13 @@ impl RateTracker {
                     name: p.name.clone(),
                     uid: p.uid.clone(),
                     containers,
+                    ephemeral_storage: p.fs.as_ref().map(|f| f.ephemeral_storage()),
+                    volumes: p
+                        .fs
+                        .iter()
+                        .flat_map(|f| f.volumes.iter())
+                        .map(|(name, (fs, _))| VolumeUsage { name: name.clone(), fs: *fs })
+                        .collect(),
                 })
             })
             .collect();
@@ -96,13 +106,16 @@ impl RateTracker {
     }
 }
 
-/// Samples every period and publishes the report on the node's own usage subject; runs for
-/// the agent's life. A failed sample or publish is counted and the next period tries again.
-pub async fn run(c: Arc<NodeContext>, sampler: Arc<Sampler>) {
+/// The housekeeping, every `interval` for the agent's life: walks the disk use that is due
+/// (every [`fs::FS_PERIOD`](super::fs::FS_PERIOD) at least), samples, and publishes the report
+/// on the node's own usage subject. A failed sample or publish is counted and the next period
+/// tries again.
+pub async fn run(c: Arc<NodeContext>, sampler: Arc<Sampler>, interval: Duration) {
     let config = c.config();
     let subject = kubus_bus::usage::subject(&config.cluster, &config.node_name);
+    let fs_period = interval.max(super::fs::FS_PERIOD);
     let mut tracker = RateTracker::default();
-    let mut tick = tokio::time::interval(super::REPORT_PERIOD);
+    let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     for result in ["published", "failed"] {
         REPORTS.with_label_values(&[result]);
@@ -113,7 +126,11 @@ pub async fn run(c: Arc<NodeContext>, sampler: Arc<Sampler>) {
         async {
             let pods = running_pods(&c);
             let sampler = sampler.clone();
-            let sample = match tokio::task::spawn_blocking(move || sampler.sample(&pods)).await {
+            let sampled = tokio::task::spawn_blocking(move || {
+                sampler.refresh_fs(&pods, fs_period);
+                sampler.sample(&pods)
+            });
+            let sample = match sampled.await {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(error = %e, "usage sampling failed");
@@ -173,6 +190,7 @@ mod tests {
                         usage: CgroupUsage { cpu_ns: *cpu, memory_usage_bytes: 10, memory_working_set_bytes: 7 },
                     })
                     .collect(),
+                fs: None,
             }],
         }
     }
@@ -196,5 +214,29 @@ mod tests {
         let rates: Vec<u64> = r.pods[0].containers.iter().map(|c| c.usage.cpu_nanocores).collect();
         assert_eq!(rates, vec![0, 500_000_000]);
         assert!(t.report(&sample(t2 + Duration::from_secs(5), 0, &[])).unwrap().pods.is_empty());
+    }
+
+    #[test]
+    fn disk_use_goes_with_the_containers_and_the_pod() {
+        use super::super::fs::{FsUsage, PodFs};
+        let mut t = RateTracker::default();
+        let t0 = Instant::now();
+        t.report(&sample(t0, 0, &[("a", 0)]));
+        let mut s = sample(t0 + Duration::from_secs(10), 0, &[("a", 5)]);
+        let fs = |b| FsUsage { used_bytes: b, inodes_used: 1 };
+        s.pods[0].fs = Some(Arc::new(PodFs {
+            layers: [("a".to_string(), fs(4096))].into(),
+            logs: [("c-a".to_string(), fs(512))].into(),
+            volumes: [("scratch".to_string(), (fs(8192), false)), ("shm".to_string(), (fs(100), true))].into(),
+            ..Default::default()
+        }));
+        let r = t.report(&s).unwrap();
+        let pod = &r.pods[0];
+        assert_eq!(pod.containers[0].rootfs, Some(fs(4096)));
+        assert_eq!(pod.containers[0].logs, Some(fs(512)));
+        // The memory-backed volume is listed but is not storage.
+        assert_eq!(pod.ephemeral_storage, Some(FsUsage { used_bytes: 4096 + 512 + 8192, inodes_used: 3 }));
+        let names: Vec<&str> = pod.volumes.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["scratch", "shm"]);
     }
 }
