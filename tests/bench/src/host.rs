@@ -47,6 +47,13 @@ pub(crate) fn cpu_ticks(pid: u32) -> Option<u64> {
     fields.get(11..15)?.iter().map(|f| f.parse::<u64>().ok()).sum()
 }
 
+/// utime + stime of a process (all its threads, not its children), in clock ticks.
+pub(crate) fn own_cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    fields.get(11..13)?.iter().map(|f| f.parse::<u64>().ok()).sum()
+}
+
 /// CPU ticks of a process per thread name (components name their threads: see `kubus up`).
 pub(crate) fn thread_ticks(pid: u32) -> std::collections::BTreeMap<String, u64> {
     let mut out = std::collections::BTreeMap::new();

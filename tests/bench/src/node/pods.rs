@@ -25,8 +25,8 @@ use crate::stats::sorted;
 const BENCH_SERVICE_CIDR: &str = "172.31.254.0/24";
 
 /// How long one pod may take to reach Running or to disappear before the run is declared broken.
-const POD_TIMEOUT: Duration = Duration::from_secs(120);
-const LABEL: &str = "kubus-bench";
+pub(super) const POD_TIMEOUT: Duration = Duration::from_secs(120);
+pub(super) const LABEL: &str = "kubus-bench";
 
 pub(super) struct PodFigures {
     pub(super) sequential: Vec<Duration>,
@@ -74,7 +74,7 @@ impl NodeNames {
 
 /// The control plane and node agent processes, stopped on drop; then `kubus node-reset` removes
 /// what the agent made on the host (containers, shims, mounts, sandboxes, bridge, cgroups).
-struct ClusterGuard {
+pub(super) struct ClusterGuard {
     exe: PathBuf,
     dir: PathBuf,
     names: NodeNames,
@@ -111,13 +111,19 @@ impl Drop for ClusterGuard {
 }
 
 /// One request on a fresh connection; status and JSON body.
-async fn http(addr: &str, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<(u16, Value)> {
+pub(super) async fn http(addr: &str, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<(u16, Value)> {
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let (code, buf) = Conn::open(addr).await?.request(method, path, "application/json", body.as_bytes()).await?;
     Ok((code, serde_json::from_slice(&buf).unwrap_or(Value::Null)))
 }
 
-async fn expect(addr: &str, method: &str, path: &str, body: Option<&Value>, ok: &[u16]) -> anyhow::Result<Value> {
+pub(super) async fn expect(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    ok: &[u16],
+) -> anyhow::Result<Value> {
     let (code, v) = http(addr, method, path, body).await?;
     if !ok.contains(&code) {
         bail!("{method} {path}: {code} {v}");
@@ -127,12 +133,12 @@ async fn expect(addr: &str, method: &str, path: &str, body: Option<&Value>, ok: 
 
 /// What the watch saw of one pod, stamped when the event arrived.
 #[derive(Default, Clone, Copy)]
-struct Seen {
-    running: Option<Instant>,
-    gone: Option<Instant>,
+pub(super) struct Seen {
+    pub(super) running: Option<Instant>,
+    pub(super) gone: Option<Instant>,
 }
 
-enum Event {
+pub(super) enum Event {
     Running(String, Instant),
     Deleted(String, Instant),
 }
@@ -159,7 +165,7 @@ fn event_of(raw: &[u8], at: Instant) -> anyhow::Result<Option<Event>> {
 }
 
 /// Streams the pods watch from `rv` into `tx`; returns when the server ends the stream.
-async fn watch_pods(addr: String, path: String, tx: mpsc::UnboundedSender<Event>) -> anyhow::Result<()> {
+pub(super) async fn watch_pods(addr: String, path: String, tx: mpsc::UnboundedSender<Event>) -> anyhow::Result<()> {
     let mut conn = Conn::open(&addr).await?;
     conn.send_head("GET", &path, "application/json", b"").await?;
     let (code, _, _) = conn.read_head().await?;
@@ -183,14 +189,14 @@ async fn watch_pods(addr: String, path: String, tx: mpsc::UnboundedSender<Event>
 }
 
 /// The pods' watch as seen so far, fed from the watch task.
-struct Watch {
-    rx: mpsc::UnboundedReceiver<Event>,
-    seen: HashMap<String, Seen>,
+pub(super) struct Watch {
+    pub(super) rx: mpsc::UnboundedReceiver<Event>,
+    pub(super) seen: HashMap<String, Seen>,
 }
 
 impl Watch {
     /// Takes events until `done(seen)` holds; fails after `timeout` with `what`.
-    async fn until(
+    pub(super) async fn until(
         &mut self,
         what: &str,
         timeout: Duration,
@@ -213,7 +219,7 @@ impl Watch {
     }
 }
 
-fn pod(name: &str, tok: &str) -> Value {
+pub(super) fn pod(name: &str, tok: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "labels": {LABEL: tok}},
         // PID 1 ignores SIGTERM (no handler in `sleep`): a 1 s grace bounds deletion.
@@ -221,7 +227,7 @@ fn pod(name: &str, tok: &str) -> Value {
             "imagePullPolicy": "IfNotPresent", "command": ["sleep", "3600"]}]}})
 }
 
-const PODS: &str = "/api/v1/namespaces/default/pods";
+pub(super) const PODS: &str = "/api/v1/namespaces/default/pods";
 
 async fn wait_ready(addr: &str, dir: &Path, started: Instant) -> anyhow::Result<()> {
     loop {
@@ -256,7 +262,9 @@ async fn shims_rss(node_state: &Path, exe: &Path) -> anyhow::Result<(usize, u64,
     Ok((n, rss, pss))
 }
 
-pub(super) async fn pods_and_rss(exe: &Path, tok: &str, sequential: usize, burst: usize) -> anyhow::Result<PodFigures> {
+/// The bench's control plane (`kubus up --no-node`) as a child, its API address and its NATS
+/// URL; the guard stops it (and any agent) and resets the node on drop.
+pub(super) async fn start_control_plane(exe: &Path, tok: &str) -> anyhow::Result<(ClusterGuard, String, String)> {
     let dir = std::env::temp_dir().join(format!("kubus-bench-node-{tok}"));
     std::fs::create_dir_all(&dir)?;
     let mut guard = ClusterGuard {
@@ -283,35 +291,78 @@ pub(super) async fn pods_and_rss(exe: &Path, tok: &str, sequential: usize, burst
             .spawn()?,
     );
     wait_ready(&addr, &dir, started).await?;
-    let nats = std::fs::read_to_string(dir.join("nats.url"))?;
-    let n = &guard.names;
-    let agent = Command::new(exe)
-        .args(["node", "--cluster", "bench", "--nats", nats.trim(), "--data-dir"])
-        .arg(dir.join("node"))
-        .args(["--node-name", &n.node_name, "--bridge", &n.bridge, "--cgroup-root", &n.cgroup_root])
-        .args(["--pod-cidr", &n.pod_cidr, "--node-cluster-cidr", &n.cluster_cidr, "--service-cidr", BENCH_SERVICE_CIDR])
-        .arg("--pod-log-dir")
-        .arg(dir.join("pod-logs"))
-        .env("KUBUS_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("node.log"))?)
-        .spawn()?;
-    let agent_pid = agent.id();
-    guard.agent = Some(agent);
-    let node_path = format!("/api/v1/nodes/{}", guard.names.node_name);
-    loop {
-        if let Ok((200, node)) = http(&addr, "GET", &node_path, None).await {
-            if serde_json::from_value::<Node>(node).is_ok_and(|n| conditions::is_true(conditions::of_node(&n), "Ready"))
-            {
-                break;
-            }
+    let nats = std::fs::read_to_string(dir.join("nats.url"))?.trim().to_string();
+    Ok((guard, addr, nats))
+}
+
+impl ClusterGuard {
+    /// Starts the node agent (`kubus node`, with `extra` flags) on the bench's node and data
+    /// dir, after stopping the one running if any (its containers keep running: the new agent
+    /// adopts them); its log is appended to `node.log`. Returns its pid.
+    pub(super) fn start_agent(&mut self, nats: &str, extra: &[&str]) -> anyhow::Result<u32> {
+        if let Some(mut old) = self.agent.take() {
+            stop(&mut old);
         }
-        if started.elapsed() > Duration::from_secs(90) {
-            bail!("node not Ready; see {}", dir.join("node.log").display());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let n = &self.names;
+        let log = std::fs::File::options().create(true).append(true).open(self.dir.join("node.log"))?;
+        let agent = Command::new(&self.exe)
+            .args(["node", "--cluster", "bench", "--nats", nats, "--data-dir"])
+            .arg(self.dir.join("node"))
+            .args(["--node-name", &n.node_name, "--bridge", &n.bridge, "--cgroup-root", &n.cgroup_root])
+            .args([
+                "--pod-cidr",
+                &n.pod_cidr,
+                "--node-cluster-cidr",
+                &n.cluster_cidr,
+                "--service-cidr",
+                BENCH_SERVICE_CIDR,
+            ])
+            .arg("--pod-log-dir")
+            .arg(self.dir.join("pod-logs"))
+            .args(extra)
+            .env("KUBUS_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        let pid = agent.id();
+        self.agent = Some(agent);
+        Ok(pid)
     }
+
+    /// Waits until the node is Ready, for at most `timeout` from `started`.
+    pub(super) async fn wait_node_ready(&self, addr: &str, started: Instant, timeout: Duration) -> anyhow::Result<()> {
+        let node_path = format!("/api/v1/nodes/{}", self.names.node_name);
+        loop {
+            if let Ok((200, node)) = http(addr, "GET", &node_path, None).await {
+                if serde_json::from_value::<Node>(node)
+                    .is_ok_and(|n| conditions::is_true(conditions::of_node(&n), "Ready"))
+                {
+                    return Ok(());
+                }
+            }
+            if started.elapsed() > timeout {
+                bail!("node not Ready; see {}", self.dir.join("node.log").display());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub(super) fn node_name(&self) -> &str {
+        &self.names.node_name
+    }
+
+    pub(super) fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+pub(super) async fn pods_and_rss(exe: &Path, tok: &str, sequential: usize, burst: usize) -> anyhow::Result<PodFigures> {
+    let started = Instant::now();
+    let (mut guard, addr, nats) = start_control_plane(exe, tok).await?;
+    let dir = guard.dir.clone();
+    let agent_pid = guard.start_agent(&nats, &[])?;
+    guard.wait_node_ready(&addr, started, Duration::from_secs(90)).await?;
     println!("control plane and node {} Ready after {:.1} s", guard.names.node_name, started.elapsed().as_secs_f64());
     // Let start-up work (image build, network setup, first status writes) settle before "idle".
     tokio::time::sleep(Duration::from_secs(3)).await;
