@@ -137,6 +137,19 @@ fn every_dashboard_panel_has_data_and_the_right_values() {
         &format!(r#"count(container_cpu_usage_seconds_total{{pod="busy",instance="{agent_addr}"}})"#),
     );
     assert!(on_agent.is_some_and(|n| n >= 1.0), "the busy pod's series come from its own node agent");
+    // Its writable layer, once its agent has walked it (within a housekeeping interval).
+    eventually(60, || {
+        let q = format!(r#"count(container_fs_usage_bytes{{pod="busy",container="spin",instance="{agent_addr}"}})"#);
+        (scalar(prom.port, &q)? >= 1.0).then_some(())
+    });
+    // Every pod started on the two nodes counts once in their startup SLI: the web pod on
+    // kubus up's node and the busy one on the other, at least.
+    let started = |instance: &str| {
+        scalar(prom.port, &format!(r#"sum(kubelet_pod_start_sli_duration_seconds_count{{instance="{instance}"}})"#))
+    };
+    eventually(60, || {
+        (started(&agent_addr)? >= 1.0 && started(&format!("127.0.0.1:{}", c.port))? >= 1.0).then_some(())
+    });
     let requested = scalar(prom.port, r#"sum(kube_pod_container_resource_requests{resource="cpu",pod=~"web-.*"})"#);
     assert_eq!(requested, Some(0.01));
     eventually(60, || {
