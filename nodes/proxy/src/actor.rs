@@ -1,13 +1,15 @@
-//! The kube-proxy actor: resyncs the Proxier from the informers' caches on every change,
-//! coalescing bursts and keeping `min_sync_period` between syncs.
+//! The kube-proxy actor: marks the Services each informer event concerns and syncs their rules
+//! from the informers' caches, coalescing bursts and keeping `min_sync_period` between syncs.
 
+use crate::changes::ServiceChanges;
 use crate::proxier::{Proxier, ProxierConfig};
 use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, SpawnHandle, WrapFuture};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kubus_controller_runtime::informer::indexes;
-use kubus_controller_runtime::informer::Informer;
+use kubus_controller_runtime::informer::{Change, Informer};
 use std::time::{Duration, Instant};
+use tokio::sync::broadcast::error::RecvError;
 
 /// Changes arriving within this window are applied together (a rollout touches many slices).
 const COALESCE: Duration = Duration::from_millis(100);
@@ -22,6 +24,8 @@ pub struct KubeProxy {
     proxier: Option<Proxier>,
     /// A change arrived while a sync was running: sync again when it ends.
     dirty: bool,
+    /// The Services marked since the last sync started (everything until the first one).
+    changes: ServiceChanges,
     services: Informer<Service>,
     slices: Informer<EndpointSlice>,
     last_sync: Option<Instant>,
@@ -31,7 +35,7 @@ pub struct KubeProxy {
 
 #[derive(Message)]
 #[rtype(result = "()")]
-struct Changed;
+struct Changed(ServiceChanges);
 
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -42,7 +46,17 @@ impl KubeProxy {
     pub fn new(config: ProxierConfig, services: Informer<Service>, slices: Informer<EndpointSlice>) -> Self {
         indexes::slices_by_service(&slices);
         let proxier = Some(Proxier::new(config.clone()));
-        KubeProxy { config, proxier, dirty: false, services, slices, last_sync: None, pending: None, synced: false }
+        KubeProxy {
+            config,
+            proxier,
+            dirty: false,
+            changes: ServiceChanges::all(),
+            services,
+            slices,
+            last_sync: None,
+            pending: None,
+            synced: false,
+        }
     }
 
     fn sync_now(&mut self, ctx: &mut Context<Self>) {
@@ -51,19 +65,21 @@ impl KubeProxy {
             return;
         };
         self.last_sync = Some(Instant::now());
-        // Every Service, each with its slices read through the index during the computation.
-        let (services, slices) = (self.services.list(), self.slices.clone());
-        let span = tracing::info_span!("kube_proxy_sync");
+        // The marked Services, each read with its slices from the caches during the sync.
+        let changes = std::mem::take(&mut self.changes);
+        let (services, slices) = (self.services.clone(), self.slices.clone());
+        let span = tracing::info_span!("kube_proxy_sync", all = changes.is_all(), marked = changes.keys().count());
         let task = tokio::task::spawn_blocking(move || {
             let _entered = span.entered();
-            // Errors are counted and logged by the Proxier; the next change or the informers'
-            // periodic resync retries.
-            let _ = proxier.sync(&services, &slices);
+            // Errors are counted and logged by the Proxier; a failed apply replaces the table
+            // at the next sync, which the periodic resync brings.
+            let _ = proxier.sync(&changes, &services, &slices);
             proxier
         });
         ctx.spawn(task.into_actor(self).map(|joined, this, ctx| {
             this.proxier = Some(joined.unwrap_or_else(|e| {
-                // The panicked sync's Proxier was dropped (removing the table): start over.
+                // The panicked sync's Proxier was dropped (removing the table): start over
+                // (a new Proxier's first sync computes every Service).
                 tracing::error!(error = %e, "kube-proxy sync panicked");
                 Proxier::new(this.config.clone())
             }));
@@ -90,14 +106,13 @@ impl Actor for KubeProxy {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        // Every kind of change (and lag) means "resync": the ruleset is always computed from
-        // the full caches.
-        let addr = ctx.address();
-        self.services.on_change(move || addr.try_send(Changed).is_ok() || addr.connected());
-        let addr = ctx.address();
-        self.slices.on_change(move || addr.try_send(Changed).is_ok() || addr.connected());
+        // Each event marks the Service it concerns; a resync or a lagging receiver marks
+        // everything (upstream's change trackers).
+        forward(ctx, self.services.subscribe(), ServiceChanges::service);
+        forward(ctx, self.slices.subscribe(), ServiceChanges::slice);
         // A periodic resync retries what failed (an apply error replaces the table on the next
-        // sync; the service route before the bridge exists); an unchanged ruleset is not applied.
+        // sync; the service route before the bridge exists); with nothing marked it computes
+        // nothing and applies nothing.
         ctx.run_interval(RESYNC, |this, ctx| this.schedule(ctx));
         let (services, slices) = (self.services.clone(), self.slices.clone());
         let addr = ctx.address();
@@ -130,9 +145,32 @@ impl Handler<InformersSynced> for KubeProxy {
 
 impl Handler<Changed> for KubeProxy {
     type Result = ();
-    fn handle(&mut self, _: Changed, ctx: &mut Context<Self>) {
+    fn handle(&mut self, Changed(changes): Changed, ctx: &mut Context<Self>) {
+        self.changes.merge(changes);
         self.schedule(ctx);
     }
+}
+
+/// Sends the actor the Services each change of one informer marks, until either ends.
+fn forward<K: Send + Sync + 'static>(
+    ctx: &mut Context<KubeProxy>,
+    mut rx: tokio::sync::broadcast::Receiver<Change<K>>,
+    mark: fn(&mut ServiceChanges, &Change<K>),
+) {
+    let addr = ctx.address();
+    ctx.spawn(actix::fut::wrap_future::<_, KubeProxy>(async move {
+        loop {
+            let mut changes = ServiceChanges::default();
+            match rx.recv().await {
+                Ok(change) => mark(&mut changes, &change),
+                Err(RecvError::Lagged(_)) => changes.mark_all(),
+                Err(RecvError::Closed) => return,
+            }
+            if !changes.is_empty() {
+                addr.do_send(Changed(changes));
+            }
+        }
+    }));
 }
 
 /// Stops the actor (which removes its table and route).

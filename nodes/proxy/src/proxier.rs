@@ -1,10 +1,11 @@
-//! Applies a [`ProxyRules`] to the kernel with `nft -f -` and owns the service CIDR route.
+//! Keeps a [`ProxyRules`] in the kernel with `nft -f -` and owns the service CIDR route.
 
+use crate::changes::ServiceChanges;
 use crate::metrics::{CONNTRACK_FLUSHES, LAST_SYNC, PROGRAMMED, SYNCS, SYNC_SECONDS};
-use crate::rules::{ProxyRules, RulesConfig, RulesError};
+use crate::rules::{ProxyRules, RulesConfig, RulesError, RulesUpdate, UdpFlow};
+use crate::services::Services;
 use crate::slices::ServiceSlices;
-use k8s_openapi::api::core::v1::Service;
-use std::borrow::Borrow;
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -53,6 +54,10 @@ impl Default for ProxierConfig {
 pub struct SyncStats {
     pub service_ports: usize,
     pub endpoints: usize,
+    /// Services whose rules were recomputed (the marked ones; all on a full sync).
+    pub recomputed: usize,
+    /// Services whose rules changed, hence were written to the kernel.
+    pub changed: usize,
     /// Ruleset computation.
     pub compute: Duration,
     /// `nft -f` (the kernel commits the transaction before nft exits).
@@ -61,9 +66,13 @@ pub struct SyncStats {
 
 pub struct Proxier {
     config: ProxierConfig,
-    /// What the kernel holds; None: unknown (start, or after a failed apply), so the next
-    /// apply replaces the table wholesale.
-    applied: Option<ProxyRules>,
+    /// The rules as of the last sync; None before the first one.
+    rules: Option<ProxyRules>,
+    /// Whether the kernel holds `rules`: false at the start and after a failed apply (someone
+    /// touched the table), so the next apply replaces the table wholesale.
+    in_kernel: bool,
+    /// UDP flows gone in an update that failed to apply: flushed after the next success.
+    stale_flows: BTreeSet<UdpFlow>,
     route_installed: bool,
     saved_route_localnet: Option<String>,
     conntrack_missing_reported: bool,
@@ -93,7 +102,9 @@ impl Proxier {
     pub fn new(config: ProxierConfig) -> Self {
         Proxier {
             config,
-            applied: None,
+            rules: None,
+            in_kernel: false,
+            stale_flows: BTreeSet::new(),
             route_installed: false,
             saved_route_localnet: None,
             conntrack_missing_reported: false,
@@ -104,23 +115,24 @@ impl Proxier {
         &self.config
     }
 
-    /// Computes and applies the ruleset for these Services and their EndpointSlices, with
-    /// metrics.
-    #[tracing::instrument(skip_all, fields(table = %self.config.rules.table, services = services.len()))]
-    pub fn sync<S: Borrow<Service>>(
+    /// Recomputes the rules of the Services `changes` marks (every Service at the first sync)
+    /// from `services` and their slices, and applies what changed, with metrics.
+    #[tracing::instrument(skip_all, fields(table = %self.config.rules.table, all = changes.is_all()))]
+    pub fn sync(
         &mut self,
-        services: &[S],
+        changes: &ServiceChanges,
+        services: &impl Services,
         slices: &impl ServiceSlices,
     ) -> Result<SyncStats, ProxierError> {
         let timer = SYNC_SECONDS.start_timer();
         let started = Instant::now();
-        let result =
-            ProxyRules::compute(&self.config.rules, services, slices).map_err(ProxierError::from).and_then(|rules| {
-                let compute = started.elapsed();
-                let (service_ports, endpoints) = (rules.service_ports(), rules.endpoints());
-                let apply = self.apply(rules)?;
-                Ok(SyncStats { service_ports, endpoints, compute, apply })
-            });
+        let result = self.update(changes, services, slices).and_then(|update| {
+            let compute = started.elapsed();
+            let apply = self.apply(&update)?;
+            let (service_ports, endpoints) = self.rules.as_ref().map_or((0, 0), |r| (r.service_ports(), r.endpoints()));
+            let (recomputed, changed) = (update.recomputed(), update.changed());
+            Ok(SyncStats { service_ports, endpoints, recomputed, changed, compute, apply })
+        });
         timer.observe_duration();
         match &result {
             Ok(stats) => {
@@ -139,47 +151,54 @@ impl Proxier {
         result
     }
 
-    /// Makes the kernel hold `rules` (one nft transaction) and returns the time `nft` took.
-    /// The first apply replaces any table left by an earlier run (resync from scratch).
-    pub fn apply(&mut self, rules: ProxyRules) -> Result<Duration, ProxierError> {
-        self.host_setup()?;
-        let started = Instant::now();
-        // Nothing changed (a periodic resync): no transaction, since nft reads the whole ruleset
-        // for each one (tens of ms at 1,000 Services).
-        if self.applied.as_ref() == Some(&rules) {
-            return Ok(started.elapsed());
-        }
-        let script = match &self.applied {
-            Some(prev) => rules.incremental_text(prev),
-            None => rules.full_text(),
-        };
-        let result = match run("nft", &["-f", "-"], Some(&script)) {
-            Err(e) if self.applied.is_some() => {
-                // The kernel may not hold what we think (someone touched the table): replace it.
-                tracing::warn!(error = %e, "incremental nft update failed; replacing the table");
-                run("nft", &["-f", "-"], Some(&rules.full_text()))
-            }
-            other => other,
-        };
-        match result {
-            Ok(()) => {
-                let elapsed = started.elapsed();
-                if let Some(prev) = &self.applied {
-                    self.flush_conntrack(&rules.stale_udp_flows(prev));
-                }
-                self.applied = Some(rules);
-                Ok(elapsed)
-            }
-            Err(e) => {
-                self.applied = None;
-                Err(e)
+    fn update(
+        &mut self,
+        changes: &ServiceChanges,
+        services: &impl Services,
+        slices: &impl ServiceSlices,
+    ) -> Result<RulesUpdate, ProxierError> {
+        match &mut self.rules {
+            Some(rules) => Ok(rules.update(changes, services, slices)),
+            None => {
+                let rules = self.rules.insert(ProxyRules::new(&self.config.rules)?);
+                Ok(rules.update(&ServiceChanges::all(), services, slices))
             }
         }
     }
 
+    /// Makes the kernel hold the rules after `update` (one nft transaction) and returns the
+    /// time `nft` took. The first apply replaces any table left by an earlier run (resync from
+    /// scratch), as does the apply after a failed one.
+    fn apply(&mut self, update: &RulesUpdate) -> Result<Duration, ProxierError> {
+        self.host_setup()?;
+        let started = Instant::now();
+        let Some(rules) = &self.rules else { return Ok(started.elapsed()) };
+        // Nothing changed (a periodic resync): no transaction, since nft reads the whole ruleset
+        // for each one (tens of ms at 1,000 Services).
+        if self.in_kernel && update.is_empty() {
+            return Ok(started.elapsed());
+        }
+        let result = if self.in_kernel {
+            run("nft", &["-f", "-"], Some(&update.text())).or_else(|e| {
+                // The kernel may not hold what we think (someone touched the table): replace it.
+                tracing::warn!(error = %e, "incremental nft update failed; replacing the table");
+                run("nft", &["-f", "-"], Some(&rules.full_text()))
+            })
+        } else {
+            run("nft", &["-f", "-"], Some(&rules.full_text()))
+        };
+        let elapsed = started.elapsed();
+        self.in_kernel = result.is_ok();
+        self.stale_flows.extend(update.stale_udp_flows());
+        result?;
+        let stale = std::mem::take(&mut self.stale_flows);
+        self.flush_conntrack(&stale);
+        Ok(elapsed)
+    }
+
     /// Deletes the conntrack entries of UDP flows whose endpoint is gone (upstream does the
     /// same), with conntrack(8). Best effort: a missing tool is reported once.
-    fn flush_conntrack(&mut self, flows: &[crate::UdpFlow]) {
+    fn flush_conntrack(&mut self, flows: &BTreeSet<UdpFlow>) {
         for flow in flows {
             let (port, endpoint) = (flow.port.to_string(), flow.endpoint.to_string());
             let mut args = vec!["-D", "-p", "udp", "--orig-port-dst", &port, "--reply-src", &endpoint];
@@ -227,7 +246,7 @@ impl Proxier {
     pub fn cleanup(&mut self) -> Result<(), ProxierError> {
         let t = &self.config.rules.table;
         let mut first_error = run("nft", &["-f", "-"], Some(&format!("add table ip {t}\ndelete table ip {t}\n"))).err();
-        self.applied = None;
+        self.in_kernel = false;
         if let (Some(cidr), true) = (&self.config.service_cidr, self.route_installed) {
             if let Err(e) = run("ip", &["route", "del", cidr, "dev", &self.config.route_dev], None) {
                 first_error.get_or_insert(e);

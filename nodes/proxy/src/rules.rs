@@ -1,5 +1,12 @@
 //! The nftables ruleset for a set of Services and EndpointSlices (no I/O).
 //!
+//! The ruleset is the fixed base chains plus one [`ServiceRules`] per Service: its chains, map
+//! elements and affinity sets, named after the Service (chains, sets) or keyed by its ClusterIP
+//! and NodePorts (map elements), so that no two Services share anything. A sync recomputes
+//! only the Services marked changed ([`ServiceChanges`]) and writes an nft transaction for
+//! only those ([`RulesUpdate`]), as upstream's proxiers apply only what their change trackers
+//! recorded.
+//!
 //! Layout (after upstream kube-proxy's nftables mode):
 //! - `service-ips` map: `clusterIP . proto . port` -> `goto service-<H>-ns/name/proto/port`.
 //! - `service-nodeports` map: `proto . nodePort` -> `goto external-...` (matched only for local
@@ -19,14 +26,17 @@
 //!
 //! Not done yet: LoadBalancer ingress IPs, externalIPs, healthCheckNodePort, IPv6.
 
+use crate::changes::ServiceChanges;
+use crate::services::{ServiceList, Services};
 use crate::slices::ServiceSlices;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kubus_apimachinery::ObjectExt;
+use kubus_apimachinery::{ObjectExt, ObjectKey};
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 /// Packet mark bit meaning "masquerade this in postrouting" (upstream's 0x4000).
 pub const MASQUERADE_MARK: u32 = 0x4000;
@@ -41,7 +51,7 @@ pub enum RulesError {
     InvalidCidr(String),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RulesConfig {
     /// nftables table (family ip) owned by this proxy.
     pub table: String,
@@ -70,18 +80,28 @@ struct Chain {
     rules: Vec<String>,
 }
 
-/// A computed ruleset: named chains, verdict-map elements and affinity sets.
+/// A computed ruleset: the base chains and every Service's rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyRules {
-    table: String,
+    config: RulesConfig,
+    base: BTreeMap<String, Chain>,
+    /// Services with something programmed (headless ones and the like have no entry).
+    services: BTreeMap<ObjectKey, Arc<ServiceRules>>,
+    service_ports: usize,
+    endpoints: usize,
+}
+
+/// One Service's share of the table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct ServiceRules {
     chains: BTreeMap<String, Chain>,
     /// map name -> elements
-    maps: BTreeMap<&'static str, BTreeSet<String>>,
+    elements: BTreeMap<&'static str, BTreeSet<String>>,
     /// set name -> timeout seconds
     affinity_sets: BTreeMap<String, u64>,
     service_ports: usize,
     endpoints: usize,
-    /// UDP flows this ruleset DNATs: (ClusterIP or None for a NodePort, port, endpoint). When an
+    /// UDP flows these rules DNAT: (ClusterIP or None for a NodePort, port, endpoint). When an
     /// endpoint leaves, its conntrack entries must go too, or UDP "connections" keep reaching
     /// it (connectionless clients such as DNS resolvers reuse their ports).
     udp_flows: BTreeSet<UdpFlow>,
@@ -206,7 +226,7 @@ struct Balance<'a> {
 impl Balance<'_> {
     /// `service-...`: every usable endpoint; traffic from outside the cluster CIDR is
     /// masqueraded, so that replies come back through this node.
-    fn cluster_chain(&self, r: &mut ProxyRules, eps: &Endpoints, config: &RulesConfig) -> String {
+    fn cluster_chain(&self, r: &mut ServiceRules, eps: &Endpoints, config: &RulesConfig) -> String {
         let mut rules = Vec::new();
         if let Some(cidr) = &config.cluster_cidr {
             rules.push(format!("ip saddr != {cidr} jump mark-for-masquerade"));
@@ -216,11 +236,11 @@ impl Balance<'_> {
 
     /// `local-...`: this node's endpoints only; nothing is masqueraded (the client's address
     /// is kept, and replies from a local pod pass this node anyway).
-    fn local_chain(&self, r: &mut ProxyRules, eps: &Endpoints) -> String {
+    fn local_chain(&self, r: &mut ServiceRules, eps: &Endpoints) -> String {
         self.chain(r, "local", vec![], eps)
     }
 
-    fn chain(&self, r: &mut ProxyRules, kind: &str, mut svc_rules: Vec<String>, eps: &Endpoints) -> String {
+    fn chain(&self, r: &mut ServiceRules, kind: &str, mut svc_rules: Vec<String>, eps: &Endpoints) -> String {
         let (id, proto) = (self.id, self.proto);
         let svc_chain = format!("{kind}-{}-{id}", hash_prefix(id));
         let mut vmap = Vec::new();
@@ -248,46 +268,17 @@ impl Balance<'_> {
     }
 }
 
-impl ProxyRules {
-    /// Computes the ruleset for `services` and their EndpointSlices. Objects that cannot be
-    /// programmed (headless, ExternalName, IPv6, unknown protocols) are skipped.
-    pub fn compute<S: Borrow<Service>>(
-        config: &RulesConfig,
-        services: &[S],
-        slices: &impl ServiceSlices,
-    ) -> Result<ProxyRules, RulesError> {
-        if !valid_identifier(&config.table) {
-            return Err(RulesError::InvalidTable(config.table.clone()));
-        }
-        if let Some(c) = &config.cluster_cidr {
-            parse_cidr(c)?;
-        }
-        let mut r = ProxyRules {
-            table: config.table.clone(),
-            chains: BTreeMap::new(),
-            maps: MAPS.iter().map(|(n, _)| (*n, BTreeSet::new())).collect(),
-            affinity_sets: BTreeMap::new(),
-            service_ports: 0,
-            endpoints: 0,
-            udp_flows: BTreeSet::new(),
-        };
-        r.base_chains(config);
-        for svc in services {
-            r.service(config, svc.borrow(), slices);
-        }
-        Ok(r)
-    }
-
-    /// The map elements and chains of one Service's ports.
-    fn service(&mut self, config: &RulesConfig, svc: &Service, slices: &impl ServiceSlices) {
-        let Some(spec) = &svc.spec else { return };
+impl ServiceRules {
+    /// One Service's rules: the map elements and chains of its ports. None if nothing of it can
+    /// be programmed (headless, ExternalName, IPv6, no usable port).
+    fn compute(config: &RulesConfig, svc: &Service, slices: &impl ServiceSlices) -> Option<ServiceRules> {
+        let spec = svc.spec.as_ref()?;
         let kind = spec.type_.as_deref().unwrap_or("ClusterIP");
         if kind == "ExternalName" {
-            return;
+            return None;
         }
-        let Some(cluster_ip) = spec.cluster_ip.as_deref().and_then(|s| s.parse::<Ipv4Addr>().ok()) else {
-            return; // headless ("None"), unallocated or IPv6
-        };
+        // headless ("None"), unallocated or IPv6
+        let cluster_ip = spec.cluster_ip.as_deref().and_then(|s| s.parse::<Ipv4Addr>().ok())?;
         let (ns, name) = (svc.namespace(), svc.name());
         let affinity = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
             spec.session_affinity_config
@@ -303,6 +294,7 @@ impl ProxyRules {
         let external_local = known_node && spec.external_traffic_policy.as_deref() == Some("Local");
         let endpoints = ServiceEndpoints::collect(slices, ns, name, config.node_name.as_deref());
         let empty = (Endpoints::new(), Endpoints::new());
+        let mut r = ServiceRules::default();
         for port in spec.ports.iter().flatten() {
             // 0: the port is unset (the API requires 1-65535).
             let (Some(proto), Ok(number @ 1..)) = (protocol(port.protocol.as_deref()), u16::try_from(port.port)) else {
@@ -318,38 +310,39 @@ impl ProxyRules {
             };
             let local_ready = local_of(ready);
             let local = if local_ready.is_empty() { local_of(terminating) } else { local_ready };
-            self.service_ports += 1;
+            r.service_ports += 1;
             let id = format!(
                 "{ns}/{name}/{proto}/{}",
                 if port_name.is_empty() { number.to_string() } else { port_name.to_string() }
             );
             let reject = "goto reject-chain";
             if usable.is_empty() {
-                self.element("no-endpoint-services", format!("{cluster_ip} . {proto} . {number} : {reject}"));
+                r.element("no-endpoint-services", format!("{cluster_ip} . {proto} . {number} : {reject}"));
                 if let Some(np) = node_port {
-                    self.element("no-endpoint-nodeports", format!("{proto} . {np} : {reject}"));
+                    r.element("no-endpoint-nodeports", format!("{proto} . {np} : {reject}"));
                 }
                 continue;
             }
-            self.endpoints += usable.len();
+            r.endpoints += usable.len();
             if proto == "udp" {
                 for (ip, _) in usable.iter() {
-                    self.udp_flows.insert(UdpFlow { dst: Some(cluster_ip), port: number, endpoint: *ip });
+                    r.udp_flows.insert(UdpFlow { dst: Some(cluster_ip), port: number, endpoint: *ip });
                     if let Some(np) = node_port {
-                        self.udp_flows.insert(UdpFlow { dst: None, port: np, endpoint: *ip });
+                        r.udp_flows.insert(UdpFlow { dst: None, port: np, endpoint: *ip });
                     }
                 }
             }
             let balance = Balance { id: &id, proto, affinity };
             // Each balancing chain is built once, when something jumps to it.
-            let cluster = (!internal_local || node_port.is_some()).then(|| balance.cluster_chain(self, usable, config));
+            let cluster =
+                (!internal_local || node_port.is_some()).then(|| balance.cluster_chain(&mut r, usable, config));
             let local_chain = ((internal_local || (external_local && node_port.is_some())) && !local.is_empty())
-                .then(|| balance.local_chain(self, &local));
+                .then(|| balance.local_chain(&mut r, &local));
             match (internal_local, &cluster, &local_chain) {
                 (false, Some(chain), _) | (true, _, Some(chain)) => {
-                    self.element("service-ips", format!("{cluster_ip} . {proto} . {number} : goto {chain}"))
+                    r.element("service-ips", format!("{cluster_ip} . {proto} . {number} : goto {chain}"))
                 }
-                _ => self.element("no-endpoint-services", format!("{cluster_ip} . {proto} . {number} : {reject}")),
+                _ => r.element("no-endpoint-services", format!("{cluster_ip} . {proto} . {number} : {reject}")),
             }
             let (Some(np), Some(cluster)) = (node_port, cluster) else { continue };
             let ext_chain = format!("external-{}-{id}", hash_prefix(&id));
@@ -369,23 +362,147 @@ impl ProxyRules {
                 rules.push(local_chain.map_or("drop".to_string(), |chain| format!("goto {chain}")));
                 rules
             };
-            self.chains.insert(ext_chain.clone(), Chain { base: None, rules });
-            self.element("service-nodeports", format!("{proto} . {np} : goto {ext_chain}"));
+            r.chains.insert(ext_chain.clone(), Chain { base: None, rules });
+            r.element("service-nodeports", format!("{proto} . {np} : goto {ext_chain}"));
         }
+        (r.service_ports > 0).then_some(r)
     }
 
     fn element(&mut self, map: &'static str, element: String) {
-        self.maps.get_mut(map).expect("map declared").insert(element);
+        self.elements.entry(map).or_default().insert(element);
+    }
+
+    fn elements(&self, map: &str) -> impl Iterator<Item = &str> {
+        self.elements.get(map).into_iter().flatten().map(String::as_str)
+    }
+}
+
+/// `add set` of an affinity set.
+fn declare_set(out: &mut String, t: &str, name: &str, timeout: u64) {
+    let _ = writeln!(out, "add set ip {t} {name} {{ type ipv4_addr; flags dynamic,timeout; timeout {timeout}s; }}");
+}
+
+fn declare_maps(out: &mut String, t: &str) {
+    for (name, ty) in MAPS {
+        let _ = writeln!(out, "add map ip {t} {name} {{ type {ty}; }}");
+    }
+}
+
+fn declare_chain(out: &mut String, t: &str, name: &str, chain: &Chain) {
+    match &chain.base {
+        Some(base) => {
+            let _ = writeln!(out, "add chain ip {t} {name} {{ {base} }}");
+        }
+        None => {
+            let _ = writeln!(out, "add chain ip {t} {name}");
+        }
+    }
+}
+
+fn chain_rules(out: &mut String, t: &str, name: &str, chain: &Chain) {
+    for rule in &chain.rules {
+        let _ = writeln!(out, "add rule ip {t} {name} {rule}");
+    }
+}
+
+impl ProxyRules {
+    /// The base chains alone (no Service yet), for `config`.
+    pub fn new(config: &RulesConfig) -> Result<ProxyRules, RulesError> {
+        if !valid_identifier(&config.table) {
+            return Err(RulesError::InvalidTable(config.table.clone()));
+        }
+        if let Some(c) = &config.cluster_cidr {
+            parse_cidr(c)?;
+        }
+        let mut r = ProxyRules {
+            config: config.clone(),
+            base: BTreeMap::new(),
+            services: BTreeMap::new(),
+            service_ports: 0,
+            endpoints: 0,
+        };
+        r.base_chains();
+        Ok(r)
+    }
+
+    /// Computes the ruleset for `services` and their EndpointSlices. Objects that cannot be
+    /// programmed (headless, ExternalName, IPv6, unknown protocols) are skipped.
+    pub fn compute<S: Borrow<Service>>(
+        config: &RulesConfig,
+        services: &[S],
+        slices: &impl ServiceSlices,
+    ) -> Result<ProxyRules, RulesError> {
+        let mut r = ProxyRules::new(config)?;
+        r.update(&ServiceChanges::all(), &ServiceList::new(services), slices);
+        Ok(r)
+    }
+
+    /// Recomputes the rules of the Services `changes` marks (every one, and dropping those
+    /// gone, when it marks everything) from `services` and their slices, and returns what
+    /// changed. The cost follows the number of marked Services, not of all Services.
+    pub fn update(
+        &mut self,
+        changes: &ServiceChanges,
+        services: &impl Services,
+        slices: &impl ServiceSlices,
+    ) -> RulesUpdate {
+        let mut update = RulesUpdate { table: self.config.table.clone(), changed: Vec::new(), recomputed: 0 };
+        let config = &self.config;
+        let compute = |svc: &Service| ServiceRules::compute(config, svc, slices).map(Arc::new);
+        if changes.is_all() {
+            let mut fresh = BTreeMap::new();
+            services.for_each(&mut |svc| {
+                update.recomputed += 1;
+                if let Some(rules) = compute(svc) {
+                    fresh.insert(svc.key(), rules);
+                }
+            });
+            let old = std::mem::take(&mut self.services);
+            for (key, before) in &old {
+                match fresh.get(key) {
+                    Some(after) if after == before => {}
+                    after => update.changed.push((Some(before.clone()), after.cloned())),
+                }
+            }
+            update
+                .changed
+                .extend(fresh.iter().filter(|(k, _)| !old.contains_key(*k)).map(|(_, r)| (None, Some(r.clone()))));
+            self.services = fresh;
+        } else {
+            for key in changes.keys() {
+                update.recomputed += 1;
+                let mut after = None;
+                services.with(&key.0, &key.1, &mut |svc| after = svc.and_then(compute));
+                let before = match &after {
+                    Some(rules) => self.services.insert(key.clone(), rules.clone()),
+                    None => self.services.remove(key),
+                };
+                if before != after {
+                    update.changed.push((before, after));
+                }
+            }
+        }
+        for (before, after) in &update.changed {
+            if let Some(b) = before {
+                self.service_ports -= b.service_ports;
+                self.endpoints -= b.endpoints;
+            }
+            if let Some(a) = after {
+                self.service_ports += a.service_ports;
+                self.endpoints += a.endpoints;
+            }
+        }
+        update
     }
 
     fn chain(&mut self, name: &str, base: Option<&str>, rules: &[&str]) {
         let chain = Chain { base: base.map(str::to_string), rules: rules.iter().map(|r| r.to_string()).collect() };
-        self.chains.insert(name.to_string(), chain);
+        self.base.insert(name.to_string(), chain);
     }
 
-    fn base_chains(&mut self, config: &RulesConfig) {
+    fn base_chains(&mut self) {
         // NodePorts answer on every local address (fib), loopback only when asked for.
-        let local = if config.localhost_nodeports {
+        let local = if self.config.localhost_nodeports {
             "fib daddr type local".to_string()
         } else {
             "fib daddr type local ip daddr != 127.0.0.0/8".to_string()
@@ -411,7 +528,7 @@ impl ProxyRules {
         let check = "ct state new jump service-endpoints-check";
         let mut input = vec![];
         let martian;
-        if config.localhost_nodeports {
+        if self.config.localhost_nodeports {
             // route_localnet would let outside packets addressed to 127/8 in (CVE-2020-8558):
             // drop those unless they are replies or DNATed by us.
             martian = "ip daddr 127.0.0.0/8 ip saddr != 127.0.0.0/8 ct status & dnat == 0 drop".to_string();
@@ -431,7 +548,11 @@ impl ProxyRules {
     }
 
     pub fn table(&self) -> &str {
-        &self.table
+        &self.config.table
+    }
+
+    pub fn config(&self) -> &RulesConfig {
+        &self.config
     }
 
     /// Service ports programmed (with or without endpoints).
@@ -444,121 +565,133 @@ impl ProxyRules {
         self.endpoints
     }
 
-    /// UDP flows `previous` DNATed that this ruleset no longer does: their conntrack entries
-    /// are stale.
-    pub fn stale_udp_flows(&self, previous: &ProxyRules) -> Vec<UdpFlow> {
-        previous.udp_flows.difference(&self.udp_flows).copied().collect()
-    }
-
-    fn declarations(&self, out: &mut String) {
-        let t = &self.table;
-        for (name, set_timeout) in &self.affinity_sets {
-            let _ = writeln!(
-                out,
-                "add set ip {t} {name} {{ type ipv4_addr; flags dynamic,timeout; timeout {set_timeout}s; }}"
-            );
-        }
-        for (name, ty) in MAPS {
-            let _ = writeln!(out, "add map ip {t} {name} {{ type {ty}; }}");
-        }
-        for (name, chain) in &self.chains {
-            match &chain.base {
-                Some(base) => {
-                    let _ = writeln!(out, "add chain ip {t} {name} {{ {base} }}");
-                }
-                None => {
-                    let _ = writeln!(out, "add chain ip {t} {name}");
-                }
-            }
-        }
-    }
-
-    fn contents(&self, out: &mut String) {
-        let t = &self.table;
-        for (name, elements) in &self.maps {
-            if !elements.is_empty() {
-                let list: Vec<&str> = elements.iter().map(String::as_str).collect();
-                let _ = writeln!(out, "add element ip {t} {name} {{ {} }}", list.join(", "));
-            }
-        }
-        for (name, chain) in &self.chains {
-            for rule in &chain.rules {
-                let _ = writeln!(out, "add rule ip {t} {name} {rule}");
-            }
-        }
-    }
-
     /// An `nft -f` script that replaces the table wholesale (first sync, or after an error):
     /// create-then-delete makes the delete valid whether or not the table exists, all in one
     /// transaction.
     pub fn full_text(&self) -> String {
-        let mut out = format!("add table ip {t}\ndelete table ip {t}\nadd table ip {t}\n", t = self.table);
-        self.declarations(&mut out);
-        self.contents(&mut out);
+        let t = &self.config.table;
+        let mut out = format!("add table ip {t}\ndelete table ip {t}\nadd table ip {t}\n");
+        let services = || self.services.values();
+        for (name, timeout) in services().flat_map(|s| &s.affinity_sets) {
+            declare_set(&mut out, t, name, *timeout);
+        }
+        declare_maps(&mut out, t);
+        for (name, chain) in self.base.iter().chain(services().flat_map(|s| &s.chains)) {
+            declare_chain(&mut out, t, name, chain);
+        }
+        for (map, _) in MAPS {
+            let elements: Vec<&str> = services().flat_map(|s| s.elements(map)).collect();
+            if !elements.is_empty() {
+                let _ = writeln!(out, "add element ip {t} {map} {{ {} }}", elements.join(", "));
+            }
+        }
+        for (name, chain) in self.base.iter().chain(services().flat_map(|s| &s.chains)) {
+            chain_rules(&mut out, t, name, chain);
+        }
         out
     }
+}
 
-    /// An `nft -f` script moving the table from `previous` (what was last applied) to this
-    /// ruleset in one transaction, touching only what changed (as upstream does): an endpoint
-    /// change rewrites one service chain and adds/deletes a few chains and map elements, so it
-    /// commits in milliseconds however many services exist. Affinity sets that stay are never
-    /// recreated (that would forget every client's endpoint).
-    pub fn incremental_text(&self, previous: &ProxyRules) -> String {
+/// One Service's rules; None: it has nothing programmed.
+type Rules = Option<Arc<ServiceRules>>;
+
+/// What one [`ProxyRules::update`] changed: the rules of the Services that differ, before and
+/// after.
+#[derive(Debug, Default)]
+pub struct RulesUpdate {
+    table: String,
+    /// (before, after) per changed Service.
+    changed: Vec<(Rules, Rules)>,
+    recomputed: usize,
+}
+
+impl RulesUpdate {
+    /// Nothing changed: the kernel already holds the rules.
+    pub fn is_empty(&self) -> bool {
+        self.changed.is_empty()
+    }
+
+    /// Services whose rules were recomputed.
+    pub fn recomputed(&self) -> usize {
+        self.recomputed
+    }
+
+    /// Services whose rules changed.
+    pub fn changed(&self) -> usize {
+        self.changed.len()
+    }
+
+    fn pairs(&self) -> impl Iterator<Item = (&ServiceRules, &ServiceRules)> {
+        static NONE: std::sync::LazyLock<ServiceRules> = std::sync::LazyLock::new(ServiceRules::default);
+        self.changed.iter().map(|(b, a)| (b.as_deref().unwrap_or(&NONE), a.as_deref().unwrap_or(&NONE)))
+    }
+
+    /// UDP flows the changed Services DNATed that they no longer do: their conntrack entries
+    /// are stale.
+    pub fn stale_udp_flows(&self) -> Vec<UdpFlow> {
+        let before: BTreeSet<UdpFlow> = self.pairs().flat_map(|(b, _)| b.udp_flows.iter().copied()).collect();
+        let after: BTreeSet<UdpFlow> = self.pairs().flat_map(|(_, a)| a.udp_flows.iter().copied()).collect();
+        before.difference(&after).copied().collect()
+    }
+
+    /// An `nft -f` script moving the table from the rules before this update (what the kernel
+    /// holds) to those after, in one transaction touching only the changed Services, as
+    /// upstream does: an endpoint change rewrites one service chain and adds/deletes a few
+    /// chains and map elements. Affinity sets that stay are never recreated (that would forget
+    /// every client's endpoint).
+    pub fn text(&self) -> String {
         let t = &self.table;
         let mut out = format!("add table ip {t}\n");
-        for (name, timeout) in &self.affinity_sets {
-            if !previous.affinity_sets.contains_key(name) {
-                let _ = writeln!(
-                    out,
-                    "add set ip {t} {name} {{ type ipv4_addr; flags dynamic,timeout; timeout {timeout}s; }}"
-                );
+        for (before, after) in self.pairs() {
+            for (name, timeout) in after.affinity_sets.iter().filter(|(n, _)| !before.affinity_sets.contains_key(*n)) {
+                declare_set(&mut out, t, name, *timeout);
             }
         }
-        for (name, ty) in MAPS {
-            let _ = writeln!(out, "add map ip {t} {name} {{ type {ty}; }}");
-        }
-        // New chains first (map elements and rules may jump to them), then rewrite changed ones.
-        for (name, chain) in &self.chains {
-            match (previous.chains.get(name), &chain.base) {
-                (Some(old), _) if old == chain => continue,
-                (Some(_), _) => {
-                    let _ = writeln!(out, "flush chain ip {t} {name}");
+        declare_maps(&mut out, t);
+        // New chains are declared before any rule or map element may jump to them; changed
+        // ones are flushed and rewritten.
+        let mut rules = String::new();
+        for (before, after) in self.pairs() {
+            for (name, chain) in &after.chains {
+                match before.chains.get(name) {
+                    Some(old) if old == chain => continue,
+                    Some(_) => {
+                        let _ = writeln!(out, "flush chain ip {t} {name}");
+                    }
+                    None => declare_chain(&mut out, t, name, chain),
                 }
-                (None, Some(base)) => {
-                    let _ = writeln!(out, "add chain ip {t} {name} {{ {base} }}");
-                }
-                (None, None) => {
-                    let _ = writeln!(out, "add chain ip {t} {name}");
-                }
-            }
-            for rule in &chain.rules {
-                let _ = writeln!(out, "add rule ip {t} {name} {rule}");
+                chain_rules(&mut rules, t, name, chain);
             }
         }
-        let empty = BTreeSet::new();
-        for (name, elements) in &self.maps {
-            let old = previous.maps.get(name).unwrap_or(&empty);
-            // Elements are "key : verdict": a changed verdict is a delete of the old element
-            // (by key) and an add of the new one.
-            let gone: Vec<&str> =
-                old.difference(elements).filter_map(|e| e.split_once(" : ").map(|(k, _)| k)).collect();
+        out.push_str(&rules);
+        // Every delete before any add, across the changed Services: a ClusterIP or NodePort
+        // may pass from a deleted Service to a new one in the same sync. Elements are
+        // "key : verdict": a changed verdict is a delete of the old element (by key) and an add
+        // of the new one.
+        for (map, _) in MAPS {
+            let old: BTreeSet<&str> = self.pairs().flat_map(|(b, _)| b.elements(map)).collect();
+            let new: BTreeSet<&str> = self.pairs().flat_map(|(_, a)| a.elements(map)).collect();
+            let gone: Vec<&str> = old.difference(&new).filter_map(|e| e.split_once(" : ").map(|(k, _)| k)).collect();
             if !gone.is_empty() {
-                let _ = writeln!(out, "delete element ip {t} {name} {{ {} }}", gone.join(", "));
+                let _ = writeln!(out, "delete element ip {t} {map} {{ {} }}", gone.join(", "));
             }
-            let added: Vec<&str> = elements.difference(old).map(String::as_str).collect();
+            let added: Vec<&str> = new.difference(&old).copied().collect();
             if !added.is_empty() {
-                let _ = writeln!(out, "add element ip {t} {name} {{ {} }}", added.join(", "));
+                let _ = writeln!(out, "add element ip {t} {map} {{ {} }}", added.join(", "));
             }
         }
-        let stale: Vec<&String> = previous.chains.keys().filter(|c| !self.chains.contains_key(*c)).collect();
+        let stale: Vec<&String> =
+            self.pairs().flat_map(|(b, a)| b.chains.keys().filter(|c| !a.chains.contains_key(*c))).collect();
         for name in &stale {
             let _ = writeln!(out, "flush chain ip {t} {name}");
         }
         for name in &stale {
             let _ = writeln!(out, "delete chain ip {t} {name}");
         }
-        for name in previous.affinity_sets.keys().filter(|s| !self.affinity_sets.contains_key(*s)) {
-            let _ = writeln!(out, "delete set ip {t} {name}");
+        for (before, after) in self.pairs() {
+            for name in before.affinity_sets.keys().filter(|s| !after.affinity_sets.contains_key(*s)) {
+                let _ = writeln!(out, "delete set ip {t} {name}");
+            }
         }
         out
     }

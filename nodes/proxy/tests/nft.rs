@@ -2,7 +2,7 @@
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kubus_proxy::{Proxier, ProxierConfig, ProxyRules, RulesConfig, SliceList};
+use kubus_proxy::{Proxier, ProxierConfig, RulesConfig, ServiceChanges, ServiceList, SliceList};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -83,6 +83,13 @@ fn get(netns: Option<&str>, url: &str) -> Result<String, String> {
     }
 }
 
+/// These Services of the default namespace, marked changed.
+fn marked(names: &[&str]) -> ServiceChanges {
+    let mut c = ServiceChanges::default();
+    names.iter().for_each(|n| c.mark("default", n));
+    c
+}
+
 fn tally(netns: Option<&str>, url: &str, n: usize) -> HashMap<String, usize> {
     let mut seen = HashMap::new();
     for _ in 0..n {
@@ -159,7 +166,7 @@ fn services_through_real_nftables() {
         min_sync_period: Duration::from_secs(1),
     };
     let mut proxier = Proxier::new(config);
-    let mut services = vec![
+    let services = vec![
         service(
             "web",
             &vip,
@@ -174,8 +181,9 @@ fn services_through_real_nftables() {
     ];
     let both = [ip_a.as_str(), ip_b.as_str()];
     let slices = vec![slice("web", &both), slice("sticky", &both)];
-    let stats = proxier.sync(&services, &SliceList::new(&slices)).expect("first sync");
-    assert_eq!((stats.service_ports, stats.endpoints), (3, 4));
+    // The first sync reads every Service, whatever is marked.
+    let stats = proxier.sync(&marked(&[]), &ServiceList::new(&services), &SliceList::new(&slices)).expect("first sync");
+    assert_eq!((stats.service_ports, stats.endpoints, stats.recomputed), (3, 4, 3));
     assert!(sh(&["nft", "list", "tables"]).contains(&table));
 
     let url = format!("http://{vip}:8080/");
@@ -205,8 +213,11 @@ fn services_through_real_nftables() {
 
     // Endpoint update: only b is left for web, and a service without endpoints gets one.
     let slices = vec![slice("web", &[ip_b.as_str()]), slice("sticky", &both), slice("empty", &[ip_a.as_str()])];
-    let stats = proxier.sync(&services, &SliceList::new(&slices)).expect("update");
+    let stats = proxier
+        .sync(&marked(&["web", "empty"]), &ServiceList::new(&services), &SliceList::new(&slices))
+        .expect("update");
     println!("update applied in {:?}", stats.apply);
+    assert_eq!((stats.recomputed, stats.changed, stats.service_ports, stats.endpoints), (2, 2, 3, 4));
     let moved = tally(Some(&ns_c), &url, 20);
     assert_eq!(moved.get("backend-b"), Some(&20), "{moved:?}");
     assert_eq!(get(Some(&ns_c), &format!("http://{vip_empty}:8080/")).as_deref(), Ok("backend-a"));
@@ -232,7 +243,7 @@ fn services_through_real_nftables() {
     with_dns.push(dns_svc);
     let mut dns_slices = slices.clone();
     dns_slices.push(dns_slice(&ip_a));
-    proxier.sync(&with_dns, &SliceList::new(&dns_slices)).expect("udp service");
+    proxier.sync(&marked(&["dns"]), &ServiceList::new(&with_dns), &SliceList::new(&dns_slices)).expect("udp service");
     // From the host (OUTPUT DNAT): the flow is tracked in this namespace.
     let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
     socket.send_to(b"query", format!("{vip_dns}:53")).expect("udp sent");
@@ -246,13 +257,29 @@ fn services_through_real_nftables() {
     assert_eq!(flows_to_a(), 1, "the flow to backend a is tracked");
     dns_slices.pop();
     dns_slices.push(dns_slice(&ip_b));
-    proxier.sync(&with_dns, &SliceList::new(&dns_slices)).expect("udp endpoint change");
+    proxier
+        .sync(&marked(&["dns"]), &ServiceList::new(&with_dns), &SliceList::new(&dns_slices))
+        .expect("udp endpoint change");
     assert_eq!(flows_to_a(), 0, "the stale flow to backend a is gone");
 
     // Deleting a service removes its rules.
-    services.remove(0);
-    proxier.sync(&services, &SliceList::new(&slices)).expect("delete");
+    with_dns.remove(0);
+    let stats =
+        proxier.sync(&marked(&["web"]), &ServiceList::new(&with_dns), &SliceList::new(&dns_slices)).expect("delete");
+    assert_eq!((stats.recomputed, stats.service_ports), (1, 3), "empty, sticky and dns are left");
     assert!(get(Some(&ns_c), &url).is_err());
+
+    // Someone else empties a map of the table: the next incremental update fails (its element
+    // delete finds nothing) and the table is replaced whole.
+    let empty_url = format!("http://{vip_empty}:8080/");
+    sh(&["nft", "flush", "map", "ip", &table, "service-ips"]);
+    assert!(get(Some(&ns_c), &empty_url).is_err());
+    with_dns.retain(|s| s.metadata.name.as_deref() != Some("sticky"));
+    proxier
+        .sync(&marked(&["sticky"]), &ServiceList::new(&with_dns), &SliceList::new(&dns_slices))
+        .expect("the table replaced after a failed incremental update");
+    assert_eq!(get(Some(&ns_c), &empty_url).as_deref(), Ok("backend-a"));
+    assert!(!sh(&["nft", "list", "table", "ip", &table]).contains("default/sticky"));
 
     proxier.cleanup().expect("cleanup");
     assert!(!sh(&["nft", "list", "tables"]).contains(&table));
@@ -292,22 +319,24 @@ fn thousand_services_apply_time() {
     // A table left by an earlier run (crash) is replaced by the first sync, not merged into.
     sh(&["nft", "add", "table", "ip", &table]);
     sh(&["nft", "add", "chain", "ip", &table, "leftover-from-a-crash"]);
-    let started = Instant::now();
-    let rules = ProxyRules::compute(&config.rules, &services, &SliceList::new(&slices)).unwrap();
-    let compute = started.elapsed();
-    assert_eq!((rules.service_ports(), rules.endpoints()), (1000, 10_000));
-    let full = proxier.apply(rules).expect("full apply");
-    // One service's endpoints change: the time until the new rule is live is the time nft
-    // takes to commit the transaction.
+    let full = proxier
+        .sync(&ServiceChanges::all(), &ServiceList::new(&services), &SliceList::new(&slices))
+        .expect("full sync");
+    assert_eq!((full.service_ports, full.endpoints, full.recomputed), (1000, 10_000, 1000));
+    // One service's endpoints change: only its rules are recomputed, and the time until the
+    // new rule is live is the time nft takes to commit the transaction.
     let changed = mk_slices(&|i| usize::from(i == 500));
-    let rules = ProxyRules::compute(&config.rules, &services, &SliceList::new(&changed)).unwrap();
-    let incremental = proxier.apply(rules).expect("incremental apply");
+    let incremental = proxier
+        .sync(&marked(&["svc-500"]), &ServiceList::new(&services), &SliceList::new(&changed))
+        .expect("incremental sync");
+    assert_eq!((incremental.recomputed, incremental.changed, incremental.endpoints), (1, 1, 10_000));
     let listed = sh(&["nft", "list", "table", "ip", &table]);
     assert!(!listed.contains("leftover-from-a-crash"));
     assert!(listed.contains(&format!("dnat to {}:80", endpoints(500, 1)[0])));
     assert!(!listed.contains(&format!("dnat to {}:80", endpoints(500, 0)[0])));
     println!(
-        "1000 services x 10 endpoints: compute {compute:?}, first (full) apply {full:?}, endpoint change applied in {incremental:?}"
+        "1000 services x 10 endpoints: first (full) sync {:?} + {:?}, endpoint change {:?} + {:?} (compute + apply)",
+        full.compute, full.apply, incremental.compute, incremental.apply
     );
     proxier.cleanup().unwrap();
     assert!(!sh(&["nft", "list", "tables"]).contains(&table));

@@ -6,7 +6,10 @@
 //!   connection to the ClusterIP answered by the new endpoint, with every sync's duration;
 //! - connection latency through the ClusterIP against the pod IP, interleaved;
 //! - the same table synced by a `Proxier` alone, split into ruleset computation and `nft -f`,
-//!   so the actor's figures can be read as coalescing + min sync period + compute + nft.
+//!   so the actor's figures can be read as coalescing + min sync period + compute + nft;
+//! - for each of those endpoint changes, the computation a sync does now (the changed
+//!   Service's rules only) beside a full recomputation of every Service's rules (what every
+//!   sync did before per-Service change tracking, and what a resync still does).
 //!
 //! Everything it creates is named after a random token and removed on exit, also on error.
 
@@ -19,7 +22,10 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kubus_apimachinery::{Object, ObjectExt};
 use kubus_bus::{EmbeddedNats, Key, Store, StoreConfig};
 use kubus_controller_runtime::Informer;
-use kubus_proxy::{KubeProxy, Proxier, ProxierConfig, RulesConfig, Shutdown, SliceList, SERVICE_NAME_LABEL};
+use kubus_proxy::{
+    KubeProxy, Proxier, ProxierConfig, ProxyRules, RulesConfig, ServiceChanges, ServiceList, Shutdown, SliceList,
+    SERVICE_NAME_LABEL,
+};
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Command, Stdio};
@@ -379,7 +385,14 @@ async fn measure(
         alone.full_compute.as_secs_f64() * 1e3,
         alone.full_apply.as_secs_f64() * 1e3
     );
-    line("  incremental sync: ruleset computation", &mut alone.compute);
+    line("  incremental sync: ruleset computation (the changed Service)", &mut alone.compute);
+    line("    a full recomputation instead (every Service)", &mut alone.full_recompute);
+    println!(
+        "    per-Service / full recomputation, medians: {:.4}x ({} of {} Services recomputed per change)",
+        pct(&alone.compute, 0.5) / pct(&alone.full_recompute, 0.5),
+        alone.recomputed,
+        args.services
+    );
     line("  incremental sync: nft -f", &mut alone.apply);
     line("  incremental sync start -> new endpoint answers", &mut alone.live);
     println!("  polling meanwhile (every 1 ms): {}", alone.polls.summary());
@@ -492,6 +505,10 @@ struct Alone {
     full_compute: Duration,
     full_apply: Duration,
     compute: Vec<Duration>,
+    /// The same change's ruleset computed for every Service, from the same objects.
+    full_recompute: Vec<Duration>,
+    /// Services a change's sync recomputed.
+    recomputed: usize,
     apply: Vec<Duration>,
     live: Vec<Duration>,
     polls: Polls,
@@ -508,14 +525,18 @@ async fn proxier_alone(
     target: &Target<'_>,
 ) -> anyhow::Result<Alone> {
     let svcs = Arc::new(svcs);
-    let mut proxier = Proxier::new(config);
-    let full = proxier.sync(svcs.as_slice(), &SliceList::new(&slices)).context("full sync")?;
+    let mut proxier = Proxier::new(config.clone());
+    let full = proxier
+        .sync(&ServiceChanges::all(), &ServiceList::new(svcs.as_slice()), &SliceList::new(&slices))
+        .context("full sync")?;
     until_answers(target.vip, &target.pods[0].0, Instant::now(), Duration::from_millis(5), &mut Polls::default())
         .await?;
     let mut out = Alone {
         full_compute: full.compute,
         full_apply: full.apply,
         compute: vec![],
+        full_recompute: vec![],
+        recomputed: 0,
         apply: vec![],
         live: vec![],
         polls: Polls::default(),
@@ -525,11 +546,21 @@ async fn proxier_alone(
         tokio::time::sleep(Duration::from_millis(500)).await;
         let (name, ip) = &target.pods[(n + 1) % 2];
         slices[0] = slice(0, &[*ip]);
+        // Every Service's rules from the same objects, as a sync computed them before it
+        // tracked changes per Service (both sides read prebuilt lists).
+        let (all_services, all_slices) = (ServiceList::new(svcs.as_slice()), SliceList::new(&slices));
+        let recompute = Instant::now();
+        let mut rules = ProxyRules::new(&config.rules)?;
+        rules.update(&ServiceChanges::all(), &all_services, &all_slices);
+        out.full_recompute.push(recompute.elapsed());
+        anyhow::ensure!(rules.endpoints() == full.endpoints, "the full recomputation programs the same table");
         let (svcs, slices) = (svcs.clone(), slices.clone());
+        let mut changes = ServiceChanges::default();
+        changes.mark("default", "svc-0");
         let started = Instant::now();
         // The sync blocks on nft: run it beside the polling, as the actor does.
         let task = tokio::task::spawn_blocking(move || {
-            let stats = proxier.sync(svcs.as_slice(), &SliceList::new(&slices));
+            let stats = proxier.sync(&changes, &ServiceList::new(svcs.as_slice()), &SliceList::new(&slices));
             (proxier, stats)
         });
         let live = until_answers(target.vip, name, started, Duration::from_millis(1), &mut out.polls).await;
@@ -538,6 +569,7 @@ async fn proxier_alone(
         let stats = stats.context("incremental sync")?;
         out.live.push(live?);
         out.compute.push(stats.compute);
+        out.recomputed = stats.recomputed;
         out.apply.push(stats.apply);
     }
     // Dropping the Proxier removes its table and route.

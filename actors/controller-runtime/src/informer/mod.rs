@@ -242,23 +242,4 @@ impl<K: Object> Informer<K> {
     pub fn subscribe(&self) -> broadcast::Receiver<Change<K>> {
         self.shared.changes.subscribe()
     }
-
-    /// Calls `notify` on every change (and on lag), for consumers that recompute from the
-    /// whole cache anyway (kube-proxy, the route controller) and only need a nudge. Stops when
-    /// `notify` returns false (its receiver is gone) or the informer ends.
-    pub fn on_change(&self, notify: impl Fn() -> bool + Send + 'static) {
-        let mut rx = self.subscribe();
-        tokio::spawn(async move {
-            loop {
-                match rx.recv().await {
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                        if !notify() {
-                            return;
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
-                }
-            }
-        });
-    }
 }

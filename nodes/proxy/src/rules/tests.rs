@@ -1,5 +1,5 @@
 use super::*;
-use crate::slices::SliceList;
+use crate::slices::{SliceList, SERVICE_NAME_LABEL};
 use k8s_openapi::api::core::v1::ServiceSpec;
 use serde_json::{json, Value};
 
@@ -222,14 +222,32 @@ fn slices_of_one_service_merge_and_dedupe() {
     assert_eq!(r.endpoints(), 2);
 }
 
+/// Marks these Services of ns1.
+fn marked(names: &[&str]) -> ServiceChanges {
+    let mut c = ServiceChanges::default();
+    names.iter().for_each(|n| c.mark("ns1", n));
+    c
+}
+
+/// Recomputes the marked Services of `rules` from these lists.
+fn update<S: Borrow<Service>, E: Borrow<EndpointSlice>>(
+    rules: &mut ProxyRules,
+    changes: &ServiceChanges,
+    services: &[S],
+    slices: &[E],
+) -> RulesUpdate {
+    rules.update(changes, &ServiceList::new(services), &SliceList::new(slices))
+}
+
 #[test]
 fn incremental_update_keeps_affinity_sets_and_deletes_stale_objects() {
     let (mut svcs, slices) = web();
     spec(&mut svcs[0]).session_affinity = Some("ClientIP".into());
-    let before = compute(&config("kp-unit"), &svcs, &slices).unwrap();
+    let mut rules = compute(&config("kp-unit"), &svcs, &slices).unwrap();
     let fewer = slice("web", json!([{"name": "http", "port": 8080}]), json!([ep("10.244.0.5", true, false)]));
-    let after = compute(&config("kp-unit"), &svcs, &[fewer]).unwrap();
-    let text = after.incremental_text(&before);
+    let up = update(&mut rules, &marked(&["web"]), &svcs, &[&fewer]);
+    assert_eq!((up.recomputed(), up.changed()), (1, 1));
+    let text = up.text();
     assert!(!text.contains("delete table"));
     let gone =
         format!("endpoint-{}-ns1/web/tcp/http__10.244.0.6/8080", hash_prefix("ns1/web/tcp/http__10.244.0.6/8080"));
@@ -241,6 +259,7 @@ fn incremental_update_keeps_affinity_sets_and_deletes_stale_objects() {
     );
     assert!(!text.contains(&format!("flush set ip kp-unit {kept}")));
     assert!(!text.contains(&format!("delete set ip kp-unit {kept}")));
+    assert!(!text.contains(&format!("add set ip kp-unit {kept}")));
     assert!(text.contains("numgen random mod 1 vmap"));
     // Only what changed is written: the kept endpoint chain and the base chains stay as they are.
     let kept_chain =
@@ -248,9 +267,248 @@ fn incremental_update_keeps_affinity_sets_and_deletes_stale_objects() {
     assert!(!text.contains(&kept_chain.to_string().replace("endpoint-", "add rule ip kp-unit endpoint-")));
     assert!(!text.contains("add rule ip kp-unit services "));
     assert!(!text.contains("add element"), "the service's map element still points to the same chain");
-    // Nothing changed: nothing but idempotent declarations.
-    let same = after.incremental_text(&after);
-    assert!(!same.contains("add rule") && !same.contains("element") && !same.contains("delete"), "{same}");
+    assert_eq!(rules, compute(&config("kp-unit"), &svcs, &[&fewer]).unwrap());
+    // Nothing changed: nothing to write, whether one Service or all are recomputed.
+    assert!(update(&mut rules, &marked(&["web"]), &svcs, &[&fewer]).is_empty());
+    let all = update(&mut rules, &ServiceChanges::all(), &svcs, &[&fewer]);
+    assert!(all.is_empty() && all.recomputed() == 1, "{}", all.text());
+}
+
+/// A table of the test's own, deleted on drop (also when the test fails).
+struct Table(String);
+
+impl Table {
+    fn new(which: &str) -> Table {
+        Table(format!("kp-{which}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]))
+    }
+}
+
+impl Drop for Table {
+    fn drop(&mut self) {
+        let _ = nft(&format!("add table ip {t}\ndelete table ip {t}\n", t = self.0));
+    }
+}
+
+fn nft(script: &str) -> Result<(), String> {
+    let mut child = std::process::Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("nft runs");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), script.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    out.status.success().then_some(()).ok_or_else(|| String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// What the kernel holds in `table`, comparable across tables: each chain's declaration and
+/// rules in order, each set's and map's declaration and sorted elements (no handles, no
+/// table name).
+fn kernel_state(table: &str) -> BTreeMap<String, Vec<String>> {
+    let out = std::process::Command::new("nft").args(["-j", "list", "table", "ip", table]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listing: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut state: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for item in listing["nftables"].as_array().unwrap() {
+        let Some((kind, obj)) = item.as_object().and_then(|o| o.iter().next()) else { continue };
+        let mut obj = obj.as_object().unwrap().clone();
+        for field in ["handle", "table", "family"] {
+            obj.remove(field);
+        }
+        match kind.as_str() {
+            "chain" => {
+                state.entry(format!("chain {}", obj["name"])).or_default().insert(0, Value::from(obj).to_string())
+            }
+            "rule" => state.entry(format!("chain {}", obj["chain"])).or_default().push(obj["expr"].to_string()),
+            "set" | "map" => {
+                let mut elements: Vec<String> = obj
+                    .remove("elem")
+                    .and_then(|e| e.as_array().cloned())
+                    .unwrap_or_default()
+                    .iter()
+                    .map(Value::to_string)
+                    .collect();
+                elements.sort();
+                elements.insert(0, Value::from(obj.clone()).to_string());
+                state.insert(format!("{kind} {}", obj["name"]), elements);
+            }
+            _ => {}
+        }
+    }
+    state
+}
+
+/// Many Services of every kind the rules know (NodePort, affinity, UDP, local policies, no
+/// endpoints), each with its slice.
+fn many() -> (Vec<Service>, Vec<EndpointSlice>) {
+    let (mut svcs, mut slices) = (vec![], vec![]);
+    for i in 0..40u32 {
+        let name = format!("svc-{i}");
+        let proto = if i % 7 == 3 { "UDP" } else { "TCP" };
+        let mut svc = service(
+            &name,
+            &format!("10.96.1.{i}"),
+            json!([{"name": "p", "port": 80, "protocol": proto, "nodePort": 30000 + i}]),
+        );
+        if i % 2 == 0 {
+            spec(&mut svc).type_ = Some("NodePort".into());
+        }
+        if i % 5 == 1 {
+            spec(&mut svc).session_affinity = Some("ClientIP".into());
+        }
+        if i % 6 == 2 {
+            spec(&mut svc).external_traffic_policy = Some("Local".into());
+        }
+        svcs.push(svc);
+        // Every ninth Service has no endpoints.
+        if i % 9 != 5 {
+            let eps: Vec<Value> =
+                (0..3).map(|j| on_node(&format!("10.244.{i}.{j}"), ["a", "b"][(j % 2) as usize])).collect();
+            slices.push(slice(&name, json!([{"name": "p", "port": 8080, "protocol": proto}]), Value::from(eps)));
+        }
+    }
+    (svcs, slices)
+}
+
+/// Applies `up` to the kernel table `incremental` (which holds the rules before it), replaces
+/// `full` with a fresh computation from the same objects, and checks that the kernel holds the
+/// same in both, and that the incrementally updated rules equal the fresh ones.
+fn same_as_fresh(
+    rules: &ProxyRules,
+    up: &RulesUpdate,
+    incremental: &Table,
+    full: &Table,
+    svcs: &[Service],
+    slices: &[EndpointSlice],
+) {
+    nft(&up.text()).unwrap_or_else(|e| panic!("incremental text refused: {e}\n{}", up.text()));
+    let mut cfg = rules.config().clone();
+    cfg.table = full.0.clone();
+    let fresh = compute(&cfg, svcs, slices).unwrap();
+    nft(&fresh.full_text()).unwrap();
+    assert_eq!(kernel_state(&incremental.0), kernel_state(&full.0));
+    let mut fresh_here = compute(rules.config(), svcs, slices).unwrap();
+    assert_eq!(rules, &fresh_here);
+    // The text of a full recompute of unchanged objects is empty.
+    assert!(update(&mut fresh_here, &ServiceChanges::all(), svcs, slices).is_empty());
+}
+
+#[test]
+fn incremental_updates_leave_the_kernel_as_a_full_recompute_would() {
+    let (incremental, full) = (Table::new("incr"), Table::new("full"));
+    let mut cfg = config(&incremental.0);
+    cfg.node_name = Some("a".into());
+    cfg.cluster_cidr = Some("10.244.0.0/16".into());
+    let (mut svcs, mut slices) = many();
+    let mut rules = compute(&cfg, &svcs, &slices).unwrap();
+    nft(&rules.full_text()).unwrap();
+
+    // One endpoint of one Service among many changes (a UDP one with affinity: its flows and
+    // sets are involved too).
+    let i = slices.iter().position(|s| s.name() == "svc-31-abc").unwrap();
+    slices[i].endpoints[0].addresses = vec!["10.244.99.1".into()];
+    let up = update(&mut rules, &marked(&["svc-31"]), &svcs, &slices);
+    assert_eq!((up.recomputed(), up.changed()), (1, 1));
+    assert_eq!(up.stale_udp_flows().len(), 1, "the old endpoint's ClusterIP flow");
+    same_as_fresh(&rules, &up, &incremental, &full, &svcs, &slices);
+
+    // A Service without endpoints gets some; one loses all of them.
+    slices.push(slice(
+        "svc-5",
+        json!([{"name": "p", "port": 8080, "protocol": "TCP"}]),
+        json!([ep("10.244.5.9", true, false)]),
+    ));
+    slices.retain(|s| s.name() != "svc-7-abc");
+    let up = update(&mut rules, &marked(&["svc-5", "svc-7"]), &svcs, &slices);
+    assert_eq!(up.changed(), 2);
+    same_as_fresh(&rules, &up, &incremental, &full, &svcs, &slices);
+
+    // A Service's ClusterIP moves; another is deleted and a new one takes its ClusterIP and
+    // NodePort in the same sync (deletes come before adds).
+    spec(&mut svcs[3]).cluster_ip = Some("10.96.2.3".into());
+    let taken = svcs.remove(6);
+    let mut newcomer = taken.clone();
+    newcomer.metadata.name = Some("newcomer".into());
+    svcs.push(newcomer);
+    slices.push(slice(
+        "newcomer",
+        json!([{"name": "p", "port": 8080, "protocol": "TCP"}]),
+        json!([ep("10.244.77.1", true, false)]),
+    ));
+    let up = update(&mut rules, &marked(&["svc-3", "svc-6", "newcomer"]), &svcs, &slices);
+    assert_eq!(up.changed(), 3);
+    same_as_fresh(&rules, &up, &incremental, &full, &svcs, &slices);
+
+    // An affinity timeout change makes new sets; a type change drops the NodePort.
+    spec(&mut svcs[1]).session_affinity_config =
+        serde_json::from_value(json!({"clientIP": {"timeoutSeconds": 60}})).unwrap();
+    spec(&mut svcs[2]).type_ = Some("ClusterIP".into());
+    let up = update(&mut rules, &ServiceChanges::all(), &svcs, &slices);
+    assert_eq!((up.recomputed(), up.changed()), (svcs.len(), 2));
+    same_as_fresh(&rules, &up, &incremental, &full, &svcs, &slices);
+
+    // A resync that finds Services gone removes them too.
+    svcs.truncate(10);
+    let up = update(&mut rules, &ServiceChanges::all(), &svcs, &slices);
+    assert_eq!(up.changed(), 30);
+    same_as_fresh(&rules, &up, &incremental, &full, &svcs, &slices);
+}
+
+#[test]
+fn deleting_a_service_removes_exactly_its_chains_elements_and_sets() {
+    let (mut svcs, mut slices) = web();
+    let mut np = svcs[0].clone();
+    np.metadata.name = Some("web2".into());
+    spec(&mut np).cluster_ip = Some("10.96.0.11".into());
+    spec(&mut np).type_ = Some("NodePort".into());
+    spec(&mut np).ports.as_mut().unwrap()[0].node_port = Some(30080);
+    spec(&mut np).session_affinity = Some("ClientIP".into());
+    let mut sl2 = slices[0].clone();
+    sl2.metadata.name = Some("web2-abc".into());
+    sl2.metadata.labels = Some([(SERVICE_NAME_LABEL.to_string(), "web2".to_string())].into());
+    svcs.push(np);
+    slices.push(sl2);
+    let mut rules = compute(&config("kp-unit"), &svcs, &slices).unwrap();
+    let before = rules.full_text();
+    svcs.pop();
+    let up = update(&mut rules, &marked(&["web2"]), &svcs, &slices);
+    let text = up.text();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with("add table") && !l.starts_with("add map")).collect();
+    let web2 = format!("{}-ns1/web2/tcp/http", hash_prefix("ns1/web2/tcp/http"));
+    // Its service, external and 2 endpoint chains are flushed and deleted, its 2 sets deleted.
+    let deleted: Vec<&str> = lines.iter().filter_map(|l| l.strip_prefix("delete chain ip kp-unit ")).collect();
+    assert_eq!(deleted.len(), 4, "{text}");
+    assert!(deleted.iter().all(|c| c.contains("-ns1/web2/")), "{text}");
+    assert!(
+        deleted.contains(&format!("service-{web2}").as_str()) && deleted.contains(&format!("external-{web2}").as_str())
+    );
+    assert_eq!(lines.iter().filter(|l| l.starts_with("flush chain")).count(), 4);
+    let sets: Vec<&&str> = lines.iter().filter(|l| l.starts_with("delete set ip kp-unit affinity-")).collect();
+    assert_eq!(sets.len(), 2);
+    assert!(sets.iter().all(|l| l.contains("-ns1/web2/")));
+    assert!(lines.contains(&"delete element ip kp-unit service-ips { 10.96.0.11 . tcp . 80 }"), "{text}");
+    assert!(lines.contains(&"delete element ip kp-unit service-nodeports { tcp . 30080 }"), "{text}");
+    assert_eq!(lines.len(), 4 + 4 + 2 + 2, "nothing else: {text}");
+    assert!(!text.contains("ns1/web/") && !text.contains("10.96.0.10"));
+    assert_eq!(rules, compute(&config("kp-unit"), &svcs, &slices).unwrap());
+    assert_eq!((rules.service_ports(), rules.endpoints()), (1, 2));
+    // A Service that comes back brings everything back.
+    let back = compute(&config("kp-unit"), &svcs, &slices).unwrap();
+    assert_ne!(back.full_text(), before);
+}
+
+#[test]
+fn a_cluster_ip_that_moves_moves_only_the_map_elements() {
+    let (mut svcs, slices) = web();
+    let mut rules = compute(&config("kp-unit"), &svcs, &slices).unwrap();
+    let before = rules.full_text();
+    spec(&mut svcs[0]).cluster_ip = Some("10.96.0.99".into());
+    let text = update(&mut rules, &marked(&["web"]), &svcs, &slices).text();
+    let chain = format!("service-{}-ns1/web/tcp/http", hash_prefix("ns1/web/tcp/http"));
+    assert!(text.contains("delete element ip kp-unit service-ips { 10.96.0.10 . tcp . 80 }"), "{text}");
+    assert!(text.contains(&format!("add element ip kp-unit service-ips {{ 10.96.0.99 . tcp . 80 : goto {chain} }}")));
+    assert!(!text.contains("chain ip") && !text.contains("add rule"), "chains stay: {text}");
+    nft_check(&format!("{before}{text}"));
 }
 
 fn on_node(ip: &str, node: &str) -> Value {
@@ -327,15 +585,18 @@ fn udp_flows_of_departed_endpoints_are_stale() {
     let before = slice("dns", ports.clone(), json!([ep("10.244.0.5", true, false), ep("10.244.0.6", true, false)]));
     let after = slice("dns", ports, json!([ep("10.244.0.6", true, false), ep("10.244.0.7", true, false)]));
     let cfg = config("kp-unit");
-    let old = compute(&cfg, &[&svc], &[&before]).unwrap();
-    let new = compute(&cfg, &[&svc], &[&after]).unwrap();
+    let mut rules = compute(&cfg, &[&svc], &[&before]).unwrap();
+    let up = update(&mut rules, &marked(&["dns"]), &[&svc], &[&after]);
     let gone: Ipv4Addr = "10.244.0.5".parse().unwrap();
     assert_eq!(
-        new.stale_udp_flows(&old),
+        up.stale_udp_flows(),
         vec![
             UdpFlow { dst: None, port: 30053, endpoint: gone },
             UdpFlow { dst: Some("10.96.0.10".parse().unwrap()), port: 53, endpoint: gone },
         ]
     );
-    assert!(old.stale_udp_flows(&old).is_empty());
+    assert!(update(&mut rules, &marked(&["dns"]), &[&svc], &[&after]).stale_udp_flows().is_empty());
+    // A deleted UDP Service's flows are all stale.
+    let up = update(&mut rules, &marked(&["dns"]), &[] as &[Service], &[&after]);
+    assert_eq!(up.stale_udp_flows().len(), 4);
 }
