@@ -5,6 +5,10 @@
 //! whenever the nodes share a link. Pod IPs travel unchanged (the masquerade chain exempts the
 //! cluster CIDR), so a pod sees its peers' real addresses.
 //!
+//! A Node change moves one route ([`PodRoutes::update`]); a full sync ([`PodRoutes::sync`])
+//! reads the kernel's routes once and writes only those missing or different, so repairing
+//! costs a few `ip` runs however many nodes there are.
+//!
 //! The routes this node installed are kept in a state file, so a restarted agent removes those of
 //! nodes that went away meanwhile and `kubus node-reset` removes them all, without ever touching
 //! routes someone else made.
@@ -32,6 +36,8 @@ pub type RouteTable = BTreeMap<String, IpAddr>;
 pub struct RouteSyncStats {
     /// Routes in place after the sync.
     pub installed: usize,
+    /// Routes written (new, moved, or repaired).
+    pub written: usize,
     /// Routes removed (their node is gone or has moved).
     pub removed: usize,
     /// Nodes skipped because their address is one of this host's (several agents on one
@@ -72,6 +78,22 @@ fn local_addresses() -> Result<BTreeSet<IpAddr>, RouteError> {
         .collect())
 }
 
+/// The main table's routes with a gateway, by destination (one `ip` run per family).
+fn kernel_routes(v6: bool) -> Result<RouteTable, RouteError> {
+    let mut held = RouteTable::new();
+    for family in if v6 { &["-4", "-6"][..] } else { &["-4"][..] } {
+        let out = ip(&["-j", family, "route", "show"])?;
+        let routes: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap_or_default();
+        for route in &routes {
+            let (Some(dst), Some(via)) = (route["dst"].as_str(), route["gateway"].as_str()) else { continue };
+            if let Ok(via) = via.parse() {
+                held.insert(dst.to_string(), via);
+            }
+        }
+    }
+    Ok(held)
+}
+
 impl PodRoutes {
     /// Loads what an earlier run of this agent installed (nothing when the file is missing).
     pub fn load(state_dir: &Path) -> Result<PodRoutes, RouteError> {
@@ -100,46 +122,62 @@ impl PodRoutes {
         write().map_err(|source| RouteError::State { path: self.state_file.clone(), source })
     }
 
-    /// Makes the kernel hold exactly `desired` among the routes this agent owns. Every desired
-    /// route is (re)written, which also repairs routes someone deleted; failures of single
-    /// routes are reported in the stats and retried on the next sync.
+    /// Makes the kernel hold exactly `desired` among the routes this agent owns. Desired
+    /// routes the kernel lacks or holds via another address are (re)written, which also
+    /// repairs routes someone deleted; failures of single routes are reported in the stats and
+    /// retried on the next sync.
     pub fn sync(&mut self, desired: &RouteTable) -> Result<RouteSyncStats, RouteError> {
-        let local = local_addresses()?;
+        let v6 = desired.keys().chain(self.installed.keys()).any(|cidr| cidr.contains(':'));
+        let held = kernel_routes(v6)?;
+        let gone = self.installed.keys().filter(|cidr| !desired.contains_key(*cidr)).map(|cidr| (cidr.clone(), None));
+        // Local gateways are passed on too: `update` counts them and removes what this agent
+        // installed through them.
+        let wrong = desired
+            .iter()
+            .filter(|(cidr, via)| held.get(*cidr) != Some(via) || self.installed.get(*cidr) != Some(via))
+            .map(|(cidr, via)| (cidr.clone(), Some(*via)));
+        let changes: Vec<(String, Option<IpAddr>)> = gone.chain(wrong).collect();
+        let mut stats = self.update(&changes)?;
+        if !self.state_file.exists() {
+            self.save()?;
+        }
+        stats.installed = self.installed.len();
+        Ok(stats)
+    }
+
+    /// Moves single routes: each pod CIDR to its new gateway, or away (None). A gateway that
+    /// is one of this host's addresses gets no route (and loses the one this agent installed).
+    pub fn update(&mut self, changes: &[(String, Option<IpAddr>)]) -> Result<RouteSyncStats, RouteError> {
+        let local = if changes.iter().any(|(_, via)| via.is_some()) { local_addresses()? } else { BTreeSet::new() };
         let before = self.installed.clone();
         let mut stats = RouteSyncStats::default();
-        let stale: Vec<String> = self
-            .installed
-            .iter()
-            .filter(|(cidr, via)| desired.get(*cidr) != Some(via) || local.contains(via))
-            .map(|(cidr, _)| cidr.clone())
-            .collect();
-        for cidr in stale {
-            let via = self.installed[&cidr];
-            match ip(&["route", "del", &cidr, "via", &via.to_string()]) {
-                Ok(_) => stats.removed += 1,
-                // Already gone (the link went down, or an admin removed it): nothing to undo.
-                Err(RouteError::Command { stderr, .. }) if stderr.contains("No such process") => {}
-                Err(e) => {
-                    stats.failed.push((cidr.clone(), e.to_string()));
-                    continue;
+        for (cidr, want) in changes {
+            match want {
+                Some(via) if !local.contains(via) => match ip(&["route", "replace", cidr, "via", &via.to_string()]) {
+                    Ok(_) => {
+                        stats.written += 1;
+                        self.installed.insert(cidr.clone(), *via);
+                    }
+                    Err(e) => stats.failed.push((cidr.clone(), e.to_string())),
+                },
+                _ => {
+                    stats.local += usize::from(want.is_some());
+                    let Some(old) = self.installed.get(cidr) else { continue };
+                    match ip(&["route", "del", cidr, "via", &old.to_string()]) {
+                        Ok(_) => stats.removed += 1,
+                        // Already gone (the link went down, or an admin removed it): nothing to undo.
+                        Err(RouteError::Command { stderr, .. }) if stderr.contains("No such process") => {}
+                        Err(e) => {
+                            stats.failed.push((cidr.clone(), e.to_string()));
+                            continue;
+                        }
+                    }
+                    self.installed.remove(cidr);
                 }
-            }
-            self.installed.remove(&cidr);
-        }
-        for (cidr, via) in desired {
-            if local.contains(via) {
-                stats.local += 1;
-                continue;
-            }
-            match ip(&["route", "replace", cidr, "via", &via.to_string()]) {
-                Ok(_) => {
-                    self.installed.insert(cidr.clone(), *via);
-                }
-                Err(e) => stats.failed.push((cidr.clone(), e.to_string())),
             }
         }
         stats.installed = self.installed.len();
-        if self.installed != before || !self.state_file.exists() {
+        if self.installed != before {
             self.save()?;
         }
         Ok(stats)

@@ -49,10 +49,16 @@ fn routes_follow_the_nodes_and_are_removed_on_reset() {
     let [a, b, c, d] = loop {
         let [a, b, c, d] = random_bytes::<4>();
         let (a, c) = (200 + a % 50, 200 + c % 50);
-        let free = [format!("10.{a}.{b}."), format!("10.{c}.{d}."), format!("100.{}.{b}.", 64 + a % 64)]
-            .iter()
-            .all(|p| !routes_now.contains(p.as_str()));
-        if free && (a, b) != (c, d) {
+        let free = [
+            format!("10.{a}.{b}."),
+            format!("10.{c}.{d}."),
+            format!("10.{c}.{}.", d.wrapping_add(1)),
+            format!("10.{c}.{}.", d.wrapping_add(2)),
+            format!("100.{}.{b}.", 64 + a % 64),
+        ]
+        .iter()
+        .all(|p| !routes_now.contains(p.as_str()));
+        if free && a != c {
             break [a, b, c, d];
         }
     };
@@ -83,17 +89,42 @@ fn routes_follow_the_nodes_and_are_removed_on_reset() {
     assert!(ip(&["route", "show", &cidr_b]).contains(&format!("via {net}.11 dev {}", link.0)));
     assert!(ip(&["route", "show", &cidr_c]).contains(&format!("via {net}.12")));
 
+    // Everything in place: a sync writes nothing.
+    let stats = routes.sync(&desired).unwrap();
+    assert_eq!((stats.installed, stats.written, stats.removed), (2, 0, 0), "{stats:?}");
+
     // A node that moved gets its route rewritten; one that left loses it; a route deleted by
-    // someone else comes back on the next sync.
+    // someone else comes back on the next sync, and only it is written.
     ip(&["route", "del", &cidr_c]);
+    let stats = routes.sync(&desired).unwrap();
+    assert_eq!((stats.written, stats.failed.len()), (1, 0), "{stats:?}");
+    assert!(ip(&["route", "show", &cidr_c]).contains(&format!("via {net}.12")));
     desired.insert(cidr_b.clone(), format!("{net}.21").parse().unwrap());
     let stats = routes.sync(&desired).unwrap();
-    assert!(stats.failed.is_empty(), "{stats:?}");
+    assert_eq!((stats.written, stats.failed.len()), (1, 0), "{stats:?}");
     assert!(ip(&["route", "show", &cidr_b]).contains(&format!("via {net}.21")));
-    assert!(ip(&["route", "show", &cidr_c]).contains(&format!("via {net}.12")));
     desired.remove(&cidr_c);
     routes.sync(&desired).unwrap();
     assert_eq!(ip(&["route", "show", &cidr_c]).trim(), "");
+
+    // Single routes, as a Node change moves them: one moves, one comes, one goes, one
+    // whose gateway is this host's own gets none.
+    let cidr_d = format!("10.{c}.{}.0/24", d.wrapping_add(1));
+    let own = format!("10.{c}.{}.0/24", d.wrapping_add(2));
+    let changes = [
+        (cidr_b.clone(), Some(format!("{net}.31").parse().unwrap())),
+        (cidr_d.clone(), Some(format!("{net}.14").parse().unwrap())),
+        (own.clone(), Some(format!("{net}.1").parse().unwrap())),
+    ];
+    let stats = routes.update(&changes).unwrap();
+    assert_eq!((stats.installed, stats.written, stats.local, stats.failed.len()), (2, 2, 1, 0), "{stats:?}");
+    assert!(ip(&["route", "show", &cidr_b]).contains(&format!("via {net}.31")));
+    assert!(ip(&["route", "show", &cidr_d]).contains(&format!("via {net}.14")));
+    assert_eq!(ip(&["route", "show", &own]).trim(), "");
+    let stats = routes.update(&[(cidr_d.clone(), None)]).unwrap();
+    assert_eq!((stats.installed, stats.removed), (1, 1), "{stats:?}");
+    assert_eq!(ip(&["route", "show", &cidr_d]).trim(), "");
+    desired.insert(cidr_b.clone(), format!("{net}.31").parse().unwrap());
 
     // A gateway the kernel refuses (here a multicast address): reported, not fatal.
     desired.insert(cidr_c.clone(), "224.0.0.9".parse().unwrap());
