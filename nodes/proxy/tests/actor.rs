@@ -7,7 +7,7 @@ use actix::Actor;
 use common::put;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kubus_bus::{EmbeddedNats, Store, StoreConfig};
+use kubus_bus::{EmbeddedNats, Key, Store, StoreConfig};
 use kubus_controller_runtime::informer::Informer;
 use kubus_proxy::{KubeProxy, ProxierConfig, RulesConfig, Shutdown};
 use serde_json::json;
@@ -110,6 +110,20 @@ fn informer_changes_reach_nftables() {
         let burst_syncs = syncs(&prometheus::gather()) - before;
         println!("20 changes -> {burst_syncs} syncs");
         assert!((1..=5).contains(&burst_syncs), "{burst_syncs}");
+
+        // A Service created meanwhile is programmed, and a deleted one is removed, the other
+        // left in place (each event marks only its own Service).
+        let api: Service = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"namespace": "default", "name": "api"},
+            "spec": {"clusterIP": "10.96.7.8", "ports": [{"port": 443, "protocol": "TCP"}]}}))
+        .unwrap();
+        put(&store, &api).await;
+        wait_for(&table.0, "10.96.7.8 . tcp . 443 : goto reject-chain", true).await;
+        let key = Key::new("", "services", Some("default"), "web");
+        let cur = store.get(&key).await.unwrap().unwrap();
+        store.delete(&key, cur.value.clone(), cur.revision).await.unwrap();
+        wait_for(&table.0, "dnat to 10.244.8.19:8080", false).await;
+        assert!(!table_text(&table.0).contains("10.96.7.7"));
+        assert!(table_text(&table.0).contains("10.96.7.8 . tcp . 443 : goto reject-chain"));
 
         proxy.send(Shutdown).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
