@@ -12,6 +12,7 @@ pub mod pod;
 pub mod protobuf;
 pub mod quantity;
 pub mod quota;
+pub mod rbac;
 pub mod resource;
 pub mod resources;
 pub mod selector;

@@ -99,7 +99,7 @@ fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(v: Value) -> Re
 use k8s_openapi::api::{
     apps::v1 as apps, autoscaling::v1 as autoscalingv1, autoscaling::v2 as autoscaling, batch::v1 as batch,
     coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery, events::v1 as events,
-    policy::v1 as policy, scheduling::v1 as scheduling, storage::v1 as storage,
+    policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
 };
 use Subresource::*;
 
@@ -179,6 +179,10 @@ registry! {
     ("storage.k8s.io", "v1", "storageclasses", "storageclass", "StorageClass", false, &["sc"], &[], &[], "io.k8s.api.storage.v1.StorageClass" ; storage::StorageClass),
     ("discovery.k8s.io", "v1", "endpointslices", "endpointslice", "EndpointSlice", true, &[], &[], &[], "io.k8s.api.discovery.v1.EndpointSlice" ; discovery::EndpointSlice),
     ("events.k8s.io", "v1", "events", "event", "Event", true, &["ev"], &[], &[], "io.k8s.api.events.v1.Event" ; events::Event),
+    ("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "clusterrolebinding", "ClusterRoleBinding", false, &[], &[], &[], "io.k8s.api.rbac.v1.ClusterRoleBinding" ; rbac::ClusterRoleBinding),
+    ("rbac.authorization.k8s.io", "v1", "clusterroles", "clusterrole", "ClusterRole", false, &[], &[], &[], "io.k8s.api.rbac.v1.ClusterRole" ; rbac::ClusterRole),
+    ("rbac.authorization.k8s.io", "v1", "rolebindings", "rolebinding", "RoleBinding", true, &[], &[], &[], "io.k8s.api.rbac.v1.RoleBinding" ; rbac::RoleBinding),
+    ("rbac.authorization.k8s.io", "v1", "roles", "role", "Role", true, &[], &[], &[], "io.k8s.api.rbac.v1.Role" ; rbac::Role),
 }
 
 /// Every served resource, in discovery order.

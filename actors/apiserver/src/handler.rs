@@ -1,5 +1,6 @@
 //! The one request handler behind HTTP and NATS: routing, verbs and content negotiation.
 
+use crate::authn::{Presented, UserInfo};
 use crate::cache::{Gr, ObjKey, Start};
 use crate::decode::FieldValidation;
 use crate::list_snapshot::{ListQuery, ListSnapshots};
@@ -32,11 +33,75 @@ pub struct ApiState {
     pub lists: Arc<ListSnapshots>,
     /// The nodes' latest usage reports (metrics.k8s.io).
     pub usage: Arc<crate::resource_metrics::UsageStore>,
+    /// The authorizer chain (system:masters, then RBAC over the watch cache).
+    pub authorizer: Arc<crate::authorization::Union>,
 }
 
 impl ApiState {
-    /// Handles one request from either transport.
+    /// Handles one request from either transport, from a caller that presented nothing
+    /// beyond the transport itself (internal components over NATS).
     pub async fn handle(&self, req: ApiRequest, transport: &'static str) -> ApiResponse {
+        self.handle_presented(req, transport, &Presented::default()).await
+    }
+
+    /// Who a request is from and whether it may do what it asks: authentication, then
+    /// impersonation, then authorization of what the request is (the one place each happens).
+    pub fn admit(&self, req: &ApiRequest, transport: &str, presented: &Presented) -> Result<UserInfo, StatusError> {
+        let user = crate::authn::authenticate(presented, transport);
+        let user = crate::authn::impersonation::impersonate(&*self.authorizer, user, presented)?;
+        let attrs = crate::authorization::request_attributes(&user, req);
+        self.authorize(&attrs)?;
+        Ok(user)
+    }
+
+    /// Admits a pod stream (`log`, `exec`, `attach`, `portforward`), served outside the
+    /// request handler: reading logs is `get` on pods/log, the others `create` on their
+    /// subresource (what upstream checks for both their POST and WebSocket forms).
+    pub fn admit_stream(
+        &self,
+        presented: &Presented,
+        namespace: &str,
+        name: &str,
+        subresource: &str,
+    ) -> Result<UserInfo, StatusError> {
+        let user = crate::authn::authenticate(presented, "http");
+        let user = crate::authn::impersonation::impersonate(&*self.authorizer, user, presented)?;
+        let verb = if subresource == "log" { "get" } else { "create" };
+        let attrs = crate::authorization::Attributes::resource(
+            &user,
+            verb,
+            "",
+            &format!("pods/{subresource}"),
+            namespace,
+            name,
+        );
+        self.authorize(&attrs)?;
+        Ok(user)
+    }
+
+    /// Refuses what `attrs` asks unless the authorizer allows it (upstream's 403).
+    pub fn authorize(&self, attrs: &crate::authorization::Attributes) -> Result<(), StatusError> {
+        use crate::authorization::Authorizer;
+        let decisions = &crate::metrics::AUTHORIZATION_DECISIONS;
+        match self.authorizer.authorize(attrs) {
+            d if d.allowed() => {
+                decisions.with_label_values(&["RBAC", "rbac", "allowed"]).inc();
+                Ok(())
+            }
+            d => {
+                decisions.with_label_values(&["RBAC", "rbac", "denied"]).inc();
+                Err(crate::authorization::forbidden(attrs, d.reason()))
+            }
+        }
+    }
+
+    /// Handles one request with the credentials and impersonation headers it presented.
+    pub async fn handle_presented(
+        &self,
+        req: ApiRequest,
+        transport: &'static str,
+        presented: &Presented,
+    ) -> ApiResponse {
         let started = Instant::now();
         let span = tracing::info_span!("api_request", method = %req.method, path = %req.path, transport);
         let info = RequestInfo::of(&req);
@@ -49,7 +114,11 @@ impl ApiState {
             g.inc();
         }
         let resp = async {
-            match self.dispatch(&req).await {
+            let user = match self.admit(&req, transport, presented) {
+                Ok(u) => u,
+                Err(e) => return ApiResponse::error(&e),
+            };
+            match self.dispatch(&req, &user).await {
                 Ok(r) => r,
                 Err(e) => ApiResponse::error(&e),
             }
@@ -71,7 +140,7 @@ impl ApiState {
         resp
     }
 
-    async fn dispatch(&self, req: &ApiRequest) -> Result<ApiResponse, StatusError> {
+    async fn dispatch(&self, req: &ApiRequest, user: &UserInfo) -> Result<ApiResponse, StatusError> {
         if req.body.len() > MAX_BODY {
             return Err(StatusError::too_large(format!(
                 "request body is {} bytes, over the limit of {MAX_BODY}",
@@ -122,14 +191,25 @@ impl ApiState {
             Route::Resource(p) if p.group == kubus_apimachinery::metrics_api::GROUP => {
                 crate::resource_metrics::serve(&self.usage, &self.storage.cache, req, &q, &p)
             }
-            Route::Resource(p) => self.resource(req, &q, p).await,
+            Route::Resource(p) if crate::authorization::review::is_review(&p) => {
+                let rbac = crate::authorization::rbac::Rbac { source: self.storage.cache.clone() };
+                let body = parse_body(req)?;
+                crate::authorization::review::serve(&*self.authorizer, &rbac, user, &req.method, &p, body)
+            }
+            Route::Resource(p) => self.resource(req, &q, p, user).await,
             Route::NotFound => {
                 Err(StatusError::new(404, "NotFound", "the server could not find the requested resource"))
             }
         }
     }
 
-    async fn resource(&self, req: &ApiRequest, q: &Query, p: ResourcePath) -> Result<ApiResponse, StatusError> {
+    async fn resource(
+        &self,
+        req: &ApiRequest,
+        q: &Query,
+        p: ResourcePath,
+        user: &UserInfo,
+    ) -> Result<ApiResponse, StatusError> {
         let info = resource::find(&p.group, &p.version, &p.resource)
             .ok_or_else(|| StatusError::new(404, "NotFound", "the server could not find the requested resource"))?;
         // `/api/v1/namespaces/x/pods` with a cluster-scoped resource is not a path upstream serves.
@@ -145,7 +225,8 @@ impl ApiState {
         };
         let rendering = negotiate(req.accept.as_deref())?;
         let renderer = Renderer::new(rendering, info, IncludeObject::parse(q.get("includeObject")));
-        let write = write_options(q)?;
+        let mut write = write_options(q)?;
+        write.user = Some(user.clone());
         let method = req.method.as_str();
         match (&p.name, method) {
             (None, "GET") if q.flag("watch") => self.watch(Collection::new(info, ns, q)?, q, renderer),
@@ -513,6 +594,7 @@ fn write_options(q: &Query) -> Result<WriteOptions, StatusError> {
         field_validation: FieldValidation::parse(q.get("fieldValidation"))?,
         field_manager: q.get("fieldManager").map(str::to_string),
         force: q.flag("force"),
+        user: None,
     })
 }
 

@@ -18,7 +18,10 @@ async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<ApiState>) 
         body: body.to_vec(),
         user_agent: header("user-agent").unwrap_or_default(),
     };
-    let resp = state.handle(api_req, "http").await;
+    let presented = crate::authn::Presented::from_headers(
+        req.headers().iter().filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?))),
+    );
+    let resp = state.handle_presented(api_req, "http", &presented).await;
     let mut builder = HttpResponse::build(
         actix_web::http::StatusCode::from_u16(resp.status)
             .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR),

@@ -12,6 +12,8 @@
 
 pub mod admission;
 pub mod allocator;
+pub mod authn;
+pub mod authorization;
 pub mod cache;
 pub mod convert;
 pub mod decode;
@@ -121,6 +123,7 @@ impl ApiServer {
             Supervisor::start(move |_| cache::Compactor { cache, store, retention })
         };
         let ready = Arc::new(AtomicBool::new(false));
+        let authorizer = Arc::new(authorization::chain(cache.clone()));
         let state = ApiState {
             storage: storage::Storage {
                 allocator: allocator::Allocator::new(store.clone(), config.service_ranges.clone()),
@@ -132,6 +135,7 @@ impl ApiServer {
             tokens: Default::default(),
             lists: Default::default(),
             usage: Default::default(),
+            authorizer,
         };
         bootstrap(&state).await.map_err(ApiServerError::Bootstrap)?;
         // Before serving: metrics.k8s.io answers from the nodes' reports.
@@ -216,6 +220,7 @@ use kubus_apimachinery::volume::{DEFAULT_CLASS, LOCAL_PATH_CLASS, LOCAL_PATH_PRO
 
 /// The namespaces every Kubernetes cluster starts with.
 async fn bootstrap(state: &ApiState) -> Result<(), kubus_apimachinery::StatusError> {
+    crate::authorization::bootstrap::reconcile(&state.storage).await?;
     let info = kubus_apimachinery::resource::find("", "v1", "namespaces").expect("namespaces are served");
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         let body = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});

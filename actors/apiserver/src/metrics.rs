@@ -23,6 +23,16 @@ pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+/// Authorization decisions (upstream's series, by decision: allowed or denied).
+pub static AUTHORIZATION_DECISIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "apiserver_authorization_decisions_total",
+        "Total number of terminal decisions made by an authorizer split by authorizer type, name, and decision.",
+        &["type", "name", "decision"]
+    )
+    .expect("metric registers once")
+});
+
 pub static REQUEST_LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
     register_histogram_vec!(
         "apiserver_request_duration_seconds",
@@ -136,6 +146,9 @@ pub static COMPACTED: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
 pub fn register() {
     LazyLock::force(&REQUESTS);
     LazyLock::force(&REQUEST_LATENCY);
+    for decision in ["allowed", "denied"] {
+        AUTHORIZATION_DECISIONS.with_label_values(&["RBAC", "rbac", decision]);
+    }
     LazyLock::force(&WATCHERS);
     LazyLock::force(&WATCH_EVENTS_SENT);
     LazyLock::force(&CACHE_OBJECTS);

@@ -27,6 +27,8 @@ pub struct WriteOptions {
     pub field_validation: FieldValidation,
     pub field_manager: Option<String>,
     pub force: bool,
+    /// Who writes (None: the API server itself); RBAC writes are checked for escalation.
+    pub user: Option<crate::authn::UserInfo>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -205,7 +207,7 @@ impl Storage {
         if !causes.is_empty() {
             return Err(StatusError::invalid(storage_info.group, storage_info.kind, &name, causes));
         }
-        crate::admission::validate(self, storage_info, &obj, None).await?;
+        crate::admission::validate(self, storage_info, &obj, None, opts.user.as_ref()).await?;
         self.check_namespace(info, ns)?;
         let mut bytes = to_bytes(&obj)?;
         self.check_size(&bytes)?;
@@ -289,7 +291,7 @@ impl Storage {
                 return Err(StatusError::invalid(storage_info.group, storage_info.kind, name, causes));
             }
             if sub.is_none() {
-                crate::admission::validate(self, storage_info, &new, Some(&old)).await?;
+                crate::admission::validate(self, storage_info, &new, Some(&old), opts.user.as_ref()).await?;
             }
             // Unchanged objects are not written: the resourceVersion stays, nothing is sent.
             let mut compare_new = new.clone();

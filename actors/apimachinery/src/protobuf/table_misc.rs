@@ -1,4 +1,6 @@
 //! Protobuf field table for io.k8s.api.authorization.v1, io.k8s.api.authentication.v1,
+//! io.k8s.api.rbac.v1 (what `kubectl create role/clusterrole/rolebinding/clusterrolebinding`
+//! and `kubectl auth` send),
 //! io.k8s.api.events.v1, io.k8s.api.coordination.v1, io.k8s.api.scheduling.v1 (the
 //! PriorityClass `kubectl create priorityclass` sends).
 //! Syntax: see `schema.rs`.
@@ -22,7 +24,30 @@ message TokenRequestStatus
   1 token string !
   2 expirationTimestamp time !
 
+message SelfSubjectReview
+  1 metadata meta.ObjectMeta
+
 package authz io.k8s.api.authorization.v1
+message SubjectAccessReview
+  1 metadata meta.ObjectMeta
+  2 spec SubjectAccessReviewSpec !
+  3 status SubjectAccessReviewStatus
+message LocalSubjectAccessReview
+  1 metadata meta.ObjectMeta
+  2 spec SubjectAccessReviewSpec !
+  3 status SubjectAccessReviewStatus
+message SubjectAccessReviewSpec
+  1 resourceAttributes ResourceAttributes *
+  2 nonResourceAttributes NonResourceAttributes *
+  3 user string
+  4 groups []string
+  6 uid string
+message SelfSubjectRulesReview
+  1 metadata meta.ObjectMeta
+  2 spec SelfSubjectRulesReviewSpec !
+message SelfSubjectRulesReviewSpec
+  1 namespace string
+
 message FieldSelectorAttributes
   1 rawSelector string
   2 requirements []meta.FieldSelectorRequirement
@@ -96,4 +121,38 @@ message PriorityClass
   3 globalDefault bool
   4 description string
   5 preemptionPolicy string *
+
+package rbac io.k8s.api.rbac.v1
+message AggregationRule
+  1 clusterRoleSelectors []meta.LabelSelector
+message ClusterRole
+  1 metadata meta.ObjectMeta
+  2 rules []PolicyRule !
+  3 aggregationRule AggregationRule *
+message ClusterRoleBinding
+  1 metadata meta.ObjectMeta
+  2 subjects []Subject
+  3 roleRef RoleRef !
+message PolicyRule
+  1 verbs []string !
+  2 apiGroups []string
+  3 resources []string
+  4 resourceNames []string
+  5 nonResourceURLs []string
+message Role
+  1 metadata meta.ObjectMeta
+  2 rules []PolicyRule !
+message RoleBinding
+  1 metadata meta.ObjectMeta
+  2 subjects []Subject
+  3 roleRef RoleRef !
+message RoleRef
+  1 apiGroup string !
+  2 kind string !
+  3 name string !
+message Subject
+  1 kind string !
+  2 apiGroup string
+  3 name string !
+  4 namespace string
 "#;

@@ -17,6 +17,7 @@ mod corev1;
 mod event;
 mod pod;
 mod policy;
+mod rbac;
 mod scheduling;
 mod selector;
 mod storage;
@@ -119,6 +120,17 @@ static PRINTERS: &[Printer] = &[
     Printer::new("batch", "cronjobs", CRON_JOB_COLUMNS, batch::cron_job),
     Printer::new("autoscaling", "horizontalpodautoscalers", HPA_COLUMNS, autoscaling::horizontal_pod_autoscaler),
     Printer::new("", "resourcequotas", RESOURCE_QUOTA_COLUMNS, corev1::resource_quota),
+    Printer::new("rbac.authorization.k8s.io", "rolebindings", BINDING_COLUMNS, rbac::binding),
+    Printer::new("rbac.authorization.k8s.io", "clusterrolebindings", BINDING_COLUMNS, rbac::binding),
+];
+
+const BINDING_COLUMNS: &[Column] = &[
+    NAME,
+    col("Role", "string", "The role the binding grants, as kind/name."),
+    AGE,
+    wide("Users", "string", "Users the binding applies to."),
+    wide("Groups", "string", "Groups the binding applies to."),
+    wide("ServiceAccounts", "string", "ServiceAccounts the binding applies to, as namespace:name."),
 ];
 
 /// Upstream's default table, for resources without a printer of their own.

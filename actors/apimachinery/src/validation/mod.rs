@@ -25,6 +25,7 @@ pub mod names;
 mod pod;
 mod policy;
 mod quota;
+mod rbac;
 pub mod scheduling;
 mod service;
 mod storage;
@@ -74,6 +75,10 @@ enum Kind {
     PriorityClass,
     ResourceQuota,
     LimitRange,
+    Role,
+    ClusterRole,
+    RoleBinding,
+    ClusterRoleBinding,
 }
 
 fn kind_of(group: &str, kind: &str) -> Option<Kind> {
@@ -105,6 +110,10 @@ fn kind_of(group: &str, kind: &str) -> Option<Kind> {
         ("scheduling.k8s.io", "PriorityClass") => Kind::PriorityClass,
         ("" | "core", "ResourceQuota") => Kind::ResourceQuota,
         ("" | "core", "LimitRange") => Kind::LimitRange,
+        ("rbac.authorization.k8s.io", "Role") => Kind::Role,
+        ("rbac.authorization.k8s.io", "ClusterRole") => Kind::ClusterRole,
+        ("rbac.authorization.k8s.io", "RoleBinding") => Kind::RoleBinding,
+        ("rbac.authorization.k8s.io", "ClusterRoleBinding") => Kind::ClusterRoleBinding,
         _ => return None,
     };
     Some(k)
@@ -114,7 +123,16 @@ fn kind_of(group: &str, kind: &str) -> Option<Kind> {
 /// not know.
 pub fn is_namespaced(group: &str, kind: &str) -> Option<bool> {
     kind_of(group, kind).map(|k| {
-        !matches!(k, Kind::Namespace | Kind::Node | Kind::PersistentVolume | Kind::StorageClass | Kind::PriorityClass)
+        !matches!(
+            k,
+            Kind::Namespace
+                | Kind::Node
+                | Kind::PersistentVolume
+                | Kind::StorageClass
+                | Kind::PriorityClass
+                | Kind::ClusterRole
+                | Kind::ClusterRoleBinding
+        )
     })
 }
 
@@ -157,6 +175,10 @@ fn validate_kind(k: Kind, obj: &Value) -> Vec<Cause> {
         Kind::PriorityClass => scheduling::validate_priority_class(obj),
         Kind::ResourceQuota => quota::validate_resource_quota(obj),
         Kind::LimitRange => quota::validate_limit_range(obj),
+        Kind::Role => rbac::validate_role(obj, true),
+        Kind::ClusterRole => rbac::validate_role(obj, false),
+        Kind::RoleBinding => rbac::validate_binding(obj, true),
+        Kind::ClusterRoleBinding => rbac::validate_binding(obj, false),
     }
 }
 
@@ -200,7 +222,12 @@ pub fn validate_update(group: &str, kind: &str, new: &Value, old: &Value) -> Vec
         Kind::Job => batch::validate_job_update(new, old),
         Kind::CronJob => validate_kind(k, new),
         Kind::ResourceQuota => quota::validate_resource_quota_update(new, old),
-        Kind::LimitRange => validate_kind(k, new),
+        Kind::LimitRange | Kind::Role | Kind::ClusterRole => validate_kind(k, new),
+        Kind::RoleBinding | Kind::ClusterRoleBinding => {
+            let mut c = validate_kind(k, new);
+            c.extend(rbac::role_ref_immutable(new, old));
+            c
+        }
     });
     util::dedup(causes)
 }

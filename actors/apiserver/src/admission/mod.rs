@@ -112,9 +112,13 @@ pub async fn validate(
     info: &ResourceInfo,
     obj: &Value,
     old: Option<&Value>,
+    user: Option<&crate::authn::UserInfo>,
 ) -> Result<(), StatusError> {
     if (info.group, info.resource) == ("scheduling.k8s.io", "priorityclasses") {
         priority::validate_priority_class(storage, obj, old).await?;
+    }
+    if let (crate::authorization::rbac::GROUP, Some(user)) = (info.group, user) {
+        crate::authorization::escalation::check(&storage.cache, user, info.resource, obj)?;
     }
     Ok(())
 }

@@ -120,6 +120,9 @@ pub async fn serve(mut io: TcpStream, head: UpgradeHead, state: ApiState, ctx: S
         }
         let q = MultiQuery::parse(&head.query);
         let accepted = async {
+            let presented =
+                crate::authn::Presented::from_headers(head.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+            state.admit_stream(&presented, &namespace, &name, &sub)?;
             let pod = get_pod(&state, &namespace, &name).await?;
             if kind == "portforward" {
                 let target = portforward::accept(&head.method, &q, &pod)?;

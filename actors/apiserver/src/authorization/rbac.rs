@@ -1,0 +1,348 @@
+//! The RBAC authorizer (rbac.authorization.k8s.io/v1), as upstream's: a request is allowed
+//! when a rule of a role bound to the user covers it. ClusterRoleBindings grant their
+//! ClusterRole everywhere; a RoleBinding grants its Role, or the ClusterRole it names, in its
+//! own namespace only. Pure: roles and bindings come from a [`RoleSource`] (the API server's
+//! watch cache, or a fixed set in tests).
+
+use super::{Attributes, Authorizer, Decision};
+use crate::authn::{UserInfo, SERVICE_ACCOUNT_PREFIX};
+use serde_json::Value;
+use std::sync::Arc;
+
+pub const GROUP: &str = "rbac.authorization.k8s.io";
+
+/// Where roles and bindings are read from.
+pub trait RoleSource: Send + Sync {
+    fn cluster_role(&self, name: &str) -> Option<Arc<Value>>;
+    fn role(&self, namespace: &str, name: &str) -> Option<Arc<Value>>;
+    fn cluster_role_bindings(&self) -> Vec<Arc<Value>>;
+    fn role_bindings(&self, namespace: &str) -> Vec<Arc<Value>>;
+}
+
+/// One rule of a role (rbac/v1 PolicyRule), read from JSON.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyRule {
+    pub verbs: Vec<String>,
+    pub api_groups: Vec<String>,
+    pub resources: Vec<String>,
+    pub resource_names: Vec<String>,
+    pub non_resource_urls: Vec<String>,
+}
+
+fn strings(v: &Value, key: &str) -> Vec<String> {
+    v[key].as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect()).unwrap_or_default()
+}
+
+impl PolicyRule {
+    pub fn from_json(v: &Value) -> PolicyRule {
+        PolicyRule {
+            verbs: strings(v, "verbs"),
+            api_groups: strings(v, "apiGroups"),
+            resources: strings(v, "resources"),
+            resource_names: strings(v, "resourceNames"),
+            non_resource_urls: strings(v, "nonResourceURLs"),
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        let mut v = serde_json::json!({"verbs": self.verbs});
+        for (k, list) in [
+            ("apiGroups", &self.api_groups),
+            ("resources", &self.resources),
+            ("resourceNames", &self.resource_names),
+            ("nonResourceURLs", &self.non_resource_urls),
+        ] {
+            if !list.is_empty() {
+                v[k] = serde_json::json!(list);
+            }
+        }
+        v
+    }
+
+    /// Whether this rule allows the request (upstream's RuleAllows).
+    pub fn allows(&self, a: &Attributes) -> bool {
+        if !self.verb_matches(&a.verb) {
+            return false;
+        }
+        if !a.resource_request {
+            return self.non_resource_url_matches(&a.path);
+        }
+        self.api_group_matches(&a.api_group)
+            && self.resource_matches(&a.resource, &a.subresource)
+            && self.resource_name_matches(&a.name)
+    }
+
+    pub fn verb_matches(&self, verb: &str) -> bool {
+        self.verbs.iter().any(|v| v == "*" || v == verb)
+    }
+    pub fn api_group_matches(&self, group: &str) -> bool {
+        self.api_groups.iter().any(|g| g == "*" || g == group)
+    }
+    /// `pods`, `pods/log`, `*`, and `*/log` (any resource's log subresource).
+    pub fn resource_matches(&self, resource: &str, subresource: &str) -> bool {
+        let combined = if subresource.is_empty() { resource.to_string() } else { format!("{resource}/{subresource}") };
+        self.resources.iter().any(|r| {
+            r == "*" || *r == combined || (!subresource.is_empty() && r.strip_prefix("*/") == Some(subresource))
+        })
+    }
+    pub fn resource_name_matches(&self, name: &str) -> bool {
+        self.resource_names.is_empty() || self.resource_names.iter().any(|n| n == name)
+    }
+    /// `*`, an exact path, or a prefix ending in `*`.
+    pub fn non_resource_url_matches(&self, path: &str) -> bool {
+        self.non_resource_urls
+            .iter()
+            .any(|u| u == "*" || u == path || u.strip_suffix('*').is_some_and(|prefix| path.starts_with(prefix)))
+    }
+}
+
+/// Upstream's subject match: a User by name, a Group by membership, a ServiceAccount by its
+/// user name (its namespace defaults to the binding's).
+pub fn applies_to(subject: &Value, user: &UserInfo, binding_namespace: &str) -> bool {
+    let name = subject["name"].as_str().unwrap_or_default();
+    match subject["kind"].as_str() {
+        Some("User") => user.name == name,
+        Some("Group") => user.in_group(name),
+        Some("ServiceAccount") => {
+            let ns = subject["namespace"].as_str().filter(|n| !n.is_empty()).unwrap_or(binding_namespace);
+            user.name.strip_prefix(SERVICE_ACCOUNT_PREFIX).and_then(|rest| rest.split_once(':')) == Some((ns, name))
+        }
+        _ => false,
+    }
+}
+
+impl<T: RoleSource> RoleSource for Arc<T> {
+    fn cluster_role(&self, name: &str) -> Option<Arc<Value>> {
+        (**self).cluster_role(name)
+    }
+    fn role(&self, namespace: &str, name: &str) -> Option<Arc<Value>> {
+        (**self).role(namespace, name)
+    }
+    fn cluster_role_bindings(&self) -> Vec<Arc<Value>> {
+        (**self).cluster_role_bindings()
+    }
+    fn role_bindings(&self, namespace: &str) -> Vec<Arc<Value>> {
+        (**self).role_bindings(namespace)
+    }
+}
+
+pub struct Rbac<S> {
+    pub source: S,
+}
+
+impl<S: RoleSource> Rbac<S> {
+    /// The rules of the role a binding refers to (None: the role does not exist).
+    fn rules_of(&self, binding: &Value, namespace: &str) -> Option<Vec<PolicyRule>> {
+        let role_ref = &binding["roleRef"];
+        let name = role_ref["name"].as_str().unwrap_or_default();
+        let role = match role_ref["kind"].as_str() {
+            Some("ClusterRole") => self.source.cluster_role(name)?,
+            Some("Role") if !namespace.is_empty() => self.source.role(namespace, name)?,
+            _ => return None,
+        };
+        Some(role["rules"].as_array().map(|rs| rs.iter().map(PolicyRule::from_json).collect()).unwrap_or_default())
+    }
+
+    /// Calls `visit` with every rule the user holds in `namespace` (cluster-wide rules too;
+    /// "" for cluster scope) until it returns false (upstream's VisitRulesFor).
+    pub fn visit_rules(&self, user: &UserInfo, namespace: &str, visit: &mut dyn FnMut(&PolicyRule) -> bool) {
+        for b in self.source.cluster_role_bindings() {
+            if !subjects(&b).any(|s| applies_to(s, user, "")) {
+                continue;
+            }
+            for r in self.rules_of(&b, "").unwrap_or_default() {
+                if !visit(&r) {
+                    return;
+                }
+            }
+        }
+        if namespace.is_empty() {
+            return;
+        }
+        for b in self.source.role_bindings(namespace) {
+            if !subjects(&b).any(|s| applies_to(s, user, namespace)) {
+                continue;
+            }
+            for r in self.rules_of(&b, namespace).unwrap_or_default() {
+                if !visit(&r) {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Every rule the user holds in `namespace`.
+    pub fn rules_for(&self, user: &UserInfo, namespace: &str) -> Vec<PolicyRule> {
+        let mut out = Vec::new();
+        self.visit_rules(user, namespace, &mut |r| {
+            out.push(r.clone());
+            true
+        });
+        out
+    }
+}
+
+fn subjects(binding: &Value) -> impl Iterator<Item = &Value> {
+    binding["subjects"].as_array().into_iter().flatten()
+}
+
+impl<S: RoleSource> Authorizer for Rbac<S> {
+    fn authorize(&self, a: &Attributes) -> Decision {
+        let mut allowed = false;
+        self.visit_rules(&a.user, &a.namespace, &mut |r| {
+            allowed = r.allows(a);
+            !allowed
+        });
+        if allowed {
+            Decision::Allow("RBAC: allowed".into())
+        } else {
+            Decision::NoOpinion(String::new())
+        }
+    }
+}
+
+/// The watch cache as a [`RoleSource`]: reads are in-memory lookups of the cached objects.
+impl RoleSource for crate::cache::WatchCache {
+    fn cluster_role(&self, name: &str) -> Option<Arc<Value>> {
+        self.get(&(GROUP.into(), "clusterroles".into()), &(String::new(), name.into()))
+    }
+    fn role(&self, namespace: &str, name: &str) -> Option<Arc<Value>> {
+        self.get(&(GROUP.into(), "roles".into()), &(namespace.into(), name.into()))
+    }
+    fn cluster_role_bindings(&self) -> Vec<Arc<Value>> {
+        self.list(&(GROUP.into(), "clusterrolebindings".into()), None).0
+    }
+    fn role_bindings(&self, namespace: &str) -> Vec<Arc<Value>> {
+        self.list(&(GROUP.into(), "rolebindings".into()), Some(namespace)).0
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    /// A fixed set of roles and bindings.
+    #[derive(Default)]
+    pub(crate) struct Fixed {
+        pub objects: BTreeMap<(String, String, String), Arc<Value>>,
+    }
+
+    impl Fixed {
+        pub(crate) fn add(&mut self, resource: &str, obj: Value) -> &mut Self {
+            let ns = obj["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
+            let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            self.objects.insert((resource.into(), ns, name), Arc::new(obj));
+            self
+        }
+        pub(crate) fn cluster_role_of(&self, name: &str) -> Vec<PolicyRule> {
+            let r = self.cluster_role(name).expect("role exists");
+            r["rules"].as_array().into_iter().flatten().map(PolicyRule::from_json).collect()
+        }
+        fn of(&self, resource: &str, ns: &str) -> Vec<Arc<Value>> {
+            self.objects.iter().filter(|((r, n, _), _)| r == resource && n == ns).map(|(_, v)| v.clone()).collect()
+        }
+    }
+
+    impl RoleSource for Fixed {
+        fn cluster_role(&self, name: &str) -> Option<Arc<Value>> {
+            self.objects.get(&("clusterroles".into(), String::new(), name.into())).cloned()
+        }
+        fn role(&self, namespace: &str, name: &str) -> Option<Arc<Value>> {
+            self.objects.get(&("roles".into(), namespace.into(), name.into())).cloned()
+        }
+        fn cluster_role_bindings(&self) -> Vec<Arc<Value>> {
+            self.of("clusterrolebindings", "")
+        }
+        fn role_bindings(&self, namespace: &str) -> Vec<Arc<Value>> {
+            self.of("rolebindings", namespace)
+        }
+    }
+
+    pub(crate) fn fixture() -> Fixed {
+        let mut f = Fixed::default();
+        f.add("roles", json!({"metadata": {"name": "pod-reader", "namespace": "team-a"},
+            "rules": [{"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list"]}]}))
+            .add("roles", json!({"metadata": {"name": "one-cm", "namespace": "team-a"},
+                "rules": [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["settings"], "verbs": ["get", "update"]}]}))
+            .add("clusterroles", json!({"metadata": {"name": "deploy-admin"},
+                "rules": [{"apiGroups": ["apps"], "resources": ["*"], "verbs": ["*"]},
+                          {"apiGroups": ["*"], "resources": ["*/scale"], "verbs": ["get"]}]}))
+            .add("clusterroles", json!({"metadata": {"name": "health"},
+                "rules": [{"nonResourceURLs": ["/healthz", "/apis/*"], "verbs": ["get"]}]}))
+            .add("rolebindings", json!({"metadata": {"name": "alice-reads", "namespace": "team-a"},
+                "roleRef": {"apiGroup": GROUP, "kind": "Role", "name": "pod-reader"},
+                "subjects": [{"kind": "User", "apiGroup": GROUP, "name": "alice"},
+                             {"kind": "ServiceAccount", "name": "builder"}]}))
+            .add("rolebindings", json!({"metadata": {"name": "devs-cm", "namespace": "team-a"},
+                "roleRef": {"apiGroup": GROUP, "kind": "Role", "name": "one-cm"},
+                "subjects": [{"kind": "Group", "apiGroup": GROUP, "name": "devs"}]}))
+            .add("rolebindings", json!({"metadata": {"name": "bob-deploys", "namespace": "team-b"},
+                "roleRef": {"apiGroup": GROUP, "kind": "ClusterRole", "name": "deploy-admin"},
+                "subjects": [{"kind": "User", "apiGroup": GROUP, "name": "bob"}]}))
+            .add("clusterrolebindings", json!({"metadata": {"name": "health"},
+                "roleRef": {"apiGroup": GROUP, "kind": "ClusterRole", "name": "health"},
+                "subjects": [{"kind": "Group", "apiGroup": GROUP, "name": "system:authenticated"},
+                             {"kind": "ServiceAccount", "name": "ci", "namespace": "tools"}]}));
+        f
+    }
+
+    #[test]
+    fn rules_against_requests() {
+        let rbac = Rbac { source: fixture() };
+        let alice = UserInfo::new("alice", &["system:authenticated"]);
+        let bob = UserInfo::new("bob", &["system:authenticated"]);
+        let carol = UserInfo::new("carol", &["devs"]);
+        let builder = UserInfo::new("system:serviceaccount:team-a:builder", &[]);
+        let other_builder = UserInfo::new("system:serviceaccount:team-b:builder", &[]);
+        let ci = UserInfo::new("system:serviceaccount:tools:ci", &[]);
+        let r = |u: &UserInfo, verb: &str, group: &str, res: &str, ns: &str, name: &str| {
+            rbac.authorize(&Attributes::resource(u, verb, group, res, ns, name)).allowed()
+        };
+        let url =
+            |u: &UserInfo, verb: &str, path: &str| rbac.authorize(&Attributes::non_resource(u, verb, path)).allowed();
+        let cases: &[(bool, bool)] = &[
+            (r(&alice, "list", "", "pods", "team-a", ""), true),
+            (r(&alice, "get", "", "pods", "team-a", "web"), true),
+            (r(&alice, "get", "", "pods/log", "team-a", "web"), true),
+            (r(&alice, "get", "", "pods/exec", "team-a", "web"), false),
+            (r(&alice, "watch", "", "pods", "team-a", ""), false),
+            (r(&alice, "list", "", "pods", "default", ""), false),
+            (r(&alice, "list", "", "pods", "", ""), false),
+            (r(&alice, "list", "apps", "pods", "team-a", ""), false),
+            // ServiceAccount subjects default to the binding's namespace.
+            (r(&builder, "list", "", "pods", "team-a", ""), true),
+            (r(&other_builder, "list", "", "pods", "team-a", ""), false),
+            // resourceNames narrow a rule to named objects.
+            (r(&carol, "get", "", "configmaps", "team-a", "settings"), true),
+            (r(&carol, "get", "", "configmaps", "team-a", "other"), false),
+            (r(&carol, "list", "", "configmaps", "team-a", ""), false),
+            // A ClusterRole bound by a RoleBinding applies in that namespace only.
+            (r(&bob, "delete", "apps", "deployments", "team-b", "d"), true),
+            (r(&bob, "delete", "apps", "deployments", "team-a", "d"), false),
+            (r(&bob, "get", "", "replicationcontrollers/scale", "team-b", "rc"), true),
+            (r(&bob, "update", "", "replicationcontrollers/scale", "team-b", "rc"), false),
+            // Non-resource URLs: exact and trailing-* prefixes.
+            (url(&alice, "get", "/healthz"), true),
+            (url(&alice, "get", "/apis/apps/v1"), true),
+            (url(&alice, "get", "/api/v1"), false),
+            (url(&alice, "post", "/healthz"), false),
+            (url(&ci, "get", "/healthz"), true),
+            (url(&builder, "get", "/healthz"), false),
+        ];
+        for (i, (got, want)) in cases.iter().enumerate() {
+            assert_eq!(got, want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn privileged_group_first_then_rbac() {
+        let chain =
+            super::super::Union(vec![Box::new(super::super::PrivilegedGroup), Box::new(Rbac { source: fixture() })]);
+        let admin = crate::authn::cluster_admin();
+        assert!(chain.authorize(&Attributes::resource(&admin, "delete", "", "nodes", "", "n")).allowed());
+        let alice = UserInfo::new("alice", &[]);
+        assert!(!chain.authorize(&Attributes::resource(&alice, "delete", "", "nodes", "", "n")).allowed());
+    }
+}

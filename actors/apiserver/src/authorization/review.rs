@@ -1,0 +1,219 @@
+//! authorization.k8s.io/v1 access reviews and authentication.k8s.io/v1 SelfSubjectReview:
+//! create-only, never stored, answered by the authorizer (what `kubectl auth can-i` and
+//! `kubectl auth whoami` ask).
+
+use super::rbac::{Rbac, RoleSource};
+use super::{Attributes, Authorizer};
+use crate::authn::UserInfo;
+use crate::request::{ApiResponse, ResourcePath};
+use kubus_apimachinery::status::Cause;
+use kubus_apimachinery::StatusError;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// Whether a path is one of the review resources served here.
+pub fn is_review(p: &ResourcePath) -> bool {
+    matches!(
+        (p.group.as_str(), p.version.as_str(), p.resource.as_str()),
+        (
+            "authorization.k8s.io",
+            "v1",
+            "subjectaccessreviews"
+                | "localsubjectaccessreviews"
+                | "selfsubjectaccessreviews"
+                | "selfsubjectrulesreviews"
+        ) | ("authentication.k8s.io", "v1", "selfsubjectreviews")
+    )
+}
+
+/// Answers a review created by `user`.
+pub fn serve<S: RoleSource>(
+    authz: &dyn Authorizer,
+    rbac: &Rbac<S>,
+    user: &UserInfo,
+    method: &str,
+    p: &ResourcePath,
+    body: Value,
+) -> Result<ApiResponse, StatusError> {
+    let namespaced = p.resource == "localsubjectaccessreviews";
+    if method != "POST" || p.name.is_some() || p.namespace.is_some() != namespaced {
+        return Err(StatusError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({method})"
+        )));
+    }
+    let kind = match p.resource.as_str() {
+        "subjectaccessreviews" => "SubjectAccessReview",
+        "localsubjectaccessreviews" => "LocalSubjectAccessReview",
+        "selfsubjectaccessreviews" => "SelfSubjectAccessReview",
+        "selfsubjectrulesreviews" => "SelfSubjectRulesReview",
+        _ => "SelfSubjectReview",
+    };
+    let mut out = json!({"kind": kind, "apiVersion": format!("{}/{}", p.group, p.version),
+        "metadata": {"creationTimestamp": null}});
+    if !body["spec"].is_null() {
+        out["spec"] = body["spec"].clone();
+    }
+    let spec = &body["spec"];
+    match kind {
+        "SelfSubjectReview" => {
+            out["status"] = json!({"userInfo": user.to_json()});
+        }
+        "SelfSubjectRulesReview" => {
+            let ns = spec["namespace"].as_str().unwrap_or_default();
+            let rules = rbac.rules_for(user, ns);
+            let resource_rules: Vec<Value> = rules
+                .iter()
+                .filter(|r| r.non_resource_urls.is_empty())
+                .map(|r| {
+                    let mut v = json!({"verbs": r.verbs, "apiGroups": r.api_groups, "resources": r.resources});
+                    if !r.resource_names.is_empty() {
+                        v["resourceNames"] = json!(r.resource_names);
+                    }
+                    v
+                })
+                .collect();
+            let non_resource_rules: Vec<Value> = rules
+                .iter()
+                .filter(|r| !r.non_resource_urls.is_empty())
+                .map(|r| json!({"verbs": r.verbs, "nonResourceURLs": r.non_resource_urls}))
+                .collect();
+            out["status"] =
+                json!({"resourceRules": resource_rules, "nonResourceRules": non_resource_rules, "incomplete": false});
+        }
+        _ => {
+            let subject = match kind {
+                "SelfSubjectAccessReview" => user.clone(),
+                _ => subject_of(kind, spec)?,
+            };
+            let attrs = attributes_of(kind, &subject, spec, p.namespace.as_deref())?;
+            let d = authz.authorize(&attrs);
+            let mut status = json!({"allowed": d.allowed()});
+            if !d.reason().is_empty() {
+                status["reason"] = json!(d.reason());
+            }
+            if matches!(d, super::Decision::Deny(_)) {
+                status["denied"] = json!(true);
+            }
+            out["status"] = status;
+        }
+    }
+    Ok(ApiResponse::json(201, &out))
+}
+
+/// The user a SubjectAccessReview asks about.
+fn subject_of(kind: &str, spec: &Value) -> Result<UserInfo, StatusError> {
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array().into_iter().flatten().filter_map(|s| s.as_str().map(str::to_string)).collect()
+    };
+    let name = spec["user"].as_str().unwrap_or_default().to_string();
+    let groups = strings(&spec["groups"]);
+    if name.is_empty() && groups.is_empty() {
+        return Err(StatusError::invalid(
+            "authorization.k8s.io",
+            kind,
+            "",
+            vec![Cause::invalid("spec.user", &json!(""), "at least one of user or group must be specified")],
+        ));
+    }
+    let extra: BTreeMap<String, Vec<String>> =
+        spec["extra"].as_object().map(|m| m.iter().map(|(k, v)| (k.clone(), strings(v))).collect()).unwrap_or_default();
+    Ok(UserInfo { name, uid: spec["uid"].as_str().unwrap_or_default().to_string(), groups, extra })
+}
+
+fn attributes_of(kind: &str, user: &UserInfo, spec: &Value, path_ns: Option<&str>) -> Result<Attributes, StatusError> {
+    let (res, non_res) = (&spec["resourceAttributes"], &spec["nonResourceAttributes"]);
+    let invalid = |field: &str, msg: &str| {
+        StatusError::invalid("authorization.k8s.io", kind, "", vec![Cause::invalid(field, &Value::Null, msg)])
+    };
+    match (res.is_object(), non_res.is_object()) {
+        (true, true) => {
+            Err(invalid("spec.nonResourceAttributes", "cannot be specified in combination with resourceAttributes"))
+        }
+        (false, false) => Err(invalid(
+            "spec.resourceAttributes",
+            "exactly one of nonResourceAttributes or resourceAttributes must be specified",
+        )),
+        (false, true) => Ok(Attributes::non_resource(
+            user,
+            non_res["verb"].as_str().unwrap_or_default(),
+            non_res["path"].as_str().unwrap_or_default(),
+        )),
+        (true, false) => {
+            let s = |k: &str| res[k].as_str().unwrap_or_default();
+            if let Some(ns) = path_ns {
+                if s("namespace") != ns {
+                    return Err(StatusError::bad_request(format!(
+                        "spec.resourceAttributes.namespace must match namespace: {} {ns}",
+                        s("namespace")
+                    )));
+                }
+            }
+            let mut a = Attributes::resource(user, s("verb"), s("group"), s("resource"), s("namespace"), s("name"));
+            a.subresource = s("subresource").to_string();
+            a.api_version = s("version").to_string();
+            Ok(a)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authorization::rbac::tests::fixture;
+    use std::sync::Arc;
+
+    fn path(group: &str, resource: &str, ns: Option<&str>) -> ResourcePath {
+        ResourcePath {
+            group: group.into(),
+            version: "v1".into(),
+            namespace: ns.map(str::to_string),
+            resource: resource.into(),
+            name: None,
+            subresource: None,
+        }
+    }
+
+    fn body(r: &ApiResponse) -> Value {
+        match &r.body {
+            crate::request::Body::Full(b) => serde_json::from_slice(b).unwrap(),
+            _ => panic!("not a full body"),
+        }
+    }
+
+    #[test]
+    fn reviews_answer_from_the_authorizer() {
+        let source = Arc::new(fixture());
+        let chain = crate::authorization::chain(source.clone());
+        let rbac = Rbac { source };
+        let alice = UserInfo::new("alice", &["system:authenticated"]);
+        let ssar =
+            |ns: &str| json!({"spec": {"resourceAttributes": {"verb": "list", "resource": "pods", "namespace": ns}}});
+        let p = path("authorization.k8s.io", "selfsubjectaccessreviews", None);
+        let r = serve(&chain, &rbac, &alice, "POST", &p, ssar("team-a")).unwrap();
+        assert_eq!(r.status, 201);
+        assert_eq!(body(&r)["status"]["allowed"], true);
+        let r = serve(&chain, &rbac, &alice, "POST", &p, ssar("default")).unwrap();
+        assert_eq!(body(&r)["status"]["allowed"], false);
+
+        let p = path("authorization.k8s.io", "subjectaccessreviews", None);
+        let sar = json!({"spec": {"user": "bob", "resourceAttributes": {"verb": "delete", "group": "apps", "resource": "deployments", "namespace": "team-b"}}});
+        assert_eq!(body(&serve(&chain, &rbac, &alice, "POST", &p, sar).unwrap())["status"]["allowed"], true);
+        let e = serve(&chain, &rbac, &alice, "POST", &p, json!({"spec": {"user": "bob"}})).err().unwrap();
+        assert_eq!(e.code, 422);
+
+        let p = path("authorization.k8s.io", "localsubjectaccessreviews", Some("team-a"));
+        let e = serve(&chain, &rbac, &alice, "POST", &p, json!({"spec": {"user": "alice", "resourceAttributes": {"verb": "get", "resource": "pods", "namespace": "x"}}}))
+            .err()
+            .unwrap();
+        assert_eq!(e.code, 400);
+
+        let p = path("authorization.k8s.io", "selfsubjectrulesreviews", None);
+        let r = body(&serve(&chain, &rbac, &alice, "POST", &p, json!({"spec": {"namespace": "team-a"}})).unwrap());
+        assert_eq!(r["status"]["resourceRules"][0]["resources"], json!(["pods", "pods/log"]));
+        assert_eq!(r["status"]["nonResourceRules"][0]["nonResourceURLs"], json!(["/healthz", "/apis/*"]));
+
+        let p = path("authentication.k8s.io", "selfsubjectreviews", None);
+        let r = body(&serve(&chain, &rbac, &alice, "POST", &p, json!({})).unwrap());
+        assert_eq!(r["status"]["userInfo"], json!({"username": "alice", "groups": ["system:authenticated"]}));
+    }
+}
