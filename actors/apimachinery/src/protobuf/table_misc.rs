@@ -26,6 +26,13 @@ message TokenRequestStatus
 
 message SelfSubjectReview
   1 metadata meta.ObjectMeta
+  2 status SelfSubjectReviewStatus
+message SelfSubjectReviewStatus
+  1 userInfo UserInfo
+message UserInfo
+  1 username string
+  2 uid string
+  3 groups []string
 
 package authz io.k8s.api.authorization.v1
 message SubjectAccessReview
@@ -45,6 +52,20 @@ message SubjectAccessReviewSpec
 message SelfSubjectRulesReview
   1 metadata meta.ObjectMeta
   2 spec SelfSubjectRulesReviewSpec !
+  3 status SubjectRulesReviewStatus
+message SubjectRulesReviewStatus
+  1 resourceRules []ResourceRule !
+  2 nonResourceRules []NonResourceRule !
+  3 incomplete bool !
+  4 evaluationError string
+message ResourceRule
+  1 verbs []string !
+  2 apiGroups []string
+  3 resources []string
+  4 resourceNames []string
+message NonResourceRule
+  1 verbs []string !
+  2 nonResourceURLs []string
 message SelfSubjectRulesReviewSpec
   1 namespace string
 

@@ -1,0 +1,125 @@
+//! RBAC with the real kubectl (issue #13's authorization): roles and bindings made with
+//! `kubectl create`, enforced for an impersonated user (`--as`) with upstream's 403 messages,
+//! `kubectl auth can-i` (incl. `--list`) and `kubectl auth whoami` answered by the authorizer,
+//! an escalation refused, the default roles reconciled and aggregated at start, and the
+//! binding tables as upstream prints them.
+
+mod common;
+use common::Cluster;
+
+#[test]
+fn roles_bindings_impersonation_reviews_and_escalation() {
+    let c = Cluster::start("rbac");
+    c.kubectl(&["create", "namespace", "team-a"]).expect_ok();
+    // kubectl's generators send protobuf.
+    c.kubectl(&["create", "role", "pod-reader", "--verb=get,list", "--resource=pods", "-n", "team-a"]).expect_ok();
+    c.kubectl(&["create", "rolebinding", "alice-reads", "--role=pod-reader", "--user=alice", "-n", "team-a"])
+        .expect_ok();
+    c.kubectl(&["create", "clusterrole", "node-viewer", "--verb=get,list,watch", "--resource=nodes"]).expect_ok();
+    c.kubectl(&["create", "clusterrolebinding", "ops-view-nodes", "--clusterrole=node-viewer", "--group=ops"])
+        .expect_ok();
+
+    // The user may do what the role grants where it is bound, and nothing else.
+    c.kubectl(&["get", "pods", "-n", "team-a", "--as=alice"]).expect_ok();
+    c.kubectl(&["get", "pods", "-n", "default", "--as=alice"]).expect_err(
+        r#"Error from server (Forbidden): pods is forbidden: User "alice" cannot list resource "pods" in API group "" in the namespace "default""#,
+    );
+    c.kubectl(&["get", "nodes", "--as=alice"]).expect_err(
+        r#"nodes is forbidden: User "alice" cannot list resource "nodes" in API group "" at the cluster scope"#,
+    );
+    c.kubectl(&["delete", "pod", "web", "-n", "team-a", "--as=alice"]).expect_err(
+        r#"pods "web" is forbidden: User "alice" cannot delete resource "pods" in API group "" in the namespace "team-a""#,
+    );
+    // Groups come from --as-group; a ClusterRoleBinding applies everywhere.
+    c.kubectl(&["get", "nodes", "--as=bob", "--as-group=ops"]).expect_ok();
+    c.kubectl(&["get", "nodes", "--as=bob"]).expect_err("User \"bob\" cannot list resource \"nodes\"");
+
+    // can-i answers as the authorizer decides.
+    let yes = c.kubectl(&["auth", "can-i", "list", "pods", "-n", "team-a", "--as=alice"]).expect_ok();
+    assert_eq!(yes.trim(), "yes");
+    let no = c.kubectl(&["auth", "can-i", "list", "pods", "-n", "default", "--as=alice"]);
+    assert!(!no.ok && no.stdout.trim() == "no", "{} {}", no.stdout, no.stderr);
+    let list = c.kubectl(&["auth", "can-i", "--list", "-n", "team-a", "--as=alice"]).expect_ok();
+    assert!(list.lines().any(|l| l.starts_with("pods ") && l.contains("[get list]")), "{list}");
+    assert!(list.lines().any(|l| l.starts_with("selfsubjectaccessreviews.authorization.k8s.io")), "{list}");
+    let admin_can = c.kubectl(&["auth", "can-i", "delete", "nodes"]).expect_ok();
+    assert_eq!(admin_can.trim(), "yes");
+
+    // whoami: the admin stand-in, and the impersonated user.
+    let me = c.kubectl(&["auth", "whoami"]).expect_ok();
+    assert!(me.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["Username", "kubernetes-admin"]), "{me}");
+    assert!(me.contains("[system:masters system:authenticated]"), "{me}");
+    let alice = c.kubectl(&["auth", "whoami", "--as=alice"]).expect_ok();
+    assert!(alice.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["Username", "alice"]), "{alice}");
+    assert!(alice.contains("[system:authenticated]"), "{alice}");
+
+    // Escalation: alice may write roles in team-a, but not grant what she does not hold.
+    c.kubectl(&[
+        "create",
+        "role",
+        "role-writer",
+        "--verb=create,update,get",
+        "--resource=roles.rbac.authorization.k8s.io",
+        "-n",
+        "team-a",
+    ])
+    .expect_ok();
+    c.kubectl(&["create", "rolebinding", "alice-writes-roles", "--role=role-writer", "--user=alice", "-n", "team-a"])
+        .expect_ok();
+    c.kubectl(&["create", "role", "modest", "--verb=get", "--resource=pods", "-n", "team-a", "--as=alice"]).expect_ok();
+    let refused = c
+        .kubectl(&["create", "role", "greedy", "--verb=delete", "--resource=pods,secrets", "-n", "team-a", "--as=alice"])
+        .expect_err(r#"roles.rbac.authorization.k8s.io "greedy" is forbidden: user "alice" (groups=["system:authenticated"]) is attempting to grant RBAC permissions not currently held:"#);
+    assert!(refused.contains(r#"{APIGroups:[""], Resources:["pods"], Verbs:["delete"]}"#), "{refused}");
+    // Binding a role needs its permissions too.
+    c.kubectl(&["create", "role", "secret-reader", "--verb=get", "--resource=secrets", "-n", "team-a"]).expect_ok();
+    c.kubectl(&[
+        "create",
+        "clusterrole",
+        "rb-writer",
+        "--verb=create",
+        "--resource=rolebindings.rbac.authorization.k8s.io",
+    ])
+    .expect_ok();
+    c.kubectl(&["create", "rolebinding", "alice-binds", "--clusterrole=rb-writer", "--user=alice", "-n", "team-a"])
+        .expect_ok();
+    c.kubectl(&[
+        "create",
+        "rolebinding",
+        "eve-secrets",
+        "--role=secret-reader",
+        "--user=eve",
+        "-n",
+        "team-a",
+        "--as=alice",
+    ])
+    .expect_err("is attempting to grant RBAC permissions not currently held");
+    c.kubectl(&["create", "rolebinding", "eve-pods", "--role=pod-reader", "--user=eve", "-n", "team-a", "--as=alice"])
+        .expect_ok();
+
+    // Tables as upstream's printers.
+    let wide = c.kubectl(&["get", "rolebindings", "-n", "team-a", "-o", "wide"]).expect_ok();
+    let header: Vec<&str> = wide.lines().next().unwrap_or_default().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "ROLE", "AGE", "USERS", "GROUPS", "SERVICEACCOUNTS"], "{wide}");
+    assert!(
+        wide.lines().any(|l| l.starts_with("alice-reads") && l.contains("Role/pod-reader") && l.contains("alice")),
+        "{wide}"
+    );
+    let roles = c.kubectl(&["get", "roles", "-n", "team-a"]).expect_ok();
+    let header: Vec<&str> = roles.lines().next().unwrap_or_default().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "CREATED", "AT"], "{roles}");
+
+    // The defaults: cluster-admin bound to system:masters, admin/edit/view aggregated.
+    let crb = c.get_json(&["clusterrolebinding", "cluster-admin"]);
+    assert_eq!(crb["subjects"][0]["name"], "system:masters");
+    let admin = c.get_json(&["clusterrole", "admin"]);
+    let rules = admin["rules"].as_array().cloned().unwrap_or_default();
+    assert!(
+        rules.iter().any(|r| r["resources"].as_array().is_some_and(|rs| rs.iter().any(|x| x == "pods/log"))),
+        "{admin}"
+    );
+    assert!(
+        rules.iter().any(|r| r["resources"].as_array().is_some_and(|rs| rs.iter().any(|x| x == "rolebindings"))),
+        "{admin}"
+    );
+}
