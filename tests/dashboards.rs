@@ -65,12 +65,8 @@ fn every_dashboard_panel_has_data_and_the_right_values() {
     // A second node agent in its own process, with its own /metrics.
     let names = NodeNames::new();
     let agent_addr = format!("127.0.0.1:{}", free_port());
-    // On this one host its pods take a range of their own (one host, one agent per range).
-    let agent = NodeAgent::start_with(
-        &c,
-        names.clone(),
-        &["--metrics-bind-address", &agent_addr, "--node-cluster-cidr", &names.cluster_cidr],
-    );
+    // On this one host its pods take a range of their own (the harness gives each agent one).
+    let agent = NodeAgent::start_with(&c, names.clone(), &["--metrics-bind-address", &agent_addr]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
     while c.node_ready_status(&names.node_name) != "True" {
         assert!(std::time::Instant::now() < deadline, "the second node is not Ready:\n{}", agent.log());

@@ -91,8 +91,8 @@ fn kubectl_top_and_the_nodes_cadvisor_series() {
     let c = Cluster::start("node-metrics");
     let names = NodeNames::new();
     let addr = format!("127.0.0.1:{}", free_port());
-    let _agent = NodeAgent::start_with(&c, names.clone(), &["--metrics-bind-address", &addr]);
-    eventually(90, || (c.node_ready_status(&names.node_name) == "True").then_some(()));
+    let agent = NodeAgent::start_with(&c, names.clone(), &["--metrics-bind-address", &addr]);
+    agent.wait_ready(&c, 90);
     let (code, body) = eventually(20, || http_get(&addr, "/healthz"));
     assert_eq!((code, body.as_str()), (200, "ok"));
 

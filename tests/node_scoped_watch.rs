@@ -24,7 +24,7 @@ fn a_node_agent_holds_only_its_own_pods() {
     let metrics_addr = format!("127.0.0.1:{}", free_port());
     let agent = NodeAgent::start_with(&c, names.clone(), &["--metrics-bind-address", &metrics_addr]);
     let node = names.node_name.clone();
-    eventually(60, || (c.node_ready_status(&node) == "True").then_some(()));
+    agent.wait_ready(&c, 60);
     let agent_pods = || host_get(&format!("http://{metrics_addr}/metrics")).as_deref().and_then(informer_pods);
 
     // A few hundred pods on the simulated nodes, none on the real one.

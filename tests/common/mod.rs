@@ -494,6 +494,10 @@ impl NodeAgent {
             .arg(self.dir.join("node"))
             .args(self.names.flags(&self.dir))
             .args(["--pod-cidr", &self.names.pod_cidr, "--service-cidr", &self.names.service_cidr])
+            // A pod range of this test's own: agents of tests running at once share the host,
+            // which refuses overlapping ranges (the cluster's published default is the same
+            // for every test cluster).
+            .args(["--node-cluster-cidr", &self.names.cluster_cidr])
             .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -518,6 +522,21 @@ impl NodeAgent {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
+    }
+
+    /// Waits until the agent's Node is Ready; fails with the end of the agent's log.
+    #[track_caller]
+    pub fn wait_ready(&self, cluster: &Cluster, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while cluster.node_ready_status(&self.names.node_name) != "True" {
+            if Instant::now() >= deadline {
+                let log = self.log();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                panic!("node {} not Ready within {secs}s; agent log:\n{}", self.names.node_name, tail.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 }
 

@@ -186,7 +186,7 @@ fn claim_as(dir: &Path, holder: &str, want: &HostResources<'_>) -> Result<Claims
     }
     exclusive("cgroup", "host", cgroup, format!("cgroup root {cgroup}"), CGROUP_HINT)?;
     for (kind, range, hint) in [
-        ("pods", want.pod_range, "pass --cluster-cidr CIDR that does not overlap it"),
+        ("pods", want.pod_range, "give this cluster a pod range that does not overlap it (kubus up --cluster-cidr, kubus node --node-cluster-cidr)"),
         ("services", want.service_range, "pass --service-cidr CIDR that does not overlap it"),
     ] {
         let Some(range) = range else { continue };
