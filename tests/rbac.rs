@@ -1,8 +1,9 @@
 //! RBAC with the real kubectl (issue #13's authorization): roles and bindings made with
 //! `kubectl create`, enforced for an impersonated user (`--as`) with upstream's 403 messages,
 //! `kubectl auth can-i` (incl. `--list`) and `kubectl auth whoami` answered by the authorizer,
-//! an escalation refused, the default roles reconciled and aggregated at start, and the
-//! binding tables as upstream prints them.
+//! an escalation refused, the default roles reconciled and aggregated at start, roles labelled
+//! for aggregation later folded in by the controller manager, and the binding tables as
+//! upstream prints them.
 
 mod common;
 use common::Cluster;
@@ -122,4 +123,28 @@ fn roles_bindings_impersonation_reviews_and_escalation() {
         rules.iter().any(|r| r["resources"].as_array().is_some_and(|rs| rs.iter().any(|x| x == "rolebindings"))),
         "{admin}"
     );
+
+    // Aggregation after start (the controller manager's clusterrole-aggregation controller):
+    // a role labelled aggregate-to-view joins view's rules, and leaves them with the label.
+    c.kubectl(&["create", "rolebinding", "bob-views", "--clusterrole=view", "--user=bob", "-n", "team-a"]).expect_ok();
+    // (Upstream's view already reads cronjobs; it lacks leases.)
+    let can_list_leases = || {
+        let r = c.kubectl(&["auth", "can-i", "list", "leases.coordination.k8s.io", "-n", "team-a", "--as=bob"]);
+        r.stdout.trim() == "yes"
+    };
+    c.kubectl(&["create", "clusterrole", "lease-viewer", "--verb=get,list", "--resource=leases.coordination.k8s.io"])
+        .expect_ok();
+    assert!(!can_list_leases(), "view lacks leases before the label");
+    c.kubectl(&["label", "clusterrole", "lease-viewer", "rbac.authorization.k8s.io/aggregate-to-view=true"])
+        .expect_ok();
+    common::eventually(10, || can_list_leases().then_some(()));
+    // view is aggregated into edit, edit into admin.
+    let lease_rule =
+        serde_json::json!({"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "list"]});
+    common::eventually(10, || {
+        let admin = c.get_json(&["clusterrole", "admin"]);
+        admin["rules"].as_array()?.contains(&lease_rule).then_some(())
+    });
+    c.kubectl(&["label", "clusterrole", "lease-viewer", "rbac.authorization.k8s.io/aggregate-to-view-"]).expect_ok();
+    common::eventually(10, || (!can_list_leases()).then_some(()));
 }

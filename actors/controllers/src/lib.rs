@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod adoption;
+pub mod clusterroleaggregation;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
@@ -169,6 +170,14 @@ impl ControllerManager {
             ("kcm-gc", garbagecollector::run(client("garbagecollector"), factory, c.concurrent_gc_syncs)),
             ("kcm-endpoints", endpoints::run(client("endpoints"), factory, c.concurrent_endpoint_syncs)),
             ("kcm-nodelife", nodelifecycle::run(client("nodelifecycle"), factory, c.node_monitor_grace_period)),
+            (
+                "kcm-crole-agg",
+                clusterroleaggregation::run(
+                    client("clusterrole-aggregation-controller"),
+                    factory,
+                    clusterroleaggregation::WORKERS,
+                ),
+            ),
         ];
         if let Some(cidr) = c.cluster_cidr {
             controllers.push(("kcm-nodeipam", nodeipam::run(client("nodeipam"), factory, cidr)));
