@@ -9,6 +9,10 @@
 //! event younger than [`EVENT_FRESH_DURATION`] (upstream's `eventFreshDuration`), at least
 //! [`RING_LOWER_BOUND`] events whatever their age, and never more than the configured upper
 //! bound.
+//!
+//! A resource may carry secondary indexes ([`WatchCache::add_index`], upstream's cacher
+//! indexers): values an object is filed under, kept with every change under the cache's lock,
+//! so a lookup by value costs the objects filed under it rather than a scan of the resource.
 
 use crate::error::{OrStatus, Target};
 use crate::metrics;
@@ -17,7 +21,7 @@ use futures::StreamExt;
 use kubus_apimachinery::StatusError;
 use kubus_bus::{EventType, Key, Store, StoreError};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, watch};
@@ -80,6 +84,42 @@ impl Ring {
     }
 }
 
+/// The values an object is filed under in an index.
+pub type IndexFn = fn(&Value) -> Vec<String>;
+
+/// One secondary index of a resource: value -> keys of the objects filed under it.
+struct Index {
+    name: &'static str,
+    func: IndexFn,
+    entries: HashMap<String, BTreeSet<ObjKey>>,
+}
+
+impl Index {
+    fn add(&mut self, key: &ObjKey, obj: &Value) {
+        for v in (self.func)(obj) {
+            self.entries.entry(v).or_default().insert(key.clone());
+        }
+    }
+
+    fn remove(&mut self, key: &ObjKey, obj: &Value) {
+        for v in (self.func)(obj) {
+            if let Some(keys) = self.entries.get_mut(&v) {
+                keys.remove(key);
+                if keys.is_empty() {
+                    self.entries.remove(&v);
+                }
+            }
+        }
+    }
+
+    fn rebuild(&mut self, objects: Option<&BTreeMap<ObjKey, Arc<Value>>>) {
+        self.entries.clear();
+        for (k, v) in objects.into_iter().flatten() {
+            self.add(k, v);
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
     objects: HashMap<Gr, BTreeMap<ObjKey, Arc<Value>>>,
@@ -88,6 +128,7 @@ struct State {
     /// The revision of the last relist: no resource's history goes further back.
     listed_at: u64,
     synced: bool,
+    indexes: HashMap<Gr, Vec<Index>>,
     /// Deleted objects whose tombstones the compactor will purge, oldest first.
     tombstones: VecDeque<(Instant, Key, u64)>,
 }
@@ -213,6 +254,28 @@ impl WatchCache {
         (items, state.revision)
     }
 
+    /// Files the resource's objects under the values `func` gives, from now on (upstream's
+    /// cacher indexers); looked up with [`WatchCache::by_index`].
+    pub fn add_index(&self, gr: &Gr, name: &'static str, func: IndexFn) {
+        let mut state = self.state.write().expect("cache lock");
+        let mut index = Index { name, func, entries: HashMap::new() };
+        index.rebuild(state.objects.get(gr));
+        state.indexes.entry(gr.clone()).or_default().push(index);
+    }
+
+    /// The objects of a resource filed under any of `values` in the index `name`, each once,
+    /// in key order (none if the index does not exist).
+    pub fn by_index(&self, gr: &Gr, name: &str, values: &[String]) -> Vec<Arc<Value>> {
+        let state = self.state.read().expect("cache lock");
+        let (Some(index), Some(objects)) =
+            (state.indexes.get(gr).and_then(|ix| ix.iter().find(|i| i.name == name)), state.objects.get(gr))
+        else {
+            return Vec::new();
+        };
+        let keys: BTreeSet<&ObjKey> = values.iter().filter_map(|v| index.entries.get(v)).flatten().collect();
+        keys.into_iter().filter_map(|k| objects.get(k).cloned()).collect()
+    }
+
     /// Objects of a resource as they were at `revision`, rebuilt by undoing newer events.
     pub fn list_at(&self, gr: &Gr, namespace: Option<&str>, revision: u64) -> Result<Vec<Arc<Value>>, StatusError> {
         let state = self.state.read().expect("cache lock");
@@ -301,7 +364,7 @@ impl WatchCache {
 
     /// Refills the cache from a listing; the tombstones it found are compacted a retention
     /// from now (their age is not known).
-    fn replace(&self, objects: Vec<kubus_bus::Object>, tombstones: Vec<(Key, u64)>, revision: u64) {
+    pub(crate) fn replace(&self, objects: Vec<kubus_bus::Object>, tombstones: Vec<(Key, u64)>, revision: u64) {
         let mut map: HashMap<Gr, BTreeMap<ObjKey, Arc<Value>>> = HashMap::new();
         for o in objects {
             match with_revision(&o.value, o.revision) {
@@ -315,6 +378,10 @@ impl WatchCache {
         }
         let mut state = self.state.write().expect("cache lock");
         state.objects = map;
+        let State { objects, indexes, .. } = &mut *state;
+        for (gr, list) in indexes.iter_mut() {
+            list.iter_mut().for_each(|i| i.rebuild(objects.get(gr)));
+        }
         let now = Instant::now();
         let queued: std::collections::HashSet<u64> = state.tombstones.iter().map(|(_, _, rev)| *rev).collect();
         let found: Vec<(Instant, Key, u64)> =
@@ -348,6 +415,16 @@ impl WatchCache {
             EventType::Deleted => objects.remove(&key),
             _ => objects.insert(key.clone(), object.clone()),
         };
+        if let Some(indexes) = state.indexes.get_mut(&gr) {
+            for index in indexes {
+                if let Some(prev) = &prev {
+                    index.remove(&key, prev);
+                }
+                if ev.kind != EventType::Deleted {
+                    index.add(&key, &object);
+                }
+            }
+        }
         if ev.kind == EventType::Deleted {
             state.tombstones.push_back((Instant::now(), ev.key.clone(), ev.revision));
         }
@@ -565,6 +642,46 @@ mod tests {
         let nodes = (String::new(), "nodes".to_string());
         assert!(cache.subscribe(&nodes, Start::After(1), None).unwrap().0.is_empty());
         assert_eq!(cache.subscribe(&nodes, Start::After(0), None).err().unwrap().code, 410);
+    }
+
+    #[test]
+    fn indexes_follow_every_change() {
+        let cache = WatchCache::new(100);
+        let cms = (String::new(), "configmaps".to_string());
+        let owner = |v: &Value| v["data"]["owner"].as_str().map(str::to_string).into_iter().collect();
+        let cm = |name: &str, owner: &str, rev: u64| kubus_bus::Object {
+            key: Key::new("", "configmaps", Some("default"), name),
+            revision: rev,
+            value: bytes::Bytes::from(format!(
+                r#"{{"metadata":{{"name":"{name}","namespace":"default"}},"data":{{"owner":"{owner}"}}}}"#
+            )),
+        };
+        cache.replace(vec![cm("a", "ann", 1), cm("b", "bob", 2)], Vec::new(), 2);
+        // Added after the objects: it is built from them.
+        cache.add_index(&cms, "owner", owner);
+        let names = |owners: &[&str]| -> Vec<String> {
+            let owners: Vec<String> = owners.iter().map(|s| s.to_string()).collect();
+            cache
+                .by_index(&cms, "owner", &owners)
+                .iter()
+                .map(|o| o["metadata"]["name"].as_str().unwrap().into())
+                .collect()
+        };
+        assert_eq!(names(&["ann"]), ["a"]);
+        let as_event =
+            |kind, o: kubus_bus::Object| kubus_bus::Event { kind, key: o.key, revision: o.revision, value: o.value };
+        cache.apply(as_event(EventType::Added, cm("c", "ann", 3)));
+        cache.apply(as_event(EventType::Modified, cm("a", "bob", 4)));
+        assert_eq!(names(&["ann"]), ["c"]);
+        assert_eq!(names(&["bob", "ann"]), ["a", "b", "c"], "each once, in key order");
+        cache.apply(as_event(EventType::Deleted, cm("b", "bob", 5)));
+        assert_eq!(names(&["bob"]), ["a"]);
+        assert!(names(&["nobody"]).is_empty());
+        // A relist refiles everything.
+        cache.replace(vec![cm("z", "zed", 9)], Vec::new(), 9);
+        assert!(names(&["bob"]).is_empty());
+        assert_eq!(names(&["zed"]), ["z"]);
+        assert!(cache.by_index(&cms, "missing", &["zed".into()]).is_empty());
     }
 
     #[test]

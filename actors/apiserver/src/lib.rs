@@ -105,6 +105,7 @@ impl ApiServer {
     ) -> Result<ApiServer, ApiServerError> {
         metrics::register();
         let cache = cache::WatchCache::new(config.watch_cache_events);
+        authorization::rbac::index_bindings(&cache);
         state_metrics::StateMetrics::register(cache.clone());
         let feeder = {
             let (cache, store) = (cache.clone(), store.clone());

@@ -2,7 +2,9 @@
 //! when a rule of a role bound to the user covers it. ClusterRoleBindings grant their
 //! ClusterRole everywhere; a RoleBinding grants its Role, or the ClusterRole it names, in its
 //! own namespace only. Pure: roles and bindings come from a [`RoleSource`] (the API server's
-//! watch cache, or a fixed set in tests).
+//! watch cache, or a fixed set in tests). The watch cache files bindings by subject
+//! ([`SUBJECT_INDEX`]), so a check reads only the bindings naming the user, its groups or its
+//! ServiceAccount, not every binding of the cluster.
 
 use super::{Attributes, Authorizer, Decision};
 use crate::authn::{UserInfo, SERVICE_ACCOUNT_PREFIX};
@@ -15,8 +17,54 @@ pub const GROUP: &str = "rbac.authorization.k8s.io";
 pub trait RoleSource: Send + Sync {
     fn cluster_role(&self, name: &str) -> Option<Arc<Value>>;
     fn role(&self, namespace: &str, name: &str) -> Option<Arc<Value>>;
-    fn cluster_role_bindings(&self) -> Vec<Arc<Value>>;
-    fn role_bindings(&self, namespace: &str) -> Vec<Arc<Value>>;
+    /// The ClusterRoleBindings that may name the user (at least every one that does; each is
+    /// still matched subject by subject).
+    fn cluster_role_bindings(&self, user: &UserInfo) -> Vec<Arc<Value>>;
+    /// The same for the RoleBindings of a namespace.
+    fn role_bindings(&self, namespace: &str, user: &UserInfo) -> Vec<Arc<Value>>;
+}
+
+/// The watch cache's index of bindings by subject.
+pub const SUBJECT_INDEX: &str = "subject";
+
+/// The values a binding is filed under: `<binding namespace>/<kind>:<subject>` per subject,
+/// a ServiceAccount as `ServiceAccount:<namespace>:<name>` (its namespace defaulting to the
+/// binding's, as [`applies_to`] reads it).
+pub fn binding_subject_index(binding: &Value) -> Vec<String> {
+    let ns = binding["metadata"]["namespace"].as_str().unwrap_or_default();
+    let mut out: Vec<String> = subjects(binding)
+        .filter_map(|s| {
+            let name = s["name"].as_str()?;
+            Some(match s["kind"].as_str()? {
+                "ServiceAccount" => {
+                    let sa_ns = s["namespace"].as_str().filter(|n| !n.is_empty()).unwrap_or(ns);
+                    format!("{ns}/ServiceAccount:{sa_ns}:{name}")
+                }
+                kind => format!("{ns}/{kind}:{name}"),
+            })
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The index values under which the bindings of `namespace` ("" for ClusterRoleBindings)
+/// that name the user are filed.
+pub fn user_subject_index(user: &UserInfo, namespace: &str) -> Vec<String> {
+    let mut out = vec![format!("{namespace}/User:{}", user.name)];
+    out.extend(user.groups.iter().map(|g| format!("{namespace}/Group:{g}")));
+    if let Some((sa_ns, name)) = user.name.strip_prefix(SERVICE_ACCOUNT_PREFIX).and_then(|r| r.split_once(':')) {
+        out.push(format!("{namespace}/ServiceAccount:{sa_ns}:{name}"));
+    }
+    out
+}
+
+/// Files the watch cache's bindings by subject (see [`binding_subject_index`]).
+pub fn index_bindings(cache: &crate::cache::WatchCache) {
+    for resource in ["clusterrolebindings", "rolebindings"] {
+        cache.add_index(&(GROUP.into(), resource.into()), SUBJECT_INDEX, binding_subject_index);
+    }
 }
 
 /// One rule of a role (rbac/v1 PolicyRule), read from JSON.
@@ -118,11 +166,11 @@ impl<T: RoleSource> RoleSource for Arc<T> {
     fn role(&self, namespace: &str, name: &str) -> Option<Arc<Value>> {
         (**self).role(namespace, name)
     }
-    fn cluster_role_bindings(&self) -> Vec<Arc<Value>> {
-        (**self).cluster_role_bindings()
+    fn cluster_role_bindings(&self, user: &UserInfo) -> Vec<Arc<Value>> {
+        (**self).cluster_role_bindings(user)
     }
-    fn role_bindings(&self, namespace: &str) -> Vec<Arc<Value>> {
-        (**self).role_bindings(namespace)
+    fn role_bindings(&self, namespace: &str, user: &UserInfo) -> Vec<Arc<Value>> {
+        (**self).role_bindings(namespace, user)
     }
 }
 
@@ -146,7 +194,7 @@ impl<S: RoleSource> Rbac<S> {
     /// Calls `visit` with every rule the user holds in `namespace` (cluster-wide rules too;
     /// "" for cluster scope) until it returns false (upstream's VisitRulesFor).
     pub fn visit_rules(&self, user: &UserInfo, namespace: &str, visit: &mut dyn FnMut(&PolicyRule) -> bool) {
-        for b in self.source.cluster_role_bindings() {
+        for b in self.source.cluster_role_bindings(user) {
             if !subjects(&b).any(|s| applies_to(s, user, "")) {
                 continue;
             }
@@ -159,7 +207,7 @@ impl<S: RoleSource> Rbac<S> {
         if namespace.is_empty() {
             return;
         }
-        for b in self.source.role_bindings(namespace) {
+        for b in self.source.role_bindings(namespace, user) {
             if !subjects(&b).any(|s| applies_to(s, user, namespace)) {
                 continue;
             }
@@ -201,7 +249,8 @@ impl<S: RoleSource> Authorizer for Rbac<S> {
     }
 }
 
-/// The watch cache as a [`RoleSource`]: reads are in-memory lookups of the cached objects.
+/// The watch cache as a [`RoleSource`]: reads are in-memory lookups of the cached objects,
+/// bindings through the subject index ([`index_bindings`]).
 impl RoleSource for crate::cache::WatchCache {
     fn cluster_role(&self, name: &str) -> Option<Arc<Value>> {
         self.get(&(GROUP.into(), "clusterroles".into()), &(String::new(), name.into()))
@@ -209,11 +258,11 @@ impl RoleSource for crate::cache::WatchCache {
     fn role(&self, namespace: &str, name: &str) -> Option<Arc<Value>> {
         self.get(&(GROUP.into(), "roles".into()), &(namespace.into(), name.into()))
     }
-    fn cluster_role_bindings(&self) -> Vec<Arc<Value>> {
-        self.list(&(GROUP.into(), "clusterrolebindings".into()), None).0
+    fn cluster_role_bindings(&self, user: &UserInfo) -> Vec<Arc<Value>> {
+        self.by_index(&(GROUP.into(), "clusterrolebindings".into()), SUBJECT_INDEX, &user_subject_index(user, ""))
     }
-    fn role_bindings(&self, namespace: &str) -> Vec<Arc<Value>> {
-        self.list(&(GROUP.into(), "rolebindings".into()), Some(namespace)).0
+    fn role_bindings(&self, namespace: &str, user: &UserInfo) -> Vec<Arc<Value>> {
+        self.by_index(&(GROUP.into(), "rolebindings".into()), SUBJECT_INDEX, &user_subject_index(user, namespace))
     }
 }
 
@@ -252,10 +301,10 @@ pub(crate) mod tests {
         fn role(&self, namespace: &str, name: &str) -> Option<Arc<Value>> {
             self.objects.get(&("roles".into(), namespace.into(), name.into())).cloned()
         }
-        fn cluster_role_bindings(&self) -> Vec<Arc<Value>> {
+        fn cluster_role_bindings(&self, _: &UserInfo) -> Vec<Arc<Value>> {
             self.of("clusterrolebindings", "")
         }
-        fn role_bindings(&self, namespace: &str) -> Vec<Arc<Value>> {
+        fn role_bindings(&self, namespace: &str, _: &UserInfo) -> Vec<Arc<Value>> {
             self.of("rolebindings", namespace)
         }
     }
@@ -288,9 +337,137 @@ pub(crate) mod tests {
         f
     }
 
+    /// A watch cache holding `objects` (resource, object), bindings indexed by subject.
+    pub(crate) fn cache_of(objects: impl IntoIterator<Item = (String, Arc<Value>)>) -> crate::cache::WatchCache {
+        let cache = crate::cache::WatchCache::new(100);
+        index_bindings(&cache);
+        let objects = objects
+            .into_iter()
+            .enumerate()
+            .map(|(i, (resource, v))| {
+                let ns = v["metadata"]["namespace"].as_str().filter(|n| !n.is_empty());
+                kubus_bus::Object {
+                    key: kubus_bus::Key::new(GROUP, &resource, ns, v["metadata"]["name"].as_str().unwrap_or_default()),
+                    revision: i as u64 + 1,
+                    value: serde_json::to_vec(&*v).unwrap().into(),
+                }
+            })
+            .collect::<Vec<_>>();
+        let revision = objects.len() as u64;
+        cache.replace(objects, Vec::new(), revision);
+        cache
+    }
+
     #[test]
     fn rules_against_requests() {
-        let rbac = Rbac { source: fixture() };
+        rules_against_requests_from(fixture());
+        // The watch cache finds the same bindings through its subject index.
+        let f = fixture();
+        rules_against_requests_from(cache_of(f.objects.into_iter().map(|((r, _, _), v)| (r, v))));
+    }
+
+    #[test]
+    fn bindings_filed_by_subject() {
+        let b = json!({"metadata": {"name": "b", "namespace": "team-a"},
+            "subjects": [{"kind": "User", "name": "alice"}, {"kind": "Group", "name": "devs"},
+                         {"kind": "ServiceAccount", "name": "builder"},
+                         {"kind": "ServiceAccount", "name": "ci", "namespace": "tools"}]});
+        assert_eq!(
+            binding_subject_index(&b),
+            [
+                "team-a/Group:devs",
+                "team-a/ServiceAccount:team-a:builder",
+                "team-a/ServiceAccount:tools:ci",
+                "team-a/User:alice"
+            ]
+        );
+        let sa = UserInfo::new("system:serviceaccount:tools:ci", &["system:serviceaccounts"]);
+        assert_eq!(
+            user_subject_index(&sa, ""),
+            ["/User:system:serviceaccount:tools:ci", "/Group:system:serviceaccounts", "/ServiceAccount:tools:ci"]
+        );
+    }
+
+    /// The old way, for the comparison below: every ClusterRoleBinding and every RoleBinding
+    /// of the namespace, matched subject by subject.
+    struct Scan(crate::cache::WatchCache);
+
+    impl RoleSource for Scan {
+        fn cluster_role(&self, name: &str) -> Option<Arc<Value>> {
+            self.0.cluster_role(name)
+        }
+        fn role(&self, namespace: &str, name: &str) -> Option<Arc<Value>> {
+            self.0.role(namespace, name)
+        }
+        fn cluster_role_bindings(&self, _: &UserInfo) -> Vec<Arc<Value>> {
+            self.0.list(&(GROUP.into(), "clusterrolebindings".into()), None).0
+        }
+        fn role_bindings(&self, namespace: &str, _: &UserInfo) -> Vec<Arc<Value>> {
+            self.0.list(&(GROUP.into(), "rolebindings".into()), Some(namespace)).0
+        }
+    }
+
+    /// A check's cost with many bindings, by scan and by subject index (printed, not
+    /// asserted: figures come from runs recorded in docs/benchmarks.md). Run with
+    /// `cargo nextest run -p kubus-apiserver binding_lookup_cost --no-capture`.
+    #[test]
+    fn binding_lookup_cost_with_many_bindings() {
+        const NAMESPACES: usize = 10;
+        const BINDINGS: usize = 10_000;
+        let mut objects: Vec<(String, Arc<Value>)> = Vec::new();
+        let mut roles = super::super::bootstrap::cluster_roles();
+        kubus_apimachinery::rbac::aggregate_all(&mut roles);
+        for r in roles {
+            objects.push(("clusterroles".into(), Arc::new(r)));
+        }
+        for b in super::super::bootstrap::cluster_role_bindings() {
+            objects.push(("clusterrolebindings".into(), Arc::new(b)));
+        }
+        for i in 0..BINDINGS {
+            objects.push((
+                "rolebindings".into(),
+                Arc::new(
+                    json!({"metadata": {"name": format!("rb-{i}"), "namespace": format!("ns-{}", i % NAMESPACES)},
+                    "roleRef": {"apiGroup": GROUP, "kind": "ClusterRole", "name": "view"},
+                    "subjects": [{"kind": "User", "apiGroup": GROUP, "name": format!("user-{i}")}]}),
+                ),
+            ));
+        }
+        let cache = cache_of(objects);
+        let (indexed, scan) = (Rbac { source: cache.clone() }, Rbac { source: Scan(cache) });
+        // Users with a binding (allowed) and without (denied: every binding is looked at).
+        let checks: Vec<Attributes> = (0..1000)
+            .map(|i| {
+                let user = UserInfo::new(&format!("user-{}", i * 13 % (BINDINGS + 1000)), &["system:authenticated"]);
+                Attributes::resource(&user, "list", "", "pods", &format!("ns-{}", i % NAMESPACES), "")
+            })
+            .collect();
+        let time = |rbac: &dyn Authorizer| {
+            let start = std::time::Instant::now();
+            let allowed = checks.iter().filter(|a| rbac.authorize(a).allowed()).count();
+            (start.elapsed() / checks.len() as u32, allowed)
+        };
+        let (mut by_scan, mut by_index) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            by_scan.push(time(&scan));
+            by_index.push(time(&indexed));
+        }
+        // Same decisions either way.
+        assert!(by_scan.iter().chain(&by_index).all(|(_, n)| *n == by_scan[0].1));
+        assert!(by_scan[0].1 > 0 && by_scan[0].1 < checks.len());
+        let median = |v: &mut Vec<(std::time::Duration, usize)>| {
+            v.sort();
+            v[1].0
+        };
+        let (s, x) = (median(&mut by_scan), median(&mut by_index));
+        println!(
+            "RBAC check, {BINDINGS} RoleBindings in {NAMESPACES} namespaces: scan {s:?}, subject index {x:?} ({:.0}x)",
+            s.as_secs_f64() / x.as_secs_f64().max(1e-9)
+        );
+    }
+
+    fn rules_against_requests_from(source: impl RoleSource) {
+        let rbac = Rbac { source };
         let alice = UserInfo::new("alice", &["system:authenticated"]);
         let bob = UserInfo::new("bob", &["system:authenticated"]);
         let carol = UserInfo::new("carol", &["devs"]);
