@@ -2,8 +2,8 @@
 //! `kubectl create`, enforced for an impersonated user (`--as`) with upstream's 403 messages,
 //! `kubectl auth can-i` (incl. `--list`) and `kubectl auth whoami` answered by the authorizer,
 //! an escalation refused, the default roles reconciled and aggregated at start, roles labelled
-//! for aggregation later folded in by the controller manager, and the binding tables as
-//! upstream prints them.
+//! for aggregation later folded in by the controller manager, the binding tables as
+//! upstream prints them, and the review resources in discovery.
 
 mod common;
 use common::Cluster;
@@ -147,4 +147,26 @@ fn roles_bindings_impersonation_reviews_and_escalation() {
     });
     c.kubectl(&["label", "clusterrole", "lease-viewer", "rbac.authorization.k8s.io/aggregate-to-view-"]).expect_ok();
     common::eventually(10, || (!can_list_leases()).then_some(()));
+
+    // The review resources are in discovery, create-only, as upstream lists them.
+    let resources = c.kubectl(&["api-resources", "--no-headers", "-o", "wide"]).expect_ok();
+    let reviews: Vec<Vec<&str>> = resources
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|cols| cols[0].ends_with("reviews"))
+        .collect();
+    let names: Vec<&str> = reviews.iter().map(|cols| cols[0]).collect();
+    assert_eq!(
+        names,
+        [
+            "selfsubjectreviews",
+            "localsubjectaccessreviews",
+            "selfsubjectaccessreviews",
+            "selfsubjectrulesreviews",
+            "subjectaccessreviews"
+        ],
+        "{resources}"
+    );
+    // VERBS is the last column (reviews have no categories).
+    assert!(reviews.iter().all(|cols| cols.last() == Some(&"create")), "{resources}");
 }

@@ -1,7 +1,9 @@
 //! Discovery: `/version`, legacy discovery (`/api`, `/apis`, resource lists) and aggregated
 //! discovery (apidiscovery.k8s.io/v2), which kubectl asks for first and which spares it one
-//! request per group-version.
+//! request per group-version. The stored resources come from the resource table, the
+//! review resources (create-only, never stored) from [`review::REVIEWS`].
 
+use crate::authorization::review::{self, ReviewResource};
 use crate::request::ApiResponse;
 use crate::resource_metrics;
 use kubus_apimachinery::metrics_api;
@@ -54,11 +56,36 @@ fn sub_verbs(s: Subresource) -> Vec<&'static str> {
     }
 }
 
+/// The groups and versions served: the stored resources' and the reviews'.
+fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut out = resource::groups();
+    for r in review::REVIEWS {
+        match out.iter_mut().find(|(g, _)| *g == r.group) {
+            Some((_, versions)) if !versions.contains(&r.version) => versions.push(r.version),
+            Some(_) => {}
+            None => out.push((r.group, vec![r.version])),
+        }
+    }
+    out
+}
+
+fn reviews_in<'a>(group: &'a str, version: &'a str) -> impl Iterator<Item = &'static ReviewResource> + 'a {
+    review::REVIEWS.iter().filter(move |r| r.group == group && r.version == version)
+}
+
+fn scope(namespaced: bool) -> &'static str {
+    if namespaced {
+        "Namespaced"
+    } else {
+        "Cluster"
+    }
+}
+
 fn aggregated_group(group: &str, versions: &[&str]) -> Value {
     let versions: Vec<Value> = versions
         .iter()
         .map(|v| {
-            let resources: Vec<Value> = resource::all()
+            let mut resources: Vec<Value> = resource::all()
                 .iter()
                 .filter(|r| r.group == group && r.version == *v)
                 .map(|r| {
@@ -70,7 +97,7 @@ fn aggregated_group(group: &str, versions: &[&str]) -> Value {
                     json!({
                         "resource": r.resource,
                         "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
-                        "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+                        "scope": scope(r.namespaced),
                         "singularResource": r.singular,
                         "verbs": ResourceInfo::VERBS,
                         "shortNames": r.short_names,
@@ -79,6 +106,15 @@ fn aggregated_group(group: &str, versions: &[&str]) -> Value {
                     })
                 })
                 .collect();
+            resources.extend(reviews_in(group, v).map(|r| {
+                json!({
+                    "resource": r.resource,
+                    "responseKind": {"group": "", "version": "", "kind": r.kind},
+                    "scope": scope(r.namespaced),
+                    "singularResource": r.singular,
+                    "verbs": review::VERBS,
+                })
+            }));
             json!({"version": v, "resources": resources, "freshness": "Current"})
         })
         .collect();
@@ -106,7 +142,7 @@ fn aggregated_metrics_group() -> Value {
 
 /// `/api` (legacy = true) or `/apis`.
 pub fn root(legacy: bool, accept: Option<&str>) -> ApiResponse {
-    let groups = resource::groups();
+    let groups = groups();
     if wants_aggregated(accept) {
         let mut items: Vec<Value> =
             groups.iter().filter(|(g, _)| g.is_empty() == legacy).map(|(g, vs)| aggregated_group(g, vs)).collect();
@@ -143,7 +179,7 @@ pub fn group(group: &str) -> Result<ApiResponse, StatusError> {
         body["apiVersion"] = json!("v1");
         return Ok(ApiResponse::json(200, &body));
     }
-    let groups = resource::groups();
+    let groups = groups();
     let (g, vs) = groups.iter().find(|(g, _)| *g == group && !g.is_empty()).ok_or_else(not_found)?;
     let mut body = api_group(g, vs);
     body["kind"] = json!("APIGroup");
@@ -194,6 +230,12 @@ pub fn group_version(group: &str, version: &str) -> Result<ApiResponse, StatusEr
             resources.push(entry);
         }
     }
+    for r in reviews_in(group, version) {
+        resources.push(json!({
+            "name": r.resource, "singularName": r.singular, "namespaced": r.namespaced, "kind": r.kind,
+            "verbs": review::VERBS,
+        }));
+    }
     if resources.is_empty() {
         return Err(not_found());
     }
@@ -202,4 +244,43 @@ pub fn group_version(group: &str, version: &str) -> Result<ApiResponse, StatusEr
         200,
         &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::Body;
+
+    fn json_of(r: ApiResponse) -> Value {
+        let Body::Full(bytes) = r.body else { panic!("streamed discovery") };
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[test]
+    fn reviews_are_listed_create_only_everywhere() {
+        let groups = json_of(root(false, None));
+        for g in ["authorization.k8s.io", "authentication.k8s.io"] {
+            assert!(groups["groups"].as_array().unwrap().iter().any(|x| x["name"] == g), "{g} in /apis");
+            assert_eq!(json_of(group(g).unwrap())["preferredVersion"]["version"], "v1");
+        }
+        let authz = json_of(group_version("authorization.k8s.io", "v1").unwrap());
+        let local = authz["resources"].as_array().unwrap().iter().find(|r| r["name"] == "localsubjectaccessreviews");
+        let local = local.expect("localsubjectaccessreviews listed");
+        assert_eq!((local["namespaced"].clone(), local["verbs"].clone()), (json!(true), json!(["create"])));
+        assert_eq!(authz["resources"].as_array().unwrap().len(), 4);
+        let authn = json_of(group_version("authentication.k8s.io", "v1").unwrap());
+        assert_eq!(authn["resources"][0]["kind"], "SelfSubjectReview");
+
+        let aggregated = json_of(root(false, Some(AGGREGATED)));
+        let reviews: Vec<(String, Value)> = aggregated["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|g| g["versions"][0]["resources"].as_array().unwrap().clone())
+            .filter(|r| r["resource"].as_str().unwrap().ends_with("reviews"))
+            .map(|r| (r["resource"].as_str().unwrap().to_string(), r["verbs"].clone()))
+            .collect();
+        assert_eq!(reviews.len(), review::REVIEWS.len(), "{reviews:?}");
+        assert!(reviews.iter().all(|(_, verbs)| *verbs == json!(["create"])));
+    }
 }

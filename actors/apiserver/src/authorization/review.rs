@@ -11,19 +11,53 @@ use kubus_apimachinery::StatusError;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
+/// A review resource: create-only, answered here, listed in discovery with verbs ["create"].
+pub struct ReviewResource {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub resource: &'static str,
+    pub singular: &'static str,
+    pub kind: &'static str,
+    pub namespaced: bool,
+}
+
+const fn review(
+    group: &'static str,
+    resource: &'static str,
+    singular: &'static str,
+    kind: &'static str,
+) -> ReviewResource {
+    ReviewResource { group, version: "v1", resource, singular, kind, namespaced: false }
+}
+
+/// The review resources served (tokenreviews waits for #13's authentication).
+pub const REVIEWS: &[ReviewResource] = &[
+    review("authentication.k8s.io", "selfsubjectreviews", "selfsubjectreview", "SelfSubjectReview"),
+    ReviewResource {
+        namespaced: true,
+        ..review(
+            "authorization.k8s.io",
+            "localsubjectaccessreviews",
+            "localsubjectaccessreview",
+            "LocalSubjectAccessReview",
+        )
+    },
+    review("authorization.k8s.io", "selfsubjectaccessreviews", "selfsubjectaccessreview", "SelfSubjectAccessReview"),
+    review("authorization.k8s.io", "selfsubjectrulesreviews", "selfsubjectrulesreview", "SelfSubjectRulesReview"),
+    review("authorization.k8s.io", "subjectaccessreviews", "subjectaccessreview", "SubjectAccessReview"),
+];
+
+/// The verbs discovery lists for a review resource.
+pub const VERBS: &[&str] = &["create"];
+
+/// The review resource a path names, if it is one.
+pub fn find(p: &ResourcePath) -> Option<&'static ReviewResource> {
+    REVIEWS.iter().find(|r| r.group == p.group && r.version == p.version && r.resource == p.resource)
+}
+
 /// Whether a path is one of the review resources served here.
 pub fn is_review(p: &ResourcePath) -> bool {
-    matches!(
-        (p.group.as_str(), p.version.as_str(), p.resource.as_str()),
-        (
-            "authorization.k8s.io",
-            "v1",
-            "subjectaccessreviews"
-                | "localsubjectaccessreviews"
-                | "selfsubjectaccessreviews"
-                | "selfsubjectrulesreviews"
-        ) | ("authentication.k8s.io", "v1", "selfsubjectreviews")
-    )
+    find(p).is_some()
 }
 
 /// Answers a review created by `user`.
@@ -35,19 +69,15 @@ pub fn serve<S: RoleSource>(
     p: &ResourcePath,
     body: Value,
 ) -> Result<ApiResponse, StatusError> {
-    let namespaced = p.resource == "localsubjectaccessreviews";
-    if method != "POST" || p.name.is_some() || p.namespace.is_some() != namespaced {
+    let Some(review) = find(p) else {
+        return Err(StatusError::new(404, "NotFound", "the server could not find the requested resource"));
+    };
+    if method != "POST" || p.name.is_some() || p.namespace.is_some() != review.namespaced {
         return Err(StatusError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({method})"
         )));
     }
-    let kind = match p.resource.as_str() {
-        "subjectaccessreviews" => "SubjectAccessReview",
-        "localsubjectaccessreviews" => "LocalSubjectAccessReview",
-        "selfsubjectaccessreviews" => "SelfSubjectAccessReview",
-        "selfsubjectrulesreviews" => "SelfSubjectRulesReview",
-        _ => "SelfSubjectReview",
-    };
+    let kind = review.kind;
     let mut out = json!({"kind": kind, "apiVersion": format!("{}/{}", p.group, p.version),
         "metadata": {"creationTimestamp": null}});
     if !body["spec"].is_null() {
