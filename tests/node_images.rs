@@ -1,11 +1,12 @@
 //! End-to-end on a real node: images. Pulls from a real registry (Debian's docker-registry,
 //! started by the test) directly and through a docker.io mirror from `--registries`, offline
 //! imports of OCI and docker-save archives (`kubus image import` and the import directory), and
-//! imagePullPolicy Never. Images are built with umoci and pushed with skopeo.
+//! imagePullPolicy Never, and an image built FROM scratch (no PATH in its config). Images are
+//! built with umoci and pushed with skopeo.
 
 mod common;
 
-use common::{container_status, eventually, status_column, Cluster};
+use common::{condition, container_status, eventually, status_column, Cluster};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -290,4 +291,79 @@ fn imports_archives_and_the_import_directory_for_pull_policy_never() {
     std::thread::sleep(Duration::from_secs(14).saturating_sub(first_seen.elapsed()));
     let p = c.pod("absent");
     assert_eq!(container_status(&p, "main")["state"]["waiting"]["reason"], "ErrImageNeverPull", "{p}");
+}
+
+/// containerd's and Docker's PATH for a container whose image and pod set none.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// An image built FROM scratch: one static binary (the host's busybox-static) in
+/// /usr/local/bin and a config with no environment at all, tagged `layout:scratch`.
+fn build_scratch(layout: &Path, scratch: &Path) {
+    let l = layout.display().to_string();
+    run("umoci", &["init", "--layout", &l]);
+    run("umoci", &["new", "--image", &format!("{l}:scratch")]);
+    let bundle = scratch.join("bundle-scratch");
+    run("umoci", &["unpack", "--image", &format!("{l}:scratch"), bundle.to_str().unwrap()]);
+    let bin = bundle.join("rootfs/usr/local/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy("/bin/busybox", bin.join("busybox")).unwrap();
+    run("umoci", &["repack", "--image", &format!("{l}:scratch"), bundle.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&bundle);
+    let config: serde_json::Value =
+        serde_json::from_str(&run("skopeo", &["inspect", "--config", &format!("oci:{l}:scratch")])).unwrap();
+    assert!(config["config"]["Env"].is_null(), "the image sets no environment: {config}");
+}
+
+#[test]
+fn an_image_from_scratch_runs_execs_and_probes_with_the_default_path() {
+    let registry = Registry::start();
+    let scratch = TempDir::new("images-scratch");
+    let layout = scratch.0.join("layout");
+    build_scratch(&layout, &scratch.0);
+    registry.push(&layout, "scratch", "team/scratch:1");
+    let image = format!("{}/team/scratch:1", registry.addr());
+    let c = Cluster::start_with_node("img-scratch", &[]);
+    // Every command names the binary bare: the runtime, the shell, kubectl exec and the exec
+    // probes all find it through the default PATH. The second container's own PATH wins.
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: scratch}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: "{image}"
+    command: ["busybox", "sh", "-c", "echo \"PATH=$PATH\"; exec busybox sleep 3600"]
+    readinessProbe: {{exec: {{command: ["busybox", "true"]}}, periodSeconds: 1}}
+    livenessProbe: {{exec: {{command: ["busybox", "true"]}}, periodSeconds: 1, failureThreshold: 1}}
+  - name: own-path
+    image: "{image}"
+    command: ["busybox", "sleep", "3600"]
+    env: [{{name: PATH, value: "/opt/bin:/usr/local/bin"}}]
+    readinessProbe: {{exec: {{command: ["busybox", "true"]}}, periodSeconds: 1}}
+"#
+    ));
+    let p = c.wait_pod_ready("scratch", 60);
+    let logs = eventually(10, || {
+        let l = c.kubectl(&["logs", "scratch", "-c", "main"]).stdout;
+        (!l.is_empty()).then_some(l)
+    });
+    assert_eq!(logs, format!("PATH={DEFAULT_PATH}\n"));
+    // What a process started by kubectl exec gets (not a shell's idea of it).
+    let path_in = |container: &str| {
+        let env = c.kubectl(&["exec", "scratch", "-c", container, "--", "busybox", "env"]).expect_ok();
+        env.lines().find_map(|l| l.strip_prefix("PATH=")).map(str::to_string)
+    };
+    assert_eq!(path_in("main").as_deref(), Some(DEFAULT_PATH));
+    assert_eq!(path_in("own-path").as_deref(), Some("/opt/bin:/usr/local/bin"));
+    // The liveness probe (one failure restarts) keeps passing: nothing restarted.
+    std::thread::sleep(Duration::from_secs(3));
+    let p2 = c.pod("scratch");
+    assert_eq!(condition(&p2, "Ready"), "True", "{p2}");
+    for name in ["main", "own-path"] {
+        assert_eq!(container_status(&p2, name)["restartCount"], 0, "{p2}");
+        assert_eq!(container_status(&p2, name)["containerID"], container_status(&p, name)["containerID"], "{p2}");
+    }
 }

@@ -51,7 +51,8 @@ pub struct ContainerPlan<'a> {
     pub pod: &'a Pod,
     pub container: &'a Container,
     pub image: &'a ImageDefaults,
-    /// Resolved environment (image's, then the pod's).
+    /// Resolved environment (image's, then the pod's); the runtime's default PATH is added
+    /// when neither sets one.
     pub env: &'a [(String, String)],
     pub rootfs: &'a Path,
     pub volumes: &'a VolumePaths,
@@ -72,6 +73,17 @@ pub struct ContainerPlan<'a> {
     pub cgroup_v2: bool,
     /// Where `Localhost` seccomp profiles live (kubelet's `<root>/seccomp`).
     pub seccomp_dir: &'a Path,
+}
+
+/// The PATH containerd and Docker give a container whose image and pod set none (images built
+/// `FROM scratch`): the runtime resolves the command against it, and exec and probes inherit it.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The process's `KEY=value` environment: the resolved variables (the pod's over the image's),
+/// after the runtime's default PATH when neither set one, as containerd's CRI builds it.
+pub fn process_env(env: &[(String, String)]) -> Vec<String> {
+    let default_path = (!env.iter().any(|(k, _)| k == "PATH")).then(|| format!("PATH={DEFAULT_PATH}"));
+    default_path.into_iter().chain(env.iter().map(|(k, v)| format!("{k}={v}"))).collect()
 }
 
 /// Docker's and containerd's default capability set.
@@ -266,7 +278,7 @@ pub fn build(plan: &ContainerPlan<'_>) -> Result<Value, SpecError> {
     // Kubernetes' default lets processes gain privileges (setuid binaries); an explicit
     // allowPrivilegeEscalation: false or a non-root user without CAP_SYS_ADMIN sets the flag.
     let no_new_privs = !privileged && sc.allow_privilege_escalation != Some(true);
-    let env: Vec<String> = plan.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let env = process_env(plan.env);
     let cwd = c.working_dir.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| {
         if plan.image.working_dir.is_empty() {
             "/".into()
@@ -524,6 +536,64 @@ mod tests {
         assert!(argv(&container(json!({})), &ImageDefaults::default(), &env).is_err());
     }
 
+    /// A cluster with no ConfigMaps or Secrets (the containers below refer to none).
+    struct NoObjects;
+
+    impl crate::objects::ObjectSource for NoObjects {
+        fn get<'a>(
+            &'a self,
+            _: crate::objects::SourceKind,
+            _: &'a str,
+            _: &'a str,
+        ) -> futures::future::BoxFuture<'a, Result<Option<crate::objects::SourceObject>, String>> {
+            Box::pin(std::future::ready(Ok(None)))
+        }
+        fn service_account<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+        ) -> futures::future::BoxFuture<'a, Result<Option<k8s_openapi::api::core::v1::ServiceAccount>, String>>
+        {
+            Box::pin(std::future::ready(Ok(None)))
+        }
+    }
+
+    /// The process environment of a container with `image_env` (the image config's `Env`)
+    /// and the pod's `env`, resolved as the pod worker does, then as the runtime writes it.
+    async fn process_env_of(image_env: &[&str], pod_env: Value) -> Vec<String> {
+        let pod = pod(json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": {"containers": []}}));
+        let c = container(json!({"name": "c", "env": pod_env}));
+        let alloc = std::collections::BTreeMap::new();
+        let facts = crate::env::PodFacts { pod: &pod, pod_ips: &[], host_ip: "", node_allocatable: &alloc };
+        let base: Vec<(String, String)> = image_env
+            .iter()
+            .map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).unwrap())
+            .collect();
+        let env = crate::env::resolve(&facts, &c, &base, &[], &NoObjects).await.unwrap();
+        process_env(&env)
+    }
+
+    #[tokio::test]
+    async fn path_is_the_pods_then_the_images_then_the_runtimes_default() {
+        let default = format!("PATH={DEFAULT_PATH}");
+        // Neither sets one (an image built FROM scratch): containerd's default, first.
+        assert_eq!(process_env_of(&[], json!(null)).await, [default.as_str()]);
+        assert_eq!(
+            process_env_of(&["HOME=/"], json!([{"name": "A", "value": "1"}])).await,
+            [&default, "HOME=/", "A=1"]
+        );
+        // The image's, and no default besides it.
+        assert_eq!(process_env_of(&["PATH=/app/bin", "HOME=/"], json!(null)).await, ["PATH=/app/bin", "HOME=/"]);
+        // The pod's wins over the image's and over the default.
+        assert_eq!(
+            process_env_of(&["PATH=/app/bin"], json!([{"name": "PATH", "value": "/opt/bin"}])).await,
+            ["PATH=/opt/bin"]
+        );
+        assert_eq!(process_env_of(&[], json!([{"name": "PATH", "value": "/opt/bin"}])).await, ["PATH=/opt/bin"]);
+        // Set empty on purpose is still set: no default replaces it.
+        assert_eq!(process_env_of(&[], json!([{"name": "PATH", "value": ""}])).await, ["PATH="]);
+    }
+
     #[test]
     fn spec_parses_as_oci_and_carries_limits() {
         let pod = pod(json!({"spec": {"containers": [{"name": "c", "image": "busybox",
@@ -561,6 +631,7 @@ mod tests {
         assert_eq!(v["linux"]["resources"]["cpu"]["shares"], 512);
         assert_eq!(v["process"]["oomScoreAdj"], -997);
         assert!(v["linux"]["seccomp"].is_null(), "no profile asked for, none set");
+        assert_eq!(v["process"]["env"], json!([format!("PATH={DEFAULT_PATH}")]), "no PATH given: the default");
     }
 
     #[test]
