@@ -386,3 +386,75 @@ spec:
     assert!(!tables.contains(&format!("kubus-proxy-{}", names.bridge)), "{tables}");
     cp.stop();
 }
+
+/// The processes whose command line mentions `needle` (containers' shims name their id).
+fn processes_with(needle: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|b| String::from_utf8_lossy(&b).contains(needle)))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// The mount points on the host whose path mentions `needle`.
+fn mounts_with(needle: &str) -> Vec<String> {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    mounts.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.contains(needle)).map(String::from).collect()
+}
+
+#[test]
+fn node_reset_takes_the_data_dir_of_kubus_up_and_says_what_it_removed() {
+    let mut c = Cluster::start_with_node("node-reset-up", &[]);
+    let names = c.node.clone().expect("node cluster");
+    c.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: left-behind}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox
+    command: ["sh", "-c", "exec sleep 3600"]
+    volumeMounts: [{name: mem, mountPath: /mem}]
+  volumes: [{name: mem, emptyDir: {medium: Memory}}]
+"#,
+    );
+    let p = c.wait_pod_ready("left-behind", 60);
+    let uid = p["metadata"]["uid"].as_str().unwrap().to_string();
+    let id = container_status(&p, "main")["containerID"].as_str().unwrap().trim_start_matches("kubus://").to_string();
+    // `kubus up` stops; its node's containers run on (to be adopted by the next start).
+    c.stop();
+    assert!(!processes_with(&id).is_empty(), "the container's shim outlives kubus up");
+    let mounted = mounts_with(&uid);
+    assert!(mounted.iter().any(|m| m.ends_with("/rootfs")), "{mounted:?}");
+    assert!(mounted.iter().any(|m| m.ends_with("/mem")), "{mounted:?}");
+
+    // The same --data-dir as `kubus up`'s, not its node/.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubus"))
+        .args(["node-reset", "--data-dir"])
+        .arg(&c.dir)
+        .args(["--bridge", &names.bridge, "--cgroup-root", &names.cgroup_root])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let node_dir = c.dir.canonicalize().unwrap().join("node");
+    assert!(stdout.contains(&format!("(its state is in {})", c.dir.join("node").display())), "{stdout}");
+    let line = |prefix: &str| stdout.lines().any(|l| l.starts_with(prefix));
+    assert!(line(&format!("removed container {id} of pod default/left-behind (main) and its shim (pid ")), "{stdout}");
+    for m in &mounted {
+        assert!(line(&format!("unmounted {m}")), "{m} not reported:\n{stdout}");
+    }
+    assert!(line(&format!("removed pod dir {}", node_dir.join("pods").join(&uid).display())), "{stdout}");
+    assert!(line(&format!("removed sandbox {uid}")), "{stdout}");
+    assert!(line(&format!("removed bridge {}", names.bridge)), "{stdout}");
+    assert!(line(&format!("removed cgroup {}", names.cgroup_root)), "{stdout}");
+    // And it is so: no shim, no container process, no mount, no bridge.
+    eventually(10, || processes_with(&id).is_empty().then_some(()));
+    assert_eq!(mounts_with(&uid), Vec::<String>::new());
+    let link = std::process::Command::new("ip").args(["link", "show", &names.bridge]).output().unwrap();
+    assert!(!link.status.success(), "the bridge is gone");
+}

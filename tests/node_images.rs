@@ -225,7 +225,8 @@ fn pulls_from_a_registry_and_through_a_docker_io_mirror() {
             .collect();
         (names.contains(&image1) && names.iter().any(|n| n == "docker.io/library/app:2")).then_some(())
     });
-    let ls = kubus(&["image", "ls", "--data-dir", node_dir.to_str().unwrap()]);
+    // `kubus image` takes `kubus up`'s data dir as well as the node's own.
+    let ls = kubus(&["image", "ls", "--data-dir", c.dir.to_str().unwrap()]);
     assert!(ls.contains(&image1) && ls.contains("docker.io/library/app:2"), "{ls}");
 }
 

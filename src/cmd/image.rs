@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct ImageArgs {
-    /// The node's data dir (its images are under images/).
+    /// The data dir of `kubus up` (the node's state is in its node/) or of `kubus node`; the
+    /// images are under the node's images/.
     #[arg(long, global = true, default_value_os_t = crate::cmd::up::default_data_dir().join("node"))]
     pub data_dir: PathBuf,
     /// Registry mirrors and credentials (k3s registries.yaml format), for pulls.
@@ -37,7 +38,8 @@ pub async fn run(args: ImageArgs) -> anyhow::Result<()> {
         Some(p) => Registries::load(p).with_context(|| format!("reading {}", p.display()))?,
         None => Registries::default(),
     };
-    let store = ImageStore::open(args.data_dir.join("images"), registries).context("opening the image store")?;
+    let state = kubus_kubelet::reset::StateDir::find(&args.data_dir);
+    let store = ImageStore::open(state.path().join("images"), registries).context("opening the image store")?;
     match args.command {
         ImageCommand::Import { files } => {
             for f in files {

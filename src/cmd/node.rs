@@ -7,6 +7,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kubus_bus::api::ApiClient;
 use kubus_bus::Store;
 use kubus_controller_runtime::{Client, Informer, InformerFactory};
+use kubus_kubelet::reset::StateDir;
 use kubus_kubelet::{Kubelet, KubeletConfig};
 use std::path::PathBuf;
 
@@ -304,7 +305,7 @@ fn serve_metrics(addr: std::net::SocketAddr) -> anyhow::Result<()> {
 
 #[derive(clap::Args, Debug)]
 pub struct NodeResetArgs {
-    /// The node's data dir.
+    /// The data dir of `kubus up` (the node's state is in its node/) or of `kubus node`.
     #[arg(long, default_value_os_t = crate::cmd::up::default_data_dir().join("node"))]
     pub data_dir: PathBuf,
     /// The pod bridge to delete (refused while a live node agent holds it).
@@ -317,11 +318,19 @@ pub struct NodeResetArgs {
 }
 
 pub async fn reset(args: NodeResetArgs) -> anyhow::Result<()> {
-    if !args.data_dir.exists() {
-        println!("nothing to reset: {} does not exist", args.data_dir.display());
+    let found = StateDir::find(&args.data_dir);
+    let dir = found.path();
+    if !dir.exists() {
+        println!("nothing to reset in {}: it does not exist", dir.display());
+    } else if let StateDir::Up(_) = found {
+        println!(
+            "resetting the node of `kubus up --data-dir {}` (its state is in {})",
+            args.data_dir.display(),
+            dir.display()
+        );
     }
     let exe = std::env::current_exe()?;
-    let state = args.data_dir.canonicalize().unwrap_or(args.data_dir.clone());
+    let state = dir.canonicalize().unwrap_or(dir.to_path_buf());
     // Never what a live node agent holds: with the defaults, another cluster's bridge, nft table
     // and cgroup root. Held while resetting, so that no agent starts on them meanwhile. (The
     // agent of this data dir is normally gone, and its claims with it.)

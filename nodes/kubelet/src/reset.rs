@@ -5,7 +5,7 @@
 
 use crate::KubeletError;
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The node's network configuration, saved by the agent for `node-reset`.
 pub const NETWORK_FILE: &str = "network.json";
@@ -32,6 +32,41 @@ impl SavedNetwork {
     }
 }
 
+/// Where a node's state is, for a `--data-dir` that may be `kubus up`'s (the node's state in
+/// its `node/`) or a node agent's own (`kubus node --data-dir`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateDir {
+    /// The directory is a node agent's own.
+    Node(PathBuf),
+    /// The directory is `kubus up`'s; the node's state is in its `node/` (this path).
+    Up(PathBuf),
+}
+
+impl StateDir {
+    /// Tells the layouts apart by what each writes: a node's state has its runtime, pods,
+    /// images and network files; `kubus up`'s has its lock, NATS URL, kubeconfig and `node/`.
+    /// A directory with neither (not made yet) is taken as given.
+    pub fn find(data_dir: &Path) -> StateDir {
+        const NODE: &[&str] = &["node.lock", "runtime", "runc", "pods", "images", NETWORK_FILE, "routes.json"];
+        const UP: &[&str] = &["kubus.lock", "nats.url", "kubeconfig"];
+        let has = |dir: &Path, names: &[&str]| names.iter().any(|n| dir.join(n).exists());
+        let node = data_dir.join("node");
+        if has(data_dir, NODE) {
+            StateDir::Node(data_dir.to_path_buf())
+        } else if has(&node, NODE) || has(data_dir, UP) {
+            StateDir::Up(node)
+        } else {
+            StateDir::Node(data_dir.to_path_buf())
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        match self {
+            StateDir::Node(p) | StateDir::Up(p) => p,
+        }
+    }
+}
+
 pub async fn reset(
     state_dir: &Path,
     bridge: &str,
@@ -46,18 +81,29 @@ pub async fn reset(
         cgroup_root: cgroup_root.to_string(),
     })?;
     for c in runtime.list().await.unwrap_or_default() {
+        let what = describe(&c);
         let _ = runtime.kill(&c.id, 9, true).await;
         match runtime.delete(&c.id).await {
-            Ok(()) => report.push(format!("removed container {}", c.id)),
-            Err(e) => report.push(format!("container {}: {e}", c.id)),
+            Ok(()) => report.push(format!("removed container {what}")),
+            Err(e) => report.push(format!("container {what}: {e}")),
         }
     }
     let pods = state_dir.join("pods");
     for e in std::fs::read_dir(&pods).into_iter().flatten().flatten() {
+        // Containers' overlay rootfs, then the pod's volumes (tmpfs, binds, projected files).
+        let mut mounted = crate::volumes::mounts_under(&e.path());
+        mounted.dedup();
         for c in std::fs::read_dir(e.path().join("containers")).into_iter().flatten().flatten() {
-            let _ = kubus_image::ImageStore::unmount_rootfs(&c.path());
+            if let Err(err) = kubus_image::ImageStore::unmount_rootfs(&c.path()) {
+                report.push(format!("rootfs {}: {err}", c.path().join("rootfs").display()));
+            }
         }
-        match crate::volumes::teardown(&e.path()) {
+        let torn_down = crate::volumes::teardown(&e.path());
+        let left = crate::volumes::mounts_under(&e.path());
+        for m in mounted.iter().filter(|m| !left.contains(m)) {
+            report.push(format!("unmounted {}", m.display()));
+        }
+        match torn_down {
             Ok(()) => report.push(format!("removed pod dir {}", e.path().display())),
             Err(err) => report.push(format!("pod dir {}: {err}", e.path().display())),
         }
@@ -74,9 +120,23 @@ pub async fn reset(
         cfg.bridge = if saved.bridge.is_empty() { bridge.to_string() } else { saved.bridge.clone() };
         cfg.cluster_cidr = saved.cluster_cidr.clone();
         let network = kubus_network::SandboxManager::new(cfg)?;
-        let uids: Vec<String> = network.list().into_iter().map(|s| s.uid).chain(network.list_incomplete()).collect();
-        for uid in uids {
-            match network.remove(&uid).await {
+        // Ready sandboxes pin their namespaces with mounts in their directory; half-made ones
+        // may hold a few.
+        let sandboxes: Vec<(String, Option<PathBuf>)> = network
+            .list()
+            .into_iter()
+            .map(|s| (s.uid, Some(s.dir)))
+            .chain(network.list_incomplete().into_iter().map(|uid| (uid, None)))
+            .collect();
+        for (uid, dir) in sandboxes {
+            let mut pinned = dir.as_deref().map(crate::volumes::mounts_under).unwrap_or_default();
+            pinned.dedup();
+            let removed = network.remove(&uid).await;
+            let left = dir.as_deref().map(crate::volumes::mounts_under).unwrap_or_default();
+            for m in pinned.iter().filter(|m| !left.contains(m)) {
+                report.push(format!("unmounted {}", m.display()));
+            }
+            match removed {
                 Ok(()) => report.push(format!("removed sandbox {uid}")),
                 Err(e) => report.push(format!("sandbox {uid}: {e}")),
             }
@@ -91,6 +151,22 @@ pub async fn reset(
         Err(e) => report.push(format!("cgroup {cgroup_root}: {e}")),
     }
     Ok(report)
+}
+
+/// A container as the report names it: its id, pod, container name and shim.
+fn describe(c: &kubus_container_runtime::ContainerInfo) -> String {
+    let label = |k: &str| c.labels.get(k).map(String::as_str).unwrap_or("?");
+    let shim = match c.shim_pid {
+        Some(pid) => format!("and its shim (pid {pid})"),
+        None => "(its shim was gone)".to_string(),
+    };
+    format!(
+        "{} of pod {}/{} ({}) {shim}",
+        c.id,
+        label(crate::LABEL_POD_NAMESPACE),
+        label(crate::LABEL_POD_NAME),
+        label(crate::LABEL_CONTAINER)
+    )
 }
 
 #[cfg(test)]
@@ -113,5 +189,29 @@ mod tests {
         other.save(&dir).unwrap();
         assert_eq!(SavedNetwork::load(&dir), Some(other));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_node_state_is_found_in_either_layout() {
+        let root = std::env::temp_dir().join(format!("kubus-reset-layout-{}", std::process::id()));
+        // `kubus up --data-dir D`: D holds its lock and the node's state in D/node.
+        let up = root.join("up");
+        std::fs::create_dir_all(up.join("node/runtime")).unwrap();
+        std::fs::write(up.join("kubus.lock"), b"").unwrap();
+        assert_eq!(StateDir::find(&up), StateDir::Up(up.join("node")));
+        assert_eq!(StateDir::find(&up.join("node")), StateDir::Node(up.join("node")));
+        // Before its node agent made anything, `kubus up`'s dir still means its node/.
+        let fresh_up = root.join("fresh-up");
+        std::fs::create_dir_all(&fresh_up).unwrap();
+        std::fs::write(fresh_up.join("kubeconfig"), b"").unwrap();
+        assert_eq!(StateDir::find(&fresh_up), StateDir::Up(fresh_up.join("node")));
+        // `kubus node --data-dir D`: D is the node's own, even when named node.
+        let own = root.join("agent");
+        std::fs::create_dir_all(own.join("images")).unwrap();
+        std::fs::write(own.join("node.lock"), b"").unwrap();
+        assert_eq!(StateDir::find(&own), StateDir::Node(own.clone()));
+        // A directory not made yet is taken as given.
+        assert_eq!(StateDir::find(&root.join("none")), StateDir::Node(root.join("none")));
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

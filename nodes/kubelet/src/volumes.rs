@@ -363,20 +363,25 @@ fn unescape_mountinfo(s: &str) -> String {
     s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
 }
 
+/// The mount points at or below `dir`, deepest first (the order they come off in); a path
+/// mounted twice is listed twice.
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(canon) = dir.canonicalize() else { return vec![] };
+    let prefix = canon.to_string_lossy().into_owned();
+    let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(unescape_mountinfo))
+        .filter(|m| m == &prefix || m.starts_with(&format!("{prefix}/")))
+        .collect();
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    mounts.into_iter().map(PathBuf::from).collect()
+}
+
 /// Unmounts everything at or below `dir` (deepest first) and removes it.
 pub fn teardown(dir: &Path) -> std::io::Result<()> {
-    if let Ok(canon) = dir.canonicalize() {
-        let prefix = canon.to_string_lossy().into_owned();
-        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4).map(unescape_mountinfo))
-            .filter(|m| m == &prefix || m.starts_with(&format!("{prefix}/")))
-            .collect();
-        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in mounts {
-            let _ = nix::mount::umount2(Path::new(&m), nix::mount::MntFlags::MNT_DETACH);
-        }
+    for m in mounts_under(dir) {
+        let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
     }
     match std::fs::remove_dir_all(dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
