@@ -411,6 +411,236 @@ fn every_error_class_is_a_status() {
     c.kubectl(&["get", "cm", "dup"]).expect_ok();
 }
 
+/// What a case's message must be: upstream's exactly, or (where Kubus words its own part of
+/// the message) starting as upstream's does.
+enum Message {
+    Exact(&'static str),
+    Prefix(&'static str),
+}
+
+/// One error case: a raw request and the Status upstream's apiserver answers it with.
+struct ErrorCase {
+    what: &'static str,
+    method: &'static str,
+    path: &'static str,
+    accept: &'static str,
+    content_type: Option<&'static str>,
+    body: Vec<u8>,
+    code: u16,
+    reason: &'static str,
+    message: Message,
+    /// `details` as upstream writes it; None: no `details` at all.
+    details: Option<Value>,
+}
+
+fn case(what: &'static str, method: &'static str, path: &'static str) -> ErrorCase {
+    ErrorCase {
+        what,
+        method,
+        path,
+        accept: "application/json",
+        content_type: None,
+        body: vec![],
+        code: 0,
+        reason: "",
+        message: Message::Exact(""),
+        details: None,
+    }
+}
+
+impl ErrorCase {
+    fn body(mut self, content_type: &'static str, body: impl Into<Vec<u8>>) -> Self {
+        self.content_type = Some(content_type);
+        self.body = body.into();
+        self
+    }
+    fn accept(mut self, accept: &'static str) -> Self {
+        self.accept = accept;
+        self
+    }
+    fn answers(mut self, code: u16, reason: &'static str, message: Message, details: Option<Value>) -> Self {
+        (self.code, self.reason, self.message, self.details) = (code, reason, message, details);
+        self
+    }
+}
+
+#[test]
+fn error_statuses_carry_upstreams_details_and_kubectl_debug_fails_cleanly() {
+    use serde_json::json;
+    use Message::{Exact, Prefix};
+    let c = Cluster::start("error-details");
+    c.kubectl(&["create", "cm", "dup"]).expect_ok();
+    c.kubectl(&["run", "target", "--image=busybox", "--restart=Never", "--", "sleep", "3600"]).expect_ok();
+    let stale = c.get_json(&["cm", "dup"]);
+    c.kubectl(&["label", "cm", "dup", "changed=yes"]).expect_ok();
+    let not_found = || Some(json!({}));
+    let bad_deployment = r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"d"},"spec":{"selector":{"matchLabels":{"a":"b"}},"template":{"metadata":{"labels":{"a":"c"}},"spec":{"containers":[{"name":"c","image":"i"}]}}}}"#;
+    let table = vec![
+        case("an object that is not there", "GET", "/api/v1/namespaces/default/configmaps/nope").answers(
+            404,
+            "NotFound",
+            Exact("configmaps \"nope\" not found"),
+            Some(json!({"name": "nope", "kind": "configmaps"})),
+        ),
+        case("an object of a group that is not there", "GET", "/apis/apps/v1/namespaces/default/deployments/nope")
+            .answers(
+                404,
+                "NotFound",
+                Exact("deployments.apps \"nope\" not found"),
+                Some(json!({"name": "nope", "group": "apps", "kind": "deployments"})),
+            ),
+        case("a served subresource of a missing object", "GET", "/api/v1/namespaces/default/pods/nope/status")
+            .answers(404, "NotFound", Exact("pods \"nope\" not found"), Some(json!({"name": "nope", "kind": "pods"}))),
+        case("eviction of a missing pod", "POST", "/api/v1/namespaces/default/pods/nope/eviction")
+            .body("application/json", r#"{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"nope"}}"#)
+            .answers(404, "NotFound", Exact("pods \"nope\" not found"), Some(json!({"name": "nope", "kind": "pods"}))),
+        // No route: empty details, which is how kubectl debug tells an unserved subresource
+        // from a missing pod.
+        case("a subresource that is not served", "PATCH", "/api/v1/namespaces/default/pods/target/ephemeralcontainers")
+            .body("application/strategic-merge-patch+json", "{}")
+            .answers(404, "NotFound", Exact("the server could not find the requested resource"), not_found()),
+        case("a resource that is not served", "GET", "/api/v1/namespaces/default/widgets").answers(
+            404,
+            "NotFound",
+            Exact("the server could not find the requested resource"),
+            not_found(),
+        ),
+        case("a cluster-scoped resource under a namespace", "GET", "/api/v1/namespaces/default/nodes").answers(
+            404,
+            "NotFound",
+            Exact("the server could not find the requested resource"),
+            not_found(),
+        ),
+        case("a method the collection does not take", "PUT", "/api/v1/namespaces/default/configmaps")
+            .body("application/json", "{}")
+            .answers(
+                405,
+                "MethodNotAllowed",
+                Exact("the server does not allow this method on the requested resource"),
+                Some(json!({})),
+            ),
+        case("a method a subresource does not take", "GET", "/api/v1/namespaces/default/pods/target/binding").answers(
+            405,
+            "MethodNotAllowed",
+            Exact("the server does not allow this method on the requested resource"),
+            Some(json!({})),
+        ),
+        case("a method the log does not take", "POST", "/api/v1/namespaces/default/pods/target/log").answers(
+            405,
+            "MethodNotAllowed",
+            Exact("the server does not allow this method on the requested resource"),
+            Some(json!({})),
+        ),
+        case("a verb the resource does not support", "GET", "/apis/metrics.k8s.io/v1beta1/pods?watch=true").answers(
+            405,
+            "MethodNotAllowed",
+            Exact("watch is not supported on resources of kind \"pods.metrics.k8s.io\""),
+            Some(json!({"group": "metrics.k8s.io", "kind": "pods"})),
+        ),
+        case("a body in an unknown format", "POST", "/api/v1/namespaces/default/configmaps")
+            .body("text/plain", "x")
+            .answers(
+                415,
+                "UnsupportedMediaType",
+                Exact("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf"),
+                None,
+            ),
+        case("a patch of an unknown type", "PATCH", "/api/v1/namespaces/default/configmaps/dup")
+            .body("application/x-weird", "{}")
+            .answers(415, "UnsupportedMediaType", Exact("415: Unsupported Media Type"), Some(json!({}))),
+        case("an Accept no route produces", "GET", "/api/v1/namespaces/default/configmaps").accept("text/html").answers(
+            406,
+            "NotAcceptable",
+            Exact("406: Not Acceptable\n\nAvailable representations: application/json, application/yaml, application/vnd.kubernetes.protobuf, application/json;stream=watch, application/vnd.kubernetes.protobuf;stream=watch"),
+            Some(json!({})),
+        ),
+        case("a rendering the server does not know", "GET", "/api/v1/namespaces/default/configmaps/dup")
+            .accept("application/json;as=Nonsense;v=v1;g=meta.k8s.io")
+            .answers(
+                406,
+                "NotAcceptable",
+                Exact("only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf"),
+                None,
+            ),
+        case("a name taken", "POST", "/api/v1/namespaces/default/configmaps")
+            .body("application/json", r#"{"metadata":{"name":"dup"}}"#)
+            .answers(
+                409,
+                "AlreadyExists",
+                Exact("configmaps \"dup\" already exists"),
+                Some(json!({"name": "dup", "kind": "configmaps"})),
+            ),
+        case("a stale resourceVersion", "PUT", "/api/v1/namespaces/default/configmaps/dup")
+            .body("application/json", stale.to_string())
+            .answers(
+                409,
+                "Conflict",
+                Exact("Operation cannot be fulfilled on configmaps \"dup\": the object has been modified; please apply your changes to the latest version and try again"),
+                Some(json!({"name": "dup", "kind": "configmaps"})),
+            ),
+        case("an invalid object", "POST", "/apis/apps/v1/namespaces/default/deployments")
+            .body("application/json", bad_deployment)
+            .answers(
+                422,
+                "Invalid",
+                Exact("Deployment.apps \"d\" is invalid: spec.template.metadata.labels: Invalid value: map[string]string{\"a\":\"c\"}: `selector` does not match template `labels`"),
+                Some(json!({"name": "d", "group": "apps", "kind": "Deployment", "causes": [{
+                    "reason": "FieldValueInvalid",
+                    "message": "Invalid value: map[string]string{\"a\":\"c\"}: `selector` does not match template `labels`",
+                    "field": "spec.template.metadata.labels"}]})),
+            ),
+        case("a namespace that may not be deleted", "DELETE", "/api/v1/namespaces/default").answers(
+            403,
+            "Forbidden",
+            Exact("namespaces \"default\" is forbidden: this namespace may not be deleted"),
+            Some(json!({"name": "default", "kind": "namespaces"})),
+        ),
+        case("a malformed body", "POST", "/api/v1/namespaces/default/configmaps")
+            .body("application/json", "{not json")
+            .answers(400, "BadRequest", Prefix(""), None),
+        case("a continue token this server never issued", "GET", "/api/v1/configmaps?limit=5&continue=zz").answers(
+            400,
+            "BadRequest",
+            Prefix("continue key is not valid: "),
+            None,
+        ),
+        case("a list at a resourceVersion not reached", "GET", "/api/v1/configmaps?resourceVersion=999999999").answers(
+            504,
+            "Timeout",
+            Prefix("Timeout: Too large resource version: 999999999, current: "),
+            Some(json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                "retryAfterSeconds": 1})),
+        ),
+        case("a body over the limit", "POST", "/api/v1/namespaces/default/configmaps")
+            .body("application/json", format!(r#"{{"metadata":{{"name":"big"}},"data":{{"k":"{}"}}}}"#, "x".repeat(4 << 20)))
+            .answers(413, "RequestEntityTooLarge", Exact("Request entity too large: limit is 3145728"), None),
+    ];
+    for t in &table {
+        let (code, text) = c
+            .try_http_accept(t.method, t.path, t.accept, t.content_type, (!t.body.is_empty()).then_some(&t.body[..]))
+            .expect("HTTP request");
+        let s: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{}: not JSON: {text}", t.what));
+        let message = s["message"].as_str().unwrap_or_default();
+        let mut want = serde_json::json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": t.reason, "code": t.code});
+        if let Some(d) = &t.details {
+            want["details"] = d.clone();
+        }
+        assert_eq!((code, &s), (t.code, &want), "{}", t.what);
+        match t.message {
+            Exact(m) => assert_eq!(message, m, "{}", t.what),
+            Prefix(p) => assert!(message.starts_with(p) && !message.is_empty(), "{}: {message}", t.what),
+        }
+    }
+
+    // kubectl debug adds an ephemeral container, which Kubus does not serve: kubectl says so,
+    // instead of crashing on a Status without details.
+    let out = c.kubectl(&["debug", "target", "--image=busybox"]);
+    let err = out.expect_err("ephemeral containers are disabled for this cluster");
+    assert!(!err.contains("panic") && !err.contains("nil pointer"), "{err}");
+    assert!(err.contains("the server could not find the requested resource"), "{err}");
+}
+
 #[test]
 fn restart_with_the_same_data_dir_keeps_objects() {
     let mut c = Cluster::start("restart");

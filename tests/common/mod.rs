@@ -304,10 +304,22 @@ impl Cluster {
         content_type: Option<&str>,
         body: Option<&[u8]>,
     ) -> std::io::Result<(u16, String)> {
+        self.try_http_accept(method, path, "application/json", content_type, body)
+    }
+
+    /// A raw request with this Accept header; the status code and the body.
+    pub fn try_http_accept(
+        &self,
+        method: &str,
+        path: &str,
+        accept: &str,
+        content_type: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> std::io::Result<(u16, String)> {
         let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
         s.set_read_timeout(Some(Duration::from_secs(30)))?;
         let body = body.unwrap_or_default();
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAccept: application/json\r\nContent-Length: {}\r\n", body.len());
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAccept: {accept}\r\nContent-Length: {}\r\n", body.len());
         if let Some(ct) = content_type {
             req.push_str(&format!("Content-Type: {ct}\r\n"));
         }

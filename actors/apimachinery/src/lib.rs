@@ -25,4 +25,4 @@ pub mod volume;
 
 pub use meta::{Object, ObjectExt, ObjectKey};
 pub use resource::{ResourceInfo, Subresource};
-pub use status::{Cause, CauseType, StatusError};
+pub use status::{Cause, CauseType, StatusDetails, StatusError};

@@ -219,10 +219,7 @@ impl WatchCache {
         let caught_up = matches!(tokio::time::timeout(timeout, rx.wait_for(|r| *r >= revision)).await, Ok(Ok(_)));
         match caught_up {
             true => Ok(()),
-            false => Err(StatusError::timeout(format!(
-                "Too large resource version: {revision}, current: {}",
-                self.revision()
-            ))),
+            false => Err(StatusError::too_large_resource_version(revision, self.revision())),
         }
     }
 
@@ -282,7 +279,7 @@ impl WatchCache {
         let empty = Ring::new(state.listed_at);
         let ring = state.rings.get(gr).unwrap_or(&empty);
         let Some(newer) = ring.newer_than(revision) else {
-            return Err(StatusError::gone(format!(
+            return Err(StatusError::resource_expired(format!(
                 "The resourceVersion for the provided list is too old: {revision} < {}",
                 ring.start
             )));
@@ -352,7 +349,10 @@ impl WatchCache {
                 let empty = Ring::new(state.listed_at);
                 let ring = state.rings.get(gr).unwrap_or(&empty);
                 let Some(newer) = ring.newer_than(rev) else {
-                    return Err(StatusError::gone(format!("too old resource version: {rev} ({})", ring.start)));
+                    return Err(StatusError::resource_expired(format!(
+                        "too old resource version: {rev} ({})",
+                        ring.start
+                    )));
                 };
                 let mut events: Vec<Arc<CacheEvent>> = newer.cloned().collect();
                 events.reverse();

@@ -188,7 +188,7 @@ pub fn group(group: &str) -> Result<ApiResponse, StatusError> {
 }
 
 fn not_found() -> StatusError {
-    StatusError::new(404, "NotFound", "the server could not find the requested resource")
+    StatusError::route_not_found()
 }
 
 pub fn group_version(group: &str, version: &str) -> Result<ApiResponse, StatusError> {

@@ -17,7 +17,7 @@ pub enum Target<'a> {
 /// The API status of a store failure.
 pub fn status(e: StoreError, target: Target<'_>) -> StatusError {
     match (e, target) {
-        (e, Target::Reservation) => StatusError::unavailable(format!("allocating: {e}")),
+        (e, Target::Reservation) => StatusError::service_unavailable(format!("allocating: {e}")),
         (StoreError::AlreadyExists(_), Target::Object(info, name)) => {
             StatusError::already_exists(info.group, info.resource, name)
         }
@@ -26,12 +26,12 @@ pub fn status(e: StoreError, target: Target<'_>) -> StatusError {
         }
         (StoreError::Conflict { .. }, Target::Object(info, name)) => conflict(info, name),
         (StoreError::Gone { requested, oldest }, _) => {
-            StatusError::gone(format!("too old resource version: {requested} ({oldest})"))
+            StatusError::resource_expired(format!("too old resource version: {requested} ({oldest})"))
         }
         (StoreError::TooLarge { size, limit, .. }, _) => {
             StatusError::too_large(format!("object is too large: {size} bytes, limit {limit} bytes"))
         }
-        (StoreError::Unavailable(m), _) => StatusError::unavailable(format!("storage unavailable: {m}")),
+        (StoreError::Unavailable(m), _) => StatusError::service_unavailable(format!("storage unavailable: {m}")),
         (other, _) => StatusError::internal(other.to_string()),
     }
 }

@@ -33,10 +33,9 @@ fn is_ready(pod: &Value) -> bool {
     pod["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True")
 }
 
+/// Upstream's 429, with no retry hint and the budget as its cause.
 fn too_many(message: String) -> StatusError {
-    let mut e = StatusError::new(429, "TooManyRequests", TOO_MANY);
-    e.causes = vec![Cause::new(CauseType::DisruptionBudget, "", message)];
-    e
+    StatusError::too_many_requests(TOO_MANY, 0).with_causes([Cause::new(CauseType::DisruptionBudget, "", message)])
 }
 
 /// Runs an eviction of `ns/name` whose body is `eviction`.

@@ -142,20 +142,14 @@ impl ApiState {
 
     async fn dispatch(&self, req: &ApiRequest, user: &UserInfo) -> Result<ApiResponse, StatusError> {
         if req.body.len() > MAX_BODY {
-            return Err(StatusError::too_large(format!(
-                "request body is {} bytes, over the limit of {MAX_BODY}",
-                req.body.len()
-            )));
+            return Err(StatusError::too_large(format!("limit is {MAX_BODY}")));
         }
         let q = Query::parse(&req.query);
         let get_only = |r: ApiResponse| {
             if req.method == "GET" || req.method == "HEAD" {
                 Ok(r)
             } else {
-                Err(StatusError::method_not_allowed(format!(
-                    "the server does not allow this method on the requested resource ({})",
-                    req.method
-                )))
+                Err(StatusError::method_not_allowed())
             }
         };
         match route(&req.path) {
@@ -187,7 +181,8 @@ impl ApiState {
             Route::GroupVersion(g, v) => get_only(discovery::group_version(&g, &v)?),
             Route::OpenApiV3Root => get_only(ApiResponse::json(200, &self.openapi.root())),
             Route::OpenApiV3(gv) => get_only(ApiResponse::json(200, self.openapi.group_version(&gv)?)),
-            Route::OpenApiV2 => Err(StatusError::new(404, "NotFound", "OpenAPI v2 is not served; use /openapi/v3")),
+            // Not served (clients use v3): a path without a route.
+            Route::OpenApiV2 => Err(StatusError::route_not_found()),
             Route::Resource(p) if p.group == kubus_apimachinery::metrics_api::GROUP => {
                 crate::resource_metrics::serve(&self.usage, &self.storage.cache, req, &q, &p)
             }
@@ -197,9 +192,7 @@ impl ApiState {
                 crate::authorization::review::serve(&*self.authorizer, &rbac, user, &req.method, &p, body)
             }
             Route::Resource(p) => self.resource(req, &q, p, user).await,
-            Route::NotFound => {
-                Err(StatusError::new(404, "NotFound", "the server could not find the requested resource"))
-            }
+            Route::NotFound => Err(StatusError::route_not_found()),
         }
     }
 
@@ -210,20 +203,22 @@ impl ApiState {
         p: ResourcePath,
         user: &UserInfo,
     ) -> Result<ApiResponse, StatusError> {
-        let info = resource::find(&p.group, &p.version, &p.resource)
-            .ok_or_else(|| StatusError::new(404, "NotFound", "the server could not find the requested resource"))?;
-        // `/api/v1/namespaces/x/pods` with a cluster-scoped resource is not a path upstream serves.
+        // Paths no route of upstream's serves: an unknown resource, a cluster-scoped one under
+        // a namespace, a subresource the resource does not have (as `ephemeralcontainers`, which
+        // kubectl debug tells from a missing pod by the empty details).
+        let info = resource::find(&p.group, &p.version, &p.resource).ok_or_else(StatusError::route_not_found)?;
         if p.namespace.is_some() && !info.namespaced {
-            return Err(StatusError::new(404, "NotFound", "the server could not find the requested resource"));
+            return Err(StatusError::route_not_found());
         }
         let ns = p.namespace.as_deref();
         let sub = match p.subresource.as_deref() {
             None => None,
-            Some(s) => Some(info.subresources.iter().copied().find(|x| x.name() == s).ok_or_else(|| {
-                StatusError::new(404, "NotFound", "the server could not find the requested resource")
-            })?),
+            Some(s) => Some(
+                info.subresources.iter().copied().find(|x| x.name() == s).ok_or_else(StatusError::route_not_found)?,
+            ),
         };
-        let rendering = negotiate(req.accept.as_deref())?;
+        let collection_get = p.name.is_none() && req.method == "GET";
+        let rendering = negotiate(req.accept.as_deref(), collection_get)?;
         let renderer = Renderer::new(rendering, info, IncludeObject::parse(q.get("includeObject")));
         let mut write = write_options(q)?;
         write.user = Some(user.clone());
@@ -238,9 +233,7 @@ impl ApiState {
             }
             (None, "DELETE") => self.delete_collection(Collection::new(info, ns, q)?, q, req, renderer).await,
             (Some(name), _) => self.object(info, ns, name, sub, q, req, renderer, write).await,
-            _ => Err(StatusError::method_not_allowed(format!(
-                "the server does not allow this method on the requested resource ({method})"
-            ))),
+            _ => Err(StatusError::method_not_allowed()),
         }
     }
 
@@ -294,9 +287,7 @@ impl ApiState {
             (Some(sub), _) if sub != Subresource::Status => {
                 self.subresource(info, ns, name, sub, req, renderer, write).await
             }
-            _ => Err(StatusError::method_not_allowed(format!(
-                "the server does not allow this method on the requested resource ({method})"
-            ))),
+            _ => Err(StatusError::method_not_allowed()),
         }
     }
 
@@ -320,9 +311,7 @@ impl ApiState {
             Verbs::Post => method == "POST",
         });
         let Some(rules) = rules else {
-            return Err(StatusError::method_not_allowed(format!(
-                "the server does not allow this method on the requested resource ({method})"
-            )));
+            return Err(StatusError::method_not_allowed());
         };
         if method == "GET" {
             let obj = self.storage.get(info, ns, name).await?;
@@ -573,11 +562,10 @@ fn parse_body(req: &ApiRequest) -> Result<Value, StatusError> {
         "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml::from_slice(&req.body)
             .map_err(|e| StatusError::bad_request(format!("error decoding YAML body: {e}"))),
         // client-go's typed clients (kubectl create ...) send protobuf for built-in kinds.
-        kubus_apimachinery::protobuf::CONTENT_TYPE => kubus_apimachinery::protobuf::decode(&req.body)
-            .map_err(|e| StatusError::bad_request(e.to_string())),
-        _ => Err(StatusError::new(415, "UnsupportedMediaType", format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf; got {ct:?}"
-        ))),
+        kubus_apimachinery::protobuf::CONTENT_TYPE => {
+            kubus_apimachinery::protobuf::decode(&req.body).map_err(|e| StatusError::bad_request(e.to_string()))
+        }
+        _ => Err(StatusError::unsupported_media_type(kubus_apimachinery::status::MEDIA_TYPES)),
     }
 }
 

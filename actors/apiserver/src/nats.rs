@@ -43,7 +43,7 @@ impl Actor for NatsService {
                     };
                     let resp = match api::decode::<ApiRequest>(&msg.payload) {
                         Ok(req) => respond(&client, &state, req).await,
-                        Err(e) => status_response(400, "BadRequest", &e.to_string()),
+                        Err(e) => status_response(kubus_apimachinery::StatusError::bad_request(e.to_string())),
                     };
                     if let Ok(bytes) = api::encode(&resp) {
                         let _ = client.publish(reply, Bytes::from(bytes)).await;
@@ -66,9 +66,12 @@ impl Actor for NatsService {
 
 impl Supervised for NatsService {}
 
-fn status_response(code: u16, reason: &'static str, msg: &str) -> ApiResponse {
-    let e = kubus_apimachinery::StatusError::new(code, reason, msg);
-    ApiResponse { status: code, content_type: "application/json".into(), body: e.to_status().to_string().into_bytes() }
+fn status_response(e: kubus_apimachinery::StatusError) -> ApiResponse {
+    ApiResponse {
+        status: e.code,
+        content_type: "application/json".into(),
+        body: e.to_status().to_string().into_bytes(),
+    }
 }
 
 /// Watches over NATS stream their events to the subject named in `stream_to` (query
@@ -80,7 +83,9 @@ async fn respond(client: &async_nats::Client, state: &ApiState, req: ApiRequest)
         Body::Full(b) => ApiResponse { status: resp.status, content_type: resp.content_type, body: b.to_vec() },
         Body::Stream(mut s) => {
             let Some(subject) = stream_to else {
-                return status_response(400, "BadRequest", "a watch over NATS needs the streamTo query parameter");
+                return status_response(kubus_apimachinery::StatusError::bad_request(
+                    "a watch over NATS needs the streamTo query parameter",
+                ));
             };
             let client = client.clone();
             tokio::spawn(async move {

@@ -199,9 +199,7 @@ impl OpenApi {
     }
 
     pub fn group_version(&self, gv: &str) -> Result<&Value, StatusError> {
-        self.docs
-            .get(gv.trim_end_matches('/'))
-            .ok_or_else(|| StatusError::new(404, "NotFound", "the server could not find the requested resource"))
+        self.docs.get(gv.trim_end_matches('/')).ok_or_else(StatusError::route_not_found)
     }
 }
 

@@ -22,7 +22,8 @@ impl PatchKind {
             "application/merge-patch+json" => Ok(PatchKind::Merge),
             "application/strategic-merge-patch+json" => Ok(PatchKind::Strategic),
             "application/apply-patch+yaml" | "application/apply-patch+cbor" => Ok(PatchKind::Apply),
-            _ => Err(StatusError::unsupported_media_type(ct)),
+            // go-restful's 415: a patch route consumes only the patch types.
+            _ => Err(StatusError::server_response(415, "415: Unsupported Media Type")),
         }
     }
 }
@@ -44,13 +45,9 @@ pub fn apply_patch(kind: PatchKind, old: &Value, patch: &Value, root: Option<&st
             let ops: json_patch::Patch = serde_json::from_value(patch.clone())
                 .map_err(|e| StatusError::bad_request(format!("error decoding JSON patch: {e}")))?;
             let mut doc = old.clone();
-            json_patch::patch(&mut doc, &ops).map_err(|e| {
-                StatusError::new(
-                    422,
-                    "Invalid",
-                    format!("the server rejected our request due to an error in our request: {e}"),
-                )
-            })?;
+            // Upstream answers a patch that does not apply with a generic 422, its message
+            // without the patch library's reason.
+            json_patch::patch(&mut doc, &ops).map_err(|e| StatusError::server_response(422, &e.to_string()))?;
             Ok(doc)
         }
         PatchKind::Merge => {

@@ -133,18 +133,35 @@ pub enum Rendering {
     Metadata,
 }
 
-/// Reads the Accept header the way upstream's negotiation does for what we can serve.
-pub fn negotiate(accept: Option<&str>) -> Result<Rendering, StatusError> {
-    let Some(accept) = accept else {
-        return Ok(Rendering::Json);
-    };
-    let mut json_ok = false;
-    for part in accept.split(',') {
-        let mut params = part.split(';').map(str::trim);
-        let media = params.next().unwrap_or("");
-        let params: Vec<&str> = params.collect();
-        let is_json = matches!(media, "application/json" | "*/*" | "application/*" | "");
-        if !is_json {
+/// The watch stream types a collection's GET also produces (upstream's stream serializers).
+const STREAM_MEDIA_TYPES: &[&str] =
+    &["application/json;stream=watch", "application/vnd.kubernetes.protobuf;stream=watch"];
+
+/// Reads the Accept header as upstream's apiserver does, for what Kubus renders. First as
+/// go-restful routes: some accepted type (parameters aside) must be `*/*` or one the route
+/// produces, else a 406 naming what it produces (`watchable`: a collection's GET, which
+/// produces watch streams too). Then as the handler's negotiation: the first rendering Kubus
+/// can give (YAML is answered with JSON, which is YAML too).
+pub fn negotiate(accept: Option<&str>, watchable: bool) -> Result<Rendering, StatusError> {
+    use kubus_apimachinery::status::MEDIA_TYPES;
+    let accept = accept.map(str::trim).filter(|a| !a.is_empty()).unwrap_or("*/*");
+    let entries: Vec<(&str, Vec<&str>)> = accept
+        .split(',')
+        .map(|part| {
+            let mut params = part.split(';').map(str::trim);
+            (params.next().unwrap_or(""), params.collect())
+        })
+        .collect();
+    if !entries.iter().any(|(media, _)| *media == "*/*" || MEDIA_TYPES.contains(media)) {
+        let mut available = MEDIA_TYPES.to_vec();
+        if watchable {
+            available.extend(STREAM_MEDIA_TYPES);
+        }
+        let message = format!("406: Not Acceptable\n\nAvailable representations: {}", available.join(", "));
+        return Err(StatusError::server_response(406, &message));
+    }
+    for (media, params) in &entries {
+        if !matches!(*media, "application/json" | "application/yaml" | "*/*" | "application/*") {
             continue;
         }
         let as_ = params.iter().find_map(|p| p.strip_prefix("as="));
@@ -155,19 +172,10 @@ pub fn negotiate(accept: Option<&str>) -> Result<Rendering, StatusError> {
                 return Ok(Rendering::Metadata)
             }
             (Some(_), _) => continue,
-            (None, _) => json_ok = true,
-        }
-        if json_ok {
-            return Ok(Rendering::Json);
+            (None, _) => return Ok(Rendering::Json),
         }
     }
-    if json_ok || accept.trim().is_empty() || accept.contains("yaml") {
-        Ok(Rendering::Json)
-    } else {
-        Err(StatusError::not_acceptable(format!(
-            "only the following media types are accepted: application/json, application/json;as=Table;v=v1;g=meta.k8s.io; got {accept:?}"
-        )))
-    }
+    Err(StatusError::not_acceptable(MEDIA_TYPES))
 }
 
 /// The object a path names, as in `/apis/apps/v1/namespaces/default/deployments/web/scale`.
@@ -295,9 +303,19 @@ mod tests {
     #[test]
     fn accept_negotiation() {
         let kubectl = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
-        assert_eq!(negotiate(Some(kubectl)).unwrap(), Rendering::Table);
-        assert_eq!(negotiate(Some("application/json, */*")).unwrap(), Rendering::Json);
-        assert!(negotiate(Some("application/vnd.kubernetes.protobuf")).is_err());
+        assert_eq!(negotiate(Some(kubectl), true).unwrap(), Rendering::Table);
+        assert_eq!(negotiate(Some("application/json, */*"), false).unwrap(), Rendering::Json);
+        assert_eq!(negotiate(None, false).unwrap(), Rendering::Json);
+        assert_eq!(negotiate(Some("application/yaml"), false).unwrap(), Rendering::Json);
+        // Protobuf alone: past the route, but nothing Kubus renders (the handler's 406).
+        let e = negotiate(Some("application/vnd.kubernetes.protobuf"), false).unwrap_err();
+        assert_eq!((e.code, e.details()), (406, None));
+        let e = negotiate(Some("application/json;as=Nonsense;g=meta.k8s.io"), false).unwrap_err();
+        assert_eq!((e.code, e.details()), (406, None));
+        // A type no route produces: go-restful's 406, which lists what the route produces.
+        let e = negotiate(Some("text/html"), true).unwrap_err();
+        assert_eq!(e.message, "406: Not Acceptable\n\nAvailable representations: application/json, application/yaml, application/vnd.kubernetes.protobuf, application/json;stream=watch, application/vnd.kubernetes.protobuf;stream=watch");
+        assert!(e.details().is_some());
     }
 
     #[test]

@@ -126,16 +126,6 @@ impl Handler<crate::Shutdown> for UsageReceiver {
     }
 }
 
-fn not_allowed(method: &str) -> StatusError {
-    StatusError::method_not_allowed(format!(
-        "the server does not allow this method on the requested resource ({method})"
-    ))
-}
-
-fn not_found() -> StatusError {
-    StatusError::new(404, "NotFound", "the server could not find the requested resource")
-}
-
 /// Serves a request on `/apis/metrics.k8s.io/v1beta1/...`.
 pub fn serve(
     store: &UsageStore,
@@ -145,24 +135,20 @@ pub fn serve(
     p: &ResourcePath,
 ) -> Result<ApiResponse, StatusError> {
     if p.version != metrics_api::VERSION || p.subresource.is_some() {
-        return Err(not_found());
+        return Err(StatusError::route_not_found());
     }
     let pods = match (p.resource.as_str(), &p.namespace) {
         ("pods", _) => true,
         ("nodes", None) => false,
-        _ => return Err(not_found()),
+        _ => return Err(StatusError::route_not_found()),
     };
     if req.method != "GET" {
-        return Err(not_allowed(&req.method));
+        return Err(StatusError::method_not_allowed());
     }
     if p.name.is_none() && q.flag("watch") {
-        return Err(StatusError::method_not_allowed(format!(
-            "watch is not supported on resources of kind \"{}.{}\"",
-            p.resource,
-            metrics_api::GROUP
-        )));
+        return Err(StatusError::method_not_supported(metrics_api::GROUP, &p.resource, "watch"));
     }
-    let rendering = crate::request::negotiate(req.accept.as_deref())?;
+    let rendering = crate::request::negotiate(req.accept.as_deref(), p.name.is_none())?;
     let include = IncludeObject::parse(q.get("includeObject"));
     let reports = store.fresh();
     let ns = p.namespace.as_deref();

@@ -124,18 +124,21 @@ impl Storage {
         Ok(())
     }
 
-    fn check_namespace(&self, info: &'static ResourceInfo, ns: Option<&str>) -> Result<(), StatusError> {
+    /// The namespace lifecycle admission's rule: a namespaced object is created only in a
+    /// namespace that exists and is not being terminated.
+    fn check_namespace(&self, info: &'static ResourceInfo, ns: Option<&str>, name: &str) -> Result<(), StatusError> {
         if !info.namespaced {
             return Ok(());
         }
         let ns = ns.unwrap_or_default();
         match self.cache.namespace_phase(ns) {
             None => Err(StatusError::not_found("", "namespaces", ns)),
-            Some(p) if p == "Terminating" => Err(StatusError::forbidden(format!(
-                "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
-                info.resource, ""
-            ))
-            .with_details(info.group, info.resource, "")),
+            Some(p) if p == "Terminating" => Err(StatusError::forbidden(
+                info.group,
+                info.resource,
+                name,
+                format!("unable to create new content in namespace {ns} because it is being terminated"),
+            )),
             Some(_) => Ok(()),
         }
     }
@@ -208,7 +211,7 @@ impl Storage {
             return Err(StatusError::invalid(storage_info.group, storage_info.kind, &name, causes));
         }
         crate::admission::validate(self, storage_info, &obj, None, opts.user.as_ref()).await?;
-        self.check_namespace(info, ns)?;
+        self.check_namespace(info, ns, &name)?;
         let mut bytes = to_bytes(&obj)?;
         self.check_size(&bytes)?;
         let charges = match &attrs {

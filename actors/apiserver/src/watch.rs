@@ -122,7 +122,7 @@ async fn run(cache: &WatchCache, mut spec: WatchSpec, sub: Subscription, tx: &mp
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
-                    let e = StatusError::gone("the watcher fell behind; too old resource version");
+                    let e = StatusError::resource_expired("the watcher fell behind; too old resource version");
                     let _ = tx.send(error_line(&e)).await;
                     return Ok(());
                 }

@@ -35,7 +35,7 @@ fn create(group: &str, kind: &str, obj: Value) -> Vec<Cause> {
 }
 
 fn has(causes: &[Cause], kind: CauseType, field: &str) -> bool {
-    causes.iter().any(|c| c.kind == kind && c.field == field)
+    causes.iter().any(|c| c.kind == Some(kind) && c.field == field)
 }
 
 #[track_caller]
@@ -139,7 +139,7 @@ fn labels_and_annotations_are_checked() {
     p["metadata"]["labels"] = json!({"bad key": "x", "ok": "bad value!"});
     let c = create("", "Pod", p);
     assert_eq!(c.iter().filter(|c| c.field == "metadata.labels").count(), 2);
-    assert!(c.iter().all(|c| c.kind == CauseType::FieldValueInvalid));
+    assert!(c.iter().all(|c| c.kind == Some(CauseType::FieldValueInvalid)));
 
     let mut p = pod();
     p["metadata"]["annotations"] = json!({"big": "x".repeat(256 * 1024)});

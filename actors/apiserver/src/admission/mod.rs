@@ -51,8 +51,7 @@ impl Attributes<'_> {
 
     /// `pods "web-1" is forbidden: <reason>`, with the object in the details.
     pub fn forbidden(&self, reason: impl std::fmt::Display) -> StatusError {
-        StatusError::forbidden(format!("{} \"{}\" is forbidden: {reason}", self.info.qualified(), self.name))
-            .with_details(self.info.group, self.info.resource, self.name)
+        StatusError::forbidden(self.info.group, self.info.resource, self.name, reason)
     }
 }
 

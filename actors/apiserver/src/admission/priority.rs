@@ -47,7 +47,7 @@ fn default_class(storage: &Storage) -> Option<Arc<Value>> {
 }
 
 fn forbidden(pod: &str, message: impl std::fmt::Display) -> StatusError {
-    StatusError::forbidden(format!("pods \"{pod}\" is forbidden: {message}")).with_details("", "pods", pod)
+    StatusError::forbidden("", "pods", pod, message)
 }
 
 /// Resolves a new pod's priority and preemption policy from its class.
@@ -110,10 +110,12 @@ pub async fn validate_priority_class(storage: &Storage, pc: &Value, old: Option<
     if let Some(existing) = default_class(storage) {
         let existing = existing["metadata"]["name"].as_str().unwrap_or("");
         if old.is_none() || existing != name {
-            return Err(StatusError::forbidden(format!(
-                "priorityclasses.scheduling.k8s.io \"{name}\" is forbidden: PriorityClass {existing} is already marked as default. Only one default can exist"
-            ))
-            .with_details("scheduling.k8s.io", "priorityclasses", name));
+            return Err(StatusError::forbidden(
+                "scheduling.k8s.io",
+                "priorityclasses",
+                name,
+                format!("PriorityClass {existing} is already marked as default. Only one default can exist"),
+            ));
         }
     }
     Ok(())

@@ -4,7 +4,7 @@
 //! `system:masters` may do both.
 
 use super::rbac::{PolicyRule, Rbac, RoleSource, GROUP};
-use super::{forbidden_object, Attributes, Authorizer};
+use super::{Attributes, Authorizer};
 use crate::authn::{UserInfo, SYSTEM_PRIVILEGED_GROUP};
 use kubus_apimachinery::StatusError;
 use serde_json::Value;
@@ -23,7 +23,7 @@ pub fn check<S: RoleSource + Clone + 'static>(
     let name = obj["metadata"]["name"].as_str().unwrap_or_default();
     let chain = super::chain(source.clone());
     let rbac = Rbac { source: source.clone() };
-    let refuse = |msg: String| Err(forbidden_object(GROUP, resource, name, &msg));
+    let refuse = |msg: String| Err(StatusError::forbidden(GROUP, resource, name, msg));
     match resource {
         "roles" | "clusterroles" => {
             let may_escalate =

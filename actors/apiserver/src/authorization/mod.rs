@@ -197,24 +197,7 @@ pub fn forbidden(a: &Attributes, reason: &str) -> StatusError {
     if !reason.is_empty() {
         msg = format!("{msg}: {reason}");
     }
-    forbidden_object(&a.api_group, &a.resource, &a.name, &msg)
-}
-
-/// upstream's errors.NewForbidden: `<resource>[.<group>] ["name"] is forbidden: <message>`.
-pub fn forbidden_object(group: &str, resource: &str, name: &str, msg: &str) -> StatusError {
-    let qualified = if group.is_empty() { resource.to_string() } else { format!("{resource}.{group}") };
-    let message = if qualified.is_empty() {
-        format!("forbidden: {msg}")
-    } else if name.is_empty() {
-        format!("{qualified} is forbidden: {msg}")
-    } else {
-        format!("{qualified} {name:?} is forbidden: {msg}")
-    };
-    let mut e = StatusError::forbidden(message);
-    if !qualified.is_empty() {
-        e = e.with_details(group, resource, name);
-    }
-    e
+    StatusError::forbidden(&a.api_group, &a.resource, &a.name, msg)
 }
 
 #[cfg(test)]

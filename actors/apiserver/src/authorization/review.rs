@@ -70,12 +70,10 @@ pub fn serve<S: RoleSource>(
     body: Value,
 ) -> Result<ApiResponse, StatusError> {
     let Some(review) = find(p) else {
-        return Err(StatusError::new(404, "NotFound", "the server could not find the requested resource"));
+        return Err(StatusError::route_not_found());
     };
     if method != "POST" || p.name.is_some() || p.namespace.is_some() != review.namespaced {
-        return Err(StatusError::method_not_allowed(format!(
-            "the server does not allow this method on the requested resource ({method})"
-        )));
+        return Err(StatusError::method_not_allowed());
     }
     let kind = review.kind;
     let mut out = json!({"kind": kind, "apiVersion": format!("{}/{}", p.group, p.version),

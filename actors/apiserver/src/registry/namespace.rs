@@ -36,10 +36,7 @@ impl Strategy for NamespaceStrategy {
 
     fn check_delete(&self, name: &str) -> Result<(), StatusError> {
         if UNDELETABLE.contains(&name) {
-            return Err(StatusError::forbidden(format!(
-                "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
-            ))
-            .with_details("", "namespaces", name));
+            return Err(StatusError::forbidden("", "namespaces", name, "this namespace may not be deleted"));
         }
         Ok(())
     }

@@ -16,10 +16,12 @@ impl Strategy for PriorityClassStrategy {
 
     fn check_delete(&self, name: &str) -> Result<(), StatusError> {
         if SYSTEM_PRIORITY_CLASSES.iter().any(|(n, _)| *n == name) {
-            return Err(StatusError::forbidden(format!(
-                "priorityclasses.scheduling.k8s.io \"{name}\" is forbidden: this is a system priority class and cannot be deleted"
-            ))
-            .with_details("scheduling.k8s.io", "priorityclasses", name));
+            return Err(StatusError::forbidden(
+                "scheduling.k8s.io",
+                "priorityclasses",
+                name,
+                "this is a system priority class and cannot be deleted",
+            ));
         }
         Ok(())
     }

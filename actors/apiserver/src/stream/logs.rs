@@ -14,11 +14,7 @@ pub(crate) async fn serve(
     ctx: &StreamContext,
 ) -> Result<HttpResponse, Rejection> {
     if req.method() != actix_web::http::Method::GET {
-        return Err(StatusError::method_not_allowed(format!(
-            "the server does not allow this method on the requested resource ({})",
-            req.method()
-        ))
-        .into());
+        return Err(StatusError::method_not_allowed().into());
     }
     let target = PodTarget::of_unscheduled_ok(pod)?;
     let container = pick_container(pod, q.get("container"))?;

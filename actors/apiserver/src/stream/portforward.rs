@@ -28,10 +28,7 @@ pub const TUNNEL_PROTOCOL: &str = "SPDY/3.1+portforward.k8s.io";
 /// pod has a node.
 pub(crate) fn accept(method: &str, q: &MultiQuery, pod: &Value) -> Result<PodTarget, Rejection> {
     if method != "GET" && method != "POST" {
-        return Err(StatusError::method_not_allowed(format!(
-            "the server does not allow this method on the requested resource ({method})"
-        ))
-        .into());
+        return Err(StatusError::method_not_allowed().into());
     }
     for p in q.all("ports").iter().flat_map(|p| p.split(',').map(str::to_string).collect::<Vec<_>>()) {
         if !matches!(p.trim().parse::<u16>(), Ok(n) if n > 0) {
@@ -46,9 +43,8 @@ pub(crate) fn negotiate_spdy(offered: &[String]) -> Result<(), Rejection> {
     if offered.iter().any(|p| p == PROTOCOL) {
         Ok(())
     } else {
-        Err(StatusError::forbidden(format!(
-            "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports [{PROTOCOL}]"
-        ))
+        // Upstream refuses with a plain-text 403; this is how clients read it.
+        Err(StatusError::server_response(403, &format!("unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports [{PROTOCOL}]"))
         .into())
     }
 }

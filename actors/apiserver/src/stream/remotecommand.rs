@@ -65,10 +65,7 @@ pub(crate) async fn accept(
     kind: &'static str,
 ) -> Result<Accepted, Rejection> {
     if method != "GET" && method != "POST" {
-        return Err(StatusError::method_not_allowed(format!(
-            "the server does not allow this method on the requested resource ({method})"
-        ))
-        .into());
+        return Err(StatusError::method_not_allowed().into());
     }
     let container = pick_container(pod, q.get("container"))?;
     let tty = q.flag("tty")?;
@@ -165,9 +162,8 @@ fn negotiate(upgrade: Option<&str>, header: &dyn Fn(&str) -> Vec<String>) -> Res
             if offered.iter().any(|p| p == V4) {
                 Ok(Protocol::Spdy)
             } else {
-                Err(StatusError::forbidden(format!(
-                    "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports [{V4}]"
-                ))
+                // Upstream refuses with a plain-text 403; this is how clients read it.
+                Err(StatusError::server_response(403, &format!("unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports [{V4}]"))
                 .into())
             }
         }
