@@ -33,6 +33,29 @@ pub(crate) fn stop(child: &mut std::process::Child) {
     let _ = child.wait();
 }
 
+/// `kubus node-reset` of a bench's node (`exe` is the kubus binary): removes what the agent
+/// made on the host. Cleanup: a failure is printed, not returned.
+pub(crate) fn node_reset(exe: &std::path::Path, node_dir: &std::path::Path, bridge: &str, cgroup_root: &str) {
+    match Command::new(exe)
+        .args(["node-reset", "--data-dir"])
+        .arg(node_dir)
+        .args(["--bridge", bridge, "--cgroup-root", cgroup_root])
+        .env("KUBUS_LOG", "warn")
+        .output()
+    {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => eprintln!("cleanup: node-reset failed: {}", String::from_utf8_lossy(&o.stderr).trim()),
+        Err(e) => eprintln!("cleanup: node-reset: {e}"),
+    }
+}
+
+/// Kills the nats-server of `kubus up`'s data dir `dir`: a kubus killed outright leaves it behind.
+pub(crate) fn kill_nats_server(dir: &std::path::Path) {
+    if let Ok(pid) = std::fs::read_to_string(dir.join("nats-server.pid")) {
+        let _ = Command::new("kill").arg("-KILL").arg(pid.trim()).stderr(std::process::Stdio::null()).status();
+    }
+}
+
 /// Proportional set size: shared pages (the kubus binary's text) split among their users.
 pub(crate) fn pss_kib(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;

@@ -14,7 +14,8 @@
 //! Everything it makes is removed, also after a failure (see `real_node`).
 
 use crate::host::is_root;
-use crate::real_node::{condition_true, expect, items, RealNode};
+use crate::http::{expect_json, list_items};
+use crate::real_node::{condition_true, RealNode};
 use anyhow::{bail, Context as _};
 use kubus_apimachinery::quantity::parse_quantity;
 use serde_json::{json, Value};
@@ -236,8 +237,8 @@ async fn bench(args: &HpaArgs) -> anyhow::Result<()> {
         args.load_seconds,
         node.names.node_name
     );
-    expect(&addr, "POST", DEPLOYMENTS, Some(&deployment(args, from, until)), &[201]).await?;
-    expect(&addr, "POST", HPAS, Some(&autoscaler(args)), &[201]).await?;
+    expect_json(&addr, "POST", DEPLOYMENTS, Some(&deployment(args, from, until)), &[201]).await?;
+    expect_json(&addr, "POST", HPAS, Some(&autoscaler(args)), &[201]).await?;
     // The controller syncs a new autoscaler at once, then every period.
     let phase = (from as f64 - unix_now()) % sync.as_secs_f64().max(1.0);
     let (load_start, load_end) = (instant_at(from), instant_at(until));
@@ -247,8 +248,8 @@ async fn bench(args: &HpaArgs) -> anyhow::Result<()> {
 
     // Before the load: the pod Ready and its idle utilization read by the autoscaler.
     let idle = loop {
-        let hpa = expect(&addr, "GET", &hpa_path, None, &[200]).await?;
-        let ready = items(&addr, &pods_path).await?.iter().filter(|p| condition_true(p, "Ready")).count();
+        let hpa = expect_json(&addr, "GET", &hpa_path, None, &[200]).await?;
+        let ready = list_items(&addr, &pods_path).await?.iter().filter(|p| condition_true(p, "Ready")).count();
         if let (1, Some(u)) = (ready, utilization(&hpa)) {
             break u;
         }
@@ -276,16 +277,16 @@ async fn bench(args: &HpaArgs) -> anyhow::Result<()> {
     tokio::time::sleep_until(load_start.into()).await;
     while Instant::now() < deadline && t.down_done.is_none() {
         let now = Instant::now();
-        let hpa = expect(&addr, "GET", &hpa_path, None, &[200]).await?;
-        let pods = items(&addr, &pods_path).await?;
+        let hpa = expect_json(&addr, "GET", &hpa_path, None, &[200]).await?;
+        let pods = list_items(&addr, &pods_path).await?;
         let live = pods.iter().filter(|p| p["metadata"]["deletionTimestamp"].is_null()).count();
         let ready = pods.iter().filter(|p| condition_true(p, "Ready")).count();
         if let Some(u) = utilization(&hpa) {
             most_util = most_util.max(u);
         }
         let ended = now >= load_end;
-        let metrics = expect(&addr, "GET", &metrics_path, None, &[200]).await?;
-        let deployment = expect(&addr, "GET", &deployment_path, None, &[200]).await?;
+        let metrics = expect_json(&addr, "GET", &metrics_path, None, &[200]).await?;
+        let deployment = expect_json(&addr, "GET", &deployment_path, None, &[200]).await?;
         let reading = Reading {
             util: utilization(&hpa),
             usage: pods_usage(&metrics, live, request_milli, ended),
@@ -330,8 +331,8 @@ async fn bench(args: &HpaArgs) -> anyhow::Result<()> {
             node.dir.join("kubus.log").display()
         );
     }
-    expect(&addr, "DELETE", &hpa_path, None, &[200]).await?;
-    expect(&addr, "DELETE", &format!("{DEPLOYMENTS}/{NAME}"), None, &[200, 202]).await?;
+    expect_json(&addr, "DELETE", &hpa_path, None, &[200]).await?;
+    expect_json(&addr, "DELETE", &format!("{DEPLOYMENTS}/{NAME}"), None, &[200, 202]).await?;
     Ok(())
 }
 

@@ -101,3 +101,35 @@ pub(crate) async fn expect(
     }
     Ok(body)
 }
+
+/// One JSON request on a fresh connection; status and JSON body (null if not JSON).
+pub(crate) async fn json_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let (code, buf) = Conn::open(addr).await?.request(method, path, "application/json", body.as_bytes()).await?;
+    Ok((code, serde_json::from_slice(&buf).unwrap_or(serde_json::Value::Null)))
+}
+
+/// One JSON request whose status must be one of `ok`; its JSON body.
+pub(crate) async fn expect_json(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+    ok: &[u16],
+) -> anyhow::Result<serde_json::Value> {
+    let (code, v) = json_request(addr, method, path, body).await?;
+    if !ok.contains(&code) {
+        bail!("{method} {path}: {code} {v}");
+    }
+    Ok(v)
+}
+
+/// The items of a LIST.
+pub(crate) async fn list_items(addr: &str, path: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+    Ok(expect_json(addr, "GET", path, None, &[200]).await?["items"].as_array().cloned().unwrap_or_default())
+}

@@ -1,10 +1,10 @@
 //! `kubus up` with its real node as a child process, for the benches that run real containers
 //! on this host (root): start, wait for the node to be Ready, and on drop stop it and remove
 //! what the node made (`kubus node-reset`: containers, shims, mounts, sandboxes, its bridge and
-//! cgroups), then the data dir. Also the JSON requests those benches make.
+//! cgroups), then the data dir.
 
-use crate::host::{stop, token};
-use crate::http::Conn;
+use crate::host::{kill_nats_server, node_reset, stop, token};
+use crate::http::json_request;
 use anyhow::{bail, Context as _};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -52,21 +52,8 @@ impl Drop for RealNode {
         if let Some(mut c) = self.child.take() {
             stop(&mut c);
         }
-        // A kubus killed outright leaves its nats-server behind.
-        if let Ok(pid) = std::fs::read_to_string(self.dir.join("nats-server.pid")) {
-            let _ = Command::new("kill").arg("-KILL").arg(pid.trim()).stderr(Stdio::null()).status();
-        }
-        match Command::new(&self.exe)
-            .args(["node-reset", "--data-dir"])
-            .arg(self.dir.join("node"))
-            .args(["--bridge", &self.names.bridge, "--cgroup-root", &self.names.cgroup_root])
-            .env("KUBUS_LOG", "warn")
-            .output()
-        {
-            Ok(o) if o.status.success() => {}
-            Ok(o) => eprintln!("cleanup: node-reset failed: {}", String::from_utf8_lossy(&o.stderr).trim()),
-            Err(e) => eprintln!("cleanup: node-reset: {e}"),
-        }
+        kill_nats_server(&self.dir);
+        node_reset(&self.exe, &self.dir.join("node"), &self.names.bridge, &self.names.cgroup_root);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -114,7 +101,7 @@ impl RealNode {
         let started = Instant::now();
         let node_path = format!("/api/v1/nodes/{}", node.names.node_name);
         loop {
-            if let Ok((200, v)) = http(&node.addr, "GET", &node_path, None).await {
+            if let Ok((200, v)) = json_request(&node.addr, "GET", &node_path, None).await {
                 if condition_true(&v, "Ready") {
                     node.allocatable = v["status"]["allocatable"].clone();
                     return Ok(node);
@@ -134,33 +121,6 @@ pub(crate) fn condition_true(obj: &Value, kind: &str) -> bool {
         && obj["status"]["conditions"]
             .as_array()
             .is_some_and(|cs| cs.iter().any(|c| c["type"] == kind && c["status"] == "True"))
-}
-
-/// One request on a fresh connection; status and JSON body (null if not JSON).
-pub(crate) async fn http(addr: &str, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<(u16, Value)> {
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let (code, buf) = Conn::open(addr).await?.request(method, path, "application/json", body.as_bytes()).await?;
-    Ok((code, serde_json::from_slice(&buf).unwrap_or(Value::Null)))
-}
-
-/// One request whose status must be one of `ok`; its JSON body.
-pub(crate) async fn expect(
-    addr: &str,
-    method: &str,
-    path: &str,
-    body: Option<&Value>,
-    ok: &[u16],
-) -> anyhow::Result<Value> {
-    let (code, v) = http(addr, method, path, body).await?;
-    if !ok.contains(&code) {
-        bail!("{method} {path}: {code} {v}");
-    }
-    Ok(v)
-}
-
-/// The items of a LIST.
-pub(crate) async fn items(addr: &str, path: &str) -> anyhow::Result<Vec<Value>> {
-    Ok(expect(addr, "GET", path, None, &[200]).await?["items"].as_array().cloned().unwrap_or_default())
 }
 
 #[cfg(test)]

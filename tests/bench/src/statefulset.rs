@@ -10,7 +10,8 @@
 //! (containers, shims, mounts, sandboxes, its bridge and cgroups), then the data dir.
 
 use crate::host::{clock_ticks_per_second, cpu_ticks, is_root, vm_rss_kib};
-use crate::real_node::{condition_true, expect, http, items, RealNode};
+use crate::http::{expect_json, json_request, list_items};
+use crate::real_node::{condition_true, RealNode};
 use crate::sim_cluster::warning_summary;
 use anyhow::bail;
 use serde_json::{json, Value};
@@ -71,7 +72,7 @@ fn pod_summary(pods: &[Value]) -> String {
 
 /// Warning events by reason, with one message of each.
 async fn warnings(addr: &str) -> anyhow::Result<String> {
-    Ok(warning_summary(&items(addr, &format!("{NS}/events?fieldSelector=type%3DWarning")).await?))
+    Ok(warning_summary(&list_items(addr, &format!("{NS}/events?fieldSelector=type%3DWarning")).await?))
 }
 
 pub(crate) async fn run(args: StatefulSetArgs) -> anyhow::Result<()> {
@@ -102,23 +103,23 @@ async fn bench(args: &StatefulSetArgs) -> anyhow::Result<()> {
 
     let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": NAME},
         "spec": {"clusterIP": "None", "selector": {"app": NAME}, "ports": [{"port": 80}]}});
-    expect(&addr, "POST", &format!("{NS}/services"), Some(&svc), &[201]).await?;
+    expect_json(&addr, "POST", &format!("{NS}/services"), Some(&svc), &[201]).await?;
     let hz = clock_ticks_per_second();
     let cpu0 = cpu_ticks(pid).unwrap_or(0);
     let t0 = Instant::now();
-    expect(&addr, "POST", SETS, Some(&stateful_set(args.replicas, args.claims)), &[201]).await?;
+    expect_json(&addr, "POST", SETS, Some(&stateful_set(args.replicas, args.claims)), &[201]).await?;
     let timeout = Duration::from_secs(args.timeout);
     let (mut first_bound, mut all_bound, mut all_ready) = (None, None, None);
     let (mut most_ready, mut pods) = (0, Vec::new());
     while all_ready.is_none() || (args.claims && all_bound.is_none()) {
-        pods = items(&addr, &format!("{NS}/pods?labelSelector=app%3D{NAME}")).await?;
+        pods = list_items(&addr, &format!("{NS}/pods?labelSelector=app%3D{NAME}")).await?;
         let ready_now = pods.iter().filter(|p| condition_true(p, "Ready")).count();
         most_ready = most_ready.max(ready_now);
         if ready_now >= args.replicas && all_ready.is_none() {
             all_ready = Some(t0.elapsed());
         }
         if args.claims {
-            let claims = items(&addr, &format!("{NS}/persistentvolumeclaims")).await?;
+            let claims = list_items(&addr, &format!("{NS}/persistentvolumeclaims")).await?;
             let bound = claims.iter().filter(|c| c["status"]["phase"] == "Bound").count();
             if bound > 0 && first_bound.is_none() {
                 first_bound = Some(t0.elapsed());
@@ -158,13 +159,13 @@ async fn bench(args: &StatefulSetArgs) -> anyhow::Result<()> {
     // Everything goes: the set (its pods, and with them the claims and their volumes).
     let t1 = Instant::now();
     let opts = json!({"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Foreground"});
-    expect(&addr, "DELETE", &format!("{SETS}/{NAME}"), Some(&opts), &[200, 202]).await?;
-    expect(&addr, "DELETE", &format!("{NS}/services/{NAME}"), None, &[200, 202]).await?;
+    expect_json(&addr, "DELETE", &format!("{SETS}/{NAME}"), Some(&opts), &[200, 202]).await?;
+    expect_json(&addr, "DELETE", &format!("{NS}/services/{NAME}"), None, &[200, 202]).await?;
     loop {
-        let pods = items(&addr, &format!("{NS}/pods?labelSelector=app%3D{NAME}")).await?.len();
-        let claims = items(&addr, &format!("{NS}/persistentvolumeclaims")).await?.len();
-        let volumes = items(&addr, "/api/v1/persistentvolumes").await?.len();
-        let set = http(&addr, "GET", &format!("{SETS}/{NAME}"), None).await?.0 != 404;
+        let pods = list_items(&addr, &format!("{NS}/pods?labelSelector=app%3D{NAME}")).await?.len();
+        let claims = list_items(&addr, &format!("{NS}/persistentvolumeclaims")).await?.len();
+        let volumes = list_items(&addr, "/api/v1/persistentvolumes").await?.len();
+        let set = json_request(&addr, "GET", &format!("{SETS}/{NAME}"), None).await?.0 != 404;
         if pods + claims + volumes == 0 && !set {
             break;
         }

@@ -9,16 +9,12 @@
 //! (`kubus node-reset` on the node's data dir, bridge and cgroup root).
 
 use anyhow::{bail, Context as _};
-use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::List;
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 
-use super::pods::{expect, pod, start_control_plane, watch_pods, ClusterGuard, Watch, LABEL, PODS, POD_TIMEOUT};
+use super::pods::{pod, start_control_plane, ClusterGuard, Watch, PODS, POD_TIMEOUT};
 use crate::host::{clock_ticks_per_second, own_cpu_ticks, vm_rss_kib};
-use crate::http::Conn;
+use crate::http::{expect_json, Conn};
 use crate::stats::{pct, sorted};
 
 /// After an agent (re)starts and reports every pod: time for adoption, first syncs and status
@@ -163,20 +159,13 @@ pub(super) async fn metrics_cost(
     println!("control plane and node {} Ready after {:.1} s", guard.node_name(), started.elapsed().as_secs_f64());
 
     // The pods, created at once; a watch tells when they all run.
-    let selector = format!("labelSelector={LABEL}%3D{tok}");
-    let list: List<Pod> =
-        serde_json::from_value(expect(&addr, "GET", &format!("{PODS}?{selector}"), None, &[200]).await?)?;
-    let rv = list.metadata.resource_version.context("list without resourceVersion")?;
-    let (tx, rx) = mpsc::unbounded_channel();
-    let watch_task =
-        tokio::spawn(watch_pods(addr.clone(), format!("{PODS}?watch=true&resourceVersion={rv}&{selector}"), tx));
-    let mut watch = Watch { rx, seen: HashMap::new() };
+    let mut watch = Watch::open(&addr, tok).await?;
     let names: Vec<String> = (0..pods).map(|i| format!("b{tok}-m{i}")).collect();
     let t0 = Instant::now();
     for chunk in names.chunks(20) {
         futures::future::try_join_all(chunk.iter().map(|name| {
             let (addr, body) = (addr.clone(), pod(name, tok));
-            async move { expect(&addr, "POST", PODS, Some(&body), &[201]).await }
+            async move { expect_json(&addr, "POST", PODS, Some(&body), &[201]).await }
         }))
         .await?;
     }
@@ -185,7 +174,7 @@ pub(super) async fn metrics_cost(
             names.iter().all(|n| s.get(n).is_some_and(|p| p.running.is_some()))
         })
         .await?;
-    watch_task.abort();
+    drop(watch);
     println!("{pods} pods Running after {:.1} s", t0.elapsed().as_secs_f64());
 
     let mut runs = Vec::new();

@@ -16,8 +16,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
-use crate::host::{clock_ticks_per_second, cpu_ticks, machine_ticks, pss_kib, stop, vm_rss_kib};
-use crate::http::Conn;
+use crate::host::{
+    clock_ticks_per_second, cpu_ticks, kill_nats_server, machine_ticks, node_reset, pss_kib, stop, vm_rss_kib,
+};
+use crate::http::{expect_json, json_request, Conn};
 use crate::stats::sorted;
 
 /// A Service range of the bench's own, so its kube-proxy route never takes over a cluster's
@@ -88,47 +90,13 @@ impl Drop for ClusterGuard {
         if let Some(mut c) = self.agent.take() {
             stop(&mut c);
         }
-        match Command::new(&self.exe)
-            .args(["node-reset", "--data-dir"])
-            .arg(self.dir.join("node"))
-            .args(["--bridge", &self.names.bridge, "--cgroup-root", &self.names.cgroup_root])
-            .env("KUBUS_LOG", "warn")
-            .output()
-        {
-            Ok(o) if o.status.success() => {}
-            Ok(o) => eprintln!("cleanup: node-reset failed: {}", String::from_utf8_lossy(&o.stderr).trim()),
-            Err(e) => eprintln!("cleanup: node-reset: {e}"),
-        }
+        node_reset(&self.exe, &self.dir.join("node"), &self.names.bridge, &self.names.cgroup_root);
         if let Some(mut c) = self.control_plane.take() {
             stop(&mut c);
         }
-        // A control plane killed outright leaves its nats-server behind.
-        if let Ok(pid) = std::fs::read_to_string(self.dir.join("nats-server.pid")) {
-            let _ = Command::new("kill").arg("-KILL").arg(pid.trim()).stderr(Stdio::null()).status();
-        }
+        kill_nats_server(&self.dir);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// One request on a fresh connection; status and JSON body.
-pub(super) async fn http(addr: &str, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<(u16, Value)> {
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let (code, buf) = Conn::open(addr).await?.request(method, path, "application/json", body.as_bytes()).await?;
-    Ok((code, serde_json::from_slice(&buf).unwrap_or(Value::Null)))
-}
-
-pub(super) async fn expect(
-    addr: &str,
-    method: &str,
-    path: &str,
-    body: Option<&Value>,
-    ok: &[u16],
-) -> anyhow::Result<Value> {
-    let (code, v) = http(addr, method, path, body).await?;
-    if !ok.contains(&code) {
-        bail!("{method} {path}: {code} {v}");
-    }
-    Ok(v)
 }
 
 /// What the watch saw of one pod, stamped when the event arrived.
@@ -188,13 +156,33 @@ pub(super) async fn watch_pods(addr: String, path: String, tx: mpsc::UnboundedSe
     Ok(())
 }
 
-/// The pods' watch as seen so far, fed from the watch task.
+/// The pods' watch as seen so far, fed from the watch task (stopped with the Watch).
 pub(super) struct Watch {
     pub(super) rx: mpsc::UnboundedReceiver<Event>,
     pub(super) seen: HashMap<String, Seen>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 impl Watch {
+    /// Watches the bench's pods (label `LABEL=tok`) from the resourceVersion of a list, so it
+    /// sees every later change.
+    pub(super) async fn open(addr: &str, tok: &str) -> anyhow::Result<Watch> {
+        let selector = format!("labelSelector={LABEL}%3D{tok}");
+        let list: List<Pod> =
+            serde_json::from_value(expect_json(addr, "GET", &format!("{PODS}?{selector}"), None, &[200]).await?)?;
+        let rv = list.metadata.resource_version.context("list without resourceVersion")?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let path = format!("{PODS}?watch=true&resourceVersion={rv}&{selector}");
+        let task = tokio::spawn(watch_pods(addr.to_string(), path, tx));
+        Ok(Watch { rx, seen: HashMap::new(), task })
+    }
+
     /// Takes events until `done(seen)` holds; fails after `timeout` with `what`.
     pub(super) async fn until(
         &mut self,
@@ -231,7 +219,7 @@ pub(super) const PODS: &str = "/api/v1/namespaces/default/pods";
 
 async fn wait_ready(addr: &str, dir: &Path, started: Instant) -> anyhow::Result<()> {
     loop {
-        if dir.join("kubeconfig").exists() && matches!(http(addr, "GET", "/readyz", None).await, Ok((200, _))) {
+        if dir.join("kubeconfig").exists() && matches!(json_request(addr, "GET", "/readyz", None).await, Ok((200, _))) {
             return Ok(());
         }
         if started.elapsed() > Duration::from_secs(60) {
@@ -334,7 +322,7 @@ impl ClusterGuard {
     pub(super) async fn wait_node_ready(&self, addr: &str, started: Instant, timeout: Duration) -> anyhow::Result<()> {
         let node_path = format!("/api/v1/nodes/{}", self.names.node_name);
         loop {
-            if let Ok((200, node)) = http(addr, "GET", &node_path, None).await {
+            if let Ok((200, node)) = json_request(addr, "GET", &node_path, None).await {
                 if serde_json::from_value::<Node>(node)
                     .is_ok_and(|n| conditions::is_true(conditions::of_node(&n), "Ready"))
                 {
@@ -368,15 +356,7 @@ pub(super) async fn pods_and_rss(exe: &Path, tok: &str, sequential: usize, burst
     tokio::time::sleep(Duration::from_secs(3)).await;
     let agent_idle_kib = vm_rss_kib(agent_pid).context("node agent exited")?;
 
-    // The watch opens at the resourceVersion of a list, so it sees every later change.
-    let selector = format!("labelSelector={LABEL}%3D{tok}");
-    let list: List<Pod> =
-        serde_json::from_value(expect(&addr, "GET", &format!("{PODS}?{selector}"), None, &[200]).await?)?;
-    let rv = list.metadata.resource_version.context("list without resourceVersion")?;
-    let (tx, rx) = mpsc::unbounded_channel();
-    let watch_task =
-        tokio::spawn(watch_pods(addr.clone(), format!("{PODS}?watch=true&resourceVersion={rv}&{selector}"), tx));
-    let mut watch = Watch { rx, seen: HashMap::new() };
+    let mut watch = Watch::open(&addr, tok).await?;
 
     let mut figs = PodFigures {
         sequential: Vec::new(),
@@ -399,13 +379,13 @@ pub(super) async fn pods_and_rss(exe: &Path, tok: &str, sequential: usize, burst
         for i in 0..sequential {
             let name = format!("b{tok}-s{i}");
             let t0 = Instant::now();
-            expect(&addr, "POST", PODS, Some(&pod(&name, tok)), &[201]).await?;
+            expect_json(&addr, "POST", PODS, Some(&pod(&name, tok)), &[201]).await?;
             watch
                 .until(&format!("{name} Running"), POD_TIMEOUT, |s| s.get(&name).is_some_and(|p| p.running.is_some()))
                 .await?;
             figs.sequential.push(watch.seen[&name].running.unwrap_or(t0) - t0);
             let t1 = Instant::now();
-            expect(&addr, "DELETE", &format!("{PODS}/{name}"), None, &[200, 202]).await?;
+            expect_json(&addr, "DELETE", &format!("{PODS}/{name}"), None, &[200, 202]).await?;
             watch
                 .until(&format!("{name} gone"), POD_TIMEOUT, |s| s.get(&name).is_some_and(|p| p.gone.is_some()))
                 .await?;
@@ -425,7 +405,7 @@ pub(super) async fn pods_and_rss(exe: &Path, tok: &str, sequential: usize, burst
                 let (addr, body) = (addr.clone(), pod(name, &tok));
                 async move {
                     let t = Instant::now();
-                    expect(&addr, "POST", PODS, Some(&body), &[201]).await?;
+                    expect_json(&addr, "POST", PODS, Some(&body), &[201]).await?;
                     Ok::<_, anyhow::Error>(t)
                 }
             });
@@ -464,7 +444,7 @@ pub(super) async fn pods_and_rss(exe: &Path, tok: &str, sequential: usize, burst
     let t0 = Instant::now();
     futures::future::try_join_all(names.iter().map(|name| {
         let (addr, path) = (&addr, format!("{PODS}/{name}"));
-        async move { expect(addr, "DELETE", &path, None, &[200, 202]).await }
+        async move { expect_json(addr, "DELETE", &path, None, &[200, 202]).await }
     }))
     .await?;
     watch
@@ -476,7 +456,7 @@ pub(super) async fn pods_and_rss(exe: &Path, tok: &str, sequential: usize, burst
     figs.burst_gone_ms = (last_gone - t0).as_secs_f64() * 1e3;
     tokio::time::sleep(Duration::from_secs(3)).await;
     figs.agent_after_kib = vm_rss_kib(agent_pid).context("node agent exited")?;
-    watch_task.abort();
+    drop(watch);
     figs.sequential = sorted(figs.sequential);
     figs.deleted = sorted(figs.deleted);
     figs.burst = sorted(figs.burst);
@@ -580,13 +560,13 @@ mod tests {
     #[tokio::test]
     async fn client_reads_plain_and_chunked_bodies() {
         let addr = serve(b"HTTP/1.1 201 Created\r\nContent-Length: 11\r\n\r\n{\"a\": true}".to_vec()).await;
-        let (code, v) = http(&addr, "POST", "/x", Some(&json!({}))).await.unwrap();
+        let (code, v) = json_request(&addr, "POST", "/x", Some(&json!({}))).await.unwrap();
         assert_eq!((code, v), (201, json!({"a": true})));
         let addr = serve(chunked(&[b"{\"items\":", b" [1, 2]}"])).await;
-        let (code, v) = http(&addr, "GET", "/x", None).await.unwrap();
+        let (code, v) = json_request(&addr, "GET", "/x", None).await.unwrap();
         assert_eq!((code, v), (200, json!({"items": [1, 2]})));
         let addr = serve(b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}".to_vec()).await;
-        assert!(expect(&addr, "GET", "/x", None, &[200]).await.unwrap_err().to_string().contains("404"));
+        assert!(expect_json(&addr, "GET", "/x", None, &[200]).await.unwrap_err().to_string().contains("404"));
     }
 
     #[tokio::test]
