@@ -46,12 +46,23 @@ impl ApiState {
 
     /// Who a request is from and whether it may do what it asks: authentication, then
     /// impersonation, then authorization of what the request is (the one place each happens).
-    pub fn admit(&self, req: &ApiRequest, transport: &str, presented: &Presented) -> Result<UserInfo, StatusError> {
-        let user = crate::authn::authenticate(presented, transport);
-        let user = crate::authn::impersonation::impersonate(&*self.authorizer, user, presented)?;
-        let attrs = crate::authorization::request_attributes(&user, req);
-        self.authorize(&attrs)?;
+    fn admit(
+        &self,
+        req: &ApiRequest,
+        r: &Route,
+        q: &Query,
+        transport: &str,
+        presented: &Presented,
+    ) -> Result<UserInfo, StatusError> {
+        let user = self.identify(presented, transport)?;
+        self.authorize(&crate::authorization::request_attributes(&user, req, r, q))?;
         Ok(user)
+    }
+
+    /// The user a request runs as: who authenticated, or whom they may impersonate.
+    fn identify(&self, presented: &Presented, transport: &str) -> Result<UserInfo, StatusError> {
+        let user = crate::authn::authenticate(presented, transport);
+        crate::authn::impersonation::impersonate(&*self.authorizer, user, presented)
     }
 
     /// Admits a pod stream (`log`, `exec`, `attach`, `portforward`), served outside the
@@ -64,8 +75,7 @@ impl ApiState {
         name: &str,
         subresource: &str,
     ) -> Result<UserInfo, StatusError> {
-        let user = crate::authn::authenticate(presented, "http");
-        let user = crate::authn::impersonation::impersonate(&*self.authorizer, user, presented)?;
+        let user = self.identify(presented, "http")?;
         let verb = if subresource == "log" { "get" } else { "create" };
         let attrs = crate::authorization::Attributes::resource(
             &user,
@@ -104,7 +114,9 @@ impl ApiState {
     ) -> ApiResponse {
         let started = Instant::now();
         let span = tracing::info_span!("api_request", method = %req.method, path = %req.path, transport);
-        let info = RequestInfo::of(&req);
+        // The route and query are read once, for metrics, authorization and serving.
+        let (r, q) = (route(&req.path), Query::parse(&req.query));
+        let info = RequestInfo::of(&req, &r, &q);
         // Long-running requests (watches) are not in flight in upstream's sense.
         let inflight = (info.verb != "WATCH").then(|| {
             let kind = if matches!(info.verb, "GET" | "LIST") { "readOnly" } else { "mutating" };
@@ -114,11 +126,11 @@ impl ApiState {
             g.inc();
         }
         let resp = async {
-            let user = match self.admit(&req, transport, presented) {
+            let user = match self.admit(&req, &r, &q, transport, presented) {
                 Ok(u) => u,
                 Err(e) => return ApiResponse::error(&e),
             };
-            match self.dispatch(&req, &user).await {
+            match self.dispatch(&req, r, &q, &user).await {
                 Ok(r) => r,
                 Err(e) => ApiResponse::error(&e),
             }
@@ -140,11 +152,16 @@ impl ApiState {
         resp
     }
 
-    async fn dispatch(&self, req: &ApiRequest, user: &UserInfo) -> Result<ApiResponse, StatusError> {
+    async fn dispatch(
+        &self,
+        req: &ApiRequest,
+        r: Route,
+        q: &Query,
+        user: &UserInfo,
+    ) -> Result<ApiResponse, StatusError> {
         if req.body.len() > MAX_BODY {
             return Err(StatusError::too_large(format!("limit is {MAX_BODY}")));
         }
-        let q = Query::parse(&req.query);
         let get_only = |r: ApiResponse| {
             if req.method == "GET" || req.method == "HEAD" {
                 Ok(r)
@@ -152,7 +169,7 @@ impl ApiState {
                 Err(StatusError::method_not_allowed())
             }
         };
-        match route(&req.path) {
+        match r {
             Route::Version => get_only(ApiResponse::json(200, &discovery::version())),
             Route::Health(which) => {
                 let ok = which == "livez" || self.ready.load(std::sync::atomic::Ordering::Relaxed);
@@ -184,14 +201,14 @@ impl ApiState {
             // Not served (clients use v3): a path without a route.
             Route::OpenApiV2 => Err(StatusError::route_not_found()),
             Route::Resource(p) if p.group == kubus_apimachinery::metrics_api::GROUP => {
-                crate::resource_metrics::serve(&self.usage, &self.storage.cache, req, &q, &p)
+                crate::resource_metrics::serve(&self.usage, &self.storage.cache, req, q, &p)
             }
             Route::Resource(p) if crate::authorization::review::is_review(&p) => {
                 let rbac = crate::authorization::rbac::Rbac { source: self.storage.cache.clone() };
                 let body = parse_body(req)?;
                 crate::authorization::review::serve(&*self.authorizer, &rbac, user, &req.method, &p, body)
             }
-            Route::Resource(p) => self.resource(req, &q, p, user).await,
+            Route::Resource(p) => self.resource(req, q, p, user).await,
             Route::NotFound => Err(StatusError::route_not_found()),
         }
     }
@@ -619,10 +636,9 @@ struct RequestInfo {
 }
 
 impl RequestInfo {
-    fn of(req: &ApiRequest) -> RequestInfo {
-        let q = Query::parse(&req.query);
+    fn of(req: &ApiRequest, r: &Route, q: &Query) -> RequestInfo {
         let dry_run = if q.get("dryRun").is_some() { "All" } else { "" };
-        match route(&req.path) {
+        match r {
             Route::Resource(p) => {
                 let verb = match (req.method.as_str(), p.name.is_some()) {
                     ("GET", false) if q.flag("watch") => "WATCH",
@@ -650,10 +666,10 @@ impl RequestInfo {
                 RequestInfo {
                     verb,
                     dry_run,
-                    group: p.group,
-                    version: p.version,
-                    resource: p.resource,
-                    subresource: p.subresource.unwrap_or_default(),
+                    group: p.group.clone(),
+                    version: p.version.clone(),
+                    resource: p.resource.clone(),
+                    subresource: p.subresource.clone().unwrap_or_default(),
                     scope,
                 }
             }

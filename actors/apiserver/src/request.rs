@@ -31,12 +31,7 @@ impl Query {
     }
 
     pub fn parse(raw: &str) -> Query {
-        let mut map = HashMap::new();
-        for pair in raw.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            map.insert(percent_decode(k), percent_decode(v));
-        }
-        Query(map)
+        Query(form_urlencoded::parse(raw.as_bytes()).into_owned().collect())
     }
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).map(String::as_str).filter(|v| !v.is_empty())
@@ -54,30 +49,6 @@ impl Query {
                 .map_err(|_| StatusError::bad_request(format!("invalid value {v:?} for query parameter {key}"))),
         }
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'+', _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// What a request answers with: a whole body, or a stream of watch events.
@@ -210,7 +181,11 @@ pub enum Route {
 
 pub fn route(path: &str) -> Route {
     let path = path.trim_end_matches('/');
-    let segs: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect();
+    let segs: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .collect();
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     match s.as_slice() {
         ["version"] => Route::Version,

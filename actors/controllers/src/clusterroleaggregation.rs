@@ -17,13 +17,21 @@ use std::sync::Arc;
 /// Upstream runs this controller with five workers.
 pub const WORKERS: usize = 5;
 
+/// The index of the ClusterRoles that aggregate others (every one under [`AGGREGATING`]).
+const AGGREGATORS: &str = "aggregation-rule";
+const AGGREGATING: &str = "aggregating";
+
 pub fn run(client: Client, factory: &InformerFactory, workers: usize) -> BoxFuture<'static, ()> {
     let roles = factory.get::<ClusterRole>();
+    roles.add_index(AGGREGATORS, |r: &ClusterRole| {
+        r.aggregation_rule.as_ref().map(|_| AGGREGATING.to_string()).into_iter().collect()
+    });
+    // Any change may concern any aggregator's selectors: queue them all (a few), not every role.
     let aggregators = {
         let roles = roles.clone();
         move |change: &Change<ClusterRole>| match change {
             Change::Resynced => Vec::new(),
-            _ => roles.list().iter().filter(|r| r.aggregation_rule.is_some()).map(|r| r.key()).collect(),
+            _ => roles.by_index(AGGREGATORS, AGGREGATING).iter().map(|r| r.key()).collect(),
         }
     };
     // Upstream's work queue name.

@@ -23,7 +23,11 @@ pub fn impersonate(authz: &dyn Authorizer, user: UserInfo, presented: &Presented
     let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (h, v) in &presented.headers {
         if let Some(key) = h.strip_prefix(EXTRA_PREFIX) {
-            extra.entry(unescape(key).to_ascii_lowercase()).or_default().push(v.clone());
+            // Extra keys are percent-encoded in header names.
+            extra
+                .entry(percent_encoding::percent_decode_str(key).decode_utf8_lossy().to_ascii_lowercase())
+                .or_default()
+                .push(v.clone());
         }
     }
     let Some(name) = name else {
@@ -79,27 +83,6 @@ pub fn impersonate(authz: &dyn Authorizer, user: UserInfo, presented: &Presented
         groups_out.push(ALL_UNAUTHENTICATED.into());
     }
     Ok(UserInfo { name, uid: uid.unwrap_or_default(), groups: groups_out, extra })
-}
-
-/// Extra keys are percent-encoded in header names.
-fn unescape(key: &str) -> String {
-    let bytes = key.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = key.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn describe(groups: &[String], uid: Option<&str>, extra: &BTreeMap<String, Vec<String>>) -> String {

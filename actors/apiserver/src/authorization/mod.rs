@@ -12,7 +12,7 @@ pub mod rbac;
 pub mod review;
 
 use crate::authn::{UserInfo, SYSTEM_PRIVILEGED_GROUP};
-use crate::request::{route, ApiRequest, Query, Route};
+use crate::request::{ApiRequest, Query, Route};
 use kubus_apimachinery::StatusError;
 
 /// What a request asks to do (upstream's authorizer.Attributes).
@@ -116,9 +116,9 @@ pub fn chain<S: rbac::RoleSource + 'static>(source: S) -> Union {
 /// The attributes of a request as upstream's RequestInfoFactory reads its path: the verb
 /// from the method (list/watch/deletecollection for collections), the namespace (a namespace
 /// is in itself), and a name from a `metadata.name` field selector on lists and watches.
-pub fn request_attributes(user: &UserInfo, req: &ApiRequest) -> Attributes {
-    let q = Query::parse(&req.query);
-    let p = match route(&req.path) {
+/// `r` and `q` are the request's route and query, parsed once by the handler.
+pub fn request_attributes(user: &UserInfo, req: &ApiRequest, r: &Route, q: &Query) -> Attributes {
+    let p = match r {
         Route::Resource(p) => p,
         _ => {
             let verb = match req.method.as_str() {
@@ -155,10 +155,10 @@ pub fn request_attributes(user: &UserInfo, req: &ApiRequest) -> Attributes {
         verb: verb.into(),
         resource_request: true,
         namespace,
-        api_group: p.group,
-        api_version: p.version,
-        resource: p.resource,
-        subresource: p.subresource.unwrap_or_default(),
+        api_group: p.group.clone(),
+        api_version: p.version.clone(),
+        resource: p.resource.clone(),
+        subresource: p.subresource.clone().unwrap_or_default(),
         name,
         path: req.path.clone(),
     }
@@ -203,6 +203,7 @@ pub fn forbidden(a: &Attributes, reason: &str) -> StatusError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::request::route;
 
     fn req(method: &str, path: &str, query: &str) -> ApiRequest {
         ApiRequest {
@@ -214,6 +215,10 @@ mod tests {
             body: vec![],
             user_agent: String::new(),
         }
+    }
+
+    fn request_attributes(user: &UserInfo, r: &ApiRequest) -> Attributes {
+        super::request_attributes(user, r, &route(&r.path), &Query::parse(&r.query))
     }
 
     #[test]

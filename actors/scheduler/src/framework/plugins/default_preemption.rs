@@ -607,6 +607,17 @@ mod tests {
         );
     }
 
+    /// A low-priority pod on n1 that an earlier preemption is deleting.
+    fn terminating_victim() -> Pod {
+        let victim = on(prio(pod("low", Some("2"), None), 0), "n1");
+        let victim = set(victim, "/metadata/deletionTimestamp", json!("2024-01-01T00:00:00Z"));
+        set(
+            victim,
+            "/status/conditions",
+            json!([{"type": DISRUPTION_TARGET, "status": "True", "reason": PREEMPTION_BY_SCHEDULER}]),
+        )
+    }
+
     #[test]
     fn nominations_are_cleared_only_when_preemption_cannot_help() {
         let high = set(prio(pod("high", Some("2"), None), 100), "/status/nominatedNodeName", json!("n1"));
@@ -622,14 +633,7 @@ mod tests {
         let unhelpful = profile.preempt(&info(&high), &snap, &fit, &[]).unwrap_err();
         assert!(unhelpful.clear_nomination);
         // Its victims are still terminating there: it waits, nominated.
-        let mut victim = on(prio(pod("low", Some("2"), None), 0), "n1");
-        victim = set(victim, "/metadata/deletionTimestamp", json!("2024-01-01T00:00:00Z"));
-        victim = set(
-            victim,
-            "/status/conditions",
-            json!([{"type": DISRUPTION_TARGET, "status": "True", "reason": PREEMPTION_BY_SCHEDULER}]),
-        );
-        let snap = snapshot(vec![node("n1", "2", "8Gi")], &[victim]);
+        let snap = snapshot(vec![node("n1", "2", "8Gi")], &[terminating_victim()]);
         let fit = profile.schedule(info(&high), &snap).unwrap_err();
         assert!(!profile.preempt(&info(&high), &snap, &fit, &[]).unwrap_err().clear_nomination);
         // Opted out: nothing is decided about its nomination.
@@ -643,14 +647,7 @@ mod tests {
 
     #[test]
     fn victims_terminating_on_the_nominated_node_are_waited_for() {
-        let mut victim = on(prio(pod("low", Some("2"), None), 0), "n1");
-        victim = set(victim, "/metadata/deletionTimestamp", json!("2024-01-01T00:00:00Z"));
-        victim = set(
-            victim,
-            "/status/conditions",
-            json!([{"type": DISRUPTION_TARGET, "status": "True", "reason": PREEMPTION_BY_SCHEDULER}]),
-        );
-        let snap = snapshot(vec![node("n1", "2", "8Gi")], &[victim]);
+        let snap = snapshot(vec![node("n1", "2", "8Gi")], &[terminating_victim()]);
         let high = set(prio(pod("high", Some("2"), None), 100), "/status/nominatedNodeName", json!("n1"));
         assert_eq!(
             preempt(&snap, &high, &[]).unwrap_err(),
