@@ -128,6 +128,10 @@ impl ApiServer {
         let state = ApiState {
             storage: storage::Storage {
                 allocator: allocator::Allocator::new(store.clone(), config.service_ranges.clone()),
+                quota: admission::quota::evaluator::QuotaEvaluator::new(admission::quota::evaluator::QuotaStore {
+                    store: store.clone(),
+                    cache: cache.clone(),
+                }),
                 store,
                 cache,
             },

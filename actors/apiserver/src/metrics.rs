@@ -164,6 +164,7 @@ pub fn register() {
     LazyLock::force(&COMPACTED);
     LazyLock::force(&EVENTS_EXPIRED);
     LazyLock::force(&LIST_SNAPSHOTS);
+    crate::admission::quota::evaluator::register_metrics();
 }
 
 /// The text exposition of every metric in the process.

@@ -3,6 +3,7 @@
 //! checks. What differs between kinds (defaults, status, validation, allocation, deletion)
 //! is asked of the kind's [`Strategy`](crate::registry::Strategy).
 
+use crate::admission::quota::evaluator::QuotaEvaluator;
 use crate::admission::{self, Attributes};
 use crate::allocator::Allocator;
 use crate::cache::{with_revision, WatchCache};
@@ -88,6 +89,8 @@ pub struct Storage {
     pub store: Store,
     pub cache: WatchCache,
     pub allocator: Allocator,
+    /// Charges ResourceQuotas for admission, batched per namespace.
+    pub quota: QuotaEvaluator,
 }
 
 impl Storage {

@@ -3,8 +3,9 @@
 //! before the strategy prepares and validates a new object; validating admission after
 //! validation, just before the write. Each plugin is a file named for it: [`priority`]
 //! (a pod's priority from its class), [`limitrange`] (container defaults, then min/max/ratio)
-//! and [`quota`] (charges the namespace's ResourceQuotas). A refusal is a 403 naming the
-//! object, as upstream's `admission.NewForbidden`.
+//! and [`quota`] (charges the namespace's ResourceQuotas, batched per namespace by
+//! [`quota::evaluator`]). A refusal is a 403 naming the object, as upstream's
+//! `admission.NewForbidden`.
 
 pub mod limitrange;
 pub mod priority;

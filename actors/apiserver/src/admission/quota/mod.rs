@@ -1,30 +1,27 @@
 //! The ResourceQuota plugin (upstream `plugin/pkg/admission/resourcequota`): a write that adds
 //! usage (a new object, or an update that grows what it uses) is checked against every quota
 //! of its namespace that matches it, and charged to each quota's `status.used` before it is
-//! admitted. Each charge is a compare-and-swap on the quota's revision that re-reads and
-//! re-checks on a lost race, so two creates racing for the last slot cannot both pass, and
-//! writes in other namespaces or under other quotas never wait on each other. The resource
-//! quota controller later recomputes `used` from what exists (and releases what goes).
+//! admitted. Which quotas match and what the write adds is decided here, on the watch cache's
+//! quotas; the charge itself is the [`evaluator`]'s: concurrent writes to one namespace are
+//! checked in one batch against the stored quotas and each changed quota is written once, so
+//! two creates racing for the last slot cannot both pass and writes in other namespaces never
+//! wait on each other. The resource quota controller later recomputes `used` from what exists
+//! (and releases what goes).
+
+pub mod evaluator;
 
 use super::Attributes;
-use crate::error::{OrStatus, Target as ErrTarget};
-use crate::metrics::OBJECTS_STORED;
 use crate::storage::Storage;
-use bytes::Bytes;
+use evaluator::{Charge, Request};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, ResourceQuota, Service};
 use kubus_apimachinery::quota::{self, Evaluator, ResourceList, Target};
-use kubus_apimachinery::{resource, ResourceInfo, StatusError};
-use kubus_bus::StoreError;
+use kubus_apimachinery::StatusError;
 use serde::de::DeserializeOwned;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::time::SystemTime;
 
 /// What one admitted write charged: (quota name, amounts), given back if the write fails.
 pub type Charges = Vec<(String, ResourceList)>;
-
-fn quotas_info() -> &'static ResourceInfo {
-    resource::find("", "v1", "resourcequotas").expect("resourcequotas are served")
-}
 
 /// An object decoded for its evaluator (what validation passed decodes).
 enum Typed {
@@ -124,101 +121,16 @@ pub async fn admit(storage: &Storage, a: &Attributes<'_>, obj: &Value) -> Result
     if quota::is_zero(&delta) || applying.is_empty() {
         return Ok(vec![]);
     }
-    let mut charges = Charges::new();
-    for name in applying {
-        match charge(storage, a, &name, &delta).await {
-            Ok(Some(requested)) if !a.dry_run => charges.push((name, requested)),
-            Ok(_) => {}
-            Err(e) => {
-                refund(storage, a.namespace, charges).await;
-                return Err(e);
-            }
-        }
-    }
-    Ok(charges)
-}
-
-/// Adds `delta` (what the quota tracks of it) to one quota's used, refusing if that passes
-/// its hard limits; a lost race re-reads the quota and checks again. None: nothing to charge
-/// (the quota went, or tracks none of it any more).
-async fn charge(
-    storage: &Storage,
-    a: &Attributes<'_>,
-    name: &str,
-    delta: &ResourceList,
-) -> Result<Option<ResourceList>, StatusError> {
-    update_used(storage, a.namespace, name, |q| {
-        let hard = status_list(q, false);
-        let requested = quota::mask(delta, hard.keys());
-        if requested.is_empty() {
-            return Ok(None);
-        }
-        let used = status_list(q, true);
-        let new_used = quota::add(&used, &requested);
-        let exceeded = quota::exceeded(&quota::mask(&new_used, requested.keys()), &hard);
-        if !exceeded.is_empty() {
-            return Err(a.forbidden(format!(
-                "exceeded quota: {name}, requested: {}, used: {}, limited: {}",
-                quota::pretty(&quota::mask(&requested, &exceeded)),
-                quota::pretty(&quota::mask(&used, &exceeded)),
-                quota::pretty(&quota::mask(&hard, &exceeded)),
-            )));
-        }
-        // A dry run is checked, not charged.
-        Ok(Some((requested, (!a.dry_run).then_some(new_used))))
-    })
-    .await
+    let charge = Charge { info: a.info, name: a.name.to_string(), quotas: applying, delta, dry_run: a.dry_run };
+    storage.quota.evaluate(a.namespace, Request::Charge(charge)).await
 }
 
 /// Gives back charges of a write that did not happen (never below zero).
 pub async fn refund(storage: &Storage, namespace: &str, charges: Charges) {
-    for (name, amount) in charges {
-        let r = update_used(storage, namespace, &name, |q| {
-            let used = status_list(q, true);
-            let mut back = used.clone();
-            back.extend(quota::subtract_non_negative(&quota::mask(&used, amount.keys()), &amount));
-            Ok(Some(((), Some(back))))
-        })
-        .await;
-        if let Err(e) = r {
-            tracing::warn!(quota = %name, namespace, error = %e, "could not give back a quota charge");
-        }
+    if charges.is_empty() {
+        return;
     }
-}
-
-/// A compare-and-swap loop on one quota's `status.used`: `decide` reads the current quota and
-/// answers what to return and the new used (None: no write).
-async fn update_used<T>(
-    storage: &Storage,
-    namespace: &str,
-    name: &str,
-    mut decide: impl FnMut(&ResourceQuota) -> Result<Option<(T, Option<ResourceList>)>, StatusError>,
-) -> Result<Option<T>, StatusError> {
-    let info = quotas_info();
-    let key = Storage::key(info, Some(namespace), name);
-    for _ in 0..64 {
-        let (mut current, rev) = match storage.current(info, Some(namespace), name).await {
-            Ok(c) => c,
-            Err(e) if e.code == 404 => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let typed: ResourceQuota =
-            serde_json::from_value(current.clone()).map_err(|e| StatusError::internal(e.to_string()))?;
-        let Some((out, used)) = decide(&typed)? else { return Ok(None) };
-        let Some(used) = used else { return Ok(Some(out)) };
-        current["status"]["used"] = json!(quota::to_api(&used));
-        if let Some(m) = current["metadata"].as_object_mut() {
-            m.remove("resourceVersion");
-        }
-        let bytes = serde_json::to_vec(&current).map_err(|e| StatusError::internal(e.to_string()))?;
-        match storage.store.update(&key, Bytes::from(bytes), rev).await {
-            Ok(_) => {
-                OBJECTS_STORED.with_label_values(&[info.resource, "update"]).inc();
-                return Ok(Some(out));
-            }
-            Err(StoreError::Conflict { .. }) => continue,
-            Err(e) => return Err(e).or_status(ErrTarget::Object(info, name)),
-        }
+    if let Err(e) = storage.quota.evaluate(namespace, Request::Refund(charges)).await {
+        tracing::warn!(namespace, error = %e, "could not give back a quota charge");
     }
-    Err(StatusError::conflict("", "resourcequotas", name, "too many concurrent writers; try again"))
 }
