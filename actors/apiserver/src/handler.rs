@@ -112,19 +112,10 @@ impl ApiState {
         transport: &'static str,
         presented: &Presented,
     ) -> ApiResponse {
-        let started = Instant::now();
         let span = tracing::info_span!("api_request", method = %req.method, path = %req.path, transport);
         // The route and query are read once, for metrics, authorization and serving.
         let (r, q) = (route(&req.path), Query::parse(&req.query));
-        let info = RequestInfo::of(&req, &r, &q);
-        // Long-running requests (watches) are not in flight in upstream's sense.
-        let inflight = (info.verb != "WATCH").then(|| {
-            let kind = if matches!(info.verb, "GET" | "LIST") { "readOnly" } else { "mutating" };
-            INFLIGHT.with_label_values(&[kind])
-        });
-        if let Some(g) = &inflight {
-            g.inc();
-        }
+        let metrics = RequestMetrics::begin(&req, &r, &q);
         let resp = async {
             let user = match self.admit(&req, &r, &q, transport, presented) {
                 Ok(u) => u,
@@ -137,15 +128,7 @@ impl ApiState {
         }
         .instrument(span)
         .await;
-        if let Some(g) = &inflight {
-            g.dec();
-        }
-        let labels = info.labels();
-        let code = resp.status.to_string();
-        let mut counted = labels.to_vec();
-        counted.extend([code.as_str(), transport]);
-        REQUESTS.with_label_values(&counted).inc();
-        REQUEST_LATENCY.with_label_values(&labels).observe(started.elapsed().as_secs_f64());
+        metrics.end(resp.status, transport);
         if resp.status >= 500 {
             tracing::warn!(method = %req.method, path = %req.path, status = resp.status, "request failed");
         }
@@ -622,7 +605,49 @@ fn delete_options(q: &Query, req: &ApiRequest) -> Result<DeleteOptions, StatusEr
     })
 }
 
-/// (verb, resource) labels of a request for metrics.
+/// Upstream's request metrics around one request: in flight from [`begin`](Self::begin) until
+/// it is dropped (a request whose client went away too), counted and timed under its labels by
+/// [`end`](Self::end) (`apiserver_request_total`, `apiserver_request_duration_seconds`).
+pub struct RequestMetrics {
+    info: RequestInfo,
+    inflight: Option<prometheus::IntGauge>,
+    started: Instant,
+}
+
+impl RequestMetrics {
+    pub fn begin(req: &ApiRequest, r: &Route, q: &Query) -> RequestMetrics {
+        let started = Instant::now();
+        let info = RequestInfo::of(req, r, q);
+        // Long-running requests (watches) are not in flight in upstream's sense.
+        let inflight = (info.verb != "WATCH").then(|| {
+            let kind = if matches!(info.verb, "GET" | "LIST") { "readOnly" } else { "mutating" };
+            INFLIGHT.with_label_values(&[kind])
+        });
+        if let Some(g) = &inflight {
+            g.inc();
+        }
+        RequestMetrics { info, inflight, started }
+    }
+
+    /// The request is answered with `status`.
+    pub fn end(self, status: u16, transport: &'static str) {
+        let labels = self.info.labels();
+        let code = status.to_string();
+        let mut counted = labels.to_vec();
+        counted.extend([code.as_str(), transport]);
+        REQUESTS.with_label_values(&counted).inc();
+        REQUEST_LATENCY.with_label_values(&labels).observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+impl Drop for RequestMetrics {
+    fn drop(&mut self) {
+        if let Some(g) = &self.inflight {
+            g.dec();
+        }
+    }
+}
+
 /// What upstream's request metrics say of a request: its verb (LIST, WATCH, APPLY, ... as
 /// upstream spells them), resource coordinates and scope.
 struct RequestInfo {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::http::{expect, Conn};
-use crate::stats::report;
+use crate::stats::{pct, report, sorted};
 
 /// Runs `total` operations over `conc` connections; `op(conn, i)` does operation `i`.
 pub(crate) async fn phase<F, Fut>(
@@ -63,7 +63,11 @@ pub(crate) async fn run(
     watchers: usize,
     server: Option<String>,
     quota: bool,
+    admission_cost: bool,
 ) -> anyhow::Result<()> {
+    if admission_cost && server.is_some() {
+        bail!("--admission-cost times the API server's code in this process: leave out --server");
+    }
     let mut _own = None;
     let addr = match server {
         Some(s) => s.trim_start_matches("http://").trim_end_matches('/').to_string(),
@@ -96,27 +100,7 @@ pub(crate) async fn run(
     let ns = "/api/v1/namespaces/default/configmaps";
     println!("kubus bench api: {objects} ConfigMaps (~0.6 KiB), {concurrency} concurrent clients, {watchers} watchers, server {addr}{}", if quota { ", ConfigMaps under a ResourceQuota" } else { "" });
     if quota {
-        // The quota controller's part (status.hard and used) written directly: the bench runs
-        // the API server alone.
-        let mut c = Conn::open(&addr).await?;
-        let q = serde_json::json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "bench"},
-            "spec": {"hard": {"configmaps": "1000000", "count/configmaps": "1000000"}}});
-        let quotas = "/api/v1/namespaces/default/resourcequotas";
-        let created: serde_json::Value = serde_json::from_slice(
-            &expect(&mut c, "POST", quotas, "application/json", q.to_string().as_bytes(), 201).await?,
-        )?;
-        let mut with_status = created.clone();
-        with_status["status"] =
-            serde_json::json!({"hard": created["spec"]["hard"], "used": {"configmaps": "0", "count/configmaps": "0"}});
-        expect(
-            &mut c,
-            "PUT",
-            &format!("{quotas}/bench/status"),
-            "application/json",
-            with_status.to_string().as_bytes(),
-            200,
-        )
-        .await?;
+        create_quota(&mut Conn::open(&addr).await?, "default").await?;
     }
 
     // Watchers: each holds a watch on configmaps; delivery latency is measured on updates.
@@ -148,12 +132,22 @@ pub(crate) async fn run(
         }));
     }
 
+    let batches = quota_batches();
     let (lat, wall) = phase(&addr, objects, concurrency, move |mut c, i| async move {
         expect(&mut c, "POST", ns, "application/json", &cm(i, 0), 201).await?;
         Ok(c)
     })
     .await?;
+    let create_p99 = pct(&sorted(lat.clone()), 0.99);
     report("create", lat, wall);
+    let (sum, count) = quota_batches();
+    if count > batches.1 {
+        let n = count - batches.1;
+        println!(
+            "  quota admission: {n} batches (status writes), mean {:.1} creates each",
+            (sum - batches.0) / n as f64
+        );
+    }
     let (lat, wall) = phase(&addr, objects, concurrency, move |mut c, i| async move {
         expect(&mut c, "GET", &format!("{ns}/bench-{i}"), "application/json", b"", 200).await?;
         Ok(c)
@@ -206,12 +200,41 @@ pub(crate) async fn run(
     for t in watch_tasks {
         t.abort();
     }
+    if let (true, Some((_, _, api))) = (admission_cost, &_own) {
+        crate::admission_cost::run(&api.state.storage, &addr, objects, concurrency, create_p99).await?;
+    }
     if let Some((dir, nats, api)) = _own {
         api.stop().await;
         nats.stop().await;
         let _ = std::fs::remove_dir_all(dir);
     }
     Ok(())
+}
+
+/// A ResourceQuota `bench` on ConfigMaps in `ns`, with the quota controller's part (status.hard
+/// and used) written directly: the bench runs the API server alone.
+pub(crate) async fn create_quota(c: &mut Conn, ns: &str) -> anyhow::Result<()> {
+    let q = serde_json::json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "bench"},
+        "spec": {"hard": {"configmaps": "1000000", "count/configmaps": "1000000"}}});
+    let quotas = format!("/api/v1/namespaces/{ns}/resourcequotas");
+    let created: serde_json::Value =
+        serde_json::from_slice(&expect(c, "POST", &quotas, "application/json", q.to_string().as_bytes(), 201).await?)?;
+    let mut with_status = created.clone();
+    with_status["status"] =
+        serde_json::json!({"hard": created["spec"]["hard"], "used": {"configmaps": "0", "count/configmaps": "0"}});
+    let status = format!("{quotas}/bench/status");
+    expect(c, "PUT", &status, "application/json", with_status.to_string().as_bytes(), 200).await?;
+    Ok(())
+}
+
+/// Sum and count of the in-process API server's quota admission batch sizes so far.
+pub(crate) fn quota_batches() -> (f64, u64) {
+    prometheus::gather()
+        .iter()
+        .filter(|f| f.name() == "kubus_apiserver_quota_batch_size")
+        .flat_map(|f| f.get_metric())
+        .map(|m| (m.get_histogram().get_sample_sum(), m.get_histogram().get_sample_count()))
+        .fold((0.0, 0), |(s, c), (s2, c2)| (s + s2, c + c2))
 }
 
 /// The `seq` a watch event line carries in its ConfigMap's data, if any.

@@ -2,7 +2,8 @@
 //! sources. The `kubus` binary parses [`BenchArgs`] and calls [`run`]; the benches start the
 //! processes they measure from that same binary (`kubus up`, `kubus node`, `kubus shim`).
 //!
-//! - `api`: throughput and latency of the API server over HTTP;
+//! - `api`: throughput and latency of the API server over HTTP (and, in process, what request
+//!   metrics and admission cost per request: `admission_cost`);
 //! - `cluster`: the scheduler at scale with simulated nodes (pods created directly);
 //! - `controllers`: a Deployment's whole life at scale with simulated nodes;
 //! - `soak`: hours of steady churn with simulated nodes, reported every period;
@@ -17,6 +18,7 @@
 //! `real_node` (`kubus up` with its real node, cleaned up after).
 #![forbid(unsafe_code)]
 
+mod admission_cost;
 mod api;
 mod cluster;
 mod controllers;
@@ -122,14 +124,18 @@ pub enum BenchWhat {
         /// (quota admission's cost; without it admission only looks for quotas).
         #[arg(long)]
         quota: bool,
+        /// Also time request metrics and the admission chain in process, per request, without
+        /// a quota and with one, against the create p99 of the run.
+        #[arg(long)]
+        admission_cost: bool,
     },
 }
 
 /// Runs one bench inside the binary's actix system, and stops the system at the end.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let result = match args.what {
-        BenchWhat::Api { objects, concurrency, watchers, server, quota } => {
-            api::run(objects, concurrency, watchers, server, quota).await
+        BenchWhat::Api { objects, concurrency, watchers, server, quota, admission_cost } => {
+            api::run(objects, concurrency, watchers, server, quota, admission_cost).await
         }
         BenchWhat::Cluster { nodes, pods, anti_affinity, concurrency } => {
             cluster::run(nodes, pods, anti_affinity, concurrency).await
