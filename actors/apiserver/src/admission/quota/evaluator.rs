@@ -24,6 +24,7 @@ use kubus_apimachinery::quota::{self, ResourceList};
 use kubus_apimachinery::{resource, ResourceInfo, StatusError};
 use kubus_bus::{Store, StoreError};
 use prometheus::{register_histogram, register_int_counter_vec, Histogram, IntCounterVec};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::future::Future;
@@ -101,10 +102,10 @@ pub(crate) struct Charge {
     pub dry_run: bool,
 }
 
-/// A quota and the revision it was read at.
+/// A quota and the revision it was read at (shared with the watch cache, not copied).
 #[derive(Clone)]
 pub struct StoredQuota {
-    pub value: Value,
+    pub value: Arc<Value>,
     pub revision: u64,
 }
 
@@ -138,7 +139,7 @@ impl QuotaAccessor for QuotaStore {
         let gr = (String::new(), "resourcequotas".to_string());
         let value = self.cache.get(&gr, &(namespace.to_string(), name.to_string()))?;
         let revision = value["metadata"]["resourceVersion"].as_str()?.parse().ok()?;
-        Some(StoredQuota { value: (*value).clone(), revision })
+        Some(StoredQuota { value, revision })
     }
 
     async fn get(&self, namespace: &str, name: &str) -> Result<Option<StoredQuota>, StatusError> {
@@ -149,7 +150,7 @@ impl QuotaAccessor for QuotaStore {
             .map(|o| {
                 let value = serde_json::from_slice(&o.value)
                     .map_err(|e| StatusError::internal(format!("stored quota is not JSON: {e}")))?;
-                Ok(StoredQuota { value, revision: o.revision })
+                Ok(StoredQuota { value: Arc::new(value), revision: o.revision })
             })
             .transpose()
     }
@@ -327,7 +328,7 @@ impl<A: QuotaAccessor> QuotaEvaluator<A> {
                     Ok((value, Some(revision))) => {
                         STATUS_WRITES.with_label_values(&["ok"]).inc();
                         batch.settle(&name);
-                        written.insert(name, StoredQuota { value, revision });
+                        written.insert(name, StoredQuota { value: Arc::new(value), revision });
                     }
                     Ok((_, None)) => {
                         STATUS_WRITES.with_label_values(&["conflict"]).inc();
@@ -374,7 +375,7 @@ impl<A> Drop for Release<A> {
 /// A quota as one round of a batch sees it: `used` grows with each admitted charge.
 struct Running {
     name: String,
-    stored: Value,
+    stored: Arc<Value>,
     revision: u64,
     hard: ResourceList,
     original: ResourceList,
@@ -383,7 +384,7 @@ struct Running {
 
 impl Running {
     fn new(name: String, stored: StoredQuota) -> Result<Running, StatusError> {
-        let typed: ResourceQuota = serde_json::from_value(stored.value.clone())
+        let typed = ResourceQuota::deserialize(&*stored.value)
             .map_err(|e| StatusError::internal(format!("stored quota {name}: {e}")))?;
         let used = status_list(&typed, true);
         Ok(Running {
@@ -402,7 +403,7 @@ impl Running {
 
     /// The quota with the running `used`, as the store keeps it (no resourceVersion).
     fn with_used(&self) -> Result<Value, StatusError> {
-        let mut value = self.stored.clone();
+        let mut value = (*self.stored).clone();
         let bad = || StatusError::internal(format!("quota {} is not an object", self.name));
         let object = value.as_object_mut().ok_or_else(bad)?;
         if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {

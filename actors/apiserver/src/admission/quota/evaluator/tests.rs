@@ -18,7 +18,7 @@ fn quota_json(name: &str, hard: &[(&str, &str)], used: &[(&str, &str)]) -> Value
 }
 
 fn running(name: &str, hard: &[(&str, &str)], used: &[(&str, &str)]) -> Running {
-    Running::new(name.into(), StoredQuota { value: quota_json(name, hard, used), revision: 1 }).unwrap()
+    Running::new(name.into(), StoredQuota { value: Arc::new(quota_json(name, hard, used)), revision: 1 }).unwrap()
 }
 
 fn pods() -> &'static ResourceInfo {
@@ -178,7 +178,7 @@ impl Env {
     /// The stored quota's used and revision.
     async fn used(&self, name: &str) -> (ResourceList, u64) {
         let q = self.stored(name).await;
-        let typed: ResourceQuota = serde_json::from_value(q.value).unwrap();
+        let typed = ResourceQuota::deserialize(&*q.value).unwrap();
         (status_list(&typed, true), q.revision)
     }
 
@@ -287,7 +287,7 @@ impl QuotaAccessor for Busy {
         let n = self.updates.fetch_add(1, Ordering::SeqCst) + 1;
         if let Some((_, used)) = self.other_writer.filter(|(nth, _)| *nth == n) {
             let mut current = self.quotas.get(namespace, name).await?.expect("the quota is there");
-            current.value["status"]["used"] = json!({"pods": used});
+            Arc::make_mut(&mut current.value)["status"]["used"] = json!({"pods": used});
             assert!(self.quotas.update(namespace, name, &current.value, current.revision).await?.is_some());
         }
         self.quotas.update(namespace, name, quota, revision).await
@@ -324,7 +324,7 @@ async fn a_stale_copy_loses_its_write_and_is_read_again() {
     env.create_quota("three", &[("pods", "3")], &[("pods", "0")]).await;
     let lagging = env.stored("three").await;
     let mut now = lagging.clone();
-    now.value["status"]["used"] = json!({"pods": "2"});
+    Arc::make_mut(&mut now.value)["status"]["used"] = json!({"pods": "2"});
     env.quotas.update("ns", "three", &now.value, now.revision).await.unwrap().unwrap();
     let evaluator = QuotaEvaluator::new(Busy { lagging: Some(lagging), ..Busy::new(&env) });
     let results = charge_all(&evaluator, 3, "three").await;
