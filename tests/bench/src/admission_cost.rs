@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 const FREE: &str = "cost-free";
 const QUOTA: &str = "cost-quota";
+const BATCH_SIZE: &str = "kubus_apiserver_quota_batch_size";
 
 /// What one timed request does.
 #[derive(Clone, Copy, PartialEq)]
@@ -61,10 +62,10 @@ pub(crate) async fn run(
     ];
     for clients in [1, conc] {
         for (name, ns, what) in rows {
-            let batches = crate::api::quota_batches();
+            let batches = crate::api::histogram(BATCH_SIZE, &[]);
             let lat = sorted(time(storage, ns, n, clients, what).await?);
             let p99 = pct(&lat, 0.99);
-            let (b_sum, b_count) = crate::api::quota_batches();
+            let (b_sum, b_count) = crate::api::histogram(BATCH_SIZE, &[]);
             let batched = if b_count > batches.1 {
                 format!("  (mean quota batch {:.1})", (b_sum - batches.0) / (b_count - batches.1) as f64)
             } else {

@@ -10,6 +10,7 @@ use kubus_bus::{EmbeddedNats, Store, StoreConfig};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::host;
 use crate::http::{expect, Conn};
 use crate::stats::{pct, report, sorted};
 
@@ -132,7 +133,7 @@ pub(crate) async fn run(
         }));
     }
 
-    let batches = quota_batches();
+    let before = Costs::now(_own.as_ref().map(|(dir, _, _)| dir.as_path()));
     let (lat, wall) = phase(&addr, objects, concurrency, move |mut c, i| async move {
         expect(&mut c, "POST", ns, "application/json", &cm(i, 0), 201).await?;
         Ok(c)
@@ -140,13 +141,8 @@ pub(crate) async fn run(
     .await?;
     let create_p99 = pct(&sorted(lat.clone()), 0.99);
     report("create", lat, wall);
-    let (sum, count) = quota_batches();
-    if count > batches.1 {
-        let n = count - batches.1;
-        println!(
-            "  quota admission: {n} batches (status writes), mean {:.1} creates each",
-            (sum - batches.0) / n as f64
-        );
+    if _own.is_some() {
+        Costs::now(_own.as_ref().map(|(dir, _, _)| dir.as_path())).report_since(&before, objects);
     }
     let (lat, wall) = phase(&addr, objects, concurrency, move |mut c, i| async move {
         expect(&mut c, "GET", &format!("{ns}/bench-{i}"), "application/json", b"", 200).await?;
@@ -227,14 +223,78 @@ pub(crate) async fn create_quota(c: &mut Conn, ns: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sum and count of the in-process API server's quota admission batch sizes so far.
-pub(crate) fn quota_batches() -> (f64, u64) {
+/// Sum and count of one of the in-process API server's histograms so far, over the series
+/// whose labels include `labels`.
+pub(crate) fn histogram(name: &str, labels: &[(&str, &str)]) -> (f64, u64) {
     prometheus::gather()
         .iter()
-        .filter(|f| f.name() == "kubus_apiserver_quota_batch_size")
+        .filter(|f| f.name() == name)
         .flat_map(|f| f.get_metric())
+        .filter(|m| labels.iter().all(|(k, v)| m.get_label().iter().any(|l| l.name() == *k && l.value() == *v)))
         .map(|m| (m.get_histogram().get_sample_sum(), m.get_histogram().get_sample_count()))
         .fold((0.0, 0), |(s, c), (s2, c2)| (s + s2, c + c2))
+}
+
+/// What a phase cost, read before and after it: CPU of this process (API server and bench
+/// clients) and of the nats-server, the machine's busy share, and quota admission's figures.
+struct Costs {
+    process_ticks: u64,
+    nats_ticks: u64,
+    machine: (u64, u64),
+    batches: (f64, u64),
+    batch_seconds: (f64, u64),
+    admission_seconds: (f64, u64),
+    conflicts: u64,
+}
+
+impl Costs {
+    fn now(dir: Option<&std::path::Path>) -> Costs {
+        let nats_pid = dir
+            .and_then(|d| std::fs::read_to_string(d.join("nats-server.pid")).ok())
+            .and_then(|p| p.trim().parse::<u32>().ok());
+        Costs {
+            process_ticks: host::own_cpu_ticks(std::process::id()).unwrap_or(0),
+            nats_ticks: nats_pid.and_then(host::own_cpu_ticks).unwrap_or(0),
+            machine: host::machine_ticks().unwrap_or((0, 0)),
+            batches: histogram("kubus_apiserver_quota_batch_size", &[]),
+            batch_seconds: histogram("kubus_apiserver_quota_batch_duration_seconds", &[]),
+            admission_seconds: histogram(
+                "apiserver_admission_controller_admission_duration_seconds",
+                &[("name", "ResourceQuota"), ("operation", "CREATE")],
+            ),
+            conflicts: prometheus::gather()
+                .iter()
+                .filter(|f| f.name() == "kubus_apiserver_quota_status_writes_total")
+                .flat_map(|f| f.get_metric())
+                .filter(|m| m.get_label().iter().any(|l| l.name() == "result" && l.value() == "conflict"))
+                .map(|m| m.get_counter().get_value() as u64)
+                .sum(),
+        }
+    }
+
+    fn report_since(&self, before: &Costs, ops: usize) {
+        let tick_us = 1e6 / host::clock_ticks_per_second();
+        let us_per_op = |after: u64, before: u64| after.saturating_sub(before) as f64 * tick_us / ops as f64;
+        let busy = (self.machine.0 - before.machine.0) as f64 / (self.machine.1 - before.machine.1).max(1) as f64;
+        println!(
+            "  CPU per op {:.0} us (API server and bench clients {:.0} us, nats-server {:.0} us), machine busy {:.0}%",
+            us_per_op(self.process_ticks + self.nats_ticks, before.process_ticks + before.nats_ticks),
+            us_per_op(self.process_ticks, before.process_ticks),
+            us_per_op(self.nats_ticks, before.nats_ticks),
+            100.0 * busy
+        );
+        let mean = |a: (f64, u64), b: (f64, u64)| (a.0 - b.0) / (a.1 - b.1).max(1) as f64;
+        let batches = self.batches.1 - before.batches.1;
+        if batches > 0 {
+            println!(
+                "  quota admission: mean {:.3} ms per create; {batches} batches of mean {:.1} creates, {:.3} ms; {} lost writes",
+                1e3 * mean(self.admission_seconds, before.admission_seconds),
+                mean(self.batches, before.batches),
+                1e3 * mean(self.batch_seconds, before.batch_seconds),
+                self.conflicts - before.conflicts,
+            );
+        }
+    }
 }
 
 /// The `seq` a watch event line carries in its ConfigMap's data, if any.
