@@ -458,3 +458,51 @@ spec:
     let link = std::process::Command::new("ip").args(["link", "show", &names.bridge]).output().unwrap();
     assert!(!link.status.success(), "the bridge is gone");
 }
+
+#[test]
+fn node_reset_refuses_a_directory_that_is_not_a_nodes_and_changes_nothing() {
+    let dir = std::env::temp_dir().join(format!("kubus-e2e-not-a-node-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    // A user's directory that happens to have `pods` and `images` folders.
+    let pod_like = dir.join("pods").join("0f8fad5b-d9cb-469f-a165-70867728950e");
+    std::fs::create_dir_all(&pod_like).unwrap();
+    std::fs::create_dir_all(dir.join("images")).unwrap();
+    std::fs::write(dir.join("pods/web.yaml"), "kind: Pod\n").unwrap();
+    std::fs::write(pod_like.join("notes.txt"), "mine\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubus"))
+        .args(["node-reset", "--bridge", "kbnotanode0", "--cgroup-root", "/kubus-not-a-node", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let listing: Vec<String> = walk(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("it is not a node's data directory") && stderr.contains("Nothing was changed"), "{stderr}");
+    assert_eq!(
+        listing,
+        [
+            "images",
+            "pods",
+            "pods/0f8fad5b-d9cb-469f-a165-70867728950e",
+            "pods/0f8fad5b-d9cb-469f-a165-70867728950e/notes.txt",
+            "pods/web.yaml"
+        ]
+    );
+}
+
+/// Every path under `dir`, relative and sorted.
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            out.push(e.path().strip_prefix(dir).unwrap().display().to_string());
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                todo.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}

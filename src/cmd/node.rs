@@ -320,6 +320,14 @@ pub struct NodeResetArgs {
 pub async fn reset(args: NodeResetArgs) -> anyhow::Result<()> {
     let found = StateDir::find(&args.data_dir);
     let dir = found.path();
+    if !found.is_node_state() {
+        anyhow::bail!(
+            "not resetting {}: it is not a node's data directory (it has none of node.lock, runtime, runc, {}, \
+             routes.json); pass the --data-dir that `kubus node` or `kubus up` ran with. Nothing was changed",
+            dir.display(),
+            kubus_kubelet::reset::NETWORK_FILE
+        );
+    }
     if !dir.exists() {
         println!("nothing to reset in {}: it does not exist", dir.display());
     } else if let StateDir::Up(_) = found {
@@ -357,6 +365,12 @@ pub async fn reset(args: NodeResetArgs) -> anyhow::Result<()> {
         kubus_kubelet::reset(&state, &args.bridge, &args.cgroup_root, vec![exe.into_os_string(), "shim".into()])
             .await
             .context("resetting the node")?;
+    if report.is_empty() && !deleted {
+        println!(
+            "nothing to reset: no containers, pods, sandboxes, routes, bridge {} or cgroup {}",
+            args.bridge, args.cgroup_root
+        );
+    }
     for line in report {
         println!("{line}");
     }

@@ -60,6 +60,17 @@ impl StateDir {
         }
     }
 
+    /// Whether the directory holds something only a node agent writes (its lock, runtime
+    /// state, saved network or routes), so that resetting it cannot remove a user's files: a
+    /// `pods` or `images` directory alone does not make one. A missing or empty directory
+    /// holds nothing to lose and is accepted.
+    pub fn is_node_state(&self) -> bool {
+        const WRITTEN_BY_AGENT: &[&str] = &["node.lock", "runtime", "runc", NETWORK_FILE, "routes.json"];
+        let dir = self.path();
+        let empty = std::fs::read_dir(dir).map_or(true, |mut entries| entries.next().is_none());
+        empty || WRITTEN_BY_AGENT.iter().any(|n| dir.join(n).exists())
+    }
+
     pub fn path(&self) -> &Path {
         match self {
             StateDir::Node(p) | StateDir::Up(p) => p,
@@ -89,7 +100,12 @@ pub async fn reset(
         }
     }
     let pods = state_dir.join("pods");
-    for e in std::fs::read_dir(&pods).into_iter().flatten().flatten() {
+    // Only what the agent made there: a directory per pod, named by the pod's UID.
+    let pod_dirs = std::fs::read_dir(&pods).into_iter().flatten().flatten().filter(|e| {
+        e.file_type().is_ok_and(|t| t.is_dir())
+            && e.file_name().to_str().is_some_and(|n| uuid::Uuid::parse_str(n).is_ok())
+    });
+    for e in pod_dirs {
         // Containers' overlay rootfs, then the pod's volumes (tmpfs, binds, projected files).
         let mut mounted = crate::volumes::mounts_under(&e.path());
         mounted.dedup();
@@ -146,9 +162,12 @@ pub async fn reset(
             Err(e) => report.push(format!("bridge {bridge}: {e}")),
         }
     }
-    match kubus_container_runtime::cgroups::CgroupLayout::detect().and_then(|l| l.remove(cgroup_root)) {
-        Ok(()) => report.push(format!("removed cgroup {cgroup_root}")),
-        Err(e) => report.push(format!("cgroup {cgroup_root}: {e}")),
+    // Reported only if it was there: the report lists what the reset removed.
+    let layout = kubus_container_runtime::cgroups::CgroupLayout::detect();
+    match layout.and_then(|l| Ok(if l.exists(cgroup_root)? { Some(l.remove(cgroup_root)) } else { None })) {
+        Ok(None) => {}
+        Ok(Some(Ok(()))) => report.push(format!("removed cgroup {cgroup_root}")),
+        Ok(Some(Err(e))) | Err(e) => report.push(format!("cgroup {cgroup_root}: {e}")),
     }
     Ok(report)
 }
@@ -212,6 +231,14 @@ mod tests {
         assert_eq!(StateDir::find(&own), StateDir::Node(own.clone()));
         // A directory not made yet is taken as given.
         assert_eq!(StateDir::find(&root.join("none")), StateDir::Node(root.join("none")));
+        // Each of those is a node's state; a user's directory with a `pods` folder is not.
+        for dir in [&up, &up.join("node"), &fresh_up, &own, &root.join("none")] {
+            assert!(StateDir::find(dir).is_node_state(), "{}", dir.display());
+        }
+        let manifests = root.join("manifests");
+        std::fs::create_dir_all(manifests.join("pods")).unwrap();
+        std::fs::write(manifests.join("pods/web.yaml"), b"kind: Pod").unwrap();
+        assert!(!StateDir::find(&manifests).is_node_state());
         std::fs::remove_dir_all(&root).unwrap();
     }
 }
