@@ -41,6 +41,11 @@ fn rename(obj: &mut Map<String, Value>, pairs: impl Iterator<Item = (&'static st
     }
 }
 
+/// Whether the requested version of a resource is its storage form unchanged.
+pub fn is_identity(info: &ResourceInfo) -> bool {
+    !is_hpa_v1(info) && !is_events_v1(info)
+}
+
 /// Storage form -> the requested API version.
 pub fn to_version(info: &ResourceInfo, mut v: Value) -> Value {
     if is_hpa_v1(info) {

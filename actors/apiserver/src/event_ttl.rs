@@ -30,9 +30,9 @@ pub fn last_written(event: &Value) -> Option<SystemTime> {
 }
 
 /// The Events of `events` due to expire at `now`: (namespace, name, uid, resourceVersion).
-pub fn expired(events: &[std::sync::Arc<Value>], ttl: Duration, now: SystemTime) -> Vec<[String; 4]> {
+pub fn expired(events: impl IntoIterator<Item = Value>, ttl: Duration, now: SystemTime) -> Vec<[String; 4]> {
     events
-        .iter()
+        .into_iter()
         .filter(|e| last_written(e).is_some_and(|t| t + ttl <= now))
         .map(|e| {
             let m = &e["metadata"];
@@ -53,7 +53,7 @@ impl Actor for EventTtl {
             };
             let gr = (info.storage_group.to_string(), info.storage_resource.to_string());
             let (events, _) = act.storage.cache.list(&gr, None);
-            let due = expired(&events, act.ttl, SystemTime::now());
+            let due = expired(events.iter().map(|e| e.value()), act.ttl, SystemTime::now());
             if due.is_empty() {
                 return;
             }
@@ -97,7 +97,6 @@ impl Handler<crate::Shutdown> for EventTtl {
 mod tests {
     use super::*;
     use serde_json::json;
-    use std::sync::Arc;
 
     #[test]
     fn events_expire_a_ttl_after_their_last_write() {
@@ -109,16 +108,16 @@ mod tests {
             if let Some(l) = last {
                 e["lastTimestamp"] = json!(l);
             }
-            Arc::new(e)
+            e
         };
         let events = vec![
             event("old", "2026-12-07T08:00:00Z", None),
             // Created long ago but bumped recently (count > 1): kept.
             event("bumped", "2026-12-07T07:00:00Z", Some("2026-12-07T09:30:00Z")),
             event("fresh", "2026-12-07T09:59:00Z", None),
-            Arc::new(json!({"metadata": {"name": "no-time"}})),
+            json!({"metadata": {"name": "no-time"}}),
         ];
-        let due = expired(&events, ttl, t0);
+        let due = expired(events, ttl, t0);
         assert_eq!(due, vec![["default", "old", "u-old", "7"].map(String::from)]);
         let series = json!({"eventTime": "2026-12-07T08:00:00.000000Z",
             "series": {"count": 3, "lastObservedTime": "2026-12-07T09:45:00.123456Z"}});

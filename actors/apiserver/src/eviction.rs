@@ -54,6 +54,8 @@ pub async fn evict(storage: &Storage, ns: &str, name: &str, eviction: &Value) ->
     let labels = labels_of(&pod);
     let (all, _) =
         storage.cache.list(&(budgets.storage_group.to_string(), budgets.storage_resource.to_string()), Some(ns));
+    // Budgets are few and read on every eviction: kept decoded.
+    let all: Vec<std::sync::Arc<Value>> = all.iter().map(|b| b.shared()).collect();
     let matching: Vec<&Value> = all
         .iter()
         .map(|b| &**b)

@@ -1,7 +1,7 @@
 //! The one request handler behind HTTP and NATS: routing, verbs and content negotiation.
 
 use crate::authn::{Presented, UserInfo};
-use crate::cache::{Gr, ObjKey, Start};
+use crate::cache::{CachedObject, Gr, ObjKey, Start};
 use crate::decode::FieldValidation;
 use crate::list_snapshot::{ListQuery, ListSnapshots};
 use crate::metrics::{INFLIGHT, REQUESTS, REQUEST_LATENCY};
@@ -374,11 +374,14 @@ impl ApiState {
             fields: q.get("fieldSelector").unwrap_or_default().to_string(),
         };
         let unselected = labels.is_empty() && fields.is_empty();
-        let respond = |items: Vec<Arc<Value>>, revision: u64, cont: Option<String>, remaining: usize| {
-            let page = items.iter().map(|o| (**o).clone()).collect();
+        let respond = |items: Vec<Arc<CachedObject>>, revision: u64, cont: Option<String>, remaining: usize| {
             let remaining = (remaining > 0 && unselected).then_some(remaining);
-            ApiResponse::json(200, &renderer.list(page, revision, cont, remaining))
-                .with_content_type(renderer.content_type())
+            ApiResponse {
+                status: 200,
+                content_type: renderer.content_type().to_string(),
+                body: Body::Full(renderer.list_cached(&items, revision, cont, remaining)),
+                warnings: Vec::new(),
+            }
         };
         let (items, revision, start_after) = if let Some(token) = q.get("continue") {
             let (rev, id, after) = decode_continue(token)?;
@@ -387,13 +390,13 @@ impl ApiState {
                 let cont = page.last.as_ref().filter(|_| page.remaining > 0).map(|last| encode_continue(rev, id, last));
                 return Ok(respond(page.items, rev, cont, page.remaining));
             }
-            (cache.list_at(&gr, ns, rev)?, rev, Some(after))
+            (cache.list_at(&gr, ns, rev, Some(&after))?, rev, Some(after))
         } else {
             match (q.get("resourceVersion"), q.get("resourceVersionMatch")) {
                 (Some(rv), Some("Exact")) => {
                     let rev = parse_rv(rv)?;
                     cache.wait_for(rev, Duration::from_secs(5)).await?;
-                    (cache.list_at(&gr, ns, rev)?, rev, None)
+                    (cache.list_at(&gr, ns, rev, None)?, rev, None)
                 }
                 (Some("0"), _) => {
                     let (items, rev) = cache.list(&gr, ns);
@@ -412,17 +415,16 @@ impl ApiState {
             }
         };
         // Items come in key order; a continuation starts after its last key.
-        let matched: Vec<(ObjKey, Arc<Value>)> = items
+        let matched: Vec<Arc<CachedObject>> = items
             .into_iter()
-            .map(|o| (obj_key_of(&o), o))
-            .filter(|(k, _)| start_after.as_ref().is_none_or(|after| k > after))
-            .filter(|(_, o)| labels.matches_object(o) && fields.matches(o))
+            .filter(|o| start_after.as_ref().is_none_or(|after| o.is_after(after)))
+            .filter(|o| o.matches(&labels, &fields))
             .collect();
         let Some(limit) = limit.filter(|l| *l < matched.len()) else {
-            return Ok(respond(matched.into_iter().map(|(_, o)| o).collect(), revision, None, 0));
+            return Ok(respond(matched, revision, None, 0));
         };
-        let page: Vec<Arc<Value>> = matched[..limit].iter().map(|(_, o)| o.clone()).collect();
-        let last = matched[limit - 1].0.clone();
+        let page: Vec<Arc<CachedObject>> = matched[..limit].to_vec();
+        let last = matched[limit - 1].key();
         let remaining = matched.len() - limit;
         let id = self.lists.keep(query, revision, matched);
         Ok(respond(page, revision, Some(encode_continue(revision, id, &last)), remaining))
@@ -476,10 +478,9 @@ impl ApiState {
         self.storage.cache.wait_fresh(&self.storage.store).await?;
         let (items, _) = self.storage.cache.list(&gr, ns);
         let mut deleted = Vec::new();
-        for o in items.iter().filter(|o| labels.matches_object(o) && fields.matches(o)) {
-            let name = o["metadata"]["name"].as_str().unwrap_or_default();
-            let obj_ns = o["metadata"]["namespace"].as_str();
-            match self.storage.delete(info, obj_ns, name, &opts).await {
+        for o in items.iter().filter(|o| o.matches(&labels, &fields)) {
+            let obj_ns = Some(o.namespace()).filter(|n| !n.is_empty());
+            match self.storage.delete(info, obj_ns, o.name(), &opts).await {
                 Ok(v) => deleted.push(v),
                 Err(e) if e.code == 404 => {}
                 Err(e) => return Err(e),
@@ -521,12 +522,6 @@ impl<'a> Collection<'a> {
 
 fn parse_rv(rv: &str) -> Result<u64, StatusError> {
     rv.parse().map_err(|_| StatusError::bad_request(format!("invalid resource version: {rv:?}")))
-}
-
-/// An object's key in the cache's order: (namespace or "", name).
-fn obj_key_of(o: &Value) -> ObjKey {
-    let m = &o["metadata"];
-    (m["namespace"].as_str().unwrap_or_default().to_string(), m["name"].as_str().unwrap_or_default().to_string())
 }
 
 /// Continue tokens are opaque to clients: hex of `<revision>/<snapshot id>/<namespace>/<name>`

@@ -6,8 +6,7 @@
 //! Snapshots live as long as etcd keeps a revision by default (5 minutes), and only so many
 //! are kept at once.
 
-use crate::cache::ObjKey;
-use serde_json::Value;
+use crate::cache::{CachedObject, ObjKey};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,7 +30,7 @@ struct Snapshot {
     revision: u64,
     taken: Instant,
     /// Every object the list matched, in key order.
-    items: Arc<Vec<(ObjKey, Arc<Value>)>>,
+    items: Arc<Vec<Arc<CachedObject>>>,
 }
 
 #[derive(Default)]
@@ -42,14 +41,14 @@ pub struct ListSnapshots {
 
 /// A page of a snapshot: its objects, the last one's key, and how many follow.
 pub struct Page {
-    pub items: Vec<Arc<Value>>,
+    pub items: Vec<Arc<CachedObject>>,
     pub last: Option<ObjKey>,
     pub remaining: usize,
 }
 
 impl ListSnapshots {
     /// Keeps a list's matches; returns the id its continue tokens carry.
-    pub fn keep(&self, query: ListQuery, revision: u64, items: Vec<(ObjKey, Arc<Value>)>) -> u64 {
+    pub fn keep(&self, query: ListQuery, revision: u64, items: Vec<Arc<CachedObject>>) -> u64 {
         let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         let mut map = self.snapshots.lock().expect("snapshots lock");
         map.retain(|_, s| s.taken.elapsed() < TTL);
@@ -78,7 +77,7 @@ impl ListSnapshots {
             }
             s.items.clone()
         };
-        let start = items.partition_point(|(k, _)| k <= after);
+        let start = items.partition_point(|o| !o.is_after(after));
         let end = (start + limit).min(items.len());
         let page = &items[start..end];
         let remaining = items.len() - end;
@@ -86,11 +85,7 @@ impl ListSnapshots {
             // The last page: nobody continues from here.
             self.forget(id);
         }
-        Some(Page {
-            items: page.iter().map(|(_, v)| v.clone()).collect(),
-            last: page.last().map(|(k, _)| k.clone()),
-            remaining,
-        })
+        Some(Page { items: page.to_vec(), last: page.last().map(|o| o.key()), remaining })
     }
 
     fn forget(&self, id: u64) {
@@ -109,8 +104,14 @@ mod tests {
         ListQuery { gr: (String::new(), "pods".into()), namespace: None, labels: labels.into(), fields: String::new() }
     }
 
-    fn items(n: usize) -> Vec<(ObjKey, Arc<Value>)> {
-        (0..n).map(|i| (("ns".to_string(), format!("p{i:04}")), Arc::new(json!({"i": i})))).collect()
+    fn items(n: usize) -> Vec<Arc<CachedObject>> {
+        let pods = (String::new(), "pods".to_string());
+        (0..n)
+            .map(|i| {
+                let pod = json!({"metadata": {"namespace": "ns", "name": format!("p{i:04}")}, "i": i});
+                Arc::new(CachedObject::new(&pods, &pod))
+            })
+            .collect()
     }
 
     #[test]
@@ -120,7 +121,7 @@ mod tests {
         let first = ("ns".to_string(), "p0099".to_string());
         let page = lists.page(id, &query(""), 7, &first, 100).unwrap();
         assert_eq!((page.items.len(), page.remaining), (100, 50));
-        assert_eq!(page.items[0]["i"], 100);
+        assert_eq!(page.items[0].value()["i"], 100);
         assert_eq!(page.last, Some(("ns".to_string(), "p0199".to_string())));
         let last = lists.page(id, &query(""), 7, &page.last.unwrap(), 100).unwrap();
         assert_eq!((last.items.len(), last.remaining), (50, 0));

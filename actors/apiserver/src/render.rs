@@ -1,10 +1,13 @@
 //! Rendering of objects for the client: plain JSON, `meta.k8s.io/v1` Tables (what kubectl get
 //! asks for) or PartialObjectMetadata.
 
+use crate::cache::CachedObject;
 use crate::convert;
 use crate::request::Rendering;
+use bytes::Bytes;
 use kubus_apimachinery::{table, ResourceInfo};
 use serde_json::{json, Value};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,9 +99,15 @@ impl Renderer {
         }
     }
 
+    /// Whether the client gets objects exactly in their storage form (plain JSON of a version
+    /// stored as is), so that what the cache encoded can be sent unchanged.
+    pub fn sends_stored_form(&self) -> bool {
+        matches!(self.rendering, Rendering::Json) && convert::is_identity(self.info)
+    }
+
     /// A watch event's object.
-    pub fn watch_object(&mut self, obj: &Value) -> Value {
-        let obj = convert::to_version(self.info, obj.clone());
+    pub fn watch_object(&mut self, obj: Value) -> Value {
+        let obj = convert::to_version(self.info, obj);
         match self.rendering {
             Rendering::Json => obj,
             Rendering::Metadata => partial(&obj),
@@ -111,15 +120,38 @@ impl Renderer {
         }
     }
 
+    /// A list page of cached objects, encoded: plain JSON lists are put together from the
+    /// objects' stored encodings without decoding them.
+    pub fn list_cached(
+        &self,
+        items: &[Arc<CachedObject>],
+        revision: u64,
+        cont: Option<String>,
+        remaining: Option<usize>,
+    ) -> Bytes {
+        if !self.sends_stored_form() {
+            let decoded = items.iter().map(|o| o.value()).collect();
+            return Bytes::from(self.list(decoded, revision, cont, remaining).to_string());
+        }
+        let head = json!({"kind": self.info.list_kind(), "apiVersion": self.api_version, "metadata": list_meta(revision, cont, remaining)})
+            .to_string();
+        let mut out = Vec::with_capacity(head.len() + 16 + items.iter().map(|o| o.json().len() + 1).sum::<usize>());
+        // `{...}` -> `{...,"items":[a,b]}`
+        out.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+        out.extend_from_slice(br#","items":["#);
+        for (i, o) in items.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(o.json());
+        }
+        out.extend_from_slice(b"]}");
+        Bytes::from(out)
+    }
+
     /// A list page.
     pub fn list(&self, items: Vec<Value>, revision: u64, cont: Option<String>, remaining: Option<usize>) -> Value {
-        let mut meta = json!({"resourceVersion": revision.to_string()});
-        if let Some(c) = cont {
-            meta["continue"] = json!(c);
-        }
-        if let Some(r) = remaining {
-            meta["remainingItemCount"] = json!(r);
-        }
+        let meta = list_meta(revision, cont, remaining);
         let items: Vec<Value> = items.into_iter().map(|o| convert::to_version(self.info, o)).collect();
         match self.rendering {
             Rendering::Json => json!({
@@ -132,4 +164,15 @@ impl Renderer {
             Rendering::Table => self.table(&items, meta, true),
         }
     }
+}
+
+fn list_meta(revision: u64, cont: Option<String>, remaining: Option<usize>) -> Value {
+    let mut meta = json!({"resourceVersion": revision.to_string()});
+    if let Some(c) = cont {
+        meta["continue"] = json!(c);
+    }
+    if let Some(r) = remaining {
+        meta["remainingItemCount"] = json!(r);
+    }
+    meta
 }

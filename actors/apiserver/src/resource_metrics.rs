@@ -6,7 +6,7 @@
 //! (or was recreated under its name) has no metrics, and a node whose reports stopped has none
 //! after [`STALE_AFTER`]. Read-only: get and list, with label and field selectors.
 
-use crate::cache::WatchCache;
+use crate::cache::{CachedObject, WatchCache};
 use crate::metrics::ACTOR_RESTARTS;
 use crate::render::IncludeObject;
 use crate::request::{ApiRequest, ApiResponse, Query, Rendering, ResourcePath, TABLE_CONTENT_TYPE};
@@ -233,8 +233,9 @@ fn now() -> Time {
     kubus_apimachinery::time::time(std::time::SystemTime::now())
 }
 
-fn labels_of(obj: &Value) -> Option<BTreeMap<String, String>> {
-    serde_json::from_value(obj["metadata"]["labels"].clone()).ok()
+fn labels_of(obj: &CachedObject) -> Option<BTreeMap<String, String>> {
+    let labels: BTreeMap<String, String> = obj.labels().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    (!labels.is_empty()).then_some(labels)
 }
 
 /// PodMetrics of the reported pods that still exist (same uid) in `namespace` ("" = all),
@@ -253,7 +254,7 @@ fn pod_metrics(
                 continue;
             }
             let Some(pod) = cache.get(&gr, &(pu.namespace.clone(), pu.name.clone())) else { continue };
-            if pod["metadata"]["uid"].as_str() != Some(pu.uid.as_str()) {
+            if pod.metadata().uid.as_deref() != Some(pu.uid.as_str()) {
                 continue;
             }
             let m = PodMetrics {

@@ -11,6 +11,7 @@ use crate::cache::{Gr, WatchCache};
 use kubus_apimachinery::quantity::parse_quantity_value;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use serde::Deserialize;
 use serde_json::Value;
 
 pub struct StateMetrics {
@@ -85,9 +86,17 @@ impl StateMetrics {
         let _ = prometheus::register(Box::new(StateMetrics::new(cache)));
     }
 
-    fn objects(&self, group: &str, resource: &str) -> Vec<std::sync::Arc<Value>> {
+    /// The objects of a resource, each decoded as it is reached (never all at once).
+    fn objects(&self, group: &str, resource: &str) -> impl Iterator<Item = Value> {
         let gr: Gr = (group.to_string(), resource.to_string());
-        self.cache.list(&gr, None).0
+        self.cache.list(&gr, None).0.into_iter().map(|o| o.value())
+    }
+
+    /// The pods, each decoded as it is reached into only what the series read: a scrape
+    /// reads every pod of the cluster, so it skips over the rest instead of building it.
+    fn pods(&self) -> impl Iterator<Item = PodView> {
+        let gr: Gr = (String::new(), "pods".to_string());
+        self.cache.list(&gr, None).0.into_iter().filter_map(|o| o.decode().ok())
     }
 }
 
@@ -170,33 +179,33 @@ impl Collector for StateMetrics {
 
     fn collect(&self) -> Vec<MetricFamily> {
         let mut families: Vec<Family> = (0..FAMILIES.len()).map(Family::of).collect();
-        for pod in self.objects("", "pods") {
-            let (ns, name, uid) = (
-                str_of(&pod, &["metadata", "namespace"]),
-                str_of(&pod, &["metadata", "name"]),
-                str_of(&pod, &["metadata", "uid"]),
-            );
-            let node = str_of(&pod, &["spec", "nodeName"]);
-            let phase = match str_of(&pod, &["status", "phase"]) {
+        for pod in self.pods() {
+            let text = |s: &Option<String>| s.as_deref().unwrap_or_default().to_string();
+            let (ns, name, uid) = (text(&pod.metadata.namespace), text(&pod.metadata.name), text(&pod.metadata.uid));
+            let (ns, name, uid) = (ns.as_str(), name.as_str(), uid.as_str());
+            let node = pod.spec.node_name.as_deref().unwrap_or_default();
+            let phase = match pod.status.phase.as_deref().unwrap_or_default() {
                 "" => "Pending",
                 p => p,
             };
             families[0].add(&[ns, name, uid, phase], 1.0);
-            let owner = pod["metadata"]["ownerReferences"]
-                .as_array()
-                .and_then(|o| o.iter().find(|r| r["controller"] == true))
-                .map(|r| (str_of(r, &["kind"]), str_of(r, &["name"])))
+            let owner = pod
+                .metadata
+                .owner_references
+                .iter()
+                .find(|r| r.controller == Some(true))
+                .map(|r| (r.kind.as_deref().unwrap_or_default(), r.name.as_deref().unwrap_or_default()))
                 .unwrap_or(("", ""));
             families[1].add(&[ns, name, uid, node, owner.0, owner.1], 1.0);
-            for c in pod["spec"]["containers"].as_array().into_iter().flatten() {
-                let cname = str_of(c, &["name"]);
+            for c in &pod.spec.containers {
+                let cname = c.name.as_deref().unwrap_or_default();
                 let base = [ns, name, uid, cname, node];
-                resources(&mut families[2], &base, c["resources"]["requests"].as_object());
-                resources(&mut families[3], &base, c["resources"]["limits"].as_object());
+                resources(&mut families[2], &base, c.resources.requests.as_ref());
+                resources(&mut families[3], &base, c.resources.limits.as_ref());
             }
-            for s in pod["status"]["containerStatuses"].as_array().into_iter().flatten() {
-                let restarts = s["restartCount"].as_f64().unwrap_or(0.0);
-                families[4].add(&[ns, name, uid, str_of(s, &["name"])], restarts);
+            for s in &pod.status.container_statuses {
+                families[4]
+                    .add(&[ns, name, uid, s.name.as_deref().unwrap_or_default()], s.restart_count.unwrap_or(0.0));
             }
         }
         for node in self.objects("", "nodes") {
@@ -230,5 +239,140 @@ impl Collector for StateMetrics {
             families[11].add(&[ns, name], d["spec"]["replicas"].as_f64().unwrap_or(1.0));
         }
         families.into_iter().map(Family::done).collect()
+    }
+}
+
+/// What the pod series read of a pod; everything else is skipped when decoding. Absent and
+/// null fields read as empty, as they did from the JSON tree.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct PodView {
+    #[serde(deserialize_with = "null_as_default")]
+    metadata: MetaView,
+    #[serde(deserialize_with = "null_as_default")]
+    spec: PodSpecView,
+    #[serde(deserialize_with = "null_as_default")]
+    status: PodStatusView,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct MetaView {
+    namespace: Option<String>,
+    name: Option<String>,
+    uid: Option<String>,
+    #[serde(deserialize_with = "null_as_default")]
+    owner_references: Vec<OwnerView>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct OwnerView {
+    kind: Option<String>,
+    name: Option<String>,
+    controller: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct PodSpecView {
+    node_name: Option<String>,
+    #[serde(deserialize_with = "null_as_default")]
+    containers: Vec<ContainerView>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ContainerView {
+    name: Option<String>,
+    #[serde(deserialize_with = "null_as_default")]
+    resources: ResourcesView,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ResourcesView {
+    requests: Option<serde_json::Map<String, Value>>,
+    limits: Option<serde_json::Map<String, Value>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct PodStatusView {
+    phase: Option<String>,
+    #[serde(deserialize_with = "null_as_default")]
+    container_statuses: Vec<StatusView>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct StatusView {
+    name: Option<String>,
+    restart_count: Option<f64>,
+}
+
+fn null_as_default<'de, D: serde::Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache_with(objects: &[(&str, &str, Value)]) -> WatchCache {
+        let cache = WatchCache::new(100);
+        let objects = objects
+            .iter()
+            .enumerate()
+            .map(|(i, (resource, name, v))| kubus_bus::Object {
+                key: kubus_bus::Key::new("", resource, v["metadata"]["namespace"].as_str(), name),
+                revision: i as u64 + 1,
+                value: bytes::Bytes::from(v.to_string()),
+            })
+            .collect();
+        cache.replace(objects, Vec::new(), 10);
+        cache
+    }
+
+    /// "name{label=value,...} value" of every series, sorted.
+    fn series(families: Vec<MetricFamily>) -> Vec<String> {
+        let mut out: Vec<String> = families
+            .iter()
+            .flat_map(|f| {
+                f.get_metric().iter().map(move |m| {
+                    let labels: Vec<String> =
+                        m.get_label().iter().map(|l| format!("{}={}", l.name(), l.value())).collect();
+                    format!("{}{{{}}} {}", f.name(), labels.join(","), m.get_gauge().get_value())
+                })
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn pod_series_read_the_pod_as_kube_state_metrics_does() {
+        let pod = serde_json::json!({"kind": "Pod", "apiVersion": "v1",
+            "metadata": {"namespace": "prod", "name": "web-1", "uid": "u1",
+                "ownerReferences": [{"kind": "Node", "name": "x"}, {"kind": "ReplicaSet", "name": "web", "controller": true}]},
+            "spec": {"nodeName": "n1", "containers": [
+                {"name": "app", "resources": {"requests": {"cpu": "250m", "memory": "64Mi"}, "limits": {"cpu": "1"}}},
+                {"name": "side", "resources": null}]},
+            "status": {"phase": "Running", "containerStatuses": [{"name": "app", "restartCount": 3}]}});
+        let pending = serde_json::json!({"kind": "Pod", "metadata": {"namespace": "prod", "name": "new", "uid": "u2"},
+            "spec": {"containers": null}, "status": null});
+        let metrics = StateMetrics::new(cache_with(&[("pods", "web-1", pod), ("pods", "new", pending)]));
+        let got = series(metrics.collect());
+        let expect = [
+            "kube_pod_container_resource_limits{container=app,namespace=prod,node=n1,pod=web-1,resource=cpu,uid=u1,unit=core} 1",
+            "kube_pod_container_resource_requests{container=app,namespace=prod,node=n1,pod=web-1,resource=cpu,uid=u1,unit=core} 0.25",
+            "kube_pod_container_resource_requests{container=app,namespace=prod,node=n1,pod=web-1,resource=memory,uid=u1,unit=byte} 67108864",
+            "kube_pod_container_status_restarts_total{container=app,namespace=prod,pod=web-1,uid=u1} 3",
+            "kube_pod_info{created_by_kind=,created_by_name=,namespace=prod,node=,pod=new,uid=u2} 1",
+            "kube_pod_info{created_by_kind=ReplicaSet,created_by_name=web,namespace=prod,node=n1,pod=web-1,uid=u1} 1",
+            "kube_pod_status_phase{namespace=prod,phase=Pending,pod=new,uid=u2} 1",
+            "kube_pod_status_phase{namespace=prod,phase=Running,pod=web-1,uid=u1} 1",
+        ];
+        assert_eq!(got, expect);
     }
 }

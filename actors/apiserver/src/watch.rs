@@ -1,6 +1,6 @@
 //! Watches served from the watch cache as chunked JSON lines (`{"type":..,"object":..}`).
 
-use crate::cache::{CacheEvent, Gr, Start, WatchCache};
+use crate::cache::{CacheEvent, CachedObject, Gr, Start, WatchCache};
 use crate::metrics::{WATCHERS, WATCH_EVENTS_SENT};
 use crate::render::Renderer;
 use bytes::Bytes;
@@ -29,18 +29,16 @@ pub struct WatchSpec {
 }
 
 impl WatchSpec {
-    fn matches(&self, obj: &Value) -> bool {
-        if let Some(ns) = &self.namespace {
-            if obj["metadata"]["namespace"].as_str() != Some(ns) {
-                return false;
-            }
+    fn matches(&self, obj: &CachedObject) -> bool {
+        if self.namespace.as_deref().is_some_and(|ns| ns != obj.namespace()) {
+            return false;
         }
-        self.labels.matches_object(obj) && self.fields.matches(obj)
+        obj.matches(&self.labels, &self.fields)
     }
 
     /// The event a client sees, honouring selector transitions: an object that stops matching
     /// is DELETED for this watcher, one that starts matching is ADDED.
-    fn visible(&self, ev: &CacheEvent) -> Option<(EventType, Arc<Value>)> {
+    fn visible(&self, ev: &CacheEvent) -> Option<(EventType, Arc<CachedObject>)> {
         let now = self.matches(&ev.object);
         let before = ev.prev.as_ref().map(|p| self.matches(p));
         match ev.kind {
@@ -60,6 +58,17 @@ fn line(kind: &str, object: Value) -> Bytes {
     let mut s = json!({"type": kind, "object": object}).to_string();
     s.push('\n');
     Bytes::from(s)
+}
+
+/// An event line around an object already encoded as the client gets it.
+fn encoded_line(kind: &str, object: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(object.len() + kind.len() + 24);
+    out.extend_from_slice(b"{\"type\":\"");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\",\"object\":");
+    out.extend_from_slice(object);
+    out.extend_from_slice(b"}\n");
+    Bytes::from(out)
 }
 
 pub fn error_line(e: &StatusError) -> Bytes {
@@ -94,9 +103,13 @@ async fn run(cache: &WatchCache, mut spec: WatchSpec, sub: Subscription, tx: &mp
             return Ok(());
         }
     };
-    let send = |spec: &mut WatchSpec, kind: EventType, obj: &Value| {
+    let send = |spec: &mut WatchSpec, kind: EventType, obj: &CachedObject| {
         WATCH_EVENTS_SENT.with_label_values(&[spec.info.group, spec.info.version, spec.info.kind]).inc();
-        line(kind.as_str(), spec.renderer.watch_object(obj))
+        if spec.renderer.sends_stored_form() {
+            encoded_line(kind.as_str(), obj.json())
+        } else {
+            line(kind.as_str(), spec.renderer.watch_object(obj.value()))
+        }
     };
     for ev in &initial {
         if let Some((kind, obj)) = spec.visible(ev) {

@@ -125,6 +125,20 @@ impl FieldSelector {
         })
     }
 
+    /// Whether fields read through `get` satisfy every term; None when `get` does not know one
+    /// of the fields (the caller then reads the object itself).
+    pub fn matches_with<'a>(&self, get: impl Fn(&str) -> Option<&'a str>) -> Option<bool> {
+        let mut all = true;
+        for t in &self.terms {
+            let actual = get(&t.field)?;
+            all &= match t.operator {
+                FieldOperator::Equals => actual == t.value,
+                FieldOperator::NotEquals => actual != t.value,
+            };
+        }
+        Some(all)
+    }
+
     /// The value `field` must equal, if some `=` term pins it (e.g. `spec.nodeName` for a
     /// node agent's watch).
     pub fn requires_exact_match(&self, field: &str) -> Option<&str> {
@@ -235,6 +249,45 @@ fn selectable_fields(group: &str, resource: &str) -> (&'static [&'static str], U
         ("certificates.k8s.io", "certificatesigningrequests") => (&["metadata.name", "spec.signerName"], NotSupported),
         _ => (META, NotKnown),
     }
+}
+
+/// Every field a stored resource can be selected on, under any of the API versions it is
+/// served as (core Events are also events.k8s.io/v1 Events): what a cache reads out of each
+/// object once, so that selecting never has to decode it.
+pub fn stored_fields(group: &str, resource: &str) -> &'static [&'static str] {
+    match (group, resource) {
+        ("", "events") => STORED_EVENTS,
+        _ => selectable_fields(group, resource).0,
+    }
+}
+
+const STORED_EVENTS: &[&str] = &[
+    "involvedObject.kind",
+    "involvedObject.namespace",
+    "involvedObject.name",
+    "involvedObject.uid",
+    "involvedObject.apiVersion",
+    "involvedObject.resourceVersion",
+    "involvedObject.fieldPath",
+    "regarding.kind",
+    "regarding.namespace",
+    "regarding.name",
+    "regarding.uid",
+    "regarding.apiVersion",
+    "regarding.resourceVersion",
+    "regarding.fieldPath",
+    "reason",
+    "reportingComponent",
+    "reportingController",
+    "source",
+    "type",
+    "metadata.namespace",
+    "metadata.name",
+];
+
+/// The value a field selector compares for `field` of `obj` (absent reads as "").
+pub fn value_of(obj: &Value, field: &str) -> String {
+    field_value(obj, field)
 }
 
 /// A selectable field's value. A few fields are computed rather than read at their path;

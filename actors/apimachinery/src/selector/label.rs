@@ -136,6 +136,11 @@ impl Requirement {
         self.holds_for(labels.get(&self.key).map(String::as_str))
     }
 
+    /// Whether this requirement holds for labels read through `get` (None: no such label).
+    pub fn matches_with<'a>(&self, get: impl Fn(&str) -> Option<&'a str>) -> bool {
+        self.holds_for(get(&self.key))
+    }
+
     /// Whether it holds when the key's label has this value (None: no such label).
     fn holds_for(&self, found: Option<&str>) -> bool {
         match self.operator {
@@ -331,6 +336,11 @@ impl LabelSelector {
     /// Whether typed labels satisfy every requirement.
     pub fn matches_labels(&self, labels: &BTreeMap<String, String>) -> bool {
         !self.nothing && self.requirements.iter().all(|r| r.matches_labels(labels))
+    }
+
+    /// Whether labels read through `get` (None: no such label) satisfy every requirement.
+    pub fn matches_with<'a>(&self, get: impl Fn(&str) -> Option<&'a str>) -> bool {
+        !self.nothing && self.requirements.iter().all(|r| r.matches_with(&get))
     }
 
     /// Matches an object by its `metadata.labels` (absent labels are an empty set).

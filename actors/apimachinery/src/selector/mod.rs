@@ -10,5 +10,5 @@ mod label;
 mod names;
 pub mod node;
 
-pub use field::{FieldOperator, FieldSelector, FieldTerm};
+pub use field::{stored_fields, value_of as field_value, FieldOperator, FieldSelector, FieldTerm};
 pub use label::{labels_match, LabelSelector, Operator, Requirement};

@@ -18,7 +18,8 @@ use std::sync::Arc;
 const ANNOTATION: &str = "kubernetes.io/limit-ranger";
 
 fn limit_ranges(cache: &WatchCache, namespace: &str) -> Vec<Arc<Value>> {
-    cache.list(&(String::new(), "limitranges".to_string()), Some(namespace)).0
+    // Few, and read on every create in their namespace: kept decoded.
+    cache.list(&(String::new(), "limitranges".to_string()), Some(namespace)).0.iter().map(|lr| lr.shared()).collect()
 }
 
 fn list(v: &Value) -> ResourceList {

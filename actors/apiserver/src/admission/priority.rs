@@ -20,7 +20,7 @@ fn classes_gr() -> (String, String) {
 /// moment ago may not have reached the cache), else the built-in table.
 async fn class(storage: &Storage, name: &str) -> Result<Option<Value>, StatusError> {
     if let Some(pc) = storage.cache.get(&classes_gr(), &(String::new(), name.to_string())) {
-        return Ok(Some((*pc).clone()));
+        return Ok(Some((*pc.shared()).clone()));
     }
     let info = resource::find("scheduling.k8s.io", "v1", "priorityclasses").expect("priority classes are served");
     match storage.store.get(&Storage::key(info, None, name)).await {
@@ -40,8 +40,10 @@ async fn class(storage: &Storage, name: &str) -> Result<Option<Value>, StatusErr
 /// The globalDefault class; should a race have made two, the one of lowest value, as upstream.
 fn default_class(storage: &Storage) -> Option<Arc<Value>> {
     let (classes, _) = storage.cache.list(&classes_gr(), None);
+    // Classes are few and read on every pod create: kept decoded.
     classes
         .into_iter()
+        .map(|pc| pc.shared())
         .filter(|pc| pc["globalDefault"].as_bool() == Some(true))
         .min_by_key(|pc| pc["value"].as_i64().unwrap_or(0))
 }

@@ -432,7 +432,7 @@ pub async fn reconcile(storage: &Storage) -> Result<(), StatusError> {
     // Aggregated roles as the aggregation controller keeps them, so they work from the start.
     storage.cache.wait_fresh(&storage.store).await?;
     let (all, _) = storage.cache.list(&(GROUP.into(), "clusterroles".into()), None);
-    let mut all: Vec<Value> = all.iter().map(|r| (**r).clone()).collect();
+    let mut all: Vec<Value> = all.iter().map(|r| r.value()).collect();
     for i in kubus_apimachinery::rbac::aggregate_all(&mut all) {
         let name = all[i]["metadata"]["name"].as_str().unwrap_or_default().to_string();
         match storage.update(roles, None, &name, None, all[i].clone(), &opts).await {

@@ -252,17 +252,20 @@ impl<S: RoleSource> Authorizer for Rbac<S> {
 /// The watch cache as a [`RoleSource`]: reads are in-memory lookups of the cached objects,
 /// bindings through the subject index ([`index_bindings`]).
 impl RoleSource for crate::cache::WatchCache {
+    // Roles and bindings are read on every request: kept decoded with the cached objects.
     fn cluster_role(&self, name: &str) -> Option<Arc<Value>> {
-        self.get(&(GROUP.into(), "clusterroles".into()), &(String::new(), name.into()))
+        self.get(&(GROUP.into(), "clusterroles".into()), &(String::new(), name.into())).map(|r| r.shared())
     }
     fn role(&self, namespace: &str, name: &str) -> Option<Arc<Value>> {
-        self.get(&(GROUP.into(), "roles".into()), &(namespace.into(), name.into()))
+        self.get(&(GROUP.into(), "roles".into()), &(namespace.into(), name.into())).map(|r| r.shared())
     }
     fn cluster_role_bindings(&self, user: &UserInfo) -> Vec<Arc<Value>> {
-        self.by_index(&(GROUP.into(), "clusterrolebindings".into()), SUBJECT_INDEX, &user_subject_index(user, ""))
+        let gr = (GROUP.into(), "clusterrolebindings".into());
+        self.by_index(&gr, SUBJECT_INDEX, &user_subject_index(user, "")).iter().map(|b| b.shared()).collect()
     }
     fn role_bindings(&self, namespace: &str, user: &UserInfo) -> Vec<Arc<Value>> {
-        self.by_index(&(GROUP.into(), "rolebindings".into()), SUBJECT_INDEX, &user_subject_index(user, namespace))
+        let gr = (GROUP.into(), "rolebindings".into());
+        self.by_index(&gr, SUBJECT_INDEX, &user_subject_index(user, namespace)).iter().map(|b| b.shared()).collect()
     }
 }
 
@@ -400,10 +403,10 @@ pub(crate) mod tests {
             self.0.role(namespace, name)
         }
         fn cluster_role_bindings(&self, _: &UserInfo) -> Vec<Arc<Value>> {
-            self.0.list(&(GROUP.into(), "clusterrolebindings".into()), None).0
+            self.0.list(&(GROUP.into(), "clusterrolebindings".into()), None).0.iter().map(|b| b.shared()).collect()
         }
         fn role_bindings(&self, namespace: &str, _: &UserInfo) -> Vec<Arc<Value>> {
-            self.0.list(&(GROUP.into(), "rolebindings".into()), Some(namespace)).0
+            self.0.list(&(GROUP.into(), "rolebindings".into()), Some(namespace)).0.iter().map(|b| b.shared()).collect()
         }
     }
 

@@ -14,6 +14,10 @@
 //! indexers): values an object is filed under, kept with every change under the cache's lock,
 //! so a lookup by value costs the objects filed under it rather than a scan of the resource.
 
+mod object;
+
+pub use object::CachedObject;
+
 use crate::error::{OrStatus, Target};
 use crate::metrics;
 use actix::prelude::*;
@@ -39,9 +43,9 @@ pub struct CacheEvent {
     pub key: ObjKey,
     pub revision: u64,
     /// The object after the change (for deletes: as it was deleted), resourceVersion set.
-    pub object: Arc<Value>,
+    pub object: Arc<CachedObject>,
     /// The object before the change, when there was one.
-    pub prev: Option<Arc<Value>>,
+    pub prev: Option<Arc<CachedObject>>,
 }
 
 /// Events younger than this stay in their resource's ring (upstream's eventFreshDuration), so
@@ -87,22 +91,28 @@ impl Ring {
 /// The values an object is filed under in an index.
 pub type IndexFn = fn(&Value) -> Vec<String>;
 
-/// One secondary index of a resource: value -> keys of the objects filed under it.
+/// One secondary index of a resource: value -> keys of the objects filed under it, and what
+/// each object is filed under (so that a change unfiles it without decoding what it replaced).
 struct Index {
     name: &'static str,
     func: IndexFn,
     entries: HashMap<String, BTreeSet<ObjKey>>,
+    filed: HashMap<ObjKey, Vec<String>>,
 }
 
 impl Index {
     fn add(&mut self, key: &ObjKey, obj: &Value) {
-        for v in (self.func)(obj) {
-            self.entries.entry(v).or_default().insert(key.clone());
+        let values = (self.func)(obj);
+        for v in &values {
+            self.entries.entry(v.clone()).or_default().insert(key.clone());
+        }
+        if !values.is_empty() {
+            self.filed.insert(key.clone(), values);
         }
     }
 
-    fn remove(&mut self, key: &ObjKey, obj: &Value) {
-        for v in (self.func)(obj) {
+    fn remove(&mut self, key: &ObjKey) {
+        for v in self.filed.remove(key).unwrap_or_default() {
             if let Some(keys) = self.entries.get_mut(&v) {
                 keys.remove(key);
                 if keys.is_empty() {
@@ -112,17 +122,18 @@ impl Index {
         }
     }
 
-    fn rebuild(&mut self, objects: Option<&BTreeMap<ObjKey, Arc<Value>>>) {
+    fn rebuild(&mut self, objects: Option<&BTreeMap<ObjKey, Arc<CachedObject>>>) {
         self.entries.clear();
-        for (k, v) in objects.into_iter().flatten() {
-            self.add(k, v);
+        self.filed.clear();
+        for (k, o) in objects.into_iter().flatten() {
+            self.add(k, &o.value());
         }
     }
 }
 
 #[derive(Default)]
 struct State {
-    objects: HashMap<Gr, BTreeMap<ObjKey, Arc<Value>>>,
+    objects: HashMap<Gr, BTreeMap<ObjKey, Arc<CachedObject>>>,
     revision: u64,
     rings: HashMap<Gr, Ring>,
     /// The revision of the last relist: no resource's history goes further back.
@@ -153,7 +164,7 @@ fn is_pods(gr: &Gr) -> bool {
 /// The node names an event concerns, before and after (a pod being bound moves from "" to its
 /// node).
 fn trigger_values(event: &CacheEvent) -> Vec<String> {
-    let node = |v: &Value| v["spec"]["nodeName"].as_str().unwrap_or_default().to_string();
+    let node = |o: &CachedObject| o.field(POD_TRIGGER_FIELD).unwrap_or_default().to_string();
     let mut out = vec![node(&event.object)];
     if let Some(prev) = &event.prev {
         let before = node(prev);
@@ -230,12 +241,12 @@ impl WatchCache {
         Ok(rev)
     }
 
-    pub fn get(&self, gr: &Gr, key: &ObjKey) -> Option<Arc<Value>> {
+    pub fn get(&self, gr: &Gr, key: &ObjKey) -> Option<Arc<CachedObject>> {
         self.state.read().expect("cache lock").objects.get(gr).and_then(|m| m.get(key).cloned())
     }
 
     /// Objects of a resource (optionally one namespace) at the cache's revision, in key order.
-    pub fn list(&self, gr: &Gr, namespace: Option<&str>) -> (Vec<Arc<Value>>, u64) {
+    pub fn list(&self, gr: &Gr, namespace: Option<&str>) -> (Vec<Arc<CachedObject>>, u64) {
         let state = self.state.read().expect("cache lock");
         let items = match state.objects.get(gr) {
             None => Vec::new(),
@@ -255,14 +266,14 @@ impl WatchCache {
     /// cacher indexers); looked up with [`WatchCache::by_index`].
     pub fn add_index(&self, gr: &Gr, name: &'static str, func: IndexFn) {
         let mut state = self.state.write().expect("cache lock");
-        let mut index = Index { name, func, entries: HashMap::new() };
+        let mut index = Index { name, func, entries: HashMap::new(), filed: HashMap::new() };
         index.rebuild(state.objects.get(gr));
         state.indexes.entry(gr.clone()).or_default().push(index);
     }
 
     /// The objects of a resource filed under any of `values` in the index `name`, each once,
     /// in key order (none if the index does not exist).
-    pub fn by_index(&self, gr: &Gr, name: &str, values: &[String]) -> Vec<Arc<Value>> {
+    pub fn by_index(&self, gr: &Gr, name: &str, values: &[String]) -> Vec<Arc<CachedObject>> {
         let state = self.state.read().expect("cache lock");
         let (Some(index), Some(objects)) =
             (state.indexes.get(gr).and_then(|ix| ix.iter().find(|i| i.name == name)), state.objects.get(gr))
@@ -273,8 +284,17 @@ impl WatchCache {
         keys.into_iter().filter_map(|k| objects.get(k).cloned()).collect()
     }
 
-    /// Objects of a resource as they were at `revision`, rebuilt by undoing newer events.
-    pub fn list_at(&self, gr: &Gr, namespace: Option<&str>, revision: u64) -> Result<Vec<Arc<Value>>, StatusError> {
+    /// Objects of a resource as they were at `revision`, in key order (only those after `after`,
+    /// if given): the current ones with what changed since undone from the resource's history.
+    /// Costs the objects listed plus the changes since, never a copy of the resource.
+    pub fn list_at(
+        &self,
+        gr: &Gr,
+        namespace: Option<&str>,
+        revision: u64,
+        after: Option<&ObjKey>,
+    ) -> Result<Vec<Arc<CachedObject>>, StatusError> {
+        use std::ops::Bound;
         let state = self.state.read().expect("cache lock");
         let empty = Ring::new(state.listed_at);
         let ring = state.rings.get(gr).unwrap_or(&empty);
@@ -284,26 +304,48 @@ impl WatchCache {
                 ring.start
             )));
         };
-        let mut objects: BTreeMap<ObjKey, Arc<Value>> = state.objects.get(gr).cloned().unwrap_or_default();
+        let in_scope = |k: &ObjKey| namespace.is_none_or(|n| n == k.0) && after.is_none_or(|a| k > a);
+        // Each changed key as it was at `revision` (None: it did not exist). Newest first, so
+        // the state before its oldest change since is what stays.
+        let mut undone: BTreeMap<&ObjKey, Option<&Arc<CachedObject>>> = BTreeMap::new();
         for ev in newer {
-            match (&ev.kind, &ev.prev) {
-                (EventType::Added, _) => {
-                    objects.remove(&ev.key);
-                }
-                (_, Some(prev)) => {
-                    objects.insert(ev.key.clone(), prev.clone());
-                }
-                (_, None) => {
-                    objects.remove(&ev.key);
-                }
-            }
+            undone.insert(&ev.key, if ev.kind == EventType::Added { None } else { ev.prev.as_ref() });
         }
-        Ok(objects.into_iter().filter(|((ns, _), _)| namespace.is_none_or(|n| n == ns)).map(|(_, v)| v).collect())
+        let start = match (after, namespace) {
+            (Some(a), _) => Bound::Excluded(a.clone()),
+            (None, Some(ns)) => Bound::Included((ns.to_string(), String::new())),
+            (None, None) => Bound::Unbounded,
+        };
+        let no_objects = BTreeMap::new();
+        let mut current = state
+            .objects
+            .get(gr)
+            .unwrap_or(&no_objects)
+            .range((start, Bound::Unbounded))
+            .take_while(|(k, _)| namespace.is_none_or(|n| n == k.0))
+            .filter(|(k, _)| !undone.contains_key(k))
+            .peekable();
+        let mut then = undone.iter().filter(|(k, _)| in_scope(k)).filter_map(|(k, o)| Some((*k, (*o)?))).peekable();
+        let mut out = Vec::new();
+        // Two key-ordered sequences merged: objects unchanged since, and objects as they were.
+        loop {
+            let take_current = match (current.peek(), then.peek()) {
+                (Some((a, _)), Some((b, _))) => a < b,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let next = if take_current { current.next().map(|(_, o)| o) } else { then.next().map(|(_, o)| o) };
+            out.extend(next.cloned());
+        }
+        Ok(out)
     }
 
     /// Namespaces hold objects: used to refuse creates in a missing namespace.
     pub fn namespace_phase(&self, name: &str) -> Option<String> {
-        self.get(&(String::new(), "namespaces".into()), &(String::new(), name.to_string())).map(|ns| {
+        self.get(&(String::new(), "namespaces".into()), &(String::new(), name.to_string())).map(|cached| {
+            // Read on every create: kept decoded (namespaces are few).
+            let ns = cached.shared();
             if ns["metadata"]["deletionTimestamp"].is_string() {
                 "Terminating".to_string()
             } else {
@@ -365,13 +407,13 @@ impl WatchCache {
     /// Refills the cache from a listing; the tombstones it found are compacted a retention
     /// from now (their age is not known).
     pub(crate) fn replace(&self, objects: Vec<kubus_bus::Object>, tombstones: Vec<(Key, u64)>, revision: u64) {
-        let mut map: HashMap<Gr, BTreeMap<ObjKey, Arc<Value>>> = HashMap::new();
+        let mut map: HashMap<Gr, BTreeMap<ObjKey, Arc<CachedObject>>> = HashMap::new();
         for o in objects {
             match with_revision(&o.value, o.revision) {
                 Ok(v) => {
-                    map.entry((o.key.group.clone(), o.key.resource.clone()))
-                        .or_default()
-                        .insert(obj_key(&o.key), Arc::new(v));
+                    let gr = (o.key.group.clone(), o.key.resource.clone());
+                    let cached = Arc::new(CachedObject::new(&gr, &v));
+                    map.entry(gr).or_default().insert(obj_key(&o.key), cached);
                 }
                 Err(e) => tracing::warn!(key = %o.key, error = %e, "skipping unreadable object"),
             }
@@ -402,13 +444,14 @@ impl WatchCache {
     fn apply(&self, ev: kubus_bus::Event) {
         let gr = (ev.key.group.clone(), ev.key.resource.clone());
         let key = obj_key(&ev.key);
-        let object = match with_revision(&ev.value, ev.revision) {
-            Ok(v) => Arc::new(v),
+        let value = match with_revision(&ev.value, ev.revision) {
+            Ok(v) => v,
             Err(e) => {
                 tracing::warn!(key = %ev.key, error = %e, "skipping unreadable change");
                 return self.advance(ev.revision);
             }
         };
+        let object = Arc::new(CachedObject::new(&gr, &value));
         let mut state = self.state.write().expect("cache lock");
         let objects = state.objects.entry(gr.clone()).or_default();
         let prev = match ev.kind {
@@ -417,11 +460,9 @@ impl WatchCache {
         };
         if let Some(indexes) = state.indexes.get_mut(&gr) {
             for index in indexes {
-                if let Some(prev) = &prev {
-                    index.remove(&key, prev);
-                }
+                index.remove(&key);
                 if ev.kind != EventType::Deleted {
-                    index.add(&key, &object);
+                    index.add(&key, &value);
                 }
             }
         }
@@ -633,7 +674,7 @@ mod tests {
         }
         let (events, _, _) = cache.subscribe(&pods, Start::After(1), None).unwrap();
         assert_eq!(events.iter().map(|e| e.revision).collect::<Vec<_>>(), [2]);
-        assert_eq!(cache.list_at(&pods, None, 1).unwrap().len(), 0, "the pod did not exist at 1");
+        assert_eq!(cache.list_at(&pods, None, 1, None).unwrap().len(), 0, "the pod did not exist at 1");
         // The Leases' ring is at its upper bound; what it dropped is gone.
         let err = cache.subscribe(&leases, Start::After(100), None).err().unwrap();
         assert_eq!(err.code, 410);
@@ -642,6 +683,48 @@ mod tests {
         let nodes = (String::new(), "nodes".to_string());
         assert!(cache.subscribe(&nodes, Start::After(1), None).unwrap().0.is_empty());
         assert_eq!(cache.subscribe(&nodes, Start::After(0), None).err().unwrap().code, 410);
+    }
+
+    #[test]
+    fn a_list_at_a_past_revision_undoes_what_changed_since() {
+        let cache = WatchCache::new(1000);
+        cache.replace(Vec::new(), Vec::new(), 1);
+        let pods = (String::new(), "pods".to_string());
+        let in_ns = |ns: &str, kind, name: &str, rev| kubus_bus::Event {
+            kind,
+            key: Key::new("", "pods", Some(ns), name),
+            revision: rev,
+            value: bytes::Bytes::from(format!(r#"{{"metadata":{{"name":"{name}","namespace":"{ns}"}}}}"#)),
+        };
+        for (i, name) in ["a", "b", "c", "d"].iter().enumerate() {
+            cache.apply(in_ns("default", EventType::Added, name, 2 + i as u64));
+        }
+        cache.apply(in_ns("other", EventType::Added, "x", 6));
+        // At 6: a b c d in default, x in other. Then: b modified, c deleted, e added, b again.
+        cache.apply(in_ns("default", EventType::Modified, "b", 7));
+        cache.apply(in_ns("default", EventType::Deleted, "c", 8));
+        cache.apply(in_ns("default", EventType::Added, "e", 9));
+        cache.apply(in_ns("default", EventType::Modified, "b", 10));
+        let at = |rev, ns: Option<&str>, after: Option<(&str, &str)>| -> Vec<String> {
+            let after = after.map(|(n, m)| (n.to_string(), m.to_string()));
+            let items = cache.list_at(&pods, ns, rev, after.as_ref()).unwrap();
+            items
+                .iter()
+                .map(|o| {
+                    format!(
+                        "{}/{}@{}",
+                        o.namespace(),
+                        o.name(),
+                        o.value()["metadata"]["resourceVersion"].as_str().unwrap()
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(at(6, None, None), ["default/a@2", "default/b@3", "default/c@4", "default/d@5", "other/x@6"]);
+        assert_eq!(at(8, Some("default"), None), ["default/a@2", "default/b@7", "default/d@5"]);
+        assert_eq!(at(6, Some("default"), Some(("default", "b"))), ["default/c@4", "default/d@5"]);
+        assert_eq!(at(10, None, Some(("default", "d"))), ["default/e@9", "other/x@6"]);
+        assert_eq!(at(1, None, None), Vec::<String>::new());
     }
 
     #[test]
@@ -661,11 +744,7 @@ mod tests {
         cache.add_index(&cms, "owner", owner);
         let names = |owners: &[&str]| -> Vec<String> {
             let owners: Vec<String> = owners.iter().map(|s| s.to_string()).collect();
-            cache
-                .by_index(&cms, "owner", &owners)
-                .iter()
-                .map(|o| o["metadata"]["name"].as_str().unwrap().into())
-                .collect()
+            cache.by_index(&cms, "owner", &owners).iter().map(|o| o.name().to_string()).collect()
         };
         assert_eq!(names(&["ann"]), ["a"]);
         let as_event =
@@ -692,7 +771,7 @@ mod tests {
                 gr: (String::new(), "leases".into()),
                 key: (String::new(), "l".into()),
                 revision,
-                object: Arc::new(Value::Null),
+                object: Arc::new(CachedObject::new(&(String::new(), "leases".into()), &Value::Null)),
                 prev: None,
             })
         };

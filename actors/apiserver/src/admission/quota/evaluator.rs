@@ -137,7 +137,8 @@ pub struct QuotaStore {
 impl QuotaAccessor for QuotaStore {
     fn cached(&self, namespace: &str, name: &str) -> Option<StoredQuota> {
         let gr = (String::new(), "resourcequotas".to_string());
-        let value = self.cache.get(&gr, &(namespace.to_string(), name.to_string()))?;
+        // Quotas are few and read on every charged write: kept decoded in the cache.
+        let value = self.cache.get(&gr, &(namespace.to_string(), name.to_string()))?.shared();
         let revision = value["metadata"]["resourceVersion"].as_str()?.parse().ok()?;
         Some(StoredQuota { value, revision })
     }

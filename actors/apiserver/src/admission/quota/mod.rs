@@ -17,7 +17,6 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, ResourceQuota, Serv
 use kubus_apimachinery::quota::{self, Evaluator, ResourceList, Target};
 use kubus_apimachinery::StatusError;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use serde_json::Value;
 use std::time::SystemTime;
 
@@ -90,7 +89,7 @@ pub async fn admit(storage: &Storage, a: &Attributes<'_>, obj: &Value) -> Result
     // The quotas that apply, checked for what the object must declare and for known usage.
     let mut applying = Vec::new();
     for v in &cached {
-        let q: ResourceQuota = ResourceQuota::deserialize(&**v).map_err(|e| StatusError::internal(e.to_string()))?;
+        let q: ResourceQuota = v.decode().map_err(|e| StatusError::internal(e.to_string()))?;
         let hard = status_list(&q, false);
         let spec = q.spec.clone().unwrap_or_default();
         if !evaluator.matches(&spec, &hard, new.target()) {
