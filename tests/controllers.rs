@@ -284,7 +284,8 @@ fn namespace_deletion_empties_it() {
     c.kubectl(&["create", "ns", "doomed"]).expect_ok();
     c.kubectl(&["-n", "doomed", "create", "deploy", "d", "--image=busybox", "--replicas=2"]).expect_ok();
     c.kubectl(&["-n", "doomed", "create", "cm", "c", "--from-literal=a=b"]).expect_ok();
-    eventually(30, || (c.get_json(&["-n", "doomed", "sa", "default"])["metadata"]["name"] == "default").then_some(()));
+    // Not there until the service account controller has seen the namespace.
+    eventually(30, || c.kubectl(&["-n", "doomed", "get", "sa", "default"]).ok.then_some(()));
     c.kubectl(&["-n", "doomed", "rollout", "status", "deploy/d", "--timeout=60s"]).expect_ok();
     c.kubectl(&["delete", "ns", "doomed", "--timeout=60s"]).expect_ok();
     c.kubectl(&["get", "ns", "doomed"]).expect_err("NotFound");
