@@ -38,6 +38,10 @@ pub struct SoakArgs {
     /// Endpoints of the one Service (its Deployment's replicas).
     #[arg(long, default_value_t = 10000)]
     endpoints: usize,
+    /// How often one Deployment is scaled (Go duration); every sixth time one is also rolled.
+    /// Slower churn keeps the cluster near its largest size.
+    #[arg(long, default_value = "10s", value_parser = kubus_apimachinery::time::parse_go_duration)]
+    scale_every: Duration,
     /// Pods that never fit (a node selector no node has).
     #[arg(long, default_value_t = 50)]
     unschedulable: usize,
@@ -219,8 +223,8 @@ pub(crate) async fn run(args: SoakArgs) -> anyhow::Result<()> {
     let mut next_report = started + args.report_every;
     let mut tick = 0usize;
     while started.elapsed() < args.duration {
-        // Every 10 s one Deployment is scaled (down to half, or back up); every minute one is
-        // rolled to the other image.
+        // Every `scale_every` (10 s) one Deployment is scaled (down to half, or back up); every
+        // sixth time (a minute) one is rolled to the other image.
         let d = format!("{DEPLOYMENTS}/churn-{}", tick % args.deployments);
         let replicas = if (tick / args.deployments).is_multiple_of(2) { args.replicas / 2 } else { args.replicas };
         c.send("PATCH", &d, "application/merge-patch+json", &json!({"spec": {"replicas": replicas}}), &[200]).await?;
@@ -235,7 +239,7 @@ pub(crate) async fn run(args: SoakArgs) -> anyhow::Result<()> {
             reading = report(&c, &js, &reading).await?;
             next_report += args.report_every;
         }
-        tokio::time::sleep(Duration::from_secs(10)).await;
+        tokio::time::sleep(args.scale_every).await;
     }
     report(&c, &js, &reading).await?;
     Ok(())
