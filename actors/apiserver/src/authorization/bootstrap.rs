@@ -76,7 +76,7 @@ pub fn cluster_roles() -> Vec<Value> {
         rule(READ, &["apps", "extensions"], &["replicasets"]),
         rule(READ, &["apps"], &["statefulsets"]),
         rule(READ, &["policy"], &["poddisruptionbudgets"]),
-        rule(READ, &["storage.k8s.io"], &["csinodes", "csidrivers", "csistoragecapacities", "storageclasses"]),
+        rule(READ, &["storage.k8s.io"], &["csinodes", "csidrivers", "csistoragecapacities"]),
         rule(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
         rule(&["create"], &["authorization.k8s.io"], &["subjectaccessreviews"]),
     ]);
@@ -93,6 +93,7 @@ pub fn cluster_roles() -> Vec<Value> {
         rule(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
         rule(&["create"], &["authorization.k8s.io"], &["subjectaccessreviews"]),
     ]);
+    // System:node writes core Events only (upstream's node rules).
     let mut node = vec![
         rule(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
         rule(&["create"], &["authorization.k8s.io"], &["subjectaccessreviews", "localsubjectaccessreviews"]),
@@ -104,16 +105,20 @@ pub fn cluster_roles() -> Vec<Value> {
         rule(&["create", "delete"], core, &["pods"]),
         rule(&["update", "patch"], core, &["pods/status"]),
         rule(&["create"], core, &["pods/eviction"]),
-        rule(&["get"], core, &["secrets", "configmaps"]),
+        // The Node authorizer narrows these to what the node's own pods use.
+        rule(READ, core, &["secrets", "configmaps"]),
         rule(&["get"], core, &["persistentvolumeclaims", "persistentvolumes"]),
+        rule(&["get"], core, &["endpoints"]),
+        rule(&["create", "get", "list", "watch"], &["certificates.k8s.io"], &["certificatesigningrequests"]),
         rule(&["get", "update", "patch"], core, &["persistentvolumeclaims/status"]),
         rule(&["create"], core, &["serviceaccounts/token"]),
         rule(&["get", "create", "update", "patch", "delete"], &["coordination.k8s.io"], &["leases"]),
         rule(&["get"], &["storage.k8s.io"], &["volumeattachments"]),
         rule(READ, &["storage.k8s.io"], &["csidrivers"]),
+        rule(&["create", "delete", "get", "patch", "update"], &["storage.k8s.io"], &["csinodes"]),
         rule(READ, &["node.k8s.io"], &["runtimeclasses"]),
     ];
-    node.extend(events());
+    node.push(rule(&["create", "update", "patch"], core, &["events"]));
     vec![
         cluster_role("cluster-admin", &[], vec![rule(&["*"], &["*"], &["*"]), urls(&["*"], &["*"])], None),
         cluster_role(
@@ -204,8 +209,23 @@ pub fn cluster_roles() -> Vec<Value> {
                 rule(WRITE, &["autoscaling"], &["horizontalpodautoscalers"]),
                 rule(WRITE, &["batch"], &["jobs", "cronjobs"]),
                 rule(WRITE, &["policy"], &["poddisruptionbudgets"]),
+                rule(
+                    WRITE,
+                    &["extensions"],
+                    &[
+                        "daemonsets",
+                        "deployments",
+                        "deployments/rollback",
+                        "deployments/scale",
+                        "ingresses",
+                        "networkpolicies",
+                        "replicasets",
+                        "replicasets/scale",
+                        "replicationcontrollers/scale",
+                    ],
+                ),
                 rule(WRITE, &["networking.k8s.io"], &["networkpolicies", "ingresses"]),
-                rule(WRITE, &["coordination.k8s.io"], &["leases"]),
+                rule(READ_WRITE, &["coordination.k8s.io"], &["leases"]),
                 rule(
                     READ,
                     core,
@@ -271,6 +291,24 @@ pub fn cluster_roles() -> Vec<Value> {
                 ),
                 rule(READ, &["autoscaling"], &["horizontalpodautoscalers", "horizontalpodautoscalers/status"]),
                 rule(READ, &["batch"], &["jobs", "cronjobs", "cronjobs/status", "jobs/status"]),
+                rule(
+                    READ,
+                    &["extensions"],
+                    &[
+                        "daemonsets",
+                        "daemonsets/status",
+                        "deployments",
+                        "deployments/scale",
+                        "deployments/status",
+                        "ingresses",
+                        "ingresses/status",
+                        "networkpolicies",
+                        "replicasets",
+                        "replicasets/scale",
+                        "replicasets/status",
+                        "replicationcontrollers/scale",
+                    ],
+                ),
                 rule(READ, &["policy"], &["poddisruptionbudgets", "poddisruptionbudgets/status"]),
                 rule(READ, &["networking.k8s.io"], &["networkpolicies", "ingresses", "ingresses/status"]),
             ],
@@ -280,6 +318,8 @@ pub fn cluster_roles() -> Vec<Value> {
         cluster_role("system:node-proxier", &[], node_proxier, None),
         cluster_role("system:kube-scheduler", &[], scheduler, None),
         cluster_role("system:kube-controller-manager", &[], controller_manager, None),
+        // Upstream's role has endpoints and services only; Kubus's DNS reads EndpointSlices, as
+        // CoreDNS's own role allows it to.
         cluster_role(
             "system:kube-dns",
             &[],
@@ -290,6 +330,96 @@ pub fn cluster_roles() -> Vec<Value> {
             None,
         ),
         cluster_role(
+            "system:volume-scheduler",
+            &[],
+            vec![
+                rule(&["get", "list", "patch", "update", "watch"], core, &["persistentvolumes"]),
+                rule(READ, &["storage.k8s.io"], &["storageclasses"]),
+                rule(&["get", "list", "patch", "update", "watch"], core, &["persistentvolumeclaims"]),
+            ],
+            None,
+        ),
+        cluster_role(
+            "system:monitoring",
+            &[],
+            vec![urls(
+                &["get"],
+                &["/healthz", "/healthz/*", "/livez", "/livez/*", "/metrics", "/metrics/slis", "/readyz", "/readyz/*"],
+            )],
+            None,
+        ),
+        cluster_role(
+            "system:service-account-issuer-discovery",
+            &[],
+            vec![urls(&["get"], &["/.well-known/openid-configuration", "/openid/v1/jwks"])],
+            None,
+        ),
+        cluster_role(
+            "system:kubelet-api-admin",
+            &[],
+            vec![
+                rule(READ, core, &["nodes"]),
+                rule(&["proxy"], core, &["nodes"]),
+                rule(&["*"], core, &["nodes/log", "nodes/metrics", "nodes/proxy", "nodes/stats"]),
+            ],
+            None,
+        ),
+        cluster_role(
+            "system:node-bootstrapper",
+            &[],
+            vec![rule(&["create", "get", "list", "watch"], &["certificates.k8s.io"], &["certificatesigningrequests"])],
+            None,
+        ),
+        cluster_role(
+            "system:node-problem-detector",
+            &[],
+            [rule(&["get"], core, &["nodes"]), rule(&["patch"], core, &["nodes/status"])]
+                .into_iter()
+                .chain(events())
+                .collect(),
+            None,
+        ),
+        cluster_role(
+            "system:persistent-volume-provisioner",
+            &[],
+            [
+                rule(&["create", "delete", "get", "list", "watch"], core, &["persistentvolumes"]),
+                rule(&["get", "list", "update", "watch"], core, &["persistentvolumeclaims"]),
+                rule(READ, &["storage.k8s.io"], &["storageclasses"]),
+                rule(&["watch"], core, &["events"]),
+            ]
+            .into_iter()
+            .chain(events())
+            .collect(),
+            None,
+        ),
+        cluster_role(
+            "system:heapster",
+            &[],
+            vec![
+                rule(READ, core, &["events", "namespaces", "nodes", "pods"]),
+                rule(READ, &["extensions"], &["deployments"]),
+            ],
+            None,
+        ),
+        cluster_role("system:kube-aggregator", &[], vec![rule(READ, core, &["endpoints", "services"])], None),
+        cluster_role(
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            &[],
+            vec![rule(&["create"], &["certificates.k8s.io"], &["certificatesigningrequests/nodeclient"])],
+            None,
+        ),
+        cluster_role(
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            &[],
+            vec![rule(&["create"], &["certificates.k8s.io"], &["certificatesigningrequests/selfnodeclient"])],
+            None,
+        ),
+        approver("kube-apiserver-client-approver", "kubernetes.io/kube-apiserver-client"),
+        approver("kube-apiserver-client-kubelet-approver", "kubernetes.io/kube-apiserver-client-kubelet"),
+        approver("kubelet-serving-approver", "kubernetes.io/kubelet-serving"),
+        approver("legacy-unknown-approver", "kubernetes.io/legacy-unknown"),
+        cluster_role(
             "system:auth-delegator",
             &[],
             vec![
@@ -299,6 +429,12 @@ pub fn cluster_roles() -> Vec<Value> {
             None,
         ),
     ]
+}
+
+/// A role that may approve the certificate requests of one signer.
+fn approver(name: &str, signer: &str) -> Value {
+    let rule = named(&["approve"], &["certificates.k8s.io"], &["signers"], &[signer]);
+    cluster_role(&format!("system:certificates.k8s.io:{name}"), &[], vec![rule], None)
 }
 
 fn binding(role: &str, subjects: Vec<Value>) -> Value {
@@ -326,6 +462,9 @@ pub fn cluster_role_bindings() -> Vec<Value> {
         binding("system:node-proxier", vec![user(KUBE_PROXY)]),
         binding("system:kube-controller-manager", vec![user(KUBE_CONTROLLER_MANAGER)]),
         binding("system:kube-scheduler", vec![user(KUBE_SCHEDULER)]),
+        binding("system:volume-scheduler", vec![user(KUBE_SCHEDULER)]),
+        binding("system:monitoring", vec![group("system:monitoring")]),
+        binding("system:service-account-issuer-discovery", vec![group(SERVICE_ACCOUNTS_GROUP)]),
         binding(
             "system:kube-dns",
             vec![json!({"kind": "ServiceAccount", "name": "kube-dns", "namespace": "kube-system"})],
@@ -519,5 +658,80 @@ mod tests {
             &["system:serviceaccounts", "system:authenticated"],
         );
         assert!(can(&sa, "watch", "services", ""));
+        // The scheduler's volume rules come from system:volume-scheduler, bound to it as upstream.
+        let scheduler = crate::authn::UserInfo::new("system:kube-scheduler", &["system:authenticated"]);
+        let sched = |verb: &str, group: &str, res: &str| {
+            rbac.authorize(&Attributes::resource(&scheduler, verb, group, res, "", "")).allowed()
+        };
+        assert!(sched("list", "storage.k8s.io", "storageclasses") && sched("patch", "", "persistentvolumeclaims"));
+        assert!(!sched("delete", "", "persistentvolumes"));
+        // Prometheus in system:monitoring reads /metrics; anonymous does not.
+        let prometheus = crate::authn::UserInfo::new("prometheus", &["system:monitoring", "system:authenticated"]);
+        assert!(url(&prometheus, "/metrics") && url(&prometheus, "/readyz/ping"));
+        assert!(!url(&viewer, "/metrics") && !url(&anon, "/metrics"));
+        // Service accounts may read the issuer's discovery documents.
+        assert!(url(&sa, "/.well-known/openid-configuration") && url(&sa, "/openid/v1/jwks"));
+        // edit reads and writes Leases, and the extensions group as upstream keeps it.
+        edit_covers(&edit);
+    }
+
+    fn edit_covers(edit: &[PolicyRule]) {
+        let has = |verb: &str, group: &str, res: &str| {
+            edit.iter().any(|r| {
+                [verb, "*"].iter().any(|v| r.verbs.contains(&v.to_string()))
+                    && r.api_groups.contains(&group.to_string())
+                    && r.resources.contains(&res.to_string())
+            })
+        };
+        assert!(has("list", "coordination.k8s.io", "leases") && has("update", "coordination.k8s.io", "leases"));
+        assert!(has("create", "extensions", "ingresses") && has("get", "extensions", "daemonsets"));
+    }
+
+    #[test]
+    fn every_upstream_default_cluster_role_exists() {
+        // kube-apiserver 1.32's default ClusterRoles (without the per-controller
+        // system:controller:* roles, which come with per-controller identities).
+        let upstream = [
+            "admin",
+            "cluster-admin",
+            "edit",
+            "system:aggregate-to-admin",
+            "system:aggregate-to-edit",
+            "system:aggregate-to-view",
+            "system:auth-delegator",
+            "system:basic-user",
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            "system:certificates.k8s.io:kube-apiserver-client-approver",
+            "system:certificates.k8s.io:kube-apiserver-client-kubelet-approver",
+            "system:certificates.k8s.io:kubelet-serving-approver",
+            "system:certificates.k8s.io:legacy-unknown-approver",
+            "system:discovery",
+            "system:heapster",
+            "system:kube-aggregator",
+            "system:kube-controller-manager",
+            "system:kube-dns",
+            "system:kube-scheduler",
+            "system:kubelet-api-admin",
+            "system:monitoring",
+            "system:node",
+            "system:node-bootstrapper",
+            "system:node-problem-detector",
+            "system:node-proxier",
+            "system:persistent-volume-provisioner",
+            "system:public-info-viewer",
+            "system:service-account-issuer-discovery",
+            "system:volume-scheduler",
+            "view",
+        ];
+        let mut ours: Vec<String> =
+            cluster_roles().iter().map(|r| r["metadata"]["name"].as_str().unwrap().to_string()).collect();
+        ours.sort();
+        assert_eq!(ours, upstream);
+        let bindings: Vec<String> =
+            cluster_role_bindings().iter().map(|b| b["metadata"]["name"].as_str().unwrap().to_string()).collect();
+        for b in &bindings {
+            assert!(ours.contains(b), "binding {b} to a role that does not exist");
+        }
     }
 }
