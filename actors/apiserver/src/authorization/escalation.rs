@@ -55,9 +55,7 @@ pub fn check<S: RoleSource + Clone + 'static>(
             let Some(role) = role else {
                 return refuse(format!("{role_resource}.{GROUP} {role_name:?} not found"));
             };
-            let rules: Vec<PolicyRule> =
-                role["rules"].as_array().into_iter().flatten().map(PolicyRule::from_json).collect();
-            confirm_no_escalation(&rbac, user, namespace, &rules).or_else(refuse)
+            confirm_no_escalation(&rbac, user, namespace, &role).or_else(refuse)
         }
         _ => Ok(()),
     }

@@ -15,8 +15,10 @@ pub const GROUP: &str = "rbac.authorization.k8s.io";
 
 /// Where roles and bindings are read from.
 pub trait RoleSource: Send + Sync {
-    fn cluster_role(&self, name: &str) -> Option<Arc<Value>>;
-    fn role(&self, namespace: &str, name: &str) -> Option<Arc<Value>>;
+    /// A ClusterRole's rules, read once per version of the role (a check reads them for every
+    /// binding that may apply, on every request).
+    fn cluster_role(&self, name: &str) -> Option<Arc<[PolicyRule]>>;
+    fn role(&self, namespace: &str, name: &str) -> Option<Arc<[PolicyRule]>>;
     /// The ClusterRoleBindings that may name the user (at least every one that does; each is
     /// still matched subject by subject).
     fn cluster_role_bindings(&self, user: &UserInfo) -> Vec<Arc<Value>>;
@@ -81,6 +83,11 @@ fn strings(v: &Value, key: &str) -> Vec<String> {
     v[key].as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect()).unwrap_or_default()
 }
 
+/// The rules of a Role or ClusterRole.
+pub fn rules_of_role(role: &Value) -> Arc<[PolicyRule]> {
+    role["rules"].as_array().map(|rs| rs.iter().map(PolicyRule::from_json).collect()).unwrap_or_default()
+}
+
 impl PolicyRule {
     pub fn from_json(v: &Value) -> PolicyRule {
         PolicyRule {
@@ -128,10 +135,14 @@ impl PolicyRule {
     }
     /// `pods`, `pods/log`, `*`, and `*/log` (any resource's log subresource).
     pub fn resource_matches(&self, resource: &str, subresource: &str) -> bool {
-        let combined = if subresource.is_empty() { resource.to_string() } else { format!("{resource}/{subresource}") };
-        self.resources.iter().any(|r| {
-            r == "*" || *r == combined || (!subresource.is_empty() && r.strip_prefix("*/") == Some(subresource))
-        })
+        // `r == resource + "/" + subresource`, without building the string on every check.
+        let combined = |r: &str| match subresource {
+            "" => r == resource,
+            sub => r.strip_prefix(resource).and_then(|rest| rest.strip_prefix('/')) == Some(sub),
+        };
+        self.resources
+            .iter()
+            .any(|r| r == "*" || combined(r) || (!subresource.is_empty() && r.strip_prefix("*/") == Some(subresource)))
     }
     pub fn resource_name_matches(&self, name: &str) -> bool {
         self.resource_names.is_empty() || self.resource_names.iter().any(|n| n == name)
@@ -160,10 +171,10 @@ pub fn applies_to(subject: &Value, user: &UserInfo, binding_namespace: &str) -> 
 }
 
 impl<T: RoleSource> RoleSource for Arc<T> {
-    fn cluster_role(&self, name: &str) -> Option<Arc<Value>> {
+    fn cluster_role(&self, name: &str) -> Option<Arc<[PolicyRule]>> {
         (**self).cluster_role(name)
     }
-    fn role(&self, namespace: &str, name: &str) -> Option<Arc<Value>> {
+    fn role(&self, namespace: &str, name: &str) -> Option<Arc<[PolicyRule]>> {
         (**self).role(namespace, name)
     }
     fn cluster_role_bindings(&self, user: &UserInfo) -> Vec<Arc<Value>> {
@@ -180,15 +191,14 @@ pub struct Rbac<S> {
 
 impl<S: RoleSource> Rbac<S> {
     /// The rules of the role a binding refers to (None: the role does not exist).
-    fn rules_of(&self, binding: &Value, namespace: &str) -> Option<Vec<PolicyRule>> {
+    fn rules_of(&self, binding: &Value, namespace: &str) -> Option<Arc<[PolicyRule]>> {
         let role_ref = &binding["roleRef"];
         let name = role_ref["name"].as_str().unwrap_or_default();
-        let role = match role_ref["kind"].as_str() {
-            Some("ClusterRole") => self.source.cluster_role(name)?,
-            Some("Role") if !namespace.is_empty() => self.source.role(namespace, name)?,
-            _ => return None,
-        };
-        Some(role["rules"].as_array().map(|rs| rs.iter().map(PolicyRule::from_json).collect()).unwrap_or_default())
+        match role_ref["kind"].as_str() {
+            Some("ClusterRole") => self.source.cluster_role(name),
+            Some("Role") if !namespace.is_empty() => self.source.role(namespace, name),
+            _ => None,
+        }
     }
 
     /// Calls `visit` with every rule the user holds in `namespace` (cluster-wide rules too;
@@ -198,8 +208,8 @@ impl<S: RoleSource> Rbac<S> {
             if !subjects(&b).any(|s| applies_to(s, user, "")) {
                 continue;
             }
-            for r in self.rules_of(&b, "").unwrap_or_default() {
-                if !visit(&r) {
+            for r in self.rules_of(&b, "").iter().flat_map(|rs| rs.iter()) {
+                if !visit(r) {
                     return;
                 }
             }
@@ -211,8 +221,8 @@ impl<S: RoleSource> Rbac<S> {
             if !subjects(&b).any(|s| applies_to(s, user, namespace)) {
                 continue;
             }
-            for r in self.rules_of(&b, namespace).unwrap_or_default() {
-                if !visit(&r) {
+            for r in self.rules_of(&b, namespace).iter().flat_map(|rs| rs.iter()) {
+                if !visit(r) {
                     return;
                 }
             }
@@ -253,11 +263,13 @@ impl<S: RoleSource> Authorizer for Rbac<S> {
 /// bindings through the subject index ([`index_bindings`]).
 impl RoleSource for crate::cache::WatchCache {
     // Roles and bindings are read on every request: kept decoded with the cached objects.
-    fn cluster_role(&self, name: &str) -> Option<Arc<Value>> {
-        self.get(&(GROUP.into(), "clusterroles".into()), &(String::new(), name.into())).map(|r| r.shared())
+    fn cluster_role(&self, name: &str) -> Option<Arc<[PolicyRule]>> {
+        let role = self.get(&(GROUP.into(), "clusterroles".into()), &(String::new(), name.into()))?;
+        Some(role.derived(|r| rules_of_role(&r)))
     }
-    fn role(&self, namespace: &str, name: &str) -> Option<Arc<Value>> {
-        self.get(&(GROUP.into(), "roles".into()), &(namespace.into(), name.into())).map(|r| r.shared())
+    fn role(&self, namespace: &str, name: &str) -> Option<Arc<[PolicyRule]>> {
+        let role = self.get(&(GROUP.into(), "roles".into()), &(namespace.into(), name.into()))?;
+        Some(role.derived(|r| rules_of_role(&r)))
     }
     fn cluster_role_bindings(&self, user: &UserInfo) -> Vec<Arc<Value>> {
         let gr = (GROUP.into(), "clusterrolebindings".into());
@@ -289,8 +301,7 @@ pub(crate) mod tests {
             self
         }
         pub(crate) fn cluster_role_of(&self, name: &str) -> Vec<PolicyRule> {
-            let r = self.cluster_role(name).expect("role exists");
-            r["rules"].as_array().into_iter().flatten().map(PolicyRule::from_json).collect()
+            self.cluster_role(name).expect("role exists").to_vec()
         }
         fn of(&self, resource: &str, ns: &str) -> Vec<Arc<Value>> {
             self.objects.iter().filter(|((r, n, _), _)| r == resource && n == ns).map(|(_, v)| v.clone()).collect()
@@ -298,11 +309,11 @@ pub(crate) mod tests {
     }
 
     impl RoleSource for Fixed {
-        fn cluster_role(&self, name: &str) -> Option<Arc<Value>> {
-            self.objects.get(&("clusterroles".into(), String::new(), name.into())).cloned()
+        fn cluster_role(&self, name: &str) -> Option<Arc<[PolicyRule]>> {
+            self.objects.get(&("clusterroles".into(), String::new(), name.into())).map(|r| rules_of_role(r))
         }
-        fn role(&self, namespace: &str, name: &str) -> Option<Arc<Value>> {
-            self.objects.get(&("roles".into(), namespace.into(), name.into())).cloned()
+        fn role(&self, namespace: &str, name: &str) -> Option<Arc<[PolicyRule]>> {
+            self.objects.get(&("roles".into(), namespace.into(), name.into())).map(|r| rules_of_role(r))
         }
         fn cluster_role_bindings(&self, _: &UserInfo) -> Vec<Arc<Value>> {
             self.of("clusterrolebindings", "")
@@ -396,10 +407,10 @@ pub(crate) mod tests {
     struct Scan(crate::cache::WatchCache);
 
     impl RoleSource for Scan {
-        fn cluster_role(&self, name: &str) -> Option<Arc<Value>> {
+        fn cluster_role(&self, name: &str) -> Option<Arc<[PolicyRule]>> {
             self.0.cluster_role(name)
         }
-        fn role(&self, namespace: &str, name: &str) -> Option<Arc<Value>> {
+        fn role(&self, namespace: &str, name: &str) -> Option<Arc<[PolicyRule]>> {
             self.0.role(namespace, name)
         }
         fn cluster_role_bindings(&self, _: &UserInfo) -> Vec<Arc<Value>> {

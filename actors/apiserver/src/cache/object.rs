@@ -11,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kubus_apimachinery::selector::{field_value, stored_fields, FieldSelector, LabelSelector};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use std::any::Any;
 use std::sync::{Arc, OnceLock};
 
 pub struct CachedObject {
@@ -25,6 +26,8 @@ pub struct CachedObject {
     fields: Box<[(&'static str, Box<str>)]>,
     /// The decoded form, for the few small kinds read on every request (see [`Self::shared`]).
     shared: OnceLock<Arc<Value>>,
+    /// One value computed from the object, kept with it (see [`Self::derived`]).
+    derived: OnceLock<Arc<dyn Any + Send + Sync>>,
 }
 
 impl std::fmt::Debug for CachedObject {
@@ -60,6 +63,7 @@ impl CachedObject {
             field_names,
             fields,
             shared: OnceLock::new(),
+            derived: OnceLock::new(),
         }
     }
 
@@ -115,6 +119,25 @@ impl CachedObject {
     /// roles and bindings, namespaces), never for pods or other kinds that grow with the cluster.
     pub fn shared(&self) -> Arc<Value> {
         self.shared.get_or_init(|| Arc::new(self.value())).clone()
+    }
+
+    /// A value computed from the decoded object once and kept with this version of it (e.g.
+    /// a role's parsed rules). One kind of value per object: a caller asking for another type
+    /// gets it computed anew.
+    pub fn derived<T: Send + Sync + 'static + ?Sized>(&self, compute: impl FnOnce(Arc<Value>) -> Arc<T>) -> Arc<T>
+    where
+        Arc<T>: Send + Sync,
+    {
+        if let Some(kept) = self.derived.get() {
+            return match kept.downcast_ref::<Arc<T>>() {
+                Some(v) => v.clone(),
+                None => compute(self.shared()),
+            };
+        }
+        // Two callers at once may both compute it; one of them is kept.
+        let value = compute(self.shared());
+        let _ = self.derived.set(Arc::new(value.clone()));
+        value
     }
 
     pub fn label(&self, key: &str) -> Option<&str> {
