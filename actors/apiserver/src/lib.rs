@@ -29,6 +29,7 @@ pub mod nats;
 pub mod object;
 pub mod openapi;
 pub mod patch;
+pub mod pki;
 pub mod registry;
 pub mod render;
 pub mod request;
