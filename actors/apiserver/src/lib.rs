@@ -37,6 +37,7 @@ pub mod resource_metrics;
 pub mod state_metrics;
 pub mod storage;
 pub mod stream;
+pub mod tls;
 pub mod token;
 pub mod watch;
 
