@@ -139,6 +139,18 @@ impl<K: Object> Controller<K> {
         Controller { name, primary, feeds, synced, workers: 1, coalesce: Duration::ZERO, queue: WorkQueue::new(name) }
     }
 
+    /// Only the primary's changes `keep` accepts queue its key (upstream's filtered event
+    /// handlers, e.g. the node IPAM controller's "nodes without a pod CIDR"): the rest, such as
+    /// status heartbeats, wake nothing. A relist still queues every key.
+    pub fn primary_changes(mut self, keep: impl Fn(&Change<K>) -> bool + Send + Sync + 'static) -> Self {
+        let map = move |change: &Change<K>| match keep(change) {
+            true => both(change).take(1).map(|o| o.key()).collect(),
+            false => Vec::new(),
+        };
+        self.feeds[0] = feed(&self.primary, map, not_status_only::<K>);
+        self
+    }
+
     /// Objects whose controller owner reference is of K's kind queue their owner.
     pub fn owns<C: Object>(self, child: Informer<C>) -> Self {
         self.watches(child, |c: &C| {

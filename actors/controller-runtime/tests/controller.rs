@@ -179,3 +179,41 @@ async fn coalesced_changes_of_children_make_few_reconciles() {
     task.abort();
     nats.stop().await;
 }
+
+#[tokio::test]
+async fn a_primary_filter_keeps_unwanted_changes_from_reconciling() {
+    let tok = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    let dir = TempDir(std::env::temp_dir().join(format!("kubus-primary-filter-{tok}")));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let nats = EmbeddedNats::start(&dir.0, "127.0.0.1:0").await.expect("nats-server starts");
+    let client = kubus_bus::connect(nats.url(), "primary-filter-test").await.unwrap();
+    let store = Store::open(client, StoreConfig::default()).await.unwrap();
+    put(&store, "apps", "replicasets", &rs("web", "u-web")).await;
+    let factory = InformerFactory::new(store.clone());
+    let recorder = Arc::new(Recorder::default());
+    // Only ReplicaSets labelled wanted=yes are worth a reconcile (as the node IPAM controller
+    // wants only nodes without a pod CIDR).
+    let wanted = |change: &kubus_controller_runtime::Change<ReplicaSet>| match change {
+        kubus_controller_runtime::Change::Applied { new, .. } => {
+            new.metadata.labels.as_ref().is_some_and(|l| l.get("wanted").is_some_and(|v| v == "yes"))
+        }
+        _ => false,
+    };
+    let controller = Controller::new("test-primary-filter", factory.get::<ReplicaSet>()).primary_changes(wanted);
+    let task = tokio::spawn(controller.run(recorder.clone()));
+    // The first sync queues every key, filter or not.
+    eventually("initial reconcile", || recorder.count("web") == 1).await;
+    let labelled = |value: &str| {
+        json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"namespace": "default", "name": "web", "uid": "u-web", "labels": {"wanted": value}},
+            "spec": {"selector": {"matchLabels": {"app": "web"}}}})
+    };
+    put(&store, "apps", "replicasets", &labelled("no")).await;
+    put(&store, "apps", "replicasets", &labelled("yes")).await;
+    eventually("the wanted change reconciled", || recorder.count("web") == 2).await;
+    put(&store, "apps", "replicasets", &labelled("no")).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(recorder.count("web"), 2, "an unwanted change reconciled");
+    task.abort();
+    nats.stop().await;
+}

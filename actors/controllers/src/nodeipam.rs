@@ -100,7 +100,12 @@ pub fn run(client: Client, factory: &InformerFactory, cidr: ClusterCidr) -> BoxF
         }
     };
     // One worker: blocks are chosen one at a time, so two nodes never get the same one.
-    let ctrl = Controller::new("nodeipam", nodes.clone()).watches_changes(nodes.clone(), release).workers(1);
+    // Only a node without a block has anything to do; Node status heartbeats wake nothing.
+    let needs_block = |change: &Change<Node>| matches!(change, Change::Applied { new, .. } if pod_cidr(new).is_none());
+    let ctrl = Controller::new("nodeipam", nodes.clone())
+        .primary_changes(needs_block)
+        .watches_changes(nodes.clone(), release)
+        .workers(1);
     ctrl.run(Arc::new(NodeIpamController { client, nodes, cidr, reserved }))
 }
 
