@@ -199,6 +199,11 @@ fn discovery_explain_and_defaults_namespaces() {
     assert!(explain.contains("FIELD: image") || explain.contains("image"), "{explain}");
     let explain = c.kubectl(&["explain", "deployment.spec.strategy"]).expect_ok();
     assert!(explain.contains("rollingUpdate"), "{explain}");
+    // The review groups (create-only, never stored) have documents too.
+    let explain = c.kubectl(&["explain", "subjectaccessreviews.spec"]).expect_ok();
+    assert!(explain.contains("KIND:       SubjectAccessReview") && explain.contains("resourceAttributes"), "{explain}");
+    let explain = c.kubectl(&["explain", "selfsubjectreviews.status.userInfo"]).expect_ok();
+    assert!(explain.contains("username"), "{explain}");
     let v = c.kubectl(&["version", "-o", "json"]).expect_ok();
     assert_eq!(json(&v)["serverVersion"]["minor"], "32");
     for p in ["/healthz", "/readyz", "/livez"] {

@@ -174,14 +174,57 @@ fn build_gv(group: &str, version: &str) -> Value {
     })
 }
 
+/// The document of a group version of review resources (create-only, never stored): what
+/// `kubectl explain subjectaccessreviews` reads.
+fn build_reviews(group: &str, version: &str) -> Value {
+    use crate::authorization::review::REVIEWS;
+    let reviews: Vec<_> = REVIEWS.iter().filter(|r| r.group == group && r.version == version).collect();
+    let mut gen = schemars::gen::SchemaSettings::openapi3().into_generator();
+    for r in &reviews {
+        (r.schema)(&mut gen);
+    }
+    let mut schemas: Map<String, Value> =
+        gen.take_definitions().into_iter().map(|(k, v)| (k, serde_json::to_value(v).unwrap_or(Value::Null))).collect();
+    let mut paths = Map::new();
+    for r in &reviews {
+        let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
+        if let Some(s) = schemas.get_mut(r.definition).and_then(Value::as_object_mut) {
+            s.insert("x-kubernetes-group-version-kind".into(), json!([gvk]));
+        }
+        let reference = json!({"$ref": format!("#/components/schemas/{}", r.definition)});
+        let (ns, scope) = if r.namespaced { ("Namespaced", "/namespaces/{namespace}") } else { ("", "") };
+        let params = ["dryRun", "fieldManager", "fieldValidation", "pretty"].map(|p| param(p, "query", ""));
+        let content = json!({"application/json": {"schema": reference}});
+        paths.insert(
+            format!("/apis/{}/{}{scope}/{}", r.group, r.version, r.resource),
+            json!({"post": {
+                "operationId": format!("create{ns}{}", r.kind),
+                "x-kubernetes-action": "post",
+                "x-kubernetes-group-version-kind": gvk,
+                "parameters": params,
+                "requestBody": {"content": content, "required": true},
+                "responses": {"201": {"description": "Created", "content": content}},
+            }}),
+        );
+    }
+    json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": crate::discovery::KUBERNETES_VERSION},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    })
+}
+
 impl OpenApi {
     pub fn build() -> OpenApi {
         let mut docs = BTreeMap::new();
         let mut root_paths = Map::new();
-        for (group, versions) in resource::groups() {
+        let stored = resource::groups().into_iter().map(|(g, vs)| (g, vs, false));
+        let reviews = [("authentication.k8s.io", vec!["v1"], true), ("authorization.k8s.io", vec!["v1"], true)];
+        for (group, versions, review) in stored.chain(reviews) {
             for v in versions {
                 let path = gv_path(group, v);
-                let doc = build_gv(group, v);
+                let doc = if review { build_reviews(group, v) } else { build_gv(group, v) };
                 let mut h = DefaultHasher::new();
                 doc.to_string().hash(&mut h);
                 root_paths.insert(
@@ -218,5 +261,19 @@ mod tests {
         let patch = &doc["paths"]["/api/v1/namespaces/{namespace}/pods/{name}"]["patch"];
         assert!(patch["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation"));
         assert!(api.root()["paths"]["apis/apps/v1"]["serverRelativeURL"].as_str().unwrap().contains("hash="));
+    }
+
+    #[test]
+    fn review_groups_have_documents_for_explain() {
+        let api = OpenApi::build();
+        let authz = api.group_version("apis/authorization.k8s.io/v1").unwrap();
+        let sar = &authz["components"]["schemas"]["io.k8s.api.authorization.v1.SubjectAccessReview"];
+        assert_eq!(sar["x-kubernetes-group-version-kind"][0]["kind"], "SubjectAccessReview");
+        assert!(sar["properties"]["spec"].is_object());
+        let local = &authz["paths"]["/apis/authorization.k8s.io/v1/namespaces/{namespace}/localsubjectaccessreviews"];
+        assert_eq!(local["post"]["operationId"], "createNamespacedLocalSubjectAccessReview");
+        let authn = api.group_version("apis/authentication.k8s.io/v1").unwrap();
+        assert!(authn["components"]["schemas"]["io.k8s.api.authentication.v1.SelfSubjectReview"].is_object());
+        assert!(api.root()["paths"]["apis/authorization.k8s.io/v1"].is_object());
     }
 }

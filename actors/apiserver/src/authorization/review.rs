@@ -6,6 +6,8 @@ use super::rbac::{Rbac, RoleSource};
 use super::{Attributes, Authorizer};
 use crate::authn::UserInfo;
 use crate::request::{ApiResponse, ResourcePath};
+use k8s_openapi::api::authentication::v1 as authn_v1;
+use k8s_openapi::api::authorization::v1 as authz_v1;
 use kubus_apimachinery::status::Cause;
 use kubus_apimachinery::StatusError;
 use serde_json::{json, Value};
@@ -19,6 +21,9 @@ pub struct ReviewResource {
     pub singular: &'static str,
     pub kind: &'static str,
     pub namespaced: bool,
+    /// Its OpenAPI schema (the k8s-openapi type's) and the definition name it is filed under.
+    pub schema: kubus_apimachinery::resource::SchemaFn,
+    pub definition: &'static str,
 }
 
 const fn review(
@@ -26,13 +31,22 @@ const fn review(
     resource: &'static str,
     singular: &'static str,
     kind: &'static str,
+    schema: kubus_apimachinery::resource::SchemaFn,
+    definition: &'static str,
 ) -> ReviewResource {
-    ReviewResource { group, version: "v1", resource, singular, kind, namespaced: false }
+    ReviewResource { group, version: "v1", resource, singular, kind, namespaced: false, schema, definition }
 }
 
 /// The review resources served (tokenreviews waits for #13's authentication).
 pub const REVIEWS: &[ReviewResource] = &[
-    review("authentication.k8s.io", "selfsubjectreviews", "selfsubjectreview", "SelfSubjectReview"),
+    review(
+        "authentication.k8s.io",
+        "selfsubjectreviews",
+        "selfsubjectreview",
+        "SelfSubjectReview",
+        |g| g.subschema_for::<authn_v1::SelfSubjectReview>(),
+        "io.k8s.api.authentication.v1.SelfSubjectReview",
+    ),
     ReviewResource {
         namespaced: true,
         ..review(
@@ -40,11 +54,34 @@ pub const REVIEWS: &[ReviewResource] = &[
             "localsubjectaccessreviews",
             "localsubjectaccessreview",
             "LocalSubjectAccessReview",
+            |g| g.subschema_for::<authz_v1::LocalSubjectAccessReview>(),
+            "io.k8s.api.authorization.v1.LocalSubjectAccessReview",
         )
     },
-    review("authorization.k8s.io", "selfsubjectaccessreviews", "selfsubjectaccessreview", "SelfSubjectAccessReview"),
-    review("authorization.k8s.io", "selfsubjectrulesreviews", "selfsubjectrulesreview", "SelfSubjectRulesReview"),
-    review("authorization.k8s.io", "subjectaccessreviews", "subjectaccessreview", "SubjectAccessReview"),
+    review(
+        "authorization.k8s.io",
+        "selfsubjectaccessreviews",
+        "selfsubjectaccessreview",
+        "SelfSubjectAccessReview",
+        |g| g.subschema_for::<authz_v1::SelfSubjectAccessReview>(),
+        "io.k8s.api.authorization.v1.SelfSubjectAccessReview",
+    ),
+    review(
+        "authorization.k8s.io",
+        "selfsubjectrulesreviews",
+        "selfsubjectrulesreview",
+        "SelfSubjectRulesReview",
+        |g| g.subschema_for::<authz_v1::SelfSubjectRulesReview>(),
+        "io.k8s.api.authorization.v1.SelfSubjectRulesReview",
+    ),
+    review(
+        "authorization.k8s.io",
+        "subjectaccessreviews",
+        "subjectaccessreview",
+        "SubjectAccessReview",
+        |g| g.subschema_for::<authz_v1::SubjectAccessReview>(),
+        "io.k8s.api.authorization.v1.SubjectAccessReview",
+    ),
 ];
 
 /// The verbs discovery lists for a review resource.
