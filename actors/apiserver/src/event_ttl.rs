@@ -29,6 +29,46 @@ pub fn last_written(event: &Value) -> Option<SystemTime> {
     fields.iter().filter_map(|v| v.as_str()).filter_map(parse_rfc3339).max()
 }
 
+/// The parts of an Event the expiry reads, as JSON (the rest is skipped while decoding).
+struct EventTimes(Value);
+
+impl<'de> serde::Deserialize<'de> for EventTimes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize, Default)]
+        #[serde(default, rename_all = "camelCase")]
+        struct Meta {
+            namespace: Value,
+            name: Value,
+            uid: Value,
+            resource_version: Value,
+            creation_timestamp: Value,
+        }
+        #[derive(serde::Deserialize, Default)]
+        #[serde(default)]
+        struct Series {
+            #[serde(rename = "lastObservedTime")]
+            last_observed_time: Value,
+        }
+        #[derive(serde::Deserialize, Default)]
+        #[serde(default, rename_all = "camelCase")]
+        struct Times {
+            metadata: Option<Meta>,
+            last_timestamp: Value,
+            series: Option<Series>,
+            event_time: Value,
+        }
+        let t = Times::deserialize(d)?;
+        let m = t.metadata.unwrap_or_default();
+        Ok(EventTimes(serde_json::json!({
+            "metadata": {"namespace": m.namespace, "name": m.name, "uid": m.uid,
+                "resourceVersion": m.resource_version, "creationTimestamp": m.creation_timestamp},
+            "lastTimestamp": t.last_timestamp,
+            "series": {"lastObservedTime": t.series.unwrap_or_default().last_observed_time},
+            "eventTime": t.event_time,
+        })))
+    }
+}
+
 /// The Events of `events` due to expire at `now`: (namespace, name, uid, resourceVersion).
 pub fn expired(events: impl IntoIterator<Item = Value>, ttl: Duration, now: SystemTime) -> Vec<[String; 4]> {
     events
@@ -53,7 +93,12 @@ impl Actor for EventTtl {
             };
             let gr = (info.storage_group.to_string(), info.storage_resource.to_string());
             let (events, _) = act.storage.cache.list(&gr, None);
-            let due = expired(events.iter().map(|e| e.value()), act.ttl, SystemTime::now());
+            // Only what the check reads is decoded: this runs over every Event of the cluster.
+            let due = expired(
+                events.iter().filter_map(|e| e.decode::<EventTimes>().ok()).map(|t| t.0),
+                act.ttl,
+                SystemTime::now(),
+            );
             if due.is_empty() {
                 return;
             }

@@ -233,6 +233,19 @@ fn now() -> Time {
     kubus_apimachinery::time::time(std::time::SystemTime::now())
 }
 
+/// A cached object's uid, decoding nothing else.
+fn uid_of(obj: &CachedObject) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        uid: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Uid {
+        metadata: Meta,
+    }
+    obj.decode::<Uid>().ok()?.metadata.uid
+}
+
 fn labels_of(obj: &CachedObject) -> Option<BTreeMap<String, String>> {
     let labels: BTreeMap<String, String> = obj.labels().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     (!labels.is_empty()).then_some(labels)
@@ -254,7 +267,7 @@ fn pod_metrics(
                 continue;
             }
             let Some(pod) = cache.get(&gr, &(pu.namespace.clone(), pu.name.clone())) else { continue };
-            if pod.metadata().uid.as_deref() != Some(pu.uid.as_str()) {
+            if uid_of(&pod).as_deref() != Some(pu.uid.as_str()) {
                 continue;
             }
             let m = PodMetrics {

@@ -92,6 +92,33 @@ impl StateMetrics {
         self.cache.list(&gr, None).0.into_iter().map(|o| o.value())
     }
 
+    /// The nodes, each decoded as it is reached into the parts the series read (not, say,
+    /// their image lists), as JSON.
+    fn nodes(&self) -> impl Iterator<Item = Value> {
+        #[derive(Deserialize, Default)]
+        #[serde(default, rename_all = "camelCase")]
+        struct Status {
+            node_info: Value,
+            conditions: Value,
+            allocatable: Value,
+            capacity: Value,
+        }
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        struct NodeView {
+            metadata: Value,
+            spec: Value,
+            #[serde(deserialize_with = "null_as_default")]
+            status: Status,
+        }
+        let gr: Gr = (String::new(), "nodes".to_string());
+        self.cache.list(&gr, None).0.into_iter().filter_map(|o| o.decode::<NodeView>().ok()).map(|n| {
+            let s = n.status;
+            serde_json::json!({"metadata": n.metadata, "spec": n.spec, "status": {"nodeInfo": s.node_info,
+                "conditions": s.conditions, "allocatable": s.allocatable, "capacity": s.capacity}})
+        })
+    }
+
     /// The pods, each decoded as it is reached into only what the series read: a scrape
     /// reads every pod of the cluster, so it skips over the rest instead of building it.
     fn pods(&self) -> impl Iterator<Item = PodView> {
@@ -208,7 +235,7 @@ impl Collector for StateMetrics {
                     .add(&[ns, name, uid, s.name.as_deref().unwrap_or_default()], s.restart_count.unwrap_or(0.0));
             }
         }
-        for node in self.objects("", "nodes") {
+        for node in self.nodes() {
             let name = str_of(&node, &["metadata", "name"]);
             let info = &node["status"]["nodeInfo"];
             families[5].add(
@@ -372,6 +399,29 @@ mod tests {
             "kube_pod_info{created_by_kind=ReplicaSet,created_by_name=web,namespace=prod,node=n1,pod=web-1,uid=u1} 1",
             "kube_pod_status_phase{namespace=prod,phase=Pending,pod=new,uid=u2} 1",
             "kube_pod_status_phase{namespace=prod,phase=Running,pod=web-1,uid=u1} 1",
+        ];
+        assert_eq!(got, expect);
+    }
+
+    #[test]
+    fn node_series_skip_what_they_do_not_read() {
+        let node = serde_json::json!({"kind": "Node", "apiVersion": "v1", "metadata": {"name": "n1"},
+            "spec": {"unschedulable": true},
+            "status": {"nodeInfo": {"kernelVersion": "6.1", "osImage": "Debian", "kubeletVersion": "v1.32.0-kubus"},
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "allocatable": {"cpu": "2", "pods": "110"}, "capacity": {"memory": "1Gi"},
+                "images": [{"names": ["busybox"], "sizeBytes": 1000}]}});
+        let metrics = StateMetrics::new(cache_with(&[("nodes", "n1", node)]));
+        let got: Vec<String> = series(metrics.collect()).into_iter().filter(|s| s.starts_with("kube_node")).collect();
+        let expect = [
+            "kube_node_info{kernel_version=6.1,kubelet_version=v1.32.0-kubus,node=n1,os_image=Debian} 1",
+            "kube_node_spec_unschedulable{node=n1} 1",
+            "kube_node_status_allocatable{node=n1,resource=cpu,unit=core} 2",
+            "kube_node_status_allocatable{node=n1,resource=pods,unit=integer} 110",
+            "kube_node_status_capacity{node=n1,resource=memory,unit=byte} 1073741824",
+            "kube_node_status_condition{condition=Ready,node=n1,status=false} 0",
+            "kube_node_status_condition{condition=Ready,node=n1,status=true} 1",
+            "kube_node_status_condition{condition=Ready,node=n1,status=unknown} 0",
         ];
         assert_eq!(got, expect);
     }

@@ -311,7 +311,9 @@ impl WatchCache {
         for ev in newer {
             undone.insert(&ev.key, if ev.kind == EventType::Added { None } else { ev.prev.as_ref() });
         }
+        // From the later of the continue key and the namespace's first key.
         let start = match (after, namespace) {
+            (Some(a), Some(ns)) if a.0.as_str() < ns => Bound::Included((ns.to_string(), String::new())),
             (Some(a), _) => Bound::Excluded(a.clone()),
             (None, Some(ns)) => Bound::Included((ns.to_string(), String::new())),
             (None, None) => Bound::Unbounded,
@@ -725,6 +727,8 @@ mod tests {
         assert_eq!(at(6, Some("default"), Some(("default", "b"))), ["default/c@4", "default/d@5"]);
         assert_eq!(at(10, None, Some(("default", "d"))), ["default/e@9", "other/x@6"]);
         assert_eq!(at(1, None, None), Vec::<String>::new());
+        // A continue key before the namespace starts at the namespace.
+        assert_eq!(at(10, Some("other"), Some(("default", "b"))), ["other/x@6"]);
     }
 
     #[test]

@@ -47,8 +47,10 @@ impl CachedObject {
             .unwrap_or_default();
         labels.sort_unstable();
         let field_names = stored_fields(&gr.0, &gr.1);
+        // Name and namespace are held already; an alias reads as its field (see `field`).
         let fields = field_names
             .iter()
+            .filter(|f| !matches!(**f, "metadata.name" | "metadata.namespace") && alias_of(f).is_none())
             .filter_map(|f| {
                 let v = field_value(value, f);
                 (!v.is_empty()).then(|| (*f, v.into_boxed_str()))
@@ -57,8 +59,9 @@ impl CachedObject {
         CachedObject {
             namespace: text(&meta["namespace"]),
             name: text(&meta["name"]),
-            // Serializing a Value cannot fail: its keys are strings.
-            json: Bytes::from(serde_json::to_vec(value).unwrap_or_default()),
+            // Serializing a Value cannot fail: its keys are strings. Shrunk to its length: the
+            // growing buffer keeps up to twice that, for as long as the object is cached.
+            json: Bytes::from(serde_json::to_vec(value).unwrap_or_default().into_boxed_slice()),
             labels: labels.into_boxed_slice(),
             field_names,
             fields,
@@ -148,9 +151,14 @@ impl CachedObject {
     /// A selectable field's value ("" when absent); None for a field the resource does not
     /// offer for selection.
     pub fn field(&self, name: &str) -> Option<&str> {
-        match self.fields.iter().find(|(f, _)| *f == name) {
-            Some((_, v)) => Some(v),
-            None => self.field_names.contains(&name).then_some(""),
+        if !self.field_names.contains(&name) {
+            return None;
+        }
+        let name = alias_of(name).unwrap_or(name);
+        match name {
+            "metadata.name" => Some(&self.name),
+            "metadata.namespace" => Some(&self.namespace),
+            _ => Some(self.fields.iter().find(|(f, _)| *f == name).map_or("", |(_, v)| &**v)),
         }
     }
 
@@ -160,16 +168,23 @@ impl CachedObject {
         labels.matches_with(|k| self.label(k))
             && fields.matches_with(|f| self.field(f)).unwrap_or_else(|| fields.matches(&self.value()))
     }
+}
 
-    /// Heap and inline bytes this object holds (its decoded form aside), for the cache's size.
-    pub fn size(&self) -> usize {
-        std::mem::size_of::<Self>()
-            + self.namespace.len()
-            + self.name.len()
-            + self.json.len()
-            + self.labels.iter().map(|(k, v)| 32 + k.len() + v.len()).sum::<usize>()
-            + self.fields.iter().map(|(_, v)| 32 + v.len()).sum::<usize>()
-    }
+/// Selectable fields whose value is by definition another's (the field selectors compute them
+/// so): kept once, read under either name.
+fn alias_of(field: &str) -> Option<&'static str> {
+    Some(match field {
+        "spec.host" => "spec.nodeName",
+        "regarding.kind" => "involvedObject.kind",
+        "regarding.namespace" => "involvedObject.namespace",
+        "regarding.name" => "involvedObject.name",
+        "regarding.uid" => "involvedObject.uid",
+        "regarding.apiVersion" => "involvedObject.apiVersion",
+        "regarding.resourceVersion" => "involvedObject.resourceVersion",
+        "regarding.fieldPath" => "involvedObject.fieldPath",
+        "reportingController" => "reportingComponent",
+        _ => return None,
+    })
 }
 
 /// A label's value as text (labels are strings; anything else is read as upstream's decoder
@@ -177,6 +192,8 @@ impl CachedObject {
 fn label_text(v: &Value) -> Box<str> {
     match v {
         Value::String(s) => s.as_str().into(),
+        // As the label selectors read a decoded object's labels.
+        Value::Null => "".into(),
         other => other.to_string().into(),
     }
 }
@@ -219,6 +236,30 @@ mod tests {
         }
         assert_eq!(p.field("spec.schedulerName"), Some(""));
         assert_eq!(p.field("spec.containers"), None);
+    }
+
+    #[test]
+    fn events_select_alike_under_both_api_versions_names() {
+        let ev = json!({"kind": "Event", "apiVersion": "v1",
+            "metadata": {"name": "web.1", "namespace": "prod"},
+            "involvedObject": {"kind": "Pod", "name": "web", "namespace": "prod", "uid": "u1"},
+            "reason": "Started", "type": "Normal", "reportingComponent": "kubelet", "source": {"component": "kubelet"}});
+        let cached = CachedObject::new(&(String::new(), "events".into()), &ev);
+        for fields in [
+            "involvedObject.name=web,involvedObject.kind=Pod",
+            "regarding.name=web,regarding.kind=Pod,regarding.uid=u1",
+            "regarding.fieldPath=",
+            "reportingController=kubelet,reportingComponent=kubelet,source=kubelet",
+            "metadata.name=web.1,metadata.namespace=prod,reason=Started,type!=Warning",
+            "regarding.name=other",
+        ] {
+            let f = FieldSelector::parse(fields).unwrap();
+            assert_eq!(cached.matches(&LabelSelector::everything(), &f), f.matches(&ev), "{fields}");
+        }
+        // Held once: no alias and neither name is stored again.
+        assert!(cached.fields.iter().all(|(f, _)| alias_of(f).is_none() && !f.starts_with("metadata.")));
+        // spec.host reads as spec.nodeName.
+        assert_eq!(pod().field("spec.host"), Some("n1"));
     }
 
     #[test]
