@@ -266,6 +266,23 @@ fn watch_sees_added_modified_deleted() {
     assert_eq!(events.len(), 1, "{body}");
     assert_eq!(events[0]["type"], "ADDED");
     assert_eq!(events[0]["object"]["metadata"]["name"], "w2");
+
+    // A selected watch: an object that starts matching is ADDED, one that stops matching is
+    // DELETED carrying the object as it last matched, at the change's resourceVersion.
+    let (_, list) = c.http("GET", "/api/v1/namespaces/default/configmaps", None, None);
+    let rv = list["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    c.kubectl(&["label", "cm", "w2", "tier=web"]).expect_ok();
+    c.kubectl(&["label", "cm", "w2", "tier=db", "--overwrite"]).expect_ok();
+    let (_, now) = c.http("GET", "/api/v1/namespaces/default/configmaps/w2", None, None);
+    let path = format!(
+        "/api/v1/namespaces/default/configmaps?watch=true&labelSelector=tier%3Dweb&resourceVersion={rv}&timeoutSeconds=1"
+    );
+    let (_, body) = c.try_http("GET", &path, None, None).unwrap();
+    let events: Vec<Value> = body.lines().map(json).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["ADDED", "DELETED"], "{body}");
+    assert_eq!(events[1]["object"]["metadata"]["labels"]["tier"], "web", "{body}");
+    assert_eq!(events[1]["object"]["metadata"]["resourceVersion"], now["metadata"]["resourceVersion"], "{body}");
 }
 
 #[test]

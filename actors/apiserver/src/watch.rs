@@ -37,18 +37,22 @@ impl WatchSpec {
     }
 
     /// The event a client sees, honouring selector transitions: an object that stops matching
-    /// is DELETED for this watcher, one that starts matching is ADDED.
-    fn visible(&self, ev: &CacheEvent) -> Option<(EventType, Arc<CachedObject>)> {
+    /// is DELETED for this watcher, one that starts matching is ADDED. A DELETED of that kind
+    /// carries the object as it last matched, stamped with the event's resourceVersion (as
+    /// upstream's cacher sends it): the third value is that stamp.
+    fn visible(&self, ev: &CacheEvent) -> Option<(EventType, Arc<CachedObject>, Option<u64>)> {
         let now = self.matches(&ev.object);
         let before = ev.prev.as_ref().map(|p| self.matches(p));
+        let current = |kind| Some((kind, ev.object.clone(), None));
         match ev.kind {
-            EventType::Added => now.then(|| (EventType::Added, ev.object.clone())),
-            EventType::Deleted => (before.unwrap_or(now)).then(|| (EventType::Deleted, ev.object.clone())),
-            EventType::Modified => match (before.unwrap_or(false), now) {
-                (true, true) => Some((EventType::Modified, ev.object.clone())),
-                (false, true) => Some((EventType::Added, ev.object.clone())),
-                (true, false) => Some((EventType::Deleted, ev.object.clone())),
-                (false, false) => None,
+            EventType::Added => now.then(|| (EventType::Added, ev.object.clone(), None)),
+            EventType::Deleted => (before.unwrap_or(now)).then(|| (EventType::Deleted, ev.object.clone(), None)),
+            EventType::Modified => match (before.unwrap_or(false), now, &ev.prev) {
+                (true, true, _) => current(EventType::Modified),
+                (false, true, _) => current(EventType::Added),
+                (true, false, Some(prev)) => Some((EventType::Deleted, prev.clone(), Some(ev.revision))),
+                (true, false, None) => current(EventType::Deleted),
+                (false, false, _) => None,
             },
         }
     }
@@ -103,17 +107,21 @@ async fn run(cache: &WatchCache, mut spec: WatchSpec, sub: Subscription, tx: &mp
             return Ok(());
         }
     };
-    let send = |spec: &mut WatchSpec, kind: EventType, obj: &CachedObject| {
+    let send = |spec: &mut WatchSpec, kind: EventType, obj: &CachedObject, stamp: Option<u64>| {
         WATCH_EVENTS_SENT.with_label_values(&[spec.info.group, spec.info.version, spec.info.kind]).inc();
-        if spec.renderer.sends_stored_form() {
-            encoded_line(kind.as_str(), obj.json())
-        } else {
-            line(kind.as_str(), spec.renderer.watch_object(obj.value()))
+        match stamp {
+            None if spec.renderer.sends_stored_form() => encoded_line(kind.as_str(), obj.json()),
+            None => line(kind.as_str(), spec.renderer.watch_object(obj.value())),
+            Some(revision) => {
+                let mut value = obj.value();
+                value["metadata"]["resourceVersion"] = Value::String(revision.to_string());
+                line(kind.as_str(), spec.renderer.watch_object(value))
+            }
         }
     };
     for ev in &initial {
-        if let Some((kind, obj)) = spec.visible(ev) {
-            let l = send(&mut spec, kind, &obj);
+        if let Some((kind, obj, stamp)) = spec.visible(ev) {
+            let l = send(&mut spec, kind, &obj, stamp);
             tx.send(l).await.map_err(|_| ())?;
         }
     }
@@ -129,8 +137,8 @@ async fn run(cache: &WatchCache, mut spec: WatchSpec, sub: Subscription, tx: &mp
             ev = rx.recv() => match ev {
                 Ok(ev) => {
                     if ev.gr != spec.gr { continue; }
-                    if let Some((kind, obj)) = spec.visible(&ev) {
-                        let l = send(&mut spec, kind, &obj);
+                    if let Some((kind, obj, stamp)) = spec.visible(&ev) {
+                        let l = send(&mut spec, kind, &obj, stamp);
                         tx.send(l).await.map_err(|_| ())?;
                     }
                 }
