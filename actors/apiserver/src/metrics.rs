@@ -100,6 +100,15 @@ pub static WATCH_CACHE_EVENTS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+pub static WATCH_CACHE_OBJECT_BYTES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "kubus_apiserver_watch_cache_object_bytes",
+        "Encoded bytes of the current objects the watch cache holds per resource (history aside): where the API server's memory grows with the cluster",
+        &["resource"]
+    )
+    .expect("metric registers once")
+});
+
 pub static ACTOR_RESTARTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "kubus_actor_restarts_total",

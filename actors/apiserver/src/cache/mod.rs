@@ -142,6 +142,8 @@ struct State {
     indexes: HashMap<Gr, Vec<Index>>,
     /// Deleted objects whose tombstones the compactor will purge, oldest first.
     tombstones: VecDeque<(Instant, Key, u64)>,
+    /// Encoded bytes of each resource's current objects.
+    bytes: HashMap<Gr, i64>,
 }
 
 /// Events a watcher may fall behind its resource's feed before it is told to relist.
@@ -439,6 +441,15 @@ impl WatchCache {
         for (gr, objects) in &state.objects {
             metrics::STORAGE_OBJECTS.with_label_values(&[&storage_label(gr)]).set(objects.len() as i64);
         }
+        let bytes: HashMap<Gr, i64> = state
+            .objects
+            .iter()
+            .map(|(gr, objects)| (gr.clone(), objects.values().map(|o| o.json().len() as i64).sum()))
+            .collect();
+        for (gr, n) in &bytes {
+            metrics::WATCH_CACHE_OBJECT_BYTES.with_label_values(&[&storage_label(gr)]).set(*n);
+        }
+        state.bytes = bytes;
         drop(state);
         self.revision.send_replace(revision);
     }
@@ -471,6 +482,11 @@ impl WatchCache {
         if ev.kind == EventType::Deleted {
             state.tombstones.push_back((Instant::now(), ev.key.clone(), ev.revision));
         }
+        let added = if ev.kind == EventType::Deleted { 0 } else { object.json().len() as i64 };
+        let removed = prev.as_ref().map_or(0, |p| p.json().len() as i64);
+        let bytes = state.bytes.entry(gr.clone()).or_default();
+        *bytes += added - removed;
+        metrics::WATCH_CACHE_OBJECT_BYTES.with_label_values(&[&storage_label(&gr)]).set(*bytes);
         // A create over a name we still hold (missed delete) is reported as a modification.
         let kind = match (ev.kind, &prev) {
             (EventType::Added, Some(_)) => EventType::Modified,
@@ -729,6 +745,30 @@ mod tests {
         assert_eq!(at(1, None, None), Vec::<String>::new());
         // A continue key before the namespace starts at the namespace.
         assert_eq!(at(10, Some("other"), Some(("default", "b"))), ["other/x@6"]);
+    }
+
+    #[test]
+    fn the_encoded_size_of_each_resource_follows_every_change() {
+        let cache = WatchCache::new(100);
+        cache.replace(Vec::new(), Vec::new(), 1);
+        let pods = (String::new(), "pods".to_string());
+        let held = || -> (i64, i64) {
+            let state = cache.state.read().unwrap();
+            let listed = state.objects.get(&pods).map_or(0, |m| m.values().map(|o| o.json().len() as i64).sum());
+            (state.bytes.get(&pods).copied().unwrap_or(0), listed)
+        };
+        cache.apply(change(EventType::Added, "pods", "a", 2));
+        cache.apply(change(EventType::Added, "pods", "bb", 3));
+        let (counted, actual) = held();
+        assert!(counted > 0 && counted == actual, "{counted} {actual}");
+        cache.apply(change(EventType::Modified, "pods", "a", 4));
+        cache.apply(change(EventType::Deleted, "pods", "bb", 5));
+        let (counted, actual) = held();
+        assert_eq!(counted, actual);
+        cache.apply(change(EventType::Deleted, "pods", "a", 6));
+        assert_eq!(held(), (0, 0));
+        let gauge = crate::metrics::WATCH_CACHE_OBJECT_BYTES.with_label_values(&["pods"]).get();
+        assert_eq!(gauge, 0);
     }
 
     #[test]
