@@ -9,7 +9,6 @@ use crate::metrics::EVENTS_EXPIRED;
 use crate::storage::{DeleteOptions, Storage};
 use actix::prelude::*;
 use kubus_apimachinery::time::parse_rfc3339;
-use serde_json::Value;
 use std::time::{Duration, SystemTime};
 use tracing::Instrument;
 
@@ -18,66 +17,51 @@ pub struct EventTtl {
     pub ttl: Duration,
 }
 
-/// When an Event was last written: the newest of the times its writers set.
-pub fn last_written(event: &Value) -> Option<SystemTime> {
-    let fields = [
-        &event["lastTimestamp"],
-        &event["series"]["lastObservedTime"],
-        &event["eventTime"],
-        &event["metadata"]["creationTimestamp"],
-    ];
-    fields.iter().filter_map(|v| v.as_str()).filter_map(parse_rfc3339).max()
+/// What the expiry reads of an Event; the rest is skipped while decoding (this runs over every
+/// Event of the cluster). Absent and null times read as unset.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct EventTimes {
+    metadata: EventMeta,
+    last_timestamp: Option<String>,
+    series: Option<EventSeries>,
+    event_time: Option<String>,
 }
 
-/// The parts of an Event the expiry reads, as JSON (the rest is skipped while decoding).
-struct EventTimes(Value);
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct EventMeta {
+    namespace: Option<String>,
+    name: Option<String>,
+    uid: Option<String>,
+    resource_version: Option<String>,
+    creation_timestamp: Option<String>,
+}
 
-impl<'de> serde::Deserialize<'de> for EventTimes {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(serde::Deserialize, Default)]
-        #[serde(default, rename_all = "camelCase")]
-        struct Meta {
-            namespace: Value,
-            name: Value,
-            uid: Value,
-            resource_version: Value,
-            creation_timestamp: Value,
-        }
-        #[derive(serde::Deserialize, Default)]
-        #[serde(default)]
-        struct Series {
-            #[serde(rename = "lastObservedTime")]
-            last_observed_time: Value,
-        }
-        #[derive(serde::Deserialize, Default)]
-        #[serde(default, rename_all = "camelCase")]
-        struct Times {
-            metadata: Option<Meta>,
-            last_timestamp: Value,
-            series: Option<Series>,
-            event_time: Value,
-        }
-        let t = Times::deserialize(d)?;
-        let m = t.metadata.unwrap_or_default();
-        Ok(EventTimes(serde_json::json!({
-            "metadata": {"namespace": m.namespace, "name": m.name, "uid": m.uid,
-                "resourceVersion": m.resource_version, "creationTimestamp": m.creation_timestamp},
-            "lastTimestamp": t.last_timestamp,
-            "series": {"lastObservedTime": t.series.unwrap_or_default().last_observed_time},
-            "eventTime": t.event_time,
-        })))
-    }
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct EventSeries {
+    last_observed_time: Option<String>,
+}
+
+/// When an Event was last written: the newest of the times its writers set.
+pub fn last_written(event: &EventTimes) -> Option<SystemTime> {
+    let series = event.series.as_ref().and_then(|s| s.last_observed_time.as_ref());
+    [event.last_timestamp.as_ref(), series, event.event_time.as_ref(), event.metadata.creation_timestamp.as_ref()]
+        .into_iter()
+        .flatten()
+        .filter_map(|t| parse_rfc3339(t))
+        .max()
 }
 
 /// The Events of `events` due to expire at `now`: (namespace, name, uid, resourceVersion).
-pub fn expired(events: impl IntoIterator<Item = Value>, ttl: Duration, now: SystemTime) -> Vec<[String; 4]> {
+pub fn expired(events: impl IntoIterator<Item = EventTimes>, ttl: Duration, now: SystemTime) -> Vec<[String; 4]> {
     events
         .into_iter()
         .filter(|e| last_written(e).is_some_and(|t| t + ttl <= now))
         .map(|e| {
-            let m = &e["metadata"];
-            let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
-            [s(&m["namespace"]), s(&m["name"]), s(&m["uid"]), s(&m["resourceVersion"])]
+            let m = e.metadata;
+            [m.namespace, m.name, m.uid, m.resource_version].map(Option::unwrap_or_default)
         })
         .collect()
 }
@@ -93,12 +77,7 @@ impl Actor for EventTtl {
             };
             let gr = (info.storage_group.to_string(), info.storage_resource.to_string());
             let (events, _) = act.storage.cache.list(&gr, None);
-            // Only what the check reads is decoded: this runs over every Event of the cluster.
-            let due = expired(
-                events.iter().filter_map(|e| e.decode::<EventTimes>().ok()).map(|t| t.0),
-                act.ttl,
-                SystemTime::now(),
-            );
+            let due = expired(events.iter().filter_map(|e| e.decode::<EventTimes>().ok()), act.ttl, SystemTime::now());
             if due.is_empty() {
                 return;
             }
@@ -162,10 +141,11 @@ mod tests {
             event("fresh", "2026-12-07T09:59:00Z", None),
             json!({"metadata": {"name": "no-time"}}),
         ];
-        let due = expired(events, ttl, t0);
+        let times = |e: serde_json::Value| serde_json::from_value::<EventTimes>(e).unwrap();
+        let due = expired(events.into_iter().map(times), ttl, t0);
         assert_eq!(due, vec![["default", "old", "u-old", "7"].map(String::from)]);
         let series = json!({"eventTime": "2026-12-07T08:00:00.000000Z",
             "series": {"count": 3, "lastObservedTime": "2026-12-07T09:45:00.123456Z"}});
-        assert_eq!(last_written(&series), parse_rfc3339("2026-12-07T09:45:00.123456Z"));
+        assert_eq!(last_written(&times(series)), parse_rfc3339("2026-12-07T09:45:00.123456Z"));
     }
 }

@@ -119,6 +119,7 @@ pub struct ClusterPki {
 struct Ca {
     issuer: Issuer<'static, KeyPair>,
     der: CertificateDer<'static>,
+    pem: String,
 }
 
 fn ca_params(key: &KeyPair) -> CertificateParams {
@@ -144,14 +145,13 @@ impl Ca {
         let mut params = ca_params(&key);
         validity(&mut params, CA_LIFETIME);
         let cert = params.self_signed(&key)?;
-        let der = cert.der().clone();
         let issuer = Issuer::new(ca_params(&key), KeyPair::from_pem(&key.serialize_pem())?);
-        Ok((Ca { issuer, der }, key))
+        Ok((Ca { issuer, der: cert.der().clone(), pem: cert.pem() }, key))
     }
 
-    fn from_key(key_pem: &str, cert_der: CertificateDer<'static>) -> Result<Ca, rcgen::Error> {
+    fn from_key(key_pem: &str, der: CertificateDer<'static>, pem: &str) -> Result<Ca, rcgen::Error> {
         let key = KeyPair::from_pem(key_pem)?;
-        Ok(Ca { issuer: Issuer::new(ca_params(&key), key), der: cert_der })
+        Ok(Ca { issuer: Issuer::new(ca_params(&key), key), der, pem: pem.to_string() })
     }
 
     fn issue(&self, mut params: CertificateParams) -> Result<CertAndKey, PkiError> {
@@ -206,7 +206,7 @@ impl ClusterPki {
     pub fn ephemeral(names: &ServingNames) -> Result<ClusterPki, PkiError> {
         let (ca, _) = Ca::create()?;
         Ok(ClusterPki {
-            ca_pem: pem_of(&ca.der),
+            ca_pem: ca.pem.clone(),
             serving: ca.serving(names)?,
             admin: ca.client(ADMIN_USER, &[ADMIN_GROUP])?,
         })
@@ -226,7 +226,7 @@ impl ClusterPki {
         let ca = match (read(&ca_crt)?, read(&ca_key)?) {
             (Some(cert), Some(key)) => {
                 let der = CertificateDer::from_pem_slice(cert.as_bytes()).map_err(|_| PkiError::Pem(ca_crt.clone()))?;
-                let ca = Ca::from_key(&key, der.into_owned()).map_err(|_| PkiError::Pem(ca_key.clone()))?;
+                let ca = Ca::from_key(&key, der.into_owned(), &cert).map_err(|_| PkiError::Pem(ca_key.clone()))?;
                 // The key must be the certificate's: a leaf it signs must verify under it.
                 let probe = ca.client("kubus-ca-check", &[])?;
                 if !ca.verifies(&probe.cert_pem, webpki::KeyUsage::client_auth(), SystemTime::now(), &[]) {
@@ -237,7 +237,7 @@ impl ClusterPki {
             _ => {
                 let (ca, key) = Ca::create()?;
                 write(&ca_key, &key.serialize_pem(), 0o600)?;
-                write(&ca_crt, &pem_of(&ca.der), 0o644)?;
+                write(&ca_crt, &ca.pem, 0o644)?;
                 wrote.push(format!("made a new cluster CA in {}", ca_crt.display()));
                 ca
             }
@@ -262,15 +262,8 @@ impl ClusterPki {
         };
         let serving = leaf("apiserver", webpki::KeyUsage::server_auth(), &wanted, &|| ca.serving(names))?;
         let admin = leaf("admin", webpki::KeyUsage::client_auth(), &[], &|| ca.client(ADMIN_USER, &[ADMIN_GROUP]))?;
-        Ok((ClusterPki { ca_pem: pem_of(&ca.der), serving, admin }, wrote))
+        Ok((ClusterPki { ca_pem: ca.pem.clone(), serving, admin }, wrote))
     }
-}
-
-fn pem_of(der: &CertificateDer<'_>) -> String {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
-    let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap_or_default()).collect();
-    format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", lines.join("\n"))
 }
 
 fn read(path: &Path) -> Result<Option<String>, PkiError> {
@@ -309,7 +302,7 @@ mod tests {
 
     fn ca_of(pki: &ClusterPki, key_pem: &str) -> Ca {
         let der = CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap().into_owned();
-        Ca::from_key(key_pem, der).unwrap()
+        Ca::from_key(key_pem, der, &pki.ca_pem).unwrap()
     }
 
     fn dir() -> PathBuf {

@@ -20,6 +20,17 @@ impl Drop for TempDir {
     }
 }
 
+/// A store on a nats-server of its own in a temp dir (removed when the guard drops).
+async fn store_on_nats(tag: &str) -> (TempDir, EmbeddedNats, Store) {
+    let tok = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    let dir = TempDir(std::env::temp_dir().join(format!("kubus-{tag}-{tok}")));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let nats = EmbeddedNats::start(&dir.0, "127.0.0.1:0").await.expect("nats-server starts");
+    let client = kubus_bus::connect(nats.url(), &format!("{tag}-test")).await.unwrap();
+    let store = Store::open(client, StoreConfig::default()).await.unwrap();
+    (dir, nats, store)
+}
+
 async fn put(store: &Store, group: &str, resource: &str, obj: &Value) {
     let (ns, name) = (obj["metadata"]["namespace"].as_str().unwrap(), obj["metadata"]["name"].as_str().unwrap());
     let key = Key::new(group, resource, Some(ns), name);
@@ -84,12 +95,7 @@ async fn eventually(what: &str, f: impl Fn() -> bool) {
 
 #[tokio::test]
 async fn controller_queues_owners_retries_and_requeues() {
-    let tok = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
-    let dir = TempDir(std::env::temp_dir().join(format!("kubus-controller-{tok}")));
-    std::fs::create_dir_all(&dir.0).unwrap();
-    let nats = EmbeddedNats::start(&dir.0, "127.0.0.1:0").await.expect("nats-server starts");
-    let client = kubus_bus::connect(nats.url(), "controller-test").await.unwrap();
-    let store = Store::open(client, StoreConfig::default()).await.unwrap();
+    let (_dir, nats, store) = store_on_nats("controller").await;
     for (name, uid) in [("web", "u-web"), ("flaky", "u-flaky"), ("timer", "u-timer")] {
         put(&store, "apps", "replicasets", &rs(name, uid)).await;
     }
@@ -153,12 +159,7 @@ async fn controller_queues_owners_retries_and_requeues() {
 
 #[tokio::test]
 async fn coalesced_changes_of_children_make_few_reconciles() {
-    let tok = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
-    let dir = TempDir(std::env::temp_dir().join(format!("kubus-coalesce-{tok}")));
-    std::fs::create_dir_all(&dir.0).unwrap();
-    let nats = EmbeddedNats::start(&dir.0, "127.0.0.1:0").await.expect("nats-server starts");
-    let client = kubus_bus::connect(nats.url(), "coalesce-test").await.unwrap();
-    let store = Store::open(client, StoreConfig::default()).await.unwrap();
+    let (_dir, nats, store) = store_on_nats("coalesce").await;
     put(&store, "apps", "replicasets", &rs("web", "u-web")).await;
     let factory = InformerFactory::new(store.clone());
     let recorder = Arc::new(Recorder::default());
@@ -182,12 +183,7 @@ async fn coalesced_changes_of_children_make_few_reconciles() {
 
 #[tokio::test]
 async fn a_primary_filter_keeps_unwanted_changes_from_reconciling() {
-    let tok = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
-    let dir = TempDir(std::env::temp_dir().join(format!("kubus-primary-filter-{tok}")));
-    std::fs::create_dir_all(&dir.0).unwrap();
-    let nats = EmbeddedNats::start(&dir.0, "127.0.0.1:0").await.expect("nats-server starts");
-    let client = kubus_bus::connect(nats.url(), "primary-filter-test").await.unwrap();
-    let store = Store::open(client, StoreConfig::default()).await.unwrap();
+    let (_dir, nats, store) = store_on_nats("primary-filter").await;
     put(&store, "apps", "replicasets", &rs("web", "u-web")).await;
     let factory = InformerFactory::new(store.clone());
     let recorder = Arc::new(Recorder::default());

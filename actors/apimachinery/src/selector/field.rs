@@ -251,39 +251,12 @@ fn selectable_fields(group: &str, resource: &str) -> (&'static [&'static str], U
     }
 }
 
-/// Every field a stored resource can be selected on, under any of the API versions it is
-/// served as (core Events are also events.k8s.io/v1 Events): what a cache reads out of each
-/// object once, so that selecting never has to decode it.
+/// The fields a stored resource can be selected on (what a cache reads out of each object
+/// once, so that selecting never has to decode it). events.k8s.io names of Event fields
+/// (`regarding.*`, `reportingController`) are the same values under other names.
 pub fn stored_fields(group: &str, resource: &str) -> &'static [&'static str] {
-    match (group, resource) {
-        ("", "events") => STORED_EVENTS,
-        _ => selectable_fields(group, resource).0,
-    }
+    selectable_fields(group, resource).0
 }
-
-const STORED_EVENTS: &[&str] = &[
-    "involvedObject.kind",
-    "involvedObject.namespace",
-    "involvedObject.name",
-    "involvedObject.uid",
-    "involvedObject.apiVersion",
-    "involvedObject.resourceVersion",
-    "involvedObject.fieldPath",
-    "regarding.kind",
-    "regarding.namespace",
-    "regarding.name",
-    "regarding.uid",
-    "regarding.apiVersion",
-    "regarding.resourceVersion",
-    "regarding.fieldPath",
-    "reason",
-    "reportingComponent",
-    "reportingController",
-    "source",
-    "type",
-    "metadata.namespace",
-    "metadata.name",
-];
 
 /// The value a field selector compares for `field` of `obj` (absent reads as "").
 pub fn value_of(obj: &Value, field: &str) -> String {

@@ -146,6 +146,18 @@ struct State {
     bytes: HashMap<Gr, i64>,
 }
 
+impl State {
+    /// A resource's events after `revision`, newest first; Err(the revision its history starts
+    /// after) when some of them are no longer kept.
+    fn newer_than(&self, gr: &Gr, revision: u64) -> Result<Vec<&Arc<CacheEvent>>, u64> {
+        match self.rings.get(gr) {
+            Some(ring) => ring.newer_than(revision).map(Iterator::collect).ok_or(ring.start),
+            // No event since the relist: its history starts there.
+            None => (revision >= self.listed_at).then(Vec::new).ok_or(self.listed_at),
+        }
+    }
+}
+
 /// Events a watcher may fall behind its resource's feed before it is told to relist.
 const FEED_CAPACITY: usize = 16384;
 /// The same for a feed of one node's pods (a node holds about a hundred).
@@ -298,14 +310,11 @@ impl WatchCache {
     ) -> Result<Vec<Arc<CachedObject>>, StatusError> {
         use std::ops::Bound;
         let state = self.state.read().expect("cache lock");
-        let empty = Ring::new(state.listed_at);
-        let ring = state.rings.get(gr).unwrap_or(&empty);
-        let Some(newer) = ring.newer_than(revision) else {
-            return Err(StatusError::resource_expired(format!(
-                "The resourceVersion for the provided list is too old: {revision} < {}",
-                ring.start
-            )));
-        };
+        let newer = state.newer_than(gr, revision).map_err(|start| {
+            StatusError::resource_expired(format!(
+                "The resourceVersion for the provided list is too old: {revision} < {start}"
+            ))
+        })?;
         let in_scope = |k: &ObjKey| namespace.is_none_or(|n| n == k.0) && after.is_none_or(|a| k > a);
         // Each changed key as it was at `revision` (None: it did not exist). Newest first, so
         // the state before its oldest change since is what stays.
@@ -392,15 +401,10 @@ impl WatchCache {
                 })
                 .unwrap_or_default(),
             Start::After(rev) => {
-                let empty = Ring::new(state.listed_at);
-                let ring = state.rings.get(gr).unwrap_or(&empty);
-                let Some(newer) = ring.newer_than(rev) else {
-                    return Err(StatusError::resource_expired(format!(
-                        "too old resource version: {rev} ({})",
-                        ring.start
-                    )));
-                };
-                let mut events: Vec<Arc<CacheEvent>> = newer.cloned().collect();
+                let newer = state.newer_than(gr, rev).map_err(|start| {
+                    StatusError::resource_expired(format!("too old resource version: {rev} ({start})"))
+                })?;
+                let mut events: Vec<Arc<CacheEvent>> = newer.into_iter().cloned().collect();
                 events.reverse();
                 events
             }

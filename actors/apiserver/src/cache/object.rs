@@ -7,7 +7,6 @@
 
 use super::{Gr, ObjKey};
 use bytes::Bytes;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kubus_apimachinery::selector::{field_value, stored_fields, FieldSelector, LabelSelector};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -103,16 +102,6 @@ impl CachedObject {
         serde_json::from_slice(&self.json)
     }
 
-    /// Only the object's metadata, decoded (the rest is skipped over).
-    pub fn metadata(&self) -> ObjectMeta {
-        #[derive(serde::Deserialize)]
-        struct Meta {
-            #[serde(default)]
-            metadata: ObjectMeta,
-        }
-        self.decode::<Meta>().map(|m| m.metadata).unwrap_or_default()
-    }
-
     /// The object's labels.
     pub fn labels(&self) -> impl Iterator<Item = (&str, &str)> {
         self.labels.iter().map(|(k, v)| (&**k, &**v))
@@ -151,10 +140,11 @@ impl CachedObject {
     /// A selectable field's value ("" when absent); None for a field the resource does not
     /// offer for selection.
     pub fn field(&self, name: &str) -> Option<&str> {
-        if !self.field_names.contains(&name) {
-            return None;
-        }
-        let name = alias_of(name).unwrap_or(name);
+        let name = match alias_of(name) {
+            Some(canonical) if self.field_names.contains(&canonical) => canonical,
+            _ if self.field_names.contains(&name) => name,
+            _ => return None,
+        };
         match name {
             "metadata.name" => Some(&self.name),
             "metadata.namespace" => Some(&self.namespace),
