@@ -22,12 +22,21 @@ impl Drop for Prometheus {
     }
 }
 
-fn start_prometheus(targets: &[String], dir: std::path::PathBuf) -> Prometheus {
+/// Prometheus scraping the API server over HTTPS as a monitoring client would (the cluster CA
+/// checked, a client certificate presented: /metrics needs authentication) and the node
+/// agents' plain loopback /metrics.
+fn start_prometheus(api: &str, pki: &std::path::Path, agents: &[String], dir: std::path::PathBuf) -> Prometheus {
     std::fs::create_dir_all(&dir).unwrap();
-    let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+    let agents: Vec<String> = agents.iter().map(|t| format!("'{t}'")).collect();
+    let file = |name: &str| pki.join(name).display().to_string();
     let config = format!(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n- job_name: kubus\n  static_configs:\n  - targets: [{}]\n",
-        targets.join(", ")
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n\
+         - job_name: kubus-apiserver\n  scheme: https\n  tls_config:\n    ca_file: {}\n    cert_file: {}\n    key_file: {}\n  static_configs:\n  - targets: ['{api}']\n\
+         - job_name: kubus-node\n  static_configs:\n  - targets: [{}]\n",
+        file("ca.crt"),
+        file("admin.crt"),
+        file("admin.key"),
+        agents.join(", ")
     );
     std::fs::write(dir.join("prometheus.yml"), config).unwrap();
     let port = free_port();
@@ -72,7 +81,12 @@ fn every_dashboard_panel_has_data_and_the_right_values() {
         assert!(std::time::Instant::now() < deadline, "the second node is not Ready:\n{}", agent.log());
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
-    let prom = start_prometheus(&[format!("127.0.0.1:{}", c.port), agent_addr.clone()], c.dir.join("prometheus"));
+    let prom = start_prometheus(
+        &format!("127.0.0.1:{}", c.port),
+        &c.dir.join("pki"),
+        std::slice::from_ref(&agent_addr),
+        c.dir.join("prometheus"),
+    );
 
     // Traffic of every kind the panels show: writes, reads, a watch, an error.
     let out = c.dir.join("watch.out");
@@ -171,7 +185,7 @@ fn every_dashboard_panel_has_data_and_the_right_values() {
                     .unwrap()
                     .replace("$__rate_interval", "10s")
                     .replace("$__range", "5m")
-                    .replace("$job", "kubus");
+                    .replace("$job", "kubus-.*");
                 let r = query(prom.port, &expr);
                 assert_eq!(r["status"], "success", "{}: panel {:?}: {expr}: {r}", path.display(), panel["title"]);
                 let result = r["data"]["result"].as_array().cloned().unwrap_or_default();

@@ -160,6 +160,7 @@ fn roles_bindings_impersonation_reviews_and_escalation() {
         names,
         [
             "selfsubjectreviews",
+            "tokenreviews",
             "localsubjectaccessreviews",
             "selfsubjectaccessreviews",
             "selfsubjectrulesreviews",

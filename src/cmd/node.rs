@@ -91,7 +91,7 @@ const DEFAULT_METRICS_ADDRESS: &str = "127.0.0.1:10249";
 
 /// The host name as a node name: a DNS subdomain (lowercase alphanumerics, '-' and '.'), as
 /// the kubelet makes it; anything else becomes '-'.
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let name: String = raw
         .trim()

@@ -12,12 +12,18 @@ pub struct UpArgs {
     /// Where the cluster keeps its state (the embedded NATS store) and its kubeconfig.
     #[arg(long, default_value_os_t = default_data_dir())]
     pub data_dir: PathBuf,
-    /// Port of the Kubernetes API (HTTP).
+    /// Port of the Kubernetes API (HTTPS).
     #[arg(long, default_value_t = 6443)]
     pub api_port: u16,
-    /// Address the API listens on.
-    #[arg(long, default_value = "127.0.0.1")]
-    pub api_address: String,
+    /// Address the API listens on. Default: every address (0.0.0.0), so pods reach it through
+    /// the `kubernetes` Service; 127.0.0.1 with --insecure-http.
+    #[arg(long)]
+    pub api_address: Option<String>,
+    /// Serve the API as plain HTTP without authentication, every request the cluster
+    /// administrator: for development only, and refused unless --api-address is loopback.
+    /// By default the API is HTTPS with the cluster CA in <data dir>/pki.
+    #[arg(long)]
+    pub insecure_http: bool,
     /// NATS URL(s) of an existing NATS deployment, comma-separated; without it Kubus starts
     /// its own nats-server with its store under the data dir.
     #[arg(long)]
@@ -152,15 +158,70 @@ pub fn nats_url(given: Option<&str>) -> anyhow::Result<String> {
     })
 }
 
-fn write_kubeconfig(dir: &Path, server: &str, cluster: &str) -> anyhow::Result<PathBuf> {
-    let path = dir.join("kubeconfig");
+/// The administrator's kubeconfig (kubeadm's admin.conf): the server, the CA that signed it,
+/// and the admin client certificate, inline; readable by its owner only, as it holds a key.
+fn write_kubeconfig(
+    dir: &Path,
+    server: &str,
+    cluster: &str,
+    pki: Option<&kubus_apiserver::pki::ClusterPki>,
+) -> anyhow::Result<PathBuf> {
+    use base64::Engine as _;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let (ca, user) = match pki {
+        Some(pki) => (
+            format!("    certificate-authority-data: {}\n", b64(&pki.ca_pem)),
+            format!(
+                "\n    client-certificate-data: {}\n    client-key-data: {}",
+                b64(&pki.admin.cert_pem),
+                b64(&pki.admin.key_pem)
+            ),
+        ),
+        None => (String::new(), " {}".to_string()),
+    };
     let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: {cluster}\n  cluster:\n    server: {server}\n\
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: {cluster}\n  cluster:\n{ca}    server: {server}\n\
          contexts:\n- name: {cluster}\n  context:\n    cluster: {cluster}\n    user: {cluster}-admin\n    namespace: default\n\
-         current-context: {cluster}\nusers:\n- name: {cluster}-admin\n  user: {{}}\n"
+         current-context: {cluster}\nusers:\n- name: {cluster}-admin\n  user:{user}\n"
     );
-    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    let path = dir.join("kubeconfig");
+    let tmp = dir.join("kubeconfig.tmp");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        std::io::Write::write_all(&mut f, text.as_bytes())?;
+        // An older kubeconfig (or one made under another umask) may have had wider modes.
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::rename(&tmp, &path)
+    };
+    write().with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
+}
+
+/// The cluster PKI in `<data dir>/pki` (made, or renewed where due), for every name and
+/// address this API server is reached at.
+fn cluster_pki(data_dir: &Path, args: &UpArgs) -> anyhow::Result<kubus_apiserver::pki::ClusterPki> {
+    let (network, prefix) = kubus_apiserver::allocator::ServiceRanges::parse_cidr(&args.service_cidr)
+        .context("--service-cidr must be an IPv4 CIDR no longer than /30")?;
+    let ranges = kubus_apiserver::allocator::ServiceRanges { network, prefix, ..Default::default() };
+    let node_ip = args.node.node_ip.unwrap_or_else(kubus_kubelet::node::default_node_ip);
+    let mut addresses = vec![node_ip];
+    if let Some(ip) = args.api_address.as_deref().and_then(|a| a.parse().ok()) {
+        addresses.push(ip);
+    }
+    let names = kubus_apiserver::pki::ServingNames::for_cluster(
+        &crate::cmd::node::hostname(),
+        &addresses,
+        std::net::IpAddr::V4(ranges.first()),
+        &args.cluster_domain,
+    );
+    let dir = data_dir.join("pki");
+    let (pki, wrote) = kubus_apiserver::pki::ClusterPki::load_or_create(&dir, &names)
+        .with_context(|| format!("the cluster PKI in {}", dir.display()))?;
+    for w in wrote {
+        tracing::info!("{w}");
+    }
+    Ok(pki)
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -172,6 +233,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     )
     .validate()
     .map_err(|e| anyhow::anyhow!("invalid leader election flags: {e}"))?;
+    let api_address = args.api_address.clone().unwrap_or_else(|| match args.insecure_http {
+        true => "127.0.0.1".to_string(),
+        false => "0.0.0.0".to_string(),
+    });
+    let bind: SocketAddr = format!("{api_address}:{}", args.api_port).parse().context("--api-address/--api-port")?;
+    if args.insecure_http && !bind.ip().is_loopback() {
+        anyhow::bail!(
+            "--insecure-http serves every request as the cluster administrator: it needs a loopback --api-address, not {}",
+            bind.ip()
+        );
+    }
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize()?;
     // One kubus per data dir: a second one would take the first one's NATS store away.
@@ -212,8 +284,19 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     let store = Store::open(client.clone(), store_config).await.context("opening the object store on JetStream")?;
-    let bind: SocketAddr =
-        format!("{}:{}", args.api_address, args.api_port).parse().context("--api-address/--api-port")?;
+    let pki = if args.insecure_http { None } else { Some(cluster_pki(&data_dir, &args)?) };
+    // Pods reach the API at the node's address when it listens there (not on loopback only).
+    let node_ip = args.node.node_ip.unwrap_or_else(kubus_kubelet::node::default_node_ip);
+    let advertise = match bind.ip() {
+        ip if ip.is_unspecified() => Some(SocketAddr::new(node_ip, args.api_port)),
+        ip if ip.is_loopback() => None,
+        ip => Some(SocketAddr::new(ip, args.api_port)),
+    }
+    .filter(|_| pki.is_some() && args.api_port != 0);
+    let tls = match &pki {
+        Some(pki) => Some(kubus_apiserver::tls::ServerTls::new(pki).context("the API server's TLS configuration")?),
+        None => None,
+    };
     let api = ApiServer::start(
         store,
         client.clone(),
@@ -229,12 +312,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                     .context("--service-cidr must be an IPv4 CIDR no longer than /30")?;
                 kubus_apiserver::allocator::ServiceRanges { network, prefix, ..Default::default() }
             },
+            tls,
+            advertise,
         },
     )
     .await?;
-    let host = if args.api_address == "0.0.0.0" { "127.0.0.1".to_string() } else { args.api_address.clone() };
-    let server = format!("http://{host}:{}", api.addr.port());
-    let kubeconfig = write_kubeconfig(&data_dir, &server, &args.cluster)?;
+    let host = if bind.ip().is_unspecified() { "127.0.0.1".to_string() } else { bind.ip().to_string() };
+    let scheme = if pki.is_some() { "https" } else { "http" };
+    let server = format!("{scheme}://{host}:{}", api.addr.port());
+    let kubeconfig = write_kubeconfig(&data_dir, &server, &args.cluster, pki.as_ref())?;
     let api_client = |agent: &str| {
         kubus_controller_runtime::Client::new(kubus_bus::api::ApiClient::new(client.clone(), &args.cluster, agent))
     };
@@ -292,6 +378,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 sync_period: args.horizontal_pod_autoscaler_sync_period,
                 downscale_stabilization: args.horizontal_pod_autoscaler_downscale_stabilization,
             },
+            root_ca: pki.as_ref().map(|p| p.ca_pem.clone()),
         };
         let leader = leader_config("kube-controller-manager");
         actix::Supervisor::start_in_arbiter(&controllers_thread.handle(), move |_| {
@@ -335,7 +422,6 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     .context("publishing the cluster's network settings")?;
     // Cluster DNS, an actor of the control plane (where CoreDNS would be an add-on); pods reach it
     // through the kube-dns Service at the tenth address of the service range, via kube-proxy.
-    let node_ip = args.node.node_ip.unwrap_or_else(kubus_kubelet::node::default_node_ip);
     let dns_ip = {
         let (network, _) = kubus_apiserver::allocator::ServiceRanges::parse_cidr(&args.service_cidr)
             .context("--service-cidr must be an IPv4 CIDR no longer than /30")?;

@@ -5,7 +5,6 @@
 pub mod hosts;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -307,6 +306,12 @@ impl Cluster {
         self.try_http_accept(method, path, "application/json", content_type, body)
     }
 
+    /// The API server as the admin kubeconfig reaches it (HTTPS, the CA checked, the admin
+    /// client certificate).
+    pub fn endpoint(&self) -> kubus_bench::kubeconfig::Endpoint {
+        kubus_bench::kubeconfig::Endpoint::from_kubeconfig(&self.kubeconfig()).expect("the admin kubeconfig")
+    }
+
     /// A raw request with this Accept header; the status code and the body.
     pub fn try_http_accept(
         &self,
@@ -316,29 +321,53 @@ impl Cluster {
         content_type: Option<&str>,
         body: Option<&[u8]>,
     ) -> std::io::Result<(u16, String)> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
-        s.set_read_timeout(Some(Duration::from_secs(30)))?;
-        let body = body.unwrap_or_default();
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAccept: {accept}\r\nContent-Length: {}\r\n", body.len());
-        if let Some(ct) = content_type {
-            req.push_str(&format!("Content-Type: {ct}\r\n"));
-        }
-        req.push_str("\r\n");
-        s.write_all(req.as_bytes())?;
-        s.write_all(body)?;
-        let mut resp = Vec::new();
-        s.read_to_end(&mut resp)?;
-        let text = String::from_utf8_lossy(&resp).into_owned();
-        let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-            dechunk(rest)
-        } else {
-            rest.to_string()
-        };
-        Ok((code, body))
+        let endpoint = kubus_bench::kubeconfig::Endpoint::from_kubeconfig(&self.kubeconfig())
+            .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+        raw_request(&endpoint, method, path, accept, &[], content_type, body)
     }
+}
 
+/// A raw HTTP/1.1 request to `endpoint` with these extra headers; the status code and the
+/// body (dechunked).
+pub fn raw_request(
+    endpoint: &kubus_bench::kubeconfig::Endpoint,
+    method: &str,
+    path: &str,
+    accept: &str,
+    headers: &[(&str, &str)],
+    content_type: Option<&str>,
+    body: Option<&[u8]>,
+) -> std::io::Result<(u16, String)> {
+    let mut s = endpoint.connect_blocking(Duration::from_secs(30))?;
+    let body = body.unwrap_or_default();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAccept: {accept}\r\nContent-Length: {}\r\n", body.len());
+    if let Some(ct) = content_type {
+        req.push_str(&format!("Content-Type: {ct}\r\n"));
+    }
+    for (n, v) in headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())?;
+    s.write_all(body)?;
+    s.flush()?;
+    let mut resp = Vec::new();
+    // A TLS peer that closes without close_notify ends the read with an error after the
+    // response; what arrived is kept.
+    if let Err(e) = s.read_to_end(&mut resp) {
+        if resp.is_empty() {
+            return Err(e);
+        }
+    }
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body =
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.to_string() };
+    Ok((code, body))
+}
+
+impl Cluster {
     /// A raw request; returns the status code and the JSON body.
     #[track_caller]
     pub fn http(

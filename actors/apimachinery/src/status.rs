@@ -313,6 +313,11 @@ impl StatusError {
         };
         StatusError::new(403, "Forbidden", message, StatusDetails::of(group, resource, name))
     }
+    /// What the authentication filter answers a request it cannot authenticate: 401 with the
+    /// bare message "Unauthorized" and no details, so nothing tells a caller why.
+    pub fn unauthorized() -> Self {
+        StatusError::new(401, "Unauthorized", "Unauthorized".to_string(), None)
+    }
     /// `NewMethodNotSupported`: an action the resource does not support (e.g. `watch`).
     pub fn method_not_supported(group: &str, resource: &str, action: &str) -> Self {
         let message = format!("{action} is not supported on resources of kind \"{}\"", qualified(group, resource));

@@ -27,8 +27,8 @@ pub struct ApiState {
     pub storage: Storage,
     pub openapi: Arc<OpenApi>,
     pub ready: Arc<std::sync::atomic::AtomicBool>,
-    /// Signs ServiceAccount tokens (TokenRequest).
-    pub tokens: Arc<crate::token::TokenIssuer>,
+    /// Issues ServiceAccount tokens (TokenRequest) and authenticates them.
+    pub tokens: Arc<crate::token::ServiceAccountTokens>,
     /// Paged lists in progress.
     pub lists: Arc<ListSnapshots>,
     /// The nodes' latest usage reports (metrics.k8s.io).
@@ -38,30 +38,23 @@ pub struct ApiState {
 }
 
 impl ApiState {
-    /// Handles one request from either transport, from a caller that presented nothing
-    /// beyond the transport itself (internal components over NATS).
+    /// Handles one request from an internal component over NATS, which presents nothing
+    /// beyond the channel itself.
     pub async fn handle(&self, req: ApiRequest, transport: &'static str) -> ApiResponse {
-        self.handle_presented(req, transport, &Presented::default()).await
+        self.handle_presented(req, transport, &Presented::nats()).await
     }
 
     /// Who a request is from and whether it may do what it asks: authentication, then
     /// impersonation, then authorization of what the request is (the one place each happens).
-    fn admit(
-        &self,
-        req: &ApiRequest,
-        r: &Route,
-        q: &Query,
-        transport: &str,
-        presented: &Presented,
-    ) -> Result<UserInfo, StatusError> {
-        let user = self.identify(presented, transport)?;
+    fn admit(&self, req: &ApiRequest, r: &Route, q: &Query, presented: &Presented) -> Result<UserInfo, StatusError> {
+        let user = self.identify(presented, &req.path)?;
         self.authorize(&crate::authorization::request_attributes(&user, req, r, q))?;
         Ok(user)
     }
 
     /// The user a request runs as: who authenticated, or whom they may impersonate.
-    fn identify(&self, presented: &Presented, transport: &str) -> Result<UserInfo, StatusError> {
-        let user = crate::authn::authenticate(presented, transport);
+    fn identify(&self, presented: &Presented, path: &str) -> Result<UserInfo, StatusError> {
+        let user = crate::authn::authenticate(presented, path, &*self.tokens)?;
         crate::authn::impersonation::impersonate(&*self.authorizer, user, presented)
     }
 
@@ -75,7 +68,8 @@ impl ApiState {
         name: &str,
         subresource: &str,
     ) -> Result<UserInfo, StatusError> {
-        let user = self.identify(presented, "http")?;
+        // A pod stream is never a public-info path.
+        let user = self.identify(presented, "")?;
         let verb = if subresource == "log" { "get" } else { "create" };
         let attrs = crate::authorization::Attributes::resource(
             &user,
@@ -117,7 +111,7 @@ impl ApiState {
         let (r, q) = (route(&req.path), Query::parse(&req.query));
         let metrics = RequestMetrics::begin(&req, &r, &q);
         let resp = async {
-            let user = match self.admit(&req, &r, &q, transport, presented) {
+            let user = match self.admit(&req, &r, &q, presented) {
                 Ok(u) => u,
                 Err(e) => return ApiResponse::error(&e),
             };
@@ -189,7 +183,15 @@ impl ApiState {
             Route::Resource(p) if crate::authorization::review::is_review(&p) => {
                 let rbac = crate::authorization::rbac::Rbac { source: self.storage.cache.clone() };
                 let body = parse_body(req)?;
-                crate::authorization::review::serve(&*self.authorizer, &rbac, user, &req.method, &p, body)
+                crate::authorization::review::serve(
+                    &*self.authorizer,
+                    &rbac,
+                    &*self.tokens,
+                    user,
+                    &req.method,
+                    &p,
+                    body,
+                )
             }
             Route::Resource(p) => self.resource(req, q, p, user).await,
             Route::NotFound => Err(StatusError::route_not_found()),
@@ -281,7 +283,7 @@ impl ApiState {
             }
             (Some(Subresource::Token), "POST") => {
                 let body = parse_body(req)?;
-                let out = self.tokens.issue(s, ns.unwrap_or("default"), name, &body).await?;
+                let out = self.tokens.issuer.issue(s, ns.unwrap_or("default"), name, &body).await?;
                 Ok(ApiResponse::json(201, &out))
             }
             (Some(sub), _) if sub != Subresource::Status => {

@@ -15,6 +15,7 @@ pub mod allocator;
 pub mod authn;
 pub mod authorization;
 pub mod cache;
+pub mod connection;
 pub mod convert;
 pub mod decode;
 pub mod discovery;
@@ -69,14 +70,24 @@ pub struct ApiServerConfig {
     pub tombstone_retention: Duration,
     /// How long an Event lives after its last write (kube-apiserver's `--event-ttl`).
     pub event_ttl: Duration,
+    /// The API port's TLS; `None` serves plain HTTP (`--insecure-http`: development only, on
+    /// loopback, every request the local administrator).
+    pub tls: Option<tls::ServerTls>,
+    /// Where pods reach this API server (upstream's --advertise-address and --secure-port): the
+    /// `kubernetes` Service's endpoints. None leaves them alone (an API server on loopback).
+    pub advertise: Option<SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiServerError {
     #[error("cannot bind the API port {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
+    #[error("refusing to serve plain HTTP on {0}: without TLS every request is the cluster administrator, so only a loopback address may serve it")]
+    InsecureBind(SocketAddr),
     #[error("the watch cache did not sync within {0:?}")]
     CacheSync(Duration),
+    #[error(transparent)]
+    TokenKey(#[from] token::TokenKeyError),
     #[error("cannot create the initial objects (namespaces, the kubernetes service): {0}")]
     Bootstrap(kubus_apimachinery::StatusError),
 }
@@ -105,6 +116,9 @@ impl ApiServer {
         client: async_nats::Client,
         config: ApiServerConfig,
     ) -> Result<ApiServer, ApiServerError> {
+        if config.tls.is_none() && !config.bind.ip().is_loopback() {
+            return Err(ApiServerError::InsecureBind(config.bind));
+        }
         metrics::register();
         let cache = cache::WatchCache::new(config.watch_cache_events);
         authorization::rbac::index_bindings(&cache);
@@ -125,8 +139,10 @@ impl ApiServer {
             let (cache, store, retention) = (cache.clone(), store.clone(), config.tombstone_retention);
             Supervisor::start(move |_| cache::Compactor { cache, store, retention })
         };
+        let issuer = token::TokenIssuer::load(&store).await?;
         let ready = Arc::new(AtomicBool::new(false));
         let authorizer = Arc::new(authorization::chain(cache.clone()));
+        let tokens = Arc::new(token::ServiceAccountTokens { issuer: Arc::new(issuer), cache: cache.clone() });
         let state = ApiState {
             storage: storage::Storage {
                 allocator: allocator::Allocator::new(store.clone(), config.service_ranges.clone()),
@@ -136,15 +152,16 @@ impl ApiServer {
                 }),
                 store,
                 cache,
+                mount_service_account_tokens: config.tls.is_some(),
             },
             openapi: Arc::new(openapi::OpenApi::build()),
             ready: ready.clone(),
-            tokens: Default::default(),
+            tokens,
             lists: Default::default(),
             usage: Default::default(),
             authorizer,
         };
-        bootstrap(&state).await.map_err(ApiServerError::Bootstrap)?;
+        bootstrap(&state, config.advertise).await.map_err(ApiServerError::Bootstrap)?;
         // Before serving: metrics.k8s.io answers from the nodes' reports.
         let usage = {
             let (client, cluster, store) = (client.clone(), config.cluster.clone(), state.usage.clone());
@@ -179,7 +196,7 @@ impl ApiServer {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let streams = stream::StreamContext { client: client.clone(), cluster: config.cluster.clone() };
-        let (server, addr) = http::serve(state.clone(), streams, config.bind, config.http_workers)
+        let (server, addr) = http::serve(state.clone(), streams, config.bind, config.http_workers, config.tls.clone())
             .map_err(|e| ApiServerError::Bind(config.bind, e))?;
         let handle = server.handle();
         actix::spawn(async move {
@@ -226,7 +243,7 @@ impl ApiServer {
 use kubus_apimachinery::volume::{DEFAULT_CLASS, LOCAL_PATH_CLASS, LOCAL_PATH_PROVISIONER};
 
 /// The namespaces every Kubernetes cluster starts with.
-async fn bootstrap(state: &ApiState) -> Result<(), kubus_apimachinery::StatusError> {
+async fn bootstrap(state: &ApiState, advertise: Option<SocketAddr>) -> Result<(), kubus_apimachinery::StatusError> {
     crate::authorization::bootstrap::reconcile(&state.storage).await?;
     let info = kubus_apimachinery::resource::find("", "v1", "namespaces").expect("namespaces are served");
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -236,6 +253,15 @@ async fn bootstrap(state: &ApiState) -> Result<(), kubus_apimachinery::StatusErr
             Err(e) if e.code == 409 => {}
             Err(e) => return Err(e),
         }
+    }
+    // An older Kubus kept an HS256 token key in a Secret, where anyone who may read Secrets in
+    // kube-system could mint tokens; the key now lives in the store's keys stream only.
+    let secrets = kubus_apimachinery::resource::find("", "v1", "secrets").expect("secrets are served");
+    let legacy = crate::token::LEGACY_SIGNING_KEY_SECRET;
+    match state.storage.delete(secrets, Some("kube-system"), legacy, &Default::default()).await {
+        Ok(_) => tracing::info!(secret = legacy, "removed the old service account signing key Secret"),
+        Err(e) if e.code == 404 => {}
+        Err(e) => return Err(e),
     }
     // The default StorageClass: node-local directories made on the node a pod lands on
     // (the role rancher's local-path-provisioner plays in k3s), served by every node agent.
@@ -282,6 +308,44 @@ async fn bootstrap(state: &ApiState) -> Result<(), kubus_apimachinery::StatusErr
             }
             Err(e) => return Err(e),
         }
-        return Ok(());
+        break;
     }
+    match advertise {
+        Some(addr) => advertise_endpoints(state, addr).await,
+        None => Ok(()),
+    }
+}
+
+/// Points the `kubernetes` Service at this API server (the master endpoint reconciler's job):
+/// its Endpoints, which the EndpointSlice mirroring copies into a slice for kube-proxy.
+/// Every API server writes its own address: the last one started is the one pods reach.
+async fn advertise_endpoints(state: &ApiState, addr: SocketAddr) -> Result<(), kubus_apimachinery::StatusError> {
+    let info = kubus_apimachinery::resource::find("", "v1", "endpoints").expect("endpoints are served");
+    let subsets = serde_json::json!([{"addresses": [{"ip": addr.ip().to_string()}],
+        "ports": [{"name": "https", "port": addr.port(), "protocol": "TCP"}]}]);
+    let opts = Default::default();
+    for _ in 0..5 {
+        match state.storage.get(info, Some("default"), "kubernetes").await {
+            Ok(mut current) => {
+                if current["subsets"] == subsets {
+                    return Ok(());
+                }
+                current["subsets"] = subsets.clone();
+                match state.storage.update(info, Some("default"), "kubernetes", None, current, &opts).await {
+                    Err(e) if e.code == 409 => continue,
+                    r => return r.map(|_| tracing::info!(%addr, "the kubernetes service points here")),
+                }
+            }
+            Err(e) if e.code == 404 => {
+                let body = serde_json::json!({"apiVersion": "v1", "kind": "Endpoints",
+                    "metadata": {"name": "kubernetes", "namespace": "default"}, "subsets": subsets});
+                match state.storage.create(info, Some("default"), body, &opts).await {
+                    Err(e) if e.code == 409 => continue,
+                    r => return r.map(|_| tracing::info!(%addr, "the kubernetes service points here")),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

@@ -1,8 +1,8 @@
 //! Prometheus metrics of the API server (process-wide default registry).
 
 use prometheus::{
-    register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec, HistogramVec,
-    IntCounterVec, IntGauge, IntGaugeVec,
+    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
+    HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
 };
 use std::sync::LazyLock;
 
@@ -29,6 +29,21 @@ pub static AUTHORIZATION_DECISIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
         "apiserver_authorization_decisions_total",
         "Total number of terminal decisions made by an authorizer split by authorizer type, name, and decision.",
         &["type", "name", "decision"]
+    )
+    .expect("metric registers once")
+});
+
+/// Credentials checked (client certificates, tokens), by result: upstream's series.
+pub static AUTHENTICATION_ATTEMPTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("authentication_attempts", "Counter of authenticated attempts.", &["result"])
+        .expect("metric registers once")
+});
+
+/// Connections dropped in the TLS handshake (upstream counts "TLS handshake error" log lines).
+pub static TLS_HANDSHAKE_ERRORS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "apiserver_tls_handshake_errors_total",
+        "Number of requests dropped with 'TLS handshake error from' error"
     )
     .expect("metric registers once")
 });
@@ -158,6 +173,10 @@ pub fn register() {
     for decision in ["allowed", "denied"] {
         AUTHORIZATION_DECISIONS.with_label_values(&["RBAC", "rbac", decision]);
     }
+    for result in ["success", "failure"] {
+        AUTHENTICATION_ATTEMPTS.with_label_values(&[result]);
+    }
+    LazyLock::force(&TLS_HANDSHAKE_ERRORS);
     LazyLock::force(&WATCHERS);
     LazyLock::force(&WATCH_EVENTS_SENT);
     LazyLock::force(&CACHE_OBJECTS);

@@ -91,6 +91,9 @@ pub struct Storage {
     pub allocator: Allocator,
     /// Charges ResourceQuotas for admission, batched per namespace.
     pub quota: QuotaEvaluator,
+    /// New pods get the `kube-api-access-*` token volume (the API is HTTPS with a cluster CA
+    /// for them to trust); off for a cluster serving plain HTTP.
+    pub mount_service_account_tokens: bool,
 }
 
 impl Storage {

@@ -1,6 +1,5 @@
-//! TLS for the API port (step 2 of issue #13's HTTPS; the listener is wired next): the rustls
-//! server configuration from the cluster PKI, and who a connection's client certificate says
-//! it is.
+//! TLS for the API port: the rustls server configuration from the cluster PKI, and who a
+//! connection's client certificate says it is (the handshake itself: [`crate::connection`]).
 //!
 //! Client certificates are requested, never required, and judged after the handshake, as
 //! upstream's apiserver does (Go's `RequestClientCert`, then its x509 authenticator): a client
@@ -45,6 +44,12 @@ pub enum PeerAuth {
 pub struct ServerTls {
     pub config: Arc<ServerConfig>,
     clients: Arc<dyn ClientCertVerifier>,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTls").field("alpn", &self.config.alpn_protocols).finish_non_exhaustive()
+    }
 }
 
 impl ServerTls {

@@ -1,63 +1,120 @@
-//! The TokenRequest API (`POST serviceaccounts/{name}/token`, what `kubectl create token` and
-//! projected service-account token volumes use): a JWT for the ServiceAccount, bound to a pod
-//! when the request names one, with the claims upstream issues. Tokens are signed (HS256) with
-//! the cluster's signing key, a Secret in kube-system made once by whichever API server comes
-//! first, so every API server of the cluster signs alike.
+//! ServiceAccount tokens: the TokenRequest API (`POST serviceaccounts/{name}/token`, what
+//! `kubectl create token` and projected service-account token volumes use) issues a JWT for the
+//! ServiceAccount, bound to a pod, secret or node when the request names one, with the claims
+//! upstream issues; and [`ServiceAccountTokens`] authenticates them as upstream's
+//! service-account authenticator does.
+//!
+//! Tokens are signed ES256 (ECDSA P-256, as `--service-account-key-file` may hold) with the
+//! cluster's key, kept in the store's keys stream and never in a Secret: whoever may read
+//! Secrets cannot mint tokens, and every API server of the cluster signs and verifies alike.
 
+use crate::authn::{service_account_groups, TokenAuthenticator, UserInfo, ALL_AUTHENTICATED};
+use crate::cache::{CachedObject, WatchCache};
 use crate::storage::Storage;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
 use kubus_apimachinery::{resource, Cause, StatusError};
+use ring::rand::SystemRandom;
+use ring::signature::{
+    EcdsaKeyPair, KeyPair as _, UnparsedPublicKey, ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING,
+};
 use serde_json::{json, Value};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
-use tokio::sync::OnceCell;
 
-pub const SIGNING_KEY_SECRET: &str = "kubus-service-account-signing-key";
+/// The signing key's name in the store's keys stream.
+pub const SIGNING_KEY: &str = "service-account-signing-key";
+/// Where an older Kubus kept an HS256 key, readable through the Secrets API; removed at start.
+pub const LEGACY_SIGNING_KEY_SECRET: &str = "kubus-service-account-signing-key";
 /// Upstream's default issuer and audience.
 pub const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 const DEFAULT_EXPIRATION: i64 = 3600;
 /// Upstream refuses tokens shorter than ten minutes.
 const MIN_EXPIRATION: i64 = 600;
 const MAX_EXPIRATION: i64 = 48 * 3600;
+/// Clocks differ: a token is taken this long before its nbf (upstream's leeway).
+const LEEWAY: i64 = 60;
+/// A token bound to a pod being deleted stays valid this long after the deletion started, so
+/// the pod can finish its graceful shutdown (upstream's grace).
+const DELETED_POD_GRACE: i64 = 60;
 
-#[derive(Default)]
+/// The DER prefix of a P-256 public key's SubjectPublicKeyInfo; the key's point follows.
+const P256_SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
+    0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenKeyError {
+    #[error("the service account signing key is not a P-256 PKCS#8 key: {0}")]
+    Key(String),
+    #[error("reading the service account signing key from the store: {0}")]
+    Store(#[from] kubus_bus::StoreError),
+}
+
+/// Signs ServiceAccount tokens and checks their signatures.
 pub struct TokenIssuer {
-    key: OnceCell<Vec<u8>>,
+    key: EcdsaKeyPair,
+    /// The key's id (`kid`): base64url of the SHA-256 of its public key's DER, as upstream.
+    kid: String,
+    rng: SystemRandom,
 }
 
 impl TokenIssuer {
-    /// The cluster's key: read from its Secret, or created there first.
-    async fn key(&self, storage: &Storage) -> Result<&[u8], StatusError> {
-        self.key
-            .get_or_try_init(|| async {
-                let secrets = resource::find("", "v1", "secrets").expect("secrets are served");
-                let read = |s: &Value| {
-                    s["data"]["key"].as_str().and_then(|k| base64::engine::general_purpose::STANDARD.decode(k).ok())
-                };
-                if let Ok(s) = storage.get(secrets, Some("kube-system"), SIGNING_KEY_SECRET).await {
-                    if let Some(k) = read(&s).filter(|k| k.len() >= 32) {
-                        return Ok(k);
-                    }
-                }
-                let fresh: Vec<u8> =
-                    uuid::Uuid::new_v4().as_bytes().iter().chain(uuid::Uuid::new_v4().as_bytes()).copied().collect();
-                let body = json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                    "metadata": {"name": SIGNING_KEY_SECRET, "namespace": "kube-system"},
-                    "data": {"key": base64::engine::general_purpose::STANDARD.encode(&fresh)}});
-                match storage.create(secrets, Some("kube-system"), body, &Default::default()).await {
-                    Ok(_) => Ok(fresh),
-                    // Another API server made it first: use its key.
-                    Err(e) if e.code == 409 => {
-                        let s = storage.get(secrets, Some("kube-system"), SIGNING_KEY_SECRET).await?;
-                        read(&s).ok_or_else(|| StatusError::internal("the service account signing key is unreadable"))
-                    }
-                    Err(e) => Err(e),
-                }
+    /// The cluster's key, read from the store's keys stream (made there by the first API server).
+    pub async fn load(store: &kubus_bus::Store) -> Result<TokenIssuer, TokenKeyError> {
+        let rng = SystemRandom::new();
+        let pkcs8 = store
+            .cluster_secret(SIGNING_KEY, || {
+                EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                    .map(|d| d.as_ref().to_vec())
+                    .unwrap_or_default()
             })
-            .await
-            .map(Vec::as_slice)
+            .await?;
+        TokenIssuer::from_pkcs8(&pkcs8)
+    }
+
+    pub fn from_pkcs8(pkcs8: &[u8]) -> Result<TokenIssuer, TokenKeyError> {
+        let rng = SystemRandom::new();
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8, &rng)
+            .map_err(|e| TokenKeyError::Key(e.to_string()))?;
+        let mut spki = P256_SPKI_PREFIX.to_vec();
+        spki.extend_from_slice(key.public_key().as_ref());
+        let kid = URL_SAFE_NO_PAD.encode(Sha256::digest(&spki));
+        Ok(TokenIssuer { key, kid, rng })
+    }
+
+    /// A key made here and kept nowhere (tests and benchmarks).
+    pub fn ephemeral() -> TokenIssuer {
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+            .expect("the system's random source works");
+        TokenIssuer::from_pkcs8(pkcs8.as_ref()).expect("a key just made is valid")
+    }
+
+    /// A compact JWS (ES256) of `claims`.
+    pub fn sign(&self, claims: &Value) -> String {
+        let header = URL_SAFE_NO_PAD.encode(json!({"alg": "ES256", "kid": self.kid}).to_string());
+        let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+        let signing_input = format!("{header}.{payload}");
+        let sig = self.key.sign(&self.rng, signing_input.as_bytes()).expect("ECDSA signing does not fail");
+        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+    }
+
+    /// The claims of a token this key signed (ES256, this key's id, a good signature), or None.
+    /// Times, issuer and audiences are the caller's to check.
+    pub fn verify_signature(&self, token: &str) -> Option<Value> {
+        let (signing_input, sig) = token.rsplit_once('.')?;
+        let (header, payload) = signing_input.split_once('.')?;
+        let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).ok()?).ok()?;
+        if header["alg"] != "ES256" || header["kid"].as_str().is_some_and(|k| k != self.kid) {
+            return None;
+        }
+        let sig = URL_SAFE_NO_PAD.decode(sig).ok()?;
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, self.key.public_key().as_ref())
+            .verify(signing_input.as_bytes(), &sig)
+            .ok()?;
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
     }
 
     /// Answers a TokenRequest for ServiceAccount `ns/name`.
@@ -84,23 +141,42 @@ impl TokenIssuer {
             .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
             .filter(|a: &Vec<String>| !a.is_empty())
             .unwrap_or_else(|| vec![ISSUER.to_string()]);
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
+        let now = now_secs();
         let mut k8s = json!({"namespace": ns, "serviceaccount": {"name": name, "uid": sa["metadata"]["uid"]}});
         let bound = &spec["boundObjectRef"];
-        if bound["kind"] == "Pod" {
-            let pods = resource::find("", "v1", "pods").expect("pods are served");
-            let pod_name = bound["name"].as_str().unwrap_or("");
-            let pod = storage.get(pods, Some(ns), pod_name).await?;
-            if bound["uid"].as_str().is_some_and(|u| !u.is_empty() && pod["metadata"]["uid"] != u) {
+        if bound.is_object() {
+            let (kind, bound_name) = (bound["kind"].as_str().unwrap_or(""), bound["name"].as_str().unwrap_or(""));
+            let (resource_name, namespace) = match kind {
+                "Pod" => ("pods", Some(ns)),
+                "Secret" => ("secrets", Some(ns)),
+                "Node" => ("nodes", None),
+                _ => {
+                    return Err(StatusError::invalid(
+                        "authentication.k8s.io",
+                        "TokenRequest",
+                        name,
+                        vec![Cause::not_supported(
+                            "spec.boundObjectRef.kind",
+                            &json!(kind),
+                            &["Pod", "Node", "Secret"],
+                        )],
+                    ))
+                }
+            };
+            let info = resource::find("", "v1", resource_name).expect("pods, secrets and nodes are served");
+            let obj = storage.get(info, namespace, bound_name).await?;
+            let uid = &obj["metadata"]["uid"];
+            if bound["uid"].as_str().is_some_and(|u| !u.is_empty() && uid != u) {
                 return Err(StatusError::conflict(
                     "",
-                    "pods",
-                    pod_name,
+                    resource_name,
+                    bound_name,
                     "the UID in the bound object reference does not match",
                 ));
             }
-            k8s["pod"] = json!({"name": pod_name, "uid": pod["metadata"]["uid"]});
-            if let Some(node) = pod["spec"]["nodeName"].as_str() {
+            let field = &kind.to_ascii_lowercase();
+            k8s[field] = json!({"name": bound_name, "uid": uid});
+            if let Some(node) = obj["spec"]["nodeName"].as_str().filter(|_| kind == "Pod") {
                 k8s["node"] = json!({"name": node});
             }
         }
@@ -110,8 +186,7 @@ impl TokenIssuer {
             "sub": format!("system:serviceaccount:{ns}:{name}"),
             "kubernetes.io": k8s,
         });
-        let key = self.key(storage).await?;
-        let token = sign(key, &claims);
+        let token = self.sign(&claims);
         let expires = kubus_apimachinery::time::format_rfc3339(
             UNIX_EPOCH + std::time::Duration::from_secs((now + expiration) as u64),
         );
@@ -124,46 +199,240 @@ impl TokenIssuer {
     }
 }
 
-/// A compact JWS (HS256) of `claims`.
-pub fn sign(key: &[u8], claims: &Value) -> String {
-    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
-    let signing_input = format!("{header}.{payload}");
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
-    mac.update(signing_input.as_bytes());
-    format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+fn now_secs() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64
 }
 
-/// Checks a token's signature and expiry; its claims if valid (nothing serves TokenReview yet,
-/// so only the tests check what `sign` makes).
-#[cfg(test)]
-pub fn verify(key: &[u8], token: &str) -> Option<Value> {
-    let (signing_input, sig) = token.rsplit_once('.')?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).ok()?;
-    mac.update(signing_input.as_bytes());
-    mac.verify_slice(&URL_SAFE_NO_PAD.decode(sig).ok()?).ok()?;
-    let payload = signing_input.split('.').nth(1)?;
-    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs() as i64;
-    (claims["exp"].as_i64()? > now).then_some(claims)
+/// What a token claims of its ServiceAccount and the object it is bound to.
+#[derive(Debug, Default, serde::Deserialize)]
+struct Claims {
+    #[serde(default)]
+    iss: String,
+    #[serde(default)]
+    sub: String,
+    #[serde(default)]
+    aud: Audiences,
+    exp: Option<i64>,
+    nbf: Option<i64>,
+    #[serde(default)]
+    jti: String,
+    #[serde(rename = "kubernetes.io", default)]
+    k8s: K8sClaims,
+}
+
+/// `aud` is a string or a list of strings.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(untagged)]
+enum Audiences {
+    One(String),
+    Many(Vec<String>),
+    #[default]
+    None,
+}
+
+impl Audiences {
+    fn contains(&self, aud: &str) -> bool {
+        match self {
+            Audiences::One(a) => a == aud,
+            Audiences::Many(all) => all.iter().any(|a| a == aud),
+            Audiences::None => false,
+        }
+    }
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct K8sClaims {
+    #[serde(default)]
+    namespace: String,
+    #[serde(default)]
+    serviceaccount: Ref,
+    pod: Option<Ref>,
+    secret: Option<Ref>,
+    node: Option<Ref>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct Ref {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    uid: String,
+}
+
+/// The uid and deletion time of a cached object.
+fn meta_of(obj: &CachedObject) -> Option<(String, Option<SystemTime>)> {
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        #[serde(default)]
+        uid: String,
+        #[serde(rename = "deletionTimestamp")]
+        deletion: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Object {
+        metadata: Meta,
+    }
+    let o: Object = obj.decode().ok()?;
+    Some((o.metadata.uid, o.metadata.deletion.as_deref().and_then(kubus_apimachinery::time::parse_rfc3339)))
+}
+
+/// Authenticates the bearer tokens this cluster issued, as upstream's service-account token
+/// authenticator: signature, issuer, audience, times, and the ServiceAccount and the object the
+/// token is bound to still existing as they were (same uid) in the watch cache.
+pub struct ServiceAccountTokens {
+    pub issuer: std::sync::Arc<TokenIssuer>,
+    pub cache: WatchCache,
+}
+
+impl ServiceAccountTokens {
+    fn live(&self, resource: &str, namespace: &str, r: &Ref) -> Option<Option<SystemTime>> {
+        let obj = self.cache.get(&(String::new(), resource.to_string()), &(namespace.to_string(), r.name.clone()))?;
+        let (uid, deleted) = meta_of(&obj)?;
+        // A reference without a uid names whatever holds the name (upstream: legacy claims).
+        (r.uid.is_empty() || uid == r.uid).then_some(deleted)
+    }
+}
+
+impl TokenAuthenticator for ServiceAccountTokens {
+    fn authenticate_token(&self, token: &str, audiences: &[&str]) -> Option<UserInfo> {
+        let claims: Claims = serde_json::from_value(self.issuer.verify_signature(token)?).ok()?;
+        let now = now_secs();
+        if claims.iss != ISSUER || !audiences.iter().any(|a| claims.aud.contains(a)) {
+            return None;
+        }
+        if claims.exp.is_none_or(|exp| exp <= now) || claims.nbf.is_some_and(|nbf| nbf > now + LEEWAY) {
+            return None;
+        }
+        let k = &claims.k8s;
+        let (ns, sa) = crate::authn::service_account_of(&claims.sub)?;
+        if ns != k.namespace || sa != k.serviceaccount.name {
+            return None;
+        }
+        // The ServiceAccount must still exist (the same one) and not be going away.
+        if self.live("serviceaccounts", ns, &k.serviceaccount)?.is_some() {
+            return None;
+        }
+        let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        if let Some(pod) = &k.pod {
+            if let Some(deleted) = self.live("pods", ns, pod)? {
+                let since = deleted.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
+                if since + DELETED_POD_GRACE < now {
+                    return None;
+                }
+            }
+            extra.insert("authentication.kubernetes.io/pod-name".into(), vec![pod.name.clone()]);
+            extra.insert("authentication.kubernetes.io/pod-uid".into(), vec![pod.uid.clone()]);
+        }
+        if let Some(secret) = &k.secret {
+            if self.live("secrets", ns, secret)?.is_some() {
+                return None;
+            }
+        }
+        if let Some(node) = &k.node {
+            // A pod's node is informative unless the token is bound to the node itself.
+            if k.pod.is_none() && self.live("nodes", "", node)?.is_some() {
+                return None;
+            }
+            extra.insert("authentication.kubernetes.io/node-name".into(), vec![node.name.clone()]);
+            if !node.uid.is_empty() {
+                extra.insert("authentication.kubernetes.io/node-uid".into(), vec![node.uid.clone()]);
+            }
+        }
+        if !claims.jti.is_empty() {
+            extra.insert("authentication.kubernetes.io/credential-id".into(), vec![format!("JTI={}", claims.jti)]);
+        }
+        let [all, in_ns] = service_account_groups(ns);
+        Some(UserInfo {
+            name: claims.sub.clone(),
+            uid: k.serviceaccount.uid.clone(),
+            groups: vec![all, in_ns, ALL_AUTHENTICATED.to_string()],
+            extra,
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kubus_bus::{EventType, Key};
+
+    fn put(cache: &WatchCache, resource: &str, ns: Option<&str>, name: &str, meta: Value, revision: u64) {
+        let mut metadata = json!({"name": name});
+        if let Some(ns) = ns {
+            metadata["namespace"] = ns.into();
+        }
+        metadata.as_object_mut().unwrap().extend(meta.as_object().unwrap().clone());
+        cache.apply(kubus_bus::Event {
+            kind: EventType::Added,
+            key: Key::new("", resource, ns, name),
+            revision,
+            value: bytes::Bytes::from(json!({"metadata": metadata}).to_string()),
+        });
+    }
+
+    fn claims(exp_in: i64, pod: Option<(&str, &str)>) -> Value {
+        let now = now_secs();
+        let mut k8s = json!({"namespace": "team-a", "serviceaccount": {"name": "reader", "uid": "sa-1"}});
+        if let Some((name, uid)) = pod {
+            k8s["pod"] = json!({"name": name, "uid": uid});
+        }
+        json!({"iss": ISSUER, "aud": [ISSUER], "sub": "system:serviceaccount:team-a:reader", "iat": now, "nbf": now,
+            "exp": now + exp_in, "jti": "j-1", "kubernetes.io": k8s})
+    }
 
     #[test]
-    fn signed_tokens_verify_and_tampering_fails() {
-        let key = b"0123456789abcdef0123456789abcdef";
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
-        let t = sign(key, &json!({"sub": "system:serviceaccount:default:x", "exp": now + 60}));
-        assert_eq!(verify(key, &t).unwrap()["sub"], "system:serviceaccount:default:x");
-        assert!(verify(b"another key of thirty-two bytes!", &t).is_none());
-        let mut parts: Vec<&str> = t.split('.').collect();
-        let forged = URL_SAFE_NO_PAD.encode(json!({"sub": "system:admin", "exp": now + 60}).to_string());
-        parts[1] = &forged;
-        assert!(verify(key, &parts.join(".")).is_none());
-        let expired = sign(key, &json!({"exp": now - 1}));
-        assert!(verify(key, &expired).is_none());
+    fn tokens_authenticate_only_while_signed_current_and_bound() {
+        let cache = WatchCache::new(100);
+        cache.replace(Vec::new(), Vec::new(), 1);
+        put(&cache, "serviceaccounts", Some("team-a"), "reader", json!({"uid": "sa-1"}), 2);
+        put(&cache, "pods", Some("team-a"), "worker", json!({"uid": "pod-1"}), 3);
+        let issuer = std::sync::Arc::new(TokenIssuer::ephemeral());
+        let tokens = ServiceAccountTokens { issuer: issuer.clone(), cache: cache.clone() };
+        let api = crate::authn::API_AUDIENCES;
+
+        let user = tokens.authenticate_token(&issuer.sign(&claims(600, None)), api).expect("a good token");
+        assert_eq!(user.name, "system:serviceaccount:team-a:reader");
+        assert_eq!(user.uid, "sa-1");
+        assert_eq!(user.groups, ["system:serviceaccounts", "system:serviceaccounts:team-a", "system:authenticated"]);
+        assert_eq!(user.extra["authentication.kubernetes.io/credential-id"], ["JTI=j-1"]);
+        // Another audience, an expired token, another key, a tampered payload: refused.
+        assert!(tokens.authenticate_token(&issuer.sign(&claims(600, None)), &["vault"]).is_none());
+        assert!(tokens.authenticate_token(&issuer.sign(&claims(-1, None)), api).is_none());
+        assert!(tokens.authenticate_token(&TokenIssuer::ephemeral().sign(&claims(600, None)), api).is_none());
+        let good = issuer.sign(&claims(600, None));
+        let parts: Vec<&str> = good.split('.').collect();
+        let mut forged = claims(600, None);
+        forged["sub"] = "system:serviceaccount:team-a:admin".into();
+        forged["kubernetes.io"]["serviceaccount"]["name"] = "admin".into();
+        let forged = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(forged.to_string()), parts[2]);
+        assert!(tokens.authenticate_token(&forged, api).is_none());
+        // Bound to a pod: valid while that pod (that uid) exists.
+        let bound = issuer.sign(&claims(600, Some(("worker", "pod-1"))));
+        let user = tokens.authenticate_token(&bound, api).expect("the pod exists");
+        assert_eq!(user.extra["authentication.kubernetes.io/pod-name"], ["worker"]);
+        assert!(tokens.authenticate_token(&issuer.sign(&claims(600, Some(("worker", "pod-0")))), api).is_none());
+        // A pod being deleted keeps its token a minute, then not.
+        let just_now = kubus_apimachinery::time::format_rfc3339(SystemTime::now());
+        put(&cache, "pods", Some("team-a"), "worker", json!({"uid": "pod-1", "deletionTimestamp": just_now}), 4);
+        assert!(tokens.authenticate_token(&bound, api).is_some());
+        let long_ago =
+            kubus_apimachinery::time::format_rfc3339(SystemTime::now() - std::time::Duration::from_secs(120));
+        put(&cache, "pods", Some("team-a"), "worker", json!({"uid": "pod-1", "deletionTimestamp": long_ago}), 5);
+        assert!(tokens.authenticate_token(&bound, api).is_none());
+        // A ServiceAccount made anew under the same name is another account.
+        put(&cache, "serviceaccounts", Some("team-a"), "reader", json!({"uid": "sa-2"}), 6);
+        assert!(tokens.authenticate_token(&issuer.sign(&claims(600, None)), api).is_none());
+    }
+
+    #[test]
+    fn the_key_id_is_the_public_key_hash_and_survives_a_reload() {
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new()).unwrap();
+        let (a, b) =
+            (TokenIssuer::from_pkcs8(pkcs8.as_ref()).unwrap(), TokenIssuer::from_pkcs8(pkcs8.as_ref()).unwrap());
+        assert_eq!(a.kid, b.kid);
+        assert_eq!(a.kid.len(), 43, "base64url of 32 bytes");
+        let t = a.sign(&json!({"sub": "x"}));
+        assert_eq!(b.verify_signature(&t).unwrap()["sub"], "x");
+        assert!(TokenIssuer::from_pkcs8(b"not a key").is_err());
     }
 }

@@ -30,6 +30,8 @@ async fn start(client: async_nats::Client, retention: Duration, event_ttl: Durat
         http_workers: 1,
         tombstone_retention: retention,
         event_ttl,
+        tls: None,
+        advertise: None,
         service_ranges: Default::default(),
     };
     let server = ApiServer::start(store.clone(), client, config).await.unwrap();

@@ -26,6 +26,8 @@ async fn api_server(client: async_nats::Client) -> ApiServer {
             http_workers: 1,
             tombstone_retention: std::time::Duration::from_secs(3600),
             event_ttl: std::time::Duration::from_secs(3600),
+            tls: None,
+            advertise: None,
             service_ranges: Default::default(),
         },
     )

@@ -65,6 +65,8 @@ fn with_api_server<F: std::future::Future<Output = ()>>(test: impl FnOnce(ApiSta
                         http_workers: 1,
                         tombstone_retention: Duration::from_secs(3600),
                         event_ttl: std::time::Duration::from_secs(3600),
+                        tls: None,
+                        advertise: None,
                         service_ranges: Default::default(),
                     },
                 )

@@ -253,6 +253,8 @@ impl Env {
                     http_workers: 2,
                     tombstone_retention: Duration::from_secs(3600),
                     event_ttl: std::time::Duration::from_secs(3600),
+                    tls: None,
+                    advertise: None,
                     service_ranges: Default::default(),
                 };
                 let api = ApiServer::start(store, client.clone(), config).await.unwrap();

@@ -35,6 +35,8 @@ async fn api_server(client: async_nats::Client) -> ApiServer {
         http_workers: 1,
         tombstone_retention: Duration::from_secs(3600),
         event_ttl: Duration::from_secs(3600),
+        tls: None,
+        advertise: None,
         service_ranges: Default::default(),
     };
     ApiServer::start(store, client, config).await.unwrap()

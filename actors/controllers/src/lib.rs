@@ -23,6 +23,7 @@ pub mod persistentvolume;
 pub mod podautoscaler;
 pub mod replicaset;
 pub mod resourcequota;
+pub mod rootcacertpublisher;
 pub mod statefulset;
 pub mod ttlafterfinished;
 
@@ -82,6 +83,9 @@ pub struct ControllerConfig {
     /// The horizontal pod autoscaler's period and default scale-down window (upstream's
     /// --horizontal-pod-autoscaler-sync-period and -downscale-stabilization).
     pub horizontal_pod_autoscaler: podautoscaler::AutoscalerConfig,
+    /// The cluster CA (PEM) published to every namespace as `kube-root-ca.crt`; None (a
+    /// cluster serving plain HTTP) publishes nothing.
+    pub root_ca: Option<String>,
 }
 
 /// Default --kube-api-qps. Upstream's 20 suits a remote API server shared by thousands of
@@ -110,6 +114,7 @@ impl Default for ControllerConfig {
             concurrent_endpoint_syncs: endpoints::WORKERS,
             concurrent_namespace_syncs: namespace::WORKERS,
             horizontal_pod_autoscaler: Default::default(),
+            root_ca: None,
         }
     }
 }
@@ -181,6 +186,9 @@ impl ControllerManager {
         ];
         if let Some(cidr) = c.cluster_cidr {
             controllers.push(("kcm-nodeipam", nodeipam::run(client("nodeipam"), factory, cidr)));
+        }
+        if let Some(ca) = c.root_ca.clone() {
+            controllers.push(("kcm-root-ca", rootcacertpublisher::run(client("root-ca-cert-publisher"), factory, ca)));
         }
         for (name, run) in controllers {
             let thread = kubus_controller_runtime::arbiter::named(name);

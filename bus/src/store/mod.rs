@@ -12,6 +12,7 @@
 pub mod archive;
 mod compaction;
 pub mod key;
+mod keys;
 mod watch;
 
 pub use key::{Key, KeyPrefix};

@@ -1,6 +1,7 @@
-//! `kubus bench api`: throughput and latency of the API server over HTTP, as kubectl and
-//! controllers use it. Starts its own cluster (embedded nats-server in a temp dir) unless
-//! `--server` names one. Figures are recorded in docs/benchmarks.md.
+//! `kubus bench api`: throughput and latency of the API server over HTTPS with a client
+//! certificate (authentication and RBAC on every request), as kubectl uses it; `--insecure-http`
+//! measures the plain development port beside it. Starts its own cluster (embedded nats-server
+//! in a temp dir) unless `--kubeconfig` names one. Figures are recorded in docs/benchmarks.md.
 
 use anyhow::bail;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -58,48 +59,70 @@ fn cm(i: usize, v: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-pub(crate) async fn run(
-    objects: usize,
-    concurrency: usize,
-    watchers: usize,
-    server: Option<String>,
-    quota: bool,
-    admission_cost: bool,
-) -> anyhow::Result<()> {
-    if admission_cost && server.is_some() {
-        bail!("--admission-cost times the API server's code in this process: leave out --server");
+pub(crate) struct Options {
+    pub objects: usize,
+    pub concurrency: usize,
+    pub watchers: usize,
+    pub kubeconfig: Option<std::path::PathBuf>,
+    pub insecure_http: bool,
+    pub quota: bool,
+    pub admission_cost: bool,
+}
+
+pub(crate) async fn run(opts: Options) -> anyhow::Result<()> {
+    let Options { objects, concurrency, watchers, kubeconfig, insecure_http, quota, admission_cost } = opts;
+    if admission_cost && kubeconfig.is_some() {
+        bail!("--admission-cost times the API server's code in this process: leave out --kubeconfig");
+    }
+    if insecure_http && kubeconfig.is_some() {
+        bail!("--insecure-http is how the bench's own API server serves: leave out --kubeconfig");
     }
     let mut _own = None;
-    let addr = match server {
-        Some(s) => s.trim_start_matches("http://").trim_end_matches('/').to_string(),
-        None => {
-            let dir = std::env::temp_dir().join(format!("kubus-bench-{}", std::process::id()));
-            std::fs::create_dir_all(&dir)?;
-            let nats = EmbeddedNats::start(&dir, "127.0.0.1:0").await?;
-            let client = kubus_bus::connect(nats.url(), "bench").await?;
-            let store =
-                Store::open(client.clone(), StoreConfig { cluster: "bench".into(), ..Default::default() }).await?;
-            let api = ApiServer::start(
-                store,
-                client,
-                ApiServerConfig {
-                    bind: "127.0.0.1:0".parse()?,
-                    cluster: "bench".into(),
-                    watch_cache_events: 100_000,
-                    http_workers: 2,
-                    tombstone_retention: std::time::Duration::from_secs(3600),
-                    event_ttl: std::time::Duration::from_secs(3600),
-                    service_ranges: Default::default(),
-                },
-            )
-            .await?;
-            let addr = api.addr.to_string();
-            _own = Some((dir, nats, api));
-            addr
-        }
-    };
+    let addr =
+        match kubeconfig {
+            Some(path) => crate::http::register_kubeconfig(&path)?,
+            None => {
+                let dir = std::env::temp_dir().join(format!("kubus-bench-{}", std::process::id()));
+                std::fs::create_dir_all(&dir)?;
+                let nats = EmbeddedNats::start(&dir, "127.0.0.1:0").await?;
+                let client = kubus_bus::connect(nats.url(), "bench").await?;
+                let store =
+                    Store::open(client.clone(), StoreConfig { cluster: "bench".into(), ..Default::default() }).await?;
+                let pki = kubus_apiserver::pki::ClusterPki::ephemeral(
+                    &kubus_apiserver::pki::ServingNames::for_cluster("", &[], "10.96.0.1".parse()?, "cluster.local"),
+                )?;
+                let tls = if insecure_http { None } else { Some(kubus_apiserver::tls::ServerTls::new(&pki)?) };
+                let api = ApiServer::start(
+                    store,
+                    client,
+                    ApiServerConfig {
+                        bind: "127.0.0.1:0".parse()?,
+                        cluster: "bench".into(),
+                        watch_cache_events: 100_000,
+                        http_workers: 2,
+                        tombstone_retention: std::time::Duration::from_secs(3600),
+                        event_ttl: std::time::Duration::from_secs(3600),
+                        service_ranges: Default::default(),
+                        tls,
+                        advertise: None,
+                    },
+                )
+                .await?;
+                let addr = api.addr.to_string();
+                crate::http::register(match insecure_http {
+                    true => crate::kubeconfig::Endpoint::plain(&addr),
+                    false => crate::kubeconfig::Endpoint::tls(
+                        &addr,
+                        pki.ca_pem.as_bytes(),
+                        Some((pki.admin.cert_pem.as_bytes(), pki.admin.key_pem.as_bytes())),
+                    )?,
+                });
+                _own = Some((dir, nats, api));
+                addr
+            }
+        };
     let ns = "/api/v1/namespaces/default/configmaps";
-    println!("kubus bench api: {objects} ConfigMaps (~0.6 KiB), {concurrency} concurrent clients, {watchers} watchers, server {addr}{}", if quota { ", ConfigMaps under a ResourceQuota" } else { "" });
+    println!("kubus bench api: {objects} ConfigMaps (~0.6 KiB), {concurrency} concurrent clients, {watchers} watchers, server {}://{addr}{}", if insecure_http { "http" } else { "https" }, if quota { ", ConfigMaps under a ResourceQuota" } else { "" });
     if quota {
         create_quota(&mut Conn::open(&addr).await?, "default").await?;
     }

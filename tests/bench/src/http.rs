@@ -1,19 +1,39 @@
 //! A minimal HTTP/1.1 keep-alive client: enough for JSON requests and chunked watch streams
 //! (shared by every bench).
 
+use crate::kubeconfig::{AsyncStream, Endpoint};
 use anyhow::{bail, Context as _};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{LazyLock, Mutex};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+
+/// How to reach each API server a bench started or was given, by address.
+static ENDPOINTS: LazyLock<Mutex<HashMap<String, Endpoint>>> = LazyLock::new(Default::default);
+
+/// Connections to `endpoint.addr` go as it says (TLS with its credentials, or plain).
+pub(crate) fn register(endpoint: Endpoint) {
+    ENDPOINTS.lock().unwrap().insert(endpoint.addr.clone(), endpoint);
+}
+
+/// Registers the server of the kubeconfig at `path`; its address.
+pub(crate) fn register_kubeconfig(path: &Path) -> anyhow::Result<String> {
+    let endpoint = Endpoint::from_kubeconfig(path)?;
+    let addr = endpoint.addr.clone();
+    register(endpoint);
+    Ok(addr)
+}
 
 pub(crate) struct Conn {
-    reader: BufReader<TcpStream>,
+    reader: BufReader<Box<dyn AsyncStream>>,
     host: String,
 }
 
 impl Conn {
+    /// A connection to `addr`, as registered (plain HTTP if it never was).
     pub(crate) async fn open(addr: &str) -> anyhow::Result<Conn> {
-        let s = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
-        s.set_nodelay(true)?;
+        let endpoint = ENDPOINTS.lock().unwrap().get(addr).cloned().unwrap_or_else(|| Endpoint::plain(addr));
+        let s = endpoint.connect().await?;
         Ok(Conn { reader: BufReader::new(s), host: addr.to_string() })
     }
 
@@ -26,6 +46,8 @@ impl Conn {
         let s = self.reader.get_mut();
         s.write_all(head.as_bytes()).await?;
         s.write_all(body).await?;
+        // TLS keeps records until flushed.
+        s.flush().await?;
         Ok(())
     }
 

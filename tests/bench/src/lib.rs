@@ -2,7 +2,7 @@
 //! sources. The `kubus` binary parses [`BenchArgs`] and calls [`run`]; the benches start the
 //! processes they measure from that same binary (`kubus up`, `kubus node`, `kubus shim`).
 //!
-//! - `api`: throughput and latency of the API server over HTTP (and, in process, what request
+//! - `api`: throughput and latency of the API server over HTTPS (and, in process, what request
 //!   metrics and admission cost per request: `admission_cost`);
 //! - `cluster`: the scheduler at scale with simulated nodes (pods created directly);
 //! - `controllers`: a Deployment's whole life at scale with simulated nodes;
@@ -27,6 +27,7 @@ mod host;
 mod hpa;
 mod http;
 mod jobs;
+pub mod kubeconfig;
 mod node;
 mod pod_watch;
 mod proxy;
@@ -117,9 +118,14 @@ pub enum BenchWhat {
         /// Watchers for the watch delivery measurement.
         #[arg(long, default_value_t = 100)]
         watchers: usize,
-        /// An existing API server (http://host:port); default: start one.
+        /// An existing API server, reached as this kubeconfig says (server, CA, client
+        /// certificate); default: start one.
         #[arg(long)]
-        server: Option<String>,
+        kubeconfig: Option<std::path::PathBuf>,
+        /// The API server this bench starts serves plain HTTP without authentication (the
+        /// development --insecure-http), to compare with HTTPS and client certificates.
+        #[arg(long)]
+        insecure_http: bool,
         /// Put a ResourceQuota on the ConfigMaps first, so every create is charged to it
         /// (quota admission's cost; without it admission only looks for quotas).
         #[arg(long)]
@@ -134,8 +140,9 @@ pub enum BenchWhat {
 /// Runs one bench inside the binary's actix system, and stops the system at the end.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let result = match args.what {
-        BenchWhat::Api { objects, concurrency, watchers, server, quota, admission_cost } => {
-            api::run(objects, concurrency, watchers, server, quota, admission_cost).await
+        BenchWhat::Api { objects, concurrency, watchers, kubeconfig, insecure_http, quota, admission_cost } => {
+            api::run(api::Options { objects, concurrency, watchers, kubeconfig, insecure_http, quota, admission_cost })
+                .await
         }
         BenchWhat::Cluster { nodes, pods, anti_affinity, concurrency } => {
             cluster::run(nodes, pods, anti_affinity, concurrency).await

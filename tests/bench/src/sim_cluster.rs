@@ -81,8 +81,13 @@ impl SimCluster {
             .spawn()?;
         let cluster = SimCluster { addr: format!("127.0.0.1:{port}"), pid: child.id(), started, child, dir };
         loop {
-            if cluster.dir.join("kubeconfig").exists() && Conn::open(&cluster.addr).await.is_ok() {
-                return Ok(cluster);
+            // The kubeconfig is written once the API port serves; it holds the credentials.
+            let kubeconfig = cluster.dir.join("kubeconfig");
+            if kubeconfig.exists() {
+                crate::http::register_kubeconfig(&kubeconfig)?;
+                if Conn::open(&cluster.addr).await.is_ok() {
+                    return Ok(cluster);
+                }
             }
             if started.elapsed() > Duration::from_secs(60) {
                 bail!("kubus did not start; see {}", cluster.dir.join("kubus.log").display());

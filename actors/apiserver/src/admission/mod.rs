@@ -2,7 +2,8 @@
 //! written, as upstream's admission plugins. Mutating admission runs after defaulting and
 //! before the strategy prepares and validates a new object; validating admission after
 //! validation, just before the write. Each plugin is a file named for it: [`priority`]
-//! (a pod's priority from its class), [`limitrange`] (container defaults, then min/max/ratio)
+//! (a pod's priority from its class), [`serviceaccount`] (a pod's API token volume),
+//! [`limitrange`] (container defaults, then min/max/ratio)
 //! and [`quota`] (charges the namespace's ResourceQuotas, batched per namespace by
 //! [`quota::evaluator`]). A refusal is a 403 naming the object, as upstream's
 //! `admission.NewForbidden`.
@@ -10,6 +11,7 @@
 pub mod limitrange;
 pub mod priority;
 pub mod quota;
+pub mod serviceaccount;
 
 use crate::storage::Storage;
 use kubus_apimachinery::{ResourceInfo, StatusError};
@@ -102,6 +104,9 @@ pub async fn refund(storage: &Storage, namespace: &str, charges: quota::Charges)
 pub async fn admit_create(storage: &Storage, info: &ResourceInfo, obj: &mut Value) -> Result<(), StatusError> {
     if (info.group, info.resource) == ("", "pods") {
         priority::admit_pod(storage, obj).await?;
+        if storage.mount_service_account_tokens {
+            serviceaccount::admit_pod(&storage.cache, obj);
+        }
     }
     Ok(())
 }

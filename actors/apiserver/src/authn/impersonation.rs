@@ -105,7 +105,7 @@ mod tests {
     use serde_json::json;
 
     fn presented(h: &[(&str, &str)]) -> Presented {
-        Presented::from_headers(h.iter().copied())
+        Presented::from_headers(crate::authn::Channel::Nats, h.iter().copied())
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod impersonation;
 
+use kubus_apimachinery::StatusError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -70,10 +71,23 @@ pub fn service_account_groups(namespace: &str) -> [String; 2] {
     [SERVICE_ACCOUNTS_GROUP.to_string(), format!("{SERVICE_ACCOUNTS_GROUP}:{namespace}")]
 }
 
-/// What a request presented to prove who it is, and who it asks to act as: the
-/// `Authorization` and `Impersonate-*` headers (names lowercased), as each transport has them.
-#[derive(Clone, Default)]
+/// How requests on a connection are authenticated, by the way they came in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Channel {
+    /// HTTPS: what the client certificate established (if any).
+    Tls(crate::tls::PeerAuth),
+    /// The API port without TLS (`--insecure-http`, loopback only): the local administrator,
+    /// as upstream's old insecure port served it.
+    InsecureHttp,
+    /// An API request over NATS from a component of this cluster.
+    Nats,
+}
+
+/// What a request presented to prove who it is, and who it asks to act as: the channel it
+/// came by, and the `Authorization` and `Impersonate-*` headers (names lowercased).
+#[derive(Clone)]
 pub struct Presented {
+    pub channel: Channel,
     pub headers: Vec<(String, String)>,
 }
 
@@ -88,19 +102,25 @@ impl std::fmt::Debug for Presented {
                 _ => (n.as_str(), v.clone()),
             })
             .collect();
-        f.debug_struct("Presented").field("headers", &shown).finish()
+        f.debug_struct("Presented").field("channel", &self.channel).field("headers", &shown).finish()
     }
 }
 
 impl Presented {
-    /// Keeps the headers authentication and impersonation read.
-    pub fn from_headers<'a>(headers: impl IntoIterator<Item = (&'a str, &'a str)>) -> Presented {
+    /// What came by `channel` with these headers; keeps those authentication and
+    /// impersonation read.
+    pub fn from_headers<'a>(channel: Channel, headers: impl IntoIterator<Item = (&'a str, &'a str)>) -> Presented {
         let headers = headers
             .into_iter()
             .map(|(n, v)| (n.to_ascii_lowercase(), v.to_string()))
             .filter(|(n, _)| n == "authorization" || n.starts_with("impersonate-"))
             .collect();
-        Presented { headers }
+        Presented { channel, headers }
+    }
+
+    /// A request over NATS from a component of this cluster, with nothing more.
+    pub fn nats() -> Presented {
+        Presented { channel: Channel::Nats, headers: Vec::new() }
     }
 
     pub(crate) fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
@@ -113,15 +133,79 @@ pub fn cluster_admin() -> UserInfo {
     UserInfo::new("kubernetes-admin", &[SYSTEM_PRIVILEGED_GROUP, ALL_AUTHENTICATED])
 }
 
+/// The token of an `Authorization: Bearer <token>` value (the scheme is case-insensitive).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Paths anyone may read without credentials (upstream's system:public-info-viewer role):
+/// load balancers and probes check health, and clients read the version before they log in.
+pub fn is_public_info(path: &str) -> bool {
+    matches!(path, "/healthz" | "/livez" | "/readyz" | "/version" | "/version/")
+        || ["/healthz/", "/livez/", "/readyz/"].iter().any(|p| path.starts_with(p))
+}
+
+/// The user a request without credentials runs as, where it is let in at all.
+pub fn anonymous() -> UserInfo {
+    UserInfo::new(ANONYMOUS, &[ALL_UNAUTHENTICATED])
+}
+
+/// Checks bearer tokens (the ServiceAccount tokens the cluster issued): the user a token
+/// names, if it is valid for one of `audiences`.
+pub trait TokenAuthenticator: Send + Sync {
+    fn authenticate_token(&self, token: &str, audiences: &[&str]) -> Option<UserInfo>;
+}
+
+/// The audiences a token must be for to reach this API (upstream's `--api-audiences`, by
+/// default the issuer).
+pub const API_AUDIENCES: &[&str] = &[crate::token::ISSUER];
+
+/// `authentication_attempts` by result, looked up once (every request counts).
+static AUTHENTICATED: std::sync::LazyLock<prometheus::IntCounter> =
+    std::sync::LazyLock::new(|| crate::metrics::AUTHENTICATION_ATTEMPTS.with_label_values(&["success"]));
+static NOT_AUTHENTICATED: std::sync::LazyLock<prometheus::IntCounter> =
+    std::sync::LazyLock::new(|| crate::metrics::AUTHENTICATION_ATTEMPTS.with_label_values(&["failure"]));
+
 /// Authenticates a request: the one place a request's identity comes from.
 ///
-/// Stand-in until #13's authentication (client certificates, ServiceAccount tokens) lands: the
-/// API port is not yet reachable with credentials, so a request over HTTP is the local
-/// administrator, and so is a request from an internal component over NATS (the envelope
-/// carries no credential yet). Replacing this function is all that authentication changes in
-/// the request path; authorization already reads only the returned user.
-pub fn authenticate(_presented: &Presented, _transport: &str) -> UserInfo {
-    cluster_admin()
+/// Over HTTPS a client certificate the cluster CA issued names the user (CN) and groups (O),
+/// else a bearer token `tokens` accepts does; a certificate that does not verify is refused,
+/// as is a bearer token no authenticator accepts. A request with no credential is anonymous,
+/// and only the public-info paths take anonymous requests: anything else is 401 (`path`
+/// decides). Components of this cluster
+/// over NATS and the development `--insecure-http` port run as the local administrator.
+/// Refusals are a bare 401 "Unauthorized": nothing in it helps a caller guess why.
+pub fn authenticate(
+    presented: &Presented,
+    path: &str,
+    tokens: &dyn TokenAuthenticator,
+) -> Result<UserInfo, StatusError> {
+    use crate::tls::PeerAuth;
+    let attempt = |result: Result<UserInfo, StatusError>| {
+        let counter = if result.is_ok() { &*AUTHENTICATED } else { &*NOT_AUTHENTICATED };
+        counter.inc();
+        result
+    };
+    match &presented.channel {
+        Channel::Nats | Channel::InsecureHttp => Ok(cluster_admin()),
+        Channel::Tls(PeerAuth::Invalid) => attempt(Err(StatusError::unauthorized())),
+        Channel::Tls(PeerAuth::Verified(user)) => attempt(Ok(user.clone())),
+        Channel::Tls(PeerAuth::None) => match presented.values("authorization").next() {
+            // A token that fails is refused, never taken as anonymous.
+            Some(value) => {
+                let token = bearer(value);
+                attempt(
+                    token
+                        .and_then(|t| tokens.authenticate_token(t, API_AUDIENCES))
+                        .ok_or_else(StatusError::unauthorized),
+                )
+            }
+            None if is_public_info(path) => Ok(anonymous()),
+            None => Err(StatusError::unauthorized()),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -130,14 +214,69 @@ mod tests {
 
     #[test]
     fn presented_credentials_never_print() {
-        let p = Presented::from_headers([
-            ("Authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.secret.sig"),
-            ("Impersonate-User", "jane"),
-            ("Accept", "application/json"),
-        ]);
+        let p = Presented::from_headers(
+            Channel::Nats,
+            [
+                ("Authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.secret.sig"),
+                ("Impersonate-User", "jane"),
+                ("Accept", "application/json"),
+            ],
+        );
         let shown = format!("{p:?}");
         assert!(!shown.contains("eyJ") && !shown.contains("secret"), "{shown}");
         assert!(shown.contains("Bearer <redacted>") && shown.contains("jane"), "{shown}");
         assert!(!shown.contains("accept"), "only what authentication reads is kept: {shown}");
+    }
+
+    /// Accepts the one token "good" as ServiceAccount default/app.
+    struct OneToken;
+    impl TokenAuthenticator for OneToken {
+        fn authenticate_token(&self, token: &str, audiences: &[&str]) -> Option<UserInfo> {
+            (token == "good" && audiences == API_AUDIENCES)
+                .then(|| UserInfo::new("system:serviceaccount:default:app", &[]))
+        }
+    }
+
+    fn authenticate(presented: &Presented, path: &str) -> Result<UserInfo, StatusError> {
+        super::authenticate(presented, path, &OneToken)
+    }
+
+    #[test]
+    fn each_channel_authenticates_as_upstream_would() {
+        use crate::tls::PeerAuth;
+        let tls = |peer: PeerAuth, headers: &[(&str, &str)]| {
+            Presented::from_headers(Channel::Tls(peer), headers.iter().copied())
+        };
+        let jane = UserInfo::new("jane", &["dev", ALL_AUTHENTICATED]);
+        assert_eq!(authenticate(&tls(PeerAuth::Verified(jane.clone()), &[]), "/api/v1/pods"), Ok(jane.clone()));
+        // A verified certificate wins over a token, as upstream's union tries x509 first.
+        let with_token = tls(PeerAuth::Verified(jane.clone()), &[("Authorization", "Bearer x")]);
+        assert_eq!(authenticate(&with_token, "/api"), Ok(jane));
+        // No credential: anonymous on the public-info paths only.
+        for path in ["/healthz", "/livez", "/readyz", "/version", "/readyz/ping"] {
+            assert_eq!(authenticate(&tls(PeerAuth::None, &[]), path), Ok(anonymous()), "{path}");
+        }
+        for path in ["/", "/api", "/metrics", "/versions", "/healthzx", "/openapi/v2"] {
+            assert_eq!(authenticate(&tls(PeerAuth::None, &[]), path).unwrap_err().code, 401, "{path}");
+        }
+        // A bad certificate or an unknown token is refused even where anonymous is let in, and
+        // the refusal says nothing more than upstream's.
+        let refused = authenticate(&tls(PeerAuth::Invalid, &[]), "/version").unwrap_err();
+        assert_eq!((refused.code, refused.reason, refused.message.as_str()), (401, "Unauthorized", "Unauthorized"));
+        assert!(refused.details().is_none());
+        let token = tls(PeerAuth::None, &[("Authorization", "Bearer not-a-token")]);
+        assert_eq!(authenticate(&token, "/version").unwrap_err().code, 401);
+        for good in ["Bearer good", "bearer  good ", "BEARER good"] {
+            let token = tls(PeerAuth::None, &[("Authorization", good)]);
+            assert_eq!(authenticate(&token, "/api").unwrap().name, "system:serviceaccount:default:app", "{good}");
+        }
+        for bad in ["Basic good", "Bearer", "Bearer ", "good"] {
+            let token = tls(PeerAuth::None, &[("Authorization", bad)]);
+            assert_eq!(authenticate(&token, "/version").unwrap_err().code, 401, "{bad}");
+        }
+        // The components over NATS and the development port run as the administrator.
+        assert_eq!(authenticate(&Presented::nats(), "/api"), Ok(cluster_admin()));
+        let insecure = Presented::from_headers(Channel::InsecureHttp, []);
+        assert_eq!(authenticate(&insecure, "/api"), Ok(cluster_admin()));
     }
 }

@@ -1,10 +1,11 @@
-//! authorization.k8s.io/v1 access reviews and authentication.k8s.io/v1 SelfSubjectReview:
-//! create-only, never stored, answered by the authorizer (what `kubectl auth can-i` and
-//! `kubectl auth whoami` ask).
+//! authorization.k8s.io/v1 access reviews and authentication.k8s.io/v1 SelfSubjectReview and
+//! TokenReview: create-only, never stored, answered by the authorizer and the token
+//! authenticator (what `kubectl auth can-i` and `kubectl auth whoami` ask, and what a webhook
+//! or proxy asks of a token it was shown).
 
 use super::rbac::{Rbac, RoleSource};
 use super::{Attributes, Authorizer};
-use crate::authn::UserInfo;
+use crate::authn::{TokenAuthenticator, UserInfo};
 use crate::request::{ApiResponse, ResourcePath};
 use k8s_openapi::api::authentication::v1 as authn_v1;
 use k8s_openapi::api::authorization::v1 as authz_v1;
@@ -37,7 +38,7 @@ const fn review(
     ReviewResource { group, version: "v1", resource, singular, kind, namespaced: false, schema, definition }
 }
 
-/// The review resources served (tokenreviews waits for #13's authentication).
+/// The review resources served.
 pub const REVIEWS: &[ReviewResource] = &[
     review(
         "authentication.k8s.io",
@@ -46,6 +47,14 @@ pub const REVIEWS: &[ReviewResource] = &[
         "SelfSubjectReview",
         |g| g.subschema_for::<authn_v1::SelfSubjectReview>(),
         "io.k8s.api.authentication.v1.SelfSubjectReview",
+    ),
+    review(
+        "authentication.k8s.io",
+        "tokenreviews",
+        "tokenreview",
+        "TokenReview",
+        |g| g.subschema_for::<authn_v1::TokenReview>(),
+        "io.k8s.api.authentication.v1.TokenReview",
     ),
     ReviewResource {
         namespaced: true,
@@ -101,6 +110,7 @@ pub fn is_review(p: &ResourcePath) -> bool {
 pub fn serve<S: RoleSource>(
     authz: &dyn Authorizer,
     rbac: &Rbac<S>,
+    tokens: &dyn TokenAuthenticator,
     user: &UserInfo,
     method: &str,
     p: &ResourcePath,
@@ -122,6 +132,9 @@ pub fn serve<S: RoleSource>(
     match kind {
         "SelfSubjectReview" => {
             out["status"] = json!({"userInfo": user.to_json()});
+        }
+        "TokenReview" => {
+            out["status"] = token_review(tokens, spec);
         }
         "SelfSubjectRulesReview" => {
             let ns = spec["namespace"].as_str().unwrap_or_default();
@@ -163,6 +176,23 @@ pub fn serve<S: RoleSource>(
         }
     }
     Ok(ApiResponse::json(201, &out))
+}
+
+/// A TokenReview's status: who the token authenticates as and for which of the asked audiences
+/// (the API's when none are asked), or why not, in upstream's terms.
+fn token_review(tokens: &dyn TokenAuthenticator, spec: &Value) -> Value {
+    let token = spec["token"].as_str().unwrap_or_default();
+    let asked: Vec<&str> = spec["audiences"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let audiences = if asked.is_empty() { crate::authn::API_AUDIENCES.to_vec() } else { asked };
+    let valid_for: Vec<&str> = audiences
+        .iter()
+        .copied()
+        .filter(|a| !token.is_empty() && tokens.authenticate_token(token, &[a]).is_some())
+        .collect();
+    match valid_for.first().and_then(|a| tokens.authenticate_token(token, &[a])) {
+        Some(user) => json!({"authenticated": true, "user": user.to_json(), "audiences": valid_for}),
+        None => json!({"user": {}, "error": "[invalid bearer token, service account token has been invalidated]"}),
+    }
 }
 
 /// The user a SubjectAccessReview asks about.
@@ -227,6 +257,14 @@ mod tests {
     use crate::authorization::rbac::tests::fixture;
     use std::sync::Arc;
 
+    /// Knows no token (TokenReview is tested with the real authenticator in token.rs).
+    struct NoTokens;
+    impl TokenAuthenticator for NoTokens {
+        fn authenticate_token(&self, _: &str, _: &[&str]) -> Option<UserInfo> {
+            None
+        }
+    }
+
     fn path(group: &str, resource: &str, ns: Option<&str>) -> ResourcePath {
         ResourcePath {
             group: group.into(),
@@ -254,31 +292,33 @@ mod tests {
         let ssar =
             |ns: &str| json!({"spec": {"resourceAttributes": {"verb": "list", "resource": "pods", "namespace": ns}}});
         let p = path("authorization.k8s.io", "selfsubjectaccessreviews", None);
-        let r = serve(&chain, &rbac, &alice, "POST", &p, ssar("team-a")).unwrap();
+        let r = serve(&chain, &rbac, &NoTokens, &alice, "POST", &p, ssar("team-a")).unwrap();
         assert_eq!(r.status, 201);
         assert_eq!(body(&r)["status"]["allowed"], true);
-        let r = serve(&chain, &rbac, &alice, "POST", &p, ssar("default")).unwrap();
+        let r = serve(&chain, &rbac, &NoTokens, &alice, "POST", &p, ssar("default")).unwrap();
         assert_eq!(body(&r)["status"]["allowed"], false);
 
         let p = path("authorization.k8s.io", "subjectaccessreviews", None);
         let sar = json!({"spec": {"user": "bob", "resourceAttributes": {"verb": "delete", "group": "apps", "resource": "deployments", "namespace": "team-b"}}});
-        assert_eq!(body(&serve(&chain, &rbac, &alice, "POST", &p, sar).unwrap())["status"]["allowed"], true);
-        let e = serve(&chain, &rbac, &alice, "POST", &p, json!({"spec": {"user": "bob"}})).err().unwrap();
+        assert_eq!(body(&serve(&chain, &rbac, &NoTokens, &alice, "POST", &p, sar).unwrap())["status"]["allowed"], true);
+        let e = serve(&chain, &rbac, &NoTokens, &alice, "POST", &p, json!({"spec": {"user": "bob"}})).err().unwrap();
         assert_eq!(e.code, 422);
 
         let p = path("authorization.k8s.io", "localsubjectaccessreviews", Some("team-a"));
-        let e = serve(&chain, &rbac, &alice, "POST", &p, json!({"spec": {"user": "alice", "resourceAttributes": {"verb": "get", "resource": "pods", "namespace": "x"}}}))
+        let e = serve(&chain, &rbac, &NoTokens, &alice, "POST", &p, json!({"spec": {"user": "alice", "resourceAttributes": {"verb": "get", "resource": "pods", "namespace": "x"}}}))
             .err()
             .unwrap();
         assert_eq!(e.code, 400);
 
         let p = path("authorization.k8s.io", "selfsubjectrulesreviews", None);
-        let r = body(&serve(&chain, &rbac, &alice, "POST", &p, json!({"spec": {"namespace": "team-a"}})).unwrap());
+        let r = body(
+            &serve(&chain, &rbac, &NoTokens, &alice, "POST", &p, json!({"spec": {"namespace": "team-a"}})).unwrap(),
+        );
         assert_eq!(r["status"]["resourceRules"][0]["resources"], json!(["pods", "pods/log"]));
         assert_eq!(r["status"]["nonResourceRules"][0]["nonResourceURLs"], json!(["/healthz", "/apis/*"]));
 
         let p = path("authentication.k8s.io", "selfsubjectreviews", None);
-        let r = body(&serve(&chain, &rbac, &alice, "POST", &p, json!({})).unwrap());
+        let r = body(&serve(&chain, &rbac, &NoTokens, &alice, "POST", &p, json!({})).unwrap());
         assert_eq!(r["status"]["userInfo"], json!({"username": "alice", "groups": ["system:authenticated"]}));
     }
 }

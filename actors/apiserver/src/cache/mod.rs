@@ -458,7 +458,7 @@ impl WatchCache {
         self.revision.send_replace(revision);
     }
 
-    fn apply(&self, ev: kubus_bus::Event) {
+    pub(crate) fn apply(&self, ev: kubus_bus::Event) {
         let gr = (ev.key.group.clone(), ev.key.resource.clone());
         let key = obj_key(&ev.key);
         let value = match with_revision(&ev.value, ev.revision) {

@@ -157,9 +157,7 @@ pub async fn serve(
     let ctx = ctx.get_ref().clone();
     let result = async {
         let query = MultiQuery::parse(req.query_string());
-        let presented = crate::authn::Presented::from_headers(
-            req.headers().iter().filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?))),
-        );
+        let presented = crate::http::presented(&req);
         state.admit_stream(&presented, &namespace, &name, &sub)?;
         let pod = get_pod(&state, &namespace, &name).await?;
         let upgrade = Upgrade { req: &req, payload, query: &query, pod: &pod, ctx: &ctx };

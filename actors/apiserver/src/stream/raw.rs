@@ -3,17 +3,18 @@
 //! actix-http streams the bytes after an upgrade only for `Upgrade: websocket` (and CONNECT):
 //! any other upgrade request gets no payload and the client's SPDY frames would be parsed as the
 //! next HTTP request. kubectl's SPDY round tripper dials a fresh connection for each upgrade, so
-//! looking at a connection's first request head (peeked, not consumed) is enough: a SPDY upgrade
+//! looking at a connection's first request head (read ahead, and read again by whoever serves
+//! the connection) is enough: a SPDY upgrade
 //! to a pod's `exec`, `attach` or `portforward` is served here, everything else goes to
 //! actix-web untouched.
 
 use super::{get_pod, portforward, remotecommand, MultiQuery, Rejection, StreamContext, STREAMS};
+use crate::connection::Connection;
 use crate::handler::ApiState;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tracing::Instrument;
 
 /// Request heads larger than this are never SPDY upgrades of ours.
@@ -46,16 +47,13 @@ impl UpgradeHead {
     }
 }
 
-/// Peeks at the connection's first request head: `Some` for a SPDY upgrade of a pod stream.
-pub async fn sniff(io: &TcpStream) -> Option<UpgradeHead> {
-    let mut buf = vec![0u8; MAX_HEAD];
-    let mut seen = 0;
+/// Reads the connection's first request head (kept on the connection to be read again):
+/// `Some` for a SPDY upgrade of a pod stream.
+pub async fn sniff(io: &mut Connection) -> Option<UpgradeHead> {
     let deadline = tokio::time::Instant::now() + HEAD_TIMEOUT;
     loop {
-        let n = tokio::time::timeout_at(deadline, io.peek(&mut buf)).await.ok()?.ok()?;
-        if n == 0 {
-            return None;
-        }
+        let buf = io.ahead();
+        let n = buf.len();
         // Only pod stream paths can be ours; most connections are decided on the first bytes.
         let plausible = [&b"POST /api/v1/namespaces/"[..], &b"GET /api/v1/namespaces/"[..]].iter().any(|p| {
             let k = n.min(p.len());
@@ -64,17 +62,16 @@ pub async fn sniff(io: &TcpStream) -> Option<UpgradeHead> {
         if !plausible {
             return None;
         }
-        if let Some(end) = buf[..n].windows(4).position(|w| w == b"\r\n\r\n") {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             return parse(&buf[..end + 4]);
         }
-        if n == MAX_HEAD {
+        if n >= MAX_HEAD {
             return None;
         }
-        if n == seen {
-            // Peek returns at once while the same bytes wait; let more arrive.
-            tokio::time::sleep(Duration::from_millis(2)).await;
+        match tokio::time::timeout_at(deadline, io.read_ahead()).await {
+            Ok(Ok(read)) if read > 0 => {}
+            _ => return None,
         }
-        seen = n;
     }
 }
 
@@ -102,7 +99,7 @@ fn parse(head: &[u8]) -> Option<UpgradeHead> {
 }
 
 /// Serves one SPDY upgrade: the same checks as over WebSocket, then 101 and the session.
-pub async fn serve(mut io: TcpStream, head: UpgradeHead, state: ApiState, ctx: StreamContext) {
+pub async fn serve(mut io: Connection, head: UpgradeHead, state: ApiState, ctx: StreamContext) {
     let segs: Vec<String> = head.path.trim_matches('/').split('/').map(percent_decoded).collect();
     let (namespace, name, sub) = (segs[3].clone(), segs[5].clone(), segs[6].clone());
     let kind: &'static str = match sub.as_str() {
@@ -113,15 +110,17 @@ pub async fn serve(mut io: TcpStream, head: UpgradeHead, state: ApiState, ctx: S
     let span =
         tracing::info_span!("pod_stream", kind, %namespace, pod = %name, method = %head.method, protocol = "spdy");
     async move {
-        // The head was only peeked: consume it so that the frames come next.
+        // The head was read ahead, to be read again: consume it so that the frames come next.
         let mut skip = vec![0u8; head.len];
         if io.read_exact(&mut skip).await.is_err() {
             return;
         }
         let q = MultiQuery::parse(&head.query);
         let accepted = async {
-            let presented =
-                crate::authn::Presented::from_headers(head.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+            let presented = crate::authn::Presented::from_headers(
+                io.channel.clone(),
+                head.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+            );
             state.admit_stream(&presented, &namespace, &name, &sub)?;
             let pod = get_pod(&state, &namespace, &name).await?;
             if kind == "portforward" {
@@ -167,7 +166,7 @@ pub async fn serve(mut io: TcpStream, head: UpgradeHead, state: ApiState, ctx: S
         if io.write_all(resp.as_bytes()).await.is_err() {
             return;
         }
-        let (read, mut write) = io.into_split();
+        let (read, mut write) = tokio::io::split(io);
         let incoming = futures::stream::unfold((read, read_buf()), |(mut read, mut buf)| async move {
             buf.reserve(32 * 1024);
             match read.read_buf(&mut buf).await {

@@ -219,8 +219,13 @@ pub(super) const PODS: &str = "/api/v1/namespaces/default/pods";
 
 async fn wait_ready(addr: &str, dir: &Path, started: Instant) -> anyhow::Result<()> {
     loop {
-        if dir.join("kubeconfig").exists() && matches!(json_request(addr, "GET", "/readyz", None).await, Ok((200, _))) {
-            return Ok(());
+        // The kubeconfig is written once the API port serves; it holds the credentials.
+        let kubeconfig = dir.join("kubeconfig");
+        if kubeconfig.exists() {
+            crate::http::register_kubeconfig(&kubeconfig)?;
+            if matches!(json_request(addr, "GET", "/readyz", None).await, Ok((200, _))) {
+                return Ok(());
+            }
         }
         if started.elapsed() > Duration::from_secs(60) {
             bail!("kubus up did not get ready; see {}", dir.join("kubus.log").display());

@@ -1,0 +1,154 @@
+//! A connection to the API port: TLS (the default) or plain TCP (`--insecure-http`), with what
+//! its client certificate established, and the bytes read ahead to decide who serves it.
+//!
+//! A TLS stream cannot be peeked, so the look at a connection's first request head (is it a
+//! SPDY upgrade of a pod stream? see [`crate::stream::raw`]) reads those bytes and the
+//! connection hands them again to whoever reads it next.
+
+use crate::authn::Channel;
+use crate::tls::ServerTls;
+use bytes::{Buf, BytesMut};
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// How long a client may take to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+/// An accepted connection, after its TLS handshake.
+pub struct Connection {
+    io: Transport,
+    /// Bytes read ahead, read again before the socket's.
+    replay: BytesMut,
+    pub channel: Channel,
+}
+
+impl Connection {
+    /// Accepts `tcp`: the TLS handshake when `tls` is set (`Err` for a client that fails it or
+    /// takes too long), else plain.
+    pub async fn accept(tcp: TcpStream, tls: Option<&ServerTls>) -> io::Result<Connection> {
+        let _ = tcp.set_nodelay(true);
+        let Some(tls) = tls else {
+            return Ok(Connection {
+                io: Transport::Plain(tcp),
+                replay: BytesMut::new(),
+                channel: Channel::InsecureHttp,
+            });
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
+        let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+        let peer = tls.peer_auth(stream.get_ref().1.peer_certificates());
+        Ok(Connection { io: Transport::Tls(Box::new(stream)), replay: BytesMut::new(), channel: Channel::Tls(peer) })
+    }
+
+    /// Reads more of the connection into the bytes to replay; `Ok(0)` at its end.
+    pub async fn read_ahead(&mut self) -> io::Result<usize> {
+        let mut chunk = [0u8; 4096];
+        let n = match &mut self.io {
+            Transport::Plain(s) => s.read(&mut chunk).await?,
+            Transport::Tls(s) => s.read(&mut chunk).await?,
+        };
+        self.replay.extend_from_slice(&chunk[..n]);
+        Ok(n)
+    }
+
+    /// The bytes read ahead and not yet read again.
+    pub fn ahead(&self) -> &[u8] {
+        &self.replay
+    }
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if !this.replay.is_empty() {
+            let n = this.replay.len().min(buf.remaining());
+            buf.put_slice(&this.replay[..n]);
+            this.replay.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        match &mut this.io {
+            Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        match &mut self.io {
+            Transport::Plain(s) => Pin::new(s).poll_write(cx, data),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, data),
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match &mut self.io {
+            Transport::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match &self.io {
+            Transport::Plain(s) => s.is_write_vectored(),
+            Transport::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.io {
+            Transport::Plain(s) => Pin::new(s).poll_flush(cx),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.io {
+            Transport::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn bytes_read_ahead_are_read_again_first() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::spawn(async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"GET /version HTTP/1.1\r\n\r\nrest").await.unwrap();
+            s
+        });
+        let (tcp, _) = listener.accept().await.unwrap();
+        let _client = client.await.unwrap();
+        let mut conn = Connection::accept(tcp, None).await.unwrap();
+        assert_eq!(conn.channel, Channel::InsecureHttp);
+        while conn.ahead().len() < 29 {
+            assert!(conn.read_ahead().await.unwrap() > 0);
+        }
+        let mut all = vec![0u8; 29];
+        conn.read_exact(&mut all).await.unwrap();
+        assert_eq!(&all, b"GET /version HTTP/1.1\r\n\r\nrest");
+        assert!(conn.ahead().is_empty());
+    }
+}
