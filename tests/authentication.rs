@@ -176,7 +176,9 @@ fn https_client_certificates_and_anonymous_requests() {
         None,
         None,
     );
-    assert!(!matches!(plain, Ok((200, _))), "{plain:?}");
+    // Told in upstream's (Go's) words.
+    let (code, body) = plain.expect("an answer");
+    assert_eq!((code, body.as_str()), (400, "Client sent an HTTP request to an HTTPS server.\n"));
     let metrics = c.http("GET", "/metrics", None, None).1;
     let text = metrics.as_str().unwrap_or_default();
     assert!(
@@ -311,8 +313,15 @@ fn service_account_tokens_carry_their_account_permissions() {
     let secrets = c.kubectl(&["get", "secrets", "-A", "-o", "name"]).expect_ok();
     assert!(!secrets.contains("signing"), "{secrets}");
 
+    // A pod's token is its own ServiceAccount's only.
+    c.kubectl(&["run", "other", "-n", "team-a", "--image=busybox", "--restart=Never"]).expect_ok();
+    c.kubectl(&["create", "token", "reader", "-n", "team-a", "--bound-object-kind=Pod", "--bound-object-name=other"])
+        .expect_err(
+            r#"cannot bind token for serviceaccount "reader" to pod running with different serviceaccount name."#,
+        );
     // A token bound to a pod lives as long as the pod.
-    c.kubectl(&["run", "worker", "-n", "team-a", "--image=busybox", "--restart=Never"]).expect_ok();
+    let as_reader = r#"--overrides={"spec": {"serviceAccountName": "reader"}}"#;
+    c.kubectl(&["run", "worker", "-n", "team-a", "--image=busybox", "--restart=Never", as_reader]).expect_ok();
     let bound = c
         .kubectl(&[
             "create",
@@ -339,7 +348,7 @@ fn service_account_tokens_carry_their_account_permissions() {
             .then_some(())
     });
     // A pod of the same name later is another pod: the token stays refused.
-    c.kubectl(&["run", "worker", "-n", "team-a", "--image=busybox", "--restart=Never"]).expect_ok();
+    c.kubectl(&["run", "worker", "-n", "team-a", "--image=busybox", "--restart=Never", as_reader]).expect_ok();
     assert!(stderr(&kubectl_with(&bound_config, &["get", "pods", "-n", "team-a"])).contains("You must be logged in"));
 
     // Deleting the ServiceAccount revokes its tokens.

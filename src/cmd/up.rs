@@ -188,7 +188,12 @@ fn write_kubeconfig(
     let path = dir.join("kubeconfig");
     let tmp = dir.join("kubeconfig.tmp");
     let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        // A leftover temporary file could have wider permissions: start from none.
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
         std::io::Write::write_all(&mut f, text.as_bytes())?;
         // An older kubeconfig (or one made under another umask) may have had wider modes.
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;

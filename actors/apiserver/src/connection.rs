@@ -12,11 +12,13 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// What Go's HTTPS server answers a plain HTTP request with, and so upstream's.
+const PLAIN_HTTP_REFUSED: &[u8] = b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
 
 enum Transport {
     Plain(TcpStream),
@@ -43,8 +45,19 @@ impl Connection {
                 channel: Channel::InsecureHttp,
             });
         };
-        let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
-        let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
+        let handshake = async {
+            // A TLS client starts with a handshake record (0x16); plain HTTP with a method name.
+            // It is told what went wrong in Go's words, as upstream's server tells it.
+            let mut first = [0u8; 1];
+            if tcp.peek(&mut first).await? == 1 && first[0].is_ascii_uppercase() {
+                let mut tcp = tcp;
+                let _ = tcp.write_all(PLAIN_HTTP_REFUSED).await;
+                let _ = tcp.shutdown().await;
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "plain HTTP on the HTTPS port"));
+            }
+            tokio_rustls::TlsAcceptor::from(tls.config.clone()).accept(tcp).await
+        };
+        let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
         let peer = tls.peer_auth(stream.get_ref().1.peer_certificates());
@@ -128,7 +141,6 @@ impl AsyncWrite for Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncWriteExt;
 
     #[tokio::test]
     async fn bytes_read_ahead_are_read_again_first() {

@@ -173,7 +173,7 @@ pub fn register() {
     for decision in ["allowed", "denied"] {
         AUTHORIZATION_DECISIONS.with_label_values(&["RBAC", "rbac", decision]);
     }
-    for result in ["success", "failure"] {
+    for result in ["success", "failure", "error"] {
         AUTHENTICATION_ATTEMPTS.with_label_values(&[result]);
     }
     LazyLock::force(&TLS_HANDSHAKE_ERRORS);

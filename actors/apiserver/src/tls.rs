@@ -87,13 +87,14 @@ impl ServerTls {
         let Ok(cert) = webpki::EndEntityCert::try_from(leaf) else { return PeerAuth::Invalid };
         let (cn, orgs) = subject_names(cert.subject());
         match cn {
-            // Upstream refuses a certificate without a common name.
             Some(user) if !user.is_empty() => {
                 let mut groups: Vec<&str> = orgs.iter().map(String::as_str).collect();
                 groups.push(ALL_AUTHENTICATED);
                 PeerAuth::Verified(UserInfo::new(&user, &groups))
             }
-            _ => PeerAuth::Invalid,
+            // Upstream's x509 authenticator passes over a certificate without a common name
+            // (the request may still authenticate with a token).
+            _ => PeerAuth::None,
         }
     }
 }

@@ -64,14 +64,10 @@ pub struct TokenIssuer {
 impl TokenIssuer {
     /// The cluster's key, read from the store's keys stream (made there by the first API server).
     pub async fn load(store: &kubus_bus::Store) -> Result<TokenIssuer, TokenKeyError> {
-        let rng = SystemRandom::new();
-        let pkcs8 = store
-            .cluster_secret(SIGNING_KEY, || {
-                EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-                    .map(|d| d.as_ref().to_vec())
-                    .unwrap_or_default()
-            })
-            .await?;
+        // Made before it is needed: a failure is an error here, never an empty key stored.
+        let fresh = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+            .map_err(|e| TokenKeyError::Key(e.to_string()))?;
+        let pkcs8 = store.cluster_secret(SIGNING_KEY, || fresh.as_ref().to_vec()).await?;
         TokenIssuer::from_pkcs8(&pkcs8)
     }
 
@@ -173,6 +169,12 @@ impl TokenIssuer {
                     bound_name,
                     "the UID in the bound object reference does not match",
                 ));
+            }
+            // A pod's token is its own ServiceAccount's: upstream refuses to bind another's.
+            if kind == "Pod" && obj["spec"]["serviceAccountName"].as_str().unwrap_or("default") != name {
+                return Err(StatusError::bad_request(format!(
+                    "cannot bind token for serviceaccount \"{name}\" to pod running with different serviceaccount name."
+                )));
             }
             let field = &kind.to_ascii_lowercase();
             k8s[field] = json!({"name": bound_name, "uid": uid});
@@ -294,10 +296,11 @@ impl ServiceAccountTokens {
 }
 
 impl TokenAuthenticator for ServiceAccountTokens {
-    fn authenticate_token(&self, token: &str, audiences: &[&str]) -> Option<UserInfo> {
+    fn authenticate_token(&self, token: &str, audiences: &[&str]) -> Option<(UserInfo, Vec<String>)> {
         let claims: Claims = serde_json::from_value(self.issuer.verify_signature(token)?).ok()?;
         let now = now_secs();
-        if claims.iss != ISSUER || !audiences.iter().any(|a| claims.aud.contains(a)) {
+        let matched: Vec<String> = audiences.iter().filter(|a| claims.aud.contains(a)).map(|a| a.to_string()).collect();
+        if claims.iss != ISSUER || matched.is_empty() {
             return None;
         }
         if claims.exp.is_none_or(|exp| exp <= now) || claims.nbf.is_some_and(|nbf| nbf > now + LEEWAY) {
@@ -342,12 +345,13 @@ impl TokenAuthenticator for ServiceAccountTokens {
             extra.insert("authentication.kubernetes.io/credential-id".into(), vec![format!("JTI={}", claims.jti)]);
         }
         let [all, in_ns] = service_account_groups(ns);
-        Some(UserInfo {
+        let user = UserInfo {
             name: claims.sub.clone(),
             uid: k.serviceaccount.uid.clone(),
             groups: vec![all, in_ns, ALL_AUTHENTICATED.to_string()],
             extra,
-        })
+        };
+        Some((user, matched))
     }
 }
 
@@ -390,7 +394,7 @@ mod tests {
         let tokens = ServiceAccountTokens { issuer: issuer.clone(), cache: cache.clone() };
         let api = crate::authn::API_AUDIENCES;
 
-        let user = tokens.authenticate_token(&issuer.sign(&claims(600, None)), api).expect("a good token");
+        let user = tokens.authenticate_token(&issuer.sign(&claims(600, None)), api).expect("a good token").0;
         assert_eq!(user.name, "system:serviceaccount:team-a:reader");
         assert_eq!(user.uid, "sa-1");
         assert_eq!(user.groups, ["system:serviceaccounts", "system:serviceaccounts:team-a", "system:authenticated"]);
@@ -408,7 +412,7 @@ mod tests {
         assert!(tokens.authenticate_token(&forged, api).is_none());
         // Bound to a pod: valid while that pod (that uid) exists.
         let bound = issuer.sign(&claims(600, Some(("worker", "pod-1"))));
-        let user = tokens.authenticate_token(&bound, api).expect("the pod exists");
+        let user = tokens.authenticate_token(&bound, api).expect("the pod exists").0;
         assert_eq!(user.extra["authentication.kubernetes.io/pod-name"], ["worker"]);
         assert!(tokens.authenticate_token(&issuer.sign(&claims(600, Some(("worker", "pod-0")))), api).is_none());
         // A pod being deleted keeps its token a minute, then not.

@@ -29,8 +29,10 @@ pub(super) async fn ensure(js: &jetstream::Context, config: &StoreConfig) -> Res
         storage: stream::StorageType::File,
         num_replicas: config.replicas,
         allow_direct: false,
-        // A key is made once; nothing removes it but an operator.
+        // A key is made once: a purge would have the next API server make another while the
+        // running ones keep the old (tokens of one refused by the other).
         deny_delete: true,
+        deny_purge: true,
         ..Default::default()
     })
     .await

@@ -4,8 +4,8 @@
 //! `/var/run/secrets/kubernetes.io/serviceaccount` in every container, as upstream mounts it,
 //! so in-cluster clients (client-go's in-cluster config, kubectl in a pod) reach the API as the
 //! ServiceAccount. Skipped when the pod or its ServiceAccount sets
-//! `automountServiceAccountToken: false` (the pod's choice wins), or a container already mounts
-//! that path. (That the pod's ServiceAccount defaults to `default` is in the defaulting.)
+//! `automountServiceAccountToken: false` (the pod's choice wins); a container that mounts
+//! something of its own at that path keeps it. (That the pod's ServiceAccount defaults to `default` is in the defaulting.)
 
 use crate::cache::WatchCache;
 use serde_json::{json, Value};
@@ -34,12 +34,12 @@ pub fn admit_pod(cache: &WatchCache, pod: &mut Value) {
                 .unwrap_or(true)
         }
     };
+    let mounts_it_itself = |c: &Value| {
+        c["volumeMounts"].as_array().into_iter().flatten().any(|m| m["mountPath"].as_str() == Some(MOUNT_PATH))
+    };
     let containers =
         || ["initContainers", "containers"].into_iter().flat_map(|f| spec[f].as_array().into_iter().flatten());
-    let mounted = containers().any(|c| {
-        c["volumeMounts"].as_array().into_iter().flatten().any(|m| m["mountPath"].as_str() == Some(MOUNT_PATH))
-    });
-    if !automount || mounted {
+    if !automount || containers().all(mounts_it_itself) {
         return;
     }
     let name = format!("kube-api-access-{}", suffix());
@@ -55,7 +55,8 @@ pub fn admit_pod(cache: &WatchCache, pod: &mut Value) {
     }
     let mount = json!({"name": name, "readOnly": true, "mountPath": MOUNT_PATH});
     for field in ["initContainers", "containers"] {
-        for c in spec[field].as_array_mut().into_iter().flatten() {
+        // A container that mounts something of its own there keeps it (upstream decides per container).
+        for c in spec[field].as_array_mut().into_iter().flatten().filter(|c| !mounts_it_itself(c)) {
             match c["volumeMounts"].as_array_mut() {
                 Some(mounts) => mounts.push(mount.clone()),
                 None => c["volumeMounts"] = json!([mount.clone()]),
@@ -113,7 +114,9 @@ mod tests {
         let mut own = pod(json!({}));
         own["spec"]["containers"][1]["volumeMounts"] = json!([{"name": "data", "mountPath": MOUNT_PATH}]);
         admit_pod(&cache, &mut own);
-        assert_eq!(own["spec"]["volumes"].as_array().unwrap().len(), 1, "a pod mounting the path itself is left alone");
+        assert_eq!(own["spec"]["volumes"].as_array().unwrap().len(), 2);
+        assert_eq!(own["spec"]["containers"][1]["volumeMounts"], json!([{"name": "data", "mountPath": MOUNT_PATH}]));
+        assert_eq!(own["spec"]["containers"][0]["volumeMounts"].as_array().unwrap().len(), 2);
     }
 
     #[test]

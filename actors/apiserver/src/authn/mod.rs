@@ -153,59 +153,58 @@ pub fn anonymous() -> UserInfo {
 }
 
 /// Checks bearer tokens (the ServiceAccount tokens the cluster issued): the user a token
-/// names, if it is valid for one of `audiences`.
+/// names and which of `audiences` it is for, if it is valid for at least one.
 pub trait TokenAuthenticator: Send + Sync {
-    fn authenticate_token(&self, token: &str, audiences: &[&str]) -> Option<UserInfo>;
+    fn authenticate_token(&self, token: &str, audiences: &[&str]) -> Option<(UserInfo, Vec<String>)>;
 }
 
 /// The audiences a token must be for to reach this API (upstream's `--api-audiences`, by
 /// default the issuer).
 pub const API_AUDIENCES: &[&str] = &[crate::token::ISSUER];
 
-/// `authentication_attempts` by result, looked up once (every request counts).
+/// `authentication_attempts` by result, looked up once (every HTTPS request counts): an
+/// identity (anonymous included), no acceptable credential, a credential that failed.
 static AUTHENTICATED: std::sync::LazyLock<prometheus::IntCounter> =
     std::sync::LazyLock::new(|| crate::metrics::AUTHENTICATION_ATTEMPTS.with_label_values(&["success"]));
 static NOT_AUTHENTICATED: std::sync::LazyLock<prometheus::IntCounter> =
     std::sync::LazyLock::new(|| crate::metrics::AUTHENTICATION_ATTEMPTS.with_label_values(&["failure"]));
+static AUTHENTICATION_ERRORS: std::sync::LazyLock<prometheus::IntCounter> =
+    std::sync::LazyLock::new(|| crate::metrics::AUTHENTICATION_ATTEMPTS.with_label_values(&["error"]));
 
 /// Authenticates a request: the one place a request's identity comes from.
 ///
-/// Over HTTPS a client certificate the cluster CA issued names the user (CN) and groups (O),
-/// else a bearer token `tokens` accepts does; a certificate that does not verify is refused,
-/// as is a bearer token no authenticator accepts. A request with no credential is anonymous,
-/// and only the public-info paths take anonymous requests: anything else is 401 (`path`
-/// decides). Components of this cluster
-/// over NATS and the development `--insecure-http` port run as the local administrator.
-/// Refusals are a bare 401 "Unauthorized": nothing in it helps a caller guess why.
+/// Over HTTPS, as upstream's authenticator chain: a client certificate the cluster CA issued
+/// names the user (CN) and groups (O); else a bearer token must be one `tokens` accepts; a
+/// certificate that does not verify or a token that fails is refused (a valid token still
+/// wins over a bad certificate). A request with no credential (an `Authorization` that is not
+/// a bearer token counts as none) is anonymous, and only the public-info paths take anonymous
+/// requests: anything else is 401 (`path` decides). Components of this cluster over NATS and
+/// the development `--insecure-http` port run as the local administrator. Refusals are a bare
+/// 401 "Unauthorized": nothing in it helps a caller guess why.
 pub fn authenticate(
     presented: &Presented,
     path: &str,
     tokens: &dyn TokenAuthenticator,
 ) -> Result<UserInfo, StatusError> {
     use crate::tls::PeerAuth;
-    let attempt = |result: Result<UserInfo, StatusError>| {
-        let counter = if result.is_ok() { &*AUTHENTICATED } else { &*NOT_AUTHENTICATED };
-        counter.inc();
-        result
+    let peer = match &presented.channel {
+        Channel::Nats | Channel::InsecureHttp => return Ok(cluster_admin()),
+        Channel::Tls(peer) => peer,
     };
-    match &presented.channel {
-        Channel::Nats | Channel::InsecureHttp => Ok(cluster_admin()),
-        Channel::Tls(PeerAuth::Invalid) => attempt(Err(StatusError::unauthorized())),
-        Channel::Tls(PeerAuth::Verified(user)) => attempt(Ok(user.clone())),
-        Channel::Tls(PeerAuth::None) => match presented.values("authorization").next() {
-            // A token that fails is refused, never taken as anonymous.
-            Some(value) => {
-                let token = bearer(value);
-                attempt(
-                    token
-                        .and_then(|t| tokens.authenticate_token(t, API_AUDIENCES))
-                        .ok_or_else(StatusError::unauthorized),
-                )
-            }
-            None if is_public_info(path) => Ok(anonymous()),
-            None => Err(StatusError::unauthorized()),
+    let (counter, result) = match peer {
+        PeerAuth::Verified(user) => (&AUTHENTICATED, Ok(user.clone())),
+        _ => match presented.values("authorization").next().and_then(bearer) {
+            Some(token) => match tokens.authenticate_token(token, API_AUDIENCES) {
+                Some((user, _)) => (&AUTHENTICATED, Ok(user)),
+                None => (&AUTHENTICATION_ERRORS, Err(StatusError::unauthorized())),
+            },
+            None if *peer == PeerAuth::Invalid => (&AUTHENTICATION_ERRORS, Err(StatusError::unauthorized())),
+            None if is_public_info(path) => (&AUTHENTICATED, Ok(anonymous())),
+            None => (&NOT_AUTHENTICATED, Err(StatusError::unauthorized())),
         },
-    }
+    };
+    counter.inc();
+    result
 }
 
 #[cfg(test)]
@@ -231,9 +230,9 @@ mod tests {
     /// Accepts the one token "good" as ServiceAccount default/app.
     struct OneToken;
     impl TokenAuthenticator for OneToken {
-        fn authenticate_token(&self, token: &str, audiences: &[&str]) -> Option<UserInfo> {
-            (token == "good" && audiences == API_AUDIENCES)
-                .then(|| UserInfo::new("system:serviceaccount:default:app", &[]))
+        fn authenticate_token(&self, token: &str, audiences: &[&str]) -> Option<(UserInfo, Vec<String>)> {
+            let user = UserInfo::new("system:serviceaccount:default:app", &[]);
+            (token == "good" && audiences == API_AUDIENCES).then(|| (user, vec![API_AUDIENCES[0].to_string()]))
         }
     }
 
@@ -270,10 +269,15 @@ mod tests {
             let token = tls(PeerAuth::None, &[("Authorization", good)]);
             assert_eq!(authenticate(&token, "/api").unwrap().name, "system:serviceaccount:default:app", "{good}");
         }
-        for bad in ["Basic good", "Bearer", "Bearer ", "good"] {
-            let token = tls(PeerAuth::None, &[("Authorization", bad)]);
-            assert_eq!(authenticate(&token, "/version").unwrap_err().code, 401, "{bad}");
+        // What is not a bearer token is no credential: anonymous, as upstream takes it.
+        for not_bearer in ["Basic good", "Bearer", "Bearer ", "good"] {
+            let p = tls(PeerAuth::None, &[("Authorization", not_bearer)]);
+            assert_eq!(authenticate(&p, "/version"), Ok(anonymous()), "{not_bearer}");
+            assert_eq!(authenticate(&p, "/api").unwrap_err().code, 401, "{not_bearer}");
         }
+        // A good token wins over a bad certificate; a bad certificate alone is refused.
+        let both = tls(PeerAuth::Invalid, &[("Authorization", "Bearer good")]);
+        assert_eq!(authenticate(&both, "/api").unwrap().name, "system:serviceaccount:default:app");
         // The components over NATS and the development port run as the administrator.
         assert_eq!(authenticate(&Presented::nats(), "/api"), Ok(cluster_admin()));
         let insecure = Presented::from_headers(Channel::InsecureHttp, []);

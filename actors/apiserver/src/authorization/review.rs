@@ -184,13 +184,9 @@ fn token_review(tokens: &dyn TokenAuthenticator, spec: &Value) -> Value {
     let token = spec["token"].as_str().unwrap_or_default();
     let asked: Vec<&str> = spec["audiences"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     let audiences = if asked.is_empty() { crate::authn::API_AUDIENCES.to_vec() } else { asked };
-    let valid_for: Vec<&str> = audiences
-        .iter()
-        .copied()
-        .filter(|a| !token.is_empty() && tokens.authenticate_token(token, &[a]).is_some())
-        .collect();
-    match valid_for.first().and_then(|a| tokens.authenticate_token(token, &[a])) {
-        Some(user) => json!({"authenticated": true, "user": user.to_json(), "audiences": valid_for}),
+    // One check, whatever the number of audiences asked.
+    match tokens.authenticate_token(token, &audiences).filter(|_| !token.is_empty()) {
+        Some((user, valid_for)) => json!({"authenticated": true, "user": user.to_json(), "audiences": valid_for}),
         None => json!({"user": {}, "error": "[invalid bearer token, service account token has been invalidated]"}),
     }
 }
@@ -260,7 +256,7 @@ mod tests {
     /// Knows no token (TokenReview is tested with the real authenticator in token.rs).
     struct NoTokens;
     impl TokenAuthenticator for NoTokens {
-        fn authenticate_token(&self, _: &str, _: &[&str]) -> Option<UserInfo> {
+        fn authenticate_token(&self, _: &str, _: &[&str]) -> Option<(UserInfo, Vec<String>)> {
             None
         }
     }

@@ -178,7 +178,12 @@ pub async fn serve(
         Err(r) => {
             let result = if r.code >= 500 { "failed" } else { "rejected" };
             STREAMS.with_label_values(&[kind, result]).inc();
-            tracing::info!(code = r.code, message = %r.status["message"].as_str().unwrap_or(""), "stream refused");
+            // Refusals of the unauthenticated are not worth a line each (anyone can send them).
+            if r.code == 401 {
+                tracing::debug!(code = r.code, "stream refused");
+            } else {
+                tracing::info!(code = r.code, message = %r.status["message"].as_str().unwrap_or(""), "stream refused");
+            }
             r.response()
         }
     }
