@@ -54,6 +54,12 @@ fn leader_failover_within_the_lease_duration() {
     ];
     let a = Cluster::start_with("leader-a", &flags);
     let b = Cluster::start_with("leader-b", &flags);
+    // One cluster, one CA: the second control plane took the first one's, so one admin
+    // kubeconfig reaches either API server with the CA checked.
+    let ca = |c: &Cluster| std::fs::read_to_string(c.dir.join("pki/ca.crt")).unwrap();
+    assert_eq!(ca(&a), ca(&b));
+    let server_b = format!("--server=https://127.0.0.1:{}", b.port);
+    a.kubectl(&[&server_b, "get", "namespace", "default"]).expect_ok();
     // Nodes in a process of their own: they outlive whichever control plane dies.
     let _nodes = Nodes(
         Command::new(env!("CARGO_BIN_EXE_kubus"))

@@ -205,7 +205,11 @@ fn write_kubeconfig(
 
 /// The cluster PKI in `<data dir>/pki` (made, or renewed where due), for every name and
 /// address this API server is reached at.
-fn cluster_pki(data_dir: &Path, args: &UpArgs) -> anyhow::Result<kubus_apiserver::pki::ClusterPki> {
+async fn cluster_pki(
+    data_dir: &Path,
+    args: &UpArgs,
+    store: &Store,
+) -> anyhow::Result<kubus_apiserver::pki::ClusterPki> {
     let (network, prefix) = kubus_apiserver::allocator::ServiceRanges::parse_cidr(&args.service_cidr)
         .context("--service-cidr must be an IPv4 CIDR no longer than /30")?;
     let ranges = kubus_apiserver::allocator::ServiceRanges { network, prefix, ..Default::default() };
@@ -221,6 +225,17 @@ fn cluster_pki(data_dir: &Path, args: &UpArgs) -> anyhow::Result<kubus_apiserver
         &args.cluster_domain,
     );
     let dir = data_dir.join("pki");
+    // One CA per cluster: control planes sharing a NATS take the first one's (kept in the
+    // store's keys stream), so every API server's certificate and kubeconfig verify alike.
+    let local = kubus_apiserver::pki::ClusterPki::local_ca_bundle(&dir)
+        .with_context(|| format!("the cluster CA in {}", dir.display()))?;
+    let shared = store.cluster_secret("cluster-ca", || local.clone().into_bytes()).await?;
+    let shared = std::str::from_utf8(&shared).context("the cluster CA in the store is not text")?;
+    if kubus_apiserver::pki::ClusterPki::adopt_ca_bundle(&dir, shared)
+        .with_context(|| format!("taking the cluster's CA into {}", dir.display()))?
+    {
+        tracing::info!(dir = %dir.display(), "took the cluster CA of the control planes already running");
+    }
     let (pki, wrote) = kubus_apiserver::pki::ClusterPki::load_or_create(&dir, &names)
         .with_context(|| format!("the cluster PKI in {}", dir.display()))?;
     for w in wrote {
@@ -289,7 +304,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     let store = Store::open(client.clone(), store_config).await.context("opening the object store on JetStream")?;
-    let pki = if args.insecure_http { None } else { Some(cluster_pki(&data_dir, &args)?) };
+    let pki = if args.insecure_http { None } else { Some(cluster_pki(&data_dir, &args, &store).await?) };
     // Pods reach the API at the node's address when it listens there (not on loopback only).
     let node_ip = args.node.node_ip.unwrap_or_else(kubus_kubelet::node::default_node_ip);
     let advertise = match bind.ip() {

@@ -188,6 +188,16 @@ impl Ca {
         self.issue(p)
     }
 
+    /// Refuses a certificate whose key is not this one (a leaf the key signs must verify under
+    /// the certificate).
+    fn check_pair(&self, cert_path: &Path) -> Result<(), PkiError> {
+        let probe = self.client("kubus-ca-check", &[])?;
+        match self.verifies(&probe.cert_pem, webpki::KeyUsage::client_auth(), SystemTime::now(), &[]) {
+            true => Ok(()),
+            false => Err(PkiError::ForeignCa(cert_path.to_path_buf())),
+        }
+    }
+
     /// Whether `cert_pem` verifies under this CA for `usage` at `at` (and for every name).
     fn verifies(&self, cert_pem: &str, usage: webpki::KeyUsage, at: SystemTime, names: &[ServerName<'_>]) -> bool {
         let Ok(der) = CertificateDer::from_pem_slice(cert_pem.as_bytes()) else { return false };
@@ -212,36 +222,43 @@ impl ClusterPki {
         })
     }
 
+    /// The CA of `dir` (made there if missing) as one PEM text, certificate then key: what the
+    /// API servers of one cluster share (the first to start publishes its own).
+    pub fn local_ca_bundle(dir: &Path) -> Result<String, PkiError> {
+        prepare(dir)?;
+        load_ca(dir, &mut Vec::new())?;
+        let (cert, key) = (read(&dir.join("ca.crt"))?, read(&dir.join("ca.key"))?);
+        Ok(format!("{}\n{}\n", cert.unwrap_or_default().trim(), key.unwrap_or_default().trim()))
+    }
+
+    /// Makes the CA of `bundle` (see [`ClusterPki::local_ca_bundle`]) the one of `dir`; true if
+    /// it was another. The certificates the other CA issued no longer verify, so the next
+    /// [`ClusterPki::load_or_create`] issues them anew.
+    pub fn adopt_ca_bundle(dir: &Path, bundle: &str) -> Result<bool, PkiError> {
+        const END: &str = "-----END CERTIFICATE-----";
+        let (ca_crt, ca_key) = (dir.join("ca.crt"), dir.join("ca.key"));
+        let split = bundle.find(END).map(|i| i + END.len()).ok_or_else(|| PkiError::Pem(ca_crt.clone()))?;
+        let (cert, key) = (format!("{}\n", bundle[..split].trim()), format!("{}\n", bundle[split..].trim()));
+        let der = CertificateDer::from_pem_slice(cert.as_bytes()).map_err(|_| PkiError::Pem(ca_crt.clone()))?;
+        let ca = Ca::from_key(&key, der.into_owned(), &cert).map_err(|_| PkiError::Pem(ca_key.clone()))?;
+        ca.check_pair(&ca_crt)?;
+        let same =
+            |path: &Path, want: &str| Ok::<_, PkiError>(read(path)?.is_some_and(|have| have.trim() == want.trim()));
+        if same(&ca_crt, &cert)? && same(&ca_key, &key)? {
+            return Ok(false);
+        }
+        prepare(dir)?;
+        write(&ca_key, &key, 0o600)?;
+        write(&ca_crt, &cert, 0o644)?;
+        Ok(true)
+    }
+
     /// Loads the PKI of `dir` (made if missing), issuing anew what is missing, expires within
     /// 90 days or (the serving certificate) lacks one of `names`. Returns what it wrote.
     pub fn load_or_create(dir: &Path, names: &ServingNames) -> Result<(ClusterPki, Vec<String>), PkiError> {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| PkiError::Io { path, source }
-        };
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+        prepare(dir)?;
         let mut wrote = Vec::new();
-        let (ca_crt, ca_key) = (dir.join("ca.crt"), dir.join("ca.key"));
-        let ca = match (read(&ca_crt)?, read(&ca_key)?) {
-            (Some(cert), Some(key)) => {
-                let der = CertificateDer::from_pem_slice(cert.as_bytes()).map_err(|_| PkiError::Pem(ca_crt.clone()))?;
-                let ca = Ca::from_key(&key, der.into_owned(), &cert).map_err(|_| PkiError::Pem(ca_key.clone()))?;
-                // The key must be the certificate's: a leaf it signs must verify under it.
-                let probe = ca.client("kubus-ca-check", &[])?;
-                if !ca.verifies(&probe.cert_pem, webpki::KeyUsage::client_auth(), SystemTime::now(), &[]) {
-                    return Err(PkiError::ForeignCa(ca_crt));
-                }
-                ca
-            }
-            _ => {
-                let (ca, key) = Ca::create()?;
-                write(&ca_key, &key.serialize_pem(), 0o600)?;
-                write(&ca_crt, &ca.pem, 0o644)?;
-                wrote.push(format!("made a new cluster CA in {}", ca_crt.display()));
-                ca
-            }
-        };
+        let ca = load_ca(dir, &mut wrote)?;
         let renew_at = SystemTime::now() + RENEW_BEFORE;
         let wanted = names.server_names();
         let mut leaf = |name: &str,
@@ -263,6 +280,33 @@ impl ClusterPki {
         let serving = leaf("apiserver", webpki::KeyUsage::server_auth(), &wanted, &|| ca.serving(names))?;
         let admin = leaf("admin", webpki::KeyUsage::client_auth(), &[], &|| ca.client(ADMIN_USER, &[ADMIN_GROUP]))?;
         Ok((ClusterPki { ca_pem: ca.pem.clone(), serving, admin }, wrote))
+    }
+}
+
+/// Makes `dir` (owner only).
+fn prepare(dir: &Path) -> Result<(), PkiError> {
+    let io = |source| PkiError::Io { path: dir.to_path_buf(), source };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)
+}
+
+/// The CA of `dir`, made there if missing (noted in `wrote`).
+fn load_ca(dir: &Path, wrote: &mut Vec<String>) -> Result<Ca, PkiError> {
+    let (ca_crt, ca_key) = (dir.join("ca.crt"), dir.join("ca.key"));
+    match (read(&ca_crt)?, read(&ca_key)?) {
+        (Some(cert), Some(key)) => {
+            let der = CertificateDer::from_pem_slice(cert.as_bytes()).map_err(|_| PkiError::Pem(ca_crt.clone()))?;
+            let ca = Ca::from_key(&key, der.into_owned(), &cert).map_err(|_| PkiError::Pem(ca_key.clone()))?;
+            ca.check_pair(&ca_crt)?;
+            Ok(ca)
+        }
+        _ => {
+            let (ca, key) = Ca::create()?;
+            write(&ca_key, &key.serialize_pem(), 0o600)?;
+            write(&ca_crt, &ca.pem, 0o644)?;
+            wrote.push(format!("made a new cluster CA in {}", ca_crt.display()));
+            Ok(ca)
+        }
     }
 }
 
@@ -386,5 +430,33 @@ mod tests {
         let unspecified =
             ServingNames::for_cluster("", &[IpAddr::from([0, 0, 0, 0])], IpAddr::from([10, 96, 0, 1]), "x");
         assert!(!unspecified.ips.iter().any(|ip| ip.is_unspecified()));
+    }
+
+    #[test]
+    fn control_planes_share_the_first_ones_ca() {
+        let base = dir();
+        let (a, b) = (base.join("a"), base.join("b"));
+        let first = ClusterPki::local_ca_bundle(&a).unwrap();
+        // Asking again gives the same CA: it was kept.
+        assert_eq!(ClusterPki::local_ca_bundle(&a).unwrap(), first);
+        let (own, _) = ClusterPki::load_or_create(&b, &names()).unwrap();
+        assert!(!ClusterPki::adopt_ca_bundle(&a, &first).unwrap(), "its own CA is no change");
+        assert!(ClusterPki::adopt_ca_bundle(&b, &first).unwrap());
+        let (shared, wrote) = ClusterPki::load_or_create(&b, &names()).unwrap();
+        assert_ne!(shared.ca_pem, own.ca_pem);
+        assert_eq!(shared.ca_pem.trim(), first[..first.find("-----END CERTIFICATE-----").unwrap() + 25].trim());
+        // The other CA's certificates no longer verify, so they were issued anew.
+        assert!(
+            wrote.iter().any(|w| w.contains("apiserver.crt")) && wrote.iter().any(|w| w.contains("admin.crt")),
+            "{wrote:?}"
+        );
+        assert_eq!(ClusterPki::local_ca_bundle(&b).unwrap(), first);
+        // A bundle whose key is not its certificate's is refused.
+        let other = ClusterPki::local_ca_bundle(&base.join("c")).unwrap();
+        let end = first.find("-----END CERTIFICATE-----").unwrap() + 25;
+        let mismatched =
+            format!("{}\n{}", &first[..end], &other[other.find("-----END CERTIFICATE-----").unwrap() + 25..]);
+        assert!(matches!(ClusterPki::adopt_ca_bundle(&b, &mismatched), Err(PkiError::ForeignCa(_))));
+        let _ = std::fs::remove_dir_all(base);
     }
 }
