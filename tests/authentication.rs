@@ -308,6 +308,25 @@ fn service_account_tokens_carry_their_account_permissions() {
         let out = kubectl_with(&token_kubeconfig(&c, &work, "forged", t), &["get", "pods", "-n", "team-a"]);
         assert!(stderr(&out).contains("You must be logged in to the server"), "{}", stderr(&out));
     }
+    // Every ServiceAccount may read the issuer's discovery document and public key, so other
+    // systems can check these tokens; the key is the one that signed the token.
+    let bearer = format!("Bearer {token}");
+    let anonymous = c.endpoint().anonymous();
+    let get_as_reader = |path: &str| {
+        let (code, body) =
+            raw_request(&anonymous, "GET", path, "application/json", &[("Authorization", &bearer)], None, None)
+                .unwrap();
+        (code, serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default())
+    };
+    let (code, discovery) = get_as_reader("/.well-known/openid-configuration");
+    assert_eq!((code, discovery["issuer"].as_str()), (200, Some("https://kubernetes.default.svc.cluster.local")));
+    assert_eq!(discovery["jwks_uri"], "https://kubernetes.default.svc.cluster.local/openid/v1/jwks");
+    let (code, jwks) = get_as_reader("/openid/v1/jwks");
+    let header: serde_json::Value = serde_json::from_slice(&b64.decode(parts[0]).unwrap()).unwrap();
+    assert_eq!((code, &jwks["keys"][0]["kid"]), (200, &header["kid"]), "{jwks}");
+    assert_eq!((jwks["keys"][0]["kty"].as_str(), jwks["keys"][0]["crv"].as_str()), (Some("EC"), Some("P-256")));
+    let anon = raw_request(&anonymous, "GET", "/openid/v1/jwks", "application/json", &[], None, None).unwrap();
+    assert_eq!(anon.0, 401);
     // The signing key is nowhere in the API.
     c.kubectl(&["get", "secret", "-n", "kube-system", "kubus-service-account-signing-key"]).expect_err("NotFound");
     let secrets = c.kubectl(&["get", "secrets", "-A", "-o", "name"]).expect_ok();

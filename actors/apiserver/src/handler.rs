@@ -177,6 +177,14 @@ impl ApiState {
             Route::OpenApiV3(gv) => get_only(ApiResponse::json(200, self.openapi.group_version(&gv)?)),
             // Not served (clients use v3): a path without a route.
             Route::OpenApiV2 => Err(StatusError::route_not_found()),
+            // Readable by every ServiceAccount (system:service-account-issuer-discovery), so
+            // other systems can check this cluster's tokens.
+            Route::OidcDiscovery => get_only(
+                ApiResponse::json(200, &crate::token::discovery_document()).with_content_type("application/json"),
+            ),
+            Route::Jwks => get_only(
+                ApiResponse::json(200, &self.tokens.issuer.jwks()).with_content_type("application/jwk-set+json"),
+            ),
             Route::Resource(p) if p.group == kubus_apimachinery::metrics_api::GROUP => {
                 crate::resource_metrics::serve(&self.usage, &self.storage.cache, req, q, &p)
             }

@@ -175,6 +175,10 @@ pub enum Route {
     OpenApiV3Root,
     OpenApiV3(String),
     OpenApiV2,
+    /// `/.well-known/openid-configuration`: the ServiceAccount issuer's discovery document.
+    OidcDiscovery,
+    /// `/openid/v1/jwks`: the keys ServiceAccount tokens are signed with.
+    Jwks,
     Resource(ResourcePath),
     NotFound,
 }
@@ -198,6 +202,8 @@ pub fn route(path: &str) -> Route {
         ["openapi", "v3"] => Route::OpenApiV3Root,
         ["openapi", "v3", rest @ ..] => Route::OpenApiV3(rest.join("/")),
         ["openapi", "v2"] => Route::OpenApiV2,
+        [".well-known", "openid-configuration"] => Route::OidcDiscovery,
+        ["openid", "v1", "jwks"] => Route::Jwks,
         ["api", v] => Route::GroupVersion(String::new(), v.to_string()),
         ["apis", g] => Route::Group(g.to_string()),
         ["apis", g, v] => Route::GroupVersion(g.to_string(), v.to_string()),

@@ -88,6 +88,15 @@ impl TokenIssuer {
         TokenIssuer::from_pkcs8(pkcs8.as_ref()).expect("a key just made is valid")
     }
 
+    /// The public key as a JSON Web Key Set (`/openid/v1/jwks`, as upstream serves it).
+    pub fn jwks(&self) -> Value {
+        // An uncompressed P-256 point: 0x04, then x and y of 32 bytes each.
+        let point = self.key.public_key().as_ref();
+        let (x, y) = point[1..].split_at(32);
+        json!({"keys": [{"use": "sig", "kty": "EC", "kid": self.kid, "crv": "P-256", "alg": "ES256",
+            "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y)}]})
+    }
+
     /// A compact JWS (ES256) of `claims`.
     pub fn sign(&self, claims: &Value) -> String {
         let header = URL_SAFE_NO_PAD.encode(json!({"alg": "ES256", "kid": self.kid}).to_string());
@@ -199,6 +208,13 @@ impl TokenIssuer {
             "status": {"token": token, "expirationTimestamp": expires},
         }))
     }
+}
+
+/// The issuer's OpenID Connect discovery document (`/.well-known/openid-configuration`).
+pub fn discovery_document() -> Value {
+    json!({"issuer": ISSUER, "jwks_uri": format!("{ISSUER}/openid/v1/jwks"),
+        "response_types_supported": ["id_token"], "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["ES256"]})
 }
 
 fn now_secs() -> i64 {
@@ -438,5 +454,18 @@ mod tests {
         let t = a.sign(&json!({"sub": "x"}));
         assert_eq!(b.verify_signature(&t).unwrap()["sub"], "x");
         assert!(TokenIssuer::from_pkcs8(b"not a key").is_err());
+        // The published key verifies the tokens, as another system checking them would.
+        let jwk = &a.jwks()["keys"][0];
+        assert_eq!(
+            (jwk["kid"].as_str(), jwk["crv"].as_str(), jwk["alg"].as_str()),
+            (Some(a.kid.as_str()), Some("P-256"), Some("ES256"))
+        );
+        let mut point = vec![4u8];
+        point.extend(URL_SAFE_NO_PAD.decode(jwk["x"].as_str().unwrap()).unwrap());
+        point.extend(URL_SAFE_NO_PAD.decode(jwk["y"].as_str().unwrap()).unwrap());
+        let (input, sig) = t.rsplit_once('.').unwrap();
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &point)
+            .verify(input.as_bytes(), &URL_SAFE_NO_PAD.decode(sig).unwrap())
+            .expect("the JWKS key verifies a token");
     }
 }
