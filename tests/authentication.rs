@@ -388,6 +388,8 @@ fn a_pod_reaches_the_api_through_the_kubernetes_service_as_its_service_account()
     let endpoints = c.get_json(&["endpoints", "kubernetes"]);
     assert_eq!(endpoints["subsets"][0]["ports"][0]["port"], c.port, "{endpoints}");
     assert_eq!(endpoints["subsets"][0]["ports"][0]["name"], "https", "{endpoints}");
+    let service = c.get_json(&["service", "kubernetes"]);
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], c.port, "{service}");
     // Every namespace holds the cluster CA for in-cluster clients.
     common::eventually(30, || {
         let cm = c.get_json(&["configmap", "kube-root-ca.crt"]);

@@ -293,9 +293,11 @@ async fn bootstrap(state: &ApiState, advertise: Option<SocketAddr>) -> Result<()
     // The API server's own Service, at the first address of the service range.
     let services = kubus_apimachinery::resource::find("", "v1", "services").expect("services are served");
     let ip = state.storage.allocator.ranges().first().to_string();
+    // Its target port is the API server's own (upstream's --secure-port), 6443 by default.
+    let target_port = advertise.map_or(6443, |a| a.port());
     let svc = serde_json::json!({"apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
-        "spec": {"type": "ClusterIP", "clusterIP": ip, "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}});
+        "spec": {"type": "ClusterIP", "clusterIP": ip, "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": target_port}]}});
     // The namespace check reads the watch cache, which may not have seen `default` yet.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
