@@ -38,7 +38,10 @@ impl Actor for NatsService {
                 let client = client.clone();
                 let state = state.clone();
                 async move {
-                    let Some(reply) = msg.reply.clone() else {
+                    // Answers go to a requester's inbox only: a reply subject is the caller's
+                    // choice, and the API server's connection may write to the streams.
+                    let Some(reply) = msg.reply.clone().filter(|r| is_client_inbox(r)) else {
+                        tracing::debug!(reply = ?msg.reply, "API request without an inbox to answer dropped");
                         return;
                     };
                     let resp = match api::decode::<ApiRequest>(&msg.payload) {
@@ -74,6 +77,17 @@ fn status_response(e: kubus_apimachinery::StatusError) -> ApiResponse {
     }
 }
 
+/// Whether `subject` is a requester's inbox (`_INBOX.` and concrete tokens), the only place the
+/// API server sends answers and watch events: the caller names it, and a subject of a stream
+/// or of the JetStream API (`$JS.API.STREAM.PURGE.…`) would have the API server write there.
+pub fn is_client_inbox(subject: &str) -> bool {
+    subject.strip_prefix("_INBOX.").is_some_and(|rest| {
+        !rest.is_empty()
+            && rest.split('.').all(|t| !t.is_empty() && t != "*" && t != ">")
+            && !rest.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    })
+}
+
 /// Watches over NATS stream their events to the subject named in `stream_to` (query
 /// parameter), one JSON line per message, then an empty message at the end.
 async fn respond(client: &async_nats::Client, state: &ApiState, req: ApiRequest) -> ApiResponse {
@@ -87,6 +101,13 @@ async fn respond(client: &async_nats::Client, state: &ApiState, req: ApiRequest)
                     "a watch over NATS needs the streamTo query parameter",
                 ));
             };
+            // The events go where the caller says: only to an inbox of its own, never to a
+            // subject that reaches a stream or the JetStream API (a purge is one publish).
+            if !is_client_inbox(&subject) {
+                return status_response(kubus_apimachinery::StatusError::bad_request(
+                    "streamTo must be an inbox subject (_INBOX.<token>...) without wildcards",
+                ));
+            }
             let client = client.clone();
             tokio::spawn(async move {
                 while let Some(chunk) = s.next().await {
@@ -105,5 +126,29 @@ impl Handler<crate::Shutdown> for NatsService {
     type Result = ();
     fn handle(&mut self, _: crate::Shutdown, ctx: &mut Self::Context) {
         ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_client_inbox;
+
+    #[test]
+    fn answers_go_only_to_inboxes() {
+        assert!(is_client_inbox("_INBOX.abc123"));
+        assert!(is_client_inbox("_INBOX.abc.def"));
+        for subject in [
+            "$JS.API.STREAM.PURGE.KUBUS_c_OBJECTS",
+            "kubus.c.obj.core.v1.secrets.default.x",
+            "_INBOX.",
+            "_INBOX.>",
+            "_INBOX.a.*",
+            "_INBOX..a",
+            "_INBOX.a b",
+            "_INBOXa",
+            "",
+        ] {
+            assert!(!is_client_inbox(subject), "{subject}");
+        }
     }
 }

@@ -81,6 +81,36 @@ fn verbs_errors_and_watch_over_nats_with_two_api_servers() {
         }
         assert_eq!(added, 20);
 
+        // Events go to an inbox only: a watch that names a JetStream API subject (a purge of
+        // the objects stream is one publish there) is refused, and the objects stay.
+        for target in ["$JS.API.STREAM.PURGE.KUBUS_t_OBJECTS", "kubus.t.obj.core.v1.configmaps.default.c0", "_INBOX.>"] {
+            let query = format!("watch=true&timeoutSeconds=1&streamTo={target}");
+            let (code, status) = api.json("GET", cms, &query, None, None).await.unwrap();
+            assert_eq!((code, status["reason"].as_str()), (400, Some("BadRequest")), "{target}: {status}");
+        }
+        // A request whose reply subject is a stream's gets no answer written there.
+        let js = async_nats::jetstream::new(client.clone());
+        let stored = || async { js.get_stream("KUBUS_t_OBJECTS").await.unwrap().info().await.unwrap().state.messages };
+        let before = stored().await;
+        assert!(before >= 20);
+        let req = kubus_bus::api::encode(&kubus_apiserver::request::ApiRequest {
+            method: "GET".into(),
+            path: cms.into(),
+            query: String::new(),
+            content_type: None,
+            accept: None,
+            body: Vec::new(),
+            user_agent: "test".into(),
+        })
+        .unwrap();
+        client
+            .publish_with_reply(kubus_bus::api::api_subject("t"), "$JS.API.STREAM.PURGE.KUBUS_t_OBJECTS", req.into())
+            .await
+            .unwrap();
+        client.flush().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(stored().await, before, "the objects stream is as it was");
+
         // With one API server gone, the other serves every request.
         a.stop().await;
         for i in 0..10 {
