@@ -11,6 +11,30 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
+/// A directory of the test's own, removed when the test ends, passed or failed.
+struct WorkDir(std::path::PathBuf);
+
+impl WorkDir {
+    fn new(tag: &str) -> WorkDir {
+        let dir = unique_dir(tag);
+        std::fs::create_dir_all(&dir).unwrap();
+        WorkDir(dir)
+    }
+}
+
+impl std::ops::Deref for WorkDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl runs");
     assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -68,8 +92,7 @@ fn kubectl_with(kubeconfig: &Path, args: &[&str]) -> std::process::Output {
 #[test]
 fn https_client_certificates_and_anonymous_requests() {
     let c = Cluster::start("authn");
-    let work = unique_dir("authn-certs");
-    std::fs::create_dir_all(&work).unwrap();
+    let work = WorkDir::new("authn-certs");
 
     // The admin kubeconfig: https, CA and admin certificate inline, readable by its owner only.
     let kubeconfig = std::fs::read_to_string(c.kubeconfig()).unwrap();
@@ -186,20 +209,19 @@ fn https_client_certificates_and_anonymous_requests() {
         "{text}"
     );
     assert!(text.lines().any(|l| l.starts_with("authentication_attempts{result=\"failure\"}")), "{text}");
-    let _ = std::fs::remove_dir_all(&work);
 }
 
 #[test]
 fn insecure_http_is_for_loopback_only() {
-    let dir = unique_dir("insecure");
+    let dir = WorkDir::new("insecure");
     let out = Command::new(env!("CARGO_BIN_EXE_kubus"))
         .args(["up", "--no-node", "--insecure-http", "--api-address", "0.0.0.0", "--data-dir"])
-        .arg(&dir)
+        .arg(&*dir)
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("--insecure-http") && err.contains("loopback"), "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
 
     // On loopback it serves plain HTTP, every request the administrator, and says so in the kubeconfig.
     let c = Cluster::start_with("insecure", &["--insecure-http"]);
@@ -236,8 +258,7 @@ fn stderr(out: &std::process::Output) -> String {
 fn service_account_tokens_carry_their_account_permissions() {
     use base64::Engine as _;
     let c = Cluster::start("satoken");
-    let work = unique_dir("satoken");
-    std::fs::create_dir_all(&work).unwrap();
+    let work = WorkDir::new("satoken");
     c.kubectl(&["create", "namespace", "team-a"]).expect_ok();
     c.kubectl(&["create", "serviceaccount", "reader", "-n", "team-a"]).expect_ok();
     c.kubectl(&["create", "role", "pod-reader", "--verb=get,list", "--resource=pods", "-n", "team-a"]).expect_ok();
@@ -375,7 +396,6 @@ fn service_account_tokens_carry_their_account_permissions() {
     common::eventually(10, || {
         stderr(&kubectl_with(&reader, &["get", "pods", "-n", "team-a"])).contains("You must be logged in").then_some(())
     });
-    let _ = std::fs::remove_dir_all(&work);
 }
 
 #[test]
