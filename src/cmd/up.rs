@@ -167,7 +167,6 @@ fn write_kubeconfig(
     pki: Option<&kubus_apiserver::pki::ClusterPki>,
 ) -> anyhow::Result<PathBuf> {
     use base64::Engine as _;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let (ca, user) = match pki {
         Some(pki) => (
@@ -186,43 +185,25 @@ fn write_kubeconfig(
          current-context: {cluster}\nusers:\n- name: {cluster}-admin\n  user:{user}\n"
     );
     let path = dir.join("kubeconfig");
-    let tmp = dir.join("kubeconfig.tmp");
-    let write = || -> std::io::Result<()> {
-        // A leftover temporary file could have wider permissions: start from none.
-        match std::fs::remove_file(&tmp) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-        std::io::Write::write_all(&mut f, text.as_bytes())?;
-        // An older kubeconfig (or one made under another umask) may have had wider modes.
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
-        std::fs::rename(&tmp, &path)
-    };
-    write().with_context(|| format!("writing {}", path.display()))?;
+    kubus_apiserver::pki::write(&path, &text, 0o600).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
 }
 
 /// The cluster PKI in `<data dir>/pki` (made, or renewed where due), for every name and
-/// address this API server is reached at.
+/// address this API server is reached at: the node's, the one it binds, and the `kubernetes`
+/// Service's first address of `ranges`.
 async fn cluster_pki(
     data_dir: &Path,
-    args: &UpArgs,
+    addresses: &[std::net::IpAddr],
+    ranges: &kubus_apiserver::allocator::ServiceRanges,
+    cluster_domain: &str,
     store: &Store,
 ) -> anyhow::Result<kubus_apiserver::pki::ClusterPki> {
-    let (network, prefix) = kubus_apiserver::allocator::ServiceRanges::parse_cidr(&args.service_cidr)
-        .context("--service-cidr must be an IPv4 CIDR no longer than /30")?;
-    let ranges = kubus_apiserver::allocator::ServiceRanges { network, prefix, ..Default::default() };
-    let node_ip = args.node.node_ip.unwrap_or_else(kubus_kubelet::node::default_node_ip);
-    let mut addresses = vec![node_ip];
-    if let Some(ip) = args.api_address.as_deref().and_then(|a| a.parse().ok()) {
-        addresses.push(ip);
-    }
     let names = kubus_apiserver::pki::ServingNames::for_cluster(
         &crate::cmd::node::hostname(),
-        &addresses,
+        addresses,
         std::net::IpAddr::V4(ranges.first()),
-        &args.cluster_domain,
+        cluster_domain,
     );
     let dir = data_dir.join("pki");
     // One CA per cluster: control planes sharing a NATS take the first one's (kept in the
@@ -258,6 +239,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         false => "0.0.0.0".to_string(),
     });
     let bind: SocketAddr = format!("{api_address}:{}", args.api_port).parse().context("--api-address/--api-port")?;
+    let service_ranges = {
+        let (network, prefix) = kubus_apiserver::allocator::ServiceRanges::parse_cidr(&args.service_cidr)
+            .context("--service-cidr must be an IPv4 CIDR no longer than /30")?;
+        kubus_apiserver::allocator::ServiceRanges { network, prefix, ..Default::default() }
+    };
+    let node_ip = args.node.node_ip.unwrap_or_else(kubus_kubelet::node::default_node_ip);
     if args.insecure_http && !bind.ip().is_loopback() {
         anyhow::bail!(
             "--insecure-http serves every request as the cluster administrator: it needs a loopback --api-address, not {}",
@@ -304,9 +291,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     let store = Store::open(client.clone(), store_config).await.context("opening the object store on JetStream")?;
-    let pki = if args.insecure_http { None } else { Some(cluster_pki(&data_dir, &args, &store).await?) };
+    let pki = match args.insecure_http {
+        true => None,
+        false => {
+            let addresses = [node_ip, bind.ip()];
+            Some(cluster_pki(&data_dir, &addresses, &service_ranges, &args.cluster_domain, &store).await?)
+        }
+    };
     // Pods reach the API at the node's address when it listens there (not on loopback only).
-    let node_ip = args.node.node_ip.unwrap_or_else(kubus_kubelet::node::default_node_ip);
     let advertise = match bind.ip() {
         ip if ip.is_unspecified() => Some(SocketAddr::new(node_ip, args.api_port)),
         ip if ip.is_loopback() => None,
@@ -327,11 +319,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             http_workers: 2,
             tombstone_retention: std::time::Duration::from_secs(3600),
             event_ttl: args.event_ttl,
-            service_ranges: {
-                let (network, prefix) = kubus_apiserver::allocator::ServiceRanges::parse_cidr(&args.service_cidr)
-                    .context("--service-cidr must be an IPv4 CIDR no longer than /30")?;
-                kubus_apiserver::allocator::ServiceRanges { network, prefix, ..Default::default() }
-            },
+            service_ranges: service_ranges.clone(),
             tls,
             advertise,
         },
@@ -442,11 +430,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     .context("publishing the cluster's network settings")?;
     // Cluster DNS, an actor of the control plane (where CoreDNS would be an add-on); pods reach it
     // through the kube-dns Service at the tenth address of the service range, via kube-proxy.
-    let dns_ip = {
-        let (network, _) = kubus_apiserver::allocator::ServiceRanges::parse_cidr(&args.service_cidr)
-            .context("--service-cidr must be an IPv4 CIDR no longer than /30")?;
-        std::net::IpAddr::from(std::net::Ipv4Addr::from(u32::from(network) + 10))
-    };
+    let dns_ip = std::net::IpAddr::from(std::net::Ipv4Addr::from(u32::from(service_ranges.network) + 10));
     // On the node's address, not 0.0.0.0: a local resolver (systemd-resolved's 127.0.0.53:53)
     // keeps its port.
     // With --dns-port 0 a restart keeps the port it picked before, so the kube-dns Service

@@ -309,7 +309,12 @@ impl Cluster {
     /// The API server as the admin kubeconfig reaches it (HTTPS, the CA checked, the admin
     /// client certificate).
     pub fn endpoint(&self) -> kubus_bench::kubeconfig::Endpoint {
-        kubus_bench::kubeconfig::Endpoint::from_kubeconfig(&self.kubeconfig()).expect("the admin kubeconfig")
+        self.try_endpoint().expect("the admin kubeconfig")
+    }
+
+    fn try_endpoint(&self) -> std::io::Result<kubus_bench::kubeconfig::Endpoint> {
+        kubus_bench::kubeconfig::Endpoint::from_kubeconfig(&self.kubeconfig())
+            .map_err(|e| std::io::Error::other(format!("{e:#}")))
     }
 
     /// A raw request with this Accept header; the status code and the body.
@@ -321,9 +326,7 @@ impl Cluster {
         content_type: Option<&str>,
         body: Option<&[u8]>,
     ) -> std::io::Result<(u16, String)> {
-        let endpoint = kubus_bench::kubeconfig::Endpoint::from_kubeconfig(&self.kubeconfig())
-            .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
-        raw_request(&endpoint, method, path, accept, &[], content_type, body)
+        raw_request(&self.try_endpoint()?, method, path, accept, &[], content_type, body)
     }
 }
 

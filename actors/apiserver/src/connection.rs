@@ -20,14 +20,13 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// What Go's HTTPS server answers a plain HTTP request with, and so upstream's.
 const PLAIN_HTTP_REFUSED: &[u8] = b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
 
-enum Transport {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
-}
+/// The socket, plain or TLS.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// An accepted connection, after its TLS handshake.
 pub struct Connection {
-    io: Transport,
+    io: Box<dyn Io>,
     /// Bytes read ahead, read again before the socket's.
     replay: BytesMut,
     pub channel: Channel,
@@ -39,11 +38,7 @@ impl Connection {
     pub async fn accept(tcp: TcpStream, tls: Option<&ServerTls>) -> io::Result<Connection> {
         let _ = tcp.set_nodelay(true);
         let Some(tls) = tls else {
-            return Ok(Connection {
-                io: Transport::Plain(tcp),
-                replay: BytesMut::new(),
-                channel: Channel::InsecureHttp,
-            });
+            return Ok(Connection { io: Box::new(tcp), replay: BytesMut::new(), channel: Channel::InsecureHttp });
         };
         let handshake = async {
             // A TLS client starts with a handshake record (0x16); plain HTTP with a method name.
@@ -61,16 +56,13 @@ impl Connection {
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
         let peer = tls.peer_auth(stream.get_ref().1.peer_certificates());
-        Ok(Connection { io: Transport::Tls(Box::new(stream)), replay: BytesMut::new(), channel: Channel::Tls(peer) })
+        Ok(Connection { io: Box::new(stream), replay: BytesMut::new(), channel: Channel::Tls(peer) })
     }
 
     /// Reads more of the connection into the bytes to replay; `Ok(0)` at its end.
     pub async fn read_ahead(&mut self) -> io::Result<usize> {
         let mut chunk = [0u8; 4096];
-        let n = match &mut self.io {
-            Transport::Plain(s) => s.read(&mut chunk).await?,
-            Transport::Tls(s) => s.read(&mut chunk).await?,
-        };
+        let n = self.io.read(&mut chunk).await?;
         self.replay.extend_from_slice(&chunk[..n]);
         Ok(n)
     }
@@ -90,19 +82,13 @@ impl AsyncRead for Connection {
             this.replay.advance(n);
             return Poll::Ready(Ok(()));
         }
-        match &mut this.io {
-            Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for Connection {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        match &mut self.io {
-            Transport::Plain(s) => Pin::new(s).poll_write(cx, data),
-            Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, data),
-        }
+        Pin::new(&mut self.io).poll_write(cx, data)
     }
 
     fn poll_write_vectored(
@@ -110,31 +96,19 @@ impl AsyncWrite for Connection {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.io {
-            Transport::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Transport::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        match &self.io {
-            Transport::Plain(s) => s.is_write_vectored(),
-            Transport::Tls(s) => s.is_write_vectored(),
-        }
+        self.io.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.io {
-            Transport::Plain(s) => Pin::new(s).poll_flush(cx),
-            Transport::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
+        Pin::new(&mut self.io).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.io {
-            Transport::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Transport::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

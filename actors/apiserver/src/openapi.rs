@@ -134,21 +134,41 @@ fn paths_for(r: &ResourceInfo, paths: &mut Map<String, Value>) {
     }
 }
 
-fn build_gv(group: &str, version: &str) -> Value {
-    let settings = schemars::gen::SchemaSettings::openapi3();
-    let mut gen = settings.into_generator();
-    let resources: Vec<&ResourceInfo> =
-        resource::all().iter().filter(|r| r.group == group && r.version == version).collect();
-    for r in &resources {
-        (r.schema)(&mut gen);
+/// An OpenAPI v3 document of a group version.
+fn document(paths: Map<String, Value>, schemas: Map<String, Value>) -> Value {
+    json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": crate::discovery::KUBERNETES_VERSION},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    })
+}
+
+/// The schemas `kinds` define (with those they refer to), each kind's marked with its
+/// group-version-kind as kubectl looks it up: `(schema, definition name, gvk)`.
+fn schemas_of<'a>(
+    kinds: impl Iterator<Item = (kubus_apimachinery::resource::SchemaFn, &'a str, Value)>,
+) -> Map<String, Value> {
+    let mut gen = schemars::gen::SchemaSettings::openapi3().into_generator();
+    let mut marks = Vec::new();
+    for (schema, definition, gvk) in kinds {
+        schema(&mut gen);
+        marks.push((definition, gvk));
     }
     let mut schemas: Map<String, Value> =
         gen.take_definitions().into_iter().map(|(k, v)| (k, serde_json::to_value(v).unwrap_or(Value::Null))).collect();
-    for r in &resources {
-        if let Some(s) = schemas.get_mut(r.definition).and_then(Value::as_object_mut) {
-            s.insert("x-kubernetes-group-version-kind".into(), json!([gvk(r)]));
+    for (definition, gvk) in marks {
+        if let Some(s) = schemas.get_mut(definition).and_then(Value::as_object_mut) {
+            s.insert("x-kubernetes-group-version-kind".into(), json!([gvk]));
         }
     }
+    schemas
+}
+
+fn build_gv(group: &str, version: &str) -> Value {
+    let resources: Vec<&ResourceInfo> =
+        resource::all().iter().filter(|r| r.group == group && r.version == version).collect();
+    let mut schemas = schemas_of(resources.iter().map(|r| (r.schema, r.definition, gvk(r))));
     for (ty, field, key, strategy) in patch_meta::extensions() {
         if let Some(p) = schemas
             .get_mut(ty)
@@ -166,31 +186,19 @@ fn build_gv(group: &str, version: &str) -> Value {
     for r in &resources {
         paths_for(r, &mut paths);
     }
-    json!({
-        "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": crate::discovery::KUBERNETES_VERSION},
-        "paths": paths,
-        "components": {"schemas": schemas},
-    })
+    document(paths, schemas)
 }
 
 /// The document of a group version of review resources (create-only, never stored): what
 /// `kubectl explain subjectaccessreviews` reads.
 fn build_reviews(group: &str, version: &str) -> Value {
-    use crate::authorization::review::REVIEWS;
+    use crate::authorization::review::{ReviewResource, REVIEWS};
     let reviews: Vec<_> = REVIEWS.iter().filter(|r| r.group == group && r.version == version).collect();
-    let mut gen = schemars::gen::SchemaSettings::openapi3().into_generator();
-    for r in &reviews {
-        (r.schema)(&mut gen);
-    }
-    let mut schemas: Map<String, Value> =
-        gen.take_definitions().into_iter().map(|(k, v)| (k, serde_json::to_value(v).unwrap_or(Value::Null))).collect();
+    let gvk = |r: &ReviewResource| json!({"group": r.group, "version": r.version, "kind": r.kind});
+    let schemas = schemas_of(reviews.iter().map(|r| (r.schema, r.definition, gvk(r))));
     let mut paths = Map::new();
     for r in &reviews {
-        let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
-        if let Some(s) = schemas.get_mut(r.definition).and_then(Value::as_object_mut) {
-            s.insert("x-kubernetes-group-version-kind".into(), json!([gvk]));
-        }
+        let gvk = gvk(r);
         let reference = json!({"$ref": format!("#/components/schemas/{}", r.definition)});
         let (ns, scope) = if r.namespaced { ("Namespaced", "/namespaces/{namespace}") } else { ("", "") };
         let params = ["dryRun", "fieldManager", "fieldValidation", "pretty"].map(|p| param(p, "query", ""));
@@ -207,12 +215,7 @@ fn build_reviews(group: &str, version: &str) -> Value {
             }}),
         );
     }
-    json!({
-        "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": crate::discovery::KUBERNETES_VERSION},
-        "paths": paths,
-        "components": {"schemas": schemas},
-    })
+    document(paths, schemas)
 }
 
 impl OpenApi {

@@ -319,11 +319,16 @@ fn read(path: &Path) -> Result<Option<String>, PkiError> {
 }
 
 /// Writes through a temporary file and a rename, so a crash never leaves half a key.
-fn write(path: &Path, contents: &str, mode: u32) -> Result<(), PkiError> {
+/// The temporary file is made anew with `mode` (a leftover one could have wider modes), and
+/// the mode is set again in case the umask narrowed it. Keys, certificates and kubeconfigs.
+pub fn write(path: &Path, contents: &str, mode: u32) -> Result<(), PkiError> {
     let err = |source| PkiError::Io { path: path.to_path_buf(), source };
     let tmp = path.with_extension("tmp");
-    let mut f =
-        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp).map_err(err)?;
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(err(e)),
+        _ => {}
+    }
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp).map_err(err)?;
     f.write_all(contents.as_bytes()).and_then(|_| f.sync_all()).map_err(err)?;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)

@@ -8,7 +8,7 @@
 //! cluster's key, kept in the store's keys stream and never in a Secret: whoever may read
 //! Secrets cannot mint tokens, and every API server of the cluster signs and verifies alike.
 
-use crate::authn::{service_account_groups, TokenAuthenticator, UserInfo, ALL_AUTHENTICATED};
+use crate::authn::{service_account_groups, TokenAuthenticator, UserInfo, ALL_AUTHENTICATED, SERVICE_ACCOUNT_PREFIX};
 use crate::cache::{CachedObject, WatchCache};
 use crate::storage::Storage;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -106,9 +106,9 @@ impl TokenIssuer {
         format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
     }
 
-    /// The claims of a token this key signed (ES256, this key's id, a good signature), or None.
-    /// Times, issuer and audiences are the caller's to check.
-    pub fn verify_signature(&self, token: &str) -> Option<Value> {
+    /// The claims of a token this key signed (ES256, this key's id, a good signature), read
+    /// into `T`, or None. Times, issuer and audiences are the caller's to check.
+    pub fn verify_signature<T: serde::de::DeserializeOwned>(&self, token: &str) -> Option<T> {
         let (signing_input, sig) = token.rsplit_once('.')?;
         let (header, payload) = signing_input.split_once('.')?;
         let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).ok()?).ok()?;
@@ -194,7 +194,7 @@ impl TokenIssuer {
         let claims = json!({
             "aud": audiences, "exp": now + expiration, "iat": now, "nbf": now, "iss": ISSUER,
             "jti": uuid::Uuid::new_v4().to_string(),
-            "sub": format!("system:serviceaccount:{ns}:{name}"),
+            "sub": format!("{SERVICE_ACCOUNT_PREFIX}{ns}:{name}"),
             "kubernetes.io": k8s,
         });
         let token = self.sign(&claims);
@@ -313,7 +313,7 @@ impl ServiceAccountTokens {
 
 impl TokenAuthenticator for ServiceAccountTokens {
     fn authenticate_token(&self, token: &str, audiences: &[&str]) -> Option<(UserInfo, Vec<String>)> {
-        let claims: Claims = serde_json::from_value(self.issuer.verify_signature(token)?).ok()?;
+        let claims: Claims = self.issuer.verify_signature(token)?;
         let now = now_secs();
         let matched: Vec<String> = audiences.iter().filter(|a| claims.aud.contains(a)).map(|a| a.to_string()).collect();
         if claims.iss != ISSUER || matched.is_empty() {
@@ -452,7 +452,7 @@ mod tests {
         assert_eq!(a.kid, b.kid);
         assert_eq!(a.kid.len(), 43, "base64url of 32 bytes");
         let t = a.sign(&json!({"sub": "x"}));
-        assert_eq!(b.verify_signature(&t).unwrap()["sub"], "x");
+        assert_eq!(b.verify_signature::<Value>(&t).unwrap()["sub"], "x");
         assert!(TokenIssuer::from_pkcs8(b"not a key").is_err());
         // The published key verifies the tokens, as another system checking them would.
         let jwk = &a.jwks()["keys"][0];

@@ -21,10 +21,7 @@ impl StoreConfig {
 
 /// Creates the meta stream if it is missing.
 pub(super) async fn ensure(js: &jetstream::Context, config: &StoreConfig) -> Result<stream::Stream, StoreError> {
-    if let Ok(s) = js.get_stream(config.meta_stream()).await {
-        return Ok(s);
-    }
-    js.create_stream(stream::Config {
+    let meta = stream::Config {
         name: config.meta_stream(),
         description: Some(format!("Kubus cluster {}: store bookkeeping (compacted revision)", config.cluster)),
         subjects: vec![format!("kubus.{}.meta.>", config.cluster)],
@@ -34,9 +31,8 @@ pub(super) async fn ensure(js: &jetstream::Context, config: &StoreConfig) -> Res
         // Read from the leader: a lagging replica could hide a compaction from a watch.
         allow_direct: false,
         ..Default::default()
-    })
-    .await
-    .map_err(StoreError::unavailable)
+    };
+    super::get_or_create_stream(js, meta).await
 }
 
 impl Store {

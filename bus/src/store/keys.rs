@@ -17,11 +17,8 @@ impl StoreConfig {
 }
 
 /// Creates the keys stream if it is missing.
-pub(super) async fn ensure(js: &jetstream::Context, config: &StoreConfig) -> Result<stream::Stream, StoreError> {
-    if let Ok(s) = js.get_stream(config.keys_stream()).await {
-        return Ok(s);
-    }
-    js.create_stream(stream::Config {
+async fn ensure(js: &jetstream::Context, config: &StoreConfig) -> Result<stream::Stream, StoreError> {
+    let keys = stream::Config {
         name: config.keys_stream(),
         description: Some(format!("Kubus cluster {}: the cluster's signing keys (never served)", config.cluster)),
         subjects: vec![format!("kubus.{}.keys.>", config.cluster)],
@@ -34,9 +31,8 @@ pub(super) async fn ensure(js: &jetstream::Context, config: &StoreConfig) -> Res
         deny_delete: true,
         deny_purge: true,
         ..Default::default()
-    })
-    .await
-    .map_err(StoreError::unavailable)
+    };
+    super::get_or_create_stream(js, keys).await
 }
 
 impl Store {

@@ -418,6 +418,15 @@ enum PublishOutcome {
     Failed(StoreError),
 }
 
+/// The stream `config` names, created from `config` if it is missing (an existing one is left
+/// as it is): the store's small streams of bookkeeping and keys.
+async fn get_or_create_stream(js: &jetstream::Context, config: stream::Config) -> Result<stream::Stream, StoreError> {
+    if let Ok(s) = js.get_stream(&config.name).await {
+        return Ok(s);
+    }
+    js.create_stream(config).await.map_err(StoreError::unavailable)
+}
+
 fn is_delete(headers: &HeaderMap) -> bool {
     headers.get(OP_HEADER).is_some_and(|v| v.as_str() == "delete")
 }

@@ -140,11 +140,15 @@ fn bearer(value: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-/// Paths anyone may read without credentials (upstream's system:public-info-viewer role):
-/// load balancers and probes check health, and clients read the version before they log in.
+/// Paths anyone may read without credentials: upstream's system:public-info-viewer role
+/// grants exactly these. Load balancers and probes check health, and clients read the
+/// version before they log in.
+pub const PUBLIC_INFO_PATHS: &[&str] = &["/healthz", "/livez", "/readyz", "/version", "/version/"];
+
+/// Whether anonymous requests may reach `path` (the public-info paths and the health checks
+/// below them) rather than be answered 401.
 pub fn is_public_info(path: &str) -> bool {
-    matches!(path, "/healthz" | "/livez" | "/readyz" | "/version" | "/version/")
-        || ["/healthz/", "/livez/", "/readyz/"].iter().any(|p| path.starts_with(p))
+    PUBLIC_INFO_PATHS.contains(&path) || ["/healthz/", "/livez/", "/readyz/"].iter().any(|p| path.starts_with(p))
 }
 
 /// The user a request without credentials runs as, where it is let in at all.

@@ -142,12 +142,7 @@ pub fn cluster_roles() -> Vec<Value> {
             )],
             None,
         ),
-        cluster_role(
-            "system:public-info-viewer",
-            &[],
-            vec![urls(&["get"], &["/healthz", "/livez", "/readyz", "/version", "/version/"])],
-            None,
-        ),
+        cluster_role("system:public-info-viewer", &[], vec![urls(&["get"], crate::authn::PUBLIC_INFO_PATHS)], None),
         cluster_role(
             "system:basic-user",
             &[],

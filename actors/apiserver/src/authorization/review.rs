@@ -185,7 +185,8 @@ fn token_review(tokens: &dyn TokenAuthenticator, spec: &Value) -> Value {
     let asked: Vec<&str> = spec["audiences"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     let audiences = if asked.is_empty() { crate::authn::API_AUDIENCES.to_vec() } else { asked };
     // One check, whatever the number of audiences asked.
-    match tokens.authenticate_token(token, &audiences).filter(|_| !token.is_empty()) {
+    let checked = if token.is_empty() { None } else { tokens.authenticate_token(token, &audiences) };
+    match checked {
         Some((user, valid_for)) => json!({"authenticated": true, "user": user.to_json(), "audiences": valid_for}),
         None => json!({"user": {}, "error": "[invalid bearer token, service account token has been invalidated]"}),
     }

@@ -124,6 +124,18 @@ impl From<StreamError> for Rejection {
 }
 
 impl Rejection {
+    /// Counts the refusal of a `kind` stream and logs it; refusals of the unauthenticated are
+    /// not worth a line each (anyone can send them).
+    fn record(&self, kind: &str) {
+        let result = if self.code >= 500 { "failed" } else { "rejected" };
+        STREAMS.with_label_values(&[kind, result]).inc();
+        if self.code == 401 {
+            tracing::debug!(code = self.code, "stream refused");
+        } else {
+            tracing::info!(code = self.code, message = %self.status["message"].as_str().unwrap_or(""), "stream refused");
+        }
+    }
+
     fn response(&self) -> HttpResponse {
         HttpResponse::build(StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
             .content_type("application/json")
@@ -176,14 +188,7 @@ pub async fn serve(
             resp
         }
         Err(r) => {
-            let result = if r.code >= 500 { "failed" } else { "rejected" };
-            STREAMS.with_label_values(&[kind, result]).inc();
-            // Refusals of the unauthenticated are not worth a line each (anyone can send them).
-            if r.code == 401 {
-                tracing::debug!(code = r.code, "stream refused");
-            } else {
-                tracing::info!(code = r.code, message = %r.status["message"].as_str().unwrap_or(""), "stream refused");
-            }
+            r.record(kind);
             r.response()
         }
     }

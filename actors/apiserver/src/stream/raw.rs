@@ -149,13 +149,7 @@ pub async fn serve(mut io: Connection, head: UpgradeHead, state: ApiState, ctx: 
         let accepted = match accepted {
             Ok(a) => a,
             Err(r) => {
-                STREAMS.with_label_values(&[kind, if r.code >= 500 { "failed" } else { "rejected" }]).inc();
-                // Refusals of the unauthenticated are not worth a line each (anyone can send them).
-                if r.code == 401 {
-                    tracing::debug!(code = r.code, "stream refused");
-                } else {
-                    tracing::info!(code = r.code, message = %r.status["message"].as_str().unwrap_or(""), "stream refused");
-                }
+                r.record(kind);
                 let body = r.status.to_string();
                 let reason = actix_web::http::StatusCode::from_u16(r.code)
                     .ok()
