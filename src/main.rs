@@ -42,6 +42,8 @@ enum Command {
     NodeReset(cmd::node::NodeResetArgs),
     /// Manage the images of this node: import, export, ls, pull, rm.
     Image(cmd::image::ImageArgs),
+    /// Make kubeconfigs for users of the cluster (as `kubeadm kubeconfig`).
+    Kubeconfig(cmd::kubeconfig::KubeconfigArgs),
     /// Run simulated nodes against a cluster (like kwok).
     SimNodes(cmd::sim::SimArgs),
     /// Measure the API server, the control plane at scale and the node agent (figures for docs/benchmarks.md).
@@ -79,6 +81,7 @@ fn run() -> anyhow::Result<()> {
         Command::Node(args) => actix::System::new().block_on(cmd::node::run(*args)),
         Command::NodeReset(args) => actix::System::new().block_on(cmd::node::reset(args)),
         Command::Image(args) => actix::System::new().block_on(cmd::image::run(args)),
+        Command::Kubeconfig(args) => cmd::kubeconfig::run(args),
         Command::SimNodes(args) => actix::System::new().block_on(cmd::sim::run(args)),
         Command::Bench(args) => actix::System::new().block_on(kubus_bench::run(args)),
     }

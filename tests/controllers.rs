@@ -222,6 +222,8 @@ fn a_stopped_node_turns_not_ready_and_its_pods_are_replaced() {
                 "--nats",
             ])
             .arg(c.nats_url())
+            .arg("--kubeconfig")
+            .arg(c.kubeconfig())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(c.dir.join("extra.log")).unwrap())
             .spawn()

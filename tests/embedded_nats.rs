@@ -44,7 +44,7 @@ fn stream_names(url: &str) -> Vec<String> {
     use futures::StreamExt;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let client = async_nats::connect(url).await.expect("the user's server answers");
+        let client = kubus_bus::connect(url, "e2e-test").await.expect("the server answers");
         let js = async_nats::jetstream::new(client);
         js.stream_names().map(|n| n.expect("stream names")).collect().await
     })

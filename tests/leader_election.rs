@@ -64,6 +64,8 @@ fn leader_failover_within_the_lease_duration() {
     let _nodes = Nodes(
         Command::new(env!("CARGO_BIN_EXE_kubus"))
             .args(["sim-nodes", "--count", "2", "--cluster", "e2e", "--renew-seconds", "1", "--nats", &url])
+            .arg("--kubeconfig")
+            .arg(a.kubeconfig())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

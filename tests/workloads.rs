@@ -127,6 +127,8 @@ fn daemonset_covers_every_fitting_node_joins_late_nodes_and_rolls_back() {
     // A node that joins later gets its pod.
     let late = std::process::Command::new(env!("CARGO_BIN_EXE_kubus"))
         .args(["sim-nodes", "--count", "1", "--prefix", "late-", "--cluster", "e2e", "--nats", &c.nats_url()])
+        .arg("--kubeconfig")
+        .arg(c.kubeconfig())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -3,6 +3,7 @@
 //! sends over HTTP, so every write passes the one validation path. Envelopes are bincode;
 //! bodies stay Kubernetes JSON.
 
+use crate::credential::Credential;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -71,9 +72,12 @@ pub enum ApiClientError {
     Unreachable(String),
     #[error(transparent)]
     Envelope(#[from] EnvelopeError),
+    #[error(transparent)]
+    Credential(#[from] crate::credential::CredentialError),
 }
 
-/// The client internal actors use to call the API server over NATS.
+/// The client internal actors use to call the API server over NATS, presenting their
+/// credential with every request (the API server authenticates and authorizes it as HTTPS).
 #[derive(Clone)]
 pub struct ApiClient {
     client: async_nats::Client,
@@ -81,6 +85,7 @@ pub struct ApiClient {
     priority_subject: String,
     user_agent: String,
     timeout: Duration,
+    credential: Credential,
 }
 
 impl ApiClient {
@@ -91,7 +96,25 @@ impl ApiClient {
             priority_subject: api_priority_subject(cluster),
             user_agent: user_agent.to_string(),
             timeout: Duration::from_secs(30),
+            credential: Credential::None,
         }
+    }
+
+    /// This client presenting `credential` (who the API server takes its requests to be from).
+    pub fn with_credential(mut self, credential: Credential) -> Self {
+        self.credential = credential;
+        self
+    }
+
+    /// This client with another user agent, same connection and credential.
+    pub fn with_user_agent(mut self, user_agent: &str) -> Self {
+        self.user_agent = user_agent.to_string();
+        self
+    }
+
+    /// The connection requests go over (watches over NATS subscribe to an inbox on it).
+    pub fn nats(&self) -> &async_nats::Client {
+        &self.client
     }
 
     pub async fn send(&self, mut req: ApiRequest) -> Result<ApiResponse, ApiClientError> {
@@ -100,16 +123,20 @@ impl ApiClient {
         }
         let started = std::time::Instant::now();
         let payload = Bytes::from(encode(&req)?);
+        let mut headers = async_nats::HeaderMap::new();
+        if let Some(authorization) = self.credential.authorization()? {
+            headers.insert("Authorization", authorization.as_str());
+        }
         let reply = if is_priority(&req) {
-            match self.request(&self.priority_subject, payload.clone()).await {
+            match self.request(&self.priority_subject, &headers, payload.clone()).await {
                 // An API server of a version without the lane: the main service answers.
                 Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
-                    self.request(&self.subject, payload).await
+                    self.request(&self.subject, &headers, payload).await
                 }
                 other => other,
             }
         } else {
-            self.request(&self.subject, payload).await
+            self.request(&self.subject, &headers, payload).await
         };
         let reply = reply.map_err(|e| ApiClientError::Unreachable(e.to_string()));
         let resp: Result<ApiResponse, ApiClientError> = reply.and_then(|r| Ok(decode(&r.payload)?));
@@ -121,8 +148,14 @@ impl ApiClient {
         resp
     }
 
-    async fn request(&self, subject: &str, payload: Bytes) -> Result<async_nats::Message, async_nats::RequestError> {
-        match tokio::time::timeout(self.timeout, self.client.request(subject.to_string(), payload)).await {
+    async fn request(
+        &self,
+        subject: &str,
+        headers: &async_nats::HeaderMap,
+        payload: Bytes,
+    ) -> Result<async_nats::Message, async_nats::RequestError> {
+        let request = self.client.request_with_headers(subject.to_string(), headers.clone(), payload);
+        match tokio::time::timeout(self.timeout, request).await {
             Ok(reply) => reply,
             Err(_) => Err(async_nats::RequestError::new(async_nats::RequestErrorKind::TimedOut)),
         }

@@ -8,6 +8,11 @@
 //! the cluster's store. A child that exits is restarted on the same data dir and address;
 //! clients reconnect by themselves, and [`crate::connect_to_embedded`] checks the server's name
 //! again on every reconnection.
+//!
+//! The server takes only clients that log in: user [`USER`] with the password kept in
+//! `<data_dir>/nats.password` (made once, owner-only, so clients on other machines keep working
+//! across restarts). Whoever reaches the port without it, on this machine or beyond, gets
+//! `Authorization Violation` and nothing of the store.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -49,6 +54,51 @@ static RESTARTS: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+/// The user every client of the embedded server logs in as.
+pub const USER: &str = "kubus";
+
+/// The password of the embedded server of `data_dir`: 256 random bits, made once and kept in
+/// `<data_dir>/nats.password`, readable by its owner only.
+fn password(data_dir: &Path) -> Result<String, EmbeddedError> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join("nats.password");
+    let io = |source| EmbeddedError::Io { path: path.clone(), source };
+    match std::fs::read_to_string(&path) {
+        Ok(p) if p.trim().len() == 64 && p.trim().bytes().all(|b| b.is_ascii_hexdigit()) => {
+            use std::os::unix::fs::PermissionsExt;
+            // Kept only if it is still the owner's alone.
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+            return Ok(p.trim().to_string());
+        }
+        Ok(_) => std::fs::remove_file(&path).map_err(io)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).map_err(io)?;
+    let password: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(io)?;
+    file.write_all(password.as_bytes()).map_err(io)?;
+    Ok(password)
+}
+
+/// Writes `contents` to `path` readable by its owner only (the server's configuration holds
+/// the password).
+fn write_private(path: &Path, contents: &str) -> Result<(), EmbeddedError> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let io = |source| EmbeddedError::Io { path: path.to_path_buf(), source };
+    // A new file renamed over the old one: a reader holding the old one (made with wider
+    // modes by an older Kubus) never sees the password.
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(io)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    file.write_all(contents.as_bytes()).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
 /// Restarts of a child that keeps exiting wait longer each time (a crash loop must not spin,
 /// replaying JetStream recovery back to back), up to the cap...
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -67,7 +117,9 @@ struct Spec {
 }
 
 pub struct EmbeddedNats {
+    /// With the credentials: for clients, never for a log line.
     url: String,
+    public_url: String,
     server_name: String,
     data_dir: PathBuf,
     /// Whether the server is up right now (false while it is being restarted).
@@ -132,15 +184,17 @@ impl EmbeddedNats {
         let addr = host_port(&host, port);
         let server_name = format!("kubus-{}", random_token());
         let log = data_dir.join("nats-server.log");
+        let password = password(data_dir)?;
         // max_payload above the 1 MiB default so objects up to Kubernetes' 1.5 MiB fit.
         let config = format!(
             "listen: \"{addr}\"\nserver_name: {server_name}\nmax_payload: 2MB\npid_file: \"{pid}\"\n\
-             log_file: \"{log}\"\njetstream {{\n  store_dir: \"{store}\"\n}}\n",
+             log_file: \"{log}\"\njetstream {{\n  store_dir: \"{store}\"\n}}\n\
+             authorization {{\n  user: {USER}\n  password: \"{password}\"\n}}\n",
             pid = data_dir.join("nats-server.pid").display(),
             log = log.display(),
             store = store.display(),
         );
-        std::fs::write(&config_path, config).map_err(io(&config_path))?;
+        write_private(&config_path, &config)?;
         let spec = Spec { bin, config: config_path, log, addr: addr.clone(), server_name: server_name.clone() };
         let child = spawn(&spec).await?;
         let listen_file = data_dir.join("nats.listen");
@@ -150,7 +204,8 @@ impl EmbeddedNats {
         let (stop_tx, stop_rx) = oneshot::channel();
         let supervisor = tokio::spawn(supervise(spec, child, up_tx, stop_rx, data_dir.to_path_buf()));
         Ok(EmbeddedNats {
-            url: format!("nats://{addr}"),
+            url: format!("nats://{USER}:{password}@{addr}"),
+            public_url: format!("nats://{addr}"),
             server_name,
             data_dir: data_dir.to_path_buf(),
             up,
@@ -159,8 +214,15 @@ impl EmbeddedNats {
         })
     }
 
+    /// The URL clients connect with, credentials included: keep it out of logs and command
+    /// lines ([`EmbeddedNats::public_url`] is the one to show).
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The URL without credentials.
+    pub fn public_url(&self) -> &str {
+        &self.public_url
     }
 
     /// The unique server name this child runs with (what [`crate::connect_to_embedded`]

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod credential;
 pub mod embedded;
 pub mod metrics;
 pub mod store;
@@ -30,10 +31,40 @@ pub(crate) fn reconnects() -> tokio::sync::watch::Receiver<u64> {
     RECONNECTS.subscribe()
 }
 
+/// `urls` (comma-separated NATS URLs) without their credentials (`user:password@`), for
+/// messages and logs.
+pub fn redact(urls: &str) -> String {
+    urls.split(',')
+        .map(|url| match (url.find("://"), url.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => format!("{}{}", &url[..scheme + 3], &url[at + 1..]),
+            (None, Some(at)) => url[at + 1..].to_string(),
+            _ => url.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Connects to NATS (comma-separated URLs), retrying the first connection for a while so that
 /// a server started a moment ago is found.
+/// A user and password in the URL (`nats://user:password@host:port`) log in: the embedded
+/// server requires them.
 pub async fn connect(urls: &str, name: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
-    options(name, None).connect(urls).await
+    with_credentials(options(name, None), urls).connect(redact(urls)).await
+}
+
+/// The user and password of the first of `urls` that has them (async-nats reads none from a
+/// URL), and the options logging in with them.
+fn with_credentials(options: async_nats::ConnectOptions, urls: &str) -> async_nats::ConnectOptions {
+    let credentials = urls.split(',').find_map(|url| {
+        let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+        let (userinfo, _) = rest.rsplit_once('@')?;
+        let (user, password) = userinfo.split_once(':')?;
+        Some((user.to_string(), password.to_string()))
+    });
+    match credentials {
+        Some((user, password)) => options.user_and_password(user, password),
+        None => options,
+    }
 }
 
 /// Connects to the embedded server at `url`, which must answer as `expected_server_name`
@@ -47,12 +78,12 @@ pub async fn connect_to_embedded(
     name: &str,
     expected_server_name: &str,
 ) -> Result<async_nats::Client, embedded::EmbeddedError> {
-    let addr = url.trim_start_matches("nats://").to_string();
+    let addr = redact(url).trim_start_matches("nats://").to_string();
     let (client_tx, client) = tokio::sync::watch::channel(None);
     let expected =
         std::sync::Arc::new(Expected { addr: addr.clone(), server_name: expected_server_name.to_string(), client });
-    let client = options(name, Some(expected))
-        .connect(url)
+    let client = with_credentials(options(name, Some(expected)), url)
+        .connect(redact(url))
         .await
         .map_err(|source| embedded::EmbeddedError::Connect { addr: addr.clone(), source })?;
     embedded::check_connected(&client, &addr, expected_server_name).await?;
@@ -121,4 +152,15 @@ fn options(name: &str, expected: Option<std::sync::Arc<Expected>>) -> async_nats
                 }
             }
         })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn urls_show_without_credentials() {
+        assert_eq!(super::redact("nats://kubus:secret@127.0.0.1:4222"), "nats://127.0.0.1:4222");
+        assert_eq!(super::redact("nats://a:b@h1:1,tls://c:d@h2:2"), "nats://h1:1,tls://h2:2");
+        assert_eq!(super::redact("nats://h:4222"), "nats://h:4222");
+        assert_eq!(super::redact("u:p@h:1"), "h:1");
+    }
 }

@@ -6,8 +6,9 @@
 //! 1. Open: request/reply on `kubus.<cluster>.node.<node>.stream` with a bincode [`StreamOpen`];
 //!    the reply is `Result<(), StreamError>`, an error the API server returns as a Status before
 //!    any upgrade.
-//! 2. Frames on `kubus.<cluster>.stream.<sid>.up` (API server to node) and `.down` (node to API
-//!    server): `[channel u8][bytes]` data chunks of at most [`CHUNK`] bytes, or `[255][control]`.
+//! 2. Frames on `kubus.<cluster>.node.<node>.stream.<sid>.up` (API server to node) and `.down`
+//!    (node to API server). Every subject of a node is under `kubus.<cluster>.node.<node>.`, the
+//!    name encoded as one token, so NATS permissions give a node its own subjects and no other's: `[channel u8][bytes]` data chunks of at most [`CHUNK`] bytes, or `[255][control]`.
 //!    Control shares the data subject so that a close, or the final status, never overtakes data
 //!    (NATS keeps order per publisher and subject, not across subjects).
 //! 3. Credit flow control: at most [`WINDOW`] unacknowledged bytes per direction; the receiver
@@ -58,11 +59,17 @@ pub mod channel {
 
 /// Subject on which node `node` of `cluster` accepts streams.
 pub fn open_subject(cluster: &str, node: &str) -> String {
-    format!("kubus.{cluster}.node.{node}.stream")
+    format!("kubus.{cluster}.node.{}.stream", crate::store::key::encode_token(node))
 }
 
-fn frame_subject(cluster: &str, sid: &str, dir: &str) -> String {
-    format!("kubus.{cluster}.stream.{sid}.{dir}")
+/// Subject of stream `sid`'s frames in direction `dir` (`up` to the node, `down` from it).
+fn frame_subject(cluster: &str, node: &str, sid: &str, dir: &str) -> String {
+    format!("{}.{sid}.{dir}", open_subject(cluster, node))
+}
+
+/// Whether `sid` is one subject token (the API server picks it; a node subscribes to it).
+fn is_token(sid: &str) -> bool {
+    !sid.is_empty() && sid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// A refusal or failure, shaped as the Status the API server turns it into.
@@ -460,7 +467,7 @@ pub async fn open_stream(
         StreamError::internal(format!("error dialing backend: node agent of node {node:?} unreachable: {e}"))
     };
     // Subscribed before the open goes out: the node may send as soon as it replies.
-    let inbound = client.subscribe(frame_subject(cluster, &sid, "down")).await.map_err(|e| unreachable(&e))?;
+    let inbound = client.subscribe(frame_subject(cluster, node, &sid, "down")).await.map_err(|e| unreachable(&e))?;
     let payload = encode(&StreamOpen { sid: sid.clone(), kind }).map_err(|e| StreamError::internal(e.to_string()))?;
     let reply =
         match tokio::time::timeout(OPEN_TIMEOUT, client.request(open_subject(cluster, node), payload.into())).await {
@@ -472,7 +479,7 @@ pub async fn open_stream(
             Ok(Ok(m)) => m,
         };
     decode::<OpenReply>(&reply.payload).map_err(|e| StreamError::internal(e.to_string()))??;
-    Ok(session(client.clone(), frame_subject(cluster, &sid, "up"), inbound))
+    Ok(session(client.clone(), frame_subject(cluster, node, &sid, "up"), inbound))
 }
 
 /// Node side: serves the streams of node `node` until the subscription ends.
@@ -488,10 +495,18 @@ pub async fn serve_node_streams(
     tracing::info!(%subject, "serving node streams");
     while let Some(msg) = sub.next().await {
         let Some(reply) = msg.reply.clone() else { continue };
-        let (client, cluster, handler) = (client.clone(), cluster.to_string(), handler.clone());
+        let (client, handler) = (client.clone(), handler.clone());
+        let frames = subject.clone();
         tokio::spawn(async move {
             let open = match decode::<StreamOpen>(&msg.payload) {
-                Ok(o) => o,
+                Ok(o) if is_token(&o.sid) => o,
+                Ok(_) => {
+                    let r: OpenReply = Err(StreamError::bad_request("a stream id must be one subject token"));
+                    if let Ok(p) = encode(&r) {
+                        let _ = client.publish(reply, p.into()).await;
+                    }
+                    return;
+                }
                 Err(e) => {
                     let r: OpenReply = Err(StreamError::bad_request(format!("undecodable stream open: {e}")));
                     if let Ok(p) = encode(&r) {
@@ -502,7 +517,7 @@ pub async fn serve_node_streams(
             };
             let (ns, pod) = open.kind.pod();
             let span = tracing::info_span!("node_stream", sid = %open.sid, kind = open.kind.name(), namespace = %ns, pod = %pod);
-            serve_one(client, cluster, handler, reply, open).instrument(span).await;
+            serve_one(client, frames, handler, reply, open).instrument(span).await;
         });
     }
     Ok(())
@@ -516,9 +531,10 @@ enum Accepted {
     Tcp(tokio::net::TcpStream),
 }
 
+/// Serves one stream; `frames` is the node's open subject, under which its frames go.
 async fn serve_one(
     client: async_nats::Client,
-    cluster: String,
+    frames: String,
     handler: Arc<dyn NodeStreams>,
     reply: async_nats::Subject,
     open: StreamOpen,
@@ -533,7 +549,7 @@ async fn serve_one(
         }
     };
     // Subscribed before the reply: the API server sends as soon as it has it.
-    let inbound = match client.subscribe(frame_subject(&cluster, &open.sid, "up")).await {
+    let inbound = match client.subscribe(format!("{frames}.{}.up", open.sid)).await {
         Ok(s) => s,
         Err(e) => return answer(Err(StreamError::internal(format!("cannot subscribe: {e}")))).await,
     };
@@ -556,7 +572,7 @@ async fn serve_one(
         Err(e) => return answer(Err(e)).await,
     };
     answer(Ok(())).await;
-    let (tx, rx) = session(client.clone(), frame_subject(&cluster, &open.sid, "down"), inbound);
+    let (tx, rx) = session(client.clone(), format!("{frames}.{}.down", open.sid), inbound);
     let result = match accepted {
         Accepted::Logs(logs) => pump_logs(tx, rx, logs).await,
         Accepted::Io(want, run) => pump_io(tx, rx, want, run).await,
@@ -727,6 +743,17 @@ async fn pump_tcp(tx: StreamSender, mut rx: StreamReceiver, tcp: tokio::net::Tcp
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_streams_under_its_own_subjects() {
+        // The name is one token: node "a" holds nothing of node "a.b".
+        assert_eq!(open_subject("c", "a.b"), "kubus.c.node.a_2eb.stream");
+        assert_eq!(frame_subject("c", "a.b", "S1", "up"), "kubus.c.node.a_2eb.stream.S1.up");
+        assert!(is_token("AbC09_-x"));
+        for sid in ["", "a.b", "*", ">", "a b"] {
+            assert!(!is_token(sid), "{sid}");
+        }
+    }
 
     #[test]
     fn open_and_control_round_trip() {

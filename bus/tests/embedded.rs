@@ -88,7 +88,7 @@ async fn a_killed_server_comes_back_and_clients_reconnect() {
     let dir = temp_dir("embedded-restart");
     let nats = EmbeddedNats::start(&dir.0, "127.0.0.1:0").await.expect("starts");
     let recorded = std::fs::read_to_string(dir.0.join("nats.listen")).unwrap();
-    assert_eq!(format!("nats://{recorded}"), nats.url());
+    assert_eq!(format!("nats://{recorded}"), nats.public_url());
     assert_eq!(kubus_bus::embedded::default_listen(&dir.0), recorded);
     let client = kubus_bus::connect_to_embedded(nats.url(), "embedded-test", nats.server_name())
         .await
@@ -134,6 +134,31 @@ async fn a_killed_server_comes_back_and_clients_reconnect() {
 }
 
 #[tokio::test]
+async fn only_clients_with_the_password_get_in() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir("embedded-auth");
+    let nats = EmbeddedNats::start(&dir.0, "127.0.0.1:0").await.expect("starts");
+    // Without credentials, or with a wrong password: refused by the server.
+    let wrong = async_nats::ConnectOptions::new().user_and_password("kubus".into(), "not-it".into());
+    for options in [async_nats::ConnectOptions::new(), wrong] {
+        let refused = options.connect(nats.public_url()).await.expect_err("refused");
+        assert!(refused.to_string().to_lowercase().contains("authorization"), "{refused}");
+    }
+    let client = kubus_bus::connect(nats.url(), "auth-test").await.expect("the password lets in");
+    client.flush().await.unwrap();
+    // The password and the configuration holding it are the owner's only; a restart keeps it.
+    for file in ["nats.password", "nats-server.conf"] {
+        let mode = std::fs::metadata(dir.0.join(file)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file}");
+    }
+    let url = nats.url().to_string();
+    nats.stop().await;
+    let again = EmbeddedNats::start(&dir.0, &kubus_bus::embedded::default_listen(&dir.0)).await.expect("restarts");
+    assert_eq!(again.url(), url);
+    again.stop().await;
+}
+
+#[tokio::test]
 async fn an_ipv6_listen_address_works() {
     if std::net::TcpListener::bind("[::1]:0").is_err() {
         eprintln!("no IPv6 loopback here: skipped");
@@ -141,9 +166,9 @@ async fn an_ipv6_listen_address_works() {
     }
     let dir = temp_dir("embedded-ipv6");
     let nats = EmbeddedNats::start(&dir.0, "[::1]:0").await.expect("starts on ::1");
-    assert!(nats.url().starts_with("nats://[::1]:"), "{}", nats.url());
+    assert!(nats.public_url().starts_with("nats://[::1]:"), "{}", nats.public_url());
     let recorded = std::fs::read_to_string(dir.0.join("nats.listen")).unwrap();
-    assert_eq!(format!("nats://{recorded}"), nats.url());
+    assert_eq!(format!("nats://{recorded}"), nats.public_url());
     let client = kubus_bus::connect_to_embedded(nats.url(), "ipv6-test", nats.server_name())
         .await
         .expect("connected to our own server over IPv6");

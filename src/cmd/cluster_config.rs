@@ -10,7 +10,7 @@ use serde_json::json;
 use std::collections::BTreeMap;
 
 pub const NAMESPACE: &str = "kube-system";
-pub const NAME: &str = "kubus-cluster-config";
+pub const NAME: &str = kubus_apiserver::authorization::bootstrap::CLUSTER_CONFIG_MAP;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClusterNetwork {

@@ -1,6 +1,7 @@
 pub mod cluster_config;
 pub mod dns;
 pub mod image;
+pub mod kubeconfig;
 pub mod node;
 pub mod sim;
 pub mod up;
@@ -23,9 +24,9 @@ impl Nats {
         use anyhow::Context as _;
         match &self.embedded {
             Some(server) => Ok(kubus_bus::connect_to_embedded(&self.url, name, server).await?),
-            None => {
-                kubus_bus::connect(&self.url, name).await.with_context(|| format!("connecting to NATS at {}", self.url))
-            }
+            None => kubus_bus::connect(&self.url, name)
+                .await
+                .with_context(|| format!("connecting to NATS at {}", kubus_bus::redact(&self.url))),
         }
     }
 

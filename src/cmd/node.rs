@@ -5,7 +5,6 @@ use anyhow::Context as _;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kubus_bus::api::ApiClient;
-use kubus_bus::Store;
 use kubus_controller_runtime::{Client, Informer, InformerFactory};
 use kubus_kubelet::reset::StateDir;
 use kubus_kubelet::{Kubelet, KubeletConfig};
@@ -60,7 +59,10 @@ pub struct NodeOpts {
 pub struct NodeArgs {
     /// NATS URL(s) of the cluster (comma-separated); default: the embedded server of the
     /// `kubus up` on this machine.
-    #[arg(long)]
+    /// With the user and password the cluster's NATS requires (`nats://kubus:PASSWORD@HOST:PORT`,
+    /// as `<data dir>/nats.url` of `kubus up` holds it); give it in KUBUS_NATS to keep the
+    /// password off the command line.
+    #[arg(long, env = "KUBUS_NATS", hide_env_values = true)]
     pub nats: Option<String>,
     /// Name of the cluster on the bus.
     #[arg(long, default_value = "kubus")]
@@ -81,8 +83,44 @@ pub struct NodeArgs {
     /// on the API port.)
     #[arg(long, default_value = DEFAULT_METRICS_ADDRESS)]
     pub metrics_bind_address: String,
+    /// Kubeconfig whose user the agent is to the API servers (upstream kubelet's flag): a
+    /// client certificate for `system:node:<node name>` in `system:nodes`, as `kubus kubeconfig
+    /// user --client-name system:node:NAME --org system:nodes` prints. Default: on the machine
+    /// of a `kubus up`, a certificate its CA issues for this node at start.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
     #[command(flatten)]
     pub opts: NodeOpts,
+}
+
+/// The identity of node `name`'s agent: the `--kubeconfig` given, else a certificate issued for
+/// it by the CA of the `kubus up` on this machine (whoever may read that CA's key is the
+/// cluster's administrator already), else nothing (a cluster without TLS takes that).
+fn node_credential(
+    kubeconfig: Option<&std::path::Path>,
+    name: &str,
+    cluster: &str,
+) -> anyhow::Result<kubus_bus::credential::Credential> {
+    use kubus_bus::credential::Credential;
+    if let Some(path) = kubeconfig {
+        return crate::cmd::kubeconfig::credential(path, cluster);
+    }
+    let pki = crate::cmd::up::default_data_dir().join("pki");
+    if !pki.join("ca.key").exists() {
+        tracing::warn!(
+            "no --kubeconfig and no cluster CA in {}: the agent presents no credential, which only a cluster \
+             started with --insecure-http accepts",
+            pki.display()
+        );
+        return Ok(Credential::None);
+    }
+    let (_, cert) = kubus_apiserver::pki::ClusterPki::issue_client_in(
+        &pki,
+        &format!("system:node:{name}"),
+        &[kubus_apiserver::authn::NODES_GROUP],
+    )
+    .with_context(|| format!("issuing the node's certificate with the CA in {}", pki.display()))?;
+    Ok(Credential::certificate(&cert.cert_pem, &cert.key_pem, cluster)?)
 }
 
 /// kube-proxy's metrics port: the kubelet's own ports (10248, 10250, 10255) are left to a
@@ -156,22 +194,24 @@ pub struct RunningNode {
 pub async fn start(
     config: KubeletConfig,
     service_cidr: &str,
-    nats: async_nats::Client,
+    api: ApiClient,
     informers: &InformerFactory,
 ) -> anyhow::Result<RunningNode> {
     let pods = informers.get::<Pod>();
-    start_with_pods(config, service_cidr, nats, informers, pods).await
+    start_with_pods(config, service_cidr, api, informers, pods).await
 }
 
 /// As [`start`], the kubelet reading `pods` (`kubus node`: only this node's, as upstream's
-/// kubelet watches with `fieldSelector=spec.nodeName=<node>`).
+/// kubelet watches with `fieldSelector=spec.nodeName=<node>`). `api` is the node's connection
+/// and identity (`system:node:<name>`).
 pub async fn start_with_pods(
     config: KubeletConfig,
     service_cidr: &str,
-    nats: async_nats::Client,
+    api: ApiClient,
     informers: &InformerFactory,
     pods: Informer<Pod>,
 ) -> anyhow::Result<RunningNode> {
+    let nats = api.nats().clone();
     let owner = config.state_dir.display().to_string();
     let claims = kubus_network::claims::claim(&kubus_network::claims::HostResources {
         owner: &owner,
@@ -180,7 +220,7 @@ pub async fn start_with_pods(
         pod_range: config.cluster_cidr.as_deref().or(config.pod_cidr.as_deref()),
         service_range: Some(service_cidr),
     })?;
-    let client = Client::new(ApiClient::new(nats.clone(), &config.cluster, "kubelet"));
+    let client = Client::new(api.with_user_agent("kubelet"));
     let services = informers.get::<Service>();
     let slices = informers.get::<EndpointSlice>();
     let proxy = kubus_proxy::ProxierConfig {
@@ -224,14 +264,14 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         anyhow::bail!("another node agent is running with data dir {}", state.display());
     }
     let url = crate::cmd::up::nats_url(args.nats.as_deref())?;
-    let nats = kubus_bus::connect(&url, "kubus-node").await.with_context(|| format!("connecting to {url}"))?;
-    let store = Store::attach(nats.clone(), &args.cluster).await?;
+    let nats = kubus_bus::connect(&url, "kubus-node")
+        .await
+        .with_context(|| format!("connecting to {}", kubus_bus::redact(&url)))?;
     let mut config = config(&args.opts, &args.cluster, state)?;
+    let credential = node_credential(args.kubeconfig.as_deref(), &config.node_name, &args.cluster)?;
+    let api = ApiClient::new(nats.clone(), &args.cluster, "kubelet").with_credential(credential);
     // Flags win; what the control plane published fills the rest.
-    let published =
-        crate::cmd::cluster_config::fetch(&Client::new(ApiClient::new(nats.clone(), &args.cluster, "kubelet")))
-            .await
-            .unwrap_or_default();
+    let published = crate::cmd::cluster_config::fetch(&Client::new(api.clone())).await.unwrap_or_default();
     config.cluster_cidr = config.cluster_cidr.or(published.pod_subnet);
     if let Some(domain) = args.cluster_domain.or(published.dns_domain) {
         config.cluster_domain = domain;
@@ -239,7 +279,9 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let service_cidr = args.service_cidr.or(published.service_subnet).unwrap_or_else(|| "10.96.0.0/12".into());
     let name = config.node_name.clone();
     let informers_thread = crate::cmd::named_arbiter("node-informers");
-    let informers = InformerFactory::new(store).on_arbiter(informers_thread.handle());
+    // Everything through the API server, as upstream's kubelet and kube-proxy: a node has no
+    // right to the object stream, and the watch caches fan out.
+    let informers = InformerFactory::from_api(api.clone()).on_arbiter(informers_thread.handle());
     // Only this node's pods: the API server's watch cache filters them, so an agent holds and
     // decodes its own pods, not every pod of the cluster.
     let pods = informers.get_selected::<Pod>(&format!("spec.nodeName={name}"));
@@ -250,7 +292,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
             serve_metrics(addr)?;
         }
     }
-    let node = start_with_pods(config, &service_cidr, nats, &informers, pods).await?;
+    let node = start_with_pods(config, &service_cidr, api, &informers, pods).await?;
     println!("node {name} is running; Ctrl-C stops the agent (its containers keep running)");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

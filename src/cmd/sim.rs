@@ -18,11 +18,19 @@ pub struct SimArgs {
     pub prefix: String,
     /// NATS URL(s) of the cluster; default: the embedded server of the `kubus up` on this
     /// machine.
-    #[arg(long)]
+    /// With the user and password the cluster's NATS requires (`nats://kubus:PASSWORD@HOST:PORT`,
+    /// as `<data dir>/nats.url` of `kubus up` holds it); give it in KUBUS_NATS to keep the
+    /// password off the command line.
+    #[arg(long, env = "KUBUS_NATS", hide_env_values = true)]
     pub nats: Option<String>,
     /// Name of the cluster on the bus.
     #[arg(long, default_value = "kubus")]
     pub cluster: String,
+    /// Kubeconfig whose user the simulated nodes act as (an administrator: they write every
+    /// simulated node's objects); default: the admin kubeconfig of the `kubus up` on this
+    /// machine.
+    #[arg(long)]
+    pub kubeconfig: Option<std::path::PathBuf>,
     /// Seconds between Lease renewals (must stay well under the control plane's
     /// --node-monitor-grace-period).
     #[arg(long, default_value_t = 10)]
@@ -38,10 +46,11 @@ pub async fn start(
     count: usize,
     prefix: &str,
     renew_every: std::time::Duration,
+    credential: kubus_bus::credential::Credential,
 ) -> anyhow::Result<(Addr<SimNodes>, actix::Arbiter)> {
     let arbiter = crate::cmd::named_arbiter("sim-nodes");
     let connection = nats.connect_on(&arbiter, "kubus-sim-nodes").await?;
-    let api = Client::new(ApiClient::new(connection, cluster, "kubus-sim-nodes"));
+    let api = Client::new(ApiClient::new(connection, cluster, "kubus-sim-nodes").with_credential(credential));
     let pods = informers.get::<k8s_openapi::api::core::v1::Pod>();
     let config = SimConfig { count, prefix: prefix.to_string(), renew_every, ..Default::default() };
     let nodes = informers.get::<k8s_openapi::api::core::v1::Node>();
@@ -52,10 +61,18 @@ pub async fn start(
 
 pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     let url = crate::cmd::up::nats_url(args.nats.as_deref())?;
-    let client = kubus_bus::connect(&url, "kubus-sim-nodes").await.with_context(|| format!("connecting to {url}"))?;
+    let client = kubus_bus::connect(&url, "kubus-sim-nodes")
+        .await
+        .with_context(|| format!("connecting to {}", kubus_bus::redact(&url)))?;
     let store = Store::attach(client.clone(), &args.cluster).await?;
     let renew = std::time::Duration::from_secs(args.renew_seconds.max(1));
     let nats = crate::cmd::Nats { url, embedded: None };
+    let kubeconfig = args.kubeconfig.unwrap_or_else(|| crate::cmd::up::default_data_dir().join("kubeconfig"));
+    let credential = match kubeconfig.exists() {
+        true => crate::cmd::kubeconfig::credential(&kubeconfig, &args.cluster)?,
+        // A cluster without TLS takes requests without credentials.
+        false => kubus_bus::credential::Credential::None,
+    };
     let _nodes = start(
         &nats,
         &kubus_controller_runtime::InformerFactory::new(store),
@@ -63,6 +80,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
         args.count,
         &args.prefix,
         renew,
+        credential,
     )
     .await?;
     println!(

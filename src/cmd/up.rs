@@ -3,6 +3,7 @@
 
 use anyhow::Context as _;
 use kubus_apiserver::{ApiServer, ApiServerConfig};
+use kubus_bus::credential::Credential;
 use kubus_bus::{EmbeddedNats, Store, StoreConfig};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -166,23 +167,12 @@ fn write_kubeconfig(
     cluster: &str,
     pki: Option<&kubus_apiserver::pki::ClusterPki>,
 ) -> anyhow::Result<PathBuf> {
-    use base64::Engine as _;
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    let (ca, user) = match pki {
-        Some(pki) => (
-            format!("    certificate-authority-data: {}\n", b64(&pki.ca_pem)),
-            format!(
-                "\n    client-certificate-data: {}\n    client-key-data: {}",
-                b64(&pki.admin.cert_pem),
-                b64(&pki.admin.key_pem)
-            ),
-        ),
-        None => (String::new(), " {}".to_string()),
-    };
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: {cluster}\n  cluster:\n{ca}    server: {server}\n\
-         contexts:\n- name: {cluster}\n  context:\n    cluster: {cluster}\n    user: {cluster}-admin\n    namespace: default\n\
-         current-context: {cluster}\nusers:\n- name: {cluster}-admin\n  user:{user}\n"
+    let text = crate::cmd::kubeconfig::render(
+        server,
+        cluster,
+        pki.map(|p| p.ca_pem.as_str()),
+        &format!("{cluster}-admin"),
+        pki.map(|p| &p.admin),
     );
     let path = dir.join("kubeconfig");
     kubus_apiserver::pki::write(&path, &text, 0o600).with_context(|| format!("writing {}", path.display()))?;
@@ -270,7 +260,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     let nats_url =
         args.nats.clone().unwrap_or_else(|| embedded.as_ref().map(|e| e.url().to_string()).unwrap_or_default());
-    std::fs::write(data_dir.join("nats.url"), &nats_url)?;
+    // With the embedded server's password: readable by the owner only (local commands read it).
+    kubus_apiserver::pki::write(&data_dir.join("nats.url"), &nats_url, 0o600)?;
+    let shown_nats_url = kubus_bus::redact(&nats_url);
     // The store goes only to the server this process started, never to one that answered in
     // its place (checked at the first connection and at every reconnection).
     let client = match &embedded {
@@ -279,7 +271,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
         None => kubus_bus::connect(&nats_url, "kubus-control-plane")
             .await
-            .with_context(|| format!("connecting to NATS at {nats_url}"))?,
+            .with_context(|| format!("connecting to NATS at {shown_nats_url}"))?,
     };
     let store_config = StoreConfig {
         cluster: args.cluster.clone(),
@@ -329,8 +321,28 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let scheme = if pki.is_some() { "https" } else { "http" };
     let server = format!("{scheme}://{host}:{}", api.addr.port());
     let kubeconfig = write_kubeconfig(&data_dir, &server, &args.cluster, pki.as_ref())?;
+    // Each component is its own user to the API servers, as upstream's each have a
+    // kubeconfig: a client certificate issued at every start, kept in memory, presented with
+    // every request over NATS. A cluster without TLS has no CA: nothing to present.
+    let identity = |user: &str, groups: &[&str]| -> anyhow::Result<Credential> {
+        match &pki {
+            Some(pki) => {
+                let cert = pki.issue_client(user, groups).with_context(|| format!("issuing {user}'s certificate"))?;
+                Ok(Credential::certificate(&cert.cert_pem, &cert.key_pem, &args.cluster)?)
+            }
+            None => Ok(Credential::None),
+        }
+    };
+    // Setting the cluster up (kube-dns, the published settings) is the administrator's work,
+    // as kubeadm installs its add-ons with admin.conf.
+    let admin = match &pki {
+        Some(pki) => Credential::certificate(&pki.admin.cert_pem, &pki.admin.key_pem, &args.cluster)?,
+        None => Credential::None,
+    };
     let api_client = |agent: &str| {
-        kubus_controller_runtime::Client::new(kubus_bus::api::ApiClient::new(client.clone(), &args.cluster, agent))
+        kubus_controller_runtime::Client::new(
+            kubus_bus::api::ApiClient::new(client.clone(), &args.cluster, agent).with_credential(admin.clone()),
+        )
     };
     // Several control planes may share one NATS: the scheduler and the controller manager
     // act only while they hold their Lease.
@@ -351,8 +363,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // Each component thread talks to NATS over a connection of its own, made on that thread.
     let nats =
         crate::cmd::Nats { url: nats_url.clone(), embedded: embedded.as_ref().map(|e| e.server_name().to_string()) };
-    let component_client = |connection: async_nats::Client, agent: &str| {
-        kubus_controller_runtime::Client::new(kubus_bus::api::ApiClient::new(connection, &args.cluster, agent))
+    let component_client = |connection: async_nats::Client, agent: &str, credential: Credential| {
+        kubus_controller_runtime::Client::new(
+            kubus_bus::api::ApiClient::new(connection, &args.cluster, agent).with_credential(credential),
+        )
     };
     // One informer per resource for every actor of this process.
     let informers_thread = crate::cmd::named_arbiter("kube-informers");
@@ -363,7 +377,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         kubus_controller_runtime::InformerFactory::new(informer_store).on_arbiter(informers_thread.handle());
     let controllers = {
         let connection = nats.connect_on(&controllers_thread, "kubus-controller-manager").await?;
-        let (informers, client) = (informers.clone(), component_client(connection, "kubus-controller-manager"));
+        // Upstream's controllers each act as a ServiceAccount of their own
+        // (--use-service-account-credentials, the system:controller:* roles); until Kubus's do,
+        // the controller manager holds the rights of all of them.
+        let credential = identity(kubus_apiserver::authn::KUBE_CONTROLLER_MANAGER, &["system:masters"])?;
+        let (informers, client) =
+            (informers.clone(), component_client(connection, "kubus-controller-manager", credential));
         let config = kubus_controllers::ControllerConfig {
             node_monitor_grace_period: std::time::Duration::from_secs(args.node_monitor_grace_period),
             cluster_cidr: Some(
@@ -395,7 +414,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     let scheduler = {
         let connection = nats.connect_on(&scheduler_thread, "kubus-scheduler").await?;
-        let (informers, client) = (informers.clone(), component_client(connection, "kubus-scheduler"));
+        let credential = identity(kubus_apiserver::authn::KUBE_SCHEDULER, &[])?;
+        let (informers, client) = (informers.clone(), component_client(connection, "kubus-scheduler", credential));
         let leader = leader_config("kube-scheduler");
         actix::Supervisor::start_in_arbiter(&scheduler_thread.handle(), move |_| kubus_scheduler::Scheduler {
             informers,
@@ -413,6 +433,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 count,
                 "sim-",
                 std::time::Duration::from_secs((args.node_monitor_grace_period / 4).clamp(1, 10)),
+                admin.clone(),
             )
             .await?,
         ),
@@ -486,9 +507,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         config.cluster_dns = config.cluster_dns.or(cluster_dns);
         config.cluster_domain = args.cluster_domain.clone();
         config.node_ip = Some(node_ip);
-        Some(crate::cmd::node::start(config, &args.service_cidr, client.clone(), &informers).await?)
+        let credential =
+            identity(&format!("system:node:{}", config.node_name), &[kubus_apiserver::authn::NODES_GROUP])?;
+        let api = kubus_bus::api::ApiClient::new(client.clone(), &args.cluster, "kubelet").with_credential(credential);
+        Some(crate::cmd::node::start(config, &args.service_cidr, api, &informers).await?)
     };
-    println!("Kubus is up.\n  API:        {server}\n  NATS:       {nats_url}\n  data dir:   {}\n\nPoint kubectl at it:\n  export KUBECONFIG={}\n  kubectl get namespaces", data_dir.display(), kubeconfig.display());
+    println!("Kubus is up.\n  API:        {server}\n  NATS:       {shown_nats_url} (user and password: {}/nats.url)\n  data dir:   {}\n\nPoint kubectl at it:\n  export KUBECONFIG={}\n  kubectl get namespaces", data_dir.display(), data_dir.display(), kubeconfig.display());
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

@@ -130,9 +130,12 @@ impl Hosts {
             h.dir = dir.join(format!("h{}", i + 1));
             std::fs::create_dir_all(&h.dir).unwrap();
             let log = std::fs::File::create(h.dir.join("node.log")).unwrap();
+            let kubeconfig = super::node_kubeconfig(hosts.cluster.as_ref().expect("started"), &h.node_name, &h.dir);
             let child = h
                 .command(env!("CARGO_BIN_EXE_kubus"))
-                .args(["node", "--cluster", "e2e", "--nats", &nats, "--data-dir"])
+                .args(["node", "--cluster", "e2e", "--nats", &nats, "--kubeconfig"])
+                .arg(&kubeconfig)
+                .arg("--data-dir")
                 .arg(h.dir.join("node"))
                 .args(["--node-name", &h.node_name, "--node-ip", &h.ip, "--bridge", &h.bridge])
                 .args(["--cgroup-root", &h.cgroup_root, "--pod-log-dir"])

@@ -525,7 +525,12 @@ impl NodeAgent {
     pub fn start_with(cluster: &Cluster, names: NodeNames, extra: &[&str]) -> NodeAgent {
         let dir = cluster.dir.join("agent");
         std::fs::create_dir_all(&dir).unwrap();
-        let extra = extra.iter().map(|s| s.to_string()).collect();
+        let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        // The node's own identity, as an administrator makes one for a machine that joins.
+        if !extra.iter().any(|f| f == "--kubeconfig") && cluster.dir.join("pki").join("ca.key").exists() {
+            let kubeconfig = node_kubeconfig(cluster, &names.node_name, &dir);
+            extra.extend(["--kubeconfig".to_string(), kubeconfig.display().to_string()]);
+        }
         let mut a = NodeAgent { child: None, dir, names, nats: cluster.nats_url(), extra };
         a.spawn();
         a
@@ -582,6 +587,21 @@ impl NodeAgent {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+}
+
+/// A kubeconfig for node `node` of `cluster` (`kubus kubeconfig user`), written in `dir`.
+pub fn node_kubeconfig(cluster: &Cluster, node: &str, dir: &Path) -> PathBuf {
+    let out = Command::new(env!("CARGO_BIN_EXE_kubus"))
+        .args(["kubeconfig", "user", "--cluster", "e2e", "--org", "system:nodes", "--client-name"])
+        .arg(format!("system:node:{node}"))
+        .arg("--data-dir")
+        .arg(&cluster.dir)
+        .output()
+        .expect("kubus kubeconfig runs");
+    assert!(out.status.success(), "kubus kubeconfig user: {}", String::from_utf8_lossy(&out.stderr));
+    let path = dir.join(format!("{node}.kubeconfig"));
+    std::fs::write(&path, &out.stdout).unwrap();
+    path
 }
 
 impl Drop for NodeAgent {

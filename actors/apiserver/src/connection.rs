@@ -38,7 +38,7 @@ impl Connection {
     pub async fn accept(tcp: TcpStream, tls: Option<&ServerTls>) -> io::Result<Connection> {
         let _ = tcp.set_nodelay(true);
         let Some(tls) = tls else {
-            return Ok(Connection { io: Box::new(tcp), replay: BytesMut::new(), channel: Channel::InsecureHttp });
+            return Ok(Connection { io: Box::new(tcp), replay: BytesMut::new(), channel: Channel::Unsecured });
         };
         let handshake = async {
             // A TLS client starts with a handshake record (0x16); plain HTTP with a method name.
@@ -128,7 +128,7 @@ mod tests {
         let (tcp, _) = listener.accept().await.unwrap();
         let _client = client.await.unwrap();
         let mut conn = Connection::accept(tcp, None).await.unwrap();
-        assert_eq!(conn.channel, Channel::InsecureHttp);
+        assert_eq!(conn.channel, Channel::Unsecured);
         while conn.ahead().len() < 29 {
             assert!(conn.read_ahead().await.unwrap() > 0);
         }

@@ -29,6 +29,9 @@ pub struct ApiState {
     pub ready: Arc<std::sync::atomic::AtomicBool>,
     /// Issues ServiceAccount tokens (TokenRequest) and authenticates them.
     pub tokens: Arc<crate::token::ServiceAccountTokens>,
+    /// Authenticates certificate assertions over NATS; None in a cluster without TLS, whose
+    /// NATS service serves every request as the administrator (as its HTTP port does).
+    pub assertions: Option<Arc<crate::authn::assertion::CertificateAssertions>>,
     /// Paged lists in progress.
     pub lists: Arc<ListSnapshots>,
     /// The nodes' latest usage reports (metrics.k8s.io).
@@ -38,10 +41,18 @@ pub struct ApiState {
 }
 
 impl ApiState {
-    /// Handles one request from an internal component over NATS, which presents nothing
-    /// beyond the channel itself.
+    /// Handles one request as the development administrator (tests of a cluster without TLS).
     pub async fn handle(&self, req: ApiRequest, transport: &'static str) -> ApiResponse {
-        self.handle_presented(req, transport, &Presented::nats()).await
+        self.handle_presented(req, transport, &Presented::unsecured()).await
+    }
+
+    /// How requests over NATS authenticate here: by their bearer token, unless the cluster
+    /// has no TLS (then as its HTTP port: the administrator).
+    pub fn nats_channel(&self) -> crate::authn::Channel {
+        match self.assertions {
+            Some(_) => crate::authn::Channel::Nats,
+            None => crate::authn::Channel::Unsecured,
+        }
     }
 
     /// Who a request is from and whether it may do what it asks: authentication, then
@@ -54,7 +65,13 @@ impl ApiState {
 
     /// The user a request runs as: who authenticated, or whom they may impersonate.
     fn identify(&self, presented: &Presented, path: &str) -> Result<UserInfo, StatusError> {
-        let user = crate::authn::authenticate(presented, path, &*self.tokens)?;
+        let user = match (&presented.channel, &self.assertions) {
+            (crate::authn::Channel::Nats, Some(assertions)) => {
+                let tokens = crate::authn::assertion::NatsTokens { service_accounts: &*self.tokens, assertions };
+                crate::authn::authenticate(presented, path, &tokens)?
+            }
+            _ => crate::authn::authenticate(presented, path, &*self.tokens)?,
+        };
         crate::authn::impersonation::impersonate(&*self.authorizer, user, presented)
     }
 
@@ -85,15 +102,14 @@ impl ApiState {
 
     /// Refuses what `attrs` asks unless the authorizer allows it (upstream's 403).
     pub fn authorize(&self, attrs: &crate::authorization::Attributes) -> Result<(), StatusError> {
-        use crate::authorization::Authorizer;
         let decisions = &crate::metrics::AUTHORIZATION_DECISIONS;
-        match self.authorizer.authorize(attrs) {
-            d if d.allowed() => {
-                decisions.with_label_values(&["RBAC", "rbac", "allowed"]).inc();
+        match self.authorizer.decide(attrs) {
+            (d, [kind, name]) if d.allowed() => {
+                decisions.with_label_values(&[kind, name, "allowed"]).inc();
                 Ok(())
             }
-            d => {
-                decisions.with_label_values(&["RBAC", "rbac", "denied"]).inc();
+            (d, [kind, name]) => {
+                decisions.with_label_values(&[kind, name, "denied"]).inc();
                 Err(crate::authorization::forbidden(attrs, d.reason()))
             }
         }
@@ -291,6 +307,15 @@ impl ApiState {
             }
             (Some(Subresource::Token), "POST") => {
                 let body = parse_body(req)?;
+                if let Some(user) = &write.user {
+                    crate::admission::noderestriction::validate_token_request(
+                        &s.cache,
+                        ns.unwrap_or("default"),
+                        name,
+                        &body,
+                        user,
+                    )?;
+                }
                 let out = self.tokens.issuer.issue(s, ns.unwrap_or("default"), name, &body).await?;
                 Ok(ApiResponse::json(201, &out))
             }

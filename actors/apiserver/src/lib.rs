@@ -141,7 +141,7 @@ impl ApiServer {
         };
         let issuer = token::TokenIssuer::load(&store).await?;
         let ready = Arc::new(AtomicBool::new(false));
-        let authorizer = Arc::new(authorization::chain(cache.clone()));
+        let authorizer = Arc::new(authorization::cluster_chain(cache.clone()));
         let tokens = Arc::new(token::ServiceAccountTokens { issuer: Arc::new(issuer), cache: cache.clone() });
         let state = ApiState {
             storage: storage::Storage {
@@ -157,6 +157,10 @@ impl ApiServer {
             openapi: Arc::new(openapi::OpenApi::build()),
             ready: ready.clone(),
             tokens,
+            assertions: config
+                .tls
+                .as_ref()
+                .map(|tls| Arc::new(authn::assertion::CertificateAssertions::new(tls.clone(), &config.cluster))),
             lists: Default::default(),
             usage: Default::default(),
             authorizer,

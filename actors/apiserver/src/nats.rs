@@ -3,6 +3,7 @@
 //! A second service on its own thread serves the priority lane (`kubus.<cluster>.api-priority`,
 //! Leases), so heartbeats and leader election never wait behind bulk work.
 
+use crate::authn::Presented;
 use crate::handler::ApiState;
 use crate::metrics::ACTOR_RESTARTS;
 use crate::request::Body;
@@ -44,8 +45,15 @@ impl Actor for NatsService {
                         tracing::debug!(reply = ?msg.reply, "API request without an inbox to answer dropped");
                         return;
                     };
+                    // The caller's credential and impersonation, as HTTP headers carry them.
+                    let headers = msg
+                        .headers
+                        .iter()
+                        .flat_map(|h| h.iter())
+                        .flat_map(|(name, values)| values.iter().map(move |v| (name.as_ref(), v.as_str())));
+                    let presented = Presented::from_headers(state.nats_channel(), headers);
                     let resp = match api::decode::<ApiRequest>(&msg.payload) {
-                        Ok(req) => respond(&client, &state, req).await,
+                        Ok(req) => respond(&client, &state, req, &presented).await,
                         Err(e) => status_response(kubus_apimachinery::StatusError::bad_request(e.to_string())),
                     };
                     if let Ok(bytes) = api::encode(&resp) {
@@ -90,9 +98,9 @@ pub fn is_client_inbox(subject: &str) -> bool {
 
 /// Watches over NATS stream their events to the subject named in `stream_to` (query
 /// parameter), one JSON line per message, then an empty message at the end.
-async fn respond(client: &async_nats::Client, state: &ApiState, req: ApiRequest) -> ApiResponse {
+async fn respond(client: &async_nats::Client, state: &ApiState, req: ApiRequest, presented: &Presented) -> ApiResponse {
     let stream_to = crate::request::Query::parse(&req.query).get("streamTo").map(str::to_string);
-    let resp = state.handle(req, "nats").await;
+    let resp = state.handle_presented(req, "nats", presented).await;
     match resp.body {
         Body::Full(b) => ApiResponse { status: resp.status, content_type: resp.content_type, body: b.to_vec() },
         Body::Stream(mut s) => {

@@ -113,6 +113,8 @@ pub struct ClusterPki {
     pub ca_pem: String,
     pub serving: CertAndKey,
     pub admin: CertAndKey,
+    /// Issues the in-process components' and nodes' client certificates.
+    ca: std::sync::Arc<Ca>,
 }
 
 /// The CA as an issuer, rebuilt from its key.
@@ -120,6 +122,13 @@ struct Ca {
     issuer: Issuer<'static, KeyPair>,
     der: CertificateDer<'static>,
     pem: String,
+}
+
+/// Never the key in a log line.
+impl std::fmt::Debug for Ca {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ca").field("pem", &self.pem).finish_non_exhaustive()
+    }
 }
 
 fn ca_params(key: &KeyPair) -> CertificateParams {
@@ -219,6 +228,7 @@ impl ClusterPki {
             ca_pem: ca.pem.clone(),
             serving: ca.serving(names)?,
             admin: ca.client(ADMIN_USER, &[ADMIN_GROUP])?,
+            ca: std::sync::Arc::new(ca),
         })
     }
 
@@ -279,7 +289,29 @@ impl ClusterPki {
         };
         let serving = leaf("apiserver", webpki::KeyUsage::server_auth(), &wanted, &|| ca.serving(names))?;
         let admin = leaf("admin", webpki::KeyUsage::client_auth(), &[], &|| ca.client(ADMIN_USER, &[ADMIN_GROUP]))?;
-        Ok((ClusterPki { ca_pem: ca.pem.clone(), serving, admin }, wrote))
+        Ok((ClusterPki { ca_pem: ca.pem.clone(), serving, admin, ca: std::sync::Arc::new(ca) }, wrote))
+    }
+
+    /// A client certificate for `user` in `groups` from the CA kept in `dir` (never made here:
+    /// a missing CA is an error), and the CA certificate; `kubus kubeconfig user` and a node
+    /// agent on the machine of its control plane.
+    pub fn issue_client_in(dir: &Path, user: &str, groups: &[&str]) -> Result<(String, CertAndKey), PkiError> {
+        // Both halves must be there: load_ca makes a new CA when either is missing.
+        for half in ["ca.crt", "ca.key"] {
+            let path = dir.join(half);
+            if read(&path)?.is_none() {
+                let source = std::io::Error::new(std::io::ErrorKind::NotFound, "no cluster CA here");
+                return Err(PkiError::Io { path, source });
+            }
+        }
+        let ca = load_ca(dir, &mut Vec::new())?;
+        Ok((ca.pem.clone(), ca.client(user, groups)?))
+    }
+
+    /// A client certificate for `user` in `groups`, issued now and kept in memory (the
+    /// in-process components' identities, made anew at every start, and `kubus kubeconfig user`).
+    pub fn issue_client(&self, user: &str, groups: &[&str]) -> Result<CertAndKey, PkiError> {
+        self.ca.client(user, groups)
     }
 }
 

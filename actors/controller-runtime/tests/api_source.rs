@@ -108,7 +108,9 @@ fn a_field_selected_informer_holds_only_its_nodes_pods_through_restarts() {
         }
         client.create(&pod("pending", None)).await.unwrap();
 
-        let source = ApiSource::new(nc.clone(), CLUSTER, "spec.nodeName=n1").with_idle_timeout(Duration::from_secs(2));
+        let source =
+            ApiSource::new(kubus_bus::api::ApiClient::new(nc.clone(), CLUSTER, "informer"), "spec.nodeName=n1")
+                .with_idle_timeout(Duration::from_secs(2));
         let informer = Informer::<Pod>::start_from(Source::Api(source), None);
         let mut changes = informer.subscribe();
         informer.wait_synced().await;

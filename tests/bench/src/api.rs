@@ -67,10 +67,15 @@ pub(crate) struct Options {
     pub insecure_http: bool,
     pub quota: bool,
     pub admission_cost: bool,
+    pub nats: bool,
 }
 
 pub(crate) async fn run(opts: Options) -> anyhow::Result<()> {
-    let Options { objects, concurrency, watchers, kubeconfig, insecure_http, quota, admission_cost } = opts;
+    let Options { objects, concurrency, watchers, kubeconfig, insecure_http, quota, admission_cost, nats: over_nats } =
+        opts;
+    if over_nats && (kubeconfig.is_some() || quota || admission_cost) {
+        bail!("--nats measures the bench's own API server over NATS: leave out --kubeconfig, --quota and --admission-cost");
+    }
     if admission_cost && kubeconfig.is_some() {
         bail!("--admission-cost times the API server's code in this process: leave out --kubeconfig");
     }
@@ -109,6 +114,24 @@ pub(crate) async fn run(opts: Options) -> anyhow::Result<()> {
                 )
                 .await?;
                 let addr = api.addr.to_string();
+                if over_nats {
+                    let credential = match insecure_http {
+                        true => kubus_bus::credential::Credential::None,
+                        false => kubus_bus::credential::Credential::certificate(
+                            &pki.admin.cert_pem,
+                            &pki.admin.key_pem,
+                            "bench",
+                        )?,
+                    };
+                    let client = kubus_bus::connect(nats.url(), "bench-client").await?;
+                    let api_client =
+                        kubus_bus::api::ApiClient::new(client, "bench", "bench").with_credential(credential);
+                    let result = over_nats_phases(api_client, objects, concurrency, insecure_http).await;
+                    api.stop().await;
+                    nats.stop().await;
+                    let _ = std::fs::remove_dir_all(dir);
+                    return result;
+                }
                 crate::http::register(match insecure_http {
                     true => crate::kubeconfig::Endpoint::plain(&addr),
                     false => crate::kubeconfig::Endpoint::tls(
@@ -229,6 +252,109 @@ pub(crate) async fn run(opts: Options) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `objects` creates, gets and merge patches, and lists of 500, over NATS through `api`, from
+/// `concurrency` tasks sharing one connection (as a process's components do).
+async fn over_nats_phases(
+    api: kubus_bus::api::ApiClient,
+    objects: usize,
+    concurrency: usize,
+    unauthenticated: bool,
+) -> anyhow::Result<()> {
+    println!(
+        "kubus bench api --nats: {objects} ConfigMaps (~0.6 KiB), {concurrency} concurrent requesters, {}",
+        if unauthenticated {
+            "no credentials (development cluster)"
+        } else {
+            "admin certificate assertion per request"
+        }
+    );
+    let phase = |total: usize, conc: usize, method: &'static str, make: fn(usize) -> Request| {
+        let api = api.clone();
+        async move {
+            let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let started = Instant::now();
+            let mut tasks = Vec::new();
+            for _ in 0..conc {
+                let (api, next) = (api.clone(), next.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut lat = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= total {
+                            return Ok::<_, anyhow::Error>(lat);
+                        }
+                        let Request { path, query, content_type, body } = make(i);
+                        let req = kubus_bus::api::ApiRequest {
+                            method: method.into(),
+                            path,
+                            query: query.into(),
+                            content_type: content_type.map(str::to_string),
+                            accept: Some("application/json".into()),
+                            body,
+                            user_agent: String::new(),
+                        };
+                        let t = Instant::now();
+                        let resp = api.send(req).await?;
+                        if resp.status >= 300 {
+                            bail!("{method} answered {}: {}", resp.status, String::from_utf8_lossy(&resp.body));
+                        }
+                        lat.push(t.elapsed());
+                    }
+                }));
+            }
+            let mut all = Vec::new();
+            for t in tasks {
+                all.extend(t.await??);
+            }
+            Ok::<_, anyhow::Error>((all, started.elapsed()))
+        }
+    };
+    let (lat, wall) = phase(objects, concurrency, "POST", |i| Request {
+        path: NS.into(),
+        query: "",
+        content_type: Some("application/json"),
+        body: cm(i, 0),
+    })
+    .await?;
+    report("create", lat, wall);
+    let (lat, wall) = phase(objects, concurrency, "GET", |i| Request {
+        path: format!("{NS}/bench-{i}"),
+        query: "",
+        content_type: None,
+        body: Vec::new(),
+    })
+    .await?;
+    report("get", lat, wall);
+    let (lat, wall) = phase(objects, concurrency, "PATCH", |i| Request {
+        path: format!("{NS}/bench-{i}"),
+        query: "",
+        content_type: Some("application/merge-patch+json"),
+        body: format!(r#"{{"data":{{"value":"{i}"}}}}"#).into_bytes(),
+    })
+    .await?;
+    report("update (merge patch)", lat, wall);
+    let lists = 50.max(objects / 100);
+    let (lat, wall) = phase(lists, concurrency.min(4), "GET", |_| Request {
+        path: NS.into(),
+        query: "limit=500",
+        content_type: None,
+        body: Vec::new(),
+    })
+    .await?;
+    report("list (500 per page)", lat, wall);
+    Ok(())
+}
+
+/// One request of a NATS phase.
+struct Request {
+    path: String,
+    query: &'static str,
+    content_type: Option<&'static str>,
+    body: Vec<u8>,
+}
+
+const NS: &str = "/api/v1/namespaces/default/configmaps";
 
 /// A ResourceQuota `bench` on ConfigMaps in `ns`, with the quota controller's part (status.hard
 /// and used) written directly: the bench runs the API server alone.

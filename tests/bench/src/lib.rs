@@ -134,15 +134,30 @@ pub enum BenchWhat {
         /// a quota and with one, against the create p99 of the run.
         #[arg(long)]
         admission_cost: bool,
+        /// Send the requests over NATS as the cluster's components do (ApiClient), each with
+        /// the admin certificate's assertion (authenticated and authorized per request); with
+        /// --insecure-http, without credentials (the development cluster takes them as the
+        /// administrator).
+        #[arg(long)]
+        nats: bool,
     },
 }
 
 /// Runs one bench inside the binary's actix system, and stops the system at the end.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let result = match args.what {
-        BenchWhat::Api { objects, concurrency, watchers, kubeconfig, insecure_http, quota, admission_cost } => {
-            api::run(api::Options { objects, concurrency, watchers, kubeconfig, insecure_http, quota, admission_cost })
-                .await
+        BenchWhat::Api { objects, concurrency, watchers, kubeconfig, insecure_http, quota, admission_cost, nats } => {
+            api::run(api::Options {
+                objects,
+                concurrency,
+                watchers,
+                kubeconfig,
+                insecure_http,
+                quota,
+                admission_cost,
+                nats,
+            })
+            .await
         }
         BenchWhat::Cluster { nodes, pods, anti_affinity, concurrency } => {
             cluster::run(nodes, pods, anti_affinity, concurrency).await

@@ -200,7 +200,7 @@ pub(crate) async fn run(args: SoakArgs) -> anyhow::Result<()> {
         c.pid
     );
     c.wait_nodes_ready(args.nodes).await?;
-    let nats = async_nats::connect(c.nats_url()?).await?;
+    let nats = kubus_bus::connect(&c.nats_url()?, "kubus-bench-soak").await?;
     let js = async_nats::jetstream::new(nats);
 
     let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",

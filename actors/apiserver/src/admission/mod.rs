@@ -9,6 +9,7 @@
 //! `admission.NewForbidden`.
 
 pub mod limitrange;
+pub mod noderestriction;
 pub mod priority;
 pub mod quota;
 pub mod serviceaccount;
@@ -124,6 +125,9 @@ pub async fn validate(
     }
     if let (crate::authorization::rbac::GROUP, Some(user)) = (info.group, user) {
         crate::authorization::escalation::check(&storage.cache, user, info.resource, obj)?;
+    }
+    if let Some(user) = user {
+        noderestriction::validate(&storage.cache, info.group, info.resource, obj, old, user)?;
     }
     Ok(())
 }

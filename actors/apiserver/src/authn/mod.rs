@@ -2,6 +2,7 @@
 //! [`authenticate`] from what the transport presented, then replaced by an impersonated user
 //! when the request asks for one and may ([`impersonation`]).
 
+pub mod assertion;
 pub mod impersonation;
 
 use kubus_apimachinery::StatusError;
@@ -76,10 +77,13 @@ pub fn service_account_groups(namespace: &str) -> [String; 2] {
 pub enum Channel {
     /// HTTPS: what the client certificate established (if any).
     Tls(crate::tls::PeerAuth),
-    /// The API port without TLS (`--insecure-http`, loopback only): the local administrator,
-    /// as upstream's old insecure port served it.
-    InsecureHttp,
-    /// An API request over NATS from a component of this cluster.
+    /// A cluster without TLS (`--insecure-http`, development, loopback only): its HTTP port
+    /// and its NATS service serve every request as the local administrator, as upstream's old
+    /// insecure port did. (Without a CA there is no credential to check.)
+    Unsecured,
+    /// An API request over NATS: it presents a bearer token in its `Authorization` header (a
+    /// ServiceAccount token or a certificate assertion), as an HTTPS request without a client
+    /// certificate does.
     Nats,
 }
 
@@ -118,9 +122,9 @@ impl Presented {
         Presented { channel, headers }
     }
 
-    /// A request over NATS from a component of this cluster, with nothing more.
-    pub fn nats() -> Presented {
-        Presented { channel: Channel::Nats, headers: Vec::new() }
+    /// A request of the development administrator (tests of a cluster without TLS).
+    pub fn unsecured() -> Presented {
+        Presented { channel: Channel::Unsecured, headers: Vec::new() }
     }
 
     pub(crate) fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
@@ -182,8 +186,9 @@ static AUTHENTICATION_ERRORS: std::sync::LazyLock<prometheus::IntCounter> =
 /// certificate that does not verify or a token that fails is refused (a valid token still
 /// wins over a bad certificate). A request with no credential (an `Authorization` that is not
 /// a bearer token counts as none) is anonymous, and only the public-info paths take anonymous
-/// requests: anything else is 401 (`path` decides). Components of this cluster over NATS and
-/// the development `--insecure-http` port run as the local administrator. Refusals are a bare
+/// requests: anything else is 401 (`path` decides). Over NATS the same holds with the bearer
+/// token alone (`tokens` then also takes certificate assertions). A cluster without TLS
+/// (`--insecure-http`) serves every request as the local administrator. Refusals are a bare
 /// 401 "Unauthorized": nothing in it helps a caller guess why.
 pub fn authenticate(
     presented: &Presented,
@@ -192,7 +197,8 @@ pub fn authenticate(
 ) -> Result<UserInfo, StatusError> {
     use crate::tls::PeerAuth;
     let peer = match &presented.channel {
-        Channel::Nats | Channel::InsecureHttp => return Ok(cluster_admin()),
+        Channel::Unsecured => return Ok(cluster_admin()),
+        Channel::Nats => &PeerAuth::None,
         Channel::Tls(peer) => peer,
     };
     let (counter, result) = match peer {
@@ -282,9 +288,16 @@ mod tests {
         // A good token wins over a bad certificate; a bad certificate alone is refused.
         let both = tls(PeerAuth::Invalid, &[("Authorization", "Bearer good")]);
         assert_eq!(authenticate(&both, "/api").unwrap().name, "system:serviceaccount:default:app");
-        // The components over NATS and the development port run as the administrator.
-        assert_eq!(authenticate(&Presented::nats(), "/api"), Ok(cluster_admin()));
-        let insecure = Presented::from_headers(Channel::InsecureHttp, []);
-        assert_eq!(authenticate(&insecure, "/api"), Ok(cluster_admin()));
+        // Over NATS, the bearer token alone: nothing presented is anonymous.
+        let nats = |headers: &[(&str, &str)]| Presented::from_headers(Channel::Nats, headers.iter().copied());
+        assert_eq!(authenticate(&nats(&[]), "/api").unwrap_err().code, 401);
+        assert_eq!(authenticate(&nats(&[]), "/version"), Ok(anonymous()));
+        assert_eq!(
+            authenticate(&nats(&[("Authorization", "Bearer good")]), "/api").unwrap().name,
+            "system:serviceaccount:default:app"
+        );
+        assert_eq!(authenticate(&nats(&[("Authorization", "Bearer bad")]), "/version").unwrap_err().code, 401);
+        // A cluster without TLS serves everyone as the administrator.
+        assert_eq!(authenticate(&Presented::unsecured(), "/api"), Ok(cluster_admin()));
     }
 }

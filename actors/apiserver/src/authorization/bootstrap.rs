@@ -51,6 +51,44 @@ fn cluster_role(name: &str, labels: &[(&str, &str)], rules: Vec<Value>, aggregat
 }
 
 /// Upstream's default ClusterRoles (the ones Kubus's components and users rely on).
+/// Kubus's own roles for its node agents (named as Kubus's, not upstream's).
+pub const LOCAL_PATH_PROVISIONER_ROLE: &str = "kubus:local-path-provisioner";
+pub const NODES_CLUSTER_CONFIG_ROLE: &str = "kubus:nodes-cluster-config";
+/// The ConfigMap (in kube-system) where `kubus up` publishes the cluster's network settings.
+pub const CLUSTER_CONFIG_MAP: &str = "kubus-cluster-config";
+
+/// Upstream's node rules (the `system:node` ClusterRole's; the Node authorizer grants them to
+/// each node's agent, narrowed to its own objects). System:node writes core Events only.
+pub fn node_rules() -> Vec<Value> {
+    let core = &[""];
+    let mut node = vec![
+        rule(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
+        rule(&["create"], &["authorization.k8s.io"], &["subjectaccessreviews", "localsubjectaccessreviews"]),
+        rule(READ, core, &["services"]),
+        rule(&["create", "get", "list", "watch"], core, &["nodes"]),
+        rule(&["update", "patch"], core, &["nodes/status"]),
+        rule(&["update", "patch"], core, &["nodes"]),
+        rule(READ, core, &["pods"]),
+        rule(&["create", "delete"], core, &["pods"]),
+        rule(&["update", "patch"], core, &["pods/status"]),
+        rule(&["create"], core, &["pods/eviction"]),
+        // The Node authorizer narrows these to what the node's own pods use.
+        rule(READ, core, &["secrets", "configmaps"]),
+        rule(&["get"], core, &["persistentvolumeclaims", "persistentvolumes"]),
+        rule(&["get"], core, &["endpoints"]),
+        rule(&["create", "get", "list", "watch"], &["certificates.k8s.io"], &["certificatesigningrequests"]),
+        rule(&["get", "update", "patch"], core, &["persistentvolumeclaims/status"]),
+        rule(&["create"], core, &["serviceaccounts/token"]),
+        rule(&["get", "create", "update", "patch", "delete"], &["coordination.k8s.io"], &["leases"]),
+        rule(&["get"], &["storage.k8s.io"], &["volumeattachments"]),
+        rule(READ, &["storage.k8s.io"], &["csidrivers"]),
+        rule(&["create", "delete", "get", "patch", "update"], &["storage.k8s.io"], &["csinodes"]),
+        rule(READ, &["node.k8s.io"], &["runtimeclasses"]),
+    ];
+    node.push(rule(&["create", "update", "patch"], core, &["events"]));
+    node
+}
+
 pub fn cluster_roles() -> Vec<Value> {
     let core = &[""];
     let mut node_proxier = vec![
@@ -93,32 +131,7 @@ pub fn cluster_roles() -> Vec<Value> {
         rule(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
         rule(&["create"], &["authorization.k8s.io"], &["subjectaccessreviews"]),
     ]);
-    // System:node writes core Events only (upstream's node rules).
-    let mut node = vec![
-        rule(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
-        rule(&["create"], &["authorization.k8s.io"], &["subjectaccessreviews", "localsubjectaccessreviews"]),
-        rule(READ, core, &["services"]),
-        rule(&["create", "get", "list", "watch"], core, &["nodes"]),
-        rule(&["update", "patch"], core, &["nodes/status"]),
-        rule(&["update", "patch"], core, &["nodes"]),
-        rule(READ, core, &["pods"]),
-        rule(&["create", "delete"], core, &["pods"]),
-        rule(&["update", "patch"], core, &["pods/status"]),
-        rule(&["create"], core, &["pods/eviction"]),
-        // The Node authorizer narrows these to what the node's own pods use.
-        rule(READ, core, &["secrets", "configmaps"]),
-        rule(&["get"], core, &["persistentvolumeclaims", "persistentvolumes"]),
-        rule(&["get"], core, &["endpoints"]),
-        rule(&["create", "get", "list", "watch"], &["certificates.k8s.io"], &["certificatesigningrequests"]),
-        rule(&["get", "update", "patch"], core, &["persistentvolumeclaims/status"]),
-        rule(&["create"], core, &["serviceaccounts/token"]),
-        rule(&["get", "create", "update", "patch", "delete"], &["coordination.k8s.io"], &["leases"]),
-        rule(&["get"], &["storage.k8s.io"], &["volumeattachments"]),
-        rule(READ, &["storage.k8s.io"], &["csidrivers"]),
-        rule(&["create", "delete", "get", "patch", "update"], &["storage.k8s.io"], &["csinodes"]),
-        rule(READ, &["node.k8s.io"], &["runtimeclasses"]),
-    ];
-    node.push(rule(&["create", "update", "patch"], core, &["events"]));
+    let node = node_rules();
     vec![
         cluster_role("cluster-admin", &[], vec![rule(&["*"], &["*"], &["*"]), urls(&["*"], &["*"])], None),
         cluster_role(
@@ -414,6 +427,29 @@ pub fn cluster_roles() -> Vec<Value> {
         approver("kube-apiserver-client-kubelet-approver", "kubernetes.io/kube-apiserver-client-kubelet"),
         approver("kubelet-serving-approver", "kubernetes.io/kubelet-serving"),
         approver("legacy-unknown-approver", "kubernetes.io/legacy-unknown"),
+        // Kubus's node agents provision local-path volumes for their own node (k3s grants its
+        // local-path-provisioner the same through a role of its own).
+        cluster_role(
+            LOCAL_PATH_PROVISIONER_ROLE,
+            &[],
+            [
+                rule(&["create", "delete", "get", "list", "watch"], core, &["persistentvolumes"]),
+                rule(&["get", "list", "watch"], core, &["persistentvolumeclaims"]),
+                rule(READ, &["storage.k8s.io"], &["storageclasses"]),
+            ]
+            .into_iter()
+            .chain(events())
+            .collect(),
+            None,
+        ),
+        // Node agents joining read the cluster's network settings, as kubeadm's nodes read its
+        // kubeadm-config ConfigMap.
+        cluster_role(
+            NODES_CLUSTER_CONFIG_ROLE,
+            &[],
+            vec![named(&["get"], core, &["configmaps"], &[CLUSTER_CONFIG_MAP])],
+            None,
+        ),
         cluster_role(
             "system:auth-delegator",
             &[],
@@ -459,6 +495,8 @@ pub fn cluster_role_bindings() -> Vec<Value> {
         binding("system:kube-scheduler", vec![user(KUBE_SCHEDULER)]),
         binding("system:volume-scheduler", vec![user(KUBE_SCHEDULER)]),
         binding("system:monitoring", vec![group("system:monitoring")]),
+        binding(LOCAL_PATH_PROVISIONER_ROLE, vec![group(NODES_GROUP)]),
+        binding(NODES_CLUSTER_CONFIG_ROLE, vec![group(NODES_GROUP)]),
         binding("system:service-account-issuer-discovery", vec![group(SERVICE_ACCOUNTS_GROUP)]),
         binding(
             "system:kube-dns",
@@ -722,7 +760,11 @@ mod tests {
         let mut ours: Vec<String> =
             cluster_roles().iter().map(|r| r["metadata"]["name"].as_str().unwrap().to_string()).collect();
         ours.sort();
+        // Beside upstream's, only Kubus's own, under its own prefix.
+        let (kubus, ours): (Vec<String>, Vec<String>) = ours.into_iter().partition(|r| r.starts_with("kubus:"));
+        assert_eq!(kubus, [LOCAL_PATH_PROVISIONER_ROLE, NODES_CLUSTER_CONFIG_ROLE]);
         assert_eq!(ours, upstream);
+        let ours: Vec<String> = ours.into_iter().chain(kubus).collect();
         let bindings: Vec<String> =
             cluster_role_bindings().iter().map(|b| b["metadata"]["name"].as_str().unwrap().to_string()).collect();
         for b in &bindings {

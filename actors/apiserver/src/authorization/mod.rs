@@ -8,6 +8,7 @@
 
 pub mod bootstrap;
 pub mod escalation;
+pub mod node;
 pub mod rbac;
 pub mod review;
 
@@ -73,6 +74,10 @@ impl Decision {
 
 pub trait Authorizer: Send + Sync {
     fn authorize(&self, a: &Attributes) -> Decision;
+    /// Its `type` and `name` in `apiserver_authorization_decisions_total` (upstream's).
+    fn metric_labels(&self) -> [&'static str; 2] {
+        ["RBAC", "rbac"]
+    }
 }
 
 /// Upstream's privileged-group authorizer: members of `system:masters` may do anything.
@@ -91,8 +96,10 @@ impl Authorizer for PrivilegedGroup {
 /// Authorizers asked in order until one decides (upstream's union authorizer).
 pub struct Union(pub Vec<Box<dyn Authorizer>>);
 
-impl Authorizer for Union {
-    fn authorize(&self, a: &Attributes) -> Decision {
+impl Union {
+    /// The decision, and the metric labels of the authorizer that made it (the last one's
+    /// when none did).
+    pub fn decide(&self, a: &Attributes) -> (Decision, [&'static str; 2]) {
         let mut reasons = Vec::new();
         for z in &self.0 {
             match z.authorize(a) {
@@ -101,14 +108,31 @@ impl Authorizer for Union {
                         reasons.push(r)
                     }
                 }
-                d => return d,
+                d => return (d, z.metric_labels()),
             }
         }
-        Decision::NoOpinion(reasons.join("\n"))
+        let last = self.0.last().map_or(["RBAC", "rbac"], |z| z.metric_labels());
+        (Decision::NoOpinion(reasons.join("\n")), last)
     }
 }
 
-/// The API server's chain: the privileged group, then RBAC over `source`.
+impl Authorizer for Union {
+    fn authorize(&self, a: &Attributes) -> Decision {
+        self.decide(a).0
+    }
+}
+
+/// The API server's chain over its watch cache: the privileged group, the Node authorizer,
+/// then RBAC (upstream's `--authorization-mode=Node,RBAC`).
+pub fn cluster_chain(cache: crate::cache::WatchCache) -> Union {
+    Union(vec![
+        Box::new(PrivilegedGroup),
+        Box::new(node::NodeAuthorizer::new(cache.clone())),
+        Box::new(rbac::Rbac { source: cache }),
+    ])
+}
+
+/// The privileged group, then RBAC over `source`.
 pub fn chain<S: rbac::RoleSource + 'static>(source: S) -> Union {
     Union(vec![Box::new(PrivilegedGroup), Box::new(rbac::Rbac { source })])
 }

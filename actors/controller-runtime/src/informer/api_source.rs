@@ -39,12 +39,12 @@ pub struct ApiSource {
 }
 
 impl ApiSource {
-    /// A source of the objects `field_selector` (e.g. `spec.nodeName=node-1`) picks, from the
-    /// API servers of `cluster`.
-    pub fn new(nats: async_nats::Client, cluster: &str, field_selector: &str) -> Self {
+    /// A source of the objects `field_selector` (e.g. `spec.nodeName=node-1`; "" for all)
+    /// picks, asked of the API servers through `api`.
+    pub fn new(api: ApiClient, field_selector: &str) -> Self {
         ApiSource {
-            client: Client::new(ApiClient::new(nats.clone(), cluster, "informer")),
-            nats,
+            nats: api.nats().clone(),
+            client: Client::new(api),
             field_selector: field_selector.to_string(),
             idle_timeout: IDLE_TIMEOUT,
         }

@@ -2,13 +2,16 @@
 //! actor that watches pods shares one reflector and one copy of every pod. Code that handles
 //! every resource alike (the garbage collector) sees them through [`DynInformer`], which shows
 //! metadata only. A process that needs only some objects of a resource (a kubelet's own pods)
-//! asks for an informer selected by a field selector, fed through the API server.
+//! asks for an informer selected by a field selector, fed through the API server. A node
+//! agent's factory reads everything through the API server ([`InformerFactory::from_api`]):
+//! only the control plane reads the object stream, and the API server authorizes the rest.
 
 use super::{ApiSource, Change, Informer, Source};
 use futures::future::BoxFuture;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kubus_apimachinery::resource::{self, TypeVisitor};
 use kubus_apimachinery::{Object, ResourceInfo};
+use kubus_bus::api::ApiClient;
 use kubus_bus::Store;
 use std::any::Any;
 use std::collections::HashMap;
@@ -87,9 +90,18 @@ type Informers = HashMap<(&'static str, &'static str), Box<dyn Any + Send + Sync
 /// By (group, resource, field selector): a selected `Informer<K>`.
 type SelectedInformers = HashMap<(&'static str, &'static str, String), Box<dyn Any + Send + Sync>>;
 
+/// Where a factory's informers read from.
+#[derive(Clone)]
+enum Backing {
+    /// The object stream on JetStream (the control plane). (Both handles are large: boxed.)
+    Store(Box<Store>),
+    /// The API server, as any other client (node agents).
+    Api(Box<ApiClient>),
+}
+
 #[derive(Clone)]
 pub struct InformerFactory {
-    store: Store,
+    backing: Backing,
     informers: Arc<Mutex<Informers>>,
     selected: Arc<Mutex<SelectedInformers>>,
     /// Where reflectors run (None: on the thread that first asks for the resource).
@@ -98,7 +110,17 @@ pub struct InformerFactory {
 
 impl InformerFactory {
     pub fn new(store: Store) -> Self {
-        InformerFactory { store, informers: Default::default(), selected: Default::default(), arbiter: None }
+        Self::with_backing(Backing::Store(Box::new(store)))
+    }
+
+    /// A factory whose informers list and watch through the API server with `api`'s identity
+    /// (node agents: they hold no right to the object stream, and the watch cache fans out).
+    pub fn from_api(api: ApiClient) -> Self {
+        Self::with_backing(Backing::Api(Box::new(api)))
+    }
+
+    fn with_backing(backing: Backing) -> Self {
+        InformerFactory { backing, informers: Default::default(), selected: Default::default(), arbiter: None }
     }
 
     /// Runs every reflector of this factory on `arbiter` (a thread of their own in `kubus up`).
@@ -107,8 +129,17 @@ impl InformerFactory {
         self
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
+    /// An informer of K fed by the backing, `field_selector` picking objects ("" for all).
+    fn start<K: Object>(&self, field_selector: &str) -> Informer<K> {
+        let source = match &self.backing {
+            Backing::Store(store) if field_selector.is_empty() => Source::Store((**store).clone()),
+            Backing::Store(store) => Source::Api(ApiSource::new(
+                ApiClient::new(store.context().client(), &store.config().cluster, "informer"),
+                field_selector,
+            )),
+            Backing::Api(api) => Source::Api(ApiSource::new((**api).clone(), field_selector)),
+        };
+        Informer::<K>::start_from(source, self.arbiter.as_ref())
     }
 
     /// The informer of K's resource (all namespaces), started on first use.
@@ -116,7 +147,7 @@ impl InformerFactory {
         let info = resource::of::<K>();
         let mut map = self.informers.lock().expect("factory lock");
         map.entry((info.group, info.resource))
-            .or_insert_with(|| Box::new(Informer::<K>::start_on(self.store.clone(), self.arbiter.as_ref())))
+            .or_insert_with(|| Box::new(self.start::<K>("")))
             .downcast_ref::<Informer<K>>()
             .expect("one type per resource")
             .clone()
@@ -130,11 +161,7 @@ impl InformerFactory {
         let info = resource::of::<K>();
         let mut map = self.selected.lock().expect("factory lock");
         map.entry((info.group, info.resource, field_selector.to_string()))
-            .or_insert_with(|| {
-                let nats = self.store.context().client();
-                let source = ApiSource::new(nats, &self.store.config().cluster, field_selector);
-                Box::new(Informer::<K>::start_from(Source::Api(source), self.arbiter.as_ref()))
-            })
+            .or_insert_with(|| Box::new(self.start::<K>(field_selector)))
             .downcast_ref::<Informer<K>>()
             .expect("one type per resource")
             .clone()

@@ -298,9 +298,24 @@ impl ClusterGuard {
         }
         let n = &self.names;
         let log = std::fs::File::options().create(true).append(true).open(self.dir.join("node.log"))?;
+        // The node's identity, from the bench cluster's CA (as `kubus kubeconfig user` makes it
+        // for a machine that joins).
+        let out = Command::new(&self.exe)
+            .args(["kubeconfig", "user", "--cluster", "bench", "--org", "system:nodes", "--client-name"])
+            .arg(format!("system:node:{}", n.node_name))
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .output()?;
+        anyhow::ensure!(out.status.success(), "kubus kubeconfig user: {}", String::from_utf8_lossy(&out.stderr));
+        let kubeconfig = self.dir.join("node.kubeconfig");
+        std::fs::write(&kubeconfig, &out.stdout)?;
         let agent = Command::new(&self.exe)
-            .args(["node", "--cluster", "bench", "--nats", nats, "--data-dir"])
+            .args(["node", "--cluster", "bench", "--data-dir"])
             .arg(self.dir.join("node"))
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            // The URL holds the NATS password: in the environment, not on the command line.
+            .env("KUBUS_NATS", nats)
             .args(["--node-name", &n.node_name, "--bridge", &n.bridge, "--cgroup-root", &n.cgroup_root])
             .args([
                 "--pod-cidr",

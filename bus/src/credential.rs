@@ -1,0 +1,155 @@
+//! What a client presents with each API request over NATS, so the API server authenticates it
+//! as it does an HTTPS request: NATS carries no identity a responder could trust (one account
+//! does not tell a subscriber who published), so the credential travels in the message as an
+//! `Authorization: Bearer` header.
+//!
+//! Two kinds of bearer token:
+//! - a token the cluster issued (a ServiceAccount's), sent as it is;
+//! - a **certificate assertion**: a short-lived ES256 JWS signed with the key of a client
+//!   certificate the cluster CA issued, the certificate in its `x5c` header. The API server checks
+//!   the certificate as it checks an HTTPS client's (CN the user, O the groups), then the
+//!   signature, audience and expiry. Nodes and components hold certificates, not tokens; the
+//!   assertion proves they hold the key without sending it, and expires within minutes.
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use ring::rand::SystemRandom;
+use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The audience of a cluster's certificate assertions: an assertion made for one cluster is
+/// refused by another's API servers.
+pub fn audience(cluster: &str) -> String {
+    format!("kubus-nats:{cluster}")
+}
+
+/// How long an assertion is valid; the API server refuses a longer one ([`MAX_LIFETIME`]).
+pub const LIFETIME: Duration = Duration::from_secs(600);
+/// The longest validity an API server accepts.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(900);
+/// A new assertion is signed once the current one is this old: requests never carry one about
+/// to expire, and signing stays rare (one per client every few minutes).
+const RESIGN_AFTER: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error("the client certificate is not PEM")]
+    Certificate,
+    #[error("the client key is not a PKCS#8 P-256 key (Kubus issues those; `openssl pkcs8 -topk8 -nocrypt` converts)")]
+    Key,
+    #[error("the client certificate and key do not belong together")]
+    Mismatch,
+    #[error("cannot sign: {0}")]
+    Sign(&'static str),
+}
+
+/// A caller's credential (cheap to clone; [`Credential::None`] presents nothing).
+#[derive(Clone, Default)]
+pub enum Credential {
+    /// Nothing: only an API server without TLS (development) takes such requests.
+    #[default]
+    None,
+    /// A bearer token the cluster issued.
+    Token(Arc<str>),
+    /// A client certificate, presented by assertions signed with its key.
+    Certificate(Arc<CertificateAssertion>),
+}
+
+/// Credentials never reach a log line.
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credential::None => f.write_str("None"),
+            Credential::Token(_) => f.write_str("Token(<redacted>)"),
+            Credential::Certificate(a) => write!(f, "Certificate({:?})", a.audience),
+        }
+    }
+}
+
+impl Credential {
+    /// A client certificate and its key (PEM), for the API servers of `cluster`.
+    pub fn certificate(cert_pem: &str, key_pem: &str, cluster: &str) -> Result<Credential, CredentialError> {
+        Ok(Credential::Certificate(Arc::new(CertificateAssertion::new(cert_pem, key_pem, cluster)?)))
+    }
+
+    pub fn token(token: &str) -> Credential {
+        Credential::Token(token.trim().into())
+    }
+
+    /// The `Authorization` header value to send, if any.
+    pub fn authorization(&self) -> Result<Option<String>, CredentialError> {
+        match self {
+            Credential::None => Ok(None),
+            Credential::Token(t) => Ok(Some(format!("Bearer {t}"))),
+            Credential::Certificate(a) => Ok(Some(format!("Bearer {}", a.current()?))),
+        }
+    }
+}
+
+/// Signs assertions for one client certificate.
+pub struct CertificateAssertion {
+    /// The JWS header, encoded once: `{"alg":"ES256","typ":"JWT","x5c":[<certificate>]}`.
+    header: String,
+    key: EcdsaKeyPair,
+    rng: SystemRandom,
+    audience: String,
+    /// The assertion in use and when it was signed.
+    current: Mutex<Option<(String, SystemTime)>>,
+}
+
+impl CertificateAssertion {
+    pub fn new(cert_pem: &str, key_pem: &str, cluster: &str) -> Result<CertificateAssertion, CredentialError> {
+        let chain: Vec<CertificateDer<'_>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|_| CredentialError::Certificate)?;
+        if chain.is_empty() {
+            return Err(CredentialError::Certificate);
+        }
+        let key = PrivatePkcs8KeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|_| CredentialError::Key)?;
+        let rng = SystemRandom::new();
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, key.secret_pkcs8_der(), &rng)
+            .map_err(|_| CredentialError::Key)?;
+        // The leaf's public key ends its SubjectPublicKeyInfo (an uncompressed P-256 point).
+        use ring::signature::KeyPair as _;
+        let public = key.public_key().as_ref();
+        if !chain[0].as_ref().windows(public.len()).any(|w| w == public) {
+            return Err(CredentialError::Mismatch);
+        }
+        let x5c: Vec<String> = chain.iter().map(|c| STANDARD.encode(c.as_ref())).collect();
+        let header = serde_json::json!({"alg": "ES256", "typ": "JWT", "x5c": x5c});
+        Ok(CertificateAssertion {
+            header: URL_SAFE_NO_PAD.encode(header.to_string()),
+            key,
+            rng,
+            audience: audience(cluster),
+            current: Mutex::new(None),
+        })
+    }
+
+    /// The assertion to send now: the current one, or a new one once it is [`RESIGN_AFTER`] old.
+    pub fn current(&self) -> Result<String, CredentialError> {
+        let now = SystemTime::now();
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((token, signed)) = current.as_ref() {
+            if now.duration_since(*signed).is_ok_and(|age| age < RESIGN_AFTER) {
+                return Ok(token.clone());
+            }
+        }
+        let token = self.sign(now)?;
+        *current = Some((token.clone(), now));
+        Ok(token)
+    }
+
+    fn sign(&self, now: SystemTime) -> Result<String, CredentialError> {
+        let iat =
+            now.duration_since(UNIX_EPOCH).map_err(|_| CredentialError::Sign("the clock is before 1970"))?.as_secs();
+        let claims = serde_json::json!({"aud": self.audience, "iat": iat, "exp": iat + LIFETIME.as_secs()});
+        let signing_input = format!("{}.{}", self.header, URL_SAFE_NO_PAD.encode(claims.to_string()));
+        let signature =
+            self.key.sign(&self.rng, signing_input.as_bytes()).map_err(|_| CredentialError::Sign("ECDSA failed"))?;
+        Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref())))
+    }
+}
