@@ -20,15 +20,10 @@ fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
-/// The client certificate and key a kubeconfig carries inline, as a NATS credential.
+/// The client certificate and key a kubeconfig carries, as a NATS credential.
 fn credential_of(kubeconfig: &Path) -> Credential {
-    use base64::Engine as _;
-    let doc: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(kubeconfig).unwrap()).unwrap();
-    let user = &doc["users"][0]["user"];
-    let pem = |k: &str| {
-        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(user[k].as_str().unwrap()).unwrap()).unwrap()
-    };
-    Credential::certificate(&pem("client-certificate-data"), &pem("client-key-data"), "e2e").unwrap()
+    let user = kubus_apiserver::kubeconfig::read(kubeconfig).unwrap().user.unwrap();
+    Credential::certificate(&user.client_certificate.unwrap(), &user.client_key.unwrap(), "e2e").unwrap()
 }
 
 const OBJECTS: &str = r#"

@@ -125,18 +125,18 @@ impl ApiClient {
         let payload = Bytes::from(encode(&req)?);
         let mut headers = async_nats::HeaderMap::new();
         if let Some(authorization) = self.credential.authorization()? {
-            headers.insert("Authorization", authorization.as_str());
+            headers.insert("Authorization", &*authorization);
         }
         let reply = if is_priority(&req) {
-            match self.request(&self.priority_subject, &headers, payload.clone()).await {
+            match self.request(&self.priority_subject, headers.clone(), payload.clone()).await {
                 // An API server of a version without the lane: the main service answers.
                 Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
-                    self.request(&self.subject, &headers, payload).await
+                    self.request(&self.subject, headers, payload).await
                 }
                 other => other,
             }
         } else {
-            self.request(&self.subject, &headers, payload).await
+            self.request(&self.subject, headers, payload).await
         };
         let reply = reply.map_err(|e| ApiClientError::Unreachable(e.to_string()));
         let resp: Result<ApiResponse, ApiClientError> = reply.and_then(|r| Ok(decode(&r.payload)?));
@@ -151,10 +151,10 @@ impl ApiClient {
     async fn request(
         &self,
         subject: &str,
-        headers: &async_nats::HeaderMap,
+        headers: async_nats::HeaderMap,
         payload: Bytes,
     ) -> Result<async_nats::Message, async_nats::RequestError> {
-        let request = self.client.request_with_headers(subject.to_string(), headers.clone(), payload);
+        let request = self.client.request_with_headers(subject.to_string(), headers, payload);
         match tokio::time::timeout(self.timeout, request).await {
             Ok(reply) => reply,
             Err(_) => Err(async_nats::RequestError::new(async_nats::RequestErrorKind::TimedOut)),

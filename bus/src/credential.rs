@@ -20,6 +20,62 @@ use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// The start of a P-256 public key's SubjectPublicKeyInfo (algorithm and curve, then the BIT
+/// STRING header); the 65-byte uncompressed point follows.
+pub const P256_SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
+    0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+
+/// A compact JWS (ES256) of `claims` under `header` (already base64url-encoded), signed with
+/// `key`: the ServiceAccount tokens the API server issues and the assertions clients make.
+pub fn sign_jws(
+    key: &EcdsaKeyPair,
+    rng: &SystemRandom,
+    header: &str,
+    claims: &serde_json::Value,
+) -> Result<String, ring::error::Unspecified> {
+    let signing_input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims.to_string()));
+    let signature = key.sign(rng, signing_input.as_bytes())?;
+    Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref())))
+}
+
+/// A compact JWS taken apart: its header and payload decoded, its signature still to check
+/// ([`Jws::signed_by`]), so a caller can refuse by the header before paying for ECDSA.
+pub struct Jws<'a> {
+    pub header: serde_json::Value,
+    pub payload: Vec<u8>,
+    signing_input: &'a str,
+    signature: Vec<u8>,
+}
+
+impl<'a> Jws<'a> {
+    /// None unless `token` is three base64url parts with a JSON header.
+    pub fn parse(token: &'a str) -> Option<Jws<'a>> {
+        let (signing_input, signature) = token.rsplit_once('.')?;
+        let (header, payload) = signing_input.split_once('.')?;
+        if payload.contains('.') {
+            return None;
+        }
+        Some(Jws {
+            header: serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).ok()?).ok()?,
+            payload: URL_SAFE_NO_PAD.decode(payload).ok()?,
+            signing_input,
+            signature: URL_SAFE_NO_PAD.decode(signature).ok()?,
+        })
+    }
+
+    /// Whether the header says ES256 and the signature verifies under the uncompressed P-256
+    /// point `public`.
+    pub fn signed_by(&self, public: &[u8]) -> bool {
+        use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
+        self.header["alg"] == "ES256"
+            && UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, public)
+                .verify(self.signing_input.as_bytes(), &self.signature)
+                .is_ok()
+    }
+}
+
 /// The audience of a cluster's certificate assertions: an assertion made for one cluster is
 /// refused by another's API servers.
 pub fn audience(cluster: &str) -> String {
@@ -52,7 +108,7 @@ pub enum Credential {
     /// Nothing: only an API server without TLS (development) takes such requests.
     #[default]
     None,
-    /// A bearer token the cluster issued.
+    /// A bearer token the cluster issued, kept as its header value (`Bearer <token>`).
     Token(Arc<str>),
     /// A client certificate, presented by assertions signed with its key.
     Certificate(Arc<CertificateAssertion>),
@@ -76,15 +132,15 @@ impl Credential {
     }
 
     pub fn token(token: &str) -> Credential {
-        Credential::Token(token.trim().into())
+        Credential::Token(format!("Bearer {}", token.trim()).into())
     }
 
     /// The `Authorization` header value to send, if any.
-    pub fn authorization(&self) -> Result<Option<String>, CredentialError> {
+    pub fn authorization(&self) -> Result<Option<Arc<str>>, CredentialError> {
         match self {
             Credential::None => Ok(None),
-            Credential::Token(t) => Ok(Some(format!("Bearer {t}"))),
-            Credential::Certificate(a) => Ok(Some(format!("Bearer {}", a.current()?))),
+            Credential::Token(value) => Ok(Some(value.clone())),
+            Credential::Certificate(a) => Ok(Some(a.current()?)),
         }
     }
 }
@@ -96,8 +152,9 @@ pub struct CertificateAssertion {
     key: EcdsaKeyPair,
     rng: SystemRandom,
     audience: String,
-    /// The assertion in use and when it was signed.
-    current: Mutex<Option<(String, SystemTime)>>,
+    /// The header value in use (`Bearer <assertion>`) and when it was signed: every request
+    /// sends it, so it is made once per signature.
+    current: Mutex<Option<(Arc<str>, SystemTime)>>,
 }
 
 impl CertificateAssertion {
@@ -129,8 +186,9 @@ impl CertificateAssertion {
         })
     }
 
-    /// The assertion to send now: the current one, or a new one once it is [`RESIGN_AFTER`] old.
-    pub fn current(&self) -> Result<String, CredentialError> {
+    /// `Bearer <assertion>` to send now: the current one, or a new one once it is
+    /// [`RESIGN_AFTER`] old.
+    pub fn current(&self) -> Result<Arc<str>, CredentialError> {
         let now = SystemTime::now();
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((token, signed)) = current.as_ref() {
@@ -138,18 +196,13 @@ impl CertificateAssertion {
                 return Ok(token.clone());
             }
         }
-        let token = self.sign(now)?;
-        *current = Some((token.clone(), now));
-        Ok(token)
-    }
-
-    fn sign(&self, now: SystemTime) -> Result<String, CredentialError> {
         let iat =
             now.duration_since(UNIX_EPOCH).map_err(|_| CredentialError::Sign("the clock is before 1970"))?.as_secs();
         let claims = serde_json::json!({"aud": self.audience, "iat": iat, "exp": iat + LIFETIME.as_secs()});
-        let signing_input = format!("{}.{}", self.header, URL_SAFE_NO_PAD.encode(claims.to_string()));
-        let signature =
-            self.key.sign(&self.rng, signing_input.as_bytes()).map_err(|_| CredentialError::Sign("ECDSA failed"))?;
-        Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref())))
+        let token =
+            sign_jws(&self.key, &self.rng, &self.header, &claims).map_err(|_| CredentialError::Sign("ECDSA failed"))?;
+        let value: Arc<str> = format!("Bearer {token}").into();
+        *current = Some((value.clone(), now));
+        Ok(value)
     }
 }

@@ -1,73 +1,25 @@
-//! Kubeconfigs: the ones Kubus writes (the administrator's, and `kubus kubeconfig user`, as
-//! kubeadm's command of that name), and the credential a command presents over NATS, read
-//! from one (`--kubeconfig`): its current context's client certificate or token.
+//! `kubus kubeconfig user` (as kubeadm's command of that name), and the credential a command
+//! presents over NATS, read from a kubeconfig (`--kubeconfig`): its current context's client
+//! certificate or token.
 
 use anyhow::{bail, Context as _};
-use base64::Engine as _;
-use kubus_apiserver::pki::{CertAndKey, ClusterPki};
+use kubus_apiserver::kubeconfig::{self, render};
+use kubus_apiserver::pki::ClusterPki;
 use kubus_bus::credential::Credential;
 use std::path::{Path, PathBuf};
-
-/// A kubeconfig with one cluster, user and context: `server`, the CA to trust (none for plain
-/// HTTP) and the user's client certificate (none: a user without credentials).
-pub fn render(server: &str, cluster: &str, ca_pem: Option<&str>, user: &str, cert: Option<&CertAndKey>) -> String {
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    let ca = ca_pem.map(|ca| format!("    certificate-authority-data: {}\n", b64(ca))).unwrap_or_default();
-    let credentials = match cert {
-        Some(c) => {
-            format!("\n    client-certificate-data: {}\n    client-key-data: {}", b64(&c.cert_pem), b64(&c.key_pem))
-        }
-        None => " {}".to_string(),
-    };
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: {cluster}\n  cluster:\n{ca}    server: {server}\n\
-         contexts:\n- name: {cluster}\n  context:\n    cluster: {cluster}\n    user: {user}\n    namespace: default\n\
-         current-context: {cluster}\nusers:\n- name: {user}\n  user:{credentials}\n"
-    )
-}
 
 /// The credential of the current context's user in the kubeconfig at `path`, for the API
 /// servers of `cluster`: a client certificate and key (inline or as files), or a token.
 pub fn credential(path: &Path, cluster: &str) -> anyhow::Result<Credential> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let doc: serde_yaml::Value = serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let named = |list: &str, name: &serde_yaml::Value| {
-        doc[list].as_sequence().and_then(|items| items.iter().find(|i| &i["name"] == name)).cloned()
-    };
-    let context = named("contexts", &doc["current-context"]).context("the kubeconfig has no current context")?;
-    let user = named("users", &context["context"]["user"]).context("the current context's user is missing")?;
-    let user = &user["user"];
-    let base = path.parent().unwrap_or(Path::new("."));
-    // `<name>-data` inline (base64), else the file `<name>` names (relative to the kubeconfig).
-    let pem = |name: &str| -> anyhow::Result<Option<String>> {
-        if let Some(data) = user[format!("{name}-data").as_str()].as_str() {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(data.trim())
-                .with_context(|| format!("{name}-data"))?;
-            return Ok(Some(String::from_utf8(bytes).with_context(|| format!("{name}-data is not PEM"))?));
-        }
-        match user[name].as_str() {
-            Some(file) => {
-                let file = base.join(file);
-                Ok(Some(std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?))
-            }
-            None => Ok(None),
-        }
-    };
-    if let (Some(cert), Some(key)) = (pem("client-certificate")?, pem("client-key")?) {
-        return Credential::certificate(&cert, &key, cluster)
+    let user = kubeconfig::read(path)?.user.context("the current context's user is missing")?;
+    if let (Some(cert), Some(key)) = (&user.client_certificate, &user.client_key) {
+        return Credential::certificate(cert, key, cluster)
             .with_context(|| format!("the client certificate of {}", path.display()));
     }
-    if let Some(token) = user["token"].as_str() {
-        return Ok(Credential::token(token));
+    match &user.token {
+        Some(token) => Ok(Credential::token(token)),
+        None => bail!("the current user of {} has neither a client certificate and key nor a token", path.display()),
     }
-    if let Some(file) = user["tokenFile"].as_str() {
-        let file = base.join(file);
-        return Ok(Credential::token(
-            &std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?,
-        ));
-    }
-    bail!("the current user of {} has neither a client certificate and key nor a token", path.display())
 }
 
 #[derive(clap::Args, Debug)]
@@ -119,15 +71,10 @@ pub fn run(args: KubeconfigArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The server of a kubeconfig's first cluster.
+/// The server of a kubeconfig's current context.
 fn server_of(path: &Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading {} for the API server's address (or pass --server)", path.display()))?;
-    let doc: serde_yaml::Value = serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    doc["clusters"][0]["cluster"]["server"]
-        .as_str()
-        .map(str::to_string)
-        .with_context(|| format!("{} names no server", path.display()))
+    let kubeconfig = kubeconfig::read(path).context("the API server's address (or pass --server)")?;
+    kubeconfig.server.with_context(|| format!("{} names no server", path.display()))
 }
 
 #[cfg(test)]

@@ -167,7 +167,7 @@ fn write_kubeconfig(
     cluster: &str,
     pki: Option<&kubus_apiserver::pki::ClusterPki>,
 ) -> anyhow::Result<PathBuf> {
-    let text = crate::cmd::kubeconfig::render(
+    let text = kubus_apiserver::kubeconfig::render(
         server,
         cluster,
         pki.map(|p| p.ca_pem.as_str()),
@@ -339,11 +339,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         Some(pki) => Credential::certificate(&pki.admin.cert_pem, &pki.admin.key_pem, &args.cluster)?,
         None => Credential::None,
     };
-    let api_client = |agent: &str| {
+    let component_client = |connection: async_nats::Client, agent: &str, credential: Credential| {
         kubus_controller_runtime::Client::new(
-            kubus_bus::api::ApiClient::new(client.clone(), &args.cluster, agent).with_credential(admin.clone()),
+            kubus_bus::api::ApiClient::new(connection, &args.cluster, agent).with_credential(credential),
         )
     };
+    let api_client = |agent: &str| component_client(client.clone(), agent, admin.clone());
     // Several control planes may share one NATS: the scheduler and the controller manager
     // act only while they hold their Lease.
     let leader_config = |name: &str| {
@@ -363,11 +364,6 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // Each component thread talks to NATS over a connection of its own, made on that thread.
     let nats =
         crate::cmd::Nats { url: nats_url.clone(), embedded: embedded.as_ref().map(|e| e.server_name().to_string()) };
-    let component_client = |connection: async_nats::Client, agent: &str, credential: Credential| {
-        kubus_controller_runtime::Client::new(
-            kubus_bus::api::ApiClient::new(connection, &args.cluster, agent).with_credential(credential),
-        )
-    };
     // One informer per resource for every actor of this process.
     let informers_thread = crate::cmd::named_arbiter("kube-informers");
     let informer_store = Store::attach(nats.connect_on(&informers_thread, "kubus-informers").await?, &args.cluster)

@@ -24,6 +24,7 @@ pub mod event_ttl;
 pub mod eviction;
 pub mod handler;
 pub mod http;
+pub mod kubeconfig;
 pub mod list_snapshot;
 pub mod metrics;
 pub mod nats;

@@ -14,10 +14,9 @@ use crate::storage::Storage;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use kubus_apimachinery::{resource, Cause, StatusError};
+use kubus_bus::credential::{sign_jws, Jws, P256_SPKI_PREFIX};
 use ring::rand::SystemRandom;
-use ring::signature::{
-    EcdsaKeyPair, KeyPair as _, UnparsedPublicKey, ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING,
-};
+use ring::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -38,12 +37,6 @@ const LEEWAY: i64 = 60;
 /// A token bound to a pod being deleted stays valid this long after the deletion started, so
 /// the pod can finish its graceful shutdown (upstream's grace).
 const DELETED_POD_GRACE: i64 = 60;
-
-/// The DER prefix of a P-256 public key's SubjectPublicKeyInfo; the key's point follows.
-const P256_SPKI_PREFIX: [u8; 26] = [
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
-    0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
-];
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenKeyError {
@@ -100,26 +93,17 @@ impl TokenIssuer {
     /// A compact JWS (ES256) of `claims`.
     pub fn sign(&self, claims: &Value) -> String {
         let header = URL_SAFE_NO_PAD.encode(json!({"alg": "ES256", "kid": self.kid}).to_string());
-        let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
-        let signing_input = format!("{header}.{payload}");
-        let sig = self.key.sign(&self.rng, signing_input.as_bytes()).expect("ECDSA signing does not fail");
-        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+        sign_jws(&self.key, &self.rng, &header, claims).expect("ECDSA signing does not fail")
     }
 
     /// The claims of a token this key signed (ES256, this key's id, a good signature), read
     /// into `T`, or None. Times, issuer and audiences are the caller's to check.
     pub fn verify_signature<T: serde::de::DeserializeOwned>(&self, token: &str) -> Option<T> {
-        let (signing_input, sig) = token.rsplit_once('.')?;
-        let (header, payload) = signing_input.split_once('.')?;
-        let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).ok()?).ok()?;
-        if header["alg"] != "ES256" || header["kid"].as_str().is_some_and(|k| k != self.kid) {
+        let jws = Jws::parse(token)?;
+        if jws.header["kid"].as_str().is_some_and(|k| k != self.kid) || !jws.signed_by(self.key.public_key().as_ref()) {
             return None;
         }
-        let sig = URL_SAFE_NO_PAD.decode(sig).ok()?;
-        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, self.key.public_key().as_ref())
-            .verify(signing_input.as_bytes(), &sig)
-            .ok()?;
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
+        serde_json::from_slice(&jws.payload).ok()
     }
 
     /// Answers a TokenRequest for ServiceAccount `ns/name`.
@@ -375,6 +359,7 @@ impl TokenAuthenticator for ServiceAccountTokens {
 mod tests {
     use super::*;
     use kubus_bus::{EventType, Key};
+    use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
 
     fn put(cache: &WatchCache, resource: &str, ns: Option<&str>, name: &str, meta: Value, revision: u64) {
         let mut metadata = json!({"name": name});

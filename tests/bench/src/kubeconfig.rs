@@ -4,7 +4,6 @@
 //! end-to-end tests' share it.
 
 use anyhow::{bail, Context as _};
-use base64::Engine as _;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::io::{Read, Write};
@@ -42,35 +41,16 @@ impl Endpoint {
 
     /// The current context's server and user of the kubeconfig at `path`.
     pub fn from_kubeconfig(path: &Path) -> anyhow::Result<Endpoint> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let doc: serde_yaml::Value =
-            serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        let named = |list: &str, name: &serde_yaml::Value| {
-            doc[list].as_sequence().and_then(|items| items.iter().find(|i| &i["name"] == name)).cloned()
-        };
-        let context = named("contexts", &doc["current-context"]).context("the kubeconfig has no current context")?;
-        let cluster = named("clusters", &context["context"]["cluster"]).context("the context's cluster is missing")?;
-        let user = named("users", &context["context"]["user"]).unwrap_or_default();
-        let server = cluster["cluster"]["server"].as_str().context("the cluster has no server")?;
-        let data = |v: &serde_yaml::Value, key: &str| -> anyhow::Result<Option<Vec<u8>>> {
-            match v[key].as_str() {
-                Some(b) => {
-                    Ok(Some(base64::engine::general_purpose::STANDARD.decode(b).with_context(|| key.to_string())?))
-                }
-                None => Ok(None),
-            }
-        };
+        let kubeconfig = kubus_apiserver::kubeconfig::read(path)?;
+        let server = kubeconfig.server.context("the current context's cluster has no server")?;
         if let Some(addr) = server.strip_prefix("http://") {
             return Ok(Endpoint::plain(addr.trim_end_matches('/')));
         }
         let Some(addr) = server.strip_prefix("https://") else { bail!("server {server}: neither http nor https") };
         let addr = addr.trim_end_matches('/');
-        let ca = data(&cluster["cluster"], "certificate-authority-data")?.context("no certificate-authority-data")?;
-        let client = match (data(&user["user"], "client-certificate-data")?, data(&user["user"], "client-key-data")?) {
-            (Some(cert), Some(key)) => Some((cert, key)),
-            _ => None,
-        };
-        Endpoint::tls(addr, &ca, client.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())))
+        let ca = kubeconfig.ca_pem.context("no certificate-authority-data")?;
+        let client = kubeconfig.user.and_then(|u| Some((u.client_certificate?, u.client_key?)));
+        Endpoint::tls(addr, ca.as_bytes(), client.as_ref().map(|(c, k)| (c.as_bytes(), k.as_bytes())))
     }
 
     /// HTTPS at `addr`, trusting the CA in `ca_pem`, presenting the client certificate and key

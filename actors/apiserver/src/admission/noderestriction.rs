@@ -11,6 +11,7 @@ use crate::cache::WatchCache;
 use kubus_apimachinery::volume::SELECTED_NODE;
 use kubus_apimachinery::StatusError;
 use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Labels only the cluster's administrators set on nodes (upstream's restricted prefix).
 const RESTRICTED_LABEL_PREFIX: &str = "node-restriction.kubernetes.io/";
@@ -32,7 +33,7 @@ pub fn validate(
             if name != node {
                 return Err(forbidden(format!("node {node:?} is not allowed to modify node {name:?}")));
             }
-            let restricted = |o: Option<&Value>| -> Vec<(String, Value)> {
+            let restricted = |o: Option<&'_ Value>| -> BTreeMap<String, Value> {
                 o.and_then(|o| o["metadata"]["labels"].as_object())
                     .into_iter()
                     .flatten()
@@ -40,19 +41,11 @@ pub fn validate(
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect()
             };
-            let (mut new, mut before) = (restricted(Some(obj)), restricted(old));
-            new.sort_by(|a, b| a.0.cmp(&b.0));
-            before.sort_by(|a, b| a.0.cmp(&b.0));
+            let (new, before) = (restricted(Some(obj)), restricted(old));
             if new != before {
-                let keys: Vec<String> = new.iter().chain(&before).map(|(k, _)| k.clone()).collect();
-                return Err(forbidden(format!(
-                    "is not allowed to modify labels: {}",
-                    keys.into_iter()
-                        .collect::<std::collections::BTreeSet<_>>()
-                        .into_iter()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
+                let keys: BTreeSet<&str> = new.keys().chain(before.keys()).map(String::as_str).collect();
+                let keys: Vec<&str> = keys.into_iter().collect();
+                return Err(forbidden(format!("is not allowed to modify labels: {}", keys.join(", "))));
             }
         }
         ("coordination.k8s.io", "leases") if old.is_none() => {
@@ -65,18 +58,7 @@ pub fn validate(
             }
         }
         ("", "persistentvolumes") => {
-            let pinned = obj["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"].as_array().is_some_and(|terms| {
-                !terms.is_empty()
-                    && terms.iter().all(|t| {
-                        t["matchExpressions"].as_array().is_some_and(|exprs| {
-                            exprs.iter().any(|e| {
-                                e["key"] == "kubernetes.io/hostname"
-                                    && e["operator"] == "In"
-                                    && e["values"].as_array().is_some_and(|v| v.len() == 1 && v[0] == node)
-                            })
-                        })
-                    })
-            });
+            let pinned = crate::authorization::node::pinned_to(obj, node);
             let claim = &obj["spec"]["claimRef"];
             let selected = match (claim["namespace"].as_str(), claim["name"].as_str()) {
                 (Some(ns), Some(claim)) => cache
@@ -110,13 +92,14 @@ pub fn validate_token_request(
     if bound["kind"] != "Pod" {
         return Err(forbidden("node requested token not bound to a pod"));
     }
-    let pod = bound["name"].as_str().and_then(|name| {
-        cache.get(&(String::new(), "pods".into()), &(namespace.to_string(), name.to_string()))?.decode::<Value>().ok()
-    });
-    match pod {
-        Some(p) if p["spec"]["nodeName"] == node => Ok(()),
-        Some(_) => Err(forbidden("node requested token bound to a pod scheduled on a different node")),
-        None => Err(forbidden("node requested token bound to a pod that does not exist")),
+    let name = bound["name"].as_str().unwrap_or_default();
+    let pods = (String::new(), "pods".to_string());
+    if cache.get(&pods, &(namespace.to_string(), name.to_string())).is_none() {
+        return Err(forbidden("node requested token bound to a pod that does not exist"));
+    }
+    match crate::authorization::node::pod_is_on(cache, node, namespace, name) {
+        true => Ok(()),
+        false => Err(forbidden("node requested token bound to a pod scheduled on a different node")),
     }
 }
 

@@ -9,26 +9,22 @@
 
 use super::{TokenAuthenticator, UserInfo};
 use crate::tls::{PeerAuth, ServerTls};
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use kubus_bus::credential::MAX_LIFETIME;
+use kubus_bus::credential::{Jws, MAX_LIFETIME, P256_SPKI_PREFIX};
 use rustls_pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// The start of a P-256 public key's SubjectPublicKeyInfo (the algorithm and curve, then the
-/// BIT STRING of the 65-byte uncompressed point that follows).
-const P256_SPKI_PREFIX: &[u8] = &[
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
-    0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
-];
 /// Clock difference tolerated on `iat` and `exp` (a client's clock a minute off still works).
 const LEEWAY: u64 = 60;
 /// Cached assertions kept at most (a client re-signs every few minutes, so this is many
 /// thousands of clients); past it, expired entries go, and if none had, the cache starts over.
 const CACHE_LIMIT: usize = 50_000;
+/// The longest bearer token taken over NATS (an assertion carries a certificate or two).
+const MAX_TOKEN: usize = 16 * 1024;
 
 /// Authenticates certificate assertions made for this cluster.
 pub struct CertificateAssertions {
@@ -36,13 +32,6 @@ pub struct CertificateAssertions {
     audience: String,
     /// SHA-256 of an assertion: who it authenticated, and until when.
     verified: Mutex<HashMap<[u8; 32], (UserInfo, u64)>>,
-}
-
-#[derive(serde::Deserialize)]
-struct Header {
-    alg: String,
-    #[serde(default)]
-    x5c: Vec<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -67,15 +56,24 @@ impl CertificateAssertions {
 
     /// The user `token` authenticates, if it is a valid assertion of this cluster.
     pub fn authenticate(&self, token: &str) -> Option<UserInfo> {
+        self.check(token).flatten()
+    }
+
+    /// None if `token` is not an assertion (no certificate in its header); else the user it
+    /// authenticates, if it is a valid assertion of this cluster. A client sends the same
+    /// assertion for minutes: after the first, a request costs a hash and a lookup.
+    fn check(&self, token: &str) -> Option<Option<UserInfo>> {
         let now = now_secs();
         let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        {
-            let verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((user, exp)) = verified.get(&hash) {
-                return (*exp + LEEWAY > now).then(|| user.clone());
-            }
+        if let Some((user, exp)) = self.verified.lock().unwrap_or_else(|e| e.into_inner()).get(&hash) {
+            return Some((*exp + LEEWAY > now).then(|| user.clone()));
         }
-        let (user, exp) = self.verify(token, now)?;
+        let jws = Jws::parse(token);
+        let x5c = jws.as_ref().and_then(|j| j.header.get("x5c"))?;
+        let (user, exp) = match self.verify(jws.as_ref()?, x5c, now) {
+            Some(verified) => verified,
+            None => return Some(None),
+        };
         let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
         if verified.len() >= CACHE_LIMIT {
             verified.retain(|_, (_, exp)| *exp + LEEWAY > now);
@@ -84,20 +82,12 @@ impl CertificateAssertions {
             }
         }
         verified.insert(hash, (user.clone(), exp));
-        Some(user)
+        Some(Some(user))
     }
 
-    fn verify(&self, token: &str, now: u64) -> Option<(UserInfo, u64)> {
-        let mut parts = token.split('.');
-        let (header_b64, claims_b64, signature_b64) = (parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() {
-            return None;
-        }
-        let header: Header = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header_b64).ok()?).ok()?;
-        if header.alg != "ES256" || header.x5c.is_empty() || header.x5c.len() > 4 {
-            return None;
-        }
-        let claims: Claims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims_b64).ok()?).ok()?;
+    fn verify(&self, jws: &Jws<'_>, x5c: &serde_json::Value, now: u64) -> Option<(UserInfo, u64)> {
+        let certificates = x5c.as_array().filter(|c| !c.is_empty() && c.len() <= 4)?;
+        let claims: Claims = serde_json::from_slice(&jws.payload).ok()?;
         if claims.aud != self.audience
             || claims.exp + LEEWAY <= now
             || claims.iat > now + LEEWAY
@@ -105,23 +95,22 @@ impl CertificateAssertions {
         {
             return None;
         }
-        let chain: Vec<CertificateDer<'static>> =
-            header.x5c.iter().map(|c| STANDARD.decode(c).ok().map(CertificateDer::from)).collect::<Option<_>>()?;
+        let chain: Vec<CertificateDer<'static>> = certificates
+            .iter()
+            .map(|c| STANDARD.decode(c.as_str()?).ok().map(CertificateDer::from))
+            .collect::<Option<_>>()?;
         // The certificate as an HTTPS client's: the cluster CA, client use, valid now.
         let PeerAuth::Verified(user) = self.tls.peer_auth(Some(&chain)) else { return None };
         let leaf = webpki::EndEntityCert::try_from(&chain[0]).ok()?;
         let spki = leaf.subject_public_key_info();
-        let point = spki.as_ref().strip_prefix(P256_SPKI_PREFIX)?;
-        let signature = URL_SAFE_NO_PAD.decode(signature_b64).ok()?;
-        let key = ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, point);
-        let signed = &token[..header_b64.len() + 1 + claims_b64.len()];
-        key.verify(signed.as_bytes(), &signature).ok()?;
-        Some((user, claims.exp))
+        let point = spki.as_ref().strip_prefix(&P256_SPKI_PREFIX[..])?;
+        jws.signed_by(point).then_some((user, claims.exp))
     }
 }
 
 /// The bearer tokens a request over NATS may carry: a ServiceAccount token, as over HTTPS, or a
-/// certificate assertion.
+/// certificate assertion (one check per token, by its kind: neither pays the other's
+/// signature check).
 pub struct NatsTokens<'a> {
     pub service_accounts: &'a dyn TokenAuthenticator,
     pub assertions: &'a CertificateAssertions,
@@ -132,35 +121,18 @@ impl TokenAuthenticator for NatsTokens<'_> {
         if token.len() > MAX_TOKEN {
             return None;
         }
-        // One check per token, by its kind: an assertion names its certificate (`x5c`), a
-        // ServiceAccount token does not (so neither pays the other's signature check).
-        match is_assertion(token) {
-            true => {
-                let user = self.assertions.authenticate(token)?;
-                Some((user, vec![self.assertions.audience.clone()]))
-            }
-            false => self.service_accounts.authenticate_token(token, audiences),
+        match self.assertions.check(token) {
+            Some(user) => Some((user?, vec![self.assertions.audience.clone()])),
+            None => self.service_accounts.authenticate_token(token, audiences),
         }
     }
-}
-
-/// The longest bearer token taken over NATS (an assertion carries a certificate or two).
-const MAX_TOKEN: usize = 16 * 1024;
-
-/// Whether `token`'s JWS header carries a certificate chain.
-fn is_assertion(token: &str) -> bool {
-    let header = token.split('.').next().unwrap_or_default();
-    URL_SAFE_NO_PAD
-        .decode(header)
-        .ok()
-        .and_then(|h| serde_json::from_slice::<serde_json::Value>(&h).ok())
-        .is_some_and(|h| h.get("x5c").is_some())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::pki::{ClusterPki, ServingNames};
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use kubus_bus::credential::Credential;
 
     fn new_pki() -> ClusterPki {

@@ -25,6 +25,14 @@ pub fn pod_node_index(pod: &Value) -> Vec<String> {
     pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()).map(|n| vec![n.to_string()]).unwrap_or_default()
 }
 
+/// Whether pod `namespace/name` is bound to `node` (read from the cache's selectable fields,
+/// without decoding the pod).
+pub fn pod_is_on(cache: &WatchCache, node: &str, namespace: &str, name: &str) -> bool {
+    cache
+        .get(&(String::new(), "pods".into()), &(namespace.to_string(), name.to_string()))
+        .is_some_and(|p| p.field("spec.nodeName") == Some(node))
+}
+
 /// The node a user is the agent of: `system:node:<name>` in `system:nodes`.
 pub fn node_of(user: &crate::authn::UserInfo) -> Option<&str> {
     let name = user.name.strip_prefix("system:node:")?;
@@ -84,9 +92,7 @@ impl NodeAuthorizer {
     }
 
     fn pod_is_on(&self, node: &str, namespace: &str, name: &str) -> bool {
-        self.cache.get(&(String::new(), "pods".into()), &(namespace.to_string(), name.to_string())).is_some_and(|p| {
-            pod_node_index(&p.decode::<Value>().unwrap_or_default()).first().map(String::as_str) == Some(node)
-        })
+        pod_is_on(&self.cache, node, namespace, name)
     }
 }
 
@@ -238,18 +244,23 @@ impl NodeAuthorizer {
         self.cache
             .get(&(String::new(), "persistentvolumes".into()), &(String::new(), name.to_string()))
             .and_then(|pv| pv.decode::<Value>().ok())
-            .is_some_and(|pv| {
-                pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"].as_array().is_some_and(|terms| {
-                    !terms.is_empty()
-                        && terms.iter().all(|t| {
-                            t["matchExpressions"].as_array().into_iter().flatten().any(|e| {
-                                e["key"] == "kubernetes.io/hostname"
-                                    && e["values"].as_array().is_some_and(|v| v.len() == 1 && v[0] == node)
-                            })
-                        })
+            .is_some_and(|pv| pinned_to(&pv, node))
+    }
+}
+
+/// Whether every node selector term of PersistentVolume `pv` requires host `node`
+/// (`kubernetes.io/hostname In [node]`), as the local-path provisioner pins its volumes.
+pub fn pinned_to(pv: &Value, node: &str) -> bool {
+    pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"].as_array().is_some_and(|terms| {
+        !terms.is_empty()
+            && terms.iter().all(|t| {
+                t["matchExpressions"].as_array().into_iter().flatten().any(|e| {
+                    e["key"] == "kubernetes.io/hostname"
+                        && e["operator"] == "In"
+                        && e["values"].as_array().is_some_and(|v| v.len() == 1 && v[0] == node)
                 })
             })
-    }
+    })
 }
 
 #[cfg(test)]
