@@ -44,6 +44,10 @@ enum Command {
     Image(cmd::image::ImageArgs),
     /// Make kubeconfigs for users of the cluster (as `kubeadm kubeconfig`).
     Kubeconfig(cmd::kubeconfig::KubeconfigArgs),
+    /// Print the cluster's audit events (audit.k8s.io/v1 Events, one JSON line each).
+    Audit(cmd::audit::AuditArgs),
+    /// Bootstrap tokens for joining nodes (as kubeadm's).
+    Token(cmd::token::TokenArgs),
     /// Run simulated nodes against a cluster (like kwok).
     SimNodes(cmd::sim::SimArgs),
     /// Measure the API server, the control plane at scale and the node agent (figures for docs/benchmarks.md).
@@ -83,6 +87,8 @@ fn run() -> anyhow::Result<()> {
         Command::Image(args) => actix::System::new().block_on(cmd::image::run(args)),
         Command::Kubeconfig(args) => cmd::kubeconfig::run(args),
         Command::SimNodes(args) => actix::System::new().block_on(cmd::sim::run(args)),
+        Command::Audit(args) => actix::System::new().block_on(cmd::audit::run(args)),
+        Command::Token(args) => actix::System::new().block_on(cmd::token::run(args)),
         Command::Bench(args) => actix::System::new().block_on(kubus_bench::run(args)),
     }
 }

@@ -158,7 +158,12 @@ fn a_node_reaches_only_its_own_pods_objects() {
         let bare = kubus_bus::redact(&c.nats_url());
         let refused = async_nats::ConnectOptions::new().connect(&bare).await.expect_err("no password: refused");
         assert!(refused.to_string().to_lowercase().contains("authorization"), "{refused}");
-        let nats = kubus_bus::connect(&c.nats_url(), "e2e-test").await.unwrap();
+        // Node node-a's answers come only on its own inbox (its NATS user may read no other).
+        let login = kubus_bus::Login {
+            inbox_prefix: Some(kubus_bus::nats_users::node_inbox_prefix("e2e", "node-a")),
+            ..Default::default()
+        };
+        let nats = kubus_bus::connect_as(&c.nats_url(), "e2e-test", &login).await.unwrap();
         let send = |credential: Credential, method: &str, path: &str, body: &str| {
             let api = ApiClient::new(nats.clone(), "e2e", "e2e-test").with_credential(credential);
             let req = ApiRequest {
@@ -176,6 +181,21 @@ fn a_node_reaches_only_its_own_pods_objects() {
         let secret = |name: &str| format!("/api/v1/namespaces/team/secrets/{name}");
         let node = credential_of(&node_a);
         assert_eq!(get(node.clone(), &secret("a-secret")).await.status, 200);
+        let elsewhere = kubus_bus::connect(&c.nats_url(), "e2e-elsewhere").await.unwrap();
+        let api = ApiClient::new(elsewhere, "e2e", "e2e-test").with_credential(node.clone());
+        let req = ApiRequest {
+            method: "GET".into(),
+            path: secret("a-secret"),
+            query: String::new(),
+            content_type: None,
+            accept: Some("application/json".into()),
+            body: Vec::new(),
+            user_agent: String::new(),
+        };
+        let r = api.send(req).await.unwrap();
+        let body = String::from_utf8_lossy(&r.body).into_owned();
+        assert_eq!(r.status, 403, "a node's answer on another inbox: {body}");
+        assert!(body.contains("is answered only on its own inbox"), "{body}");
         let refused = get(node.clone(), &secret("b-secret")).await;
         let body = String::from_utf8_lossy(&refused.body).into_owned();
         assert_eq!(refused.status, 403, "{body}");

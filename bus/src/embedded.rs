@@ -9,10 +9,12 @@
 //! clients reconnect by themselves, and [`crate::connect_to_embedded`] checks the server's name
 //! again on every reconnection.
 //!
-//! The server takes only clients that log in: user [`USER`] with the password kept in
-//! `<data_dir>/nats.password` (made once, owner-only, so clients on other machines keep working
-//! across restarts). Whoever reaches the port without it, on this machine or beyond, gets
-//! `Authorization Violation` and nothing of the store.
+//! The server takes only clients that log in: the administrator, user [`USER`] with the
+//! password kept in `<data_dir>/nats.password` (made once, owner-only, so clients on other
+//! machines keep working across restarts), and the nodes and bootstrap tokens of
+//! [`crate::nats_users`], each limited to its own subjects. Whoever reaches the port without a
+//! login, on this machine or beyond, gets `Authorization Violation` and nothing of the store.
+//! Beyond loopback the server speaks only TLS, with a certificate of the cluster CA.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -44,6 +46,23 @@ pub enum EmbeddedError {
     NotOurs { addr: String, expected: String, found: String },
     #[error("cannot connect to the embedded NATS at {addr}: {source}")]
     Connect { addr: String, source: async_nats::ConnectError },
+    #[error("the embedded NATS listens on {addr}, beyond loopback, only with TLS (a certificate of the cluster CA)")]
+    NeedsTls { addr: String },
+    #[error(transparent)]
+    Users(#[from] crate::nats_users::UsersError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+}
+
+/// The server's certificate when it listens beyond loopback.
+#[derive(Debug, Clone)]
+pub struct EmbeddedTls {
+    /// The server's certificate followed by the CA's (joining nodes find the CA they pinned in
+    /// the chain).
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// The cluster CA (the server's clients trust only it).
+    pub ca_pem: String,
 }
 
 static RESTARTS: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
@@ -85,7 +104,7 @@ fn password(data_dir: &Path) -> Result<String, EmbeddedError> {
 
 /// Writes `contents` to `path` readable by its owner only (the server's configuration holds
 /// the password).
-fn write_private(path: &Path, contents: &str) -> Result<(), EmbeddedError> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> Result<(), EmbeddedError> {
     use std::io::Write;
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let io = |source| EmbeddedError::Io { path: path.to_path_buf(), source };
@@ -119,6 +138,9 @@ struct Spec {
 pub struct EmbeddedNats {
     /// With the credentials: for clients, never for a log line.
     url: String,
+    /// How this process's clients log in (the administrator; the CA when TLS is on).
+    login: crate::Login,
+    users: crate::nats_users::NatsUsers,
     public_url: String,
     server_name: String,
     data_dir: PathBuf,
@@ -167,7 +189,9 @@ impl EmbeddedNats {
     /// Starts nats-server listening on `listen` (`host:port`, `[v6]:port`; port 0 picks a free
     /// one) with its JetStream store in `<data_dir>/nats`, waits until it answers as itself, and
     /// supervises it. The address it listens on is recorded in `<data_dir>/nats.listen`.
-    pub async fn start(data_dir: &Path, listen: &str) -> Result<EmbeddedNats, EmbeddedError> {
+    ///
+    /// Beyond loopback it needs `tls`: the port then speaks only TLS.
+    pub async fn start(data_dir: &Path, listen: &str, tls: Option<EmbeddedTls>) -> Result<EmbeddedNats, EmbeddedError> {
         LazyLock::force(&RESTARTS);
         let bin = find_binary().ok_or_else(|| EmbeddedError::NotInstalled("/usr/sbin/nats-server".into()))?;
         let io = |path: &Path| {
@@ -184,17 +208,37 @@ impl EmbeddedNats {
         let addr = host_port(&host, port);
         let server_name = format!("kubus-{}", random_token());
         let log = data_dir.join("nats-server.log");
+        let loopback = host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()) || host == "localhost";
+        if !loopback && tls.is_none() {
+            return Err(EmbeddedError::NeedsTls { addr });
+        }
         let password = password(data_dir)?;
+        let users = crate::nats_users::NatsUsers::load(data_dir, &password)?;
+        let tls_block = match &tls {
+            // 2.9 has no TLS-first: INFO goes out in the clear, then the handshake.
+            Some(t) => format!(
+                "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  timeout: 2\n}}\n",
+                t.cert_file.display(),
+                t.key_file.display()
+            ),
+            None => String::new(),
+        };
         // max_payload above the 1 MiB default so objects up to Kubernetes' 1.5 MiB fit.
         let config = format!(
             "listen: \"{addr}\"\nserver_name: {server_name}\nmax_payload: 2MB\npid_file: \"{pid}\"\n\
-             log_file: \"{log}\"\njetstream {{\n  store_dir: \"{store}\"\n}}\n\
-             authorization {{\n  user: {USER}\n  password: \"{password}\"\n}}\n",
+             log_file: \"{log}\"\njetstream {{\n  store_dir: \"{store}\"\n}}\n{tls_block}\
+             include \"{users}\"\n",
             pid = data_dir.join("nats-server.pid").display(),
             log = log.display(),
             store = store.display(),
+            users = crate::nats_users::USERS_FILE,
         );
+        let login = match &tls {
+            Some(t) => crate::Login::default().trusting(&t.ca_pem)?,
+            None => crate::Login::default(),
+        };
         write_private(&config_path, &config)?;
+        let scheme = if tls.is_some() { "tls" } else { "nats" };
         let spec = Spec { bin, config: config_path, log, addr: addr.clone(), server_name: server_name.clone() };
         let child = spawn(&spec).await?;
         let listen_file = data_dir.join("nats.listen");
@@ -204,8 +248,10 @@ impl EmbeddedNats {
         let (stop_tx, stop_rx) = oneshot::channel();
         let supervisor = tokio::spawn(supervise(spec, child, up_tx, stop_rx, data_dir.to_path_buf()));
         Ok(EmbeddedNats {
-            url: format!("nats://{USER}:{password}@{addr}"),
-            public_url: format!("nats://{addr}"),
+            url: format!("{scheme}://{USER}:{password}@{addr}"),
+            public_url: format!("{scheme}://{addr}"),
+            login,
+            users,
             server_name,
             data_dir: data_dir.to_path_buf(),
             up,
@@ -218,6 +264,16 @@ impl EmbeddedNats {
     /// lines ([`EmbeddedNats::public_url`] is the one to show).
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// How this process's clients log in to the server (with [`EmbeddedNats::url`]).
+    pub fn login(&self) -> &crate::Login {
+        &self.login
+    }
+
+    /// The server's users: nodes register here when they join.
+    pub fn users(&self) -> &crate::nats_users::NatsUsers {
+        &self.users
     }
 
     /// The URL without credentials.
@@ -532,7 +588,7 @@ fn gone(pid: u32) -> bool {
 
 /// Sends `sig` to `pid` with kill(1): none of this crate's dependencies offers a safe
 /// kill(2), and the crate stays free of unsafe code. Blocking: call it off the async threads.
-fn signal(pid: u32, sig: &str) {
+pub(crate) fn signal(pid: u32, sig: &str) {
     let _ = std::process::Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
 }
 

@@ -11,9 +11,12 @@
 pub mod api;
 pub mod credential;
 pub mod embedded;
+pub mod join;
 pub mod metrics;
+pub mod nats_users;
 pub mod store;
 pub mod stream;
+pub mod tls;
 pub mod usage;
 
 pub use embedded::EmbeddedNats;
@@ -49,7 +52,63 @@ pub fn redact(urls: &str) -> String {
 /// A user and password in the URL (`nats://user:password@host:port`) log in: the embedded
 /// server requires them.
 pub async fn connect(urls: &str, name: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
-    with_credentials(options(name, None), urls).connect(redact(urls)).await
+    connect_as(urls, name, &Login::default()).await
+}
+
+/// How a client logs in beyond what its URL says: restricted users (nodes, bootstrap tokens)
+/// log in by nkey or token password and may subscribe only under their own inbox prefix; a
+/// server that listens beyond loopback requires TLS, and a client trusts only the cluster CA.
+#[derive(Clone, Default)]
+pub struct Login {
+    /// An nkey seed (`SU...`): the user is its public key.
+    pub nkey_seed: Option<String>,
+    /// A user and password (else those of the URL, if any).
+    pub user_password: Option<(String, String)>,
+    /// The prefix of this client's reply subjects (`_INBOX.<nuid>` by default).
+    pub inbox_prefix: Option<String>,
+    /// Whom to trust when the server requires TLS (the system's roots if unset).
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never a seed or password in a log line.
+        f.debug_struct("Login")
+            .field("nkey", &self.nkey_seed.is_some())
+            .field("user", &self.user_password.as_ref().map(|(u, _)| u))
+            .field("inbox_prefix", &self.inbox_prefix)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+impl Login {
+    fn apply(&self, mut options: async_nats::ConnectOptions, urls: &str) -> async_nats::ConnectOptions {
+        options = match (&self.nkey_seed, &self.user_password) {
+            (Some(seed), _) => options.nkey(seed.clone()),
+            (None, Some((user, password))) => options.user_and_password(user.clone(), password.clone()),
+            (None, None) => with_credentials(options, urls),
+        };
+        if let Some(prefix) = &self.inbox_prefix {
+            options = options.custom_inbox_prefix(prefix);
+        }
+        if let Some(tls) = &self.tls {
+            options = options.tls_client_config((**tls).clone());
+        }
+        options
+    }
+
+    /// This login trusting only the CA of `ca_pem` for TLS.
+    pub fn trusting(mut self, ca_pem: &str) -> Result<Login, tls::TlsError> {
+        self.tls = Some(std::sync::Arc::new(tls::trust_ca(ca_pem)?));
+        Ok(self)
+    }
+}
+
+/// Connects to NATS (comma-separated URLs) as `login` says, retrying the first connection for
+/// a while.
+pub async fn connect_as(urls: &str, name: &str, login: &Login) -> Result<async_nats::Client, async_nats::ConnectError> {
+    login.apply(options(name, None), urls).connect(redact(urls)).await
 }
 
 /// The user and password of the first of `urls` that has them (async-nats reads none from a
@@ -77,12 +136,14 @@ pub async fn connect_to_embedded(
     url: &str,
     name: &str,
     expected_server_name: &str,
+    login: &Login,
 ) -> Result<async_nats::Client, embedded::EmbeddedError> {
     let addr = redact(url).trim_start_matches("nats://").to_string();
     let (client_tx, client) = tokio::sync::watch::channel(None);
     let expected =
         std::sync::Arc::new(Expected { addr: addr.clone(), server_name: expected_server_name.to_string(), client });
-    let client = with_credentials(options(name, Some(expected)), url)
+    let client = login
+        .apply(options(name, Some(expected)), url)
         .connect(redact(url))
         .await
         .map_err(|source| embedded::EmbeddedError::Connect { addr: addr.clone(), source })?;
@@ -138,6 +199,12 @@ fn options(name: &str, expected: Option<std::sync::Arc<Expected>>) -> async_nats
                     async_nats::Event::Disconnected => {
                         lost.store(true, Ordering::SeqCst);
                         tracing::warn!(client = %client_name, "lost the connection to NATS; reconnecting");
+                    }
+                    async_nats::Event::ServerError(error) => {
+                        // A denied publish or subscription comes back only as this: the
+                        // request it belonged to just times out.
+                        crate::metrics::NATS_SERVER_ERRORS.with_label_values(&[&client_name]).inc();
+                        tracing::warn!(client = %client_name, %error, "the NATS server reported an error");
                     }
                     async_nats::Event::Connected if lost.swap(false, Ordering::SeqCst) => {
                         // Before watches resume: they would read from (and writers write to)

@@ -63,3 +63,24 @@ pub static REST_CLIENT_LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
+
+/// Reloads of the embedded server's users (a node joined or left, a bootstrap token came or
+/// went).
+pub static NATS_USERS_RELOADS: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
+    prometheus::register_int_counter!(
+        "kubus_embedded_nats_user_reloads_total",
+        "Times the embedded nats-server was told to reload its users"
+    )
+    .expect("metric registers once")
+});
+
+/// Errors NATS servers reported to this process's clients (a permission denied is one: the
+/// server answers it with an error, not a reply), by client.
+pub static NATS_SERVER_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "kubus_nats_server_errors_total",
+        "Errors the NATS server sent to this process's clients (permission violations among them)",
+        &["client"]
+    )
+    .expect("metric registers once")
+});

@@ -41,7 +41,7 @@ async fn serve(client: async_nats::Client, subject: String, body: &'static str, 
 #[tokio::test]
 async fn leases_take_the_priority_lane_and_fall_back_to_the_main_one() {
     let dir = std::env::temp_dir().join(format!("kubus-bus-lanes-{}", std::process::id()));
-    let nats = EmbeddedNats::start(&dir, "127.0.0.1:0").await.expect("nats-server starts");
+    let nats = EmbeddedNats::start(&dir, "127.0.0.1:0", None).await.expect("nats-server starts");
     let client = kubus_bus::connect(nats.url(), "test").await.unwrap();
     let lease = request("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1");
     assert!(api::is_priority(&lease) && !api::is_priority(&request("/api/v1/pods")));

@@ -72,7 +72,7 @@ async fn a_port_held_by_another_nats_server_is_refused() {
     let port = free_port();
     let plain = PlainNats::start(port, None);
     let dir = temp_dir("embedded-taken");
-    let err = EmbeddedNats::start(&dir.0, &format!("127.0.0.1:{port}")).await.err().expect("refused");
+    let err = EmbeddedNats::start(&dir.0, &format!("127.0.0.1:{port}"), None).await.err().expect("refused");
     match &err {
         EmbeddedError::PortTaken { holder, .. } => {
             assert!(holder.contains(&format!("pid {}", plain.0.id())) && holder.contains("nats-server"), "{holder}")
@@ -86,11 +86,11 @@ async fn a_port_held_by_another_nats_server_is_refused() {
 #[tokio::test]
 async fn a_killed_server_comes_back_and_clients_reconnect() {
     let dir = temp_dir("embedded-restart");
-    let nats = EmbeddedNats::start(&dir.0, "127.0.0.1:0").await.expect("starts");
+    let nats = EmbeddedNats::start(&dir.0, "127.0.0.1:0", None).await.expect("starts");
     let recorded = std::fs::read_to_string(dir.0.join("nats.listen")).unwrap();
     assert_eq!(format!("nats://{recorded}"), nats.public_url());
     assert_eq!(kubus_bus::embedded::default_listen(&dir.0), recorded);
-    let client = kubus_bus::connect_to_embedded(nats.url(), "embedded-test", nats.server_name())
+    let client = kubus_bus::connect_to_embedded(nats.url(), "embedded-test", nats.server_name(), nats.login())
         .await
         .expect("connected to our own server");
     let store = Store::open(client, StoreConfig::default()).await.unwrap();
@@ -137,7 +137,7 @@ async fn a_killed_server_comes_back_and_clients_reconnect() {
 async fn only_clients_with_the_password_get_in() {
     use std::os::unix::fs::PermissionsExt;
     let dir = temp_dir("embedded-auth");
-    let nats = EmbeddedNats::start(&dir.0, "127.0.0.1:0").await.expect("starts");
+    let nats = EmbeddedNats::start(&dir.0, "127.0.0.1:0", None).await.expect("starts");
     // Without credentials, or with a wrong password: refused by the server.
     let wrong = async_nats::ConnectOptions::new().user_and_password("kubus".into(), "not-it".into());
     for options in [async_nats::ConnectOptions::new(), wrong] {
@@ -153,7 +153,8 @@ async fn only_clients_with_the_password_get_in() {
     }
     let url = nats.url().to_string();
     nats.stop().await;
-    let again = EmbeddedNats::start(&dir.0, &kubus_bus::embedded::default_listen(&dir.0)).await.expect("restarts");
+    let again =
+        EmbeddedNats::start(&dir.0, &kubus_bus::embedded::default_listen(&dir.0), None).await.expect("restarts");
     assert_eq!(again.url(), url);
     again.stop().await;
 }
@@ -165,11 +166,11 @@ async fn an_ipv6_listen_address_works() {
         return;
     }
     let dir = temp_dir("embedded-ipv6");
-    let nats = EmbeddedNats::start(&dir.0, "[::1]:0").await.expect("starts on ::1");
+    let nats = EmbeddedNats::start(&dir.0, "[::1]:0", None).await.expect("starts on ::1");
     assert!(nats.public_url().starts_with("nats://[::1]:"), "{}", nats.public_url());
     let recorded = std::fs::read_to_string(dir.0.join("nats.listen")).unwrap();
     assert_eq!(format!("nats://{recorded}"), nats.public_url());
-    let client = kubus_bus::connect_to_embedded(nats.url(), "ipv6-test", nats.server_name())
+    let client = kubus_bus::connect_to_embedded(nats.url(), "ipv6-test", nats.server_name(), nats.login())
         .await
         .expect("connected to our own server over IPv6");
     client.publish("ipv6.test", "hello".into()).await.unwrap();
@@ -181,9 +182,10 @@ async fn an_ipv6_listen_address_works() {
 async fn a_client_of_the_embedded_server_refuses_another_server() {
     let port = free_port();
     let _other = PlainNats::start(port, Some("someone-else"));
-    let err = kubus_bus::connect_to_embedded(&format!("nats://127.0.0.1:{port}"), "test", "kubus-ours")
-        .await
-        .expect_err("another server refused");
+    let err =
+        kubus_bus::connect_to_embedded(&format!("nats://127.0.0.1:{port}"), "test", "kubus-ours", &Default::default())
+            .await
+            .expect_err("another server refused");
     match &err {
         EmbeddedError::NotOurs { addr, expected, found } => {
             assert_eq!(
@@ -204,7 +206,8 @@ async fn client_process_of_an_embedded_server() {
         return;
     };
     tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(false).init();
-    let _client = kubus_bus::connect_to_embedded(&url, "client-process", &name).await.expect("connected");
+    let _client =
+        kubus_bus::connect_to_embedded(&url, "client-process", &name, &Default::default()).await.expect("connected");
     println!("connected");
     tokio::time::sleep(Duration::from_secs(60)).await;
 }

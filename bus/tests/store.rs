@@ -25,7 +25,7 @@ fn nanos() -> u128 {
 
 async fn setup(tag: &str) -> (TempDir, EmbeddedNats, Store) {
     let dir = TempDir::new(tag);
-    let nats = EmbeddedNats::start(&dir.0, "127.0.0.1:0").await.expect("nats-server starts");
+    let nats = EmbeddedNats::start(&dir.0, "127.0.0.1:0", None).await.expect("nats-server starts");
     let client = kubus_bus::connect(nats.url(), "test").await.unwrap();
     let store = Store::open(client, StoreConfig { history: 4, ..Default::default() }).await.unwrap();
     (dir, nats, store)

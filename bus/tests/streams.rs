@@ -88,7 +88,7 @@ fn data(ch: u8, s: &'static str) -> Incoming {
 #[tokio::test]
 async fn each_kind_is_accepted_or_refused_before_the_upgrade() {
     let dir = std::env::temp_dir().join(format!("kubus-bus-streams-{}", std::process::id()));
-    let nats = EmbeddedNats::start(&dir, "127.0.0.1:0").await.expect("nats-server starts");
+    let nats = EmbeddedNats::start(&dir, "127.0.0.1:0", None).await.expect("nats-server starts");
     let client = kubus_bus::connect(nats.url(), "test").await.unwrap();
     let server = tokio::spawn(serve_node_streams(client.clone(), CLUSTER, NODE, Arc::new(FakeNode)));
     let open = |kind| open_stream(&client, CLUSTER, NODE, kind);

@@ -55,11 +55,20 @@ pub async fn publish(client: &Client, net: &ClusterNetwork) -> anyhow::Result<()
 /// What the control plane published; None when it is not there (an older or foreign control
 /// plane): the agent then keeps its own flags' defaults.
 pub async fn fetch(client: &Client) -> Option<ClusterNetwork> {
-    match client.get::<ConfigMap>(NAMESPACE, NAME).await {
-        Ok(cm) => Some(ClusterNetwork::from_configmap(&cm)),
-        Err(e) => {
-            tracing::info!(error = %e, "no {NAMESPACE}/{NAME}: using this node's flags only");
-            None
+    // A node agent that starts with the wrong ranges masquerades pod traffic: an API server
+    // not answering yet is waited for; only an answer that there is none means none.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match client.get::<ConfigMap>(NAMESPACE, NAME).await {
+            Ok(cm) => return Some(ClusterNetwork::from_configmap(&cm)),
+            Err(e) if e.code().is_some_and(|c| c < 500) || tokio::time::Instant::now() > deadline => {
+                tracing::info!(error = %e, "no {NAMESPACE}/{NAME}: using this node's flags only");
+                return None;
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "cannot read {NAMESPACE}/{NAME} yet; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
         }
     }
 }

@@ -1,9 +1,12 @@
+pub mod audit;
 pub mod cluster_config;
 pub mod dns;
 pub mod image;
+pub mod join;
 pub mod kubeconfig;
 pub mod node;
 pub mod sim;
+pub mod token;
 pub mod up;
 
 pub use kubus_controller_runtime::arbiter::named as named_arbiter;
@@ -17,14 +20,16 @@ pub struct Nats {
     pub url: String,
     /// The embedded server's name, when the server is the embedded one.
     pub embedded: Option<String>,
+    /// How the connections log in beyond the URL (the CA they trust).
+    pub login: kubus_bus::Login,
 }
 
 impl Nats {
     pub async fn connect(&self, name: &str) -> anyhow::Result<async_nats::Client> {
         use anyhow::Context as _;
         match &self.embedded {
-            Some(server) => Ok(kubus_bus::connect_to_embedded(&self.url, name, server).await?),
-            None => kubus_bus::connect(&self.url, name)
+            Some(server) => Ok(kubus_bus::connect_to_embedded(&self.url, name, server, &self.login).await?),
+            None => kubus_bus::connect_as(&self.url, name, &self.login)
                 .await
                 .with_context(|| format!("connecting to NATS at {}", kubus_bus::redact(&self.url))),
         }

@@ -89,6 +89,16 @@ pub struct NodeArgs {
     /// of a `kubus up`, a certificate its CA issues for this node at start.
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
+    /// A bootstrap token (`kubus token create` prints the whole command): the node joins with
+    /// it, gets its own certificate and NATS login, and keeps them in `<data dir>/identity` for
+    /// its restarts (which need no token). As kubeadm join's --token.
+    #[arg(long, env = "KUBUS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The hash of the cluster CA's public key (`sha256:<hex>`): when joining over TLS, the NATS
+    /// server is trusted only if its certificate chain holds that CA (kubeadm's
+    /// --discovery-token-ca-cert-hash).
+    #[arg(long)]
+    pub ca_cert_hash: Option<String>,
     #[command(flatten)]
     pub opts: NodeOpts,
 }
@@ -264,11 +274,50 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         anyhow::bail!("another node agent is running with data dir {}", state.display());
     }
     let url = crate::cmd::up::nats_url(args.nats.as_deref())?;
-    let nats = kubus_bus::connect(&url, "kubus-node")
+    let wanted_name = args.opts.node_name.clone().unwrap_or_else(hostname);
+    let identity_dir = state.join("identity");
+    // Joined before: the kept identity (a token given again is not needed); else a token joins.
+    let joined = match (crate::cmd::join::JoinedIdentity::load(&identity_dir)?, &args.token) {
+        (Some(identity), _) => Some(identity),
+        (None, Some(token)) => Some(
+            crate::cmd::join::join(
+                &url,
+                &args.cluster,
+                token,
+                args.ca_cert_hash.as_deref(),
+                &wanted_name,
+                &identity_dir,
+            )
+            .await?,
+        ),
+        (None, None) => None,
+    };
+    let mut opts = args.opts.clone();
+    let (login, credential) = match &joined {
+        Some(identity) => {
+            if opts.node_name.as_ref().is_some_and(|n| *n != identity.node_name) {
+                anyhow::bail!(
+                    "this data dir's node joined as {:?}, not {:?}: pass another --data-dir to join another node",
+                    identity.node_name,
+                    wanted_name
+                );
+            }
+            opts.node_name = Some(identity.node_name.clone());
+            let credential =
+                kubus_bus::credential::Credential::certificate(&identity.cert_pem, &identity.key_pem, &args.cluster)?;
+            (identity.login(&args.cluster)?, credential)
+        }
+        None => {
+            // The URL's login (the administrator's), the local cluster's CA, the node's inbox.
+            let mut login = crate::cmd::up::local_login(&crate::cmd::up::default_data_dir())?;
+            login.inbox_prefix = Some(kubus_bus::nats_users::node_inbox_prefix(&args.cluster, &wanted_name));
+            (login, node_credential(args.kubeconfig.as_deref(), &wanted_name, &args.cluster)?)
+        }
+    };
+    let nats = kubus_bus::connect_as(&url, "kubus-node", &login)
         .await
         .with_context(|| format!("connecting to {}", kubus_bus::redact(&url)))?;
-    let mut config = config(&args.opts, &args.cluster, state)?;
-    let credential = node_credential(args.kubeconfig.as_deref(), &config.node_name, &args.cluster)?;
+    let mut config = config(&opts, &args.cluster, state)?;
     let api = ApiClient::new(nats.clone(), &args.cluster, "kubelet").with_credential(credential);
     // Flags win; what the control plane published fills the rest.
     let published = crate::cmd::cluster_config::fetch(&Client::new(api.clone())).await.unwrap_or_default();

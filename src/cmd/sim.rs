@@ -61,12 +61,14 @@ pub async fn start(
 
 pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     let url = crate::cmd::up::nats_url(args.nats.as_deref())?;
-    let client = kubus_bus::connect(&url, "kubus-sim-nodes")
+    // The local cluster's CA, for a NATS that speaks TLS.
+    let login = crate::cmd::up::local_login(&crate::cmd::up::default_data_dir())?;
+    let client = kubus_bus::connect_as(&url, "kubus-sim-nodes", &login)
         .await
         .with_context(|| format!("connecting to {}", kubus_bus::redact(&url)))?;
     let store = Store::attach(client.clone(), &args.cluster).await?;
     let renew = std::time::Duration::from_secs(args.renew_seconds.max(1));
-    let nats = crate::cmd::Nats { url, embedded: None };
+    let nats = crate::cmd::Nats { url, embedded: None, login };
     let kubeconfig = args.kubeconfig.unwrap_or_else(|| crate::cmd::up::default_data_dir().join("kubeconfig"));
     let credential = match kubeconfig.exists() {
         true => crate::cmd::kubeconfig::credential(&kubeconfig, &args.cluster)?,

@@ -43,6 +43,19 @@ pub struct UpArgs {
     /// Days of change history the archive keeps for replay.
     #[arg(long, default_value_t = 30)]
     pub archive_days: u64,
+    /// The audit policy (upstream's `audit.k8s.io/v1` Policy file); by default Kubus records
+    /// every change (its object with it; Secrets' and ConfigMaps' without) and no reads.
+    /// Events go to the audit stream `KUBUS_<cluster>_AUDIT` on the bus.
+    #[arg(long)]
+    pub audit_policy_file: Option<PathBuf>,
+    /// Encryption at rest (upstream's `EncryptionConfiguration` file, providers aesgcm and
+    /// identity): the listed resources (Secrets, typically) are stored encrypted in the objects
+    /// stream, its archive and the history.
+    #[arg(long)]
+    pub encryption_provider_config: Option<PathBuf>,
+    /// Days the audit stream keeps events (upstream's flag of the same name, for its log files).
+    #[arg(long = "audit-log-maxage", default_value_t = 30)]
+    pub audit_log_maxage: u64,
     /// IPv4 range Service ClusterIPs are allocated from.
     #[arg(long, default_value = "10.96.0.0/12")]
     pub service_cidr: String,
@@ -159,6 +172,79 @@ pub fn nats_url(given: Option<&str>) -> anyhow::Result<String> {
     })
 }
 
+/// The embedded server's TLS when it listens beyond loopback: a certificate of the cluster CA
+/// (made in `<data dir>/pki` if missing) for the address it listens on, this machine's address
+/// and name, and loopback.
+fn embedded_tls(
+    data_dir: &Path,
+    listen: &str,
+    node_ip: std::net::IpAddr,
+) -> anyhow::Result<Option<kubus_bus::embedded::EmbeddedTls>> {
+    let host = listen.rsplit_once(':').map_or(listen, |(h, _)| h).trim_matches(['[', ']']);
+    let ip = host.parse::<std::net::IpAddr>().ok();
+    if ip.is_some_and(|ip| ip.is_loopback()) || host == "localhost" {
+        return Ok(None);
+    }
+    let mut ips = vec![std::net::IpAddr::from([127, 0, 0, 1]), node_ip];
+    ips.extend(ip.filter(|ip| !ip.is_unspecified()));
+    let mut dns = vec!["localhost".to_string(), crate::cmd::node::hostname()];
+    if ip.is_none() {
+        dns.push(host.to_string());
+    }
+    ips.sort();
+    ips.dedup();
+    let names = kubus_apiserver::pki::ServingNames { dns, ips };
+    let pki = data_dir.join("pki");
+    let ca_pem = kubus_apiserver::pki::ClusterPki::issue_nats_serving_in(&pki, &names)
+        .with_context(|| format!("issuing the NATS server's certificate with the CA in {}", pki.display()))?;
+    Ok(Some(kubus_bus::embedded::EmbeddedTls {
+        cert_file: pki.join("nats.crt"),
+        key_file: pki.join("nats.key"),
+        ca_pem,
+    }))
+}
+
+/// How a command on this machine logs in to the NATS of the `kubus up` of `dir`: as the URL
+/// it recorded says, trusting that cluster's CA when the server speaks TLS.
+pub fn local_login(dir: &Path) -> anyhow::Result<kubus_bus::Login> {
+    let ca = dir.join("pki").join("ca.crt");
+    match std::fs::read_to_string(&ca) {
+        Ok(pem) => {
+            Ok(kubus_bus::Login::default().trusting(&pem).with_context(|| format!("the CA in {}", ca.display()))?)
+        }
+        Err(_) => Ok(kubus_bus::Login::default()),
+    }
+}
+
+/// A `kubus up` on this machine as its administrator reaches it: the NATS URL it recorded (with
+/// the password) and an API client with the admin certificate of its pki/.
+pub struct LocalCluster {
+    pub url: String,
+    pub client: kubus_controller_runtime::Client,
+}
+
+impl LocalCluster {
+    pub async fn open(dir: &Path, cluster: &str) -> anyhow::Result<LocalCluster> {
+        let url = kubus_bus::embedded::recorded_url(dir).with_context(|| {
+            format!(
+                "no running `kubus up` recorded its NATS in {} (pass its --data-dir)",
+                dir.join("nats.url").display()
+            )
+        })?;
+        let login = local_login(dir)?;
+        let nats = kubus_bus::connect_as(&url, "kubus-admin", &login)
+            .await
+            .with_context(|| format!("connecting to {}", kubus_bus::redact(&url)))?;
+        let pki = dir.join("pki");
+        let read = |f: &str| {
+            std::fs::read_to_string(pki.join(f)).with_context(|| format!("reading {}", pki.join(f).display()))
+        };
+        let credential = Credential::certificate(&read("admin.crt")?, &read("admin.key")?, cluster)?;
+        let api = kubus_bus::api::ApiClient::new(nats, cluster, "kubus").with_credential(credential);
+        Ok(LocalCluster { url, client: kubus_controller_runtime::Client::new(api) })
+    }
+}
+
 /// The administrator's kubeconfig (kubeadm's admin.conf): the server, the CA that signed it,
 /// and the admin client certificate, inline; readable by its owner only, as it holds a key.
 fn write_kubeconfig(
@@ -224,6 +310,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     )
     .validate()
     .map_err(|e| anyhow::anyhow!("invalid leader election flags: {e}"))?;
+    // The configuration files first: a bad one stops the start before anything runs.
+    let encryption = match &args.encryption_provider_config {
+        Some(path) => Some(std::sync::Arc::new(kubus_apiserver::encryption::read(path)?)),
+        None => None,
+    };
+    let audit_policy = match &args.audit_policy_file {
+        Some(path) => kubus_apiserver::audit::policy::Policy::read(path)?,
+        None => kubus_apiserver::audit::policy::Policy::default_policy(),
+    };
     let api_address = args.api_address.clone().unwrap_or_else(|| match args.insecure_http {
         true => "127.0.0.1".to_string(),
         false => "0.0.0.0".to_string(),
@@ -255,8 +350,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         Some(_) => None,
         None => {
             let listen = args.nats_listen.clone().unwrap_or_else(|| kubus_bus::embedded::default_listen(&data_dir));
-            Some(EmbeddedNats::start(&data_dir, &listen).await?)
+            let tls = embedded_tls(&data_dir, &listen, node_ip)?;
+            Some(EmbeddedNats::start(&data_dir, &listen, tls).await?)
         }
+    };
+    let login = match &embedded {
+        Some(e) => e.login().clone(),
+        None => kubus_bus::Login::default(),
     };
     let nats_url =
         args.nats.clone().unwrap_or_else(|| embedded.as_ref().map(|e| e.url().to_string()).unwrap_or_default());
@@ -267,7 +367,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // its place (checked at the first connection and at every reconnection).
     let client = match &embedded {
         Some(embedded) => {
-            kubus_bus::connect_to_embedded(&nats_url, "kubus-control-plane", embedded.server_name()).await?
+            kubus_bus::connect_to_embedded(&nats_url, "kubus-control-plane", embedded.server_name(), &login).await?
         }
         None => kubus_bus::connect(&nats_url, "kubus-control-plane")
             .await
@@ -282,7 +382,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         },
         ..Default::default()
     };
-    let store = Store::open(client.clone(), store_config).await.context("opening the object store on JetStream")?;
+    let encrypting = |store: Store| match &encryption {
+        Some(e) => store.with_encryption(e.clone()),
+        None => store,
+    };
+    let store =
+        encrypting(Store::open(client.clone(), store_config).await.context("opening the object store on JetStream")?);
     let pki = match args.insecure_http {
         true => None,
         false => {
@@ -314,6 +419,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             service_ranges: service_ranges.clone(),
             tls,
             advertise,
+            audit: Some(kubus_apiserver::AuditConfig {
+                policy: audit_policy,
+                max_age: std::time::Duration::from_secs(args.audit_log_maxage.max(1) * 86400),
+            }),
         },
     )
     .await?;
@@ -321,6 +430,20 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let scheme = if pki.is_some() { "https" } else { "http" };
     let server = format!("{scheme}://{host}:{}", api.addr.port());
     let kubeconfig = write_kubeconfig(&data_dir, &server, &args.cluster, pki.as_ref())?;
+    // Nodes join through the control plane that runs the embedded NATS (its users are here).
+    let _join = match (&embedded, &pki) {
+        (Some(embedded), Some(pki)) => {
+            let service = kubus_apiserver::join::JoinService {
+                client: client.clone(),
+                cluster: args.cluster.clone(),
+                state: api.state.clone(),
+                pki: pki.clone(),
+                users: embedded.users().clone(),
+            };
+            Some(actix::Supervisor::start(move |_| service))
+        }
+        _ => None,
+    };
     // Each component is its own user to the API servers, as upstream's each have a
     // kubeconfig: a client certificate issued at every start, kept in memory, presented with
     // every request over NATS. A cluster without TLS has no CA: nothing to present.
@@ -362,13 +485,18 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let (controllers_thread, scheduler_thread) =
         (crate::cmd::named_arbiter("kube-controller"), crate::cmd::named_arbiter("kube-scheduler"));
     // Each component thread talks to NATS over a connection of its own, made on that thread.
-    let nats =
-        crate::cmd::Nats { url: nats_url.clone(), embedded: embedded.as_ref().map(|e| e.server_name().to_string()) };
+    let nats = crate::cmd::Nats {
+        url: nats_url.clone(),
+        embedded: embedded.as_ref().map(|e| e.server_name().to_string()),
+        login: login.clone(),
+    };
     // One informer per resource for every actor of this process.
     let informers_thread = crate::cmd::named_arbiter("kube-informers");
-    let informer_store = Store::attach(nats.connect_on(&informers_thread, "kubus-informers").await?, &args.cluster)
-        .await
-        .context("opening the object store for the informers")?;
+    let informer_store = encrypting(
+        Store::attach(nats.connect_on(&informers_thread, "kubus-informers").await?, &args.cluster)
+            .await
+            .context("opening the object store for the informers")?,
+    );
     let informers =
         kubus_controller_runtime::InformerFactory::new(informer_store).on_arbiter(informers_thread.handle());
     let controllers = {
@@ -505,7 +633,19 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         config.node_ip = Some(node_ip);
         let credential =
             identity(&format!("system:node:{}", config.node_name), &[kubus_apiserver::authn::NODES_GROUP])?;
-        let api = kubus_bus::api::ApiClient::new(client.clone(), &args.cluster, "kubelet").with_credential(credential);
+        // Its own NATS login, as a joined node's: an nkey made at every start, limited to its
+        // own subjects (on the user's NATS, the administrator's login with the node's inbox).
+        let mut node_login = login.clone();
+        node_login.inbox_prefix = Some(kubus_bus::nats_users::node_inbox_prefix(&args.cluster, &config.node_name));
+        if let Some(embedded) = &embedded {
+            let (public, seed) = kubus_bus::nats_users::new_nkey()?;
+            embedded.users().register_node(&args.cluster, &config.node_name, &public, true)?;
+            node_login.nkey_seed = Some(seed);
+        }
+        let connection = kubus_bus::connect_as(&nats_url, "kubus-node", &node_login)
+            .await
+            .context("connecting the node agent to NATS")?;
+        let api = kubus_bus::api::ApiClient::new(connection, &args.cluster, "kubelet").with_credential(credential);
         Some(crate::cmd::node::start(config, &args.service_cidr, api, &informers).await?)
     };
     println!("Kubus is up.\n  API:        {server}\n  NATS:       {shown_nats_url} (user and password: {}/nats.url)\n  data dir:   {}\n\nPoint kubectl at it:\n  export KUBECONFIG={}\n  kubectl get namespaces", data_dir.display(), data_dir.display(), kubeconfig.display());

@@ -124,17 +124,18 @@ impl Hosts {
                 &grace,
             ],
         ));
-        let nats = hosts.cluster().nats_url();
+        // The hosts join as machines do: with a bootstrap token, over TLS, the CA pinned by the
+        // hash `kubus token create` prints (the port is beyond loopback: it speaks only TLS).
+        let join = super::join_command(hosts.cluster());
         let dir = hosts.cluster().dir.clone();
         for (i, h) in hosts.hosts.iter_mut().enumerate() {
             h.dir = dir.join(format!("h{}", i + 1));
             std::fs::create_dir_all(&h.dir).unwrap();
             let log = std::fs::File::create(h.dir.join("node.log")).unwrap();
-            let kubeconfig = super::node_kubeconfig(hosts.cluster.as_ref().expect("started"), &h.node_name, &h.dir);
             let child = h
                 .command(env!("CARGO_BIN_EXE_kubus"))
-                .args(["node", "--cluster", "e2e", "--nats", &nats, "--kubeconfig"])
-                .arg(&kubeconfig)
+                .args(["node", "--cluster", "e2e"])
+                .args(&join.flags)
                 .arg("--data-dir")
                 .arg(h.dir.join("node"))
                 .args(["--node-name", &h.node_name, "--node-ip", &h.ip, "--bridge", &h.bridge])

@@ -466,6 +466,33 @@ fn dechunk(s: &str) -> String {
     out
 }
 
+/// What `kubus token create` printed: `kubus node --nats URL --token T --ca-cert-hash H`.
+pub struct JoinCommand {
+    pub url: String,
+    pub token: String,
+    pub ca_cert_hash: String,
+    /// The flags after `kubus node`.
+    pub flags: Vec<String>,
+}
+
+/// A new bootstrap token of `cluster` and the join command printed with it.
+pub fn join_command(cluster: &Cluster) -> JoinCommand {
+    let out = Command::new(env!("CARGO_BIN_EXE_kubus"))
+        .args(["token", "create", "--cluster", "e2e", "--data-dir"])
+        .arg(&cluster.dir)
+        .output()
+        .expect("kubus token create runs");
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{printed}{}", String::from_utf8_lossy(&out.stderr));
+    let line = printed.lines().find(|l| l.starts_with("kubus node ")).unwrap_or_else(|| panic!("{printed}"));
+    let flags: Vec<String> = line.split_whitespace().skip(2).map(String::from).collect();
+    let flag = |name: &str| {
+        let i = flags.iter().position(|f| f == name).unwrap_or_else(|| panic!("{name} in {line}"));
+        flags[i + 1].clone()
+    };
+    JoinCommand { url: flag("--nats"), token: flag("--token"), ca_cert_hash: flag("--ca-cert-hash"), flags }
+}
+
 /// Polls `f` until it returns Some, for up to `secs` seconds.
 #[track_caller]
 pub fn eventually<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> T {

@@ -38,6 +38,16 @@ pub struct ApiState {
     pub usage: Arc<crate::resource_metrics::UsageStore>,
     /// The authorizer chain (system:masters, then RBAC over the watch cache).
     pub authorizer: Arc<crate::authorization::Union>,
+    /// Records requests on the audit stream, as the audit policy says.
+    pub audit: Arc<crate::audit::Auditor>,
+}
+
+/// What the audit policy records of a request, known once its user is.
+struct Audited {
+    level: crate::audit::policy::Level,
+    attrs: crate::authorization::Attributes,
+    /// Who authenticated, when the request impersonated `attrs.user`.
+    authenticated: Option<UserInfo>,
 }
 
 impl ApiState {
@@ -57,14 +67,33 @@ impl ApiState {
 
     /// Who a request is from and whether it may do what it asks: authentication, then
     /// impersonation, then authorization of what the request is (the one place each happens).
-    fn admit(&self, req: &ApiRequest, r: &Route, q: &Query, presented: &Presented) -> Result<UserInfo, StatusError> {
-        let user = self.identify(presented, &req.path)?;
-        self.authorize(&crate::authorization::request_attributes(&user, req, r, q))?;
-        Ok(user)
+    /// What the audit policy records of it is noted in `audit` once the user is known.
+    fn admit(
+        &self,
+        req: &ApiRequest,
+        r: &Route,
+        q: &Query,
+        presented: &Presented,
+        audit: &mut Option<Audited>,
+    ) -> Result<UserInfo, StatusError> {
+        let (authenticated, user) = self.identify_as(presented, &req.path)?;
+        let attrs = crate::authorization::request_attributes(&user, req, r, q);
+        let level = self.audit.level(&attrs);
+        let result = self.authorize(&attrs);
+        if level > crate::audit::policy::Level::None {
+            let impersonated = (authenticated.name != user.name).then_some(authenticated);
+            *audit = Some(Audited { level, attrs, authenticated: impersonated });
+        }
+        result.map(|()| user)
     }
 
     /// The user a request runs as: who authenticated, or whom they may impersonate.
     fn identify(&self, presented: &Presented, path: &str) -> Result<UserInfo, StatusError> {
+        self.identify_as(presented, path).map(|(_, user)| user)
+    }
+
+    /// Who authenticated, and the user the request runs as (another if it impersonates).
+    fn identify_as(&self, presented: &Presented, path: &str) -> Result<(UserInfo, UserInfo), StatusError> {
         let user = match (&presented.channel, &self.assertions) {
             (crate::authn::Channel::Nats, Some(assertions)) => {
                 let tokens = crate::authn::assertion::NatsTokens { service_accounts: &*self.tokens, assertions };
@@ -72,7 +101,9 @@ impl ApiState {
             }
             _ => crate::authn::authenticate(presented, path, &*self.tokens)?,
         };
-        crate::authn::impersonation::impersonate(&*self.authorizer, user, presented)
+        crate::authn::check_inboxes(&user, presented, &self.storage.store.config().cluster)?;
+        let effective = crate::authn::impersonation::impersonate(&*self.authorizer, user.clone(), presented)?;
+        Ok((user, effective))
     }
 
     /// Admits a pod stream (`log`, `exec`, `attach`, `portforward`), served outside the
@@ -126,8 +157,10 @@ impl ApiState {
         // The route and query are read once, for metrics, authorization and serving.
         let (r, q) = (route(&req.path), Query::parse(&req.query));
         let metrics = RequestMetrics::begin(&req, &r, &q);
+        let received = std::time::SystemTime::now();
+        let mut audited = None;
         let resp = async {
-            let user = match self.admit(&req, &r, &q, presented) {
+            let user = match self.admit(&req, &r, &q, presented, &mut audited) {
                 Ok(u) => u,
                 Err(e) => return ApiResponse::error(&e),
             };
@@ -138,6 +171,21 @@ impl ApiState {
         }
         .instrument(span)
         .await;
+        if let Some(a) = audited {
+            let response = match &resp.body {
+                crate::request::Body::Full(b) => Some(&b[..]),
+                crate::request::Body::Stream(_) => None,
+            };
+            let entry = crate::audit::Entry {
+                attrs: &a.attrs,
+                authenticated: a.authenticated.as_ref(),
+                req: &req,
+                code: resp.status,
+                received,
+                response,
+            };
+            self.audit.record(a.level, entry);
+        }
         metrics.end(resp.status, transport);
         if resp.status >= 500 {
             tracing::warn!(method = %req.method, path = %req.path, status = resp.status, "request failed");
@@ -580,7 +628,7 @@ fn decode_continue(token: &str) -> Result<(u64, u64, ObjKey), StatusError> {
     Ok((rev.parse().map_err(|_| bad())?, id.parse().map_err(|_| bad())?, (ns.to_string(), name.to_string())))
 }
 
-fn parse_body(req: &ApiRequest) -> Result<Value, StatusError> {
+pub(crate) fn parse_body(req: &ApiRequest) -> Result<Value, StatusError> {
     if req.body.is_empty() {
         return Err(StatusError::bad_request("the request body is empty"));
     }

@@ -12,6 +12,7 @@
 
 pub mod admission;
 pub mod allocator;
+pub mod audit;
 pub mod authn;
 pub mod authorization;
 pub mod cache;
@@ -19,11 +20,13 @@ pub mod connection;
 pub mod convert;
 pub mod decode;
 pub mod discovery;
+pub mod encryption;
 pub mod error;
 pub mod event_ttl;
 pub mod eviction;
 pub mod handler;
 pub mod http;
+pub mod join;
 pub mod kubeconfig;
 pub mod list_snapshot;
 pub mod metrics;
@@ -77,6 +80,15 @@ pub struct ApiServerConfig {
     /// Where pods reach this API server (upstream's --advertise-address and --secure-port): the
     /// `kubernetes` Service's endpoints. None leaves them alone (an API server on loopback).
     pub advertise: Option<SocketAddr>,
+    /// What is audited (None: nothing; Kubus's own API servers pass the default policy or
+    /// `--audit-policy-file`), and how long the audit stream keeps events.
+    pub audit: Option<AuditConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    pub policy: audit::policy::Policy,
+    pub max_age: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +97,8 @@ pub enum ApiServerError {
     Bind(SocketAddr, std::io::Error),
     #[error("refusing to serve plain HTTP on {0}: without TLS every request is the cluster administrator, so only a loopback address may serve it")]
     InsecureBind(SocketAddr),
+    #[error("cannot create the audit stream: {0}")]
+    Audit(kubus_bus::StoreError),
     #[error("the watch cache did not sync within {0:?}")]
     CacheSync(Duration),
     #[error(transparent)]
@@ -144,6 +158,13 @@ impl ApiServer {
         let ready = Arc::new(AtomicBool::new(false));
         let authorizer = Arc::new(authorization::cluster_chain(cache.clone()));
         let tokens = Arc::new(token::ServiceAccountTokens { issuer: Arc::new(issuer), cache: cache.clone() });
+        let auditor = match &config.audit {
+            Some(a) => {
+                store.ensure_audit_stream(a.max_age).await.map_err(ApiServerError::Audit)?;
+                audit::Auditor::start(client.clone(), store.config().audit_subject(), a.policy.clone())
+            }
+            None => audit::Auditor::disabled(),
+        };
         let state = ApiState {
             storage: storage::Storage {
                 allocator: allocator::Allocator::new(store.clone(), config.service_ranges.clone()),
@@ -165,6 +186,7 @@ impl ApiServer {
             lists: Default::default(),
             usage: Default::default(),
             authorizer,
+            audit: Arc::new(auditor),
         };
         bootstrap(&state, config.advertise).await.map_err(ApiServerError::Bootstrap)?;
         // Before serving: metrics.k8s.io answers from the nodes' reports.

@@ -39,6 +39,21 @@ pub static AUTHENTICATION_ATTEMPTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
         .expect("metric registers once")
 });
 
+/// Requests over NATS refused because a node asked for its answer on an inbox not its own.
+pub static NATS_INBOX_REFUSALS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "kubus_apiserver_nats_inbox_refusals_total",
+        "Requests over NATS refused because a node's answer was asked for outside its own inbox"
+    )
+    .expect("metric registers once")
+});
+
+/// Join requests by result (joined, refused: a bad token, proof or name; error).
+pub static NODE_JOINS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("kubus_apiserver_node_joins_total", "Node join requests over NATS by result", &["result"])
+        .expect("metric registers once")
+});
+
 /// Connections dropped in the TLS handshake (upstream counts "TLS handshake error" log lines).
 pub static TLS_HANDSHAKE_ERRORS: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!(

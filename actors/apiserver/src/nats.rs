@@ -45,15 +45,14 @@ impl Actor for NatsService {
                         tracing::debug!(reply = ?msg.reply, "API request without an inbox to answer dropped");
                         return;
                     };
-                    // The caller's credential and impersonation, as HTTP headers carry them.
-                    let headers = msg
-                        .headers
-                        .iter()
-                        .flat_map(|h| h.iter())
-                        .flat_map(|(name, values)| values.iter().map(move |v| (name.as_ref(), v.as_str())));
-                    let presented = Presented::from_headers(state.nats_channel(), headers);
+                    let presented = presented(state.nats_channel(), &msg);
                     let resp = match api::decode::<ApiRequest>(&msg.payload) {
-                        Ok(req) => respond(&client, &state, req, &presented).await,
+                        Ok(req) => {
+                            let stream_to =
+                                crate::request::Query::parse(&req.query).get("streamTo").map(str::to_string);
+                            let presented = presented.answered_on([reply.to_string()].into_iter().chain(stream_to));
+                            respond(&client, &state, req, &presented).await
+                        }
                         Err(e) => status_response(kubus_apimachinery::StatusError::bad_request(e.to_string())),
                     };
                     if let Ok(bytes) = api::encode(&resp) {
@@ -83,6 +82,17 @@ fn status_response(e: kubus_apimachinery::StatusError) -> ApiResponse {
         content_type: "application/json".into(),
         body: e.to_status().to_string().into_bytes(),
     }
+}
+
+/// What a request over NATS presents: its caller's credential and impersonation, in the
+/// message's headers as HTTP headers carry them.
+pub fn presented(channel: crate::authn::Channel, msg: &async_nats::Message) -> Presented {
+    let headers = msg
+        .headers
+        .iter()
+        .flat_map(|h| h.iter())
+        .flat_map(|(name, values)| values.iter().map(move |v| (name.as_ref(), v.as_str())));
+    Presented::from_headers(channel, headers)
 }
 
 /// Whether `subject` is a requester's inbox (`_INBOX.` and concrete tokens), the only place the

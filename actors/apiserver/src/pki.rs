@@ -142,6 +142,32 @@ fn ca_params(key: &KeyPair) -> CertificateParams {
     p
 }
 
+fn client_params(user: &str, groups: &[&str]) -> CertificateParams {
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, user);
+    for g in groups {
+        dn.push(DnType::OrganizationName, *g);
+    }
+    p.distinguished_name = dn;
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    p
+}
+
+/// A P-256 public key (its uncompressed point) whose private half is elsewhere.
+struct RemoteKey(Vec<u8>);
+
+impl rcgen::PublicKeyData for RemoteKey {
+    fn der_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        &rcgen::PKCS_ECDSA_P256_SHA256
+    }
+}
+
 fn validity(p: &mut CertificateParams, lifetime: Duration) {
     let now = SystemTime::now();
     p.not_before = OffsetDateTime::from(now - BACKDATE);
@@ -185,16 +211,15 @@ impl Ca {
     }
 
     fn client(&self, user: &str, groups: &[&str]) -> Result<CertAndKey, PkiError> {
-        let mut p = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, user);
-        for g in groups {
-            dn.push(DnType::OrganizationName, *g);
-        }
-        p.distinguished_name = dn;
-        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        self.issue(p)
+        self.issue(client_params(user, groups))
+    }
+
+    /// A client certificate for a key held elsewhere (a joining node's), PEM.
+    fn client_for_key(&self, user: &str, groups: &[&str], key: &RemoteKey) -> Result<String, PkiError> {
+        let mut params = client_params(user, groups);
+        validity(&mut params, LEAF_LIFETIME);
+        params.use_authority_key_identifier_extension = true;
+        Ok(params.signed_by(key, &self.issuer)?.pem())
     }
 
     /// Refuses a certificate whose key is not this one (a leaf the key signs must verify under
@@ -306,6 +331,34 @@ impl ClusterPki {
         }
         let ca = load_ca(dir, &mut Vec::new())?;
         Ok((ca.pem.clone(), ca.client(user, groups)?))
+    }
+
+    /// A client certificate (PEM) for `user` in `groups` and the P-256 key whose uncompressed
+    /// point is `public_point`: a joining node made the key and keeps it.
+    pub fn issue_client_for_key(&self, user: &str, groups: &[&str], public_point: &[u8]) -> Result<String, PkiError> {
+        if public_point.len() != 65 || public_point[0] != 4 {
+            return Err(PkiError::Generate(rcgen::Error::CouldNotParseKeyPair));
+        }
+        self.ca.client_for_key(user, groups, &RemoteKey(public_point.to_vec()))
+    }
+
+    /// The embedded NATS server's certificate for `names`, from the CA of `dir` (made there if
+    /// missing), issued anew at every start: `nats.crt` holds it followed by the CA's (a
+    /// joining node pins the CA it finds in the chain), `nats.key` its key. Returns the CA.
+    pub fn issue_nats_serving_in(dir: &Path, names: &ServingNames) -> Result<String, PkiError> {
+        prepare(dir)?;
+        let ca = load_ca(dir, &mut Vec::new())?;
+        let mut p = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "kubus-nats");
+        p.distinguished_name = dn;
+        p.subject_alt_names = names.sans()?;
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let made = ca.issue(p)?;
+        write(&dir.join("nats.key"), &made.key_pem, 0o600)?;
+        write(&dir.join("nats.crt"), &format!("{}\n{}", made.cert_pem.trim(), ca.pem.trim()), 0o644)?;
+        Ok(ca.pem.clone())
     }
 
     /// A client certificate for `user` in `groups`, issued now and kept in memory (the

@@ -278,7 +278,8 @@ fn meta_of(obj: &CachedObject) -> Option<(String, Option<SystemTime>)> {
     Some((o.metadata.uid, o.metadata.deletion.as_deref().and_then(kubus_apimachinery::time::parse_rfc3339)))
 }
 
-/// Authenticates the bearer tokens this cluster issued, as upstream's service-account token
+/// Authenticates the bearer tokens this cluster issued: bootstrap tokens
+/// ([`crate::authn::bootstrap`]), and ServiceAccount tokens as upstream's service-account token
 /// authenticator: signature, issuer, audience, times, and the ServiceAccount and the object the
 /// token is bound to still existing as they were (same uid) in the watch cache.
 pub struct ServiceAccountTokens {
@@ -297,6 +298,11 @@ impl ServiceAccountTokens {
 
 impl TokenAuthenticator for ServiceAccountTokens {
     fn authenticate_token(&self, token: &str, audiences: &[&str]) -> Option<(UserInfo, Vec<String>)> {
+        // A bootstrap token is never a JWT: its shape says which authenticator it is for.
+        if crate::authn::bootstrap::parse(token).is_some() {
+            let user = crate::authn::bootstrap::authenticate(&self.cache, token)?;
+            return Some((user, audiences.iter().map(|a| a.to_string()).collect()));
+        }
         let claims: Claims = self.issuer.verify_signature(token)?;
         let now = now_secs();
         let matched: Vec<String> = audiences.iter().filter(|a| claims.aud.contains(a)).map(|a| a.to_string()).collect();

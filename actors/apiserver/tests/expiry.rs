@@ -32,6 +32,7 @@ async fn start(client: async_nats::Client, retention: Duration, event_ttl: Durat
         event_ttl,
         tls: None,
         advertise: None,
+        audit: None,
         service_ranges: Default::default(),
     };
     let server = ApiServer::start(store.clone(), client, config).await.unwrap();
@@ -42,7 +43,7 @@ async fn start(client: async_nats::Client, retention: Duration, event_ttl: Durat
 fn deleted_objects_are_compacted_after_the_retention() {
     let dir = temp_dir();
     actix::System::new().block_on(async {
-        let nats = EmbeddedNats::start(&dir, "127.0.0.1:0").await.unwrap();
+        let nats = EmbeddedNats::start(&dir, "127.0.0.1:0", None).await.unwrap();
         let client = kubus_bus::connect(nats.url(), "test").await.unwrap();
         let (store, server) = start(client.clone(), Duration::from_secs(1), Duration::from_secs(3600)).await;
         let api = ApiClient::new(client.clone(), "t", "compaction-test");
@@ -85,7 +86,7 @@ fn deleted_objects_are_compacted_after_the_retention() {
 fn events_expire_a_ttl_after_their_last_write() {
     let dir = temp_dir();
     actix::System::new().block_on(async {
-        let nats = EmbeddedNats::start(&dir, "127.0.0.1:0").await.unwrap();
+        let nats = EmbeddedNats::start(&dir, "127.0.0.1:0", None).await.unwrap();
         let client = kubus_bus::connect(nats.url(), "test").await.unwrap();
         let (_store, server) = start(client.clone(), Duration::from_secs(3600), Duration::from_secs(2)).await;
         let api = ApiClient::new(client.clone(), "t", "event-ttl-test");

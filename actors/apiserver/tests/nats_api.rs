@@ -28,6 +28,7 @@ async fn api_server(client: async_nats::Client) -> ApiServer {
             event_ttl: std::time::Duration::from_secs(3600),
             tls: None,
             advertise: None,
+            audit: None,
             service_ranges: Default::default(),
         },
     )
@@ -39,7 +40,7 @@ async fn api_server(client: async_nats::Client) -> ApiServer {
 fn verbs_errors_and_watch_over_nats_with_two_api_servers() {
     let dir = temp_dir();
     actix::System::new().block_on(async {
-        let nats = EmbeddedNats::start(&dir, "127.0.0.1:0").await.unwrap();
+        let nats = EmbeddedNats::start(&dir, "127.0.0.1:0", None).await.unwrap();
         let client = kubus_bus::connect(nats.url(), "test").await.unwrap();
         let a = api_server(client.clone()).await;
         let b = api_server(kubus_bus::connect(nats.url(), "test-b").await.unwrap()).await;

@@ -51,7 +51,7 @@ fn with_api_server<F: std::future::Future<Output = ()>>(test: impl FnOnce(ApiSta
         .spawn(move || {
             let dir = temp_dir();
             actix::System::new().block_on(async {
-                let nats = EmbeddedNats::start(&dir, "127.0.0.1:0").await.unwrap();
+                let nats = EmbeddedNats::start(&dir, "127.0.0.1:0", None).await.unwrap();
                 let client = kubus_bus::connect(nats.url(), "test").await.unwrap();
                 let config = StoreConfig { cluster: "r".into(), ..Default::default() };
                 let store = Store::open(client.clone(), config).await.unwrap();
@@ -67,6 +67,7 @@ fn with_api_server<F: std::future::Future<Output = ()>>(test: impl FnOnce(ApiSta
                         event_ttl: std::time::Duration::from_secs(3600),
                         tls: None,
                         advertise: None,
+                        audit: None,
                         service_ranges: Default::default(),
                     },
                 )

@@ -241,7 +241,7 @@ impl Env {
         let thread_dir = dir.clone();
         let thread = std::thread::spawn(move || {
             actix::System::new().block_on(async move {
-                let nats = EmbeddedNats::start(&thread_dir.join("nats"), "127.0.0.1:0").await.unwrap();
+                let nats = EmbeddedNats::start(&thread_dir.join("nats"), "127.0.0.1:0", None).await.unwrap();
                 let client = kubus_bus::connect(nats.url(), "streams-test").await.unwrap();
                 let store = Store::open(client.clone(), StoreConfig { cluster: CLUSTER.into(), ..Default::default() })
                     .await
@@ -255,6 +255,7 @@ impl Env {
                     event_ttl: std::time::Duration::from_secs(3600),
                     tls: None,
                     advertise: None,
+                    audit: None,
                     service_ranges: Default::default(),
                 };
                 let api = ApiServer::start(store, client.clone(), config).await.unwrap();

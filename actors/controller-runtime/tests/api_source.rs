@@ -37,6 +37,7 @@ async fn api_server(client: async_nats::Client) -> ApiServer {
         event_ttl: Duration::from_secs(3600),
         tls: None,
         advertise: None,
+        audit: None,
         service_ranges: Default::default(),
     };
     ApiServer::start(store, client, config).await.unwrap()
@@ -96,7 +97,7 @@ fn a_field_selected_informer_holds_only_its_nodes_pods_through_restarts() {
     let dir = TempDir(std::env::temp_dir().join(format!("kubus-apisource-{tok}")));
     std::fs::create_dir_all(&dir.0).unwrap();
     actix::System::new().block_on(async {
-        let nats = EmbeddedNats::start(&dir.0, "127.0.0.1:0").await.expect("nats-server starts");
+        let nats = EmbeddedNats::start(&dir.0, "127.0.0.1:0", None).await.expect("nats-server starts");
         let nc = kubus_bus::connect(nats.url(), "api-source-test").await.unwrap();
         let a = api_server(kubus_bus::connect(nats.url(), "apiserver-a").await.unwrap()).await;
         let client = Client::new(ApiClient::new(nc.clone(), CLUSTER, "api-source-test"));

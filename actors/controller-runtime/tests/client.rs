@@ -48,7 +48,7 @@ async fn collection_and_subresource_calls_send_the_namespace_controllers_request
     let tok = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
     let dir = TempDir(std::env::temp_dir().join(format!("kubus-client-{tok}")));
     std::fs::create_dir_all(&dir.0).unwrap();
-    let nats = EmbeddedNats::start(&dir.0, "127.0.0.1:0").await.expect("nats-server starts");
+    let nats = EmbeddedNats::start(&dir.0, "127.0.0.1:0", None).await.expect("nats-server starts");
     let nc = kubus_bus::connect(nats.url(), "client-test").await.unwrap();
     let cluster = format!("test-{tok}");
 

@@ -25,7 +25,7 @@ async fn store_on_nats(tag: &str) -> (TempDir, EmbeddedNats, Store) {
     let tok = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
     let dir = TempDir(std::env::temp_dir().join(format!("kubus-{tag}-{tok}")));
     std::fs::create_dir_all(&dir.0).unwrap();
-    let nats = EmbeddedNats::start(&dir.0, "127.0.0.1:0").await.expect("nats-server starts");
+    let nats = EmbeddedNats::start(&dir.0, "127.0.0.1:0", None).await.expect("nats-server starts");
     let client = kubus_bus::connect(nats.url(), &format!("{tag}-test")).await.unwrap();
     let store = Store::open(client, StoreConfig::default()).await.unwrap();
     (dir, nats, store)

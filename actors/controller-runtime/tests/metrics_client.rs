@@ -40,6 +40,7 @@ async fn api_server(client: async_nats::Client) -> ApiServer {
         event_ttl: Duration::from_secs(3600),
         tls: None,
         advertise: None,
+        audit: None,
         service_ranges: Default::default(),
     };
     ApiServer::start(store, client, config).await.unwrap()
@@ -90,7 +91,7 @@ fn pod_and_node_metrics_through_the_typed_client() {
     let dir = TempDir(std::env::temp_dir().join(format!("kubus-metrics-client-{tok}")));
     std::fs::create_dir_all(&dir.0).unwrap();
     actix::System::new().block_on(async {
-        let nats = EmbeddedNats::start(&dir.0, "127.0.0.1:0").await.expect("nats-server starts");
+        let nats = EmbeddedNats::start(&dir.0, "127.0.0.1:0", None).await.expect("nats-server starts");
         let nc = kubus_bus::connect(nats.url(), "metrics-client-test").await.unwrap();
         let api = api_server(kubus_bus::connect(nats.url(), "apiserver").await.unwrap()).await;
         let client = Client::new(ApiClient::new(nc.clone(), CLUSTER, "metrics-client-test"));

@@ -10,7 +10,9 @@
 //! direct get on a replica, so a read after a write is never stale in a NATS cluster.
 
 pub mod archive;
+pub mod audit;
 mod compaction;
+pub mod encryption;
 pub mod key;
 mod keys;
 mod watch;
@@ -113,6 +115,23 @@ pub struct Store {
     client: async_nats::Client,
     /// The meta stream (compacted revision); None when attached to a control plane older than it.
     meta: Option<stream::Stream>,
+    /// Encryption at rest of some resources' objects (`--encryption-provider-config`).
+    encryption: Option<std::sync::Arc<encryption::Encryption>>,
+}
+
+/// An object as read: decrypted if it is stored encrypted or its resource is to be.
+fn readable(
+    encryption: Option<&encryption::Encryption>,
+    key: &Key,
+    subject: &str,
+    stored: Bytes,
+) -> Result<Bytes, StoreError> {
+    match encryption {
+        Some(e) if e.covers(&key.group, &key.resource) || encryption::is_encrypted(&stored) => {
+            e.decrypt(subject, stored).map_err(|err| StoreError::Internal(format!("{key}: {err}")))
+        }
+        _ => Ok(stored),
+    }
 }
 
 impl Store {
@@ -152,7 +171,7 @@ impl Store {
         };
         archive::ensure(&js, &config).await?;
         let meta = Some(compaction::ensure(&js, &config).await?);
-        Ok(Store { js, stream, root, config, client, meta })
+        Ok(Store { js, stream, root, config, client, meta, encryption: None })
     }
 
     /// Opens the store of a cluster some other process created (a control plane), changing
@@ -168,7 +187,13 @@ impl Store {
         let info = &stream.cached_info().config;
         let config = StoreConfig { history: info.max_messages_per_subject, replicas: info.num_replicas, ..config };
         let meta = js.get_stream(config.meta_stream()).await.ok();
-        Ok(Store { root: config.root(), js, stream, config, client, meta })
+        Ok(Store { root: config.root(), js, stream, config, client, meta, encryption: None })
+    }
+
+    /// This store encrypting (and decrypting) objects as `encryption` says.
+    pub fn with_encryption(mut self, encryption: std::sync::Arc<encryption::Encryption>) -> Store {
+        self.encryption = Some(encryption);
+        self
     }
 
     pub fn config(&self) -> &StoreConfig {
@@ -199,15 +224,19 @@ impl Store {
                 limit: self.max_object_size(),
             }));
         }
+        let subject = self.subject(key);
+        let value = match &self.encryption {
+            Some(e) if e.covers(&key.group, &key.resource) => e
+                .encrypt(&subject, &value)
+                .map_err(|err| PublishOutcome::Failed(StoreError::Internal(err.to_string())))?,
+            _ => value,
+        };
         let msg = jetstream::message::PublishMessage::build()
             .payload(value)
             .header(OP_HEADER, op)
             .expected_last_subject_sequence(expected_last);
-        let ack = self
-            .js
-            .send_publish(self.subject(key), msg)
-            .await
-            .map_err(|e| PublishOutcome::Failed(StoreError::unavailable(e)))?;
+        let ack =
+            self.js.send_publish(subject, msg).await.map_err(|e| PublishOutcome::Failed(StoreError::unavailable(e)))?;
         match ack.await {
             Ok(ack) => Ok(ack.sequence),
             Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Err(PublishOutcome::WrongLast),
@@ -225,7 +254,10 @@ impl Store {
     /// The last message of a key's subject, tombstones included, read from the stream leader.
     async fn last_message(&self, key: &Key) -> Result<Option<(u64, bool, Bytes)>, StoreError> {
         match self.stream.get_last_raw_message_by_subject(&self.subject(key)).await {
-            Ok(m) => Ok(Some((m.sequence, is_delete(&m.headers), m.payload))),
+            Ok(m) => {
+                let value = readable(self.encryption.as_deref(), key, &self.subject(key), m.payload)?;
+                Ok(Some((m.sequence, is_delete(&m.headers), value)))
+            }
             Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
             Err(e) => Err(StoreError::unavailable(e)),
         }
@@ -367,6 +399,7 @@ impl Store {
         let (mut objects, mut tombstones) = (Vec::new(), Vec::new());
         for (subject, (rev, delete, value)) in latest {
             let Some(key) = Key::from_subject(&self.root, &subject) else { continue };
+            let value = readable(self.encryption.as_deref(), &key, &subject, value)?;
             if delete {
                 tombstones.push((key, rev));
             } else {
@@ -409,7 +442,7 @@ impl Store {
             .map_err(StoreError::unavailable)?;
         let messages = consumer.messages().await.map_err(StoreError::unavailable)?;
         observe("watch", started, true);
-        Ok(Watch::new(messages, self.root.clone()))
+        Ok(Watch::new(messages, self.root.clone(), self.encryption.clone()))
     }
 }
 

@@ -40,18 +40,23 @@ pub struct Event {
 pub struct Watch {
     messages: Ordered,
     root: String,
+    encryption: Option<std::sync::Arc<super::encryption::Encryption>>,
     /// Yields when the process reconnected to NATS after this watch began.
     reconnected: futures::stream::BoxStream<'static, ()>,
 }
 
 impl Watch {
-    pub(super) fn new(messages: Ordered, root: String) -> Self {
+    pub(super) fn new(
+        messages: Ordered,
+        root: String,
+        encryption: Option<std::sync::Arc<super::encryption::Encryption>>,
+    ) -> Self {
         let reconnected = futures::stream::unfold(crate::reconnects(), |mut rx| async move {
             rx.changed().await.ok()?;
             Some(((), rx))
         })
         .boxed();
-        Watch { messages, root, reconnected }
+        Watch { messages, root, encryption, reconnected }
     }
 }
 
@@ -81,8 +86,13 @@ impl Stream for Watch {
                 Some(h) if h.get(OP_HEADER).is_some_and(|v| v.as_str() == "create") => EventType::Added,
                 _ => EventType::Modified,
             };
+            let value =
+                match super::readable(self.encryption.as_deref(), &key, msg.subject.as_str(), msg.payload.clone()) {
+                    Ok(v) => v,
+                    Err(e) => return Poll::Ready(Some(Err(e))),
+                };
             WATCH_EVENTS.with_label_values(&[kind.as_str()]).inc();
-            return Poll::Ready(Some(Ok(Event { kind, key, revision, value: msg.payload.clone() })));
+            return Poll::Ready(Some(Ok(Event { kind, key, revision, value })));
         }
     }
 }

@@ -151,7 +151,7 @@ struct Cluster {
 
 async fn cluster(tag: &str) -> Cluster {
     let dir = TempDir::new(tag);
-    let nats = EmbeddedNats::start(&dir.0, "127.0.0.1:0").await.expect("nats-server starts");
+    let nats = EmbeddedNats::start(&dir.0, "127.0.0.1:0", None).await.expect("nats-server starts");
     let client = kubus_bus::connect(nats.url(), "dns-test").await.unwrap();
     let store = Store::open(client, StoreConfig::default()).await.unwrap();
     let services = Informer::<Service>::start(store.clone());

@@ -64,7 +64,7 @@ fn informer_changes_reach_nftables() {
         let dir = TempDir(std::env::temp_dir().join(format!("kubus-proxy-actor-{tok}")));
         std::fs::create_dir_all(&dir.0).unwrap();
         let table = Table(format!("kp-actor-{tok}"));
-        let nats = EmbeddedNats::start(&dir.0, "127.0.0.1:0").await.expect("nats-server starts");
+        let nats = EmbeddedNats::start(&dir.0, "127.0.0.1:0", None).await.expect("nats-server starts");
         let client = kubus_bus::connect(nats.url(), "proxy-test").await.unwrap();
         let store = Store::open(client, StoreConfig::default()).await.unwrap();
         let svc: Service = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"namespace": "default", "name": "web"},

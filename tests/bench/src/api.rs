@@ -68,11 +68,31 @@ pub(crate) struct Options {
     pub quota: bool,
     pub admission_cost: bool,
     pub nats: bool,
+    /// `default`, `none` or `request` (see `kubus bench api --help`).
+    pub audit: String,
 }
 
 pub(crate) async fn run(opts: Options) -> anyhow::Result<()> {
-    let Options { objects, concurrency, watchers, kubeconfig, insecure_http, quota, admission_cost, nats: over_nats } =
-        opts;
+    let Options {
+        objects,
+        concurrency,
+        watchers,
+        kubeconfig,
+        insecure_http,
+        quota,
+        admission_cost,
+        nats: over_nats,
+        audit,
+    } = opts;
+    use kubus_apiserver::audit::policy::Policy;
+    let audit = match audit.as_str() {
+        "none" => None,
+        "request" => {
+            Some(Policy::parse("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Request\n", "request")?)
+        }
+        _ => Some(Policy::default_policy()),
+    }
+    .map(|policy| kubus_apiserver::AuditConfig { policy, max_age: kubus_bus::store::audit::DEFAULT_MAX_AGE });
     if over_nats && (kubeconfig.is_some() || quota || admission_cost) {
         bail!("--nats measures the bench's own API server over NATS: leave out --kubeconfig, --quota and --admission-cost");
     }
@@ -89,7 +109,7 @@ pub(crate) async fn run(opts: Options) -> anyhow::Result<()> {
             None => {
                 let dir = std::env::temp_dir().join(format!("kubus-bench-{}", std::process::id()));
                 std::fs::create_dir_all(&dir)?;
-                let nats = EmbeddedNats::start(&dir, "127.0.0.1:0").await?;
+                let nats = EmbeddedNats::start(&dir, "127.0.0.1:0", None).await?;
                 let client = kubus_bus::connect(nats.url(), "bench").await?;
                 let store =
                     Store::open(client.clone(), StoreConfig { cluster: "bench".into(), ..Default::default() }).await?;
@@ -110,6 +130,7 @@ pub(crate) async fn run(opts: Options) -> anyhow::Result<()> {
                         service_ranges: Default::default(),
                         tls,
                         advertise: None,
+                        audit: audit.clone(),
                     },
                 )
                 .await?;

@@ -140,13 +140,28 @@ pub enum BenchWhat {
         /// administrator).
         #[arg(long)]
         nats: bool,
+        /// The bench's API server audits as `kubus up` does by default (the default policy,
+        /// events to the audit stream); `none` audits nothing, `request` records every request
+        /// with its object (to measure what auditing costs).
+        #[arg(long, default_value = "default", value_parser = ["default", "none", "request"])]
+        audit: String,
     },
 }
 
 /// Runs one bench inside the binary's actix system, and stops the system at the end.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let result = match args.what {
-        BenchWhat::Api { objects, concurrency, watchers, kubeconfig, insecure_http, quota, admission_cost, nats } => {
+        BenchWhat::Api {
+            objects,
+            concurrency,
+            watchers,
+            kubeconfig,
+            insecure_http,
+            quota,
+            admission_cost,
+            nats,
+            audit,
+        } => {
             api::run(api::Options {
                 objects,
                 concurrency,
@@ -156,6 +171,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 quota,
                 admission_cost,
                 nats,
+                audit,
             })
             .await
         }

@@ -257,7 +257,7 @@ pub async fn run(args: ProxyBenchArgs) -> anyhow::Result<()> {
     let table = format!("kubus-bench-{tok}");
     undo.push(&["nft", "delete", "table", "ip", &table]);
 
-    let nats = EmbeddedNats::start(&dir.0.join("nats"), "127.0.0.1:0").await.context("starting nats-server")?;
+    let nats = EmbeddedNats::start(&dir.0.join("nats"), "127.0.0.1:0", None).await.context("starting nats-server")?;
     let result = measure(&args, &nats, &table, &bridge, svc_net, &pods).await;
     nats.stop().await;
     drop(servers);

@@ -3,6 +3,7 @@
 //! when the request asks for one and may ([`impersonation`]).
 
 pub mod assertion;
+pub mod bootstrap;
 pub mod impersonation;
 
 use kubus_apimachinery::StatusError;
@@ -93,6 +94,8 @@ pub enum Channel {
 pub struct Presented {
     pub channel: Channel,
     pub headers: Vec<(String, String)>,
+    /// Over NATS: where the answer goes (the reply subject, a watch's `streamTo`).
+    pub inboxes: Vec<String>,
 }
 
 /// Credentials never reach a log line: the Authorization value shows only its scheme.
@@ -119,12 +122,18 @@ impl Presented {
             .map(|(n, v)| (n.to_ascii_lowercase(), v.to_string()))
             .filter(|(n, _)| n == "authorization" || n.starts_with("impersonate-"))
             .collect();
-        Presented { channel, headers }
+        Presented { channel, headers, inboxes: Vec::new() }
+    }
+
+    /// This request, answered on `inboxes` (over NATS).
+    pub fn answered_on(mut self, inboxes: impl IntoIterator<Item = String>) -> Presented {
+        self.inboxes = inboxes.into_iter().collect();
+        self
     }
 
     /// A request of the development administrator (tests of a cluster without TLS).
     pub fn unsecured() -> Presented {
-        Presented { channel: Channel::Unsecured, headers: Vec::new() }
+        Presented { channel: Channel::Unsecured, headers: Vec::new(), inboxes: Vec::new() }
     }
 
     pub(crate) fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
@@ -216,6 +225,32 @@ pub fn authenticate(
     counter.inc();
     result
 }
+
+/// A node's answers over NATS go only to its own inbox prefix
+/// ([`kubus_bus::nats_users::node_inbox_prefix`]), the one its NATS user may read: whoever
+/// holds a node's credential but not its NATS login gets nothing back. Other users' answers go
+/// to any inbox (their NATS users are the administrator's or their own tools').
+pub fn check_inboxes(user: &UserInfo, presented: &Presented, cluster: &str) -> Result<(), StatusError> {
+    let Some(node) = user.name.strip_prefix(NODE_USER_PREFIX).filter(|_| user.in_group(NODES_GROUP)) else {
+        return Ok(());
+    };
+    let prefix = format!("{}.", kubus_bus::nats_users::node_inbox_prefix(cluster, node));
+    match presented.inboxes.iter().find(|inbox| !inbox.starts_with(&prefix)) {
+        None => Ok(()),
+        Some(_) => {
+            crate::metrics::NATS_INBOX_REFUSALS.inc();
+            Err(StatusError::forbidden(
+                "",
+                "",
+                "",
+                format!("node {node:?} is answered only on its own inbox ({prefix}...): connect with its NATS login"),
+            ))
+        }
+    }
+}
+
+/// The user name prefix of nodes (`system:node:<name>`).
+pub const NODE_USER_PREFIX: &str = "system:node:";
 
 #[cfg(test)]
 mod tests {

@@ -469,8 +469,11 @@ fn approver(name: &str, signer: &str) -> Value {
 }
 
 fn binding(role: &str, subjects: Vec<Value>) -> Value {
+    named_binding(role, role, subjects)
+}
+fn named_binding(name: &str, role: &str, subjects: Vec<Value>) -> Value {
     json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-        "metadata": {"name": role, "labels": {BOOTSTRAPPING.0: BOOTSTRAPPING.1}, "annotations": {AUTOUPDATE: "true"}},
+        "metadata": {"name": name, "labels": {BOOTSTRAPPING.0: BOOTSTRAPPING.1}, "annotations": {AUTOUPDATE: "true"}},
         "roleRef": {"apiGroup": GROUP, "kind": "ClusterRole", "name": role}, "subjects": subjects})
 }
 fn group(name: &str) -> Value {
@@ -498,6 +501,18 @@ pub fn cluster_role_bindings() -> Vec<Value> {
         binding(LOCAL_PATH_PROVISIONER_ROLE, vec![group(NODES_GROUP)]),
         binding(NODES_CLUSTER_CONFIG_ROLE, vec![group(NODES_GROUP)]),
         binding("system:service-account-issuer-discovery", vec![group(SERVICE_ACCOUNTS_GROUP)]),
+        // kubeadm's bindings for its node tokens (`kubus token create` makes such tokens): they
+        // may ask for a node's client certificate, which is what joining grants.
+        named_binding(
+            "kubeadm:kubelet-bootstrap",
+            "system:node-bootstrapper",
+            vec![group(bootstrap::DEFAULT_NODE_TOKEN_GROUP)],
+        ),
+        named_binding(
+            "kubeadm:node-autoapprove-bootstrap",
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            vec![group(bootstrap::DEFAULT_NODE_TOKEN_GROUP)],
+        ),
         binding(
             "system:kube-dns",
             vec![json!({"kind": "ServiceAccount", "name": "kube-dns", "namespace": "kube-system"})],
@@ -765,10 +780,12 @@ mod tests {
         assert_eq!(kubus, [LOCAL_PATH_PROVISIONER_ROLE, NODES_CLUSTER_CONFIG_ROLE]);
         assert_eq!(ours, upstream);
         let ours: Vec<String> = ours.into_iter().chain(kubus).collect();
-        let bindings: Vec<String> =
-            cluster_role_bindings().iter().map(|b| b["metadata"]["name"].as_str().unwrap().to_string()).collect();
-        for b in &bindings {
-            assert!(ours.contains(b), "binding {b} to a role that does not exist");
+        for b in cluster_role_bindings() {
+            let role = b["roleRef"]["name"].as_str().unwrap().to_string();
+            assert!(ours.contains(&role), "binding {} to role {role}, which does not exist", b["metadata"]["name"]);
+            // Named after its role, or kubeadm's own bindings under their names.
+            let name = b["metadata"]["name"].as_str().unwrap();
+            assert!(name == role || name.starts_with("kubeadm:"), "{name}");
         }
     }
 }

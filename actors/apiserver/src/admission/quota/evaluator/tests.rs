@@ -159,7 +159,7 @@ impl Env {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
         let dir = std::env::temp_dir().join(format!("kubus-quota-{tag}-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let nats = EmbeddedNats::start(&dir, "127.0.0.1:0").await.expect("nats-server starts");
+        let nats = EmbeddedNats::start(&dir, "127.0.0.1:0", None).await.expect("nats-server starts");
         let client = kubus_bus::connect(nats.url(), "test").await.unwrap();
         let store = Store::open(client, StoreConfig { cluster: tag.into(), ..Default::default() }).await.unwrap();
         Env { dir, nats, quotas: QuotaStore { store, cache: WatchCache::new(16) } }
