@@ -239,6 +239,13 @@ impl EmbeddedNats {
         };
         write_private(&config_path, &config)?;
         let scheme = if tls.is_some() { "tls" } else { "nats" };
+        // Listening on every address, this machine's clients dial loopback (the name its
+        // certificate has).
+        let dialled = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) if ip.is_unspecified() && ip.is_ipv6() => host_port("::1", port),
+            Ok(ip) if ip.is_unspecified() => host_port("127.0.0.1", port),
+            _ => addr.clone(),
+        };
         let spec = Spec { bin, config: config_path, log, addr: addr.clone(), server_name: server_name.clone() };
         let child = spawn(&spec).await?;
         let listen_file = data_dir.join("nats.listen");
@@ -248,7 +255,7 @@ impl EmbeddedNats {
         let (stop_tx, stop_rx) = oneshot::channel();
         let supervisor = tokio::spawn(supervise(spec, child, up_tx, stop_rx, data_dir.to_path_buf()));
         Ok(EmbeddedNats {
-            url: format!("{scheme}://{USER}:{password}@{addr}"),
+            url: format!("{scheme}://{USER}:{password}@{dialled}"),
             public_url: format!("{scheme}://{addr}"),
             login,
             users,

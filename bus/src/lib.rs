@@ -93,7 +93,9 @@ impl Login {
             options = options.custom_inbox_prefix(prefix);
         }
         if let Some(tls) = &self.tls {
-            options = options.tls_client_config((**tls).clone());
+            // Set, TLS is required: a server (or someone on the path) offering none gets no
+            // credential.
+            options = options.tls_client_config((**tls).clone()).require_tls(true);
         }
         options
     }
@@ -103,6 +105,31 @@ impl Login {
         self.tls = Some(std::sync::Arc::new(tls::trust_ca(ca_pem)?));
         Ok(self)
     }
+}
+
+/// Whether every one of `urls` (comma-separated) names a loopback host: the only place a
+/// NATS server of Kubus's listens without TLS.
+pub fn is_loopback_url(urls: &str) -> bool {
+    redact(urls).split(',').all(|url| {
+        let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+        let host = match rest.rsplit_once(':') {
+            Some((h, _)) if !h.ends_with(']') && h.contains(':') => rest,
+            Some((h, _)) => h,
+            None => rest,
+        };
+        let host = host.trim_matches(['[', ']']);
+        host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    })
+}
+
+/// One attempt to connect as `login` says (an error, a refused login among them, is
+/// returned at once).
+pub async fn connect_once(
+    urls: &str,
+    name: &str,
+    login: &Login,
+) -> Result<async_nats::Client, async_nats::ConnectError> {
+    login.apply(async_nats::ConnectOptions::new().name(name), urls).connect(redact(urls)).await
 }
 
 /// Connects to NATS (comma-separated URLs) as `login` says, retrying the first connection for
@@ -229,5 +256,13 @@ mod tests {
         assert_eq!(super::redact("nats://a:b@h1:1,tls://c:d@h2:2"), "nats://h1:1,tls://h2:2");
         assert_eq!(super::redact("nats://h:4222"), "nats://h:4222");
         assert_eq!(super::redact("u:p@h:1"), "h:1");
+    }
+
+    #[test]
+    fn loopback_urls() {
+        assert!(super::is_loopback_url("nats://kubus:pw@127.0.0.1:4222"));
+        assert!(super::is_loopback_url("nats://[::1]:4222,nats://localhost:1"));
+        assert!(!super::is_loopback_url("tls://192.0.2.1:4222"));
+        assert!(!super::is_loopback_url("nats://127.0.0.1:1,nats://10.0.0.1:2"));
     }
 }

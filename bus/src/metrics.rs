@@ -84,3 +84,13 @@ pub static NATS_SERVER_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
+
+/// Stored objects a list or watch left out because they could not be read (encrypted with a
+/// key this process does not have, or not decrypting).
+pub static UNREADABLE_OBJECTS: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
+    prometheus::register_int_counter!(
+        "kubus_store_unreadable_objects_total",
+        "Stored objects left out of a list or watch because they could not be read (decrypted)"
+    )
+    .expect("metric registers once")
+});

@@ -24,6 +24,8 @@ pub enum UsersError {
     Nkey(String),
     #[error("{0:?} cannot be a cluster name on the bus (letters, digits, '-' and '_')")]
     Cluster(String),
+    #[error("the nkey is registered for another node")]
+    NkeyInUse,
     #[error("node {node:?} is registered with another nkey")]
     Taken { node: String },
     #[error("cannot write {path}: {source}")]
@@ -102,10 +104,15 @@ impl NatsUsers {
     /// after this; nothing to reload).
     pub(crate) fn load(data_dir: &Path, admin_password: &str) -> Result<NatsUsers, UsersError> {
         let registry = data_dir.join("nats-users.json");
-        let registered = std::fs::read(&registry)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).map_err(|e| tracing::warn!(path = %registry.display(), error = %e, "unreadable; starting with no registered nodes")).ok())
-            .unwrap_or_default();
+        // A registry that does not parse stops the start: starting empty would lock every
+        // joined node out at the next write.
+        let registered = match std::fs::read(&registry) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| UsersError::Io {
+                path: registry.clone(),
+                source: std::io::Error::other(format!("not a Kubus users registry: {e}")),
+            })?,
+            Err(_) => Registered::default(),
+        };
         let users = NatsUsers {
             inner: Arc::new(Mutex::new(Inner {
                 conf: data_dir.join(USERS_FILE),
@@ -139,6 +146,15 @@ impl NatsUsers {
             return Err(UsersError::Nkey(nkey.to_string()));
         }
         let mut inner = self.lock();
+        // One nkey is one user: nats-server refuses a configuration naming it twice.
+        let elsewhere = inner
+            .registered
+            .nodes
+            .iter()
+            .any(|(c, nodes)| nodes.iter().any(|(n, k)| k == nkey && (c.as_str(), n.as_str()) != (cluster, node)));
+        if elsewhere {
+            return Err(UsersError::NkeyInUse);
+        }
         let nodes = inner.registered.nodes.entry(cluster.to_string()).or_default();
         match nodes.get(node) {
             Some(have) if have == nkey => return Ok(()),
@@ -289,7 +305,12 @@ impl Inner {
     /// Tells the running server to read its configuration again (a server being restarted
     /// reads the new file anyway).
     fn reload(&self) {
-        let pid = std::fs::read_to_string(&self.pid_file).ok().and_then(|p| p.trim().parse::<u32>().ok());
+        // Only a nats-server: a pid file left by a server that died may name another process
+        // by now (SIGHUP would end most).
+        let pid =
+            std::fs::read_to_string(&self.pid_file).ok().and_then(|p| p.trim().parse::<u32>().ok()).filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "nats-server")
+            });
         match pid {
             Some(pid) => {
                 crate::embedded::signal(pid, "HUP");
@@ -316,6 +337,7 @@ mod tests {
             Err(UsersError::Taken { .. })
         ));
         assert!(users.register_node("c", "x", "UNOTAKEY", false).is_err());
+        assert!(matches!(users.register_node("c", "other", &key, true), Err(UsersError::NkeyInUse)));
         assert!(users.set_bootstrap_tokens("c", &[("abcdef".into(), "0123456789abcdef".into())]).unwrap());
         assert!(!users.set_bootstrap_tokens("c", &[("abcdef".into(), "0123456789abcdef".into())]).unwrap());
         let conf = std::fs::read_to_string(dir.join(USERS_FILE)).unwrap();

@@ -61,9 +61,13 @@ impl JoinedIdentity {
         Ok(())
     }
 
-    /// How the node logs in to the cluster's NATS: its nkey, its own inbox, the cluster CA.
-    pub fn login(&self, cluster: &str) -> anyhow::Result<kubus_bus::Login> {
-        let mut login = kubus_bus::Login::default().trusting(&self.ca_pem)?;
+    /// How the node logs in to the cluster's NATS at `url`: its nkey, its own inbox, and TLS
+    /// with the cluster CA unless the server is on this machine's loopback.
+    pub fn login(&self, cluster: &str, url: &str) -> anyhow::Result<kubus_bus::Login> {
+        let mut login = match kubus_bus::is_loopback_url(url) && !url.starts_with("tls://") {
+            true => kubus_bus::Login::default(),
+            false => kubus_bus::Login::default().trusting(&self.ca_pem)?,
+        };
         login.nkey_seed = Some(self.nkey_seed.clone());
         login.inbox_prefix = Some(kubus_bus::nats_users::node_inbox_prefix(cluster, &self.node_name));
         Ok(login)
@@ -90,10 +94,16 @@ pub async fn join(
         .user_and_password(kubus_bus::nats_users::bootstrap_user(id), secret.to_string())
         .custom_inbox_prefix(kubus_bus::nats_users::bootstrap_inbox_prefix(cluster, id))
         .connection_timeout(Duration::from_secs(5));
+    // Beyond loopback only over TLS, to the server whose chain holds the pinned CA: the
+    // token's secret goes to no one else.
+    let loopback = kubus_bus::is_loopback_url(&url);
     match ca_cert_hash {
-        Some(hash) => options = options.tls_client_config(kubus_bus::tls::trust_pinned(hash)?),
-        None if url.starts_with("tls://") => {
-            bail!("joining over TLS needs --ca-cert-hash (as `kubus token create` prints): the server is trusted by it")
+        Some(hash) if !loopback || url.starts_with("tls://") => {
+            options = options.tls_client_config(kubus_bus::tls::trust_pinned(hash)?).require_tls(true)
+        }
+        Some(_) => {}
+        None if !loopback || url.starts_with("tls://") => {
+            bail!("joining over the network needs --ca-cert-hash (as `kubus token create` prints): it is how the cluster's NATS is trusted")
         }
         None => {}
     }
@@ -120,16 +130,18 @@ pub async fn join(
     let (Some(cert_pem), Some(ca_pem)) = (reply.certificate, reply.ca) else {
         bail!("the join answer holds no certificate");
     };
+    if let Some(hash) = ca_cert_hash {
+        if kubus_bus::tls::ca_cert_hash(&ca_pem)? != hash {
+            bail!("the join answer's CA is not the one of --ca-cert-hash");
+        }
+    }
     let key_pem = kubus_bus::join::key_pem(&pkcs8);
     let identity = JoinedIdentity { node_name: node_name.to_string(), ca_pem, cert_pem, key_pem, nkey_seed };
     identity.save(dir)?;
     // The server reloads its users to let the new nkey in; the agent starts once it may.
-    let mut node = async_nats::ConnectOptions::new().nkey(identity.nkey_seed.clone());
-    if let Ok(tls) = kubus_bus::tls::trust_ca(&identity.ca_pem) {
-        node = node.tls_client_config(tls);
-    }
+    let login = identity.login(cluster, &url)?;
     let started = tokio::time::Instant::now();
-    while let Err(e) = node.clone().connect(url.as_str()).await {
+    while let Err(e) = kubus_bus::connect_once(&url, "kubus-node-join", &login).await {
         if started.elapsed() > LOGIN_RETRY {
             bail!("joined, but the cluster's NATS does not take the node's new login: {e}");
         }

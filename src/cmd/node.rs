@@ -305,7 +305,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
             opts.node_name = Some(identity.node_name.clone());
             let credential =
                 kubus_bus::credential::Credential::certificate(&identity.cert_pem, &identity.key_pem, &args.cluster)?;
-            (identity.login(&args.cluster)?, credential)
+            (identity.login(&args.cluster, &url)?, credential)
         }
         None => {
             // The URL's login (the administrator's), the local cluster's CA, the node's inbox.

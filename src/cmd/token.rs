@@ -87,7 +87,9 @@ pub async fn run(args: TokenArgs) -> anyhow::Result<()> {
     let ca = std::fs::read_to_string(dir.join("pki").join("ca.crt"))
         .with_context(|| format!("reading the cluster CA in {}", dir.join("pki").display()))?;
     let hash = kubus_bus::tls::ca_cert_hash(&ca)?;
-    let url = kubus_bus::redact(&local.url);
+    let url = std::fs::read_to_string(dir.join("nats.join-url"))
+        .map(|u| u.trim().to_string())
+        .unwrap_or_else(|_| kubus_bus::redact(&local.url));
     if !url.starts_with("tls://") {
         eprintln!(
             "note: this cluster's NATS listens on loopback only ({url}); for other machines to join, restart \

@@ -208,11 +208,13 @@ fn embedded_tls(
 /// it recorded says, trusting that cluster's CA when the server speaks TLS.
 pub fn local_login(dir: &Path) -> anyhow::Result<kubus_bus::Login> {
     let ca = dir.join("pki").join("ca.crt");
+    // Only a server that speaks TLS is given the CA: a trust set makes TLS required.
+    let tls = kubus_bus::embedded::recorded_url(dir).is_some_and(|url| url.starts_with("tls://"));
     match std::fs::read_to_string(&ca) {
-        Ok(pem) => {
+        Ok(pem) if tls => {
             Ok(kubus_bus::Login::default().trusting(&pem).with_context(|| format!("the CA in {}", ca.display()))?)
         }
-        Err(_) => Ok(kubus_bus::Login::default()),
+        _ => Ok(kubus_bus::Login::default()),
     }
 }
 
@@ -362,6 +364,24 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         args.nats.clone().unwrap_or_else(|| embedded.as_ref().map(|e| e.url().to_string()).unwrap_or_default());
     // With the embedded server's password: readable by the owner only (local commands read it).
     kubus_apiserver::pki::write(&data_dir.join("nats.url"), &nats_url, 0o600)?;
+    // Where other machines reach it (`kubus token create` prints it): the listen address, or
+    // this node's on a server listening on every address.
+    if let Some(embedded) = &embedded {
+        let public = embedded.public_url();
+        let join_url = ["0.0.0.0", "[::]"]
+            .iter()
+            .find_map(|any| {
+                public.contains(&format!("://{any}:")).then(|| {
+                    let ip = match node_ip {
+                        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+                        v4 => v4.to_string(),
+                    };
+                    public.replacen(any, &ip, 1)
+                })
+            })
+            .unwrap_or_else(|| public.to_string());
+        kubus_apiserver::pki::write(&data_dir.join("nats.join-url"), &join_url, 0o644)?;
+    }
     let shown_nats_url = kubus_bus::redact(&nats_url);
     // The store goes only to the server this process started, never to one that answered in
     // its place (checked at the first connection and at every reconnection).

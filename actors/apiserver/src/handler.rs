@@ -78,7 +78,14 @@ impl ApiState {
     ) -> Result<UserInfo, StatusError> {
         let (authenticated, user) = self.identify_as(presented, &req.path)?;
         let attrs = crate::authorization::request_attributes(&user, req, r, q);
-        let level = self.audit.level(&attrs);
+        // The policy is of who authenticated (as upstream's): impersonating a component does
+        // not lower what is recorded.
+        let level = match authenticated.name == user.name {
+            true => self.audit.level(&attrs),
+            false => {
+                self.audit.level(&crate::authorization::Attributes { user: authenticated.clone(), ..attrs.clone() })
+            }
+        };
         let result = self.authorize(&attrs);
         if level > crate::audit::policy::Level::None {
             let impersonated = (authenticated.name != user.name).then_some(authenticated);

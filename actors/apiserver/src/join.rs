@@ -131,20 +131,21 @@ fn join(
     }
     let point = req.spki().map(|spki| spki[kubus_bus::credential::P256_SPKI_PREFIX.len()..].to_vec());
     let point = point.ok_or_else(|| StatusError::bad_request("the join request's key is not a P-256 point"))?;
-    // A name another key holds stays that key's while its Node exists (upstream's kubelet
-    // cannot take over another node's name either); once the Node is gone the name is free.
+    // The name of a Node that exists stays its agent's (a token does not take a node over);
+    // once the Node is gone the name is free.
     let node_exists = state
         .storage
         .cache
         .get(&(String::new(), "nodes".to_string()), &(String::new(), req.node_name.clone()))
         .is_some();
-    let taken = users.node_key(cluster, &req.node_name).is_some_and(|k| k != req.nkey);
-    if taken && node_exists {
+    // (A Node that exists without a joined key runs with another login: not taken over either.)
+    let same_key = users.node_key(cluster, &req.node_name).is_some_and(|k| k == req.nkey);
+    if node_exists && !same_key {
         return Err(StatusError::conflict(
             "",
             "nodes",
             &req.node_name,
-            "the node has joined with another key; delete the Node to join again under its name",
+            "the node exists with another key; delete the Node to join again under its name",
         ));
     }
     let node_user = format!("{NODE_USER_PREFIX}{}", req.node_name);
@@ -153,6 +154,9 @@ fn join(
         .map_err(|e| StatusError::internal(format!("cannot sign the node's certificate: {e}")))?;
     users.register_node(cluster, &req.node_name, &req.nkey, true).map_err(|e| match e {
         kubus_bus::nats_users::UsersError::Nkey(_) => StatusError::bad_request(e.to_string()),
+        kubus_bus::nats_users::UsersError::NkeyInUse => {
+            StatusError::conflict("", "nodes", &req.node_name, "the nkey is another node's: make a new one")
+        }
         e => StatusError::internal(format!("cannot register the node's NATS login: {e}")),
     })?;
     tracing::info!(node = %req.node_name, by = %user.name, "node joined");

@@ -305,7 +305,9 @@ impl Storage {
             // Unchanged objects are not written: the resourceVersion stays, nothing is sent.
             let mut compare_new = new.clone();
             meta(&mut compare_new).insert("resourceVersion".into(), json!(rev.to_string()));
-            if compare_new == old {
+            // (Except where encryption at rest applies: an unchanged write is how stored objects
+            // get encrypted with the current key, as upstream's `kubectl replace` procedure.)
+            if compare_new == old && !self.store.encrypts(storage_info.group, storage_info.resource) {
                 return Ok(Outcome { object: convert::to_version(info, old), created: false, warnings });
             }
             meta(&mut new).remove("resourceVersion");

@@ -300,8 +300,15 @@ impl TokenAuthenticator for ServiceAccountTokens {
     fn authenticate_token(&self, token: &str, audiences: &[&str]) -> Option<(UserInfo, Vec<String>)> {
         // A bootstrap token is never a JWT: its shape says which authenticator it is for.
         if crate::authn::bootstrap::parse(token).is_some() {
+            // Not for any audience asked for: only the API's own (upstream wraps audience-agnostic
+            // authenticators so).
+            let matched: Vec<String> =
+                audiences.iter().filter(|a| crate::authn::API_AUDIENCES.contains(a)).map(|a| a.to_string()).collect();
+            if matched.is_empty() {
+                return None;
+            }
             let user = crate::authn::bootstrap::authenticate(&self.cache, token)?;
-            return Some((user, audiences.iter().map(|a| a.to_string()).collect()));
+            return Some((user, matched));
         }
         let claims: Claims = self.issuer.verify_signature(token)?;
         let now = now_secs();

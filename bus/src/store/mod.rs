@@ -130,7 +130,30 @@ fn readable(
         Some(e) if e.covers(&key.group, &key.resource) || encryption::is_encrypted(&stored) => {
             e.decrypt(subject, stored).map_err(|err| StoreError::Internal(format!("{key}: {err}")))
         }
+        None if encryption::is_encrypted(&stored) => Err(StoreError::Internal(format!(
+            "{key} is stored encrypted: start with the --encryption-provider-config that wrote it"
+        ))),
         _ => Ok(stored),
+    }
+}
+
+/// [`readable`] for lists and watches: an object that cannot be read is logged and counted,
+/// and left out (a deletion keeps its key, with an empty object), so one bad object never
+/// stops a list or a watch, and so the API server.
+fn readable_or_skipped(
+    encryption: Option<&encryption::Encryption>,
+    key: &Key,
+    subject: &str,
+    stored: Bytes,
+    deleted: bool,
+) -> Option<Bytes> {
+    match readable(encryption, key, subject, stored) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            crate::metrics::UNREADABLE_OBJECTS.inc();
+            tracing::error!(error = %e, "an object cannot be read; left out");
+            deleted.then(|| Bytes::from_static(b"{}"))
+        }
     }
 }
 
@@ -194,6 +217,11 @@ impl Store {
     pub fn with_encryption(mut self, encryption: std::sync::Arc<encryption::Encryption>) -> Store {
         self.encryption = Some(encryption);
         self
+    }
+
+    /// Whether objects of `resource` in `group` are stored encrypted.
+    pub fn encrypts(&self, group: &str, resource: &str) -> bool {
+        self.encryption.as_ref().is_some_and(|e| e.covers(group, resource))
     }
 
     pub fn config(&self) -> &StoreConfig {
@@ -399,7 +427,9 @@ impl Store {
         let (mut objects, mut tombstones) = (Vec::new(), Vec::new());
         for (subject, (rev, delete, value)) in latest {
             let Some(key) = Key::from_subject(&self.root, &subject) else { continue };
-            let value = readable(self.encryption.as_deref(), &key, &subject, value)?;
+            let Some(value) = readable_or_skipped(self.encryption.as_deref(), &key, &subject, value, delete) else {
+                continue;
+            };
             if delete {
                 tombstones.push((key, rev));
             } else {

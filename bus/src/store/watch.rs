@@ -86,11 +86,13 @@ impl Stream for Watch {
                 Some(h) if h.get(OP_HEADER).is_some_and(|v| v.as_str() == "create") => EventType::Added,
                 _ => EventType::Modified,
             };
-            let value =
-                match super::readable(self.encryption.as_deref(), &key, msg.subject.as_str(), msg.payload.clone()) {
-                    Ok(v) => v,
-                    Err(e) => return Poll::Ready(Some(Err(e))),
-                };
+            let deleted = kind == EventType::Deleted;
+            let stored = msg.payload.clone();
+            let Some(value) =
+                super::readable_or_skipped(self.encryption.as_deref(), &key, msg.subject.as_str(), stored, deleted)
+            else {
+                continue;
+            };
             WATCH_EVENTS.with_label_values(&[kind.as_str()]).inc();
             return Poll::Ready(Some(Ok(Event { kind, key, revision, value })));
         }

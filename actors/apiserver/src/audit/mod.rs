@@ -16,8 +16,10 @@ use serde_json::{json, Value};
 use std::sync::LazyLock;
 use std::time::SystemTime;
 
-/// Events waiting to be published at most (about 1 KB each).
+/// Events waiting to be published at most...
 const QUEUE: usize = 16_384;
+/// ...and their bytes at most (an event at level Request carries its object, up to ~1.5 MiB).
+const QUEUE_BYTES: usize = 64 << 20;
 
 static EVENTS: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
     prometheus::register_int_counter!(
@@ -50,25 +52,34 @@ const PLUGIN: &str = "nats";
 pub struct Auditor {
     policy: Policy,
     queue: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
+    /// Bytes of the events in the queue.
+    queued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Auditor {
     /// Audits nothing (tests of the request path alone).
     pub fn disabled() -> Auditor {
-        Auditor { policy: Policy { rules: Vec::new(), ..Policy::default_policy() }, queue: None }
+        Auditor {
+            policy: Policy { rules: Vec::new(), ..Policy::default_policy() },
+            queue: None,
+            queued: Default::default(),
+        }
     }
 
     /// Publishes events to `subject` (the audit stream's) on `client`, from a task of its own.
     pub fn start(client: async_nats::Client, subject: String, policy: Policy) -> Auditor {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(QUEUE);
+        let queued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let sent = queued.clone();
         tokio::spawn(async move {
             while let Some(event) = rx.recv().await {
+                sent.fetch_sub(event.len(), std::sync::atomic::Ordering::Relaxed);
                 if client.publish(subject.clone(), event.into()).await.is_err() {
                     ERRORS.with_label_values(&[PLUGIN]).inc();
                 }
             }
         });
-        Auditor { policy, queue: Some(tx) }
+        Auditor { policy, queue: Some(tx), queued }
     }
 
     /// The level of a request, by the policy.
@@ -84,9 +95,20 @@ impl Auditor {
     pub fn record(&self, level: Level, entry: Entry<'_>) {
         let Some(queue) = &self.queue else { return };
         LEVELS.with_label_values(&[level_name(level)]).inc();
-        match queue.try_send(entry.event(level)) {
+        use std::sync::atomic::Ordering;
+        let event = entry.event(level);
+        let len = event.len();
+        if self.queued.fetch_add(len, Ordering::Relaxed) + len > QUEUE_BYTES {
+            self.queued.fetch_sub(len, Ordering::Relaxed);
+            ERRORS.with_label_values(&[PLUGIN]).inc();
+            return;
+        }
+        match queue.try_send(event) {
             Ok(()) => EVENTS.inc(),
-            Err(_) => ERRORS.with_label_values(&[PLUGIN]).inc(),
+            Err(_) => {
+                self.queued.fetch_sub(len, Ordering::Relaxed);
+                ERRORS.with_label_values(&[PLUGIN]).inc();
+            }
         }
     }
 }
@@ -128,8 +150,11 @@ fn user_json(u: &UserInfo) -> Value {
 /// embeds the bytes as they are.
 fn json_object(body: &[u8]) -> Option<&[u8]> {
     let trimmed = body.trim_ascii();
-    (trimmed.first() == Some(&b'{') && serde_json::from_slice::<serde::de::IgnoredAny>(trimmed).is_ok())
-        .then_some(trimmed)
+    // (UTF-8 checked apart: skipping a string, serde does not look inside it.)
+    (trimmed.first() == Some(&b'{')
+        && std::str::from_utf8(trimmed).is_ok()
+        && serde_json::from_slice::<serde::de::IgnoredAny>(trimmed).is_ok())
+    .then_some(trimmed)
 }
 
 /// A request's object as JSON: a JSON body as it came, a protobuf or YAML one (kubectl sends

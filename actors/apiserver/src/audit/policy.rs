@@ -165,16 +165,19 @@ impl PolicyRule {
             "" => a.resource.clone(),
             sub => format!("{}/{sub}", a.resource),
         };
+        // Upstream's matching: no resources is the whole group; `x/*` is x and its
+        // subresources, `*/s` subresource s of anything; names narrow a listed resource.
         self.resources.iter().any(|gr| {
             gr.group == a.api_group
                 && (gr.resources.is_empty()
-                    || gr.resources.iter().any(|r| {
-                        r == &full
-                            || r == "*"
-                            || (!a.subresource.is_empty()
-                                && (r == &format!("{}/*", a.resource) || r == &format!("*/{}", a.subresource)))
-                    }))
-                && (gr.resource_names.is_empty() || gr.resource_names.iter().any(|n| n == &a.name))
+                    || ((gr.resource_names.is_empty() || gr.resource_names.iter().any(|n| n == &a.name))
+                        && gr.resources.iter().any(|r| {
+                            r == &full
+                                || r == "*"
+                                || r.strip_suffix("/*").is_some_and(|res| res == a.resource)
+                                || (!a.subresource.is_empty()
+                                    && r.strip_prefix("*/").is_some_and(|sub| sub == a.subresource))
+                        })))
         })
     }
 }
@@ -214,7 +217,8 @@ mod tests {
         .unwrap();
         let admin = UserInfo::new("a", &[]);
         assert_eq!(p.level(&attrs(admin.clone(), "get", "", "pods/log")), Level::RequestResponse);
-        assert_eq!(p.level(&attrs(admin.clone(), "get", "", "pods")), Level::None);
+        assert_eq!(p.level(&attrs(admin.clone(), "get", "", "pods")), Level::RequestResponse, "x/* is x too");
+        assert_eq!(p.level(&attrs(admin.clone(), "get", "", "services")), Level::None);
         let ks = Attributes::resource(&admin, "create", "", "configmaps", "kube-system", "c");
         assert_eq!(p.level(&ks), Level::Metadata);
         assert!(Policy::parse("apiVersion: v1\nkind: ConfigMap\n", "p").is_err());
