@@ -44,11 +44,22 @@ fn the_audit_stream_records_who_changed_what() {
     c.kubectl(&["create", "configmap", "as-jane", "--as=jane", "--as-group=system:masters"]).expect_ok();
     let refused = c.kubectl(&["create", "configmap", "nope", "--as=system:serviceaccount:default:limited"]);
     assert!(!refused.ok);
+    // Pod streams too (upstream records `create pods/exec`): one for a pod that is not there,
+    // one refused.
+    let exec = "/api/v1/namespaces/default/pods/ghost/exec?command=true";
+    assert!(!c.kubectl_stdin(&["create", "--raw", exec, "-f", "-"], "{}").ok);
+    let as_limited = "--as=system:serviceaccount:default:limited";
+    assert!(!c.kubectl_stdin(&["create", "--raw", exec, "-f", "-", as_limited], "{}").ok);
 
     let events = common::eventually(20, || {
         let events = audit_events(&c);
-        find(&events, "create", "configmaps", "nope").is_some().then_some(events)
+        let execs = events.iter().filter(|e| e["objectRef"]["subresource"] == "exec").count();
+        (find(&events, "create", "configmaps", "nope").is_some() && execs == 2).then_some(events)
     });
+    let execs: Vec<&Value> = events.iter().filter(|e| e["objectRef"]["subresource"] == "exec").collect();
+    assert!(execs.iter().all(|e| e["verb"] == "create" && e["objectRef"]["name"] == "ghost"), "{execs:?}");
+    let codes: Vec<&Value> = execs.iter().map(|e| &e["responseStatus"]["code"]).collect();
+    assert!(codes.contains(&&Value::from(404)) && codes.contains(&&Value::from(403)), "{codes:?}");
     // A create with its user, object and code.
     let web = find(&events, "create", "deployments", "web").expect("the Deployment's create");
     assert_eq!(web["apiVersion"], "audit.k8s.io/v1");

@@ -42,6 +42,13 @@ pub struct ApiState {
     pub audit: Arc<crate::audit::Auditor>,
 }
 
+/// A pod stream admitted: who it runs as, and what the audit records of it.
+pub struct StreamAdmission {
+    pub user: UserInfo,
+    audit: Option<Audited>,
+    received: std::time::SystemTime,
+}
+
 /// What the audit policy records of a request, known once its user is.
 struct Audited {
     level: crate::audit::policy::Level,
@@ -94,11 +101,6 @@ impl ApiState {
         result.map(|()| user)
     }
 
-    /// The user a request runs as: who authenticated, or whom they may impersonate.
-    fn identify(&self, presented: &Presented, path: &str) -> Result<UserInfo, StatusError> {
-        self.identify_as(presented, path).map(|(_, user)| user)
-    }
-
     /// Who authenticated, and the user the request runs as (another if it impersonates).
     fn identify_as(&self, presented: &Presented, path: &str) -> Result<(UserInfo, UserInfo), StatusError> {
         let user = match (&presented.channel, &self.assertions) {
@@ -116,17 +118,20 @@ impl ApiState {
     /// Admits a pod stream (`log`, `exec`, `attach`, `portforward`), served outside the
     /// request handler: reading logs is `get` on pods/log, the others `create` on their
     /// subresource (what upstream checks for both their POST and WebSocket forms).
+    /// The admission is audited as the policy says (upstream records `create pods/exec`): a
+    /// refusal at once, an admitted stream by [`ApiState::audit_stream`] once its pod is found.
     pub fn admit_stream(
         &self,
         presented: &Presented,
         namespace: &str,
         name: &str,
         subresource: &str,
-    ) -> Result<UserInfo, StatusError> {
+    ) -> Result<StreamAdmission, StatusError> {
+        let received = std::time::SystemTime::now();
         // A pod stream is never a public-info path.
-        let user = self.identify(presented, "")?;
+        let (authenticated, user) = self.identify_as(presented, "")?;
         let verb = if subresource == "log" { "get" } else { "create" };
-        let attrs = crate::authorization::Attributes::resource(
+        let mut attrs = crate::authorization::Attributes::resource(
             &user,
             verb,
             "",
@@ -134,8 +139,47 @@ impl ApiState {
             namespace,
             name,
         );
-        self.authorize(&attrs)?;
-        Ok(user)
+        attrs.api_version = "v1".into();
+        let level =
+            self.audit.level(&crate::authorization::Attributes { user: authenticated.clone(), ..attrs.clone() });
+        let impersonated = (authenticated.name != user.name).then_some(authenticated);
+        let admission = StreamAdmission {
+            user,
+            audit: (level > crate::audit::policy::Level::None).then_some(Audited {
+                level,
+                attrs: attrs.clone(),
+                authenticated: impersonated,
+            }),
+            received,
+        };
+        if let Err(e) = self.authorize(&attrs) {
+            self.audit_stream(&admission, e.code);
+            return Err(e);
+        }
+        Ok(admission)
+    }
+
+    /// Records a pod stream on the audit stream with the code it was answered with.
+    pub fn audit_stream(&self, admission: &StreamAdmission, code: u16) {
+        let Some(a) = &admission.audit else { return };
+        let req = ApiRequest {
+            method: if a.attrs.verb == "get" { "GET" } else { "POST" }.into(),
+            path: format!("/api/v1/namespaces/{}/pods/{}/{}", a.attrs.namespace, a.attrs.name, a.attrs.subresource),
+            query: String::new(),
+            content_type: None,
+            accept: None,
+            body: Vec::new(),
+            user_agent: String::new(),
+        };
+        let entry = crate::audit::Entry {
+            attrs: &a.attrs,
+            authenticated: a.authenticated.as_ref(),
+            req: &req,
+            code,
+            received: admission.received,
+            response: None,
+        };
+        self.audit.record(a.level, entry);
     }
 
     /// Refuses what `attrs` asks unless the authorizer allows it (upstream's 403).

@@ -170,8 +170,10 @@ pub async fn serve(
     let result = async {
         let query = MultiQuery::parse(req.query_string());
         let presented = crate::http::presented(&req);
-        state.admit_stream(&presented, &namespace, &name, &sub)?;
-        let pod = get_pod(&state, &namespace, &name).await?;
+        let admission = state.admit_stream(&presented, &namespace, &name, &sub)?;
+        let pod = get_pod(&state, &namespace, &name).await;
+        state.audit_stream(&admission, pod.as_ref().map_or_else(|r| r.code, |_| if sub == "log" { 200 } else { 101 }));
+        let pod = pod?;
         let upgrade = Upgrade { req: &req, payload, query: &query, pod: &pod, ctx: &ctx };
         match kind {
             "logs" => logs::serve(&req, &query, &pod, &ctx).await,

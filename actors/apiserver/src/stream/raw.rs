@@ -132,8 +132,10 @@ pub async fn serve(mut io: Connection, head: UpgradeHead, state: ApiState, ctx: 
                 io.channel.clone(),
                 head.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
             );
-            state.admit_stream(&presented, &namespace, &name, &sub)?;
-            let pod = get_pod(&state, &namespace, &name).await?;
+            let admission = state.admit_stream(&presented, &namespace, &name, &sub)?;
+            let pod = get_pod(&state, &namespace, &name).await;
+            state.audit_stream(&admission, pod.as_ref().map_or_else(|r| r.code, |_| if sub == "log" { 200 } else { 101 }));
+            let pod = pod?;
             if kind == "portforward" {
                 let target = portforward::accept(&head.method, &q, &pod)?;
                 portforward::negotiate_spdy(&head.values("x-stream-protocol-version"))?;
