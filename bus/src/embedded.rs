@@ -208,8 +208,7 @@ impl EmbeddedNats {
         let addr = host_port(&host, port);
         let server_name = format!("kubus-{}", random_token());
         let log = data_dir.join("nats-server.log");
-        let loopback = host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()) || host == "localhost";
-        if !loopback && tls.is_none() {
+        if !crate::is_loopback_host(&host) && tls.is_none() {
             return Err(EmbeddedError::NeedsTls { addr });
         }
         let password = password(data_dir)?;
@@ -601,7 +600,7 @@ pub(crate) fn signal(pid: u32, sig: &str) {
 
 /// `host:port` (`[v6]:port`) split into the bare host and the port; a port that does not
 /// parse is 0 (pick a free one), a bare host gets NATS' standard port.
-fn split_listen(listen: &str) -> (String, u16) {
+pub fn split_listen(listen: &str) -> (String, u16) {
     if let Ok(addr) = listen.parse::<std::net::SocketAddr>() {
         return (addr.ip().to_string(), addr.port());
     }

@@ -107,18 +107,17 @@ impl Login {
     }
 }
 
+/// Whether `host` (a name or an address, bare) is this machine's loopback.
+pub fn is_loopback_host(host: &str) -> bool {
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Whether every one of `urls` (comma-separated) names a loopback host: the only place a
 /// NATS server of Kubus's listens without TLS.
 pub fn is_loopback_url(urls: &str) -> bool {
     redact(urls).split(',').all(|url| {
-        let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-        let host = match rest.rsplit_once(':') {
-            Some((h, _)) if !h.ends_with(']') && h.contains(':') => rest,
-            Some((h, _)) => h,
-            None => rest,
-        };
-        let host = host.trim_matches(['[', ']']);
-        host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        let (host, _) = embedded::split_listen(url.split_once("://").map_or(url, |(_, rest)| rest));
+        is_loopback_host(&host)
     })
 }
 
@@ -129,7 +128,8 @@ pub async fn connect_once(
     name: &str,
     login: &Login,
 ) -> Result<async_nats::Client, async_nats::ConnectError> {
-    login.apply(async_nats::ConnectOptions::new().name(name), urls).connect(redact(urls)).await
+    let options = async_nats::ConnectOptions::new().name(name).connection_timeout(std::time::Duration::from_secs(5));
+    login.apply(options, urls).connect(redact(urls)).await
 }
 
 /// Connects to NATS (comma-separated URLs) as `login` says, retrying the first connection for

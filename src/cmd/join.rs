@@ -89,17 +89,17 @@ pub async fn join(
         bail!("--token must be a bootstrap token, [a-z0-9]{{6}}.[a-z0-9]{{16}} (as `kubus token create` prints)");
     };
     let url = kubus_bus::redact(url);
-    let mut options = async_nats::ConnectOptions::new()
-        .name("kubus-node-join")
-        .user_and_password(kubus_bus::nats_users::bootstrap_user(id), secret.to_string())
-        .custom_inbox_prefix(kubus_bus::nats_users::bootstrap_inbox_prefix(cluster, id))
-        .connection_timeout(Duration::from_secs(5));
+    let mut login = kubus_bus::Login {
+        user_password: Some((kubus_bus::nats_users::bootstrap_user(id), secret.to_string())),
+        inbox_prefix: Some(kubus_bus::nats_users::bootstrap_inbox_prefix(cluster, id)),
+        ..Default::default()
+    };
     // Beyond loopback only over TLS, to the server whose chain holds the pinned CA: the
     // token's secret goes to no one else.
     let loopback = kubus_bus::is_loopback_url(&url);
     match ca_cert_hash {
         Some(hash) if !loopback || url.starts_with("tls://") => {
-            options = options.tls_client_config(kubus_bus::tls::trust_pinned(hash)?).require_tls(true)
+            login.tls = Some(std::sync::Arc::new(kubus_bus::tls::trust_pinned(hash)?))
         }
         Some(_) => {}
         None if !loopback || url.starts_with("tls://") => {
@@ -110,7 +110,7 @@ pub async fn join(
     let started = tokio::time::Instant::now();
     let client = loop {
         let refused = |e: &async_nats::ConnectError| e.kind() == async_nats::ConnectErrorKind::AuthorizationViolation;
-        match options.clone().connect(url.as_str()).await {
+        match kubus_bus::connect_once(&url, "kubus-node-join", &login).await {
             Ok(c) => break c,
             Err(e) if started.elapsed() < if refused(&e) { LOGIN_RETRY } else { JOIN_TIMEOUT } => {
                 tracing::debug!(error = %e, "joining: cannot log in yet; retrying");

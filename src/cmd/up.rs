@@ -180,11 +180,11 @@ fn embedded_tls(
     listen: &str,
     node_ip: std::net::IpAddr,
 ) -> anyhow::Result<Option<kubus_bus::embedded::EmbeddedTls>> {
-    let host = listen.rsplit_once(':').map_or(listen, |(h, _)| h).trim_matches(['[', ']']);
-    let ip = host.parse::<std::net::IpAddr>().ok();
-    if ip.is_some_and(|ip| ip.is_loopback()) || host == "localhost" {
+    let (host, _) = kubus_bus::embedded::split_listen(listen);
+    if kubus_bus::is_loopback_host(&host) {
         return Ok(None);
     }
+    let ip = host.parse::<std::net::IpAddr>().ok();
     let mut ips = vec![std::net::IpAddr::from([127, 0, 0, 1]), node_ip];
     ips.extend(ip.filter(|ip| !ip.is_unspecified()));
     let mut dns = vec!["localhost".to_string(), crate::cmd::node::hostname()];

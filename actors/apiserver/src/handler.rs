@@ -85,20 +85,27 @@ impl ApiState {
     ) -> Result<UserInfo, StatusError> {
         let (authenticated, user) = self.identify_as(presented, &req.path)?;
         let attrs = crate::authorization::request_attributes(&user, req, r, q);
-        // The policy is of who authenticated (as upstream's): impersonating a component does
-        // not lower what is recorded.
+        let result = self.authorize(&attrs);
+        *audit = self.audited(authenticated, &user, attrs);
+        result.map(|()| user)
+    }
+
+    /// What the audit policy records of a request of `attrs`, by who authenticated (as
+    /// upstream's: impersonating a component does not lower what is recorded).
+    fn audited(
+        &self,
+        authenticated: UserInfo,
+        user: &UserInfo,
+        attrs: crate::authorization::Attributes,
+    ) -> Option<Audited> {
         let level = match authenticated.name == user.name {
             true => self.audit.level(&attrs),
             false => {
                 self.audit.level(&crate::authorization::Attributes { user: authenticated.clone(), ..attrs.clone() })
             }
         };
-        let result = self.authorize(&attrs);
-        if level > crate::audit::policy::Level::None {
-            let impersonated = (authenticated.name != user.name).then_some(authenticated);
-            *audit = Some(Audited { level, attrs, authenticated: impersonated });
-        }
-        result.map(|()| user)
+        let impersonated = (authenticated.name != user.name).then_some(authenticated);
+        (level > crate::audit::policy::Level::None).then_some(Audited { level, attrs, authenticated: impersonated })
     }
 
     /// Who authenticated, and the user the request runs as (another if it impersonates).
@@ -140,18 +147,8 @@ impl ApiState {
             name,
         );
         attrs.api_version = "v1".into();
-        let level =
-            self.audit.level(&crate::authorization::Attributes { user: authenticated.clone(), ..attrs.clone() });
-        let impersonated = (authenticated.name != user.name).then_some(authenticated);
-        let admission = StreamAdmission {
-            user,
-            audit: (level > crate::audit::policy::Level::None).then_some(Audited {
-                level,
-                attrs: attrs.clone(),
-                authenticated: impersonated,
-            }),
-            received,
-        };
+        let audit = self.audited(authenticated, &user, attrs.clone());
+        let admission = StreamAdmission { user, audit, received };
         if let Err(e) = self.authorize(&attrs) {
             self.audit_stream(&admission, e.code);
             return Err(e);

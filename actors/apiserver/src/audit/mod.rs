@@ -59,11 +59,7 @@ pub struct Auditor {
 impl Auditor {
     /// Audits nothing (tests of the request path alone).
     pub fn disabled() -> Auditor {
-        Auditor {
-            policy: Policy { rules: Vec::new(), ..Policy::default_policy() },
-            queue: None,
-            queued: Default::default(),
-        }
+        Auditor { policy: Policy::default(), queue: None, queued: Default::default() }
     }
 
     /// Publishes events to `subject` (the audit stream's) on `client`, from a task of its own.

@@ -44,7 +44,7 @@ pub struct PolicyRule {
     pub omit_managed_fields: Option<bool>,
 }
 
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Policy {
     #[serde(default)]
