@@ -74,6 +74,14 @@ fn the_audit_stream_records_who_changed_what() {
     assert_eq!(web["requestObject"]["kind"], "Deployment");
     assert!(web["userAgent"].as_str().unwrap().starts_with("kubectl"), "{web}");
     assert!(!web["auditID"].as_str().unwrap().is_empty());
+    // The Deployment's ReplicaSet was made by the deployment controller's own ServiceAccount,
+    // recorded without content as the control plane's writes are.
+    let rs = common::eventually(20, || {
+        audit_events(&c).into_iter().find(|e| e["verb"] == "create" && e["objectRef"]["resource"] == "replicasets")
+    });
+    assert_eq!(rs["user"]["username"], "system:serviceaccount:kube-system:deployment-controller", "{rs}");
+    assert_eq!(rs["level"], "Metadata");
+    assert_eq!(rs["responseStatus"]["code"], 201);
     // A Secret: who and what, never its data.
     let secret = find(&events, "create", "secrets", "hidden").expect("the Secret's create");
     assert_eq!(secret["level"], "Metadata");

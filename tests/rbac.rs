@@ -171,3 +171,64 @@ fn roles_bindings_impersonation_reviews_and_escalation() {
     // VERBS is the last column (reviews have no categories).
     assert!(reviews.iter().all(|cols| cols.last() == Some(&"create")), "{resources}");
 }
+
+/// Each controller acts as its own ServiceAccount with only its `system:controller:*` role
+/// (upstream's --use-service-account-credentials, as kubeadm runs it), the controller manager
+/// itself is no longer in system:masters, and a controller whose ServiceAccount is deleted gets
+/// it back and carries on.
+#[test]
+fn controllers_act_as_their_own_service_accounts() {
+    let c = Cluster::start_with("ctrl-sa", &["--sim-nodes", "2"]);
+    c.kubectl(&["create", "deployment", "web", "--image=busybox", "--replicas=2"]).expect_ok();
+    let c = &c;
+    let pods = |n: usize| {
+        move || {
+            let out = c.kubectl(&["get", "pods", "-l", "app=web", "-o", "name"]).expect_ok();
+            (out.lines().count() == n).then_some(())
+        }
+    };
+    common::eventually(60, pods(2));
+
+    // The ServiceAccounts, roles and bindings as upstream names them.
+    let sas = c.kubectl(&["get", "serviceaccounts", "-n", "kube-system", "-o", "name"]).expect_ok();
+    for sa in ["deployment-controller", "replicaset-controller", "generic-garbage-collector", "namespace-controller"] {
+        assert!(sas.lines().any(|l| l == format!("serviceaccount/{sa}")), "{sa} missing: {sas}");
+    }
+    let binding = c.get_json(&["clusterrolebinding", "system:controller:deployment-controller"]);
+    assert_eq!(binding["roleRef"]["name"], "system:controller:deployment-controller");
+    assert_eq!(binding["subjects"][0]["kind"], "ServiceAccount");
+    assert_eq!(binding["subjects"][0]["namespace"], "kube-system");
+
+    // Only its role: the deployment controller makes ReplicaSets, not Pods, and reads no
+    // Secrets; the controller manager itself may not make Pods either.
+    let can = |args: &[&str]| c.kubectl(&[&["auth", "can-i"], args].concat()).stdout.trim().to_string();
+    let deployments = "--as=system:serviceaccount:kube-system:deployment-controller";
+    assert_eq!(can(&["create", "replicasets.apps", "-n", "default", deployments]), "yes");
+    assert_eq!(can(&["create", "pods", "-n", "default", deployments]), "no");
+    assert_eq!(can(&["get", "secrets", "-n", "default", deployments]), "no");
+    assert_eq!(can(&["create", "pods", "-n", "default", "--as=system:kube-controller-manager"]), "no");
+    assert_eq!(
+        can(&["create", "pods", "-n", "default", "--as=system:serviceaccount:kube-system:replicaset-controller"]),
+        "yes"
+    );
+
+    // A deleted ServiceAccount is made again at the controller's next refused request, and the
+    // controller goes on (here: the ReplicaSet controller scaling up).
+    c.kubectl(&["delete", "serviceaccount", "replicaset-controller", "-n", "kube-system"]).expect_ok();
+    c.kubectl(&["scale", "deployment", "web", "--replicas=4"]).expect_ok();
+    common::eventually(90, pods(4));
+    common::eventually(30, || {
+        c.kubectl(&["get", "serviceaccount", "replicaset-controller", "-n", "kube-system"]).ok.then_some(())
+    });
+
+    // Namespaces get their `default` ServiceAccount (as upstream's service account
+    // controller), Services their EndpointSlices (as upstream's EndpointSlice controller).
+    c.kubectl(&["create", "namespace", "fresh"]).expect_ok();
+    common::eventually(30, || c.kubectl(&["get", "serviceaccount", "default", "-n", "fresh"]).ok.then_some(()));
+    c.kubectl(&["expose", "deployment", "web", "--port=80"]).expect_ok();
+    common::eventually(30, || {
+        let out =
+            c.kubectl(&["get", "endpointslices", "-l", "kubernetes.io/service-name=web", "-o", "name"]).expect_ok();
+        (!out.trim().is_empty()).then_some(())
+    });
+}

@@ -106,6 +106,11 @@ impl ApiClient {
         self
     }
 
+    /// What this client presents.
+    pub fn credential(&self) -> &Credential {
+        &self.credential
+    }
+
     /// This client with another user agent, same connection and credential.
     pub fn with_user_agent(mut self, user_agent: &str) -> Self {
         self.user_agent = user_agent.to_string();

@@ -112,6 +112,8 @@ pub enum Credential {
     Token(Arc<str>),
     /// A client certificate, presented by assertions signed with its key.
     Certificate(Arc<CertificateAssertion>),
+    /// A bearer token its holder renews before it expires (a controller's ServiceAccount token).
+    Renewed(Arc<RenewedToken>),
 }
 
 /// Credentials never reach a log line.
@@ -121,6 +123,7 @@ impl std::fmt::Debug for Credential {
             Credential::None => f.write_str("None"),
             Credential::Token(_) => f.write_str("Token(<redacted>)"),
             Credential::Certificate(a) => write!(f, "Certificate({:?})", a.audience),
+            Credential::Renewed(_) => f.write_str("Renewed(<redacted>)"),
         }
     }
 }
@@ -141,7 +144,37 @@ impl Credential {
             Credential::None => Ok(None),
             Credential::Token(value) => Ok(Some(value.clone())),
             Credential::Certificate(a) => Ok(Some(a.current()?)),
+            Credential::Renewed(t) => Ok(t.current()),
         }
+    }
+
+    /// Tells the credential's holder the API server refused it (401), so a renewed token is
+    /// renewed now rather than at its due time (its ServiceAccount may have been replaced).
+    pub fn refused(&self) {
+        if let Credential::Renewed(t) = self {
+            t.stale.notify_one();
+        }
+    }
+}
+
+/// A bearer token replaced by its holder (`set`) before it expires; requests take the latest.
+#[derive(Default)]
+pub struct RenewedToken {
+    current: std::sync::RwLock<Option<Arc<str>>>,
+    /// Signalled when the API server refused the token.
+    pub stale: tokio::sync::Notify,
+}
+
+impl RenewedToken {
+    /// From now on requests present `token`.
+    pub fn set(&self, token: &str) {
+        let value: Arc<str> = format!("Bearer {}", token.trim()).into();
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(value);
+    }
+
+    /// The header value to send (None until the first token is set).
+    pub fn current(&self) -> Option<Arc<str>> {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 

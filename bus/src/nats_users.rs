@@ -1,7 +1,11 @@
 //! Who may log in to the embedded nats-server, and what each may do there.
 //!
 //! - The administrator, user [`crate::embedded::USER`] with the data dir's password: the
-//!   control plane's own connections (store, API server, controllers) and local tools.
+//!   store and the API server (one connection), and local tools.
+//! - The control plane's other components, each by an nkey made at every start (only its
+//!   public key is written): the controller manager and scheduler ([`Component::Requests`]:
+//!   the API subjects and replies under their own inbox prefix, nothing of the streams), and
+//!   the informers ([`Component::Informers`]: reading the objects stream, never writing it).
 //! - A node, by the nkey it registered when it joined: the API subjects, its own node's
 //!   usage and stream subjects, replies under its own inbox prefix, and nothing of the streams
 //!   (no `$JS.API`, no `kubus.<c>.obj|keys|meta`), nor another node's subjects.
@@ -38,6 +42,29 @@ pub enum UsersError {
 /// to, and the one the API server answers a node's requests on.
 pub fn node_inbox_prefix(cluster: &str, node: &str) -> String {
     format!("_INBOX.{cluster}.node-{}", encode_token(node))
+}
+
+/// A control-plane component that needs less than the administrator's rights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Component {
+    /// Clients of the API server over NATS only (controller manager, scheduler).
+    Requests,
+    /// Informers reading the objects stream directly (list, then watch by consumers).
+    Informers,
+}
+
+impl Component {
+    fn name(self) -> &'static str {
+        match self {
+            Component::Requests => "cp-components",
+            Component::Informers => "cp-informers",
+        }
+    }
+}
+
+/// The prefix of a component's reply subjects.
+pub fn component_inbox_prefix(cluster: &str, component: Component) -> String {
+    format!("_INBOX.{cluster}.{}", component.name())
 }
 
 /// A new nkey user key: its public key (`U...`, what the server's configuration holds) and
@@ -82,6 +109,8 @@ struct Inner {
     admin_password: String,
     registered: Registered,
     bootstrap: BTreeMap<(String, String), Bootstrap>,
+    /// (cluster, component) -> nkey public key, of this start.
+    components: BTreeMap<(String, Component), String>,
 }
 
 /// The embedded server's users (see the module's documentation); cheap to clone.
@@ -121,6 +150,7 @@ impl NatsUsers {
                 admin_password: admin_password.to_string(),
                 registered,
                 bootstrap: BTreeMap::new(),
+                components: BTreeMap::new(),
             })),
         };
         users.lock().write()?;
@@ -163,6 +193,26 @@ impl NatsUsers {
         }
         nodes.insert(node.to_string(), nkey.to_string());
         inner.persist()?;
+        inner.write()?;
+        inner.reload();
+        Ok(())
+    }
+
+    /// Lets `component` of `cluster` log in with `nkey` (replacing the key it had).
+    pub fn register_component(&self, cluster: &str, component: Component, nkey: &str) -> Result<(), UsersError> {
+        if !is_token(cluster) {
+            return Err(UsersError::Cluster(cluster.to_string()));
+        }
+        if !nkey.starts_with('U') || nkeys::KeyPair::from_public_key(nkey).is_err() {
+            return Err(UsersError::Nkey(nkey.to_string()));
+        }
+        let mut inner = self.lock();
+        let in_use = inner.registered.nodes.values().any(|nodes| nodes.values().any(|k| k == nkey))
+            || inner.components.iter().any(|(k, v)| v == nkey && k != &(cluster.to_string(), component));
+        if in_use {
+            return Err(UsersError::NkeyInUse);
+        }
+        inner.components.insert((cluster.to_string(), component), nkey.to_string());
         inner.write()?;
         inner.reload();
         Ok(())
@@ -256,6 +306,33 @@ fn node_permissions(cluster: &str, node: &str) -> String {
     )
 }
 
+/// The permissions of a control-plane component of `cluster`.
+fn component_permissions(cluster: &str, component: Component) -> String {
+    let inbox = format!("{}.>", component_inbox_prefix(cluster, component));
+    let publish: Vec<String> = match component {
+        Component::Requests => vec![crate::api::api_subject(cluster), crate::api::api_priority_subject(cluster)],
+        Component::Informers => {
+            // What `Store::attach`, `list` and `watch` send: stream info, the compacted
+            // revision (a message get on the meta stream), and ordered pull consumers on the
+            // objects stream (made again after a gap, deleted, fetched from).
+            let config = crate::store::StoreConfig { cluster: cluster.to_string(), ..Default::default() };
+            let (objects, meta) = (config.objects_stream(), config.meta_stream());
+            vec![
+                format!("$JS.API.STREAM.INFO.{objects}"),
+                format!("$JS.API.STREAM.INFO.{meta}"),
+                format!("$JS.API.STREAM.MSG.GET.{objects}"),
+                format!("$JS.API.STREAM.MSG.GET.{meta}"),
+                format!("$JS.API.CONSUMER.CREATE.{objects}"),
+                format!("$JS.API.CONSUMER.CREATE.{objects}.>"),
+                format!("$JS.API.CONSUMER.INFO.{objects}.*"),
+                format!("$JS.API.CONSUMER.DELETE.{objects}.*"),
+                format!("$JS.API.CONSUMER.MSG.NEXT.{objects}.*"),
+            ]
+        }
+    };
+    format!("{{ publish: {{ allow: [{}] }}, subscribe: {{ allow: [{}] }} }}", list(&publish), quoted(&inbox))
+}
+
 fn bootstrap_permissions(cluster: &str, id: &str) -> String {
     format!(
         "{{ publish: {{ allow: [{}] }}, subscribe: {{ allow: [{}] }} }}",
@@ -279,6 +356,14 @@ impl Inner {
                     node_permissions(cluster, node)
                 ));
             }
+        }
+        for ((cluster, component), nkey) in &self.components {
+            users.push(format!(
+                "    # {} of cluster {cluster}\n    {{ nkey: {}, permissions: {} }}",
+                component.name(),
+                quoted(nkey),
+                component_permissions(cluster, *component)
+            ));
         }
         for ((cluster, id), b) in &self.bootstrap {
             users.push(format!(
@@ -348,6 +433,14 @@ mod tests {
         );
         assert!(conf.contains("\"bootstrap-abcdef\"") && conf.contains("\"kubus.c.join\""), "{conf}");
         assert!(!conf.contains("0123456789abcdef"), "the secret is hashed: {conf}");
+        // Components: their own keys (not a node's), their own inboxes, no stream writes.
+        let informers = nkeys::KeyPair::new_user().public_key();
+        assert!(matches!(users.register_component("c", Component::Informers, &key), Err(UsersError::NkeyInUse)));
+        users.register_component("c", Component::Informers, &informers).unwrap();
+        let conf = std::fs::read_to_string(dir.join(USERS_FILE)).unwrap();
+        assert!(conf.contains(&informers) && conf.contains("\"_INBOX.c.cp-informers.>\""), "{conf}");
+        assert!(conf.contains("\"$JS.API.CONSUMER.MSG.NEXT.KUBUS_c_OBJECTS.*\""), "{conf}");
+        assert!(!conf.contains("\"kubus.c.obj.>\""), "{conf}");
         // Kept for a restart.
         let again = NatsUsers::load(&dir, "pw").unwrap();
         assert_eq!(again.node_key("c", "a.b"), Some(key));

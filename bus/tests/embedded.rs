@@ -256,3 +256,92 @@ fn a_reconnection_to_another_server_ends_the_process() {
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(&format!("127.0.0.1:{port}")) && stderr.contains("someone-else"), "{stderr}");
 }
+
+/// The control plane's components beside the store log in by nkeys with less than the
+/// administrator's rights: the informers read the objects stream (list, then watch) and write
+/// nothing; the controller manager and scheduler reach the API subjects and no stream.
+#[tokio::test]
+async fn component_logins_do_only_their_part() {
+    use futures::StreamExt;
+    use kubus_bus::nats_users::{component_inbox_prefix, new_nkey, Component};
+    use kubus_bus::store::KeyPrefix;
+    let dir = temp_dir("embedded-components");
+    let nats = EmbeddedNats::start(&dir.0, "127.0.0.1:0", None).await.expect("starts");
+    let admin = kubus_bus::connect(nats.url(), "admin").await.unwrap();
+    let store = Store::open(admin, StoreConfig { cluster: "cp".into(), ..Default::default() }).await.unwrap();
+    store.create(&Key::new("", "pods", Some("a"), "before"), "{}".into()).await.unwrap();
+
+    let login = |component| {
+        let (public, seed) = new_nkey().unwrap();
+        nats.users().register_component("cp", component, &public).unwrap();
+        kubus_bus::Login {
+            nkey_seed: Some(seed),
+            inbox_prefix: Some(component_inbox_prefix("cp", component)),
+            ..Default::default()
+        }
+    };
+    let (informers_login, requests_login) = (login(Component::Informers), login(Component::Requests));
+    // Denials come back as server errors only (a denied request times out).
+    let errors = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let connect = |name: &'static str, login: kubus_bus::Login| {
+        let errors = errors.clone();
+        let url = nats.public_url().to_string();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let errors = errors.clone();
+                let options = async_nats::ConnectOptions::new()
+                    .nkey(login.nkey_seed.clone().unwrap())
+                    .custom_inbox_prefix(login.inbox_prefix.clone().unwrap())
+                    .event_callback(move |e| {
+                        let errors = errors.clone();
+                        async move {
+                            if let async_nats::Event::ServerError(e) = e {
+                                errors.lock().unwrap().push(e.to_string());
+                            }
+                        }
+                    });
+                match options.connect(&url).await {
+                    Ok(c) => return c,
+                    // The server may still be reloading its users.
+                    Err(e) if Instant::now() < deadline => {
+                        eprintln!("{name}: {e}; retrying");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Err(e) => panic!("{name} cannot log in: {e}"),
+                }
+            }
+        }
+    };
+
+    // The informers list and watch.
+    let informers = connect("informers", informers_login).await;
+    let reader = Store::attach(informers.clone(), "cp").await.expect("the informers attach");
+    let pods = KeyPrefix::new("", "pods", None);
+    let (items, rev) = reader.list(&pods).await.expect("the informers list");
+    assert_eq!(items.len(), 1);
+    let mut watch = reader.watch(Some(&pods), rev).await.expect("the informers watch");
+    store.create(&Key::new("", "pods", Some("a"), "after"), "{}".into()).await.unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(10), watch.next()).await.expect("an event in time");
+    assert!(event.is_some());
+    // ... and write nothing: neither an object nor a stream.
+    let subject = Key::new("", "pods", Some("a"), "forged").subject(&store.config().root());
+    let js = async_nats::jetstream::new(informers.clone());
+    let forged =
+        tokio::time::timeout(Duration::from_secs(3), async { js.publish(subject, "{}".into()).await?.await }).await;
+    assert!(!matches!(forged, Ok(Ok(_))), "the informers' login wrote an object");
+    assert!(js.delete_stream(store.config().objects_stream()).await.is_err());
+
+    // The controller manager's and scheduler's login reaches the API subject, and no stream.
+    let requests = connect("requests", requests_login).await;
+    let js = async_nats::jetstream::new(requests.clone());
+    let info = tokio::time::timeout(Duration::from_secs(3), js.get_stream(store.config().objects_stream())).await;
+    assert!(!matches!(info, Ok(Ok(_))), "the components' login read the objects stream");
+    requests.publish(kubus_bus::api::api_subject("cp"), "x".into()).await.unwrap();
+    requests.flush().await.unwrap();
+    let seen = errors.lock().unwrap().clone();
+    assert!(seen.iter().any(|e| e.contains("Permissions Violation")), "{seen:?}");
+    assert!(!seen.iter().any(|e| e.contains("kubus.cp.api\"")), "the API subject was refused: {seen:?}");
+    drop(store);
+    nats.stop().await;
+}

@@ -35,6 +35,11 @@ impl Nats {
         }
     }
 
+    /// The same server, logging in as `login`.
+    pub fn with_login(&self, login: kubus_bus::Login) -> Nats {
+        Nats { login, ..self.clone() }
+    }
+
     /// A connection whose I/O runs on `arbiter`'s thread.
     pub async fn connect_on(&self, arbiter: &actix::Arbiter, name: &'static str) -> anyhow::Result<async_nats::Client> {
         let this = self.clone();

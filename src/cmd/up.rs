@@ -80,6 +80,11 @@ pub struct UpArgs {
     /// this NATS (Leases in kube-system).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_elect: bool,
+    /// Run each controller as its own ServiceAccount in kube-system with only its
+    /// system:controller:* role (upstream's flag; on by default, as kubeadm sets it). Off, the
+    /// controllers act as the controller manager, which then needs system:masters' rights.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub use_service_account_credentials: bool,
     /// How long an Event is kept after its last write (kube-apiserver's flag; Go duration).
     #[arg(long, default_value = "1h", value_parser = kubus_apimachinery::time::parse_go_duration)]
     pub event_ttl: std::time::Duration,
@@ -360,6 +365,24 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         Some(e) => e.login().clone(),
         None => kubus_bus::Login::default(),
     };
+    // The components beside the store and the API server log in to the embedded server with
+    // less than the administrator's rights, by nkeys made at every start (on the user's NATS,
+    // with the login it gave).
+    let component_login = |component: kubus_bus::nats_users::Component| -> anyhow::Result<kubus_bus::Login> {
+        let mut component_login = login.clone();
+        if let Some(embedded) = &embedded {
+            let (public, seed) = kubus_bus::nats_users::new_nkey()?;
+            embedded.users().register_component(&args.cluster, component, &public)?;
+            component_login.nkey_seed = Some(seed);
+            component_login.inbox_prefix =
+                Some(kubus_bus::nats_users::component_inbox_prefix(&args.cluster, component));
+        }
+        Ok(component_login)
+    };
+    let (informers_login, requests_login) = (
+        component_login(kubus_bus::nats_users::Component::Informers)?,
+        component_login(kubus_bus::nats_users::Component::Requests)?,
+    );
     let nats_url =
         args.nats.clone().unwrap_or_else(|| embedded.as_ref().map(|e| e.url().to_string()).unwrap_or_default());
     // With the embedded server's password: readable by the owner only (local commands read it).
@@ -513,18 +536,26 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // One informer per resource for every actor of this process.
     let informers_thread = crate::cmd::named_arbiter("kube-informers");
     let informer_store = encrypting(
-        Store::attach(nats.connect_on(&informers_thread, "kubus-informers").await?, &args.cluster)
-            .await
-            .context("opening the object store for the informers")?,
+        Store::attach(
+            nats.with_login(informers_login).connect_on(&informers_thread, "kubus-informers").await?,
+            &args.cluster,
+        )
+        .await
+        .context("opening the object store for the informers")?,
     );
     let informers =
         kubus_controller_runtime::InformerFactory::new(informer_store).on_arbiter(informers_thread.handle());
     let controllers = {
-        let connection = nats.connect_on(&controllers_thread, "kubus-controller-manager").await?;
-        // Upstream's controllers each act as a ServiceAccount of their own
-        // (--use-service-account-credentials, the system:controller:* roles); until Kubus's do,
-        // the controller manager holds the rights of all of them.
-        let credential = identity(kubus_apiserver::authn::KUBE_CONTROLLER_MANAGER, &["system:masters"])?;
+        let connection =
+            nats.with_login(requests_login.clone()).connect_on(&controllers_thread, "kubus-controller-manager").await?;
+        // The controller manager itself only elects its leader and mints its controllers'
+        // tokens; each controller acts as a ServiceAccount of its own with only its
+        // system:controller:* role, as kubeadm runs upstream's (--use-service-account-credentials).
+        // Without that flag the controllers act as the manager, as upstream's then do with a
+        // kubeconfig of system:masters.
+        let with_sa_credentials = args.use_service_account_credentials && pki.is_some();
+        let groups: &[&str] = if with_sa_credentials { &[] } else { &["system:masters"] };
+        let credential = identity(kubus_apiserver::authn::KUBE_CONTROLLER_MANAGER, groups)?;
         let (informers, client) =
             (informers.clone(), component_client(connection, "kubus-controller-manager", credential));
         let config = kubus_controllers::ControllerConfig {
@@ -550,6 +581,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 downscale_stabilization: args.horizontal_pod_autoscaler_downscale_stabilization,
             },
             root_ca: pki.as_ref().map(|p| p.ca_pem.clone()),
+            use_service_account_credentials: with_sa_credentials,
         };
         let leader = leader_config("kube-controller-manager");
         actix::Supervisor::start_in_arbiter(&controllers_thread.handle(), move |_| {
@@ -557,7 +589,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         })
     };
     let scheduler = {
-        let connection = nats.connect_on(&scheduler_thread, "kubus-scheduler").await?;
+        let connection = nats.with_login(requests_login).connect_on(&scheduler_thread, "kubus-scheduler").await?;
         let credential = identity(kubus_apiserver::authn::KUBE_SCHEDULER, &[])?;
         let (informers, client) = (informers.clone(), component_client(connection, "kubus-scheduler", credential));
         let leader = leader_config("kube-scheduler");

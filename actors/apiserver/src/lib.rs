@@ -157,7 +157,7 @@ impl ApiServer {
         let issuer = token::TokenIssuer::load(&store).await?;
         let ready = Arc::new(AtomicBool::new(false));
         let authorizer = Arc::new(authorization::cluster_chain(cache.clone()));
-        let tokens = Arc::new(token::ServiceAccountTokens { issuer: Arc::new(issuer), cache: cache.clone() });
+        let tokens = Arc::new(token::ServiceAccountTokens::new(Arc::new(issuer), cache.clone()));
         let auditor = match &config.audit {
             Some(a) => {
                 store.ensure_audit_stream(a.max_age).await.map_err(ApiServerError::Audit)?;

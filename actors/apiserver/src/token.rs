@@ -206,7 +206,7 @@ fn now_secs() -> i64 {
 }
 
 /// What a token claims of its ServiceAccount and the object it is bound to.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, Clone, serde::Deserialize)]
 struct Claims {
     #[serde(default)]
     iss: String,
@@ -223,7 +223,7 @@ struct Claims {
 }
 
 /// `aud` is a string or a list of strings.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, Clone, serde::Deserialize)]
 #[serde(untagged)]
 enum Audiences {
     One(String),
@@ -242,7 +242,7 @@ impl Audiences {
     }
 }
 
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, Clone, serde::Deserialize)]
 struct K8sClaims {
     #[serde(default)]
     namespace: String,
@@ -253,7 +253,7 @@ struct K8sClaims {
     node: Option<Ref>,
 }
 
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, Clone, serde::Deserialize)]
 struct Ref {
     #[serde(default)]
     name: String,
@@ -284,10 +284,42 @@ fn meta_of(obj: &CachedObject) -> Option<(String, Option<SystemTime>)> {
 /// token is bound to still existing as they were (same uid) in the watch cache.
 pub struct ServiceAccountTokens {
     pub issuer: std::sync::Arc<TokenIssuer>,
-    pub cache: WatchCache,
+    cache: WatchCache,
+    /// SHA-256 of a token whose signature verified: its claims. A controller or pod sends its
+    /// token with every request; the signature is checked once, the times and the objects it
+    /// is bound to every time.
+    signed: std::sync::Mutex<std::collections::HashMap<[u8; 32], std::sync::Arc<Claims>>>,
 }
 
+/// Tokens whose signature check is remembered; past it, expired ones go, and if none had, the
+/// cache starts over.
+const SIGNED_LIMIT: usize = 50_000;
+
 impl ServiceAccountTokens {
+    pub fn new(issuer: std::sync::Arc<TokenIssuer>, cache: WatchCache) -> Self {
+        ServiceAccountTokens { issuer, cache, signed: Default::default() }
+    }
+
+    /// The claims of `token` if this cluster's key signed it.
+    fn signed_claims(&self, token: &str) -> Option<std::sync::Arc<Claims>> {
+        use sha2::Digest as _;
+        let hash: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        if let Some(claims) = self.signed.lock().unwrap_or_else(|e| e.into_inner()).get(&hash) {
+            return Some(claims.clone());
+        }
+        let claims = std::sync::Arc::new(self.issuer.verify_signature::<Claims>(token)?);
+        let mut signed = self.signed.lock().unwrap_or_else(|e| e.into_inner());
+        if signed.len() >= SIGNED_LIMIT {
+            let now = now_secs();
+            signed.retain(|_, c| c.exp.is_some_and(|exp| exp > now));
+            if signed.len() >= SIGNED_LIMIT {
+                signed.clear();
+            }
+        }
+        signed.insert(hash, claims.clone());
+        Some(claims)
+    }
+
     fn live(&self, resource: &str, namespace: &str, r: &Ref) -> Option<Option<SystemTime>> {
         let obj = self.cache.get(&(String::new(), resource.to_string()), &(namespace.to_string(), r.name.clone()))?;
         let (uid, deleted) = meta_of(&obj)?;
@@ -310,7 +342,7 @@ impl TokenAuthenticator for ServiceAccountTokens {
             let user = crate::authn::bootstrap::authenticate(&self.cache, token)?;
             return Some((user, matched));
         }
-        let claims: Claims = self.issuer.verify_signature(token)?;
+        let claims = self.signed_claims(token)?;
         let now = now_secs();
         let matched: Vec<String> = audiences.iter().filter(|a| claims.aud.contains(a)).map(|a| a.to_string()).collect();
         if claims.iss != ISSUER || matched.is_empty() {
@@ -405,7 +437,7 @@ mod tests {
         put(&cache, "serviceaccounts", Some("team-a"), "reader", json!({"uid": "sa-1"}), 2);
         put(&cache, "pods", Some("team-a"), "worker", json!({"uid": "pod-1"}), 3);
         let issuer = std::sync::Arc::new(TokenIssuer::ephemeral());
-        let tokens = ServiceAccountTokens { issuer: issuer.clone(), cache: cache.clone() };
+        let tokens = ServiceAccountTokens::new(issuer.clone(), cache.clone());
         let api = crate::authn::API_AUDIENCES;
 
         let user = tokens.authenticate_token(&issuer.sign(&claims(600, None)), api).expect("a good token").0;

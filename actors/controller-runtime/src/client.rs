@@ -193,6 +193,11 @@ impl Client {
         Client { api: self.api.clone(), limiter: Some(std::sync::Arc::new(limiter)) }
     }
 
+    /// The same client (connection and rate limit) presenting `credential`.
+    pub fn with_credential(&self, credential: kubus_bus::credential::Credential) -> Client {
+        Client { api: self.api.clone().with_credential(credential), limiter: self.limiter.clone() }
+    }
+
     /// One request; a Status error becomes [`ClientError::Api`].
     pub async fn request(
         &self,
@@ -211,6 +216,9 @@ impl Client {
             .await
             .map_err(|e| ClientError::Transport(e.to_string()))?;
         if code >= 400 {
+            if code == 401 {
+                self.api.credential().refused();
+            }
             return Err(ClientError::Api(Box::new(StatusError::from_status(code, &v))));
         }
         Ok(v)

@@ -8,6 +8,7 @@
 
 pub mod arbiter;
 pub mod client;
+pub mod client_builder;
 pub mod controller;
 pub mod events;
 pub mod informer;

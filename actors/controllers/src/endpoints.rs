@@ -50,6 +50,8 @@ const STALE_RETRY: Duration = Duration::from_millis(100);
 
 pub struct EndpointsController {
     client: Client,
+    /// Writes EndpointSlices (as upstream's EndpointSlice controller).
+    slices_client: Client,
     pods: Informer<Pod>,
     services: Informer<Service>,
     endpoints: Informer<Endpoints>,
@@ -212,7 +214,7 @@ fn slice_owner(slice: &EndpointSlice) -> Option<ObjectKey> {
 }
 
 /// Starts the controller; the future runs it until dropped.
-pub fn run(client: Client, factory: &InformerFactory, workers: usize) -> BoxFuture<'static, ()> {
+pub fn run(client: Client, slices_client: Client, factory: &InformerFactory, workers: usize) -> BoxFuture<'static, ()> {
     let (pods, services) = (factory.get::<Pod>(), factory.get::<Service>());
     let (endpoints, slices) = (factory.get::<Endpoints>(), factory.get::<EndpointSlice>());
     indexes::by_label(&pods);
@@ -267,6 +269,7 @@ pub fn run(client: Client, factory: &InformerFactory, workers: usize) -> BoxFutu
         .workers(workers);
     let reconciler = EndpointsController {
         client,
+        slices_client,
         pods,
         services,
         endpoints,
@@ -275,6 +278,14 @@ pub fn run(client: Client, factory: &InformerFactory, workers: usize) -> BoxFutu
         endpoints_writes: WriteTracker::default(),
     };
     ctrl.run(Arc::new(reconciler))
+}
+
+async fn delete_ignoring_absent<K: Object>(client: &Client, ns: &str, name: &str) -> Result<(), Error> {
+    match client.delete::<K>(ns, name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 impl EndpointsController {
@@ -286,28 +297,20 @@ impl EndpointsController {
     /// Writes a plan of the Service's slices, recording each write for [`WriteTracker`].
     async fn write_slices(&self, key: &ObjectKey, plan: endpointslice::Plan) -> Result<(), Error> {
         for slice in &plan.create {
-            let made = self.client.create(slice).await?;
+            let made = self.slices_client.create(slice).await?;
             self.slice_writes.wrote(key, made.name(), made.resource_version());
         }
         for slice in &plan.update {
-            let made = self.client.replace(slice).await?;
+            let made = self.slices_client.replace(slice).await?;
             self.slice_writes.wrote(key, made.name(), made.resource_version());
         }
         // Deletes last: what replaces a deleted slice (one of an earlier Service of this name, or
         // of the other manager) is there first.
         for name in &plan.delete {
-            self.delete_ignoring_absent::<EndpointSlice>(&key.0, name).await?;
+            delete_ignoring_absent::<EndpointSlice>(&self.slices_client, &key.0, name).await?;
             self.slice_writes.deleted(key, name);
         }
         Ok(())
-    }
-
-    async fn delete_ignoring_absent<K: Object>(&self, ns: &str, name: &str) -> Result<(), Error> {
-        match self.client.delete::<K>(ns, name, &DeleteParams::default()).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_not_found() => Ok(()),
-            Err(e) => Err(e.into()),
-        }
     }
 
     /// Brings the Service's slices of `managed_by` to `desired` (None: it should have none) and
@@ -347,7 +350,7 @@ impl EndpointsController {
             self.slice_writes.forget(key);
             self.endpoints_writes.forget(key);
             if self.endpoints.get_key(key).is_some() {
-                self.delete_ignoring_absent::<Endpoints>(ns, name).await?;
+                delete_ignoring_absent::<Endpoints>(&self.client, ns, name).await?;
             }
             return Ok(Action::Done);
         };

@@ -31,6 +31,7 @@ use actix::prelude::*;
 use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::ReplicationController;
+use kubus_controller_runtime::client_builder::{ControllerClients, TokenRenewal};
 use kubus_controller_runtime::{Client, InformerFactory};
 
 /// The controller manager actor: elects itself leader, then runs every controller on a thread
@@ -86,6 +87,10 @@ pub struct ControllerConfig {
     /// The cluster CA (PEM) published to every namespace as `kube-root-ca.crt`; None (a
     /// cluster serving plain HTTP) publishes nothing.
     pub root_ca: Option<String>,
+    /// Each controller acts as its own ServiceAccount in kube-system, with only its
+    /// `system:controller:*` role (upstream's --use-service-account-credentials, which kubeadm
+    /// sets); off, every controller acts as the controller manager.
+    pub use_service_account_credentials: bool,
 }
 
 /// Default --kube-api-qps. Upstream's 20 suits a remote API server shared by thousands of
@@ -115,6 +120,7 @@ impl Default for ControllerConfig {
             concurrent_namespace_syncs: namespace::WORKERS,
             horizontal_pod_autoscaler: Default::default(),
             root_ca: None,
+            use_service_account_credentials: false,
         }
     }
 }
@@ -138,64 +144,125 @@ impl ControllerManager {
     fn lead(&mut self, _: &mut Context<Self>) {
         let factory = &self.informers;
         let c = &self.config;
-        // Each controller's client has its own token bucket, as each of upstream's does.
-        let client = |name: &str| self.client.with_rate_limit(c.kube_api_qps, c.kube_api_burst, name);
-        let mut controllers: Vec<(&'static str, BoxFuture<'static, ()>)> = vec![
-            (
-                "kcm-replicaset",
-                replicaset::run::<ReplicaSet>(client("replicaset"), factory, c.concurrent_replicaset_syncs),
-            ),
-            (
-                "kcm-replication",
-                replicaset::run::<ReplicationController>(
-                    client("replicationcontroller"),
-                    factory,
-                    c.concurrent_rc_syncs,
-                ),
-            ),
-            ("kcm-deployment", deployment::run(client("deployment"), factory, c.concurrent_deployment_syncs)),
-            ("kcm-job", job::run(client("job"), factory, c.concurrent_job_syncs)),
-            ("kcm-daemonset", daemonset::run(client("daemonset"), factory, c.concurrent_daemonset_syncs)),
-            ("kcm-statefulset", statefulset::run(client("statefulset"), factory, c.concurrent_statefulset_syncs)),
-            ("kcm-disruption", disruption::run(client("disruption"), factory, disruption::WORKERS)),
-            ("kcm-pv", persistentvolume::run(client("persistentvolume"), factory, persistentvolume::WORKERS)),
-            ("kcm-quota", resourcequota::run(client("resourcequota"), factory, resourcequota::WORKERS)),
-            ("kcm-cronjob", cronjob::run(client("cronjob"), factory, c.concurrent_cron_job_syncs)),
-            ("kcm-ttl", ttlafterfinished::run(client("ttlafterfinished"), factory, ttlafterfinished::WORKERS)),
-            (
-                "kcm-hpa",
-                podautoscaler::run(
-                    client("horizontal-pod-autoscaler"),
-                    factory,
-                    podautoscaler::WORKERS,
-                    c.horizontal_pod_autoscaler,
-                ),
-            ),
-            ("kcm-namespace", namespace::run(client("namespace"), factory, c.concurrent_namespace_syncs)),
-            ("kcm-gc", garbagecollector::run(client("garbagecollector"), factory, c.concurrent_gc_syncs)),
-            ("kcm-endpoints", endpoints::run(client("endpoints"), factory, c.concurrent_endpoint_syncs)),
-            ("kcm-nodelife", nodelifecycle::run(client("nodelifecycle"), factory, c.node_monitor_grace_period)),
-            (
-                "kcm-crole-agg",
-                clusterroleaggregation::run(
-                    client("clusterrole-aggregation-controller"),
-                    factory,
-                    clusterroleaggregation::WORKERS,
-                ),
-            ),
-        ];
+        let identities = Identities {
+            manager: &self.client,
+            clients: c.use_service_account_credentials.then(|| ControllerClients::new(self.client.clone())),
+            qps: c.kube_api_qps,
+            burst: c.kube_api_burst,
+        };
+        // (thread name, controller); ServiceAccounts are named as upstream's.
+        let mut controllers: Vec<(&'static str, BoxFuture<'static, ()>)> = Vec::new();
+        let mut start = |thread: &'static str, sa: &str, run: &dyn Fn(Client) -> BoxFuture<'static, ()>| {
+            let (client, renewal) = identities.client(sa, sa);
+            controllers.push((thread, with_token(renewal, run(client))));
+        };
+        start("kcm-replicaset", "replicaset-controller", &|client| {
+            replicaset::run::<ReplicaSet>(client, factory, c.concurrent_replicaset_syncs)
+        });
+        start("kcm-replication", "replication-controller", &|client| {
+            replicaset::run::<ReplicationController>(client, factory, c.concurrent_rc_syncs)
+        });
+        start("kcm-deployment", "deployment-controller", &|client| {
+            deployment::run(client, factory, c.concurrent_deployment_syncs)
+        });
+        start("kcm-job", "job-controller", &|client| job::run(client, factory, c.concurrent_job_syncs));
+        start("kcm-daemonset", "daemon-set-controller", &|client| {
+            daemonset::run(client, factory, c.concurrent_daemonset_syncs)
+        });
+        start("kcm-statefulset", "statefulset-controller", &|client| {
+            statefulset::run(client, factory, c.concurrent_statefulset_syncs)
+        });
+        start("kcm-disruption", "disruption-controller", &|client| {
+            disruption::run(client, factory, disruption::WORKERS)
+        });
+        // Upstream's binder; the PV and PVC protection finalizers it removes are in its rights.
+        start("kcm-pv", "persistent-volume-binder", &|client| {
+            persistentvolume::run(client, factory, persistentvolume::WORKERS)
+        });
+        start("kcm-quota", "resourcequota-controller", &|client| {
+            resourcequota::run(client, factory, resourcequota::WORKERS)
+        });
+        start("kcm-cronjob", "cronjob-controller", &|client| {
+            cronjob::run(client, factory, c.concurrent_cron_job_syncs)
+        });
+        start("kcm-ttl", "ttl-after-finished-controller", &|client| {
+            ttlafterfinished::run(client, factory, ttlafterfinished::WORKERS)
+        });
+        start("kcm-hpa", "horizontal-pod-autoscaler", &|client| {
+            podautoscaler::run(client, factory, podautoscaler::WORKERS, c.horizontal_pod_autoscaler)
+        });
+        start("kcm-gc", "generic-garbage-collector", &|client| {
+            garbagecollector::run(client, factory, c.concurrent_gc_syncs)
+        });
+        start("kcm-nodelife", "node-controller", &|client| {
+            nodelifecycle::run(client, factory, c.node_monitor_grace_period)
+        });
+        start("kcm-crole-agg", "clusterrole-aggregation-controller", &|client| {
+            clusterroleaggregation::run(client, factory, clusterroleaggregation::WORKERS)
+        });
         if let Some(cidr) = c.cluster_cidr {
-            controllers.push(("kcm-nodeipam", nodeipam::run(client("nodeipam"), factory, cidr)));
+            start("kcm-nodeipam", "node-controller", &|client| nodeipam::run(client, factory, cidr));
         }
         if let Some(ca) = c.root_ca.clone() {
-            controllers.push(("kcm-root-ca", rootcacertpublisher::run(client("root-ca-cert-publisher"), factory, ca)));
+            start("kcm-root-ca", "root-ca-cert-publisher", &|client| {
+                rootcacertpublisher::run(client, factory, ca.clone())
+            });
+        }
+        // Two controllers do the work of two of upstream's each, under both identities: the
+        // namespace controller makes each namespace's `default` ServiceAccount as upstream's
+        // service account controller, and the endpoints controller writes EndpointSlices as
+        // upstream's EndpointSlice controller.
+        {
+            let (client, renewal) = identities.client("namespace", "namespace-controller");
+            let (sa_client, sa_renewal) = identities.client("namespace", "service-account-controller");
+            let run = namespace::run(client, sa_client, factory, c.concurrent_namespace_syncs);
+            controllers.push(("kcm-namespace", with_token(renewal, with_token(sa_renewal, run))));
+        }
+        {
+            let (client, renewal) = identities.client("endpoints", "endpoint-controller");
+            let (slice_client, slice_renewal) = identities.client("endpoints", "endpointslice-controller");
+            let run = endpoints::run(client, slice_client, factory, c.concurrent_endpoint_syncs);
+            controllers.push(("kcm-endpoints", with_token(renewal, with_token(slice_renewal, run))));
         }
         for (name, run) in controllers {
             let thread = kubus_controller_runtime::arbiter::named(name);
             thread.spawn(run);
             self.threads.push(thread);
         }
-        tracing::info!("controller manager started");
+        tracing::info!(service_account_credentials = c.use_service_account_credentials, "controller manager started");
+    }
+}
+
+/// Who each controller is to the API servers.
+struct Identities<'a> {
+    manager: &'a Client,
+    /// Per-controller ServiceAccounts (None: every controller acts as the manager).
+    clients: Option<ControllerClients>,
+    qps: f64,
+    burst: u32,
+}
+
+impl Identities<'_> {
+    /// The client of the controller whose rate limiter is `limiter` acting as ServiceAccount
+    /// `sa`, and the renewal of its token. Each controller's client has its own token bucket,
+    /// as each of upstream's does.
+    fn client(&self, limiter: &str, sa: &str) -> (Client, Option<TokenRenewal>) {
+        let base = self.manager.with_rate_limit(self.qps, self.burst, limiter);
+        match &self.clients {
+            Some(clients) => {
+                let c = clients.client_for(sa, &base);
+                (c.client, Some(c.credentials))
+            }
+            None => (base, None),
+        }
+    }
+}
+
+/// `run` once its token is in, renewing it while it runs.
+fn with_token(renewal: Option<TokenRenewal>, run: BoxFuture<'static, ()>) -> BoxFuture<'static, ()> {
+    match renewal {
+        Some(renewal) => renewal.run(run),
+        None => run,
     }
 }
 

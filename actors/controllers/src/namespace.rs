@@ -26,12 +26,19 @@ pub enum Error {
 
 pub struct NamespaceController {
     client: Client,
+    /// Makes `default` ServiceAccounts (as upstream's service account controller).
+    service_accounts_client: Client,
     namespaces: Informer<Namespace>,
     serviceaccounts: Informer<ServiceAccount>,
 }
 
 /// Starts the controller; the future runs it until dropped.
-pub fn run(client: Client, factory: &InformerFactory, workers: usize) -> BoxFuture<'static, ()> {
+pub fn run(
+    client: Client,
+    service_accounts_client: Client,
+    factory: &InformerFactory,
+    workers: usize,
+) -> BoxFuture<'static, ()> {
     let (namespaces, serviceaccounts) = (factory.get::<Namespace>(), factory.get::<ServiceAccount>());
     // A deleted `default` ServiceAccount is made again.
     let default_deleted = |change: &Change<ServiceAccount>| match change {
@@ -41,7 +48,7 @@ pub fn run(client: Client, factory: &InformerFactory, workers: usize) -> BoxFutu
     let ctrl = Controller::new("namespace", namespaces.clone())
         .watches_changes(serviceaccounts.clone(), default_deleted)
         .workers(workers);
-    ctrl.run(Arc::new(NamespaceController { client, namespaces, serviceaccounts }))
+    ctrl.run(Arc::new(NamespaceController { client, service_accounts_client, namespaces, serviceaccounts }))
 }
 
 /// The namespaced resources a namespace is emptied of: every one with its own storage.
@@ -96,7 +103,7 @@ impl NamespaceController {
             },
             ..Default::default()
         };
-        match self.client.create(&sa).await {
+        match self.service_accounts_client.create(&sa).await {
             Ok(_) => Ok(Action::Done),
             Err(e) if e.is_conflict() || e.code() == Some(403) || e.is_not_found() => Ok(Action::Done),
             Err(e) => Err(e.into()),

@@ -87,6 +87,28 @@ rules:
   userGroups: ["system:nodes"]
 - level: Metadata
   users: ["system:kube-controller-manager", "system:kube-scheduler", "system:kube-proxy"]
+# The controllers, each as its ServiceAccount (controller_roles.rs).
+- level: Metadata
+  users: ["system:serviceaccount:kube-system:clusterrole-aggregation-controller",
+    "system:serviceaccount:kube-system:cronjob-controller",
+    "system:serviceaccount:kube-system:daemon-set-controller",
+    "system:serviceaccount:kube-system:deployment-controller",
+    "system:serviceaccount:kube-system:disruption-controller",
+    "system:serviceaccount:kube-system:endpoint-controller",
+    "system:serviceaccount:kube-system:endpointslice-controller",
+    "system:serviceaccount:kube-system:generic-garbage-collector",
+    "system:serviceaccount:kube-system:horizontal-pod-autoscaler",
+    "system:serviceaccount:kube-system:job-controller",
+    "system:serviceaccount:kube-system:namespace-controller",
+    "system:serviceaccount:kube-system:node-controller",
+    "system:serviceaccount:kube-system:persistent-volume-binder",
+    "system:serviceaccount:kube-system:replicaset-controller",
+    "system:serviceaccount:kube-system:replication-controller",
+    "system:serviceaccount:kube-system:resourcequota-controller",
+    "system:serviceaccount:kube-system:root-ca-cert-publisher",
+    "system:serviceaccount:kube-system:service-account-controller",
+    "system:serviceaccount:kube-system:statefulset-controller",
+    "system:serviceaccount:kube-system:ttl-after-finished-controller"]
 - level: Metadata
   resources:
   - {group: "", resources: [secrets, configmaps, serviceaccounts/token]}
@@ -204,6 +226,13 @@ mod tests {
         assert_eq!(p.level(&attrs(node, "update", "coordination.k8s.io", "leases")), Level::None);
         let controllers = UserInfo::new("system:kube-controller-manager", &[]);
         assert_eq!(p.level(&attrs(controllers, "create", "", "pods")), Level::Metadata);
+        // Each controller as its ServiceAccount, as the controller manager.
+        for user in crate::authorization::controller_roles::users() {
+            let controller = UserInfo::new(&user, &["system:serviceaccounts", "system:serviceaccounts:kube-system"]);
+            assert_eq!(p.level(&attrs(controller, "create", "", "pods")), Level::Metadata, "{user}");
+        }
+        let workload = UserInfo::new("system:serviceaccount:kube-system:my-operator", &["system:serviceaccounts"]);
+        assert_eq!(p.level(&attrs(workload, "create", "", "pods")), Level::Request);
         assert_eq!(p.level(&Attributes::non_resource(&admin, "get", "/healthz/etcd")), Level::None);
         assert_eq!(p.level(&Attributes::non_resource(&admin, "post", "/apis/x")), Level::Request);
     }

@@ -16,11 +16,11 @@ const TO_ADMIN: &str = "rbac.authorization.k8s.io/aggregate-to-admin";
 const TO_EDIT: &str = "rbac.authorization.k8s.io/aggregate-to-edit";
 const TO_VIEW: &str = "rbac.authorization.k8s.io/aggregate-to-view";
 
-const READ: &[&str] = &["get", "list", "watch"];
+pub(super) const READ: &[&str] = &["get", "list", "watch"];
 const WRITE: &[&str] = &["create", "delete", "deletecollection", "patch", "update"];
 const READ_WRITE: &[&str] = &["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"];
 
-fn rule(verbs: &[&str], groups: &[&str], resources: &[&str]) -> Value {
+pub(super) fn rule(verbs: &[&str], groups: &[&str], resources: &[&str]) -> Value {
     json!({"verbs": verbs, "apiGroups": groups, "resources": resources})
 }
 fn named(verbs: &[&str], groups: &[&str], resources: &[&str], names: &[&str]) -> Value {
@@ -29,14 +29,19 @@ fn named(verbs: &[&str], groups: &[&str], resources: &[&str], names: &[&str]) ->
 fn urls(verbs: &[&str], urls: &[&str]) -> Value {
     json!({"verbs": verbs, "nonResourceURLs": urls})
 }
-fn events() -> [Value; 2] {
+pub(super) fn events() -> [Value; 2] {
     [
         rule(&["create", "update", "patch"], &[""], &["events"]),
         rule(&["create", "update", "patch"], &["events.k8s.io"], &["events"]),
     ]
 }
 
-fn cluster_role(name: &str, labels: &[(&str, &str)], rules: Vec<Value>, aggregate_from: Option<&str>) -> Value {
+pub(super) fn cluster_role(
+    name: &str,
+    labels: &[(&str, &str)],
+    rules: Vec<Value>,
+    aggregate_from: Option<&str>,
+) -> Value {
     let mut l = serde_json::Map::new();
     l.insert(BOOTSTRAPPING.0.into(), BOOTSTRAPPING.1.into());
     for (k, v) in labels {
@@ -460,6 +465,9 @@ pub fn cluster_roles() -> Vec<Value> {
             None,
         ),
     ]
+    .into_iter()
+    .chain(super::controller_roles::cluster_roles())
+    .collect()
 }
 
 /// A role that may approve the certificate requests of one signer.
@@ -468,7 +476,7 @@ fn approver(name: &str, signer: &str) -> Value {
     cluster_role(&format!("system:certificates.k8s.io:{name}"), &[], vec![rule], None)
 }
 
-fn binding(role: &str, subjects: Vec<Value>) -> Value {
+pub(super) fn binding(role: &str, subjects: Vec<Value>) -> Value {
     named_binding(role, role, subjects)
 }
 fn named_binding(name: &str, role: &str, subjects: Vec<Value>) -> Value {
@@ -518,6 +526,9 @@ pub fn cluster_role_bindings() -> Vec<Value> {
             vec![json!({"kind": "ServiceAccount", "name": "kube-dns", "namespace": "kube-system"})],
         ),
     ]
+    .into_iter()
+    .chain(super::controller_roles::cluster_role_bindings())
+    .collect()
 }
 
 fn may_update(existing: &Value) -> bool {
@@ -737,8 +748,8 @@ mod tests {
 
     #[test]
     fn every_upstream_default_cluster_role_exists() {
-        // kube-apiserver 1.32's default ClusterRoles (without the per-controller
-        // system:controller:* roles, which come with per-controller identities).
+        // kube-apiserver 1.32's default ClusterRoles (the per-controller system:controller:*
+        // roles are those of the controllers Kubus runs: controller_roles.rs).
         let upstream = [
             "admin",
             "cluster-admin",
@@ -775,14 +786,15 @@ mod tests {
         let mut ours: Vec<String> =
             cluster_roles().iter().map(|r| r["metadata"]["name"].as_str().unwrap().to_string()).collect();
         ours.sort();
+        let all = ours.clone();
+        ours.retain(|r| !r.starts_with(super::super::controller_roles::PREFIX));
         // Beside upstream's, only Kubus's own, under its own prefix.
         let (kubus, ours): (Vec<String>, Vec<String>) = ours.into_iter().partition(|r| r.starts_with("kubus:"));
         assert_eq!(kubus, [LOCAL_PATH_PROVISIONER_ROLE, NODES_CLUSTER_CONFIG_ROLE]);
         assert_eq!(ours, upstream);
-        let ours: Vec<String> = ours.into_iter().chain(kubus).collect();
         for b in cluster_role_bindings() {
             let role = b["roleRef"]["name"].as_str().unwrap().to_string();
-            assert!(ours.contains(&role), "binding {} to role {role}, which does not exist", b["metadata"]["name"]);
+            assert!(all.contains(&role), "binding {} to role {role}, which does not exist", b["metadata"]["name"]);
             // Named after its role, or kubeadm's own bindings under their names.
             let name = b["metadata"]["name"].as_str().unwrap();
             assert!(name == role || name.starts_with("kubeadm:"), "{name}");

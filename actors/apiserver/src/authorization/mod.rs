@@ -7,6 +7,7 @@
 //! [`bootstrap`] reconciles the default roles at start, [`review`] serves the access reviews.
 
 pub mod bootstrap;
+pub mod controller_roles;
 pub mod escalation;
 pub mod node;
 pub mod rbac;

@@ -1,7 +1,9 @@
 //! Recording core/v1 Events about objects, as every component does (what `kubectl describe`
 //! and `kubectl get events` show). The same reason and message about the same object bump
 //! the count of one Event instead of creating another, and client-go's [`spam`] filter caps
-//! what one component records about one object.
+//! what one component records about one object. Counts are kept here, as client-go's event
+//! correlator keeps them: a recorder only creates and patches Events (upstream's roles give
+//! controllers no `get` on events).
 
 mod spam;
 
@@ -24,11 +26,16 @@ pub struct Recorder {
     client: Client,
     component: &'static str,
     spam: std::sync::Arc<spam::SpamFilter>,
+    /// The count last written for each Event this recorder made (bounded, as client-go's LRU).
+    counts: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, i32>>>,
 }
+
+/// Events whose counts a recorder remembers (client-go's maxLruCacheEntries).
+const COUNTED_EVENTS: usize = 4096;
 
 impl Recorder {
     pub fn new(client: Client, component: &'static str) -> Self {
-        Recorder { client, component, spam: Default::default() }
+        Recorder { client, component, spam: Default::default(), counts: Default::default() }
     }
 
     /// Records an Event about `obj`. Failures are logged, never returned: events are best
@@ -67,16 +74,32 @@ impl Recorder {
             reporting_instance: Some(self.component.to_string()),
             ..Default::default()
         };
+        let key = format!("{ns}/{event_name}");
         match self.client.create(&event).await {
-            Ok(_) => {}
+            Ok(_) => {
+                self.counted(key, |_| 1);
+            }
             Err(e) if e.is_conflict() || e.is_already_exists() => {
-                if let Ok(existing) = self.client.get::<Event>(&ns, &event_name).await {
-                    let count = existing.count.unwrap_or(1) + 1;
-                    let patch = json!({"count": count, "lastTimestamp": now});
-                    let _ = self.client.merge_patch::<Event>(&ns, &event_name, &patch).await;
+                // Made by this recorder, or by one before a restart (its count is lost then, as
+                // client-go's).
+                let count = self.counted(key, |last| last.unwrap_or(1) + 1);
+                let patch = json!({"count": count, "lastTimestamp": now});
+                if let Err(e) = self.client.merge_patch::<Event>(&ns, &event_name, &patch).await {
+                    tracing::debug!(error = %e, "event count not updated");
                 }
             }
             Err(e) => tracing::debug!(error = %e, "event not recorded"),
         }
+    }
+
+    /// Sets the count remembered for `key` to `next(last)` and returns it.
+    fn counted(&self, key: String, next: impl FnOnce(Option<i32>) -> i32) -> i32 {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let count = next(counts.get(&key).copied());
+        if counts.len() >= COUNTED_EVENTS && !counts.contains_key(&key) {
+            counts.clear();
+        }
+        counts.insert(key, count);
+        count
     }
 }
