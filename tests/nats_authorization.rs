@@ -197,8 +197,35 @@ fn joined_nodes_reach_only_their_own_subjects_and_bad_tokens_nothing() {
     assert!(text.contains("refused bootstrap token \"abcdef\""), "{text}");
     assert!(!c.dir.join("node-x/identity/node.nk").exists());
 
-    // Deleting the token's Secret takes its login away.
-    c.kubectl(&["delete", "secret", "-n", "kube-system", &format!("bootstrap-token-{id}")]).expect_ok();
+    // `kubus token list` and `delete` as kubeadm's: deleting takes the token's login away.
+    let kubus_token = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubus"))
+            .args(["token"])
+            .args(args)
+            .args(["--cluster", "e2e", "--data-dir"])
+            .arg(&c.dir)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, listed, err) = kubus_token(&["list"]);
+    assert!(ok, "{err}");
+    let header: Vec<&str> =
+        listed.lines().next().unwrap().split("   ").map(str::trim).filter(|s| !s.is_empty()).collect();
+    assert_eq!(header, ["TOKEN", "TTL", "EXPIRES", "USAGES", "DESCRIPTION", "EXTRA GROUPS"], "{listed}");
+    let row = listed.lines().find(|l| l.starts_with(&cmd.token)).unwrap_or_else(|| panic!("{listed}"));
+    assert!(row.contains(" 23h ") && row.contains("authentication,signing"), "{row}");
+    assert!(row.contains("system:bootstrappers:kubeadm:default-node-token"), "{row}");
+    let (ok, _, err) = kubus_token(&["delete", "not-a-token"]);
+    assert!(!ok && err.contains("didn't match pattern"), "{err}");
+    let (ok, out, err) = kubus_token(&["delete", &cmd.token]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), format!("bootstrap token \"{id}\" deleted"));
+    assert!(!kubus_token(&["list"]).1.contains(&cmd.token));
     rt.block_on(async {
         let (id, secret) = cmd.token.split_once('.').unwrap();
         let mut refused = false;

@@ -221,6 +221,12 @@ fn controllers_act_as_their_own_service_accounts() {
         c.kubectl(&["get", "serviceaccount", "replicaset-controller", "-n", "kube-system"]).ok.then_some(())
     });
 
+    // The garbage collector, without the rights a role grants, still finishes a foreground
+    // delete of it (owners and finalizers are not an escalation).
+    c.kubectl(&["create", "clusterrole", "powerful", "--verb=*", "--resource=pods,secrets"]).expect_ok();
+    c.kubectl(&["delete", "clusterrole", "powerful", "--cascade=foreground", "--wait=false"]).expect_ok();
+    common::eventually(30, || (!c.kubectl(&["get", "clusterrole", "powerful"]).ok).then_some(()));
+
     // Namespaces get their `default` ServiceAccount (as upstream's service account
     // controller), Services their EndpointSlices (as upstream's EndpointSlice controller).
     c.kubectl(&["create", "namespace", "fresh"]).expect_ok();

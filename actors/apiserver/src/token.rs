@@ -294,6 +294,8 @@ pub struct ServiceAccountTokens {
 /// Tokens whose signature check is remembered; past it, expired ones go, and if none had, the
 /// cache starts over.
 const SIGNED_LIMIT: usize = 50_000;
+/// Tokens longer than this (many audiences) are checked every time.
+const MAX_CACHED_TOKEN: usize = 4096;
 
 impl ServiceAccountTokens {
     pub fn new(issuer: std::sync::Arc<TokenIssuer>, cache: WatchCache) -> Self {
@@ -308,9 +310,13 @@ impl ServiceAccountTokens {
             return Some(claims.clone());
         }
         let claims = std::sync::Arc::new(self.issuer.verify_signature::<Claims>(token)?);
+        // Only what can authenticate is remembered, and no outsized token.
+        let now = now_secs();
+        if claims.iss != ISSUER || claims.exp.is_none_or(|exp| exp <= now) || token.len() > MAX_CACHED_TOKEN {
+            return Some(claims);
+        }
         let mut signed = self.signed.lock().unwrap_or_else(|e| e.into_inner());
         if signed.len() >= SIGNED_LIMIT {
-            let now = now_secs();
             signed.retain(|_, c| c.exp.is_some_and(|exp| exp > now));
             if signed.len() >= SIGNED_LIMIT {
                 signed.clear();

@@ -20,6 +20,8 @@ pub const NAMESPACE: &str = "kube-system";
 const EXPIRATION: Duration = Duration::from_secs(3600);
 /// Renewed once this share of its life has passed (client-go renews at 80%).
 const RENEW_AT: f64 = 0.8;
+/// The youngest token renewed because it was refused.
+const MIN_AGE: Duration = Duration::from_secs(10);
 /// Between failed attempts, doubling up to the cap.
 const RETRY: Duration = Duration::from_millis(500);
 const RETRY_CAP: Duration = Duration::from_secs(30);
@@ -82,13 +84,18 @@ impl TokenRenewal {
         })
     }
 
-    /// Keeps the token fresh: at its due time, or when the API server refused it.
+    /// Keeps the token fresh: at its due time, or when the API server refused it (but not
+    /// more often than [`MIN_AGE`]: a token issued and then refused again, as for a
+    /// ServiceAccount being deleted, must not turn every failed request into a TokenRequest).
     async fn renew(&self, mut valid_for: Duration) {
         loop {
+            let obtained = tokio::time::Instant::now();
+            let due = obtained + valid_for.mul_f64(RENEW_AT);
             tokio::select! {
-                _ = tokio::time::sleep(valid_for.mul_f64(RENEW_AT)) => {}
+                _ = tokio::time::sleep_until(due) => {}
                 _ = self.token.stale.notified() => {
                     tracing::info!(controller = %self.name, "token refused; renewing it");
+                    tokio::time::sleep_until((obtained + MIN_AGE).min(due)).await;
                 }
             }
             valid_for = self.obtain().await;

@@ -152,59 +152,60 @@ impl ControllerManager {
         };
         // (thread name, controller); ServiceAccounts are named as upstream's.
         let mut controllers: Vec<(&'static str, BoxFuture<'static, ()>)> = Vec::new();
-        let mut start = |thread: &'static str, sa: &str, run: &dyn Fn(Client) -> BoxFuture<'static, ()>| {
-            let (client, renewal) = identities.client(sa, sa);
-            controllers.push((thread, with_token(renewal, run(client))));
-        };
-        start("kcm-replicaset", "replicaset-controller", &|client| {
+        let mut start =
+            |thread: &'static str, limiter: &str, sa: &str, run: &dyn Fn(Client) -> BoxFuture<'static, ()>| {
+                let (client, renewal) = identities.client(&identities.limited(limiter), sa);
+                controllers.push((thread, with_token(renewal, run(client))));
+            };
+        start("kcm-replicaset", "replicaset", "replicaset-controller", &|client| {
             replicaset::run::<ReplicaSet>(client, factory, c.concurrent_replicaset_syncs)
         });
-        start("kcm-replication", "replication-controller", &|client| {
+        start("kcm-replication", "replicationcontroller", "replication-controller", &|client| {
             replicaset::run::<ReplicationController>(client, factory, c.concurrent_rc_syncs)
         });
-        start("kcm-deployment", "deployment-controller", &|client| {
+        start("kcm-deployment", "deployment", "deployment-controller", &|client| {
             deployment::run(client, factory, c.concurrent_deployment_syncs)
         });
-        start("kcm-job", "job-controller", &|client| job::run(client, factory, c.concurrent_job_syncs));
-        start("kcm-daemonset", "daemon-set-controller", &|client| {
+        start("kcm-job", "job", "job-controller", &|client| job::run(client, factory, c.concurrent_job_syncs));
+        start("kcm-daemonset", "daemonset", "daemon-set-controller", &|client| {
             daemonset::run(client, factory, c.concurrent_daemonset_syncs)
         });
-        start("kcm-statefulset", "statefulset-controller", &|client| {
+        start("kcm-statefulset", "statefulset", "statefulset-controller", &|client| {
             statefulset::run(client, factory, c.concurrent_statefulset_syncs)
         });
-        start("kcm-disruption", "disruption-controller", &|client| {
+        start("kcm-disruption", "disruption", "disruption-controller", &|client| {
             disruption::run(client, factory, disruption::WORKERS)
         });
         // Upstream's binder; the PV and PVC protection finalizers it removes are in its rights.
-        start("kcm-pv", "persistent-volume-binder", &|client| {
+        start("kcm-pv", "persistentvolume", "persistent-volume-binder", &|client| {
             persistentvolume::run(client, factory, persistentvolume::WORKERS)
         });
-        start("kcm-quota", "resourcequota-controller", &|client| {
+        start("kcm-quota", "resourcequota", "resourcequota-controller", &|client| {
             resourcequota::run(client, factory, resourcequota::WORKERS)
         });
-        start("kcm-cronjob", "cronjob-controller", &|client| {
+        start("kcm-cronjob", "cronjob", "cronjob-controller", &|client| {
             cronjob::run(client, factory, c.concurrent_cron_job_syncs)
         });
-        start("kcm-ttl", "ttl-after-finished-controller", &|client| {
+        start("kcm-ttl", "ttlafterfinished", "ttl-after-finished-controller", &|client| {
             ttlafterfinished::run(client, factory, ttlafterfinished::WORKERS)
         });
-        start("kcm-hpa", "horizontal-pod-autoscaler", &|client| {
+        start("kcm-hpa", "horizontal-pod-autoscaler", "horizontal-pod-autoscaler", &|client| {
             podautoscaler::run(client, factory, podautoscaler::WORKERS, c.horizontal_pod_autoscaler)
         });
-        start("kcm-gc", "generic-garbage-collector", &|client| {
+        start("kcm-gc", "garbagecollector", "generic-garbage-collector", &|client| {
             garbagecollector::run(client, factory, c.concurrent_gc_syncs)
         });
-        start("kcm-nodelife", "node-controller", &|client| {
+        start("kcm-nodelife", "nodelifecycle", "node-controller", &|client| {
             nodelifecycle::run(client, factory, c.node_monitor_grace_period)
         });
-        start("kcm-crole-agg", "clusterrole-aggregation-controller", &|client| {
+        start("kcm-crole-agg", "clusterrole-aggregation-controller", "clusterrole-aggregation-controller", &|client| {
             clusterroleaggregation::run(client, factory, clusterroleaggregation::WORKERS)
         });
         if let Some(cidr) = c.cluster_cidr {
-            start("kcm-nodeipam", "node-controller", &|client| nodeipam::run(client, factory, cidr));
+            start("kcm-nodeipam", "nodeipam", "node-controller", &|client| nodeipam::run(client, factory, cidr));
         }
         if let Some(ca) = c.root_ca.clone() {
-            start("kcm-root-ca", "root-ca-cert-publisher", &|client| {
+            start("kcm-root-ca", "root-ca-cert-publisher", "root-ca-cert-publisher", &|client| {
                 rootcacertpublisher::run(client, factory, ca.clone())
             });
         }
@@ -213,14 +214,16 @@ impl ControllerManager {
         // service account controller, and the endpoints controller writes EndpointSlices as
         // upstream's EndpointSlice controller.
         {
-            let (client, renewal) = identities.client("namespace", "namespace-controller");
-            let (sa_client, sa_renewal) = identities.client("namespace", "service-account-controller");
+            let limited = identities.limited("namespace");
+            let (client, renewal) = identities.client(&limited, "namespace-controller");
+            let (sa_client, sa_renewal) = identities.client(&limited, "service-account-controller");
             let run = namespace::run(client, sa_client, factory, c.concurrent_namespace_syncs);
             controllers.push(("kcm-namespace", with_token(renewal, with_token(sa_renewal, run))));
         }
         {
-            let (client, renewal) = identities.client("endpoints", "endpoint-controller");
-            let (slice_client, slice_renewal) = identities.client("endpoints", "endpointslice-controller");
+            let limited = identities.limited("endpoints");
+            let (client, renewal) = identities.client(&limited, "endpoint-controller");
+            let (slice_client, slice_renewal) = identities.client(&limited, "endpointslice-controller");
             let run = endpoints::run(client, slice_client, factory, c.concurrent_endpoint_syncs);
             controllers.push(("kcm-endpoints", with_token(renewal, with_token(slice_renewal, run))));
         }
@@ -243,17 +246,20 @@ struct Identities<'a> {
 }
 
 impl Identities<'_> {
-    /// The client of the controller whose rate limiter is `limiter` acting as ServiceAccount
-    /// `sa`, and the renewal of its token. Each controller's client has its own token bucket,
-    /// as each of upstream's does.
-    fn client(&self, limiter: &str, sa: &str) -> (Client, Option<TokenRenewal>) {
-        let base = self.manager.with_rate_limit(self.qps, self.burst, limiter);
+    /// The manager's client with a token bucket of its own, named `limiter` in the metrics:
+    /// each controller has one, as each of upstream's does.
+    fn limited(&self, limiter: &str) -> Client {
+        self.manager.with_rate_limit(self.qps, self.burst, limiter)
+    }
+
+    /// `base` acting as ServiceAccount `sa`, and the renewal of its token.
+    fn client(&self, base: &Client, sa: &str) -> (Client, Option<TokenRenewal>) {
         match &self.clients {
             Some(clients) => {
-                let c = clients.client_for(sa, &base);
+                let c = clients.client_for(sa, base);
                 (c.client, Some(c.credentials))
             }
-            None => (base, None),
+            None => (base.clone(), None),
         }
     }
 }

@@ -472,7 +472,7 @@ impl Store {
             .map_err(StoreError::unavailable)?;
         let messages = consumer.messages().await.map_err(StoreError::unavailable)?;
         observe("watch", started, true);
-        Ok(Watch::new(messages, self.root.clone(), self.encryption.clone()))
+        Ok(Watch::new(messages, self.root.clone(), self.encryption.clone(), after))
     }
 }
 

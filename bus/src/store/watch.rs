@@ -43,6 +43,10 @@ pub struct Watch {
     encryption: Option<std::sync::Arc<super::encryption::Encryption>>,
     /// Yields when the process reconnected to NATS after this watch began.
     reconnected: futures::stream::BoxStream<'static, ()>,
+    /// The last revision yielded (at first, the one the watch starts after). An ordered
+    /// consumer made again before its first message starts from the stream's beginning
+    /// (async-nats), so older messages can come again: they are skipped, never yielded twice.
+    after: u64,
 }
 
 impl Watch {
@@ -50,13 +54,14 @@ impl Watch {
         messages: Ordered,
         root: String,
         encryption: Option<std::sync::Arc<super::encryption::Encryption>>,
+        after: u64,
     ) -> Self {
         let reconnected = futures::stream::unfold(crate::reconnects(), |mut rx| async move {
             rx.changed().await.ok()?;
             Some(((), rx))
         })
         .boxed();
-        Watch { messages, root, encryption, reconnected }
+        Watch { messages, root, encryption, reconnected, after }
     }
 }
 
@@ -76,6 +81,9 @@ impl Stream for Watch {
             };
             let Ok(info) = msg.info() else { continue };
             let revision = info.stream_sequence;
+            if revision <= self.after {
+                continue;
+            }
             // Subjects outside the key layout are not objects (nothing else should publish
             // here, but a stray message must not end a watch).
             let Some(key) = Key::from_subject(&self.root, msg.subject.as_str()) else {
@@ -94,6 +102,7 @@ impl Stream for Watch {
                 continue;
             };
             WATCH_EVENTS.with_label_values(&[kind.as_str()]).inc();
+            self.after = revision;
             return Poll::Ready(Some(Ok(Event { kind, key, revision, value })));
         }
     }

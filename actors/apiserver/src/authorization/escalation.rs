@@ -9,6 +9,21 @@ use crate::authn::{UserInfo, SYSTEM_PRIVILEGED_GROUP};
 use kubus_apimachinery::StatusError;
 use serde_json::Value;
 
+/// Whether `new` differs from `old` only in what the garbage collector writes (owner
+/// references and finalizers) and what the store stamps (upstream's IsOnlyMutatingGCFields).
+pub fn only_gc_fields_change(old: &Value, new: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            for field in ["ownerReferences", "finalizers", "resourceVersion", "managedFields", "generation"] {
+                meta.remove(field);
+            }
+        }
+        v
+    };
+    strip(old) == strip(new)
+}
+
 /// Checks a write of an RBAC object by `user` (create or update; `obj` is what is stored).
 pub fn check<S: RoleSource + Clone + 'static>(
     source: &S,
@@ -173,6 +188,29 @@ fn compact(r: &PolicyRule) -> String {
         }
     }
     format!("{{{}}}", parts.join(", "))
+}
+
+#[cfg(test)]
+mod gc_fields {
+    use super::only_gc_fields_change;
+    use serde_json::json;
+
+    #[test]
+    fn owners_and_finalizers_are_the_garbage_collectors_only() {
+        let old = json!({"metadata": {"name": "r", "resourceVersion": "1", "finalizers": ["foregroundDeletion"]},
+            "rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}]});
+        let mut gc = old.clone();
+        gc["metadata"]["finalizers"] = json!([]);
+        gc["metadata"]["ownerReferences"] = json!([{"kind": "X", "name": "x", "uid": "u"}]);
+        gc["metadata"]["resourceVersion"] = json!("2");
+        assert!(only_gc_fields_change(&old, &gc));
+        let mut grant = gc.clone();
+        grant["rules"][0]["verbs"] = json!(["*"]);
+        assert!(!only_gc_fields_change(&old, &grant));
+        let mut labels = gc;
+        labels["metadata"]["labels"] = json!({"a": "b"});
+        assert!(!only_gc_fields_change(&old, &labels));
+    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,6 @@ use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kubus_apimachinery::{Object, ObjectExt};
 use serde_json::json;
-use std::hash::{DefaultHasher, Hash, Hasher};
 
 /// `type` of an Event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,8 +25,9 @@ pub struct Recorder {
     client: Client,
     component: &'static str,
     spam: std::sync::Arc<spam::SpamFilter>,
-    /// The count last written for each Event this recorder made (bounded, as client-go's LRU).
-    counts: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, i32>>>,
+    /// The name and count of each Event this recorder made, by aggregation key (bounded, as
+    /// client-go's cache).
+    counts: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (String, i32)>>>,
 }
 
 /// Events whose counts a recorder remembers (client-go's maxLruCacheEntries).
@@ -48,10 +48,26 @@ impl Recorder {
         if !self.spam.allow(self.component, &spam_key, std::time::Instant::now()) {
             return;
         }
-        let mut h = DefaultHasher::new();
-        (K::KIND, reason, message).hash(&mut h);
-        let event_name = format!("{name}.{:08x}", h.finish() as u32);
+        // client-go's aggregation key: the same event about the same object bumps one Event's
+        // count; a new one (or one this recorder has forgotten) is a new Event, named as
+        // client-go names them (`<object>.<unix nanos, hex>`), so two recorders, or one before
+        // and after a restart, never write each other's counts.
+        let key = format!("{}/{}/{ns}/{name}/{}/{event_type:?}/{reason}/{message}", K::API_VERSION, K::KIND, obj.uid());
         let now = kubus_apimachinery::time::now();
+        if let Some((event_name, count)) = self.bump(&key) {
+            let patch = json!({"count": count, "lastTimestamp": now});
+            match self.client.merge_patch::<Event>(&ns, &event_name, &patch).await {
+                Ok(_) => return,
+                // Gone (its time to live passed): made again below.
+                Err(e) if e.is_not_found() => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "event count not updated");
+                    return;
+                }
+            }
+        }
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let event_name = format!("{name}.{nanos:x}");
         let event = Event {
             metadata: ObjectMeta { name: Some(event_name.clone()), namespace: Some(ns.clone()), ..Default::default() },
             involved_object: ObjectReference {
@@ -74,32 +90,28 @@ impl Recorder {
             reporting_instance: Some(self.component.to_string()),
             ..Default::default()
         };
-        let key = format!("{ns}/{event_name}");
         match self.client.create(&event).await {
-            Ok(_) => {
-                self.counted(key, |_| 1);
-            }
-            Err(e) if e.is_conflict() || e.is_already_exists() => {
-                // Made by this recorder, or by one before a restart (its count is lost then, as
-                // client-go's).
-                let count = self.counted(key, |last| last.unwrap_or(1) + 1);
-                let patch = json!({"count": count, "lastTimestamp": now});
-                if let Err(e) = self.client.merge_patch::<Event>(&ns, &event_name, &patch).await {
-                    tracing::debug!(error = %e, "event count not updated");
-                }
-            }
+            Ok(_) => self.remember(key, event_name),
             Err(e) => tracing::debug!(error = %e, "event not recorded"),
         }
     }
 
-    /// Sets the count remembered for `key` to `next(last)` and returns it.
-    fn counted(&self, key: String, next: impl FnOnce(Option<i32>) -> i32) -> i32 {
+    /// The Event recorded for `key` and its count after this one, if this recorder has one.
+    fn bump(&self, key: &str) -> Option<(String, i32)> {
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let count = next(counts.get(&key).copied());
-        if counts.len() >= COUNTED_EVENTS && !counts.contains_key(&key) {
-            counts.clear();
+        let (name, count) = counts.get_mut(key)?;
+        *count += 1;
+        Some((name.clone(), *count))
+    }
+
+    fn remember(&self, key: String, event_name: String) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if counts.len() >= COUNTED_EVENTS {
+            // Full: one goes (its next occurrence is a new Event).
+            if let Some(old) = counts.keys().next().cloned() {
+                counts.remove(&old);
+            }
         }
-        counts.insert(key, count);
-        count
+        counts.insert(key, (event_name, 1));
     }
 }
