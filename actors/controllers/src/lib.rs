@@ -213,20 +213,24 @@ impl ControllerManager {
         // namespace controller makes each namespace's `default` ServiceAccount as upstream's
         // service account controller, and the endpoints controller writes EndpointSlices as
         // upstream's EndpointSlice controller.
-        {
-            let limited = identities.limited("namespace");
-            let (client, renewal) = identities.client(&limited, "namespace-controller");
-            let (sa_client, sa_renewal) = identities.client(&limited, "service-account-controller");
-            let run = namespace::run(client, sa_client, factory, c.concurrent_namespace_syncs);
-            controllers.push(("kcm-namespace", with_token(renewal, with_token(sa_renewal, run))));
-        }
-        {
-            let limited = identities.limited("endpoints");
-            let (client, renewal) = identities.client(&limited, "endpoint-controller");
-            let (slice_client, slice_renewal) = identities.client(&limited, "endpointslice-controller");
-            let run = endpoints::run(client, slice_client, factory, c.concurrent_endpoint_syncs);
-            controllers.push(("kcm-endpoints", with_token(renewal, with_token(slice_renewal, run))));
-        }
+        let mut start_as_two = |thread: &'static str,
+                                limiter: &str,
+                                sas: [&str; 2],
+                                run: &dyn Fn(Client, Client) -> BoxFuture<'static, ()>| {
+            let limited = identities.limited(limiter);
+            let (first, first_renewal) = identities.client(&limited, sas[0]);
+            let (second, second_renewal) = identities.client(&limited, sas[1]);
+            controllers.push((thread, with_token(first_renewal, with_token(second_renewal, run(first, second)))));
+        };
+        start_as_two(
+            "kcm-namespace",
+            "namespace",
+            ["namespace-controller", "service-account-controller"],
+            &|c1, c2| namespace::run(c1, c2, factory, c.concurrent_namespace_syncs),
+        );
+        start_as_two("kcm-endpoints", "endpoints", ["endpoint-controller", "endpointslice-controller"], &|c1, c2| {
+            endpoints::run(c1, c2, factory, c.concurrent_endpoint_syncs)
+        });
         for (name, run) in controllers {
             let thread = kubus_controller_runtime::arbiter::named(name);
             thread.spawn(run);
